@@ -1,0 +1,39 @@
+# One Criterion executable per tests/<layer>/test_<module>.c, registered here so
+# that adding a test file is all it takes to add a test.
+pkg_check_modules(CRITERION REQUIRED IMPORTED_TARGET criterion)
+
+file(GLOB MB_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/*/test_*.c)
+file(GLOB MB_TEST_HELPERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/support/*.c)
+foreach(src ${MB_TEST_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  get_filename_component(dir ${src} DIRECTORY)
+  get_filename_component(layer ${dir} NAME)
+  set(target "${layer}_${name}")
+  add_executable(${target} ${src} ${MB_TEST_HELPERS})
+  target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/tests)
+  target_compile_definitions(${target} PRIVATE
+    MB_SOURCE_DIR="${CMAKE_SOURCE_DIR}" MB_BINARY_DIR="${CMAKE_BINARY_DIR}"
+    MB_CLI_PATH="$<TARGET_FILE:mechbench>")
+  target_link_libraries(${target} PRIVATE mechbench_core PkgConfig::CRITERION)
+  add_dependencies(${target} mechbench)
+  # Criterion forks a worker per test; two jobs match the 2-core CI machine.
+  add_test(NAME ${target} COMMAND ${target} --jobs 2 --short-filename)
+  set_tests_properties(${target} PROPERTIES
+    WORKING_DIRECTORY ${CMAKE_BINARY_DIR} TIMEOUT 900)
+endforeach()
+
+# tests/headertest: every public header compiles alone.
+file(GLOB MB_PUBLIC_HEADERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/include/mechbench/*.h)
+set(_ht_sources "")
+foreach(h ${MB_PUBLIC_HEADERS})
+  get_filename_component(hn ${h} NAME_WE)
+  set(_ht ${CMAKE_BINARY_DIR}/headertest/ht_${hn}.c)
+  file(WRITE ${_ht}.tmp "#include <mechbench/${hn}.h>\nint mb_headertest_${hn}(void);\nint mb_headertest_${hn}(void) { return 0; }\n")
+  configure_file(${_ht}.tmp ${_ht} COPYONLY)
+  list(APPEND _ht_sources ${_ht})
+endforeach()
+if(_ht_sources)
+  add_library(mb_headertest OBJECT ${_ht_sources})
+  target_include_directories(mb_headertest PRIVATE ${CMAKE_SOURCE_DIR}/include)
+  target_link_libraries(mb_headertest PRIVATE mechbench_core)
+endif()

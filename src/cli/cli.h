@@ -1,0 +1,37 @@
+/*
+ * cli.h: shared pieces of the mechbench command-line tool.
+ *
+ * Each subcommand lives in src/cli/cmd_<name>.c, exports
+ * `int mb_cmd_<name>(int argc, char **argv)` (argv[0] is the command name)
+ * and is listed once in src/cli/commands.def.
+ */
+#ifndef MB_CLI_H
+#define MB_CLI_H
+
+#include <stdio.h>
+
+#include <mechbench/error.h>
+
+/* Documented exit codes (README, `mechbench --help`). */
+enum {
+	MB_EXIT_OK = 0,           /* success, gate passed */
+	MB_EXIT_ERROR = 1,        /* runtime error: bad file, I/O, database */
+	MB_EXIT_USAGE = 2,        /* bad command line */
+	MB_EXIT_GATE_FAILED = 3,  /* a REGRESSED metric or a failed absolute threshold */
+	MB_EXIT_INCONCLUSIVE = 4, /* INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED */
+};
+
+#define MB_COMMAND(name, summary) int mb_cmd_##name(int argc, char **argv);
+#include "commands.def"
+#undef MB_COMMAND
+
+/* Prints "mechbench: <message>" for err on stderr and returns MB_EXIT_ERROR. */
+int mb_cli_fail(const mb_error *err);
+/* Prints "mechbench <cmd>: <message>\nTry 'mechbench <cmd> --help'." and
+ * returns MB_EXIT_USAGE. */
+int mb_cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* True when argv holds -h or --help. */
+int mb_cli_wants_help(int argc, char **argv);
+
+#endif

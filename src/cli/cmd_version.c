@@ -1,0 +1,50 @@
+/* cmd_version.c: `mechbench version` / `mechbench --version`. */
+#include "cli.h"
+
+#include <omp.h>
+
+#include <mechbench/buildinfo.h>
+
+static const char usage[] =
+	"usage: mechbench version\n"
+	"       mechbench --version\n\n"
+	"Prints the version, the git commit the binary was built from, the build type,\n"
+	"the compiler, OpenMP's maximum thread count and OpenBLAS's configuration.\n"
+	"The BLAS must be the OpenMP build (parallel mode 2): the pthread build's\n"
+	"threads fight OpenMP's workers (OpenBLAS#3187).\n";
+
+static const char *parallel_name(int p)
+{
+	switch (p) {
+	case 0: return "sequential";
+	case 1: return "pthreads";
+	case 2: return "openmp";
+	default: return "unknown";
+	}
+}
+
+int mb_cmd_version(int argc, char **argv)
+{
+	char cpu[256];
+
+	if (mb_cli_wants_help(argc, argv)) {
+		fputs(usage, stdout);
+		return MB_EXIT_OK;
+	}
+	if (argc > 1)
+		return mb_cli_usage_error("version", "unexpected argument '%s'", argv[1]);
+	mb_cpu_model(cpu, sizeof(cpu));
+	printf("mechbench %s\n", mb_build_version());
+	printf("commit:        %s\n", mb_build_commit());
+	printf("build type:    %s\n", mb_build_type());
+	printf("compiler:      %s\n", mb_build_compiler());
+	printf("openmp:        max threads %d\n", omp_get_max_threads());
+	printf("openblas:      %s\n", mb_blas_config());
+	printf("openblas mode: %s (%d threads, core %s)\n", parallel_name(mb_blas_parallel()),
+	       mb_blas_threads(), mb_blas_core());
+	printf("cpu:           %s\n", cpu);
+	if (mb_blas_parallel() != 2)
+		fprintf(stderr, "mechbench: warning: OpenBLAS is not the OpenMP build; "
+				"timings will suffer (install libopenblas-openmp-dev)\n");
+	return MB_EXIT_OK;
+}

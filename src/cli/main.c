@@ -1,0 +1,89 @@
+/* main.c: mechbench's entry point and command table. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <mechbench/buildinfo.h>
+
+typedef struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} command;
+
+static const command commands[] = {
+#define MB_COMMAND(name, summary) {#name, mb_cmd_##name, summary},
+#include "commands.def"
+#undef MB_COMMAND
+};
+
+static void print_help(FILE *out)
+{
+	fprintf(out,
+		"usage: mechbench <command> [options]\n"
+		"       mechbench --version | --help\n\n"
+		"Reproducible benchmarks and regression gates for mechanistic interpretability.\n\n"
+		"Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out,
+		"\nRun 'mechbench <command> --help' for a command's options.\n\n"
+		"Exit codes:\n"
+		"  0  success (gate passed)\n"
+		"  1  error (bad input file, I/O, database)\n"
+		"  2  usage error (bad command line)\n"
+		"  3  gate failed (a REGRESSED metric or a failed absolute threshold)\n"
+		"  4  inconclusive (INCONCLUSIVE, THRESHOLD-CHANGED, METRIC-CHANGED)\n");
+}
+
+int mb_cli_fail(const mb_error *err)
+{
+	fprintf(stderr, "mechbench: %s\n",
+		err && err->msg[0] ? err->msg : "unknown error");
+	return MB_EXIT_ERROR;
+}
+
+int mb_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mechbench %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'mechbench %s --help'.\n", cmd);
+	return MB_EXIT_USAGE;
+}
+
+int mb_cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_help(stderr);
+		return MB_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		print_help(stdout);
+		return MB_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0)
+		return mb_cmd_version(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "mechbench: unknown command '%s'\nTry 'mechbench --help'.\n", argv[1]);
+	return MB_EXIT_USAGE;
+}
