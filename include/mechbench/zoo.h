@@ -1,0 +1,162 @@
+/*
+ * zoo.h: the model zoo: training recipes (modular addition, induction), their
+ * data generators, and the MANIFEST of the committed zoo.
+ *
+ * Legend: T positions, V vocab, P modulus of modular addition.
+ *
+ * A recipe is a named, fully specified training run: model shape, optimizer,
+ * schedule, data and the post-training checks that say the model really has
+ * its canonical behaviour. Presets are fixed parameter sets of a recipe
+ * ("fast", "paper"); everything a run used is written to its
+ * training_state.json, so a checkpoint says how it was made. The data of every
+ * recipe is a pure function of (seed, named Philox stream, index): the same
+ * recipe and seed give the same bytes of every weight file on any thread count
+ * (trainer.h).
+ */
+#ifndef MECHBENCH_ZOO_H
+#define MECHBENCH_ZOO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <mechbench/adamw.h>
+#include <mechbench/error.h>
+
+typedef enum mb_zoo_task {
+	MB_ZOO_MODADD = 0,    /* "a b =" -> (a + b) mod P */
+	MB_ZOO_INDUCTION = 1, /* next token over sequences with a repeated segment */
+} mb_zoo_task;
+
+#define MB_ZOO_NAME_MAX 32
+
+/* Everything a training run needs. Sizes follow the HF GPT-2 config names. */
+typedef struct mb_zoo_recipe {
+	char name[MB_ZOO_NAME_MAX];   /* recipe name, "modadd" | "induction" */
+	char preset[MB_ZOO_NAME_MAX]; /* "fast" | "paper" | "custom" after overrides */
+	mb_zoo_task task;
+	uint64_t seed; /* model init, data split and data order */
+
+	/* Model (config.json). */
+	int n_layer, n_embd, n_head, n_inner; /* n_inner 0 when attn_only */
+	int vocab_size, n_positions;
+	int attn_only;                  /* no MLP, no ln_2 */
+	int layer_norm;                 /* 1 "LN", 0 "none" */
+	int tie_word_embeddings;        /* 0: lm_head.weight is its own tensor */
+	char activation[16];            /* "relu" | "gelu_new" | "gelu" */
+	double init_std;                /* N(0, init_std) for every weight matrix;
+					 * biases 0, LN weight 1 and bias 0 */
+
+	/* Optimizer and schedule. */
+	mb_adamw_config adamw;
+	int64_t warmup_steps; /* linear warmup (adamw.h mb_lr_warmup) */
+	double clip_norm;     /* global-norm clipping, 0 = off */
+	int64_t steps;        /* optimizer steps */
+	int64_t batch_size;   /* sequences per step; 0 = full batch (modadd) */
+	int64_t eval_every;   /* steps between evaluations (recorded), > 0 */
+
+	/* modadd data: all P^2 pairs, a seeded split of train_frac into train. */
+	int p;
+	double train_frac;
+
+	/* induction data: [BOS] then n_positions-1 tokens drawn without
+	 * replacement from 1..V-1, a segment of length in [seg_min, seg_max]
+	 * copied later in the sequence (induction.c documents the layout). */
+	int seg_min, seg_max;
+
+	/* Post-training checks (zoo verify and zoo train report them). */
+	double check_test_acc;        /* modadd: final test accuracy >= this */
+	double check_induction_score; /* induction: best layer-1 head score >= this */
+	double check_loss_ratio;      /* induction: loss(2nd repeat) <= ratio * loss(1st) */
+} mb_zoo_recipe;
+
+/* The recipes and their presets, in listing order. */
+size_t mb_zoo_recipe_count(void);
+const char *mb_zoo_recipe_name(size_t i);
+const char *mb_zoo_recipe_summary(size_t i);
+/* Preset names of recipe i, NULL-terminated. */
+const char *const *mb_zoo_recipe_presets(size_t i);
+
+/* Fills out with recipe `name` at preset `preset` and seed. MB_ENOTFOUND
+ * names the unknown recipe or preset and lists the known ones. */
+int mb_zoo_recipe_get(mb_zoo_recipe *out, const char *name, const char *preset, uint64_t seed,
+		      mb_error *err);
+
+/* Checks a recipe's fields for consistency (sizes > 0, n_embd % n_head,
+ * modadd vocab == P + 1 and n_positions == 3, induction segments fit, ...);
+ * the message names the field. */
+int mb_zoo_recipe_check(const mb_zoo_recipe *r, mb_error *err);
+
+/* The recipe as a JSON object (every field), for training_state.json. New
+ * reference, NULL on allocation failure. */
+json_t *mb_zoo_recipe_to_json(const mb_zoo_recipe *r);
+
+/* ---- modular addition data ---- */
+
+/* Pair index i in [0, P^2) is (a, b) = (i / P, i % P); its tokens are
+ * [a, b, P] ("a b =", '=' is token P) and its target (a + b) mod P. */
+void mb_zoo_modadd_tokens(int32_t out[3], int p, uint32_t pair);
+int32_t mb_zoo_modadd_target(int p, uint32_t pair);
+
+/* The seeded split: a Philox permutation of 0..P^2-1 (stream
+ * "modadd/split", index 0, under seed); the first round(train_frac * P^2)
+ * entries, sorted ascending, are the train pairs, the rest (sorted) the test
+ * pairs. *out_train and *out_test are malloc'd and owned by the caller. */
+int mb_zoo_modadd_split(uint32_t **out_train, size_t *ntrain, uint32_t **out_test,
+			size_t *ntest, int p, double train_frac, uint64_t seed, mb_error *err);
+
+/* ---- induction data ---- */
+
+/* Where the repeated segment of a sequence lies: tokens[second + j] ==
+ * tokens[first + j] for 0 <= j < len; every other pair of non-BOS positions
+ * holds different tokens. */
+typedef struct mb_zoo_segment {
+	int first, second, len;
+} mb_zoo_segment;
+
+/* Sequence `index` of a stream: tokens (T = r->n_positions) with tokens[0] =
+ * 0 ([BOS]); a pure function of (r->seed, stream, index, the recipe's
+ * sizes). Streams: "induction/train" (the training sequences, index = step
+ * * batch + row) and "induction/eval". */
+void mb_zoo_induction_sequence(int32_t *out, mb_zoo_segment *seg, const mb_zoo_recipe *r,
+			       const char *stream, uint64_t index);
+
+/* Repeated random tokens (TransformerLens's induction-score input):
+ * [BOS, R, R] with R of length len drawn uniformly (with replacement) from
+ * 1..V-1; out holds 2 * len + 1 tokens. Stream "induction/repeated". */
+void mb_zoo_repeated_tokens(int32_t *out, int len, int vocab_size, uint64_t seed,
+			    uint64_t index);
+
+/* ---- MANIFEST of a committed zoo model ---- */
+
+#define MB_ZOO_MANIFEST_MAX_FILES 16
+
+/* baselines/models/<name>/MANIFEST, a small JSON document:
+ * {"name", "preset", "seed", "command", "training_seconds", "machine",
+ *  "threads", "commit", "files": {"config.json": "<sha256>", ...}} */
+typedef struct mb_zoo_manifest {
+	char name[MB_ZOO_NAME_MAX];
+	char preset[MB_ZOO_NAME_MAX];
+	uint64_t seed;
+	char command[512];
+	double training_seconds;
+	char machine[256];
+	int threads;
+	char commit[64];
+	size_t nfiles;
+	char files[MB_ZOO_MANIFEST_MAX_FILES][64];  /* file names, sorted */
+	char sha256[MB_ZOO_MANIFEST_MAX_FILES][65]; /* lower-case hex */
+} mb_zoo_manifest;
+
+/* Reads and validates a MANIFEST (unknown keys, bad hex, too many files are
+ * errors naming path:line:col and the field). */
+int mb_zoo_manifest_read(mb_zoo_manifest *out, const char *path, mb_error *err);
+/* Writes m to path atomically (path.tmp then rename). */
+int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *err);
+/* Checks the sha256 of every file the manifest lists (in dir) and that dir
+ * holds no other regular file than those and MANIFEST. Returns 0 or
+ * MB_EMISMATCH naming the first file that differs (with both digests). */
+int mb_zoo_manifest_check(const mb_zoo_manifest *m, const char *dir, mb_error *err);
+
+#endif
