@@ -82,8 +82,8 @@ static int lit_string(lit *p, char *buf, size_t cap)
 		unsigned char c = (unsigned char)p->s[p->i];
 		if (c == '\\')
 			return lit_fail(p, "escape sequences in strings are not supported");
-		if (c < 0x20)
-			return lit_fail(p, "control character in string");
+		if (c < 0x20 || c >= 0x7f)
+			return lit_fail(p, "control or non-ASCII character in string");
 		if (k + 1 < cap)
 			buf[k++] = (char)c;
 		p->i++;
@@ -271,6 +271,7 @@ static int parse_descr(const char *name, const char *d, mb_dtype *out, mb_error 
 	} codes[] = {{"f4", MB_DTYPE_F32}, {"f8", MB_DTYPE_F64}, {"i4", MB_DTYPE_I32},
 		     {"i8", MB_DTYPE_I64}, {"f2", MB_DTYPE_F16}, {"u1", MB_DTYPE_U8},
 		     {"b1", MB_DTYPE_BOOL}};
+	const char *full = d;
 	char order = d[0];
 
 	if (order == '<' || order == '>' || order == '|' || order == '=')
@@ -289,9 +290,9 @@ static int parse_descr(const char *name, const char *d, mb_dtype *out, mb_error 
 		return 0;
 	}
 	return mb_error_set(err, MB_EINVALID,
-			    "%s: header: descr: unsupported dtype '%.20s' (supported: <f4 <f8 <i4 "
+			    "%s: header: descr: unsupported dtype '%s' (supported: <f4 <f8 <i4 "
 			    "<i8 <f2 |u1 |b1)",
-			    name, d);
+			    name, full);
 }
 
 int mb_npy_read_mem(mb_npy *out, const void *buf, size_t len, const char *name, mb_error *err)
