@@ -309,8 +309,8 @@ static int parse_header(mb_safetensors *st, mb_error *err)
 	st->root = json_loadb((const char *)st->buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!st->root)
 		return mb_error_set(err, MB_EINVALID,
-				    "%s: header: invalid JSON at byte %d (line %d, column %d): %s",
-				    st->name, jerr.position, jerr.line, jerr.column, jerr.text);
+				    "%s: header: invalid JSON at header byte %d: %s", st->name,
+				    jerr.position, jerr.text);
 	if (!json_is_object(st->root))
 		return mb_error_set(err, MB_EINVALID, "%s: header: expected a JSON object, got %s",
 				    st->name, json_kind(st->root));

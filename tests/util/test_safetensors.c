@@ -331,7 +331,7 @@ typedef struct bad_case {
 static bad_case bad_cases[] = {
 	{"{}", 0, 11, "header length 11 is past the end of the file (2 bytes follow the length)"},
 	{"{}", 0, 100000001, "header length 100000001 exceeds the limit of 100000000 bytes"},
-	{"{\"w\": {\"dtype\": \"F32\", ", 0, 0, "header: invalid JSON at byte"},
+	{"{\"w\": {\"dtype\": \"F32\", ", 0, 0, "header: invalid JSON at header byte 23: "},
 	{"", 0, 0, "header: invalid JSON"},
 	{"[1, 2]", 0, 0, "header: expected a JSON object, got an array"},
 	{"{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, 0,
