@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <mechbench/file.h>
 #include <mechbench/json.h>
 #include <mechbench/sha256.h>
 
@@ -118,7 +119,8 @@ cleanup:
 int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *err)
 {
 	json_t *root = json_object(), *files = json_object();
-	char tmp[4096];
+	mb_file_atomic f;
+	char *text = NULL;
 	int error = 0, bad = 0;
 
 	if (!root || !files) {
@@ -141,22 +143,22 @@ int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *
 		error = mb_error_oom(err, "MANIFEST", 0);
 		goto cleanup;
 	}
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
-		error = mb_error_set(err, MB_EINVALID, "%s: path too long", path);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	if (!text) {
+		error = mb_error_oom(err, "MANIFEST text", 0);
 		goto cleanup;
 	}
-	if (json_dump_file(root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) !=
-	    0) {
-		remove(tmp);
-		error = mb_error_set(err, MB_EIO, "%s: cannot write", tmp);
+	error = mb_file_atomic_open(&f, path, err);
+	if (error < 0)
+		goto cleanup;
+	if ((error = mb_file_atomic_write(&f, text, strlen(text), err)) < 0 ||
+	    (error = mb_file_atomic_write(&f, "\n", 1, err)) < 0) {
+		mb_file_atomic_abort(&f);
 		goto cleanup;
 	}
-	if (rename(tmp, path) != 0) {
-		error = mb_error_set(err, MB_EIO, "%s: cannot rename to %s: %s", tmp, path,
-				     strerror(errno));
-		remove(tmp);
-	}
+	error = mb_file_atomic_commit(&f, err);
 cleanup:
+	free(text);
 	json_decref(root);
 	return error;
 }
