@@ -128,6 +128,68 @@ void mb_zoo_induction_sequence(int32_t *out, mb_zoo_segment *seg, const mb_zoo_r
 void mb_zoo_repeated_tokens(int32_t *out, int len, int vocab_size, uint64_t seed,
 			    uint64_t index);
 
+/* ---- training ---- */
+
+/* One evaluation of the model after `step` optimizer steps. */
+typedef struct mb_zoo_eval {
+	int64_t step;
+	/* modadd: mean cross-entropy and accuracy on the train and test pairs */
+	double train_loss, train_acc, test_loss, test_acc;
+	/* induction: mean loss on the tokens of the first and of the second
+	 * occurrence of the segment (its first token excluded, which nothing
+	 * predicts), over the eval sequences; and the best layer-1 induction score
+	 * (TransformerLens: mean attention from position i of the second repeat
+	 * of [BOS, R, R] to position i - |R| + 1) and its head */
+	double rep1_loss, rep2_loss, induction_score;
+	int induction_head;
+} mb_zoo_eval;
+
+typedef struct mb_zoo_progress {
+	const mb_zoo_recipe *recipe;
+	int64_t step, steps; /* optimizer steps done, total */
+	double loss;         /* training loss of the last step */
+	double seconds;      /* wall time since training started */
+	const mb_zoo_eval *eval; /* non-NULL right after an evaluation */
+} mb_zoo_progress;
+
+typedef void (*mb_zoo_progress_fn)(const mb_zoo_progress *p, void *payload);
+
+typedef struct mb_zoo_train_opts {
+	const char *out_dir;        /* the final checkpoint directory (created) */
+	int64_t checkpoint_every;   /* > 0: also out_dir/checkpoints/step_NNNNNN at step 0,
+				     * every N steps and the last step */
+	const char *command;        /* the command line, recorded; may be NULL */
+	mb_zoo_progress_fn progress; /* called after every step; may be NULL */
+	void *payload;
+} mb_zoo_train_opts;
+
+typedef struct mb_zoo_result {
+	int64_t steps;
+	double seconds;        /* training wall time (evaluations and writes included) */
+	double final_loss;     /* training loss of the last step */
+	mb_zoo_eval final;     /* evaluation after the last step */
+	int64_t memorised_step; /* modadd: first evaluated step with train acc >= 0.99, else -1 */
+	int64_t grokked_step;   /* modadd: first evaluated step with test acc >= check_test_acc;
+				 * induction: first with induction score >= check; else -1 */
+	int checks_passed;     /* the recipe's post-training checks all hold */
+	char checks[512];      /* one line per check: what was measured against what */
+} mb_zoo_result;
+
+/*
+ * Trains recipe r from its seed: initialises the weights (N(0, init_std)
+ * matrices from Philox stream "zoo/init", biases 0, LN weight 1), runs
+ * r->steps AdamW steps on the recipe's data (trainer.c documents the data
+ * order), evaluates every eval_every steps and writes the final checkpoint
+ * (config.json, model.safetensors, tokenizer.json, training_state.json) to
+ * opts->out_dir, plus the checkpoint series when asked. The weight files are
+ * bitwise the same for the same recipe on any thread count. training_state.json
+ * records the step, every step's loss, the evaluations, the seed, the
+ * recipe, the checks, the command, the time and the machine. The checks are
+ * evaluated and reported in out; failing them is not an error here.
+ */
+int mb_zoo_train(mb_zoo_result *out, const mb_zoo_recipe *r, const mb_zoo_train_opts *opts,
+		 mb_error *err);
+
 /* ---- MANIFEST of a committed zoo model ---- */
 
 #define MB_ZOO_MANIFEST_MAX_FILES 16
