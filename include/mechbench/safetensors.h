@@ -7,6 +7,8 @@
  * everything before any tensor is used: header length within the file, JSON,
  * known dtypes, shape x dtype size == end - begin, offsets inside the data
  * section, no two tensors overlapping, string-to-string metadata.
+ * Gaps between tensors and bytes after the last one are tolerated (the
+ * reference reader rejects them; nothing we read depends on them).
  */
 #ifndef MECHBENCH_SAFETENSORS_H
 #define MECHBENCH_SAFETENSORS_H
@@ -44,7 +46,16 @@ const mb_st_tensor *mb_safetensors_at(const mb_safetensors *st, size_t i);
 const mb_st_tensor *mb_safetensors_find(const mb_safetensors *st, const char *name);
 /* A __metadata__ value, NULL when absent. Borrowed. */
 const char *mb_safetensors_metadata(const mb_safetensors *st, const char *key);
-/* Raw bytes of a tensor (little-endian, in its own dtype). Borrowed. */
+/* Number of __metadata__ entries, and the i-th (in file order) into *key and
+ * *value (borrowed); MB_ENOTFOUND when i is out of range. */
+size_t mb_safetensors_metadata_count(const mb_safetensors *st);
+int mb_safetensors_metadata_at(const mb_safetensors *st, size_t i, const char **key,
+			       const char **value);
+/* The path or label the object was opened with. Borrowed. */
+const char *mb_safetensors_name(const mb_safetensors *st);
+/* Raw bytes of a tensor (little-endian, in its own dtype). Borrowed. Only
+ * 1-byte aligned in general (the header length need not be a multiple of 8
+ * in files from other writers): read through memcpy or mb_safetensors_read_f32. */
 const void *mb_safetensors_data(const mb_safetensors *st, const mb_st_tensor *t);
 
 /* Converts a tensor to float32 into dst (t->numel floats, caller-owned).
@@ -61,9 +72,15 @@ typedef struct mb_st_entry {
 	const float *data;
 } mb_st_entry;
 
-/* Writes n float32 tensors (stored sorted by name, aligned to 8 bytes) and
- * optional metadata (meta_kv: key, value, key, value, ..., NULL; may be NULL).
- * Written to "<path>.tmp" and renamed: nothing half-written is left at path. */
+/* Writes n float32 tensors and optional metadata (meta_kv: key, value, key,
+ * value, ..., NULL; may be NULL). The header is compact JSON, __metadata__
+ * first (keys sorted), then tensors sorted by name, padded with spaces to a
+ * multiple of 8 bytes, so the data section starts 8-byte aligned; tensors
+ * follow one another without gaps (the reference reader rejects gaps), which
+ * is byte for byte the layout of the reference serializer. Names must be
+ * unique, non-NULL, valid UTF-8 and not "__metadata__"; shapes non-negative.
+ * Written to "<path>.tmp", fsync'd and renamed: on any failure nothing is
+ * left at path (an older file there stays intact) and the .tmp is removed. */
 int mb_safetensors_write_f32(const char *path, const mb_st_entry *entries, size_t n,
 			     const char *const *meta_kv, mb_error *err);
 
