@@ -113,31 +113,26 @@ static float probe_rand(uint64_t *s)
 	return (float)((int)((*s >> 40) % 2001) - 1000) / 1000.0f;
 }
 
-/* One candidate: full call on 3u rows (+ a partial group) against sub-calls
- * starting at rows 0, u and 2u. Runs single-threaded (called from inside a
- * region with omp_set_num_threads(1)). */
-static int probe_one(int u, int K, int N, int trans_w, const float *W, float *A, float *C0,
-		     float *C1)
+#define PROBE_ROWS (3 * 128 + 5) /* every candidate's groups, and a partial one */
+
+/* One candidate u: sub-calls on u-aligned row ranges of lengths that are
+ * multiples of u must reproduce the rows of the full call C0 (PROBE_ROWS rows
+ * of A) bit for bit. Runs single-threaded (called from inside a region with
+ * omp_set_num_threads(1)). */
+static int probe_one(int u, int K, int N, int trans_w, const float *W, const float *A,
+		     const float *C0, float *C1)
 {
-	int rows = 3 * u + (u > 1 ? u / 2 : 0);
-	uint64_t s = 12345u + (uint64_t)u;
 	int ldw = trans_w ? K : N;
+	int starts[4] = {0, u, 2 * u, 5 * u}, lens[4] = {u, 2 * u, u, (PROBE_ROWS / 2) / u * u};
 
-	for (size_t i = 0; i < (size_t)rows * K; i++)
-		A[i] = probe_rand(&s);
-	sgemm1(C0, N, A, K, W, ldw, trans_w, rows, N, K, 1.0f);
-	for (int start = 0; start < 3; start++) {
-		int r0 = start * u, n = 3 * u - r0;
+	for (int i = 0; i < 4; i++) {
+		int r0 = starts[i], n = lens[i];
 
+		if (r0 + n > PROBE_ROWS || n < 1)
+			continue;
 		sgemm1(C1, N, A + (size_t)r0 * K, K, W, ldw, trans_w, n, N, K, 1.0f);
 		if (memcmp(C1, C0 + (size_t)r0 * N, sizeof(float) * (size_t)n * N) != 0)
 			return 0;
-		if (start == 1) {
-			/* one group alone */
-			sgemm1(C1, N, A + (size_t)r0 * K, K, W, ldw, trans_w, u, N, K, 1.0f);
-			if (memcmp(C1, C0 + (size_t)r0 * N, sizeof(float) * (size_t)u * N) != 0)
-				return 0;
-		}
 	}
 	return 1;
 }
@@ -146,26 +141,28 @@ int mb_k_gemm_probe_group(int K, int N, int trans_w)
 {
 	static const int cand[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
 	const int ncand = (int)(sizeof(cand) / sizeof(cand[0]));
-	int umax = cand[ncand - 1], rows_max = 3 * umax + umax / 2;
 	float *W = NULL, *A = NULL, *C0 = NULL, *C1 = NULL;
 	int found = 0;
 	uint64_t s = 987654321u;
 
-	if (N > 1024)
-		N = 1024;
+	if (N > 512)
+		N = 512;
 	if (K < 1 || N < 1)
 		return 1;
 	W = malloc(sizeof(float) * (size_t)K * N);
-	A = malloc(sizeof(float) * (size_t)rows_max * K);
-	C0 = malloc(sizeof(float) * (size_t)rows_max * N);
-	C1 = malloc(sizeof(float) * (size_t)rows_max * N);
+	A = malloc(sizeof(float) * (size_t)PROBE_ROWS * K);
+	C0 = malloc(sizeof(float) * (size_t)PROBE_ROWS * N);
+	C1 = malloc(sizeof(float) * (size_t)PROBE_ROWS * N);
 	if (!W || !A || !C0 || !C1)
 		goto cleanup;
 	for (size_t i = 0; i < (size_t)K * N; i++)
 		W[i] = probe_rand(&s) * 0.05f;
+	for (size_t i = 0; i < (size_t)PROBE_ROWS * K; i++)
+		A[i] = probe_rand(&s);
 #pragma omp parallel num_threads(1)
 	{
 		omp_set_num_threads(1);
+		sgemm1(C0, N, A, K, W, trans_w ? K : N, trans_w, PROBE_ROWS, N, K, 1.0f);
 		for (int i = 0; i < ncand && !found; i++)
 			if (probe_one(cand[i], K, N, trans_w, W, A, C0, C1))
 				found = cand[i];
