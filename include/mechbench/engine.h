@@ -182,7 +182,8 @@ typedef struct mb_engine_rows {
 	int batch;             /* B */
 	int seq;               /* T */
 	int group;             /* U */
-	int rows;              /* R = sum over items of len[b] rounded up to U */
+	int rows;              /* R = sum over items of len[b] rounded up to U (dense rows:
+				  the sum, rounded up to U once) */
 	const int32_t *len;    /* (B) */
 	const int32_t *row0;   /* (B) first row of item b */
 } mb_engine_rows;
@@ -201,6 +202,13 @@ typedef struct mb_engine mb_engine;
 int mb_engine_init(mb_engine **out, const mb_engine_config *cfg, const mb_engine_weights *w,
 		   const mb_engine_opts *opts, mb_error *err);
 void mb_engine_free(mb_engine *e);
+
+/* Dense rows (off by default; for training, where a step is one fixed batch):
+ * later runs pack items back to back and pad only the run's end to U, so a
+ * batch of 3-token items is not padded to U rows each. Results stay the same
+ * bits for any thread count, but batch invariance is lost: an item's bits
+ * may depend on its row offset modulo U. */
+void mb_engine_set_dense_rows(mb_engine *e, int dense);
 
 /* Runs a forward. Checks the run (sizes, token ids < V, lengths, positions,
  * hooks valid for this model, start layer) before computing anything; errors

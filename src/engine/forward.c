@@ -43,6 +43,8 @@ struct mb_engine {
 	int B, T, R;
 	int32_t *len;  /* (max_batch) */
 	int32_t *row0; /* (max_batch) */
+	int32_t *span; /* (max_batch) rows of item b: len[b] and its padding */
+	int dense;     /* mb_engine_set_dense_rows */
 
 	/* logits of the last run */
 	mb_logits_mode lmode;
@@ -93,7 +95,7 @@ static int observes(const mb_hooks *h, mb_hook_kind k, int layer)
 	return h && mb_hooks_observes(h, pt(k, layer));
 }
 
-static int row_len(const mb_engine *e, int b) { return (e->len[b] + e->U - 1) / e->U * e->U; }
+static int row_len(const mb_engine *e, int b) { return e->span[b]; }
 
 /* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */
 static void unpack(const mb_engine *e, float *view, const float *buf, int w, int ld)
@@ -303,8 +305,9 @@ int mb_engine_init(mb_engine **out, const mb_engine_config *cfg, const mb_engine
 	e->gu = e->invariant ? e->U : 0;
 	e->len = calloc((size_t)e->max_batch, sizeof(int32_t));
 	e->row0 = calloc((size_t)e->max_batch, sizeof(int32_t));
-	if (!e->len || !e->row0) {
-		rc = mb_error_oom(err, "engine plan", 2 * sizeof(int32_t) * (size_t)e->max_batch);
+	e->span = calloc((size_t)e->max_batch, sizeof(int32_t));
+	if (!e->len || !e->row0 || !e->span) {
+		rc = mb_error_oom(err, "engine plan", 3 * sizeof(int32_t) * (size_t)e->max_batch);
 		goto cleanup;
 	}
 	D = (size_t)cfg->d_model;
@@ -382,6 +385,7 @@ void mb_engine_free(mb_engine *e)
 	free(e->slots);
 	free(e->len);
 	free(e->row0);
+	free(e->span);
 	free(e->logits);
 	free(e->sel_x);
 	free(e->view);
@@ -390,6 +394,8 @@ void mb_engine_free(mb_engine *e)
 	free(e->result);
 	free(e);
 }
+
+void mb_engine_set_dense_rows(mb_engine *e, int dense) { e->dense = dense != 0; }
 
 /* Run checks --------------------------------------------------------------- */
 
@@ -885,7 +891,15 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 	for (int b = 0; b < e->B; b++) {
 		e->len[b] = r->lengths ? r->lengths[b] : r->seq;
 		e->row0[b] = e->R;
-		e->R += row_len(e, b);
+		e->span[b] = e->dense ? e->len[b] : (e->len[b] + e->U - 1) / e->U * e->U;
+		e->R += e->span[b];
+	}
+	if (e->dense) {
+		/* only the run's end is padded to the row group: the last item owns it */
+		int Rp = (e->R + e->U - 1) / e->U * e->U;
+
+		e->span[e->B - 1] += Rp - e->R;
+		e->R = Rp;
 	}
 	mb_hooks_begin_run(r->hooks);
 	resid = slot(e, l0)->resid_pre;
