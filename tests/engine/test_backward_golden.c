@@ -32,13 +32,12 @@
 /* Max |got - want| over all entries and the count outside ATOL + RTOL |want|. */
 static long compare_all(const char *label, const float *got, const mb_npy *want, double *mx)
 {
-	const double ATOL = ATOL_PARAM;
 	const float *w = want->data;
 	long bad = 0;
 	*mx = 0;
 	for (size_t i = 0; i < want->numel; i++) {
 		double d = fabs((double)got[i] - (double)w[i]);
-		if (!(d <= ATOL + RTOL * fabs((double)w[i])))
+		if (!(d <= ATOL_PARAM + RTOL * fabs((double)w[i])))
 			bad++;
 		if (!(d <= *mx))
 			*mx = d;
