@@ -60,8 +60,8 @@ int mb_checkpoint_write(const char *dir, const mb_engine_config *cfg, const mb_e
 /* A WordLevel tokenizer.json (HF tokenizers format, WhitespaceSplit
  * pre-tokenizer, no normalizer, post-processor or decoder) whose vocabulary
  * is tokens[0..n) with ids 0..n-1; ids listed in special (n_special of them)
- * are also added_tokens marked special. unk names the unknown-word token
- * ("<unk>"), which need not be in the vocabulary. Returns a malloc'd string,
+ * are also added_tokens marked special. unk names the unknown-word token,
+ * one of tokens (mechbench's loader requires it in the vocabulary). Returns a malloc'd string,
  * NULL on allocation failure. */
 char *mb_checkpoint_wordlevel_tokenizer(const char *const *tokens, int n, const int *special,
 					int n_special, const char *unk);

@@ -146,8 +146,12 @@ static char *make_tokenizer(const mb_zoo_recipe *r)
 		else
 			snprintf(names[i], 16, i == 0 ? "<bos>" : "t%d", i);
 	}
+	/* The vocabulary is exactly the model's (p + 1 for modadd): the unknown
+	 * word maps to an existing token ('=' / <bos>), which the recipes' data
+	 * never needs (the loader requires unk_token to be in the vocabulary). */
 	json = mb_checkpoint_wordlevel_tokenizer((const char *const *)names, V, special,
-						 r->task == MB_ZOO_MODADD ? 0 : 1, "<unk>");
+						 r->task == MB_ZOO_MODADD ? 0 : 1,
+						 r->task == MB_ZOO_MODADD ? "=" : "<bos>");
 cleanup:
 	for (int i = 0; i < V; i++)
 		free(names[i]);
