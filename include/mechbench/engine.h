@@ -175,6 +175,11 @@ typedef struct mb_engine_acts {
 	float *lnf_mean;               /* (R) */
 	float *lnf_rstd;               /* (R) */
 	float *lnf_out;                /* (R, D) */
+	int tail;                      /* 0, or B: the run used the compact tail, and the last
+					  layer's attn_out, resid_mid, ln2_*, mlp_* and
+					  resid_final, lnf_* hold item b's last position in row b
+					  (rows 0..B-1) and nothing else */
+	float *tail_z;                 /* (B, D) with tail: the last layer's z at those rows */
 } mb_engine_acts;
 
 /* The packed-row plan of the last run. */
@@ -209,6 +214,14 @@ void mb_engine_free(mb_engine *e);
  * bits for any thread count, but batch invariance is lost: an item's bits
  * may depend on its row offset modulo U. */
 void mb_engine_set_dense_rows(mb_engine *e, int dense);
+
+/* Compact tail (off by default; for training on the last position, e.g.
+ * modular addition): a run with MB_LOGITS_LAST, no hooks, no start_z and every
+ * item of length T computes the last layer after the attention (attn_out, the
+ * MLP, LN_f, the logits) only at each item's last position, in B compact rows
+ * (mb_engine_acts.tail). The logits are what the full run gives to rounding
+ * (the same kernels on fewer rows). */
+void mb_engine_set_compact_tail(mb_engine *e, int compact);
 
 /* Runs a forward. Checks the run (sizes, token ids < V, lengths, positions,
  * hooks valid for this model, start layer) before computing anything; errors

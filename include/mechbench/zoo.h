@@ -190,6 +190,26 @@ typedef struct mb_zoo_result {
 int mb_zoo_train(mb_zoo_result *out, const mb_zoo_recipe *r, const mb_zoo_train_opts *opts,
 		 mb_error *err);
 
+/* The same training, one step at a time (benchmarks, tests). */
+typedef struct mb_zoo_trainer mb_zoo_trainer;
+
+/* Initialises the weights, data, engine, backward and optimizer of r (copied)
+ * exactly as mb_zoo_train does. */
+int mb_zoo_trainer_init(mb_zoo_trainer **out, const mb_zoo_recipe *r, mb_error *err);
+void mb_zoo_trainer_free(mb_zoo_trainer *t);
+/* One optimizer step; *loss (may be NULL) gets its training loss (before the
+ * update). */
+int mb_zoo_trainer_step(mb_zoo_trainer *t, double *loss, mb_error *err);
+/* Evaluates the current weights (recorded like mb_zoo_train's evaluations). */
+int mb_zoo_trainer_eval(mb_zoo_trainer *t, mb_zoo_eval *out, mb_error *err);
+/* Writes config.json, model.safetensors and tokenizer.json of the current
+ * weights to dir. */
+int mb_zoo_trainer_write_model(const mb_zoo_trainer *t, const char *dir, mb_error *err);
+/* modadd: the train pairs in the order a full-batch step feeds them. */
+const uint32_t *mb_zoo_trainer_train_pairs(const mb_zoo_trainer *t, size_t *n);
+/* The parameter block (engine layout). */
+const float *mb_zoo_trainer_params(const mb_zoo_trainer *t, size_t *n);
+
 /* ---- MANIFEST of a committed zoo model ---- */
 
 #define MB_ZOO_MANIFEST_MAX_FILES 16

@@ -276,14 +276,14 @@ static void gemm_tn(float *dW, const float *X, int ldx, const float *dY, int ldy
 	}
 }
 
-/* LayerNorm backward over R rows: dxhat = dy * w (or dy without LN; written
+/* LayerNorm backward over R rows (the run's, or the compact tail's): dxhat = dy * w (or dy without LN; written
  * to bw->dxhat for the hook), then dres += rstd (dxhat - mean(dxhat) - xhat
  * mean(dxhat xhat)). With LN and gw/gb non-NULL, gw = sum_r dy xhat and
  * gb = sum_r dy. */
-static void ln_backward(mb_backward *bw, float *dres, const float *dy, const float *xhat,
+static void ln_backward(mb_backward *bw, int R, float *dres, const float *dy, const float *xhat,
 			const float *rstd, const float *w, float *gw, float *gb)
 {
-	const int D = bw->cfg->d_model, R = bw->rows.rows;
+	const int D = bw->cfg->d_model;
 	const int ln = bw->cfg->norm == MB_NORM_LN;
 	float *dxh = bw->dxhat;
 
@@ -533,6 +533,18 @@ static int unembed_backward(mb_backward *bw, const mb_run *run, const mb_engine_
 			dunemb = g->unembed;
 		}
 	}
+	if (a->tail > 0) {
+		/* compact tail: lnf_out rows 0..B-1 are the last positions */
+		int S = a->tail;
+
+		mb_k_gemm(bw->dtmp, D, bw->dlogits, V, w->unembed, D, 0, S, D, V, 1.0f, bw->gu);
+		if (dunemb)
+			gemm_tn(dunemb, bw->dlogits, V, a->lnf_out, D, S, V, D);
+		memset(bw->dres, 0, sizeof(float) * (size_t)S * D);
+		ln_backward(bw, S, bw->dres, bw->dtmp, a->lnf_xhat, a->lnf_rstd, w->lnf_w,
+			    g ? g->lnf_w : NULL, g ? g->lnf_b : NULL);
+		return 0;
+	}
 	memset(bw->dtmp, 0, sizeof(float) * (size_t)R * D);
 	if (run->logits == MB_LOGITS_ALL) {
 		rc = grow(&bw->dlog, &bw->dlog_cap, (size_t)R * V, "packed dlogits", err);
@@ -576,18 +588,20 @@ static int unembed_backward(mb_backward *bw, const mb_run *run, const mb_engine_
 	}
 	/* LN_f: dtmp is dlnf_out. */
 	memset(bw->dres, 0, sizeof(float) * (size_t)R * D);
-	ln_backward(bw, bw->dres, bw->dtmp, a->lnf_xhat, a->lnf_rstd, w->lnf_w, g ? g->lnf_w : NULL,
-		    g ? g->lnf_b : NULL);
+	ln_backward(bw, R, bw->dres, bw->dtmp, a->lnf_xhat, a->lnf_rstd, w->lnf_w,
+		    g ? g->lnf_w : NULL, g ? g->lnf_b : NULL);
 	return deliver_rows(bw, h, pt(MB_HOOK_LN_FINAL_NORMALIZED, -1), bw->dxhat, D, D, err);
 }
 
-static int mlp_backward(mb_backward *bw, int l, const mb_engine_weights *g, const mb_hooks *h,
-			mb_error *err)
+/* The MLP of layer l over R rows (the run's, valid marks its valid rows; or
+ * the compact tail's, valid NULL: all rows). */
+static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *valid,
+			const mb_engine_weights *g, const mb_hooks *h, mb_error *err)
 {
 	const mb_engine_config *c = bw->cfg;
 	const mb_engine_layer_acts *a = &mb_engine_activations(bw->e)->layer[l];
 	const mb_engine_weights *w = mb_engine_w(bw->e);
-	const int D = c->d_model, M = c->d_mlp, R = bw->rows.rows;
+	const int D = c->d_model, M = c->d_mlp;
 	const float *proj_w = w->proj_w + (size_t)l * M * D, *fc_w = w->fc_w + (size_t)l * D * M;
 	int rc;
 
@@ -608,7 +622,7 @@ static int mlp_backward(mb_backward *bw, int l, const mb_engine_weights *g, cons
 		float *d = bw->dmlp + (size_t)r * M;
 		const float *x = a->mlp_pre + (size_t)r * M;
 
-		if (!bw->valid[r]) {
+		if (valid && !valid[r]) {
 			memset(d, 0, sizeof(float) * (size_t)M);
 			continue;
 		}
@@ -624,7 +638,7 @@ static int mlp_backward(mb_backward *bw, int l, const mb_engine_weights *g, cons
 	}
 	/* dln2_out (R, D) = dpre (R, M) W_fc^T, W_fc (D, M) */
 	mb_k_gemm(bw->dtmp, D, bw->dmlp, M, fc_w, M, 1, R, D, M, 1.0f, bw->gu);
-	ln_backward(bw, bw->dres, bw->dtmp, a->ln2_xhat, a->ln2_rstd,
+	ln_backward(bw, R, bw->dres, bw->dtmp, a->ln2_xhat, a->ln2_rstd,
 		    c->norm == MB_NORM_LN ? w->ln2_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln2_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln2_b + (size_t)l * D : NULL);
@@ -686,23 +700,20 @@ static void zero_outside(float *S, int T, int L)
 	}
 }
 
-static int attn_backward(mb_backward *bw, int l, const mb_run *run, const mb_engine_weights *g,
-			 const mb_hooks *h, mb_error *err)
+static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g,
+			      const mb_hooks *h, mb_error *err);
+
+/* Attention of layer l from the residual gradient at resid_mid. */
+static int attn_backward(mb_backward *bw, int l, const mb_engine_weights *g, const mb_hooks *h,
+			 mb_error *err)
 {
 	const mb_engine_config *c = bw->cfg;
 	const mb_engine_layer_acts *a = &mb_engine_activations(bw->e)->layer[l];
 	const mb_engine_weights *w = mb_engine_w(bw->e);
 	const mb_engine_rows *ro = &bw->rows;
-	const int D = c->d_model, H = c->n_head, Dh = c->d_head, R = ro->rows, B = ro->batch;
-	const int T = ro->seq, BH = B * H;
-	const size_t TT = (size_t)T * T;
-	const float scale = 1.0f / sqrtf((float)Dh);
-	const float *qkv_w = w->qkv_w + (size_t)l * D * 3 * D;
-	int obs_p = observes(h, MB_HOOK_PATTERN, l), obs_s = observes(h, MB_HOOK_ATTN_SCORES, l);
-	int full = obs_p || obs_s;
+	const int D = c->d_model, H = c->n_head, R = ro->rows;
 	int rc;
 
-	(void)run;
 	rc = deliver_rows(bw, h, pt(MB_HOOK_ATTN_OUT, l), bw->dres, D, D, err);
 	if (rc < 0)
 		return rc;
@@ -730,6 +741,54 @@ static int attn_backward(mb_backward *bw, int l, const mb_run *run, const mb_eng
 	rc = deliver_rows(bw, h, pt(MB_HOOK_Z, l), bw->dz, D, D, err);
 	if (rc < 0)
 		return rc;
+	return attn_core_backward(bw, l, g, h, err);
+}
+
+/* The compact tail's output projection: dres holds the gradient of the B last
+ * positions in rows 0..B-1; afterwards dres and dz are in the run's rows
+ * (zero but at each item's last row). */
+static void attn_tail_backward(mb_backward *bw, int l, const mb_engine_weights *g)
+{
+	const mb_engine_config *c = bw->cfg;
+	const mb_engine_acts *acts = mb_engine_activations(bw->e);
+	const mb_engine_weights *w = mb_engine_w(bw->e);
+	const mb_engine_rows *ro = &bw->rows;
+	const int D = c->d_model, S = acts->tail, R = ro->rows;
+
+	if (g) {
+		colsum(g->o_b + (size_t)l * D, bw->dres, D, S, D);
+		gemm_tn(g->o_w + (size_t)l * D * D, acts->tail_z, D, bw->dres, D, S, D, D);
+	}
+	/* dz of the last positions into dxhat, the residual gradient into dtmp */
+	mb_k_gemm(bw->dxhat, D, bw->dres, D, w->o_w + (size_t)l * D * D, D, 1, S, D, D, 1.0f,
+		  bw->gu);
+	memcpy(bw->dtmp, bw->dres, sizeof(float) * (size_t)S * D);
+	memset(bw->dres, 0, sizeof(float) * (size_t)R * D);
+	memset(bw->dz, 0, sizeof(float) * (size_t)R * D);
+	for (int b = 0; b < S; b++) {
+		size_t row = (size_t)(ro->row0[b] + ro->len[b] - 1) * D;
+		memcpy(bw->dres + row, bw->dtmp + (size_t)b * D, sizeof(float) * (size_t)D);
+		memcpy(bw->dz + row, bw->dxhat + (size_t)b * D, sizeof(float) * (size_t)D);
+	}
+}
+
+/* Attention of layer l from dz (hook_z's gradient) down to resid_pre: per
+ * (item, head) softmax backward, the QKV projection and LN1. */
+static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g,
+			      const mb_hooks *h, mb_error *err)
+{
+	const mb_engine_config *c = bw->cfg;
+	const mb_engine_layer_acts *a = &mb_engine_activations(bw->e)->layer[l];
+	const mb_engine_weights *w = mb_engine_w(bw->e);
+	const mb_engine_rows *ro = &bw->rows;
+	const int D = c->d_model, H = c->n_head, Dh = c->d_head, R = ro->rows, B = ro->batch;
+	const int T = ro->seq, BH = B * H;
+	const size_t TT = (size_t)T * T;
+	const float scale = 1.0f / sqrtf((float)Dh);
+	const float *qkv_w = w->qkv_w + (size_t)l * D * 3 * D;
+	int obs_p = observes(h, MB_HOOK_PATTERN, l), obs_s = observes(h, MB_HOOK_ATTN_SCORES, l);
+	int full = obs_p || obs_s;
+	int rc;
 
 	/* Per (item, head). dP and dS blocks: the full (B, H, T, T) arrays when a
 	 * pattern or scores gradient is observed, else per-thread scratch. */
@@ -804,7 +863,7 @@ static int attn_backward(mb_backward *bw, int l, const mb_run *run, const mb_eng
 			mb_k_gemm(bw->dtmp, D, bw->dqkv + X * D + hh * Dh, 3 * D,
 				  qkv_w + X * D + hh * Dh, 3 * D, 1, R, D, Dh, 1.0f, bw->gu);
 			memset(dx, 0, sizeof(float) * (size_t)R * D);
-			ln_backward(bw, dx, bw->dtmp, a->ln1_xhat, a->ln1_rstd,
+			ln_backward(bw, R, dx, bw->dtmp, a->ln1_xhat, a->ln1_rstd,
 				    c->norm == MB_NORM_LN ? w->ln1_w + (size_t)l * D : NULL, NULL,
 				    NULL);
 #pragma omp parallel for schedule(static)
@@ -824,7 +883,7 @@ static int attn_backward(mb_backward *bw, int l, const mb_run *run, const mb_eng
 	}
 	/* dln1_out (R, D) = dqkv (R, 3D) W_qkv^T, W_qkv (D, 3D) */
 	mb_k_gemm(bw->dtmp, D, bw->dqkv, 3 * D, qkv_w, 3 * D, 1, R, D, 3 * D, 1.0f, bw->gu);
-	ln_backward(bw, bw->dres, bw->dtmp, a->ln1_xhat, a->ln1_rstd,
+	ln_backward(bw, R, bw->dres, bw->dtmp, a->ln1_xhat, a->ln1_rstd,
 		    c->norm == MB_NORM_LN ? w->ln1_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln1_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln1_b + (size_t)l * D : NULL);
@@ -927,7 +986,7 @@ int mb_backward_run(mb_backward *bw, const mb_run *run, const mb_engine_weights 
 	mb_engine_rows *ro = &bw->rows;
 	const mb_hooks *h = grad_hooks;
 	size_t RD;
-	int rc;
+	int rc, tail;
 
 	mb_engine_rows_of(ro, bw->e);
 	if (!bw->have_dlogits || bw->dl_B != ro->batch ||
@@ -945,6 +1004,11 @@ int mb_backward_run(mb_backward *bw, const mb_run *run, const mb_engine_weights 
 	rc = check_grad_hooks(bw, h, l0, err);
 	if (rc < 0)
 		return rc;
+	tail = mb_engine_activations(bw->e)->tail;
+	if (tail > 0 && h && h->n > 0)
+		return mb_error_set(err, MB_EINVALID,
+				    "backward: gradient hooks need a run without the compact tail "
+				    "(mb_engine_set_compact_tail(e, 0))");
 	RD = (size_t)ro->rows * D;
 	if ((rc = grow(&bw->dres, &bw->dres_cap, RD, "dres", err)) < 0 ||
 	    (rc = grow(&bw->dtmp, &bw->dtmp_cap, RD, "dtmp", err)) < 0 ||
@@ -968,13 +1032,24 @@ int mb_backward_run(mb_backward *bw, const mb_run *run, const mb_engine_weights 
 
 	rc = unembed_backward(bw, run, grads, h, err);
 	for (int l = c->n_layer - 1; l >= l0 && rc == 0; l--) {
+		if (tail && l == c->n_layer - 1) {
+			/* compact tail: the last layer's MLP and output projection on
+			 * the B last positions, then the attention in the run's rows */
+			if (!c->attn_only)
+				rc = mlp_backward(bw, l, tail, NULL, grads, NULL, err);
+			if (rc == 0) {
+				attn_tail_backward(bw, l, grads);
+				rc = attn_core_backward(bw, l, grads, NULL, err);
+			}
+			continue;
+		}
 		rc = deliver_rows(bw, h, pt(MB_HOOK_RESID_POST, l), bw->dres, D, D, err);
 		if (rc == 0 && !c->attn_only)
-			rc = mlp_backward(bw, l, grads, h, err);
+			rc = mlp_backward(bw, l, ro->rows, bw->valid, grads, h, err);
 		if (rc == 0)
 			rc = deliver_rows(bw, h, pt(MB_HOOK_RESID_MID, l), bw->dres, D, D, err);
 		if (rc == 0)
-			rc = attn_backward(bw, l, run, grads, h, err);
+			rc = attn_backward(bw, l, grads, h, err);
 		if (rc == 0)
 			rc = deliver_rows(bw, h, pt(MB_HOOK_RESID_PRE, l), bw->dres, D, D, err);
 	}

@@ -43,7 +43,7 @@
 #define IND_SCORE_BATCH 32
 #define IND_EVAL_BATCH 64
 
-typedef struct trainer {
+struct mb_zoo_trainer {
 	const mb_zoo_recipe *r;
 	mb_engine_config cfg;
 	float *params; /* (NP) */
@@ -65,13 +65,18 @@ typedef struct trainer {
 	int32_t *targets; /* (max_batch, max_seq) */
 	mb_zoo_segment *segs; /* (max_batch) */
 	/* history */
-	double *losses;   /* (steps) */
+	double *losses;   /* (cap_losses) training loss of each step */
+	size_t cap_losses;
 	mb_zoo_eval *evals;
 	size_t nevals, cap_evals;
+	int64_t step; /* optimizer steps taken */
 	time_t started;
 	double t0;
-	const mb_zoo_train_opts *opts;
-} trainer;
+	const mb_zoo_train_opts *opts; /* set by mb_zoo_train */
+	mb_zoo_recipe recipe;          /* a copy: r points here */
+};
+
+typedef struct mb_zoo_trainer trainer;
 
 static double now_seconds(void)
 {
@@ -435,8 +440,7 @@ cleanup:
 static int write_checkpoint(trainer *t, const char *dir, int64_t step, const mb_zoo_result *res,
 			    mb_error *err)
 {
-	mb_checkpoint_info info = {t->r->init_std, t->r->task == MB_ZOO_INDUCTION ? 0 : -1};
-	int error = mb_checkpoint_write(dir, &t->cfg, &t->w, &info, t->tokenizer, err);
+	int error = mb_zoo_trainer_write_model(t, dir, err);
 	if (error == 0)
 		error = write_state(t, dir, step, res, err);
 	return error;
@@ -501,10 +505,12 @@ static void run_checks(trainer *t, mb_zoo_result *res)
 	}
 }
 
-/* ---- the loop ---- */
+/* ---- the step API ---- */
 
-static void trainer_dispose(trainer *t)
+void mb_zoo_trainer_free(mb_zoo_trainer *t)
 {
+	if (!t)
+		return;
 	mb_backward_free(t->bw);
 	mb_engine_free(t->e);
 	mb_adamw_dispose(&t->opt);
@@ -519,11 +525,99 @@ static void trainer_dispose(trainer *t)
 	free(t->segs);
 	free(t->losses);
 	free(t->evals);
+	free(t);
 }
 
-static int train_step(trainer *t, int64_t s, double *loss, mb_error *err)
+int mb_zoo_trainer_init(mb_zoo_trainer **out, const mb_zoo_recipe *recipe, mb_error *err)
+{
+	trainer *t;
+	mb_engine_opts eo;
+	const mb_zoo_recipe *r;
+	int error;
+
+	*out = NULL;
+	error = mb_zoo_recipe_check(recipe, err);
+	if (error < 0)
+		return error;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return mb_error_oom(err, "trainer", sizeof(*t));
+	t->recipe = *recipe;
+	t->r = r = &t->recipe;
+	t->order_epoch = -1;
+	t->started = time(NULL);
+	t->t0 = now_seconds();
+	recipe_engine_config(&t->cfg, r);
+	error = mb_engine_config_check(&t->cfg, err);
+	if (error < 0) {
+		mb_error_prefix(err, "recipe %s", r->name);
+		goto cleanup;
+	}
+	t->np = mb_engine_weights_layout(&t->w, &t->cfg, NULL);
+	t->params = calloc(t->np, sizeof(float));
+	t->grads = calloc(t->np, sizeof(float));
+	if (!t->params || !t->grads) {
+		error = mb_error_oom(err, "parameters and gradients", 2 * t->np * sizeof(float));
+		goto cleanup;
+	}
+	mb_engine_weights_layout(&t->w, &t->cfg, t->params);
+	mb_engine_weights_layout(&t->g, &t->cfg, t->grads);
+	if ((error = init_weights(t, err)) < 0)
+		goto cleanup;
+	t->tokenizer = make_tokenizer(r);
+	if (!t->tokenizer) {
+		error = mb_error_oom(err, "tokenizer.json", 0);
+		goto cleanup;
+	}
+	if (r->task == MB_ZOO_MODADD) {
+		error = mb_zoo_modadd_split(&t->train, &t->ntrain, &t->test, &t->ntest, r->p,
+					    r->train_frac, r->seed, err);
+		if (error < 0)
+			goto cleanup;
+		t->order = malloc(t->ntrain * sizeof(*t->order));
+		t->max_batch = (int)t->ntrain;
+		t->max_seq = 3;
+		if (!t->order) {
+			error = mb_error_oom(err, "data order", t->ntrain * sizeof(*t->order));
+			goto cleanup;
+		}
+	} else {
+		t->max_batch = (int)(r->batch_size > IND_EVAL_BATCH ? r->batch_size : IND_EVAL_BATCH);
+		t->max_seq = r->n_positions;
+	}
+	t->tokens = malloc((size_t)t->max_batch * t->max_seq * sizeof(int32_t));
+	t->targets = malloc((size_t)t->max_batch * t->max_seq * sizeof(int32_t));
+	t->segs = malloc((size_t)t->max_batch * sizeof(*t->segs));
+	if (!t->tokens || !t->targets || !t->segs) {
+		error = mb_error_oom(err, "batch buffers", 0);
+		goto cleanup;
+	}
+	memset(&eo, 0, sizeof(eo));
+	eo.max_batch = t->max_batch;
+	eo.max_seq = t->max_seq;
+	eo.keep_activations = 1;
+	if ((error = mb_engine_init(&t->e, &t->cfg, &t->w, &eo, err)) < 0)
+		goto cleanup;
+	/* One fixed batch per step: no per-item padding to the row group; and
+	 * modadd reads only the last position: the last layer's tail is computed
+	 * there alone. */
+	mb_engine_set_dense_rows(t->e, 1);
+	mb_engine_set_compact_tail(t->e, 1);
+	if ((error = mb_backward_init(&t->bw, t->e, err)) < 0 ||
+	    (error = mb_adamw_init(&t->opt, t->np, &r->adamw, err)) < 0)
+		goto cleanup;
+	*out = t;
+	t = NULL;
+cleanup:
+	mb_zoo_trainer_free(t);
+	return error;
+}
+
+int mb_zoo_trainer_step(mb_zoo_trainer *t, double *out_loss, mb_error *err)
 {
 	const mb_zoo_recipe *r = t->r;
+	int64_t s = t->step + 1;
+	double loss = 0;
 	mb_run run;
 	int error, B;
 
@@ -544,122 +638,100 @@ static int train_step(trainer *t, int64_t s, double *loss, mb_error *err)
 	error = mb_engine_forward(t->e, &run, err);
 	if (error < 0)
 		return error;
-	error = mb_backward_xent(t->bw, t->targets, loss, NULL, err);
+	error = mb_backward_xent(t->bw, t->targets, &loss, NULL, err);
 	if (error < 0)
 		return error;
+	if (!isfinite(loss))
+		return mb_error_set(err, MB_EINVALID, "recipe %s: loss is %g at step %lld", r->name,
+				    loss, (long long)s);
 	error = mb_backward_run(t->bw, &run, &t->g, NULL, err);
 	if (error < 0)
 		return error;
-	if (!isfinite(*loss))
-		return mb_error_set(err, MB_EINVALID, "recipe %s: loss is %g at step %lld", r->name,
-				    *loss, (long long)s);
 	mb_grad_clip(t->grads, t->np, r->clip_norm);
-	mb_adamw_step(&t->opt, t->params, t->grads,
-		      mb_lr_warmup(r->adamw.lr, s, r->warmup_steps));
+	mb_adamw_step(&t->opt, t->params, t->grads, mb_lr_warmup(r->adamw.lr, s, r->warmup_steps));
+	if ((size_t)s > t->cap_losses) {
+		size_t cap = t->cap_losses ? 2 * t->cap_losses : 1024;
+		double *nl = realloc(t->losses, cap * sizeof(*nl));
+		if (!nl)
+			return mb_error_oom(err, "losses", cap * sizeof(*nl));
+		t->losses = nl;
+		t->cap_losses = cap;
+	}
+	t->losses[s - 1] = loss;
+	t->step = s;
+	if (out_loss)
+		*out_loss = loss;
 	return 0;
 }
+
+int mb_zoo_trainer_eval(mb_zoo_trainer *t, mb_zoo_eval *out, mb_error *err)
+{
+	int error = evaluate(t, t->step, err);
+	if (error == 0 && out)
+		*out = t->evals[t->nevals - 1];
+	return error;
+}
+
+int mb_zoo_trainer_write_model(const mb_zoo_trainer *t, const char *dir, mb_error *err)
+{
+	mb_checkpoint_info info = {t->r->init_std, t->r->task == MB_ZOO_INDUCTION ? 0 : -1};
+	return mb_checkpoint_write(dir, &t->cfg, &t->w, &info, t->tokenizer, err);
+}
+
+const uint32_t *mb_zoo_trainer_train_pairs(const mb_zoo_trainer *t, size_t *n)
+{
+	*n = t->ntrain;
+	return t->train;
+}
+
+const float *mb_zoo_trainer_params(const mb_zoo_trainer *t, size_t *n)
+{
+	*n = t->np;
+	return t->params;
+}
+
+/* ---- the whole run ---- */
 
 int mb_zoo_train(mb_zoo_result *out, const mb_zoo_recipe *r, const mb_zoo_train_opts *opts,
 		 mb_error *err)
 {
-	trainer t;
-	mb_engine_opts eo;
+	trainer *t = NULL;
 	int error;
 
 	memset(out, 0, sizeof(*out));
-	memset(&t, 0, sizeof(t));
-	t.r = r;
-	t.opts = opts;
-	t.order_epoch = -1;
-	t.started = time(NULL);
-	t.t0 = now_seconds();
-	error = mb_zoo_recipe_check(r, err);
+	error = mb_zoo_trainer_init(&t, r, err);
 	if (error < 0)
 		return error;
-	recipe_engine_config(&t.cfg, r);
-	error = mb_engine_config_check(&t.cfg, err);
-	if (error < 0)
-		return mb_error_prefix(err, "recipe %s", r->name);
-	t.np = mb_engine_weights_layout(&t.w, &t.cfg, NULL);
-	t.params = calloc(t.np, sizeof(float));
-	t.grads = calloc(t.np, sizeof(float));
-	if (!t.params || !t.grads) {
-		error = mb_error_oom(err, "parameters and gradients", 2 * t.np * sizeof(float));
-		goto cleanup;
-	}
-	mb_engine_weights_layout(&t.w, &t.cfg, t.params);
-	mb_engine_weights_layout(&t.g, &t.cfg, t.grads);
-	if ((error = init_weights(&t, err)) < 0)
-		goto cleanup;
-	t.tokenizer = make_tokenizer(r);
-	if (!t.tokenizer) {
-		error = mb_error_oom(err, "tokenizer.json", 0);
-		goto cleanup;
-	}
-	if (r->task == MB_ZOO_MODADD) {
-		error = mb_zoo_modadd_split(&t.train, &t.ntrain, &t.test, &t.ntest, r->p,
-					    r->train_frac, r->seed, err);
-		if (error < 0)
-			goto cleanup;
-		t.order = malloc(t.ntrain * sizeof(*t.order));
-		t.max_batch = (int)t.ntrain;
-		t.max_seq = 3;
-		if (!t.order) {
-			error = mb_error_oom(err, "data order", t.ntrain * sizeof(*t.order));
-			goto cleanup;
-		}
-	} else {
-		t.max_batch = (int)(r->batch_size > IND_EVAL_BATCH ? r->batch_size : IND_EVAL_BATCH);
-		t.max_seq = r->n_positions;
-	}
-	t.tokens = malloc((size_t)t.max_batch * t.max_seq * sizeof(int32_t));
-	t.targets = malloc((size_t)t.max_batch * t.max_seq * sizeof(int32_t));
-	t.segs = malloc((size_t)t.max_batch * sizeof(*t.segs));
-	t.losses = calloc((size_t)r->steps, sizeof(double));
-	if (!t.tokens || !t.targets || !t.segs || !t.losses) {
-		error = mb_error_oom(err, "batch buffers", 0);
-		goto cleanup;
-	}
-	eo.max_batch = t.max_batch;
-	eo.max_seq = t.max_seq;
-	eo.keep_activations = 1;
-	if ((error = mb_engine_init(&t.e, &t.cfg, &t.w, &eo, err)) < 0)
-		goto cleanup;
-	/* One fixed batch per step: no per-item padding to the row group. */
-	mb_engine_set_dense_rows(t.e, 1);
-	if ((error = mb_backward_init(&t.bw, t.e, err)) < 0 ||
-	    (error = mb_adamw_init(&t.opt, t.np, &r->adamw, err)) < 0)
-		goto cleanup;
-
-	if ((error = evaluate(&t, 0, err)) < 0 || (error = write_series(&t, 0, err)) < 0)
+	t->opts = opts;
+	r = t->r;
+	if ((error = evaluate(t, 0, err)) < 0 || (error = write_series(t, 0, err)) < 0)
 		goto cleanup;
 	for (int64_t s = 1; s <= r->steps; s++) {
 		double loss = 0;
 		int evaluated = 0;
-		error = train_step(&t, s, &loss, err);
+		error = mb_zoo_trainer_step(t, &loss, err);
 		if (error < 0)
 			goto cleanup;
-		t.losses[s - 1] = loss;
 		if (s % r->eval_every == 0 || s == r->steps) {
-			if ((error = evaluate(&t, s, err)) < 0)
+			if ((error = evaluate(t, s, err)) < 0)
 				goto cleanup;
 			evaluated = 1;
 		}
-		if ((error = write_series(&t, s, err)) < 0)
+		if ((error = write_series(t, s, err)) < 0)
 			goto cleanup;
 		if (opts->progress) {
-			mb_zoo_progress p = {r, s, r->steps, loss, now_seconds() - t.t0,
-					     evaluated ? &t.evals[t.nevals - 1] : NULL};
+			mb_zoo_progress p = {r, s, r->steps, loss, now_seconds() - t->t0,
+					     evaluated ? &t->evals[t->nevals - 1] : NULL};
 			opts->progress(&p, opts->payload);
 		}
 	}
 	out->steps = r->steps;
-	out->final_loss = t.losses[r->steps - 1];
-	out->final = t.evals[t.nevals - 1];
-	run_checks(&t, out);
-	out->seconds = now_seconds() - t.t0;
-	error = write_checkpoint(&t, opts->out_dir, r->steps, out, err);
+	out->final_loss = t->losses[r->steps - 1];
+	out->final = t->evals[t->nevals - 1];
+	run_checks(t, out);
+	out->seconds = now_seconds() - t->t0;
+	error = write_checkpoint(t, opts->out_dir, r->steps, out, err);
 cleanup:
-	trainer_dispose(&t);
+	mb_zoo_trainer_free(t);
 	return error;
 }

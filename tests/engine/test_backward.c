@@ -421,3 +421,68 @@ Test(backward, refuses_an_engine_without_kept_activations_and_a_run_without_dlog
 	mb_engine_free(e);
 	free(p);
 }
+
+/* The compact tail (engine.h mb_engine_set_compact_tail) computes the last
+ * layer after the attention only at the last positions: same loss, logits
+ * and parameter gradients as the full run to float rounding, bitwise the
+ * same on 1 and 2 threads. */
+Test(backward, compact_tail_gives_the_full_runs_gradients)
+{
+	enum { B = 13, T = 3 };
+	int32_t tok[B * T], targets[B];
+	mb_error err;
+	mb_rng r;
+	mb_rng_init_named(&r, 9, "test/tokens", 2);
+	for (int i = 0; i < B * T; i++)
+		tok[i] = (int32_t)mb_rng_range(&r, 11);
+	for (int b = 0; b < B; b++)
+		targets[b] = (int32_t)mb_rng_range(&r, 11);
+	for (int variant = 0; variant < 3; variant++) {
+		mb_engine_config c = variant == 0   ? tiny(0, MB_ACT_RELU, MB_NORM_NONE, 0)
+				     : variant == 1 ? tiny(0, MB_ACT_GELU_NEW, MB_NORM_LN, 1)
+						    : tiny(1, MB_ACT_GELU_NEW, MB_NORM_LN, 0);
+		mb_engine_weights w, g;
+		size_t np = mb_engine_weights_layout(&w, &c, NULL);
+		float *p = malloc(np * sizeof(float)), *gp[3], lg[3][B * 11];
+		double loss[3];
+		mb_engine_weights_layout(&w, &c, p);
+		random_weights(p, &c, &w, 21 + (uint64_t)variant);
+		for (int k = 0; k < 3; k++) {
+			/* k = 0: full; 1: compact tail, 2 threads; 2: compact tail, 1 thread */
+			mb_engine *e;
+			mb_backward *bw;
+			mb_engine_opts o = {B, T, 1};
+			omp_set_num_threads(k == 2 ? 1 : 2);
+			gp[k] = malloc(np * sizeof(float));
+			mb_engine_weights_layout(&g, &c, gp[k]);
+			cr_assert_eq(mb_engine_init(&e, &c, &w, &o, &err), 0, "%s", err.msg);
+			mb_engine_set_dense_rows(e, 1);
+			mb_engine_set_compact_tail(e, k > 0);
+			cr_assert_eq(mb_backward_init(&bw, e, &err), 0);
+			mb_run run = {.batch = B, .seq = T, .tokens = tok, .logits = MB_LOGITS_LAST};
+			cr_assert_eq(mb_engine_forward(e, &run, &err), 0, "%s", err.msg);
+			cr_expect_eq(mb_engine_activations(e)->tail, k > 0 ? B : 0);
+			mb_engine_logits_copy(e, lg[k]);
+			cr_assert_eq(mb_backward_xent(bw, targets, &loss[k], NULL, &err), 0);
+			cr_assert_eq(mb_backward_run(bw, &run, &g, NULL, &err), 0, "%s", err.msg);
+			mb_backward_free(bw);
+			mb_engine_free(e);
+		}
+		omp_set_num_threads(2);
+		double dl = 0, dg = 0;
+		for (int i = 0; i < B * 11; i++)
+			dl = fmax(dl, fabs((double)lg[0][i] - lg[1][i]));
+		for (size_t i = 0; i < np; i++)
+			dg = fmax(dg, fabs((double)gp[0][i] - gp[1][i]));
+		printf("compact tail, variant %d: |logits - full| %.3g, |loss - full| %.3g, "
+		       "|grads - full| %.3g\n", variant, dl, fabs(loss[0] - loss[1]), dg);
+		cr_expect_leq(dl, 1e-5);
+		cr_expect_leq(fabs(loss[0] - loss[1]), 1e-6);
+		cr_expect_leq(dg, 1e-6);
+		cr_expect(memcmp(gp[1], gp[2], np * sizeof(float)) == 0,
+			  "compact tail: 1 and 2 threads differ");
+		for (int k = 0; k < 3; k++)
+			free(gp[k]);
+		free(p);
+	}
+}
