@@ -443,12 +443,15 @@ int mb_backward_xent(mb_backward *bw, const int32_t *targets, double *out_loss, 
 				mx = l[v];
 				arg = v;
 			}
+		for (int v = 0; v < V; v++) {
+			double ev = exp((double)l[v] - mx);
+			s += ev;
+			d[v] = (float)ev;
+		}
+		/* softmax = exp(l - mx) / s; dM/dl = (softmax - onehot) / count */
 		for (int v = 0; v < V; v++)
-			s += exp((double)l[v] - mx);
-		double lse = mx + log(s);
-		for (int v = 0; v < V; v++)
-			d[v] = (float)((exp((double)l[v] - lse) - (v == tg ? 1.0 : 0.0)) * inv);
-		loss_row[bi] = lse - (double)l[tg];
+			d[v] = (float)(((double)d[v] / s - (v == tg ? 1.0 : 0.0)) * inv);
+		loss_row[bi] = mx + log(s) - (double)l[tg];
 		hit[bi] = arg == tg;
 	}
 	for (int bi = 0; bi < B * N; bi++) {
@@ -657,10 +660,8 @@ static void head_backward(float *dP, float *dS, int T, const float *P, const flo
 		float rs = 0.0f;
 
 		for (int j = 0; j <= i; j++) {
-			const float *vj = v + (size_t)j * ld;
-			float s = 0.0f;
-			for (int x = 0; x < Dh; x++)
-				s += dzi[x] * vj[x];
+			/* mb_k_dot: 16 lanes then a fixed tree, so it vectorises */
+			float s = mb_k_dot(dzi, v + (size_t)j * ld, Dh);
 			dp[j] = s;
 			rs += p[j] * s;
 		}
@@ -689,6 +690,34 @@ static void head_backward(float *dP, float *dS, int T, const float *P, const flo
 			}
 		}
 	}
+}
+
+/* The same with four single-threaded sgemm calls, for items long enough that
+ * BLAS beats the scalar loops (the masked upper half is computed and
+ * discarded: the pattern is 0 there, and dS is set to 0). */
+#define HEAD_BLAS_MIN 16
+static void head_backward_blas(float *dP, float *dS, int T, const float *P, const float *q,
+			       const float *k, const float *v, int ld, const float *dz, int ldz,
+			       float *dq, float *dk, float *dv, int L, int Dh, float scale)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dh, 1.0f, dz, ldz, v, ld, 0.0f,
+		    dP, T);
+	for (int i = 0; i < L; i++) {
+		float *dp = dP + (size_t)i * T, *ds = dS + (size_t)i * T;
+		const float *p = P + (size_t)i * T;
+		float rs = mb_k_dot(p, dp, i + 1);
+
+		for (int j = 0; j <= i; j++)
+			ds[j] = p[j] * (dp[j] - rs);
+		for (int j = i + 1; j < L; j++)
+			ds[j] = 0.0f;
+	}
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, 1.0f, P, T, dz, ldz, 0.0f,
+		    dv, ld);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, scale, dS, T, k, ld, 0.0f,
+		    dq, ld);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, scale, dS, T, q, ld, 0.0f,
+		    dk, ld);
 }
 
 /* Zeros a (T, T) block outside rows < L, columns <= row. */
@@ -803,7 +832,11 @@ static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g
 			return rc;
 	}
 	memset(bw->dqkv, 0, sizeof(float) * (size_t)R * 3 * D);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel
+	{
+	/* Inside the region OpenBLAS's OpenMP build runs on the calling thread. */
+	omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
 	for (int bh = 0; bh < BH; bh++) {
 		int b = bh / H, hh = bh % H, L = ro->len[b];
 		size_t base = (size_t)ro->row0[b];
@@ -818,13 +851,14 @@ static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g
 			dP = bw->datt + (size_t)omp_get_thread_num() * 2 * TT;
 			dS = dP + TT;
 		}
-		head_backward(dP, dS, T, a->att + (size_t)bh * TT, q, q + D, q + 2 * D, 3 * D,
-			      bw->dz + base * D + (size_t)hh * Dh, D, dq, dq + D, dq + 2 * D, L, Dh,
-			      scale);
+		(L >= HEAD_BLAS_MIN ? head_backward_blas : head_backward)(
+			dP, dS, T, a->att + (size_t)bh * TT, q, q + D, q + 2 * D, 3 * D,
+			bw->dz + base * D + (size_t)hh * Dh, D, dq, dq + D, dq + 2 * D, L, Dh, scale);
 		if (full) {
 			zero_outside(dP, T, L);
 			zero_outside(dS, T, L);
 		}
+	}
 	}
 	if (full) {
 		rc = deliver_direct(bw, h, pt(MB_HOOK_PATTERN, l), bw->datt, err);

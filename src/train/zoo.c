@@ -81,7 +81,7 @@ static void modadd_preset(mb_zoo_recipe *r, int paper)
 	r->adamw.weight_decay = 1.0;
 	r->warmup_steps = 10;
 	r->clip_norm = 0;
-	r->steps = paper ? 25000 : 3000;
+	r->steps = paper ? 25000 : 2500;
 	r->batch_size = 0;
 	r->eval_every = paper ? 250 : 50;
 	r->check_test_acc = 0.99;
