@@ -82,6 +82,21 @@ static const char *act_name(mb_activation a)
 	return "gelu_new";
 }
 
+/* The shortest decimal that reads back as the float f (1e-5f is written as
+ * 1e-05, not 9.9999997473787516e-06). */
+static double shortest_float(float f)
+{
+	char buf[32];
+
+	for (int p = 1; p <= 9; p++) {
+		snprintf(buf, sizeof(buf), "%.*g", p, (double)f);
+		double d = strtod(buf, NULL);
+		if ((float)d == f)
+			return d;
+	}
+	return (double)f;
+}
+
 json_t *mb_checkpoint_config_json(const mb_engine_config *cfg, const mb_checkpoint_info *info)
 {
 	json_t *o = json_object(), *arch = json_array();
@@ -106,7 +121,7 @@ json_t *mb_checkpoint_config_json(const mb_engine_config *cfg, const mb_checkpoi
 	}
 	bad |= json_object_set_new(o, "initializer_range",
 				   json_real(info ? info->initializer_range : 0.02));
-	bad |= json_object_set_new(o, "layer_norm_epsilon", json_real((double)cfg->ln_eps));
+	bad |= json_object_set_new(o, "layer_norm_epsilon", json_real(shortest_float(cfg->ln_eps)));
 	bad |= json_object_set_new(o, "n_embd", json_integer(cfg->d_model));
 	bad |= json_object_set_new(o, "n_head", json_integer(cfg->n_head));
 	bad |= json_object_set_new(o, "n_inner",
@@ -170,7 +185,7 @@ int mb_checkpoint_write_text(const char *path, const char *text, mb_error *err)
 
 static int write_json(const char *path, json_t *doc, mb_error *err)
 {
-	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
 	size_t n;
 	int error;
 

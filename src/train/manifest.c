@@ -143,7 +143,7 @@ int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *
 		error = mb_error_oom(err, "MANIFEST", 0);
 		goto cleanup;
 	}
-	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
 	if (!text) {
 		error = mb_error_oom(err, "MANIFEST text", 0);
 		goto cleanup;
