@@ -76,6 +76,9 @@ struct mb_backward {
 	float *view;   /* a hook's (B, T, ...) tensor */
 	float *result; /* (R, H, D) hook_result gradient */
 	float *dunemb; /* (V, D) unembedding gradient of a tied model */
+	double *loss_row;      /* (B * N) per-row losses of mb_backward_xent */
+	unsigned char *hit;    /* (B * N) per-row argmax == target */
+	size_t loss_row_cap;
 	size_t dres_cap, dtmp_cap, dxhat_cap, dz_cap, dqkv_cap, dmlp_cap, dlog_cap, xsel_cap,
 		datt_cap, datt2_cap, view_cap, result_cap, dunemb_cap;
 };
@@ -374,6 +377,8 @@ void mb_backward_free(mb_backward *bw)
 	free(bw->view);
 	free(bw->result);
 	free(bw->dunemb);
+	free(bw->loss_row);
+	free(bw->hit);
 	free(bw);
 }
 
@@ -387,8 +392,8 @@ int mb_backward_xent(mb_backward *bw, const int32_t *targets, double *out_loss, 
 	int N = mb_engine_logits_per_item(bw->e), B, rc;
 	int64_t count = 0, ok = 0;
 	double sum = 0;
-	double *loss_row = NULL;
-	unsigned char *hit = NULL;
+	double *loss_row;
+	unsigned char *hit;
 
 	mb_engine_rows_of(&ro, bw->e);
 	B = ro.batch;
@@ -415,13 +420,20 @@ int mb_backward_xent(mb_backward *bw, const int32_t *targets, double *out_loss, 
 	rc = grow(&bw->dlogits, &bw->dlogits_cap, (size_t)B * N * V, "dlogits", err);
 	if (rc < 0)
 		return rc;
-	loss_row = malloc((size_t)B * N * sizeof(double));
-	hit = malloc((size_t)B * N);
-	if (!loss_row || !hit) {
-		free(loss_row);
-		free(hit);
-		return mb_error_oom(err, "loss rows", (size_t)B * N * (sizeof(double) + 1));
+	if ((size_t)B * N > bw->loss_row_cap) {
+		size_t n = (size_t)B * N;
+		double *lr = realloc(bw->loss_row, n * sizeof(double));
+		if (lr)
+			bw->loss_row = lr;
+		unsigned char *hh = realloc(bw->hit, n);
+		if (hh)
+			bw->hit = hh;
+		if (!lr || !hh)
+			return mb_error_oom(err, "loss rows", n * (sizeof(double) + 1));
+		bw->loss_row_cap = n;
 	}
+	loss_row = bw->loss_row;
+	hit = bw->hit;
 	const double inv = 1.0 / (double)count;
 #pragma omp parallel for schedule(static)
 	for (int bi = 0; bi < B * N; bi++) {
@@ -458,8 +470,6 @@ int mb_backward_xent(mb_backward *bw, const int32_t *targets, double *out_loss, 
 		sum += loss_row[bi];
 		ok += hit[bi];
 	}
-	free(loss_row);
-	free(hit);
 	*out_loss = sum * inv;
 	if (correct)
 		*correct = ok;
