@@ -118,7 +118,8 @@ int mb_interp_path_patch(mb_engine *e, const mb_run *clean, const mb_run *source
 			 const mb_path *path, mb_error *err);
 
 /*
- * Zero- or mean-ablates each head in turn on the run `clean` and calls fn
+ * Zero- or mean-ablates each head in turn (those set in heads, (L, H), or all
+ * when heads is NULL) on the run `clean` and calls fn
  * after each ablated forward (the logits are in e). With restart set, a clean
  * run first caches every layer's resid_pre and hook_z, and each ablation
  * starts at its own layer from those (bitwise the same logits as a full
@@ -128,7 +129,7 @@ int mb_interp_path_patch(mb_engine *e, const mb_run *clean, const mb_run *source
  */
 typedef int (*mb_sweep_fn)(const mb_engine *e, int layer, int head, void *payload, mb_error *err);
 
-int mb_interp_head_sweep(mb_engine *e, const mb_run *clean, int mean, int restart, mb_sweep_fn fn,
-			 void *payload, mb_error *err);
+int mb_interp_head_sweep(mb_engine *e, const mb_run *clean, const uint8_t *heads, int mean,
+			 int restart, mb_sweep_fn fn, void *payload, mb_error *err);
 
 #endif

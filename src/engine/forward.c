@@ -795,8 +795,7 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 				return rc;
 			mb_k_act(a->mlp_post, a->mlp_pre, (size_t)R * M, c->act);
 		} else {
-			mb_k_add_bias(a->mlp_pre, M, w->fc_b + (size_t)l * M, R, M);
-			mb_k_act(a->mlp_post, a->mlp_pre, (size_t)R * M, c->act);
+			mb_k_bias_act(a->mlp_post, a->mlp_pre, w->fc_b + (size_t)l * M, R, M, c->act);
 		}
 		rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_POST, l), a->mlp_post, M, M, err);
 		if (rc < 0)

@@ -220,7 +220,16 @@ float mb_k_gelu_new(float x) { return gelu_new_core(x); }
 
 float mb_k_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-static void act_span(float *out, const float *in, int n, mb_activation act)
+/* AVX2 and baseline clones of the hot elementwise loops: identical bits (the
+ * same IEEE operations per lane, no FMA contraction in ISO C mode), twice the
+ * lanes where the CPU has them. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MB_CLONES
+#endif
+
+MB_CLONES static void act_span(float *out, const float *in, int n, mb_activation act)
 {
 	switch (act) {
 	case MB_ACT_GELU_NEW:
@@ -252,16 +261,16 @@ void mb_k_act(float *out, const float *in, size_t n, mb_activation act)
 	}
 }
 
-void mb_k_bias_act(float *out, const float *in, const float *bias, int R, int N, mb_activation act)
+void mb_k_bias_act(float *out, float *in, const float *bias, int R, int N, mb_activation act)
 {
 #pragma omp parallel for schedule(static)
 	for (int r = 0; r < R; r++) {
 		float *o = out + (size_t)r * N;
-		const float *x = in + (size_t)r * N;
+		float *x = in + (size_t)r * N;
 
 		for (int c = 0; c < N; c++)
-			o[c] = x[c] + bias[c];
-		act_span(o, o, N, act);
+			x[c] += bias[c];
+		act_span(o, x, N, act);
 	}
 }
 
@@ -293,7 +302,7 @@ void mb_k_add(float *out, const float *a, const float *b, size_t n)
 
 /* LayerNorm ---------------------------------------------------------------- */
 
-static void ln_row(float *out, float *xhat, float *mean_out, float *rstd_out, const float *x,
+MB_CLONES static void ln_row(float *out, float *xhat, float *mean_out, float *rstd_out, const float *x,
 		   const float *w, const float *b, int D, float eps)
 {
 	float acc[LANES] = {0};
@@ -365,7 +374,7 @@ static void scores_block(float *S, int T, const float *q, const float *k, int ld
 	sgemm1(S + (size_t)i0 * T, T, q + (size_t)i0 * ld, ld, k, ld, 1, i1 - i0, i1, Dh, scale);
 }
 
-static void softmax_row(float *s, int i, int end)
+MB_CLONES static void softmax_row(float *s, int i, int end)
 {
 	float mx = s[0], sum;
 

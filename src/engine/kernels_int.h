@@ -60,8 +60,9 @@ void mb_k_ln_affine(float *out, const float *xhat, const float *w, const float *
 void mb_k_add_bias(float *y, int ld, const float *bias, int R, int N);
 /* out = a + b, n floats (out may alias a or b). */
 void mb_k_add(float *out, const float *a, const float *b, size_t n);
-/* out = act(in + bias) over R rows of N columns (row stride N); out may alias in. */
-void mb_k_bias_act(float *out, const float *in, const float *bias, int R, int N, mb_activation act);
+/* in += bias, then out = act(in), over R rows of N columns (row stride N), row
+ * by row so the second pass reads from cache; out may alias in. */
+void mb_k_bias_act(float *out, float *in, const float *bias, int R, int N, mb_activation act);
 /* out = act(in), n floats (out may alias in). */
 void mb_k_act(float *out, const float *in, size_t n, mb_activation act);
 /* The scalar activations the vector kernels implement, for tests. */

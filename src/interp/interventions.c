@@ -610,8 +610,8 @@ cleanup:
 
 /* Head sweep ---------------------------------------------------------------- */
 
-int mb_interp_head_sweep(mb_engine *e, const mb_run *clean, int mean, int restart, mb_sweep_fn fn,
-			 void *payload, mb_error *err)
+int mb_interp_head_sweep(mb_engine *e, const mb_run *clean, const uint8_t *heads, int mean,
+			 int restart, mb_sweep_fn fn, void *payload, mb_error *err)
 {
 	const mb_engine_config *c = mb_engine_cfg(e);
 	int L = c->n_layer, H = c->n_head, Dh = c->d_head, rc = 0;
@@ -655,6 +655,8 @@ int mb_interp_head_sweep(mb_engine *e, const mb_run *clean, int mean, int restar
 	}
 	for (int l = 0; l < L; l++)
 		for (int hh = 0; hh < H; hh++) {
+			if (heads && !heads[l * H + hh])
+				continue;
 			mb_hooks_clear(h);
 			mb_iv_clear(iv);
 			rc = mb_iv_ablate_head(iv, c, l, hh,

@@ -158,9 +158,10 @@ Test(kernels, bias_act_equals_bias_then_act)
 	float *x = rand_buf(R * N, 3.0f), *b = rand_buf(N, 1.0f);
 	float *y = malloc(sizeof(float) * R * N), *z = malloc(sizeof(float) * R * N);
 
-	mb_k_bias_act(y, x, b, R, N, MB_ACT_GELU_NEW);
 	memcpy(z, x, sizeof(float) * R * N);
+	mb_k_bias_act(y, x, b, R, N, MB_ACT_GELU_NEW);
 	mb_k_add_bias(z, N, b, R, N);
+	cr_expect_eq(memcmp(x, z, sizeof(float) * R * N), 0); /* in += bias */
 	mb_k_act(z, z, (size_t)R * N, MB_ACT_GELU_NEW);
 	cr_expect_eq(memcmp(y, z, sizeof(float) * R * N), 0);
 	free(x);

@@ -294,9 +294,9 @@ Test(interventions, a_head_sweep_with_restarts_equals_full_forwards_bitwise)
 	r = fx_run(f.tok, f.len, f.B, f.T);
 	r.logits = MB_LOGITS_LAST;
 	for (int mean = 0; mean < 2; mean++) {
-		cr_assert_eq(mb_interp_head_sweep(f.e, &r, mean, 0, log_sweep, &a, &err), 0, "%s",
+		cr_assert_eq(mb_interp_head_sweep(f.e, &r, NULL, mean, 0, log_sweep, &a, &err), 0, "%s",
 			     err.msg);
-		cr_assert_eq(mb_interp_head_sweep(f.e, &r, mean, 1, log_sweep, &b, &err), 0, "%s",
+		cr_assert_eq(mb_interp_head_sweep(f.e, &r, NULL, mean, 1, log_sweep, &b, &err), 0, "%s",
 			     err.msg);
 		cr_expect_eq(memcmp(a.rows, b.rows, n * sizeof(float)), 0, "%s ablation sweep",
 			     mean ? "mean" : "zero");
@@ -308,7 +308,7 @@ Test(interventions, a_head_sweep_with_restarts_equals_full_forwards_bitwise)
 		double mx = 0.0;
 		int V = f.m->cfg.n_vocab;
 
-		cr_assert_eq(mb_interp_head_sweep(f.e, &r, 0, 1, log_sweep, &b, &err), 0);
+		cr_assert_eq(mb_interp_head_sweep(f.e, &r, NULL, 0, 1, log_sweep, &b, &err), 0);
 		snprintf(rel, sizeof(rel), "gpt2_ln_gelu/batch0/interventions/zero_ablate_L1H2.logits.npy");
 		fx_npy(&want, rel);
 		for (int it = 0; it < f.B; it++)
