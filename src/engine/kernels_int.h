@@ -101,4 +101,16 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
  */
 void mb_k_matmul_nt_rows(float *out, int ldo, const float *X, int R, const float *W, int N, int K);
 
+/* out (R, N), row stride ldo = X (R, K), row stride ldx, @ W (K, N) (Conv1D
+ * layout): each element summed over k in order; row-invariant like the above.
+ * Parallel over blocks of columns. */
+void mb_k_matmul_nn_rows(float *out, int ldo, const float *X, int ldx, int R, const float *W, int N,
+			 int K);
+
+/* Causal attention of one query row t of one head: p (t + 1) scratch, z (Dh)
+ * = softmax over j <= t of scale q.k_j, times v_j (rows of k and v at stride
+ * ld). Single-threaded. */
+void mb_k_att_query(float *z, float *p, const float *q, const float *k, const float *v, int ld,
+		    int t, int Dh, float scale);
+
 #endif
