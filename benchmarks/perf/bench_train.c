@@ -1,6 +1,6 @@
 /*
  * bench_train: training steps per second of a zoo recipe (default modadd
- * "paper": Nanda et al.'s 1-layer model on p = 113, 3,830 train pairs, full
+ * "paper": Nanda et al.'s 1-layer model on p = 113, 3,831 train pairs, full
  * batch, AdamW), the mechbench side of benchmarks/perf/bench_train.sh, which
  * compares it with the same model and optimizer in PyTorch
  * (bench_train_torch.py) on the same data in the same order.

@@ -112,12 +112,15 @@ typedef enum mb_logits_mode {
 } mb_logits_mode;
 
 /*
- * One forward. tokens may be NULL when start_layer > 0. Logits in
- * MB_LOGITS_ALL come from OpenBLAS; in LAST/POSITIONS from our own row kernel
- * (a BLAS call on a handful of rows would either repack the whole (V, D)
- * unembedding per item or break batch invariance), so the two modes agree to
- * rounding, not bit for bit. Each mode is itself deterministic and batch
- * invariant.
+ * One forward. tokens may be NULL when the run starts from start_resid.
+ * Compute only what is read: in MB_LOGITS_LAST / POSITIONS the unembedding
+ * runs on the selected rows only, and so does the last layer after its q/k/v
+ * (keys and values need every row) unless a hook observes a later point of
+ * that layer, ln_final or keep_activations is set. Those selected rows go
+ * through our own row kernels (a BLAS call on a handful of rows would either
+ * repack the whole (V, D) unembedding per item or break batch invariance),
+ * so LAST/POSITIONS logits agree with MB_LOGITS_ALL's to rounding, not bit
+ * for bit. Each mode is itself deterministic and batch invariant.
  */
 typedef struct mb_run {
 	int batch;                /* B, 1..max_batch */
@@ -216,11 +219,13 @@ void mb_engine_free(mb_engine *e);
 void mb_engine_set_dense_rows(mb_engine *e, int dense);
 
 /* Compact tail (off by default; for training on the last position, e.g.
- * modular addition): a run with MB_LOGITS_LAST, no hooks, no start_z and every
- * item of length T computes the last layer after the attention (attn_out, the
- * MLP, LN_f, the logits) only at each item's last position, in B compact rows
- * (mb_engine_acts.tail). The logits are what the full run gives to rounding
- * (the same kernels on fewer rows). */
+ * modular addition): with keep_activations, a run with MB_LOGITS_LAST, no
+ * hooks, no start_z and every item of length T computes the last layer after
+ * the attention (attn_out, the MLP, LN_f, the logits) only at each item's last
+ * position, in B compact rows (mb_engine_acts.tail) that the backward reads,
+ * through the same BLAS GEMMs (not the row kernels of the selected-row path
+ * without keep_activations: a training batch is thousands of rows). The
+ * logits are what the full run gives, to rounding. */
 void mb_engine_set_compact_tail(mb_engine *e, int compact);
 
 /* Runs a forward. Checks the run (sizes, token ids < V, lengths, positions,

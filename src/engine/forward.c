@@ -54,8 +54,17 @@ struct mb_engine {
 	int lrows;     /* rows per item: T, 1, N or 0 */
 	float *logits; /* ALL: (R, V) packed; LAST/POSITIONS: (B, N, V) */
 	size_t logits_cap;
-	float *sel_x;  /* (B * N, D) final-LN rows of the selected positions */
+	float *sel_x;  /* (B * N, D) rows of the selected positions: resid, then final LN */
 	size_t sel_x_cap;
+	float *sel_y;  /* (B * N, D) scratch of the last layer on selected rows */
+	size_t sel_y_cap;
+	float *sel_z;  /* (B * N, D) their attention output */
+	size_t sel_z_cap;
+	float *sel_m;  /* (B * N, M) their MLP activations */
+	size_t sel_m_cap;
+	float *att_p;  /* (threads, T) attention weights of one query row */
+	size_t att_p_cap;
+	int tail_done; /* the last layer ran on the selected rows only */
 
 	/* hook scratch, grown on first need and kept */
 	float *view;   /* a hook's (B, T, ...) tensor */
@@ -141,6 +150,20 @@ static void zero_padding_rows(const mb_engine *e, float *buf, int w, int ld)
 			memset(buf + (size_t)(e->row0[b] + t) * ld, 0, sizeof(float) * (size_t)w);
 }
 
+/* memcpy in parallel chunks (large hook tensors: attention matrices, logits). */
+static void par_copy(float *dst, const float *src, size_t n)
+{
+	const size_t chunk = 1 << 16;
+	long nchunks = (long)((n + chunk - 1) / chunk);
+
+#pragma omp parallel for schedule(static)
+	for (long c = 0; c < nchunks; c++) {
+		size_t i0 = (size_t)c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
+
+		memcpy(dst + i0, src + i0, m * sizeof(float));
+	}
+}
+
 static void fill_meta(const mb_engine *e, mb_hook_tensor *t, mb_hook_point p, float *data)
 {
 	t->point = p;
@@ -186,7 +209,7 @@ static int dispatch_direct(const mb_engine *e, const mb_hooks *h, mb_hook_point 
 
 			if (!dst)
 				return hook_error(err, p, err ? err->code : MB_ENOMEM);
-			memcpy(dst, data, t.numel * sizeof(float));
+			par_copy(dst, data, t.numel);
 		} else {
 			int rc = en->fn(&t, en->payload, err);
 
@@ -392,6 +415,10 @@ void mb_engine_free(mb_engine *e)
 	free(e->tail_z);
 	free(e->logits);
 	free(e->sel_x);
+	free(e->sel_y);
+	free(e->sel_z);
+	free(e->sel_m);
+	free(e->att_p);
 	free(e->view);
 	free(e->tmp_a);
 	free(e->tmp_b);
@@ -786,6 +813,139 @@ static int layer_tail(mb_engine *e, int l, mb_engine_layer_acts *a, float *next,
 	return 0;
 }
 
+/* LN1, the q/k/v projection (split per head for observed inputs) and the
+ * q/k/v hooks, over every row. */
+static int qkv_stage(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_acts *a,
+		     mb_error *err)
+{
+	const mb_engine_config *c = &e->cfg;
+	const mb_engine_weights *w = &e->w;
+	int D = c->d_model, R = e->R, rc, split[3];
+	int ln = c->norm == MB_NORM_LN;
+
+	rc = norm(e, h, pt(MB_HOOK_LN1_NORMALIZED, l), a->resid_pre, a->ln1_xhat, a->ln1_mean,
+		  a->ln1_rstd, a->ln1_out, ln ? w->ln1_w + (size_t)l * D : NULL,
+		  ln ? w->ln1_b + (size_t)l * D : NULL, err);
+	if (rc < 0)
+		return rc;
+	for (int X = 0; X < 3; X++)
+		split[X] = observes(h, (mb_hook_kind)(MB_HOOK_Q_INPUT + X), l);
+	if (!split[0] && !split[1] && !split[2]) {
+		mb_k_gemm(a->qkv, 3 * D, a->ln1_out, D, w->qkv_w + (size_t)l * D * 3 * D, 3 * D, 0, R,
+			  3 * D, D, 1.0f, e->gu);
+	} else {
+		for (int X = 0; X < 3; X++) {
+			if (split[X])
+				rc = split_input(e, h, l, X, a, err);
+			else
+				mb_k_gemm(a->qkv + X * D, 3 * D, a->ln1_out, D,
+					  w->qkv_w + (size_t)l * D * 3 * D + X * D, 3 * D, 0, R, D, D,
+					  1.0f, e->gu);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	mb_k_add_bias(a->qkv, 3 * D, w->qkv_b + (size_t)l * 3 * D, R, 3 * D);
+	for (int X = 0; X < 3 && rc == 0; X++)
+		rc = dispatch_rows(e, h, pt((mb_hook_kind)(MB_HOOK_Q + X), l), a->qkv + X * D, D,
+				   3 * D, err);
+	return rc;
+}
+
+/* The selected logit position of item b, row i. */
+static int sel_pos(const mb_engine *e, const mb_run *r, int b, int i)
+{
+	return r->logits == MB_LOGITS_LAST ? e->len[b] - 1 : r->positions[(size_t)b * e->lrows + i];
+}
+
+/* Whether the last layer may run on the selected rows only: logits at a few
+ * positions, nothing kept for a backward, and no hook reading or writing what
+ * follows that layer's q/k/v. */
+static int tail_ok(const mb_engine *e, const mb_run *r, int l, const float *start_z)
+{
+	static const mb_hook_kind after_qkv[] = {
+		MB_HOOK_ATTN_SCORES, MB_HOOK_PATTERN,	   MB_HOOK_Z,	     MB_HOOK_RESULT,
+		MB_HOOK_ATTN_OUT,    MB_HOOK_RESID_MID,	   MB_HOOK_LN2_NORMALIZED, MB_HOOK_MLP_PRE,
+		MB_HOOK_MLP_POST,    MB_HOOK_MLP_OUT,	   MB_HOOK_RESID_POST,
+	};
+
+	if (l != e->cfg.n_layer - 1 || e->keep || start_z ||
+	    (r->logits != MB_LOGITS_LAST && r->logits != MB_LOGITS_POSITIONS))
+		return 0;
+	if (observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1))
+		return 0;
+	for (size_t i = 0; i < sizeof(after_qkv) / sizeof(after_qkv[0]); i++)
+		if (observes(r->hooks, after_qkv[i], l))
+			return 0;
+	return 1;
+}
+
+/* The last layer on the selected rows only (logits at LAST/POSITIONS): q/k/v
+ * for every row (the keys and values), then attention, W_O, LN2 and the MLP
+ * for the B x N selected query rows, with the row kernels. Leaves the selected
+ * rows' resid_post in e->sel_x and sets e->tail_done. */
+static int tail_layer(mb_engine *e, const mb_run *r, int l, mb_error *err)
+{
+	const mb_engine_config *c = &e->cfg;
+	const mb_engine_weights *w = &e->w;
+	const mb_hooks *h = r->hooks;
+	mb_engine_layer_acts *a = slot(e, l);
+	int D = c->d_model, M = c->d_mlp, H = c->n_head, Dh = c->d_head, T = e->T, B = e->B;
+	int N = e->lrows, nsel = B * N, nt = omp_get_max_threads(), rc;
+	float scale = 1.0f / sqrtf((float)Dh);
+
+	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
+	if (rc == 0)
+		rc = qkv_stage(e, h, l, a, err);
+	if (rc == 0)
+		rc = grow(&e->sel_x, &e->sel_x_cap, (size_t)nsel * D, "selected rows", err);
+	if (rc == 0)
+		rc = grow(&e->sel_y, &e->sel_y_cap, (size_t)nsel * D, "selected rows", err);
+	if (rc == 0)
+		rc = grow(&e->sel_z, &e->sel_z_cap, (size_t)nsel * D, "selected rows", err);
+	if (rc == 0 && !c->attn_only)
+		rc = grow(&e->sel_m, &e->sel_m_cap, (size_t)nsel * M, "selected rows", err);
+	if (rc == 0)
+		rc = grow(&e->att_p, &e->att_p_cap, (size_t)nt * T, "attention scratch", err);
+	if (rc < 0)
+		return rc;
+#pragma omp parallel for schedule(dynamic, 1)
+	for (int bh = 0; bh < B * H; bh++) {
+		int b = bh / H, hh = bh % H, tid = omp_get_thread_num();
+		const float *base = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
+
+		for (int i = 0; i < N; i++) {
+			int t = sel_pos(e, r, b, i);
+
+			mb_k_att_query(e->sel_z + ((size_t)b * N + i) * D + (size_t)hh * Dh,
+				       e->att_p + (size_t)tid * T, base + (size_t)t * 3 * D, base + D,
+				       base + 2 * D, 3 * D, t, Dh, scale);
+		}
+	}
+	for (int b = 0; b < B; b++)
+		for (int i = 0; i < N; i++)
+			memcpy(e->sel_x + ((size_t)b * N + i) * D,
+			       a->resid_pre + (size_t)(e->row0[b] + sel_pos(e, r, b, i)) * D,
+			       sizeof(float) * (size_t)D);
+	mb_k_matmul_nn_rows(e->sel_y, D, e->sel_z, D, nsel, w->o_w + (size_t)l * D * D, D, D);
+	mb_k_add_bias(e->sel_y, D, w->o_b + (size_t)l * D, nsel, D);
+	mb_k_add(e->sel_x, e->sel_x, e->sel_y, (size_t)nsel * D);
+	if (!c->attn_only) {
+		if (c->norm == MB_NORM_LN)
+			mb_k_layernorm(e->sel_y, NULL, NULL, NULL, e->sel_x, w->ln2_w + (size_t)l * D,
+				       w->ln2_b + (size_t)l * D, nsel, D, c->ln_eps);
+		else
+			memcpy(e->sel_y, e->sel_x, sizeof(float) * (size_t)nsel * D);
+		mb_k_matmul_nn_rows(e->sel_m, M, e->sel_y, D, nsel, w->fc_w + (size_t)l * D * M, M, D);
+		mb_k_bias_act(e->sel_m, e->sel_m, w->fc_b + (size_t)l * M, nsel, M, c->act);
+		mb_k_matmul_nn_rows(e->sel_y, D, e->sel_m, M, nsel, w->proj_w + (size_t)l * M * D, D, M);
+		mb_k_add_bias(e->sel_y, D, w->proj_b + (size_t)l * D, nsel, D);
+		mb_k_add(e->sel_x, e->sel_x, e->sel_y, (size_t)nsel * D);
+	}
+	e->tail_done = 1;
+	return 0;
+}
+
 static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, float *next,
 		 mb_error *err)
 {
@@ -797,40 +957,15 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 	const mb_engine_weights *w = &e->w;
 	int ln = c->norm == MB_NORM_LN;
 
+	if (tail_ok(e, r, l, start_z))
+		return tail_layer(e, r, l, err);
 	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
 	if (rc < 0)
 		return rc;
 	if (start_z) {
 		pack(e, a->z, D, start_z, D, 1);
 	} else {
-		int split[3];
-
-		rc = norm(e, h, pt(MB_HOOK_LN1_NORMALIZED, l), a->resid_pre, a->ln1_xhat, a->ln1_mean,
-			  a->ln1_rstd, a->ln1_out, ln ? w->ln1_w + (size_t)l * D : NULL,
-			  ln ? w->ln1_b + (size_t)l * D : NULL, err);
-		if (rc < 0)
-			return rc;
-		for (int X = 0; X < 3; X++)
-			split[X] = observes(h, (mb_hook_kind)(MB_HOOK_Q_INPUT + X), l);
-		if (!split[0] && !split[1] && !split[2]) {
-			mb_k_gemm(a->qkv, 3 * D, a->ln1_out, D, w->qkv_w + (size_t)l * D * 3 * D, 3 * D,
-				  0, R, 3 * D, D, 1.0f, e->gu);
-		} else {
-			for (int X = 0; X < 3; X++) {
-				if (split[X])
-					rc = split_input(e, h, l, X, a, err);
-				else
-					mb_k_gemm(a->qkv + X * D, 3 * D, a->ln1_out, D,
-						  w->qkv_w + (size_t)l * D * 3 * D + X * D, 3 * D, 0, R,
-						  D, D, 1.0f, e->gu);
-				if (rc < 0)
-					return rc;
-			}
-		}
-		mb_k_add_bias(a->qkv, 3 * D, w->qkv_b + (size_t)l * 3 * D, R, 3 * D);
-		for (int X = 0; X < 3 && rc == 0; X++)
-			rc = dispatch_rows(e, h, pt((mb_hook_kind)(MB_HOOK_Q + X), l), a->qkv + X * D,
-					   D, 3 * D, err);
+		rc = qkv_stage(e, h, l, a, err);
 		if (rc < 0)
 			return rc;
 		rc = attention(e, h, l, a, err);
@@ -867,8 +1002,7 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 				return rc;
 			mb_k_act(a->mlp_post, a->mlp_pre, (size_t)R * M, c->act);
 		} else {
-			mb_k_add_bias(a->mlp_pre, M, w->fc_b + (size_t)l * M, R, M);
-			mb_k_act(a->mlp_post, a->mlp_pre, (size_t)R * M, c->act);
+			mb_k_bias_act(a->mlp_post, a->mlp_pre, w->fc_b + (size_t)l * M, R, M, c->act);
 		}
 		rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_POST, l), a->mlp_post, M, M, err);
 		if (rc < 0)
@@ -894,9 +1028,6 @@ static int unembed(mb_engine *e, const mb_run *r, const float *resid, mb_error *
 	int ln = c->norm == MB_NORM_LN;
 	mb_engine_acts *a = &e->acts;
 
-	e->lmode = r->logits;
-	e->lrows = r->logits == MB_LOGITS_ALL ? e->T : r->logits == MB_LOGITS_LAST ? 1
-			     : r->logits == MB_LOGITS_POSITIONS ? r->n_positions : 0;
 	if (a->tail > 0) {
 		/* compact tail: resid holds the B last positions in rows 0..B-1 */
 		int S = a->tail;
@@ -943,12 +1074,10 @@ static int unembed(mb_engine *e, const mb_run *r, const float *resid, mb_error *
 			rc = grow(&e->sel_x, &e->sel_x_cap, (size_t)nsel * D, "selected rows", err);
 		if (rc < 0)
 			return rc;
-		for (int b = 0; b < e->B; b++)
+		for (int b = 0; b < e->B && !e->tail_done; b++)
 			for (int i = 0; i < N; i++) {
-				int t = r->logits == MB_LOGITS_LAST ? e->len[b] - 1
-								    : r->positions[(size_t)b * N + i];
 				const float *src = (full ? a->lnf_out : resid) +
-						   (size_t)(e->row0[b] + t) * D;
+						   (size_t)(e->row0[b] + sel_pos(e, r, b, i)) * D;
 
 				memcpy(e->sel_x + ((size_t)b * N + i) * D, src, sizeof(float) * (size_t)D);
 			}
@@ -970,9 +1099,13 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 
 	e->lrows = 0;
 	e->lmode = MB_LOGITS_NONE;
+	e->tail_done = 0;
 	rc = check_run(e, r, err);
 	if (rc < 0)
 		return rc;
+	e->lmode = r->logits;
+	e->lrows = r->logits == MB_LOGITS_ALL ? r->seq : r->logits == MB_LOGITS_LAST ? 1
+			     : r->logits == MB_LOGITS_POSITIONS ? r->n_positions : 0;
 	e->B = r->batch;
 	e->T = r->seq;
 	e->R = 0;
@@ -989,12 +1122,12 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 		e->span[e->B - 1] += Rp - e->R;
 		e->R = Rp;
 	}
-	/* The compact tail: keep_activations or not, only the last positions are
-	 * read, nothing observes the tail, every item has the same length (so the
-	 * last rows are what mb_engine_logits_row and the backward expect). */
+	/* The compact tail (for the backward, so with keep_activations; without,
+	 * tail_ok's selected-row path does the same job): only the last positions
+	 * are read, nothing observes the tail, every item has the same length. */
 	e->acts.tail = 0;
 	e->acts.tail_z = NULL;
-	if (e->compact && r->logits == MB_LOGITS_LAST && !r->hooks && !r->start_z) {
+	if (e->compact && e->keep && r->logits == MB_LOGITS_LAST && !r->hooks && !r->start_z) {
 		int same = 1;
 
 		for (int b = 0; b < e->B; b++)

@@ -220,7 +220,16 @@ float mb_k_gelu_new(float x) { return gelu_new_core(x); }
 
 float mb_k_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-static void act_span(float *out, const float *in, int n, mb_activation act)
+/* AVX2 and baseline clones of the hot elementwise loops: identical bits (the
+ * same IEEE operations per lane, no FMA contraction in ISO C mode), twice the
+ * lanes where the CPU has them. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MB_CLONES
+#endif
+
+MB_CLONES static void act_span(float *out, const float *in, int n, mb_activation act)
 {
 	switch (act) {
 	case MB_ACT_GELU_NEW:
@@ -252,16 +261,16 @@ void mb_k_act(float *out, const float *in, size_t n, mb_activation act)
 	}
 }
 
-void mb_k_bias_act(float *out, const float *in, const float *bias, int R, int N, mb_activation act)
+void mb_k_bias_act(float *out, float *in, const float *bias, int R, int N, mb_activation act)
 {
 #pragma omp parallel for schedule(static)
 	for (int r = 0; r < R; r++) {
 		float *o = out + (size_t)r * N;
-		const float *x = in + (size_t)r * N;
+		float *x = in + (size_t)r * N;
 
 		for (int c = 0; c < N; c++)
-			o[c] = x[c] + bias[c];
-		act_span(o, o, N, act);
+			x[c] += bias[c];
+		act_span(o, x, N, act);
 	}
 }
 
@@ -293,7 +302,7 @@ void mb_k_add(float *out, const float *a, const float *b, size_t n)
 
 /* LayerNorm ---------------------------------------------------------------- */
 
-static void ln_row(float *out, float *xhat, float *mean_out, float *rstd_out, const float *x,
+MB_CLONES static void ln_row(float *out, float *xhat, float *mean_out, float *rstd_out, const float *x,
 		   const float *w, const float *b, int D, float eps)
 {
 	float acc[LANES] = {0};
@@ -365,7 +374,7 @@ static void scores_block(float *S, int T, const float *q, const float *k, int ld
 	sgemm1(S + (size_t)i0 * T, T, q + (size_t)i0 * ld, ld, k, ld, 1, i1 - i0, i1, Dh, scale);
 }
 
-static void softmax_row(float *s, int i, int end)
+MB_CLONES static void softmax_row(float *s, int i, int end)
 {
 	float mx = s[0], sum;
 
@@ -451,11 +460,11 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
 			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
 }
 
-/* Row-wise matmul for selected logits -------------------------------------- */
+/* Row-wise kernels (selected positions) ------------------------------------ */
 
 /* Four rows of X against one row of W, each exactly mb_k_dot's order. */
-static void dot4(float out[4], const float *x0, const float *x1, const float *x2,
-		 const float *x3, const float *w, int K)
+static inline void dot4(float out[4], const float *x0, const float *x1, const float *x2,
+			const float *x3, const float *w, int K)
 {
 	float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
 	int i = 0;
@@ -481,6 +490,40 @@ static void dot4(float out[4], const float *x0, const float *x1, const float *x2
 	out[3] = tree16(a3);
 }
 
+static inline float dot1(const float *a, const float *b, int n)
+{
+	float acc[LANES] = {0};
+	int i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int j = 0; j < LANES; j++)
+			acc[j] += a[i + j] * b[i + j];
+	for (int j = 0; i + j < n; j++)
+		acc[j] += a[i + j] * b[i + j];
+	return tree16(acc);
+}
+
+MB_CLONES static void nt_block(float *out, int ldo, const float *X, int R, const float *W, int c0,
+			       int c1, int K)
+{
+	int r = 0;
+
+	for (; r + 4 <= R; r += 4) {
+		const float *x0 = X + (size_t)r * K;
+
+		for (int c = c0; c < c1; c++) {
+			float o[4];
+
+			dot4(o, x0, x0 + K, x0 + 2 * (size_t)K, x0 + 3 * (size_t)K, W + (size_t)c * K, K);
+			for (int rr = 0; rr < 4; rr++)
+				out[(size_t)(r + rr) * ldo + c] = o[rr];
+		}
+	}
+	for (; r < R; r++)
+		for (int c = c0; c < c1; c++)
+			out[(size_t)r * ldo + c] = dot1(X + (size_t)r * K, W + (size_t)c * K, K);
+}
+
 void mb_k_matmul_nt_rows(float *out, int ldo, const float *X, int R, const float *W, int N, int K)
 {
 	const int nb = 64;
@@ -489,23 +532,75 @@ void mb_k_matmul_nt_rows(float *out, int ldo, const float *X, int R, const float
 #pragma omp parallel for schedule(static)
 	for (int blk = 0; blk < nblocks; blk++) {
 		int c0 = blk * nb, c1 = c0 + nb < N ? c0 + nb : N;
-		int r = 0;
 
-		for (; r + 4 <= R; r += 4) {
-			const float *x0 = X + (size_t)r * K;
+		nt_block(out, ldo, X, R, W, c0, c1, K);
+	}
+}
 
-			for (int c = c0; c < c1; c++) {
-				float o[4];
+#define NN_COLS 128
 
-				dot4(o, x0, x0 + K, x0 + 2 * (size_t)K, x0 + 3 * (size_t)K,
-				     W + (size_t)c * K, K);
-				for (int rr = 0; rr < 4; rr++)
-					out[(size_t)(r + rr) * ldo + c] = o[rr];
+/* out[r][c0..c1) = sum over k, in order, of X[r][k] W[k][c]. */
+MB_CLONES static void nn_block(float *out, int ldo, const float *X, int ldx, int R,
+			       const float *W, int N, int K, int c0, int c1)
+{
+	float acc[4][NN_COLS];
+	int w = c1 - c0;
+
+	for (int r = 0; r < R; r += 4) {
+		int nr = R - r < 4 ? R - r : 4;
+
+		for (int rr = 0; rr < 4; rr++)
+			for (int c = 0; c < NN_COLS; c++)
+				acc[rr][c] = 0.0f;
+		for (int k = 0; k < K; k++) {
+			const float *wk = W + (size_t)k * N + c0;
+
+			for (int rr = 0; rr < nr; rr++) {
+				float x = X[(size_t)(r + rr) * ldx + k];
+
+				for (int c = 0; c < w; c++)
+					acc[rr][c] += x * wk[c];
 			}
 		}
-		for (; r < R; r++)
-			for (int c = c0; c < c1; c++)
-				out[(size_t)r * ldo + c] =
-					mb_k_dot(X + (size_t)r * K, W + (size_t)c * K, K);
+		for (int rr = 0; rr < nr; rr++)
+			memcpy(out + (size_t)(r + rr) * ldo + c0, acc[rr], sizeof(float) * (size_t)w);
+	}
+}
+
+void mb_k_matmul_nn_rows(float *out, int ldo, const float *X, int ldx, int R, const float *W, int N,
+			 int K)
+{
+	int nblocks = (N + NN_COLS - 1) / NN_COLS;
+
+#pragma omp parallel for schedule(static)
+	for (int blk = 0; blk < nblocks; blk++) {
+		int c0 = blk * NN_COLS, c1 = c0 + NN_COLS < N ? c0 + NN_COLS : N;
+
+		nn_block(out, ldo, X, ldx, R, W, N, K, c0, c1);
+	}
+}
+
+MB_CLONES void mb_k_att_query(float *z, float *p, const float *q, const float *k, const float *v,
+			      int ld, int t, int Dh, float scale)
+{
+	float mx, sum;
+
+	for (int j = 0; j <= t; j++)
+		p[j] = dot1(q, k + (size_t)j * ld, Dh) * scale;
+	mx = p[0];
+	for (int j = 1; j <= t; j++)
+		mx = p[j] > mx ? p[j] : mx;
+	for (int j = 0; j <= t; j++)
+		p[j] = expf_core(p[j] - mx);
+	sum = mb_k_sum(p, t + 1);
+	for (int j = 0; j <= t; j++)
+		p[j] = p[j] / sum;
+	for (int d = 0; d < Dh; d++)
+		z[d] = 0.0f;
+	for (int j = 0; j <= t; j++) {
+		const float *vj = v + (size_t)j * ld;
+
+		for (int d = 0; d < Dh; d++)
+			z[d] += p[j] * vj[d];
 	}
 }

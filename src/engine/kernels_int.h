@@ -60,8 +60,9 @@ void mb_k_ln_affine(float *out, const float *xhat, const float *w, const float *
 void mb_k_add_bias(float *y, int ld, const float *bias, int R, int N);
 /* out = a + b, n floats (out may alias a or b). */
 void mb_k_add(float *out, const float *a, const float *b, size_t n);
-/* out = act(in + bias) over R rows of N columns (row stride N); out may alias in. */
-void mb_k_bias_act(float *out, const float *in, const float *bias, int R, int N, mb_activation act);
+/* in += bias, then out = act(in), over R rows of N columns (row stride N), row
+ * by row so the second pass reads from cache; out may alias in. */
+void mb_k_bias_act(float *out, float *in, const float *bias, int R, int N, mb_activation act);
 /* out = act(in), n floats (out may alias in). */
 void mb_k_act(float *out, const float *in, size_t n, mb_activation act);
 /* The scalar activations the vector kernels implement, for tests. */
@@ -99,5 +100,17 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
  * out has row stride ldo. Parallel over blocks of W rows.
  */
 void mb_k_matmul_nt_rows(float *out, int ldo, const float *X, int R, const float *W, int N, int K);
+
+/* out (R, N), row stride ldo = X (R, K), row stride ldx, @ W (K, N) (Conv1D
+ * layout): each element summed over k in order; row-invariant like the above.
+ * Parallel over blocks of columns. */
+void mb_k_matmul_nn_rows(float *out, int ldo, const float *X, int ldx, int R, const float *W, int N,
+			 int K);
+
+/* Causal attention of one query row t of one head: p (t + 1) scratch, z (Dh)
+ * = softmax over j <= t of scale q.k_j, times v_j (rows of k and v at stride
+ * ld). Single-threaded. */
+void mb_k_att_query(float *z, float *p, const float *q, const float *k, const float *v, int ld,
+		    int t, int Dh, float scale);
 
 #endif
