@@ -124,7 +124,8 @@ int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double 
  * from replicates sorted ascending (sorted[0..B)), the full-sample statistic
  * theta_hat and, for BCa, the jackknife (leave-one-out) statistics jack[0..k),
  * writes [lo, hi] at `level`. Percentile: type-7 quantiles at (1 -+ level)/2.
- * BCa: z0 = ppf(#{theta* < theta_hat} / B), a = sum (m - j)^3 / (6 (sum (m - j)^2)^1.5)
+ * BCa: z0 = ppf((#{theta* < theta_hat} + #{theta* <= theta_hat}) / (2B)) (ties
+ * count half, as in scipy), a = sum (m - j)^3 / (6 (sum (m - j)^2)^1.5)
  * with m the jackknife mean, adjusted probabilities
  * Phi(z0 + (z0 + z)/(1 - a (z0 + z))) for z = ppf((1 -+ level)/2) (scipy's
  * _bca_interval). When no replicate differs from theta_hat, or all lie on one

@@ -30,17 +30,20 @@
 
 #include <mechbench/error.h>
 
-/* The default penalty above for y[0..n); 0 when y has fewer than 3 points or
- * no spread in its first differences (then nothing can be called a change). */
+/* The default penalty above for y[0..n). When over half the first
+ * differences are equal (MAD 0), sigma falls back to SD(differences)/sqrt(2),
+ * then to SD(y); 0 for fewer than 3 points or a constant y (where no
+ * segmentation beats none). NaN only if the scratch copy cannot be allocated. */
 double mb_stats_changepoint_penalty(const double *y, size_t n);
 
-/* PELT on y[0..n) with the given penalty (> 0; pass
+/* PELT on y[0..n) with the given penalty (>= 0; pass
  * mb_stats_changepoint_penalty(y, n) for the default) and minimum segment
  * length min_seg >= 1. Writes the changepoints - indices of the first point
  * of each new segment, ascending, in [min_seg, n - min_seg] - into out
  * (capacity n) and their number into out_count. Ties between equal-cost
  * segmentations go to the earlier last changepoint. MB_EINVALID for NaN
- * ("point 5 is NaN"), penalty <= 0 or min_seg == 0; MB_ENOMEM. */
+ * ("point 5 is nan, not a finite number"), a negative or NaN penalty or
+ * min_seg == 0; MB_ENOMEM. Fewer than 2 min_seg points: no changepoints. */
 int mb_stats_changepoints(size_t *out, size_t *out_count, const double *y, size_t n,
 			  double penalty, size_t min_seg, mb_error *err);
 
