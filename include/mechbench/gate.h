@@ -20,8 +20,10 @@
  * model revisions usually correlate more, so this errs towards refusing) and
  * the baseline's design effect, at one-sided alpha and power 1 - beta/m for m
  * gated metrics (HARNESS.md: each gate of an intersection-union test is sized
- * so the suite's chance of missing a real regression stays <= beta). After
- * running, the observed MDE (from the real differences) is reported too.
+ * so the suite's chance of missing a real regression stays <= beta). For a
+ * binary metric var_d is at least the margin (an effect of delta needs a
+ * delta fraction of discordant items, and var_d ~ p_disc). After running,
+ * the observed MDE (from the real differences) is reported too.
  */
 #ifndef MECHBENCH_GATE_H
 #define MECHBENCH_GATE_H

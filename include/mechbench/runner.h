@@ -127,6 +127,10 @@ void mb_provenance_init(mb_provenance *p, int threads);
  * seconds, mb_runner_now). */
 void mb_provenance_finish(mb_provenance *p, double started);
 double mb_runner_now(void);
+/* The provenance as a JSON object (new reference; NULL on allocation
+ * failure): every field of mb_provenance under its own name, tri-states as
+ * true/false/null. Baseline files and JSON reports embed it. */
+json_t *mb_provenance_to_json(const mb_provenance *p);
 
 /* sha256 of every regular file under dir (recursively, dot-files skipped),
  * sorted by relative path. *out is malloc'd (free with mb_file_digests_free).
@@ -144,17 +148,21 @@ int mb_runner_check_dataset(const mb_dataset *d, const mb_spec_entry *e, mb_erro
 
 /* Runs entry e's task on the model in model_dir over d's items into *out
  * (disposed with mb_entry_result_dispose), then computes aggregates at 95%.
- * Errors name the entry, the item or the model file. */
+ * model_label is what the result records as its model (the spec's
+ * repo-relative path, or --model as given); NULL records model_dir. Errors
+ * name the entry, the item or the model file. */
 int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
-			const mb_dataset *d, const char *model_dir, const mb_runner_opts *opts,
-			mb_error *err);
+			const mb_dataset *d, const char *model_dir, const char *model_label,
+			const mb_runner_opts *opts, mb_error *err);
 
 /* Runs every entry of spec: datasets from root, models from model_override
  * when given, else root/<entry.model> (MB_EINVALID when neither). Calls
- * opts->on_entry after each. *out's provenance is filled from the build and
- * machine; the caller fills its spec and repository fields. */
-int mb_runner_run_suite(mb_run_result *out, const mb_spec *spec, const char *root,
-			const char *model_override, const mb_runner_opts *opts, mb_error *err);
+ * opts->on_entry after each. out->prov starts as a copy of prov (made with
+ * mb_provenance_init, spec and repository fields filled by the caller) and
+ * gets its finish time. */
+int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_spec *spec,
+			const char *root, const char *model_override, const mb_runner_opts *opts,
+			mb_error *err);
 
 /* The interval of the mean of metric m of r under entry e's design, at
  * two-sided level: registered strata -> stratified t; clusters -> clustered t

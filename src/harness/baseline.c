@@ -21,26 +21,6 @@ static char *dup_str(const char *s)
 	return p;
 }
 
-static json_t *tristate(int v)
-{
-	return v < 0 ? json_null() : json_boolean(v);
-}
-
-static json_t *provenance_json(const mb_provenance *p)
-{
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:b, s:I, s:i, s:s, s:s, s:s, s:i,"
-			 " s:s, s:s, s:s, s:s, s:s, s:f}",
-			 "spec_path", p->spec_path, "spec_blob", p->spec_blob, "spec_committed",
-			 tristate(p->spec_committed), "repo_head", p->repo_head, "repo_dirty",
-			 tristate(p->repo_dirty), "code_version", p->code_version, "code_commit",
-			 p->code_commit, "code_dirty", p->code_dirty, "seed", (json_int_t)p->seed,
-			 "threads", p->threads, "cpu", p->cpu, "blas_config", p->blas_config,
-			 "blas_core", p->blas_core, "blas_threads", p->blas_threads, "compiler",
-			 p->compiler, "cflags", p->cflags, "build_type", p->build_type,
-			 "started_at", p->started_at, "finished_at", p->finished_at,
-			 "wall_seconds", p->wall_seconds);
-}
-
 static json_t *entry_json(const mb_entry_result *e, const char *marker)
 {
 	json_t *files = json_array(), *metrics = json_array();
@@ -150,7 +130,7 @@ int mb_baseline_render(char **out, size_t *len, const mb_run_result *run, const 
 	}
 	doc = json_pack("{s:i, s:s, s:I, s:o, s:O}", "mechbench_baseline", MB_BASELINE_FORMAT,
 			"suite", run->prov.suite, "run_id", (json_int_t)run->id, "provenance",
-			provenance_json(&run->prov), "entries", entries);
+			mb_provenance_to_json(&run->prov), "entries", entries);
 	text = doc ? json_dumps(doc, JSON_INDENT(2) | REAL_FLAGS) : NULL;
 	if (!text || json_array_size(entries) != (size_t)found) {
 		error = mb_error_oom(err, "baseline", 0);

@@ -287,6 +287,11 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 		for (size_t i = 0; i < base->n_items; i++)
 			col[i] = base->values[i * base->n_metrics + (size_t)bm];
 		var = mb_stats_var(col, base->n_items);
+		/* A binary metric cannot move by delta without at least a delta
+		 * fraction of discordant items, and var_d ~ p_disc (Miller 2024,
+		 * power.h): never plan below that. */
+		if (r->kind == MB_METRIC_BINARY && var < r->margin)
+			var = r->margin;
 		snprintf(stream, sizeof(stream), "plan/%s/%s/%s@%d", spec->suite, e->name,
 			 r->metric, r->version);
 		if ((error = mb_runner_estimate(&est, spec, e, base, (size_t)bm, 0.95, stream,

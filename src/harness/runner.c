@@ -76,6 +76,26 @@ void mb_provenance_finish(mb_provenance *p, double started)
 	p->wall_seconds = mb_runner_now() - started;
 }
 
+static json_t *tristate(int v)
+{
+	return v < 0 ? json_null() : json_boolean(v);
+}
+
+json_t *mb_provenance_to_json(const mb_provenance *p)
+{
+	return json_pack("{s:s, s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:b, s:I, s:i, s:s, s:s, s:s,"
+			 " s:i, s:s, s:s, s:s, s:s, s:s, s:f}",
+			 "suite", p->suite, "spec_path", p->spec_path, "spec_blob", p->spec_blob,
+			 "spec_committed", tristate(p->spec_committed), "repo_head", p->repo_head,
+			 "repo_dirty", tristate(p->repo_dirty), "code_version", p->code_version,
+			 "code_commit", p->code_commit, "code_dirty", p->code_dirty, "seed",
+			 (json_int_t)p->seed, "threads", p->threads, "cpu", p->cpu, "blas_config",
+			 p->blas_config, "blas_core", p->blas_core, "blas_threads", p->blas_threads,
+			 "compiler", p->compiler, "cflags", p->cflags, "build_type", p->build_type,
+			 "started_at", p->started_at, "finished_at", p->finished_at,
+			 "wall_seconds", p->wall_seconds);
+}
+
 /* --- model digests ----------------------------------------------------------- */
 
 typedef struct digests {
@@ -353,8 +373,8 @@ static int run_items(const mb_task *t, void *state, const mb_dataset *d, double 
 }
 
 int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
-			const mb_dataset *d, const char *model_dir, const mb_runner_opts *opts,
-			mb_error *err)
+			const mb_dataset *d, const char *model_dir, const char *model_label,
+			const mb_runner_opts *opts, mb_error *err)
 {
 	const mb_task *t = e->task;
 	void *state = NULL;
@@ -365,7 +385,7 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 	out->name = dup_str(e->name);
 	out->task = dup_str(t->name);
 	out->task_version = t->version;
-	out->model = dup_str(model_dir);
+	out->model = dup_str(model_label ? model_label : model_dir);
 	out->dataset = dup_str(e->dataset);
 	out->params = e->params ? json_incref(e->params) : NULL;
 	memcpy(out->dataset_sha256, d->sha256, sizeof(d->sha256));
@@ -426,16 +446,15 @@ cleanup:
 	return error;
 }
 
-int mb_runner_run_suite(mb_run_result *out, const mb_spec *spec, const char *root,
-			const char *model_override, const mb_runner_opts *opts, mb_error *err)
+int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_spec *spec,
+			const char *root, const char *model_override, const mb_runner_opts *opts,
+			mb_error *err)
 {
 	double started = mb_runner_now();
 	int error = 0;
 
 	memset(out, 0, sizeof(*out));
-	mb_provenance_init(&out->prov, opts ? opts->threads : 0);
-	snprintf(out->prov.suite, sizeof(out->prov.suite), "%s", spec->suite);
-	out->prov.seed = spec->seed;
+	out->prov = *prov;
 	out->entries = calloc(spec->n_entries, sizeof(*out->entries));
 	if (!out->entries)
 		return mb_error_oom(err, "run entries", spec->n_entries);
@@ -455,7 +474,8 @@ int mb_runner_run_suite(mb_run_result *out, const mb_spec *spec, const char *roo
 		}
 		if ((error = mb_runner_load_dataset(&d, e, root, err)) < 0)
 			break;
-		error = mb_runner_run_entry(&out->entries[i], spec, e, &d, model, opts, err);
+		error = mb_runner_run_entry(&out->entries[i], spec, e, &d, model,
+					    model_override ? model_override : e->model, opts, err);
 		mb_dataset_dispose(&d);
 		if (error < 0)
 			break;

@@ -407,8 +407,10 @@ static char *dump_or_absent(const json_t *v)
 {
 	if (!v)
 		return dup_str("(absent)");
+	/* 15 digits: the value as a person wrote it (0.2, not 0.20000000000000001);
+	 * whether two values differ was decided exactly by json_equal. */
 	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
-				     JSON_REAL_PRECISION(17));
+				     JSON_REAL_PRECISION(15));
 }
 
 static void add_dev(diff_ctx *c, const char *path, const json_t *a, const json_t *b,
