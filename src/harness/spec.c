@@ -263,8 +263,9 @@ static int parse_entry(const mb_spec *s, const mb_json_doc *doc, json_t *obj, co
 			return rc;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(e->metrics[j].name, e->metrics[i].name) == 0) {
-				mb_json_path_key(mpath, sizeof(mpath), mpath, "metric");
-				return mb_json_field_error(doc, err, MB_EINVALID, mpath,
+				char field[PATH_MAX_LEN];
+				mb_json_path_key(field, sizeof(field), mpath, "metric");
+				return mb_json_field_error(doc, err, MB_EINVALID, field,
 							   "metric %s is listed twice",
 							   e->metrics[i].name);
 			}
