@@ -96,7 +96,7 @@ static struct bad_case bad_cases[] = {
 	{"\"margin\": 0.5", "\"margin\": 0", "tasks[0].metrics[0].margin: the non-inferiority margin must be > 0"},
 	{"\"margin\": 0.5", "\"treshold\": 1, \"margin\": 0.5", "tasks[0].metrics[0].treshold: unknown field"},
 	{"\"margin\": 0.5, ", "", "demo.json:18:9: tasks[0].metrics[0].margin: required field is missing"},
-	{"\"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\"", "\"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": \"higher\"", "demo.json:20:20: tasks[0].metrics[1].metric: metric synthetic.score is listed twice"},
+	{"\"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\"", "\"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": \"higher\"", "demo.json:20:10: tasks[0].metrics[1].metric: metric synthetic.score is listed twice"},
 	{"\"threshold\": 1.5", "\"threshold\": \"high\"", "tasks[0].metrics[0].threshold: expected a number, got a string"},
 	{"\"name\": \"toy\"", "\"name\": 3", "demo.json:10:7: tasks[0].name: expected a string, got an integer"},
 	{"\"tasks\": [", "\"tasks\": [], \"x\": [", "demo.json:8:16: x: unknown field"},
