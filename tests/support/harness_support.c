@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <mechbench/dataset.h>
+
 static void die(const char *what)
 {
 	perror(what);
@@ -41,6 +43,13 @@ void mbt_write(const char *dir, const char *rel, const char *text)
 	slash = strrchr(parent, '/');
 	if (slash) {
 		*slash = '\0';
+		/* mkdir -p of the parent, below dir. */
+		for (char *p = parent + strlen(dir) + 1; *p; p++)
+			if (*p == '/') {
+				*p = '\0';
+				mkdir(parent, 0755);
+				*p = '/';
+			}
 		mkdir(parent, 0755);
 	}
 	f = fopen(path, "wb");
@@ -129,4 +138,35 @@ int mbt_sh(const char *dir, const char *cmd, char **out)
 	else
 		free(buf);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
+		       const char *metrics, char **spec_text)
+{
+	char *text = NULL, sha[MB_SHA256_HEX_LEN];
+	size_t len = 0, cap;
+	mb_error err;
+	json_t *p = json_pack("{s:i}", "n_per_stratum", n_per_stratum);
+
+	if (mb_dataset_generate(&text, &len, mb_task_find("synthetic"), 7, p, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		abort();
+	}
+	json_decref(p);
+	mb_sha256_hex_buf(sha, text, len);
+	mbt_write(dir, "datasets/toy.jsonl", text);
+	free(text);
+	mbt_true_model(dir, "models/true");
+	cap = strlen(extra) + strlen(metrics) + 1024;
+	*spec_text = malloc(cap);
+	if (!*spec_text)
+		die("malloc");
+	snprintf(*spec_text, cap,
+		 "{\n  \"format\": 1,\n  \"suite\": \"demo\",\n  \"alpha\": 0.05,\n"
+		 "  \"power\": 0.8,\n  \"bootstrap\": 2000,\n  \"seed\": 1234,\n"
+		 "  \"tasks\": [{\n    \"name\": \"toy\",\n    \"task\": \"synthetic\",\n"
+		 "    \"model\": \"models/true\",\n    \"baseline\": \"baselines/demo.json\",\n"
+		 "    \"dataset\": {\"path\": \"datasets/toy.jsonl\", \"sha256\": \"%s\"},\n"
+		 "    %s\n    \"metrics\": %s\n  }]\n}\n",
+		 sha, extra, metrics);
 }

@@ -13,7 +13,7 @@
 void mbt_tmpdir(char *buf, size_t cap);
 /* Removes a folder tree (rm -rf); used to clean up after a test. */
 void mbt_rmtree(const char *dir);
-/* Writes text to dir/rel, creating one level of parent folder. */
+/* Writes text to dir/rel, creating its parent folders. */
 void mbt_write(const char *dir, const char *rel, const char *text);
 /* Reads dir/rel into a malloc'd NUL-terminated string (NULL if absent). */
 char *mbt_read(const char *dir, const char *rel);
@@ -29,3 +29,18 @@ void mbt_true_model(const char *dir, const char *rel);
 int mbt_sh(const char *dir, const char *cmd, char **out);
 
 #endif
+
+/* A suite fixture on disk: dir/datasets/toy.jsonl (synthetic, seed 7,
+ * n_per_stratum per stratum), dir/models/true (the true model) and the text
+ * of a spec with one entry "toy" whose metrics block is `metrics` (JSON array
+ * text) and whose extra entry fields are `extra` (e.g. "\"clusters\": true,"
+ * or ""). *spec_text is malloc'd. */
+void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
+		       const char *metrics, char **spec_text);
+#define MBT_METRICS_ALL                                                                       \
+	"[{\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": "       \
+	"\"higher\", \"margin\": 1.0, \"threshold\": 1.0},"                                    \
+	" {\"metric\": \"synthetic.correct@1\", \"kind\": \"binary\", \"direction\": "         \
+	"\"higher\", \"margin\": 0.15},"                                                       \
+	" {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\", "  \
+	"\"margin\": 0.25}]"
