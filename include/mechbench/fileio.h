@@ -18,7 +18,7 @@
 int mb_file_read(char **out, size_t *len, const char *path, mb_error *err);
 
 /* Writes len bytes to path atomically (temp file, fsync, rename, fsync of
- * the directory). Returns 0 or MB_EIO naming the path (disk full included);
+ * the directory), creating missing parent folders first. Returns 0 or MB_EIO naming the path (disk full included);
  * on failure the target is untouched and the temp file removed. */
 int mb_file_write_atomic(const char *path, const void *buf, size_t len, mb_error *err);
 

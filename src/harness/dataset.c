@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <mechbench/fileio.h>
 #include <mechbench/parse.h>
@@ -573,16 +572,6 @@ int mb_manifest_build_entry(mb_manifest *m, size_t idx, int *changed, mb_error *
 	}
 	mb_sha256_hex_buf(sha, text, len);
 	if (mb_sha256_hex_file(old_sha, path, NULL) < 0 || strcmp(old_sha, sha) != 0) {
-		/* Create the dataset's folder on first build (one level is enough for
-		 * datasets/<task>/<name>.jsonl; deeper trees are made by hand). */
-		char dir[4096];
-		char *slash;
-		snprintf(dir, sizeof(dir), "%s", path);
-		slash = strrchr(dir, '/');
-		if (slash) {
-			*slash = '\0';
-			mkdir(dir, 0755);
-		}
 		error = mb_file_write_atomic(path, text, len, err);
 		if (error < 0)
 			goto cleanup;

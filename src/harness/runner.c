@@ -259,9 +259,25 @@ int mb_runner_load_dataset(mb_dataset *out, const mb_spec_entry *e, const char *
 	char path[4096];
 	int error;
 
+	char sha[MB_SHA256_HEX_LEN];
+	char *text = NULL;
+	size_t len;
+
 	memset(out, 0, sizeof(*out));
 	if ((error = mb_path_join(path, sizeof(path), root, e->dataset, err)) < 0 ||
-	    (error = mb_dataset_load(out, path, err)) < 0)
+	    (error = mb_file_read(&text, &len, path, err)) < 0)
+		return error;
+	/* The sha256 before parsing: an edited file is named as such. */
+	mb_sha256_hex_buf(sha, text, len);
+	if (strcmp(sha, e->dataset_sha256) != 0) {
+		free(text);
+		return mb_error_set(err, MB_EMISMATCH,
+				    "%s: sha256 %s, but the spec registers %s for entry %s", path,
+				    sha, e->dataset_sha256, e->name);
+	}
+	error = mb_dataset_parse(out, text, len, path, err);
+	free(text);
+	if (error < 0)
 		return error;
 	error = mb_runner_check_dataset(out, e, err);
 	if (error < 0)

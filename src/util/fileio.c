@@ -63,6 +63,21 @@ static void dir_of(char *buf, size_t cap, const char *path)
 		snprintf(buf, cap, "%.*s", (int)(slash - path), path);
 }
 
+/* mkdir -p of path's folder. Failures surface at the write that follows. */
+static void make_parents(const char *path)
+{
+	char dir[4096];
+
+	dir_of(dir, sizeof(dir), path);
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(dir, 0755);
+			*p = '/';
+		}
+	mkdir(dir, 0755);
+}
+
 int mb_file_write_atomic(const char *path, const void *buf, size_t len, mb_error *err)
 {
 	char tmp[4096], dir[4096];
@@ -70,6 +85,7 @@ int mb_file_write_atomic(const char *path, const void *buf, size_t len, mb_error
 	size_t done = 0;
 	int fd, dfd, error = 0;
 
+	make_parents(path);
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= sizeof(tmp))
 		return mb_error_set(err, MB_EINVALID, "%s: path too long", path);
 	fd = mkstemp(tmp);
