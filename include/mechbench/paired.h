@@ -116,7 +116,9 @@ typedef struct mb_stats_boot_opts {
  * se = SD of the replicates, se_naive = sd/sqrt(n), deff = se^2/se_naive^2,
  * df = INFINITY, n_groups = C or 0.
  * replicates: optional (NULL or B doubles), receives replicate b in slot b.
- * Needs n >= 2. Memory: B + n doubles (plus C for clusters), malloc'd and freed. */
+ * Needs n >= 2. Scratch: 2B doubles (B when `replicates` is given) plus n (or
+ * 3C for a cluster bootstrap), malloc'd and freed. MB_EINVALID names the
+ * item, cluster or option; MB_ENOMEM. */
 int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double *x, size_t n,
 		       const mb_stats_boot_opts *opts, mb_error *err);
 
