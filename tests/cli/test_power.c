@@ -58,7 +58,7 @@ static const cli_case cases[] = {
 	{__LINE__, {"--sd", "1", "--n", "12.5"}, 2, "", "--n"},
 	{__LINE__, {"--sd", "1", "--delta"}, 2, "", "--delta: needs a value"},
 	{__LINE__, {"--sd", "1", "--sd", "2", "--delta", "0.1"}, 2, "", "--sd: given twice"},
-	{__LINE__, {"--sd", "1", "--delta", "0.1", "--baseline", "b.json"}, 2, "", "--baseline"},
+	{__LINE__, {"--sd", "1", "--delta", "0.1", "--bogus"}, 2, "", "'--bogus'"},
 };
 
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
