@@ -180,12 +180,14 @@ Test(verdict, policy_picks_paired_clustered_or_bootstrap_intervals)
 	make_pair(cand, base, cl, N, 12, 0.1, 0.3, 5);
 	o.n_clusters = 12;
 	cr_assert_eq(mb_stats_compare(&c, cand, base, N, &o, &err), 0, "%s", err.msg);
+	cr_expect_eq(c.diff.method, MB_STATS_METHOD_CLUSTERED_T, "C = 12: t with 11 df by default");
+	cr_expect_eq(c.diff.df, 11.0);
+	o.min_clusters_t = 30; /* ask for the cluster bootstrap below 30 clusters */
+	cr_assert_eq(mb_stats_compare(&c, cand, base, N, &o, &err), 0, "%s", err.msg);
 	cr_expect_eq(c.diff.method, MB_STATS_METHOD_BOOT_BCA, "C = 12 < 30: cluster bootstrap");
 	cr_expect_eq(c.diff.n_groups, 12);
 	cr_expect(isnan(c.p_noninferior));
-	o.min_clusters_t = 10;
-	cr_assert_eq(mb_stats_compare(&c, cand, base, N, &o, &err), 0, "%s", err.msg);
-	cr_expect_eq(c.diff.method, MB_STATS_METHOD_CLUSTERED_T);
+	o.min_clusters_t = 0;
 	o.cluster = NULL;
 	o.n_clusters = 0;
 	o.kind = MB_STATS_KIND_RATIO;
