@@ -604,7 +604,7 @@ int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spe
 	} else if (e->clusters || r->metrics[m].kind == MB_METRIC_RATIO) {
 		if (e->clusters && (error = mb_runner_cluster_index(&groups, &n_groups, r, err)) < 0)
 			goto cleanup;
-		if (e->clusters && n_groups >= 30 && r->metrics[m].kind != MB_METRIC_RATIO) {
+		if (e->clusters && r->metrics[m].kind != MB_METRIC_RATIO) {
 			error = mb_stats_clustered_estimate(out, x, groups, r->n_items, n_groups,
 							    level, err);
 		} else {

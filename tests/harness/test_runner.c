@@ -108,10 +108,11 @@ Test(runner, aggregates_follow_the_entry_design)
 	mb_entry_result_dispose(&r);
 	teardown_fixture(&f);
 
-	/* 8 clusters (< 30): a cluster bootstrap. */
+	/* 8 clusters: clustered t with 7 df; the ratio metric: a cluster bootstrap. */
 	setup_fixture(&f, 40, "\"clusters\": true,");
 	run(&f, &r, 2);
-	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_BOOT_BCA);
+	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_CLUSTERED_T);
+	cr_expect_eq(r.aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
 	mb_entry_result_dispose(&r);
 	teardown_fixture(&f);
 }
