@@ -131,6 +131,9 @@ double mb_runner_now(void);
  * failure): every field of mb_provenance under its own name, tri-states as
  * true/false/null. Baseline files and JSON reports embed it. */
 json_t *mb_provenance_to_json(const mb_provenance *p);
+/* Model file digests as a JSON array of {"path", "sha256", "bytes"} (new
+ * reference; NULL on allocation failure). */
+json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n);
 
 /* sha256 of every regular file under dir (recursively, dot-files skipped),
  * sorted by relative path. *out is malloc'd (free with mb_file_digests_free).

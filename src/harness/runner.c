@@ -87,6 +87,20 @@ json_t *mb_provenance_to_json(const mb_provenance *p)
 			 "wall_seconds", p->wall_seconds);
 }
 
+json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n)
+{
+	json_t *files = json_array();
+
+	for (size_t f = 0; files && f < n; f++)
+		if (json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path", d[f].path,
+							   "sha256", d[f].sha256, "bytes",
+							   (json_int_t)d[f].bytes)) < 0) {
+			json_decref(files);
+			return NULL;
+		}
+	return files;
+}
+
 /* --- model digests ----------------------------------------------------------- */
 
 typedef struct digests {
