@@ -660,35 +660,62 @@ static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *vali
 
 /* One (item, head): dP, dS, dq, dk, dv. dP and dS are (T, T) blocks (stride
  * T); dq/dk/dv rows of the head's columns in dqkv (stride 3D). */
-static void head_backward(float *dP, float *dS, int T, const float *P, const float *q,
-			  const float *k, const float *v, int ld, const float *dz, int ldz,
-			  float *dq, float *dk, float *dv, int L, int Dh, float scale)
+/* a . b over n floats in a fixed order (8 lanes, then a fixed tree): the same
+ * bits on every call, and it vectorises. */
+static inline float dot8(const float *restrict a, const float *restrict b, int n)
 {
+	float acc[8] = {0};
+	int x = 0;
+
+	for (; x + 8 <= n; x += 8)
+		for (int l = 0; l < 8; l++)
+			acc[l] += a[x + l] * b[x + l];
+	for (int l = 0; x + l < n; l++)
+		acc[l] += a[x + l] * b[x + l];
+	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+static inline int all_zero(const float *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (x[i] != 0.0f)
+			return 0;
+	return 1;
+}
+
+/* One (item, head) of L <= T rows with scalar loops (short items): rows of dz
+ * that are exactly zero (every row but the last in the compact tail's last
+ * layer) contribute nothing and are skipped. dq, dk and dv are disjoint
+ * column ranges of dqkv. */
+static void head_backward(float *restrict dP, float *restrict dS, int T, const float *restrict P,
+			  const float *restrict q, const float *restrict k, const float *restrict v,
+			  int ld, const float *restrict dz, int ldz, float *restrict dq,
+			  float *restrict dk, float *restrict dv, int L, int Dh, float scale)
+{
+	for (int j = 0; j < L; j++) {
+		memset(dq + (size_t)j * ld, 0, sizeof(float) * (size_t)Dh);
+		memset(dk + (size_t)j * ld, 0, sizeof(float) * (size_t)Dh);
+		memset(dv + (size_t)j * ld, 0, sizeof(float) * (size_t)Dh);
+	}
 	for (int i = 0; i < L; i++) {
 		float *dp = dP + (size_t)i * T, *ds = dS + (size_t)i * T;
 		const float *p = P + (size_t)i * T, *dzi = dz + (size_t)i * ldz;
+		const float *qi = q + (size_t)i * ld;
+		float *dqi = dq + (size_t)i * ld;
 		float rs = 0.0f;
 
+		if (all_zero(dzi, Dh)) {
+			memset(dp, 0, sizeof(float) * (size_t)(i + 1));
+			memset(ds, 0, sizeof(float) * (size_t)(i + 1));
+			continue;
+		}
 		for (int j = 0; j <= i; j++) {
-			/* mb_k_dot: 16 lanes then a fixed tree, so it vectorises */
-			float s = mb_k_dot(dzi, v + (size_t)j * ld, Dh);
+			float s = dot8(dzi, v + (size_t)j * ld, Dh);
 			dp[j] = s;
 			rs += p[j] * s;
 		}
 		for (int j = 0; j <= i; j++)
 			ds[j] = p[j] * (dp[j] - rs);
-	}
-	for (int j = 0; j < L; j++) {
-		float *dkj = dk + (size_t)j * ld, *dvj = dv + (size_t)j * ld;
-		memset(dkj, 0, sizeof(float) * (size_t)Dh);
-		memset(dvj, 0, sizeof(float) * (size_t)Dh);
-	}
-	for (int i = 0; i < L; i++) {
-		const float *ds = dS + (size_t)i * T, *p = P + (size_t)i * T;
-		const float *qi = q + (size_t)i * ld, *dzi = dz + (size_t)i * ldz;
-		float *dqi = dq + (size_t)i * ld;
-
-		memset(dqi, 0, sizeof(float) * (size_t)Dh);
 		for (int j = 0; j <= i; j++) {
 			const float *kj = k + (size_t)j * ld;
 			float *dkj = dk + (size_t)j * ld, *dvj = dv + (size_t)j * ld;
