@@ -234,6 +234,9 @@ typedef struct mb_zoo_manifest {
 /* Reads and validates a MANIFEST (unknown keys, bad hex, too many files are
  * errors naming path:line:col and the field). */
 int mb_zoo_manifest_read(mb_zoo_manifest *out, const char *path, mb_error *err);
+/* The same from text (len bytes; name labels messages). */
+int mb_zoo_manifest_parse(mb_zoo_manifest *out, const char *text, size_t len, const char *name,
+			  mb_error *err);
 /* Writes m to path atomically (path.tmp then rename). */
 int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *err);
 /* Checks the sha256 of every file the manifest lists (in dir) and that dir

@@ -40,64 +40,90 @@ static int copy_field(const mb_json_doc *doc, json_t *root, const char *key, cha
 	return 0;
 }
 
+static int manifest_from_doc(mb_zoo_manifest *out, const mb_json_doc *doc, mb_error *err);
+
 int mb_zoo_manifest_read(mb_zoo_manifest *out, const char *path, mb_error *err)
 {
-	static const char *const keys[] = {"name",    "preset", "seed",   "command",
-					   "training_seconds", "machine", "threads",
-					   "commit",  "files",  NULL};
 	mb_json_doc doc;
-	json_t *files = NULL;
-	const char *fname;
-	json_t *v;
-	int64_t seed = 0, threads = 0;
 	int error;
 
 	memset(out, 0, sizeof(*out));
 	error = mb_json_doc_load(&doc, path, err);
 	if (error < 0)
 		return error;
-	if (!json_is_object(doc.root)) {
-		error = mb_json_field_error(&doc, err, MB_EINVALID, "", "must be an object");
-		goto cleanup;
+	error = manifest_from_doc(out, &doc, err);
+	mb_json_doc_dispose(&doc);
+	return error;
+}
+
+int mb_zoo_manifest_parse(mb_zoo_manifest *out, const char *text, size_t len, const char *name,
+			  mb_error *err)
+{
+	mb_json_doc doc;
+	int error;
+
+	memset(out, 0, sizeof(*out));
+	error = mb_json_doc_parse(&doc, text, len, name, err);
+	if (error < 0)
+		return error;
+	error = manifest_from_doc(out, &doc, err);
+	mb_json_doc_dispose(&doc);
+	return error;
+}
+
+static int manifest_from_doc(mb_zoo_manifest *out, const mb_json_doc *doc, mb_error *err)
+{
+	static const char *const keys[] = {"name",    "preset", "seed",   "command",
+					   "training_seconds", "machine", "threads",
+					   "commit",  "files",  NULL};
+	json_t *files = NULL;
+	const char *fname;
+	json_t *v;
+	int64_t seed = 0, threads = 0;
+	int error;
+
+	if (!json_is_object(doc->root)) {
+		error = mb_json_field_error(doc, err, MB_EINVALID, "", "must be an object");
+		return error;
 	}
-	if ((error = mb_json_check_keys(&doc, doc.root, "", keys, err)) < 0 ||
-	    (error = copy_field(&doc, doc.root, "name", out->name, sizeof(out->name), err)) < 0 ||
-	    (error = copy_field(&doc, doc.root, "preset", out->preset, sizeof(out->preset), err)) <
+	if ((error = mb_json_check_keys(doc, doc->root, "", keys, err)) < 0 ||
+	    (error = copy_field(doc, doc->root, "name", out->name, sizeof(out->name), err)) < 0 ||
+	    (error = copy_field(doc, doc->root, "preset", out->preset, sizeof(out->preset), err)) <
 		    0 ||
-	    (error = copy_field(&doc, doc.root, "command", out->command, sizeof(out->command),
+	    (error = copy_field(doc, doc->root, "command", out->command, sizeof(out->command),
 				err)) < 0 ||
-	    (error = copy_field(&doc, doc.root, "machine", out->machine, sizeof(out->machine),
+	    (error = copy_field(doc, doc->root, "machine", out->machine, sizeof(out->machine),
 				err)) < 0 ||
-	    (error = copy_field(&doc, doc.root, "commit", out->commit, sizeof(out->commit), err)) <
+	    (error = copy_field(doc, doc->root, "commit", out->commit, sizeof(out->commit), err)) <
 		    0 ||
-	    (error = mb_json_get_int(&doc, doc.root, "", "seed", 1, 0, INT64_MAX, &seed, err)) <
+	    (error = mb_json_get_int(doc, doc->root, "", "seed", 1, 0, INT64_MAX, &seed, err)) <
 		    0 ||
-	    (error = mb_json_get_int(&doc, doc.root, "", "threads", 1, 1, 4096, &threads, err)) <
+	    (error = mb_json_get_int(doc, doc->root, "", "threads", 1, 1, 4096, &threads, err)) <
 		    0 ||
-	    (error = mb_json_get_number(&doc, doc.root, "", "training_seconds", 1,
+	    (error = mb_json_get_number(doc, doc->root, "", "training_seconds", 1,
 					&out->training_seconds, err)) < 0 ||
-	    (error = mb_json_get_object(&doc, doc.root, "", "files", 1, &files, err)) < 0)
-		goto cleanup;
+	    (error = mb_json_get_object(doc, doc->root, "", "files", 1, &files, err)) < 0)
+		return error;
 	out->seed = (uint64_t)seed;
 	out->threads = (int)threads;
 	if (json_object_size(files) == 0 || json_object_size(files) > MB_ZOO_MANIFEST_MAX_FILES) {
-		error = mb_json_field_error(&doc, err, MB_EINVALID, "files",
+		error = mb_json_field_error(doc, err, MB_EINVALID, "files",
 					    "must list 1 to %d files", MB_ZOO_MANIFEST_MAX_FILES);
-		goto cleanup;
+		return error;
 	}
 	json_object_foreach(files, fname, v) {
 		char at[128];
 		mb_json_path_key(at, sizeof(at), "files", fname);
 		if (!json_is_string(v) || !is_hex64(json_string_value(v))) {
-			error = mb_json_field_error(&doc, err, MB_EINVALID, at,
+			error = mb_json_field_error(doc, err, MB_EINVALID, at,
 						    "must be 64 lower-case hex digits (sha256)");
-			goto cleanup;
+			return error;
 		}
 		if (strlen(fname) == 0 || strlen(fname) >= sizeof(out->files[0]) ||
 		    strchr(fname, '/') || strcmp(fname, "MANIFEST") == 0 || fname[0] == '.') {
-			error = mb_json_field_error(&doc, err, MB_EINVALID, at,
+			error = mb_json_field_error(doc, err, MB_EINVALID, at,
 						    "must be a plain file name other than MANIFEST");
-			goto cleanup;
+			return error;
 		}
 		/* Keep names sorted (jansson iterates in insertion order). */
 		size_t k = out->nfiles;
@@ -110,10 +136,7 @@ int mb_zoo_manifest_read(mb_zoo_manifest *out, const char *path, mb_error *err)
 		snprintf(out->sha256[k], sizeof(out->sha256[0]), "%s", json_string_value(v));
 		out->nfiles++;
 	}
-	error = 0;
-cleanup:
-	mb_json_doc_dispose(&doc);
-	return error;
+	return 0;
 }
 
 int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *err)

@@ -211,3 +211,33 @@ Test(zoo, manifest_round_trips_and_catches_a_changed_or_extra_file)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	cr_expect_eq(system(cmd), 0);
 }
+
+/* The fuzz seeds (fuzz/corpus/manifest/): valid-* parse, bad-* are rejected
+ * with one line naming the file and the field. */
+Test(zoo, manifest_corpus_valid_files_parse_and_bad_files_are_rejected)
+{
+	static const char *const cases[][2] = {
+		{"valid-modadd", NULL},
+		{"valid-induction", NULL},
+		{"bad-path", "files.../config.json"},
+		{"bad-threads", "threads"},
+		{"bad-truncated", "invalid JSON"},
+		{"bad-unknown-key", "sead"},
+		{"bad-uppercase-digest", "sha256"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[512];
+		mb_zoo_manifest m;
+		mb_error err;
+		snprintf(path, sizeof(path), MB_SOURCE_DIR "/fuzz/corpus/manifest/%s", cases[i][0]);
+		int rc = mb_zoo_manifest_read(&m, path, &err);
+		if (!cases[i][1]) {
+			cr_expect_eq(rc, 0, "%s: %s", cases[i][0], err.msg);
+			continue;
+		}
+		cr_expect_eq(rc, MB_EINVALID, "%s accepted", cases[i][0]);
+		cr_expect(strstr(err.msg, path) == err.msg, "%s: %s", cases[i][0], err.msg);
+		cr_expect(strstr(err.msg, cases[i][1]), "%s: '%s' not in %s", cases[i][0], cases[i][1],
+			  err.msg);
+	}
+}
