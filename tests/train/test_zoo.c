@@ -212,18 +212,18 @@ Test(zoo, manifest_round_trips_and_catches_a_changed_or_extra_file)
 	cr_expect_eq(system(cmd), 0);
 }
 
-/* The fuzz seeds (fuzz/corpus/manifest/): valid-* parse, bad-* are rejected
+/* The fuzz seeds (fuzz/corpus/manifest/): valid_* parse, bad_* are rejected
  * with one line naming the file and the field. */
 Test(zoo, manifest_corpus_valid_files_parse_and_bad_files_are_rejected)
 {
 	static const char *const cases[][2] = {
-		{"valid-modadd", NULL},
-		{"valid-induction", NULL},
-		{"bad-path", "files.../config.json"},
-		{"bad-threads", "threads"},
-		{"bad-truncated", "invalid JSON"},
-		{"bad-unknown-key", "sead"},
-		{"bad-uppercase-digest", "sha256"},
+		{"valid_modadd", NULL},
+		{"valid_induction", NULL},
+		{"bad_path", "files.../config.json"},
+		{"bad_threads", "threads"},
+		{"bad_truncated", "invalid JSON"},
+		{"bad_unknown_key", "sead"},
+		{"bad_uppercase_digest", "sha256"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char path[512];
