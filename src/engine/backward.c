@@ -660,21 +660,6 @@ static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *vali
 
 /* One (item, head): dP, dS, dq, dk, dv. dP and dS are (T, T) blocks (stride
  * T); dq/dk/dv rows of the head's columns in dqkv (stride 3D). */
-/* a . b over n floats in a fixed order (8 lanes, then a fixed tree): the same
- * bits on every call, and it vectorises. */
-static inline float dot8(const float *restrict a, const float *restrict b, int n)
-{
-	float acc[8] = {0};
-	int x = 0;
-
-	for (; x + 8 <= n; x += 8)
-		for (int l = 0; l < 8; l++)
-			acc[l] += a[x + l] * b[x + l];
-	for (int l = 0; x + l < n; l++)
-		acc[l] += a[x + l] * b[x + l];
-	return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-
 static inline int all_zero(const float *x, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -710,7 +695,8 @@ static void head_backward(float *restrict dP, float *restrict dS, int T, const f
 			continue;
 		}
 		for (int j = 0; j <= i; j++) {
-			float s = dot8(dzi, v + (size_t)j * ld, Dh);
+			/* mb_k_dot: 16 lanes then a fixed tree, so it vectorises */
+			float s = mb_k_dot(dzi, v + (size_t)j * ld, Dh);
 			dp[j] = s;
 			rs += p[j] * s;
 		}
