@@ -24,8 +24,13 @@ typedef enum mb_dtype {
 size_t mb_dtype_size(mb_dtype t);
 /* "F32", "F16", ... (safetensors spelling). */
 const char *mb_dtype_name(mb_dtype t);
+/* The dtype spelled name in safetensors ("F32", "BF16", "BOOL", ...; exact,
+ * case-sensitive). Returns 0, or MB_ENOTFOUND (-2) for any other text. */
+int mb_dtype_from_name(mb_dtype *out, const char *name);
 /* Product of shape[0..ndim); 1 for ndim 0. Returns 0 and sets *overflow when the
- * product does not fit in size_t. */
+ * product does not fit in size_t or a dimension is negative (callers report
+ * negative dimensions themselves, first); *overflow is cleared otherwise.
+ * overflow may be NULL. */
 size_t mb_shape_numel(int ndim, const int64_t *shape, int *overflow);
 
 /* IEEE half and bfloat16 to float (exact; NaN and Inf preserved). */

@@ -1,6 +1,6 @@
 /*
  * npy.h: NumPy .npy files (format 1.0, 2.0 and 3.0 headers), C order,
- * little-endian float32 / float64 / int32 / int64 (and uint8/bool on read).
+ * little-endian float32 / float64 / int32 / int64 (and float16/uint8/bool on read).
  * This is how hook points, golden fixtures and users' token arrays travel.
  */
 #ifndef MECHBENCH_NPY_H
@@ -26,7 +26,8 @@ typedef struct mb_npy {
 int mb_npy_read(mb_npy *out, const char *path, mb_error *err);
 /* The same from memory; name labels messages (used by the fuzz target). */
 int mb_npy_read_mem(mb_npy *out, const void *buf, size_t len, const char *name, mb_error *err);
-/* Reads a file and converts to float32 whatever its dtype (F32/F64/I32/I64). */
+/* Reads a file and converts to float32 whatever its dtype (F32/F64/I32/I64/F16;
+ * uint8 and bool files are refused with MB_EINVALID). */
 int mb_npy_read_f32(mb_npy *out, const char *path, mb_error *err);
 void mb_npy_dispose(mb_npy *a);
 

@@ -112,11 +112,14 @@ typedef struct mb_stats_boot_opts {
  * items (clusters for a cluster bootstrap); quantiles are type 7
  * (mb_stats_quantile_sorted), like numpy.percentile.
  *
- * out: method BOOT_BCA or BOOT_PERCENTILE, mean = the full-sample mean,
+ * out: method BOOT_BCA or BOOT_PERCENTILE as asked (BCA also when its step
+ * falls back to percentile, see below), mean = the full-sample mean,
  * se = SD of the replicates, se_naive = sd/sqrt(n), deff = se^2/se_naive^2,
  * df = INFINITY, n_groups = C or 0.
  * replicates: optional (NULL or B doubles), receives replicate b in slot b.
- * Needs n >= 2. Memory: B + n doubles (plus C for clusters), malloc'd and freed. */
+ * Needs n >= 2. Scratch: 2B doubles (B when `replicates` is given) plus n (or
+ * 3C for a cluster bootstrap), malloc'd and freed. MB_EINVALID names the
+ * item, cluster or option; MB_ENOMEM. */
 int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double *x, size_t n,
 		       const mb_stats_boot_opts *opts, mb_error *err);
 
@@ -130,7 +133,9 @@ int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double 
  * Phi(z0 + (z0 + z)/(1 - a (z0 + z))) for z = ppf((1 -+ level)/2) (scipy's
  * _bca_interval). When no replicate differs from theta_hat, or all lie on one
  * side of it, BCa falls back to the percentile interval (z0 would be
- * infinite); a zero jackknife spread gives a = 0. */
+ * infinite), and likewise when the adjusted probabilities come out unordered
+ * or NaN (e.g. |a| so large that 1 - a (z0 + z) <= 0); a zero jackknife spread
+ * gives a = 0. */
 int mb_stats_boot_interval(double *out_lo, double *out_hi, const double *sorted, size_t B,
 			   double theta_hat, const double *jack, size_t n_jack, double level,
 			   mb_stats_boot_ci ci, mb_error *err);

@@ -7,6 +7,8 @@
  * everything before any tensor is used: header length within the file, JSON,
  * known dtypes, shape x dtype size == end - begin, offsets inside the data
  * section, no two tensors overlapping, string-to-string metadata.
+ * Gaps between tensors and bytes after the last one are tolerated (the
+ * reference reader rejects them; nothing we read depends on them).
  */
 #ifndef MECHBENCH_SAFETENSORS_H
 #define MECHBENCH_SAFETENSORS_H
@@ -29,8 +31,10 @@ typedef struct mb_st_tensor {
 typedef struct mb_safetensors mb_safetensors; /* opaque */
 
 /* Maps and validates the file at path. Errors name the path and the tensor
- * or field ("model.safetensors: tensor h.0.attn.c_attn.weight: data_offsets
- * [0, 99] end past data section of 64 bytes"). */
+ * or field ("model.safetensors: tensor 'h.0.attn.c_attn.weight': data_offsets
+ * [0, 99]: end is past the data section of 64 bytes"); codes: MB_ENOTFOUND
+ * (no such file), MB_EIO (open/mmap), MB_EINVALID (malformed), MB_EMISMATCH
+ * (span != shape x dtype size), MB_ENOMEM. *out is NULL on failure. */
 int mb_safetensors_open(mb_safetensors **out, const char *path, mb_error *err);
 /* The same over a caller-owned buffer that must outlive the object. */
 int mb_safetensors_open_mem(mb_safetensors **out, const void *buf, size_t len,
@@ -44,12 +48,23 @@ const mb_st_tensor *mb_safetensors_at(const mb_safetensors *st, size_t i);
 const mb_st_tensor *mb_safetensors_find(const mb_safetensors *st, const char *name);
 /* A __metadata__ value, NULL when absent. Borrowed. */
 const char *mb_safetensors_metadata(const mb_safetensors *st, const char *key);
-/* Raw bytes of a tensor (little-endian, in its own dtype). Borrowed. */
+/* Number of __metadata__ entries, and the i-th (in file order) into *key and
+ * *value (borrowed); MB_ENOTFOUND when i is out of range. */
+size_t mb_safetensors_metadata_count(const mb_safetensors *st);
+int mb_safetensors_metadata_at(const mb_safetensors *st, size_t i, const char **key,
+			       const char **value);
+/* The path or label the object was opened with. Borrowed. */
+const char *mb_safetensors_name(const mb_safetensors *st);
+/* Raw bytes of a tensor (little-endian, in its own dtype). Borrowed. Only
+ * 1-byte aligned in general (the header length need not be a multiple of 8
+ * in files from other writers): read through memcpy or mb_safetensors_read_f32. */
 const void *mb_safetensors_data(const mb_safetensors *st, const mb_st_tensor *t);
 
 /* Converts a tensor to float32 into dst (t->numel floats, caller-owned).
- * F32, F16, BF16 (and F64, I32, I64) are accepted. Non-finite values are an
- * error naming the tensor and the flat index when reject_nonfinite is set. */
+ * F32, F16, BF16 (exact), F64 (rounded), I32, I64 (rounded above 2^24) are
+ * accepted; U8 and BOOL are refused (MB_EINVALID). Non-finite values (and
+ * F64 values beyond float32's range) are an error naming the tensor and the
+ * flat index when reject_nonfinite is set; dst may then be partly written. */
 int mb_safetensors_read_f32(const mb_safetensors *st, const mb_st_tensor *t, float *dst,
 			    int reject_nonfinite, mb_error *err);
 
@@ -61,9 +76,15 @@ typedef struct mb_st_entry {
 	const float *data;
 } mb_st_entry;
 
-/* Writes n float32 tensors (stored sorted by name, aligned to 8 bytes) and
- * optional metadata (meta_kv: key, value, key, value, ..., NULL; may be NULL).
- * Written to "<path>.tmp" and renamed: nothing half-written is left at path. */
+/* Writes n float32 tensors and optional metadata (meta_kv: key, value, key,
+ * value, ..., NULL; may be NULL). The header is compact JSON, __metadata__
+ * first (keys sorted), then tensors sorted by name, padded with spaces to a
+ * multiple of 8 bytes, so the data section starts 8-byte aligned; tensors
+ * follow one another without gaps (the reference reader rejects gaps), which
+ * is byte for byte the layout of the reference serializer. Names must be
+ * unique, non-NULL, valid UTF-8 and not "__metadata__"; shapes non-negative.
+ * Written to "<path>.tmp", fsync'd and renamed: on any failure nothing is
+ * left at path (an older file there stays intact) and the .tmp is removed. */
 int mb_safetensors_write_f32(const char *path, const mb_st_entry *entries, size_t n,
 			     const char *const *meta_kv, mb_error *err);
 

@@ -90,7 +90,11 @@ int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double 
 {
 	size_t B = opts->B ? opts->B : MB_STATS_BOOT_DEFAULT_B;
 	size_t C = opts->cluster ? opts->n_clusters : 0, n_jack;
-	double *reps = NULL, *sorted = NULL, *jack = NULL, *csum = NULL, *csize = NULL;
+	double *reps = NULL;   /* (B) replicate b in slot b */
+	double *sorted = NULL; /* (B) sorted copy of reps */
+	double *jack = NULL;   /* (n) or (C): leave-one-out means */
+	double *csum = NULL;   /* (C) sum of x over each cluster */
+	double *csize = NULL;  /* (C) items in each cluster */
 	double theta, sum = 0.0, lo, hi;
 	const char *stream = opts->stream;
 	uint64_t seed = opts->seed;

@@ -59,8 +59,14 @@ double mb_stats_changepoint_penalty(const double *y, size_t n)
 int mb_stats_changepoints(size_t *out, size_t *out_count, const double *y, size_t n,
 			  double penalty, size_t min_seg, mb_error *err)
 {
-	double *s1 = NULL, *s2 = NULL, *F = NULL, centre = 0.0;
-	size_t *last = NULL, *cand = NULL, *prune_at = NULL, nc = 0, count = 0;
+	double *s1 = NULL;      /* (n+1) prefix sums of y - centre */
+	double *s2 = NULL;      /* (n+1) prefix sums of (y - centre)^2 */
+	double *F = NULL;       /* (n+1) optimal cost of y[0..t) */
+	size_t *last = NULL;    /* (n+1) last changepoint of that optimum */
+	size_t *cand = NULL;    /* (n+1) PELT's candidate set, ascending */
+	size_t *prune_at = NULL; /* (n+1) end at which each candidate is dropped */
+	double centre = 0.0;
+	size_t nc = 0, count = 0;
 	int error = 0;
 
 	*out_count = 0;

@@ -206,43 +206,50 @@ static double lbeta(double a, double b)
 
 /* Continued fraction for I_x(a, b) by the modified Lentz method (Numerical
  * Recipes 6.4, betacf); converges quickly for x < (a + 1) / (a + b + 2), in
- * about sqrt(max(a, b)) terms at worst. */
-static double beta_cf(double a, double b, double x)
+ * about sqrt(max(a, b)) terms at worst. Evaluated in long double: for huge a
+ * (the t distribution at df ~ 1e9 has a = 5e8) and x within ~3/a of 1, the
+ * terms 1 + aa d cancel to ~(1 - x), and double precision would leave a
+ * relative error of ~1e-16 / (1 - x) = 3e-8; x87's 64-bit mantissa brings that
+ * to ~2e-20 df (2e-11 at df = 1e9). y = 1 - x is passed too, exact to its own
+ * last bit, since x rounded to double has already lost those digits of 1 - x. */
+static double beta_cf(double a_, double b_, double x_, double y_)
 {
-	const double tiny = 1e-300, eps = 1e-16;
-	double qab = a + b, qap = a + 1.0, qam = a - 1.0;
-	double c = 1.0, d = 1.0 - qab * x / qap, h;
-	int maxit = 1000 + (int)(10.0 * sqrt(a > b ? a : b));
+	const long double tiny = 1e-300L, eps = 4.0L * LDBL_EPSILON;
+	/* x from y when x is near 1: x's own rounding would swamp 1 - x. */
+	long double a = a_, b = b_, x = y_ < 0.5 ? 1.0L - (long double)y_ : (long double)x_;
+	long double qab = a + b, qap = a + 1.0L, qam = a - 1.0L;
+	long double c = 1.0L, d = 1.0L - qab * x / qap, h;
+	int maxit = 1000 + (int)(10.0 * sqrt(a_ > b_ ? a_ : b_));
 
-	if (fabs(d) < tiny)
+	if (fabsl(d) < tiny)
 		d = tiny;
-	d = 1.0 / d;
+	d = 1.0L / d;
 	h = d;
 	for (int m = 1; m <= maxit; m++) {
-		double m2 = 2.0 * m, aa, del;
+		long double m2 = 2.0L * m, aa, del;
 		aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-		d = 1.0 + aa * d;
-		if (fabs(d) < tiny)
+		d = 1.0L + aa * d;
+		if (fabsl(d) < tiny)
 			d = tiny;
-		c = 1.0 + aa / c;
-		if (fabs(c) < tiny)
+		c = 1.0L + aa / c;
+		if (fabsl(c) < tiny)
 			c = tiny;
-		d = 1.0 / d;
+		d = 1.0L / d;
 		h *= d * c;
 		aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-		d = 1.0 + aa * d;
-		if (fabs(d) < tiny)
+		d = 1.0L + aa * d;
+		if (fabsl(d) < tiny)
 			d = tiny;
-		c = 1.0 + aa / c;
-		if (fabs(c) < tiny)
+		c = 1.0L + aa / c;
+		if (fabsl(c) < tiny)
 			c = tiny;
-		d = 1.0 / d;
+		d = 1.0L / d;
 		del = d * c;
 		h *= del;
-		if (fabs(del - 1.0) < eps)
+		if (fabsl(del - 1.0L) < eps)
 			break;
 	}
-	return h;
+	return (double)h;
 }
 
 /* I_x(a, b) and its complement 1 - I_x(a, b), given x and y = 1 - x each to
@@ -262,13 +269,17 @@ static void beta_inc2(double a, double b, double x, double y, double *out_i, dou
 		*out_c = 0.0;
 		return;
 	}
-	lpre = a * log(x) + b * log(y) - lbeta(a, b);
+	/* ln x and ln y from whichever of x, y is small: ln(1 - 7e-8) through
+	 * log(x) would carry x's rounding (1e-16 absolute) into a * ln x, which
+	 * for a ~ 5e8 (the t distribution at df ~ 1e9) is a 5e-8 relative error. */
+	lpre = a * (x < 0.5 ? log(x) : log1p(-y)) + b * (y < 0.5 ? log(y) : log1p(-x)) -
+	       lbeta(a, b);
 	pre = exp(lpre);
 	if (x < (a + 1.0) / (a + b + 2.0)) {
-		*out_i = pre * beta_cf(a, b, x) / a;
+		*out_i = pre * beta_cf(a, b, x, y) / a;
 		*out_c = 1.0 - *out_i;
 	} else {
-		*out_c = pre * beta_cf(b, a, y) / b;
+		*out_c = pre * beta_cf(b, a, y, x) / b;
 		*out_i = 1.0 - *out_c;
 	}
 }
@@ -303,8 +314,16 @@ double mb_stats_binom_cdf(uint64_t k, uint64_t n, double p)
  * directly so small t keep their precision. */
 static double t_sf_pos(double t, double df)
 {
-	double t2 = t * t, x = df / (df + t2), y = t2 / (df + t2), i, c;
+	double t2 = t * t, x, y, i, c;
 
+	if (t > 1e100) {
+		/* t^2 would overflow (df < 1 puts p = 1e-17 beyond t = 1e33). */
+		x = (df / t) / t;
+		y = 1.0 - x;
+	} else {
+		x = df / (df + t2);
+		y = t2 / (df + t2);
+	}
 	beta_inc2(0.5 * df, 0.5, x, y, &i, &c);
 	return 0.5 * i;
 }
@@ -337,7 +356,10 @@ double mb_stats_t_cdf(double t, double df)
 
 static double t_log_pdf(double t, double df)
 {
-	return -0.5 * (df + 1.0) * log1p(t * t / df) - 0.5 * log(df) - lbeta(0.5 * df, 0.5);
+	double r = fabs(t) / sqrt(df);
+	double l = r > 1e100 ? 2.0 * log(r) : log1p(r * r); /* ln(1 + t^2/df) */
+
+	return -0.5 * (df + 1.0) * l - 0.5 * log(df) - lbeta(0.5 * df, 0.5);
 }
 
 /* The t > 0 with P(T > t) = q, q in (0, 0.5). Newton on g(t) = ln sf(t) - ln q

@@ -109,7 +109,7 @@ int mb_stats_compare(mb_stats_comparison *out, const double *cand, const double 
 		     const mb_stats_compare_opts *opts, mb_error *err)
 {
 	double alpha = opts->alpha != 0.0 ? opts->alpha : 0.05, level, *d = NULL;
-	size_t min_t = opts->min_clusters_t ? opts->min_clusters_t : 30;
+	size_t min_t = opts->min_clusters_t ? opts->min_clusters_t : 2;
 	int error = 0, boot = 0;
 
 	if (!(alpha > 0.0 && alpha < 0.5))
@@ -182,7 +182,7 @@ int mb_stats_compare(mb_stats_comparison *out, const double *cand, const double 
 			error = mb_error_set(err, MB_EINVALID,
 					     "a bootstrap is needed (%s) but no RNG stream was named",
 					     opts->kind == MB_STATS_KIND_RATIO ? "ratio metric"
-									       : "fewer than 30 clusters");
+									       : "fewer clusters than min_clusters_t");
 			goto cleanup;
 		}
 		error = mb_stats_bootstrap(&out->diff, NULL, d, n, &bo, err);

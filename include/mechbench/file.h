@@ -1,0 +1,41 @@
+/*
+ * file.h: whole-file reads and all-or-nothing file writes.
+ *
+ * A writer that fails half way (disk full, a killed process) must never leave
+ * a half-written file where a reader will find it: mb_file_atomic_* writes to
+ * "<path>.tmp", fsyncs it, then renames it over path, and removes the .tmp on
+ * any failure. An older file at path stays intact until the rename.
+ */
+#ifndef MECHBENCH_FILE_H
+#define MECHBENCH_FILE_H
+
+#include <stddef.h>
+
+#include <mechbench/error.h>
+
+/* Reads the regular file at path into *out (malloc'd, owned by the caller,
+ * one extra NUL byte after the data) and its size into *len. Errors name the
+ * path: MB_ENOTFOUND when absent, MB_EINVALID for a directory or other
+ * non-regular file, MB_EIO for read errors, MB_ENOMEM. */
+int mb_file_read_all(unsigned char **out, size_t *len, const char *path, mb_error *err);
+
+typedef struct mb_file_atomic {
+	char *path; /* owned copy of the final path */
+	char *tmp;  /* owned: path + ".tmp" */
+	int fd;     /* -1 once closed */
+	int failed; /* a write failed; commit refuses */
+} mb_file_atomic;
+
+/* Creates (truncating) "<path>.tmp" for writing. On error nothing is created. */
+int mb_file_atomic_open(mb_file_atomic *f, const char *path, mb_error *err);
+/* Appends n bytes; retries short writes. On error the message names the .tmp
+ * and the OS reason (e.g. "No space left on device"); call _abort next. */
+int mb_file_atomic_write(mb_file_atomic *f, const void *buf, size_t n, mb_error *err);
+/* fsync, close and rename into place; on error the .tmp is removed and f is
+ * disposed as by _abort. */
+int mb_file_atomic_commit(mb_file_atomic *f, mb_error *err);
+/* Closes and removes the .tmp and frees f's strings. Safe to call again, after
+ * _commit, and after _open whatever it returned (not on a merely zeroed f). */
+void mb_file_atomic_abort(mb_file_atomic *f);
+
+#endif

@@ -1,0 +1,179 @@
+/* file.c: whole-file reads and write-to-tmp-then-rename writes. */
+#include <mechbench/file.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int mb_file_read_all(unsigned char **out, size_t *len, const char *path, mb_error *err)
+{
+	unsigned char *buf = NULL;
+	struct stat sb;
+	size_t cap, got = 0;
+	int fd;
+	int error = 0;
+
+	*out = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mb_error_set(err, errno == ENOENT ? MB_ENOTFOUND : MB_EIO, "%s: %s", path,
+				    strerror(errno));
+	if (fstat(fd, &sb) < 0) {
+		error = mb_error_set(err, MB_EIO, "%s: %s", path, strerror(errno));
+		goto cleanup;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		error = mb_error_set(err, MB_EINVALID, "%s: not a regular file", path);
+		goto cleanup;
+	}
+	/* Size from fstat, but read to EOF in case the file grew meanwhile. */
+	cap = (size_t)sb.st_size + 1;
+	buf = malloc(cap);
+	if (!buf) {
+		error = mb_error_oom(err, path, cap);
+		goto cleanup;
+	}
+	for (;;) {
+		ssize_t r;
+		if (got + 1 == cap) {
+			size_t ncap = cap * 2;
+			unsigned char *nb = realloc(buf, ncap);
+			if (!nb) {
+				error = mb_error_oom(err, path, ncap);
+				goto cleanup;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		r = read(fd, buf + got, cap - 1 - got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			error = mb_error_set(err, MB_EIO, "%s: read error: %s", path, strerror(errno));
+			goto cleanup;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	buf[got] = 0;
+	*out = buf;
+	*len = got;
+	buf = NULL;
+
+cleanup:
+	free(buf);
+	close(fd);
+	return error;
+}
+
+static char *dup_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+int mb_file_atomic_open(mb_file_atomic *f, const char *path, mb_error *err)
+{
+	size_t n = strlen(path);
+
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	f->path = dup_str(path);
+	f->tmp = malloc(n + 5);
+	if (!f->path || !f->tmp) {
+		mb_file_atomic_abort(f);
+		return mb_error_oom(err, path, n + 5);
+	}
+	memcpy(f->tmp, path, n);
+	memcpy(f->tmp + n, ".tmp", 5);
+	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (f->fd < 0) {
+		int e = errno;
+		free(f->tmp); /* not created: nothing to remove */
+		f->tmp = NULL;
+		mb_file_atomic_abort(f);
+		return mb_error_set(err, e == ENOENT ? MB_ENOTFOUND : MB_EIO, "%s: cannot create %s.tmp: %s",
+				    path, path, strerror(e));
+	}
+	return 0;
+}
+
+int mb_file_atomic_write(mb_file_atomic *f, const void *buf, size_t n, mb_error *err)
+{
+	const unsigned char *p = buf;
+
+	if (f->failed || f->fd < 0)
+		return mb_error_set(err, MB_EIO, "%s: write after a failed write", f->path);
+	while (n > 0) {
+		ssize_t w = write(f->fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			f->failed = 1;
+			return mb_error_set(err, MB_EIO, "%s: writing %s: %s", f->path, f->tmp,
+					    strerror(errno));
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int mb_file_atomic_commit(mb_file_atomic *f, mb_error *err)
+{
+	int error = 0;
+
+	if (f->failed || f->fd < 0) {
+		error = mb_error_set(err, MB_EIO, "%s: commit after a failed write", f->path ? f->path : "?");
+		goto cleanup;
+	}
+	if (fsync(f->fd) < 0) {
+		error = mb_error_set(err, MB_EIO, "%s: fsync of %s: %s", f->path, f->tmp,
+				     strerror(errno));
+		goto cleanup;
+	}
+	{
+		int rc = close(f->fd);
+		f->fd = -1;
+		if (rc < 0) {
+			error = mb_error_set(err, MB_EIO, "%s: closing %s: %s", f->path, f->tmp,
+					     strerror(errno));
+			goto cleanup;
+		}
+	}
+	if (rename(f->tmp, f->path) < 0) {
+		error = mb_error_set(err, MB_EIO, "%s: renaming %s into place: %s", f->path, f->tmp,
+				     strerror(errno));
+		goto cleanup;
+	}
+	free(f->tmp); /* renamed: nothing left to remove */
+	f->tmp = NULL;
+
+cleanup:
+	mb_file_atomic_abort(f);
+	return error;
+}
+
+void mb_file_atomic_abort(mb_file_atomic *f)
+{
+	if (!f)
+		return;
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->tmp)
+		unlink(f->tmp);
+	free(f->tmp);
+	free(f->path);
+	f->tmp = NULL;
+	f->path = NULL;
+	f->fd = -1;
+}
