@@ -127,6 +127,11 @@ int mb_gate_note(mb_gate_result *g, mb_error *err, const char *fmt, ...)
 int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_entry *e,
 		       const mb_entry_result *base, const mb_dataset *d, mb_error *err);
 
+/* The variance of a paired difference the gate plans metric m of base with
+ * (see the top of this file): the baseline's per-item sample variance, and
+ * for a binary metric at least margin. base must have >= 2 items. */
+double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin);
+
 /* MB_EINVALID when a row's planned MDE exceeds its margin; the message names
  * each such metric with its MDE, margin, n and the n it would need. */
 int mb_gate_check_power(const mb_gate_result *g, const mb_spec *spec, mb_error *err);

@@ -6,7 +6,7 @@
  * and CSV (one row per metric).
  *
  * Renderers write to a FILE (a terminal, or an open_memstream buffer the
- * CLI then writes atomically with mb_file_write_atomic). Numbers print with
+ * CLI then writes atomically with mb_file_write_all). Numbers print with
  * 6 significant digits in tables; JSON carries full precision, NaN as null.
  */
 #ifndef MECHBENCH_REPORT_H

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include <mechbench/baseline.h>
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 #include <mechbench/parse.h>
 #include <mechbench/store.h>
 
@@ -62,7 +62,7 @@ int mb_cmd_baseline(int argc, char **argv)
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0 ||
 	    (error = mb_store_get_run(&run, store, id, &err)) < 0 ||
 	    (error = mb_baseline_render(&text, &len, &run, entry, &err)) < 0 ||
-	    (error = mb_file_write_atomic(out, text, len, &err)) < 0)
+	    (error = mb_file_write_all(out, text, len, &err)) < 0)
 		goto cleanup;
 	for (size_t i = 0; i < run.n_entries; i++)
 		if (!entry || strcmp(run.entries[i].name, entry) == 0)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include <mechbench/baseline.h>
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 #include <mechbench/gate.h>
 #include <mechbench/parse.h>
 #include <mechbench/report.h>
@@ -339,7 +339,7 @@ int mb_cmd_gate(int argc, char **argv)
 			error = mb_error_set(&err, MB_EINVALID, "%s: entry %s names no model; pass "
 					     "--model DIR", label, e->name);
 			goto cleanup;
-		} else if ((error = mb_path_join(mdir, sizeof(mdir), home.root, e->model, &err)) < 0) {
+		} else if ((error = mb_file_path_join(mdir, sizeof(mdir), home.root, e->model, &err)) < 0) {
 			goto cleanup;
 		}
 		if ((error = mb_runner_run_entry(&cand.entries[i], &reg, e, &datasets[i], mdir,

@@ -4,14 +4,20 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/baseline.h>
+#include <mechbench/file.h>
+#include <mechbench/gate.h>
 #include <mechbench/parse.h>
 #include <mechbench/power.h>
 
 static const char usage[] =
 	"usage: mechbench power (--sd X | --discordant P) (--delta X | --n N)\n"
-	"                       [--alpha A] [--power B] [--sides 1|2] [--deff D]\n\n"
+	"                       [--alpha A] [--power B] [--sides 1|2] [--deff D]\n"
+	"       mechbench power --baseline FILE --metric NAME [--entry NAME]\n"
+	"                       [--delta X | --n N] [--alpha A] [--power B] ...\n\n"
 	"Sample size or minimum detectable effect (MDE) of a paired comparison, by the\n"
 	"normal approximation (Miller 2024, \"Adding Error Bars to Evals\"):\n"
 	"    n   = (z_{1-a} + z_{1-b})^2 * var_d * DEFF / delta^2\n"
@@ -23,6 +29,11 @@ static const char usage[] =
 	"  --delta X       effect to detect, in metric units (0.02 = 2 points): prints n = N,\n"
 	"                  rounded up\n"
 	"  --n N           items available: prints mde = X\n"
+	"  --baseline FILE take var_d from a baseline file's per-item values of\n"
+	"                  --metric NAME (in --entry NAME, default the first entry that\n"
+	"                  has it), as `gate` plans it: their variance, and for a\n"
+	"                  binary metric at least |delta|. Without --delta or --n,\n"
+	"                  prints the MDE at the baseline's number of items.\n"
 	"  --alpha A       significance level, in (0, 1) (default 0.05; total over both\n"
 	"                  tails when --sides 2)\n"
 	"  --power B       power 1 - beta, in (0, 1) (default 0.8)\n"
@@ -30,7 +41,8 @@ static const char usage[] =
 	"  --deff D        design effect of clustered items, > 0 (default 1)\n\n"
 	"Example (Miller's worked case, 10% discordant, 2 points, two-sided, power 0.8):\n"
 	"    mechbench power --discordant 0.1 --delta 0.02     prints  n = 1963\n\n"
-	"Exit codes: 0 success, 2 usage error (one line naming the flag).\n";
+	"Exit codes: 0 success, 1 unreadable baseline, 2 usage error (one line naming\n"
+	"the flag).\n";
 
 /* One flag's value: "--flag value" or "--flag=value". Returns the value, or
  * NULL when argv[*i] is not this flag; advances *i past a separate value. */
@@ -55,7 +67,52 @@ static const char *flag_value(int argc, char **argv, int *i, const char *flag, i
 
 typedef struct power_args {
 	const char *sd, *discordant, *delta, *n, *alpha, *power, *sides, *deff;
+	const char *baseline, *metric, *entry;
 } power_args;
+
+/* var_d and n of --metric in the --baseline file, as the gate plans them.
+ * Returns 0, MB_EXIT_USAGE for a metric or entry that is not there (after
+ * printing the usage error), or MB_EXIT_ERROR (after printing it). */
+static int baseline_var(double *var_d, int64_t *n, const power_args *a, double delta)
+{
+	mb_run_result run;
+	mb_error err;
+	char *text = NULL;
+	size_t len;
+	int rc = 0;
+
+	memset(&run, 0, sizeof(run));
+	if (mb_file_read_text(&text, &len, a->baseline, &err) < 0 ||
+	    mb_baseline_parse(&run, text, len, a->baseline, &err) < 0) {
+		free(text);
+		return mb_cli_fail(&err);
+	}
+	free(text);
+	for (size_t i = 0; i < run.n_entries; i++) {
+		const mb_entry_result *e = &run.entries[i];
+		int m = mb_entry_result_metric(e, a->metric);
+		if ((a->entry && strcmp(e->name, a->entry) != 0) || m < 0)
+			continue;
+		if (e->n_items < 2) {
+			rc = mb_cli_usage_error("power", "--baseline: entry %s has %zu item(s)",
+						e->name, e->n_items);
+			goto cleanup;
+		}
+		*var_d = mb_gate_planning_var(e, (size_t)m, fabs(delta));
+		*n = (int64_t)e->n_items;
+		fprintf(stderr, "mechbench power: var_d %.6g from %s, %s/%s@%d (%zu items)\n",
+			*var_d, a->baseline, e->name, a->metric, e->metrics[m].version, e->n_items);
+		if (!(*var_d > 0))
+			rc = mb_cli_usage_error("power", "--baseline: %s/%s has no spread (every "
+						"value equal); no MDE to compute", e->name, a->metric);
+		goto cleanup;
+	}
+	rc = mb_cli_usage_error("power", "--metric: %s has no %s%s%s", a->baseline, a->metric,
+				a->entry ? " in entry " : "", a->entry ? a->entry : "");
+cleanup:
+	mb_run_result_dispose(&run);
+	return rc;
+}
 
 static int parse_number(double *out, const char *text, const char *flag)
 {
@@ -69,10 +126,12 @@ static int parse_number(double *out, const char *text, const char *flag)
 int mb_cmd_power(int argc, char **argv)
 {
 	static const char *const flags[] = {"--sd", "--discordant", "--delta", "--n",
-					    "--alpha", "--power", "--sides", "--deff"};
+					    "--alpha", "--power", "--sides", "--deff",
+					    "--baseline", "--metric", "--entry"};
 	power_args a = {0};
 	const char **slots[] = {&a.sd, &a.discordant, &a.delta, &a.n,
-				&a.alpha, &a.power, &a.sides, &a.deff};
+				&a.alpha, &a.power, &a.sides, &a.deff,
+				&a.baseline, &a.metric, &a.entry};
 	mb_stats_power_opts o = {.alpha = 0.05, .power = 0.8, .sides = 2, .deff = 1.0};
 	double x, delta = 0.0;
 	int64_t n = 0;
@@ -101,15 +160,31 @@ int mb_cmd_power(int argc, char **argv)
 			return mb_cli_usage_error("power", "unknown argument '%s'", argv[i]);
 	}
 
-	if (!a.sd == !a.discordant)
+	if (a.baseline && (a.sd || a.discordant))
+		return mb_cli_usage_error("power", "--baseline: give it instead of --sd or "
+					  "--discordant, not with them");
+	if (!a.baseline && (a.metric || a.entry))
+		return mb_cli_usage_error("power", "%s: only with --baseline",
+					  a.metric ? "--metric" : "--entry");
+	if (a.baseline && !a.metric)
+		return mb_cli_usage_error("power", "--metric: required with --baseline");
+	if (!a.baseline && !a.sd == !a.discordant)
 		return mb_cli_usage_error("power", "%s",
 					  a.sd ? "--sd and --discordant: give only one"
-					       : "--sd or --discordant: one is required");
-	if (!a.delta == !a.n)
-		return mb_cli_usage_error("power", "%s",
-					  a.delta ? "--delta and --n: give only one"
-						  : "--delta or --n: one is required");
-	if (a.sd) {
+					       : "--sd or --discordant: one is required (or "
+						 "--baseline FILE --metric NAME)");
+	if (a.delta && a.n)
+		return mb_cli_usage_error("power", "--delta and --n: give only one");
+	if (!a.baseline && !a.delta && !a.n)
+		return mb_cli_usage_error("power", "--delta or --n: one is required");
+	if (a.baseline) {
+		int64_t base_n = 0;
+		if (a.delta && (rc = parse_number(&delta, a.delta, "--delta")) != 0)
+			return rc;
+		if ((rc = baseline_var(&o.var_d, &base_n, &a, delta)) != 0)
+			return rc;
+		n = base_n;
+	} else if (a.sd) {
 		if ((rc = parse_number(&x, a.sd, "--sd")) != 0)
 			return rc;
 		if (!(x > 0.0))
@@ -151,7 +226,7 @@ int mb_cmd_power(int argc, char **argv)
 			return rc;
 		if (delta == 0.0)
 			return mb_cli_usage_error("power", "--delta: must not be 0");
-	} else {
+	} else if (a.n) {
 		if (mb_parse_i64(a.n, 1, INT64_C(1000000000000000), &n, "--n", &err) < 0)
 			return mb_cli_usage_error("power", "%s", err.msg);
 	}

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 
 #include "cli.h"
 
@@ -37,7 +37,7 @@ int mb_cli_spec_home_open(mb_cli_spec_home *h, const char *path, int need_git, m
 	int error;
 
 	memset(h, 0, sizeof(*h));
-	if ((error = mb_file_read(&h->text, &h->len, path, err)) < 0)
+	if ((error = mb_file_read_text(&h->text, &h->len, path, err)) < 0)
 		return error;
 	if ((error = mb_git_blob_id(h->blob, h->text, h->len, err)) < 0)
 		goto fail;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 #include <mechbench/parse.h>
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
@@ -212,7 +212,7 @@ int mb_dataset_load(mb_dataset *out, const char *path, mb_error *err)
 	int error;
 
 	memset(out, 0, sizeof(*out));
-	error = mb_file_read(&text, &len, path, err);
+	error = mb_file_read_text(&text, &len, path, err);
 	if (error < 0)
 		return error;
 	error = mb_dataset_parse(out, text, len, path, err);
@@ -439,7 +439,7 @@ int mb_manifest_load(mb_manifest *out, const char *path, mb_error *err)
 	int line = 0, error;
 
 	memset(out, 0, sizeof(*out));
-	error = mb_file_read(&text, &len, path, err);
+	error = mb_file_read_text(&text, &len, path, err);
 	if (error < 0)
 		return error;
 	out->path = dup_str(path);
@@ -514,7 +514,7 @@ int mb_manifest_save(const mb_manifest *m, mb_error *err)
 		free(params);
 	}
 	if (!error)
-		error = mb_file_write_atomic(m->path, b.p, b.n, err);
+		error = mb_file_write_all(m->path, b.p, b.n, err);
 	free(b.p);
 	return error;
 }
@@ -563,7 +563,7 @@ int mb_manifest_build_entry(mb_manifest *m, size_t idx, int *changed, mb_error *
 
 	*changed = 0;
 	if ((error = entry_task(m, e, &t, err)) < 0 ||
-	    (error = mb_path_join(path, sizeof(path), m->dir, e->path, err)) < 0)
+	    (error = mb_file_path_join(path, sizeof(path), m->dir, e->path, err)) < 0)
 		return error;
 	error = mb_dataset_generate(&text, &len, t, e->seed, e->params, err);
 	if (error < 0) {
@@ -572,7 +572,7 @@ int mb_manifest_build_entry(mb_manifest *m, size_t idx, int *changed, mb_error *
 	}
 	mb_sha256_hex_buf(sha, text, len);
 	if (mb_sha256_hex_file(old_sha, path, NULL) < 0 || strcmp(old_sha, sha) != 0) {
-		error = mb_file_write_atomic(path, text, len, err);
+		error = mb_file_write_all(path, text, len, err);
 		if (error < 0)
 			goto cleanup;
 		*changed = 1;
@@ -597,13 +597,13 @@ int mb_manifest_verify_entry(const mb_manifest *m, size_t idx, mb_error *err)
 	int error;
 
 	memset(&d, 0, sizeof(d));
-	if ((error = mb_path_join(path, sizeof(path), m->dir, e->path, err)) < 0)
+	if ((error = mb_file_path_join(path, sizeof(path), m->dir, e->path, err)) < 0)
 		return error;
 	if (!e->sha256[0])
 		return mb_error_set(err, MB_EMISMATCH, "%s:%d: %s has no sha256 yet; run "
 				    "'mechbench datasets build'", m->path, e->line, e->path);
 	/* The sha256 first: it says the most about an edited file. */
-	if ((error = mb_file_read(&text, &len, path, err)) < 0)
+	if ((error = mb_file_read_text(&text, &len, path, err)) < 0)
 		goto cleanup;
 	mb_sha256_hex_buf(sha, text, len);
 	if (strcmp(sha, e->sha256) != 0) {

@@ -224,10 +224,29 @@ static int power_opts(mb_stats_power_opts *o, const mb_gate_result *g, double va
 	return 0;
 }
 
+double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin)
+{
+	double *col = malloc(base->n_items * sizeof(*col)); /* (N) */
+	double var;
+
+	MB_ASSERT(base->n_items >= 2);
+	if (!col)
+		return NAN;
+	for (size_t i = 0; i < base->n_items; i++)
+		col[i] = base->values[i * base->n_metrics + m];
+	var = mb_stats_var(col, base->n_items);
+	free(col);
+	/* A binary metric cannot move by delta without at least a delta fraction
+	 * of discordant items, and var_d ~ p_disc (Miller 2024, power.h): never
+	 * plan below that. */
+	if (base->metrics[m].kind == MB_METRIC_BINARY && var < margin)
+		var = margin;
+	return var;
+}
+
 int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_entry *e,
 		       const mb_entry_result *base, const mb_dataset *d, mb_error *err)
 {
-	double *col = NULL; /* (N) one metric's baseline values */
 	int error = 0;
 
 	if (strcmp(base->dataset_sha256, e->dataset_sha256) != 0 &&
@@ -243,9 +262,6 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 	}
 	if ((error = check_item_sets(e, base, d, err)) < 0)
 		return error;
-	col = malloc((base->n_items ? base->n_items : 1) * sizeof(*col));
-	if (!col)
-		return mb_error_oom(err, "baseline column", base->n_items * sizeof(*col));
 	/* Versions first: METRIC-CHANGED rows do not count towards m. */
 	for (size_t m = 0; m < e->n_metrics; m++) {
 		mb_gate_row *r = find_row(g, e->name, e->metrics[m].name);
@@ -284,14 +300,11 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 					     base->n_items);
 			break;
 		}
-		for (size_t i = 0; i < base->n_items; i++)
-			col[i] = base->values[i * base->n_metrics + (size_t)bm];
-		var = mb_stats_var(col, base->n_items);
-		/* A binary metric cannot move by delta without at least a delta
-		 * fraction of discordant items, and var_d ~ p_disc (Miller 2024,
-		 * power.h): never plan below that. */
-		if (r->kind == MB_METRIC_BINARY && var < r->margin)
-			var = r->margin;
+		var = mb_gate_planning_var(base, (size_t)bm, r->margin);
+		if (isnan(var)) {
+			error = mb_error_oom(err, "baseline column", base->n_items * sizeof(double));
+			break;
+		}
 		snprintf(stream, sizeof(stream), "plan/%s/%s/%s@%d", spec->suite, e->name,
 			 r->metric, r->version);
 		if ((error = mb_runner_estimate(&est, spec, e, base, (size_t)bm, 0.95, stream,
@@ -305,7 +318,6 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 		}
 		error = mb_stats_power_mde(&r->mde_planned, &po, (double)base->n_items, err);
 	}
-	free(col);
 	return error;
 }
 

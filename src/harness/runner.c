@@ -19,7 +19,7 @@
 #include <omp.h>
 
 #include <mechbench/buildinfo.h>
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 #include <mechbench/stats.h>
 
 static char *dup_str(const char *s)
@@ -119,7 +119,7 @@ static int walk_dir(digests *out, const char *root, const char *rel, int depth, 
 
 	if (depth > 16)
 		return mb_error_set(err, MB_EINVALID, "%s/%s: folders nested too deep", root, rel);
-	if ((error = mb_path_join(dir, sizeof(dir), root, rel, err)) < 0)
+	if ((error = mb_file_path_join(dir, sizeof(dir), root, rel, err)) < 0)
 		return error;
 	dh = opendir(dir);
 	if (!dh)
@@ -153,7 +153,7 @@ static int walk_dir(digests *out, const char *root, const char *rel, int depth, 
 			snprintf(sub, sizeof(sub), "%s/%s", rel, names[i]);
 		else
 			snprintf(sub, sizeof(sub), "%s", names[i]);
-		if ((error = mb_path_join(path, sizeof(path), root, sub, err)) < 0)
+		if ((error = mb_file_path_join(path, sizeof(path), root, sub, err)) < 0)
 			break;
 		if (stat(path, &st) < 0) {
 			error = mb_error_set(err, MB_EIO, "%s: %s", path, strerror(errno));
@@ -264,8 +264,8 @@ int mb_runner_load_dataset(mb_dataset *out, const mb_spec_entry *e, const char *
 	size_t len;
 
 	memset(out, 0, sizeof(*out));
-	if ((error = mb_path_join(path, sizeof(path), root, e->dataset, err)) < 0 ||
-	    (error = mb_file_read(&text, &len, path, err)) < 0)
+	if ((error = mb_file_path_join(path, sizeof(path), root, e->dataset, err)) < 0 ||
+	    (error = mb_file_read_text(&text, &len, path, err)) < 0)
 		return error;
 	/* The sha256 before parsing: an edited file is named as such. */
 	mb_sha256_hex_buf(sha, text, len);
@@ -485,7 +485,7 @@ int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_
 			error = mb_error_set(err, MB_EINVALID, "%s: entry %s names no model; pass "
 					     "--model DIR", spec->name, e->name);
 			break;
-		} else if ((error = mb_path_join(model, sizeof(model), root, e->model, err)) < 0) {
+		} else if ((error = mb_file_path_join(model, sizeof(model), root, e->model, err)) < 0) {
 			break;
 		}
 		if ((error = mb_runner_load_dataset(&d, e, root, err)) < 0)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 #include <mechbench/json.h>
 
 #define PATH_MAX_LEN 512
@@ -353,7 +353,7 @@ int mb_spec_load(mb_spec *out, const char *path, mb_error *err)
 	int error;
 
 	memset(out, 0, sizeof(*out));
-	error = mb_file_read(&text, &len, path, err);
+	error = mb_file_read_text(&text, &len, path, err);
 	if (error < 0)
 		return error;
 	error = mb_spec_parse(out, text, len, path, err);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 
 void mb_fmt_num(char *buf, size_t cap, double v)
 {
@@ -92,7 +92,7 @@ int mb_report_write(const char *path, void (*render)(FILE *f, const void *arg), 
 		free(buf);
 		return mb_error_oom(err, path, len);
 	}
-	error = mb_file_write_atomic(path, buf, len, err);
+	error = mb_file_write_all(path, buf, len, err);
 	free(buf);
 	return error;
 }
@@ -116,7 +116,7 @@ int mb_report_write_json(const char *path, const json_t *doc, mb_error *err)
 		text[len++] = '\n';
 		text[len] = '\0';
 	}
-	error = mb_file_write_atomic(path, text, len, err);
+	error = mb_file_write_all(path, text, len, err);
 	free(text);
 	return error;
 }

@@ -10,7 +10,7 @@
 
 #include <git2.h>
 
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 
 struct mb_git {
 	git_repository *repo;
@@ -272,8 +272,8 @@ int mb_git_file_differs(int *differs, mb_git *g, const char *commit, const char 
 	}
 	if (error < 0)
 		return error;
-	if ((error = mb_path_join(path, sizeof(path), g->workdir, relpath, err)) < 0 ||
-	    (error = mb_file_read(&text, &len, path, err)) < 0)
+	if ((error = mb_file_path_join(path, sizeof(path), g->workdir, relpath, err)) < 0 ||
+	    (error = mb_file_read_text(&text, &len, path, err)) < 0)
 		goto cleanup;
 	*differs = len != (size_t)git_blob_rawsize(b) ||
 		   memcmp(text, git_blob_rawcontent(b), len) != 0;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include <mechbench/dataset.h>
-#include <mechbench/fileio.h>
+#include <mechbench/file.h>
 
 #include "support/harness_support.h"
 
