@@ -386,6 +386,19 @@ static void marker(FILE *f, double x, double y, int mark)
 
 static unsigned long clip_seq;
 
+/* A legend's pen: items go left to right and wrap at xmax. */
+typedef struct legend {
+	double x, y, x0, xmax;
+} legend;
+
+static void legend_place(legend *lg, double width)
+{
+	if (lg->x > lg->x0 && lg->x + width > lg->xmax) {
+		lg->x = lg->x0;
+		lg->y += 22;
+	}
+}
+
 int mb_svg_write_lineplot(FILE *f, const mb_svg_lineplot *p, mb_error *err)
 {
 	double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
@@ -443,7 +456,7 @@ int mb_svg_write_lineplot(FILE *f, const mb_svg_lineplot *p, mb_error *err)
 	a.ylo = ylo;
 	a.yhi = yhi;
 	legend_y = a.y0 + a.h + 66;
-	H = legend_y + 22.0 * (double)((p->n_series + 1) / 2 + 1) + 12;
+	H = legend_y + 22.0 * (double)((p->n_series + 1) / 2 + 3) + 6;
 	svg_open(f, WIDTH, H, p->title);
 	/* ids must be unique in an HTML page; a counter keeps the output the
 	 * same for the same sequence of plots. */
@@ -528,58 +541,62 @@ int mb_svg_write_lineplot(FILE *f, const mb_svg_lineplot *p, mb_error *err)
 		else if (vl->label)
 			text(f, x, a.y0 - 6, 12, "middle", NULL, vl->label);
 	}
-	/* Legend, two columns below the plot. */
+	/* Legend below the plot: series two to a row, then the other symbols
+	 * left to right, wrapping at the plot's right edge. */
 	{
-		size_t k = 0;
-		for (size_t s = 0; s < p->n_series; s++, k++) {
-			double lx = a.x0 + (double)(k % 2) * 320, ly = legend_y + 22.0 * (double)(k / 2);
+		legend lg = {a.x0, legend_y, a.x0, a.x0 + a.w};
+		for (size_t s = 0; s < p->n_series; s++) {
+			const char *name = p->series[s].name ? p->series[s].name : "";
+			double lx = a.x0 + (double)(s % 2) * 320, ly = legend_y + 22.0 * (double)(s / 2);
 			fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" "
 				"stroke-width=\"3\"/>\n", lx, ly - 4, lx + 24, ly - 4,
 				mb_svg_category_color(s));
-			text(f, lx + 30, ly, 13, "start", NULL, p->series[s].name ? p->series[s].name : "");
+			text(f, lx + 30, ly, 13, "start", NULL, name);
 		}
-		{
-			double lx = a.x0, ly = legend_y + 22.0 * (double)((k + 1) / 2);
-			char what[160];
-			if (p->has_band) {
-				fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"24\" height=\"12\" "
-					"fill=\"#bbbbbb\" fill-opacity=\"0.6\"/>\n", lx, ly - 11);
-				text(f, lx + 30, ly, 13, "start", NULL,
-				     p->band_label ? p->band_label : "band");
-				lx += 30 + text_width(p->band_label ? p->band_label : "band", 13) + 16;
-			}
-			if (p->has_hline) {
-				fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
-					"stroke=\"#444\" stroke-width=\"1.5\" stroke-dasharray=\"2 4\"/>\n",
-					lx, ly - 4, lx + 24, ly - 4);
-				snprintf(what, sizeof(what), "%s", p->hline_label ? p->hline_label
-										  : "threshold");
-				text(f, lx + 30, ly, 13, "start", NULL, what);
-				lx += 30 + text_width(what, 13) + 16;
-			}
-			if (any_cp) {
-				fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
-					"stroke=\"#222\" stroke-width=\"1.8\" stroke-dasharray=\"6 4\"/>\n",
-					lx + 6, ly - 12, lx + 6, ly + 2);
-				text(f, lx + 14, ly, 13, "start", NULL, "changepoint");
-				lx += 14 + text_width("changepoint", 13) + 16;
-			}
-			if (any_alarm) {
-				fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
-					"stroke=\"#CC79A7\" stroke-width=\"1.8\"/>\n", lx + 6, ly - 12,
-					lx + 6, ly + 2);
-				text(f, lx + 14, ly, 13, "start", NULL, "monitor alarm");
-				lx += 14 + text_width("monitor alarm", 13) + 16;
-			}
-			if (any_mark[MB_SVG_MARK_WORSE]) {
-				marker(f, lx + 7, ly - 5, MB_SVG_MARK_WORSE);
-				text(f, lx + 18, ly, 13, "start", NULL, "left band: worse");
-				lx += 18 + text_width("left band: worse", 13) + 16;
-			}
-			if (any_mark[MB_SVG_MARK_BETTER]) {
-				marker(f, lx + 7, ly - 5, MB_SVG_MARK_BETTER);
-				text(f, lx + 18, ly, 13, "start", NULL, "left band: better");
-			}
+		lg.y = legend_y + 22.0 * (double)((p->n_series + 1) / 2);
+		if (p->has_band) {
+			const char *l = p->band_label ? p->band_label : "band";
+			legend_place(&lg, 30 + text_width(l, 13));
+			fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"24\" height=\"12\" "
+				"fill=\"#bbbbbb\" fill-opacity=\"0.6\"/>\n", lg.x, lg.y - 11);
+			text(f, lg.x + 30, lg.y, 13, "start", NULL, l);
+			lg.x += 30 + text_width(l, 13) + 16;
+		}
+		if (p->has_hline) {
+			const char *l = p->hline_label ? p->hline_label : "threshold";
+			legend_place(&lg, 30 + text_width(l, 13));
+			fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+				"stroke=\"#444\" stroke-width=\"1.5\" stroke-dasharray=\"2 4\"/>\n",
+				lg.x, lg.y - 4, lg.x + 24, lg.y - 4);
+			text(f, lg.x + 30, lg.y, 13, "start", NULL, l);
+			lg.x += 30 + text_width(l, 13) + 16;
+		}
+		if (any_cp) {
+			legend_place(&lg, 14 + text_width("changepoint", 13));
+			fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+				"stroke=\"#222\" stroke-width=\"1.8\" stroke-dasharray=\"6 4\"/>\n",
+				lg.x + 6, lg.y - 12, lg.x + 6, lg.y + 2);
+			text(f, lg.x + 14, lg.y, 13, "start", NULL, "changepoint");
+			lg.x += 14 + text_width("changepoint", 13) + 16;
+		}
+		if (any_alarm) {
+			legend_place(&lg, 14 + text_width("monitor alarm", 13));
+			fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+				"stroke=\"#CC79A7\" stroke-width=\"1.8\"/>\n", lg.x + 6, lg.y - 12,
+				lg.x + 6, lg.y + 2);
+			text(f, lg.x + 14, lg.y, 13, "start", NULL, "monitor alarm");
+			lg.x += 14 + text_width("monitor alarm", 13) + 16;
+		}
+		if (any_mark[MB_SVG_MARK_WORSE]) {
+			legend_place(&lg, 18 + text_width("left band: worse", 13));
+			marker(f, lg.x + 7, lg.y - 5, MB_SVG_MARK_WORSE);
+			text(f, lg.x + 18, lg.y, 13, "start", NULL, "left band: worse");
+			lg.x += 18 + text_width("left band: worse", 13) + 16;
+		}
+		if (any_mark[MB_SVG_MARK_BETTER]) {
+			legend_place(&lg, 18 + text_width("left band: better", 13));
+			marker(f, lg.x + 7, lg.y - 5, MB_SVG_MARK_BETTER);
+			text(f, lg.x + 18, lg.y, 13, "start", NULL, "left band: better");
 		}
 	}
 	fputs("</svg>\n", f);
