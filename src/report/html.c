@@ -244,7 +244,7 @@ static int drift_plot(FILE *f, const mb_drift_result *r, const mb_drift_metric *
 	}
 	snprintf(title, sizeof(title), "%s / %s@%d across checkpoints", dm->entry, dm->metric,
 		 dm->version);
-	snprintf(band, sizeof(band), "band: reference +- margin %.4g", dm->margin);
+	snprintf(band, sizeof(band), "band: reference \xc2\xb1 margin %.4g", dm->margin);
 	snprintf(thr, sizeof(thr), "threshold %.4g", dm->threshold);
 	memset(&se, 0, sizeof(se));
 	se.name = "mean with its 95% CI";

@@ -749,12 +749,18 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 				fprintf(f, "<td class=\"num\">%.4g [%.4g, %.4g]<br>rank %s</td>", c->mean,
 					c->lo, c->hi, rk);
 			}
-			fputs("<td><code>code ", f);
+			/* Short hashes in the row; the whole stamp one click away
+			 * (<details> needs no script). */
+			fputs("<td><details><summary><code>", f);
+			fprintf(f, "%.10s%s %.10s %.10s %.10s", row->code_commit,
+				row->code_dirty ? "-dirty" : "", row->spec_blob, row->dataset_sha256,
+				row->model_sha256);
+			fputs("</code></summary><code>code ", f);
 			mb_html_escape(f, row->code_commit);
 			fprintf(f, "%s<br>spec ", row->code_dirty ? "-dirty" : "");
 			mb_html_escape(f, row->spec_blob);
-			fprintf(f, "<br>data %s<br>model %s</code></td><td><code>", row->dataset_sha256,
-				row->model_sha256);
+			fprintf(f, "<br>data %s<br>model %s</code></details></td><td><code>",
+				row->dataset_sha256, row->model_sha256);
 			mb_html_escape(f, row->command);
 			fputs("</code></td></tr>\n", f);
 		}
