@@ -283,6 +283,7 @@ int mb_cmd_drift(int argc, char **argv)
 			goto cleanup;
 	memset(&ropts, 0, sizeof(ropts));
 	ropts.threads = (int)threads;
+	ropts.progress = mb_cli_want_progress(quiet);
 	for (size_t i = 0; i < n_cks; i++) {
 		mb_results_series create;
 		int64_t id = 0;

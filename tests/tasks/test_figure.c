@@ -180,3 +180,28 @@ Test(figure, synthetic_true_model_spectrum_is_all_at_nyquist)
 	mb_figure_list_dispose(&figs);
 	mbt_rmtree(dir);
 }
+
+Test(figure, fuzz_seeds_parse_when_valid_and_are_refused_when_bad)
+{
+	static const char *const seeds[] = {"valid_heatmap.json", "valid_stem.json",
+					    "valid_lines.json", "bad_too_big.json",
+					    "bad_x_unordered.json", "bad_truncated.json"};
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		char path[1024];
+		mb_figure_list l;
+		mb_error err;
+		json_t *doc;
+		int rc = MB_EINVALID;
+		snprintf(path, sizeof(path), "%s/fuzz/corpus/figure/%s", MB_SOURCE_DIR, seeds[i]);
+		memset(&l, 0, sizeof(l));
+		doc = json_load_file(path, 0, NULL);
+		if (doc)
+			rc = mb_figure_list_add_json(&l, doc, seeds[i], &err);
+		if (strncmp(seeds[i], "valid_", 6) == 0)
+			cr_expect_eq(rc, 0, "%s: %s", seeds[i], err.msg);
+		else
+			cr_expect_neq(rc, 0, "%s was accepted", seeds[i]);
+		json_decref(doc);
+		mb_figure_list_dispose(&l);
+	}
+}
