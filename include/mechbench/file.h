@@ -47,6 +47,11 @@ void mb_file_atomic_abort(mb_file_atomic *f);
  * fsyncs and renames it into place. Errors as mb_file_atomic_*. */
 int mb_file_write_all(const char *path, const void *buf, size_t len, mb_error *err);
 
+/* 1 when p is a relative path that stays inside its root: not empty, not
+ * absolute, no ".." and no empty segment ("a//b"). Paths in suite specs and
+ * manifests must be. */
+int mb_file_path_is_safe(const char *p);
+
 /* Joins a folder and a relative path into buf ("dir/rel"; rel alone when dir
  * is empty or rel is absolute). MB_EINVALID naming both when it does not fit. */
 int mb_file_path_join(char *buf, size_t cap, const char *dir, const char *rel, mb_error *err);

@@ -134,7 +134,7 @@ double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin
 
 /* MB_EINVALID when a row's planned MDE exceeds its margin; the message names
  * each such metric with its MDE, margin, n and the n it would need. */
-int mb_gate_check_power(const mb_gate_result *g, const mb_spec *spec, mb_error *err);
+int mb_gate_check_power(const mb_gate_result *g, mb_error *err);
 
 /* After running entry e: pairs candidate and baseline items by key and fills
  * each row's comparison, observed MDE and threshold verdict. */

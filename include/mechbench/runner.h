@@ -131,6 +131,9 @@ double mb_runner_now(void);
  * failure): every field of mb_provenance under its own name, tri-states as
  * true/false/null. Baseline files and JSON reports embed it. */
 json_t *mb_provenance_to_json(const mb_provenance *p);
+/* Model file digests as a JSON array of {"path", "sha256", "bytes"} (new
+ * reference; NULL on allocation failure). */
+json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n);
 
 /* sha256 of every regular file under dir (recursively, dot-files skipped),
  * sorted by relative path. *out is malloc'd (free with mb_file_digests_free).
@@ -165,10 +168,10 @@ int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_
 			mb_error *err);
 
 /* The interval of the mean of metric m of r under entry e's design, at
- * two-sided level: registered strata -> stratified t; clusters -> clustered t
- * (cluster bootstrap under 30 clusters); ratio metrics -> seeded bootstrap
- * (stream named by `stream`, spec->bootstrap replicates); else paired t.
- * The same policy mb_stats_compare applies to differences. */
+ * two-sided level: registered strata -> stratified t; ratio metrics -> seeded
+ * (cluster) bootstrap (stream named by `stream`, spec->bootstrap replicates);
+ * clusters -> clustered t with C - 1 df; else paired t. The same policy
+ * mb_stats_compare applies to differences (with its default min_clusters_t). */
 int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spec_entry *e,
 		       const mb_entry_result *r, size_t m, double level, const char *stream,
 		       mb_error *err);

@@ -126,8 +126,9 @@ typedef struct baseline_file {
 	mb_run_result run;
 } baseline_file;
 
-static int load_baseline(mb_run_result **out, baseline_file *files, size_t *n_files, mb_git *git,
-			 const char *ref, const char *commit, const char *path, mb_error *err)
+static int load_baseline(mb_run_result **out, baseline_file *files, size_t *n_files,
+			 mb_gate_result *g, mb_git *git, const char *ref, const char *commit,
+			 const char *path, mb_error *err)
 {
 	char label[1400];
 	char *text = NULL;
@@ -151,6 +152,13 @@ static int load_baseline(mb_run_result **out, baseline_file *files, size_t *n_fi
 	free(text);
 	if (error < 0)
 		return error;
+	if (strcmp(files[*n_files].run.prov.spec_blob, g->spec_blob) != 0 &&
+	    (error = mb_gate_note(g, err, "%s was made under spec blob %.12s, the spec "
+				  "registered at %s is %.12s: re-baseline when the spec changes",
+				  path, files[*n_files].run.prov.spec_blob, ref, g->spec_blob)) < 0) {
+		mb_run_result_dispose(&files[*n_files].run);
+		return error;
+	}
 	snprintf(files[*n_files].path, sizeof(files[*n_files].path), "%s", path);
 	*out = &files[*n_files].run;
 	(*n_files)++;
@@ -298,8 +306,8 @@ int mb_cmd_gate(int argc, char **argv)
 					     "--baseline PATH", label, e->name);
 			goto cleanup;
 		}
-		if ((error = load_baseline(&bases[i], files, &n_files, home.git, ref, commit, bpath,
-					   &err)) < 0)
+		if ((error = load_baseline(&bases[i], files, &n_files, &g, home.git, ref, commit,
+					   bpath, &err)) < 0)
 			goto cleanup;
 		be = mb_run_result_entry(bases[i], e->name);
 		if (!be) {
@@ -311,7 +319,7 @@ int mb_cmd_gate(int argc, char **argv)
 		    (error = mb_gate_plan_entry(&g, &reg, e, be, &datasets[i], &err)) < 0)
 			goto cleanup;
 	}
-	if ((error = mb_gate_check_power(&g, &reg, &err)) < 0)
+	if ((error = mb_gate_check_power(&g, &err)) < 0)
 		goto cleanup;
 
 	/* 4. The candidate, stored in one transaction when --db is given. */

@@ -12,24 +12,11 @@
 #define REAL_FLAGS JSON_REAL_PRECISION(17)
 #define FIELD_MAX 512
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 static json_t *entry_json(const mb_entry_result *e, const char *marker)
 {
-	json_t *files = json_array(), *metrics = json_array();
+	json_t *files = mb_file_digests_to_json(e->model_files, e->n_model_files);
+	json_t *metrics = json_array();
 
-	for (size_t f = 0; f < e->n_model_files; f++)
-		json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path",
-						       e->model_files[f].path, "sha256",
-						       e->model_files[f].sha256, "bytes",
-						       (json_int_t)e->model_files[f].bytes));
 	for (size_t m = 0; m < e->n_metrics; m++) {
 		const mb_aggregate *a = &e->aggregates[m];
 		json_array_append_new(
@@ -52,55 +39,37 @@ static json_t *entry_json(const mb_entry_result *e, const char *marker)
 /* Items one per line: "[\n      {...},\n      {...}\n    ]". */
 static char *items_text(const mb_entry_result *e, const char *indent)
 {
-	size_t cap = 1024, n = 0;
-	char *out = malloc(cap);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	int ok = f != NULL;
 
-	if (!out)
-		return NULL;
-	n = (size_t)snprintf(out, cap, "[");
-	for (size_t i = 0; i < e->n_items; i++) {
+	if (ok)
+		fputc('[', f);
+	for (size_t i = 0; i < e->n_items && ok; i++) {
 		json_t *vals = json_array(), *item;
 		char *line;
-		size_t need;
 		for (size_t m = 0; m < e->n_metrics; m++)
 			json_array_append_new(vals, json_real(e->values[i * e->n_metrics + m]));
 		item = json_pack("{s:s, s:s, s:s, s:o}", "key", e->items[i].key, "stratum",
 				 e->items[i].stratum, "cluster", e->items[i].cluster, "values", vals);
 		line = item ? json_dumps(item, JSON_COMPACT | REAL_FLAGS) : NULL;
 		json_decref(item);
-		if (!line) {
-			free(out);
-			return NULL;
-		}
-		need = n + strlen(line) + strlen(indent) + 8;
-		if (need > cap) {
-			char *no;
-			while (cap < need)
-				cap *= 2;
-			no = realloc(out, cap);
-			if (!no) {
-				free(line);
-				free(out);
-				return NULL;
-			}
-			out = no;
-		}
-		n += (size_t)snprintf(out + n, cap - n, "%s\n%s  %s", i ? "," : "", indent, line);
+		ok = line != NULL;
+		if (ok)
+			fprintf(f, "%s\n%s  %s", i ? "," : "", indent, line);
 		free(line);
 	}
-	if (n + strlen(indent) + 4 > cap) {
-		char *no = realloc(out, n + strlen(indent) + 4);
-		if (!no) {
-			free(out);
-			return NULL;
-		}
-		out = no;
-		cap = n + strlen(indent) + 4;
+	if (ok && e->n_items)
+		fprintf(f, "\n%s", indent);
+	if (f) {
+		fputc(']', f);
+		ok = fclose(f) == 0 && ok;
 	}
-	if (e->n_items)
-		n += (size_t)snprintf(out + n, cap - n, "\n%s]", indent);
-	else
-		n += (size_t)snprintf(out + n, cap - n, "]");
+	if (!ok) {
+		free(out);
+		return NULL;
+	}
 	return out;
 }
 
@@ -207,7 +176,7 @@ static int get_str_dup(const mb_json_doc *doc, json_t *obj, const char *at, cons
 	int rc = mb_json_get_string(doc, obj, at, key, 1, &s, err);
 	if (rc < 0)
 		return rc;
-	*out = dup_str(s);
+	*out = strdup(s);
 	return *out ? 0 : mb_error_oom(err, "baseline string", strlen(s));
 }
 
@@ -267,16 +236,6 @@ static int parse_provenance(const mb_json_doc *doc, json_t *o, mb_provenance *p,
 	p->threads = (int)threads;
 	p->blas_threads = (int)blas_threads;
 	return 0;
-}
-
-static int is_hex64(const char *s)
-{
-	if (strlen(s) != 64)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return 0;
-	return 1;
 }
 
 static int parse_metric(const mb_json_doc *doc, json_t *o, const char *at, mb_metric_info *mi,
@@ -345,7 +304,7 @@ static int parse_items(const mb_json_doc *doc, json_t *arr, const char *at, mb_e
 		    (rc = mb_json_get_string(doc, it, path, "cluster", 1, &cluster, err)) ||
 		    (rc = mb_json_get_array(doc, it, path, "values", 1, &vals, err)))
 			break;
-		if (!is_hex64(key)) {
+		if (!mb_sha256_is_hex(key)) {
 			char kp[FIELD_MAX];
 			mb_json_path_key(kp, sizeof(kp), path, "key");
 			rc = mb_json_field_error(doc, err, MB_EINVALID, kp,
@@ -353,8 +312,8 @@ static int parse_items(const mb_json_doc *doc, json_t *arr, const char *at, mb_e
 			break;
 		}
 		memcpy(e->items[i].key, key, MB_SHA256_HEX_LEN);
-		e->items[i].stratum = dup_str(stratum);
-		e->items[i].cluster = dup_str(cluster);
+		e->items[i].stratum = strdup(stratum);
+		e->items[i].cluster = strdup(cluster);
 		e->n_items = i + 1;
 		keys[i] = e->items[i].key;
 		if (!e->items[i].stratum || !e->items[i].cluster) {
@@ -415,7 +374,7 @@ static int parse_entry(const mb_json_doc *doc, json_t *o, const char *at, mb_ent
 	    (rc = mb_json_get_array(doc, o, at, "items", 1, &items, err)))
 		return rc;
 	e->task_version = (int)tv;
-	if (!is_hex64(sha)) {
+	if (!mb_sha256_is_hex(sha)) {
 		mb_json_path_key(path, sizeof(path), at, "dataset_sha256");
 		return mb_json_field_error(doc, err, MB_EINVALID, path, "expected 64 hex digits");
 	}

@@ -10,15 +10,6 @@
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 /* --- a growable byte buffer ----------------------------------------------- */
 
 typedef struct buf {
@@ -93,7 +84,7 @@ static int parse_header(mb_dataset *d, json_t *h, int64_t *n_items, mb_error *er
 	    json_integer_value(tv) < 1)
 		return mb_error_set(err, MB_EINVALID, "%s:1: negative n_items or seed, or "
 				    "task_version < 1", d->name);
-	d->task = dup_str(json_string_value(task));
+	d->task = strdup(json_string_value(task));
 	if (!d->task)
 		return mb_error_oom(err, "dataset header", 0);
 	d->task_version = (int)json_integer_value(tv);
@@ -138,7 +129,7 @@ int mb_dataset_parse(mb_dataset *out, const char *text, size_t len, const char *
 	keyed *order = NULL;
 
 	memset(out, 0, sizeof(*out));
-	out->name = dup_str(name ? name : "<dataset>");
+	out->name = strdup(name ? name : "<dataset>");
 	if (!out->name)
 		return mb_error_oom(err, "dataset name", 0);
 	mb_sha256_hex_buf(out->sha256, text, len);
@@ -342,32 +333,6 @@ static int next_token(const char **p, char *tok, size_t cap)
 	return 0;
 }
 
-static int is_hex64(const char *s)
-{
-	if (strlen(s) != 64)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return 0;
-	return 1;
-}
-
-/* A safe relative path: not absolute, no "..", no empty segment. */
-static int is_safe_relpath(const char *p)
-{
-	if (!p[0] || p[0] == '/')
-		return 0;
-	for (const char *s = p; *s;) {
-		size_t n = strcspn(s, "/");
-		if (n == 0 || (n == 2 && s[0] == '.' && s[1] == '.'))
-			return 0;
-		s += n;
-		if (*s == '/')
-			s++;
-	}
-	return 1;
-}
-
 static int parse_manifest_line(mb_manifest *m, const char *text, int line, mb_error *err)
 {
 	char sha[80], path[1024], task[160], seed[40];
@@ -384,10 +349,10 @@ static int parse_manifest_line(mb_manifest *m, const char *text, int line, mb_er
 	    !p[strspn(p, " \t")])
 		return mb_error_set(err, MB_EINVALID, "%s:%d: expected '<sha256|->  <path>  "
 				    "<task>@<version>  <seed>  <params JSON>'", m->path, line);
-	if (strcmp(sha, "-") != 0 && !is_hex64(sha))
+	if (strcmp(sha, "-") != 0 && !mb_sha256_is_hex(sha))
 		return mb_error_set(err, MB_EINVALID, "%s:%d: '%s' is not a sha256 (64 lower-case "
 				    "hex digits) or '-'", m->path, line, sha);
-	if (!is_safe_relpath(path))
+	if (!mb_file_path_is_safe(path))
 		return mb_error_set(err, MB_EINVALID, "%s:%d: path '%s' must be relative, without "
 				    "'..'", m->path, line, path);
 	if (mb_metric_ref_parse(task, tname, sizeof(tname), &tver) < 0)
@@ -420,8 +385,8 @@ static int parse_manifest_line(mb_manifest *m, const char *text, int line, mb_er
 	e = &m->entries[m->n];
 	memset(e, 0, sizeof(*e));
 	snprintf(e->sha256, sizeof(e->sha256), "%s", strcmp(sha, "-") == 0 ? "" : sha);
-	e->path = dup_str(path);
-	e->task = dup_str(tname);
+	e->path = strdup(path);
+	e->task = strdup(tname);
 	e->task_version = tver;
 	e->seed = (uint64_t)seedv;
 	e->params = params;
@@ -442,8 +407,8 @@ int mb_manifest_load(mb_manifest *out, const char *path, mb_error *err)
 	error = mb_file_read_text(&text, &len, path, err);
 	if (error < 0)
 		return error;
-	out->path = dup_str(path);
-	out->dir = dup_str(path);
+	out->path = strdup(path);
+	out->dir = strdup(path);
 	if (!out->path || !out->dir) {
 		error = mb_error_oom(err, "manifest path", 0);
 		goto cleanup;

@@ -14,15 +14,6 @@
 #include <mechbench/power.h>
 #include <mechbench/stats.h>
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 const char *mb_gate_status_name(mb_gate_status s)
 {
 	switch (s) {
@@ -63,8 +54,8 @@ int mb_gate_init(mb_gate_result *g, const mb_spec *registered, const char *spec_
 			const mb_spec_metric *sm = &e->metrics[m];
 			mb_gate_row *r = &g->rows[g->n_rows++];
 			int idx = mb_task_metric_index(e->task, sm->name);
-			r->entry = dup_str(e->name);
-			r->metric = dup_str(sm->name);
+			r->entry = strdup(e->name);
+			r->metric = strdup(sm->name);
 			if (!r->entry || !r->metric)
 				return mb_error_oom(err, "gate row", 0);
 			r->version = sm->version;
@@ -122,7 +113,7 @@ int mb_gate_note(mb_gate_result *g, mb_error *err, const char *fmt, ...)
 	if (!nn)
 		return mb_error_oom(err, "gate notes", (g->n_notes + 1) * sizeof(*nn));
 	g->notes = nn;
-	g->notes[g->n_notes] = dup_str(line);
+	g->notes[g->n_notes] = strdup(line);
 	if (!g->notes[g->n_notes])
 		return mb_error_oom(err, "gate note", strlen(line));
 	g->n_notes++;
@@ -321,12 +312,11 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 	return error;
 }
 
-int mb_gate_check_power(const mb_gate_result *g, const mb_spec *spec, mb_error *err)
+int mb_gate_check_power(const mb_gate_result *g, mb_error *err)
 {
 	char msg[MB_ERROR_MSG_MAX];
 	size_t len = 0, bad = 0;
 
-	(void)spec;
 	msg[0] = '\0';
 	for (size_t r = 0; r < g->n_rows; r++) {
 		const mb_gate_row *row = &g->rows[r];

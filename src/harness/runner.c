@@ -22,15 +22,6 @@
 #include <mechbench/file.h>
 #include <mechbench/stats.h>
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 double mb_runner_now(void)
 {
 	struct timespec ts;
@@ -96,6 +87,20 @@ json_t *mb_provenance_to_json(const mb_provenance *p)
 			 "wall_seconds", p->wall_seconds);
 }
 
+json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n)
+{
+	json_t *files = json_array();
+
+	for (size_t f = 0; files && f < n; f++)
+		if (json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path", d[f].path,
+							   "sha256", d[f].sha256, "bytes",
+							   (json_int_t)d[f].bytes)) < 0) {
+			json_decref(files);
+			return NULL;
+		}
+	return files;
+}
+
 /* --- model digests ----------------------------------------------------------- */
 
 typedef struct digests {
@@ -138,7 +143,7 @@ static int walk_dir(digests *out, const char *root, const char *rel, int depth, 
 			names = nn;
 			cap = ncap;
 		}
-		names[n] = dup_str(de->d_name);
+		names[n] = strdup(de->d_name);
 		if (!names[n]) {
 			error = mb_error_oom(err, "model file name", 0);
 			goto cleanup;
@@ -176,7 +181,7 @@ static int walk_dir(digests *out, const char *root, const char *rel, int depth, 
 			f = &out->d[out->n];
 			memset(f, 0, sizeof(*f));
 			f->bytes = (uint64_t)st.st_size;
-			f->path = dup_str(sub);
+			f->path = strdup(sub);
 			if (!f->path) {
 				error = mb_error_oom(err, "model file name", 0);
 				break;
@@ -313,8 +318,8 @@ static int copy_item_refs(mb_entry_result *out, const mb_dataset *d, mb_error *e
 	for (size_t i = 0; i < d->items.n; i++) {
 		const mb_item *it = &d->items.items[i];
 		memcpy(out->items[i].key, it->key, sizeof(it->key));
-		out->items[i].stratum = dup_str(it->stratum);
-		out->items[i].cluster = dup_str(it->cluster);
+		out->items[i].stratum = strdup(it->stratum);
+		out->items[i].cluster = strdup(it->cluster);
 		out->n_items = i + 1;
 		if (!out->items[i].stratum || !out->items[i].cluster)
 			return mb_error_oom(err, "item labels", 0);
@@ -398,11 +403,11 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 	int error;
 
 	memset(out, 0, sizeof(*out));
-	out->name = dup_str(e->name);
-	out->task = dup_str(t->name);
+	out->name = strdup(e->name);
+	out->task = strdup(t->name);
 	out->task_version = t->version;
-	out->model = dup_str(model_label ? model_label : model_dir);
-	out->dataset = dup_str(e->dataset);
+	out->model = strdup(model_label ? model_label : model_dir);
+	out->dataset = strdup(e->dataset);
 	out->params = e->params ? json_incref(e->params) : NULL;
 	memcpy(out->dataset_sha256, d->sha256, sizeof(d->sha256));
 	out->n_metrics = t->n_metrics;
@@ -415,7 +420,7 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 		goto cleanup;
 	}
 	for (size_t m = 0; m < t->n_metrics; m++) {
-		out->metrics[m].name = dup_str(t->metrics[m].name);
+		out->metrics[m].name = strdup(t->metrics[m].name);
 		out->metrics[m].version = t->metrics[m].version;
 		out->metrics[m].kind = t->metrics[m].kind;
 		out->metrics[m].direction = t->metrics[m].direction;
@@ -604,7 +609,7 @@ int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spe
 	} else if (e->clusters || r->metrics[m].kind == MB_METRIC_RATIO) {
 		if (e->clusters && (error = mb_runner_cluster_index(&groups, &n_groups, r, err)) < 0)
 			goto cleanup;
-		if (e->clusters && n_groups >= 30 && r->metrics[m].kind != MB_METRIC_RATIO) {
+		if (e->clusters && r->metrics[m].kind != MB_METRIC_RATIO) {
 			error = mb_stats_clustered_estimate(out, x, groups, r->n_items, n_groups,
 							    level, err);
 		} else {

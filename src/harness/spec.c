@@ -12,41 +12,6 @@
 
 #define PATH_MAX_LEN 512
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
-/* Not absolute, no "..", no empty segments: a path inside the repository. */
-static int is_safe_relpath(const char *p)
-{
-	if (!p[0] || p[0] == '/')
-		return 0;
-	for (const char *s = p; *s;) {
-		size_t n = strcspn(s, "/");
-		if (n == 0 || (n == 2 && s[0] == '.' && s[1] == '.'))
-			return 0;
-		s += n;
-		if (*s == '/')
-			s++;
-	}
-	return 1;
-}
-
-static int is_hex64(const char *s)
-{
-	if (strlen(s) != 64)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-			return 0;
-	return 1;
-}
-
 static int get_relpath(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		       int required, char **out, mb_error *err)
 {
@@ -57,11 +22,11 @@ static int get_relpath(const mb_json_doc *doc, json_t *obj, const char *at, cons
 	if (rc != 0)
 		return rc;
 	mb_json_path_key(path, sizeof(path), at, key);
-	if (!is_safe_relpath(s))
+	if (!mb_file_path_is_safe(s))
 		return mb_json_field_error(doc, err, MB_EINVALID, path,
 					   "'%s' must be a path relative to the repository root, "
 					   "without '..'", s);
-	*out = dup_str(s);
+	*out = strdup(s);
 	return *out ? 0 : mb_error_oom(err, "spec path", strlen(s));
 }
 
@@ -77,7 +42,7 @@ static int get_nonempty_string(const mb_json_doc *doc, json_t *obj, const char *
 	mb_json_path_key(path, sizeof(path), at, key);
 	if (!s[0])
 		return mb_json_field_error(doc, err, MB_EINVALID, path, "must not be empty");
-	*out = dup_str(s);
+	*out = strdup(s);
 	return *out ? 0 : mb_error_oom(err, "spec string", strlen(s));
 }
 
@@ -107,7 +72,7 @@ static int parse_metric(const mb_json_doc *doc, json_t *obj, const char *at,
 	if (idx < 0)
 		return mb_json_field_error(doc, err, MB_EINVALID, path,
 					   "task %s has no metric '%s'", task->name, name);
-	m->name = dup_str(name);
+	m->name = strdup(name);
 	if (!m->name)
 		return mb_error_oom(err, "metric name", strlen(name));
 	mb_json_path_key(path, sizeof(path), at, "kind");
@@ -168,7 +133,7 @@ static int parse_strata(const mb_json_doc *doc, json_t *obj, const char *at, mb_
 		if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
 			return mb_json_field_error(doc, err, MB_EINVALID, path,
 						   "a stratum weight must be a number in [0, 1]");
-		e->strata[i] = dup_str(key);
+		e->strata[i] = strdup(key);
 		if (!e->strata[i])
 			return mb_error_oom(err, "stratum name", strlen(key));
 		e->weights[i] = json_number_value(v);
@@ -221,7 +186,7 @@ static int parse_entry(const mb_spec *s, const mb_json_doc *doc, json_t *obj, co
 	    (rc = get_relpath(doc, dataset, dpath, "path", 1, &e->dataset, err)) < 0 ||
 	    (rc = mb_json_get_string(doc, dataset, dpath, "sha256", 1, &sha, err)) < 0)
 		return rc;
-	if (!is_hex64(sha)) {
+	if (!mb_sha256_is_hex(sha)) {
 		mb_json_path_key(path, sizeof(path), dpath, "sha256");
 		return mb_json_field_error(doc, err, MB_EINVALID, path,
 					   "expected 64 lower-case hex digits");
@@ -286,7 +251,7 @@ int mb_spec_parse(mb_spec *out, const char *text, size_t len, const char *name, 
 	error = mb_json_doc_parse(&doc, text, len, name, err);
 	if (error < 0)
 		return error;
-	out->name = dup_str(doc.name);
+	out->name = strdup(doc.name);
 	if (!out->name) {
 		error = mb_error_oom(err, "spec", 0);
 		goto cleanup;
@@ -407,7 +372,7 @@ typedef struct diff_ctx {
 static char *dump_or_absent(const json_t *v)
 {
 	if (!v)
-		return dup_str("(absent)");
+		return strdup("(absent)");
 	/* 15 digits: the value as a person wrote it (0.2, not 0.20000000000000001);
 	 * whether two values differ was decided exactly by json_equal. */
 	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
@@ -433,11 +398,11 @@ static void add_dev(diff_ctx *c, const char *path, const json_t *a, const json_t
 		c->cap = ncap;
 	}
 	d = &c->d[c->n++];
-	d->path = dup_str(path);
+	d->path = strdup(path);
 	d->before = dump_or_absent(a);
 	d->after = dump_or_absent(b);
-	d->entry = entry ? dup_str(entry) : NULL;
-	d->metric = metric ? dup_str(metric) : NULL;
+	d->entry = entry ? strdup(entry) : NULL;
+	d->metric = metric ? strdup(metric) : NULL;
 	if (!d->path || !d->before || !d->after || (entry && !d->entry) ||
 	    (metric && !d->metric)) {
 		c->failed = 1;

@@ -103,12 +103,8 @@ json_t *mb_report_run_json(const mb_run_result *r)
 
 	for (size_t i = 0; i < r->n_entries; i++) {
 		const mb_entry_result *e = &r->entries[i];
-		json_t *metrics = json_array(), *files = json_array();
-		for (size_t f = 0; f < e->n_model_files; f++)
-			json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path",
-							       e->model_files[f].path, "sha256",
-							       e->model_files[f].sha256, "bytes",
-							       (json_int_t)e->model_files[f].bytes));
+		json_t *metrics = json_array();
+		json_t *files = mb_file_digests_to_json(e->model_files, e->n_model_files);
 		for (size_t m = 0; m < e->n_metrics; m++) {
 			const mb_aggregate *a = &e->aggregates[m];
 			json_array_append_new(

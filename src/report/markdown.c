@@ -40,24 +40,15 @@ void mb_report_gate_markdown(FILE *f, const mb_gate_result *g)
 	fprintf(f, "|---|---|---|---:|---:|---:|---|---:|---:|---|---|\n");
 	for (size_t i = 0; i < g->n_rows; i++) {
 		const mb_gate_row *r = &g->rows[i];
-		char base[32], cand[32], diff[32], ci[64], margin[32], mde[32], thr[64];
-		mb_fmt_num(base, sizeof(base), r->compared ? r->cmp.mean_base : NAN);
-		mb_fmt_num(cand, sizeof(cand), r->compared ? r->cmp.mean_cand : NAN);
-		mb_fmt_num(diff, sizeof(diff), r->compared ? r->cmp.diff.mean : NAN);
-		if (r->compared)
-			mb_fmt_ci(ci, sizeof(ci), r->cmp.diff.lo, r->cmp.diff.hi);
-		else
-			snprintf(ci, sizeof(ci), "-");
-		mb_fmt_num(margin, sizeof(margin), r->margin);
-		mb_fmt_num(mde, sizeof(mde), r->mde_planned);
-		mb_fmt_threshold(thr, sizeof(thr), r);
+		mb_row_text x;
+		mb_row_text_fill(&x, r);
 		fprintf(f, "| ");
 		md_cell(f, r->entry);
-		fprintf(f, " | `%s@%d` | %s | %s | %s | %s | ", r->metric, r->version,
-			mb_metric_direction_name(r->direction), base, cand, diff);
-		md_cell(f, ci);
-		fprintf(f, " | %s | %s | ", margin, mde);
-		md_cell(f, thr);
+		fprintf(f, " | `%s` | %s | %s | %s | %s | ", x.metric,
+			mb_metric_direction_name(r->direction), x.base, x.cand, x.diff);
+		md_cell(f, x.ci);
+		fprintf(f, " | %s | %s | ", x.margin, x.mde);
+		md_cell(f, x.threshold);
 		fprintf(f, " | %s%s%s |\n", status_mark(r->status), mb_gate_status_name(r->status),
 			status_mark(r->status));
 	}

@@ -41,6 +41,21 @@ void mb_fmt_threshold(char *buf, size_t cap, const mb_gate_row *r)
 			 : "");
 }
 
+void mb_row_text_fill(mb_row_text *t, const mb_gate_row *r)
+{
+	snprintf(t->metric, sizeof(t->metric), "%s@%d", r->metric, r->version);
+	mb_fmt_num(t->base, sizeof(t->base), r->compared ? r->cmp.mean_base : NAN);
+	mb_fmt_num(t->cand, sizeof(t->cand), r->compared ? r->cmp.mean_cand : NAN);
+	mb_fmt_num(t->diff, sizeof(t->diff), r->compared ? r->cmp.diff.mean : NAN);
+	if (r->compared)
+		mb_fmt_ci(t->ci, sizeof(t->ci), r->cmp.diff.lo, r->cmp.diff.hi);
+	else
+		snprintf(t->ci, sizeof(t->ci), "-");
+	mb_fmt_num(t->margin, sizeof(t->margin), r->margin);
+	mb_fmt_num(t->mde, sizeof(t->mde), r->mde_planned);
+	mb_fmt_threshold(t->threshold, sizeof(t->threshold), r);
+}
+
 int mb_row_failed(const mb_gate_row *r)
 {
 	return r->status == MB_GATE_REGRESSED || r->status == MB_GATE_THRESHOLD_FAILED;

@@ -101,31 +101,11 @@ void mb_report_gate_terminal(FILE *f, const mb_gate_result *g, int color)
 	failed |= table_add(&t, head, NULL);
 	for (size_t i = 0; i < g->n_rows && !failed; i++) {
 		const mb_gate_row *r = &g->rows[i];
-		char metric[CELL_MAX], base[32], cand[32], diff[32], ci[64], margin[32], mde[32],
-			thr[64];
-		const char *cells[11];
-		snprintf(metric, sizeof(metric), "%s@%d", r->metric, r->version);
-		mb_fmt_num(base, sizeof(base), r->compared ? r->cmp.mean_base : NAN);
-		mb_fmt_num(cand, sizeof(cand), r->compared ? r->cmp.mean_cand : NAN);
-		mb_fmt_num(diff, sizeof(diff), r->compared ? r->cmp.diff.mean : NAN);
-		if (r->compared)
-			mb_fmt_ci(ci, sizeof(ci), r->cmp.diff.lo, r->cmp.diff.hi);
-		else
-			snprintf(ci, sizeof(ci), "-");
-		mb_fmt_num(margin, sizeof(margin), r->margin);
-		mb_fmt_num(mde, sizeof(mde), r->mde_planned);
-		mb_fmt_threshold(thr, sizeof(thr), r);
-		cells[0] = r->entry;
-		cells[1] = metric;
-		cells[2] = mb_metric_direction_name(r->direction);
-		cells[3] = base;
-		cells[4] = cand;
-		cells[5] = diff;
-		cells[6] = ci;
-		cells[7] = margin;
-		cells[8] = mde;
-		cells[9] = thr;
-		cells[10] = mb_gate_status_name(r->status);
+		mb_row_text x;
+		mb_row_text_fill(&x, r);
+		const char *cells[11] = {r->entry, x.metric, mb_metric_direction_name(r->direction),
+					 x.base, x.cand, x.diff, x.ci, x.margin, x.mde,
+					 x.threshold, mb_gate_status_name(r->status)};
 		failed |= table_add(&t, cells, status_color(r->status));
 	}
 	if (!failed)

@@ -124,15 +124,6 @@ cleanup:
 	return error;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 int mb_item_list_add(mb_item_list *l, const char *stratum, const char *cluster, json_t *input,
 		     mb_error *err)
 {
@@ -156,8 +147,8 @@ int mb_item_list_add(mb_item_list *l, const char *stratum, const char *cluster, 
 		l->items = ni;
 		l->cap = ncap;
 	}
-	it.stratum = dup_str(stratum);
-	it.cluster = dup_str(cluster);
+	it.stratum = strdup(stratum);
+	it.cluster = strdup(cluster);
 	if (!it.stratum || !it.cluster) {
 		error = mb_error_oom(err, "item labels", strlen(stratum) + strlen(cluster));
 		goto fail;

@@ -235,3 +235,18 @@ int mb_file_path_join(char *buf, size_t cap, const char *dir, const char *rel, m
 		return mb_error_set(err, MB_EINVALID, "%s/%s: path too long", dir, rel);
 	return 0;
 }
+
+int mb_file_path_is_safe(const char *p)
+{
+	if (!p[0] || p[0] == '/')
+		return 0;
+	for (const char *s = p; *s;) {
+		size_t n = strcspn(s, "/");
+		if (n == 0 || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return 0;
+		s += n;
+		if (*s == '/')
+			s++;
+	}
+	return 1;
+}

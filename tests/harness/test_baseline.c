@@ -8,32 +8,6 @@
 
 #include "support/harness_support.h"
 
-static void make_run(mb_run_result *run, char *dir, size_t cap)
-{
-	char *text, model[512];
-	mb_spec spec;
-	mb_dataset d;
-	mb_error err;
-	mb_runner_opts o = {.threads = 2};
-
-	mbt_tmpdir(dir, cap);
-	mbt_suite_fixture(dir, 20, "", MBT_METRICS_ALL, &text);
-	cr_assert_eq(mb_spec_parse(&spec, text, strlen(text), "demo.json", &err), 0, "%s", err.msg);
-	free(text);
-	cr_assert_eq(mb_runner_load_dataset(&d, &spec.entries[0], dir, &err), 0, "%s", err.msg);
-	memset(run, 0, sizeof(*run));
-	mb_provenance_init(&run->prov, 2);
-	snprintf(run->prov.suite, sizeof(run->prov.suite), "demo");
-	snprintf(run->prov.spec_blob, sizeof(run->prov.spec_blob), "%040d", 7);
-	run->id = 42;
-	run->entries = calloc(1, sizeof(*run->entries));
-	snprintf(model, sizeof(model), "%s/models/true", dir);
-	cr_assert_eq(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, model,
-					 "models/true", &o, &err), 0, "%s", err.msg);
-	run->n_entries = 1;
-	mb_dataset_dispose(&d);
-	mb_spec_dispose(&spec);
-}
 
 Test(baseline, a_run_reads_back_bit_for_bit)
 {
@@ -43,7 +17,9 @@ Test(baseline, a_run_reads_back_bit_for_bit)
 	char *text = NULL;
 	size_t len;
 
-	make_run(&run, dir, sizeof(dir));
+	mbt_tmpdir(dir, sizeof(dir));
+	mbt_run_fixture(&run, dir);
+	run.id = 42;
 	cr_assert_eq(mb_baseline_render(&text, &len, &run, NULL, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_baseline_parse(&back, text, len, "b.json", &err), 0, "%s", err.msg);
 	cr_expect_eq(back.id, 42);
@@ -82,7 +58,8 @@ Test(baseline, malformed_files_are_named_by_field)
 	char *text = NULL, *bad;
 	size_t len;
 
-	make_run(&run, dir, sizeof(dir));
+	mbt_tmpdir(dir, sizeof(dir));
+	mbt_run_fixture(&run, dir);
 	cr_assert_eq(mb_baseline_render(&text, &len, &run, NULL, &err), 0);
 	/* Drop the first item's last value. */
 	bad = strdup(text);

@@ -65,7 +65,7 @@ static int gate(fx *f, const char *cand_model, mb_error *err)
 	const mb_spec_entry *e = &f->spec.entries[0];
 	int rc;
 	if ((rc = mb_gate_plan_entry(&f->g, &f->spec, e, &f->base, &f->d, err)) < 0 ||
-	    (rc = mb_gate_check_power(&f->g, &f->spec, err)) < 0)
+	    (rc = mb_gate_check_power(&f->g, err)) < 0)
 		return rc;
 	run_model(f, &f->cand, cand_model);
 	if ((rc = mb_gate_compare_entry(&f->g, &f->spec, e, &f->base, &f->cand, err)) < 0)

@@ -108,10 +108,11 @@ Test(runner, aggregates_follow_the_entry_design)
 	mb_entry_result_dispose(&r);
 	teardown_fixture(&f);
 
-	/* 8 clusters (< 30): a cluster bootstrap. */
+	/* 8 clusters: clustered t with 7 df; the ratio metric: a cluster bootstrap. */
 	setup_fixture(&f, 40, "\"clusters\": true,");
 	run(&f, &r, 2);
-	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_BOOT_BCA);
+	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_CLUSTERED_T);
+	cr_expect_eq(r.aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
 	mb_entry_result_dispose(&r);
 	teardown_fixture(&f);
 }
@@ -194,5 +195,90 @@ Test(runner, registered_strata_must_match_the_dataset)
 	cr_expect_eq(mb_runner_load_dataset(&d, &f.spec.entries[0], f.dir, &err), MB_EMISMATCH);
 	cr_expect(strstr(err.msg, "is in stratum 'hard', which entry toy does not register") !=
 		  NULL, "%s", err.msg);
+	teardown_fixture(&f);
+}
+
+/* A probe task: records how many OpenMP and OpenBLAS threads its run() sees. */
+#include <cblas.h>
+#include <omp.h>
+
+static int probe_max_blas, probe_max_omp, probe_calls;
+
+static int probe_open(void **out, const char *dir, const json_t *params, mb_error *err)
+{
+	(void)dir;
+	(void)params;
+	(void)err;
+	*out = &probe_calls;
+	return 0;
+}
+
+static void probe_close(void *st)
+{
+	(void)st;
+}
+
+static int probe_run(void *st, const mb_item *items, size_t n, double *values, mb_error *err)
+{
+	int blas = openblas_get_num_threads(), team = omp_get_num_threads();
+	(void)st;
+	(void)err;
+	(void)items;
+#pragma omp critical(probe)
+	{
+		if (blas > probe_max_blas)
+			probe_max_blas = blas;
+		if (team > probe_max_omp)
+			probe_max_omp = team;
+		probe_calls++;
+	}
+	for (size_t i = 0; i < n; i++)
+		values[i] = (double)(i % 7);
+	return 0;
+}
+
+static const mb_metric_def probe_metric[] = {
+	{"probe.x", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER, "test probe"}};
+
+static void run_probe(fixture *f, int parallel_inside)
+{
+	mb_task probe = {.name = "synthetic", .version = 1, .metrics = probe_metric,
+			 .n_metrics = 1, .batch = 8, .parallel_inside = parallel_inside,
+			 .open = probe_open, .close = probe_close, .run = probe_run};
+	mb_spec_entry e = f->spec.entries[0];
+	mb_entry_result r;
+	mb_runner_opts o = {.threads = 2};
+	mb_error err;
+	char model[512];
+
+	e.task = &probe;
+	probe_max_blas = probe_max_omp = probe_calls = 0;
+	snprintf(model, sizeof(model), "%s/models/true", f->dir);
+	cr_assert_eq(mb_runner_run_entry(&r, &f->spec, &e, &f->d, model, NULL, &o, &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(probe_calls, (int)((r.n_items + 7) / 8), "fixed batches of the task's size");
+	mb_entry_result_dispose(&r);
+}
+
+Test(runner, blas_runs_on_one_thread_inside_the_parallel_item_loop)
+{
+	fixture f;
+	int before = openblas_get_num_threads();
+
+	setup_fixture(&f, 40, "");
+	/* OpenBLAS caps this at the machine's cores; CI has 2. */
+	openblas_set_num_threads(2);
+	int blas = openblas_get_num_threads();
+	cr_log_info("OpenBLAS threads outside the runner: %d", blas);
+	run_probe(&f, 0);
+	cr_expect_eq(probe_max_blas, 1, "BLAS threads seen by items: %d", probe_max_blas);
+	cr_expect_eq(probe_max_omp, 2, "items run on a team of 2");
+	cr_expect_eq(openblas_get_num_threads(), blas, "BLAS threads restored");
+	/* A task that parallelises inside itself is called from one thread with
+	 * BLAS left as it was. */
+	run_probe(&f, 1);
+	cr_expect_eq(probe_max_blas, blas);
+	cr_expect_eq(probe_max_omp, 1);
+	openblas_set_num_threads(before);
 	teardown_fixture(&f);
 }

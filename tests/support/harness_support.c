@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <mechbench/dataset.h>
+#include <mechbench/runner.h>
 
 static void die(const char *what)
 {
@@ -169,4 +170,40 @@ void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		 "    \"dataset\": {\"path\": \"datasets/toy.jsonl\", \"sha256\": \"%s\"},\n"
 		 "    %s\n    \"metrics\": %s\n  }]\n}\n",
 		 sha, extra, metrics);
+}
+
+static void check(int rc, const mb_error *err)
+{
+	if (rc < 0) {
+		fprintf(stderr, "fixture: %s\n", err->msg);
+		abort();
+	}
+}
+
+void mbt_run_fixture(mb_run_result *run, const char *dir)
+{
+	char *text, model[512];
+	mb_spec spec;
+	mb_dataset d;
+	mb_error err;
+	mb_runner_opts o = {.threads = 2};
+
+	mbt_suite_fixture(dir, 20, "", MBT_METRICS_ALL, &text);
+	check(mb_spec_parse(&spec, text, strlen(text), "demo.json", &err), &err);
+	free(text);
+	check(mb_runner_load_dataset(&d, &spec.entries[0], dir, &err), &err);
+	memset(run, 0, sizeof(*run));
+	mb_provenance_init(&run->prov, 2);
+	snprintf(run->prov.suite, sizeof(run->prov.suite), "demo");
+	snprintf(run->prov.spec_path, sizeof(run->prov.spec_path), "benchmarks/demo.json");
+	run->entries = calloc(1, sizeof(*run->entries));
+	if (!run->entries)
+		die("calloc");
+	snprintf(model, sizeof(model), "%s/models/true", dir);
+	check(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, model,
+				  "models/true", &o, &err), &err);
+	run->n_entries = 1;
+	mb_provenance_finish(&run->prov, mb_runner_now());
+	mb_dataset_dispose(&d);
+	mb_spec_dispose(&spec);
 }

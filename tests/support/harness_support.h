@@ -37,6 +37,12 @@ int mbt_sh(const char *dir, const char *cmd, char **out);
  * or ""). *spec_text is malloc'd. */
 void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		       const char *metrics, char **spec_text);
+/* The run of that fixture (20 items per stratum, MBT_METRICS_ALL) on the true
+ * model, as `run` would make it: one entry "toy", provenance of this build
+ * with suite "demo" and spec path benchmarks/demo.json. Aborts on failure. */
+struct mb_run_result;
+void mbt_run_fixture(struct mb_run_result *run, const char *dir);
+
 #define MBT_METRICS_ALL                                                                       \
 	"[{\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": "       \
 	"\"higher\", \"margin\": 1.0, \"threshold\": 1.0},"                                    \
