@@ -32,7 +32,7 @@ static void teardown(void)
 	mbt_rmtree(dir);
 }
 
-TestSuite(leaderboard, .init = setup, .fini = teardown);
+TestSuite(leaderboard, .init = setup, .fini = teardown, .timeout = 300);
 
 static int sh(const char *cmd, char **out)
 {
@@ -170,7 +170,7 @@ static int is_hex64(const char *s)
 	return 1;
 }
 
-Test(leaderboard, two_runs_of_the_same_model_tie_and_every_row_is_stamped, .timeout = 120)
+Test(leaderboard, two_runs_of_the_same_model_tie_and_every_row_is_stamped)
 {
 	json_t *doc, *t, *rows, *row;
 	size_t i;
@@ -215,7 +215,7 @@ Test(leaderboard, two_runs_of_the_same_model_tie_and_every_row_is_stamped, .time
 	json_decref(doc);
 }
 
-Test(leaderboard, markdown_renders_as_a_table_with_a_row_per_run, .timeout = 120)
+Test(leaderboard, markdown_renders_as_a_table_with_a_row_per_run)
 {
 	char *md = NULL, *html = NULL;
 
@@ -236,7 +236,7 @@ Test(leaderboard, markdown_renders_as_a_table_with_a_row_per_run, .timeout = 120
 	free(html);
 }
 
-Test(leaderboard, csv_and_html_hold_the_same_rows, .timeout = 120)
+Test(leaderboard, csv_and_html_hold_the_same_rows)
 {
 	char *csv = NULL, *html = NULL;
 
@@ -253,7 +253,7 @@ Test(leaderboard, csv_and_html_hold_the_same_rows, .timeout = 120)
 	free(html);
 }
 
-Test(leaderboard, bad_inputs_give_one_line_and_a_non_zero_exit, .timeout = 120)
+Test(leaderboard, bad_inputs_give_one_line_and_a_non_zero_exit)
 {
 	static const struct {
 		const char *args;

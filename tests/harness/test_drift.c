@@ -35,7 +35,7 @@ static void teardown(void)
 	mbt_rmtree(dir);
 }
 
-TestSuite(drift, .init = setup, .fini = teardown);
+TestSuite(drift, .init = setup, .fini = teardown, .timeout = 300);
 
 static int sh(const char *cmd, char **out)
 {
@@ -154,7 +154,7 @@ static json_int_t step_of(const json_t *doc, json_int_t ordinal)
 	return json_integer_value(json_object_get(c, "step"));
 }
 
-Test(drift, finds_a_planted_change_at_its_step_and_flags_what_follows, .timeout = 120)
+Test(drift, finds_a_planted_change_at_its_step_and_flags_what_follows)
 {
 	json_t *doc;
 	const json_t *score, *cps, *pts;
@@ -211,7 +211,7 @@ Test(drift, finds_a_planted_change_at_its_step_and_flags_what_follows, .timeout 
 	json_decref(doc);
 }
 
-Test(drift, raises_nothing_on_a_series_without_a_change, .timeout = 120)
+Test(drift, raises_nothing_on_a_series_without_a_change)
 {
 	json_t *doc, *m;
 	size_t i, k;
@@ -253,7 +253,7 @@ static double msprt_p(const double *x, size_t n, double theta0, double s2, doubl
 	return p;
 }
 
-Test(drift, monitor_p_values_match_the_msprt_formula, .timeout = 120)
+Test(drift, monitor_p_values_match_the_msprt_formula)
 {
 	json_t *doc, *m;
 	size_t i;
@@ -285,7 +285,7 @@ Test(drift, monitor_p_values_match_the_msprt_formula, .timeout = 120)
 	json_decref(doc);
 }
 
-Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result, .timeout = 180)
+Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result)
 {
 	char cmd[512];
 	json_t *batch, *inc;
@@ -323,7 +323,7 @@ Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result, .timeout 
 	json_decref(inc);
 }
 
-Test(drift, refuses_an_existing_series_without_append_and_a_changed_spec, .timeout = 120)
+Test(drift, refuses_an_existing_series_without_append_and_a_changed_spec)
 {
 	char *out = NULL;
 	int rc;
@@ -342,7 +342,7 @@ Test(drift, refuses_an_existing_series_without_append_and_a_changed_spec, .timeo
 	free(out);
 }
 
-Test(drift, a_checkpoint_that_fails_leaves_the_stored_ones_and_no_half_run, .timeout = 120)
+Test(drift, a_checkpoint_that_fails_leaves_the_stored_ones_and_no_half_run)
 {
 	char *out = NULL, db[512];
 	sqlite3 *h;
@@ -372,7 +372,7 @@ Test(drift, a_checkpoint_that_fails_leaves_the_stored_ones_and_no_half_run, .tim
 	cr_expect_eq(points, 2, "%d series points", points);
 }
 
-Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit, .timeout = 60)
+Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit)
 {
 	static const struct {
 		const char *args;
