@@ -20,9 +20,10 @@
 #include "suite_cli.h"
 
 static const char usage[] =
-	"usage: mechbench drift --suite FILE --series DIR_OR_GLOB [--name NAME] [--append]\n"
-	"                       [--db FILE] [--html FILE] [--json FILE] [--penalty X]\n"
-	"                       [--min-seg N] [--threads N] [--fail-on-alarm] [--quiet]\n\n"
+	"usage: mechbench drift --suite FILE --series DIR_OR_GLOB [--name NAME]\n"
+	"                       [--append] [--db FILE] [--html FILE] [--json FILE]\n"
+	"                       [--penalty X] [--min-seg N] [--threads N]\n"
+	"                       [--fail-on-alarm] [--quiet]\n\n"
 	"Runs a suite on every checkpoint of a series and stores each run in the\n"
 	"results database as one series (table series_points), each checkpoint in one\n"
 	"transaction with its figures. Checkpoints are the sub-folders of DIR (or the\n"
@@ -41,7 +42,8 @@ static const char usage[] =
 	"  --db FILE          results database (default mechbench.db)\n"
 	"  --html FILE        also write the self-contained HTML report of the series\n"
 	"  --json FILE        also write the analysis as JSON\n"
-	"  --penalty X        PELT penalty (default 2 sigma^2 ln K, sigma from differences)\n"
+	"  --penalty X        PELT penalty (default 2 sigma^2 ln K, sigma from the\n"
+	"                     differences of the trajectory)\n"
 	"  --min-seg N        fewest checkpoints between changepoints (default 2)\n"
 	"  --threads N        OpenMP threads (default: all)\n"
 	"  --fail-on-alarm    exit 3 when a metric's monitor has alarmed\n"

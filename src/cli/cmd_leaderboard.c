@@ -15,8 +15,9 @@
 #include "suite_cli.h"
 
 static const char usage[] =
-	"usage: mechbench leaderboard --db FILE [--suite NAME] [--format md|html|csv|json]\n"
-	"                             [--out FILE] [--alpha A]\n\n"
+	"usage: mechbench leaderboard --db FILE [--suite NAME]\n"
+	"                             [--format md|html|csv|json] [--out FILE]\n"
+	"                             [--alpha A]\n\n"
 	"Models by metrics from the results database: one table per (suite, entry), a\n"
 	"row per stored run (a model), each metric's mean with its 95% CI and a rank\n"
 	"interval. Ranks are simultaneous confidence intervals: every pair of rows is\n"
@@ -31,7 +32,8 @@ static const char usage[] =
 	"  --suite NAME     only this suite's runs\n"
 	"  --format F       md (default), html (a self-contained page), csv or json\n"
 	"  --out FILE       write there instead of standard output\n"
-	"  --alpha A        family-wise error of each metric's pairwise tests (default 0.05)\n\n"
+	"  --alpha A        family-wise error of each metric's pairwise tests\n"
+	"                   (default 0.05)\n\n"
 	"Exit codes: 0 done, 1 error, 2 usage.\n";
 
 typedef enum { FMT_MD, FMT_HTML, FMT_CSV, FMT_JSON } lb_format;
