@@ -306,13 +306,11 @@ cleanup:
 }
 
 static const mb_leaderboard_table *sort_table; /* qsort has no context argument */
-static const src_ref *sort_src;
 
 static int cmp_rows(const void *x, const void *y)
 {
 	const mb_leaderboard_row *a = x, *b = y;
 	const mb_leaderboard_cell *ca = &a->cells[0], *cb = &b->cells[0];
-	(void)sort_src;
 	if (ca->present != cb->present)
 		return ca->present ? -1 : 1;
 	if (ca->present) {
@@ -406,7 +404,6 @@ static int build_table(mb_leaderboard_table *t, const src_ref *src, size_t R,
 			return error;
 	if (t->n_metrics) {
 		sort_table = t;
-		sort_src = src;
 		qsort(t->rows, t->n_rows, sizeof(*t->rows), cmp_rows);
 	}
 	return 0;
