@@ -1,6 +1,7 @@
 /* cmd_report.c: `mechbench report`, the HTML report of a stored run or series. */
 #include "cli.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,8 @@
 #include "suite_cli.h"
 
 static const char usage[] =
-	"usage: mechbench report (--run ID | --series NAME) --html FILE [--db FILE]\n\n"
+	"usage: mechbench report (--run ID | --series NAME) --html FILE [--db FILE]\n"
+	"                        [--penalty X] [--min-seg N]\n\n"
 	"Writes one self-contained HTML file (inline SVG, no scripts, nothing fetched)\n"
 	"from the results database: for a run, its provenance, each entry's aggregates\n"
 	"with 95% CIs and the figures its tasks attached (heatmaps, attention patterns,\n"
@@ -23,7 +25,9 @@ static const char usage[] =
 	"  --run ID        a stored run (its id, as `run` printed it)\n"
 	"  --series NAME   a stored series (as `drift` named it)\n"
 	"  --html FILE     where to write the page\n"
-	"  --db FILE       results database (default mechbench.db)\n\n"
+	"  --db FILE       results database (default mechbench.db)\n"
+	"  --penalty X     for a series: PELT penalty, as `drift --penalty`\n"
+	"  --min-seg N     for a series: as `drift --min-seg`\n\n"
 	"Exit codes: 0 written, 1 error, 2 usage.\n";
 
 typedef struct run_page {
@@ -49,7 +53,9 @@ static int render_run(FILE *f, const void *arg, mb_error *err)
 int mb_cmd_report(int argc, char **argv)
 {
 	const char *run_s = NULL, *series = NULL, *html = NULL, *db = "mechbench.db";
-	int64_t run_id = 0;
+	const char *penalty_s = NULL, *minseg_s = NULL;
+	int64_t run_id = 0, min_seg = 0;
+	mb_drift_opts dopts = {NAN, 0};
 	int rc, error = 0;
 	mb_error err;
 	mb_store *store = NULL;
@@ -66,7 +72,9 @@ int mb_cmd_report(int argc, char **argv)
 		if ((rc = mb_cli_opt(argc, argv, &i, "--run", &run_s, "report")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--series", &series, "report")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--html", &html, "report")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "report"))) {
+		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "report")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--penalty", &penalty_s, "report")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--min-seg", &minseg_s, "report"))) {
 			if (rc < 0)
 				return MB_EXIT_USAGE;
 		} else {
@@ -80,6 +88,13 @@ int mb_cmd_report(int argc, char **argv)
 	mb_error_clear(&err);
 	if (run_s && mb_parse_i64(run_s, 1, INT64_MAX, &run_id, "--run", &err) < 0)
 		return mb_cli_usage_error("report", "%s", err.msg);
+	if (minseg_s && mb_parse_i64(minseg_s, 1, 1000000, &min_seg, "--min-seg", &err) < 0)
+		return mb_cli_usage_error("report", "%s", err.msg);
+	if (penalty_s && (mb_parse_f64(penalty_s, &dopts.penalty, "--penalty", &err) < 0 ||
+			  !(dopts.penalty >= 0)))
+		return mb_cli_usage_error("report", "--penalty: expected a number >= 0, not '%s'",
+					  penalty_s);
+	dopts.min_seg = (size_t)min_seg;
 	memset(&run, 0, sizeof(run));
 	memset(&view, 0, sizeof(view));
 	if ((error = mb_cli_check_writable(html, &err)) < 0)
@@ -102,7 +117,7 @@ int mb_cmd_report(int argc, char **argv)
 		page.figures = figs;
 		error = mb_html_write(html, render_run, &page, &err);
 	} else {
-		if ((error = mb_cli_series_view_load(&view, store, series, NULL, &err)) < 0)
+		if ((error = mb_cli_series_view_load(&view, store, series, &dopts, &err)) < 0)
 			goto cleanup;
 		error = mb_html_write(html, mb_cli_series_render_html, &view, &err);
 	}
