@@ -19,6 +19,10 @@
  * non-regular file, MB_EIO for read errors, MB_ENOMEM. */
 int mb_file_read_all(unsigned char **out, size_t *len, const char *path, mb_error *err);
 
+/* mb_file_read_all for text parsers, which take char: the same bytes, NUL
+ * terminated, in a char buffer. */
+int mb_file_read_text(char **out, size_t *len, const char *path, mb_error *err);
+
 typedef struct mb_file_atomic {
 	char *path; /* owned copy of the final path */
 	char *tmp;  /* owned: path + ".tmp" */
@@ -37,5 +41,19 @@ int mb_file_atomic_commit(mb_file_atomic *f, mb_error *err);
 /* Closes and removes the .tmp and frees f's strings. Safe to call again, after
  * _commit, and after _open whatever it returned (not on a merely zeroed f). */
 void mb_file_atomic_abort(mb_file_atomic *f);
+
+/* All of the above in one call, for a buffer already in memory: creates
+ * path's missing parent folders, then writes len bytes to "<path>.tmp",
+ * fsyncs and renames it into place. Errors as mb_file_atomic_*. */
+int mb_file_write_all(const char *path, const void *buf, size_t len, mb_error *err);
+
+/* 1 when p is a relative path that stays inside its root: not empty, not
+ * absolute, no ".." and no empty segment ("a//b"). Paths in suite specs and
+ * manifests must be. */
+int mb_file_path_is_safe(const char *p);
+
+/* Joins a folder and a relative path into buf ("dir/rel"; rel alone when dir
+ * is empty or rel is absolute). MB_EINVALID naming both when it does not fit. */
+int mb_file_path_join(char *buf, size_t cap, const char *dir, const char *rel, mb_error *err);
 
 #endif

@@ -31,8 +31,10 @@ typedef struct mb_st_tensor {
 typedef struct mb_safetensors mb_safetensors; /* opaque */
 
 /* Maps and validates the file at path. Errors name the path and the tensor
- * or field ("model.safetensors: tensor h.0.attn.c_attn.weight: data_offsets
- * [0, 99] end past data section of 64 bytes"). */
+ * or field ("model.safetensors: tensor 'h.0.attn.c_attn.weight': data_offsets
+ * [0, 99]: end is past the data section of 64 bytes"); codes: MB_ENOTFOUND
+ * (no such file), MB_EIO (open/mmap), MB_EINVALID (malformed), MB_EMISMATCH
+ * (span != shape x dtype size), MB_ENOMEM. *out is NULL on failure. */
 int mb_safetensors_open(mb_safetensors **out, const char *path, mb_error *err);
 /* The same over a caller-owned buffer that must outlive the object. */
 int mb_safetensors_open_mem(mb_safetensors **out, const void *buf, size_t len,
@@ -59,8 +61,10 @@ const char *mb_safetensors_name(const mb_safetensors *st);
 const void *mb_safetensors_data(const mb_safetensors *st, const mb_st_tensor *t);
 
 /* Converts a tensor to float32 into dst (t->numel floats, caller-owned).
- * F32, F16, BF16 (and F64, I32, I64) are accepted. Non-finite values are an
- * error naming the tensor and the flat index when reject_nonfinite is set. */
+ * F32, F16, BF16 (exact), F64 (rounded), I32, I64 (rounded above 2^24) are
+ * accepted; U8 and BOOL are refused (MB_EINVALID). Non-finite values (and
+ * F64 values beyond float32's range) are an error naming the tensor and the
+ * flat index when reject_nonfinite is set; dst may then be partly written. */
 int mb_safetensors_read_f32(const mb_safetensors *st, const mb_st_tensor *t, float *dst,
 			    int reject_nonfinite, mb_error *err);
 

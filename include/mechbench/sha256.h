@@ -22,6 +22,10 @@ int mb_sha256_file(unsigned char out[MB_SHA256_LEN], const char *path, mb_error 
 /* Lower-case hex of a digest into hex (65 bytes with the NUL). */
 void mb_sha256_hex(char hex[MB_SHA256_HEX_LEN], const unsigned char digest[MB_SHA256_LEN]);
 
+/* 1 when s is exactly 64 lower-case hex digits (a digest as mb_sha256_hex
+ * writes it), else 0. */
+int mb_sha256_is_hex(const char *s);
+
 /* Convenience: hex digest of a buffer / of a file. */
 void mb_sha256_hex_buf(char hex[MB_SHA256_HEX_LEN], const void *buf, size_t len);
 int mb_sha256_hex_file(char hex[MB_SHA256_HEX_LEN], const char *path, mb_error *err);

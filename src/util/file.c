@@ -72,6 +72,15 @@ cleanup:
 	return error;
 }
 
+int mb_file_read_text(char **out, size_t *len, const char *path, mb_error *err)
+{
+	unsigned char *raw = NULL;
+	int error = mb_file_read_all(&raw, len, path, err);
+
+	*out = (char *)raw;
+	return error;
+}
+
 static char *dup_str(const char *s)
 {
 	size_t n = strlen(s) + 1;
@@ -176,4 +185,68 @@ void mb_file_atomic_abort(mb_file_atomic *f)
 	f->tmp = NULL;
 	f->path = NULL;
 	f->fd = -1;
+}
+
+/* mkdir -p of path's folder. A failure shows up as the write's error. */
+static void make_parents(const char *path)
+{
+	char *dir = dup_str(path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+
+	if (slash && slash != dir) {
+		*slash = '\0';
+		for (char *p = dir + 1; *p; p++)
+			if (*p == '/') {
+				*p = '\0';
+				mkdir(dir, 0755);
+				*p = '/';
+			}
+		mkdir(dir, 0755);
+	}
+	free(dir);
+}
+
+int mb_file_write_all(const char *path, const void *buf, size_t len, mb_error *err)
+{
+	mb_file_atomic f;
+	int error;
+
+	make_parents(path);
+	if ((error = mb_file_atomic_open(&f, path, err)) < 0)
+		return error;
+	if ((error = mb_file_atomic_write(&f, buf, len, err)) < 0) {
+		mb_file_atomic_abort(&f);
+		return error;
+	}
+	return mb_file_atomic_commit(&f, err);
+}
+
+int mb_file_path_join(char *buf, size_t cap, const char *dir, const char *rel, mb_error *err)
+{
+	int n;
+
+	if (!dir || !dir[0] || rel[0] == '/')
+		n = snprintf(buf, cap, "%s", rel);
+	else if (dir[strlen(dir) - 1] == '/')
+		n = snprintf(buf, cap, "%s%s", dir, rel);
+	else
+		n = snprintf(buf, cap, "%s/%s", dir, rel);
+	if (n < 0 || (size_t)n >= cap)
+		return mb_error_set(err, MB_EINVALID, "%s/%s: path too long", dir, rel);
+	return 0;
+}
+
+int mb_file_path_is_safe(const char *p)
+{
+	if (!p[0] || p[0] == '/')
+		return 0;
+	for (const char *s = p; *s;) {
+		size_t n = strcspn(s, "/");
+		if (n == 0 || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return 0;
+		s += n;
+		if (*s == '/')
+			s++;
+	}
+	return 1;
 }

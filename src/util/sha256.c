@@ -73,3 +73,13 @@ int mb_sha256_hex_file(char hex[MB_SHA256_HEX_LEN], const char *path, mb_error *
 	mb_sha256_hex(hex, d);
 	return 0;
 }
+
+int mb_sha256_is_hex(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return 0;
+	return n == 2 * MB_SHA256_LEN;
+}

@@ -1,0 +1,195 @@
+/*
+ * runner.h: runs a suite's entries (a task on a model over a dataset) and
+ * holds the results every later stage reads: per-item values, aggregates
+ * with CIs, and the provenance of the run. Baseline files and the store hold
+ * exactly these structures.
+ *
+ * Parallelism: items are cut into fixed batches of the task's batch size
+ * (never by thread count), and batches are spread over OpenMP threads with
+ * OpenBLAS held at one thread, so BLAS and OpenMP never oversubscribe the
+ * cores; a task that parallelises inside itself (parallel_inside) gets its
+ * batches one after another with every thread. Each batch writes its own rows
+ * of values, and every reduction (aggregates) runs afterwards in item order,
+ * so results are bitwise identical for any thread count.
+ *
+ * Legend: N items of the entry, M metrics of its task.
+ */
+#ifndef MECHBENCH_RUNNER_H
+#define MECHBENCH_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <mechbench/dataset.h>
+#include <mechbench/error.h>
+#include <mechbench/paired.h>
+#include <mechbench/sha256.h>
+#include <mechbench/spec.h>
+#include <mechbench/task.h>
+
+typedef struct mb_file_digest {
+	char *path; /* owned, relative to the model folder */
+	char sha256[MB_SHA256_HEX_LEN];
+	uint64_t bytes;
+} mb_file_digest;
+
+typedef struct mb_metric_info {
+	char *name; /* owned */
+	int version;
+	mb_metric_kind kind;
+	mb_metric_direction direction;
+} mb_metric_info;
+
+typedef struct mb_item_ref {
+	char key[MB_SHA256_HEX_LEN];
+	char *stratum; /* owned */
+	char *cluster; /* owned */
+} mb_item_ref;
+
+/* A metric's aggregate: the mean over items with its interval under the
+ * entry's design (registered strata, clusters, or i.i.d.; bootstrap for
+ * ratio metrics). */
+typedef struct mb_aggregate {
+	size_t n;
+	double mean;
+	double se;
+	double level; /* two-sided coverage of [lo, hi] */
+	double lo, hi;
+	mb_stats_method method;
+} mb_aggregate;
+
+typedef struct mb_entry_result {
+	char *name;    /* the suite entry */
+	char *task;
+	int task_version;
+	char *model;   /* the model folder as given */
+	mb_file_digest *model_files; /* (n_model_files), sorted by path */
+	size_t n_model_files;
+	char *dataset; /* repo-relative path */
+	char dataset_sha256[MB_SHA256_HEX_LEN];
+	json_t *params; /* owned reference or NULL */
+	size_t n_items, n_metrics;
+	mb_item_ref *items;        /* (N) in dataset order */
+	mb_metric_info *metrics;   /* (M) */
+	double *values;            /* (N, M) row-major */
+	mb_aggregate *aggregates;  /* (M) */
+	double seconds;            /* wall time of the entry's items */
+} mb_entry_result;
+
+/* Where a run came from (ARCHITECTURE.md, determinism rule 5). Strings are
+ * NUL-terminated and truncated to their arrays. */
+typedef struct mb_provenance {
+	char suite[128];
+	char spec_path[512];   /* repo-relative when in git */
+	char spec_blob[41];    /* git blob id of the spec's bytes */
+	int spec_committed;    /* 1 identical to HEAD's, 0 not, -1 no repository */
+	char repo_head[41];    /* HEAD of the repository holding the spec, "" if none */
+	int repo_dirty;        /* tracked files modified; -1 no repository */
+	char code_version[32]; /* mechbench's version */
+	char code_commit[64];  /* the commit mechbench was built from, without "-dirty" */
+	int code_dirty;
+	uint64_t seed;
+	int threads;           /* OpenMP threads of the runner */
+	char cpu[256];
+	char blas_config[256];
+	char blas_core[64];
+	int blas_threads;
+	char compiler[128];
+	char cflags[512];
+	char build_type[32];
+	char started_at[32];   /* ISO 8601 UTC */
+	char finished_at[32];
+	double wall_seconds;
+} mb_provenance;
+
+typedef struct mb_run_result {
+	int64_t id; /* store id; 0 when not stored */
+	mb_provenance prov;
+	mb_entry_result *entries; /* (n_entries) */
+	size_t n_entries;
+} mb_run_result;
+
+typedef struct mb_runner_opts {
+	int threads;  /* OpenMP threads; 0: omp_get_max_threads() */
+	int progress; /* draw a progress bar on stderr (the CLI sets it on a TTY) */
+	/* Called after each entry completes, in spec order (the CLI writes it into
+	 * the store's open transaction). A negative return stops the run. */
+	int (*on_entry)(void *payload, const mb_entry_result *e, mb_error *err);
+	void *payload;
+} mb_runner_opts;
+
+/* Fills the build and machine fields of p (code, compiler, BLAS, CPU,
+ * threads) and started_at; the caller fills suite, spec and repository. */
+void mb_provenance_init(mb_provenance *p, int threads);
+/* Sets finished_at and wall_seconds from a start time (CLOCK_MONOTONIC
+ * seconds, mb_runner_now). */
+void mb_provenance_finish(mb_provenance *p, double started);
+double mb_runner_now(void);
+/* The provenance as a JSON object (new reference; NULL on allocation
+ * failure): every field of mb_provenance under its own name, tri-states as
+ * true/false/null. Baseline files and JSON reports embed it. */
+json_t *mb_provenance_to_json(const mb_provenance *p);
+/* Model file digests as a JSON array of {"path", "sha256", "bytes"} (new
+ * reference; NULL on allocation failure). */
+json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n);
+
+/* sha256 of every regular file under dir (recursively, dot-files skipped),
+ * sorted by relative path. *out is malloc'd (free with mb_file_digests_free).
+ * MB_ENOTFOUND when dir does not exist, MB_EINVALID when it holds no files. */
+int mb_model_digest(mb_file_digest **out, size_t *n, const char *dir, mb_error *err);
+void mb_file_digests_free(mb_file_digest *d, size_t n);
+
+/* Loads entry e's dataset from root/e->dataset and checks it against the
+ * spec: sha256 equal to the registered one (MB_EMISMATCH naming both), made
+ * by e's task, and its strata exactly the registered ones. */
+int mb_runner_load_dataset(mb_dataset *out, const mb_spec_entry *e, const char *root,
+			   mb_error *err);
+/* The same checks on a dataset already in memory (e.g. read from git). */
+int mb_runner_check_dataset(const mb_dataset *d, const mb_spec_entry *e, mb_error *err);
+
+/* Runs entry e's task on the model in model_dir over d's items into *out
+ * (disposed with mb_entry_result_dispose), then computes aggregates at 95%.
+ * model_label is what the result records as its model (the spec's
+ * repo-relative path, or --model as given); NULL records model_dir. Errors
+ * name the entry, the item or the model file. */
+int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
+			const mb_dataset *d, const char *model_dir, const char *model_label,
+			const mb_runner_opts *opts, mb_error *err);
+
+/* Runs every entry of spec: datasets from root, models from model_override
+ * when given, else root/<entry.model> (MB_EINVALID when neither). Calls
+ * opts->on_entry after each. out->prov starts as a copy of prov (made with
+ * mb_provenance_init, spec and repository fields filled by the caller) and
+ * gets its finish time. */
+int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_spec *spec,
+			const char *root, const char *model_override, const mb_runner_opts *opts,
+			mb_error *err);
+
+/* The interval of the mean of metric m of r under entry e's design, at
+ * two-sided level: registered strata -> stratified t; ratio metrics -> seeded
+ * (cluster) bootstrap (stream named by `stream`, spec->bootstrap replicates);
+ * clusters -> clustered t with C - 1 df; else paired t. The same policy
+ * mb_stats_compare applies to differences (with its default min_clusters_t). */
+int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spec_entry *e,
+		       const mb_entry_result *r, size_t m, double level, const char *stream,
+		       mb_error *err);
+
+/* Index arrays for the stats module: the registered stratum of each item
+ * (spec order) and the cluster of each item (clusters numbered in order of
+ * first appearance). *out (N) is malloc'd; *n_groups receives the count. */
+int mb_runner_strata_index(uint32_t **out, const mb_spec_entry *e, const mb_entry_result *r,
+			   mb_error *err);
+int mb_runner_cluster_index(uint32_t **out, size_t *n_groups, const mb_entry_result *r,
+			    mb_error *err);
+
+/* The index of metric `name` in r->metrics, or -1. */
+int mb_entry_result_metric(const mb_entry_result *r, const char *name);
+/* The entry called name in run, or NULL. */
+const mb_entry_result *mb_run_result_entry(const mb_run_result *run, const char *name);
+
+void mb_entry_result_dispose(mb_entry_result *e);
+void mb_run_result_dispose(mb_run_result *r);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * store.h: the results store, one SQLite file (WAL mode).
+ *
+ * Every run is written in ONE transaction: mb_store_run_begin takes the
+ * write lock (BEGIN IMMEDIATE) and inserts the run's row, each entry's rows
+ * follow as the entry completes, and mb_store_run_commit commits. A run that
+ * dies before the commit (error, SIGKILL, power loss) leaves nothing behind.
+ * The schema is versioned with PRAGMA user_version and brought forward by
+ * migrations on open; it is documented for people who query it in the
+ * README ("The results store").
+ *
+ * Errors name the database file: MB_EBUSY when another process holds the
+ * lock longer than the busy timeout, MB_EIO for a read-only file or folder,
+ * a full disk or an I/O error, MB_EINVALID for a file that is not a
+ * mechbench database or has a newer schema.
+ */
+#ifndef MECHBENCH_STORE_H
+#define MECHBENCH_STORE_H
+
+#include <stdint.h>
+
+#include <mechbench/error.h>
+#include <mechbench/gate.h>
+#include <mechbench/runner.h>
+
+/* 1: runs, entries, model_files, aggregates, item_values, gates, comparisons;
+ * 2: series, series_points, series_monitors, figures (results.h). */
+#define MB_STORE_SCHEMA_VERSION 2
+
+typedef struct mb_store mb_store;
+
+typedef struct mb_store_opts {
+	int readonly;        /* open for reading only (no migrations, no writes) */
+	int busy_timeout_ms; /* how long to wait for a lock; 0 means 5000 */
+} mb_store_opts;
+
+/* Opens (creating when writable and absent) the database at path, sets WAL
+ * mode and migrates the schema. opts may be NULL. *out is freed with
+ * mb_store_free. */
+int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, mb_error *err);
+void mb_store_free(mb_store *s);
+
+/* The SQLite connection (borrowed) and the database's path, for the modules
+ * that keep their own tables in the same file (results.h: series and
+ * figures), so that their rows join a run's open transaction. */
+struct sqlite3 *mb_store_sqlite(mb_store *s);
+const char *mb_store_path(const mb_store *s);
+
+/* Starts a run's transaction and inserts its row from p (finished_at and
+ * wall_seconds are written at commit). *out_id is the new run's id. */
+int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_error *err);
+/* Inserts one entry's rows (entry, model files, aggregates, item values)
+ * into the open run transaction. */
+int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e,
+			   mb_error *err);
+/* Writes the finish time and commits. */
+int mb_store_run_commit(mb_store *s, int64_t run_id, const mb_provenance *p, mb_error *err);
+/* Rolls the open run transaction back (safe when none is open). */
+void mb_store_run_abort(mb_store *s);
+
+/* A whole run at once: begin, every entry, commit. Sets run->id. */
+int mb_store_put_run(mb_store *s, mb_run_result *run, mb_error *err);
+
+/* Reads run id back into *out (disposed with mb_run_result_dispose).
+ * MB_ENOTFOUND when there is no such run. */
+int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err);
+
+/* Records a gate's verdicts for the stored run g->run_id, in one
+ * transaction. *out_id is the gate's id. */
+int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_error *err);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * cmd_gate.c: `mechbench gate`, a suite run judged against a baseline pinned
+ * in git under the spec registered at the same ref.
+ *
+ * Order of work: resolve the ref; read the registered spec there (and note
+ * how the working one deviates); read each entry's baseline there; check
+ * versions, item sets and power BEFORE running anything; run the candidate;
+ * compare; report; exit 0 / 3 / 4 (or 1 on any error).
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mechbench/baseline.h>
+#include <mechbench/file.h>
+#include <mechbench/gate.h>
+#include <mechbench/parse.h>
+#include <mechbench/report.h>
+#include <mechbench/store.h>
+
+#include "suite_cli.h"
+
+static const char usage[] =
+	"usage: mechbench gate --suite FILE --baseline-ref REF [--model DIR]\n"
+	"                      [--baseline PATH] [--db FILE] [--report-md FILE]\n"
+	"                      [--junit FILE] [--json FILE] [--csv FILE]\n"
+	"                      [--on-inconclusive exit4|pass|fail]\n"
+	"                      [--on-changed exit4|pass|fail] [--threads N] [--quiet]\n\n"
+	"Runs the suite on the candidate model and compares it, item by item, with the\n"
+	"baseline committed at REF, under the spec committed at REF (the\n"
+	"pre-registration): the working tree's spec is never applied silently; if it\n"
+	"differs, the affected metrics are THRESHOLD-CHANGED and the deviation is printed.\n"
+	"Before running, a gate whose minimum detectable effect at the spec's n exceeds\n"
+	"its margin is refused.\n\n"
+	"  --suite FILE          the suite spec, inside a git work tree\n"
+	"  --baseline-ref REF    a commit, branch, tag, HEAD~1, or merge-base:REF (the\n"
+	"                        merge base of HEAD and REF, as a pull-request check)\n"
+	"  --model DIR           the candidate model for every entry (default: each\n"
+	"                        entry's \"model\")\n"
+	"  --baseline PATH       the baseline file at REF for every entry (default: each\n"
+	"                        entry's \"baseline\")\n"
+	"  --db FILE             also store the candidate run and the verdicts\n"
+	"  --report-md FILE      markdown for a PR comment or $GITHUB_STEP_SUMMARY\n"
+	"  --junit FILE          JUnit XML, one testcase per metric\n"
+	"  --json FILE           JSON report (schema in the README)\n"
+	"  --csv FILE            CSV, one row per metric\n"
+	"  --on-inconclusive P   what INCONCLUSIVE does to the exit code (default exit4)\n"
+	"  --on-changed P        the same for THRESHOLD-CHANGED and METRIC-CHANGED\n"
+	"  --threads N           OpenMP threads (default: all)\n"
+	"  --quiet               no progress bar\n\n"
+	"Verdicts per metric (one-sided alpha, margin delta, CI of candidate - baseline\n"
+	"oriented so higher is better): IDENTICAL (every item bitwise equal), IMPROVED\n"
+	"(L > delta), PASS (L > -delta), REGRESSED (U < -delta), else INCONCLUSIVE.\n"
+	"Absolute thresholds are tested on the CI bound, not the mean.\n\n"
+	"Exit codes: 0 pass; 1 error; 2 usage; 3 a metric REGRESSED or failed its\n"
+	"threshold; 4 INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED (see the\n"
+	"--on-* options).\n";
+
+typedef struct report_files {
+	const char *md, *junit, *json, *csv;
+} report_files;
+
+static int parse_policy(const char *s, mb_gate_policy *out)
+{
+	if (strcmp(s, "exit4") == 0)
+		*out = MB_GATE_POLICY_EXIT4;
+	else if (strcmp(s, "pass") == 0)
+		*out = MB_GATE_POLICY_PASS;
+	else if (strcmp(s, "fail") == 0)
+		*out = MB_GATE_POLICY_FAIL;
+	else
+		return -1;
+	return 0;
+}
+
+static void render_md(FILE *f, const void *g)
+{
+	mb_report_gate_markdown(f, g);
+}
+
+static void render_csv(FILE *f, const void *g)
+{
+	mb_report_gate_csv(f, g);
+}
+
+static void render_junit(FILE *f, const void *g)
+{
+	char ts[32], host[256];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (gethostname(host, sizeof(host)) != 0)
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	mb_report_gate_junit(f, g, ts, host);
+}
+
+static int write_reports(const mb_gate_result *g, const report_files *rf, mb_error *err)
+{
+	int error = 0;
+	json_t *doc;
+
+	if (rf->md && (error = mb_report_write(rf->md, render_md, g, err)) < 0)
+		return error;
+	if (rf->junit && (error = mb_report_write(rf->junit, render_junit, g, err)) < 0)
+		return error;
+	if (rf->csv && (error = mb_report_write(rf->csv, render_csv, g, err)) < 0)
+		return error;
+	if (rf->json) {
+		doc = mb_report_gate_json(g);
+		error = doc ? mb_report_write_json(rf->json, doc, err)
+			    : mb_error_oom(err, rf->json, 0);
+		json_decref(doc);
+	}
+	return error;
+}
+
+/* The baselines named by the spec's entries, each file read once at the ref. */
+typedef struct baseline_file {
+	char path[1024];
+	mb_run_result run;
+} baseline_file;
+
+static int load_baseline(mb_run_result **out, baseline_file *files, size_t *n_files,
+			 mb_gate_result *g, mb_git *git, const char *ref, const char *commit,
+			 const char *path, mb_error *err)
+{
+	char label[1400];
+	char *text = NULL;
+	size_t len;
+	int error;
+
+	for (size_t i = 0; i < *n_files; i++)
+		if (strcmp(files[i].path, path) == 0) {
+			*out = &files[i].run;
+			return 0;
+		}
+	error = mb_git_read(&text, &len, NULL, git, commit, path, err);
+	if (error == MB_ENOTFOUND)
+		return mb_error_set(err, MB_ENOTFOUND, "baseline %s is not committed at %s (%.12s); "
+				    "save one with `mechbench baseline save`, review it and commit "
+				    "it", path, ref, commit);
+	if (error < 0)
+		return error;
+	snprintf(label, sizeof(label), "%s:%s", ref, path);
+	error = mb_baseline_parse(&files[*n_files].run, text, len, label, err);
+	free(text);
+	if (error < 0)
+		return error;
+	if (strcmp(files[*n_files].run.prov.spec_blob, g->spec_blob) != 0 &&
+	    (error = mb_gate_note(g, err, "%s was made under spec blob %.12s, the spec "
+				  "registered at %s is %.12s: re-baseline when the spec changes",
+				  path, files[*n_files].run.prov.spec_blob, ref, g->spec_blob)) < 0) {
+		mb_run_result_dispose(&files[*n_files].run);
+		return error;
+	}
+	snprintf(files[*n_files].path, sizeof(files[*n_files].path), "%s", path);
+	*out = &files[*n_files].run;
+	(*n_files)++;
+	return 0;
+}
+
+/* The registered dataset: the working tree's file when its sha256 is the
+ * registered one, else the file as committed at the ref. */
+static int load_dataset(mb_dataset *d, mb_gate_result *g, const mb_spec_entry *e,
+			mb_cli_spec_home *home, const char *commit, mb_error *err)
+{
+	char label[1400];
+	char *text = NULL;
+	size_t len;
+	int error = mb_runner_load_dataset(d, e, home->root, err);
+
+	if (error != MB_EMISMATCH && error != MB_ENOTFOUND)
+		return error;
+	if (mb_git_read(&text, &len, NULL, home->git, commit, e->dataset, NULL) < 0)
+		return error; /* keep the working tree's error: it names both sha256s */
+	snprintf(label, sizeof(label), "%s:%s", g->ref, e->dataset);
+	error = mb_dataset_parse(d, text, len, label, err);
+	free(text);
+	if (error == 0 && (error = mb_runner_check_dataset(d, e, err)) < 0)
+		mb_dataset_dispose(d);
+	if (error == 0)
+		error = mb_gate_note(g, err, "%s: the working tree's %s is not the registered "
+				     "dataset; used the one committed at %s", e->name, e->dataset,
+				     g->ref);
+	return error;
+}
+
+int mb_cmd_gate(int argc, char **argv)
+{
+	const char *suite = NULL, *ref = NULL, *model = NULL, *baseline = NULL, *db = NULL;
+	const char *threads_s = NULL, *on_inc = "exit4", *on_chg = "exit4";
+	report_files rf = {0};
+	mb_gate_policy p_inc, p_chg;
+	int64_t threads = 0;
+	int quiet = 0, rc, error = 0, code = MB_EXIT_ERROR;
+	mb_error err;
+	mb_cli_spec_home home;
+	mb_spec reg, work;
+	mb_gate_result g;
+	mb_provenance prov;
+	mb_run_result cand;
+	mb_dataset *datasets = NULL;
+	mb_run_result **bases = NULL;
+	baseline_file *files = NULL;
+	size_t n_files = 0;
+	mb_store *store = NULL;
+	int64_t run_id = 0, gate_id = 0;
+	char commit[MB_GIT_OID_HEX_LEN], blob[MB_GIT_OID_HEX_LEN], label[1400];
+	char *reg_text = NULL;
+	size_t reg_len = 0;
+	double started;
+
+	if (mb_cli_wants_help(argc, argv)) {
+		fputs(usage, stdout);
+		return MB_EXIT_OK;
+	}
+	for (int i = 1; i < argc; i++) {
+		if ((rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--baseline-ref", &ref, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--model", &model, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--baseline", &baseline, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--report-md", &rf.md, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--junit", &rf.junit, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--json", &rf.json, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--csv", &rf.csv, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--on-inconclusive", &on_inc, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--on-changed", &on_chg, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "gate"))) {
+			if (rc < 0)
+				return MB_EXIT_USAGE;
+		} else if (strcmp(argv[i], "--quiet") == 0) {
+			quiet = 1;
+		} else {
+			return mb_cli_usage_error("gate", "unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!suite || !ref)
+		return mb_cli_usage_error("gate", "--suite FILE and --baseline-ref REF are required");
+	if (parse_policy(on_inc, &p_inc) < 0 || parse_policy(on_chg, &p_chg) < 0)
+		return mb_cli_usage_error("gate", "--on-inconclusive and --on-changed take exit4, "
+					  "pass or fail");
+	mb_error_clear(&err);
+	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
+		return mb_cli_usage_error("gate", "%s", err.msg);
+
+	memset(&reg, 0, sizeof(reg));
+	memset(&work, 0, sizeof(work));
+	memset(&g, 0, sizeof(g));
+	memset(&cand, 0, sizeof(cand));
+	if ((error = mb_cli_spec_home_open(&home, suite, 1, &err)) < 0)
+		return mb_cli_fail(&err);
+
+	/* 1. The ref, and the spec registered there. */
+	if ((error = mb_git_resolve(commit, home.git, ref, &err)) < 0) {
+		mb_error_prefix(&err, "--baseline-ref");
+		goto cleanup;
+	}
+	error = mb_git_read(&reg_text, &reg_len, blob, home.git, commit, home.relpath, &err);
+	if (error == MB_ENOTFOUND)
+		error = mb_error_set(&err, MB_ENOTFOUND, "%s is not committed at %s (%.12s): a "
+				     "gate compares against the registered spec; commit it first",
+				     home.relpath, ref, commit);
+	if (error < 0)
+		goto cleanup;
+	snprintf(label, sizeof(label), "%s:%s", ref, home.relpath);
+	if ((error = mb_spec_parse(&reg, reg_text, reg_len, label, &err)) < 0)
+		goto cleanup;
+	if ((error = mb_gate_init(&g, &reg, home.relpath, ref, commit, blob, &err)) < 0)
+		goto cleanup;
+
+	/* 2. The working spec's deviations: reported, never applied. */
+	if (reg_len != home.len || memcmp(reg_text, home.text, reg_len) != 0) {
+		mb_spec_deviation *dev = NULL;
+		size_t n_dev = 0;
+		if ((error = mb_spec_parse(&work, home.text, home.len, suite, &err)) < 0 ||
+		    (error = mb_spec_diff(&dev, &n_dev, &reg, &work, &err)) < 0)
+			goto cleanup;
+		mb_gate_set_deviations(&g, dev, n_dev);
+		if (n_dev == 0 && (error = mb_gate_note(&g, &err, "%s differs from %s only in "
+							"layout; no field changed", suite,
+							label)) < 0)
+			goto cleanup;
+	}
+
+	/* 3. Baselines and datasets at the ref; versions, item sets, power. */
+	datasets = calloc(reg.n_entries, sizeof(*datasets));
+	bases = calloc(reg.n_entries, sizeof(*bases));
+	files = calloc(reg.n_entries, sizeof(*files));
+	if (!datasets || !bases || !files) {
+		error = mb_error_oom(&err, "gate inputs", reg.n_entries * sizeof(*files));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < reg.n_entries; i++) {
+		const mb_spec_entry *e = &reg.entries[i];
+		const char *bpath = baseline ? baseline : e->baseline;
+		const mb_entry_result *be;
+		if (!bpath) {
+			error = mb_error_set(&err, MB_EINVALID, "%s: entry %s names no baseline; pass "
+					     "--baseline PATH", label, e->name);
+			goto cleanup;
+		}
+		if ((error = load_baseline(&bases[i], files, &n_files, &g, home.git, ref, commit,
+					   bpath, &err)) < 0)
+			goto cleanup;
+		be = mb_run_result_entry(bases[i], e->name);
+		if (!be) {
+			error = mb_error_set(&err, MB_ENOTFOUND, "%s:%s has no entry '%s'; save a "
+					     "baseline that includes it", ref, bpath, e->name);
+			goto cleanup;
+		}
+		if ((error = load_dataset(&datasets[i], &g, e, &home, commit, &err)) < 0 ||
+		    (error = mb_gate_plan_entry(&g, &reg, e, be, &datasets[i], &err)) < 0)
+			goto cleanup;
+	}
+	if ((error = mb_gate_check_power(&g, &err)) < 0)
+		goto cleanup;
+
+	/* 4. The candidate, stored in one transaction when --db is given. */
+	mb_provenance_init(&prov, (int)threads);
+	if ((error = mb_cli_provenance_spec(&prov, &home, &reg, &err)) < 0)
+		goto cleanup;
+	if (db && ((error = mb_store_open(&store, db, NULL, &err)) < 0 ||
+		   (error = mb_store_run_begin(store, &run_id, &prov, &err)) < 0))
+		goto cleanup;
+	cand.prov = prov;
+	cand.entries = calloc(reg.n_entries, sizeof(*cand.entries));
+	if (!cand.entries) {
+		error = mb_error_oom(&err, "candidate", reg.n_entries);
+		goto cleanup;
+	}
+	started = mb_runner_now();
+	for (size_t i = 0; i < reg.n_entries; i++) {
+		const mb_spec_entry *e = &reg.entries[i];
+		mb_runner_opts opts = {.threads = (int)threads,
+				       .progress = mb_cli_want_progress(quiet)};
+		char mdir[4096];
+		if (model) {
+			snprintf(mdir, sizeof(mdir), "%s", model);
+		} else if (!e->model) {
+			error = mb_error_set(&err, MB_EINVALID, "%s: entry %s names no model; pass "
+					     "--model DIR", label, e->name);
+			goto cleanup;
+		} else if ((error = mb_file_path_join(mdir, sizeof(mdir), home.root, e->model, &err)) < 0) {
+			goto cleanup;
+		}
+		if ((error = mb_runner_run_entry(&cand.entries[i], &reg, e, &datasets[i], mdir,
+						 model ? model : e->model, &opts, &err)) < 0)
+			goto cleanup;
+		cand.n_entries = i + 1;
+		if (store && (error = mb_store_run_put_entry(store, run_id, &cand.entries[i], &err)) < 0)
+			goto cleanup;
+		if ((error = mb_gate_compare_entry(&g, &reg, e, mb_run_result_entry(bases[i], e->name),
+						   &cand.entries[i], &err)) < 0)
+			goto cleanup;
+	}
+	mb_provenance_finish(&cand.prov, started);
+	mb_gate_finish(&g, p_inc, p_chg);
+	if (store) {
+		if ((error = mb_store_run_commit(store, run_id, &cand.prov, &err)) < 0)
+			goto cleanup;
+		g.run_id = run_id;
+		if ((error = mb_store_put_gate(store, &gate_id, &g, &err)) < 0)
+			goto cleanup;
+	}
+
+	/* 5. Reports and the verdict. */
+	mb_report_gate_terminal(stdout, &g, mb_cli_want_color());
+	fflush(stdout);
+	if ((error = write_reports(&g, &rf, &err)) < 0)
+		goto cleanup;
+	code = g.exit_code;
+cleanup:
+	if (error < 0)
+		code = mb_cli_fail(&err);
+	mb_store_free(store);
+	for (size_t i = 0; datasets && i < reg.n_entries; i++)
+		mb_dataset_dispose(&datasets[i]);
+	free(datasets);
+	for (size_t i = 0; i < n_files; i++)
+		mb_run_result_dispose(&files[i].run);
+	free(files);
+	free(bases);
+	mb_run_result_dispose(&cand);
+	mb_gate_dispose(&g);
+	mb_spec_dispose(&work);
+	mb_spec_dispose(&reg);
+	free(reg_text);
+	mb_cli_spec_home_dispose(&home);
+	return code;
+}

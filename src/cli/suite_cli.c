@@ -1,0 +1,106 @@
+/* suite_cli.c: helpers shared by the suite commands (suite_cli.h). */
+#include "suite_cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mechbench/file.h>
+
+#include "cli.h"
+
+int mb_cli_opt(int argc, char **argv, int *i, const char *name, const char **value,
+	       const char *cmd)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+
+	if (strncmp(a, name, n) != 0)
+		return 0;
+	if (a[n] == '=') {
+		*value = a + n + 1;
+		return 1;
+	}
+	if (a[n] != '\0')
+		return 0;
+	if (*i + 1 >= argc) {
+		mb_cli_usage_error(cmd, "%s needs a value", name);
+		return -1;
+	}
+	*value = argv[++*i];
+	return 1;
+}
+
+int mb_cli_spec_home_open(mb_cli_spec_home *h, const char *path, int need_git, mb_error *err)
+{
+	int error;
+
+	memset(h, 0, sizeof(*h));
+	if ((error = mb_file_read_text(&h->text, &h->len, path, err)) < 0)
+		return error;
+	if ((error = mb_git_blob_id(h->blob, h->text, h->len, err)) < 0)
+		goto fail;
+	error = mb_git_open(&h->git, path, err);
+	if (error == MB_ENOTFOUND && !need_git) {
+		mb_error_clear(err);
+		snprintf(h->root, sizeof(h->root), ".");
+		snprintf(h->relpath, sizeof(h->relpath), "%s", path);
+		return 0;
+	}
+	if (error == MB_ENOTFOUND) {
+		error = mb_error_set(err, MB_ENOTFOUND, "%s: not inside a git repository; a gate "
+				     "reads the registered spec and baseline from git", path);
+		goto fail;
+	}
+	if (error < 0)
+		goto fail;
+	snprintf(h->root, sizeof(h->root), "%s", mb_git_workdir(h->git));
+	if ((error = mb_git_relpath(h->relpath, sizeof(h->relpath), h->git, path, err)) < 0)
+		goto fail;
+	return 0;
+fail:
+	mb_cli_spec_home_dispose(h);
+	return error;
+}
+
+void mb_cli_spec_home_dispose(mb_cli_spec_home *h)
+{
+	mb_git_free(h->git);
+	free(h->text);
+	memset(h, 0, sizeof(*h));
+}
+
+int mb_cli_provenance_spec(mb_provenance *p, mb_cli_spec_home *h, const mb_spec *spec,
+			   mb_error *err)
+{
+	int error, differs = 1;
+
+	snprintf(p->suite, sizeof(p->suite), "%s", spec->suite);
+	snprintf(p->spec_path, sizeof(p->spec_path), "%s", h->relpath);
+	snprintf(p->spec_blob, sizeof(p->spec_blob), "%s", h->blob);
+	p->seed = spec->seed;
+	if (!h->git)
+		return 0;
+	if ((error = mb_git_head(p->repo_head, &p->repo_dirty, h->git, err)) < 0)
+		return error;
+	if (!p->repo_head[0]) {
+		p->spec_committed = 0;
+		return 0;
+	}
+	if ((error = mb_git_file_differs(&differs, h->git, p->repo_head, h->relpath, err)) < 0)
+		return error;
+	p->spec_committed = !differs;
+	return 0;
+}
+
+int mb_cli_want_progress(int quiet)
+{
+	return !quiet && isatty(STDERR_FILENO);
+}
+
+int mb_cli_want_color(void)
+{
+	const char *nc = getenv("NO_COLOR");
+	return isatty(STDOUT_FILENO) && !(nc && nc[0]);
+}

@@ -1,0 +1,48 @@
+/*
+ * suite_cli.h: what the suite commands (run, gate, baseline, datasets) share:
+ * option parsing, where a spec lives (its git work tree), provenance of the
+ * spec and the repository, and whether to draw progress or colour.
+ */
+#ifndef MB_SUITE_CLI_H
+#define MB_SUITE_CLI_H
+
+#include <stddef.h>
+
+#include <mechbench/error.h>
+#include <mechbench/gitrepo.h>
+#include <mechbench/runner.h>
+#include <mechbench/spec.h>
+
+/* Matches argv[*i] against `name` ("--suite"): accepts "--suite VALUE" and
+ * "--suite=VALUE". Returns 1 and sets *value (advancing *i past a separate
+ * value), 0 when argv[*i] is another option, -1 when the value is missing
+ * (after printing a usage error for cmd). */
+int mb_cli_opt(int argc, char **argv, int *i, const char *name, const char **value,
+	       const char *cmd);
+
+/* The spec file and the repository around it. */
+typedef struct mb_cli_spec_home {
+	mb_git *git;         /* NULL when the spec is not inside a git work tree */
+	char root[4096];     /* the work tree, or "." outside git */
+	char relpath[1024];  /* the spec's path relative to root (as given outside git) */
+	char *text;          /* the working file's bytes (owned) */
+	size_t len;
+	char blob[MB_GIT_OID_HEX_LEN]; /* git blob id of text */
+} mb_cli_spec_home;
+
+/* Reads the spec file at path and finds its repository (none is fine unless
+ * need_git, then MB_ENOTFOUND with a clear message). */
+int mb_cli_spec_home_open(mb_cli_spec_home *h, const char *path, int need_git, mb_error *err);
+void mb_cli_spec_home_dispose(mb_cli_spec_home *h);
+
+/* Fills p's suite, spec and repository fields (spec_committed compares the
+ * working file with HEAD's version). */
+int mb_cli_provenance_spec(mb_provenance *p, mb_cli_spec_home *h, const mb_spec *spec,
+			   mb_error *err);
+
+/* Progress on stderr only on a TTY and without --quiet; colour on stdout
+ * only on a TTY and without NO_COLOR. */
+int mb_cli_want_progress(int quiet);
+int mb_cli_want_color(void);
+
+#endif

@@ -1,0 +1,682 @@
+/*
+ * runner.c: runs suite entries over their items with OpenMP, and computes
+ * aggregates (runner.h).
+ *
+ * Legend: N items, M metrics, B items per batch (the task's).
+ */
+#include <mechbench/runner.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <mechbench/buildinfo.h>
+#include <mechbench/file.h>
+#include <mechbench/stats.h>
+
+double mb_runner_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void utc_now(char *buf, size_t cap)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void mb_provenance_init(mb_provenance *p, int threads)
+{
+	const char *commit = mb_build_commit();
+	size_t n = strlen(commit);
+	static const char dirty[] = "-dirty";
+
+	memset(p, 0, sizeof(*p));
+	p->spec_committed = -1;
+	p->repo_dirty = -1;
+	snprintf(p->code_version, sizeof(p->code_version), "%s", mb_build_version());
+	p->code_dirty = n > sizeof(dirty) - 1 && strcmp(commit + n - (sizeof(dirty) - 1), dirty) == 0;
+	snprintf(p->code_commit, sizeof(p->code_commit), "%.*s",
+		 (int)(p->code_dirty ? n - (sizeof(dirty) - 1) : n), commit);
+	p->threads = threads > 0 ? threads : omp_get_max_threads();
+	mb_cpu_model(p->cpu, sizeof(p->cpu));
+	snprintf(p->blas_config, sizeof(p->blas_config), "%s", mb_blas_config());
+	snprintf(p->blas_core, sizeof(p->blas_core), "%s", mb_blas_core());
+	p->blas_threads = mb_blas_threads();
+	snprintf(p->compiler, sizeof(p->compiler), "%s", mb_build_compiler());
+	snprintf(p->cflags, sizeof(p->cflags), "%s", mb_build_cflags());
+	snprintf(p->build_type, sizeof(p->build_type), "%s", mb_build_type());
+	utc_now(p->started_at, sizeof(p->started_at));
+}
+
+void mb_provenance_finish(mb_provenance *p, double started)
+{
+	utc_now(p->finished_at, sizeof(p->finished_at));
+	p->wall_seconds = mb_runner_now() - started;
+}
+
+static json_t *tristate(int v)
+{
+	return v < 0 ? json_null() : json_boolean(v);
+}
+
+json_t *mb_provenance_to_json(const mb_provenance *p)
+{
+	return json_pack("{s:s, s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:b, s:I, s:i, s:s, s:s, s:s,"
+			 " s:i, s:s, s:s, s:s, s:s, s:s, s:f}",
+			 "suite", p->suite, "spec_path", p->spec_path, "spec_blob", p->spec_blob,
+			 "spec_committed", tristate(p->spec_committed), "repo_head", p->repo_head,
+			 "repo_dirty", tristate(p->repo_dirty), "code_version", p->code_version,
+			 "code_commit", p->code_commit, "code_dirty", p->code_dirty, "seed",
+			 (json_int_t)p->seed, "threads", p->threads, "cpu", p->cpu, "blas_config",
+			 p->blas_config, "blas_core", p->blas_core, "blas_threads", p->blas_threads,
+			 "compiler", p->compiler, "cflags", p->cflags, "build_type", p->build_type,
+			 "started_at", p->started_at, "finished_at", p->finished_at,
+			 "wall_seconds", p->wall_seconds);
+}
+
+json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n)
+{
+	json_t *files = json_array();
+
+	for (size_t f = 0; files && f < n; f++)
+		if (json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path", d[f].path,
+							   "sha256", d[f].sha256, "bytes",
+							   (json_int_t)d[f].bytes)) < 0) {
+			json_decref(files);
+			return NULL;
+		}
+	return files;
+}
+
+/* --- model digests ----------------------------------------------------------- */
+
+typedef struct digests {
+	mb_file_digest *d;
+	size_t n, cap;
+} digests;
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk_dir(digests *out, const char *root, const char *rel, int depth, mb_error *err)
+{
+	char dir[4096], path[4096], sub[4096];
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	DIR *dh;
+	struct dirent *de;
+	int error = 0;
+
+	if (depth > 16)
+		return mb_error_set(err, MB_EINVALID, "%s/%s: folders nested too deep", root, rel);
+	if ((error = mb_file_path_join(dir, sizeof(dir), root, rel, err)) < 0)
+		return error;
+	dh = opendir(dir);
+	if (!dh)
+		return mb_error_set(err, errno == ENOENT ? MB_ENOTFOUND : MB_EIO, "%s: %s", dir,
+				    strerror(errno));
+	while ((de = readdir(dh))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char **nn = realloc(names, ncap * sizeof(*nn));
+			if (!nn) {
+				error = mb_error_oom(err, "model file list", ncap * sizeof(*nn));
+				goto cleanup;
+			}
+			names = nn;
+			cap = ncap;
+		}
+		names[n] = strdup(de->d_name);
+		if (!names[n]) {
+			error = mb_error_oom(err, "model file name", 0);
+			goto cleanup;
+		}
+		n++;
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n && !error; i++) {
+		struct stat st;
+		if (rel[0])
+			snprintf(sub, sizeof(sub), "%s/%s", rel, names[i]);
+		else
+			snprintf(sub, sizeof(sub), "%s", names[i]);
+		if ((error = mb_file_path_join(path, sizeof(path), root, sub, err)) < 0)
+			break;
+		if (stat(path, &st) < 0) {
+			error = mb_error_set(err, MB_EIO, "%s: %s", path, strerror(errno));
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			error = walk_dir(out, root, sub, depth + 1, err);
+		} else if (S_ISREG(st.st_mode)) {
+			mb_file_digest *f;
+			if (out->n == out->cap) {
+				size_t ncap = out->cap ? out->cap * 2 : 8;
+				mb_file_digest *nd = realloc(out->d, ncap * sizeof(*nd));
+				if (!nd) {
+					error = mb_error_oom(err, "model digests", ncap * sizeof(*nd));
+					break;
+				}
+				out->d = nd;
+				out->cap = ncap;
+			}
+			f = &out->d[out->n];
+			memset(f, 0, sizeof(*f));
+			f->bytes = (uint64_t)st.st_size;
+			f->path = strdup(sub);
+			if (!f->path) {
+				error = mb_error_oom(err, "model file name", 0);
+				break;
+			}
+			out->n++;
+			error = mb_sha256_hex_file(f->sha256, path, err);
+		}
+	}
+cleanup:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(dh);
+	return error;
+}
+
+int mb_model_digest(mb_file_digest **out, size_t *n, const char *dir, mb_error *err)
+{
+	digests d = {0};
+	int error = walk_dir(&d, dir, "", 0, err);
+
+	if (!error && d.n == 0)
+		error = mb_error_set(err, MB_EINVALID, "%s: the model folder holds no files", dir);
+	if (error < 0) {
+		mb_file_digests_free(d.d, d.n);
+		*out = NULL;
+		*n = 0;
+		return error;
+	}
+	*out = d.d;
+	*n = d.n;
+	return 0;
+}
+
+void mb_file_digests_free(mb_file_digest *d, size_t n)
+{
+	for (size_t i = 0; d && i < n; i++)
+		free(d[i].path);
+	free(d);
+}
+
+/* --- datasets ------------------------------------------------------------------ */
+
+int mb_runner_check_dataset(const mb_dataset *d, const mb_spec_entry *e, mb_error *err)
+{
+	if (strcmp(d->sha256, e->dataset_sha256) != 0)
+		return mb_error_set(err, MB_EMISMATCH,
+				    "%s: sha256 %s, but the spec registers %s for entry %s",
+				    d->name, d->sha256, e->dataset_sha256, e->name);
+	if (strcmp(d->task, e->task->name) != 0)
+		return mb_error_set(err, MB_EMISMATCH, "%s: made by task %s, but entry %s runs %s",
+				    d->name, d->task, e->name, e->task->name);
+	if (e->n_strata == 0)
+		return 0;
+	for (size_t i = 0; i < d->items.n; i++) {
+		size_t k = 0;
+		while (k < e->n_strata && strcmp(e->strata[k], d->items.items[i].stratum) != 0)
+			k++;
+		if (k == e->n_strata)
+			return mb_error_set(err, MB_EMISMATCH,
+					    "%s: item %s is in stratum '%s', which entry %s does "
+					    "not register", d->name, d->items.items[i].key,
+					    d->items.items[i].stratum, e->name);
+	}
+	for (size_t k = 0; k < e->n_strata; k++) {
+		size_t count = 0;
+		for (size_t i = 0; i < d->items.n; i++)
+			count += strcmp(d->items.items[i].stratum, e->strata[k]) == 0;
+		if (count == 0)
+			return mb_error_set(err, MB_EMISMATCH,
+					    "%s: entry %s registers stratum '%s', which has no "
+					    "items", d->name, e->name, e->strata[k]);
+	}
+	return 0;
+}
+
+int mb_runner_load_dataset(mb_dataset *out, const mb_spec_entry *e, const char *root,
+			   mb_error *err)
+{
+	char path[4096];
+	int error;
+
+	char sha[MB_SHA256_HEX_LEN];
+	char *text = NULL;
+	size_t len;
+
+	memset(out, 0, sizeof(*out));
+	if ((error = mb_file_path_join(path, sizeof(path), root, e->dataset, err)) < 0 ||
+	    (error = mb_file_read_text(&text, &len, path, err)) < 0)
+		return error;
+	/* The sha256 before parsing: an edited file is named as such. */
+	mb_sha256_hex_buf(sha, text, len);
+	if (strcmp(sha, e->dataset_sha256) != 0) {
+		free(text);
+		return mb_error_set(err, MB_EMISMATCH,
+				    "%s: sha256 %s, but the spec registers %s for entry %s", path,
+				    sha, e->dataset_sha256, e->name);
+	}
+	error = mb_dataset_parse(out, text, len, path, err);
+	free(text);
+	if (error < 0)
+		return error;
+	error = mb_runner_check_dataset(out, e, err);
+	if (error < 0)
+		mb_dataset_dispose(out);
+	return error;
+}
+
+/* --- progress -------------------------------------------------------------------- */
+
+static void progress_draw(const char *label, size_t done, size_t total, double started)
+{
+	int width = 30, fill = total ? (int)((double)done / (double)total * width) : width;
+	double el = mb_runner_now() - started;
+
+	fprintf(stderr, "\r%-20.20s [%.*s%*s] %zu/%zu items %6.1fs", label, fill,
+		"##############################", width - fill, "", done, total, el);
+	fflush(stderr);
+}
+
+static void progress_clear(void)
+{
+	fprintf(stderr, "\r%*s\r", 80, "");
+	fflush(stderr);
+}
+
+/* --- running an entry -------------------------------------------------------------- */
+
+static int copy_item_refs(mb_entry_result *out, const mb_dataset *d, mb_error *err)
+{
+	out->items = calloc(d->items.n ? d->items.n : 1, sizeof(*out->items));
+	if (!out->items)
+		return mb_error_oom(err, "item list", d->items.n * sizeof(*out->items));
+	for (size_t i = 0; i < d->items.n; i++) {
+		const mb_item *it = &d->items.items[i];
+		memcpy(out->items[i].key, it->key, sizeof(it->key));
+		out->items[i].stratum = strdup(it->stratum);
+		out->items[i].cluster = strdup(it->cluster);
+		out->n_items = i + 1;
+		if (!out->items[i].stratum || !out->items[i].cluster)
+			return mb_error_oom(err, "item labels", 0);
+	}
+	out->n_items = d->items.n;
+	return 0;
+}
+
+static int run_items(const mb_task *t, void *state, const mb_dataset *d, double *values,
+		     const mb_runner_opts *opts, const char *label, mb_error *err)
+{
+	size_t n = d->items.n, nm = t->n_metrics;
+	size_t batch = t->batch ? t->batch : 1;
+	long n_batches = (long)((n + batch - 1) / batch);
+	int threads = opts && opts->threads > 0 ? opts->threads : omp_get_max_threads();
+	int progress = opts && opts->progress;
+	int failed = 0;
+	size_t done = 0;
+	double started = mb_runner_now();
+
+	if (t->parallel_inside) {
+		for (long b = 0; b < n_batches && !failed; b++) {
+			size_t lo = (size_t)b * batch, len = n - lo < batch ? n - lo : batch;
+			failed = t->run(state, d->items.items + lo, len, values + lo * nm, err);
+			done += len;
+			if (progress)
+				progress_draw(label, done, n, started);
+		}
+	} else {
+		/* BLAS inside an item loop runs on one thread: the item loop owns
+		 * the cores (ARCHITECTURE.md, "Scale"). */
+		int saved = openblas_get_num_threads();
+		openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+		for (long b = 0; b < n_batches; b++) {
+			size_t lo = (size_t)b * batch, len = n - lo < batch ? n - lo : batch;
+			mb_error local;
+			int stop, rc;
+#pragma omp atomic read
+			stop = failed;
+			if (stop)
+				continue;
+			mb_error_clear(&local);
+			rc = t->run(state, d->items.items + lo, len, values + lo * nm, &local);
+			if (rc < 0) {
+#pragma omp critical(mb_runner_error)
+				{
+					if (!failed) {
+						failed = rc;
+						if (err)
+							*err = local;
+					}
+				}
+			}
+#pragma omp atomic update
+			done += len;
+			if (progress && omp_get_thread_num() == 0) {
+				size_t now;
+#pragma omp atomic read
+				now = done;
+				progress_draw(label, now, n, started);
+			}
+		}
+		openblas_set_num_threads(saved);
+	}
+	if (progress) {
+		if (!failed)
+			progress_draw(label, n, n, started);
+		progress_clear();
+	}
+	return failed;
+}
+
+int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
+			const mb_dataset *d, const char *model_dir, const char *model_label,
+			const mb_runner_opts *opts, mb_error *err)
+{
+	const mb_task *t = e->task;
+	void *state = NULL;
+	double started;
+	int error;
+
+	memset(out, 0, sizeof(*out));
+	out->name = strdup(e->name);
+	out->task = strdup(t->name);
+	out->task_version = t->version;
+	out->model = strdup(model_label ? model_label : model_dir);
+	out->dataset = strdup(e->dataset);
+	out->params = e->params ? json_incref(e->params) : NULL;
+	memcpy(out->dataset_sha256, d->sha256, sizeof(d->sha256));
+	out->n_metrics = t->n_metrics;
+	out->metrics = calloc(t->n_metrics, sizeof(*out->metrics));
+	out->aggregates = calloc(t->n_metrics, sizeof(*out->aggregates));
+	out->values = malloc((d->items.n ? d->items.n : 1) * t->n_metrics * sizeof(double));
+	if (!out->name || !out->task || !out->model || !out->dataset || !out->metrics ||
+	    !out->aggregates || !out->values) {
+		error = mb_error_oom(err, "entry result", d->items.n * t->n_metrics * sizeof(double));
+		goto cleanup;
+	}
+	for (size_t m = 0; m < t->n_metrics; m++) {
+		out->metrics[m].name = strdup(t->metrics[m].name);
+		out->metrics[m].version = t->metrics[m].version;
+		out->metrics[m].kind = t->metrics[m].kind;
+		out->metrics[m].direction = t->metrics[m].direction;
+		if (!out->metrics[m].name) {
+			error = mb_error_oom(err, "metric name", 0);
+			goto cleanup;
+		}
+	}
+	if ((error = copy_item_refs(out, d, err)) < 0)
+		goto cleanup;
+	if ((error = mb_model_digest(&out->model_files, &out->n_model_files, model_dir, err)) < 0)
+		goto cleanup;
+	if ((error = t->open(&state, model_dir, e->params, err)) < 0)
+		goto cleanup;
+	started = mb_runner_now();
+	error = run_items(t, state, d, out->values, opts, e->name, err);
+	out->seconds = mb_runner_now() - started;
+	if (error < 0)
+		goto cleanup;
+	for (size_t i = 0; i < out->n_items; i++)
+		for (size_t m = 0; m < out->n_metrics; m++)
+			if (!isfinite(out->values[i * out->n_metrics + m])) {
+				error = mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
+						     out->items[i].key, out->metrics[m].name);
+				goto cleanup;
+			}
+	for (size_t m = 0; m < out->n_metrics; m++) {
+		char stream[512];
+		mb_stats_estimate est;
+		snprintf(stream, sizeof(stream), "aggregate/%s/%s/%s@%d", spec->suite, e->name,
+			 out->metrics[m].name, out->metrics[m].version);
+		if ((error = mb_runner_estimate(&est, spec, e, out, m, 0.95, stream, err)) < 0)
+			goto cleanup;
+		out->aggregates[m] = (mb_aggregate){est.n, est.mean, est.se, est.level, est.lo,
+						    est.hi, est.method};
+	}
+cleanup:
+	if (state)
+		t->close(state);
+	if (error < 0) {
+		mb_error_prefix(err, "entry %s", e->name);
+		mb_entry_result_dispose(out);
+	}
+	return error;
+}
+
+int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_spec *spec,
+			const char *root, const char *model_override, const mb_runner_opts *opts,
+			mb_error *err)
+{
+	double started = mb_runner_now();
+	int error = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->prov = *prov;
+	out->entries = calloc(spec->n_entries, sizeof(*out->entries));
+	if (!out->entries)
+		return mb_error_oom(err, "run entries", spec->n_entries);
+	for (size_t i = 0; i < spec->n_entries; i++) {
+		const mb_spec_entry *e = &spec->entries[i];
+		char model[4096];
+		mb_dataset d;
+
+		if (model_override) {
+			snprintf(model, sizeof(model), "%s", model_override);
+		} else if (!e->model) {
+			error = mb_error_set(err, MB_EINVALID, "%s: entry %s names no model; pass "
+					     "--model DIR", spec->name, e->name);
+			break;
+		} else if ((error = mb_file_path_join(model, sizeof(model), root, e->model, err)) < 0) {
+			break;
+		}
+		if ((error = mb_runner_load_dataset(&d, e, root, err)) < 0)
+			break;
+		error = mb_runner_run_entry(&out->entries[i], spec, e, &d, model,
+					    model_override ? model_override : e->model, opts, err);
+		mb_dataset_dispose(&d);
+		if (error < 0)
+			break;
+		out->n_entries = i + 1;
+		if (opts && opts->on_entry &&
+		    (error = opts->on_entry(opts->payload, &out->entries[i], err)) < 0)
+			break;
+	}
+	mb_provenance_finish(&out->prov, started);
+	if (error < 0)
+		mb_run_result_dispose(out);
+	return error;
+}
+
+/* --- estimates ------------------------------------------------------------------------ */
+
+int mb_runner_strata_index(uint32_t **out, const mb_spec_entry *e, const mb_entry_result *r,
+			   mb_error *err)
+{
+	uint32_t *idx = malloc((r->n_items ? r->n_items : 1) * sizeof(*idx));
+
+	*out = NULL;
+	if (!idx)
+		return mb_error_oom(err, "stratum index", r->n_items * sizeof(*idx));
+	for (size_t i = 0; i < r->n_items; i++) {
+		size_t k = 0;
+		while (k < e->n_strata && strcmp(e->strata[k], r->items[i].stratum) != 0)
+			k++;
+		if (k == e->n_strata) {
+			free(idx);
+			return mb_error_set(err, MB_EMISMATCH, "item %s: stratum '%s' is not "
+					    "registered for entry %s", r->items[i].key,
+					    r->items[i].stratum, e->name);
+		}
+		idx[i] = (uint32_t)k;
+	}
+	*out = idx;
+	return 0;
+}
+
+typedef struct label_ix {
+	const char *label;
+	size_t item;
+} label_ix;
+
+static int cmp_label(const void *a, const void *b)
+{
+	const label_ix *x = a, *y = b;
+	int c = strcmp(x->label, y->label);
+	return c ? c : (x->item < y->item ? -1 : x->item > y->item);
+}
+
+int mb_runner_cluster_index(uint32_t **out, size_t *n_groups, const mb_entry_result *r,
+			    mb_error *err)
+{
+	size_t n = r->n_items, groups = 0;
+	uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));      /* (N) */
+	uint32_t *renum = malloc((n ? n : 1) * sizeof(*renum));  /* (N) sorted group -> number */
+	label_ix *sorted = malloc((n ? n : 1) * sizeof(*sorted)); /* (N) */
+	int error = 0;
+
+	*out = NULL;
+	*n_groups = 0;
+	if (!idx || !renum || !sorted) {
+		error = mb_error_oom(err, "cluster index", n * sizeof(*sorted));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = (label_ix){r->items[i].cluster, i};
+	qsort(sorted, n, sizeof(*sorted), cmp_label);
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || strcmp(sorted[i].label, sorted[i - 1].label) != 0)
+			renum[groups++] = UINT32_MAX;
+		idx[sorted[i].item] = (uint32_t)(groups - 1);
+	}
+	/* Number clusters in order of first appearance, so the numbering does
+	 * not depend on how labels sort. idx[i] is read before it is rewritten. */
+	for (size_t i = 0; i < n; i++) {
+		if (renum[idx[i]] == UINT32_MAX)
+			renum[idx[i]] = (uint32_t)(*n_groups)++;
+		idx[i] = renum[idx[i]];
+	}
+	*out = idx;
+	idx = NULL;
+cleanup:
+	free(idx);
+	free(renum);
+	free(sorted);
+	return error;
+}
+
+int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spec_entry *e,
+		       const mb_entry_result *r, size_t m, double level, const char *stream,
+		       mb_error *err)
+{
+	double *x = malloc((r->n_items ? r->n_items : 1) * sizeof(*x)); /* (N) */
+	uint32_t *groups = NULL;
+	size_t n_groups = 0;
+	int error;
+
+	if (!x)
+		return mb_error_oom(err, "metric column", r->n_items * sizeof(*x));
+	for (size_t i = 0; i < r->n_items; i++)
+		x[i] = r->values[i * r->n_metrics + m];
+	if (e->n_strata) {
+		error = mb_runner_strata_index(&groups, e, r, err);
+		if (!error)
+			error = mb_stats_stratified_estimate(out, x, groups, r->n_items, e->weights,
+							     e->n_strata, level, err);
+	} else if (e->clusters || r->metrics[m].kind == MB_METRIC_RATIO) {
+		if (e->clusters && (error = mb_runner_cluster_index(&groups, &n_groups, r, err)) < 0)
+			goto cleanup;
+		if (e->clusters && r->metrics[m].kind != MB_METRIC_RATIO) {
+			error = mb_stats_clustered_estimate(out, x, groups, r->n_items, n_groups,
+							    level, err);
+		} else {
+			mb_stats_boot_opts bo = {.seed = spec->seed, .stream = stream,
+						 .B = (size_t)spec->bootstrap, .level = level,
+						 .ci = MB_STATS_BOOT_CI_BCA, .cluster = groups,
+						 .n_clusters = n_groups};
+			error = mb_stats_bootstrap(out, NULL, x, r->n_items, &bo, err);
+		}
+	} else {
+		error = mb_stats_paired_estimate(out, x, r->n_items, level, err);
+	}
+cleanup:
+	if (error < 0)
+		mb_error_prefix(err, "%s: %s", e->name, r->metrics[m].name);
+	free(groups);
+	free(x);
+	return error;
+}
+
+/* --- lookups and cleanup ---------------------------------------------------------------- */
+
+int mb_entry_result_metric(const mb_entry_result *r, const char *name)
+{
+	for (size_t m = 0; m < r->n_metrics; m++)
+		if (strcmp(r->metrics[m].name, name) == 0)
+			return (int)m;
+	return -1;
+}
+
+const mb_entry_result *mb_run_result_entry(const mb_run_result *run, const char *name)
+{
+	for (size_t i = 0; i < run->n_entries; i++)
+		if (strcmp(run->entries[i].name, name) == 0)
+			return &run->entries[i];
+	return NULL;
+}
+
+void mb_entry_result_dispose(mb_entry_result *e)
+{
+	if (!e)
+		return;
+	free(e->name);
+	free(e->task);
+	free(e->model);
+	free(e->dataset);
+	json_decref(e->params);
+	mb_file_digests_free(e->model_files, e->n_model_files);
+	for (size_t i = 0; e->items && i < e->n_items; i++) {
+		free(e->items[i].stratum);
+		free(e->items[i].cluster);
+	}
+	free(e->items);
+	for (size_t m = 0; e->metrics && m < e->n_metrics; m++)
+		free(e->metrics[m].name);
+	free(e->metrics);
+	free(e->values);
+	free(e->aggregates);
+	memset(e, 0, sizeof(*e));
+}
+
+void mb_run_result_dispose(mb_run_result *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_entries; i++)
+		mb_entry_result_dispose(&r->entries[i]);
+	free(r->entries);
+	memset(r, 0, sizeof(*r));
+}

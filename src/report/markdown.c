@@ -1,0 +1,92 @@
+/* markdown.c: the gate for PR comments and $GITHUB_STEP_SUMMARY (GitHub
+ * flavoured markdown: a heading, a table, details blocks). */
+#include "report_int.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Writes s with the characters that would break a table cell escaped. */
+static void md_cell(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|' || *s == '\\' || *s == '`' || *s == '*' || *s == '_' || *s == '<')
+			fputc('\\', f);
+		fputc(*s == '\n' ? ' ' : *s, f);
+	}
+}
+
+static const char *status_mark(mb_gate_status s)
+{
+	switch (s) {
+	case MB_GATE_IDENTICAL:
+	case MB_GATE_IMPROVED:
+	case MB_GATE_PASS: return "";
+	case MB_GATE_REGRESSED:
+	case MB_GATE_THRESHOLD_FAILED: return "**";
+	default: return "_";
+	}
+}
+
+void mb_report_gate_markdown(FILE *f, const mb_gate_result *g)
+{
+	fprintf(f, "## mechbench gate: ");
+	md_cell(f, g->suite);
+	fprintf(f, " — %s (exit %d)\n\n", mb_gate_status_name(g->outcome), g->exit_code);
+	fprintf(f, "Baseline `%s` at `%.12s`, spec `%s` (blob `%.12s`); one-sided alpha %g, "
+		   "%g%% intervals of candidate − baseline, power target %g.\n\n",
+		g->ref, g->commit, g->spec_path, g->spec_blob, g->alpha, g->level * 100, g->power);
+	fprintf(f, "| entry | metric | better | baseline | candidate | diff | %g%% CI | margin "
+		   "| MDE | threshold | status |\n", g->level * 100);
+	fprintf(f, "|---|---|---|---:|---:|---:|---|---:|---:|---|---|\n");
+	for (size_t i = 0; i < g->n_rows; i++) {
+		const mb_gate_row *r = &g->rows[i];
+		mb_row_text x;
+		mb_row_text_fill(&x, r);
+		fprintf(f, "| ");
+		md_cell(f, r->entry);
+		fprintf(f, " | `%s` | %s | %s | %s | %s | ", x.metric,
+			mb_metric_direction_name(r->direction), x.base, x.cand, x.diff);
+		md_cell(f, x.ci);
+		fprintf(f, " | %s | %s | ", x.margin, x.mde);
+		md_cell(f, x.threshold);
+		fprintf(f, " | %s%s%s |\n", status_mark(r->status), mb_gate_status_name(r->status),
+			status_mark(r->status));
+	}
+	fputc('\n', f);
+	for (size_t i = 0; i < g->n_rows; i++) {
+		const mb_gate_row *r = &g->rows[i];
+		char why[1024];
+		if (!mb_row_failed(r) && !r->note[0])
+			continue;
+		mb_row_explain(why, sizeof(why), r, g->level);
+		fprintf(f, "- ");
+		md_cell(f, r->entry);
+		fprintf(f, "/`%s`: ", r->metric);
+		md_cell(f, why);
+		fputc('\n', f);
+	}
+	if (g->n_deviations) {
+		fprintf(f, "\n**THRESHOLD-CHANGED**: the spec in the working tree differs from the "
+			   "one registered at `%s`. The gate used the registered spec; commit the "
+			   "change and re-baseline to register it.\n\n", g->ref);
+		fprintf(f, "| field | registered | working tree |\n|---|---|---|\n");
+		for (size_t i = 0; i < g->n_deviations; i++) {
+			fprintf(f, "| ");
+			md_cell(f, g->deviations[i].path);
+			fprintf(f, " | ");
+			md_cell(f, g->deviations[i].before);
+			fprintf(f, " | ");
+			md_cell(f, g->deviations[i].after);
+			fprintf(f, " |\n");
+		}
+	}
+	if (g->n_notes) {
+		fprintf(f, "\n<details><summary>Notes (%zu)</summary>\n\n", g->n_notes);
+		for (size_t i = 0; i < g->n_notes; i++) {
+			fprintf(f, "- ");
+			md_cell(f, g->notes[i]);
+			fputc('\n', f);
+		}
+		fprintf(f, "\n</details>\n");
+	}
+}

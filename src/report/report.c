@@ -1,0 +1,137 @@
+/* report.c: shared helpers of the report renderers, and atomic report files. */
+#include "report_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/file.h>
+
+void mb_fmt_num(char *buf, size_t cap, double v)
+{
+	if (isnan(v))
+		snprintf(buf, cap, "-");
+	else if (v == 0)
+		snprintf(buf, cap, "0");
+	else
+		snprintf(buf, cap, "%.6g", v);
+}
+
+void mb_fmt_ci(char *buf, size_t cap, double lo, double hi)
+{
+	char a[32], b[32];
+	mb_fmt_num(a, sizeof(a), lo);
+	mb_fmt_num(b, sizeof(b), hi);
+	snprintf(buf, cap, "[%s, %s]", a, b);
+}
+
+void mb_fmt_threshold(char *buf, size_t cap, const mb_gate_row *r)
+{
+	char t[32];
+
+	if (!r->has_threshold) {
+		snprintf(buf, cap, "-");
+		return;
+	}
+	mb_fmt_num(t, sizeof(t), r->threshold);
+	snprintf(buf, cap, "%s %s%s%s", r->direction == MB_LOWER_IS_BETTER ? "<=" : ">=", t,
+		 r->threshold_checked ? " " : "",
+		 r->threshold_checked
+			 ? (r->threshold_verdict == MB_STATS_VERDICT_PASS ? "met" : "NOT MET")
+			 : "");
+}
+
+void mb_row_text_fill(mb_row_text *t, const mb_gate_row *r)
+{
+	snprintf(t->metric, sizeof(t->metric), "%s@%d", r->metric, r->version);
+	mb_fmt_num(t->base, sizeof(t->base), r->compared ? r->cmp.mean_base : NAN);
+	mb_fmt_num(t->cand, sizeof(t->cand), r->compared ? r->cmp.mean_cand : NAN);
+	mb_fmt_num(t->diff, sizeof(t->diff), r->compared ? r->cmp.diff.mean : NAN);
+	if (r->compared)
+		mb_fmt_ci(t->ci, sizeof(t->ci), r->cmp.diff.lo, r->cmp.diff.hi);
+	else
+		snprintf(t->ci, sizeof(t->ci), "-");
+	mb_fmt_num(t->margin, sizeof(t->margin), r->margin);
+	mb_fmt_num(t->mde, sizeof(t->mde), r->mde_planned);
+	mb_fmt_threshold(t->threshold, sizeof(t->threshold), r);
+}
+
+int mb_row_failed(const mb_gate_row *r)
+{
+	return r->status == MB_GATE_REGRESSED || r->status == MB_GATE_THRESHOLD_FAILED;
+}
+
+void mb_row_explain(char *buf, size_t cap, const mb_gate_row *r, double level)
+{
+	char d[32], lo[32], hi[32], m[32], base[32], cand[32];
+	const mb_stats_comparison *c = &r->cmp;
+
+	if (!r->compared) {
+		snprintf(buf, cap, "%s: %s", mb_gate_status_name(r->status), r->note);
+		return;
+	}
+	mb_fmt_num(d, sizeof(d), c->diff.mean);
+	mb_fmt_num(lo, sizeof(lo), c->diff.lo);
+	mb_fmt_num(hi, sizeof(hi), c->diff.hi);
+	mb_fmt_num(m, sizeof(m), r->margin);
+	mb_fmt_num(base, sizeof(base), c->mean_base);
+	mb_fmt_num(cand, sizeof(cand), c->mean_cand);
+	if (r->status == MB_GATE_THRESHOLD_FAILED) {
+		char t[32], clo[32], chi[32];
+		mb_fmt_num(t, sizeof(t), r->threshold);
+		mb_fmt_num(clo, sizeof(clo), r->cand.lo);
+		mb_fmt_num(chi, sizeof(chi), r->cand.hi);
+		snprintf(buf, cap, "THRESHOLD-FAILED: candidate mean %s, %g%% CI [%s, %s], must be "
+			 "%s %s at one-sided alpha", cand, level * 100, clo, chi,
+			 r->direction == MB_LOWER_IS_BETTER ? "<=" : ">=", t);
+		return;
+	}
+	snprintf(buf, cap, "%s: %s %s -> %s (diff %s, %g%% CI [%s, %s], %s is better, margin %s, "
+		 "n %zu, %s)%s%s", mb_gate_status_name(r->status), r->metric, base, cand, d,
+		 level * 100, lo, hi, mb_metric_direction_name(r->direction), m, r->n,
+		 mb_stats_method_name(c->diff.method), r->note[0] ? "; " : "", r->note);
+}
+
+int mb_report_write(const char *path, void (*render)(FILE *f, const void *arg), const void *arg,
+		    mb_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int error;
+
+	if (!f)
+		return mb_error_oom(err, path, 0);
+	render(f, arg);
+	if (fclose(f) != 0) {
+		free(buf);
+		return mb_error_oom(err, path, len);
+	}
+	error = mb_file_write_all(path, buf, len, err);
+	free(buf);
+	return error;
+}
+
+int mb_report_write_json(const char *path, const json_t *doc, mb_error *err)
+{
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+	size_t len;
+	int error;
+
+	if (!text)
+		return mb_error_oom(err, path, 0);
+	len = strlen(text);
+	{
+		char *nl = realloc(text, len + 2);
+		if (!nl) {
+			free(text);
+			return mb_error_oom(err, path, len + 2);
+		}
+		text = nl;
+		text[len++] = '\n';
+		text[len] = '\0';
+	}
+	error = mb_file_write_all(path, text, len, err);
+	free(text);
+	return error;
+}

@@ -1,0 +1,905 @@
+/*
+ * store.c: the SQLite results store (store.h). Schema in `migrations`, one
+ * entry per user_version; the README documents the tables.
+ */
+#include <mechbench/store.h>
+
+#include <mechbench/results.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+struct mb_store {
+	sqlite3 *db;
+	char *path;
+	int busy_ms;
+	int in_run; /* a run transaction is open */
+};
+
+/* migrations[v] brings a database from user_version v to v + 1. Never edit a
+ * released migration: append a new one and bump MB_STORE_SCHEMA_VERSION. */
+static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
+	/* 0 -> 1 */
+	"CREATE TABLE runs (\n"
+	"  id             INTEGER PRIMARY KEY,\n"
+	"  suite          TEXT NOT NULL,\n"
+	"  spec_path      TEXT NOT NULL,\n"
+	"  spec_blob      TEXT NOT NULL,\n"
+	"  spec_committed INTEGER,\n"
+	"  repo_head      TEXT,\n"
+	"  repo_dirty     INTEGER,\n"
+	"  code_version   TEXT NOT NULL,\n"
+	"  code_commit    TEXT NOT NULL,\n"
+	"  code_dirty     INTEGER NOT NULL,\n"
+	"  seed           INTEGER NOT NULL,\n"
+	"  threads        INTEGER NOT NULL,\n"
+	"  cpu            TEXT NOT NULL,\n"
+	"  blas_config    TEXT NOT NULL,\n"
+	"  blas_core      TEXT NOT NULL,\n"
+	"  blas_threads   INTEGER NOT NULL,\n"
+	"  compiler       TEXT NOT NULL,\n"
+	"  cflags         TEXT NOT NULL,\n"
+	"  build_type     TEXT NOT NULL,\n"
+	"  started_at     TEXT NOT NULL,\n"
+	"  finished_at    TEXT,\n"
+	"  wall_seconds   REAL\n"
+	");\n"
+	"CREATE TABLE entries (\n"
+	"  run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+	"  entry          TEXT NOT NULL,\n"
+	"  ordinal        INTEGER NOT NULL,\n"
+	"  task           TEXT NOT NULL,\n"
+	"  task_version   INTEGER NOT NULL,\n"
+	"  model          TEXT NOT NULL,\n"
+	"  dataset        TEXT NOT NULL,\n"
+	"  dataset_sha256 TEXT NOT NULL,\n"
+	"  params         TEXT,\n"
+	"  n_items        INTEGER NOT NULL,\n"
+	"  seconds        REAL NOT NULL,\n"
+	"  PRIMARY KEY (run_id, entry)\n"
+	");\n"
+	"CREATE TABLE model_files (\n"
+	"  run_id INTEGER NOT NULL,\n"
+	"  entry  TEXT NOT NULL,\n"
+	"  path   TEXT NOT NULL,\n"
+	"  sha256 TEXT NOT NULL,\n"
+	"  bytes  INTEGER NOT NULL,\n"
+	"  PRIMARY KEY (run_id, entry, path),\n"
+	"  FOREIGN KEY (run_id, entry) REFERENCES entries(run_id, entry) ON DELETE CASCADE\n"
+	");\n"
+	"CREATE TABLE aggregates (\n"
+	"  run_id    INTEGER NOT NULL,\n"
+	"  entry     TEXT NOT NULL,\n"
+	"  metric    TEXT NOT NULL,\n"
+	"  ordinal   INTEGER NOT NULL,\n"
+	"  version   INTEGER NOT NULL,\n"
+	"  kind      TEXT NOT NULL,\n"
+	"  direction TEXT NOT NULL,\n"
+	"  n         INTEGER NOT NULL,\n"
+	"  mean      REAL,\n"
+	"  se        REAL,\n"
+	"  ci_level  REAL,\n"
+	"  ci_low    REAL,\n"
+	"  ci_high   REAL,\n"
+	"  method    TEXT NOT NULL,\n"
+	"  PRIMARY KEY (run_id, entry, metric),\n"
+	"  FOREIGN KEY (run_id, entry) REFERENCES entries(run_id, entry) ON DELETE CASCADE\n"
+	");\n"
+	"CREATE TABLE item_values (\n"
+	"  run_id   INTEGER NOT NULL,\n"
+	"  entry    TEXT NOT NULL,\n"
+	"  metric   TEXT NOT NULL,\n"
+	"  item_key TEXT NOT NULL,\n"
+	"  ordinal  INTEGER NOT NULL,\n"
+	"  stratum  TEXT NOT NULL,\n"
+	"  cluster  TEXT NOT NULL,\n"
+	"  value    REAL NOT NULL,\n"
+	"  PRIMARY KEY (run_id, entry, metric, item_key),\n"
+	"  FOREIGN KEY (run_id, entry) REFERENCES entries(run_id, entry) ON DELETE CASCADE\n"
+	") WITHOUT ROWID;\n"
+	"CREATE INDEX item_values_by_key ON item_values(item_key);\n"
+	"CREATE TABLE gates (\n"
+	"  id              INTEGER PRIMARY KEY,\n"
+	"  run_id          INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+	"  created_at      TEXT NOT NULL,\n"
+	"  baseline_ref    TEXT NOT NULL,\n"
+	"  baseline_commit TEXT NOT NULL,\n"
+	"  spec_path       TEXT NOT NULL,\n"
+	"  spec_blob       TEXT NOT NULL,\n"
+	"  spec_changed    INTEGER NOT NULL,\n"
+	"  alpha           REAL NOT NULL,\n"
+	"  power           REAL NOT NULL,\n"
+	"  outcome         TEXT NOT NULL,\n"
+	"  exit_code       INTEGER NOT NULL\n"
+	");\n"
+	"CREATE TABLE comparisons (\n"
+	"  gate_id           INTEGER NOT NULL REFERENCES gates(id) ON DELETE CASCADE,\n"
+	"  entry             TEXT NOT NULL,\n"
+	"  metric            TEXT NOT NULL,\n"
+	"  version           INTEGER NOT NULL,\n"
+	"  baseline_version  INTEGER NOT NULL,\n"
+	"  status            TEXT NOT NULL,\n"
+	"  verdict           TEXT,\n"
+	"  n                 INTEGER NOT NULL,\n"
+	"  mean_base         REAL,\n"
+	"  mean_cand         REAL,\n"
+	"  diff              REAL,\n"
+	"  se                REAL,\n"
+	"  ci_level          REAL,\n"
+	"  ci_low            REAL,\n"
+	"  ci_high           REAL,\n"
+	"  p                 REAL,\n"
+	"  method            TEXT,\n"
+	"  margin            REAL NOT NULL,\n"
+	"  mde_planned       REAL,\n"
+	"  mde_observed      REAL,\n"
+	"  threshold         REAL,\n"
+	"  threshold_verdict TEXT,\n"
+	"  note              TEXT,\n"
+	"  PRIMARY KEY (gate_id, entry, metric)\n"
+	");\n",
+	/* 1 -> 2: checkpoint series and figures, kept by src/store/results.c */
+	mb_results_migration_v2,
+};
+
+/* --- errors ------------------------------------------------------------------------- */
+
+static int fail(mb_store *s, mb_error *err, int rc, const char *what)
+{
+	int prim = rc & 0xff;
+	const char *msg = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+
+	switch (prim) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return mb_error_set(err, MB_EBUSY,
+				    "%s: database is locked by another process (waited %.1f s) "
+				    "while %s", s->path, s->busy_ms / 1000.0, what);
+	case SQLITE_READONLY:
+		return mb_error_set(err, MB_EIO,
+				    "%s: database is read-only (check the permissions of the file "
+				    "and its folder) while %s: %s", s->path, what, msg);
+	case SQLITE_FULL:
+		return mb_error_set(err, MB_EIO, "%s: disk full while %s", s->path, what);
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return mb_error_set(err, MB_EINVALID, "%s: not a database, or corrupt, while %s: %s",
+				    s->path, what, msg);
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return mb_error_set(err, MB_EIO, "%s: cannot open the database while %s: %s",
+				    s->path, what, msg);
+	default:
+		return mb_error_set(err, MB_EIO, "%s: %s: %s", s->path, what, msg);
+	}
+}
+
+static int exec(mb_store *s, const char *sql, const char *what, mb_error *err)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : fail(s, err, rc, what);
+}
+
+static int prepare(mb_store *s, sqlite3_stmt **st, const char *sql, mb_error *err)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+	return rc == SQLITE_OK ? 0 : fail(s, err, rc, "preparing a statement");
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* NaN and infinities are stored as NULL (SQLite has no NaN). */
+static void bind_real(sqlite3_stmt *st, int i, double v)
+{
+	if (isfinite(v))
+		sqlite3_bind_double(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_tristate(sqlite3_stmt *st, int i, int v)
+{
+	if (v < 0)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_int(st, i, v);
+}
+
+static int step_done(mb_store *s, sqlite3_stmt *st, const char *what, mb_error *err)
+{
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return fail(s, err, rc, what);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return 0;
+}
+
+/* --- open and migrate ----------------------------------------------------------------- */
+
+static int user_version(mb_store *s, int *out, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, error;
+
+	if ((error = prepare(s, &st, "PRAGMA user_version", err)) < 0)
+		return error;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : fail(s, err, rc, "reading the schema version");
+}
+
+static int migrate(mb_store *s, int readonly, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int version = 0, tables = 0, rc, error;
+
+	if ((error = user_version(s, &version, err)) < 0)
+		return error;
+	if (version > MB_STORE_SCHEMA_VERSION)
+		return mb_error_set(err, MB_EINVALID,
+				    "%s: schema version %d is newer than this build's %d; use a newer "
+				    "mechbench", s->path, version, MB_STORE_SCHEMA_VERSION);
+	if (version == MB_STORE_SCHEMA_VERSION)
+		return 0;
+	if ((error = prepare(s, &st, "SELECT count(*) FROM sqlite_master", err)) < 0)
+		return error;
+	rc = sqlite3_step(st);
+	tables = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return fail(s, err, rc, "reading the schema");
+	if (version == 0 && tables > 0)
+		return mb_error_set(err, MB_EINVALID, "%s: not a mechbench results database (it has "
+				    "tables but no mechbench schema version)", s->path);
+	if (readonly)
+		return mb_error_set(err, MB_EINVALID, "%s: schema version %d needs migrating to %d; "
+				    "open it once read-write", s->path, version,
+				    MB_STORE_SCHEMA_VERSION);
+	if ((error = exec(s, "BEGIN IMMEDIATE", "migrating the schema", err)) < 0)
+		return error;
+	/* Re-read inside the lock: another process may have migrated meanwhile. */
+	if ((error = user_version(s, &version, err)) < 0)
+		goto rollback;
+	for (int v = version; v < MB_STORE_SCHEMA_VERSION; v++) {
+		char pragma[64];
+		if ((error = exec(s, migrations[v], "migrating the schema", err)) < 0)
+			goto rollback;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+		if ((error = exec(s, pragma, "migrating the schema", err)) < 0)
+			goto rollback;
+	}
+	if ((error = exec(s, "COMMIT", "migrating the schema", err)) < 0)
+		goto rollback;
+	return 0;
+rollback:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return error;
+}
+
+int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, mb_error *err)
+{
+	mb_store *s;
+	int readonly = opts && opts->readonly;
+	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int rc, error = 0;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return mb_error_oom(err, "store", sizeof(*s));
+	s->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000;
+	s->path = malloc(strlen(path) + 1);
+	if (!s->path) {
+		free(s);
+		return mb_error_oom(err, "store path", strlen(path) + 1);
+	}
+	memcpy(s->path, path, strlen(path) + 1);
+	rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		error = fail(s, err, rc, "opening");
+		goto cleanup;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, s->busy_ms);
+	/* SQLite silently opens a write-protected file read-only; say so now,
+	 * before any work is done, rather than at the first write. */
+	if (!readonly && sqlite3_db_readonly(s->db, "main") == 1) {
+		error = mb_error_set(err, MB_EIO, "%s: database is read-only (check the "
+				     "permissions of the file and its folder)", path);
+		goto cleanup;
+	}
+	if ((error = exec(s, "PRAGMA foreign_keys = ON", "configuring", err)) < 0)
+		goto cleanup;
+	if (!readonly) {
+		sqlite3_stmt *st = NULL;
+		if ((error = prepare(s, &st, "PRAGMA journal_mode = WAL", err)) < 0)
+			goto cleanup;
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW) {
+			error = fail(s, err, rc, "switching to WAL mode");
+			sqlite3_finalize(st);
+			goto cleanup;
+		}
+		if (strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+			error = mb_error_set(err, MB_EIO, "%s: cannot use WAL mode (journal mode "
+					     "stays '%s')", path, sqlite3_column_text(st, 0));
+			sqlite3_finalize(st);
+			goto cleanup;
+		}
+		sqlite3_finalize(st);
+	}
+	if ((error = migrate(s, readonly, err)) < 0)
+		goto cleanup;
+	*out = s;
+	s = NULL;
+cleanup:
+	mb_store_free(s);
+	return error;
+}
+
+void mb_store_free(mb_store *s)
+{
+	if (!s)
+		return;
+	if (s->in_run)
+		mb_store_run_abort(s);
+	sqlite3_close_v2(s->db);
+	free(s->path);
+	free(s);
+}
+
+struct sqlite3 *mb_store_sqlite(mb_store *s)
+{
+	return s->db;
+}
+
+const char *mb_store_path(const mb_store *s)
+{
+	return s->path;
+}
+
+/* --- writing runs ---------------------------------------------------------------------- */
+
+int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int error;
+
+	*out_id = 0;
+	MB_ASSERT(!s->in_run);
+	if ((error = exec(s, "BEGIN IMMEDIATE", "starting the run's transaction", err)) < 0)
+		return error;
+	s->in_run = 1;
+	error = prepare(s, &st,
+			"INSERT INTO runs (suite, spec_path, spec_blob, spec_committed, repo_head,"
+			" repo_dirty, code_version, code_commit, code_dirty, seed, threads, cpu,"
+			" blas_config, blas_core, blas_threads, compiler, cflags, build_type,"
+			" started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			err);
+	if (error < 0)
+		goto fail;
+	bind_text(st, 1, p->suite);
+	bind_text(st, 2, p->spec_path);
+	bind_text(st, 3, p->spec_blob);
+	bind_tristate(st, 4, p->spec_committed);
+	bind_text(st, 5, p->repo_head[0] ? p->repo_head : NULL);
+	bind_tristate(st, 6, p->repo_dirty);
+	bind_text(st, 7, p->code_version);
+	bind_text(st, 8, p->code_commit);
+	sqlite3_bind_int(st, 9, p->code_dirty);
+	sqlite3_bind_int64(st, 10, (sqlite3_int64)p->seed);
+	sqlite3_bind_int(st, 11, p->threads);
+	bind_text(st, 12, p->cpu);
+	bind_text(st, 13, p->blas_config);
+	bind_text(st, 14, p->blas_core);
+	sqlite3_bind_int(st, 15, p->blas_threads);
+	bind_text(st, 16, p->compiler);
+	bind_text(st, 17, p->cflags);
+	bind_text(st, 18, p->build_type);
+	bind_text(st, 19, p->started_at);
+	if ((error = step_done(s, st, "inserting the run", err)) < 0)
+		goto fail;
+	sqlite3_finalize(st);
+	*out_id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	mb_store_run_abort(s);
+	return error;
+}
+
+int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e,
+			   mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	char *params = NULL;
+	int error;
+
+	MB_ASSERT(s->in_run);
+	params = e->params ? json_dumps(e->params, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	/* entries: ordinal is the count of entries already stored for the run. */
+	error = prepare(s, &st,
+			"INSERT INTO entries (run_id, entry, ordinal, task, task_version, model,"
+			" dataset, dataset_sha256, params, n_items, seconds) VALUES (?1, ?2,"
+			" (SELECT count(*) FROM entries WHERE run_id = ?1), ?3,?4,?5,?6,?7,?8,?9,?10)",
+			err);
+	if (error < 0)
+		goto cleanup;
+	sqlite3_bind_int64(st, 1, run_id);
+	bind_text(st, 2, e->name);
+	bind_text(st, 3, e->task);
+	sqlite3_bind_int(st, 4, e->task_version);
+	bind_text(st, 5, e->model);
+	bind_text(st, 6, e->dataset);
+	bind_text(st, 7, e->dataset_sha256);
+	bind_text(st, 8, params);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)e->n_items);
+	sqlite3_bind_double(st, 10, e->seconds);
+	if ((error = step_done(s, st, "inserting an entry", err)) < 0)
+		goto cleanup;
+	sqlite3_finalize(st);
+	st = NULL;
+
+	if ((error = prepare(s, &st, "INSERT INTO model_files (run_id, entry, path, sha256, bytes)"
+			     " VALUES (?,?,?,?,?)", err)) < 0)
+		goto cleanup;
+	for (size_t f = 0; f < e->n_model_files; f++) {
+		sqlite3_bind_int64(st, 1, run_id);
+		bind_text(st, 2, e->name);
+		bind_text(st, 3, e->model_files[f].path);
+		bind_text(st, 4, e->model_files[f].sha256);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)e->model_files[f].bytes);
+		if ((error = step_done(s, st, "inserting model files", err)) < 0)
+			goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	if ((error = prepare(s, &st, "INSERT INTO aggregates (run_id, entry, metric, ordinal,"
+			     " version, kind, direction, n, mean, se, ci_level, ci_low, ci_high,"
+			     " method) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err)) < 0)
+		goto cleanup;
+	for (size_t m = 0; m < e->n_metrics; m++) {
+		const mb_aggregate *a = &e->aggregates[m];
+		sqlite3_bind_int64(st, 1, run_id);
+		bind_text(st, 2, e->name);
+		bind_text(st, 3, e->metrics[m].name);
+		sqlite3_bind_int(st, 4, (int)m);
+		sqlite3_bind_int(st, 5, e->metrics[m].version);
+		bind_text(st, 6, mb_metric_kind_name(e->metrics[m].kind));
+		bind_text(st, 7, mb_metric_direction_name(e->metrics[m].direction));
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)a->n);
+		bind_real(st, 9, a->mean);
+		bind_real(st, 10, a->se);
+		bind_real(st, 11, a->level);
+		bind_real(st, 12, a->lo);
+		bind_real(st, 13, a->hi);
+		bind_text(st, 14, mb_stats_method_name(a->method));
+		if ((error = step_done(s, st, "inserting aggregates", err)) < 0)
+			goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	if ((error = prepare(s, &st, "INSERT INTO item_values (run_id, entry, metric, item_key,"
+			     " ordinal, stratum, cluster, value) VALUES (?,?,?,?,?,?,?,?)",
+			     err)) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < e->n_items; i++)
+		for (size_t m = 0; m < e->n_metrics; m++) {
+			sqlite3_bind_int64(st, 1, run_id);
+			sqlite3_bind_text(st, 2, e->name, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, e->metrics[m].name, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, e->items[i].key, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 5, (sqlite3_int64)i);
+			sqlite3_bind_text(st, 6, e->items[i].stratum, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 7, e->items[i].cluster, -1, SQLITE_STATIC);
+			sqlite3_bind_double(st, 8, e->values[i * e->n_metrics + m]);
+			if ((error = step_done(s, st, "inserting item values", err)) < 0)
+				goto cleanup;
+		}
+cleanup:
+	sqlite3_finalize(st);
+	free(params);
+	if (error < 0)
+		mb_store_run_abort(s);
+	return error;
+}
+
+int mb_store_run_commit(mb_store *s, int64_t run_id, const mb_provenance *p, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int error;
+
+	MB_ASSERT(s->in_run);
+	if ((error = prepare(s, &st, "UPDATE runs SET finished_at = ?, wall_seconds = ? WHERE id = ?",
+			     err)) < 0)
+		goto fail;
+	bind_text(st, 1, p->finished_at);
+	sqlite3_bind_double(st, 2, p->wall_seconds);
+	sqlite3_bind_int64(st, 3, run_id);
+	if ((error = step_done(s, st, "finishing the run", err)) < 0)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((error = exec(s, "COMMIT", "committing the run", err)) < 0)
+		goto fail;
+	s->in_run = 0;
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	mb_store_run_abort(s);
+	return error;
+}
+
+void mb_store_run_abort(mb_store *s)
+{
+	if (s && s->in_run) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->in_run = 0;
+	}
+}
+
+int mb_store_put_run(mb_store *s, mb_run_result *run, mb_error *err)
+{
+	int64_t id;
+	int error = mb_store_run_begin(s, &id, &run->prov, err);
+
+	for (size_t i = 0; i < run->n_entries && !error; i++)
+		error = mb_store_run_put_entry(s, id, &run->entries[i], err);
+	if (!error)
+		error = mb_store_run_commit(s, id, &run->prov, err);
+	if (!error)
+		run->id = id;
+	return error;
+}
+
+/* --- reading runs ---------------------------------------------------------------------- */
+
+static void col_into(char *buf, size_t cap, sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	snprintf(buf, cap, "%s", t ? (const char *)t : "");
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t n = t ? strlen((const char *)t) + 1 : 1;
+	char *p = malloc(n);
+	if (p)
+		memcpy(p, t ? (const char *)t : "", n);
+	return p;
+}
+
+static int col_tristate(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int(st, i);
+}
+
+static double col_real(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	size_t filled = 0;
+	int rc, error = 0;
+
+	/* model files */
+	if ((error = prepare(s, &st, "SELECT path, sha256, bytes FROM model_files WHERE run_id = ?"
+			     " AND entry = ? ORDER BY path", err)) < 0)
+		return error;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, e->name);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		mb_file_digest *nf = realloc(e->model_files,
+					     (e->n_model_files + 1) * sizeof(*nf));
+		if (!nf) {
+			error = mb_error_oom(err, "model files", 0);
+			goto cleanup;
+		}
+		e->model_files = nf;
+		memset(&nf[e->n_model_files], 0, sizeof(*nf));
+		nf[e->n_model_files].path = col_dup(st, 0);
+		col_into(nf[e->n_model_files].sha256, MB_SHA256_HEX_LEN, st, 1);
+		nf[e->n_model_files].bytes = (uint64_t)sqlite3_column_int64(st, 2);
+		e->n_model_files++;
+	}
+	if (rc != SQLITE_DONE) {
+		error = fail(s, err, rc, "reading model files");
+		goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	/* metrics and aggregates */
+	if ((error = prepare(s, &st, "SELECT metric, version, kind, direction, n, mean, se,"
+			     " ci_level, ci_low, ci_high, method FROM aggregates WHERE run_id = ?"
+			     " AND entry = ? ORDER BY ordinal", err)) < 0)
+		return error;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, e->name);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		size_t m = e->n_metrics;
+		mb_metric_info *nm = realloc(e->metrics, (m + 1) * sizeof(*nm));
+		mb_aggregate *na;
+		const char *method = (const char *)sqlite3_column_text(st, 10);
+		if (nm)
+			e->metrics = nm;
+		na = nm ? realloc(e->aggregates, (m + 1) * sizeof(*na)) : NULL;
+		if (!nm || !na) {
+			error = mb_error_oom(err, "metrics", 0);
+			goto cleanup;
+		}
+		e->aggregates = na;
+		memset(&nm[m], 0, sizeof(*nm));
+		nm[m].name = col_dup(st, 0);
+		nm[m].version = sqlite3_column_int(st, 1);
+		e->n_metrics++;
+		if (mb_metric_kind_parse((const char *)sqlite3_column_text(st, 2), &nm[m].kind) < 0 ||
+		    mb_metric_direction_parse((const char *)sqlite3_column_text(st, 3),
+					      &nm[m].direction) < 0) {
+			error = mb_error_set(err, MB_EINVALID, "%s: run %lld entry %s: bad kind or "
+					     "direction of %s", s->path, (long long)id, e->name,
+					     nm[m].name);
+			goto cleanup;
+		}
+		na[m].n = (size_t)sqlite3_column_int64(st, 4);
+		na[m].mean = col_real(st, 5);
+		na[m].se = col_real(st, 6);
+		na[m].level = col_real(st, 7);
+		na[m].lo = col_real(st, 8);
+		na[m].hi = col_real(st, 9);
+		na[m].method = MB_STATS_METHOD_NONE;
+		for (int k = MB_STATS_METHOD_NONE; method && k <= MB_STATS_METHOD_BOOT_BCA; k++)
+			if (strcmp(method, mb_stats_method_name((mb_stats_method)k)) == 0)
+				na[m].method = (mb_stats_method)k;
+	}
+	if (rc != SQLITE_DONE) {
+		error = fail(s, err, rc, "reading aggregates");
+		goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+
+	/* items and values, by (ordinal, metric ordinal) */
+	e->items = calloc(e->n_items ? e->n_items : 1, sizeof(*e->items));
+	e->values = malloc((e->n_items ? e->n_items : 1) * (e->n_metrics ? e->n_metrics : 1) *
+			   sizeof(double));
+	if (!e->items || !e->values) {
+		error = mb_error_oom(err, "item values", e->n_items * sizeof(double));
+		goto cleanup;
+	}
+	if ((error = prepare(s, &st, "SELECT v.ordinal, a.ordinal, v.item_key, v.stratum,"
+			     " v.cluster, v.value FROM item_values v JOIN aggregates a ON"
+			     " a.run_id = v.run_id AND a.entry = v.entry AND a.metric = v.metric"
+			     " WHERE v.run_id = ? AND v.entry = ? ORDER BY v.ordinal, a.ordinal",
+			     err)) < 0)
+		goto cleanup;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, e->name);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t i = sqlite3_column_int64(st, 0), m = sqlite3_column_int64(st, 1);
+		if (i < 0 || (size_t)i >= e->n_items || m < 0 || (size_t)m >= e->n_metrics ||
+		    filled != (size_t)i * e->n_metrics + (size_t)m) {
+			error = mb_error_set(err, MB_EINVALID, "%s: run %lld entry %s: item values "
+					     "are inconsistent (row %zu)", s->path, (long long)id,
+					     e->name, filled);
+			goto cleanup;
+		}
+		if (m == 0) {
+			col_into(e->items[i].key, MB_SHA256_HEX_LEN, st, 2);
+			e->items[i].stratum = col_dup(st, 3);
+			e->items[i].cluster = col_dup(st, 4);
+		}
+		e->values[filled++] = sqlite3_column_double(st, 5);
+	}
+	if (rc != SQLITE_DONE) {
+		error = fail(s, err, rc, "reading item values");
+		goto cleanup;
+	}
+	if (filled != e->n_items * e->n_metrics)
+		error = mb_error_set(err, MB_EINVALID, "%s: run %lld entry %s: %zu item values, "
+				     "expected %zu", s->path, (long long)id, e->name, filled,
+				     e->n_items * e->n_metrics);
+cleanup:
+	sqlite3_finalize(st);
+	return error;
+}
+
+int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	mb_provenance *p = &out->prov;
+	int rc, error;
+
+	memset(out, 0, sizeof(*out));
+	if ((error = prepare(s, &st, "SELECT suite, spec_path, spec_blob, spec_committed,"
+			     " repo_head, repo_dirty, code_version, code_commit, code_dirty, seed,"
+			     " threads, cpu, blas_config, blas_core, blas_threads, compiler, cflags,"
+			     " build_type, started_at, finished_at, wall_seconds FROM runs WHERE"
+			     " id = ?", err)) < 0)
+		return error;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		error = mb_error_set(err, MB_ENOTFOUND, "%s: no run %lld", s->path, (long long)id);
+		goto cleanup;
+	}
+	if (rc != SQLITE_ROW) {
+		error = fail(s, err, rc, "reading a run");
+		goto cleanup;
+	}
+	out->id = id;
+	col_into(p->suite, sizeof(p->suite), st, 0);
+	col_into(p->spec_path, sizeof(p->spec_path), st, 1);
+	col_into(p->spec_blob, sizeof(p->spec_blob), st, 2);
+	p->spec_committed = col_tristate(st, 3);
+	col_into(p->repo_head, sizeof(p->repo_head), st, 4);
+	p->repo_dirty = col_tristate(st, 5);
+	col_into(p->code_version, sizeof(p->code_version), st, 6);
+	col_into(p->code_commit, sizeof(p->code_commit), st, 7);
+	p->code_dirty = sqlite3_column_int(st, 8);
+	p->seed = (uint64_t)sqlite3_column_int64(st, 9);
+	p->threads = sqlite3_column_int(st, 10);
+	col_into(p->cpu, sizeof(p->cpu), st, 11);
+	col_into(p->blas_config, sizeof(p->blas_config), st, 12);
+	col_into(p->blas_core, sizeof(p->blas_core), st, 13);
+	p->blas_threads = sqlite3_column_int(st, 14);
+	col_into(p->compiler, sizeof(p->compiler), st, 15);
+	col_into(p->cflags, sizeof(p->cflags), st, 16);
+	col_into(p->build_type, sizeof(p->build_type), st, 17);
+	col_into(p->started_at, sizeof(p->started_at), st, 18);
+	col_into(p->finished_at, sizeof(p->finished_at), st, 19);
+	p->wall_seconds = sqlite3_column_double(st, 20);
+	sqlite3_finalize(st);
+	st = NULL;
+
+	if ((error = prepare(s, &st, "SELECT entry, task, task_version, model, dataset,"
+			     " dataset_sha256, params, n_items, seconds FROM entries WHERE"
+			     " run_id = ? ORDER BY ordinal", err)) < 0)
+		goto cleanup;
+	sqlite3_bind_int64(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		mb_entry_result *ne = realloc(out->entries, (out->n_entries + 1) * sizeof(*ne));
+		mb_entry_result *e;
+		const char *params = (const char *)sqlite3_column_text(st, 6);
+		if (!ne) {
+			error = mb_error_oom(err, "run entries", 0);
+			goto cleanup;
+		}
+		out->entries = ne;
+		e = &ne[out->n_entries++];
+		memset(e, 0, sizeof(*e));
+		e->name = col_dup(st, 0);
+		e->task = col_dup(st, 1);
+		e->task_version = sqlite3_column_int(st, 2);
+		e->model = col_dup(st, 3);
+		e->dataset = col_dup(st, 4);
+		col_into(e->dataset_sha256, MB_SHA256_HEX_LEN, st, 5);
+		e->params = params ? json_loads(params, 0, NULL) : NULL;
+		e->n_items = (size_t)sqlite3_column_int64(st, 7);
+		e->seconds = sqlite3_column_double(st, 8);
+		if (!e->name || !e->task || !e->model || !e->dataset) {
+			error = mb_error_oom(err, "run entry", 0);
+			goto cleanup;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		error = fail(s, err, rc, "reading entries");
+		goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	for (size_t i = 0; i < out->n_entries && !error; i++)
+		error = load_entry_details(s, id, &out->entries[i], err);
+cleanup:
+	sqlite3_finalize(st);
+	if (error < 0)
+		mb_run_result_dispose(out);
+	return error;
+}
+
+/* --- gates ---------------------------------------------------------------------------- */
+
+int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	char now[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	int error;
+
+	*out_id = 0;
+	gmtime_r(&t, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if ((error = exec(s, "BEGIN IMMEDIATE", "starting the gate's transaction", err)) < 0)
+		return error;
+	if ((error = prepare(s, &st, "INSERT INTO gates (run_id, created_at, baseline_ref,"
+			     " baseline_commit, spec_path, spec_blob, spec_changed, alpha, power,"
+			     " outcome, exit_code) VALUES (?,?,?,?,?,?,?,?,?,?,?)", err)) < 0)
+		goto fail;
+	sqlite3_bind_int64(st, 1, g->run_id);
+	bind_text(st, 2, now);
+	bind_text(st, 3, g->ref);
+	bind_text(st, 4, g->commit);
+	bind_text(st, 5, g->spec_path);
+	bind_text(st, 6, g->spec_blob);
+	sqlite3_bind_int(st, 7, g->n_deviations > 0);
+	sqlite3_bind_double(st, 8, g->alpha);
+	sqlite3_bind_double(st, 9, g->power);
+	bind_text(st, 10, mb_gate_status_name(g->outcome));
+	sqlite3_bind_int(st, 11, g->exit_code);
+	if ((error = step_done(s, st, "inserting the gate", err)) < 0)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	*out_id = sqlite3_last_insert_rowid(s->db);
+	if ((error = prepare(s, &st, "INSERT INTO comparisons (gate_id, entry, metric, version,"
+			     " baseline_version, status, verdict, n, mean_base, mean_cand, diff, se,"
+			     " ci_level, ci_low, ci_high, p, method, margin, mde_planned,"
+			     " mde_observed, threshold, threshold_verdict, note) VALUES"
+			     " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err)) < 0)
+		goto fail;
+	for (size_t i = 0; i < g->n_rows; i++) {
+		const mb_gate_row *r = &g->rows[i];
+		const mb_stats_comparison *c = &r->cmp;
+		sqlite3_bind_int64(st, 1, *out_id);
+		bind_text(st, 2, r->entry);
+		bind_text(st, 3, r->metric);
+		sqlite3_bind_int(st, 4, r->version);
+		sqlite3_bind_int(st, 5, r->baseline_version);
+		bind_text(st, 6, mb_gate_status_name(r->status));
+		bind_text(st, 7, r->compared ? mb_stats_verdict_name(c->verdict) : NULL);
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)r->n);
+		if (r->compared) {
+			bind_real(st, 9, c->mean_base);
+			bind_real(st, 10, c->mean_cand);
+			bind_real(st, 11, c->diff.mean);
+			bind_real(st, 12, c->diff.se);
+			bind_real(st, 13, c->diff.level);
+			bind_real(st, 14, c->diff.lo);
+			bind_real(st, 15, c->diff.hi);
+			bind_real(st, 16, c->p_noninferior);
+			bind_text(st, 17, mb_stats_method_name(c->diff.method));
+		}
+		sqlite3_bind_double(st, 18, r->margin);
+		bind_real(st, 19, r->mde_planned);
+		bind_real(st, 20, r->mde_observed);
+		if (r->has_threshold)
+			sqlite3_bind_double(st, 21, r->threshold);
+		bind_text(st, 22, r->threshold_checked ? mb_stats_verdict_name(r->threshold_verdict)
+						       : NULL);
+		bind_text(st, 23, r->note[0] ? r->note : NULL);
+		if ((error = step_done(s, st, "inserting comparisons", err)) < 0)
+			goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if ((error = exec(s, "COMMIT", "committing the gate", err)) < 0)
+		goto fail;
+	return 0;
+fail:
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	*out_id = 0;
+	return error;
+}

@@ -1,0 +1,179 @@
+/* task.c: items, content keys, metric references and the task registry. */
+#include <mechbench/task.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/parse.h>
+
+#define MB_TASK(name) extern const mb_task mb_task_##name;
+#include "tasks.def"
+#undef MB_TASK
+
+static const mb_task *const registry[] = {
+#define MB_TASK(name) &mb_task_##name,
+#include "tasks.def"
+#undef MB_TASK
+};
+
+size_t mb_task_count(void)
+{
+	return sizeof(registry) / sizeof(registry[0]);
+}
+
+const mb_task *mb_task_at(size_t i)
+{
+	return i < mb_task_count() ? registry[i] : NULL;
+}
+
+const mb_task *mb_task_find(const char *name)
+{
+	for (size_t i = 0; i < mb_task_count(); i++)
+		if (strcmp(registry[i]->name, name) == 0)
+			return registry[i];
+	return NULL;
+}
+
+int mb_task_metric_index(const mb_task *t, const char *name)
+{
+	for (size_t m = 0; m < t->n_metrics; m++)
+		if (strcmp(t->metrics[m].name, name) == 0)
+			return (int)m;
+	return -1;
+}
+
+int mb_metric_ref_parse(const char *ref, char *name, size_t cap, int *version)
+{
+	const char *at = strrchr(ref, '@');
+	int64_t v;
+
+	if (!at || at == ref || (size_t)(at - ref) >= cap)
+		return MB_EINVALID;
+	if (mb_parse_i64(at + 1, 1, 1000000, &v, "metric version", NULL) < 0)
+		return MB_EINVALID;
+	memcpy(name, ref, (size_t)(at - ref));
+	name[at - ref] = '\0';
+	if (strchr(name, '@'))
+		return MB_EINVALID;
+	*version = (int)v;
+	return 0;
+}
+
+const char *mb_metric_kind_name(mb_metric_kind k)
+{
+	switch (k) {
+	case MB_METRIC_CONTINUOUS: return "continuous";
+	case MB_METRIC_BINARY: return "binary";
+	case MB_METRIC_RATIO: return "ratio";
+	}
+	return "unknown";
+}
+
+const char *mb_metric_direction_name(mb_metric_direction d)
+{
+	return d == MB_LOWER_IS_BETTER ? "lower" : "higher";
+}
+
+int mb_metric_kind_parse(const char *s, mb_metric_kind *out)
+{
+	static const mb_metric_kind all[] = {MB_METRIC_CONTINUOUS, MB_METRIC_BINARY,
+					     MB_METRIC_RATIO};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (strcmp(s, mb_metric_kind_name(all[i])) == 0) {
+			*out = all[i];
+			return 0;
+		}
+	return MB_EINVALID;
+}
+
+int mb_metric_direction_parse(const char *s, mb_metric_direction *out)
+{
+	if (strcmp(s, "higher") == 0)
+		*out = MB_HIGHER_IS_BETTER;
+	else if (strcmp(s, "lower") == 0)
+		*out = MB_LOWER_IS_BETTER;
+	else
+		return MB_EINVALID;
+	return 0;
+}
+
+/* --- items ----------------------------------------------------------------- */
+
+int mb_item_key(char key[MB_SHA256_HEX_LEN], const char *stratum, const char *cluster,
+		const json_t *input, mb_error *err)
+{
+	json_t *obj = json_object();
+	char *text = NULL;
+	int error = 0;
+
+	if (!obj || json_object_set_new(obj, "stratum", json_string(stratum)) < 0 ||
+	    json_object_set_new(obj, "cluster", json_string(cluster)) < 0 ||
+	    json_object_set(obj, "input", (json_t *)input) < 0) {
+		error = mb_error_oom(err, "item key", 0);
+		goto cleanup;
+	}
+	text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	if (!text) {
+		error = mb_error_oom(err, "item key", 0);
+		goto cleanup;
+	}
+	mb_sha256_hex_buf(key, text, strlen(text));
+cleanup:
+	free(text);
+	json_decref(obj);
+	return error;
+}
+
+int mb_item_list_add(mb_item_list *l, const char *stratum, const char *cluster, json_t *input,
+		     mb_error *err)
+{
+	mb_item it;
+	int error;
+
+	memset(&it, 0, sizeof(it));
+	it.input = input;
+	if (!input || !stratum || !stratum[0] || !cluster || !cluster[0]) {
+		error = mb_error_set(err, MB_EINVALID,
+				     "item %zu: empty stratum, cluster or input", l->n);
+		goto fail;
+	}
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		mb_item *ni = realloc(l->items, ncap * sizeof(*ni));
+		if (!ni) {
+			error = mb_error_oom(err, "item list", ncap * sizeof(*ni));
+			goto fail;
+		}
+		l->items = ni;
+		l->cap = ncap;
+	}
+	it.stratum = strdup(stratum);
+	it.cluster = strdup(cluster);
+	if (!it.stratum || !it.cluster) {
+		error = mb_error_oom(err, "item labels", strlen(stratum) + strlen(cluster));
+		goto fail;
+	}
+	error = mb_item_key(it.key, stratum, cluster, input, err);
+	if (error < 0)
+		goto fail;
+	l->items[l->n++] = it;
+	return 0;
+fail:
+	free(it.stratum);
+	free(it.cluster);
+	json_decref(it.input);
+	return error;
+}
+
+void mb_item_list_dispose(mb_item_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].stratum);
+		free(l->items[i].cluster);
+		json_decref(l->items[i].input);
+	}
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}

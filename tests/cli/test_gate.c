@@ -1,0 +1,331 @@
+/*
+ * End to end: the real mechbench binary (MB_CLI_PATH) in a throw-away git
+ * repository with a committed dataset, spec, model and baseline:
+ *   an unchanged model          -> IDENTICAL, exit 0
+ *   a perturbed model           -> REGRESSED, exit 3, the metric named
+ *   an uncommitted threshold    -> THRESHOLD-CHANGED, exit 4, deviation printed
+ *   a ref that does not resolve -> one clear error line, exit 1
+ * and the reports: JUnit valid against tests/fixtures/junit/junit.xsd
+ * (xmllint), markdown that is a table, JSON with the documented fields.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "support/harness_support.h"
+
+#define GIT "git -c user.email=t@example.com -c user.name=t -c init.defaultBranch=main "
+#define MB "'" MB_CLI_PATH "' "
+#define XSD MB_SOURCE_DIR "/tests/fixtures/junit/junit.xsd"
+
+static char dir[256];
+
+static int sh(const char *cmd, char **out)
+{
+	return mbt_sh(dir, cmd, out);
+}
+
+static void sh_ok(const char *cmd)
+{
+	char *out = NULL;
+	int rc = sh(cmd, &out);
+	cr_assert_eq(rc, 0, "%s exited %d: %s", cmd, rc, out);
+	free(out);
+}
+
+static const char spec_fmt[] =
+	"{\n"
+	"  \"format\": 1,\n"
+	"  \"suite\": \"demo\",\n"
+	"  \"alpha\": 0.05,\n"
+	"  \"power\": 0.8,\n"
+	"  \"bootstrap\": 2000,\n"
+	"  \"seed\": 1234,\n"
+	"  \"tasks\": [{\n"
+	"    \"name\": \"toy\",\n"
+	"    \"task\": \"synthetic\",\n"
+	"    \"model\": \"models/true\",\n"
+	"    \"baseline\": \"baselines/demo.json\",\n"
+	"    \"dataset\": {\"path\": \"datasets/synthetic/toy.jsonl\", \"sha256\": \"%s\"},\n"
+	"    \"strata\": {\"easy\": 0.5, \"hard\": 0.5},\n"
+	"    \"metrics\": [\n"
+	"      {\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": \"higher\",\n"
+	"       \"margin\": 1.0, \"threshold\": 1.0},\n"
+	"      {\"metric\": \"synthetic.correct@1\", \"kind\": \"binary\", \"direction\": \"higher\",\n"
+	"       \"margin\": 0.15},\n"
+	"      {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\",\n"
+	"       \"margin\": 0.25}\n"
+	"    ]\n"
+	"  }]\n"
+	"}\n";
+
+/* The repository every scenario starts from: dataset built from its
+ * MANIFEST recipe, spec, true model and a baseline saved from a run, all
+ * committed on main. */
+static void setup_repo(void)
+{
+	char spec[4096], sha[65] = "";
+	char *manifest;
+	const double wp[8] = {1, -1, 1, 1, -1, 1, 1, -1};
+
+	mbt_tmpdir(dir, sizeof(dir));
+	sh_ok(GIT "init -q .");
+	mbt_write(dir, ".gitignore", "*.db\n*.db-*\nout/\n");
+	mbt_write(dir, "datasets/MANIFEST",
+		  "-  synthetic/toy.jsonl  synthetic@1  7  {\"n_per_stratum\": 100}\n");
+	sh_ok(MB "datasets build");
+	sh_ok(MB "datasets verify");
+	manifest = mbt_read(dir, "datasets/MANIFEST");
+	const char *line = strstr(manifest, "\n");
+	while (line && line[1] == '#')
+		line = strchr(line + 1, '\n');
+	cr_assert_not_null(line);
+	memcpy(sha, line + 1, 64);
+	free(manifest);
+	snprintf(spec, sizeof(spec), spec_fmt, sha);
+	mbt_write(dir, "benchmarks/demo.json", spec);
+	mbt_true_model(dir, "models/true");
+	mbt_synthetic_model(dir, "models/perturbed", wp, 8, 0);
+	sh_ok(GIT "add -A && " GIT "commit -qm 'spec, dataset, models'");
+	sh_ok(MB "run --suite benchmarks/demo.json --db run.db --quiet");
+	sh_ok(MB "baseline save --run 1 --db run.db --out baselines/demo.json");
+	sh_ok(GIT "add baselines/demo.json && " GIT "commit -qm baseline");
+}
+
+static void teardown_repo(void)
+{
+	mbt_rmtree(dir);
+}
+
+static void expect_junit_valid(const char *file)
+{
+	char cmd[1024], *out = NULL;
+	snprintf(cmd, sizeof(cmd), "xmllint --noout --schema '%s' %s", XSD, file);
+	cr_expect_eq(sh(cmd, &out), 0, "%s: %s", file, out);
+	free(out);
+}
+
+/* Every row of the first table has as many cells as its header, and the
+ * second row is the |---| separator GitHub needs to render a table. */
+static void expect_markdown_table(const char *md)
+{
+	const char *p = strstr(md, "\n| entry |");
+	int cols = -1, rows = 0;
+
+	cr_assert_not_null(p, "a table header: %s", md);
+	for (p = p + 1; *p == '|'; rows++) {
+		const char *end = strchr(p, '\n');
+		int cells = 0;
+		for (const char *c = p; c < end; c++)
+			cells += *c == '|' && c[-1] != '\\';
+		if (cols < 0)
+			cols = cells;
+		cr_expect_eq(cells, cols, "row %d: %.*s", rows, (int)(end - p), p);
+		if (rows == 1)
+			cr_expect_eq(strncmp(p, "|---|", 5), 0, "separator row");
+		p = end + 1;
+	}
+	cr_expect_eq(rows, 2 + 3, "header, separator, one row per metric");
+}
+
+TestSuite(cli_gate, .init = setup_repo, .fini = teardown_repo, .timeout = 300);
+
+Test(cli_gate, an_unchanged_model_is_identical_and_exits_0)
+{
+	char *out = NULL, *md, *json;
+	json_t *doc;
+
+	cr_assert_eq(sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+			   " --junit out/j.xml --report-md out/r.md --json out/r.json --csv out/r.csv"
+			   " 2>&1 || echo exit=$?", &out), 0);
+	cr_expect(strstr(out, "exit=") == NULL, "exit 0: %s", out);
+	cr_expect(strstr(out, "outcome: IDENTICAL (exit 0)") != NULL, "%s", out);
+	cr_expect(strstr(out, "toy    synthetic.score@1") != NULL, "%s", out);
+	free(out);
+	expect_junit_valid("out/j.xml");
+	md = mbt_read(dir, "out/r.md");
+	cr_assert_not_null(md);
+	expect_markdown_table(md);
+	cr_expect(strstr(md, "— IDENTICAL (exit 0)") != NULL, "%s", md);
+	free(md);
+	json = mbt_read(dir, "out/r.json");
+	doc = json_loads(json, 0, NULL);
+	cr_assert_not_null(doc);
+	cr_expect_str_eq(json_string_value(json_object_get(doc, "outcome")), "IDENTICAL");
+	cr_expect_eq(json_integer_value(json_object_get(doc, "exit_code")), 0);
+	cr_expect_eq(json_array_size(json_object_get(doc, "metrics")), 3);
+	json_t *m0 = json_array_get(json_object_get(doc, "metrics"), 0);
+	cr_expect_str_eq(json_string_value(json_object_get(m0, "verdict")), "IDENTICAL");
+	cr_expect(json_is_real(json_object_get(m0, "mde_planned")));
+	json_decref(doc);
+	free(json);
+	char *csv = mbt_read(dir, "out/r.csv");
+	cr_expect(strncmp(csv, "suite,entry,metric,version,", 27) == 0);
+	cr_expect(strstr(csv, "\ndemo,toy,synthetic.loss,1,1,ratio,lower,IDENTICAL,") != NULL, "%s",
+		  csv);
+	free(csv);
+}
+
+Test(cli_gate, a_perturbed_model_regresses_with_exit_3_naming_the_metric)
+{
+	char *out = NULL, *xml;
+	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+		       " --model models/perturbed --junit out/j.xml --report-md out/r.md", &out);
+
+	cr_expect_eq(rc, 3, "%s", out);
+	cr_expect(strstr(out, "toy/synthetic.score: REGRESSED: synthetic.score ") != NULL, "%s",
+		  out);
+	cr_expect(strstr(out, "outcome: REGRESSED (exit 3)") != NULL, "%s", out);
+	free(out);
+	expect_junit_valid("out/j.xml");
+	xml = mbt_read(dir, "out/j.xml");
+	cr_expect(strstr(xml, "<testcase name=\"toy/synthetic.score@1\"") != NULL, "%s", xml);
+	cr_expect(strstr(xml, "type=\"REGRESSED\"") != NULL, "%s", xml);
+	cr_expect(strstr(xml, "failures=\"3\"") != NULL, "%s", xml);
+	cr_expect(strstr(xml, "90% CI [") != NULL, "failures carry the numbers: %s", xml);
+	free(xml);
+	char *md = mbt_read(dir, "out/r.md");
+	expect_markdown_table(md);
+	cr_expect(strstr(md, "**REGRESSED**") != NULL, "%s", md);
+	free(md);
+}
+
+Test(cli_gate, an_uncommitted_threshold_edit_is_threshold_changed)
+{
+	char *spec = mbt_read(dir, "benchmarks/demo.json"), *out = NULL;
+	char *at = strstr(spec, "\"threshold\": 1.0");
+	cr_assert_not_null(at);
+	memcpy(at, "\"threshold\": 2.0", 16);
+	mbt_write(dir, "benchmarks/demo.json", spec);
+	free(spec);
+
+	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+		       " --junit out/j.xml --json out/r.json", &out);
+	cr_expect_eq(rc, 4, "%s", out);
+	cr_expect(strstr(out, "THRESHOLD-CHANGED") != NULL, "%s", out);
+	cr_expect(strstr(out, "tasks[toy].metrics[synthetic.score].threshold: 1.0 -> 2.0") != NULL,
+		  "the deviation is printed: %s", out);
+	cr_expect(strstr(out, "The gate used the registered spec") != NULL, "%s", out);
+	cr_expect(strstr(out, ">= 1 met") != NULL, "the registered threshold applies: %s", out);
+	free(out);
+	expect_junit_valid("out/j.xml");
+	char *json = mbt_read(dir, "out/r.json");
+	json_t *doc = json_loads(json, 0, NULL);
+	json_t *devs = json_object_get(doc, "deviations");
+	cr_assert_eq(json_array_size(devs), 1);
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(devs, 0), "path")),
+			 "tasks[toy].metrics[synthetic.score].threshold");
+	json_t *m0 = json_array_get(json_object_get(doc, "metrics"), 0);
+	cr_expect_str_eq(json_string_value(json_object_get(m0, "status")), "THRESHOLD-CHANGED");
+	json_t *m1 = json_array_get(json_object_get(doc, "metrics"), 1);
+	cr_expect_str_eq(json_string_value(json_object_get(m1, "status")), "IDENTICAL");
+	json_decref(doc);
+	free(json);
+	/* --on-changed pass lets it through. */
+	cr_expect_eq(sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+			   " --on-changed pass >/dev/null", NULL), 0);
+}
+
+Test(cli_gate, a_baseline_ref_that_does_not_resolve_is_one_error_line_and_exit_1)
+{
+	char *out = NULL;
+	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref no-such-ref 2>&1 >/dev/null",
+		    &out);
+	cr_expect_eq(rc, 1);
+	cr_expect_eq(strncmp(out, "mechbench: --baseline-ref: git ref 'no-such-ref' does not "
+				  "resolve", 63), 0, "%s", out);
+	cr_expect_eq(strchr(out, '\n'), out + strlen(out) - 1, "exactly one line: %s", out);
+	free(out);
+}
+
+Test(cli_gate, merge_base_gates_a_branch_against_where_it_left_main)
+{
+	char *out = NULL;
+	/* main moves on with a tighter (committed) margin; the branch is judged
+	 * against the merge base, where the baseline and the old spec live. */
+	sh_ok(GIT "checkout -q -b feature");
+	sh_ok(GIT "checkout -q main");
+	char *spec = mbt_read(dir, "benchmarks/demo.json");
+	char *at = strstr(spec, "\"margin\": 0.25");
+	memcpy(at, "\"margin\": 0.35", 14);
+	mbt_write(dir, "benchmarks/demo.json", spec);
+	free(spec);
+	sh_ok(GIT "commit -qam 'main moves on'");
+	sh_ok(GIT "checkout -q feature");
+	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref merge-base:main --quiet",
+		    &out);
+	cr_expect_eq(rc, 0, "%s", out);
+	cr_expect(strstr(out, "baseline merge-base:main") != NULL, "%s", out);
+	cr_expect(strstr(out, "THRESHOLD-CHANGED") == NULL, "%s", out);
+	free(out);
+}
+
+Test(cli_gate, missing_baselines_and_uncommitted_specs_are_clear_errors)
+{
+	char *out = NULL;
+	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD~1 2>&1", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "baseline baselines/demo.json is not committed at HEAD~1") != NULL,
+		  "%s", out);
+	free(out);
+	sh_ok("cp benchmarks/demo.json benchmarks/new.json");
+	rc = sh(MB "gate --suite benchmarks/new.json --baseline-ref HEAD 2>&1", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "benchmarks/new.json is not committed at HEAD") != NULL, "%s", out);
+	free(out);
+	rc = sh(MB "gate --suite benchmarks/demo.json 2>&1", &out);
+	cr_expect_eq(rc, 2, "usage error: %s", out);
+	free(out);
+}
+
+Test(cli_gate, an_underpowered_gate_is_refused_before_running)
+{
+	char *out = NULL, *spec = mbt_read(dir, "benchmarks/demo.json");
+	/* A margin far below what 200 items can see, committed. */
+	char *at = strstr(spec, "\"margin\": 1.0");
+	memcpy(at, "\"margin\": 0.1", 13);
+	mbt_write(dir, "benchmarks/demo.json", spec);
+	free(spec);
+	sh_ok(GIT "commit -qam 'tight margin'");
+	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD 2>&1", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "gate refused before running") != NULL, "%s", out);
+	cr_expect(strstr(out, "toy/synthetic.score@1: MDE") != NULL, "%s", out);
+	free(out);
+}
+
+Test(cli_gate, the_gate_stores_its_run_and_verdicts_when_asked)
+{
+	char *out = NULL;
+	cr_expect_eq(sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+			   " --db gate.db >/dev/null", NULL), 0);
+	cr_expect_eq(sh("sqlite3 gate.db 'SELECT outcome, exit_code FROM gates;"
+			" SELECT count(*) FROM comparisons; SELECT count(*) FROM item_values'",
+			&out), 0);
+	cr_expect_str_eq(out, "IDENTICAL|0\n3\n600\n");
+	free(out);
+}
+
+Test(cli_gate, a_tampered_dataset_is_caught_by_datasets_verify)
+{
+	char *out = NULL;
+	char *data = mbt_read(dir, "datasets/synthetic/toy.jsonl");
+	char *y = strstr(strchr(data, '\n'), "\"y\":");
+	cr_assert_not_null(y);
+	y[4] = y[4] == '-' ? ' ' : '2'; /* flip the label of the first item */
+	mbt_write(dir, "datasets/synthetic/toy.jsonl", data);
+	free(data);
+	int rc = sh(MB "datasets verify 2>&1", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "toy.jsonl: sha256") != NULL, "%s", out);
+	free(out);
+	/* The gate then reads the registered dataset from git. */
+	rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet 2>&1", &out);
+	cr_expect_eq(rc, 0, "%s", out);
+	cr_expect(strstr(out, "not the registered dataset; used the one committed at HEAD") !=
+		  NULL, "%s", out);
+	free(out);
+}

@@ -1,0 +1,284 @@
+/* The runner: results bitwise identical for any thread count, aggregates by
+ * the entry's design, model digests, and dataset checks against the spec. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/runner.h>
+#include <mechbench/stats.h>
+
+#include "support/harness_support.h"
+
+typedef struct fixture {
+	char dir[256];
+	mb_spec spec;
+	mb_dataset d;
+} fixture;
+
+static void setup_spec(fixture *f, int n, const char *extra)
+{
+	char *text;
+	mb_error err;
+
+	memset(f, 0, sizeof(*f));
+	mbt_tmpdir(f->dir, sizeof(f->dir));
+	mbt_suite_fixture(f->dir, n, extra, MBT_METRICS_ALL, &text);
+	cr_assert_eq(mb_spec_parse(&f->spec, text, strlen(text), "demo.json", &err), 0, "%s",
+		     err.msg);
+	free(text);
+}
+
+static void setup_fixture(fixture *f, int n, const char *extra)
+{
+	mb_error err;
+
+	setup_spec(f, n, extra);
+	cr_assert_eq(mb_runner_load_dataset(&f->d, &f->spec.entries[0], f->dir, &err), 0, "%s",
+		     err.msg);
+}
+
+static void teardown_fixture(fixture *f)
+{
+	mb_dataset_dispose(&f->d);
+	mb_spec_dispose(&f->spec);
+	mbt_rmtree(f->dir);
+}
+
+static void run(fixture *f, mb_entry_result *out, int threads)
+{
+	char model[512];
+	mb_runner_opts o = {.threads = threads};
+	mb_error err;
+	snprintf(model, sizeof(model), "%s/models/true", f->dir);
+	cr_assert_eq(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model,
+					 "models/true", &o, &err), 0, "%s", err.msg);
+}
+
+Test(runner, results_are_bitwise_identical_for_any_thread_count)
+{
+	fixture f;
+	mb_entry_result r1, r2, r3;
+
+	setup_fixture(&f, 150, "");
+	run(&f, &r1, 1);
+	run(&f, &r2, 2);
+	run(&f, &r3, 3);
+	cr_assert_eq(r1.n_items, 300);
+	cr_expect_eq(memcmp(r1.values, r2.values, 300 * 3 * sizeof(double)), 0);
+	cr_expect_eq(memcmp(r1.values, r3.values, 300 * 3 * sizeof(double)), 0);
+	cr_expect_eq(memcmp(r1.aggregates, r3.aggregates, 3 * sizeof(mb_aggregate)), 0,
+		     "aggregates, bootstrap included");
+	cr_expect_str_eq(r1.model, "models/true");
+	cr_expect_str_eq(r1.items[17].key, f.d.items.items[17].key);
+	mb_entry_result_dispose(&r1);
+	mb_entry_result_dispose(&r2);
+	mb_entry_result_dispose(&r3);
+	teardown_fixture(&f);
+}
+
+Test(runner, aggregates_follow_the_entry_design)
+{
+	fixture f;
+	mb_entry_result r;
+	mb_error err;
+	double *col;
+	mb_stats_summary s;
+
+	/* Without strata or clusters: paired t on the raw values, bootstrap for ratio. */
+	setup_fixture(&f, 40, "");
+	run(&f, &r, 2);
+	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_PAIRED_T);
+	cr_expect_eq(r.aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
+	col = malloc(r.n_items * sizeof(double));
+	for (size_t i = 0; i < r.n_items; i++)
+		col[i] = r.values[i * 3];
+	cr_assert_eq(mb_stats_describe(&s, col, r.n_items, &err), 0);
+	cr_expect_eq(r.aggregates[0].mean, s.mean);
+	cr_expect_eq(r.aggregates[0].se, s.se);
+	cr_expect_eq(r.aggregates[0].level, 0.95);
+	cr_expect(r.aggregates[0].lo < s.mean && s.mean < r.aggregates[0].hi);
+	free(col);
+	mb_entry_result_dispose(&r);
+	teardown_fixture(&f);
+
+	setup_fixture(&f, 40, "\"strata\": {\"easy\": 0.5, \"hard\": 0.5},");
+	run(&f, &r, 2);
+	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_STRATIFIED_T);
+	mb_entry_result_dispose(&r);
+	teardown_fixture(&f);
+
+	/* 8 clusters: clustered t with 7 df; the ratio metric: a cluster bootstrap. */
+	setup_fixture(&f, 40, "\"clusters\": true,");
+	run(&f, &r, 2);
+	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_CLUSTERED_T);
+	cr_expect_eq(r.aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
+	mb_entry_result_dispose(&r);
+	teardown_fixture(&f);
+}
+
+Test(runner, cluster_indices_follow_first_appearance)
+{
+	mb_entry_result r;
+	const char *labels[] = {"b", "a", "b", "c", "a"};
+	uint32_t *idx = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	memset(&r, 0, sizeof(r));
+	r.n_items = 5;
+	r.items = calloc(5, sizeof(*r.items));
+	for (size_t i = 0; i < 5; i++)
+		r.items[i].cluster = (char *)labels[i];
+	cr_assert_eq(mb_runner_cluster_index(&idx, &n, &r, &err), 0);
+	cr_expect_eq(n, 3);
+	uint32_t want[] = {0, 1, 0, 2, 1};
+	cr_expect_eq(memcmp(idx, want, sizeof(want)), 0);
+	free(idx);
+	free(r.items);
+}
+
+Test(runner, model_digests_cover_every_file_in_path_order)
+{
+	char dir[256], path[512];
+	mb_file_digest *d = NULL;
+	size_t n = 0;
+	mb_error err;
+	char hex[MB_SHA256_HEX_LEN];
+
+	mbt_tmpdir(dir, sizeof(dir));
+	mbt_write(dir, "m/b.json", "b");
+	mbt_write(dir, "m/a.safetensors", "a");
+	mbt_write(dir, "m/sub/c.txt", "c");
+	mbt_write(dir, "m/.hidden", "h");
+	snprintf(path, sizeof(path), "%s/m", dir);
+	cr_assert_eq(mb_model_digest(&d, &n, path, &err), 0, "%s", err.msg);
+	cr_assert_eq(n, 3);
+	cr_expect_str_eq(d[0].path, "a.safetensors");
+	cr_expect_str_eq(d[1].path, "b.json");
+	cr_expect_str_eq(d[2].path, "sub/c.txt");
+	mb_sha256_hex_buf(hex, "c", 1);
+	cr_expect_str_eq(d[2].sha256, hex);
+	cr_expect_eq(d[2].bytes, 1);
+	mb_file_digests_free(d, n);
+	snprintf(path, sizeof(path), "%s/none", dir);
+	cr_expect_eq(mb_model_digest(&d, &n, path, &err), MB_ENOTFOUND);
+	mbt_rmtree(dir);
+}
+
+Test(runner, a_dataset_that_is_not_the_registered_one_is_refused)
+{
+	fixture f;
+	mb_dataset d;
+	mb_error err;
+
+	setup_fixture(&f, 10, "");
+	/* Append a byte: the sha256 no longer matches the spec. */
+	char *data = mbt_read(f.dir, "datasets/toy.jsonl");
+	size_t n = strlen(data);
+	data = realloc(data, n + 2);
+	memcpy(data + n, "\n", 2);
+	mbt_write(f.dir, "datasets/toy.jsonl", data);
+	free(data);
+	cr_expect_eq(mb_runner_load_dataset(&d, &f.spec.entries[0], f.dir, &err), MB_EMISMATCH);
+	cr_expect(strstr(err.msg, "the spec registers") != NULL, "%s", err.msg);
+	teardown_fixture(&f);
+}
+
+Test(runner, registered_strata_must_match_the_dataset)
+{
+	fixture f;
+	mb_dataset d;
+	mb_error err;
+
+	setup_spec(&f, 10, "\"strata\": {\"easy\": 0.5, \"mid\": 0.5},");
+	cr_expect_eq(mb_runner_load_dataset(&d, &f.spec.entries[0], f.dir, &err), MB_EMISMATCH);
+	cr_expect(strstr(err.msg, "is in stratum 'hard', which entry toy does not register") !=
+		  NULL, "%s", err.msg);
+	teardown_fixture(&f);
+}
+
+/* A probe task: records how many OpenMP and OpenBLAS threads its run() sees. */
+#include <cblas.h>
+#include <omp.h>
+
+static int probe_max_blas, probe_max_omp, probe_calls;
+
+static int probe_open(void **out, const char *dir, const json_t *params, mb_error *err)
+{
+	(void)dir;
+	(void)params;
+	(void)err;
+	*out = &probe_calls;
+	return 0;
+}
+
+static void probe_close(void *st)
+{
+	(void)st;
+}
+
+static int probe_run(void *st, const mb_item *items, size_t n, double *values, mb_error *err)
+{
+	int blas = openblas_get_num_threads(), team = omp_get_num_threads();
+	(void)st;
+	(void)err;
+	(void)items;
+#pragma omp critical(probe)
+	{
+		if (blas > probe_max_blas)
+			probe_max_blas = blas;
+		if (team > probe_max_omp)
+			probe_max_omp = team;
+		probe_calls++;
+	}
+	for (size_t i = 0; i < n; i++)
+		values[i] = (double)(i % 7);
+	return 0;
+}
+
+static const mb_metric_def probe_metric[] = {
+	{"probe.x", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER, "test probe"}};
+
+static void run_probe(fixture *f, int parallel_inside)
+{
+	mb_task probe = {.name = "synthetic", .version = 1, .metrics = probe_metric,
+			 .n_metrics = 1, .batch = 8, .parallel_inside = parallel_inside,
+			 .open = probe_open, .close = probe_close, .run = probe_run};
+	mb_spec_entry e = f->spec.entries[0];
+	mb_entry_result r;
+	mb_runner_opts o = {.threads = 2};
+	mb_error err;
+	char model[512];
+
+	e.task = &probe;
+	probe_max_blas = probe_max_omp = probe_calls = 0;
+	snprintf(model, sizeof(model), "%s/models/true", f->dir);
+	cr_assert_eq(mb_runner_run_entry(&r, &f->spec, &e, &f->d, model, NULL, &o, &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(probe_calls, (int)((r.n_items + 7) / 8), "fixed batches of the task's size");
+	mb_entry_result_dispose(&r);
+}
+
+Test(runner, blas_runs_on_one_thread_inside_the_parallel_item_loop)
+{
+	fixture f;
+	int before = openblas_get_num_threads();
+
+	setup_fixture(&f, 40, "");
+	/* OpenBLAS caps this at the machine's cores; CI has 2. */
+	openblas_set_num_threads(2);
+	int blas = openblas_get_num_threads();
+	cr_log_info("OpenBLAS threads outside the runner: %d", blas);
+	run_probe(&f, 0);
+	cr_expect_eq(probe_max_blas, 1, "BLAS threads seen by items: %d", probe_max_blas);
+	cr_expect_eq(probe_max_omp, 2, "items run on a team of 2");
+	cr_expect_eq(openblas_get_num_threads(), blas, "BLAS threads restored");
+	/* A task that parallelises inside itself is called from one thread with
+	 * BLAS left as it was. */
+	run_probe(&f, 1);
+	cr_expect_eq(probe_max_blas, blas);
+	cr_expect_eq(probe_max_omp, 1);
+	openblas_set_num_threads(before);
+	teardown_fixture(&f);
+}

@@ -1,0 +1,328 @@
+/* The results store: runs round-trip exactly, the schema is versioned, and
+ * faults (a run killed mid-transaction, a locked or read-only database, a
+ * file that is not ours) leave no trace and give one clear error. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <mechbench/dataset.h>
+#include <mechbench/store.h>
+
+#include "support/harness_support.h"
+
+
+static long long scalar(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	long long v = -1;
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK, "%s",
+		     sqlite3_errmsg(h));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+static void text_of(const char *db, const char *sql, char *out, size_t cap)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	out[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+}
+
+static void exec_raw(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+	sqlite3_close(h);
+}
+
+Test(store, a_run_round_trips_exactly)
+{
+	char dir[256], db[512], mode[32];
+	mb_store *s;
+	mb_run_result run, back;
+	mb_error err;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	mbt_run_fixture(&run, dir);
+	snprintf(run.prov.spec_blob, sizeof(run.prov.spec_blob), "%040d", 5);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_store_put_run(s, &run, &err), 0, "%s", err.msg);
+	cr_expect_eq(run.id, 1);
+	cr_assert_eq(mb_store_get_run(&back, s, run.id, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(back.prov.spec_blob, "0000000000000000000000000000000000000005");
+	cr_expect_str_eq(back.prov.spec_path, "benchmarks/demo.json");
+	cr_expect_str_eq(back.prov.blas_config, run.prov.blas_config);
+	cr_expect_eq(back.prov.spec_committed, -1);
+	cr_expect_eq(back.prov.threads, 2);
+	cr_assert_eq(back.n_entries, 1);
+	const mb_entry_result *a = &run.entries[0], *b = &back.entries[0];
+	cr_assert_eq(b->n_items, a->n_items);
+	cr_assert_eq(b->n_metrics, a->n_metrics);
+	cr_expect_eq(memcmp(a->values, b->values, a->n_items * a->n_metrics * sizeof(double)), 0);
+	cr_expect_str_eq(b->items[5].key, a->items[5].key);
+	cr_expect_str_eq(b->items[5].cluster, a->items[5].cluster);
+	cr_expect_str_eq(b->model_files[0].sha256, a->model_files[0].sha256);
+	cr_expect_eq(b->aggregates[1].mean, a->aggregates[1].mean);
+	cr_expect_eq(b->aggregates[2].method, a->aggregates[2].method);
+	cr_expect_eq(mb_store_get_run(&back, s, 99, &err), MB_ENOTFOUND);
+	mb_store_free(s);
+	text_of(db, "PRAGMA journal_mode", mode, sizeof(mode));
+	cr_expect_str_eq(mode, "wal");
+	cr_expect_eq(scalar(db, "PRAGMA user_version"), MB_STORE_SCHEMA_VERSION);
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM item_values"), 40 * 3);
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"), 1);
+	mb_run_result_dispose(&back);
+	mb_run_result_dispose(&run);
+	mbt_rmtree(dir);
+}
+
+Test(store, gates_are_recorded_with_one_row_per_metric)
+{
+	char dir[256], db[512], *text;
+	mb_store *s;
+	mb_run_result run;
+	mb_spec spec;
+	mb_gate_result g;
+	mb_error err;
+	int64_t gate_id;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	mbt_run_fixture(&run, dir);
+	mbt_suite_fixture(dir, 20, "", MBT_METRICS_ALL, &text);
+	cr_assert_eq(mb_spec_parse(&spec, text, strlen(text), "demo.json", &err), 0);
+	free(text);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_store_put_run(s, &run, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_gate_init(&g, &spec, "benchmarks/demo.json", "main", "c0ffee", "b10b",
+				  &err), 0);
+	g.rows[0].metric_changed = 1;
+	mb_gate_finish(&g, MB_GATE_POLICY_EXIT4, MB_GATE_POLICY_EXIT4);
+	g.run_id = run.id;
+	cr_assert_eq(mb_store_put_gate(s, &gate_id, &g, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM comparisons"), 3);
+	cr_expect_eq(scalar(db, "SELECT exit_code FROM gates"), 4);
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM comparisons WHERE status = 'METRIC-CHANGED'"), 1);
+	mb_gate_dispose(&g);
+	mb_spec_dispose(&spec);
+	mb_run_result_dispose(&run);
+	mbt_rmtree(dir);
+}
+
+Test(store, files_that_are_not_our_schema_are_refused)
+{
+	char dir[256], db[512];
+	mb_store *s;
+	mb_error err;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/newer.db", dir);
+	exec_raw(db, "CREATE TABLE t(x); PRAGMA user_version = 99;");
+	cr_expect_eq(mb_store_open(&s, db, NULL, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "schema version 99 is newer than this build's") != NULL, "%s",
+		  err.msg);
+	snprintf(db, sizeof(db), "%s/foreign.db", dir);
+	exec_raw(db, "CREATE TABLE t(x);");
+	cr_expect_eq(mb_store_open(&s, db, NULL, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "not a mechbench results database") != NULL, "%s", err.msg);
+	mbt_write(dir, "junk.db", "this is not a database, not even close, and it is long enough "
+				  "that sqlite reads a header from it...............................");
+	snprintf(db, sizeof(db), "%s/junk.db", dir);
+	cr_expect_eq(mb_store_open(&s, db, NULL, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "junk.db: not a database") != NULL, "%s", err.msg);
+	/* Read-only opens never migrate. */
+	snprintf(db, sizeof(db), "%s/empty.db", dir);
+	exec_raw(db, "PRAGMA user_version = 0;");
+	mb_store_opts ro = {.readonly = 1};
+	cr_expect_eq(mb_store_open(&s, db, &ro, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "needs migrating") != NULL, "%s", err.msg);
+	mbt_rmtree(dir);
+}
+
+Test(store, a_locked_database_gives_ebusy_naming_the_file_without_hanging)
+{
+	char dir[256], db[512];
+	mb_store *s, *s2;
+	mb_provenance p;
+	mb_error err;
+	sqlite3 *locker;
+	int64_t id;
+	mb_store_opts quick = {.busy_timeout_ms = 200};
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+	cr_assert_eq(sqlite3_open(db, &locker), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(mb_store_open(&s2, db, &quick, &err), 0, "%s", err.msg);
+	mb_provenance_init(&p, 1);
+	cr_expect_eq(mb_store_run_begin(s2, &id, &p, &err), MB_EBUSY);
+	cr_expect(strstr(err.msg, db) != NULL, "names the file: %s", err.msg);
+	cr_expect(strstr(err.msg, "locked by another process") != NULL, "%s", err.msg);
+	mb_store_free(s2);
+	sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(locker);
+	mbt_rmtree(dir);
+}
+
+/* Tries a writable open of db as an unprivileged user (root ignores file
+ * modes); returns 0 when the expected error came back. */
+static int try_readonly_open(const char *db)
+{
+	mb_store *s;
+	mb_error err;
+	int rc;
+
+	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+		return 10;
+	rc = mb_store_open(&s, db, NULL, &err);
+	if (rc == 0) {
+		mb_store_free(s);
+		return 11;
+	}
+	if (rc != MB_EIO || !strstr(err.msg, db) || !strstr(err.msg, "read-only")) {
+		fprintf(stderr, "unexpected: %d %s\n", rc, err.msg);
+		return 12;
+	}
+	return 0;
+}
+
+Test(store, a_read_only_database_gives_a_clear_error)
+{
+	char dir[256], db[512];
+	mb_store *s;
+	mb_error err;
+	pid_t pid;
+	int status;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	chmod(dir, 0755);
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+	cr_assert_eq(chmod(db, 0444), 0);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0)
+		_exit(try_readonly_open(db));
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
+		  WEXITSTATUS(status));
+	mbt_rmtree(dir);
+}
+
+static size_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+Test(store, a_run_killed_mid_transaction_leaves_no_trace, .timeout = 240)
+{
+	char dir[256], db[512], wal[520], spec[2048], sha[MB_SHA256_HEX_LEN], path[512];
+	char *text = NULL, check[64];
+	size_t len;
+	mb_error err;
+	json_t *p = json_pack("{s:i}", "n_per_stratum", 20000);
+	pid_t pid;
+	int status, killed = 0;
+
+	/* Entry "fast": 40,000 items whose 120,000 values overflow SQLite's page
+	 * cache into the WAL inside the open transaction; then entry "slow",
+	 * 50 ms per item, during which the run is killed. */
+	mbt_tmpdir(dir, sizeof(dir));
+	cr_assert_eq(mb_dataset_generate(&text, &len, mb_task_find("synthetic"), 3, p, &err), 0);
+	json_decref(p);
+	mb_sha256_hex_buf(sha, text, len);
+	mbt_write(dir, "datasets/big.jsonl", text);
+	free(text);
+	mbt_true_model(dir, "models/true");
+	snprintf(spec, sizeof(spec),
+		 "{\"format\": 1, \"suite\": \"kill\", \"alpha\": 0.05, \"power\": 0.8,"
+		 " \"bootstrap\": 1000, \"seed\": 1, \"tasks\": ["
+		 "{\"name\": \"fast\", \"task\": \"synthetic\", \"model\": \"models/true\","
+		 " \"dataset\": {\"path\": \"datasets/big.jsonl\", \"sha256\": \"%s\"},"
+		 " \"metrics\": [{\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\","
+		 " \"direction\": \"higher\", \"margin\": 1}]},"
+		 "{\"name\": \"slow\", \"task\": \"synthetic\", \"model\": \"models/true\","
+		 " \"params\": {\"delay_ms\": 50},"
+		 " \"dataset\": {\"path\": \"datasets/big.jsonl\", \"sha256\": \"%s\"},"
+		 " \"metrics\": [{\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\","
+		 " \"direction\": \"higher\", \"margin\": 1}]}]}\n", sha, sha);
+	mbt_write(dir, "spec.json", spec);
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	snprintf(path, sizeof(path), "%s/spec.json", dir);
+
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		/* Outside git, spec paths are relative to the current directory. */
+		if (chdir(dir) != 0)
+			_exit(126);
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(MB_CLI_PATH, "mechbench", "run", "--suite", path, "--db", db, "--quiet",
+		      (char *)NULL);
+		_exit(127);
+	}
+	/* Wait until the uncommitted transaction has spilled into the WAL. */
+	for (int i = 0; i < 20000 && !killed; i++) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		if (file_size(wal) > (2u << 20)) {
+			kill(pid, SIGKILL);
+			killed = 1;
+		}
+		nanosleep(&ts, NULL);
+	}
+	if (!killed) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		cr_assert_fail("the run never wrote its first entry into the WAL");
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	cr_log_info("killed with %zu bytes of WAL", file_size(wal));
+
+	text_of(db, "PRAGMA integrity_check", check, sizeof(check));
+	cr_expect_str_eq(check, "ok");
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM runs"), 0, "no run row");
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM entries"), 0);
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM item_values"), 0, "no item rows");
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM aggregates"), 0);
+	/* And the database takes the next run. */
+	{
+		mb_store *s;
+		cr_expect_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+		mb_store_free(s);
+	}
+	mbt_rmtree(dir);
+}

@@ -1,0 +1,209 @@
+/* harness_support.c: see harness_support.h. */
+#include "harness_support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <mechbench/dataset.h>
+#include <mechbench/runner.h>
+
+static void die(const char *what)
+{
+	perror(what);
+	abort();
+}
+
+void mbt_tmpdir(char *buf, size_t cap)
+{
+	if ((size_t)snprintf(buf, cap, "/tmp/mbtest-XXXXXX") >= cap || !mkdtemp(buf))
+		die("mkdtemp");
+}
+
+void mbt_rmtree(const char *dir)
+{
+	char cmd[4200];
+	if (strncmp(dir, "/tmp/mbtest-", 12) != 0)
+		return; /* never anything but our own folders */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+void mbt_write(const char *dir, const char *rel, const char *text)
+{
+	char path[4096], parent[4096];
+	char *slash;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	snprintf(parent, sizeof(parent), "%s", path);
+	slash = strrchr(parent, '/');
+	if (slash) {
+		*slash = '\0';
+		/* mkdir -p of the parent, below dir. */
+		for (char *p = parent + strlen(dir) + 1; *p; p++)
+			if (*p == '/') {
+				*p = '\0';
+				mkdir(parent, 0755);
+				*p = '/';
+			}
+		mkdir(parent, 0755);
+	}
+	f = fopen(path, "wb");
+	if (!f)
+		die(path);
+	fputs(text, f);
+	if (fclose(f) != 0)
+		die(path);
+}
+
+char *mbt_read(const char *dir, const char *rel)
+{
+	char path[4096];
+	FILE *f;
+	long n;
+	char *buf;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
+		die(path);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+void mbt_synthetic_model(const char *dir, const char *rel, const double *w, int dim, double b)
+{
+	char text[4096], file[1024];
+	size_t n = 0;
+
+	n += (size_t)snprintf(text + n, sizeof(text) - n,
+			      "{\"format\": \"mechbench-synthetic\", \"version\": 1, \"w\": [");
+	for (int j = 0; j < dim; j++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%.17g", j ? ", " : "", w[j]);
+	snprintf(text + n, sizeof(text) - n, "], \"b\": %.17g}\n", b);
+	snprintf(file, sizeof(file), "%s/synthetic.json", rel);
+	mbt_write(dir, file, text);
+}
+
+void mbt_true_model(const char *dir, const char *rel)
+{
+	const double w[8] = {1, -1, 1, -1, 1, -1, 1, -1};
+	mbt_synthetic_model(dir, rel, w, 8, 0);
+}
+
+int mbt_sh(const char *dir, const char *cmd, char **out)
+{
+	char *full;
+	size_t n = strlen(dir) + strlen(cmd) + 32;
+	FILE *p;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int status;
+
+	full = malloc(n);
+	if (!full)
+		die("malloc");
+	snprintf(full, n, "cd '%s' && ( %s ) 2>&1", dir, cmd);
+	p = popen(full, "r");
+	free(full);
+	if (!p)
+		die("popen");
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			buf = realloc(buf, cap);
+			if (!buf)
+				die("realloc");
+		}
+		size_t got = fread(buf + len, 1, 4096, p);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	buf[len] = '\0';
+	status = pclose(p);
+	if (out)
+		*out = buf;
+	else
+		free(buf);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
+		       const char *metrics, char **spec_text)
+{
+	char *text = NULL, sha[MB_SHA256_HEX_LEN];
+	size_t len = 0, cap;
+	mb_error err;
+	json_t *p = json_pack("{s:i}", "n_per_stratum", n_per_stratum);
+
+	if (mb_dataset_generate(&text, &len, mb_task_find("synthetic"), 7, p, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		abort();
+	}
+	json_decref(p);
+	mb_sha256_hex_buf(sha, text, len);
+	mbt_write(dir, "datasets/toy.jsonl", text);
+	free(text);
+	mbt_true_model(dir, "models/true");
+	cap = strlen(extra) + strlen(metrics) + 1024;
+	*spec_text = malloc(cap);
+	if (!*spec_text)
+		die("malloc");
+	snprintf(*spec_text, cap,
+		 "{\n  \"format\": 1,\n  \"suite\": \"demo\",\n  \"alpha\": 0.05,\n"
+		 "  \"power\": 0.8,\n  \"bootstrap\": 2000,\n  \"seed\": 1234,\n"
+		 "  \"tasks\": [{\n    \"name\": \"toy\",\n    \"task\": \"synthetic\",\n"
+		 "    \"model\": \"models/true\",\n    \"baseline\": \"baselines/demo.json\",\n"
+		 "    \"dataset\": {\"path\": \"datasets/toy.jsonl\", \"sha256\": \"%s\"},\n"
+		 "    %s\n    \"metrics\": %s\n  }]\n}\n",
+		 sha, extra, metrics);
+}
+
+static void check(int rc, const mb_error *err)
+{
+	if (rc < 0) {
+		fprintf(stderr, "fixture: %s\n", err->msg);
+		abort();
+	}
+}
+
+void mbt_run_fixture(mb_run_result *run, const char *dir)
+{
+	char *text, model[512];
+	mb_spec spec;
+	mb_dataset d;
+	mb_error err;
+	mb_runner_opts o = {.threads = 2};
+
+	mbt_suite_fixture(dir, 20, "", MBT_METRICS_ALL, &text);
+	check(mb_spec_parse(&spec, text, strlen(text), "demo.json", &err), &err);
+	free(text);
+	check(mb_runner_load_dataset(&d, &spec.entries[0], dir, &err), &err);
+	memset(run, 0, sizeof(*run));
+	mb_provenance_init(&run->prov, 2);
+	snprintf(run->prov.suite, sizeof(run->prov.suite), "demo");
+	snprintf(run->prov.spec_path, sizeof(run->prov.spec_path), "benchmarks/demo.json");
+	run->entries = calloc(1, sizeof(*run->entries));
+	if (!run->entries)
+		die("calloc");
+	snprintf(model, sizeof(model), "%s/models/true", dir);
+	check(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, model,
+				  "models/true", &o, &err), &err);
+	run->n_entries = 1;
+	mb_provenance_finish(&run->prov, mb_runner_now());
+	mb_dataset_dispose(&d);
+	mb_spec_dispose(&spec);
+}
