@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include <mechbench/engine.h>
+#include <mechbench/figure.h>
 #include <mechbench/hooks.h>
 #include <mechbench/modadd.h>
 #include <mechbench/model.h>
@@ -532,6 +533,78 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 	return 0;
 }
 
+/* ---- figures ------------------------------------------------------------ */
+
+/*
+ * Figures (task.h's optional hook):
+ *   modadd.spectrum_unembed  stem: the Fourier norm of W_out W_U (over the
+ *                            answer c) at each frequency k = 1..K; the title
+ *                            lists the key frequencies
+ *   modadd.spectrum_embed    stem: the same for W_E over its token rows
+ *   modadd.loss_by_stratum   heatmap: mean full / restricted / excluded /
+ *                            control loss (columns) per stratum (rows)
+ */
+static int ma_figures(void *state, const mb_item *items, size_t n, const double *values,
+		      mb_figure_list *out, mb_error *err)
+{
+	static const char *const strata[4] = {"train/nowrap", "train/wrap", "test/nowrap",
+					      "test/wrap"};
+	static const char *const cols[4] = {"full", "restricted", "excluded", "control"};
+	const ma_state *st = state;
+	int K = (st->p - 1) / 2, error;
+	double x[MB_MODADD_MAX_P / 2];
+	double sum[4][4] = {{0}};
+	size_t count[4] = {0};
+	char title[512];
+	size_t len;
+	mb_figure *f;
+
+	for (int k = 1; k <= K; k++)
+		x[k - 1] = k;
+	len = (size_t)snprintf(title, sizeof(title), "Fourier norms of W_out W_U by frequency "
+			       "(key%s:", st->key_given ? ", given" : "");
+	for (int q = 0; q < st->nkey && len < sizeof(title) - 16; q++)
+		len += (size_t)snprintf(title + len, sizeof(title) - len, "%s %d", q ? "," : "",
+					st->key[q]);
+	snprintf(title + len, sizeof(title) - len, ")");
+	for (int which = 0; which < 2; which++) {
+		const double *fr = which ? st->freq_embed : st->freq_unembed;
+		if ((error = mb_figure_list_add(out, &f, MB_FIGURE_STEM,
+						which ? "modadd.spectrum_embed"
+						      : "modadd.spectrum_unembed",
+						1, (size_t)K, err)) < 0 ||
+		    (error = mb_figure_set_text(f, which ? "Fourier norms of W_E by frequency"
+							 : title,
+						"frequency k", "norm", NULL, err)) < 0 ||
+		    (error = mb_figure_set_x(f, x, err)) < 0)
+			return error;
+		for (int k = 1; k <= K; k++)
+			f->values[k - 1] = fr[k];
+	}
+	for (size_t i = 0; i < n; i++)
+		for (int s = 0; s < 4; s++)
+			if (strcmp(items[i].stratum, strata[s]) == 0) {
+				for (int c = 0; c < 4; c++)
+					sum[s][c] += values[i * MA_NMETRICS + (size_t)(c ? MA_RESTRICTED +
+										     c - 1 : MA_LOSS)];
+				count[s]++;
+			}
+	if ((error = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "modadd.loss_by_stratum", 4,
+					4, err)) < 0 ||
+	    (error = mb_figure_set_text(f, "Mean loss by stratum: full and with the key frequencies "
+					"kept, removed, or random ones removed", "logits",
+					"stratum", "mean loss", err)) < 0)
+		return error;
+	for (int s = 0; s < 4; s++) {
+		if ((error = mb_figure_set_row_label(f, (size_t)s, strata[s], err)) < 0 ||
+		    (error = mb_figure_set_col_label(f, (size_t)s, cols[s], err)) < 0)
+			return error;
+		for (int c = 0; c < 4; c++)
+			f->values[s * 4 + c] = count[s] ? sum[s][c] / (double)count[s] : NAN;
+	}
+	return 0;
+}
+
 const mb_task mb_task_modadd = {
 	.name = "modadd",
 	.version = 1,
@@ -546,4 +619,5 @@ const mb_task mb_task_modadd = {
 	.open = ma_open,
 	.close = ma_close,
 	.run = ma_run,
+	.figures = ma_figures,
 };

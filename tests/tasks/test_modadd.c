@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <mechbench/dataset.h>
+#include <mechbench/figure.h>
 #include <mechbench/modadd.h>
 #include <mechbench/task.h>
 #include <mechbench/zoo.h>
@@ -458,4 +459,55 @@ Test(modadd, zoo_model_has_the_fourier_mechanism)
 	t->close(st);
 	free(v);
 	mb_dataset_dispose(&d);
+}
+
+Test(modadd, figures_draw_both_spectra_and_the_losses_by_stratum)
+{
+	const mb_task *t = mb_task_find("modadd");
+	char dir[256];
+	mb_item_list items = {0};
+	mb_figure_list figs = {0};
+	mb_error err = {0};
+	json_t *gp = json_pack("{si sf}", "p", 23, "train_frac", 0.5);
+	json_t *keys = json_pack("{s[ii]}", "key_frequencies", 4, 9);
+	const mb_figure *f;
+	double *v;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	tiny_model(dir);
+	cr_assert_eq(t->generate(&items, 3, gp, &err), 0, "%s", err.msg);
+	v = malloc(items.n * t->n_metrics * sizeof(double));
+	{
+		void *st = NULL;
+		cr_assert_eq(t->open(&st, dir, keys, &err), 0, "%s", err.msg);
+		cr_assert_eq(t->run(st, items.items, items.n, v, &err), 0, "%s", err.msg);
+		t->close(st);
+	}
+	cr_assert_eq(mb_figure_compute(&figs, t, dir, keys, items.items, items.n, v, &err), 0,
+		     "%s", err.msg);
+	f = mb_figure_list_find(&figs, "modadd.spectrum_unembed");
+	cr_assert(f && f->kind == MB_FIGURE_STEM && f->cols == 11);
+	cr_assert(strstr(f->title, "given: 4, 9)"), "%s", f->title);
+	cr_assert_eq(f->x[0], 1.0);
+	f = mb_figure_list_find(&figs, "modadd.spectrum_embed");
+	cr_assert(f && f->cols == 11);
+	f = mb_figure_list_find(&figs, "modadd.loss_by_stratum");
+	cr_assert(f && f->rows == 4 && f->cols == 4);
+	/* the full-loss column is the mean of modadd.loss over each stratum */
+	{
+		double s = 0;
+		size_t c = 0;
+		for (size_t i = 0; i < items.n; i++)
+			if (strcmp(items.items[i].stratum, "test/wrap") == 0) {
+				s += v[i * t->n_metrics];
+				c++;
+			}
+		cr_assert_float_eq(f->values[3 * 4 + 0], s / (double)c, 1e-12);
+	}
+	mb_figure_list_dispose(&figs);
+	free(v);
+	json_decref(gp);
+	json_decref(keys);
+	mb_item_list_dispose(&items);
+	mbt_rmtree(dir);
 }
