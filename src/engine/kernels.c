@@ -1,0 +1,520 @@
+/*
+ * kernels.c: GEMM wrapper, LayerNorm, activations, softmax, causal attention.
+ *
+ * Shape letters: R rows, D row width, K inner dimension, N output columns,
+ * T positions, L valid positions of one item, Dh head width.
+ *
+ * Fixed-order reductions: a row's sum runs in 16 independent lanes (lane j
+ * takes elements j, j+16, ...), then lanes are combined by a fixed tree. The
+ * compiler may vectorise the lane loop any way it likes without changing a
+ * bit (ISO C mode: no FMA contraction, no reassociation).
+ */
+#include "kernels_int.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#define LANES 16
+
+static inline float tree16(float acc[LANES])
+{
+	for (int s = LANES / 2; s > 0; s >>= 1)
+		for (int j = 0; j < s; j++)
+			acc[j] += acc[j + s];
+	return acc[0];
+}
+
+float mb_k_sum(const float *x, int n)
+{
+	float acc[LANES] = {0};
+	int i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int j = 0; j < LANES; j++)
+			acc[j] += x[i + j];
+	for (int j = 0; i + j < n; j++)
+		acc[j] += x[i + j];
+	return tree16(acc);
+}
+
+float mb_k_dot(const float *a, const float *b, int n)
+{
+	float acc[LANES] = {0};
+	int i = 0;
+
+	for (; i + LANES <= n; i += LANES)
+		for (int j = 0; j < LANES; j++)
+			acc[j] += a[i + j] * b[i + j];
+	for (int j = 0; i + j < n; j++)
+		acc[j] += a[i + j] * b[i + j];
+	return tree16(acc);
+}
+
+/* GEMM ------------------------------------------------------------------- */
+
+static void sgemm1(float *C, int ldc, const float *A, int lda, const float *W, int ldw,
+		   int trans_w, int R, int N, int K, float alpha)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, R, N, K,
+		    alpha, A, lda, W, ldw, 0.0f, C, ldc);
+}
+
+void mb_k_gemm(float *C, int ldc, const float *A, int lda, const float *W, int ldw, int trans_w,
+	       int R, int N, int K, float alpha, int u)
+{
+	int groups, chunks;
+
+	if (R <= 0 || N <= 0)
+		return;
+	if (K <= 0) {
+		for (int r = 0; r < R; r++)
+			memset(C + (size_t)r * ldc, 0, sizeof(float) * (size_t)N);
+		return;
+	}
+	if (u < 1) {
+		u = R; /* no known row group: one single-threaded call */
+		chunks = 1;
+	} else {
+		chunks = omp_in_parallel() ? 1 : omp_get_max_threads();
+	}
+	groups = (R + u - 1) / u;
+	if (chunks > groups)
+		chunks = groups;
+	if (chunks < 1)
+		chunks = 1;
+	/* Even with one chunk we enter a region: inside it, and only there,
+	 * omp_set_num_threads(1) makes OpenBLAS's OpenMP build run on the calling
+	 * thread (its thread count follows omp_get_max_threads()). */
+#pragma omp parallel num_threads(chunks)
+	{
+		int nth = omp_get_num_threads();
+
+		omp_set_num_threads(1);
+		for (int c = omp_get_thread_num(); c < chunks; c += nth) {
+			int g0 = (int)((long)groups * c / chunks);
+			int g1 = (int)((long)groups * (c + 1) / chunks);
+			int r0 = g0 * u, r1 = g1 * u < R ? g1 * u : R;
+
+			if (r1 > r0)
+				sgemm1(C + (size_t)r0 * ldc, ldc, A + (size_t)r0 * lda, lda, W, ldw,
+				       trans_w, r1 - r0, N, K, alpha);
+		}
+	}
+}
+
+static float probe_rand(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float)((int)((*s >> 40) % 2001) - 1000) / 1000.0f;
+}
+
+#define PROBE_ROWS (3 * 128 + 5) /* every candidate's groups, and a partial one */
+
+/* One candidate u: sub-calls on u-aligned row ranges of lengths that are
+ * multiples of u must reproduce the rows of the full call C0 (PROBE_ROWS rows
+ * of A) bit for bit. Runs single-threaded (called from inside a region with
+ * omp_set_num_threads(1)). */
+static int probe_one(int u, int K, int N, int trans_w, const float *W, const float *A,
+		     const float *C0, float *C1)
+{
+	int ldw = trans_w ? K : N;
+	int starts[4] = {0, u, 2 * u, 5 * u}, lens[4] = {u, 2 * u, u, (PROBE_ROWS / 2) / u * u};
+
+	for (int i = 0; i < 4; i++) {
+		int r0 = starts[i], n = lens[i];
+
+		if (r0 + n > PROBE_ROWS || n < 1)
+			continue;
+		sgemm1(C1, N, A + (size_t)r0 * K, K, W, ldw, trans_w, n, N, K, 1.0f);
+		if (memcmp(C1, C0 + (size_t)r0 * N, sizeof(float) * (size_t)n * N) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int mb_k_gemm_probe_group(int K, int N, int trans_w)
+{
+	static const int cand[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128};
+	const int ncand = (int)(sizeof(cand) / sizeof(cand[0]));
+	float *W = NULL, *A = NULL, *C0 = NULL, *C1 = NULL;
+	int found = 0;
+	uint64_t s = 987654321u;
+
+	if (N > 512)
+		N = 512;
+	if (K < 1 || N < 1)
+		return 1;
+	W = malloc(sizeof(float) * (size_t)K * N);
+	A = malloc(sizeof(float) * (size_t)PROBE_ROWS * K);
+	C0 = malloc(sizeof(float) * (size_t)PROBE_ROWS * N);
+	C1 = malloc(sizeof(float) * (size_t)PROBE_ROWS * N);
+	if (!W || !A || !C0 || !C1)
+		goto cleanup;
+	for (size_t i = 0; i < (size_t)K * N; i++)
+		W[i] = probe_rand(&s) * 0.05f;
+	for (size_t i = 0; i < (size_t)PROBE_ROWS * K; i++)
+		A[i] = probe_rand(&s);
+#pragma omp parallel num_threads(1)
+	{
+		omp_set_num_threads(1);
+		sgemm1(C0, N, A, K, W, trans_w ? K : N, trans_w, PROBE_ROWS, N, K, 1.0f);
+		for (int i = 0; i < ncand && !found; i++)
+			if (probe_one(cand[i], K, N, trans_w, W, A, C0, C1))
+				found = cand[i];
+	}
+cleanup:
+	free(W);
+	free(A);
+	free(C0);
+	free(C1);
+	return found;
+}
+
+/* Elementwise ------------------------------------------------------------- */
+
+/* Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, scale by 2^n
+ * through the exponent bits. Branch-free so loops over it vectorise. */
+static inline float expf_core(float x)
+{
+	float t, n, r, p;
+	int32_t bits;
+	int32_t ni;
+
+	x = x > 88.0f ? 88.0f : x;
+	x = x < -86.0f ? -86.0f : x;
+	t = x * 1.44269504088896341f;
+	n = (t + 12582912.0f) - 12582912.0f; /* round to nearest (|t| < 2^22) */
+	ni = (int32_t)n;
+	r = x - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	memcpy(&bits, &p, sizeof(bits));
+	bits += (int32_t)((uint32_t)ni << 23);
+	memcpy(&p, &bits, sizeof(p));
+	return p;
+}
+
+float mb_k_expf(float x) { return expf_core(x); }
+
+/* gelu_new(x) = 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x +
+ * 0.044715 x^3): the second form has no cancellation for negative x. */
+static inline float gelu_new_core(float x)
+{
+	float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+
+	return x / (1.0f + expf_core(-2.0f * u));
+}
+
+float mb_k_gelu_new(float x) { return gelu_new_core(x); }
+
+float mb_k_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+/* AVX2 and baseline clones of the hot elementwise loops: identical bits (the
+ * same IEEE operations per lane, no FMA contraction in ISO C mode), twice the
+ * lanes where the CPU has them. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MB_CLONES
+#endif
+
+MB_CLONES static void act_span(float *out, const float *in, int n, mb_activation act)
+{
+	switch (act) {
+	case MB_ACT_GELU_NEW:
+		for (int i = 0; i < n; i++)
+			out[i] = gelu_new_core(in[i]);
+		break;
+	case MB_ACT_GELU:
+		for (int i = 0; i < n; i++)
+			out[i] = mb_k_gelu(in[i]);
+		break;
+	case MB_ACT_RELU:
+		for (int i = 0; i < n; i++)
+			out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+		break;
+	}
+}
+
+void mb_k_act(float *out, const float *in, size_t n, mb_activation act)
+{
+	const long chunk = 4096;
+	long nchunks = (long)((n + (size_t)chunk - 1) / (size_t)chunk);
+
+#pragma omp parallel for schedule(static)
+	for (long c = 0; c < nchunks; c++) {
+		size_t i0 = (size_t)c * (size_t)chunk;
+		size_t m = n - i0 < (size_t)chunk ? n - i0 : (size_t)chunk;
+
+		act_span(out + i0, in + i0, (int)m, act);
+	}
+}
+
+void mb_k_bias_act(float *out, float *in, const float *bias, int R, int N, mb_activation act)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < R; r++) {
+		float *o = out + (size_t)r * N;
+		float *x = in + (size_t)r * N;
+
+		for (int c = 0; c < N; c++)
+			x[c] += bias[c];
+		act_span(o, x, N, act);
+	}
+}
+
+void mb_k_add_bias(float *y, int ld, const float *bias, int R, int N)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < R; r++) {
+		float *row = y + (size_t)r * ld;
+
+		for (int c = 0; c < N; c++)
+			row[c] += bias[c];
+	}
+}
+
+void mb_k_add(float *out, const float *a, const float *b, size_t n)
+{
+	const long chunk = 16384;
+	long nchunks = (long)((n + (size_t)chunk - 1) / (size_t)chunk);
+
+#pragma omp parallel for schedule(static)
+	for (long c = 0; c < nchunks; c++) {
+		size_t i0 = (size_t)c * (size_t)chunk;
+		size_t i1 = i0 + (size_t)chunk < n ? i0 + (size_t)chunk : n;
+
+		for (size_t i = i0; i < i1; i++)
+			out[i] = a[i] + b[i];
+	}
+}
+
+/* LayerNorm ---------------------------------------------------------------- */
+
+MB_CLONES static void ln_row(float *out, float *xhat, float *mean_out, float *rstd_out, const float *x,
+		   const float *w, const float *b, int D, float eps)
+{
+	float acc[LANES] = {0};
+	float mean, var, scale;
+	int i = 0;
+
+	mean = mb_k_sum(x, D) / (float)D;
+	for (; i + LANES <= D; i += LANES)
+		for (int j = 0; j < LANES; j++) {
+			float d = x[i + j] - mean;
+			acc[j] += d * d;
+		}
+	for (int j = 0; i + j < D; j++) {
+		float d = x[i + j] - mean;
+		acc[j] += d * d;
+	}
+	var = tree16(acc) / (float)D;
+	scale = sqrtf(var + eps);
+	if (mean_out)
+		*mean_out = mean;
+	if (rstd_out)
+		*rstd_out = 1.0f / scale;
+	if (xhat) {
+		for (int c = 0; c < D; c++)
+			xhat[c] = (x[c] - mean) / scale;
+		if (out)
+			for (int c = 0; c < D; c++)
+				out[c] = xhat[c] * w[c] + b[c];
+	} else if (out) {
+		for (int c = 0; c < D; c++)
+			out[c] = ((x[c] - mean) / scale) * w[c] + b[c];
+	}
+}
+
+void mb_k_layernorm(float *out, float *xhat, float *mean, float *rstd, const float *x,
+		    const float *w, const float *b, int R, int D, float eps)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < R; r++)
+		ln_row(out ? out + (size_t)r * D : NULL, xhat ? xhat + (size_t)r * D : NULL,
+		       mean ? mean + r : NULL, rstd ? rstd + r : NULL, x + (size_t)r * D, w, b, D,
+		       eps);
+}
+
+void mb_k_ln_affine(float *out, const float *xhat, const float *w, const float *b, int R, int D)
+{
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < R; r++) {
+		float *o = out + (size_t)r * D;
+		const float *x = xhat + (size_t)r * D;
+
+		for (int c = 0; c < D; c++)
+			o[c] = x[c] * w[c] + b[c];
+	}
+}
+
+/* Attention ---------------------------------------------------------------- */
+
+static int block_end(int i, int L)
+{
+	int e = (i / MB_K_ATT_BLOCK + 1) * MB_K_ATT_BLOCK;
+
+	return e < L ? e : L;
+}
+
+static void scores_block(float *S, int T, const float *q, const float *k, int ld, int i0, int i1,
+			 int Dh, float scale)
+{
+	sgemm1(S + (size_t)i0 * T, T, q + (size_t)i0 * ld, ld, k, ld, 1, i1 - i0, i1, Dh, scale);
+}
+
+MB_CLONES static void softmax_row(float *s, int i, int end)
+{
+	float mx = s[0], sum;
+
+	for (int j = 1; j <= i; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	for (int j = 0; j <= i; j++)
+		s[j] = expf_core(s[j] - mx);
+	sum = mb_k_sum(s, i + 1);
+	for (int j = 0; j <= i; j++)
+		s[j] = s[j] / sum;
+	for (int j = i + 1; j < end; j++)
+		s[j] = 0.0f;
+}
+
+static void pv_block(float *z, int ldz, const float *S, int T, const float *v, int ld, int i0,
+		     int i1, int Dh)
+{
+	sgemm1(z + (size_t)i0 * ldz, ldz, S + (size_t)i0 * T, T, v, ld, 0, i1 - i0, Dh, i1, 1.0f);
+}
+
+void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
+		     float scale)
+{
+	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+
+		scores_block(S, T, q, k, ld, i0, i1, Dh, scale);
+	}
+}
+
+void mb_k_att_mask_scores(float *S, int T, int L)
+{
+	for (int i = 0; i < T; i++) {
+		float *row = S + (size_t)i * T;
+		int first = i < L ? i + 1 : 0;
+
+		for (int j = first; j < T; j++)
+			row[j] = -INFINITY;
+	}
+}
+
+void mb_k_att_softmax(float *S, int T, int L, int full)
+{
+	for (int i = 0; i < L; i++)
+		softmax_row(S + (size_t)i * T, i, full ? T : block_end(i, L));
+	if (full)
+		for (int i = L; i < T; i++)
+			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
+}
+
+void mb_k_att_zero_masked(float *S, int T, int L)
+{
+	for (int i = 0; i < L; i++) {
+		float *row = S + (size_t)i * T;
+
+		for (int j = i + 1; j < block_end(i, L); j++)
+			row[j] = 0.0f;
+	}
+}
+
+void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh)
+{
+	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+
+		pv_block(z, ldz, S, T, v, ld, i0, i1, Dh);
+	}
+}
+
+void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
+		    const float *v, int ld, int L, int Dh, float scale, int full)
+{
+	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+
+		scores_block(S, T, q, k, ld, i0, i1, Dh, scale);
+		for (int i = i0; i < i1; i++)
+			softmax_row(S + (size_t)i * T, i, full ? T : i1);
+		pv_block(z, ldz, S, T, v, ld, i0, i1, Dh);
+	}
+	if (full)
+		for (int i = L; i < T; i++)
+			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
+}
+
+/* Row-wise matmul for selected logits -------------------------------------- */
+
+/* Four rows of X against one row of W, each exactly mb_k_dot's order. */
+static void dot4(float out[4], const float *x0, const float *x1, const float *x2,
+		 const float *x3, const float *w, int K)
+{
+	float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
+	int i = 0;
+
+	for (; i + LANES <= K; i += LANES)
+		for (int j = 0; j < LANES; j++) {
+			float wj = w[i + j];
+			a0[j] += x0[i + j] * wj;
+			a1[j] += x1[i + j] * wj;
+			a2[j] += x2[i + j] * wj;
+			a3[j] += x3[i + j] * wj;
+		}
+	for (int j = 0; i + j < K; j++) {
+		float wj = w[i + j];
+		a0[j] += x0[i + j] * wj;
+		a1[j] += x1[i + j] * wj;
+		a2[j] += x2[i + j] * wj;
+		a3[j] += x3[i + j] * wj;
+	}
+	out[0] = tree16(a0);
+	out[1] = tree16(a1);
+	out[2] = tree16(a2);
+	out[3] = tree16(a3);
+}
+
+void mb_k_matmul_nt_rows(float *out, int ldo, const float *X, int R, const float *W, int N, int K)
+{
+	const int nb = 64;
+	int nblocks = (N + nb - 1) / nb;
+
+#pragma omp parallel for schedule(static)
+	for (int blk = 0; blk < nblocks; blk++) {
+		int c0 = blk * nb, c1 = c0 + nb < N ? c0 + nb : N;
+		int r = 0;
+
+		for (; r + 4 <= R; r += 4) {
+			const float *x0 = X + (size_t)r * K;
+
+			for (int c = c0; c < c1; c++) {
+				float o[4];
+
+				dot4(o, x0, x0 + K, x0 + 2 * (size_t)K, x0 + 3 * (size_t)K,
+				     W + (size_t)c * K, K);
+				for (int rr = 0; rr < 4; rr++)
+					out[(size_t)(r + rr) * ldo + c] = o[rr];
+			}
+		}
+		for (; r < R; r++)
+			for (int c = c0; c < c1; c++)
+				out[(size_t)r * ldo + c] =
+					mb_k_dot(X + (size_t)r * K, W + (size_t)c * K, K);
+	}
+}

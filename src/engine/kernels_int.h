@@ -1,0 +1,104 @@
+/*
+ * kernels_int.h: the engine's numeric kernels (private to src/engine, used by
+ * the forward, the backward and the tests).
+ *
+ * Shape letters: R rows, D row width, K inner dimension, N output columns,
+ * V vocab, T positions, L valid positions of one item, Dh head width.
+ *
+ * Every kernel is deterministic: per-row work in OpenMP loops over disjoint
+ * rows, reductions inside a row in a fixed order (16 lanes, then a fixed
+ * tree), no float atomics. Kernels never allocate.
+ */
+#ifndef MB_ENGINE_KERNELS_INT_H
+#define MB_ENGINE_KERNELS_INT_H
+
+#include <stddef.h>
+
+#include <mechbench/engine.h>
+
+/*
+ * C (R, N) = alpha * A (R, K) @ op(W): op(W) = W (K, N) row-major with leading
+ * dimension ldw, or with trans_w, W^T where W is (N, K). Rows are split into
+ * chunks starting at multiples of u, each a single-threaded cblas_sgemm run by
+ * one OpenMP thread, so a row's bits never depend on the thread count; with
+ * R a multiple of u they depend only on the row's own data and its position
+ * modulo u (engine.h, "Why packed and why U"). u < 1: one single-threaded
+ * call (deterministic, slow). Callable inside a parallel region (then runs on
+ * the calling thread).
+ */
+void mb_k_gemm(float *C, int ldc, const float *A, int lda, const float *W, int ldw, int trans_w,
+	       int R, int N, int K, float alpha, int u);
+
+/* The smallest row group u (from 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64,
+ * 96, 128) for which single-threaded sgemm calls on u-aligned row ranges
+ * reproduce a larger call bit for bit, for this (K, N, trans_w); 0 when none
+ * does. Uses its own random data; N is capped at 1024 columns (the row
+ * blocking of the kernels does not depend on the column count). */
+int mb_k_gemm_probe_group(int K, int N, int trans_w);
+
+/* exp(x) to about 2 ulp on [-86, 88] (inputs clamped to it); same bits on
+ * every machine with IEEE float and on every vectorisation of the loop. */
+float mb_k_expf(float x);
+
+/* Sum of x[0..n) in the engine's fixed order (16 lanes, then a tree). */
+float mb_k_sum(const float *x, int n);
+/* Dot product of a and b in the same fixed order. */
+float mb_k_dot(const float *a, const float *b, int n);
+
+/*
+ * LayerNorm of R rows of width D: mean, rstd = 1 / sqrt(var + eps) (biased
+ * variance), xhat = (x - mean) / sqrt(var + eps), out = xhat * w + b.
+ * xhat may be NULL (not stored); out may be NULL (only xhat and statistics).
+ * x may alias out but not xhat.
+ */
+void mb_k_layernorm(float *out, float *xhat, float *mean, float *rstd, const float *x,
+		    const float *w, const float *b, int R, int D, float eps);
+/* out = xhat * w + b over R rows of width D (out may alias xhat). */
+void mb_k_ln_affine(float *out, const float *xhat, const float *w, const float *b, int R, int D);
+
+/* y[r][c] += bias[c] for R rows of N columns with row stride ld. */
+void mb_k_add_bias(float *y, int ld, const float *bias, int R, int N);
+/* out = a + b, n floats (out may alias a or b). */
+void mb_k_add(float *out, const float *a, const float *b, size_t n);
+/* in += bias, then out = act(in), over R rows of N columns (row stride N), row
+ * by row so the second pass reads from cache; out may alias in. */
+void mb_k_bias_act(float *out, float *in, const float *bias, int R, int N, mb_activation act);
+/* out = act(in), n floats (out may alias in). */
+void mb_k_act(float *out, const float *in, size_t n, mb_activation act);
+/* The scalar activations the vector kernels implement, for tests. */
+float mb_k_gelu_new(float x);
+float mb_k_gelu(float x);
+
+/*
+ * Causal attention of one (item, head), single-threaded, in query blocks of
+ * MB_K_ATT_BLOCK rows so that the masked upper half is mostly skipped.
+ * q, k, v: (L, Dh) with row stride ld (the item's rows of the qkv buffer at the
+ * head's column offset). S: the (T, T) block of att for this (item, head),
+ * row stride T. z: (L, Dh) with row stride ldz.
+ * scores: S[i][0..blockend(i)) = scale * q_i . k_j (entries j > i are junk).
+ * softmax: for rows i < L, S[i][j] = softmax over j <= i, zeros for i < j <
+ *          blockend(i); with full, also zeros beyond and zero rows i >= L.
+ * mask_scores (full fill of the scores view): S[i][j > i] = -inf, rows i >= L -inf.
+ * pv: z_i = sum over j < blockend(i) of S[i][j] v_j.
+ * fused: scores, softmax and pv block by block (cache friendly).
+ */
+#define MB_K_ATT_BLOCK 64
+void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
+		     float scale);
+void mb_k_att_mask_scores(float *S, int T, int L);
+void mb_k_att_softmax(float *S, int T, int L, int full);
+/* Zeros the masked entries inside the query blocks (after a pattern hook). */
+void mb_k_att_zero_masked(float *S, int T, int L);
+void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh);
+void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
+		    const float *v, int ld, int L, int Dh, float scale, int full);
+
+/*
+ * out[r][c] = X[r] . W[c] for R rows of X (R, K) and N rows of W (N, K), each
+ * a mb_k_dot: a row's result depends only on its own data (no BLAS row
+ * blocking), for the handful of rows of selected-position logits.
+ * out has row stride ldo. Parallel over blocks of W rows.
+ */
+void mb_k_matmul_nt_rows(float *out, int ldo, const float *X, int R, const float *W, int N, int K);
+
+#endif
