@@ -175,6 +175,11 @@ typedef struct mb_engine_acts {
 	float *lnf_mean;               /* (R) */
 	float *lnf_rstd;               /* (R) */
 	float *lnf_out;                /* (R, D) */
+	int tail;                      /* 0, or B: the run used the compact tail, and the last
+					  layer's attn_out, resid_mid, ln2_*, mlp_* and
+					  resid_final, lnf_* hold item b's last position in row b
+					  (rows 0..B-1) and nothing else */
+	float *tail_z;                 /* (B, D) with tail: the last layer's z at those rows */
 } mb_engine_acts;
 
 /* The packed-row plan of the last run. */
@@ -182,7 +187,8 @@ typedef struct mb_engine_rows {
 	int batch;             /* B */
 	int seq;               /* T */
 	int group;             /* U */
-	int rows;              /* R = sum over items of len[b] rounded up to U */
+	int rows;              /* R = sum over items of len[b] rounded up to U (dense rows:
+				  the sum, rounded up to U once) */
 	const int32_t *len;    /* (B) */
 	const int32_t *row0;   /* (B) first row of item b */
 } mb_engine_rows;
@@ -201,6 +207,21 @@ typedef struct mb_engine mb_engine;
 int mb_engine_init(mb_engine **out, const mb_engine_config *cfg, const mb_engine_weights *w,
 		   const mb_engine_opts *opts, mb_error *err);
 void mb_engine_free(mb_engine *e);
+
+/* Dense rows (off by default; for training, where a step is one fixed batch):
+ * later runs pack items back to back and pad only the run's end to U, so a
+ * batch of 3-token items is not padded to U rows each. Results stay the same
+ * bits for any thread count, but batch invariance is lost: an item's bits
+ * may depend on its row offset modulo U. */
+void mb_engine_set_dense_rows(mb_engine *e, int dense);
+
+/* Compact tail (off by default; for training on the last position, e.g.
+ * modular addition): a run with MB_LOGITS_LAST, no hooks, no start_z and every
+ * item of length T computes the last layer after the attention (attn_out, the
+ * MLP, LN_f, the logits) only at each item's last position, in B compact rows
+ * (mb_engine_acts.tail). The logits are what the full run gives to rounding
+ * (the same kernels on fewer rows). */
+void mb_engine_set_compact_tail(mb_engine *e, int compact);
 
 /* Runs a forward. Checks the run (sizes, token ids < V, lengths, positions,
  * hooks valid for this model, start layer) before computing anything; errors

@@ -43,6 +43,11 @@ struct mb_engine {
 	int B, T, R;
 	int32_t *len;  /* (max_batch) */
 	int32_t *row0; /* (max_batch) */
+	int32_t *span; /* (max_batch) rows of item b: len[b] and its padding */
+	int dense;     /* mb_engine_set_dense_rows */
+	int compact;   /* mb_engine_set_compact_tail */
+	float *tail_z; /* (max_batch, D) the last layer's z at each item's last position */
+	size_t tail_z_cap;
 
 	/* logits of the last run */
 	mb_logits_mode lmode;
@@ -93,7 +98,7 @@ static int observes(const mb_hooks *h, mb_hook_kind k, int layer)
 	return h && mb_hooks_observes(h, pt(k, layer));
 }
 
-static int row_len(const mb_engine *e, int b) { return (e->len[b] + e->U - 1) / e->U * e->U; }
+static int row_len(const mb_engine *e, int b) { return e->span[b]; }
 
 /* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */
 static void unpack(const mb_engine *e, float *view, const float *buf, int w, int ld)
@@ -303,8 +308,9 @@ int mb_engine_init(mb_engine **out, const mb_engine_config *cfg, const mb_engine
 	e->gu = e->invariant ? e->U : 0;
 	e->len = calloc((size_t)e->max_batch, sizeof(int32_t));
 	e->row0 = calloc((size_t)e->max_batch, sizeof(int32_t));
-	if (!e->len || !e->row0) {
-		rc = mb_error_oom(err, "engine plan", 2 * sizeof(int32_t) * (size_t)e->max_batch);
+	e->span = calloc((size_t)e->max_batch, sizeof(int32_t));
+	if (!e->len || !e->row0 || !e->span) {
+		rc = mb_error_oom(err, "engine plan", 3 * sizeof(int32_t) * (size_t)e->max_batch);
 		goto cleanup;
 	}
 	D = (size_t)cfg->d_model;
@@ -382,6 +388,8 @@ void mb_engine_free(mb_engine *e)
 	free(e->slots);
 	free(e->len);
 	free(e->row0);
+	free(e->span);
+	free(e->tail_z);
 	free(e->logits);
 	free(e->sel_x);
 	free(e->view);
@@ -390,6 +398,10 @@ void mb_engine_free(mb_engine *e)
 	free(e->result);
 	free(e);
 }
+
+void mb_engine_set_dense_rows(mb_engine *e, int dense) { e->dense = dense != 0; }
+
+void mb_engine_set_compact_tail(mb_engine *e, int compact) { e->compact = compact != 0; }
 
 /* Run checks --------------------------------------------------------------- */
 
@@ -716,6 +728,64 @@ static int attn_out(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_acts
 	return 0;
 }
 
+/*
+ * The last layer after hook_z when the run reads only each item's last
+ * position (engine.h, mb_engine_set_compact_tail): the rows of the B last
+ * positions are gathered into rows 0..B-1 and everything after the attention
+ * (attn_out, resid_mid, LN2, MLP, resid_post into next) runs on those B rows.
+ */
+static int layer_tail(mb_engine *e, int l, mb_engine_layer_acts *a, float *next, mb_error *err)
+{
+	const mb_engine_config *c = &e->cfg;
+	const mb_engine_weights *w = &e->w;
+	int D = c->d_model, M = c->d_mlp, S = e->B, rc;
+	size_t SD = (size_t)S * D;
+	float *zs, *rs;
+
+	rc = grow(&e->tail_z, &e->tail_z_cap, SD, "compact tail", err);
+	if (rc == 0)
+		rc = grow(&e->tmp_a, &e->tmp_a_cap, SD, "compact tail", err);
+	if (rc < 0)
+		return rc;
+	zs = e->tail_z;
+	rs = e->tmp_a;
+	for (int b = 0; b < S; b++) {
+		size_t row = (size_t)(e->row0[b] + e->len[b] - 1) * D;
+
+		memcpy(zs + (size_t)b * D, a->z + row, sizeof(float) * (size_t)D);
+		memcpy(rs + (size_t)b * D, a->resid_pre + row, sizeof(float) * (size_t)D);
+	}
+	mb_k_gemm(a->attn_out, D, zs, D, w->o_w + (size_t)l * D * D, D, 0, S, D, D, 1.0f, e->gu);
+	mb_k_add_bias(a->attn_out, D, w->o_b + (size_t)l * D, S, D);
+	mb_k_add(a->resid_mid, rs, a->attn_out, SD);
+	if (c->attn_only) {
+		memcpy(next, a->resid_mid, sizeof(float) * SD);
+		return 0;
+	}
+	if (c->norm == MB_NORM_LN) {
+		mb_k_layernorm(NULL, a->ln2_xhat, a->ln2_mean, a->ln2_rstd, a->resid_mid,
+			       w->ln2_w + (size_t)l * D, w->ln2_b + (size_t)l * D, S, D, c->ln_eps);
+		mb_k_ln_affine(a->ln2_out, a->ln2_xhat, w->ln2_w + (size_t)l * D,
+			       w->ln2_b + (size_t)l * D, S, D);
+	} else {
+		memcpy(a->ln2_xhat, a->resid_mid, sizeof(float) * SD);
+		memcpy(a->ln2_out, a->resid_mid, sizeof(float) * SD);
+		for (int i = 0; i < S; i++) {
+			a->ln2_mean[i] = 0.0f;
+			a->ln2_rstd[i] = 1.0f;
+		}
+	}
+	mb_k_gemm(a->mlp_pre, M, a->ln2_out, D, w->fc_w + (size_t)l * D * M, M, 0, S, M, D, 1.0f,
+		  e->gu);
+	mb_k_add_bias(a->mlp_pre, M, w->fc_b + (size_t)l * M, S, M);
+	mb_k_act(a->mlp_post, a->mlp_pre, (size_t)S * M, c->act);
+	mb_k_gemm(a->mlp_out, D, a->mlp_post, M, w->proj_w + (size_t)l * M * D, D, 0, S, D, M, 1.0f,
+		  e->gu);
+	mb_k_add_bias(a->mlp_out, D, w->proj_b + (size_t)l * D, S, D);
+	mb_k_add(next, a->resid_mid, a->mlp_out, SD);
+	return 0;
+}
+
 static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, float *next,
 		 mb_error *err)
 {
@@ -768,6 +838,8 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 			return rc;
 	}
 	rc = dispatch_rows(e, h, pt(MB_HOOK_Z, l), a->z, D, D, err);
+	if (rc == 0 && e->acts.tail > 0 && l == c->n_layer - 1)
+		return layer_tail(e, l, a, next, err);
 	if (rc == 0)
 		rc = attn_out(e, h, l, a, err);
 	if (rc == 0)
@@ -824,6 +896,28 @@ static int unembed(mb_engine *e, const mb_run *r, const float *resid, mb_error *
 	e->lmode = r->logits;
 	e->lrows = r->logits == MB_LOGITS_ALL ? e->T : r->logits == MB_LOGITS_LAST ? 1
 			     : r->logits == MB_LOGITS_POSITIONS ? r->n_positions : 0;
+	if (a->tail > 0) {
+		/* compact tail: resid holds the B last positions in rows 0..B-1 */
+		int S = a->tail;
+
+		rc = grow(&e->logits, &e->logits_cap, (size_t)S * V, "logits", err);
+		if (rc < 0)
+			return rc;
+		if (ln) {
+			mb_k_layernorm(NULL, a->lnf_xhat, a->lnf_mean, a->lnf_rstd, resid, e->w.lnf_w,
+				       e->w.lnf_b, S, D, c->ln_eps);
+			mb_k_ln_affine(a->lnf_out, a->lnf_xhat, e->w.lnf_w, e->w.lnf_b, S, D);
+		} else {
+			memcpy(a->lnf_xhat, resid, sizeof(float) * (size_t)S * D);
+			memcpy(a->lnf_out, resid, sizeof(float) * (size_t)S * D);
+			for (int i = 0; i < S; i++) {
+				a->lnf_mean[i] = 0.0f;
+				a->lnf_rstd[i] = 1.0f;
+			}
+		}
+		mb_k_matmul_nt_rows(e->logits, V, a->lnf_out, S, e->w.unembed, V, D);
+		return 0;
+	}
 	if (full) {
 		rc = norm(e, h, pt(MB_HOOK_LN_FINAL_NORMALIZED, -1), resid, a->lnf_xhat, a->lnf_mean,
 			  a->lnf_rstd, a->lnf_out, ln ? e->w.lnf_w : NULL, ln ? e->w.lnf_b : NULL,
@@ -884,7 +978,34 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 	for (int b = 0; b < e->B; b++) {
 		e->len[b] = r->lengths ? r->lengths[b] : r->seq;
 		e->row0[b] = e->R;
-		e->R += row_len(e, b);
+		e->span[b] = e->dense ? e->len[b] : (e->len[b] + e->U - 1) / e->U * e->U;
+		e->R += e->span[b];
+	}
+	if (e->dense) {
+		/* only the run's end is padded to the row group: the last item owns it */
+		int Rp = (e->R + e->U - 1) / e->U * e->U;
+
+		e->span[e->B - 1] += Rp - e->R;
+		e->R = Rp;
+	}
+	/* The compact tail: keep_activations or not, only the last positions are
+	 * read, nothing observes the tail, every item has the same length (so the
+	 * last rows are what mb_engine_logits_row and the backward expect). */
+	e->acts.tail = 0;
+	e->acts.tail_z = NULL;
+	if (e->compact && r->logits == MB_LOGITS_LAST && !r->hooks && !r->start_z) {
+		int same = 1;
+
+		for (int b = 0; b < e->B; b++)
+			same &= e->len[b] == e->T;
+		if (same) {
+			int rc2 = grow(&e->tail_z, &e->tail_z_cap, (size_t)e->B * D, "compact tail", err);
+
+			if (rc2 < 0)
+				return rc2;
+			e->acts.tail = e->B;
+			e->acts.tail_z = e->tail_z;
+		}
 	}
 	mb_hooks_begin_run(r->hooks);
 	resid = slot(e, l0)->resid_pre;

@@ -1,0 +1,244 @@
+/*
+ * zoo.h: the model zoo: training recipes (modular addition, induction), their
+ * data generators, and the MANIFEST of the committed zoo.
+ *
+ * Legend: T positions, V vocab, P modulus of modular addition.
+ *
+ * A recipe is a named, fully specified training run: model shape, optimizer,
+ * schedule, data and the post-training checks that say the model really has
+ * its canonical behaviour. Presets are fixed parameter sets of a recipe
+ * ("fast", "paper"); everything a run used is written to its
+ * training_state.json, so a checkpoint says how it was made. The data of every
+ * recipe is a pure function of (seed, named Philox stream, index): the same
+ * recipe and seed give the same bytes of every weight file on any thread count
+ * (trainer.h).
+ */
+#ifndef MECHBENCH_ZOO_H
+#define MECHBENCH_ZOO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <mechbench/adamw.h>
+#include <mechbench/error.h>
+
+typedef enum mb_zoo_task {
+	MB_ZOO_MODADD = 0,    /* "a b =" -> (a + b) mod P */
+	MB_ZOO_INDUCTION = 1, /* next token over sequences with a repeated segment */
+} mb_zoo_task;
+
+#define MB_ZOO_NAME_MAX 32
+
+/* Everything a training run needs. Sizes follow the HF GPT-2 config names. */
+typedef struct mb_zoo_recipe {
+	char name[MB_ZOO_NAME_MAX];   /* recipe name, "modadd" | "induction" */
+	char preset[MB_ZOO_NAME_MAX]; /* "fast" | "paper" | "custom" after overrides */
+	mb_zoo_task task;
+	uint64_t seed; /* model init, data split and data order */
+
+	/* Model (config.json). */
+	int n_layer, n_embd, n_head, n_inner; /* n_inner 0 when attn_only */
+	int vocab_size, n_positions;
+	int attn_only;                  /* no MLP, no ln_2 */
+	int layer_norm;                 /* 1 "LN", 0 "none" */
+	int tie_word_embeddings;        /* 0: lm_head.weight is its own tensor */
+	char activation[16];            /* "relu" | "gelu_new" | "gelu" */
+	double init_std;                /* N(0, init_std) for every weight matrix;
+					 * biases 0, LN weight 1 and bias 0 */
+
+	/* Optimizer and schedule. */
+	mb_adamw_config adamw;
+	int64_t warmup_steps; /* linear warmup (adamw.h mb_lr_warmup) */
+	double clip_norm;     /* global-norm clipping, 0 = off */
+	int64_t steps;        /* optimizer steps */
+	int64_t batch_size;   /* sequences per step; 0 = full batch (modadd) */
+	int64_t eval_every;   /* steps between evaluations (recorded), > 0 */
+
+	/* modadd data: all P^2 pairs, a seeded split of train_frac into train. */
+	int p;
+	double train_frac;
+
+	/* induction data: [BOS] then n_positions-1 tokens drawn without
+	 * replacement from 1..V-1, a segment of length in [seg_min, seg_max]
+	 * copied later in the sequence (induction.c documents the layout). */
+	int seg_min, seg_max;
+
+	/* Post-training checks (zoo verify and zoo train report them). */
+	double check_test_acc;        /* modadd: final test accuracy >= this */
+	double check_induction_score; /* induction: best layer-1 head score >= this */
+	double check_loss_ratio;      /* induction: loss(2nd repeat) <= ratio * loss(1st) */
+} mb_zoo_recipe;
+
+/* The recipes and their presets, in listing order. */
+size_t mb_zoo_recipe_count(void);
+const char *mb_zoo_recipe_name(size_t i);
+const char *mb_zoo_recipe_summary(size_t i);
+/* Preset names of recipe i, NULL-terminated. */
+const char *const *mb_zoo_recipe_presets(size_t i);
+
+/* Fills out with recipe `name` at preset `preset` and seed. MB_ENOTFOUND
+ * names the unknown recipe or preset and lists the known ones. */
+int mb_zoo_recipe_get(mb_zoo_recipe *out, const char *name, const char *preset, uint64_t seed,
+		      mb_error *err);
+
+/* Checks a recipe's fields for consistency (sizes > 0, n_embd % n_head,
+ * modadd vocab == P + 1 and n_positions == 3, induction segments fit, ...);
+ * the message names the field. */
+int mb_zoo_recipe_check(const mb_zoo_recipe *r, mb_error *err);
+
+/* The recipe as a JSON object (every field), for training_state.json. New
+ * reference, NULL on allocation failure. */
+json_t *mb_zoo_recipe_to_json(const mb_zoo_recipe *r);
+
+/* ---- modular addition data ---- */
+
+/* Pair index i in [0, P^2) is (a, b) = (i / P, i % P); its tokens are
+ * [a, b, P] ("a b =", '=' is token P) and its target (a + b) mod P. */
+void mb_zoo_modadd_tokens(int32_t out[3], int p, uint32_t pair);
+int32_t mb_zoo_modadd_target(int p, uint32_t pair);
+
+/* The seeded split: a Philox permutation of 0..P^2-1 (stream
+ * "modadd/split", index 0, under seed); the first round(train_frac * P^2)
+ * entries, sorted ascending, are the train pairs, the rest (sorted) the test
+ * pairs. *out_train and *out_test are malloc'd and owned by the caller. */
+int mb_zoo_modadd_split(uint32_t **out_train, size_t *ntrain, uint32_t **out_test,
+			size_t *ntest, int p, double train_frac, uint64_t seed, mb_error *err);
+
+/* ---- induction data ---- */
+
+/* Where the repeated segment of a sequence lies: tokens[second + j] ==
+ * tokens[first + j] for 0 <= j < len; every other pair of non-BOS positions
+ * holds different tokens. */
+typedef struct mb_zoo_segment {
+	int first, second, len;
+} mb_zoo_segment;
+
+/* Sequence `index` of a stream: tokens (T = r->n_positions) with tokens[0] =
+ * 0 ([BOS]); a pure function of (r->seed, stream, index, the recipe's
+ * sizes). Streams: "induction/train" (the training sequences, index = step
+ * * batch + row) and "induction/eval". */
+void mb_zoo_induction_sequence(int32_t *out, mb_zoo_segment *seg, const mb_zoo_recipe *r,
+			       const char *stream, uint64_t index);
+
+/* Repeated random tokens (TransformerLens's induction-score input):
+ * [BOS, R, R] with R of length len drawn uniformly (with replacement) from
+ * 1..V-1; out holds 2 * len + 1 tokens. Stream "induction/repeated". */
+void mb_zoo_repeated_tokens(int32_t *out, int len, int vocab_size, uint64_t seed,
+			    uint64_t index);
+
+/* ---- training ---- */
+
+/* One evaluation of the model after `step` optimizer steps. */
+typedef struct mb_zoo_eval {
+	int64_t step;
+	/* modadd: mean cross-entropy and accuracy on the train and test pairs */
+	double train_loss, train_acc, test_loss, test_acc;
+	/* induction: mean loss on the tokens of the first and of the second
+	 * occurrence of the segment (its first token excluded, which nothing
+	 * predicts), over the eval sequences; and the best layer-1 induction score
+	 * (TransformerLens: mean attention from position i of the second repeat
+	 * of [BOS, R, R] to position i - |R| + 1) and its head */
+	double rep1_loss, rep2_loss, induction_score;
+	int induction_head;
+} mb_zoo_eval;
+
+typedef struct mb_zoo_progress {
+	const mb_zoo_recipe *recipe;
+	int64_t step, steps; /* optimizer steps done, total */
+	double loss;         /* training loss of the last step */
+	double seconds;      /* wall time since training started */
+	const mb_zoo_eval *eval; /* non-NULL right after an evaluation */
+} mb_zoo_progress;
+
+typedef void (*mb_zoo_progress_fn)(const mb_zoo_progress *p, void *payload);
+
+typedef struct mb_zoo_train_opts {
+	const char *out_dir;        /* the final checkpoint directory (created) */
+	int64_t checkpoint_every;   /* > 0: also out_dir/checkpoints/step_NNNNNN at step 0,
+				     * every N steps and the last step */
+	const char *command;        /* the command line, recorded; may be NULL */
+	mb_zoo_progress_fn progress; /* called after every step; may be NULL */
+	void *payload;
+} mb_zoo_train_opts;
+
+typedef struct mb_zoo_result {
+	int64_t steps;
+	double seconds;        /* training wall time (evaluations and writes included) */
+	double final_loss;     /* training loss of the last step */
+	mb_zoo_eval final;     /* evaluation after the last step */
+	int64_t memorised_step; /* modadd: first evaluated step with train acc >= 0.99, else -1 */
+	int64_t grokked_step;   /* modadd: first evaluated step with test acc >= check_test_acc;
+				 * induction: first with induction score >= check; else -1 */
+	int checks_passed;     /* the recipe's post-training checks all hold */
+	char checks[512];      /* one line per check: what was measured against what */
+} mb_zoo_result;
+
+/*
+ * Trains recipe r from its seed: initialises the weights (N(0, init_std)
+ * matrices from Philox stream "zoo/init", biases 0, LN weight 1), runs
+ * r->steps AdamW steps on the recipe's data (trainer.c documents the data
+ * order), evaluates every eval_every steps and writes the final checkpoint
+ * (config.json, model.safetensors, tokenizer.json, training_state.json) to
+ * opts->out_dir, plus the checkpoint series when asked. The weight files are
+ * bitwise the same for the same recipe on any thread count. training_state.json
+ * records the step, every step's loss, the evaluations, the seed, the
+ * recipe, the checks, the command, the time and the machine. The checks are
+ * evaluated and reported in out; failing them is not an error here.
+ */
+int mb_zoo_train(mb_zoo_result *out, const mb_zoo_recipe *r, const mb_zoo_train_opts *opts,
+		 mb_error *err);
+
+/* The same training, one step at a time (benchmarks, tests). */
+typedef struct mb_zoo_trainer mb_zoo_trainer;
+
+/* Initialises the weights, data, engine, backward and optimizer of r (copied)
+ * exactly as mb_zoo_train does. */
+int mb_zoo_trainer_init(mb_zoo_trainer **out, const mb_zoo_recipe *r, mb_error *err);
+void mb_zoo_trainer_free(mb_zoo_trainer *t);
+/* One optimizer step; *loss (may be NULL) gets its training loss (before the
+ * update). */
+int mb_zoo_trainer_step(mb_zoo_trainer *t, double *loss, mb_error *err);
+/* Evaluates the current weights (recorded like mb_zoo_train's evaluations). */
+int mb_zoo_trainer_eval(mb_zoo_trainer *t, mb_zoo_eval *out, mb_error *err);
+/* Writes config.json, model.safetensors and tokenizer.json of the current
+ * weights to dir. */
+int mb_zoo_trainer_write_model(const mb_zoo_trainer *t, const char *dir, mb_error *err);
+/* modadd: the train pairs in the order a full-batch step feeds them. */
+const uint32_t *mb_zoo_trainer_train_pairs(const mb_zoo_trainer *t, size_t *n);
+/* The parameter block (engine layout). */
+const float *mb_zoo_trainer_params(const mb_zoo_trainer *t, size_t *n);
+
+/* ---- MANIFEST of a committed zoo model ---- */
+
+#define MB_ZOO_MANIFEST_MAX_FILES 16
+
+/* baselines/models/<name>/MANIFEST, a small JSON document:
+ * {"name", "preset", "seed", "command", "training_seconds", "machine",
+ *  "threads", "commit", "files": {"config.json": "<sha256>", ...}} */
+typedef struct mb_zoo_manifest {
+	char name[MB_ZOO_NAME_MAX];
+	char preset[MB_ZOO_NAME_MAX];
+	uint64_t seed;
+	char command[512];
+	double training_seconds;
+	char machine[256];
+	int threads;
+	char commit[64];
+	size_t nfiles;
+	char files[MB_ZOO_MANIFEST_MAX_FILES][64];  /* file names, sorted */
+	char sha256[MB_ZOO_MANIFEST_MAX_FILES][65]; /* lower-case hex */
+} mb_zoo_manifest;
+
+/* Reads and validates a MANIFEST (unknown keys, bad hex, too many files are
+ * errors naming path:line:col and the field). */
+int mb_zoo_manifest_read(mb_zoo_manifest *out, const char *path, mb_error *err);
+/* Writes m to path atomically (path.tmp then rename). */
+int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *err);
+/* Checks the sha256 of every file the manifest lists (in dir) and that dir
+ * holds no other regular file than those and MANIFEST. Returns 0 or
+ * MB_EMISMATCH naming the first file that differs (with both digests). */
+int mb_zoo_manifest_check(const mb_zoo_manifest *m, const char *dir, mb_error *err);
+
+#endif

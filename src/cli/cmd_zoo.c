@@ -1,0 +1,455 @@
+/* cmd_zoo.c: `mechbench zoo list | train | verify`: the model zoo. */
+#include "cli.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mechbench/buildinfo.h>
+#include <mechbench/parse.h>
+#include <mechbench/sha256.h>
+#include <mechbench/zoo.h>
+
+static const char usage[] =
+	"usage: mechbench zoo list [--models DIR]\n"
+	"       mechbench zoo train NAME [--preset fast|paper] [--seed S] [--out DIR]\n"
+	"                           [--checkpoint-every N] [--steps N] [--threads N] [--quiet]\n"
+	"       mechbench zoo verify [--models DIR] [--no-retrain] [--threads N] [--quiet]\n\n"
+	"The model zoo: small models with the canonical behaviours, trained by mechbench\n"
+	"from a seed, bitwise reproducibly.\n\n"
+	"  list     the recipes and their presets, and the committed models under\n"
+	"           --models (default baselines/models) with their MANIFEST status.\n"
+	"  train    trains recipe NAME (modadd, induction) at --preset (default fast)\n"
+	"           from --seed (default 0) and writes a Hugging Face checkpoint\n"
+	"           directory to --out (default out/zoo/NAME): config.json,\n"
+	"           model.safetensors, tokenizer.json, training_state.json (step,\n"
+	"           every loss, evaluations, seed, recipe, time) and a MANIFEST\n"
+	"           (sha256 of each file, the command, machine and time).\n"
+	"           --checkpoint-every N also writes DIR/checkpoints/step_NNNNNN every N\n"
+	"           steps (and at step 0 and the last step) for drift monitoring.\n"
+	"           --steps N overrides the preset's step count (the preset is then\n"
+	"           recorded as \"custom\" and the checks are not required to pass).\n"
+	"           --threads N sets the OpenMP thread count (the weights are the\n"
+	"           same bits for any N). A progress bar with the loss is drawn on a\n"
+	"           terminal. After training, the recipe's checks (modadd: grokking,\n"
+	"           test accuracy; induction: induction score, loss on the repeat)\n"
+	"           are printed; a preset run whose checks fail exits 3.\n"
+	"  verify   for every model under --models: checks the sha256 of each file\n"
+	"           against its MANIFEST, then (unless --no-retrain) retrains it with\n"
+	"           the MANIFEST's recipe, preset and seed and compares config.json,\n"
+	"           model.safetensors and tokenizer.json bit for bit. Exits 3 when\n"
+	"           anything differs.\n";
+
+/* Files of a checkpoint that must be bitwise reproducible (training_state.json
+ * carries the time, so only the MANIFEST checks it). */
+static const char *const reproducible[] = {"config.json", "model.safetensors", "tokenizer.json"};
+#define NREPRO 3
+
+typedef struct progress_state {
+	int tty, quiet;
+	double last;
+	int64_t last_line;
+	char label[64];
+	double last_test_acc, last_score;
+	int have_eval;
+} progress_state;
+
+static void progress(const mb_zoo_progress *p, void *payload)
+{
+	progress_state *ps = payload;
+	if (p->eval) {
+		ps->have_eval = 1;
+		ps->last_test_acc = p->eval->test_acc;
+		ps->last_score = p->eval->induction_score;
+	}
+	if (ps->quiet)
+		return;
+	char extra[64] = "";
+	if (ps->have_eval)
+		snprintf(extra, sizeof(extra), p->recipe->task == MB_ZOO_MODADD ? "  test acc %.3f"
+										 : "  ind score %.2f",
+			 p->recipe->task == MB_ZOO_MODADD ? ps->last_test_acc : ps->last_score);
+	if (ps->tty) {
+		if (p->seconds - ps->last < 0.1 && p->step != p->steps)
+			return;
+		ps->last = p->seconds;
+		int width = 30, fill = (int)(width * p->step / p->steps);
+		char bar[31];
+		for (int i = 0; i < width; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[width] = '\0';
+		fprintf(stderr, "\r%s [%s] %lld/%lld  loss %.4f%s  %.0fs ", ps->label, bar,
+			(long long)p->step, (long long)p->steps, p->loss, extra, p->seconds);
+		if (p->step == p->steps)
+			fputc('\n', stderr);
+		fflush(stderr);
+	} else {
+		int64_t tenth = p->steps >= 10 ? p->steps / 10 : 1;
+		if (p->step % tenth != 0 && p->step != p->steps)
+			return;
+		fprintf(stderr, "%s step %lld/%lld  loss %.4f%s  %.1fs\n", ps->label,
+			(long long)p->step, (long long)p->steps, p->loss, extra, p->seconds);
+	}
+}
+
+static int parse_threads(const char *s, int *out)
+{
+	mb_error err;
+	int64_t v;
+	if (mb_parse_i64(s, 1, 1024, &v, "--threads", &err) < 0)
+		return mb_cli_usage_error("zoo", "%s", err.msg);
+	*out = (int)v;
+	return 0;
+}
+
+static void join_command(char *buf, size_t cap, int argc, char **argv)
+{
+	size_t n = (size_t)snprintf(buf, cap, "mechbench zoo");
+	for (int i = 0; i < argc && n < cap; i++)
+		n += (size_t)snprintf(buf + n, cap - n, " %s", argv[i]);
+}
+
+/* Trains r into dir and writes its MANIFEST. */
+static int train_into(mb_zoo_result *res, const mb_zoo_recipe *r, const char *dir,
+		      int64_t every, const char *command, int quiet, mb_error *err)
+{
+	progress_state ps;
+	mb_zoo_train_opts o;
+	mb_zoo_manifest m;
+	static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json",
+					    "training_state.json"};
+	char path[4096];
+	int error;
+
+	memset(&ps, 0, sizeof(ps));
+	ps.tty = isatty(fileno(stderr));
+	ps.quiet = quiet;
+	snprintf(ps.label, sizeof(ps.label), "%s/%s", r->name, r->preset);
+	memset(&o, 0, sizeof(o));
+	o.out_dir = dir;
+	o.checkpoint_every = every;
+	o.command = command;
+	o.progress = progress;
+	o.payload = &ps;
+	error = mb_zoo_train(res, r, &o, err);
+	if (error < 0)
+		return error;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.name, sizeof(m.name), "%s", r->name);
+	snprintf(m.preset, sizeof(m.preset), "%s", r->preset);
+	m.seed = r->seed;
+	snprintf(m.command, sizeof(m.command), "%s", command);
+	m.training_seconds = floor(res->seconds * 10 + 0.5) / 10;
+	mb_cpu_model(m.machine, sizeof(m.machine));
+	m.threads = omp_get_max_threads();
+	snprintf(m.commit, sizeof(m.commit), "%s", mb_build_commit());
+	m.nfiles = 4;
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(m.files[i], sizeof(m.files[i]), "%s", files[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		error = mb_sha256_hex_file(m.sha256[i], path, err);
+		if (error < 0)
+			return error;
+	}
+	snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+	return mb_zoo_manifest_write(&m, path, err);
+}
+
+static int cmd_train(int argc, char **argv)
+{
+	const char *name = NULL, *preset = "fast", *out = NULL;
+	int64_t seed = 0, every = 0, steps = 0;
+	int threads = 0, quiet = 0;
+	char outbuf[512], command[1024];
+	mb_zoo_recipe r;
+	mb_zoo_result res;
+	mb_error err;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		int has = i + 1 < argc;
+		if (strcmp(a, "--preset") == 0 && has) {
+			preset = argv[++i];
+		} else if (strcmp(a, "--seed") == 0 && has) {
+			if (mb_parse_i64(argv[++i], 0, INT64_MAX, &seed, "--seed", &err) < 0)
+				return mb_cli_usage_error("zoo", "%s", err.msg);
+		} else if (strcmp(a, "--out") == 0 && has) {
+			out = argv[++i];
+		} else if (strcmp(a, "--checkpoint-every") == 0 && has) {
+			if (mb_parse_i64(argv[++i], 1, INT64_MAX, &every, "--checkpoint-every",
+					 &err) < 0)
+				return mb_cli_usage_error("zoo", "%s", err.msg);
+		} else if (strcmp(a, "--steps") == 0 && has) {
+			if (mb_parse_i64(argv[++i], 1, 100000000, &steps, "--steps", &err) < 0)
+				return mb_cli_usage_error("zoo", "%s", err.msg);
+		} else if (strcmp(a, "--threads") == 0 && has) {
+			if (parse_threads(argv[++i], &threads) != 0)
+				return MB_EXIT_USAGE;
+		} else if (strcmp(a, "--quiet") == 0) {
+			quiet = 1;
+		} else if (a[0] == '-') {
+			return mb_cli_usage_error("zoo", "train: unknown option or missing value '%s'",
+						  a);
+		} else if (!name) {
+			name = a;
+		} else {
+			return mb_cli_usage_error("zoo", "train: unexpected argument '%s'", a);
+		}
+	}
+	if (!name)
+		return mb_cli_usage_error("zoo", "train: missing recipe NAME (modadd, induction)");
+	if (mb_zoo_recipe_get(&r, name, preset, (uint64_t)seed, &err) < 0)
+		return mb_cli_usage_error("zoo", "%s", err.msg);
+	if (steps > 0 && steps != r.steps) {
+		r.steps = steps;
+		snprintf(r.preset, sizeof(r.preset), "custom");
+	}
+	if (threads > 0)
+		omp_set_num_threads(threads);
+	if (!out) {
+		snprintf(outbuf, sizeof(outbuf), "out/zoo/%s", name);
+		out = outbuf;
+	}
+	join_command(command, sizeof(command), argc, argv);
+	if (train_into(&res, &r, out, every, command, quiet, &err) < 0)
+		return mb_cli_fail(&err);
+	printf("%s/%s seed %llu: %lld steps in %.1fs, final loss %.6f -> %s\n", r.name, r.preset,
+	       (unsigned long long)r.seed, (long long)res.steps, res.seconds, res.final_loss, out);
+	printf("checks: %s\n", res.checks);
+	if (!res.checks_passed && strcmp(r.preset, "custom") != 0) {
+		fprintf(stderr, "mechbench: %s/%s: the recipe's checks failed\n", r.name, r.preset);
+		return MB_EXIT_GATE_FAILED;
+	}
+	return MB_EXIT_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted names of the subdirectories of dir holding a MANIFEST. */
+static int list_models(char ***out, size_t *n, const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[4096];
+	size_t cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/MANIFEST", dir, e->d_name);
+		if (stat(path, &st) != 0)
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 8;
+			char **nw = realloc(*out, cap * sizeof(char *));
+			if (!nw)
+				break;
+			*out = nw;
+		}
+		(*out)[*n] = malloc(strlen(e->d_name) + 1);
+		if (!(*out)[*n])
+			break;
+		memcpy((*out)[*n], e->d_name, strlen(e->d_name) + 1);
+		(*n)++;
+	}
+	closedir(d);
+	qsort(*out, *n, sizeof(char *), cmp_str);
+	return 0;
+}
+
+static void free_list(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	const char *models = "baselines/models";
+	char **names;
+	size_t n;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--models") == 0 && i + 1 < argc)
+			models = argv[++i];
+		else
+			return mb_cli_usage_error("zoo", "list: unexpected argument '%s'", argv[i]);
+	}
+	printf("recipes:\n");
+	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
+		const char *const *p = mb_zoo_recipe_presets(i);
+		char presets[128] = "";
+		size_t len = 0;
+		for (; *p; p++)
+			len += (size_t)snprintf(presets + len, sizeof(presets) - len, "%s%s",
+						len ? "|" : "", *p);
+		printf("  %-10s %-12s %s\n", mb_zoo_recipe_name(i), presets,
+		       mb_zoo_recipe_summary(i));
+	}
+	printf("committed models (%s):\n", models);
+	if (list_models(&names, &n, models) < 0 || n == 0) {
+		printf("  (none)\n");
+		free_list(names, n);
+		return MB_EXIT_OK;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char dir[4096], path[4096];
+		mb_zoo_manifest m;
+		mb_error err;
+		snprintf(dir, sizeof(dir), "%s/%s", models, names[i]);
+		snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+		if (mb_zoo_manifest_read(&m, path, &err) < 0) {
+			printf("  %-10s bad MANIFEST: %s\n", names[i], err.msg);
+			continue;
+		}
+		int ok = mb_zoo_manifest_check(&m, dir, &err) == 0;
+		printf("  %-10s %s/%s seed %llu, trained in %.1fs on %s (%d threads): %s\n", names[i],
+		       m.name, m.preset, (unsigned long long)m.seed, m.training_seconds, m.machine,
+		       m.threads, ok ? "sha256 ok" : err.msg);
+	}
+	free_list(names, n);
+	return MB_EXIT_OK;
+}
+
+static int files_equal(const char *a, const char *b, mb_error *err, int *equal)
+{
+	char ha[MB_SHA256_HEX_LEN], hb[MB_SHA256_HEX_LEN];
+	int error = mb_sha256_hex_file(ha, a, err);
+	if (error == 0)
+		error = mb_sha256_hex_file(hb, b, err);
+	if (error == 0)
+		*equal = strcmp(ha, hb) == 0;
+	return error;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	const char *models = "baselines/models";
+	int retrain = 1, threads = 0, quiet = 0, failed = 0;
+	char **names;
+	size_t n;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--models") == 0 && i + 1 < argc)
+			models = argv[++i];
+		else if (strcmp(argv[i], "--no-retrain") == 0)
+			retrain = 0;
+		else if (strcmp(argv[i], "--quiet") == 0)
+			quiet = 1;
+		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+			if (parse_threads(argv[++i], &threads) != 0)
+				return MB_EXIT_USAGE;
+		} else
+			return mb_cli_usage_error("zoo", "verify: unexpected argument '%s'", argv[i]);
+	}
+	if (threads > 0)
+		omp_set_num_threads(threads);
+	if (list_models(&names, &n, models) < 0 || n == 0) {
+		fprintf(stderr, "mechbench: %s: no models with a MANIFEST\n", models);
+		free_list(names, n);
+		return MB_EXIT_ERROR;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char dir[4096], path[4096], tmp[] = "/tmp/mechbench-zoo-verify-XXXXXX";
+		mb_zoo_manifest m;
+		mb_zoo_recipe r;
+		mb_zoo_result res;
+		mb_error err;
+		snprintf(dir, sizeof(dir), "%s/%s", models, names[i]);
+		snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+		if (mb_zoo_manifest_read(&m, path, &err) < 0 ||
+		    mb_zoo_manifest_check(&m, dir, &err) < 0) {
+			printf("%s: FAIL: %s\n", names[i], err.msg);
+			failed = 1;
+			continue;
+		}
+		printf("%s: sha256 of %zu files match the MANIFEST\n", names[i], m.nfiles);
+		if (!retrain)
+			continue;
+		if (mb_zoo_recipe_get(&r, m.name, m.preset, m.seed, &err) < 0) {
+			printf("%s: FAIL: %s\n", names[i], err.msg);
+			failed = 1;
+			continue;
+		}
+		if (!mkdtemp(tmp)) {
+			free_list(names, n);
+			fprintf(stderr, "mechbench: cannot create a temporary directory\n");
+			return MB_EXIT_ERROR;
+		}
+		char command[512];
+		snprintf(command, sizeof(command), "mechbench zoo verify (retrain of %s)", names[i]);
+		if (train_into(&res, &r, tmp, 0, command, quiet, &err) < 0) {
+			printf("%s: FAIL: retraining: %s\n", names[i], err.msg);
+			failed = 1;
+		} else {
+			int same_all = 1;
+			for (int k = 0; k < NREPRO; k++) {
+				char a[4096], b[4096];
+				int same = 0;
+				snprintf(a, sizeof(a), "%s/%s", dir, reproducible[k]);
+				snprintf(b, sizeof(b), "%s/%s", tmp, reproducible[k]);
+				if (files_equal(a, b, &err, &same) < 0) {
+					printf("%s: FAIL: %s\n", names[i], err.msg);
+					same = 0;
+				} else if (!same) {
+					printf("%s: FAIL: retrained %s differs from the committed one\n",
+					       names[i], reproducible[k]);
+				}
+				same_all &= same;
+			}
+			if (same_all)
+				printf("%s: retrained %s/%s seed %llu in %.1fs: config.json, "
+				       "model.safetensors, tokenizer.json identical bit for bit\n",
+				       names[i], r.name, r.preset, (unsigned long long)r.seed,
+				       res.seconds);
+			printf("%s: checks: %s\n", names[i], res.checks);
+			if (!same_all || !res.checks_passed)
+				failed = 1;
+		}
+		/* Remove the retrained copy (the files train_into writes, then the dir). */
+		static const char *const all[] = {"config.json", "model.safetensors",
+						  "tokenizer.json", "training_state.json",
+						  "MANIFEST"};
+		for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
+			snprintf(path, sizeof(path), "%s/%s", tmp, all[k]);
+			remove(path);
+		}
+		rmdir(tmp);
+	}
+	free_list(names, n);
+	return failed ? MB_EXIT_GATE_FAILED : MB_EXIT_OK;
+}
+
+int mb_cmd_zoo(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
+	}
+	if (mb_cli_wants_help(argc, argv)) {
+		fputs(usage, stdout);
+		return MB_EXIT_OK;
+	}
+	if (strcmp(argv[1], "list") == 0)
+		return cmd_list(argc - 1, argv + 1);
+	if (strcmp(argv[1], "train") == 0)
+		return cmd_train(argc - 1, argv + 1);
+	if (strcmp(argv[1], "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
+	return mb_cli_usage_error("zoo", "unknown subcommand '%s' (list, train, verify)", argv[1]);
+}

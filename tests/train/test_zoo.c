@@ -1,0 +1,213 @@
+/* Zoo recipes, data generators and the MANIFEST. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mechbench/zoo.h>
+
+Test(zoo, modadd_split_partitions_all_pairs_by_seed_and_fraction)
+{
+	uint32_t *tr, *te, *tr2, *te2;
+	size_t ntr, nte, ntr2, nte2;
+	mb_error err;
+	const int p = 23;
+
+	cr_assert_eq(mb_zoo_modadd_split(&tr, &ntr, &te, &nte, p, 0.3, 7, &err), 0, "%s", err.msg);
+	cr_expect_eq(ntr, 159); /* round(0.3 * 529) */
+	cr_expect_eq(ntr + nte, (size_t)(p * p));
+	unsigned char *seen = calloc((size_t)(p * p), 1);
+	for (size_t i = 0; i < ntr; i++) {
+		cr_expect(i == 0 || tr[i] > tr[i - 1], "train pairs sorted, distinct");
+		seen[tr[i]]++;
+	}
+	for (size_t i = 0; i < nte; i++) {
+		cr_expect(i == 0 || te[i] > te[i - 1], "test pairs sorted, distinct");
+		seen[te[i]]++;
+	}
+	for (int i = 0; i < p * p; i++)
+		cr_expect_eq(seen[i], 1, "pair %d appears %d times", i, seen[i]);
+	/* Same seed: same split; another seed: another split. */
+	cr_assert_eq(mb_zoo_modadd_split(&tr2, &ntr2, &te2, &nte2, p, 0.3, 7, &err), 0);
+	cr_expect(ntr2 == ntr && memcmp(tr, tr2, ntr * sizeof(*tr)) == 0);
+	free(tr2);
+	free(te2);
+	cr_assert_eq(mb_zoo_modadd_split(&tr2, &ntr2, &te2, &nte2, p, 0.3, 8, &err), 0);
+	cr_expect(memcmp(tr, tr2, ntr * sizeof(*tr)) != 0);
+	free(tr2);
+	free(te2);
+	free(tr);
+	free(te);
+	free(seen);
+	cr_expect_eq(mb_zoo_modadd_split(&tr, &ntr, &te, &nte, p, 1.0, 7, &err), MB_EINVALID);
+	cr_expect_eq(mb_zoo_modadd_split(&tr, &ntr, &te, &nte, p, 0.0001, 7, &err), MB_EINVALID);
+}
+
+Test(zoo, modadd_tokens_are_a_b_equals_and_target_is_the_sum_mod_p)
+{
+	int32_t t[3];
+	mb_zoo_modadd_tokens(t, 113, 5 * 113 + 110);
+	cr_expect(t[0] == 5 && t[1] == 110 && t[2] == 113);
+	cr_expect_eq(mb_zoo_modadd_target(113, 5 * 113 + 110), 2);
+	cr_expect_eq(mb_zoo_modadd_target(113, 0), 0);
+	cr_expect_eq(mb_zoo_modadd_target(113, 112 * 113 + 112), 111);
+}
+
+Test(zoo, induction_sequences_repeat_one_segment_over_distinct_background)
+{
+	mb_zoo_recipe r;
+	mb_error err;
+	cr_assert_eq(mb_zoo_recipe_get(&r, "induction", "fast", 3, &err), 0, "%s", err.msg);
+	int T = r.n_positions;
+	int32_t *a = malloc((size_t)T * sizeof(int32_t)), *b = malloc((size_t)T * sizeof(int32_t));
+	int lens_seen[64] = {0};
+	for (uint64_t idx = 0; idx < 400; idx++) {
+		mb_zoo_segment s, s2;
+		mb_zoo_induction_sequence(a, &s, &r, "induction/train", idx);
+		mb_zoo_induction_sequence(b, &s2, &r, "induction/train", idx);
+		cr_assert(memcmp(a, b, (size_t)T * sizeof(int32_t)) == 0, "pure function of index");
+		cr_assert_eq(a[0], 0, "BOS first");
+		cr_assert(s.len >= r.seg_min && s.len <= r.seg_max);
+		cr_assert(s.first >= 1 && s.first + s.len <= s.second && s.second + s.len <= T);
+		lens_seen[s.len] = 1;
+		for (int j = 0; j < s.len; j++)
+			cr_assert_eq(a[s.second + j], a[s.first + j]);
+		/* Every other pair of positions differs, and no BOS after position 0. */
+		for (int i = 1; i < T; i++) {
+			cr_assert(a[i] >= 1 && a[i] < r.vocab_size);
+			for (int k = i + 1; k < T; k++) {
+				int paired = i >= s.first && i < s.first + s.len && k == s.second + (i - s.first);
+				if (!paired)
+					cr_assert_neq(a[i], a[k], "seq %llu: positions %d and %d repeat",
+						      (unsigned long long)idx, i, k);
+			}
+		}
+	}
+	for (int l = r.seg_min; l <= r.seg_max; l++)
+		cr_expect(lens_seen[l], "segment length %d never drawn in 400 sequences", l);
+	mb_zoo_segment s;
+	mb_zoo_induction_sequence(b, &s, &r, "induction/eval", 0);
+	cr_expect(memcmp(a, b, (size_t)T * sizeof(int32_t)) != 0, "streams differ");
+	free(a);
+	free(b);
+}
+
+Test(zoo, repeated_tokens_are_bos_then_r_twice)
+{
+	int32_t t[2 * 20 + 1];
+	mb_zoo_repeated_tokens(t, 20, 128, 1, 0);
+	cr_expect_eq(t[0], 0);
+	for (int i = 0; i < 20; i++) {
+		cr_expect(t[1 + i] >= 1 && t[1 + i] < 128);
+		cr_expect_eq(t[21 + i], t[1 + i]);
+	}
+}
+
+Test(zoo, recipes_have_the_documented_presets)
+{
+	mb_zoo_recipe r;
+	mb_error err;
+	cr_assert_eq(mb_zoo_recipe_get(&r, "modadd", "paper", 0, &err), 0, "%s", err.msg);
+	/* Nanda et al. 2023. */
+	cr_expect(r.p == 113 && r.train_frac == 0.3 && r.n_layer == 1 && r.n_embd == 128 &&
+		  r.n_head == 4 && r.n_inner == 512 && !r.layer_norm && !r.tie_word_embeddings &&
+		  strcmp(r.activation, "relu") == 0 && r.batch_size == 0);
+	cr_expect(r.adamw.lr == 1e-3 && r.adamw.weight_decay == 1.0 && r.adamw.beta1 == 0.9 &&
+		  r.adamw.beta2 == 0.98);
+	cr_expect(r.vocab_size == 114 && r.n_positions == 3);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "modadd", "fast", 0, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "induction", "fast", 0, &err), 0, "%s", err.msg);
+	cr_expect(r.n_layer == 2 && r.attn_only);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "induction", "paper", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "no preset 'paper'"), "%s", err.msg);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "unknown recipe 'ioi'"), "%s", err.msg);
+}
+
+Test(zoo, recipe_check_names_the_inconsistent_field)
+{
+	mb_zoo_recipe r;
+	mb_error err;
+	cr_assert_eq(mb_zoo_recipe_get(&r, "modadd", "fast", 0, &err), 0);
+	r.n_head = 3;
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "n_head"), "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "modadd", "fast", 0, &err), 0);
+	r.vocab_size = 10;
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "vocab_size"), "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "induction", "fast", 0, &err), 0);
+	r.seg_max = 40;
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "seg_max"), "%s", err.msg);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+	cr_assert(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+Test(zoo, manifest_round_trips_and_catches_a_changed_or_extra_file)
+{
+	char dir[] = "/tmp/mb_zoo_manifest_XXXXXX", path[256];
+	mb_zoo_manifest m, back;
+	mb_error err;
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a.json", dir);
+	write_text(path, "{}\n");
+	snprintf(path, sizeof(path), "%s/b.bin", dir);
+	write_text(path, "abc");
+	memset(&m, 0, sizeof(m));
+	snprintf(m.name, sizeof(m.name), "modadd");
+	snprintf(m.preset, sizeof(m.preset), "fast");
+	m.seed = 42;
+	snprintf(m.command, sizeof(m.command), "mechbench zoo train modadd");
+	m.training_seconds = 12.5;
+	snprintf(m.machine, sizeof(m.machine), "AMD EPYC");
+	m.threads = 2;
+	snprintf(m.commit, sizeof(m.commit), "abc123");
+	m.nfiles = 2;
+	snprintf(m.files[0], sizeof(m.files[0]), "a.json");
+	snprintf(m.sha256[0], sizeof(m.sha256[0]),
+		 "ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356");
+	snprintf(m.files[1], sizeof(m.files[1]), "b.bin");
+	snprintf(m.sha256[1], sizeof(m.sha256[1]),
+		 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+	cr_assert_eq(mb_zoo_manifest_write(&m, path, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_zoo_manifest_read(&back, path, &err), 0, "%s", err.msg);
+	cr_expect(memcmp(&m, &back, sizeof(m)) == 0, "round trip");
+	cr_expect_eq(mb_zoo_manifest_check(&back, dir, &err), 0, "%s", err.msg);
+	/* A changed file. */
+	snprintf(path, sizeof(path), "%s/b.bin", dir);
+	write_text(path, "abd");
+	cr_expect_eq(mb_zoo_manifest_check(&back, dir, &err), MB_EMISMATCH);
+	cr_expect(strstr(err.msg, "b.bin: sha256"), "%s", err.msg);
+	write_text(path, "abc");
+	/* An unlisted file. */
+	snprintf(path, sizeof(path), "%s/extra.txt", dir);
+	write_text(path, "x");
+	cr_expect_eq(mb_zoo_manifest_check(&back, dir, &err), MB_EMISMATCH);
+	cr_expect(strstr(err.msg, "extra.txt: file not listed"), "%s", err.msg);
+	unlink(path);
+	/* A bad digest in the file is a field error. */
+	snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+	write_text(path, "{\"name\": \"m\", \"preset\": \"fast\", \"seed\": 1, \"command\": \"c\",\n"
+			 " \"training_seconds\": 1, \"machine\": \"x\", \"threads\": 1, \"commit\": \"c\",\n"
+			 " \"files\": {\"a.json\": \"XYZ\"}}\n");
+	cr_expect_eq(mb_zoo_manifest_read(&back, path, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "files.a.json") && strstr(err.msg, "sha256"), "%s", err.msg);
+	write_text(path, "{\"name\": \"m\", \"preset\": \"fast\", \"seed\": 1, \"command\": \"c\",\n"
+			 " \"training_seconds\": 1, \"machine\": \"x\", \"threads\": 1, \"commit\": \"c\",\n"
+			 " \"filez\": {}}\n");
+	cr_expect_eq(mb_zoo_manifest_read(&back, path, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "filez"), "%s", err.msg);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_expect_eq(system(cmd), 0);
+}
