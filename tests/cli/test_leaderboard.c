@@ -18,7 +18,6 @@
 #include "support/harness_support.h"
 #include "support/report_support.h"
 
-#define MB "'" MB_CLI_PATH "' "
 
 static char dir[256];
 
@@ -33,19 +32,6 @@ static void teardown(void)
 }
 
 TestSuite(leaderboard, .init = setup, .fini = teardown, .timeout = 300);
-
-static int sh(const char *cmd, char **out)
-{
-	return mbt_sh(dir, cmd, out);
-}
-
-static void sh_ok(const char *cmd)
-{
-	char *out = NULL;
-	int rc = sh(cmd, &out);
-	cr_assert_eq(rc, 0, "%s exited %d: %s", cmd, rc, out);
-	free(out);
-}
 
 /* --- rank intervals on runs built by hand ----------------------------------------------------- */
 
@@ -154,10 +140,10 @@ static void three_models(void)
 	mbt_demo_suite(dir, 50);
 	mbt_synthetic_model(dir, "models/half", half, 8, 0);
 	mbt_synthetic_model(dir, "models/fifth", fifth, 8, 0);
-	sh_ok(MB "run --suite demo.json --db m.db --quiet > /dev/null");
-	sh_ok(MB "run --suite demo.json --model models/half --db m.db --quiet > /dev/null");
-	sh_ok(MB "run --suite demo.json --db m.db --quiet > /dev/null");
-	sh_ok(MB "run --suite demo.json --model models/fifth --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "run --suite demo.json --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "run --suite demo.json --model models/half --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "run --suite demo.json --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "run --suite demo.json --model models/fifth --db m.db --quiet > /dev/null");
 }
 
 static int is_hex64(const char *s)
@@ -177,7 +163,7 @@ Test(leaderboard, two_runs_of_the_same_model_tie_and_every_row_is_stamped)
 	char *ranks[5] = {0};
 
 	three_models();
-	sh_ok(MB "leaderboard --db m.db --format json --out lb.json");
+	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --format json --out lb.json");
 	doc = mbt_json_file(dir, "lb.json");
 	cr_assert_eq(json_array_size(json_object_get(doc, "tables")), 1);
 	t = json_array_get(json_object_get(doc, "tables"), 0);
@@ -223,9 +209,9 @@ Test(leaderboard, markdown_renders_as_a_table_with_a_row_per_run)
 		cr_skip_test("cmark-gfm is not installed (ci/setup installs it): cannot check that "
 			     "the markdown renders");
 	three_models();
-	sh_ok(MB "leaderboard --db m.db --suite demo > lb.md");
-	cr_assert_eq(sh("cat lb.md", &md), 0);
-	cr_assert_eq(sh("cmark-gfm --extension table lb.md", &html), 0, "%s", html);
+	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --suite demo > lb.md");
+	cr_assert_eq(mbt_sh(dir, "cat lb.md", &md), 0);
+	cr_assert_eq(mbt_sh(dir, "cmark-gfm --extension table lb.md", &html), 0, "%s", html);
 	cr_expect_eq(mbt_count(html, "<table>"), 1, "%s", html);
 	cr_expect_eq(mbt_count(html, "<tr>"), 5, "header and 4 runs: %s", html);
 	cr_expect_eq(mbt_count(html, "</th>"), 8, "columns: %s", html);
@@ -241,10 +227,10 @@ Test(leaderboard, csv_and_html_hold_the_same_rows)
 	char *csv = NULL, *html = NULL;
 
 	three_models();
-	sh_ok(MB "leaderboard --db m.db --format csv --out lb.csv");
-	sh_ok(MB "leaderboard --db m.db --format html --out lb.html");
-	cr_assert_eq(sh("cat lb.csv", &csv), 0);
-	cr_assert_eq(sh("cat lb.html", &html), 0);
+	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --format csv --out lb.csv");
+	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --format html --out lb.html");
+	cr_assert_eq(mbt_sh(dir, "cat lb.csv", &csv), 0);
+	cr_assert_eq(mbt_sh(dir, "cat lb.html", &html), 0);
 	cr_expect_eq(mbt_count(csv, "\n"), 1 + 4 * 3, "%s", csv);
 	cr_expect(strncmp(csv, "suite,entry,task,run_id,model,metric,", 37) == 0);
 	cr_expect_eq(mbt_count(html, "<tr>"), 5);
@@ -267,12 +253,12 @@ Test(leaderboard, bad_inputs_give_one_line_and_a_non_zero_exit)
 		{"leaderboard --db m.db --out demo.json/x.md", 1, "cannot write here"},
 	};
 	mbt_demo_suite(dir, 10);
-	sh_ok(MB "run --suite demo.json --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "run --suite demo.json --db m.db --quiet > /dev/null");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char cmd[512], *out = NULL;
 		int rc;
-		snprintf(cmd, sizeof(cmd), MB "%s", cases[i].args);
-		rc = sh(cmd, &out);
+		snprintf(cmd, sizeof(cmd), MBT_CLI "%s", cases[i].args);
+		rc = mbt_sh(dir, cmd, &out);
 		cr_expect_eq(rc, cases[i].rc, "case %zu (%s): exit %d: %s", i, cases[i].args, rc, out);
 		cr_expect(strstr(out, cases[i].says), "case %zu (%s): %s", i, cases[i].args, out);
 		if (cases[i].rc == 1)

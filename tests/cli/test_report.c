@@ -13,7 +13,6 @@
 #include "support/harness_support.h"
 #include "support/report_support.h"
 
-#define MB "'" MB_CLI_PATH "' "
 
 static char dir[256];
 
@@ -29,31 +28,18 @@ static void teardown(void)
 
 TestSuite(report, .init = setup, .fini = teardown, .timeout = 120);
 
-static int sh(const char *cmd, char **out)
-{
-	return mbt_sh(dir, cmd, out);
-}
-
-static void sh_ok(const char *cmd)
-{
-	char *out = NULL;
-	int rc = sh(cmd, &out);
-	cr_assert_eq(rc, 0, "%s exited %d: %s", cmd, rc, out);
-	free(out);
-}
-
 Test(report, run_page_is_self_contained_and_holds_the_tables_and_figures)
 {
 	char *html = NULL;
 
 	mbt_demo_suite(dir, 20);
-	sh_ok(MB "run --suite demo.json --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "run --suite demo.json --db m.db --quiet > /dev/null");
 	/* figures come with a run of `run` and with each drift checkpoint */
 	mbt_series(dir, "ck", 2, 10, 9, 1.0, 1.0, 0.0, 1);
-	sh_ok(MB "drift --suite demo.json --series ck --db m.db --quiet > /dev/null");
-	sh_ok(MB "report --run 1 --db m.db --html out/run1.html");
-	sh_ok(MB "report --run 2 --db m.db --html out/run2.html");
-	cr_assert_eq(sh("cat out/run1.html", &html), 0);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ck --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "report --run 1 --db m.db --html out/run1.html");
+	mbt_sh_ok(dir, MBT_CLI "report --run 2 --db m.db --html out/run2.html");
+	cr_assert_eq(mbt_sh(dir, "cat out/run1.html", &html), 0);
 	cr_expect(strncmp(html, "<!DOCTYPE html>", 15) == 0);
 	cr_expect(strstr(html, "Content-Security-Policy"));
 	cr_expect(strstr(html, "synthetic.score") && strstr(html, "95% CI"));
@@ -61,7 +47,7 @@ Test(report, run_page_is_self_contained_and_holds_the_tables_and_figures)
 	cr_expect(strstr(html, "synthetic.score_by_cluster"));
 	cr_expect_null(strstr(html, "<script"));
 	free(html);
-	cr_assert_eq(sh("cat out/run2.html", &html), 0);
+	cr_assert_eq(mbt_sh(dir, "cat out/run2.html", &html), 0);
 	cr_expect_eq(mbt_count(html, "<svg "), 3, "%zu plots", mbt_count(html, "<svg "));
 	cr_expect(strstr(html, "synthetic.weight_spectrum"));
 	free(html);
@@ -73,11 +59,11 @@ Test(report, series_page_matches_the_one_drift_wrote)
 
 	mbt_demo_suite(dir, 20);
 	mbt_series(dir, "ck", 5, 10, 3, 0.3, 1.0, 0.01, 1);
-	sh_ok(MB "drift --suite demo.json --series ck --name s --db m.db --html d.html --quiet "
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ck --name s --db m.db --html d.html --quiet "
 		 "> /dev/null");
-	sh_ok(MB "report --series s --db m.db --html r.html");
-	cr_assert_eq(sh("cat d.html", &a), 0);
-	cr_assert_eq(sh("cat r.html", &b), 0);
+	mbt_sh_ok(dir, MBT_CLI "report --series s --db m.db --html r.html");
+	cr_assert_eq(mbt_sh(dir, "cat d.html", &a), 0);
+	cr_assert_eq(mbt_sh(dir, "cat r.html", &b), 0);
 	cr_expect_str_eq(a, b, "report --series differs from drift --html");
 	free(a);
 	free(b);
@@ -100,17 +86,17 @@ Test(report, bad_inputs_give_one_line_a_non_zero_exit_and_no_file)
 	};
 	mbt_demo_suite(dir, 10);
 	mbt_series(dir, "ck", 2, 10, 9, 1.0, 1.0, 0.0, 1);
-	sh_ok(MB "drift --suite demo.json --series ck --name s --db m.db --quiet > /dev/null");
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ck --name s --db m.db --quiet > /dev/null");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char cmd[512], *out = NULL;
 		int rc;
-		snprintf(cmd, sizeof(cmd), MB "%s", cases[i].args);
-		rc = sh(cmd, &out);
+		snprintf(cmd, sizeof(cmd), MBT_CLI "%s", cases[i].args);
+		rc = mbt_sh(dir, cmd, &out);
 		cr_expect_eq(rc, cases[i].rc, "case %zu (%s): exit %d: %s", i, cases[i].args, rc, out);
 		cr_expect(strstr(out, cases[i].says), "case %zu (%s): %s", i, cases[i].args, out);
 		if (cases[i].rc == 1)
 			cr_expect_eq(mbt_count(out, "\n"), 1, "case %zu: not one line: %s", i, out);
 		free(out);
-		cr_expect_neq(sh("test -e x.html", NULL), 0, "case %zu left x.html", i);
+		cr_expect_neq(mbt_sh(dir, "test -e x.html", NULL), 0, "case %zu left x.html", i);
 	}
 }

@@ -21,7 +21,6 @@
 #include "support/harness_support.h"
 #include "support/report_support.h"
 
-#define MB "'" MB_CLI_PATH "' "
 
 static char dir[256];
 
@@ -36,19 +35,6 @@ static void teardown(void)
 }
 
 TestSuite(drift, .init = setup, .fini = teardown, .timeout = 300);
-
-static int sh(const char *cmd, char **out)
-{
-	return mbt_sh(dir, cmd, out);
-}
-
-static void sh_ok(const char *cmd)
-{
-	char *out = NULL;
-	int rc = sh(cmd, &out);
-	cr_assert_eq(rc, 0, "%s exited %d: %s", cmd, rc, out);
-	free(out);
-}
 
 /* --- discovery ------------------------------------------------------------------------------ */
 
@@ -164,7 +150,7 @@ Test(drift, finds_a_planted_change_at_its_step_and_flags_what_follows)
 
 	mbt_demo_suite(dir, 50);
 	mbt_series(dir, "ckpts", 12, 250, 7, 0.3, 1.0, 0.03, 1);
-	sh_ok(MB "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
 	doc = mbt_json_file(dir, "d.json");
 	cr_assert_eq(json_array_size(json_object_get(doc, "checkpoints")), 12);
 	score = metric(doc, "synthetic.score");
@@ -219,7 +205,7 @@ Test(drift, raises_nothing_on_a_series_without_a_change)
 
 	mbt_demo_suite(dir, 50);
 	mbt_series(dir, "ckpts", 10, 100, 99, 1.0, 1.0, 0.002, 1);
-	sh_ok(MB "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
 	doc = mbt_json_file(dir, "d.json");
 	json_array_foreach(json_object_get(doc, "metrics"), i, m) {
 		const char *name = json_string_value(json_object_get(m, "metric"));
@@ -261,7 +247,7 @@ Test(drift, monitor_p_values_match_the_msprt_formula)
 
 	mbt_demo_suite(dir, 50);
 	mbt_series(dir, "ckpts", 9, 10, 5, 0.6, 0.8, 0.03, 1);
-	sh_ok(MB "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
 	doc = mbt_json_file(dir, "d.json");
 	json_array_foreach(json_object_get(doc, "metrics"), i, m) {
 		json_t *mon = json_object_get(m, "monitor"), *pts = json_object_get(m, "points");
@@ -292,13 +278,13 @@ Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result)
 
 	mbt_demo_suite(dir, 30);
 	mbt_series(dir, "all", 8, 100, 5, 0.3, 1.0, 0.03, 1);
-	sh_ok(MB "drift --suite demo.json --series all --name s --db batch.db --json b.json --quiet");
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series all --name s --db batch.db --json b.json --quiet");
 	/* The same checkpoints arriving one by one into another folder. */
 	for (int k = 0; k < 8; k++) {
-		snprintf(cmd, sizeof(cmd), "mkdir -p live && cp -r all/step_%06d live/ && " MB
+		snprintf(cmd, sizeof(cmd), "mkdir -p live && cp -r all/step_%06d live/ && " MBT_CLI
 			 "drift --suite demo.json --series live --name s --db inc.db --append "
 			 "--json i.json --quiet", k * 100);
-		sh_ok(cmd);
+		mbt_sh_ok(dir, cmd);
 	}
 	batch = mbt_json_file(dir, "b.json");
 	inc = mbt_json_file(dir, "i.json");
@@ -309,11 +295,11 @@ Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result)
 	json_object_del(inc, "checkpoints");
 	cr_expect(json_equal(batch, inc), "appended series differs from the batch one");
 	/* A checkpoint that would go before the series' end is refused. */
-	sh_ok("mkdir -p live/early && cp all/step_000000/synthetic.json live/early/ && "
+	mbt_sh_ok(dir, "mkdir -p live/early && cp all/step_000000/synthetic.json live/early/ && "
 	      "echo '{\"step\": 250}' > live/early/training_state.json");
 	{
 		char *out = NULL;
-		int rc = sh(MB "drift --suite demo.json --series live --name s --db inc.db --append "
+		int rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series live --name s --db inc.db --append "
 			       "--quiet", &out);
 		cr_expect_eq(rc, 1, "%s", out);
 		cr_expect(strstr(out, "only grows at its end"), "%s", out);
@@ -330,13 +316,13 @@ Test(drift, refuses_an_existing_series_without_append_and_a_changed_spec)
 
 	mbt_demo_suite(dir, 20);
 	mbt_series(dir, "ckpts", 3, 100, 9, 1.0, 1.0, 0.0, 1);
-	sh_ok(MB "drift --suite demo.json --series ckpts --name s --db m.db --quiet");
-	rc = sh(MB "drift --suite demo.json --series ckpts --name s --db m.db --quiet", &out);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --quiet");
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --quiet", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "series 's' exists; pass --append"), "%s", out);
 	free(out);
-	sh_ok("sed -i 's/\"margin\": 1.0/\"margin\": 2.0/' demo.json");
-	rc = sh(MB "drift --suite demo.json --series ckpts --name s --db m.db --append --quiet", &out);
+	mbt_sh_ok(dir, "sed -i 's/\"margin\": 1.0/\"margin\": 2.0/' demo.json");
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --append --quiet", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "its bands would change"), "%s", out);
 	free(out);
@@ -352,7 +338,7 @@ Test(drift, a_checkpoint_that_fails_leaves_the_stored_ones_and_no_half_run)
 	mbt_demo_suite(dir, 20);
 	mbt_series(dir, "ckpts", 4, 100, 9, 1.0, 1.0, 0.0, 1);
 	mbt_write(dir, "ckpts/step_000200/synthetic.json", "{\"format\": \"mechbench-synthetic\"");
-	rc = sh(MB "drift --suite demo.json --series ckpts --name s --db m.db --quiet", &out);
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --quiet", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "step_000200/synthetic.json"), "%s", out);
 	cr_expect_eq(mbt_count(out, "\n"), 1, "more than one line: %s", out);
@@ -394,8 +380,8 @@ Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char cmd[512], *out = NULL;
 		int rc;
-		snprintf(cmd, sizeof(cmd), MB "%s", cases[i].args);
-		rc = sh(cmd, &out);
+		snprintf(cmd, sizeof(cmd), MBT_CLI "%s", cases[i].args);
+		rc = mbt_sh(dir, cmd, &out);
 		cr_expect_eq(rc, cases[i].rc, "case %zu (%s): exit %d: %s", i, cases[i].args, rc, out);
 		cr_expect(strstr(out, cases[i].says), "case %zu (%s): %s", i, cases[i].args, out);
 		if (cases[i].rc == 1)

@@ -24,7 +24,6 @@
 #include "support/harness_support.h"
 #include "support/report_support.h"
 
-#define MB "'" MB_CLI_PATH "' "
 #define CHROMIUM                                                                            \
 	"timeout 120 chromium --headless --no-sandbox --disable-gpu "                           \
 	"--disable-background-networking --disable-component-update --disable-sync "           \
@@ -44,19 +43,6 @@ static void teardown(void)
 }
 
 TestSuite(html_chromium, .init = setup, .fini = teardown, .timeout = 600);
-
-static int sh(const char *cmd, char **out)
-{
-	return mbt_sh(dir, cmd, out);
-}
-
-static void sh_ok(const char *cmd)
-{
-	char *out = NULL;
-	int rc = sh(cmd, &out);
-	cr_assert_eq(rc, 0, "%s exited %d: %s", cmd, rc, out);
-	free(out);
-}
 
 static void need_chromium(void)
 {
@@ -181,19 +167,19 @@ static char *open_page(const char *page, const char *size)
 		 CHROMIUM "--enable-logging=stderr --v=0 --window-size=%s --screenshot=%s/%s.png "
 			  "file://%s/%s.html > %s.log 2>&1",
 		 size, dir, page, dir, page, page);
-	rc = sh(cmd, NULL);
+	rc = mbt_sh(dir, cmd, NULL);
 	snprintf(cmd, sizeof(cmd), "cat %s.log", page);
-	sh(cmd, &log);
+	mbt_sh(dir, cmd, &log);
 	cr_assert_eq(rc, 0, "chromium failed on %s.html (exit %d): %s", page, rc, log);
 	cr_expect_null(strstr(log, "CONSOLE"), "%s.html logged to the console: %s", page, log);
 	cr_expect_null(strstr(log, "Refused to"), "%s.html: a blocked resource: %s", page, log);
 	free(log);
 	snprintf(cmd, sizeof(cmd), CHROMIUM "--dump-dom file://%s/%s.html 2>/dev/null", dir, page);
-	cr_assert_eq(sh(cmd, &dom), 0, "chromium --dump-dom failed on %s.html", page);
+	cr_assert_eq(mbt_sh(dir, cmd, &dom), 0, "chromium --dump-dom failed on %s.html", page);
 	/* keep the screenshot for people to look at */
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/report-screenshots' && cp %s.png '%s/report-screenshots/'",
 		 MB_BINARY_DIR, page, MB_BINARY_DIR);
-	sh(cmd, NULL);
+	mbt_sh(dir, cmd, NULL);
 	return dom;
 }
 
@@ -202,10 +188,10 @@ static void make_pages(void)
 	mbt_demo_suite(dir, 50);
 	/* A checkpoint folder whose name is markup: the page must show it as text. */
 	mbt_series(dir, "ck<b>x</b>", 10, 100, 6, 0.3, 1.0, 0.03, 1);
-	sh_ok(MB "drift --suite demo.json --series 'ck<b>x</b>' --name planted --db m.db "
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series 'ck<b>x</b>' --name planted --db m.db "
 		 "--html series.html --quiet > /dev/null");
-	sh_ok(MB "report --run 8 --db m.db --html run.html");
-	sh_ok(MB "leaderboard --db m.db --format html --out board.html");
+	mbt_sh_ok(dir, MBT_CLI "report --run 8 --db m.db --html run.html");
+	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --format html --out board.html");
 }
 
 Test(html_chromium, drift_report_opens_without_errors_and_shows_its_plots)
@@ -216,7 +202,7 @@ Test(html_chromium, drift_report_opens_without_errors_and_shows_its_plots)
 
 	need_chromium();
 	make_pages();
-	cr_assert_eq(sh("cat series.html", &html), 0);
+	cr_assert_eq(mbt_sh(dir, "cat series.html", &html), 0);
 	cr_expect_null(strstr(html, "<script"));
 	cr_expect_null(strstr(html, "src="));
 	cr_expect_null(strstr(html, "<b>x</b>"), "markup from a folder name reached the page");
