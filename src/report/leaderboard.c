@@ -500,6 +500,16 @@ static void md_cell(FILE *f, const char *s)
 	}
 }
 
+/* A row's overall rank text: the rank of its first metric (a table without
+ * metrics ranks every row as an absent cell). */
+static void row_rank_text(char *buf, size_t cap, const mb_leaderboard_table *tb,
+			  const mb_leaderboard_row *row)
+{
+	mb_leaderboard_rank_text(buf, cap, tb->n_metrics ? &row->cells[0]
+							 : &(mb_leaderboard_cell){0},
+				 0);
+}
+
 /* Inline code for a table cell: `` s `` (a single backtick in s cannot close it). */
 static void md_code(FILE *f, const char *s)
 {
@@ -541,9 +551,7 @@ void mb_leaderboard_markdown(FILE *f, const mb_leaderboard *lb)
 		for (size_t r = 0; r < tb->n_rows; r++) {
 			const mb_leaderboard_row *row = &tb->rows[r];
 			char rank[32];
-			mb_leaderboard_rank_text(rank, sizeof(rank), tb->n_metrics ? &row->cells[0]
-										: &(mb_leaderboard_cell){0},
-						 0);
+			row_rank_text(rank, sizeof(rank), tb, row);
 			fprintf(f, "| %s | ", rank);
 			md_cell(f, row->model);
 			fprintf(f, " | %lld |", (long long)row->run_id);
@@ -729,9 +737,7 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 		for (size_t r = 0; r < tb->n_rows; r++) {
 			const mb_leaderboard_row *row = &tb->rows[r];
 			char rank[32];
-			mb_leaderboard_rank_text(rank, sizeof(rank), tb->n_metrics ? &row->cells[0]
-										: &(mb_leaderboard_cell){0},
-						 0);
+			row_rank_text(rank, sizeof(rank), tb, row);
 			fprintf(f, "<tr><td class=\"num\">%s</td><td><code>", rank);
 			mb_html_escape(f, row->model);
 			fprintf(f, "</code></td><td class=\"num\">%lld</td>", (long long)row->run_id);
