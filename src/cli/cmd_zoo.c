@@ -267,7 +267,8 @@ static int list_models(char ***out, size_t *n, const char *dir)
 		(*n)++;
 	}
 	closedir(d);
-	qsort(*out, *n, sizeof(char *), cmp_str);
+	if (*n > 1)
+		qsort(*out, *n, sizeof(char *), cmp_str);
 	return 0;
 }
 

@@ -1047,7 +1047,8 @@ static int unembed(mb_engine *e, const mb_run *r, const float *resid, mb_error *
 				a->lnf_rstd[i] = 1.0f;
 			}
 		}
-		mb_k_matmul_nt_rows(e->logits, V, a->lnf_out, S, e->w.unembed, V, D);
+		/* thousands of training rows: BLAS, not the row kernel */
+		mb_k_gemm(e->logits, V, a->lnf_out, D, e->w.unembed, D, 1, S, V, D, 1.0f, e->gu);
 		return 0;
 	}
 	if (full) {

@@ -699,6 +699,8 @@ int mb_zoo_train(mb_zoo_result *out, const mb_zoo_recipe *r, const mb_zoo_train_
 	int error;
 
 	memset(out, 0, sizeof(*out));
+	if (!opts || !opts->out_dir)
+		return mb_error_set(err, MB_EINVALID, "recipe %s: no output directory", r->name);
 	error = mb_zoo_trainer_init(&t, r, err);
 	if (error < 0)
 		return error;
