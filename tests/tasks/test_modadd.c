@@ -431,8 +431,8 @@ Test(modadd, zoo_model_has_the_fourier_mechanism)
 	double *v, sums[16] = {0};
 	size_t M = t->n_metrics, ntest = 0;
 
-	if (access(MB_SOURCE_DIR "/baselines/models/modadd/model.safetensors", R_OK) != 0)
-		cr_skip_test("baselines/models/modadd is not committed yet (the zoo branch adds it)");
+	cr_assert_eq(access(MB_SOURCE_DIR "/baselines/models/modadd/model.safetensors", R_OK), 0,
+		     "baselines/models/modadd: the committed zoo model is missing");
 	cr_assert_eq(mb_dataset_load(&d, MB_SOURCE_DIR "/datasets/modadd/fast.jsonl", &err), 0,
 		     "%s", err.msg);
 	cr_assert_eq(t->open(&st, dir, NULL, &err), 0, "%s", err.msg);
