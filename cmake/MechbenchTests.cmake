@@ -37,3 +37,9 @@ if(_ht_sources)
   target_include_directories(mb_headertest PRIVATE ${CMAKE_SOURCE_DIR}/include)
   target_link_libraries(mb_headertest PRIVATE mechbench_core)
 endif()
+
+# The HTML report's browser test decodes Chromium's PNG screenshots (zlib).
+if(TARGET report_test_html_chromium)
+  find_package(ZLIB REQUIRED)
+  target_link_libraries(report_test_html_chromium PRIVATE ZLIB::ZLIB)
+endif()

@@ -231,7 +231,10 @@ void mb_engine_set_compact_tail(mb_engine *e, int compact);
 /* Runs a forward. Checks the run (sizes, token ids < V, lengths, positions,
  * hooks valid for this model, start layer) before computing anything; errors
  * name the item, position or hook. A hook callback's error aborts the run and
- * is returned prefixed with the hook's name. */
+ * is returned prefixed with the hook's name. Hooks are called on the calling
+ * thread, outside parallel regions, in forward order. An engine runs one
+ * forward at a time (its arena is the run's state): to run items in parallel
+ * use one engine per thread over the same weights. */
 int mb_engine_forward(mb_engine *e, const mb_run *run, mb_error *err);
 
 /* Logits of the last run. Row i of item b: the position t = i (ALL), the last

@@ -23,7 +23,9 @@
 #include <mechbench/gate.h>
 #include <mechbench/runner.h>
 
-#define MB_STORE_SCHEMA_VERSION 1
+/* 1: runs, entries, model_files, aggregates, item_values, gates, comparisons;
+ * 2: series, series_points, series_monitors, figures (results.h). */
+#define MB_STORE_SCHEMA_VERSION 2
 
 typedef struct mb_store mb_store;
 
@@ -37,6 +39,12 @@ typedef struct mb_store_opts {
  * mb_store_free. */
 int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, mb_error *err);
 void mb_store_free(mb_store *s);
+
+/* The SQLite connection (borrowed) and the database's path, for the modules
+ * that keep their own tables in the same file (results.h: series and
+ * figures), so that their rows join a run's open transaction. */
+struct sqlite3 *mb_store_sqlite(mb_store *s);
+const char *mb_store_path(const mb_store *s);
 
 /* Starts a run's transaction and inserts its row from p (finished_at and
  * wall_seconds are written at commit). *out_id is the new run's id. */

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include <mechbench/error.h>
+#include <mechbench/figure.h>
 #include <mechbench/json.h>
 #include <mechbench/sha256.h>
 
@@ -124,6 +125,15 @@ typedef struct mb_task {
 	 * the order of the metrics array). Every value must be finite. Errors
 	 * name the item key. */
 	int (*run)(void *state, const mb_item *items, size_t n, double *values, mb_error *err);
+
+	/* OPTIONAL (NULL: the task draws nothing). Adds the task's plots of one
+	 * entry to out as data (figure.h): head-effect heatmaps, attention
+	 * patterns, Fourier spectra. Called once per entry after run, from one
+	 * thread, with a freshly opened state, the entry's items[0..n) and
+	 * values (N, M) as run wrote them. Must be deterministic. The report
+	 * (`mechbench report`, `drift --html`) draws what it adds. */
+	int (*figures)(void *state, const mb_item *items, size_t n, const double *values,
+		       mb_figure_list *out, mb_error *err);
 } mb_task;
 
 /* The registry: every task compiled in (src/tasks/tasks.def). */

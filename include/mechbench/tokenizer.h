@@ -4,10 +4,10 @@
  * always accepted by the engine.
  *
  * Supported: "model": {"type": "WordLevel", "vocab": {token: id},
- * "unk_token": ...}; "normalizer": null or {"type": "Lowercase"};
+ * "unk_token": ...}; "normalizer": null or {"type": "Lowercase"} (ASCII letters);
  * "pre_tokenizer": null, {"type": "WhitespaceSplit"} (split on runs of
  * whitespace) or {"type": "Whitespace"} (runs of \w, or of other non-space
- * characters, ASCII classes); "added_tokens": matched verbatim in the text
+ * characters; ASCII classes, bytes >= 0x80 count as \w); "added_tokens": matched verbatim in the text
  * before pre-tokenisation, longest first; "post_processor": null or
  * TemplateProcessing whose "single" template is special tokens and one
  * sequence $A; "decoder": ignored (decode joins tokens with spaces).

@@ -9,6 +9,7 @@
 #include <mechbench/runner.h>
 #include <mechbench/store.h>
 
+#include "figures_cli.h"
 #include "suite_cli.h"
 
 static const char usage[] =
@@ -33,12 +34,17 @@ static const char usage[] =
 typedef struct store_sink {
 	mb_store *store;
 	int64_t run_id;
+	/* for the figures the entries' tasks attach (figures_cli.h) */
+	const mb_spec *spec;
+	const char *root, *model;
 } store_sink;
 
 static int put_entry(void *payload, const mb_entry_result *e, mb_error *err)
 {
 	store_sink *s = payload;
-	return mb_store_run_put_entry(s->store, s->run_id, e, err);
+	int error = mb_store_run_put_entry(s->store, s->run_id, e, err);
+	return error < 0 ? error
+			 : mb_cli_store_figures(s->store, s->run_id, s->spec, s->root, s->model, e, err);
 }
 
 static void render_run_csv(FILE *f, const void *arg)
@@ -102,6 +108,9 @@ int mb_cmd_run(int argc, char **argv)
 	    (error = mb_store_run_begin(store, &sink.run_id, &prov, &err)) < 0)
 		goto cleanup;
 	sink.store = store;
+	sink.spec = &spec;
+	sink.root = home.root;
+	sink.model = model;
 	memset(&opts, 0, sizeof(opts));
 	opts.threads = (int)threads;
 	opts.progress = mb_cli_want_progress(quiet);

@@ -30,10 +30,11 @@ void mb_k_gemm(float *C, int ldc, const float *A, int lda, const float *W, int l
 	       int R, int N, int K, float alpha, int u);
 
 /* The smallest row group u (from 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64,
- * 96, 128) for which single-threaded sgemm calls on u-aligned row ranges
- * reproduce a larger call bit for bit, for this (K, N, trans_w); 0 when none
- * does. Uses its own random data; N is capped at 1024 columns (the row
- * blocking of the kernels does not depend on the column count). */
+ * 96, 128) for which single-threaded sgemm calls on u-aligned row ranges, of
+ * lengths that are multiples of u, reproduce the rows of one larger call bit
+ * for bit, for this (K, N, trans_w); 0 when none does. Uses its own random
+ * data; N is capped at 512 columns (the kernels' row blocking does not depend
+ * on the column count). */
 int mb_k_gemm_probe_group(int K, int N, int trans_w);
 
 /* exp(x) to about 2 ulp on [-86, 88] (inputs clamped to it); same bits on

@@ -380,6 +380,11 @@ static int parse_doc(mb_tokenizer *t, const mb_json_doc *doc, mb_error *err)
 						   prev, t->added[i].content);
 		t->by_id[t->added[i].id] = t->added[i].content;
 	}
+	for (size_t i = 0; i < t->n_tmpl; i++)
+		if (t->tmpl[i] >= 0 && !t->by_id[t->tmpl[i]])
+			return mb_json_field_error(doc, err, MB_EINVALID, "post_processor.special_tokens",
+						   "id %d is neither in model.vocab nor an added token",
+						   (int)t->tmpl[i]);
 	return 0;
 }
 

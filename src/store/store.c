@@ -4,6 +4,8 @@
  */
 #include <mechbench/store.h>
 
+#include <mechbench/results.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +143,8 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
 	"  note              TEXT,\n"
 	"  PRIMARY KEY (gate_id, entry, metric)\n"
 	");\n",
+	/* 1 -> 2: checkpoint series and figures, kept by src/store/results.c */
+	mb_results_migration_v2,
 };
 
 /* --- errors ------------------------------------------------------------------------- */
@@ -357,6 +361,16 @@ void mb_store_free(mb_store *s)
 	sqlite3_close_v2(s->db);
 	free(s->path);
 	free(s);
+}
+
+struct sqlite3 *mb_store_sqlite(mb_store *s)
+{
+	return s->db;
+}
+
+const char *mb_store_path(const mb_store *s)
+{
+	return s->path;
 }
 
 /* --- writing runs ---------------------------------------------------------------------- */

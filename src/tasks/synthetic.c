@@ -264,6 +264,90 @@ static int syn_run(void *state, const mb_item *items, size_t n, double *values, 
 	return 0;
 }
 
+/* Figures (figure.h), so the report has something of each kind to draw
+ * before the real tasks land:
+ *   synthetic.score_by_cluster     heatmap, diverging: mean score per
+ *                                  stratum (rows) and cluster (columns)
+ *   synthetic.accuracy_by_cluster  heatmap, sequential: mean of correct
+ *   synthetic.weight_spectrum      stem: |DFT(w)|_k, k = 0..dim/2, the
+ *                                  Fourier spectrum of the weights (the true
+ *                                  model (-1)^j puts all of it at dim/2) */
+static int syn_figures(void *state, const mb_item *items, size_t n, const double *values,
+		       mb_figure_list *out, mb_error *err)
+{
+	const syn_state *st = state;
+	const char *strata[2] = {"easy", "hard"};
+	char cols[64][32];          /* cluster suffixes ("c0"), first-appearance order */
+	size_t n_cols = 0;
+	double sum[2][64][2];       /* (stratum, cluster, score|correct) */
+	size_t count[2][64];
+	mb_figure *f;
+	int error;
+
+	memset(sum, 0, sizeof(sum));
+	memset(count, 0, sizeof(count));
+	for (size_t i = 0; i < n; i++) {
+		const char *slash = strchr(items[i].cluster, '/');
+		const char *suffix = slash ? slash + 1 : items[i].cluster;
+		size_t s = strcmp(items[i].stratum, "easy") == 0 ? 0 : 1, c = 0;
+		while (c < n_cols && strcmp(cols[c], suffix) != 0)
+			c++;
+		if (c == n_cols) {
+			if (n_cols == 64)
+				continue; /* more clusters than the picture shows */
+			snprintf(cols[n_cols++], sizeof(cols[0]), "%s", suffix);
+		}
+		sum[s][c][0] += values[i * 3 + 0];
+		sum[s][c][1] += values[i * 3 + 1];
+		count[s][c]++;
+	}
+	if (n_cols == 0)
+		return 0;
+	for (int k = 0; k < 2; k++) {
+		const char *name = k ? "synthetic.accuracy_by_cluster" : "synthetic.score_by_cluster";
+		if ((error = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, name, 2, n_cols, err)) < 0)
+			return error;
+		f->diverging = k == 0;
+		if ((error = mb_figure_set_text(f, k ? "Accuracy by stratum and cluster"
+						     : "Mean score (signed margin) by stratum and cluster",
+						"cluster", "stratum", k ? "accuracy" : "mean score",
+						err)) < 0)
+			return error;
+		for (size_t s = 0; s < 2; s++) {
+			if ((error = mb_figure_set_row_label(f, s, strata[s], err)) < 0)
+				return error;
+			for (size_t c = 0; c < n_cols; c++)
+				f->values[s * n_cols + c] = count[s][c] ? sum[s][c][k] /
+									  (double)count[s][c] : NAN;
+		}
+		for (size_t c = 0; c < n_cols; c++)
+			if ((error = mb_figure_set_col_label(f, c, cols[c], err)) < 0)
+				return error;
+	}
+	{
+		size_t nk = (size_t)st->dim / 2 + 1;
+		double x[SYN_MAX_DIM / 2 + 1];
+		if ((error = mb_figure_list_add(out, &f, MB_FIGURE_STEM, "synthetic.weight_spectrum", 1,
+						nk, err)) < 0 ||
+		    (error = mb_figure_set_text(f, "Fourier spectrum of the weights", "frequency k",
+						"|DFT(w)_k|", "", err)) < 0)
+			return error;
+		for (size_t k = 0; k < nk; k++) {
+			double re = 0, im = 0;
+			for (int j = 0; j < st->dim; j++) {
+				double a = -2.0 * 3.14159265358979323846 * (double)k * (double)j / (double)st->dim;
+				re += st->w[j] * cos(a);
+				im += st->w[j] * sin(a);
+			}
+			f->values[k] = sqrt(re * re + im * im);
+			x[k] = (double)k;
+		}
+		if ((error = mb_figure_set_x(f, x, err)) < 0)
+			return error;
+	}
+	return 0;
+}
+
 const mb_task mb_task_synthetic = {
 	.name = "synthetic",
 	.version = 1,
@@ -277,4 +361,5 @@ const mb_task mb_task_synthetic = {
 	.open = syn_open,
 	.close = syn_close,
 	.run = syn_run,
+	.figures = syn_figures,
 };

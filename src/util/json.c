@@ -337,20 +337,35 @@ static int lookup(const mb_json_doc *doc, json_t *obj, const char *at, const cha
 	return mb_json_field_error(doc, err, MB_EINVALID, path, "required field is missing");
 }
 
-#define GETTER_PROLOGUE()                                                              \
+#define TYPE_BIT(t) (1u << (unsigned)(t))
+
+/* lookup, then "expected <want>, got <type>" unless the value's json_type is
+ * one of the bits in types. */
+static int lookup_typed(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
+			int required, unsigned types, const char *want, json_t **v, char *path,
+			size_t cap, mb_error *err)
+{
+	int rc = lookup(doc, obj, at, key, required, v, path, cap, err);
+	if (rc != 0)
+		return rc;
+	if (!(types & TYPE_BIT(json_typeof(*v))))
+		return mb_json_field_error(doc, err, MB_EINVALID, path, "expected %s, got %s", want,
+					   type_name(*v));
+	return 0;
+}
+
+#define GETTER_PROLOGUE(types, want)                                                   \
 	char path[MB_JSON_PATH_MAX];                                                   \
 	json_t *v;                                                                     \
-	int rc = lookup(doc, obj, at, key, required, &v, path, sizeof(path), err);     \
+	int rc = lookup_typed(doc, obj, at, key, required, (types), (want), &v, path,  \
+			      sizeof(path), err);                                      \
 	if (rc != 0)                                                                   \
 		return rc
 
 int mb_json_get_string(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		       int required, const char **out, mb_error *err)
 {
-	GETTER_PROLOGUE();
-	if (!json_is_string(v))
-		return mb_json_field_error(doc, err, MB_EINVALID, path,
-					   "expected a string, got %s", type_name(v));
+	GETTER_PROLOGUE(TYPE_BIT(JSON_STRING), "a string");
 	*out = json_string_value(v);
 	return 0;
 }
@@ -358,10 +373,7 @@ int mb_json_get_string(const mb_json_doc *doc, json_t *obj, const char *at, cons
 int mb_json_get_number(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		       int required, double *out, mb_error *err)
 {
-	GETTER_PROLOGUE();
-	if (!json_is_number(v))
-		return mb_json_field_error(doc, err, MB_EINVALID, path,
-					   "expected a number, got %s", type_name(v));
+	GETTER_PROLOGUE(TYPE_BIT(JSON_INTEGER) | TYPE_BIT(JSON_REAL), "a number");
 	*out = json_number_value(v);
 	return 0;
 }
@@ -369,10 +381,7 @@ int mb_json_get_number(const mb_json_doc *doc, json_t *obj, const char *at, cons
 int mb_json_get_int(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		    int required, int64_t min, int64_t max, int64_t *out, mb_error *err)
 {
-	GETTER_PROLOGUE();
-	if (!json_is_integer(v))
-		return mb_json_field_error(doc, err, MB_EINVALID, path,
-					   "expected an integer, got %s", type_name(v));
+	GETTER_PROLOGUE(TYPE_BIT(JSON_INTEGER), "an integer");
 	json_int_t x = json_integer_value(v);
 	if (x < min || x > max)
 		return mb_json_field_error(doc, err, MB_EINVALID, path,
@@ -385,10 +394,7 @@ int mb_json_get_int(const mb_json_doc *doc, json_t *obj, const char *at, const c
 int mb_json_get_bool(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		     int required, int *out, mb_error *err)
 {
-	GETTER_PROLOGUE();
-	if (!json_is_boolean(v))
-		return mb_json_field_error(doc, err, MB_EINVALID, path,
-					   "expected true or false, got %s", type_name(v));
+	GETTER_PROLOGUE(TYPE_BIT(JSON_TRUE) | TYPE_BIT(JSON_FALSE), "true or false");
 	*out = json_is_true(v);
 	return 0;
 }
@@ -396,10 +402,7 @@ int mb_json_get_bool(const mb_json_doc *doc, json_t *obj, const char *at, const 
 int mb_json_get_object(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		       int required, json_t **out, mb_error *err)
 {
-	GETTER_PROLOGUE();
-	if (!json_is_object(v))
-		return mb_json_field_error(doc, err, MB_EINVALID, path,
-					   "expected an object, got %s", type_name(v));
+	GETTER_PROLOGUE(TYPE_BIT(JSON_OBJECT), "an object");
 	*out = v;
 	return 0;
 }
@@ -407,10 +410,7 @@ int mb_json_get_object(const mb_json_doc *doc, json_t *obj, const char *at, cons
 int mb_json_get_array(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
 		      int required, json_t **out, mb_error *err)
 {
-	GETTER_PROLOGUE();
-	if (!json_is_array(v))
-		return mb_json_field_error(doc, err, MB_EINVALID, path,
-					   "expected an array, got %s", type_name(v));
+	GETTER_PROLOGUE(TYPE_BIT(JSON_ARRAY), "an array");
 	*out = v;
 	return 0;
 }

@@ -8,68 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <mechbench/npy.h>
 
+#include "support/cli_run.h"
 #include "support/engine_fx.h"
 
 #define MODEL FX_ENGINE_DIR "/models/gpt2_ln_gelu"
-
-typedef struct run_result {
-	int status;
-	char out[8192];
-	char err[4096];
-} run_result;
-
-static void slurp(int fd, char *buf, size_t cap)
-{
-	size_t k = 0;
-	ssize_t r;
-
-	lseek(fd, 0, SEEK_SET);
-	while (k < cap - 1 && (r = read(fd, buf + k, cap - 1 - k)) > 0)
-		k += (size_t)r;
-	buf[k] = '\0';
-}
-
-static void run(run_result *r, const char *const *args)
-{
-	char outp[] = "/tmp/mb-cache-out-XXXXXX", errp[] = "/tmp/mb-cache-err-XXXXXX";
-	int of = mkstemp(outp), ef = mkstemp(errp), st;
-	const char *argv[32] = {MB_CLI_PATH, "cache"};
-	pid_t pid;
-
-	cr_assert(of >= 0 && ef >= 0);
-	for (int i = 0; args[i] && i < 29; i++)
-		argv[i + 2] = args[i];
-	pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		dup2(of, 1);
-		dup2(ef, 2);
-		execv(MB_CLI_PATH, (char *const *)argv);
-		_exit(127);
-	}
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	slurp(of, r->out, sizeof(r->out));
-	slurp(ef, r->err, sizeof(r->err));
-	close(of);
-	close(ef);
-	unlink(outp);
-	unlink(errp);
-}
-
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
 
 Test(cache, written_hooks_match_the_reference)
 {
@@ -81,11 +27,12 @@ Test(cache, written_hooks_match_the_reference)
 	const char *args[32];
 	int n = 0, B, T;
 	int32_t *tok, *len;
-	run_result r;
+	mbt_cli_result r;
 	long bad = 0;
 
 	cr_assert(mkdtemp(dir));
 	fx_batch("gpt2_ln_gelu", "batch0", &tok, &len, &B, &T);
+	args[n++] = "cache";
 	args[n++] = "--model";
 	args[n++] = MODEL;
 	args[n++] = "--tokens-npy";
@@ -102,7 +49,7 @@ Test(cache, written_hooks_match_the_reference)
 	cr_assert_eq(len[0], 11);
 	cr_assert_eq(len[1], 7);
 	cr_assert_eq(len[2], 16);
-	run(&r, args);
+	mbt_cli_run(&r, args);
 	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	cr_expect_str_empty(r.err);
 	for (int i = 0; i <= 7; i++) {
@@ -133,13 +80,13 @@ Test(cache, written_hooks_match_the_reference)
 
 Test(cache, text_is_encoded_with_the_model_tokenizer)
 {
-	const char *args[] = {"--model", MODEL, "--text", "<bos> a b", "--hook", "hook_embed", "--out",
-			      "/tmp/mb-cache-text", NULL};
-	run_result r;
+	const char *args[] = {"cache", "--model", MODEL, "--text", "<bos> a b", "--hook",
+			      "hook_embed", "--out", "/tmp/mb-cache-text", NULL};
+	mbt_cli_result r;
 	mb_npy a;
 	mb_error err = {0};
 
-	run(&r, args);
+	mbt_cli_run(&r, args);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_eq(mb_npy_read(&a, "/tmp/mb-cache-text/logits.npy", &err), 0, "%s", err.msg);
 	cr_expect_eq(a.shape[0], 1);
@@ -187,18 +134,18 @@ ParameterizedTestParameters(cache, bad_input_exits_1_and_bad_flags_exit_2_with_o
 
 ParameterizedTest(bad_case *bc, cache, bad_input_exits_1_and_bad_flags_exit_2_with_one_line)
 {
-	const char *args[9];
-	run_result r;
+	const char *args[10] = {"cache"};
+	mbt_cli_result r;
 	int n = 0;
 
 	for (; n < 8 && bc->args[n][0]; n++)
-		args[n] = bc->args[n];
-	args[n] = NULL;
-	run(&r, args);
+		args[n + 1] = bc->args[n];
+	args[n + 1] = NULL;
+	mbt_cli_run(&r, args);
 	cr_expect_eq(r.status, bc->status, "exit %d, expected %d: %s", r.status, bc->status, r.err);
 	cr_expect(strstr(r.err, bc->expect) != NULL, "stderr \"%s\" lacks \"%s\"", r.err, bc->expect);
 	if (bc->status == 1) {
-		cr_expect_eq(count_lines(r.err), 1, "stderr: %s", r.err);
+		cr_expect_eq(mbt_count_lines(r.err), 1, "stderr: %s", r.err);
 		cr_expect(strncmp(r.err, "mechbench: ", 11) == 0, "%s", r.err);
 	}
 	cr_expect_eq(access("/tmp/mbx/logits.npy", F_OK), -1, "a failed run wrote output");
@@ -206,10 +153,10 @@ ParameterizedTest(bad_case *bc, cache, bad_input_exits_1_and_bad_flags_exit_2_wi
 
 Test(cache, help_exits_0)
 {
-	const char *args[] = {"--help", NULL};
-	run_result r;
+	const char *args[] = {"cache", "--help", NULL};
+	mbt_cli_result r;
 
-	run(&r, args);
+	mbt_cli_run(&r, args);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "usage: mechbench cache") != NULL);
 }

@@ -18,23 +18,9 @@
 #include "support/harness_support.h"
 
 #define GIT "git -c user.email=t@example.com -c user.name=t -c init.defaultBranch=main "
-#define MB "'" MB_CLI_PATH "' "
 #define XSD MB_SOURCE_DIR "/tests/fixtures/junit/junit.xsd"
 
 static char dir[256];
-
-static int sh(const char *cmd, char **out)
-{
-	return mbt_sh(dir, cmd, out);
-}
-
-static void sh_ok(const char *cmd)
-{
-	char *out = NULL;
-	int rc = sh(cmd, &out);
-	cr_assert_eq(rc, 0, "%s exited %d: %s", cmd, rc, out);
-	free(out);
-}
 
 static const char spec_fmt[] =
 	"{\n"
@@ -72,12 +58,12 @@ static void setup_repo(void)
 	const double wp[8] = {1, -1, 1, 1, -1, 1, 1, -1};
 
 	mbt_tmpdir(dir, sizeof(dir));
-	sh_ok(GIT "init -q .");
+	mbt_sh_ok(dir, GIT "init -q .");
 	mbt_write(dir, ".gitignore", "*.db\n*.db-*\nout/\n");
 	mbt_write(dir, "datasets/MANIFEST",
 		  "-  synthetic/toy.jsonl  synthetic@1  7  {\"n_per_stratum\": 100}\n");
-	sh_ok(MB "datasets build");
-	sh_ok(MB "datasets verify");
+	mbt_sh_ok(dir, MBT_CLI "datasets build");
+	mbt_sh_ok(dir, MBT_CLI "datasets verify");
 	manifest = mbt_read(dir, "datasets/MANIFEST");
 	const char *line = strstr(manifest, "\n");
 	while (line && line[1] == '#')
@@ -89,10 +75,10 @@ static void setup_repo(void)
 	mbt_write(dir, "benchmarks/demo.json", spec);
 	mbt_true_model(dir, "models/true");
 	mbt_synthetic_model(dir, "models/perturbed", wp, 8, 0);
-	sh_ok(GIT "add -A && " GIT "commit -qm 'spec, dataset, models'");
-	sh_ok(MB "run --suite benchmarks/demo.json --db run.db --quiet");
-	sh_ok(MB "baseline save --run 1 --db run.db --out baselines/demo.json");
-	sh_ok(GIT "add baselines/demo.json && " GIT "commit -qm baseline");
+	mbt_sh_ok(dir, GIT "add -A && " GIT "commit -qm 'spec, dataset, models'");
+	mbt_sh_ok(dir, MBT_CLI "run --suite benchmarks/demo.json --db run.db --quiet");
+	mbt_sh_ok(dir, MBT_CLI "baseline save --run 1 --db run.db --out baselines/demo.json");
+	mbt_sh_ok(dir, GIT "add baselines/demo.json && " GIT "commit -qm baseline");
 }
 
 static void teardown_repo(void)
@@ -104,7 +90,7 @@ static void expect_junit_valid(const char *file)
 {
 	char cmd[1024], *out = NULL;
 	snprintf(cmd, sizeof(cmd), "xmllint --noout --schema '%s' %s", XSD, file);
-	cr_expect_eq(sh(cmd, &out), 0, "%s: %s", file, out);
+	cr_expect_eq(mbt_sh(dir, cmd, &out), 0, "%s: %s", file, out);
 	free(out);
 }
 
@@ -138,7 +124,7 @@ Test(cli_gate, an_unchanged_model_is_identical_and_exits_0)
 	char *out = NULL, *md, *json;
 	json_t *doc;
 
-	cr_assert_eq(sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+	cr_assert_eq(mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
 			   " --junit out/j.xml --report-md out/r.md --json out/r.json --csv out/r.csv"
 			   " 2>&1 || echo exit=$?", &out), 0);
 	cr_expect(strstr(out, "exit=") == NULL, "exit 0: %s", out);
@@ -172,7 +158,7 @@ Test(cli_gate, an_unchanged_model_is_identical_and_exits_0)
 Test(cli_gate, a_perturbed_model_regresses_with_exit_3_naming_the_metric)
 {
 	char *out = NULL, *xml;
-	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
 		       " --model models/perturbed --junit out/j.xml --report-md out/r.md", &out);
 
 	cr_expect_eq(rc, 3, "%s", out);
@@ -202,7 +188,7 @@ Test(cli_gate, an_uncommitted_threshold_edit_is_threshold_changed)
 	mbt_write(dir, "benchmarks/demo.json", spec);
 	free(spec);
 
-	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
 		       " --junit out/j.xml --json out/r.json", &out);
 	cr_expect_eq(rc, 4, "%s", out);
 	cr_expect(strstr(out, "THRESHOLD-CHANGED") != NULL, "%s", out);
@@ -225,14 +211,14 @@ Test(cli_gate, an_uncommitted_threshold_edit_is_threshold_changed)
 	json_decref(doc);
 	free(json);
 	/* --on-changed pass lets it through. */
-	cr_expect_eq(sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+	cr_expect_eq(mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
 			   " --on-changed pass >/dev/null", NULL), 0);
 }
 
 Test(cli_gate, a_baseline_ref_that_does_not_resolve_is_one_error_line_and_exit_1)
 {
 	char *out = NULL;
-	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref no-such-ref 2>&1 >/dev/null",
+	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref no-such-ref 2>&1 >/dev/null",
 		    &out);
 	cr_expect_eq(rc, 1);
 	cr_expect_eq(strncmp(out, "mechbench: --baseline-ref: git ref 'no-such-ref' does not "
@@ -246,16 +232,16 @@ Test(cli_gate, merge_base_gates_a_branch_against_where_it_left_main)
 	char *out = NULL;
 	/* main moves on with a tighter (committed) margin; the branch is judged
 	 * against the merge base, where the baseline and the old spec live. */
-	sh_ok(GIT "checkout -q -b feature");
-	sh_ok(GIT "checkout -q main");
+	mbt_sh_ok(dir, GIT "checkout -q -b feature");
+	mbt_sh_ok(dir, GIT "checkout -q main");
 	char *spec = mbt_read(dir, "benchmarks/demo.json");
 	char *at = strstr(spec, "\"margin\": 0.25");
 	memcpy(at, "\"margin\": 0.35", 14);
 	mbt_write(dir, "benchmarks/demo.json", spec);
 	free(spec);
-	sh_ok(GIT "commit -qam 'main moves on'");
-	sh_ok(GIT "checkout -q feature");
-	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref merge-base:main --quiet",
+	mbt_sh_ok(dir, GIT "commit -qam 'main moves on'");
+	mbt_sh_ok(dir, GIT "checkout -q feature");
+	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref merge-base:main --quiet",
 		    &out);
 	cr_expect_eq(rc, 0, "%s", out);
 	cr_expect(strstr(out, "baseline merge-base:main") != NULL, "%s", out);
@@ -266,17 +252,17 @@ Test(cli_gate, merge_base_gates_a_branch_against_where_it_left_main)
 Test(cli_gate, missing_baselines_and_uncommitted_specs_are_clear_errors)
 {
 	char *out = NULL;
-	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD~1 2>&1", &out);
+	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD~1 2>&1", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "baseline baselines/demo.json is not committed at HEAD~1") != NULL,
 		  "%s", out);
 	free(out);
-	sh_ok("cp benchmarks/demo.json benchmarks/new.json");
-	rc = sh(MB "gate --suite benchmarks/new.json --baseline-ref HEAD 2>&1", &out);
+	mbt_sh_ok(dir, "cp benchmarks/demo.json benchmarks/new.json");
+	rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/new.json --baseline-ref HEAD 2>&1", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "benchmarks/new.json is not committed at HEAD") != NULL, "%s", out);
 	free(out);
-	rc = sh(MB "gate --suite benchmarks/demo.json 2>&1", &out);
+	rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json 2>&1", &out);
 	cr_expect_eq(rc, 2, "usage error: %s", out);
 	free(out);
 }
@@ -289,8 +275,8 @@ Test(cli_gate, an_underpowered_gate_is_refused_before_running)
 	memcpy(at, "\"margin\": 0.1", 13);
 	mbt_write(dir, "benchmarks/demo.json", spec);
 	free(spec);
-	sh_ok(GIT "commit -qam 'tight margin'");
-	int rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD 2>&1", &out);
+	mbt_sh_ok(dir, GIT "commit -qam 'tight margin'");
+	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD 2>&1", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "gate refused before running") != NULL, "%s", out);
 	cr_expect(strstr(out, "toy/synthetic.score@1: MDE") != NULL, "%s", out);
@@ -300,9 +286,9 @@ Test(cli_gate, an_underpowered_gate_is_refused_before_running)
 Test(cli_gate, the_gate_stores_its_run_and_verdicts_when_asked)
 {
 	char *out = NULL;
-	cr_expect_eq(sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
+	cr_expect_eq(mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet"
 			   " --db gate.db >/dev/null", NULL), 0);
-	cr_expect_eq(sh("sqlite3 gate.db 'SELECT outcome, exit_code FROM gates;"
+	cr_expect_eq(mbt_sh(dir, "sqlite3 gate.db 'SELECT outcome, exit_code FROM gates;"
 			" SELECT count(*) FROM comparisons; SELECT count(*) FROM item_values'",
 			&out), 0);
 	cr_expect_str_eq(out, "IDENTICAL|0\n3\n600\n");
@@ -318,12 +304,12 @@ Test(cli_gate, a_tampered_dataset_is_caught_by_datasets_verify)
 	y[4] = y[4] == '-' ? ' ' : '2'; /* flip the label of the first item */
 	mbt_write(dir, "datasets/synthetic/toy.jsonl", data);
 	free(data);
-	int rc = sh(MB "datasets verify 2>&1", &out);
+	int rc = mbt_sh(dir, MBT_CLI "datasets verify 2>&1", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "toy.jsonl: sha256") != NULL, "%s", out);
 	free(out);
 	/* The gate then reads the registered dataset from git. */
-	rc = sh(MB "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet 2>&1", &out);
+	rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD --quiet 2>&1", &out);
 	cr_expect_eq(rc, 0, "%s", out);
 	cr_expect(strstr(out, "not the registered dataset; used the one committed at HEAD") !=
 		  NULL, "%s", out);

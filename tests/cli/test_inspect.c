@@ -12,74 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "support/cli_run.h"
 
 #define CORPUS MB_SOURCE_DIR "/fuzz/corpus/"
 #define FIX MB_SOURCE_DIR "/tests/fixtures/util/"
-
-typedef struct run_result {
-	int status; /* exit code, or 128 + signal */
-	char out[16384];
-	char err[4096];
-} run_result;
-
-/* Reads fd to EOF into buf (truncated to cap - 1, NUL-terminated). */
-static void slurp(int fd, char *buf, size_t cap)
-{
-	size_t k = 0;
-	char tmp[4096];
-	ssize_t r;
-	while ((r = read(fd, tmp, sizeof(tmp))) > 0) {
-		size_t n = (size_t)r;
-		if (n > cap - 1 - k)
-			n = cap - 1 - k;
-		memcpy(buf + k, tmp, n);
-		k += n;
-	}
-	buf[k] = '\0';
-}
-
-/* Runs mechbench with args, stdout and stderr captured through temp files
- * (no pipe deadlock whatever the output size). */
-static void run(run_result *r, const char *const *args)
-{
-	char outp[] = "/tmp/mb-inspect-out-XXXXXX", errp[] = "/tmp/mb-inspect-err-XXXXXX";
-	int of = mkstemp(outp), ef = mkstemp(errp);
-	const char *argv[8] = {MB_CLI_PATH};
-	int st;
-	pid_t pid;
-
-	cr_assert(of >= 0 && ef >= 0);
-	for (int i = 0; args[i] && i < 6; i++)
-		argv[i + 1] = args[i];
-	pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		dup2(of, 1);
-		dup2(ef, 2);
-		execv(MB_CLI_PATH, (char *const *)argv);
-		_exit(127);
-	}
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	lseek(of, 0, SEEK_SET);
-	lseek(ef, 0, SEEK_SET);
-	slurp(of, r->out, sizeof(r->out));
-	slurp(ef, r->err, sizeof(r->err));
-	close(of);
-	close(ef);
-	unlink(outp);
-	unlink(errp);
-}
-
-static size_t count_lines(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
 
 /* Runs inspect on every file of one corpus directory; returns the number of
  * bad_ files seen (so an empty or missing corpus cannot pass). */
@@ -89,7 +27,7 @@ static size_t check_corpus(const char *kind, size_t *valid)
 	struct dirent *de;
 	DIR *d;
 	size_t bad = 0;
-	run_result *r = malloc(sizeof(*r));
+	mbt_cli_result *r = malloc(sizeof(*r));
 
 	*valid = 0;
 	snprintf(dir, sizeof(dir), CORPUS "%s", kind);
@@ -100,12 +38,12 @@ static size_t check_corpus(const char *kind, size_t *valid)
 		if (!is_bad && strncmp(de->d_name, "valid_", 6) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		run(r, (const char *[]){"inspect", path, "--stats", NULL});
+		mbt_cli_run(r, (const char *[]){"inspect", path, "--stats", NULL});
 		if (is_bad) {
 			bad++;
 			cr_expect_eq(r->status, 1, "%s: exit %d, expected 1", de->d_name, r->status);
-			cr_expect_eq(count_lines(r->err), 1, "%s: %zu stderr lines:\n%s", de->d_name,
-				     count_lines(r->err), r->err);
+			cr_expect_eq(mbt_count_lines(r->err), 1, "%s: %zu stderr lines:\n%s", de->d_name,
+				     mbt_count_lines(r->err), r->err);
 			cr_expect(strncmp(r->err, "mechbench: ", 11) == 0, "%s: %s", de->d_name,
 				  r->err);
 			cr_expect(strstr(r->err, path) != NULL, "%s: path missing from: %s",
@@ -146,8 +84,8 @@ Test(inspect, every_malformed_json_file_gives_one_error_line_and_exit_1)
 
 Test(inspect, lists_safetensors_tensors_metadata_and_stats)
 {
-	run_result *r = malloc(sizeof(*r));
-	run(r, (const char *[]){"inspect", "--stats", FIX "safetensors/mixed.safetensors", NULL});
+	mbt_cli_result *r = malloc(sizeof(*r));
+	mbt_cli_run(r, (const char *[]){"inspect", "--stats", FIX "safetensors/mixed.safetensors", NULL});
 	cr_expect_eq(r->status, 0, "%s", r->err);
 	cr_expect(strstr(r->out, "safetensors, 9 tensors, 2 metadata entries") != NULL, "%s",
 		  r->out);
@@ -166,21 +104,21 @@ Test(inspect, lists_safetensors_tensors_metadata_and_stats)
 
 Test(inspect, lists_npy_dtype_and_shape)
 {
-	run_result *r = malloc(sizeof(*r));
-	run(r, (const char *[]){"inspect", FIX "npy/f32_2x3x4.npy", "--stats", NULL});
+	mbt_cli_result *r = malloc(sizeof(*r));
+	mbt_cli_run(r, (const char *[]){"inspect", FIX "npy/f32_2x3x4.npy", "--stats", NULL});
 	cr_expect_eq(r->status, 0, "%s", r->err);
 	cr_expect(strstr(r->out, "npy, dtype F32, shape (2, 3, 4), 24 elements  min -3  max 8.5  "
 				 "mean 2.75  all finite\n") != NULL,
 		  "%s", r->out);
-	run(r, (const char *[]){"inspect", FIX "npy/f32_scalar.npy", NULL});
+	mbt_cli_run(r, (const char *[]){"inspect", FIX "npy/f32_scalar.npy", NULL});
 	cr_expect(strstr(r->out, "npy, dtype F32, shape (), 1 element\n") != NULL, "%s", r->out);
 	free(r);
 }
 
 Test(inspect, reports_nonfinite_values_without_failing)
 {
-	run_result *r = malloc(sizeof(*r));
-	run(r, (const char *[]){"inspect", "--stats", FIX "safetensors/nonfinite.safetensors", NULL});
+	mbt_cli_result *r = malloc(sizeof(*r));
+	mbt_cli_run(r, (const char *[]){"inspect", "--stats", FIX "safetensors/nonfinite.safetensors", NULL});
 	cr_expect_eq(r->status, 0, "%s", r->err);
 	cr_expect(strstr(r->out, "NON-FINITE: 1 NaN, 0 Inf") != NULL, "%s", r->out);
 	cr_expect(strstr(r->out, "NON-FINITE: 0 NaN, 1 Inf") != NULL, "%s", r->out);
@@ -189,22 +127,22 @@ Test(inspect, reports_nonfinite_values_without_failing)
 
 Test(inspect, usage_errors_exit_2_and_missing_files_exit_1)
 {
-	run_result *r = malloc(sizeof(*r));
-	run(r, (const char *[]){"inspect", NULL});
+	mbt_cli_result *r = malloc(sizeof(*r));
+	mbt_cli_run(r, (const char *[]){"inspect", NULL});
 	cr_expect_eq(r->status, 2);
 	cr_expect(strstr(r->err, "missing FILE") != NULL, "%s", r->err);
-	run(r, (const char *[]){"inspect", "a.npy", "b.npy", NULL});
+	mbt_cli_run(r, (const char *[]){"inspect", "a.npy", "b.npy", NULL});
 	cr_expect_eq(r->status, 2);
-	run(r, (const char *[]){"inspect", "--bogus", "a.npy", NULL});
+	mbt_cli_run(r, (const char *[]){"inspect", "--bogus", "a.npy", NULL});
 	cr_expect_eq(r->status, 2);
-	run(r, (const char *[]){"inspect", "--help", NULL});
+	mbt_cli_run(r, (const char *[]){"inspect", "--help", NULL});
 	cr_expect_eq(r->status, 0);
 	cr_expect(strstr(r->out, "usage: mechbench inspect FILE [--stats]") != NULL, "%s", r->out);
-	run(r, (const char *[]){"inspect", "/nonexistent/model.safetensors", NULL});
+	mbt_cli_run(r, (const char *[]){"inspect", "/nonexistent/model.safetensors", NULL});
 	cr_expect_eq(r->status, 1);
 	cr_expect_str_eq(r->err,
 			 "mechbench: /nonexistent/model.safetensors: No such file or directory\n");
-	run(r, (const char *[]){"inspect", MB_SOURCE_DIR "/README.md", NULL});
+	mbt_cli_run(r, (const char *[]){"inspect", MB_SOURCE_DIR "/README.md", NULL});
 	cr_expect_eq(r->status, 1);
 	cr_expect(strstr(r->err, "README.md: unknown file type") != NULL, "%s", r->err);
 	free(r);

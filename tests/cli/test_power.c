@@ -2,12 +2,11 @@
  * with their exit code, exact stdout, and the flag the error line names. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
+
+#include "support/cli_run.h"
 
 #define MAX_ARGS 16
 
@@ -74,52 +73,25 @@ ParameterizedTestParameters(cli_power, command_lines_give_their_output_and_exit_
 	return cr_make_param_array(size_t, case_index, N_CASES);
 }
 
-/* Reads a whole small file into buf (NUL-terminated). */
-static void slurp(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	cr_assert(f != NULL, "%s", path);
-	n = fread(buf, 1, cap - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-}
-
 ParameterizedTest(size_t *idx, cli_power, command_lines_give_their_output_and_exit_code)
 {
 	const cli_case *c = &cases[*idx];
-	char out_path[] = "/tmp/mb_cli_power_out_XXXXXX", err_path[] = "/tmp/mb_cli_power_err_XXXXXX";
-	char out[4096], err[4096];
-	char *argv[MAX_ARGS + 3];
-	int fo = mkstemp(out_path), fe = mkstemp(err_path), status, argc = 0;
-	pid_t pid;
+	const char *args[MAX_ARGS + 2] = {"power"};
+	mbt_cli_result *r = malloc(sizeof(*r));
+	char *out, *err;
+	int argc = 1;
 
-	cr_assert(fo >= 0 && fe >= 0);
-	argv[argc++] = (char *)MB_CLI_PATH;
-	argv[argc++] = (char *)"power";
+	cr_assert(r != NULL);
 	for (int i = 0; i < MAX_ARGS && c->args[i]; i++)
-		argv[argc++] = (char *)c->args[i];
-	argv[argc] = NULL;
-	pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execv(MB_CLI_PATH, argv);
-		_exit(127);
-	}
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	close(fo);
-	close(fe);
-	slurp(out_path, out, sizeof(out));
-	slurp(err_path, err, sizeof(err));
-	unlink(out_path);
-	unlink(err_path);
+		args[argc++] = c->args[i];
+	args[argc] = NULL;
+	mbt_cli_run(r, args);
+	out = r->out;
+	err = r->err;
 
-	cr_assert(WIFEXITED(status), "line %d: did not exit normally", c->line);
-	cr_expect_eq(WEXITSTATUS(status), c->exit_code, "line %d: exit %d, want %d; stderr: %s",
-		     c->line, WEXITSTATUS(status), c->exit_code, err);
+	cr_assert(r->exited, "line %d: did not exit normally", c->line);
+	cr_expect_eq(r->status, c->exit_code, "line %d: exit %d, want %d; stderr: %s", c->line,
+		     r->status, c->exit_code, err);
 	if (c->stdout_is)
 		cr_expect_str_eq(out, c->stdout_is, "line %d: stdout '%s', want '%s'", c->line, out,
 				 c->stdout_is);
@@ -134,26 +106,21 @@ ParameterizedTest(size_t *idx, cli_power, command_lines_give_their_output_and_ex
 			  c->stderr_has);
 		cr_expect(strncmp(err, "mechbench power: ", 17) == 0, "line %d: '%s'", c->line, err);
 	}
+	free(r);
 }
 
 Test(cli_power, help_lists_every_flag_and_the_command_is_in_the_table)
 {
 	static const char *const flags[] = {"--sd", "--discordant", "--delta", "--n", "--alpha",
 					    "--power", "--sides", "--deff"};
-	char buf[8192];
-	size_t n;
-	FILE *p = popen(MB_CLI_PATH " power --help", "r");
+	mbt_cli_result *r = malloc(sizeof(*r));
 
-	cr_assert(p != NULL);
-	n = fread(buf, 1, sizeof(buf) - 1, p);
-	buf[n] = '\0';
-	cr_expect_eq(pclose(p), 0);
+	cr_assert(r != NULL);
+	mbt_cli_run(r, (const char *[]){"power", "--help", NULL});
+	cr_expect_eq(r->status, 0);
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
-		cr_expect(strstr(buf, flags[i]) != NULL, "--help does not mention %s", flags[i]);
-	p = popen(MB_CLI_PATH " --help", "r");
-	cr_assert(p != NULL);
-	n = fread(buf, 1, sizeof(buf) - 1, p);
-	buf[n] = '\0';
-	pclose(p);
-	cr_expect(strstr(buf, "  power ") != NULL, "mechbench --help does not list power");
+		cr_expect(strstr(r->out, flags[i]) != NULL, "--help does not mention %s", flags[i]);
+	mbt_cli_run(r, (const char *[]){"--help", NULL});
+	cr_expect(strstr(r->out, "  power ") != NULL, "mechbench --help does not list power");
+	free(r);
 }

@@ -10,7 +10,6 @@
 
 #include "support/harness_support.h"
 
-#define MB "'" MB_CLI_PATH "' "
 
 static char dir[256];
 
@@ -33,12 +32,12 @@ TestSuite(cli_run, .init = setup, .fini = teardown, .timeout = 120);
 Test(cli_run, runs_are_stored_and_identical_for_any_thread_count)
 {
 	char *out = NULL;
-	cr_assert_eq(mbt_sh(dir, MB "run --suite spec.json --db r.db --threads 1 --csv a.csv"
+	cr_assert_eq(mbt_sh(dir, MBT_CLI "run --suite spec.json --db r.db --threads 1 --csv a.csv"
 				 " --json a.json --quiet", &out), 0, "%s", out);
 	cr_expect(strstr(out, "mechbench run 1: suite demo") != NULL, "%s", out);
 	cr_expect(strstr(out, "toy    synthetic.loss@1") != NULL, "%s", out);
 	free(out);
-	cr_assert_eq(mbt_sh(dir, MB "run --suite spec.json --db r.db --threads 2 --csv b.csv"
+	cr_assert_eq(mbt_sh(dir, MBT_CLI "run --suite spec.json --db r.db --threads 2 --csv b.csv"
 				 " --quiet >/dev/null", NULL), 0);
 	/* Every item value of run 1 equals run 2's, bit for bit (SQLite REAL). */
 	cr_assert_eq(mbt_sh(dir, "sqlite3 r.db \"SELECT count(*) FROM item_values a JOIN"
@@ -69,16 +68,16 @@ Test(cli_run, progress_shows_on_a_tty_only_and_never_with_quiet)
 {
 	char *out = NULL;
 	/* script(1) gives the command a terminal. */
-	cr_assert_eq(mbt_sh(dir, "script -qec \"" MB "run --suite spec.json --db r.db\" /dev/null",
+	cr_assert_eq(mbt_sh(dir, "script -qec \"" MBT_CLI "run --suite spec.json --db r.db\" /dev/null",
 			    &out), 0, "%s", out);
 	cr_expect(strstr(out, "/200 items") != NULL, "a progress bar: %s", out);
 	cr_expect(strstr(out, "] 200/200 items") != NULL, "%s", out);
 	free(out);
-	cr_assert_eq(mbt_sh(dir, "script -qec \"" MB "run --suite spec.json --db r.db --quiet\""
+	cr_assert_eq(mbt_sh(dir, "script -qec \"" MBT_CLI "run --suite spec.json --db r.db --quiet\""
 				 " /dev/null", &out), 0, "%s", out);
 	cr_expect(strstr(out, "items") == NULL, "--quiet: %s", out);
 	free(out);
-	cr_assert_eq(mbt_sh(dir, MB "run --suite spec.json --db r.db 2>&1 >/dev/null", &out), 0);
+	cr_assert_eq(mbt_sh(dir, MBT_CLI "run --suite spec.json --db r.db 2>&1 >/dev/null", &out), 0);
 	cr_expect(strstr(out, "items") == NULL, "not a TTY: %s", out);
 	cr_expect(strstr(out, "stored run 3 in r.db") != NULL, "%s", out);
 	free(out);
@@ -104,7 +103,7 @@ Test(cli_run, bad_command_lines_and_inputs_exit_2_and_1)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char cmd[512], *out = NULL;
-		snprintf(cmd, sizeof(cmd), MB "%s 2>&1 >/dev/null", cases[i].args);
+		snprintf(cmd, sizeof(cmd), MBT_CLI "%s 2>&1 >/dev/null", cases[i].args);
 		cr_expect_eq(mbt_sh(dir, cmd, &out), cases[i].code, "%s: %s", cases[i].args, out);
 		cr_expect(strstr(out, cases[i].expect) != NULL, "%s: %s", cases[i].args, out);
 		free(out);
@@ -117,7 +116,7 @@ Test(cli_run, a_run_that_fails_leaves_no_run_behind)
 	/* A model of the wrong dimension fails on the first item. */
 	double w[3] = {1, 2, 3};
 	mbt_synthetic_model(dir, "models/true", w, 3, 0);
-	cr_expect_eq(mbt_sh(dir, MB "run --suite spec.json --db r.db 2>&1", &out), 1);
+	cr_expect_eq(mbt_sh(dir, MBT_CLI "run --suite spec.json --db r.db 2>&1", &out), 1);
 	cr_expect(strstr(out, "entry toy: item ") != NULL, "%s", out);
 	free(out);
 	cr_assert_eq(mbt_sh(dir, "sqlite3 r.db 'SELECT count(*) FROM runs; PRAGMA integrity_check'",

@@ -123,7 +123,7 @@ Test(tokenizer, an_unknown_word_without_unk_token_is_an_error_naming_it)
 }
 
 typedef struct bad_case {
-	char text[240];
+	char text[320];
 	char expect[64];
 } bad_case;
 
@@ -147,6 +147,8 @@ static bad_case bad_cases[] = {
 	{"{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}", "model.vocab: no tokens"},
 	{"{\"model\": {\"type\": \"WordLevel\"}}", "model.vocab: required field is missing"},
 	{"{\"modle\": {}}", "modle"},
+	{"{\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<s>\": {\"ids\": [7]}}}, \"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}}",
+	 "id 7 is neither in model.vocab"},
 };
 
 ParameterizedTestParameters(tokenizer, every_unsupported_or_bad_field_is_named)

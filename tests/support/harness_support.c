@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <mechbench/dataset.h>
@@ -101,44 +100,6 @@ void mbt_true_model(const char *dir, const char *rel)
 {
 	const double w[8] = {1, -1, 1, -1, 1, -1, 1, -1};
 	mbt_synthetic_model(dir, rel, w, 8, 0);
-}
-
-int mbt_sh(const char *dir, const char *cmd, char **out)
-{
-	char *full;
-	size_t n = strlen(dir) + strlen(cmd) + 32;
-	FILE *p;
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int status;
-
-	full = malloc(n);
-	if (!full)
-		die("malloc");
-	snprintf(full, n, "cd '%s' && ( %s ) 2>&1", dir, cmd);
-	p = popen(full, "r");
-	free(full);
-	if (!p)
-		die("popen");
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			buf = realloc(buf, cap);
-			if (!buf)
-				die("realloc");
-		}
-		size_t got = fread(buf + len, 1, 4096, p);
-		len += got;
-		if (got == 0)
-			break;
-	}
-	buf[len] = '\0';
-	status = pclose(p);
-	if (out)
-		*out = buf;
-	else
-		free(buf);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,

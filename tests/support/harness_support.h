@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "cli_run.h"
+
 /* Makes a fresh folder under /tmp into buf (cap bytes); aborts the test
  * process on failure. */
 void mbt_tmpdir(char *buf, size_t cap);
@@ -24,9 +26,8 @@ void mbt_synthetic_model(const char *dir, const char *rel, const double *w, int 
 /* The "true" synthetic model: w_j = (-1)^j, b = 0, dim 8. */
 void mbt_true_model(const char *dir, const char *rel);
 
-/* Runs `cd dir && <cmd>` through /bin/sh with stdout and stderr captured
- * into *out (malloc'd; may be NULL). Returns the exit status (or -1). */
-int mbt_sh(const char *dir, const char *cmd, char **out);
+/* mbt_sh, mbt_sh_ok and mbt_cli_run (running commands and the mechbench
+ * binary) live in cli_run.h, included here. */
 
 #endif
 

@@ -1,0 +1,349 @@
+/* cmd_drift.c: `mechbench drift`, a suite over a checkpoint series. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mechbench/dataset.h>
+#include <mechbench/drift.h>
+#include <mechbench/figure.h>
+#include <mechbench/html.h>
+#include <mechbench/parse.h>
+#include <mechbench/report.h>
+#include <mechbench/results.h>
+#include <mechbench/runner.h>
+#include <mechbench/store.h>
+
+#include "series_cli.h"
+#include "suite_cli.h"
+
+static const char usage[] =
+	"usage: mechbench drift --suite FILE --series DIR_OR_GLOB [--name NAME]\n"
+	"                       [--append] [--db FILE] [--html FILE] [--json FILE]\n"
+	"                       [--penalty X] [--min-seg N] [--threads N]\n"
+	"                       [--fail-on-alarm] [--quiet]\n\n"
+	"Runs a suite on every checkpoint of a series and stores each run in the\n"
+	"results database as one series (table series_points), each checkpoint in one\n"
+	"transaction with its figures. Checkpoints are the sub-folders of DIR (or the\n"
+	"folders a quoted glob matches), ordered by the \"step\" of their\n"
+	"training_state.json, else by name. Checkpoint 0 is the reference. For every\n"
+	"metric it then reports the changepoints of its trajectory (PELT), each\n"
+	"checkpoint that left the band the spec registers (its margin around the\n"
+	"reference, judged like `gate`, and its threshold), and an always-valid\n"
+	"monitor (mSPRT) whose alarm stays valid however often the series is checked.\n\n"
+	"  --suite FILE       the suite spec (its margins and thresholds are the bands)\n"
+	"  --series DIR|GLOB  the checkpoints\n"
+	"  --name NAME        the series' name in the database (default SUITE:DIR)\n"
+	"  --append           add the checkpoints not stored yet to an existing series\n"
+	"                     (they must come after its last one); without it an\n"
+	"                     existing series is an error\n"
+	"  --db FILE          results database (default mechbench.db)\n"
+	"  --html FILE        also write the self-contained HTML report of the series\n"
+	"  --json FILE        also write the analysis as JSON\n"
+	"  --penalty X        PELT penalty (default 2 sigma^2 ln K, sigma from the\n"
+	"                     differences of the trajectory)\n"
+	"  --min-seg N        fewest checkpoints between changepoints (default 2)\n"
+	"  --threads N        OpenMP threads (default: all)\n"
+	"  --fail-on-alarm    exit 3 when a metric's monitor has alarmed\n"
+	"  --quiet            no progress lines\n\n"
+	"Exit codes: 0 done, 1 error, 2 usage, 3 an alarm with --fail-on-alarm.\n";
+
+static void now_iso(char *buf, size_t cap)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Runs one checkpoint and stores its run, figures and series point (and,
+ * for the first point, the series and its monitors) in one transaction. */
+static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset *datasets,
+			  const mb_provenance *base, const mb_drift_checkpoint *c, size_t ordinal,
+			  const char *series, const mb_results_series *create, const mb_runner_opts *opts,
+			  int64_t *out_id, mb_error *err)
+{
+	mb_run_result run;
+	mb_provenance prov = *base, fresh;
+	double started = mb_runner_now();
+	int64_t id = 0;
+	int error;
+
+	memset(&run, 0, sizeof(run));
+	mb_provenance_init(&fresh, opts->threads);
+	memcpy(prov.started_at, fresh.started_at, sizeof(prov.started_at));
+	if ((error = mb_store_run_begin(store, &id, &prov, err)) < 0)
+		return error;
+	run.prov = prov;
+	run.id = id;
+	if (!(run.entries = calloc(spec->n_entries, sizeof(*run.entries)))) {
+		error = mb_error_oom(err, "run entries", spec->n_entries);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < spec->n_entries; i++) {
+		const mb_spec_entry *e = &spec->entries[i];
+		mb_figure_list figs;
+		memset(&figs, 0, sizeof(figs));
+		if ((error = mb_runner_run_entry(&run.entries[i], spec, e, &datasets[i], c->path,
+						 c->path, opts, err)) < 0)
+			goto cleanup;
+		run.n_entries = i + 1;
+		if ((error = mb_store_run_put_entry(store, id, &run.entries[i], err)) < 0)
+			goto cleanup;
+		error = mb_figure_compute(&figs, e->task, c->path, e->params, datasets[i].items.items,
+					  datasets[i].items.n, run.entries[i].values, err);
+		if (error == 0)
+			error = mb_results_put_figures(store, id, e->name, &figs, err);
+		mb_figure_list_dispose(&figs);
+		if (error < 0)
+			goto cleanup;
+	}
+	if (create) {
+		mb_drift_monitor *mon = NULL;
+		size_t n_mon = 0;
+		if ((error = mb_results_series_put(store, create, err)) < 0 ||
+		    (error = mb_drift_monitors(&mon, &n_mon, spec, &run, err)) < 0)
+			goto cleanup;
+		for (size_t i = 0; i < n_mon && error == 0; i++) {
+			mb_results_monitor rm = {mon[i].entry, mon[i].metric, mon[i].theta0,
+						 mon[i].sigma2, mon[i].tau2, mon[i].alpha};
+			error = mb_results_series_put_monitor(store, create->name, &rm, err);
+		}
+		free(mon);
+		if (error < 0)
+			goto cleanup;
+	}
+	{
+		mb_results_point p = {ordinal, c->has_step, c->step, c->path, id};
+		if ((error = mb_results_series_put_point(store, series, &p, err)) < 0)
+			goto cleanup;
+	}
+	mb_provenance_finish(&run.prov, started);
+	error = mb_store_run_commit(store, id, &run.prov, err);
+cleanup:
+	if (error < 0)
+		mb_store_run_abort(store);
+	else
+		*out_id = id;
+	mb_run_result_dispose(&run);
+	return error;
+}
+
+int mb_cmd_drift(int argc, char **argv)
+{
+	const char *suite = NULL, *series = NULL, *name_opt = NULL, *db = "mechbench.db";
+	const char *html = NULL, *json = NULL, *penalty_s = NULL, *minseg_s = NULL;
+	const char *threads_s = NULL;
+	int append = 0, quiet = 0, fail_on_alarm = 0, rc, error = 0, exit_code = MB_EXIT_OK;
+	int64_t threads = 0, min_seg = 0;
+	mb_error err;
+	mb_cli_spec_home home;
+	mb_spec spec;
+	mb_provenance prov;
+	mb_store *store = NULL;
+	mb_drift_checkpoint *cks = NULL;
+	size_t n_cks = 0, n_stored = 0, ran = 0;
+	mb_results_series meta;
+	mb_results_point *stored = NULL;
+	mb_dataset *datasets = NULL;
+	mb_cli_series_view view;
+	mb_drift_opts dopts = {NAN, 0};
+	mb_runner_opts ropts;
+	char name[128];
+	int exists = 0;
+	json_t *doc = NULL;
+
+	if (mb_cli_wants_help(argc, argv)) {
+		fputs(usage, stdout);
+		return MB_EXIT_OK;
+	}
+	for (int i = 1; i < argc; i++) {
+		if ((rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--series", &series, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--name", &name_opt, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--html", &html, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--json", &json, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--penalty", &penalty_s, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--min-seg", &minseg_s, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "drift"))) {
+			if (rc < 0)
+				return MB_EXIT_USAGE;
+		} else if (strcmp(argv[i], "--append") == 0) {
+			append = 1;
+		} else if (strcmp(argv[i], "--quiet") == 0) {
+			quiet = 1;
+		} else if (strcmp(argv[i], "--fail-on-alarm") == 0) {
+			fail_on_alarm = 1;
+		} else {
+			return mb_cli_usage_error("drift", "unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!suite)
+		return mb_cli_usage_error("drift", "--suite FILE is required");
+	if (!series)
+		return mb_cli_usage_error("drift", "--series DIR_OR_GLOB is required");
+	mb_error_clear(&err);
+	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
+		return mb_cli_usage_error("drift", "%s", err.msg);
+	if (minseg_s && mb_parse_i64(minseg_s, 1, 1000000, &min_seg, "--min-seg", &err) < 0)
+		return mb_cli_usage_error("drift", "%s", err.msg);
+	if (penalty_s && (mb_parse_f64(penalty_s, &dopts.penalty, "--penalty", &err) < 0 ||
+			  !(dopts.penalty >= 0)))
+		return mb_cli_usage_error("drift", "--penalty: expected a number >= 0, not '%s'",
+					  penalty_s);
+	dopts.min_seg = (size_t)min_seg;
+
+	memset(&spec, 0, sizeof(spec));
+	memset(&meta, 0, sizeof(meta));
+	memset(&view, 0, sizeof(view));
+	if ((error = mb_cli_spec_home_open(&home, suite, 0, &err)) < 0)
+		return mb_cli_fail(&err);
+	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0)
+		goto cleanup;
+	if ((html && (error = mb_cli_check_writable(html, &err)) < 0) ||
+	    (json && (error = mb_cli_check_writable(json, &err)) < 0))
+		goto cleanup;
+	mb_provenance_init(&prov, (int)threads);
+	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
+		goto cleanup;
+	if (name_opt) {
+		snprintf(name, sizeof(name), "%s", name_opt);
+	} else {
+		size_t len;
+		snprintf(name, sizeof(name), "%s:%s", spec.suite, series);
+		len = strlen(name);
+		while (len > 1 && name[len - 1] == '/')
+			name[--len] = '\0';
+	}
+	if ((error = mb_drift_discover(&cks, &n_cks, series, &err)) < 0)
+		goto cleanup;
+	if ((error = mb_store_open(&store, db, NULL, &err)) < 0)
+		goto cleanup;
+	error = mb_results_series_get(&meta, store, name, &err);
+	if (error == MB_ENOTFOUND) {
+		error = 0;
+	} else if (error < 0) {
+		goto cleanup;
+	} else {
+		exists = 1;
+		if (!append) {
+			error = mb_error_set(&err, MB_EINVALID, "%s: series '%s' exists; pass --append "
+					     "to add new checkpoints to it, or --name for a new series",
+					     db, name);
+			goto cleanup;
+		}
+		if (strcmp(meta.spec_blob, home.blob) != 0) {
+			error = mb_error_set(&err, MB_EMISMATCH, "%s: series '%s' began under spec blob "
+					     "%s, but %s is now %s: its bands would change; start a "
+					     "new series with --name", db, name, meta.spec_blob, suite,
+					     home.blob);
+			goto cleanup;
+		}
+		if ((error = mb_results_series_points(&stored, &n_stored, store, name, &err)) < 0)
+			goto cleanup;
+	}
+	/* Which checkpoints are new: those not stored by path; they must all
+	 * follow the series' last stored checkpoint. */
+	{
+		size_t w = 0;
+		for (size_t i = 0; i < n_cks; i++) {
+			int seen = 0;
+			for (size_t j = 0; j < n_stored && !seen; j++)
+				seen = strcmp(stored[j].checkpoint, cks[i].path) == 0;
+			if (seen) {
+				free(cks[i].path);
+				free(cks[i].name);
+				continue;
+			}
+			cks[w++] = cks[i];
+		}
+		n_cks = w;
+		if (n_stored && n_cks) {
+			const mb_results_point *last = &stored[n_stored - 1];
+			const mb_drift_checkpoint *first = &cks[0];
+			int after = last->has_step && first->has_step ? first->step > last->step
+				    : !last->has_step && !first->has_step;
+			if (last->has_step != first->has_step || !after) {
+				error = mb_error_set(&err, MB_EINVALID, "%s: not after the series' last "
+						     "checkpoint %s (step %lld): a monitored series "
+						     "only grows at its end", first->path,
+						     last->checkpoint, (long long)last->step);
+				goto cleanup;
+			}
+		}
+	}
+	if (n_cks && !(datasets = calloc(spec.n_entries, sizeof(*datasets)))) {
+		error = mb_error_oom(&err, "datasets", spec.n_entries);
+		goto cleanup;
+	}
+	for (size_t e = 0; n_cks && e < spec.n_entries; e++)
+		if ((error = mb_runner_load_dataset(&datasets[e], &spec.entries[e], home.root,
+						    &err)) < 0)
+			goto cleanup;
+	memset(&ropts, 0, sizeof(ropts));
+	ropts.threads = (int)threads;
+	ropts.progress = mb_cli_want_progress(quiet);
+	for (size_t i = 0; i < n_cks; i++) {
+		mb_results_series create;
+		int64_t id = 0;
+		memset(&create, 0, sizeof(create));
+		if (!exists && i == 0) {
+			/* the series, its spec and monitors arrive with its first run */
+			snprintf(create.name, sizeof(create.name), "%s", name);
+			snprintf(create.suite, sizeof(create.suite), "%s", spec.suite);
+			snprintf(create.spec_path, sizeof(create.spec_path), "%s", home.relpath);
+			snprintf(create.spec_blob, sizeof(create.spec_blob), "%s", home.blob);
+			snprintf(create.source, sizeof(create.source), "%s", series);
+			now_iso(create.created_at, sizeof(create.created_at));
+			create.spec = home.text;
+			create.spec_len = home.len;
+		}
+		error = run_checkpoint(store, &spec, datasets, &prov, &cks[i], n_stored + i, name,
+				       !exists && i == 0 ? &create : NULL, &ropts, &id, &err);
+		if (error < 0)
+			goto cleanup;
+		ran++;
+		if (!quiet) {
+			if (cks[i].has_step)
+				fprintf(stderr, "mechbench: checkpoint %zu/%zu (step %lld): run %lld\n",
+					i + 1, n_cks, (long long)cks[i].step, (long long)id);
+			else
+				fprintf(stderr, "mechbench: checkpoint %zu/%zu (%s): run %lld\n", i + 1,
+					n_cks, cks[i].name, (long long)id);
+		}
+	}
+	if (ran == 0 && !quiet)
+		fprintf(stderr, "mechbench: series '%s': no new checkpoints in %s\n", name, series);
+	if ((error = mb_cli_series_view_load(&view, store, name, &dopts, &err)) < 0)
+		goto cleanup;
+	mb_cli_series_print(stdout, &view);
+	fflush(stdout);
+	if (html && (error = mb_html_write(html, mb_cli_series_render_html, &view, &err)) < 0)
+		goto cleanup;
+	if (json) {
+		doc = mb_cli_series_json(&view);
+		error = doc ? mb_report_write_json(json, doc, &err) : mb_error_oom(&err, json, 0);
+		if (error < 0)
+			goto cleanup;
+	}
+	if (fail_on_alarm)
+		for (size_t m = 0; m < view.drift.n_metrics; m++)
+			if (view.drift.metrics[m].alarm != SIZE_MAX)
+				exit_code = MB_EXIT_GATE_FAILED;
+cleanup:
+	json_decref(doc);
+	mb_cli_series_view_dispose(&view);
+	for (size_t e = 0; datasets && e < spec.n_entries; e++)
+		mb_dataset_dispose(&datasets[e]);
+	free(datasets);
+	mb_results_points_free(stored, n_stored);
+	mb_results_series_dispose(&meta);
+	mb_drift_checkpoints_free(cks, n_cks);
+	mb_store_free(store);
+	mb_spec_dispose(&spec);
+	mb_cli_spec_home_dispose(&home);
+	return error < 0 ? mb_cli_fail(&err) : exit_code;
+}

@@ -1,0 +1,42 @@
+/* figures_cli.c: see figures_cli.h. */
+#include "figures_cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <mechbench/dataset.h>
+#include <mechbench/figure.h>
+#include <mechbench/file.h>
+#include <mechbench/results.h>
+
+int mb_cli_store_figures(mb_store *s, int64_t run_id, const mb_spec *spec, const char *root,
+			 const char *model_override, const mb_entry_result *e, mb_error *err)
+{
+	const mb_spec_entry *se = mb_spec_find_entry(spec, e->name);
+	char model[4096];
+	mb_dataset d;
+	mb_figure_list figs;
+	int error;
+
+	if (!se || !se->task->figures)
+		return 0;
+	if (model_override)
+		snprintf(model, sizeof(model), "%s", model_override);
+	else if ((error = mb_file_path_join(model, sizeof(model), root, se->model ? se->model : "",
+					    err)) < 0)
+		return error;
+	if ((error = mb_runner_load_dataset(&d, se, root, err)) < 0)
+		return error;
+	memset(&figs, 0, sizeof(figs));
+	if (d.items.n != e->n_items)
+		error = mb_error_set(err, MB_EMISMATCH, "%s: %zu items, but the run of entry %s has "
+				     "%zu", d.name, d.items.n, e->name, e->n_items);
+	else
+		error = mb_figure_compute(&figs, se->task, model, se->params, d.items.items,
+					  d.items.n, e->values, err);
+	if (error == 0)
+		error = mb_results_put_figures(s, run_id, e->name, &figs, err);
+	mb_figure_list_dispose(&figs);
+	mb_dataset_dispose(&d);
+	return error;
+}

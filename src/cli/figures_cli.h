@@ -1,0 +1,23 @@
+/*
+ * figures_cli.h: the figures a task attaches to an entry of a run (figure.h),
+ * computed and stored by the commands that store runs.
+ */
+#ifndef MB_FIGURES_CLI_H
+#define MB_FIGURES_CLI_H
+
+#include <stdint.h>
+
+#include <mechbench/error.h>
+#include <mechbench/runner.h>
+#include <mechbench/spec.h>
+#include <mechbench/store.h>
+
+/* Runs the figures hook of entry e's task on the model the entry ran
+ * (model_override, else root/<the spec entry's model>) over its dataset
+ * (root/<dataset>) and e's values, and stores the figures with run run_id
+ * inside the run's open transaction. A task without the hook stores
+ * nothing. */
+int mb_cli_store_figures(mb_store *s, int64_t run_id, const mb_spec *spec, const char *root,
+			 const char *model_override, const mb_entry_result *e, mb_error *err);
+
+#endif

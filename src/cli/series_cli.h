@@ -1,0 +1,53 @@
+/*
+ * series_cli.h: what `drift` and `report --series` share: a stored series
+ * read back and analysed (drift.h), and its terminal, JSON and HTML forms.
+ */
+#ifndef MB_SERIES_CLI_H
+#define MB_SERIES_CLI_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include <mechbench/drift.h>
+#include <mechbench/error.h>
+#include <mechbench/figure.h>
+#include <mechbench/results.h>
+#include <mechbench/runner.h>
+#include <mechbench/spec.h>
+#include <mechbench/store.h>
+
+#define MB_DRIFT_JSON_FORMAT 1
+
+typedef struct mb_cli_series_view {
+	mb_results_series meta;
+	mb_spec spec;            /* parsed from meta.spec: the bands the series began with */
+	mb_results_point *points;
+	size_t n_points;
+	mb_run_result *runs;     /* (K) */
+	mb_drift_result drift;
+	/* Figures of a few checkpoints (the first, the last, either side of each
+	 * main change): one group per (checkpoint, entry) that has figures. */
+	mb_figure_list *figures; /* (n_groups) */
+	char (*headings)[512];   /* (n_groups) */
+	size_t n_groups;
+} mb_cli_series_view;
+
+/* Reads series `name` from s and analyses it. */
+int mb_cli_series_view_load(mb_cli_series_view *v, mb_store *s, const char *name,
+			    const mb_drift_opts *opts, mb_error *err);
+void mb_cli_series_view_dispose(mb_cli_series_view *v);
+
+/* A few lines per metric: main change, changepoints, band exits, alarm. */
+void mb_cli_series_print(FILE *f, const mb_cli_series_view *v);
+/* The analysis as JSON (format in the README, "Drift"); NULL on OOM. */
+json_t *mb_cli_series_json(const mb_cli_series_view *v);
+/* The whole HTML page (for mb_html_write). */
+int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err);
+
+/* Fails early (MB_EIO naming path) when path cannot be written: its folder
+ * exists but refuses a new file there. A missing folder is fine (it is
+ * created when the file is written). */
+int mb_cli_check_writable(const char *path, mb_error *err);
+
+#endif

@@ -1,0 +1,447 @@
+/*
+ * html.c: the self-contained HTML report (html.h). Legend: K checkpoints.
+ */
+#include <mechbench/html.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/buildinfo.h>
+#include <mechbench/file.h>
+#include <mechbench/svg.h>
+
+static const char style[] =
+	"body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;font-size:15px;color:#222;"
+	"background:#fff;margin:24px auto;max-width:1100px;padding:0 16px;line-height:1.4}"
+	"h1{font-size:26px;margin:0 0 12px}h2{font-size:21px;margin:32px 0 10px;"
+	"border-bottom:2px solid #ddd;padding-bottom:4px}h3{font-size:17px;margin:22px 0 8px}"
+	"table{border-collapse:collapse;margin:8px 0 16px;font-size:14px}"
+	"th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+	"th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;"
+	"white-space:nowrap}code{font-family:'DejaVu Sans Mono',monospace;font-size:13px;"
+	"word-break:break-all}.worse{color:#b34700;font-weight:bold}"
+	".better{color:#00704f;font-weight:bold}.alarm{color:#8f3c7a;font-weight:bold}"
+	".note{color:#555;font-size:14px}figure{margin:12px 0 24px}"
+	"figure svg{max-width:100%;height:auto;border:1px solid #eee}"
+	"footer{margin-top:40px;color:#666;font-size:13px}";
+
+void mb_html_escape(FILE *f, const char *s)
+{
+	mb_svg_escape(f, s);
+}
+
+void mb_html_begin(FILE *f, const char *title)
+{
+	fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+	      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+	      "style-src 'unsafe-inline'\">\n"
+	      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>", f);
+	mb_html_escape(f, title);
+	fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n", style);
+}
+
+void mb_html_end(FILE *f)
+{
+	fputs("<footer>Made by mechbench ", f);
+	mb_html_escape(f, mb_build_version());
+	fputs(" (", f);
+	mb_html_escape(f, mb_build_commit());
+	fputs("). A self-contained page: inline SVG, no scripts, nothing fetched.</footer>\n"
+	      "</body>\n</html>\n", f);
+}
+
+static void cell_text(FILE *f, const char *tag, const char *s)
+{
+	fprintf(f, "<%s>", tag);
+	mb_html_escape(f, s);
+	fprintf(f, "</%s>", tag);
+}
+
+static void cell_num(FILE *f, double v)
+{
+	if (isnan(v))
+		fputs("<td class=\"num\">n/a</td>", f);
+	else
+		fprintf(f, "<td class=\"num\">%.6g</td>", v);
+}
+
+static void cell_ci(FILE *f, double lo, double hi)
+{
+	if (isnan(lo) || isnan(hi))
+		fputs("<td class=\"num\">n/a</td>", f);
+	else
+		fprintf(f, "<td class=\"num\">[%.6g, %.6g]</td>", lo, hi);
+}
+
+static void kv_row(FILE *f, const char *k, const char *v)
+{
+	fputs("<tr>", f);
+	cell_text(f, "th", k);
+	fputs("<td><code>", f);
+	mb_html_escape(f, v && v[0] ? v : "(none)");
+	fputs("</code></td></tr>\n", f);
+}
+
+/* --- figures ---------------------------------------------------------------------------- */
+
+static int figure_list(FILE *f, const mb_figure_list *l, mb_error *err)
+{
+	for (size_t i = 0; l && i < l->n; i++) {
+		int error;
+		fputs("<figure>\n", f);
+		if ((error = mb_svg_write_figure(f, &l->items[i], err)) < 0)
+			return error;
+		fputs("<figcaption class=\"note\">", f);
+		mb_html_escape(f, l->items[i].name);
+		fputs("</figcaption>\n</figure>\n", f);
+	}
+	return 0;
+}
+
+int mb_html_figures(FILE *f, const mb_html_figure_group *groups, size_t n, mb_error *err)
+{
+	for (size_t g = 0; g < n; g++) {
+		int error;
+		if (!groups[g].figures || groups[g].figures->n == 0)
+			continue;
+		cell_text(f, "h3", groups[g].heading);
+		fputc('\n', f);
+		if ((error = figure_list(f, groups[g].figures, err)) < 0)
+			return error;
+	}
+	return 0;
+}
+
+/* --- a run ------------------------------------------------------------------------------ */
+
+int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures,
+		mb_error *err)
+{
+	const mb_provenance *p = &run->prov;
+	char buf[64];
+
+	fprintf(f, "<h1>Run %lld: ", (long long)run->id);
+	mb_html_escape(f, p->suite);
+	fputs("</h1>\n<h2>Provenance</h2>\n<table>\n", f);
+	kv_row(f, "suite", p->suite);
+	kv_row(f, "spec", p->spec_path);
+	kv_row(f, "spec blob", p->spec_blob);
+	kv_row(f, "spec committed", p->spec_committed < 0 ? "no repository"
+				    : p->spec_committed ? "yes" : "no (working copy differs)");
+	kv_row(f, "repository HEAD", p->repo_head);
+	snprintf(buf, sizeof(buf), "%s%s", p->code_commit, p->code_dirty ? "-dirty" : "");
+	kv_row(f, "mechbench", buf);
+	kv_row(f, "version", p->code_version);
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)p->seed);
+	kv_row(f, "seed", buf);
+	snprintf(buf, sizeof(buf), "%d", p->threads);
+	kv_row(f, "threads", buf);
+	kv_row(f, "CPU", p->cpu);
+	kv_row(f, "BLAS", p->blas_config);
+	kv_row(f, "compiler", p->compiler);
+	kv_row(f, "build type", p->build_type);
+	kv_row(f, "started", p->started_at);
+	kv_row(f, "finished", p->finished_at);
+	snprintf(buf, sizeof(buf), "%.3f s", p->wall_seconds);
+	kv_row(f, "wall time", buf);
+	fputs("</table>\n", f);
+	for (size_t e = 0; e < run->n_entries; e++) {
+		const mb_entry_result *r = &run->entries[e];
+		int error;
+		fputs("<h2>Entry ", f);
+		mb_html_escape(f, r->name);
+		fputs("</h2>\n<table>\n", f);
+		snprintf(buf, sizeof(buf), "@%d", r->task_version);
+		fputs("<tr><th>task</th><td><code>", f);
+		mb_html_escape(f, r->task);
+		mb_html_escape(f, buf);
+		fputs("</code></td></tr>\n", f);
+		kv_row(f, "model", r->model);
+		kv_row(f, "dataset", r->dataset);
+		kv_row(f, "dataset sha256", r->dataset_sha256);
+		for (size_t m = 0; m < r->n_model_files; m++) {
+			char k[600];
+			snprintf(k, sizeof(k), "sha256 of %s", r->model_files[m].path);
+			kv_row(f, k, r->model_files[m].sha256);
+		}
+		fputs("</table>\n<table>\n<tr><th>metric</th><th>kind</th><th>better</th><th>n</th>"
+		      "<th>mean</th><th>95% CI</th><th>method</th></tr>\n", f);
+		for (size_t m = 0; m < r->n_metrics; m++) {
+			const mb_aggregate *a = &r->aggregates[m];
+			fputs("<tr><td><code>", f);
+			mb_html_escape(f, r->metrics[m].name);
+			fprintf(f, "@%d</code></td><td>%s</td><td>%s</td><td class=\"num\">%zu</td>",
+				r->metrics[m].version, mb_metric_kind_name(r->metrics[m].kind),
+				mb_metric_direction_name(r->metrics[m].direction), a->n);
+			cell_num(f, a->mean);
+			cell_ci(f, a->lo, a->hi);
+			fprintf(f, "<td>%s</td></tr>\n", mb_stats_method_name(a->method));
+		}
+		fputs("</table>\n", f);
+		if (figures && figures[e].n) {
+			fputs("<h3>Figures</h3>\n", f);
+			if ((error = figure_list(f, &figures[e], err)) < 0)
+				return error;
+		}
+	}
+	return 0;
+}
+
+/* --- a series --------------------------------------------------------------------------- */
+
+static void x_label(char *buf, size_t cap, const mb_drift_result *r, size_t k)
+{
+	if (r->has_steps)
+		snprintf(buf, cap, "step %lld", (long long)r->steps[k]);
+	else
+		snprintf(buf, cap, "#%zu", k);
+}
+
+static int drift_plot(FILE *f, const mb_drift_result *r, const mb_drift_metric *dm,
+		      mb_error *err)
+{
+	size_t K = r->n_points, nv = 0;
+	double *x = malloc(K * sizeof(double)), *y = malloc(K * sizeof(double));   /* (K) */
+	double *lo = malloc(K * sizeof(double)), *hi = malloc(K * sizeof(double)); /* (K) */
+	int *marks = malloc(K * sizeof(int));                                      /* (K) */
+	mb_svg_vline *vl = malloc((dm->n_changepoints + 1) * sizeof(*vl));
+	char (*labels)[48] = malloc((dm->n_changepoints + 1) * sizeof(*labels));
+	char title[512], band[128], thr[128];
+	mb_svg_series se;
+	mb_svg_lineplot p;
+	int error = 0;
+
+	if (!x || !y || !lo || !hi || !marks || !vl || !labels) {
+		error = mb_error_oom(err, "drift plot", K * sizeof(double));
+		goto cleanup;
+	}
+	for (size_t k = 0; k < K; k++) {
+		x[k] = mb_drift_x(r, k);
+		y[k] = dm->points[k].mean;
+		lo[k] = dm->points[k].lo;
+		hi[k] = dm->points[k].hi;
+		marks[k] = dm->points[k].band == MB_DRIFT_WORSE    ? MB_SVG_MARK_WORSE
+			   : dm->points[k].band == MB_DRIFT_BETTER ? MB_SVG_MARK_BETTER
+								   : MB_SVG_MARK_NONE;
+	}
+	for (size_t c = 0; c < dm->n_changepoints; c++, nv++) {
+		size_t k = dm->changepoints[c].index;
+		x_label(labels[nv], sizeof(labels[0]), r, k);
+		vl[nv].x = x[k];
+		vl[nv].label = labels[nv];
+		vl[nv].alarm = 0;
+	}
+	if (dm->alarm != SIZE_MAX) {
+		char at[40];
+		x_label(at, sizeof(at), r, dm->alarm);
+		snprintf(labels[nv], sizeof(labels[0]), "alarm (%s)", at);
+		vl[nv].x = x[dm->alarm];
+		vl[nv].label = labels[nv];
+		vl[nv].alarm = 1;
+		nv++;
+	}
+	snprintf(title, sizeof(title), "%s / %s@%d across checkpoints", dm->entry, dm->metric,
+		 dm->version);
+	snprintf(band, sizeof(band), "band: reference \xc2\xb1 margin %.4g", dm->margin);
+	snprintf(thr, sizeof(thr), "threshold %.4g", dm->threshold);
+	memset(&se, 0, sizeof(se));
+	se.name = "mean with its 95% CI";
+	se.x = x;
+	se.y = y;
+	se.lo = lo;
+	se.hi = hi;
+	se.marks = marks;
+	se.n = K;
+	memset(&p, 0, sizeof(p));
+	p.title = title;
+	p.x_label = r->has_steps ? "training step" : "checkpoint";
+	p.y_label = dm->metric;
+	p.series = &se;
+	p.n_series = 1;
+	p.vlines = vl;
+	p.n_vlines = nv;
+	p.has_band = 1;
+	p.band_lo = dm->points[0].mean - dm->margin;
+	p.band_hi = dm->points[0].mean + dm->margin;
+	p.band_label = band;
+	p.has_hline = dm->has_threshold;
+	p.hline = dm->threshold;
+	p.hline_label = thr;
+	fputs("<figure>\n", f);
+	error = mb_svg_write_lineplot(f, &p, err);
+	fputs("</figure>\n", f);
+cleanup:
+	free(x);
+	free(y);
+	free(lo);
+	free(hi);
+	free(marks);
+	free(vl);
+	free(labels);
+	return error;
+}
+
+static const char *band_html(mb_drift_band b)
+{
+	switch (b) {
+	case MB_DRIFT_WORSE: return "<span class=\"worse\">&#9660; left: worse</span>";
+	case MB_DRIFT_BETTER: return "<span class=\"better\">&#9650; left: better</span>";
+	case MB_DRIFT_REFERENCE: return "reference";
+	default: return "inside";
+	}
+}
+
+int mb_html_series_section(FILE *f, const mb_html_series *s, mb_error *err)
+{
+	const mb_drift_result *r = s->drift;
+	char buf[128];
+
+	fputs("<h1>Drift: ", f);
+	mb_html_escape(f, s->name);
+	fputs("</h1>\n<table>\n", f);
+	kv_row(f, "series", s->name);
+	kv_row(f, "suite", s->suite);
+	kv_row(f, "spec", s->spec_path);
+	kv_row(f, "spec blob", s->spec_blob);
+	kv_row(f, "checkpoints from", s->source);
+	kv_row(f, "began", s->created_at);
+	snprintf(buf, sizeof(buf), "%zu (%s)", r->n_points,
+		 r->has_steps ? "ordered by training step" : "ordered by name");
+	kv_row(f, "checkpoints", buf);
+	snprintf(buf, sizeof(buf), "%g (one-sided)", r->alpha);
+	kv_row(f, "alpha", buf);
+	fputs("</table>\n", f);
+	fputs("<p class=\"note\">Checkpoint 0 is the reference. <b>Changepoints</b>: PELT on each "
+	      "metric's trajectory of checkpoint means (change in mean, penalty 2&sigma;&sup2; ln K); "
+	      "the largest jump is the main change. <b>Band</b>: each checkpoint is compared with the "
+	      "reference on the same items as <code>mechbench gate</code> compares a candidate with a "
+	      "baseline; it left its band when the (1&nbsp;&minus;&nbsp;2&alpha;) interval of the "
+	      "difference lies wholly beyond the registered margin (a per-checkpoint test at "
+	      "&alpha;). <b>Monitor</b>: an always-valid mSPRT of &ldquo;the checkpoint means equal "
+	      "the reference's&rdquo;, fixed when the series began; its p-value holds however often "
+	      "the series is looked at, and the first checkpoint with p &le; &alpha; is the "
+	      "alarm.</p>\n", f);
+	fputs("<h2>Summary</h2>\n<table>\n<tr><th>entry / metric</th><th>main change</th>"
+	      "<th>changepoints</th><th>first band exit</th><th>monitor alarm</th></tr>\n", f);
+	for (size_t m = 0; m < r->n_metrics; m++) {
+		const mb_drift_metric *dm = &r->metrics[m];
+		size_t first_exit = SIZE_MAX;
+		fputs("<tr><td><code>", f);
+		mb_html_escape(f, dm->entry);
+		fputs(" / ", f);
+		mb_html_escape(f, dm->metric);
+		fprintf(f, "@%d</code></td><td>", dm->version);
+		if (dm->main_change != SIZE_MAX) {
+			const mb_drift_changepoint *c = &dm->changepoints[dm->main_change];
+			x_label(buf, sizeof(buf), r, c->index);
+			fprintf(f, "%s: %.4g &rarr; %.4g", buf, c->before, c->after);
+		} else {
+			fputs("none", f);
+		}
+		fputs("</td><td>", f);
+		for (size_t c = 0; c < dm->n_changepoints; c++) {
+			x_label(buf, sizeof(buf), r, dm->changepoints[c].index);
+			fprintf(f, "%s%s", c ? ", " : "", buf);
+		}
+		if (!dm->n_changepoints)
+			fputs("none", f);
+		fputs("</td><td>", f);
+		for (size_t k = 1; k < r->n_points && first_exit == SIZE_MAX; k++)
+			if (dm->points[k].band == MB_DRIFT_WORSE || dm->points[k].band == MB_DRIFT_BETTER)
+				first_exit = k;
+		if (first_exit != SIZE_MAX) {
+			x_label(buf, sizeof(buf), r, first_exit);
+			fprintf(f, "%s %s", buf, band_html(dm->points[first_exit].band));
+		} else {
+			fputs("none", f);
+		}
+		fputs("</td><td>", f);
+		if (dm->alarm != SIZE_MAX) {
+			x_label(buf, sizeof(buf), r, dm->alarm);
+			fprintf(f, "<span class=\"alarm\">%s (p = %.3g)</span>", buf,
+				dm->points[dm->alarm].p);
+		} else {
+			fputs("none", f);
+		}
+		fputs("</td></tr>\n", f);
+	}
+	fputs("</table>\n", f);
+	for (size_t m = 0; m < r->n_metrics; m++) {
+		const mb_drift_metric *dm = &r->metrics[m];
+		int error;
+		fputs("<h2>", f);
+		mb_html_escape(f, dm->entry);
+		fputs(" / ", f);
+		mb_html_escape(f, dm->metric);
+		fprintf(f, "@%d</h2>\n<p class=\"note\">%s, %s is better, margin %.4g", dm->version,
+			mb_metric_kind_name(dm->kind),
+			dm->direction == MB_HIGHER_IS_BETTER ? "higher" : "lower", dm->margin);
+		if (dm->has_threshold)
+			fprintf(f, ", threshold %s %.4g",
+				dm->direction == MB_HIGHER_IS_BETTER ? "&ge;" : "&le;", dm->threshold);
+		fprintf(f, ". Monitor: &theta;&#8320; = %.6g, &sigma;&sup2; = %.4g, &tau;&sup2; = %.4g; "
+			"PELT penalty %.4g.</p>\n", dm->monitor.theta0, dm->monitor.sigma2,
+			dm->monitor.tau2, dm->penalty);
+		if ((error = drift_plot(f, r, dm, err)) < 0)
+			return error;
+		fputs("<table>\n<tr><th>#</th><th>step</th><th>checkpoint</th><th>run</th>"
+		      "<th>mean</th><th>95% CI</th><th>vs reference</th><th>interval</th>"
+		      "<th>band</th><th>threshold</th><th>monitor p</th></tr>\n", f);
+		for (size_t k = 0; k < r->n_points; k++) {
+			const mb_drift_point *p = &dm->points[k];
+			fprintf(f, "<tr><td class=\"num\">%zu</td>", k);
+			if (r->has_steps)
+				fprintf(f, "<td class=\"num\">%lld</td>", (long long)r->steps[k]);
+			else
+				fputs("<td>&ndash;</td>", f);
+			fputs("<td><code>", f);
+			mb_html_escape(f, r->checkpoints[k]);
+			fprintf(f, "</code></td><td class=\"num\">%lld</td>", (long long)r->run_ids[k]);
+			cell_num(f, p->mean);
+			cell_ci(f, p->lo, p->hi);
+			if (k == 0) {
+				fputs("<td>&ndash;</td><td>&ndash;</td>", f);
+			} else {
+				cell_num(f, p->diff);
+				cell_ci(f, p->diff_lo, p->diff_hi);
+			}
+			fprintf(f, "<td>%s</td><td>%s</td>", band_html(p->band),
+				!p->threshold_checked ? "&ndash;"
+				: p->threshold_verdict == MB_STATS_VERDICT_PASS ? "met"
+				: p->threshold_verdict == MB_STATS_VERDICT_REGRESSED
+					? "<span class=\"worse\">violated</span>"
+					: "inconclusive");
+			if (k == 0)
+				fputs("<td>&ndash;</td></tr>\n", f);
+			else
+				fprintf(f, "<td class=\"num\">%s%.3g%s</td></tr>\n",
+					k == dm->alarm ? "<span class=\"alarm\">" : "", p->p,
+					k == dm->alarm ? "</span>" : "");
+		}
+		fputs("</table>\n", f);
+	}
+	return 0;
+}
+
+/* --- writing ---------------------------------------------------------------------------- */
+
+int mb_html_write(const char *path, int (*render)(FILE *f, const void *arg, mb_error *err),
+		  const void *arg, mb_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int error;
+
+	if (!f)
+		return mb_error_oom(err, path, 0);
+	error = render(f, arg, err);
+	if (fclose(f) != 0 && error == 0)
+		error = mb_error_oom(err, path, len);
+	if (error == 0)
+		error = mb_file_write_all(path, buf, len, err);
+	free(buf);
+	return error;
+}

@@ -1,0 +1,1225 @@
+/*
+ * induction.c: the induction task (TASKS.md "Induction"): induction heads on
+ * repeated random tokens, their head scores, and the causal tests that back
+ * the claim (pattern-preserving ablation against random heads of the same
+ * layers, and path patching of the previous-token head into the induction
+ * head's key input against its query and value inputs).
+ *
+ * Legend: B batch, T positions of a run, L layers, H heads, Dh d_head,
+ * D d_model, V vocab, r |R| (the repeated segment), n = 2r + 1 tokens of a
+ * prompt, K top_k heads.
+ *
+ * Items (generate). One item is a random segment R of r tokens and a control
+ * segment C of r tokens: the repeated prompt is [BOS] R R, the control prompt
+ * [BOS] R C (same length, nothing repeats on the induction diagonal:
+ * C[i] != R[i]). Tokens are uniform (with replacement) over a token band
+ * [lo, hi]; strata are |R| x band. Generator params:
+ *   "lengths": [int, ...]   |R| strata, each in [2, 2047]      (default [10, 25, 50, 100])
+ *   "n_per_stratum": int    items per stratum, [2, 100000]      (default 50)
+ *   "bos": int              the [BOS] token id, >= 0            (default 0)
+ *   "bands": [{"name", "lo", "hi"}, ...] token-id bands, lo < hi, none may
+ *                           contain bos (default one band "all" = [1, 127]);
+ *                           with known unigram frequencies a band is a
+ *                           frequency band (e.g. GPT-2's BPE ids are close to
+ *                           merge order, so id ranges are frequency bands).
+ * Draws: stream "induction/items", index = stratum * 1000000 + item; R is
+ * drawn first, then C (each C[i] redrawn while it equals R[i]).
+ * Stratum names: "len=<r>" with one band, "len=<r>/<band>" with several;
+ * the cluster is the stratum.
+ *
+ * Model-level analysis (open). A reference set of 32 repeated prompts
+ * (r_ref = min(25, max_len), tokens uniform over [0, V) without bos, stream
+ * "induction/reference" under the run seed) fixes, before any item is seen:
+ * the head scores of every head (below, averaged over the reference set),
+ * the receiver = the head of layer >= 1 with the largest induction score, the
+ * top_k induction heads (largest induction scores in layers >= 1), the
+ * sender = the head of a layer below the receiver with the largest
+ * previous-token score, and the per-head mean of hook_z over the reference
+ * set's valid positions (the value of mean ablation). Selecting heads on data
+ * that is not the dataset keeps the per-item statistics free of selection
+ * bias. The OV copying score of every head is computed from the weights.
+ *
+ * Head scores (TransformerLens's definitions; pattern p = hook_pattern of the
+ * head, repeated prompt [BOS] R R, positions 0..2r):
+ *   induction        mean over q in [r+1, 2r] of p[q][q - r + 1]: attention
+ *                    from each position of the second repeat to the position
+ *                    right after the previous occurrence of its token.
+ *   previous-token   mean over q in [1, 2r] of p[q][q - 1].
+ *   duplicate-token  mean over q in [r+1, 2r] of p[q][q - r]: to the previous
+ *                    occurrence itself.
+ *   prefix-matching  Olsson et al. 2022 ("In-context Learning and Induction
+ *                    Heads", definitions): attention to earlier tokens that
+ *                    were preceded by the current token; mean over positions
+ *                    q that have such keys of sum_{k in [1, q-1], tok[k-1] ==
+ *                    tok[q]} p[q][k]. On [BOS] R R with no repeats inside R
+ *                    it equals the induction score; repeats inside R (likely
+ *                    with a small vocabulary) and the first repeat add keys.
+ *   copying (OV)     Elhage et al. 2021 / Olsson et al. 2022: eigenvalue
+ *                    positivity sum(l) / sum|l| of the full OV circuit
+ *                    W_E W_V^h W_O^h W_U (V x V), computed as the eigenvalues
+ *                    of the Dh x Dh matrix W_O^h (W_U W_E) W_V^h (same
+ *                    nonzero spectrum), with LayerNorm weights folded in
+ *                    (ln_1 into W_V, ln_f into W_U) and LN centring and
+ *                    scaling ignored, as TransformerLens's fold_ln does; 0
+ *                    when every eigenvalue is 0.
+ *
+ * Per-item metrics (losses are mean cross-entropy in nats; rep1 over the
+ * targets at positions 2..r, rep2 over r+2..2r, i.e. the r - 1 tokens of
+ * each repeat after its first, which nothing in context predicts):
+ *   induction.score@1           receiver's induction score on the item
+ *   induction.score_vs_control@1 that minus the same diagonal's attention on
+ *                               the control prompt (Olsson et al.: ~0 on
+ *                               non-repeating text)
+ *   induction.prev_score@1      sender's previous-token score on the item
+ *   induction.loss_rep1@1, induction.loss_rep2@1  per-token loss on the first
+ *                               and second repeat
+ *   induction.loss_drop@1       rep1 - rep2 (the in-context loss drop)
+ *   induction.ablate_top@1      rep2 loss with the top_k induction heads
+ *                               ablated minus clean rep2 loss, attention
+ *                               patterns of every head frozen to the clean
+ *                               run's (pattern-preserving ablation)
+ *   induction.ablate_random@1   the same for top_k random heads of the same
+ *                               layers (not top heads), drawn per item from
+ *                               stream "induction/random_heads" indexed by
+ *                               the item key's first 16 hex digits
+ *   induction.ablate_excess@1   ablate_top - ablate_random (paired)
+ *   induction.kcomp_k@1, _q@1, _v@1  rep2 loss increase when the sender's
+ *                               change under ablation reaches ONLY the
+ *                               receiver's key (query, value) input: path
+ *                               patching with delta = (ablated - clean)
+ *                               sender output, i.e. (zbar - z) W_O[sender]
+ *                               at every position (engine_spec.md's path
+ *                               patching, with the sender ablated in the
+ *                               "source" run). Why ablation and not a prompt
+ *                               with the first repeat resampled: resampling
+ *                               changes the sender's output only where the
+ *                               tokens changed (the first repeat, i.e. the
+ *                               keys), so the query control would be ~0 by
+ *                               construction; ablating sends the same delta
+ *                               into all three inputs at every position, so
+ *                               the comparison measures which input reads
+ *                               the sender (K-composition), not where the
+ *                               corruption happened to be.
+ *   induction.kcomp_k_over_q@1, induction.kcomp_k_over_v@1  kcomp_k minus the
+ *                               control path's effect (paired)
+ *
+ * Run params: {"top_k": 1..16 (default 1), "ablation": "mean" | "zero"
+ * (default "mean"), "bos": token id (default 0), "max_len": the largest |R|
+ * a run accepts (default min(100, (n_positions - 1) / 2)), "seed": the
+ * reference set's and random heads' seed (default 0)}.
+ */
+#include <mechbench/task.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include <mechbench/engine.h>
+#include <mechbench/figure.h>
+#include <mechbench/hooks.h>
+#include <mechbench/interventions.h>
+#include <mechbench/model.h>
+#include <mechbench/rng.h>
+
+#define IND_BATCH 8
+#define IND_REF_ITEMS 32
+#define IND_MAX_K 16
+#define IND_MAX_BANDS 16
+#define IND_MAX_LENGTHS 16
+
+/* LAPACK (in OpenBLAS): eigenvalues of a general real matrix. The trailing
+ * size_t arguments are the hidden lengths of the character arguments. */
+extern void dgeev_(const char *jobvl, const char *jobvr, const int *n, double *a, const int *lda,
+		   double *wr, double *wi, double *vl, const int *ldvl, double *vr,
+		   const int *ldvr, double *work, const int *lwork, int *info, size_t l1,
+		   size_t l2);
+
+enum {
+	M_SCORE,
+	M_SCORE_VS_CONTROL,
+	M_PREV_SCORE,
+	M_LOSS_REP1,
+	M_LOSS_REP2,
+	M_LOSS_DROP,
+	M_ABLATE_TOP,
+	M_ABLATE_RANDOM,
+	M_ABLATE_EXCESS,
+	M_KCOMP_K,
+	M_KCOMP_Q,
+	M_KCOMP_V,
+	M_KCOMP_K_OVER_Q,
+	M_KCOMP_K_OVER_V,
+	M_COUNT
+};
+
+static const mb_metric_def ind_metrics[M_COUNT] = {
+	{"induction.score", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "receiver head's induction score: mean attention from the second repeat to the token "
+	 "after the previous occurrence (TransformerLens; induction.c)"},
+	{"induction.score_vs_control", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "induction score minus the same diagonal's attention on the non-repeating control "
+	 "prompt (induction.c)"},
+	{"induction.prev_score", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "sender head's previous-token score: mean attention to position q-1 (TransformerLens; "
+	 "induction.c)"},
+	{"induction.loss_rep1", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "mean per-token loss on the first repeat, its first token excluded (induction.c)"},
+	{"induction.loss_rep2", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "mean per-token loss on the second repeat, its first token excluded (induction.c)"},
+	{"induction.loss_drop", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "in-context loss drop: loss_rep1 - loss_rep2 (Olsson et al. 2022; induction.c)"},
+	{"induction.ablate_top", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "second-repeat loss increase when the top_k induction heads are ablated with all "
+	 "attention patterns frozen (pattern-preserving ablation; induction.c)"},
+	{"induction.ablate_random", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the same for top_k random heads of the same layers (control; induction.c)"},
+	{"induction.ablate_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "ablate_top - ablate_random, paired per item (induction.c)"},
+	{"induction.kcomp_k", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "second-repeat loss increase when the previous-token head's ablation delta reaches "
+	 "only the induction head's key input (path patching; induction.c)"},
+	{"induction.kcomp_q", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the same through the query input (control; induction.c)"},
+	{"induction.kcomp_v", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the same through the value input (control; induction.c)"},
+	{"induction.kcomp_k_over_q", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "kcomp_k - kcomp_q, paired per item (induction.c)"},
+	{"induction.kcomp_k_over_v", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "kcomp_k - kcomp_v, paired per item (induction.c)"},
+};
+
+/* Head-score kinds of the reference analysis. */
+enum { S_INDUCTION, S_PREV, S_DUP, S_PREFIX, S_COUNT };
+
+typedef struct ind_state {
+	mb_model *model;
+	mb_engine *engine; /* mutated by forwards: parallel_inside = 1 keeps run on one thread */
+	int bos, top_k, mean_ablation, max_len, max_seq;
+	uint64_t seed;
+	double *scores;  /* (S_COUNT, L, H) reference-set head scores */
+	double *copying; /* (L, H) OV eigenvalue positivity */
+	float *zmean;    /* (L, H, Dh) mean hook_z over the reference set, or zeros */
+	int recv_l, recv_h, send_l, send_h;
+	int top_l[IND_MAX_K], top_h[IND_MAX_K];
+	uint8_t *is_top; /* (L, H) */
+} ind_state;
+
+/* ---- generate ------------------------------------------------------------------ */
+
+typedef struct ind_band {
+	char name[32];
+	int64_t lo, hi;
+} ind_band;
+
+static int gen_int(const json_t *params, const char *key, int64_t min, int64_t max, int64_t *out,
+		   mb_error *err)
+{
+	json_t *v = params ? json_object_get(params, key) : NULL;
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return mb_error_set(err, MB_EINVALID, "params.%s: expected an integer in [%lld, %lld]",
+				    key, (long long)min, (long long)max);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int ind_generate(mb_item_list *out, uint64_t seed, const json_t *params, mb_error *err)
+{
+	int64_t lengths[IND_MAX_LENGTHS] = {10, 25, 50, 100};
+	size_t n_len = 4, n_band = 1;
+	int64_t n_per = 50, bos = 0;
+	ind_band bands[IND_MAX_BANDS] = {{"all", 1, 127}};
+	int error;
+
+	if (params && !json_is_object(params))
+		return mb_error_set(err, MB_EINVALID, "params: expected an object");
+	if (params) {
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)params, key, v) {
+			if (strcmp(key, "lengths") != 0 && strcmp(key, "n_per_stratum") != 0 &&
+			    strcmp(key, "bos") != 0 && strcmp(key, "bands") != 0)
+				return mb_error_set(err, MB_EINVALID,
+						    "params.%s: unknown field (induction takes lengths, "
+						    "n_per_stratum, bos, bands)", key);
+		}
+	}
+	if ((error = gen_int(params, "n_per_stratum", 2, 100000, &n_per, err)) < 0 ||
+	    (error = gen_int(params, "bos", 0, INT32_MAX, &bos, err)) < 0)
+		return error;
+	if (params && json_object_get(params, "lengths")) {
+		json_t *a = json_object_get(params, "lengths");
+		if (!json_is_array(a) || json_array_size(a) < 1 ||
+		    json_array_size(a) > IND_MAX_LENGTHS)
+			return mb_error_set(err, MB_EINVALID,
+					    "params.lengths: expected 1 to %d integers",
+					    IND_MAX_LENGTHS);
+		n_len = json_array_size(a);
+		for (size_t i = 0; i < n_len; i++) {
+			json_t *v = json_array_get(a, i);
+			if (!json_is_integer(v) || json_integer_value(v) < 2 ||
+			    json_integer_value(v) > 2047)
+				return mb_error_set(err, MB_EINVALID,
+						    "params.lengths[%zu]: expected an integer in "
+						    "[2, 2047]", i);
+			lengths[i] = json_integer_value(v);
+			for (size_t j = 0; j < i; j++)
+				if (lengths[j] == lengths[i])
+					return mb_error_set(err, MB_EINVALID,
+							    "params.lengths[%zu]: %lld is listed "
+							    "twice", i, (long long)lengths[i]);
+		}
+	}
+	if (params && json_object_get(params, "bands")) {
+		json_t *a = json_object_get(params, "bands");
+		if (!json_is_array(a) || json_array_size(a) < 1 ||
+		    json_array_size(a) > IND_MAX_BANDS)
+			return mb_error_set(err, MB_EINVALID, "params.bands: expected 1 to %d "
+					    "objects {\"name\", \"lo\", \"hi\"}", IND_MAX_BANDS);
+		n_band = json_array_size(a);
+		for (size_t i = 0; i < n_band; i++) {
+			json_t *b = json_array_get(a, i);
+			json_t *nm = json_object_get(b, "name"), *lo = json_object_get(b, "lo"),
+			       *hi = json_object_get(b, "hi");
+			if (!json_is_object(b) || json_object_size(b) != 3 || !json_is_string(nm) ||
+			    !json_is_integer(lo) || !json_is_integer(hi) ||
+			    json_string_length(nm) < 1 || json_string_length(nm) >= 32 ||
+			    strpbrk(json_string_value(nm), "/= ") ||
+			    json_integer_value(lo) < 0 ||
+			    json_integer_value(hi) <= json_integer_value(lo) ||
+			    json_integer_value(hi) > INT32_MAX)
+				return mb_error_set(err, MB_EINVALID,
+						    "params.bands[%zu]: expected {\"name\": 1-31 "
+						    "chars without '/', '=' or spaces, \"lo\": int "
+						    ">= 0, \"hi\": int > lo}", i);
+			snprintf(bands[i].name, sizeof(bands[i].name), "%s", json_string_value(nm));
+			bands[i].lo = json_integer_value(lo);
+			bands[i].hi = json_integer_value(hi);
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(bands[j].name, bands[i].name) == 0)
+					return mb_error_set(err, MB_EINVALID,
+							    "params.bands[%zu]: name '%s' is used "
+							    "twice", i, bands[i].name);
+		}
+	}
+	for (size_t i = 0; i < n_band; i++)
+		if (bos >= bands[i].lo && bos <= bands[i].hi)
+			return mb_error_set(err, MB_EINVALID,
+					    "params.bands[%zu]: [%lld, %lld] contains the bos token "
+					    "%lld", i, (long long)bands[i].lo, (long long)bands[i].hi,
+					    (long long)bos);
+
+	for (size_t li = 0; li < n_len; li++)
+		for (size_t bi = 0; bi < n_band; bi++) {
+			size_t s = li * n_band + bi;
+			uint64_t width = (uint64_t)(bands[bi].hi - bands[bi].lo + 1);
+			char stratum[64];
+
+			if (n_band == 1)
+				snprintf(stratum, sizeof(stratum), "len=%lld", (long long)lengths[li]);
+			else
+				snprintf(stratum, sizeof(stratum), "len=%lld/%s",
+					 (long long)lengths[li], bands[bi].name);
+			for (int64_t i = 0; i < n_per; i++) {
+				int64_t r = lengths[li];
+				int64_t R[2047];
+				json_t *input = json_object(), *rep = json_array(), *ctl = json_array();
+				mb_rng rng;
+
+				if (!input || !rep || !ctl) {
+					json_decref(input);
+					json_decref(rep);
+					json_decref(ctl);
+					return mb_error_oom(err, "induction item", 0);
+				}
+				mb_rng_init_named(&rng, seed, "induction/items",
+						  (uint64_t)s * 1000000u + (uint64_t)i);
+				for (int64_t j = 0; j < r; j++) {
+					R[j] = bands[bi].lo + (int64_t)mb_rng_range(&rng, width);
+					json_array_append_new(rep, json_integer(R[j]));
+				}
+				for (int64_t j = 0; j < r; j++) {
+					int64_t c;
+					do
+						c = bands[bi].lo + (int64_t)mb_rng_range(&rng, width);
+					while (c == R[j]);
+					json_array_append_new(ctl, json_integer(c));
+				}
+				json_object_set_new(input, "bos", json_integer(bos));
+				json_object_set_new(input, "rep", rep);
+				json_object_set_new(input, "ctl", ctl);
+				error = mb_item_list_add(out, stratum, stratum, input, err);
+				if (error < 0)
+					return error;
+			}
+		}
+	return 0;
+}
+
+/* ---- params -------------------------------------------------------------------- */
+
+static int ind_check_params(const mb_json_doc *doc, const json_t *params, const char *at,
+			    mb_error *err)
+{
+	static const char *const allowed[] = {"top_k", "ablation", "bos", "max_len", "seed",
+					      NULL};
+	int64_t v;
+	const char *s = NULL;
+	int rc;
+
+	if (!params)
+		return 0;
+	if (!json_is_object(params))
+		return mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object");
+	if ((rc = mb_json_check_keys(doc, (json_t *)params, at, allowed, err)) < 0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "top_k", 0, 1, IND_MAX_K, &v, err)) <
+		    0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "bos", 0, 0, INT32_MAX, &v, err)) < 0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "max_len", 0, 2, 2047, &v, err)) < 0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "seed", 0, 0, INT64_MAX, &v, err)) <
+		    0 ||
+	    (rc = mb_json_get_string(doc, (json_t *)params, at, "ablation", 0, &s, err)) < 0)
+		return rc;
+	if (s && strcmp(s, "mean") != 0 && strcmp(s, "zero") != 0) {
+		char field[256];
+		mb_json_path_key(field, sizeof(field), at, "ablation");
+		return mb_json_field_error(doc, err, MB_EINVALID, field,
+					   "expected \"mean\" or \"zero\"");
+	}
+	return 0;
+}
+
+/* ---- scores -------------------------------------------------------------------- */
+
+/* Head scores of one head on one repeated prompt (tokens (n), n = 2r + 1)
+ * from its pattern p (rows of stride T): out[S_COUNT]. */
+static void head_scores(double out[S_COUNT], const float *p, int T, const int32_t *tok, int r)
+{
+	int n = 2 * r + 1, nq = 0;
+	double ind = 0, dup = 0, prev = 0, pre = 0;
+
+	for (int q = r + 1; q <= 2 * r; q++) {
+		ind += p[(size_t)q * T + (q - r + 1)];
+		dup += p[(size_t)q * T + (q - r)];
+	}
+	for (int q = 1; q < n; q++) {
+		double m = 0;
+		int any = 0;
+
+		prev += p[(size_t)q * T + q - 1];
+		for (int k = 1; k < q; k++)
+			if (tok[k - 1] == tok[q]) {
+				m += p[(size_t)q * T + k];
+				any = 1;
+			}
+		if (any) {
+			pre += m;
+			nq++;
+		}
+	}
+	out[S_INDUCTION] = ind / r;
+	out[S_DUP] = dup / r;
+	out[S_PREV] = prev / (n - 1);
+	out[S_PREFIX] = nq ? pre / nq : 0.0;
+}
+
+/* The induction diagonal's mean attention on any prompt of n = 2r + 1. */
+static double diag_score(const float *p, int T, int r)
+{
+	double s = 0;
+	for (int q = r + 1; q <= 2 * r; q++)
+		s += p[(size_t)q * T + (q - r + 1)];
+	return s / r;
+}
+
+/* Mean cross-entropy (nats, double) of the targets at positions [t0, t1] of
+ * item b of the last run (logits mode ALL), predicted from position t - 1. */
+static double span_loss(const mb_engine *e, int b, const int32_t *tok, int t0, int t1, int V)
+{
+	double sum = 0;
+
+	for (int t = t0; t <= t1; t++) {
+		const float *z = mb_engine_logits_row(e, b, t - 1);
+		double mx = z[0], s = 0;
+		for (int v = 1; v < V; v++)
+			if (z[v] > mx)
+				mx = z[v];
+		for (int v = 0; v < V; v++)
+			s += exp((double)z[v] - mx);
+		sum += mx + log(s) - (double)z[tok[t]];
+	}
+	return sum / (t1 - t0 + 1);
+}
+
+/* Eigenvalue positivity of a real n x n matrix a (row-major, destroyed). */
+static int positivity(double *out, double *a, int n, mb_error *err)
+{
+	double *wr = malloc(sizeof(double) * (size_t)n * 2), *work = NULL;
+	int lwork = 8 * n, info = 0, one = 1;
+	double sum = 0, sabs = 0;
+
+	work = malloc(sizeof(double) * (size_t)lwork);
+	if (!wr || !work) {
+		free(wr);
+		free(work);
+		return mb_error_oom(err, "copying score", sizeof(double) * (size_t)n * 10);
+	}
+	/* the eigenvalues of a^T (column-major reading) are those of a */
+	dgeev_("N", "N", &n, a, &n, wr, wr + n, NULL, &one, NULL, &one, work, &lwork, &info, 1, 1);
+	if (info == 0)
+		for (int i = 0; i < n; i++) {
+			sum += wr[i];
+			sabs += hypot(wr[i], wr[n + i]);
+		}
+	free(wr);
+	free(work);
+	if (info != 0)
+		return mb_error_set(err, MB_EINVALID, "copying score: LAPACK dgeev failed (info %d)",
+				    info);
+	*out = sabs > 0 ? sum / sabs : 0.0;
+	return 0;
+}
+
+/* Copying scores of every head: out (L, H). */
+static int copying_scores(double *out, const mb_engine_config *c, const mb_engine_weights *w,
+			  mb_error *err)
+{
+	int D = c->d_model, Dh = c->d_head, H = c->n_head, V = c->n_vocab, rc = 0;
+	float *G = malloc(sizeof(float) * (size_t)D * D);      /* (D, D) W_U W_E, ln_f folded */
+	double *GV = malloc(sizeof(double) * (size_t)D * Dh);  /* (D, Dh) G W_V^h */
+	double *A = malloc(sizeof(double) * (size_t)Dh * Dh);  /* (Dh, Dh) W_O^h G W_V^h */
+
+	if (!G || !GV || !A) {
+		rc = mb_error_oom(err, "copying score", sizeof(float) * (size_t)D * D);
+		goto cleanup;
+	}
+	/* G[i][j] = sum_v unembed[v][i] wte[v][j]: W_U = unembed^T (D, V), W_E = wte (V, D) */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, V, 1.0f, w->unembed, D, w->wte,
+		    D, 0.0f, G, D);
+	if (c->norm == MB_NORM_LN)
+		for (int i = 0; i < D; i++)
+			for (int j = 0; j < D; j++)
+				G[(size_t)i * D + j] *= w->lnf_w[i];
+	for (int l = 0; l < c->n_layer && rc == 0; l++) {
+		const float *qkv = w->qkv_w + (size_t)l * D * 3 * D; /* (D, 3D) */
+		const float *ow = w->o_w + (size_t)l * D * D;        /* (D, D) */
+		const float *g1 = c->norm == MB_NORM_LN ? w->ln1_w + (size_t)l * D : NULL;
+
+		for (int h = 0; h < H && rc == 0; h++) {
+			/* GV = G diag(ln1_w) W_V^h */
+			for (int i = 0; i < D; i++)
+				for (int k = 0; k < Dh; k++) {
+					double s = 0;
+					for (int j = 0; j < D; j++)
+						s += (double)G[(size_t)i * D + j] *
+						     (g1 ? g1[j] : 1.0f) *
+						     qkv[(size_t)j * 3 * D + 2 * D + h * Dh + k];
+					GV[(size_t)i * Dh + k] = s;
+				}
+			/* A = W_O^h GV, W_O^h = rows h*Dh.. of ow, (Dh, D) */
+			for (int a = 0; a < Dh; a++)
+				for (int k = 0; k < Dh; k++) {
+					double s = 0;
+					for (int i = 0; i < D; i++)
+						s += (double)ow[(size_t)(h * Dh + a) * D + i] *
+						     GV[(size_t)i * Dh + k];
+					A[(size_t)a * Dh + k] = s;
+				}
+			rc = positivity(&out[l * H + h], A, Dh, err);
+		}
+	}
+cleanup:
+	free(G);
+	free(GV);
+	free(A);
+	return rc;
+}
+
+/* ---- open ---------------------------------------------------------------------- */
+
+static int param_int(const json_t *params, const char *key, int64_t def)
+{
+	json_t *v = params ? json_object_get(params, key) : NULL;
+	return v ? (int)json_integer_value(v) : (int)def;
+}
+
+static void ind_close(void *state)
+{
+	ind_state *st = state;
+
+	if (!st)
+		return;
+	mb_engine_free(st->engine);
+	mb_model_free(st->model);
+	free(st->scores);
+	free(st->copying);
+	free(st->zmean);
+	free(st->is_top);
+	free(st);
+}
+
+/* Reference analysis: scores, head choices and z means (see the top). */
+static int reference(ind_state *st, mb_error *err)
+{
+	const mb_engine_config *c = &st->model->cfg;
+	int L = c->n_layer, H = c->n_head, Dh = c->d_head, V = c->n_vocab;
+	int r = st->max_len < 25 ? st->max_len : 25, n = 2 * r + 1, rc = 0;
+	int32_t *tok = malloc(sizeof(int32_t) * IND_BATCH * (size_t)n); /* (B, n) */
+	double *zsum = calloc((size_t)L * H * Dh, sizeof(double));       /* (L, H, Dh) */
+	mb_hooks *hooks = NULL;
+	mb_cache *cache = NULL;
+	long count = 0;
+
+	if (!tok || !zsum) {
+		rc = mb_error_oom(err, "induction reference", 0);
+		goto cleanup;
+	}
+	if ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&cache, err)) < 0)
+		goto cleanup;
+	for (int l = 0; l < L && rc == 0; l++) {
+		mb_hook_point pp = {MB_HOOK_PATTERN, l}, zp = {MB_HOOK_Z, l};
+		if ((rc = mb_cache_add(cache, pp, err)) == 0)
+			rc = mb_cache_add(cache, zp, err);
+	}
+	if (rc < 0 || (rc = mb_cache_attach(cache, hooks, err)) < 0)
+		goto cleanup;
+	for (int b0 = 0; b0 < IND_REF_ITEMS; b0 += IND_BATCH) {
+		mb_run run = {0};
+		for (int b = 0; b < IND_BATCH; b++) {
+			mb_rng rng;
+			mb_rng_init_named(&rng, st->seed, "induction/reference", (uint64_t)(b0 + b));
+			tok[b * n] = st->bos;
+			for (int j = 0; j < r; j++) {
+				int32_t t = (int32_t)mb_rng_range(&rng, (uint64_t)V - 1);
+				if (t >= st->bos)
+					t++; /* uniform over [0, V) without bos */
+				tok[b * n + 1 + j] = t;
+				tok[b * n + 1 + r + j] = t;
+			}
+		}
+		run.batch = IND_BATCH;
+		run.seq = n;
+		run.tokens = tok;
+		run.hooks = hooks;
+		run.logits = MB_LOGITS_NONE;
+		if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+			goto cleanup;
+		for (int l = 0; l < L; l++) {
+			mb_hook_point pp = {MB_HOOK_PATTERN, l}, zp = {MB_HOOK_Z, l};
+			const mb_hook_tensor *pt = mb_cache_get(cache, pp), *zt = mb_cache_get(cache, zp);
+			for (int b = 0; b < IND_BATCH; b++)
+				for (int h = 0; h < H; h++) {
+					double s[S_COUNT];
+					head_scores(s, pt->data + ((size_t)b * H + h) * n * n, n,
+						    tok + b * n, r);
+					for (int k = 0; k < S_COUNT; k++)
+						st->scores[((size_t)k * L + l) * H + h] += s[k];
+				}
+			for (int b = 0; b < IND_BATCH; b++)
+				for (int t = 0; t < n; t++)
+					for (int i = 0; i < H * Dh; i++)
+						zsum[(size_t)l * H * Dh + i] +=
+							zt->data[((size_t)b * n + t) * H * Dh + i];
+		}
+		count += (long)IND_BATCH * n;
+	}
+	for (size_t i = 0; i < (size_t)S_COUNT * L * H; i++)
+		st->scores[i] /= IND_REF_ITEMS;
+	for (size_t i = 0; i < (size_t)L * H * Dh; i++)
+		st->zmean[i] = st->mean_ablation ? (float)(zsum[i] / (double)count) : 0.0f;
+cleanup:
+	mb_cache_free(cache);
+	mb_hooks_free(hooks);
+	free(tok);
+	free(zsum);
+	return rc;
+}
+
+/* Chooses the receiver, the top_k heads and the sender from the scores. */
+static int choose_heads(ind_state *st, mb_error *err)
+{
+	const mb_engine_config *c = &st->model->cfg;
+	int L = c->n_layer, H = c->n_head;
+	const double *ind = st->scores + (size_t)S_INDUCTION * L * H;
+	const double *prev = st->scores + (size_t)S_PREV * L * H;
+
+	if ((L - 1) * H < st->top_k)
+		return mb_error_set(err, MB_EINVALID,
+				    "params.top_k: %d heads asked for, the model has %d in layers >= 1",
+				    st->top_k, (L - 1) * H);
+	for (int k = 0; k < st->top_k; k++) {
+		int bl = -1, bh = -1;
+		for (int l = 1; l < L; l++)
+			for (int h = 0; h < H; h++)
+				if (!st->is_top[l * H + h] &&
+				    (bl < 0 || ind[l * H + h] > ind[bl * H + bh])) {
+					bl = l;
+					bh = h;
+				}
+		st->top_l[k] = bl;
+		st->top_h[k] = bh;
+		st->is_top[bl * H + bh] = 1;
+	}
+	for (int l = 1; l < L; l++) {
+		int tops = 0;
+		for (int h = 0; h < H; h++)
+			tops += st->is_top[l * H + h];
+		if (tops > H - tops)
+			return mb_error_set(err, MB_EINVALID,
+					    "params.top_k: layer %d holds %d of the top %d induction "
+					    "heads and only %d other heads for the random control",
+					    l, tops, st->top_k, H - tops);
+	}
+	st->recv_l = st->top_l[0];
+	st->recv_h = st->top_h[0];
+	st->send_l = -1;
+	for (int l = 0; l < st->recv_l; l++)
+		for (int h = 0; h < H; h++)
+			if (st->send_l < 0 || prev[l * H + h] > prev[st->send_l * H + st->send_h]) {
+				st->send_l = l;
+				st->send_h = h;
+			}
+	return 0;
+}
+
+static int ind_open(void **out, const char *model_dir, const json_t *params, mb_error *err)
+{
+	ind_state *st = calloc(1, sizeof(*st));
+	const json_t *abl = params ? json_object_get(params, "ablation") : NULL;
+	mb_engine_opts opts = {0};
+	int rc, L, H;
+
+	*out = NULL;
+	if (!st)
+		return mb_error_oom(err, "induction state", sizeof(*st));
+	if ((rc = mb_model_load(&st->model, model_dir, err)) < 0)
+		goto cleanup;
+	L = st->model->cfg.n_layer;
+	H = st->model->cfg.n_head;
+	if (L < 2) {
+		rc = mb_error_set(err, MB_EINVALID,
+				  "%s/config.json: n_layer: induction needs at least 2 layers (a "
+				  "previous-token head below an induction head), got %d", model_dir, L);
+		goto cleanup;
+	}
+	st->bos = param_int(params, "bos", 0);
+	st->top_k = param_int(params, "top_k", 1);
+	st->mean_ablation = !abl || strcmp(json_string_value(abl), "mean") == 0;
+	st->seed = params && json_object_get(params, "seed")
+			   ? (uint64_t)json_integer_value(json_object_get(params, "seed"))
+			   : 0;
+	{
+		int fit = (st->model->cfg.n_ctx - 1) / 2;
+		st->max_len = param_int(params, "max_len", fit < 100 ? fit : 100);
+		if (st->max_len > fit || st->max_len < 2) {
+			rc = mb_error_set(err, MB_EINVALID,
+					  "params.max_len: %d does not fit %s/config.json's "
+					  "n_positions %d ([BOS] R R needs 2 |R| + 1 <= %d)",
+					  st->max_len, model_dir, st->model->cfg.n_ctx,
+					  st->model->cfg.n_ctx);
+			goto cleanup;
+		}
+	}
+	if (st->bos >= st->model->cfg.n_vocab) {
+		rc = mb_error_set(err, MB_EINVALID, "params.bos: token %d is outside %s's vocabulary "
+				  "of %d", st->bos, model_dir, st->model->cfg.n_vocab);
+		goto cleanup;
+	}
+	st->max_seq = 2 * st->max_len + 1;
+	opts.max_batch = IND_BATCH;
+	opts.max_seq = st->max_seq;
+	st->scores = calloc((size_t)S_COUNT * L * H, sizeof(double));
+	st->copying = calloc((size_t)L * H, sizeof(double));
+	st->zmean = calloc((size_t)L * H * st->model->cfg.d_head, sizeof(float));
+	st->is_top = calloc((size_t)L * H, 1);
+	if (!st->scores || !st->copying || !st->zmean || !st->is_top) {
+		rc = mb_error_oom(err, "induction state", 0);
+		goto cleanup;
+	}
+	if ((rc = mb_engine_init(&st->engine, &st->model->cfg, &st->model->w, &opts, err)) < 0 ||
+	    (rc = reference(st, err)) < 0 || (rc = choose_heads(st, err)) < 0 ||
+	    (rc = copying_scores(st->copying, &st->model->cfg, &st->model->w, err)) < 0)
+		goto cleanup;
+	*out = st;
+	st = NULL;
+cleanup:
+	ind_close(st);
+	return rc;
+}
+
+/* ---- run ----------------------------------------------------------------------- */
+
+/* Ablates, per item, the heads set in mask (B, L, H): hook_z (B, T, H, Dh)
+ * of those heads becomes zmean at every position. */
+typedef struct ablate_ctx {
+	const ind_state *st;
+	const uint8_t *mask; /* (B, L, H) */
+} ablate_ctx;
+
+static int ablate_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	const ablate_ctx *a = payload;
+	const mb_engine_config *c = &a->st->model->cfg;
+	int L = c->n_layer, H = c->n_head, Dh = c->d_head, l = t->point.layer;
+
+	(void)err;
+	for (int b = 0; b < t->batch; b++)
+		for (int h = 0; h < H; h++) {
+			if (!a->mask[((size_t)b * L + l) * H + h])
+				continue;
+			for (int p = 0; p < t->lengths[b]; p++)
+				memcpy(t->data + (((size_t)b * t->seq + p) * H + h) * Dh,
+				       a->st->zmean + ((size_t)l * H + h) * Dh, sizeof(float) * Dh);
+		}
+	return 0;
+}
+
+/* Item b's tokens and |R|, checked against the model. */
+static int item_tokens(int32_t *rep, int32_t *ctl, int *r_out, const ind_state *st,
+		       const mb_item *it, mb_error *err)
+{
+	json_t *bos = json_object_get(it->input, "bos"), *R = json_object_get(it->input, "rep"),
+	       *C = json_object_get(it->input, "ctl");
+	int V = st->model->cfg.n_vocab;
+	size_t r;
+
+	if (!json_is_integer(bos) || !json_is_array(R) || !json_is_array(C) ||
+	    json_array_size(R) != json_array_size(C) || json_array_size(R) < 2)
+		return mb_error_set(err, MB_EINVALID,
+				    "item %s: expected {\"bos\": int, \"rep\": [>= 2 ints], \"ctl\": "
+				    "[as many ints]}", it->key);
+	r = json_array_size(R);
+	if ((int)r > st->max_len)
+		return mb_error_set(err, MB_EINVALID,
+				    "item %s: |R| = %zu needs %zu positions; this run allows |R| <= %d "
+				    "(n_positions %d, params.max_len)", it->key, r, 2 * r + 1,
+				    st->max_len, st->model->cfg.n_ctx);
+	if (json_integer_value(bos) < 0 || json_integer_value(bos) >= V)
+		return mb_error_set(err, MB_EINVALID, "item %s: bos %lld is outside the vocabulary "
+				    "of %d", it->key, (long long)json_integer_value(bos), V);
+	rep[0] = ctl[0] = (int32_t)json_integer_value(bos);
+	for (size_t j = 0; j < r; j++) {
+		json_t *a = json_array_get(R, j), *c = json_array_get(C, j);
+		if (!json_is_integer(a) || !json_is_integer(c) || json_integer_value(a) < 0 ||
+		    json_integer_value(a) >= V || json_integer_value(c) < 0 ||
+		    json_integer_value(c) >= V)
+			return mb_error_set(err, MB_EINVALID,
+					    "item %s: token %zu is not an id in [0, %d)", it->key, j,
+					    V);
+		rep[1 + j] = rep[1 + r + j] = (int32_t)json_integer_value(a);
+		ctl[1 + j] = (int32_t)json_integer_value(a);
+		ctl[1 + r + j] = (int32_t)json_integer_value(c);
+	}
+	*r_out = (int)r;
+	return 0;
+}
+
+static uint64_t key_index(const char *key)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		char ch = key[i];
+		v = v * 16 + (uint64_t)(ch >= 'a' ? ch - 'a' + 10 : ch - '0');
+	}
+	return v;
+}
+
+/* The second-repeat loss of every item after a run: out (B). */
+static void rep2_losses(double *out, const ind_state *st, const int32_t *rep, const int *r, int B,
+			int T)
+{
+	for (int b = 0; b < B; b++)
+		out[b] = span_loss(st->engine, b, rep + (size_t)b * T, r[b] + 2, 2 * r[b],
+				   st->model->cfg.n_vocab);
+}
+
+static int ind_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
+{
+	ind_state *st = state;
+	const mb_engine_config *c = &st->model->cfg;
+	int L = c->n_layer, H = c->n_head, D = c->d_model, Dh = c->d_head, V = c->n_vocab;
+	int B = (int)n, T = 0, rc = 0;
+	int32_t *rep = NULL, *ctl = NULL, *len = NULL; /* (B, T), (B, T), (B) */
+	int r[IND_BATCH];
+	double clean2[IND_BATCH], tmp[IND_BATCH];
+	uint8_t *mask = NULL;  /* (B, L, H) */
+	float *patched = NULL; /* (B, T, D) */
+	mb_hooks *hooks = NULL;
+	mb_cache *clean = NULL, *ctlc = NULL;
+	mb_iv *iv = NULL;
+	mb_run run = {0};
+	mb_hook_point recv_pat = {MB_HOOK_PATTERN, st->recv_l}, send_pat = {MB_HOOK_PATTERN, st->send_l};
+	mb_hook_point send_z = {MB_HOOK_Z, st->send_l}, recv_resid = {MB_HOOK_RESID_PRE, st->recv_l};
+
+	MB_ASSERT(n >= 1 && n <= IND_BATCH);
+	rep = calloc((size_t)B * st->max_seq, sizeof(int32_t));
+	ctl = calloc((size_t)B * st->max_seq, sizeof(int32_t));
+	len = calloc((size_t)B, sizeof(int32_t));
+	mask = calloc((size_t)B * L * H, 1);
+	if (!rep || !ctl || !len || !mask) {
+		rc = mb_error_oom(err, "induction batch", 0);
+		goto cleanup;
+	}
+	for (int b = 0; b < B; b++) {
+		if ((rc = item_tokens(rep + (size_t)b * st->max_seq, ctl + (size_t)b * st->max_seq,
+				      &r[b], st, &items[b], err)) < 0)
+			goto cleanup;
+		len[b] = 2 * r[b] + 1;
+		if (len[b] > T)
+			T = len[b];
+	}
+	/* repack (B, max_seq) -> (B, T) */
+	for (int b = 1; b < B; b++) {
+		memmove(rep + (size_t)b * T, rep + (size_t)b * st->max_seq, sizeof(int32_t) * T);
+		memmove(ctl + (size_t)b * T, ctl + (size_t)b * st->max_seq, sizeof(int32_t) * T);
+	}
+	if ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&clean, err)) < 0 ||
+	    (rc = mb_cache_init(&ctlc, err)) < 0 || (rc = mb_iv_init(&iv, err)) < 0)
+		goto cleanup;
+
+	/* 1. clean repeated run: every pattern (frozen later), the sender's z and the
+	 * receiver layer's input */
+	for (int l = 0; l < L && rc == 0; l++) {
+		mb_hook_point pp = {MB_HOOK_PATTERN, l};
+		rc = mb_cache_add(clean, pp, err);
+	}
+	if (rc < 0 || (rc = mb_cache_add(clean, send_z, err)) < 0 ||
+	    (rc = mb_cache_add(clean, recv_resid, err)) < 0 ||
+	    (rc = mb_cache_attach(clean, hooks, err)) < 0)
+		goto cleanup;
+	run.batch = B;
+	run.seq = T;
+	run.tokens = rep;
+	run.lengths = len;
+	run.hooks = hooks;
+	run.logits = MB_LOGITS_ALL;
+	if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+		goto cleanup;
+	{
+		const mb_hook_tensor *rp = mb_cache_get(clean, recv_pat), *sp = mb_cache_get(clean, send_pat);
+		for (int b = 0; b < B; b++) {
+			double *v = values + (size_t)b * M_COUNT;
+			double s[S_COUNT];
+			const int32_t *tk = rep + (size_t)b * T;
+
+			head_scores(s, rp->data + ((size_t)b * H + st->recv_h) * T * T, T, tk, r[b]);
+			v[M_SCORE] = s[S_INDUCTION];
+			head_scores(s, sp->data + ((size_t)b * H + st->send_h) * T * T, T, tk, r[b]);
+			v[M_PREV_SCORE] = s[S_PREV];
+			v[M_LOSS_REP1] = span_loss(st->engine, b, tk, 2, r[b], V);
+			v[M_LOSS_REP2] = span_loss(st->engine, b, tk, r[b] + 2, 2 * r[b], V);
+			v[M_LOSS_DROP] = v[M_LOSS_REP1] - v[M_LOSS_REP2];
+			clean2[b] = v[M_LOSS_REP2];
+		}
+	}
+
+	/* 2. control run: the receiver's diagonal on [BOS] R C */
+	mb_hooks_clear(hooks);
+	if ((rc = mb_cache_add(ctlc, recv_pat, err)) < 0 || (rc = mb_cache_attach(ctlc, hooks, err)) < 0)
+		goto cleanup;
+	run.tokens = ctl;
+	run.logits = MB_LOGITS_NONE;
+	if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+		goto cleanup;
+	{
+		const mb_hook_tensor *rp = mb_cache_get(ctlc, recv_pat);
+		for (int b = 0; b < B; b++) {
+			double *v = values + (size_t)b * M_COUNT;
+			v[M_SCORE_VS_CONTROL] =
+				v[M_SCORE] - diag_score(rp->data + ((size_t)b * H + st->recv_h) * T * T,
+							T, r[b]);
+		}
+	}
+
+	/* 3. pattern-preserving ablation: top heads, then random heads */
+	run.tokens = rep;
+	run.logits = MB_LOGITS_ALL;
+	for (int pass = 0; pass < 2; pass++) {
+		ablate_ctx ctx = {st, mask};
+
+		memset(mask, 0, (size_t)B * L * H);
+		for (int b = 0; b < B; b++) {
+			mb_rng rng;
+			mb_rng_init_named(&rng, st->seed, "induction/random_heads",
+					  key_index(items[b].key));
+			for (int k = 0; k < st->top_k; k++) {
+				int l = st->top_l[k], h = st->top_h[k];
+				if (pass == 1) {
+					/* uniform over the layer's heads that are neither top
+					 * heads nor already drawn */
+					int avail = 0, pick;
+					for (int j = 0; j < H; j++)
+						avail += !st->is_top[l * H + j] &&
+							 !mask[((size_t)b * L + l) * H + j];
+					pick = (int)mb_rng_range(&rng, (uint64_t)avail);
+					for (h = 0; h < H; h++)
+						if (!st->is_top[l * H + h] &&
+						    !mask[((size_t)b * L + l) * H + h] && pick-- == 0)
+							break;
+				}
+				mask[((size_t)b * L + l) * H + h] = 1;
+			}
+		}
+		mb_hooks_clear(hooks);
+		mb_iv_clear(iv);
+		if ((rc = mb_iv_freeze_patterns(iv, c, clean, err)) < 0 ||
+		    (rc = mb_iv_attach(iv, hooks, err)) < 0)
+			goto cleanup;
+		for (int l = 0; l < L && rc == 0; l++) {
+			mb_hook_point zp = {MB_HOOK_Z, l};
+			rc = mb_hooks_add(hooks, zp, ablate_hook, &ctx, 0, err);
+		}
+		if (rc < 0 || (rc = mb_engine_forward(st->engine, &run, err)) < 0)
+			goto cleanup;
+		rep2_losses(tmp, st, rep, r, B, T);
+		for (int b = 0; b < B; b++)
+			values[(size_t)b * M_COUNT + (pass ? M_ABLATE_RANDOM : M_ABLATE_TOP)] =
+				tmp[b] - clean2[b];
+	}
+	for (int b = 0; b < B; b++) {
+		double *v = values + (size_t)b * M_COUNT;
+		v[M_ABLATE_EXCESS] = v[M_ABLATE_TOP] - v[M_ABLATE_RANDOM];
+	}
+
+	/* 4. path patching sender -> receiver via q, k, v: the receiver's input is the
+	 * clean resid_pre plus the sender's output change under ablation,
+	 * (zbar - z) W_O[sender]; the run restarts at the receiver's layer from the
+	 * clean resid_pre, so nothing else sees the change */
+	{
+		const mb_hook_tensor *zc = mb_cache_get(clean, send_z);
+		const mb_hook_tensor *resid = mb_cache_get(clean, recv_resid);
+		const float *wo = st->model->w.o_w + (size_t)st->send_l * D * D +
+				  (size_t)st->send_h * Dh * D; /* (Dh, D) */
+		const float *zbar = st->zmean + ((size_t)st->send_l * H + st->send_h) * Dh;
+		mb_hook_tensor src;
+		static const int metric_of[3] = {M_KCOMP_Q, M_KCOMP_K, M_KCOMP_V};
+
+		patched = calloc((size_t)B * T * D, sizeof(float));
+		if (!patched) {
+			rc = mb_error_oom(err, "induction path patch", sizeof(float) * (size_t)B * T * D);
+			goto cleanup;
+		}
+		for (int b = 0; b < B; b++)
+			for (int t = 0; t < len[b]; t++) {
+				size_t bt = (size_t)b * T + t;
+				const float *z = zc->data + (bt * H + st->send_h) * Dh;
+				for (int k = 0; k < D; k++) {
+					float d = 0;
+					for (int a = 0; a < Dh; a++)
+						d += (zbar[a] - z[a]) * wo[(size_t)a * D + k];
+					patched[bt * D + k] = resid->data[bt * D + k] + d;
+				}
+			}
+		src = *resid;
+		src.data = patched;
+		for (int via = 0; via < 3; via++) {
+			mb_hook_point ip = {(mb_hook_kind)(MB_HOOK_Q_INPUT + via), st->recv_l};
+			mb_run pr = run;
+
+			mb_hooks_clear(hooks);
+			mb_iv_clear(iv);
+			if ((rc = mb_iv_patch_head(iv, c, ip, st->recv_h, &src, NULL, 0, err)) < 0 ||
+			    (rc = mb_iv_attach(iv, hooks, err)) < 0)
+				goto cleanup;
+			pr.hooks = hooks;
+			pr.start_layer = st->recv_l;
+			pr.start_resid = resid->data;
+			pr.tokens = rep;
+			if ((rc = mb_engine_forward(st->engine, &pr, err)) < 0)
+				goto cleanup;
+			rep2_losses(tmp, st, rep, r, B, T);
+			for (int b = 0; b < B; b++)
+				values[(size_t)b * M_COUNT + metric_of[via]] = tmp[b] - clean2[b];
+		}
+	}
+	for (int b = 0; b < B; b++) {
+		double *v = values + (size_t)b * M_COUNT;
+		v[M_KCOMP_K_OVER_Q] = v[M_KCOMP_K] - v[M_KCOMP_Q];
+		v[M_KCOMP_K_OVER_V] = v[M_KCOMP_K] - v[M_KCOMP_V];
+		for (int m = 0; m < M_COUNT; m++)
+			if (!isfinite(v[m])) {
+				rc = mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
+						  items[b].key, ind_metrics[m].name);
+				goto cleanup;
+			}
+	}
+cleanup:
+	mb_iv_free(iv);
+	mb_hooks_free(hooks);
+	mb_cache_free(clean);
+	mb_cache_free(ctlc);
+	free(rep);
+	free(ctl);
+	free(len);
+	free(mask);
+	free(patched);
+	return rc;
+}
+
+/* ---- figures ------------------------------------------------------------------- */
+
+/* Figures:
+ *   induction.head_scores.{induction,previous,duplicate,prefix,copying}
+ *       layer x head heatmaps of the reference-set scores and the OV copying
+ *       score (diverging: it lies in [-1, 1])
+ *   induction.top_pattern   the receiver's attention pattern (query x key) on
+ *       the first item's repeated prompt
+ *   induction.loss_by_len   mean clean and ablated second-repeat loss per |R|
+ *       stratum (lines over |R|) */
+static int ind_figures(void *state, const mb_item *items, size_t n, const double *values,
+		       mb_figure_list *out, mb_error *err)
+{
+	ind_state *st = state;
+	const mb_engine_config *c = &st->model->cfg;
+	int L = c->n_layer, H = c->n_head, rc = 0;
+	static const char *const names[S_COUNT + 1] = {
+		"induction.head_scores.induction", "induction.head_scores.previous",
+		"induction.head_scores.duplicate", "induction.head_scores.prefix",
+		"induction.head_scores.copying"};
+	static const char *const titles[S_COUNT + 1] = {
+		"Induction score per head (reference set)", "Previous-token score per head",
+		"Duplicate-token score per head", "Prefix-matching score per head",
+		"OV copying score (eigenvalue positivity) per head"};
+	mb_figure *f;
+	char label[32];
+	int32_t rep[4096], ctl[4096];
+	int r;
+
+	for (int k = 0; k <= S_COUNT; k++) {
+		const double *src = k < S_COUNT ? st->scores + (size_t)k * L * H : st->copying;
+		if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, names[k], (size_t)L,
+					     (size_t)H, err)) < 0 ||
+		    (rc = mb_figure_set_text(f, titles[k], "head", "layer",
+					     k < S_COUNT ? "mean attention" : "positivity", err)) < 0)
+			return rc;
+		f->diverging = k == S_COUNT;
+		for (int i = 0; i < L * H; i++)
+			f->values[i] = src[i];
+	}
+	if (n == 0)
+		return 0;
+	/* the receiver's pattern on the first item */
+	if ((rc = item_tokens(rep, ctl, &r, st, &items[0], err)) < 0)
+		return rc;
+	{
+		int T = 2 * r + 1;
+		mb_hooks *hooks = NULL;
+		mb_cache *cache = NULL;
+		mb_hook_point pp = {MB_HOOK_PATTERN, st->recv_l};
+		mb_run run = {0};
+		const mb_hook_tensor *pt;
+
+		if (T > 256) /* MB_FIGURE_MAX_CELLS */
+			T = 0;
+		if (T && ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&cache, err)) < 0 ||
+			  (rc = mb_cache_add(cache, pp, err)) < 0 ||
+			  (rc = mb_cache_attach(cache, hooks, err)) < 0))
+			goto pattern_done;
+		if (T) {
+			run.batch = 1;
+			run.seq = T;
+			run.tokens = rep;
+			run.hooks = hooks;
+			run.logits = MB_LOGITS_NONE;
+			if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+				goto pattern_done;
+			pt = mb_cache_get(cache, pp);
+			snprintf(label, sizeof(label), "%d.%d", st->recv_l, st->recv_h);
+			if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "induction.top_pattern",
+						     (size_t)T, (size_t)T, err)) < 0)
+				goto pattern_done;
+			{
+				char title[128];
+				snprintf(title, sizeof(title),
+					 "Attention pattern of head %s on [BOS] R R, |R| = %d", label, r);
+				if ((rc = mb_figure_set_text(f, title, "key position", "query position",
+							     "attention", err)) < 0)
+					goto pattern_done;
+			}
+			for (int i = 0; i < T * T; i++)
+				f->values[i] = pt->data[(size_t)st->recv_h * T * T + i];
+		}
+	pattern_done:
+		mb_cache_free(cache);
+		mb_hooks_free(hooks);
+		if (rc < 0)
+			return rc;
+	}
+	/* losses per |R| */
+	{
+		int lens[64], nl = 0;
+		double sum[64][3] = {{0}};
+		double x[64];
+		size_t cnt[64] = {0};
+		static const char *const series[3] = {"clean", "top heads ablated",
+						      "random heads ablated"};
+
+		for (size_t i = 0; i < n; i++) {
+			int rl = (int)json_array_size(json_object_get(items[i].input, "rep")), k = 0;
+			const double *v = values + i * M_COUNT;
+			while (k < nl && lens[k] != rl)
+				k++;
+			if (k == nl) {
+				if (nl == 64)
+					continue;
+				lens[nl++] = rl;
+			}
+			sum[k][0] += v[M_LOSS_REP2];
+			sum[k][1] += v[M_LOSS_REP2] + v[M_ABLATE_TOP];
+			sum[k][2] += v[M_LOSS_REP2] + v[M_ABLATE_RANDOM];
+			cnt[k]++;
+		}
+		/* sort by |R| (insertion; a handful of strata) */
+		for (int a = 1; a < nl; a++)
+			for (int b = a; b > 0 && lens[b - 1] > lens[b]; b--) {
+				int tl = lens[b];
+				size_t tc = cnt[b];
+				double ts[3];
+				memcpy(ts, sum[b], sizeof(ts));
+				lens[b] = lens[b - 1];
+				cnt[b] = cnt[b - 1];
+				memcpy(sum[b], sum[b - 1], sizeof(ts));
+				lens[b - 1] = tl;
+				cnt[b - 1] = tc;
+				memcpy(sum[b - 1], ts, sizeof(ts));
+			}
+		if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_LINES, "induction.loss_by_len", 3,
+					     (size_t)nl, err)) < 0 ||
+		    (rc = mb_figure_set_text(f, "Second-repeat loss by |R|", "|R|",
+					     "mean loss (nats)", "", err)) < 0)
+			return rc;
+		for (int k = 0; k < nl; k++)
+			x[k] = lens[k];
+		if (nl > 0 && (rc = mb_figure_set_x(f, x, err)) < 0)
+			return rc;
+		for (int s = 0; s < 3; s++) {
+			if ((rc = mb_figure_set_row_label(f, (size_t)s, series[s], err)) < 0)
+				return rc;
+			for (int k = 0; k < nl; k++)
+				f->values[(size_t)s * nl + k] = sum[k][s] / (double)cnt[k];
+		}
+	}
+	return 0;
+}
+
+const mb_task mb_task_induction = {
+	.name = "induction",
+	.version = 1,
+	.summary = "induction heads on [BOS] R R: head scores, pattern-preserving ablation vs "
+		   "random heads, K-composition path patching vs Q/V",
+	.metrics = ind_metrics,
+	.n_metrics = M_COUNT,
+	.batch = IND_BATCH,
+	.parallel_inside = 1,
+	.generate = ind_generate,
+	.check_params = ind_check_params,
+	.open = ind_open,
+	.close = ind_close,
+	.run = ind_run,
+	.figures = ind_figures,
+};

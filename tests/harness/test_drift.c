@@ -1,0 +1,391 @@
+/*
+ * Drift across checkpoints: discovery and order of a series, and the real
+ * mechbench binary on synthetic series with a planted change (the model's
+ * weights scale up at a known step): the change is found at that step, the
+ * checkpoints after it leave their band and the monitor alarms; a series
+ * without a change raises nothing; appending checkpoints one at a time gives
+ * exactly the batch result; the monitor's p-values match an independent
+ * evaluation of the mSPRT formula; bad inputs give one line and exit 1.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include <mechbench/drift.h>
+
+#include "support/harness_support.h"
+#include "support/report_support.h"
+
+
+static char dir[256];
+
+static void setup(void)
+{
+	mbt_tmpdir(dir, sizeof(dir));
+}
+
+static void teardown(void)
+{
+	mbt_rmtree(dir);
+}
+
+TestSuite(drift, .init = setup, .fini = teardown, .timeout = 300);
+
+/* --- discovery ------------------------------------------------------------------------------ */
+
+Test(drift, orders_checkpoints_by_training_state_step_not_by_name)
+{
+	char root[512];
+	mb_drift_checkpoint *c = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	mbt_true_model(dir, "s/b");
+	mbt_write(dir, "s/b/training_state.json", "{\"step\": 1000}");
+	mbt_true_model(dir, "s/a");
+	mbt_write(dir, "s/a/training_state.json", "{\"step\": 20}");
+	mbt_true_model(dir, "s/c");
+	mbt_write(dir, "s/c/training_state.json", "{\"step\": 300}");
+	snprintf(root, sizeof(root), "%s/s", dir);
+	cr_assert_eq(mb_drift_discover(&c, &n, root, &err), 0, "%s", err.msg);
+	cr_assert_eq(n, 3);
+	cr_expect_str_eq(c[0].name, "a");
+	cr_expect_str_eq(c[1].name, "c");
+	cr_expect_str_eq(c[2].name, "b");
+	cr_expect(c[0].has_step && c[0].step == 20 && c[2].step == 1000);
+	mb_drift_checkpoints_free(c, n);
+}
+
+Test(drift, orders_by_name_in_natural_order_without_training_state)
+{
+	char pattern[512];
+	mb_drift_checkpoint *c = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	mbt_true_model(dir, "s/step_1000");
+	mbt_true_model(dir, "s/step_200");
+	mbt_true_model(dir, "s/step_30");
+	mbt_write(dir, "s/not_a_folder.txt", "x");
+	snprintf(pattern, sizeof(pattern), "%s/s/step_*", dir);
+	cr_assert_eq(mb_drift_discover(&c, &n, pattern, &err), 0, "%s", err.msg);
+	cr_assert_eq(n, 3);
+	cr_expect_str_eq(c[0].name, "step_30");
+	cr_expect_str_eq(c[1].name, "step_200");
+	cr_expect_str_eq(c[2].name, "step_1000");
+	cr_expect(!c[0].has_step);
+	mb_drift_checkpoints_free(c, n);
+}
+
+Test(drift, refuses_an_empty_mixed_or_ambiguous_series_naming_the_path)
+{
+	char root[512];
+	mb_drift_checkpoint *c = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	snprintf(root, sizeof(root), "%s/empty", dir);
+	mbt_write(dir, "empty/readme.txt", "no checkpoints here");
+	cr_expect_eq(mb_drift_discover(&c, &n, root, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "empty series"), "%s", err.msg);
+
+	snprintf(root, sizeof(root), "%s/none", dir);
+	cr_expect_eq(mb_drift_discover(&c, &n, root, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, root), "%s", err.msg);
+
+	snprintf(root, sizeof(root), "%s/mixed", dir);
+	mbt_true_model(dir, "mixed/a");
+	mbt_write(dir, "mixed/a/training_state.json", "{\"step\": 1}");
+	mbt_true_model(dir, "mixed/b");
+	cr_expect_eq(mb_drift_discover(&c, &n, root, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "mixed/b: no training_state.json"), "%s", err.msg);
+
+	snprintf(root, sizeof(root), "%s/dup", dir);
+	mbt_true_model(dir, "dup/a");
+	mbt_write(dir, "dup/a/training_state.json", "{\"step\": 5}");
+	mbt_true_model(dir, "dup/b");
+	mbt_write(dir, "dup/b/training_state.json", "{\"step\": 5}");
+	cr_expect_eq(mb_drift_discover(&c, &n, root, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "the same step 5"), "%s", err.msg);
+
+	snprintf(root, sizeof(root), "%s/bad", dir);
+	mbt_true_model(dir, "bad/a");
+	mbt_write(dir, "bad/a/training_state.json", "{\"step\": -3}");
+	cr_expect_eq(mb_drift_discover(&c, &n, root, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "training_state.json") && strstr(err.msg, "step"), "%s",
+		  err.msg);
+}
+
+/* --- planted changes, end to end --------------------------------------------------------------- */
+
+static const json_t *metric(const json_t *doc, const char *name)
+{
+	json_t *ms = json_object_get(doc, "metrics"), *m;
+	size_t i;
+	json_array_foreach(ms, i, m)
+		if (strcmp(json_string_value(json_object_get(m, "metric")), name) == 0)
+			return m;
+	cr_assert_fail("no metric %s in the drift report", name);
+	return NULL;
+}
+
+static json_int_t step_of(const json_t *doc, json_int_t ordinal)
+{
+	json_t *c = json_array_get(json_object_get(doc, "checkpoints"), (size_t)ordinal);
+	return json_integer_value(json_object_get(c, "step"));
+}
+
+Test(drift, finds_a_planted_change_at_its_step_and_flags_what_follows)
+{
+	json_t *doc;
+	const json_t *score, *cps, *pts;
+	size_t i;
+	json_t *p;
+	json_int_t main_ordinal;
+
+	mbt_demo_suite(dir, 50);
+	mbt_series(dir, "ckpts", 12, 250, 7, 0.3, 1.0, 0.03, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
+	doc = mbt_json_file(dir, "d.json");
+	cr_assert_eq(json_array_size(json_object_get(doc, "checkpoints")), 12);
+	score = metric(doc, "synthetic.score");
+	cps = json_object_get(score, "changepoints");
+	cr_assert(json_is_integer(json_object_get(score, "main_change")), "no main change");
+	main_ordinal = json_integer_value(json_object_get(
+		json_array_get(cps, (size_t)json_integer_value(json_object_get(score, "main_change"))),
+		"ordinal"));
+	cr_expect_eq(main_ordinal, 7, "main change at checkpoint %lld, planted at 7",
+		     (long long)main_ordinal);
+	cr_expect_eq(step_of(doc, main_ordinal), 1750);
+	cr_expect_eq(json_array_size(cps), 1, "%zu changepoints", json_array_size(cps));
+	/* Band: nothing leaves before the change; everything after it is better. */
+	pts = json_object_get(score, "points");
+	json_array_foreach(pts, i, p) {
+		const char *band = json_string_value(json_object_get(p, "band"));
+		if (i == 0)
+			cr_expect_str_eq(band, "reference");
+		else if (i < 7)
+			cr_expect_str_eq(band, "inside", "checkpoint %zu", i);
+		else
+			cr_expect_str_eq(band, "better", "checkpoint %zu", i);
+	}
+	/* The monitor alarms after the change, never before it: its evidence is
+	 * the running mean since the reference, so it needs a checkpoint or two
+	 * past the jump. */
+	cr_assert(json_is_object(json_object_get(score, "alarm")));
+	{
+		json_int_t a = json_integer_value(
+			json_object_get(json_object_get(score, "alarm"), "ordinal"));
+		printf("planted change at checkpoint 7, monitor alarm at %lld\n", (long long)a);
+		cr_expect(a >= 7 && a <= 9, "alarm at checkpoint %lld", (long long)a);
+	}
+	/* The loss falls with the change: its main change is at the same step. */
+	{
+		const json_t *loss = metric(doc, "synthetic.loss");
+		const json_t *lc = json_array_get(
+			json_object_get(loss, "changepoints"),
+			(size_t)json_integer_value(json_object_get(loss, "main_change")));
+		cr_expect_eq(json_integer_value(json_object_get(lc, "ordinal")), 7);
+		cr_expect_lt(json_real_value(json_object_get(lc, "after")),
+			     json_real_value(json_object_get(lc, "before")));
+	}
+	json_decref(doc);
+}
+
+Test(drift, raises_nothing_on_a_series_without_a_change)
+{
+	json_t *doc, *m;
+	size_t i, k;
+	json_t *p;
+
+	mbt_demo_suite(dir, 50);
+	mbt_series(dir, "ckpts", 10, 100, 99, 1.0, 1.0, 0.002, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
+	doc = mbt_json_file(dir, "d.json");
+	json_array_foreach(json_object_get(doc, "metrics"), i, m) {
+		const char *name = json_string_value(json_object_get(m, "metric"));
+		cr_expect(json_is_null(json_object_get(m, "alarm")), "%s alarmed", name);
+		cr_expect_eq(json_array_size(json_object_get(m, "changepoints")), 0,
+			     "%s: %zu changepoints", name,
+			     json_array_size(json_object_get(m, "changepoints")));
+		json_array_foreach(json_object_get(m, "points"), k, p) {
+			const char *band = json_string_value(json_object_get(p, "band"));
+			cr_expect(strcmp(band, "worse") != 0 && strcmp(band, "better") != 0,
+				  "%s checkpoint %zu left its band", name, k);
+		}
+	}
+	json_decref(doc);
+}
+
+/* p_n of the mSPRT from its definition (sequential.h), written out here
+ * independently of src/stats/sequential.c. */
+static double msprt_p(const double *x, size_t n, double theta0, double s2, double t2)
+{
+	double p = 1, sum = 0;
+	for (size_t k = 1; k <= n; k++) {
+		double xbar, lambda;
+		sum += x[k - 1];
+		xbar = sum / (double)k;
+		lambda = sqrt(s2 / (s2 + (double)k * t2)) *
+			 exp((double)k * (double)k * t2 * (xbar - theta0) * (xbar - theta0) /
+			     (2 * s2 * (s2 + (double)k * t2)));
+		p = fmin(p, 1 / lambda);
+	}
+	return p;
+}
+
+Test(drift, monitor_p_values_match_the_msprt_formula)
+{
+	json_t *doc, *m;
+	size_t i;
+	double max_rel = 0;
+
+	mbt_demo_suite(dir, 50);
+	mbt_series(dir, "ckpts", 9, 10, 5, 0.6, 0.8, 0.03, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json --quiet");
+	doc = mbt_json_file(dir, "d.json");
+	json_array_foreach(json_object_get(doc, "metrics"), i, m) {
+		json_t *mon = json_object_get(m, "monitor"), *pts = json_object_get(m, "points");
+		double theta0 = json_real_value(json_object_get(mon, "theta0"));
+		double s2 = json_real_value(json_object_get(mon, "sigma2"));
+		double t2 = json_real_value(json_object_get(mon, "tau2"));
+		double x[16];
+		size_t K = json_array_size(pts);
+		cr_assert_lt(K, 17);
+		cr_expect_gt(s2, 0);
+		for (size_t k = 1; k < K; k++) {
+			double want, got;
+			x[k - 1] = json_real_value(json_object_get(json_array_get(pts, k), "mean"));
+			want = msprt_p(x, k, theta0, s2, t2);
+			got = json_real_value(json_object_get(json_array_get(pts, k), "p"));
+			max_rel = fmax(max_rel, fabs(got - want) / fmax(want, 1e-300));
+		}
+	}
+	printf("monitor p-values: max relative difference %.3g\n", max_rel);
+	cr_expect_lt(max_rel, 1e-9, "max relative difference %.3g", max_rel);
+	json_decref(doc);
+}
+
+Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result)
+{
+	char cmd[512];
+	json_t *batch, *inc;
+
+	mbt_demo_suite(dir, 30);
+	mbt_series(dir, "all", 8, 100, 5, 0.3, 1.0, 0.03, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series all --name s --db batch.db --json b.json --quiet");
+	/* The same checkpoints arriving one by one into another folder. */
+	for (int k = 0; k < 8; k++) {
+		snprintf(cmd, sizeof(cmd), "mkdir -p live && cp -r all/step_%06d live/ && " MBT_CLI
+			 "drift --suite demo.json --series live --name s --db inc.db --append "
+			 "--json i.json --quiet", k * 100);
+		mbt_sh_ok(dir, cmd);
+	}
+	batch = mbt_json_file(dir, "b.json");
+	inc = mbt_json_file(dir, "i.json");
+	/* Everything but the checkpoint paths (all/ vs live/) and the source. */
+	json_object_del(batch, "source");
+	json_object_del(inc, "source");
+	json_object_del(batch, "checkpoints");
+	json_object_del(inc, "checkpoints");
+	cr_expect(json_equal(batch, inc), "appended series differs from the batch one");
+	/* A checkpoint that would go before the series' end is refused. */
+	mbt_sh_ok(dir, "mkdir -p live/early && cp all/step_000000/synthetic.json live/early/ && "
+	      "echo '{\"step\": 250}' > live/early/training_state.json");
+	{
+		char *out = NULL;
+		int rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series live --name s --db inc.db --append "
+			       "--quiet", &out);
+		cr_expect_eq(rc, 1, "%s", out);
+		cr_expect(strstr(out, "only grows at its end"), "%s", out);
+		free(out);
+	}
+	json_decref(batch);
+	json_decref(inc);
+}
+
+Test(drift, refuses_an_existing_series_without_append_and_a_changed_spec)
+{
+	char *out = NULL;
+	int rc;
+
+	mbt_demo_suite(dir, 20);
+	mbt_series(dir, "ckpts", 3, 100, 9, 1.0, 1.0, 0.0, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --quiet");
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --quiet", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "series 's' exists; pass --append"), "%s", out);
+	free(out);
+	mbt_sh_ok(dir, "sed -i 's/\"margin\": 1.0/\"margin\": 2.0/' demo.json");
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --append --quiet", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "its bands would change"), "%s", out);
+	free(out);
+}
+
+Test(drift, a_checkpoint_that_fails_leaves_the_stored_ones_and_no_half_run)
+{
+	char *out = NULL, db[512];
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	int rc, runs = -1, points = -1;
+
+	mbt_demo_suite(dir, 20);
+	mbt_series(dir, "ckpts", 4, 100, 9, 1.0, 1.0, 0.0, 1);
+	mbt_write(dir, "ckpts/step_000200/synthetic.json", "{\"format\": \"mechbench-synthetic\"");
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --name s --db m.db --quiet", &out);
+	cr_expect_eq(rc, 1, "%s", out);
+	cr_expect(strstr(out, "step_000200/synthetic.json"), "%s", out);
+	cr_expect_eq(mbt_count(out, "\n"), 1, "more than one line: %s", out);
+	free(out);
+	snprintf(db, sizeof(db), "%s/m.db", dir);
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(h, "SELECT (SELECT count(*) FROM runs), (SELECT count(*) "
+				       "FROM series_points WHERE series = 's')", -1, &st, NULL),
+		     SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		runs = sqlite3_column_int(st, 0);
+		points = sqlite3_column_int(st, 1);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	cr_expect_eq(runs, 2, "%d runs", runs);
+	cr_expect_eq(points, 2, "%d series points", points);
+}
+
+Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit)
+{
+	static const struct {
+		const char *args;
+		int rc;
+		const char *says;
+	} cases[] = {
+		{"drift --series ckpts", 2, "--suite FILE is required"},
+		{"drift --suite demo.json", 2, "--series DIR_OR_GLOB is required"},
+		{"drift --suite demo.json --series nowhere --db m.db", 1, "nowhere: not a folder"},
+		{"drift --suite demo.json --series empty --db m.db", 1, "empty series"},
+		{"drift --suite nosuch.json --series ckpts --db m.db", 1, "nosuch.json"},
+		{"drift --suite demo.json --series ckpts --db m.db --html demo.json/x.html", 1,
+		 "cannot write here"},
+		{"drift --suite demo.json --series ckpts --penalty -1", 2, "--penalty"},
+	};
+	mbt_demo_suite(dir, 10);
+	mbt_series(dir, "ckpts", 2, 100, 9, 1.0, 1.0, 0.0, 1);
+	mbt_write(dir, "empty/.keep", "");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char cmd[512], *out = NULL;
+		int rc;
+		snprintf(cmd, sizeof(cmd), MBT_CLI "%s", cases[i].args);
+		rc = mbt_sh(dir, cmd, &out);
+		cr_expect_eq(rc, cases[i].rc, "case %zu (%s): exit %d: %s", i, cases[i].args, rc, out);
+		cr_expect(strstr(out, cases[i].says), "case %zu (%s): %s", i, cases[i].args, out);
+		if (cases[i].rc == 1)
+			cr_expect_eq(mbt_count(out, "\n"), 1, "case %zu: not one line: %s", i, out);
+		free(out);
+	}
+}
