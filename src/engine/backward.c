@@ -40,6 +40,7 @@
 
 #include "hooks_int.h"
 #include "kernels_int.h"
+#include "engine_int.h"
 
 /* Columns per task of a column reduction (one cache line of floats). */
 #define COLS 16
@@ -84,32 +85,6 @@ struct mb_backward {
 };
 
 /* Helpers ------------------------------------------------------------------ */
-
-static int grow(float **buf, size_t *cap, size_t n, const char *what, mb_error *err)
-{
-	void *p = NULL;
-
-	if (n <= *cap)
-		return 0;
-	if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
-		return mb_error_oom(err, what, n * sizeof(float));
-	free(*buf);
-	*buf = p;
-	*cap = n;
-	return 0;
-}
-
-static mb_hook_point pt(mb_hook_kind k, int layer)
-{
-	mb_hook_point p = {k, mb_hook_kind_is_layer(k) ? layer : -1};
-
-	return p;
-}
-
-static int observes(const mb_hooks *h, mb_hook_kind k, int layer)
-{
-	return h && mb_hooks_observes(h, pt(k, layer));
-}
 
 static int hook_error(mb_error *err, mb_hook_point p, int rc)
 {

@@ -1,0 +1,41 @@
+/* engine_int.h: small helpers shared by the forward (forward.c) and the
+ * backward (backward.c). Private to src/engine/. */
+#ifndef MB_ENGINE_INT_H
+#define MB_ENGINE_INT_H
+
+#include <stdlib.h>
+
+#include <mechbench/error.h>
+#include <mechbench/hooks.h>
+
+/* Grows a 64-byte aligned float buffer to at least n floats; contents are not
+ * kept. Buffers only grow, so steady-state runs allocate nothing. */
+static inline int grow(float **buf, size_t *cap, size_t n, const char *what, mb_error *err)
+{
+	void *p = NULL;
+
+	if (n <= *cap)
+		return 0;
+	if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
+		return mb_error_oom(err, what, n * sizeof(float));
+	free(*buf);
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* The hook point of kind k at layer (ignored for model-level kinds). */
+static inline mb_hook_point pt(mb_hook_kind k, int layer)
+{
+	mb_hook_point p = {k, mb_hook_kind_is_layer(k) ? layer : -1};
+
+	return p;
+}
+
+/* Whether the registry h (may be NULL) observes kind k at layer. */
+static inline int observes(const mb_hooks *h, mb_hook_kind k, int layer)
+{
+	return h && mb_hooks_observes(h, pt(k, layer));
+}
+
+#endif
