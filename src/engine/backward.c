@@ -86,17 +86,6 @@ struct mb_backward {
 
 /* Helpers ------------------------------------------------------------------ */
 
-static int hook_error(mb_error *err, mb_hook_point p, int rc)
-{
-	char name[MB_HOOK_NAME_MAX];
-
-	mb_hook_name(name, sizeof(name), p);
-	if (err && err->code == 0)
-		mb_error_set(err, rc, "failed without a message");
-	mb_error_prefix(err, "gradient hook %s", name);
-	return rc;
-}
-
 static void fill_meta(const mb_backward *bw, mb_hook_tensor *t, mb_hook_point p, float *data)
 {
 	t->point = p;
@@ -120,25 +109,7 @@ static int deliver_direct(mb_backward *bw, const mb_hooks *h, mb_hook_point p, f
 	if (!h || !mb_hooks_observes(h, p))
 		return 0;
 	fill_meta(bw, &t, p, data);
-	for (size_t i = 0; i < h->n; i++) {
-		const mb_hook_entry *en = &h->v[i];
-
-		if (en->point.kind != p.kind || en->point.layer != p.layer)
-			continue;
-		if (en->cache) {
-			float *dst = mb_cache_slot_prepare(en->cache, &t, err);
-
-			if (!dst)
-				return hook_error(err, p, err ? err->code : MB_ENOMEM);
-			memcpy(dst, data, t.numel * sizeof(float));
-		} else {
-			int rc = en->fn(&t, en->payload, err);
-
-			if (rc < 0)
-				return hook_error(err, p, rc);
-		}
-	}
-	return 0;
+	return mb_hooks_deliver(h, &t, "gradient hook", NULL, err);
 }
 
 /* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */

@@ -125,20 +125,6 @@ static void zero_padding_rows(const mb_engine *e, float *buf, int w, int ld)
 			memset(buf + (size_t)(e->row0[b] + t) * ld, 0, sizeof(float) * (size_t)w);
 }
 
-/* memcpy in parallel chunks (large hook tensors: attention matrices, logits). */
-static void par_copy(float *dst, const float *src, size_t n)
-{
-	const size_t chunk = 1 << 16;
-	long nchunks = (long)((n + chunk - 1) / chunk);
-
-#pragma omp parallel for schedule(static)
-	for (long c = 0; c < nchunks; c++) {
-		size_t i0 = (size_t)c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
-
-		memcpy(dst + i0, src + i0, m * sizeof(float));
-	}
-}
-
 static void fill_meta(const mb_engine *e, mb_hook_tensor *t, mb_hook_point p, float *data)
 {
 	t->point = p;
@@ -152,17 +138,6 @@ static void fill_meta(const mb_engine *e, mb_hook_tensor *t, mb_hook_point p, fl
 	t->lengths = e->len;
 }
 
-static int hook_error(mb_error *err, mb_hook_point p, int rc)
-{
-	char name[MB_HOOK_NAME_MAX];
-
-	mb_hook_name(name, sizeof(name), p);
-	if (err && err->code == 0)
-		mb_error_set(err, rc, "failed without a message");
-	mb_error_prefix(err, "hook %s", name);
-	return rc;
-}
-
 /* Runs the hooks of p on data, a tensor already in hook layout. */
 static int dispatch_direct(const mb_engine *e, const mb_hooks *h, mb_hook_point p, float *data,
 			   int *wrote, mb_error *err)
@@ -174,27 +149,7 @@ static int dispatch_direct(const mb_engine *e, const mb_hooks *h, mb_hook_point 
 	if (!h || !mb_hooks_observes(h, p))
 		return 0;
 	fill_meta(e, &t, p, data);
-	for (size_t i = 0; i < h->n; i++) {
-		const mb_hook_entry *en = &h->v[i];
-
-		if (en->point.kind != p.kind || en->point.layer != p.layer)
-			continue;
-		if (en->cache) {
-			float *dst = mb_cache_slot_prepare(en->cache, &t, err);
-
-			if (!dst)
-				return hook_error(err, p, err ? err->code : MB_ENOMEM);
-			par_copy(dst, data, t.numel);
-		} else {
-			int rc = en->fn(&t, en->payload, err);
-
-			if (rc < 0)
-				return hook_error(err, p, rc);
-			if (!(en->flags & MB_HOOK_READONLY) && wrote)
-				*wrote = 1;
-		}
-	}
-	return 0;
+	return mb_hooks_deliver(h, &t, "hook", wrote, err);
 }
 
 /* Runs the hooks of p on packed rows buf (width w, stride ld): unpacks into a
@@ -224,7 +179,7 @@ static int dispatch_rows(mb_engine *e, const mb_hooks *h, mb_hook_point p, float
 				continue;
 			dst = mb_cache_slot_prepare(en->cache, &t, err);
 			if (!dst)
-				return hook_error(err, p, err ? err->code : MB_ENOMEM);
+				return mb_hooks_error(err, "hook", p, err ? err->code : MB_ENOMEM);
 			unpack(e, dst, buf, w, ld);
 		}
 		return 0;

@@ -240,6 +240,61 @@ int mb_hooks_observes(const mb_hooks *h, mb_hook_point p)
 	return 0;
 }
 
+int mb_hooks_error(mb_error *err, const char *what, mb_hook_point p, int rc)
+{
+	char name[MB_HOOK_NAME_MAX];
+
+	mb_hook_name(name, sizeof(name), p);
+	if (err && err->code == 0)
+		mb_error_set(err, rc, "failed without a message");
+	mb_error_prefix(err, "%s %s", what, name);
+	return rc;
+}
+
+/* memcpy in parallel chunks (large hook tensors: attention matrices, logits). */
+static void par_copy(float *dst, const float *src, size_t n)
+{
+	const size_t chunk = 1 << 16;
+	long nchunks = (long)((n + chunk - 1) / chunk);
+
+#pragma omp parallel for schedule(static)
+	for (long c = 0; c < nchunks; c++) {
+		size_t i0 = (size_t)c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
+
+		memcpy(dst + i0, src + i0, m * sizeof(float));
+	}
+}
+
+int mb_hooks_deliver(const mb_hooks *h, mb_hook_tensor *t, const char *what, int *wrote,
+		     mb_error *err)
+{
+	const mb_hook_point p = t->point;
+
+	if (wrote)
+		*wrote = 0;
+	for (size_t i = 0; h && i < h->n; i++) {
+		const mb_hook_entry *en = &h->v[i];
+
+		if (en->point.kind != p.kind || en->point.layer != p.layer)
+			continue;
+		if (en->cache) {
+			float *dst = mb_cache_slot_prepare(en->cache, t, err);
+
+			if (!dst)
+				return mb_hooks_error(err, what, p, err ? err->code : MB_ENOMEM);
+			par_copy(dst, t->data, t->numel);
+		} else {
+			int rc = en->fn(t, en->payload, err);
+
+			if (rc < 0)
+				return mb_hooks_error(err, what, p, rc);
+			if (!(en->flags & MB_HOOK_READONLY) && wrote)
+				*wrote = 1;
+		}
+	}
+	return 0;
+}
+
 int mb_hooks_check(const mb_hooks *h, const mb_engine_config *cfg, mb_error *err)
 {
 	if (!h)
