@@ -444,8 +444,8 @@ Test(induction, committed_zoo_model_has_a_layer_1_induction_head_and_k_compositi
 	/* the random heads of layer 1 are not induction heads: their ablation
 	 * barely moves the second-repeat loss */
 	cr_expect_gt(top, 1.0, "ablating the top 3 heads: %g", top);
-	cr_expect_lt(rnd, 0.25, "ablating 3 random other layer-1 heads: %g", rnd);
-	cr_expect_gt(top, 5 * rnd, "top %g vs random %g", top, rnd);
+	cr_expect_lt(rnd, top / 8, "ablating 3 random other layer-1 heads: %g (top heads %g)", rnd,
+		     top);
 	cr_expect_gt(kk, kq + 0.1);
 	cr_expect_gt(kk, kv + 0.1);
 	t->close(st);
