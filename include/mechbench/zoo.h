@@ -60,10 +60,14 @@ typedef struct mb_zoo_recipe {
 	int p;
 	double train_frac;
 
-	/* induction data: [BOS] then n_positions-1 tokens drawn without
-	 * replacement from 1..V-1, a segment of length in [seg_min, seg_max]
-	 * copied later in the sequence (induction.c documents the layout). */
+	/* induction data: [BOS], then a segment S of length in [seg_min,
+	 * seg_max] twice among background tokens; the background of a sequence
+	 * comes from one of n_topics topics (contiguous blocks of 1..V-1) with
+	 * probability topic_frac per token, else from all tokens not in S
+	 * (zoo.c documents the layout and the draws). */
 	int seg_min, seg_max;
+	int n_topics;      /* >= 1 */
+	double topic_frac; /* in [0, 1] */
 
 	/* Post-training checks (zoo verify and zoo train report them). */
 	double check_test_acc;        /* modadd: final test accuracy >= this */
@@ -109,11 +113,17 @@ int mb_zoo_modadd_split(uint32_t **out_train, size_t *ntrain, uint32_t **out_tes
 /* ---- induction data ---- */
 
 /* Where the repeated segment of a sequence lies: tokens[second + j] ==
- * tokens[first + j] for 0 <= j < len; every other pair of non-BOS positions
- * holds different tokens. */
+ * tokens[first + j] for 0 <= j < len; the tokens of S are distinct, lie
+ * outside the sequence's topic and occur nowhere else in the sequence
+ * (background tokens may repeat among themselves). */
 typedef struct mb_zoo_segment {
 	int first, second, len;
+	int topic; /* the sequence's topic, in [0, n_topics) */
 } mb_zoo_segment;
+
+/* The topic of token t in 1..V-1 under n_topics contiguous blocks:
+ * (t - 1) * n_topics / (V - 1). */
+int mb_zoo_token_topic(int t, int vocab_size, int n_topics);
 
 /* Sequence `index` of a stream: tokens (T = r->n_positions) with tokens[0] =
  * 0 ([BOS]); a pure function of (r->seed, stream, index, the recipe's
@@ -142,7 +152,14 @@ typedef struct mb_zoo_eval {
 	 * of [BOS, R, R] to position i - |R| + 1) and its head */
 	double rep1_loss, rep2_loss, induction_score;
 	int induction_head;
+	/* induction: layer-1 heads with induction score >=
+	 * MB_ZOO_INDUCTION_HEAD_SCORE */
+	int induction_heads;
 } mb_zoo_eval;
+
+/* TransformerLens's detector threshold: a head whose induction score reaches
+ * it counts as an induction head (the induction recipe's checks). */
+#define MB_ZOO_INDUCTION_HEAD_SCORE 0.4
 
 typedef struct mb_zoo_progress {
 	const mb_zoo_recipe *recipe;

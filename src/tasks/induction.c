@@ -81,7 +81,14 @@
  *   induction.ablate_random@1   the same for top_k random heads of the same
  *                               layers (not top heads), drawn per item from
  *                               stream "induction/random_heads" indexed by
- *                               the item key's first 16 hex digits
+ *                               the item key's first 16 hex digits. As in
+ *                               TransformerLens / Olsson et al., the pool is
+ *                               the layer's other heads, with no induction-
+ *                               score filter; a spec makes this a null
+ *                               control by setting top_k to the number of
+ *                               heads that score as induction heads (the
+ *                               canonical entry: 3 of the zoo model's 8
+ *                               layer-1 heads)
  *   induction.ablate_excess@1   ablate_top - ablate_random (paired)
  *   induction.kcomp_k@1, _q@1, _v@1  rep2 loss increase when the sender's
  *                               change under ablation reaches ONLY the

@@ -327,6 +327,9 @@ static int induction_eval(trainer *t, mb_zoo_eval *ev, mb_error *err)
 	if (error < 0)
 		goto cleanup;
 	ev->induction_score = -1;
+	ev->induction_heads = 0;
+	for (int h = 0; h < H; h++)
+		ev->induction_heads += sums[h] >= MB_ZOO_INDUCTION_HEAD_SCORE;
 	for (int h = 0; h < H; h++)
 		if (sums[h] > ev->induction_score) {
 			ev->induction_score = sums[h];
@@ -374,9 +377,10 @@ static json_t *eval_json(const mb_zoo_recipe *r, const mb_zoo_eval *ev)
 		return json_pack("{sI sf sf sf sf}", "step", (json_int_t)ev->step, "train_loss",
 				 ev->train_loss, "train_acc", ev->train_acc, "test_loss",
 				 ev->test_loss, "test_acc", ev->test_acc);
-	return json_pack("{sI sf sf sf si}", "step", (json_int_t)ev->step, "rep1_loss",
+	return json_pack("{sI sf sf sf si si}", "step", (json_int_t)ev->step, "rep1_loss",
 			 ev->rep1_loss, "rep2_loss", ev->rep2_loss, "induction_score",
-			 ev->induction_score, "induction_head", ev->induction_head);
+			 ev->induction_score, "induction_head", ev->induction_head,
+			 "induction_heads", ev->induction_heads);
 }
 
 static int write_state(trainer *t, const char *dir, int64_t step, const mb_zoo_result *res,
@@ -494,14 +498,19 @@ static void run_checks(trainer *t, mb_zoo_result *res)
 		int ok_score = f->induction_score >= r->check_induction_score;
 		int ok_loss = f->rep2_loss <= r->check_loss_ratio * f->rep1_loss;
 		int ok_phase = res->grokked_step > 0;
-		res->checks_passed = ok_score && ok_loss && ok_phase;
+		/* A random-head control needs layer-1 heads that are not induction
+		 * heads (zoo.c, the induction preset). */
+		int ok_other = f->induction_heads < t->cfg.n_head;
+		res->checks_passed = ok_score && ok_loss && ok_phase && ok_other;
 		snprintf(c, cap,
 			 "layer-1 head %d induction score %.3f >= %.2f: %s; loss on 2nd repeat %.3f "
-			 "<= %.2f x 1st %.3f: %s; score reached %.2f at step %lld (after step 0): %s",
+			 "<= %.2f x 1st %.3f: %s; score reached %.2f at step %lld (after step 0): %s; "
+			 "%d of %d layer-1 heads score >= %.1f (some must not): %s",
 			 f->induction_head, f->induction_score, r->check_induction_score,
 			 ok_score ? "pass" : "FAIL", f->rep2_loss, r->check_loss_ratio, f->rep1_loss,
 			 ok_loss ? "pass" : "FAIL", r->check_induction_score,
-			 (long long)res->grokked_step, ok_phase ? "pass" : "FAIL");
+			 (long long)res->grokked_step, ok_phase ? "pass" : "FAIL", f->induction_heads,
+			 t->cfg.n_head, MB_ZOO_INDUCTION_HEAD_SCORE, ok_other ? "pass" : "FAIL");
 	}
 }
 

@@ -409,6 +409,8 @@ Test(induction, items_longer_than_the_model_allows_are_refused_by_key)
 	mb_item_list_dispose(&items);
 }
 
+/* The spec's top_k for the zoo model (benchmarks/canonical.json): its layer 1
+ * has 3 induction heads and 5 other heads (src/train/zoo.c). */
 Test(induction, committed_zoo_model_has_a_layer_1_induction_head_and_k_composition)
 {
 	const mb_task *t = ind();
@@ -417,7 +419,7 @@ Test(induction, committed_zoo_model_has_a_layer_1_induction_head_and_k_compositi
 	mb_item_list items = {0};
 	mb_error err = {0};
 	json_t *p = json_loads("{\"lengths\": [25], \"n_per_stratum\": 8}", 0, NULL);
-	double v[8 * NM], score = 0, kk = 0, kq = 0, kv = 0;
+	double v[8 * NM], score = 0, kk = 0, kq = 0, kv = 0, top = 0, rnd = 0;
 	FILE *f;
 	void *st;
 
@@ -426,16 +428,24 @@ Test(induction, committed_zoo_model_has_a_layer_1_induction_head_and_k_compositi
 	cr_assert_not_null(f, "%s: the committed zoo model is missing", cfg);
 	fclose(f);
 	cr_assert_eq(t->generate(&items, 3, p, &err), 0, "%s", err.msg);
-	st = open_model(t, dir, NULL);
+	st = open_model(t, dir, "{\"top_k\": 3}");
 	cr_assert_eq(t->run(st, items.items, items.n, v, &err), 0, "%s", err.msg);
 	for (size_t i = 0; i < items.n; i++) {
+		top += v[i * NM + AB_TOP] / 8;
+		rnd += v[i * NM + AB_RND] / 8;
 		score += v[i * NM + SCORE] / 8;
 		kk += v[i * NM + KK] / 8;
 		kq += v[i * NM + KQ] / 8;
 		kv += v[i * NM + KV] / 8;
 	}
-	printf("zoo induction: score %.3f, K %.3f, Q %.3f, V %.3f\n", score, kk, kq, kv);
+	printf("zoo induction: score %.3f, K %.3f, Q %.3f, V %.3f, ablate top %.3f, random %.3f\n",
+	       score, kk, kq, kv, top, rnd);
 	cr_expect_gt(score, 0.5);
+	/* the random heads of layer 1 are not induction heads: their ablation
+	 * barely moves the second-repeat loss */
+	cr_expect_gt(top, 1.0, "ablating the top 3 heads: %g", top);
+	cr_expect_lt(rnd, top / 8, "ablating 3 random other layer-1 heads: %g (top heads %g)", rnd,
+		     top);
 	cr_expect_gt(kk, kq + 0.1);
 	cr_expect_gt(kk, kv + 0.1);
 	t->close(st);

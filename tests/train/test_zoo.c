@@ -1,5 +1,6 @@
 /* Zoo recipes, data generators and the MANIFEST. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,43 +56,84 @@ Test(zoo, modadd_tokens_are_a_b_equals_and_target_is_the_sum_mod_p)
 	cr_expect_eq(mb_zoo_modadd_target(113, 112 * 113 + 112), 111);
 }
 
-Test(zoo, induction_sequences_repeat_one_segment_over_distinct_background)
+Test(zoo, induction_sequences_repeat_one_off_topic_segment_over_topic_background)
 {
+	/* the preset, then the same with part of the background off-topic */
+	for (int variant = 0; variant < 2; variant++) {
 	mb_zoo_recipe r;
 	mb_error err;
 	cr_assert_eq(mb_zoo_recipe_get(&r, "induction", "fast", 3, &err), 0, "%s", err.msg);
-	int T = r.n_positions;
+	if (variant == 1)
+		r.topic_frac = 0.6;
+	int T = r.n_positions, V = r.vocab_size, K = r.n_topics;
 	int32_t *a = malloc((size_t)T * sizeof(int32_t)), *b = malloc((size_t)T * sizeof(int32_t));
-	int lens_seen[64] = {0};
+	int lens_seen[64] = {0}, topics_seen[64] = {0};
+	double bg = 0, bg_topic = 0, expect = 0;
+	cr_assert(K >= 2 && K <= 64);
 	for (uint64_t idx = 0; idx < 400; idx++) {
 		mb_zoo_segment s, s2;
+		int ntop = 0;
 		mb_zoo_induction_sequence(a, &s, &r, "induction/train", idx);
 		mb_zoo_induction_sequence(b, &s2, &r, "induction/train", idx);
 		cr_assert(memcmp(a, b, (size_t)T * sizeof(int32_t)) == 0, "pure function of index");
 		cr_assert_eq(a[0], 0, "BOS first");
 		cr_assert(s.len >= r.seg_min && s.len <= r.seg_max);
 		cr_assert(s.first >= 1 && s.first + s.len <= s.second && s.second + s.len <= T);
+		cr_assert(s.topic >= 0 && s.topic < K);
 		lens_seen[s.len] = 1;
+		topics_seen[s.topic] = 1;
+		for (int t = 1; t < V; t++)
+			ntop += mb_zoo_token_topic(t, V, K) == s.topic;
 		for (int j = 0; j < s.len; j++)
 			cr_assert_eq(a[s.second + j], a[s.first + j]);
-		/* Every other pair of positions differs, and no BOS after position 0. */
 		for (int i = 1; i < T; i++) {
-			cr_assert(a[i] >= 1 && a[i] < r.vocab_size);
-			for (int k = i + 1; k < T; k++) {
-				int paired = i >= s.first && i < s.first + s.len && k == s.second + (i - s.first);
-				if (!paired)
-					cr_assert_neq(a[i], a[k], "seq %llu: positions %d and %d repeat",
-						      (unsigned long long)idx, i, k);
+			int in_first = i >= s.first && i < s.first + s.len;
+			int in_second = i >= s.second && i < s.second + s.len;
+			cr_assert(a[i] >= 1 && a[i] < V, "no BOS after position 0");
+			if (in_first) {
+				/* S: distinct, off-topic, nowhere but its two copies */
+				cr_assert_neq(mb_zoo_token_topic(a[i], V, K), s.topic);
+				for (int k = 1; k < T; k++)
+					if (k != i && k != s.second + (i - s.first))
+						cr_assert_neq(a[i], a[k], "seq %llu: S token at %d repeats at %d",
+							      (unsigned long long)idx, i, k);
+			} else if (!in_second) {
+				bg++;
+				bg_topic += mb_zoo_token_topic(a[i], V, K) == s.topic;
 			}
 		}
+		/* P(background token in the topic) = topic_frac + (1 - topic_frac) *
+		 * ntop / (V - 1 - |S|) */
+		expect += (T - 1 - 2 * s.len) *
+			  (r.topic_frac + (1 - r.topic_frac) * ntop / (double)(V - 1 - s.len));
 	}
 	for (int l = r.seg_min; l <= r.seg_max; l++)
 		cr_expect(lens_seen[l], "segment length %d never drawn in 400 sequences", l);
+	for (int c = 0; c < K; c++)
+		cr_expect(topics_seen[c], "topic %d never drawn in 400 sequences", c);
+	printf("topic_frac %g: background tokens in the topic %.4f (expected %.4f, %g tokens)\n",
+	       r.topic_frac, bg_topic / bg, expect / bg, bg);
+	cr_expect(fabs(bg_topic / bg - expect / bg) < 0.02, "topic share %g, expected %g",
+		  bg_topic / bg, expect / bg);
 	mb_zoo_segment s;
 	mb_zoo_induction_sequence(b, &s, &r, "induction/eval", 0);
 	cr_expect(memcmp(a, b, (size_t)T * sizeof(int32_t)) != 0, "streams differ");
 	free(a);
 	free(b);
+	}
+}
+
+Test(zoo, token_topics_are_contiguous_blocks_of_nearly_equal_size)
+{
+	int count[8] = {0}, last = 0;
+	for (int t = 1; t < 128; t++) {
+		int c = mb_zoo_token_topic(t, 128, 8);
+		cr_assert(c >= last && c < 8, "token %d: topic %d after %d", t, c, last);
+		count[c]++;
+		last = c;
+	}
+	for (int c = 0; c < 8; c++)
+		cr_expect(count[c] == 15 || count[c] == 16, "topic %d has %d tokens", c, count[c]);
 }
 
 Test(zoo, repeated_tokens_are_bos_then_r_twice)
@@ -142,6 +184,19 @@ Test(zoo, recipe_check_names_the_inconsistent_field)
 	r.seg_max = 40;
 	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, "seg_max"), "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "induction", "fast", 0, &err), 0);
+	r.n_topics = 0;
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "n_topics"), "%s", err.msg);
+	r.n_topics = 2; /* S (up to seg_max tokens) must fit outside a topic */
+	r.vocab_size = 40;
+	r.seg_max = 20;
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "outside a topic"), "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "induction", "fast", 0, &err), 0);
+	r.topic_frac = 1.5;
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "topic_frac"), "%s", err.msg);
 }
 
 static void write_text(const char *path, const char *text)
