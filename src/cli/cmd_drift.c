@@ -32,7 +32,11 @@ static const char usage[] =
 	"metric it then reports the changepoints of its trajectory (PELT), each\n"
 	"checkpoint that left the band the spec registers (its margin around the\n"
 	"reference, judged like `gate`, and its threshold), and an always-valid\n"
-	"monitor (mSPRT) whose alarm stays valid however often the series is checked.\n\n"
+	"monitor (mSPRT) whose alarm stays valid however often the series is checked.\n"
+	"When the spec declares phases for a metric (\"phases\" in a task entry), the\n"
+	"trajectory is split into exactly those phases (the exact least-squares\n"
+	"segmentation, a line or a level per phase) and each phase's steps are\n"
+	"reported; a boundary outside its pre-registered window fails the run.\n\n"
 	"  --suite FILE       the suite spec (its margins and thresholds are the bands)\n"
 	"  --series DIR|GLOB  the checkpoints\n"
 	"  --name NAME        the series' name in the database (default SUITE:DIR)\n"
@@ -48,7 +52,9 @@ static const char usage[] =
 	"  --threads N        OpenMP threads (default: all)\n"
 	"  --fail-on-alarm    exit 3 when a metric's monitor has alarmed\n"
 	"  --quiet            no progress lines\n\n"
-	"Exit codes: 0 done, 1 error, 2 usage, 3 an alarm with --fail-on-alarm.\n";
+	"Exit codes: 0 done, 1 error, 2 usage, 3 a phase boundary outside its\n"
+	"registered window (or an alarm with --fail-on-alarm), 4 a registered window\n"
+	"that could not be judged (too few checkpoints to locate the phases).\n";
 
 static void now_iso(char *buf, size_t cap)
 {
@@ -328,6 +334,21 @@ int mb_cmd_drift(int argc, char **argv)
 		error = doc ? mb_report_write_json(json, doc, &err) : mb_error_oom(&err, json, 0);
 		if (error < 0)
 			goto cleanup;
+	}
+	{
+		size_t missed = 0, unjudged = 0;
+		mb_drift_windows_summary(&view.drift, &missed, &unjudged);
+		if (missed) {
+			fprintf(stderr, "mechbench: drift: %zu phase boundar%s outside %s "
+				"pre-registered window\n", missed, missed == 1 ? "y" : "ies",
+				missed == 1 ? "its" : "their");
+			exit_code = MB_EXIT_GATE_FAILED;
+		} else if (unjudged) {
+			fprintf(stderr, "mechbench: drift: %zu pre-registered phase window%s not "
+				"judged: too few checkpoints to locate the phases\n", unjudged,
+				unjudged == 1 ? "" : "s");
+			exit_code = MB_EXIT_INCONCLUSIVE;
+		}
 	}
 	if (fail_on_alarm)
 		for (size_t m = 0; m < view.drift.n_metrics; m++)
