@@ -137,6 +137,45 @@ cleanup:
 	return error;
 }
 
+/* Replaces the series' stored phases by those just located. */
+static int store_phases(mb_store *store, const char *series, const mb_drift_result *r,
+			mb_error *err)
+{
+	size_t n = 0, w = 0;
+	mb_results_phase *rows;
+	int error;
+
+	for (size_t i = 0; i < r->n_phases; i++)
+		n += r->phases[i].located ? r->phases[i].n_phases : 0;
+	if (!(rows = calloc(n ? n : 1, sizeof(*rows))))
+		return mb_error_oom(err, "phase rows", n * sizeof(*rows));
+	for (size_t i = 0; i < r->n_phases; i++) {
+		const mb_drift_phases *p = &r->phases[i];
+		for (size_t k = 0; p->located && k < p->n_phases; k++, w++) {
+			mb_results_phase *row = &rows[w];
+			size_t end = k + 1 < p->n_phases ? p->start[k + 1] : r->n_points;
+			row->entry = p->entry;
+			row->metric = p->metric;
+			row->version = p->version;
+			row->name = p->names[k];
+			row->cost = mb_stats_cost_name(p->cost);
+			row->phase = k;
+			row->first_point = p->start[k];
+			row->has_step = r->has_steps;
+			row->first_step = r->steps[p->start[k]];
+			row->last_step = r->steps[end - 1];
+			row->has_window = k > 0 && p->has_window[k - 1];
+			row->window_first = row->has_window ? p->windows[k - 1][0] : 0;
+			row->window_last = row->has_window ? p->windows[k - 1][1] : 0;
+			row->window_met = row->has_window ? p->in_window[k - 1] : -1;
+			row->n_points = r->n_points;
+		}
+	}
+	error = mb_results_series_put_phases(store, series, rows, n, err);
+	free(rows);
+	return error;
+}
+
 int mb_cmd_drift(int argc, char **argv)
 {
 	const char *suite = NULL, *series = NULL, *name_opt = NULL, *db = "mechbench.db";
@@ -324,6 +363,8 @@ int mb_cmd_drift(int argc, char **argv)
 	if (ran == 0 && !quiet)
 		fprintf(stderr, "mechbench: series '%s': no new checkpoints in %s\n", name, series);
 	if ((error = mb_cli_series_view_load(&view, store, name, &dopts, &err)) < 0)
+		goto cleanup;
+	if ((error = store_phases(store, name, &view.drift, &err)) < 0)
 		goto cleanup;
 	mb_cli_series_print(stdout, &view);
 	fflush(stdout);
