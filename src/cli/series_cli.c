@@ -235,6 +235,7 @@ void mb_cli_series_print_phases(FILE *f, const mb_drift_result *r)
 {
 	for (size_t i = 0; i < r->n_phases; i++) {
 		const mb_drift_phases *p = &r->phases[i];
+		size_t width = 0;
 		fprintf(f, "phases of %s/%s@%d  (%s cost, at least %zu checkpoints each)\n", p->entry,
 			p->metric, p->version, mb_stats_cost_name(p->cost), p->min_segment);
 		if (!p->located) {
@@ -242,10 +243,12 @@ void mb_cli_series_print_phases(FILE *f, const mb_drift_result *r)
 				r->n_points, r->n_points == 1 ? "" : "s", p->n_phases);
 			continue;
 		}
+		for (size_t k = 0; k < p->n_phases; k++)
+			width = strlen(p->names[k]) > width ? strlen(p->names[k]) : width;
 		for (size_t k = 0; k < p->n_phases; k++) {
 			double first, last;
 			mb_drift_phase_range(r, p, k, &first, &last);
-			fprintf(f, "  %-20s %s %.0f to %.0f", p->names[k],
+			fprintf(f, "  %-*s  %s %.0f to %.0f", (int)width, p->names[k],
 				r->has_steps ? "steps" : "checkpoints", first, last);
 			if (k > 0 && p->has_window[k - 1])
 				fprintf(f, "  (boundary %.0f: window [%lld, %lld] %s)", first,
