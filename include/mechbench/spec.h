@@ -139,8 +139,8 @@ typedef struct mb_spec_deviation {
 } mb_spec_deviation;
 
 /* Lists how `working` deviates from `registered`: objects are compared key by
- * key, the tasks array by entry name and each metrics and phases array by metric name
- * (without the version), other arrays as wholes. *out (malloc'd, *n items,
+ * key, the tasks array by entry name, each metrics and phases array by metric
+ * name (without the version), other arrays as wholes. *out (malloc'd, *n items,
  * free with mb_spec_deviations_free) is empty when the specs are equivalent. */
 int mb_spec_diff(mb_spec_deviation **out, size_t *n, const mb_spec *registered,
 		 const mb_spec *working, mb_error *err);

@@ -563,7 +563,8 @@ static void add_dev(diff_ctx *c, const char *path, const json_t *a, const json_t
 }
 
 /* The key an array element is matched by: the entry's name, or the metric's
- * name without its version (for metrics and for phases, which name theirs). Writes "" when the element has none. */
+ * name without its version (for metrics and for phases, which name theirs).
+ * Writes "" when the element has none. */
 static void element_key(char *buf, size_t cap, const json_t *v, int metrics)
 {
 	const char *s = json_string_value(json_object_get(v, metrics ? "metric" : "name"));

@@ -390,7 +390,7 @@ Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit)
 	}
 }
 
-/* --- pre-registered phases ---------------------------------------------------------------------- */
+/* --- pre-registered phases ------------------------------------------------------------ */
 
 /* demo.json with phases of synthetic.score: two phases, the given cost and
  * window text ("null" or "[a, b]"). */
