@@ -20,6 +20,11 @@ foreach(src ${MB_TEST_SOURCES})
   add_test(NAME ${target} COMMAND ${target} --jobs 2 --short-filename)
   set_tests_properties(${target} PROPERTIES
     WORKING_DIRECTORY ${CMAKE_BINARY_DIR} TIMEOUT 900)
+  # test_<module>_zoo.c trains zoo models (minutes in a release build, far
+  # more under sanitizers): label `zoo`, which ci/test skips under ASan.
+  if(name MATCHES "^test_.+_zoo$")
+    set_tests_properties(${target} PROPERTIES LABELS zoo)
+  endif()
 endforeach()
 
 # tests/headertest: every public header compiles alone.

@@ -26,6 +26,20 @@
  *                 checkpoint; the series-wide error control under repeated
  *                 looks is the monitor's.
  *
+ *   Phases        for each phases declaration of the spec (spec.h): the
+ *                 metric's trajectory split into exactly len(names) phases
+ *                 by the exact least-squares segmentation with that many
+ *                 segments (sequential.h, mb_stats_segment, the declared cost
+ *                 and minimum segment; x = the step, or the ordinal for a
+ *                 series without steps). Each phase runs from its first
+ *                 checkpoint to the one before the next phase's first; a
+ *                 boundary is the step of the new phase's first checkpoint,
+ *                 so the change happened after the previous checkpoint and by
+ *                 this one. A registered window is met when the boundary's
+ *                 step lies in [first, last]. A series with fewer than
+ *                 len(names) * min_segment checkpoints is not segmented
+ *                 (located = 0), and its windows are not judged.
+ *
  *   Monitor       mSPRT (sequential.h; Johari, Pekelis & Walsh 2017) of
  *                 H0: the checkpoint means after the reference have mean
  *                 theta0 = the reference's mean. Each checkpoint's mean is one
@@ -53,6 +67,7 @@
 
 #include <mechbench/error.h>
 #include <mechbench/runner.h>
+#include <mechbench/sequential.h>
 #include <mechbench/spec.h>
 #include <mechbench/verdict.h>
 
@@ -136,6 +151,21 @@ typedef struct mb_drift_metric {
 	size_t alarm;          /* first checkpoint whose p <= alpha; SIZE_MAX: none */
 } mb_drift_metric;
 
+typedef struct mb_drift_phases {
+	char *entry, *metric;  /* owned */
+	int version;
+	mb_stats_cost cost;
+	size_t min_segment;
+	size_t n_phases;
+	char **names;          /* (n_phases) owned */
+	int located;           /* 0: too few checkpoints to segment */
+	size_t *start;         /* (n_phases) first checkpoint of each phase; start[0] = 0 */
+	double cost_value;     /* the segmentation's total cost */
+	int *has_window;       /* (n_phases - 1) a registered window for boundary b */
+	int64_t (*windows)[2]; /* (n_phases - 1) [first, last] step */
+	int *in_window;        /* (n_phases - 1) 1 met, 0 missed (when located and registered) */
+} mb_drift_phases;
+
 typedef struct mb_drift_result {
 	size_t n_points;      /* K */
 	int has_steps;        /* x is the step; else the ordinal */
@@ -145,6 +175,8 @@ typedef struct mb_drift_result {
 	double alpha;
 	mb_drift_metric *metrics; /* (M) in spec order */
 	size_t n_metrics;
+	mb_drift_phases *phases;  /* (n_phases) the spec's phases declarations, in spec order */
+	size_t n_phases;
 } mb_drift_result;
 
 typedef struct mb_drift_opts {
@@ -167,5 +199,14 @@ void mb_drift_result_dispose(mb_drift_result *r);
 
 /* The x coordinate of point k (its step, or k). */
 double mb_drift_x(const mb_drift_result *r, size_t k);
+
+/* The first and last x (step) of phase i of p, located, in r. */
+void mb_drift_phase_range(const mb_drift_result *r, const mb_drift_phases *p, size_t i,
+			  double *first, double *last);
+
+/* How many registered windows the located boundaries missed (*missed) and
+ * how many could not be judged because their series was too short to
+ * segment (*unjudged). Either may be NULL. */
+void mb_drift_windows_summary(const mb_drift_result *r, size_t *missed, size_t *unjudged);
 
 #endif

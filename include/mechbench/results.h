@@ -16,6 +16,18 @@
  *   figures         (run_id, entry, name, ordinal, kind, data), PK (run_id, entry, name):
  *                   data is the figure's JSON (figure.h).
  *
+ * and with schema version 3 (mb_results_migration_v3):
+ *
+ *   series_phases   (series, entry, metric, version, phase, name, cost, first_point,
+ *                   first_step, last_step, window_first, window_last, window_met,
+ *                   n_points), PK (series, entry, metric, phase): the phases drift
+ *                   located (drift.h) when the series had n_points checkpoints;
+ *                   phase 0, 1, ... in order; first_point the ordinal of its
+ *                   first checkpoint; steps NULL when ordered by name; the window
+ *                   registered for the boundary at the phase's start (NULL: none,
+ *                   and always for phase 0) and whether it was met. Replaced as a
+ *                   whole each time drift analyses the series.
+ *
  * Writers (the _put functions) must run inside an open transaction (a run's,
  * mb_store_run_begin), so a checkpoint's run, figures and series point land
  * together or not at all; they assert it. Errors name the database file.
@@ -30,8 +42,9 @@
 #include <mechbench/figure.h>
 #include <mechbench/store.h>
 
-/* SQL of the schema migration 1 -> 2 (the tables above). */
+/* SQL of the schema migrations 1 -> 2 and 2 -> 3 (the tables above). */
 extern const char mb_results_migration_v2[];
+extern const char mb_results_migration_v3[];
 
 typedef struct mb_results_series {
 	char name[128];
@@ -57,6 +70,19 @@ typedef struct mb_results_monitor {
 	double theta0, sigma2, tau2, alpha;
 } mb_results_monitor;
 
+typedef struct mb_results_phase {
+	const char *entry, *metric, *name, *cost; /* borrowed */
+	int version;
+	size_t phase;         /* 0, 1, ... in order */
+	size_t first_point;   /* ordinal of its first checkpoint */
+	int has_step;
+	int64_t first_step, last_step;
+	int has_window;       /* a window registered for the boundary at its start */
+	int64_t window_first, window_last;
+	int window_met;       /* -1: not judged */
+	size_t n_points;      /* the series' length when located */
+} mb_results_phase;
+
 /* Reads series `name`. MB_ENOTFOUND ("DB: no series NAME (series: a, b)")
  * when absent. *out is disposed with mb_results_series_dispose. */
 int mb_results_series_get(mb_results_series *out, mb_store *s, const char *name, mb_error *err);
@@ -77,6 +103,12 @@ int mb_results_series_monitors(mb_results_monitor **out, size_t *n, mb_store *s,
 void mb_results_monitors_free(mb_results_monitor *m, size_t n);
 int mb_results_series_put_monitor(mb_store *s, const char *series, const mb_results_monitor *m,
 				  mb_error *err);
+
+/* Replaces the stored phases of series `series` by rows[0..n), in a
+ * transaction of its own (so it must be called outside one): either the old
+ * rows or the new ones are stored, never a mixture. */
+int mb_results_series_put_phases(mb_store *s, const char *series, const mb_results_phase *rows,
+				 size_t n, mb_error *err);
 
 /* Every series name, sorted; *out (n strings) freed with mb_results_names_free. */
 int mb_results_series_names(char ***out, size_t *n, mb_store *s, mb_error *err);

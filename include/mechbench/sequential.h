@@ -70,4 +70,47 @@ void mb_stats_msprt_update(mb_stats_msprt *m, double x);
 /* 1 when the null is rejected (p <= alpha), else 0. */
 int mb_stats_msprt_rejected(const mb_stats_msprt *m);
 
+/* --- segmentation into a given number of phases ------------------------------------- */
+
+/* Segment costs for mb_stats_segment. For a segment of points lo..hi-1:
+ *   MB_STATS_COST_MEAN    sum (y_i - mean)^2: a change in level (as PELT).
+ *   MB_STATS_COST_LINEAR  sum (y_i - a - b x_i)^2 for the segment's own
+ *                         least-squares line of y on x: a change in slope
+ *                         (or level) of a trend; suits smooth progress
+ *                         measures, whose phases are ramps and plateaus
+ *                         rather than steps. A segment whose x are all equal
+ *                         falls back to the mean cost. */
+typedef enum mb_stats_cost {
+	MB_STATS_COST_MEAN = 0,
+	MB_STATS_COST_LINEAR,
+} mb_stats_cost;
+
+/* "mean", "linear"; mb_stats_cost_parse returns 0 or -1 for another name. */
+const char *mb_stats_cost_name(mb_stats_cost c);
+int mb_stats_cost_parse(const char *s, mb_stats_cost *out);
+
+/* The cost above of points lo..hi-1 (lo < hi <= n) of (x, y), computed
+ * directly (two passes about the segment's means); for checks. */
+double mb_stats_segment_cost(const double *x, const double *y, size_t lo, size_t hi,
+			     mb_stats_cost cost);
+
+/* The exact best segmentation of (x[i], y[i]), i in [0, n), into n_cp + 1
+ * contiguous segments of at least min_seg points each: the changepoints
+ * (indices of the first point of each new segment, ascending) minimising
+ * the sum of the segments' costs, found by segment-neighbourhood dynamic
+ * programming (Auger & Lawrence 1989): F_0(j) = C(0, j),
+ * F_c(j) = min_i F_{c-1}(i) + C(i, j), in O(n_cp n^2) time after an
+ * O(n^2) table of segment costs (each built by running updates about the
+ * segment's means, so a far-from-zero x such as a training step loses no
+ * precision). Among equal-cost segmentations the one whose last changepoint
+ * is earliest wins, then recursively. x must be non-decreasing (the
+ * checkpoints' steps; pass the ordinals 0..n-1 when there are none); it is
+ * read only by MB_STATS_COST_LINEAR. Writes n_cp changepoints to out and the
+ * total cost to *out_cost (may be NULL). MB_EINVALID: a non-finite x or y
+ * (naming the point), x decreasing, min_seg == 0, n_cp == 0, or
+ * n < (n_cp + 1) * min_seg ("12 points cannot hold 3 segments of at least
+ * 5"); MB_ENOMEM. */
+int mb_stats_segment(size_t *out, double *out_cost, const double *x, const double *y, size_t n,
+		     size_t n_cp, mb_stats_cost cost, size_t min_seg, mb_error *err);
+
 #endif

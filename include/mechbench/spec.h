@@ -25,9 +25,25 @@
  *         "direction": "higher",                higher | lower (is better)
  *         "margin": 0.5,                        non-inferiority margin delta > 0
  *         "threshold": 1.0                      optional: absolute bound on the mean
- *       }]
- *     }]
+ *       }],
+ *       "phases": [{                            optional, read by `drift` only:
+ *         "metric": "synthetic.score@1",        one of the entry's metrics, as listed
+ *         "names": ["before", "after"],         >= 2 unique names: names - 1 boundaries
+ *         "cost": "linear",                     optional: linear (default) | mean
+ *         "min_segment": 3,                     optional: fewest checkpoints per phase,
+ *                                               [1, 10000], default 3 (linear), 2 (mean)
+ *         "windows": [[100, 400]]               optional: per boundary, null or the
+ *       }]                                      [first, last] step (inclusive) where
+ *     }]                                        the boundary must fall
  *   }
+ *
+ * Phases: over a checkpoint series, `drift` splits the metric's trajectory
+ * into exactly len(names) phases, the exact least-squares segmentation with
+ * that many segments (sequential.h, mb_stats_segment; x = the training step),
+ * and reports each phase's steps. A boundary is the step of the first
+ * checkpoint of the new phase; when its window is registered and the boundary
+ * falls outside it, drift fails (exit 3). Windows must not overlap backwards:
+ * each window may not end before the previous one begins.
  *
  * Paths are relative to the repository root (the spec's git work tree; the
  * current directory outside git). Every validation error is one line,
@@ -45,6 +61,7 @@
 #include <jansson.h>
 
 #include <mechbench/error.h>
+#include <mechbench/sequential.h>
 #include <mechbench/sha256.h>
 #include <mechbench/task.h>
 
@@ -60,6 +77,17 @@ typedef struct mb_spec_metric {
 	double threshold; /* mean >= threshold (higher) or <= threshold (lower) */
 } mb_spec_metric;
 
+typedef struct mb_spec_phases {
+	char *metric;          /* the metric's name, e.g. "modadd.excluded_loss" */
+	int version;
+	char **names;          /* (n_phases) owned */
+	size_t n_phases;       /* >= 2: n_phases - 1 boundaries */
+	mb_stats_cost cost;
+	size_t min_segment;    /* >= 1 */
+	int *has_window;       /* (n_phases - 1) */
+	int64_t (*windows)[2]; /* (n_phases - 1) [first, last] step, when has_window */
+} mb_spec_phases;
+
 typedef struct mb_spec_entry {
 	char *name;
 	const mb_task *task; /* from the registry */
@@ -74,6 +102,8 @@ typedef struct mb_spec_entry {
 	int clusters;        /* 1: clustered SEs by the items' cluster labels */
 	mb_spec_metric *metrics;
 	size_t n_metrics;
+	mb_spec_phases *phases; /* (n_phases) pre-registered phases, for drift */
+	size_t n_phases;
 } mb_spec_entry;
 
 typedef struct mb_spec {
@@ -109,8 +139,8 @@ typedef struct mb_spec_deviation {
 } mb_spec_deviation;
 
 /* Lists how `working` deviates from `registered`: objects are compared key by
- * key, the tasks array by entry name and each metrics array by metric name
- * (without the version), other arrays as wholes. *out (malloc'd, *n items,
+ * key, the tasks array by entry name, each metrics and phases array by metric
+ * name (without the version), other arrays as wholes. *out (malloc'd, *n items,
  * free with mb_spec_deviations_free) is empty when the specs are equivalent. */
 int mb_spec_diff(mb_spec_deviation **out, size_t *n, const mb_spec *registered,
 		 const mb_spec *working, mb_error *err);

@@ -24,8 +24,9 @@
 #include <mechbench/runner.h>
 
 /* 1: runs, entries, model_files, aggregates, item_values, gates, comparisons;
- * 2: series, series_points, series_monitors, figures (results.h). */
-#define MB_STORE_SCHEMA_VERSION 2
+ * 2: series, series_points, series_monitors, figures (results.h);
+ * 3: series_phases (results.h). */
+#define MB_STORE_SCHEMA_VERSION 3
 
 typedef struct mb_store mb_store;
 

@@ -32,7 +32,11 @@ static const char usage[] =
 	"metric it then reports the changepoints of its trajectory (PELT), each\n"
 	"checkpoint that left the band the spec registers (its margin around the\n"
 	"reference, judged like `gate`, and its threshold), and an always-valid\n"
-	"monitor (mSPRT) whose alarm stays valid however often the series is checked.\n\n"
+	"monitor (mSPRT) whose alarm stays valid however often the series is checked.\n"
+	"When the spec declares phases for a metric (\"phases\" in a task entry), the\n"
+	"trajectory is split into exactly those phases (the exact least-squares\n"
+	"segmentation, a line or a level per phase) and each phase's steps are\n"
+	"reported; a boundary outside its pre-registered window fails the run.\n\n"
 	"  --suite FILE       the suite spec (its margins and thresholds are the bands)\n"
 	"  --series DIR|GLOB  the checkpoints\n"
 	"  --name NAME        the series' name in the database (default SUITE:DIR)\n"
@@ -48,7 +52,9 @@ static const char usage[] =
 	"  --threads N        OpenMP threads (default: all)\n"
 	"  --fail-on-alarm    exit 3 when a metric's monitor has alarmed\n"
 	"  --quiet            no progress lines\n\n"
-	"Exit codes: 0 done, 1 error, 2 usage, 3 an alarm with --fail-on-alarm.\n";
+	"Exit codes: 0 done, 1 error, 2 usage, 3 a phase boundary outside its\n"
+	"registered window (or an alarm with --fail-on-alarm), 4 a registered window\n"
+	"that could not be judged (too few checkpoints to locate the phases).\n";
 
 static void now_iso(char *buf, size_t cap)
 {
@@ -128,6 +134,45 @@ cleanup:
 	else
 		*out_id = id;
 	mb_run_result_dispose(&run);
+	return error;
+}
+
+/* Replaces the series' stored phases by those just located. */
+static int store_phases(mb_store *store, const char *series, const mb_drift_result *r,
+			mb_error *err)
+{
+	size_t n = 0, w = 0;
+	mb_results_phase *rows;
+	int error;
+
+	for (size_t i = 0; i < r->n_phases; i++)
+		n += r->phases[i].located ? r->phases[i].n_phases : 0;
+	if (!(rows = calloc(n ? n : 1, sizeof(*rows))))
+		return mb_error_oom(err, "phase rows", n * sizeof(*rows));
+	for (size_t i = 0; i < r->n_phases; i++) {
+		const mb_drift_phases *p = &r->phases[i];
+		for (size_t k = 0; p->located && k < p->n_phases; k++, w++) {
+			mb_results_phase *row = &rows[w];
+			size_t end = k + 1 < p->n_phases ? p->start[k + 1] : r->n_points;
+			row->entry = p->entry;
+			row->metric = p->metric;
+			row->version = p->version;
+			row->name = p->names[k];
+			row->cost = mb_stats_cost_name(p->cost);
+			row->phase = k;
+			row->first_point = p->start[k];
+			row->has_step = r->has_steps;
+			row->first_step = r->steps[p->start[k]];
+			row->last_step = r->steps[end - 1];
+			row->has_window = k > 0 && p->has_window[k - 1];
+			row->window_first = row->has_window ? p->windows[k - 1][0] : 0;
+			row->window_last = row->has_window ? p->windows[k - 1][1] : 0;
+			row->window_met = row->has_window ? p->in_window[k - 1] : -1;
+			row->n_points = r->n_points;
+		}
+	}
+	error = mb_results_series_put_phases(store, series, rows, n, err);
+	free(rows);
 	return error;
 }
 
@@ -319,6 +364,8 @@ int mb_cmd_drift(int argc, char **argv)
 		fprintf(stderr, "mechbench: series '%s': no new checkpoints in %s\n", name, series);
 	if ((error = mb_cli_series_view_load(&view, store, name, &dopts, &err)) < 0)
 		goto cleanup;
+	if ((error = store_phases(store, name, &view.drift, &err)) < 0)
+		goto cleanup;
 	mb_cli_series_print(stdout, &view);
 	fflush(stdout);
 	if (html && (error = mb_html_write(html, mb_cli_series_render_html, &view, &err)) < 0)
@@ -328,6 +375,21 @@ int mb_cmd_drift(int argc, char **argv)
 		error = doc ? mb_report_write_json(json, doc, &err) : mb_error_oom(&err, json, 0);
 		if (error < 0)
 			goto cleanup;
+	}
+	{
+		size_t missed = 0, unjudged = 0;
+		mb_drift_windows_summary(&view.drift, &missed, &unjudged);
+		if (missed) {
+			fprintf(stderr, "mechbench: drift: %zu phase boundar%s outside %s "
+				"pre-registered window\n", missed, missed == 1 ? "y" : "ies",
+				missed == 1 ? "its" : "their");
+			exit_code = MB_EXIT_GATE_FAILED;
+		} else if (unjudged) {
+			fprintf(stderr, "mechbench: drift: %zu pre-registered phase window%s not "
+				"judged: too few checkpoints to locate the phases\n", unjudged,
+				unjudged == 1 ? "" : "s");
+			exit_code = MB_EXIT_INCONCLUSIVE;
+		}
 	}
 	if (fail_on_alarm)
 		for (size_t m = 0; m < view.drift.n_metrics; m++)

@@ -227,6 +227,37 @@ void mb_cli_series_print(FILE *f, const mb_cli_series_view *v)
 				r->n_points == 1 ? "" : "s");
 		}
 	}
+	mb_cli_series_print_phases(f, r);
+}
+
+/* The located phases, one block per declaration. */
+void mb_cli_series_print_phases(FILE *f, const mb_drift_result *r)
+{
+	for (size_t i = 0; i < r->n_phases; i++) {
+		const mb_drift_phases *p = &r->phases[i];
+		size_t width = 0;
+		fprintf(f, "phases of %s/%s@%d  (%s cost, at least %zu checkpoints each)\n", p->entry,
+			p->metric, p->version, mb_stats_cost_name(p->cost), p->min_segment);
+		if (!p->located) {
+			fprintf(f, "  not located: %zu checkpoint%s cannot hold %zu phases\n",
+				r->n_points, r->n_points == 1 ? "" : "s", p->n_phases);
+			continue;
+		}
+		for (size_t k = 0; k < p->n_phases; k++)
+			width = strlen(p->names[k]) > width ? strlen(p->names[k]) : width;
+		for (size_t k = 0; k < p->n_phases; k++) {
+			double first, last;
+			mb_drift_phase_range(r, p, k, &first, &last);
+			fprintf(f, "  %-*s  %s %.0f to %.0f", (int)width, p->names[k],
+				r->has_steps ? "steps" : "checkpoints", first, last);
+			if (k > 0 && p->has_window[k - 1])
+				fprintf(f, "  (boundary %.0f: window [%lld, %lld] %s)", first,
+					(long long)p->windows[k - 1][0],
+					(long long)p->windows[k - 1][1],
+					p->in_window[k - 1] ? "met" : "MISSED");
+			fputc('\n', f);
+		}
+	}
 }
 
 /* --- JSON ------------------------------------------------------------------------------- */
@@ -242,10 +273,59 @@ static json_t *at_json(const mb_drift_result *r, size_t k)
 			 r->has_steps ? json_integer(r->steps[k]) : json_null());
 }
 
+static json_t *phases_json(const mb_drift_result *r)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < r->n_phases; i++) {
+		const mb_drift_phases *p = &r->phases[i];
+		json_t *ph = json_array(), *bs = json_array(), *o;
+		int bad = !ph || !bs;
+		for (size_t k = 0; !bad && p->located && k < p->n_phases; k++) {
+			double first, last;
+			mb_drift_phase_range(r, p, k, &first, &last);
+			bad |= json_array_append_new(
+				       ph, json_pack("{s:s,s:I,s:f,s:f}", "name", p->names[k],
+						     "first_ordinal", (json_int_t)p->start[k],
+						     "first_step", first, "last_step", last)) < 0;
+		}
+		for (size_t b = 0; !bad && b + 1 < p->n_phases; b++) {
+			json_t *w = p->has_window[b]
+					    ? json_pack("[I,I]", (json_int_t)p->windows[b][0],
+							(json_int_t)p->windows[b][1])
+					    : json_null();
+			json_t *at = p->located ? at_json(r, p->start[b + 1]) : json_null();
+			json_t *met = p->has_window[b] && p->located ? json_boolean(p->in_window[b])
+								      : json_null();
+			bad |= json_array_append_new(
+				       bs, json_pack("{s:s,s:s,s:o,s:o,s:o}", "from", p->names[b], "to",
+						     p->names[b + 1], "at", at, "window", w, "met",
+						     met)) < 0;
+		}
+		o = bad ? NULL
+			: json_pack("{s:s,s:s,s:i,s:s,s:I,s:b,s:o,s:o,s:o}", "entry", p->entry,
+				    "metric", p->metric, "version", p->version, "cost",
+				    mb_stats_cost_name(p->cost), "min_segment",
+				    (json_int_t)p->min_segment, "located", p->located, "total_cost",
+				    num(p->cost_value), "phases", ph, "boundaries", bs);
+		if (!o) {
+			json_decref(ph);
+			json_decref(bs);
+			json_decref(arr);
+			return NULL;
+		}
+		if (json_array_append_new(arr, o) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
 json_t *mb_cli_series_json(const mb_cli_series_view *v)
 {
 	const mb_drift_result *r = &v->drift;
-	json_t *doc = NULL, *cks = json_array(), *mets = json_array();
+	json_t *doc = NULL, *cks = json_array(), *mets = json_array(), *phs = NULL;
 	int bad = !cks || !mets;
 
 	for (size_t k = 0; !bad && k < r->n_points; k++)
@@ -309,20 +389,62 @@ json_t *mb_cli_series_json(const mb_cli_series_view *v)
 		}
 		bad |= json_array_append_new(mets, o) < 0;
 	}
-	if (!bad)
-		doc = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:f,s:b,s:o,s:o}", "mechbench_drift_report",
-				MB_DRIFT_JSON_FORMAT, "series", v->meta.name, "suite", v->meta.suite,
-				"spec_path", v->meta.spec_path, "spec_blob", v->meta.spec_blob,
-				"source", v->meta.source, "alpha", r->alpha, "has_steps",
-				r->has_steps, "checkpoints", cks, "metrics", mets);
+	phs = bad ? NULL : phases_json(r);
+	if (phs)
+		doc = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:f,s:b,s:o,s:o,s:o}",
+				"mechbench_drift_report", MB_DRIFT_JSON_FORMAT, "series",
+				v->meta.name, "suite", v->meta.suite, "spec_path", v->meta.spec_path,
+				"spec_blob", v->meta.spec_blob, "source", v->meta.source, "alpha",
+				r->alpha, "has_steps", r->has_steps, "checkpoints", cks, "metrics",
+				mets, "phases", phs);
 	if (!doc) {
 		json_decref(cks);
 		json_decref(mets);
+		json_decref(phs);
 	}
 	return doc;
 }
 
 /* --- HTML ------------------------------------------------------------------------------- */
+
+static void html_phases(FILE *f, const mb_drift_result *r)
+{
+	fputs("<h2>Phases</h2>\n<p>Each pre-registered metric's trajectory split into its "
+	      "declared phases by the exact least-squares segmentation with that many segments; "
+	      "a boundary is the first checkpoint of the new phase.</p>\n", f);
+	for (size_t i = 0; i < r->n_phases; i++) {
+		const mb_drift_phases *p = &r->phases[i];
+		fputs("<h3>", f);
+		mb_html_escape(f, p->entry);
+		fputc('/', f);
+		mb_html_escape(f, p->metric);
+		fprintf(f, "@%d</h3>\n<p>%s cost, at least %zu checkpoints per phase</p>\n",
+			p->version, mb_stats_cost_name(p->cost), p->min_segment);
+		if (!p->located) {
+			fprintf(f, "<p>Not located: %zu checkpoints cannot hold %zu phases.</p>\n",
+				r->n_points, p->n_phases);
+			continue;
+		}
+		fprintf(f, "<table>\n<tr><th>phase</th><th>first %s</th><th>last %s</th>"
+			"<th>registered window of its start</th><th>window</th></tr>\n",
+			r->has_steps ? "step" : "checkpoint", r->has_steps ? "step" : "checkpoint");
+		for (size_t k = 0; k < p->n_phases; k++) {
+			double first, last;
+			mb_drift_phase_range(r, p, k, &first, &last);
+			fputs("<tr><td>", f);
+			mb_html_escape(f, p->names[k]);
+			fprintf(f, "</td><td>%.0f</td><td>%.0f</td>", first, last);
+			if (k > 0 && p->has_window[k - 1])
+				fprintf(f, "<td>[%lld, %lld]</td><td>%s</td></tr>\n",
+					(long long)p->windows[k - 1][0],
+					(long long)p->windows[k - 1][1],
+					p->in_window[k - 1] ? "met" : "<strong>MISSED</strong>");
+			else
+				fputs("<td>&mdash;</td><td>&mdash;</td></tr>\n", f);
+		}
+		fputs("</table>\n", f);
+	}
+}
 
 int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 {
@@ -337,6 +459,8 @@ int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 	mb_html_begin(f, title);
 	if ((error = mb_html_series_section(f, &hs, err)) < 0)
 		return error;
+	if (v->drift.n_phases)
+		html_phases(f, &v->drift);
 	if (v->n_groups) {
 		if (!(groups = calloc(v->n_groups, sizeof(*groups))))
 			return mb_error_oom(err, "figure groups", v->n_groups);

@@ -40,6 +40,9 @@ void mb_cli_series_view_dispose(mb_cli_series_view *v);
 
 /* A few lines per metric: main change, changepoints, band exits, alarm. */
 void mb_cli_series_print(FILE *f, const mb_cli_series_view *v);
+/* The located phases of r (drift.h), one block per phases declaration:
+ * each phase's step range and each boundary's registered window. */
+void mb_cli_series_print_phases(FILE *f, const mb_drift_result *r);
 /* The analysis as JSON (format in the README, "Drift"); NULL on OOM. */
 json_t *mb_cli_series_json(const mb_cli_series_view *v);
 /* The whole HTML page (for mb_html_write). */

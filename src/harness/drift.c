@@ -279,10 +279,52 @@ double mb_drift_x(const mb_drift_result *r, size_t k)
 	return r->has_steps ? (double)r->steps[k] : (double)k;
 }
 
+void mb_drift_phase_range(const mb_drift_result *r, const mb_drift_phases *p, size_t i,
+			  double *first, double *last)
+{
+	size_t end = i + 1 < p->n_phases ? p->start[i + 1] : r->n_points;
+	*first = mb_drift_x(r, p->start[i]);
+	*last = mb_drift_x(r, end - 1);
+}
+
+void mb_drift_windows_summary(const mb_drift_result *r, size_t *missed, size_t *unjudged)
+{
+	size_t m = 0, u = 0;
+	for (size_t i = 0; i < r->n_phases; i++)
+		for (size_t b = 0; b + 1 < r->phases[i].n_phases; b++) {
+			if (!r->phases[i].has_window[b])
+				continue;
+			if (!r->phases[i].located)
+				u++;
+			else if (!r->phases[i].in_window[b])
+				m++;
+		}
+	if (missed)
+		*missed = m;
+	if (unjudged)
+		*unjudged = u;
+}
+
+static void phases_dispose(mb_drift_phases *p)
+{
+	for (size_t i = 0; p->names && i < p->n_phases; i++)
+		free(p->names[i]);
+	free(p->names);
+	free(p->entry);
+	free(p->metric);
+	free(p->start);
+	free(p->has_window);
+	free(p->windows);
+	free(p->in_window);
+}
+
 void mb_drift_result_dispose(mb_drift_result *r)
 {
 	if (!r)
 		return;
+	for (size_t i = 0; i < r->n_phases; i++)
+		phases_dispose(&r->phases[i]);
+	free(r->phases);
 	for (size_t m = 0; m < r->n_metrics; m++) {
 		free(r->metrics[m].entry);
 		free(r->metrics[m].metric);
@@ -296,6 +338,63 @@ void mb_drift_result_dispose(mb_drift_result *r)
 	free(r->steps);
 	free(r->run_ids);
 	memset(r, 0, sizeof(*r));
+}
+
+/* Locates the phases declared by sp (of entry se) on the trajectory of dm. */
+static int locate_phases(mb_drift_phases *dp, const mb_drift_result *r, const char *entry,
+			 const mb_spec_phases *sp, const mb_drift_metric *dm, mb_error *err)
+{
+	size_t K = r->n_points, B = sp->n_phases - 1;
+	double *x = NULL, *y = NULL; /* (K) */
+	int error = 0;
+
+	dp->entry = dup_str(entry);
+	dp->metric = dup_str(sp->metric);
+	dp->version = sp->version;
+	dp->cost = sp->cost;
+	dp->min_segment = sp->min_segment;
+	dp->n_phases = sp->n_phases;
+	dp->names = calloc(sp->n_phases, sizeof(*dp->names));
+	dp->start = calloc(sp->n_phases, sizeof(*dp->start));
+	dp->has_window = calloc(B, sizeof(*dp->has_window));
+	dp->windows = calloc(B, sizeof(*dp->windows));
+	dp->in_window = calloc(B, sizeof(*dp->in_window));
+	x = malloc(K * sizeof(*x));
+	y = malloc(K * sizeof(*y));
+	if (!dp->entry || !dp->metric || !dp->names || !dp->start || !dp->has_window ||
+	    !dp->windows || !dp->in_window || !x || !y) {
+		error = mb_error_oom(err, "phases", K * sizeof(double));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < sp->n_phases; i++)
+		if (!(dp->names[i] = dup_str(sp->names[i]))) {
+			error = mb_error_oom(err, "phase name", strlen(sp->names[i]));
+			goto cleanup;
+		}
+	memcpy(dp->has_window, sp->has_window, B * sizeof(*dp->has_window));
+	memcpy(dp->windows, sp->windows, B * sizeof(*dp->windows));
+	dp->cost_value = NAN;
+	if (K / sp->n_phases < sp->min_segment)
+		goto cleanup; /* too few checkpoints yet: not located */
+	for (size_t k = 0; k < K; k++) {
+		x[k] = mb_drift_x(r, k);
+		y[k] = dm->points[k].mean;
+	}
+	if ((error = mb_stats_segment(dp->start + 1, &dp->cost_value, x, y, K, B, sp->cost,
+				      sp->min_segment, err)) < 0) {
+		mb_error_prefix(err, "%s/%s: phases", entry, sp->metric);
+		goto cleanup;
+	}
+	dp->located = 1;
+	for (size_t b = 0; b < B; b++) {
+		double step = x[dp->start[b + 1]];
+		dp->in_window[b] = dp->has_window[b] && step >= (double)dp->windows[b][0] &&
+				   step <= (double)dp->windows[b][1];
+	}
+cleanup:
+	free(x);
+	free(y);
+	return error;
 }
 
 /* Changepoints of one metric's trajectory y (K). */
@@ -461,6 +560,36 @@ int mb_drift_analyze(mb_drift_result *out, const mb_spec *spec, const mb_run_res
 						dm->alarm = k;
 				}
 			}
+		}
+	}
+	/* The phases the spec declares, on the trajectories just read. */
+	{
+		size_t P = 0;
+		for (size_t e = 0; e < spec->n_entries; e++)
+			P += spec->entries[e].n_phases;
+		if (P && !(out->phases = calloc(P, sizeof(*out->phases)))) {
+			error = mb_error_oom(err, "phases", P * sizeof(*out->phases));
+			goto cleanup;
+		}
+	}
+	for (size_t e = 0; e < spec->n_entries; e++) {
+		const mb_spec_entry *se = &spec->entries[e];
+		for (size_t i = 0; i < se->n_phases; i++) {
+			const mb_drift_metric *dm = NULL;
+			for (size_t m = 0; m < out->n_metrics && !dm; m++)
+				if (strcmp(out->metrics[m].entry, se->name) == 0 &&
+				    strcmp(out->metrics[m].metric, se->phases[i].metric) == 0)
+					dm = &out->metrics[m];
+			out->n_phases++;
+			if (!dm) {
+				error = mb_error_set(err, MB_EINVALID, "%s/%s: phases of a metric the "
+						     "entry does not list", se->name,
+						     se->phases[i].metric);
+				goto cleanup;
+			}
+			if ((error = locate_phases(&out->phases[out->n_phases - 1], out, se->name,
+						   &se->phases[i], dm, err)) < 0)
+				goto cleanup;
 		}
 	}
 	/* The band: checkpoint k against the reference, as a gate would judge it. */

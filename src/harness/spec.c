@@ -146,15 +146,130 @@ static int parse_strata(const mb_json_doc *doc, json_t *obj, const char *at, mb_
 	return 0;
 }
 
+static int parse_window(const mb_json_doc *doc, json_t *w, const char *at, int64_t out[2],
+			mb_error *err)
+{
+	if (!json_is_array(w) || json_array_size(w) != 2 ||
+	    !json_is_integer(json_array_get(w, 0)) || !json_is_integer(json_array_get(w, 1)))
+		return mb_json_field_error(doc, err, MB_EINVALID, at,
+					   "a window is null or [first step, last step], two "
+					   "integers");
+	out[0] = json_integer_value(json_array_get(w, 0));
+	out[1] = json_integer_value(json_array_get(w, 1));
+	if (out[0] < 0 || out[1] < out[0])
+		return mb_json_field_error(doc, err, MB_EINVALID, at,
+					   "[%lld, %lld] is not a window of steps (0 <= first <= "
+					   "last)", (long long)out[0], (long long)out[1]);
+	return 0;
+}
+
+static int parse_phases(const mb_json_doc *doc, json_t *obj, const char *at,
+			const mb_spec_entry *e, mb_spec_phases *p, mb_error *err)
+{
+	static const char *const keys[] = {"metric", "names", "cost", "min_segment", "windows",
+					   NULL};
+	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], name[128];
+	const char *ref = NULL, *cost = "linear";
+	json_t *names = NULL, *windows = NULL;
+	int64_t min_seg = 0;
+	int rc, found = 0;
+
+	if (!json_is_object(obj))
+		return mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object");
+	if ((rc = mb_json_check_keys(doc, obj, at, keys, err)) < 0 ||
+	    (rc = mb_json_get_string(doc, obj, at, "metric", 1, &ref, err)) < 0)
+		return rc;
+	mb_json_path_key(path, sizeof(path), at, "metric");
+	if (mb_metric_ref_parse(ref, name, sizeof(name), &p->version) == 0)
+		for (size_t m = 0; m < e->n_metrics && !found; m++)
+			found = strcmp(e->metrics[m].name, name) == 0 &&
+				e->metrics[m].version == p->version;
+	if (!found)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "'%s' is not one of this entry's metrics (name@version "
+					   "as listed under metrics, e.g. %s@%d)", ref,
+					   e->metrics[0].name, e->metrics[0].version);
+	if (!(p->metric = strdup(name)))
+		return mb_error_oom(err, "phases metric", strlen(name));
+	if ((rc = mb_json_get_array(doc, obj, at, "names", 1, &names, err)) < 0)
+		return rc;
+	mb_json_path_key(path, sizeof(path), at, "names");
+	if (json_array_size(names) < 2)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "needs at least two phase names (one boundary)");
+	if (json_array_size(names) > 64)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "at most 64 phases, not %zu", json_array_size(names));
+	p->n_phases = json_array_size(names);
+	p->names = calloc(p->n_phases, sizeof(*p->names));
+	p->has_window = calloc(p->n_phases - 1, sizeof(*p->has_window));
+	p->windows = calloc(p->n_phases - 1, sizeof(*p->windows));
+	if (!p->names || !p->has_window || !p->windows)
+		return mb_error_oom(err, "phases", p->n_phases);
+	for (size_t i = 0; i < p->n_phases; i++) {
+		const char *s = json_string_value(json_array_get(names, i));
+		mb_json_path_index(sub, sizeof(sub), path, i);
+		if (!s || !s[0])
+			return mb_json_field_error(doc, err, MB_EINVALID, sub,
+						   "a phase name is a non-empty string");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(p->names[j], s) == 0)
+				return mb_json_field_error(doc, err, MB_EINVALID, sub,
+							   "phase name '%s' is used twice", s);
+		if (!(p->names[i] = strdup(s)))
+			return mb_error_oom(err, "phase name", strlen(s));
+	}
+	if ((rc = mb_json_get_string(doc, obj, at, "cost", 0, &cost, err)) < 0)
+		return rc;
+	if (mb_stats_cost_parse(cost, &p->cost) < 0) {
+		mb_json_path_key(path, sizeof(path), at, "cost");
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "'%s' is not linear (a least-squares line per phase) or "
+					   "mean (a level per phase)", cost);
+	}
+	min_seg = p->cost == MB_STATS_COST_LINEAR ? 3 : 2;
+	if ((rc = mb_json_get_int(doc, obj, at, "min_segment", 0, 1, 10000, &min_seg, err)) < 0)
+		return rc;
+	p->min_segment = (size_t)min_seg;
+	if ((rc = mb_json_get_array(doc, obj, at, "windows", 0, &windows, err)) < 0)
+		return rc;
+	if (rc == 1)
+		return 0;
+	mb_json_path_key(path, sizeof(path), at, "windows");
+	if (json_array_size(windows) != p->n_phases - 1)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "%zu phases have %zu boundaries, so %zu windows (null "
+					   "for none), not %zu", p->n_phases, p->n_phases - 1,
+					   p->n_phases - 1, json_array_size(windows));
+	for (size_t i = 0; i + 1 < p->n_phases; i++) {
+		json_t *w = json_array_get(windows, i);
+		mb_json_path_index(sub, sizeof(sub), path, i);
+		if (json_is_null(w))
+			continue;
+		if ((rc = parse_window(doc, w, sub, p->windows[i], err)) < 0)
+			return rc;
+		p->has_window[i] = 1;
+		for (size_t j = 0; j < i; j++)
+			if (p->has_window[j] && p->windows[i][1] <= p->windows[j][0])
+				return mb_json_field_error(
+					doc, err, MB_EINVALID, sub,
+					"ends at step %lld, not after boundary %zu's window "
+					"begins (%lld): boundaries are in step order",
+					(long long)p->windows[i][1], j + 1,
+					(long long)p->windows[j][0]);
+	}
+	return 0;
+}
+
 static int parse_entry(const mb_spec *s, const mb_json_doc *doc, json_t *obj, const char *at,
 		       mb_spec_entry *e, mb_error *err)
 {
 	static const char *const keys[] = {"name", "task", "model", "baseline", "dataset",
-					   "params", "strata", "clusters", "metrics", NULL};
+					   "params", "strata", "clusters", "metrics", "phases", NULL};
 	static const char *const dkeys[] = {"path", "sha256", NULL};
 	char path[PATH_MAX_LEN], dpath[PATH_MAX_LEN];
 	const char *task = NULL, *sha = NULL;
-	json_t *dataset = NULL, *strata = NULL, *metrics = NULL, *params;
+	json_t *dataset = NULL, *strata = NULL, *metrics = NULL, *phases = NULL, *params;
 	int rc;
 
 	if (!json_is_object(obj))
@@ -233,6 +348,33 @@ static int parse_entry(const mb_spec *s, const mb_json_doc *doc, json_t *obj, co
 				return mb_json_field_error(doc, err, MB_EINVALID, field,
 							   "metric %s is listed twice",
 							   e->metrics[i].name);
+			}
+	}
+	if ((rc = mb_json_get_array(doc, obj, at, "phases", 0, &phases, err)) < 0)
+		return rc;
+	if (rc == 1)
+		return 0;
+	mb_json_path_key(path, sizeof(path), at, "phases");
+	if (json_array_size(phases) == 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "an empty list; leave phases out instead");
+	e->phases = calloc(json_array_size(phases), sizeof(*e->phases));
+	if (!e->phases)
+		return mb_error_oom(err, "phases", json_array_size(phases));
+	for (size_t i = 0; i < json_array_size(phases); i++) {
+		char ppath[PATH_MAX_LEN];
+		mb_json_path_index(ppath, sizeof(ppath), path, i);
+		e->n_phases = i + 1;
+		if ((rc = parse_phases(doc, json_array_get(phases, i), ppath, e, &e->phases[i],
+				       err)) < 0)
+			return rc;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(e->phases[j].metric, e->phases[i].metric) == 0) {
+				char field[PATH_MAX_LEN];
+				mb_json_path_key(field, sizeof(field), ppath, "metric");
+				return mb_json_field_error(doc, err, MB_EINVALID, field,
+							   "phases of %s are declared twice",
+							   e->phases[i].metric);
 			}
 	}
 	return 0;
@@ -344,6 +486,16 @@ void mb_spec_dispose(mb_spec *s)
 		for (size_t m = 0; m < e->n_metrics; m++)
 			free(e->metrics[m].name);
 		free(e->metrics);
+		for (size_t p = 0; p < e->n_phases; p++) {
+			mb_spec_phases *ph = &e->phases[p];
+			for (size_t k = 0; ph->names && k < ph->n_phases; k++)
+				free(ph->names[k]);
+			free(ph->names);
+			free(ph->has_window);
+			free(ph->windows);
+			free(ph->metric);
+		}
+		free(e->phases);
 	}
 	free(s->entries);
 	free(s->suite);
@@ -411,7 +563,8 @@ static void add_dev(diff_ctx *c, const char *path, const json_t *a, const json_t
 }
 
 /* The key an array element is matched by: the entry's name, or the metric's
- * name without its version. Writes "" when the element has none. */
+ * name without its version (for metrics and for phases, which name theirs).
+ * Writes "" when the element has none. */
 static void element_key(char *buf, size_t cap, const json_t *v, int metrics)
 {
 	const char *s = json_string_value(json_object_get(v, metrics ? "metric" : "name"));
@@ -484,7 +637,8 @@ static void diff_value(diff_ctx *c, const json_t *a, const json_t *b, const char
 		return;
 	if (depth > 64 || !a || !b || !json_is_object(a) || !json_is_object(b)) {
 		if (a && b && json_is_array(a) && json_is_array(b) && depth < 64 &&
-		    (strcmp(path, "tasks") == 0 || (entry && !metric && strstr(path, ".metrics"))))
+		    (strcmp(path, "tasks") == 0 ||
+		     (entry && !metric && (strstr(path, ".metrics") || strstr(path, ".phases")))))
 			diff_keyed(c, a, b, path, entry, strcmp(path, "tasks") != 0, depth);
 		else
 			add_dev(c, path, a, b, entry, metric);

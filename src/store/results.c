@@ -51,6 +51,25 @@ const char mb_results_migration_v2[] =
 	"  FOREIGN KEY (run_id, entry) REFERENCES entries(run_id, entry) ON DELETE CASCADE\n"
 	");\n";
 
+const char mb_results_migration_v3[] =
+	"CREATE TABLE series_phases (\n"
+	"  series       TEXT NOT NULL REFERENCES series(name) ON DELETE CASCADE,\n"
+	"  entry        TEXT NOT NULL,\n"
+	"  metric       TEXT NOT NULL,\n"
+	"  version      INTEGER NOT NULL,\n"
+	"  phase        INTEGER NOT NULL,\n"
+	"  name         TEXT NOT NULL,\n"
+	"  cost         TEXT NOT NULL,\n"
+	"  first_point  INTEGER NOT NULL,\n"
+	"  first_step   INTEGER,\n"
+	"  last_step    INTEGER,\n"
+	"  window_first INTEGER,\n"
+	"  window_last  INTEGER,\n"
+	"  window_met   INTEGER,\n"
+	"  n_points     INTEGER NOT NULL,\n"
+	"  PRIMARY KEY (series, entry, metric, phase)\n"
+	");\n";
+
 /* --- helpers ---------------------------------------------------------------------------- */
 
 static int fail(mb_store *s, mb_error *err, int rc, const char *what)
@@ -415,6 +434,60 @@ int mb_results_series_put_monitor(mb_store *s, const char *series, const mb_resu
 	sqlite3_bind_double(st, 7, m->alpha);
 	error = step_done(s, st, "inserting a series monitor", err);
 	sqlite3_finalize(st);
+	return error;
+}
+
+int mb_results_series_put_phases(mb_store *s, const char *series, const mb_results_phase *rows,
+				 size_t n, mb_error *err)
+{
+	sqlite3 *db = mb_store_sqlite(s);
+	sqlite3_stmt *st = NULL;
+	int rc, error = 0;
+
+	MB_ASSERT(sqlite3_get_autocommit(db) != 0);
+	if ((rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "starting the phases' transaction");
+	if ((error = prepare(s, &st, "DELETE FROM series_phases WHERE series = ?", err)) < 0)
+		goto cleanup;
+	sqlite3_bind_text(st, 1, series, -1, SQLITE_STATIC);
+	error = step_done(s, st, "replacing the series' phases", err);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (error < 0 ||
+	    (error = prepare(s, &st, "INSERT INTO series_phases (series, entry, metric, version,"
+			     " phase, name, cost, first_point, first_step, last_step, window_first,"
+			     " window_last, window_met, n_points) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			     err)) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < n && error == 0; i++) {
+		const mb_results_phase *p = &rows[i];
+		sqlite3_bind_text(st, 1, series, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, p->entry, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, p->metric, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, p->version);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)p->phase);
+		sqlite3_bind_text(st, 6, p->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 7, p->cost, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)p->first_point);
+		if (p->has_step) {
+			sqlite3_bind_int64(st, 9, p->first_step);
+			sqlite3_bind_int64(st, 10, p->last_step);
+		}
+		if (p->has_window) {
+			sqlite3_bind_int64(st, 11, p->window_first);
+			sqlite3_bind_int64(st, 12, p->window_last);
+		}
+		if (p->window_met >= 0)
+			sqlite3_bind_int(st, 13, p->window_met);
+		sqlite3_bind_int64(st, 14, (sqlite3_int64)p->n_points);
+		error = step_done(s, st, "inserting a series phase", err);
+	}
+	if (error == 0 && (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+		error = fail(s, err, rc, "committing the series' phases");
+cleanup:
+	sqlite3_finalize(st);
+	if (error < 0)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	return error;
 }
 

@@ -145,6 +145,8 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
 	");\n",
 	/* 1 -> 2: checkpoint series and figures, kept by src/store/results.c */
 	mb_results_migration_v2,
+	/* 2 -> 3: the phases drift located, kept by src/store/results.c */
+	mb_results_migration_v3,
 };
 
 /* --- errors ------------------------------------------------------------------------- */

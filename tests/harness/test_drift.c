@@ -389,3 +389,90 @@ Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit)
 		free(out);
 	}
 }
+
+/* --- pre-registered phases ------------------------------------------------------------ */
+
+/* demo.json with phases of synthetic.score: two phases, the given cost and
+ * window text ("null" or "[a, b]"). */
+static void phases_suite(const char *cost, const char *window)
+{
+	char extra[512], *spec;
+	snprintf(extra, sizeof(extra),
+		 "\"phases\": [{\"metric\": \"synthetic.score@1\", \"names\": [\"before\", "
+		 "\"after\"], \"cost\": \"%s\", \"windows\": [%s]}],", cost, window);
+	mbt_suite_fixture(dir, 50, extra, MBT_METRICS_ALL, &spec);
+	mbt_write(dir, "demo.json", spec);
+	free(spec);
+}
+
+static const json_t *phases_json(const json_t *doc)
+{
+	const json_t *ph = json_array_get(json_object_get(doc, "phases"), 0);
+	cr_assert(json_is_object(ph), "the drift report has phases");
+	return ph;
+}
+
+Test(drift, locates_pre_registered_phases_at_a_planted_change_inside_the_window)
+{
+	json_t *doc;
+	const json_t *ph, *b, *phase1;
+	char *html;
+
+	phases_suite("mean", "[1500, 2000]");
+	mbt_series(dir, "ckpts", 12, 250, 7, 0.3, 1.0, 0.03, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json "
+			       "--html d.html --quiet > out.txt");
+	doc = mbt_json_file(dir, "d.json");
+	ph = phases_json(doc);
+	cr_expect_str_eq(json_string_value(json_object_get(ph, "metric")), "synthetic.score");
+	cr_expect_str_eq(json_string_value(json_object_get(ph, "cost")), "mean");
+	cr_expect(json_is_true(json_object_get(ph, "located")));
+	b = json_array_get(json_object_get(ph, "boundaries"), 0);
+	cr_expect_eq(json_integer_value(json_object_get(json_object_get(b, "at"), "step")), 1750,
+		     "boundary at the planted step");
+	cr_expect(json_is_true(json_object_get(b, "met")));
+	phase1 = json_array_get(json_object_get(ph, "phases"), 0);
+	cr_expect_eq(json_real_value(json_object_get(phase1, "first_step")), 0);
+	cr_expect_eq(json_real_value(json_object_get(phase1, "last_step")), 1500);
+	{
+		char *out = mbt_read(dir, "out.txt");
+		cr_expect(strstr(out, "phases of toy/synthetic.score@1") != NULL, "%s", out);
+		cr_expect(strstr(out, "after") && strstr(out, "steps 1750 to 2750"), "%s", out);
+		cr_expect(strstr(out, "window [1500, 2000] met") != NULL, "%s", out);
+		free(out);
+	}
+	html = mbt_read(dir, "d.html");
+	cr_expect(strstr(html, "<h2>Phases</h2>") != NULL);
+	free(html);
+	json_decref(doc);
+}
+
+Test(drift, a_boundary_outside_its_window_fails_with_exit_3)
+{
+	char *out = NULL;
+	int rc;
+
+	phases_suite("mean", "[250, 1000]");
+	mbt_series(dir, "ckpts", 12, 250, 7, 0.3, 1.0, 0.03, 1);
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --quiet", &out);
+	cr_expect_eq(rc, 3, "exit %d: %s", rc, out);
+	cr_expect(strstr(out, "window [250, 1000] MISSED") != NULL, "%s", out);
+	cr_expect(strstr(out, "mechbench: drift: 1 phase boundary outside its pre-registered "
+			      "window") != NULL, "%s", out);
+	free(out);
+}
+
+Test(drift, a_series_too_short_for_its_phases_is_inconclusive_not_judged)
+{
+	char *out = NULL;
+	int rc;
+
+	phases_suite("linear", "[250, 1000]");
+	mbt_series(dir, "ckpts", 5, 250, 3, 0.3, 1.0, 0.03, 1);
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --quiet", &out);
+	cr_expect_eq(rc, 4, "exit %d: %s", rc, out);
+	cr_expect(strstr(out, "not located: 5 checkpoints cannot hold 2 phases") != NULL, "%s",
+		  out);
+	cr_expect(strstr(out, "1 pre-registered phase window not judged") != NULL, "%s", out);
+	free(out);
+}

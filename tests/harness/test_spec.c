@@ -32,6 +32,10 @@ static const char good[] =
 	"         \"direction\": \"higher\", \"margin\": 0.5, \"threshold\": 1.5},\n"
 	"        {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\",\n"
 	"         \"margin\": 0.1}\n"
+	"      ],\n"
+	"      \"phases\": [\n"
+	"        {\"metric\": \"synthetic.score@1\", \"names\": [\"early\", \"middle\", \"late\"],\n"
+	"         \"cost\": \"linear\", \"min_segment\": 2, \"windows\": [[100, 400], null]}\n"
 	"      ]\n"
 	"    }\n"
 	"  ]\n"
@@ -62,6 +66,37 @@ Test(spec, a_valid_spec_parses_into_what_it_says)
 	cr_expect_eq(e->metrics[0].threshold, 1.5);
 	cr_expect_not(e->metrics[1].has_threshold);
 	cr_expect_eq(e->metrics[1].direction, MB_LOWER_IS_BETTER);
+	cr_assert_eq(e->n_phases, 1);
+	cr_expect_str_eq(e->phases[0].metric, "synthetic.score");
+	cr_expect_eq(e->phases[0].version, 1);
+	cr_assert_eq(e->phases[0].n_phases, 3);
+	cr_expect_str_eq(e->phases[0].names[1], "middle");
+	cr_expect_eq(e->phases[0].cost, MB_STATS_COST_LINEAR);
+	cr_expect_eq(e->phases[0].min_segment, 2);
+	cr_expect(e->phases[0].has_window[0] && !e->phases[0].has_window[1]);
+	cr_expect(e->phases[0].windows[0][0] == 100 && e->phases[0].windows[0][1] == 400);
+	mb_spec_dispose(&s);
+}
+
+Test(spec, phases_default_to_the_linear_cost_and_its_minimum_segment)
+{
+	static const char *const from = "\"cost\": \"linear\", \"min_segment\": 2, ";
+	char text[4096];
+	const char *at = strstr(good, from);
+	mb_spec s;
+	mb_error err;
+
+	cr_assert_not_null(at);
+	snprintf(text, sizeof(text), "%.*s%s", (int)(at - good), good, at + strlen(from));
+	cr_assert_eq(mb_spec_parse(&s, text, strlen(text), "d.json", &err), 0, "%s", err.msg);
+	cr_expect_eq(s.entries[0].phases[0].cost, MB_STATS_COST_LINEAR);
+	cr_expect_eq(s.entries[0].phases[0].min_segment, 3);
+	mb_spec_dispose(&s);
+	snprintf(text, sizeof(text), "%.*s\"cost\": \"mean\", %s", (int)(at - good), good,
+		 at + strlen(from));
+	cr_assert_eq(mb_spec_parse(&s, text, strlen(text), "d.json", &err), 0, "%s", err.msg);
+	cr_expect_eq(s.entries[0].phases[0].cost, MB_STATS_COST_MEAN);
+	cr_expect_eq(s.entries[0].phases[0].min_segment, 2);
 	mb_spec_dispose(&s);
 }
 
@@ -101,6 +136,19 @@ static struct bad_case bad_cases[] = {
 	{"\"name\": \"toy\"", "\"name\": 3", "demo.json:10:7: tasks[0].name: expected a string, got an integer"},
 	{"\"tasks\": [", "\"tasks\": [], \"x\": [", "demo.json:8:16: x: unknown field"},
 	{"\"seed\": 7,", "\"seed\": 7,,", "demo.json:7:13: invalid JSON"},
+	{"\"synthetic.score@1\", \"names", "\"synthetic.loss@2\", \"names", "demo.json:24:10: tasks[0].phases[0].metric: 'synthetic.loss@2' is not one of this entry's metrics"},
+	{"\"synthetic.score@1\", \"names", "\"synthetic.score\", \"names", "tasks[0].phases[0].metric: 'synthetic.score' is not one of this entry's metrics"},
+	{"[\"early\", \"middle\", \"late\"]", "[\"early\"]", "tasks[0].phases[0].names: needs at least two phase names (one boundary)"},
+	{"[\"early\", \"middle\", \"late\"]", "[\"early\", \"early\", \"late\"]", "tasks[0].phases[0].names[1]: phase name 'early' is used twice"},
+	{"[\"early\", \"middle\", \"late\"]", "[\"early\", \"\", \"late\"]", "tasks[0].phases[0].names[1]: a phase name is a non-empty string"},
+	{"\"cost\": \"linear\"", "\"cost\": \"slope\"", "demo.json:25:10: tasks[0].phases[0].cost: 'slope' is not linear"},
+	{"\"min_segment\": 2", "\"min_segment\": 0", "tasks[0].phases[0].min_segment: 0 is out of range"},
+	{"[[100, 400], null]", "[[100, 400]]", "tasks[0].phases[0].windows: 3 phases have 2 boundaries, so 2 windows (null for none), not 1"},
+	{"[[100, 400], null]", "[[400, 100], null]", "tasks[0].phases[0].windows[0]: [400, 100] is not a window of steps"},
+	{"[[100, 400], null]", "[[100, 400], \"late\"]", "tasks[0].phases[0].windows[1]: a window is null or [first step, last step]"},
+	{"[[100, 400], null]", "[[100, 400], [50, 100]]", "tasks[0].phases[0].windows[1]: ends at step 100, not after boundary 1's window begins (100)"},
+	{"\"windows\": [", "\"window\": [", "tasks[0].phases[0].window: unknown field"},
+	{"null]}\n      ]", "null]},\n {\"metric\": \"synthetic.score@1\", \"names\": [\"a\", \"b\"]}]", "tasks[0].phases[1].metric: phases of synthetic.score are declared twice"},
 };
 
 ParameterizedTestParameters(spec, bad_specs_get_one_located_line)
@@ -201,6 +249,40 @@ Test(spec, a_version_bump_and_a_removed_metric_are_named)
 	cr_assert_eq(n, 1);
 	cr_expect_str_eq(d[0].path, "tasks[toy].metrics[synthetic.loss]");
 	cr_expect_str_eq(d[0].after, "(absent)");
+	mb_spec_deviations_free(d, n);
+	mb_spec_dispose(&a);
+	mb_spec_dispose(&b);
+}
+
+Test(spec, an_empty_phases_list_is_an_error_not_a_silent_nothing)
+{
+	char text[4096];
+	const char *a = strstr(good, "\"phases\": ["), *b = strstr(good, "null]}\n      ]");
+	mb_spec s;
+	mb_error err;
+
+	cr_assert(a && b);
+	b += strlen("null]}\n      ]");
+	snprintf(text, sizeof(text), "%.*s\"phases\": []%s", (int)(a - good), good, b);
+	cr_expect_eq(mb_spec_parse(&s, text, strlen(text), "benchmarks/demo.json", &err),
+		     MB_EINVALID);
+	cr_expect_str_eq(err.msg, "benchmarks/demo.json:23:7: tasks[0].phases: an empty list; "
+				  "leave phases out instead");
+}
+
+Test(spec, a_changed_phase_window_touches_that_metric_only)
+{
+	mb_spec a, b;
+	mb_spec_deviation *d = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	parse_pair(&a, &b, "[[100, 400], null]", "[[100, 500], null]");
+	cr_assert_eq(mb_spec_diff(&d, &n, &a, &b, &err), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_str_eq(d[0].path, "tasks[toy].phases[synthetic.score].windows");
+	cr_expect(mb_spec_deviation_touches(&d[0], "toy", "synthetic.score"));
+	cr_expect_not(mb_spec_deviation_touches(&d[0], "toy", "synthetic.loss"));
 	mb_spec_deviations_free(d, n);
 	mb_spec_dispose(&a);
 	mb_spec_dispose(&b);

@@ -39,6 +39,11 @@ static void exec_raw(const char *sql)
 	sqlite3_close(h);
 }
 
+static void exec_on(mb_store *s, const char *sql)
+{
+	cr_assert_eq(sqlite3_exec(mb_store_sqlite(s), sql, NULL, NULL, NULL), SQLITE_OK, "%s", sql);
+}
+
 static long long scalar(const char *sql)
 {
 	sqlite3 *h;
@@ -94,15 +99,57 @@ Test(results, migrates_a_version_1_database_keeping_its_runs)
 	commit_run(s, id);
 	mb_store_free(s);
 	/* Back to what a version-1 build wrote. */
-	exec_raw("DROP TABLE figures; DROP TABLE series_points; DROP TABLE series_monitors; "
+	exec_raw("DROP TABLE series_phases; DROP TABLE figures; DROP TABLE series_points; "
+		 "DROP TABLE series_monitors; "
 		 "DROP TABLE series; PRAGMA user_version = 1;");
 	cr_assert_eq(scalar("SELECT count(*) FROM sqlite_master WHERE name = 'series'"), 0);
 	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
 	mb_store_free(s);
-	cr_expect_eq(scalar("PRAGMA user_version"), 2);
+	cr_expect_eq(scalar("PRAGMA user_version"), MB_STORE_SCHEMA_VERSION);
 	cr_expect_eq(scalar("SELECT count(*) FROM sqlite_master WHERE name IN ('series', "
-			    "'series_points', 'series_monitors', 'figures')"), 4);
+			    "'series_points', 'series_monitors', 'figures', 'series_phases')"), 5);
 	cr_expect_eq(scalar("SELECT count(*) FROM runs"), 1);
+}
+
+Test(results, migrates_a_version_2_database_to_hold_phases)
+{
+	mb_store *s = NULL;
+	mb_error err;
+	int64_t id;
+	mb_results_phase rows[2] = {
+		{"e", "m", "early", "linear", 1, 0, 0, 1, 0, 300, 0, 0, 0, -1, 8},
+		{"e", "m", "late", "linear", 1, 1, 4, 1, 400, 700, 1, 350, 450, 1, 8},
+	};
+	mb_results_series sr;
+
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	id = begin_run(s);
+	commit_run(s, id);
+	mb_store_free(s);
+	exec_raw("DROP TABLE series_phases; PRAGMA user_version = 2;");
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	cr_expect_eq(scalar("PRAGMA user_version"), 3);
+	cr_expect_eq(scalar("SELECT count(*) FROM runs"), 1);
+	/* a series to hang the phases on, then the phases, twice: replaced, not added */
+	memset(&sr, 0, sizeof(sr));
+	snprintf(sr.name, sizeof(sr.name), "s");
+	snprintf(sr.suite, sizeof(sr.suite), "demo");
+	snprintf(sr.spec_path, sizeof(sr.spec_path), "b.json");
+	snprintf(sr.spec_blob, sizeof(sr.spec_blob), "%040d", 0);
+	snprintf(sr.source, sizeof(sr.source), "ck");
+	snprintf(sr.created_at, sizeof(sr.created_at), "2026-01-01T00:00:00Z");
+	sr.spec = "{}";
+	sr.spec_len = 2;
+	exec_on(s, "BEGIN");
+	cr_assert_eq(mb_results_series_put(s, &sr, &err), 0, "%s", err.msg);
+	exec_on(s, "COMMIT");
+	cr_assert_eq(mb_results_series_put_phases(s, "s", rows, 2, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_results_series_put_phases(s, "s", rows, 2, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+	cr_expect_eq(scalar("SELECT count(*) FROM series_phases WHERE series = 's'"), 2);
+	cr_expect_eq(scalar("SELECT first_step FROM series_phases WHERE phase = 1"), 400);
+	cr_expect_eq(scalar("SELECT window_met FROM series_phases WHERE phase = 1"), 1);
+	cr_expect_eq(scalar("SELECT window_met IS NULL FROM series_phases WHERE phase = 0"), 1);
 }
 
 Test(results, series_and_figures_round_trip_in_a_runs_transaction)
