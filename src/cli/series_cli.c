@@ -407,45 +407,6 @@ json_t *mb_cli_series_json(const mb_cli_series_view *v)
 
 /* --- HTML ------------------------------------------------------------------------------- */
 
-static void html_phases(FILE *f, const mb_drift_result *r)
-{
-	fputs("<h2>Phases</h2>\n<p>Each pre-registered metric's trajectory split into its "
-	      "declared phases by the exact least-squares segmentation with that many segments; "
-	      "a boundary is the first checkpoint of the new phase.</p>\n", f);
-	for (size_t i = 0; i < r->n_phases; i++) {
-		const mb_drift_phases *p = &r->phases[i];
-		fputs("<h3>", f);
-		mb_html_escape(f, p->entry);
-		fputc('/', f);
-		mb_html_escape(f, p->metric);
-		fprintf(f, "@%d</h3>\n<p>%s cost, at least %zu checkpoints per phase</p>\n",
-			p->version, mb_stats_cost_name(p->cost), p->min_segment);
-		if (!p->located) {
-			fprintf(f, "<p>Not located: %zu checkpoints cannot hold %zu phases.</p>\n",
-				r->n_points, p->n_phases);
-			continue;
-		}
-		fprintf(f, "<table>\n<tr><th>phase</th><th>first %s</th><th>last %s</th>"
-			"<th>registered window of its start</th><th>window</th></tr>\n",
-			r->has_steps ? "step" : "checkpoint", r->has_steps ? "step" : "checkpoint");
-		for (size_t k = 0; k < p->n_phases; k++) {
-			double first, last;
-			mb_drift_phase_range(r, p, k, &first, &last);
-			fputs("<tr><td>", f);
-			mb_html_escape(f, p->names[k]);
-			fprintf(f, "</td><td>%.0f</td><td>%.0f</td>", first, last);
-			if (k > 0 && p->has_window[k - 1])
-				fprintf(f, "<td>[%lld, %lld]</td><td>%s</td></tr>\n",
-					(long long)p->windows[k - 1][0],
-					(long long)p->windows[k - 1][1],
-					p->in_window[k - 1] ? "met" : "<strong>MISSED</strong>");
-			else
-				fputs("<td>&mdash;</td><td>&mdash;</td></tr>\n", f);
-		}
-		fputs("</table>\n", f);
-	}
-}
-
 int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 {
 	const mb_cli_series_view *v = view;
@@ -459,8 +420,6 @@ int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 	mb_html_begin(f, title);
 	if ((error = mb_html_series_section(f, &hs, err)) < 0)
 		return error;
-	if (v->drift.n_phases)
-		html_phases(f, &v->drift);
 	if (v->n_groups) {
 		if (!(groups = calloc(v->n_groups, sizeof(*groups))))
 			return mb_error_oom(err, "figure groups", v->n_groups);

@@ -132,6 +132,8 @@ static void fmt_value(char *buf, size_t cap, double v)
 		snprintf(buf, cap, "n/a");
 	else if (v == 0)
 		snprintf(buf, cap, "0");
+	else if (fabs(v) < 1e7 && v == floor(v))
+		snprintf(buf, cap, "%.0f", v); /* steps and counts: 25000, not 2.5e+04 */
 	else
 		snprintf(buf, cap, "%.4g", v);
 }
@@ -553,6 +555,7 @@ int mb_svg_write_lineplot(FILE *f, const mb_svg_lineplot *p, mb_error *err)
 		}
 	}
 	fputs("</g>\n", f);
+	double label_end = -1e300; /* right edge of the last changepoint label drawn */
 	for (size_t v = 0; v < p->n_vlines; v++) {
 		const mb_svg_vline *vl = &p->vlines[v];
 		double x = ax_x(&a, vl->x);
@@ -562,8 +565,12 @@ int mb_svg_write_lineplot(FILE *f, const mb_svg_lineplot *p, mb_error *err)
 		/* changepoint labels above the frame, alarm labels inside it */
 		if (vl->label && vl->alarm)
 			text(f, x + 4, a.y0 + a.h - 8, 12, "start", "fill-opacity=\"0.9\"", vl->label);
-		else if (vl->label)
+		else if (vl->label && x - text_width(vl->label, 12) / 2 > label_end + 4) {
+			/* a label that would overlap the one before is left out (its
+			 * line stays; the tables list every changepoint) */
 			text(f, x, a.y0 - 6, 12, "middle", NULL, vl->label);
+			label_end = x + text_width(vl->label, 12) / 2;
+		}
 	}
 	/* Legend below the plot: series two to a row, then the other symbols
 	 * left to right, wrapping at the plot's right edge. */

@@ -206,6 +206,34 @@ Test(svg, line_plot_draws_the_ci_band_changepoints_alarm_band_and_marks)
 	free(svg);
 }
 
+Test(svg, line_plot_writes_step_ticks_as_integers_and_leaves_out_overlapping_labels)
+{
+	double x[6] = {0, 5000, 10000, 15000, 20000, 25000}, y[6] = {5, 27, 20, 1, 0, 0};
+	mb_svg_series se = {"mean", x, y, NULL, NULL, NULL, 6};
+	/* 8000 and 8500 are ~10 px apart on a 25,000-step axis: one label fits */
+	mb_svg_vline vl[3] = {{2000, "step 2000", 0}, {8000, "step 8000", 0}, {8500, "step 8500", 0}};
+	mb_svg_lineplot p;
+	mb_error err;
+	int rc;
+	char *svg;
+
+	memset(&p, 0, sizeof(p));
+	p.title = "steps";
+	p.series = &se;
+	p.n_series = 1;
+	p.vlines = vl;
+	p.n_vlines = 3;
+	svg = render(draw_lines, &p, &rc, &err);
+	cr_assert_eq(rc, 0, "%s", err.msg);
+	cr_expect(strstr(svg, ">25000<") && strstr(svg, ">10000<"), "integer step ticks");
+	cr_expect_null(strstr(svg, "e+0"), "no exponent notation for steps");
+	cr_expect(strstr(svg, ">step 2000<") && strstr(svg, ">step 8000<"));
+	cr_expect_null(strstr(svg, ">step 8500<"), "an overlapping label was drawn");
+	cr_expect_eq(mbt_count(svg, "stroke-dasharray=\"6 4\""), 4,
+		     "every changepoint keeps its line (3, and the legend's)");
+	free(svg);
+}
+
 Test(svg, line_plot_breaks_at_missing_points_and_refuses_no_points)
 {
 	double x[3] = {0, 1, 2}, y[3] = {1, NAN, 2}, none[2] = {NAN, NAN};
