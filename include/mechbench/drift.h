@@ -158,7 +158,8 @@ typedef struct mb_drift_phases {
 	size_t min_segment;
 	size_t n_phases;
 	char **names;          /* (n_phases) owned */
-	int located;           /* 0: too few checkpoints to segment */
+	int located;           /* 0: not segmented, for the reason in not_located */
+	const char *not_located; /* static text: "too few checkpoints", "the trajectory is constant" */
 	size_t *start;         /* (n_phases) first checkpoint of each phase; start[0] = 0 */
 	double cost_value;     /* the segmentation's total cost */
 	int *has_window;       /* (n_phases - 1) a registered window for boundary b */
@@ -205,8 +206,10 @@ void mb_drift_phase_range(const mb_drift_result *r, const mb_drift_phases *p, si
 			  double *first, double *last);
 
 /* How many registered windows the located boundaries missed (*missed) and
- * how many could not be judged because their series was too short to
- * segment (*unjudged). Either may be NULL. */
+ * how many could not be judged because their phases were not located (too
+ * few checkpoints, or a constant trajectory: *unjudged). Either may be NULL.
+ * Windows are in training steps: mb_drift_analyze refuses registered windows
+ * on a series without steps (MB_EINVALID). */
 void mb_drift_windows_summary(const mb_drift_result *r, size_t *missed, size_t *unjudged);
 
 #endif

@@ -100,7 +100,8 @@ double mb_stats_segment_cost(const double *x, const double *y, size_t lo, size_t
  * the sum of the segments' costs, found by segment-neighbourhood dynamic
  * programming (Auger & Lawrence 1989): F_0(j) = C(0, j),
  * F_c(j) = min_i F_{c-1}(i) + C(i, j), in O(n_cp n^2) time after an
- * O(n^2) table of segment costs (each built by running updates about the
+ * O(n^2) table of segment costs (n (n + 1) doubles: 8 MB at 1,000 points,
+ * 800 MB at 10,000; thin a longer series first; each built by running updates about the
  * segment's means, so a far-from-zero x such as a training step loses no
  * precision). Among equal-cost segmentations the one whose last changepoint
  * is earliest wins, then recursively. x must be non-decreasing (the

@@ -71,7 +71,7 @@ typedef struct mb_svg_lineplot {
 	const char *title, *x_label, *y_label;
 	const mb_svg_series *series;
 	size_t n_series;
-	const mb_svg_vline *vlines;
+	const mb_svg_vline *vlines; /* ascending x: a label overlapping the previous one is left out */
 	size_t n_vlines;
 	int has_band;          /* a shaded horizontal band [band_lo, band_hi] */
 	double band_lo, band_hi;

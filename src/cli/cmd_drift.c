@@ -265,6 +265,21 @@ int mb_cmd_drift(int argc, char **argv)
 	}
 	if ((error = mb_drift_discover(&cks, &n_cks, series, &err)) < 0)
 		goto cleanup;
+	/* Registered windows are in training steps: refuse a series without
+	 * steps before anything is run or stored (mb_drift_analyze would too). */
+	for (size_t i = 0; n_cks && !cks[0].has_step && i < spec.n_entries; i++)
+		for (size_t p = 0; p < spec.entries[i].n_phases; p++) {
+			const mb_spec_phases *ph = &spec.entries[i].phases[p];
+			for (size_t b = 0; b + 1 < ph->n_phases; b++)
+				if (ph->has_window[b]) {
+					error = mb_error_set(
+						&err, MB_EINVALID,
+						"%s/%s: phases: windows are in training steps, but the "
+						"series' checkpoints have none (no training_state.json "
+						"\"step\")", spec.entries[i].name, ph->metric);
+					goto cleanup;
+				}
+		}
 	if ((error = mb_store_open(&store, db, NULL, &err)) < 0)
 		goto cleanup;
 	error = mb_results_series_get(&meta, store, name, &err);
@@ -386,7 +401,8 @@ int mb_cmd_drift(int argc, char **argv)
 			exit_code = MB_EXIT_GATE_FAILED;
 		} else if (unjudged) {
 			fprintf(stderr, "mechbench: drift: %zu pre-registered phase window%s not "
-				"judged: too few checkpoints to locate the phases\n", unjudged,
+				"judged: the phases were not located (too few checkpoints, or a constant "
+				"trajectory)\n", unjudged,
 				unjudged == 1 ? "" : "s");
 			exit_code = MB_EXIT_INCONCLUSIVE;
 		}

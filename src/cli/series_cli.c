@@ -239,8 +239,9 @@ void mb_cli_series_print_phases(FILE *f, const mb_drift_result *r)
 		fprintf(f, "phases of %s/%s@%d  (%s cost, at least %zu checkpoints each)\n", p->entry,
 			p->metric, p->version, mb_stats_cost_name(p->cost), p->min_segment);
 		if (!p->located) {
-			fprintf(f, "  not located: %zu checkpoint%s cannot hold %zu phases\n",
-				r->n_points, r->n_points == 1 ? "" : "s", p->n_phases);
+			fprintf(f, "  not located: %s (%zu checkpoint%s, %zu phases)\n",
+				p->not_located, r->n_points, r->n_points == 1 ? "" : "s",
+				p->n_phases);
 			continue;
 		}
 		for (size_t k = 0; k < p->n_phases; k++)
@@ -267,10 +268,15 @@ static json_t *num(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* Checkpoint k's training step, or null in a series ordered by name. */
+static json_t *step_json(const mb_drift_result *r, size_t k)
+{
+	return r->has_steps ? json_integer(r->steps[k]) : json_null();
+}
+
 static json_t *at_json(const mb_drift_result *r, size_t k)
 {
-	return json_pack("{s:I,s:o}", "ordinal", (json_int_t)k, "step",
-			 r->has_steps ? json_integer(r->steps[k]) : json_null());
+	return json_pack("{s:I,s:o}", "ordinal", (json_int_t)k, "step", step_json(r, k));
 }
 
 static json_t *phases_json(const mb_drift_result *r)
@@ -282,12 +288,12 @@ static json_t *phases_json(const mb_drift_result *r)
 		json_t *ph = json_array(), *bs = json_array(), *o;
 		int bad = !ph || !bs;
 		for (size_t k = 0; !bad && p->located && k < p->n_phases; k++) {
-			double first, last;
-			mb_drift_phase_range(r, p, k, &first, &last);
+			size_t end = k + 1 < p->n_phases ? p->start[k + 1] : r->n_points;
 			bad |= json_array_append_new(
-				       ph, json_pack("{s:s,s:I,s:f,s:f}", "name", p->names[k],
+				       ph, json_pack("{s:s,s:I,s:o,s:o}", "name", p->names[k],
 						     "first_ordinal", (json_int_t)p->start[k],
-						     "first_step", first, "last_step", last)) < 0;
+						     "first_step", step_json(r, p->start[k]),
+						     "last_step", step_json(r, end - 1))) < 0;
 		}
 		for (size_t b = 0; !bad && b + 1 < p->n_phases; b++) {
 			json_t *w = p->has_window[b]
@@ -302,15 +308,20 @@ static json_t *phases_json(const mb_drift_result *r)
 						     p->names[b + 1], "at", at, "window", w, "met",
 						     met)) < 0;
 		}
-		o = bad ? NULL
-			: json_pack("{s:s,s:s,s:i,s:s,s:I,s:b,s:o,s:o,s:o}", "entry", p->entry,
-				    "metric", p->metric, "version", p->version, "cost",
-				    mb_stats_cost_name(p->cost), "min_segment",
-				    (json_int_t)p->min_segment, "located", p->located, "total_cost",
-				    num(p->cost_value), "phases", ph, "boundaries", bs);
-		if (!o) {
+		if (bad) {
 			json_decref(ph);
 			json_decref(bs);
+			json_decref(arr);
+			return NULL;
+		}
+		/* json_pack consumes its "o" arguments, also when it fails */
+		o = json_pack("{s:s,s:s,s:i,s:s,s:I,s:b,s:o,s:o,s:o,s:o}", "entry", p->entry,
+			      "metric", p->metric, "version", p->version, "cost",
+			      mb_stats_cost_name(p->cost), "min_segment", (json_int_t)p->min_segment,
+			      "located", p->located, "not_located",
+			      p->located ? json_null() : json_string(p->not_located), "total_cost",
+			      num(p->cost_value), "phases", ph, "boundaries", bs);
+		if (!o) {
 			json_decref(arr);
 			return NULL;
 		}
@@ -365,8 +376,13 @@ json_t *mb_cli_series_json(const mb_cli_series_view *v)
 						 "p", num(p->p), "cs_lo", num(p->cs_lo), "cs_hi",
 						 num(p->cs_hi))) < 0;
 		}
-		o = bad ? NULL
-			: json_pack("{s:s,s:s,s:i,s:s,s:s,s:f,s:o,s:f,s:{s:f,s:f,s:f,s:f},s:o,s:o,s:o,"
+		if (bad) {
+			json_decref(cps);
+			json_decref(pts);
+			break;
+		}
+		/* json_pack consumes its "o" arguments, also when it fails */
+		o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:f,s:o,s:f,s:{s:f,s:f,s:f,s:f},s:o,s:o,s:o,"
 				    "s:o}",
 				    "entry", dm->entry, "metric", dm->metric, "version", dm->version,
 				    "kind", mb_metric_kind_name(dm->kind), "direction",
@@ -382,27 +398,24 @@ json_t *mb_cli_series_json(const mb_cli_series_view *v)
 				    "alarm", dm->alarm != SIZE_MAX ? at_json(r, dm->alarm) : json_null(),
 				    "changepoints", cps, "points", pts);
 		if (!o) {
-			json_decref(cps);
-			json_decref(pts);
 			bad = 1;
 			break;
 		}
 		bad |= json_array_append_new(mets, o) < 0;
 	}
 	phs = bad ? NULL : phases_json(r);
-	if (phs)
-		doc = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:f,s:b,s:o,s:o,s:o}",
+	if (!phs) {
+		json_decref(cks);
+		json_decref(mets);
+		return NULL;
+	}
+	doc = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:f,s:b,s:o,s:o,s:o}",
 				"mechbench_drift_report", MB_DRIFT_JSON_FORMAT, "series",
 				v->meta.name, "suite", v->meta.suite, "spec_path", v->meta.spec_path,
 				"spec_blob", v->meta.spec_blob, "source", v->meta.source, "alpha",
 				r->alpha, "has_steps", r->has_steps, "checkpoints", cks, "metrics",
 				mets, "phases", phs);
-	if (!doc) {
-		json_decref(cks);
-		json_decref(mets);
-		json_decref(phs);
-	}
-	return doc;
+	return doc; /* NULL when out of memory (cks, mets and phs consumed) */
 }
 
 /* --- HTML ------------------------------------------------------------------------------- */

@@ -344,9 +344,12 @@ void mb_drift_result_dispose(mb_drift_result *r)
 static int locate_phases(mb_drift_phases *dp, const mb_drift_result *r, const char *entry,
 			 const mb_spec_phases *sp, const mb_drift_metric *dm, mb_error *err)
 {
-	size_t K = r->n_points, B = sp->n_phases - 1;
+	size_t K = r->n_points, B;
 	double *x = NULL, *y = NULL; /* (K) */
 	int error = 0;
+
+	MB_ASSERT(sp->n_phases >= 2); /* spec.c: two or more names */
+	B = sp->n_phases - 1;
 
 	dp->entry = dup_str(entry);
 	dp->metric = dup_str(sp->metric);
@@ -374,11 +377,32 @@ static int locate_phases(mb_drift_phases *dp, const mb_drift_result *r, const ch
 	memcpy(dp->has_window, sp->has_window, B * sizeof(*dp->has_window));
 	memcpy(dp->windows, sp->windows, B * sizeof(*dp->windows));
 	dp->cost_value = NAN;
-	if (K / sp->n_phases < sp->min_segment)
-		goto cleanup; /* too few checkpoints yet: not located */
-	for (size_t k = 0; k < K; k++) {
-		x[k] = mb_drift_x(r, k);
-		y[k] = dm->points[k].mean;
+	for (size_t b = 0; b < B; b++)
+		if (dp->has_window[b] && !r->has_steps) {
+			error = mb_error_set(err, MB_EINVALID,
+					     "%s/%s: phases: windows are in training steps, but the "
+					     "series' checkpoints have none (no training_state.json "
+					     "\"step\")", entry, sp->metric);
+			goto cleanup;
+		}
+	if (K / sp->n_phases < sp->min_segment) {
+		dp->not_located = "too few checkpoints";
+		goto cleanup;
+	}
+	{
+		double ymin = INFINITY, ymax = -INFINITY;
+		for (size_t k = 0; k < K; k++) {
+			x[k] = mb_drift_x(r, k);
+			y[k] = dm->points[k].mean;
+			ymin = fmin(ymin, y[k]);
+			ymax = fmax(ymax, y[k]);
+		}
+		/* every split of a constant trajectory costs the same: the boundaries
+		 * would be the tie-break's, not the data's */
+		if (!(ymax > ymin)) {
+			dp->not_located = "the trajectory is constant";
+			goto cleanup;
+		}
 	}
 	if ((error = mb_stats_segment(dp->start + 1, &dp->cost_value, x, y, K, B, sp->cost,
 				      sp->min_segment, err)) < 0) {

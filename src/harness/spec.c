@@ -227,8 +227,10 @@ static int parse_phases(const mb_json_doc *doc, json_t *obj, const char *at,
 					   "'%s' is not linear (a least-squares line per phase) or "
 					   "mean (a level per phase)", cost);
 	}
+	/* a line through one or two points costs nothing: linear phases need 3 */
 	min_seg = p->cost == MB_STATS_COST_LINEAR ? 3 : 2;
-	if ((rc = mb_json_get_int(doc, obj, at, "min_segment", 0, 1, 10000, &min_seg, err)) < 0)
+	if ((rc = mb_json_get_int(doc, obj, at, "min_segment", 0, min_seg, 10000, &min_seg,
+				  err)) < 0)
 		return rc;
 	p->min_segment = (size_t)min_seg;
 	if ((rc = mb_json_get_array(doc, obj, at, "windows", 0, &windows, err)) < 0)

@@ -308,8 +308,8 @@ static void phases_section(FILE *f, const mb_drift_result *r)
 		fprintf(f, "@%d</h3>\n<p>%s cost, at least %zu checkpoints per phase</p>\n",
 			p->version, mb_stats_cost_name(p->cost), p->min_segment);
 		if (!p->located) {
-			fprintf(f, "<p>Not located: %zu checkpoints cannot hold %zu phases.</p>\n",
-				r->n_points, p->n_phases);
+			fprintf(f, "<p>Not located: %s (%zu checkpoints, %zu phases).</p>\n",
+				p->not_located, r->n_points, p->n_phases);
 			continue;
 		}
 		fprintf(f, "<table>\n<tr><th>phase</th><th>first %s</th><th>last %s</th>"

@@ -432,8 +432,10 @@ Test(drift, locates_pre_registered_phases_at_a_planted_change_inside_the_window)
 		     "boundary at the planted step");
 	cr_expect(json_is_true(json_object_get(b, "met")));
 	phase1 = json_array_get(json_object_get(ph, "phases"), 0);
-	cr_expect_eq(json_real_value(json_object_get(phase1, "first_step")), 0);
-	cr_expect_eq(json_real_value(json_object_get(phase1, "last_step")), 1500);
+	cr_expect(json_is_integer(json_object_get(phase1, "first_step")));
+	cr_expect_eq(json_integer_value(json_object_get(phase1, "first_step")), 0);
+	cr_expect(json_is_integer(json_object_get(phase1, "last_step")));
+	cr_expect_eq(json_integer_value(json_object_get(phase1, "last_step")), 1500);
 	{
 		char *out = mbt_read(dir, "out.txt");
 		cr_expect(strstr(out, "phases of toy/synthetic.score@1") != NULL, "%s", out);
@@ -471,8 +473,51 @@ Test(drift, a_series_too_short_for_its_phases_is_inconclusive_not_judged)
 	mbt_series(dir, "ckpts", 5, 250, 3, 0.3, 1.0, 0.03, 1);
 	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --quiet", &out);
 	cr_expect_eq(rc, 4, "exit %d: %s", rc, out);
-	cr_expect(strstr(out, "not located: 5 checkpoints cannot hold 2 phases") != NULL, "%s",
-		  out);
+	cr_expect(strstr(out, "not located: too few checkpoints (5 checkpoints, 2 phases)") != NULL,
+		  "%s", out);
 	cr_expect(strstr(out, "1 pre-registered phase window not judged") != NULL, "%s", out);
+	free(out);
+}
+
+Test(drift, a_constant_trajectory_has_no_phases_and_its_window_is_not_judged)
+{
+	json_t *doc;
+	char *out = NULL;
+	int rc;
+
+	/* any split of a flat line costs the same: boundaries would be the
+	 * tie-break's, so none is reported and the window is not judged */
+	phases_suite("linear", "[250, 1000]");
+	mbt_series(dir, "ckpts", 12, 250, 7, 1.0, 1.0, 0.0, 1);
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --quiet "
+			"--json d.json", &out);
+	cr_expect_eq(rc, 4, "exit %d: %s", rc, out);
+	cr_expect(strstr(out, "not located: the trajectory is constant") != NULL, "%s", out);
+	doc = mbt_json_file(dir, "d.json");
+	cr_expect(json_is_false(json_object_get(phases_json(doc), "located")));
+	cr_expect_str_eq(json_string_value(json_object_get(phases_json(doc), "not_located")),
+			 "the trajectory is constant");
+	json_decref(doc);
+	free(out);
+}
+
+Test(drift, windows_in_steps_are_refused_on_a_series_without_steps)
+{
+	char *out = NULL;
+	int rc;
+
+	phases_suite("mean", "[1500, 2000]");
+	mbt_series(dir, "ckpts", 12, 250, 7, 0.3, 1.0, 0.03, 0); /* no training_state.json */
+	rc = mbt_sh(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --quiet", &out);
+	cr_expect_eq(rc, 1, "exit %d: %s", rc, out);
+	cr_expect(strstr(out, "toy/synthetic.score: phases: windows are in training steps, but "
+			      "the series' checkpoints have none") != NULL,
+		  "%s", out);
+	free(out);
+	out = NULL;
+	/* refused before anything ran: the database holds no run */
+	rc = mbt_sh(dir, "test ! -e m.db || test \"$(sqlite3 m.db 'SELECT count(*) FROM runs')\" = 0",
+		    &out);
+	cr_expect_eq(rc, 0, "runs were stored before the refusal: %s", out);
 	free(out);
 }

@@ -35,7 +35,7 @@ static const char good[] =
 	"      ],\n"
 	"      \"phases\": [\n"
 	"        {\"metric\": \"synthetic.score@1\", \"names\": [\"early\", \"middle\", \"late\"],\n"
-	"         \"cost\": \"linear\", \"min_segment\": 2, \"windows\": [[100, 400], null]}\n"
+	"         \"cost\": \"linear\", \"min_segment\": 4, \"windows\": [[100, 400], null]}\n"
 	"      ]\n"
 	"    }\n"
 	"  ]\n"
@@ -72,7 +72,7 @@ Test(spec, a_valid_spec_parses_into_what_it_says)
 	cr_assert_eq(e->phases[0].n_phases, 3);
 	cr_expect_str_eq(e->phases[0].names[1], "middle");
 	cr_expect_eq(e->phases[0].cost, MB_STATS_COST_LINEAR);
-	cr_expect_eq(e->phases[0].min_segment, 2);
+	cr_expect_eq(e->phases[0].min_segment, 4);
 	cr_expect(e->phases[0].has_window[0] && !e->phases[0].has_window[1]);
 	cr_expect(e->phases[0].windows[0][0] == 100 && e->phases[0].windows[0][1] == 400);
 	mb_spec_dispose(&s);
@@ -80,7 +80,7 @@ Test(spec, a_valid_spec_parses_into_what_it_says)
 
 Test(spec, phases_default_to_the_linear_cost_and_its_minimum_segment)
 {
-	static const char *const from = "\"cost\": \"linear\", \"min_segment\": 2, ";
+	static const char *const from = "\"cost\": \"linear\", \"min_segment\": 4, ";
 	char text[4096];
 	const char *at = strstr(good, from);
 	mb_spec s;
@@ -142,7 +142,8 @@ static struct bad_case bad_cases[] = {
 	{"[\"early\", \"middle\", \"late\"]", "[\"early\", \"early\", \"late\"]", "tasks[0].phases[0].names[1]: phase name 'early' is used twice"},
 	{"[\"early\", \"middle\", \"late\"]", "[\"early\", \"\", \"late\"]", "tasks[0].phases[0].names[1]: a phase name is a non-empty string"},
 	{"\"cost\": \"linear\"", "\"cost\": \"slope\"", "demo.json:25:10: tasks[0].phases[0].cost: 'slope' is not linear"},
-	{"\"min_segment\": 2", "\"min_segment\": 0", "tasks[0].phases[0].min_segment: 0 is out of range"},
+	{"\"min_segment\": 4", "\"min_segment\": 0", "tasks[0].phases[0].min_segment: 0 is out of range"},
+	{"\"min_segment\": 4", "\"min_segment\": 2", "tasks[0].phases[0].min_segment: 2 is out of range [3, 10000]"},
 	{"[[100, 400], null]", "[[100, 400]]", "tasks[0].phases[0].windows: 3 phases have 2 boundaries, so 2 windows (null for none), not 1"},
 	{"[[100, 400], null]", "[[400, 100], null]", "tasks[0].phases[0].windows[0]: [400, 100] is not a window of steps"},
 	{"[[100, 400], null]", "[[100, 400], \"late\"]", "tasks[0].phases[0].windows[1]: a window is null or [first step, last step]"},
