@@ -229,3 +229,21 @@ Test(segment, rejects_bad_input_with_one_line)
 		     MB_EINVALID);
 	cr_expect_str_eq(err.msg, "point 3: x 1.5 comes after 2 (x must not decrease)");
 }
+
+Test(segment, equal_costs_break_ties_toward_the_earliest_changepoints)
+{
+	double x[12], y[12];
+	size_t out[2];
+	double cost;
+	mb_error err;
+
+	for (int i = 0; i < 12; i++) {
+		x[i] = 100.0 * i;
+		y[i] = 0.25; /* every split of a constant costs 0 */
+	}
+	cr_assert_eq(mb_stats_segment(out, &cost, x, y, 12, 2, MB_STATS_COST_MEAN, 3, &err), 0,
+		     "%s", err.msg);
+	cr_expect_eq(cost, 0);
+	cr_expect_eq(out[0], 3, "first changepoint %zu", out[0]);
+	cr_expect_eq(out[1], 6, "last changepoint %zu", out[1]);
+}
