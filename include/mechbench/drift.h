@@ -185,6 +185,12 @@ typedef struct mb_drift_opts {
 	size_t min_seg; /* 0: 2 */
 } mb_drift_opts;
 
+/* Registered phase windows are in training steps: MB_EINVALID (naming the
+ * entry and metric) when spec registers one and the series has no steps
+ * (has_steps 0). mb_drift_analyze checks this first; a caller may check it
+ * before running any checkpoint. */
+int mb_drift_check_windows(const mb_spec *spec, int has_steps, mb_error *err);
+
 /* Analyses runs[0..K) (the series in order; runs[0] the reference) under
  * spec, as described at the top. steps may be NULL (ordinals); checkpoints
  * labels each point (NULL: the runs' model). monitors[0..n_monitors) gives
@@ -200,6 +206,9 @@ void mb_drift_result_dispose(mb_drift_result *r);
 
 /* The x coordinate of point k (its step, or k). */
 double mb_drift_x(const mb_drift_result *r, size_t k);
+
+/* The last checkpoint (index) of phase i of p, located, in r. */
+size_t mb_drift_phase_last(const mb_drift_result *r, const mb_drift_phases *p, size_t i);
 
 /* The first and last x (step) of phase i of p, located, in r. */
 void mb_drift_phase_range(const mb_drift_result *r, const mb_drift_phases *p, size_t i,

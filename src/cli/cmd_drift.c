@@ -153,7 +153,6 @@ static int store_phases(mb_store *store, const char *series, const mb_drift_resu
 		const mb_drift_phases *p = &r->phases[i];
 		for (size_t k = 0; p->located && k < p->n_phases; k++, w++) {
 			mb_results_phase *row = &rows[w];
-			size_t end = k + 1 < p->n_phases ? p->start[k + 1] : r->n_points;
 			row->entry = p->entry;
 			row->metric = p->metric;
 			row->version = p->version;
@@ -163,7 +162,7 @@ static int store_phases(mb_store *store, const char *series, const mb_drift_resu
 			row->first_point = p->start[k];
 			row->has_step = r->has_steps;
 			row->first_step = r->steps[p->start[k]];
-			row->last_step = r->steps[end - 1];
+			row->last_step = r->steps[mb_drift_phase_last(r, p, k)];
 			row->has_window = k > 0 && p->has_window[k - 1];
 			row->window_first = row->has_window ? p->windows[k - 1][0] : 0;
 			row->window_last = row->has_window ? p->windows[k - 1][1] : 0;
@@ -265,21 +264,9 @@ int mb_cmd_drift(int argc, char **argv)
 	}
 	if ((error = mb_drift_discover(&cks, &n_cks, series, &err)) < 0)
 		goto cleanup;
-	/* Registered windows are in training steps: refuse a series without
-	 * steps before anything is run or stored (mb_drift_analyze would too). */
-	for (size_t i = 0; n_cks && !cks[0].has_step && i < spec.n_entries; i++)
-		for (size_t p = 0; p < spec.entries[i].n_phases; p++) {
-			const mb_spec_phases *ph = &spec.entries[i].phases[p];
-			for (size_t b = 0; b + 1 < ph->n_phases; b++)
-				if (ph->has_window[b]) {
-					error = mb_error_set(
-						&err, MB_EINVALID,
-						"%s/%s: phases: windows are in training steps, but the "
-						"series' checkpoints have none (no training_state.json "
-						"\"step\")", spec.entries[i].name, ph->metric);
-					goto cleanup;
-				}
-		}
+	/* before anything is run or stored (mb_drift_analyze checks it too) */
+	if ((error = mb_drift_check_windows(&spec, n_cks && cks[0].has_step, &err)) < 0)
+		goto cleanup;
 	if ((error = mb_store_open(&store, db, NULL, &err)) < 0)
 		goto cleanup;
 	error = mb_results_series_get(&meta, store, name, &err);

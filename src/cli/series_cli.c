@@ -288,12 +288,12 @@ static json_t *phases_json(const mb_drift_result *r)
 		json_t *ph = json_array(), *bs = json_array(), *o;
 		int bad = !ph || !bs;
 		for (size_t k = 0; !bad && p->located && k < p->n_phases; k++) {
-			size_t end = k + 1 < p->n_phases ? p->start[k + 1] : r->n_points;
 			bad |= json_array_append_new(
 				       ph, json_pack("{s:s,s:I,s:o,s:o}", "name", p->names[k],
 						     "first_ordinal", (json_int_t)p->start[k],
 						     "first_step", step_json(r, p->start[k]),
-						     "last_step", step_json(r, end - 1))) < 0;
+						     "last_step",
+						     step_json(r, mb_drift_phase_last(r, p, k)))) < 0;
 		}
 		for (size_t b = 0; !bad && b + 1 < p->n_phases; b++) {
 			json_t *w = p->has_window[b]

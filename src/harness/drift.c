@@ -279,12 +279,16 @@ double mb_drift_x(const mb_drift_result *r, size_t k)
 	return r->has_steps ? (double)r->steps[k] : (double)k;
 }
 
+size_t mb_drift_phase_last(const mb_drift_result *r, const mb_drift_phases *p, size_t i)
+{
+	return (i + 1 < p->n_phases ? p->start[i + 1] : r->n_points) - 1;
+}
+
 void mb_drift_phase_range(const mb_drift_result *r, const mb_drift_phases *p, size_t i,
 			  double *first, double *last)
 {
-	size_t end = i + 1 < p->n_phases ? p->start[i + 1] : r->n_points;
 	*first = mb_drift_x(r, p->start[i]);
-	*last = mb_drift_x(r, end - 1);
+	*last = mb_drift_x(r, mb_drift_phase_last(r, p, i));
 }
 
 void mb_drift_windows_summary(const mb_drift_result *r, size_t *missed, size_t *unjudged)
@@ -377,14 +381,6 @@ static int locate_phases(mb_drift_phases *dp, const mb_drift_result *r, const ch
 	memcpy(dp->has_window, sp->has_window, B * sizeof(*dp->has_window));
 	memcpy(dp->windows, sp->windows, B * sizeof(*dp->windows));
 	dp->cost_value = NAN;
-	for (size_t b = 0; b < B; b++)
-		if (dp->has_window[b] && !r->has_steps) {
-			error = mb_error_set(err, MB_EINVALID,
-					     "%s/%s: phases: windows are in training steps, but the "
-					     "series' checkpoints have none (no training_state.json "
-					     "\"step\")", entry, sp->metric);
-			goto cleanup;
-		}
 	if (K / sp->n_phases < sp->min_segment) {
 		dp->not_located = "too few checkpoints";
 		goto cleanup;
@@ -472,6 +468,22 @@ static int find_changepoints(mb_drift_metric *dm, const double *y, size_t K,
 	return 0;
 }
 
+int mb_drift_check_windows(const mb_spec *spec, int has_steps, mb_error *err)
+{
+	for (size_t i = 0; !has_steps && i < spec->n_entries; i++)
+		for (size_t p = 0; p < spec->entries[i].n_phases; p++) {
+			const mb_spec_phases *ph = &spec->entries[i].phases[p];
+			for (size_t b = 0; b + 1 < ph->n_phases; b++)
+				if (ph->has_window[b])
+					return mb_error_set(err, MB_EINVALID,
+							    "%s/%s: phases: windows are in training "
+							    "steps, but the series' checkpoints have none "
+							    "(no training_state.json \"step\")",
+							    spec->entries[i].name, ph->metric);
+		}
+	return 0;
+}
+
 int mb_drift_analyze(mb_drift_result *out, const mb_spec *spec, const mb_run_result *runs,
 		     size_t K, const int64_t *steps, const char *const *checkpoints,
 		     const mb_drift_monitor *monitors, size_t n_monitors,
@@ -486,6 +498,8 @@ int mb_drift_analyze(mb_drift_result *out, const mb_spec *spec, const mb_run_res
 	memset(&g, 0, sizeof(g));
 	if (K == 0)
 		return mb_error_set(err, MB_EINVALID, "%s: an empty series", spec->name);
+	if ((error = mb_drift_check_windows(spec, steps != NULL, err)) < 0)
+		return error;
 	for (size_t e = 0; e < spec->n_entries; e++)
 		M += spec->entries[e].n_metrics;
 	out->n_points = K;
