@@ -6,6 +6,8 @@
  *     {"mechbench_dataset":1,"n_items":N,"params":{...},"seed":S,"task":"synthetic","task_version":1}
  *   lines 2..N+1: one item each
  *     {"cluster":"easy/c0","input":{...},"key":"<sha256 hex>","stratum":"easy"}
+ * A recipe may mark strata outside the model's training distribution with
+ * "ood": ["<stratum>", ...] among its params (mb_dataset_is_ood).
  * Every line is compact JSON with sorted keys; the file ends with a newline.
  * The key is the item's content hash (mb_item_key); keys are unique.
  *
@@ -60,6 +62,13 @@ int mb_dataset_render(char **out, size_t *len, const char *task, int task_versio
 /* Runs task t's generator on (seed, params) and renders the result. */
 int mb_dataset_generate(char **out, size_t *len, const mb_task *t, uint64_t seed,
 			const json_t *params, mb_error *err);
+
+/* 1 when the dataset's recipe marks `stratum` out of the model's training
+ * distribution: its params carry "ood": ["<stratum>", ...] (checked at parse
+ * time: unique names of strata that have items). The generator never sees
+ * "ood"; reports show such strata as OUT-OF-DISTRIBUTION and the pooled
+ * (in-distribution) estimate leaves their items out (runner.h). */
+int mb_dataset_is_ood(const mb_dataset *d, const char *stratum);
 
 /* Index of the item with this key in d->items, or -1 (binary search over a
  * sorted index built at parse time). */

@@ -11,7 +11,9 @@
  *                           (mismatch is an error), and the planned MDE
  *   mb_gate_check_power     refuses a gate whose planned MDE exceeds its margin
  *   mb_gate_compare_entry   per entry, after running: paired verdicts
- *                           (mb_stats_compare) and absolute thresholds
+ *                           (mb_stats_compare) and absolute thresholds,
+ *                           pooled over the in-distribution items and per
+ *                           stratum
  *   mb_gate_finish          row statuses, the outcome and the exit code
  *
  * Planned MDE: before running, the variance of a paired difference is not
@@ -59,6 +61,24 @@ typedef enum mb_gate_policy {
 	MB_GATE_POLICY_FAIL,      /* exit 3 */
 } mb_gate_policy;
 
+/* One stratum of a row: the same comparison and threshold test as the pooled
+ * row, over the stratum's items alone (mb_stats_compare's policy without
+ * registered weights; clusters within the stratum when the entry clusters). */
+typedef struct mb_gate_stratum {
+	char *name;
+	int ood;              /* out of distribution per the dataset recipe: not pooled */
+	int has_threshold;    /* registered for this stratum (spec "strata") */
+	double threshold;
+	size_t n;             /* items in the stratum */
+	double mde_planned;   /* for the smallest thresholded stratum; NaN otherwise */
+	int compared;
+	mb_stats_comparison cmp;
+	int threshold_checked;
+	mb_stats_verdict threshold_verdict;
+	mb_stats_estimate cand; /* the candidate's stratum mean at level 1 - 2 alpha */
+	mb_gate_status status;  /* set by mb_gate_finish when compared */
+} mb_gate_stratum;
+
 typedef struct mb_gate_row {
 	char *entry;
 	char *metric;
@@ -83,6 +103,13 @@ typedef struct mb_gate_row {
 	mb_stats_estimate cand;             /* candidate mean at level 1 - 2 alpha */
 	mb_gate_status status;              /* final, set by mb_gate_finish */
 	char note[512];                     /* why, in a few words ("" when nothing to say) */
+	mb_spec_combine combine;            /* how thresholded strata combine (spec.h) */
+	mb_gate_stratum *strata;            /* (n_strata) every stratum of the dataset */
+	size_t n_strata;
+	size_t n_ood;                       /* items left out of the pool (OOD strata) */
+	long power_stratum;                 /* the smallest thresholded stratum, or -1 */
+	mb_gate_status pooled_status;       /* the pooled verdict alone */
+	size_t strata_failed;               /* thresholded strata not PASS/IMPROVED/IDENTICAL */
 } mb_gate_row;
 
 typedef struct mb_gate_result {
@@ -132,8 +159,11 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
  * for a binary metric at least margin. base must have >= 2 items. */
 double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin);
 
-/* MB_EINVALID when a row's planned MDE exceeds its margin; the message names
- * each such metric with its MDE, margin, n and the n it would need. */
+/* MB_EINVALID when a row's planned MDE exceeds its margin, or, for a row
+ * whose strata combine "all", when the planned MDE of its smallest stratum
+ * with a registered threshold does (that stratum's n and baseline variance);
+ * the message names each such metric (and stratum) with its MDE, margin, n
+ * and the n it would need. */
 int mb_gate_check_power(const mb_gate_result *g, mb_error *err);
 
 /* After running entry e: pairs candidate and baseline items by key and fills
@@ -143,7 +173,11 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 
 /* Sets every row's status, the outcome (the worst status) and the exit code:
  * 3 when a metric REGRESSED or failed its threshold; else 4 (or per policy)
- * for INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED; else 0. */
+ * for INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED; else 0. Strata:
+ * each stratum gets its own status (comparison, then its threshold); under
+ * combine "all" a row's status is the worst of its pooled status and those
+ * of its thresholded strata; under "pooled" it is the pooled status and a
+ * failing thresholded stratum is named in the row's note. */
 void mb_gate_finish(mb_gate_result *g, mb_gate_policy on_inconclusive,
 		    mb_gate_policy on_changed);
 

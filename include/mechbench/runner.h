@@ -60,6 +60,15 @@ typedef struct mb_aggregate {
 	mb_stats_method method;
 } mb_aggregate;
 
+/* One stratum of an entry's items (the items' stratum labels, in order of
+ * first appearance) and each metric's aggregate over its items alone. */
+typedef struct mb_stratum_result {
+	char *name;               /* owned */
+	int ood;                  /* the dataset recipe marks it out of distribution */
+	size_t n;                 /* items */
+	mb_aggregate *aggregates; /* (M); NULL until computed */
+} mb_stratum_result;
+
 typedef struct mb_entry_result {
 	char *name;    /* the suite entry */
 	char *task;
@@ -74,7 +83,9 @@ typedef struct mb_entry_result {
 	mb_item_ref *items;        /* (N) in dataset order */
 	mb_metric_info *metrics;   /* (M) */
 	double *values;            /* (N, M) row-major */
-	mb_aggregate *aggregates;  /* (M) */
+	mb_aggregate *aggregates;  /* (M) pooled over the in-distribution items */
+	mb_stratum_result *strata; /* (n_strata) per stratum; not stored, recomputed */
+	size_t n_strata;
 	double seconds;            /* wall time of the entry's items */
 } mb_entry_result;
 
@@ -167,14 +178,61 @@ int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_
 			const char *root, const char *model_override, const mb_runner_opts *opts,
 			mb_error *err);
 
-/* The interval of the mean of metric m of r under entry e's design, at
- * two-sided level: registered strata -> stratified t; ratio metrics -> seeded
+/* The interval of the mean of metric m of r under entry e's design, over
+ * the pooled (in-distribution) items, at two-sided level: registered strata -> stratified t; ratio metrics -> seeded
  * (cluster) bootstrap (stream named by `stream`, spec->bootstrap replicates);
  * clusters -> clustered t with C - 1 df; else paired t. The same policy
  * mb_stats_compare applies to differences (with its default min_clusters_t). */
 int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spec_entry *e,
 		       const mb_entry_result *r, size_t m, double level, const char *stream,
 		       mb_error *err);
+
+/* How an entry's intervals are made (the policy of mb_runner_estimate), for
+ * callers that hold a result but maybe not its spec. */
+typedef struct mb_runner_design {
+	uint64_t seed;
+	uint64_t bootstrap;          /* replicates for ratio metrics */
+	int clusters;                /* clustered SEs by the items' cluster labels */
+	const mb_spec_entry *entry;  /* registered stratum weights; NULL: none */
+} mb_runner_design;
+
+void mb_runner_design_init(mb_runner_design *out, const mb_spec *spec, const mb_spec_entry *e);
+
+/* Indices of r's items in stratum `stratum`, or (NULL) the pooled set: every
+ * item whose stratum is not out of distribution (r->strata[k].ood). *out (n)
+ * is malloc'd. */
+int mb_runner_select(size_t **out, size_t *n, const mb_entry_result *r, const char *stratum,
+		     mb_error *err);
+
+/* The group index of the items idx[0..n) under the design: pooled with
+ * registered weights -> the registered strata (*stratified = 1, numbering
+ * of the spec); clusters -> clusters renumbered within the selection (a
+ * single stratum with fewer than 2 clusters gets none: plain items). *out
+ * is NULL when the design has no groups. */
+int mb_runner_design_groups(uint32_t **out, size_t *n_groups, int *stratified,
+			    const mb_runner_design *dsg, const mb_entry_result *r, const size_t *idx,
+			    size_t n, int pooled, mb_error *err);
+
+/* The interval of metric m over the items idx[0..n): the policy of
+ * mb_runner_estimate; pooled = 0 for a single stratum (never stratified). */
+int mb_runner_estimate_items(mb_stats_estimate *out, const mb_runner_design *dsg,
+			     const mb_entry_result *r, size_t m, const size_t *idx, size_t n,
+			     int pooled, double level, const char *stream, mb_error *err);
+
+/* Lists r's strata (order of first appearance) with their item counts and,
+ * when d is given, the recipe's out-of-distribution marks. Aggregates are
+ * left NULL. Replaces any earlier list. */
+int mb_runner_strata_init(mb_entry_result *r, const mb_dataset *d, mb_error *err);
+/* Each stratum's aggregates at 95% under the design (streams
+ * "aggregate/<suite>/<entry>/<metric>@<v>/stratum=<name>"). A stratum of one
+ * item gets its value with NaN bounds, method none. */
+int mb_runner_strata_aggregates(mb_entry_result *r, const mb_runner_design *dsg,
+				const char *suite, mb_error *err);
+/* For a run read from the store (which keeps items, not strata): lists the
+ * strata (no OOD marks: the store does not record them) and computes their
+ * aggregates with the run's seed, MB_STATS_BOOT_DEFAULT_B replicates and
+ * clusters when a pooled aggregate was clustered. */
+int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, mb_error *err);
 
 /* Index arrays for the stats module: the registered stratum of each item
  * (spec order) and the cluster of each item (clusters numbered in order of

@@ -24,7 +24,9 @@
  *         "kind": "continuous",                 continuous | binary | ratio
  *         "direction": "higher",                higher | lower (is better)
  *         "margin": 0.5,                        non-inferiority margin delta > 0
- *         "threshold": 1.0                      optional: absolute bound on the mean
+ *         "threshold": 1.0,                     optional: absolute bound on the mean
+ *         "strata": {"hard": {"threshold": 0.5}}, optional: per-stratum bounds
+ *         "combine": "all"                      with strata, required: all | pooled
  *       }],
  *       "phases": [{                            optional, read by `drift` only:
  *         "metric": "synthetic.score@1",        one of the entry's metrics, as listed
@@ -36,6 +38,18 @@
  *       }]                                      [first, last] step (inclusive) where
  *     }]                                        the boundary must fall
  *   }
+ *
+ * Strata (the claim per stratum): every report shows each metric per
+ * stratum of the dataset next to the pooled value. A metric may register a
+ * threshold per stratum ("strata", keyed by the items' stratum label; with
+ * registered weights the label must be one of them; the dataset must have
+ * items in it, checked at run time) and how the strata combine: "all" (the
+ * metric passes only when the pooled verdict and every stratum with a
+ * threshold pass: threshold met at alpha and not REGRESSED against the
+ * baseline) or "pooled" (the pooled verdict decides; a failing stratum is
+ * still reported as failing). A stratum the dataset recipe marks
+ * out-of-distribution (dataset.h, "ood") never enters the pooled value; its
+ * registered threshold is its own expectation and combines like any other.
  *
  * Phases: over a checkpoint series, `drift` splits the metric's trajectory
  * into exactly len(names) phases, the exact least-squares segmentation with
@@ -67,6 +81,22 @@
 
 #define MB_SPEC_FORMAT 1
 
+/* How a metric's per-stratum thresholds combine with its pooled verdict. */
+typedef enum mb_spec_combine {
+	MB_SPEC_COMBINE_NONE = 0, /* no per-stratum thresholds registered */
+	MB_SPEC_COMBINE_ALL,      /* every stratum with a threshold must pass, and the pool */
+	MB_SPEC_COMBINE_POOLED,   /* the pooled value decides; failing strata are reported */
+} mb_spec_combine;
+
+/* "all", "pooled" ("none" for NONE); parse returns -1 for anything else. */
+const char *mb_spec_combine_name(mb_spec_combine c);
+int mb_spec_combine_parse(const char *s, mb_spec_combine *out);
+
+typedef struct mb_spec_stratum {
+	char *name;       /* the items' stratum label, e.g. "len=25" */
+	double threshold; /* bound on the stratum's mean, oriented like the metric's */
+} mb_spec_stratum;
+
 typedef struct mb_spec_metric {
 	char *name;      /* "synthetic.score" */
 	int version;     /* registered definition version */
@@ -75,6 +105,9 @@ typedef struct mb_spec_metric {
 	double margin;   /* delta > 0 */
 	int has_threshold;
 	double threshold; /* mean >= threshold (higher) or <= threshold (lower) */
+	mb_spec_stratum *strata; /* (n_strata) per-stratum thresholds, in spec order */
+	size_t n_strata;
+	mb_spec_combine combine; /* NONE iff n_strata == 0 */
 } mb_spec_metric;
 
 typedef struct mb_spec_phases {

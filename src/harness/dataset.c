@@ -94,6 +94,48 @@ static int parse_header(mb_dataset *d, json_t *h, int64_t *n_items, mb_error *er
 	return 0;
 }
 
+/* The recipe's "ood" field: a list of unique stratum names, each with items.
+ * where labels the message ("datasets/x.jsonl:1", "MANIFEST:7"). */
+static int check_ood(const json_t *params, const mb_item_list *items, const char *where,
+		     mb_error *err)
+{
+	const json_t *ood = json_object_get(params, "ood");
+
+	if (!ood)
+		return 0;
+	if (!json_is_array(ood) || json_array_size(ood) == 0)
+		return mb_error_set(err, MB_EINVALID, "%s: params.ood: expected a non-empty list of "
+				    "stratum names (the strata outside the model's training "
+				    "distribution)", where);
+	for (size_t i = 0; i < json_array_size(ood); i++) {
+		const char *s = json_string_value(json_array_get(ood, i));
+		size_t k = 0;
+		if (!s || !s[0])
+			return mb_error_set(err, MB_EINVALID, "%s: params.ood[%zu]: expected a "
+					    "stratum name", where, i);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(s, json_string_value(json_array_get(ood, j))) == 0)
+				return mb_error_set(err, MB_EINVALID, "%s: params.ood[%zu]: '%s' "
+						    "is listed twice", where, i, s);
+		while (k < items->n && strcmp(items->items[k].stratum, s) != 0)
+			k++;
+		if (k == items->n)
+			return mb_error_set(err, MB_EINVALID, "%s: params.ood[%zu]: no item is in "
+					    "stratum '%s'", where, i, s);
+	}
+	return 0;
+}
+
+int mb_dataset_is_ood(const mb_dataset *d, const char *stratum)
+{
+	const json_t *ood = d->params ? json_object_get(d->params, "ood") : NULL;
+
+	for (size_t i = 0; i < json_array_size(ood); i++)
+		if (strcmp(json_string_value(json_array_get(ood, i)), stratum) == 0)
+			return 1;
+	return 0;
+}
+
 static int parse_item(mb_dataset *d, json_t *o, int line, mb_error *err)
 {
 	json_t *key = json_object_get(o, "key");
@@ -178,6 +220,8 @@ int mb_dataset_parse(mb_dataset *out, const char *text, size_t len, const char *
 		order[i].key = out->items.items[i].key;
 		order[i].idx = i;
 	}
+	if ((error = check_ood(out->params, &out->items, out->name, err)) < 0)
+		goto cleanup;
 	qsort(order, out->items.n, sizeof(*order), cmp_keyed);
 	for (size_t i = 0; i < out->items.n; i++) {
 		if (i > 0 && strcmp(order[i].key, order[i - 1].key) == 0) {
@@ -296,13 +340,27 @@ int mb_dataset_generate(char **out, size_t *len, const mb_task *t, uint64_t seed
 	mb_item_list items = {0};
 	int error;
 
+	json_t *gen = NULL;
+
 	*out = NULL;
 	*len = 0;
-	error = t->generate(&items, seed, params, err);
+	/* "ood" belongs to the harness (which strata the claim leaves out), not to
+	 * the generator: the generator sees the recipe without it, the header
+	 * records the whole recipe. */
+	if (params && json_object_get(params, "ood")) {
+		if (!(gen = json_deep_copy(params)) || json_object_del(gen, "ood") < 0) {
+			json_decref(gen);
+			return mb_error_oom(err, "recipe params", 0);
+		}
+	}
+	error = t->generate(&items, seed, gen ? gen : params, err);
+	json_decref(gen);
 	if (error < 0) {
 		mb_error_prefix(err, "%s@%d generator", t->name, t->version);
 		goto cleanup;
 	}
+	if ((error = check_ood(params, &items, "recipe", err)) < 0)
+		goto cleanup;
 	error = mb_dataset_render(out, len, t->name, t->version, seed, params, &items, err);
 cleanup:
 	mb_item_list_dispose(&items);

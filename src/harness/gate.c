@@ -68,6 +68,8 @@ int mb_gate_init(mb_gate_result *g, const mb_spec *registered, const char *spec_
 			r->mde_planned = NAN;
 			r->mde_observed = NAN;
 			r->power_target = NAN;
+			r->combine = sm->combine;
+			r->power_stratum = -1;
 		}
 	}
 	return 0;
@@ -80,6 +82,9 @@ void mb_gate_dispose(mb_gate_result *g)
 	for (size_t i = 0; i < g->n_rows; i++) {
 		free(g->rows[i].entry);
 		free(g->rows[i].metric);
+		for (size_t k = 0; k < g->rows[i].n_strata; k++)
+			free(g->rows[i].strata[k].name);
+		free(g->rows[i].strata);
 	}
 	free(g->rows);
 	for (size_t i = 0; i < g->n_notes; i++)
@@ -215,17 +220,19 @@ static int power_opts(mb_stats_power_opts *o, const mb_gate_result *g, double va
 	return 0;
 }
 
-double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin)
+/* The planning variance over the items idx[0..n) (all items when idx is NULL). */
+static double planning_var(const mb_entry_result *base, size_t m, double margin,
+			   const size_t *idx, size_t n)
 {
-	double *col = malloc(base->n_items * sizeof(*col)); /* (N) */
+	double *col = malloc((n ? n : 1) * sizeof(*col)); /* (n) */
 	double var;
 
-	MB_ASSERT(base->n_items >= 2);
+	MB_ASSERT(n >= 2);
 	if (!col)
 		return NAN;
-	for (size_t i = 0; i < base->n_items; i++)
-		col[i] = base->values[i * base->n_metrics + m];
-	var = mb_stats_var(col, base->n_items);
+	for (size_t j = 0; j < n; j++)
+		col[j] = base->values[(idx ? idx[j] : j) * base->n_metrics + m];
+	var = mb_stats_var(col, n);
 	free(col);
 	/* A binary metric cannot move by delta without at least a delta fraction
 	 * of discordant items, and var_d ~ p_disc (Miller 2024, power.h): never
@@ -235,10 +242,69 @@ double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin
 	return var;
 }
 
+double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin)
+{
+	return planning_var(base, m, margin, NULL, base->n_items);
+}
+
+/* A borrowed view of base with its strata (and their OOD marks) from d. */
+static int strata_view(mb_entry_result *view, const mb_entry_result *base, const mb_dataset *d,
+		       mb_error *err)
+{
+	*view = *base;
+	view->strata = NULL;
+	view->n_strata = 0;
+	return mb_runner_strata_init(view, d, err);
+}
+
+static void strata_view_free(mb_entry_result *view)
+{
+	for (size_t k = 0; k < view->n_strata; k++) {
+		free(view->strata[k].name);
+		free(view->strata[k].aggregates);
+	}
+	free(view->strata);
+	view->strata = NULL;
+	view->n_strata = 0;
+}
+
+/* The row's strata, from the dataset's strata with the spec's thresholds. */
+static int row_strata(mb_gate_row *r, const mb_spec_metric *sm, const mb_entry_result *view,
+		      mb_error *err)
+{
+	if (r->strata)
+		return 0;
+	r->strata = calloc(view->n_strata ? view->n_strata : 1, sizeof(*r->strata));
+	if (!r->strata)
+		return mb_error_oom(err, "gate strata", view->n_strata);
+	r->n_ood = 0;
+	for (size_t k = 0; k < view->n_strata; k++) {
+		mb_gate_stratum *st = &r->strata[k];
+		if (!(st->name = strdup(view->strata[k].name)))
+			return mb_error_oom(err, "stratum name", 0);
+		r->n_strata = k + 1;
+		st->ood = view->strata[k].ood;
+		st->n = view->strata[k].n;
+		st->mde_planned = NAN;
+		if (st->ood)
+			r->n_ood += st->n;
+		for (size_t j = 0; j < sm->n_strata; j++)
+			if (strcmp(sm->strata[j].name, st->name) == 0) {
+				st->has_threshold = 1;
+				st->threshold = sm->strata[j].threshold;
+			}
+	}
+	return 0;
+}
+
 int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_entry *e,
 		       const mb_entry_result *base, const mb_dataset *d, mb_error *err)
 {
+	mb_entry_result view;
+	size_t *pool = NULL, n_pool = 0;
 	int error = 0;
+
+	memset(&view, 0, sizeof(view));
 
 	if (strcmp(base->dataset_sha256, e->dataset_sha256) != 0 &&
 	    (error = mb_gate_note(g, err, "%s: the baseline was run on dataset sha256 %.12s..., "
@@ -253,6 +319,8 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 	}
 	if ((error = check_item_sets(e, base, d, err)) < 0)
 		return error;
+	if ((error = strata_view(&view, base, d, err)) < 0)
+		goto cleanup;
 	/* Versions first: METRIC-CHANGED rows do not count towards m. */
 	for (size_t m = 0; m < e->n_metrics; m++) {
 		mb_gate_row *r = find_row(g, e->name, e->metrics[m].name);
@@ -274,6 +342,8 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 					 r->baseline_version);
 		}
 	}
+	if ((error = mb_runner_select(&pool, &n_pool, &view, NULL, err)) < 0)
+		goto cleanup;
 	for (size_t m = 0; m < e->n_metrics && !error; m++) {
 		mb_gate_row *r = find_row(g, e->name, e->metrics[m].name);
 		int bm = mb_entry_result_metric(base, e->metrics[m].name);
@@ -282,33 +352,58 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 		double var;
 		char stream[512];
 
-		r->n = base->n_items;
+		if ((error = row_strata(r, &e->metrics[m], &view, err)) < 0)
+			break;
+		r->n = n_pool;
 		if (r->metric_changed)
 			continue;
-		if (base->n_items < 2) {
-			error = mb_error_set(err, MB_EINVALID, "%s: the baseline has %zu item(s); a "
-					     "paired comparison needs at least 2", e->name,
-					     base->n_items);
+		if (n_pool < 2) {
+			error = mb_error_set(err, MB_EINVALID, "%s: the baseline has %zu "
+					     "in-distribution item(s); a paired comparison needs "
+					     "at least 2", e->name, n_pool);
 			break;
 		}
-		var = mb_gate_planning_var(base, (size_t)bm, r->margin);
+		var = planning_var(base, (size_t)bm, r->margin, pool, n_pool);
 		if (isnan(var)) {
 			error = mb_error_oom(err, "baseline column", base->n_items * sizeof(double));
 			break;
 		}
 		snprintf(stream, sizeof(stream), "plan/%s/%s/%s@%d", spec->suite, e->name,
 			 r->metric, r->version);
-		if ((error = mb_runner_estimate(&est, spec, e, base, (size_t)bm, 0.95, stream,
+		if ((error = mb_runner_estimate(&est, spec, e, &view, (size_t)bm, 0.95, stream,
 						err)) < 0)
 			break;
 		power_opts(&po, g, var, est.deff);
 		r->power_target = po.power;
-		if (!(var > 0)) {
+		if (!(var > 0))
 			r->mde_planned = 0;
-			continue;
+		else if ((error = mb_stats_power_mde(&r->mde_planned, &po, (double)n_pool,
+						     err)) < 0)
+			break;
+		/* Per-stratum power: the smallest stratum that carries a registered
+		 * threshold, with its own variance (HARNESS.md, "Strata"). */
+		for (size_t k = 0; k < r->n_strata; k++)
+			if (r->strata[k].has_threshold && r->strata[k].n >= 2 &&
+			    (r->power_stratum < 0 || r->strata[k].n < r->strata[r->power_stratum].n))
+				r->power_stratum = (long)k;
+		if (r->power_stratum >= 0) {
+			mb_gate_stratum *st = &r->strata[r->power_stratum];
+			size_t *idx = NULL, n = 0;
+			if ((error = mb_runner_select(&idx, &n, &view, st->name, err)) < 0)
+				break;
+			var = planning_var(base, (size_t)bm, r->margin, idx, n);
+			free(idx);
+			power_opts(&po, g, var, 1.0);
+			if (!(var > 0))
+				st->mde_planned = 0;
+			else if ((error = mb_stats_power_mde(&st->mde_planned, &po, (double)n,
+							     err)) < 0)
+				break;
 		}
-		error = mb_stats_power_mde(&r->mde_planned, &po, (double)base->n_items, err);
 	}
+cleanup:
+	free(pool);
+	strata_view_free(&view);
 	return error;
 }
 
@@ -320,6 +415,22 @@ int mb_gate_check_power(const mb_gate_result *g, mb_error *err)
 	msg[0] = '\0';
 	for (size_t r = 0; r < g->n_rows; r++) {
 		const mb_gate_row *row = &g->rows[r];
+		const mb_gate_stratum *st =
+			row->power_stratum >= 0 ? &row->strata[row->power_stratum] : NULL;
+		if (!row->metric_changed && st && row->combine == MB_SPEC_COMBINE_ALL &&
+		    st->mde_planned > row->margin) {
+			double need = (double)st->n * (st->mde_planned / row->margin) *
+				      (st->mde_planned / row->margin);
+			bad++;
+			if (len < sizeof(msg))
+				len += (size_t)snprintf(msg + len, sizeof(msg) - len,
+							"%s%s/%s@%d stratum %s: MDE %.4g at n=%zu "
+							"exceeds margin %.4g (needs n >= %.0f in the "
+							"stratum)", bad > 1 ? "; " : "", row->entry,
+							row->metric, row->version, st->name,
+							st->mde_planned, st->n, row->margin,
+							ceil(need));
+		}
 		if (row->metric_changed || !(row->mde_planned > row->margin))
 			continue;
 		bad++;
@@ -344,6 +455,58 @@ int mb_gate_check_power(const mb_gate_result *g, mb_error *err)
 
 /* --- comparing ------------------------------------------------------------------------ */
 
+/* The paired comparison of a row over the candidate items idx[0..n): cv and bv
+ * are the whole columns (candidate order, baseline paired). The policy is
+ * mb_stats_compare's under the entry's design, without registered weights
+ * for a single stratum. */
+static int compare_sel(mb_stats_comparison *out, const mb_gate_result *g, const mb_gate_row *r,
+		       const mb_runner_design *dsg, const mb_entry_result *cand, const double *cv,
+		       const double *bv, const size_t *idx, size_t n, int pooled,
+		       const char *stream, mb_error *err)
+{
+	double *c = malloc((n ? n : 1) * sizeof(*c)); /* (n) */
+	double *b = malloc((n ? n : 1) * sizeof(*b)); /* (n) */
+	uint32_t *groups = NULL;
+	size_t n_groups = 0;
+	int stratified = 0, error;
+	mb_stats_compare_opts co;
+
+	if (!c || !b) {
+		error = mb_error_oom(err, "paired values", n * sizeof(double));
+		goto cleanup;
+	}
+	for (size_t j = 0; j < n; j++) {
+		c[j] = cv[idx[j]];
+		b[j] = bv[idx[j]];
+	}
+	if ((error = mb_runner_design_groups(&groups, &n_groups, &stratified, dsg, cand, idx, n,
+					     pooled, err)) < 0)
+		goto cleanup;
+	memset(&co, 0, sizeof(co));
+	co.kind = (mb_stats_kind)r->kind;
+	co.direction = (mb_stats_direction)r->direction;
+	co.alpha = g->alpha;
+	co.delta = r->margin;
+	if (stratified) {
+		co.stratum = groups;
+		co.stratum_weights = dsg->entry->weights;
+		co.n_strata = dsg->entry->n_strata;
+	} else if (groups) {
+		co.cluster = groups;
+		co.n_clusters = n_groups;
+	}
+	co.seed = dsg->seed;
+	co.stream = stream;
+	co.boot_B = (size_t)dsg->bootstrap;
+	co.boot_ci = MB_STATS_BOOT_CI_BCA;
+	error = mb_stats_compare(out, c, b, n, &co, err);
+cleanup:
+	free(c);
+	free(b);
+	free(groups);
+	return error;
+}
+
 int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_entry *e,
 			  const mb_entry_result *base, const mb_entry_result *cand, mb_error *err)
 {
@@ -351,11 +514,15 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 	double *cv = malloc((n ? n : 1) * sizeof(*cv)); /* (N) candidate, dataset order */
 	double *bv = malloc((n ? n : 1) * sizeof(*bv)); /* (N) baseline, paired */
 	long *pair = malloc((n ? n : 1) * sizeof(*pair)); /* (N) baseline index of item i */
-	uint32_t *groups = NULL;
-	size_t n_groups = 0;
+	size_t *pool = NULL, n_pool = 0;
+	mb_entry_result view;
+	const mb_entry_result *cr = cand;
+	mb_runner_design dsg;
 	key_ix *bk = NULL;
 	int error = 0;
 
+	memset(&view, 0, sizeof(view));
+	mb_runner_design_init(&dsg, spec, e);
 	if (!cv || !bv || !pair) {
 		error = mb_error_oom(err, "paired values", n * sizeof(double));
 		goto cleanup;
@@ -377,20 +544,24 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 			goto cleanup;
 		}
 	}
-	if (e->n_strata)
-		error = mb_runner_strata_index(&groups, e, cand, err);
-	else if (e->clusters)
-		error = mb_runner_cluster_index(&groups, &n_groups, cand, err);
-	if (error < 0)
+	/* A candidate made by the runner knows its strata; one built otherwise
+	 * gets them from its items (no OOD marks). */
+	if (!cand->n_strata) {
+		if ((error = strata_view(&view, cand, NULL, err)) < 0)
+			goto cleanup;
+		cr = &view;
+	}
+	if ((error = mb_runner_select(&pool, &n_pool, cr, NULL, err)) < 0)
 		goto cleanup;
 	for (size_t m = 0; m < e->n_metrics; m++) {
 		mb_gate_row *r = find_row(g, e->name, e->metrics[m].name);
 		int cm = mb_entry_result_metric(cand, r->metric);
 		int bm = mb_entry_result_metric(base, r->metric);
-		mb_stats_compare_opts co;
 		char stream[512];
 
-		r->n = n;
+		if ((error = row_strata(r, &e->metrics[m], cr, err)) < 0)
+			goto cleanup;
+		r->n = n_pool;
 		if (r->metric_changed)
 			continue;
 		MB_ASSERT(cm >= 0 && bm >= 0);
@@ -400,24 +571,8 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 		}
 		snprintf(stream, sizeof(stream), "gate/%s/%s/%s@%d", spec->suite, e->name,
 			 r->metric, r->version);
-		memset(&co, 0, sizeof(co));
-		co.kind = (mb_stats_kind)r->kind;
-		co.direction = (mb_stats_direction)r->direction;
-		co.alpha = g->alpha;
-		co.delta = r->margin;
-		if (e->n_strata) {
-			co.stratum = groups;
-			co.stratum_weights = e->weights;
-			co.n_strata = e->n_strata;
-		} else if (e->clusters) {
-			co.cluster = groups;
-			co.n_clusters = n_groups;
-		}
-		co.seed = spec->seed;
-		co.stream = stream;
-		co.boot_B = (size_t)spec->bootstrap;
-		co.boot_ci = MB_STATS_BOOT_CI_BCA;
-		if ((error = mb_stats_compare(&r->cmp, cv, bv, n, &co, err)) < 0) {
+		if ((error = compare_sel(&r->cmp, g, r, &dsg, cr, cv, bv, pool, n_pool, 1, stream,
+					 err)) < 0) {
 			mb_error_prefix(err, "%s/%s", e->name, r->metric);
 			goto cleanup;
 		}
@@ -426,15 +581,16 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 			r->mde_observed = 0;
 		} else if (r->cmp.diff.se_naive > 0) {
 			mb_stats_power_opts po;
-			power_opts(&po, g, r->cmp.diff.se_naive * r->cmp.diff.se_naive * (double)n,
-				   r->cmp.diff.deff);
-			if ((error = mb_stats_power_mde(&r->mde_observed, &po, (double)n, err)) < 0)
+			power_opts(&po, g, r->cmp.diff.se_naive * r->cmp.diff.se_naive *
+					      (double)n_pool, r->cmp.diff.deff);
+			if ((error = mb_stats_power_mde(&r->mde_observed, &po, (double)n_pool,
+							err)) < 0)
 				goto cleanup;
 		}
 		if (r->has_threshold) {
 			snprintf(stream, sizeof(stream), "threshold/%s/%s/%s@%d", spec->suite,
 				 e->name, r->metric, r->version);
-			if ((error = mb_runner_estimate(&r->cand, spec, e, cand, (size_t)cm, g->level,
+			if ((error = mb_runner_estimate(&r->cand, spec, e, cr, (size_t)cm, g->level,
 							stream, err)) < 0)
 				goto cleanup;
 			r->threshold_verdict = mb_stats_threshold_verdict(
@@ -442,13 +598,43 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 				(mb_stats_direction)r->direction);
 			r->threshold_checked = 1;
 		}
+		for (size_t k = 0; k < r->n_strata; k++) {
+			mb_gate_stratum *st = &r->strata[k];
+			size_t *idx = NULL, ns = 0;
+			if (st->n < 2)
+				continue; /* one item has no interval: reported without one */
+			if ((error = mb_runner_select(&idx, &ns, cr, st->name, err)) < 0)
+				goto cleanup;
+			snprintf(stream, sizeof(stream), "gate/%s/%s/%s@%d/stratum=%s", spec->suite,
+				 e->name, r->metric, r->version, st->name);
+			error = compare_sel(&st->cmp, g, r, &dsg, cr, cv, bv, idx, ns, 0, stream, err);
+			if (!error && st->has_threshold) {
+				snprintf(stream, sizeof(stream), "threshold/%s/%s/%s@%d/stratum=%s",
+					 spec->suite, e->name, r->metric, r->version, st->name);
+				error = mb_runner_estimate_items(&st->cand, &dsg, cr, (size_t)cm, idx,
+								 ns, 0, g->level, stream, err);
+				st->threshold_verdict = mb_stats_threshold_verdict(
+					st->cand.lo, st->cand.hi, st->threshold,
+					(mb_stats_direction)r->direction);
+				st->threshold_checked = !error;
+			}
+			free(idx);
+			if (error < 0) {
+				mb_error_prefix(err, "%s/%s: stratum %s", e->name, r->metric,
+						st->name);
+				goto cleanup;
+			}
+			st->compared = 1;
+		}
 	}
 cleanup:
 	free(cv);
 	free(bv);
 	free(pair);
-	free(groups);
+	free(pool);
 	free(bk);
+	if (cr == &view)
+		strata_view_free(&view);
 	return error;
 }
 
@@ -468,6 +654,43 @@ static int severity(mb_gate_status s)
 	case MB_GATE_REGRESSED: return 7;
 	}
 	return 0;
+}
+
+/* A comparison's verdict, then its threshold test. */
+static mb_gate_status judged_status(mb_stats_verdict v, int threshold_checked,
+				    mb_stats_verdict tv)
+{
+	mb_gate_status s;
+
+	switch (v) {
+	case MB_STATS_VERDICT_IDENTICAL: s = MB_GATE_IDENTICAL; break;
+	case MB_STATS_VERDICT_IMPROVED: s = MB_GATE_IMPROVED; break;
+	case MB_STATS_VERDICT_PASS: s = MB_GATE_PASS; break;
+	case MB_STATS_VERDICT_REGRESSED: s = MB_GATE_REGRESSED; break;
+	default: s = MB_GATE_INCONCLUSIVE; break;
+	}
+	if (s != MB_GATE_REGRESSED && threshold_checked && tv != MB_STATS_VERDICT_PASS)
+		s = MB_GATE_THRESHOLD_FAILED;
+	return s;
+}
+
+/* Appends "; <text>" (or "<text>") to the row's note, truncating. */
+static void note_append(mb_gate_row *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void note_append(mb_gate_row *r, const char *fmt, ...)
+{
+	size_t len = strlen(r->note);
+	va_list ap;
+
+	if (len + 3 >= sizeof(r->note))
+		return;
+	if (len) {
+		memcpy(r->note + len, "; ", 3);
+		len += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(r->note + len, sizeof(r->note) - len, fmt, ap);
+	va_end(ap);
 }
 
 static int policy_exit(mb_gate_policy p)
@@ -495,21 +718,37 @@ void mb_gate_finish(mb_gate_result *g, mb_gate_policy on_inconclusive,
 		mb_gate_row *r = &g->rows[i];
 		mb_gate_status s;
 
+		r->strata_failed = 0;
 		if (r->metric_changed) {
 			s = MB_GATE_METRIC_CHANGED;
 		} else if (!r->compared) {
 			s = MB_GATE_INCONCLUSIVE; /* not reached by the CLI: every row is compared */
 		} else {
-			switch (r->cmp.verdict) {
-			case MB_STATS_VERDICT_IDENTICAL: s = MB_GATE_IDENTICAL; break;
-			case MB_STATS_VERDICT_IMPROVED: s = MB_GATE_IMPROVED; break;
-			case MB_STATS_VERDICT_PASS: s = MB_GATE_PASS; break;
-			case MB_STATS_VERDICT_REGRESSED: s = MB_GATE_REGRESSED; break;
-			default: s = MB_GATE_INCONCLUSIVE; break;
+			s = judged_status(r->cmp.verdict, r->threshold_checked, r->threshold_verdict);
+			r->pooled_status = s;
+			for (size_t k = 0; k < r->n_strata; k++) {
+				mb_gate_stratum *st = &r->strata[k];
+				int failed;
+				if (!st->compared)
+					continue;
+				st->status = judged_status(st->cmp.verdict, st->threshold_checked,
+							   st->threshold_verdict);
+				if (!st->has_threshold)
+					continue;
+				failed = st->status != MB_GATE_IDENTICAL &&
+					 st->status != MB_GATE_IMPROVED && st->status != MB_GATE_PASS;
+				r->strata_failed += (size_t)failed;
+				if (r->combine == MB_SPEC_COMBINE_ALL &&
+				    severity(st->status) > severity(s))
+					s = st->status;
+				if (failed && r->combine == MB_SPEC_COMBINE_POOLED)
+					note_append(r, "stratum %s %s (combine pooled: reported, "
+						    "not gating)", st->name,
+						    mb_gate_status_name(st->status));
+				else if (failed)
+					note_append(r, "stratum %s %s", st->name,
+						    mb_gate_status_name(st->status));
 			}
-			if (s != MB_GATE_REGRESSED && r->threshold_checked &&
-			    r->threshold_verdict != MB_STATS_VERDICT_PASS)
-				s = MB_GATE_THRESHOLD_FAILED;
 		}
 		if (r->spec_changed && s != MB_GATE_REGRESSED && s != MB_GATE_THRESHOLD_FAILED)
 			s = MB_GATE_THRESHOLD_CHANGED;

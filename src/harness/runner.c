@@ -234,6 +234,25 @@ int mb_runner_check_dataset(const mb_dataset *d, const mb_spec_entry *e, mb_erro
 	if (strcmp(d->task, e->task->name) != 0)
 		return mb_error_set(err, MB_EMISMATCH, "%s: made by task %s, but entry %s runs %s",
 				    d->name, d->task, e->name, e->task->name);
+	for (size_t m = 0; m < e->n_metrics; m++)
+		for (size_t k = 0; k < e->metrics[m].n_strata; k++) {
+			const char *sn = e->metrics[m].strata[k].name;
+			size_t i = 0;
+			while (i < d->items.n && strcmp(d->items.items[i].stratum, sn) != 0)
+				i++;
+			if (i == d->items.n)
+				return mb_error_set(err, MB_EMISMATCH,
+						    "%s: entry %s registers a threshold of %s for "
+						    "stratum '%s', which has no items", d->name,
+						    e->name, e->metrics[m].name, sn);
+		}
+	for (size_t k = 0; k < e->n_strata; k++)
+		if (e->weights[k] > 0 && mb_dataset_is_ood(d, e->strata[k]))
+			return mb_error_set(err, MB_EMISMATCH,
+					    "%s: stratum '%s' is out of distribution (recipe \"ood\") "
+					    "but entry %s weighs it %g; an in-distribution claim "
+					    "gives it weight 0", d->name, e->strata[k], e->name,
+					    e->weights[k]);
 	if (e->n_strata == 0)
 		return 0;
 	for (size_t i = 0; i < d->items.n; i++) {
@@ -447,6 +466,8 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 						     out->items[i].key, out->metrics[m].name);
 				goto cleanup;
 			}
+	if ((error = mb_runner_strata_init(out, d, err)) < 0)
+		goto cleanup;
 	for (size_t m = 0; m < out->n_metrics; m++) {
 		char stream[512];
 		mb_stats_estimate est;
@@ -456,6 +477,12 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 			goto cleanup;
 		out->aggregates[m] = (mb_aggregate){est.n, est.mean, est.se, est.level, est.lo,
 						    est.hi, est.method};
+	}
+	{
+		mb_runner_design dsg;
+		mb_runner_design_init(&dsg, spec, e);
+		if ((error = mb_runner_strata_aggregates(out, &dsg, spec->suite, err)) < 0)
+			goto cleanup;
 	}
 cleanup:
 	if (state)
@@ -588,46 +615,241 @@ cleanup:
 	return error;
 }
 
+/* Renumbers groups[idx[j]] (j < n) by first appearance into out[j];
+ * *n_groups receives the count. */
+static void subset_groups(uint32_t *out, size_t *n_groups, const uint32_t *groups,
+			  const size_t *idx, size_t n, uint32_t *map, size_t n_map)
+{
+	*n_groups = 0;
+	for (size_t g = 0; g < n_map; g++)
+		map[g] = UINT32_MAX;
+	for (size_t j = 0; j < n; j++) {
+		uint32_t g = groups[idx[j]];
+		if (map[g] == UINT32_MAX)
+			map[g] = (uint32_t)(*n_groups)++;
+		out[j] = map[g];
+	}
+}
+
+/* 1 when item i's stratum is out of distribution (r->strata). */
+static int item_ood(const mb_entry_result *r, size_t i)
+{
+	for (size_t k = 0; k < r->n_strata; k++)
+		if (r->strata[k].ood && strcmp(r->strata[k].name, r->items[i].stratum) == 0)
+			return 1;
+	return 0;
+}
+
+int mb_runner_select(size_t **out, size_t *n, const mb_entry_result *r, const char *stratum,
+		     mb_error *err)
+{
+	size_t *idx = malloc((r->n_items ? r->n_items : 1) * sizeof(*idx));
+
+	*out = NULL;
+	*n = 0;
+	if (!idx)
+		return mb_error_oom(err, "item selection", r->n_items * sizeof(*idx));
+	for (size_t i = 0; i < r->n_items; i++)
+		if (stratum ? strcmp(r->items[i].stratum, stratum) == 0 : !item_ood(r, i))
+			idx[(*n)++] = i;
+	*out = idx;
+	return 0;
+}
+
+int mb_runner_design_groups(uint32_t **out, size_t *n_groups, int *stratified,
+			    const mb_runner_design *dsg, const mb_entry_result *r, const size_t *idx,
+			    size_t n, int pooled, mb_error *err)
+{
+	uint32_t *full = NULL, *map = NULL, *sub = NULL;
+	size_t n_full = 0;
+	int error = 0;
+
+	*out = NULL;
+	*n_groups = 0;
+	*stratified = 0;
+	if (pooled && dsg->entry && dsg->entry->n_strata) {
+		error = mb_runner_strata_index(&full, dsg->entry, r, err);
+		n_full = dsg->entry->n_strata;
+		*stratified = 1;
+	} else if (dsg->clusters) {
+		error = mb_runner_cluster_index(&full, &n_full, r, err);
+	} else {
+		return 0;
+	}
+	if (error < 0)
+		return error;
+	map = malloc((n_full ? n_full : 1) * sizeof(*map));
+	sub = malloc((n ? n : 1) * sizeof(*sub));
+	if (!map || !sub) {
+		error = mb_error_oom(err, "group index", n * sizeof(*sub));
+		goto cleanup;
+	}
+	if (*stratified) {
+		/* registered strata keep their spec numbering (weights are by it) */
+		for (size_t j = 0; j < n; j++)
+			sub[j] = full[idx[j]];
+		*n_groups = n_full;
+	} else {
+		subset_groups(sub, n_groups, full, idx, n, map, n_full);
+		/* One cluster in a stratum says nothing about clustering: plain items. */
+		if (!pooled && *n_groups < 2) {
+			*n_groups = 0;
+			goto cleanup;
+		}
+	}
+	*out = sub;
+	sub = NULL;
+cleanup:
+	free(full);
+	free(map);
+	free(sub);
+	return error;
+}
+
+int mb_runner_estimate_items(mb_stats_estimate *out, const mb_runner_design *dsg,
+			     const mb_entry_result *r, size_t m, const size_t *idx, size_t n,
+			     int pooled, double level, const char *stream, mb_error *err)
+{
+	double *x = malloc((n ? n : 1) * sizeof(*x)); /* (n) */
+	uint32_t *groups = NULL;
+	size_t n_groups = 0;
+	int stratified = 0, error;
+
+	if (!x)
+		return mb_error_oom(err, "metric column", n * sizeof(*x));
+	for (size_t j = 0; j < n; j++)
+		x[j] = r->values[idx[j] * r->n_metrics + m];
+	if ((error = mb_runner_design_groups(&groups, &n_groups, &stratified, dsg, r, idx, n,
+					     pooled, err)) < 0)
+		goto cleanup;
+	if (stratified) {
+		error = mb_stats_stratified_estimate(out, x, groups, n, dsg->entry->weights,
+						     dsg->entry->n_strata, level, err);
+	} else if (r->metrics[m].kind == MB_METRIC_RATIO) {
+		mb_stats_boot_opts bo = {.seed = dsg->seed, .stream = stream,
+					 .B = (size_t)dsg->bootstrap, .level = level,
+					 .ci = MB_STATS_BOOT_CI_BCA, .cluster = groups,
+					 .n_clusters = n_groups};
+		error = mb_stats_bootstrap(out, NULL, x, n, &bo, err);
+	} else if (groups) {
+		error = mb_stats_clustered_estimate(out, x, groups, n, n_groups, level, err);
+	} else {
+		error = mb_stats_paired_estimate(out, x, n, level, err);
+	}
+cleanup:
+	free(groups);
+	free(x);
+	return error;
+}
+
+void mb_runner_design_init(mb_runner_design *out, const mb_spec *spec, const mb_spec_entry *e)
+{
+	out->seed = spec->seed;
+	out->bootstrap = spec->bootstrap;
+	out->clusters = e->clusters;
+	out->entry = e;
+}
+
 int mb_runner_estimate(mb_stats_estimate *out, const mb_spec *spec, const mb_spec_entry *e,
 		       const mb_entry_result *r, size_t m, double level, const char *stream,
 		       mb_error *err)
 {
-	double *x = malloc((r->n_items ? r->n_items : 1) * sizeof(*x)); /* (N) */
-	uint32_t *groups = NULL;
-	size_t n_groups = 0;
+	mb_runner_design dsg;
+	size_t *idx = NULL, n = 0;
 	int error;
 
-	if (!x)
-		return mb_error_oom(err, "metric column", r->n_items * sizeof(*x));
-	for (size_t i = 0; i < r->n_items; i++)
-		x[i] = r->values[i * r->n_metrics + m];
-	if (e->n_strata) {
-		error = mb_runner_strata_index(&groups, e, r, err);
-		if (!error)
-			error = mb_stats_stratified_estimate(out, x, groups, r->n_items, e->weights,
-							     e->n_strata, level, err);
-	} else if (e->clusters || r->metrics[m].kind == MB_METRIC_RATIO) {
-		if (e->clusters && (error = mb_runner_cluster_index(&groups, &n_groups, r, err)) < 0)
-			goto cleanup;
-		if (e->clusters && r->metrics[m].kind != MB_METRIC_RATIO) {
-			error = mb_stats_clustered_estimate(out, x, groups, r->n_items, n_groups,
-							    level, err);
-		} else {
-			mb_stats_boot_opts bo = {.seed = spec->seed, .stream = stream,
-						 .B = (size_t)spec->bootstrap, .level = level,
-						 .ci = MB_STATS_BOOT_CI_BCA, .cluster = groups,
-						 .n_clusters = n_groups};
-			error = mb_stats_bootstrap(out, NULL, x, r->n_items, &bo, err);
-		}
-	} else {
-		error = mb_stats_paired_estimate(out, x, r->n_items, level, err);
-	}
-cleanup:
+	mb_runner_design_init(&dsg, spec, e);
+	if ((error = mb_runner_select(&idx, &n, r, NULL, err)) == 0)
+		error = mb_runner_estimate_items(out, &dsg, r, m, idx, n, 1, level, stream, err);
 	if (error < 0)
 		mb_error_prefix(err, "%s: %s", e->name, r->metrics[m].name);
-	free(groups);
-	free(x);
+	free(idx);
 	return error;
+}
+
+int mb_runner_strata_init(mb_entry_result *r, const mb_dataset *d, mb_error *err)
+{
+	for (size_t k = 0; k < r->n_strata; k++) {
+		free(r->strata[k].name);
+		free(r->strata[k].aggregates);
+	}
+	free(r->strata);
+	r->strata = NULL;
+	r->n_strata = 0;
+	for (size_t i = 0; i < r->n_items; i++) {
+		size_t k = 0;
+		mb_stratum_result *ns;
+		while (k < r->n_strata && strcmp(r->strata[k].name, r->items[i].stratum) != 0)
+			k++;
+		if (k < r->n_strata) {
+			r->strata[k].n++;
+			continue;
+		}
+		if (!(ns = realloc(r->strata, (r->n_strata + 1) * sizeof(*ns))))
+			return mb_error_oom(err, "strata", (r->n_strata + 1) * sizeof(*ns));
+		r->strata = ns;
+		memset(&ns[k], 0, sizeof(ns[k]));
+		if (!(ns[k].name = strdup(r->items[i].stratum)))
+			return mb_error_oom(err, "stratum name", 0);
+		r->n_strata = k + 1;
+		ns[k].n = 1;
+		ns[k].ood = d ? mb_dataset_is_ood(d, ns[k].name) : 0;
+	}
+	return 0;
+}
+
+int mb_runner_strata_aggregates(mb_entry_result *r, const mb_runner_design *dsg,
+				const char *suite, mb_error *err)
+{
+	int error = 0;
+
+	for (size_t k = 0; k < r->n_strata && !error; k++) {
+		mb_stratum_result *st = &r->strata[k];
+		size_t *idx = NULL, n = 0;
+
+		free(st->aggregates);
+		st->aggregates = calloc(r->n_metrics ? r->n_metrics : 1, sizeof(*st->aggregates));
+		if (!st->aggregates)
+			return mb_error_oom(err, "stratum aggregates", r->n_metrics);
+		if ((error = mb_runner_select(&idx, &n, r, st->name, err)) < 0)
+			break;
+		for (size_t m = 0; m < r->n_metrics && !error; m++) {
+			char stream[512];
+			mb_stats_estimate est;
+			if (n < 2) {
+				st->aggregates[m] = (mb_aggregate){n, n ? r->values[idx[0] *
+							r->n_metrics + m] : NAN, NAN, 0.95,
+							NAN, NAN, MB_STATS_METHOD_NONE};
+				continue;
+			}
+			snprintf(stream, sizeof(stream), "aggregate/%s/%s/%s@%d/stratum=%s", suite,
+				 r->name, r->metrics[m].name, r->metrics[m].version, st->name);
+			error = mb_runner_estimate_items(&est, dsg, r, m, idx, n, 0, 0.95, stream,
+							 err);
+			if (error < 0)
+				mb_error_prefix(err, "%s: %s: stratum %s", r->name,
+						r->metrics[m].name, st->name);
+			else
+				st->aggregates[m] = (mb_aggregate){est.n, est.mean, est.se,
+								   est.level, est.lo, est.hi,
+								   est.method};
+		}
+		free(idx);
+	}
+	return error;
+}
+
+int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, mb_error *err)
+{
+	mb_runner_design dsg = {.seed = prov->seed, .bootstrap = MB_STATS_BOOT_DEFAULT_B};
+	int error;
+
+	/* A stored run keeps its design only in its pooled aggregates' methods. */
+	for (size_t m = 0; m < r->n_metrics; m++)
+		dsg.clusters |= r->aggregates[m].method == MB_STATS_METHOD_CLUSTERED_T;
+	if ((error = mb_runner_strata_init(r, NULL, err)) < 0)
+		return error;
+	return mb_runner_strata_aggregates(r, &dsg, prov->suite, err);
 }
 
 /* --- lookups and cleanup ---------------------------------------------------------------- */
@@ -668,6 +890,11 @@ void mb_entry_result_dispose(mb_entry_result *e)
 	free(e->metrics);
 	free(e->values);
 	free(e->aggregates);
+	for (size_t k = 0; e->strata && k < e->n_strata; k++) {
+		free(e->strata[k].name);
+		free(e->strata[k].aggregates);
+	}
+	free(e->strata);
 	memset(e, 0, sizeof(*e));
 }
 

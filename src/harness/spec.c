@@ -46,11 +46,86 @@ static int get_nonempty_string(const mb_json_doc *doc, json_t *obj, const char *
 	return *out ? 0 : mb_error_oom(err, "spec string", strlen(s));
 }
 
+int mb_spec_combine_parse(const char *s, mb_spec_combine *out)
+{
+	if (strcmp(s, "all") == 0)
+		*out = MB_SPEC_COMBINE_ALL;
+	else if (strcmp(s, "pooled") == 0)
+		*out = MB_SPEC_COMBINE_POOLED;
+	else
+		return -1;
+	return 0;
+}
+
+const char *mb_spec_combine_name(mb_spec_combine c)
+{
+	return c == MB_SPEC_COMBINE_ALL ? "all" : c == MB_SPEC_COMBINE_POOLED ? "pooled" : "none";
+}
+
+/* A metric's per-stratum thresholds and how they combine with the pooled
+ * verdict: "strata": {"<stratum>": {"threshold": x}, ...}, "combine": "all" |
+ * "pooled". Both or neither. */
+static int parse_metric_strata(const mb_json_doc *doc, json_t *obj, const char *at,
+			       mb_spec_metric *m, mb_error *err)
+{
+	static const char *const skeys[] = {"threshold", NULL};
+	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
+	json_t *strata = NULL, *v;
+	const char *combine = NULL, *key;
+	int rc, has_strata;
+	size_t i = 0;
+
+	if ((rc = mb_json_get_object(doc, obj, at, "strata", 0, &strata, err)) < 0)
+		return rc;
+	has_strata = rc == 0;
+	if ((rc = mb_json_get_string(doc, obj, at, "combine", 0, &combine, err)) < 0)
+		return rc;
+	mb_json_path_key(path, sizeof(path), at, "combine");
+	if (combine && mb_spec_combine_parse(combine, &m->combine) < 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "'%s' is not all (every stratum with a threshold must "
+					   "pass) or pooled (the pooled value decides)", combine);
+	if (combine && !has_strata)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "nothing to combine: register per-stratum thresholds "
+					   "under strata, or leave combine out");
+	if (!has_strata)
+		return 0;
+	mb_json_path_key(path, sizeof(path), at, "strata");
+	if (!combine)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "per-stratum thresholds need \"combine\": \"all\" or "
+					   "\"pooled\" next to them");
+	if (json_object_size(strata) == 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, path,
+					   "an empty object; leave strata out instead");
+	m->strata = calloc(json_object_size(strata), sizeof(*m->strata));
+	if (!m->strata)
+		return mb_error_oom(err, "metric strata", json_object_size(strata));
+	json_object_foreach(strata, key, v) {
+		mb_json_path_key(sub, sizeof(sub), path, key);
+		if (!key[0])
+			return mb_json_field_error(doc, err, MB_EINVALID, sub,
+						   "a stratum name must not be empty");
+		if (!json_is_object(v))
+			return mb_json_field_error(doc, err, MB_EINVALID, sub,
+						   "expected an object, {\"threshold\": number}");
+		if ((rc = mb_json_check_keys(doc, v, sub, skeys, err)) < 0 ||
+		    (rc = mb_json_get_number(doc, v, sub, "threshold", 1, &m->strata[i].threshold,
+					     err)) < 0)
+			return rc;
+		if (!(m->strata[i].name = strdup(key)))
+			return mb_error_oom(err, "stratum name", strlen(key));
+		m->n_strata = ++i;
+	}
+	return 0;
+}
+
 static int parse_metric(const mb_json_doc *doc, json_t *obj, const char *at,
 			const mb_task *task, mb_spec_metric *m, mb_error *err)
 {
 	static const char *const keys[] = {"metric", "kind", "direction", "margin", "threshold",
-					   NULL};
+					   "strata", "combine", NULL};
 	char path[PATH_MAX_LEN], name[128];
 	const char *ref = NULL, *kind = NULL, *dir = NULL;
 	int rc, idx;
@@ -107,7 +182,7 @@ static int parse_metric(const mb_json_doc *doc, json_t *obj, const char *at,
 	if (rc < 0)
 		return rc;
 	m->has_threshold = rc == 0;
-	return 0;
+	return parse_metric_strata(doc, obj, at, m, err);
 }
 
 static int parse_strata(const mb_json_doc *doc, json_t *obj, const char *at, mb_spec_entry *e,
@@ -343,6 +418,20 @@ static int parse_entry(const mb_spec *s, const mb_json_doc *doc, json_t *obj, co
 				  err);
 		if (rc < 0)
 			return rc;
+		for (size_t k = 0; k < e->metrics[i].n_strata && e->n_strata; k++) {
+			const char *sn = e->metrics[i].strata[k].name;
+			size_t w = 0;
+			char field[PATH_MAX_LEN], sfield[PATH_MAX_LEN];
+			while (w < e->n_strata && strcmp(e->strata[w], sn) != 0)
+				w++;
+			if (w < e->n_strata)
+				continue;
+			mb_json_path_key(field, sizeof(field), mpath, "strata");
+			mb_json_path_key(sfield, sizeof(sfield), field, sn);
+			return mb_json_field_error(doc, err, MB_EINVALID, sfield,
+						   "stratum '%s' is not one of the entry's registered "
+						   "strata", sn);
+		}
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(e->metrics[j].name, e->metrics[i].name) == 0) {
 				char field[PATH_MAX_LEN];
@@ -485,8 +574,12 @@ void mb_spec_dispose(mb_spec *s)
 			free(e->strata ? e->strata[k] : NULL);
 		free(e->strata);
 		free(e->weights);
-		for (size_t m = 0; m < e->n_metrics; m++)
+		for (size_t m = 0; m < e->n_metrics; m++) {
+			for (size_t k = 0; k < e->metrics[m].n_strata; k++)
+				free(e->metrics[m].strata[k].name);
+			free(e->metrics[m].strata);
 			free(e->metrics[m].name);
+		}
 		free(e->metrics);
 		for (size_t p = 0; p < e->n_phases; p++) {
 			mb_spec_phases *ph = &e->phases[p];
