@@ -24,6 +24,8 @@
 
 /* Gate reports. */
 void mb_report_gate_terminal(FILE *f, const mb_gate_result *g, int color);
+/* Every row per stratum (status, threshold, role), for `gate --strata`. */
+void mb_report_gate_terminal_strata(FILE *f, const mb_gate_result *g, int color);
 void mb_report_gate_markdown(FILE *f, const mb_gate_result *g);
 /* timestamp: ISO 8601 ("2026-01-02T03:04:05"); hostname may be "". */
 void mb_report_gate_junit(FILE *f, const mb_gate_result *g, const char *timestamp,
@@ -34,8 +36,13 @@ json_t *mb_report_gate_json(const mb_gate_result *g);
 
 /* Run reports: aggregates per entry and metric, with provenance. */
 void mb_report_run_terminal(FILE *f, const mb_run_result *r, int color);
+/* Each entry's metrics per stratum (e->strata), for `run --strata`. */
+void mb_report_run_terminal_strata(FILE *f, const mb_run_result *r);
 void mb_report_run_csv(FILE *f, const mb_run_result *r);
 json_t *mb_report_run_json(const mb_run_result *r);
+/* Metric m of e per stratum, a JSON array of {"name", "ood", "n", "mean",
+ * "se", "level", "lo", "hi", "method"} (empty when e->strata is not filled). */
+json_t *mb_report_strata_json(const mb_entry_result *e, size_t m);
 
 /* Renders with render(f, arg) into memory and writes path atomically.
  * Returns 0 or MB_EIO / MB_ENOMEM naming the path. */

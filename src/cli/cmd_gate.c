@@ -28,7 +28,8 @@ static const char usage[] =
 	"                      [--baseline PATH] [--db FILE] [--report-md FILE]\n"
 	"                      [--junit FILE] [--json FILE] [--csv FILE]\n"
 	"                      [--on-inconclusive exit4|pass|fail]\n"
-	"                      [--on-changed exit4|pass|fail] [--threads N] [--quiet]\n\n"
+	"                      [--on-changed exit4|pass|fail] [--threads N] [--strata]\n"
+	"                      [--quiet]\n\n"
 	"Runs the suite on the candidate model and compares it, item by item, with the\n"
 	"baseline committed at REF, under the spec committed at REF (the\n"
 	"pre-registration): the working tree's spec is never applied silently; if it\n"
@@ -50,13 +51,20 @@ static const char usage[] =
 	"  --on-inconclusive P   what INCONCLUSIVE does to the exit code (default exit4)\n"
 	"  --on-changed P        the same for THRESHOLD-CHANGED and METRIC-CHANGED\n"
 	"  --threads N           OpenMP threads (default: all)\n"
+	"  --strata              also print every metric per stratum (the markdown and\n"
+	"                        JSON reports always carry the strata)\n"
 	"  --quiet               no progress bar\n\n"
 	"Verdicts per metric (one-sided alpha, margin delta, CI of candidate - baseline\n"
 	"oriented so higher is better): IDENTICAL (every item bitwise equal), IMPROVED\n"
 	"(L > delta), PASS (L > -delta), REGRESSED (U < -delta), else INCONCLUSIVE.\n"
-	"Absolute thresholds are tested on the CI bound, not the mean.\n\n"
+	"Absolute thresholds are tested on the CI bound, not the mean.\n"
+	"Strata: each metric is also compared per stratum of its dataset. Strata the\n"
+	"dataset recipe marks \"ood\" are OUT-OF-DISTRIBUTION: left out of the pooled\n"
+	"value, judged on their own registered thresholds. A metric's per-stratum\n"
+	"thresholds combine per the spec: \"all\" (a failing stratum fails the metric)\n"
+	"or \"pooled\" (the pooled value decides; the failing stratum is reported).\n\n"
 	"Exit codes: 0 pass; 1 error; 2 usage; 3 a metric REGRESSED or failed its\n"
-	"threshold; 4 INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED (see the\n"
+	"threshold (pooled, or a stratum under combine \"all\"); 4 INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED (see the\n"
 	"--on-* options).\n";
 
 typedef struct report_files {
@@ -198,7 +206,7 @@ int mb_cmd_gate(int argc, char **argv)
 	report_files rf = {0};
 	mb_gate_policy p_inc, p_chg;
 	int64_t threads = 0;
-	int quiet = 0, rc, error = 0, code = MB_EXIT_ERROR;
+	int quiet = 0, show_strata = 0, rc, error = 0, code = MB_EXIT_ERROR;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec reg, work;
@@ -237,6 +245,8 @@ int mb_cmd_gate(int argc, char **argv)
 				return MB_EXIT_USAGE;
 		} else if (strcmp(argv[i], "--quiet") == 0) {
 			quiet = 1;
+		} else if (strcmp(argv[i], "--strata") == 0) {
+			show_strata = 1;
 		} else {
 			return mb_cli_usage_error("gate", "unexpected argument '%s'", argv[i]);
 		}
@@ -372,6 +382,8 @@ int mb_cmd_gate(int argc, char **argv)
 
 	/* 5. Reports and the verdict. */
 	mb_report_gate_terminal(stdout, &g, mb_cli_want_color());
+	if (show_strata)
+		mb_report_gate_terminal_strata(stdout, &g, mb_cli_want_color());
 	fflush(stdout);
 	if ((error = write_reports(&g, &rf, &err)) < 0)
 		goto cleanup;

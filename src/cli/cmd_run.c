@@ -14,7 +14,7 @@
 
 static const char usage[] =
 	"usage: mechbench run --suite FILE [--model DIR] [--db FILE] [--json FILE]\n"
-	"                     [--csv FILE] [--threads N] [--quiet]\n\n"
+	"                     [--csv FILE] [--threads N] [--strata] [--quiet]\n\n"
 	"Runs every entry of a suite spec (a task on a model over its frozen dataset)\n"
 	"and stores per-item values, aggregates with 95% CIs and full provenance in the\n"
 	"results database, in one transaction: a run that dies leaves nothing behind.\n"
@@ -27,6 +27,9 @@ static const char usage[] =
 	"  --json FILE     also write the aggregates and provenance as JSON\n"
 	"  --csv FILE      also write the aggregates as CSV\n"
 	"  --threads N     OpenMP threads (default: all)\n"
+	"  --strata        also print each metric per stratum of its dataset (the JSON\n"
+	"                  report always carries the strata); pooled rows leave strata\n"
+	"                  the dataset recipe marks \"ood\" (OUT-OF-DISTRIBUTION) out\n"
 	"  --quiet         no progress bar\n\n"
 	"Paths in the spec are relative to the root of its git work tree (the current\n"
 	"directory outside git). Exit codes: 0 done, 1 error, 2 usage.\n";
@@ -57,7 +60,7 @@ int mb_cmd_run(int argc, char **argv)
 	const char *suite = NULL, *model = NULL, *db = "mechbench.db", *json = NULL, *csv = NULL;
 	const char *threads_s = NULL;
 	int64_t threads = 0;
-	int quiet = 0, rc, error = 0;
+	int quiet = 0, show_strata = 0, rc, error = 0;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -83,6 +86,8 @@ int mb_cmd_run(int argc, char **argv)
 				return MB_EXIT_USAGE;
 		} else if (strcmp(argv[i], "--quiet") == 0) {
 			quiet = 1;
+		} else if (strcmp(argv[i], "--strata") == 0) {
+			show_strata = 1;
 		} else {
 			return mb_cli_usage_error("run", "unexpected argument '%s'", argv[i]);
 		}
@@ -122,6 +127,8 @@ int mb_cmd_run(int argc, char **argv)
 		goto cleanup;
 	run.id = sink.run_id;
 	mb_report_run_terminal(stdout, &run, mb_cli_want_color());
+	if (show_strata)
+		mb_report_run_terminal_strata(stdout, &run);
 	fflush(stdout);
 	if (json) {
 		doc = mb_report_run_json(&run);

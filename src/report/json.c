@@ -17,6 +17,46 @@ static json_t *estimate_json(const mb_stats_estimate *e)
 			 num(e->lo), "hi", num(e->hi));
 }
 
+static json_t *strata_json(const mb_gate_row *r)
+{
+	json_t *a = json_array();
+
+	for (size_t k = 0; a && k < r->n_strata; k++) {
+		const mb_gate_stratum *st = &r->strata[k];
+		const mb_stats_comparison *c = &st->cmp;
+		json_t *o = json_pack("{s:s, s:b, s:I, s:o, s:o}", "name", st->name, "ood", st->ood,
+				      "n", (json_int_t)st->n, "status",
+				      st->compared ? json_string(mb_gate_status_name(st->status))
+						   : json_null(),
+				      "mde_planned", num(st->mde_planned));
+		if (!o)
+			continue;
+		json_object_set_new(o, "gates", json_boolean(st->has_threshold &&
+							     r->combine == MB_SPEC_COMBINE_ALL));
+		json_object_set_new(o, "verdict", st->compared
+							  ? json_string(mb_stats_verdict_name(c->verdict))
+							  : json_null());
+		json_object_set_new(o, "baseline_mean", st->compared ? num(c->mean_base) : json_null());
+		json_object_set_new(o, "candidate_mean", st->compared ? num(c->mean_cand) : json_null());
+		json_object_set_new(o, "diff", st->compared ? estimate_json(&c->diff) : json_null());
+		json_object_set_new(
+			o, "threshold",
+			st->has_threshold
+				? json_pack("{s:f, s:s, s:o, s:s}", "value", st->threshold, "verdict",
+					    st->threshold_checked
+						    ? mb_stats_verdict_name(st->threshold_verdict)
+						    : "NOT-CHECKED",
+					    "candidate",
+					    st->threshold_checked ? estimate_json(&st->cand)
+								  : json_null(),
+					    "comparison",
+					    r->direction == MB_LOWER_IS_BETTER ? "<=" : ">=")
+				: json_null());
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
 static json_t *row_json(const mb_gate_row *r)
 {
 	const mb_stats_comparison *c = &r->cmp;
@@ -70,6 +110,14 @@ static json_t *row_json(const mb_gate_row *r)
 	else
 		json_object_set_new(o, "threshold", json_null());
 	json_object_set_new(o, "note", json_string(r->note));
+	json_object_set_new(o, "combine", r->combine == MB_SPEC_COMBINE_NONE
+						  ? json_null()
+						  : json_string(mb_spec_combine_name(r->combine)));
+	json_object_set_new(o, "pooled_status", r->compared
+							? json_string(mb_gate_status_name(r->pooled_status))
+							: json_null());
+	json_object_set_new(o, "n_ood", json_integer((json_int_t)r->n_ood));
+	json_object_set_new(o, "strata", strata_json(r));
 	return o;
 }
 
@@ -97,6 +145,24 @@ json_t *mb_report_gate_json(const mb_gate_result *g)
 			 "notes", notes, "metrics", rows);
 }
 
+json_t *mb_report_strata_json(const mb_entry_result *e, size_t m)
+{
+	json_t *a = json_array();
+
+	for (size_t k = 0; a && k < e->n_strata; k++) {
+		const mb_stratum_result *st = &e->strata[k];
+		const mb_aggregate *g = st->aggregates ? &st->aggregates[m] : NULL;
+		json_array_append_new(
+			a, json_pack("{s:s, s:b, s:I, s:o, s:o, s:o, s:o, s:o, s:s}", "name",
+				     st->name, "ood", st->ood, "n", (json_int_t)st->n, "mean",
+				     num(g ? g->mean : NAN), "se", num(g ? g->se : NAN), "level",
+				     num(g ? g->level : NAN), "lo", num(g ? g->lo : NAN), "hi",
+				     num(g ? g->hi : NAN), "method",
+				     mb_stats_method_name(g ? g->method : MB_STATS_METHOD_NONE)));
+	}
+	return a;
+}
+
 json_t *mb_report_run_json(const mb_run_result *r)
 {
 	json_t *entries = json_array();
@@ -117,6 +183,8 @@ json_t *mb_report_run_json(const mb_run_result *r)
 					  (json_int_t)a->n, "mean", num(a->mean), "se", num(a->se),
 					  "level", num(a->level), "lo", num(a->lo), "hi", num(a->hi),
 					  "method", mb_stats_method_name(a->method)));
+			json_object_set_new(json_array_get(metrics, m), "strata",
+					    mb_report_strata_json(e, m));
 		}
 		json_array_append_new(
 			entries,

@@ -27,6 +27,44 @@ static const char *status_mark(mb_gate_status s)
 	}
 }
 
+/* Every metric per stratum, next to the pooled row above: the same
+ * comparison per stratum, the stratum's own threshold and whether it gates. */
+static void strata_markdown(FILE *f, const mb_gate_result *g)
+{
+	size_t any = 0;
+
+	for (size_t i = 0; i < g->n_rows; i++)
+		any += g->rows[i].n_strata;
+	if (!any)
+		return;
+	fprintf(f, "\n### Per stratum\n\n");
+	fprintf(f, "Pooled rows above leave out-of-distribution strata out. A stratum with a "
+		   "registered threshold gates under `combine: all` and is reported under "
+		   "`combine: pooled`; its threshold is judged on its own %g%% CI.\n\n",
+		g->level * 100);
+	fprintf(f, "| entry | metric | stratum | n | baseline | candidate | diff | %g%% CI | "
+		   "threshold (candidate CI) | status | role |\n", g->level * 100);
+	fprintf(f, "|---|---|---|---:|---:|---:|---:|---|---|---|---|\n");
+	for (size_t i = 0; i < g->n_rows; i++) {
+		const mb_gate_row *r = &g->rows[i];
+		for (size_t k = 0; k < r->n_strata; k++) {
+			const mb_gate_stratum *st = &r->strata[k];
+			const char *mark = mb_stratum_failed(st) ? "**" : "";
+			mb_stratum_text x;
+			mb_stratum_text_fill(&x, r, st);
+			fprintf(f, "| ");
+			md_cell(f, r->entry);
+			fprintf(f, " | `%s@%d` | ", r->metric, r->version);
+			md_cell(f, x.stratum);
+			fprintf(f, " | %s | %s | %s | %s | ", x.n, x.base, x.cand, x.diff);
+			md_cell(f, x.ci);
+			fprintf(f, " | ");
+			md_cell(f, x.threshold);
+			fprintf(f, " | %s%s%s | %s |\n", mark, x.status, mark, x.role);
+		}
+	}
+}
+
 void mb_report_gate_markdown(FILE *f, const mb_gate_result *g)
 {
 	fprintf(f, "## mechbench gate: ");
@@ -65,6 +103,7 @@ void mb_report_gate_markdown(FILE *f, const mb_gate_result *g)
 		md_cell(f, why);
 		fputc('\n', f);
 	}
+	strata_markdown(f, g);
 	if (g->n_deviations) {
 		fprintf(f, "\n**THRESHOLD-CHANGED**: the spec in the working tree differs from the "
 			   "one registered at `%s`. The gate used the registered spec; commit the "

@@ -56,6 +56,48 @@ void mb_row_text_fill(mb_row_text *t, const mb_gate_row *r)
 	mb_fmt_threshold(t->threshold, sizeof(t->threshold), r);
 }
 
+void mb_stratum_text_fill(mb_stratum_text *t, const mb_gate_row *r, const mb_gate_stratum *st)
+{
+	const mb_stats_comparison *c = &st->cmp;
+	char th[32], lo[32], hi[32];
+
+	snprintf(t->stratum, sizeof(t->stratum), "%s%s", st->name,
+		 st->ood ? " (OUT-OF-DISTRIBUTION)" : "");
+	snprintf(t->n, sizeof(t->n), "%zu", st->n);
+	mb_fmt_num(t->base, sizeof(t->base), st->compared ? c->mean_base : NAN);
+	mb_fmt_num(t->cand, sizeof(t->cand), st->compared ? c->mean_cand : NAN);
+	mb_fmt_num(t->diff, sizeof(t->diff), st->compared ? c->diff.mean : NAN);
+	if (st->compared)
+		mb_fmt_ci(t->ci, sizeof(t->ci), c->diff.lo, c->diff.hi);
+	else
+		snprintf(t->ci, sizeof(t->ci), "-");
+	if (st->has_threshold) {
+		mb_fmt_num(th, sizeof(th), st->threshold);
+		mb_fmt_num(lo, sizeof(lo), st->threshold_checked ? st->cand.lo : NAN);
+		mb_fmt_num(hi, sizeof(hi), st->threshold_checked ? st->cand.hi : NAN);
+		snprintf(t->threshold, sizeof(t->threshold), "%s %s %s [%s, %s]",
+			 r->direction == MB_LOWER_IS_BETTER ? "<=" : ">=", th,
+			 !st->threshold_checked ? "not checked"
+			 : st->threshold_verdict == MB_STATS_VERDICT_PASS ? "met" : "NOT MET",
+			 lo, hi);
+	} else {
+		snprintf(t->threshold, sizeof(t->threshold), "-");
+	}
+	snprintf(t->status, sizeof(t->status), "%s",
+		 st->compared ? mb_gate_status_name(st->status) : "-");
+	snprintf(t->role, sizeof(t->role), "%s",
+		 !st->has_threshold ? (st->ood ? "reported, not pooled" : "reported")
+		 : r->combine == MB_SPEC_COMBINE_ALL ? "gates (combine all)"
+						     : "reported (combine pooled)");
+}
+
+int mb_stratum_failed(const mb_gate_stratum *st)
+{
+	return st->compared && st->has_threshold &&
+	       (st->status == MB_GATE_REGRESSED || st->status == MB_GATE_THRESHOLD_FAILED ||
+		st->status == MB_GATE_INCONCLUSIVE);
+}
+
 int mb_row_failed(const mb_gate_row *r)
 {
 	return r->status == MB_GATE_REGRESSED || r->status == MB_GATE_THRESHOLD_FAILED;
@@ -76,7 +118,8 @@ void mb_row_explain(char *buf, size_t cap, const mb_gate_row *r, double level)
 	mb_fmt_num(m, sizeof(m), r->margin);
 	mb_fmt_num(base, sizeof(base), c->mean_base);
 	mb_fmt_num(cand, sizeof(cand), c->mean_cand);
-	if (r->status == MB_GATE_THRESHOLD_FAILED) {
+	if (r->status == MB_GATE_THRESHOLD_FAILED && r->threshold_checked &&
+	    r->threshold_verdict != MB_STATS_VERDICT_PASS) {
 		char t[32], clo[32], chi[32];
 		mb_fmt_num(t, sizeof(t), r->threshold);
 		mb_fmt_num(clo, sizeof(clo), r->cand.lo);

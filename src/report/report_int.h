@@ -17,6 +17,18 @@ typedef struct mb_row_text {
 } mb_row_text;
 void mb_row_text_fill(mb_row_text *t, const mb_gate_row *r);
 
+/* The numbers of one stratum of a gate row as table cells. */
+typedef struct mb_stratum_text {
+	char stratum[160]; /* "len=10" or "len=10 (OUT-OF-DISTRIBUTION)" */
+	char n[24], base[32], cand[32], diff[32], ci[64];
+	char threshold[128]; /* ">= 0.5 met [0.79, 0.82]" (the candidate's CI), or "-" */
+	char status[32];     /* the stratum's own status, "-" when not compared */
+	char role[48];       /* "gates (combine all)", "reported (combine pooled)", ... */
+} mb_stratum_text;
+void mb_stratum_text_fill(mb_stratum_text *t, const mb_gate_row *r, const mb_gate_stratum *st);
+/* 1 when a stratum with a registered threshold is not PASS/IMPROVED/IDENTICAL. */
+int mb_stratum_failed(const mb_gate_stratum *st);
+
 /* ">= 1 met", "<= 0.7 NOT MET", or "-". */
 void mb_fmt_threshold(char *buf, size_t cap, const mb_gate_row *r);
 /* 1 when the row fails the gate (REGRESSED or THRESHOLD-FAILED). */

@@ -177,3 +177,73 @@ void mb_report_run_terminal(FILE *f, const mb_run_result *r, int color)
 		table_print(f, &t, 0);
 	table_free(&t);
 }
+
+void mb_report_gate_terminal_strata(FILE *f, const mb_gate_result *g, int color)
+{
+	table t = {.cols = 10, .status_col = 8};
+	const char *head[] = {"entry", "metric", "stratum", "n", "baseline", "candidate", "",
+			      "threshold (candidate CI)", "status", "role"};
+	char ci_head[32];
+	int failed = 0;
+
+	snprintf(ci_head, sizeof(ci_head), "%g%% CI of diff", g->level * 100);
+	head[6] = ci_head;
+	fprintf(f, "\nper stratum (pooled rows leave OUT-OF-DISTRIBUTION strata out):\n\n");
+	failed |= table_add(&t, head, NULL);
+	for (size_t i = 0; i < g->n_rows && !failed; i++) {
+		const mb_gate_row *r = &g->rows[i];
+		char metric[CELL_MAX];
+		snprintf(metric, sizeof(metric), "%s@%d", r->metric, r->version);
+		for (size_t k = 0; k < r->n_strata && !failed; k++) {
+			const mb_gate_stratum *st = &r->strata[k];
+			mb_stratum_text x;
+			mb_stratum_text_fill(&x, r, st);
+			const char *cells[10] = {r->entry, metric, x.stratum, x.n, x.base, x.cand,
+						 x.ci, x.threshold, x.status, x.role};
+			failed |= table_add(&t, cells,
+					    st->compared ? status_color(st->status) : NULL);
+		}
+	}
+	if (!failed)
+		table_print(f, &t, color);
+	table_free(&t);
+}
+
+void mb_report_run_terminal_strata(FILE *f, const mb_run_result *r)
+{
+	table t = {.cols = 7, .status_col = 99};
+	const char *head[] = {"entry", "metric", "stratum", "n", "mean", "95% CI", "method"};
+	int failed;
+
+	fprintf(f, "\nper stratum (the pooled rows above leave OUT-OF-DISTRIBUTION strata out):\n\n");
+	failed = table_add(&t, head, NULL);
+	for (size_t i = 0; i < r->n_entries && !failed; i++) {
+		const mb_entry_result *e = &r->entries[i];
+		for (size_t m = 0; m < e->n_metrics && !failed; m++)
+			for (size_t k = 0; k < e->n_strata && e->strata[k].aggregates && !failed;
+			     k++) {
+				const mb_stratum_result *st = &e->strata[k];
+				const mb_aggregate *a = &st->aggregates[m];
+				char metric[CELL_MAX], name[CELL_MAX], n[32], mean[32], ci[64];
+				const char *cells[7];
+				snprintf(metric, sizeof(metric), "%s@%d", e->metrics[m].name,
+					 e->metrics[m].version);
+				snprintf(name, sizeof(name), "%s%s", st->name,
+					 st->ood ? " (OUT-OF-DISTRIBUTION)" : "");
+				snprintf(n, sizeof(n), "%zu", st->n);
+				mb_fmt_num(mean, sizeof(mean), a->mean);
+				mb_fmt_ci(ci, sizeof(ci), a->lo, a->hi);
+				cells[0] = e->name;
+				cells[1] = metric;
+				cells[2] = name;
+				cells[3] = n;
+				cells[4] = mean;
+				cells[5] = ci;
+				cells[6] = mb_stats_method_name(a->method);
+				failed |= table_add(&t, cells, NULL);
+			}
+	}
+	if (!failed)
+		table_print(f, &t, 0);
+	table_free(&t);
+}
