@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,8 @@ static const char usage[] =
 	"usage: mechbench power (--sd X | --discordant P) (--delta X | --n N)\n"
 	"                       [--alpha A] [--power B] [--sides 1|2] [--deff D]\n"
 	"       mechbench power --baseline FILE --metric NAME [--entry NAME]\n"
-	"                       [--delta X | --n N] [--alpha A] [--power B] ...\n\n"
+	"                       [--stratum NAME | --spec FILE] [--delta X | --n N]\n"
+	"                       [--alpha A] [--power B] ...\n\n"
 	"Sample size or minimum detectable effect (MDE) of a paired comparison, by the\n"
 	"normal approximation (Miller 2024, \"Adding Error Bars to Evals\"):\n"
 	"    n   = (z_{1-a} + z_{1-b})^2 * var_d * DEFF / delta^2\n"
@@ -34,6 +36,11 @@ static const char usage[] =
 	"                  has it), as `gate` plans it: their variance, and for a\n"
 	"                  binary metric at least |delta|. Without --delta or --n,\n"
 	"                  prints the MDE at the baseline's number of items.\n"
+	"  --stratum NAME  with --baseline: only the items of this stratum (their\n"
+	"                  variance and count)\n"
+	"  --spec FILE     with --baseline: the stratum is the smallest (fewest\n"
+	"                  baseline items) of those the spec registers a threshold\n"
+	"                  for under --metric, as the gate's pre-run check plans it\n"
 	"  --alpha A       significance level, in (0, 1) (default 0.05; total over both\n"
 	"                  tails when --sides 2)\n"
 	"  --power B       power 1 - beta, in (0, 1) (default 0.8)\n"
@@ -67,8 +74,84 @@ static const char *flag_value(int argc, char **argv, int *i, const char *flag, i
 
 typedef struct power_args {
 	const char *sd, *discordant, *delta, *n, *alpha, *power, *sides, *deff;
-	const char *baseline, *metric, *entry;
+	const char *baseline, *metric, *entry, *stratum, *spec;
 } power_args;
+
+/* The smallest stratum of e (by items) that the spec registers a threshold of
+ * metric m for (among equally small ones, the one with the largest planning
+ * variance, as the gate picks it); NULL (after printing the usage error) when
+ * there is none. The name points into e. */
+static const char *spec_stratum(const power_args *a, const mb_entry_result *e, size_t em,
+				double delta, int *rc);
+
+/* A view of e holding only the items of `stratum` (all when NULL): its own
+ * values array (free it), everything else borrowed. */
+static int stratum_view(mb_entry_result *out, const mb_entry_result *e, const char *stratum)
+{
+	size_t n = 0;
+
+	*out = *e;
+	out->values = malloc((e->n_items ? e->n_items : 1) * e->n_metrics * sizeof(double));
+	if (!out->values) {
+		fprintf(stderr, "mechbench: out of memory\n");
+		return MB_EXIT_ERROR;
+	}
+	for (size_t i = 0; i < e->n_items; i++) {
+		if (stratum && strcmp(e->items[i].stratum, stratum) != 0)
+			continue;
+		memcpy(out->values + n * e->n_metrics, e->values + i * e->n_metrics,
+		       e->n_metrics * sizeof(double));
+		n++;
+	}
+	out->n_items = n;
+	return 0;
+}
+
+static const char *spec_stratum(const power_args *a, const mb_entry_result *e, size_t em,
+				double delta, int *rc)
+{
+	mb_spec spec;
+	mb_error err;
+	const mb_spec_entry *se;
+	const char *best = NULL;
+	size_t best_n = SIZE_MAX;
+	double best_var = -1;
+
+	*rc = 0;
+	if (mb_spec_load(&spec, a->spec, &err) < 0) {
+		*rc = mb_cli_fail(&err);
+		return NULL;
+	}
+	se = mb_spec_find_entry(&spec, e->name);
+	for (size_t m = 0; se && m < se->n_metrics && !*rc; m++) {
+		if (strcmp(se->metrics[m].name, a->metric) != 0)
+			continue;
+		for (size_t k = 0; k < se->metrics[m].n_strata && !*rc; k++) {
+			const char *name = NULL;
+			mb_entry_result sub;
+			double var;
+			for (size_t i = 0; i < e->n_items && !name; i++)
+				if (strcmp(e->items[i].stratum, se->metrics[m].strata[k].name) == 0)
+					name = e->items[i].stratum;
+			if (!name || (*rc = stratum_view(&sub, e, name)) != 0)
+				continue;
+			var = sub.n_items >= 2 ? mb_gate_planning_var(&sub, em, fabs(delta)) : -1;
+			if (sub.n_items >= 2 &&
+			    (sub.n_items < best_n || (sub.n_items == best_n && var > best_var))) {
+				best = name;
+				best_n = sub.n_items;
+				best_var = var;
+			}
+			free(sub.values);
+		}
+	}
+	if (!best && !*rc)
+		*rc = mb_cli_usage_error("power", "--spec: %s registers no per-stratum threshold "
+					 "of %s in entry %s (with >= 2 baseline items)", a->spec,
+					 a->metric, e->name);
+	mb_spec_dispose(&spec);
+	return best;
+}
 
 /* var_d and n of --metric in the --baseline file, as the gate plans them.
  * Returns 0, MB_EXIT_USAGE for a metric or entry that is not there (after
@@ -93,15 +176,27 @@ static int baseline_var(double *var_d, int64_t *n, const power_args *a, double d
 		int m = mb_entry_result_metric(e, a->metric);
 		if ((a->entry && strcmp(e->name, a->entry) != 0) || m < 0)
 			continue;
-		if (e->n_items < 2) {
-			rc = mb_cli_usage_error("power", "--baseline: entry %s has %zu item(s)",
-						e->name, e->n_items);
+		const char *stratum = a->stratum;
+		mb_entry_result sub;
+		if (a->spec && !(stratum = spec_stratum(a, e, (size_t)m, delta, &rc)))
+			goto cleanup;
+		if ((rc = stratum_view(&sub, e, stratum)) != 0)
+			goto cleanup;
+		if (sub.n_items < 2) {
+			rc = mb_cli_usage_error("power", "--baseline: entry %s has %zu item(s)%s%s",
+						e->name, sub.n_items, stratum ? " in stratum " : "",
+						stratum ? stratum : "");
+			free(sub.values);
 			goto cleanup;
 		}
-		*var_d = mb_gate_planning_var(e, (size_t)m, fabs(delta));
-		*n = (int64_t)e->n_items;
-		fprintf(stderr, "mechbench power: var_d %.6g from %s, %s/%s@%d (%zu items)\n",
-			*var_d, a->baseline, e->name, a->metric, e->metrics[m].version, e->n_items);
+		*var_d = mb_gate_planning_var(&sub, (size_t)m, fabs(delta));
+		*n = (int64_t)sub.n_items;
+		free(sub.values);
+		fprintf(stderr, "mechbench power: var_d %.6g from %s, %s/%s@%d%s%s%s (%lld items)\n",
+			*var_d, a->baseline, e->name, a->metric, e->metrics[m].version,
+			stratum ? ", stratum " : "", stratum ? stratum : "",
+			a->spec ? " (the smallest with a registered threshold)" : "",
+			(long long)*n);
 		if (!(*var_d > 0))
 			rc = mb_cli_usage_error("power", "--baseline: %s/%s has no spread (every "
 						"value equal); no MDE to compute", e->name, a->metric);
@@ -127,11 +222,11 @@ int mb_cmd_power(int argc, char **argv)
 {
 	static const char *const flags[] = {"--sd", "--discordant", "--delta", "--n",
 					    "--alpha", "--power", "--sides", "--deff",
-					    "--baseline", "--metric", "--entry"};
+					    "--baseline", "--metric", "--entry", "--stratum", "--spec"};
 	power_args a = {0};
 	const char **slots[] = {&a.sd, &a.discordant, &a.delta, &a.n,
 				&a.alpha, &a.power, &a.sides, &a.deff,
-				&a.baseline, &a.metric, &a.entry};
+				&a.baseline, &a.metric, &a.entry, &a.stratum, &a.spec};
 	mb_stats_power_opts o = {.alpha = 0.05, .power = 0.8, .sides = 2, .deff = 1.0};
 	double x, delta = 0.0;
 	int64_t n = 0;
@@ -163,9 +258,12 @@ int mb_cmd_power(int argc, char **argv)
 	if (a.baseline && (a.sd || a.discordant))
 		return mb_cli_usage_error("power", "--baseline: give it instead of --sd or "
 					  "--discordant, not with them");
-	if (!a.baseline && (a.metric || a.entry))
+	if (!a.baseline && (a.metric || a.entry || a.stratum || a.spec))
 		return mb_cli_usage_error("power", "%s: only with --baseline",
-					  a.metric ? "--metric" : "--entry");
+					  a.metric ? "--metric" : a.entry ? "--entry"
+							: a.stratum ? "--stratum" : "--spec");
+	if (a.stratum && a.spec)
+		return mb_cli_usage_error("power", "--stratum and --spec: give only one");
 	if (a.baseline && !a.metric)
 		return mb_cli_usage_error("power", "--metric: required with --baseline");
 	if (!a.baseline && !a.sd == !a.discordant)

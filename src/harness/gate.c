@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,24 +382,39 @@ int mb_gate_plan_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_ent
 						     err)) < 0)
 			break;
 		/* Per-stratum power: the smallest stratum that carries a registered
-		 * threshold, with its own variance (HARNESS.md, "Strata"). */
-		for (size_t k = 0; k < r->n_strata; k++)
-			if (r->strata[k].has_threshold && r->strata[k].n >= 2 &&
-			    (r->power_stratum < 0 || r->strata[k].n < r->strata[r->power_stratum].n))
+		 * threshold, with its own variance (HARNESS.md, "Strata"); among
+		 * strata of that size, the one with the largest variance. */
+		{
+			double best_var = -1;
+			size_t min_n = SIZE_MAX;
+			for (size_t k = 0; k < r->n_strata; k++)
+				if (r->strata[k].has_threshold && r->strata[k].n >= 2 &&
+				    r->strata[k].n < min_n)
+					min_n = r->strata[k].n;
+			for (size_t k = 0; k < r->n_strata && !error; k++) {
+				mb_gate_stratum *st = &r->strata[k];
+				size_t *idx = NULL, ns = 0;
+				if (!st->has_threshold || st->n != min_n)
+					continue;
+				if ((error = mb_runner_select(&idx, &ns, &view, st->name, err)) < 0)
+					break;
+				var = planning_var(base, (size_t)bm, r->margin, idx, ns);
+				free(idx);
+				if (!(var > best_var))
+					continue;
+				best_var = var;
 				r->power_stratum = (long)k;
-		if (r->power_stratum >= 0) {
-			mb_gate_stratum *st = &r->strata[r->power_stratum];
-			size_t *idx = NULL, n = 0;
-			if ((error = mb_runner_select(&idx, &n, &view, st->name, err)) < 0)
-				break;
-			var = planning_var(base, (size_t)bm, r->margin, idx, n);
-			free(idx);
-			power_opts(&po, g, var, 1.0);
-			if (!(var > 0))
-				st->mde_planned = 0;
-			else if ((error = mb_stats_power_mde(&st->mde_planned, &po, (double)n,
-							     err)) < 0)
-				break;
+				power_opts(&po, g, var, 1.0);
+				if (!(var > 0))
+					st->mde_planned = 0;
+				else
+					error = mb_stats_power_mde(&st->mde_planned, &po, (double)ns,
+								   err);
+			}
+			/* only the chosen stratum keeps its MDE */
+			for (size_t k = 0; k < r->n_strata; k++)
+				if ((long)k != r->power_stratum)
+					r->strata[k].mde_planned = NAN;
 		}
 	}
 cleanup:
