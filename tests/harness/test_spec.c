@@ -31,7 +31,7 @@ static const char good[] =
 	"        {\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\",\n"
 	"         \"direction\": \"higher\", \"margin\": 0.5, \"threshold\": 1.5},\n"
 	"        {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\",\n"
-	"         \"margin\": 0.1}\n"
+	"         \"margin\": 0.1, \"strata\": {\"hard\": {\"threshold\": 0.5}}, \"combine\": \"all\"}\n"
 	"      ],\n"
 	"      \"phases\": [\n"
 	"        {\"metric\": \"synthetic.score@1\", \"names\": [\"early\", \"middle\", \"late\"],\n"
@@ -58,6 +58,12 @@ Test(spec, a_valid_spec_parses_into_what_it_says)
 	cr_expect_str_eq(e->model, "models/toy");
 	cr_expect_str_eq(e->dataset_sha256, SHA);
 	cr_assert_eq(e->n_strata, 2);
+	cr_expect_eq(e->metrics[0].n_strata, 0);
+	cr_expect_eq(e->metrics[0].combine, MB_SPEC_COMBINE_NONE);
+	cr_assert_eq(e->metrics[1].n_strata, 1);
+	cr_expect_str_eq(e->metrics[1].strata[0].name, "hard");
+	cr_expect_eq(e->metrics[1].strata[0].threshold, 0.5);
+	cr_expect_eq(e->metrics[1].combine, MB_SPEC_COMBINE_ALL);
 	cr_expect_str_eq(e->strata[1], "hard");
 	cr_expect_eq(e->weights[1], 0.75);
 	cr_assert_eq(e->n_metrics, 2);
@@ -149,6 +155,19 @@ static struct bad_case bad_cases[] = {
 	{"[[100, 400], null]", "[[100, 400], \"late\"]", "tasks[0].phases[0].windows[1]: a window is null or [first step, last step]"},
 	{"[[100, 400], null]", "[[100, 400], [50, 100]]", "tasks[0].phases[0].windows[1]: ends at step 100, not after boundary 1's window begins (100)"},
 	{"\"windows\": [", "\"window\": [", "tasks[0].phases[0].window: unknown field"},
+	/* per-stratum thresholds and their combine rule (line 21) */
+	{"\"combine\": \"all\"", "\"combine\": \"any\"", "demo.json:21:"},
+	{"\"combine\": \"all\"", "\"combine\": \"any\"", "tasks[0].metrics[1].combine: 'any' is not all (every stratum with a threshold must pass) or pooled"},
+	{"\"combine\": \"all\"", "\"combine\": 1", "tasks[0].metrics[1].combine: expected a string"},
+	{", \"combine\": \"all\"", "", "tasks[0].metrics[1].strata: per-stratum thresholds need \"combine\": \"all\" or \"pooled\""},
+	{"\"strata\": {\"hard\": {\"threshold\": 0.5}}, ", "", "tasks[0].metrics[1].combine: nothing to combine"},
+	{"{\"hard\": {\"threshold\"", "{\"medium\": {\"threshold\"", "tasks[0].metrics[1].strata.medium: stratum 'medium' is not one of the entry's registered strata"},
+	{"{\"threshold\": 0.5}", "{\"threshold\": \"x\"}", "tasks[0].metrics[1].strata.hard.threshold: expected a number"},
+	{"{\"threshold\": 0.5}", "{}", "tasks[0].metrics[1].strata.hard.threshold: required field is missing"},
+	{"{\"threshold\": 0.5}", "{\"threshold\": 0.5, \"margin\": 1}", "tasks[0].metrics[1].strata.hard.margin: unknown field"},
+	{"{\"hard\": {\"threshold\": 0.5}}", "{\"hard\": 0.5}", "tasks[0].metrics[1].strata.hard: expected an object"},
+	{"{\"hard\": {\"threshold\": 0.5}}", "{}", "tasks[0].metrics[1].strata: an empty object; leave strata out instead"},
+	{"{\"hard\": {\"threshold\": 0.5}}", "[0.5]", "tasks[0].metrics[1].strata: expected an object"},
 	{"null]}\n      ]", "null]},\n {\"metric\": \"synthetic.score@1\", \"names\": [\"a\", \"b\"]}]", "tasks[0].phases[1].metric: phases of synthetic.score are declared twice"},
 };
 
@@ -185,6 +204,24 @@ static void parse_pair(mb_spec *a, mb_spec *b, const char *from, const char *to)
 	snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - good), good, to, at + strlen(from));
 	cr_assert_eq(mb_spec_parse(a, good, strlen(good), "reg", &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_spec_parse(b, text, strlen(text), "work", &err), 0, "%s", err.msg);
+}
+
+Test(spec, a_changed_stratum_threshold_is_a_deviation_of_that_metric)
+{
+	mb_spec a, b;
+	mb_spec_deviation *d = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	parse_pair(&a, &b, "{\"threshold\": 0.5}", "{\"threshold\": 0.4}");
+	cr_assert_eq(mb_spec_diff(&d, &n, &a, &b, &err), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_str_eq(d[0].path, "tasks[toy].metrics[synthetic.loss].strata.hard.threshold");
+	cr_expect(mb_spec_deviation_touches(&d[0], "toy", "synthetic.loss"));
+	cr_expect(!mb_spec_deviation_touches(&d[0], "toy", "synthetic.score"));
+	mb_spec_deviations_free(d, n);
+	mb_spec_dispose(&a);
+	mb_spec_dispose(&b);
 }
 
 Test(spec, a_changed_margin_is_one_deviation_touching_that_metric_only)
@@ -244,7 +281,8 @@ Test(spec, a_version_bump_and_a_removed_metric_are_named)
 
 	parse_pair(&a, &b,
 		   ",\n        {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": "
-		   "\"lower\",\n         \"margin\": 0.1}",
+		   "\"lower\",\n         \"margin\": 0.1, \"strata\": {\"hard\": {\"threshold\": 0.5}}, "
+		   "\"combine\": \"all\"}",
 		   "");
 	cr_assert_eq(mb_spec_diff(&d, &n, &a, &b, &err), 0);
 	cr_assert_eq(n, 1);
