@@ -136,6 +136,10 @@ Test(cli_gate, an_unchanged_model_is_identical_and_exits_0)
 	cr_assert_not_null(md);
 	expect_markdown_table(md);
 	cr_expect(strstr(md, "— IDENTICAL (exit 0)") != NULL, "%s", md);
+	/* every metric per stratum, in its own table */
+	cr_expect(strstr(md, "\n### Per stratum\n") != NULL, "%s", md);
+	cr_expect(strstr(md, "| toy | `synthetic.score@1` | easy | 100 | ") != NULL, "%s", md);
+	cr_expect(strstr(md, "| toy | `synthetic.loss@1` | hard | 100 | ") != NULL, "%s", md);
 	free(md);
 	json = mbt_read(dir, "out/r.json");
 	doc = json_loads(json, 0, NULL);
@@ -146,6 +150,16 @@ Test(cli_gate, an_unchanged_model_is_identical_and_exits_0)
 	json_t *m0 = json_array_get(json_object_get(doc, "metrics"), 0);
 	cr_expect_str_eq(json_string_value(json_object_get(m0, "verdict")), "IDENTICAL");
 	cr_expect(json_is_real(json_object_get(m0, "mde_planned")));
+	json_t *strata = json_object_get(m0, "strata");
+	cr_assert_eq(json_array_size(strata), 2, "strata of the dataset");
+	for (size_t k = 0; k < 2; k++) {
+		json_t *st = json_array_get(strata, k);
+		cr_expect_str_eq(json_string_value(json_object_get(st, "name")), k ? "hard" : "easy");
+		cr_expect_eq(json_integer_value(json_object_get(st, "n")), 100);
+		cr_expect(json_is_false(json_object_get(st, "ood")));
+		cr_expect_str_eq(json_string_value(json_object_get(st, "status")), "IDENTICAL");
+		cr_expect(json_is_real(json_object_get(st, "candidate_mean")));
+	}
 	json_decref(doc);
 	free(json);
 	char *csv = mbt_read(dir, "out/r.csv");
@@ -314,4 +328,52 @@ Test(cli_gate, a_tampered_dataset_is_caught_by_datasets_verify)
 	cr_expect(strstr(out, "not the registered dataset; used the one committed at HEAD") !=
 		  NULL, "%s", out);
 	free(out);
+}
+
+/* The planted case end to end: a committed spec whose pool passes and whose
+ * "hard" stratum registers a threshold it cannot meet; the exit code follows
+ * the registered combine rule, and the stratum is named either way. */
+Test(cli_gate, a_failing_stratum_exits_per_its_combine_rule)
+{
+	static const char *const rules[] = {"all", "pooled"};
+
+	for (int i = 0; i < 2; i++) {
+		char *spec = mbt_read(dir, "benchmarks/demo.json"), *out = NULL, text[8192];
+		/* first the registration, then only its rule changes */
+		const char *from = i == 0 ? "\"margin\": 1.0, \"threshold\": 1.0}"
+					  : "\"combine\": \"all\"}";
+		char *at = strstr(spec, from);
+		cr_assert_not_null(at);
+		if (i == 0)
+			snprintf(text, sizeof(text), "%.*s\"margin\": 2.0, \"threshold\": -1000, "
+				 "\"strata\": {\"hard\": {\"threshold\": 1000}}, \"combine\": "
+				 "\"all\"}%s", (int)(at - spec), spec, at + strlen(from));
+		else
+			snprintf(text, sizeof(text), "%.*s\"combine\": \"pooled\"}%s",
+				 (int)(at - spec), spec, at + strlen(from));
+		free(spec);
+		mbt_write(dir, "benchmarks/demo.json", text);
+		mbt_sh_ok(dir, GIT "commit -qam 'register a stratum threshold'");
+		int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD "
+			       "--quiet --strata --report-md out/r.md --json out/r.json", &out);
+		cr_expect_eq(rc, i == 0 ? 3 : 0, "combine %s: %s", rules[i], out);
+		cr_expect(strstr(out, "stratum hard THRESHOLD-FAILED") != NULL, "%s", out);
+		cr_expect(strstr(out, ">= 1000 NOT MET") != NULL, "--strata prints it: %s", out);
+		free(out);
+		char *md = mbt_read(dir, "out/r.md");
+		cr_expect(strstr(md, "| toy | `synthetic.score@1` | hard | 100 | ") != NULL, "%s", md);
+		cr_expect(strstr(md, "**THRESHOLD-FAILED**") != NULL, "%s", md);
+		cr_expect(strstr(md, i == 0 ? "gates (combine all)" : "reported (combine pooled)"),
+			  "%s", md);
+		free(md);
+		char *json = mbt_read(dir, "out/r.json");
+		json_t *doc = json_loads(json, 0, NULL), *m0;
+		cr_assert_not_null(doc);
+		m0 = json_array_get(json_object_get(doc, "metrics"), 0);
+		cr_expect_str_eq(json_string_value(json_object_get(m0, "combine")), rules[i]);
+		cr_expect_str_eq(json_string_value(json_object_get(m0, "pooled_status")), "IDENTICAL");
+		cr_expect_eq(json_integer_value(json_object_get(doc, "exit_code")), i == 0 ? 3 : 0);
+		json_decref(doc);
+		free(json);
+	}
 }
