@@ -45,11 +45,22 @@
 
 #define MB_LEADERBOARD_JSON_FORMAT 1
 
+/* A cell's estimate in one stratum of the entry's dataset (the run's
+ * e->strata, filled by the caller, e.g. mb_runner_strata_stored; no rank). */
+typedef struct mb_leaderboard_stratum {
+	char *name;           /* owned */
+	int ood;              /* out of distribution (not in the pooled mean) */
+	size_t n;
+	double mean, lo, hi;  /* 95% CI */
+} mb_leaderboard_stratum;
+
 typedef struct mb_leaderboard_cell {
 	int present;          /* the row's run has this metric */
 	size_t n;
 	double mean, lo, hi;  /* the stored aggregate and its 95% CI */
 	size_t rank_lo, rank_hi; /* 1-based rank interval */
+	mb_leaderboard_stratum *strata; /* (n_strata) owned; none when the run had none */
+	size_t n_strata;
 } mb_leaderboard_cell;
 
 typedef struct mb_leaderboard_row {

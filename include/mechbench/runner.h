@@ -229,10 +229,12 @@ int mb_runner_strata_init(mb_entry_result *r, const mb_dataset *d, mb_error *err
 int mb_runner_strata_aggregates(mb_entry_result *r, const mb_runner_design *dsg,
 				const char *suite, mb_error *err);
 /* For a run read from the store (which keeps items, not strata): lists the
- * strata (no OOD marks: the store does not record them) and computes their
- * aggregates with the run's seed, MB_STATS_BOOT_DEFAULT_B replicates and
- * clusters when a pooled aggregate was clustered. */
-int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, mb_error *err);
+ * strata and computes their aggregates with the run's seed,
+ * MB_STATS_BOOT_DEFAULT_B replicates and clusters when a pooled aggregate was
+ * clustered. OOD marks come from d when it is the run's dataset (same
+ * sha256); the store does not record them. d may be NULL. */
+int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, const mb_dataset *d,
+			    mb_error *err);
 
 /* Index arrays for the stats module: the registered stratum of each item
  * (spec order) and the cluster of each item (clusters numbered in order of

@@ -144,9 +144,15 @@ int mb_cmd_leaderboard(int argc, char **argv)
 		error = mb_error_oom(&err, "runs", n_ids);
 		goto cleanup;
 	}
-	for (size_t i = 0; i < n_ids; i++, n_runs++)
+	for (size_t i = 0; i < n_ids; i++) {
 		if ((error = mb_store_get_run(&runs[i], store, ids[i], &err)) < 0)
 			goto cleanup;
+		n_runs = i + 1;
+		for (size_t e = 0; e < runs[i].n_entries; e++)
+			if ((error = mb_cli_strata_stored(&runs[i].entries[e], &runs[i].prov,
+							  &err)) < 0)
+				goto cleanup;
+	}
 	if ((error = mb_leaderboard_build(&lb, runs, n_runs, &lo, &err)) < 0)
 		goto cleanup;
 	{

@@ -111,7 +111,8 @@ int mb_cmd_report(int argc, char **argv)
 		}
 		for (size_t e = 0; e < run.n_entries; e++)
 			if ((error = mb_results_get_figures(&figs[e], store, run.id,
-							    run.entries[e].name, &err)) < 0)
+							    run.entries[e].name, &err)) < 0 ||
+			    (error = mb_cli_strata_stored(&run.entries[e], &run.prov, &err)) < 0)
 				goto cleanup;
 		page.run = &run;
 		page.figures = figs;

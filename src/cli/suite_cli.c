@@ -104,3 +104,15 @@ int mb_cli_want_color(void)
 	const char *nc = getenv("NO_COLOR");
 	return isatty(STDOUT_FILENO) && !(nc && nc[0]);
 }
+
+int mb_cli_strata_stored(mb_entry_result *e, const mb_provenance *prov, mb_error *err)
+{
+	mb_dataset d;
+	mb_error ignored;
+	int have = mb_dataset_load(&d, e->dataset, &ignored) == 0;
+	int error = mb_runner_strata_stored(e, prov, have ? &d : NULL, err);
+
+	if (have)
+		mb_dataset_dispose(&d);
+	return error;
+}

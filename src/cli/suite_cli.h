@@ -42,6 +42,12 @@ int mb_cli_provenance_spec(mb_provenance *p, mb_cli_spec_home *h, const mb_spec 
 
 /* Progress on stderr only on a TTY and without --quiet; colour on stdout
  * only on a TTY and without NO_COLOR. */
+/* Per-stratum aggregates of a stored entry (mb_runner_strata_stored), with
+ * OOD marks from its dataset when the file at its path (relative to the
+ * current directory) is still the one it ran on; an unreadable dataset only
+ * means no marks. */
+int mb_cli_strata_stored(mb_entry_result *e, const mb_provenance *prov, mb_error *err);
+
 int mb_cli_want_progress(int quiet);
 int mb_cli_want_color(void);
 

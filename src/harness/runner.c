@@ -839,7 +839,8 @@ int mb_runner_strata_aggregates(mb_entry_result *r, const mb_runner_design *dsg,
 	return error;
 }
 
-int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, mb_error *err)
+int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, const mb_dataset *d,
+			    mb_error *err)
 {
 	mb_runner_design dsg = {.seed = prov->seed, .bootstrap = MB_STATS_BOOT_DEFAULT_B};
 	int error;
@@ -847,7 +848,9 @@ int mb_runner_strata_stored(mb_entry_result *r, const mb_provenance *prov, mb_er
 	/* A stored run keeps its design only in its pooled aggregates' methods. */
 	for (size_t m = 0; m < r->n_metrics; m++)
 		dsg.clusters |= r->aggregates[m].method == MB_STATS_METHOD_CLUSTERED_T;
-	if ((error = mb_runner_strata_init(r, NULL, err)) < 0)
+	if (d && strcmp(d->sha256, r->dataset_sha256) != 0)
+		d = NULL;
+	if ((error = mb_runner_strata_init(r, d, err)) < 0)
 		return error;
 	return mb_runner_strata_aggregates(r, &dsg, prov->suite, err);
 }

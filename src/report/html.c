@@ -178,6 +178,18 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 			cell_num(f, a->mean);
 			cell_ci(f, a->lo, a->hi);
 			fprintf(f, "<td>%s</td></tr>\n", mb_stats_method_name(a->method));
+			/* per stratum, under the pooled row (which leaves OOD strata out) */
+			for (size_t k = 0; k < r->n_strata && r->strata[k].aggregates; k++) {
+				const mb_aggregate *sa = &r->strata[k].aggregates[m];
+				fputs("<tr><td>&nbsp;&nbsp;stratum <code>", f);
+				mb_html_escape(f, r->strata[k].name);
+				fprintf(f, "</code>%s</td><td></td><td></td><td class=\"num\">%zu</td>",
+					r->strata[k].ood ? " <strong>OUT-OF-DISTRIBUTION</strong>" : "",
+					r->strata[k].n);
+				cell_num(f, sa->mean);
+				cell_ci(f, sa->lo, sa->hi);
+				fprintf(f, "<td>%s</td></tr>\n", mb_stats_method_name(sa->method));
+			}
 		}
 		fputs("</table>\n", f);
 		if (figures && figures[e].n) {

@@ -34,6 +34,11 @@ static void table_dispose(mb_leaderboard_table *t)
 	for (size_t r = 0; t->rows && r < t->n_rows; r++) {
 		free(t->rows[r].model);
 		free(t->rows[r].command);
+		for (size_t m = 0; t->rows[r].cells && m < t->n_metrics; m++) {
+			for (size_t k = 0; k < t->rows[r].cells[m].n_strata; k++)
+				free(t->rows[r].cells[m].strata[k].name);
+			free(t->rows[r].cells[m].strata);
+		}
 		free(t->rows[r].cells);
 	}
 	free(t->rows);
@@ -397,6 +402,23 @@ static int build_table(mb_leaderboard_table *t, const src_ref *src, size_t R,
 			row->cells[c].mean = e->aggregates[m].mean;
 			row->cells[c].lo = e->aggregates[m].lo;
 			row->cells[c].hi = e->aggregates[m].hi;
+			if (!e->n_strata || !e->strata[0].aggregates)
+				continue;
+			row->cells[c].strata = calloc(e->n_strata, sizeof(*row->cells[c].strata));
+			if (!row->cells[c].strata)
+				return mb_error_oom(err, "leaderboard strata", e->n_strata);
+			for (size_t k = 0; k < e->n_strata; k++) {
+				mb_leaderboard_stratum *ls = &row->cells[c].strata[k];
+				const mb_aggregate *a = &e->strata[k].aggregates[m];
+				if (!(ls->name = dup_str(e->strata[k].name)))
+					return mb_error_oom(err, "stratum name", 0);
+				row->cells[c].n_strata = k + 1;
+				ls->ood = e->strata[k].ood;
+				ls->n = e->strata[k].n;
+				ls->mean = a->mean;
+				ls->lo = a->lo;
+				ls->hi = a->hi;
+			}
 		}
 	}
 	for (size_t c = 0; c < t->n_metrics; c++)
@@ -523,6 +545,38 @@ static void md_code(FILE *f, const char *s)
 	fputs(" ``", f);
 }
 
+/* Every cell per stratum, under the table (estimates and 95% CIs; ranks are
+ * of the pooled values only). */
+static void strata_markdown(FILE *f, const mb_leaderboard_table *tb)
+{
+	int any = 0;
+
+	for (size_t r = 0; r < tb->n_rows && !any; r++)
+		for (size_t m = 0; m < tb->n_metrics && !any; m++)
+			any = tb->rows[r].cells[m].n_strata > 0;
+	if (!any)
+		return;
+	fputs("\nPer stratum (the pooled values above leave OUT-OF-DISTRIBUTION strata out):\n\n"
+	      "| model | run | metric | stratum | n | mean [95% CI] |\n|---|---:|---|---|---:|---|\n",
+	      f);
+	for (size_t r = 0; r < tb->n_rows; r++) {
+		const mb_leaderboard_row *row = &tb->rows[r];
+		for (size_t m = 0; m < tb->n_metrics; m++)
+			for (size_t k = 0; k < row->cells[m].n_strata; k++) {
+				const mb_leaderboard_stratum *st = &row->cells[m].strata[k];
+				fputs("| ", f);
+				md_cell(f, row->model);
+				fprintf(f, " | %lld | `", (long long)row->run_id);
+				md_cell(f, tb->metrics[m]);
+				fprintf(f, "@%d` | ", tb->versions[m]);
+				md_cell(f, st->name);
+				fprintf(f, "%s | %zu | %.4g [%.4g, %.4g] |\n",
+					st->ood ? " (OUT-OF-DISTRIBUTION)" : "", st->n, st->mean, st->lo,
+					st->hi);
+			}
+	}
+}
+
 void mb_leaderboard_markdown(FILE *f, const mb_leaderboard *lb)
 {
 	fprintf(f, "# Leaderboard\n\nMeans with 95%% CIs. Ranks are simultaneous intervals from "
@@ -571,6 +625,7 @@ void mb_leaderboard_markdown(FILE *f, const mb_leaderboard *lb)
 			md_code(f, row->command);
 			fputs(" |\n", f);
 		}
+		strata_markdown(f, tb);
 	}
 }
 
@@ -658,15 +713,27 @@ json_t *mb_leaderboard_json(const mb_leaderboard *lb)
 			bad |= !cells;
 			for (size_t m = 0; !bad && m < tb->n_metrics; m++) {
 				const mb_leaderboard_cell *c = &row->cells[m];
+				json_t *st = json_array();
+				for (size_t k = 0; st && k < c->n_strata; k++)
+					json_array_append_new(
+						st, json_pack("{s:s,s:b,s:I,s:o,s:o,s:o}", "name",
+							      c->strata[k].name, "ood", c->strata[k].ood,
+							      "n", (json_int_t)c->strata[k].n, "mean",
+							      num(c->strata[k].mean), "lo",
+							      num(c->strata[k].lo), "hi",
+							      num(c->strata[k].hi)));
+				if (!c->present)
+					json_decref(st);
 				bad |= json_array_append_new(
 					       cells, c->present
-							      ? json_pack("{s:I,s:o,s:o,s:o,s:I,s:I}", "n",
+							      ? json_pack("{s:I,s:o,s:o,s:o,s:I,s:I,s:o}", "n",
 									  (json_int_t)c->n, "mean",
 									  num(c->mean), "lo", num(c->lo),
 									  "hi", num(c->hi), "rank_lo",
 									  (json_int_t)c->rank_lo,
 									  "rank_hi",
-									  (json_int_t)c->rank_hi)
+									  (json_int_t)c->rank_hi,
+									  "strata", st)
 							      : json_null()) < 0;
 			}
 			rj = bad ? NULL

@@ -212,7 +212,15 @@ Test(leaderboard, markdown_renders_as_a_table_with_a_row_per_run)
 	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --suite demo > lb.md");
 	cr_assert_eq(mbt_sh(dir, "cat lb.md", &md), 0);
 	cr_assert_eq(mbt_sh(dir, "cmark-gfm --extension table lb.md", &html), 0, "%s", html);
-	cr_expect_eq(mbt_count(html, "<table>"), 1, "%s", html);
+	/* the ranked table, then the same cells per stratum */
+	cr_expect_eq(mbt_count(html, "<table>"), 2, "%s", html);
+	char *strata = strstr(strstr(html, "<table>") + 1, "<table>");
+	cr_assert_not_null(strata);
+	cr_expect_eq(mbt_count(strata, "<tr>"), 1 + 4 * 3 * 2,
+		     "header, 4 runs x 3 metrics x 2 strata: %s", strata);
+	cr_expect_eq(mbt_count(strata, "</td>"), 4 * 3 * 2 * 6, "6 cells a row: %s", strata);
+	cr_expect(strstr(strata, "<td>hard</td>") != NULL, "%s", strata);
+	*strata = '\0';
 	cr_expect_eq(mbt_count(html, "<tr>"), 5, "header and 4 runs: %s", html);
 	cr_expect_eq(mbt_count(html, "</th>"), 8, "columns: %s", html);
 	/* every body row has all 8 cells: a stray '|' would add one */
