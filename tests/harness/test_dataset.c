@@ -1,6 +1,7 @@
 /* Datasets: canonical JSONL with content keys, tamper detection with line
  * numbers, and datasets/MANIFEST build and verify. */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,4 +170,90 @@ Test(dataset, manifest_errors_name_the_line)
 		  err.msg);
 	mb_manifest_dispose(&m);
 	mbt_rmtree(dir);
+}
+
+/* "ood" in a recipe: the generator never sees it (synthetic rejects unknown
+ * params), the header records it, and the marks are read back. */
+Test(dataset, an_ood_recipe_marks_strata_and_is_recorded_in_the_header)
+{
+	char *text = NULL;
+	size_t len;
+	mb_dataset d;
+	mb_error err;
+	json_t *p = json_pack("{s:i, s:[s]}", "n_per_stratum", 4, "ood", "hard");
+
+	cr_assert_eq(mb_dataset_generate(&text, &len, mb_task_find("synthetic"), 7, p, &err), 0,
+		     "%s", err.msg);
+	cr_expect(strstr(text, "\"ood\":[\"hard\"]") != NULL, "%.200s", text);
+	cr_assert_eq(mb_dataset_parse(&d, text, len, "toy.jsonl", &err), 0, "%s", err.msg);
+	cr_expect(mb_dataset_is_ood(&d, "hard"));
+	cr_expect(!mb_dataset_is_ood(&d, "easy"));
+	cr_expect(!mb_dataset_is_ood(&d, "medium"));
+	mb_dataset_dispose(&d);
+	free(text);
+	json_decref(p);
+}
+
+struct ood_case {
+	char ood[64];    /* the "ood" value, JSON */
+	char expect[128];
+};
+
+static struct ood_case ood_cases[] = {
+	{"[\"medium\"]", "recipe: params.ood[0]: no item is in stratum 'medium'"},
+	{"[\"hard\", \"hard\"]", "recipe: params.ood[1]: 'hard' is listed twice"},
+	{"[\"\"]", "recipe: params.ood[0]: expected a stratum name"},
+	{"[3]", "recipe: params.ood[0]: expected a stratum name"},
+	{"[]", "recipe: params.ood: expected a non-empty list of stratum names"},
+	{"\"hard\"", "recipe: params.ood: expected a non-empty list of stratum names"},
+};
+
+ParameterizedTestParameters(dataset, a_bad_ood_list_is_one_line_naming_the_field)
+{
+	return cr_make_param_array(struct ood_case, ood_cases,
+				   sizeof(ood_cases) / sizeof(ood_cases[0]));
+}
+
+ParameterizedTest(struct ood_case *c, dataset, a_bad_ood_list_is_one_line_naming_the_field)
+{
+	char json[256], *text = NULL;
+	size_t len;
+	mb_error err;
+	json_t *p;
+
+	snprintf(json, sizeof(json), "{\"n_per_stratum\": 4, \"ood\": %s}", c->ood);
+	p = json_loads(json, 0, NULL);
+	cr_assert_not_null(p, "%s", json);
+	mb_error_clear(&err);
+	cr_expect_eq(mb_dataset_generate(&text, &len, mb_task_find("synthetic"), 7, p, &err),
+		     MB_EINVALID, "%s", c->ood);
+	cr_expect(strstr(err.msg, c->expect) != NULL, "expected '%s' in: %s", c->expect, err.msg);
+	cr_expect(strchr(err.msg, '\n') == NULL);
+	free(text);
+	json_decref(p);
+}
+
+/* A hand-edited header is checked the same way when the file is read. */
+Test(dataset, a_parsed_header_with_a_bad_ood_names_the_file)
+{
+	char *text = NULL, *at, *edited;
+	size_t len;
+	mb_dataset d;
+	mb_error err;
+	json_t *p = json_pack("{s:i, s:[s]}", "n_per_stratum", 4, "ood", "hard");
+
+	cr_assert_eq(mb_dataset_generate(&text, &len, mb_task_find("synthetic"), 7, p, &err), 0);
+	at = strstr(text, "\"ood\":[\"hard\"]");
+	cr_assert_not_null(at);
+	edited = malloc(len + 8);
+	cr_assert_not_null(edited);
+	snprintf(edited, len + 8, "%.*s\"ood\":[\"harder\"]%s", (int)(at - text), text,
+		 at + strlen("\"ood\":[\"hard\"]"));
+	cr_expect_eq(mb_dataset_parse(&d, edited, strlen(edited), "toy.jsonl", &err),
+		     MB_EINVALID);
+	cr_expect(strstr(err.msg, "toy.jsonl: params.ood[0]: no item is in stratum 'harder'"),
+		  "%s", err.msg);
+	free(edited);
+	free(text);
+	json_decref(p);
 }
