@@ -96,3 +96,102 @@ Test(power_baseline, bad_combinations_name_the_flag)
 		free(out);
 	}
 }
+
+/* --- per stratum (issue 14) ------------------------------------------------------ */
+
+#define IND_BASELINE MB_SOURCE_DIR "/baselines/canonical-induction.json"
+#define IND_SPEC MB_SOURCE_DIR "/benchmarks/canonical.json"
+
+/* Sample variance of metric m over the items of `stratum` in the canonical
+ * induction baseline, straight from the JSON. */
+static double stratum_var(size_t m, const char *stratum, size_t *n)
+{
+	json_error_t jerr;
+	json_t *doc = json_load_file(IND_BASELINE, 0, &jerr);
+	json_t *items;
+	long double sum = 0, ss = 0, mean = 0;
+
+	cr_assert_not_null(doc, "%s", jerr.text);
+	items = json_object_get(json_array_get(json_object_get(doc, "entries"), 0), "items");
+	*n = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < json_array_size(items); i++) {
+			json_t *it = json_array_get(items, i);
+			long double v;
+			if (strcmp(json_string_value(json_object_get(it, "stratum")), stratum) != 0)
+				continue;
+			v = json_real_value(json_array_get(json_object_get(it, "values"), m));
+			if (pass == 0) {
+				sum += v;
+				++*n;
+			} else {
+				ss += (v - mean) * (v - mean);
+			}
+		}
+		if (pass == 0)
+			mean = sum / (long double)*n;
+	}
+	json_decref(doc);
+	return (double)(ss / (long double)(*n - 1));
+}
+
+static double ind_mde(const char *args, char **err_out)
+{
+	char cmd[2048], *out = NULL;
+	double v;
+	snprintf(cmd, sizeof(cmd), MB "--baseline '%s' --metric induction.score --sides 1 %s "
+		 "2>&1", IND_BASELINE, args);
+	cr_assert_eq(mbt_sh("/", cmd, &out), 0, "%s: %s", cmd, out);
+	cr_assert_not_null(strstr(out, "mde = "), "%s", out);
+	v = strtod(strstr(out, "mde = ") + 6, NULL);
+	*err_out = out;
+	return v;
+}
+
+Test(power_baseline, spec_plans_on_the_smallest_thresholded_stratum_as_the_gate_does)
+{
+	const double z95 = 1.6448536269514722, z80 = 0.8416212335729143;
+	size_t n10, n25;
+	double v10 = stratum_var(0, "len=10", &n10), v25 = stratum_var(0, "len=25", &n25);
+	char *out;
+	double got;
+
+	/* every stratum has 60 items; len=10 has the largest variance of the three */
+	cr_assert_eq(n10, 60);
+	cr_assert_eq(n25, 60);
+	cr_assert_gt(v10, v25);
+	got = ind_mde("--spec '" IND_SPEC "'", &out);
+	cr_expect(strstr(out, "stratum len=10 (the smallest with a registered threshold) (60 items)"),
+		  "%s", out);
+	cr_expect(fabs(got - (z95 + z80) * sqrt(v10 / 60)) <= 1e-5 * got, "%s", out);
+	free(out);
+	got = ind_mde("--stratum len=25", &out);
+	cr_expect(strstr(out, "stratum len=25 (60 items)"), "%s", out);
+	cr_expect(fabs(got - (z95 + z80) * sqrt(v25 / 60)) <= 1e-5 * got, "%s", out);
+	free(out);
+}
+
+Test(power_baseline, per_stratum_flags_misused_name_the_flag)
+{
+	static const struct {
+		const char *args, *expect;
+	} cases[] = {
+		{"--sd 1 --n 10 --stratum len=10", "--stratum: only with --baseline"},
+		{"--sd 1 --n 10 --spec x.json", "--spec: only with --baseline"},
+		{"--baseline '" IND_BASELINE "' --metric induction.score --stratum len=10 --spec "
+		 "'" IND_SPEC "'", "--stratum and --spec: give only one"},
+		{"--baseline '" IND_BASELINE "' --metric induction.loss_rep1 --spec '" IND_SPEC "'",
+		 "--spec: " IND_SPEC " registers no per-stratum threshold of induction.loss_rep1 in "
+		 "entry induction"},
+		{"--baseline '" IND_BASELINE "' --metric induction.score --stratum len=11",
+		 "entry induction has 0 item(s) in stratum len=11"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char cmd[2048], *out = NULL;
+		snprintf(cmd, sizeof(cmd), MB "%s 2>&1", cases[i].args);
+		cr_expect_eq(mbt_sh("/", cmd, &out), 2, "%s: %s", cases[i].args, out);
+		cr_expect(strstr(out, cases[i].expect) != NULL, "expected '%s' in: %s",
+			  cases[i].expect, out);
+		free(out);
+	}
+}
