@@ -745,10 +745,13 @@ void mb_gate_finish(mb_gate_result *g, mb_gate_policy on_inconclusive,
 			for (size_t k = 0; k < r->n_strata; k++) {
 				mb_gate_stratum *st = &r->strata[k];
 				int failed;
-				if (!st->compared)
+				if (!st->compared && !st->has_threshold)
 					continue;
-				st->status = judged_status(st->cmp.verdict, st->threshold_checked,
-							   st->threshold_verdict);
+				/* a registered stratum too small to judge is not a pass */
+				st->status = st->compared ? judged_status(st->cmp.verdict,
+									  st->threshold_checked,
+									  st->threshold_verdict)
+							  : MB_GATE_INCONCLUSIVE;
 				if (!st->has_threshold)
 					continue;
 				failed = st->status != MB_GATE_IDENTICAL &&

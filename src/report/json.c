@@ -26,8 +26,9 @@ static json_t *strata_json(const mb_gate_row *r)
 		const mb_stats_comparison *c = &st->cmp;
 		json_t *o = json_pack("{s:s, s:b, s:I, s:o, s:o}", "name", st->name, "ood", st->ood,
 				      "n", (json_int_t)st->n, "status",
-				      st->compared ? json_string(mb_gate_status_name(st->status))
-						   : json_null(),
+				      st->compared || (st->has_threshold && r->compared)
+					      ? json_string(mb_gate_status_name(st->status))
+					      : json_null(),
 				      "mde_planned", num(st->mde_planned));
 		if (!o)
 			continue;

@@ -49,7 +49,7 @@ static void strata_markdown(FILE *f, const mb_gate_result *g)
 		const mb_gate_row *r = &g->rows[i];
 		for (size_t k = 0; k < r->n_strata; k++) {
 			const mb_gate_stratum *st = &r->strata[k];
-			const char *mark = mb_stratum_failed(st) ? "**" : "";
+			const char *mark = mb_stratum_failed(r, st) ? "**" : "";
 			mb_stratum_text x;
 			mb_stratum_text_fill(&x, r, st);
 			fprintf(f, "| ");

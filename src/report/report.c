@@ -84,16 +84,17 @@ void mb_stratum_text_fill(mb_stratum_text *t, const mb_gate_row *r, const mb_gat
 		snprintf(t->threshold, sizeof(t->threshold), "-");
 	}
 	snprintf(t->status, sizeof(t->status), "%s",
-		 st->compared ? mb_gate_status_name(st->status) : "-");
+		 st->compared || (st->has_threshold && r->compared)
+			 ? mb_gate_status_name(st->status) : "-");
 	snprintf(t->role, sizeof(t->role), "%s",
 		 !st->has_threshold ? (st->ood ? "reported, not pooled" : "reported")
 		 : r->combine == MB_SPEC_COMBINE_ALL ? "gates (combine all)"
 						     : "reported (combine pooled)");
 }
 
-int mb_stratum_failed(const mb_gate_stratum *st)
+int mb_stratum_failed(const mb_gate_row *r, const mb_gate_stratum *st)
 {
-	return st->compared && st->has_threshold &&
+	return r->compared && st->has_threshold &&
 	       (st->status == MB_GATE_REGRESSED || st->status == MB_GATE_THRESHOLD_FAILED ||
 		st->status == MB_GATE_INCONCLUSIVE);
 }

@@ -27,7 +27,7 @@ typedef struct mb_stratum_text {
 } mb_stratum_text;
 void mb_stratum_text_fill(mb_stratum_text *t, const mb_gate_row *r, const mb_gate_stratum *st);
 /* 1 when a stratum with a registered threshold is not PASS/IMPROVED/IDENTICAL. */
-int mb_stratum_failed(const mb_gate_stratum *st);
+int mb_stratum_failed(const mb_gate_row *r, const mb_gate_stratum *st);
 
 /* ">= 1 met", "<= 0.7 NOT MET", or "-". */
 void mb_fmt_threshold(char *buf, size_t cap, const mb_gate_row *r);
