@@ -282,3 +282,48 @@ Test(runner, blas_runs_on_one_thread_inside_the_parallel_item_loop)
 	openblas_set_num_threads(before);
 	teardown_fixture(&f);
 }
+
+/* Per stratum: the same policy over the stratum's items alone, never the
+ * registered weights (a stratum is not stratified). With registered weights
+ * the pooled score is stratified-t and each stratum's is the paired t of its
+ * own values; the ratio metric is a bootstrap per stratum. With clusters, a
+ * stratum holding >= 2 clusters gets clustered t within it. */
+Test(runner, each_stratum_gets_the_pooled_policy_over_its_own_items)
+{
+	static const char *const designs[] = {"\"strata\": {\"easy\": 0.5, \"hard\": 0.5},",
+					      "\"clusters\": true,"};
+	for (int d = 0; d < 2; d++) {
+		fixture f;
+		mb_entry_result r;
+		mb_error err;
+
+		setup_fixture(&f, 40, designs[d]);
+		run(&f, &r, 2);
+		cr_assert_eq(r.n_strata, 2);
+		for (size_t k = 0; k < r.n_strata; k++) {
+			const mb_stratum_result *st = &r.strata[k];
+			double col[40];
+			size_t n = 0;
+			mb_stats_summary s;
+			cr_expect_eq(st->n, 40);
+			cr_expect(!st->ood);
+			for (size_t i = 0; i < r.n_items; i++)
+				if (strcmp(r.items[i].stratum, st->name) == 0)
+					col[n++] = r.values[i * 3];
+			cr_assert_eq(n, 40);
+			cr_assert_eq(mb_stats_describe(&s, col, n, &err), 0);
+			cr_expect_eq(st->aggregates[0].mean, s.mean);
+			cr_expect_eq(st->aggregates[0].method,
+				     d == 0 ? MB_STATS_METHOD_PAIRED_T : MB_STATS_METHOD_CLUSTERED_T,
+				     "%s: %s", st->name, mb_stats_method_name(st->aggregates[0].method));
+			if (d == 0)
+				cr_expect_eq(st->aggregates[0].se, s.se);
+			cr_expect_eq(st->aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
+			cr_expect(st->aggregates[0].lo < s.mean && s.mean < st->aggregates[0].hi);
+		}
+		cr_expect_eq(r.aggregates[0].method, d == 0 ? MB_STATS_METHOD_STRATIFIED_T
+							    : MB_STATS_METHOD_CLUSTERED_T);
+		mb_entry_result_dispose(&r);
+		teardown_fixture(&f);
+	}
+}
