@@ -816,8 +816,20 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 					continue;
 				}
 				mb_leaderboard_rank_text(rk, sizeof(rk), c, 0);
-				fprintf(f, "<td class=\"num\">%.4g [%.4g, %.4g]<br>rank %s</td>", c->mean,
+				fprintf(f, "<td class=\"num\">%.4g [%.4g, %.4g]<br>rank %s", c->mean,
 					c->lo, c->hi, rk);
+				/* per stratum, one click away (ranks are of the pooled values) */
+				if (c->n_strata)
+					fputs("<details><summary>per stratum</summary>", f);
+				for (size_t k = 0; k < c->n_strata; k++) {
+					mb_html_escape(f, c->strata[k].name);
+					fprintf(f, "%s (n %zu): %.4g [%.4g, %.4g]<br>",
+						c->strata[k].ood ? " <strong>OUT-OF-DISTRIBUTION</strong>"
+								 : "",
+						c->strata[k].n, c->strata[k].mean, c->strata[k].lo,
+						c->strata[k].hi);
+				}
+				fputs(c->n_strata ? "</details></td>" : "</td>", f);
 			}
 			/* Short hashes in the row; the whole stamp one click away
 			 * (<details> needs no script). */
