@@ -81,7 +81,7 @@
  *   induction.ablate_random@1   the same for top_k random heads of the same
  *                               layers (not top heads), drawn per item from
  *                               stream "induction/random_heads" indexed by
- *                               the item key's first 16 hex digits. As in
+ *                               mb_item_key_index(item key). As in
  *                               TransformerLens / Olsson et al., the pool is
  *                               the layer's other heads, with no induction-
  *                               score filter; a spec makes this a null

@@ -558,6 +558,9 @@ Test(modadd, control_flags_a_key_set_that_misses_part_of_the_mechanism)
 	printf("zoo modadd with key set {%d} only (weakest of %d keys): control_effect %.4g "
 	       "[%.4g, %.4g], necessity %.4g\n", weakest, nkey, e.mean, e.lo, e.hi, nec.mean);
 	cr_assert_gt(e.lo, 0.05, "the control must flag the unclaimed key frequencies");
+	/* and the control loss itself rises above the full loss by as much */
+	cr_assert_gt(metric_ci(w, n, "modadd.control_loss").lo,
+		     metric_ci(w, n, "modadd.loss").hi + 0.05);
 	json_decref(params);
 	mb_figure_list_dispose(&figs);
 	free(v);
