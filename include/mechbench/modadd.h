@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include <mechbench/error.h>
+#include <mechbench/rng.h>
 
 /* Largest modulus the analyses accept (the basis is P x P doubles). */
 #define MB_MODADD_MAX_P 1024
@@ -89,5 +90,19 @@ typedef enum mb_modadd_projection {
 double mb_modadd_projected_loss(int *out_argmax, const double *basis, const float *logits,
 				int p, int target, mb_modadd_projection how, const int *freqs,
 				int nf);
+
+/*
+ * The random-frequency control's set (modadd.control_loss@2, modadd.c): n
+ * frequencies drawn without replacement from the non-key ones (k in 1..K not
+ * in key[0..nkey)), each draw with probability proportional to its squared
+ * norm freq_norm[k]^2 (its Fourier energy) among those not drawn yet. Draw j:
+ * u = mb_rng_uniform(r) * (sum of the remaining squared norms, ascending k),
+ * then the first remaining k in ascending order whose running sum exceeds u
+ * (the last remaining one when rounding leaves none); when every remaining
+ * norm is 0, the mb_rng_range(r, count)-th remaining one instead. Writes
+ * out[0..n) ascending. Needs 1 <= n <= K - nkey.
+ */
+void mb_modadd_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,
+				   const int *key, int nkey, int n);
 
 #endif

@@ -69,6 +69,12 @@ typedef struct mb_item_list {
 	size_t n, cap;
 } mb_item_list;
 
+/* The first 16 hex digits of an item's content key as an integer: the index
+ * of the item's own RNG stream (mb_rng_init_named(&r, seed, "<task>/<what>",
+ * mb_item_key_index(key))), so a per-item draw depends only on the item's
+ * content, never on its position in a dataset or batch. */
+uint64_t mb_item_key_index(const char *key);
+
 /* Computes the content key of (stratum, cluster, input) into key. Returns 0
  * or MB_ENOMEM. */
 int mb_item_key(char key[MB_SHA256_HEX_LEN], const char *stratum, const char *cluster,

@@ -248,3 +248,55 @@ double mb_modadd_projected_loss(int *out_argmax, const double *basis, const floa
 		*out_argmax = arg;
 	return mx + log(se) - l[target];
 }
+
+void mb_modadd_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,
+				   const int *key, int nkey, int n)
+{
+	int k_max = (p - 1) / 2;
+	unsigned char taken[MB_MODADD_MAX_P / 2 + 1] = {0}; /* (K + 1): key or drawn */
+	int avail = k_max;
+
+	for (int q = 0; q < nkey; q++) {
+		MB_ASSERT(key[q] >= 1 && key[q] <= k_max);
+		avail -= !taken[key[q]];
+		taken[key[q]] = 1;
+	}
+	MB_ASSERT(n >= 1 && n <= avail);
+	for (int j = 0; j < n; j++) {
+		double total = 0, acc = 0, u;
+		int pick = -1;
+
+		for (int k = 1; k <= k_max; k++)
+			if (!taken[k])
+				total += freq_norm[k] * freq_norm[k];
+		if (total > 0) {
+			u = mb_rng_uniform(r) * total;
+			for (int k = 1; k <= k_max; k++) {
+				if (taken[k])
+					continue;
+				pick = k; /* the last remaining one if rounding leaves none */
+				acc += freq_norm[k] * freq_norm[k];
+				if (acc > u)
+					break;
+			}
+		} else {
+			uint64_t c = mb_rng_range(r, (uint64_t)(avail - j));
+			for (int k = 1; k <= k_max; k++)
+				if (!taken[k] && c-- == 0) {
+					pick = k;
+					break;
+				}
+		}
+		MB_ASSERT(pick > 0);
+		taken[pick] = 1;
+		out[j] = pick;
+	}
+	for (int i = 1; i < n; i++) {
+		int v = out[i], j = i;
+		while (j > 0 && out[j - 1] > v) {
+			out[j] = out[j - 1];
+			j--;
+		}
+		out[j] = v;
+	}
+}

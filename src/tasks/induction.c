@@ -81,7 +81,7 @@
  *   induction.ablate_random@1   the same for top_k random heads of the same
  *                               layers (not top heads), drawn per item from
  *                               stream "induction/random_heads" indexed by
- *                               the item key's first 16 hex digits. As in
+ *                               mb_item_key_index(item key). As in
  *                               TransformerLens / Olsson et al., the pool is
  *                               the layer's other heads, with no induction-
  *                               score filter; a spec makes this a null
@@ -826,16 +826,6 @@ static int item_tokens(int32_t *rep, int32_t *ctl, int *r_out, const ind_state *
 	return 0;
 }
 
-static uint64_t key_index(const char *key)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 16; i++) {
-		char ch = key[i];
-		v = v * 16 + (uint64_t)(ch >= 'a' ? ch - 'a' + 10 : ch - '0');
-	}
-	return v;
-}
-
 /* The second-repeat loss of every item after a run: out (B). */
 static void rep2_losses(double *out, const ind_state *st, const int32_t *rep, const int *r, int B,
 			int T)
@@ -953,7 +943,7 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 		for (int b = 0; b < B; b++) {
 			mb_rng rng;
 			mb_rng_init_named(&rng, st->seed, "induction/random_heads",
-					  key_index(items[b].key));
+					  mb_item_key_index(items[b].key));
 			for (int k = 0; k < st->top_k; k++) {
 				int l = st->top_l[k], h = st->top_h[k];
 				if (pass == 1) {

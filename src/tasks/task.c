@@ -99,6 +99,18 @@ int mb_metric_direction_parse(const char *s, mb_metric_direction *out)
 
 /* --- items ----------------------------------------------------------------- */
 
+uint64_t mb_item_key_index(const char *key)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 16; i++) {
+		char ch = key[i];
+		MB_ASSERT((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+		v = v * 16 + (uint64_t)(ch >= 'a' ? ch - 'a' + 10 : ch - '0');
+	}
+	return v;
+}
+
 int mb_item_key(char key[MB_SHA256_HEX_LEN], const char *stratum, const char *cluster,
 		const json_t *input, mb_error *err)
 {

@@ -205,9 +205,7 @@ Test(leaderboard, markdown_renders_as_a_table_with_a_row_per_run)
 {
 	char *md = NULL, *html = NULL;
 
-	if (system("command -v cmark-gfm > /dev/null 2>&1") != 0)
-		cr_skip_test("cmark-gfm is not installed (ci/setup installs it): cannot check that "
-			     "the markdown renders");
+	MBT_NEED_TOOL("cmark-gfm", "cannot check that the markdown renders");
 	three_models();
 	mbt_sh_ok(dir, MBT_CLI "leaderboard --db m.db --suite demo > lb.md");
 	cr_assert_eq(mbt_sh(dir, "cat lb.md", &md), 0);

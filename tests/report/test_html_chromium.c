@@ -46,9 +46,8 @@ TestSuite(html_chromium, .init = setup, .fini = teardown, .timeout = 600);
 
 static void need_chromium(void)
 {
-	if (system("command -v chromium > /dev/null 2>&1") != 0)
-		cr_skip_test("chromium is not installed (Debian package 'chromium'; ci/setup "
-			     "installs it): the HTML report cannot be checked in a browser here");
+	MBT_NEED_TOOL("chromium", "the HTML report cannot be checked in a browser here (Debian "
+		      "package 'chromium')");
 }
 
 /* --- a small PNG reader (8-bit RGB/RGBA, not interlaced: what Chromium writes) --------------- */

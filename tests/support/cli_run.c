@@ -111,3 +111,17 @@ size_t mbt_count_lines(const char *s)
 		n += *s == '\n';
 	return n;
 }
+
+int mbt_have_tool(const char *tool)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "command -v '%s' > /dev/null 2>&1", tool);
+	return system(cmd) == 0;
+}
+
+int mbt_require_tools(void)
+{
+	const char *v = getenv("MB_REQUIRE_TOOLS");
+	return v && strcmp(v, "1") == 0;
+}

@@ -31,6 +31,24 @@ int mbt_sh(const char *dir, const char *cmd, char **out);
  * unless cmd exits 0. */
 void mbt_sh_ok(const char *dir, const char *cmd);
 
+/* Skips the test when the command-line tool is not on PATH, or FAILS it when
+ * the environment has MB_REQUIRE_TOOLS=1: ci/test sets it after ci/setup has
+ * installed every tool, so a tool still missing there is a broken setup that
+ * must not pass as a skip. `why` says what cannot be checked without it. */
+#define MBT_NEED_TOOL(tool, why)                                                                  \
+	do {                                                                                      \
+		if (!mbt_have_tool(tool)) {                                                       \
+			if (mbt_require_tools())                                                  \
+				cr_assert_fail("%s is missing although MB_REQUIRE_TOOLS=1 (ci/test " \
+					       "installed it): %s", tool, why);                    \
+			cr_skip_test("%s is not installed (ci/setup installs it): %s", tool, why); \
+		}                                                                                 \
+	} while (0)
+/* 1 when `command -v tool` finds it. */
+int mbt_have_tool(const char *tool);
+/* 1 when the environment variable MB_REQUIRE_TOOLS is "1". */
+int mbt_require_tools(void);
+
 /* Number of lines ('\n') in s. */
 size_t mbt_count_lines(const char *s);
 
