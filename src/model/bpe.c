@@ -444,31 +444,57 @@ static heap_item heap_pop(heap_item *h, int *n)
 	return top;
 }
 
+#define WORD_STACK 128
+
+/* Per-piece work arrays: on the stack for pieces up to WORD_STACK bytes,
+ * malloc'd (and kept for the segment) beyond. */
 typedef struct word_scratch {
 	int32_t *id, *next, *prev;
 	heap_item *heap;
 	size_t cap;
+	int heap_owned;
+	int32_t s_id[WORD_STACK], s_next[WORD_STACK], s_prev[WORD_STACK];
+	heap_item s_heap[2 * WORD_STACK]; /* pairs pending: <= n - 1 + merges <= 2n */
 } word_scratch;
+
+static void scratch_init(word_scratch *s)
+{
+	s->id = s->s_id;
+	s->next = s->s_next;
+	s->prev = s->s_prev;
+	s->heap = s->s_heap;
+	s->cap = WORD_STACK;
+	s->heap_owned = 0;
+}
+
+static void scratch_dispose(word_scratch *s)
+{
+	if (!s->heap_owned)
+		return;
+	free(s->id);
+	free(s->next);
+	free(s->prev);
+	free(s->heap);
+}
 
 static int scratch_fit(word_scratch *s, size_t n, mb_error *err)
 {
-	size_t cap = s->cap ? s->cap : 64;
+	size_t cap = s->cap;
 
 	if (n <= s->cap)
 		return 0;
 	while (cap < n)
 		cap *= 2;
-	free(s->id);
-	free(s->next);
-	free(s->prev);
-	free(s->heap);
+	scratch_dispose(s);
+	s->heap_owned = 1;
 	s->id = malloc(sizeof(int32_t) * cap);
 	s->next = malloc(sizeof(int32_t) * cap);
 	s->prev = malloc(sizeof(int32_t) * cap);
-	s->heap = malloc(sizeof(heap_item) * cap);
+	s->heap = malloc(sizeof(heap_item) * 2 * cap);
 	s->cap = cap;
 	if (!s->id || !s->next || !s->prev || !s->heap) {
-		s->cap = 0;
+		scratch_dispose(s);
+		scratch_init(s);
 		return mb_error_oom(err, "BPE word", sizeof(int32_t) * cap * 5);
 	}
 	return 0;
@@ -724,7 +750,7 @@ int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *se
 {
 	const unsigned char *s = (const unsigned char *)seg;
 	unsigned char *buf = NULL;
-	word_scratch ws = {0};
+	word_scratch ws;
 	size_t i = 0;
 	int rc;
 
@@ -732,6 +758,7 @@ int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *se
 		return 0;
 	if ((rc = mb_tok_check_text(t, seg, n, off, err)) < 0)
 		return rc;
+	scratch_init(&ws);
 	if (t->bpe->add_prefix_space && s[0] != ' ') {
 		/* Hugging Face prepends the space to each piece of text between
 		 * added tokens; offsets in messages then run one byte ahead. */
@@ -749,10 +776,7 @@ int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *se
 		rc = encode_piece(t, s + i, len, &ws, ids, off + i, err);
 		i += len;
 	}
-	free(ws.id);
-	free(ws.next);
-	free(ws.prev);
-	free(ws.heap);
+	scratch_dispose(&ws);
 	free(buf);
 	return rc;
 }
