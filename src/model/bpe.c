@@ -243,6 +243,24 @@ static size_t token_bytes(const mb_bpe *b, const char *tok, char *o)
 	return n;
 }
 
+int mb_bpe_same_bytes(const char *raw, const char *tok)
+{
+	mb_bpe b;
+	size_t n = strlen(raw), k = 0;
+	char *enc = malloc(2 * n + 1);
+	int same;
+
+	if (!enc)
+		return 0;
+	byte_tables(&b);
+	for (size_t i = 0; i < n; i++)
+		k += put_utf8(enc + k, b.byte_cp[(unsigned char)raw[i]]);
+	enc[k] = '\0';
+	same = strcmp(enc, tok) == 0;
+	free(enc);
+	return same;
+}
+
 static uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 33;

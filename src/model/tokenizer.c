@@ -362,10 +362,16 @@ int mb_tok_index_ids(mb_tokenizer *t, const mb_json_doc *doc, const char *vocab_
 	for (size_t i = 0; i < t->n_added; i++) {
 		const char *prev = t->by_id[t->added[i].id];
 
-		if (prev && strcmp(prev, t->added[i].content) != 0)
+		if (prev && strcmp(prev, t->added[i].content) != 0) {
+			/* GPT-NeoX adds its whitespace runs ("  ") under the ids of
+			 * their byte-level vocabulary tokens ("ĠĠ"): the same bytes. */
+			if (t->pre == PRE_BYTE_LEVEL &&
+			    mb_bpe_same_bytes(t->added[i].content, prev))
+				continue;
 			return mb_error_set(err, MB_EINVALID, "%s: added_tokens: id %d is both \"%s\" "
 					    "and \"%s\"", t->name, (int)t->added[i].id, prev,
 					    t->added[i].content);
+		}
 		t->by_id[t->added[i].id] = t->added[i].content;
 	}
 	return 0;
@@ -802,14 +808,12 @@ int mb_tokenizer_decode(const mb_tokenizer *t, const int32_t *ids, int n, char *
 
 /* Reads merges.txt (rank = line order) into t->bpe: an optional first line
  * "#version: ...", then "left right" per line; blank lines are skipped. */
-static int load_merges_txt(mb_tokenizer *t, const char *path, mb_error *err)
+static int parse_merges_txt(mb_tokenizer *t, char *text, size_t len, const char *path,
+			    mb_error *err)
 {
-	char *text = NULL;
-	size_t len = 0, pos = 0;
+	size_t pos = 0;
 	int rc, line = 0;
 
-	if ((rc = mb_file_read_text(&text, &len, path, err)) < 0)
-		return rc;
 	rc = mb_bpe_init(&t->bpe, t, err);
 	while (rc == 0 && pos < len) {
 		char *s = text + pos, *e = memchr(s, '\n', len - pos), *sp;
@@ -840,12 +844,12 @@ static int load_merges_txt(mb_tokenizer *t, const char *path, mb_error *err)
 		if (rc < 0)
 			mb_error_prefix(err, "%s", where);
 	}
-	free(text);
 	return rc;
 }
 
-int mb_tokenizer_load_bpe_files(mb_tokenizer **out, const char *vocab_path,
-				const char *merges_path, mb_error *err)
+int mb_tok_parse_bpe_files(mb_tokenizer **out, const char *vocab, size_t vlen,
+			   const char *vocab_name, char *merges, size_t mlen,
+			   const char *merges_name, mb_error *err)
 {
 	static const char eot[] = "<|endoftext|>";
 	mb_json_doc doc;
@@ -853,7 +857,7 @@ int mb_tokenizer_load_bpe_files(mb_tokenizer **out, const char *vocab_path,
 	int rc;
 
 	*out = NULL;
-	rc = mb_json_doc_load(&doc, vocab_path, err);
+	rc = mb_json_doc_parse(&doc, vocab, vlen, vocab_name, err);
 	if (rc < 0)
 		return rc;
 	t = calloc(1, sizeof(*t));
@@ -863,7 +867,7 @@ int mb_tokenizer_load_bpe_files(mb_tokenizer **out, const char *vocab_path,
 	}
 	t->unk = -1;
 	t->pre = PRE_BYTE_LEVEL;
-	t->name = strdup(vocab_path);
+	t->name = strdup(vocab_name);
 	if (!t->name)
 		rc = mb_error_oom(err, "tokenizer", 1);
 	else if (!json_is_object(doc.root))
@@ -882,9 +886,9 @@ int mb_tokenizer_load_bpe_files(mb_tokenizer **out, const char *vocab_path,
 		}
 	}
 	if (rc == 0)
-		rc = mb_tok_index_ids(t, NULL, vocab_path, err);
+		rc = mb_tok_index_ids(t, NULL, vocab_name, err);
 	if (rc == 0)
-		rc = load_merges_txt(t, merges_path, err);
+		rc = parse_merges_txt(t, merges, mlen, merges_name, err);
 	mb_json_doc_dispose(&doc);
 	if (rc < 0) {
 		mb_tokenizer_free(t);
@@ -892,6 +896,25 @@ int mb_tokenizer_load_bpe_files(mb_tokenizer **out, const char *vocab_path,
 	}
 	*out = t;
 	return 0;
+}
+
+int mb_tokenizer_load_bpe_files(mb_tokenizer **out, const char *vocab_path,
+				const char *merges_path, mb_error *err)
+{
+	char *vocab = NULL, *merges = NULL;
+	size_t vlen = 0, mlen = 0;
+	int rc;
+
+	*out = NULL;
+	rc = mb_file_read_text(&vocab, &vlen, vocab_path, err);
+	if (rc == 0)
+		rc = mb_file_read_text(&merges, &mlen, merges_path, err);
+	if (rc == 0)
+		rc = mb_tok_parse_bpe_files(out, vocab, vlen, vocab_path, merges, mlen, merges_path,
+					    err);
+	free(vocab);
+	free(merges);
+	return rc;
 }
 
 int mb_tokenizer_load_dir(mb_tokenizer **out, const char *dir, mb_error *err)

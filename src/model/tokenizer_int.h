@@ -61,6 +61,13 @@ int mb_tok_cmp_added(const void *a, const void *b);
 int mb_tok_index_ids(mb_tokenizer *t, const mb_json_doc *doc, const char *vocab_name,
 		     mb_error *err);
 
+/* mb_tokenizer_load_bpe_files on texts in memory (merges: mlen bytes and a
+ * NUL after them, modified);
+ * the names label messages. */
+int mb_tok_parse_bpe_files(mb_tokenizer **out, const char *vocab, size_t vlen,
+			   const char *vocab_name, char *merges, size_t mlen,
+			   const char *merges_name, mb_error *err);
+
 /* bpe.c. mb_bpe_init builds the byte tables from t's vocabulary; merges are
  * then added in rank order (the caller prefixes errors with the file and
  * line). */
@@ -69,6 +76,8 @@ int mb_bpe_add_merge(mb_bpe *b, const mb_tokenizer *t, const char *left, const c
 		     mb_error *err);
 void mb_bpe_set_options(mb_bpe *b, int add_prefix_space, int use_regex, int ignore_merges);
 void mb_bpe_free(mb_bpe *b);
+/* True when tok (in GPT-2's byte alphabet) stands for exactly the bytes of raw. */
+int mb_bpe_same_bytes(const char *raw, const char *tok);
 /* Pre-tokenizes and encodes seg[0..n) (byte offset off of the text), which
  * holds no added token, appending ids to ids. */
 int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *seg, size_t n,

@@ -350,3 +350,22 @@ Test(bpe, decode_refuses_ids_that_are_no_token)
 	cr_expect(strstr(err.msg, "id 99 (item 2)"), "%s", err.msg);
 	mb_tokenizer_free(t);
 }
+
+Test(bpe, neox_style_tokenizer_json_with_nfc_prefix_space_and_whitespace_added_tokens)
+{
+	mb_tokenizer *t = NULL;
+	mb_error err = {0};
+	const int32_t w[] = {7, 9, 7, 5, 1};
+	char *back = NULL;
+	size_t len = 0;
+
+	cr_assert_eq(mb_tokenizer_load(&t, MB_SOURCE_DIR
+				       "/fuzz/corpus/tokenizer/valid_bpe_neox_style.json", &err),
+		     0, "%s", err.msg);
+	/* "  " is an added token sharing id 9 with the vocabulary's "ĠĠ". */
+	expect_ids(t, "ab  ab a<|padding|>", w, 5);
+	cr_assert_eq(mb_tokenizer_decode(t, w, 5, &back, &len, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(back, " ab  ab a<|padding|>");
+	free(back);
+	mb_tokenizer_free(t);
+}
