@@ -370,3 +370,58 @@ Test(bpe, neox_style_tokenizer_json_with_nfc_prefix_space_and_whitespace_added_t
 	free(back);
 	mb_tokenizer_free(t);
 }
+
+/* The fuzz seeds say what they are: valid_* load, bad_* are one error
+ * naming the file (fuzz/corpus/tokenizer with tokenizer.json's parser,
+ * fuzz/corpus/bpe_merges as merges.txt next to fuzz_bpe_merges.c's vocabulary). */
+#define FUZZ_VOCAB                                                                             \
+	"{\"a\": 0, \"b\": 1, \"c\": 2, \"\\u0120\": 3, \"ab\": 4, \"\\u0120a\": 5, "               \
+	"\"abc\": 6, \"'\": 7, \"s\": 8, \"'s\": 9, \"<|endoftext|>\": 10, \"\\u010a\": 11, "        \
+	"\"\\u00c3\": 12, \"\\u00a9\": 13, \"\\u00c3\\u00a9\": 14, \"\\u0120\\u0120\": 15, "            \
+	"\"bb\": 16, \"bbb\": 17, \"bbbb\": 18}"
+
+Test(bpe, fuzz_seeds_named_valid_load_and_bad_are_refused)
+{
+	static const char *const kinds[] = {"tokenizer", "bpe_merges"};
+	char vdir[] = "/tmp/mb_bpe_seeds_XXXXXX", vocab[64];
+	size_t seen = 0;
+
+	cr_assert(mkdtemp(vdir));
+	snprintf(vocab, sizeof(vocab), "%s/vocab.json", vdir);
+	write_file(vocab, FUZZ_VOCAB);
+	for (int k = 0; k < 2; k++) {
+		char cmd[512], *list = NULL, *line, *end;
+		size_t len = 0;
+		mb_error err = {0};
+
+		snprintf(cmd, sizeof(cmd), "ls %s/fuzz/corpus/%s > %s/list", MB_SOURCE_DIR,
+			 kinds[k], vdir);
+		cr_assert_eq(system(cmd), 0);
+		snprintf(cmd, sizeof(cmd), "%s/list", vdir);
+		cr_assert_eq(mb_file_read_text(&list, &len, cmd, &err), 0, "%s", err.msg);
+		for (line = list; (end = strchr(line, '\n')) != NULL; line = end + 1) {
+			char path[512];
+			mb_tokenizer *t = NULL;
+			int rc;
+
+			*end = '\0';
+			snprintf(path, sizeof(path), "%s/fuzz/corpus/%s/%s", MB_SOURCE_DIR, kinds[k],
+				 line);
+			rc = k == 0 ? mb_tokenizer_load(&t, path, &err)
+				    : mb_tokenizer_load_bpe_files(&t, vocab, path, &err);
+			if (strncmp(line, "valid_", 6) == 0)
+				cr_expect_eq(rc, 0, "%s: %s", line, err.msg);
+			else
+				cr_expect(rc < 0 && strstr(err.msg, path), "%s: %s", line,
+					  rc < 0 ? err.msg : "accepted");
+			mb_tokenizer_free(t);
+			seen++;
+		}
+		free(list);
+	}
+	cr_expect_geq(seen, 15);
+	remove(vocab);
+	snprintf(vocab, sizeof(vocab), "%s/list", vdir);
+	remove(vocab);
+	remove(vdir);
+}
