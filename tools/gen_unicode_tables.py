@@ -71,6 +71,57 @@ def emit_list(name, cps, f, what):
     f.write("};\n\n")
 
 
+def nfc_tables(f):
+    """NFC data from unicodedata: canonical combining classes (ranges of equal
+    class), full canonical decompositions (Hangul syllables excluded: they are
+    algorithmic), and primary composites (pairs that NFC composes)."""
+    ccc, decomp, comp = [], [], []
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        ch = chr(c)
+        k = unicodedata.combining(ch)
+        if k:
+            if ccc and ccc[-1][1] == c - 1 and ccc[-1][2] == k:
+                ccc[-1][1] = c
+            else:
+                ccc.append([c, c, k])
+        if 0xAC00 <= c <= 0xD7A3:
+            continue
+        d = unicodedata.normalize("NFD", ch)
+        if d != ch:
+            decomp.append((c, [ord(x) for x in d]))
+        raw = unicodedata.decomposition(ch)
+        if raw and not raw.startswith("<"):
+            parts = [int(x, 16) for x in raw.split()]
+            if len(parts) == 2 and unicodedata.normalize("NFC", chr(parts[0]) + chr(parts[1])) == ch:
+                comp.append((parts[0], parts[1], c))
+    comp.sort()
+    f.write("/* NFC (unicodedata %s): combining classes, %d ranges */\n" % (unicodedata.unidata_version, len(ccc)))
+    f.write("static const uint32_t mb_uc_ccc[][3] = {\n")
+    for i in range(0, len(ccc), 4):
+        f.write("\t" + " ".join("{0x%X, 0x%X, %d}," % tuple(r) for r in ccc[i:i + 4]) + "\n")
+    f.write("};\n\n")
+    pool = []
+    f.write("/* full canonical decompositions: {code point, offset in pool, length}, %d */\n" % len(decomp))
+    f.write("static const uint32_t mb_uc_decomp[][3] = {\n")
+    rows = []
+    for c, d in decomp:
+        rows.append("{0x%X, %d, %d}," % (c, len(pool), len(d)))
+        pool.extend(d)
+    for i in range(0, len(rows), 4):
+        f.write("\t" + " ".join(rows[i:i + 4]) + "\n")
+    f.write("};\n\nstatic const uint32_t mb_uc_decomp_pool[] = {\n")
+    for i in range(0, len(pool), 8):
+        f.write("\t" + " ".join("0x%X," % x for x in pool[i:i + 8]) + "\n")
+    f.write("};\n\n")
+    f.write("/* primary composites: {first, second, composite}, sorted, %d */\n" % len(comp))
+    f.write("static const uint32_t mb_uc_comp[][3] = {\n")
+    for i in range(0, len(comp), 4):
+        f.write("\t" + " ".join("{0x%X, 0x%X, 0x%X}," % r for r in comp[i:i + 4]) + "\n")
+    f.write("};\n\n")
+
+
 def emit(name, pattern, f):
     rs = ranges(pattern)
     f.write("/* %s: %d ranges */\n" % (pattern, len(rs)))
@@ -91,6 +142,7 @@ def main():
     emit("mb_uc_space", r"\s", f)
     emit_list("mb_uc_nfc_unsafe", nfc_unsafe(), f,
               "code points that NFC may change or combine with a neighbour")
+    nfc_tables(f)
     f.write("#endif\n")
 
 

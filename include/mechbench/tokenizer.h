@@ -17,8 +17,8 @@
  * only at their no-op defaults}; "pre_tokenizer": {"type": "ByteLevel",
  * "add_prefix_space", "use_regex", "trim_offsets"}; "decoder": null or
  * ByteLevel; "post_processor": null, ByteLevel (no id changes) or
- * TemplateProcessing; "normalizer": null, Lowercase or NFC (NFC is checked,
- * not applied: text NFC could change is an error naming the code point).
+ * TemplateProcessing; "normalizer": null, Lowercase or NFC (Unicode
+ * normalization form C, tables from Python's unicodedata).
  * Encoding follows OpenAI's encoder.py: GPT-2's pre-tokenization pattern with
  * Python `regex` Unicode classes, GPT-2's byte alphabet, merges by rank. Text
  * must be valid UTF-8 (errors name the byte offset).

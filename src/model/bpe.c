@@ -79,6 +79,8 @@ static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c)
 
 enum { CL_OTHER, CL_LETTER, CL_NUMBER, CL_SPACE };
 
+static size_t put_utf8(char *o, uint32_t cp);
+
 static int char_class(uint32_t c)
 {
 	if (c < 0x80) {
@@ -156,11 +158,14 @@ static size_t utf8_valid(const unsigned char *s, size_t i, size_t n)
 }
 
 int mb_tok_check_text(const mb_tokenizer *t, const char *seg, size_t n, size_t off,
-		      mb_error *err)
+		      int *needs_nfc, mb_error *err)
 {
 	const unsigned char *s = (const unsigned char *)seg;
 	size_t i = 0;
 
+	(void)t;
+	if (needs_nfc)
+		*needs_nfc = 0;
 	while (i < n) {
 		size_t k;
 		uint32_t cp;
@@ -175,14 +180,171 @@ int mb_tok_check_text(const mb_tokenizer *t, const char *seg, size_t n, size_t o
 					    "text: invalid UTF-8 at byte %zu (0x%02X)", off + i,
 					    s[i]);
 		utf8_next(s, i, n, &cp);
-		if (t->nfc && in_ranges(mb_uc_nfc_unsafe, N_OF(mb_uc_nfc_unsafe), cp))
-			return mb_error_set(err, MB_EINVALID,
-					    "text: U+%04X at byte %zu may change under the NFC "
-					    "normalizer of %s, which is not implemented; give "
-					    "NFC-normalized text without it",
-					    (unsigned)cp, off + i, t->name);
+		if (needs_nfc && !*needs_nfc &&
+		    in_ranges(mb_uc_nfc_unsafe, N_OF(mb_uc_nfc_unsafe), cp))
+			*needs_nfc = 1;
 		i += k;
 	}
+	return 0;
+}
+
+/* NFC (Unicode Standard Annex #15): full canonical decomposition, canonical
+ * ordering of combining marks, then canonical composition, with the tables
+ * tools/gen_unicode_tables.py takes from Python's unicodedata and Hangul
+ * done arithmetically (Unicode 14, section 3.12). */
+
+enum { S_BASE = 0xAC00, L_BASE = 0x1100, V_BASE = 0x1161, T_BASE = 0x11A7, L_COUNT = 19,
+       V_COUNT = 21, T_COUNT = 28, N_COUNT = V_COUNT * T_COUNT, S_COUNT = L_COUNT * N_COUNT };
+
+static int ccc_of(uint32_t c)
+{
+	size_t lo = 0, hi = N_OF(mb_uc_ccc);
+
+	if (c < 0x300)
+		return 0;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (c < mb_uc_ccc[mid][0])
+			hi = mid;
+		else if (c > mb_uc_ccc[mid][1])
+			lo = mid + 1;
+		else
+			return (int)mb_uc_ccc[mid][2];
+	}
+	return 0;
+}
+
+static size_t decompose(uint32_t c, uint32_t *o)
+{
+	size_t lo = 0, hi = N_OF(mb_uc_decomp);
+
+	if (c >= S_BASE && c < S_BASE + S_COUNT) {
+		uint32_t si = c - S_BASE, t = si % T_COUNT;
+
+		o[0] = L_BASE + si / N_COUNT;
+		o[1] = V_BASE + (si % N_COUNT) / T_COUNT;
+		if (t) {
+			o[2] = T_BASE + t;
+			return 3;
+		}
+		return 2;
+	}
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (c < mb_uc_decomp[mid][0])
+			hi = mid;
+		else if (c > mb_uc_decomp[mid][0])
+			lo = mid + 1;
+		else {
+			for (uint32_t k = 0; k < mb_uc_decomp[mid][2]; k++)
+				o[k] = mb_uc_decomp_pool[mb_uc_decomp[mid][1] + k];
+			return mb_uc_decomp[mid][2];
+		}
+	}
+	o[0] = c;
+	return 1;
+}
+
+/* The primary composite of a + b, or 0. */
+static uint32_t compose(uint32_t a, uint32_t b)
+{
+	size_t lo = 0, hi = N_OF(mb_uc_comp);
+
+	if (a >= L_BASE && a < L_BASE + L_COUNT && b >= V_BASE && b < V_BASE + V_COUNT)
+		return S_BASE + ((a - L_BASE) * V_COUNT + (b - V_BASE)) * T_COUNT;
+	if (a >= S_BASE && a < S_BASE + S_COUNT && (a - S_BASE) % T_COUNT == 0 && b > T_BASE &&
+	    b < T_BASE + T_COUNT)
+		return a + (b - T_BASE);
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (a < mb_uc_comp[mid][0] || (a == mb_uc_comp[mid][0] && b < mb_uc_comp[mid][1]))
+			hi = mid;
+		else if (a > mb_uc_comp[mid][0] || b > mb_uc_comp[mid][1])
+			lo = mid + 1;
+		else
+			return mb_uc_comp[mid][2];
+	}
+	return 0;
+}
+
+static size_t put_utf8_any(char *o, uint32_t cp)
+{
+	if (cp < 0x800)
+		return put_utf8(o, cp);
+	if (cp < 0x10000) {
+		o[0] = (char)(0xE0 | (cp >> 12));
+		o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		o[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	o[0] = (char)(0xF0 | (cp >> 18));
+	o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	o[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
+int mb_tok_nfc(char **out, size_t *out_n, const char *seg, size_t n, mb_error *err)
+{
+	const unsigned char *s = (const unsigned char *)seg;
+	uint32_t *x = malloc(sizeof(uint32_t) * (4 * n + 4));
+	size_t m = 0, i = 0, comp, starter;
+	int last;
+	char *o;
+
+	*out = NULL;
+	*out_n = 0;
+	if (!x)
+		return mb_error_oom(err, "NFC buffer", sizeof(uint32_t) * 4 * n);
+	while (i < n) {
+		uint32_t cp;
+
+		i += utf8_next(s, i, n, &cp);
+		m += decompose(cp, x + m);
+	}
+	/* Canonical ordering: a stable sort of each run of marks by class. */
+	for (size_t k = 1; k < m; k++) {
+		int c = ccc_of(x[k]);
+
+		for (size_t j = k; c && j > 0 && ccc_of(x[j - 1]) > c; j--) {
+			uint32_t tmp = x[j];
+
+			x[j] = x[j - 1];
+			x[j - 1] = tmp;
+		}
+	}
+	/* Composition (UAX #15's reference algorithm). */
+	comp = m ? 1 : 0;
+	starter = 0;
+	last = m ? ccc_of(x[0]) : 0;
+	if (last)
+		last = 256;
+	for (size_t k = 1; k < m; k++) {
+		uint32_t ch = x[k], c2 = compose(x[starter], ch);
+		int cc = ccc_of(ch);
+
+		if (c2 && (last < cc || last == 0)) {
+			x[starter] = c2;
+			continue;
+		}
+		if (cc == 0)
+			starter = comp;
+		last = cc;
+		x[comp++] = ch;
+	}
+	o = malloc(4 * comp + 1);
+	if (!o) {
+		free(x);
+		return mb_error_oom(err, "NFC text", 4 * comp + 1);
+	}
+	for (size_t k = 0; k < comp; k++)
+		*out_n += put_utf8_any(o + *out_n, x[k]);
+	o[*out_n] = '\0';
+	free(x);
+	*out = o;
 	return 0;
 }
 
@@ -769,20 +931,31 @@ int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *se
 	const unsigned char *s = (const unsigned char *)seg;
 	unsigned char *buf = NULL;
 	word_scratch ws;
+	char *nfc = NULL;
+	int needs_nfc = 0;
 	size_t i = 0;
 	int rc;
 
 	if (n == 0)
 		return 0;
-	if ((rc = mb_tok_check_text(t, seg, n, off, err)) < 0)
+	if ((rc = mb_tok_check_text(t, seg, n, off, &needs_nfc, err)) < 0)
 		return rc;
+	if (t->nfc && needs_nfc) {
+		/* Offsets in later messages are then in the normalized text. */
+		if ((rc = mb_tok_nfc(&nfc, &n, seg, n, err)) < 0)
+			return rc;
+		s = (const unsigned char *)nfc;
+		seg = nfc;
+	}
 	scratch_init(&ws);
 	if (t->bpe->add_prefix_space && s[0] != ' ') {
 		/* Hugging Face prepends the space to each piece of text between
 		 * added tokens; offsets in messages then run one byte ahead. */
 		buf = malloc(n + 1);
-		if (!buf)
+		if (!buf) {
+			free(nfc);
 			return mb_error_oom(err, "text", n + 1);
+		}
 		buf[0] = ' ';
 		memcpy(buf + 1, seg, n);
 		s = buf;
@@ -796,5 +969,6 @@ int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *se
 	}
 	scratch_dispose(&ws);
 	free(buf);
+	free(nfc);
 	return rc;
 }

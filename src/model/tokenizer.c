@@ -827,7 +827,7 @@ static int parse_merges_txt(mb_tokenizer *t, char *text, size_t len, const char 
 			n--;
 		s[n] = '\0';
 		snprintf(where, sizeof(where), "%s:%d", path, line);
-		if (mb_tok_check_text(t, s, n, 0, &sub) < 0) {
+		if (mb_tok_check_text(t, s, n, 0, NULL, &sub) < 0) {
 			rc = mb_error_set(err, MB_EINVALID, "%s: %s", where, sub.msg);
 			break;
 		}

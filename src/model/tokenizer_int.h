@@ -39,7 +39,7 @@ struct mb_tokenizer {
 	size_t n_added;
 	int32_t unk;        /* -1 without unk_token */
 	int lowercase;
-	int nfc;            /* normalizer NFC: text must already be NFC (checked) */
+	int nfc;            /* normalizer NFC */
 	mb_tok_pre pre;
 	int32_t *tmpl;      /* post-processor template: ids, -1 = the sequence; NULL = none */
 	size_t n_tmpl;
@@ -84,9 +84,12 @@ int mb_bpe_encode_segment(const mb_tokenizer *t, mb_tok_ids *ids, const char *se
 			  size_t off, mb_error *err);
 /* Raw bytes of id (byte-level alphabet decoded), or NULL. */
 const char *mb_bpe_bytes(const mb_bpe *b, int32_t id, size_t *len);
-/* Checks that seg[0..n) is valid UTF-8 (and NFC when t->nfc); errors name
- * the byte offset off + i. */
+/* Checks that seg[0..n) is valid UTF-8; errors name the byte offset off + i.
+ * *needs_nfc (when not NULL) is set when a code point NFC might change is in
+ * it. */
 int mb_tok_check_text(const mb_tokenizer *t, const char *seg, size_t n, size_t off,
-		      mb_error *err);
+		      int *needs_nfc, mb_error *err);
+/* NFC of the valid UTF-8 seg[0..n) into *out (malloc'd, NUL-terminated). */
+int mb_tok_nfc(char **out, size_t *out_n, const char *seg, size_t n, mb_error *err);
 
 #endif

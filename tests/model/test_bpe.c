@@ -17,6 +17,8 @@
 #include <mechbench/file.h>
 #include <mechbench/tokenizer.h>
 
+#include "model/tokenizer_int.h"
+
 #define GPT2_DIR MB_BINARY_DIR "/bpe_gpt2"
 
 static void prepare_gpt2(void)
@@ -159,7 +161,8 @@ Test(bpe, gpt2_known_ids_and_endoftext_as_hugging_face_reads_it)
 
 /* A tiny byte-level BPE: bytes a b c and space (Ġ) and the merges below. */
 #define TINY_VOCAB "{\"a\": 0, \"b\": 1, \"c\": 2, \"\\u0120\": 3, \"ab\": 4, \"\\u0120a\": 5, " \
-		   "\"abc\": 6, \"'\": 7, \"s\": 8, \"'s\": 9, \"<|endoftext|>\": 10}"
+		   "\"abc\": 6, \"'\": 7, \"s\": 8, \"'s\": 9, \"<|endoftext|>\": 10, "         \
+		   "\"\\u00c3\": 11, \"\\u00a9\": 12, \"\\u00c3\\u00a9\": 14}"
 
 static char *tiny_json(const char *merges, const char *extra)
 {
@@ -313,22 +316,19 @@ Test(bpe, merges_txt_errors_name_the_file_and_line)
 	remove(dir);
 }
 
-Test(bpe, nfc_normalizer_accepts_stable_text_and_names_what_it_cannot_normalize)
+Test(bpe, nfc_normalizer_composes_before_pre_tokenization)
 {
 	mb_tokenizer *t = NULL;
 	mb_error err = {0};
 	char buf[2048];
-	int32_t *ids = NULL;
-	int n = 0;
+	const int32_t w[] = {14, 0};
 
 	snprintf(buf, sizeof(buf), "{\"normalizer\": {\"type\": \"NFC\"}, %s",
-		 tiny_json("[]", NULL) + 1);
+		 tiny_json("[\"\\u00c3 \\u00a9\"]", NULL) + 1);
 	cr_assert_eq(mb_tokenizer_parse(&t, buf, strlen(buf), "tokenizer.json", &err), 0, "%s",
 		     err.msg);
-	cr_expect_eq(mb_tokenizer_encode(t, "ab", &ids, &n, &err), 0, "%s", err.msg);
-	free(ids);
-	cr_expect_eq(mb_tokenizer_encode(t, "a\xcc\x81", &ids, &n, &err), MB_EINVALID);
-	cr_expect(strstr(err.msg, "U+0301 at byte 1"), "%s", err.msg);
+	/* e + U+0301 composes to U+00E9 (bytes C3 A9), one token here */
+	expect_ids(t, "e\xcc\x81" "a", w, 2);
 	mb_tokenizer_free(t);
 }
 
@@ -424,4 +424,39 @@ Test(bpe, fuzz_seeds_named_valid_load_and_bad_are_refused)
 	snprintf(vocab, sizeof(vocab), "%s/list", vdir);
 	remove(vocab);
 	remove(vdir);
+}
+
+/* NFC against Python's unicodedata (tests/fixtures/bpe/gen_nfc_cases.py). */
+Test(bpe, nfc_matches_python_unicodedata_on_every_golden_case)
+{
+	char *text = NULL, *line, *end;
+	size_t len = 0;
+	int total = 0, bad = 0;
+	mb_error err = {0};
+
+	cr_assert_eq(mb_file_read_text(&text, &len, MB_SOURCE_DIR
+				       "/tests/fixtures/bpe/nfc_cases.jsonl", &err),
+		     0, "%s", err.msg);
+	for (line = text; (end = strchr(line, '\n')) != NULL; line = end + 1) {
+		json_error_t jerr;
+		json_t *c = json_loadb(line, (size_t)(end - line), 0, &jerr);
+		const char *in = json_string_value(json_array_get(c, 0));
+		const char *want = json_string_value(json_array_get(c, 1));
+		char *got = NULL;
+		size_t n = 0;
+
+		cr_assert(in && want, "line %d", total + 1);
+		cr_assert_eq(mb_tok_nfc(&got, &n, in, strlen(in), &err), 0, "%s", err.msg);
+		if (n != strlen(want) || memcmp(got, want, n) != 0) {
+			if (bad < 5)
+				cr_log_error("nfc_cases.jsonl line %d: wrong NFC", total + 1);
+			bad++;
+		}
+		total++;
+		free(got);
+		json_decref(c);
+	}
+	free(text);
+	cr_expect_geq(total, 5000);
+	cr_expect_eq(bad, 0, "%d of %d NFC cases differ from unicodedata", bad, total);
 }
