@@ -136,3 +136,25 @@ Test(tokenize, cache_text_uses_a_bpe_tokenizer_of_either_layout)
 		mbt_sh_ok(".", cmd);
 	}
 }
+
+Test(tokenize, half_a_vocab_json_merges_txt_pair_is_an_error_but_no_tokenizer_is_not)
+{
+	char dir[] = "/tmp/mb-bpe-half-XXXXXX", cmd[512], out[600], path[600];
+	const char *ids[] = {"cache", "--model", dir, "--tokens", "1,2", "--hook", "hook_embed",
+			     "--out", out, NULL};
+	mbt_cli_result r;
+
+	bpe_model_dir(dir, 1);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(path, sizeof(path), "%s/merges.txt", dir);
+	unlink(path);
+	mbt_cli_run(&r, ids);
+	cr_expect_eq(r.status, 1);
+	cr_expect(strstr(r.err, "has vocab.json but not merges.txt"), "%s", r.err);
+	snprintf(path, sizeof(path), "%s/vocab.json", dir);
+	unlink(path);
+	mbt_cli_run(&r, ids);
+	cr_expect_eq(r.status, 0, "%s", r.err);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	mbt_sh_ok(".", cmd);
+}
