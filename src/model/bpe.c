@@ -477,8 +477,7 @@ int mb_bpe_init(mb_bpe **out, const mb_tokenizer *t, mb_error *err)
 	b->merges = malloc(sizeof(*b->merges) * b->merge_cap);
 	b->raw = malloc(total + 1);
 	b->raw_off = malloc(sizeof(*b->raw_off) * ((size_t)t->size + 1));
-	b->cache = calloc(CACHE_SLOTS, sizeof(*b->cache));
-	if (!b->merges || !b->raw || !b->raw_off || !b->cache) {
+	if (!b->merges || !b->raw || !b->raw_off) {
 		mb_bpe_free(b);
 		return mb_error_oom(err, "BPE tables", total);
 	}
@@ -761,7 +760,7 @@ static int cache_get(mb_bpe *b, const unsigned char *w, size_t n, uint64_t h, mb
 
 	*rc = 0;
 	pthread_mutex_lock(&b->lock);
-	while (b->cache[i].hash) {
+	while (b->cache && b->cache[i].hash) {
 		const cache_slot *c = &b->cache[i];
 
 		if (c->hash == h && c->len == n && memcmp(b->cache_bytes + c->word, w, n) == 0) {
@@ -800,7 +799,9 @@ static void cache_put(mb_bpe *b, const unsigned char *w, size_t n, uint64_t h, c
 	size_t i = h & (CACHE_SLOTS - 1);
 
 	pthread_mutex_lock(&b->lock);
-	if (b->cache_n * 4 >= CACHE_SLOTS * 3 ||
+	if (!b->cache)
+		b->cache = calloc(CACHE_SLOTS, sizeof(*b->cache)); /* on first use */
+	if (!b->cache || b->cache_n * 4 >= CACHE_SLOTS * 3 ||
 	    reserve((void **)&b->cache_bytes, &b->cache_bytes_cap, b->cache_bytes_n + n, 1) < 0 ||
 	    reserve((void **)&b->cache_ids, &b->cache_ids_cap, b->cache_ids_n + (size_t)n_ids,
 		    sizeof(int32_t)) < 0)
