@@ -1,6 +1,6 @@
 /*
  * fuzz_tokenizer: libFuzzer target for the tokenizer.json parser and the
- * WordLevel encoder.
+ * WordLevel and byte-level BPE encoders (and decode).
  *
  * Every input either fails to parse with one line starting with
  * "tokenizer.json:", or gives a tokenizer whose encodings of a few texts are
@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const texts[] = {"", "a b c", "<bos> a  b\tc\nd", "Hello, world!",
-					    "zz <unk>ab,ac", "\xc3\xa9t\xc3\xa9 _x_ 12"};
+					    "zz <unk>ab,ac", "\xc3\xa9t\xc3\xa9 _x_ 12",
+					    "abc ab's  <|endoftext|>\n", "a\xff\xfe", "e\xcc\x81"};
 	mb_tokenizer *t = NULL;
 	mb_error err;
 
@@ -44,6 +45,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (ids[k] < 0 || ids[k] >= mb_tokenizer_vocab_size(t) ||
 			    !mb_tokenizer_token(t, ids[k]))
 				__builtin_trap();
+		{
+			char *back = NULL;
+			size_t len = 0;
+
+			if (mb_tokenizer_decode(t, ids, n, &back, &len, &err) < 0)
+				__builtin_trap();
+			free(back);
+		}
 		free(ids);
 	}
 	mb_tokenizer_free(t);

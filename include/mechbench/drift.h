@@ -77,17 +77,20 @@ typedef struct mb_drift_checkpoint {
 	char *path;  /* owned: the model folder */
 	char *name;  /* owned: its last path component */
 	int has_step;
-	int64_t step; /* training_state.json "step" */
+	int64_t step; /* training_state.json "step", else the N of a name "stepN" */
 } mb_drift_checkpoint;
 
 /* Finds the checkpoints of a series: the folders matched by a glob pattern
  * (when dir_or_glob holds * ? or [), or else the sub-folders of the folder
- * dir_or_glob (dot-folders skipped). Orders them by the integer "step" of
- * each one's training_state.json when they have one, else by name in
- * natural order ("step_200" before "step_1000"). Errors (MB_EINVALID or
- * MB_ENOTFOUND, naming the path): nothing matched, a training_state.json
- * that is not JSON or has no non-negative integer "step", some checkpoints
- * with a training_state.json and some without, two with the same step.
+ * dir_or_glob (dot-folders skipped). A checkpoint's step is the integer
+ * "step" of its training_state.json, else the number of a folder named as
+ * Pythia's revisions are ("step0", "step1000", ..., "step143000": "step" and
+ * digits only). When every checkpoint has a step they are ordered by it and
+ * has_step is set; when none has, by name in natural order ("step_200"
+ * before "step_1000"). Errors (MB_EINVALID or MB_ENOTFOUND, naming the
+ * path): nothing matched, a training_state.json that is not JSON or has no
+ * non-negative integer "step", some checkpoints with a step and some
+ * without, two with the same step.
  * *out (n of them) is freed with mb_drift_checkpoints_free. */
 int mb_drift_discover(mb_drift_checkpoint **out, size_t *n, const char *dir_or_glob,
 		      mb_error *err);

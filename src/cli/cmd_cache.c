@@ -22,7 +22,8 @@ static const char usage[] =
 	"  --model DIR        Hugging Face GPT-2 checkpoint directory\n"
 	"  --tokens IDS       comma-separated token ids: one item (B = 1)\n"
 	"  --tokens-npy FILE  integer .npy of shape (T) or (B, T)\n"
-	"  --text TEXT        text, encoded with DIR/tokenizer.json\n"
+	"  --text TEXT        text, encoded with DIR's tokenizer (tokenizer.json,\n"
+	"                     else vocab.json + merges.txt)\n"
 	"  --lengths LENS     comma-separated valid lengths per item (right padding);\n"
 	"                     default: every item is T long\n"
 	"  --hook NAME        a hook point (\"blocks.1.attn.hook_pattern\", \"hook_embed\",\n"
@@ -107,7 +108,8 @@ static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, 
 		*T = n;
 	} else if (o->text) {
 		if (!m->tok)
-			return mb_error_set(err, MB_ENOTFOUND, "%s: no tokenizer.json for --text", m->dir);
+			return mb_error_set(err, MB_ENOTFOUND, "%s: no tokenizer for --text (tokenizer.json, "
+					    "or vocab.json + merges.txt)", m->dir);
 		rc = mb_tokenizer_encode(m->tok, o->text, tok, T, err);
 		*B = 1;
 		if (rc < 0)

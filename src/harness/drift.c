@@ -141,6 +141,25 @@ static int read_step(mb_drift_checkpoint *c, mb_error *err)
 	return 0;
 }
 
+/* The step in a revision name as Pythia publishes them ("step0",
+ * "step143000": "step" then decimal digits, nothing else), into *step.
+ * Returns 1 when name has that form. */
+static int name_step(const char *name, int64_t *step)
+{
+	int64_t v = 0;
+	const char *p = name + 4;
+
+	if (strncmp(name, "step", 4) != 0 || !*p)
+		return 0;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (INT64_MAX - (*p - '0')) / 10)
+			return 0;
+		v = v * 10 + (*p - '0');
+	}
+	*step = v;
+	return 1;
+}
+
 int mb_drift_discover(mb_drift_checkpoint **out, size_t *n, const char *dir_or_glob,
 		      mb_error *err)
 {
@@ -192,22 +211,28 @@ int mb_drift_discover(mb_drift_checkpoint **out, size_t *n, const char *dir_or_g
 	for (size_t i = 0; i < count; i++) {
 		if ((error = read_step(&list[i], err)) < 0)
 			goto fail;
+		/* A revision folder named as Pythia's ("step1000") has that step
+		 * unless its training_state.json says otherwise. */
+		if (!list[i].has_step)
+			list[i].has_step = name_step(list[i].name, &list[i].step);
 		with_step += (size_t)list[i].has_step;
 	}
 	if (with_step != 0 && with_step != count) {
 		for (size_t i = 0; i < count; i++)
 			if (!list[i].has_step) {
-				error = mb_error_set(err, MB_EINVALID, "%s: no training_state.json, but "
-						     "other checkpoints of %s have one (order by step "
-						     "needs them all)", list[i].path, dir_or_glob);
+				error = mb_error_set(err, MB_EINVALID, "%s: no training_state.json (nor a "
+						     "name stepN), but other checkpoints of %s have a "
+						     "step (order by step needs them all)",
+						     list[i].path, dir_or_glob);
 				goto fail;
 			}
 	}
 	qsort(list, count, sizeof(*list), cmp_checkpoint);
 	for (size_t i = 1; i < count; i++)
 		if (list[i].has_step && list[i].step == list[i - 1].step) {
-			error = mb_error_set(err, MB_EINVALID, "%s and %s: the same step %lld in "
-					     "training_state.json", list[i - 1].path, list[i].path,
+			error = mb_error_set(err, MB_EINVALID, "%s and %s: the same step %lld (from "
+					     "training_state.json or the name)", list[i - 1].path,
+					     list[i].path,
 					     (long long)list[i].step);
 			goto fail;
 		}

@@ -269,10 +269,23 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	rc = mb_model_weights_load(&m->w, &m->params, &m->n_params, &m->cfg, st, err);
 	if (rc < 0)
 		goto cleanup;
-	if (stat(tok_path, &sb) == 0) {
-		rc = mb_tokenizer_load(&m->tok, tok_path, err);
-		if (rc < 0)
+	rc = mb_tokenizer_load_dir(&m->tok, dir, err);
+	if (rc == MB_ENOTFOUND && stat(tok_path, &sb) != 0) {
+		/* No tokenizer at all (raw ids only); half a vocab.json + merges.txt
+		 * pair is still an error. */
+		char *v = join(dir, "vocab.json"), *mg = join(dir, "merges.txt");
+		int half = !v || !mg || stat(v, &sb) == 0 || stat(mg, &sb) == 0;
+
+		free(v);
+		free(mg);
+		if (half)
 			goto cleanup;
+		rc = 0;
+		mb_error_clear(err);
+	}
+	if (rc < 0)
+		goto cleanup;
+	if (m->tok) {
 		if (mb_tokenizer_vocab_size(m->tok) > m->cfg.n_vocab) {
 			rc = mb_error_set(err, MB_EMISMATCH,
 					  "%s: the tokenizer has ids up to %d but vocab_size is %d",

@@ -82,6 +82,50 @@ Test(drift, orders_by_name_in_natural_order_without_training_state)
 	mb_drift_checkpoints_free(c, n);
 }
 
+Test(drift, orders_pythia_revision_folders_by_the_step_in_their_names)
+{
+	static const char *const names[] = {"step143000", "step1000", "step0", "step20000",
+					    "step9"};
+	static const int64_t order[] = {0, 9, 1000, 20000, 143000};
+	char root[512], path[64];
+	mb_drift_checkpoint *c = NULL;
+	size_t n = 0;
+	mb_error err;
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "pythia/%s", names[i]);
+		mbt_true_model(dir, path);
+	}
+	snprintf(root, sizeof(root), "%s/pythia", dir);
+	cr_assert_eq(mb_drift_discover(&c, &n, root, &err), 0, "%s", err.msg);
+	cr_assert_eq(n, 5);
+	for (int i = 0; i < 5; i++) {
+		cr_expect(c[i].has_step, "%s", c[i].name);
+		cr_expect_eq(c[i].step, order[i], "checkpoint %d: %s, step %lld", i, c[i].name,
+			     (long long)c[i].step);
+	}
+	mb_drift_checkpoints_free(c, n);
+
+	/* training_state.json says otherwise: it wins over the name. */
+	mbt_write(dir, "pythia/step9/training_state.json", "{\"step\": 150000}");
+	cr_assert_eq(mb_drift_discover(&c, &n, root, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(c[4].name, "step9");
+	cr_expect_eq(c[4].step, 150000);
+	mb_drift_checkpoints_free(c, n);
+
+	/* One folder without a step among stepN folders; and "step" alone. */
+	mbt_true_model(dir, "pythia/main");
+	cr_expect_eq(mb_drift_discover(&c, &n, root, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "pythia/main: no training_state.json (nor a name stepN)"), "%s",
+		  err.msg);
+	snprintf(root, sizeof(root), "%s/plain", dir);
+	mbt_true_model(dir, "plain/step");
+	mbt_true_model(dir, "plain/step1x");
+	cr_assert_eq(mb_drift_discover(&c, &n, root, &err), 0, "%s", err.msg);
+	cr_expect(!c[0].has_step && !c[1].has_step);
+	mb_drift_checkpoints_free(c, n);
+}
+
 Test(drift, refuses_an_empty_mixed_or_ambiguous_series_naming_the_path)
 {
 	char root[512];
@@ -195,6 +239,29 @@ Test(drift, finds_a_planted_change_at_its_step_and_flags_what_follows)
 			     json_real_value(json_object_get(lc, "before")));
 	}
 	json_decref(doc);
+}
+
+Test(drift, a_series_of_pythia_revision_folders_reports_their_steps)
+{
+	json_t *doc;
+	char *html = NULL;
+
+	mbt_demo_suite(dir, 50);
+	mbt_series(dir, "ckpts", 12, 250, 7, 0.3, 1.0, 0.03, 0); /* no training_state.json */
+	/* step_000250 -> step250, as Hugging Face revision folders are named */
+	mbt_sh_ok(dir, "cd ckpts && for d in step_*; do n=${d#step_}; "
+		       "mv \"$d\" \"step$(expr \"$n\" + 0)\"; done");
+	mbt_sh_ok(dir, MBT_CLI "drift --suite demo.json --series ckpts --db m.db --json d.json "
+			       "--html d.html --quiet");
+	doc = mbt_json_file(dir, "d.json");
+	cr_assert_eq(json_array_size(json_object_get(doc, "checkpoints")), 12);
+	cr_expect(json_is_true(json_object_get(doc, "has_steps")));
+	cr_expect_eq(step_of(doc, 0), 0);
+	cr_expect_eq(step_of(doc, 4), 1000);
+	cr_expect_eq(step_of(doc, 11), 2750);
+	json_decref(doc);
+	cr_assert_eq(mbt_sh(dir, "grep -c 'step 1750' d.html", &html), 0, "%s", html ? html : "");
+	free(html);
 }
 
 Test(drift, raises_nothing_on_a_series_without_a_change)

@@ -128,7 +128,8 @@ typedef struct bad_case {
 } bad_case;
 
 static bad_case bad_cases[] = {
-	{"{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}", "model.type: \"BPE\" is not supported"},
+	{"{\"model\": {\"type\": \"Unigram\", \"vocab\": {}}}", "model.type: \"Unigram\" is not supported"},
+	{"{\"model\": {\"type\": \"BPE\", \"vocab\": {}}}", "model.merges: required field is missing"},
 	{"{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": -1}}}", "model.vocab.a: expected an id"},
 	{"{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0, \"b\": 0}}}", "is also used by"},
 	{"{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}, \"unk_token\": \"?\"}}",
