@@ -416,7 +416,8 @@ int mb_cache_add_all(mb_cache *c, const mb_engine_config *cfg, int with_expensiv
 		     k == MB_HOOK_RESULT))
 			continue;
 		if (!mb_hook_kind_is_layer(p.kind)) {
-			rc = mb_cache_add(c, p, err);
+			if (mb_hook_check(p, cfg, NULL) == 0)
+				rc = mb_cache_add(c, p, err);
 			continue;
 		}
 		for (int l = 0; l < cfg->n_layer && rc == 0; l++) {

@@ -280,8 +280,8 @@ static int check_tied_head(loader *ld, const mb_safetensors *st, const mb_st_ten
 	if (t->ndim != 2 || t->shape[0] != ld->cfg->n_vocab || t->shape[1] != ld->cfg->d_model)
 		return mb_error_set(err, MB_EMISMATCH,
 				    "%s: tensor %s: tie_word_embeddings is true but its shape "
-				    "differs from the embedding's",
-				    file, t->name);
+				    "differs from %s",
+				    file, t->name, ld->exp[0].name);
 	tmp = malloc(n * sizeof(float));
 	if (!tmp)
 		return mb_error_oom(err, t->name, n * sizeof(float));
@@ -290,8 +290,8 @@ static int check_tied_head(loader *ld, const mb_safetensors *st, const mb_st_ten
 	if (rc == 0 && memcmp(tmp, ld->w->wte, n * sizeof(float)) != 0)
 		rc = mb_error_set(err, MB_EMISMATCH,
 				  "%s: tensor %s: tie_word_embeddings is true but it differs from "
-				  "the embedding",
-				  file, t->name);
+				  "%s",
+				  file, t->name, ld->exp[0].name);
 	free(tmp);
 	return rc;
 }

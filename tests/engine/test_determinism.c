@@ -110,7 +110,7 @@ static void expect_same_caches(const mb_cache *a, const mb_cache *b, const mb_en
 
 Test(determinism, repeated_runs_and_thread_counts_give_identical_bits)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		mb_model *m = fx_model(fx_models[mi]);
 		int32_t *tok, *len;
 		int B, T;
@@ -226,7 +226,7 @@ static void check_batch_invariance(const mb_engine_config *cfg, const mb_engine_
 
 Test(determinism, fixture_items_give_identical_bits_alone_and_in_batches)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		mb_model *m = fx_model(fx_models[mi]);
 		int32_t *tok, *len;
 		int B, T;
@@ -312,7 +312,7 @@ Test(determinism, hook_values_are_identical_alone_and_in_a_batch)
  * (LN through xhat, attention in phases); they must not move a bit. */
 Test(determinism, observing_hooks_or_keeping_activations_changes_no_bit)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		mb_model *m = fx_model(fx_models[mi]);
 		int32_t *tok, *len;
 		int B, T;
