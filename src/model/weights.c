@@ -605,7 +605,7 @@ static long index_find(const mb_model_index *ix, const char *name)
 /* One shard: every tensor it holds must be mapped to it, every tensor mapped
  * to it must be in it. */
 static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *dir,
-		      const char *ixname, mb_error *err)
+		      const char *ixname, int check_only, mb_error *err)
 {
 	mb_safetensors *st = NULL;
 	char *path = join(dir, ix->files[f]);
@@ -634,6 +634,8 @@ static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *d
 					  ix->tensor[i], path);
 			goto cleanup;
 		}
+	if (check_only)
+		goto cleanup;
 	{
 		const mb_st_tensor *tied_head = NULL;
 		size_t count = mb_safetensors_count(st);
@@ -706,9 +708,12 @@ int mb_model_weights_load_sharded(mb_engine_weights *w, float **params, size_t *
 	rc = alloc_block(&block, total, err);
 	if (rc == 0)
 		rc = loader_init(&ld, w, cfg, block, err);
-	/* the shard holding the embedding first, so a tied copy can be checked */
+	/* first every shard against the index (missing files, mapped tensors
+	 * absent from their shard), then shard by shard the tensors */
 	for (size_t f = 0; f < ix.n_files && rc == 0; f++)
-		rc = load_shard(&ld, &ix, (int)f, dir, index_path, err);
+		rc = load_shard(&ld, &ix, (int)f, dir, index_path, 1, err);
+	for (size_t f = 0; f < ix.n_files && rc == 0; f++)
+		rc = load_shard(&ld, &ix, (int)f, dir, index_path, 0, err);
 	if (rc == 0)
 		rc = loader_finish(&ld, index_path, err);
 	if (rc == 0) {
