@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <mechbench/dtype.h>
@@ -400,4 +401,52 @@ Test(weights_published, malformed_index_files_are_one_clear_error)
 		cr_expect_str_eq(ix.files[ix.file_of[2]], "2.st");
 		mb_model_index_dispose(&ix);
 	}
+}
+
+/* fuzz/corpus/index (fuzz/make_corpus.py): valid_ files parse, bad_ ones are
+ * one line naming the file. */
+Test(weights_published, the_index_fuzz_corpus_seeds_parse_or_fail_as_named)
+{
+	DIR *d = opendir(MB_SOURCE_DIR "/fuzz/corpus/index");
+	struct dirent *de;
+	int valid = 0, bad = 0;
+
+	cr_assert_not_null(d, "fuzz/corpus/index is missing: run fuzz/make_corpus.py");
+	while ((de = readdir(d))) {
+		char path[512], *buf;
+		FILE *f;
+		long n;
+		mb_model_index ix;
+		mb_error err = {0};
+		int is_valid = strncmp(de->d_name, "valid_", 6) == 0, rc;
+
+		if (!is_valid && strncmp(de->d_name, "bad_", 4) != 0)
+			continue;
+		snprintf(path, sizeof(path), MB_SOURCE_DIR "/fuzz/corpus/index/%s", de->d_name);
+		f = fopen(path, "rb");
+		cr_assert(f);
+		fseek(f, 0, SEEK_END);
+		n = ftell(f);
+		fseek(f, 0, SEEK_SET);
+		buf = malloc((size_t)n + 1);
+		cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+		fclose(f);
+		rc = mb_model_index_parse(&ix, buf, (size_t)n, de->d_name, &err);
+		if (is_valid) {
+			cr_expect_eq(rc, 0, "%s: %s", de->d_name, err.msg);
+			if (rc == 0)
+				mb_model_index_dispose(&ix);
+			valid++;
+		} else {
+			cr_expect_lt(rc, 0, "%s accepted", de->d_name);
+			cr_expect(strncmp(err.msg, de->d_name, strlen(de->d_name)) == 0 &&
+					  !strchr(err.msg, '\n'),
+				  "%s: %s", de->d_name, err.msg);
+			bad++;
+		}
+		free(buf);
+	}
+	closedir(d);
+	cr_expect_geq(valid, 2);
+	cr_expect_geq(bad, 10);
 }
