@@ -230,7 +230,38 @@ def gen_json():
     out(k, "bad_deep_objects.json", '{"a":' * 10000 + "1" + "}" * 10000)
 
 
+# --- model.safetensors.index.json (sharded checkpoints) ------------------------
+
+def gen_index():
+    clean("index")
+    ok = {"metadata": {"total_size": 4096},
+          "weight_map": {"gpt_neox.embed_in.weight": "model-00001-of-00002.safetensors",
+                         "embed_out.weight": "model-00002-of-00002.safetensors",
+                         "gpt_neox.layers.0.attention.dense.weight": "model-00001-of-00002.safetensors"}}
+    out("index", "valid_two_shards.json", json.dumps(ok, indent=2) + "\n")
+    out("index", "valid_no_metadata.json", json.dumps({"weight_map": {"wte.weight": "model.safetensors"}}))
+    bad = {
+        "bad_not_object.json": "[]",
+        "bad_no_weight_map.json": json.dumps({"metadata": {}}),
+        "bad_weight_map_array.json": json.dumps({"weight_map": []}),
+        "bad_empty_weight_map.json": json.dumps({"weight_map": {}}),
+        "bad_file_not_string.json": json.dumps({"weight_map": {"a": 3}}),
+        "bad_parent_dir.json": json.dumps({"weight_map": {"a": "../model.safetensors"}}),
+        "bad_subdir.json": json.dumps({"weight_map": {"a": "sub/model.safetensors"}}),
+        "bad_hidden_file.json": json.dumps({"weight_map": {"a": ".model.safetensors"}}),
+        "bad_empty_file_name.json": json.dumps({"weight_map": {"a": ""}}),
+        "bad_empty_tensor_name.json": json.dumps({"weight_map": {"": "m.safetensors"}}),
+        "bad_unknown_field.json": json.dumps({"weight_map": {"a": "m.safetensors"}, "shards": 2}),
+        "bad_metadata_not_object.json": json.dumps({"metadata": [], "weight_map": {"a": "m.safetensors"}}),
+        "bad_truncated.json": '{"weight_map": {"a": "m.safetensors"',
+        "bad_not_utf8.json": b'{"weight_map": {"\xff": "m.safetensors"}}',
+    }
+    for name, text in bad.items():
+        out("index", name, text)
+
+
 if __name__ == "__main__":
+    gen_index()
     gen_safetensors()
     gen_npy()
     gen_json()

@@ -49,7 +49,13 @@ typedef enum mb_norm {
 	MB_NORM_NONE,   /* no normalisation: ln*.hook_normalized pass the residual through */
 } mb_norm;
 
-/* Architecture hyperparameters (a GPT2Config plus TransformerLens options). */
+typedef enum mb_pos_embed {
+	MB_POS_LEARNED = 0, /* wpe rows added to the token embeddings (GPT-2) */
+	MB_POS_ROTARY,      /* no wpe; rotary q and k (GPT-NeoX rotate-half convention) */
+} mb_pos_embed;
+
+/* Architecture hyperparameters (a GPT2Config or GPTNeoXConfig plus
+ * TransformerLens options). A zeroed tail (pos, rotary_*, parallel) is GPT-2. */
 typedef struct mb_engine_config {
 	int n_vocab;      /* V */
 	int n_ctx;        /* P, rows of wpe */
@@ -63,6 +69,12 @@ typedef struct mb_engine_config {
 	int attn_only;    /* blocks have no MLP and no ln_2 */
 	int tied;         /* unembedding is wte (logits = x wte^T); else lm_head */
 	float ln_eps;
+	mb_pos_embed pos;
+	int rotary_dim;    /* Rd, MB_POS_ROTARY: the first Rd dims of each head rotate
+			      (even, 2..Dh; Pythia: Dh * rotary_pct) */
+	float rotary_base; /* theta_i = t * base^(-2i / Rd), i < Rd / 2 */
+	int parallel;      /* resid_post = resid_pre + attn_out + mlp(ln2(resid_pre)):
+			      no hook_resid_mid (GPT-NeoX use_parallel_residual) */
 } mb_engine_config;
 
 /* Checks ranges and consistency (D % H, sizes positive and small enough for
@@ -71,13 +83,14 @@ int mb_engine_config_check(const mb_engine_config *cfg, mb_error *err);
 
 /*
  * Weights, Hugging Face Conv1D layout (y = x W + b, W is (in, out)), stacked
- * over layers (llm.c). Tensors a config does not have are NULL: ln*_ with
+ * over layers (llm.c). GPT-NeoX checkpoints (nn.Linear, fused q/k/v per head)
+ * are transposed and permuted into this layout at load (src/model/weights.c). Tensors a config does not have are NULL: ln*_ with
  * MB_NORM_NONE; ln2_*, fc_*, proj_* with attn_only. unembed points at wte when
  * tied.
  */
 typedef struct mb_engine_weights {
 	float *wte;     /* (V, D) */
-	float *wpe;     /* (P, D) */
+	float *wpe;     /* (P, D); NULL with rotary positions */
 	float *ln1_w;   /* (L, D) */
 	float *ln1_b;   /* (L, D) */
 	float *qkv_w;   /* (L, D, 3D) columns [Q | K | V], each split into H heads of Dh */
@@ -225,7 +238,8 @@ void mb_engine_set_dense_rows(mb_engine *e, int dense);
  * position, in B compact rows (mb_engine_acts.tail) that the backward reads,
  * through the same BLAS GEMMs (not the row kernels of the selected-row path
  * without keep_activations: a training batch is thousands of rows). The
- * logits are what the full run gives, to rounding. */
+ * logits are what the full run gives, to rounding.
+ * Parallel-residual models never use it (runs stay full). */
 void mb_engine_set_compact_tail(mb_engine *e, int compact);
 
 /* Runs a forward. Checks the run (sizes, token ids < V, lengths, positions,

@@ -16,6 +16,7 @@
  *   blocks.{l}.ln1.hook_normalized                      (B, T, D)
  *   blocks.{l}.hook_q_input | hook_k_input | hook_v_input (B, T, H, D)  only when observed
  *   blocks.{l}.attn.hook_q | hook_k | hook_v            (B, T, H, Dh)
+ *   blocks.{l}.attn.hook_rot_q | hook_rot_k             (B, T, H, Dh)  rotary models only
  *   blocks.{l}.attn.hook_attn_scores                    (B, H, T, T) masked: -inf
  *   blocks.{l}.attn.hook_pattern                        (B, H, T, T) masked: 0
  *   blocks.{l}.attn.hook_z                              (B, T, H, Dh)
@@ -42,6 +43,10 @@
  * - Entries of hook_pattern above the diagonal (masked keys) are treated as 0
  *   whatever a hook writes there.
  * - On attention-only models the ln2/mlp hooks do not exist (an error).
+ * - Rotary models (GPT-NeoX): hook_q/hook_k are before the rotation,
+ *   hook_rot_q/hook_rot_k after it (what the scores use); hook_pos_embed does
+ *   not exist. Parallel-residual models have no hook_resid_mid (TransformerLens
+ *   never fires it there); their ln2 normalizes resid_pre.
  */
 #ifndef MECHBENCH_HOOKS_H
 #define MECHBENCH_HOOKS_H
@@ -67,6 +72,8 @@ typedef enum mb_hook_kind {
 	MB_HOOK_Q,
 	MB_HOOK_K,
 	MB_HOOK_V,
+	MB_HOOK_ROT_Q,
+	MB_HOOK_ROT_K,
 	MB_HOOK_ATTN_SCORES,
 	MB_HOOK_PATTERN,
 	MB_HOOK_Z,
@@ -98,7 +105,9 @@ int mb_hook_parse(mb_hook_point *out, const char *name, mb_error *err);
 /* Writes the name of p into buf (at most MB_HOOK_NAME_MAX bytes). */
 void mb_hook_name(char *buf, size_t cap, mb_hook_point p);
 /* Checks that p exists in a model of cfg (layer in range, no MLP points on an
- * attention-only model); the error names the hook. */
+ * attention-only model, hook_rot_* only and hook_pos_embed never with rotary
+ * positions, no hook_resid_mid with a parallel residual); the error names the
+ * hook. */
 int mb_hook_check(mb_hook_point p, const mb_engine_config *cfg, mb_error *err);
 /* The TransformerLens shape of p for a run of B items of T positions
  * (logits_rows: T, 1 or N per item for the logits point); returns ndim. */

@@ -1,6 +1,19 @@
 /*
- * model.h: Hugging Face GPT-2 checkpoint directories: config.json,
- * model.safetensors and an optional tokenizer.json.
+ * model.h: Hugging Face GPT-2 and GPT-NeoX (Pythia) checkpoint directories:
+ * config.json, model.safetensors (or model.safetensors.index.json and its
+ * shards) and an optional tokenizer.json.
+ *
+ * GPT-NeoX (model_type "gpt_neox"): GPTNeoXConfig fields vocab_size,
+ * hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
+ * max_position_embeddings (required), hidden_act ("gelu" exact, default;
+ * "gelu_new", "relu"), rotary_pct or partial_rotary_factor (0.25),
+ * rotary_emb_base or rope_theta (10000), layer_norm_eps (1e-5),
+ * use_parallel_residual (true), tie_word_embeddings (false), attention_bias
+ * (true only), rope_scaling (null only). Tensors gpt_neox.embed_in,
+ * gpt_neox.layers.{l}.{input_layernorm, post_attention_layernorm,
+ * attention.query_key_value, attention.dense, mlp.dense_h_to_4h,
+ * mlp.dense_4h_to_h}, gpt_neox.final_layer_norm, embed_out (nn.Linear
+ * layout); attention mask and rotary inv_freq buffers are ignored.
  *
  * Shape letters: V vocab, P n_positions, D n_embd, L n_layer, M n_inner.
  *
@@ -56,7 +69,35 @@ int mb_model_config_load(mb_engine_config *out, const char *path, mb_error *err)
 int mb_model_weights_load(mb_engine_weights *w, float **params, size_t *n_params,
 			  const mb_engine_config *cfg, const mb_safetensors *st, mb_error *err);
 
-/* Loads dir/config.json, dir/model.safetensors and, when present,
+/*
+ * model.safetensors.index.json (sharded checkpoints): {"metadata": {...},
+ * "weight_map": {tensor: shard file, ...}}, shard files plain names in the
+ * index's folder. Parsed: tensor names sorted, the distinct files sorted,
+ * file_of[i] the file of tensor i. Errors name the file and the field.
+ */
+typedef struct mb_model_index {
+	size_t n;        /* tensors */
+	char **tensor;   /* (n) sorted */
+	int *file_of;    /* (n) index into files */
+	size_t n_files;
+	char **files;    /* (n_files) sorted, distinct */
+} mb_model_index;
+
+int mb_model_index_parse(mb_model_index *out, const char *text, size_t len, const char *name,
+			 mb_error *err);
+void mb_model_index_dispose(mb_model_index *ix);
+
+/* Loads a sharded checkpoint shard by shard (each tensor converted and its
+ * pages released before the next). Every tensor of every shard must be
+ * mapped to that shard by the index and every mapped tensor must be in its
+ * shard; a missing shard file, a mapped tensor absent from its shard, a
+ * tensor in two shards or one the index does not list is an error. */
+int mb_model_weights_load_sharded(mb_engine_weights *w, float **params, size_t *n_params,
+				  const mb_engine_config *cfg, const char *index_path,
+				  mb_error *err);
+
+/* Loads dir/config.json, the weights (dir/model.safetensors, or when absent
+ * dir/model.safetensors.index.json and its shards) and, when present,
  * dir/tokenizer.json (whose vocabulary must fit the model's vocab_size). */
 int mb_model_load(mb_model **out, const char *dir, mb_error *err);
 void mb_model_free(mb_model *m);

@@ -60,6 +60,12 @@ const char *mb_safetensors_name(const mb_safetensors *st);
  * in files from other writers): read through memcpy or mb_safetensors_read_f32. */
 const void *mb_safetensors_data(const mb_safetensors *st, const mb_st_tensor *t);
 
+/* Drops the resident pages of t's bytes of a file opened with
+ * mb_safetensors_open (madvise MADV_DONTNEED on the read-only private map:
+ * the data is re-read from the file if used again), so a loader converting
+ * tensor by tensor holds only the tensor at hand. No-op for open_mem. */
+void mb_safetensors_release(const mb_safetensors *st, const mb_st_tensor *t);
+
 /* Converts a tensor to float32 into dst (t->numel floats, caller-owned).
  * F32, F16, BF16 (exact), F64 (rounded), I32, I64 (rounded above 2^24) are
  * accepted; U8 and BOOL are refused (MB_EINVALID). Non-finite values (and

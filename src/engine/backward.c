@@ -20,6 +20,10 @@
  *   dqkv W_qkv^T (ln1.hook_normalized, hook_{q,k,v}_input) added to dres
  *   (resid_pre) -> embeddings (hook_embed, hook_pos_embed): scatter-adds
  *   into wte and wpe rows.
+ * Rotary models: the head backward yields the gradients of the rotated q and
+ *   k (hook_rot_q/k); the inverse rotation (the transpose) gives hook_q/k's.
+ * Parallel residual: LN2's backward goes to dpar, not dres, so the attention
+ *   sees dres = d resid_post; dpar is added to dres before resid_pre.
  *
  * Determinism: dX = dY W^T products go through mb_k_gemm (u-aligned row
  * chunks, thread-count invariant); weight gradients dW = X^T dY through
@@ -77,6 +81,10 @@ struct mb_backward {
 	float *view;   /* a hook's (B, T, ...) tensor */
 	float *result; /* (R, H, D) hook_result gradient */
 	float *dunemb; /* (V, D) unembedding gradient of a tied model */
+	float *dpar;   /* (R, D) parallel residual: the MLP branch's share of d resid_pre */
+	float *rot_cos; /* (P, Rd/2) rotary tables (rotary models) */
+	float *rot_sin;
+	size_t dpar_cap;
 	double *loss_row;      /* (B * N) per-row losses of mb_backward_xent */
 	unsigned char *hit;    /* (B * N) per-row argmax == target */
 	size_t loss_row_cap;
@@ -300,6 +308,14 @@ int mb_backward_init(mb_backward **out, mb_engine *e, mb_error *err)
 	bw->e = e;
 	bw->cfg = mb_engine_cfg(e);
 	bw->gu = mb_engine_row_group(e);
+	if (bw->cfg->pos == MB_POS_ROTARY) {
+		int rc = mb_rotary_table(&bw->rot_cos, &bw->rot_sin, bw->cfg, err);
+
+		if (rc < 0) {
+			free(bw);
+			return rc;
+		}
+	}
 	*out = bw;
 	return 0;
 }
@@ -323,6 +339,9 @@ void mb_backward_free(mb_backward *bw)
 	free(bw->view);
 	free(bw->result);
 	free(bw->dunemb);
+	free(bw->dpar);
+	free(bw->rot_cos);
+	free(bw->rot_sin);
 	free(bw->loss_row);
 	free(bw->hit);
 	free(bw);
@@ -553,9 +572,10 @@ static int unembed_backward(mb_backward *bw, const mb_run *run, const mb_engine_
 }
 
 /* The MLP of layer l over R rows (the run's, valid marks its valid rows; or
- * the compact tail's, valid NULL: all rows). */
+ * the compact tail's, valid NULL: all rows). LN2's input gradient is added to
+ * dln_in (dres, or dpar with a parallel residual). */
 static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *valid,
-			const mb_engine_weights *g, const mb_hooks *h, mb_error *err)
+			const mb_engine_weights *g, const mb_hooks *h, float *dln_in, mb_error *err)
 {
 	const mb_engine_config *c = bw->cfg;
 	const mb_engine_layer_acts *a = &mb_engine_activations(bw->e)->layer[l];
@@ -597,7 +617,7 @@ static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *vali
 	}
 	/* dln2_out (R, D) = dpre (R, M) W_fc^T, W_fc (D, M) */
 	mb_k_gemm(bw->dtmp, D, bw->dmlp, M, fc_w, M, 1, R, D, M, 1.0f, bw->gu);
-	ln_backward(bw, R, bw->dres, bw->dtmp, a->ln2_xhat, a->ln2_rstd,
+	ln_backward(bw, R, dln_in, bw->dtmp, a->ln2_xhat, a->ln2_rstd,
 		    c->norm == MB_NORM_LN ? w->ln2_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln2_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln2_b + (size_t)l * D : NULL);
@@ -836,6 +856,18 @@ static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g
 		if (rc < 0)
 			return rc;
 	}
+	if (c->pos == MB_POS_ROTARY) {
+		for (int X = 1; X >= 0; X--) {
+			rc = deliver_rows(bw, h, pt((mb_hook_kind)(MB_HOOK_ROT_Q + X), l),
+					  bw->dqkv + X * D, D, 3 * D, err);
+			if (rc < 0)
+				return rc;
+		}
+#pragma omp parallel for schedule(static)
+		for (int b = 0; b < B; b++)
+			mb_rotary_rows(bw->dqkv + (size_t)ro->row0[b] * 3 * D, 3 * D, ro->len[b], 0, 2,
+				       c, bw->rot_cos, bw->rot_sin, 1);
+	}
 	for (int X = 2; X >= 0; X--) {
 		rc = deliver_rows(bw, h, pt((mb_hook_kind)(MB_HOOK_Q + X), l), bw->dqkv + X * D, D,
 				  3 * D, err);
@@ -903,7 +935,8 @@ static void embed_backward(mb_backward *bw, const mb_run *run, const mb_engine_w
 	const int D = c->d_model, V = c->n_vocab, B = ro->batch, nblk = (D + COLS - 1) / COLS;
 
 	memset(g->wte, 0, sizeof(float) * (size_t)V * D);
-	memset(g->wpe, 0, sizeof(float) * (size_t)c->n_ctx * D);
+	if (g->wpe)
+		memset(g->wpe, 0, sizeof(float) * (size_t)c->n_ctx * D);
 #pragma omp parallel for schedule(static)
 	for (int k = 0; k < nblk; k++) {
 		int c0 = k * COLS, c1 = c0 + COLS < D ? c0 + COLS : D;
@@ -912,10 +945,12 @@ static void embed_backward(mb_backward *bw, const mb_run *run, const mb_engine_w
 			for (int t = 0; t < ro->len[b]; t++) {
 				const float *d = bw->dres + (size_t)(ro->row0[b] + t) * D;
 				float *we = g->wte + (size_t)run->tokens[(size_t)b * run->seq + t] * D;
-				float *wp = g->wpe + (size_t)t * D;
-				for (int x = c0; x < c1; x++) {
+				for (int x = c0; x < c1; x++)
 					we[x] += d[x];
-					wp[x] += d[x];
+				if (g->wpe) {
+					float *wp = g->wpe + (size_t)t * D;
+					for (int x = c0; x < c1; x++)
+						wp[x] += d[x];
 				}
 			}
 	}
@@ -931,7 +966,8 @@ static void zero_below(const mb_backward *bw, const mb_engine_weights *g, int l0
 
 	if (!c->tied)
 		memset(g->wte, 0, sizeof(float) * (size_t)c->n_vocab * D);
-	memset(g->wpe, 0, sizeof(float) * (size_t)c->n_ctx * D);
+	if (g->wpe)
+		memset(g->wpe, 0, sizeof(float) * (size_t)c->n_ctx * D);
 	if (c->tied) {
 		/* wte holds only the unembedding's share */
 		memcpy(g->wte, bw->dunemb, sizeof(float) * (size_t)c->n_vocab * D);
@@ -1018,6 +1054,7 @@ int mb_backward_run(mb_backward *bw, const mb_run *run, const mb_engine_weights 
 	    (rc = grow(&bw->dxhat, &bw->dxhat_cap, RD, "dxhat", err)) < 0 ||
 	    (rc = grow(&bw->dz, &bw->dz_cap, RD, "dz", err)) < 0 ||
 	    (rc = grow(&bw->dqkv, &bw->dqkv_cap, 3 * RD, "dqkv", err)) < 0 ||
+	    (c->parallel && (rc = grow(&bw->dpar, &bw->dpar_cap, RD, "dpar", err)) < 0) ||
 	    (rc = grow(&bw->dmlp, &bw->dmlp_cap, (size_t)ro->rows * (M > 0 ? M : 1), "dmlp",
 		       err)) < 0)
 		return rc;
@@ -1039,7 +1076,7 @@ int mb_backward_run(mb_backward *bw, const mb_run *run, const mb_engine_weights 
 			/* compact tail: the last layer's MLP and output projection on
 			 * the B last positions, then the attention in the run's rows */
 			if (!c->attn_only)
-				rc = mlp_backward(bw, l, tail, NULL, grads, NULL, err);
+				rc = mlp_backward(bw, l, tail, NULL, grads, NULL, bw->dres, err);
 			if (rc == 0) {
 				attn_tail_backward(bw, l, grads);
 				rc = attn_core_backward(bw, l, grads, NULL, err);
@@ -1047,12 +1084,17 @@ int mb_backward_run(mb_backward *bw, const mb_run *run, const mb_engine_weights 
 			continue;
 		}
 		rc = deliver_rows(bw, h, pt(MB_HOOK_RESID_POST, l), bw->dres, D, D, err);
+		if (rc == 0 && c->parallel)
+			memset(bw->dpar, 0, sizeof(float) * RD);
 		if (rc == 0 && !c->attn_only)
-			rc = mlp_backward(bw, l, ro->rows, bw->valid, grads, h, err);
-		if (rc == 0)
+			rc = mlp_backward(bw, l, ro->rows, bw->valid, grads, h,
+					  c->parallel ? bw->dpar : bw->dres, err);
+		if (rc == 0 && !c->parallel)
 			rc = deliver_rows(bw, h, pt(MB_HOOK_RESID_MID, l), bw->dres, D, D, err);
 		if (rc == 0)
 			rc = attn_backward(bw, l, grads, h, err);
+		if (rc == 0 && c->parallel)
+			mb_k_add(bw->dres, bw->dres, bw->dpar, RD);
 		if (rc == 0)
 			rc = deliver_rows(bw, h, pt(MB_HOOK_RESID_PRE, l), bw->dres, D, D, err);
 	}

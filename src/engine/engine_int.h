@@ -38,4 +38,12 @@ static inline int observes(const mb_hooks *h, mb_hook_kind k, int layer)
 	return h && mb_hooks_observes(h, pt(k, layer));
 }
 
+/* Rotary tables (rotary.c): cos and sin of theta (P, Rd/2), malloc'd. */
+int mb_rotary_table(float **cs, float **sn, const mb_engine_config *c, mb_error *err);
+/* Rotates n rows of x (row stride ld; row i at position t0 + i) in place: the
+ * first Rd dims of every head in n_blk blocks of width D (q, then k). inverse
+ * applies the transpose (the rotation by -theta: gradients). */
+void mb_rotary_rows(float *x, int ld, int n, int t0, int n_blk, const mb_engine_config *c,
+		    const float *cs, const float *sn, int inverse);
+
 #endif

@@ -8,11 +8,14 @@
  * Data flow of one layer (packed rows; every arrow that names a hook point
  * dispatches it when observed):
  *   resid_pre -> LN1 (ln1.hook_normalized) -> qkv = ln1_out W + b (hook_q/k/v)
+ *   -> rotary models: q, k rotated in place (hook_rot_q/k)
  *   -> per (item, head) causal attention (hook_attn_scores, hook_pattern)
  *   -> z (hook_z) -> attn_out = z W_O + b_O (hook_result, hook_attn_out)
  *   -> resid_mid = resid_pre + attn_out -> LN2 -> pre = ln2_out W_fc + b
  *   (hook_pre) -> post = act(pre) (hook_post) -> mlp_out = post W_proj + b
  *   (hook_mlp_out) -> resid_post = resid_mid + mlp_out (hook_resid_post).
+ * Parallel residual (GPT-NeoX): LN2 reads resid_pre instead of resid_mid, and
+ * resid_mid (= resid_pre + attn_out, no hook) is only the partial sum.
  */
 #include <mechbench/engine.h>
 #include <mechbench/hooks.h>
@@ -76,6 +79,10 @@ struct mb_engine {
 	size_t tmp_b_cap;
 	float *result; /* (R, H, D) per-head outputs */
 	size_t result_cap;
+
+	/* rotary positions */
+	float *rot_cos; /* (P, Rd/2) */
+	float *rot_sin; /* (P, Rd/2) */
 };
 
 /* Helpers ------------------------------------------------------------------ */
@@ -259,6 +266,11 @@ int mb_engine_init(mb_engine **out, const mb_engine_config *cfg, const mb_engine
 	if (!e->invariant)
 		e->U = 1;
 	e->gu = e->invariant ? e->U : 0;
+	if (cfg->pos == MB_POS_ROTARY) {
+		rc = mb_rotary_table(&e->rot_cos, &e->rot_sin, cfg, err);
+		if (rc < 0)
+			goto cleanup;
+	}
 	e->len = calloc((size_t)e->max_batch, sizeof(int32_t));
 	e->row0 = calloc((size_t)e->max_batch, sizeof(int32_t));
 	e->span = calloc((size_t)e->max_batch, sizeof(int32_t));
@@ -353,6 +365,8 @@ void mb_engine_free(mb_engine *e)
 	free(e->tmp_a);
 	free(e->tmp_b);
 	free(e->result);
+	free(e->rot_cos);
+	free(e->rot_sin);
 	free(e);
 }
 
@@ -469,9 +483,11 @@ static int embed(mb_engine *e, const mb_run *r, float *resid, mb_error *err)
 				continue;
 			}
 			const float *we = e->w.wte + (size_t)r->tokens[(size_t)b * r->seq + t] * D;
-			const float *wp = e->w.wpe + (size_t)t * D;
+			const float *wp = e->w.wpe ? e->w.wpe + (size_t)t * D : NULL;
 
-			if (pos_e) {
+			if (!wp) {
+				memcpy(tok_e + row, we, sizeof(float) * (size_t)D);
+			} else if (pos_e) {
 				memcpy(tok_e + row, we, sizeof(float) * (size_t)D);
 				memcpy(pos_e + row, wp, sizeof(float) * (size_t)D);
 			} else {
@@ -483,11 +499,14 @@ static int embed(mb_engine *e, const mb_run *r, float *resid, mb_error *err)
 	if (!obs)
 		return 0;
 	rc = dispatch_rows(e, h, pt(MB_HOOK_EMBED, -1), tok_e, D, D, err);
-	if (rc == 0)
+	if (rc == 0 && e->w.wpe)
 		rc = dispatch_rows(e, h, pt(MB_HOOK_POS_EMBED, -1), pos_e, D, D, err);
 	if (rc < 0)
 		return rc;
-	mb_k_add(resid, tok_e, pos_e, (size_t)e->R * D);
+	if (e->w.wpe)
+		mb_k_add(resid, tok_e, pos_e, (size_t)e->R * D);
+	else
+		memcpy(resid, tok_e, sizeof(float) * (size_t)e->R * D);
 	return 0;
 }
 
@@ -779,6 +798,16 @@ static int qkv_stage(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_act
 	for (int X = 0; X < 3 && rc == 0; X++)
 		rc = dispatch_rows(e, h, pt((mb_hook_kind)(MB_HOOK_Q + X), l), a->qkv + X * D, D,
 				   3 * D, err);
+	if (rc < 0 || c->pos != MB_POS_ROTARY)
+		return rc;
+	/* q and k rotated in place at valid rows (padding rows stay finite) */
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < e->B; b++)
+		mb_rotary_rows(a->qkv + (size_t)e->row0[b] * 3 * D, 3 * D, e->len[b], 0, 2, c,
+			       e->rot_cos, e->rot_sin, 0);
+	for (int X = 0; X < 2 && rc == 0; X++)
+		rc = dispatch_rows(e, h, pt((mb_hook_kind)(MB_HOOK_ROT_Q + X), l), a->qkv + X * D, D,
+				   3 * D, err);
 	return rc;
 }
 
@@ -859,9 +888,19 @@ static int tail_layer(mb_engine *e, const mb_run *r, int l, mb_error *err)
 			       sizeof(float) * (size_t)D);
 	mb_k_matmul_nn_rows(e->sel_y, D, e->sel_z, D, nsel, w->o_w + (size_t)l * D * D, D, D);
 	mb_k_add_bias(e->sel_y, D, w->o_b + (size_t)l * D, nsel, D);
+	if (c->parallel) {
+		/* LN2 of resid_pre into sel_z (z is consumed) before the sum */
+		if (c->norm == MB_NORM_LN)
+			mb_k_layernorm(e->sel_z, NULL, NULL, NULL, e->sel_x, w->ln2_w + (size_t)l * D,
+				       w->ln2_b + (size_t)l * D, nsel, D, c->ln_eps);
+		else
+			memcpy(e->sel_z, e->sel_x, sizeof(float) * (size_t)nsel * D);
+	}
 	mb_k_add(e->sel_x, e->sel_x, e->sel_y, (size_t)nsel * D);
 	if (!c->attn_only) {
-		if (c->norm == MB_NORM_LN)
+		if (c->parallel)
+			memcpy(e->sel_y, e->sel_z, sizeof(float) * (size_t)nsel * D);
+		else if (c->norm == MB_NORM_LN)
 			mb_k_layernorm(e->sel_y, NULL, NULL, NULL, e->sel_x, w->ln2_w + (size_t)l * D,
 				       w->ln2_b + (size_t)l * D, nsel, D, c->ln_eps);
 		else
@@ -912,13 +951,16 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 	if (rc < 0)
 		return rc;
 	mb_k_add(a->resid_mid, a->resid_pre, a->attn_out, RD);
-	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_MID, l), a->resid_mid, D, D, err);
-	if (rc < 0)
-		return rc;
+	if (!c->parallel) {
+		rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_MID, l), a->resid_mid, D, D, err);
+		if (rc < 0)
+			return rc;
+	}
 	if (c->attn_only) {
 		memcpy(next, a->resid_mid, sizeof(float) * RD);
 	} else {
-		rc = norm(e, h, pt(MB_HOOK_LN2_NORMALIZED, l), a->resid_mid, a->ln2_xhat, a->ln2_mean,
+		rc = norm(e, h, pt(MB_HOOK_LN2_NORMALIZED, l), c->parallel ? a->resid_pre : a->resid_mid,
+			  a->ln2_xhat, a->ln2_mean,
 			  a->ln2_rstd, a->ln2_out, ln ? w->ln2_w + (size_t)l * D : NULL,
 			  ln ? w->ln2_b + (size_t)l * D : NULL, err);
 		if (rc < 0)
@@ -1058,7 +1100,8 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 	 * are read, nothing observes the tail, every item has the same length. */
 	e->acts.tail = 0;
 	e->acts.tail_z = NULL;
-	if (e->compact && e->keep && r->logits == MB_LOGITS_LAST && !r->hooks && !r->start_z) {
+	if (e->compact && e->keep && r->logits == MB_LOGITS_LAST && !r->hooks && !r->start_z &&
+	    !c->parallel) {
 		int same = 1;
 
 		for (int b = 0; b < e->B; b++)

@@ -28,6 +28,8 @@ static const kind_name names[] = {
 	{MB_HOOK_Q, "attn.hook_q"},
 	{MB_HOOK_K, "attn.hook_k"},
 	{MB_HOOK_V, "attn.hook_v"},
+	{MB_HOOK_ROT_Q, "attn.hook_rot_q"},
+	{MB_HOOK_ROT_K, "attn.hook_rot_k"},
 	{MB_HOOK_ATTN_SCORES, "attn.hook_attn_scores"},
 	{MB_HOOK_PATTERN, "attn.hook_pattern"},
 	{MB_HOOK_Z, "attn.hook_z"},
@@ -120,8 +122,21 @@ int mb_hook_check(mb_hook_point p, const mb_engine_config *cfg, mb_error *err)
 			return mb_error_set(err, MB_EINVALID,
 					    "hook %s: the model is attention-only (no MLP, no ln2)",
 					    name);
+		if (cfg->pos != MB_POS_ROTARY && (p.kind == MB_HOOK_ROT_Q || p.kind == MB_HOOK_ROT_K))
+			return mb_error_set(err, MB_EINVALID,
+					    "hook %s: the model has no rotary embeddings", name);
+		if (cfg->parallel && p.kind == MB_HOOK_RESID_MID)
+			return mb_error_set(err, MB_EINVALID,
+					    "hook %s: the model has a parallel residual (attention and "
+					    "MLP both read resid_pre; there is no resid_mid)",
+					    name);
 	} else if (p.layer != -1) {
 		return mb_error_set(err, MB_EINVALID, "hook %s: a model-level point has no layer",
+				    name);
+	} else if (p.kind == MB_HOOK_POS_EMBED && cfg->pos == MB_POS_ROTARY) {
+		return mb_error_set(err, MB_EINVALID,
+				    "hook %s: the model has rotary positions (no learned position "
+				    "embedding)",
 				    name);
 	}
 	return 0;
@@ -146,6 +161,8 @@ int mb_hook_shape(int64_t shape[4], mb_hook_point p, const mb_engine_config *cfg
 	case MB_HOOK_Q:
 	case MB_HOOK_K:
 	case MB_HOOK_V:
+	case MB_HOOK_ROT_Q:
+	case MB_HOOK_ROT_K:
 	case MB_HOOK_Z:
 		shape[2] = H;
 		shape[3] = Dh;
@@ -399,7 +416,8 @@ int mb_cache_add_all(mb_cache *c, const mb_engine_config *cfg, int with_expensiv
 		     k == MB_HOOK_RESULT))
 			continue;
 		if (!mb_hook_kind_is_layer(p.kind)) {
-			rc = mb_cache_add(c, p, err);
+			if (mb_hook_check(p, cfg, NULL) == 0)
+				rc = mb_cache_add(c, p, err);
 			continue;
 		}
 		for (int l = 0; l < cfg->n_layer && rc == 0; l++) {

@@ -48,6 +48,21 @@ int mb_engine_config_check(const mb_engine_config *cfg, mb_error *err)
 	if ((int)cfg->norm < MB_NORM_LN || (int)cfg->norm > MB_NORM_NONE)
 		return mb_error_set(err, MB_EINVALID, "normalization_type: unknown value %d",
 				    (int)cfg->norm);
+	if ((int)cfg->pos < MB_POS_LEARNED || (int)cfg->pos > MB_POS_ROTARY)
+		return mb_error_set(err, MB_EINVALID, "position embedding: unknown value %d",
+				    (int)cfg->pos);
+	if (cfg->pos == MB_POS_ROTARY &&
+	    (cfg->rotary_dim < 2 || cfg->rotary_dim > cfg->d_head || cfg->rotary_dim % 2 != 0))
+		return mb_error_set(err, MB_EINVALID,
+				    "rotary_pct: %d rotary dims per head, expected an even number "
+				    "in [2, d_head = %d]",
+				    cfg->rotary_dim, cfg->d_head);
+	if (cfg->pos == MB_POS_ROTARY && !(cfg->rotary_base > 1.0f && isfinite(cfg->rotary_base)))
+		return mb_error_set(err, MB_EINVALID, "rotary_emb_base: %g must be > 1",
+				    (double)cfg->rotary_base);
+	if (cfg->parallel && cfg->attn_only)
+		return mb_error_set(err, MB_EINVALID,
+				    "use_parallel_residual: needs an MLP (the model is attention-only)");
 	if (cfg->norm == MB_NORM_LN && !(cfg->ln_eps > 0.0f && isfinite(cfg->ln_eps)))
 		return mb_error_set(err, MB_EINVALID, "layer_norm_epsilon: %g must be > 0",
 				    (double)cfg->ln_eps);
@@ -74,7 +89,7 @@ size_t mb_engine_weights_layout(mb_engine_weights *out, const mb_engine_config *
 	size_t total = 0;
 
 	out->wte = carve(&cur, V * D, &total);
-	out->wpe = carve(&cur, P * D, &total);
+	out->wpe = carve(&cur, cfg->pos == MB_POS_LEARNED ? P * D : 0, &total);
 	out->ln1_w = carve(&cur, ln ? L * D : 0, &total);
 	out->ln1_b = carve(&cur, ln ? L * D : 0, &total);
 	out->qkv_w = carve(&cur, L * D * 3 * D, &total);

@@ -77,6 +77,8 @@ static void unit_dims(const mb_engine_config *c, mb_hook_kind k, int *four_d, in
 	case MB_HOOK_Q:
 	case MB_HOOK_K:
 	case MB_HOOK_V:
+	case MB_HOOK_ROT_Q:
+	case MB_HOOK_ROT_K:
 	case MB_HOOK_Z:
 		*X = c->d_head;
 		return;

@@ -1,6 +1,7 @@
 /*
- * config.c: config.json (GPT2Config + TransformerLens extensions) to
- * mb_engine_config. Every message reads "config.json:line:col: field: ...".
+ * config.c: config.json (GPT2Config + TransformerLens extensions, or
+ * GPTNeoXConfig) to mb_engine_config. Every message reads
+ * "config.json:line:col: field: ...".
  */
 #include <mechbench/model.h>
 
@@ -73,6 +74,130 @@ static int get_dim(const mb_json_doc *doc, json_t *root, const char *key, int64_
 	return 0;
 }
 
+/* GPTNeoXConfig fields that change the forward. */
+static const char *const neox_used_fields[] = {
+	"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+	"intermediate_size", "hidden_act", "rotary_pct", "partial_rotary_factor",
+	"rotary_emb_base", "rope_theta", "max_position_embeddings", "layer_norm_eps",
+	"use_parallel_residual", "tie_word_embeddings", "attention_bias", "rope_scaling",
+	"model_type", NULL,
+};
+
+/* GPTNeoXConfig fields that do not (dropouts, init, cache, bookkeeping). */
+static const char *const neox_ignored_fields[] = {
+	"attention_dropout", "hidden_dropout", "classifier_dropout", "attention_probs_dropout_prob",
+	"hidden_dropout_prob", NULL,
+};
+
+/* A config.json whose model_type is "gpt_neox" (Pythia): rotary positions on
+ * the first int(d_head * rotary_pct) dims of each head, exact GELU by default,
+ * parallel residual by default, untied unembedding by default. */
+static int parse_neox(mb_engine_config *out, const mb_json_doc *doc, mb_error *err)
+{
+	json_t *root = doc->root, *v;
+	const char *key, *s;
+	mb_engine_config c;
+	double eps = 1e-5, pct = 0.25, base = 10000.0;
+	int rc, bias = 1;
+
+	memset(&c, 0, sizeof(c));
+	json_object_foreach(root, key, v) {
+		if (key[0] == '_' || in_list(neox_used_fields, key) ||
+		    in_list(neox_ignored_fields, key) || in_list(ignored_fields, key))
+			continue;
+		return mb_json_field_error(doc, err, MB_EINVALID, key,
+					   "unknown field (not a GPTNeoXConfig field mechbench reads "
+					   "or knows to ignore)");
+	}
+	if ((rc = get_dim(doc, root, "vocab_size", 1 << 24, &c.n_vocab, err)) < 0 ||
+	    (rc = get_dim(doc, root, "max_position_embeddings", 1 << 16, &c.n_ctx, err)) < 0 ||
+	    (rc = get_dim(doc, root, "hidden_size", 1 << 20, &c.d_model, err)) < 0 ||
+	    (rc = get_dim(doc, root, "num_hidden_layers", 4096, &c.n_layer, err)) < 0 ||
+	    (rc = get_dim(doc, root, "num_attention_heads", 1 << 20, &c.n_head, err)) < 0 ||
+	    (rc = get_dim(doc, root, "intermediate_size", 1 << 23, &c.d_mlp, err)) < 0)
+		return rc;
+	if (c.d_model % c.n_head != 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, "num_attention_heads",
+					   "hidden_size %d is not divisible by num_attention_heads %d",
+					   c.d_model, c.n_head);
+	c.d_head = c.d_model / c.n_head;
+	s = "gelu";
+	rc = mb_json_get_string(doc, root, "", "hidden_act", 0, &s, err);
+	if (rc < 0)
+		return rc;
+	if (strcmp(s, "gelu") == 0)
+		c.act = MB_ACT_GELU;
+	else if (strcmp(s, "gelu_new") == 0 || strcmp(s, "gelu_pytorch_tanh") == 0)
+		c.act = MB_ACT_GELU_NEW;
+	else if (strcmp(s, "relu") == 0)
+		c.act = MB_ACT_RELU;
+	else
+		return mb_json_field_error(doc, err, MB_EINVALID, "hidden_act",
+					   "\"%s\" is not supported (gelu, gelu_new, relu)", s);
+	c.norm = MB_NORM_LN;
+	rc = mb_json_get_number(doc, root, "", "layer_norm_eps", 0, &eps, err);
+	if (rc < 0)
+		return rc;
+	if (!(eps > 0.0 && eps < 1.0))
+		return mb_json_field_error(doc, err, MB_EINVALID, "layer_norm_eps",
+					   "%g must be in (0, 1)", eps);
+	c.ln_eps = (float)eps;
+	if (json_object_get(root, "rotary_pct") && json_object_get(root, "partial_rotary_factor"))
+		return mb_json_field_error(doc, err, MB_EINVALID, "partial_rotary_factor",
+					   "give rotary_pct or partial_rotary_factor, not both");
+	rc = mb_json_get_number(doc, root, "",
+				json_object_get(root, "partial_rotary_factor") ? "partial_rotary_factor"
+									      : "rotary_pct",
+				0, &pct, err);
+	if (rc < 0)
+		return rc;
+	if (json_object_get(root, "rotary_emb_base") && json_object_get(root, "rope_theta"))
+		return mb_json_field_error(doc, err, MB_EINVALID, "rope_theta",
+					   "give rotary_emb_base or rope_theta, not both");
+	rc = mb_json_get_number(doc, root, "",
+				json_object_get(root, "rope_theta") ? "rope_theta" : "rotary_emb_base",
+				0, &base, err);
+	if (rc < 0)
+		return rc;
+	if (!(pct > 0.0 && pct <= 1.0))
+		return mb_json_field_error(doc, err, MB_EINVALID, "rotary_pct",
+					   "%g must be in (0, 1]", pct);
+	c.pos = MB_POS_ROTARY;
+	c.rotary_dim = (int)((double)c.d_head * pct); /* int(), as GPT-NeoX truncates */
+	if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, "rotary_pct",
+					   "%g of d_head %d gives %d rotary dims (need an even number "
+					   ">= 2)",
+					   pct, c.d_head, c.rotary_dim);
+	if (!(base > 1.0 && base < 1e30))
+		return mb_json_field_error(doc, err, MB_EINVALID, "rotary_emb_base",
+					   "%g must be > 1", base);
+	c.rotary_base = (float)base;
+	c.parallel = 1;
+	rc = mb_json_get_bool(doc, root, "", "use_parallel_residual", 0, &c.parallel, err);
+	if (rc < 0)
+		return rc;
+	c.tied = 0;
+	rc = mb_json_get_bool(doc, root, "", "tie_word_embeddings", 0, &c.tied, err);
+	if (rc < 0)
+		return rc;
+	rc = mb_json_get_bool(doc, root, "", "attention_bias", 0, &bias, err);
+	if (rc < 0)
+		return rc;
+	if (!bias)
+		return mb_json_field_error(doc, err, MB_EINVALID, "attention_bias",
+					   "false is not supported (only true)");
+	v = json_object_get(root, "rope_scaling");
+	if (v && !json_is_null(v))
+		return mb_json_field_error(doc, err, MB_EINVALID, "rope_scaling",
+					   "is not supported (only null)");
+	rc = mb_engine_config_check(&c, err);
+	if (rc < 0)
+		return mb_error_prefix(err, "%s", doc->name);
+	*out = c;
+	return 0;
+}
+
 static int parse_doc(mb_engine_config *out, const mb_json_doc *doc, mb_error *err)
 {
 	json_t *root = doc->root, *v;
@@ -84,6 +209,9 @@ static int parse_doc(mb_engine_config *out, const mb_json_doc *doc, mb_error *er
 	memset(&c, 0, sizeof(c));
 	if (!json_is_object(root))
 		return mb_json_field_error(doc, err, MB_EINVALID, "", "expected a JSON object");
+	v = json_object_get(root, "model_type");
+	if (v && json_is_string(v) && strcmp(json_string_value(v), "gpt_neox") == 0)
+		return parse_neox(out, doc, err);
 	json_object_foreach(root, key, v) {
 		if (key[0] == '_' || in_list(used_fields, key) || in_list(ignored_fields, key))
 			continue;
@@ -97,7 +225,7 @@ static int parse_doc(mb_engine_config *out, const mb_json_doc *doc, mb_error *er
 		return rc;
 	if (strcmp(s, "gpt2") != 0)
 		return mb_json_field_error(doc, err, MB_EINVALID, "model_type",
-					   "\"%s\" is not supported (only \"gpt2\")", s);
+					   "\"%s\" is not supported (\"gpt2\" or \"gpt_neox\")", s);
 	if ((rc = get_dim(doc, root, "vocab_size", 1 << 24, &c.n_vocab, err)) < 0 ||
 	    (rc = get_dim(doc, root, "n_positions", 1 << 16, &c.n_ctx, err)) < 0 ||
 	    (rc = get_dim(doc, root, "n_embd", 1 << 20, &c.d_model, err)) < 0 ||

@@ -40,7 +40,8 @@ size_t mb_checkpoint_tensors(mb_checkpoint_tensor *out, size_t cap, const mb_eng
 	size_t n = 0;
 
 	put(out, cap, &n, w->wte, 2, V, D, "wte.%s", -1, "weight");
-	put(out, cap, &n, w->wpe, 2, P, D, "wpe.%s", -1, "weight");
+	if (w->wpe) /* NULL with rotary positions (GPT-NeoX) */
+		put(out, cap, &n, w->wpe, 2, P, D, "wpe.%s", -1, "weight");
 	for (int l = 0; l < cfg->n_layer; l++) {
 		if (ln) {
 			put(out, cap, &n, w->ln1_w + l * D, 1, D, 0, "h.%d.ln_1.%s", l, "weight");

@@ -13,6 +13,8 @@
  *
  * Legend for shape comments: n = number of tensors in the file.
  */
+/* madvise(MADV_DONTNEED): glibc's posix_madvise ignores POSIX_MADV_DONTNEED */
+#define _DEFAULT_SOURCE
 #include <mechbench/safetensors.h>
 
 #include <mechbench/file.h>
@@ -512,6 +514,21 @@ const char *mb_safetensors_name(const mb_safetensors *st)
 const void *mb_safetensors_data(const mb_safetensors *st, const mb_st_tensor *t)
 {
 	return st->data + t->begin;
+}
+
+void mb_safetensors_release(const mb_safetensors *st, const mb_st_tensor *t)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo, hi;
+	const unsigned char *base = st->data + t->begin;
+
+	if (!st->map || t->end <= t->begin)
+		return;
+	lo = (uintptr_t)base & ~(pg - 1);
+	hi = ((uintptr_t)base + (t->end - t->begin) + pg - 1) & ~(pg - 1);
+	if (hi > (uintptr_t)st->map + st->map_len)
+		hi = (uintptr_t)st->map + st->map_len;
+	if (hi > lo)
+		(void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* --- conversion ---------------------------------------------------------- */

@@ -322,11 +322,30 @@ Test(backward, matches_finite_differences_attention_only)
 /* Gradients on a model and batch large enough that every GEMM, column
  * reduction and attention loop splits across threads: the same bits on 1 and
  * 2 threads, with the engine's default packing and with dense rows. */
+static void thread_invariance(mb_engine_config c);
+
 Test(backward, parameter_gradients_are_bitwise_the_same_on_one_and_two_threads)
 {
 	mb_engine_config c = {.n_vocab = 97, .n_ctx = 40, .d_model = 64, .n_layer = 2,
 			      .n_head = 4, .d_head = 16, .d_mlp = 160, .act = MB_ACT_GELU_NEW,
 			      .norm = MB_NORM_LN, .attn_only = 0, .tied = 1, .ln_eps = 1e-5f};
+
+	thread_invariance(c);
+}
+
+Test(backward, neox_parameter_gradients_are_bitwise_the_same_on_one_and_two_threads)
+{
+	mb_engine_config c = {.n_vocab = 97, .n_ctx = 40, .d_model = 64, .n_layer = 2,
+			      .n_head = 4, .d_head = 16, .d_mlp = 160, .act = MB_ACT_GELU,
+			      .norm = MB_NORM_LN, .attn_only = 0, .tied = 0, .ln_eps = 1e-5f,
+			      .pos = MB_POS_ROTARY, .rotary_dim = 4, .rotary_base = 10000.0f,
+			      .parallel = 1};
+
+	thread_invariance(c);
+}
+
+static void thread_invariance(mb_engine_config c)
+{
 	enum { B = 9, T = 37 };
 	int32_t tok[B * T], len[B], targets[B * T];
 	mb_engine_weights w, g;
@@ -437,10 +456,18 @@ Test(backward, compact_tail_gives_the_full_runs_gradients)
 		tok[i] = (int32_t)mb_rng_range(&r, 11);
 	for (int b = 0; b < B; b++)
 		targets[b] = (int32_t)mb_rng_range(&r, 11);
-	for (int variant = 0; variant < 3; variant++) {
+	for (int variant = 0; variant < 5; variant++) {
 		mb_engine_config c = variant == 0   ? tiny(0, MB_ACT_RELU, MB_NORM_NONE, 0)
 				     : variant == 1 ? tiny(0, MB_ACT_GELU_NEW, MB_NORM_LN, 1)
-						    : tiny(1, MB_ACT_GELU_NEW, MB_NORM_LN, 0);
+				     : variant == 2 ? tiny(1, MB_ACT_GELU_NEW, MB_NORM_LN, 0)
+						    : tiny(0, MB_ACT_GELU, MB_NORM_LN, 0);
+		if (variant >= 3) {
+			/* NeoX: rotary, sequential (3) or parallel (4: runs stay full) */
+			c.pos = MB_POS_ROTARY;
+			c.rotary_dim = 2;
+			c.rotary_base = 10.0f;
+			c.parallel = variant == 4;
+		}
 		mb_engine_weights w, g;
 		size_t np = mb_engine_weights_layout(&w, &c, NULL);
 		float *p = malloc(np * sizeof(float)), *gp[3], lg[3][B * 11];
@@ -461,7 +488,7 @@ Test(backward, compact_tail_gives_the_full_runs_gradients)
 			cr_assert_eq(mb_backward_init(&bw, e, &err), 0);
 			mb_run run = {.batch = B, .seq = T, .tokens = tok, .logits = MB_LOGITS_LAST};
 			cr_assert_eq(mb_engine_forward(e, &run, &err), 0, "%s", err.msg);
-			cr_expect_eq(mb_engine_activations(e)->tail, k > 0 ? B : 0);
+			cr_expect_eq(mb_engine_activations(e)->tail, k > 0 && !c.parallel ? B : 0);
 			mb_engine_logits_copy(e, lg[k]);
 			cr_assert_eq(mb_backward_xent(bw, targets, &loss[k], NULL, &err), 0);
 			cr_assert_eq(mb_backward_run(bw, &run, &g, NULL, &err), 0, "%s", err.msg);

@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mechbench/backward.h>
 #include <mechbench/checkpoint.h>
 #include <mechbench/hooks.h>
+#include <mechbench/safetensors.h>
 
 #include "support/engine_fx.h"
 
@@ -365,4 +367,237 @@ Test(backward_golden, split_input_result_and_scores_gradients_are_consistent)
 	mb_backward_free(bw);
 	mb_engine_free(e);
 	mb_model_free(m);
+}
+
+/* GPT-NeoX ----------------------------------------------------------------- */
+
+/* The fixture's parameter gradients (Hugging Face GPT-NeoX names and layout:
+ * nn.Linear (out, in), fused q/k/v per head) into the engine's layout,
+ * through the production loader (a gradient maps by the same permutation as
+ * its weight): written as one safetensors file, loaded as weights. */
+static float *neox_expected_grads(const char *model, const mb_engine_config *cfg)
+{
+	static const char *const per_layer[] = {
+		"input_layernorm.weight", "input_layernorm.bias", "post_attention_layernorm.weight",
+		"post_attention_layernorm.bias", "attention.query_key_value.weight",
+		"attention.query_key_value.bias", "attention.dense.weight", "attention.dense.bias",
+		"mlp.dense_h_to_4h.weight", "mlp.dense_h_to_4h.bias", "mlp.dense_4h_to_h.weight",
+		"mlp.dense_4h_to_h.bias"};
+	const int L = cfg->n_layer, np = 12 * L + 4;
+	char (*names)[128] = calloc((size_t)np, sizeof(*names));
+	mb_st_entry *ents = calloc((size_t)np, sizeof(*ents));
+	mb_npy *arrs = calloc((size_t)np, sizeof(*arrs));
+	int n = 0;
+	char path[512], rel[512];
+	mb_error err = {0};
+	mb_safetensors *st;
+	mb_engine_weights w;
+	float *params;
+	size_t nparams;
+
+	snprintf(names[n++], 128, "gpt_neox.embed_in.weight");
+	for (int l = 0; l < L; l++)
+		for (int i = 0; i < 12; i++)
+			snprintf(names[n++], 128, "gpt_neox.layers.%d.%s", l, per_layer[i]);
+	snprintf(names[n++], 128, "gpt_neox.final_layer_norm.weight");
+	snprintf(names[n++], 128, "gpt_neox.final_layer_norm.bias");
+	if (!cfg->tied)
+		snprintf(names[n++], 128, "embed_out.weight");
+	for (int i = 0; i < n; i++) {
+		snprintf(rel, sizeof(rel), "%s/batch0/grads/%s.npy", model, names[i]);
+		fx_npy(&arrs[i], rel);
+		ents[i].name = names[i];
+		ents[i].ndim = arrs[i].ndim;
+		for (int d = 0; d < arrs[i].ndim; d++)
+			ents[i].shape[d] = arrs[i].shape[d];
+		ents[i].data = arrs[i].data;
+	}
+	snprintf(path, sizeof(path), "/tmp/mb_neox_grads_%d.safetensors", (int)getpid());
+	cr_assert_eq(mb_safetensors_write_f32(path, ents, (size_t)n, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_safetensors_open(&st, path, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_model_weights_load(&w, &params, &nparams, cfg, st, &err), 0, "%s", err.msg);
+	mb_safetensors_free(st);
+	unlink(path);
+	for (int i = 0; i < n; i++)
+		mb_npy_dispose(&arrs[i]);
+	free(arrs);
+	free(ents);
+	free(names);
+	return params;
+}
+
+static void neox_param_grads(const char *model)
+{
+	static const char *const field[] = {"wte",   "wpe",   "ln1_w", "ln1_b",  "qkv_w",  "qkv_b",
+					    "o_w",   "o_b",   "ln2_w", "ln2_b",  "fc_w",   "fc_b",
+					    "proj_w", "proj_b", "lnf_w", "lnf_b", "unembed"};
+	mb_model *m = fx_model(model);
+	int32_t *tok, *len, *targets;
+	int B, T;
+	mb_engine *e;
+	mb_backward *bw;
+	mb_error err = {0};
+	mb_engine_weights g, want;
+	float *gblock, *wblock;
+	double loss;
+	mb_npy wl;
+	char rel[512];
+	long bad = 0;
+
+	fx_batch(model, "batch0", &tok, &len, &B, &T);
+	e = fx_engine(m, B, T, 1);
+	cr_assert_eq(mb_backward_init(&bw, e, &err), 0, "%s", err.msg);
+	mb_run r = fx_run(tok, len, B, T);
+	cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+	targets = malloc(sizeof(int32_t) * (size_t)B * T);
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++)
+			targets[b * T + t] = t + 1 < len[b] ? tok[b * T + t + 1] : -1;
+	cr_assert_eq(mb_backward_xent(bw, targets, &loss, NULL, &err), 0, "%s", err.msg);
+	size_t np = mb_engine_weights_layout(&g, &m->cfg, NULL);
+	gblock = malloc(np * sizeof(float));
+	for (size_t i = 0; i < np; i++)
+		gblock[i] = NAN;
+	mb_engine_weights_layout(&g, &m->cfg, gblock);
+	cr_assert_eq(mb_backward_run(bw, &r, &g, NULL, &err), 0, "%s", err.msg);
+	printf("== %s parameter gradients\n", model);
+	snprintf(rel, sizeof(rel), "%s/batch0/grads/loss.npy", model);
+	fx_npy(&wl, rel);
+	printf("%-44s %.9f vs %.9f\n", "loss", loss, ((float *)wl.data)[0]);
+	cr_expect(fabs(loss - ((float *)wl.data)[0]) <= 1e-5);
+	mb_npy_dispose(&wl);
+	wblock = neox_expected_grads(model, &m->cfg);
+	mb_engine_weights_layout(&want, &m->cfg, wblock);
+	/* field by field: the layout's tensors in order, each up to the next */
+	const float *const *gp = (const float *const *)&g, *const *wp = (const float *const *)&want;
+	size_t nf = sizeof(field) / sizeof(field[0]);
+	for (size_t f = 0; f < nf; f++) {
+		size_t begin, end = np;
+		double mx = 0;
+		long nb = 0;
+
+		if (!gp[f] || (f == nf - 1 && m->cfg.tied))
+			continue;
+		begin = (size_t)(gp[f] - gblock);
+		for (size_t k = f + 1; k < nf; k++)
+			if (gp[k] && gp[k] != gp[0]) {
+				end = (size_t)(gp[k] - gblock);
+				break;
+			}
+		for (size_t i = begin; i < end; i++) {
+			double d = fabs((double)gblock[i] - (double)wblock[i]);
+			if (!(d <= ATOL_PARAM + RTOL * fabs((double)wblock[i])))
+				nb++;
+			if (!(d <= mx))
+				mx = d;
+		}
+		cr_assert_eq(wp[f] - wblock, gp[f] - gblock);
+		printf("%-44s max |diff| = %.3g%s\n", field[f], mx, nb ? "  OUT OF TOLERANCE" : "");
+		bad += nb;
+	}
+	cr_expect_eq(bad, 0, "%s: %ld gradient entries out of tolerance", model, bad);
+	free(wblock);
+	free(gblock);
+	free(targets);
+	free(tok);
+	free(len);
+	mb_backward_free(bw);
+	mb_engine_free(e);
+	mb_model_free(m);
+}
+
+Test(backward_golden, parameter_gradients_match_torch_for_neox_parallel)
+{
+	neox_param_grads("neox_par");
+}
+
+Test(backward_golden, parameter_gradients_match_torch_for_neox_sequential)
+{
+	neox_param_grads("neox_seq");
+}
+
+/* dM/d(hook) through rotary and the parallel residual, at the points the
+ * NeoX fixtures store (gen_neox_fixtures.py hookgrad_names). */
+static void neox_hook_grads(const char *model, mb_logits_mode mode)
+{
+	static const char *const per_layer[] = {
+		"hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q",
+		"attn.hook_rot_k", "attn.hook_z", "ln2.hook_normalized", "mlp.hook_post",
+		"hook_resid_post", "hook_resid_mid"};
+	mb_model *m = fx_model(model);
+	int32_t *tok, *len;
+	int B, T, n = 0;
+	mb_engine *e;
+	mb_backward *bw;
+	mb_hooks *h;
+	mb_cache *c;
+	mb_error err = {0};
+	long bad = 0;
+	char names[64][MB_HOOK_NAME_MAX];
+
+	snprintf(names[n++], MB_HOOK_NAME_MAX, "hook_embed");
+	snprintf(names[n++], MB_HOOK_NAME_MAX, "ln_final.hook_normalized");
+	for (int l = 0; l < m->cfg.n_layer; l++)
+		for (size_t i = 0; i < sizeof(per_layer) / sizeof(per_layer[0]); i++) {
+			if (m->cfg.parallel && strcmp(per_layer[i], "hook_resid_mid") == 0)
+				continue;
+			snprintf(names[n++], MB_HOOK_NAME_MAX, "blocks.%d.%s", l, per_layer[i]);
+		}
+	fx_batch(model, "batch0", &tok, &len, &B, &T);
+	e = fx_engine(m, B, T, 1);
+	cr_assert_eq(mb_backward_init(&bw, e, &err), 0, "%s", err.msg);
+	mb_run r = fx_run(tok, len, B, T);
+	r.logits = mode;
+	cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+	int N = mode == MB_LOGITS_ALL ? T : 1, V = m->cfg.n_vocab;
+	float *dl = calloc((size_t)B * N * V, sizeof(float));
+	for (int b = 0; b < B; b++) {
+		int i = mode == MB_LOGITS_ALL ? len[b] - 1 : 0;
+		dl[((size_t)b * N + i) * V + 3] = 1.0f;
+		dl[((size_t)b * N + i) * V + 5] = -1.0f;
+	}
+	cr_assert_eq(mb_backward_set_dlogits(bw, dl, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_hooks_init(&h, &err), 0);
+	cr_assert_eq(mb_cache_init(&c, &err), 0);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(mb_cache_add_name(c, names[i], &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_cache_attach(c, h, &err), 0);
+	cr_assert_eq(mb_backward_run(bw, &r, NULL, h, &err), 0, "%s", err.msg);
+	printf("== %s hook gradients (logits %s)\n", model, mode == MB_LOGITS_ALL ? "ALL" : "LAST");
+	for (int i = 0; i < n; i++) {
+		mb_hook_point p;
+		mb_npy want;
+		char rel[512];
+		double mx = 0;
+
+		cr_assert_eq(mb_hook_parse(&p, names[i], &err), 0);
+		const mb_hook_tensor *t = mb_cache_get(c, p);
+		cr_assert_not_null(t, "%s: no gradient delivered", names[i]);
+		snprintf(rel, sizeof(rel), "%s/batch0/hookgrads/%s.npy", model, names[i]);
+		fx_npy(&want, rel);
+		cr_assert_eq(t->numel, want.numel, "%s: shape", names[i]);
+		bad += fx_compare(names[i], t->data, &want, len, 0, ATOL, RTOL, &mx);
+		mb_npy_dispose(&want);
+	}
+	cr_expect_eq(bad, 0, "%s: %ld hook gradient entries out of tolerance", model, bad);
+	free(dl);
+	free(tok);
+	free(len);
+	mb_cache_free(c);
+	mb_hooks_free(h);
+	mb_backward_free(bw);
+	mb_engine_free(e);
+	mb_model_free(m);
+}
+
+Test(backward_golden, hook_gradients_match_torch_for_neox_parallel)
+{
+	neox_hook_grads("neox_par", MB_LOGITS_ALL);
+	neox_hook_grads("neox_par", MB_LOGITS_LAST);
+}
+
+Test(backward_golden, hook_gradients_match_torch_for_neox_sequential)
+{
+	neox_hook_grads("neox_seq", MB_LOGITS_ALL);
+	neox_hook_grads("neox_seq", MB_LOGITS_LAST);
 }

@@ -110,7 +110,7 @@ static void expect_same_caches(const mb_cache *a, const mb_cache *b, const mb_en
 
 Test(determinism, repeated_runs_and_thread_counts_give_identical_bits)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		mb_model *m = fx_model(fx_models[mi]);
 		int32_t *tok, *len;
 		int B, T;
@@ -226,7 +226,7 @@ static void check_batch_invariance(const mb_engine_config *cfg, const mb_engine_
 
 Test(determinism, fixture_items_give_identical_bits_alone_and_in_batches)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		mb_model *m = fx_model(fx_models[mi]);
 		int32_t *tok, *len;
 		int B, T;
@@ -312,7 +312,7 @@ Test(determinism, hook_values_are_identical_alone_and_in_a_batch)
  * (LN through xhat, attention in phases); they must not move a bit. */
 Test(determinism, observing_hooks_or_keeping_activations_changes_no_bit)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		mb_model *m = fx_model(fx_models[mi]);
 		int32_t *tok, *len;
 		int B, T;
@@ -344,4 +344,77 @@ Test(determinism, observing_hooks_or_keeping_activations_changes_no_bit)
 		free(len);
 		mb_model_free(m);
 	}
+}
+
+/* A Pythia-shaped random model (rotary on a quarter of each head, parallel
+ * residual, exact GELU, untied; D = 128, Dh = 32, M = 512): batch invariance,
+ * and 1 vs 2 threads bit for bit with every cheap hook (hook_rot_q/k
+ * included) cached, and with activations kept for the backward. */
+Test(determinism, a_random_neox_model_is_batch_and_thread_invariant)
+{
+	rand_model m;
+	const int n = 5, lens[5] = {37, 100, 1, 64, 13};
+	int32_t items[5 * 100], lens32[5], tok[3 * 100];
+	float *l1, *l2, *l3;
+	mb_cache *c1, *c2, *c3;
+	mb_run r;
+	size_t nl;
+
+	make_random(&m, 2, 128, 4, 512, 300, 128);
+	free(m.params);
+	m.cfg.pos = MB_POS_ROTARY;
+	m.cfg.rotary_dim = 8;
+	m.cfg.rotary_base = 10000.0f;
+	m.cfg.parallel = 1;
+	m.cfg.act = MB_ACT_GELU;
+	m.cfg.tied = 0;
+	{
+		uint64_t s = 7;
+		size_t np = mb_engine_weights_layout(&m.w, &m.cfg, NULL);
+
+		m.params = malloc(sizeof(float) * np);
+		mb_engine_weights_layout(&m.w, &m.cfg, m.params);
+		cr_assert_null(m.w.wpe);
+		for (size_t i = 0; i < np; i++) {
+			s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+			m.params[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.2f;
+		}
+		for (int i = 0; i < 2 * 128; i++) {
+			m.w.ln1_w[i] += 1.0f;
+			m.w.ln2_w[i] += 1.0f;
+		}
+		for (int i = 0; i < 128; i++)
+			m.w.lnf_w[i] += 1.0f;
+	}
+	for (int i = 0; i < n * 100; i++)
+		items[i] = (int32_t)((i * 131 + 17) % 300);
+	for (int i = 0; i < n; i++)
+		lens32[i] = lens[i];
+	set_threads(2);
+	check_batch_invariance(&m.cfg, &m.w, items, lens32, n, 100, MB_LOGITS_ALL, "NeoX D=128");
+	check_batch_invariance(&m.cfg, &m.w, items, lens32, n, 100, MB_LOGITS_LAST,
+			       "NeoX D=128, last position");
+	for (int i = 0; i < 3 * 100; i++)
+		tok[i] = items[i];
+	int32_t blen[3] = {100, 37, 64};
+	r = fx_run(tok, blen, 3, 100);
+	nl = (size_t)3 * 100 * 300;
+	c1 = run_cached(&m.cfg, &m.w, &r, &l1, 0);
+	set_threads(1);
+	c2 = run_cached(&m.cfg, &m.w, &r, &l2, 0);
+	c3 = run_cached(&m.cfg, &m.w, &r, &l3, 1);
+	set_threads(2);
+	cr_expect_eq(memcmp(l1, l2, nl * sizeof(float)), 0, "NeoX: 1 vs 2 threads");
+	cr_expect_eq(memcmp(l1, l3, nl * sizeof(float)), 0, "NeoX: keep_activations");
+	expect_same_caches(c1, c2, &m.cfg, "NeoX 1 vs 2 threads");
+	expect_same_caches(c1, c3, &m.cfg, "NeoX keep_activations");
+	mb_hook_point rq = {MB_HOOK_ROT_Q, 1};
+	cr_expect_not_null(mb_cache_get(c1, rq), "hook_rot_q was cached");
+	mb_cache_free(c1);
+	mb_cache_free(c2);
+	mb_cache_free(c3);
+	free(l1);
+	free(l2);
+	free(l3);
+	free(m.params);
 }

@@ -132,11 +132,36 @@ Test(forward_golden, keep_activations_mode_matches_every_hook_point)
 	check("noln_relu_untied", "batch0", 0, 1);
 }
 
+/* GPT-NeoX (Pythia) blocks: rotary q/k (hook_rot_q/k), parallel residual
+ * (no hook_resid_mid) or sequential, untied or tied unembedding, exact GELU;
+ * the reference is gen_neox_fixtures.py. */
+Test(forward_golden, neox_parallel_padded_batch_matches_every_hook_point)
+{
+	check("neox_par", "batch0", 1, 0);
+	check("neox_par", "batch0", 0, 1);
+}
+
+Test(forward_golden, neox_parallel_single_item_matches_every_hook_point)
+{
+	check("neox_par", "batch1", 1, 0);
+}
+
+Test(forward_golden, neox_sequential_padded_batch_matches_every_hook_point)
+{
+	check("neox_seq", "batch0", 1, 0);
+	check("neox_seq", "batch0", 0, 1);
+}
+
+Test(forward_golden, neox_sequential_single_item_matches_every_hook_point)
+{
+	check("neox_seq", "batch1", 1, 0);
+}
+
 /* The logits of LAST and POSITIONS mode (our row kernel, not BLAS) against
  * the fixture's full logits at those positions. */
 Test(forward_golden, selected_position_logits_match_the_reference)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		const char *model = fx_models[mi];
 		mb_model *m = fx_model(model);
 		int32_t *tok, *len, pos[3 * 2];

@@ -218,7 +218,7 @@ Test(interventions, noln_relu_untied_matches_the_reference_after_each_interventi
  * hook_z) gives bit for bit the logits of a full run with the same ablation. */
 Test(interventions, starting_from_a_cached_layer_equals_the_full_run_bitwise)
 {
-	for (int mi = 0; mi < 3; mi++) {
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
 		fx f;
 		mb_error err = {0};
 		static const char *const names[] = {"blocks.1.hook_resid_pre", "blocks.1.attn.hook_z",
@@ -438,4 +438,16 @@ Test(interventions, bad_interventions_are_errors_naming_the_hook)
 		mb_cache_free(c);
 	}
 	fx_close(&f);
+}
+
+/* GPT-NeoX blocks (rotary q/k, parallel or sequential residual): every
+ * intervention against gen_neox_fixtures.py's independent reference. */
+Test(interventions, neox_parallel_matches_the_reference_after_each_intervention)
+{
+	check_model("neox_par");
+}
+
+Test(interventions, neox_sequential_matches_the_reference_after_each_intervention)
+{
+	check_model("neox_seq");
 }

@@ -9,6 +9,10 @@
 
 #include <mechbench/model.h>
 
+#define NEOX                                                                          \
+	"\"model_type\": \"gpt_neox\", \"vocab_size\": 50, \"max_position_embeddings\": 8, " \
+	"\"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, "          \
+	"\"intermediate_size\": 64"
 #define BASE "\"vocab_size\": 50, \"n_positions\": 8, \"n_embd\": 16, \"n_layer\": 2, \"n_head\": 4"
 
 static int parse(mb_engine_config *c, const char *text, mb_error *err)
@@ -92,7 +96,7 @@ Test(config, a_hub_gpt2_config_with_its_extra_fields_is_accepted)
 /* Inline arrays, not pointers: Criterion re-executes the binary for each
  * parameter, so pointers into the parent's address space would dangle. */
 typedef struct bad_case {
-	char text[200];
+	char text[400];
 	char expect[80]; /* substring of the one-line message */
 } bad_case;
 
@@ -139,6 +143,19 @@ static bad_case bad_cases[] = {
 	{"{" BASE ", \"atn_only\": true}", "atn_only: unknown field"},
 	{"[1, 2]", "config.json:1:1: (root): expected a JSON object"},
 	{"{" BASE ",\n  \"n_inner\": }", "config.json:2:"},
+	{"{" NEOX ", \"rotary_pct\": 0.1}", "rotary_pct: 0.1 of d_head 8 gives 0 rotary dims"},
+	{"{" NEOX ", \"rotary_pct\": 0.375}", "rotary_pct: 0.375 of d_head 8 gives 3 rotary dims"},
+	{"{" NEOX ", \"rotary_pct\": 1.5}", "rotary_pct: 1.5 must be in (0, 1]"},
+	{"{" NEOX ", \"rotary_pct\": 0.5, \"partial_rotary_factor\": 0.5}",
+	 "give rotary_pct or partial_rotary_factor, not both"},
+	{"{" NEOX ", \"rotary_emb_base\": 1}", "rotary_emb_base: 1 must be > 1"},
+	{"{" NEOX ", \"rope_scaling\": {\"type\": \"linear\"}}", "rope_scaling: is not supported"},
+	{"{" NEOX ", \"attention_bias\": false}", "attention_bias: false is not supported"},
+	{"{" NEOX ", \"hidden_act\": \"silu\"}", "hidden_act: \"silu\" is not supported"},
+	{"{" NEOX ", \"use_parallel_residual\": 1}", "use_parallel_residual: expected true or false"},
+	{"{" NEOX ", \"n_embd\": 8}", "n_embd: unknown field (not a GPTNeoXConfig field"},
+	{"{\"model_type\": \"gpt_neox\", \"vocab_size\": 10, \"hidden_size\": 16}",
+	 "max_position_embeddings: required field is missing"},
 };
 
 ParameterizedTestParameters(config, every_bad_config_is_one_line_naming_the_field)
@@ -158,6 +175,32 @@ ParameterizedTest(bad_case *bc, config, every_bad_config_is_one_line_naming_the_
 	cr_expect(strncmp(err.msg, "config.json:", 12) == 0, "message \"%s\" does not name the file",
 		  err.msg);
 	cr_expect(strchr(err.msg, '\n') == NULL);
+}
+
+Test(config, a_pythia_config_gets_rotary_parallel_untied_exact_gelu)
+{
+	mb_engine_config c;
+	mb_error err;
+
+	cr_assert_eq(parse(&c, "{" NEOX "}", &err), 0, "%s", err.msg);
+	cr_expect_eq(c.pos, MB_POS_ROTARY);
+	cr_expect_eq(c.rotary_dim, 2); /* int(8 * 0.25) */
+	cr_expect_float_eq(c.rotary_base, 10000.0f, 1e-3f);
+	cr_expect_eq(c.parallel, 1);
+	cr_expect_eq(c.tied, 0);
+	cr_expect_eq(c.act, MB_ACT_GELU);
+	cr_expect_eq(c.d_mlp, 64);
+	cr_expect_eq(c.n_ctx, 8);
+	cr_assert_eq(parse(&c, "{" NEOX ", \"partial_rotary_factor\": 1.0, \"rope_theta\": 500, "
+			       "\"use_parallel_residual\": false, \"tie_word_embeddings\": true, "
+			       "\"hidden_act\": \"gelu_new\", \"rope_scaling\": null}",
+		     &err),
+		     0, "%s", err.msg);
+	cr_expect_eq(c.rotary_dim, 8);
+	cr_expect_float_eq(c.rotary_base, 500.0f, 1e-3f);
+	cr_expect_eq(c.parallel, 0);
+	cr_expect_eq(c.tied, 1);
+	cr_expect_eq(c.act, MB_ACT_GELU_NEW);
 }
 
 Test(config, a_missing_file_is_an_error_naming_it)

@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const fx_models[3] = {"gpt2_ln_gelu", "attn_only", "noln_relu_untied"};
+const char *const fx_models[FX_N_MODELS] = {"gpt2_ln_gelu", "attn_only", "noln_relu_untied",
+						"neox_par", "neox_seq"};
+
+/* The fixture folder of a model (or of a path starting with its name). */
+static const char *fx_base(const char *name)
+{
+	return strncmp(name, "neox", 4) == 0 ? FX_NEOX_DIR : FX_ENGINE_DIR;
+}
 
 mb_model *fx_model(const char *name)
 {
@@ -15,7 +22,7 @@ mb_model *fx_model(const char *name)
 	mb_model *m = NULL;
 	mb_error err = {0};
 
-	snprintf(dir, sizeof(dir), "%s/models/%s", FX_ENGINE_DIR, name);
+	snprintf(dir, sizeof(dir), "%s/models/%s", fx_base(name), name);
 	cr_assert_eq(mb_model_load(&m, dir, &err), 0, "%s", err.msg);
 	return m;
 }
@@ -43,14 +50,14 @@ void fx_batch(const char *model, const char *batch, int32_t **tokens, int32_t **
 	mb_npy a;
 	mb_error err = {0};
 
-	snprintf(path, sizeof(path), "%s/%s/%s/tokens.npy", FX_ENGINE_DIR, model, batch);
+	snprintf(path, sizeof(path), "%s/%s/%s/tokens.npy", fx_base(model), model, batch);
 	cr_assert_eq(mb_npy_read(&a, path, &err), 0, "%s", err.msg);
 	cr_assert_eq(a.ndim, 2);
 	*B = (int)a.shape[0];
 	*T = (int)a.shape[1];
 	*tokens = as_i32(&a);
 	mb_npy_dispose(&a);
-	snprintf(path, sizeof(path), "%s/%s/%s/lengths.npy", FX_ENGINE_DIR, model, batch);
+	snprintf(path, sizeof(path), "%s/%s/%s/lengths.npy", fx_base(model), model, batch);
 	cr_assert_eq(mb_npy_read(&a, path, &err), 0, "%s", err.msg);
 	*lengths = as_i32(&a);
 	mb_npy_dispose(&a);
@@ -61,7 +68,7 @@ void fx_npy(mb_npy *out, const char *rel)
 	char path[1024];
 	mb_error err = {0};
 
-	snprintf(path, sizeof(path), "%s/%s", FX_ENGINE_DIR, rel);
+	snprintf(path, sizeof(path), "%s/%s", fx_base(rel), rel);
 	cr_assert_eq(mb_npy_read_f32(out, path, &err), 0, "%s", err.msg);
 }
 

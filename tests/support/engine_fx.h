@@ -15,9 +15,16 @@
 #include <mechbench/npy.h>
 
 #define FX_ENGINE_DIR MB_SOURCE_DIR "/tests/fixtures/engine"
+/* GPT-NeoX fixtures (gen_neox_fixtures.py): models whose names start "neox". */
+#define FX_NEOX_DIR MB_SOURCE_DIR "/tests/fixtures/neox"
 
-/* The three fixture models. */
-extern const char *const fx_models[3];
+/* The fixture models: the three GPT-2 ones (FX_N_GPT2 first), then two
+ * GPT-NeoX ones (parallel residual, rotary_pct 0.5, untied; sequential
+ * residual, rotary_pct 1, tied). Paths of every helper below resolve to
+ * FX_NEOX_DIR for the NeoX ones. */
+#define FX_N_GPT2 3
+#define FX_N_MODELS 5
+extern const char *const fx_models[FX_N_MODELS];
 
 /* Loads models/<name> (asserts on failure). */
 mb_model *fx_model(const char *name);
