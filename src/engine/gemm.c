@@ -38,6 +38,15 @@
 #ifdef MB_HAVE_DNNL
 #include <dnnl.h>
 #endif
+#include <time.h>
+
+static void openblas_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+			   int lda, const float *B, int ldb, float *C, int ldc);
+#ifdef MB_HAVE_DNNL
+static void onednn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+			 int lda, const float *B, int ldb, float *C, int ldc);
+static const char *onednn_isa(void);
+#endif
 
 /* Backend selection ---------------------------------------------------------- */
 
@@ -86,6 +95,52 @@ int mb_gemm_have_onednn(void)
 #endif
 }
 
+/* auto: the faster of the fast backends, measured once here on a GPT-2-sized
+ * block (192 x 768 @ 768 x 768, single-threaded as the engine calls it,
+ * best of 3); openblas when the build has no oneDNN. */
+static mb_gemm_backend auto_pick(void)
+{
+	static mb_gemm_backend picked = MB_GEMM_OPENBLAS;
+	static int done = 0;
+#ifdef MB_HAVE_DNNL
+	const int M = 192, K = 768, N = 768;
+	float *A, *B, *C;
+	double best[2] = {1e30, 1e30};
+
+	if (done)
+		return picked;
+	done = 1;
+	A = calloc((size_t)M * K, sizeof(float));
+	B = calloc((size_t)K * N, sizeof(float));
+	C = calloc((size_t)M * N, sizeof(float));
+	if (A && B && C) {
+		for (size_t i = 0; i < (size_t)K * N; i++)
+			B[i] = (float)(i % 7) * 0.01f;
+		for (size_t i = 0; i < (size_t)M * K; i++)
+			A[i] = (float)(i % 5) * 0.1f;
+		for (int r = 0; r < 4; r++)
+			for (int b = 0; b < 2; b++) {
+				struct timespec t0, t1;
+				double s;
+
+				clock_gettime(CLOCK_MONOTONIC, &t0);
+				(b ? onednn_sgemm : openblas_sgemm)(0, 0, M, N, K, 1.0f, A, K, B, N, C,
+								    N);
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+				if (r > 0 && s < best[b])
+					best[b] = s;
+			}
+		picked = best[1] < best[0] ? MB_GEMM_ONEDNN : MB_GEMM_OPENBLAS;
+	}
+	free(A);
+	free(B);
+	free(C);
+#endif
+	done = 1;
+	return picked;
+}
+
 static int parse_backend(const char *name, mb_gemm_backend *out)
 {
 	if (strcmp(name, "portable") == 0)
@@ -95,9 +150,7 @@ static int parse_backend(const char *name, mb_gemm_backend *out)
 	else if (strcmp(name, "onednn") == 0)
 		*out = MB_GEMM_ONEDNN;
 	else if (strcmp(name, "auto") == 0)
-		*out = mb_gemm_have_onednn() && mb_gemm_isa_best() == MB_GEMM_ISA_AVX512
-			       ? MB_GEMM_ONEDNN
-			       : MB_GEMM_OPENBLAS;
+		*out = auto_pick();
 	else
 		return MB_EINVALID;
 	return 0;
@@ -205,7 +258,9 @@ void mb_gemm_describe(char *buf, size_t cap)
 			 mb_gemm_isa_name(mb_gemm_isa_best()));
 		break;
 	case MB_GEMM_ONEDNN:
-		snprintf(buf, cap, "gemm=onednn isa=%s", mb_gemm_isa_name(mb_gemm_isa_best()));
+#ifdef MB_HAVE_DNNL
+		snprintf(buf, cap, "gemm=onednn isa=%s", onednn_isa());
+#endif
 		break;
 	}
 }
@@ -528,26 +583,61 @@ static void openblas_sgemm(int ta, int tb, int M, int N, int K, float alpha, con
 }
 
 #ifdef MB_HAVE_DNNL
-static void onednn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-			 int lda, const float *B, int ldb, float *C, int ldc)
+static void onednn_call(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+			int lda, const float *B, int ldb, float *C, int ldc)
 {
-	/* dnnl_sgemm is row-major like cblas; a 1-row call takes a GEMV path whose
-	 * bits differ from the same row inside a larger call, so a lone row is
-	 * computed as two (the second a copy) and one kept. */
+	/* dnnl_sgemm is row-major like cblas. oneDNN 2.6.3 measured (ARCHITECTURE.md):
+	 * a row block of >= 2 rows gives the same bits alone as inside a larger call,
+	 * at any offset; a 1-row call takes a GEMV path whose bits differ. So a lone
+	 * row is computed as a 2-row call (the row twice) and one copy kept. */
 	if (M == 1) {
-		float a2[2 * 4096];
-		float *c2;
+		float *a2 = malloc(sizeof(float) * 2 * (size_t)K);
+		float *c2 = malloc(sizeof(float) * 2 * (size_t)N);
 
-		if (!ta && K <= 4096 && N <= 1 << 20 && (c2 = malloc(sizeof(float) * 2 * (size_t)N))) {
-			memcpy(a2, A, sizeof(float) * (size_t)K);
-			memcpy(a2 + K, A, sizeof(float) * (size_t)K);
+		if (a2 && c2) {
+			for (int k = 0; k < K; k++)
+				a2[k] = a2[K + k] = ta ? A[(size_t)k * lda] : A[k];
 			dnnl_sgemm('N', tb ? 'T' : 'N', 2, N, K, alpha, a2, K, B, ldb, 0.0f, c2, N);
 			memcpy(C, c2, sizeof(float) * (size_t)N);
+			free(a2);
 			free(c2);
 			return;
 		}
+		free(a2);
+		free(c2);
 	}
 	dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+}
+
+/* Single-threaded, like the openblas backend: oneDNN's OpenMP runtime runs a
+ * call nested in our region on the calling thread. */
+static void onednn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+			 int lda, const float *B, int ldb, float *C, int ldc)
+{
+	if (omp_in_parallel()) {
+		onednn_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+		return;
+	}
+#pragma omp parallel num_threads(1)
+	{
+		omp_set_num_threads(1);
+		onednn_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
+	}
+}
+
+static const char *onednn_isa(void)
+{
+	switch (dnnl_get_effective_cpu_isa()) {
+	case dnnl_cpu_isa_sse41: return "sse41";
+	case dnnl_cpu_isa_avx: return "avx";
+	case dnnl_cpu_isa_avx2: return "avx2";
+	case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+	case dnnl_cpu_isa_avx512_core: return "avx512_core";
+	case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+	case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+	case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+	default: return "other";
+	}
 }
 #endif
 
