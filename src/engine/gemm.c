@@ -306,8 +306,8 @@ int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char
 	if (strcmp(bg, cg) != 0) {
 		snprintf(buf, cap,
 			 "GEMM backend differs: baseline %s (core %s, isa %s), this run %s (core "
-			 "%s, isa %s): last-bit differences are expected, so the metrics are "
-			 "compared as numbers, not as IDENTICAL bits",
+			 "%s, isa %s): results may differ in the last bits, so a PASS that is "
+			 "not IDENTICAL is expected",
 			 bg, base_core, bi, cg, cand_core, ci);
 		return 1;
 	}
@@ -321,8 +321,8 @@ int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char
 	else
 		snprintf(buf, cap,
 			 "GEMM kernels differ: baseline %s core %s isa %s, this run %s core %s isa "
-			 "%s: %s rounds by kernel, so last-bit differences are expected (use "
-			 "--gemm portable for bitwise results across CPUs)",
+			 "%s: %s rounds by kernel, so a PASS that is not IDENTICAL is expected "
+			 "(use --gemm portable for bitwise results across CPUs)",
 			 bg, base_core, bi, cg, cand_core, ci, cg);
 	return 1;
 }
