@@ -101,8 +101,8 @@ int mb_gemm_have_onednn(void)
 static mb_gemm_backend auto_pick(void)
 {
 	static mb_gemm_backend picked = MB_GEMM_OPENBLAS;
-	static int done = 0;
 #ifdef MB_HAVE_DNNL
+	static int done = 0;
 	const int M = 192, K = 768, N = 768;
 	float *A, *B, *C;
 	double best[2] = {1e30, 1e30};
@@ -137,7 +137,6 @@ static mb_gemm_backend auto_pick(void)
 	free(B);
 	free(C);
 #endif
-	done = 1;
 	return picked;
 }
 
