@@ -25,6 +25,19 @@ foreach(src ${MB_TEST_SOURCES})
   if(name MATCHES "^test_.+_zoo$")
     set_tests_properties(${target} PROPERTIES LABELS zoo)
   endif()
+  # The engine's tests (golden values, determinism) run once per GEMM backend:
+  # portable is the default; MB_GEMM selects the others (gemm.h).
+  if(layer STREQUAL "engine")
+    set(_mb_backends openblas)
+    if(DNNL_INCLUDE_DIR AND DNNL_LIBRARY)
+      list(APPEND _mb_backends onednn)
+    endif()
+    foreach(backend ${_mb_backends})
+      add_test(NAME ${target}_${backend} COMMAND ${target} --jobs 2 --short-filename)
+      set_tests_properties(${target}_${backend} PROPERTIES
+        WORKING_DIRECTORY ${CMAKE_BINARY_DIR} TIMEOUT 900 ENVIRONMENT MB_GEMM=${backend})
+    endforeach()
+  endif()
 endforeach()
 
 # tests/headertest: every public header compiles alone.

@@ -233,7 +233,10 @@ const float *mb_zoo_trainer_params(const mb_zoo_trainer *t, size_t *n);
 
 /* baselines/models/<name>/MANIFEST, a small JSON document:
  * {"name", "preset", "seed", "command", "training_seconds", "machine",
- *  "threads", "commit", "files": {"config.json": "<sha256>", ...}} */
+ *  "threads", "commit", "gemm", "files": {"config.json": "<sha256>", ...}};
+ * "gemm" (optional: older MANIFESTs lack it) names the GEMM backend that
+ * trained the model and what decides its bits, e.g. "gemm=portable isa=avx512"
+ * or "gemm=openblas core=Haswell isa=avx512" (gemm.h). */
 typedef struct mb_zoo_manifest {
 	char name[MB_ZOO_NAME_MAX];
 	char preset[MB_ZOO_NAME_MAX];
@@ -243,6 +246,7 @@ typedef struct mb_zoo_manifest {
 	char machine[256];
 	int threads;
 	char commit[64];
+	char gemm[128]; /* "" when the MANIFEST predates the backend layer */
 	size_t nfiles;
 	char files[MB_ZOO_MANIFEST_MAX_FILES][64];  /* file names, sorted */
 	char sha256[MB_ZOO_MANIFEST_MAX_FILES][65]; /* lower-case hex */

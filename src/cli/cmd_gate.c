@@ -17,6 +17,7 @@
 #include <mechbench/baseline.h>
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
+#include <mechbench/gemm.h>
 #include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/store.h>
@@ -371,6 +372,17 @@ int mb_cmd_gate(int argc, char **argv)
 			goto cleanup;
 	}
 	mb_provenance_finish(&cand.prov, started);
+	/* Say when the GEMM backend, BLAS core or ISA differ from a baseline's:
+	 * that explains a PASS that is not IDENTICAL (or why it still is). */
+	for (size_t i = 0; i < n_files; i++) {
+		char why[900];
+
+		if (mb_gemm_prov_diff(why, sizeof(why), files[i].run.prov.blas_config,
+				      files[i].run.prov.blas_core, cand.prov.blas_config,
+				      cand.prov.blas_core) &&
+		    (error = mb_gate_note(&g, &err, "%s: %s", files[i].path, why)) < 0)
+			goto cleanup;
+	}
 	mb_gate_finish(&g, p_inc, p_chg);
 	if (store) {
 		if ((error = mb_store_run_commit(store, run_id, &cand.prov, &err)) < 0)

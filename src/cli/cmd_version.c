@@ -4,12 +4,14 @@
 #include <omp.h>
 
 #include <mechbench/buildinfo.h>
+#include <mechbench/gemm.h>
 
 static const char usage[] =
 	"usage: mechbench version\n"
 	"       mechbench --version\n\n"
 	"Prints the version, the git commit the binary was built from, the build type,\n"
-	"the compiler, OpenMP's maximum thread count and OpenBLAS's configuration.\n"
+	"the compiler, OpenMP's maximum thread count, OpenBLAS's configuration and\n"
+	"the GEMM backend in use with the ISA its kernels run (gemm.h).\n"
 	"The BLAS must be the OpenMP build (parallel mode 2): the pthread build's\n"
 	"threads fight OpenMP's workers (OpenBLAS#3187).\n";
 
@@ -43,6 +45,15 @@ int mb_cmd_version(int argc, char **argv)
 	printf("openblas mode: %s (%d threads, core %s)\n", parallel_name(mb_blas_parallel()),
 	       mb_blas_threads(), mb_blas_core());
 	printf("cpu:           %s\n", cpu);
+	{
+		char g[128];
+
+		mb_gemm_describe(g, sizeof(g));
+		printf("gemm:          %s (backends: portable, openblas%s; cpu offers %s)\n", g,
+		       mb_gemm_have_onednn() ? ", onednn" : "; onednn not built: libdnnl-dev was "
+							    "not found",
+		       mb_gemm_isa_name(mb_gemm_isa_best()));
+	}
 	if (mb_blas_parallel() != 2)
 		fprintf(stderr, "mechbench: warning: OpenBLAS is not the OpenMP build; "
 				"timings will suffer (install libopenblas-openmp-dev)\n");

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mechbench/gemm.h>
+
 #include <mechbench/buildinfo.h>
 #include <mechbench/parse.h>
 #include <mechbench/sha256.h>
@@ -30,7 +32,8 @@ static const char usage[] =
 	"           directory to --out (default out/zoo/NAME): config.json,\n"
 	"           model.safetensors, tokenizer.json, training_state.json (step,\n"
 	"           every loss, evaluations, seed, recipe, time) and a MANIFEST\n"
-	"           (sha256 of each file, the command, machine and time).\n"
+	"           (sha256 of each file, the command, machine, time and the GEMM\n"
+	"           backend: portable unless --gemm says otherwise).\n"
 	"           --checkpoint-every N also writes DIR/checkpoints/step_NNNNNN every N\n"
 	"           steps (and at step 0 and the last step) for drift monitoring.\n"
 	"           --steps N overrides the preset's step count (the preset is then\n"
@@ -42,9 +45,12 @@ static const char usage[] =
 	"           are printed; a preset run whose checks fail exits 3.\n"
 	"  verify   for every model under --models: checks the sha256 of each file\n"
 	"           against its MANIFEST, then (unless --no-retrain) retrains it with\n"
-	"           the MANIFEST's recipe, preset and seed and compares config.json,\n"
-	"           model.safetensors and tokenizer.json bit for bit. Exits 3 when\n"
-	"           anything differs.\n";
+	"           the MANIFEST's recipe, preset, seed and GEMM backend and compares\n"
+	"           config.json, model.safetensors and tokenizer.json bit for bit.\n"
+	"           Exits 3 when anything differs, except for a model trained with a\n"
+	"           CPU-dependent backend (openblas, onednn) whose recorded kernel is\n"
+	"           not this machine's: then it says so (kernel recorded vs kernel\n"
+	"           here) and checks the retrained model's behaviour instead.\n";
 
 /* Files of a checkpoint that must be bitwise reproducible (training_state.json
  * carries the time, so only the MANIFEST checks it). */
@@ -149,6 +155,7 @@ static int train_into(mb_zoo_result *res, const mb_zoo_recipe *r, const char *di
 	mb_cpu_model(m.machine, sizeof(m.machine));
 	m.threads = omp_get_max_threads();
 	snprintf(m.commit, sizeof(m.commit), "%s", mb_build_commit());
+	mb_gemm_describe(m.gemm, sizeof(m.gemm));
 	m.nfiles = 4;
 	for (size_t i = 0; i < 4; i++) {
 		snprintf(m.files[i], sizeof(m.files[i]), "%s", files[i]);
@@ -338,6 +345,29 @@ static int files_equal(const char *a, const char *b, mb_error *err, int *equal)
 	return error;
 }
 
+/* Selects the GEMM backend m names for the retraining (a MANIFEST without
+ * "gemm" predates the backend layer: OpenBLAS, kernel not recorded) and says
+ * whether this machine runs the same kernels: the portable backend always
+ * does (its bits do not depend on the CPU); a CPU-dependent backend does only
+ * when the recorded description (core, ISA) equals this machine's. Writes the
+ * recorded and the local description into recorded and here. */
+static int select_manifest_backend(const mb_zoo_manifest *m, char *recorded, size_t rcap,
+				   char *here, size_t hcap, int *same_kernel, mb_error *err)
+{
+	const char *g = strstr(m->gemm, "gemm=");
+	char name[32];
+	int error;
+
+	snprintf(name, sizeof(name), "%.*s", g ? (int)strcspn(g + 5, " ;") : 8,
+		 g ? g + 5 : "openblas");
+	if ((error = mb_gemm_select(name, err)) < 0)
+		return error;
+	mb_gemm_describe(here, hcap);
+	snprintf(recorded, rcap, "%s", m->gemm[0] ? m->gemm : "gemm=openblas (kernel not recorded)");
+	*same_kernel = mb_gemm_current() == MB_GEMM_PORTABLE || strcmp(recorded, here) == 0;
+	return 0;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	const char *models = "baselines/models";
@@ -392,8 +422,18 @@ static int cmd_verify(int argc, char **argv)
 			fprintf(stderr, "mechbench: cannot create a temporary directory\n");
 			return MB_EXIT_ERROR;
 		}
-		char command[512];
+		char command[512], recorded[128], here[128];
+		int same_kernel = 1;
 		snprintf(command, sizeof(command), "mechbench zoo verify (retrain of %s)", names[i]);
+		if (select_manifest_backend(&m, recorded, sizeof(recorded), here, sizeof(here),
+					    &same_kernel, &err) < 0) {
+			printf("%s: FAIL: %s\n", names[i], err.msg);
+			failed = 1;
+			rmdir(tmp);
+			continue;
+		}
+		printf("%s: retraining with %s%s\n", names[i], here,
+		       same_kernel ? "" : " (the MANIFEST records another kernel)");
 		if (train_into(&res, &r, tmp, 0, command, quiet, &err) < 0) {
 			printf("%s: FAIL: retraining: %s\n", names[i], err.msg);
 			failed = 1;
@@ -407,9 +447,14 @@ static int cmd_verify(int argc, char **argv)
 				if (files_equal(a, b, &err, &same) < 0) {
 					printf("%s: FAIL: %s\n", names[i], err.msg);
 					same = 0;
-				} else if (!same) {
+				} else if (!same && same_kernel) {
 					printf("%s: FAIL: retrained %s differs from the committed one\n",
 					       names[i], reproducible[k]);
+				} else if (!same) {
+					printf("%s: retrained %s differs from the committed one, as "
+					       "expected across kernels (kernel recorded: %s; kernel "
+					       "here: %s)\n",
+					       names[i], reproducible[k], recorded, here);
 				}
 				same_all &= same;
 			}
@@ -419,7 +464,12 @@ static int cmd_verify(int argc, char **argv)
 				       names[i], r.name, r.preset, (unsigned long long)r.seed,
 				       res.seconds);
 			printf("%s: checks: %s\n", names[i], res.checks);
-			if (!same_all || !res.checks_passed)
+			if (!same_all && !same_kernel)
+				printf("%s: %s: the model's bits follow the CPU's kernels, so its "
+				       "behaviour is checked instead: %s (retrain it with --gemm "
+				       "portable for bitwise reproducibility on any CPU)\n",
+				       names[i], res.checks_passed ? "PASS" : "FAIL", recorded);
+			if ((!same_all && same_kernel) || !res.checks_passed)
 				failed = 1;
 		}
 		/* Remove the retrained copy (the files train_into writes, then the dir). */

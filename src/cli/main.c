@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <mechbench/buildinfo.h>
+#include <mechbench/gemm.h>
 
 typedef struct command {
 	const char *name;
@@ -29,6 +30,9 @@ static void print_help(FILE *out)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out,
+		"\nEvery command takes --gemm auto|portable|openblas|onednn (or MB_GEMM): the\n"
+		"GEMM backend. portable (the default) gives the same bits on any CPU;\n"
+		"openblas and onednn are faster and reproducible on one machine (gemm.h).\n"
 		"\nRun 'mechbench <command> --help' for a command's options.\n\n"
 		"Exit codes:\n"
 		"  0  success (gate passed)\n"
@@ -68,8 +72,50 @@ int mb_cli_wants_help(int argc, char **argv)
 	return 0;
 }
 
+/* Takes --gemm NAME / --gemm=NAME out of argv (anywhere before "--") and
+ * selects that backend for the whole process; returns argc after removal, or
+ * -1 after printing a usage error. */
+static int take_gemm_option(int argc, char **argv)
+{
+	int out = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char *name = NULL;
+		mb_error err;
+
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (strcmp(argv[i], "--gemm") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "mechbench: --gemm needs a value (auto, portable, "
+						"openblas, onednn)\n");
+				return -1;
+			}
+			name = argv[++i];
+		} else if (strncmp(argv[i], "--gemm=", 7) == 0) {
+			name = argv[i] + 7;
+		}
+		if (!name) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (mb_gemm_select(name, &err) < 0) {
+			fprintf(stderr, "mechbench: %s\n", err.msg);
+			return -1;
+		}
+	}
+	argv[out] = NULL;
+	return out;
+}
+
 int main(int argc, char **argv)
 {
+	argc = take_gemm_option(argc, argv);
+	if (argc < 0)
+		return MB_EXIT_USAGE;
 	if (argc < 2) {
 		print_help(stderr);
 		return MB_EXIT_USAGE;

@@ -27,7 +27,7 @@
  *
  * Determinism: dX = dY W^T products go through mb_k_gemm (u-aligned row
  * chunks, thread-count invariant); weight gradients dW = X^T dY through
- * single-threaded sgemm calls over a fixed partition of dW's rows (the same
+ * single-threaded mb_k_sgemm calls over a fixed partition of dW's rows (the same
  * calls for any thread count); column reductions (biases, LayerNorm
  * parameters, embedding rows) run over rows in index order for fixed column
  * blocks; per-row and per-(item, head) work writes disjoint outputs.
@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
+#include <mechbench/detmath.h>
 #include <omp.h>
 
 #include "hooks_int.h"
@@ -227,8 +227,8 @@ static void gemm_tn(float *dW, const float *X, int ldx, const float *dY, int ldy
 		for (int k = 0; k < nblk; k++) {
 			int r0 = k * WROWS, r1 = r0 + WROWS < Kin ? r0 + WROWS : Kin;
 
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, N, R, 1.0f,
-				    X + r0, ldx, dY, ldy, 0.0f, dW + (size_t)r0 * N, N);
+			mb_k_sgemm(1, 0, r1 - r0, N, R, 1.0f, X + r0, ldx, dY, ldy,
+				   dW + (size_t)r0 * N, N);
 		}
 	}
 }
@@ -277,8 +277,8 @@ static inline float act_grad(float x, mb_activation act)
 	case MB_ACT_RELU:
 		return x > 0.0f ? 1.0f : 0.0f;
 	case MB_ACT_GELU: {
-		float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-		return cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+		float cdf = 0.5f * (1.0f + mb_detmath_erff(x * 0.70710678118654752f));
+		return cdf + x * 0.3989422804014327f * mb_k_expf(-0.5f * x * x);
 	}
 	case MB_ACT_GELU_NEW:
 	default: {
@@ -421,14 +421,14 @@ int mb_backward_xent(mb_backward *bw, const int32_t *targets, double *out_loss, 
 				arg = v;
 			}
 		for (int v = 0; v < V; v++) {
-			double ev = exp((double)l[v] - mx);
+			double ev = mb_detmath_exp((double)l[v] - mx);
 			s += ev;
 			d[v] = (float)ev;
 		}
 		/* softmax = exp(l - mx) / s; dM/dl = (softmax - onehot) / count */
 		for (int v = 0; v < V; v++)
 			d[v] = (float)(((double)d[v] / s - (v == tg ? 1.0 : 0.0)) * inv);
-		loss_row[bi] = mx + log(s) - (double)l[tg];
+		loss_row[bi] = mx + mb_detmath_log(s) - (double)l[tg];
 		hit[bi] = arg == tg;
 	}
 	for (int bi = 0; bi < B * N; bi++) {
@@ -689,8 +689,7 @@ static void head_backward_blas(float *dP, float *dS, int T, const float *P, cons
 			       const float *k, const float *v, int ld, const float *dz, int ldz,
 			       float *dq, float *dk, float *dv, int L, int Dh, float scale)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dh, 1.0f, dz, ldz, v, ld, 0.0f,
-		    dP, T);
+	mb_k_sgemm(0, 1, L, L, Dh, 1.0f, dz, ldz, v, ld, dP, T);
 	for (int i = 0; i < L; i++) {
 		float *dp = dP + (size_t)i * T, *ds = dS + (size_t)i * T;
 		const float *p = P + (size_t)i * T;
@@ -701,12 +700,9 @@ static void head_backward_blas(float *dP, float *dS, int T, const float *P, cons
 		for (int j = i + 1; j < L; j++)
 			ds[j] = 0.0f;
 	}
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, 1.0f, P, T, dz, ldz, 0.0f,
-		    dv, ld);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dh, L, scale, dS, T, k, ld, 0.0f,
-		    dq, ld);
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dh, L, scale, dS, T, q, ld, 0.0f,
-		    dk, ld);
+	mb_k_sgemm(1, 0, L, Dh, L, 1.0f, P, T, dz, ldz, dv, ld);
+	mb_k_sgemm(0, 0, L, Dh, L, scale, dS, T, k, ld, dq, ld);
+	mb_k_sgemm(1, 0, L, Dh, L, scale, dS, T, q, ld, dk, ld);
 }
 
 /* Zeros a (T, T) block outside rows < L, columns <= row. */

@@ -11,12 +11,13 @@
  */
 #include "kernels_int.h"
 
+#include <mechbench/detmath.h>
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <omp.h>
 
 #define LANES 16
@@ -60,8 +61,7 @@ float mb_k_dot(const float *a, const float *b, int n)
 static void sgemm1(float *C, int ldc, const float *A, int lda, const float *W, int ldw,
 		   int trans_w, int R, int N, int K, float alpha)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, R, N, K,
-		    alpha, A, lda, W, ldw, 0.0f, C, ldc);
+	mb_k_sgemm(0, trans_w, R, N, K, alpha, A, lda, W, ldw, C, ldc);
 }
 
 void mb_k_gemm(float *C, int ldc, const float *A, int lda, const float *W, int ldw, int trans_w,
@@ -218,7 +218,10 @@ static inline float gelu_new_core(float x)
 
 float mb_k_gelu_new(float x) { return gelu_new_core(x); }
 
-float mb_k_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+float mb_k_gelu(float x)
+{
+	return 0.5f * x * (1.0f + mb_detmath_erff(x * 0.70710678118654752f));
+}
 
 /* AVX2 and baseline clones of the hot elementwise loops: identical bits (the
  * same IEEE operations per lane, no FMA contraction in ISO C mode), twice the

@@ -15,11 +15,27 @@
 #include <stddef.h>
 
 #include <mechbench/engine.h>
+#include <mechbench/gemm.h>
+
+/*
+ * The GEMM layer (gemm.h): C (M, N) = alpha * op(A) @ op(B), beta = 0,
+ * single-threaded on the calling thread, with the process's backend
+ * (portable: one FMA chain per element over k in order; openblas: cblas_sgemm
+ * made single-threaded). Every matrix product in the engine goes through it
+ * (mb_k_gemm below, attention, the backward's weight gradients).
+ */
+void mb_k_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+		int lda, const float *B, int ldb, float *C, int ldc);
+
+/* Sets the backend and the portable kernels' ISA (tests and benchmarks: one
+ * process compares them); -1 (nothing changed) for an ISA this CPU lacks or
+ * onednn in a build without it. Not while GEMMs run. */
+int mb_k_gemm_force(mb_gemm_backend b, mb_gemm_isa isa);
 
 /*
  * C (R, N) = alpha * A (R, K) @ op(W): op(W) = W (K, N) row-major with leading
  * dimension ldw, or with trans_w, W^T where W is (N, K). Rows are split into
- * chunks starting at multiples of u, each a single-threaded cblas_sgemm run by
+ * chunks starting at multiples of u, each a single-threaded mb_k_sgemm run by
  * one OpenMP thread, so a row's bits never depend on the thread count; with
  * R a multiple of u they depend only on the row's own data and its position
  * modulo u (engine.h, "Why packed and why U"). u < 1: one single-threaded

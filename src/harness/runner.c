@@ -16,6 +16,8 @@
 #include <time.h>
 
 #include <cblas.h>
+
+#include <mechbench/gemm.h>
 #include <omp.h>
 
 #include <mechbench/buildinfo.h>
@@ -52,7 +54,13 @@ void mb_provenance_init(mb_provenance *p, int threads)
 		 (int)(p->code_dirty ? n - (sizeof(dirty) - 1) : n), commit);
 	p->threads = threads > 0 ? threads : omp_get_max_threads();
 	mb_cpu_model(p->cpu, sizeof(p->cpu));
-	snprintf(p->blas_config, sizeof(p->blas_config), "%s", mb_blas_config());
+	{
+		/* The GEMM backend and ISA ride inside the BLAS string (no schema change). */
+		char g[128];
+
+		mb_gemm_describe(g, sizeof(g));
+		snprintf(p->blas_config, sizeof(p->blas_config), "%s; %s", mb_blas_config(), g);
+	}
 	snprintf(p->blas_core, sizeof(p->blas_core), "%s", mb_blas_core());
 	p->blas_threads = mb_blas_threads();
 	snprintf(p->compiler, sizeof(p->compiler), "%s", mb_build_compiler());

@@ -122,10 +122,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include <mechbench/eig.h>
 #include <mechbench/engine.h>
 #include <mechbench/figure.h>
+#include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
 #include <mechbench/interventions.h>
 #include <mechbench/model.h>
@@ -136,13 +136,6 @@
 #define IND_MAX_K 16
 #define IND_MAX_BANDS 16
 #define IND_MAX_LENGTHS 16
-
-/* LAPACK (in OpenBLAS): eigenvalues of a general real matrix. The trailing
- * size_t arguments are the hidden lengths of the character arguments. */
-extern void dgeev_(const char *jobvl, const char *jobvr, const int *n, double *a, const int *lda,
-		   double *wr, double *wi, double *vl, const int *ldvl, double *vr,
-		   const int *ldvr, double *work, const int *lwork, int *info, size_t l1,
-		   size_t l2);
 
 enum {
 	M_SCORE,
@@ -463,31 +456,26 @@ static double span_loss(const mb_engine *e, int b, const int32_t *tok, int t0, i
 	return sum / (t1 - t0 + 1);
 }
 
-/* Eigenvalue positivity of a real n x n matrix a (row-major, destroyed). */
+/* Eigenvalue positivity of a real n x n matrix a (row-major, destroyed):
+ * sum of eigenvalues / sum of their moduli. mb_eig_real (not LAPACK, whose
+ * blocking follows the CPU), so the score has the same bits on any machine. */
 static int positivity(double *out, double *a, int n, mb_error *err)
 {
-	double *wr = malloc(sizeof(double) * (size_t)n * 2), *work = NULL;
-	int lwork = 8 * n, info = 0, one = 1;
+	double *wr = malloc(sizeof(double) * (size_t)n * 2);
 	double sum = 0, sabs = 0;
+	int rc;
 
-	work = malloc(sizeof(double) * (size_t)lwork);
-	if (!wr || !work) {
-		free(wr);
-		free(work);
-		return mb_error_oom(err, "copying score", sizeof(double) * (size_t)n * 10);
-	}
-	/* the eigenvalues of a^T (column-major reading) are those of a */
-	dgeev_("N", "N", &n, a, &n, wr, wr + n, NULL, &one, NULL, &one, work, &lwork, &info, 1, 1);
-	if (info == 0)
+	if (!wr)
+		return mb_error_oom(err, "copying score", sizeof(double) * (size_t)n * 2);
+	rc = mb_eig_real(wr, wr + n, a, n, err);
+	if (rc == 0)
 		for (int i = 0; i < n; i++) {
 			sum += wr[i];
-			sabs += hypot(wr[i], wr[n + i]);
+			sabs += sqrt(wr[i] * wr[i] + wr[n + i] * wr[n + i]);
 		}
 	free(wr);
-	free(work);
-	if (info != 0)
-		return mb_error_set(err, MB_EINVALID, "copying score: LAPACK dgeev failed (info %d)",
-				    info);
+	if (rc < 0)
+		return mb_error_prefix(err, "copying score");
 	*out = sabs > 0 ? sum / sabs : 0.0;
 	return 0;
 }
@@ -506,8 +494,7 @@ static int copying_scores(double *out, const mb_engine_config *c, const mb_engin
 		goto cleanup;
 	}
 	/* G[i][j] = sum_v unembed[v][i] wte[v][j]: W_U = unembed^T (D, V), W_E = wte (V, D) */
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, V, 1.0f, w->unembed, D, w->wte,
-		    D, 0.0f, G, D);
+	mb_gemm_sgemm(1, 0, D, D, V, 1.0f, w->unembed, D, w->wte, D, G, D);
 	if (c->norm == MB_NORM_LN)
 		for (int i = 0; i < D; i++)
 			for (int j = 0; j < D; j++)

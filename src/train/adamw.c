@@ -4,6 +4,7 @@
  * Legend: N parameters in one flat array.
  */
 #include <mechbench/adamw.h>
+#include <mechbench/detmath.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -76,8 +77,8 @@ void mb_adamw_step(mb_adamw *opt, float *params, const float *grads, double lr)
 	const int64_t t = ++opt->step;
 	/* Scalars as torch computes them: Python floats (double), each rounded
 	 * to float where it meets a float tensor. */
-	const double bc1 = 1.0 - pow(c->beta1, (double)t);
-	const double bc2 = 1.0 - pow(c->beta2, (double)t);
+	const double bc1 = 1.0 - mb_detmath_powi(c->beta1, t);
+	const double bc2 = 1.0 - mb_detmath_powi(c->beta2, t);
 	const float decay = (float)(1.0 - lr * c->weight_decay);
 	const float b1 = (float)c->beta1, one_b1 = (float)(1.0 - c->beta1);
 	const float b2 = (float)c->beta2, one_b2 = (float)(1.0 - c->beta2);

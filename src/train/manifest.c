@@ -75,7 +75,7 @@ static int manifest_from_doc(mb_zoo_manifest *out, const mb_json_doc *doc, mb_er
 {
 	static const char *const keys[] = {"name",    "preset", "seed",   "command",
 					   "training_seconds", "machine", "threads",
-					   "commit",  "files",  NULL};
+					   "commit",  "files",  "gemm", NULL};
 	json_t *files = NULL;
 	const char *fname;
 	json_t *v;
@@ -106,6 +106,13 @@ static int manifest_from_doc(mb_zoo_manifest *out, const mb_json_doc *doc, mb_er
 		return error;
 	out->seed = (uint64_t)seed;
 	out->threads = (int)threads;
+	/* "gemm" (the backend that trained it, gemm.h's mb_gemm_describe) is
+	 * absent from MANIFESTs written before the backend layer: those ran
+	 * OpenBLAS with whatever kernel the machine picked. */
+	out->gemm[0] = '\0';
+	if (json_object_get(doc->root, "gemm") &&
+	    (error = copy_field(doc, doc->root, "gemm", out->gemm, sizeof(out->gemm), err)) < 0)
+		return error;
 	if (json_object_size(files) == 0 || json_object_size(files) > MB_ZOO_MANIFEST_MAX_FILES) {
 		error = mb_json_field_error(doc, err, MB_EINVALID, "files",
 					    "must list 1 to %d files", MB_ZOO_MANIFEST_MAX_FILES);
@@ -161,6 +168,8 @@ int mb_zoo_manifest_write(const mb_zoo_manifest *m, const char *path, mb_error *
 	bad |= json_object_set_new(root, "machine", json_string(m->machine));
 	bad |= json_object_set_new(root, "threads", json_integer(m->threads));
 	bad |= json_object_set_new(root, "commit", json_string(m->commit));
+	if (m->gemm[0])
+		bad |= json_object_set_new(root, "gemm", json_string(m->gemm));
 	bad |= json_object_set_new(root, "files", files);
 	if (bad) {
 		error = mb_error_oom(err, "MANIFEST", 0);

@@ -34,6 +34,7 @@
 #include <mechbench/adamw.h>
 #include <mechbench/backward.h>
 #include <mechbench/buildinfo.h>
+#include <mechbench/detmath.h>
 #include <mechbench/checkpoint.h>
 #include <mechbench/engine.h>
 #include <mechbench/hooks.h>
@@ -224,9 +225,9 @@ static double row_loss(const float *logits, int V, int target, int *correct)
 			arg = v;
 		}
 	for (int v = 0; v < V; v++)
-		s += exp((double)logits[v] - mx);
+		s += mb_detmath_exp((double)logits[v] - mx);
 	*correct = arg == target;
-	return mx + log(s) - (double)logits[target];
+	return mx + mb_detmath_log(s) - (double)logits[target];
 }
 
 /* Mean loss and accuracy of the model on pairs[0..n), in batches. */
