@@ -9,6 +9,7 @@
 #include <mechbench/engine.h>
 #include <mechbench/hooks.h>
 #include <mechbench/model.h>
+#include <mechbench/file.h>
 #include <mechbench/npy.h>
 #include <mechbench/parse.h>
 #include <mechbench/tokenizer.h>
@@ -187,7 +188,9 @@ int mb_cmd_cache(int argc, char **argv)
 		free(o.hooks);
 		return rc;
 	}
-	rc = mb_model_load(&m, o.model, &err);
+	rc = mb_file_check_dir(o.out, &err);
+	if (rc == 0)
+		rc = mb_model_load(&m, o.model, &err);
 	if (rc == 0)
 		rc = read_tokens(&o, m, &tok, &B, &T, &err);
 	if (rc == 0 && o.lengths) {

@@ -452,24 +452,5 @@ int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 
 int mb_cli_check_writable(const char *path, mb_error *err)
 {
-	char dir[4096];
-	char *slash;
-	struct stat st;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return mb_error_set(err, MB_EIO, "%s: is a folder, not a file to write", path);
-	if (stat(dir, &st) != 0)
-		return 0; /* created when the file is written */
-	if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0)
-		return mb_error_set(err, MB_EIO, "%s: cannot write here (folder %s is not writable)",
-				    path, dir);
-	return 0;
+	return mb_file_check_output(path, err);
 }

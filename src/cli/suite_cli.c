@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <mechbench/file.h>
+#include <mechbench/parse.h>
 
 #include "cli.h"
 
@@ -103,4 +104,25 @@ int mb_cli_want_color(void)
 {
 	const char *nc = getenv("NO_COLOR");
 	return isatty(STDOUT_FILENO) && !(nc && nc[0]);
+}
+
+int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		int error = paths[i] ? mb_file_check_output(paths[i], err) : 0;
+		if (error < 0)
+			return error;
+	}
+	return 0;
+}
+
+int mb_cli_db_timeout(const char *s, mb_store_opts *opts, mb_error *err)
+{
+	double v = 600;
+
+	if (s && (mb_parse_f64(s, &v, "--db-timeout", err) < 0 || !(v >= 0 && v <= 86400)))
+		return mb_error_set(err, MB_EINVALID, "--db-timeout: expected seconds in [0, 86400], "
+				    "not '%s'", s);
+	opts->busy_timeout_ms = v * 1000 < 1 ? 1 : (int)(v * 1000);
+	return 0;
 }
