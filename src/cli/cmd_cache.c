@@ -119,15 +119,18 @@ static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, 
 		rc = mb_npy_read(&a, o->tokens_npy, err);
 		if (rc < 0)
 			return rc;
+		/* the message reads the header before it is disposed */
 		if (a.dtype != MB_DTYPE_I32 && a.dtype != MB_DTYPE_I64) {
+			rc = mb_error_set(err, MB_EINVALID, "%s: tokens must be int32 or int64, got %s",
+					  o->tokens_npy, mb_dtype_name(a.dtype));
 			mb_npy_dispose(&a);
-			return mb_error_set(err, MB_EINVALID, "%s: tokens must be int32 or int64, got %s",
-					    o->tokens_npy, mb_dtype_name(a.dtype));
+			return rc;
 		}
 		if (a.ndim != 1 && a.ndim != 2) {
+			rc = mb_error_set(err, MB_EINVALID, "%s: tokens must be (T) or (B, T), got %d dims",
+					  o->tokens_npy, a.ndim);
 			mb_npy_dispose(&a);
-			return mb_error_set(err, MB_EINVALID, "%s: tokens must be (T) or (B, T), got %d dims",
-					    o->tokens_npy, a.ndim);
+			return rc;
 		}
 		*B = a.ndim == 2 ? (int)a.shape[0] : 1;
 		*T = (int)a.shape[a.ndim - 1];
@@ -140,7 +143,16 @@ static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, 
 			int64_t x = a.dtype == MB_DTYPE_I64 ? ((int64_t *)a.data)[i]
 							    : ((int32_t *)a.data)[i];
 
-			(*tok)[i] = x < INT32_MIN || x > INT32_MAX ? -1 : (int32_t)x;
+			if (x < 0 || x > INT32_MAX) {
+				rc = mb_error_set(err, MB_EINVALID, "%s: token at index %zu is %lld, not a "
+						  "token id (0 to %d)", o->tokens_npy, i, (long long)x,
+						  INT32_MAX);
+				mb_npy_dispose(&a);
+				free(*tok);
+				*tok = NULL;
+				return rc;
+			}
+			(*tok)[i] = (int32_t)x;
 		}
 		mb_npy_dispose(&a);
 	}
