@@ -89,6 +89,7 @@ typedef struct mb_store_stats {
 	int64_t page_size, pages, free_pages;
 	int64_t runs, series, item_values, items, metrics;
 	int64_t item_value_bytes;    /* item_value + items + metrics, with indexes */
+	int64_t table_bytes;         /* item_value alone */
 	double bytes_per_item_value; /* item_value_bytes / item_values (NaN when none) */
 } mb_store_stats;
 

@@ -106,6 +106,9 @@ int mb_cmd_db(int argc, char **argv)
 		printf("series          %lld\n", (long long)st.series);
 		printf("item values     %lld (%lld items, %lld metrics)\n", (long long)st.item_values,
 		       (long long)st.items, (long long)st.metrics);
+		if (st.item_values > 0 && st.table_bytes > 0)
+			printf("item_value bytes %.1f per value (the table alone; items and metrics "
+			       "are shared by all runs)\n", (double)st.table_bytes / (double)st.item_values);
 		if (isnan(st.bytes_per_item_value))
 			printf("bytes per value -\n");
 		else

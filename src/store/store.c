@@ -1073,6 +1073,10 @@ int mb_store_stats_get(mb_store_stats *out, mb_store *s, mb_error *err)
 		mb_error_clear(err);
 		out->item_value_bytes = 0;
 	}
+	if (out->item_value_bytes > 0 &&
+	    scalar_i64(s, &out->table_bytes, "SELECT sum(pgsize) FROM dbstat WHERE name ="
+		       " 'item_value'", err) < 0)
+		mb_error_clear(err);
 	out->bytes_per_item_value = out->item_values > 0 && out->item_value_bytes > 0
 		? (double)out->item_value_bytes / (double)out->item_values : NAN;
 	return 0;

@@ -174,6 +174,9 @@ int mb_file_check_dir(const char *path, mb_error *err)
 		char *slash;
 		if (stat(dir, &st) == 0)
 			break;
+		if (errno == ENOTDIR)
+			return mb_error_set(err, MB_EINVALID, "%s: cannot write here (a part of %s is "
+					    "not a folder)", path, dir);
 		if (errno != ENOENT)
 			return mb_error_set(err, MB_EIO, "%s: %s", dir, strerror(errno));
 		slash = strrchr(dir, '/');
