@@ -746,6 +746,10 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		col_into(nf[e->n_model_files].sha256, MB_SHA256_HEX_LEN, st, 1);
 		nf[e->n_model_files].bytes = (uint64_t)sqlite3_column_int64(st, 2);
 		e->n_model_files++;
+		if (!nf[e->n_model_files - 1].path) {
+			error = mb_error_oom(err, "model file path", 0);
+			goto cleanup;
+		}
 	}
 	if (rc != SQLITE_DONE) {
 		error = mb_store_fail(s, err, rc, "reading model files");
@@ -778,6 +782,10 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		nm[m].name = col_dup(st, 0);
 		nm[m].version = sqlite3_column_int(st, 1);
 		e->n_metrics++;
+		if (!nm[m].name) {
+			error = mb_error_oom(err, "metric name", 0);
+			goto cleanup;
+		}
 		if (mb_metric_kind_parse((const char *)sqlite3_column_text(st, 2), &nm[m].kind) < 0 ||
 		    mb_metric_direction_parse((const char *)sqlite3_column_text(st, 3),
 					      &nm[m].direction) < 0) {
@@ -835,6 +843,10 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 			col_into(e->items[i].key, MB_SHA256_HEX_LEN, st, 2);
 			e->items[i].stratum = col_dup(st, 3);
 			e->items[i].cluster = col_dup(st, 4);
+			if (!e->items[i].stratum || !e->items[i].cluster) {
+				error = mb_error_oom(err, "item labels", 0);
+				goto cleanup;
+			}
 		}
 		e->values[filled++] = sqlite3_column_double(st, 5);
 	}
