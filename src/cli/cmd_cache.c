@@ -42,8 +42,11 @@ static int parse_args(opts *o, int argc, char **argv)
 {
 	memset(o, 0, sizeof(*o));
 	o->hooks = calloc((size_t)argc, sizeof(char *));
-	if (!o->hooks)
-		return mb_cli_usage_error("cache", "out of memory");
+	if (!o->hooks) {
+		mb_error err;
+		mb_error_oom(&err, "hook list", (size_t)argc * sizeof(char *));
+		return mb_cli_fail(&err); /* a runtime error (exit 1), not usage */
+	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], **slot = NULL;
 

@@ -86,8 +86,10 @@ static int load_figures(mb_cli_series_view *v, mb_store *s, mb_error *err)
 			const char *entry = v->runs[k].entries[e].name;
 			mb_figure_list *fl = &v->figures[v->n_groups];
 			char at[64];
-			if ((error = mb_results_get_figures(fl, s, v->runs[k].id, entry, err)) < 0)
+			if ((error = mb_results_get_figures(fl, s, v->runs[k].id, entry, err)) < 0) {
+				mb_figure_list_dispose(fl); /* not counted in n_groups yet */
 				goto cleanup;
+			}
 			if (fl->n == 0)
 				continue;
 			x_label(at, sizeof(at), r, k);
