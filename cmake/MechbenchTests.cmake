@@ -61,3 +61,11 @@ if(TARGET report_test_html_chromium)
   find_package(ZLIB REQUIRED)
   target_link_libraries(report_test_html_chromium PRIVATE ZLIB::ZLIB)
 endif()
+
+# tests/faultsim: the CLI with a counting allocator and I/O hook wrapped in at
+# link time (the production binary is unchanged); ci/faultsim sweeps it.
+add_executable(mechbench_faultsim ${MB_CLI_SOURCES} ${CMAKE_SOURCE_DIR}/tests/faultsim/faultsim.c)
+target_include_directories(mechbench_faultsim PRIVATE ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(mechbench_faultsim PRIVATE mechbench_core)
+target_link_options(mechbench_faultsim PRIVATE
+  "-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=write,--wrap=fsync,--wrap=rename")

@@ -146,9 +146,13 @@ json_t *mb_provenance_to_json(const mb_provenance *p);
  * reference; NULL on allocation failure). */
 json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n);
 
-/* sha256 of every regular file under dir (recursively, dot-files skipped),
- * sorted by relative path. *out is malloc'd (free with mb_file_digests_free).
- * MB_ENOTFOUND when dir does not exist, MB_EINVALID when it holds no files. */
+/* sha256 of exactly the files a model is loaded from (src/harness/
+ * model_digest.c: MANIFEST, config.json, model.safetensors or its index and
+ * shards, tokenizer.json, training_state.json, synthetic.json), sorted by
+ * relative path; other files and sub-folders are not hashed. A symbolic link
+ * must resolve inside dir; a special file is refused (MB_EINVALID). *out is
+ * malloc'd (free with mb_file_digests_free). MB_ENOTFOUND when dir does not
+ * exist, MB_EINVALID when it holds none of those files. */
 int mb_model_digest(mb_file_digest **out, size_t *n, const char *dir, mb_error *err);
 void mb_file_digests_free(mb_file_digest *d, size_t n);
 

@@ -3,8 +3,12 @@
  *
  * Every run is written in ONE transaction: mb_store_run_begin takes the
  * write lock (BEGIN IMMEDIATE) and inserts the run's row, each entry's rows
- * follow as the entry completes, and mb_store_run_commit commits. A run that
- * dies before the commit (error, SIGKILL, power loss) leaves nothing behind.
+ * follow, and mb_store_run_commit commits. A run that dies before the commit
+ * (error, SIGKILL, power loss) leaves nothing behind. Callers compute first
+ * and write last, so the lock is held for the write alone (well under a
+ * second for a canonical run): several processes can run suites against one
+ * database at once; a writer waits up to the busy timeout (default 10
+ * minutes) for another's lock.
  * The schema is versioned with PRAGMA user_version and brought forward by
  * migrations on open; it is documented for people who query it in the
  * README ("The results store").
@@ -25,14 +29,21 @@
 
 /* 1: runs, entries, model_files, aggregates, item_values, gates, comparisons;
  * 2: series, series_points, series_monitors, figures (results.h);
- * 3: series_phases (results.h). */
-#define MB_STORE_SCHEMA_VERSION 3
+ * 3: series_phases (results.h);
+ * 4: item values interned: metrics (id, entry, metric), items (id, item_key,
+ *    stratum, cluster), item_value (run_id, metric_id, ordinal, item_id,
+ *    value) WITHOUT ROWID, and the view item_values with the old columns. */
+#define MB_STORE_SCHEMA_VERSION 4
+
+/* How long a writer waits for another's lock by default: 10 minutes. */
+#define MB_STORE_BUSY_TIMEOUT_MS 600000
 
 typedef struct mb_store mb_store;
 
 typedef struct mb_store_opts {
 	int readonly;        /* open for reading only (no migrations, no writes) */
-	int busy_timeout_ms; /* how long to wait for a lock; 0 means 5000 */
+	int busy_timeout_ms; /* how long to wait for a lock; 0 means
+			      * MB_STORE_BUSY_TIMEOUT_MS */
 } mb_store_opts;
 
 /* Opens (creating when writable and absent) the database at path, sets WAL
@@ -69,5 +80,23 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 /* Records a gate's verdicts for the stored run g->run_id, in one
  * transaction. *out_id is the gate's id. */
 int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_error *err);
+
+/* What `mechbench db stats` prints: the file's size and free space, rows,
+ * and the bytes the item values take (their tables and indexes, as
+ * SQLite's dbstat counts pages) per stored value. */
+typedef struct mb_store_stats {
+	int schema_version;
+	int64_t page_size, pages, free_pages;
+	int64_t runs, series, item_values, items, metrics;
+	int64_t item_value_bytes;    /* item_value + items + metrics, with indexes */
+	int64_t table_bytes;         /* item_value alone */
+	double bytes_per_item_value; /* item_value_bytes / item_values (NaN when none) */
+} mb_store_stats;
+
+int mb_store_stats_get(mb_store_stats *out, mb_store *s, mb_error *err);
+
+/* VACUUM: rewrites the file without free pages (needs as much free disk as
+ * the file; takes the write lock for its duration). */
+int mb_store_vacuum(mb_store *s, mb_error *err);
 
 #endif

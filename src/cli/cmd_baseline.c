@@ -59,7 +59,8 @@ int mb_cmd_baseline(int argc, char **argv)
 	if (mb_parse_i64(run_s, 1, INT64_MAX, &id, "--run", &err) < 0)
 		return mb_cli_usage_error("baseline", "%s", err.msg);
 	memset(&run, 0, sizeof(run));
-	if ((error = mb_store_open(&store, db, &so, &err)) < 0 ||
+	if ((error = mb_file_check_output(out, &err)) < 0 ||
+	    (error = mb_store_open(&store, db, &so, &err)) < 0 ||
 	    (error = mb_store_get_run(&run, store, id, &err)) < 0 ||
 	    (error = mb_baseline_render(&text, &len, &run, entry, &err)) < 0 ||
 	    (error = mb_file_write_all(out, text, len, &err)) < 0)

@@ -9,6 +9,7 @@
 #include <mechbench/engine.h>
 #include <mechbench/hooks.h>
 #include <mechbench/model.h>
+#include <mechbench/file.h>
 #include <mechbench/npy.h>
 #include <mechbench/parse.h>
 #include <mechbench/tokenizer.h>
@@ -42,8 +43,11 @@ static int parse_args(opts *o, int argc, char **argv)
 {
 	memset(o, 0, sizeof(*o));
 	o->hooks = calloc((size_t)argc, sizeof(char *));
-	if (!o->hooks)
-		return mb_cli_usage_error("cache", "out of memory");
+	if (!o->hooks) {
+		mb_error err;
+		mb_error_oom(&err, "hook list", (size_t)argc * sizeof(char *));
+		return mb_cli_fail(&err); /* a runtime error (exit 1), not usage */
+	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], **slot = NULL;
 
@@ -120,15 +124,18 @@ static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, 
 		rc = mb_npy_read(&a, o->tokens_npy, err);
 		if (rc < 0)
 			return rc;
+		/* the message reads the header before it is disposed */
 		if (a.dtype != MB_DTYPE_I32 && a.dtype != MB_DTYPE_I64) {
+			rc = mb_error_set(err, MB_EINVALID, "%s: tokens must be int32 or int64, got %s",
+					  o->tokens_npy, mb_dtype_name(a.dtype));
 			mb_npy_dispose(&a);
-			return mb_error_set(err, MB_EINVALID, "%s: tokens must be int32 or int64, got %s",
-					    o->tokens_npy, mb_dtype_name(a.dtype));
+			return rc;
 		}
 		if (a.ndim != 1 && a.ndim != 2) {
+			rc = mb_error_set(err, MB_EINVALID, "%s: tokens must be (T) or (B, T), got %d dims",
+					  o->tokens_npy, a.ndim);
 			mb_npy_dispose(&a);
-			return mb_error_set(err, MB_EINVALID, "%s: tokens must be (T) or (B, T), got %d dims",
-					    o->tokens_npy, a.ndim);
+			return rc;
 		}
 		*B = a.ndim == 2 ? (int)a.shape[0] : 1;
 		*T = (int)a.shape[a.ndim - 1];
@@ -141,7 +148,16 @@ static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, 
 			int64_t x = a.dtype == MB_DTYPE_I64 ? ((int64_t *)a.data)[i]
 							    : ((int32_t *)a.data)[i];
 
-			(*tok)[i] = x < INT32_MIN || x > INT32_MAX ? -1 : (int32_t)x;
+			if (x < 0 || x > INT32_MAX) {
+				rc = mb_error_set(err, MB_EINVALID, "%s: token at index %zu is %lld, not a "
+						  "token id (0 to %d)", o->tokens_npy, i, (long long)x,
+						  INT32_MAX);
+				mb_npy_dispose(&a);
+				free(*tok);
+				*tok = NULL;
+				return rc;
+			}
+			(*tok)[i] = (int32_t)x;
 		}
 		mb_npy_dispose(&a);
 	}
@@ -189,7 +205,9 @@ int mb_cmd_cache(int argc, char **argv)
 		free(o.hooks);
 		return rc;
 	}
-	rc = mb_model_load(&m, o.model, &err);
+	rc = mb_file_check_dir(o.out, &err);
+	if (rc == 0)
+		rc = mb_model_load(&m, o.model, &err);
 	if (rc == 0)
 		rc = read_tokens(&o, m, &tok, &B, &T, &err);
 	if (rc == 0 && o.lengths) {

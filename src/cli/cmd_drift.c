@@ -46,6 +46,7 @@ static const char usage[] =
 	"                     (they must come after its last one); without it an\n"
 	"                     existing series is an error\n"
 	"  --db FILE          results database (default mechbench.db)\n"
+	"  --db-timeout S     wait up to S seconds for another writer (default 600)\n"
 	"  --html FILE        also write the self-contained HTML report of the series\n"
 	"  --json FILE        also write the analysis as JSON\n"
 	"  --penalty X        PELT penalty (default 2 sigma^2 ln K, sigma from the\n"
@@ -66,8 +67,9 @@ static void now_iso(char *buf, size_t cap)
 	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Runs one checkpoint and stores its run, figures and series point (and,
- * for the first point, the series and its monitors) in one transaction. */
+/* Runs one checkpoint, then stores its run, figures and series point (and,
+ * for the first point, the series and its monitors) in one short
+ * transaction after the work, so parallel writers share the database. */
 static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset *datasets,
 			  const mb_provenance *base, const mb_drift_checkpoint *c, size_t ordinal,
 			  const char *series, const mb_results_series *create, const mb_runner_opts *opts,
@@ -75,39 +77,41 @@ static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset
 {
 	mb_run_result run;
 	mb_provenance prov = *base, fresh;
+	mb_figure_list *figs = NULL;
 	double started = mb_runner_now();
 	int64_t id = 0;
-	int error;
+	int error = 0, in_tx = 0;
 
 	memset(&run, 0, sizeof(run));
 	mb_provenance_init(&fresh, opts->threads);
 	memcpy(prov.started_at, fresh.started_at, sizeof(prov.started_at));
-	if ((error = mb_store_run_begin(store, &id, &prov, err)) < 0)
-		return error;
 	run.prov = prov;
-	run.id = id;
-	if (!(run.entries = calloc(spec->n_entries, sizeof(*run.entries)))) {
+	if (!(run.entries = calloc(spec->n_entries, sizeof(*run.entries))) ||
+	    !(figs = calloc(spec->n_entries, sizeof(*figs)))) {
 		error = mb_error_oom(err, "run entries", spec->n_entries);
 		goto cleanup;
 	}
 	for (size_t i = 0; i < spec->n_entries; i++) {
 		const mb_spec_entry *e = &spec->entries[i];
-		mb_figure_list figs;
-		memset(&figs, 0, sizeof(figs));
 		if ((error = mb_runner_run_entry(&run.entries[i], spec, e, &datasets[i], c->path,
 						 c->path, opts, err)) < 0)
 			goto cleanup;
 		run.n_entries = i + 1;
-		if ((error = mb_store_run_put_entry(store, id, &run.entries[i], err)) < 0)
-			goto cleanup;
-		error = mb_figure_compute(&figs, e->task, c->path, e->params, datasets[i].items.items,
-					  datasets[i].items.n, run.entries[i].values, err);
-		if (error == 0)
-			error = mb_results_put_figures(store, id, e->name, &figs, err);
-		mb_figure_list_dispose(&figs);
-		if (error < 0)
+		if ((error = mb_figure_compute(&figs[i], e->task, c->path, e->params,
+					       datasets[i].items.items, datasets[i].items.n,
+					       run.entries[i].values, err)) < 0)
 			goto cleanup;
 	}
+	mb_provenance_finish(&run.prov, started);
+	if ((error = mb_store_run_begin(store, &id, &run.prov, err)) < 0)
+		goto cleanup;
+	in_tx = 1;
+	run.id = id;
+	for (size_t i = 0; i < spec->n_entries; i++)
+		if ((error = mb_store_run_put_entry(store, id, &run.entries[i], err)) < 0 ||
+		    (error = mb_results_put_figures(store, id, spec->entries[i].name, &figs[i],
+						    err)) < 0)
+			goto cleanup;
 	if (create) {
 		mb_drift_monitor *mon = NULL;
 		size_t n_mon = 0;
@@ -128,13 +132,15 @@ static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset
 		if ((error = mb_results_series_put_point(store, series, &p, err)) < 0)
 			goto cleanup;
 	}
-	mb_provenance_finish(&run.prov, started);
 	error = mb_store_run_commit(store, id, &run.prov, err);
 cleanup:
-	if (error < 0)
+	if (error < 0 && in_tx)
 		mb_store_run_abort(store);
-	else
+	else if (error == 0)
 		*out_id = id;
+	for (size_t i = 0; figs && i < spec->n_entries; i++)
+		mb_figure_list_dispose(&figs[i]);
+	free(figs);
 	mb_run_result_dispose(&run);
 	return error;
 }
@@ -181,7 +187,8 @@ int mb_cmd_drift(int argc, char **argv)
 {
 	const char *suite = NULL, *series = NULL, *name_opt = NULL, *db = "mechbench.db";
 	const char *html = NULL, *json = NULL, *penalty_s = NULL, *minseg_s = NULL;
-	const char *threads_s = NULL;
+	const char *threads_s = NULL, *timeout_s = NULL;
+	mb_store_opts so = {0};
 	int append = 0, quiet = 0, fail_on_alarm = 0, rc, error = 0, exit_code = MB_EXIT_OK;
 	int64_t threads = 0, min_seg = 0;
 	mb_error err;
@@ -214,6 +221,7 @@ int mb_cmd_drift(int argc, char **argv)
 		    (rc = mb_cli_opt(argc, argv, &i, "--json", &json, "drift")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--penalty", &penalty_s, "drift")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--min-seg", &minseg_s, "drift")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "drift")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "drift"))) {
 			if (rc < 0)
 				return MB_EXIT_USAGE;
@@ -241,6 +249,8 @@ int mb_cmd_drift(int argc, char **argv)
 		return mb_cli_usage_error("drift", "--penalty: expected a number >= 0, not '%s'",
 					  penalty_s);
 	dopts.min_seg = (size_t)min_seg;
+	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
+		return mb_cli_usage_error("drift", "%s", err.msg);
 
 	memset(&spec, 0, sizeof(spec));
 	memset(&meta, 0, sizeof(meta));
@@ -249,9 +259,11 @@ int mb_cmd_drift(int argc, char **argv)
 		return mb_cli_fail(&err);
 	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0)
 		goto cleanup;
-	if ((html && (error = mb_cli_check_writable(html, &err)) < 0) ||
-	    (json && (error = mb_cli_check_writable(json, &err)) < 0))
-		goto cleanup;
+	{
+		const char *outs[] = {html, json};
+		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0)
+			goto cleanup;
+	}
 	mb_provenance_init(&prov, (int)threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
@@ -269,7 +281,7 @@ int mb_cmd_drift(int argc, char **argv)
 	/* before anything is run or stored (mb_drift_analyze checks it too) */
 	if ((error = mb_drift_check_windows(&spec, n_cks && cks[0].has_step, &err)) < 0)
 		goto cleanup;
-	if ((error = mb_store_open(&store, db, NULL, &err)) < 0)
+	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;
 	error = mb_results_series_get(&meta, store, name, &err);
 	if (error == MB_ENOTFOUND) {

@@ -45,6 +45,7 @@ static const char usage[] =
 	"  --baseline PATH       the baseline file at REF for every entry (default: each\n"
 	"                        entry's \"baseline\")\n"
 	"  --db FILE             also store the candidate run and the verdicts\n"
+	"  --db-timeout S        wait up to S seconds for another writer (default 600)\n"
 	"  --report-md FILE      markdown for a PR comment or $GITHUB_STEP_SUMMARY\n"
 	"  --junit FILE          JUnit XML, one testcase per metric\n"
 	"  --json FILE           JSON report (schema in the README)\n"
@@ -219,6 +220,8 @@ int mb_cmd_gate(int argc, char **argv)
 	baseline_file *files = NULL;
 	size_t n_files = 0;
 	mb_store *store = NULL;
+	mb_store_opts so = {0};
+	const char *timeout_s = NULL;
 	int64_t run_id = 0, gate_id = 0;
 	char commit[MB_GIT_OID_HEX_LEN], blob[MB_GIT_OID_HEX_LEN], label[1400];
 	char *reg_text = NULL;
@@ -241,6 +244,7 @@ int mb_cmd_gate(int argc, char **argv)
 		    (rc = mb_cli_opt(argc, argv, &i, "--csv", &rf.csv, "gate")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--on-inconclusive", &on_inc, "gate")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--on-changed", &on_chg, "gate")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "gate")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "gate"))) {
 			if (rc < 0)
 				return MB_EXIT_USAGE;
@@ -260,11 +264,18 @@ int mb_cmd_gate(int argc, char **argv)
 	mb_error_clear(&err);
 	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
 		return mb_cli_usage_error("gate", "%s", err.msg);
+	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
+		return mb_cli_usage_error("gate", "%s", err.msg);
 
 	memset(&reg, 0, sizeof(reg));
 	memset(&work, 0, sizeof(work));
 	memset(&g, 0, sizeof(g));
 	memset(&cand, 0, sizeof(cand));
+	{
+		const char *outs[] = {rf.md, rf.junit, rf.json, rf.csv};
+		if (mb_cli_check_outputs(outs, 4, &err) < 0)
+			return mb_cli_fail(&err);
+	}
 	if ((error = mb_cli_spec_home_open(&home, suite, 1, &err)) < 0)
 		return mb_cli_fail(&err);
 
@@ -337,8 +348,7 @@ int mb_cmd_gate(int argc, char **argv)
 	mb_provenance_init(&prov, (int)threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &reg, &err)) < 0)
 		goto cleanup;
-	if (db && ((error = mb_store_open(&store, db, NULL, &err)) < 0 ||
-		   (error = mb_store_run_begin(store, &run_id, &prov, &err)) < 0))
+	if (db && (error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;
 	cand.prov = prov;
 	cand.entries = calloc(reg.n_entries, sizeof(*cand.entries));
@@ -365,8 +375,6 @@ int mb_cmd_gate(int argc, char **argv)
 						 model ? model : e->model, &opts, &err)) < 0)
 			goto cleanup;
 		cand.n_entries = i + 1;
-		if (store && (error = mb_store_run_put_entry(store, run_id, &cand.entries[i], &err)) < 0)
-			goto cleanup;
 		if ((error = mb_gate_compare_entry(&g, &reg, e, mb_run_result_entry(bases[i], e->name),
 						   &cand.entries[i], &err)) < 0)
 			goto cleanup;
@@ -385,8 +393,10 @@ int mb_cmd_gate(int argc, char **argv)
 	}
 	mb_gate_finish(&g, p_inc, p_chg);
 	if (store) {
-		if ((error = mb_store_run_commit(store, run_id, &cand.prov, &err)) < 0)
+		/* computed first, written in one short transaction (store.h) */
+		if ((error = mb_store_put_run(store, &cand, &err)) < 0)
 			goto cleanup;
+		run_id = cand.id;
 		g.run_id = run_id;
 		if ((error = mb_store_put_gate(store, &gate_id, &g, &err)) < 0)
 			goto cleanup;

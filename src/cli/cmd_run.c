@@ -6,6 +6,7 @@
 
 #include <mechbench/parse.h>
 #include <mechbench/report.h>
+#include <mechbench/results.h>
 #include <mechbench/runner.h>
 #include <mechbench/store.h>
 
@@ -14,7 +15,9 @@
 
 static const char usage[] =
 	"usage: mechbench run --suite FILE [--model DIR] [--db FILE] [--json FILE]\n"
-	"                     [--csv FILE] [--threads N] [--strata] [--quiet]\n\n"
+	"                     [--csv FILE] [--db-timeout S] [--threads N] [--strata] [--quiet]
+
+"
 	"Runs every entry of a suite spec (a task on a model over its frozen dataset)\n"
 	"and stores per-item values, aggregates with 95% CIs and full provenance in the\n"
 	"results database, in one transaction: a run that dies leaves nothing behind.\n"
@@ -24,6 +27,9 @@ static const char usage[] =
 	"  --model DIR     run every entry on this model folder instead of the\n"
 	"                  entries' own \"model\"\n"
 	"  --db FILE       results database (default mechbench.db; created if absent)\n"
+	"  --db-timeout S  wait up to S seconds for another writer's lock (default\n"
+	"                  600); the run is computed first, then written in one\n"
+	"                  short transaction, so parallel runs can share a database\n"
 	"  --json FILE     also write the aggregates and provenance as JSON\n"
 	"  --csv FILE      also write the aggregates as CSV\n"
 	"  --threads N     OpenMP threads (default: all)\n"
@@ -34,20 +40,41 @@ static const char usage[] =
 	"Paths in the spec are relative to the root of its git work tree (the current\n"
 	"directory outside git). Exit codes: 0 done, 1 error, 2 usage.\n";
 
-typedef struct store_sink {
-	mb_store *store;
-	int64_t run_id;
-	/* for the figures the entries' tasks attach (figures_cli.h) */
+typedef struct figure_sink {
+	/* the figures the entries' tasks attach (figures_cli.h), one list per
+	 * entry, kept until the run is written */
+	mb_figure_list *figs; /* (n_entries of the spec) */
+	size_t n;
 	const mb_spec *spec;
 	const char *root, *model;
-} store_sink;
+} figure_sink;
 
-static int put_entry(void *payload, const mb_entry_result *e, mb_error *err)
+static int compute_figures(void *payload, const mb_entry_result *e, mb_error *err)
 {
-	store_sink *s = payload;
-	int error = mb_store_run_put_entry(s->store, s->run_id, e, err);
-	return error < 0 ? error
-			 : mb_cli_store_figures(s->store, s->run_id, s->spec, s->root, s->model, e, err);
+	figure_sink *s = payload;
+	MB_ASSERT(s->n < s->spec->n_entries);
+	return mb_cli_figures_compute(&s->figs[s->n++], s->spec, s->root, s->model, e, err);
+}
+
+/* The whole run in one short transaction, after all the work. */
+static int store_run(mb_store *store, mb_run_result *run, const figure_sink *fs, mb_error *err)
+{
+	int64_t id = 0;
+	int error = mb_store_run_begin(store, &id, &run->prov, err);
+
+	for (size_t i = 0; i < run->n_entries && error == 0; i++) {
+		error = mb_store_run_put_entry(store, id, &run->entries[i], err);
+		if (error == 0 && i < fs->n)
+			error = mb_results_put_figures(store, id, run->entries[i].name, &fs->figs[i],
+						       err);
+	}
+	if (error == 0)
+		error = mb_store_run_commit(store, id, &run->prov, err);
+	if (error < 0)
+		mb_store_run_abort(store);
+	else
+		run->id = id;
+	return error;
 }
 
 static void render_run_csv(FILE *f, const void *arg)
@@ -58,7 +85,7 @@ static void render_run_csv(FILE *f, const void *arg)
 int mb_cmd_run(int argc, char **argv)
 {
 	const char *suite = NULL, *model = NULL, *db = "mechbench.db", *json = NULL, *csv = NULL;
-	const char *threads_s = NULL;
+	const char *threads_s = NULL, *timeout_s = NULL;
 	int64_t threads = 0;
 	int quiet = 0, show_strata = 0, rc, error = 0;
 	mb_error err;
@@ -68,7 +95,8 @@ int mb_cmd_run(int argc, char **argv)
 	mb_run_result run;
 	mb_store *store = NULL;
 	mb_runner_opts opts;
-	store_sink sink = {0};
+	mb_store_opts so = {0};
+	figure_sink sink = {0};
 	json_t *doc = NULL;
 
 	if (mb_cli_wants_help(argc, argv)) {
@@ -81,6 +109,7 @@ int mb_cmd_run(int argc, char **argv)
 		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "run")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--json", &json, "run")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--csv", &csv, "run")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "run")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "run"))) {
 			if (rc < 0)
 				return MB_EXIT_USAGE;
@@ -97,6 +126,8 @@ int mb_cmd_run(int argc, char **argv)
 	mb_error_clear(&err);
 	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
 		return mb_cli_usage_error("run", "%s", err.msg);
+	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
+		return mb_cli_usage_error("run", "%s", err.msg);
 
 	memset(&spec, 0, sizeof(spec));
 	memset(&run, 0, sizeof(run));
@@ -107,25 +138,31 @@ int mb_cmd_run(int argc, char **argv)
 	mb_provenance_init(&prov, (int)threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
-	/* Take the write lock before the work, so a locked or read-only
-	 * database fails in a second, not after the whole run. */
-	if ((error = mb_store_open(&store, db, NULL, &err)) < 0 ||
-	    (error = mb_store_run_begin(store, &sink.run_id, &prov, &err)) < 0)
+	/* Every output and the database checked before the work (a read-only
+	 * database fails now, not after the whole run); the lock is taken only
+	 * for the short write at the end, so parallel runs share a database. */
+	{
+		const char *outs[] = {json, csv};
+		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0 ||
+		    (error = mb_store_open(&store, db, &so, &err)) < 0)
+			goto cleanup;
+	}
+	if (!(sink.figs = calloc(spec.n_entries ? spec.n_entries : 1, sizeof(*sink.figs)))) {
+		error = mb_error_oom(&err, "figures", spec.n_entries);
 		goto cleanup;
-	sink.store = store;
+	}
 	sink.spec = &spec;
 	sink.root = home.root;
 	sink.model = model;
 	memset(&opts, 0, sizeof(opts));
 	opts.threads = (int)threads;
 	opts.progress = mb_cli_want_progress(quiet);
-	opts.on_entry = put_entry;
+	opts.on_entry = compute_figures;
 	opts.payload = &sink;
 	if ((error = mb_runner_run_suite(&run, &prov, &spec, home.root, model, &opts, &err)) < 0)
 		goto cleanup;
-	if ((error = mb_store_run_commit(store, sink.run_id, &run.prov, &err)) < 0)
+	if ((error = store_run(store, &run, &sink, &err)) < 0)
 		goto cleanup;
-	run.id = sink.run_id;
 	mb_report_run_terminal(stdout, &run, mb_cli_want_color());
 	if (show_strata)
 		mb_report_run_terminal_strata(stdout, &run);
@@ -143,6 +180,9 @@ int mb_cmd_run(int argc, char **argv)
 cleanup:
 	json_decref(doc);
 	mb_store_free(store); /* rolls back an uncommitted run */
+	for (size_t i = 0; sink.figs && i < spec.n_entries; i++)
+		mb_figure_list_dispose(&sink.figs[i]);
+	free(sink.figs);
 	mb_run_result_dispose(&run);
 	mb_spec_dispose(&spec);
 	mb_cli_spec_home_dispose(&home);

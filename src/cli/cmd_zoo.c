@@ -14,6 +14,7 @@
 #include <mechbench/gemm.h>
 
 #include <mechbench/buildinfo.h>
+#include <mechbench/file.h>
 #include <mechbench/parse.h>
 #include <mechbench/sha256.h>
 #include <mechbench/zoo.h>
@@ -224,6 +225,8 @@ static int cmd_train(int argc, char **argv)
 		out = outbuf;
 	}
 	join_command(command, sizeof(command), argc, argv);
+	if (mb_file_check_dir(out, &err) < 0)
+		return mb_cli_fail(&err);
 	if (train_into(&res, &r, out, every, command, quiet, &err) < 0)
 		return mb_cli_fail(&err);
 	printf("%s/%s seed %llu: %lld steps in %.1fs, final loss %.6f -> %s\n", r.name, r.preset,

@@ -9,13 +9,12 @@
 #include <mechbench/file.h>
 #include <mechbench/results.h>
 
-int mb_cli_store_figures(mb_store *s, int64_t run_id, const mb_spec *spec, const char *root,
-			 const char *model_override, const mb_entry_result *e, mb_error *err)
+int mb_cli_figures_compute(mb_figure_list *out, const mb_spec *spec, const char *root,
+			   const char *model_override, const mb_entry_result *e, mb_error *err)
 {
 	const mb_spec_entry *se = mb_spec_find_entry(spec, e->name);
 	char model[4096];
 	mb_dataset d;
-	mb_figure_list figs;
 	int error;
 
 	if (!se || !se->task->figures)
@@ -27,16 +26,12 @@ int mb_cli_store_figures(mb_store *s, int64_t run_id, const mb_spec *spec, const
 		return error;
 	if ((error = mb_runner_load_dataset(&d, se, root, err)) < 0)
 		return error;
-	memset(&figs, 0, sizeof(figs));
 	if (d.items.n != e->n_items)
 		error = mb_error_set(err, MB_EMISMATCH, "%s: %zu items, but the run of entry %s has "
 				     "%zu", d.name, d.items.n, e->name, e->n_items);
 	else
-		error = mb_figure_compute(&figs, se->task, model, se->params, d.items.items,
+		error = mb_figure_compute(out, se->task, model, se->params, d.items.items,
 					  d.items.n, e->values, err);
-	if (error == 0)
-		error = mb_results_put_figures(s, run_id, e->name, &figs, err);
-	mb_figure_list_dispose(&figs);
 	mb_dataset_dispose(&d);
 	return error;
 }

@@ -8,16 +8,17 @@
 #include <stdint.h>
 
 #include <mechbench/error.h>
+#include <mechbench/figure.h>
 #include <mechbench/runner.h>
 #include <mechbench/spec.h>
 #include <mechbench/store.h>
 
 /* Runs the figures hook of entry e's task on the model the entry ran
  * (model_override, else root/<the spec entry's model>) over its dataset
- * (root/<dataset>) and e's values, and stores the figures with run run_id
- * inside the run's open transaction. A task without the hook stores
- * nothing. */
-int mb_cli_store_figures(mb_store *s, int64_t run_id, const mb_spec *spec, const char *root,
-			 const char *model_override, const mb_entry_result *e, mb_error *err);
+ * (root/<dataset>) and e's values, appending the figures to *out (disposed
+ * with mb_figure_list_dispose). A task without the hook adds nothing.
+ * Computed before the run's short write transaction (store.h). */
+int mb_cli_figures_compute(mb_figure_list *out, const mb_spec *spec, const char *root,
+			   const char *model_override, const mb_entry_result *e, mb_error *err);
 
 #endif

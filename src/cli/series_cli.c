@@ -86,8 +86,10 @@ static int load_figures(mb_cli_series_view *v, mb_store *s, mb_error *err)
 			const char *entry = v->runs[k].entries[e].name;
 			mb_figure_list *fl = &v->figures[v->n_groups];
 			char at[64];
-			if ((error = mb_results_get_figures(fl, s, v->runs[k].id, entry, err)) < 0)
+			if ((error = mb_results_get_figures(fl, s, v->runs[k].id, entry, err)) < 0) {
+				mb_figure_list_dispose(fl); /* not counted in n_groups yet */
 				goto cleanup;
+			}
 			if (fl->n == 0)
 				continue;
 			x_label(at, sizeof(at), r, k);
@@ -452,24 +454,5 @@ int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 
 int mb_cli_check_writable(const char *path, mb_error *err)
 {
-	char dir[4096];
-	char *slash;
-	struct stat st;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return mb_error_set(err, MB_EIO, "%s: is a folder, not a file to write", path);
-	if (stat(dir, &st) != 0)
-		return 0; /* created when the file is written */
-	if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0)
-		return mb_error_set(err, MB_EIO, "%s: cannot write here (folder %s is not writable)",
-				    path, dir);
-	return 0;
+	return mb_file_check_output(path, err);
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <mechbench/file.h>
+#include <mechbench/parse.h>
 
 #include "cli.h"
 
@@ -115,4 +116,25 @@ int mb_cli_strata_stored(mb_entry_result *e, const mb_provenance *prov, mb_error
 	if (have)
 		mb_dataset_dispose(&d);
 	return error;
+}
+
+int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		int error = paths[i] ? mb_file_check_output(paths[i], err) : 0;
+		if (error < 0)
+			return error;
+	}
+	return 0;
+}
+
+int mb_cli_db_timeout(const char *s, mb_store_opts *opts, mb_error *err)
+{
+	double v = 600;
+
+	if (s && (mb_parse_f64(s, &v, "--db-timeout", err) < 0 || !(v >= 0 && v <= 86400)))
+		return mb_error_set(err, MB_EINVALID, "--db-timeout: expected seconds in [0, 86400], "
+				    "not '%s'", s);
+	opts->busy_timeout_ms = v * 1000 < 1 ? 1 : (int)(v * 1000);
+	return 0;
 }

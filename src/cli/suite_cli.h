@@ -12,6 +12,7 @@
 #include <mechbench/gitrepo.h>
 #include <mechbench/runner.h>
 #include <mechbench/spec.h>
+#include <mechbench/store.h>
 
 /* Matches argv[*i] against `name` ("--suite"): accepts "--suite VALUE" and
  * "--suite=VALUE". Returns 1 and sets *value (advancing *i past a separate
@@ -39,6 +40,15 @@ void mb_cli_spec_home_dispose(mb_cli_spec_home *h);
  * working file with HEAD's version). */
 int mb_cli_provenance_spec(mb_provenance *p, mb_cli_spec_home *h, const mb_spec *spec,
 			   mb_error *err);
+
+/* Checks each non-NULL path of paths[0..n) with mb_file_check_output
+ * (file.h): every command calls it on all its outputs before it runs or
+ * stores anything. */
+int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err);
+
+/* Parses --db-timeout SECONDS (NULL: the default, 600 s) into
+ * opts->busy_timeout_ms: how long a writer waits for another's lock. */
+int mb_cli_db_timeout(const char *s, mb_store_opts *opts, mb_error *err);
 
 /* Progress on stderr only on a TTY and without --quiet; colour on stdout
  * only on a TTY and without NO_COLOR. */

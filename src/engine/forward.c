@@ -228,7 +228,7 @@ static int probe(const mb_engine_config *c)
 	for (int i = 0; i < n; i++) {
 		int ui = mb_k_gemm_probe_group(shapes[i][0], shapes[i][1], shapes[i][2]);
 
-		if (u % ui != 0)
+		if (ui == 0 || u % ui != 0) /* 0: the probe could not allocate */
 			return 0;
 	}
 	return u;

@@ -84,6 +84,24 @@ int mb_baseline_render(char **out, size_t *len, const mb_run_result *run, const 
 
 	*out = NULL;
 	*len = 0;
+	/* A NaN aggregate is stored as NULL; JSON has no NaN, and dropping the
+	 * metric would leave a baseline that gate rejects later. */
+	for (size_t i = 0; i < run->n_entries; i++) {
+		const mb_entry_result *e = &run->entries[i];
+		if (entry && strcmp(e->name, entry) != 0)
+			continue;
+		for (size_t m = 0; m < e->n_metrics; m++) {
+			const mb_aggregate *a = &e->aggregates[m];
+			const char *bad = !isfinite(a->mean) ? "mean" : !isfinite(a->se) ? "se"
+					  : !isfinite(a->level) ? "ci_level" : !isfinite(a->lo) ? "ci_low"
+					  : !isfinite(a->hi) ? "ci_high" : NULL;
+			if (bad)
+				return mb_error_set(err, MB_EINVALID, "run %lld entry %s metric %s: "
+						    "aggregate %s is NULL (not a number); a baseline "
+						    "needs finite aggregates", (long long)run->id,
+						    e->name, e->metrics[m].name, bad);
+		}
+	}
 	entries = json_array();
 	for (size_t i = 0; i < run->n_entries; i++) {
 		if (entry && strcmp(run->entries[i].name, entry) != 0)

@@ -42,6 +42,13 @@ static int get_nonempty_string(const mb_json_doc *doc, json_t *obj, const char *
 	mb_json_path_key(path, sizeof(path), at, key);
 	if (!s[0])
 		return mb_json_field_error(doc, err, MB_EINVALID, path, "must not be empty");
+	/* names reach terminals, markdown and JUnit: no control characters
+	 * (a newline would forge CI log lines) */
+	for (size_t i = 0; s[i]; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return mb_json_field_error(doc, err, MB_EINVALID, path, "must not contain "
+						   "control characters (0x%02x at offset %zu)",
+						   (unsigned char)s[i], i);
 	*out = strdup(s);
 	return *out ? 0 : mb_error_oom(err, "spec string", strlen(s));
 }

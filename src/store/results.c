@@ -12,6 +12,8 @@
 
 #include <sqlite3.h>
 
+#include "store_int.h"
+
 const char mb_results_migration_v2[] =
 	"CREATE TABLE series (\n"
 	"  name       TEXT PRIMARY KEY,\n"
@@ -72,45 +74,6 @@ const char mb_results_migration_v3[] =
 
 /* --- helpers ---------------------------------------------------------------------------- */
 
-static int fail(mb_store *s, mb_error *err, int rc, const char *what)
-{
-	sqlite3 *db = mb_store_sqlite(s);
-	int prim = rc & 0xff;
-	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-
-	switch (prim) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return mb_error_set(err, MB_EBUSY, "%s: database is locked by another process while "
-				    "%s", mb_store_path(s), what);
-	case SQLITE_READONLY:
-		return mb_error_set(err, MB_EIO, "%s: database is read-only while %s",
-				    mb_store_path(s), what);
-	case SQLITE_FULL:
-		return mb_error_set(err, MB_EIO, "%s: disk full while %s", mb_store_path(s), what);
-	case SQLITE_CONSTRAINT:
-		return mb_error_set(err, MB_EINVALID, "%s: %s: %s", mb_store_path(s), what, msg);
-	default:
-		return mb_error_set(err, MB_EIO, "%s: %s: %s", mb_store_path(s), what, msg);
-	}
-}
-
-static int prepare(mb_store *s, sqlite3_stmt **st, const char *sql, mb_error *err)
-{
-	int rc = sqlite3_prepare_v2(mb_store_sqlite(s), sql, -1, st, NULL);
-	return rc == SQLITE_OK ? 0 : fail(s, err, rc, "preparing a statement");
-}
-
-static int step_done(mb_store *s, sqlite3_stmt *st, const char *what, mb_error *err)
-{
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return fail(s, err, rc, what);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return 0;
-}
-
 static void in_transaction(mb_store *s)
 {
 	/* Writers join the caller's transaction; outside one they would commit
@@ -154,7 +117,7 @@ static int names_query(char ***out, size_t *n, mb_store *s, const char *sql, mb_
 
 	*out = NULL;
 	*n = 0;
-	if ((error = prepare(s, &st, sql, err)) < 0)
+	if ((error = mb_store_prepare(s, &st, sql, err)) < 0)
 		return error;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		char **nn = realloc(names, (count + 1) * sizeof(*nn));
@@ -168,7 +131,7 @@ static int names_query(char ***out, size_t *n, mb_store *s, const char *sql, mb_
 		count++;
 	}
 	if (rc != SQLITE_DONE)
-		error = fail(s, err, rc, "listing names");
+		error = mb_store_fail(s, err, rc, "listing names");
 cleanup:
 	sqlite3_finalize(st);
 	if (error < 0) {
@@ -218,7 +181,7 @@ int mb_results_series_get(mb_results_series *out, mb_store *s, const char *name,
 	int rc, error;
 
 	memset(out, 0, sizeof(*out));
-	if ((error = prepare(s, &st, "SELECT name, suite, spec_path, spec_blob, spec, source,"
+	if ((error = mb_store_prepare(s, &st, "SELECT name, suite, spec_path, spec_blob, spec, source,"
 			     " created_at FROM series WHERE name = ?", err)) < 0)
 		return error;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -235,7 +198,7 @@ int mb_results_series_get(mb_results_series *out, mb_store *s, const char *name,
 				    mb_store_path(s), name, list);
 	}
 	if (rc != SQLITE_ROW) {
-		error = fail(s, err, rc, "reading a series");
+		error = mb_store_fail(s, err, rc, "reading a series");
 		goto cleanup;
 	}
 	col_into(out->name, sizeof(out->name), st, 0);
@@ -261,7 +224,7 @@ int mb_results_series_put(mb_store *s, const mb_results_series *sr, mb_error *er
 	int error;
 
 	in_transaction(s);
-	if ((error = prepare(s, &st, "INSERT INTO series (name, suite, spec_path, spec_blob, spec,"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO series (name, suite, spec_path, spec_blob, spec,"
 			     " source, created_at) VALUES (?,?,?,?,?,?,?)", err)) < 0)
 		return error;
 	sqlite3_bind_text(st, 1, sr->name, -1, SQLITE_STATIC);
@@ -271,7 +234,7 @@ int mb_results_series_put(mb_store *s, const mb_results_series *sr, mb_error *er
 	sqlite3_bind_text(st, 5, sr->spec ? sr->spec : "", (int)sr->spec_len, SQLITE_STATIC);
 	sqlite3_bind_text(st, 6, sr->source, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, sr->created_at, -1, SQLITE_STATIC);
-	error = step_done(s, st, "inserting a series", err);
+	error = mb_store_step_done(s, st, "inserting a series", err);
 	sqlite3_finalize(st);
 	return error;
 }
@@ -293,7 +256,7 @@ int mb_results_series_points(mb_results_point **out, size_t *n, mb_store *s, con
 
 	*out = NULL;
 	*n = 0;
-	if ((error = prepare(s, &st, "SELECT ordinal, step, checkpoint, run_id FROM series_points"
+	if ((error = mb_store_prepare(s, &st, "SELECT ordinal, step, checkpoint, run_id FROM series_points"
 			     " WHERE series = ? ORDER BY ordinal", err)) < 0)
 		return error;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -324,7 +287,7 @@ int mb_results_series_points(mb_results_point **out, size_t *n, mb_store *s, con
 		}
 	}
 	if (rc != SQLITE_DONE)
-		error = fail(s, err, rc, "reading series points");
+		error = mb_store_fail(s, err, rc, "reading series points");
 cleanup:
 	sqlite3_finalize(st);
 	if (error < 0) {
@@ -343,7 +306,7 @@ int mb_results_series_put_point(mb_store *s, const char *series, const mb_result
 	int error;
 
 	in_transaction(s);
-	if ((error = prepare(s, &st, "INSERT INTO series_points (series, ordinal, step, checkpoint,"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO series_points (series, ordinal, step, checkpoint,"
 			     " run_id) VALUES (?,?,?,?,?)", err)) < 0)
 		return error;
 	sqlite3_bind_text(st, 1, series, -1, SQLITE_STATIC);
@@ -354,7 +317,7 @@ int mb_results_series_put_point(mb_store *s, const char *series, const mb_result
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_text(st, 4, p->checkpoint, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, p->run_id);
-	error = step_done(s, st, "inserting a series point", err);
+	error = mb_store_step_done(s, st, "inserting a series point", err);
 	sqlite3_finalize(st);
 	return error;
 }
@@ -378,7 +341,7 @@ int mb_results_series_monitors(mb_results_monitor **out, size_t *n, mb_store *s,
 
 	*out = NULL;
 	*n = 0;
-	if ((error = prepare(s, &st, "SELECT entry, metric, theta0, sigma2, tau2, alpha FROM"
+	if ((error = mb_store_prepare(s, &st, "SELECT entry, metric, theta0, sigma2, tau2, alpha FROM"
 			     " series_monitors WHERE series = ? ORDER BY rowid", err)) < 0)
 		return error;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -403,7 +366,7 @@ int mb_results_series_monitors(mb_results_monitor **out, size_t *n, mb_store *s,
 		}
 	}
 	if (rc != SQLITE_DONE)
-		error = fail(s, err, rc, "reading series monitors");
+		error = mb_store_fail(s, err, rc, "reading series monitors");
 cleanup:
 	sqlite3_finalize(st);
 	if (error < 0) {
@@ -422,7 +385,7 @@ int mb_results_series_put_monitor(mb_store *s, const char *series, const mb_resu
 	int error;
 
 	in_transaction(s);
-	if ((error = prepare(s, &st, "INSERT INTO series_monitors (series, entry, metric, theta0,"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO series_monitors (series, entry, metric, theta0,"
 			     " sigma2, tau2, alpha) VALUES (?,?,?,?,?,?,?)", err)) < 0)
 		return error;
 	sqlite3_bind_text(st, 1, series, -1, SQLITE_STATIC);
@@ -432,7 +395,7 @@ int mb_results_series_put_monitor(mb_store *s, const char *series, const mb_resu
 	sqlite3_bind_double(st, 5, m->sigma2);
 	sqlite3_bind_double(st, 6, m->tau2);
 	sqlite3_bind_double(st, 7, m->alpha);
-	error = step_done(s, st, "inserting a series monitor", err);
+	error = mb_store_step_done(s, st, "inserting a series monitor", err);
 	sqlite3_finalize(st);
 	return error;
 }
@@ -446,15 +409,15 @@ int mb_results_series_put_phases(mb_store *s, const char *series, const mb_resul
 
 	MB_ASSERT(sqlite3_get_autocommit(db) != 0);
 	if ((rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
-		return fail(s, err, rc, "starting the phases' transaction");
-	if ((error = prepare(s, &st, "DELETE FROM series_phases WHERE series = ?", err)) < 0)
+		return mb_store_fail(s, err, rc, "starting the phases' transaction");
+	if ((error = mb_store_prepare(s, &st, "DELETE FROM series_phases WHERE series = ?", err)) < 0)
 		goto cleanup;
 	sqlite3_bind_text(st, 1, series, -1, SQLITE_STATIC);
-	error = step_done(s, st, "replacing the series' phases", err);
+	error = mb_store_step_done(s, st, "replacing the series' phases", err);
 	sqlite3_finalize(st);
 	st = NULL;
 	if (error < 0 ||
-	    (error = prepare(s, &st, "INSERT INTO series_phases (series, entry, metric, version,"
+	    (error = mb_store_prepare(s, &st, "INSERT INTO series_phases (series, entry, metric, version,"
 			     " phase, name, cost, first_point, first_step, last_step, window_first,"
 			     " window_last, window_met, n_points) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 			     err)) < 0)
@@ -480,10 +443,10 @@ int mb_results_series_put_phases(mb_store *s, const char *series, const mb_resul
 		if (p->window_met >= 0)
 			sqlite3_bind_int(st, 13, p->window_met);
 		sqlite3_bind_int64(st, 14, (sqlite3_int64)p->n_points);
-		error = step_done(s, st, "inserting a series phase", err);
+		error = mb_store_step_done(s, st, "inserting a series phase", err);
 	}
 	if (error == 0 && (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
-		error = fail(s, err, rc, "committing the series' phases");
+		error = mb_store_fail(s, err, rc, "committing the series' phases");
 cleanup:
 	sqlite3_finalize(st);
 	if (error < 0)
@@ -502,7 +465,7 @@ int mb_results_put_figures(mb_store *s, int64_t run_id, const char *entry,
 	in_transaction(s);
 	if (figs->n == 0)
 		return 0;
-	if ((error = prepare(s, &st, "INSERT INTO figures (run_id, entry, name, ordinal, kind, data)"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO figures (run_id, entry, name, ordinal, kind, data)"
 			     " VALUES (?,?,?,?,?,?)", err)) < 0)
 		return error;
 	for (size_t i = 0; i < figs->n; i++) {
@@ -521,7 +484,7 @@ int mb_results_put_figures(mb_store *s, int64_t run_id, const char *entry,
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)i);
 		sqlite3_bind_text(st, 5, mb_figure_kind_name(f->kind), -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 6, text, -1, SQLITE_TRANSIENT);
-		error = step_done(s, st, "inserting a figure", err);
+		error = mb_store_step_done(s, st, "inserting a figure", err);
 		free(text);
 		if (error < 0)
 			break;
@@ -536,7 +499,7 @@ int mb_results_get_figures(mb_figure_list *out, mb_store *s, int64_t run_id, con
 	sqlite3_stmt *st = NULL;
 	int rc, error;
 
-	if ((error = prepare(s, &st, "SELECT name, data FROM figures WHERE run_id = ? AND entry = ?"
+	if ((error = mb_store_prepare(s, &st, "SELECT name, data FROM figures WHERE run_id = ? AND entry = ?"
 			     " ORDER BY ordinal", err)) < 0)
 		return error;
 	sqlite3_bind_int64(st, 1, run_id);
@@ -560,7 +523,7 @@ int mb_results_get_figures(mb_figure_list *out, mb_store *s, int64_t run_id, con
 			goto cleanup;
 	}
 	if (rc != SQLITE_DONE)
-		error = fail(s, err, rc, "reading figures");
+		error = mb_store_fail(s, err, rc, "reading figures");
 cleanup:
 	sqlite3_finalize(st);
 	return error;
@@ -577,7 +540,7 @@ int mb_results_run_ids(int64_t **out, size_t *n, mb_store *s, const char *suite,
 
 	*out = NULL;
 	*n = 0;
-	if ((error = prepare(s, &st, "SELECT id FROM runs WHERE finished_at IS NOT NULL AND"
+	if ((error = mb_store_prepare(s, &st, "SELECT id FROM runs WHERE finished_at IS NOT NULL AND"
 			     " (?1 IS NULL OR suite = ?1) ORDER BY id", err)) < 0)
 		return error;
 	if (suite)
@@ -592,7 +555,7 @@ int mb_results_run_ids(int64_t **out, size_t *n, mb_store *s, const char *suite,
 		ids[count++] = sqlite3_column_int64(st, 0);
 	}
 	if (rc != SQLITE_DONE)
-		error = fail(s, err, rc, "listing runs");
+		error = mb_store_fail(s, err, rc, "listing runs");
 cleanup:
 	sqlite3_finalize(st);
 	if (error < 0) {

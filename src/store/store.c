@@ -14,6 +14,8 @@
 
 #include <sqlite3.h>
 
+#include "store_int.h"
+
 struct mb_store {
 	sqlite3 *db;
 	char *path;
@@ -147,11 +149,55 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
 	mb_results_migration_v2,
 	/* 2 -> 3: the phases drift located, kept by src/store/results.c */
 	mb_results_migration_v3,
+	/* 3 -> 4: item values keyed by interned integer ids (about 25 bytes a
+	 * value instead of about 220); the view item_values keeps the old
+	 * columns for queries written against them. */
+	"CREATE TABLE metrics (\n"
+	"  id     INTEGER PRIMARY KEY,\n"
+	"  entry  TEXT NOT NULL,\n"
+	"  metric TEXT NOT NULL,\n"
+	"  UNIQUE (entry, metric)\n"
+	");\n"
+	"CREATE TABLE items (\n"
+	"  id       INTEGER PRIMARY KEY,\n"
+	"  item_key TEXT NOT NULL,\n"
+	"  stratum  TEXT NOT NULL,\n"
+	"  cluster  TEXT NOT NULL,\n"
+	"  UNIQUE (item_key, stratum, cluster)\n"
+	");\n"
+	"CREATE TABLE item_value (\n"
+	"  run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+	"  metric_id INTEGER NOT NULL REFERENCES metrics(id),\n"
+	"  ordinal   INTEGER NOT NULL,\n"
+	"  item_id   INTEGER NOT NULL REFERENCES items(id),\n"
+	"  value     REAL NOT NULL,\n"
+	"  PRIMARY KEY (run_id, metric_id, ordinal)\n"
+	") WITHOUT ROWID;\n"
+	"INSERT INTO metrics (entry, metric)\n"
+	"  SELECT DISTINCT entry, metric FROM aggregates ORDER BY entry, metric;\n"
+	"INSERT OR IGNORE INTO metrics (entry, metric)\n"
+	"  SELECT DISTINCT entry, metric FROM item_values ORDER BY entry, metric;\n"
+	"INSERT INTO items (item_key, stratum, cluster)\n"
+	"  SELECT item_key, stratum, cluster FROM item_values\n"
+	"  GROUP BY item_key, stratum, cluster ORDER BY min(run_id), min(ordinal);\n"
+	"INSERT INTO item_value (run_id, metric_id, ordinal, item_id, value)\n"
+	"  SELECT v.run_id, m.id, v.ordinal, i.id, v.value FROM item_values v\n"
+	"  JOIN metrics m ON m.entry = v.entry AND m.metric = v.metric\n"
+	"  JOIN items i ON i.item_key = v.item_key AND i.stratum = v.stratum\n"
+	"    AND i.cluster = v.cluster\n"
+	"  ORDER BY v.run_id, m.id, v.ordinal;\n"
+	"DROP TABLE item_values;\n"
+	"CREATE VIEW item_values (run_id, entry, metric, item_key, ordinal, stratum, cluster,\n"
+	"                         value) AS\n"
+	"  SELECT v.run_id, m.entry, m.metric, i.item_key, v.ordinal, i.stratum, i.cluster,\n"
+	"         v.value\n"
+	"  FROM item_value v JOIN metrics m ON m.id = v.metric_id\n"
+	"  JOIN items i ON i.id = v.item_id;\n",
 };
 
-/* --- errors ------------------------------------------------------------------------- */
+/* --- errors (store_int.h) ---------------------------------------------------------- */
 
-static int fail(mb_store *s, mb_error *err, int rc, const char *what)
+int mb_store_fail(mb_store *s, mb_error *err, int rc, const char *what)
 {
 	int prim = rc & 0xff;
 	const char *msg = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
@@ -160,8 +206,8 @@ static int fail(mb_store *s, mb_error *err, int rc, const char *what)
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		return mb_error_set(err, MB_EBUSY,
-				    "%s: database is locked by another process (waited %.1f s) "
-				    "while %s", s->path, s->busy_ms / 1000.0, what);
+				    "%s: database is locked by another process (waited %.1f s; "
+				    "see --db-timeout) while %s", s->path, s->busy_ms / 1000.0, what);
 	case SQLITE_READONLY:
 		return mb_error_set(err, MB_EIO,
 				    "%s: database is read-only (check the permissions of the file "
@@ -172,6 +218,11 @@ static int fail(mb_store *s, mb_error *err, int rc, const char *what)
 	case SQLITE_CORRUPT:
 		return mb_error_set(err, MB_EINVALID, "%s: not a database, or corrupt, while %s: %s",
 				    s->path, what, msg);
+	case SQLITE_CONSTRAINT:
+	case SQLITE_MISMATCH:
+		return mb_error_set(err, MB_EINVALID, "%s: %s: %s", s->path, what, msg);
+	case SQLITE_NOMEM:
+		return mb_error_set(err, MB_ENOMEM, "%s: out of memory while %s", s->path, what);
 	case SQLITE_CANTOPEN:
 	case SQLITE_PERM:
 	case SQLITE_AUTH:
@@ -182,16 +233,26 @@ static int fail(mb_store *s, mb_error *err, int rc, const char *what)
 	}
 }
 
-static int exec(mb_store *s, const char *sql, const char *what, mb_error *err)
+int mb_store_exec(mb_store *s, const char *sql, const char *what, mb_error *err)
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-	return rc == SQLITE_OK ? 0 : fail(s, err, rc, what);
+	return rc == SQLITE_OK ? 0 : mb_store_fail(s, err, rc, what);
 }
 
-static int prepare(mb_store *s, sqlite3_stmt **st, const char *sql, mb_error *err)
+int mb_store_prepare(mb_store *s, sqlite3_stmt **st, const char *sql, mb_error *err)
 {
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-	return rc == SQLITE_OK ? 0 : fail(s, err, rc, "preparing a statement");
+	return rc == SQLITE_OK ? 0 : mb_store_fail(s, err, rc, "preparing a statement");
+}
+
+int mb_store_step_done(mb_store *s, sqlite3_stmt *st, const char *what, mb_error *err)
+{
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		return mb_store_fail(s, err, rc, what);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return 0;
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -219,16 +280,6 @@ static void bind_tristate(sqlite3_stmt *st, int i, int v)
 		sqlite3_bind_int(st, i, v);
 }
 
-static int step_done(mb_store *s, sqlite3_stmt *st, const char *what, mb_error *err)
-{
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
-		return fail(s, err, rc, what);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return 0;
-}
-
 /* --- open and migrate ----------------------------------------------------------------- */
 
 static int user_version(mb_store *s, int *out, mb_error *err)
@@ -236,13 +287,13 @@ static int user_version(mb_store *s, int *out, mb_error *err)
 	sqlite3_stmt *st = NULL;
 	int rc, error;
 
-	if ((error = prepare(s, &st, "PRAGMA user_version", err)) < 0)
+	if ((error = mb_store_prepare(s, &st, "PRAGMA user_version", err)) < 0)
 		return error;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : fail(s, err, rc, "reading the schema version");
+	return rc == SQLITE_ROW ? 0 : mb_store_fail(s, err, rc, "reading the schema version");
 }
 
 static int migrate(mb_store *s, int readonly, mb_error *err)
@@ -258,13 +309,13 @@ static int migrate(mb_store *s, int readonly, mb_error *err)
 				    "mechbench", s->path, version, MB_STORE_SCHEMA_VERSION);
 	if (version == MB_STORE_SCHEMA_VERSION)
 		return 0;
-	if ((error = prepare(s, &st, "SELECT count(*) FROM sqlite_master", err)) < 0)
+	if ((error = mb_store_prepare(s, &st, "SELECT count(*) FROM sqlite_master", err)) < 0)
 		return error;
 	rc = sqlite3_step(st);
 	tables = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
-		return fail(s, err, rc, "reading the schema");
+		return mb_store_fail(s, err, rc, "reading the schema");
 	if (version == 0 && tables > 0)
 		return mb_error_set(err, MB_EINVALID, "%s: not a mechbench results database (it has "
 				    "tables but no mechbench schema version)", s->path);
@@ -272,20 +323,20 @@ static int migrate(mb_store *s, int readonly, mb_error *err)
 		return mb_error_set(err, MB_EINVALID, "%s: schema version %d needs migrating to %d; "
 				    "open it once read-write", s->path, version,
 				    MB_STORE_SCHEMA_VERSION);
-	if ((error = exec(s, "BEGIN IMMEDIATE", "migrating the schema", err)) < 0)
+	if ((error = mb_store_exec(s, "BEGIN IMMEDIATE", "migrating the schema", err)) < 0)
 		return error;
 	/* Re-read inside the lock: another process may have migrated meanwhile. */
 	if ((error = user_version(s, &version, err)) < 0)
 		goto rollback;
 	for (int v = version; v < MB_STORE_SCHEMA_VERSION; v++) {
 		char pragma[64];
-		if ((error = exec(s, migrations[v], "migrating the schema", err)) < 0)
+		if ((error = mb_store_exec(s, migrations[v], "migrating the schema", err)) < 0)
 			goto rollback;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
-		if ((error = exec(s, pragma, "migrating the schema", err)) < 0)
+		if ((error = mb_store_exec(s, pragma, "migrating the schema", err)) < 0)
 			goto rollback;
 	}
-	if ((error = exec(s, "COMMIT", "migrating the schema", err)) < 0)
+	if ((error = mb_store_exec(s, "COMMIT", "migrating the schema", err)) < 0)
 		goto rollback;
 	return 0;
 rollback:
@@ -301,10 +352,13 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 	int rc, error = 0;
 
 	*out = NULL;
+	if (!path || !path[0])
+		return mb_error_set(err, MB_EINVALID, "the results database path is empty (--db '')");
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return mb_error_oom(err, "store", sizeof(*s));
-	s->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000;
+	s->busy_ms = opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms
+							    : MB_STORE_BUSY_TIMEOUT_MS;
 	s->path = malloc(strlen(path) + 1);
 	if (!s->path) {
 		free(s);
@@ -313,7 +367,7 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 	memcpy(s->path, path, strlen(path) + 1);
 	rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		error = fail(s, err, rc, "opening");
+		error = mb_store_fail(s, err, rc, "opening");
 		goto cleanup;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
@@ -325,15 +379,15 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 				     "permissions of the file and its folder)", path);
 		goto cleanup;
 	}
-	if ((error = exec(s, "PRAGMA foreign_keys = ON", "configuring", err)) < 0)
+	if ((error = mb_store_exec(s, "PRAGMA foreign_keys = ON", "configuring", err)) < 0)
 		goto cleanup;
 	if (!readonly) {
 		sqlite3_stmt *st = NULL;
-		if ((error = prepare(s, &st, "PRAGMA journal_mode = WAL", err)) < 0)
+		if ((error = mb_store_prepare(s, &st, "PRAGMA journal_mode = WAL", err)) < 0)
 			goto cleanup;
 		rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW) {
-			error = fail(s, err, rc, "switching to WAL mode");
+			error = mb_store_fail(s, err, rc, "switching to WAL mode");
 			sqlite3_finalize(st);
 			goto cleanup;
 		}
@@ -384,10 +438,10 @@ int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_
 
 	*out_id = 0;
 	MB_ASSERT(!s->in_run);
-	if ((error = exec(s, "BEGIN IMMEDIATE", "starting the run's transaction", err)) < 0)
+	if ((error = mb_store_exec(s, "BEGIN IMMEDIATE", "starting the run's transaction", err)) < 0)
 		return error;
 	s->in_run = 1;
-	error = prepare(s, &st,
+	error = mb_store_prepare(s, &st,
 			"INSERT INTO runs (suite, spec_path, spec_blob, spec_committed, repo_head,"
 			" repo_dirty, code_version, code_commit, code_dirty, seed, threads, cpu,"
 			" blas_config, blas_core, blas_threads, compiler, cflags, build_type,"
@@ -414,7 +468,7 @@ int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_
 	bind_text(st, 17, p->cflags);
 	bind_text(st, 18, p->build_type);
 	bind_text(st, 19, p->started_at);
-	if ((error = step_done(s, st, "inserting the run", err)) < 0)
+	if ((error = mb_store_step_done(s, st, "inserting the run", err)) < 0)
 		goto fail;
 	sqlite3_finalize(st);
 	*out_id = sqlite3_last_insert_rowid(s->db);
@@ -422,6 +476,89 @@ int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_
 fail:
 	sqlite3_finalize(st);
 	mb_store_run_abort(s);
+	return error;
+}
+
+/* The id of the row (k1, k2[, k3]) of an interning table (metrics, items),
+ * inserted when absent: find selects id by the key, add inserts it. */
+static int intern(mb_store *s, int64_t *out, sqlite3_stmt *find, sqlite3_stmt *add,
+		  const char *const *key, int n_key, const char *what, mb_error *err)
+{
+	int rc, error;
+
+	for (int k = 0; k < n_key; k++) {
+		sqlite3_bind_text(find, k + 1, key[k], -1, SQLITE_STATIC);
+		sqlite3_bind_text(add, k + 1, key[k], -1, SQLITE_STATIC);
+	}
+	rc = sqlite3_step(find);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(find, 0);
+		sqlite3_reset(find);
+		return 0;
+	}
+	sqlite3_reset(find);
+	if (rc != SQLITE_DONE)
+		return mb_store_fail(s, err, rc, what);
+	if ((error = mb_store_step_done(s, add, what, err)) < 0)
+		return error;
+	*out = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+/* item_value rows of entry e: (run, metric id, ordinal) -> (item id, value),
+ * inserted in key order so the pages fill up. */
+static int put_item_values(mb_store *s, int64_t run_id, const mb_entry_result *e, mb_error *err)
+{
+	sqlite3_stmt *find_m = NULL, *add_m = NULL, *find_i = NULL, *add_i = NULL, *ins = NULL;
+	int64_t *mid = NULL, *iid = NULL;
+	int error;
+
+	mid = malloc(e->n_metrics * sizeof(*mid));
+	iid = malloc(e->n_items * sizeof(*iid));
+	if (!mid || !iid) {
+		error = mb_error_oom(err, "item ids", e->n_items * sizeof(*iid));
+		goto cleanup;
+	}
+	if ((error = mb_store_prepare(s, &find_m, "SELECT id FROM metrics WHERE entry = ?"
+				      " AND metric = ?", err)) < 0 ||
+	    (error = mb_store_prepare(s, &add_m, "INSERT INTO metrics (entry, metric) VALUES (?,?)",
+				      err)) < 0 ||
+	    (error = mb_store_prepare(s, &find_i, "SELECT id FROM items WHERE item_key = ? AND"
+				      " stratum = ? AND cluster = ?", err)) < 0 ||
+	    (error = mb_store_prepare(s, &add_i, "INSERT INTO items (item_key, stratum, cluster)"
+				      " VALUES (?,?,?)", err)) < 0 ||
+	    (error = mb_store_prepare(s, &ins, "INSERT INTO item_value (run_id, metric_id,"
+				      " ordinal, item_id, value) VALUES (?,?,?,?,?)", err)) < 0)
+		goto cleanup;
+	for (size_t m = 0; m < e->n_metrics; m++) {
+		const char *key[2] = {e->name, e->metrics[m].name};
+		if ((error = intern(s, &mid[m], find_m, add_m, key, 2, "interning metrics", err)) < 0)
+			goto cleanup;
+	}
+	for (size_t i = 0; i < e->n_items; i++) {
+		const char *key[3] = {e->items[i].key, e->items[i].stratum ? e->items[i].stratum : "",
+				      e->items[i].cluster ? e->items[i].cluster : ""};
+		if ((error = intern(s, &iid[i], find_i, add_i, key, 3, "interning items", err)) < 0)
+			goto cleanup;
+	}
+	for (size_t m = 0; m < e->n_metrics; m++)
+		for (size_t i = 0; i < e->n_items; i++) {
+			sqlite3_bind_int64(ins, 1, run_id);
+			sqlite3_bind_int64(ins, 2, mid[m]);
+			sqlite3_bind_int64(ins, 3, (sqlite3_int64)i);
+			sqlite3_bind_int64(ins, 4, iid[i]);
+			sqlite3_bind_double(ins, 5, e->values[i * e->n_metrics + m]);
+			if ((error = mb_store_step_done(s, ins, "inserting item values", err)) < 0)
+				goto cleanup;
+		}
+cleanup:
+	sqlite3_finalize(find_m);
+	sqlite3_finalize(add_m);
+	sqlite3_finalize(find_i);
+	sqlite3_finalize(add_i);
+	sqlite3_finalize(ins);
+	free(mid);
+	free(iid);
 	return error;
 }
 
@@ -435,7 +572,7 @@ int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e
 	MB_ASSERT(s->in_run);
 	params = e->params ? json_dumps(e->params, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	/* entries: ordinal is the count of entries already stored for the run. */
-	error = prepare(s, &st,
+	error = mb_store_prepare(s, &st,
 			"INSERT INTO entries (run_id, entry, ordinal, task, task_version, model,"
 			" dataset, dataset_sha256, params, n_items, seconds) VALUES (?1, ?2,"
 			" (SELECT count(*) FROM entries WHERE run_id = ?1), ?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -452,12 +589,12 @@ int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e
 	bind_text(st, 8, params);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)e->n_items);
 	sqlite3_bind_double(st, 10, e->seconds);
-	if ((error = step_done(s, st, "inserting an entry", err)) < 0)
+	if ((error = mb_store_step_done(s, st, "inserting an entry", err)) < 0)
 		goto cleanup;
 	sqlite3_finalize(st);
 	st = NULL;
 
-	if ((error = prepare(s, &st, "INSERT INTO model_files (run_id, entry, path, sha256, bytes)"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO model_files (run_id, entry, path, sha256, bytes)"
 			     " VALUES (?,?,?,?,?)", err)) < 0)
 		goto cleanup;
 	for (size_t f = 0; f < e->n_model_files; f++) {
@@ -466,13 +603,13 @@ int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e
 		bind_text(st, 3, e->model_files[f].path);
 		bind_text(st, 4, e->model_files[f].sha256);
 		sqlite3_bind_int64(st, 5, (sqlite3_int64)e->model_files[f].bytes);
-		if ((error = step_done(s, st, "inserting model files", err)) < 0)
+		if ((error = mb_store_step_done(s, st, "inserting model files", err)) < 0)
 			goto cleanup;
 	}
 	sqlite3_finalize(st);
 	st = NULL;
 
-	if ((error = prepare(s, &st, "INSERT INTO aggregates (run_id, entry, metric, ordinal,"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO aggregates (run_id, entry, metric, ordinal,"
 			     " version, kind, direction, n, mean, se, ci_level, ci_low, ci_high,"
 			     " method) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", err)) < 0)
 		goto cleanup;
@@ -492,29 +629,14 @@ int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e
 		bind_real(st, 12, a->lo);
 		bind_real(st, 13, a->hi);
 		bind_text(st, 14, mb_stats_method_name(a->method));
-		if ((error = step_done(s, st, "inserting aggregates", err)) < 0)
+		if ((error = mb_store_step_done(s, st, "inserting aggregates", err)) < 0)
 			goto cleanup;
 	}
 	sqlite3_finalize(st);
 	st = NULL;
 
-	if ((error = prepare(s, &st, "INSERT INTO item_values (run_id, entry, metric, item_key,"
-			     " ordinal, stratum, cluster, value) VALUES (?,?,?,?,?,?,?,?)",
-			     err)) < 0)
-		goto cleanup;
-	for (size_t i = 0; i < e->n_items; i++)
-		for (size_t m = 0; m < e->n_metrics; m++) {
-			sqlite3_bind_int64(st, 1, run_id);
-			sqlite3_bind_text(st, 2, e->name, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 3, e->metrics[m].name, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 4, e->items[i].key, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 5, (sqlite3_int64)i);
-			sqlite3_bind_text(st, 6, e->items[i].stratum, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 7, e->items[i].cluster, -1, SQLITE_STATIC);
-			sqlite3_bind_double(st, 8, e->values[i * e->n_metrics + m]);
-			if ((error = step_done(s, st, "inserting item values", err)) < 0)
-				goto cleanup;
-		}
+	if (e->n_items && e->n_metrics)
+		error = put_item_values(s, run_id, e, err);
 cleanup:
 	sqlite3_finalize(st);
 	free(params);
@@ -529,17 +651,17 @@ int mb_store_run_commit(mb_store *s, int64_t run_id, const mb_provenance *p, mb_
 	int error;
 
 	MB_ASSERT(s->in_run);
-	if ((error = prepare(s, &st, "UPDATE runs SET finished_at = ?, wall_seconds = ? WHERE id = ?",
+	if ((error = mb_store_prepare(s, &st, "UPDATE runs SET finished_at = ?, wall_seconds = ? WHERE id = ?",
 			     err)) < 0)
 		goto fail;
 	bind_text(st, 1, p->finished_at);
 	sqlite3_bind_double(st, 2, p->wall_seconds);
 	sqlite3_bind_int64(st, 3, run_id);
-	if ((error = step_done(s, st, "finishing the run", err)) < 0)
+	if ((error = mb_store_step_done(s, st, "finishing the run", err)) < 0)
 		goto fail;
 	sqlite3_finalize(st);
 	st = NULL;
-	if ((error = exec(s, "COMMIT", "committing the run", err)) < 0)
+	if ((error = mb_store_exec(s, "COMMIT", "committing the run", err)) < 0)
 		goto fail;
 	s->in_run = 0;
 	return 0;
@@ -606,7 +728,7 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 	int rc, error = 0;
 
 	/* model files */
-	if ((error = prepare(s, &st, "SELECT path, sha256, bytes FROM model_files WHERE run_id = ?"
+	if ((error = mb_store_prepare(s, &st, "SELECT path, sha256, bytes FROM model_files WHERE run_id = ?"
 			     " AND entry = ? ORDER BY path", err)) < 0)
 		return error;
 	sqlite3_bind_int64(st, 1, id);
@@ -624,16 +746,20 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		col_into(nf[e->n_model_files].sha256, MB_SHA256_HEX_LEN, st, 1);
 		nf[e->n_model_files].bytes = (uint64_t)sqlite3_column_int64(st, 2);
 		e->n_model_files++;
+		if (!nf[e->n_model_files - 1].path) {
+			error = mb_error_oom(err, "model file path", 0);
+			goto cleanup;
+		}
 	}
 	if (rc != SQLITE_DONE) {
-		error = fail(s, err, rc, "reading model files");
+		error = mb_store_fail(s, err, rc, "reading model files");
 		goto cleanup;
 	}
 	sqlite3_finalize(st);
 	st = NULL;
 
 	/* metrics and aggregates */
-	if ((error = prepare(s, &st, "SELECT metric, version, kind, direction, n, mean, se,"
+	if ((error = mb_store_prepare(s, &st, "SELECT metric, version, kind, direction, n, mean, se,"
 			     " ci_level, ci_low, ci_high, method FROM aggregates WHERE run_id = ?"
 			     " AND entry = ? ORDER BY ordinal", err)) < 0)
 		return error;
@@ -656,6 +782,10 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		nm[m].name = col_dup(st, 0);
 		nm[m].version = sqlite3_column_int(st, 1);
 		e->n_metrics++;
+		if (!nm[m].name) {
+			error = mb_error_oom(err, "metric name", 0);
+			goto cleanup;
+		}
 		if (mb_metric_kind_parse((const char *)sqlite3_column_text(st, 2), &nm[m].kind) < 0 ||
 		    mb_metric_direction_parse((const char *)sqlite3_column_text(st, 3),
 					      &nm[m].direction) < 0) {
@@ -676,7 +806,7 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 				na[m].method = (mb_stats_method)k;
 	}
 	if (rc != SQLITE_DONE) {
-		error = fail(s, err, rc, "reading aggregates");
+		error = mb_store_fail(s, err, rc, "reading aggregates");
 		goto cleanup;
 	}
 	sqlite3_finalize(st);
@@ -690,11 +820,13 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		error = mb_error_oom(err, "item values", e->n_items * sizeof(double));
 		goto cleanup;
 	}
-	if ((error = prepare(s, &st, "SELECT v.ordinal, a.ordinal, v.item_key, v.stratum,"
-			     " v.cluster, v.value FROM item_values v JOIN aggregates a ON"
-			     " a.run_id = v.run_id AND a.entry = v.entry AND a.metric = v.metric"
-			     " WHERE v.run_id = ? AND v.entry = ? ORDER BY v.ordinal, a.ordinal",
-			     err)) < 0)
+	if ((error = mb_store_prepare(s, &st, "SELECT v.ordinal, a.ordinal, i.item_key,"
+				      " i.stratum, i.cluster, v.value FROM aggregates a"
+				      " JOIN metrics m ON m.entry = a.entry AND m.metric = a.metric"
+				      " JOIN item_value v ON v.run_id = a.run_id AND v.metric_id = m.id"
+				      " JOIN items i ON i.id = v.item_id"
+				      " WHERE a.run_id = ?1 AND a.entry = ?2 ORDER BY v.ordinal, a.ordinal",
+				      err)) < 0)
 		goto cleanup;
 	sqlite3_bind_int64(st, 1, id);
 	bind_text(st, 2, e->name);
@@ -711,11 +843,15 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 			col_into(e->items[i].key, MB_SHA256_HEX_LEN, st, 2);
 			e->items[i].stratum = col_dup(st, 3);
 			e->items[i].cluster = col_dup(st, 4);
+			if (!e->items[i].stratum || !e->items[i].cluster) {
+				error = mb_error_oom(err, "item labels", 0);
+				goto cleanup;
+			}
 		}
 		e->values[filled++] = sqlite3_column_double(st, 5);
 	}
 	if (rc != SQLITE_DONE) {
-		error = fail(s, err, rc, "reading item values");
+		error = mb_store_fail(s, err, rc, "reading item values");
 		goto cleanup;
 	}
 	if (filled != e->n_items * e->n_metrics)
@@ -734,7 +870,7 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 	int rc, error;
 
 	memset(out, 0, sizeof(*out));
-	if ((error = prepare(s, &st, "SELECT suite, spec_path, spec_blob, spec_committed,"
+	if ((error = mb_store_prepare(s, &st, "SELECT suite, spec_path, spec_blob, spec_committed,"
 			     " repo_head, repo_dirty, code_version, code_commit, code_dirty, seed,"
 			     " threads, cpu, blas_config, blas_core, blas_threads, compiler, cflags,"
 			     " build_type, started_at, finished_at, wall_seconds FROM runs WHERE"
@@ -747,7 +883,7 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 		goto cleanup;
 	}
 	if (rc != SQLITE_ROW) {
-		error = fail(s, err, rc, "reading a run");
+		error = mb_store_fail(s, err, rc, "reading a run");
 		goto cleanup;
 	}
 	out->id = id;
@@ -775,7 +911,7 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 	sqlite3_finalize(st);
 	st = NULL;
 
-	if ((error = prepare(s, &st, "SELECT entry, task, task_version, model, dataset,"
+	if ((error = mb_store_prepare(s, &st, "SELECT entry, task, task_version, model, dataset,"
 			     " dataset_sha256, params, n_items, seconds FROM entries WHERE"
 			     " run_id = ? ORDER BY ordinal", err)) < 0)
 		goto cleanup;
@@ -806,7 +942,7 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 		}
 	}
 	if (rc != SQLITE_DONE) {
-		error = fail(s, err, rc, "reading entries");
+		error = mb_store_fail(s, err, rc, "reading entries");
 		goto cleanup;
 	}
 	sqlite3_finalize(st);
@@ -833,9 +969,9 @@ int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_
 	*out_id = 0;
 	gmtime_r(&t, &tm);
 	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if ((error = exec(s, "BEGIN IMMEDIATE", "starting the gate's transaction", err)) < 0)
+	if ((error = mb_store_exec(s, "BEGIN IMMEDIATE", "starting the gate's transaction", err)) < 0)
 		return error;
-	if ((error = prepare(s, &st, "INSERT INTO gates (run_id, created_at, baseline_ref,"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO gates (run_id, created_at, baseline_ref,"
 			     " baseline_commit, spec_path, spec_blob, spec_changed, alpha, power,"
 			     " outcome, exit_code) VALUES (?,?,?,?,?,?,?,?,?,?,?)", err)) < 0)
 		goto fail;
@@ -850,12 +986,12 @@ int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_
 	sqlite3_bind_double(st, 9, g->power);
 	bind_text(st, 10, mb_gate_status_name(g->outcome));
 	sqlite3_bind_int(st, 11, g->exit_code);
-	if ((error = step_done(s, st, "inserting the gate", err)) < 0)
+	if ((error = mb_store_step_done(s, st, "inserting the gate", err)) < 0)
 		goto fail;
 	sqlite3_finalize(st);
 	st = NULL;
 	*out_id = sqlite3_last_insert_rowid(s->db);
-	if ((error = prepare(s, &st, "INSERT INTO comparisons (gate_id, entry, metric, version,"
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO comparisons (gate_id, entry, metric, version,"
 			     " baseline_version, status, verdict, n, mean_base, mean_cand, diff, se,"
 			     " ci_level, ci_low, ci_high, p, method, margin, mde_planned,"
 			     " mde_observed, threshold, threshold_verdict, note) VALUES"
@@ -891,12 +1027,12 @@ int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_
 		bind_text(st, 22, r->threshold_checked ? mb_stats_verdict_name(r->threshold_verdict)
 						       : NULL);
 		bind_text(st, 23, r->note[0] ? r->note : NULL);
-		if ((error = step_done(s, st, "inserting comparisons", err)) < 0)
+		if ((error = mb_store_step_done(s, st, "inserting comparisons", err)) < 0)
 			goto fail;
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if ((error = exec(s, "COMMIT", "committing the gate", err)) < 0)
+	if ((error = mb_store_exec(s, "COMMIT", "committing the gate", err)) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -904,4 +1040,62 @@ fail:
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	*out_id = 0;
 	return error;
+}
+
+/* --- maintenance ---------------------------------------------------------------------- */
+
+static int scalar_i64(mb_store *s, int64_t *out, const char *sql, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, error;
+
+	*out = 0;
+	if ((error = mb_store_prepare(s, &st, sql, err)) < 0)
+		return error;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : mb_store_fail(s, err, rc, "reading stats");
+}
+
+int mb_store_stats_get(mb_store_stats *out, mb_store *s, mb_error *err)
+{
+	int64_t v = 0;
+	int error;
+
+	memset(out, 0, sizeof(*out));
+	if ((error = scalar_i64(s, &v, "PRAGMA user_version", err)) < 0)
+		return error;
+	out->schema_version = (int)v;
+	if ((error = scalar_i64(s, &out->page_size, "PRAGMA page_size", err)) < 0 ||
+	    (error = scalar_i64(s, &out->pages, "PRAGMA page_count", err)) < 0 ||
+	    (error = scalar_i64(s, &out->free_pages, "PRAGMA freelist_count", err)) < 0 ||
+	    (error = scalar_i64(s, &out->runs, "SELECT count(*) FROM runs", err)) < 0 ||
+	    (error = scalar_i64(s, &out->series, "SELECT count(*) FROM series", err)) < 0 ||
+	    (error = scalar_i64(s, &out->item_values, "SELECT count(*) FROM item_value", err)) < 0 ||
+	    (error = scalar_i64(s, &out->items, "SELECT count(*) FROM items", err)) < 0 ||
+	    (error = scalar_i64(s, &out->metrics, "SELECT count(*) FROM metrics", err)) < 0)
+		return error;
+	/* dbstat is optional in SQLite builds: without it the bytes stay 0 */
+	if (scalar_i64(s, &out->item_value_bytes,
+		       "SELECT sum(pgsize) FROM dbstat WHERE name IN ('item_value', 'items',"
+		       " 'metrics', 'sqlite_autoindex_items_1', 'sqlite_autoindex_metrics_1')",
+		       err) < 0) {
+		mb_error_clear(err);
+		out->item_value_bytes = 0;
+	}
+	if (out->item_value_bytes > 0 &&
+	    scalar_i64(s, &out->table_bytes, "SELECT sum(pgsize) FROM dbstat WHERE name ="
+		       " 'item_value'", err) < 0)
+		mb_error_clear(err);
+	out->bytes_per_item_value = out->item_values > 0 && out->item_value_bytes > 0
+		? (double)out->item_value_bytes / (double)out->item_values : NAN;
+	return 0;
+}
+
+int mb_store_vacuum(mb_store *s, mb_error *err)
+{
+	MB_ASSERT(!s->in_run);
+	return mb_store_exec(s, "VACUUM", "vacuuming", err);
 }

@@ -138,7 +138,7 @@ Test(runner, cluster_indices_follow_first_appearance)
 	free(r.items);
 }
 
-Test(runner, model_digests_cover_every_file_in_path_order)
+Test(runner, model_digests_cover_exactly_the_files_a_model_loads_in_path_order)
 {
 	char dir[256], path[512];
 	mb_file_digest *d = NULL;
@@ -147,20 +147,33 @@ Test(runner, model_digests_cover_every_file_in_path_order)
 	char hex[MB_SHA256_HEX_LEN];
 
 	mbt_tmpdir(dir, sizeof(dir));
-	mbt_write(dir, "m/b.json", "b");
-	mbt_write(dir, "m/a.safetensors", "a");
-	mbt_write(dir, "m/sub/c.txt", "c");
+	mbt_write(dir, "m/tokenizer.json", "t");
+	mbt_write(dir, "m/config.json", "c");
+	mbt_write(dir, "m/model.safetensors.index.json",
+		  "{\"weight_map\": {\"a\": \"model-1.safetensors\", \"b\": \"model-2.safetensors\"}}");
+	mbt_write(dir, "m/model-1.safetensors", "1");
+	mbt_write(dir, "m/model-2.safetensors", "2");
+	mbt_write(dir, "m/notes.txt", "not loaded");
+	mbt_write(dir, "m/checkpoints/step_100/config.json", "a checkpoint, not this model");
 	mbt_write(dir, "m/.hidden", "h");
 	snprintf(path, sizeof(path), "%s/m", dir);
 	cr_assert_eq(mb_model_digest(&d, &n, path, &err), 0, "%s", err.msg);
-	cr_assert_eq(n, 3);
-	cr_expect_str_eq(d[0].path, "a.safetensors");
-	cr_expect_str_eq(d[1].path, "b.json");
-	cr_expect_str_eq(d[2].path, "sub/c.txt");
+	cr_assert_eq(n, 5);
+	cr_expect_str_eq(d[0].path, "config.json");
+	cr_expect_str_eq(d[1].path, "model-1.safetensors");
+	cr_expect_str_eq(d[2].path, "model-2.safetensors");
+	cr_expect_str_eq(d[3].path, "model.safetensors.index.json");
+	cr_expect_str_eq(d[4].path, "tokenizer.json");
 	mb_sha256_hex_buf(hex, "c", 1);
-	cr_expect_str_eq(d[2].sha256, hex);
-	cr_expect_eq(d[2].bytes, 1);
+	cr_expect_str_eq(d[0].sha256, hex);
+	cr_expect_eq(d[0].bytes, 1);
 	mb_file_digests_free(d, n);
+	/* a shard the index names must be there */
+	snprintf(path, sizeof(path), "rm %s/m/model-2.safetensors", dir);
+	cr_assert_eq(system(path), 0);
+	snprintf(path, sizeof(path), "%s/m", dir);
+	cr_expect_eq(mb_model_digest(&d, &n, path, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "model-2.safetensors is missing"), "%s", err.msg);
 	snprintf(path, sizeof(path), "%s/none", dir);
 	cr_expect_eq(mb_model_digest(&d, &n, path, &err), MB_ENOTFOUND);
 	mbt_rmtree(dir);

@@ -88,6 +88,15 @@ static void commit_run(mb_store *s, int64_t id)
 	cr_assert_eq(mb_store_run_commit(s, id, &p, &err), 0, "%s", err.msg);
 }
 
+/* Back from schema 4 to the item_values table of schemas 1 to 3. */
+#define UNDO_V4 \
+	"DROP VIEW item_values; DROP TABLE item_value; DROP TABLE items; DROP TABLE metrics; " \
+	"CREATE TABLE item_values (run_id INTEGER NOT NULL, entry TEXT NOT NULL, " \
+	"metric TEXT NOT NULL, item_key TEXT NOT NULL, ordinal INTEGER NOT NULL, " \
+	"stratum TEXT NOT NULL, cluster TEXT NOT NULL, value REAL NOT NULL, " \
+	"PRIMARY KEY (run_id, entry, metric, item_key)) WITHOUT ROWID; " \
+	"CREATE INDEX item_values_by_key ON item_values(item_key); "
+
 Test(results, migrates_a_version_1_database_keeping_its_runs)
 {
 	mb_store *s = NULL;
@@ -99,7 +108,7 @@ Test(results, migrates_a_version_1_database_keeping_its_runs)
 	commit_run(s, id);
 	mb_store_free(s);
 	/* Back to what a version-1 build wrote. */
-	exec_raw("DROP TABLE series_phases; DROP TABLE figures; DROP TABLE series_points; "
+	exec_raw(UNDO_V4 "DROP TABLE series_phases; DROP TABLE figures; DROP TABLE series_points; "
 		 "DROP TABLE series_monitors; "
 		 "DROP TABLE series; PRAGMA user_version = 1;");
 	cr_assert_eq(scalar("SELECT count(*) FROM sqlite_master WHERE name = 'series'"), 0);
@@ -126,9 +135,9 @@ Test(results, migrates_a_version_2_database_to_hold_phases)
 	id = begin_run(s);
 	commit_run(s, id);
 	mb_store_free(s);
-	exec_raw("DROP TABLE series_phases; PRAGMA user_version = 2;");
+	exec_raw(UNDO_V4 "DROP TABLE series_phases; PRAGMA user_version = 2;");
 	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
-	cr_expect_eq(scalar("PRAGMA user_version"), 3);
+	cr_expect_eq(scalar("PRAGMA user_version"), MB_STORE_SCHEMA_VERSION);
 	cr_expect_eq(scalar("SELECT count(*) FROM runs"), 1);
 	/* a series to hang the phases on, then the phases, twice: replaced, not added */
 	memset(&sr, 0, sizeof(sr));
