@@ -15,9 +15,7 @@
 
 static const char usage[] =
 	"usage: mechbench run --suite FILE [--model DIR] [--db FILE] [--json FILE]\n"
-	"                     [--csv FILE] [--db-timeout S] [--threads N] [--strata] [--quiet]
-
-"
+	"                     [--csv FILE] [--db-timeout S] [--threads N] [--strata] [--quiet]\n\n"
 	"Runs every entry of a suite spec (a task on a model over its frozen dataset)\n"
 	"and stores per-item values, aggregates with 95% CIs and full provenance in the\n"
 	"results database, in one transaction: a run that dies leaves nothing behind.\n"
