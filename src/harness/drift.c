@@ -17,17 +17,9 @@
 #include <mechbench/gate.h>
 #include <mechbench/sequential.h>
 #include <mechbench/stats.h>
+#include <mechbench/str.h>
 
 /* --- checkpoints ------------------------------------------------------------------------ */
-
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
 
 void mb_drift_checkpoints_free(mb_drift_checkpoint *c, size_t n)
 {
@@ -98,14 +90,14 @@ static int add_checkpoint(mb_drift_checkpoint **list, size_t *n, const char *pat
 	if (!nl)
 		return mb_error_oom(err, "checkpoint list", (*n + 1) * sizeof(*nl));
 	*list = nl;
-	if (!(trimmed = dup_str(path)))
+	if (!(trimmed = mb_str_dup(path)))
 		return mb_error_oom(err, "checkpoint path", len + 1);
 	while (len > 1 && trimmed[len - 1] == '/')
 		trimmed[--len] = '\0';
 	slash = strrchr(trimmed, '/');
 	memset(&nl[*n], 0, sizeof(*nl));
 	nl[*n].path = trimmed;
-	nl[*n].name = dup_str(slash ? slash + 1 : trimmed);
+	nl[*n].name = mb_str_dup(slash ? slash + 1 : trimmed);
 	if (!nl[*n].name) {
 		free(trimmed);
 		return mb_error_oom(err, "checkpoint name", len + 1);
@@ -380,8 +372,8 @@ static int locate_phases(mb_drift_phases *dp, const mb_drift_result *r, const ch
 	MB_ASSERT(sp->n_phases >= 2); /* spec.c: two or more names */
 	B = sp->n_phases - 1;
 
-	dp->entry = dup_str(entry);
-	dp->metric = dup_str(sp->metric);
+	dp->entry = mb_str_dup(entry);
+	dp->metric = mb_str_dup(sp->metric);
 	dp->version = sp->version;
 	dp->cost = sp->cost;
 	dp->min_segment = sp->min_segment;
@@ -399,7 +391,7 @@ static int locate_phases(mb_drift_phases *dp, const mb_drift_result *r, const ch
 		goto cleanup;
 	}
 	for (size_t i = 0; i < sp->n_phases; i++)
-		if (!(dp->names[i] = dup_str(sp->names[i]))) {
+		if (!(dp->names[i] = mb_str_dup(sp->names[i]))) {
 			error = mb_error_oom(err, "phase name", strlen(sp->names[i]));
 			goto cleanup;
 		}
@@ -544,7 +536,7 @@ int mb_drift_analyze(mb_drift_result *out, const mb_spec *spec, const mb_run_res
 				    : runs[k].n_entries ? runs[k].entries[0].model : "";
 		out->steps[k] = steps ? steps[k] : (int64_t)k;
 		out->run_ids[k] = runs[k].id;
-		if (!(out->checkpoints[k] = dup_str(label))) {
+		if (!(out->checkpoints[k] = mb_str_dup(label))) {
 			error = mb_error_oom(err, "checkpoint label", strlen(label) + 1);
 			goto cleanup;
 		}
@@ -559,8 +551,8 @@ int mb_drift_analyze(mb_drift_result *out, const mb_spec *spec, const mb_run_res
 			while (mi < n_monitors && (strcmp(monitors[mi].entry, se->name) != 0 ||
 						   strcmp(monitors[mi].metric, sm->name) != 0))
 				mi++;
-			dm->entry = dup_str(se->name);
-			dm->metric = dup_str(sm->name);
+			dm->entry = mb_str_dup(se->name);
+			dm->metric = mb_str_dup(sm->name);
 			dm->points = calloc(K, sizeof(*dm->points));
 			out->n_metrics++;
 			if (!dm->entry || !dm->metric || !dm->points) {

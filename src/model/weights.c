@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include <mechbench/json.h>
+#include <mechbench/str.h>
 
 #define NAME_MAX_LEN 96
 
@@ -458,16 +459,6 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 void mb_model_index_dispose(mb_model_index *ix)
 {
 	for (size_t i = 0; i < ix->n; i++)
@@ -534,7 +525,7 @@ static int index_doc(mb_model_index *ix, const mb_json_doc *doc, mb_error *err)
 		if (key[0] == '\0')
 			return mb_json_field_error(doc, err, MB_EINVALID, "weight_map",
 						   "empty tensor name");
-		ix->tensor[i] = dup_str(key);
+		ix->tensor[i] = mb_str_dup(key);
 		if (!ix->tensor[i])
 			return mb_error_oom(err, doc->name, strlen(key));
 		i++;
@@ -550,7 +541,7 @@ static int index_doc(mb_model_index *ix, const mb_json_doc *doc, mb_error *err)
 			if (strcmp(ix->files[k], f) == 0)
 				break;
 		if (k == ix->n_files) {
-			ix->files[k] = dup_str(f);
+			ix->files[k] = mb_str_dup(f);
 			if (!ix->files[k])
 				return mb_error_oom(err, doc->name, strlen(f));
 			ix->n_files++;
@@ -695,7 +686,7 @@ int mb_model_weights_load_sharded(mb_engine_weights *w, float **params, size_t *
 	mb_json_doc_dispose(&doc);
 	if (rc < 0)
 		goto cleanup;
-	dir = dup_str(index_path);
+	dir = mb_str_dup(index_path);
 	if (!dir) {
 		rc = mb_error_oom(err, "index path", strlen(index_path));
 		goto cleanup;

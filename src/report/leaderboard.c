@@ -12,14 +12,12 @@
 #include <mechbench/multiplicity.h>
 #include <mechbench/paired.h>
 #include <mechbench/stats.h>
+#include <mechbench/str.h>
 
+/* A copy of s; a stored NULL (no label) becomes "". */
 static char *dup_str(const char *s)
 {
-	size_t n = strlen(s ? s : "") + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s ? s : "", n);
-	return p;
+	return mb_str_dup(s ? s : "");
 }
 
 /* --- building -------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <mechbench/task.h>
+#include <mechbench/str.h>
 
 static const char *const kind_names[] = {"heatmap", "lines", "stem"};
 
@@ -25,15 +26,6 @@ int mb_figure_kind_parse(const char *s, mb_figure_kind *out)
 			return 0;
 		}
 	return MB_EINVALID;
-}
-
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
 }
 
 static void figure_dispose(mb_figure *f)
@@ -106,11 +98,11 @@ int mb_figure_list_add(mb_figure_list *l, mb_figure **out, mb_figure_kind kind, 
 	f.kind = kind;
 	f.rows = rows;
 	f.cols = cols;
-	f.name = dup_str(name);
-	f.title = dup_str("");
-	f.x_label = dup_str("");
-	f.y_label = dup_str("");
-	f.value_label = dup_str("");
+	f.name = mb_str_dup(name);
+	f.title = mb_str_dup("");
+	f.x_label = mb_str_dup("");
+	f.y_label = mb_str_dup("");
+	f.value_label = mb_str_dup("");
 	f.values = malloc(rows * cols * sizeof(double));
 	if (!f.name || !f.title || !f.x_label || !f.y_label || !f.value_label || !f.values) {
 		figure_dispose(&f);
@@ -128,7 +120,7 @@ static int replace(char **slot, const char *v, mb_error *err)
 	char *p;
 	if (!v)
 		return 0;
-	if (!(p = dup_str(v)))
+	if (!(p = mb_str_dup(v)))
 		return mb_error_oom(err, "figure label", strlen(v) + 1);
 	free(*slot);
 	*slot = p;
@@ -156,7 +148,7 @@ static int index_labels(char ***out, size_t n, mb_error *err)
 	for (size_t i = 0; i < n; i++) {
 		char num[32];
 		snprintf(num, sizeof(num), "%zu", i);
-		if (!(l[i] = dup_str(num))) {
+		if (!(l[i] = mb_str_dup(num))) {
 			for (size_t k = 0; k < i; k++)
 				free(l[k]);
 			free(l);

@@ -1,5 +1,6 @@
 /* file.c: whole-file reads and safe output writes (file.h). */
 #include <mechbench/file.h>
+#include <mechbench/str.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,15 +81,6 @@ int mb_file_read_text(char **out, size_t *len, const char *path, mb_error *err)
 
 	*out = (char *)raw;
 	return error;
-}
-
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
 }
 
 /* The folder of path (".", "/" or "a/b") into dir. */
@@ -231,7 +223,7 @@ int mb_file_atomic_open(mb_file_atomic *f, const char *path, mb_error *err)
 	f->fd = -1;
 	if ((error = mb_file_check_output(path, err)) < 0)
 		return error;
-	f->path = dup_str(path);
+	f->path = mb_str_dup(path);
 	if (!f->path)
 		return mb_error_oom(err, path, cap);
 	if ((fd = named_fd(path)) >= 0) {
@@ -387,7 +379,7 @@ void mb_file_atomic_abort(mb_file_atomic *f)
 /* mkdir -p of path's folder. A failure shows up as the write's error. */
 static void make_parents(const char *path)
 {
-	char *dir = dup_str(path);
+	char *dir = mb_str_dup(path);
 	char *slash = dir ? strrchr(dir, '/') : NULL;
 
 	if (slash && slash != dir) {

@@ -1,5 +1,6 @@
 /* json.c: jansson documents with file:line:col for syntax and field errors. */
 #include <mechbench/json.h>
+#include <mechbench/str.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,22 +11,13 @@
 #define MB_JSON_MAX_DEPTH 128
 #define MB_JSON_PATH_MAX 512
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 int mb_json_doc_parse(mb_json_doc *doc, const char *text, size_t len, const char *name,
 		      mb_error *err)
 {
 	json_error_t jerr;
 
 	memset(doc, 0, sizeof(*doc));
-	doc->name = dup_str(name ? name : "<json>");
+	doc->name = mb_str_dup(name ? name : "<json>");
 	doc->text = malloc(len + 1);
 	if (!doc->name || !doc->text) {
 		mb_json_doc_dispose(doc);

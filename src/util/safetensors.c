@@ -18,6 +18,7 @@
 #include <mechbench/safetensors.h>
 
 #include <mechbench/file.h>
+#include <mechbench/str.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -94,15 +95,6 @@ static const char *json_kind(const json_t *v)
 	case JSON_FALSE: return "a boolean";
 	default: return "null";
 	}
-}
-
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
 }
 
 static uint64_t load_le64(const unsigned char *p)
@@ -372,7 +364,7 @@ int mb_safetensors_open_mem(mb_safetensors **out, const void *buf, size_t len, c
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return mb_error_oom(err, "safetensors object", sizeof(*st));
-	st->name = dup_str(name ? name : "<safetensors>");
+	st->name = mb_str_dup(name ? name : "<safetensors>");
 	if (!st->name) {
 		free(st);
 		return mb_error_oom(err, "safetensors name", 0);
@@ -405,7 +397,7 @@ int mb_safetensors_open(mb_safetensors **out, const char *path, mb_error *err)
 		goto cleanup;
 	}
 	st = calloc(1, sizeof(*st));
-	if (!st || !(st->name = dup_str(path))) {
+	if (!st || !(st->name = mb_str_dup(path))) {
 		error = mb_error_oom(err, "safetensors object", sizeof(*st));
 		goto cleanup;
 	}
