@@ -85,6 +85,19 @@ double mb_modadd_gini(const double *x, size_t n)
 	return sum > 0 ? num / ((double)n * sum) : 0;
 }
 
+/* Frequency lists are a handful of ints: insertion sort, ascending. */
+static void sort_ascending(int *a, int n)
+{
+	for (int i = 1; i < n; i++) {
+		int v = a[i], j = i;
+		while (j > 0 && a[j - 1] > v) {
+			a[j] = a[j - 1];
+			j--;
+		}
+		a[j] = v;
+	}
+}
+
 int mb_modadd_key_frequencies(int *out, const double *freq_norm, int p, double energy)
 {
 	int k_max = (p - 1) / 2, n = 0;
@@ -117,15 +130,7 @@ int mb_modadd_key_frequencies(int *out, const double *freq_norm, int p, double e
 		}
 	}
 	free(order);
-	/* ascending */
-	for (int i = 1; i < n; i++) {
-		int v = out[i], j = i;
-		while (j > 0 && out[j - 1] > v) {
-			out[j] = out[j - 1];
-			j--;
-		}
-		out[j] = v;
-	}
+	sort_ascending(out, n);
 	return n;
 }
 
@@ -291,12 +296,5 @@ void mb_modadd_control_frequencies(int *out, mb_rng *r, const double *freq_norm,
 		taken[pick] = 1;
 		out[j] = pick;
 	}
-	for (int i = 1; i < n; i++) {
-		int v = out[i], j = i;
-		while (j > 0 && out[j - 1] > v) {
-			out[j] = out[j - 1];
-			j--;
-		}
-		out[j] = v;
-	}
+	sort_ascending(out, n);
 }
