@@ -129,6 +129,14 @@ typedef struct mb_runner_opts {
 	 * the store's open transaction). A negative return stops the run. */
 	int (*on_entry)(void *payload, const mb_entry_result *e, mb_error *err);
 	void *payload;
+	/* When set, mb_runner_run_entry hands the whole entry to split (same
+	 * arguments and contract), which runs a share of its items in this
+	 * process (shard.h: `run --shard`; dist.h: MPI ranks) through
+	 * mb_runner_run_values with split cleared. */
+	int (*split)(void *split_payload, struct mb_entry_result *out, const mb_spec *spec,
+		     const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
+		     const char *model_label, const struct mb_runner_opts *opts, mb_error *err);
+	void *split_payload;
 } mb_runner_opts;
 
 /* Fills the build and machine fields of p (code, compiler, BLAS, CPU,
@@ -172,6 +180,19 @@ int mb_runner_check_dataset(const mb_dataset *d, const mb_spec_entry *e, mb_erro
 int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
 			const mb_dataset *d, const char *model_dir, const char *model_label,
 			const mb_runner_opts *opts, mb_error *err);
+
+/* The two halves of mb_runner_run_entry. run_values fills *out with the
+ * entry's header (names, model file digests, metrics), d's item references
+ * and every item's values (checked finite), aggregates zeroed and no strata;
+ * entry_finish then lists the strata and computes every aggregate from the
+ * values alone, in item order: whoever calls it on the same items and values
+ * (one process, the root rank of an MPI run, `merge` of shards) gets the same
+ * bits. entry_finish leaves *out to the caller's dispose on error. */
+int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *d,
+			 const char *model_dir, const char *model_label,
+			 const mb_runner_opts *opts, mb_error *err);
+int mb_runner_entry_finish(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
+			   const mb_dataset *d, mb_error *err);
 
 /* Runs every entry of spec: datasets from root, models from model_override
  * when given, else root/<entry.model> (MB_EINVALID when neither). Calls

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/dist.h>
 #include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/runner.h>
+#include <mechbench/shard.h>
 #include <mechbench/store.h>
 
 #include "figures_cli.h"
@@ -15,7 +17,8 @@
 
 static const char usage[] =
 	"usage: mechbench run --suite FILE [--model DIR] [--db FILE] [--json FILE]\n"
-	"                     [--csv FILE] [--db-timeout S] [--threads N] [--strata] [--quiet]\n\n"
+	"                     [--csv FILE] [--db-timeout S] [--threads N] [--strata] [--quiet]\n"
+	"                     [--shard I/N]\n\n"
 	"Runs every entry of a suite spec (a task on a model over its frozen dataset)\n"
 	"and stores per-item values, aggregates with 95% CIs and full provenance in the\n"
 	"results database, in one transaction: a run that dies leaves nothing behind.\n"
@@ -34,7 +37,10 @@ static const char usage[] =
 	"  --strata        also print each metric per stratum of its dataset (the JSON\n"
 	"                  report always carries the strata); pooled rows leave strata\n"
 	"                  the dataset recipe marks \"ood\" (OUT-OF-DISTRIBUTION) out\n"
-	"  --quiet         no progress bar\n\n"
+	"  --quiet         no progress bar\n"
+	"  --shard I/N     run part I (0-based) of N of every entry's items: the items\n"
+	"                  sorted by content key, dealt round robin; --db gets a\n"
+	"                  shard database (item values, no aggregates) for `merge`\n\n"
 	"Paths in the spec are relative to the root of its git work tree (the current\n"
 	"directory outside git). Exit codes: 0 done, 1 error, 2 usage.\n";
 
@@ -54,27 +60,6 @@ static int compute_figures(void *payload, const mb_entry_result *e, mb_error *er
 	return mb_cli_figures_compute(&s->figs[s->n++], s->spec, s->root, s->model, e, err);
 }
 
-/* The whole run in one short transaction, after all the work. */
-static int store_run(mb_store *store, mb_run_result *run, const figure_sink *fs, mb_error *err)
-{
-	int64_t id = 0;
-	int error = mb_store_run_begin(store, &id, &run->prov, err);
-
-	for (size_t i = 0; i < run->n_entries && error == 0; i++) {
-		error = mb_store_run_put_entry(store, id, &run->entries[i], err);
-		if (error == 0 && i < fs->n)
-			error = mb_results_put_figures(store, id, run->entries[i].name, &fs->figs[i],
-						       err);
-	}
-	if (error == 0)
-		error = mb_store_run_commit(store, id, &run->prov, err);
-	if (error < 0)
-		mb_store_run_abort(store);
-	else
-		run->id = id;
-	return error;
-}
-
 static void render_run_csv(FILE *f, const void *arg)
 {
 	mb_report_run_csv(f, arg);
@@ -83,8 +68,9 @@ static void render_run_csv(FILE *f, const void *arg)
 int mb_cmd_run(int argc, char **argv)
 {
 	const char *suite = NULL, *model = NULL, *db = "mechbench.db", *json = NULL, *csv = NULL;
-	const char *threads_s = NULL, *timeout_s = NULL;
+	const char *threads_s = NULL, *timeout_s = NULL, *shard_s = NULL;
 	int64_t threads = 0;
+	mb_shard shard = {0, 1};
 	int quiet = 0, show_strata = 0, rc, error = 0;
 	mb_error err;
 	mb_cli_spec_home home;
@@ -108,7 +94,8 @@ int mb_cmd_run(int argc, char **argv)
 		    (rc = mb_cli_opt(argc, argv, &i, "--json", &json, "run")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--csv", &csv, "run")) ||
 		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "run"))) {
+		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "run")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--shard", &shard_s, "run"))) {
 			if (rc < 0)
 				return MB_EXIT_USAGE;
 		} else if (strcmp(argv[i], "--quiet") == 0) {
@@ -126,6 +113,14 @@ int mb_cmd_run(int argc, char **argv)
 		return mb_cli_usage_error("run", "%s", err.msg);
 	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
 		return mb_cli_usage_error("run", "%s", err.msg);
+	if (shard_s && mb_shard_parse(&shard, shard_s, &err) < 0)
+		return mb_cli_usage_error("run", "%s", err.msg);
+	if (shard_s && mb_dist_size() > 1)
+		return mb_cli_usage_error("run", "--shard splits a suite without MPI; under mpirun "
+					  "the ranks split it themselves");
+	if (shard_s && (json || csv))
+		return mb_cli_usage_error("run", "--json and --csv describe a whole run: write them "
+					  "from the merged run (`merge`, then `report`)");
 
 	memset(&spec, 0, sizeof(spec));
 	memset(&run, 0, sizeof(run));
@@ -136,13 +131,15 @@ int mb_cmd_run(int argc, char **argv)
 	mb_provenance_init(&prov, (int)threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
+	if (shard_s)
+		mb_shard_mark(&prov, shard);
 	/* Every output and the database checked before the work (a read-only
 	 * database fails now, not after the whole run); the lock is taken only
 	 * for the short write at the end, so parallel runs share a database. */
 	{
 		const char *outs[] = {json, csv};
 		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0 ||
-		    (error = mb_store_open(&store, db, &so, &err)) < 0)
+		    (mb_dist_rank() == 0 && (error = mb_store_open(&store, db, &so, &err)) < 0))
 			goto cleanup;
 	}
 	if (!(sink.figs = calloc(spec.n_entries ? spec.n_entries : 1, sizeof(*sink.figs)))) {
@@ -157,12 +154,30 @@ int mb_cmd_run(int argc, char **argv)
 	opts.progress = mb_cli_want_progress(quiet);
 	opts.on_entry = compute_figures;
 	opts.payload = &sink;
-	if ((error = mb_runner_run_suite(&run, &prov, &spec, home.root, model, &opts, &err)) < 0)
+	if (shard_s) {
+		/* a part's figures would be wrong: `merge` draws them on the whole */
+		opts.on_entry = NULL;
+		opts.split = mb_shard_run_entry;
+		opts.split_payload = &shard;
+	} else if (mb_dist_size() > 1) {
+		/* ranks split every entry's items; rank 0 alone stores and reports */
+		opts.split = mb_dist_run_entry;
+		if (mb_dist_rank() != 0)
+			opts.on_entry = NULL;
+	}
+	if ((error = mb_runner_run_suite(&run, &prov, &spec, home.root, model, &opts, &err)) < 0 ||
+	    mb_dist_rank() != 0)
 		goto cleanup;
-	if ((error = store_run(store, &run, &sink, &err)) < 0)
+	if ((error = mb_cli_store_run(store, &run, sink.figs, sink.n, &err)) < 0)
 		goto cleanup;
-	mb_report_run_terminal(stdout, &run, mb_cli_want_color());
-	if (show_strata)
+	if (shard_s) {
+		for (size_t i = 0; i < run.n_entries; i++)
+			printf("%s: shard %u/%u: %zu items\n", run.entries[i].name, shard.index,
+			       shard.count, run.entries[i].n_items);
+	} else {
+		mb_report_run_terminal(stdout, &run, mb_cli_want_color());
+	}
+	if (show_strata && !shard_s)
 		mb_report_run_terminal_strata(stdout, &run);
 	fflush(stdout);
 	if (json) {

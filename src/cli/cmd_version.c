@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <mechbench/buildinfo.h>
+#include <mechbench/dist.h>
 #include <mechbench/gemm.h>
 
 static const char usage[] =
@@ -41,6 +42,8 @@ int mb_cmd_version(int argc, char **argv)
 	printf("build type:    %s\n", mb_build_type());
 	printf("compiler:      %s\n", mb_build_compiler());
 	printf("openmp:        max threads %d\n", omp_get_max_threads());
+	printf("mpi:           %s\n", mb_dist_built() ? "yes (mpirun -n K mechbench run)"
+						   : "no (built without MPI)");
 	printf("openblas:      %s\n", mb_blas_config());
 	printf("openblas mode: %s (%d threads, core %s)\n", parallel_name(mb_blas_parallel()),
 	       mb_blas_threads(), mb_blas_core());

@@ -35,3 +35,23 @@ int mb_cli_figures_compute(mb_figure_list *out, const mb_spec *spec, const char 
 	mb_dataset_dispose(&d);
 	return error;
 }
+
+int mb_cli_store_run(mb_store *store, mb_run_result *run, const mb_figure_list *figs,
+		     size_t n_figs, mb_error *err)
+{
+	int64_t id = 0;
+	int error = mb_store_run_begin(store, &id, &run->prov, err);
+
+	for (size_t i = 0; i < run->n_entries && error == 0; i++) {
+		error = mb_store_run_put_entry(store, id, &run->entries[i], err);
+		if (error == 0 && i < n_figs)
+			error = mb_results_put_figures(store, id, run->entries[i].name, &figs[i], err);
+	}
+	if (error == 0)
+		error = mb_store_run_commit(store, id, &run->prov, err);
+	if (error < 0)
+		mb_store_run_abort(store);
+	else
+		run->id = id;
+	return error;
+}

@@ -21,4 +21,9 @@
 int mb_cli_figures_compute(mb_figure_list *out, const mb_spec *spec, const char *root,
 			   const char *model_override, const mb_entry_result *e, mb_error *err);
 
+/* Stores run with figs[i] (i < n_figs) attached to its entry i, in one short
+ * transaction after all the work; sets run->id. Nothing is stored on error. */
+int mb_cli_store_run(mb_store *store, mb_run_result *run, const mb_figure_list *figs,
+		     size_t n_figs, mb_error *err);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <mechbench/buildinfo.h>
+#include <mechbench/dist.h>
 #include <mechbench/gemm.h>
 
 typedef struct command {
@@ -42,8 +43,14 @@ static void print_help(FILE *out)
 		"  4  inconclusive (INCONCLUSIVE, THRESHOLD-CHANGED, METRIC-CHANGED)\n");
 }
 
+/* The last error a command failed with, for mb_dist_finalize's abort line
+ * (other ranks' stderr is closed). */
+static mb_error last_error;
+
 int mb_cli_fail(const mb_error *err)
 {
+	if (err)
+		last_error = *err;
 	fprintf(stderr, "mechbench: %s\n",
 		err && err->msg[0] ? err->msg : "unknown error");
 	return MB_EXIT_ERROR;
@@ -128,8 +135,17 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "--version") == 0)
 		return mb_cmd_version(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].fn(argc - 1, argv + 1);
+		if (strcmp(argv[1], commands[i].name) == 0) {
+			/* under mpirun every rank runs the command (dist.h) */
+			mb_error err;
+			int rc;
+			mb_error_clear(&err);
+			if (mb_dist_init(&argc, &argv, &err) < 0)
+				return mb_cli_fail(&err);
+			rc = commands[i].fn(argc - 1, argv + 1);
+			mb_dist_finalize(rc, &last_error);
+			return rc;
+		}
 	fprintf(stderr, "mechbench: unknown command '%s'\nTry 'mechbench --help'.\n", argv[1]);
 	return MB_EXIT_USAGE;
 }

@@ -311,6 +311,22 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 			const mb_dataset *d, const char *model_dir, const char *model_label,
 			const mb_runner_opts *opts, mb_error *err)
 {
+	int error;
+
+	if (opts && opts->split)
+		return opts->split(opts->split_payload, out, spec, e, d, model_dir, model_label,
+				   opts, err);
+	if ((error = mb_runner_run_values(out, e, d, model_dir, model_label, opts, err)) < 0)
+		return error;
+	if ((error = mb_runner_entry_finish(out, spec, e, d, err)) < 0)
+		mb_entry_result_dispose(out);
+	return error;
+}
+
+int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *d,
+			 const char *model_dir, const char *model_label,
+			 const mb_runner_opts *opts, mb_error *err)
+{
 	const mb_task *t = e->task;
 	void *state = NULL;
 	double started;
@@ -361,6 +377,21 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 						     out->items[i].key, out->metrics[m].name);
 				goto cleanup;
 			}
+cleanup:
+	if (state)
+		t->close(state);
+	if (error < 0) {
+		mb_error_prefix(err, "entry %s", e->name);
+		mb_entry_result_dispose(out);
+	}
+	return error;
+}
+
+int mb_runner_entry_finish(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
+			   const mb_dataset *d, mb_error *err)
+{
+	int error;
+
 	if ((error = mb_runner_strata_init(out, d, err)) < 0)
 		goto cleanup;
 	for (size_t m = 0; m < out->n_metrics; m++) {
@@ -380,12 +411,8 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 			goto cleanup;
 	}
 cleanup:
-	if (state)
-		t->close(state);
-	if (error < 0) {
+	if (error < 0)
 		mb_error_prefix(err, "entry %s", e->name);
-		mb_entry_result_dispose(out);
-	}
 	return error;
 }
 

@@ -1,0 +1,154 @@
+/* cmd_merge.c: `mechbench merge`, shard databases into one stored run. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mechbench/figure.h>
+#include <mechbench/merge.h>
+#include <mechbench/report.h>
+#include <mechbench/spec.h>
+#include <mechbench/store.h>
+
+#include "figures_cli.h"
+#include "suite_cli.h"
+
+static const char usage[] =
+	"usage: mechbench merge SHARD.db... [--db FILE] [--suite FILE] [--db-timeout S]\n"
+	"                       [--quiet]\n\n"
+	"Combines the shard databases of `run --shard i/n` (every i of one n, each\n"
+	"given once) into one run stored in --db, bit for bit the run one process\n"
+	"would have stored: item values placed by content key in dataset order, then\n"
+	"every aggregate, CI and figure computed from all of them. Refused with one\n"
+	"line naming the shard and the field or item: shards of another suite, spec\n"
+	"blob, code commit, seed, dataset sha256 or model digest than the first; a\n"
+	"shard missing or given twice; an item in two shards or in none. The merged\n"
+	"run is written in one transaction after all checks; a new --db that could\n"
+	"not be written is removed. Then `leaderboard`, `report` and `baseline save`\n"
+	"read it like any run.\n\n"
+	"  --db FILE       the results database to store the merged run in (default\n"
+	"                  mechbench.db; created if absent; not one of the shards)\n"
+	"  --suite FILE    the suite spec the shards ran (default: the spec path they\n"
+	"                  recorded); its git blob must be theirs, its datasets are read\n"
+	"                  from its work tree\n"
+	"  --db-timeout S  wait up to S seconds for another writer's lock (default 600)\n"
+	"  --quiet         no closing line on stderr\n\n"
+	"Exit codes: 0 merged, 1 error, 2 usage.\n";
+
+static void remove_db(const char *path)
+{
+	static const char *const tails[] = {"", "-wal", "-shm", "-journal"};
+	char buf[4096];
+
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s", path, tails[i]);
+		unlink(buf);
+	}
+}
+
+int mb_cmd_merge(int argc, char **argv)
+{
+	const char *db = "mechbench.db", *suite = NULL, *timeout_s = NULL;
+	const char **shards = calloc((size_t)argc, sizeof(*shards));
+	size_t n_shards = 0;
+	char spec_path[1024];
+	int quiet = 0, rc, error = 0, created = 0;
+	mb_error err;
+	mb_cli_spec_home home;
+	mb_spec spec;
+	mb_run_result run;
+	mb_store *store = NULL;
+	mb_store_opts so = {0};
+	mb_figure_list *figs = NULL;
+
+	memset(&home, 0, sizeof(home));
+	memset(&spec, 0, sizeof(spec));
+	memset(&run, 0, sizeof(run));
+	mb_error_clear(&err);
+	if (!shards) {
+		error = mb_error_oom(&err, "shard list", (size_t)argc);
+		goto cleanup;
+	}
+	if (mb_cli_wants_help(argc, argv)) {
+		fputs(usage, stdout);
+		free(shards);
+		return MB_EXIT_OK;
+	}
+	for (int i = 1; i < argc; i++) {
+		if ((rc = mb_cli_opt(argc, argv, &i, "--db", &db, "merge")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "merge")) ||
+		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "merge"))) {
+			if (rc < 0) {
+				free(shards);
+				return MB_EXIT_USAGE;
+			}
+		} else if (strcmp(argv[i], "--quiet") == 0) {
+			quiet = 1;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			free(shards);
+			return mb_cli_usage_error("merge", "unexpected option '%s'", argv[i]);
+		} else {
+			shards[n_shards++] = argv[i];
+		}
+	}
+	if (n_shards == 0) {
+		free(shards);
+		return mb_cli_usage_error("merge", "give the shard databases (SHARD.db...)");
+	}
+	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0) {
+		free(shards);
+		return mb_cli_usage_error("merge", "%s", err.msg);
+	}
+	for (size_t s = 0; s < n_shards; s++)
+		if (strcmp(shards[s], db) == 0) {
+			free(shards);
+			return mb_cli_usage_error("merge", "--db %s is one of the shards: merge into "
+						  "another database", db);
+		}
+	if (!suite) {
+		if ((error = mb_merge_spec_path(spec_path, sizeof(spec_path), shards[0], &err)) < 0)
+			goto cleanup;
+		suite = spec_path;
+	}
+	if ((error = mb_cli_spec_home_open(&home, suite, 0, &err)) < 0 ||
+	    (error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0 ||
+	    (error = mb_merge_shards(&run, shards, n_shards, &spec, home.blob, home.root,
+				     &err)) < 0)
+		goto cleanup;
+	if (!(figs = calloc(run.n_entries ? run.n_entries : 1, sizeof(*figs)))) {
+		error = mb_error_oom(&err, "figures", run.n_entries);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < run.n_entries; i++) {
+		const mb_spec_entry *se = mb_spec_find_entry(&spec, run.entries[i].name);
+		const char *model = run.entries[i].model;
+		/* the shards ran the spec's model, or --model as they recorded it */
+		if ((error = mb_cli_figures_compute(&figs[i], &spec, home.root,
+						    se && se->model && strcmp(se->model, model) == 0
+						    ? NULL : model, &run.entries[i], &err)) < 0)
+			goto cleanup;
+	}
+	created = access(db, F_OK) != 0;
+	if ((error = mb_store_open(&store, db, &so, &err)) < 0 ||
+	    (error = mb_cli_store_run(store, &run, figs, run.n_entries, &err)) < 0)
+		goto cleanup;
+	mb_report_run_terminal(stdout, &run, mb_cli_want_color());
+	fflush(stdout);
+	if (!quiet)
+		fprintf(stderr, "mechbench: merged %zu shards into run %lld in %s\n", n_shards,
+			(long long)run.id, db);
+cleanup:
+	mb_store_free(store);
+	if (error < 0 && created)
+		remove_db(db);
+	for (size_t i = 0; figs && i < run.n_entries; i++)
+		mb_figure_list_dispose(&figs[i]);
+	free(figs);
+	mb_run_result_dispose(&run);
+	mb_spec_dispose(&spec);
+	mb_cli_spec_home_dispose(&home);
+	free(shards);
+	return error < 0 ? mb_cli_fail(&err) : MB_EXIT_OK;
+}

@@ -1,0 +1,256 @@
+/*
+ * dist.c: MPI ranks (dist.h). Every MPI call of mechbench is in this file.
+ *
+ * Legend: K ranks, N items of an entry, M metrics of its task.
+ */
+#include <mechbench/dist.h>
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mechbench/shard.h>
+
+#ifdef MB_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1;
+static int g_agreed_failure = 0; /* the last failure was agreed by every rank */
+static int g_stderr = -1;         /* a non-root rank's own stderr, kept for aborts */
+
+/* The rank count the launcher announced, or 0 outside an MPI job. */
+static long launched_size(void)
+{
+	static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+		if (v && *v)
+			return strtol(v, NULL, 10);
+	}
+	return getenv("PMIX_RANK") ? 2 : 0;
+}
+
+int mb_dist_built(void)
+{
+#ifdef MB_HAVE_MPI
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+int mb_dist_rank(void)
+{
+	return g_rank;
+}
+
+int mb_dist_size(void)
+{
+	return g_size;
+}
+
+int mb_dist_init(int *argc, char ***argv, mb_error *err)
+{
+	long announced = launched_size();
+
+	if (announced <= 1)
+		return 0;
+#ifdef MB_HAVE_MPI
+	if (MPI_Init(argc, argv) != MPI_SUCCESS)
+		return mb_error_set(err, MB_ERROR, "MPI_Init failed");
+	MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+	/* one voice: rank 0 prints, the others' messages reach it (mb_dist_agree) */
+	if (g_rank != 0) {
+		int null = open("/dev/null", O_WRONLY);
+		fflush(stdout);
+		fflush(stderr);
+		g_stderr = dup(STDERR_FILENO);
+		if (null >= 0) {
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+	}
+	return 0;
+#else
+	(void)argc;
+	(void)argv;
+	return mb_error_set(err, MB_EINVALID, "launched as one of %ld MPI ranks, but this "
+			    "mechbench was built without MPI (CMake option MB_MPI; install "
+			    "libopenmpi-dev); every rank would run the whole command", announced);
+#endif
+}
+
+void mb_dist_finalize(int exit_code, const mb_error *err)
+{
+#ifdef MB_HAVE_MPI
+	if (g_size <= 1) {
+		int up = 0;
+		MPI_Initialized(&up);
+		if (up)
+			MPI_Finalize();
+		return;
+	}
+	/* 1 is an error; 2 (usage) happens on every rank alike before any work,
+	 * and 3 or 4 are verdicts of rank 0 after all of it */
+	if (exit_code == 1 && !g_agreed_failure) {
+		if (g_rank != 0 && g_stderr >= 0 && err) {
+			char line[MB_ERROR_MSG_MAX + 64];
+			int w = snprintf(line, sizeof(line), "mechbench: rank %d of %d: %s\n",
+					 g_rank, g_size, err->msg);
+			if (w > 0 && write(g_stderr, line, (size_t)w) < 0)
+				w = 0;
+		}
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
+	MPI_Finalize();
+#else
+	(void)exit_code;
+	(void)err;
+#endif
+}
+
+int mb_dist_agree(int error, mb_error *err)
+{
+	g_agreed_failure = 0;
+	if (g_size <= 1)
+		return error;
+#ifdef MB_HAVE_MPI
+	{
+		/* (K) one record per rank: the code, then its message */
+		enum { REC = sizeof(int32_t) + MB_ERROR_MSG_MAX };
+		char mine[REC];
+		char *all = NULL;
+		int32_t code = error < 0 ? error : 0, first = -1, verdict = 0;
+
+		memcpy(mine, &code, sizeof(code));
+		snprintf(mine + sizeof(code), MB_ERROR_MSG_MAX, "%s", error < 0 && err ? err->msg : "");
+		if (g_rank == 0 && !(all = malloc((size_t)g_size * REC))) {
+			/* nothing sensible to agree on without memory */
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		}
+		MPI_Gather(mine, REC, MPI_BYTE, all, REC, MPI_BYTE, 0, MPI_COMM_WORLD);
+		if (g_rank == 0) {
+			for (int r = 0; r < g_size && first < 0; r++) {
+				int32_t c;
+				memcpy(&c, all + (size_t)r * REC, sizeof(c));
+				if (c < 0) {
+					first = r;
+					verdict = c;
+				}
+			}
+			if (first >= 0 && err)
+				mb_error_set(err, verdict, "rank %d of %d: %.*s", first, g_size,
+					     MB_ERROR_MSG_MAX - 32,
+					     all + (size_t)first * REC + sizeof(int32_t));
+			free(all);
+		}
+		MPI_Bcast(&verdict, 1, MPI_INT32_T, 0, MPI_COMM_WORLD);
+		if (verdict < 0 && g_rank != 0 && error >= 0 && err)
+			mb_error_set(err, verdict, "another rank failed (rank 0 says which)");
+		g_agreed_failure = verdict < 0;
+		return verdict;
+	}
+#else
+	return error;
+#endif
+}
+
+int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
+		      const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
+		      const char *model_label, const mb_runner_opts *opts, mb_error *err)
+{
+	mb_shard mine = {(unsigned)g_rank, (unsigned)g_size};
+	mb_runner_opts plain = *opts;
+	mb_entry_result share;
+	mb_dataset view;
+	size_t *idx = NULL, n = 0;
+	double started = mb_runner_now();
+	int error;
+
+	(void)payload;
+	memset(out, 0, sizeof(*out));
+	memset(&share, 0, sizeof(share));
+	memset(&view, 0, sizeof(view));
+	plain.split = NULL;
+	plain.progress = opts->progress && g_rank == 0;
+	if ((error = mb_shard_items(&idx, &n, d, mine, err)) == 0 &&
+	    (error = mb_shard_view(&view, d, idx, n, err)) == 0)
+		error = mb_runner_run_values(&share, e, &view, model_dir, model_label, &plain, err);
+	mb_shard_view_dispose(&view);
+	free(idx);
+	idx = NULL;
+	if ((error = mb_dist_agree(error, err)) < 0)
+		goto cleanup;
+#ifdef MB_HAVE_MPI
+	if (g_size > 1) {
+		size_t nm = share.n_metrics, N = d->items.n;
+		int *counts = NULL, *displs = NULL;
+		double *recv = NULL, *values = NULL; /* (N, M) by rank, then by item */
+
+		if (g_rank == 0) {
+			counts = calloc((size_t)g_size, sizeof(*counts));
+			displs = calloc((size_t)g_size, sizeof(*displs));
+			recv = malloc((N ? N : 1) * (nm ? nm : 1) * sizeof(*recv));
+			values = malloc((N ? N : 1) * (nm ? nm : 1) * sizeof(*values));
+			if (!counts || !displs || !recv || !values)
+				MPI_Abort(MPI_COMM_WORLD, 1);
+			for (int r = 0, at = 0; r < g_size; r++) {
+				/* rank r holds the items of key ranks r, r + K, ... */
+				size_t nr = N > (size_t)r ? (N - (size_t)r + (size_t)g_size - 1) /
+						(size_t)g_size : 0;
+				counts[r] = (int)(nr * nm);
+				displs[r] = at;
+				at += counts[r];
+			}
+		}
+		MPI_Gatherv(share.values, (int)(share.n_items * nm), MPI_DOUBLE, recv, counts,
+			    displs, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+		if (g_rank == 0) {
+			for (int r = 0; r < g_size && error == 0; r++) {
+				mb_shard part = {(unsigned)r, (unsigned)g_size};
+				if ((error = mb_shard_items(&idx, &n, d, part, err)) < 0)
+					break;
+				MB_ASSERT((int)(n * nm) == counts[r]);
+				for (size_t j = 0; j < n; j++)
+					memcpy(values + idx[j] * nm, recv + (size_t)displs[r] + j * nm,
+					       nm * sizeof(*values));
+				free(idx);
+				idx = NULL;
+			}
+			if (error == 0) {
+				error = mb_shard_whole_entry(out, &share, d, values, err);
+				values = NULL; /* taken over */
+			}
+			if (error == 0) {
+				out->seconds = mb_runner_now() - started;
+				if ((error = mb_runner_entry_finish(out, spec, e, d, err)) < 0)
+					mb_entry_result_dispose(out);
+			}
+		}
+		free(counts);
+		free(displs);
+		free(recv);
+		free(values);
+		if (g_rank == 0) {
+			mb_entry_result_dispose(&share);
+			return error;
+		}
+		*out = share;
+		return 0;
+	}
+#endif
+	/* one rank: the whole entry is this rank's share */
+	*out = share;
+	memset(&share, 0, sizeof(share));
+	if ((error = mb_runner_entry_finish(out, spec, e, d, err)) < 0)
+		mb_entry_result_dispose(out);
+cleanup:
+	mb_entry_result_dispose(&share);
+	return error;
+}
