@@ -41,6 +41,12 @@ int mb_dist_built(void);
  * <its message>". */
 int mb_dist_agree(int error, mb_error *err);
 
+/* Collective: rank 0's strings list[0..n) to every rank. On the others *list
+ * (n strings, each malloc'd, the array too; free with mb_dist_strings_free)
+ * and *n are filled; rank 0's are left as they are. */
+int mb_dist_bcast_strings(char ***list, size_t *n, mb_error *err);
+void mb_dist_strings_free(char **list, size_t n);
+
 /* A runner split (runner.h opts->split, payload NULL) over all ranks: every
  * rank calls it for the same entries in the same order. Rank 0 gets the whole
  * entry with its aggregates (mb_runner_entry_finish), the others their share

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <mechbench/dataset.h>
+#include <mechbench/dist.h>
 #include <mechbench/drift.h>
 #include <mechbench/figure.h>
 #include <mechbench/html.h>
@@ -142,6 +143,37 @@ cleanup:
 		mb_figure_list_dispose(&figs[i]);
 	free(figs);
 	mb_run_result_dispose(&run);
+	return error;
+}
+
+/* An MPI rank other than 0 (dist.h): runs its share of the items of every
+ * checkpoint rank 0 runs, in the same order; rank 0 stores and analyses. */
+static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_opts *opts,
+			mb_error *err)
+{
+	char **paths = NULL;
+	size_t n = 0;
+	mb_dataset *datasets = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*datasets));
+	int error = 0;
+
+	if (!datasets)
+		return mb_error_oom(err, "datasets", spec->n_entries);
+	if ((error = mb_dist_bcast_strings(&paths, &n, err)) < 0)
+		goto cleanup;
+	for (size_t e = 0; n && e < spec->n_entries && !error; e++)
+		error = mb_runner_load_dataset(&datasets[e], &spec->entries[e], root, err);
+	for (size_t c = 0; c < n && !error; c++)
+		for (size_t i = 0; i < spec->n_entries && !error; i++) {
+			mb_entry_result share;
+			error = mb_runner_run_entry(&share, spec, &spec->entries[i], &datasets[i],
+						    paths[c], paths[c], opts, err);
+			mb_entry_result_dispose(&share);
+		}
+cleanup:
+	for (size_t e = 0; e < spec->n_entries; e++)
+		mb_dataset_dispose(&datasets[e]);
+	free(datasets);
+	mb_dist_strings_free(paths, n);
 	return error;
 }
 
@@ -281,6 +313,15 @@ int mb_cmd_drift(int argc, char **argv)
 	/* before anything is run or stored (mb_drift_analyze checks it too) */
 	if ((error = mb_drift_check_windows(&spec, n_cks && cks[0].has_step, &err)) < 0)
 		goto cleanup;
+	memset(&ropts, 0, sizeof(ropts));
+	ropts.threads = (int)threads;
+	ropts.progress = mb_cli_want_progress(quiet);
+	if (mb_dist_size() > 1)
+		ropts.split = mb_dist_run_entry; /* every entry's items over the ranks */
+	if (mb_dist_rank() != 0) {
+		error = follow_rank0(&spec, home.root, &ropts, &err);
+		goto cleanup;
+	}
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;
 	error = mb_results_series_get(&meta, store, name, &err);
@@ -336,6 +377,21 @@ int mb_cmd_drift(int argc, char **argv)
 			}
 		}
 	}
+	if (mb_dist_size() > 1) {
+		/* the other ranks run the same new checkpoints (follow_rank0) */
+		char **paths = calloc(n_cks ? n_cks : 1, sizeof(*paths));
+		size_t n_paths = n_cks;
+		if (!paths) {
+			error = mb_error_oom(&err, "checkpoint list", n_cks);
+			goto cleanup;
+		}
+		for (size_t i = 0; i < n_cks; i++)
+			paths[i] = cks[i].path;
+		error = mb_dist_bcast_strings(&paths, &n_paths, &err);
+		free(paths);
+		if (error < 0)
+			goto cleanup;
+	}
 	if (n_cks && !(datasets = calloc(spec.n_entries, sizeof(*datasets)))) {
 		error = mb_error_oom(&err, "datasets", spec.n_entries);
 		goto cleanup;
@@ -344,9 +400,6 @@ int mb_cmd_drift(int argc, char **argv)
 		if ((error = mb_runner_load_dataset(&datasets[e], &spec.entries[e], home.root,
 						    &err)) < 0)
 			goto cleanup;
-	memset(&ropts, 0, sizeof(ropts));
-	ropts.threads = (int)threads;
-	ropts.progress = mb_cli_want_progress(quiet);
 	for (size_t i = 0; i < n_cks; i++) {
 		mb_results_series create;
 		int64_t id = 0;

@@ -42,7 +42,7 @@ int mb_cmd_version(int argc, char **argv)
 	printf("build type:    %s\n", mb_build_type());
 	printf("compiler:      %s\n", mb_build_compiler());
 	printf("openmp:        max threads %d\n", omp_get_max_threads());
-	printf("mpi:           %s\n", mb_dist_built() ? "yes (mpirun -n K mechbench run)"
+	printf("mpi:           %s\n", mb_dist_built() ? "yes (mpirun -n K mechbench run|drift)"
 						   : "no (built without MPI)");
 	printf("openblas:      %s\n", mb_blas_config());
 	printf("openblas mode: %s (%d threads, core %s)\n", parallel_name(mb_blas_parallel()),

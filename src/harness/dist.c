@@ -161,6 +161,70 @@ int mb_dist_agree(int error, mb_error *err)
 #endif
 }
 
+int mb_dist_bcast_strings(char ***list, size_t *n, mb_error *err)
+{
+	if (g_size <= 1)
+		return 0;
+#ifdef MB_HAVE_MPI
+	{
+		/* the count and the total length, then the strings back to back */
+		uint64_t head[2] = {0, 0};
+		char *buf = NULL;
+		char **out = NULL;
+
+		if (g_rank == 0) {
+			head[0] = *n;
+			for (size_t i = 0; i < *n; i++)
+				head[1] += strlen((*list)[i]) + 1;
+		}
+		MPI_Bcast(head, 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+		if (!(buf = malloc(head[1] ? head[1] : 1)))
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		if (g_rank == 0)
+			for (size_t i = 0, at = 0; i < *n; i++) {
+				size_t len = strlen((*list)[i]) + 1;
+				memcpy(buf + at, (*list)[i], len);
+				at += len;
+			}
+		MPI_Bcast(buf, (int)head[1], MPI_CHAR, 0, MPI_COMM_WORLD);
+		if (g_rank == 0) {
+			free(buf);
+			return 0;
+		}
+		if (!(out = calloc(head[0] ? head[0] : 1, sizeof(*out)))) {
+			free(buf);
+			return mb_error_oom(err, "rank 0's list", head[0] * sizeof(*out));
+		}
+		for (size_t i = 0, at = 0; i < head[0]; i++) {
+			size_t len = strlen(buf + at) + 1;
+			if (!(out[i] = malloc(len))) {
+				mb_dist_strings_free(out, i);
+				free(buf);
+				return mb_error_oom(err, "rank 0's list", len);
+			}
+			memcpy(out[i], buf + at, len);
+			at += len;
+		}
+		free(buf);
+		*list = out;
+		*n = (size_t)head[0];
+		return 0;
+	}
+#else
+	(void)list;
+	(void)n;
+	(void)err;
+	return 0;
+#endif
+}
+
+void mb_dist_strings_free(char **list, size_t n)
+{
+	for (size_t i = 0; list && i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
 int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 		      const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
 		      const char *model_label, const mb_runner_opts *opts, mb_error *err)
