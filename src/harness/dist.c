@@ -20,7 +20,9 @@
 
 static int g_rank = 0, g_size = 1;
 static int g_agreed_failure = 0; /* the last failure was agreed by every rank */
+#ifdef MB_HAVE_MPI
 static int g_stderr = -1;         /* a non-root rank's own stderr, kept for aborts */
+#endif
 
 /* The rank count the launcher announced, or 0 outside an MPI job. */
 static long launched_size(void)
@@ -157,6 +159,7 @@ int mb_dist_agree(int error, mb_error *err)
 		return verdict;
 	}
 #else
+	(void)err;
 	return error;
 #endif
 }
@@ -234,8 +237,10 @@ int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 	mb_entry_result share;
 	mb_dataset view;
 	size_t *idx = NULL, n = 0;
-	double started = mb_runner_now();
 	int error;
+#ifdef MB_HAVE_MPI
+	double started = mb_runner_now();
+#endif
 
 	(void)payload;
 	memset(out, 0, sizeof(*out));
