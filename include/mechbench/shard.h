@@ -10,7 +10,7 @@
  * the others' size, and each part draws items from every stratum (keys are
  * hashes). Items, not whole entries, because the suites we run have few
  * entries of very different sizes; the cost is one model load per entry and
- * part, small next to the items (docs/scaling.md).
+ * part, small next to the items (scaling.md).
  *
  * A part computes item values only (mb_runner_run_values); aggregates are
  * computed once, on all the values in dataset order (mb_runner_entry_finish),
