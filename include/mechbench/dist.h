@@ -20,6 +20,7 @@
 #define MECHBENCH_DIST_H
 
 #include <mechbench/error.h>
+#include <mechbench/figure.h>
 #include <mechbench/runner.h>
 
 /* Starts MPI when the environment says this process is one of an MPI job
@@ -54,5 +55,28 @@ void mb_dist_strings_free(char **list, size_t n);
 int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 		      const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
 		      const char *model_label, const mb_runner_opts *opts, mb_error *err);
+
+/* Whole units of work dealt to ranks (drift's checkpoints): 1 when n units
+ * are at least as many as the ranks (K > 1), so that every rank gets whole
+ * units; unit u then belongs to rank u mod K, which runs it as one process
+ * would and sends it to rank 0 (mb_dist_send_unit); rank 0 runs its own and
+ * receives the others' in unit order (mb_dist_recv_unit). Fewer units than
+ * ranks: split each unit's items instead (mb_dist_run_entry). */
+int mb_dist_whole_units(size_t n);
+
+/* A rank's whole unit `label` (the checkpoint path) to rank 0: each of the n
+ * entries' model file digests, seconds and values, and its figures; or, with
+ * error < 0, err's message. Returns error (0 when it was sent). */
+int mb_dist_send_unit(const char *label, const mb_entry_result *entries,
+		      const mb_figure_list *figs, size_t n, int error, const mb_error *err);
+
+/* On rank 0: receives unit `label` from rank `from` and rebuilds entries[i]
+ * (spec's entry i over datasets[i], model label `label`) with every aggregate
+ * computed here (mb_runner_entry_finish: the bits of one process) and its
+ * figures figs[i]; *n_done of them. The sender's error arrives as "rank R
+ * of K: <its message>". */
+int mb_dist_recv_unit(mb_entry_result *entries, size_t *n_done, mb_figure_list *figs, int from,
+		      const mb_spec *spec, const mb_dataset *datasets, const char *label,
+		      mb_error *err);
 
 #endif

@@ -68,13 +68,34 @@ static void now_iso(char *buf, size_t cap)
 	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Runs one checkpoint, then stores its run, figures and series point (and,
- * for the first point, the series and its monitors) in one short
- * transaction after the work, so parallel writers share the database. */
+/* Runs every entry of the spec on the checkpoint at path into entries[i]
+ * (*n_done of them) and their figures into figs[i]. */
+static int compute_entries(mb_entry_result *entries, size_t *n_done, mb_figure_list *figs,
+			   const mb_spec *spec, const mb_dataset *datasets, const char *path,
+			   const mb_runner_opts *opts, mb_error *err)
+{
+	int error = 0;
+
+	for (size_t i = 0; i < spec->n_entries && !error; i++) {
+		const mb_spec_entry *e = &spec->entries[i];
+		if ((error = mb_runner_run_entry(&entries[i], spec, e, &datasets[i], path, path, opts,
+						 err)) < 0)
+			break;
+		*n_done = i + 1;
+		error = mb_figure_compute(&figs[i], e->task, path, e->params, datasets[i].items.items,
+					  datasets[i].items.n, entries[i].values, err);
+	}
+	return error;
+}
+
+/* Runs one checkpoint (or, with owner > 0, receives it whole from MPI rank
+ * owner), then stores its run, figures and series point (and, for the first
+ * point, the series and its monitors) in one short transaction after the
+ * work, so parallel writers share the database. */
 static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset *datasets,
 			  const mb_provenance *base, const mb_drift_checkpoint *c, size_t ordinal,
 			  const char *series, const mb_results_series *create, const mb_runner_opts *opts,
-			  int64_t *out_id, mb_error *err)
+			  int owner, int64_t *out_id, mb_error *err)
 {
 	mb_run_result run;
 	mb_provenance prov = *base, fresh;
@@ -92,17 +113,14 @@ static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset
 		error = mb_error_oom(err, "run entries", spec->n_entries);
 		goto cleanup;
 	}
-	for (size_t i = 0; i < spec->n_entries; i++) {
-		const mb_spec_entry *e = &spec->entries[i];
-		if ((error = mb_runner_run_entry(&run.entries[i], spec, e, &datasets[i], c->path,
-						 c->path, opts, err)) < 0)
-			goto cleanup;
-		run.n_entries = i + 1;
-		if ((error = mb_figure_compute(&figs[i], e->task, c->path, e->params,
-					       datasets[i].items.items, datasets[i].items.n,
-					       run.entries[i].values, err)) < 0)
-			goto cleanup;
-	}
+	if (owner > 0)
+		error = mb_dist_recv_unit(run.entries, &run.n_entries, figs, owner, spec, datasets,
+					  c->path, err);
+	else
+		error = compute_entries(run.entries, &run.n_entries, figs, spec, datasets, c->path,
+					opts, err);
+	if (error < 0)
+		goto cleanup;
 	mb_provenance_finish(&run.prov, started);
 	if ((error = mb_store_run_begin(store, &id, &run.prov, err)) < 0)
 		goto cleanup;
@@ -146,6 +164,29 @@ cleanup:
 	return error;
 }
 
+/* Computes the checkpoint at path and sends it (or its error) to rank 0. */
+static int send_checkpoint(const mb_spec *spec, const mb_dataset *datasets, const char *path,
+			   const mb_runner_opts *opts, mb_error *err)
+{
+	mb_entry_result *entries = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*entries));
+	mb_figure_list *figs = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*figs));
+	size_t done = 0;
+	int error = entries && figs ? 0 : mb_error_oom(err, "checkpoint entries", spec->n_entries);
+
+	if (error == 0)
+		error = compute_entries(entries, &done, figs, spec, datasets, path, opts, err);
+	error = mb_dist_send_unit(path, entries, figs, done, error, err);
+	for (size_t i = 0; i < spec->n_entries; i++) {
+		if (entries)
+			mb_entry_result_dispose(&entries[i]);
+		if (figs)
+			mb_figure_list_dispose(&figs[i]);
+	}
+	free(entries);
+	free(figs);
+	return error;
+}
+
 /* An MPI rank other than 0 (dist.h): runs its share of the items of every
  * checkpoint rank 0 runs, in the same order; rank 0 stores and analyses. */
 static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_opts *opts,
@@ -162,6 +203,15 @@ static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_o
 		goto cleanup;
 	for (size_t e = 0; n && e < spec->n_entries && !error; e++)
 		error = mb_runner_load_dataset(&datasets[e], &spec->entries[e], root, err);
+	if (mb_dist_whole_units(n)) {
+		/* whole checkpoints: this rank's, computed and sent to rank 0 */
+		mb_runner_opts whole = *opts;
+		whole.split = NULL;
+		whole.progress = 0;
+		for (size_t c = (size_t)mb_dist_rank(); c < n && !error; c += (size_t)mb_dist_size())
+			error = send_checkpoint(spec, datasets, paths[c], &whole, err);
+		goto cleanup;
+	}
 	for (size_t c = 0; c < n && !error; c++)
 		for (size_t i = 0; i < spec->n_entries && !error; i++) {
 			mb_entry_result share;
@@ -237,7 +287,7 @@ int mb_cmd_drift(int argc, char **argv)
 	mb_drift_opts dopts = {NAN, 0};
 	mb_runner_opts ropts;
 	char name[128];
-	int exists = 0;
+	int exists = 0, whole = 0;
 	json_t *doc = NULL;
 
 	if (mb_cli_wants_help(argc, argv)) {
@@ -392,6 +442,12 @@ int mb_cmd_drift(int argc, char **argv)
 		if (error < 0)
 			goto cleanup;
 	}
+	/* many checkpoints: each rank runs whole ones (mb_dist_whole_units) */
+	whole = mb_dist_whole_units(n_cks);
+	if (whole) {
+		ropts.split = NULL;
+		ropts.progress = 0;
+	}
 	if (n_cks && !(datasets = calloc(spec.n_entries, sizeof(*datasets)))) {
 		error = mb_error_oom(&err, "datasets", spec.n_entries);
 		goto cleanup;
@@ -416,7 +472,8 @@ int mb_cmd_drift(int argc, char **argv)
 			create.spec_len = home.len;
 		}
 		error = run_checkpoint(store, &spec, datasets, &prov, &cks[i], n_stored + i, name,
-				       !exists && i == 0 ? &create : NULL, &ropts, &id, &err);
+				       !exists && i == 0 ? &create : NULL, &ropts,
+				       whole ? (int)(i % (size_t)mb_dist_size()) : 0, &id, &err);
 		if (error < 0)
 			goto cleanup;
 		ran++;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <mechbench/shard.h>
+#include <mechbench/task.h>
 
 #ifdef MB_HAVE_MPI
 #include <mpi.h>
@@ -322,4 +323,199 @@ int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 cleanup:
 	mb_entry_result_dispose(&share);
 	return error;
+}
+
+/* --- whole units ------------------------------------------------------------------ */
+
+int mb_dist_whole_units(size_t n)
+{
+	return g_size > 1 && n >= (size_t)g_size;
+}
+
+#ifdef MB_HAVE_MPI
+/* The unit as JSON: {"unit", "entries": [{"files", "seconds", "values",
+ * "figures"}]}, or {"unit", "error"}. Reals print with 17 significant digits
+ * (jansson's default), which read back to the same bits. */
+static json_t *pack_unit(const char *label, const mb_entry_result *entries,
+			 const mb_figure_list *figs, size_t n, const char *error)
+{
+	json_t *doc = error ? json_pack("{s:s, s:s}", "unit", label, "error", error)
+			    : json_pack("{s:s, s:[]}", "unit", label, "entries");
+	json_t *list = doc && !error ? json_object_get(doc, "entries") : NULL;
+
+	for (size_t i = 0; list && i < n; i++) {
+		const mb_entry_result *e = &entries[i];
+		json_t *vals = json_array(), *fl = json_array();
+		json_t *files = mb_file_digests_to_json(e->model_files, e->n_model_files);
+		int bad = !vals || !fl || !files;
+		for (size_t v = 0; !bad && v < e->n_items * e->n_metrics; v++)
+			bad = json_array_append_new(vals, json_real(e->values[v])) < 0;
+		for (size_t f = 0; !bad && f < figs[i].n; f++)
+			bad = json_array_append_new(fl, mb_figure_to_json(&figs[i].items[f])) < 0;
+		if (bad || json_array_append_new(list, json_pack("{s:o, s:f, s:o, s:o}", "files",
+								 files, "seconds", e->seconds,
+								 "values", vals, "figures", fl)) < 0) {
+			if (bad) {
+				json_decref(vals);
+				json_decref(fl);
+				json_decref(files);
+			}
+			json_decref(doc);
+			return NULL;
+		}
+	}
+	return doc;
+}
+
+#endif
+
+int mb_dist_send_unit(const char *label, const mb_entry_result *entries,
+		      const mb_figure_list *figs, size_t n, int error, const mb_error *err)
+{
+#ifdef MB_HAVE_MPI
+	json_t *doc = pack_unit(label, entries, figs, n, error < 0 ? err->msg : NULL);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	uint64_t len = text ? strlen(text) + 1 : 0;
+
+	json_decref(doc);
+	if (!text)
+		MPI_Abort(MPI_COMM_WORLD, 1); /* rank 0 waits for this unit */
+	MPI_Send(&len, 1, MPI_UINT64_T, 0, 1, MPI_COMM_WORLD);
+	MPI_Send(text, (int)len, MPI_CHAR, 0, 1, MPI_COMM_WORLD);
+	free(text);
+	/* rank 0 names this failure; no abort from here (mb_dist_finalize) */
+	if (error < 0)
+		g_agreed_failure = 1;
+#else
+	(void)label;
+	(void)entries;
+	(void)figs;
+	(void)n;
+	(void)err;
+	MB_ASSERT(!"mb_dist_send_unit without MPI");
+#endif
+	return error;
+}
+
+#ifdef MB_HAVE_MPI
+/* entries[i] from its packed form p: header from the spec's entry, items
+ * from the dataset, aggregates computed here. */
+static int unpack_entry(mb_entry_result *out, const json_t *p, const mb_spec *spec, size_t i,
+			const mb_dataset *d, const char *label, mb_error *err)
+{
+	const mb_spec_entry *e = &spec->entries[i];
+	const mb_task *t = e->task;
+	json_t *files = json_object_get(p, "files"), *vals = json_object_get(p, "values");
+	mb_entry_result head;
+	double *values = NULL; /* (N, M) */
+	size_t nv = d->items.n * t->n_metrics;
+	int error = 0;
+
+	memset(&head, 0, sizeof(head));
+	if (!json_is_array(files) || !json_is_array(vals) || json_array_size(vals) != nv)
+		return mb_error_set(err, MB_EINVALID, "checkpoint %s: entry %s: a rank sent %zu "
+				    "values, expected %zu", label, e->name,
+				    json_is_array(vals) ? json_array_size(vals) : 0, nv);
+	head.name = e->name;
+	head.task = (char *)t->name;
+	head.task_version = t->version;
+	head.model = (char *)label;
+	head.dataset = e->dataset;
+	head.params = e->params;
+	memcpy(head.dataset_sha256, d->sha256, sizeof(head.dataset_sha256));
+	head.seconds = json_real_value(json_object_get(p, "seconds"));
+	head.n_metrics = t->n_metrics;
+	head.n_model_files = json_array_size(files);
+	head.metrics = calloc(t->n_metrics ? t->n_metrics : 1, sizeof(*head.metrics));
+	head.model_files = calloc(head.n_model_files ? head.n_model_files : 1,
+				  sizeof(*head.model_files));
+	values = malloc((nv ? nv : 1) * sizeof(*values));
+	if (!head.metrics || !head.model_files || !values) {
+		error = mb_error_oom(err, "received entry", nv * sizeof(*values));
+		goto cleanup;
+	}
+	for (size_t m = 0; m < t->n_metrics; m++)
+		head.metrics[m] = (mb_metric_info){(char *)t->metrics[m].name,
+						   t->metrics[m].version, t->metrics[m].kind,
+						   t->metrics[m].direction};
+	for (size_t f = 0; f < head.n_model_files; f++) {
+		json_t *jf = json_array_get(files, f);
+		const char *path = json_string_value(json_object_get(jf, "path"));
+		const char *sha = json_string_value(json_object_get(jf, "sha256"));
+		if (!path || !sha) {
+			error = mb_error_set(err, MB_EINVALID, "checkpoint %s: a rank sent a bad model "
+					     "file digest", label);
+			goto cleanup;
+		}
+		head.model_files[f].path = (char *)path;
+		snprintf(head.model_files[f].sha256, sizeof(head.model_files[f].sha256), "%s", sha);
+		head.model_files[f].bytes =
+			(uint64_t)json_integer_value(json_object_get(jf, "bytes"));
+	}
+	for (size_t v = 0; v < nv; v++)
+		values[v] = json_real_value(json_array_get(vals, v));
+	error = mb_shard_whole_entry(out, &head, d, values, err);
+	values = NULL; /* taken over */
+	if (error == 0 && (error = mb_runner_entry_finish(out, spec, e, d, err)) < 0)
+		mb_entry_result_dispose(out);
+cleanup:
+	free(values);
+	free(head.metrics);
+	free(head.model_files);
+	return error;
+}
+
+#endif
+
+int mb_dist_recv_unit(mb_entry_result *entries, size_t *n_done, mb_figure_list *figs, int from,
+		      const mb_spec *spec, const mb_dataset *datasets, const char *label,
+		      mb_error *err)
+{
+#ifdef MB_HAVE_MPI
+	uint64_t len = 0;
+	char *text = NULL;
+	json_t *doc = NULL, *list;
+	json_error_t jerr;
+	const char *unit, *msg;
+	int error = 0;
+
+	MPI_Recv(&len, 1, MPI_UINT64_T, from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+	if (!(text = malloc(len ? len : 1)))
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	MPI_Recv(text, (int)len, MPI_CHAR, from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+	doc = json_loads(text, 0, &jerr);
+	free(text);
+	unit = json_string_value(json_object_get(doc, "unit"));
+	msg = json_string_value(json_object_get(doc, "error"));
+	list = json_object_get(doc, "entries");
+	if (!unit || strcmp(unit, label) != 0) {
+		error = mb_error_set(err, MB_EINVALID, "rank %d of %d sent checkpoint %s, expected %s",
+				     from, g_size, unit ? unit : "(unreadable)", label);
+	} else if (msg) {
+		error = mb_error_set(err, MB_ERROR, "rank %d of %d: %s", from, g_size, msg);
+	} else if (json_array_size(list) != spec->n_entries) {
+		error = mb_error_set(err, MB_EINVALID, "rank %d of %d sent %zu entries of checkpoint "
+				     "%s, expected %zu", from, g_size, json_array_size(list), label,
+				     spec->n_entries);
+	}
+	for (size_t i = 0; !error && i < spec->n_entries; i++) {
+		json_t *p = json_array_get(list, i), *fl = json_object_get(p, "figures");
+		if ((error = unpack_entry(&entries[i], p, spec, i, &datasets[i], label, err)) < 0)
+			break;
+		*n_done = i + 1;
+		for (size_t f = 0; !error && f < json_array_size(fl); f++)
+			error = mb_figure_list_add_json(&figs[i], json_array_get(fl, f), label, err);
+	}
+	json_decref(doc);
+	return error;
+#else
+	(void)entries;
+	(void)n_done;
+	(void)figs;
+	(void)from;
+	(void)spec;
+	(void)datasets;
+	(void)label;
+	return mb_error_set(err, MB_ERROR, "mb_dist_recv_unit without MPI");
+#endif
 }
