@@ -3,7 +3,9 @@
  * optional `figures` hook in task.h); the store keeps them (results.h, table
  * `figures`, one JSON document each) and the HTML report draws them
  * (svg.h). A figure never holds pixels or SVG: only numbers and labels, so
- * it can be stored, compared and re-rendered.
+ * it can be stored, compared and re-rendered. This module is in util (it
+ * knows nothing of tasks); task.h declares mb_figure_compute, which runs a
+ * task's hook into a figure list.
  *
  * Three kinds:
  *   HEATMAP  a (rows, cols) matrix: head effects (layer x head), attention
@@ -100,16 +102,5 @@ int mb_figure_list_add_json(mb_figure_list *l, const json_t *doc, const char *na
 const mb_figure *mb_figure_list_find(const mb_figure_list *l, const char *name);
 
 void mb_figure_list_dispose(mb_figure_list *l);
-
-struct mb_task;
-struct mb_item;
-
-/* Runs task t's figures hook on the model in model_dir: opens it with
- * params, calls t->figures on the n items and their values (N, M) as
- * t->run wrote them, closes it. A task without the hook adds nothing.
- * Errors are the task's, prefixed with the model folder. */
-int mb_figure_compute(mb_figure_list *out, const struct mb_task *t, const char *model_dir,
-		      const json_t *params, const struct mb_item *items, size_t n,
-		      const double *values, mb_error *err);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * paired.h: paired comparisons over matched items (Miller 2024, "Adding Error
- * Bars to Evals", sections 2-4; design in shared/design/HARNESS.md).
+ * Bars to Evals", sections 2-4; design in docs/HARNESS.md).
  *
  * Items are matched by the caller (the harness matches by content key; a
  * mismatched item set is its error, never a smaller n). Here d_i = cand_i -

@@ -142,6 +142,15 @@ typedef struct mb_task {
 		       mb_figure_list *out, mb_error *err);
 } mb_task;
 
+/* Runs task t's figures hook on the model in model_dir: opens it with
+ * params, calls t->figures on the n items and their values (N, M) as
+ * t->run wrote them, closes it. A task without the hook adds nothing.
+ * Errors are the task's, prefixed with the model folder.
+ * (src/tasks/task_figures.c; the figure type itself is util's figure.h.) */
+int mb_figure_compute(mb_figure_list *out, const mb_task *t, const char *model_dir,
+		      const json_t *params, const mb_item *items, size_t n,
+		      const double *values, mb_error *err);
+
 /* The registry: every task compiled in (src/tasks/tasks.def). */
 const mb_task *mb_task_find(const char *name);
 /* The i-th task, i < mb_task_count(), in tasks.def order. */

@@ -1,5 +1,8 @@
 /*
  * figure.c: plots as data (figure.h). Legend: R rows, C cols of a figure.
+ * A plain data type with its JSON form, in util so that the store and the
+ * reports use it without depending on tasks; running a task's figures hook
+ * is mb_figure_compute (src/tasks/task_figures.c, declared in task.h).
  */
 #include <mechbench/figure.h>
 
@@ -8,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mechbench/task.h>
 #include <mechbench/str.h>
 
 static const char *const kind_names[] = {"heatmap", "lines", "stem"};
@@ -404,25 +406,5 @@ fail:
 	/* Drop the half-read figure: the list is as it was before the call. */
 	while (l->n > before)
 		figure_dispose(&l->items[--l->n]);
-	return error;
-}
-
-/* --- computing ------------------------------------------------------------------------- */
-
-int mb_figure_compute(mb_figure_list *out, const mb_task *t, const char *model_dir,
-		      const json_t *params, const mb_item *items, size_t n, const double *values,
-		      mb_error *err)
-{
-	void *state = NULL;
-	int error;
-
-	if (!t->figures)
-		return 0;
-	if ((error = t->open(&state, model_dir, params, err)) < 0)
-		return error;
-	error = t->figures(state, items, n, values, out, err);
-	t->close(state);
-	if (error < 0)
-		mb_error_prefix(err, "%s: figures of task %s", model_dir, t->name);
 	return error;
 }
