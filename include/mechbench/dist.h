@@ -79,4 +79,10 @@ int mb_dist_recv_unit(mb_entry_result *entries, size_t *n_done, mb_figure_list *
 		      const mb_spec *spec, const mb_dataset *datasets, const char *label,
 		      mb_error *err);
 
+/* On rank 0 after a failure at unit `failed` of n (whole units): receives
+ * and drops every later unit of the other ranks, which keep sending one
+ * message per unit they own (mb_dist_send_unit, an error for those after
+ * their own failure), so that every rank ends without MPI_Abort. */
+void mb_dist_drain_units(size_t failed, size_t n);
+
 #endif

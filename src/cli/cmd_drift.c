@@ -208,8 +208,12 @@ static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_o
 		mb_runner_opts whole = *opts;
 		whole.split = NULL;
 		whole.progress = 0;
-		for (size_t c = (size_t)mb_dist_rank(); c < n && !error; c += (size_t)mb_dist_size())
-			error = send_checkpoint(spec, datasets, paths[c], &whole, err);
+		/* one message per checkpoint, also after a failure (rank 0 drains them) */
+		for (size_t c = (size_t)mb_dist_rank(); c < n; c += (size_t)mb_dist_size())
+			if (error == 0)
+				error = send_checkpoint(spec, datasets, paths[c], &whole, err);
+			else
+				mb_dist_send_unit(paths[c], NULL, NULL, 0, error, err);
 		goto cleanup;
 	}
 	for (size_t c = 0; c < n && !error; c++)
@@ -474,8 +478,11 @@ int mb_cmd_drift(int argc, char **argv)
 		error = run_checkpoint(store, &spec, datasets, &prov, &cks[i], n_stored + i, name,
 				       !exists && i == 0 ? &create : NULL, &ropts,
 				       whole ? (int)(i % (size_t)mb_dist_size()) : 0, &id, &err);
-		if (error < 0)
+		if (error < 0) {
+			if (whole)
+				mb_dist_drain_units(i, n_cks);
 			goto cleanup;
+		}
 		ran++;
 		if (!quiet) {
 			if (cks[i].has_step)

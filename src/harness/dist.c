@@ -519,3 +519,25 @@ int mb_dist_recv_unit(mb_entry_result *entries, size_t *n_done, mb_figure_list *
 	return mb_error_set(err, MB_ERROR, "mb_dist_recv_unit without MPI");
 #endif
 }
+
+void mb_dist_drain_units(size_t failed, size_t n)
+{
+#ifdef MB_HAVE_MPI
+	for (size_t u = failed + 1; u < n; u++) {
+		int from = (int)(u % (size_t)g_size);
+		uint64_t len = 0;
+		char *text;
+		if (from == 0)
+			continue;
+		MPI_Recv(&len, 1, MPI_UINT64_T, from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+		if (!(text = malloc(len ? len : 1)))
+			MPI_Abort(MPI_COMM_WORLD, 1);
+		MPI_Recv(text, (int)len, MPI_CHAR, from, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+		free(text);
+	}
+	g_agreed_failure = 1; /* every rank has ended its units: no abort */
+#else
+	(void)failed;
+	(void)n;
+#endif
+}
