@@ -25,16 +25,20 @@ static int g_agreed_failure = 0; /* the last failure was agreed by every rank */
 static int g_stderr = -1;         /* a non-root rank's own stderr, kept for aborts */
 #endif
 
-/* The rank count the launcher announced, or 0 outside an MPI job. */
-static long launched_size(void)
+/* The rank count the launcher announced (mpirun: OMPI_COMM_WORLD_SIZE; a
+ * PMI-1/2 launcher: PMI_SIZE), 0 outside an MPI job. *pmix is set when a
+ * PMIx launcher (srun --mpi=pmix) started the process: it announces no
+ * count, MPI_Init tells. */
+static long launched_size(int *pmix)
 {
-	static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
+	static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+	*pmix = getenv("PMIX_RANK") != NULL;
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		const char *v = getenv(vars[i]);
 		if (v && *v)
 			return strtol(v, NULL, 10);
 	}
-	return getenv("PMIX_RANK") ? 2 : 0;
+	return 0;
 }
 
 int mb_dist_built(void)
@@ -58,15 +62,26 @@ int mb_dist_size(void)
 
 int mb_dist_init(int *argc, char ***argv, mb_error *err)
 {
-	long announced = launched_size();
+	int pmix = 0;
+	long announced = launched_size(&pmix);
 
-	if (announced <= 1)
+	if (announced <= 1 && !pmix)
 		return 0;
 #ifdef MB_HAVE_MPI
 	if (MPI_Init(argc, argv) != MPI_SUCCESS)
 		return mb_error_set(err, MB_ERROR, "MPI_Init failed");
 	MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+	if (announced > 1 && g_size != announced) {
+		/* each process alone would run, and store, the whole command */
+		int seen = g_size;
+		MPI_Finalize();
+		g_rank = 0;
+		g_size = 1;
+		return mb_error_set(err, MB_EINVALID, "launched as one of %ld ranks, but MPI sees "
+				    "%d: check the launcher (srun --mpi=pmix, or Open MPI's mpirun "
+				    "of the same installation)", announced, seen);
+	}
 	/* one voice: rank 0 prints, the others' messages reach it (mb_dist_agree) */
 	if (g_rank != 0) {
 		int null = open("/dev/null", O_WRONLY);
@@ -83,6 +98,8 @@ int mb_dist_init(int *argc, char ***argv, mb_error *err)
 #else
 	(void)argc;
 	(void)argv;
+	if (announced <= 1)
+		return 0; /* PMIx alone says no count: take it as one process */
 	return mb_error_set(err, MB_EINVALID, "launched as one of %ld MPI ranks, but this "
 			    "mechbench was built without MPI (CMake option MB_MPI; install "
 			    "libopenmpi-dev); every rank would run the whole command", announced);
