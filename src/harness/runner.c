@@ -23,20 +23,13 @@
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
 #include <mechbench/stats.h>
+#include <mechbench/str.h>
 
 double mb_runner_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void utc_now(char *buf, size_t cap)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 void mb_provenance_init(mb_provenance *p, int threads)
@@ -66,12 +59,12 @@ void mb_provenance_init(mb_provenance *p, int threads)
 	snprintf(p->compiler, sizeof(p->compiler), "%s", mb_build_compiler());
 	snprintf(p->cflags, sizeof(p->cflags), "%s", mb_build_cflags());
 	snprintf(p->build_type, sizeof(p->build_type), "%s", mb_build_type());
-	utc_now(p->started_at, sizeof(p->started_at));
+	mb_str_utc(p->started_at, sizeof(p->started_at), time(NULL));
 }
 
 void mb_provenance_finish(mb_provenance *p, double started)
 {
-	utc_now(p->finished_at, sizeof(p->finished_at));
+	mb_str_utc(p->finished_at, sizeof(p->finished_at), time(NULL));
 	p->wall_seconds = mb_runner_now() - started;
 }
 

@@ -629,21 +629,6 @@ void mb_leaderboard_markdown(FILE *f, const mb_leaderboard *lb)
 
 /* --- CSV --------------------------------------------------------------------------------- */
 
-static void csv_field(FILE *f, const char *s)
-{
-	if (!strpbrk(s, ",\"\n\r")) {
-		fputs(s, f);
-		return;
-	}
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"')
-			fputc('"', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 void mb_leaderboard_csv(FILE *f, const mb_leaderboard *lb)
 {
 	fputs("suite,entry,task,run_id,model,metric,version,kind,direction,n,mean,ci_low,ci_high,"
@@ -657,26 +642,26 @@ void mb_leaderboard_csv(FILE *f, const mb_leaderboard *lb)
 				const mb_leaderboard_cell *c = &row->cells[m];
 				if (!c->present)
 					continue;
-				csv_field(f, tb->suite);
+				mb_str_put_csv(f, tb->suite);
 				fputc(',', f);
-				csv_field(f, tb->entry);
+				mb_str_put_csv(f, tb->entry);
 				fputc(',', f);
-				csv_field(f, tb->task);
+				mb_str_put_csv(f, tb->task);
 				fprintf(f, ",%lld,", (long long)row->run_id);
-				csv_field(f, row->model);
+				mb_str_put_csv(f, row->model);
 				fputc(',', f);
-				csv_field(f, tb->metrics[m]);
+				mb_str_put_csv(f, tb->metrics[m]);
 				fprintf(f, ",%d,%s,%s,%zu,%.17g,%.17g,%.17g,%zu,%zu,", tb->versions[m],
 					mb_metric_kind_name(tb->kinds[m]),
 					mb_metric_direction_name(tb->directions[m]), c->n, c->mean, c->lo,
 					c->hi, c->rank_lo, c->rank_hi);
-				csv_field(f, row->code_commit);
+				mb_str_put_csv(f, row->code_commit);
 				fprintf(f, ",%d,", row->code_dirty);
-				csv_field(f, row->spec_blob);
+				mb_str_put_csv(f, row->spec_blob);
 				fputc(',', f);
-				csv_field(f, row->spec_path);
+				mb_str_put_csv(f, row->spec_path);
 				fprintf(f, ",%s,%s,", row->dataset_sha256, row->model_sha256);
-				csv_field(f, row->command);
+				mb_str_put_csv(f, row->command);
 				fputc('\n', f);
 			}
 		}
@@ -785,15 +770,15 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 	for (size_t t = 0; t < lb->n_tables; t++) {
 		const mb_leaderboard_table *tb = &lb->tables[t];
 		fputs("<h2>", f);
-		mb_html_escape(f, tb->suite);
+		mb_str_put_xml(f, tb->suite);
 		fputs(" / ", f);
-		mb_html_escape(f, tb->entry);
+		mb_str_put_xml(f, tb->entry);
 		fputs(" <span class=\"note\">(", f);
-		mb_html_escape(f, tb->task);
+		mb_str_put_xml(f, tb->task);
 		fputs(")</span></h2>\n<table>\n<tr><th>rank</th><th>model</th><th>run</th>", f);
 		for (size_t m = 0; m < tb->n_metrics; m++) {
 			fputs("<th><code>", f);
-			mb_html_escape(f, tb->metrics[m]);
+			mb_str_put_xml(f, tb->metrics[m]);
 			fprintf(f, "@%d</code><br><span class=\"note\">%s is better</span></th>",
 				tb->versions[m],
 				tb->directions[m] == MB_HIGHER_IS_BETTER ? "higher" : "lower");
@@ -804,7 +789,7 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 			char rank[32];
 			row_rank_text(rank, sizeof(rank), tb, row);
 			fprintf(f, "<tr><td class=\"num\">%s</td><td><code>", rank);
-			mb_html_escape(f, row->model);
+			mb_str_put_xml(f, row->model);
 			fprintf(f, "</code></td><td class=\"num\">%lld</td>", (long long)row->run_id);
 			for (size_t m = 0; m < tb->n_metrics; m++) {
 				const mb_leaderboard_cell *c = &row->cells[m];
@@ -820,7 +805,7 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 				if (c->n_strata)
 					fputs("<details><summary>per stratum</summary>", f);
 				for (size_t k = 0; k < c->n_strata; k++) {
-					mb_html_escape(f, c->strata[k].name);
+					mb_str_put_xml(f, c->strata[k].name);
 					fprintf(f, "%s (n %zu): %.4g [%.4g, %.4g]<br>",
 						c->strata[k].ood ? " <strong>OUT-OF-DISTRIBUTION</strong>"
 								 : "",
@@ -836,12 +821,12 @@ int mb_leaderboard_html(FILE *f, const mb_leaderboard *lb, mb_error *err)
 				row->code_dirty ? "-dirty" : "", row->spec_blob, row->dataset_sha256,
 				row->model_sha256);
 			fputs("</code></summary><code>code ", f);
-			mb_html_escape(f, row->code_commit);
+			mb_str_put_xml(f, row->code_commit);
 			fprintf(f, "%s<br>spec ", row->code_dirty ? "-dirty" : "");
-			mb_html_escape(f, row->spec_blob);
+			mb_str_put_xml(f, row->spec_blob);
 			fprintf(f, "<br>data %s<br>model %s</code></details></td><td><code>",
 				row->dataset_sha256, row->model_sha256);
-			mb_html_escape(f, row->command);
+			mb_str_put_xml(f, row->command);
 			fputs("</code></td></tr>\n", f);
 		}
 		fputs("</table>\n", f);

@@ -5,6 +5,7 @@
 #include <mechbench/store.h>
 
 #include <mechbench/results.h>
+#include <mechbench/str.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -961,14 +962,11 @@ cleanup:
 int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_error *err)
 {
 	sqlite3_stmt *st = NULL;
-	char now[32];
-	time_t t = time(NULL);
-	struct tm tm;
+	char now[MB_STR_UTC_LEN];
 	int error;
 
 	*out_id = 0;
-	gmtime_r(&t, &tm);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	mb_str_utc(now, sizeof(now), time(NULL));
 	if ((error = mb_store_exec(s, "BEGIN IMMEDIATE", "starting the gate's transaction", err)) < 0)
 		return error;
 	if ((error = mb_store_prepare(s, &st, "INSERT INTO gates (run_id, created_at, baseline_ref,"
