@@ -68,26 +68,6 @@ void mb_provenance_finish(mb_provenance *p, double started)
 	p->wall_seconds = mb_runner_now() - started;
 }
 
-static json_t *tristate(int v)
-{
-	return v < 0 ? json_null() : json_boolean(v);
-}
-
-json_t *mb_provenance_to_json(const mb_provenance *p)
-{
-	return json_pack("{s:s, s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:b, s:I, s:i, s:s, s:s, s:s,"
-			 " s:i, s:s, s:s, s:s, s:s, s:s, s:f}",
-			 "suite", p->suite, "spec_path", p->spec_path, "spec_blob", p->spec_blob,
-			 "spec_committed", tristate(p->spec_committed), "repo_head", p->repo_head,
-			 "repo_dirty", tristate(p->repo_dirty), "code_version", p->code_version,
-			 "code_commit", p->code_commit, "code_dirty", p->code_dirty, "seed",
-			 (json_int_t)p->seed, "threads", p->threads, "cpu", p->cpu, "blas_config",
-			 p->blas_config, "blas_core", p->blas_core, "blas_threads", p->blas_threads,
-			 "compiler", p->compiler, "cflags", p->cflags, "build_type", p->build_type,
-			 "started_at", p->started_at, "finished_at", p->finished_at,
-			 "wall_seconds", p->wall_seconds);
-}
-
 json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n)
 {
 	json_t *files = json_array();
