@@ -1,7 +1,9 @@
 /*
  * leaderboard.h: models by metrics, with CIs and rank intervals, from stored
  * runs. One table per (suite, entry); a row is one run's result for that
- * entry (a model), a column one metric (name@version).
+ * entry (a model), a column one metric (name@version). The harness computes
+ * it (src/harness/leaderboard.c: mb_leaderboard_build), the report layer
+ * renders it (src/report/leaderboard.c).
  *
  * Rank intervals (ties as ties). For each metric, every pair of rows is
  * compared on the items they share (matched by content key): paired t on
