@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/item_index.h>
 #include <mechbench/multiplicity.h>
 #include <mechbench/paired.h>
 #include <mechbench/stats.h>
+#include <mechbench/verdict.h>
 #include <mechbench/str.h>
 
 /* A copy of s; a stored NULL (no label) becomes "". */
@@ -130,107 +132,64 @@ static char *reproduce_command(const mb_run_result *run, const mb_entry_result *
 	return dup_str(buf);
 }
 
-/* Items shared by rows a and b of metric columns ma, mb: aligned values. */
-typedef struct key_ix {
-	const char *key;
-	size_t i;
-} key_ix;
-
-static int cmp_key(const void *x, const void *y)
-{
-	return strcmp(((const key_ix *)x)->key, ((const key_ix *)y)->key);
-}
-
 static int oriented_better(double diff, mb_metric_direction d)
 {
 	return d == MB_HIGHER_IS_BETTER ? diff > 0 : diff < 0;
 }
 
-/* Two-sided p-value of "rows a and b have the same mean" on shared items,
- * and the mean difference a - b; *n_shared the items compared. */
+/* Two-sided p-value of "rows a and b have the same mean" on their shared
+ * items (paired by content key, item_index.h), and the mean difference
+ * a - b; *n_shared the items compared. The test is the gate's comparison
+ * policy (mb_stats_compare): exact McNemar for binary metrics, the BCa
+ * bootstrap inverted for ratio metrics, the paired t otherwise; bitwise
+ * identical items give p = 1. */
 static int pair_test(double *p, double *diff, size_t *n_shared, const mb_entry_result *a, int ma,
 		     const mb_entry_result *b, int mbi, mb_metric_kind kind,
 		     const mb_leaderboard_opts *o, const char *stream, mb_error *err)
 {
-	key_ix *bk = malloc((b->n_items ? b->n_items : 1) * sizeof(*bk)); /* (N_b) */
+	long *pair = malloc((a->n_items ? a->n_items : 1) * sizeof(*pair)); /* (N) */
 	double *va = malloc((a->n_items ? a->n_items : 1) * sizeof(double)); /* (N) */
 	double *vb = malloc((a->n_items ? a->n_items : 1) * sizeof(double)); /* (N) */
-	double *d = malloc((a->n_items ? a->n_items : 1) * sizeof(double));  /* (N) */
-	double *reps = NULL;
+	mb_stats_compare_opts co;
+	mb_stats_comparison cmp;
 	size_t n = 0;
 	int error = 0;
 
 	*p = 1;
 	*diff = 0;
 	*n_shared = 0;
-	if (!bk || !va || !vb || !d) {
+	if (!pair || !va || !vb) {
 		error = mb_error_oom(err, "paired values", a->n_items * sizeof(double));
 		goto cleanup;
 	}
-	for (size_t i = 0; i < b->n_items; i++) {
-		bk[i].key = b->items[i].key;
-		bk[i].i = i;
-	}
-	qsort(bk, b->n_items, sizeof(*bk), cmp_key);
+	if ((error = mb_item_index_pair(pair, n_shared, a, b, err)) < 0)
+		goto cleanup;
 	for (size_t i = 0; i < a->n_items; i++) {
-		key_ix probe = {a->items[i].key, 0};
-		key_ix *hit = bsearch(&probe, bk, b->n_items, sizeof(*bk), cmp_key);
-		if (!hit)
+		if (pair[i] < 0)
 			continue;
 		va[n] = a->values[i * a->n_metrics + (size_t)ma];
-		vb[n] = b->values[hit->i * b->n_metrics + (size_t)mbi];
+		vb[n] = b->values[(size_t)pair[i] * b->n_metrics + (size_t)mbi];
 		n++;
 	}
-	*n_shared = n;
-	if (n < 2 || mb_stats_items_identical(va, vb, n))
+	if (n < 2)
 		goto cleanup;
-	mb_stats_paired_diff(d, va, vb, n);
-	*diff = mb_stats_mean(d, n);
-	if (kind == MB_METRIC_BINARY) {
-		mb_stats_mcnemar mc;
-		if (mb_stats_mcnemar_exact(&mc, va, vb, n, NULL) == 0) {
-			*p = mc.p_two_sided;
-			goto cleanup;
-		}
-		/* not 0/1 after all: fall through to the t test */
-	}
-	if (kind == MB_METRIC_RATIO) {
-		mb_stats_boot_opts bo;
-		mb_stats_estimate est;
-		size_t le = 0, ge = 0;
-		memset(&bo, 0, sizeof(bo));
-		bo.seed = o->seed;
-		bo.stream = stream;
-		bo.B = o->bootstrap;
-		bo.level = 0.95;
-		bo.ci = MB_STATS_BOOT_CI_PERCENTILE;
-		if (!(reps = malloc(bo.B * sizeof(double)))) {
-			error = mb_error_oom(err, "bootstrap replicates", bo.B * sizeof(double));
-			goto cleanup;
-		}
-		if ((error = mb_stats_bootstrap(&est, reps, d, n, &bo, err)) < 0)
-			goto cleanup;
-		for (size_t k = 0; k < bo.B; k++) {
-			le += reps[k] <= 0;
-			ge += reps[k] >= 0;
-		}
-		*p = fmin(1.0, 2.0 * ((double)(le < ge ? le : ge) + 1.0) / ((double)bo.B + 1.0));
+	memset(&co, 0, sizeof(co));
+	co.kind = (mb_stats_kind)kind;
+	co.alpha = 0.025; /* any level: the p-value does not depend on it */
+	co.seed = o->seed;
+	co.stream = stream;
+	co.boot_B = o->bootstrap;
+	co.boot_ci = MB_STATS_BOOT_CI_BCA;
+	if (kind == MB_METRIC_BINARY && mb_stats_mcnemar_exact(&cmp.mcnemar, va, vb, n, NULL) < 0)
+		co.kind = MB_STATS_KIND_CONTINUOUS; /* not 0/1 after all: the t test */
+	if ((error = mb_stats_compare(&cmp, va, vb, n, &co, err)) < 0)
 		goto cleanup;
-	}
-	{
-		mb_stats_estimate est;
-		if ((error = mb_stats_paired_estimate(&est, d, n, 0.95, err)) < 0)
-			goto cleanup;
-		*p = mb_stats_estimate_p(&est, 0, MB_STATS_ALTERNATIVE_TWO_SIDED);
-		if (isnan(*p))
-			*p = est.se == 0 && *diff != 0 ? 0 : 1; /* a constant, nonzero difference */
-	}
+	*p = cmp.p_two_sided;
+	*diff = cmp.verdict == MB_STATS_VERDICT_IDENTICAL ? 0 : cmp.diff.mean;
 cleanup:
-	free(bk);
+	free(pair);
 	free(va);
 	free(vb);
-	free(d);
-	free(reps);
 	return error;
 }
 

@@ -24,6 +24,7 @@
 #include <mechbench/file.h>
 #include <mechbench/stats.h>
 #include <mechbench/str.h>
+#include <mechbench/verdict.h>
 
 double mb_runner_now(void)
 {
@@ -590,19 +591,20 @@ int mb_runner_estimate_items(mb_stats_estimate *out, const mb_runner_design *dsg
 	if ((error = mb_runner_design_groups(&groups, &n_groups, &stratified, dsg, r, idx, n,
 					     pooled, err)) < 0)
 		goto cleanup;
-	if (stratified) {
-		error = mb_stats_stratified_estimate(out, x, groups, n, dsg->entry->weights,
-						     dsg->entry->n_strata, level, err);
-	} else if (r->metrics[m].kind == MB_METRIC_RATIO) {
-		mb_stats_boot_opts bo = {.seed = dsg->seed, .stream = stream,
-					 .B = (size_t)dsg->bootstrap, .level = level,
-					 .ci = MB_STATS_BOOT_CI_BCA, .cluster = groups,
-					 .n_clusters = n_groups};
-		error = mb_stats_bootstrap(out, NULL, x, n, &bo, err);
-	} else if (groups) {
-		error = mb_stats_clustered_estimate(out, x, groups, n, n_groups, level, err);
-	} else {
-		error = mb_stats_paired_estimate(out, x, n, level, err);
+	{
+		mb_stats_policy pol = {.kind = (mb_stats_kind)r->metrics[m].kind,
+				       .seed = dsg->seed, .stream = stream,
+				       .boot_B = (size_t)dsg->bootstrap,
+				       .boot_ci = MB_STATS_BOOT_CI_BCA};
+		if (stratified) {
+			pol.stratum = groups;
+			pol.stratum_weights = dsg->entry->weights;
+			pol.n_strata = dsg->entry->n_strata;
+		} else {
+			pol.cluster = groups;
+			pol.n_clusters = n_groups;
+		}
+		error = mb_stats_policy_estimate(out, NULL, x, n, &pol, level, err);
 	}
 cleanup:
 	free(groups);
