@@ -18,6 +18,23 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* A set of bootstrap.json: x, its replicates sorted, and the leave-one-out
+ * means (the jackknife of the mean, as scipy forms it). All malloc'd. */
+static void load_set(json_t *s, double **x, size_t *n, double **reps, size_t *B, double **jack)
+{
+	double sum = 0.0;
+
+	*x = golden_vec(s, "x", n);
+	*reps = golden_vec(s, "replicates", B);
+	*jack = malloc(*n * sizeof(**jack));
+	cr_assert(*jack);
+	for (size_t i = 0; i < *n; i++)
+		sum += (*x)[i];
+	for (size_t i = 0; i < *n; i++)
+		(*jack)[i] = (sum - (*x)[i]) / (double)(*n - 1);
+	qsort(*reps, *B, sizeof(**reps), cmp_double);
+}
+
 Test(bootstrap, bca_and_percentile_intervals_match_scipy_on_given_replicates)
 {
 	json_t *root = golden_load("bootstrap.json"), *sets = json_object_get(root, "sets");
@@ -35,15 +52,9 @@ Test(bootstrap, bca_and_percentile_intervals_match_scipy_on_given_replicates)
 	for (size_t k = 0; k < json_array_size(sets); k++) {
 		json_t *s = json_array_get(sets, k);
 		size_t n, B;
-		double *x = golden_vec(s, "x", &n), *reps = golden_vec(s, "replicates", &B);
-		double *jack = malloc(n * sizeof(*jack)), sum = 0.0;
+		double *x, *reps, *jack;
 
-		/* Leave-one-out means: the jackknife of the mean, as scipy forms it. */
-		for (size_t i = 0; i < n; i++)
-			sum += x[i];
-		for (size_t i = 0; i < n; i++)
-			jack[i] = (sum - x[i]) / (double)(n - 1);
-		qsort(reps, B, sizeof(*reps), cmp_double);
+		load_set(s, &x, &n, &reps, &B, &jack);
 		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 			double lo, hi;
 			mb_error err;
@@ -80,15 +91,9 @@ Test(bootstrap, p_value_inverts_the_interval_as_numpy_does)
 	for (size_t k = 0; k < json_array_size(sets); k++) {
 		json_t *s = json_array_get(sets, k), *ps = json_array_get(psets, k);
 		size_t n, B, n_m0;
-		double *x = golden_vec(s, "x", &n), *reps = golden_vec(s, "replicates", &B);
-		double *m0 = golden_vec(ps, "m0", &n_m0);
-		double *jack = malloc(n * sizeof(*jack)), sum = 0.0;
+		double *x, *reps, *jack, *m0 = golden_vec(ps, "m0", &n_m0);
 
-		for (size_t i = 0; i < n; i++)
-			sum += x[i];
-		for (size_t i = 0; i < n; i++)
-			jack[i] = (sum - x[i]) / (double)(n - 1);
-		qsort(reps, B, sizeof(*reps), cmp_double);
+		load_set(s, &x, &n, &reps, &B, &jack);
 		for (int bca = 0; bca < 2; bca++) {
 			json_t *want = json_object_get(ps, bca ? "bca" : "percentile");
 			for (size_t j = 0; j < n_m0; j++) {
