@@ -15,6 +15,7 @@
 #include <mechbench/results.h>
 #include <mechbench/runner.h>
 #include <mechbench/store.h>
+#include <mechbench/str.h>
 
 #include "series_cli.h"
 #include "suite_cli.h"
@@ -58,14 +59,6 @@ static const char usage[] =
 	"Exit codes: 0 done, 1 error, 2 usage, 3 a phase boundary outside its\n"
 	"registered window (or an alarm with --fail-on-alarm), 4 a registered window\n"
 	"that could not be judged (too few checkpoints to locate the phases).\n";
-
-static void now_iso(char *buf, size_t cap)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 /* Runs one checkpoint, then stores its run, figures and series point (and,
  * for the first point, the series and its monitors) in one short
@@ -358,7 +351,7 @@ int mb_cmd_drift(int argc, char **argv)
 			snprintf(create.spec_path, sizeof(create.spec_path), "%s", home.relpath);
 			snprintf(create.spec_blob, sizeof(create.spec_blob), "%s", home.blob);
 			snprintf(create.source, sizeof(create.source), "%s", series);
-			now_iso(create.created_at, sizeof(create.created_at));
+			mb_str_utc(create.created_at, sizeof(create.created_at), time(NULL));
 			create.spec = home.text;
 			create.spec_len = home.len;
 		}

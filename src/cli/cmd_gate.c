@@ -21,6 +21,7 @@
 #include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/store.h>
+#include <mechbench/str.h>
 
 #include "suite_cli.h"
 
@@ -98,12 +99,11 @@ static void render_csv(FILE *f, const void *g)
 
 static void render_junit(FILE *f, const void *g)
 {
-	char ts[32], host[256];
-	time_t t = time(NULL);
-	struct tm tm;
+	char ts[MB_STR_UTC_LEN], host[256];
 
-	gmtime_r(&t, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* junit-4.xsd's timestamp pattern has no zone designator: drop the Z. */
+	mb_str_utc(ts, sizeof(ts), time(NULL));
+	ts[MB_STR_UTC_LEN - 2] = '\0';
 	if (gethostname(host, sizeof(host)) != 0)
 		host[0] = '\0';
 	host[sizeof(host) - 1] = '\0';
