@@ -1,7 +1,6 @@
 /* main.c: mechbench's entry point and command table. */
 #include "cli.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,36 +39,6 @@ static void print_help(FILE *out)
 		"  2  usage error (bad command line)\n"
 		"  3  gate failed (a REGRESSED metric or a failed absolute threshold)\n"
 		"  4  inconclusive (INCONCLUSIVE, THRESHOLD-CHANGED, METRIC-CHANGED)\n");
-}
-
-int mb_cli_fail(const mb_error *err)
-{
-	fprintf(stderr, "mechbench: %s\n",
-		err && err->msg[0] ? err->msg : "unknown error");
-	return MB_EXIT_ERROR;
-}
-
-int mb_cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "mechbench %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'mechbench %s --help'.\n", cmd);
-	return MB_EXIT_USAGE;
-}
-
-int mb_cli_wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-			return 1;
-	}
-	return 0;
 }
 
 /* Takes --gemm NAME / --gemm=NAME out of argv (anywhere before "--") and
