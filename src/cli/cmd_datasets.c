@@ -26,8 +26,9 @@ static const mb_cli_cmd datasets_cmd = {
 	"Datasets are frozen, stratified item lists (JSON Lines, items keyed by content\n"
 	"hash) listed with their sha256 and seeded recipe in datasets/MANIFEST:\n"
 	"  <sha256 or ->  <path>  <task>@<version>  <seed>  <generator params JSON>\n\n"
-	"  build    regenerates every listed dataset from its recipe, rewrites files whose\n"
-	"           bytes changed and fills in the sha256s ('-' marks a new dataset)\n"
+	"  build    regenerates every listed dataset from its recipe, rewrites files\n"
+	"           whose bytes changed and fills in the sha256s ('-' marks a new\n"
+	"           dataset)\n"
 	"  verify   checks each file's sha256 against the MANIFEST, its items' keys, and\n"
 	"           that its recipe still regenerates exactly the same bytes\n",
 	.notes = "Exit codes: 0 done / all verified, 1 error or a dataset failed, 2 usage.\n",

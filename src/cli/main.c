@@ -59,7 +59,7 @@ static int take_gemm_option(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "--gemm") == 0) {
 			if (i + 1 >= argc) {
-				fprintf(stderr, "mechbench: --gemm needs a value (auto, portable, "
+				fprintf(stderr, "mechbench: --gemm: needs a value (auto, portable, "
 						"openblas, onednn)\n");
 				return -1;
 			}

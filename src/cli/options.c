@@ -78,12 +78,14 @@ static int range_has(const range *r, double v)
 	return (r->lo_open ? v > r->lo : v >= r->lo) && (r->hi_open ? v < r->hi : v <= r->hi);
 }
 
-/* "in [1, 4096]" or ">= 0" as it reads after "expected a number ". */
-static const char *range_words(char *buf, size_t cap, const char *s)
+/* " in [1, 4096]" or " >= 0" as it reads after "expected a number"; "" when
+ * there is no range. Written into buf. */
+static char *range_words(char *buf, size_t cap, const char *s)
 {
 	if (!s)
-		return "";
-	snprintf(buf, cap, "%s%s", s[0] == '[' || s[0] == '(' ? " in " : " ", s);
+		buf[0] = '\0';
+	else
+		snprintf(buf, cap, "%s%s", s[0] == '[' || s[0] == '(' ? " in " : " ", s);
 	return buf;
 }
 
@@ -360,6 +362,9 @@ void mb_cli_synopsis(FILE *f, const mb_cli_cmd *cmd, const char *lead)
 	fputc('\n', f);
 }
 
+/* A space that wrap() does not break at ("[0, 86400]" stays on one line). */
+#define NBSP '\x01'
+
 /* Writes text word-wrapped from column `at` (already there) to WIDTH,
  * continuation lines indented to `at`; '\n' forces a break. */
 static void wrap(FILE *f, const char *text, size_t at)
@@ -375,7 +380,8 @@ static void wrap(FILE *f, const char *text, size_t at)
 			fputc(' ', f);
 			col++;
 		}
-		fwrite(text, 1, n, f);
+		for (size_t i = 0; i < n; i++)
+			fputc(text[i] == NBSP ? ' ' : text[i], f);
 		col += n;
 		text += n;
 		if (*text == '\n') {
@@ -391,7 +397,7 @@ static void wrap(FILE *f, const char *text, size_t at)
 
 void mb_cli_option_list(FILE *f, const mb_cli_cmd *cmd)
 {
-	size_t at = 0;
+	size_t at = strlen("-h, --help");
 	char w[160], help[1024];
 
 	for (size_t k = 0; k < cmd->n_opts; k++) {
@@ -406,7 +412,10 @@ void mb_cli_option_list(FILE *f, const mb_cli_cmd *cmd)
 		if (o) {
 			opt_words(w, sizeof(w), o, 1);
 			char rw[96];
-			const char *rs = range_words(rw, sizeof(rw), o->range);
+			char *rs = range_words(rw, sizeof(rw), o->range);
+			for (char *c = rs + 1; *c; c++) /* "in [0, 86400]" stays whole */
+				if (*c == ' ')
+					*c = NBSP;
 			snprintf(help, sizeof(help), "%s%s%s%s%s%s%s", o->help ? o->help : "",
 				 o->range || o->def ? " (" : "", o->range ? rs + 1 : "",
 				 o->range && o->def ? "; " : "", o->def ? "default " : "",
