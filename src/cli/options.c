@@ -207,6 +207,16 @@ int mb_cli_opts_parse(mb_cli_parsed *p, void *args, const mb_cli_cmd *cmd, int a
 	MB_ASSERT(cmd->n_opts <= MB_CLI_MAX_OPTS && cmd->max_operands <= MB_CLI_MAX_ARGS);
 	memset(p, 0, sizeof(*p));
 	set_defaults(args, cmd);
+	/* the defaults first, also before --help: a bad row in a table shows at once */
+	for (size_t k = 0; k < cmd->n_opts; k++) {
+		const mb_cli_opt *o = &cmd->opts[k];
+		range r;
+		MB_ASSERT(range_parse(&r, o->range) == 0 && (o->kind != MB_OPT_ENUM || o->choices));
+		if (o->def && (error = store(args, o, o->name, o->def, err)) < 0) {
+			mb_error_prefix(err, "option table of %s", cmd->name);
+			return error;
+		}
+	}
 	/* -h/--help wins over any error, wherever it is (but not as a value) */
 	for (int i = 1; i < argc; i++) {
 		const mb_cli_opt *o = find(cmd, argv[i], strlen(argv[i]));
@@ -217,13 +227,6 @@ int mb_cli_opts_parse(mb_cli_parsed *p, void *args, const mb_cli_cmd *cmd, int a
 		if (o && o->kind != MB_OPT_FLAG && i + 1 < argc &&
 		    !looks_like_option(cmd, argv[i + 1]))
 			i++;
-	}
-	for (size_t k = 0; k < cmd->n_opts; k++) {
-		const mb_cli_opt *o = &cmd->opts[k];
-		if (o->def && (error = store(args, o, o->name, o->def, err)) < 0) {
-			mb_error_prefix(err, "the default of");
-			return error;
-		}
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *value = NULL;
