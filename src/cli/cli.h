@@ -24,6 +24,13 @@ enum {
 	MB_EXIT_INCONCLUSIVE = 4, /* INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED */
 };
 
+/* Option rows many commands share (options.h): --threads (an int64_t, 0 when
+ * not given: all) and --quiet (an int). */
+#define MB_CLI_OPT_THREADS(T, field)                                                     \
+	{MB_OPT(INT, "--threads", T, field), .meta = "N", .range = "[1, 4096]",            \
+	 .help = "OpenMP threads (default: all)"}
+#define MB_CLI_OPT_QUIET(T, field) {MB_OPT(FLAG, "--quiet", T, field), .help = "no progress bar"}
+
 #define MB_COMMAND(name, summary) int mb_cmd_##name(int argc, char **argv);
 #include "commands.def"
 #undef MB_COMMAND

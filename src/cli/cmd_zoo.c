@@ -43,9 +43,8 @@ static const mb_cli_opt zoo_train_opts[] = {
 	{MB_OPT(INT, "--steps", zoo_args, steps), .meta = "N", .range = "[1, 100000000]",
 	 .help = "override the preset's step count (the preset is then recorded as \"custom\" "
 		 "and the checks are not required to pass)"},
-	{MB_OPT(INT, "--threads", zoo_args, threads), .meta = "N", .range = "[1, 4096]",
-	 .help = "OpenMP threads (default: all; the weights are the same bits for any N)"},
-	{MB_OPT(FLAG, "--quiet", zoo_args, quiet), .help = "no progress"},
+	MB_CLI_OPT_THREADS(zoo_args, threads),
+	MB_CLI_OPT_QUIET(zoo_args, quiet),
 };
 
 static const mb_cli_opt zoo_verify_opts[] = {
@@ -53,9 +52,8 @@ static const mb_cli_opt zoo_verify_opts[] = {
 	 .help = "the committed models"},
 	{MB_OPT(FLAG, "--no-retrain", zoo_args, no_retrain),
 	 .help = "only check the sha256 of each file against its MANIFEST"},
-	{MB_OPT(INT, "--threads", zoo_args, threads), .meta = "N", .range = "[1, 4096]",
-	 .help = "OpenMP threads (default: all)"},
-	{MB_OPT(FLAG, "--quiet", zoo_args, quiet), .help = "no progress"},
+	MB_CLI_OPT_THREADS(zoo_args, threads),
+	MB_CLI_OPT_QUIET(zoo_args, quiet),
 };
 
 static const mb_cli_cmd zoo_list_cmd = {
@@ -77,8 +75,9 @@ static const mb_cli_cmd zoo_train_cmd = {
 	"Hugging Face checkpoint directory to --out: config.json, model.safetensors,\n"
 	"tokenizer.json, training_state.json (step, every loss, evaluations, seed,\n"
 	"recipe, time) and a MANIFEST (sha256 of each file, the command, machine, time\n"
-	"and the GEMM backend: portable unless --gemm says otherwise). A progress bar\n"
-	"with the loss is drawn on a terminal. After training, the recipe's checks\n"
+	"and the GEMM backend: portable unless --gemm says otherwise). The weights are\n"
+	"the same bits for any --threads. A progress bar with the loss is drawn on a\n"
+	"terminal. After training, the recipe's checks\n"
 	"(modadd: grokking, test accuracy; induction: induction score, loss on the\n"
 	"repeat) are printed; a preset run whose checks fail exits 3.\n",
 };

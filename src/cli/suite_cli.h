@@ -16,15 +16,11 @@
 
 #include "options.h"
 
-/* Option rows the suite commands share (options.h): --db-timeout (a double,
- * seconds), --threads (an int64_t, 0 when not given: all) and --quiet. */
+/* The option row of --db-timeout (a double, seconds) that the commands
+ * writing the store share (options.h). */
 #define MB_CLI_OPT_DB_TIMEOUT(T, field)                                                  \
 	{MB_OPT(DOUBLE, "--db-timeout", T, field), .meta = "S", .range = "[0, 86400]",     \
 	 .def = "600", .help = "wait up to S seconds for another writer's lock"}
-#define MB_CLI_OPT_THREADS(T, field)                                                     \
-	{MB_OPT(INT, "--threads", T, field), .meta = "N", .range = "[1, 4096]",            \
-	 .help = "OpenMP threads (default: all)"}
-#define MB_CLI_OPT_QUIET(T, field) {MB_OPT(FLAG, "--quiet", T, field), .help = "no progress bar"}
 
 /* The spec file and the repository around it. */
 typedef struct mb_cli_spec_home {
