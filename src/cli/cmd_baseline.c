@@ -6,7 +6,6 @@
 
 #include <mechbench/baseline.h>
 #include <mechbench/file.h>
-#include <mechbench/parse.h>
 #include <mechbench/store.h>
 
 #include "suite_cli.h"

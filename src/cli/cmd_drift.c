@@ -10,7 +10,6 @@
 #include <mechbench/drift.h>
 #include <mechbench/figure.h>
 #include <mechbench/html.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/runner.h>
@@ -219,7 +218,7 @@ int mb_cmd_drift(int argc, char **argv)
 	mb_results_point *stored = NULL;
 	mb_dataset *datasets = NULL;
 	mb_cli_series_view view;
-	mb_drift_opts dopts = {NAN, 0};
+	mb_drift_opts dopts;
 	mb_runner_opts ropts;
 	char name[128];
 	int exists = 0;
@@ -232,9 +231,7 @@ int mb_cmd_drift(int argc, char **argv)
 	db = a.db;
 	html = a.html;
 	json = a.json;
-	if (mb_cli_given(&parsed, &drift_cmd, "--penalty"))
-		dopts.penalty = a.penalty;
-	dopts.min_seg = (size_t)a.min_seg;
+	dopts = mb_cli_series_opts(&parsed, &drift_cmd, a.penalty, a.min_seg);
 	mb_cli_db_timeout(&so, a.db_timeout);
 	mb_error_clear(&err);
 

@@ -18,7 +18,6 @@
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
 #include <mechbench/gemm.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/store.h>
 

@@ -6,7 +6,6 @@
 
 #include <mechbench/html.h>
 #include <mechbench/leaderboard.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/store.h>

@@ -11,7 +11,6 @@
 #include <mechbench/baseline.h>
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
-#include <mechbench/parse.h>
 #include <mechbench/power.h>
 
 typedef struct power_args {

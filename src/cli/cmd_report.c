@@ -1,12 +1,10 @@
 /* cmd_report.c: `mechbench report`, the HTML report of a stored run or series. */
 #include "cli.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mechbench/html.h>
-#include <mechbench/parse.h>
 #include <mechbench/results.h>
 #include <mechbench/store.h>
 
@@ -75,7 +73,7 @@ int mb_cmd_report(int argc, char **argv)
 	mb_cli_parsed parsed;
 	const char *series, *html, *db;
 	int64_t run_id;
-	mb_drift_opts dopts = {NAN, 0};
+	mb_drift_opts dopts;
 	int rc, error = 0;
 	mb_error err;
 	mb_store *store = NULL;
@@ -92,9 +90,7 @@ int mb_cmd_report(int argc, char **argv)
 	series = a.series;
 	html = a.html;
 	db = a.db;
-	if (mb_cli_given(&parsed, &report_cmd, "--penalty"))
-		dopts.penalty = a.penalty;
-	dopts.min_seg = (size_t)a.min_seg;
+	dopts = mb_cli_series_opts(&parsed, &report_cmd, a.penalty, a.min_seg);
 	mb_error_clear(&err);
 	memset(&run, 0, sizeof(run));
 	memset(&view, 0, sizeof(view));

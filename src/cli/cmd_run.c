@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/runner.h>

@@ -15,7 +15,6 @@
 
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
-#include <mechbench/parse.h>
 #include <mechbench/sha256.h>
 #include <mechbench/zoo.h>
 

@@ -46,6 +46,11 @@ typedef struct mb_cli_series_view {
 	size_t n_groups;
 } mb_cli_series_view;
 
+/* The drift options from the rows above: the penalty when --penalty was
+ * given (else NAN: the default), the minimum segment (0: the default). */
+mb_drift_opts mb_cli_series_opts(const mb_cli_parsed *p, const mb_cli_cmd *cmd, double penalty,
+				 int64_t min_seg);
+
 /* Reads series `name` from s and analyses it. */
 int mb_cli_series_view_load(mb_cli_series_view *v, mb_store *s, const char *name,
 			    const mb_drift_opts *opts, mb_error *err);

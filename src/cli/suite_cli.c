@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <mechbench/file.h>
-#include <mechbench/parse.h>
 
 #include "cli.h"
 
