@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/logits.h>
+
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
@@ -209,9 +211,6 @@ double mb_modadd_projected_loss(int *out_argmax, const double *basis, const floa
 				int nf)
 {
 	double l[MB_MODADD_MAX_P]; /* (P) projected logits */
-	double mx, se = 0;
-	int arg = 0;
-
 	MB_ASSERT(p >= 3 && p <= MB_MODADD_MAX_P);
 	l[0] = 0; /* (written below; this tells the compiler p >= 1) */
 	for (int c = 0; c < p; c++)
@@ -241,17 +240,7 @@ double mb_modadd_projected_loss(int *out_argmax, const double *basis, const floa
 			}
 		}
 	}
-	mx = l[0];
-	for (int c = 1; c < p; c++)
-		if (l[c] > mx) {
-			mx = l[c];
-			arg = c;
-		}
-	for (int c = 0; c < p; c++)
-		se += exp(l[c] - mx);
-	if (out_argmax)
-		*out_argmax = arg;
-	return mx + log(se) - l[target];
+	return mb_logits_ce_d(out_argmax, l, p, target, MB_LOGITS_LIBM);
 }
 
 void mb_modadd_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,

@@ -128,6 +128,7 @@
 #include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
 #include <mechbench/interventions.h>
+#include <mechbench/logits.h>
 #include <mechbench/model.h>
 #include <mechbench/rng.h>
 
@@ -444,14 +445,8 @@ static double span_loss(const mb_engine *e, int b, const int32_t *tok, int t0, i
 	double sum = 0;
 
 	for (int t = t0; t <= t1; t++) {
-		const float *z = mb_engine_logits_row(e, b, t - 1);
-		double mx = z[0], s = 0;
-		for (int v = 1; v < V; v++)
-			if (z[v] > mx)
-				mx = z[v];
-		for (int v = 0; v < V; v++)
-			s += exp((double)z[v] - mx);
-		sum += mx + log(s) - (double)z[tok[t]];
+		sum += mb_logits_ce(NULL, mb_engine_logits_row(e, b, t - 1), V, tok[t],
+				    MB_LOGITS_LIBM);
 	}
 	return sum / (t1 - t0 + 1);
 }
