@@ -21,7 +21,7 @@
  *
  * Key frequencies (open): from the Fourier norms of the neuron-to-logit map
  * W_L = W_out W_U^T restricted to the P answer logits (M, P), transformed
- * over the answer c (modadd.h: the shortest set of frequencies holding 90% of
+ * over the answer c (fourier.h: the shortest set of frequencies holding 90% of
  * the non-constant squared norm), or given by the run param
  * "key_frequencies" (drift uses the final model's, as Nanda et al. do).
  *
@@ -39,7 +39,7 @@
  *       frequencies' cos/sin components removed (section 5.1 "excluded loss")
  *   modadd.control_loss@2   ratio, lower:  loss of l with S random non-key
  *       frequencies removed, each drawn with probability proportional to its
- *       Fourier energy in W_L (mb_modadd_control_frequencies; Philox stream
+ *       Fourier energy in W_L (mb_fourier_control_frequencies; Philox stream
  *       "modadd/control", seed control_seed, index = mb_item_key_index of the
  *       item's content key: a fresh draw per item, the same in every run).
  *       Why energy-weighted (version 2): version 1 drew the S frequencies
@@ -74,7 +74,7 @@
  *       norms of W_L over c (section 5.1, W_L = W_out W_U)
  *   modadd.neuron_frac      continuous, higher: fraction of the last layer's
  *       neurons with >= 85% of their variance over the grid explained by one
- *       frequency (section 5.2 / appendix; modadd.h)
+ *       frequency (section 5.2 / appendix; fourier.h)
  *   modadd.weight_norm      continuous, lower: sum of squared weights of
  *       every parameter (section 5.1 "total sum of squared weights")
  */
@@ -88,12 +88,12 @@
 #include <mechbench/engine.h>
 #include <mechbench/figure.h>
 #include <mechbench/hooks.h>
-#include <mechbench/modadd.h>
+#include <mechbench/fourier.h>
 #include <mechbench/model.h>
 #include <mechbench/rng.h>
 #include <mechbench/zoo.h>
 
-#define MA_ENERGY 0.9          /* key-frequency rule, modadd.h */
+#define MA_ENERGY 0.9          /* key-frequency rule, fourier.h */
 #define MA_NEURON_SHARE 0.85   /* Nanda et al. 2023 */
 #define MA_BATCH 256           /* grid forward batch */
 
@@ -136,15 +136,15 @@ static const mb_metric_def ma_metrics[MA_NMETRICS] = {
 typedef struct ma_state {
 	int p;
 	float *logits;      /* (N, P) answer logits at '=' */
-	double *basis;      /* (P, P) modadd.h */
-	int key[MB_MODADD_MAX_P / 2]; /* (S) ascending */
+	double *basis;      /* (P, P) fourier.h */
+	int key[MB_FOURIER_MAX_P / 2]; /* (S) ascending */
 	int nkey;
 	int key_given;      /* 1: from params */
 	uint64_t control_seed;
-	double comp_embed[MB_MODADD_MAX_P];        /* (P) W_E component norms */
-	double freq_embed[MB_MODADD_MAX_P / 2 + 1]; /* (K + 1) */
-	double comp_unembed[MB_MODADD_MAX_P];      /* (P) W_L component norms */
-	double freq_unembed[MB_MODADD_MAX_P / 2 + 1];
+	double comp_embed[MB_FOURIER_MAX_P];        /* (P) W_E component norms */
+	double freq_embed[MB_FOURIER_MAX_P / 2 + 1]; /* (K + 1) */
+	double comp_unembed[MB_FOURIER_MAX_P];      /* (P) W_L component norms */
+	double freq_unembed[MB_FOURIER_MAX_P / 2 + 1];
 	double model_level[5]; /* key count, gini_e, gini_u, neuron frac, weight norm */
 } ma_state;
 
@@ -164,9 +164,9 @@ static int ma_gen_params(const json_t *params, int *p, double *frac, mb_error *e
 	json_object_foreach((json_t *)params, key, v) {
 		if (strcmp(key, "p") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < 3 ||
-			    json_integer_value(v) > MB_MODADD_MAX_P || json_integer_value(v) % 2 == 0)
+			    json_integer_value(v) > MB_FOURIER_MAX_P || json_integer_value(v) % 2 == 0)
 				return mb_error_set(err, MB_EINVALID, "params.p: expected an odd "
-						    "integer in [3, %d]", MB_MODADD_MAX_P);
+						    "integer in [3, %d]", MB_FOURIER_MAX_P);
 			*p = (int)json_integer_value(v);
 		} else if (strcmp(key, "train_frac") == 0) {
 			if (!json_is_number(v) || !(json_number_value(v) > 0) ||
@@ -248,19 +248,19 @@ static int ma_check_params(const mb_json_doc *doc, const json_t *params, const c
 		char field[256];
 		mb_json_path_key(field, sizeof(field), at, "key_frequencies");
 		if (!json_is_array(keys) || json_array_size(keys) < 1 ||
-		    json_array_size(keys) > MB_MODADD_MAX_P / 2)
+		    json_array_size(keys) > MB_FOURIER_MAX_P / 2)
 			return mb_json_field_error(doc, err, MB_EINVALID, field,
 						   "expected an array of 1 to %d frequencies",
-						   MB_MODADD_MAX_P / 2);
+						   MB_FOURIER_MAX_P / 2);
 		for (size_t i = 0; i < json_array_size(keys); i++) {
 			json_t *v = json_array_get(keys, i);
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-			    json_integer_value(v) > MB_MODADD_MAX_P / 2) {
+			    json_integer_value(v) > MB_FOURIER_MAX_P / 2) {
 				char f2[300];
 				mb_json_path_index(f2, sizeof(f2), field, i);
 				return mb_json_field_error(doc, err, MB_EINVALID, f2,
 							   "expected a frequency in [1, %d]",
-							   MB_MODADD_MAX_P / 2);
+							   MB_FOURIER_MAX_P / 2);
 			}
 			for (size_t j = 0; j < i; j++)
 				if (json_integer_value(json_array_get(keys, j)) ==
@@ -375,12 +375,12 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 	if ((error = mb_model_load(&m, model_dir, err)) < 0)
 		return error;
 	p = m->cfg.n_vocab - 1;
-	if (p < 3 || p > MB_MODADD_MAX_P || p % 2 == 0 || m->cfg.n_ctx < 3 || m->cfg.attn_only ||
+	if (p < 3 || p > MB_FOURIER_MAX_P || p % 2 == 0 || m->cfg.n_ctx < 3 || m->cfg.attn_only ||
 	    m->cfg.d_mlp < 1) {
 		error = mb_error_set(err, MB_EINVALID, "%s/config.json: modadd needs vocab_size "
 				     "P + 1 with P odd in [3, %d], n_positions >= 3 and an MLP "
 				     "(got vocab_size %d, n_positions %d, attn_only %d)",
-				     model_dir, MB_MODADD_MAX_P, m->cfg.n_vocab, m->cfg.n_ctx,
+				     model_dir, MB_FOURIER_MAX_P, m->cfg.n_vocab, m->cfg.n_ctx,
 				     m->cfg.attn_only);
 		goto cleanup;
 	}
@@ -399,14 +399,14 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 				     sizeof(float));
 		goto cleanup;
 	}
-	mb_modadd_fourier_basis(st->basis, p);
+	mb_fourier_basis(st->basis, p);
 	if ((error = run_grid(st, acts, m, err)) < 0) {
 		mb_error_prefix(err, "%s", model_dir);
 		goto cleanup;
 	}
 
 	/* Fourier norms: W_E over its token rows, W_L over the answer c */
-	mb_modadd_fourier_rows(st->comp_embed, st->freq_embed, st->basis, m->w.wte, p,
+	mb_fourier_rows(st->comp_embed, st->freq_embed, st->basis, m->w.wte, p,
 			       m->cfg.d_model, (size_t)m->cfg.d_model);
 	neuron_logit_map(wl, m, p);
 	{
@@ -421,7 +421,7 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 			for (int c = 0; c < p; c++)
 				wlt[(size_t)c * (size_t)m->cfg.d_mlp + (size_t)n] =
 					wl[(size_t)n * (size_t)p + (size_t)c];
-		mb_modadd_fourier_rows(st->comp_unembed, st->freq_unembed, st->basis, wlt, p,
+		mb_fourier_rows(st->comp_unembed, st->freq_unembed, st->basis, wlt, p,
 				       m->cfg.d_mlp, (size_t)m->cfg.d_mlp);
 		free(wlt);
 	}
@@ -440,7 +440,7 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 			}
 		}
 	} else {
-		st->nkey = mb_modadd_key_frequencies(st->key, st->freq_unembed, p, MA_ENERGY);
+		st->nkey = mb_fourier_key_frequencies(st->key, st->freq_unembed, p, MA_ENERGY);
 	}
 	if (st->nkey < 1 || 2 * st->nkey > (p - 1) / 2) {
 		error = mb_error_set(err, MB_EINVALID, "%s: %d key frequencies of %d: the random "
@@ -452,9 +452,9 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 	st->control_seed = cs ? (uint64_t)json_integer_value(cs) : 0;
 
 	st->model_level[0] = st->nkey;
-	st->model_level[1] = mb_modadd_gini(st->comp_embed, (size_t)p);
-	st->model_level[2] = mb_modadd_gini(st->comp_unembed, (size_t)p);
-	st->model_level[3] = mb_modadd_neuron_fraction(NULL, st->basis, acts,
+	st->model_level[1] = mb_fourier_gini(st->comp_embed, (size_t)p);
+	st->model_level[2] = mb_fourier_gini(st->comp_unembed, (size_t)p);
+	st->model_level[3] = mb_fourier_neuron_fraction(NULL, st->basis, acts,
 						       (size_t)m->cfg.d_mlp, p, m->cfg.d_mlp,
 						       MA_NEURON_SHARE);
 	{
@@ -499,7 +499,7 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 		json_t *ja = json_object_get(items[i].input, "a");
 		json_t *jb = json_object_get(items[i].input, "b");
 		double *v = values + i * MA_NMETRICS;
-		int ctrl[MB_MODADD_MAX_P / 2];
+		int ctrl[MB_FOURIER_MAX_P / 2];
 		const float *l;
 		int a, b, c, arg;
 		size_t pair;
@@ -520,18 +520,18 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 		 * per item from the item's own stream */
 		mb_rng_init_named(&r, st->control_seed, "modadd/control",
 				  mb_item_key_index(items[i].key));
-		mb_modadd_control_frequencies(ctrl, &r, st->freq_unembed, p, st->key, st->nkey,
+		mb_fourier_control_frequencies(ctrl, &r, st->freq_unembed, p, st->key, st->nkey,
 					      st->nkey);
 
-		v[MA_LOSS] = mb_modadd_projected_loss(&arg, st->basis, l, p, c, MB_MODADD_FULL,
+		v[MA_LOSS] = mb_fourier_projected_loss(&arg, st->basis, l, p, c, MB_FOURIER_FULL,
 						      NULL, 0);
 		v[MA_CORRECT] = arg == c ? 1.0 : 0.0;
-		v[MA_RESTRICTED] = mb_modadd_projected_loss(NULL, st->basis, l, p, c,
-							    MB_MODADD_RESTRICT, st->key, st->nkey);
-		v[MA_EXCLUDED] = mb_modadd_projected_loss(NULL, st->basis, l, p, c,
-							  MB_MODADD_EXCLUDE, st->key, st->nkey);
-		v[MA_CONTROL] = mb_modadd_projected_loss(NULL, st->basis, l, p, c,
-							 MB_MODADD_EXCLUDE, ctrl, st->nkey);
+		v[MA_RESTRICTED] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
+							    MB_FOURIER_RESTRICT, st->key, st->nkey);
+		v[MA_EXCLUDED] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
+							  MB_FOURIER_EXCLUDE, st->key, st->nkey);
+		v[MA_CONTROL] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
+							 MB_FOURIER_EXCLUDE, ctrl, st->nkey);
 		v[MA_SUFF] = v[MA_RESTRICTED] - v[MA_LOSS];
 		v[MA_NEC] = v[MA_EXCLUDED] - v[MA_LOSS];
 		v[MA_CTRL_EFFECT] = v[MA_CONTROL] - v[MA_LOSS];
@@ -564,7 +564,7 @@ static int ma_figures(void *state, const mb_item *items, size_t n, const double 
 	static const char *const cols[4] = {"full", "restricted", "excluded", "control"};
 	const ma_state *st = state;
 	int K = (st->p - 1) / 2, error;
-	double x[MB_MODADD_MAX_P / 2];
+	double x[MB_FOURIER_MAX_P / 2];
 	double sum[4][4] = {{0}};
 	size_t count[4] = {0};
 	char title[512];
