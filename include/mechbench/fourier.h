@@ -42,6 +42,12 @@ void mb_fourier_basis(double *out, int p);
  * (out_freq[0] is the constant component's). basis is (P, P). */
 void mb_fourier_rows(double *out_comp, double *out_freq, const double *basis,
 			    const float *x, int p, int cols, size_t stride);
+/* The same with element (x, j) at x[x * row_stride + j * col_stride], so a
+ * matrix stored transposed (W_L (M, P) transformed over its columns c) needs
+ * no copy; the sums run in the same order, so the bits are the same. */
+void mb_fourier_rows_strided(double *out_comp, double *out_freq, const double *basis,
+			     const float *x, int p, int cols, size_t row_stride,
+			     size_t col_stride);
 
 /* The Gini coefficient of n non-negative values (Nanda et al. 2023, section
  * 5.1 "Gini coefficient of the Fourier norms", the usual mean-difference

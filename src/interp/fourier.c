@@ -44,6 +44,13 @@ void mb_fourier_basis(double *out, int p)
 void mb_fourier_rows(double *out_comp, double *out_freq, const double *basis,
 			    const float *x, int p, int cols, size_t stride)
 {
+	mb_fourier_rows_strided(out_comp, out_freq, basis, x, p, cols, stride, 1);
+}
+
+void mb_fourier_rows_strided(double *out_comp, double *out_freq, const double *basis,
+			     const float *x, int p, int cols, size_t row_stride,
+			     size_t col_stride)
+{
 	int k_max = (p - 1) / 2;
 
 	for (int i = 0; i < p; i++) {
@@ -52,7 +59,7 @@ void mb_fourier_rows(double *out_comp, double *out_freq, const double *basis,
 		for (int j = 0; j < cols; j++) {
 			double v = 0;
 			for (int t = 0; t < p; t++)
-				v += f[t] * (double)x[(size_t)t * stride + (size_t)j];
+				v += f[t] * (double)x[(size_t)t * row_stride + (size_t)j * col_stride];
 			ss += v * v;
 		}
 		out_comp[i] = sqrt(ss);

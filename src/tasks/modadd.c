@@ -133,6 +133,15 @@ static const mb_metric_def ma_metrics[MA_NMETRICS] = {
 	 "sum of squared weights (Nanda et al. 2023, 5.1; model-level)"},
 };
 
+/* The paired effects, declared as data (task.h). */
+static const mb_metric_diff ma_derived[] = {
+	{"modadd.sufficiency_gap", "modadd.restricted_loss", "modadd.loss"},
+	{"modadd.necessity_effect", "modadd.excluded_loss", "modadd.loss"},
+	{"modadd.control_effect", "modadd.control_loss", "modadd.loss"},
+};
+
+extern const mb_task mb_task_modadd;
+
 typedef struct ma_state {
 	int p;
 	float *logits;      /* (N, P) answer logits at '=' */
@@ -409,22 +418,9 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 	mb_fourier_rows(st->comp_embed, st->freq_embed, st->basis, m->w.wte, p,
 			       m->cfg.d_model, (size_t)m->cfg.d_model);
 	neuron_logit_map(wl, m, p);
-	{
-		/* transform over c: W_L^T has rows c, so stride 1 over n... use
-		 * columns: element (c, n) of W_L^T is wl[n * p + c] */
-		float *wlt = malloc((size_t)p * (size_t)m->cfg.d_mlp * sizeof(float)); /* (P, M) */
-		if (!wlt) {
-			error = mb_error_oom(err, "modadd W_L", 0);
-			goto cleanup;
-		}
-		for (int n = 0; n < m->cfg.d_mlp; n++)
-			for (int c = 0; c < p; c++)
-				wlt[(size_t)c * (size_t)m->cfg.d_mlp + (size_t)n] =
-					wl[(size_t)n * (size_t)p + (size_t)c];
-		mb_fourier_rows(st->comp_unembed, st->freq_unembed, st->basis, wlt, p,
-				       m->cfg.d_mlp, (size_t)m->cfg.d_mlp);
-		free(wlt);
-	}
+	/* over the answer c: element (c, n) of W_L^T is wl[n * p + c] */
+	mb_fourier_rows_strided(st->comp_unembed, st->freq_unembed, st->basis, wl, p,
+				m->cfg.d_mlp, 1, (size_t)p);
 
 	keys = params ? json_object_get(params, "key_frequencies") : NULL;
 	if (keys) {
@@ -532,17 +528,10 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 							  MB_FOURIER_EXCLUDE, st->key, st->nkey);
 		v[MA_CONTROL] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
 							 MB_FOURIER_EXCLUDE, ctrl, st->nkey);
-		v[MA_SUFF] = v[MA_RESTRICTED] - v[MA_LOSS];
-		v[MA_NEC] = v[MA_EXCLUDED] - v[MA_LOSS];
-		v[MA_CTRL_EFFECT] = v[MA_CONTROL] - v[MA_LOSS];
 		for (int q = 0; q < 5; q++)
 			v[MA_NKEY + q] = st->model_level[q];
-		for (int q = 0; q < MA_NMETRICS; q++)
-			if (!isfinite(v[q]))
-				return mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
-						    items[i].key, ma_metrics[q].name);
 	}
-	return 0;
+	return mb_task_finish(&mb_task_modadd, items, n, values, err);
 }
 
 /* ---- figures ------------------------------------------------------------ */
@@ -632,4 +621,6 @@ const mb_task mb_task_modadd = {
 	.close = ma_close,
 	.run = ma_run,
 	.figures = ma_figures,
+	.derived = ma_derived,
+	.n_derived = sizeof(ma_derived) / sizeof(ma_derived[0]),
 };
