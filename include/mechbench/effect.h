@@ -57,7 +57,8 @@ typedef int (*mb_effect_metric_fn)(double *out, const mb_engine *e, int batch, v
 typedef struct mb_effect mb_effect;
 
 /* An effect over engine e (borrowed; it runs every forward on it) with one
- * metric for the clean run and every arm. */
+ * metric for the clean run and every arm (NULL: no arms, only cached clean
+ * and source runs, e.g. a head-score analysis). */
 int mb_effect_init(mb_effect **out, mb_engine *e, mb_effect_metric_fn metric, void *payload,
 		   mb_error *err);
 void mb_effect_free(mb_effect *fx);
@@ -135,6 +136,19 @@ int mb_effect_run_arm(double *out, double *out_values, mb_effect *fx, const mb_e
  * head (l, h) on item b at ((l H + h) B + b); untouched for skipped heads. */
 int mb_effect_head_sweep(double *out, mb_effect *fx, const uint8_t *heads,
 			 const mb_effect_heads *how, int restart, mb_error *err);
+
+/* Runs n sequences of seq tokens (tokens (n, seq), every position valid)
+ * through e in batches of up to `batch` items (e's max_batch at least) and
+ * keeps each sequence i's last position: logits[i n_logits ..] gets its
+ * first n_logits logits (logits NULL: none), acts[i W ..] its activation at
+ * `point` (W = the point's width; point NULL: none; a read-only cache, so
+ * the forward is the one the point's observation implies). What a task
+ * needs from a grid of inputs (modadd's P x P pairs) or a corpus (an SAE's
+ * training activations, ROME's key statistics). Errors: a logit that is not
+ * finite (naming the sequence and the logit), the engine's. */
+int mb_effect_collect_last(float *acts, float *logits, int n_logits, mb_engine *e,
+			   const int32_t *tokens, size_t n, int seq, int batch,
+			   const mb_hook_point *point, mb_error *err);
 
 /*
  * Matched random controls. Each is drawn from r, which the caller starts at

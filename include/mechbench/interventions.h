@@ -92,6 +92,14 @@ int mb_iv_freeze_patterns(mb_iv *iv, const mb_engine_config *cfg, const mb_cache
 /* Mean of one unit of t over the valid positions of every item (summed in
  * double, in (b, t) order): out (W). The value for mean ablation. */
 int mb_iv_unit_mean(float *out, const mb_hook_tensor *t, int unit, mb_error *err);
+/* Accumulates whole rows of t for means over several runs (mean ablation
+ * values, per-group means such as IOI's per-template ones): W = t's width
+ * per position (H Dh for hook_z; D for residual points); for every item b
+ * and valid position, in (b, t, i) order, sum[g W + i] += row[i] with g =
+ * group[b] (group NULL: g = 0), and count[g] += 1. Not for attention
+ * matrices. The mean is sum / count (in double), rounded to float. */
+void mb_iv_sum_rows(double *sum, long *count, const mb_hook_tensor *t, const int32_t *group);
+
 /* A resample map: out[b] in [0, Bs), uniformly at random from stream r,
  * never b itself when avoid_self and Bs > 1 (mb_iv_resample_pick per b). */
 void mb_iv_resample_map(int32_t *out, int B, int Bs, int avoid_self, mb_rng *r);

@@ -115,7 +115,7 @@ static int forward_metric(mb_effect *fx, const mb_run *r, double *out, mb_error 
 {
 	int rc = mb_engine_forward(fx->e, r, err);
 
-	if (rc == 0 && out)
+	if (rc == 0 && out && fx->metric)
 		rc = fx->metric(out, fx->e, r->batch, fx->payload, err);
 	return rc;
 }
@@ -297,7 +297,7 @@ int mb_effect_run_arm(double *out, double *out_values, mb_effect *fx, const mb_e
 {
 	int B = fx->run.batch, rc;
 
-	MB_ASSERT(fx->have_clean);
+	MB_ASSERT(fx->have_clean && fx->metric);
 	if ((rc = run_arm(fx, arm, err)) < 0 ||
 	    (rc = fx->metric(fx->arm_v, fx->e, B, fx->payload, err)) < 0)
 		return rc;
@@ -333,6 +333,51 @@ int mb_effect_head_sweep(double *out, mb_effect *fx, const uint8_t *heads,
 				return mb_error_prefix(err, "head sweep (%d, %d)", l, h);
 		}
 	return 0;
+}
+
+int mb_effect_collect_last(float *acts, float *logits, int n_logits, mb_engine *e,
+			   const int32_t *tokens, size_t n, int seq, int batch,
+			   const mb_hook_point *point, mb_error *err)
+{
+	mb_hooks *h = NULL;
+	mb_cache *c = NULL;
+	int rc;
+
+	if ((rc = mb_hooks_init(&h, err)) < 0 || (rc = mb_cache_init(&c, err)) < 0 ||
+	    (point && ((rc = mb_cache_add(c, *point, err)) < 0 ||
+		       (rc = mb_cache_attach(c, h, err)) < 0)))
+		goto cleanup;
+	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
+		int B = (int)(n - i0 < (size_t)batch ? n - i0 : (size_t)batch);
+		mb_run run = {.batch = B, .seq = seq, .tokens = tokens + i0 * (size_t)seq,
+			      .hooks = h, .logits = logits ? MB_LOGITS_LAST : MB_LOGITS_NONE};
+
+		if ((rc = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		if (point) {
+			const mb_hook_tensor *t = mb_cache_get(c, *point);
+			size_t W = t->numel / ((size_t)B * (size_t)seq);
+			for (int b = 0; b < B; b++)
+				memcpy(acts + (i0 + (size_t)b) * W,
+				       t->data + ((size_t)b * (size_t)seq + (size_t)(seq - 1)) * W,
+				       W * sizeof(float));
+		}
+		for (int b = 0; logits && b < B; b++) {
+			const float *row = mb_engine_logits_row(e, b, 0); /* (V) */
+			for (int v = 0; v < n_logits; v++) {
+				if (!isfinite(row[v])) {
+					rc = mb_error_set(err, MB_EINVALID, "sequence %zu: logit %d "
+							  "is not finite", i0 + (size_t)b, v);
+					goto cleanup;
+				}
+				logits[(i0 + (size_t)b) * (size_t)n_logits + (size_t)v] = row[v];
+			}
+		}
+	}
+cleanup:
+	mb_cache_free(c);
+	mb_hooks_free(h);
+	return rc;
 }
 
 /* ---- controls --------------------------------------------------------------- */

@@ -470,6 +470,22 @@ int mb_iv_unit_mean(float *out, const mb_hook_tensor *t, int unit, mb_error *err
 	return 0;
 }
 
+void mb_iv_sum_rows(double *sum, long *count, const mb_hook_tensor *t, const int32_t *group)
+{
+	size_t W = t->numel / ((size_t)t->batch * (size_t)t->seq);
+
+	MB_ASSERT(!is_attn_matrix(t->point.kind));
+	for (int b = 0; b < t->batch; b++) {
+		int g = group ? group[b] : 0;
+		for (int p = 0; p < t->lengths[b]; p++) {
+			const float *row = t->data + ((size_t)b * t->seq + (size_t)p) * W;
+			for (size_t i = 0; i < W; i++)
+				sum[(size_t)g * W + i] += row[i];
+		}
+		count[g] += t->lengths[b];
+	}
+}
+
 int32_t mb_iv_resample_pick(mb_rng *r, int self, int Bs, int avoid_self)
 {
 	if (avoid_self && Bs > 1 && self < Bs) {

@@ -429,25 +429,22 @@ static int reference(ind_state *st, mb_error *err)
 	int r = st->max_len < 25 ? st->max_len : 25, n = 2 * r + 1, rc = 0;
 	int32_t *tok = malloc(sizeof(int32_t) * IND_BATCH * (size_t)n); /* (B, n) */
 	double *zsum = calloc((size_t)L * H * Dh, sizeof(double));       /* (L, H, Dh) */
-	mb_hooks *hooks = NULL;
-	mb_cache *cache = NULL;
-	long count = 0;
+	long *count = calloc((size_t)L, sizeof(long));
+	mb_effect *fx = NULL;
 
-	if (!tok || !zsum) {
+	if (!tok || !zsum || !count) {
 		rc = mb_error_oom(err, "induction reference", 0);
 		goto cleanup;
 	}
-	if ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&cache, err)) < 0)
+	if ((rc = mb_effect_init(&fx, st->engine, NULL, NULL, err)) < 0)
 		goto cleanup;
 	for (int l = 0; l < L && rc == 0; l++) {
 		mb_hook_point pp = {MB_HOOK_PATTERN, l}, zp = {MB_HOOK_Z, l};
-		if ((rc = mb_cache_add(cache, pp, err)) == 0)
-			rc = mb_cache_add(cache, zp, err);
+		if ((rc = mb_effect_cache(fx, pp, err)) == 0)
+			rc = mb_effect_cache(fx, zp, err);
 	}
-	if (rc < 0 || (rc = mb_cache_attach(cache, hooks, err)) < 0)
-		goto cleanup;
-	for (int b0 = 0; b0 < IND_REF_ITEMS; b0 += IND_BATCH) {
-		mb_run run = {0};
+	for (int b0 = 0; b0 < IND_REF_ITEMS && rc == 0; b0 += IND_BATCH) {
+		mb_run run = {.batch = IND_BATCH, .seq = n, .tokens = tok, .logits = MB_LOGITS_NONE};
 		for (int b = 0; b < IND_BATCH; b++) {
 			mb_rng rng;
 			mb_rng_init_named(&rng, st->seed, "induction/reference", (uint64_t)(b0 + b));
@@ -460,41 +457,32 @@ static int reference(ind_state *st, mb_error *err)
 				tok[b * n + 1 + r + j] = t;
 			}
 		}
-		run.batch = IND_BATCH;
-		run.seq = n;
-		run.tokens = tok;
-		run.hooks = hooks;
-		run.logits = MB_LOGITS_NONE;
-		if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+		if ((rc = mb_effect_clean(fx, &run, err)) < 0)
 			goto cleanup;
 		for (int l = 0; l < L; l++) {
 			mb_hook_point pp = {MB_HOOK_PATTERN, l}, zp = {MB_HOOK_Z, l};
-			const mb_hook_tensor *pt = mb_cache_get(cache, pp), *zt = mb_cache_get(cache, zp);
+			const mb_hook_tensor *pt = mb_effect_clean_get(fx, pp);
 			for (int b = 0; b < IND_BATCH; b++)
 				for (int h = 0; h < H; h++) {
 					double s[MB_HEADS_N_SCORES];
-					mb_heads_pattern_scores(s, pt->data + ((size_t)b * H + h) * n * n, n,
-						    tok + b * n, r);
+					mb_heads_pattern_scores(s, pt->data + ((size_t)b * H + h) * n * n,
+								n, tok + b * n, r);
 					for (int k = 0; k < MB_HEADS_N_SCORES; k++)
 						st->scores[((size_t)k * L + l) * H + h] += s[k];
 				}
-			for (int b = 0; b < IND_BATCH; b++)
-				for (int t = 0; t < n; t++)
-					for (int i = 0; i < H * Dh; i++)
-						zsum[(size_t)l * H * Dh + i] +=
-							zt->data[((size_t)b * n + t) * H * Dh + i];
+			mb_iv_sum_rows(zsum + (size_t)l * H * Dh, &count[l],
+				       mb_effect_clean_get(fx, zp), NULL);
 		}
-		count += (long)IND_BATCH * n;
 	}
 	for (size_t i = 0; i < (size_t)MB_HEADS_N_SCORES * L * H; i++)
 		st->scores[i] /= IND_REF_ITEMS;
 	for (size_t i = 0; i < (size_t)L * H * Dh; i++)
-		st->zmean[i] = st->mean_ablation ? (float)(zsum[i] / (double)count) : 0.0f;
+		st->zmean[i] = st->mean_ablation ? (float)(zsum[i] / (double)count[0]) : 0.0f;
 cleanup:
-	mb_cache_free(cache);
-	mb_hooks_free(hooks);
+	mb_effect_free(fx);
 	free(tok);
 	free(zsum);
+	free(count);
 	return rc;
 }
 
@@ -856,7 +844,6 @@ static int ind_figures(void *state, const mb_item *items, size_t n, const double
 		"Duplicate-token score per head", "Prefix-matching score per head",
 		"OV copying score (eigenvalue positivity) per head"};
 	mb_figure *f;
-	char label[32];
 	int32_t rep[4096], ctl[4096];
 	int r;
 
@@ -876,47 +863,27 @@ static int ind_figures(void *state, const mb_item *items, size_t n, const double
 	/* the receiver's pattern on the first item */
 	if ((rc = item_tokens(rep, ctl, &r, st, &items[0], err)) < 0)
 		return rc;
-	{
+	if (2 * r + 1 <= 256) { /* MB_FIGURE_MAX_CELLS */
 		int T = 2 * r + 1;
-		mb_hooks *hooks = NULL;
-		mb_cache *cache = NULL;
+		mb_effect *fx = NULL;
 		mb_hook_point pp = {MB_HOOK_PATTERN, st->recv_l};
-		mb_run run = {0};
-		const mb_hook_tensor *pt;
+		mb_run run = {.batch = 1, .seq = T, .tokens = rep, .logits = MB_LOGITS_NONE};
+		char title[128];
 
-		if (T > 256) /* MB_FIGURE_MAX_CELLS */
-			T = 0;
-		if (T && ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&cache, err)) < 0 ||
-			  (rc = mb_cache_add(cache, pp, err)) < 0 ||
-			  (rc = mb_cache_attach(cache, hooks, err)) < 0))
-			goto pattern_done;
-		if (T) {
-			run.batch = 1;
-			run.seq = T;
-			run.tokens = rep;
-			run.hooks = hooks;
-			run.logits = MB_LOGITS_NONE;
-			if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
-				goto pattern_done;
-			pt = mb_cache_get(cache, pp);
-			snprintf(label, sizeof(label), "%d.%d", st->recv_l, st->recv_h);
-			if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "induction.top_pattern",
-						     (size_t)T, (size_t)T, err)) < 0)
-				goto pattern_done;
-			{
-				char title[128];
-				snprintf(title, sizeof(title),
-					 "Attention pattern of head %s on [BOS] R R, |R| = %d", label, r);
-				if ((rc = mb_figure_set_text(f, title, "key position", "query position",
-							     "attention", err)) < 0)
-					goto pattern_done;
-			}
+		snprintf(title, sizeof(title), "Attention pattern of head %d.%d on [BOS] R R, |R| = %d",
+			 st->recv_l, st->recv_h, r);
+		if ((rc = mb_effect_init(&fx, st->engine, NULL, NULL, err)) == 0 &&
+		    (rc = mb_effect_cache(fx, pp, err)) == 0 &&
+		    (rc = mb_effect_clean(fx, &run, err)) == 0 &&
+		    (rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "induction.top_pattern",
+					     (size_t)T, (size_t)T, err)) == 0 &&
+		    (rc = mb_figure_set_text(f, title, "key position", "query position",
+					     "attention", err)) == 0) {
+			const float *pat = mb_effect_clean_get(fx, pp)->data; /* (1, H, T, T) */
 			for (int i = 0; i < T * T; i++)
-				f->values[i] = pt->data[(size_t)st->recv_h * T * T + i];
+				f->values[i] = pat[(size_t)st->recv_h * T * T + i];
 		}
-	pattern_done:
-		mb_cache_free(cache);
-		mb_hooks_free(hooks);
+		mb_effect_free(fx);
 		if (rc < 0)
 			return rc;
 	}

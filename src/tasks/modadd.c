@@ -85,9 +85,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/effect.h>
 #include <mechbench/engine.h>
 #include <mechbench/figure.h>
-#include <mechbench/hooks.h>
 #include <mechbench/fourier.h>
 #include <mechbench/model.h>
 #include <mechbench/rng.h>
@@ -286,73 +286,26 @@ static int ma_check_params(const mb_json_doc *doc, const json_t *params, const c
 
 /* ---- open: the grid forward and the model-level analyses --------------- */
 
-typedef struct grid_hook {
-	float *acts; /* (N, M) */
-	int m;
-	size_t row0; /* pair index of the batch's first item */
-} grid_hook;
-
-/* Copies the last position's hook_post of each item of the batch. */
-static int grab_post(const mb_hook_tensor *t, void *payload, mb_error *err)
-{
-	grid_hook *g = payload;
-	int T = t->seq;
-
-	(void)err;
-	for (int b = 0; b < t->batch; b++)
-		memcpy(g->acts + (g->row0 + (size_t)b) * (size_t)g->m,
-		       t->data + ((size_t)b * (size_t)T + (size_t)(T - 1)) * (size_t)g->m,
-		       (size_t)g->m * sizeof(float));
-	return 0;
-}
-
+/* Every pair's answer logits at '=' (st->logits) and the last layer's
+ * hook_post there (acts (N, M)), in batch-invariant forwards. */
 static int run_grid(ma_state *st, float *acts, const mb_model *m, mb_error *err)
 {
-	int p = st->p, V = m->cfg.n_vocab, M = m->cfg.d_mlp;
-	size_t n = (size_t)p * (size_t)p;
-	mb_engine *e = NULL;
-	mb_hooks *h = NULL;
-	grid_hook g = {acts, M, 0};
-	int32_t tokens[MA_BATCH * 3]; /* (B, 3) */
+	size_t n = (size_t)st->p * (size_t)st->p;
+	int32_t *tokens = malloc(n * 3 * sizeof(int32_t)); /* (N, 3) */
 	mb_engine_opts eo = {MA_BATCH, 3, 0};
 	mb_hook_point hp = {MB_HOOK_MLP_POST, m->cfg.n_layer - 1};
+	mb_engine *e = NULL;
 	int error;
 
-	if ((error = mb_hooks_init(&h, err)) < 0 ||
-	    (error = mb_hooks_add(h, hp, grab_post, &g, MB_HOOK_READONLY, err)) < 0 ||
-	    (error = mb_engine_init(&e, &m->cfg, &m->w, &eo, err)) < 0)
-		goto cleanup;
-	for (size_t i0 = 0; i0 < n; i0 += MA_BATCH) {
-		int B = (int)(n - i0 < MA_BATCH ? n - i0 : MA_BATCH);
-		mb_run run = {0};
-		for (int b = 0; b < B; b++)
-			mb_zoo_modadd_tokens(tokens + 3 * b, p, (uint32_t)(i0 + (size_t)b));
-		run.batch = B;
-		run.seq = 3;
-		run.tokens = tokens;
-		run.hooks = h;
-		run.logits = MB_LOGITS_LAST;
-		g.row0 = i0;
-		if ((error = mb_engine_forward(e, &run, err)) < 0)
-			goto cleanup;
-		for (int b = 0; b < B; b++) {
-			const float *row = mb_engine_logits_row(e, b, 0); /* (V) */
-			for (int c = 0; c < p; c++) {
-				if (!isfinite(row[c])) {
-					error = mb_error_set(err, MB_EINVALID, "pair (%zu, %zu): logit "
-							     "%d is not finite",
-							     (i0 + (size_t)b) / (size_t)p,
-							     (i0 + (size_t)b) % (size_t)p, c);
-					goto cleanup;
-				}
-				st->logits[(i0 + (size_t)b) * (size_t)p + (size_t)c] = row[c];
-			}
-		}
-	}
-	(void)V;
-cleanup:
+	if (!tokens)
+		return mb_error_oom(err, "modadd grid", n * 3 * sizeof(int32_t));
+	for (size_t i = 0; i < n; i++)
+		mb_zoo_modadd_tokens(tokens + 3 * i, st->p, (uint32_t)i);
+	if ((error = mb_engine_init(&e, &m->cfg, &m->w, &eo, err)) == 0)
+		error = mb_effect_collect_last(acts, st->logits, st->p, e, tokens, n, 3, MA_BATCH,
+					       &hp, err);
 	mb_engine_free(e);
-	mb_hooks_free(h);
+	free(tokens);
 	return error;
 }
 
