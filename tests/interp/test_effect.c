@@ -484,3 +484,92 @@ Test(effect, a_missing_cached_point_is_an_error_naming_it)
 	mb_effect_free(fx);
 	fix_close(&f);
 }
+
+Test(effect, collect_last_keeps_each_sequences_last_logits_and_activation)
+{
+	fix f;
+	mb_error err = {0};
+	mb_hook_point post = {MB_HOOK_MLP_POST, 1};
+	int S = 5, M, V, n = 0;
+	int32_t *seqs;
+	float *acts, *logits;
+
+	fix_open(&f, "gpt2_ln_gelu");
+	M = f.m->cfg.d_mlp;
+	V = f.m->cfg.n_vocab;
+	/* the fixture's full-length items, truncated to S tokens */
+	seqs = malloc(sizeof(int32_t) * (size_t)f.B * S);
+	for (int b = 0; b < f.B; b++)
+		if (f.len[b] >= S)
+			memcpy(seqs + (size_t)n++ * S, f.tok + (size_t)b * f.T, sizeof(int32_t) * S);
+	cr_assert_geq(n, 2);
+	acts = malloc(sizeof(float) * (size_t)n * M);
+	logits = malloc(sizeof(float) * (size_t)n * V);
+	/* batches of 2, so a batch boundary falls inside the list */
+	cr_assert_eq(mb_effect_collect_last(acts, logits, V, f.e, seqs, (size_t)n, S, 2, &post,
+					    &err), 0, "%s", err.msg);
+	for (int i = 0; i < n; i++) {
+		mb_cache *c;
+		mb_hooks *h;
+		mb_run r = {.batch = 1, .seq = S, .tokens = seqs + (size_t)i * S,
+			    .logits = MB_LOGITS_LAST};
+		cr_assert_eq(mb_cache_init(&c, &err), 0);
+		cr_assert_eq(mb_hooks_init(&h, &err), 0);
+		cr_assert_eq(mb_cache_add(c, post, &err), 0);
+		cr_assert_eq(mb_cache_attach(c, h, &err), 0);
+		r.hooks = h;
+		cr_assert_eq(mb_engine_forward(f.e, &r, &err), 0, "%s", err.msg);
+		cr_expect_eq(memcmp(logits + (size_t)i * V, mb_engine_logits_row(f.e, 0, 0),
+				    sizeof(float) * V), 0, "sequence %d: logits differ", i);
+		cr_expect_eq(memcmp(acts + (size_t)i * M,
+				    mb_cache_get(c, post)->data + (size_t)(S - 1) * M,
+				    sizeof(float) * M), 0, "sequence %d: hook_post differs", i);
+		mb_cache_free(c);
+		mb_hooks_free(h);
+	}
+	free(seqs);
+	free(acts);
+	free(logits);
+	fix_close(&f);
+}
+
+Test(effect, row_sums_give_the_unit_mean_and_split_by_group)
+{
+	fix f;
+	mb_error err = {0};
+	mb_effect *fx;
+	mb_hook_point z1 = {MB_HOOK_Z, 1};
+	const mb_hook_tensor *z;
+	int W;
+	double *sum, *gsum;
+	long count = 0, gcount[2] = {0, 0};
+	float *mean, *want;
+	int32_t group[64];
+
+	fix_open(&f, "gpt2_ln_gelu");
+	fx = effect_clean(&f, 0);
+	z = mb_effect_clean_get(fx, z1);
+	W = f.H * f.Dh;
+	sum = calloc((size_t)W, sizeof(double));
+	gsum = calloc((size_t)2 * W, sizeof(double));
+	mean = malloc(sizeof(float) * W);
+	want = malloc(sizeof(float) * W);
+	mb_iv_sum_rows(sum, &count, z, NULL);
+	for (int i = 0; i < W; i++)
+		mean[i] = (float)(sum[i] / (double)count);
+	cr_assert_eq(mb_iv_unit_mean(want, z, -1, &err), 0, "%s", err.msg);
+	cr_expect_eq(memcmp(mean, want, sizeof(float) * W), 0);
+	/* groups: the two groups' sums add up to the whole, counts too */
+	for (int b = 0; b < f.B; b++)
+		group[b] = b % 2;
+	mb_iv_sum_rows(gsum, gcount, z, group);
+	cr_expect_eq(gcount[0] + gcount[1], count);
+	for (int i = 0; i < W; i++)
+		cr_expect_float_eq(gsum[i] + gsum[W + i], sum[i], 1e-9 * (1 + fabs(sum[i])));
+	free(sum);
+	free(gsum);
+	free(mean);
+	free(want);
+	mb_effect_free(fx);
+	fix_close(&f);
+}
