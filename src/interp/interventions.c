@@ -527,29 +527,11 @@ static float head_out_col(const float *z, const float *wo, int Dh, int D, int c)
 	return (float)s;
 }
 
-void mb_interp_head_delta_patch(float *out, const mb_engine_config *c, const mb_engine_weights *w,
-				int layer, int head, const mb_hook_tensor *z_clean,
-				const mb_hook_tensor *z_source)
-{
-	int D = c->d_model, Dh = c->d_head, H = c->n_head, T = z_clean->seq;
-	const float *wo = w->o_w + (size_t)layer * D * D + (size_t)head * Dh * D; /* (Dh, D) */
-
-	memset(out, 0, sizeof(float) * (size_t)z_clean->batch * T * D);
-	for (int b = 0; b < z_clean->batch; b++)
-		for (int t = 0; t < z_clean->lengths[b]; t++) {
-			size_t bt = (size_t)b * T + (size_t)t;
-			const float *zs = z_source->data + (bt * H + (size_t)head) * Dh;
-			const float *zc = z_clean->data + (bt * H + (size_t)head) * Dh;
-
-			for (int k = 0; k < D; k++)
-				out[bt * D + k] = head_out_col(zs, wo, Dh, D, k) -
-						  head_out_col(zc, wo, Dh, D, k);
-		}
-}
-
-void mb_interp_head_delta_set(float *out, const mb_engine_config *c, const mb_engine_weights *w,
-			      int layer, int head, const mb_hook_tensor *z_clean,
-			      const float *value)
+/* The sender delta of head (layer, head) at every valid position: from a
+ * source run (z_source) or a set value (interventions.h gives each order). */
+static void head_delta(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+		       int layer, int head, const mb_hook_tensor *z_clean,
+		       const mb_hook_tensor *z_source, const float *value)
 {
 	int D = c->d_model, Dh = c->d_head, H = c->n_head, T = z_clean->seq;
 	const float *wo = w->o_w + (size_t)layer * D * D + (size_t)head * Dh * D; /* (Dh, D) */
@@ -559,14 +541,34 @@ void mb_interp_head_delta_set(float *out, const mb_engine_config *c, const mb_en
 		for (int t = 0; t < z_clean->lengths[b]; t++) {
 			size_t bt = (size_t)b * T + (size_t)t;
 			const float *z = z_clean->data + (bt * H + (size_t)head) * Dh;
+			const float *zs = z_source ? z_source->data + (bt * H + (size_t)head) * Dh
+						   : NULL;
 
 			for (int k = 0; k < D; k++) {
 				float d = 0;
-				for (int a = 0; a < Dh; a++)
-					d += (value[a] - z[a]) * wo[(size_t)a * D + k];
+				if (zs) {
+					d = head_out_col(zs, wo, Dh, D, k) - head_out_col(z, wo, Dh, D, k);
+				} else {
+					for (int a = 0; a < Dh; a++)
+						d += (value[a] - z[a]) * wo[(size_t)a * D + k];
+				}
 				out[bt * D + k] = d;
 			}
 		}
+}
+
+void mb_interp_head_delta_patch(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+				int layer, int head, const mb_hook_tensor *z_clean,
+				const mb_hook_tensor *z_source)
+{
+	head_delta(out, c, w, layer, head, z_clean, z_source, NULL);
+}
+
+void mb_interp_head_delta_set(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+			      int layer, int head, const mb_hook_tensor *z_clean,
+			      const float *value)
+{
+	head_delta(out, c, w, layer, head, z_clean, NULL, value);
 }
 
 int mb_interp_path_patch_delta(mb_engine *e, const mb_run *clean, const mb_hook_tensor *resid_pre,

@@ -51,29 +51,22 @@ int mb_logits_argmax(const float *z, int V)
 		*(out_s) = s_;                                                             \
 	} while (0)
 
-double mb_logits_ce(int *out_argmax, const float *z, int V, int target, mb_logits_math math)
-{
-	double mx, s;
-	int arg;
+/* mb_logits_ce over a row of T (float or double), in the header's order. */
+#define LOGITS_CE(name, T)                                                                        \
+	double name(int *out_argmax, const T *z, int V, int target, mb_logits_math math)          \
+	{                                                                                         \
+		double mx, s;                                                                     \
+		int arg;                                                                          \
+                                                                                                  \
+		MB_ASSERT(V >= 1 && target >= 0 && target < V);                                   \
+		LOGITS_LSE(z, V, math, &mx, &arg, &s);                                            \
+		if (out_argmax)                                                                   \
+			*out_argmax = arg;                                                        \
+		return mx + m_log(s, math) - (double)z[target];                                   \
+	}
 
-	MB_ASSERT(V >= 1 && target >= 0 && target < V);
-	LOGITS_LSE(z, V, math, &mx, &arg, &s);
-	if (out_argmax)
-		*out_argmax = arg;
-	return mx + m_log(s, math) - (double)z[target];
-}
-
-double mb_logits_ce_d(int *out_argmax, const double *z, int V, int target, mb_logits_math math)
-{
-	double mx, s;
-	int arg;
-
-	MB_ASSERT(V >= 1 && target >= 0 && target < V);
-	LOGITS_LSE(z, V, math, &mx, &arg, &s);
-	if (out_argmax)
-		*out_argmax = arg;
-	return mx + m_log(s, math) - z[target];
-}
+LOGITS_CE(mb_logits_ce, float)
+LOGITS_CE(mb_logits_ce_d, double)
 
 double mb_logits_prob(const float *z, int V, int target, mb_logits_math math)
 {

@@ -53,18 +53,10 @@ typedef struct fix {
 
 static void fix_open(fix *f, const char *model)
 {
-	mb_npy a;
-	char rel[256];
-
 	memset(f, 0, sizeof(*f));
 	f->m = fx_model(model);
 	fx_batch(model, "batch0", &f->tok, &f->len, &f->B, &f->T);
-	snprintf(rel, sizeof(rel), "%s/batch0/interventions/source_tokens.npy", model);
-	fx_npy(&a, rel);
-	f->src_tok = malloc(sizeof(int32_t) * a.numel);
-	for (size_t i = 0; i < a.numel; i++)
-		f->src_tok[i] = (int32_t)((float *)a.data)[i];
-	mb_npy_dispose(&a);
+	f->src_tok = fx_source_tokens(model);
 	f->e = fx_engine(f->m, f->B, f->T, 0);
 	f->L = f->m->cfg.n_layer;
 	f->H = f->m->cfg.n_head;
