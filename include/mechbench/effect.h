@@ -110,16 +110,31 @@ typedef struct mb_effect_path {
 	const float *delta;
 } mb_effect_path;
 
+/* A task's own hook for an arm (hooks.h): what no intervention spec says,
+ * e.g. an SAE spliced in at a residual point with one latent ablated or
+ * clamped and the error term kept (the hook adds (decode(f') - decode(f))). */
+typedef struct mb_effect_hook {
+	mb_hook_point point;
+	mb_hook_fn fn;
+	void *payload;
+} mb_effect_hook;
+
 /* One intervened arm. Interventions are attached in this order: frozen
- * patterns, iv[0..n_iv), heads. A path arm takes none of the others. */
+ * patterns, iv[0..n_iv), heads, hooks[0..n_hooks). A path arm takes none of
+ * the others. */
 typedef struct mb_effect_arm {
 	const mb_iv_spec *iv;         /* (n_iv) batch-wide interventions (interventions.h) */
 	int n_iv;
 	int freeze_patterns;          /* 1: every layer's hook_pattern from the clean cache */
 	const mb_effect_heads *heads; /* per-item head interventions, or NULL */
+	const mb_effect_hook *hooks;  /* (n_hooks) the task's own hooks */
+	int n_hooks;
 	int start_layer;              /* > 0: restart there from the clean resid_pre ... */
 	int start_z;                  /* ... and hook_z (1) when nothing before it changes */
 	const mb_effect_path *path;   /* a path-patching arm, or NULL */
+	mb_engine *engine;            /* NULL: the clean run's engine; else another engine of
+					 the same shape (an edited model: ROME's rank-one
+					 update, a random update of the same norm) */
 } mb_effect_arm;
 
 /* Runs one arm on the clean run's batch: out (B) = metric(arm) -

@@ -252,8 +252,8 @@ static int run_arm(mb_effect *fx, const mb_effect_arm *arm, mb_error *err)
 
 	if (arm->path) {
 		const mb_hook_tensor *resid = need(fx, MB_HOOK_RESID_PRE, arm->path->layer, err);
-		MB_ASSERT(!arm->n_iv && !arm->freeze_patterns && !arm->heads && !arm->start_layer &&
-			  !arm->start_z);
+		MB_ASSERT(!arm->n_iv && !arm->freeze_patterns && !arm->heads && !arm->n_hooks &&
+			  !arm->start_layer && !arm->start_z && !arm->engine);
 		if (!resid)
 			return MB_ENOTFOUND;
 		return mb_interp_path_patch_delta(fx->e, &fx->run, resid, arm->path->delta,
@@ -278,6 +278,11 @@ static int run_arm(mb_effect *fx, const mb_effect_arm *arm, mb_error *err)
 		if (rc < 0)
 			return rc;
 	}
+	for (int i = 0; i < arm->n_hooks && rc == 0; i++)
+		rc = mb_hooks_add(fx->hooks, arm->hooks[i].point, arm->hooks[i].fn,
+				  arm->hooks[i].payload, 0, err);
+	if (rc < 0)
+		return rc;
 	if (arm->start_layer > 0 || arm->start_z) {
 		const mb_hook_tensor *resid = need(fx, MB_HOOK_RESID_PRE, arm->start_layer, err);
 		const mb_hook_tensor *z = arm->start_z ? need(fx, MB_HOOK_Z, arm->start_layer, err)
@@ -289,7 +294,7 @@ static int run_arm(mb_effect *fx, const mb_effect_arm *arm, mb_error *err)
 		r.start_z = z ? z->data : NULL;
 	}
 	r.hooks = fx->hooks;
-	return mb_engine_forward(fx->e, &r, err);
+	return mb_engine_forward(arm->engine ? arm->engine : fx->e, &r, err);
 }
 
 int mb_effect_run_arm(double *out, double *out_values, mb_effect *fx, const mb_effect_arm *arm,
@@ -299,7 +304,8 @@ int mb_effect_run_arm(double *out, double *out_values, mb_effect *fx, const mb_e
 
 	MB_ASSERT(fx->have_clean && fx->metric);
 	if ((rc = run_arm(fx, arm, err)) < 0 ||
-	    (rc = fx->metric(fx->arm_v, fx->e, B, fx->payload, err)) < 0)
+	    (rc = fx->metric(fx->arm_v, arm->engine ? arm->engine : fx->e, B, fx->payload,
+			     err)) < 0)
 		return rc;
 	for (int b = 0; b < B; b++) {
 		out[b] = fx->arm_v[b] - fx->clean_v[b];

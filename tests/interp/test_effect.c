@@ -565,3 +565,67 @@ Test(effect, row_sums_give_the_unit_mean_and_split_by_group)
 	mb_effect_free(fx);
 	fix_close(&f);
 }
+
+/* Zeroes head 2's hook_z at every valid position (a task's own hook). */
+static int zero_head2(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	int H = (int)t->shape[2], Dh = (int)t->shape[3];
+
+	(void)payload;
+	(void)err;
+	for (int b = 0; b < t->batch; b++)
+		for (int p = 0; p < t->lengths[b]; p++)
+			memset(t->data + (((size_t)b * t->seq + p) * H + 2) * Dh, 0,
+			       sizeof(float) * Dh);
+	return 0;
+}
+
+Test(effect, task_hooks_and_an_edited_models_engine_are_arms_too)
+{
+	fix f;
+	mb_error err = {0};
+	mb_effect *fx;
+	double a[64], b[64], clean[64], want[64];
+	mb_effect_hook hk = {{MB_HOOK_Z, 1}, zero_head2, NULL};
+	mb_effect_arm by_hook = {.hooks = &hk, .n_hooks = 1};
+	uint8_t *mask;
+	mb_effect_heads heads = {NULL, NULL, NULL, -1};
+	mb_effect_arm by_mask = {.heads = &heads};
+
+	fix_open(&f, "gpt2_ln_gelu");
+	fx = effect_clean(&f, 0);
+	mask = calloc((size_t)f.B * f.L * f.H, 1);
+	for (int i = 0; i < f.B; i++)
+		mask[((size_t)i * f.L + 1) * f.H + 2] = 1;
+	heads.mask = mask;
+	cr_assert_eq(mb_effect_run_arm(a, NULL, fx, &by_hook, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_effect_run_arm(b, NULL, fx, &by_mask, &err), 0, "%s", err.msg);
+	expect_same(a, b, f.B, "hook vs mask");
+	/* an edited copy of the weights (the last layer's output bias shifted) on
+	 * its own engine, vs the same engine run by hand */
+	{
+		mb_model *m2 = fx_model("gpt2_ln_gelu");
+		mb_engine *e2;
+		mb_effect_arm edited = {0};
+		mb_run r = fx_run(f.tok, f.len, f.B, f.T);
+
+		for (int k = 0; k < f.D; k++)
+			m2->w.o_b[(size_t)(f.L - 1) * f.D + k] += 0.125f * (float)(k % 5);
+		e2 = fx_engine(m2, f.B, f.T, 0);
+		edited.engine = e2;
+		cr_assert_eq(mb_effect_run_arm(a, NULL, fx, &edited, &err), 0, "%s", err.msg);
+		direct(clean, &f, NULL);
+		cr_assert_eq(mb_engine_forward(e2, &r, &err), 0, "%s", err.msg);
+		ce_metric(want, e2, f.B, &f.bt, &err);
+		for (int i = 0; i < f.B; i++) {
+			want[i] -= clean[i];
+			cr_expect_neq(a[i], 0.0);
+		}
+		expect_same(a, want, f.B, "edited model");
+		mb_engine_free(e2);
+		mb_model_free(m2);
+	}
+	free(mask);
+	mb_effect_free(fx);
+	fix_close(&f);
+}
