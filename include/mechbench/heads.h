@@ -56,6 +56,10 @@ void mb_heads_pattern_scores(double out[MB_HEADS_N_SCORES], const float *p, int 
  * positions (the induction score's sum, without looking at the tokens: on a
  * non-repeating control prompt it should be ~0). */
 double mb_heads_diag(const float *p, int T, int r);
+/* acc plus the diagonal's terms p[q][q - r + 1], q = r+1..2r, added to it in
+ * order: a running sum over several prompts (the trainer's induction score,
+ * one accumulator over items then queries, divided by B r). */
+double mb_heads_diag_add(double acc, const float *p, int T, int r);
 
 /* OV copying score of every head: out (L, H). Errors: out of memory, the
  * eigenvalue solver not converging (named). */

@@ -44,12 +44,16 @@ void mb_heads_pattern_scores(double out[MB_HEADS_N_SCORES], const float *p, int 
 	out[MB_HEADS_PREFIX] = nq ? pre / nq : 0.0;
 }
 
+double mb_heads_diag_add(double acc, const float *p, int T, int r)
+{
+	for (int q = r + 1; q <= 2 * r; q++)
+		acc += p[(size_t)q * T + (q - r + 1)];
+	return acc;
+}
+
 double mb_heads_diag(const float *p, int T, int r)
 {
-	double s = 0;
-	for (int q = r + 1; q <= 2 * r; q++)
-		s += p[(size_t)q * T + (q - r + 1)];
-	return s / r;
+	return mb_heads_diag_add(0, p, T, r) / r;
 }
 
 /* Eigenvalue positivity of a real n x n matrix a (row-major, destroyed):
