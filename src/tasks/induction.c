@@ -691,6 +691,13 @@ static int load_batch(ind_batch *ib, const ind_state *st, const mb_item *items, 
 	return 0;
 }
 
+/* Metric m of items 0..B-1 (rows of M_COUNT) from one arm's effects (B). */
+static void put(double *values, int m, const double *eff, int B)
+{
+	for (int b = 0; b < B; b++)
+		values[(size_t)b * M_COUNT + (size_t)m] = eff[b];
+}
+
 static int ind_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
 {
 	ind_state *st = state;
@@ -743,9 +750,11 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 			double s[MB_HEADS_N_SCORES];
 			const int32_t *tk = ib.rep + (size_t)b * T;
 
-			mb_heads_pattern_scores(s, rp->data + ((size_t)b * H + st->recv_h) * T * T, T, tk, ib.r[b]);
+			mb_heads_pattern_scores(s, rp->data + ((size_t)b * H + st->recv_h) * T * T, T,
+						tk, ib.r[b]);
 			v[M_SCORE] = s[MB_HEADS_INDUCTION];
-			mb_heads_pattern_scores(s, sp->data + ((size_t)b * H + st->send_h) * T * T, T, tk, ib.r[b]);
+			mb_heads_pattern_scores(s, sp->data + ((size_t)b * H + st->send_h) * T * T, T,
+						tk, ib.r[b]);
 			v[M_PREV_SCORE] = s[MB_HEADS_PREV];
 			v[M_LOSS_REP1] = span_loss(st->engine, b, tk, 2, ib.r[b], V);
 			v[M_LOSS_REP2] = mb_effect_clean_values(fx)[b];
@@ -762,9 +771,8 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 		rp = mb_effect_source_get(fx, 0, recv_pat);
 		for (int b = 0; b < B; b++) {
 			double *v = values + (size_t)b * M_COUNT;
-			v[M_SCORE_VS_CONTROL] =
-				v[M_SCORE] - mb_heads_diag(rp->data + ((size_t)b * H + st->recv_h) * T * T,
-							T, ib.r[b]);
+			const float *p = rp->data + ((size_t)b * H + st->recv_h) * T * T;
+			v[M_SCORE_VS_CONTROL] = v[M_SCORE] - mb_heads_diag(p, T, ib.r[b]);
 		}
 	}
 
@@ -776,8 +784,7 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 			mask[((size_t)b * L + st->top_l[k]) * H + st->top_h[k]] = 1;
 	if ((rc = mb_effect_run_arm(eff, NULL, fx, &ablate, err)) < 0)
 		goto cleanup;
-	for (int b = 0; b < B; b++)
-		values[(size_t)b * M_COUNT + M_ABLATE_TOP] = eff[b];
+	put(values, M_ABLATE_TOP, eff, B);
 	memset(mask, 0, (size_t)B * L * H);
 	for (int b = 0; b < B; b++) {
 		mb_rng rng;
@@ -788,8 +795,7 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 	}
 	if ((rc = mb_effect_run_arm(eff, NULL, fx, &ablate, err)) < 0)
 		goto cleanup;
-	for (int b = 0; b < B; b++)
-		values[(size_t)b * M_COUNT + M_ABLATE_RANDOM] = eff[b];
+	put(values, M_ABLATE_RANDOM, eff, B);
 
 	/* 4. path patching sender -> receiver via q, k, v: the receiver's input is the
 	 * clean resid_pre plus the sender's output change under ablation,
@@ -805,8 +811,7 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 
 		if ((rc = mb_effect_run_arm(eff, NULL, fx, &arm, err)) < 0)
 			goto cleanup;
-		for (int b = 0; b < B; b++)
-			values[(size_t)b * M_COUNT + metric_of[via]] = eff[b];
+		put(values, metric_of[via], eff, B);
 	}
 	rc = mb_task_finish(&mb_task_induction, items, n, values, err);
 cleanup:
