@@ -77,8 +77,6 @@ int mb_effect_clean(mb_effect *fx, const mb_run *run, mb_error *err);
  * not requested). Borrowed, valid until the next mb_effect_clean. */
 const double *mb_effect_clean_values(const mb_effect *fx);
 const mb_hook_tensor *mb_effect_clean_get(const mb_effect *fx, mb_hook_point p);
-/* The clean run as given (for metrics and deltas that need its shape). */
-const mb_run *mb_effect_clean_run(const mb_effect *fx);
 
 /* A source forward into slot (0 .. MB_EFFECT_MAX_SOURCES - 1): run (same
  * batch as the clean run; its hooks replaced) caching points[0..n_points).

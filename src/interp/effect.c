@@ -150,11 +150,6 @@ const mb_hook_tensor *mb_effect_clean_get(const mb_effect *fx, mb_hook_point p)
 	return fx->have_clean ? mb_cache_get(fx->clean, p) : NULL;
 }
 
-const mb_run *mb_effect_clean_run(const mb_effect *fx)
-{
-	return fx->have_clean ? &fx->run : NULL;
-}
-
 int mb_effect_source(mb_effect *fx, int slot, const mb_run *run, const mb_hook_point *points,
 		     int n_points, double *out_values, mb_error *err)
 {
