@@ -328,13 +328,9 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 	out->seconds = mb_runner_now() - started;
 	if (error < 0)
 		goto cleanup;
-	for (size_t i = 0; i < out->n_items; i++)
-		for (size_t m = 0; m < out->n_metrics; m++)
-			if (!isfinite(out->values[i * out->n_metrics + m])) {
-				error = mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
-						     out->items[i].key, out->metrics[m].name);
-				goto cleanup;
-			}
+	/* derived metrics (declared in the task's table) and one finiteness check */
+	if ((error = mb_task_finish(t, d->items.items, d->items.n, out->values, err)) < 0)
+		goto cleanup;
 	if ((error = mb_runner_strata_init(out, d, err)) < 0)
 		goto cleanup;
 	for (size_t m = 0; m < out->n_metrics; m++) {
