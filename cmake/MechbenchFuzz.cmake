@@ -14,3 +14,7 @@ foreach(src ${MB_FUZZ_SOURCES})
   target_link_options(${name} PRIVATE -fsanitize=fuzzer)
   target_link_libraries(${name} PRIVATE mechbench_core)
 endforeach()
+# The CLI's option parser is private to src/cli: its target compiles it in.
+if(TARGET fuzz_options)
+  target_sources(fuzz_options PRIVATE ${CMAKE_SOURCE_DIR}/src/cli/options.c)
+endif()

@@ -69,3 +69,8 @@ target_include_directories(mechbench_faultsim PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(mechbench_faultsim PRIVATE mechbench_core)
 target_link_options(mechbench_faultsim PRIVATE
   "-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=write,--wrap=fsync,--wrap=rename")
+
+# The CLI's option parser is private to src/cli: its unit test compiles it in.
+if(TARGET cli_test_options)
+  target_sources(cli_test_options PRIVATE ${CMAKE_SOURCE_DIR}/src/cli/options.c)
+endif()

@@ -10,7 +10,7 @@
  *     "mechbench_baseline": 1,
  *     "suite": "demo",
  *     "run_id": 3,                        the store's id of the source run (0 if none)
- *     "provenance": {                     see mb_provenance in runner.h
+ *     "provenance": {                     see MB_PROVENANCE_FIELDS in provenance.h
  *       "suite", "spec_path", "spec_blob", "spec_committed", "repo_head", "repo_dirty",
  *       "code_version", "code_commit", "code_dirty", "seed", "threads", "cpu",
  *       "blas_config", "blas_core", "blas_threads", "compiler", "cflags",

@@ -23,8 +23,8 @@
 void mb_html_begin(FILE *f, const char *title);
 /* The footer (generator and version) and the closing tags. */
 void mb_html_end(FILE *f);
-/* Writes s escaped for HTML text and attribute values. */
-void mb_html_escape(FILE *f, const char *s);
+/* Data strings are escaped with mb_str_put_xml (str.h), which is safe for
+ * HTML text and attribute values too. */
 
 /* A run: provenance, each entry's aggregates with CIs, and the figures its
  * task attached (figures: one list per entry, in run order, or NULL). */

@@ -92,9 +92,21 @@ int mb_iv_freeze_patterns(mb_iv *iv, const mb_engine_config *cfg, const mb_cache
 /* Mean of one unit of t over the valid positions of every item (summed in
  * double, in (b, t) order): out (W). The value for mean ablation. */
 int mb_iv_unit_mean(float *out, const mb_hook_tensor *t, int unit, mb_error *err);
+/* Accumulates whole rows of t for means over several runs (mean ablation
+ * values, per-group means such as IOI's per-template ones): W = t's width
+ * per position (H Dh for hook_z; D for residual points); for every item b
+ * and valid position, in (b, t, i) order, sum[g W + i] += row[i] with g =
+ * group[b] (group NULL: g = 0), and count[g] += 1. Not for attention
+ * matrices. The mean is sum / count (in double), rounded to float. */
+void mb_iv_sum_rows(double *sum, long *count, const mb_hook_tensor *t, const int32_t *group);
+
 /* A resample map: out[b] in [0, Bs), uniformly at random from stream r,
- * never b itself when avoid_self and Bs > 1. */
+ * never b itself when avoid_self and Bs > 1 (mb_iv_resample_pick per b). */
 void mb_iv_resample_map(int32_t *out, int B, int Bs, int avoid_self, mb_rng *r);
+/* One item's source in [0, Bs) from r, never self when avoid_self, Bs > 1
+ * and self < Bs: the per-item form, for a draw from the item's own stream
+ * (keyed by its content key) so that it does not depend on the batch. */
+int32_t mb_iv_resample_pick(mb_rng *r, int self, int Bs, int avoid_self);
 
 /*
  * Path patching, sender (ls, hs) to receiver (lr, hr) through its input X in
@@ -116,6 +128,34 @@ typedef struct mb_path {
 
 int mb_interp_path_patch(mb_engine *e, const mb_run *clean, const mb_run *source,
 			 const mb_path *path, mb_error *err);
+
+/*
+ * Path patching from a sender delta instead of a source run: the clean run
+ * is recomputed from the receiver's layer (resid_pre: the clean run's cached
+ * blocks.{layer}.hook_resid_pre, (B, T, D)) with only
+ * blocks.{layer}.hook_X_input[:, :, head] = resid_pre + delta, X = q, k, v
+ * for via 0, 1, 2. delta (B, T, D) is the change of the senders' output at
+ * every valid position (mb_interp_head_delta_*; several senders' deltas may
+ * be summed by the caller). The clean run's tokens, lengths and logits mode
+ * are used, its hooks ignored; the logits are left in e. This is what
+ * mb_interp_path_patch runs after computing its delta, and what a task uses
+ * when the "source" is an ablation rather than another prompt.
+ */
+int mb_interp_path_patch_delta(mb_engine *e, const mb_run *clean, const mb_hook_tensor *resid_pre,
+			       const float *delta, int layer, int head, int via, mb_error *err);
+
+/* Sender deltas, out (B, T, D) at the valid positions of z (0 elsewhere),
+ * for head `head` of layer `layer` from hook_z tensors (B, T, H, Dh):
+ *   _patch: source - clean output, each z_h W_O[h] summed in double over Dh
+ *           and rounded to float, then differenced (mb_interp_path_patch);
+ *   _set:   (value - z_clean) W_O[h], value (Dh), summed in float over Dh in
+ *           order (the ablated-minus-clean output: mean or zero ablation). */
+void mb_interp_head_delta_patch(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+				int layer, int head, const mb_hook_tensor *z_clean,
+				const mb_hook_tensor *z_source);
+void mb_interp_head_delta_set(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+			      int layer, int head, const mb_hook_tensor *z_clean,
+			      const float *value);
 
 /*
  * Zero- or mean-ablates each head in turn (those set in heads, (L, H), or all

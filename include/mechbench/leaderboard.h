@@ -1,14 +1,18 @@
 /*
  * leaderboard.h: models by metrics, with CIs and rank intervals, from stored
  * runs. One table per (suite, entry); a row is one run's result for that
- * entry (a model), a column one metric (name@version).
+ * entry (a model), a column one metric (name@version). The harness computes
+ * it (src/harness/leaderboard.c: mb_leaderboard_build), the report layer
+ * renders it (src/report/leaderboard.c).
  *
  * Rank intervals (ties as ties). For each metric, every pair of rows is
- * compared on the items they share (matched by content key): paired t on
- * the per-item differences for continuous metrics, exact McNemar for binary
- * ones, a seeded percentile bootstrap test of the mean difference for ratio
- * metrics (p = 2 min(#{d* <= 0}, #{d* >= 0}) + 1 over B + 1); bitwise
- * identical items give p = 1. The pairwise p-values of a metric are Holm-
+ * compared on the items they share (paired by content key, item_index.h)
+ * under the gate's comparison policy (mb_stats_compare, verdict.h): paired
+ * t on the per-item differences for continuous metrics, exact McNemar for
+ * binary ones, and for ratio metrics the seeded BCa bootstrap interval of
+ * the mean difference inverted into a p-value (mb_stats_boot_p: the
+ * smallest 1 - level whose interval excludes 0, at least 2 / (B + 1));
+ * bitwise identical items give p = 1. The pairwise p-values of a metric are Holm-
  * adjusted together (multiplicity.h), so with probability >= 1 - alpha no
  * pair is declared different in the wrong direction, and each row's rank
  * interval is

@@ -98,6 +98,8 @@ typedef struct mb_stats_boot_opts {
 	mb_stats_boot_ci ci;
 	const uint32_t *cluster;  /* NULL: resample items; else resample whole clusters */
 	size_t n_clusters;        /* with cluster: >= 2, every cluster non-empty */
+	double *p_two_sided;      /* optional: receives mb_stats_boot_p at m0 = 0 from the
+				   * same replicates (the interval is unchanged) */
 } mb_stats_boot_opts;
 
 /* Seeded paired (or cluster) bootstrap of the mean of x[0..n).
@@ -139,6 +141,16 @@ int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double 
 int mb_stats_boot_interval(double *out_lo, double *out_hi, const double *sorted, size_t B,
 			   double theta_hat, const double *jack, size_t n_jack, double level,
 			   mb_stats_boot_ci ci, mb_error *err);
+
+/* Two-sided bootstrap p-value of H0: mean = m0, by inverting the interval of
+ * mb_stats_boot_interval (same arguments, same ci): the smallest 1 - level
+ * whose interval excludes m0, found by bisection on the level to 1e-12 (the
+ * intervals are nested in the level). 1 when even the narrowest interval
+ * holds m0; never below 2 / (B + 1), the resolution of B replicates (which
+ * is also the floor when every replicate lies on one side of m0). */
+int mb_stats_boot_p(double *out_p, const double *sorted, size_t B, double theta_hat,
+		    const double *jack, size_t n_jack, double m0, mb_stats_boot_ci ci,
+		    mb_error *err);
 
 /* Tests on an estimate -------------------------------------------------------- */
 

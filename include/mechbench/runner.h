@@ -25,6 +25,7 @@
 #include <mechbench/dataset.h>
 #include <mechbench/error.h>
 #include <mechbench/paired.h>
+#include <mechbench/provenance.h>
 #include <mechbench/sha256.h>
 #include <mechbench/spec.h>
 #include <mechbench/task.h>
@@ -89,32 +90,6 @@ typedef struct mb_entry_result {
 	double seconds;            /* wall time of the entry's items */
 } mb_entry_result;
 
-/* Where a run came from (ARCHITECTURE.md, determinism rule 5). Strings are
- * NUL-terminated and truncated to their arrays. */
-typedef struct mb_provenance {
-	char suite[128];
-	char spec_path[512];   /* repo-relative when in git */
-	char spec_blob[41];    /* git blob id of the spec's bytes */
-	int spec_committed;    /* 1 identical to HEAD's, 0 not, -1 no repository */
-	char repo_head[41];    /* HEAD of the repository holding the spec, "" if none */
-	int repo_dirty;        /* tracked files modified; -1 no repository */
-	char code_version[32]; /* mechbench's version */
-	char code_commit[64];  /* the commit mechbench was built from, without "-dirty" */
-	int code_dirty;
-	uint64_t seed;
-	int threads;           /* OpenMP threads of the runner */
-	char cpu[256];
-	char blas_config[256];
-	char blas_core[64];
-	int blas_threads;
-	char compiler[128];
-	char cflags[512];
-	char build_type[32];
-	char started_at[32];   /* ISO 8601 UTC */
-	char finished_at[32];
-	double wall_seconds;
-} mb_provenance;
-
 typedef struct mb_run_result {
 	int64_t id; /* store id; 0 when not stored */
 	mb_provenance prov;
@@ -146,10 +121,6 @@ void mb_provenance_init(mb_provenance *p, int threads);
  * seconds, mb_runner_now). */
 void mb_provenance_finish(mb_provenance *p, double started);
 double mb_runner_now(void);
-/* The provenance as a JSON object (new reference; NULL on allocation
- * failure): every field of mb_provenance under its own name, tri-states as
- * true/false/null. Baseline files and JSON reports embed it. */
-json_t *mb_provenance_to_json(const mb_provenance *p);
 /* Model file digests as a JSON array of {"path", "sha256", "bytes"} (new
  * reference; NULL on allocation failure). */
 json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n);

@@ -36,8 +36,6 @@ void mb_svg_palette_rgb(unsigned char rgb[3], mb_svg_palette p, double t);
 /* Okabe-Ito colour i (cycled) as "#rrggbb": blue, orange, bluish green,
  * reddish purple, sky blue, vermillion, black. */
 const char *mb_svg_category_color(size_t i);
-/* Writes s XML-escaped (& < > " '), control characters dropped. */
-void mb_svg_escape(FILE *f, const char *s);
 
 typedef struct mb_svg_heatmap {
 	const char *title, *x_label, *y_label, *value_label; /* may be NULL */

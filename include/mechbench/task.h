@@ -53,6 +53,15 @@ typedef struct mb_metric_def {
 	const char *summary; /* one line: what it measures and where it is defined */
 } mb_metric_def;
 
+/* A derived metric, declared as data: metric = a - b per item (a paired
+ * effect such as induction.ablate_excess = ablate_top - ablate_random). All
+ * three name metrics of the task's table; a and b are not derived
+ * themselves. The task's run leaves the metric's slot alone and
+ * mb_task_finish fills it. */
+typedef struct mb_metric_diff {
+	const char *metric, *a, *b;
+} mb_metric_diff;
+
 /* One item of a dataset. The key is the SHA-256 (hex) of the item's
  * canonical JSON {"cluster", "input", "stratum"} (compact, sorted keys,
  * reals with 17 significant digits): see mb_item_key. */
@@ -140,6 +149,10 @@ typedef struct mb_task {
 	 * (`mechbench report`, `drift --html`) draws what it adds. */
 	int (*figures)(void *state, const mb_item *items, size_t n, const double *values,
 		       mb_figure_list *out, mb_error *err);
+
+	/* OPTIONAL: the derived metrics (n_derived of them; NULL: none). */
+	const mb_metric_diff *derived;
+	size_t n_derived;
 } mb_task;
 
 /* Runs task t's figures hook on the model in model_dir: opens it with
@@ -159,6 +172,17 @@ const mb_task *mb_task_at(size_t i);
 
 /* The index of metric `name` in t->metrics, or -1. */
 int mb_task_metric_index(const mb_task *t, const char *name);
+
+/* Completes the rows values[0..n) (n_metrics each) that t's run wrote for
+ * items[0..n): fills every derived metric (t->derived) as a - b in
+ * double, then checks that every value is finite. One place for both, called
+ * by each task's run as its last step (so any caller of run sees whole rows)
+ * and by the runner over a whole entry. Idempotent. Returns 0, or MB_EINVALID
+ * naming the item and metric of the first value that is not finite. A
+ * derived metric naming a metric that is missing or itself derived is a
+ * programming error (asserted). */
+int mb_task_finish(const mb_task *t, const mb_item *items, size_t n, double *values,
+		   mb_error *err);
 
 /* Splits "name@version" into name (cap bytes) and version. Returns 0 or
  * MB_EINVALID (no '@', empty name, version not an integer >= 1). */

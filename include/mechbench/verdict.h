@@ -82,6 +82,38 @@ int mb_stats_tost_test(mb_stats_tost *out, const mb_stats_estimate *e, double de
 
 /* The whole comparison of one metric ---------------------------------------- */
 
+/* The one rule that picks an estimator for a metric's per-item values x (the
+ * paired differences of a comparison, or the values themselves for an
+ * aggregate or a threshold), by the metric's kind and the design:
+ *   strata given              -> stratified t (registered weights);
+ *   kind RATIO                -> bootstrap (cluster bootstrap with clusters);
+ *   clusters, C >= min_clusters_t -> clustered t with C - 1 df;
+ *   clusters, C <  min_clusters_t -> cluster bootstrap;
+ *   otherwise                 -> paired t with n - 1 df.
+ * The gate (through mb_stats_compare), the runner's aggregates and the
+ * leaderboard's pairwise tests all go through it. */
+typedef struct mb_stats_policy {
+	mb_stats_kind kind;
+	const uint32_t *cluster; /* optional, cluster[i] in [0, n_clusters) */
+	size_t n_clusters;
+	const uint32_t *stratum; /* optional, with stratum_weights (sum 1) */
+	const double *stratum_weights;
+	size_t n_strata;
+	uint64_t seed;
+	const char *stream;      /* required when a bootstrap is picked */
+	size_t boot_B;           /* 0 means MB_STATS_BOOT_DEFAULT_B */
+	mb_stats_boot_ci boot_ci; /* 0 is BCa */
+	size_t min_clusters_t;   /* 0 means 2 */
+} mb_stats_policy;
+
+/* Estimates the mean of x[0..n) at `level` with the policy's estimator.
+ * p_two_sided (optional) receives the two-sided p of H0: mean = 0: the t
+ * test's (0 when se = 0 and the mean is not, 1 when both are 0), or for a
+ * bootstrap its interval inverted (mb_stats_boot_p). Errors as the
+ * estimators' (MB_EINVALID naming the item, cluster or option). */
+int mb_stats_policy_estimate(mb_stats_estimate *out, double *p_two_sided, const double *x,
+			     size_t n, const mb_stats_policy *pol, double level, mb_error *err);
+
 typedef struct mb_stats_compare_opts {
 	mb_stats_kind kind;
 	mb_stats_direction direction;
@@ -116,16 +148,15 @@ typedef struct mb_stats_comparison {
 	double p_noninferior;        /* one-sided p of H0: oriented diff <= -delta; NaN for bootstrap */
 	int has_mcnemar;             /* binary metrics */
 	mb_stats_mcnemar mcnemar;    /* exact McNemar on the 0/1 items when has_mcnemar */
+	double p_two_sided;          /* H0: no difference; exact McNemar's for binary metrics,
+				      * else mb_stats_policy_estimate's; 1 when IDENTICAL */
 } mb_stats_comparison;
 
 /* Compares cand[0..n) against base[0..n) (aligned by the caller) and gives
  * the verdict. Policy (HARNESS.md):
  *   bitwise-identical items  -> IDENTICAL, diff.method NONE, diff bounds 0;
- *   strata given             -> stratified t;
- *   kind RATIO               -> bootstrap (cluster bootstrap with clusters);
- *   clusters, C >= min_clusters_t -> clustered t with C - 1 df;
- *   clusters, C <  min_clusters_t -> cluster bootstrap (off by default);
- *   otherwise                -> paired t with n - 1 df.
+ *   otherwise the differences' estimate by mb_stats_policy_estimate
+ *   (the clusters' bootstrap below min_clusters_t is off by default).
  * BINARY also runs exact McNemar (values must be 0 or 1); its interval is the
  * same paired/clustered one on the 0/+-1 differences (Miller 2024 sec. 3).
  * Errors: MB_EINVALID naming the item or option (n < 2, NaN values, bad

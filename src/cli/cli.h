@@ -3,7 +3,8 @@
  *
  * Each subcommand lives in src/cli/cmd_<name>.c, exports
  * `int mb_cmd_<name>(int argc, char **argv)` (argv[0] is the command name)
- * and is listed once in src/cli/commands.def.
+ * and is listed once in src/cli/commands.def. Its options are one table
+ * (options.h) that drives both their parsing and its `--help`.
  */
 #ifndef MB_CLI_H
 #define MB_CLI_H
@@ -11,6 +12,8 @@
 #include <stdio.h>
 
 #include <mechbench/error.h>
+
+#include "options.h"
 
 /* Documented exit codes (README, `mechbench --help`). */
 enum {
@@ -21,17 +24,25 @@ enum {
 	MB_EXIT_INCONCLUSIVE = 4, /* INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED */
 };
 
+/* Option rows many commands share (options.h): --threads (an int64_t, 0 when
+ * not given: all) and --quiet (an int). */
+#define MB_CLI_OPT_THREADS(T, field)                                                     \
+	{MB_OPT(INT, "--threads", T, field), .meta = "N", .range = "[1, 4096]",            \
+	 .help = "OpenMP threads (default: all)"}
+#define MB_CLI_OPT_QUIET(T, field) {MB_OPT(FLAG, "--quiet", T, field), .help = "no progress bar"}
+
 #define MB_COMMAND(name, summary) int mb_cmd_##name(int argc, char **argv);
 #include "commands.def"
 #undef MB_COMMAND
 
-/* Prints "mechbench: <message>" for err on stderr and returns MB_EXIT_ERROR. */
+/* (options.c) Prints "mechbench: <message>" for err on stderr and returns MB_EXIT_ERROR. */
 int mb_cli_fail(const mb_error *err);
+/* The error of the last mb_cli_fail (empty before any): what a rank whose
+ * stderr is closed reports when it aborts an MPI job (dist.h). */
+const mb_error *mb_cli_last_error(void);
 /* Prints "mechbench <cmd>: <message>\nTry 'mechbench <cmd> --help'." and
  * returns MB_EXIT_USAGE. */
 int mb_cli_usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* True when argv holds -h or --help. */
-int mb_cli_wants_help(int argc, char **argv);
 
 #endif

@@ -6,26 +6,43 @@
 
 #include <mechbench/baseline.h>
 #include <mechbench/file.h>
-#include <mechbench/parse.h>
 #include <mechbench/store.h>
 
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench baseline save --run ID --out FILE [--db FILE] [--entry NAME]\n\n"
+typedef struct baseline_args {
+	const char *out, *db, *entry;
+	int64_t run;
+} baseline_args;
+
+static const mb_cli_opt baseline_opts[] = {
+	{MB_OPT(INT, "--run", baseline_args, run), .meta = "ID", .range = ">= 1", .required = 1,
+	 .help = "the run (printed by `mechbench run`)"},
+	{MB_OPT(PATH, "--out", baseline_args, out), .meta = "FILE", .required = 1,
+	 .help = "where to write it, e.g. baselines/canonical.json"},
+	{MB_OPT(PATH, "--db", baseline_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "results database"},
+	{MB_OPT(STRING, "--entry", baseline_args, entry), .meta = "NAME",
+	 .help = "only this entry of the run"},
+};
+
+static const mb_cli_cmd baseline_cmd = {
+	.name = "baseline save",
+	.opts = baseline_opts,
+	.n_opts = MB_CLI_N(baseline_opts),
+	.about =
 	"Writes stored run ID as a baseline file: per-item values keyed by item content\n"
 	"hash, aggregates and the run's full provenance (format in the README,\n"
 	"\"Baseline files\"). Review it and commit it under baselines/; `gate` reads it\n"
-	"at a git ref.\n\n"
-	"  --run ID       the run (printed by `mechbench run`)\n"
-	"  --out FILE     where to write it, e.g. baselines/canonical.json\n"
-	"  --db FILE      results database (default mechbench.db)\n"
-	"  --entry NAME   only this entry of the run\n\n"
-	"Exit codes: 0 written, 1 error, 2 usage.\n";
+	"at a git ref.\n",
+	.notes = "Exit codes: 0 written, 1 error, 2 usage.\n",
+};
 
 int mb_cmd_baseline(int argc, char **argv)
 {
-	const char *run_s = NULL, *out = NULL, *db = "mechbench.db", *entry = NULL;
+	baseline_args a = {0};
+	mb_cli_parsed parsed;
+	const char *out, *entry;
 	mb_store_opts so = {.readonly = 1};
 	mb_store *store = NULL;
 	mb_run_result run;
@@ -35,32 +52,26 @@ int mb_cmd_baseline(int argc, char **argv)
 	size_t len = 0, items = 0;
 	int rc, error = 0;
 
-	if (mb_cli_wants_help(argc, argv) || argc < 2) {
-		fputs(usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
+	if (argc < 2) {
+		mb_cli_help(stderr, &baseline_cmd);
+		return MB_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		mb_cli_help(stdout, &baseline_cmd);
+		return MB_EXIT_OK;
 	}
 	if (strcmp(argv[1], "save") != 0)
 		return mb_cli_usage_error("baseline", "unknown subcommand '%s' (expected save)",
 					  argv[1]);
-	for (int i = 2; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--run", &run_s, "baseline")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--out", &out, "baseline")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "baseline")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--entry", &entry, "baseline"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else {
-			return mb_cli_usage_error("baseline", "unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!run_s || !out)
-		return mb_cli_usage_error("baseline", "--run ID and --out FILE are required");
+	if ((rc = mb_cli_parse(&parsed, &a, &baseline_cmd, argc - 1, argv + 1)) != MB_CLI_GO)
+		return rc;
+	id = a.run;
+	out = a.out;
+	entry = a.entry;
 	mb_error_clear(&err);
-	if (mb_parse_i64(run_s, 1, INT64_MAX, &id, "--run", &err) < 0)
-		return mb_cli_usage_error("baseline", "%s", err.msg);
 	memset(&run, 0, sizeof(run));
 	if ((error = mb_file_check_output(out, &err)) < 0 ||
-	    (error = mb_store_open(&store, db, &so, &err)) < 0 ||
+	    (error = mb_store_open(&store, a.db, &so, &err)) < 0 ||
 	    (error = mb_store_get_run(&run, store, id, &err)) < 0 ||
 	    (error = mb_baseline_render(&text, &len, &run, entry, &err)) < 0 ||
 	    (error = mb_file_write_all(out, text, len, &err)) < 0)

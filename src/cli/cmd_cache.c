@@ -14,76 +14,58 @@
 #include <mechbench/parse.h>
 #include <mechbench/tokenizer.h>
 
-static const char usage[] =
-	"usage: mechbench cache --model DIR (--tokens IDS | --tokens-npy FILE | --text TEXT)\n"
-	"                       [--lengths LENS] --hook NAME [--hook NAME ...] --out DIR\n\n"
-	"Runs the model in DIR (config.json + model.safetensors) on the tokens and\n"
-	"writes each requested hook point, and the logits, as DIR/<hook name>.npy\n"
-	"(float32, TransformerLens shapes: e.g. blocks.0.attn.hook_z.npy is (B, T, H, Dh)).\n\n"
-	"  --model DIR        Hugging Face GPT-2 checkpoint directory\n"
-	"  --tokens IDS       comma-separated token ids: one item (B = 1)\n"
-	"  --tokens-npy FILE  integer .npy of shape (T) or (B, T)\n"
-	"  --text TEXT        text, encoded with DIR's tokenizer (tokenizer.json,\n"
-	"                     else vocab.json + merges.txt)\n"
-	"  --lengths LENS     comma-separated valid lengths per item (right padding);\n"
-	"                     default: every item is T long\n"
-	"  --hook NAME        a hook point (\"blocks.1.attn.hook_pattern\", \"hook_embed\",\n"
-	"                     \"logits\", ...); repeatable\n"
-	"  --out DIR          output folder, created if missing\n\n"
-	"Positions t >= length hold zeros. Exit status 1 with one line on stderr for a\n"
-	"bad model, file, hook name or token; 2 for a bad command line.\n";
-
 typedef struct opts {
 	const char *model, *tokens, *tokens_npy, *text, *lengths, *out;
-	const char **hooks;
-	int n_hooks;
+	mb_cli_list hooks;
 } opts;
 
+static const mb_cli_opt cache_opts[] = {
+	{MB_OPT(PATH, "--model", opts, model), .meta = "DIR", .required = 1,
+	 .help = "Hugging Face GPT-2 checkpoint directory"},
+	{MB_OPT(STRING, "--tokens", opts, tokens), .meta = "IDS",
+	 .help = "comma-separated token ids: one item (B = 1)"},
+	{MB_OPT(PATH, "--tokens-npy", opts, tokens_npy), .meta = "FILE",
+	 .help = "integer .npy of shape (T) or (B, T)"},
+	{MB_OPT(STRING, "--text", opts, text), .meta = "TEXT",
+	 .help = "text, encoded with DIR's tokenizer (tokenizer.json, else vocab.json + "
+		 "merges.txt)"},
+	{MB_OPT(STRING, "--lengths", opts, lengths), .meta = "LENS",
+	 .help = "comma-separated valid lengths per item (right padding); default: every item "
+		 "is T long"},
+	{MB_OPT(LIST, "--hook", opts, hooks), .meta = "NAME", .required = 1,
+	 .help = "a hook point (\"blocks.1.attn.hook_pattern\", \"hook_embed\", \"logits\", "
+		 "...); repeatable"},
+	{MB_OPT(PATH, "--out", opts, out), .meta = "DIR", .required = 1,
+	 .help = "output folder, created if missing"},
+};
+
+static const mb_cli_cmd cache_cmd = {
+	.name = "cache",
+	.opts = cache_opts,
+	.n_opts = MB_CLI_N(cache_opts),
+	.synopsis =
+	"mechbench cache --model DIR (--tokens IDS | --tokens-npy FILE | --text TEXT)\n"
+	"                       [--lengths LENS] --hook NAME [--hook NAME ...] --out DIR\n",
+	.about =
+	"Runs the model in DIR (config.json + model.safetensors) on the tokens and\n"
+	"writes each requested hook point, and the logits, as DIR/<hook name>.npy\n"
+	"(float32, TransformerLens shapes: e.g. blocks.0.attn.hook_z.npy is (B, T, H, Dh)).\n",
+	.notes =
+	"Positions t >= length hold zeros. Exit status 1 with one line on stderr for a\n"
+	"bad model, file, hook name or token; 2 for a bad command line.\n",
+};
+
+/* Returns MB_CLI_GO or the exit code (after the help or a usage error). */
 static int parse_args(opts *o, int argc, char **argv)
 {
-	memset(o, 0, sizeof(*o));
-	o->hooks = calloc((size_t)argc, sizeof(char *));
-	if (!o->hooks) {
-		mb_error err;
-		mb_error_oom(&err, "hook list", (size_t)argc * sizeof(char *));
-		return mb_cli_fail(&err); /* a runtime error (exit 1), not usage */
-	}
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], **slot = NULL;
+	mb_cli_parsed parsed;
+	int rc = mb_cli_parse(&parsed, o, &cache_cmd, argc, argv);
 
-		if (strcmp(a, "--model") == 0)
-			slot = &o->model;
-		else if (strcmp(a, "--tokens") == 0)
-			slot = &o->tokens;
-		else if (strcmp(a, "--tokens-npy") == 0)
-			slot = &o->tokens_npy;
-		else if (strcmp(a, "--text") == 0)
-			slot = &o->text;
-		else if (strcmp(a, "--lengths") == 0)
-			slot = &o->lengths;
-		else if (strcmp(a, "--out") == 0)
-			slot = &o->out;
-		else if (strcmp(a, "--hook") == 0)
-			slot = &o->hooks[o->n_hooks];
-		else
-			return mb_cli_usage_error("cache", "unknown option '%s'", a);
-		if (i + 1 >= argc)
-			return mb_cli_usage_error("cache", "%s needs a value", a);
-		if (*slot && slot != &o->hooks[o->n_hooks])
-			return mb_cli_usage_error("cache", "%s given twice", a);
-		*slot = argv[++i];
-		if (slot == &o->hooks[o->n_hooks])
-			o->n_hooks++;
-	}
-	if (!o->model)
-		return mb_cli_usage_error("cache", "--model is required");
-	if (!o->out)
-		return mb_cli_usage_error("cache", "--out is required");
-	if (o->n_hooks == 0)
-		return mb_cli_usage_error("cache", "at least one --hook is required");
+	if (rc != MB_CLI_GO)
+		return rc;
 	if ((o->tokens != NULL) + (o->tokens_npy != NULL) + (o->text != NULL) != 1)
 		return mb_cli_usage_error("cache", "give exactly one of --tokens, --tokens-npy, --text");
-	return 0;
+	return MB_CLI_GO;
 }
 
 /* Reads the tokens into *tok (B, T). */
@@ -185,7 +167,7 @@ static int write_hook(const char *out_dir, const mb_hook_tensor *t, const char *
 
 int mb_cmd_cache(int argc, char **argv)
 {
-	opts o;
+	opts o = {0};
 	mb_error err = {0};
 	mb_model *m = NULL;
 	mb_engine *e = NULL;
@@ -196,13 +178,9 @@ int mb_cmd_cache(int argc, char **argv)
 	mb_run r;
 	mb_hook_point logits_pt = {MB_HOOK_LOGITS, -1};
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
 	rc = parse_args(&o, argc, argv);
-	if (rc != 0) {
-		free(o.hooks);
+	if (rc != MB_CLI_GO) {
+		mb_cli_args_dispose(&o, &cache_cmd);
 		return rc;
 	}
 	rc = mb_file_check_dir(o.out, &err);
@@ -230,10 +208,10 @@ int mb_cmd_cache(int argc, char **argv)
 		rc = mb_hooks_init(&h, &err);
 	if (rc == 0)
 		rc = mb_cache_init(&c, &err);
-	for (int i = 0; rc == 0 && i < o.n_hooks; i++) {
+	for (int i = 0; rc == 0 && i < (int)o.hooks.n; i++) {
 		mb_hook_point p;
 
-		rc = mb_hook_parse(&p, o.hooks[i], &err);
+		rc = mb_hook_parse(&p, o.hooks.v[i], &err);
 		if (rc == 0)
 			rc = mb_hook_check(p, &m->cfg, &err);
 		if (rc == 0)
@@ -260,12 +238,12 @@ int mb_cmd_cache(int argc, char **argv)
 	}
 	if (rc == 0 && mkdir(o.out, 0777) != 0 && errno != EEXIST)
 		rc = mb_error_set(&err, MB_EIO, "%s: cannot create: %s", o.out, strerror(errno));
-	for (int i = 0; rc == 0 && i <= o.n_hooks; i++) {
+	for (int i = 0; rc == 0 && i <= (int)o.hooks.n; i++) {
 		mb_hook_point p = logits_pt;
 		char name[MB_HOOK_NAME_MAX];
 
-		if (i < o.n_hooks) {
-			mb_hook_parse(&p, o.hooks[i], NULL);
+		if (i < (int)o.hooks.n) {
+			mb_hook_parse(&p, o.hooks.v[i], NULL);
 			if (p.kind == MB_HOOK_LOGITS)
 				continue; /* written once, last */
 		}
@@ -279,6 +257,6 @@ int mb_cmd_cache(int argc, char **argv)
 	mb_model_free(m);
 	free(tok);
 	free(len);
-	free(o.hooks);
+	mb_cli_args_dispose(&o, &cache_cmd);
 	return status;
 }

@@ -7,18 +7,32 @@
 
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench datasets build  [--manifest FILE]\n"
-	"       mechbench datasets verify [--manifest FILE]\n\n"
+typedef struct datasets_args {
+	const char *manifest;
+} datasets_args;
+
+static const mb_cli_opt datasets_opts[] = {
+	{MB_OPT(PATH, "--manifest", datasets_args, manifest), .meta = "FILE",
+	 .def = "datasets/MANIFEST", .help = "the list of datasets"},
+};
+
+static const mb_cli_cmd datasets_cmd = {
+	.name = "datasets",
+	.opts = datasets_opts,
+	.n_opts = MB_CLI_N(datasets_opts),
+	.synopsis = "mechbench datasets build  [--manifest FILE]\n"
+		    "       mechbench datasets verify [--manifest FILE]\n",
+	.about =
 	"Datasets are frozen, stratified item lists (JSON Lines, items keyed by content\n"
 	"hash) listed with their sha256 and seeded recipe in datasets/MANIFEST:\n"
 	"  <sha256 or ->  <path>  <task>@<version>  <seed>  <generator params JSON>\n\n"
-	"  build    regenerates every listed dataset from its recipe, rewrites files whose\n"
-	"           bytes changed and fills in the sha256s ('-' marks a new dataset)\n"
+	"  build    regenerates every listed dataset from its recipe, rewrites files\n"
+	"           whose bytes changed and fills in the sha256s ('-' marks a new\n"
+	"           dataset)\n"
 	"  verify   checks each file's sha256 against the MANIFEST, its items' keys, and\n"
-	"           that its recipe still regenerates exactly the same bytes\n\n"
-	"  --manifest FILE   default datasets/MANIFEST\n\n"
-	"Exit codes: 0 done / all verified, 1 error or a dataset failed, 2 usage.\n";
+	"           that its recipe still regenerates exactly the same bytes\n",
+	.notes = "Exit codes: 0 done / all verified, 1 error or a dataset failed, 2 usage.\n",
+};
 
 static int build(mb_manifest *m)
 {
@@ -62,28 +76,23 @@ static int verify(const mb_manifest *m)
 
 int mb_cmd_datasets(int argc, char **argv)
 {
-	const char *manifest = "datasets/MANIFEST";
+	datasets_args a = {0};
+	mb_cli_parsed parsed;
 	mb_manifest m;
 	mb_error err;
 	int rc;
 
-	if (mb_cli_wants_help(argc, argv) || argc < 2) {
-		fputs(usage, argc < 2 ? stderr : stdout);
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		mb_cli_help(argc < 2 ? stderr : stdout, &datasets_cmd);
 		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
 	}
 	if (strcmp(argv[1], "build") != 0 && strcmp(argv[1], "verify") != 0)
 		return mb_cli_usage_error("datasets", "unknown subcommand '%s' (expected build or "
 					  "verify)", argv[1]);
-	for (int i = 2; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--manifest", &manifest, "datasets"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else {
-			return mb_cli_usage_error("datasets", "unexpected argument '%s'", argv[i]);
-		}
-	}
+	if ((rc = mb_cli_parse(&parsed, &a, &datasets_cmd, argc - 1, argv + 1)) != MB_CLI_GO)
+		return rc;
 	mb_error_clear(&err);
-	if (mb_manifest_load(&m, manifest, &err) < 0)
+	if (mb_manifest_load(&m, a.manifest, &err) < 0)
 		return mb_cli_fail(&err);
 	rc = strcmp(argv[1], "build") == 0 ? build(&m) : verify(&m);
 	mb_manifest_dispose(&m);

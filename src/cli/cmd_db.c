@@ -11,18 +11,34 @@
 
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench db stats  [--db FILE]\n"
-	"       mechbench db vacuum [--db FILE] [--db-timeout S]\n"
-	"       mechbench db check  [--db FILE]\n\n"
-	"Upkeep of the results database (default mechbench.db).\n"
+typedef struct db_args {
+	const char *db;
+	double db_timeout;
+} db_args;
+
+static const mb_cli_opt db_opts[] = {
+	{MB_OPT(PATH, "--db", db_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "the results database"},
+	MB_CLI_OPT_DB_TIMEOUT(db_args, db_timeout),
+};
+
+static const mb_cli_cmd db_cmd = {
+	.name = "db",
+	.opts = db_opts,
+	.n_opts = MB_CLI_N(db_opts),
+	.synopsis = "mechbench db stats  [--db FILE]\n"
+		    "       mechbench db vacuum [--db FILE] [--db-timeout S]\n"
+		    "       mechbench db check  [--db FILE]\n",
+	.about =
+	"Upkeep of the results database.\n"
 	"  stats   schema version, file size, free pages, rows, and the bytes the\n"
 	"          item values take per stored value\n"
 	"  vacuum  rewrite the file without its free pages (needs as much free disk\n"
 	"          as the file; waits for other writers, then holds the lock)\n"
 	"  check   SQLite's integrity_check and foreign_key_check; exit 1 on a fault\n\n"
-	"Opening migrates an older database to this build's schema first.\n"
-	"Exit codes: 0 done, 1 error (or a failed check), 2 usage.\n";
+	"Opening migrates an older database to this build's schema first.\n",
+	.notes = "Exit codes: 0 done, 1 error (or a failed check), 2 usage.\n",
+};
 
 static int check(mb_store *store, const char *db, mb_error *err)
 {
@@ -55,33 +71,28 @@ static int check(mb_store *store, const char *db, mb_error *err)
 
 int mb_cmd_db(int argc, char **argv)
 {
-	const char *db = "mechbench.db", *timeout_s = NULL, *sub;
+	db_args a = {0};
+	mb_cli_parsed parsed;
+	const char *db, *sub;
 	mb_store_opts so = {0};
 	mb_store *store = NULL;
 	mb_store_stats st;
 	mb_error err;
 	int rc, error = 0;
 
-	if (argc < 2 || mb_cli_wants_help(argc, argv)) {
-		fputs(usage, argc < 2 ? stderr : stdout);
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		mb_cli_help(argc < 2 ? stderr : stdout, &db_cmd);
 		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
 	}
 	sub = argv[1];
 	if (strcmp(sub, "stats") != 0 && strcmp(sub, "vacuum") != 0 && strcmp(sub, "check") != 0)
 		return mb_cli_usage_error("db", "unknown subcommand '%s' (expected stats, vacuum "
 					  "or check)", sub);
-	for (int i = 2; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--db", &db, "db")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "db"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else {
-			return mb_cli_usage_error("db", "unexpected argument '%s'", argv[i]);
-		}
-	}
+	if ((rc = mb_cli_parse(&parsed, &a, &db_cmd, argc - 1, argv + 1)) != MB_CLI_GO)
+		return rc;
+	db = a.db;
+	mb_cli_db_timeout(&so, a.db_timeout);
 	mb_error_clear(&err);
-	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
-		return mb_cli_usage_error("db", "%s", err.msg);
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;
 	if (strcmp(sub, "vacuum") == 0) {

@@ -11,20 +11,52 @@
 #include <mechbench/drift.h>
 #include <mechbench/figure.h>
 #include <mechbench/html.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/runner.h>
 #include <mechbench/store.h>
+#include <mechbench/str.h>
 
 #include "series_cli.h"
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench drift --suite FILE --series DIR_OR_GLOB [--name NAME]\n"
-	"                       [--append] [--db FILE] [--html FILE] [--json FILE]\n"
-	"                       [--penalty X] [--min-seg N] [--threads N]\n"
-	"                       [--fail-on-alarm] [--quiet]\n\n"
+typedef struct drift_args {
+	const char *suite, *series, *name, *db, *html, *json;
+	double penalty, db_timeout;
+	int64_t min_seg, threads;
+	int append, fail_on_alarm, quiet;
+} drift_args;
+
+static const mb_cli_opt drift_opts[] = {
+	{MB_OPT(PATH, "--suite", drift_args, suite), .meta = "FILE", .required = 1,
+	 .help = "the suite spec (its margins and thresholds are the bands)"},
+	{MB_OPT(STRING, "--series", drift_args, series), .meta = "DIR_OR_GLOB", .required = 1,
+	 .help = "the checkpoints"},
+	{MB_OPT(STRING, "--name", drift_args, name), .meta = "NAME",
+	 .help = "the series' name in the database (default SUITE:DIR)"},
+	{MB_OPT(FLAG, "--append", drift_args, append),
+	 .help = "add the checkpoints not stored yet to an existing series (they must come "
+		 "after its last one); without it an existing series is an error"},
+	{MB_OPT(PATH, "--db", drift_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "results database"},
+	MB_CLI_OPT_DB_TIMEOUT(drift_args, db_timeout),
+	{MB_OPT(PATH, "--html", drift_args, html), .meta = "FILE",
+	 .help = "also write the self-contained HTML report of the series"},
+	{MB_OPT(PATH, "--json", drift_args, json), .meta = "FILE",
+	 .help = "also write the analysis as JSON"},
+	MB_CLI_OPT_PENALTY(drift_args, penalty),
+	MB_CLI_OPT_MIN_SEG(drift_args, min_seg),
+	MB_CLI_OPT_THREADS(drift_args, threads),
+	{MB_OPT(FLAG, "--fail-on-alarm", drift_args, fail_on_alarm),
+	 .help = "exit 3 when a metric's monitor has alarmed"},
+	{MB_OPT(FLAG, "--quiet", drift_args, quiet), .help = "no progress lines"},
+};
+
+static const mb_cli_cmd drift_cmd = {
+	.name = "drift",
+	.opts = drift_opts,
+	.n_opts = MB_CLI_N(drift_opts),
+	.about =
 	"Runs a suite on every checkpoint of a series and stores each run in the\n"
 	"results database as one series (table series_points), each checkpoint in one\n"
 	"transaction with its figures. Checkpoints are the sub-folders of DIR (or the\n"
@@ -39,34 +71,12 @@ static const char usage[] =
 	"When the spec declares phases for a metric (\"phases\" in a task entry), the\n"
 	"trajectory is split into exactly those phases (the exact least-squares\n"
 	"segmentation, a line or a level per phase) and each phase's steps are\n"
-	"reported; a boundary outside its pre-registered window fails the run.\n\n"
-	"  --suite FILE       the suite spec (its margins and thresholds are the bands)\n"
-	"  --series DIR|GLOB  the checkpoints\n"
-	"  --name NAME        the series' name in the database (default SUITE:DIR)\n"
-	"  --append           add the checkpoints not stored yet to an existing series\n"
-	"                     (they must come after its last one); without it an\n"
-	"                     existing series is an error\n"
-	"  --db FILE          results database (default mechbench.db)\n"
-	"  --db-timeout S     wait up to S seconds for another writer (default 600)\n"
-	"  --html FILE        also write the self-contained HTML report of the series\n"
-	"  --json FILE        also write the analysis as JSON\n"
-	"  --penalty X        PELT penalty (default 2 sigma^2 ln K, sigma from the\n"
-	"                     differences of the trajectory)\n"
-	"  --min-seg N        fewest checkpoints between changepoints (default 2)\n"
-	"  --threads N        OpenMP threads (default: all)\n"
-	"  --fail-on-alarm    exit 3 when a metric's monitor has alarmed\n"
-	"  --quiet            no progress lines\n\n"
+	"reported; a boundary outside its pre-registered window fails the run.\n",
+	.notes =
 	"Exit codes: 0 done, 1 error, 2 usage, 3 a phase boundary outside its\n"
 	"registered window (or an alarm with --fail-on-alarm), 4 a registered window\n"
-	"that could not be judged (too few checkpoints to locate the phases).\n";
-
-static void now_iso(char *buf, size_t cap)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
+	"that could not be judged (too few checkpoints to locate the phases).\n",
+};
 
 /* Runs every entry of the spec on the checkpoint at path into entries[i]
  * (*n_done of them) and their figures into figs[i]. */
@@ -271,12 +281,11 @@ static int store_phases(mb_store *store, const char *series, const mb_drift_resu
 
 int mb_cmd_drift(int argc, char **argv)
 {
-	const char *suite = NULL, *series = NULL, *name_opt = NULL, *db = "mechbench.db";
-	const char *html = NULL, *json = NULL, *penalty_s = NULL, *minseg_s = NULL;
-	const char *threads_s = NULL, *timeout_s = NULL;
+	drift_args a = {0};
+	mb_cli_parsed parsed;
+	const char *suite, *series, *db, *html, *json;
 	mb_store_opts so = {0};
-	int append = 0, quiet = 0, fail_on_alarm = 0, rc, error = 0, exit_code = MB_EXIT_OK;
-	int64_t threads = 0, min_seg = 0;
+	int rc, error = 0, exit_code = MB_EXIT_OK;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -288,55 +297,22 @@ int mb_cmd_drift(int argc, char **argv)
 	mb_results_point *stored = NULL;
 	mb_dataset *datasets = NULL;
 	mb_cli_series_view view;
-	mb_drift_opts dopts = {NAN, 0};
+	mb_drift_opts dopts;
 	mb_runner_opts ropts;
 	char name[128];
 	int exists = 0, whole = 0;
 	json_t *doc = NULL;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--series", &series, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--name", &name_opt, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--html", &html, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--json", &json, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--penalty", &penalty_s, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--min-seg", &minseg_s, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "drift")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "drift"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else if (strcmp(argv[i], "--append") == 0) {
-			append = 1;
-		} else if (strcmp(argv[i], "--quiet") == 0) {
-			quiet = 1;
-		} else if (strcmp(argv[i], "--fail-on-alarm") == 0) {
-			fail_on_alarm = 1;
-		} else {
-			return mb_cli_usage_error("drift", "unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!suite)
-		return mb_cli_usage_error("drift", "--suite FILE is required");
-	if (!series)
-		return mb_cli_usage_error("drift", "--series DIR_OR_GLOB is required");
+	if ((rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	suite = a.suite;
+	series = a.series;
+	db = a.db;
+	html = a.html;
+	json = a.json;
+	dopts = mb_cli_series_opts(&parsed, &drift_cmd, a.penalty, a.min_seg);
+	mb_cli_db_timeout(&so, a.db_timeout);
 	mb_error_clear(&err);
-	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
-		return mb_cli_usage_error("drift", "%s", err.msg);
-	if (minseg_s && mb_parse_i64(minseg_s, 1, 1000000, &min_seg, "--min-seg", &err) < 0)
-		return mb_cli_usage_error("drift", "%s", err.msg);
-	if (penalty_s && (mb_parse_f64(penalty_s, &dopts.penalty, "--penalty", &err) < 0 ||
-			  !(dopts.penalty >= 0)))
-		return mb_cli_usage_error("drift", "--penalty: expected a number >= 0, not '%s'",
-					  penalty_s);
-	dopts.min_seg = (size_t)min_seg;
-	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
-		return mb_cli_usage_error("drift", "%s", err.msg);
 
 	memset(&spec, 0, sizeof(spec));
 	memset(&meta, 0, sizeof(meta));
@@ -350,11 +326,11 @@ int mb_cmd_drift(int argc, char **argv)
 		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0)
 			goto cleanup;
 	}
-	mb_provenance_init(&prov, (int)threads);
+	mb_provenance_init(&prov, (int)a.threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
-	if (name_opt) {
-		snprintf(name, sizeof(name), "%s", name_opt);
+	if (a.name) {
+		snprintf(name, sizeof(name), "%s", a.name);
 	} else {
 		size_t len;
 		snprintf(name, sizeof(name), "%s:%s", spec.suite, series);
@@ -368,8 +344,8 @@ int mb_cmd_drift(int argc, char **argv)
 	if ((error = mb_drift_check_windows(&spec, n_cks && cks[0].has_step, &err)) < 0)
 		goto cleanup;
 	memset(&ropts, 0, sizeof(ropts));
-	ropts.threads = (int)threads;
-	ropts.progress = mb_cli_want_progress(quiet);
+	ropts.threads = (int)a.threads;
+	ropts.progress = mb_cli_want_progress(a.quiet);
 	if (mb_dist_size() > 1)
 		ropts.split = mb_dist_run_entry; /* every entry's items over the ranks */
 	if (mb_dist_rank() != 0) {
@@ -385,7 +361,7 @@ int mb_cmd_drift(int argc, char **argv)
 		goto cleanup;
 	} else {
 		exists = 1;
-		if (!append) {
+		if (!a.append) {
 			error = mb_error_set(&err, MB_EINVALID, "%s: series '%s' exists; pass --append "
 					     "to add new checkpoints to it, or --name for a new series",
 					     db, name);
@@ -471,7 +447,7 @@ int mb_cmd_drift(int argc, char **argv)
 			snprintf(create.spec_path, sizeof(create.spec_path), "%s", home.relpath);
 			snprintf(create.spec_blob, sizeof(create.spec_blob), "%s", home.blob);
 			snprintf(create.source, sizeof(create.source), "%s", series);
-			now_iso(create.created_at, sizeof(create.created_at));
+			mb_str_utc(create.created_at, sizeof(create.created_at), time(NULL));
 			create.spec = home.text;
 			create.spec_len = home.len;
 		}
@@ -484,7 +460,7 @@ int mb_cmd_drift(int argc, char **argv)
 			goto cleanup;
 		}
 		ran++;
-		if (!quiet) {
+		if (!a.quiet) {
 			if (cks[i].has_step)
 				fprintf(stderr, "mechbench: checkpoint %zu/%zu (step %lld): run %lld\n",
 					i + 1, n_cks, (long long)cks[i].step, (long long)id);
@@ -493,7 +469,7 @@ int mb_cmd_drift(int argc, char **argv)
 					n_cks, cks[i].name, (long long)id);
 		}
 	}
-	if (ran == 0 && !quiet)
+	if (ran == 0 && !a.quiet)
 		fprintf(stderr, "mechbench: series '%s': no new checkpoints in %s\n", name, series);
 	if ((error = mb_cli_series_view_load(&view, store, name, &dopts, &err)) < 0)
 		goto cleanup;
@@ -525,7 +501,7 @@ int mb_cmd_drift(int argc, char **argv)
 			exit_code = MB_EXIT_INCONCLUSIVE;
 		}
 	}
-	if (fail_on_alarm)
+	if (a.fail_on_alarm)
 		for (size_t m = 0; m < view.drift.n_metrics; m++)
 			if (view.drift.metrics[m].alarm != SIZE_MAX)
 				exit_code = MB_EXIT_GATE_FAILED;

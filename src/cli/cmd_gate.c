@@ -18,44 +18,70 @@
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
 #include <mechbench/gemm.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/store.h>
+#include <mechbench/str.h>
 
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench gate --suite FILE --baseline-ref REF [--model DIR]\n"
-	"                      [--baseline PATH] [--db FILE] [--report-md FILE]\n"
-	"                      [--junit FILE] [--json FILE] [--csv FILE]\n"
-	"                      [--on-inconclusive exit4|pass|fail]\n"
-	"                      [--on-changed exit4|pass|fail] [--threads N] [--strata]\n"
-	"                      [--quiet]\n\n"
+typedef struct gate_args {
+	const char *suite, *ref, *model, *baseline, *db;
+	const char *md, *junit, *json, *csv;
+	int on_inconclusive, on_changed; /* index in policies[] */
+	double db_timeout;
+	int64_t threads;
+	int strata, quiet;
+} gate_args;
+
+/* --on-inconclusive and --on-changed, in the order of policy_of[] */
+static const char *const policies[] = {"exit4", "pass", "fail", NULL};
+static const mb_gate_policy policy_of[] = {MB_GATE_POLICY_EXIT4, MB_GATE_POLICY_PASS,
+					   MB_GATE_POLICY_FAIL};
+
+static const mb_cli_opt gate_opts[] = {
+	{MB_OPT(PATH, "--suite", gate_args, suite), .meta = "FILE", .required = 1,
+	 .help = "the suite spec, inside a git work tree"},
+	{MB_OPT(STRING, "--baseline-ref", gate_args, ref), .meta = "REF", .required = 1,
+	 .help = "a commit, branch, tag, HEAD~1, or merge-base:REF (the merge base of HEAD and "
+		 "REF, as a pull-request check)"},
+	{MB_OPT(PATH, "--model", gate_args, model), .meta = "DIR",
+	 .help = "the candidate model for every entry (default: each entry's \"model\")"},
+	{MB_OPT(PATH, "--baseline", gate_args, baseline), .meta = "PATH",
+	 .help = "the baseline file at REF for every entry (default: each entry's "
+		 "\"baseline\")"},
+	{MB_OPT(PATH, "--db", gate_args, db), .meta = "FILE",
+	 .help = "also store the candidate run and the verdicts"},
+	MB_CLI_OPT_DB_TIMEOUT(gate_args, db_timeout),
+	{MB_OPT(PATH, "--report-md", gate_args, md), .meta = "FILE",
+	 .help = "markdown for a PR comment or $GITHUB_STEP_SUMMARY"},
+	{MB_OPT(PATH, "--junit", gate_args, junit), .meta = "FILE",
+	 .help = "JUnit XML, one testcase per metric"},
+	{MB_OPT(PATH, "--json", gate_args, json), .meta = "FILE",
+	 .help = "JSON report (schema in the README)"},
+	{MB_OPT(PATH, "--csv", gate_args, csv), .meta = "FILE", .help = "CSV, one row per metric"},
+	{MB_OPT(ENUM, "--on-inconclusive", gate_args, on_inconclusive), .choices = policies,
+	 .def = "exit4", .help = "what INCONCLUSIVE does to the exit code"},
+	{MB_OPT(ENUM, "--on-changed", gate_args, on_changed), .choices = policies, .def = "exit4",
+	 .help = "the same for THRESHOLD-CHANGED and METRIC-CHANGED"},
+	MB_CLI_OPT_THREADS(gate_args, threads),
+	{MB_OPT(FLAG, "--strata", gate_args, strata),
+	 .help = "also print every metric per stratum (the markdown and JSON reports always "
+		 "carry the strata)"},
+	MB_CLI_OPT_QUIET(gate_args, quiet),
+};
+
+static const mb_cli_cmd gate_cmd = {
+	.name = "gate",
+	.opts = gate_opts,
+	.n_opts = MB_CLI_N(gate_opts),
+	.about =
 	"Runs the suite on the candidate model and compares it, item by item, with the\n"
 	"baseline committed at REF, under the spec committed at REF (the\n"
 	"pre-registration): the working tree's spec is never applied silently; if it\n"
 	"differs, the affected metrics are THRESHOLD-CHANGED and the deviation is printed.\n"
 	"Before running, a gate whose minimum detectable effect at the spec's n exceeds\n"
-	"its margin is refused.\n\n"
-	"  --suite FILE          the suite spec, inside a git work tree\n"
-	"  --baseline-ref REF    a commit, branch, tag, HEAD~1, or merge-base:REF (the\n"
-	"                        merge base of HEAD and REF, as a pull-request check)\n"
-	"  --model DIR           the candidate model for every entry (default: each\n"
-	"                        entry's \"model\")\n"
-	"  --baseline PATH       the baseline file at REF for every entry (default: each\n"
-	"                        entry's \"baseline\")\n"
-	"  --db FILE             also store the candidate run and the verdicts\n"
-	"  --db-timeout S        wait up to S seconds for another writer (default 600)\n"
-	"  --report-md FILE      markdown for a PR comment or $GITHUB_STEP_SUMMARY\n"
-	"  --junit FILE          JUnit XML, one testcase per metric\n"
-	"  --json FILE           JSON report (schema in the README)\n"
-	"  --csv FILE            CSV, one row per metric\n"
-	"  --on-inconclusive P   what INCONCLUSIVE does to the exit code (default exit4)\n"
-	"  --on-changed P        the same for THRESHOLD-CHANGED and METRIC-CHANGED\n"
-	"  --threads N           OpenMP threads (default: all)\n"
-	"  --strata              also print every metric per stratum (the markdown and\n"
-	"                        JSON reports always carry the strata)\n"
-	"  --quiet               no progress bar\n\n"
+	"its margin is refused.\n",
+	.notes =
 	"Verdicts per metric (one-sided alpha, margin delta, CI of candidate - baseline\n"
 	"oriented so higher is better): IDENTICAL (every item bitwise equal), IMPROVED\n"
 	"(L > delta), PASS (L > -delta), REGRESSED (U < -delta), else INCONCLUSIVE.\n"
@@ -66,25 +92,13 @@ static const char usage[] =
 	"thresholds combine per the spec: \"all\" (a failing stratum fails the metric)\n"
 	"or \"pooled\" (the pooled value decides; the failing stratum is reported).\n\n"
 	"Exit codes: 0 pass; 1 error; 2 usage; 3 a metric REGRESSED or failed its\n"
-	"threshold (pooled, or a stratum under combine \"all\"); 4 INCONCLUSIVE, THRESHOLD-CHANGED or METRIC-CHANGED (see the\n"
-	"--on-* options).\n";
+	"threshold (pooled, or a stratum under combine \"all\"); 4 INCONCLUSIVE,\n"
+	"THRESHOLD-CHANGED or METRIC-CHANGED (see the --on-* options).\n",
+};
 
 typedef struct report_files {
 	const char *md, *junit, *json, *csv;
 } report_files;
-
-static int parse_policy(const char *s, mb_gate_policy *out)
-{
-	if (strcmp(s, "exit4") == 0)
-		*out = MB_GATE_POLICY_EXIT4;
-	else if (strcmp(s, "pass") == 0)
-		*out = MB_GATE_POLICY_PASS;
-	else if (strcmp(s, "fail") == 0)
-		*out = MB_GATE_POLICY_FAIL;
-	else
-		return -1;
-	return 0;
-}
 
 static void render_md(FILE *f, const void *g)
 {
@@ -98,12 +112,11 @@ static void render_csv(FILE *f, const void *g)
 
 static void render_junit(FILE *f, const void *g)
 {
-	char ts[32], host[256];
-	time_t t = time(NULL);
-	struct tm tm;
+	char ts[MB_STR_UTC_LEN], host[256];
 
-	gmtime_r(&t, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* junit-4.xsd's timestamp pattern has no zone designator: drop the Z. */
+	mb_str_utc(ts, sizeof(ts), time(NULL));
+	ts[MB_STR_UTC_LEN - 2] = '\0';
 	if (gethostname(host, sizeof(host)) != 0)
 		host[0] = '\0';
 	host[sizeof(host) - 1] = '\0';
@@ -203,12 +216,13 @@ static int load_dataset(mb_dataset *d, mb_gate_result *g, const mb_spec_entry *e
 
 int mb_cmd_gate(int argc, char **argv)
 {
-	const char *suite = NULL, *ref = NULL, *model = NULL, *baseline = NULL, *db = NULL;
-	const char *threads_s = NULL, *on_inc = "exit4", *on_chg = "exit4";
+	gate_args a = {0};
+	mb_cli_parsed parsed;
+	const char *suite, *ref, *model, *baseline, *db;
 	report_files rf = {0};
 	mb_gate_policy p_inc, p_chg;
-	int64_t threads = 0;
-	int quiet = 0, show_strata = 0, rc, error = 0, code = MB_EXIT_ERROR;
+	int64_t threads;
+	int rc, error = 0, code = MB_EXIT_ERROR;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec reg, work;
@@ -221,51 +235,25 @@ int mb_cmd_gate(int argc, char **argv)
 	size_t n_files = 0;
 	mb_store *store = NULL;
 	mb_store_opts so = {0};
-	const char *timeout_s = NULL;
 	int64_t run_id = 0, gate_id = 0;
 	char commit[MB_GIT_OID_HEX_LEN], blob[MB_GIT_OID_HEX_LEN], label[1400];
 	char *reg_text = NULL;
 	size_t reg_len = 0;
 	double started;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--baseline-ref", &ref, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--model", &model, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--baseline", &baseline, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--report-md", &rf.md, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--junit", &rf.junit, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--json", &rf.json, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--csv", &rf.csv, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--on-inconclusive", &on_inc, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--on-changed", &on_chg, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "gate")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "gate"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else if (strcmp(argv[i], "--quiet") == 0) {
-			quiet = 1;
-		} else if (strcmp(argv[i], "--strata") == 0) {
-			show_strata = 1;
-		} else {
-			return mb_cli_usage_error("gate", "unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!suite || !ref)
-		return mb_cli_usage_error("gate", "--suite FILE and --baseline-ref REF are required");
-	if (parse_policy(on_inc, &p_inc) < 0 || parse_policy(on_chg, &p_chg) < 0)
-		return mb_cli_usage_error("gate", "--on-inconclusive and --on-changed take exit4, "
-					  "pass or fail");
+	if ((rc = mb_cli_parse(&parsed, &a, &gate_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	suite = a.suite;
+	ref = a.ref;
+	model = a.model;
+	baseline = a.baseline;
+	db = a.db;
+	rf = (report_files){a.md, a.junit, a.json, a.csv};
+	p_inc = policy_of[a.on_inconclusive];
+	p_chg = policy_of[a.on_changed];
+	threads = a.threads;
+	mb_cli_db_timeout(&so, a.db_timeout);
 	mb_error_clear(&err);
-	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
-		return mb_cli_usage_error("gate", "%s", err.msg);
-	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
-		return mb_cli_usage_error("gate", "%s", err.msg);
 
 	memset(&reg, 0, sizeof(reg));
 	memset(&work, 0, sizeof(work));
@@ -360,7 +348,7 @@ int mb_cmd_gate(int argc, char **argv)
 	for (size_t i = 0; i < reg.n_entries; i++) {
 		const mb_spec_entry *e = &reg.entries[i];
 		mb_runner_opts opts = {.threads = (int)threads,
-				       .progress = mb_cli_want_progress(quiet)};
+				       .progress = mb_cli_want_progress(a.quiet)};
 		char mdir[4096];
 		if (model) {
 			snprintf(mdir, sizeof(mdir), "%s", model);
@@ -404,7 +392,7 @@ int mb_cmd_gate(int argc, char **argv)
 
 	/* 5. Reports and the verdict. */
 	mb_report_gate_terminal(stdout, &g, mb_cli_want_color());
-	if (show_strata)
+	if (a.strata)
 		mb_report_gate_terminal_strata(stdout, &g, mb_cli_want_color());
 	fflush(stdout);
 	if ((error = write_reports(&g, &rf, &err)) < 0)

@@ -11,18 +11,33 @@
 #include <mechbench/npy.h>
 #include <mechbench/safetensors.h>
 
-static const char usage[] =
-	"usage: mechbench inspect FILE [--stats]\n\n"
+typedef struct inspect_args {
+	int stats;
+} inspect_args;
+
+static const mb_cli_opt inspect_opts[] = {
+	{MB_OPT(FLAG, "--stats", inspect_args, stats),
+	 .help = "also min, max and mean of the finite values of each tensor, and the count of "
+		 "NaN and infinite values"},
+};
+
+static const mb_cli_cmd inspect_cmd = {
+	.name = "inspect",
+	.opts = inspect_opts,
+	.n_opts = MB_CLI_N(inspect_opts),
+	.operands = "FILE",
+	.min_operands = 1,
+	.max_operands = 1,
+	.about =
 	"Validates a tensor file and lists what it holds:\n"
 	"  .safetensors  every tensor (name, dtype, shape, byte range) and __metadata__\n"
 	"  .npy          dtype and shape\n"
 	"  .json         top-level type and keys (syntax check)\n"
-	"Files with other names are recognised by content (.npy magic) or refused.\n\n"
-	"Options:\n"
-	"  --stats   also min, max and mean of the finite values of each tensor, and\n"
-	"            the count of NaN and infinite values\n\n"
+	"Files with other names are recognised by content (.npy magic) or refused.\n",
+	.notes =
 	"A malformed file gives one line on stderr naming the file and the field at\n"
-	"fault, and exit status 1.\n";
+	"fault, and exit status 1.\n",
+};
 
 typedef enum kind { KIND_SAFETENSORS, KIND_NPY, KIND_JSON, KIND_UNKNOWN } kind;
 
@@ -226,27 +241,16 @@ static int inspect_json(const char *path)
 
 int mb_cmd_inspect(int argc, char **argv)
 {
-	const char *path = NULL;
-	int with_stats = 0;
+	inspect_args a = {0};
+	mb_cli_parsed parsed;
+	const char *path;
+	int with_stats, rc;
 	mb_error err;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--stats") == 0)
-			with_stats = 1;
-		else if (argv[i][0] == '-' && argv[i][1] != '\0')
-			return mb_cli_usage_error("inspect", "unknown option '%s'", argv[i]);
-		else if (path)
-			return mb_cli_usage_error("inspect", "one FILE at a time ('%s' is extra)",
-						  argv[i]);
-		else
-			path = argv[i];
-	}
-	if (!path)
-		return mb_cli_usage_error("inspect", "missing FILE");
+	if ((rc = mb_cli_parse(&parsed, &a, &inspect_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	path = parsed.operands[0];
+	with_stats = a.stats;
 	switch (guess_kind(path)) {
 	case KIND_SAFETENSORS: return inspect_safetensors(path, with_stats);
 	case KIND_NPY: return inspect_npy(path, with_stats);

@@ -6,7 +6,6 @@
 
 #include <mechbench/html.h>
 #include <mechbench/leaderboard.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/store.h>
@@ -14,10 +13,34 @@
 #include "series_cli.h"
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench leaderboard --db FILE [--suite NAME]\n"
-	"                             [--format md|html|csv|json] [--out FILE]\n"
-	"                             [--alpha A]\n\n"
+typedef enum { FMT_MD, FMT_HTML, FMT_CSV, FMT_JSON } lb_format;
+
+typedef struct lb_args {
+	const char *db, *suite, *out;
+	int format; /* index in formats[] */
+	double alpha;
+} lb_args;
+
+static const char *const formats[] = {"md", "markdown", "html", "csv", "json", NULL};
+static const lb_format format_of[] = {FMT_MD, FMT_MD, FMT_HTML, FMT_CSV, FMT_JSON};
+
+static const mb_cli_opt lb_opts[] = {
+	{MB_OPT(PATH, "--db", lb_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "results database"},
+	{MB_OPT(STRING, "--suite", lb_args, suite), .meta = "NAME", .help = "only this suite's runs"},
+	{MB_OPT(ENUM, "--format", lb_args, format), .choices = formats, .def = "md",
+	 .help = "markdown, html (a self-contained page), csv or json"},
+	{MB_OPT(PATH, "--out", lb_args, out), .meta = "FILE",
+	 .help = "write there instead of standard output"},
+	{MB_OPT(DOUBLE, "--alpha", lb_args, alpha), .meta = "A", .range = "(0, 1)", .def = "0.05",
+	 .help = "family-wise error of each metric's pairwise tests"},
+};
+
+static const mb_cli_cmd lb_cmd = {
+	.name = "leaderboard",
+	.opts = lb_opts,
+	.n_opts = MB_CLI_N(lb_opts),
+	.about =
 	"Models by metrics from the results database: one table per (suite, entry), a\n"
 	"row per stored run (a model), each metric's mean with its 95% CI and a rank\n"
 	"interval. Ranks are simultaneous confidence intervals: every pair of rows is\n"
@@ -27,16 +50,10 @@ static const char usage[] =
 	"difference (Al Mohamad, Goeman & van Zwet 2022), so rows that do not differ\n"
 	"significantly share ranks and two runs of one model tie. Every row carries its\n"
 	"stamp (mechbench commit, spec blob, dataset sha256, model sha256) and the\n"
-	"command that reproduces it.\n\n"
-	"  --db FILE        results database (default mechbench.db)\n"
-	"  --suite NAME     only this suite's runs\n"
-	"  --format F       md (default), html (a self-contained page), csv or json\n"
-	"  --out FILE       write there instead of standard output\n"
-	"  --alpha A        family-wise error of each metric's pairwise tests\n"
-	"                   (default 0.05)\n\n"
-	"Exit codes: 0 done, 1 error, 2 usage.\n";
+	"command that reproduces it.\n",
+	.notes = "Exit codes: 0 done, 1 error, 2 usage.\n",
+};
 
-typedef enum { FMT_MD, FMT_HTML, FMT_CSV, FMT_JSON } lb_format;
 
 static int render(FILE *f, const void *arg, mb_error *err)
 {
@@ -71,8 +88,9 @@ static int render(FILE *f, const void *arg, mb_error *err)
 
 int mb_cmd_leaderboard(int argc, char **argv)
 {
-	const char *db = "mechbench.db", *suite = NULL, *format = "md", *out = NULL;
-	const char *alpha_s = NULL;
+	lb_args a = {0};
+	mb_cli_parsed parsed;
+	const char *db, *suite, *out;
 	lb_format fmt;
 	mb_leaderboard_opts lo = {0.05, 0, 0};
 	mb_error err;
@@ -84,38 +102,14 @@ int mb_cmd_leaderboard(int argc, char **argv)
 	mb_leaderboard lb;
 	int rc, error = 0;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--db", &db, "leaderboard")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "leaderboard")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--format", &format, "leaderboard")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--out", &out, "leaderboard")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--alpha", &alpha_s, "leaderboard"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else {
-			return mb_cli_usage_error("leaderboard", "unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (strcmp(format, "md") == 0 || strcmp(format, "markdown") == 0)
-		fmt = FMT_MD;
-	else if (strcmp(format, "html") == 0)
-		fmt = FMT_HTML;
-	else if (strcmp(format, "csv") == 0)
-		fmt = FMT_CSV;
-	else if (strcmp(format, "json") == 0)
-		fmt = FMT_JSON;
-	else
-		return mb_cli_usage_error("leaderboard", "--format: expected md, html, csv or json, "
-					  "not '%s'", format);
+	if ((rc = mb_cli_parse(&parsed, &a, &lb_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	db = a.db;
+	suite = a.suite;
+	out = a.out;
+	fmt = format_of[a.format];
+	lo.alpha = a.alpha;
 	mb_error_clear(&err);
-	if (alpha_s && (mb_parse_f64(alpha_s, &lo.alpha, "--alpha", &err) < 0 ||
-			!(lo.alpha > 0 && lo.alpha < 1)))
-		return mb_cli_usage_error("leaderboard", "--alpha: expected a number in (0, 1), "
-					  "not '%s'", alpha_s);
 	memset(&lb, 0, sizeof(lb));
 	if (out && (error = mb_cli_check_writable(out, &err)) < 0)
 		goto cleanup;

@@ -15,27 +15,42 @@
 #include "figures_cli.h"
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench merge SHARD.db... [--db FILE] [--suite FILE] [--db-timeout S]\n"
-	"                       [--quiet]\n\n"
-	"Combines the shard databases of `run --shard i/n` (every i of one n, each\n"
-	"given once) into one run stored in --db, bit for bit the run one process\n"
-	"would have stored: item values placed by content key in dataset order, then\n"
-	"every aggregate, CI and figure computed from all of them. Refused with one\n"
-	"line naming the shard and the field or item: shards of another suite, spec\n"
-	"blob, code commit, seed, dataset sha256 or model digest than the first; a\n"
-	"shard missing or given twice; an item in two shards or in none. The merged\n"
-	"run is written in one transaction after all checks; a new --db that could\n"
-	"not be written is removed. Then `leaderboard`, `report` and `baseline save`\n"
-	"read it like any run.\n\n"
-	"  --db FILE       the results database to store the merged run in (default\n"
-	"                  mechbench.db; created if absent; not one of the shards)\n"
-	"  --suite FILE    the suite spec the shards ran (default: the spec path they\n"
-	"                  recorded); its git blob must be theirs, its datasets are read\n"
-	"                  from its work tree\n"
-	"  --db-timeout S  wait up to S seconds for another writer's lock (default 600)\n"
-	"  --quiet         no closing line on stderr\n\n"
-	"Exit codes: 0 merged, 1 error, 2 usage.\n";
+typedef struct merge_args {
+	const char *db, *suite;
+	double db_timeout;
+	int quiet;
+} merge_args;
+
+static const mb_cli_opt merge_opts[] = {
+	{MB_OPT(PATH, "--db", merge_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "the results database to store the merged run in (created if absent; not "
+		 "one of the shards)"},
+	{MB_OPT(PATH, "--suite", merge_args, suite), .meta = "FILE",
+	 .help = "the suite spec the shards ran (default: the spec path they recorded); its "
+		 "git blob must be theirs, its datasets are read from its work tree"},
+	MB_CLI_OPT_DB_TIMEOUT(merge_args, db_timeout),
+	{MB_OPT(FLAG, "--quiet", merge_args, quiet), .help = "no closing line on stderr"},
+};
+
+static const mb_cli_cmd merge_cmd = {
+	.name = "merge",
+	.opts = merge_opts,
+	.n_opts = MB_CLI_N(merge_opts),
+	.operands = "SHARD.db...",
+	.min_operands = 1,
+	.max_operands = MB_CLI_MAX_ARGS,
+	.about = "Combines the shard databases of `run --shard i/n` (every i of one n, each\n"
+		 "given once) into one run stored in --db, bit for bit the run one process\n"
+		 "would have stored: item values placed by content key in dataset order, then\n"
+		 "every aggregate, CI and figure computed from all of them. Refused with one\n"
+		 "line naming the shard and the field or item: shards of another suite, spec\n"
+		 "blob, code commit, seed, dataset sha256 or model digest than the first; a\n"
+		 "shard missing or given twice; an item in two shards or in none. The merged\n"
+		 "run is written in one transaction after all checks; a new --db that could\n"
+		 "not be written is removed. Then `leaderboard`, `report` and `baseline save`\n"
+		 "read it like any run.\n",
+	.notes = "Exit codes: 0 merged, 1 error, 2 usage.\n",
+};
 
 static void remove_db(const char *path)
 {
@@ -50,11 +65,13 @@ static void remove_db(const char *path)
 
 int mb_cmd_merge(int argc, char **argv)
 {
-	const char *db = "mechbench.db", *suite = NULL, *timeout_s = NULL;
-	const char **shards = calloc((size_t)argc, sizeof(*shards));
-	size_t n_shards = 0;
+	merge_args a = {0};
+	mb_cli_parsed parsed;
+	const char *db, *suite;
+	const char *const *shards;
+	size_t n_shards;
 	char spec_path[1024];
-	int quiet = 0, rc, error = 0, created = 0;
+	int rc, error = 0, created = 0;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -63,50 +80,21 @@ int mb_cmd_merge(int argc, char **argv)
 	mb_store_opts so = {0};
 	mb_figure_list *figs = NULL;
 
+	if ((rc = mb_cli_parse(&parsed, &a, &merge_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	db = a.db;
+	suite = a.suite;
+	shards = parsed.operands;
+	n_shards = (size_t)parsed.n_operands;
+	mb_cli_db_timeout(&so, a.db_timeout);
+	mb_error_clear(&err);
 	memset(&home, 0, sizeof(home));
 	memset(&spec, 0, sizeof(spec));
 	memset(&run, 0, sizeof(run));
-	mb_error_clear(&err);
-	if (!shards) {
-		error = mb_error_oom(&err, "shard list", (size_t)argc);
-		goto cleanup;
-	}
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		free(shards);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--db", &db, "merge")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "merge")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "merge"))) {
-			if (rc < 0) {
-				free(shards);
-				return MB_EXIT_USAGE;
-			}
-		} else if (strcmp(argv[i], "--quiet") == 0) {
-			quiet = 1;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			free(shards);
-			return mb_cli_usage_error("merge", "unexpected option '%s'", argv[i]);
-		} else {
-			shards[n_shards++] = argv[i];
-		}
-	}
-	if (n_shards == 0) {
-		free(shards);
-		return mb_cli_usage_error("merge", "give the shard databases (SHARD.db...)");
-	}
-	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0) {
-		free(shards);
-		return mb_cli_usage_error("merge", "%s", err.msg);
-	}
 	for (size_t s = 0; s < n_shards; s++)
-		if (strcmp(shards[s], db) == 0) {
-			free(shards);
+		if (strcmp(shards[s], db) == 0)
 			return mb_cli_usage_error("merge", "--db %s is one of the shards: merge into "
 						  "another database", db);
-		}
 	if (!suite) {
 		if ((error = mb_merge_spec_path(spec_path, sizeof(spec_path), shards[0], &err)) < 0)
 			goto cleanup;
@@ -136,7 +124,7 @@ int mb_cmd_merge(int argc, char **argv)
 		goto cleanup;
 	mb_report_run_terminal(stdout, &run, mb_cli_want_color());
 	fflush(stdout);
-	if (!quiet)
+	if (!a.quiet)
 		fprintf(stderr, "mechbench: merged %zu shards into run %lld in %s\n", n_shards,
 			(long long)run.id, db);
 cleanup:
@@ -149,6 +137,5 @@ cleanup:
 	mb_run_result_dispose(&run);
 	mb_spec_dispose(&spec);
 	mb_cli_spec_home_dispose(&home);
-	free(shards);
 	return error < 0 ? mb_cli_fail(&err) : MB_EXIT_OK;
 }

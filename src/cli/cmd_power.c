@@ -11,71 +11,74 @@
 #include <mechbench/baseline.h>
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
-#include <mechbench/parse.h>
 #include <mechbench/power.h>
 
-static const char usage[] =
-	"usage: mechbench power (--sd X | --discordant P) (--delta X | --n N)\n"
+typedef struct power_args {
+	double sd, discordant, delta, alpha, power, deff;
+	int64_t n;
+	int sides; /* index in sides[]: 0 one-sided, 1 two-sided */
+	const char *baseline, *metric, *entry, *stratum, *spec;
+} power_args;
+
+static const char *const sides[] = {"1", "2", NULL};
+
+static const mb_cli_opt power_opts[] = {
+	{MB_OPT(DOUBLE, "--sd", power_args, sd), .meta = "X", .range = "> 0",
+	 .help = "SD of the paired differences of a continuous metric (var_d = X^2)"},
+	{MB_OPT(DOUBLE, "--discordant", power_args, discordant), .meta = "P", .range = "(0, 1]",
+	 .help = "share of discordant items of a binary metric (var_d = P, Miller's rule)"},
+	{MB_OPT(DOUBLE, "--delta", power_args, delta), .meta = "X",
+	 .help = "effect to detect, in metric units (0.02 = 2 points), not 0: prints n = N, "
+		 "rounded up"},
+	{MB_OPT(INT, "--n", power_args, n), .meta = "N", .range = "[1, 1000000000000000]",
+	 .help = "items available: prints mde = X"},
+	{MB_OPT(PATH, "--baseline", power_args, baseline), .meta = "FILE",
+	 .help = "take var_d from a baseline file's per-item values of --metric NAME (in --entry "
+		 "NAME, default the first entry that has it), as `gate` plans it: their variance, "
+		 "and for a binary metric at least |delta|. Without --delta or --n, prints the MDE "
+		 "at the baseline's number of items."},
+	{MB_OPT(STRING, "--metric", power_args, metric), .meta = "NAME",
+	 .help = "with --baseline: the metric"},
+	{MB_OPT(STRING, "--entry", power_args, entry), .meta = "NAME",
+	 .help = "with --baseline: the entry"},
+	{MB_OPT(STRING, "--stratum", power_args, stratum), .meta = "NAME",
+	 .help = "with --baseline: only the items of this stratum (their variance and count)"},
+	{MB_OPT(PATH, "--spec", power_args, spec), .meta = "FILE",
+	 .help = "with --baseline: the stratum is the smallest (fewest baseline items) of those "
+		 "the spec registers a threshold for under --metric, as the gate's pre-run check "
+		 "plans it"},
+	{MB_OPT(DOUBLE, "--alpha", power_args, alpha), .meta = "A", .range = "(0, 1)",
+	 .def = "0.05", .help = "significance level (total over both tails when --sides 2)"},
+	{MB_OPT(DOUBLE, "--power", power_args, power), .meta = "B", .range = "(0, 1)",
+	 .def = "0.8", .help = "power 1 - beta"},
+	{MB_OPT(ENUM, "--sides", power_args, sides), .choices = sides, .def = "2",
+	 .help = "one-sided (non-inferiority) or two-sided test"},
+	{MB_OPT(DOUBLE, "--deff", power_args, deff), .meta = "D", .range = "> 0", .def = "1",
+	 .help = "design effect of clustered items"},
+};
+
+static const mb_cli_cmd power_cmd = {
+	.name = "power",
+	.opts = power_opts,
+	.n_opts = MB_CLI_N(power_opts),
+	.synopsis =
+	"mechbench power (--sd X | --discordant P) (--delta X | --n N)\n"
 	"                       [--alpha A] [--power B] [--sides 1|2] [--deff D]\n"
 	"       mechbench power --baseline FILE --metric NAME [--entry NAME]\n"
 	"                       [--stratum NAME | --spec FILE] [--delta X | --n N]\n"
-	"                       [--alpha A] [--power B] ...\n\n"
+	"                       [--alpha A] [--power B] ...\n",
+	.about =
 	"Sample size or minimum detectable effect (MDE) of a paired comparison, by the\n"
 	"normal approximation (Miller 2024, \"Adding Error Bars to Evals\"):\n"
 	"    n   = (z_{1-a} + z_{1-b})^2 * var_d * DEFF / delta^2\n"
 	"    MDE = (z_{1-a} + z_{1-b}) * sqrt(var_d * DEFF / n)\n"
-	"with a = alpha (one-sided) or alpha/2 (two-sided) and b = 1 - power.\n\n"
-	"  --sd X          SD of the paired differences of a continuous metric (var_d = X^2)\n"
-	"  --discordant P  share of discordant items of a binary metric, in (0, 1]\n"
-	"                  (var_d = P, Miller's rule)\n"
-	"  --delta X       effect to detect, in metric units (0.02 = 2 points): prints n = N,\n"
-	"                  rounded up\n"
-	"  --n N           items available: prints mde = X\n"
-	"  --baseline FILE take var_d from a baseline file's per-item values of\n"
-	"                  --metric NAME (in --entry NAME, default the first entry that\n"
-	"                  has it), as `gate` plans it: their variance, and for a\n"
-	"                  binary metric at least |delta|. Without --delta or --n,\n"
-	"                  prints the MDE at the baseline's number of items.\n"
-	"  --stratum NAME  with --baseline: only the items of this stratum (their\n"
-	"                  variance and count)\n"
-	"  --spec FILE     with --baseline: the stratum is the smallest (fewest\n"
-	"                  baseline items) of those the spec registers a threshold\n"
-	"                  for under --metric, as the gate's pre-run check plans it\n"
-	"  --alpha A       significance level, in (0, 1) (default 0.05; total over both\n"
-	"                  tails when --sides 2)\n"
-	"  --power B       power 1 - beta, in (0, 1) (default 0.8)\n"
-	"  --sides 1|2     one-sided (non-inferiority) or two-sided test (default 2)\n"
-	"  --deff D        design effect of clustered items, > 0 (default 1)\n\n"
+	"with a = alpha (one-sided) or alpha/2 (two-sided) and b = 1 - power.\n",
+	.notes =
 	"Example (Miller's worked case, 10% discordant, 2 points, two-sided, power 0.8):\n"
 	"    mechbench power --discordant 0.1 --delta 0.02     prints  n = 1963\n\n"
 	"Exit codes: 0 success, 1 unreadable baseline, 2 usage error (one line naming\n"
-	"the flag).\n";
-
-/* One flag's value: "--flag value" or "--flag=value". Returns the value, or
- * NULL when argv[*i] is not this flag; advances *i past a separate value. */
-static const char *flag_value(int argc, char **argv, int *i, const char *flag, int *missing)
-{
-	size_t len = strlen(flag);
-	const char *a = argv[*i];
-
-	*missing = 0;
-	if (strncmp(a, flag, len) != 0)
-		return NULL;
-	if (a[len] == '=')
-		return a + len + 1;
-	if (a[len] != '\0')
-		return NULL;
-	if (*i + 1 >= argc) {
-		*missing = 1;
-		return NULL;
-	}
-	return argv[++*i];
-}
-
-typedef struct power_args {
-	const char *sd, *discordant, *delta, *n, *alpha, *power, *sides, *deff;
-	const char *baseline, *metric, *entry, *stratum, *spec;
-} power_args;
+	"the flag).\n",
+};
 
 /* The smallest stratum of e (by items) that the spec registers a threshold of
  * metric m for (among equally small ones, the one with the largest planning
@@ -209,53 +212,23 @@ cleanup:
 	return rc;
 }
 
-static int parse_number(double *out, const char *text, const char *flag)
-{
-	mb_error err;
-
-	if (mb_parse_f64(text, out, flag, &err) < 0)
-		return mb_cli_usage_error("power", "%s", err.msg);
-	return 0;
-}
-
 int mb_cmd_power(int argc, char **argv)
 {
-	static const char *const flags[] = {"--sd", "--discordant", "--delta", "--n",
-					    "--alpha", "--power", "--sides", "--deff",
-					    "--baseline", "--metric", "--entry", "--stratum", "--spec"};
 	power_args a = {0};
-	const char **slots[] = {&a.sd, &a.discordant, &a.delta, &a.n,
-				&a.alpha, &a.power, &a.sides, &a.deff,
-				&a.baseline, &a.metric, &a.entry, &a.stratum, &a.spec};
-	mb_stats_power_opts o = {.alpha = 0.05, .power = 0.8, .sides = 2, .deff = 1.0};
-	double x, delta = 0.0;
+	mb_cli_parsed parsed;
+	mb_stats_power_opts o;
+	double delta = 0.0;
 	int64_t n = 0;
 	mb_error err;
-	int rc;
+	int rc, has_sd, has_disc, has_delta, has_n;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		int matched = 0;
-		for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]) && !matched; f++) {
-			int missing;
-			const char *v = flag_value(argc, argv, &i, flags[f], &missing);
-			if (missing)
-				return mb_cli_usage_error("power", "%s: needs a value", flags[f]);
-			if (!v)
-				continue;
-			if (*slots[f])
-				return mb_cli_usage_error("power", "%s: given twice", flags[f]);
-			*slots[f] = v;
-			matched = 1;
-		}
-		if (!matched)
-			return mb_cli_usage_error("power", "unknown argument '%s'", argv[i]);
-	}
-
-	if (a.baseline && (a.sd || a.discordant))
+	if ((rc = mb_cli_parse(&parsed, &a, &power_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	has_sd = mb_cli_given(&parsed, &power_cmd, "--sd") > 0;
+	has_disc = mb_cli_given(&parsed, &power_cmd, "--discordant") > 0;
+	has_delta = mb_cli_given(&parsed, &power_cmd, "--delta") > 0;
+	has_n = mb_cli_given(&parsed, &power_cmd, "--n") > 0;
+	if (a.baseline && (has_sd || has_disc))
 		return mb_cli_usage_error("power", "--baseline: give it instead of --sd or "
 					  "--discordant, not with them");
 	if (!a.baseline && (a.metric || a.entry || a.stratum || a.spec))
@@ -266,72 +239,37 @@ int mb_cmd_power(int argc, char **argv)
 		return mb_cli_usage_error("power", "--stratum and --spec: give only one");
 	if (a.baseline && !a.metric)
 		return mb_cli_usage_error("power", "--metric: required with --baseline");
-	if (!a.baseline && !a.sd == !a.discordant)
+	if (!a.baseline && has_sd == has_disc)
 		return mb_cli_usage_error("power", "%s",
-					  a.sd ? "--sd and --discordant: give only one"
-					       : "--sd or --discordant: one is required (or "
-						 "--baseline FILE --metric NAME)");
-	if (a.delta && a.n)
+					  has_sd ? "--sd and --discordant: give only one"
+						 : "--sd or --discordant: one is required (or "
+						   "--baseline FILE --metric NAME)");
+	if (has_delta && has_n)
 		return mb_cli_usage_error("power", "--delta and --n: give only one");
-	if (!a.baseline && !a.delta && !a.n)
+	if (!a.baseline && !has_delta && !has_n)
 		return mb_cli_usage_error("power", "--delta or --n: one is required");
+	if (has_delta && a.delta == 0.0)
+		return mb_cli_usage_error("power", "--delta: must not be 0");
+	delta = a.delta;
+	o = (mb_stats_power_opts){.alpha = a.alpha, .power = a.power, .sides = a.sides + 1,
+				  .deff = a.deff};
 	if (a.baseline) {
 		int64_t base_n = 0;
-		if (a.delta && (rc = parse_number(&delta, a.delta, "--delta")) != 0)
-			return rc;
 		if ((rc = baseline_var(&o.var_d, &base_n, &a, delta)) != 0)
 			return rc;
 		n = base_n;
-	} else if (a.sd) {
-		if ((rc = parse_number(&x, a.sd, "--sd")) != 0)
-			return rc;
-		if (!(x > 0.0))
-			return mb_cli_usage_error("power", "--sd: %s is not > 0", a.sd);
-		o.var_d = x * x;
+	} else if (has_sd) {
+		o.var_d = a.sd * a.sd;
 	} else {
-		if ((rc = parse_number(&x, a.discordant, "--discordant")) != 0)
-			return rc;
-		if (!(x > 0.0 && x <= 1.0))
-			return mb_cli_usage_error("power", "--discordant: %s is not in (0, 1]",
-						  a.discordant);
-		o.var_d = mb_stats_power_var_binary(x);
+		o.var_d = mb_stats_power_var_binary(a.discordant);
 	}
-	if (a.alpha) {
-		if ((rc = parse_number(&o.alpha, a.alpha, "--alpha")) != 0)
-			return rc;
-		if (!(o.alpha > 0.0 && o.alpha < 1.0))
-			return mb_cli_usage_error("power", "--alpha: %s is not in (0, 1)", a.alpha);
-	}
-	if (a.power) {
-		if ((rc = parse_number(&o.power, a.power, "--power")) != 0)
-			return rc;
-		if (!(o.power > 0.0 && o.power < 1.0))
-			return mb_cli_usage_error("power", "--power: %s is not in (0, 1)", a.power);
-	}
-	if (a.sides) {
-		if (strcmp(a.sides, "1") != 0 && strcmp(a.sides, "2") != 0)
-			return mb_cli_usage_error("power", "--sides: '%s' is not 1 or 2", a.sides);
-		o.sides = a.sides[0] - '0';
-	}
-	if (a.deff) {
-		if ((rc = parse_number(&o.deff, a.deff, "--deff")) != 0)
-			return rc;
-		if (!(o.deff > 0.0))
-			return mb_cli_usage_error("power", "--deff: %s is not > 0", a.deff);
-	}
-	if (a.delta) {
-		if ((rc = parse_number(&delta, a.delta, "--delta")) != 0)
-			return rc;
-		if (delta == 0.0)
-			return mb_cli_usage_error("power", "--delta: must not be 0");
-	} else if (a.n) {
-		if (mb_parse_i64(a.n, 1, INT64_C(1000000000000000), &n, "--n", &err) < 0)
-			return mb_cli_usage_error("power", "%s", err.msg);
-	}
+	if (has_n)
+		n = a.n;
+	mb_error_clear(&err);
 	if (mb_stats_power_check(&o, &err) < 0)
 		return mb_cli_usage_error("power", "%s", err.msg);
 
-	if (a.delta) {
+	if (has_delta) {
 		double exact;
 		uint64_t need;
 		if (mb_stats_power_n(&exact, &need, &o, delta, &err) < 0)

@@ -1,34 +1,51 @@
 /* cmd_report.c: `mechbench report`, the HTML report of a stored run or series. */
 #include "cli.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mechbench/html.h>
-#include <mechbench/parse.h>
 #include <mechbench/results.h>
 #include <mechbench/store.h>
 
 #include "series_cli.h"
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench report (--run ID | --series NAME) --html FILE [--db FILE]\n"
-	"                        [--penalty X] [--min-seg N]\n\n"
+typedef struct report_args {
+	const char *html, *db, *series;
+	int64_t run, min_seg;
+	double penalty;
+} report_args;
+
+static const mb_cli_opt report_opts[] = {
+	{MB_OPT(INT, "--run", report_args, run), .meta = "ID", .range = ">= 1",
+	 .help = "a stored run (its id, as `run` printed it)"},
+	{MB_OPT(STRING, "--series", report_args, series), .meta = "NAME",
+	 .help = "a stored series (as `drift` named it)"},
+	{MB_OPT(PATH, "--html", report_args, html), .meta = "FILE", .required = 1,
+	 .help = "where to write the page"},
+	{MB_OPT(PATH, "--db", report_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "results database"},
+	MB_CLI_OPT_PENALTY(report_args, penalty),
+	MB_CLI_OPT_MIN_SEG(report_args, min_seg),
+};
+
+static const mb_cli_cmd report_cmd = {
+	.name = "report",
+	.opts = report_opts,
+	.n_opts = MB_CLI_N(report_opts),
+	.synopsis = "mechbench report (--run ID | --series NAME) --html FILE [--db FILE]\n"
+		    "                        [--penalty X] [--min-seg N]\n",
+	.about =
 	"Writes one self-contained HTML file (inline SVG, no scripts, nothing fetched)\n"
 	"from the results database: for a run, its provenance, each entry's aggregates\n"
 	"with 95% CIs and the figures its tasks attached (heatmaps, attention patterns,\n"
 	"spectra); for a checkpoint series (see `mechbench drift`), the drift of every\n"
 	"metric with CI bands, its registered band, changepoints, band exits and the\n"
-	"monitor's alarm, and the figures of the checkpoints around each main change.\n\n"
-	"  --run ID        a stored run (its id, as `run` printed it)\n"
-	"  --series NAME   a stored series (as `drift` named it)\n"
-	"  --html FILE     where to write the page\n"
-	"  --db FILE       results database (default mechbench.db)\n"
-	"  --penalty X     for a series: PELT penalty, as `drift --penalty`\n"
-	"  --min-seg N     for a series: as `drift --min-seg`\n\n"
-	"Exit codes: 0 written, 1 error, 2 usage.\n";
+	"monitor's alarm, and the figures of the checkpoints around each main change.\n"
+	"--penalty and --min-seg apply to a series, as in `drift`.\n",
+	.notes = "Exit codes: 0 written, 1 error, 2 usage.\n",
+};
 
 typedef struct run_page {
 	const mb_run_result *run;
@@ -52,10 +69,11 @@ static int render_run(FILE *f, const void *arg, mb_error *err)
 
 int mb_cmd_report(int argc, char **argv)
 {
-	const char *run_s = NULL, *series = NULL, *html = NULL, *db = "mechbench.db";
-	const char *penalty_s = NULL, *minseg_s = NULL;
-	int64_t run_id = 0, min_seg = 0;
-	mb_drift_opts dopts = {NAN, 0};
+	report_args a = {0};
+	mb_cli_parsed parsed;
+	const char *series, *html, *db;
+	int64_t run_id;
+	mb_drift_opts dopts;
 	int rc, error = 0;
 	mb_error err;
 	mb_store *store = NULL;
@@ -64,44 +82,23 @@ int mb_cmd_report(int argc, char **argv)
 	mb_figure_list *figs = NULL;
 	mb_cli_series_view view;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--run", &run_s, "report")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--series", &series, "report")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--html", &html, "report")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "report")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--penalty", &penalty_s, "report")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--min-seg", &minseg_s, "report"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else {
-			return mb_cli_usage_error("report", "unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!run_s == !series)
+	if ((rc = mb_cli_parse(&parsed, &a, &report_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (!mb_cli_given(&parsed, &report_cmd, "--run") == !a.series)
 		return mb_cli_usage_error("report", "give exactly one of --run ID and --series NAME");
-	if (!html)
-		return mb_cli_usage_error("report", "--html FILE is required");
+	run_id = a.run;
+	series = a.series;
+	html = a.html;
+	db = a.db;
+	dopts = mb_cli_series_opts(&parsed, &report_cmd, a.penalty, a.min_seg);
 	mb_error_clear(&err);
-	if (run_s && mb_parse_i64(run_s, 1, INT64_MAX, &run_id, "--run", &err) < 0)
-		return mb_cli_usage_error("report", "%s", err.msg);
-	if (minseg_s && mb_parse_i64(minseg_s, 1, 1000000, &min_seg, "--min-seg", &err) < 0)
-		return mb_cli_usage_error("report", "%s", err.msg);
-	if (penalty_s && (mb_parse_f64(penalty_s, &dopts.penalty, "--penalty", &err) < 0 ||
-			  !(dopts.penalty >= 0)))
-		return mb_cli_usage_error("report", "--penalty: expected a number >= 0, not '%s'",
-					  penalty_s);
-	dopts.min_seg = (size_t)min_seg;
 	memset(&run, 0, sizeof(run));
 	memset(&view, 0, sizeof(view));
 	if ((error = mb_cli_check_writable(html, &err)) < 0)
 		goto cleanup;
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;
-	if (run_s) {
+	if (!series) {
 		run_page page;
 		if ((error = mb_store_get_run(&run, store, run_id, &err)) < 0)
 			goto cleanup;

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include <mechbench/dist.h>
-#include <mechbench/parse.h>
 #include <mechbench/report.h>
 #include <mechbench/results.h>
 #include <mechbench/runner.h>
@@ -15,34 +14,50 @@
 #include "figures_cli.h"
 #include "suite_cli.h"
 
-static const char usage[] =
-	"usage: mechbench run --suite FILE [--model DIR] [--db FILE] [--json FILE]\n"
-	"                     [--csv FILE] [--db-timeout S] [--threads N] [--strata] [--quiet]\n"
-	"                     [--shard I/N]\n\n"
-	"Runs every entry of a suite spec (a task on a model over its frozen dataset)\n"
-	"and stores per-item values, aggregates with 95% CIs and full provenance in the\n"
-	"results database, in one transaction: a run that dies leaves nothing behind.\n"
-	"Prints a table of aggregates; the run's id is what `baseline save --run`\n"
-	"takes.\n\n"
-	"  --suite FILE    the suite spec (benchmarks/<suite>.json)\n"
-	"  --model DIR     run every entry on this model folder instead of the\n"
-	"                  entries' own \"model\"\n"
-	"  --db FILE       results database (default mechbench.db; created if absent)\n"
-	"  --db-timeout S  wait up to S seconds for another writer's lock (default\n"
-	"                  600); the run is computed first, then written in one\n"
-	"                  short transaction, so parallel runs can share a database\n"
-	"  --json FILE     also write the aggregates and provenance as JSON\n"
-	"  --csv FILE      also write the aggregates as CSV\n"
-	"  --threads N     OpenMP threads (default: all)\n"
-	"  --strata        also print each metric per stratum of its dataset (the JSON\n"
-	"                  report always carries the strata); pooled rows leave strata\n"
-	"                  the dataset recipe marks \"ood\" (OUT-OF-DISTRIBUTION) out\n"
-	"  --quiet         no progress bar\n"
-	"  --shard I/N     run part I (0-based) of N of every entry's items: the items\n"
-	"                  sorted by content key, dealt round robin; --db gets a\n"
-	"                  shard database (item values, no aggregates) for `merge`\n\n"
-	"Paths in the spec are relative to the root of its git work tree (the current\n"
-	"directory outside git). Exit codes: 0 done, 1 error, 2 usage.\n";
+typedef struct run_args {
+	const char *suite, *model, *db, *json, *csv, *shard;
+	double db_timeout;
+	int64_t threads;
+	int strata, quiet;
+} run_args;
+
+static const mb_cli_opt run_opts[] = {
+	{MB_OPT(PATH, "--suite", run_args, suite), .meta = "FILE", .required = 1,
+	 .help = "the suite spec (benchmarks/<suite>.json)"},
+	{MB_OPT(PATH, "--model", run_args, model), .meta = "DIR",
+	 .help = "run every entry on this model folder instead of the entries' own \"model\""},
+	{MB_OPT(PATH, "--db", run_args, db), .meta = "FILE", .def = "mechbench.db",
+	 .help = "results database (created if absent)"},
+	MB_CLI_OPT_DB_TIMEOUT(run_args, db_timeout),
+	{MB_OPT(PATH, "--json", run_args, json), .meta = "FILE",
+	 .help = "also write the aggregates and provenance as JSON"},
+	{MB_OPT(PATH, "--csv", run_args, csv), .meta = "FILE",
+	 .help = "also write the aggregates as CSV"},
+	MB_CLI_OPT_THREADS(run_args, threads),
+	{MB_OPT(FLAG, "--strata", run_args, strata),
+	 .help = "also print each metric per stratum of its dataset (the JSON report always "
+		 "carries the strata); pooled rows leave strata the dataset recipe marks "
+		 "\"ood\" (OUT-OF-DISTRIBUTION) out"},
+	MB_CLI_OPT_QUIET(run_args, quiet),
+	{MB_OPT(STRING, "--shard", run_args, shard), .meta = "I/N",
+	 .help = "run part I (0-based) of N of every entry's items (sorted by content key, "
+		 "dealt round robin) into a shard database for `merge`: item values, no "
+		 "aggregates (not with --json, --csv or mpirun)"},
+};
+
+static const mb_cli_cmd run_cmd = {
+	.name = "run",
+	.opts = run_opts,
+	.n_opts = MB_CLI_N(run_opts),
+	.about = "Runs every entry of a suite spec (a task on a model over its frozen dataset)\n"
+		 "and stores per-item values, aggregates with 95% CIs and full provenance in the\n"
+		 "results database, in one transaction: a run that dies leaves nothing behind.\n"
+		 "Prints a table of aggregates; the run's id is what `baseline save --run`\n"
+		 "takes. The run is computed first, then written in one short transaction, so\n"
+		 "parallel runs can share a database.\n",
+	.notes = "Paths in the spec are relative to the root of its git work tree (the current\n"
+		 "directory outside git). Exit codes: 0 done, 1 error, 2 usage.\n",
+};
 
 typedef struct figure_sink {
 	/* the figures the entries' tasks attach (figures_cli.h), one list per
@@ -67,11 +82,9 @@ static void render_run_csv(FILE *f, const void *arg)
 
 int mb_cmd_run(int argc, char **argv)
 {
-	const char *suite = NULL, *model = NULL, *db = "mechbench.db", *json = NULL, *csv = NULL;
-	const char *threads_s = NULL, *timeout_s = NULL, *shard_s = NULL;
-	int64_t threads = 0;
-	mb_shard shard = {0, 1};
-	int quiet = 0, show_strata = 0, rc, error = 0;
+	run_args a = {0};
+	mb_cli_parsed parsed;
+	int rc, error = 0;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -82,56 +95,36 @@ int mb_cmd_run(int argc, char **argv)
 	mb_store_opts so = {0};
 	figure_sink sink = {0};
 	json_t *doc = NULL;
+	const char *model, *db, *json, *csv;
+	mb_shard shard = {0, 1};
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		if ((rc = mb_cli_opt(argc, argv, &i, "--suite", &suite, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--model", &model, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db", &db, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--json", &json, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--csv", &csv, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--db-timeout", &timeout_s, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--threads", &threads_s, "run")) ||
-		    (rc = mb_cli_opt(argc, argv, &i, "--shard", &shard_s, "run"))) {
-			if (rc < 0)
-				return MB_EXIT_USAGE;
-		} else if (strcmp(argv[i], "--quiet") == 0) {
-			quiet = 1;
-		} else if (strcmp(argv[i], "--strata") == 0) {
-			show_strata = 1;
-		} else {
-			return mb_cli_usage_error("run", "unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!suite)
-		return mb_cli_usage_error("run", "--suite FILE is required");
+	if ((rc = mb_cli_parse(&parsed, &a, &run_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	model = a.model;
+	db = a.db;
+	json = a.json;
+	csv = a.csv;
+	mb_cli_db_timeout(&so, a.db_timeout);
 	mb_error_clear(&err);
-	if (threads_s && mb_parse_i64(threads_s, 1, 4096, &threads, "--threads", &err) < 0)
+	if (a.shard && mb_shard_parse(&shard, a.shard, &err) < 0)
 		return mb_cli_usage_error("run", "%s", err.msg);
-	if (mb_cli_db_timeout(timeout_s, &so, &err) < 0)
-		return mb_cli_usage_error("run", "%s", err.msg);
-	if (shard_s && mb_shard_parse(&shard, shard_s, &err) < 0)
-		return mb_cli_usage_error("run", "%s", err.msg);
-	if (shard_s && mb_dist_size() > 1)
+	if (a.shard && mb_dist_size() > 1)
 		return mb_cli_usage_error("run", "--shard splits a suite without MPI; under mpirun "
 					  "the ranks split it themselves");
-	if (shard_s && (json || csv))
+	if (a.shard && (json || csv))
 		return mb_cli_usage_error("run", "--json and --csv describe a whole run: write them "
 					  "from the merged run (`merge`, then `report`)");
 
 	memset(&spec, 0, sizeof(spec));
 	memset(&run, 0, sizeof(run));
-	if ((error = mb_cli_spec_home_open(&home, suite, 0, &err)) < 0)
+	if ((error = mb_cli_spec_home_open(&home, a.suite, 0, &err)) < 0)
 		return mb_cli_fail(&err);
-	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0)
+	if ((error = mb_spec_parse(&spec, home.text, home.len, a.suite, &err)) < 0)
 		goto cleanup;
-	mb_provenance_init(&prov, (int)threads);
+	mb_provenance_init(&prov, (int)a.threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
-	if (shard_s)
+	if (a.shard)
 		mb_shard_mark(&prov, shard);
 	/* Every output and the database checked before the work (a read-only
 	 * database fails now, not after the whole run); the lock is taken only
@@ -150,11 +143,11 @@ int mb_cmd_run(int argc, char **argv)
 	sink.root = home.root;
 	sink.model = model;
 	memset(&opts, 0, sizeof(opts));
-	opts.threads = (int)threads;
-	opts.progress = mb_cli_want_progress(quiet);
+	opts.threads = (int)a.threads;
+	opts.progress = mb_cli_want_progress(a.quiet);
 	opts.on_entry = compute_figures;
 	opts.payload = &sink;
-	if (shard_s) {
+	if (a.shard) {
 		/* a part's figures would be wrong: `merge` draws them on the whole */
 		opts.on_entry = NULL;
 		opts.split = mb_shard_run_entry;
@@ -170,14 +163,14 @@ int mb_cmd_run(int argc, char **argv)
 		goto cleanup;
 	if ((error = mb_cli_store_run(store, &run, sink.figs, sink.n, &err)) < 0)
 		goto cleanup;
-	if (shard_s) {
+	if (a.shard) {
 		for (size_t i = 0; i < run.n_entries; i++)
 			printf("%s: shard %u/%u: %zu items\n", run.entries[i].name, shard.index,
 			       shard.count, run.entries[i].n_items);
 	} else {
 		mb_report_run_terminal(stdout, &run, mb_cli_want_color());
 	}
-	if (show_strata && !shard_s)
+	if (a.strata && !a.shard)
 		mb_report_run_terminal_strata(stdout, &run);
 	fflush(stdout);
 	if (json) {
@@ -188,7 +181,7 @@ int mb_cmd_run(int argc, char **argv)
 	}
 	if (csv && (error = mb_report_write(csv, render_run_csv, &run, &err)) < 0)
 		goto cleanup;
-	if (!quiet)
+	if (!a.quiet)
 		fprintf(stderr, "mechbench: stored run %lld in %s\n", (long long)run.id, db);
 cleanup:
 	json_decref(doc);

@@ -9,23 +9,40 @@
 #include <mechbench/file.h>
 #include <mechbench/tokenizer.h>
 
-static const char usage[] =
-	"usage: mechbench tokenize --model DIR (--text TEXT | --file FILE) [--ids]\n\n"
+typedef struct tokenize_args {
+	const char *model, *text, *file;
+	int ids;
+} tokenize_args;
+
+static const mb_cli_opt tokenize_opts[] = {
+	{MB_OPT(PATH, "--model", tokenize_args, model), .meta = "DIR", .required = 1,
+	 .help = "the model (or tokenizer) directory"},
+	{MB_OPT(STRING, "--text", tokenize_args, text), .meta = "TEXT",
+	 .help = "the text to encode"},
+	{MB_OPT(PATH, "--file", tokenize_args, file), .meta = "FILE",
+	 .help = "encode the contents of FILE (UTF-8, no NUL bytes)"},
+	{MB_OPT(FLAG, "--ids", tokenize_args, ids),
+	 .help = "print only the ids, comma-separated on one line (the form `mechbench cache "
+		 "--tokens` takes)"},
+};
+
+static const mb_cli_cmd tokenize_cmd = {
+	.name = "tokenize",
+	.opts = tokenize_opts,
+	.n_opts = MB_CLI_N(tokenize_opts),
+	.synopsis = "mechbench tokenize --model DIR (--text TEXT | --file FILE) [--ids]\n",
+	.about =
 	"Encodes UTF-8 text with the tokenizer of the model directory DIR:\n"
 	"DIR/tokenizer.json (WordLevel, or byte-level BPE as GPT-2 and Pythia ship\n"
 	"it), else DIR/vocab.json + DIR/merges.txt (GPT-2's older layout). Only the\n"
-	"tokenizer files are read; DIR needs no weights.\n\n"
-	"Options:\n"
-	"  --model DIR   the model (or tokenizer) directory\n"
-	"  --text TEXT   the text to encode\n"
-	"  --file FILE   encode the contents of FILE (UTF-8, no NUL bytes)\n"
-	"  --ids         print only the ids, comma-separated on one line (the form\n"
-	"                `mechbench cache --tokens` takes)\n\n"
+	"tokenizer files are read; DIR needs no weights.\n",
+	.notes =
 	"Without --ids, one line per token: its id, a tab, and the token's text as a\n"
 	"JSON string (for BPE the bytes it stands for, so the lines concatenated are\n"
 	"the input; a token that ends inside a UTF-8 character shows \\\\xNN escapes).\n"
 	"Invalid UTF-8, an unreadable file or a malformed tokenizer is one line on\n"
-	"stderr and exit status 1; a bad command line exits 2.\n";
+	"stderr and exit status 1; a bad command line exits 2.\n",
+};
 
 /* Writes bytes as a JSON string body; bytes that are not valid UTF-8 (a
  * token ending inside a character) are written as \xNN, which is not JSON
@@ -62,40 +79,21 @@ static void put_quoted(const unsigned char *s, size_t n)
 
 int mb_cmd_tokenize(int argc, char **argv)
 {
-	const char *model = NULL, *text = NULL, *file = NULL;
+	tokenize_args a = {0};
+	mb_cli_parsed parsed;
+	const char *model, *text, *file;
 	mb_tokenizer *t = NULL;
 	char *buf = NULL;
 	int32_t *ids = NULL;
-	int n = 0, only_ids = 0, status = MB_EXIT_ERROR;
+	int n = 0, only_ids, rc, status = MB_EXIT_ERROR;
 	mb_error err = {0};
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], **slot = NULL;
-
-		if (strcmp(a, "--ids") == 0) {
-			only_ids = 1;
-			continue;
-		}
-		if (strcmp(a, "--model") == 0)
-			slot = &model;
-		else if (strcmp(a, "--text") == 0)
-			slot = &text;
-		else if (strcmp(a, "--file") == 0)
-			slot = &file;
-		else
-			return mb_cli_usage_error("tokenize", "unknown argument '%s'", a);
-		if (i + 1 >= argc)
-			return mb_cli_usage_error("tokenize", "%s needs a value", a);
-		if (*slot)
-			return mb_cli_usage_error("tokenize", "%s given twice", a);
-		*slot = argv[++i];
-	}
-	if (!model)
-		return mb_cli_usage_error("tokenize", "--model DIR is required");
+	if ((rc = mb_cli_parse(&parsed, &a, &tokenize_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	model = a.model;
+	text = a.text;
+	file = a.file;
+	only_ids = a.ids;
 	if ((text != NULL) + (file != NULL) != 1)
 		return mb_cli_usage_error("tokenize", "give exactly one of --text, --file");
 	if (file) {

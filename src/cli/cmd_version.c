@@ -7,14 +7,17 @@
 #include <mechbench/dist.h>
 #include <mechbench/gemm.h>
 
-static const char usage[] =
-	"usage: mechbench version\n"
-	"       mechbench --version\n\n"
+static const mb_cli_cmd version_cmd = {
+	.name = "version",
+	.synopsis = "mechbench version\n"
+		    "       mechbench --version\n",
+	.about =
 	"Prints the version, the git commit the binary was built from, the build type,\n"
 	"the compiler, OpenMP's maximum thread count, OpenBLAS's configuration and\n"
 	"the GEMM backend in use with the ISA its kernels run (gemm.h).\n"
 	"The BLAS must be the OpenMP build (parallel mode 2): the pthread build's\n"
-	"threads fight OpenMP's workers (OpenBLAS#3187).\n";
+	"threads fight OpenMP's workers (OpenBLAS#3187).\n",
+};
 
 static const char *parallel_name(int p)
 {
@@ -29,13 +32,11 @@ static const char *parallel_name(int p)
 int mb_cmd_version(int argc, char **argv)
 {
 	char cpu[256];
+	mb_cli_parsed parsed;
+	int rc;
 
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
-	}
-	if (argc > 1)
-		return mb_cli_usage_error("version", "unexpected argument '%s'", argv[1]);
+	if ((rc = mb_cli_parse(&parsed, NULL, &version_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
 	mb_cpu_model(cpu, sizeof(cpu));
 	printf("mechbench %s\n", mb_build_version());
 	printf("commit:        %s\n", mb_build_commit());

@@ -15,43 +15,91 @@
 
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
-#include <mechbench/parse.h>
 #include <mechbench/sha256.h>
 #include <mechbench/zoo.h>
 
-static const char usage[] =
-	"usage: mechbench zoo list [--models DIR]\n"
-	"       mechbench zoo train NAME [--preset fast|paper] [--seed S] [--out DIR]\n"
-	"                           [--checkpoint-every N] [--steps N] [--threads N] [--quiet]\n"
-	"       mechbench zoo verify [--models DIR] [--no-retrain] [--threads N] [--quiet]\n\n"
+typedef struct zoo_args {
+	const char *models, *preset, *out;
+	int64_t seed, every, steps, threads;
+	int no_retrain, quiet;
+} zoo_args;
+
+static const mb_cli_opt zoo_list_opts[] = {
+	{MB_OPT(PATH, "--models", zoo_args, models), .meta = "DIR", .def = "baselines/models",
+	 .help = "the committed models"},
+};
+
+static const mb_cli_opt zoo_train_opts[] = {
+	{MB_OPT(STRING, "--preset", zoo_args, preset), .meta = "fast|paper", .def = "fast",
+	 .help = "the recipe's preset"},
+	{MB_OPT(INT, "--seed", zoo_args, seed), .meta = "S", .range = ">= 0", .def = "0",
+	 .help = "the training seed"},
+	{MB_OPT(PATH, "--out", zoo_args, out), .meta = "DIR",
+	 .help = "the checkpoint directory (default out/zoo/NAME)"},
+	{MB_OPT(INT, "--checkpoint-every", zoo_args, every), .meta = "N", .range = ">= 1",
+	 .help = "also write DIR/checkpoints/step_NNNNNN every N steps (and at step 0 and the "
+		 "last step) for drift monitoring"},
+	{MB_OPT(INT, "--steps", zoo_args, steps), .meta = "N", .range = "[1, 100000000]",
+	 .help = "override the preset's step count (the preset is then recorded as \"custom\" "
+		 "and the checks are not required to pass)"},
+	MB_CLI_OPT_THREADS(zoo_args, threads),
+	MB_CLI_OPT_QUIET(zoo_args, quiet),
+};
+
+static const mb_cli_opt zoo_verify_opts[] = {
+	{MB_OPT(PATH, "--models", zoo_args, models), .meta = "DIR", .def = "baselines/models",
+	 .help = "the committed models"},
+	{MB_OPT(FLAG, "--no-retrain", zoo_args, no_retrain),
+	 .help = "only check the sha256 of each file against its MANIFEST"},
+	MB_CLI_OPT_THREADS(zoo_args, threads),
+	MB_CLI_OPT_QUIET(zoo_args, quiet),
+};
+
+static const mb_cli_cmd zoo_list_cmd = {
+	.name = "zoo list",
+	.opts = zoo_list_opts,
+	.n_opts = MB_CLI_N(zoo_list_opts),
+	.about = "The recipes and their presets, and the committed models under --models with\n"
+		 "their MANIFEST status.\n",
+};
+
+static const mb_cli_cmd zoo_train_cmd = {
+	.name = "zoo train",
+	.opts = zoo_train_opts,
+	.n_opts = MB_CLI_N(zoo_train_opts),
+	.operands = "NAME",
+	.max_operands = 1,
+	.about =
+	"Trains recipe NAME (modadd, induction) at --preset from --seed and writes a\n"
+	"Hugging Face checkpoint directory to --out: config.json, model.safetensors,\n"
+	"tokenizer.json, training_state.json (step, every loss, evaluations, seed,\n"
+	"recipe, time) and a MANIFEST (sha256 of each file, the command, machine, time\n"
+	"and the GEMM backend: portable unless --gemm says otherwise). The weights are\n"
+	"the same bits for any --threads. A progress bar with the loss is drawn on a\n"
+	"terminal. After training, the recipe's checks\n"
+	"(modadd: grokking, test accuracy; induction: induction score, loss on the\n"
+	"repeat) are printed; a preset run whose checks fail exits 3.\n",
+};
+
+static const mb_cli_cmd zoo_verify_cmd = {
+	.name = "zoo verify",
+	.opts = zoo_verify_opts,
+	.n_opts = MB_CLI_N(zoo_verify_opts),
+	.about =
+	"For every model under --models: checks the sha256 of each file against its\n"
+	"MANIFEST, then (unless --no-retrain) retrains it with the MANIFEST's recipe,\n"
+	"preset, seed and GEMM backend and compares config.json, model.safetensors and\n"
+	"tokenizer.json bit for bit. Exits 3 when anything differs, except for a model\n"
+	"trained with a CPU-dependent backend (openblas, onednn) whose recorded kernel\n"
+	"is not this machine's: then it says so (kernel recorded vs kernel here) and\n"
+	"checks the retrained model's behaviour instead.\n",
+};
+
+static const mb_cli_cmd *const zoo_cmds[] = {&zoo_list_cmd, &zoo_train_cmd, &zoo_verify_cmd};
+
+static const char zoo_about[] =
 	"The model zoo: small models with the canonical behaviours, trained by mechbench\n"
-	"from a seed, bitwise reproducibly.\n\n"
-	"  list     the recipes and their presets, and the committed models under\n"
-	"           --models (default baselines/models) with their MANIFEST status.\n"
-	"  train    trains recipe NAME (modadd, induction) at --preset (default fast)\n"
-	"           from --seed (default 0) and writes a Hugging Face checkpoint\n"
-	"           directory to --out (default out/zoo/NAME): config.json,\n"
-	"           model.safetensors, tokenizer.json, training_state.json (step,\n"
-	"           every loss, evaluations, seed, recipe, time) and a MANIFEST\n"
-	"           (sha256 of each file, the command, machine, time and the GEMM\n"
-	"           backend: portable unless --gemm says otherwise).\n"
-	"           --checkpoint-every N also writes DIR/checkpoints/step_NNNNNN every N\n"
-	"           steps (and at step 0 and the last step) for drift monitoring.\n"
-	"           --steps N overrides the preset's step count (the preset is then\n"
-	"           recorded as \"custom\" and the checks are not required to pass).\n"
-	"           --threads N sets the OpenMP thread count (the weights are the\n"
-	"           same bits for any N). A progress bar with the loss is drawn on a\n"
-	"           terminal. After training, the recipe's checks (modadd: grokking,\n"
-	"           test accuracy; induction: induction score, loss on the repeat)\n"
-	"           are printed; a preset run whose checks fail exits 3.\n"
-	"  verify   for every model under --models: checks the sha256 of each file\n"
-	"           against its MANIFEST, then (unless --no-retrain) retrains it with\n"
-	"           the MANIFEST's recipe, preset, seed and GEMM backend and compares\n"
-	"           config.json, model.safetensors and tokenizer.json bit for bit.\n"
-	"           Exits 3 when anything differs, except for a model trained with a\n"
-	"           CPU-dependent backend (openblas, onednn) whose recorded kernel is\n"
-	"           not this machine's: then it says so (kernel recorded vs kernel\n"
-	"           here) and checks the retrained model's behaviour instead.\n";
+	"from a seed, bitwise reproducibly.\n";
 
 /* Files of a checkpoint that must be bitwise reproducible (training_state.json
  * carries the time, so only the MANIFEST checks it). */
@@ -103,16 +151,6 @@ static void progress(const mb_zoo_progress *p, void *payload)
 		fprintf(stderr, "%s step %lld/%lld  loss %.4f%s  %.1fs\n", ps->label,
 			(long long)p->step, (long long)p->steps, p->loss, extra, p->seconds);
 	}
-}
-
-static int parse_threads(const char *s, int *out)
-{
-	mb_error err;
-	int64_t v;
-	if (mb_parse_i64(s, 1, 1024, &v, "--threads", &err) < 0)
-		return mb_cli_usage_error("zoo", "%s", err.msg);
-	*out = (int)v;
-	return 0;
 }
 
 static void join_command(char *buf, size_t cap, int argc, char **argv)
@@ -171,49 +209,30 @@ static int train_into(mb_zoo_result *res, const mb_zoo_recipe *r, const char *di
 
 static int cmd_train(int argc, char **argv)
 {
-	const char *name = NULL, *preset = "fast", *out = NULL;
-	int64_t seed = 0, every = 0, steps = 0;
-	int threads = 0, quiet = 0;
+	zoo_args a = {0};
+	mb_cli_parsed parsed;
+	const char *name, *preset, *out;
+	int64_t seed, every, steps;
+	int threads, quiet, rc;
 	char outbuf[512], command[1024];
 	mb_zoo_recipe r;
 	mb_zoo_result res;
 	mb_error err;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		int has = i + 1 < argc;
-		if (strcmp(a, "--preset") == 0 && has) {
-			preset = argv[++i];
-		} else if (strcmp(a, "--seed") == 0 && has) {
-			if (mb_parse_i64(argv[++i], 0, INT64_MAX, &seed, "--seed", &err) < 0)
-				return mb_cli_usage_error("zoo", "%s", err.msg);
-		} else if (strcmp(a, "--out") == 0 && has) {
-			out = argv[++i];
-		} else if (strcmp(a, "--checkpoint-every") == 0 && has) {
-			if (mb_parse_i64(argv[++i], 1, INT64_MAX, &every, "--checkpoint-every",
-					 &err) < 0)
-				return mb_cli_usage_error("zoo", "%s", err.msg);
-		} else if (strcmp(a, "--steps") == 0 && has) {
-			if (mb_parse_i64(argv[++i], 1, 100000000, &steps, "--steps", &err) < 0)
-				return mb_cli_usage_error("zoo", "%s", err.msg);
-		} else if (strcmp(a, "--threads") == 0 && has) {
-			if (parse_threads(argv[++i], &threads) != 0)
-				return MB_EXIT_USAGE;
-		} else if (strcmp(a, "--quiet") == 0) {
-			quiet = 1;
-		} else if (a[0] == '-') {
-			return mb_cli_usage_error("zoo", "train: unknown option or missing value '%s'",
-						  a);
-		} else if (!name) {
-			name = a;
-		} else {
-			return mb_cli_usage_error("zoo", "train: unexpected argument '%s'", a);
-		}
-	}
+	if ((rc = mb_cli_parse(&parsed, &a, &zoo_train_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	name = parsed.n_operands ? parsed.operands[0] : NULL;
+	preset = a.preset;
+	out = a.out;
+	seed = a.seed;
+	every = a.every;
+	steps = a.steps;
+	threads = (int)a.threads;
+	quiet = a.quiet;
 	if (!name)
-		return mb_cli_usage_error("zoo", "train: missing recipe NAME (modadd, induction)");
+		return mb_cli_usage_error("zoo train", "missing recipe NAME (modadd, induction)");
 	if (mb_zoo_recipe_get(&r, name, preset, (uint64_t)seed, &err) < 0)
-		return mb_cli_usage_error("zoo", "%s", err.msg);
+		return mb_cli_usage_error("zoo train", "%s", err.msg);
 	if (steps > 0 && steps != r.steps) {
 		r.steps = steps;
 		snprintf(r.preset, sizeof(r.preset), "custom");
@@ -291,16 +310,16 @@ static void free_list(char **names, size_t n)
 
 static int cmd_list(int argc, char **argv)
 {
-	const char *models = "baselines/models";
+	zoo_args a = {0};
+	mb_cli_parsed parsed;
+	const char *models;
 	char **names;
 	size_t n;
+	int rc;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--models") == 0 && i + 1 < argc)
-			models = argv[++i];
-		else
-			return mb_cli_usage_error("zoo", "list: unexpected argument '%s'", argv[i]);
-	}
+	if ((rc = mb_cli_parse(&parsed, &a, &zoo_list_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	models = a.models;
 	printf("recipes:\n");
 	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
 		const char *const *p = mb_zoo_recipe_presets(i);
@@ -373,24 +392,19 @@ static int select_manifest_backend(const mb_zoo_manifest *m, char *recorded, siz
 
 static int cmd_verify(int argc, char **argv)
 {
-	const char *models = "baselines/models";
-	int retrain = 1, threads = 0, quiet = 0, failed = 0;
+	zoo_args a = {0};
+	mb_cli_parsed parsed;
+	const char *models;
+	int retrain, threads, quiet, failed = 0, rc;
 	char **names;
 	size_t n;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--models") == 0 && i + 1 < argc)
-			models = argv[++i];
-		else if (strcmp(argv[i], "--no-retrain") == 0)
-			retrain = 0;
-		else if (strcmp(argv[i], "--quiet") == 0)
-			quiet = 1;
-		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-			if (parse_threads(argv[++i], &threads) != 0)
-				return MB_EXIT_USAGE;
-		} else
-			return mb_cli_usage_error("zoo", "verify: unexpected argument '%s'", argv[i]);
-	}
+	if ((rc = mb_cli_parse(&parsed, &a, &zoo_verify_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	models = a.models;
+	retrain = !a.no_retrain;
+	threads = (int)a.threads;
+	quiet = a.quiet;
 	if (threads > 0)
 		omp_set_num_threads(threads);
 	if (list_models(&names, &n, models) < 0 || n == 0) {
@@ -492,12 +506,9 @@ static int cmd_verify(int argc, char **argv)
 int mb_cmd_zoo(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(usage, argc < 2 ? stderr : stdout);
+		mb_cli_help_group(argc < 2 ? stderr : stdout, zoo_about, zoo_cmds,
+				  MB_CLI_N(zoo_cmds));
 		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
-	}
-	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
-		return MB_EXIT_OK;
 	}
 	if (strcmp(argv[1], "list") == 0)
 		return cmd_list(argc - 1, argv + 1);

@@ -1,7 +1,6 @@
 /* main.c: mechbench's entry point and command table. */
 #include "cli.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,42 +42,6 @@ static void print_help(FILE *out)
 		"  4  inconclusive (INCONCLUSIVE, THRESHOLD-CHANGED, METRIC-CHANGED)\n");
 }
 
-/* The last error a command failed with, for mb_dist_finalize's abort line
- * (other ranks' stderr is closed). */
-static mb_error last_error;
-
-int mb_cli_fail(const mb_error *err)
-{
-	if (err)
-		last_error = *err;
-	fprintf(stderr, "mechbench: %s\n",
-		err && err->msg[0] ? err->msg : "unknown error");
-	return MB_EXIT_ERROR;
-}
-
-int mb_cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "mechbench %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'mechbench %s --help'.\n", cmd);
-	return MB_EXIT_USAGE;
-}
-
-int mb_cli_wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
-		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* Takes --gemm NAME / --gemm=NAME out of argv (anywhere before "--") and
  * selects that backend for the whole process; returns argc after removal, or
  * -1 after printing a usage error. */
@@ -97,7 +60,7 @@ static int take_gemm_option(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "--gemm") == 0) {
 			if (i + 1 >= argc) {
-				fprintf(stderr, "mechbench: --gemm needs a value (auto, portable, "
+				fprintf(stderr, "mechbench: --gemm: needs a value (auto, portable, "
 						"openblas, onednn)\n");
 				return -1;
 			}
@@ -143,7 +106,7 @@ int main(int argc, char **argv)
 			if (mb_dist_init(&argc, &argv, &err) < 0)
 				return mb_cli_fail(&err);
 			rc = commands[i].fn(argc - 1, argv + 1);
-			mb_dist_finalize(rc, &last_error);
+			mb_dist_finalize(rc, mb_cli_last_error());
 			return rc;
 		}
 	fprintf(stderr, "mechbench: unknown command '%s'\nTry 'mechbench --help'.\n", argv[1]);

@@ -104,6 +104,16 @@ cleanup:
 	return error;
 }
 
+mb_drift_opts mb_cli_series_opts(const mb_cli_parsed *p, const mb_cli_cmd *cmd, double penalty,
+				 int64_t min_seg)
+{
+	mb_drift_opts o = {NAN, (size_t)min_seg};
+
+	if (mb_cli_given(p, cmd, "--penalty"))
+		o.penalty = penalty;
+	return o;
+}
+
 int mb_cli_series_view_load(mb_cli_series_view *v, mb_store *s, const char *name,
 			    const mb_drift_opts *opts, mb_error *err)
 {

@@ -17,7 +17,20 @@
 #include <mechbench/spec.h>
 #include <mechbench/store.h>
 
+#include "options.h"
+
 #define MB_DRIFT_JSON_FORMAT 1
+
+/* Option rows of `drift` and `report --series` (options.h): --penalty (a
+ * double; NAN when not given: mb_cli_series_penalty) and --min-seg (int64_t,
+ * 0: the default, 2). */
+#define MB_CLI_OPT_PENALTY(T, field)                                                     \
+	{MB_OPT(DOUBLE, "--penalty", T, field), .meta = "X", .range = ">= 0",               \
+	 .help = "PELT penalty (default 2 sigma^2 ln K, sigma from the differences of the " \
+		 "trajectory)"}
+#define MB_CLI_OPT_MIN_SEG(T, field)                                                     \
+	{MB_OPT(INT, "--min-seg", T, field), .meta = "N", .range = "[1, 1000000]",          \
+	 .help = "fewest checkpoints between changepoints (default 2)"}
 
 typedef struct mb_cli_series_view {
 	mb_results_series meta;
@@ -32,6 +45,11 @@ typedef struct mb_cli_series_view {
 	char (*headings)[512];   /* (n_groups) */
 	size_t n_groups;
 } mb_cli_series_view;
+
+/* The drift options from the rows above: the penalty when --penalty was
+ * given (else NAN: the default), the minimum segment (0: the default). */
+mb_drift_opts mb_cli_series_opts(const mb_cli_parsed *p, const mb_cli_cmd *cmd, double penalty,
+				 int64_t min_seg);
 
 /* Reads series `name` from s and analyses it. */
 int mb_cli_series_view_load(mb_cli_series_view *v, mb_store *s, const char *name,

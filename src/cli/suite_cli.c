@@ -7,31 +7,8 @@
 #include <unistd.h>
 
 #include <mechbench/file.h>
-#include <mechbench/parse.h>
 
 #include "cli.h"
-
-int mb_cli_opt(int argc, char **argv, int *i, const char *name, const char **value,
-	       const char *cmd)
-{
-	size_t n = strlen(name);
-	const char *a = argv[*i];
-
-	if (strncmp(a, name, n) != 0)
-		return 0;
-	if (a[n] == '=') {
-		*value = a + n + 1;
-		return 1;
-	}
-	if (a[n] != '\0')
-		return 0;
-	if (*i + 1 >= argc) {
-		mb_cli_usage_error(cmd, "%s needs a value", name);
-		return -1;
-	}
-	*value = argv[++*i];
-	return 1;
-}
 
 int mb_cli_spec_home_open(mb_cli_spec_home *h, const char *path, int need_git, mb_error *err)
 {
@@ -128,13 +105,7 @@ int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err)
 	return 0;
 }
 
-int mb_cli_db_timeout(const char *s, mb_store_opts *opts, mb_error *err)
+void mb_cli_db_timeout(mb_store_opts *opts, double seconds)
 {
-	double v = 600;
-
-	if (s && (mb_parse_f64(s, &v, "--db-timeout", err) < 0 || !(v >= 0 && v <= 86400)))
-		return mb_error_set(err, MB_EINVALID, "--db-timeout: expected seconds in [0, 86400], "
-				    "not '%s'", s);
-	opts->busy_timeout_ms = v * 1000 < 1 ? 1 : (int)(v * 1000);
-	return 0;
+	opts->busy_timeout_ms = seconds * 1000 < 1 ? 1 : (int)(seconds * 1000);
 }

@@ -14,12 +14,13 @@
 #include <mechbench/spec.h>
 #include <mechbench/store.h>
 
-/* Matches argv[*i] against `name` ("--suite"): accepts "--suite VALUE" and
- * "--suite=VALUE". Returns 1 and sets *value (advancing *i past a separate
- * value), 0 when argv[*i] is another option, -1 when the value is missing
- * (after printing a usage error for cmd). */
-int mb_cli_opt(int argc, char **argv, int *i, const char *name, const char **value,
-	       const char *cmd);
+#include "options.h"
+
+/* The option row of --db-timeout (a double, seconds) that the commands
+ * writing the store share (options.h). */
+#define MB_CLI_OPT_DB_TIMEOUT(T, field)                                                  \
+	{MB_OPT(DOUBLE, "--db-timeout", T, field), .meta = "S", .range = "[0, 86400]",     \
+	 .def = "600", .help = "wait up to S seconds for another writer's lock"}
 
 /* The spec file and the repository around it. */
 typedef struct mb_cli_spec_home {
@@ -46,9 +47,9 @@ int mb_cli_provenance_spec(mb_provenance *p, mb_cli_spec_home *h, const mb_spec 
  * stores anything. */
 int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err);
 
-/* Parses --db-timeout SECONDS (NULL: the default, 600 s) into
- * opts->busy_timeout_ms: how long a writer waits for another's lock. */
-int mb_cli_db_timeout(const char *s, mb_store_opts *opts, mb_error *err);
+/* Sets opts->busy_timeout_ms from --db-timeout SECONDS: how long a writer
+ * waits for another's lock (at least 1 ms). */
+void mb_cli_db_timeout(mb_store_opts *opts, double seconds);
 
 /* Progress on stderr only on a TTY and without --quiet; colour on stdout
  * only on a TTY and without NO_COLOR. */

@@ -198,64 +198,6 @@ static int get_str_dup(const mb_json_doc *doc, json_t *obj, const char *at, cons
 	return *out ? 0 : mb_error_oom(err, "baseline string", strlen(s));
 }
 
-static int get_tristate(const mb_json_doc *doc, json_t *obj, const char *at, const char *key,
-			int *out, mb_error *err)
-{
-	json_t *v = json_object_get(obj, key);
-	char path[FIELD_MAX];
-
-	if (json_is_null(v)) {
-		*out = -1;
-		return 0;
-	}
-	if (json_is_boolean(v)) {
-		*out = json_is_true(v);
-		return 0;
-	}
-	mb_json_path_key(path, sizeof(path), at, key);
-	return mb_json_field_error(doc, err, MB_EINVALID, path, "expected true, false or null");
-}
-
-static int parse_provenance(const mb_json_doc *doc, json_t *o, mb_provenance *p, mb_error *err)
-{
-	const char *at = "provenance";
-	int64_t seed = 0, threads = 0, blas_threads = 0;
-	int rc;
-
-	if ((rc = get_str_into(doc, o, at, "spec_path", p->spec_path, sizeof(p->spec_path), err)) ||
-	    (rc = get_str_into(doc, o, at, "spec_blob", p->spec_blob, sizeof(p->spec_blob), err)) ||
-	    (rc = get_tristate(doc, o, at, "spec_committed", &p->spec_committed, err)) ||
-	    (rc = get_str_into(doc, o, at, "repo_head", p->repo_head, sizeof(p->repo_head), err)) ||
-	    (rc = get_tristate(doc, o, at, "repo_dirty", &p->repo_dirty, err)) ||
-	    (rc = get_str_into(doc, o, at, "code_version", p->code_version,
-			       sizeof(p->code_version), err)) ||
-	    (rc = get_str_into(doc, o, at, "code_commit", p->code_commit, sizeof(p->code_commit),
-			       err)) ||
-	    (rc = mb_json_get_bool(doc, o, at, "code_dirty", 1, &p->code_dirty, err)) ||
-	    (rc = mb_json_get_int(doc, o, at, "seed", 1, 0, INT64_MAX, &seed, err)) ||
-	    (rc = mb_json_get_int(doc, o, at, "threads", 1, 0, 1 << 20, &threads, err)) ||
-	    (rc = get_str_into(doc, o, at, "cpu", p->cpu, sizeof(p->cpu), err)) ||
-	    (rc = get_str_into(doc, o, at, "blas_config", p->blas_config, sizeof(p->blas_config),
-			       err)) ||
-	    (rc = get_str_into(doc, o, at, "blas_core", p->blas_core, sizeof(p->blas_core), err)) ||
-	    (rc = mb_json_get_int(doc, o, at, "blas_threads", 1, 0, 1 << 20, &blas_threads,
-				  err)) ||
-	    (rc = get_str_into(doc, o, at, "compiler", p->compiler, sizeof(p->compiler), err)) ||
-	    (rc = get_str_into(doc, o, at, "cflags", p->cflags, sizeof(p->cflags), err)) ||
-	    (rc = get_str_into(doc, o, at, "build_type", p->build_type, sizeof(p->build_type),
-			       err)) ||
-	    (rc = get_str_into(doc, o, at, "started_at", p->started_at, sizeof(p->started_at),
-			       err)) ||
-	    (rc = get_str_into(doc, o, at, "finished_at", p->finished_at, sizeof(p->finished_at),
-			       err)) ||
-	    (rc = mb_json_get_number(doc, o, at, "wall_seconds", 1, &p->wall_seconds, err)))
-		return rc;
-	p->seed = (uint64_t)seed;
-	p->threads = (int)threads;
-	p->blas_threads = (int)blas_threads;
-	return 0;
-}
-
 static int parse_metric(const mb_json_doc *doc, json_t *o, const char *at, mb_metric_info *mi,
 			mb_aggregate *a, mb_error *err)
 {
@@ -458,7 +400,7 @@ int mb_baseline_parse(mb_run_result *out, const char *text, size_t len, const ch
 	    (error = mb_json_get_int(&doc, doc.root, "", "run_id", 1, 0, INT64_MAX, &run_id,
 				     err)) ||
 	    (error = mb_json_get_object(&doc, doc.root, "", "provenance", 1, &prov, err)) ||
-	    (error = parse_provenance(&doc, prov, &out->prov, err)) ||
+	    (error = mb_provenance_from_json(&out->prov, &doc, prov, "provenance", err)) ||
 	    (error = mb_json_get_array(&doc, doc.root, "", "entries", 1, &entries, err)))
 		goto cleanup;
 	out->id = run_id;

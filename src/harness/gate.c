@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/item_index.h>
 #include <mechbench/power.h>
 #include <mechbench/stats.h>
 
@@ -145,48 +146,18 @@ static size_t gated_rows(const mb_gate_result *g)
 
 /* --- item sets ---------------------------------------------------------------------- */
 
-typedef struct key_ix {
-	const char *key;
-	size_t idx;
-} key_ix;
-
-static int cmp_key_ix(const void *a, const void *b)
-{
-	return strcmp(((const key_ix *)a)->key, ((const key_ix *)b)->key);
-}
-
-/* Sorted (key, index) pairs of a result's items. */
-static key_ix *sorted_keys(const mb_entry_result *r, mb_error *err)
-{
-	key_ix *k = malloc((r->n_items ? r->n_items : 1) * sizeof(*k));
-	if (!k) {
-		mb_error_oom(err, "item keys", r->n_items * sizeof(*k));
-		return NULL;
-	}
-	for (size_t i = 0; i < r->n_items; i++)
-		k[i] = (key_ix){r->items[i].key, i};
-	qsort(k, r->n_items, sizeof(*k), cmp_key_ix);
-	return k;
-}
-
-static long find_key(const key_ix *k, size_t n, const char *key)
-{
-	key_ix probe = {key, 0};
-	const key_ix *hit = bsearch(&probe, k, n, sizeof(*k), cmp_key_ix);
-	return hit ? (long)hit->idx : -1;
-}
-
 static int check_item_sets(const mb_spec_entry *e, const mb_entry_result *base,
 			   const mb_dataset *d, mb_error *err)
 {
-	key_ix *bk = sorted_keys(base, err);
+	mb_item_index bk;
 	size_t missing = 0, extra = 0;
 	const char *first_missing = NULL, *first_extra = NULL;
+	int error;
 
-	if (!bk)
-		return MB_ENOMEM;
+	if ((error = mb_item_index_init(&bk, base, err)) < 0)
+		return error;
 	for (size_t i = 0; i < d->items.n; i++)
-		if (find_key(bk, base->n_items, d->items.items[i].key) < 0) {
+		if (mb_item_index_find(&bk, d->items.items[i].key) < 0) {
 			if (!extra++)
 				first_extra = d->items.items[i].key;
 		}
@@ -195,7 +166,7 @@ static int check_item_sets(const mb_spec_entry *e, const mb_entry_result *base,
 			if (!missing++)
 				first_missing = base->items[i].key;
 		}
-	free(bk);
+	mb_item_index_dispose(&bk);
 	if (!missing && !extra)
 		return 0;
 	return mb_error_set(err, MB_EMISMATCH,
@@ -534,7 +505,7 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 	mb_entry_result view;
 	const mb_entry_result *cr = cand;
 	mb_runner_design dsg;
-	key_ix *bk = NULL;
+	size_t n_shared = 0;
 	int error = 0;
 
 	memset(&view, 0, sizeof(view));
@@ -548,12 +519,9 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 				     "baseline", e->name, n, base->n_items);
 		goto cleanup;
 	}
-	if (!(bk = sorted_keys(base, err))) {
-		error = MB_ENOMEM;
+	if ((error = mb_item_index_pair(pair, &n_shared, cand, base, err)) < 0)
 		goto cleanup;
-	}
-	for (size_t i = 0; i < n; i++) {
-		pair[i] = find_key(bk, base->n_items, cand->items[i].key);
+	for (size_t i = 0; i < n && n_shared < n; i++) {
 		if (pair[i] < 0) {
 			error = mb_error_set(err, MB_EMISMATCH, "entry %s: item %s is not in the "
 					     "baseline", e->name, cand->items[i].key);
@@ -648,7 +616,6 @@ cleanup:
 	free(bv);
 	free(pair);
 	free(pool);
-	free(bk);
 	if (cr == &view)
 		strata_view_free(&view);
 	return error;

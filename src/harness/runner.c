@@ -23,20 +23,14 @@
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
 #include <mechbench/stats.h>
+#include <mechbench/str.h>
+#include <mechbench/verdict.h>
 
 double mb_runner_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void utc_now(char *buf, size_t cap)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 void mb_provenance_init(mb_provenance *p, int threads)
@@ -66,33 +60,13 @@ void mb_provenance_init(mb_provenance *p, int threads)
 	snprintf(p->compiler, sizeof(p->compiler), "%s", mb_build_compiler());
 	snprintf(p->cflags, sizeof(p->cflags), "%s", mb_build_cflags());
 	snprintf(p->build_type, sizeof(p->build_type), "%s", mb_build_type());
-	utc_now(p->started_at, sizeof(p->started_at));
+	mb_str_utc(p->started_at, sizeof(p->started_at), time(NULL));
 }
 
 void mb_provenance_finish(mb_provenance *p, double started)
 {
-	utc_now(p->finished_at, sizeof(p->finished_at));
+	mb_str_utc(p->finished_at, sizeof(p->finished_at), time(NULL));
 	p->wall_seconds = mb_runner_now() - started;
-}
-
-static json_t *tristate(int v)
-{
-	return v < 0 ? json_null() : json_boolean(v);
-}
-
-json_t *mb_provenance_to_json(const mb_provenance *p)
-{
-	return json_pack("{s:s, s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:b, s:I, s:i, s:s, s:s, s:s,"
-			 " s:i, s:s, s:s, s:s, s:s, s:s, s:f}",
-			 "suite", p->suite, "spec_path", p->spec_path, "spec_blob", p->spec_blob,
-			 "spec_committed", tristate(p->spec_committed), "repo_head", p->repo_head,
-			 "repo_dirty", tristate(p->repo_dirty), "code_version", p->code_version,
-			 "code_commit", p->code_commit, "code_dirty", p->code_dirty, "seed",
-			 (json_int_t)p->seed, "threads", p->threads, "cpu", p->cpu, "blas_config",
-			 p->blas_config, "blas_core", p->blas_core, "blas_threads", p->blas_threads,
-			 "compiler", p->compiler, "cflags", p->cflags, "build_type", p->build_type,
-			 "started_at", p->started_at, "finished_at", p->finished_at,
-			 "wall_seconds", p->wall_seconds);
 }
 
 json_t *mb_file_digests_to_json(const mb_file_digest *d, size_t n)
@@ -370,13 +344,10 @@ int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_
 	out->seconds = mb_runner_now() - started;
 	if (error < 0)
 		goto cleanup;
-	for (size_t i = 0; i < out->n_items; i++)
-		for (size_t m = 0; m < out->n_metrics; m++)
-			if (!isfinite(out->values[i * out->n_metrics + m])) {
-				error = mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
-						     out->items[i].key, out->metrics[m].name);
-				goto cleanup;
-			}
+	/* derived metrics (declared in the task's table) and one finiteness check,
+	 * item by item: a part's values are those of the whole entry's items */
+	if ((error = mb_task_finish(t, d->items.items, d->items.n, out->values, err)) < 0)
+		goto cleanup;
 cleanup:
 	if (state)
 		t->close(state);
@@ -644,19 +615,20 @@ int mb_runner_estimate_items(mb_stats_estimate *out, const mb_runner_design *dsg
 	if ((error = mb_runner_design_groups(&groups, &n_groups, &stratified, dsg, r, idx, n,
 					     pooled, err)) < 0)
 		goto cleanup;
-	if (stratified) {
-		error = mb_stats_stratified_estimate(out, x, groups, n, dsg->entry->weights,
-						     dsg->entry->n_strata, level, err);
-	} else if (r->metrics[m].kind == MB_METRIC_RATIO) {
-		mb_stats_boot_opts bo = {.seed = dsg->seed, .stream = stream,
-					 .B = (size_t)dsg->bootstrap, .level = level,
-					 .ci = MB_STATS_BOOT_CI_BCA, .cluster = groups,
-					 .n_clusters = n_groups};
-		error = mb_stats_bootstrap(out, NULL, x, n, &bo, err);
-	} else if (groups) {
-		error = mb_stats_clustered_estimate(out, x, groups, n, n_groups, level, err);
-	} else {
-		error = mb_stats_paired_estimate(out, x, n, level, err);
+	{
+		mb_stats_policy pol = {.kind = (mb_stats_kind)r->metrics[m].kind,
+				       .seed = dsg->seed, .stream = stream,
+				       .boot_B = (size_t)dsg->bootstrap,
+				       .boot_ci = MB_STATS_BOOT_CI_BCA};
+		if (stratified) {
+			pol.stratum = groups;
+			pol.stratum_weights = dsg->entry->weights;
+			pol.n_strata = dsg->entry->n_strata;
+		} else {
+			pol.cluster = groups;
+			pol.n_clusters = n_groups;
+		}
+		error = mb_stats_policy_estimate(out, NULL, x, n, &pol, level, err);
 	}
 cleanup:
 	free(groups);

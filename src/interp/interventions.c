@@ -470,17 +470,36 @@ int mb_iv_unit_mean(float *out, const mb_hook_tensor *t, int unit, mb_error *err
 	return 0;
 }
 
+void mb_iv_sum_rows(double *sum, long *count, const mb_hook_tensor *t, const int32_t *group)
+{
+	size_t W = t->numel / ((size_t)t->batch * (size_t)t->seq);
+
+	MB_ASSERT(!is_attn_matrix(t->point.kind));
+	for (int b = 0; b < t->batch; b++) {
+		int g = group ? group[b] : 0;
+		for (int p = 0; p < t->lengths[b]; p++) {
+			const float *row = t->data + ((size_t)b * t->seq + (size_t)p) * W;
+			for (size_t i = 0; i < W; i++)
+				sum[(size_t)g * W + i] += row[i];
+		}
+		count[g] += t->lengths[b];
+	}
+}
+
+int32_t mb_iv_resample_pick(mb_rng *r, int self, int Bs, int avoid_self)
+{
+	if (avoid_self && Bs > 1 && self < Bs) {
+		int32_t k = (int32_t)mb_rng_range(r, (uint64_t)(Bs - 1));
+
+		return k >= self ? k + 1 : k;
+	}
+	return (int32_t)mb_rng_range(r, (uint64_t)Bs);
+}
+
 void mb_iv_resample_map(int32_t *out, int B, int Bs, int avoid_self, mb_rng *r)
 {
-	for (int b = 0; b < B; b++) {
-		if (avoid_self && Bs > 1 && b < Bs) {
-			int32_t k = (int32_t)mb_rng_range(r, (uint64_t)(Bs - 1));
-
-			out[b] = k >= b ? k + 1 : k;
-		} else {
-			out[b] = (int32_t)mb_rng_range(r, (uint64_t)Bs);
-		}
-	}
+	for (int b = 0; b < B; b++)
+		out[b] = mb_iv_resample_pick(r, b, Bs, avoid_self);
 }
 
 /* Path patching ------------------------------------------------------------- */
@@ -498,34 +517,123 @@ static int same_shape(const mb_run *a, const mb_run *b)
 	return 1;
 }
 
-/* head h's output z_h W_O[h] at one position: out (D). */
-static void head_out(float *out, const float *z, const float *wo, int Dh, int D)
+/* head h's output z_h W_O[h] in column c: summed in double over Dh, rounded. */
+static float head_out_col(const float *z, const float *wo, int Dh, int D, int c)
 {
-	for (int c = 0; c < D; c++) {
-		double s = 0.0;
+	double s = 0.0;
 
-		for (int k = 0; k < Dh; k++)
-			s += (double)z[k] * wo[(size_t)k * D + c];
-		out[c] = (float)s;
-	}
+	for (int k = 0; k < Dh; k++)
+		s += (double)z[k] * wo[(size_t)k * D + c];
+	return (float)s;
+}
+
+/* The sender delta of head (layer, head) at every valid position: from a
+ * source run (z_source) or a set value (interventions.h gives each order). */
+static void head_delta(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+		       int layer, int head, const mb_hook_tensor *z_clean,
+		       const mb_hook_tensor *z_source, const float *value)
+{
+	int D = c->d_model, Dh = c->d_head, H = c->n_head, T = z_clean->seq;
+	const float *wo = w->o_w + (size_t)layer * D * D + (size_t)head * Dh * D; /* (Dh, D) */
+
+	memset(out, 0, sizeof(float) * (size_t)z_clean->batch * T * D);
+	for (int b = 0; b < z_clean->batch; b++)
+		for (int t = 0; t < z_clean->lengths[b]; t++) {
+			size_t bt = (size_t)b * T + (size_t)t;
+			const float *z = z_clean->data + (bt * H + (size_t)head) * Dh;
+			const float *zs = z_source ? z_source->data + (bt * H + (size_t)head) * Dh
+						   : NULL;
+
+			for (int k = 0; k < D; k++) {
+				float d = 0;
+				if (zs) {
+					d = head_out_col(zs, wo, Dh, D, k) - head_out_col(z, wo, Dh, D, k);
+				} else {
+					for (int a = 0; a < Dh; a++)
+						d += (value[a] - z[a]) * wo[(size_t)a * D + k];
+				}
+				out[bt * D + k] = d;
+			}
+		}
+}
+
+void mb_interp_head_delta_patch(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+				int layer, int head, const mb_hook_tensor *z_clean,
+				const mb_hook_tensor *z_source)
+{
+	head_delta(out, c, w, layer, head, z_clean, z_source, NULL);
+}
+
+void mb_interp_head_delta_set(float *out, const mb_engine_config *c, const mb_engine_weights *w,
+			      int layer, int head, const mb_hook_tensor *z_clean,
+			      const float *value)
+{
+	head_delta(out, c, w, layer, head, z_clean, NULL, value);
+}
+
+int mb_interp_path_patch_delta(mb_engine *e, const mb_run *clean, const mb_hook_tensor *resid_pre,
+			       const float *delta, int layer, int head, int via, mb_error *err)
+{
+	const mb_engine_config *c = mb_engine_cfg(e);
+	int D = c->d_model, B = clean->batch, T = clean->seq, rc;
+	mb_hooks *h = NULL;
+	mb_iv *iv = NULL;
+	float *patched = NULL; /* (B, T, D) */
+	mb_hook_tensor src;
+	mb_run r;
+
+	if (layer < 1 || layer >= c->n_layer || head < 0 || head >= c->n_head || via < 0 ||
+	    via > 2)
+		return mb_error_set(err, MB_EINVALID,
+				    "path patch: receiver (%d, %d) via %d is not a receiver (layers 1 "
+				    "<= l < %d, heads < %d, via q/k/v)", layer, head, via, c->n_layer,
+				    c->n_head);
+	if (resid_pre->point.kind != MB_HOOK_RESID_PRE || resid_pre->point.layer != layer ||
+	    resid_pre->batch != B || resid_pre->seq != T)
+		return mb_error_set(err, MB_EMISMATCH,
+				    "path patch: the cached tensor is not blocks.%d.hook_resid_pre of "
+				    "this run (%d x %d)", layer, B, T);
+	patched = calloc((size_t)B * T * D, sizeof(float));
+	if (!patched)
+		return mb_error_oom(err, "path patch", sizeof(float) * (size_t)B * T * D);
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < resid_pre->lengths[b]; t++) {
+			size_t bt = (size_t)b * T + (size_t)t;
+
+			for (int k = 0; k < D; k++)
+				patched[bt * D + k] = resid_pre->data[bt * D + k] + delta[bt * D + k];
+		}
+	src = *resid_pre;
+	src.data = patched;
+	if ((rc = mb_hooks_init(&h, err)) < 0 || (rc = mb_iv_init(&iv, err)) < 0 ||
+	    (rc = mb_iv_patch_head(iv, c, lp((mb_hook_kind)(MB_HOOK_Q_INPUT + via), layer), head,
+				   &src, NULL, 0, err)) < 0 ||
+	    (rc = mb_iv_attach(iv, h, err)) < 0)
+		goto cleanup;
+	r = *clean;
+	r.hooks = h;
+	r.start_layer = layer;
+	r.start_resid = resid_pre->data;
+	r.start_z = NULL;
+	rc = mb_engine_forward(e, &r, err);
+cleanup:
+	mb_iv_free(iv);
+	mb_hooks_free(h);
+	free(patched);
+	return rc;
 }
 
 int mb_interp_path_patch(mb_engine *e, const mb_run *clean, const mb_run *source,
 			 const mb_path *path, mb_error *err)
 {
 	const mb_engine_config *c = mb_engine_cfg(e);
-	const mb_engine_weights *w = mb_engine_w(e);
-	int D = c->d_model, Dh = c->d_head, H = c->n_head, B = clean->batch, T = clean->seq;
+	int D = c->d_model, H = c->n_head, B = clean->batch, T = clean->seq;
 	int ls = path->sender_layer, lr = path->receiver_layer, rc;
 	mb_hooks *h = NULL;
 	mb_cache *cc = NULL, *cs = NULL;
-	mb_iv *iv = NULL;
-	float *patched = NULL, *rs = NULL, *rcl = NULL;
-	mb_hook_tensor src;
+	float *delta = NULL; /* (B, T, D) */
 	mb_run r;
 	mb_hook_point zp = lp(MB_HOOK_Z, ls), rp = lp(MB_HOOK_RESID_PRE, lr);
-	const mb_hook_tensor *zc, *zs, *resid;
-	const float *wo;
 
 	if (ls < 0 || lr >= c->n_layer || ls >= lr || path->sender_head < 0 ||
 	    path->sender_head >= H || path->receiver_head < 0 || path->receiver_head >= H ||
@@ -539,7 +647,7 @@ int mb_interp_path_patch(mb_engine *e, const mb_run *clean, const mb_run *source
 		return mb_error_set(err, MB_EMISMATCH,
 				    "path patch: clean and source runs differ in batch, seq or lengths");
 	if ((rc = mb_hooks_init(&h, err)) < 0 || (rc = mb_cache_init(&cc, err)) < 0 ||
-	    (rc = mb_cache_init(&cs, err)) < 0 || (rc = mb_iv_init(&iv, err)) < 0)
+	    (rc = mb_cache_init(&cs, err)) < 0)
 		goto cleanup;
 	/* clean run: the sender's z and the receiver layer's input */
 	if ((rc = mb_cache_add(cc, zp, err)) < 0 || (rc = mb_cache_add(cc, rp, err)) < 0 ||
@@ -558,55 +666,24 @@ int mb_interp_path_patch(mb_engine *e, const mb_run *clean, const mb_run *source
 	r.logits = MB_LOGITS_NONE;
 	if ((rc = mb_engine_forward(e, &r, err)) < 0)
 		goto cleanup;
-	zc = mb_cache_get(cc, zp);
-	zs = mb_cache_get(cs, zp);
-	resid = mb_cache_get(cc, rp);
-	patched = calloc((size_t)B * T * D, sizeof(float));
-	rs = malloc(sizeof(float) * (size_t)D);
-	rcl = malloc(sizeof(float) * (size_t)D);
-	if (!patched || !rs || !rcl) {
+	delta = malloc(sizeof(float) * (size_t)B * T * D);
+	if (!delta) {
 		rc = mb_error_oom(err, "path patch", sizeof(float) * (size_t)B * T * D);
 		goto cleanup;
 	}
 	/* receiver input = clean resid_pre + (source result - clean result) of the sender */
-	wo = w->o_w + (size_t)ls * D * D + (size_t)path->sender_head * Dh * D;
-	for (int b = 0; b < B; b++)
-		for (int t = 0; t < zc->lengths[b]; t++) {
-			size_t bt = (size_t)b * T + (size_t)t;
-			const float *x = resid->data + bt * D;
-			float *o = patched + bt * D;
-
-			head_out(rs, zs->data + (bt * H + (size_t)path->sender_head) * Dh, wo, Dh, D);
-			head_out(rcl, zc->data + (bt * H + (size_t)path->sender_head) * Dh, wo, Dh, D);
-			for (int k = 0; k < D; k++)
-				o[k] = x[k] + (rs[k] - rcl[k]);
-		}
-	src = *resid;
-	src.data = patched;
-	mb_hooks_clear(h);
-	rc = mb_iv_patch_head(iv, c, lp((mb_hook_kind)(MB_HOOK_Q_INPUT + path->via), lr),
-			      path->receiver_head, &src, NULL, 0, err);
-	if (rc == 0)
-		rc = mb_iv_attach(iv, h, err);
-	if (rc < 0)
-		goto cleanup;
-	r = *clean;
-	r.hooks = h;
-	r.start_layer = lr;
-	r.start_resid = resid->data;
-	r.start_z = NULL;
-	rc = mb_engine_forward(e, &r, err);
+	mb_interp_head_delta_patch(delta, c, mb_engine_w(e), ls, path->sender_head,
+				   mb_cache_get(cc, zp), mb_cache_get(cs, zp));
+	rc = mb_interp_path_patch_delta(e, clean, mb_cache_get(cc, rp), delta, lr,
+					path->receiver_head, path->via, err);
 cleanup:
 	if (rc < 0)
 		mb_error_prefix(err, "path patch (%d, %d) -> (%d, %d)", ls, path->sender_head, lr,
 				path->receiver_head);
-	mb_iv_free(iv);
 	mb_cache_free(cc);
 	mb_cache_free(cs);
 	mb_hooks_free(h);
-	free(patched);
-	free(rs);
-	free(rcl);
+	free(delta);
 	return rc;
 }
 

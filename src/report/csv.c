@@ -5,19 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/str.h>
+
 static void csv_field(FILE *f, const char *s, int last)
 {
-	if (strpbrk(s, ",\"\n\r")) {
-		fputc('"', f);
-		for (; *s; s++) {
-			if (*s == '"')
-				fputc('"', f);
-			fputc(*s, f);
-		}
-		fputc('"', f);
-	} else {
-		fputs(s, f);
-	}
+	mb_str_put_csv(f, s);
 	fputc(last ? '\n' : ',', f);
 }
 

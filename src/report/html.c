@@ -10,6 +10,7 @@
 
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
+#include <mechbench/str.h>
 #include <mechbench/svg.h>
 
 static const char style[] =
@@ -27,27 +28,22 @@ static const char style[] =
 	"figure svg{max-width:100%;height:auto;border:1px solid #eee}"
 	"footer{margin-top:40px;color:#666;font-size:13px}";
 
-void mb_html_escape(FILE *f, const char *s)
-{
-	mb_svg_escape(f, s);
-}
-
 void mb_html_begin(FILE *f, const char *title)
 {
 	fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
 	      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
 	      "style-src 'unsafe-inline'\">\n"
 	      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>", f);
-	mb_html_escape(f, title);
+	mb_str_put_xml(f, title);
 	fprintf(f, "</title>\n<style>%s</style>\n</head>\n<body>\n", style);
 }
 
 void mb_html_end(FILE *f)
 {
 	fputs("<footer>Made by mechbench ", f);
-	mb_html_escape(f, mb_build_version());
+	mb_str_put_xml(f, mb_build_version());
 	fputs(" (", f);
-	mb_html_escape(f, mb_build_commit());
+	mb_str_put_xml(f, mb_build_commit());
 	fputs("). A self-contained page: inline SVG, no scripts, nothing fetched.</footer>\n"
 	      "</body>\n</html>\n", f);
 }
@@ -55,7 +51,7 @@ void mb_html_end(FILE *f)
 static void cell_text(FILE *f, const char *tag, const char *s)
 {
 	fprintf(f, "<%s>", tag);
-	mb_html_escape(f, s);
+	mb_str_put_xml(f, s);
 	fprintf(f, "</%s>", tag);
 }
 
@@ -80,7 +76,7 @@ static void kv_row(FILE *f, const char *k, const char *v)
 	fputs("<tr>", f);
 	cell_text(f, "th", k);
 	fputs("<td><code>", f);
-	mb_html_escape(f, v && v[0] ? v : "(none)");
+	mb_str_put_xml(f, v && v[0] ? v : "(none)");
 	fputs("</code></td></tr>\n", f);
 }
 
@@ -94,7 +90,7 @@ static int figure_list(FILE *f, const mb_figure_list *l, mb_error *err)
 		if ((error = mb_svg_write_figure(f, &l->items[i], err)) < 0)
 			return error;
 		fputs("<figcaption class=\"note\">", f);
-		mb_html_escape(f, l->items[i].name);
+		mb_str_put_xml(f, l->items[i].name);
 		fputs("</figcaption>\n</figure>\n", f);
 	}
 	return 0;
@@ -123,7 +119,7 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 	char buf[64];
 
 	fprintf(f, "<h1>Run %lld: ", (long long)run->id);
-	mb_html_escape(f, p->suite);
+	mb_str_put_xml(f, p->suite);
 	fputs("</h1>\n<h2>Provenance</h2>\n<table>\n", f);
 	kv_row(f, "suite", p->suite);
 	kv_row(f, "spec", p->spec_path);
@@ -151,12 +147,12 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 		const mb_entry_result *r = &run->entries[e];
 		int error;
 		fputs("<h2>Entry ", f);
-		mb_html_escape(f, r->name);
+		mb_str_put_xml(f, r->name);
 		fputs("</h2>\n<table>\n", f);
 		snprintf(buf, sizeof(buf), "@%d", r->task_version);
 		fputs("<tr><th>task</th><td><code>", f);
-		mb_html_escape(f, r->task);
-		mb_html_escape(f, buf);
+		mb_str_put_xml(f, r->task);
+		mb_str_put_xml(f, buf);
 		fputs("</code></td></tr>\n", f);
 		kv_row(f, "model", r->model);
 		kv_row(f, "dataset", r->dataset);
@@ -171,7 +167,7 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 		for (size_t m = 0; m < r->n_metrics; m++) {
 			const mb_aggregate *a = &r->aggregates[m];
 			fputs("<tr><td><code>", f);
-			mb_html_escape(f, r->metrics[m].name);
+			mb_str_put_xml(f, r->metrics[m].name);
 			fprintf(f, "@%d</code></td><td>%s</td><td>%s</td><td class=\"num\">%zu</td>",
 				r->metrics[m].version, mb_metric_kind_name(r->metrics[m].kind),
 				mb_metric_direction_name(r->metrics[m].direction), a->n);
@@ -182,7 +178,7 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 			for (size_t k = 0; k < r->n_strata && r->strata[k].aggregates; k++) {
 				const mb_aggregate *sa = &r->strata[k].aggregates[m];
 				fputs("<tr><td>&nbsp;&nbsp;stratum <code>", f);
-				mb_html_escape(f, r->strata[k].name);
+				mb_str_put_xml(f, r->strata[k].name);
 				fprintf(f, "</code>%s</td><td></td><td></td><td class=\"num\">%zu</td>",
 					r->strata[k].ood ? " <strong>OUT-OF-DISTRIBUTION</strong>" : "",
 					r->strata[k].n);
@@ -314,9 +310,9 @@ static void phases_section(FILE *f, const mb_drift_result *r)
 	for (size_t i = 0; i < r->n_phases; i++) {
 		const mb_drift_phases *p = &r->phases[i];
 		fputs("<h3>", f);
-		mb_html_escape(f, p->entry);
+		mb_str_put_xml(f, p->entry);
 		fputc('/', f);
-		mb_html_escape(f, p->metric);
+		mb_str_put_xml(f, p->metric);
 		fprintf(f, "@%d</h3>\n<p>%s cost, at least %zu checkpoints per phase</p>\n",
 			p->version, mb_stats_cost_name(p->cost), p->min_segment);
 		if (!p->located) {
@@ -331,7 +327,7 @@ static void phases_section(FILE *f, const mb_drift_result *r)
 			double first, last;
 			mb_drift_phase_range(r, p, k, &first, &last);
 			fputs("<tr><td>", f);
-			mb_html_escape(f, p->names[k]);
+			mb_str_put_xml(f, p->names[k]);
 			fprintf(f, "</td><td>%.0f</td><td>%.0f</td>", first, last);
 			if (k > 0 && p->has_window[k - 1])
 				fprintf(f, "<td>[%lld, %lld]</td><td>%s</td></tr>\n",
@@ -351,7 +347,7 @@ int mb_html_series_section(FILE *f, const mb_html_series *s, mb_error *err)
 	char buf[128];
 
 	fputs("<h1>Drift: ", f);
-	mb_html_escape(f, s->name);
+	mb_str_put_xml(f, s->name);
 	fputs("</h1>\n<table>\n", f);
 	kv_row(f, "series", s->name);
 	kv_row(f, "suite", s->suite);
@@ -381,9 +377,9 @@ int mb_html_series_section(FILE *f, const mb_html_series *s, mb_error *err)
 		const mb_drift_metric *dm = &r->metrics[m];
 		size_t first_exit = SIZE_MAX;
 		fputs("<tr><td><code>", f);
-		mb_html_escape(f, dm->entry);
+		mb_str_put_xml(f, dm->entry);
 		fputs(" / ", f);
-		mb_html_escape(f, dm->metric);
+		mb_str_put_xml(f, dm->metric);
 		fprintf(f, "@%d</code></td><td>", dm->version);
 		if (dm->main_change != SIZE_MAX) {
 			const mb_drift_changepoint *c = &dm->changepoints[dm->main_change];
@@ -426,9 +422,9 @@ int mb_html_series_section(FILE *f, const mb_html_series *s, mb_error *err)
 		const mb_drift_metric *dm = &r->metrics[m];
 		int error;
 		fputs("<h2>", f);
-		mb_html_escape(f, dm->entry);
+		mb_str_put_xml(f, dm->entry);
 		fputs(" / ", f);
-		mb_html_escape(f, dm->metric);
+		mb_str_put_xml(f, dm->metric);
 		fprintf(f, "@%d</h2>\n<p class=\"note\">%s, %s is better, margin %.4g", dm->version,
 			mb_metric_kind_name(dm->kind),
 			dm->direction == MB_HIGHER_IS_BETTER ? "higher" : "lower", dm->margin);
@@ -451,7 +447,7 @@ int mb_html_series_section(FILE *f, const mb_html_series *s, mb_error *err)
 			else
 				fputs("<td>&ndash;</td>", f);
 			fputs("<td><code>", f);
-			mb_html_escape(f, r->checkpoints[k]);
+			mb_str_put_xml(f, r->checkpoints[k]);
 			fprintf(f, "</code></td><td class=\"num\">%lld</td>", (long long)r->run_ids[k]);
 			cell_num(f, p->mean);
 			cell_ci(f, p->lo, p->hi);

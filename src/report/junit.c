@@ -7,25 +7,7 @@
 
 #include <string.h>
 
-static void xml_text(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		switch (c) {
-		case '&': fputs("&amp;", f); break;
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '"': fputs("&quot;", f); break;
-		case '\'': fputs("&apos;", f); break;
-		default:
-			/* XML 1.0 forbids most control characters even as references. */
-			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-				fputc('?', f);
-			else
-				fputc(c, f);
-		}
-	}
-}
+#include <mechbench/str.h>
 
 /* How a row reads in JUnit: 0 passed, 1 failure, 2 skipped. The exit code
  * decides: a status that fails the gate is a failure. */
@@ -55,18 +37,18 @@ void mb_report_gate_junit(FILE *f, const mb_gate_result *g, const char *timestam
 	fprintf(f, "<testsuites name=\"mechbench gate\" tests=\"%zu\" failures=\"%zu\" "
 		   "errors=\"0\" skipped=\"%zu\" time=\"0\">\n", g->n_rows, failures, skipped);
 	fprintf(f, "  <testsuite name=\"");
-	xml_text(f, g->suite);
+	mb_str_put_xml(f, g->suite);
 	fprintf(f, "\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"%zu\" time=\"0\" "
 		   "timestamp=\"", g->n_rows, failures, skipped);
-	xml_text(f, timestamp);
+	mb_str_put_xml(f, timestamp);
 	fprintf(f, "\" hostname=\"");
-	xml_text(f, hostname);
+	mb_str_put_xml(f, hostname);
 	fprintf(f, "\">\n    <properties>\n");
 	fprintf(f, "      <property name=\"baseline_ref\" value=\"");
-	xml_text(f, g->ref);
+	mb_str_put_xml(f, g->ref);
 	fprintf(f, "\"/>\n      <property name=\"baseline_commit\" value=\"%s\"/>\n", g->commit);
 	fprintf(f, "      <property name=\"spec\" value=\"");
-	xml_text(f, g->spec_path);
+	mb_str_put_xml(f, g->spec_path);
 	fprintf(f, "\"/>\n      <property name=\"spec_blob\" value=\"%s\"/>\n", g->spec_blob);
 	fprintf(f, "      <property name=\"alpha\" value=\"%g\"/>\n", g->alpha);
 	fprintf(f, "      <property name=\"outcome\" value=\"%s\"/>\n",
@@ -77,13 +59,13 @@ void mb_report_gate_junit(FILE *f, const mb_gate_result *g, const char *timestam
 		int k = row_kind(g, r);
 		char why[1024];
 		fprintf(f, "    <testcase name=\"");
-		xml_text(f, r->entry);
+		mb_str_put_xml(f, r->entry);
 		fprintf(f, "/");
-		xml_text(f, r->metric);
+		mb_str_put_xml(f, r->metric);
 		fprintf(f, "@%d\" classname=\"mechbench.", r->version);
-		xml_text(f, g->suite);
+		mb_str_put_xml(f, g->suite);
 		fprintf(f, ".");
-		xml_text(f, r->entry);
+		mb_str_put_xml(f, r->entry);
 		fprintf(f, "\" time=\"0\"");
 		if (k == 0) {
 			fprintf(f, "/>\n");
@@ -91,10 +73,10 @@ void mb_report_gate_junit(FILE *f, const mb_gate_result *g, const char *timestam
 		}
 		mb_row_explain(why, sizeof(why), r, g->level);
 		fprintf(f, ">\n      <%s message=\"", k == 1 ? "failure" : "skipped");
-		xml_text(f, why);
+		mb_str_put_xml(f, why);
 		if (k == 1) {
 			fprintf(f, "\" type=\"%s\">", mb_gate_status_name(r->status));
-			xml_text(f, why);
+			mb_str_put_xml(f, why);
 			fprintf(f, "</failure>\n");
 		} else {
 			fprintf(f, "\"/>\n");
@@ -103,16 +85,16 @@ void mb_report_gate_junit(FILE *f, const mb_gate_result *g, const char *timestam
 	}
 	fprintf(f, "    <system-out>");
 	for (size_t i = 0; i < g->n_deviations; i++) {
-		xml_text(f, "THRESHOLD-CHANGED ");
-		xml_text(f, g->deviations[i].path);
-		xml_text(f, ": ");
-		xml_text(f, g->deviations[i].before);
-		xml_text(f, " -> ");
-		xml_text(f, g->deviations[i].after);
+		mb_str_put_xml(f, "THRESHOLD-CHANGED ");
+		mb_str_put_xml(f, g->deviations[i].path);
+		mb_str_put_xml(f, ": ");
+		mb_str_put_xml(f, g->deviations[i].before);
+		mb_str_put_xml(f, " -> ");
+		mb_str_put_xml(f, g->deviations[i].after);
 		fputc('\n', f);
 	}
 	for (size_t i = 0; i < g->n_notes; i++) {
-		xml_text(f, g->notes[i]);
+		mb_str_put_xml(f, g->notes[i]);
 		fputc('\n', f);
 	}
 	fprintf(f, "</system-out>\n  </testsuite>\n</testsuites>\n");

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/str.h>
+
 /* Palette stops: matplotlib 3.6.3 viridis, cividis and PuOr_r at t = k/64
  * (tests/fixtures/report/gen_palettes.py prints them). */
 static const unsigned char viridis_stops[65][3] = {
@@ -106,24 +108,6 @@ void mb_svg_palette_rgb(unsigned char rgb[3], mb_svg_palette p, double t)
 	}
 }
 
-void mb_svg_escape(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		switch (c) {
-		case '&': fputs("&amp;", f); break;
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '"': fputs("&quot;", f); break;
-		case '\'': fputs("&#39;", f); break;
-		default:
-			/* XML 1.0 allows tab, newline and carriage return only. */
-			if (c >= 0x20 || c == '\t' || c == '\n' || c == '\r')
-				fputc(c, f);
-		}
-	}
-}
-
 /* --- shared pieces ------------------------------------------------------------------------ */
 
 static void fmt_value(char *buf, size_t cap, double v)
@@ -149,7 +133,7 @@ static void text(FILE *f, double x, double y, double px, const char *anchor, con
 {
 	fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"%.0f\" text-anchor=\"%s\" fill=\"#222\"%s%s>",
 		x, y, px, anchor, extra ? " " : "", extra ? extra : "");
-	mb_svg_escape(f, s);
+	mb_str_put_xml(f, s);
 	fputs("</text>\n", f);
 }
 
@@ -164,7 +148,7 @@ static void svg_open(FILE *f, double w, double h, const char *title)
 {
 	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
 		"viewBox=\"0 0 %.0f %.0f\" role=\"img\" " FONT ">\n<title>", w, h, w, h);
-	mb_svg_escape(f, title && title[0] ? title : "plot");
+	mb_str_put_xml(f, title && title[0] ? title : "plot");
 	fputs("</title>\n", f);
 	fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", w, h);
 	if (title && title[0])
@@ -309,12 +293,12 @@ int mb_svg_write_heatmap(FILE *f, const mb_svg_heatmap *h, mb_error *err)
 				x0 + cell * (double)j, y0 + cell * (double)i, cell + 0.02, cell + 0.02,
 				rgb[0], rgb[1], rgb[2]);
 			if (h->row_labels)
-				mb_svg_escape(f, h->row_labels[i]);
+				mb_str_put_xml(f, h->row_labels[i]);
 			else
 				fprintf(f, "%zu", i);
 			fputs(", ", f);
 			if (h->col_labels)
-				mb_svg_escape(f, h->col_labels[j]);
+				mb_str_put_xml(f, h->col_labels[j]);
 			else
 				fprintf(f, "%zu", j);
 			{

@@ -85,6 +85,41 @@ int mb_stats_boot_interval(double *out_lo, double *out_hi, const double *sorted,
 	return 0;
 }
 
+int mb_stats_boot_p(double *out_p, const double *sorted, size_t B, double theta_hat,
+		    const double *jack, size_t n_jack, double m0, mb_stats_boot_ci ci,
+		    mb_error *err)
+{
+	double floor_p = 2.0 / ((double)B + 1.0), lo_a, hi_a, l, h;
+	int error;
+
+	/* excludes(a): the interval at level 1 - a leaves m0 out; false for
+	 * small a and true for large a (nested intervals). */
+#define EXCLUDES(a)                                                                              	((error = mb_stats_boot_interval(&l, &h, sorted, B, theta_hat, jack, n_jack, 1.0 - (a),  					 ci, err)) == 0 &&                                       	 (l > m0 || h < m0))
+	*out_p = 1.0;
+	if (EXCLUDES(floor_p)) {
+		*out_p = floor_p;
+		return 0;
+	}
+	if (error < 0)
+		return error;
+	lo_a = floor_p; /* keeps m0 */
+	hi_a = 1.0 - 1e-12;
+	if (!EXCLUDES(hi_a))
+		return error; /* the narrowest interval holds m0: p = 1 */
+	while (hi_a - lo_a > 1e-12) {
+		double mid = 0.5 * (lo_a + hi_a);
+		if (EXCLUDES(mid))
+			hi_a = mid;
+		else if (error < 0)
+			return error;
+		else
+			lo_a = mid;
+	}
+#undef EXCLUDES
+	*out_p = hi_a;
+	return 0;
+}
+
 int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double *x, size_t n,
 		       const mb_stats_boot_opts *opts, mb_error *err)
 {
@@ -194,6 +229,9 @@ int mb_stats_bootstrap(mb_stats_estimate *out, double *replicates, const double 
 	theta = mb_stats_mean(x, n);
 	error = mb_stats_boot_interval(&lo, &hi, sorted, B, theta, jack, n_jack, opts->level,
 				       opts->ci, err);
+	if (error == 0 && opts->p_two_sided)
+		error = mb_stats_boot_p(opts->p_two_sided, sorted, B, theta, jack, n_jack, 0.0,
+					opts->ci, err);
 	if (error < 0)
 		goto cleanup;
 

@@ -105,12 +105,58 @@ static int check_values(const double *v, size_t n, const char *which, mb_error *
 	return 0;
 }
 
+int mb_stats_policy_estimate(mb_stats_estimate *out, double *p_two_sided, const double *x,
+			     size_t n, const mb_stats_policy *pol, double level, mb_error *err)
+{
+	size_t min_t = pol->min_clusters_t ? pol->min_clusters_t : 2;
+	int error = 0, boot = 0;
+
+	if (pol->stratum) {
+		error = mb_stats_stratified_estimate(out, x, pol->stratum, n, pol->stratum_weights,
+						     pol->n_strata, level, err);
+	} else if (pol->kind == MB_STATS_KIND_RATIO) {
+		boot = 1;
+	} else if (pol->cluster) {
+		if (pol->n_clusters >= min_t)
+			error = mb_stats_clustered_estimate(out, x, pol->cluster, n, pol->n_clusters,
+							    level, err);
+		else
+			boot = 1;
+	} else {
+		error = mb_stats_paired_estimate(out, x, n, level, err);
+	}
+	if (boot) {
+		mb_stats_boot_opts bo = {
+			.seed = pol->seed,
+			.stream = pol->stream,
+			.B = pol->boot_B,
+			.level = level,
+			.ci = pol->boot_ci,
+			.cluster = pol->cluster,
+			.n_clusters = pol->n_clusters,
+			.p_two_sided = p_two_sided,
+		};
+		if (!pol->stream || !pol->stream[0])
+			return mb_error_set(err, MB_EINVALID,
+					    "a bootstrap is needed (%s) but no RNG stream was named",
+					    pol->kind == MB_STATS_KIND_RATIO
+						    ? "ratio metric"
+						    : "fewer clusters than min_clusters_t");
+		return mb_stats_bootstrap(out, NULL, x, n, &bo, err);
+	}
+	if (error == 0 && p_two_sided) {
+		*p_two_sided = mb_stats_estimate_p(out, 0, MB_STATS_ALTERNATIVE_TWO_SIDED);
+		if (isnan(*p_two_sided))
+			*p_two_sided = out->se == 0 && out->mean != 0 ? 0 : 1;
+	}
+	return error;
+}
+
 int mb_stats_compare(mb_stats_comparison *out, const double *cand, const double *base, size_t n,
 		     const mb_stats_compare_opts *opts, mb_error *err)
 {
 	double alpha = opts->alpha != 0.0 ? opts->alpha : 0.05, level, *d = NULL;
-	size_t min_t = opts->min_clusters_t ? opts->min_clusters_t : 2;
-	int error = 0, boot = 0;
+	int error = 0;
 
 	if (!(alpha > 0.0 && alpha < 0.5))
 		return mb_error_set(err, MB_EINVALID, "alpha %g is not in (0, 0.5)", alpha);
@@ -146,6 +192,7 @@ int mb_stats_compare(mb_stats_comparison *out, const double *cand, const double 
 		out->diff.n = n;
 		out->diff.deff = NAN;
 		out->diff.level = level;
+		out->p_two_sided = 1.0;
 		return 0;
 	}
 
@@ -154,38 +201,24 @@ int mb_stats_compare(mb_stats_comparison *out, const double *cand, const double 
 		return mb_error_oom(err, "paired differences", n * sizeof(*d));
 	mb_stats_paired_diff(d, cand, base, n);
 
-	if (opts->stratum) {
-		error = mb_stats_stratified_estimate(&out->diff, d, opts->stratum, n,
-						     opts->stratum_weights, opts->n_strata, level, err);
-	} else if (opts->kind == MB_STATS_KIND_RATIO) {
-		boot = 1;
-	} else if (opts->cluster) {
-		if (opts->n_clusters >= min_t)
-			error = mb_stats_clustered_estimate(&out->diff, d, opts->cluster, n,
-							    opts->n_clusters, level, err);
-		else
-			boot = 1;
-	} else {
-		error = mb_stats_paired_estimate(&out->diff, d, n, level, err);
-	}
-	if (boot && error == 0) {
-		mb_stats_boot_opts bo = {
-			.seed = opts->seed,
-			.stream = opts->stream,
-			.B = opts->boot_B,
-			.level = level,
-			.ci = opts->boot_ci,
+	{
+		mb_stats_policy pol = {
+			.kind = opts->kind,
 			.cluster = opts->cluster,
 			.n_clusters = opts->n_clusters,
+			.stratum = opts->stratum,
+			.stratum_weights = opts->stratum_weights,
+			.n_strata = opts->n_strata,
+			.seed = opts->seed,
+			.stream = opts->stream,
+			.boot_B = opts->boot_B,
+			.boot_ci = opts->boot_ci,
+			.min_clusters_t = opts->min_clusters_t,
 		};
-		if (!opts->stream || !opts->stream[0]) {
-			error = mb_error_set(err, MB_EINVALID,
-					     "a bootstrap is needed (%s) but no RNG stream was named",
-					     opts->kind == MB_STATS_KIND_RATIO ? "ratio metric"
-									       : "fewer clusters than min_clusters_t");
-			goto cleanup;
-		}
-		error = mb_stats_bootstrap(&out->diff, NULL, d, n, &bo, err);
+		error = mb_stats_policy_estimate(&out->diff, &out->p_two_sided, d, n, &pol, level,
+						 err);
+		if (out->has_mcnemar)
+			out->p_two_sided = out->mcnemar.p_two_sided;
 	}
 	if (error < 0)
 		goto cleanup;

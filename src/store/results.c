@@ -81,26 +81,6 @@ static void in_transaction(mb_store *s)
 	MB_ASSERT(sqlite3_get_autocommit(mb_store_sqlite(s)) == 0);
 }
 
-static void col_into(char *buf, size_t cap, sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	snprintf(buf, cap, "%s", t ? (const char *)t : "");
-}
-
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	size_t n = t ? (size_t)sqlite3_column_bytes(st, i) + 1 : 1;
-	char *p = malloc(n);
-	if (p) {
-		if (t)
-			memcpy(p, t, n);
-		else
-			p[0] = '\0';
-	}
-	return p;
-}
-
 void mb_results_names_free(char **names, size_t n)
 {
 	for (size_t i = 0; names && i < n; i++)
@@ -121,7 +101,7 @@ static int names_query(char ***out, size_t *n, mb_store *s, const char *sql, mb_
 		return error;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		char **nn = realloc(names, (count + 1) * sizeof(*nn));
-		if (!nn || !(nn[count] = col_dup(st, 0))) {
+		if (!nn || !(nn[count] = mb_store_col_dup(st, 0))) {
 			if (nn)
 				names = nn;
 			error = mb_error_oom(err, "names", 0);
@@ -201,14 +181,14 @@ int mb_results_series_get(mb_results_series *out, mb_store *s, const char *name,
 		error = mb_store_fail(s, err, rc, "reading a series");
 		goto cleanup;
 	}
-	col_into(out->name, sizeof(out->name), st, 0);
-	col_into(out->suite, sizeof(out->suite), st, 1);
-	col_into(out->spec_path, sizeof(out->spec_path), st, 2);
-	col_into(out->spec_blob, sizeof(out->spec_blob), st, 3);
+	mb_store_col_into(out->name, sizeof(out->name), st, 0);
+	mb_store_col_into(out->suite, sizeof(out->suite), st, 1);
+	mb_store_col_into(out->spec_path, sizeof(out->spec_path), st, 2);
+	mb_store_col_into(out->spec_blob, sizeof(out->spec_blob), st, 3);
 	out->spec_len = (size_t)sqlite3_column_bytes(st, 4);
-	out->spec = col_dup(st, 4);
-	col_into(out->source, sizeof(out->source), st, 5);
-	col_into(out->created_at, sizeof(out->created_at), st, 6);
+	out->spec = mb_store_col_dup(st, 4);
+	mb_store_col_into(out->source, sizeof(out->source), st, 5);
+	mb_store_col_into(out->created_at, sizeof(out->created_at), st, 6);
 	if (!out->spec)
 		error = mb_error_oom(err, "series spec", out->spec_len);
 cleanup:
@@ -271,7 +251,7 @@ int mb_results_series_points(mb_results_point **out, size_t *n, mb_store *s, con
 		pts[count].ordinal = (size_t)sqlite3_column_int64(st, 0);
 		pts[count].has_step = sqlite3_column_type(st, 1) != SQLITE_NULL;
 		pts[count].step = sqlite3_column_int64(st, 1);
-		pts[count].checkpoint = col_dup(st, 2);
+		pts[count].checkpoint = mb_store_col_dup(st, 2);
 		pts[count].run_id = sqlite3_column_int64(st, 3);
 		count++;
 		if (!pts[count - 1].checkpoint) {
@@ -353,8 +333,8 @@ int mb_results_series_monitors(mb_results_monitor **out, size_t *n, mb_store *s,
 		}
 		ms = nm;
 		memset(&ms[count], 0, sizeof(*ms));
-		ms[count].entry = col_dup(st, 0);
-		ms[count].metric = col_dup(st, 1);
+		ms[count].entry = mb_store_col_dup(st, 0);
+		ms[count].metric = mb_store_col_dup(st, 1);
 		ms[count].theta0 = sqlite3_column_double(st, 2);
 		ms[count].sigma2 = sqlite3_column_double(st, 3);
 		ms[count].tau2 = sqlite3_column_double(st, 4);

@@ -5,6 +5,7 @@
 #include <mechbench/store.h>
 
 #include <mechbench/results.h>
+#include <mechbench/str.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -23,34 +24,21 @@ struct mb_store {
 	int in_run; /* a run transaction is open */
 };
 
+/* The runs table's columns, one per provenance field (provenance.h). */
+#define RUNS_COLUMN(kind, name, size, at, sql) ",\n  " #name " " sql
+#define COUNT_FIELD(kind, name, size, at, sql) +1
+_Static_assert(0 MB_PROVENANCE_FIELDS(COUNT_FIELD) == MB_PROVENANCE_V1_FIELDS,
+	       "migration 0 -> 1 creates the provenance columns of schema 1 alone: a new "
+	       "field needs its own migration (ALTER TABLE runs ADD COLUMN)");
+
 /* migrations[v] brings a database from user_version v to v + 1. Never edit a
  * released migration: append a new one and bump MB_STORE_SCHEMA_VERSION. */
 static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
 	/* 0 -> 1 */
 	"CREATE TABLE runs (\n"
-	"  id             INTEGER PRIMARY KEY,\n"
-	"  suite          TEXT NOT NULL,\n"
-	"  spec_path      TEXT NOT NULL,\n"
-	"  spec_blob      TEXT NOT NULL,\n"
-	"  spec_committed INTEGER,\n"
-	"  repo_head      TEXT,\n"
-	"  repo_dirty     INTEGER,\n"
-	"  code_version   TEXT NOT NULL,\n"
-	"  code_commit    TEXT NOT NULL,\n"
-	"  code_dirty     INTEGER NOT NULL,\n"
-	"  seed           INTEGER NOT NULL,\n"
-	"  threads        INTEGER NOT NULL,\n"
-	"  cpu            TEXT NOT NULL,\n"
-	"  blas_config    TEXT NOT NULL,\n"
-	"  blas_core      TEXT NOT NULL,\n"
-	"  blas_threads   INTEGER NOT NULL,\n"
-	"  compiler       TEXT NOT NULL,\n"
-	"  cflags         TEXT NOT NULL,\n"
-	"  build_type     TEXT NOT NULL,\n"
-	"  started_at     TEXT NOT NULL,\n"
-	"  finished_at    TEXT,\n"
-	"  wall_seconds   REAL\n"
-	");\n"
+	"  id             INTEGER PRIMARY KEY"
+	MB_PROVENANCE_FIELDS(RUNS_COLUMN)
+	"\n);\n"
 	"CREATE TABLE entries (\n"
 	"  run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
 	"  entry          TEXT NOT NULL,\n"
@@ -195,6 +183,28 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
 	"  JOIN items i ON i.id = v.item_id;\n",
 };
 
+/* --- columns (store_int.h) ---------------------------------------------------------- */
+
+void mb_store_col_into(char *buf, size_t cap, sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	snprintf(buf, cap, "%s", t ? (const char *)t : "");
+}
+
+char *mb_store_col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t n = t ? (size_t)sqlite3_column_bytes(st, i) + 1 : 1;
+	char *p = malloc(n);
+	if (p) {
+		if (t)
+			memcpy(p, t, n);
+		else
+			p[0] = '\0';
+	}
+	return p;
+}
+
 /* --- errors (store_int.h) ---------------------------------------------------------- */
 
 int mb_store_fail(mb_store *s, mb_error *err, int rc, const char *what)
@@ -278,6 +288,65 @@ static void bind_tristate(sqlite3_stmt *st, int i, int v)
 		sqlite3_bind_null(st, i);
 	else
 		sqlite3_bind_int(st, i, v);
+}
+
+/* SQL over the provenance columns written at `at` (-1: all of them, in
+ * order): head, then the names joined by sep, then mid; with a non-NULL mid,
+ * one `mark` per column joined by msep, then tail. Asserts that it fits. */
+static void prov_sql(char *buf, size_t cap, const char *head, int at, const char *sep,
+		     const char *mid, const char *mark, const char *msep, const char *tail)
+{
+	size_t len = (size_t)snprintf(buf, cap, "%s", head), k = 0;
+
+	for (size_t f = 0; f < mb_provenance_n_fields; f++)
+		if (at < 0 || mb_provenance_fields[f].at == (mb_provenance_at)at)
+			len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s%s",
+						k++ ? sep : "", mb_provenance_fields[f].name);
+	len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s", mid);
+	for (size_t i = 0; tail && i < k; i++)
+		len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s%s",
+					i ? msep : "", mark);
+	if (tail)
+		len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s", tail);
+	MB_ASSERT(len < cap);
+}
+
+static void prov_bind(sqlite3_stmt *st, int i, const mb_provenance *p,
+		      const mb_provenance_field *f)
+{
+	const char *v = (const char *)p + f->offset;
+
+	switch (f->kind) {
+	case MB_PROVENANCE_TEXT: bind_text(st, i, v); break;
+	case MB_PROVENANCE_OTEXT: bind_text(st, i, v[0] ? v : NULL); break;
+	case MB_PROVENANCE_TRI: bind_tristate(st, i, *(const int *)(const void *)v); break;
+	case MB_PROVENANCE_BOOL:
+	case MB_PROVENANCE_INT: sqlite3_bind_int(st, i, *(const int *)(const void *)v); break;
+	case MB_PROVENANCE_U64:
+		sqlite3_bind_int64(st, i, (sqlite3_int64) * (const uint64_t *)(const void *)v);
+		break;
+	case MB_PROVENANCE_REAL: sqlite3_bind_double(st, i, *(const double *)(const void *)v); break;
+	}
+}
+
+static void prov_col(mb_provenance *p, const mb_provenance_field *f, sqlite3_stmt *st, int i)
+{
+	char *v = (char *)p + f->offset;
+
+	switch (f->kind) {
+	case MB_PROVENANCE_TEXT:
+	case MB_PROVENANCE_OTEXT: mb_store_col_into(v, f->size, st, i); break;
+	case MB_PROVENANCE_TRI:
+		*(int *)(void *)v =
+			sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int(st, i);
+		break;
+	case MB_PROVENANCE_BOOL:
+	case MB_PROVENANCE_INT: *(int *)(void *)v = sqlite3_column_int(st, i); break;
+	case MB_PROVENANCE_U64:
+		*(uint64_t *)(void *)v = (uint64_t)sqlite3_column_int64(st, i);
+		break;
+	case MB_PROVENANCE_REAL: *(double *)(void *)v = sqlite3_column_double(st, i); break;
+	}
 }
 
 /* --- open and migrate ----------------------------------------------------------------- */
@@ -434,6 +503,7 @@ const char *mb_store_path(const mb_store *s)
 int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_error *err)
 {
 	sqlite3_stmt *st = NULL;
+	char sql[1024];
 	int error;
 
 	*out_id = 0;
@@ -441,33 +511,13 @@ int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_
 	if ((error = mb_store_exec(s, "BEGIN IMMEDIATE", "starting the run's transaction", err)) < 0)
 		return error;
 	s->in_run = 1;
-	error = mb_store_prepare(s, &st,
-			"INSERT INTO runs (suite, spec_path, spec_blob, spec_committed, repo_head,"
-			" repo_dirty, code_version, code_commit, code_dirty, seed, threads, cpu,"
-			" blas_config, blas_core, blas_threads, compiler, cflags, build_type,"
-			" started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-			err);
-	if (error < 0)
+	prov_sql(sql, sizeof(sql), "INSERT INTO runs (", MB_PROVENANCE_BEGIN, ", ", ") VALUES (",
+		 "?", ", ", ")");
+	if ((error = mb_store_prepare(s, &st, sql, err)) < 0)
 		goto fail;
-	bind_text(st, 1, p->suite);
-	bind_text(st, 2, p->spec_path);
-	bind_text(st, 3, p->spec_blob);
-	bind_tristate(st, 4, p->spec_committed);
-	bind_text(st, 5, p->repo_head[0] ? p->repo_head : NULL);
-	bind_tristate(st, 6, p->repo_dirty);
-	bind_text(st, 7, p->code_version);
-	bind_text(st, 8, p->code_commit);
-	sqlite3_bind_int(st, 9, p->code_dirty);
-	sqlite3_bind_int64(st, 10, (sqlite3_int64)p->seed);
-	sqlite3_bind_int(st, 11, p->threads);
-	bind_text(st, 12, p->cpu);
-	bind_text(st, 13, p->blas_config);
-	bind_text(st, 14, p->blas_core);
-	sqlite3_bind_int(st, 15, p->blas_threads);
-	bind_text(st, 16, p->compiler);
-	bind_text(st, 17, p->cflags);
-	bind_text(st, 18, p->build_type);
-	bind_text(st, 19, p->started_at);
+	for (size_t f = 0, i = 1; f < mb_provenance_n_fields; f++)
+		if (mb_provenance_fields[f].at == MB_PROVENANCE_BEGIN)
+			prov_bind(st, (int)i++, p, &mb_provenance_fields[f]);
 	if ((error = mb_store_step_done(s, st, "inserting the run", err)) < 0)
 		goto fail;
 	sqlite3_finalize(st);
@@ -648,15 +698,18 @@ cleanup:
 int mb_store_run_commit(mb_store *s, int64_t run_id, const mb_provenance *p, mb_error *err)
 {
 	sqlite3_stmt *st = NULL;
-	int error;
+	char sql[256];
+	int k = 1, error;
 
 	MB_ASSERT(s->in_run);
-	if ((error = mb_store_prepare(s, &st, "UPDATE runs SET finished_at = ?, wall_seconds = ? WHERE id = ?",
-			     err)) < 0)
+	prov_sql(sql, sizeof(sql), "UPDATE runs SET ", MB_PROVENANCE_COMMIT, " = ?, ",
+		 " = ? WHERE id = ?", NULL, NULL, NULL);
+	if ((error = mb_store_prepare(s, &st, sql, err)) < 0)
 		goto fail;
-	bind_text(st, 1, p->finished_at);
-	sqlite3_bind_double(st, 2, p->wall_seconds);
-	sqlite3_bind_int64(st, 3, run_id);
+	for (size_t f = 0; f < mb_provenance_n_fields; f++)
+		if (mb_provenance_fields[f].at == MB_PROVENANCE_COMMIT)
+			prov_bind(st, k++, p, &mb_provenance_fields[f]);
+	sqlite3_bind_int64(st, k, run_id);
 	if ((error = mb_store_step_done(s, st, "finishing the run", err)) < 0)
 		goto fail;
 	sqlite3_finalize(st);
@@ -695,27 +748,6 @@ int mb_store_put_run(mb_store *s, mb_run_result *run, mb_error *err)
 
 /* --- reading runs ---------------------------------------------------------------------- */
 
-static void col_into(char *buf, size_t cap, sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	snprintf(buf, cap, "%s", t ? (const char *)t : "");
-}
-
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-	size_t n = t ? strlen((const char *)t) + 1 : 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, t ? (const char *)t : "", n);
-	return p;
-}
-
-static int col_tristate(sqlite3_stmt *st, int i)
-{
-	return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int(st, i);
-}
-
 static double col_real(sqlite3_stmt *st, int i)
 {
 	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
@@ -742,8 +774,8 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		}
 		e->model_files = nf;
 		memset(&nf[e->n_model_files], 0, sizeof(*nf));
-		nf[e->n_model_files].path = col_dup(st, 0);
-		col_into(nf[e->n_model_files].sha256, MB_SHA256_HEX_LEN, st, 1);
+		nf[e->n_model_files].path = mb_store_col_dup(st, 0);
+		mb_store_col_into(nf[e->n_model_files].sha256, MB_SHA256_HEX_LEN, st, 1);
 		nf[e->n_model_files].bytes = (uint64_t)sqlite3_column_int64(st, 2);
 		e->n_model_files++;
 		if (!nf[e->n_model_files - 1].path) {
@@ -779,7 +811,7 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		}
 		e->aggregates = na;
 		memset(&nm[m], 0, sizeof(*nm));
-		nm[m].name = col_dup(st, 0);
+		nm[m].name = mb_store_col_dup(st, 0);
 		nm[m].version = sqlite3_column_int(st, 1);
 		e->n_metrics++;
 		if (!nm[m].name) {
@@ -840,9 +872,9 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 			goto cleanup;
 		}
 		if (m == 0) {
-			col_into(e->items[i].key, MB_SHA256_HEX_LEN, st, 2);
-			e->items[i].stratum = col_dup(st, 3);
-			e->items[i].cluster = col_dup(st, 4);
+			mb_store_col_into(e->items[i].key, MB_SHA256_HEX_LEN, st, 2);
+			e->items[i].stratum = mb_store_col_dup(st, 3);
+			e->items[i].cluster = mb_store_col_dup(st, 4);
 			if (!e->items[i].stratum || !e->items[i].cluster) {
 				error = mb_error_oom(err, "item labels", 0);
 				goto cleanup;
@@ -866,15 +898,14 @@ cleanup:
 int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 {
 	sqlite3_stmt *st = NULL;
+	char sql[1024];
 	mb_provenance *p = &out->prov;
 	int rc, error;
 
 	memset(out, 0, sizeof(*out));
-	if ((error = mb_store_prepare(s, &st, "SELECT suite, spec_path, spec_blob, spec_committed,"
-			     " repo_head, repo_dirty, code_version, code_commit, code_dirty, seed,"
-			     " threads, cpu, blas_config, blas_core, blas_threads, compiler, cflags,"
-			     " build_type, started_at, finished_at, wall_seconds FROM runs WHERE"
-			     " id = ?", err)) < 0)
+	prov_sql(sql, sizeof(sql), "SELECT ", -1, ", ", " FROM runs WHERE id = ?", NULL, NULL,
+		 NULL);
+	if ((error = mb_store_prepare(s, &st, sql, err)) < 0)
 		return error;
 	sqlite3_bind_int64(st, 1, id);
 	rc = sqlite3_step(st);
@@ -887,27 +918,8 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 		goto cleanup;
 	}
 	out->id = id;
-	col_into(p->suite, sizeof(p->suite), st, 0);
-	col_into(p->spec_path, sizeof(p->spec_path), st, 1);
-	col_into(p->spec_blob, sizeof(p->spec_blob), st, 2);
-	p->spec_committed = col_tristate(st, 3);
-	col_into(p->repo_head, sizeof(p->repo_head), st, 4);
-	p->repo_dirty = col_tristate(st, 5);
-	col_into(p->code_version, sizeof(p->code_version), st, 6);
-	col_into(p->code_commit, sizeof(p->code_commit), st, 7);
-	p->code_dirty = sqlite3_column_int(st, 8);
-	p->seed = (uint64_t)sqlite3_column_int64(st, 9);
-	p->threads = sqlite3_column_int(st, 10);
-	col_into(p->cpu, sizeof(p->cpu), st, 11);
-	col_into(p->blas_config, sizeof(p->blas_config), st, 12);
-	col_into(p->blas_core, sizeof(p->blas_core), st, 13);
-	p->blas_threads = sqlite3_column_int(st, 14);
-	col_into(p->compiler, sizeof(p->compiler), st, 15);
-	col_into(p->cflags, sizeof(p->cflags), st, 16);
-	col_into(p->build_type, sizeof(p->build_type), st, 17);
-	col_into(p->started_at, sizeof(p->started_at), st, 18);
-	col_into(p->finished_at, sizeof(p->finished_at), st, 19);
-	p->wall_seconds = sqlite3_column_double(st, 20);
+	for (size_t f = 0; f < mb_provenance_n_fields; f++)
+		prov_col(p, &mb_provenance_fields[f], st, (int)f);
 	sqlite3_finalize(st);
 	st = NULL;
 
@@ -927,12 +939,12 @@ int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err)
 		out->entries = ne;
 		e = &ne[out->n_entries++];
 		memset(e, 0, sizeof(*e));
-		e->name = col_dup(st, 0);
-		e->task = col_dup(st, 1);
+		e->name = mb_store_col_dup(st, 0);
+		e->task = mb_store_col_dup(st, 1);
 		e->task_version = sqlite3_column_int(st, 2);
-		e->model = col_dup(st, 3);
-		e->dataset = col_dup(st, 4);
-		col_into(e->dataset_sha256, MB_SHA256_HEX_LEN, st, 5);
+		e->model = mb_store_col_dup(st, 3);
+		e->dataset = mb_store_col_dup(st, 4);
+		mb_store_col_into(e->dataset_sha256, MB_SHA256_HEX_LEN, st, 5);
 		e->params = params ? json_loads(params, 0, NULL) : NULL;
 		e->n_items = (size_t)sqlite3_column_int64(st, 7);
 		e->seconds = sqlite3_column_double(st, 8);
@@ -961,14 +973,11 @@ cleanup:
 int mb_store_put_gate(mb_store *s, int64_t *out_id, const mb_gate_result *g, mb_error *err)
 {
 	sqlite3_stmt *st = NULL;
-	char now[32];
-	time_t t = time(NULL);
-	struct tm tm;
+	char now[MB_STR_UTC_LEN];
 	int error;
 
 	*out_id = 0;
-	gmtime_r(&t, &tm);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	mb_str_utc(now, sizeof(now), time(NULL));
 	if ((error = mb_store_exec(s, "BEGIN IMMEDIATE", "starting the gate's transaction", err)) < 0)
 		return error;
 	if ((error = mb_store_prepare(s, &st, "INSERT INTO gates (run_id, created_at, baseline_ref,"

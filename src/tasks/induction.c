@@ -39,29 +39,9 @@
  * that is not the dataset keeps the per-item statistics free of selection
  * bias. The OV copying score of every head is computed from the weights.
  *
- * Head scores (TransformerLens's definitions; pattern p = hook_pattern of the
- * head, repeated prompt [BOS] R R, positions 0..2r):
- *   induction        mean over q in [r+1, 2r] of p[q][q - r + 1]: attention
- *                    from each position of the second repeat to the position
- *                    right after the previous occurrence of its token.
- *   previous-token   mean over q in [1, 2r] of p[q][q - 1].
- *   duplicate-token  mean over q in [r+1, 2r] of p[q][q - r]: to the previous
- *                    occurrence itself.
- *   prefix-matching  Olsson et al. 2022 ("In-context Learning and Induction
- *                    Heads", definitions): attention to earlier tokens that
- *                    were preceded by the current token; mean over positions
- *                    q that have such keys of sum_{k in [1, q-1], tok[k-1] ==
- *                    tok[q]} p[q][k]. On [BOS] R R with no repeats inside R
- *                    it equals the induction score; repeats inside R (likely
- *                    with a small vocabulary) and the first repeat add keys.
- *   copying (OV)     Elhage et al. 2021 / Olsson et al. 2022: eigenvalue
- *                    positivity sum(l) / sum|l| of the full OV circuit
- *                    W_E W_V^h W_O^h W_U (V x V), computed as the eigenvalues
- *                    of the Dh x Dh matrix W_O^h (W_U W_E) W_V^h (same
- *                    nonzero spectrum), with LayerNorm weights folded in
- *                    (ln_1 into W_V, ln_f into W_U) and LN centring and
- *                    scaling ignored, as TransformerLens's fold_ln does; 0
- *                    when every eigenvalue is 0.
+ * Head scores: induction, previous-token, duplicate-token and
+ * prefix-matching on [BOS] R R, and the OV copying score from the weights,
+ * as heads.h defines them (TransformerLens; Olsson et al. 2022).
  *
  * Per-item metrics (losses are mean cross-entropy in nats; rep1 over the
  * targets at positions 2..r, rep2 over r+2..2r, i.e. the r - 1 tokens of
@@ -122,12 +102,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mechbench/eig.h>
+#include <mechbench/effect.h>
 #include <mechbench/engine.h>
 #include <mechbench/figure.h>
-#include <mechbench/gemm.h>
+#include <mechbench/heads.h>
 #include <mechbench/hooks.h>
 #include <mechbench/interventions.h>
+#include <mechbench/logits.h>
 #include <mechbench/model.h>
 #include <mechbench/rng.h>
 
@@ -191,15 +172,23 @@ static const mb_metric_def ind_metrics[M_COUNT] = {
 	 "kcomp_k - kcomp_v, paired per item (induction.c)"},
 };
 
-/* Head-score kinds of the reference analysis. */
-enum { S_INDUCTION, S_PREV, S_DUP, S_PREFIX, S_COUNT };
+extern const mb_task mb_task_induction;
+
+/* The paired differences, declared as data (task.h; the runner and
+ * mb_task_finish compute them). */
+static const mb_metric_diff ind_derived[] = {
+	{"induction.loss_drop", "induction.loss_rep1", "induction.loss_rep2"},
+	{"induction.ablate_excess", "induction.ablate_top", "induction.ablate_random"},
+	{"induction.kcomp_k_over_q", "induction.kcomp_k", "induction.kcomp_q"},
+	{"induction.kcomp_k_over_v", "induction.kcomp_k", "induction.kcomp_v"},
+};
 
 typedef struct ind_state {
 	mb_model *model;
 	mb_engine *engine; /* mutated by forwards: parallel_inside = 1 keeps run on one thread */
 	int bos, top_k, mean_ablation, max_len, max_seq;
 	uint64_t seed;
-	double *scores;  /* (S_COUNT, L, H) reference-set head scores */
+	double *scores;  /* (MB_HEADS_N_SCORES, L, H) reference-set head scores */
 	double *copying; /* (L, H) OV eigenvalue positivity */
 	float *zmean;    /* (L, H, Dh) mean hook_z over the reference set, or zeros */
 	int recv_l, recv_h, send_l, send_h;
@@ -396,47 +385,6 @@ static int ind_check_params(const mb_json_doc *doc, const json_t *params, const 
 
 /* ---- scores -------------------------------------------------------------------- */
 
-/* Head scores of one head on one repeated prompt (tokens (n), n = 2r + 1)
- * from its pattern p (rows of stride T): out[S_COUNT]. */
-static void head_scores(double out[S_COUNT], const float *p, int T, const int32_t *tok, int r)
-{
-	int n = 2 * r + 1, nq = 0;
-	double ind = 0, dup = 0, prev = 0, pre = 0;
-
-	for (int q = r + 1; q <= 2 * r; q++) {
-		ind += p[(size_t)q * T + (q - r + 1)];
-		dup += p[(size_t)q * T + (q - r)];
-	}
-	for (int q = 1; q < n; q++) {
-		double m = 0;
-		int any = 0;
-
-		prev += p[(size_t)q * T + q - 1];
-		for (int k = 1; k < q; k++)
-			if (tok[k - 1] == tok[q]) {
-				m += p[(size_t)q * T + k];
-				any = 1;
-			}
-		if (any) {
-			pre += m;
-			nq++;
-		}
-	}
-	out[S_INDUCTION] = ind / r;
-	out[S_DUP] = dup / r;
-	out[S_PREV] = prev / (n - 1);
-	out[S_PREFIX] = nq ? pre / nq : 0.0;
-}
-
-/* The induction diagonal's mean attention on any prompt of n = 2r + 1. */
-static double diag_score(const float *p, int T, int r)
-{
-	double s = 0;
-	for (int q = r + 1; q <= 2 * r; q++)
-		s += p[(size_t)q * T + (q - r + 1)];
-	return s / r;
-}
-
 /* Mean cross-entropy (nats, double) of the targets at positions [t0, t1] of
  * item b of the last run (logits mode ALL), predicted from position t - 1. */
 static double span_loss(const mb_engine *e, int b, const int32_t *tok, int t0, int t1, int V)
@@ -444,94 +392,10 @@ static double span_loss(const mb_engine *e, int b, const int32_t *tok, int t0, i
 	double sum = 0;
 
 	for (int t = t0; t <= t1; t++) {
-		const float *z = mb_engine_logits_row(e, b, t - 1);
-		double mx = z[0], s = 0;
-		for (int v = 1; v < V; v++)
-			if (z[v] > mx)
-				mx = z[v];
-		for (int v = 0; v < V; v++)
-			s += exp((double)z[v] - mx);
-		sum += mx + log(s) - (double)z[tok[t]];
+		sum += mb_logits_ce(NULL, mb_engine_logits_row(e, b, t - 1), V, tok[t],
+				    MB_LOGITS_LIBM);
 	}
 	return sum / (t1 - t0 + 1);
-}
-
-/* Eigenvalue positivity of a real n x n matrix a (row-major, destroyed):
- * sum of eigenvalues / sum of their moduli. mb_eig_real (not LAPACK, whose
- * blocking follows the CPU), so the score has the same bits on any machine. */
-static int positivity(double *out, double *a, int n, mb_error *err)
-{
-	double *wr = malloc(sizeof(double) * (size_t)n * 2);
-	double sum = 0, sabs = 0;
-	int rc;
-
-	if (!wr)
-		return mb_error_oom(err, "copying score", sizeof(double) * (size_t)n * 2);
-	rc = mb_eig_real(wr, wr + n, a, n, err);
-	if (rc == 0)
-		for (int i = 0; i < n; i++) {
-			sum += wr[i];
-			sabs += sqrt(wr[i] * wr[i] + wr[n + i] * wr[n + i]);
-		}
-	free(wr);
-	if (rc < 0)
-		return mb_error_prefix(err, "copying score");
-	*out = sabs > 0 ? sum / sabs : 0.0;
-	return 0;
-}
-
-/* Copying scores of every head: out (L, H). */
-static int copying_scores(double *out, const mb_engine_config *c, const mb_engine_weights *w,
-			  mb_error *err)
-{
-	int D = c->d_model, Dh = c->d_head, H = c->n_head, V = c->n_vocab, rc = 0;
-	float *G = malloc(sizeof(float) * (size_t)D * D);      /* (D, D) W_U W_E, ln_f folded */
-	double *GV = malloc(sizeof(double) * (size_t)D * Dh);  /* (D, Dh) G W_V^h */
-	double *A = malloc(sizeof(double) * (size_t)Dh * Dh);  /* (Dh, Dh) W_O^h G W_V^h */
-
-	if (!G || !GV || !A) {
-		rc = mb_error_oom(err, "copying score", sizeof(float) * (size_t)D * D);
-		goto cleanup;
-	}
-	/* G[i][j] = sum_v unembed[v][i] wte[v][j]: W_U = unembed^T (D, V), W_E = wte (V, D) */
-	mb_gemm_sgemm(1, 0, D, D, V, 1.0f, w->unembed, D, w->wte, D, G, D);
-	if (c->norm == MB_NORM_LN)
-		for (int i = 0; i < D; i++)
-			for (int j = 0; j < D; j++)
-				G[(size_t)i * D + j] *= w->lnf_w[i];
-	for (int l = 0; l < c->n_layer && rc == 0; l++) {
-		const float *qkv = w->qkv_w + (size_t)l * D * 3 * D; /* (D, 3D) */
-		const float *ow = w->o_w + (size_t)l * D * D;        /* (D, D) */
-		const float *g1 = c->norm == MB_NORM_LN ? w->ln1_w + (size_t)l * D : NULL;
-
-		for (int h = 0; h < H && rc == 0; h++) {
-			/* GV = G diag(ln1_w) W_V^h */
-			for (int i = 0; i < D; i++)
-				for (int k = 0; k < Dh; k++) {
-					double s = 0;
-					for (int j = 0; j < D; j++)
-						s += (double)G[(size_t)i * D + j] *
-						     (g1 ? g1[j] : 1.0f) *
-						     qkv[(size_t)j * 3 * D + 2 * D + h * Dh + k];
-					GV[(size_t)i * Dh + k] = s;
-				}
-			/* A = W_O^h GV, W_O^h = rows h*Dh.. of ow, (Dh, D) */
-			for (int a = 0; a < Dh; a++)
-				for (int k = 0; k < Dh; k++) {
-					double s = 0;
-					for (int i = 0; i < D; i++)
-						s += (double)ow[(size_t)(h * Dh + a) * D + i] *
-						     GV[(size_t)i * Dh + k];
-					A[(size_t)a * Dh + k] = s;
-				}
-			rc = positivity(&out[l * H + h], A, Dh, err);
-		}
-	}
-cleanup:
-	free(G);
-	free(GV);
-	free(A);
-	return rc;
 }
 
 /* ---- open ---------------------------------------------------------------------- */
@@ -565,25 +429,22 @@ static int reference(ind_state *st, mb_error *err)
 	int r = st->max_len < 25 ? st->max_len : 25, n = 2 * r + 1, rc = 0;
 	int32_t *tok = malloc(sizeof(int32_t) * IND_BATCH * (size_t)n); /* (B, n) */
 	double *zsum = calloc((size_t)L * H * Dh, sizeof(double));       /* (L, H, Dh) */
-	mb_hooks *hooks = NULL;
-	mb_cache *cache = NULL;
-	long count = 0;
+	long *count = calloc((size_t)L, sizeof(long));
+	mb_effect *fx = NULL;
 
-	if (!tok || !zsum) {
+	if (!tok || !zsum || !count) {
 		rc = mb_error_oom(err, "induction reference", 0);
 		goto cleanup;
 	}
-	if ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&cache, err)) < 0)
+	if ((rc = mb_effect_init(&fx, st->engine, NULL, NULL, err)) < 0)
 		goto cleanup;
 	for (int l = 0; l < L && rc == 0; l++) {
 		mb_hook_point pp = {MB_HOOK_PATTERN, l}, zp = {MB_HOOK_Z, l};
-		if ((rc = mb_cache_add(cache, pp, err)) == 0)
-			rc = mb_cache_add(cache, zp, err);
+		if ((rc = mb_effect_cache(fx, pp, err)) == 0)
+			rc = mb_effect_cache(fx, zp, err);
 	}
-	if (rc < 0 || (rc = mb_cache_attach(cache, hooks, err)) < 0)
-		goto cleanup;
-	for (int b0 = 0; b0 < IND_REF_ITEMS; b0 += IND_BATCH) {
-		mb_run run = {0};
+	for (int b0 = 0; b0 < IND_REF_ITEMS && rc == 0; b0 += IND_BATCH) {
+		mb_run run = {.batch = IND_BATCH, .seq = n, .tokens = tok, .logits = MB_LOGITS_NONE};
 		for (int b = 0; b < IND_BATCH; b++) {
 			mb_rng rng;
 			mb_rng_init_named(&rng, st->seed, "induction/reference", (uint64_t)(b0 + b));
@@ -596,41 +457,32 @@ static int reference(ind_state *st, mb_error *err)
 				tok[b * n + 1 + r + j] = t;
 			}
 		}
-		run.batch = IND_BATCH;
-		run.seq = n;
-		run.tokens = tok;
-		run.hooks = hooks;
-		run.logits = MB_LOGITS_NONE;
-		if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+		if ((rc = mb_effect_clean(fx, &run, err)) < 0)
 			goto cleanup;
 		for (int l = 0; l < L; l++) {
 			mb_hook_point pp = {MB_HOOK_PATTERN, l}, zp = {MB_HOOK_Z, l};
-			const mb_hook_tensor *pt = mb_cache_get(cache, pp), *zt = mb_cache_get(cache, zp);
+			const mb_hook_tensor *pt = mb_effect_clean_get(fx, pp);
 			for (int b = 0; b < IND_BATCH; b++)
 				for (int h = 0; h < H; h++) {
-					double s[S_COUNT];
-					head_scores(s, pt->data + ((size_t)b * H + h) * n * n, n,
-						    tok + b * n, r);
-					for (int k = 0; k < S_COUNT; k++)
+					double s[MB_HEADS_N_SCORES];
+					mb_heads_pattern_scores(s, pt->data + ((size_t)b * H + h) * n * n,
+								n, tok + b * n, r);
+					for (int k = 0; k < MB_HEADS_N_SCORES; k++)
 						st->scores[((size_t)k * L + l) * H + h] += s[k];
 				}
-			for (int b = 0; b < IND_BATCH; b++)
-				for (int t = 0; t < n; t++)
-					for (int i = 0; i < H * Dh; i++)
-						zsum[(size_t)l * H * Dh + i] +=
-							zt->data[((size_t)b * n + t) * H * Dh + i];
+			mb_iv_sum_rows(zsum + (size_t)l * H * Dh, &count[l],
+				       mb_effect_clean_get(fx, zp), NULL);
 		}
-		count += (long)IND_BATCH * n;
 	}
-	for (size_t i = 0; i < (size_t)S_COUNT * L * H; i++)
+	for (size_t i = 0; i < (size_t)MB_HEADS_N_SCORES * L * H; i++)
 		st->scores[i] /= IND_REF_ITEMS;
 	for (size_t i = 0; i < (size_t)L * H * Dh; i++)
-		st->zmean[i] = st->mean_ablation ? (float)(zsum[i] / (double)count) : 0.0f;
+		st->zmean[i] = st->mean_ablation ? (float)(zsum[i] / (double)count[0]) : 0.0f;
 cleanup:
-	mb_cache_free(cache);
-	mb_hooks_free(hooks);
+	mb_effect_free(fx);
 	free(tok);
 	free(zsum);
+	free(count);
 	return rc;
 }
 
@@ -639,8 +491,8 @@ static int choose_heads(ind_state *st, mb_error *err)
 {
 	const mb_engine_config *c = &st->model->cfg;
 	int L = c->n_layer, H = c->n_head;
-	const double *ind = st->scores + (size_t)S_INDUCTION * L * H;
-	const double *prev = st->scores + (size_t)S_PREV * L * H;
+	const double *ind = st->scores + (size_t)MB_HEADS_INDUCTION * L * H;
+	const double *prev = st->scores + (size_t)MB_HEADS_PREV * L * H;
 
 	if ((L - 1) * H < st->top_k)
 		return mb_error_set(err, MB_EINVALID,
@@ -727,7 +579,7 @@ static int ind_open(void **out, const char *model_dir, const json_t *params, mb_
 	st->max_seq = 2 * st->max_len + 1;
 	opts.max_batch = IND_BATCH;
 	opts.max_seq = st->max_seq;
-	st->scores = calloc((size_t)S_COUNT * L * H, sizeof(double));
+	st->scores = calloc((size_t)MB_HEADS_N_SCORES * L * H, sizeof(double));
 	st->copying = calloc((size_t)L * H, sizeof(double));
 	st->zmean = calloc((size_t)L * H * st->model->cfg.d_head, sizeof(float));
 	st->is_top = calloc((size_t)L * H, 1);
@@ -737,7 +589,7 @@ static int ind_open(void **out, const char *model_dir, const json_t *params, mb_
 	}
 	if ((rc = mb_engine_init(&st->engine, &st->model->cfg, &st->model->w, &opts, err)) < 0 ||
 	    (rc = reference(st, err)) < 0 || (rc = choose_heads(st, err)) < 0 ||
-	    (rc = copying_scores(st->copying, &st->model->cfg, &st->model->w, err)) < 0)
+	    (rc = mb_heads_copying(st->copying, &st->model->cfg, &st->model->w, err)) < 0)
 		goto cleanup;
 	*out = st;
 	st = NULL;
@@ -747,31 +599,6 @@ cleanup:
 }
 
 /* ---- run ----------------------------------------------------------------------- */
-
-/* Ablates, per item, the heads set in mask (B, L, H): hook_z (B, T, H, Dh)
- * of those heads becomes zmean at every position. */
-typedef struct ablate_ctx {
-	const ind_state *st;
-	const uint8_t *mask; /* (B, L, H) */
-} ablate_ctx;
-
-static int ablate_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
-{
-	const ablate_ctx *a = payload;
-	const mb_engine_config *c = &a->st->model->cfg;
-	int L = c->n_layer, H = c->n_head, Dh = c->d_head, l = t->point.layer;
-
-	(void)err;
-	for (int b = 0; b < t->batch; b++)
-		for (int h = 0; h < H; h++) {
-			if (!a->mask[((size_t)b * L + l) * H + h])
-				continue;
-			for (int p = 0; p < t->lengths[b]; p++)
-				memcpy(t->data + (((size_t)b * t->seq + p) * H + h) * Dh,
-				       a->st->zmean + ((size_t)l * H + h) * Dh, sizeof(float) * Dh);
-		}
-	return 0;
-}
 
 /* Item b's tokens and |R|, checked against the model. */
 static int item_tokens(int32_t *rep, int32_t *ctl, int *r_out, const ind_state *st,
@@ -813,13 +640,62 @@ static int item_tokens(int32_t *rep, int32_t *ctl, int *r_out, const ind_state *
 	return 0;
 }
 
-/* The second-repeat loss of every item after a run: out (B). */
-static void rep2_losses(double *out, const ind_state *st, const int32_t *rep, const int *r, int B,
-			int T)
+/* One batch of items: repeated and control prompts (B, T), lengths (B), |R|. */
+typedef struct ind_batch {
+	const ind_state *st;
+	int32_t *rep, *ctl, *len;
+	int r[IND_BATCH];
+	int T;
+} ind_batch;
+
+/* The effect metric: each item's second-repeat loss. */
+static int rep2_metric(double *out, const mb_engine *e, int B, void *payload, mb_error *err)
+{
+	const ind_batch *ib = payload;
+
+	(void)err;
+	for (int b = 0; b < B; b++)
+		out[b] = span_loss(e, b, ib->rep + (size_t)b * ib->T, ib->r[b] + 2, 2 * ib->r[b],
+				   ib->st->model->cfg.n_vocab);
+	return 0;
+}
+
+static int load_batch(ind_batch *ib, const ind_state *st, const mb_item *items, int B,
+		      mb_error *err)
+{
+	int rc;
+
+	ib->st = st;
+	ib->T = 0;
+	ib->rep = calloc((size_t)B * st->max_seq, sizeof(int32_t));
+	ib->ctl = calloc((size_t)B * st->max_seq, sizeof(int32_t));
+	ib->len = calloc((size_t)B, sizeof(int32_t));
+	if (!ib->rep || !ib->ctl || !ib->len)
+		return mb_error_oom(err, "induction batch", 0);
+	for (int b = 0; b < B; b++) {
+		if ((rc = item_tokens(ib->rep + (size_t)b * st->max_seq,
+				      ib->ctl + (size_t)b * st->max_seq, &ib->r[b], st, &items[b],
+				      err)) < 0)
+			return rc;
+		ib->len[b] = 2 * ib->r[b] + 1;
+		if (ib->len[b] > ib->T)
+			ib->T = ib->len[b];
+	}
+	/* repack (B, max_seq) -> (B, T) */
+	for (int b = 1; b < B; b++) {
+		memmove(ib->rep + (size_t)b * ib->T, ib->rep + (size_t)b * st->max_seq,
+			sizeof(int32_t) * ib->T);
+		memmove(ib->ctl + (size_t)b * ib->T, ib->ctl + (size_t)b * st->max_seq,
+			sizeof(int32_t) * ib->T);
+	}
+	return 0;
+}
+
+/* Metric m of items 0..B-1 (rows of M_COUNT) from one arm's effects (B). */
+static void put(double *values, int m, const double *eff, int B)
 {
 	for (int b = 0; b < B; b++)
-		out[b] = span_loss(st->engine, b, rep + (size_t)b * T, r[b] + 2, 2 * r[b],
-				   st->model->cfg.n_vocab);
+		values[(size_t)b * M_COUNT + (size_t)m] = eff[b];
 }
 
 static int ind_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
@@ -827,221 +703,124 @@ static int ind_run(void *state, const mb_item *items, size_t n, double *values, 
 	ind_state *st = state;
 	const mb_engine_config *c = &st->model->cfg;
 	int L = c->n_layer, H = c->n_head, D = c->d_model, Dh = c->d_head, V = c->n_vocab;
-	int B = (int)n, T = 0, rc = 0;
-	int32_t *rep = NULL, *ctl = NULL, *len = NULL; /* (B, T), (B, T), (B) */
-	int r[IND_BATCH];
-	double clean2[IND_BATCH], tmp[IND_BATCH];
+	int B = (int)n, T, rc = 0;
+	ind_batch ib = {0};
+	double eff[IND_BATCH];
 	uint8_t *mask = NULL;  /* (B, L, H) */
-	float *patched = NULL; /* (B, T, D) */
-	mb_hooks *hooks = NULL;
-	mb_cache *clean = NULL, *ctlc = NULL;
-	mb_iv *iv = NULL;
-	mb_run run = {0};
+	float *delta = NULL;   /* (B, T, D) */
+	mb_effect *fx = NULL;
+	mb_effect_heads heads = {NULL, st->zmean, NULL, -1};
+	mb_effect_arm ablate = {.freeze_patterns = 1, .heads = &heads};
 	mb_hook_point recv_pat = {MB_HOOK_PATTERN, st->recv_l}, send_pat = {MB_HOOK_PATTERN, st->send_l};
 	mb_hook_point send_z = {MB_HOOK_Z, st->send_l}, recv_resid = {MB_HOOK_RESID_PRE, st->recv_l};
 
 	MB_ASSERT(n >= 1 && n <= IND_BATCH);
-	rep = calloc((size_t)B * st->max_seq, sizeof(int32_t));
-	ctl = calloc((size_t)B * st->max_seq, sizeof(int32_t));
-	len = calloc((size_t)B, sizeof(int32_t));
+	if ((rc = load_batch(&ib, st, items, B, err)) < 0)
+		goto cleanup;
+	T = ib.T;
 	mask = calloc((size_t)B * L * H, 1);
-	if (!rep || !ctl || !len || !mask) {
-		rc = mb_error_oom(err, "induction batch", 0);
+	delta = malloc(sizeof(float) * (size_t)B * T * D);
+	if (!mask || !delta) {
+		rc = mb_error_oom(err, "induction batch", sizeof(float) * (size_t)B * T * D);
 		goto cleanup;
 	}
-	for (int b = 0; b < B; b++) {
-		if ((rc = item_tokens(rep + (size_t)b * st->max_seq, ctl + (size_t)b * st->max_seq,
-				      &r[b], st, &items[b], err)) < 0)
-			goto cleanup;
-		len[b] = 2 * r[b] + 1;
-		if (len[b] > T)
-			T = len[b];
-	}
-	/* repack (B, max_seq) -> (B, T) */
-	for (int b = 1; b < B; b++) {
-		memmove(rep + (size_t)b * T, rep + (size_t)b * st->max_seq, sizeof(int32_t) * T);
-		memmove(ctl + (size_t)b * T, ctl + (size_t)b * st->max_seq, sizeof(int32_t) * T);
-	}
-	if ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&clean, err)) < 0 ||
-	    (rc = mb_cache_init(&ctlc, err)) < 0 || (rc = mb_iv_init(&iv, err)) < 0)
+	if ((rc = mb_effect_init(&fx, st->engine, rep2_metric, &ib, err)) < 0)
 		goto cleanup;
 
 	/* 1. clean repeated run: every pattern (frozen later), the sender's z and the
 	 * receiver layer's input */
 	for (int l = 0; l < L && rc == 0; l++) {
 		mb_hook_point pp = {MB_HOOK_PATTERN, l};
-		rc = mb_cache_add(clean, pp, err);
+		rc = mb_effect_cache(fx, pp, err);
 	}
-	if (rc < 0 || (rc = mb_cache_add(clean, send_z, err)) < 0 ||
-	    (rc = mb_cache_add(clean, recv_resid, err)) < 0 ||
-	    (rc = mb_cache_attach(clean, hooks, err)) < 0)
-		goto cleanup;
-	run.batch = B;
-	run.seq = T;
-	run.tokens = rep;
-	run.lengths = len;
-	run.hooks = hooks;
-	run.logits = MB_LOGITS_ALL;
-	if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
+	if (rc < 0 || (rc = mb_effect_cache(fx, send_z, err)) < 0 ||
+	    (rc = mb_effect_cache(fx, recv_resid, err)) < 0)
 		goto cleanup;
 	{
-		const mb_hook_tensor *rp = mb_cache_get(clean, recv_pat), *sp = mb_cache_get(clean, send_pat);
+		mb_run run = {.batch = B, .seq = T, .tokens = ib.rep, .lengths = ib.len,
+			      .logits = MB_LOGITS_ALL};
+		if ((rc = mb_effect_clean(fx, &run, err)) < 0)
+			goto cleanup;
+	}
+	{
+		const mb_hook_tensor *rp = mb_effect_clean_get(fx, recv_pat);
+		const mb_hook_tensor *sp = mb_effect_clean_get(fx, send_pat);
 		for (int b = 0; b < B; b++) {
 			double *v = values + (size_t)b * M_COUNT;
-			double s[S_COUNT];
-			const int32_t *tk = rep + (size_t)b * T;
+			double s[MB_HEADS_N_SCORES];
+			const int32_t *tk = ib.rep + (size_t)b * T;
 
-			head_scores(s, rp->data + ((size_t)b * H + st->recv_h) * T * T, T, tk, r[b]);
-			v[M_SCORE] = s[S_INDUCTION];
-			head_scores(s, sp->data + ((size_t)b * H + st->send_h) * T * T, T, tk, r[b]);
-			v[M_PREV_SCORE] = s[S_PREV];
-			v[M_LOSS_REP1] = span_loss(st->engine, b, tk, 2, r[b], V);
-			v[M_LOSS_REP2] = span_loss(st->engine, b, tk, r[b] + 2, 2 * r[b], V);
-			v[M_LOSS_DROP] = v[M_LOSS_REP1] - v[M_LOSS_REP2];
-			clean2[b] = v[M_LOSS_REP2];
+			mb_heads_pattern_scores(s, rp->data + ((size_t)b * H + st->recv_h) * T * T, T,
+						tk, ib.r[b]);
+			v[M_SCORE] = s[MB_HEADS_INDUCTION];
+			mb_heads_pattern_scores(s, sp->data + ((size_t)b * H + st->send_h) * T * T, T,
+						tk, ib.r[b]);
+			v[M_PREV_SCORE] = s[MB_HEADS_PREV];
+			v[M_LOSS_REP1] = span_loss(st->engine, b, tk, 2, ib.r[b], V);
+			v[M_LOSS_REP2] = mb_effect_clean_values(fx)[b];
 		}
 	}
 
 	/* 2. control run: the receiver's diagonal on [BOS] R C */
-	mb_hooks_clear(hooks);
-	if ((rc = mb_cache_add(ctlc, recv_pat, err)) < 0 || (rc = mb_cache_attach(ctlc, hooks, err)) < 0)
-		goto cleanup;
-	run.tokens = ctl;
-	run.logits = MB_LOGITS_NONE;
-	if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
-		goto cleanup;
 	{
-		const mb_hook_tensor *rp = mb_cache_get(ctlc, recv_pat);
+		mb_run run = {.batch = B, .seq = T, .tokens = ib.ctl, .lengths = ib.len,
+			      .logits = MB_LOGITS_NONE};
+		const mb_hook_tensor *rp;
+		if ((rc = mb_effect_source(fx, 0, &run, &recv_pat, 1, NULL, err)) < 0)
+			goto cleanup;
+		rp = mb_effect_source_get(fx, 0, recv_pat);
 		for (int b = 0; b < B; b++) {
 			double *v = values + (size_t)b * M_COUNT;
-			v[M_SCORE_VS_CONTROL] =
-				v[M_SCORE] - diag_score(rp->data + ((size_t)b * H + st->recv_h) * T * T,
-							T, r[b]);
+			const float *p = rp->data + ((size_t)b * H + st->recv_h) * T * T;
+			v[M_SCORE_VS_CONTROL] = v[M_SCORE] - mb_heads_diag(p, T, ib.r[b]);
 		}
 	}
 
-	/* 3. pattern-preserving ablation: top heads, then random heads */
-	run.tokens = rep;
-	run.logits = MB_LOGITS_ALL;
-	for (int pass = 0; pass < 2; pass++) {
-		ablate_ctx ctx = {st, mask};
-
-		memset(mask, 0, (size_t)B * L * H);
-		for (int b = 0; b < B; b++) {
-			mb_rng rng;
-			mb_rng_init_named(&rng, st->seed, "induction/random_heads",
-					  mb_item_key_index(items[b].key));
-			for (int k = 0; k < st->top_k; k++) {
-				int l = st->top_l[k], h = st->top_h[k];
-				if (pass == 1) {
-					/* uniform over the layer's heads that are neither top
-					 * heads nor already drawn */
-					int avail = 0, pick;
-					for (int j = 0; j < H; j++)
-						avail += !st->is_top[l * H + j] &&
-							 !mask[((size_t)b * L + l) * H + j];
-					pick = (int)mb_rng_range(&rng, (uint64_t)avail);
-					for (h = 0; h < H; h++)
-						if (!st->is_top[l * H + h] &&
-						    !mask[((size_t)b * L + l) * H + h] && pick-- == 0)
-							break;
-				}
-				mask[((size_t)b * L + l) * H + h] = 1;
-			}
-		}
-		mb_hooks_clear(hooks);
-		mb_iv_clear(iv);
-		if ((rc = mb_iv_freeze_patterns(iv, c, clean, err)) < 0 ||
-		    (rc = mb_iv_attach(iv, hooks, err)) < 0)
-			goto cleanup;
-		for (int l = 0; l < L && rc == 0; l++) {
-			mb_hook_point zp = {MB_HOOK_Z, l};
-			rc = mb_hooks_add(hooks, zp, ablate_hook, &ctx, 0, err);
-		}
-		if (rc < 0 || (rc = mb_engine_forward(st->engine, &run, err)) < 0)
-			goto cleanup;
-		rep2_losses(tmp, st, rep, r, B, T);
-		for (int b = 0; b < B; b++)
-			values[(size_t)b * M_COUNT + (pass ? M_ABLATE_RANDOM : M_ABLATE_TOP)] =
-				tmp[b] - clean2[b];
-	}
+	/* 3. pattern-preserving ablation of the top heads, then of random heads of
+	 * the same layers drawn per item (the matched control) */
+	heads.mask = mask;
+	for (int b = 0; b < B; b++)
+		for (int k = 0; k < st->top_k; k++)
+			mask[((size_t)b * L + st->top_l[k]) * H + st->top_h[k]] = 1;
+	if ((rc = mb_effect_run_arm(eff, NULL, fx, &ablate, err)) < 0)
+		goto cleanup;
+	put(values, M_ABLATE_TOP, eff, B);
+	memset(mask, 0, (size_t)B * L * H);
 	for (int b = 0; b < B; b++) {
-		double *v = values + (size_t)b * M_COUNT;
-		v[M_ABLATE_EXCESS] = v[M_ABLATE_TOP] - v[M_ABLATE_RANDOM];
+		mb_rng rng;
+		mb_rng_init_named(&rng, st->seed, "induction/random_heads",
+				  mb_item_key_index(items[b].key));
+		mb_effect_control_heads(mask + (size_t)b * L * H, &rng, H, st->top_l, st->top_k,
+					st->is_top);
 	}
+	if ((rc = mb_effect_run_arm(eff, NULL, fx, &ablate, err)) < 0)
+		goto cleanup;
+	put(values, M_ABLATE_RANDOM, eff, B);
 
 	/* 4. path patching sender -> receiver via q, k, v: the receiver's input is the
 	 * clean resid_pre plus the sender's output change under ablation,
-	 * (zbar - z) W_O[sender]; the run restarts at the receiver's layer from the
-	 * clean resid_pre, so nothing else sees the change */
-	{
-		const mb_hook_tensor *zc = mb_cache_get(clean, send_z);
-		const mb_hook_tensor *resid = mb_cache_get(clean, recv_resid);
-		const float *wo = st->model->w.o_w + (size_t)st->send_l * D * D +
-				  (size_t)st->send_h * Dh * D; /* (Dh, D) */
-		const float *zbar = st->zmean + ((size_t)st->send_l * H + st->send_h) * Dh;
-		mb_hook_tensor src;
+	 * (zbar - z) W_O[sender]; the run restarts at the receiver's layer, so
+	 * nothing else sees the change */
+	mb_interp_head_delta_set(delta, c, &st->model->w, st->send_l, st->send_h,
+				 mb_effect_clean_get(fx, send_z),
+				 st->zmean + ((size_t)st->send_l * H + st->send_h) * Dh);
+	for (int via = 0; via < 3; via++) {
 		static const int metric_of[3] = {M_KCOMP_Q, M_KCOMP_K, M_KCOMP_V};
+		mb_effect_path path = {st->recv_l, st->recv_h, via, delta};
+		mb_effect_arm arm = {.path = &path};
 
-		patched = calloc((size_t)B * T * D, sizeof(float));
-		if (!patched) {
-			rc = mb_error_oom(err, "induction path patch", sizeof(float) * (size_t)B * T * D);
+		if ((rc = mb_effect_run_arm(eff, NULL, fx, &arm, err)) < 0)
 			goto cleanup;
-		}
-		for (int b = 0; b < B; b++)
-			for (int t = 0; t < len[b]; t++) {
-				size_t bt = (size_t)b * T + t;
-				const float *z = zc->data + (bt * H + st->send_h) * Dh;
-				for (int k = 0; k < D; k++) {
-					float d = 0;
-					for (int a = 0; a < Dh; a++)
-						d += (zbar[a] - z[a]) * wo[(size_t)a * D + k];
-					patched[bt * D + k] = resid->data[bt * D + k] + d;
-				}
-			}
-		src = *resid;
-		src.data = patched;
-		for (int via = 0; via < 3; via++) {
-			mb_hook_point ip = {(mb_hook_kind)(MB_HOOK_Q_INPUT + via), st->recv_l};
-			mb_run pr = run;
-
-			mb_hooks_clear(hooks);
-			mb_iv_clear(iv);
-			if ((rc = mb_iv_patch_head(iv, c, ip, st->recv_h, &src, NULL, 0, err)) < 0 ||
-			    (rc = mb_iv_attach(iv, hooks, err)) < 0)
-				goto cleanup;
-			pr.hooks = hooks;
-			pr.start_layer = st->recv_l;
-			pr.start_resid = resid->data;
-			pr.tokens = rep;
-			if ((rc = mb_engine_forward(st->engine, &pr, err)) < 0)
-				goto cleanup;
-			rep2_losses(tmp, st, rep, r, B, T);
-			for (int b = 0; b < B; b++)
-				values[(size_t)b * M_COUNT + metric_of[via]] = tmp[b] - clean2[b];
-		}
+		put(values, metric_of[via], eff, B);
 	}
-	for (int b = 0; b < B; b++) {
-		double *v = values + (size_t)b * M_COUNT;
-		v[M_KCOMP_K_OVER_Q] = v[M_KCOMP_K] - v[M_KCOMP_Q];
-		v[M_KCOMP_K_OVER_V] = v[M_KCOMP_K] - v[M_KCOMP_V];
-		for (int m = 0; m < M_COUNT; m++)
-			if (!isfinite(v[m])) {
-				rc = mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
-						  items[b].key, ind_metrics[m].name);
-				goto cleanup;
-			}
-	}
+	rc = mb_task_finish(&mb_task_induction, items, n, values, err);
 cleanup:
-	mb_iv_free(iv);
-	mb_hooks_free(hooks);
-	mb_cache_free(clean);
-	mb_cache_free(ctlc);
-	free(rep);
-	free(ctl);
-	free(len);
+	mb_effect_free(fx);
+	free(ib.rep);
+	free(ib.ctl);
+	free(ib.len);
 	free(mask);
-	free(patched);
+	free(delta);
 	return rc;
 }
 
@@ -1061,27 +840,26 @@ static int ind_figures(void *state, const mb_item *items, size_t n, const double
 	ind_state *st = state;
 	const mb_engine_config *c = &st->model->cfg;
 	int L = c->n_layer, H = c->n_head, rc = 0;
-	static const char *const names[S_COUNT + 1] = {
+	static const char *const names[MB_HEADS_N_SCORES + 1] = {
 		"induction.head_scores.induction", "induction.head_scores.previous",
 		"induction.head_scores.duplicate", "induction.head_scores.prefix",
 		"induction.head_scores.copying"};
-	static const char *const titles[S_COUNT + 1] = {
+	static const char *const titles[MB_HEADS_N_SCORES + 1] = {
 		"Induction score per head (reference set)", "Previous-token score per head",
 		"Duplicate-token score per head", "Prefix-matching score per head",
 		"OV copying score (eigenvalue positivity) per head"};
 	mb_figure *f;
-	char label[32];
 	int32_t rep[4096], ctl[4096];
 	int r;
 
-	for (int k = 0; k <= S_COUNT; k++) {
-		const double *src = k < S_COUNT ? st->scores + (size_t)k * L * H : st->copying;
+	for (int k = 0; k <= MB_HEADS_N_SCORES; k++) {
+		const double *src = k < MB_HEADS_N_SCORES ? st->scores + (size_t)k * L * H : st->copying;
 		if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, names[k], (size_t)L,
 					     (size_t)H, err)) < 0 ||
 		    (rc = mb_figure_set_text(f, titles[k], "head", "layer",
-					     k < S_COUNT ? "mean attention" : "positivity", err)) < 0)
+					     k < MB_HEADS_N_SCORES ? "mean attention" : "positivity", err)) < 0)
 			return rc;
-		f->diverging = k == S_COUNT;
+		f->diverging = k == MB_HEADS_N_SCORES;
 		for (int i = 0; i < L * H; i++)
 			f->values[i] = src[i];
 	}
@@ -1090,47 +868,27 @@ static int ind_figures(void *state, const mb_item *items, size_t n, const double
 	/* the receiver's pattern on the first item */
 	if ((rc = item_tokens(rep, ctl, &r, st, &items[0], err)) < 0)
 		return rc;
-	{
+	if (2 * r + 1 <= 256) { /* MB_FIGURE_MAX_CELLS */
 		int T = 2 * r + 1;
-		mb_hooks *hooks = NULL;
-		mb_cache *cache = NULL;
+		mb_effect *fx = NULL;
 		mb_hook_point pp = {MB_HOOK_PATTERN, st->recv_l};
-		mb_run run = {0};
-		const mb_hook_tensor *pt;
+		mb_run run = {.batch = 1, .seq = T, .tokens = rep, .logits = MB_LOGITS_NONE};
+		char title[128];
 
-		if (T > 256) /* MB_FIGURE_MAX_CELLS */
-			T = 0;
-		if (T && ((rc = mb_hooks_init(&hooks, err)) < 0 || (rc = mb_cache_init(&cache, err)) < 0 ||
-			  (rc = mb_cache_add(cache, pp, err)) < 0 ||
-			  (rc = mb_cache_attach(cache, hooks, err)) < 0))
-			goto pattern_done;
-		if (T) {
-			run.batch = 1;
-			run.seq = T;
-			run.tokens = rep;
-			run.hooks = hooks;
-			run.logits = MB_LOGITS_NONE;
-			if ((rc = mb_engine_forward(st->engine, &run, err)) < 0)
-				goto pattern_done;
-			pt = mb_cache_get(cache, pp);
-			snprintf(label, sizeof(label), "%d.%d", st->recv_l, st->recv_h);
-			if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "induction.top_pattern",
-						     (size_t)T, (size_t)T, err)) < 0)
-				goto pattern_done;
-			{
-				char title[128];
-				snprintf(title, sizeof(title),
-					 "Attention pattern of head %s on [BOS] R R, |R| = %d", label, r);
-				if ((rc = mb_figure_set_text(f, title, "key position", "query position",
-							     "attention", err)) < 0)
-					goto pattern_done;
-			}
+		snprintf(title, sizeof(title), "Attention pattern of head %d.%d on [BOS] R R, |R| = %d",
+			 st->recv_l, st->recv_h, r);
+		if ((rc = mb_effect_init(&fx, st->engine, NULL, NULL, err)) == 0 &&
+		    (rc = mb_effect_cache(fx, pp, err)) == 0 &&
+		    (rc = mb_effect_clean(fx, &run, err)) == 0 &&
+		    (rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "induction.top_pattern",
+					     (size_t)T, (size_t)T, err)) == 0 &&
+		    (rc = mb_figure_set_text(f, title, "key position", "query position",
+					     "attention", err)) == 0) {
+			const float *pat = mb_effect_clean_get(fx, pp)->data; /* (1, H, T, T) */
 			for (int i = 0; i < T * T; i++)
-				f->values[i] = pt->data[(size_t)st->recv_h * T * T + i];
+				f->values[i] = pat[(size_t)st->recv_h * T * T + i];
 		}
-	pattern_done:
-		mb_cache_free(cache);
-		mb_hooks_free(hooks);
+		mb_effect_free(fx);
 		if (rc < 0)
 			return rc;
 	}
@@ -1206,4 +964,6 @@ const mb_task mb_task_induction = {
 	.close = ind_close,
 	.run = ind_run,
 	.figures = ind_figures,
+	.derived = ind_derived,
+	.n_derived = sizeof(ind_derived) / sizeof(ind_derived[0]),
 };

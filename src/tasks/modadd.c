@@ -21,7 +21,7 @@
  *
  * Key frequencies (open): from the Fourier norms of the neuron-to-logit map
  * W_L = W_out W_U^T restricted to the P answer logits (M, P), transformed
- * over the answer c (modadd.h: the shortest set of frequencies holding 90% of
+ * over the answer c (fourier.h: the shortest set of frequencies holding 90% of
  * the non-constant squared norm), or given by the run param
  * "key_frequencies" (drift uses the final model's, as Nanda et al. do).
  *
@@ -39,7 +39,7 @@
  *       frequencies' cos/sin components removed (section 5.1 "excluded loss")
  *   modadd.control_loss@2   ratio, lower:  loss of l with S random non-key
  *       frequencies removed, each drawn with probability proportional to its
- *       Fourier energy in W_L (mb_modadd_control_frequencies; Philox stream
+ *       Fourier energy in W_L (mb_fourier_control_frequencies; Philox stream
  *       "modadd/control", seed control_seed, index = mb_item_key_index of the
  *       item's content key: a fresh draw per item, the same in every run).
  *       Why energy-weighted (version 2): version 1 drew the S frequencies
@@ -74,7 +74,7 @@
  *       norms of W_L over c (section 5.1, W_L = W_out W_U)
  *   modadd.neuron_frac      continuous, higher: fraction of the last layer's
  *       neurons with >= 85% of their variance over the grid explained by one
- *       frequency (section 5.2 / appendix; modadd.h)
+ *       frequency (section 5.2 / appendix; fourier.h)
  *   modadd.weight_norm      continuous, lower: sum of squared weights of
  *       every parameter (section 5.1 "total sum of squared weights")
  */
@@ -85,15 +85,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/effect.h>
 #include <mechbench/engine.h>
 #include <mechbench/figure.h>
-#include <mechbench/hooks.h>
-#include <mechbench/modadd.h>
+#include <mechbench/fourier.h>
 #include <mechbench/model.h>
 #include <mechbench/rng.h>
 #include <mechbench/zoo.h>
 
-#define MA_ENERGY 0.9          /* key-frequency rule, modadd.h */
+#define MA_ENERGY 0.9          /* key-frequency rule, fourier.h */
 #define MA_NEURON_SHARE 0.85   /* Nanda et al. 2023 */
 #define MA_BATCH 256           /* grid forward batch */
 
@@ -133,18 +133,27 @@ static const mb_metric_def ma_metrics[MA_NMETRICS] = {
 	 "sum of squared weights (Nanda et al. 2023, 5.1; model-level)"},
 };
 
+/* The paired effects, declared as data (task.h). */
+static const mb_metric_diff ma_derived[] = {
+	{"modadd.sufficiency_gap", "modadd.restricted_loss", "modadd.loss"},
+	{"modadd.necessity_effect", "modadd.excluded_loss", "modadd.loss"},
+	{"modadd.control_effect", "modadd.control_loss", "modadd.loss"},
+};
+
+extern const mb_task mb_task_modadd;
+
 typedef struct ma_state {
 	int p;
 	float *logits;      /* (N, P) answer logits at '=' */
-	double *basis;      /* (P, P) modadd.h */
-	int key[MB_MODADD_MAX_P / 2]; /* (S) ascending */
+	double *basis;      /* (P, P) fourier.h */
+	int key[MB_FOURIER_MAX_P / 2]; /* (S) ascending */
 	int nkey;
 	int key_given;      /* 1: from params */
 	uint64_t control_seed;
-	double comp_embed[MB_MODADD_MAX_P];        /* (P) W_E component norms */
-	double freq_embed[MB_MODADD_MAX_P / 2 + 1]; /* (K + 1) */
-	double comp_unembed[MB_MODADD_MAX_P];      /* (P) W_L component norms */
-	double freq_unembed[MB_MODADD_MAX_P / 2 + 1];
+	double comp_embed[MB_FOURIER_MAX_P];        /* (P) W_E component norms */
+	double freq_embed[MB_FOURIER_MAX_P / 2 + 1]; /* (K + 1) */
+	double comp_unembed[MB_FOURIER_MAX_P];      /* (P) W_L component norms */
+	double freq_unembed[MB_FOURIER_MAX_P / 2 + 1];
 	double model_level[5]; /* key count, gini_e, gini_u, neuron frac, weight norm */
 } ma_state;
 
@@ -164,9 +173,9 @@ static int ma_gen_params(const json_t *params, int *p, double *frac, mb_error *e
 	json_object_foreach((json_t *)params, key, v) {
 		if (strcmp(key, "p") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < 3 ||
-			    json_integer_value(v) > MB_MODADD_MAX_P || json_integer_value(v) % 2 == 0)
+			    json_integer_value(v) > MB_FOURIER_MAX_P || json_integer_value(v) % 2 == 0)
 				return mb_error_set(err, MB_EINVALID, "params.p: expected an odd "
-						    "integer in [3, %d]", MB_MODADD_MAX_P);
+						    "integer in [3, %d]", MB_FOURIER_MAX_P);
 			*p = (int)json_integer_value(v);
 		} else if (strcmp(key, "train_frac") == 0) {
 			if (!json_is_number(v) || !(json_number_value(v) > 0) ||
@@ -248,19 +257,19 @@ static int ma_check_params(const mb_json_doc *doc, const json_t *params, const c
 		char field[256];
 		mb_json_path_key(field, sizeof(field), at, "key_frequencies");
 		if (!json_is_array(keys) || json_array_size(keys) < 1 ||
-		    json_array_size(keys) > MB_MODADD_MAX_P / 2)
+		    json_array_size(keys) > MB_FOURIER_MAX_P / 2)
 			return mb_json_field_error(doc, err, MB_EINVALID, field,
 						   "expected an array of 1 to %d frequencies",
-						   MB_MODADD_MAX_P / 2);
+						   MB_FOURIER_MAX_P / 2);
 		for (size_t i = 0; i < json_array_size(keys); i++) {
 			json_t *v = json_array_get(keys, i);
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-			    json_integer_value(v) > MB_MODADD_MAX_P / 2) {
+			    json_integer_value(v) > MB_FOURIER_MAX_P / 2) {
 				char f2[300];
 				mb_json_path_index(f2, sizeof(f2), field, i);
 				return mb_json_field_error(doc, err, MB_EINVALID, f2,
 							   "expected a frequency in [1, %d]",
-							   MB_MODADD_MAX_P / 2);
+							   MB_FOURIER_MAX_P / 2);
 			}
 			for (size_t j = 0; j < i; j++)
 				if (json_integer_value(json_array_get(keys, j)) ==
@@ -277,73 +286,26 @@ static int ma_check_params(const mb_json_doc *doc, const json_t *params, const c
 
 /* ---- open: the grid forward and the model-level analyses --------------- */
 
-typedef struct grid_hook {
-	float *acts; /* (N, M) */
-	int m;
-	size_t row0; /* pair index of the batch's first item */
-} grid_hook;
-
-/* Copies the last position's hook_post of each item of the batch. */
-static int grab_post(const mb_hook_tensor *t, void *payload, mb_error *err)
-{
-	grid_hook *g = payload;
-	int T = t->seq;
-
-	(void)err;
-	for (int b = 0; b < t->batch; b++)
-		memcpy(g->acts + (g->row0 + (size_t)b) * (size_t)g->m,
-		       t->data + ((size_t)b * (size_t)T + (size_t)(T - 1)) * (size_t)g->m,
-		       (size_t)g->m * sizeof(float));
-	return 0;
-}
-
+/* Every pair's answer logits at '=' (st->logits) and the last layer's
+ * hook_post there (acts (N, M)), in batch-invariant forwards. */
 static int run_grid(ma_state *st, float *acts, const mb_model *m, mb_error *err)
 {
-	int p = st->p, V = m->cfg.n_vocab, M = m->cfg.d_mlp;
-	size_t n = (size_t)p * (size_t)p;
-	mb_engine *e = NULL;
-	mb_hooks *h = NULL;
-	grid_hook g = {acts, M, 0};
-	int32_t tokens[MA_BATCH * 3]; /* (B, 3) */
+	size_t n = (size_t)st->p * (size_t)st->p;
+	int32_t *tokens = malloc(n * 3 * sizeof(int32_t)); /* (N, 3) */
 	mb_engine_opts eo = {MA_BATCH, 3, 0};
 	mb_hook_point hp = {MB_HOOK_MLP_POST, m->cfg.n_layer - 1};
+	mb_engine *e = NULL;
 	int error;
 
-	if ((error = mb_hooks_init(&h, err)) < 0 ||
-	    (error = mb_hooks_add(h, hp, grab_post, &g, MB_HOOK_READONLY, err)) < 0 ||
-	    (error = mb_engine_init(&e, &m->cfg, &m->w, &eo, err)) < 0)
-		goto cleanup;
-	for (size_t i0 = 0; i0 < n; i0 += MA_BATCH) {
-		int B = (int)(n - i0 < MA_BATCH ? n - i0 : MA_BATCH);
-		mb_run run = {0};
-		for (int b = 0; b < B; b++)
-			mb_zoo_modadd_tokens(tokens + 3 * b, p, (uint32_t)(i0 + (size_t)b));
-		run.batch = B;
-		run.seq = 3;
-		run.tokens = tokens;
-		run.hooks = h;
-		run.logits = MB_LOGITS_LAST;
-		g.row0 = i0;
-		if ((error = mb_engine_forward(e, &run, err)) < 0)
-			goto cleanup;
-		for (int b = 0; b < B; b++) {
-			const float *row = mb_engine_logits_row(e, b, 0); /* (V) */
-			for (int c = 0; c < p; c++) {
-				if (!isfinite(row[c])) {
-					error = mb_error_set(err, MB_EINVALID, "pair (%zu, %zu): logit "
-							     "%d is not finite",
-							     (i0 + (size_t)b) / (size_t)p,
-							     (i0 + (size_t)b) % (size_t)p, c);
-					goto cleanup;
-				}
-				st->logits[(i0 + (size_t)b) * (size_t)p + (size_t)c] = row[c];
-			}
-		}
-	}
-	(void)V;
-cleanup:
+	if (!tokens)
+		return mb_error_oom(err, "modadd grid", n * 3 * sizeof(int32_t));
+	for (size_t i = 0; i < n; i++)
+		mb_zoo_modadd_tokens(tokens + 3 * i, st->p, (uint32_t)i);
+	if ((error = mb_engine_init(&e, &m->cfg, &m->w, &eo, err)) == 0)
+		error = mb_effect_collect_last(acts, st->logits, st->p, e, tokens, n, 3, MA_BATCH,
+					       &hp, err);
 	mb_engine_free(e);
-	mb_hooks_free(h);
+	free(tokens);
 	return error;
 }
 
@@ -375,12 +337,12 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 	if ((error = mb_model_load(&m, model_dir, err)) < 0)
 		return error;
 	p = m->cfg.n_vocab - 1;
-	if (p < 3 || p > MB_MODADD_MAX_P || p % 2 == 0 || m->cfg.n_ctx < 3 || m->cfg.attn_only ||
+	if (p < 3 || p > MB_FOURIER_MAX_P || p % 2 == 0 || m->cfg.n_ctx < 3 || m->cfg.attn_only ||
 	    m->cfg.d_mlp < 1) {
 		error = mb_error_set(err, MB_EINVALID, "%s/config.json: modadd needs vocab_size "
 				     "P + 1 with P odd in [3, %d], n_positions >= 3 and an MLP "
 				     "(got vocab_size %d, n_positions %d, attn_only %d)",
-				     model_dir, MB_MODADD_MAX_P, m->cfg.n_vocab, m->cfg.n_ctx,
+				     model_dir, MB_FOURIER_MAX_P, m->cfg.n_vocab, m->cfg.n_ctx,
 				     m->cfg.attn_only);
 		goto cleanup;
 	}
@@ -399,32 +361,19 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 				     sizeof(float));
 		goto cleanup;
 	}
-	mb_modadd_fourier_basis(st->basis, p);
+	mb_fourier_basis(st->basis, p);
 	if ((error = run_grid(st, acts, m, err)) < 0) {
 		mb_error_prefix(err, "%s", model_dir);
 		goto cleanup;
 	}
 
 	/* Fourier norms: W_E over its token rows, W_L over the answer c */
-	mb_modadd_fourier_rows(st->comp_embed, st->freq_embed, st->basis, m->w.wte, p,
+	mb_fourier_rows(st->comp_embed, st->freq_embed, st->basis, m->w.wte, p,
 			       m->cfg.d_model, (size_t)m->cfg.d_model);
 	neuron_logit_map(wl, m, p);
-	{
-		/* transform over c: W_L^T has rows c, so stride 1 over n... use
-		 * columns: element (c, n) of W_L^T is wl[n * p + c] */
-		float *wlt = malloc((size_t)p * (size_t)m->cfg.d_mlp * sizeof(float)); /* (P, M) */
-		if (!wlt) {
-			error = mb_error_oom(err, "modadd W_L", 0);
-			goto cleanup;
-		}
-		for (int n = 0; n < m->cfg.d_mlp; n++)
-			for (int c = 0; c < p; c++)
-				wlt[(size_t)c * (size_t)m->cfg.d_mlp + (size_t)n] =
-					wl[(size_t)n * (size_t)p + (size_t)c];
-		mb_modadd_fourier_rows(st->comp_unembed, st->freq_unembed, st->basis, wlt, p,
-				       m->cfg.d_mlp, (size_t)m->cfg.d_mlp);
-		free(wlt);
-	}
+	/* over the answer c: element (c, n) of W_L^T is wl[n * p + c] */
+	mb_fourier_rows_strided(st->comp_unembed, st->freq_unembed, st->basis, wl, p,
+				m->cfg.d_mlp, 1, (size_t)p);
 
 	keys = params ? json_object_get(params, "key_frequencies") : NULL;
 	if (keys) {
@@ -440,7 +389,7 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 			}
 		}
 	} else {
-		st->nkey = mb_modadd_key_frequencies(st->key, st->freq_unembed, p, MA_ENERGY);
+		st->nkey = mb_fourier_key_frequencies(st->key, st->freq_unembed, p, MA_ENERGY);
 	}
 	if (st->nkey < 1 || 2 * st->nkey > (p - 1) / 2) {
 		error = mb_error_set(err, MB_EINVALID, "%s: %d key frequencies of %d: the random "
@@ -452,9 +401,9 @@ static int ma_open(void **out, const char *model_dir, const json_t *params, mb_e
 	st->control_seed = cs ? (uint64_t)json_integer_value(cs) : 0;
 
 	st->model_level[0] = st->nkey;
-	st->model_level[1] = mb_modadd_gini(st->comp_embed, (size_t)p);
-	st->model_level[2] = mb_modadd_gini(st->comp_unembed, (size_t)p);
-	st->model_level[3] = mb_modadd_neuron_fraction(NULL, st->basis, acts,
+	st->model_level[1] = mb_fourier_gini(st->comp_embed, (size_t)p);
+	st->model_level[2] = mb_fourier_gini(st->comp_unembed, (size_t)p);
+	st->model_level[3] = mb_fourier_neuron_fraction(NULL, st->basis, acts,
 						       (size_t)m->cfg.d_mlp, p, m->cfg.d_mlp,
 						       MA_NEURON_SHARE);
 	{
@@ -499,7 +448,7 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 		json_t *ja = json_object_get(items[i].input, "a");
 		json_t *jb = json_object_get(items[i].input, "b");
 		double *v = values + i * MA_NMETRICS;
-		int ctrl[MB_MODADD_MAX_P / 2];
+		int ctrl[MB_FOURIER_MAX_P / 2];
 		const float *l;
 		int a, b, c, arg;
 		size_t pair;
@@ -520,29 +469,22 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 		 * per item from the item's own stream */
 		mb_rng_init_named(&r, st->control_seed, "modadd/control",
 				  mb_item_key_index(items[i].key));
-		mb_modadd_control_frequencies(ctrl, &r, st->freq_unembed, p, st->key, st->nkey,
+		mb_fourier_control_frequencies(ctrl, &r, st->freq_unembed, p, st->key, st->nkey,
 					      st->nkey);
 
-		v[MA_LOSS] = mb_modadd_projected_loss(&arg, st->basis, l, p, c, MB_MODADD_FULL,
+		v[MA_LOSS] = mb_fourier_projected_loss(&arg, st->basis, l, p, c, MB_FOURIER_FULL,
 						      NULL, 0);
 		v[MA_CORRECT] = arg == c ? 1.0 : 0.0;
-		v[MA_RESTRICTED] = mb_modadd_projected_loss(NULL, st->basis, l, p, c,
-							    MB_MODADD_RESTRICT, st->key, st->nkey);
-		v[MA_EXCLUDED] = mb_modadd_projected_loss(NULL, st->basis, l, p, c,
-							  MB_MODADD_EXCLUDE, st->key, st->nkey);
-		v[MA_CONTROL] = mb_modadd_projected_loss(NULL, st->basis, l, p, c,
-							 MB_MODADD_EXCLUDE, ctrl, st->nkey);
-		v[MA_SUFF] = v[MA_RESTRICTED] - v[MA_LOSS];
-		v[MA_NEC] = v[MA_EXCLUDED] - v[MA_LOSS];
-		v[MA_CTRL_EFFECT] = v[MA_CONTROL] - v[MA_LOSS];
+		v[MA_RESTRICTED] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
+							    MB_FOURIER_RESTRICT, st->key, st->nkey);
+		v[MA_EXCLUDED] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
+							  MB_FOURIER_EXCLUDE, st->key, st->nkey);
+		v[MA_CONTROL] = mb_fourier_projected_loss(NULL, st->basis, l, p, c,
+							 MB_FOURIER_EXCLUDE, ctrl, st->nkey);
 		for (int q = 0; q < 5; q++)
 			v[MA_NKEY + q] = st->model_level[q];
-		for (int q = 0; q < MA_NMETRICS; q++)
-			if (!isfinite(v[q]))
-				return mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
-						    items[i].key, ma_metrics[q].name);
 	}
-	return 0;
+	return mb_task_finish(&mb_task_modadd, items, n, values, err);
 }
 
 /* ---- figures ------------------------------------------------------------ */
@@ -564,7 +506,7 @@ static int ma_figures(void *state, const mb_item *items, size_t n, const double 
 	static const char *const cols[4] = {"full", "restricted", "excluded", "control"};
 	const ma_state *st = state;
 	int K = (st->p - 1) / 2, error;
-	double x[MB_MODADD_MAX_P / 2];
+	double x[MB_FOURIER_MAX_P / 2];
 	double sum[4][4] = {{0}};
 	size_t count[4] = {0};
 	char title[512];
@@ -632,4 +574,6 @@ const mb_task mb_task_modadd = {
 	.close = ma_close,
 	.run = ma_run,
 	.figures = ma_figures,
+	.derived = ma_derived,
+	.n_derived = sizeof(ma_derived) / sizeof(ma_derived[0]),
 };

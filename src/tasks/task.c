@@ -1,6 +1,7 @@
 /* task.c: items, content keys, metric references and the task registry. */
 #include <mechbench/task.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,32 @@ int mb_task_metric_index(const mb_task *t, const char *name)
 		if (strcmp(t->metrics[m].name, name) == 0)
 			return (int)m;
 	return -1;
+}
+
+int mb_task_finish(const mb_task *t, const mb_item *items, size_t n, double *values,
+		   mb_error *err)
+{
+	size_t nm = t->n_metrics;
+
+	for (size_t k = 0; k < t->n_derived; k++) {
+		const mb_metric_diff *d = &t->derived[k];
+		int m = mb_task_metric_index(t, d->metric), a = mb_task_metric_index(t, d->a),
+		    b = mb_task_metric_index(t, d->b);
+
+		MB_ASSERT(m >= 0 && a >= 0 && b >= 0);
+		for (size_t j = 0; j < t->n_derived; j++)
+			MB_ASSERT(strcmp(t->derived[j].metric, d->a) != 0 &&
+				  strcmp(t->derived[j].metric, d->b) != 0);
+		for (size_t i = 0; i < n; i++)
+			values[i * nm + (size_t)m] =
+				values[i * nm + (size_t)a] - values[i * nm + (size_t)b];
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t m = 0; m < nm; m++)
+			if (!isfinite(values[i * nm + m]))
+				return mb_error_set(err, MB_EINVALID, "item %s: %s is not finite",
+						    items[i].key, t->metrics[m].name);
+	return 0;
 }
 
 int mb_metric_ref_parse(const char *ref, char *name, size_t cap, int *version)

@@ -123,8 +123,8 @@ static bad_case bad_cases[] = {
 	 2, "unknown option '--bogus'"},
 	{{"--model", MODEL, "--tokens", "1,2", "--out", "/tmp/mbx"}, 2, "at least one --hook"},
 	{{"--model", MODEL, "--hook", "hook_embed", "--out", "/tmp/mbx"}, 2, "exactly one of"},
-	{{"--tokens", "1", "--hook", "hook_embed", "--out", "/tmp/mbx"}, 2, "--model is required"},
-	{{"--model", MODEL, "--tokens", "1,2", "--hook", "hook_embed", "--out"}, 2, "--out needs a value"},
+	{{"--tokens", "1", "--hook", "hook_embed", "--out", "/tmp/mbx"}, 2, "--model DIR is required"},
+	{{"--model", MODEL, "--tokens", "1,2", "--hook", "hook_embed", "--out"}, 2, "--out: needs a value"},
 };
 
 ParameterizedTestParameters(cache, bad_input_exits_1_and_bad_flags_exit_2_with_one_line)

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include <mechbench/leaderboard.h>
+#include <mechbench/paired.h>
 
 #include "support/harness_support.h"
 #include "support/report_support.h"
@@ -75,6 +76,12 @@ static void fake_run(mb_run_result *r, int64_t id, const double *v)
 	e->aggregates[0].mean = sum / N;
 }
 
+static int cmp_double(const void *x, const void *y)
+{
+	double u = *(const double *)x, v = *(const double *)y;
+	return (u > v) - (u < v);
+}
+
 static const mb_leaderboard_row *row_of(const mb_leaderboard_table *t, int64_t id)
 {
 	for (size_t r = 0; r < t->n_rows; r++)
@@ -128,6 +135,72 @@ Test(leaderboard, ranks_are_intervals_consistent_with_the_significant_difference
 	cr_expect_eq(t->rows[4].run_id, 4, "rows sorted by rank");
 	mb_leaderboard_dispose(&lb);
 	for (int i = 0; i < 5; i++)
+		mb_run_result_dispose(&runs[i]);
+}
+
+/* A ratio metric is compared as the gate compares it: the BCa interval of
+ * the stream's replicates, inverted. The shift between the two runs is
+ * chosen (first on a grid) where the BCa p and the old percentile test's p
+ * (2 min(#{d* <= 0}, #{d* >= 0}) + 1 over B + 1) fall on opposite sides of
+ * alpha = 0.05, so the ranks show which test ran. */
+Test(leaderboard, ratio_metrics_are_ranked_by_the_bca_bootstrap)
+{
+	enum { B = 2000 };
+	double a[N], b[N], d[N], jack[N], reps[B], sorted[B];
+	double p_bca = 1, p_pct = 1, shift = 0, sum;
+	mb_run_result runs[2];
+	mb_leaderboard lb;
+	mb_error err;
+	const mb_leaderboard_table *t;
+	int found = 0;
+
+	for (int k = 1; k <= 400 && !found; k++) {
+		mb_stats_boot_opts bo = {.seed = 0, .stream = "leaderboard/s/e/m@1/1/2", .B = B,
+					 .level = 0.95};
+		mb_stats_estimate est;
+		size_t le = 0, ge = 0;
+		shift = 0.002 * k;
+		sum = 0;
+		for (int i = 0; i < N; i++) {
+			/* skewed (loss-like) per-item values */
+			a[i] = exp(1.2 * sin(1.3 * i));
+			b[i] = a[i] + shift + 0.8 * exp(sin(2.1 * i + 0.5)) - 0.8 * 1.2660658777520082;
+			d[i] = a[i] - b[i];
+			sum += d[i];
+		}
+		cr_assert_eq(mb_stats_bootstrap(&est, reps, d, N, &bo, &err), 0, "%s", err.msg);
+		for (int i = 0; i < N; i++)
+			jack[i] = (sum - d[i]) / (N - 1);
+		memcpy(sorted, reps, sizeof(reps));
+		qsort(sorted, B, sizeof(double), cmp_double);
+		cr_assert_eq(mb_stats_boot_p(&p_bca, sorted, B, est.mean, jack, N, 0.0,
+					     MB_STATS_BOOT_CI_BCA, &err), 0, "%s", err.msg);
+		for (int r = 0; r < B; r++) {
+			le += reps[r] <= 0;
+			ge += reps[r] >= 0;
+		}
+		p_pct = fmin(1.0, 2.0 * ((double)(le < ge ? le : ge) + 1.0) / (B + 1.0));
+		found = (p_bca <= 0.05) != (p_pct <= 0.05);
+	}
+	cr_assert(found, "no shift on the grid separates the two tests");
+	printf("ratio: shift %g, BCa p %.4f, percentile p %.4f\n", shift, p_bca, p_pct);
+	fake_run(&runs[0], 1, a);
+	fake_run(&runs[1], 2, b);
+	for (int r = 0; r < 2; r++) {
+		runs[r].entries[0].metrics[0].kind = MB_METRIC_RATIO;
+		runs[r].entries[0].metrics[0].direction = MB_LOWER_IS_BETTER;
+	}
+	cr_assert_eq(mb_leaderboard_build(&lb, runs, 2, NULL, &err), 0, "%s", err.msg);
+	t = &lb.tables[0];
+	if (p_bca <= 0.05) { /* a is lower (better): a first for sure */
+		cr_expect_eq(row_of(t, 1)->cells[0].rank_hi, 1);
+		cr_expect_eq(row_of(t, 2)->cells[0].rank_lo, 2);
+	} else { /* not significant: a tie */
+		cr_expect_eq(row_of(t, 1)->cells[0].rank_hi, 2);
+		cr_expect_eq(row_of(t, 2)->cells[0].rank_lo, 1);
+	}
+	mb_leaderboard_dispose(&lb);
+	for (int i = 0; i < 2; i++)
 		mb_run_result_dispose(&runs[i]);
 }
 

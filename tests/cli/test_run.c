@@ -90,9 +90,9 @@ Test(cli_run, bad_command_lines_and_inputs_exit_2_and_1)
 		int code;
 	} cases[] = {
 		{"run", "--suite FILE is required", 2},
-		{"run --suite", "--suite needs a value", 2},
+		{"run --suite", "--suite: needs a value", 2},
 		{"run --suite spec.json --threads 0", "--threads", 2},
-		{"run --suite spec.json --bogus", "unexpected argument '--bogus'", 2},
+		{"run --suite spec.json --bogus", "unknown option '--bogus'", 2},
 		{"run --suite nope.json", "nope.json: No such file or directory", 1},
 		{"run --suite spec.json --model nowhere --db r.db", "nowhere", 1},
 		{"baseline save --run 1 --out b.json --db absent.db", "absent.db", 1},

@@ -30,20 +30,13 @@ typedef struct fx {
 
 static void fx_open(fx *f, const char *model)
 {
-	mb_npy a;
 	mb_error err = {0};
-	char rel[256];
 
 	memset(f, 0, sizeof(*f));
 	f->model = model;
 	f->m = fx_model(model);
 	fx_batch(model, "batch0", &f->tok, &f->len, &f->B, &f->T);
-	snprintf(rel, sizeof(rel), "%s/batch0/interventions/source_tokens.npy", model);
-	fx_npy(&a, rel);
-	f->src_tok = malloc(sizeof(int32_t) * a.numel);
-	for (size_t i = 0; i < a.numel; i++)
-		f->src_tok[i] = (int32_t)((float *)a.data)[i];
-	mb_npy_dispose(&a);
+	f->src_tok = fx_source_tokens(model);
 	f->e = fx_engine(f->m, f->B, f->T, 0);
 	cr_assert_eq(mb_hooks_init(&f->h, &err), 0);
 	cr_assert_eq(mb_iv_init(&f->iv, &err), 0);

@@ -18,6 +18,23 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* A set of bootstrap.json: x, its replicates sorted, and the leave-one-out
+ * means (the jackknife of the mean, as scipy forms it). All malloc'd. */
+static void load_set(json_t *s, double **x, size_t *n, double **reps, size_t *B, double **jack)
+{
+	double sum = 0.0;
+
+	*x = golden_vec(s, "x", n);
+	*reps = golden_vec(s, "replicates", B);
+	*jack = malloc(*n * sizeof(**jack));
+	cr_assert(*jack);
+	for (size_t i = 0; i < *n; i++)
+		sum += (*x)[i];
+	for (size_t i = 0; i < *n; i++)
+		(*jack)[i] = (sum - (*x)[i]) / (double)(*n - 1);
+	qsort(*reps, *B, sizeof(**reps), cmp_double);
+}
+
 Test(bootstrap, bca_and_percentile_intervals_match_scipy_on_given_replicates)
 {
 	json_t *root = golden_load("bootstrap.json"), *sets = json_object_get(root, "sets");
@@ -35,15 +52,9 @@ Test(bootstrap, bca_and_percentile_intervals_match_scipy_on_given_replicates)
 	for (size_t k = 0; k < json_array_size(sets); k++) {
 		json_t *s = json_array_get(sets, k);
 		size_t n, B;
-		double *x = golden_vec(s, "x", &n), *reps = golden_vec(s, "replicates", &B);
-		double *jack = malloc(n * sizeof(*jack)), sum = 0.0;
+		double *x, *reps, *jack;
 
-		/* Leave-one-out means: the jackknife of the mean, as scipy forms it. */
-		for (size_t i = 0; i < n; i++)
-			sum += x[i];
-		for (size_t i = 0; i < n; i++)
-			jack[i] = (sum - x[i]) / (double)(n - 1);
-		qsort(reps, B, sizeof(*reps), cmp_double);
+		load_set(s, &x, &n, &reps, &B, &jack);
 		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 			double lo, hi;
 			mb_error err;
@@ -64,6 +75,78 @@ Test(bootstrap, bca_and_percentile_intervals_match_scipy_on_given_replicates)
 	}
 	golden_report(&g);
 	json_decref(root);
+}
+
+/* The interval inverted into a two-sided p-value (what the leaderboard ranks
+ * with), against boot_p.json: the same inversion with the interval rebuilt
+ * in numpy (gen_boot_p.py), on bootstrap.json's replicates. */
+Test(bootstrap, p_value_inverts_the_interval_as_numpy_does)
+{
+	json_t *root = golden_load("bootstrap.json"), *sets = json_object_get(root, "sets");
+	json_t *proot = golden_load("boot_p.json"), *psets = json_object_get(proot, "sets");
+	/* both bisect to ~1e-12 absolute; the smallest p away from the floor is ~1e-3 */
+	golden_diff g = {.what = "bootstrap p vs numpy", .tol = 5e-9};
+
+	cr_assert_eq(json_array_size(psets), json_array_size(sets));
+	for (size_t k = 0; k < json_array_size(sets); k++) {
+		json_t *s = json_array_get(sets, k), *ps = json_array_get(psets, k);
+		size_t n, B, n_m0;
+		double *x, *reps, *jack, *m0 = golden_vec(ps, "m0", &n_m0);
+
+		load_set(s, &x, &n, &reps, &B, &jack);
+		for (int bca = 0; bca < 2; bca++) {
+			json_t *want = json_object_get(ps, bca ? "bca" : "percentile");
+			for (size_t j = 0; j < n_m0; j++) {
+				double p;
+				mb_error err;
+				char label[64];
+				snprintf(label, sizeof(label), "%s %s m0[%zu]",
+					 json_string_value(json_object_get(s, "name")),
+					 bca ? "bca" : "percentile", j);
+				cr_assert_eq(mb_stats_boot_p(&p, reps, B, golden_field(s, "theta_hat"),
+							     jack, n, m0[j],
+							     bca ? MB_STATS_BOOT_CI_BCA
+								 : MB_STATS_BOOT_CI_PERCENTILE,
+							     &err),
+					     0, "%s", err.msg);
+				golden_check(&g, p, golden_at(want, j), label);
+			}
+		}
+		free(x);
+		free(reps);
+		free(m0);
+		free(jack);
+	}
+	golden_report(&g);
+	json_decref(root);
+	json_decref(proot);
+}
+
+/* The p of mb_stats_bootstrap's option is mb_stats_boot_p on its own
+ * replicates, at m0 = 0, and asking for it leaves the interval as it was. */
+Test(bootstrap, p_option_agrees_with_boot_p_and_leaves_the_interval_alone)
+{
+	enum { NX = 50, BR = 999 };
+	double x[NX], reps[BR], jack[NX], sum = 0.0, p = -1, want;
+	mb_stats_estimate plain, with_p;
+	mb_stats_boot_opts bo = {.seed = 7, .stream = "p-option", .B = BR, .level = 0.95};
+	mb_error err;
+
+	for (size_t i = 0; i < NX; i++) {
+		x[i] = 0.08 + 0.5 * sin(1.7 * (double)i) * sin(1.7 * (double)i) - 0.1;
+		sum += x[i];
+	}
+	cr_assert_eq(mb_stats_bootstrap(&plain, reps, x, NX, &bo, &err), 0, "%s", err.msg);
+	bo.p_two_sided = &p;
+	cr_assert_eq(mb_stats_bootstrap(&with_p, NULL, x, NX, &bo, &err), 0, "%s", err.msg);
+	cr_expect_eq(memcmp(&plain, &with_p, sizeof(plain)), 0);
+	for (size_t i = 0; i < NX; i++)
+		jack[i] = (sum - x[i]) / (double)(NX - 1);
+	qsort(reps, BR, sizeof(*reps), cmp_double);
+	cr_assert_eq(mb_stats_boot_p(&want, reps, BR, plain.mean, jack, NX, 0.0,
+				     MB_STATS_BOOT_CI_BCA, &err), 0, "%s", err.msg);
+	cr_expect_eq(p, want, "%.17g vs %.17g", p, want);
+	cr_expect(p > 0 && p < 1, "%g", p);
 }
 
 /* A skewed sample with clusters, fixed by the seed. */

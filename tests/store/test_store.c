@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include <mechbench/dataset.h>
+#include <mechbench/results.h>
 #include <mechbench/store.h>
 
 #include "support/harness_support.h"
@@ -319,5 +320,115 @@ Test(store, a_run_killed_mid_transaction_leaves_no_trace, .timeout = 240)
 		cr_expect_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
 		mb_store_free(s);
 	}
+	mbt_rmtree(dir);
+}
+
+/* The runs table is made from the provenance list (provenance.h); it must
+ * still be schema 1's table, column for column, as written out here by hand
+ * from the released migration (name, declared type, NOT NULL, primary key). */
+Test(store, the_runs_table_made_from_the_provenance_list_is_schema_one)
+{
+	static const struct {
+		const char *name, *type;
+		int notnull, pk;
+	} want[] = {
+		{"id", "INTEGER", 0, 1},           {"suite", "TEXT", 1, 0},
+		{"spec_path", "TEXT", 1, 0},       {"spec_blob", "TEXT", 1, 0},
+		{"spec_committed", "INTEGER", 0, 0}, {"repo_head", "TEXT", 0, 0},
+		{"repo_dirty", "INTEGER", 0, 0},   {"code_version", "TEXT", 1, 0},
+		{"code_commit", "TEXT", 1, 0},     {"code_dirty", "INTEGER", 1, 0},
+		{"seed", "INTEGER", 1, 0},         {"threads", "INTEGER", 1, 0},
+		{"cpu", "TEXT", 1, 0},             {"blas_config", "TEXT", 1, 0},
+		{"blas_core", "TEXT", 1, 0},       {"blas_threads", "INTEGER", 1, 0},
+		{"compiler", "TEXT", 1, 0},        {"cflags", "TEXT", 1, 0},
+		{"build_type", "TEXT", 1, 0},      {"started_at", "TEXT", 1, 0},
+		{"finished_at", "TEXT", 0, 0},     {"wall_seconds", "REAL", 0, 0},
+	};
+	size_t nwant = sizeof(want) / sizeof(want[0]), k = 0;
+	char dir[256], db[512];
+	mb_store *s;
+	mb_error err;
+	sqlite3 *h;
+	sqlite3_stmt *st;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(h, "PRAGMA table_info(runs)", -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		cr_assert_lt(k, nwant, "more columns than schema 1's %zu", nwant);
+		cr_expect_eq(sqlite3_column_int(st, 0), (int)k);
+		cr_expect_str_eq((const char *)sqlite3_column_text(st, 1), want[k].name);
+		cr_expect_str_eq((const char *)sqlite3_column_text(st, 2), want[k].type, "column %s",
+				 want[k].name);
+		cr_expect_eq(sqlite3_column_int(st, 3), want[k].notnull, "column %s", want[k].name);
+		cr_expect_eq(sqlite3_column_int(st, 5), want[k].pk, "column %s", want[k].name);
+		k++;
+	}
+	cr_expect_eq(k, nwant);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	mbt_rmtree(dir);
+}
+
+/* store.c and results.c fail through one mapping (store_int.h): a broken
+ * constraint and a corrupt file are MB_EINVALID from either, naming the file. */
+Test(store, constraint_and_corruption_map_the_same_from_store_and_results)
+{
+	char dir[256], db[512];
+	mb_store *s;
+	mb_run_result run, back;
+	mb_results_series sr;
+	mb_error err;
+	int64_t id, *ids = NULL;
+	size_t n_ids = 0;
+	int rc;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	mbt_run_fixture(&run, dir);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+
+	/* SQLITE_CONSTRAINT: one entry twice (store.c), one series twice (results.c) */
+	cr_assert_eq(mb_store_run_begin(s, &id, &run.prov, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_store_run_put_entry(s, id, &run.entries[0], &err), 0, "%s", err.msg);
+	rc = mb_store_run_put_entry(s, id, &run.entries[0], &err);
+	cr_expect_eq(rc, MB_EINVALID, "store.c: %d %s", rc, err.msg);
+	cr_expect(strstr(err.msg, db), "%s", err.msg);
+	cr_assert_eq(mb_store_run_begin(s, &id, &run.prov, &err), 0, "%s", err.msg);
+	memset(&sr, 0, sizeof(sr));
+	snprintf(sr.name, sizeof(sr.name), "twice");
+	snprintf(sr.created_at, sizeof(sr.created_at), "2026-12-04T00:00:00Z");
+	cr_assert_eq(mb_results_series_put(s, &sr, &err), 0, "%s", err.msg);
+	rc = mb_results_series_put(s, &sr, &err);
+	cr_expect_eq(rc, MB_EINVALID, "results.c: %d %s", rc, err.msg);
+	cr_expect(strstr(err.msg, db), "%s", err.msg);
+	mb_store_run_abort(s);
+	cr_assert_eq(mb_store_put_run(s, &run, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+
+	/* SQLITE_CORRUPT: the runs table's root page overwritten (the schema kept) */
+	{
+		long page = (long)scalar(db, "SELECT rootpage FROM sqlite_master WHERE name = 'runs'");
+		long size = (long)scalar(db, "PRAGMA page_size");
+		FILE *f = fopen(db, "r+b");
+		cr_assert(f && page > 1 && size > 0, "page %ld of %ld bytes", page, size);
+		fseek(f, (page - 1) * size, SEEK_SET);
+		for (long i = 0; i < size; i++)
+			fputc(0xA5, f);
+		fclose(f);
+	}
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	rc = mb_store_get_run(&back, s, 1, &err);
+	cr_expect_eq(rc, MB_EINVALID, "store.c: %d %s", rc, err.msg);
+	cr_expect(strstr(err.msg, db), "%s", err.msg);
+	rc = mb_results_run_ids(&ids, &n_ids, s, NULL, &err);
+	cr_expect_eq(rc, MB_EINVALID, "results.c: %d %s", rc, err.msg);
+	cr_expect(strstr(err.msg, db), "%s", err.msg);
+	free(ids);
+	mb_store_free(s);
+	mb_run_result_dispose(&run);
 	mbt_rmtree(dir);
 }

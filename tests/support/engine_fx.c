@@ -72,6 +72,22 @@ void fx_npy(mb_npy *out, const char *rel)
 	cr_assert_eq(mb_npy_read_f32(out, path, &err), 0, "%s", err.msg);
 }
 
+int32_t *fx_source_tokens(const char *model)
+{
+	mb_npy a;
+	char rel[256];
+	int32_t *out;
+
+	snprintf(rel, sizeof(rel), "%s/batch0/interventions/source_tokens.npy", model);
+	fx_npy(&a, rel);
+	out = malloc(sizeof(int32_t) * a.numel);
+	cr_assert_not_null(out);
+	for (size_t i = 0; i < a.numel; i++)
+		out[i] = (int32_t)((float *)a.data)[i];
+	mb_npy_dispose(&a);
+	return out;
+}
+
 mb_engine *fx_engine(const mb_model *m, int max_batch, int max_seq, int keep)
 {
 	mb_engine *e = NULL;

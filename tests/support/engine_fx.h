@@ -34,6 +34,9 @@ void fx_batch(const char *model, const char *batch, int32_t **tokens, int32_t **
 	      int *T);
 /* Reads a fixture file relative to FX_ENGINE_DIR as float32 (asserts). */
 void fx_npy(mb_npy *out, const char *rel);
+/* <model>/batch0/interventions/source_tokens.npy as int32 (B, T): the
+ * corrupted batch of the intervention fixtures; malloc'd. */
+int32_t *fx_source_tokens(const char *model);
 /* An engine over model m for runs up to (max_batch, max_seq). */
 mb_engine *fx_engine(const mb_model *m, int max_batch, int max_seq, int keep);
 

@@ -19,7 +19,7 @@
 
 #include <mechbench/dataset.h>
 #include <mechbench/figure.h>
-#include <mechbench/modadd.h>
+#include <mechbench/fourier.h>
 #include <mechbench/paired.h>
 #include <mechbench/rng.h>
 #include <mechbench/task.h>
@@ -46,7 +46,7 @@ Test(modadd, fourier_basis_is_orthonormal_with_cos_and_sin_in_documented_rows)
 		int p = ps[t];
 		double *f = malloc((size_t)p * (size_t)p * sizeof(double)); /* (P, P) */
 		double maxd = 0, maxrow = 0;
-		mb_modadd_fourier_basis(f, p);
+		mb_fourier_basis(f, p);
 		for (int i = 0; i < p; i++)
 			for (int j = 0; j < p; j++) {
 				double d = 0;
@@ -76,10 +76,10 @@ Test(modadd, gini_matches_the_mean_difference_formula)
 	double zeros[3] = {0, 0, 0};
 	double x[37];
 
-	cr_assert_eq(mb_modadd_gini(uniform, 5), 0.0);
-	cr_assert_float_eq(mb_modadd_gini(onehot, 4), 0.75, 1e-15);
-	cr_assert_float_eq(mb_modadd_gini(ramp, 4), 0.25, 1e-15);
-	cr_assert_eq(mb_modadd_gini(zeros, 3), 0.0);
+	cr_assert_eq(mb_fourier_gini(uniform, 5), 0.0);
+	cr_assert_float_eq(mb_fourier_gini(onehot, 4), 0.75, 1e-15);
+	cr_assert_float_eq(mb_fourier_gini(ramp, 4), 0.25, 1e-15);
+	cr_assert_eq(mb_fourier_gini(zeros, 3), 0.0);
 	/* against the O(n^2) definition on irregular values */
 	for (int i = 0; i < 37; i++)
 		x[i] = fabs(sin(1.7 * i + 0.3)) * (i % 5 + 1);
@@ -91,8 +91,8 @@ Test(modadd, gini_matches_the_mean_difference_formula)
 				num += fabs(x[i] - x[j]);
 		}
 		g = num / (2.0 * 37 * sum);
-		printf("gini: %.17g vs definition %.17g\n", mb_modadd_gini(x, 37), g);
-		cr_assert_float_eq(mb_modadd_gini(x, 37), g, 1e-13);
+		printf("gini: %.17g vs definition %.17g\n", mb_fourier_gini(x, 37), g);
+		cr_assert_float_eq(mb_fourier_gini(x, 37), g, 1e-13);
 	}
 }
 
@@ -104,8 +104,8 @@ Test(modadd, fourier_norms_of_an_embedding_match_a_complex_dft)
 
 	for (int i = 0; i < P * C; i++)
 		x[i] = (float)sin(0.37 * i * i + 0.1 * i);
-	mb_modadd_fourier_basis(f, P);
-	mb_modadd_fourier_rows(comp, freq, f, x, P, C, C);
+	mb_fourier_basis(f, P);
+	mb_fourier_rows(comp, freq, f, x, P, C, C);
 	for (int k = 0; k <= P / 2; k++) {
 		/* |DFT_k|^2 summed over columns; ||cos||^2 = P/2 for k > 0, so the
 		 * frequency's squared norm is (2/P) |DFT_k|^2 (1/P at k = 0) */
@@ -138,19 +138,19 @@ Test(modadd, key_frequencies_are_the_planted_ones)
 		x[t * 4 + 2] = (float)(2.5 * cos(2 * M_PI * 21 * t / P) + 1.0);
 		x[t * 4 + 3] = (float)(0.2 * sin(2 * M_PI * 3 * t / P));
 	}
-	mb_modadd_fourier_basis(f, P);
-	mb_modadd_fourier_rows(comp, freq, f, x, P, 4, 4);
-	n = mb_modadd_key_frequencies(key, freq, P, 0.9);
+	mb_fourier_basis(f, P);
+	mb_fourier_rows(comp, freq, f, x, P, 4, 4);
+	n = mb_fourier_key_frequencies(key, freq, P, 0.9);
 	cr_assert_eq(n, 2, "got %d key frequencies", n);
 	cr_assert_eq(key[0], 7);
 	cr_assert_eq(key[1], 21);
 	/* at 99.9% the weak one joins */
-	n = mb_modadd_key_frequencies(key, freq, P, 0.999);
+	n = mb_fourier_key_frequencies(key, freq, P, 0.999);
 	cr_assert_eq(n, 3);
 	cr_assert(key[0] == 3 && key[1] == 7 && key[2] == 21);
 	/* nothing at all: no key frequency */
 	memset(freq, 0, sizeof(freq));
-	cr_assert_eq(mb_modadd_key_frequencies(key, freq, P, 0.9), 0);
+	cr_assert_eq(mb_fourier_key_frequencies(key, freq, P, 0.9), 0);
 }
 
 /* logits over c for a pair with sum s: the Fourier-multiplication form */
@@ -181,7 +181,7 @@ Test(modadd, restricted_and_excluded_logits_keep_and_remove_exactly_the_key_freq
 	int key[2] = {5, 11}, other[2] = {2, 7}, arg = -1;
 	double maxd = 0;
 
-	mb_modadd_fourier_basis(f, P);
+	mb_fourier_basis(f, P);
 	for (int s = 0; s < P; s++) {
 		int target = s;
 		double w = 2 * M_PI / P, got;
@@ -194,7 +194,7 @@ Test(modadd, restricted_and_excluded_logits_keep_and_remove_exactly_the_key_freq
 			/* control removes 2 and 7: 7 is absent, so only 2 goes */
 			ctrl[c] = 4.0 * cos(w * 5 * (s - c)) + 3.0 * cos(w * 11 * (s - c)) + 1.5;
 		}
-		got = mb_modadd_projected_loss(&arg, f, l, P, target, MB_MODADD_FULL, NULL, 0);
+		got = mb_fourier_projected_loss(&arg, f, l, P, target, MB_FOURIER_FULL, NULL, 0);
 		cr_assert_eq(arg, s, "the planted logits peak at the sum");
 		{
 			double full[P];
@@ -202,11 +202,11 @@ Test(modadd, restricted_and_excluded_logits_keep_and_remove_exactly_the_key_freq
 				full[c] = l[c];
 			maxd = fmax(maxd, fabs(got - ce(full, P, target)));
 		}
-		got = mb_modadd_projected_loss(NULL, f, l, P, target, MB_MODADD_RESTRICT, key, 2);
+		got = mb_fourier_projected_loss(NULL, f, l, P, target, MB_FOURIER_RESTRICT, key, 2);
 		maxd = fmax(maxd, fabs(got - ce(keep, P, target)));
-		got = mb_modadd_projected_loss(NULL, f, l, P, target, MB_MODADD_EXCLUDE, key, 2);
+		got = mb_fourier_projected_loss(NULL, f, l, P, target, MB_FOURIER_EXCLUDE, key, 2);
 		maxd = fmax(maxd, fabs(got - ce(rest, P, target)));
-		got = mb_modadd_projected_loss(NULL, f, l, P, target, MB_MODADD_EXCLUDE, other, 2);
+		got = mb_fourier_projected_loss(NULL, f, l, P, target, MB_FOURIER_EXCLUDE, other, 2);
 		maxd = fmax(maxd, fabs(got - ce(ctrl, P, target)));
 	}
 	printf("projected losses vs closed form: max diff %.3g\n", maxd);
@@ -236,8 +236,8 @@ Test(modadd, neuron_fraction_counts_neurons_of_one_frequency)
 			/* 4: ReLU of frequency 6 plus a little of 2 (90% / 10%) */
 			r[4] = (float)(3 * cos(w * 6 * (a + b)) + 1.0 * cos(w * 2 * a));
 		}
-	mb_modadd_fourier_basis(f, P);
-	frac = mb_modadd_neuron_fraction(best, f, acts, M, P, M, 0.85);
+	mb_fourier_basis(f, P);
+	frac = mb_fourier_neuron_fraction(best, f, acts, M, P, M, 0.85);
 	printf("neuron fraction %.3f, best = %d %d %d %d %d\n", frac, best[0], best[1], best[2],
 	       best[3], best[4]);
 	cr_assert_float_eq(frac, 3.0 / 5.0, 1e-15);
@@ -531,7 +531,7 @@ Test(modadd, control_flags_a_key_set_that_misses_part_of_the_mechanism)
 	const mb_figure *f;
 	size_t n;
 	double *v = zoo_test_values(&n, &items, NULL), *w;
-	int nkey = (int)v[mi("modadd.key_freq_count")], order[MB_MODADD_MAX_P / 2], weakest;
+	int nkey = (int)v[mi("modadd.key_freq_count")], order[MB_FOURIER_MAX_P / 2], weakest;
 	json_t *params;
 	mb_stats_estimate e, nec;
 
@@ -587,7 +587,7 @@ Test(modadd, control_frequencies_are_drawn_by_energy_outside_the_key_set)
 	norm[1] = sqrt(0.1);
 	for (int d = 0; d < DRAWS; d++) {
 		mb_rng_init_named(&r, 7, "test/control", (uint64_t)d);
-		mb_modadd_control_frequencies(out, &r, norm, P, key, 2, 1);
+		mb_fourier_control_frequencies(out, &r, norm, P, key, 2, 1);
 		cr_assert(out[0] == 5 || out[0] == 9 || out[0] == 1, "drew %d", out[0]);
 		count[out[0]]++;
 	}
@@ -599,9 +599,9 @@ Test(modadd, control_frequencies_are_drawn_by_energy_outside_the_key_set)
 	for (int d = 0; d < 200; d++) {
 		int again[4];
 		mb_rng_init_named(&r, 7, "test/control", (uint64_t)d);
-		mb_modadd_control_frequencies(out, &r, norm, P, key, 2, 4);
+		mb_fourier_control_frequencies(out, &r, norm, P, key, 2, 4);
 		mb_rng_init_named(&r, 7, "test/control", (uint64_t)d);
-		mb_modadd_control_frequencies(again, &r, norm, P, key, 2, 4);
+		mb_fourier_control_frequencies(again, &r, norm, P, key, 2, 4);
 		cr_assert_eq(memcmp(out, again, sizeof(out)), 0);
 		for (int q = 0; q < 4; q++) {
 			cr_assert(out[q] != 3 && out[q] != 8 && out[q] >= 1 && out[q] <= K);

@@ -1,12 +1,13 @@
 /*
- * modadd.h: the modular-addition (grokking) analyses behind the `modadd`
- * task (src/tasks/modadd.c): the discrete Fourier basis over Z_P, Fourier
- * norms of the embedding and of the neuron-to-logit map, key frequencies,
- * Gini coefficients, single-frequency neurons, and the per-item restricted /
- * excluded / random-control logits of Nanda et al. 2023.
+ * fourier.h: the discrete Fourier basis over Z_P and the analyses built on
+ * it: Fourier norms of a matrix's rows, key frequencies by energy, Gini
+ * coefficients, single-frequency neurons, the loss of a logits row projected
+ * onto (or with removed) frequencies, and an energy-weighted random-frequency
+ * control. The modular-addition task (src/tasks/modadd.c, Nanda et al. 2023)
+ * uses all of it; any task whose inputs live on a cyclic group can.
  *
- * Legend: P modulus (odd), K = (P - 1) / 2 frequencies, D d_model, M d_mlp,
- * N = P^2 pairs, S key frequencies.
+ * Legend: P modulus (odd), K = (P - 1) / 2 frequencies, C columns, M
+ * neurons, S key frequencies.
  *
  * The Fourier basis (Nanda et al. 2023, "Progress measures for grokking via
  * mechanistic interpretability", section 4 / appendix, their fourier_basis):
@@ -20,8 +21,8 @@
  * Everything here is plain double-precision C in a fixed summation order, so
  * the results are bitwise reproducible on any thread count.
  */
-#ifndef MECHBENCH_MODADD_H
-#define MECHBENCH_MODADD_H
+#ifndef MECHBENCH_FOURIER_H
+#define MECHBENCH_FOURIER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,24 +31,30 @@
 #include <mechbench/rng.h>
 
 /* Largest modulus the analyses accept (the basis is P x P doubles). */
-#define MB_MODADD_MAX_P 1024
+#define MB_FOURIER_MAX_P 1024
 
 /* Fills out (P, P) with the basis above. P must be odd and in [3, MAX_P]. */
-void mb_modadd_fourier_basis(double *out, int p);
+void mb_fourier_basis(double *out, int p);
 
 /* Per-frequency norms of a (P, C) matrix X whose rows are indexed by x
  * (W_E's token rows): out_comp (P) gets the L2 norm of each basis
  * component's row of F X, out_freq (K + 1) the norm of each frequency k
  * (out_freq[0] is the constant component's). basis is (P, P). */
-void mb_modadd_fourier_rows(double *out_comp, double *out_freq, const double *basis,
+void mb_fourier_rows(double *out_comp, double *out_freq, const double *basis,
 			    const float *x, int p, int cols, size_t stride);
+/* The same with element (x, j) at x[x * row_stride + j * col_stride], so a
+ * matrix stored transposed (W_L (M, P) transformed over its columns c) needs
+ * no copy; the sums run in the same order, so the bits are the same. */
+void mb_fourier_rows_strided(double *out_comp, double *out_freq, const double *basis,
+			     const float *x, int p, int cols, size_t row_stride,
+			     size_t col_stride);
 
 /* The Gini coefficient of n non-negative values (Nanda et al. 2023, section
  * 5.1 "Gini coefficient of the Fourier norms", the usual mean-difference
  * form): G = sum_i sum_j |x_i - x_j| / (2 n sum_i x_i), computed as
  * sum_i (2 i - n - 1) x_(i) / (n sum x) over the sorted values. 0 when every
  * value is equal (or all are zero), (n - 1) / n for a single non-zero. */
-double mb_modadd_gini(const double *x, size_t n);
+double mb_fourier_gini(const double *x, size_t n);
 
 /*
  * Key frequencies from per-frequency norms freq_norm[1..K] (index 0, the
@@ -58,7 +65,7 @@ double mb_modadd_gini(const double *x, size_t n);
  * taken too. Writes the chosen frequencies to out (ascending), returns
  * their count (>= 1 when any norm is positive, else 0). out holds K.
  */
-int mb_modadd_key_frequencies(int *out, const double *freq_norm, int p, double energy);
+int mb_fourier_key_frequencies(int *out, const double *freq_norm, int p, double energy);
 
 /*
  * Fraction of neurons whose activation over the P x P grid of inputs is
@@ -73,26 +80,26 @@ int mb_modadd_key_frequencies(int *out, const double *freq_norm, int p, double e
  * neuron's best frequency (0 when none). Parallel over neurons, each writing
  * its own entries.
  */
-double mb_modadd_neuron_fraction(int *out_best, const double *basis, const float *acts,
+double mb_fourier_neuron_fraction(int *out_best, const double *basis, const float *acts,
 				 size_t stride, int p, int m, double threshold);
 
 /* What happens to one item's logits (P values over answers c). */
-typedef enum mb_modadd_projection {
-	MB_MODADD_FULL = 0,  /* unchanged */
-	MB_MODADD_RESTRICT,  /* keep only the constant and the listed frequencies */
-	MB_MODADD_EXCLUDE,   /* remove the listed frequencies' components */
-} mb_modadd_projection;
+typedef enum mb_fourier_projection {
+	MB_FOURIER_FULL = 0,  /* unchanged */
+	MB_FOURIER_RESTRICT,  /* keep only the constant and the listed frequencies */
+	MB_FOURIER_EXCLUDE,   /* remove the listed frequencies' components */
+} mb_fourier_projection;
 
 /* Cross-entropy -log softmax(l')[target] of the projected logits l' of l
  * (P values) over the listed frequencies freqs[0..nf) (each in 1..K).
  * basis is (P, P). Writes the argmax of l' (first index on ties) to
  * *out_argmax when non-NULL. */
-double mb_modadd_projected_loss(int *out_argmax, const double *basis, const float *logits,
-				int p, int target, mb_modadd_projection how, const int *freqs,
+double mb_fourier_projected_loss(int *out_argmax, const double *basis, const float *logits,
+				int p, int target, mb_fourier_projection how, const int *freqs,
 				int nf);
 
 /*
- * The random-frequency control's set (modadd.control_loss@2, modadd.c): n
+ * The random-frequency control's set (modadd.control_loss@2 uses it): n
  * frequencies drawn without replacement from the non-key ones (k in 1..K not
  * in key[0..nkey)), each draw with probability proportional to its squared
  * norm freq_norm[k]^2 (its Fourier energy) among those not drawn yet. Draw j:
@@ -102,7 +109,7 @@ double mb_modadd_projected_loss(int *out_argmax, const double *basis, const floa
  * norm is 0, the mb_rng_range(r, count)-th remaining one instead. Writes
  * out[0..n) ascending. Needs 1 <= n <= K - nkey.
  */
-void mb_modadd_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,
+void mb_fourier_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,
 				   const int *key, int nkey, int n);
 
 #endif

@@ -1,21 +1,23 @@
 /*
- * modadd_fourier.c: Fourier analyses of modular-addition models (modadd.h).
+ * fourier.c: the Fourier basis over Z_P and its analyses (fourier.h).
  *
  * Legend: P modulus (odd), K = (P - 1) / 2, M d_mlp.
  */
-#include <mechbench/modadd.h>
+#include <mechbench/fourier.h>
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/logits.h>
+
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
 
-void mb_modadd_fourier_basis(double *out, int p)
+void mb_fourier_basis(double *out, int p)
 {
-	MB_ASSERT(p >= 3 && p <= MB_MODADD_MAX_P && p % 2 == 1);
+	MB_ASSERT(p >= 3 && p <= MB_FOURIER_MAX_P && p % 2 == 1);
 	for (int x = 0; x < p; x++)
 		out[x] = 1.0 / sqrt((double)p);
 	for (int k = 1; k <= (p - 1) / 2; k++) {
@@ -39,8 +41,15 @@ void mb_modadd_fourier_basis(double *out, int p)
 	}
 }
 
-void mb_modadd_fourier_rows(double *out_comp, double *out_freq, const double *basis,
+void mb_fourier_rows(double *out_comp, double *out_freq, const double *basis,
 			    const float *x, int p, int cols, size_t stride)
+{
+	mb_fourier_rows_strided(out_comp, out_freq, basis, x, p, cols, stride, 1);
+}
+
+void mb_fourier_rows_strided(double *out_comp, double *out_freq, const double *basis,
+			     const float *x, int p, int cols, size_t row_stride,
+			     size_t col_stride)
 {
 	int k_max = (p - 1) / 2;
 
@@ -50,7 +59,7 @@ void mb_modadd_fourier_rows(double *out_comp, double *out_freq, const double *ba
 		for (int j = 0; j < cols; j++) {
 			double v = 0;
 			for (int t = 0; t < p; t++)
-				v += f[t] * (double)x[(size_t)t * stride + (size_t)j];
+				v += f[t] * (double)x[(size_t)t * row_stride + (size_t)j * col_stride];
 			ss += v * v;
 		}
 		out_comp[i] = sqrt(ss);
@@ -67,7 +76,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-double mb_modadd_gini(const double *x, size_t n)
+double mb_fourier_gini(const double *x, size_t n)
 {
 	double *s, num = 0, sum = 0;
 
@@ -98,7 +107,7 @@ static void sort_ascending(int *a, int n)
 	}
 }
 
-int mb_modadd_key_frequencies(int *out, const double *freq_norm, int p, double energy)
+int mb_fourier_key_frequencies(int *out, const double *freq_norm, int p, double energy)
 {
 	int k_max = (p - 1) / 2, n = 0;
 	int *order = malloc((size_t)k_max * sizeof(*order));
@@ -134,7 +143,7 @@ int mb_modadd_key_frequencies(int *out, const double *freq_norm, int p, double e
 	return n;
 }
 
-double mb_modadd_neuron_fraction(int *out_best, const double *basis, const float *acts,
+double mb_fourier_neuron_fraction(int *out_best, const double *basis, const float *acts,
 				 size_t stride, int p, int m, double threshold)
 {
 	int k_max = (p - 1) / 2;
@@ -204,22 +213,19 @@ double mb_modadd_neuron_fraction(int *out_best, const double *basis, const float
 	return m > 0 ? (double)explained / (double)m : 0;
 }
 
-double mb_modadd_projected_loss(int *out_argmax, const double *basis, const float *logits,
-				int p, int target, mb_modadd_projection how, const int *freqs,
+double mb_fourier_projected_loss(int *out_argmax, const double *basis, const float *logits,
+				int p, int target, mb_fourier_projection how, const int *freqs,
 				int nf)
 {
-	double l[MB_MODADD_MAX_P]; /* (P) projected logits */
-	double mx, se = 0;
-	int arg = 0;
-
-	MB_ASSERT(p >= 3 && p <= MB_MODADD_MAX_P);
+	double l[MB_FOURIER_MAX_P]; /* (P) projected logits */
+	MB_ASSERT(p >= 3 && p <= MB_FOURIER_MAX_P);
 	l[0] = 0; /* (written below; this tells the compiler p >= 1) */
 	for (int c = 0; c < p; c++)
-		l[c] = how == MB_MODADD_RESTRICT ? 0.0 : (double)logits[c];
-	if (how != MB_MODADD_FULL) {
+		l[c] = how == MB_FOURIER_RESTRICT ? 0.0 : (double)logits[c];
+	if (how != MB_FOURIER_FULL) {
 		/* the components to keep (restrict) or remove (exclude): constant
 		 * first when restricting, then each frequency's cos and sin */
-		for (int q = how == MB_MODADD_RESTRICT ? -1 : 0; q < nf; q++) {
+		for (int q = how == MB_FOURIER_RESTRICT ? -1 : 0; q < nf; q++) {
 			int rows[2], nr = 0;
 			if (q < 0) {
 				rows[nr++] = 0;
@@ -232,7 +238,7 @@ double mb_modadd_projected_loss(int *out_argmax, const double *basis, const floa
 				double coef = 0;
 				for (int c = 0; c < p; c++)
 					coef += f[c] * (double)logits[c];
-				if (how == MB_MODADD_RESTRICT)
+				if (how == MB_FOURIER_RESTRICT)
 					for (int c = 0; c < p; c++)
 						l[c] += coef * f[c];
 				else
@@ -241,24 +247,14 @@ double mb_modadd_projected_loss(int *out_argmax, const double *basis, const floa
 			}
 		}
 	}
-	mx = l[0];
-	for (int c = 1; c < p; c++)
-		if (l[c] > mx) {
-			mx = l[c];
-			arg = c;
-		}
-	for (int c = 0; c < p; c++)
-		se += exp(l[c] - mx);
-	if (out_argmax)
-		*out_argmax = arg;
-	return mx + log(se) - l[target];
+	return mb_logits_ce_d(out_argmax, l, p, target, MB_LOGITS_LIBM);
 }
 
-void mb_modadd_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,
+void mb_fourier_control_frequencies(int *out, mb_rng *r, const double *freq_norm, int p,
 				   const int *key, int nkey, int n)
 {
 	int k_max = (p - 1) / 2;
-	unsigned char taken[MB_MODADD_MAX_P / 2 + 1] = {0}; /* (K + 1): key or drawn */
+	unsigned char taken[MB_FOURIER_MAX_P / 2 + 1] = {0}; /* (K + 1): key or drawn */
 	int avail = k_max;
 
 	for (int q = 0; q < nkey; q++) {
