@@ -8,41 +8,36 @@
  * (defaults 100000 items, 4 metrics, /tmp). scaling.md uses it for the
  * rank-0 bottleneck of wide sweeps.
  */
+#include <mechbench/parse.h>
 #include <mechbench/runner.h>
 #include <mechbench/store.h>
+
+#include <stdint.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-static double now(void)
+/* Argument i as an integer >= 1, or def when absent; exits 2 when bad. */
+static size_t arg(int argc, char **argv, int i, size_t def)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static long arg(int argc, char **argv, int i, long def)
-{
-	char *end;
-	long v;
+	int64_t v;
+	mb_error err;
 
 	if (argc <= i)
 		return def;
-	v = strtol(argv[i], &end, 10);
-	if (*end || v < 1) {
-		fprintf(stderr, "bench_store: argument %d '%s' is not an integer >= 1\n", i, argv[i]);
+	if (mb_parse_i64(argv[i], 1, INT64_MAX, &v, "argument", &err) < 0) {
+		fprintf(stderr, "bench_store: %s\n", err.msg);
 		exit(2);
 	}
-	return v;
+	return (size_t)v;
 }
 
 int main(int argc, char **argv)
 {
-	size_t n = (size_t)arg(argc, argv, 1, 100000), m = (size_t)arg(argc, argv, 2, 4);
+	size_t n = arg(argc, argv, 1, 100000), m = arg(argc, argv, 2, 4);
 	const char *dir = argc > 3 ? argv[3] : "/tmp";
 	char path[4096];
 	mb_run_result run, back;
@@ -89,13 +84,13 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n * m; i++)
 		e->values[i] = (double)i * 1e-3;
 	mb_error_clear(&err);
-	t0 = now();
+	t0 = mb_runner_now();
 	if (mb_store_open(&s, path, NULL, &err) < 0 || mb_store_put_run(s, &run, &err) < 0)
 		goto done;
-	t1 = now();
+	t1 = mb_runner_now();
 	if (mb_store_get_run(&back, s, run.id, &err) < 0)
 		goto done;
-	t2 = now();
+	t2 = mb_runner_now();
 	if (back.entries[0].n_items != n ||
 	    memcmp(back.entries[0].values, e->values, n * m * sizeof(double)) != 0) {
 		fprintf(stderr, "bench_store: read back differs\n");
