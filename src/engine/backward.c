@@ -120,24 +120,6 @@ static int deliver_direct(mb_backward *bw, const mb_hooks *h, mb_hook_point p, f
 	return mb_hooks_deliver(h, &t, "gradient hook", NULL, err);
 }
 
-/* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */
-static void unpack(const mb_backward *bw, float *view, const float *buf, int w, int ld)
-{
-	const mb_engine_rows *ro = &bw->rows;
-	int B = ro->batch, T = ro->seq;
-
-#pragma omp parallel for schedule(static)
-	for (int bt = 0; bt < B * T; bt++) {
-		int b = bt / T, t = bt % T;
-		float *dst = view + (size_t)bt * w;
-
-		if (t < ro->len[b])
-			memcpy(dst, buf + (size_t)(ro->row0[b] + t) * ld, sizeof(float) * (size_t)w);
-		else
-			memset(dst, 0, sizeof(float) * (size_t)w);
-	}
-}
-
 /* Delivers a gradient held in packed rows (width w, stride ld). */
 static int deliver_rows(mb_backward *bw, const mb_hooks *h, mb_hook_point p, const float *buf,
 			int w, int ld, mb_error *err)
@@ -150,7 +132,7 @@ static int deliver_rows(mb_backward *bw, const mb_hooks *h, mb_hook_point p, con
 	rc = grow(&bw->view, &bw->view_cap, n, "gradient hook view", err);
 	if (rc < 0)
 		return rc;
-	unpack(bw, bw->view, buf, w, ld);
+	unpack_rows(&bw->rows, bw->view, buf, w, ld);
 	return deliver_direct(bw, h, p, bw->view, err);
 }
 

@@ -93,18 +93,10 @@ static int row_len(const mb_engine *e, int b) { return e->span[b]; }
 /* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */
 static void unpack(const mb_engine *e, float *view, const float *buf, int w, int ld)
 {
-	int B = e->B, T = e->T;
+	mb_engine_rows ro;
 
-#pragma omp parallel for schedule(static)
-	for (int bt = 0; bt < B * T; bt++) {
-		int b = bt / T, t = bt % T;
-		float *dst = view + (size_t)bt * w;
-
-		if (t < e->len[b])
-			memcpy(dst, buf + (size_t)(e->row0[b] + t) * ld, sizeof(float) * (size_t)w);
-		else
-			memset(dst, 0, sizeof(float) * (size_t)w);
-	}
+	mb_engine_rows_of(&ro, e);
+	unpack_rows(&ro, view, buf, w, ld);
 }
 
 /* packed rows <- view (B, T, w) at valid positions; padding rows zeroed when
