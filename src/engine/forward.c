@@ -498,7 +498,6 @@ static int embed(mb_engine *e, const mb_run *r, float *resid, mb_error *err)
 	return 0;
 }
 
-
 /* The weight and bias of LayerNorm k (the hook kind: ln1 or ln2 of layer l,
  * else ln_final); NULL with normalization none. */
 static void ln_params(const mb_engine *e, mb_hook_kind k, int l, const float **w, const float **b)
@@ -626,10 +625,9 @@ static int split_input(mb_engine *e, const mb_hooks *h, int l, int X, mb_engine_
 	return 0;
 }
 
-
-/* One step of the causal attention of slot a, for every (item, head) in
- * parallel; flag: FUSED keeps the full pattern, SCORES fills the masked
- * scores with -inf (attn_scores observed). */
+/* One step of the causal attention of slot a for every (item, head), in
+ * parallel. flag: with ATT_FUSED keep the full pattern, with ATT_SCORES fill
+ * the masked scores with -inf (for an observed hook_attn_scores). */
 enum att_step { ATT_FUSED, ATT_SCORES, ATT_SOFTMAX, ATT_PV };
 
 static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step, int flag)
@@ -1128,7 +1126,6 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 	}
 	return unembed(e, r, err);
 }
-
 
 /* Accessors ---------------------------------------------------------------- */
 
