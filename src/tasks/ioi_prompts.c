@@ -36,7 +36,8 @@ static const mb_ioi_template ioi_templates[] = {
 	 "gave a {O} to"},
 	{"t07", "apart", "At the {P}, {A} met {B} by chance, and {S} showed a {O} to"},
 	{"t08", "apart", "Yesterday {A} went to the {P} with {B} and later {S} lent a {O} to"},
-	{"t09", "apart", "Early this morning {A} called {B} from the {P}, and then {S} mailed a {O} to"},
+	{"t09", "apart",
+	 "Early this morning {A} called {B} from the {P}, and then {S} mailed a {O} to"},
 	{"t10", "give-it", "When {A} and {B} found a {O} at the {P}, {S} gave it to"},
 	{"t11", "give-it", "After {A} and {B} bought a {O} at the {P}, {S} decided to give it to"},
 	{"t12", "said", "In the {P}, {A} and {B} had a long argument, and afterwards {S} said to"},
@@ -47,8 +48,8 @@ static const mb_ioi_template ioi_templates[] = {
 	 "While {A} and {B} were waiting at the {P}, it started to rain, so {S} handed a {O} to"},
 	{"t16", "two-sentence",
 	 "Then, {A} and {B} cleaned the {P} together. When they had finished, {S} gave a {O} to"},
-	{"t17", "relative", "After lunch {A} and {B} walked over to the {P}, where {S} quietly passed "
-			    "a {O} to"},
+	{"t17", "relative",
+	 "After lunch {A} and {B} walked over to the {P}, where {S} quietly passed a {O} to"},
 };
 #define IOI_N_TEMPLATES (sizeof(ioi_templates) / sizeof(ioi_templates[0]))
 
@@ -61,16 +62,17 @@ static const char *const ioi_default_heldout[] = {"t02", "t04", "t09", "t11"};
  * several tokens (the filter test drops them there). No name equals a place
  * or an object up to case. */
 static const char *const ioi_names[] = {
-	"Mary",    "John",   "Tom",     "James",   "Michael",     "David",    "Robert",   "Daniel",
-	"Paul",    "Mark",   "Sarah",   "Anna",    "Emma",        "Alice",    "Kate",     "Laura",
-	"Lisa",    "Rachel", "Susan",   "Linda",   "Karen",       "Jessica",  "Emily",    "Amy",
-	"Helen",   "Ruth",   "Grace",   "Jane",    "Anne",        "Peter",    "Andrew",   "Steven",
-	"Kevin",   "Brian",  "George",  "Edward",  "Richard",     "Thomas",   "Charles",  "Joseph",
-	"Frank",   "Henry",  "Jack",    "Sam",     "Ben",         "Adam",     "Eric",     "Ryan",
-	"Jason",   "Scott",  "Chris",   "Alex",    "Max",         "Dan",      "Ian",      "Luke",
-	"Jacob",   "Nick",   "Tim",     "Jim",     "Joe",         "Bob",      "Jeff",     "Greg",
-	"Carl",    "Carol",  "Diana",   "Julia",   "Maria",       "Nancy",    "Nora",     "Olivia",
-	"Sophie",  "Hannah", "Ezekiel", "Thaddeus", "Bartholomew", "Guinevere", "Philippa", "Winifred",
+	"Mary",   "John",   "Tom",     "James",    "Michael",     "David",     "Robert",   "Daniel",
+	"Paul",   "Mark",   "Sarah",   "Anna",     "Emma",        "Alice",     "Kate",     "Laura",
+	"Lisa",   "Rachel", "Susan",   "Linda",    "Karen",       "Jessica",   "Emily",    "Amy",
+	"Helen",  "Ruth",   "Grace",   "Jane",     "Anne",        "Peter",     "Andrew",   "Steven",
+	"Kevin",  "Brian",  "George",  "Edward",   "Richard",     "Thomas",    "Charles",  "Joseph",
+	"Frank",  "Henry",  "Jack",    "Sam",      "Ben",         "Adam",      "Eric",     "Ryan",
+	"Jason",  "Scott",  "Chris",   "Alex",     "Max",         "Dan",       "Ian",      "Luke",
+	"Jacob",  "Nick",   "Tim",     "Jim",      "Joe",         "Bob",       "Jeff",     "Greg",
+	"Carl",   "Carol",  "Diana",   "Julia",    "Maria",       "Nancy",     "Nora",     "Olivia",
+	"Sophie", "Hannah", "Ezekiel", "Thaddeus", "Bartholomew", "Guinevere", "Philippa",
+	"Winifred",
 };
 
 static const char *const ioi_places[] = {
@@ -185,8 +187,8 @@ int mb_ioi_render(char *buf, size_t cap, size_t off[3], const mb_ioi_template *t
 	buf[len] = '\0';
 	return 0;
 too_long:
-	return mb_error_set(err, MB_EINVALID, "ioi template %s: the prompt is longer than %zu bytes",
-			    t->id, cap - 1);
+	return mb_error_set(err, MB_EINVALID,
+			    "ioi template %s: the prompt is longer than %zu bytes", t->id, cap - 1);
 }
 
 /* ---- params --------------------------------------------------------------------- */
@@ -199,22 +201,25 @@ static int parse_template_ids(uint8_t *flags, const json_t *a, const char *field
 	json_t *v;
 
 	if (!json_is_array(a) || (!allow_empty && json_array_size(a) == 0))
-		return mb_error_set(err, MB_EINVALID, "params.%s: expected %sarray of template "
-				    "ids (t00 to t%02zu)", field, allow_empty ? "an " : "a non-empty ",
+		return mb_error_set(err, MB_EINVALID,
+				    "params.%s: expected %sarray of template ids (t00 to t%02zu)",
+				    field, allow_empty ? "an " : "a non-empty ",
 				    IOI_N_TEMPLATES - 1);
 	memset(flags, 0, MB_IOI_MAX_TEMPLATES);
 	json_array_foreach(a, i, v) {
-		int k = json_is_string(v) ? mb_ioi_template_find(json_string_value(v)) : -1;
+		int str = json_is_string(v);
+		int k = str ? mb_ioi_template_find(json_string_value(v)) : -1;
 
 		if (k < 0)
-			return mb_error_set(err, MB_EINVALID, "params.%s[%zu]: %s%s%s is not an IOI "
-					    "template (t00 to t%02zu)", field, i,
-					    json_is_string(v) ? "'" : "",
-					    json_is_string(v) ? json_string_value(v) : "a non-string",
-					    json_is_string(v) ? "'" : "", IOI_N_TEMPLATES - 1);
+			return mb_error_set(err, MB_EINVALID,
+					    "params.%s[%zu]: %s%s%s is not an IOI template (t00 "
+					    "to t%02zu)", field, i, str ? "'" : "",
+					    str ? json_string_value(v) : "a non-string",
+					    str ? "'" : "", IOI_N_TEMPLATES - 1);
 		if (flags[k])
-			return mb_error_set(err, MB_EINVALID, "params.%s[%zu]: '%s' is listed twice",
-					    field, i, json_string_value(v));
+			return mb_error_set(err, MB_EINVALID,
+					    "params.%s[%zu]: '%s' is listed twice", field, i,
+					    json_string_value(v));
 		flags[k] = 1;
 	}
 	return 0;
@@ -230,8 +235,8 @@ static int parse_fraction(double *out, const json_t *params, const char *key, in
 		return 0;
 	x = json_is_number(v) ? json_number_value(v) : -1.0;
 	if (!json_is_number(v) || !(open_low ? x > 0.0 : x >= 0.0) || !(x < 1.0))
-		return mb_error_set(err, MB_EINVALID, "params.%s: expected a number in %s0, 1)", key,
-				    open_low ? "(" : "[");
+		return mb_error_set(err, MB_EINVALID, "params.%s: expected a number in %s0, 1)",
+				    key, open_low ? "(" : "[");
 	*out = x;
 	return 0;
 }
@@ -276,8 +281,8 @@ int mb_ioi_params_parse(mb_ioi_params *out, const json_t *params, mb_error *err)
 	}
 	if ((v = json_object_get(params, "pair_seed"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0)
-			return mb_error_set(err, MB_EINVALID, "params.pair_seed: expected an integer "
-					    ">= 0");
+			return mb_error_set(err, MB_EINVALID,
+					    "params.pair_seed: expected an integer >= 0");
 		out->pair_seed = (uint64_t)json_integer_value(v);
 	}
 	if ((v = json_object_get(params, "templates")) &&
@@ -354,7 +359,8 @@ int mb_ioi_lexicon_init(mb_ioi_lexicon *out, const mb_tokenizer *tok, const char
 
 	memset(out, 0, sizeof(*out));
 	if (tok_name)
-		snprintf(label, sizeof(label), "tokenizer %s (%s)", tok_name, mb_tokenizer_kind(tok));
+		snprintf(label, sizeof(label), "tokenizer %s (%s)", tok_name,
+			 mb_tokenizer_kind(tok));
 	else
 		snprintf(label, sizeof(label), "a %s tokenizer", mb_tokenizer_kind(tok));
 	for (int l = 0; l < 3; l++)
@@ -390,9 +396,10 @@ int mb_ioi_lexicon_init(mb_ioi_lexicon *out, const mb_tokenizer *tok, const char
 		if (out->n[l] >= need)
 			continue;
 		if (out->n[l] == 0)
-			error = mb_error_set(err, MB_EINVALID, "ioi: %s: none of the %zu %s encodes to "
-					     "one token under %s", ioi_lists[l].name,
-					     ioi_lists[l].n, ioi_lists[l].name, label);
+			error = mb_error_set(err, MB_EINVALID,
+					     "ioi: %s: none of the %zu %s encodes to one token "
+					     "under %s", ioi_lists[l].name, ioi_lists[l].n,
+					     ioi_lists[l].name, label);
 		else
 			error = mb_error_set(err, MB_EINVALID, "ioi: %s: only %zu of the %zu %s "
 					     "encode to one token under %s; IO, S and the three "
@@ -491,9 +498,10 @@ static int prompt_build(ioi_prompt *p, const mb_tokenizer *tok, const mb_ioi_tem
 		if (error < 0)
 			return mb_error_prefix(err, "%s: \"%s\"", what, prefix);
 		if (pn >= p->n || p->ids[pn] != want[k])
-			return mb_error_set(err, MB_EINVALID, "%s: \"%s\": the name '%s' is not token "
-					    "%d (id %d) of the prompt's %d tokens", what, p->text,
-					    names[k], pn, (int)want[k], p->n);
+			return mb_error_set(err, MB_EINVALID,
+					    "%s: \"%s\": the name '%s' is not token %d (id %d) "
+					    "of the prompt's %d tokens", what, p->text, names[k],
+					    pn, (int)want[k], p->n);
 		p->pos[k] = pn;
 	}
 	return 0;
@@ -582,9 +590,10 @@ static int gen_item(mb_item_list *out, uint64_t seed, const mb_ioi_params *pr,
 	for (int c = 0; c < 2; c++) {
 		const ioi_prompt *q = c ? &swap : &abc;
 		if (q->n != clean.n || memcmp(q->pos, clean.pos, sizeof(clean.pos)) != 0) {
-			error = mb_error_set(err, MB_EINVALID, "ioi %s item %lld: the %s prompt has "
-					     "%d tokens and names at %d, %d, %d; the clean prompt "
-					     "%d tokens and names at %d, %d, %d", stratum,
+			error = mb_error_set(err, MB_EINVALID,
+					     "ioi %s item %lld: the %s prompt has %d tokens and "
+					     "names at %d, %d, %d; the clean prompt %d tokens and "
+					     "names at %d, %d, %d", stratum,
 					     (long long)i, c ? "swap" : "ABC", q->n, q->pos[0],
 					     q->pos[1], q->pos[2], clean.n, clean.pos[0],
 					     clean.pos[1], clean.pos[2]);
@@ -749,8 +758,9 @@ int mb_ioi_vocab(char ***out, size_t *n, const char *pre_tokenizer, mb_error *er
 	else if (strcmp(pre_tokenizer, "Whitespace") == 0)
 		split_words = 1;
 	else
-		return mb_error_set(err, MB_EINVALID, "ioi vocabulary: pre_tokenizer '%s': expected "
-				    "WhitespaceSplit or Whitespace", pre_tokenizer);
+		return mb_error_set(err, MB_EINVALID,
+				    "ioi vocabulary: pre_tokenizer '%s': expected WhitespaceSplit "
+				    "or Whitespace", pre_tokenizer);
 	for (size_t ti = 0; ti < IOI_N_TEMPLATES && error == 0; ti++) {
 		const char *s = ioi_templates[ti].text;
 		while (*s && error == 0) {

@@ -166,12 +166,13 @@ Test(ioi_prompts, templates_follow_the_slot_rules)
 		cr_expect_str_eq(t->id, id);
 		cr_expect_eq(mb_ioi_template_find(id), (int)i);
 		cr_expect(s[0] != '{', "%s starts with a placeholder", t->id);
-		cr_expect((s[len - 1] >= 'a' && s[len - 1] <= 'z'), "%s must end with a word", t->id);
+		cr_expect(s[len - 1] >= 'a' && s[len - 1] <= 'z', "%s must end with a word",
+			  t->id);
 		for (size_t k = 0; k < len; k++) {
 			if (s[k] != '{')
 				continue;
-			cr_assert(k + 2 < len && s[k + 2] == '}', "%s: bad placeholder at %zu", t->id,
-				  k);
+			cr_assert(k + 2 < len && s[k + 2] == '}', "%s: bad placeholder at %zu",
+				  t->id, k);
 			cr_assert(strchr("ABSPO", s[k + 1]), "%s: unknown placeholder {%c}", t->id,
 				  s[k + 1]);
 			count[(int)s[k + 1]]++;
@@ -203,7 +204,8 @@ Test(ioi_prompts, lists_have_no_duplicates_and_no_word_in_two_lists)
 	for (int l = 0; l < 3; l++) {
 		size_t n;
 		const char *const *w = mb_ioi_words((mb_ioi_list)l, &n);
-		cr_expect_geq(n, l == MB_IOI_NAMES ? 40 : 20, "%s", mb_ioi_list_name((mb_ioi_list)l));
+		cr_expect_geq(n, l == MB_IOI_NAMES ? 40 : 20, "%s",
+			      mb_ioi_list_name((mb_ioi_list)l));
 		for (size_t i = 0; i < n; i++)
 			all[n_all++] = w[i];
 	}
@@ -316,7 +318,8 @@ static void check_item(const mb_tokenizer *t, const mb_item *it, int bpe)
 	/* ABBA: IO first; BABA: S first; S2 after both */
 	cr_expect_str_neq(io, s);
 	if (strcmp(order, "ABBA") == 0)
-		cr_expect(p_io < p_s1 && p_s1 < p_s2, "%s: %d %d %d", it->stratum, p_io, p_s1, p_s2);
+		cr_expect(p_io < p_s1 && p_s1 < p_s2, "%s: %d %d %d", it->stratum, p_io, p_s1,
+			  p_s2);
 	else
 		cr_expect(strcmp(order, "BABA") == 0 && p_s1 < p_io && p_io < p_s2, "%s: %d %d %d",
 			  it->stratum, p_io, p_s1, p_s2);
@@ -401,6 +404,10 @@ Test(ioi_prompts, items_have_the_abba_baba_structure_and_their_corruptions)
 	}
 }
 
+/* Templates t00 and t07 as formats: A, B, place, S, object (t07: place first). */
+#define T00 "When %s and %s arrived at the %s, %s handed a %s to"
+#define T07 "At the %s, %s met %s by chance, and %s showed a %s to"
+
 Test(ioi_prompts, texts_of_the_clean_and_swapped_prompts_are_the_template_with_the_names)
 {
 	mb_tokenizer *t = word_tokenizer("Whitespace", NULL, 0, 0);
@@ -416,17 +423,15 @@ Test(ioi_prompts, texts_of_the_clean_and_swapped_prompts_are_the_template_with_t
 		char want[256];
 
 		if (strcmp(str(in, "template"), "t00") == 0) {
-			snprintf(want, sizeof(want), "When %s and %s arrived at the %s, %s handed a %s to",
-				 abba ? io : s, abba ? s : io, pl, s, ob);
+			snprintf(want, sizeof(want), T00, abba ? io : s, abba ? s : io, pl, s, ob);
 			cr_expect_str_eq(str(in, "text"), want);
-			snprintf(want, sizeof(want), "When %s and %s arrived at the %s, %s handed a %s to",
-				 abba ? s : io, abba ? io : s, pl, io, ob);
+			snprintf(want, sizeof(want), T00, abba ? s : io, abba ? io : s, pl, io, ob);
 			cr_expect_str_eq(str(json_object_get(in, "swap"), "text"), want);
 		} else {
 			const json_t *abc = json_object_get(in, "abc");
-			snprintf(want, sizeof(want), "At the %s, %s met %s by chance, and %s showed a %s to",
-				 pl, abba ? str(abc, "io") : str(abc, "s1"),
-				 abba ? str(abc, "s1") : str(abc, "io"), str(abc, "s2"), ob);
+			const char *a = str(abc, "io"), *b = str(abc, "s1");
+			snprintf(want, sizeof(want), T07, pl, abba ? a : b, abba ? b : a,
+				 str(abc, "s2"), ob);
 			cr_expect_str_eq(str(abc, "text"), want);
 		}
 	}
@@ -495,8 +500,8 @@ Test(ioi_prompts, split_is_keyed_on_content_not_on_position)
 		mb_ioi_split sp;
 		cr_expect_str_eq(it->key, b.items[i].key);
 		cr_expect_str_eq(str(it->input, "split"), str(b.items[i].input, "split"));
-		cr_assert_eq(mb_ioi_split_of(&sp, 9, 0.5, it->stratum, it->cluster, it->input, &err),
-			     0, "%s", err.msg);
+		cr_assert_eq(mb_ioi_split_of(&sp, 9, 0.5, it->stratum, it->cluster, it->input,
+					     &err), 0, "%s", err.msg);
 		cr_expect_str_eq(str(it->input, "split"), mb_ioi_split_name(sp));
 		disc += sp == MB_IOI_DISCOVERY;
 	}
@@ -551,7 +556,8 @@ Test(ioi_prompts, held_out_templates_and_pairs_are_marked)
 		const char *tid = str(in, "template");
 		int want = !strcmp(tid, "t02") || !strcmp(tid, "t04") || !strcmp(tid, "t09") ||
 			   !strcmp(tid, "t11");
-		cr_expect_eq(json_is_true(json_object_get(in, "heldout_template")), want, "%s", tid);
+		cr_expect_eq(json_is_true(json_object_get(in, "heldout_template")), want, "%s",
+			     tid);
 		cr_expect_eq(json_is_true(json_object_get(in, "heldout_pair")),
 			     mb_ioi_pair_heldout(0, 0.2, str(in, "io"), str(in, "s")));
 	}
@@ -587,17 +593,19 @@ Test(ioi_prompts, each_bad_parameter_is_one_error_naming_it)
 	} cases[] = {
 		{"[1]", "params: expected an object"},
 		{"{\"n\": 3}", "params.n: unknown field"},
-		{"{\"n_per_stratum\": 0}", "params.n_per_stratum: expected an integer in [1, 100000]"},
+		{"{\"n_per_stratum\": 0}",
+		 "params.n_per_stratum: expected an integer in [1, 100000]"},
 		{"{\"n_per_stratum\": 2.5}", "params.n_per_stratum: expected an integer"},
 		{"{\"templates\": []}", "params.templates: expected a non-empty array"},
 		{"{\"templates\": \"t01\"}", "params.templates: expected a non-empty array"},
 		{"{\"templates\": [\"t01\", \"t99\"]}", "params.templates[1]: 't99' is not an IOI "
 							"template (t00 to t17)"},
 		{"{\"templates\": [3]}", "params.templates[0]: a non-string is not"},
-		{"{\"templates\": [\"t01\", \"t01\"]}", "params.templates[1]: 't01' is listed twice"},
+		{"{\"templates\": [\"t01\", \"t01\"]}",
+		 "params.templates[1]: 't01' is listed twice"},
 		{"{\"heldout_templates\": [\"x\"]}", "params.heldout_templates[0]: 'x' is not"},
-		{"{\"heldout_pair_fraction\": 1}", "params.heldout_pair_fraction: expected a number "
-						   "in [0, 1)"},
+		{"{\"heldout_pair_fraction\": 1}",
+		 "params.heldout_pair_fraction: expected a number in [0, 1)"},
 		{"{\"discovery_fraction\": 0}", "params.discovery_fraction: expected a number in "
 						"(0, 1)"},
 		{"{\"discovery_fraction\": \"half\"}", "params.discovery_fraction: expected"},
@@ -607,7 +615,8 @@ Test(ioi_prompts, each_bad_parameter_is_one_error_naming_it)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		mb_error err = {0};
-		cr_expect_eq(gen_fails(t, cases[i].params, &err), MB_EINVALID, "%s", cases[i].params);
+		cr_expect_eq(gen_fails(t, cases[i].params, &err), MB_EINVALID, "%s",
+			     cases[i].params);
 		cr_expect(strstr(err.msg, cases[i].msg) != NULL, "%s: got '%s', expected '%s'",
 			  cases[i].params, err.msg, cases[i].msg);
 		cr_expect(strchr(err.msg, '\n') == NULL);
@@ -761,7 +770,8 @@ Test(ioi_prompts, gpt2_keeps_exactly_the_single_token_words_with_their_vocabular
 			k++;
 		}
 		cr_expect_eq(k, lx.n[l]);
-		cr_log_info("GPT-2 keeps %zu of %zu %s", lx.n[l], n, mb_ioi_list_name((mb_ioi_list)l));
+		cr_log_info("GPT-2 keeps %zu of %zu %s", lx.n[l], n,
+			    mb_ioi_list_name((mb_ioi_list)l));
 		kept_total += lx.n[l];
 	}
 	cr_expect_eq(lx.n[MB_IOI_NAMES], 75);
