@@ -682,6 +682,36 @@ Test(ioi_prompts, a_template_word_missing_from_the_vocabulary_names_the_prompt)
 	mb_tokenizer_free(t);
 }
 
+Test(ioi_prompts, a_name_that_is_not_its_own_token_in_the_prompt_is_an_error)
+{
+	/* An added token "Mary and" swallows the name inside "When Mary and
+	 * John ...", while " Mary" alone is still one token: the position check
+	 * must catch it rather than point at the wrong token. */
+	char **words = NULL, *text;
+	size_t n = 0;
+	json_t *vocab = json_object(), *root;
+	mb_tokenizer *t = NULL;
+	mb_error err = {0};
+
+	cr_assert_eq(mb_ioi_vocab(&words, &n, "Whitespace", &err), 0, "%s", err.msg);
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(vocab, words[i], json_integer((json_int_t)i));
+	free(words);
+	root = json_pack("{s:[{s:I, s:s}], s:{s:s}, s:{s:s, s:o}}", "added_tokens", "id",
+			 (json_int_t)n, "content", "Mary and", "pre_tokenizer", "type",
+			 "Whitespace", "model", "type", "WordLevel", "vocab", vocab);
+	text = json_dumps(root, JSON_COMPACT);
+	cr_assert_eq(mb_tokenizer_parse(&t, text, strlen(text), "added.json", &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(gen_fails(t, "{\"templates\": [\"t00\"], \"n_per_stratum\": 300}", &err),
+		     MB_EINVALID);
+	cr_expect(strstr(err.msg, "ioi t00/") && strstr(err.msg, ": \"When Mary and ") &&
+		  strstr(err.msg, "the name 'Mary' is not token 1 "), "%s", err.msg);
+	free(text);
+	json_decref(root);
+	mb_tokenizer_free(t);
+}
+
 Test(ioi_prompts, a_lowercasing_word_tokenizer_keeps_every_word)
 {
 	/* WordLevel with a Lowercase normalizer: " Mary" is the token "mary",
