@@ -29,8 +29,9 @@
  * attribution patching use). Gradient hooks may read the gradient; writes are
  * ignored.
  *
- * Determinism. Every GEMM is a single-threaded cblas_sgemm over a partition
- * of its output that does not depend on the thread count; every reduction
+ * Determinism. Every GEMM is a single-threaded call into the GEMM layer
+ * (gemm.h) over a partition of its output that does not depend on the thread
+ * count; every reduction
  * over rows (bias gradients, LayerNorm weight gradients, embedding
  * scatter-adds) runs over rows in index order for a fixed set of columns per
  * task. The parameter gradients are bitwise the same on 1 and 2 threads.

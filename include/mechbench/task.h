@@ -176,13 +176,18 @@ int mb_task_metric_index(const mb_task *t, const char *name);
 /* Completes the rows values[0..n) (n_metrics each) that t's run wrote for
  * items[0..n): fills every derived metric (t->derived) as a - b in
  * double, then checks that every value is finite. One place for both, called
- * by each task's run as its last step (so any caller of run sees whole rows)
- * and by the runner over a whole entry. Idempotent. Returns 0, or MB_EINVALID
+ * once per batch by mb_task_run (a task's run never calls it). Idempotent. Returns 0, or MB_EINVALID
  * naming the item and metric of the first value that is not finite. A
  * derived metric naming a metric that is missing or itself derived is a
  * programming error (asserted). */
 int mb_task_finish(const mb_task *t, const mb_item *items, size_t n, double *values,
 		   mb_error *err);
+
+/* Runs a batch: t->run, then mb_task_finish on its rows. What the runner and
+ * every other caller use, so a row is never seen without its derived metrics
+ * and finiteness is checked in one place. Returns 0 or a negative code. */
+int mb_task_run(const mb_task *t, void *state, const mb_item *items, size_t n, double *values,
+		mb_error *err);
 
 /* Splits "name@version" into name (cap bytes) and version. Returns 0 or
  * MB_EINVALID (no '@', empty name, version not an integer >= 1). */

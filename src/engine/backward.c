@@ -120,24 +120,6 @@ static int deliver_direct(mb_backward *bw, const mb_hooks *h, mb_hook_point p, f
 	return mb_hooks_deliver(h, &t, "gradient hook", NULL, err);
 }
 
-/* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */
-static void unpack(const mb_backward *bw, float *view, const float *buf, int w, int ld)
-{
-	const mb_engine_rows *ro = &bw->rows;
-	int B = ro->batch, T = ro->seq;
-
-#pragma omp parallel for schedule(static)
-	for (int bt = 0; bt < B * T; bt++) {
-		int b = bt / T, t = bt % T;
-		float *dst = view + (size_t)bt * w;
-
-		if (t < ro->len[b])
-			memcpy(dst, buf + (size_t)(ro->row0[b] + t) * ld, sizeof(float) * (size_t)w);
-		else
-			memset(dst, 0, sizeof(float) * (size_t)w);
-	}
-}
-
 /* Delivers a gradient held in packed rows (width w, stride ld). */
 static int deliver_rows(mb_backward *bw, const mb_hooks *h, mb_hook_point p, const float *buf,
 			int w, int ld, mb_error *err)
@@ -150,7 +132,7 @@ static int deliver_rows(mb_backward *bw, const mb_hooks *h, mb_hook_point p, con
 	rc = grow(&bw->view, &bw->view_cap, n, "gradient hook view", err);
 	if (rc < 0)
 		return rc;
-	unpack(bw, bw->view, buf, w, ld);
+	unpack_rows(&bw->rows, bw->view, buf, w, ld);
 	return deliver_direct(bw, h, p, bw->view, err);
 }
 
@@ -166,9 +148,9 @@ static void zero_invalid(const mb_backward *bw, float *buf, int w, int ld)
 			memset(buf + (size_t)r * ld, 0, sizeof(float) * (size_t)w);
 }
 
-/* out[c] = sum over rows r in order of X[r][c] (N columns, R rows, stride ld);
- * accumulate adds to out instead of overwriting. */
-static void colsum(float *out, const float *X, int ld, int R, int N)
+/* out[c] = sum over rows r in order of X[r][c], or with Y of X[r][c] * Y[r][c]
+ * (N columns, R rows, both stride ld). */
+static void colsum(float *out, const float *X, const float *Y, int ld, int R, int N)
 {
 	int nblk = (N + COLS - 1) / COLS;
 
@@ -178,29 +160,14 @@ static void colsum(float *out, const float *X, int ld, int R, int N)
 		float acc[COLS] = {0};
 
 		for (int r = 0; r < R; r++) {
-			const float *x = X + (size_t)r * ld;
-			for (int c = c0; c < c1; c++)
-				acc[c - c0] += x[c];
-		}
-		for (int c = c0; c < c1; c++)
-			out[c] = acc[c - c0];
-	}
-}
+			const float *x = X + (size_t)r * ld, *y = Y ? Y + (size_t)r * ld : NULL;
 
-/* out[c] = sum over rows in order of X[r][c] * Y[r][c] (both stride ld). */
-static void colsum_prod(float *out, const float *X, const float *Y, int ld, int R, int N)
-{
-	int nblk = (N + COLS - 1) / COLS;
-
-#pragma omp parallel for schedule(static)
-	for (int k = 0; k < nblk; k++) {
-		int c0 = k * COLS, c1 = c0 + COLS < N ? c0 + COLS : N;
-		float acc[COLS] = {0};
-
-		for (int r = 0; r < R; r++) {
-			const float *x = X + (size_t)r * ld, *y = Y + (size_t)r * ld;
-			for (int c = c0; c < c1; c++)
-				acc[c - c0] += x[c] * y[c];
+			if (y)
+				for (int c = c0; c < c1; c++)
+					acc[c - c0] += x[c] * y[c];
+			else
+				for (int c = c0; c < c1; c++)
+					acc[c - c0] += x[c];
 		}
 		for (int c = c0; c < c1; c++)
 			out[c] = acc[c - c0];
@@ -233,6 +200,19 @@ static void gemm_tn(float *dW, const float *X, int ldx, const float *dY, int ldy
 	}
 }
 
+/* The backward of y (R, N) = x (R, K) W (K, N) + b over R rows: with gW
+ * (and gb) non-NULL, gb = column sums of dy and gW = x^T dy; always
+ * dx (R, K) = dy (R, N) W^T. */
+static void linear_backward(const mb_backward *bw, float *dx, const float *dy, const float *x,
+			    const float *W, float *gW, float *gb, int R, int K, int N)
+{
+	if (gW) {
+		colsum(gb, dy, NULL, N, R, N);
+		gemm_tn(gW, x, K, dy, N, R, K, N);
+	}
+	mb_k_gemm(dx, K, dy, N, W, N, 1, R, K, N, 1.0f, bw->gu);
+}
+
 /* LayerNorm backward over R rows (the run's, or the compact tail's): dxhat = dy * w (or dy without LN; written
  * to bw->dxhat for the hook), then dres += rstd (dxhat - mean(dxhat) - xhat
  * mean(dxhat xhat)). With LN and gw/gb non-NULL, gw = sum_r dy xhat and
@@ -245,8 +225,8 @@ static void ln_backward(mb_backward *bw, int R, float *dres, const float *dy, co
 	float *dxh = bw->dxhat;
 
 	if (ln && gw) {
-		colsum_prod(gw, dy, xhat, D, R, D);
-		colsum(gb, dy, D, R, D);
+		colsum(gw, dy, xhat, D, R, D);
+		colsum(gb, dy, NULL, D, R, D);
 	}
 #pragma omp parallel for schedule(static)
 	for (int r = 0; r < R; r++) {
@@ -515,6 +495,7 @@ static int unembed_backward(mb_backward *bw, const mb_run *run, const mb_engine_
 		/* compact tail: lnf_out rows 0..B-1 are the last positions */
 		int S = a->tail;
 
+		/* dlnf_out (S, D) = dlogits (S, V) W_U (V, D); dW_U (V, D) = dlogits^T lnf_out */
 		mb_k_gemm(bw->dtmp, D, bw->dlogits, V, w->unembed, D, 0, S, D, V, 1.0f, bw->gu);
 		if (dunemb)
 			gemm_tn(dunemb, bw->dlogits, V, a->lnf_out, D, S, V, D);
@@ -536,6 +517,7 @@ static int unembed_backward(mb_backward *bw, const mb_run *run, const mb_engine_
 			for (int i = 0; i < ro->len[b]; i++)
 				memcpy(bw->dlog + (size_t)(ro->row0[b] + i) * V,
 				       bw->dlogits + ((size_t)b * N + i) * V, sizeof(float) * (size_t)V);
+		/* dlnf_out (R, D) = dlog (R, V) W_U (V, D); dW_U (V, D) = dlog^T lnf_out */
 		mb_k_gemm(bw->dtmp, D, bw->dlog, V, w->unembed, D, 0, R, D, V, 1.0f, bw->gu);
 		if (dunemb)
 			gemm_tn(dunemb, bw->dlog, V, a->lnf_out, D, R, V, D);
@@ -547,7 +529,7 @@ static int unembed_backward(mb_backward *bw, const mb_run *run, const mb_engine_
 			rc = grow(&bw->xsel, &bw->xsel_cap, (size_t)S * D, "selected rows", err);
 		if (rc < 0)
 			return rc;
-		/* dsel (S, D) = dlogits (S, V) W_U (V, D) */
+		/* dsel (S, D) = dlogits (S, V) W_U (V, D); dW_U (V, D) = dlogits^T xsel */
 		mb_k_gemm(bw->dlog, D, bw->dlogits, V, w->unembed, D, 0, S, D, V, 1.0f, bw->gu);
 #pragma omp parallel for schedule(static)
 		for (int b = 0; b < B; b++)
@@ -587,12 +569,10 @@ static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *vali
 	rc = deliver_rows(bw, h, pt(MB_HOOK_MLP_OUT, l), bw->dres, D, D, err);
 	if (rc < 0)
 		return rc;
-	if (g) {
-		colsum(g->proj_b + (size_t)l * D, bw->dres, D, R, D);
-		gemm_tn(g->proj_w + (size_t)l * M * D, a->mlp_post, M, bw->dres, D, R, M, D);
-	}
-	/* dpost (R, M) = dres (R, D) W_proj^T, W_proj (M, D) */
-	mb_k_gemm(bw->dmlp, M, bw->dres, D, proj_w, D, 1, R, M, D, 1.0f, bw->gu);
+	/* dpost (R, M) = dres (R, D) W_proj^T, W_proj (M, D); dW_proj (M, D) = post^T dres */
+	linear_backward(bw, bw->dmlp, bw->dres, a->mlp_post, proj_w,
+			g ? g->proj_w + (size_t)l * M * D : NULL, g ? g->proj_b + (size_t)l * D : NULL,
+			R, M, D);
 	rc = deliver_rows(bw, h, pt(MB_HOOK_MLP_POST, l), bw->dmlp, M, M, err);
 	if (rc < 0)
 		return rc;
@@ -611,12 +591,10 @@ static int mlp_backward(mb_backward *bw, int l, int R, const unsigned char *vali
 	rc = deliver_rows(bw, h, pt(MB_HOOK_MLP_PRE, l), bw->dmlp, M, M, err);
 	if (rc < 0)
 		return rc;
-	if (g) {
-		colsum(g->fc_b + (size_t)l * M, bw->dmlp, M, R, M);
-		gemm_tn(g->fc_w + (size_t)l * D * M, a->ln2_out, D, bw->dmlp, M, R, D, M);
-	}
-	/* dln2_out (R, D) = dpre (R, M) W_fc^T, W_fc (D, M) */
-	mb_k_gemm(bw->dtmp, D, bw->dmlp, M, fc_w, M, 1, R, D, M, 1.0f, bw->gu);
+	/* dln2_out (R, D) = dpre (R, M) W_fc^T, W_fc (D, M); dW_fc (D, M) = ln2_out^T dpre */
+	linear_backward(bw, bw->dtmp, bw->dmlp, a->ln2_out, fc_w,
+			g ? g->fc_w + (size_t)l * D * M : NULL, g ? g->fc_b + (size_t)l * M : NULL, R,
+			D, M);
 	ln_backward(bw, R, dln_in, bw->dtmp, a->ln2_xhat, a->ln2_rstd,
 		    c->norm == MB_NORM_LN ? w->ln2_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln2_w + (size_t)l * D : NULL,
@@ -689,6 +667,7 @@ static void head_backward_blas(float *dP, float *dS, int T, const float *P, cons
 			       const float *k, const float *v, int ld, const float *dz, int ldz,
 			       float *dq, float *dk, float *dv, int L, int Dh, float scale)
 {
+	/* dP (L, L) = dz (L, Dh) v^T (Dh, L) */
 	mb_k_sgemm(0, 1, L, L, Dh, 1.0f, dz, ldz, v, ld, dP, T);
 	for (int i = 0; i < L; i++) {
 		float *dp = dP + (size_t)i * T, *ds = dS + (size_t)i * T;
@@ -700,6 +679,7 @@ static void head_backward_blas(float *dP, float *dS, int T, const float *P, cons
 		for (int j = i + 1; j < L; j++)
 			ds[j] = 0.0f;
 	}
+	/* dv (L, Dh) = P^T (L, L) dz (L, Dh); dq = dS (L, L) k (L, Dh) and dk = dS^T q, scaled */
 	mb_k_sgemm(1, 0, L, Dh, L, 1.0f, P, T, dz, ldz, dv, ld);
 	mb_k_sgemm(0, 0, L, Dh, L, scale, dS, T, k, ld, dq, ld);
 	mb_k_sgemm(1, 0, L, Dh, L, scale, dS, T, q, ld, dk, ld);
@@ -745,12 +725,10 @@ static int attn_backward(mb_backward *bw, int l, const mb_engine_weights *g, con
 		if (rc < 0)
 			return rc;
 	}
-	if (g) {
-		colsum(g->o_b + (size_t)l * D, bw->dres, D, R, D);
-		gemm_tn(g->o_w + (size_t)l * D * D, a->z, D, bw->dres, D, R, D, D);
-	}
-	/* dz (R, D) = dres W_O^T */
-	mb_k_gemm(bw->dz, D, bw->dres, D, w->o_w + (size_t)l * D * D, D, 1, R, D, D, 1.0f, bw->gu);
+	/* dz (R, D) = dres (R, D) W_O^T, W_O (D, D); dW_O (D, D) = z^T dres */
+	linear_backward(bw, bw->dz, bw->dres, a->z, w->o_w + (size_t)l * D * D,
+			g ? g->o_w + (size_t)l * D * D : NULL, g ? g->o_b + (size_t)l * D : NULL, R, D,
+			D);
 	zero_invalid(bw, bw->dz, D, D);
 	rc = deliver_rows(bw, h, pt(MB_HOOK_Z, l), bw->dz, D, D, err);
 	if (rc < 0)
@@ -769,13 +747,11 @@ static void attn_tail_backward(mb_backward *bw, int l, const mb_engine_weights *
 	const mb_engine_rows *ro = &bw->rows;
 	const int D = c->d_model, S = acts->tail, R = ro->rows;
 
-	if (g) {
-		colsum(g->o_b + (size_t)l * D, bw->dres, D, S, D);
-		gemm_tn(g->o_w + (size_t)l * D * D, acts->tail_z, D, bw->dres, D, S, D, D);
-	}
-	/* dz of the last positions into dxhat, the residual gradient into dtmp */
-	mb_k_gemm(bw->dxhat, D, bw->dres, D, w->o_w + (size_t)l * D * D, D, 1, S, D, D, 1.0f,
-		  bw->gu);
+	/* dz of the last positions (S, D) = dres (S, D) W_O^T into dxhat; dW_O = tail_z^T dres */
+	linear_backward(bw, bw->dxhat, bw->dres, acts->tail_z, w->o_w + (size_t)l * D * D,
+			g ? g->o_w + (size_t)l * D * D : NULL, g ? g->o_b + (size_t)l * D : NULL, S, D,
+			D);
+	/* the residual gradient into dtmp */
 	memcpy(bw->dtmp, bw->dres, sizeof(float) * (size_t)S * D);
 	memset(bw->dres, 0, sizeof(float) * (size_t)R * D);
 	memset(bw->dz, 0, sizeof(float) * (size_t)R * D);
@@ -870,11 +846,6 @@ static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g
 		if (rc < 0)
 			return rc;
 	}
-	if (g) {
-		colsum(g->qkv_b + (size_t)l * 3 * D, bw->dqkv, 3 * D, R, 3 * D);
-		gemm_tn(g->qkv_w + (size_t)l * D * 3 * D, a->ln1_out, D, bw->dqkv, 3 * D, R, D,
-			3 * D);
-	}
 	/* Split inputs: the gradient at head hh's copy of resid_pre for input X is
 	 * LN1's backward of dX_hh W_X[:, hh]^T alone. */
 	for (int X = 2; X >= 0; X--) {
@@ -891,6 +862,7 @@ static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g
 			return rc;
 		for (int hh = 0; hh < H; hh++) {
 			float *dx = bw->result; /* (R, D) */
+			/* dtmp (R, D) = dX_hh (R, Dh) W_X[:, hh]^T, W_X[:, hh] (D, Dh), ld 3D */
 			mb_k_gemm(bw->dtmp, D, bw->dqkv + X * D + hh * Dh, 3 * D,
 				  qkv_w + X * D + hh * Dh, 3 * D, 1, R, D, Dh, 1.0f, bw->gu);
 			memset(dx, 0, sizeof(float) * (size_t)R * D);
@@ -912,8 +884,10 @@ static int attn_core_backward(mb_backward *bw, int l, const mb_engine_weights *g
 		if (rc < 0)
 			return rc;
 	}
-	/* dln1_out (R, D) = dqkv (R, 3D) W_qkv^T, W_qkv (D, 3D) */
-	mb_k_gemm(bw->dtmp, D, bw->dqkv, 3 * D, qkv_w, 3 * D, 1, R, D, 3 * D, 1.0f, bw->gu);
+	/* dln1_out (R, D) = dqkv (R, 3D) W_qkv^T, W_qkv (D, 3D); dW_qkv (D, 3D) = ln1_out^T dqkv */
+	linear_backward(bw, bw->dtmp, bw->dqkv, a->ln1_out, qkv_w,
+			g ? g->qkv_w + (size_t)l * D * 3 * D : NULL,
+			g ? g->qkv_b + (size_t)l * 3 * D : NULL, R, D, 3 * D);
 	ln_backward(bw, R, bw->dres, bw->dtmp, a->ln1_xhat, a->ln1_rstd,
 		    c->norm == MB_NORM_LN ? w->ln1_w + (size_t)l * D : NULL,
 		    g && c->norm == MB_NORM_LN ? g->ln1_w + (size_t)l * D : NULL,

@@ -4,6 +4,7 @@
 #define MB_ENGINE_INT_H
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <mechbench/error.h>
 #include <mechbench/hooks.h>
@@ -22,6 +23,25 @@ static inline int grow(float **buf, size_t *cap, size_t n, const char *what, mb_
 	*buf = p;
 	*cap = n;
 	return 0;
+}
+
+/* view (B, T, w) <- the packed rows of plan ro (width w, row stride ld);
+ * zeros at padded positions. */
+static inline void unpack_rows(const mb_engine_rows *ro, float *view, const float *buf, int w,
+			       int ld)
+{
+	int B = ro->batch, T = ro->seq;
+
+#pragma omp parallel for schedule(static)
+	for (int bt = 0; bt < B * T; bt++) {
+		int b = bt / T, t = bt % T;
+		float *dst = view + (size_t)bt * w;
+
+		if (t < ro->len[b])
+			memcpy(dst, buf + (size_t)(ro->row0[b] + t) * ld, sizeof(float) * (size_t)w);
+		else
+			memset(dst, 0, sizeof(float) * (size_t)w);
+	}
 }
 
 /* The hook point of kind k at layer (ignored for model-level kinds). */

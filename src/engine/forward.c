@@ -3,7 +3,9 @@
  *
  * Shape letters: B batch, T positions, D d_model, H heads, Dh d_head, M d_mlp,
  * V vocab, L layers, R packed rows of the run (engine.h), Rc packed rows of the
- * largest run, N selected logit rows per item, U the GEMM row group.
+ * largest run, N selected logit rows per item, U the GEMM row group, n the
+ * rows a block runs over (R, or B * N in the last layer's tail). Every matrix
+ * product says its shapes: "qkv (R, 3D) = ln1_out (R, D) W_qkv (D, 3D)".
  *
  * Data flow of one layer (packed rows; every arrow that names a hook point
  * dispatches it when observed):
@@ -16,6 +18,8 @@
  *   (hook_mlp_out) -> resid_post = resid_mid + mlp_out (hook_resid_post).
  * Parallel residual (GPT-NeoX): LN2 reads resid_pre instead of resid_mid, and
  * resid_mid (= resid_pre + attn_out, no hook) is only the partial sum.
+ * Logits at a few positions: the last layer may run its tail, everything
+ * after q/k/v on the selected rows only (tail_plan).
  */
 #include <mechbench/engine.h>
 #include <mechbench/hooks.h>
@@ -50,7 +54,9 @@ struct mb_engine {
 	int32_t *span; /* (max_batch) rows of item b: len[b] and its padding */
 	int dense;     /* mb_engine_set_dense_rows */
 	int compact;   /* mb_engine_set_compact_tail */
-	float *tail_z; /* (max_batch, D) the last layer's z at each item's last position */
+	int tail;      /* the run's tail_plan */
+	int tail_rows; /* B * N when the last layer ran its tail, else 0 */
+	float *tail_z; /* (B * N, D) the tail's z */
 	size_t tail_z_cap;
 
 	/* logits of the last run */
@@ -58,22 +64,15 @@ struct mb_engine {
 	int lrows;     /* rows per item: T, 1, N or 0 */
 	float *logits; /* ALL: (R, V) packed; LAST/POSITIONS: (B, N, V) */
 	size_t logits_cap;
-	float *sel_x;  /* (B * N, D) rows of the selected positions: resid, then final LN */
+	float *sel_x;  /* (B * N, D) selected rows gathered from a full last layer */
 	size_t sel_x_cap;
-	float *sel_y;  /* (B * N, D) scratch of the last layer on selected rows */
-	size_t sel_y_cap;
-	float *sel_z;  /* (B * N, D) their attention output */
-	size_t sel_z_cap;
-	float *sel_m;  /* (B * N, M) their MLP activations */
-	size_t sel_m_cap;
 	float *att_p;  /* (threads, T) attention weights of one query row */
 	size_t att_p_cap;
-	int tail_done; /* the last layer ran on the selected rows only */
 
 	/* hook scratch, grown on first need and kept */
 	float *view;   /* a hook's (B, T, ...) tensor */
 	size_t view_cap;
-	float *tmp_a;  /* (R, D): embeddings, or one head's split input */
+	float *tmp_a;  /* (R, D): embeddings, one head's split input, or the tail's resid_pre */
 	size_t tmp_a_cap;
 	float *tmp_b;  /* (R, D): position embeddings, or LN1 of one head's split input */
 	size_t tmp_b_cap;
@@ -94,18 +93,10 @@ static int row_len(const mb_engine *e, int b) { return e->span[b]; }
 /* view (B, T, w) <- packed rows (width w, stride ld); zeros at padded positions. */
 static void unpack(const mb_engine *e, float *view, const float *buf, int w, int ld)
 {
-	int B = e->B, T = e->T;
+	mb_engine_rows ro;
 
-#pragma omp parallel for schedule(static)
-	for (int bt = 0; bt < B * T; bt++) {
-		int b = bt / T, t = bt % T;
-		float *dst = view + (size_t)bt * w;
-
-		if (t < e->len[b])
-			memcpy(dst, buf + (size_t)(e->row0[b] + t) * ld, sizeof(float) * (size_t)w);
-		else
-			memset(dst, 0, sizeof(float) * (size_t)w);
-	}
+	mb_engine_rows_of(&ro, e);
+	unpack_rows(&ro, view, buf, w, ld);
 }
 
 /* packed rows <- view (B, T, w) at valid positions; padding rows zeroed when
@@ -357,9 +348,6 @@ void mb_engine_free(mb_engine *e)
 	free(e->tail_z);
 	free(e->logits);
 	free(e->sel_x);
-	free(e->sel_y);
-	free(e->sel_z);
-	free(e->sel_m);
 	free(e->att_p);
 	free(e->view);
 	free(e->tmp_a);
@@ -510,40 +498,77 @@ static int embed(mb_engine *e, const mb_run *r, float *resid, mb_error *err)
 	return 0;
 }
 
-/* LN (or the identity with normalization none) of R rows with its hook. */
-static int norm(mb_engine *e, const mb_hooks *h, mb_hook_point p, const float *x, float *xhat,
-		float *mean, float *rstd, float *out, const float *w, const float *b,
-		mb_error *err)
+/* The weight and bias of LayerNorm k (the hook kind: ln1 or ln2 of layer l,
+ * else ln_final); NULL with normalization none. */
+static void ln_params(const mb_engine *e, mb_hook_kind k, int l, const float **w, const float **b)
 {
-	int D = e->cfg.d_model, R = e->R, rc;
-	int obs = h && mb_hooks_observes(h, p);
+	int ln1 = k == MB_HOOK_LN1_NORMALIZED, ln2 = k == MB_HOOK_LN2_NORMALIZED;
+	size_t off = ln1 || ln2 ? (size_t)l * e->cfg.d_model : 0;
 
-	if (e->cfg.norm == MB_NORM_NONE) {
-		if (!obs && !e->keep) {
-			memcpy(out, x, sizeof(float) * (size_t)R * D);
-			return 0;
-		}
-		memcpy(xhat, x, sizeof(float) * (size_t)R * D);
-		for (int i = 0; i < R; i++) {
+	*w = *b = NULL;
+	if (e->cfg.norm == MB_NORM_LN) {
+		*w = (ln1 ? e->w.ln1_w : ln2 ? e->w.ln2_w : e->w.lnf_w) + off;
+		*b = (ln1 ? e->w.ln1_b : ln2 ? e->w.ln2_b : e->w.lnf_b) + off;
+	}
+}
+
+/* out = LN(x) over n rows (a copy with normalization none; out may be x);
+ * mean and rstd (may be NULL) get LN's statistics. */
+static void ln_apply(const mb_engine *e, float *out, float *mean, float *rstd, const float *x,
+		     int n, const float *w, const float *b)
+{
+	if (e->cfg.norm == MB_NORM_LN)
+		mb_k_layernorm(out, NULL, mean, rstd, x, w, b, n, e->cfg.d_model, e->cfg.ln_eps);
+	else if (out != x)
+		memcpy(out, x, sizeof(float) * (size_t)n * e->cfg.d_model);
+}
+
+/* LayerNorm k (ln_params) of n rows x into out, with its hook (observed
+ * only over the run's R rows). With keep_activations or an observer, xhat,
+ * mean and rstd are kept (normalization none: x, 0 and 1). */
+static int norm(mb_engine *e, const mb_hooks *h, mb_hook_kind k, int l, int n, const float *x,
+		float *xhat, float *mean, float *rstd, float *out, mb_error *err)
+{
+	mb_hook_point p = pt(k, l);
+	int D = e->cfg.d_model, none = e->cfg.norm == MB_NORM_NONE, rc;
+	int obs = h && mb_hooks_observes(h, p);
+	const float *w, *b;
+
+	ln_params(e, k, l, &w, &b);
+	if (!obs && !e->keep) {
+		ln_apply(e, out, mean, rstd, x, n, w, b);
+		return 0;
+	}
+	MB_ASSERT(!obs || n == e->R);
+	if (none) {
+		memcpy(xhat, x, sizeof(float) * (size_t)n * D);
+		for (int i = 0; i < n; i++) {
 			mean[i] = 0.0f;
 			rstd[i] = 1.0f;
 		}
-		rc = dispatch_rows(e, h, p, xhat, D, D, err);
-		if (rc < 0)
-			return rc;
-		memcpy(out, xhat, sizeof(float) * (size_t)R * D);
-		return 0;
+	} else {
+		mb_k_layernorm(NULL, xhat, mean, rstd, x, w, b, n, D, e->cfg.ln_eps);
 	}
-	if (!obs && !e->keep) {
-		mb_k_layernorm(out, NULL, mean, rstd, x, w, b, R, D, e->cfg.ln_eps);
-		return 0;
-	}
-	mb_k_layernorm(NULL, xhat, mean, rstd, x, w, b, R, D, e->cfg.ln_eps);
 	rc = dispatch_rows(e, h, p, xhat, D, D, err);
 	if (rc < 0)
 		return rc;
-	mb_k_ln_affine(out, xhat, w, b, R, D);
+	if (none)
+		memcpy(out, xhat, sizeof(float) * (size_t)n * D);
+	else
+		mb_k_ln_affine(out, xhat, w, b, n, D);
 	return 0;
+}
+
+/* y (n, N) = x (n, K) W (K, N), W row-major (Conv1D layout), dense rows: a
+ * row-grouped GEMM (mb_k_gemm, group e->gu), or with row_kernels the row
+ * kernel (a row's bits depend only on its own data, wherever it sits). */
+static void linear(const mb_engine *e, int row_kernels, float *y, const float *x, int n,
+		   const float *W, int N, int K)
+{
+	if (row_kernels)
+		mb_k_matmul_nn_rows(y, N, x, K, n, W, N, K);
+	else
+		mb_k_gemm(y, N, x, K, W, N, 0, n, N, K, 1.0f, e->gu);
 }
 
 /* One split input X (0 q, 1 k, 2 v): the residual copied per head, its hook,
@@ -556,6 +581,7 @@ static int split_input(mb_engine *e, const mb_hooks *h, int l, int X, mb_engine_
 	size_t n = (size_t)B * T * H * D;
 	mb_hook_point p = pt((mb_hook_kind)(MB_HOOK_Q_INPUT + X), l);
 	const float *wq = e->w.qkv_w + (size_t)l * D * 3 * D;
+	const float *lw, *lb;
 
 	rc = grow(&e->view, &e->view_cap, n, "split input view", err);
 	if (rc == 0)
@@ -564,6 +590,7 @@ static int split_input(mb_engine *e, const mb_hooks *h, int l, int X, mb_engine_
 		rc = grow(&e->tmp_b, &e->tmp_b_cap, (size_t)e->R * D, "split input", err);
 	if (rc < 0)
 		return rc;
+	ln_params(e, MB_HOOK_LN1_NORMALIZED, l, &lw, &lb);
 #pragma omp parallel for schedule(static)
 	for (int bt = 0; bt < B * T; bt++) {
 		int b = bt / T, t = bt % T;
@@ -590,175 +617,81 @@ static int split_input(mb_engine *e, const mb_hooks *h, int l, int X, mb_engine_
 				       e->view + (((size_t)b * T + t) * H + hh) * D,
 				       sizeof(float) * (size_t)D);
 		zero_padding_rows(e, e->tmp_a, D, D);
-		if (c->norm == MB_NORM_LN)
-			mb_k_layernorm(e->tmp_b, NULL, NULL, NULL, e->tmp_a, e->w.ln1_w + (size_t)l * D,
-				       e->w.ln1_b + (size_t)l * D, e->R, D, c->ln_eps);
-		else
-			memcpy(e->tmp_b, e->tmp_a, sizeof(float) * (size_t)e->R * D);
+		ln_apply(e, e->tmp_b, NULL, NULL, e->tmp_a, e->R, lw, lb);
+		/* qkv[:, X, hh] (R, Dh) = LN1(slice) (R, D) W_X[:, hh] (D, Dh), ld 3D */
 		mb_k_gemm(a->qkv + X * D + hh * Dh, 3 * D, e->tmp_b, D, wq + X * D + hh * Dh, 3 * D, 0,
 			  e->R, Dh, D, 1.0f, e->gu);
 	}
 	return 0;
 }
 
-static int attention(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_acts *a,
-		     mb_error *err)
+/* One step of the causal attention of slot a for every (item, head), in
+ * parallel. flag: with ATT_FUSED keep the full pattern, with ATT_SCORES fill
+ * the masked scores with -inf (for an observed hook_attn_scores). */
+enum att_step { ATT_FUSED, ATT_SCORES, ATT_SOFTMAX, ATT_PV };
+
+static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step, int flag)
 {
 	const mb_engine_config *c = &e->cfg;
-	int D = c->d_model, H = c->n_head, Dh = c->d_head, T = e->T, BH = e->B * H, rc;
-	int obs_s = observes(h, MB_HOOK_ATTN_SCORES, l), obs_p = observes(h, MB_HOOK_PATTERN, l);
-	int full = e->keep || obs_s || obs_p;
+	int D = c->d_model, H = c->n_head, Dh = c->d_head, T = e->T;
 	float scale = 1.0f / sqrtf((float)Dh);
 	size_t TT = (size_t)T * T;
 
+#pragma omp parallel
+	{
+		/* the per-head GEMMs then run on the calling thread */
+		omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+		for (int bh = 0; bh < e->B * H; bh++) {
+			int b = bh / H, hh = bh % H, L = e->len[b];
+			const float *q = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
+			float *S = a->att + (size_t)bh * TT;
+			float *z = a->z + (size_t)e->row0[b] * D + (size_t)hh * Dh;
+
+			switch (step) {
+			case ATT_FUSED:
+				mb_k_att_fused(z, D, S, T, q, q + D, q + 2 * D, 3 * D, L, Dh, scale, flag);
+				break;
+			case ATT_SCORES:
+				mb_k_att_scores(S, T, q, q + D, 3 * D, L, Dh, scale);
+				if (flag)
+					mb_k_att_mask_scores(S, T, L);
+				break;
+			case ATT_SOFTMAX:
+				mb_k_att_softmax(S, T, L, 1);
+				break;
+			case ATT_PV:
+				mb_k_att_zero_masked(S, T, L);
+				mb_k_att_pv(z, D, S, T, q + 2 * D, 3 * D, L, Dh);
+				break;
+			}
+		}
+	}
+}
+
+/* Causal attention of layer l over every row: z from slot a's q/k/v, with
+ * the scores and pattern hooks (scores, softmax and PV as separate steps
+ * when one is observed). */
+static int attention(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_acts *a,
+		     mb_error *err)
+{
+	int obs_s = observes(h, MB_HOOK_ATTN_SCORES, l), obs_p = observes(h, MB_HOOK_PATTERN, l);
+	int rc;
+
 	if (!obs_s && !obs_p) {
-#pragma omp parallel
-		{
-			omp_set_num_threads(1);
-#pragma omp for schedule(dynamic, 1)
-			for (int bh = 0; bh < BH; bh++) {
-				int b = bh / H, hh = bh % H;
-				const float *q = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
-
-				mb_k_att_fused(a->z + (size_t)e->row0[b] * D + (size_t)hh * Dh, D,
-					       a->att + (size_t)bh * TT, T, q, q + D, q + 2 * D, 3 * D,
-					       e->len[b], Dh, scale, full);
-			}
-		}
+		att_heads(e, a, ATT_FUSED, e->keep);
 	} else {
-#pragma omp parallel
-		{
-			omp_set_num_threads(1);
-#pragma omp for schedule(dynamic, 1)
-			for (int bh = 0; bh < BH; bh++) {
-				int b = bh / H, hh = bh % H;
-				const float *q = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
-
-				mb_k_att_scores(a->att + (size_t)bh * TT, T, q, q + D, 3 * D, e->len[b],
-						Dh, scale);
-				if (obs_s)
-					mb_k_att_mask_scores(a->att + (size_t)bh * TT, T, e->len[b]);
-			}
-		}
+		att_heads(e, a, ATT_SCORES, obs_s);
 		rc = dispatch_direct(e, h, pt(MB_HOOK_ATTN_SCORES, l), a->att, NULL, err);
 		if (rc < 0)
 			return rc;
-#pragma omp parallel for schedule(dynamic, 1)
-		for (int bh = 0; bh < BH; bh++)
-			mb_k_att_softmax(a->att + (size_t)bh * TT, T, e->len[bh / H], 1);
+		att_heads(e, a, ATT_SOFTMAX, 0);
 		rc = dispatch_direct(e, h, pt(MB_HOOK_PATTERN, l), a->att, NULL, err);
 		if (rc < 0)
 			return rc;
-#pragma omp parallel
-		{
-			omp_set_num_threads(1);
-#pragma omp for schedule(dynamic, 1)
-			for (int bh = 0; bh < BH; bh++) {
-				int b = bh / H, hh = bh % H;
-				const float *v = a->qkv + (size_t)e->row0[b] * 3 * D + 2 * (size_t)D +
-						 (size_t)hh * Dh;
-
-				mb_k_att_zero_masked(a->att + (size_t)bh * TT, T, e->len[b]);
-				mb_k_att_pv(a->z + (size_t)e->row0[b] * D + (size_t)hh * Dh, D,
-					    a->att + (size_t)bh * TT, T, v, 3 * D, e->len[b], Dh);
-			}
-		}
+		att_heads(e, a, ATT_PV, 0);
 	}
-	zero_padding_rows(e, a->z, D, D);
-	return 0;
-}
-
-static int attn_out(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_acts *a,
-		    mb_error *err)
-{
-	const mb_engine_config *c = &e->cfg;
-	int D = c->d_model, H = c->n_head, Dh = c->d_head, R = e->R, rc;
-	const float *wo = e->w.o_w + (size_t)l * D * D, *bo = e->w.o_b + (size_t)l * D;
-
-	if (!observes(h, MB_HOOK_RESULT, l)) {
-		mb_k_gemm(a->attn_out, D, a->z, D, wo, D, 0, R, D, D, 1.0f, e->gu);
-		mb_k_add_bias(a->attn_out, D, bo, R, D);
-		return 0;
-	}
-	rc = grow(&e->result, &e->result_cap, (size_t)R * H * D, "hook_result", err);
-	if (rc < 0)
-		return rc;
-	for (int hh = 0; hh < H; hh++)
-		mb_k_gemm(e->result + (size_t)hh * D, H * D, a->z + (size_t)hh * Dh, D,
-			  wo + (size_t)hh * Dh * D, D, 0, R, D, Dh, 1.0f, e->gu);
-	rc = dispatch_rows(e, h, pt(MB_HOOK_RESULT, l), e->result, H * D, H * D, err);
-	if (rc < 0)
-		return rc;
-#pragma omp parallel for schedule(static)
-	for (int r = 0; r < R; r++) {
-		float *o = a->attn_out + (size_t)r * D;
-		const float *res = e->result + (size_t)r * H * D;
-
-		memcpy(o, res, sizeof(float) * (size_t)D);
-		for (int hh = 1; hh < H; hh++)
-			for (int k = 0; k < D; k++)
-				o[k] += res[(size_t)hh * D + k];
-		for (int k = 0; k < D; k++)
-			o[k] += bo[k];
-	}
-	return 0;
-}
-
-/*
- * The last layer after hook_z when the run reads only each item's last
- * position (engine.h, mb_engine_set_compact_tail): the rows of the B last
- * positions are gathered into rows 0..B-1 and everything after the attention
- * (attn_out, resid_mid, LN2, MLP, resid_post into next) runs on those B rows.
- */
-static int layer_tail(mb_engine *e, int l, mb_engine_layer_acts *a, float *next, mb_error *err)
-{
-	const mb_engine_config *c = &e->cfg;
-	const mb_engine_weights *w = &e->w;
-	int D = c->d_model, M = c->d_mlp, S = e->B, rc;
-	size_t SD = (size_t)S * D;
-	float *zs, *rs;
-
-	rc = grow(&e->tail_z, &e->tail_z_cap, SD, "compact tail", err);
-	if (rc == 0)
-		rc = grow(&e->tmp_a, &e->tmp_a_cap, SD, "compact tail", err);
-	if (rc < 0)
-		return rc;
-	zs = e->tail_z;
-	rs = e->tmp_a;
-	for (int b = 0; b < S; b++) {
-		size_t row = (size_t)(e->row0[b] + e->len[b] - 1) * D;
-
-		memcpy(zs + (size_t)b * D, a->z + row, sizeof(float) * (size_t)D);
-		memcpy(rs + (size_t)b * D, a->resid_pre + row, sizeof(float) * (size_t)D);
-	}
-	mb_k_gemm(a->attn_out, D, zs, D, w->o_w + (size_t)l * D * D, D, 0, S, D, D, 1.0f, e->gu);
-	mb_k_add_bias(a->attn_out, D, w->o_b + (size_t)l * D, S, D);
-	mb_k_add(a->resid_mid, rs, a->attn_out, SD);
-	if (c->attn_only) {
-		memcpy(next, a->resid_mid, sizeof(float) * SD);
-		return 0;
-	}
-	if (c->norm == MB_NORM_LN) {
-		mb_k_layernorm(NULL, a->ln2_xhat, a->ln2_mean, a->ln2_rstd, a->resid_mid,
-			       w->ln2_w + (size_t)l * D, w->ln2_b + (size_t)l * D, S, D, c->ln_eps);
-		mb_k_ln_affine(a->ln2_out, a->ln2_xhat, w->ln2_w + (size_t)l * D,
-			       w->ln2_b + (size_t)l * D, S, D);
-	} else {
-		memcpy(a->ln2_xhat, a->resid_mid, sizeof(float) * SD);
-		memcpy(a->ln2_out, a->resid_mid, sizeof(float) * SD);
-		for (int i = 0; i < S; i++) {
-			a->ln2_mean[i] = 0.0f;
-			a->ln2_rstd[i] = 1.0f;
-		}
-	}
-	mb_k_gemm(a->mlp_pre, M, a->ln2_out, D, w->fc_w + (size_t)l * D * M, M, 0, S, M, D, 1.0f,
-		  e->gu);
-	mb_k_add_bias(a->mlp_pre, M, w->fc_b + (size_t)l * M, S, M);
-	mb_k_act(a->mlp_post, a->mlp_pre, (size_t)S * M, c->act);
-	mb_k_gemm(a->mlp_out, D, a->mlp_post, M, w->proj_w + (size_t)l * M * D, D, 0, S, D, M, 1.0f,
-		  e->gu);
-	mb_k_add_bias(a->mlp_out, D, w->proj_b + (size_t)l * D, S, D);
-	mb_k_add(next, a->resid_mid, a->mlp_out, SD);
+	zero_padding_rows(e, a->z, e->cfg.d_model, e->cfg.d_model);
 	return 0;
 }
 
@@ -770,26 +703,24 @@ static int qkv_stage(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_act
 	const mb_engine_config *c = &e->cfg;
 	const mb_engine_weights *w = &e->w;
 	int D = c->d_model, R = e->R, rc, split[3];
-	int ln = c->norm == MB_NORM_LN;
+	const float *wqkv = w->qkv_w + (size_t)l * D * 3 * D;
 
-	rc = norm(e, h, pt(MB_HOOK_LN1_NORMALIZED, l), a->resid_pre, a->ln1_xhat, a->ln1_mean,
-		  a->ln1_rstd, a->ln1_out, ln ? w->ln1_w + (size_t)l * D : NULL,
-		  ln ? w->ln1_b + (size_t)l * D : NULL, err);
+	rc = norm(e, h, MB_HOOK_LN1_NORMALIZED, l, R, a->resid_pre, a->ln1_xhat, a->ln1_mean,
+		  a->ln1_rstd, a->ln1_out, err);
 	if (rc < 0)
 		return rc;
 	for (int X = 0; X < 3; X++)
 		split[X] = observes(h, (mb_hook_kind)(MB_HOOK_Q_INPUT + X), l);
 	if (!split[0] && !split[1] && !split[2]) {
-		mb_k_gemm(a->qkv, 3 * D, a->ln1_out, D, w->qkv_w + (size_t)l * D * 3 * D, 3 * D, 0, R,
-			  3 * D, D, 1.0f, e->gu);
+		/* qkv (R, 3D) = ln1_out (R, D) W_qkv (D, 3D) */
+		linear(e, 0, a->qkv, a->ln1_out, R, wqkv, 3 * D, D);
 	} else {
 		for (int X = 0; X < 3; X++) {
 			if (split[X])
 				rc = split_input(e, h, l, X, a, err);
-			else
-				mb_k_gemm(a->qkv + X * D, 3 * D, a->ln1_out, D,
-					  w->qkv_w + (size_t)l * D * 3 * D + X * D, 3 * D, 0, R, D, D,
-					  1.0f, e->gu);
+			else /* qkv[:, X] (R, D) = ln1_out (R, D) W_qkv[:, X] (D, D), ld 3D */
+				mb_k_gemm(a->qkv + X * D, 3 * D, a->ln1_out, D, wqkv + X * D, 3 * D, 0,
+					  R, D, D, 1.0f, e->gu);
 			if (rc < 0)
 				return rc;
 		}
@@ -811,123 +742,262 @@ static int qkv_stage(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_act
 	return rc;
 }
 
-/* The selected logit position of item b, row i. */
-static int sel_pos(const mb_engine *e, const mb_run *r, int b, int i)
+/*
+ * The rows that the block after the attention runs over: the run's R packed
+ * rows (hooks dispatched), or the last layer's tail, B x N selected rows
+ * gathered in order b * N + i (no hooks).
+ */
+typedef struct block_rows {
+	int n;             /* rows */
+	const float *z;    /* (n, D) attention output */
+	const float *x;    /* (n, D) resid_pre */
+	float *out;        /* (n, D) resid_post (may be x) */
+	int row_kernels;   /* products by the row kernels instead of row-grouped GEMMs */
+	const mb_hooks *h; /* the run's hooks, NULL on the tail */
+} block_rows;
+
+/* attn_out = z W_O + b_O over the rows of s (hook_result: per-head outputs,
+ * summed in head order). */
+static int attn_out(mb_engine *e, int l, mb_engine_layer_acts *a, const block_rows *s,
+		    mb_error *err)
 {
-	return r->logits == MB_LOGITS_LAST ? e->len[b] - 1 : r->positions[(size_t)b * e->lrows + i];
+	const mb_engine_config *c = &e->cfg;
+	int D = c->d_model, H = c->n_head, Dh = c->d_head, n = s->n, rc;
+	const float *wo = e->w.o_w + (size_t)l * D * D, *bo = e->w.o_b + (size_t)l * D;
+
+	if (!observes(s->h, MB_HOOK_RESULT, l)) {
+		/* attn_out (n, D) = z (n, D) W_O (D, D) */
+		linear(e, s->row_kernels, a->attn_out, s->z, n, wo, D, D);
+		mb_k_add_bias(a->attn_out, D, bo, n, D);
+		return 0;
+	}
+	rc = grow(&e->result, &e->result_cap, (size_t)n * H * D, "hook_result", err);
+	if (rc < 0)
+		return rc;
+	for (int hh = 0; hh < H; hh++) /* result[:, hh] (R, D) = z[:, hh] (R, Dh) W_O[hh] (Dh, D) */
+		mb_k_gemm(e->result + (size_t)hh * D, H * D, s->z + (size_t)hh * Dh, D,
+			  wo + (size_t)hh * Dh * D, D, 0, n, D, Dh, 1.0f, e->gu);
+	rc = dispatch_rows(e, s->h, pt(MB_HOOK_RESULT, l), e->result, H * D, H * D, err);
+	if (rc < 0)
+		return rc;
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < n; r++) {
+		float *o = a->attn_out + (size_t)r * D;
+		const float *res = e->result + (size_t)r * H * D;
+
+		memcpy(o, res, sizeof(float) * (size_t)D);
+		for (int hh = 1; hh < H; hh++)
+			for (int k = 0; k < D; k++)
+				o[k] += res[(size_t)hh * D + k];
+		for (int k = 0; k < D; k++)
+			o[k] += bo[k];
+	}
+	return 0;
 }
 
-/* Whether the last layer may run on the selected rows only: logits at a few
- * positions, nothing kept for a backward, and no hook reading or writing what
- * follows that layer's q/k/v. */
-static int tail_ok(const mb_engine *e, const mb_run *r, int l, const float *start_z)
+/* LN2 of ln_in, then the MLP over the rows of s: mlp_out = act(ln2_out W_fc
+ * + b_fc) W_proj + b_proj, with the ln2, mlp_pre, mlp_post and mlp_out hooks. */
+static int mlp(mb_engine *e, int l, mb_engine_layer_acts *a, const block_rows *s,
+	       const float *ln_in, mb_error *err)
+{
+	const mb_engine_config *c = &e->cfg;
+	const mb_engine_weights *w = &e->w;
+	const mb_hooks *h = s->h;
+	int D = c->d_model, M = c->d_mlp, n = s->n, rc;
+	const float *fc_b = w->fc_b + (size_t)l * M;
+
+	rc = norm(e, h, MB_HOOK_LN2_NORMALIZED, l, n, ln_in, a->ln2_xhat, a->ln2_mean, a->ln2_rstd,
+		  a->ln2_out, err);
+	if (rc < 0)
+		return rc;
+	/* mlp_pre (n, M) = ln2_out (n, D) W_fc (D, M) */
+	linear(e, s->row_kernels, a->mlp_pre, a->ln2_out, n, w->fc_w + (size_t)l * D * M, M, D);
+	if (observes(h, MB_HOOK_MLP_PRE, l)) {
+		mb_k_add_bias(a->mlp_pre, M, fc_b, n, M);
+		rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_PRE, l), a->mlp_pre, M, M, err);
+		if (rc < 0)
+			return rc;
+		mb_k_act(a->mlp_post, a->mlp_pre, (size_t)n * M, c->act);
+	} else {
+		mb_k_bias_act(a->mlp_post, a->mlp_pre, fc_b, n, M, c->act);
+	}
+	rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_POST, l), a->mlp_post, M, M, err);
+	if (rc < 0)
+		return rc;
+	/* mlp_out (n, D) = mlp_post (n, M) W_proj (M, D) */
+	linear(e, s->row_kernels, a->mlp_out, a->mlp_post, n, w->proj_w + (size_t)l * M * D, D, M);
+	mb_k_add_bias(a->mlp_out, D, w->proj_b + (size_t)l * D, n, D);
+	return dispatch_rows(e, h, pt(MB_HOOK_MLP_OUT, l), a->mlp_out, D, D, err);
+}
+
+/* The block after the attention over the rows of s, in slot a's rows 0..n-1
+ * (GPT-2 and GPT-NeoX alike): attn_out, resid_mid = x + attn_out, LN2 of
+ * resid_mid (of x with a parallel residual, where resid_mid is only the
+ * partial sum and has no hook) and the MLP, out = resid_mid + mlp_out. */
+static int block_out(mb_engine *e, int l, mb_engine_layer_acts *a, const block_rows *s,
+		     mb_error *err)
+{
+	const mb_engine_config *c = &e->cfg;
+	const mb_hooks *h = s->h;
+	int D = c->d_model, rc;
+	size_t nD = (size_t)s->n * D;
+
+	MB_ASSERT(!h || s->n == e->R);
+	rc = attn_out(e, l, a, s, err);
+	if (rc == 0)
+		rc = dispatch_rows(e, h, pt(MB_HOOK_ATTN_OUT, l), a->attn_out, D, D, err);
+	if (rc < 0)
+		return rc;
+	mb_k_add(a->resid_mid, s->x, a->attn_out, nD);
+	if (!c->parallel) {
+		rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_MID, l), a->resid_mid, D, D, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (c->attn_only) {
+		memcpy(s->out, a->resid_mid, sizeof(float) * nD);
+	} else {
+		rc = mlp(e, l, a, s, c->parallel ? s->x : a->resid_mid, err);
+		if (rc < 0)
+			return rc;
+		mb_k_add(s->out, a->resid_mid, a->mlp_out, nD);
+	}
+	return dispatch_rows(e, h, pt(MB_HOOK_RESID_POST, l), s->out, D, D, err);
+}
+
+/* The last layer's tail ------------------------------------------------------ */
+
+/*
+ * How the last layer runs when the metric reads logits at a few positions
+ * (LAST / POSITIONS): after its q/k/v (every row: the keys and values), only
+ * the B x N selected rows go on (the tail), or every row (TAIL_NONE).
+ *   TAIL_SELECTED: nothing kept for a backward, no hook on what follows the
+ *     last layer's q/k/v: attention for the selected query rows alone, and
+ *     every product by the row kernels, so an item's bits do not depend on
+ *     its batch.
+ *   TAIL_COMPACT (mb_engine_set_compact_tail, training on the last position):
+ *     keep_activations, LAST, no hooks, no start_z, every item of length T, no
+ *     parallel residual: the full attention (the backward reads the pattern),
+ *     then the B last rows through the row-grouped GEMMs of a full run (a
+ *     training batch is thousands of rows), kept for the backward
+ *     (mb_engine_acts.tail).
+ */
+enum { TAIL_NONE, TAIL_SELECTED, TAIL_COMPACT };
+
+static int tail_plan(const mb_engine *e, const mb_run *r)
 {
 	static const mb_hook_kind after_qkv[] = {
 		MB_HOOK_ATTN_SCORES, MB_HOOK_PATTERN,	   MB_HOOK_Z,	     MB_HOOK_RESULT,
 		MB_HOOK_ATTN_OUT,    MB_HOOK_RESID_MID,	   MB_HOOK_LN2_NORMALIZED, MB_HOOK_MLP_PRE,
 		MB_HOOK_MLP_POST,    MB_HOOK_MLP_OUT,	   MB_HOOK_RESID_POST,
 	};
+	int last = e->cfg.n_layer - 1;
 
-	if (l != e->cfg.n_layer - 1 || e->keep || start_z ||
-	    (r->logits != MB_LOGITS_LAST && r->logits != MB_LOGITS_POSITIONS))
-		return 0;
-	if (observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1))
-		return 0;
+	if (r->logits != MB_LOGITS_LAST && r->logits != MB_LOGITS_POSITIONS)
+		return TAIL_NONE;
+	if (e->keep) {
+		if (!e->compact || r->logits != MB_LOGITS_LAST || r->hooks || r->start_z ||
+		    e->cfg.parallel)
+			return TAIL_NONE;
+		for (int b = 0; b < e->B; b++)
+			if (e->len[b] != e->T)
+				return TAIL_NONE;
+		return TAIL_COMPACT;
+	}
+	if ((r->start_z && r->start_layer == last) ||
+	    observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1))
+		return TAIL_NONE;
 	for (size_t i = 0; i < sizeof(after_qkv) / sizeof(after_qkv[0]); i++)
-		if (observes(r->hooks, after_qkv[i], l))
-			return 0;
-	return 1;
+		if (observes(r->hooks, after_qkv[i], last))
+			return TAIL_NONE;
+	return TAIL_SELECTED;
 }
 
-/* The last layer on the selected rows only (logits at LAST/POSITIONS): q/k/v
- * for every row (the keys and values), then attention, W_O, LN2 and the MLP
- * for the B x N selected query rows, with the row kernels. Leaves the selected
- * rows' resid_post in e->sel_x and sets e->tail_done. */
-static int tail_layer(mb_engine *e, const mb_run *r, int l, mb_error *err)
+/* The selected logit position of item b, row i. */
+static int sel_pos(const mb_engine *e, const mb_run *r, int b, int i)
+{
+	return r->logits == MB_LOGITS_LAST ? e->len[b] - 1 : r->positions[(size_t)b * e->lrows + i];
+}
+
+/* dst (B * N, D), row b * N + i <- src's packed row of item b's selected
+ * position i. */
+static void gather_sel(const mb_engine *e, const mb_run *r, float *dst, const float *src)
+{
+	int D = e->cfg.d_model, N = e->lrows;
+
+	for (int b = 0; b < e->B; b++)
+		for (int i = 0; i < N; i++)
+			memcpy(dst + ((size_t)b * N + i) * D,
+			       src + (size_t)(e->row0[b] + sel_pos(e, r, b, i)) * D,
+			       sizeof(float) * (size_t)D);
+}
+
+/* The last layer with a tail (tail_plan): q/k/v over every row, z at the
+ * selected rows (gathered into e->tail_z), then the block after the
+ * attention on those rows; out rows 0..B*N-1 get their resid_post and
+ * e->tail_rows is set. */
+static int tail_layer(mb_engine *e, const mb_run *r, int l, float *out, mb_error *err)
 {
 	const mb_engine_config *c = &e->cfg;
-	const mb_engine_weights *w = &e->w;
 	const mb_hooks *h = r->hooks;
 	mb_engine_layer_acts *a = slot(e, l);
-	int D = c->d_model, M = c->d_mlp, H = c->n_head, Dh = c->d_head, T = e->T, B = e->B;
-	int N = e->lrows, nsel = B * N, nt = omp_get_max_threads(), rc;
+	int D = c->d_model, H = c->n_head, Dh = c->d_head, T = e->T, B = e->B;
+	int N = e->lrows, n = B * N, compact = e->tail == TAIL_COMPACT, rc;
 	float scale = 1.0f / sqrtf((float)Dh);
+	block_rows s;
 
 	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
 	if (rc == 0)
 		rc = qkv_stage(e, h, l, a, err);
 	if (rc == 0)
-		rc = grow(&e->sel_x, &e->sel_x_cap, (size_t)nsel * D, "selected rows", err);
+		rc = grow(&e->tail_z, &e->tail_z_cap, (size_t)n * D, "tail rows", err);
 	if (rc == 0)
-		rc = grow(&e->sel_y, &e->sel_y_cap, (size_t)nsel * D, "selected rows", err);
-	if (rc == 0)
-		rc = grow(&e->sel_z, &e->sel_z_cap, (size_t)nsel * D, "selected rows", err);
-	if (rc == 0 && !c->attn_only)
-		rc = grow(&e->sel_m, &e->sel_m_cap, (size_t)nsel * M, "selected rows", err);
-	if (rc == 0)
-		rc = grow(&e->att_p, &e->att_p_cap, (size_t)nt * T, "attention scratch", err);
+		rc = grow(&e->tmp_a, &e->tmp_a_cap, (size_t)n * D, "tail rows", err);
+	if (rc == 0 && !compact)
+		rc = grow(&e->att_p, &e->att_p_cap, (size_t)omp_get_max_threads() * T,
+			  "attention scratch", err);
+	if (rc == 0 && compact)
+		rc = attention(e, NULL, l, a, err);
 	if (rc < 0)
 		return rc;
+	if (compact) {
+		gather_sel(e, r, e->tail_z, a->z);
+		e->acts.tail_z = e->tail_z;
+	} else {
 #pragma omp parallel for schedule(dynamic, 1)
-	for (int bh = 0; bh < B * H; bh++) {
-		int b = bh / H, hh = bh % H, tid = omp_get_thread_num();
-		const float *base = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
+		for (int bh = 0; bh < B * H; bh++) {
+			int b = bh / H, hh = bh % H, tid = omp_get_thread_num();
+			const float *base = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
 
-		for (int i = 0; i < N; i++) {
-			int t = sel_pos(e, r, b, i);
+			for (int i = 0; i < N; i++) {
+				int t = sel_pos(e, r, b, i);
 
-			mb_k_att_query(e->sel_z + ((size_t)b * N + i) * D + (size_t)hh * Dh,
-				       e->att_p + (size_t)tid * T, base + (size_t)t * 3 * D, base + D,
-				       base + 2 * D, 3 * D, t, Dh, scale);
+				mb_k_att_query(e->tail_z + ((size_t)b * N + i) * D + (size_t)hh * Dh,
+					       e->att_p + (size_t)tid * T, base + (size_t)t * 3 * D,
+					       base + D, base + 2 * D, 3 * D, t, Dh, scale);
+			}
 		}
 	}
-	for (int b = 0; b < B; b++)
-		for (int i = 0; i < N; i++)
-			memcpy(e->sel_x + ((size_t)b * N + i) * D,
-			       a->resid_pre + (size_t)(e->row0[b] + sel_pos(e, r, b, i)) * D,
-			       sizeof(float) * (size_t)D);
-	mb_k_matmul_nn_rows(e->sel_y, D, e->sel_z, D, nsel, w->o_w + (size_t)l * D * D, D, D);
-	mb_k_add_bias(e->sel_y, D, w->o_b + (size_t)l * D, nsel, D);
-	if (c->parallel) {
-		/* LN2 of resid_pre into sel_z (z is consumed) before the sum */
-		if (c->norm == MB_NORM_LN)
-			mb_k_layernorm(e->sel_z, NULL, NULL, NULL, e->sel_x, w->ln2_w + (size_t)l * D,
-				       w->ln2_b + (size_t)l * D, nsel, D, c->ln_eps);
-		else
-			memcpy(e->sel_z, e->sel_x, sizeof(float) * (size_t)nsel * D);
-	}
-	mb_k_add(e->sel_x, e->sel_x, e->sel_y, (size_t)nsel * D);
-	if (!c->attn_only) {
-		if (c->parallel)
-			memcpy(e->sel_y, e->sel_z, sizeof(float) * (size_t)nsel * D);
-		else if (c->norm == MB_NORM_LN)
-			mb_k_layernorm(e->sel_y, NULL, NULL, NULL, e->sel_x, w->ln2_w + (size_t)l * D,
-				       w->ln2_b + (size_t)l * D, nsel, D, c->ln_eps);
-		else
-			memcpy(e->sel_y, e->sel_x, sizeof(float) * (size_t)nsel * D);
-		mb_k_matmul_nn_rows(e->sel_m, M, e->sel_y, D, nsel, w->fc_w + (size_t)l * D * M, M, D);
-		mb_k_bias_act(e->sel_m, e->sel_m, w->fc_b + (size_t)l * M, nsel, M, c->act);
-		mb_k_matmul_nn_rows(e->sel_y, D, e->sel_m, M, nsel, w->proj_w + (size_t)l * M * D, D, M);
-		mb_k_add_bias(e->sel_y, D, w->proj_b + (size_t)l * D, nsel, D);
-		mb_k_add(e->sel_x, e->sel_x, e->sel_y, (size_t)nsel * D);
-	}
-	e->tail_done = 1;
-	return 0;
+	gather_sel(e, r, e->tmp_a, a->resid_pre);
+	s = (block_rows){n, e->tail_z, e->tmp_a, out, !compact, NULL};
+	rc = block_out(e, l, a, &s, err);
+	if (rc == 0)
+		e->tail_rows = n;
+	return rc;
 }
+
+/* Layers and logits ---------------------------------------------------------- */
 
 static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, float *next,
 		 mb_error *err)
 {
-	const mb_engine_config *c = &e->cfg;
 	const mb_hooks *h = r->hooks;
 	mb_engine_layer_acts *a = slot(e, l);
-	int D = c->d_model, M = c->d_mlp, R = e->R, rc;
-	size_t RD = (size_t)R * D;
-	const mb_engine_weights *w = &e->w;
-	int ln = c->norm == MB_NORM_LN;
+	int D = e->cfg.d_model, rc;
+	block_rows s = {e->R, a->z, a->resid_pre, next, 0, h};
 
-	if (tail_ok(e, r, l, start_z))
-		return tail_layer(e, r, l, err);
+	if (l == e->cfg.n_layer - 1 && e->tail != TAIL_NONE)
+		return tail_layer(e, r, l, next, err);
 	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
 	if (rc < 0)
 		return rc;
@@ -935,131 +1005,73 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 		pack(e, a->z, D, start_z, D, 1);
 	} else {
 		rc = qkv_stage(e, h, l, a, err);
-		if (rc < 0)
-			return rc;
-		rc = attention(e, h, l, a, err);
+		if (rc == 0)
+			rc = attention(e, h, l, a, err);
 		if (rc < 0)
 			return rc;
 	}
 	rc = dispatch_rows(e, h, pt(MB_HOOK_Z, l), a->z, D, D, err);
-	if (rc == 0 && e->acts.tail > 0 && l == c->n_layer - 1)
-		return layer_tail(e, l, a, next, err);
-	if (rc == 0)
-		rc = attn_out(e, h, l, a, err);
-	if (rc == 0)
-		rc = dispatch_rows(e, h, pt(MB_HOOK_ATTN_OUT, l), a->attn_out, D, D, err);
 	if (rc < 0)
 		return rc;
-	mb_k_add(a->resid_mid, a->resid_pre, a->attn_out, RD);
-	if (!c->parallel) {
-		rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_MID, l), a->resid_mid, D, D, err);
-		if (rc < 0)
-			return rc;
-	}
-	if (c->attn_only) {
-		memcpy(next, a->resid_mid, sizeof(float) * RD);
-	} else {
-		rc = norm(e, h, pt(MB_HOOK_LN2_NORMALIZED, l), c->parallel ? a->resid_pre : a->resid_mid,
-			  a->ln2_xhat, a->ln2_mean,
-			  a->ln2_rstd, a->ln2_out, ln ? w->ln2_w + (size_t)l * D : NULL,
-			  ln ? w->ln2_b + (size_t)l * D : NULL, err);
-		if (rc < 0)
-			return rc;
-		mb_k_gemm(a->mlp_pre, M, a->ln2_out, D, w->fc_w + (size_t)l * D * M, M, 0, R, M, D,
-			  1.0f, e->gu);
-		if (observes(h, MB_HOOK_MLP_PRE, l)) {
-			mb_k_add_bias(a->mlp_pre, M, w->fc_b + (size_t)l * M, R, M);
-			rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_PRE, l), a->mlp_pre, M, M, err);
-			if (rc < 0)
-				return rc;
-			mb_k_act(a->mlp_post, a->mlp_pre, (size_t)R * M, c->act);
-		} else {
-			mb_k_bias_act(a->mlp_post, a->mlp_pre, w->fc_b + (size_t)l * M, R, M, c->act);
-		}
-		rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_POST, l), a->mlp_post, M, M, err);
-		if (rc < 0)
-			return rc;
-		mb_k_gemm(a->mlp_out, D, a->mlp_post, M, w->proj_w + (size_t)l * M * D, D, 0, R, D, M,
-			  1.0f, e->gu);
-		mb_k_add_bias(a->mlp_out, D, w->proj_b + (size_t)l * D, R, D);
-		rc = dispatch_rows(e, h, pt(MB_HOOK_MLP_OUT, l), a->mlp_out, D, D, err);
-		if (rc < 0)
-			return rc;
-		mb_k_add(next, a->resid_mid, a->mlp_out, RD);
-	}
-	return dispatch_rows(e, h, pt(MB_HOOK_RESID_POST, l), next, D, D, err);
+	return block_out(e, l, a, &s, err);
 }
 
-static int unembed(mb_engine *e, const mb_run *r, const float *resid, mb_error *err)
+/* LN_f and the logits of the last run from acts.resid_final: over every row
+ * (ALL, or LN_f alone when kept or observed), or over the selected rows: the
+ * tail's (rows 0..B*N-1), or gathered from a full last layer. */
+static int unembed(mb_engine *e, const mb_run *r, mb_error *err)
 {
 	const mb_engine_config *c = &e->cfg;
 	const mb_hooks *h = r->hooks;
-	int D = c->d_model, V = c->n_vocab, rc;
-	int obs_lnf = observes(h, MB_HOOK_LN_FINAL_NORMALIZED, -1);
-	int full = r->logits == MB_LOGITS_ALL || obs_lnf || e->keep;
-	int ln = c->norm == MB_NORM_LN;
 	mb_engine_acts *a = &e->acts;
+	int D = c->d_model, V = c->n_vocab, n = e->tail_rows, normed = 0, rc;
+	const float *x = a->resid_final;
 
-	if (a->tail > 0) {
-		/* compact tail: resid holds the B last positions in rows 0..B-1 */
-		int S = a->tail;
+	if (n == 0) {
+		int full = r->logits == MB_LOGITS_ALL ||
+			   observes(h, MB_HOOK_LN_FINAL_NORMALIZED, -1) || e->keep;
 
-		rc = grow(&e->logits, &e->logits_cap, (size_t)S * V, "logits", err);
-		if (rc < 0)
-			return rc;
-		if (ln) {
-			mb_k_layernorm(NULL, a->lnf_xhat, a->lnf_mean, a->lnf_rstd, resid, e->w.lnf_w,
-				       e->w.lnf_b, S, D, c->ln_eps);
-			mb_k_ln_affine(a->lnf_out, a->lnf_xhat, e->w.lnf_w, e->w.lnf_b, S, D);
-		} else {
-			memcpy(a->lnf_xhat, resid, sizeof(float) * (size_t)S * D);
-			memcpy(a->lnf_out, resid, sizeof(float) * (size_t)S * D);
-			for (int i = 0; i < S; i++) {
-				a->lnf_mean[i] = 0.0f;
-				a->lnf_rstd[i] = 1.0f;
-			}
+		if (full) {
+			rc = norm(e, h, MB_HOOK_LN_FINAL_NORMALIZED, -1, e->R, x, a->lnf_xhat,
+				  a->lnf_mean, a->lnf_rstd, a->lnf_out, err);
+			if (rc < 0)
+				return rc;
 		}
-		/* thousands of training rows: BLAS, not the row kernel */
-		mb_k_gemm(e->logits, V, a->lnf_out, D, e->w.unembed, D, 1, S, V, D, 1.0f, e->gu);
-		return 0;
-	}
-	if (full) {
-		rc = norm(e, h, pt(MB_HOOK_LN_FINAL_NORMALIZED, -1), resid, a->lnf_xhat, a->lnf_mean,
-			  a->lnf_rstd, a->lnf_out, ln ? e->w.lnf_w : NULL, ln ? e->w.lnf_b : NULL,
-			  err);
+		if (r->logits == MB_LOGITS_NONE)
+			return 0;
+		if (r->logits == MB_LOGITS_ALL) {
+			rc = grow(&e->logits, &e->logits_cap, (size_t)e->R * V, "logits", err);
+			if (rc < 0)
+				return rc;
+			/* logits (R, V) = lnf_out (R, D) W_U^T, W_U (V, D) */
+			mb_k_gemm(e->logits, V, a->lnf_out, D, e->w.unembed, D, 1, e->R, V, D, 1.0f,
+				  e->gu);
+			return dispatch_rows(e, h, pt(MB_HOOK_LOGITS, -1), e->logits, V, V, err);
+		}
+		n = e->B * e->lrows;
+		rc = grow(&e->sel_x, &e->sel_x_cap, (size_t)n * D, "selected rows", err);
 		if (rc < 0)
 			return rc;
+		gather_sel(e, r, e->sel_x, full ? a->lnf_out : x);
+		x = e->sel_x;
+		normed = full;
 	}
-	if (r->logits == MB_LOGITS_NONE)
-		return 0;
-	if (r->logits == MB_LOGITS_ALL) {
-		rc = grow(&e->logits, &e->logits_cap, (size_t)e->R * V, "logits", err);
+	rc = grow(&e->logits, &e->logits_cap, (size_t)n * V, "logits", err);
+	if (rc < 0)
+		return rc;
+	if (!normed) {
+		/* LN_f of the selected rows (kept for the backward in the compact tail) */
+		rc = norm(e, NULL, MB_HOOK_LN_FINAL_NORMALIZED, -1, n, x, a->lnf_xhat, a->lnf_mean,
+			  a->lnf_rstd, a->lnf_out, err);
 		if (rc < 0)
 			return rc;
-		mb_k_gemm(e->logits, V, a->lnf_out, D, e->w.unembed, D, 1, e->R, V, D, 1.0f, e->gu);
-		return dispatch_rows(e, h, pt(MB_HOOK_LOGITS, -1), e->logits, V, V, err);
+		x = a->lnf_out;
 	}
-	{
-		int N = e->lrows, nsel = e->B * N;
-
-		rc = grow(&e->logits, &e->logits_cap, (size_t)nsel * V, "logits", err);
-		if (rc == 0)
-			rc = grow(&e->sel_x, &e->sel_x_cap, (size_t)nsel * D, "selected rows", err);
-		if (rc < 0)
-			return rc;
-		for (int b = 0; b < e->B && !e->tail_done; b++)
-			for (int i = 0; i < N; i++) {
-				const float *src = (full ? a->lnf_out : resid) +
-						   (size_t)(e->row0[b] + sel_pos(e, r, b, i)) * D;
-
-				memcpy(e->sel_x + ((size_t)b * N + i) * D, src, sizeof(float) * (size_t)D);
-			}
-		if (!full && ln)
-			mb_k_layernorm(e->sel_x, NULL, NULL, NULL, e->sel_x, e->w.lnf_w, e->w.lnf_b,
-				       nsel, D, c->ln_eps);
-		mb_k_matmul_nt_rows(e->logits, V, e->sel_x, nsel, e->w.unembed, V, D);
-		return dispatch_direct(e, h, pt(MB_HOOK_LOGITS, -1), e->logits, NULL, err);
-	}
+	if (e->tail == TAIL_COMPACT) /* logits (B, V) = x (B, D) W_U^T, W_U (V, D) */
+		mb_k_gemm(e->logits, V, x, D, e->w.unembed, D, 1, n, V, D, 1.0f, e->gu);
+	else /* logits (B * N, V) = x (B * N, D) W_U^T, W_U (V, D); the row kernel */
+		mb_k_matmul_nt_rows(e->logits, V, x, n, e->w.unembed, V, D);
+	return dispatch_direct(e, h, pt(MB_HOOK_LOGITS, -1), e->logits, NULL, err);
 }
 
 /* Forward ------------------------------------------------------------------ */
@@ -1072,7 +1084,8 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 
 	e->lrows = 0;
 	e->lmode = MB_LOGITS_NONE;
-	e->tail_done = 0;
+	e->tail_rows = 0;
+	e->tail = TAIL_NONE;
 	rc = check_run(e, r, err);
 	if (rc < 0)
 		return rc;
@@ -1095,26 +1108,9 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 		e->span[e->B - 1] += Rp - e->R;
 		e->R = Rp;
 	}
-	/* The compact tail (for the backward, so with keep_activations; without,
-	 * tail_ok's selected-row path does the same job): only the last positions
-	 * are read, nothing observes the tail, every item has the same length. */
-	e->acts.tail = 0;
+	e->tail = tail_plan(e, r);
+	e->acts.tail = e->tail == TAIL_COMPACT ? e->B : 0;
 	e->acts.tail_z = NULL;
-	if (e->compact && e->keep && r->logits == MB_LOGITS_LAST && !r->hooks && !r->start_z &&
-	    !c->parallel) {
-		int same = 1;
-
-		for (int b = 0; b < e->B; b++)
-			same &= e->len[b] == e->T;
-		if (same) {
-			int rc2 = grow(&e->tail_z, &e->tail_z_cap, (size_t)e->B * D, "compact tail", err);
-
-			if (rc2 < 0)
-				return rc2;
-			e->acts.tail = e->B;
-			e->acts.tail_z = e->tail_z;
-		}
-	}
 	mb_hooks_begin_run(r->hooks);
 	resid = slot(e, l0)->resid_pre;
 	if (r->start_resid)
@@ -1128,7 +1124,7 @@ int mb_engine_forward(mb_engine *e, const mb_run *r, mb_error *err)
 		if (rc < 0)
 			return rc;
 	}
-	return unembed(e, r, e->acts.resid_final, err);
+	return unembed(e, r, err);
 }
 
 /* Accessors ---------------------------------------------------------------- */

@@ -43,7 +43,8 @@ float mb_k_sum(const float *x, int n)
 	return tree16(acc);
 }
 
-float mb_k_dot(const float *a, const float *b, int n)
+/* Inlined into the row kernels, so that their AVX2 clones vectorise it too. */
+static inline float dot1(const float *a, const float *b, int n)
 {
 	float acc[LANES] = {0};
 	int i = 0;
@@ -55,6 +56,8 @@ float mb_k_dot(const float *a, const float *b, int n)
 		acc[j] += a[i + j] * b[i + j];
 	return tree16(acc);
 }
+
+float mb_k_dot(const float *a, const float *b, int n) { return dot1(a, b, n); }
 
 /* GEMM ------------------------------------------------------------------- */
 
@@ -491,19 +494,6 @@ static inline void dot4(float out[4], const float *x0, const float *x1, const fl
 	out[1] = tree16(a1);
 	out[2] = tree16(a2);
 	out[3] = tree16(a3);
-}
-
-static inline float dot1(const float *a, const float *b, int n)
-{
-	float acc[LANES] = {0};
-	int i = 0;
-
-	for (; i + LANES <= n; i += LANES)
-		for (int j = 0; j < LANES; j++)
-			acc[j] += a[i + j] * b[i + j];
-	for (int j = 0; i + j < n; j++)
-		acc[j] += a[i + j] * b[i + j];
-	return tree16(acc);
 }
 
 MB_CLONES static void nt_block(float *out, int ldo, const float *X, int R, const float *W, int c0,

@@ -231,7 +231,7 @@ static int run_items(const mb_task *t, void *state, const mb_dataset *d, double 
 	if (t->parallel_inside) {
 		for (long b = 0; b < n_batches && !failed; b++) {
 			size_t lo = (size_t)b * batch, len = n - lo < batch ? n - lo : batch;
-			failed = t->run(state, d->items.items + lo, len, values + lo * nm, err);
+			failed = mb_task_run(t, state, d->items.items + lo, len, values + lo * nm, err);
 			done += len;
 			if (progress)
 				progress_draw(label, done, n, started);
@@ -251,7 +251,7 @@ static int run_items(const mb_task *t, void *state, const mb_dataset *d, double 
 			if (stop)
 				continue;
 			mb_error_clear(&local);
-			rc = t->run(state, d->items.items + lo, len, values + lo * nm, &local);
+			rc = mb_task_run(t, state, d->items.items + lo, len, values + lo * nm, &local);
 			if (rc < 0) {
 #pragma omp critical(mb_runner_error)
 				{
@@ -342,12 +342,6 @@ int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_
 	started = mb_runner_now();
 	error = run_items(t, state, d, out->values, opts, e->name, err);
 	out->seconds = mb_runner_now() - started;
-	if (error < 0)
-		goto cleanup;
-	/* derived metrics (declared in the task's table) and one finiteness check,
-	 * item by item: a part's values are those of the whole entry's items */
-	if ((error = mb_task_finish(t, d->items.items, d->items.n, out->values, err)) < 0)
-		goto cleanup;
 cleanup:
 	if (state)
 		t->close(state);

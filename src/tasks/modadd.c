@@ -484,7 +484,7 @@ static int ma_run(void *state, const mb_item *items, size_t n, double *values, m
 		for (int q = 0; q < 5; q++)
 			v[MA_NKEY + q] = st->model_level[q];
 	}
-	return mb_task_finish(&mb_task_modadd, items, n, values, err);
+	return 0;
 }
 
 /* ---- figures ------------------------------------------------------------ */

@@ -69,6 +69,14 @@ int mb_task_finish(const mb_task *t, const mb_item *items, size_t n, double *val
 	return 0;
 }
 
+int mb_task_run(const mb_task *t, void *state, const mb_item *items, size_t n, double *values,
+		mb_error *err)
+{
+	int rc = t->run(state, items, n, values, err);
+
+	return rc < 0 ? rc : mb_task_finish(t, items, n, values, err);
+}
+
 int mb_metric_ref_parse(const char *ref, char *name, size_t cap, int *version)
 {
 	const char *at = strrchr(ref, '@');

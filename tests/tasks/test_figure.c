@@ -147,7 +147,7 @@ Test(figure, synthetic_true_model_spectrum_is_all_at_nyquist)
 	cr_assert_eq(t->generate(&items, 7, NULL, &err), 0, "%s", err.msg);
 	values = malloc(items.n * t->n_metrics * sizeof(double));
 	cr_assert_eq(t->open(&state, model, NULL, &err), 0, "%s", err.msg);
-	cr_assert_eq(t->run(state, items.items, items.n, values, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(t, state, items.items, items.n, values, &err), 0, "%s", err.msg);
 	t->close(state);
 	cr_assert_eq(mb_figure_compute(&figs, t, model, NULL, items.items, items.n, values, &err), 0,
 		     "%s", err.msg);

@@ -218,7 +218,7 @@ Test(induction, hand_built_induction_head_has_the_known_scores_and_causal_effect
 	for (int i = 0; i < 4; i++)
 		add_item(&items, R[i], rl[i], HV);
 	st = open_model(t, dir, NULL);
-	cr_assert_eq(t->run(st, items.items, items.n, v, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(t, st, items.items, items.n, v, &err), 0, "%s", err.msg);
 	for (int i = 0; i < 4; i++) {
 		const double *x = v + i * NM;
 		cr_expect_gt(x[SCORE], 0.999, "item %d: induction score %g", i, x[SCORE]);
@@ -277,9 +277,9 @@ Test(induction, values_do_not_depend_on_the_batch_an_item_runs_in)
 	cr_assert_eq(t->generate(&items, 5, params, &err), 0, "%s", err.msg);
 	cr_assert_eq(items.n, 6);
 	st = open_model(t, dir, "{\"ablation\": \"zero\"}");
-	cr_assert_eq(t->run(st, items.items, items.n, all, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(t, st, items.items, items.n, all, &err), 0, "%s", err.msg);
 	for (size_t i = 0; i < items.n; i++) {
-		cr_assert_eq(t->run(st, items.items + i, 1, one, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, items.items + i, 1, one, &err), 0, "%s", err.msg);
 		cr_expect_eq(memcmp(one, all + i * NM, sizeof(one)), 0, "item %zu differs alone", i);
 	}
 	t->close(st);
@@ -306,7 +306,7 @@ Test(induction, random_gpt2_family_model_has_no_induction_head)
 	st = open_model(t, dir, "{\"top_k\": 2}");
 	for (size_t i = 0; i < items.n; i += t->batch) {
 		size_t k = items.n - i < t->batch ? items.n - i : t->batch;
-		cr_assert_eq(t->run(st, items.items + i, k, v + i * NM, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, items.items + i, k, v + i * NM, &err), 0, "%s", err.msg);
 	}
 	for (size_t i = 0; i < items.n; i++) {
 		for (int m = 0; m < NM; m++)
@@ -398,7 +398,7 @@ Test(induction, items_longer_than_the_model_allows_are_refused_by_key)
 	write_hand_model(dir);
 	add_item(&items, R, 12, HV); /* 25 positions, the model has 24 */
 	st = open_model(t, dir, NULL);
-	cr_expect_lt(t->run(st, items.items, 1, v, &err), 0);
+	cr_expect_lt(mb_task_run(t, st, items.items, 1, v, &err), 0);
 	cr_expect(strstr(err.msg, items.items[0].key) && strstr(err.msg, "n_positions 24"),
 		  "got '%s'", err.msg);
 	t->close(st);
@@ -429,7 +429,7 @@ Test(induction, committed_zoo_model_has_a_layer_1_induction_head_and_k_compositi
 	fclose(f);
 	cr_assert_eq(t->generate(&items, 3, p, &err), 0, "%s", err.msg);
 	st = open_model(t, dir, "{\"top_k\": 3}");
-	cr_assert_eq(t->run(st, items.items, items.n, v, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(t, st, items.items, items.n, v, &err), 0, "%s", err.msg);
 	for (size_t i = 0; i < items.n; i++) {
 		top += v[i * NM + AB_TOP] / 8;
 		rnd += v[i * NM + AB_RND] / 8;

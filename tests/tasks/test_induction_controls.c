@@ -49,7 +49,7 @@ static double *run_all(const char *dir, const char *params_json, const mb_item_l
 	cr_assert_eq(t->open(&st, dir, params, &err), 0, "open %s: %s", dir, err.msg);
 	for (size_t i0 = 0; i0 < items->n; i0 += t->batch) {
 		size_t b = items->n - i0 < t->batch ? items->n - i0 : t->batch;
-		cr_assert_eq(t->run(st, items->items + i0, b, v + i0 * t->n_metrics, &err), 0, "%s",
+		cr_assert_eq(mb_task_run(t, st, items->items + i0, b, v + i0 * t->n_metrics, &err), 0, "%s",
 			     err.msg);
 	}
 	t->close(st);

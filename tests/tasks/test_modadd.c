@@ -350,9 +350,9 @@ Test(modadd, run_is_batch_invariant_and_finite_on_a_tiny_model)
 	cr_assert_eq(t->generate(&items, 3, gp, &err), 0, "%s", err.msg);
 	cr_assert_eq(t->open(&st, dir, keys, &err), 0, "%s", err.msg);
 	all = malloc(items.n * M * sizeof(double));
-	cr_assert_eq(t->run(st, items.items, items.n, all, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(t, st, items.items, items.n, all, &err), 0, "%s", err.msg);
 	for (size_t i = 0; i < items.n; i++) {
-		cr_assert_eq(t->run(st, items.items + i, 1, one, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, items.items + i, 1, one, &err), 0, "%s", err.msg);
 		cr_assert_eq(memcmp(one, all + i * M, M * sizeof(double)), 0,
 			     "item %zu differs alone and in a batch", i);
 		for (size_t m = 0; m < M; m++)
@@ -370,7 +370,7 @@ Test(modadd, run_is_batch_invariant_and_finite_on_a_tiny_model)
 	cr_assert_eq(t->open(&st, dir, keys, &err), 0, "%s", err.msg);
 	{
 		double *again = malloc(items.n * M * sizeof(double));
-		cr_assert_eq(t->run(st, items.items, items.n, again, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, items.items, items.n, again, &err), 0, "%s", err.msg);
 		cr_assert_eq(memcmp(again, all, items.n * M * sizeof(double)), 0);
 		free(again);
 	}
@@ -381,7 +381,7 @@ Test(modadd, run_is_batch_invariant_and_finite_on_a_tiny_model)
 		json_t *rp = json_pack("{s[i]}", "key_frequencies", 5);
 		double *given = malloc(items.n * M * sizeof(double));
 		cr_assert_eq(t->open(&st, dir, rp, &err), 0, "%s", err.msg);
-		cr_assert_eq(t->run(st, items.items, items.n, given, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, items.items, items.n, given, &err), 0, "%s", err.msg);
 		cr_assert_eq(given[mi("modadd.key_freq_count")], 1.0, "one key frequency given");
 		t->close(st);
 		json_decref(rp);
@@ -421,7 +421,7 @@ Test(modadd, items_outside_the_models_modulus_are_named)
 				      &err), 0);
 	cr_assert_eq(t->open(&st, dir, keys, &err), 0, "%s", err.msg);
 	json_decref(keys);
-	cr_assert_eq(t->run(st, items.items, 1, v, &err), MB_EINVALID);
+	cr_assert_eq(mb_task_run(t, st, items.items, 1, v, &err), MB_EINVALID);
 	cr_assert(strstr(err.msg, items.items[0].key), "%s", err.msg);
 	t->close(st);
 	mb_item_list_dispose(&items);
@@ -452,7 +452,7 @@ static double *zoo_test_values(size_t *n_out, mb_item_list *test_items, const js
 				     0, "%s", err.msg);
 	cr_assert_eq(t->open(&st, dir, params, &err), 0, "%s", err.msg);
 	v = malloc(test_items->n * t->n_metrics * sizeof(double));
-	cr_assert_eq(t->run(st, test_items->items, test_items->n, v, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(t, st, test_items->items, test_items->n, v, &err), 0, "%s", err.msg);
 	t->close(st);
 	mb_dataset_dispose(&d);
 	*n_out = test_items->n;
@@ -639,7 +639,7 @@ Test(modadd, figures_draw_both_spectra_and_the_losses_by_stratum)
 	{
 		void *st = NULL;
 		cr_assert_eq(t->open(&st, dir, keys, &err), 0, "%s", err.msg);
-		cr_assert_eq(t->run(st, items.items, items.n, v, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, items.items, items.n, v, &err), 0, "%s", err.msg);
 		t->close(st);
 	}
 	cr_assert_eq(mb_figure_compute(&figs, t, dir, keys, items.items, items.n, v, &err), 0,

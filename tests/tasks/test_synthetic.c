@@ -147,8 +147,8 @@ Test(synthetic, values_match_the_definition_and_a_perturbed_model_moves_them)
 	cr_assert_eq(syn()->open(&good, path, NULL, &err), 0, "%s", err.msg);
 	snprintf(path, sizeof(path), "%s/bad", dir);
 	cr_assert_eq(syn()->open(&bad, path, NULL, &err), 0, "%s", err.msg);
-	cr_assert_eq(syn()->run(good, l.items, l.n, v1, &err), 0, "%s", err.msg);
-	cr_assert_eq(syn()->run(bad, l.items, l.n, v2, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(syn(), good, l.items, l.n, v1, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_task_run(syn(), bad, l.items, l.n, v2, &err), 0, "%s", err.msg);
 	expect_values(&l, v1, wt, 0);
 	expect_values(&l, v2, wp, 0.25);
 	for (size_t i = 0; i < l.n; i++)
@@ -176,9 +176,9 @@ Test(synthetic, run_is_batch_invariant)
 	cr_assert_eq(syn()->generate(&l, 9, NULL, &err), 0, "%s", err.msg);
 	cr_assert_eq(syn()->open(&st, path, NULL, &err), 0, "%s", err.msg);
 	all = malloc(l.n * 3 * sizeof(double));
-	cr_assert_eq(syn()->run(st, l.items, l.n, all, &err), 0);
+	cr_assert_eq(mb_task_run(syn(), st, l.items, l.n, all, &err), 0);
 	for (size_t i = 0; i < l.n; i += 7) {
-		cr_assert_eq(syn()->run(st, &l.items[i], 1, one, &err), 0);
+		cr_assert_eq(mb_task_run(syn(), st, &l.items[i], 1, one, &err), 0);
 		cr_expect_eq(memcmp(one, &all[i * 3], sizeof(one)), 0, "item %zu alone", i);
 	}
 	syn()->close(st);
@@ -220,7 +220,7 @@ Test(synthetic, a_model_of_the_wrong_dimension_names_the_item)
 	snprintf(path, sizeof(path), "%s/m", dir);
 	cr_assert_eq(syn()->generate(&l, 1, NULL, &err), 0);
 	cr_assert_eq(syn()->open(&st, path, NULL, &err), 0, "%s", err.msg);
-	cr_expect_eq(syn()->run(st, l.items, 1, v, &err), MB_EINVALID);
+	cr_expect_eq(mb_task_run(syn(), st, l.items, 1, v, &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, l.items[0].key) != NULL, "%s", err.msg);
 	syn()->close(st);
 	mb_item_list_dispose(&l);

@@ -138,7 +138,7 @@ static void check_task(const char *name)
 	v = malloc(n * M * sizeof(double));
 	for (size_t i0 = 0; i0 < n; i0 += t->batch) {
 		size_t b = n - i0 < t->batch ? n - i0 : t->batch;
-		cr_assert_eq(t->run(st, sel.items + i0, b, v + i0 * M, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_task_run(t, st, sel.items + i0, b, v + i0 * M, &err), 0, "%s", err.msg);
 	}
 	t->close(st);
 	for (size_t i = 0; i < n; i++) {
