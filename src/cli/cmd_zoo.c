@@ -28,7 +28,7 @@ static const char usage[] =
 	"from a seed, bitwise reproducibly.\n\n"
 	"  list     the recipes and their presets, and the committed models under\n"
 	"           --models (default baselines/models) with their MANIFEST status.\n"
-	"  train    trains recipe NAME (modadd, induction) at --preset (default fast)\n"
+	"  train    trains recipe NAME (listed below) at --preset (default fast)\n"
 	"           from --seed (default 0) and writes a Hugging Face checkpoint\n"
 	"           directory to --out (default out/zoo/NAME): config.json,\n"
 	"           model.safetensors, tokenizer.json, training_state.json (step,\n"
@@ -41,9 +41,9 @@ static const char usage[] =
 	"           recorded as \"custom\" and the checks are not required to pass).\n"
 	"           --threads N sets the OpenMP thread count (the weights are the\n"
 	"           same bits for any N). A progress bar with the loss is drawn on a\n"
-	"           terminal. After training, the recipe's checks (modadd: grokking,\n"
-	"           test accuracy; induction: induction score, loss on the repeat)\n"
-	"           are printed; a preset run whose checks fail exits 3.\n"
+	"           terminal. After training, the recipe's checks (e.g. modadd:\n"
+	"           grokking, test accuracy) are printed; a preset run whose checks\n"
+	"           fail exits 3.\n"
 	"  verify   for every model under --models: checks the sha256 of each file\n"
 	"           against its MANIFEST, then (unless --no-retrain) retrains it with\n"
 	"           the MANIFEST's recipe, preset, seed and GEMM backend and compares\n"
@@ -63,25 +63,60 @@ typedef struct progress_state {
 	double last;
 	int64_t last_line;
 	char label[64];
-	double last_test_acc, last_score;
+	mb_zoo_eval last_eval;
 	int have_eval;
 } progress_state;
+
+/* One line per recipe of the registry: name, presets, summary. */
+static void print_recipes(FILE *f)
+{
+	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
+		char presets[128] = "";
+		size_t len = 0;
+		for (const char *const *p = mb_zoo_recipe_presets(i); *p && len < sizeof(presets); p++)
+			len += (size_t)snprintf(presets + len, sizeof(presets) - len, "%s%s",
+						len ? "|" : "", *p);
+		fprintf(f, "  %-10s %-12s %s\n", mb_zoo_recipe_name(i), presets,
+			mb_zoo_recipe_summary(i));
+	}
+}
+
+/* The usage text, then the recipes. */
+static void print_usage(FILE *f)
+{
+	fputs(usage, f);
+	fputs("\nrecipes:\n", f);
+	print_recipes(f);
+}
+
+/* "  test acc 0.512": the eval fields the recipe puts on the progress line. */
+static void progress_evals(char *buf, size_t cap, const mb_zoo_recipe *r, const mb_zoo_eval *ev)
+{
+	size_t n, len = 0;
+	const mb_zoo_eval_field *f = mb_zoo_eval_fields(r, &n);
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && len < cap; i++) {
+		if (!f[i].progress)
+			continue;
+		len += (size_t)snprintf(buf + len, cap - len, "  ");
+		if (len < cap)
+			len += (size_t)snprintf(buf + len, cap - len, f[i].progress, ev->value[i]);
+	}
+}
 
 static void progress(const mb_zoo_progress *p, void *payload)
 {
 	progress_state *ps = payload;
 	if (p->eval) {
 		ps->have_eval = 1;
-		ps->last_test_acc = p->eval->test_acc;
-		ps->last_score = p->eval->induction_score;
+		ps->last_eval = *p->eval;
 	}
 	if (ps->quiet)
 		return;
 	char extra[64] = "";
 	if (ps->have_eval)
-		snprintf(extra, sizeof(extra), p->recipe->task == MB_ZOO_MODADD ? "  test acc %.3f"
-										 : "  ind score %.2f",
-			 p->recipe->task == MB_ZOO_MODADD ? ps->last_test_acc : ps->last_score);
+		progress_evals(extra, sizeof(extra), p->recipe, &ps->last_eval);
 	if (ps->tty) {
 		if (p->seconds - ps->last < 0.1 && p->step != p->steps)
 			return;
@@ -210,8 +245,11 @@ static int cmd_train(int argc, char **argv)
 			return mb_cli_usage_error("zoo", "train: unexpected argument '%s'", a);
 		}
 	}
-	if (!name)
-		return mb_cli_usage_error("zoo", "train: missing recipe NAME (modadd, induction)");
+	if (!name) {
+		char known[256];
+		return mb_cli_usage_error("zoo", "train: missing recipe NAME (%s)",
+					  mb_zoo_recipe_names(known, sizeof(known)));
+	}
 	if (mb_zoo_recipe_get(&r, name, preset, (uint64_t)seed, &err) < 0)
 		return mb_cli_usage_error("zoo", "%s", err.msg);
 	if (steps > 0 && steps != r.steps) {
@@ -302,16 +340,7 @@ static int cmd_list(int argc, char **argv)
 			return mb_cli_usage_error("zoo", "list: unexpected argument '%s'", argv[i]);
 	}
 	printf("recipes:\n");
-	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
-		const char *const *p = mb_zoo_recipe_presets(i);
-		char presets[128] = "";
-		size_t len = 0;
-		for (; *p; p++)
-			len += (size_t)snprintf(presets + len, sizeof(presets) - len, "%s%s",
-						len ? "|" : "", *p);
-		printf("  %-10s %-12s %s\n", mb_zoo_recipe_name(i), presets,
-		       mb_zoo_recipe_summary(i));
-	}
+	print_recipes(stdout);
 	printf("committed models (%s):\n", models);
 	if (list_models(&names, &n, models) < 0 || n == 0) {
 		printf("  (none)\n");
@@ -492,11 +521,11 @@ static int cmd_verify(int argc, char **argv)
 int mb_cmd_zoo(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(usage, argc < 2 ? stderr : stdout);
+		print_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
 	}
 	if (mb_cli_wants_help(argc, argv)) {
-		fputs(usage, stdout);
+		print_usage(stdout);
 		return MB_EXIT_OK;
 	}
 	if (strcmp(argv[1], "list") == 0)
