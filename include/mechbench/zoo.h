@@ -15,7 +15,7 @@
  *
  * What differs between recipes (presets, field checks, vocabulary, batches,
  * evaluation and its named fields, post-training checks) is one table of
- * operations per recipe (src/train/zoo_recipe.h), defined in the recipe's own
+ * operations per recipe (src/train/zoo_int.h), defined in the recipe's own
  * file (src/train/zoo_modadd.c, zoo_induction.c) and listed once in
  * src/train/zoo_registry.h; the trainer and the CLI read recipes only through
  * it.
@@ -31,7 +31,7 @@
 #include <mechbench/adamw.h>
 #include <mechbench/error.h>
 
-/* A recipe's table of operations (src/train/zoo_recipe.h); opaque here. */
+/* A recipe's table of operations (src/train/zoo_int.h); opaque here. */
 typedef struct mb_zoo_recipe_ops mb_zoo_recipe_ops;
 
 #define MB_ZOO_NAME_MAX 32

@@ -4,7 +4,7 @@
  * Shape letters: B batch (sequences per step), T positions, V vocab, NP the
  * number of parameters (one flat block in the engine's weights layout).
  *
- * The recipe's table (zoo_recipe.h) supplies everything that differs
+ * The recipe's table (zoo_int.h) supplies everything that differs
  * between recipes: the data order and batches (each recipe's file documents
  * its own), the evaluation and its named fields, the vocabulary and the
  * post-training checks. Loss: mean cross-entropy over the rows the batch
@@ -28,12 +28,11 @@
 #include <mechbench/adamw.h>
 #include <mechbench/backward.h>
 #include <mechbench/buildinfo.h>
-#include <mechbench/detmath.h>
 #include <mechbench/checkpoint.h>
 #include <mechbench/engine.h>
 #include <mechbench/rng.h>
 
-#include "zoo_recipe.h"
+#include "zoo_int.h"
 
 struct mb_zoo_trainer {
 	const mb_zoo_recipe *r;
@@ -144,21 +143,6 @@ cleanup:
 }
 
 /* ---- evaluation ---- */
-
-double mb_zoo_row_xent(const float *logits, int V, int target, int *correct)
-{
-	double mx = logits[0], s = 0;
-	int arg = 0;
-	for (int v = 1; v < V; v++)
-		if (logits[v] > mx) {
-			mx = logits[v];
-			arg = v;
-		}
-	for (int v = 0; v < V; v++)
-		s += mb_detmath_exp((double)logits[v] - mx);
-	*correct = arg == target;
-	return mx + mb_detmath_log(s) - (double)logits[target];
-}
 
 static int evaluate(trainer *t, int64_t step, mb_error *err)
 {

@@ -1,7 +1,7 @@
 /*
  * zoo.c: the recipe registry (zoo_registry.h), recipe lookup with presets,
  * the checks and JSON form of the fields every recipe shares, and the named
- * eval fields. Each recipe's own part is its table (zoo_recipe.h) in
+ * eval fields. Each recipe's own part is its table (zoo_int.h) in
  * src/train/zoo_<name>.c.
  */
 #include <mechbench/zoo.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "zoo_recipe.h"
+#include "zoo_int.h"
 
 static const mb_zoo_recipe_ops *const registry[] = {
 #define MB_ZOO_RECIPE(id) &mb_zoo_recipe_##id,

@@ -4,7 +4,7 @@
  * background tokens, which grows induction heads after a plateau. Its
  * preset, field checks, data generator, evaluation (loss on each repeat, the
  * TransformerLens induction score) and checks as one recipe table
- * (zoo_recipe.h).
+ * (zoo_int.h).
  *
  * Legend: B batch (sequences), T positions, V vocab, H heads.
  *
@@ -21,9 +21,10 @@
 #include <string.h>
 
 #include <mechbench/hooks.h>
+#include <mechbench/logits.h>
 #include <mechbench/rng.h>
 
-#include "zoo_recipe.h"
+#include "zoo_int.h"
 
 /* Eval sequences of stream "induction/eval", and sequences of [BOS, R, R]
  * for the induction score. */
@@ -374,7 +375,7 @@ static int induction_eval(mb_zoo_ctx *c, mb_zoo_eval *ev, mb_error *err)
 	mb_hooks *hooks = NULL;
 	mb_hook_point pt = {MB_HOOK_PATTERN, c->r->n_layer > 1 ? 1 : 0};
 	score_payload sp = {len, sums};
-	int error, correct, best_head = 0, heads = 0;
+	int error, best_head = 0, heads = 0;
 
 	MB_ASSERT(H <= 256);
 	/* Loss on the two occurrences of the segment. */
@@ -389,11 +390,11 @@ static int induction_eval(mb_zoo_ctx *c, mb_zoo_eval *ev, mb_error *err)
 		const int32_t *tok = c->tokens + (size_t)b * T;
 		/* Token at position p is predicted by logits row p - 1. */
 		for (int j = 1; j < sg->len; j++) {
-			s1 += mb_zoo_row_xent(mb_engine_logits_row(c->e, b, sg->first + j - 1), V,
-					      tok[sg->first + j], &correct);
+			s1 += mb_logits_ce(NULL, mb_engine_logits_row(c->e, b, sg->first + j - 1), V,
+					   tok[sg->first + j], MB_LOGITS_DETMATH);
 			n1++;
-			s2 += mb_zoo_row_xent(mb_engine_logits_row(c->e, b, sg->second + j - 1), V,
-					      tok[sg->second + j], &correct);
+			s2 += mb_logits_ce(NULL, mb_engine_logits_row(c->e, b, sg->second + j - 1), V,
+					   tok[sg->second + j], MB_LOGITS_DETMATH);
 			n2++;
 		}
 	}

@@ -4,7 +4,7 @@
  * presets, field checks, data (the pair split, full-batch or shuffled
  * mini-batch order), evaluation (loss and accuracy on the train and test
  * pairs) and checks (grokking after memorisation) as one recipe table
- * (zoo_recipe.h).
+ * (zoo_int.h).
  *
  * Legend: B batch (pairs), P modulus, V vocab = P + 1 ('=' is token P).
  *
@@ -22,9 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/logits.h>
 #include <mechbench/rng.h>
 
-#include "zoo_recipe.h"
+#include "zoo_int.h"
 
 /*
  * modadd, preset "paper": Nanda et al. 2023, "Progress measures for grokking
@@ -301,10 +302,10 @@ static int modadd_eval_split(mb_zoo_ctx *c, const uint32_t *pairs, size_t n, dou
 		if (error < 0)
 			return error;
 		for (int b = 0; b < B; b++) {
-			int correct;
-			sum += mb_zoo_row_xent(mb_engine_logits_row(c->e, b, 0), c->V, c->targets[b],
-					       &correct);
-			ok += correct;
+			int arg;
+			sum += mb_logits_ce(&arg, mb_engine_logits_row(c->e, b, 0), c->V, c->targets[b],
+					    MB_LOGITS_DETMATH);
+			ok += arg == c->targets[b];
 		}
 	}
 	*loss = sum / (double)n;

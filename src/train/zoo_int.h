@@ -1,5 +1,5 @@
 /*
- * zoo_recipe.h: the table of operations of one zoo recipe (private to
+ * zoo_int.h: the table of operations of one zoo recipe (private to
  * src/train). Everything the registry, the trainer and the CLI need to know
  * about a recipe is here; nothing else in the zoo looks at which recipe it
  * runs.
@@ -16,9 +16,11 @@
  * eval_every steps and the last; checks once after the last step; data_free.
  * The order of the ops' random draws and of their sums is part of each
  * recipe's definition: the committed zoo (zoo verify) fixes its bits.
+ * Evaluations take cross-entropy from the logits toolkit (logits.h) with
+ * MB_LOGITS_DETMATH, so their values do not depend on the CPU either.
  */
-#ifndef MECHBENCH_TRAIN_ZOO_RECIPE_H
-#define MECHBENCH_TRAIN_ZOO_RECIPE_H
+#ifndef MECHBENCH_TRAIN_ZOO_INT_H
+#define MECHBENCH_TRAIN_ZOO_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -92,11 +94,6 @@ struct mb_zoo_recipe_ops {
 #define MB_ZOO_RECIPE(id) extern const mb_zoo_recipe_ops mb_zoo_recipe_##id;
 #include "zoo_registry.h"
 #undef MB_ZOO_RECIPE
-
-/* Cross-entropy -log softmax(logits)[target] of one logits row (V), in
- * double with the deterministic exp/log, and whether the argmax (first of
- * ties) is target. */
-double mb_zoo_row_xent(const float *logits, int V, int target, int *correct);
 
 /* The data ops' context of trainer t (modadd's train pairs accessor). */
 const mb_zoo_ctx *mb_zoo_trainer_ctx(const mb_zoo_trainer *t);
