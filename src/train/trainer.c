@@ -346,9 +346,9 @@ int mb_zoo_trainer_init(mb_zoo_trainer **out, const mb_zoo_recipe *recipe, mb_er
 	if ((error = mb_engine_init(&t->e, &t->cfg, &t->w, &eo, err)) < 0)
 		goto cleanup;
 	t->ctx.e = t->e;
-	/* One fixed batch per step: no per-item padding to the row group; and
-	 * modadd reads only the last position: the last layer's tail is computed
-	 * there alone. */
+	/* One fixed batch per step: no per-item padding to the row group; and a
+	 * batch whose logits mode reads only the last position (modadd) gets the
+	 * last layer's tail computed there alone. */
 	mb_engine_set_dense_rows(t->e, 1);
 	mb_engine_set_compact_tail(t->e, 1);
 	if ((error = mb_backward_init(&t->bw, t->e, err)) < 0 ||

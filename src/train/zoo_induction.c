@@ -328,6 +328,8 @@ static void induction_train_batch(mb_zoo_ctx *c, int64_t s, mb_run *run)
 
 enum { EV_REP1_LOSS, EV_REP2_LOSS, EV_SCORE, EV_HEAD, EV_HEADS, EV_COUNT };
 
+_Static_assert(EV_COUNT <= MB_ZOO_EVAL_MAX, "mb_zoo_eval holds MB_ZOO_EVAL_MAX values");
+
 static const mb_zoo_eval_field induction_fields[EV_COUNT] = {
 	[EV_REP1_LOSS] = {"rep1_loss", 0, NULL,
 			  "mean loss on the first occurrence of the segment (its first token "

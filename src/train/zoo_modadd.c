@@ -280,6 +280,8 @@ static void modadd_train_batch(mb_zoo_ctx *c, int64_t s, mb_run *run)
 
 enum { EV_TRAIN_LOSS, EV_TRAIN_ACC, EV_TEST_LOSS, EV_TEST_ACC, EV_COUNT };
 
+_Static_assert(EV_COUNT <= MB_ZOO_EVAL_MAX, "mb_zoo_eval holds MB_ZOO_EVAL_MAX values");
+
 static const mb_zoo_eval_field modadd_fields[EV_COUNT] = {
 	[EV_TRAIN_LOSS] = {"train_loss", 0, NULL, "mean cross-entropy on the train pairs"},
 	[EV_TRAIN_ACC] = {"train_acc", 0, NULL, "argmax accuracy on the train pairs"},
