@@ -12,6 +12,13 @@
  * recipe is a pure function of (seed, named Philox stream, index): the same
  * recipe and seed give the same bytes of every weight file on any thread count
  * (trainer.h).
+ *
+ * What differs between recipes (presets, field checks, vocabulary, batches,
+ * evaluation and its named fields, post-training checks) is one table of
+ * operations per recipe (src/train/zoo_int.h), defined in the recipe's own
+ * file (src/train/zoo_modadd.c, zoo_induction.c) and listed once in
+ * src/train/zoo_registry.h; the trainer and the CLI read recipes only through
+ * it.
  */
 #ifndef MECHBENCH_ZOO_H
 #define MECHBENCH_ZOO_H
@@ -24,10 +31,8 @@
 #include <mechbench/adamw.h>
 #include <mechbench/error.h>
 
-typedef enum mb_zoo_task {
-	MB_ZOO_MODADD = 0,    /* "a b =" -> (a + b) mod P */
-	MB_ZOO_INDUCTION = 1, /* next token over sequences with a repeated segment */
-} mb_zoo_task;
+/* A recipe's table of operations (src/train/zoo_int.h); opaque here. */
+typedef struct mb_zoo_recipe_ops mb_zoo_recipe_ops;
 
 #define MB_ZOO_NAME_MAX 32
 
@@ -35,7 +40,7 @@ typedef enum mb_zoo_task {
 typedef struct mb_zoo_recipe {
 	char name[MB_ZOO_NAME_MAX];   /* recipe name, "modadd" | "induction" */
 	char preset[MB_ZOO_NAME_MAX]; /* "fast" | "paper" | "custom" after overrides */
-	mb_zoo_task task;
+	const mb_zoo_recipe_ops *ops; /* the recipe's table (set by mb_zoo_recipe_get) */
 	uint64_t seed; /* model init, data split and data order */
 
 	/* Model (config.json). */
@@ -56,6 +61,9 @@ typedef struct mb_zoo_recipe {
 	int64_t batch_size;   /* sequences per step; 0 = full batch (modadd) */
 	int64_t eval_every;   /* steps between evaluations (recorded), > 0 */
 
+	/* The recipes' own fields: each section is read only by its recipe's
+	 * table. */
+
 	/* modadd data: all P^2 pairs, a seeded split of train_frac into train. */
 	int p;
 	double train_frac;
@@ -75,21 +83,25 @@ typedef struct mb_zoo_recipe {
 	double check_loss_ratio;      /* induction: loss(2nd repeat) <= ratio * loss(1st) */
 } mb_zoo_recipe;
 
-/* The recipes and their presets, in listing order. */
+/* The recipes and their presets, in the registry's order. */
 size_t mb_zoo_recipe_count(void);
 const char *mb_zoo_recipe_name(size_t i);
 const char *mb_zoo_recipe_summary(size_t i);
-/* Preset names of recipe i, NULL-terminated. */
+/* Preset names of recipe i, NULL-terminated; the first is the default. */
 const char *const *mb_zoo_recipe_presets(size_t i);
+/* The recipe names joined by ", " ("modadd, induction") into buf (truncated
+ * to cap - 1 bytes); returns buf. For messages and usage text. */
+const char *mb_zoo_recipe_names(char *buf, size_t cap);
 
 /* Fills out with recipe `name` at preset `preset` and seed. MB_ENOTFOUND
  * names the unknown recipe or preset and lists the known ones. */
 int mb_zoo_recipe_get(mb_zoo_recipe *out, const char *name, const char *preset, uint64_t seed,
 		      mb_error *err);
 
-/* Checks a recipe's fields for consistency (sizes > 0, n_embd % n_head,
- * modadd vocab == P + 1 and n_positions == 3, induction segments fit, ...);
- * the message names the field. */
+/* Checks a recipe's fields for consistency: the common ones (sizes > 0,
+ * n_embd % n_head, ...), then the recipe's own (modadd vocab == P + 1 and
+ * n_positions == 3, induction segments fit, ...); the message names the
+ * field. A recipe without a table (ops NULL) is MB_EINVALID. */
 int mb_zoo_recipe_check(const mb_zoo_recipe *r, mb_error *err);
 
 /* The recipe as a JSON object (every field), for training_state.json. New
@@ -140,22 +152,31 @@ void mb_zoo_repeated_tokens(int32_t *out, int len, int vocab_size, uint64_t seed
 
 /* ---- training ---- */
 
-/* One evaluation of the model after `step` optimizer steps. */
+/* One named value of a recipe's evaluation (the recipe's table lists them). */
+typedef struct mb_zoo_eval_field {
+	const char *name;     /* the key in training_state.json "evals", e.g. "test_acc" */
+	int integer;          /* written as a JSON integer (a head index, a count) */
+	const char *progress; /* the progress line's text for it, a printf format of one
+			       * double ("test acc %.3f"); NULL: not on the progress line */
+	const char *doc;      /* what it measures, one line */
+} mb_zoo_eval_field;
+
+#define MB_ZOO_EVAL_MAX 8
+
+/* One evaluation of the model after `step` optimizer steps: value[i] is the
+ * recipe's eval field i (mb_zoo_eval_fields; each field's doc says what it
+ * measures). */
 typedef struct mb_zoo_eval {
 	int64_t step;
-	/* modadd: mean cross-entropy and accuracy on the train and test pairs */
-	double train_loss, train_acc, test_loss, test_acc;
-	/* induction: mean loss on the tokens of the first and of the second
-	 * occurrence of the segment (its first token excluded, which nothing
-	 * predicts), over the eval sequences; and the best layer-1 induction score
-	 * (TransformerLens: mean attention from position i of the second repeat
-	 * of [BOS, R, R] to position i - |R| + 1) and its head */
-	double rep1_loss, rep2_loss, induction_score;
-	int induction_head;
-	/* induction: layer-1 heads with induction score >=
-	 * MB_ZOO_INDUCTION_HEAD_SCORE */
-	int induction_heads;
+	double value[MB_ZOO_EVAL_MAX];
 } mb_zoo_eval;
+
+/* The eval fields of r's recipe (*n of them, <= MB_ZOO_EVAL_MAX), in value
+ * order; static storage. */
+const mb_zoo_eval_field *mb_zoo_eval_fields(const mb_zoo_recipe *r, size_t *n);
+/* ev's value of the eval field `name` of r's recipe; NAN when the recipe has
+ * no such field. */
+double mb_zoo_eval_get(const mb_zoo_recipe *r, const mb_zoo_eval *ev, const char *name);
 
 /* TransformerLens's detector threshold: a head whose induction score reaches
  * it counts as an induction head (the induction recipe's checks). */
@@ -185,11 +206,10 @@ typedef struct mb_zoo_result {
 	double seconds;        /* training wall time (evaluations and writes included) */
 	double final_loss;     /* training loss of the last step */
 	mb_zoo_eval final;     /* evaluation after the last step */
-	int64_t memorised_step; /* modadd: first evaluated step with train acc >= 0.99, else -1 */
-	int64_t grokked_step;   /* modadd: first evaluated step with test acc >= check_test_acc;
-				 * induction: first with induction score >= check; else -1 */
 	int checks_passed;     /* the recipe's post-training checks all hold */
-	char checks[512];      /* one line per check: what was measured against what */
+	char checks[512];      /* the checks, "; "-separated: what was measured against
+				* what (the phase steps among them: modadd memorisation
+				* and grokking, induction's phase change) */
 } mb_zoo_result;
 
 /*
@@ -222,7 +242,8 @@ int mb_zoo_trainer_eval(mb_zoo_trainer *t, mb_zoo_eval *out, mb_error *err);
 /* Writes config.json, model.safetensors and tokenizer.json of the current
  * weights to dir. */
 int mb_zoo_trainer_write_model(const mb_zoo_trainer *t, const char *dir, mb_error *err);
-/* modadd: the train pairs in the order a full-batch step feeds them. */
+/* modadd: the train pairs in the order a full-batch step feeds them (NULL
+ * and *n = 0 for a trainer of another recipe). */
 const uint32_t *mb_zoo_trainer_train_pairs(const mb_zoo_trainer *t, size_t *n);
 /* The parameter block (engine layout). */
 const float *mb_zoo_trainer_params(const mb_zoo_trainer *t, size_t *n);

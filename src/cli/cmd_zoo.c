@@ -70,7 +70,7 @@ static const mb_cli_cmd zoo_train_cmd = {
 	.operands = "NAME",
 	.max_operands = 1,
 	.about =
-	"Trains recipe NAME (modadd, induction) at --preset from --seed and writes a\n"
+	"Trains recipe NAME (see `zoo list`) at --preset from --seed and writes a\n"
 	"Hugging Face checkpoint directory to --out: config.json, model.safetensors,\n"
 	"tokenizer.json, training_state.json (step, every loss, evaluations, seed,\n"
 	"recipe, time) and a MANIFEST (sha256 of each file, the command, machine, time\n"
@@ -111,25 +111,60 @@ typedef struct progress_state {
 	double last;
 	int64_t last_line;
 	char label[64];
-	double last_test_acc, last_score;
+	mb_zoo_eval last_eval;
 	int have_eval;
 } progress_state;
+
+/* One line per recipe of the registry: name, presets, summary. */
+static void print_recipes(FILE *f)
+{
+	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
+		char presets[128] = "";
+		size_t len = 0;
+		for (const char *const *p = mb_zoo_recipe_presets(i); *p && len < sizeof(presets); p++)
+			len += (size_t)snprintf(presets + len, sizeof(presets) - len, "%s%s",
+						len ? "|" : "", *p);
+		fprintf(f, "  %-10s %-12s %s\n", mb_zoo_recipe_name(i), presets,
+			mb_zoo_recipe_summary(i));
+	}
+}
+
+/* The usage text, then the recipes. */
+static void print_usage(FILE *f)
+{
+	mb_cli_help_group(f, zoo_about, zoo_cmds, MB_CLI_N(zoo_cmds));
+	fputs("\nrecipes:\n", f);
+	print_recipes(f);
+}
+
+/* "  test acc 0.512": the eval fields the recipe puts on the progress line. */
+static void progress_evals(char *buf, size_t cap, const mb_zoo_recipe *r, const mb_zoo_eval *ev)
+{
+	size_t n, len = 0;
+	const mb_zoo_eval_field *f = mb_zoo_eval_fields(r, &n);
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && len < cap; i++) {
+		if (!f[i].progress)
+			continue;
+		len += (size_t)snprintf(buf + len, cap - len, "  ");
+		if (len < cap)
+			len += (size_t)snprintf(buf + len, cap - len, f[i].progress, ev->value[i]);
+	}
+}
 
 static void progress(const mb_zoo_progress *p, void *payload)
 {
 	progress_state *ps = payload;
 	if (p->eval) {
 		ps->have_eval = 1;
-		ps->last_test_acc = p->eval->test_acc;
-		ps->last_score = p->eval->induction_score;
+		ps->last_eval = *p->eval;
 	}
 	if (ps->quiet)
 		return;
 	char extra[64] = "";
 	if (ps->have_eval)
-		snprintf(extra, sizeof(extra), p->recipe->task == MB_ZOO_MODADD ? "  test acc %.3f"
-										 : "  ind score %.2f",
-			 p->recipe->task == MB_ZOO_MODADD ? ps->last_test_acc : ps->last_score);
+		progress_evals(extra, sizeof(extra), p->recipe, &ps->last_eval);
 	if (ps->tty) {
 		if (p->seconds - ps->last < 0.1 && p->step != p->steps)
 			return;
@@ -229,8 +264,11 @@ static int cmd_train(int argc, char **argv)
 	steps = a.steps;
 	threads = (int)a.threads;
 	quiet = a.quiet;
-	if (!name)
-		return mb_cli_usage_error("zoo train", "missing recipe NAME (modadd, induction)");
+	if (!name) {
+		char known[256];
+		return mb_cli_usage_error("zoo train", "missing recipe NAME (%s)",
+					  mb_zoo_recipe_names(known, sizeof(known)));
+	}
 	if (mb_zoo_recipe_get(&r, name, preset, (uint64_t)seed, &err) < 0)
 		return mb_cli_usage_error("zoo train", "%s", err.msg);
 	if (steps > 0 && steps != r.steps) {
@@ -321,16 +359,7 @@ static int cmd_list(int argc, char **argv)
 		return rc;
 	models = a.models;
 	printf("recipes:\n");
-	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
-		const char *const *p = mb_zoo_recipe_presets(i);
-		char presets[128] = "";
-		size_t len = 0;
-		for (; *p; p++)
-			len += (size_t)snprintf(presets + len, sizeof(presets) - len, "%s%s",
-						len ? "|" : "", *p);
-		printf("  %-10s %-12s %s\n", mb_zoo_recipe_name(i), presets,
-		       mb_zoo_recipe_summary(i));
-	}
+	print_recipes(stdout);
 	printf("committed models (%s):\n", models);
 	if (list_models(&names, &n, models) < 0 || n == 0) {
 		printf("  (none)\n");
@@ -506,8 +535,7 @@ static int cmd_verify(int argc, char **argv)
 int mb_cmd_zoo(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		mb_cli_help_group(argc < 2 ? stderr : stdout, zoo_about, zoo_cmds,
-				  MB_CLI_N(zoo_cmds));
+		print_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
 	}
 	if (strcmp(argv[1], "list") == 0)

@@ -89,6 +89,26 @@ Test(zoo_cli, list_names_every_recipe_and_preset)
 	free(r);
 }
 
+/* The usage text lists the registry's recipes with their presets. */
+Test(zoo_cli, help_lists_every_recipe_of_the_registry)
+{
+	run_result *r = malloc(sizeof(*r));
+	const char *args[] = {"zoo", "--help", NULL};
+	run(r, args);
+	cr_expect_eq(r->status, 0, "%s", r->err);
+	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
+		char line[256];
+		const char *const *p = mb_zoo_recipe_presets(i);
+		size_t len = (size_t)snprintf(line, sizeof(line), "  %-10s ", mb_zoo_recipe_name(i));
+		for (size_t k = 0; p[k]; k++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s", k ? "|" : "",
+						p[k]);
+		cr_expect(strstr(r->out, line), "no '%s' in: %s", line, r->out);
+		cr_expect(strstr(r->out, mb_zoo_recipe_summary(i)), "%s", r->out);
+	}
+	free(r);
+}
+
 Test(zoo_cli, bad_command_lines_exit_2_with_one_message)
 {
 	static const char *const cases[][6] = {

@@ -169,13 +169,87 @@ Test(trainer, modadd_loss_falls_and_train_accuracy_rises)
 	json_t *losses = json_object_get(doc.root, "losses");
 	cr_assert_eq(json_array_size(losses), 60);
 	double first = json_real_value(json_array_get(losses, 0));
+	double train_acc = mb_zoo_eval_get(&r, &res.final, "train_acc");
 	printf("tiny modadd: loss %.4f -> %.4f, train acc %.3f\n", first, res.final_loss,
-	       res.final.train_acc);
+	       train_acc);
 	cr_expect_lt(res.final_loss, 0.5 * first);
-	cr_expect_geq(res.final.train_acc, 0.5);
+	cr_expect_geq(train_acc, 0.5);
 	mb_json_doc_dispose(&doc);
 	rmtree(d);
 	free(d);
+}
+
+/* training_state.json's evaluations are "step" plus exactly the recipe's
+ * eval fields, integers as JSON integers, with the values the trainer
+ * returns (the last one is res.final). */
+static void evals_carry_the_named_fields(mb_zoo_recipe *r)
+{
+	mb_zoo_result res;
+	mb_json_doc doc;
+	mb_error err;
+	size_t n;
+	char *d = tmpdir(), path[512];
+	train(r, d, 2, 0, &res);
+	snprintf(path, sizeof(path), "%s/training_state.json", d);
+	cr_assert_eq(mb_json_doc_load(&doc, path, &err), 0, "%s", err.msg);
+	json_t *evals = json_object_get(doc.root, "evals");
+	cr_assert_eq(json_array_size(evals), (size_t)(r->steps / r->eval_every + 1 +
+						       (r->steps % r->eval_every != 0)));
+	const mb_zoo_eval_field *f = mb_zoo_eval_fields(r, &n);
+	for (size_t i = 0; i < json_array_size(evals); i++) {
+		json_t *ev = json_array_get(evals, i);
+		cr_expect_eq(json_object_size(ev), n + 1, "%s eval %zu", r->name, i);
+		cr_expect(json_is_integer(json_object_get(ev, "step")));
+		for (size_t k = 0; k < n; k++) {
+			json_t *v = json_object_get(ev, f[k].name);
+			cr_expect(f[k].integer ? json_is_integer(v) : json_is_real(v), "%s: %s",
+				  r->name, f[k].name);
+		}
+	}
+	json_t *last = json_array_get(evals, json_array_size(evals) - 1);
+	cr_expect_eq(json_integer_value(json_object_get(last, "step")), r->steps);
+	/* written with 10 significant digits */
+	for (size_t k = 0; k < n; k++) {
+		double got = json_number_value(json_object_get(last, f[k].name));
+		double want = res.final.value[k];
+		cr_expect_leq(fabs(got - want), 1e-9 * fmax(1, fabs(want)), "%s: %s %.17g vs %.17g",
+			      r->name, f[k].name, got, want);
+	}
+	mb_json_doc_dispose(&doc);
+	rmtree(d);
+	free(d);
+}
+
+Test(trainer, training_state_evals_are_the_recipes_named_fields)
+{
+	mb_zoo_recipe r;
+	tiny_modadd(&r, 5);
+	evals_carry_the_named_fields(&r);
+	tiny_induction(&r, 4);
+	evals_carry_the_named_fields(&r);
+}
+
+Test(trainer, train_pairs_are_modadds_split_and_null_for_another_recipe)
+{
+	mb_zoo_recipe r;
+	mb_zoo_trainer *t;
+	mb_error err;
+	uint32_t *tr, *te;
+	size_t n, ntr, nte;
+	tiny_modadd(&r, 1);
+	cr_assert_eq(mb_zoo_trainer_init(&t, &r, &err), 0, "%s", err.msg);
+	const uint32_t *pairs = mb_zoo_trainer_train_pairs(t, &n);
+	cr_assert_eq(mb_zoo_modadd_split(&tr, &ntr, &te, &nte, r.p, r.train_frac, r.seed, &err), 0);
+	cr_assert_eq(n, ntr);
+	cr_expect(memcmp(pairs, tr, n * sizeof(*tr)) == 0);
+	free(tr);
+	free(te);
+	mb_zoo_trainer_free(t);
+	tiny_induction(&r, 1);
+	cr_assert_eq(mb_zoo_trainer_init(&t, &r, &err), 0, "%s", err.msg);
+	cr_expect_null(mb_zoo_trainer_train_pairs(t, &n));
+	cr_expect_eq(n, 0);
+	mb_zoo_trainer_free(t);
 }
 
 static int exists(const char *path)

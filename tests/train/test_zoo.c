@@ -168,6 +168,82 @@ Test(zoo, recipes_have_the_documented_presets)
 	cr_expect(strstr(err.msg, "unknown recipe 'ioi'"), "%s", err.msg);
 }
 
+/* The registry: every recipe is found by its name at each of its presets,
+ * carries its table, passes its own checks and names its eval fields
+ * (non-empty, distinct, at most MB_ZOO_EVAL_MAX); the joined name list is
+ * the registry in order. */
+Test(zoo, registry_recipes_load_at_every_preset_with_named_eval_fields)
+{
+	char names[256], want[256] = "";
+	size_t len = 0;
+	mb_error err;
+
+	cr_assert_geq(mb_zoo_recipe_count(), 2);
+	cr_expect_null(mb_zoo_recipe_name(mb_zoo_recipe_count()));
+	for (size_t i = 0; i < mb_zoo_recipe_count(); i++) {
+		const char *name = mb_zoo_recipe_name(i);
+		const char *const *presets = mb_zoo_recipe_presets(i);
+		cr_assert(name && presets && presets[0] && mb_zoo_recipe_summary(i));
+		len += (size_t)snprintf(want + len, sizeof(want) - len, "%s%s", i ? ", " : "", name);
+		for (size_t k = 0; presets[k]; k++) {
+			mb_zoo_recipe r;
+			size_t n;
+			cr_assert_eq(mb_zoo_recipe_get(&r, name, presets[k], 9, &err), 0, "%s/%s: %s",
+				     name, presets[k], err.msg);
+			cr_expect_str_eq(r.name, name);
+			cr_expect_str_eq(r.preset, presets[k]);
+			cr_expect_eq(r.seed, 9);
+			const mb_zoo_eval_field *f = mb_zoo_eval_fields(&r, &n);
+			cr_assert(n >= 1 && n <= MB_ZOO_EVAL_MAX, "%s: %zu eval fields", name, n);
+			for (size_t a = 0; a < n; a++) {
+				cr_expect(f[a].name && f[a].name[0] && f[a].doc, "%s field %zu", name, a);
+				cr_expect_str_neq(f[a].name, "step");
+				for (size_t b = a + 1; b < n; b++)
+					cr_expect_str_neq(f[a].name, f[b].name, "%s: field twice", name);
+			}
+			json_t *j = mb_zoo_recipe_to_json(&r);
+			cr_assert_not_null(j);
+			cr_expect_str_eq(json_string_value(json_object_get(j, "task")), name);
+			json_decref(j);
+		}
+	}
+	cr_expect_str_eq(mb_zoo_recipe_names(names, sizeof(names)), want);
+	cr_expect_str_eq(mb_zoo_recipe_names(names, 4), "mod", "truncated to cap - 1");
+}
+
+Test(zoo, unknown_names_list_the_known_recipes_and_presets)
+{
+	mb_zoo_recipe r;
+	mb_error err;
+	cr_expect_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "(known: modadd, induction)"), "%s", err.msg);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "modadd", "slow", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "(known: fast, paper)"), "%s", err.msg);
+	/* a recipe that did not come from the registry has no table */
+	memset(&r, 0, sizeof(r));
+	snprintf(r.name, sizeof(r.name), "handmade");
+	cr_expect_eq(mb_zoo_recipe_check(&r, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "recipe handmade: no recipe table"), "%s", err.msg);
+}
+
+Test(zoo, eval_get_reads_a_named_field_and_nan_for_an_unknown_one)
+{
+	mb_zoo_recipe r;
+	mb_zoo_eval ev;
+	mb_error err;
+	size_t n;
+	cr_assert_eq(mb_zoo_recipe_get(&r, "modadd", "fast", 0, &err), 0, "%s", err.msg);
+	const mb_zoo_eval_field *f = mb_zoo_eval_fields(&r, &n);
+	memset(&ev, 0, sizeof(ev));
+	for (size_t i = 0; i < n; i++)
+		ev.value[i] = 0.25 + (double)i;
+	for (size_t i = 0; i < n; i++)
+		cr_expect_eq(mb_zoo_eval_get(&r, &ev, f[i].name), 0.25 + (double)i, "%s",
+			     f[i].name);
+	cr_expect_eq(mb_zoo_eval_get(&r, &ev, "test_acc"), ev.value[3]);
+	cr_expect(isnan(mb_zoo_eval_get(&r, &ev, "induction_score")));
+}
+
 Test(zoo, recipe_check_names_the_inconsistent_field)
 {
 	mb_zoo_recipe r;
