@@ -72,7 +72,7 @@ typedef struct mb_zoo_recipe {
 	 * seg_max] twice among background tokens; the background of a sequence
 	 * comes from one of n_topics topics (contiguous blocks of 1..V-1) with
 	 * probability topic_frac per token, else from all tokens not in S
-	 * (zoo.c documents the layout and the draws). */
+	 * (zoo_induction.c documents the layout and the draws). */
 	int seg_min, seg_max;
 	int n_topics;      /* >= 1 */
 	double topic_frac; /* in [0, 1] */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/heads.h>
 #include <mechbench/hooks.h>
 #include <mechbench/logits.h>
 #include <mechbench/rng.h>
@@ -360,8 +361,7 @@ static int score_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
 	for (int h = 0; h < H; h++) {
 		double s = 0;
 		for (int b = 0; b < B; b++)
-			for (int i = sp->len + 1; i <= 2 * sp->len; i++)
-				s += t->data[(((size_t)b * H + h) * T + i) * T + (i - sp->len + 1)];
+			s = mb_heads_diag_add(s, t->data + ((size_t)b * H + h) * T * T, T, sp->len);
 		sp->sums[h] = s / ((double)B * sp->len);
 	}
 	return 0;
