@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include <mechbench/json.h>
+#include <mechbench/ptbin.h>
 #include <mechbench/str.h>
 
 #define NAME_MAX_LEN 96
@@ -729,6 +730,9 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	mb_model *m = NULL;
 	mb_safetensors *st = NULL;
 	char *cfg_path = NULL, *st_path = NULL, *ix_path = NULL, *tok_path = NULL;
+	char *bin_path = NULL;
+	void *bin_img = NULL;
+	size_t bin_len = 0;
 	struct stat sb;
 	int rc;
 
@@ -762,9 +766,21 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 			goto cleanup;
 	} else {
 		rc = mb_safetensors_open(&st, st_path, err);
+		if (rc == MB_ENOTFOUND) {
+			/* PyTorch's pytorch_model.bin, as an in-memory safetensors image */
+			bin_path = join(dir, "pytorch_model.bin");
+			if (!bin_path) {
+				rc = mb_error_oom(err, "model", strlen(dir));
+				goto cleanup;
+			}
+			rc = mb_ptbin_to_safetensors(&bin_img, &bin_len, bin_path, err);
+			if (rc == 0)
+				rc = mb_safetensors_open_mem(&st, bin_img, bin_len, bin_path, err);
+		}
 		if (rc == MB_ENOTFOUND)
 			rc = mb_error_set(err, MB_ENOTFOUND,
-					  "%s: no model.safetensors and no model.safetensors.index.json",
+					  "%s: no model.safetensors, model.safetensors.index.json or "
+					  "pytorch_model.bin",
 					  dir);
 		if (rc < 0)
 			goto cleanup;
@@ -801,6 +817,8 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	rc = 0;
 cleanup:
 	mb_safetensors_free(st);
+	free(bin_img);
+	free(bin_path);
 	mb_model_free(m);
 	free(cfg_path);
 	free(st_path);
