@@ -873,6 +873,40 @@ static void sb_json_str(sbuf *b, const char *s, size_t n)
 	sb_put(b, "\"", 1);
 }
 
+/* A tensor name the safetensors header can carry: valid UTF-8 (no overlong
+ * forms, surrogates or code points past U+10FFFF), no NUL, not __metadata__. */
+static int name_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	if (n == 12 && memcmp(s, "__metadata__", 12) == 0)
+		return 0;
+	while (i < n) {
+		unsigned c = p[i];
+		size_t k = c < 0x80             ? 0
+		           : (c & 0xE0) == 0xC0 ? 1
+		           : (c & 0xF0) == 0xE0 ? 2
+		           : (c & 0xF8) == 0xF0 ? 3
+		                                : 4;
+		uint32_t cp;
+
+		if (c == 0 || k == 4 || (k > 0 && i + k >= n))
+			return 0;
+		cp = k == 0 ? c : c & (0x3Fu >> k);
+		for (size_t j = 1; j <= k; j++) {
+			if ((p[i + j] & 0xC0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i + j] & 0x3Fu);
+		}
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
 static int image(void **out, size_t *out_len, const zip *z, const val *root, const char *file,
                  mb_error *err)
 {
@@ -894,6 +928,14 @@ static int image(void **out, size_t *out_len, const zip *z, const val *root, con
 			rc = mb_error_set(err, MB_EINVALID,
 			                  "%s: data.pkl: state dict key %zu: %s, not a string",
 			                  file, i / 2, kind_name(k));
+			goto fail;
+		}
+		if (!name_ok(k->s, k->slen)) {
+			rc = mb_error_set(
+			    err, MB_EINVALID,
+			    "%s: data.pkl: state dict key %zu: not valid UTF-8, or NUL, or "
+			    "__metadata__",
+			    file, i / 2);
 			goto fail;
 		}
 		if (t->k != V_TENSOR) {
