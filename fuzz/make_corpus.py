@@ -269,9 +269,7 @@ def gen_ptbin():
     for name in sorted(os.listdir(os.path.join(fx, "bad"))):
         with open(os.path.join(fx, "bad", name), "rb") as f:
             out("ptbin", "bad_" + name, f.read())
-    for src, name in (("neox_f16/pytorch_model.bin", "valid_neox_f16.bin"),
-                      ("variants/proto4.bin", "valid_proto4.bin"),
-                      ("variants/zip64.bin", "valid_zip64.bin")):
+    for src, name in (("neox_f16/pytorch_model.bin", "valid_neox_f16.bin"),):
         with open(os.path.join(fx, src), "rb") as f:
             out("ptbin", name, f.read())
 

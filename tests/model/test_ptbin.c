@@ -18,7 +18,7 @@
 
 #define FX MB_SOURCE_DIR "/tests/fixtures/ptbin"
 
-static void load_reference(float **params, size_t *n, const char *dir)
+static void load_reference(float **params, size_t *n, const char *dir, const char *ref_dir)
 {
 	char path[512];
 	mb_engine_config cfg;
@@ -28,13 +28,13 @@ static void load_reference(float **params, size_t *n, const char *dir)
 
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	cr_assert_eq(mb_model_config_load(&cfg, path, &err), 0, "%s", err.msg);
-	snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
+	snprintf(path, sizeof(path), "%s/reference.safetensors", ref_dir);
 	cr_assert_eq(mb_safetensors_open(&st, path, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_model_weights_load(&w, params, n, &cfg, st, &err), 0, "%s", err.msg);
 	mb_safetensors_free(st);
 }
 
-static void check_same_params(const char *dir)
+static void check_same_params(const char *dir, const char *ref_dir)
 {
 	mb_model *m = NULL;
 	mb_error err = {0};
@@ -43,7 +43,7 @@ static void check_same_params(const char *dir)
 	double maxdiff = 0;
 
 	cr_assert_eq(mb_model_load(&m, dir, &err), 0, "%s", err.msg);
-	load_reference(&ref, &n_ref, dir);
+	load_reference(&ref, &n_ref, dir, ref_dir);
 	cr_assert_eq(m->n_params, n_ref);
 	for (size_t i = 0; i < n_ref; i++) {
 		double d = (double)m->params[i] - (double)ref[i];
@@ -64,12 +64,17 @@ static void check_same_params(const char *dir)
 
 Test(ptbin, gpt2_bin_with_tied_head_loads_the_same_float32_weights_as_safetensors)
 {
-	check_same_params(FX "/gpt2");
+	check_same_params(FX "/gpt2", FX "/gpt2");
 }
 
 Test(ptbin, neox_f16_bin_with_storage_views_loads_the_same_float32_weights_as_safetensors)
 {
-	check_same_params(FX "/neox_f16");
+	check_same_params(FX "/neox_f16", FX "/neox_f16");
+}
+
+Test(ptbin, sharded_bin_with_its_index_loads_the_same_float32_weights_as_one_file)
+{
+	check_same_params(FX "/neox_f16_sharded", FX "/neox_f16");
 }
 
 static void image_of(void **img, size_t *len, mb_safetensors **st, const char *path)
@@ -201,7 +206,7 @@ Test(ptbin, each_malformed_file_is_one_clear_error_naming_the_file)
 	}
 }
 
-Test(ptbin, a_folder_with_no_weights_names_all_three_files)
+Test(ptbin, a_folder_with_no_weights_names_every_file_it_looked_for)
 {
 	char dir[] = "/tmp/mb_ptbin_XXXXXX";
 	char path[600];
@@ -218,7 +223,8 @@ Test(ptbin, a_folder_with_no_weights_names_all_three_files)
 	      f);
 	fclose(f);
 	cr_expect_eq(mb_model_load(&m, dir, &err), MB_ENOTFOUND, "%s", err.msg);
-	cr_expect_not_null(strstr(err.msg, "pytorch_model.bin"), "%s", err.msg);
+	cr_expect_not_null(strstr(err.msg, "pytorch_model.bin or pytorch_model.bin.index.json"),
+	                   "%s", err.msg);
 	remove(path);
 	rmdir(dir);
 }
