@@ -351,12 +351,20 @@ static int push(vm *m, val *v)
 	return 0;
 }
 
+/* Values above the top MARK: as in Python's pickle, an opcode never pops
+ * past a MARK (MARK starts a new stack). */
+static size_t avail(const vm *m)
+{
+	return m->sp - (m->n_marks ? m->marks[m->n_marks - 1] : 0);
+}
+
 /* The index of the top mark; values above it are the mark's items. */
 static int pop_mark(vm *m, size_t *at)
 {
 	if (m->n_marks == 0)
 		return vm_err(m, "no MARK on the stack", NULL);
 	*at = m->marks[--m->n_marks];
+	MB_ASSERT(*at <= m->sp);
 	return 0;
 }
 
@@ -512,7 +520,7 @@ static int reduce(vm *m)
 {
 	val *args, *f;
 
-	if (m->sp < 2)
+	if (avail(m) < 2)
 		return vm_err(m, "REDUCE on a short stack", NULL);
 	args = m->stack[--m->sp];
 	f = m->stack[--m->sp];
@@ -532,7 +540,7 @@ static int setitems(vm *m, size_t from)
 {
 	val *d;
 
-	if (from == 0 || (m->sp - from) % 2 != 0)
+	if (from <= (m->n_marks ? m->marks[m->n_marks - 1] : 0) || (m->sp - from) % 2 != 0)
 		return vm_err(m, "SETITEM(S) needs a dict and key/value pairs", NULL);
 	d = m->stack[from - 1];
 	if (d->k != V_DICT)
@@ -607,7 +615,7 @@ static int run(vm *m, val **result)
 		case 0x86: /* TUPLE2 */
 		case 0x87: /* TUPLE3 */
 			n = op - 0x84u;
-			if (m->sp < n)
+			if (avail(m) < n)
 				return vm_err(m, "TUPLEn on a short stack", NULL);
 			v = vnew(m, V_TUPLE);
 			if (!v)
@@ -711,7 +719,7 @@ static int run(vm *m, val **result)
 		case 0x93: { /* STACK_GLOBAL */
 			val *mod, *name;
 
-			if (m->sp < 2)
+			if (avail(m) < 2)
 				return vm_err(m, "STACK_GLOBAL on a short stack", NULL);
 			name = m->stack[--m->sp];
 			mod = m->stack[--m->sp];
@@ -733,7 +741,7 @@ static int run(vm *m, val **result)
 				n = w == 1 ? m->p[0] : rd32(m->p);
 				m->p += w;
 			}
-			if (m->sp == 0)
+			if (avail(m) == 0)
 				return vm_err(m, "memo store from an empty stack", NULL);
 			if (n >= MAX_MEMO)
 				return vm_err(m, "memo index too large", NULL);
@@ -763,7 +771,7 @@ static int run(vm *m, val **result)
 			break;
 		}
 		case 's': /* SETITEM */
-			if (m->sp < 3)
+			if (avail(m) < 3)
 				return vm_err(m, "SETITEM on a short stack", NULL);
 			rc = setitems(m, m->sp - 2);
 			break;
@@ -775,13 +783,14 @@ static int run(vm *m, val **result)
 		case 'a': /* APPEND */
 		case 'e': /* APPENDS */
 			if (op == 'a') {
-				if (m->sp < 2)
+				if (avail(m) < 2)
 					return vm_err(m, "APPEND on a short stack", NULL);
 				at = m->sp - 1;
 			} else if (pop_mark(m, &at) < 0) {
 				return m->err->code;
 			}
-			if (at == 0 || m->stack[at - 1]->k != V_LIST)
+			if (at <= (m->n_marks ? m->marks[m->n_marks - 1] : 0) ||
+			    m->stack[at - 1]->k != V_LIST)
 				return vm_err(m, "APPEND(S) to a non-list", NULL);
 			for (size_t i = at; i < m->sp; i++)
 				if (vadd(m->stack[at - 1], m->stack[i]) < 0)
@@ -792,14 +801,14 @@ static int run(vm *m, val **result)
 			rc = reduce(m);
 			break;
 		case 'b': /* BUILD: only a dict's state onto a dict (OrderedDict._metadata) */
-			if (m->sp < 2)
+			if (avail(m) < 2)
 				return vm_err(m, "BUILD on a short stack", NULL);
 			if (m->stack[m->sp - 2]->k != V_DICT || m->stack[m->sp - 1]->k != V_DICT)
 				return vm_err(m, "BUILD of anything but a dict's attributes", NULL);
 			m->sp--;
 			break;
 		case 'Q': /* BINPERSID */
-			if (m->sp < 1)
+			if (avail(m) < 1)
 				return vm_err(m, "BINPERSID on an empty stack", NULL);
 			rc = persid(m, m->stack[--m->sp]);
 			break;
