@@ -29,6 +29,7 @@
 #include <mechbench/hooks.h>
 #include <mechbench/model.h>
 #include <mechbench/sae.h>
+#include <mechbench/zoo.h>
 
 /* ---- corpora ---- */
 
@@ -208,5 +209,31 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 		    mb_hook_point point, mb_sae_corpus *corpus, int64_t n_batches,
 		    mb_error *err);
 void mb_sae_eval_dispose(mb_sae_eval_result *r);
+
+/* ---- ground truth in a zoo language ---- */
+
+/* The best latent for one known variable. */
+typedef struct mb_sae_match {
+	char variable[32]; /* "topic=3", "repeat" */
+	double base_rate;  /* fraction of tokens where the variable holds */
+	int latent;        /* the latent of the highest AUROC (lowest index on ties) */
+	double auroc;      /* mb_sae_auroc of its activation */
+	double f1;         /* mb_sae_f1 of its firing */
+} mb_sae_match;
+
+/*
+ * Matches latents to the known variables of the induction language
+ * (zoo.h: mb_zoo_induction_sequence) over n_seqs held-out sequences (stream
+ * "induction/eval", indices 0..n_seqs-1) of recipe r, every position but BOS:
+ * "topic=t" for t < n_topics (the sequence's topic, which every background
+ * token is drawn from) and "repeat" (the position is in the second copy of
+ * the repeated segment, where induction predicts the next token). *out
+ * (n_topics + 1 entries, caller frees) in that order. Errors: a recipe other
+ * than induction (its variables are not listed here yet), the point.
+ */
+int mb_sae_match_induction(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
+			   mb_hook_point point, const mb_zoo_recipe *r, int n_seqs, mb_error *err);
+/* The recipe of a zoo corpus (NULL for a text corpus). Borrowed. */
+const mb_zoo_recipe *mb_sae_corpus_recipe(const mb_sae_corpus *c);
 
 #endif

@@ -23,7 +23,7 @@ typedef struct sae_args {
 	const char *model, *hook, *out, *text, *sae;
 	int arch;
 	int64_t width, k, tokens, batch, seed, ctx, text_batch, buffer, batches, skip, threads;
-	int64_t features, dims;
+	int64_t features, dims, seqs;
 	double l1, lr, p;
 	int quiet, sweep;
 } sae_args;
@@ -85,6 +85,18 @@ static const mb_cli_opt eval_opts[] = {
 	MB_CLI_OPT_THREADS(sae_args, threads),
 };
 
+static const mb_cli_opt match_opts[] = {
+	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
+	 .help = "a zoo model (its training_state.json names the recipe)"},
+	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
+	 .help = "an SAE folder in SAELens's layout"},
+	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
+	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
+	 .def = "128", .help = "held-out sequences of the recipe's language"},
+	MB_CLI_OPT_THREADS(sae_args, threads),
+};
+
 static const mb_cli_opt tms_opts[] = {
 	{MB_OPT(INT, "--features", sae_args, features), .meta = "N", .range = "[1, 65536]",
 	 .def = "48", .help = "true features n"},
@@ -138,6 +150,17 @@ static const mb_cli_cmd eval_cmd = {
 	"(SAEBench's core metrics).\n",
 };
 
+static const mb_cli_cmd match_cmd = {
+	.name = "sae match",
+	.opts = match_opts,
+	.n_opts = MB_CLI_N(match_opts),
+	.about =
+	"Ground truth in a zoo language: for each known latent variable of the\n"
+	"model's recipe (induction: the sequence's topic, and whether the position is\n"
+	"in the repeated segment), the SAE latent whose activation detects it best\n"
+	"(AUROC) and the F1 of that latent's firing, over --seqs held-out sequences.\n",
+};
+
 static const mb_cli_cmd tms_cmd = {
 	.name = "sae tms",
 	.opts = tms_opts,
@@ -150,7 +173,7 @@ static const mb_cli_cmd tms_cmd = {
 	"tests/train/test_sae_train.c checks (>= 95 percent recovered).\n",
 };
 
-static const mb_cli_cmd *const sae_cmds[] = {&train_cmd, &eval_cmd, &tms_cmd};
+static const mb_cli_cmd *const sae_cmds[] = {&train_cmd, &eval_cmd, &match_cmd, &tms_cmd};
 
 static const char sae_about[] =
 	"Sparse autoencoders: train on a model's activations, evaluate (ours or\n"
@@ -377,6 +400,50 @@ cleanup:
 	return rc;
 }
 
+static int cmd_match(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_model *m = NULL;
+	mb_sae *s = NULL;
+	mb_sae_corpus *corpus = NULL;
+	mb_sae_match *mt = NULL;
+	mb_hook_point point;
+	mb_error err;
+	const char *hook;
+	int n = 0, rc;
+
+	memset(&a, 0, sizeof(a));
+	if ((rc = mb_cli_parse(&parsed, &a, &match_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	if (mb_sae_load(&s, a.sae, &err) < 0)
+		return mb_cli_fail(&err);
+	hook = a.hook ? a.hook : s->hook_name;
+	rc = MB_EXIT_ERROR;
+	if (mb_hook_parse(&point, hook, &err) < 0 || mb_model_load(&m, a.model, &err) < 0 ||
+	    mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
+	    mb_sae_match_induction(&mt, &n, m, s, point, mb_sae_corpus_recipe(corpus), (int)a.seqs,
+				   &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	printf("sae %s on %s %s, %lld held-out sequences of %s:\n", a.sae, a.model, hook,
+	       (long long)a.seqs, mb_sae_corpus_describe(corpus));
+	printf("  %-10s %9s %7s %7s %7s\n", "variable", "base rate", "latent", "AUROC", "F1");
+	for (int i = 0; i < n; i++)
+		printf("  %-10s %9.4f %7d %7.4f %7.4f\n", mt[i].variable, mt[i].base_rate,
+		       mt[i].latent, mt[i].auroc, mt[i].f1);
+	rc = MB_EXIT_OK;
+cleanup:
+	free(mt);
+	mb_sae_corpus_free(corpus);
+	mb_model_free(m);
+	mb_sae_free(s);
+	return rc;
+}
+
 /* Trains at probability p and prints the recovery line. */
 static int tms_once(const sae_args *a, double p, mb_error *err)
 {
@@ -447,7 +514,10 @@ int mb_cmd_sae(int argc, char **argv)
 		return cmd_train(argc - 1, argv + 1);
 	if (strcmp(argv[1], "eval") == 0)
 		return cmd_eval(argc - 1, argv + 1);
+	if (strcmp(argv[1], "match") == 0)
+		return cmd_match(argc - 1, argv + 1);
 	if (strcmp(argv[1], "tms") == 0)
 		return cmd_tms(argc - 1, argv + 1);
-	return mb_cli_usage_error("sae", "unknown subcommand '%s' (train, eval, tms)", argv[1]);
+	return mb_cli_usage_error("sae", "unknown subcommand '%s' (train, eval, match, tms)",
+				  argv[1]);
 }

@@ -740,3 +740,70 @@ int mb_sae_recovery(double *mmcs, double *recovered, double *max_cos, const mb_s
 	free(dn);
 	return 0;
 }
+
+/* ---- matching latents to known variables ---- */
+
+typedef struct ranked {
+	float v;
+	uint32_t i;
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
+{
+	const ranked *x = a, *y = b;
+	if (x->v != y->v)
+		return x->v < y->v ? -1 : 1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *labels,
+		 int n_labels, size_t n, mb_error *err)
+{
+	ranked *r;
+
+	for (int v = 0; v < n_labels; v++)
+		out[v] = NAN;
+	if (n == 0)
+		return 0;
+	r = malloc(n * sizeof(*r));
+	if (!r)
+		return mb_error_oom(err, "auroc ranks", n * sizeof(*r));
+	for (size_t i = 0; i < n; i++) {
+		r[i].v = score[i * stride];
+		r[i].i = (uint32_t)i;
+	}
+	qsort(r, n, sizeof(*r), cmp_ranked);
+	for (int v = 0; v < n_labels; v++) {
+		const uint8_t *label = labels + (size_t)v * n;
+		double npos = 0, rank_sum = 0;
+		for (size_t a = 0; a < n;) {
+			size_t b = a;
+			while (b < n && r[b].v == r[a].v)
+				b++;
+			double avg = 0.5 * (double)(a + 1 + b); /* ranks a+1 .. b */
+			for (size_t k = a; k < b; k++)
+				if (label[r[k].i]) {
+					rank_sum += avg;
+					npos += 1;
+				}
+			a = b;
+		}
+		double nneg = (double)n - npos;
+		if (npos > 0 && nneg > 0)
+			out[v] = (rank_sum - npos * (npos + 1) / 2) / (npos * nneg);
+	}
+	free(r);
+	return 0;
+}
+
+double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t n)
+{
+	double tp = 0, fp = 0, fn = 0;
+	for (size_t i = 0; i < n; i++) {
+		int fire = score[i * stride] > 0.0f;
+		tp += fire && label[i];
+		fp += fire && !label[i];
+		fn += !fire && label[i];
+	}
+	return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+}

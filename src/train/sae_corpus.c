@@ -285,6 +285,11 @@ const char *mb_sae_corpus_describe(const mb_sae_corpus *c)
 	return c->desc;
 }
 
+const mb_zoo_recipe *mb_sae_corpus_recipe(const mb_sae_corpus *c)
+{
+	return c->kind == 0 ? &c->recipe : NULL;
+}
+
 /* ---- the activation stream ---- */
 
 struct mb_sae_acts {

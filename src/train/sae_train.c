@@ -17,6 +17,7 @@
 #include <mechbench/sae_train.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -564,5 +565,128 @@ cleanup:
 	free(clean);
 	free(lp);
 	free(lq);
+	return error;
+}
+
+/* ---- ground truth in a zoo language ---- */
+
+int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model,
+			   const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			   int n_seqs, mb_error *err)
+{
+	const int T = r->n_positions, K = r->n_topics, S = sae->d_sae, D = sae->d_in, NV = K + 1;
+	const int B = 32;
+	mb_engine *e = NULL;
+	mb_hooks *hooks = NULL;
+	mb_engine_opts opts;
+	mb_sae_work w;
+	eval_gather g;
+	mb_sae_match *m = NULL;
+	int32_t *tok = NULL;
+	float *acts = NULL;
+	uint8_t *labels = NULL;
+	double *au = NULL;
+	size_t N;
+	int error;
+
+	*out = NULL;
+	*n_out = 0;
+	memset(&w, 0, sizeof(w));
+	memset(&g, 0, sizeof(g));
+	if (strcmp(r->name, "induction") != 0)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae match: recipe %s: only the induction language's variables "
+				    "are listed",
+				    r->name);
+	if (n_seqs < 1 || model->cfg.n_ctx < T)
+		return mb_error_set(err, MB_EINVALID, "sae match: %d sequences of %d tokens", n_seqs, T);
+	N = (size_t)n_seqs * (size_t)(T - 1);
+	memset(&opts, 0, sizeof(opts));
+	opts.max_batch = B;
+	opts.max_seq = T;
+	if ((error = mb_engine_init(&e, &model->cfg, &model->w, &opts, err)) < 0)
+		return error;
+	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
+	    (error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY, err)) < 0 ||
+	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0)
+		goto cleanup;
+	g.D = D;
+	g.rows = malloc((size_t)B * T * D * sizeof(float));
+	tok = malloc((size_t)B * T * sizeof(int32_t));
+	acts = calloc(N * (size_t)S, sizeof(float));
+	labels = calloc(N * (size_t)NV, 1);
+	au = malloc((size_t)NV * sizeof(double));
+	m = calloc((size_t)NV, sizeof(*m));
+	if (!g.rows || !tok || !acts || !labels || !au || !m) {
+		error = mb_error_oom(err, "sae match buffers", N * (size_t)S * sizeof(float));
+		goto cleanup;
+	}
+	/* Activations (dense, (N, S)) and labels ((NV, N)) of every non-BOS token. */
+	for (int s0 = 0; s0 < n_seqs; s0 += B) {
+		int nb = n_seqs - s0 < B ? n_seqs - s0 : B;
+		mb_zoo_segment seg[32];
+		mb_run run;
+		for (int b = 0; b < nb; b++)
+			mb_zoo_induction_sequence(tok + (size_t)b * T, &seg[b], r, "induction/eval",
+						  (uint64_t)(s0 + b));
+		memset(&run, 0, sizeof(run));
+		run.batch = nb;
+		run.seq = T;
+		run.tokens = tok;
+		run.hooks = hooks;
+		run.logits = MB_LOGITS_NONE;
+		if ((error = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		mb_sae_forward(sae, &w, g.rows, g.n);
+		for (int b = 0; b < nb; b++)
+			for (int t = 1; t < T; t++) {
+				int row = b * T + t;
+				size_t i = (size_t)(s0 + b) * (T - 1) + (size_t)(t - 1);
+				for (int e2 = 0; e2 < w.nnz[row]; e2++)
+					acts[i * S + w.idx[(size_t)row * w.cap + e2]] =
+						w.val[(size_t)row * w.cap + e2];
+				labels[(size_t)seg[b].topic * N + i] = 1;
+				labels[(size_t)K * N + i] =
+					t >= seg[b].second && t < seg[b].second + seg[b].len;
+			}
+	}
+	for (int v = 0; v < NV; v++) {
+		double pos = 0;
+		for (size_t i = 0; i < N; i++)
+			pos += labels[(size_t)v * N + i];
+		if (v < K)
+			snprintf(m[v].variable, sizeof(m[v].variable), "topic=%d", v);
+		else
+			snprintf(m[v].variable, sizeof(m[v].variable), "repeat");
+		m[v].base_rate = pos / (double)N;
+		m[v].latent = -1;
+		m[v].auroc = NAN;
+	}
+	for (int j = 0; j < S; j++) {
+		if ((error = mb_sae_auroc(au, acts + j, (size_t)S, labels, NV, N, err)) < 0)
+			goto cleanup;
+		for (int v = 0; v < NV; v++)
+			if (!isnan(au[v]) && (m[v].latent < 0 || au[v] > m[v].auroc)) {
+				m[v].latent = j;
+				m[v].auroc = au[v];
+			}
+	}
+	for (int v = 0; v < NV; v++)
+		if (m[v].latent >= 0)
+			m[v].f1 = mb_sae_f1(acts + m[v].latent, (size_t)S, labels + (size_t)v * N, N);
+	*out = m;
+	*n_out = NV;
+	m = NULL;
+	error = 0;
+cleanup:
+	free(m);
+	free(au);
+	free(labels);
+	free(acts);
+	free(tok);
+	free(g.rows);
+	mb_sae_work_dispose(&w);
+	mb_hooks_free(hooks);
+	mb_engine_free(e);
 	return error;
 }

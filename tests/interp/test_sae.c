@@ -454,3 +454,29 @@ Test(sae, metrics_match_their_definitions_on_a_small_batch)
 	mb_sae_work_dispose(&w);
 	mb_sae_free(s);
 }
+
+Test(sae, auroc_and_f1_match_hand_computed_values)
+{
+	/* Scores 0.1 0.4 0.35 0.8 with labels 0 0 1 1: of the 4 (pos, neg) pairs,
+	 * 3 rank the positive higher: 0.75. Ties count one half. */
+	float sc[4] = {0.1f, 0.4f, 0.35f, 0.8f};
+	uint8_t lab[12] = {0, 0, 1, 1, /* */ 1, 1, 0, 0, /* */ 1, 1, 1, 1};
+	double au[3];
+	mb_error err;
+	cr_assert_eq(mb_sae_auroc(au, sc, 1, lab, 3, 4, &err), 0);
+	cr_expect_float_eq(au[0], 0.75, 1e-15);
+	cr_expect_float_eq(au[1], 0.25, 1e-15);
+	cr_expect(isnan(au[2]), "one class only: undefined");
+	float tied[4] = {1, 1, 0, 0};
+	uint8_t lt[4] = {1, 0, 1, 0};
+	cr_assert_eq(mb_sae_auroc(au, tied, 1, lt, 1, 4, &err), 0);
+	cr_expect_float_eq(au[0], 0.5, 1e-15);
+	/* A strided column: scores of column 1 of a (4, 2) matrix. */
+	float m[8] = {9, 0.1f, 9, 0.4f, 9, 0.35f, 9, 0.8f};
+	cr_assert_eq(mb_sae_auroc(au, m + 1, 2, lab, 1, 4, &err), 0);
+	cr_expect_float_eq(au[0], 0.75, 1e-15);
+	/* F1 of "fires": scores 0 1 2 0 vs labels 1 1 0 0: TP 1, FP 1, FN 1. */
+	float f[4] = {0, 1, 2, 0};
+	uint8_t lf[4] = {1, 1, 0, 0};
+	cr_expect_float_eq(mb_sae_f1(f, 1, lf, 4), 0.5, 1e-15);
+}

@@ -273,3 +273,52 @@ Test(sae_train, bad_inputs_are_one_clear_error)
 	mb_sae_corpus_free(c);
 	mb_model_free(m);
 }
+
+Test(sae_train, induction_variables_are_labelled_and_matched)
+{
+	/* The exact SAE of the test above: latents +x_i and -x_i of the residual. */
+	mb_model *m;
+	mb_sae *s;
+	mb_sae_corpus *c;
+	mb_sae_match *mt;
+	mb_hook_point p;
+	mb_error err;
+	int n;
+	const int D = 64;
+	cr_assert_eq(mb_model_load(&m, INDUCTION, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_sae_init(&s, MB_SAE_RELU, D, 2 * D, 0, &err), 0);
+	s->apply_b_dec_to_input = 0;
+	for (int i = 0; i < D; i++) {
+		s->W_enc[(size_t)i * 2 * D + i] = 1.0f;
+		s->W_enc[(size_t)i * 2 * D + D + i] = -1.0f;
+		s->W_dec[(size_t)i * D + i] = 1.0f;
+		s->W_dec[(size_t)(D + i) * D + i] = -1.0f;
+	}
+	cr_assert_eq(mb_hook_parse(&p, "blocks.1.hook_resid_post", &err), 0);
+	cr_assert_eq(mb_sae_corpus_open_zoo(&c, INDUCTION, 0, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_sae_match_induction(&mt, &n, m, s, p, mb_sae_corpus_recipe(c), 64, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(n, 9, "8 topics and repeat");
+	double topics = 0;
+	for (int i = 0; i < n; i++) {
+		printf("match %-8s base %.4f latent %3d AUROC %.4f F1 %.4f\n", mt[i].variable,
+		       mt[i].base_rate, mt[i].latent, mt[i].auroc, mt[i].f1);
+		cr_expect(mt[i].latent >= 0 && mt[i].latent < 2 * D);
+		cr_expect(mt[i].auroc >= 0.5 && mt[i].auroc <= 1.0);
+		if (i < 8)
+			topics += mt[i].base_rate;
+	}
+	cr_expect_float_eq(topics, 1.0, 1e-12, "every token has one topic");
+	/* The repeat: the second copy of a segment of 16..31 tokens, of 63. */
+	cr_expect(mt[8].base_rate > 16.0 / 63 && mt[8].base_rate < 31.0 / 63, "%g", mt[8].base_rate);
+	cr_expect_str_eq(mt[8].variable, "repeat");
+	free(mt);
+	/* A text corpus has no recipe; another recipe has no variables listed. */
+	mb_zoo_recipe r;
+	cr_assert_eq(mb_zoo_recipe_get(&r, "modadd", "fast", 0, &err), 0);
+	cr_expect(mb_sae_match_induction(&mt, &n, m, s, p, &r, 4, &err) < 0);
+	cr_expect(strstr(err.msg, "modadd") != NULL, "%s", err.msg);
+	mb_sae_corpus_free(c);
+	mb_sae_free(s);
+	mb_model_free(m);
+}
