@@ -233,6 +233,41 @@ static int open_corpus(mb_sae_corpus **out, const sae_args *a, const mb_model *m
 	return mb_sae_corpus_open_zoo(out, a->model, skip, err);
 }
 
+/* The trainer's configuration from the options train and tms share. */
+static mb_sae_train_config train_config(const sae_args *a)
+{
+	mb_sae_train_config cfg = mb_sae_train_defaults(a->arch == 0 ? MB_SAE_RELU : MB_SAE_TOPK);
+	cfg.width = (int)a->width;
+	cfg.k = (int)a->k;
+	cfg.l1 = a->l1;
+	cfg.tokens = a->tokens;
+	cfg.batch = (int)a->batch;
+	cfg.seed = (uint64_t)a->seed;
+	cfg.lr = a->lr;
+	return cfg;
+}
+
+/* eval and match: the SAE of --sae, its hook (--hook, else its cfg.json's) and
+ * the model of --model. Prints the error and returns MB_EXIT_ERROR on failure
+ * (what was loaded is left in *s and *m for the caller to free). */
+static int open_sae_and_model(mb_sae **s, mb_model **m, mb_hook_point *point, const char **hook,
+			      const sae_args *a)
+{
+	mb_error err;
+
+	if (mb_sae_load(s, a->sae, &err) < 0)
+		return mb_cli_fail(&err);
+	*hook = a->hook ? a->hook : (*s)->hook_name;
+	if (!(*hook)[0]) {
+		mb_error_set(&err, MB_EINVALID,
+			     "%s/cfg.json: metadata.hook_name is empty: give --hook", a->sae);
+		return mb_cli_fail(&err);
+	}
+	if (mb_hook_parse(point, *hook, &err) < 0 || mb_model_load(m, a->model, &err) < 0)
+		return mb_cli_fail(&err);
+	return MB_EXIT_OK;
+}
+
 static int cmd_train(int argc, char **argv)
 {
 	sae_args a;
@@ -269,14 +304,7 @@ static int cmd_train(int argc, char **argv)
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
-	cfg = mb_sae_train_defaults(a.arch == 0 ? MB_SAE_RELU : MB_SAE_TOPK);
-	cfg.width = (int)a.width;
-	cfg.k = (int)a.k;
-	cfg.l1 = a.l1;
-	cfg.tokens = a.tokens;
-	cfg.batch = (int)a.batch;
-	cfg.seed = (uint64_t)a.seed;
-	cfg.lr = a.lr;
+	cfg = train_config(&a);
 	src = mb_sae_acts_source(acts);
 	memset(&ps, 0, sizeof(ps));
 	ps.tty = isatty(fileno(stderr));
@@ -359,18 +387,10 @@ static int cmd_eval(int argc, char **argv)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if (mb_sae_load(&s, a.sae, &err) < 0)
-		return mb_cli_fail(&err);
-	hook = a.hook ? a.hook : s->hook_name;
-	rc = MB_EXIT_ERROR;
-	if (!hook[0]) {
-		mb_error_set(&err, MB_EINVALID,
-			     "%s/cfg.json: metadata.hook_name is empty: give --hook", a.sae);
-		mb_cli_fail(&err);
+	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
 		goto cleanup;
-	}
-	if (mb_hook_parse(&point, hook, &err) < 0 || mb_model_load(&m, a.model, &err) < 0 ||
-	    open_corpus(&corpus, &a, m, a.skip, &err) < 0 ||
+	rc = MB_EXIT_ERROR;
+	if (open_corpus(&corpus, &a, m, a.skip, &err) < 0 ||
 	    mb_sae_evaluate(&r, m, s, point, corpus, a.batches, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
@@ -418,12 +438,10 @@ static int cmd_match(int argc, char **argv)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if (mb_sae_load(&s, a.sae, &err) < 0)
-		return mb_cli_fail(&err);
-	hook = a.hook ? a.hook : s->hook_name;
+	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
+		goto cleanup;
 	rc = MB_EXIT_ERROR;
-	if (mb_hook_parse(&point, hook, &err) < 0 || mb_model_load(&m, a.model, &err) < 0 ||
-	    mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
+	if (mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
 	    mb_sae_match_induction(&mt, &n, m, s, point, mb_sae_corpus_recipe(corpus), (int)a.seqs,
 				   &err) < 0) {
 		mb_cli_fail(&err);
@@ -458,14 +476,7 @@ static int tms_once(const sae_args *a, double p, mb_error *err)
 	if ((error = mb_sae_tms_init(&t, (int)a->features, (int)a->dims, p, (uint64_t)a->seed,
 				     err)) < 0)
 		return error;
-	cfg = mb_sae_train_defaults(a->arch == 0 ? MB_SAE_RELU : MB_SAE_TOPK);
-	cfg.width = (int)a->width;
-	cfg.k = (int)a->k;
-	cfg.l1 = a->l1;
-	cfg.tokens = a->tokens;
-	cfg.batch = (int)a->batch;
-	cfg.seed = (uint64_t)a->seed;
-	cfg.lr = a->lr;
+	cfg = train_config(a);
 	src = mb_sae_tms_source(&t);
 	error = mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, err);
 	if (error == 0)

@@ -362,6 +362,17 @@ cleanup:
 
 /* ---- evaluation ---- */
 
+/* An engine of model for runs of up to B sequences of T tokens, no kept
+ * activations. */
+static int engine_for(mb_engine **e, const mb_model *model, int B, int T, mb_error *err)
+{
+	mb_engine_opts opts;
+	memset(&opts, 0, sizeof(opts));
+	opts.max_batch = B;
+	opts.max_seq = T;
+	return mb_engine_init(e, &model->cfg, &model->w, &opts, err);
+}
+
 typedef struct eval_gather {
 	float *rows;
 	int n, D;
@@ -397,7 +408,6 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 {
 	mb_engine *e = NULL;
 	mb_hooks *hooks = NULL;
-	mb_engine_opts opts;
 	mb_sae_work w;
 	mb_sae_stats st;
 	mb_sae_splice sp;
@@ -417,10 +427,7 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 		return mb_error_set(err, MB_EINVALID, "sae eval: batches %lld must be >= 1",
 				    (long long)n_batches);
 	mb_sae_corpus_shape(corpus, &B, &T);
-	memset(&opts, 0, sizeof(opts));
-	opts.max_batch = B;
-	opts.max_seq = T;
-	if ((error = mb_engine_init(&e, &model->cfg, &model->w, &opts, err)) < 0)
+	if ((error = engine_for(&e, model, B, T, err)) < 0)
 		return error;
 	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
 	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0 ||
@@ -578,7 +585,6 @@ int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model
 	const int B = 32;
 	mb_engine *e = NULL;
 	mb_hooks *hooks = NULL;
-	mb_engine_opts opts;
 	mb_sae_work w;
 	eval_gather g;
 	mb_sae_match *m = NULL;
@@ -601,10 +607,7 @@ int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model
 	if (n_seqs < 1 || model->cfg.n_ctx < T)
 		return mb_error_set(err, MB_EINVALID, "sae match: %d sequences of %d tokens", n_seqs, T);
 	N = (size_t)n_seqs * (size_t)(T - 1);
-	memset(&opts, 0, sizeof(opts));
-	opts.max_batch = B;
-	opts.max_seq = T;
-	if ((error = mb_engine_init(&e, &model->cfg, &model->w, &opts, err)) < 0)
+	if ((error = engine_for(&e, model, B, T, err)) < 0)
 		return error;
 	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
 	    (error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY, err)) < 0 ||

@@ -177,17 +177,12 @@ static double ce_zero_by_interventions(const mb_model *m)
 	return sum / n;
 }
 
-Test(sae_train, spliced_evaluation_of_an_exact_sae_recovers_all_and_zero_matches_interventions)
+/* An exact SAE: x_hat = ReLU(x) - ReLU(-x) = x bit for bit (W_enc = [I, -I],
+ * W_dec = [I; -I], no biases). */
+static mb_sae *exact_sae(int D)
 {
-	/* x_hat = ReLU(x) - ReLU(-x) = x exactly: W_enc = [I, -I], W_dec = [I; -I]. */
-	mb_model *m;
 	mb_sae *s;
-	mb_sae_corpus *c;
-	mb_sae_eval_result r;
-	mb_hook_point p;
 	mb_error err;
-	const int D = 64;
-	cr_assert_eq(mb_model_load(&m, INDUCTION, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_sae_init(&s, MB_SAE_RELU, D, 2 * D, 0, &err), 0);
 	s->apply_b_dec_to_input = 0;
 	for (int i = 0; i < D; i++) {
@@ -196,6 +191,20 @@ Test(sae_train, spliced_evaluation_of_an_exact_sae_recovers_all_and_zero_matches
 		s->W_dec[(size_t)i * D + i] = 1.0f;
 		s->W_dec[(size_t)(D + i) * D + i] = -1.0f;
 	}
+	return s;
+}
+
+Test(sae_train, spliced_evaluation_of_an_exact_sae_recovers_all_and_zero_matches_interventions)
+{
+	mb_model *m;
+	mb_sae *s;
+	mb_sae_corpus *c;
+	mb_sae_eval_result r;
+	mb_hook_point p;
+	mb_error err;
+	const int D = 64;
+	cr_assert_eq(mb_model_load(&m, INDUCTION, &err), 0, "%s", err.msg);
+	s = exact_sae(D);
 	cr_assert_eq(mb_hook_parse(&p, "blocks.0.hook_resid_post", &err), 0);
 	cr_assert_eq(mb_sae_corpus_open_zoo(&c, INDUCTION, 0, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_sae_evaluate(&r, m, s, p, c, 1, &err), 0, "%s", err.msg);
@@ -276,7 +285,7 @@ Test(sae_train, bad_inputs_are_one_clear_error)
 
 Test(sae_train, induction_variables_are_labelled_and_matched)
 {
-	/* The exact SAE of the test above: latents +x_i and -x_i of the residual. */
+	/* Latents +x_i and -x_i of the residual. */
 	mb_model *m;
 	mb_sae *s;
 	mb_sae_corpus *c;
@@ -286,14 +295,7 @@ Test(sae_train, induction_variables_are_labelled_and_matched)
 	int n;
 	const int D = 64;
 	cr_assert_eq(mb_model_load(&m, INDUCTION, &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_sae_init(&s, MB_SAE_RELU, D, 2 * D, 0, &err), 0);
-	s->apply_b_dec_to_input = 0;
-	for (int i = 0; i < D; i++) {
-		s->W_enc[(size_t)i * 2 * D + i] = 1.0f;
-		s->W_enc[(size_t)i * 2 * D + D + i] = -1.0f;
-		s->W_dec[(size_t)i * D + i] = 1.0f;
-		s->W_dec[(size_t)(D + i) * D + i] = -1.0f;
-	}
+	s = exact_sae(D);
 	cr_assert_eq(mb_hook_parse(&p, "blocks.1.hook_resid_post", &err), 0);
 	cr_assert_eq(mb_sae_corpus_open_zoo(&c, INDUCTION, 0, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_sae_match_induction(&mt, &n, m, s, p, mb_sae_corpus_recipe(c), 64, &err), 0,
