@@ -113,6 +113,19 @@ typedef struct mb_sae_tms {
 } mb_sae_tms;
 
 int mb_sae_tms_init(mb_sae_tms *t, int n_features, int d, double p, uint64_t seed, mb_error *err);
+/*
+ * The trained variant (Elhage et al. 2022, sec. 2): a model x' = ReLU(W^T W
+ * x + b) with W (d, n) trained by Adam (lr, betas 0.9/0.999) for `steps`
+ * steps of `batch` sparse feature vectors (stream "sae/tms/model", row i
+ * index i; every feature of importance 1) on the loss mean_b |x - x'|^2,
+ * starting from W's columns = the random directions and b = 0. Afterwards
+ * the source yields the hidden h = W x of fresh feature vectors and
+ * directions[i] is W's column i (its norm says how strongly the model
+ * represents feature i). *represented gets the count of columns of norm >=
+ * 0.5. Deterministic (serial sums in row order).
+ */
+int mb_sae_tms_train_model(mb_sae_tms *t, int64_t steps, int batch, double lr, int *represented,
+			   mb_error *err);
 void mb_sae_tms_dispose(mb_sae_tms *t);
 mb_sae_source mb_sae_tms_source(mb_sae_tms *t);
 

@@ -23,7 +23,7 @@ typedef struct sae_args {
 	const char *model, *hook, *out, *text, *sae;
 	int arch;
 	int64_t width, k, tokens, batch, seed, ctx, text_batch, buffer, batches, skip, threads;
-	int64_t features, dims, seqs;
+	int64_t features, dims, seqs, model_steps;
 	double l1, lr, p;
 	int quiet, sweep;
 } sae_args;
@@ -120,6 +120,10 @@ static const mb_cli_opt tms_opts[] = {
 	 .help = "Adam's learning rate"},
 	{MB_OPT(INT, "--seed", sae_args, seed), .meta = "S", .range = ">= 0", .def = "1",
 	 .help = "the seed of the directions, the data and the initialisation"},
+	{MB_OPT(INT, "--model-steps", sae_args, model_steps), .meta = "N", .range = ">= 0",
+	 .def = "0",
+	 .help = "train the TMS model x' = ReLU(W^T W x + b) for N steps first and fit the SAE "
+		 "to its hidden W x (the true directions are then W's columns); 0: the plain data"},
 	{MB_OPT(FLAG, "--sweep", sae_args, sweep),
 	 .help = "also train at p x 2, 4, 8, 16 (denser features) and print how recovery falls"},
 	MB_CLI_OPT_THREADS(sae_args, threads),
@@ -473,19 +477,29 @@ static int tms_once(const sae_args *a, double p, mb_error *err)
 	double mmcs, rec;
 	int error;
 
+	int represented = (int)a->features;
 	if ((error = mb_sae_tms_init(&t, (int)a->features, (int)a->dims, p, (uint64_t)a->seed,
 				     err)) < 0)
 		return error;
+	if (a->model_steps > 0 &&
+	    (error = mb_sae_tms_train_model(&t, a->model_steps, 256, 1e-2, &represented, err)) < 0) {
+		mb_sae_tms_dispose(&t);
+		return error;
+	}
 	cfg = train_config(a);
 	src = mb_sae_tms_source(&t);
 	error = mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, err);
 	if (error == 0)
 		error = mb_sae_recovery(&mmcs, &rec, NULL, s, t.directions, t.n_features, err);
 	if (error == 0)
-		printf("tms n %d m %d p %.4g (%.2f active/row) %s width %d: MMCS %.4f, recovered "
+		printf("tms%s n %d m %d p %.4g (%.2f active/row) %s width %d: MMCS %.4f, recovered "
 		       "(cos >= 0.9) %.4f, L0 %.2f, dead %.3f, %.1fs\n",
-		       t.n_features, t.d, p, p * t.n_features, a->arch == 0 ? "relu" : "topk",
-		       cfg.width, mmcs, rec, res.final.l0, res.dead_frac, res.seconds);
+		       a->model_steps > 0 ? " (trained model)" : "", t.n_features, t.d, p,
+		       p * t.n_features, a->arch == 0 ? "relu" : "topk", cfg.width, mmcs, rec,
+		       res.final.l0, res.dead_frac, res.seconds);
+	if (error == 0 && a->model_steps > 0)
+		printf("  the model represents %d of %d features (|W column| >= 0.5)\n", represented,
+		       t.n_features);
 	json_decref(res.record);
 	mb_sae_free(s);
 	mb_sae_tms_dispose(&t);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/adamw.h>
 #include <mechbench/json.h>
 #include <mechbench/rng.h>
 #include <mechbench/tokenizer.h>
@@ -463,9 +464,9 @@ int mb_sae_tms_init(mb_sae_tms *t, int n_features, int d, double p, uint64_t see
 	mb_rng r;
 
 	memset(t, 0, sizeof(*t));
-	if (n_features < 1 || d < 1 || !(p > 0.0 && p <= 1.0))
+	if (n_features < 1 || n_features > 4096 || d < 1 || !(p > 0.0 && p <= 1.0))
 		return mb_error_set(err, MB_EINVALID,
-				    "tms: features %d and dims %d must be >= 1, p %g in (0, 1]",
+				    "tms: features %d in [1, 4096], dims %d >= 1, p %g in (0, 1]",
 				    n_features, d, p);
 	t->n_features = n_features;
 	t->d = d;
@@ -501,6 +502,96 @@ void mb_sae_tms_dispose(mb_sae_tms *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/* The sparse feature vector a (n_features) of row `row` of stream. */
+static void tms_features(float *a, const mb_sae_tms *t, const char *stream, uint64_t row)
+{
+	mb_rng r;
+	mb_rng_init_named(&r, t->seed, stream, row);
+	for (int f = 0; f < t->n_features; f++) {
+		double u = mb_rng_uniform(&r), v = mb_rng_uniform(&r);
+		a[f] = u < t->p ? (float)v : 0.0f;
+	}
+}
+
+int mb_sae_tms_train_model(mb_sae_tms *t, int64_t steps, int batch, double lr, int *represented,
+			   mb_error *err)
+{
+	const int n = t->n_features, d = t->d;
+	const size_t np = (size_t)n * d + (size_t)n;
+	float *par = calloc(np, sizeof(float)), *grad = calloc(np, sizeof(float));
+	float *a = malloc((size_t)batch * n * sizeof(float)), *h = malloc((size_t)batch * d * sizeof(float));
+	float *go = malloc((size_t)n * sizeof(float)), *gh = malloc((size_t)d * sizeof(float));
+	mb_adamw opt;
+	mb_adamw_config ac = {lr, 0.9, 0.999, 1e-8, 0.0};
+	int error = 0;
+
+	memset(&opt, 0, sizeof(opt));
+	if (!par || !grad || !a || !h || !go || !gh) {
+		error = mb_error_oom(err, "tms model", np * sizeof(float));
+		goto cleanup;
+	}
+	if (steps < 1 || batch < 1) {
+		error = mb_error_set(err, MB_EINVALID, "tms model: steps and batch must be >= 1");
+		goto cleanup;
+	}
+	/* par: W^T (n, d) (row i = W's column i), then b (n). */
+	memcpy(par, t->directions, (size_t)n * d * sizeof(float));
+	if ((error = mb_adamw_init(&opt, np, &ac, err)) < 0)
+		goto cleanup;
+	float *wt = par, *bias = par + (size_t)n * d, *gw = grad, *gb = grad + (size_t)n * d;
+	const float g2 = (float)(2.0 / (double)batch);
+	for (int64_t s = 0; s < steps; s++) {
+		memset(grad, 0, np * sizeof(float));
+		for (int r = 0; r < batch; r++)
+			tms_features(a + (size_t)r * n, t, "sae/tms/model", (uint64_t)(s * batch + r));
+		for (int r = 0; r < batch; r++) {
+			const float *ar = a + (size_t)r * n;
+			float *hr = h + (size_t)r * d;
+			for (int k = 0; k < d; k++)
+				hr[k] = 0.0f;
+			for (int i = 0; i < n; i++)
+				if (ar[i] != 0.0f)
+					for (int k = 0; k < d; k++)
+						hr[k] += ar[i] * wt[(size_t)i * d + k];
+			for (int k = 0; k < d; k++)
+				gh[k] = 0.0f;
+			for (int i = 0; i < n; i++) {
+				float o = bias[i];
+				for (int k = 0; k < d; k++)
+					o += wt[(size_t)i * d + k] * hr[k];
+				go[i] = o > 0.0f ? g2 * (o - ar[i]) : 0.0f;
+				gb[i] += go[i];
+				for (int k = 0; k < d; k++) {
+					gw[(size_t)i * d + k] += go[i] * hr[k];
+					gh[k] += go[i] * wt[(size_t)i * d + k];
+				}
+			}
+			for (int i = 0; i < n; i++)
+				if (ar[i] != 0.0f)
+					for (int k = 0; k < d; k++)
+						gw[(size_t)i * d + k] += ar[i] * gh[k];
+		}
+		mb_adamw_step(&opt, par, grad, lr);
+	}
+	memcpy(t->directions, wt, (size_t)n * d * sizeof(float));
+	*represented = 0;
+	for (int i = 0; i < n; i++) {
+		double nn = 0.0;
+		for (int k = 0; k < d; k++)
+			nn += (double)wt[(size_t)i * d + k] * wt[(size_t)i * d + k];
+		*represented += sqrt(nn) >= 0.5;
+	}
+cleanup:
+	mb_adamw_dispose(&opt);
+	free(par);
+	free(grad);
+	free(a);
+	free(h);
+	free(go);
+	free(gh);
+	return error;
+}
+
 static int tms_next(void *self, float *out, int n, mb_error *err)
 {
 	mb_sae_tms *t = self;
@@ -509,19 +600,17 @@ static int tms_next(void *self, float *out, int n, mb_error *err)
 	(void)err;
 #pragma omp parallel for schedule(static) if ((size_t)n * t->n_features >= ((size_t)1 << 14))
 	for (int i = 0; i < n; i++) {
-		mb_rng r;
 		float *x = out + (size_t)i * t->d;
-		mb_rng_init_named(&r, t->seed, "sae/tms/rows", (uint64_t)(first + i));
+		float a[4096];
+		tms_features(a, t, "sae/tms/rows", (uint64_t)(first + i));
 		for (int j = 0; j < t->d; j++)
 			x[j] = 0.0f;
-		for (int f = 0; f < t->n_features; f++) {
-			double u = mb_rng_uniform(&r), a = mb_rng_uniform(&r);
-			if (u < t->p) {
+		for (int f = 0; f < t->n_features; f++)
+			if (a[f] != 0.0f) {
 				const float *dir = t->directions + (size_t)f * t->d;
 				for (int j = 0; j < t->d; j++)
-					x[j] += (float)a * dir[j];
+					x[j] += a[f] * dir[j];
 			}
-		}
 	}
 	t->next_row += n;
 	return 0;

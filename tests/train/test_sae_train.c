@@ -324,3 +324,38 @@ Test(sae_train, induction_variables_are_labelled_and_matched)
 	mb_sae_free(s);
 	mb_model_free(m);
 }
+
+Test(sae_train, an_sae_recovers_the_features_of_a_trained_tms_model)
+{
+	mb_sae_tms t;
+	mb_sae_train_result res;
+	mb_error err;
+	double mmcs, rec;
+	int represented = -1;
+	mb_sae *s;
+	omp_set_num_threads(1);
+	cr_assert_eq(mb_sae_tms_init(&t, TMS_N, TMS_M, TMS_P, 1, &err), 0, "%s", err.msg);
+	float *before = malloc((size_t)TMS_N * TMS_M * sizeof(float));
+	memcpy(before, t.directions, (size_t)TMS_N * TMS_M * sizeof(float));
+	cr_assert_eq(mb_sae_tms_train_model(&t, 600, 256, 1e-2, &represented, &err), 0, "%s",
+		     err.msg);
+	cr_expect(memcmp(before, t.directions, (size_t)TMS_N * TMS_M * sizeof(float)) != 0);
+	cr_expect(represented >= TMS_N / 2 && represented <= TMS_N, "%d represented", represented);
+	mb_sae_train_config cfg = mb_sae_train_defaults(MB_SAE_TOPK);
+	cfg.width = TMS_W;
+	cfg.k = TMS_K;
+	cfg.tokens = TMS_TOKENS;
+	cfg.batch = 256;
+	cfg.seed = 3;
+	cfg.lr = 3e-3;
+	mb_sae_source src = mb_sae_tms_source(&t);
+	cr_assert_eq(mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_sae_recovery(&mmcs, &rec, NULL, s, t.directions, t.n_features, &err), 0);
+	printf("trained tms: %d of %d represented, MMCS %.4f recovered %.4f\n", represented, TMS_N,
+	       mmcs, rec);
+	cr_expect(rec >= 0.9 * represented / TMS_N, "recovered %.3f", rec);
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_sae_tms_dispose(&t);
+	free(before);
+}
