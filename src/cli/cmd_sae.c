@@ -98,7 +98,7 @@ static const mb_cli_opt match_opts[] = {
 };
 
 static const mb_cli_opt tms_opts[] = {
-	{MB_OPT(INT, "--features", sae_args, features), .meta = "N", .range = "[1, 65536]",
+	{MB_OPT(INT, "--features", sae_args, features), .meta = "N", .range = "[1, 4096]",
 	 .def = "48", .help = "true features n"},
 	{MB_OPT(INT, "--dims", sae_args, dims), .meta = "M", .range = "[1, 65536]", .def = "24",
 	 .help = "dimensions m (m < n: superposition)"},
