@@ -153,7 +153,7 @@ typedef struct mb_circuit_opts {
 	mb_circuit_ablation ablation;
 	int mlps;      /* MLPs are nodes too (ignored for attention-only models) */
 	uint64_t seed; /* resample picks, random controls, bootstrap resamples */
-	int batch;     /* items per forward; 0: the engine's max_batch */
+	int batch;     /* items per forward, >= 1, at most the engine's max_batch */
 } mb_circuit_opts;
 
 typedef struct mb_circuit_eval mb_circuit_eval;
@@ -161,9 +161,10 @@ typedef struct mb_circuit_eval mb_circuit_eval;
 /* An evaluator over engine e (borrowed; runs every forward on it, one at a
  * time) and data (borrowed). Computes the per-group, per-position means of
  * every node over the corrupted prompts (mean-abc) or the resample picks
- * (resample). Errors: bad data (a group out of range, lengths over T, a
- * corrupted prompt longer than its clean one, a group with items of two
- * lengths: each naming the item), the engine's and the metric's. */
+ * (resample). The corrupted prompt of an item has its clean prompt's
+ * length (data.lengths serves both). Errors: bad data (a group out of range,
+ * a length outside [1, T], a group with items of two lengths under mean-abc
+ * or resample: each naming the item), the engine's and the metric's. */
 int mb_circuit_eval_init(mb_circuit_eval **out, mb_engine *e, const mb_circuit_data *data,
 			 const mb_circuit_opts *opts, mb_error *err);
 void mb_circuit_eval_free(mb_circuit_eval *ev);

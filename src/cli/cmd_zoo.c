@@ -1,4 +1,4 @@
-/* cmd_zoo.c: `mechbench zoo list | train | verify`: the model zoo. */
+/* cmd_zoo.c: `mechbench zoo list | train | verify | plant`: the model zoo. */
 #include "cli.h"
 
 #include <dirent.h>
@@ -17,6 +17,8 @@
 #include <mechbench/file.h>
 #include <mechbench/sha256.h>
 #include <mechbench/zoo.h>
+
+#include "zoo_plant.h"
 
 typedef struct zoo_args {
 	const char *models, *preset, *out;
@@ -95,7 +97,8 @@ static const mb_cli_cmd zoo_verify_cmd = {
 	"checks the retrained model's behaviour instead.\n",
 };
 
-static const mb_cli_cmd *const zoo_cmds[] = {&zoo_list_cmd, &zoo_train_cmd, &zoo_verify_cmd};
+static const mb_cli_cmd *const zoo_cmds[] = {&zoo_list_cmd, &zoo_train_cmd, &zoo_verify_cmd,
+					      &mb_zoo_plant_cmd};
 
 static const char zoo_about[] =
 	"The model zoo: small models with the canonical behaviours, trained by mechbench\n"
@@ -458,6 +461,13 @@ static int cmd_verify(int argc, char **argv)
 		printf("%s: sha256 of %zu files match the MANIFEST\n", names[i], m.nfiles);
 		if (!retrain)
 			continue;
+		if (strcmp(m.preset, MB_ZOO_PLANTED_PRESET) == 0) {
+			int planted = mb_zoo_plant_verify(&m, dir, names[i], &err);
+			if (planted < 0)
+				printf("%s: FAIL: %s\n", names[i], err.msg);
+			failed |= planted != 0;
+			continue;
+		}
 		if (mb_zoo_recipe_get(&r, m.name, m.preset, m.seed, &err) < 0) {
 			printf("%s: FAIL: %s\n", names[i], err.msg);
 			failed = 1;
@@ -544,5 +554,8 @@ int mb_cmd_zoo(int argc, char **argv)
 		return cmd_train(argc - 1, argv + 1);
 	if (strcmp(argv[1], "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
-	return mb_cli_usage_error("zoo", "unknown subcommand '%s' (list, train, verify)", argv[1]);
+	if (strcmp(argv[1], "plant") == 0)
+		return mb_zoo_plant(argc - 1, argv + 1);
+	return mb_cli_usage_error("zoo", "unknown subcommand '%s' (list, train, verify, plant)",
+				  argv[1]);
 }
