@@ -341,7 +341,8 @@ double mb_circuit_jaccard(const uint8_t *a, const uint8_t *b, int N);
  * denominator is 0 is 1. */
 void mb_circuit_compare(mb_circuit_pr *out, mb_circuit *found, const mb_circuit *truth);
 
-/* The artifact (TEAM.md, interfaces item 2): {"kind": "circuit", "version":
+/* The circuit artifact (what the IOI task stores with an entry, the
+ * baseline carries and the report draws): {"kind": "circuit", "version":
  * 1, "method", "ablation", "criterion": {"metric": "faithfulness", "min",
  * "definition"}, "nodes": [{"id", "layer", "head", "kind": "head"|"mlp",
  * "effect", "inclusion"}], "edges": [{"from", "to", "via", "effect"}],

@@ -94,7 +94,8 @@ static const mb_cli_cmd zoo_verify_cmd = {
 	"tokenizer.json bit for bit. Exits 3 when anything differs, except for a model\n"
 	"trained with a CPU-dependent backend (openblas, onednn) whose recorded kernel\n"
 	"is not this machine's: then it says so (kernel recorded vs kernel here) and\n"
-	"checks the retrained model's behaviour instead.\n",
+	"checks the retrained model's behaviour instead. A hand-set model (MANIFEST\n"
+	"preset \"planted\", `zoo plant`) is rebuilt and every file compared.\n",
 };
 
 static const mb_cli_cmd *const zoo_cmds[] = {&zoo_list_cmd, &zoo_train_cmd, &zoo_verify_cmd,
@@ -380,6 +381,11 @@ static int cmd_list(int argc, char **argv)
 			continue;
 		}
 		int ok = mb_zoo_manifest_check(&m, dir, &err) == 0;
+		if (strcmp(m.preset, MB_ZOO_PLANTED_PRESET) == 0) {
+			printf("  %-10s %s, weights set by hand (zoo plant): %s\n", names[i], m.name,
+			       ok ? "sha256 ok" : err.msg);
+			continue;
+		}
 		printf("  %-10s %s/%s seed %llu, trained in %.1fs on %s (%d threads): %s\n", names[i],
 		       m.name, m.preset, (unsigned long long)m.seed, m.training_seconds, m.machine,
 		       m.threads, ok ? "sha256 ok" : err.msg);

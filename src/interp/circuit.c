@@ -1167,99 +1167,141 @@ static size_t members_of(int *out, const uint8_t *keep, int N)
 	return k;
 }
 
+/* Scratch of the subset searches (completeness, minimality). */
+typedef struct search {
+	memo m;
+	size_t N, n;
+	int *mem;          /* (N) the circuit's members in node order */
+	size_t k;          /* their count */
+	uint8_t *K;        /* (N) the removed subset */
+	uint8_t *masks;    /* (2 (N + 1), N) */
+	const double **at; /* (2 (N + 1)) */
+	double f_model;    /* pooled F(M) */
+} search;
+
+static void search_dispose(search *s)
+{
+	memo_dispose(&s->m);
+	free(s->mem);
+	free(s->K);
+	free(s->masks);
+	free(s->at);
+}
+
+static int search_init(search *s, mb_circuit_eval *ev, const uint8_t *keep, const size_t *items,
+		       size_t n, const char *what, mb_error *err)
+{
+	size_t N = (size_t)ev->N;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	memo_init(&s->m, ev, items, n);
+	s->N = N;
+	s->n = n;
+	s->mem = malloc(sizeof(int) * N);
+	s->K = calloc(N, 1);
+	s->masks = malloc(2 * (N + 1) * N);
+	s->at = malloc(sizeof(*s->at) * 2 * (N + 1));
+	if (!s->mem || !s->K || !s->masks || !s->at)
+		return mb_error_oom(err, what, 2 * (N + 1) * N);
+	s->k = members_of(s->mem, keep, (int)N);
+	memset(s->masks, 1, N);
+	if ((rc = memo_get(&s->m, s->masks, 1, s->at, err)) < 0)
+		return rc;
+	s->f_model = pooled(s->at[0], NULL, n);
+	return 0;
+}
+
+/* Mask p of the search: keep (or every node when full) minus K, minus also
+ * node x when x >= 0. */
+static uint8_t *search_mask(search *s, size_t p, const uint8_t *keep, int full, int x)
+{
+	uint8_t *m = s->masks + p * s->N;
+
+	if (full)
+		memset(m, 1, s->N);
+	else
+		memcpy(m, keep, s->N);
+	for (size_t v = 0; v < s->N; v++)
+		if (s->K[v] || (int)v == x)
+			m[v] = 0;
+	return m;
+}
+
 int mb_circuit_completeness(mb_circuit_completeness_result *out, double *fck, double *fmk,
 			    mb_circuit_eval *ev, const uint8_t *keep, const size_t *items,
 			    size_t n_items, int max_steps, mb_error *err)
 {
-	size_t N = (size_t)ev->N, n = n_items;
-	int *mem = malloc(sizeof(int) * N);
-	uint8_t *K = calloc(N, 1), *masks = malloc(2 * (N + 1) * N);
-	const double **at = malloc(sizeof(*at) * 2 * (N + 1));
-	double f_model;
-	size_t k, steps;
-	memo m;
-	int rc = 0;
+	size_t n = n_items, steps;
+	search s;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	memo_init(&m, ev, items, n);
-	out->worst = calloc(N, 1);
-	if (!mem || !K || !masks || !at || !out->worst) {
-		rc = mb_error_oom(err, "circuit completeness", 2 * (N + 1) * N);
+	if ((rc = search_init(&s, ev, keep, items, n, "circuit completeness", err)) < 0)
+		goto cleanup;
+	if (!(out->worst = calloc(s.N, 1))) {
+		rc = mb_error_oom(err, "circuit completeness", s.N);
 		goto cleanup;
 	}
-	k = members_of(mem, keep, (int)N);
-	steps = max_steps > 0 && (size_t)max_steps < k ? (size_t)max_steps : k;
-	/* K = empty: F(C) vs F(M) */
-	memcpy(masks, keep, N);
-	memset(masks + N, 1, N);
-	if ((rc = memo_get(&m, masks, 2, at, err)) < 0)
+	steps = max_steps > 0 && (size_t)max_steps < s.k ? (size_t)max_steps : s.k;
+	/* K = {}: F(C) against F(M) */
+	search_mask(&s, 0, keep, 0, -1);
+	search_mask(&s, 1, keep, 1, -1);
+	if ((rc = memo_get(&s.m, s.masks, 2, s.at, err)) < 0)
 		goto cleanup;
-	f_model = pooled(at[1], NULL, n);
-	out->f_c_k = pooled(at[0], NULL, n);
-	out->f_m_k = pooled(at[1], NULL, n);
+	out->f_c_k = pooled(s.at[0], NULL, n);
+	out->f_m_k = pooled(s.at[1], NULL, n);
 	out->score = fabs(out->f_c_k - out->f_m_k);
-	for (size_t s = 0; s < steps; s++) {
+	for (size_t step = 0; step < steps; step++) {
 		size_t P = 0;
 		int best = -1;
 		double best_d = -1, bc = 0, bm = 0;
-		for (size_t i = 0; i < k; i++) {
-			int v = mem[i];
-			if (K[v])
-				continue;
-			/* C \ (K u {v}) and M \ (K u {v}) */
-			memcpy(masks + 2 * P * N, keep, N);
-			memset(masks + (2 * P + 1) * N, 1, N);
-			for (size_t x = 0; x < N; x++)
-				if (K[x] || (int)x == v)
-					masks[2 * P * N + x] = masks[(2 * P + 1) * N + x] = 0;
-			P++;
-		}
-		if ((rc = memo_get(&m, masks, 2 * P, at, err)) < 0)
+		/* each candidate v of C \ K: C \ (K u {v}) and M \ (K u {v}) */
+		for (size_t i = 0; i < s.k; i++)
+			if (!s.K[s.mem[i]]) {
+				search_mask(&s, 2 * P, keep, 0, s.mem[i]);
+				search_mask(&s, 2 * P + 1, keep, 1, s.mem[i]);
+				P++;
+			}
+		if ((rc = memo_get(&s.m, s.masks, 2 * P, s.at, err)) < 0)
 			goto cleanup;
-		for (size_t p = 0, i = 0; i < k; i++) {
-			int v = mem[i];
+		for (size_t p = 0, i = 0; i < s.k; i++) {
 			double c, mm;
-			if (K[v])
+			if (s.K[s.mem[i]])
 				continue;
-			c = pooled(at[2 * p], NULL, n);
-			mm = pooled(at[2 * p + 1], NULL, n);
+			c = pooled(s.at[2 * p], NULL, n);
+			mm = pooled(s.at[2 * p + 1], NULL, n);
 			if (fabs(c - mm) > best_d) {
 				best_d = fabs(c - mm);
-				best = v;
+				best = s.mem[i];
 				bc = c;
 				bm = mm;
 			}
 			p++;
 		}
-		K[best] = 1;
+		s.K[best] = 1;
 		if (best_d > out->score) {
 			out->score = best_d;
 			out->f_c_k = bc;
 			out->f_m_k = bm;
-			memcpy(out->worst, K, N);
-			out->worst_size = s + 1;
+			memcpy(out->worst, s.K, s.N);
+			out->worst_size = step + 1;
 		}
 	}
-	out->relative = out->score / fabs(f_model);
+	out->relative = out->score / fabs(s.f_model);
 	if (fck || fmk) {
-		memcpy(masks, keep, N);
-		memset(masks + N, 1, N);
-		for (size_t x = 0; x < N; x++)
-			if (out->worst[x])
-				masks[x] = masks[N + x] = 0;
-		if ((rc = memo_get(&m, masks, 2, at, err)) < 0)
+		memcpy(s.K, out->worst, s.N);
+		search_mask(&s, 0, keep, 0, -1);
+		search_mask(&s, 1, keep, 1, -1);
+		if ((rc = memo_get(&s.m, s.masks, 2, s.at, err)) < 0)
 			goto cleanup;
 		if (fck)
-			memcpy(fck, at[0], sizeof(double) * n);
+			memcpy(fck, s.at[0], sizeof(double) * n);
 		if (fmk)
-			memcpy(fmk, at[1], sizeof(double) * n);
+			memcpy(fmk, s.at[1], sizeof(double) * n);
 	}
 cleanup:
-	memo_dispose(&m);
-	free(mem);
-	free(K);
-	free(masks);
-	free(at);
+	search_dispose(&s);
 	if (rc < 0) {
 		free(out->worst);
 		out->worst = NULL;
@@ -1271,63 +1313,45 @@ int mb_circuit_minimality(mb_circuit_minimality_result *out, mb_circuit_eval *ev
 			  const uint8_t *keep, const size_t *items, size_t n_items, int max_steps,
 			  double min_rel, mb_error *err)
 {
-	size_t N = (size_t)ev->N, n = n_items;
-	int *mem = malloc(sizeof(int) * N);
-	uint8_t *K = calloc(N, 1), *masks = malloc(2 * (N + 1) * N);
-	const double **at = malloc(sizeof(*at) * 2 * (N + 1));
-	double f_model;
-	size_t k, steps;
-	memo m;
-	int rc = 0;
+	size_t n = n_items, steps;
+	search s;
+	int rc;
 
-	memo_init(&m, ev, items, n);
-	if (!mem || !K || !masks || !at) {
-		rc = mb_error_oom(err, "circuit minimality", 2 * (N + 1) * N);
+	if ((rc = search_init(&s, ev, keep, items, n, "circuit minimality", err)) < 0)
 		goto cleanup;
-	}
-	memset(masks, 1, N);
-	if ((rc = memo_get(&m, masks, 1, at, err)) < 0)
-		goto cleanup;
-	f_model = pooled(at[0], NULL, n);
-	k = members_of(mem, keep, (int)N);
-	steps = max_steps > 0 && (size_t)max_steps < k ? (size_t)max_steps : (k ? k - 1 : 0);
-	for (size_t i = 0; i < k && rc == 0; i++) {
-		int v = mem[i];
+	steps = max_steps > 0 && (size_t)max_steps < s.k ? (size_t)max_steps
+							  : (s.k ? s.k - 1 : 0);
+	for (size_t i = 0; i < s.k && rc == 0; i++) {
+		int v = s.mem[i];
 		mb_circuit_minimality_result *r = &out[i];
-		memset(K, 0, N);
+		memset(s.K, 0, s.N);
 		memset(r, 0, sizeof(*r));
 		r->node = v;
 		r->score = -1;
-		for (size_t s = 0; s <= steps && rc == 0; s++) {
-			/* s == 0: K empty; then one candidate u per node of C \ (K u {v}) */
+		for (size_t step = 0; step <= steps; step++) {
+			/* step 0: K = {}; then K' = K u {u} for each u of C \ (K u {v}):
+			 * C \ (K' u {v}) and C \ K' */
 			size_t P = 0;
 			int best = -1;
 			double best_d = -1;
-			for (size_t j = 0; j < k; j++) {
-				int u = mem[j];
-				if (s > 0 && (u == v || K[u]))
+			for (size_t j = 0; j < s.k; j++) {
+				int u = step == 0 ? -1 : s.mem[j];
+				if (step == 0 ? j > 0 : (u == v || s.K[u]))
 					continue;
-				if (s == 0 && j > 0)
-					break;
-				/* C \ (K' u {v}) and C \ K', K' = K u {u} (s > 0) or K (s == 0) */
-				memcpy(masks + 2 * P * N, keep, N);
-				memcpy(masks + (2 * P + 1) * N, keep, N);
-				for (size_t x = 0; x < N; x++)
-					if (K[x] || (s > 0 && (int)x == u))
-						masks[2 * P * N + x] = masks[(2 * P + 1) * N + x] = 0;
-				masks[2 * P * N + (size_t)v] = 0;
+				search_mask(&s, 2 * P, keep, 0, u)[v] = 0;
+				search_mask(&s, 2 * P + 1, keep, 0, u);
 				P++;
 			}
 			if (P == 0)
 				break;
-			if ((rc = memo_get(&m, masks, 2 * P, at, err)) < 0)
+			if ((rc = memo_get(&s.m, s.masks, 2 * P, s.at, err)) < 0)
 				break;
-			for (size_t p = 0, j = 0; j < k && p < P; j++) {
-				int u = mem[j];
+			for (size_t p = 0, j = 0; j < s.k && p < P; j++) {
+				int u = step == 0 ? -1 : s.mem[j];
 				double d;
-				if (s > 0 && (u == v || K[u]))
+				if (step == 0 ? j > 0 : (u == v || s.K[u]))
 					continue;
-				d = fabs(pooled(at[2 * p], NULL, n) - pooled(at[2 * p + 1], NULL, n));
+				d = fabs(pooled(s.at[2 * p], NULL, n) - pooled(s.at[2 * p + 1], NULL, n));
 				if (d > best_d) {
 					best_d = d;
 					best = u;
@@ -1336,20 +1360,16 @@ int mb_circuit_minimality(mb_circuit_minimality_result *out, mb_circuit_eval *ev
 			}
 			if (best_d > r->score) {
 				r->score = best_d;
-				r->k_size = s;
+				r->k_size = step;
 			}
-			if (s > 0)
-				K[best] = 1;
+			if (best >= 0)
+				s.K[best] = 1;
 		}
-		r->relative = r->score / fabs(f_model);
-		r->pass = r->score >= min_rel * fabs(f_model);
+		r->relative = r->score / fabs(s.f_model);
+		r->pass = r->score >= min_rel * fabs(s.f_model);
 	}
 cleanup:
-	memo_dispose(&m);
-	free(mem);
-	free(K);
-	free(masks);
-	free(at);
+	search_dispose(&s);
 	return rc;
 }
 
