@@ -28,6 +28,7 @@
 #include <mechbench/zoo.h>
 
 #include "support/cli_run.h"
+#include "support/engine_fx.h"
 
 #define PLANTED MB_SOURCE_DIR "/baselines/models/ioi-planted"
 #define LD MB_IOI_PLANTED_LOGIT_DIFF
@@ -511,6 +512,29 @@ Test(circuit, random_control_is_far_below_the_true_circuit_but_not_a_decoy_circu
 		cr_expect(per_layer[0] == 1 && per_layer[1] == 1 && per_layer[2] == 1,
 			  "control not matched by layer");
 	}
+	/* the definitions, from the evaluator's per-item values by hand */
+	{
+		double *v = malloc(sizeof(double) * 3 * f.n), fc = 0, fm = 0, fe = 0;
+		uint8_t three[36];
+		memcpy(three, keep, 12);
+		memset(three + 12, 1, 12);
+		memset(three + 24, 0, 12);
+		cr_assert_eq(mb_circuit_eval_run(v, ev, three, 3, it, f.n, &err), 0, "%s", err.msg);
+		for (size_t j = 0; j < f.n; j++) {
+			fc += v[j];
+			fm += v[f.n + j];
+			fe += v[2 * f.n + j];
+		}
+		fc /= (double)f.n;
+		fm /= (double)f.n;
+		fe /= (double)f.n;
+		cr_expect_eq(fr.f_circuit, fc);
+		cr_expect_eq(fr.f_model, fm);
+		cr_expect_eq(fr.f_empty, fe);
+		cr_expect_eq(fr.ratio, fc / fm);
+		cr_expect_eq(fr.normalized, (fc - fe) / (fm - fe));
+		free(v);
+	}
 	printf("true circuit: ratio %.6f normalized %.6f; control F/F(M) %.6f\n", fr.ratio,
 	       fr.normalized, pooled_ctl / fr.f_model);
 	cr_expect_geq(fr.ratio, 0.999);
@@ -860,4 +884,188 @@ Test(circuit, edge_effects_equal_the_engines_path_patching)
 	free(delta);
 	free(it);
 	fix_close(&f);
+}
+
+/* ---- MLP nodes, on the engine fixture gpt2_ln_gelu (2 layers, MLPs) ------------ */
+
+typedef struct mlp_fix {
+	int32_t *tok, *src, *len;
+	int B, T;
+} mlp_fix;
+
+/* logit(3) - logit(5) at the last position. */
+static int pair_metric(double *out, const mb_engine *e, const size_t *items, int batch,
+		       void *payload, mb_error *err)
+{
+	(void)items;
+	(void)payload;
+	(void)err;
+	for (int b = 0; b < batch; b++) {
+		const float *row = mb_engine_logits_row(e, b, 0);
+		out[b] = (double)row[3] - (double)row[5];
+	}
+	return 0;
+}
+
+/* The metric of a forward of the clean batch with hooks h. */
+static void forward_metric(double *out, mb_engine *e, const mlp_fix *f, const mb_hooks *h)
+{
+	mb_error err = {0};
+	mb_run r = fx_run(f->tok, f->len, f->B, f->T);
+
+	r.logits = MB_LOGITS_LAST;
+	r.hooks = h;
+	cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+	pair_metric(out, e, NULL, f->B, NULL, &err);
+}
+
+/* With one group per item, mean-abc replaces a node by the item's own
+ * corrupted activation: an MLP's and a head's knock-out effects equal
+ * activation patching by interventions.h (to rounding: another compute
+ * route), and an MLP sender's path-patching effect equals
+ * mb_interp_path_patch_delta with the corrupted-minus-clean MLP output (bit
+ * for bit). */
+Test(circuit, mlp_nodes_follow_hand_built_interventions)
+{
+	mb_model *m = fx_model("gpt2_ln_gelu");
+	mlp_fix f;
+	mb_engine *e;
+	mb_error err = {0};
+	mb_circuit_eval *ev;
+	mb_circuit_opts o = {.ablation = MB_CIRCUIT_MEAN_ABC, .mlps = 1, .seed = 1};
+	mb_circuit_data d;
+	mb_cache *clean, *corr;
+	mb_hooks *hc, *hs;
+	int32_t *grp;
+	uint64_t *key;
+	size_t *it;
+	double *eff, *plain, *arm, *got, *ref;
+	float *delta;
+	int N, D = m->cfg.d_model;
+
+	fx_batch("gpt2_ln_gelu", "batch0", &f.tok, &f.len, &f.B, &f.T);
+	f.src = fx_source_tokens("gpt2_ln_gelu");
+	e = fx_engine(m, f.B, f.T, 0);
+	grp = malloc(sizeof(int32_t) * (size_t)f.B);
+	key = malloc(sizeof(uint64_t) * (size_t)f.B);
+	it = all_items((size_t)f.B);
+	for (int b = 0; b < f.B; b++) {
+		grp[b] = b;
+		key[b] = (uint64_t)b;
+	}
+	d = (mb_circuit_data){.n = (size_t)f.B, .seq = f.T, .tokens = f.tok, .corrupt = f.src,
+			      .lengths = f.len, .group = grp, .n_groups = f.B, .key = key,
+			      .logits = MB_LOGITS_LAST, .metric = pair_metric};
+	o.batch = f.B;
+	cr_assert_eq(mb_circuit_eval_init(&ev, e, &d, &o, &err), 0, "%s", err.msg);
+	N = mb_circuit_eval_nodes(ev);
+	cr_assert_eq(N, 2 * 4 + 2);
+	eff = malloc(sizeof(double) * (size_t)N * (size_t)f.B);
+	plain = malloc(sizeof(double) * (size_t)f.B);
+	arm = malloc(sizeof(double) * (size_t)f.B);
+	got = malloc(sizeof(double) * (size_t)f.B);
+	ref = malloc(sizeof(double) * (size_t)f.B);
+	delta = calloc((size_t)f.B * (size_t)f.T * (size_t)D, sizeof(float));
+	cr_assert_eq(mb_circuit_node_effects(eff, ev, it, (size_t)f.B, &err), 0, "%s", err.msg);
+
+	/* the corrupted and clean runs' caches */
+	cr_assert_eq(mb_hooks_init(&hc, &err), 0);
+	cr_assert_eq(mb_hooks_init(&hs, &err), 0);
+	cr_assert_eq(mb_cache_init(&clean, &err), 0);
+	cr_assert_eq(mb_cache_init(&corr, &err), 0);
+	for (int l = 0; l < 2; l++) {
+		mb_hook_point pts[3] = {{MB_HOOK_MLP_OUT, l}, {MB_HOOK_Z, l}, {MB_HOOK_RESID_PRE, l}};
+		for (int k = 0; k < 3; k++) {
+			cr_assert_eq(mb_cache_add(clean, pts[k], &err), 0);
+			cr_assert_eq(mb_cache_add(corr, pts[k], &err), 0);
+		}
+	}
+	cr_assert_eq(mb_cache_attach(clean, hc, &err), 0);
+	cr_assert_eq(mb_cache_attach(corr, hs, &err), 0);
+	{
+		mb_run r = fx_run(f.src, f.len, f.B, f.T);
+		r.hooks = hs;
+		cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+	}
+	forward_metric(plain, e, &f, NULL);
+	/* knock-outs: MLP 0, MLP 1, head a1.2 patched from the corrupted run */
+	for (int k = 0; k < 3; k++) {
+		int node = k < 2 ? 8 + k : 4 + 2;
+		mb_hooks *h;
+		mb_iv *iv;
+		mb_iv_spec spec = {.point = {k < 2 ? MB_HOOK_MLP_OUT : MB_HOOK_Z, k < 2 ? k : 1},
+				   .unit = k < 2 ? -1 : 2, .op = MB_IV_PATCH};
+		spec.source = mb_cache_get(corr, spec.point);
+		cr_assert_eq(mb_hooks_init(&h, &err), 0);
+		cr_assert_eq(mb_iv_init(&iv, &err), 0);
+		cr_assert_eq(mb_iv_add(iv, &m->cfg, &spec, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_iv_attach(iv, h, &err), 0, "%s", err.msg);
+		forward_metric(arm, e, &f, h);
+		double biggest = 0;
+		for (int b = 0; b < f.B; b++)
+			biggest = fmax(biggest, fabs(arm[b] - plain[b]));
+		printf("node %d: largest knock-out effect %.6g\n", node, biggest);
+		cr_expect_gt(biggest, 1e-3, "node %d: the check is vacuous", node);
+		for (int b = 0; b < f.B; b++)
+			cr_expect_lt(fabs(eff[(size_t)node * f.B + b] - (arm[b] - plain[b])), 1e-5,
+				     "node %d item %d: %.9g, by hand %.9g", node, b,
+				     eff[(size_t)node * f.B + b], arm[b] - plain[b]);
+		mb_iv_free(iv);
+		mb_hooks_free(h);
+	}
+	/* the MLP 0 -> a1.1 edges */
+	{
+		mb_run r = fx_run(f.tok, f.len, f.B, f.T);
+		const mb_hook_tensor *rp, *c0, *s0;
+		r.hooks = hc;
+		r.logits = MB_LOGITS_LAST;
+		cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+		rp = mb_cache_get(clean, (mb_hook_point){MB_HOOK_RESID_PRE, 1});
+		c0 = mb_cache_get(clean, (mb_hook_point){MB_HOOK_MLP_OUT, 0});
+		s0 = mb_cache_get(corr, (mb_hook_point){MB_HOOK_MLP_OUT, 0});
+		for (int via = 0; via < 3; via++) {
+			cr_assert_eq(mb_circuit_edge_effects(got, ev, 8, 5, (mb_circuit_via)via, it,
+							     (size_t)f.B, &err), 0, "%s", err.msg);
+			memset(delta, 0, sizeof(float) * (size_t)f.B * f.T * D);
+			cr_assert_eq(mb_interp_path_patch_delta(e, &r, rp, delta, 1, 1, via, &err), 0,
+				     "%s", err.msg);
+			pair_metric(ref, e, NULL, f.B, NULL, &err);
+			for (int b = 0; b < f.B; b++)
+				for (int t = 0; t < f.len[b]; t++)
+					for (int j = 0; j < D; j++) {
+						size_t at = ((size_t)b * f.T + t) * D + j;
+						delta[at] = s0->data[at] - c0->data[at];
+					}
+			cr_assert_eq(mb_interp_path_patch_delta(e, &r, rp, delta, 1, 1, via, &err), 0,
+				     "%s", err.msg);
+			pair_metric(arm, e, NULL, f.B, NULL, &err);
+			printf("m0 -> a1.1 via %d: item 0 effect %.6g\n", via, got[0]);
+			cr_expect_neq(got[0], 0.0, "via %d: the check is vacuous", via);
+			for (int b = 0; b < f.B; b++) {
+				double want = arm[b] - ref[b];
+				cr_expect(memcmp(&got[b], &want, sizeof(double)) == 0,
+					  "m0 -> a1.1 via %d item %d: %.17g, by hand %.17g", via, b,
+					  got[b], want);
+			}
+		}
+	}
+	mb_cache_free(clean);
+	mb_cache_free(corr);
+	mb_hooks_free(hc);
+	mb_hooks_free(hs);
+	mb_circuit_eval_free(ev);
+	mb_engine_free(e);
+	mb_model_free(m);
+	free(eff);
+	free(plain);
+	free(arm);
+	free(got);
+	free(ref);
+	free(delta);
+	free(grp);
+	free(key);
+	free(it);
+	free(f.tok);
+	free(f.src);
+	free(f.len);
 }
