@@ -219,7 +219,7 @@ typedef struct mb_circuit_edge {
 	double effect;       /* mean path-patching effect over the discovery items */
 } mb_circuit_edge;
 
-typedef struct mb_circuit_stability {
+typedef struct mb_circuit_stability_result {
 	int resamples;            /* B; 0: not measured */
 	double level;             /* CI level (0.95) */
 	double jaccard_mean;      /* mean over resamples of J(C_r, C) */
@@ -270,7 +270,7 @@ void mb_circuit_free(mb_circuit *c);
  * fc, fm, fe (n_items, each may be NULL) get the per-item F(C), F(M),
  * F(empty). Per-item faithfulness for a gate: fc[j] / f_model (its mean is
  * the ratio) or (fc[j] - f_empty) / (f_model - f_empty) (mean: normalized). */
-typedef struct mb_circuit_faithfulness {
+typedef struct mb_circuit_faithfulness_result {
 	double f_circuit, f_model, f_empty; /* pooled means */
 	double ratio;                       /* F(C) / F(M) */
 	double normalized;                  /* (F(C) - F(empty)) / (F(M) - F(empty)) */
@@ -285,7 +285,7 @@ int mb_circuit_faithfulness(mb_circuit_faithfulness_result *out, double *fc, dou
  * starts empty; each step adds the node of C \ K that maximises it, up to
  * max_steps steps (0: |C|); the worst K seen is reported. fck, fmk
  * (n_items, may be NULL) get the per-item F(C \ K), F(M \ K) at that K. */
-typedef struct mb_circuit_completeness {
+typedef struct mb_circuit_completeness_result {
 	double score;        /* max incompleteness over the searched K */
 	double relative;     /* score / |F(M)| */
 	uint8_t *worst;      /* (N) the worst K (owned; free()) */
@@ -302,7 +302,7 @@ int mb_circuit_completeness(mb_circuit_completeness_result *out, double *fck, do
  * searched K (subsets of C \ {v}: K empty, then greedily grown by the node
  * maximising the same quantity, up to max_steps) of |F(C \ (K u {v})) -
  * F(C \ K)|; v passes when that is >= min_rel |F(M)| (Wang et al.: 0.01). */
-typedef struct mb_circuit_minimality {
+typedef struct mb_circuit_minimality_result {
 	int node;
 	double score;     /* the max */
 	double relative;  /* score / |F(M)| */

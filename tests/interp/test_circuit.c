@@ -638,6 +638,28 @@ Test(circuit, stability_is_one_on_the_planted_model_and_deterministic)
 	for (int v = 0; v < 12; v++)
 		cr_expect_eq(c->stability.inclusion[v], v % 4 == 0 ? 1.0 : 0.0, "node %d: %g", v,
 			     c->stability.inclusion[v]);
+	/* the artifact carries the stability and the comparison with the truth */
+	{
+		mb_circuit *t = truth(&f.m->cfg);
+		mb_circuit_pr pr;
+		json_t *doc, *n0;
+		mb_circuit_compare(&pr, c, t);
+		doc = mb_circuit_to_json(c, "patching");
+		cr_assert(doc);
+		n0 = json_array_get(json_object_get(doc, "nodes"), 0);
+		cr_expect_eq(json_real_value(json_object_get(n0, "inclusion")), 1.0);
+		cr_expect_eq(json_real_value(json_object_get(n0, "effect")), c->score[c->nodes[0]]);
+		cr_expect_str_eq(json_string_value(json_object_get(doc, "ablation")), "mean-abc");
+		cr_expect_eq(json_integer_value(json_object_get(json_object_get(doc, "stability"),
+								"resamples")),
+			     20);
+		cr_expect_eq(json_real_value(json_object_get(json_object_get(doc, "truth"),
+							     "edge_recall")),
+			     1.0);
+		cr_expect_eq(json_array_size(json_object_get(doc, "edges")), 3);
+		json_decref(doc);
+		mb_circuit_free(t);
+	}
 	memcpy(j1, c->stability.jaccard, sizeof(j1));
 	cr_assert_eq(mb_circuit_stability(c, ev, eff, it, f.n, 20, 0.95, &err), 0, "%s", err.msg);
 	cr_expect(memcmp(j1, c->stability.jaccard, sizeof(j1)) == 0);
