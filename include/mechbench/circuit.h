@@ -310,9 +310,9 @@ typedef struct mb_circuit_minimality_result {
 	int pass;
 } mb_circuit_minimality_result;
 
-int mb_circuit_minimality(mb_circuit_minimality_result *out, mb_circuit_eval *ev, const uint8_t *keep,
-			  const size_t *items, size_t n_items, int max_steps, double min_rel,
-			  mb_error *err);
+int mb_circuit_minimality(mb_circuit_minimality_result *out, mb_circuit_eval *ev,
+			  const uint8_t *keep, const size_t *items, size_t n_items, int max_steps,
+			  double min_rel, mb_error *err);
 
 /* The matched random-circuit control: for each item its own random circuit
  * of the size of keep, matched by layer (mb_effect_control_heads: per member
