@@ -508,13 +508,14 @@ cleanup:
 static int eval_new(mb_circuit_eval **out, mb_engine *e, const mb_circuit_data *data,
 		    const mb_circuit_opts *opts, mb_error *err)
 {
-	mb_circuit_eval *ev = calloc(1, sizeof(*ev));
 	const mb_engine_config *c = mb_engine_cfg(e);
+	mb_circuit_eval *ev;
 
 	*out = NULL;
 	if (opts->batch < 1)
 		return mb_error_set(err, MB_EINVALID, "circuit: opts.batch %d: give the items per "
 				    "forward (at most the engine's max_batch)", opts->batch);
+	ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return mb_error_oom(err, "circuit evaluator", sizeof(*ev));
 	ev->e = e;
@@ -549,6 +550,7 @@ int mb_circuit_eval_init(mb_circuit_eval **out, mb_engine *e, const mb_circuit_d
 		rc = compute_picks(ev, err);
 	if (rc < 0) {
 		mb_circuit_eval_free(ev);
+		*out = NULL;
 		return rc;
 	}
 	*out = ev;

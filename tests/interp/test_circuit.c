@@ -1091,3 +1091,37 @@ Test(circuit, mlp_nodes_follow_hand_built_interventions)
 	free(f.src);
 	free(f.len);
 }
+
+/* Bad data is refused before any forward, naming the item. */
+Test(circuit, evaluator_rejects_bad_data_naming_the_item)
+{
+	fix f;
+	mb_error err = {0};
+	mb_circuit_eval *ev = NULL;
+	mb_circuit_opts o = {.ablation = MB_CIRCUIT_MEAN_ABC, .seed = 7, .batch = 8};
+	int32_t g, len;
+
+	fix_open(&f, 0);
+	g = f.grp[5];
+	f.grp[5] = 99;
+	cr_expect_eq(mb_circuit_eval_init(&ev, f.e, &f.data, &o, &err), MB_EINVALID);
+	cr_expect_str_eq(err.msg, "circuit data: item 5: group 99 not in [0, 18)");
+	f.grp[5] = g;
+	/* items 0 and 1 share template t00; give item 1 another length */
+	cr_assert_eq(f.grp[0], f.grp[1]);
+	len = f.len[1];
+	f.len[1] = len - 1;
+	cr_expect_eq(mb_circuit_eval_init(&ev, f.e, &f.data, &o, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "item 1: length") && strstr(err.msg, "positions must align for "
+								      "mean-abc"),
+		  "%s", err.msg);
+	/* zero ablation needs no alignment */
+	o.ablation = MB_CIRCUIT_ZERO;
+	cr_expect_eq(mb_circuit_eval_init(&ev, f.e, &f.data, &o, &err), 0, "%s", err.msg);
+	mb_circuit_eval_free(ev);
+	f.len[1] = len;
+	o.batch = 0;
+	cr_expect_eq(mb_circuit_eval_init(&ev, f.e, &f.data, &o, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "opts.batch 0"), "%s", err.msg);
+	fix_close(&f);
+}
