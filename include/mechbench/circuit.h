@@ -153,7 +153,7 @@ typedef struct mb_circuit_opts {
 	mb_circuit_ablation ablation;
 	int mlps;      /* MLPs are nodes too (ignored for attention-only models) */
 	uint64_t seed; /* resample picks, random controls, bootstrap resamples */
-	int batch;     /* items per forward; 0: the engine's max_batch */
+	int batch;     /* items per forward, >= 1, at most the engine's max_batch */
 } mb_circuit_opts;
 
 typedef struct mb_circuit_eval mb_circuit_eval;
@@ -161,9 +161,10 @@ typedef struct mb_circuit_eval mb_circuit_eval;
 /* An evaluator over engine e (borrowed; runs every forward on it, one at a
  * time) and data (borrowed). Computes the per-group, per-position means of
  * every node over the corrupted prompts (mean-abc) or the resample picks
- * (resample). Errors: bad data (a group out of range, lengths over T, a
- * corrupted prompt longer than its clean one, a group with items of two
- * lengths: each naming the item), the engine's and the metric's. */
+ * (resample). The corrupted prompt of an item has its clean prompt's
+ * length (data.lengths serves both). Errors: bad data (a group out of range,
+ * a length outside [1, T], a group with items of two lengths under mean-abc
+ * or resample: each naming the item), the engine's and the metric's. */
 int mb_circuit_eval_init(mb_circuit_eval **out, mb_engine *e, const mb_circuit_data *data,
 			 const mb_circuit_opts *opts, mb_error *err);
 void mb_circuit_eval_free(mb_circuit_eval *ev);
@@ -218,7 +219,7 @@ typedef struct mb_circuit_edge {
 	double effect;       /* mean path-patching effect over the discovery items */
 } mb_circuit_edge;
 
-typedef struct mb_circuit_stability {
+typedef struct mb_circuit_stability_result {
 	int resamples;            /* B; 0: not measured */
 	double level;             /* CI level (0.95) */
 	double jaccard_mean;      /* mean over resamples of J(C_r, C) */
@@ -269,7 +270,7 @@ void mb_circuit_free(mb_circuit *c);
  * fc, fm, fe (n_items, each may be NULL) get the per-item F(C), F(M),
  * F(empty). Per-item faithfulness for a gate: fc[j] / f_model (its mean is
  * the ratio) or (fc[j] - f_empty) / (f_model - f_empty) (mean: normalized). */
-typedef struct mb_circuit_faithfulness {
+typedef struct mb_circuit_faithfulness_result {
 	double f_circuit, f_model, f_empty; /* pooled means */
 	double ratio;                       /* F(C) / F(M) */
 	double normalized;                  /* (F(C) - F(empty)) / (F(M) - F(empty)) */
@@ -284,7 +285,7 @@ int mb_circuit_faithfulness(mb_circuit_faithfulness_result *out, double *fc, dou
  * starts empty; each step adds the node of C \ K that maximises it, up to
  * max_steps steps (0: |C|); the worst K seen is reported. fck, fmk
  * (n_items, may be NULL) get the per-item F(C \ K), F(M \ K) at that K. */
-typedef struct mb_circuit_completeness {
+typedef struct mb_circuit_completeness_result {
 	double score;        /* max incompleteness over the searched K */
 	double relative;     /* score / |F(M)| */
 	uint8_t *worst;      /* (N) the worst K (owned; free()) */
@@ -301,7 +302,7 @@ int mb_circuit_completeness(mb_circuit_completeness_result *out, double *fck, do
  * searched K (subsets of C \ {v}: K empty, then greedily grown by the node
  * maximising the same quantity, up to max_steps) of |F(C \ (K u {v})) -
  * F(C \ K)|; v passes when that is >= min_rel |F(M)| (Wang et al.: 0.01). */
-typedef struct mb_circuit_minimality {
+typedef struct mb_circuit_minimality_result {
 	int node;
 	double score;     /* the max */
 	double relative;  /* score / |F(M)| */
@@ -340,7 +341,8 @@ double mb_circuit_jaccard(const uint8_t *a, const uint8_t *b, int N);
  * denominator is 0 is 1. */
 void mb_circuit_compare(mb_circuit_pr *out, mb_circuit *found, const mb_circuit *truth);
 
-/* The artifact (TEAM.md, interfaces item 2): {"kind": "circuit", "version":
+/* The circuit artifact (what the IOI task stores with an entry, the
+ * baseline carries and the report draws): {"kind": "circuit", "version":
  * 1, "method", "ablation", "criterion": {"metric": "faithfulness", "min",
  * "definition"}, "nodes": [{"id", "layer", "head", "kind": "head"|"mlp",
  * "effect", "inclusion"}], "edges": [{"from", "to", "via", "effect"}],
