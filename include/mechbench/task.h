@@ -163,9 +163,10 @@ typedef struct mb_task {
 	/* OPTIONAL (NULL: the task draws nothing). Adds the task's plots of one
 	 * entry to out as data (figure.h): head-effect heatmaps, attention
 	 * patterns, Fourier spectra. Called once per entry after run, from one
-	 * thread, with a freshly opened state, the entry's items[0..n) and
-	 * values (N, M) as run wrote them. Must be deterministic. The report
-	 * (`mechbench report`, `drift --html`) draws what it adds. */
+	 * thread, with a freshly opened state (prepare is not called on it), the
+	 * entry's items[0..n) and values (N, M) as run wrote them. Must be
+	 * deterministic. The report (`mechbench report`, `drift --html`) draws
+	 * what it adds. */
 	int (*figures)(void *state, const mb_item *items, size_t n, const double *values,
 		       mb_figure_list *out, mb_error *err);
 
