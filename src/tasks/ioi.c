@@ -43,6 +43,9 @@
  *   "seed"       seeds the random circuits and the bootstrap (default 0)
  *   "patch_items" items the figures' patching heatmaps average over, the
  *                first ones of the entry, [1, 4096] (default 64)
+ *   "search_steps" greedy steps of the completeness and minimality searches,
+ *                [0, 64] (default 3; each step evaluates |C| subsets, so a
+ *                26-head circuit on GPT-2 small wants 1 or 0; 0 skips both)
  *
  * Per-item metrics: a logit difference is logit(IO) - logit(S) at the
  * prompt's last position (Wang et al. section 2.2); F(X) is the mean logit
@@ -67,8 +70,9 @@
  *   ioi.nm_effect@1         logit_diff - nm_logit_diff
  *   ioi.without_k_model@1, ioi.without_k_circuit@1  F(M \ K)/F(M) and
  *                           F(C \ K)/F(M) per item, K the subset of C the
- *                           completeness search found (Wang et al. 4.2; a greedy search of 3 steps
- *                           on the circuit's own half)
+ *                           completeness search found (Wang et al. 4.2; a greedy search of
+ *                           search_steps steps on the circuit's own half;
+ *                           K is empty with search_steps 0)
  *   ioi.incompleteness@1    without_k_model - without_k_circuit
  *
  * Discovery and the split (prepare). The circuit is found on the discovery
@@ -88,7 +92,7 @@
  *                   interval for the ratio of means
  *   "evaluation"    the held-out judgement on the evaluation half: F(C),
  *                   F(M), F(empty), the normalized faithfulness,
- *                   completeness (worst K of a 3-step greedy search),
+ *                   completeness (worst K of the greedy search),
  *                   minimality per node (Wang et al. 4.3, the 1% rule), the
  *                   random control's mean
  *   "name_movers", "completeness_k"  the discovery half's sets (node ids)
@@ -298,7 +302,7 @@ static int ioi_check_params(const mb_json_doc *doc, const json_t *params, const 
 {
 	static const char *const allowed[] = {"ablation", "bos", "criterion", "circuit",
 					      "name_movers", "resamples", "seed", "patch_items",
-					      NULL};
+					      "search_steps", NULL};
 	const char *s = NULL;
 	double crit = 0.8;
 	int64_t v;
@@ -315,6 +319,8 @@ static int ioi_check_params(const mb_json_doc *doc, const json_t *params, const 
 	    (rc = mb_json_get_int(doc, (json_t *)params, at, "seed", 0, 0, INT64_MAX, &v, err)) <
 		    0 ||
 	    (rc = mb_json_get_int(doc, (json_t *)params, at, "patch_items", 0, 1, 4096, &v, err)) <
+		    0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "search_steps", 0, 0, 64, &v, err)) <
 		    0 ||
 	    (rc = mb_json_get_number(doc, (json_t *)params, at, "criterion", 0, &crit, err)) < 0 ||
 	    (rc = mb_json_get_string(doc, (json_t *)params, at, "ablation", 0, &s, err)) < 0 ||
@@ -343,9 +349,6 @@ static int ioi_check_params(const mb_json_doc *doc, const json_t *params, const 
 /* The two halves: circuit[s] is found on the items of split s and scores
  * the items of split 1 - s. */
 #define IOI_SPLITS 2
-/* Greedy steps of the completeness and minimality searches (pre-registered:
- * each step costs |C| evaluations). */
-#define IOI_SEARCH_STEPS 3
 
 /* An item's content key and its data index. */
 typedef struct ioi_key {
@@ -362,6 +365,7 @@ typedef struct ioi_state {
 	double criterion;
 	uint64_t seed;
 	int resamples, patch_items;
+	int search_steps;     /* greedy steps of completeness and minimality; 0: none */
 	uint8_t *pre_circuit; /* (N) params.circuit, or NULL */
 	uint8_t *pre_nm;      /* (N) params.name_movers, or NULL */
 
@@ -471,7 +475,10 @@ static int ioi_open(void **out, const char *model_dir, const json_t *params, mb_
 	st->criterion = 0.8;
 	st->resamples = 20;
 	st->patch_items = 64;
+	st->search_steps = 3;
 	if (params) {
+		if ((v = json_object_get(params, "search_steps")))
+			st->search_steps = (int)json_integer_value(v);
 		if ((v = json_object_get(params, "bos")))
 			st->bos = (int)json_integer_value(v);
 		if ((v = json_object_get(params, "criterion")))
@@ -974,16 +981,17 @@ static int judge(json_t **out, json_t **faith, ioi_state *st, const mb_circuit *
 	}
 	if ((rc = mb_circuit_faithfulness(&fr, fc, fm, NULL, st->ev, c->member, idx, m, err)) <
 		    0 ||
-	    (rc = mb_circuit_completeness(&cr, NULL, NULL, st->ev, c->member, idx, m,
-					  IOI_SEARCH_STEPS, err)) < 0 ||
-	    (rc = mb_circuit_minimality(mr, st->ev, c->member, idx, m, IOI_SEARCH_STEPS, 0.01,
-					err)) < 0 ||
+	    (st->search_steps > 0 &&
+	     ((rc = mb_circuit_completeness(&cr, NULL, NULL, st->ev, c->member, idx, m,
+					    st->search_steps, err)) < 0 ||
+	      (rc = mb_circuit_minimality(mr, st->ev, c->member, idx, m, st->search_steps, 0.01,
+					  err)) < 0)) ||
 	    (rc = mb_circuit_control(ctl, NULL, st->ev, c->member, idx, m, err)) < 0)
 		goto cleanup;
 	for (size_t i = 0; i < m; i++)
 		ctl_sum += ctl[i];
 	mins = json_array();
-	for (size_t i = 0; mins && i < c->n_nodes; i++) {
+	for (size_t i = 0; mins && st->search_steps > 0 && i < c->n_nodes; i++) {
 		mb_circuit_node_id(id, &st->model->cfg, mr[i].node);
 		json_array_append_new(mins, json_pack("{s:s, s:f, s:f, s:I, s:b}", "id", id, "score",
 						      mr[i].score, "relative", mr[i].relative,
@@ -1089,11 +1097,14 @@ static int ioi_prepare(void *state, const mb_item *items, size_t n, json_t **art
 		}
 		if (rc < 0)
 			goto cleanup;
-		if ((rc = mb_circuit_completeness(&cr, NULL, NULL, st->ev, st->circuit[s]->member,
-						  idx[s], m[s], IOI_SEARCH_STEPS, err)) < 0)
-			goto cleanup;
-		memcpy(st->k_set[s], cr.worst, (size_t)st->N);
-		free(cr.worst);
+		if (st->search_steps > 0) {
+			if ((rc = mb_circuit_completeness(&cr, NULL, NULL, st->ev,
+							  st->circuit[s]->member, idx[s], m[s],
+							  st->search_steps, err)) < 0)
+				goto cleanup;
+			memcpy(st->k_set[s], cr.worst, (size_t)st->N);
+			free(cr.worst);
+		}
 		if (st->pre_nm)
 			memcpy(st->nm[s], st->pre_nm, (size_t)st->N);
 		else

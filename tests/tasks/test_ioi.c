@@ -320,6 +320,7 @@ Test(ioi, check_params_names_the_bad_field)
 		{"{\"circuit\": [\"a1.0\", \"a1.0\"]}", "params.circuit[1]"},
 		{"{\"name_movers\": []}", "params.name_movers"},
 		{"{\"resamples\": -1}", "params.resamples"},
+		{"{\"search_steps\": 65}", "params.search_steps"},
 		{"{\"top_k\": 3}", "params.top_k"},
 	};
 	const mb_task *t = ioi();
@@ -495,7 +496,8 @@ Test(ioi, random_control_fails_a_decoy_circuit)
 	/* decoys of the same layers: a duplicate-token-looking head, a names head,
 	 * a name-mover-looking head (ioi_planted.h) */
 	run_task(&decoy, &items,
-		 "{\"ablation\": \"zero\", \"bos\": 0, \"circuit\": [\"a0.3\", \"a1.1\", \"a2.1\"]}",
+		 "{\"ablation\": \"zero\", \"bos\": 0, \"search_steps\": 0, "
+		 "\"circuit\": [\"a0.3\", \"a1.1\", \"a2.1\"]}",
 		 16);
 	for (size_t i = 0; i < items.n; i++) {
 		eg += good.v[i * NM + FEXC] / (double)items.n;
@@ -505,6 +507,11 @@ Test(ioi, random_control_fails_a_decoy_circuit)
 	cr_expect_lt(ed, 0.5, "a decoy circuit does not: excess %g", ed);
 	cr_expect_str_eq(json_string_value(json_object_get(decoy.artifact, "method")),
 			 "pre-registered");
+	cr_expect_eq(json_array_size(json_object_get(decoy.artifact, "completeness_k")), 0,
+		     "search_steps 0: no completeness search, K empty");
+	cr_expect_eq(json_array_size(json_object_get(json_object_get(decoy.artifact, "evaluation"),
+						     "minimality")),
+		     0);
 	result_dispose(&good);
 	result_dispose(&decoy);
 	mb_item_list_dispose(&items);
