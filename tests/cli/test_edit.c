@@ -246,13 +246,18 @@ static void setup_3(void)
 	setup_in(TMP);
 }
 
-Test(edit, memit_edits_a_range_of_layers_at_once, .init = setup_3)
+Test(edit, memit_edits_a_range_of_layers_at_once_the_same_on_1_and_2_threads, .init = setup_3)
 {
 	const char *args[] = {"edit", "--model", MODEL3, "--edits", TMP "/edits2.json", "--method",
 			      "memit", "--layers", "0,1", "--mom2-weight", "10", "--corpus",
 			      TMP "/corpus.txt", "--stats", TMP "/stats2.safetensors",
-			      "--prefix-lens", "3", "--prefixes", "2", "--prefix-sep", "", "--out",
-			      TMP "/memit", NULL};
+			      "--prefix-lens", "3", "--prefixes", "2", "--prefix-sep", "", "--threads",
+			      "1", "--out", TMP "/memit", NULL};
+	const char *args2[] = {"edit", "--model", MODEL3, "--edits", TMP "/edits2.json", "--method",
+			       "memit", "--layers", "0,1", "--mom2-weight", "10", "--stats",
+			       TMP "/stats2.safetensors", "--prefix-lens", "3", "--prefixes", "2",
+			       "--prefix-sep", "", "--threads", "2", "--out", TMP "/memit2", NULL};
+	char h1[MB_SHA256_HEX_LEN], h2[MB_SHA256_HEX_LEN];
 	const char *rome2[] = {"edit", "--model", MODEL3, "--edits", TMP "/edits2.json", "--layers",
 			       "0,1", "--corpus", TMP "/corpus.txt", "--out", TMP "/x", NULL};
 	mbt_cli_result r;
@@ -267,6 +272,11 @@ Test(edit, memit_edits_a_range_of_layers_at_once, .init = setup_3)
 	mbt_cli_run(&r, args);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "edit 1: \"f\" -> \"ba\"") != NULL, "%s", r.out);
+	mbt_cli_run(&r, args2);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	sha(h1, TMP "/memit/model.safetensors");
+	sha(h2, TMP "/memit2/model.safetensors");
+	cr_expect_str_eq(h1, h2, "the same bits on 1 and 2 threads");
 	cr_assert_eq(mb_model_load(&base, MODEL3, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_model_load(&m, TMP "/memit", &err), 0, "%s", err.msg);
 	for (int l = 0; l < 2; l++)
