@@ -5,6 +5,10 @@
  * model's digests and the edits, is the same bits on 1 and 2 threads and
  * with statistics read back from --stats; a malformed edits file is one line
  * naming the file, the request and the field; an existing --out is refused.
+ * MEMIT over layers 0-1 of tests/fixtures/edit/model3 changes exactly those
+ * layers' c_proj, the same bits on 1 and 2 threads. `mechbench trace` writes
+ * per-fact restorations and per-group effects with CIs, the same bits on 1
+ * and 2 threads, and names a malformed fact's field.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
