@@ -134,9 +134,14 @@ static int find_node(const json_t *nodes, const char *id, size_t before)
 	return -1;
 }
 
-static int check_node(const checker *c, const json_t *nodes, size_t i, const char *at)
+/* Checks element i of a list (nodes, or edges whose ends are nodes), at `at`. */
+typedef int (*element_check)(const checker *c, const json_t *nodes, const json_t *list, size_t i,
+			     const char *at);
+
+static int check_node(const checker *c, const json_t *nodes, const json_t *list, size_t i,
+		      const char *at)
 {
-	const json_t *n = json_array_get(nodes, i);
+	const json_t *n = json_array_get(list, i);
 	const char *id = NULL, *kind = NULL;
 	json_t *head;
 	json_int_t layer = 0, h = -1;
@@ -223,9 +228,32 @@ static int check_edge(const checker *c, const json_t *nodes, const json_t *edges
 	return 0;
 }
 
+/* a[key], an array (of "nodes" or "edges"), each element checked by fn
+ * (nodes: the checked node list an element may refer to; NULL: the list
+ * itself). */
+static int check_list(const checker *c, const json_t *a, const char *at, const char *key,
+		      const json_t *nodes, element_check fn)
+{
+	json_t *list = json_object_get(a, key);
+	char path[PATH_MAX_LEN];
+	int rc;
+
+	mb_json_path_key(path, sizeof(path), at, key);
+	if (!list || !json_is_array(list))
+		return field_error(c->doc, c->name, c->err, path, "%s (expected an array of %s)",
+				   list ? "not an array" : "missing", key);
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		char ep[PATH_MAX_LEN];
+		mb_json_path_index(ep, sizeof(ep), path, i);
+		if ((rc = fn(c, nodes ? nodes : list, list, i, ep)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int check_circuit(const checker *c, const json_t *a, const char *at)
 {
-	json_t *nodes = json_object_get(a, "nodes"), *edges = json_object_get(a, "edges");
+	json_t *nodes = json_object_get(a, "nodes");
 	json_t *crit = json_object_get(a, "criterion"), *stab = json_object_get(a, "stability");
 	json_t *truth = json_object_get(a, "truth");
 	json_int_t version = 0;
@@ -251,26 +279,9 @@ static int check_circuit(const checker *c, const json_t *a, const char *at)
 		    (rc = get_num(c, crit, path, "min", 1, 0, NULL)) < 0)
 			return rc;
 	}
-	mb_json_path_key(path, sizeof(path), at, "nodes");
-	if (!nodes || !json_is_array(nodes))
-		return field_error(c->doc, c->name, c->err, path, "%s (expected an array of nodes)",
-				   nodes ? "not an array" : "missing");
-	for (size_t i = 0; i < json_array_size(nodes); i++) {
-		char np[PATH_MAX_LEN];
-		mb_json_path_index(np, sizeof(np), path, i);
-		if ((rc = check_node(c, nodes, i, np)) < 0)
-			return rc;
-	}
-	mb_json_path_key(path, sizeof(path), at, "edges");
-	if (!edges || !json_is_array(edges))
-		return field_error(c->doc, c->name, c->err, path, "%s (expected an array of edges)",
-				   edges ? "not an array" : "missing");
-	for (size_t i = 0; i < json_array_size(edges); i++) {
-		char ep[PATH_MAX_LEN];
-		mb_json_path_index(ep, sizeof(ep), path, i);
-		if ((rc = check_edge(c, nodes, edges, i, ep)) < 0)
-			return rc;
-	}
+	if ((rc = check_list(c, a, at, "nodes", NULL, check_node)) < 0 ||
+	    (rc = check_list(c, a, at, "edges", nodes, check_edge)) < 0)
+		return rc;
 	if (stab) {
 		double lo = 0, hi = 0;
 		mb_json_path_key(path, sizeof(path), at, "stability");

@@ -127,6 +127,7 @@ static int circuit_graph(FILE *f, const mb_artifact_circuit *c, mb_error *err)
 	char (*tips)[160] = calloc(c->n_nodes + c->n_edges + 1, sizeof(*tips));
 	char (*labels)[40] = NULL;
 	const char **row_labels = NULL, **col_labels = NULL;
+	const char *styles[MB_SVG_EDGE_STYLES] = {NULL}; /* legend of the dash patterns used */
 	mb_svg_graph g;
 
 	if (!nodes || !edges || !tips) {
@@ -193,7 +194,6 @@ static int circuit_graph(FILE *f, const mb_artifact_circuit *c, mb_error *err)
 	if (logits)
 		nodes[n_nodes++] = (mb_svg_graph_node){"out", "the logits", rows - 1,
 						       (double)(cols - 1) / 2, NAN, 1};
-	memset(&g, 0, sizeof(g));
 	for (size_t k = 0; k < c->n_edges; k++) {
 		const mb_artifact_edge *a = &c->edges[k];
 		long from = -1, to = -1;
@@ -219,23 +219,18 @@ static int circuit_graph(FILE *f, const mb_artifact_circuit *c, mb_error *err)
 				 : strcmp(a->via, "q") == 0 ? MB_SVG_EDGE_DASHED
 				 : strcmp(a->via, "k") == 0 ? MB_SVG_EDGE_DOTTED
 							    : MB_SVG_EDGE_DASHDOT;
-		g.style_labels[edges[k].style] =
+		styles[edges[k].style] =
 			edges[k].style == MB_SVG_EDGE_SOLID	 ? "into a head's values (v)"
 			: edges[k].style == MB_SVG_EDGE_DASHED ? "into a head's queries (q)"
 			: edges[k].style == MB_SVG_EDGE_DOTTED ? "into a head's keys (k)"
 								: "through the residual stream";
 	}
-	g.title = "Circuit: layers as rows, heads as nodes";
-	g.value_label = "node effect";
-	g.weight_label = "edge effect";
-	g.rows = rows;
-	g.cols = cols;
-	g.row_labels = row_labels;
-	g.col_labels = col_labels;
-	g.nodes = nodes;
-	g.n_nodes = n_nodes;
-	g.edges = edges;
-	g.n_edges = c->n_edges;
+	g = (mb_svg_graph){.title = "Circuit: layers as rows, heads as nodes",
+			   .value_label = "node effect", .weight_label = "edge effect",
+			   .rows = rows, .cols = cols, .row_labels = row_labels,
+			   .col_labels = col_labels, .nodes = nodes, .n_nodes = n_nodes,
+			   .edges = edges, .n_edges = c->n_edges};
+	memcpy(g.style_labels, styles, sizeof(styles));
 	if (n_nodes == 0) {
 		fputs("<p class=\"note\">The circuit is empty: no node met the criterion.</p>\n", f);
 		goto cleanup;

@@ -95,29 +95,14 @@ static void artifacts_markdown(FILE *f, const mb_gate_result *g)
 		}
 		if (d->n_nodes_removed || d->n_nodes_added || d->n_edges_removed ||
 		    d->n_edges_added) {
+			mb_artifact_lists lists;
+			mb_artifact_lists_fill(&lists, d);
 			fprintf(f, "\n  | change | nodes / edges |\n  |---|---|\n");
-			mb_artifact_nodes_text(line, sizeof(line), d->nodes_removed, d->n_nodes_removed);
-			if (line[0]) {
-				fprintf(f, "  | nodes removed | ");
-				md_cell(f, line);
-				fprintf(f, " |\n");
-			}
-			mb_artifact_nodes_text(line, sizeof(line), d->nodes_added, d->n_nodes_added);
-			if (line[0]) {
-				fprintf(f, "  | nodes added | ");
-				md_cell(f, line);
-				fprintf(f, " |\n");
-			}
-			mb_artifact_edges_text(line, sizeof(line), d->edges_removed, d->n_edges_removed);
-			if (line[0]) {
-				fprintf(f, "  | edges removed | ");
-				md_cell(f, line);
-				fprintf(f, " |\n");
-			}
-			mb_artifact_edges_text(line, sizeof(line), d->edges_added, d->n_edges_added);
-			if (line[0]) {
-				fprintf(f, "  | edges added | ");
-				md_cell(f, line);
+			for (int k = 0; k < 4; k++) {
+				if (!lists.text[k][0])
+					continue;
+				fprintf(f, "  | %s | ", lists.label[k]);
+				md_cell(f, lists.text[k]);
 				fprintf(f, " |\n");
 			}
 			fputc('\n', f);

@@ -221,7 +221,7 @@ void mb_artifact_stability_text(char *buf, size_t cap, const mb_artifact_diff *d
 	stability_part(buf, cap, &len, "candidate", &d->cand_stability);
 }
 
-void mb_artifact_nodes_text(char *buf, size_t cap, const mb_artifact_node_change *v, size_t n)
+static void nodes_text(char *buf, size_t cap, const mb_artifact_node_change *v, size_t n)
 {
 	size_t len = 0;
 
@@ -235,7 +235,7 @@ void mb_artifact_nodes_text(char *buf, size_t cap, const mb_artifact_node_change
 	}
 }
 
-void mb_artifact_edges_text(char *buf, size_t cap, const mb_artifact_edge_change *v, size_t n)
+static void edges_text(char *buf, size_t cap, const mb_artifact_edge_change *v, size_t n)
 {
 	size_t len = 0;
 
@@ -246,6 +246,19 @@ void mb_artifact_edges_text(char *buf, size_t cap, const mb_artifact_edge_change
 		append(buf, cap, &len, "%s%s -> %s via %s (effect %s)", i ? ", " : "", v[i].from,
 		       v[i].to, v[i].via, e);
 	}
+}
+
+void mb_artifact_lists_fill(mb_artifact_lists *out, const mb_artifact_diff *d)
+{
+	static const char *const labels[4] = {"nodes removed", "nodes added", "edges removed",
+					      "edges added"};
+
+	for (int k = 0; k < 4; k++)
+		out->label[k] = labels[k];
+	nodes_text(out->text[0], sizeof(out->text[0]), d->nodes_removed, d->n_nodes_removed);
+	nodes_text(out->text[1], sizeof(out->text[1]), d->nodes_added, d->n_nodes_added);
+	edges_text(out->text[2], sizeof(out->text[2]), d->edges_removed, d->n_edges_removed);
+	edges_text(out->text[3], sizeof(out->text[3]), d->edges_added, d->n_edges_added);
 }
 
 /* --- report files ----------------------------------------------------------------- */

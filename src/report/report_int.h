@@ -40,11 +40,18 @@ void mb_row_explain(char *buf, size_t cap, const mb_gate_row *r, double level);
  * within resampling noise: node Jaccard 0.833 >= 0.78 (the lower stability
  * bound); baseline 12 nodes 15 edges, candidate 12 nodes 14 edges". stability:
  * "baseline Jaccard 0.9 [0.78, 0.97] over 50 resamples; candidate ..." ("" when
- * neither reports it). Lists: "a9.6 (effect 0.41, inclusion 0.98), ..." and
- * "a7.3 -> a9.6 via q (effect 0.12), ..."; truncated with ", ..." to cap. */
+ * neither reports it). */
 void mb_artifact_head(char *buf, size_t cap, const mb_artifact_diff *d);
 void mb_artifact_stability_text(char *buf, size_t cap, const mb_artifact_diff *d);
-void mb_artifact_nodes_text(char *buf, size_t cap, const mb_artifact_node_change *v, size_t n);
-void mb_artifact_edges_text(char *buf, size_t cap, const mb_artifact_edge_change *v, size_t n);
+
+/* The changes of a circuit as four labelled lists: "nodes removed", "nodes
+ * added" ("a9.6 (effect 0.41, inclusion 0.98), ..."), "edges removed",
+ * "edges added" ("a7.3 -> a9.6 via q (effect 0.12), ..."); text "" for an
+ * empty list, a long one truncated with ", ...". */
+typedef struct mb_artifact_lists {
+	const char *label[4];
+	char text[4][2048];
+} mb_artifact_lists;
+void mb_artifact_lists_fill(mb_artifact_lists *out, const mb_artifact_diff *d);
 
 #endif

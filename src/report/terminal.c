@@ -123,24 +123,17 @@ void mb_report_gate_terminal(FILE *f, const mb_gate_result *g, int color)
 		fprintf(f, "\nArtifacts (reported, not gating):\n");
 		for (size_t i = 0; i < g->n_artifacts; i++) {
 			const mb_artifact_diff *d = &g->artifacts[i];
+			mb_artifact_lists lists;
 			char line[2048];
 			mb_artifact_head(line, sizeof(line), d);
 			fprintf(f, "  %s: %s\n", d->entry, line);
 			mb_artifact_stability_text(line, sizeof(line), d);
 			if (line[0] && d->change == MB_ARTIFACT_CHANGED)
 				fprintf(f, "    stability: %s\n", line);
-			mb_artifact_nodes_text(line, sizeof(line), d->nodes_removed, d->n_nodes_removed);
-			if (line[0])
-				fprintf(f, "    nodes removed: %s\n", line);
-			mb_artifact_nodes_text(line, sizeof(line), d->nodes_added, d->n_nodes_added);
-			if (line[0])
-				fprintf(f, "    nodes added: %s\n", line);
-			mb_artifact_edges_text(line, sizeof(line), d->edges_removed, d->n_edges_removed);
-			if (line[0])
-				fprintf(f, "    edges removed: %s\n", line);
-			mb_artifact_edges_text(line, sizeof(line), d->edges_added, d->n_edges_added);
-			if (line[0])
-				fprintf(f, "    edges added: %s\n", line);
+			mb_artifact_lists_fill(&lists, d);
+			for (int k = 0; k < 4; k++)
+				if (lists.text[k][0])
+					fprintf(f, "    %s: %s\n", lists.label[k], lists.text[k]);
 		}
 	}
 	if (g->n_deviations) {

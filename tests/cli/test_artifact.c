@@ -21,55 +21,11 @@
 
 static char dir[256];
 
-static const char spec_fmt[] =
-	"{\n"
-	"  \"format\": 1, \"suite\": \"demo\", \"alpha\": 0.05, \"power\": 0.8,\n"
-	"  \"bootstrap\": 2000, \"seed\": 1234,\n"
-	"  \"tasks\": [{\n"
-	"    \"name\": \"toy\", \"task\": \"synthetic\", \"model\": \"models/true\",\n"
-	"    \"baseline\": \"baselines/demo.json\",\n"
-	"    \"dataset\": {\"path\": \"datasets/synthetic/toy.jsonl\", \"sha256\": \"%s\"},\n"
-	"    \"params\": {\"circuit\": {\"top\": 3, \"resamples\": 20}},\n"
-	"    \"strata\": {\"easy\": 0.5, \"hard\": 0.5},\n"
-	"    \"metrics\": [\n"
-	"      {\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": \"higher\",\n"
-	"       \"margin\": 1.0, \"threshold\": 1.0},\n"
-	"      {\"metric\": \"synthetic.correct@1\", \"kind\": \"binary\", \"direction\": \"higher\",\n"
-	"       \"margin\": 0.15},\n"
-	"      {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\",\n"
-	"       \"margin\": 0.25}\n"
-	"    ]\n"
-	"  }]\n"
-	"}\n";
-
+/* The gate tests' repository (harness_support.h) with the toy circuit on. */
 static void setup_repo(void)
 {
-	char spec[4096], sha[65] = "";
-	char *manifest;
-	const char *line;
-
-	mbt_tmpdir(dir, sizeof(dir));
-	mbt_sh_ok(dir, GIT "init -q .");
-	mbt_write(dir, ".gitignore", "*.db\n*.db-*\nout/\n");
-	mbt_write(dir, "datasets/MANIFEST",
-		  "-  synthetic/toy.jsonl  synthetic@1  7  {\"n_per_stratum\": 100}\n");
-	mbt_sh_ok(dir, MBT_CLI "datasets build");
-	manifest = mbt_read(dir, "datasets/MANIFEST");
-	line = strstr(manifest, "\n");
-	while (line && line[1] == '#')
-		line = strchr(line + 1, '\n');
-	cr_assert_not_null(line);
-	memcpy(sha, line + 1, 64);
-	free(manifest);
-	snprintf(spec, sizeof(spec), spec_fmt, sha);
-	mbt_write(dir, "benchmarks/demo.json", spec);
-	mbt_true_model(dir, "models/true");
-	mbt_sh_ok(dir, GIT "add -A && " GIT "commit -qm 'spec, dataset, model'");
-	mbt_sh_ok(dir, MBT_CLI "run --suite benchmarks/demo.json --db run.db --quiet"
-		       " --json out/run.json > /dev/null");
-	mbt_sh_ok(dir, MBT_CLI "baseline save --run 1 --db run.db --out baselines/demo.json"
-		       " > /dev/null");
-	mbt_sh_ok(dir, GIT "add baselines/demo.json && " GIT "commit -qm baseline");
+	mbt_gate_repo(dir, sizeof(dir),
+		      "    \"params\": {\"circuit\": {\"top\": 3, \"resamples\": 20}},\n");
 }
 
 static void teardown_repo(void)
@@ -118,8 +74,12 @@ static void commit_baseline(json_t *doc)
 
 Test(cli_artifact, run_and_baseline_carry_the_circuit_and_the_report_draws_it)
 {
-	json_t *doc, *a, *run = mbt_json_file(dir, "out/run.json");
+	json_t *doc, *a, *run;
 	char *html = NULL;
+
+	mbt_sh_ok(dir, MBT_CLI "run --suite benchmarks/demo.json --db run.db --quiet"
+		       " --json out/run.json > /dev/null");
+	run = mbt_json_file(dir, "out/run.json");
 
 	a = json_object_get(json_array_get(json_object_get(run, "entries"), 0), "artifact");
 	cr_assert(json_is_object(a), "run --json carries the artifact");

@@ -17,44 +17,7 @@
 
 #define CIRCUIT_PARAMS "\"params\": {\"circuit\": {\"top\": 3, \"resamples\": 20}},"
 
-typedef struct fixture {
-	char dir[256];
-	mb_spec spec;
-	mb_dataset d;
-} fixture;
-
-static void setup_fixture(fixture *f, int n, const char *extra)
-{
-	char *text;
-	mb_error err;
-
-	memset(f, 0, sizeof(*f));
-	mbt_tmpdir(f->dir, sizeof(f->dir));
-	mbt_suite_fixture(f->dir, n, extra, MBT_METRICS_ALL, &text);
-	cr_assert_eq(mb_spec_parse(&f->spec, text, strlen(text), "demo.json", &err), 0, "%s",
-		     err.msg);
-	free(text);
-	cr_assert_eq(mb_runner_load_dataset(&f->d, &f->spec.entries[0], f->dir, &err), 0, "%s",
-		     err.msg);
-}
-
-static void teardown_fixture(fixture *f)
-{
-	mb_dataset_dispose(&f->d);
-	mb_spec_dispose(&f->spec);
-	mbt_rmtree(f->dir);
-}
-
-static void run_entry(fixture *f, mb_entry_result *out, int threads)
-{
-	char model[512];
-	mb_runner_opts o = {.threads = threads};
-	mb_error err;
-
-	snprintf(model, sizeof(model), "%s/models/true", f->dir);
-	cr_assert_eq(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model,
-					 "models/true", &o, &err), 0, "%s", err.msg);
-}
+typedef mbt_entry_fixture fixture;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -103,8 +66,8 @@ Test(prepare, the_toy_circuit_matches_a_second_implementation)
 	size_t n, *sel;
 	unsigned top;
 
-	setup_fixture(&f, 40, CIRCUIT_PARAMS);
-	run_entry(&f, &r, 2);
+	mbt_entry_setup(&f, 40, CIRCUIT_PARAMS);
+	mbt_entry_run(&f, &r, 2);
 	cr_assert_not_null(r.artifact, "prepare returned an artifact");
 	cr_assert_eq(mb_artifact_circuit_read(&c, r.artifact, &err), 0, "%s", err.msg);
 	n = f.d.items.n;
@@ -149,7 +112,7 @@ Test(prepare, the_toy_circuit_matches_a_second_implementation)
 	}
 	mb_artifact_circuit_dispose(&c);
 	mb_entry_result_dispose(&r);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
 
 Test(prepare, the_artifact_is_the_same_for_any_thread_count_and_in_every_shard)
@@ -160,11 +123,11 @@ Test(prepare, the_artifact_is_the_same_for_any_thread_count_and_in_every_shard)
 	mb_error err;
 	char model[512], where[256];
 
-	setup_fixture(&f, 40, CIRCUIT_PARAMS);
-	setup_fixture(&plain, 40, "");
-	run_entry(&f, &one, 1);
-	run_entry(&f, &two, 2);
-	run_entry(&plain, &none, 2);
+	mbt_entry_setup(&f, 40, CIRCUIT_PARAMS);
+	mbt_entry_setup(&plain, 40, "");
+	mbt_entry_run(&f, &one, 1);
+	mbt_entry_run(&f, &two, 2);
+	mbt_entry_run(&plain, &none, 2);
 	cr_assert_not_null(one.artifact);
 	cr_expect_eq(mb_artifact_first_diff(where, sizeof(where), one.artifact, two.artifact,
 					    "artifact"), 0, "threads 1 and 2 differ at %s", where);
@@ -189,8 +152,8 @@ Test(prepare, the_artifact_is_the_same_for_any_thread_count_and_in_every_shard)
 	mb_entry_result_dispose(&one);
 	mb_entry_result_dispose(&two);
 	mb_entry_result_dispose(&none);
-	teardown_fixture(&f);
-	teardown_fixture(&plain);
+	mbt_entry_teardown(&f);
+	mbt_entry_teardown(&plain);
 }
 
 /* A task whose prepare counts its calls and returns what the test sets. */
@@ -260,7 +223,7 @@ Test(prepare, is_called_once_with_all_items_and_a_bad_artifact_is_one_line)
 	mb_entry_result r;
 	mb_error err;
 
-	setup_fixture(&f, 20, "");
+	mbt_entry_setup(&f, 20, "");
 	probe_artifact = "{\"kind\": \"circuit\", \"version\": 1, \"nodes\": [], \"edges\": []}";
 	probe_fail = 0;
 	cr_assert_eq(run_probe(&f, &r, &err), 0, "%s", err.msg);
@@ -283,5 +246,5 @@ Test(prepare, is_called_once_with_all_items_and_a_bad_artifact_is_one_line)
 	cr_expect(strstr(err.msg, ": cannot discover") != NULL, "%s", err.msg);
 	probe_fail = 0;
 	probe_artifact = NULL;
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
