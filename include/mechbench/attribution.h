@@ -146,7 +146,7 @@ void mb_attr_scores_free(mb_attr_scores *s);
 
 /* Graph sizes and names (see "Graph indices"). Names: "in", "a<l>.<h>",
  * "m<l>" for senders; "a<l>.<h>.q|k|v", "m<l>", "out" for receivers (the
- * circuit artifact's node ids, TEAM.md). */
+ * circuit artifact's node ids). */
 int mb_attr_n_senders(const mb_engine_config *cfg);
 int mb_attr_n_receivers(const mb_engine_config *cfg);
 int mb_attr_n_senders_of(const mb_engine_config *cfg, int r);
@@ -182,6 +182,13 @@ int mb_attr_run(mb_attr_scores *out, mb_attr *a, const mb_attr_batch *ab, const 
  * restarting at the head's layer), MLPs by patching hook_mlp_out (restarting
  * at the MLP's layer past its attention). */
 int mb_attr_exact(double *out, mb_engine *e, const mb_attr_batch *ab, mb_error *err);
+
+/* Exact patching of every head's queries (X = 0) and keys (X = 1): out (B,
+ * 2, L, H) at ((b 2 + X) L + l) H + h gets M(clean with head (l, h)'s
+ * attn.hook_q (hook_k) from the corrupted run at every position) - M(clean),
+ * each arm restarting at layer l: what the q and k node scores (and AtP*'s
+ * QK fix) estimate. */
+int mb_attr_exact_qk(double *out, mb_engine *e, const mb_attr_batch *ab, mb_error *err);
 
 /*
  * Agreement of an approximation with a reference over items. approx and

@@ -35,7 +35,7 @@ typedef struct attr_args {
 	const char *model, *dataset, *out, *truth;
 	int task;   /* index in tasks[] */
 	int method; /* index in methods[] */
-	int exact;
+	int exact, no_qk_fix, no_grad_drop;
 	int64_t batch, items, steps, boot, k, seed, threads, bos;
 	double frac;
 } attr_args;
@@ -56,8 +56,13 @@ static const mb_cli_opt attr_opts[] = {
 	{MB_OPT(PATH, "--out", attr_args, out), .meta = "FILE",
 	 .help = "write the JSON there (default: stdout)"},
 	{MB_OPT(FLAG, "--exact", attr_args, exact),
-	 .help = "also patch every head and MLP exactly and report the agreement (Spearman, "
-		 "top-k precision and recall with bootstrap CIs, the disagreeing components)"},
+	 .help = "also patch every head and MLP (and every head's queries and keys) exactly and "
+		 "report the agreement (Spearman, top-k precision and recall with bootstrap CIs, the "
+		 "disagreeing components)"},
+	{MB_OPT(FLAG, "--no-qk-fix", attr_args, no_qk_fix),
+	 .help = "atp-star: linearise through the softmax for queries and keys (ablation)"},
+	{MB_OPT(FLAG, "--no-grad-drop", attr_args, no_grad_drop),
+	 .help = "atp-star: skip GradDrop (the QK fix alone; scores stay signed)"},
 	{MB_OPT(STRING, "--truth", attr_args, truth), .meta = "IDS",
 	 .help = "comma-separated component ids of a known circuit (\"a1.3,a2.0,m1\"): "
 		 "precision and recall of the top-|truth| components, of the method and (with "
@@ -98,7 +103,7 @@ static const mb_cli_cmd attr_cmd = {
 	"\"components\": [{\"id\", \"layer\", \"head\", \"kind\", \"score\", \"exact\"}],\n"
 	"\"heads\": {\"z\", \"q\", \"k\", \"v\"} (L x H), \"mlp\" (L), \"neurons\" (L x M),\n"
 	"\"resid\" (L x T), \"edges\" [{\"from\", \"to\", \"score\"}] (eap, eap-ig),\n"
-	"\"agreement\", \"disagreements\", \"truth\"}.\n\n"
+	"\"agreement\", \"disagreements\", \"qk_nodes\", \"qk_agreement\", \"truth\"}.\n\n"
 	"Exit codes: 0 success, 1 bad model, dataset or item (one line naming it),\n"
 	"2 usage error.\n",
 };
@@ -267,6 +272,7 @@ typedef struct totals {
 	double *z, *q, *k, *v, *mlp, *neuron, *resid, *edges, mc, mx;
 	int *resid_n;            /* (L T) items with position t */
 	double *comp, *exact;    /* (N, C) per-item components */
+	double *qk, *exqk;       /* (N, 2, L, H) per-item query and key nodes */
 } totals;
 
 static int totals_init(totals *t, const mb_engine_config *c, int T, int N, int edges,
@@ -293,7 +299,10 @@ static int totals_init(totals *t, const mb_engine_config *c, int T, int N, int e
 	t->edges = calloc(t->S > 0 ? (size_t)t->S * t->R : 1, sizeof(double));
 	t->comp = calloc((size_t)N * t->C, sizeof(double));
 	t->exact = calloc((size_t)N * t->C, sizeof(double));
-	if (!t->z || !t->q || !t->k || !t->v || !t->mlp || !t->neuron || !t->resid || !t->resid_n ||
+	t->qk = calloc((size_t)N * 2 * LH, sizeof(double));
+	t->exqk = calloc((size_t)N * 2 * LH, sizeof(double));
+	if (!t->qk || !t->exqk ||
+	    !t->z || !t->q || !t->k || !t->v || !t->mlp || !t->neuron || !t->resid || !t->resid_n ||
 	    !t->edges || !t->comp || !t->exact)
 		return mb_error_oom(err, "attribution totals", 0);
 	return 0;
@@ -312,6 +321,8 @@ static void totals_dispose(totals *t)
 	free(t->edges);
 	free(t->comp);
 	free(t->exact);
+	free(t->qk);
+	free(t->exqk);
 }
 
 /* Adds batch scores s (items i0..) in item order. */
@@ -339,6 +350,8 @@ static void totals_add(totals *t, const mb_attr_scores *s, const pairs *p, int i
 		}
 		for (size_t i = 0; s->edges && i < (size_t)t->S * t->R; i++)
 			t->edges[i] += s->edges[(size_t)b * t->S * t->R + i];
+		memcpy(t->qk + ((size_t)i0 + b) * 2 * LH, s->q + b * LH, sizeof(double) * LH);
+		memcpy(t->qk + (((size_t)i0 + b) * 2 + 1) * LH, s->k + b * LH, sizeof(double) * LH);
 		t->mc += s->metric_clean[b];
 		t->mx += s->metric_corrupt[b];
 	}
@@ -416,7 +429,7 @@ static json_t *report(const attr_args *a, const mb_dataset *ds, const mb_model *
 	double *mean = calloc((size_t)C * 2, sizeof(double)), *mex = mean + C;
 	int *ia = NULL, *ie = NULL, k;
 	mb_attr_method method = (mb_attr_method)a->method;
-	int use_abs = method == MB_ATTR_ATP_STAR;
+	int use_abs = method == MB_ATTR_ATP_STAR && !a->no_grad_drop;
 	char name[64];
 
 	*rc = 0;
@@ -432,6 +445,10 @@ static json_t *report(const attr_args *a, const mb_dataset *ds, const mb_model *
 	json_object_set_new(o, "kind", json_string("attribution"));
 	json_object_set_new(o, "version", json_integer(1));
 	json_object_set_new(o, "method", json_string(methods[a->method]));
+	if (method == MB_ATTR_ATP_STAR) {
+		json_object_set_new(o, "qk_fix", json_boolean(!a->no_qk_fix));
+		json_object_set_new(o, "grad_drop", json_boolean(!a->no_grad_drop));
+	}
 	json_object_set_new(o, "task", json_string(tasks[a->task]));
 	json_object_set_new(o, "model", json_string(a->model));
 	json_object_set_new(o, "dataset", json_string(a->dataset));
@@ -526,6 +543,35 @@ static json_t *report(const attr_args *a, const mb_dataset *ds, const mb_model *
 							     in_a));
 		}
 		json_object_set_new(o, "disagreements", dis);
+		/* query and key nodes: what the QK fix is for */
+		{
+			int Q = 2 * LH, kq;
+			double *mq = calloc((size_t)Q * 2, sizeof(double)), *meq = mq + Q;
+			json_t *nodes = json_array();
+			if (!mq) {
+				*rc = mb_error_oom(err, "report", 0);
+				goto done;
+			}
+			for (int i = 0; i < N; i++)
+				for (int j = 0; j < Q; j++) {
+					mq[j] += t->qk[(size_t)i * Q + j] / N;
+					meq[j] += t->exqk[(size_t)i * Q + j] / N;
+				}
+			for (int j = 0; j < Q; j++) {
+				snprintf(name, sizeof(name), "a%d.%d.%c", (j % LH) / t->H, j % t->H,
+					 j < LH ? 'q' : 'k');
+				json_array_append_new(nodes, json_pack("{s:s, s:f, s:f}", "id", name,
+								       "score", mq[j], "exact", meq[j]));
+			}
+			json_object_set_new(o, "qk_nodes", nodes);
+			kq = a->k > 0 ? (int)(a->k < Q ? a->k : Q) : mb_attr_circuit_size(meq, Q, a->frac);
+			*rc = mb_attr_agree(&g, t->qk, t->exqk, NULL, N, Q, kq, use_abs, (int)a->boot,
+					    (uint64_t)a->seed, err);
+			free(mq);
+			if (*rc < 0)
+				goto done;
+			json_object_set_new(o, "qk_agreement", jagree(&g));
+		}
 	}
 	if (truth) {
 		mb_attr_agreement g;
@@ -617,7 +663,8 @@ int mb_cmd_attribute(int argc, char **argv)
 		int B = N - i0 < a.batch ? N - i0 : (int)a.batch;
 		pairs p;
 		mb_attr_scores *s = NULL;
-		mb_attr_opts o = {.method = (mb_attr_method)a.method, .ig_steps = (int)a.steps};
+		mb_attr_opts o = {.method = (mb_attr_method)a.method, .ig_steps = (int)a.steps,
+				  .no_qk_fix = a.no_qk_fix, .no_grad_drop = a.no_grad_drop};
 
 		rc = pairs_load(&p, &ds.items.items[i0], B, task, m, (int)a.bos, &err);
 		if (rc == 0)
@@ -628,6 +675,8 @@ int mb_cmd_attribute(int argc, char **argv)
 			totals_add(&t, s, &p, i0);
 		if (rc == 0 && a.exact)
 			rc = mb_attr_exact(t.exact + (size_t)i0 * t.C, e, &p.ab, &err);
+		if (rc == 0 && a.exact)
+			rc = mb_attr_exact_qk(t.exqk + (size_t)i0 * 2 * t.L * t.H, e, &p.ab, &err);
 		if (rc < 0)
 			mb_error_prefix(&err, "items %d..%d", i0, i0 + B - 1);
 		mb_attr_scores_free(s);

@@ -1090,6 +1090,56 @@ cleanup:
 	return rc;
 }
 
+int mb_attr_exact_qk(double *out, mb_engine *e, const mb_attr_batch *ab, mb_error *err)
+{
+	const mb_engine_config *c = mb_engine_cfg(e);
+	const int L = c->n_layer, H = c->n_head, B = ab->batch;
+	mb_effect *fx = NULL;
+	mb_hook_point *pts = malloc(sizeof(mb_hook_point) * 2 * (size_t)L);
+	double *eff = malloc(sizeof(double) * (size_t)B);
+	mb_run clean = make_run(ab, ab->clean, NULL), corr = make_run(ab, ab->corrupt, NULL);
+	int rc;
+
+	if (!pts || !eff) {
+		rc = mb_error_oom(err, "exact q/k patching", 0);
+		goto cleanup;
+	}
+	for (int l = 0; l < L; l++) {
+		pts[2 * l] = hp(MB_HOOK_Q, l);
+		pts[2 * l + 1] = hp(MB_HOOK_K, l);
+	}
+	if ((rc = mb_effect_init(&fx, e, effect_metric, (void *)ab, err)) < 0 ||
+	    (rc = mb_effect_cache_restart(fx, err)) < 0 || (rc = mb_effect_clean(fx, &clean, err)) < 0 ||
+	    (rc = mb_effect_source(fx, 0, &corr, pts, 2 * L, NULL, err)) < 0)
+		goto cleanup;
+	for (int X = 0; X < 2; X++)
+		for (int l = 0; l < L; l++)
+			for (int h = 0; h < H; h++) {
+				mb_iv_spec spec = {0};
+				mb_effect_arm arm = {0};
+
+				spec.point = pts[2 * l + X];
+				spec.unit = h;
+				spec.op = MB_IV_PATCH;
+				spec.source = mb_effect_source_get(fx, 0, spec.point);
+				arm.iv = &spec;
+				arm.n_iv = 1;
+				arm.start_layer = l;
+				if ((rc = mb_effect_run_arm(eff, NULL, fx, &arm, err)) < 0) {
+					mb_error_prefix(err, "exact patching of a%d.%d.%c", l, h, "qk"[X]);
+					goto cleanup;
+				}
+				for (int b = 0; b < B; b++)
+					out[(((size_t)b * 2 + X) * L + l) * H + h] = eff[b];
+			}
+
+cleanup:
+	mb_effect_free(fx);
+	free(pts);
+	free(eff);
+	return rc;
+}
+
 /* ---- agreement ---------------------------------------------------------------- */
 
 typedef struct ranked {

@@ -581,7 +581,10 @@ Test(attribution, qk_fix_recovers_a_saturated_key_that_plain_atp_misses)
 	r.tokens = clean;
 	cr_assert_eq(mb_engine_forward(m.e, &r, &err), 0);
 	cr_assert_eq(mb_attr_metric_logit_diff(&patched, NULL, m.e, 1, &ld, &err), 0);
-	double exact = patched - plain->metric_clean[0];
+	double exact = patched - plain->metric_clean[0], qk[2];
+	cr_assert_eq(mb_attr_exact_qk(qk, m.e, &ab, &err), 0, "%s", err.msg);
+	cr_expect_float_eq(qk[1], exact, 1e-6, "mb_attr_exact_qk %g vs a hand-made patch %g", qk[1],
+			   exact);
 
 	printf("saturated key: exact %.6f, AtP %.6f, AtP* (QK fix) %.6f\n", exact, plain->k[0],
 	       star->k[0]);
