@@ -241,32 +241,31 @@ Test(attribution, hook_gradients_match_torch_autograd)
 	}
 }
 
-Test(attribution, atp_node_scores_match_torch)
+/* Node scores of method on both fixture models against <dir>/<node>.npy. */
+static void nodes_match_torch(mb_attr_method method, const char *dir)
 {
 	for (int mi = 0; mi < 2; mi++) {
 		afx f;
 		afx_open(&f, fixture_models[mi]);
-		mb_attr_scores *s = run_method(&f, MB_ATTR_ATP, 0);
-		long bad = cmp_nodes(s, fixture_models[mi], "atp", 2e-6, 1e-4);
+		mb_attr_scores *s = run_method(&f, method, 0);
+		long bad = cmp_nodes(s, fixture_models[mi], dir, 2e-6, 1e-4);
 		bad += cmp_d("metric_corrupt", s->metric_corrupt, (size_t)f.B, fixture_models[mi],
 			     "metric_corrupt.npy", 1e-5, 1e-5);
-		cr_expect_eq(bad, 0, "%s: %ld AtP scores out of tolerance", fixture_models[mi], bad);
+		cr_expect_eq(bad, 0, "%s: %ld %s scores out of tolerance", fixture_models[mi], bad,
+			     mb_attr_method_name(method));
 		mb_attr_scores_free(s);
 		afx_close(&f);
 	}
 }
 
+Test(attribution, atp_node_scores_match_torch)
+{
+	nodes_match_torch(MB_ATTR_ATP, "atp");
+}
+
 Test(attribution, atp_star_scores_match_torch)
 {
-	for (int mi = 0; mi < 2; mi++) {
-		afx f;
-		afx_open(&f, fixture_models[mi]);
-		mb_attr_scores *s = run_method(&f, MB_ATTR_ATP_STAR, 0);
-		long bad = cmp_nodes(s, fixture_models[mi], "atpstar", 2e-6, 1e-4);
-		cr_expect_eq(bad, 0, "%s: %ld AtP* scores out of tolerance", fixture_models[mi], bad);
-		mb_attr_scores_free(s);
-		afx_close(&f);
-	}
+	nodes_match_torch(MB_ATTR_ATP_STAR, "atpstar");
 }
 
 Test(attribution, eap_and_eap_ig_match_torch)
