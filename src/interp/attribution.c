@@ -523,6 +523,7 @@ static int node_scores(mb_attr *a, mb_attr_scores *out, const mb_cache *grad, do
 	const int rot = c->pos == MB_POS_ROTARY;
 	const double scale = 1.0 / sqrt((double)Dh);
 	double *prow = NULL;
+	int oom = 0;
 
 	for (int l = 0; l < L; l++) {
 		if (!cdata(grad, MB_HOOK_Z, l) || !cdata(c0, MB_HOOK_Z, l) || !cdata(c1, MB_HOOK_Z, l) ||
@@ -580,8 +581,9 @@ static int node_scores(mb_attr *a, mb_attr_scores *out, const mb_cache *grad, do
 		}
 	}
 	free(prow);
+	oom = 0;
 	/* MLPs, neurons, residual positions */
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : oom)
 	for (int bl = 0; bl < B * L; bl++) {
 		int b = bl / L, l = bl % L, len = a->len[b];
 		const float *r0 = cdata(c0, MB_HOOK_RESID_PRE, l), *r1 = cdata(c1, MB_HOOK_RESID_PRE, l),
@@ -604,17 +606,23 @@ static int node_scores(mb_attr *a, mb_attr_scores *out, const mb_cache *grad, do
 				s += dot_diff(m1 + at, m0 + at, gm + at, D);
 			}
 			put(out->mlp + bl, l == drop ? 0.0 : s, w, absval);
-			for (int n = 0; n < M; n++) {
-				double sn = 0;
-				for (int t = 0; t < len; t++) {
-					size_t at = ((size_t)b * T + t) * M + n;
-					sn += ((double)n1[at] - (double)n0[at]) * (double)gn[at];
-				}
-				put(out->neuron + (size_t)bl * M + n, sn, w, absval);
+			/* per neuron, the sum over t in order; rows walked contiguously */
+			double *sn = calloc((size_t)M, sizeof(double));
+			if (!sn) {
+				oom = 1;
+				continue;
 			}
+			for (int t = 0; t < len; t++) {
+				size_t at = ((size_t)b * T + t) * M;
+				for (int n = 0; n < M; n++)
+					sn[n] += ((double)n1[at + n] - (double)n0[at + n]) * (double)gn[at + n];
+			}
+			for (int n = 0; n < M; n++)
+				put(out->neuron + (size_t)bl * M + n, sn[n], w, absval);
+			free(sn);
 		}
 	}
-	return 0;
+	return oom ? mb_error_oom(err, "neuron sums", sizeof(double) * (size_t)M) : 0;
 }
 
 /* ---- edges ------------------------------------------------------------------ */
