@@ -25,8 +25,11 @@
  *    backward passes, pass l with no gradient through layer l's block (its
  *    attention and MLP write nothing to the gradient of the residual), and
  *    the score |AtP|-combined as eq. 11: (1 / (L - 1)) sum_l |I_GD_l(n)|
- *    per item. AtP* scores are therefore magnitudes (>= 0); with L = 1
- *    GradDrop is undefined and the score is |AtP with the QK fix|.
+ *    per item (a node of layer l gets 0 from pass l: its own layer's write
+ *    is cut). AtP* scores are therefore magnitudes (>= 0); with L = 1
+ *    GradDrop is undefined and the score is |AtP with the QK fix|. With
+ *    L = 2 a layer-0 node keeps only its direct path (README, "Attribution
+ *    patching": a false-negative filter for deep models).
  *  - EAP (edge attribution patching; Syed et al. 2023): per edge u -> v,
  *    (u_corr - u_clean) . dM/d(input of v) at the clean run, where u's
  *    output is the input embedding, a head's hook_result (z_h W_O[h]) or an
