@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include <mechbench/backward.h>
+#include <mechbench/detmath.h>
 #include <mechbench/effect.h>
 #include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
@@ -213,7 +214,8 @@ static void scores_zero(mb_attr_scores *s)
 
 /* ---- metrics ---------------------------------------------------------------- */
 
-/* dlogits row (V) += scale * (softmax(z) - onehot(target)), in double. */
+/* dlogits row (V) += scale * (softmax(z) - onehot(target)), in double (detmath's
+ * exp: the same bits on every CPU). */
 static void ce_grad(float *d, const float *z, int V, int target, double scale)
 {
 	double mx = z[0], sum = 0;
@@ -222,9 +224,9 @@ static void ce_grad(float *d, const float *z, int V, int target, double scale)
 		if (z[v] > mx)
 			mx = z[v];
 	for (int v = 0; v < V; v++)
-		sum += exp((double)z[v] - mx);
+		sum += mb_detmath_exp((double)z[v] - mx);
 	for (int v = 0; v < V; v++)
-		d[v] += (float)(scale * (exp((double)z[v] - mx) / sum - (v == target)));
+		d[v] += (float)(scale * (mb_detmath_exp((double)z[v] - mx) / sum - (v == target)));
 }
 
 int mb_attr_metric_span_loss(double *out, float *dlogits, const mb_engine *e, int B, void *payload,
@@ -498,7 +500,7 @@ static void softmax_row(double *p, const float *qi, const float *k, int ks, int 
 			mx = p[j];
 	}
 	for (int j = 0; j <= i; j++) {
-		p[j] = exp(p[j] - mx);
+		p[j] = mb_detmath_exp(p[j] - mx); /* the same bits on every CPU (detmath.h) */
 		sum += p[j];
 	}
 	for (int j = 0; j <= i; j++)
