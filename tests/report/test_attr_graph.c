@@ -14,6 +14,7 @@
 #include <mechbench/figure.h>
 
 #include "report/report_int.h"
+#include "support/report_support.h"
 
 static char *draw(const mb_figure *fig, int *rc, mb_error *err)
 {
@@ -24,14 +25,6 @@ static char *draw(const mb_figure *fig, int *rc, mb_error *err)
 	*rc = mb_report_attr_graph(f, fig, err);
 	cr_assert_eq(fclose(f), 0);
 	return buf;
-}
-
-static size_t count(const char *s, const char *what)
-{
-	size_t n = 0;
-	for (const char *p = strstr(s, what); p; p = strstr(p + 1, what))
-		n++;
-	return n;
 }
 
 /* receivers x senders of a 2-layer, 2-head attention-only model */
@@ -99,7 +92,7 @@ Test(attr_graph, keeps_the_largest_edges_only)
 	svg = draw(f, &rc, &err);
 	cr_assert_eq(rc, 0, "%s", err.msg);
 	cr_expect(strstr(svg, "the 24 edges of largest") != NULL);
-	cr_expect_eq(count(svg, "-&gt; out:") + count(svg, "-> out:"), 24);
+	cr_expect_eq(mbt_count(svg, "-&gt; out:") + mbt_count(svg, "-> out:"), 24);
 	cr_expect(strstr(svg, "a16.0 -&gt; out: 16") || strstr(svg, "a16.0 -> out: 16"));
 	cr_expect(!strstr(svg, "a15.0 -&gt; out") && !strstr(svg, "a15.0 -> out"));
 	free(svg);
