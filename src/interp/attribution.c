@@ -312,13 +312,12 @@ struct mb_attr {
 	const int32_t *len;    /* (B) */
 	int B, T, S;
 	double weight;
-	float *delta;          /* (B, S, T, D) sender output changes, sender-major per item */
+	float *delta;          /* (B, T, S, D) sender output changes */
 	float *gpost;          /* (B, T, D) gradient at resid_post of the layer being walked */
 	float *gsum;           /* (B, T, D) parallel residual: sum of the split-input gradients */
 	float *gtmp;           /* (B, T, D) */
 	float *cbuf;           /* (B, H, S) sgemm outputs */
-	float *gheads;         /* (B, H, T, D) a q/k/v input gradient, receiver-major per item */
-	size_t delta_cap, g_cap, cbuf_cap, gheads_cap;
+	size_t delta_cap, g_cap, cbuf_cap;
 
 	/* EAP-IG's input interpolation */
 	const mb_hook_tensor *ig_clean, *ig_corr;
@@ -384,7 +383,6 @@ void mb_attr_free(mb_attr *a)
 	free(a->gsum);
 	free(a->gtmp);
 	free(a->cbuf);
-	free(a->gheads);
 	free(a);
 }
 
@@ -640,8 +638,7 @@ static int eap_buffers(mb_attr *a, mb_error *err)
 
 	if ((rc = grow(&a->delta, &a->delta_cap, n * a->S, "EAP sender deltas", err)) < 0 ||
 	    (rc = grow(&a->cbuf, &a->cbuf_cap, (size_t)a->B * c->n_head * a->S, "EAP scratch",
-		       err)) < 0 ||
-	    (rc = grow(&a->gheads, &a->gheads_cap, n * c->n_head, "EAP head gradients", err)) < 0)
+		       err)) < 0)
 		return rc;
 	if (n > a->g_cap) {
 		float *p[3];
@@ -664,9 +661,8 @@ static int eap_buffers(mb_attr *a, mb_error *err)
 	return 0;
 }
 
-/* Sender deltas (B, S, T, D) from the clean and corrupted caches: the input
- * embedding's, each head's output z_h W_O[h] and each MLP's; 0 at padded
- * positions. */
+/* Sender deltas (B, T, S, D) from the clean and corrupted caches: the input
+ * embedding's, each head's output z_h W_O[h] and each MLP's. */
 static void sender_deltas(mb_attr *a)
 {
 	const mb_engine_config *c = a->cfg;
@@ -674,7 +670,7 @@ static void sender_deltas(mb_attr *a)
 	const int L = c->n_layer, H = c->n_head, Dh = c->d_head, D = c->d_model, B = a->B,
 		  T = a->T, S = a->S, per = H + has_mlp(c);
 
-	memset(a->delta, 0, sizeof(float) * (size_t)B * S * T * D);
+	memset(a->delta, 0, sizeof(float) * (size_t)B * T * S * D);
 #pragma omp parallel for schedule(dynamic, 1)
 	for (int b = 0; b < B; b++) {
 		int len = a->len[b];
@@ -683,7 +679,7 @@ static void sender_deltas(mb_attr *a)
 			    *r1 = cdata(a->c_corr, MB_HOOK_RESID_PRE, 0);
 
 		for (int t = 0; t < len; t++) {
-			float *dst = a->delta + ((size_t)b * S * T + t) * D;
+			float *dst = a->delta + ((size_t)b * T + t) * S * D;
 			size_t at = ((size_t)b * T + t) * D;
 			for (int d = 0; d < D; d++)
 				dst[d] = r1[at + d] - r0[at + d];
@@ -697,15 +693,15 @@ static void sender_deltas(mb_attr *a)
 			for (size_t i = 0; i < (size_t)len * D; i++)
 				dz[i] = z1[i] - z0[i];
 			for (int h = 0; h < H; h++)
-				/* (len, D) = dz[:, h] (len, Dh) W_O[h] (Dh, D) */
+				/* (len, D) = dz[:, h] (len, Dh) W_O[h] (Dh, D), rows S D apart */
 				mb_gemm_sgemm(0, 0, len, D, Dh, 1.0f, dz + (size_t)h * Dh, D,
 					      wo + (size_t)h * Dh * D, D,
-					      a->delta + ((size_t)b * S + s0 + h) * T * D, D);
+					      a->delta + ((size_t)b * T * S + s0 + h) * D, S * D);
 			if (has_mlp(c)) {
 				const float *m0 = cdata(a->c_clean, MB_HOOK_MLP_OUT, l),
 					    *m1 = cdata(a->c_corr, MB_HOOK_MLP_OUT, l);
 				for (int t = 0; t < len; t++) {
-					float *dst = a->delta + (((size_t)b * S + s0 + H) * T + t) * D;
+					float *dst = a->delta + (((size_t)b * T + t) * S + s0 + H) * D;
 					size_t at = ((size_t)b * T + t) * D;
 					for (int d = 0; d < D; d++)
 						dst[d] = m1[at + d] - m0[at + d];
@@ -715,15 +711,9 @@ static void sender_deltas(mb_attr *a)
 	}
 }
 
-/* Positions per sgemm of the edge dot products: K = EAP_TC D terms in float,
- * the chunks summed in double in position order. */
-#define EAP_TC 16
-
-/* edges[b, r0 + i, s] += weight * sum_t g[b, t, i, :] . delta[b, s, t, :] for
+/* edges[b, r0 + i, s] += weight * sum_t g[b, t, i, :] . delta[b, t, s, :] for
  * i < nr receivers (rows of g at each position, D apart; g_t = stride between
- * positions), s < ns senders: per item, one sgemm (nr, ns) over EAP_TC
- * positions at a time (K = EAP_TC D), the receivers' gradients first laid out
- * receiver-major when they are interleaved (nr > 1). */
+ * positions), s < ns senders. */
 static void receiver_dots(mb_attr *a, const float *g, size_t g_t, int nr, int r0, int ns)
 {
 	const int B = a->B, T = a->T, S = a->S, D = a->cfg->d_model, R = a->out->n_receivers;
@@ -732,24 +722,11 @@ static void receiver_dots(mb_attr *a, const float *g, size_t g_t, int nr, int r0
 	for (int b = 0; b < B; b++) {
 		float *cb = a->cbuf + (size_t)b * a->cfg->n_head * S;
 		double *dst = a->out->edges + ((size_t)b * R + r0) * S;
-		const float *ga = g + (size_t)b * T * g_t, *db = a->delta + (size_t)b * S * T * D;
-		int len = a->len[b];
 
-		if (nr > 1) {
-			float *gh = a->gheads + (size_t)b * a->cfg->n_head * T * D;
-			for (int i = 0; i < nr; i++)
-				for (int t = 0; t < len; t++)
-					memcpy(gh + ((size_t)i * T + t) * D, ga + (size_t)t * g_t + (size_t)i * D,
-					       sizeof(float) * D);
-			ga = gh;
-		} else {
-			MB_ASSERT(g_t == (size_t)D);
-		}
-		for (int t0 = 0; t0 < len; t0 += EAP_TC) {
-			int kk = (len - t0 < EAP_TC ? len - t0 : EAP_TC) * D;
-			/* cb (nr, ns) = g (nr, kk) delta^T (kk, ns), rows T D apart */
-			mb_gemm_sgemm(0, 1, nr, ns, kk, 1.0f, ga + (size_t)t0 * D, T * D,
-				      db + (size_t)t0 * D, T * D, cb, ns);
+		for (int t = 0; t < a->len[b]; t++) {
+			/* cb (nr, ns) = g rows (nr, D) delta^T (D, ns) */
+			mb_gemm_sgemm(0, 1, nr, ns, D, 1.0f, g + ((size_t)b * T + t) * g_t, D,
+				      a->delta + ((size_t)b * T + t) * S * D, D, cb, ns);
 			for (int i = 0; i < nr; i++)
 				for (int s = 0; s < ns; s++)
 					dst[(size_t)i * S + s] += a->weight * (double)cb[(size_t)i * ns + s];
@@ -1258,9 +1235,8 @@ int mb_attr_exact_edges(double *out, mb_attr *a, const mb_attr_batch *ab, mb_err
 			edge_add plus = {delta, 1.0f, -1}, minus = {delta, -1.0f, -1};
 			char name[32];
 
-			for (int b = 0; b < B; b++)
-				memcpy(delta + (size_t)b * T * D, a->delta + ((size_t)b * S + s) * T * D,
-				       sizeof(float) * (size_t)T * D);
+			for (size_t bt = 0; bt < (size_t)B * T; bt++)
+				memcpy(delta + bt * D, a->delta + (bt * S + s) * D, sizeof(float) * D);
 			if (r == R - 1) { /* the logits: the final residual */
 				hk[0] = (mb_effect_hook){hp(MB_HOOK_RESID_POST, L - 1), edge_add_hook, &plus};
 				arm.hooks = hk;
