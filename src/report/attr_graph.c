@@ -62,7 +62,8 @@ int mb_report_attr_graph(FILE *f, const mb_figure *fig, mb_error *err)
 	size_t *top = NULL;
 	mb_svg_graph_node *nodes = NULL;
 	mb_svg_graph_edge *edges = NULL;
-	char (*tips)[96] = NULL, (*labels)[16] = NULL;
+	char (*tips)[96] = NULL, (*labels)[16] = NULL, (*rlab)[16] = NULL;
+	const char **rows = NULL;
 	long *node_of = NULL; /* (L (H + 1) + 2) node index of each grid slot, -1 none */
 	const char *styles[MB_SVG_EDGE_STYLES] = {0};
 	mb_svg_graph g;
@@ -88,7 +89,9 @@ int mb_report_attr_graph(FILE *f, const mb_figure *fig, mb_error *err)
 	labels = calloc((size_t)L * (H + 1) + 2, sizeof(*labels));
 	edges = calloc(MB_ATTR_GRAPH_TOP, sizeof(*edges));
 	tips = calloc(MB_ATTR_GRAPH_TOP + (size_t)L * (H + 1) + 2, sizeof(*tips));
-	if (!top || !node_of || !nodes || !labels || !edges || !tips) {
+	rlab = calloc((size_t)L + 2, sizeof(*rlab));
+	rows = calloc((size_t)L + 2, sizeof(*rows));
+	if (!top || !node_of || !nodes || !labels || !edges || !tips || !rlab || !rows) {
 		rc = mb_error_oom(err, "attribution graph", 0);
 		goto cleanup;
 	}
@@ -169,9 +172,18 @@ int mb_report_attr_graph(FILE *f, const mb_figure *fig, mb_error *err)
 			 nodes[i].label, num);
 		nodes[i].tip = tips[MB_ATTR_GRAPH_TOP + i];
 	}
+	for (int r = 0; r < L + 2; r++) {
+		if (r == 0)
+			snprintf(rlab[r], sizeof(rlab[0]), "embed");
+		else if (r == L + 1)
+			snprintf(rlab[r], sizeof(rlab[0]), "logits");
+		else
+			snprintf(rlab[r], sizeof(rlab[0]), "layer %d", r - 1);
+		rows[r] = rlab[r];
+	}
 	g = (mb_svg_graph){.title = "Top edges by |mean score|: layers as rows, heads as nodes",
 			   .value_label = "edges out (drawn)", .weight_label = "edge score",
-			   .rows = (size_t)L + 2, .cols = (size_t)H + 1, .nodes = nodes,
+			   .rows = (size_t)L + 2, .cols = (size_t)H + 1, .row_labels = rows, .nodes = nodes,
 			   .n_nodes = n_nodes, .edges = edges, .n_edges = n_top};
 	memcpy(g.style_labels, styles, sizeof(styles));
 	fputs("<figure>\n", f);
@@ -186,5 +198,7 @@ cleanup:
 	free(labels);
 	free(edges);
 	free(tips);
+	free(rlab);
+	free(rows);
 	return rc;
 }

@@ -395,6 +395,8 @@ static int attr_figures(void *state, const mb_item *items, size_t n, const doubl
 			if (rc == 0)
 				rc = mb_figure_set_col_label(f, (size_t)(H + 1 + h), label, err);
 		}
+		if (rc == 0) /* the gap between the two halves */
+			rc = mb_figure_set_col_label(f, (size_t)H, "|", err);
 	}
 	/* EAP-IG's edges: receivers x senders (0 where s is not a sender of r: NaN) */
 	if (rc == 0 && (size_t)R * S <= MB_FIGURE_MAX_CELLS && R <= MB_FIGURE_MAX_ROWS &&
