@@ -95,6 +95,8 @@ static int figure_list(FILE *f, const mb_figure_list *l, mb_error *err)
 		fputs("<figcaption class=\"note\">", f);
 		mb_str_put_xml(f, l->items[i].name);
 		fputs("</figcaption>\n</figure>\n", f);
+		if ((error = mb_report_attr_graph(f, &l->items[i], err)) < 0)
+			return error;
 	}
 	return 0;
 }

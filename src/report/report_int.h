@@ -3,8 +3,15 @@
 #define MB_REPORT_INT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
+#include <mechbench/figure.h>
 #include <mechbench/report.h>
+
+/* After an "attribution.edges_<method>" figure (src/tasks/attribution.c):
+ * its top edges as a layered graph (attr_graph.c); any other figure: nothing.
+ * MB_EINVALID naming the figure for a label that is not a graph node. */
+int mb_report_attr_graph(FILE *f, const mb_figure *fig, mb_error *err);
 
 /* "%.6g", "-" for NaN, "0" for zero. */
 void mb_fmt_num(char *buf, size_t cap, double v);
