@@ -97,42 +97,19 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* QK^T and PV of one layer's causal attention alone, in the engine's query
- * blocks, one (item, head) per thread; S: the (T, T) scores of each (item,
- * head) (per_head) or of each thread. z (B*T, D) at the head's columns. */
-static void att_gemms(const mb_engine_config *c, int B, int T, const float *QKV, float *Z,
-		      float *S, int per_head)
-{
-	int D = c->d_model, H = c->n_head, Dh = c->d_head;
+/* One layer's causal attention, one (item, head) per thread (as att_heads
+ * runs it), z (B*T, D) at the head's columns:
+ *   ATT_GEMMS    QK^T and PV alone in the engine's query blocks;
+ *   ATT_FUSED    scores, softmax and PV per query block (mb_k_att_fused,
+ *                the layout before ATT_BLOCKS);
+ *   ATT_SCRATCH  the forward when nothing reads the pattern (ATT_BLOCKS):
+ *                the same through a per-thread (MB_K_ATT_BLOCK, T) scratch W.
+ * The scores of GEMMS and FUSED go to S, one (T, T) block per (item, head)
+ * with per_head, else one per thread. */
+enum att_mode { ATT_GEMMS, ATT_FUSED, ATT_SCRATCH };
 
-#pragma omp parallel
-	{
-		omp_set_num_threads(1);
-#pragma omp for schedule(dynamic, 1)
-		for (int bh = 0; bh < B * H; bh++) {
-			int b = bh / H, h = bh % H;
-			const float *q = QKV + (size_t)b * T * 3 * D + (size_t)h * Dh;
-			float *s = S + (size_t)(per_head ? bh : omp_get_thread_num()) * T * T;
-
-			for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
-				int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
-
-				mb_k_gemm(s + (size_t)i0 * T, T, q + (size_t)i0 * 3 * D, 3 * D, q + D, 3 * D,
-					  1, i1 - i0, i1, Dh, 1.0f / sqrtf((float)Dh), 0);
-				mb_k_gemm(Z + ((size_t)b * T + i0) * D + (size_t)h * Dh, D,
-					  s + (size_t)i0 * T, T, q + 2 * D, 3 * D, 0, i1 - i0, Dh, i1,
-					  1.0f, 0);
-			}
-		}
-	}
-}
-
-/* One layer's causal attention as the forward runs it when nothing reads the
- * pattern (att_heads, ATT_BLOCKS): scores, softmax and PV per query block
- * through a per-thread (MB_K_ATT_BLOCK, T) scratch W; with per_head, the
- * older layout: each (item, head)'s blocks in its own (T, T) block of S. */
-static void att_engine(const mb_engine_config *c, int B, int T, const float *QKV, float *Z,
-		       float *S, float *W, int per_head)
+static void att_layer(const mb_engine_config *c, int B, int T, const float *QKV, float *Z,
+		      float *S, float *W, enum att_mode mode, int per_head)
 {
 	int D = c->d_model, H = c->n_head, Dh = c->d_head;
 	float scale = 1.0f / sqrtf((float)Dh);
@@ -142,18 +119,25 @@ static void att_engine(const mb_engine_config *c, int B, int T, const float *QKV
 		omp_set_num_threads(1);
 #pragma omp for schedule(dynamic, 1)
 		for (int bh = 0; bh < B * H; bh++) {
-			int b = bh / H, h = bh % H;
+			int b = bh / H, h = bh % H, th = omp_get_thread_num();
 			const float *q = QKV + (size_t)b * T * 3 * D + (size_t)h * Dh;
 			float *z = Z + (size_t)b * T * D + (size_t)h * Dh;
+			float *s = S + (size_t)(per_head ? bh : th) * T * T;
 
-			if (per_head)
-				mb_k_att_fused(z, D, S + (size_t)bh * T * T, T, q, q + D, q + 2 * D,
-					       3 * D, T, Dh, scale, 0);
+			if (mode == ATT_FUSED)
+				mb_k_att_fused(z, D, s, T, q, q + D, q + 2 * D, 3 * D, T, Dh, scale, 0);
+			else if (mode == ATT_SCRATCH)
+				mb_k_att_fused_scratch(z, D, W + (size_t)th * MB_K_ATT_BLOCK * T, T, q,
+						       q + D, q + 2 * D, 3 * D, T, Dh, scale);
 			else
-				mb_k_att_fused_scratch(z, D,
-						       W + (size_t)omp_get_thread_num() *
-								  MB_K_ATT_BLOCK * T,
-						       T, q, q + D, q + 2 * D, 3 * D, T, Dh, scale);
+				for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
+					int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
+
+					mb_k_gemm(s + (size_t)i0 * T, T, q + (size_t)i0 * 3 * D, 3 * D,
+						  q + D, 3 * D, 1, i1 - i0, i1, Dh, scale, 0);
+					mb_k_gemm(z + (size_t)i0 * D, D, s + (size_t)i0 * T, T, q + 2 * D,
+						  3 * D, 0, i1 - i0, Dh, i1, 1.0f, 0);
+				}
 		}
 	}
 }
@@ -168,7 +152,7 @@ static void gemm_forward(const mb_engine_config *c, const mb_engine_weights *w, 
 	for (int l = 0; l < c->n_layer; l++) {
 		mb_k_gemm(QKV, 3 * D, X, D, w->qkv_w + (size_t)l * D * 3 * D, 3 * D, 0, R, 3 * D, D,
 			  1.0f, u);
-		att_gemms(c, B, T, QKV, Y, S, 0);
+		att_layer(c, B, T, QKV, Y, S, NULL, ATT_GEMMS, 0);
 		mb_k_gemm(X, D, Y, D, w->o_w + (size_t)l * D * D, D, 0, R, D, D, 1.0f, u);
 		mb_k_gemm(F, M, X, D, w->fc_w + (size_t)l * D * M, M, 0, R, M, D, 1.0f, u);
 		mb_k_gemm(Y, D, F, M, w->proj_w + (size_t)l * M * D, D, 0, R, D, M, 1.0f, u);
@@ -431,13 +415,13 @@ static int backends_case(case_figs *cf, int B, int T, int att, int fwd, int reps
 			if (att) {
 				TIMED(cf->f[FIG_ATT][b], j,
 				      for (int l = 0; l < k.c.n_layer; l++)
-					      att_engine(&k.c, B, T, k.QKV, k.Y, k.S, k.W, 0));
+					      att_layer(&k.c, B, T, k.QKV, k.Y, k.S, k.W, ATT_SCRATCH, 0));
 				TIMED(cf->f[FIG_ATT_HEADS][b], j,
 				      for (int l = 0; l < k.c.n_layer; l++)
-					      att_engine(&k.c, B, T, k.QKV, k.Y, k.S, k.W, 1));
+					      att_layer(&k.c, B, T, k.QKV, k.Y, k.S, k.W, ATT_FUSED, 1));
 				TIMED(cf->f[FIG_ATT_GEMMS][b], j,
 				      for (int l = 0; l < k.c.n_layer; l++)
-					      att_gemms(&k.c, B, T, k.QKV, k.Y, k.S, 1));
+					      att_layer(&k.c, B, T, k.QKV, k.Y, k.S, k.W, ATT_GEMMS, 1));
 			}
 			if (fwd) {
 				TIMED(cf->f[FIG_BOUND][b], j,
