@@ -246,6 +246,28 @@ typedef struct mb_sae_match {
  */
 int mb_sae_match_induction(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
 			   mb_hook_point point, const mb_zoo_recipe *r, int n_seqs, mb_error *err);
+/*
+ * The induction language's labelled features for the causal battery
+ * (sae.h): for each topic t, the latent that best detects "topic=t"
+ * (mb_sae_match_induction over n_match sequences "induction/eval" 0 ..
+ * n_match - 1), its readout (the tokens of topic t: what a topic feature is
+ * claimed to drive is the next token's mass on them), and its largest
+ * activation on those sequences (the steering reference). features[t]
+ * has present = NULL: the caller points it at its items' labels.
+ */
+typedef struct mb_sae_topic_features {
+	int n;                    /* n_topics */
+	int vocab;                /* V */
+	mb_sae_match *match;      /* (n) */
+	uint8_t *readout;         /* (n, V) */
+	mb_sae_feature *features; /* (n) */
+} mb_sae_topic_features;
+
+int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model,
+			       const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			       int n_match, mb_error *err);
+void mb_sae_topic_features_dispose(mb_sae_topic_features *tf);
+
 /* The recipe of a zoo corpus (NULL for a text corpus). Borrowed. */
 const mb_zoo_recipe *mb_sae_corpus_recipe(const mb_sae_corpus *c);
 

@@ -693,3 +693,62 @@ cleanup:
 	mb_engine_free(e);
 	return error;
 }
+
+/* ---- labelled features for the causal battery ---- */
+
+void mb_sae_topic_features_dispose(mb_sae_topic_features *tf)
+{
+	free(tf->match);
+	free(tf->readout);
+	free(tf->features);
+	memset(tf, 0, sizeof(*tf));
+}
+
+int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model,
+			       const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			       int n_match, mb_error *err)
+{
+	const int V = model->cfg.n_vocab, T = r->n_positions, B = 32;
+	mb_engine *e = NULL;
+	int32_t *tok = NULL;
+	float *mx = NULL;
+	int nv = 0, error;
+
+	memset(out, 0, sizeof(*out));
+	if ((error = mb_sae_match_induction(&out->match, &nv, model, sae, point, r, n_match,
+					    err)) < 0)
+		return error;
+	out->n = r->n_topics;
+	out->vocab = V;
+	out->readout = calloc((size_t)out->n * V, 1);
+	out->features = calloc((size_t)out->n, sizeof(*out->features));
+	tok = malloc((size_t)n_match * T * sizeof(int32_t));
+	mx = malloc((size_t)sae->d_sae * sizeof(float));
+	if (!out->readout || !out->features || !tok || !mx) {
+		error = mb_error_oom(err, "sae topic features", (size_t)n_match * T * sizeof(int32_t));
+		goto cleanup;
+	}
+	for (int i = 0; i < n_match; i++) {
+		mb_zoo_segment seg;
+		mb_zoo_induction_sequence(tok + (size_t)i * T, &seg, r, "induction/eval",
+					  (uint64_t)i);
+	}
+	if ((error = engine_for(&e, model, B, T, err)) < 0 ||
+	    (error = mb_sae_max_acts(mx, e, sae, point, tok, (size_t)n_match, T, B, err)) < 0)
+		goto cleanup;
+	for (int t = 0; t < out->n; t++) {
+		for (int v = 1; v < V; v++)
+			out->readout[(size_t)t * V + v] = mb_zoo_token_topic(v, V, out->n) == t;
+		out->features[t].latent = out->match[t].latent < 0 ? 0 : out->match[t].latent;
+		out->features[t].readout = out->readout + (size_t)t * V;
+		out->features[t].max_act = mx[out->features[t].latent];
+	}
+	error = 0;
+cleanup:
+	if (error < 0)
+		mb_sae_topic_features_dispose(out);
+	mb_engine_free(e);
+	free(tok);
+	free(mx);
+	return error;
+}
