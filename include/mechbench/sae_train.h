@@ -223,6 +223,17 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 		    mb_error *err);
 void mb_sae_eval_dispose(mb_sae_eval_result *r);
 
+/*
+ * The same metrics per item for n given sequences tokens (n, seq) (every
+ * position valid, the target of position t the token at t + 1) run through
+ * e (max_batch >= batch) in batches of `batch`: out[i] (n) as
+ * mb_sae_evaluate's items (CE over the seq - 1 targeted positions, KL over
+ * all seq). Per item, so batch invariant: what the `sae` task runs.
+ */
+int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sae,
+			mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
+			mb_error *err);
+
 /* ---- ground truth in a zoo language ---- */
 
 /* The best latent for one known variable. */

@@ -575,6 +575,117 @@ cleanup:
 	return error;
 }
 
+int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sae,
+			mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
+			mb_error *err)
+{
+	const int V = mb_engine_cfg(e)->n_vocab, D = sae->d_in;
+	mb_hooks *hooks = NULL;
+	mb_sae_work w;
+	mb_sae_splice sp;
+	eval_gather g;
+	float *clean = NULL;
+	double *lp = NULL, *lq = NULL;
+	int error;
+
+	memset(&w, 0, sizeof(w));
+	memset(&g, 0, sizeof(g));
+	if (seq < 2 || batch < 1)
+		return mb_error_set(err, MB_EINVALID, "sae quality: seq %d, batch %d", seq, batch);
+	g.rows = malloc((size_t)batch * seq * D * sizeof(float));
+	g.D = D;
+	clean = malloc((size_t)batch * seq * V * sizeof(float));
+	lp = malloc((size_t)V * sizeof(double));
+	lq = malloc((size_t)V * sizeof(double));
+	if (!g.rows || !clean || !lp || !lq) {
+		error = mb_error_oom(err, "sae quality buffers", 0);
+		goto cleanup;
+	}
+	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
+	    (error = mb_sae_work_init(&w, sae, batch * seq, 0, err)) < 0)
+		goto cleanup;
+	sp.sae = sae;
+	sp.work = &w;
+	sp.rows = g.rows;
+	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
+		const int nb = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
+		const int32_t *tok = tokens + i0 * (size_t)seq;
+		mb_sae_item_metrics *items = out + i0;
+		mb_run run;
+		memset(items, 0, (size_t)nb * sizeof(*items));
+		memset(&run, 0, sizeof(run));
+		run.batch = nb;
+		run.seq = seq;
+		run.tokens = tok;
+		run.hooks = hooks;
+		run.logits = MB_LOGITS_ALL;
+		mb_hooks_clear(hooks);
+		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+					  err)) < 0 ||
+		    (error = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		mb_engine_logits_copy(e, clean);
+		mb_sae_forward(sae, &w, g.rows, g.n);
+		for (int b = 0; b < nb; b++) {
+			double l0 = 0, sse = 0, cs = 0;
+			for (int t = 0; t < seq; t++) {
+				int r = b * seq + t;
+				l0 += w.nnz[r];
+				sse += w.sse[r];
+				cs += mb_sae_cos(g.rows + (size_t)r * D, w.x_hat + (size_t)r * D, D);
+			}
+			items[b].l0 = l0 / seq;
+			items[b].mse = sse / ((double)seq * D);
+			items[b].cos = cs / seq;
+		}
+		for (int arm = 0; arm < 3; arm++) {
+			if (arm > 0) {
+				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(hooks);
+				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
+							  err)) < 0 ||
+				    (error = mb_engine_forward(e, &run, err)) < 0)
+					goto cleanup;
+			}
+			for (int b = 0; b < nb; b++) {
+				double ce = 0, kl = 0;
+				for (int t = 0; t < seq; t++) {
+					const float *zc = clean + ((size_t)b * seq + t) * V;
+					const float *z = arm == 0 ? zc : mb_engine_logits_row(e, b, t);
+					if (t + 1 < seq)
+						ce += mb_logits_ce(NULL, z, V, tok[(size_t)b * seq + t + 1],
+								   MB_LOGITS_DETMATH);
+					if (arm > 0) {
+						log_softmax(lp, zc, V);
+						log_softmax(lq, z, V);
+						for (int v = 0; v < V; v++)
+							kl += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
+					}
+				}
+				ce /= seq - 1;
+				if (arm == 0)
+					items[b].ce_clean = ce;
+				else if (arm == 1) {
+					items[b].ce_sae = ce;
+					items[b].kl_sae = kl / seq;
+				} else {
+					items[b].ce_zero = ce;
+					items[b].kl_zero = kl / seq;
+				}
+			}
+		}
+	}
+	error = 0;
+cleanup:
+	mb_hooks_free(hooks);
+	mb_sae_work_dispose(&w);
+	free(g.rows);
+	free(clean);
+	free(lp);
+	free(lq);
+	return error;
+}
+
 /* ---- ground truth in a zoo language ---- */
 
 int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model,

@@ -1,0 +1,397 @@
+/*
+ * sae.c: the feature-causality task (issue 19 item 6). The SAE is part of
+ * the model under test: a suite entry names the model and, in its params,
+ * the SAE folder (SAELens layout, sae.h); the SAE reads the hook point its
+ * cfg.json names.
+ *
+ * Items (generate). Sequences of a zoo induction language (zoo.h): recipe
+ * params.recipe at params.preset with the dataset's seed, stream "sae/items"
+ * (disjoint from the model's "induction/train" and the labelling
+ * "induction/eval" streams), index i, scanned in order until every topic has
+ * n_per_topic sequences. Input {"tokens": [...], "topic": t}; stratum and
+ * cluster "topic=<t>", so a per-stratum estimate is one labelled feature's.
+ *
+ * params (generate):
+ *   "recipe": string       zoo recipe, "induction" (the one with labelled
+ *                          variables)                       (default "induction")
+ *   "preset": string       its preset                                (default "fast")
+ *   "n_per_topic": int     items per topic, [2, 10000]                  (default 16)
+ *
+ * params (run):
+ *   "sae": string          the SAE folder (required)
+ *   "steer": number        steering clamp multiple k, (0, 100]           (default 4)
+ *   "match_seqs": int      sequences "induction/eval" 0.. that label the
+ *                          features and give their max activations, [8, 100000]
+ *                          (default 128)
+ *   "seed": int            seed of the random-direction controls        (default 0)
+ *
+ * open: loads the model and the SAE, reads the recipe from the model's
+ * training_state.json, labels each topic's latent (mb_sae_topic_features_init).
+ * run: per batch, the quality metrics with the SAE spliced in
+ * (mb_sae_item_quality) and the causal battery of every labelled feature
+ * (mb_sae_battery_run); item i of topic t gets its own feature's necessity
+ * (t is present) and the mean over the other topics' features of steering,
+ * selectivity and collateral (absent there). Controls are drawn from each
+ * item's own stream (its content key), so values are batch invariant.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/engine.h>
+#include <mechbench/model.h>
+#include <mechbench/sae.h>
+#include <mechbench/sae_train.h>
+#include <mechbench/task.h>
+#include <mechbench/zoo.h>
+
+#define SAE_BATCH 32
+#define SAE_MAX_TOPICS 64
+
+enum {
+	M_CE_RECOVERED = 0,
+	M_KL,
+	M_L0,
+	M_COS,
+	M_NECESSITY,
+	M_NECESSITY_CONTROL,
+	M_NECESSITY_EXCESS,
+	M_STEERING,
+	M_STEERING_CONTROL,
+	M_STEERING_EXCESS,
+	M_SELECTIVITY,
+	M_COLLATERAL,
+	M_COUNT
+};
+
+static const mb_metric_def sae_metrics[M_COUNT] = {
+	{"sae.ce_recovered", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "CE loss recovered with the SAE spliced in, (CE_zero - CE_sae) / (CE_zero - CE_clean) "
+	 "over the item's next-token targets (SAEBench ce_loss_score, per item)"},
+	{"sae.kl", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "mean KL(clean || SAE spliced in) of the next-token distributions (SAEBench "
+	 "kl_div_with_sae, per item)"},
+	{"sae.l0", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "mean active latents per position (SAEBench l0)"},
+	{"sae.cos", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "mean cosine of the reconstruction to the activation (SAEBench cossim)"},
+	{"sae.necessity", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "the item's topic feature ablated (error term kept): drop of the next token's log-mass "
+	 "on the topic's tokens (sae.h battery)"},
+	{"sae.necessity_control", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the same edit along a random direction of the same norm at the same positions"},
+	{"sae.necessity_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "necessity - necessity_control, paired per item"},
+	{"sae.steering", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "each other topic's feature clamped to k x its max activation: rise of that topic's "
+	 "log-mass, mean over the other topics"},
+	{"sae.steering_control", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the same clamp along random directions of the same norm"},
+	{"sae.steering_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "steering - steering_control, paired per item"},
+	{"sae.selectivity", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "other topics' features ablated here, where their label is absent: drop of their "
+	 "log-mass (near 0 for selective features)"},
+	{"sae.collateral", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "KL(clean || steered) over the tokens outside the steered topic, mean over the other "
+	 "topics' features"},
+};
+
+static const mb_metric_diff sae_derived[] = {
+	{"sae.necessity_excess", "sae.necessity", "sae.necessity_control"},
+	{"sae.steering_excess", "sae.steering", "sae.steering_control"},
+};
+
+/* ---- generate ---- */
+
+static int gen_string(const json_t *params, const char *key, const char **out, mb_error *err)
+{
+	json_t *v = params ? json_object_get(params, key) : NULL;
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return mb_error_set(err, MB_EINVALID, "params.%s: expected a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int sae_generate(mb_item_list *out, uint64_t seed, const json_t *params, mb_error *err)
+{
+	const char *recipe = "induction", *preset = "fast";
+	int64_t n_per = 16;
+	int count[SAE_MAX_TOPICS] = {0};
+	mb_zoo_recipe r;
+	int error;
+
+	if (params && !json_is_object(params))
+		return mb_error_set(err, MB_EINVALID, "params: expected an object");
+	if (params) {
+		const char *key;
+		json_t *v;
+		json_object_foreach((json_t *)params, key, v) {
+			if (strcmp(key, "recipe") != 0 && strcmp(key, "preset") != 0 &&
+			    strcmp(key, "n_per_topic") != 0)
+				return mb_error_set(err, MB_EINVALID,
+						    "params.%s: unknown field (sae takes recipe, preset, "
+						    "n_per_topic)",
+						    key);
+		}
+		json_t *n = json_object_get(params, "n_per_topic");
+		if (n && (!json_is_integer(n) || json_integer_value(n) < 2 ||
+			  json_integer_value(n) > 10000))
+			return mb_error_set(err, MB_EINVALID,
+					    "params.n_per_topic: expected an integer in [2, 10000]");
+		if (n)
+			n_per = json_integer_value(n);
+	}
+	if ((error = gen_string(params, "recipe", &recipe, err)) < 0 ||
+	    (error = gen_string(params, "preset", &preset, err)) < 0 ||
+	    (error = mb_zoo_recipe_get(&r, recipe, preset, seed, err)) < 0)
+		return error;
+	if (strcmp(r.name, "induction") != 0)
+		return mb_error_set(err, MB_EINVALID,
+				    "params.recipe: %s: only the induction language has labelled "
+				    "variables (its topics)",
+				    recipe);
+	if (r.n_topics > SAE_MAX_TOPICS)
+		return mb_error_set(err, MB_EINVALID, "params.recipe: %d topics (at most %d)",
+				    r.n_topics, SAE_MAX_TOPICS);
+	const int T = r.n_positions;
+	int32_t *tok = malloc((size_t)T * sizeof(int32_t));
+	if (!tok)
+		return mb_error_oom(err, "sae items", (size_t)T * sizeof(int32_t));
+	int done = 0;
+	for (uint64_t i = 0; done < r.n_topics; i++) {
+		mb_zoo_segment seg;
+		mb_zoo_induction_sequence(tok, &seg, &r, "sae/items", i);
+		if (count[seg.topic] >= n_per)
+			continue;
+		if (++count[seg.topic] == n_per)
+			done++;
+		json_t *a = json_array(), *in = json_object();
+		char stratum[32];
+		for (int t = 0; t < T; t++)
+			json_array_append_new(a, json_integer(tok[t]));
+		json_object_set_new(in, "tokens", a);
+		json_object_set_new(in, "topic", json_integer(seg.topic));
+		snprintf(stratum, sizeof(stratum), "topic=%d", seg.topic);
+		if ((error = mb_item_list_add(out, stratum, stratum, in, err)) < 0)
+			break;
+	}
+	free(tok);
+	return error;
+}
+
+/* ---- params, open, close ---- */
+
+static int sae_check_params(const mb_json_doc *doc, const json_t *params, const char *at,
+			    mb_error *err)
+{
+	static const char *const allowed[] = {"sae", "steer", "match_seqs", "seed", NULL};
+	const char *s = NULL;
+	double k = 4;
+	int64_t v;
+	int rc;
+
+	if (!params)
+		return mb_json_field_error(doc, err, MB_EINVALID, at,
+					   "the sae task needs params.sae (the SAE folder)");
+	if (!json_is_object(params))
+		return mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object");
+	if ((rc = mb_json_check_keys(doc, (json_t *)params, at, allowed, err)) < 0 ||
+	    (rc = mb_json_get_string(doc, (json_t *)params, at, "sae", 1, &s, err)) < 0 ||
+	    (rc = mb_json_get_number(doc, (json_t *)params, at, "steer", 0, &k, err)) < 0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "match_seqs", 0, 8, 100000, &v,
+				  err)) < 0 ||
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "seed", 0, 0, INT64_MAX, &v, err)) < 0)
+		return rc;
+	if (!(k > 0 && k <= 100)) {
+		char field[256];
+		mb_json_path_key(field, sizeof(field), at, "steer");
+		return mb_json_field_error(doc, err, MB_EINVALID, field, "expected a number in (0, 100]");
+	}
+	return 0;
+}
+
+typedef struct sae_state {
+	mb_model *model;
+	mb_sae *sae;
+	mb_hook_point point;
+	mb_engine *engine;
+	mb_sae_corpus *corpus; /* only for its recipe */
+	mb_sae_topic_features tf;
+	double steer;
+	uint64_t seed;
+	int seq;
+} sae_state;
+
+static void sae_close(void *state)
+{
+	sae_state *st = state;
+	if (!st)
+		return;
+	mb_sae_topic_features_dispose(&st->tf);
+	mb_engine_free(st->engine);
+	mb_sae_corpus_free(st->corpus);
+	mb_sae_free(st->sae);
+	mb_model_free(st->model);
+	free(st);
+}
+
+static int sae_open(void **out, const char *model_dir, const json_t *params, mb_error *err)
+{
+	sae_state *st = calloc(1, sizeof(*st));
+	mb_engine_opts opts = {0};
+	json_t *v;
+	int match = 128, rc;
+
+	*out = NULL;
+	if (!st)
+		return mb_error_oom(err, "sae state", sizeof(*st));
+	st->steer = 4;
+	if ((v = params ? json_object_get(params, "steer") : NULL))
+		st->steer = json_number_value(v);
+	if ((v = params ? json_object_get(params, "match_seqs") : NULL))
+		match = (int)json_integer_value(v);
+	if ((v = params ? json_object_get(params, "seed") : NULL))
+		st->seed = (uint64_t)json_integer_value(v);
+	v = params ? json_object_get(params, "sae") : NULL;
+	if (!v || !json_is_string(v)) {
+		rc = mb_error_set(err, MB_EINVALID, "params.sae: the SAE folder is required");
+		goto cleanup;
+	}
+	if ((rc = mb_model_load(&st->model, model_dir, err)) < 0 ||
+	    (rc = mb_sae_load(&st->sae, json_string_value(v), err)) < 0)
+		goto cleanup;
+	if ((rc = mb_hook_parse(&st->point, st->sae->hook_name, err)) < 0) {
+		char msg[sizeof(err->msg)];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		rc = mb_error_set(err, rc, "%s/cfg.json: metadata.hook_name: %s",
+				  json_string_value(v), msg);
+		goto cleanup;
+	}
+	if ((rc = mb_sae_corpus_open_zoo(&st->corpus, model_dir, 0, err)) < 0 ||
+	    (rc = mb_sae_topic_features_init(&st->tf, st->model, st->sae, st->point,
+					     mb_sae_corpus_recipe(st->corpus), match, err)) < 0)
+		goto cleanup;
+	st->seq = mb_sae_corpus_recipe(st->corpus)->n_positions;
+	opts.max_batch = SAE_BATCH;
+	opts.max_seq = st->seq;
+	if ((rc = mb_engine_init(&st->engine, &st->model->cfg, &st->model->w, &opts, err)) < 0)
+		goto cleanup;
+	*out = st;
+	st = NULL;
+cleanup:
+	sae_close(st);
+	return rc;
+}
+
+/* ---- run ---- */
+
+static int sae_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
+{
+	sae_state *st = state;
+	const int T = st->seq, K = st->tf.n;
+	int32_t *tok = malloc(n * (size_t)T * sizeof(int32_t));
+	int *topic = malloc(n * sizeof(int));
+	uint8_t *present = calloc((size_t)K * n, 1);
+	uint64_t *index = malloc(n * sizeof(uint64_t));
+	mb_sae_item_metrics *q = calloc(n, sizeof(*q));
+	mb_sae_feature *ft = malloc((size_t)K * sizeof(*ft));
+	mb_sae_battery b;
+	int rc;
+
+	memset(&b, 0, sizeof(b));
+	if (!tok || !topic || !present || !index || !q || !ft) {
+		rc = mb_error_oom(err, "sae run", n * (size_t)T * sizeof(int32_t));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_object_get(items[i].input, "tokens");
+		json_t *t = json_object_get(items[i].input, "topic");
+		if (!json_is_array(a) || json_array_size(a) != (size_t)T || !json_is_integer(t) ||
+		    json_integer_value(t) < 0 || json_integer_value(t) >= K) {
+			rc = mb_error_set(err, MB_EINVALID,
+					  "item %s: input needs tokens (%d ids) and topic in [0, %d)",
+					  items[i].key, T, K);
+			goto cleanup;
+		}
+		for (int p = 0; p < T; p++) {
+			json_t *x = json_array_get(a, (size_t)p);
+			int64_t id = json_is_integer(x) ? json_integer_value(x) : -1;
+			if (id < 0 || id >= st->model->cfg.n_vocab) {
+				rc = mb_error_set(err, MB_EINVALID,
+						  "item %s: tokens[%d] is not a token id of the model",
+						  items[i].key, p);
+				goto cleanup;
+			}
+			tok[i * (size_t)T + (size_t)p] = (int32_t)id;
+		}
+		topic[i] = (int)json_integer_value(t);
+		present[(size_t)topic[i] * n + i] = 1;
+		index[i] = mb_item_key_index(items[i].key);
+	}
+	for (int f = 0; f < K; f++) {
+		ft[f] = st->tf.features[f];
+		ft[f].present = present + (size_t)f * n;
+	}
+	if ((rc = mb_sae_item_quality(q, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH,
+				      err)) < 0 ||
+	    (rc = mb_sae_battery_run(&b, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH, index,
+				     ft, K, st->steer, st->seed, err)) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < n; i++) {
+		double *row = values + i * M_COUNT;
+		const size_t own = (size_t)topic[i] * n + i;
+		double den = q[i].ce_zero - q[i].ce_clean, s = 0, sc = 0, sel = 0, col = 0;
+		row[M_CE_RECOVERED] = den != 0.0 ? (q[i].ce_zero - q[i].ce_sae) / den : 0.0;
+		row[M_KL] = q[i].kl_sae;
+		row[M_L0] = q[i].l0;
+		row[M_COS] = q[i].cos;
+		row[M_NECESSITY] = b.necessity[own];
+		row[M_NECESSITY_CONTROL] = b.necessity_control[own];
+		for (int f = 0; f < K; f++) {
+			if (f == topic[i])
+				continue;
+			const size_t at = (size_t)f * n + i;
+			s += b.steering[at];
+			sc += b.steering_control[at];
+			sel += b.selectivity[at];
+			col += b.collateral[at];
+		}
+		row[M_STEERING] = K > 1 ? s / (K - 1) : 0.0;
+		row[M_STEERING_CONTROL] = K > 1 ? sc / (K - 1) : 0.0;
+		row[M_SELECTIVITY] = K > 1 ? sel / (K - 1) : 0.0;
+		row[M_COLLATERAL] = K > 1 ? col / (K - 1) : 0.0;
+	}
+	rc = 0;
+cleanup:
+	mb_sae_battery_dispose(&b);
+	free(tok);
+	free(topic);
+	free(present);
+	free(index);
+	free(q);
+	free(ft);
+	return rc;
+}
+
+const mb_task mb_task_sae = {
+	.name = "sae",
+	.version = 1,
+	.summary = "feature causality of an SAE spliced into the model: quality (CE recovered, "
+		   "KL, L0) and the causal battery of labelled features against random-direction "
+		   "controls",
+	.metrics = sae_metrics,
+	.n_metrics = M_COUNT,
+	.batch = SAE_BATCH,
+	.parallel_inside = 1,
+	.generate = sae_generate,
+	.check_params = sae_check_params,
+	.open = sae_open,
+	.close = sae_close,
+	.run = sae_run,
+	.derived = sae_derived,
+	.n_derived = sizeof(sae_derived) / sizeof(sae_derived[0]),
+};
