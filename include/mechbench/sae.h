@@ -317,6 +317,10 @@ typedef struct mb_sae_feature {
  *                      selective feature)
  *   steering           absent items:  r(f'_j = k max_act) - r(clean)
  *   steering_control   absent items:  r(control of that edit) - r(clean)
+ *   sufficiency        present items: r(f'_j = k max_act) - r(clean) (the
+ *                      same clamp where the feature already is: does more of
+ *                      it move the prediction further as labelled?)
+ *   sufficiency_control present items: its control
  *   collateral         absent items: mean over positions of KL(clean ||
  *                      steered) of the next-token distributions renormalised
  *                      over the tokens outside the readout (the damage to
@@ -332,7 +336,8 @@ typedef struct mb_sae_battery {
 	size_t n;
 	double *necessity, *necessity_control, *selectivity;     /* (F, n) */
 	double *steering, *steering_control, *collateral;        /* (F, n) */
-	double *block; /* owned: the six arrays */
+	double *sufficiency, *sufficiency_control;               /* (F, n) */
+	double *block; /* owned: the eight arrays */
 } mb_sae_battery;
 
 /*

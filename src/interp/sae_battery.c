@@ -174,13 +174,13 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 					    f, features[f].latent, sae->d_sae, features[f].max_act);
 	out->n_features = n_features;
 	out->n = n;
-	out->block = malloc((FN ? FN : 1) * 6 * sizeof(double));
+	out->block = malloc((FN ? FN : 1) * 8 * sizeof(double));
 	clean = malloc((size_t)batch * seq * V * sizeof(float));
 	dirs = malloc((size_t)batch * D * sizeof(float));
 	h.rows = malloc((size_t)batch * seq * D * sizeof(float));
 	rclean = malloc((size_t)batch * sizeof(double));
 	if (!out->block || !clean || !dirs || !h.rows || !rclean) {
-		error = mb_error_oom(err, "sae battery buffers", FN * 6 * sizeof(double));
+		error = mb_error_oom(err, "sae battery buffers", FN * 8 * sizeof(double));
 		goto cleanup;
 	}
 	out->necessity = out->block;
@@ -189,7 +189,9 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 	out->steering = out->block + 3 * FN;
 	out->steering_control = out->block + 4 * FN;
 	out->collateral = out->block + 5 * FN;
-	for (size_t i = 0; i < 6 * FN; i++)
+	out->sufficiency = out->block + 6 * FN;
+	out->sufficiency_control = out->block + 7 * FN;
+	for (size_t i = 0; i < 8 * FN; i++)
 		out->block[i] = NAN;
 	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
 	    (error = mb_sae_work_init(&w, sae, batch * seq, 0, err)) < 0)
@@ -268,11 +270,14 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 						if (!present) {
 							out->steering[at] = r - rclean[b];
 							out->collateral[at] = kl / seq;
-						}
+						} else
+							out->sufficiency[at] = r - rclean[b];
 						break;
 					default:
 						if (!present)
 							out->steering_control[at] = r - rclean[b];
+						else
+							out->sufficiency_control[at] = r - rclean[b];
 						break;
 					}
 				}

@@ -30,8 +30,10 @@
  * run: per batch, the quality metrics with the SAE spliced in
  * (mb_sae_item_quality) and the causal battery of every labelled feature
  * (mb_sae_battery_run); item i of topic t gets its own feature's necessity
- * (t is present) and the mean over the other topics' features of steering,
- * selectivity and collateral (absent there). Controls are drawn from each
+ * and steering (t is present: the battery's sufficiency arm), so a stratum's
+ * estimates are one feature's, and the mean over the other topics' features
+ * of selectivity and collateral (absent there: properties of the item's
+ * topic, not of its feature). Controls are drawn from each
  * item's own stream (its content key), so values are batch invariant.
  */
 #include <math.h>
@@ -84,18 +86,18 @@ static const mb_metric_def sae_metrics[M_COUNT] = {
 	{"sae.necessity_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
 	 "necessity - necessity_control, paired per item"},
 	{"sae.steering", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
-	 "each other topic's feature clamped to k x its max activation: rise of that topic's "
-	 "log-mass, mean over the other topics"},
+	 "the item's topic feature clamped to k x its max activation: rise of the next token's "
+	 "log-mass on the topic's tokens (sae.h battery: sufficiency)"},
 	{"sae.steering_control", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
-	 "the same clamp along random directions of the same norm"},
+	 "the same clamp along a random direction of the same norm at the same positions"},
 	{"sae.steering_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
 	 "steering - steering_control, paired per item"},
 	{"sae.selectivity", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
 	 "other topics' features ablated here, where their label is absent: drop of their "
 	 "log-mass (near 0 for selective features)"},
 	{"sae.collateral", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
-	 "KL(clean || steered) over the tokens outside the steered topic, mean over the other "
-	 "topics' features"},
+	 "other topics' features clamped to k x their max activation here: KL(clean || steered) "
+	 "over the tokens outside the steered topic, mean over them"},
 };
 
 static const mb_metric_diff sae_derived[] = {
@@ -344,24 +346,22 @@ static int sae_run(void *state, const mb_item *items, size_t n, double *values, 
 	for (size_t i = 0; i < n; i++) {
 		double *row = values + i * M_COUNT;
 		const size_t own = (size_t)topic[i] * n + i;
-		double den = q[i].ce_zero - q[i].ce_clean, s = 0, sc = 0, sel = 0, col = 0;
+		double den = q[i].ce_zero - q[i].ce_clean, sel = 0, col = 0;
 		row[M_CE_RECOVERED] = den != 0.0 ? (q[i].ce_zero - q[i].ce_sae) / den : 0.0;
 		row[M_KL] = q[i].kl_sae;
 		row[M_L0] = q[i].l0;
 		row[M_COS] = q[i].cos;
 		row[M_NECESSITY] = b.necessity[own];
 		row[M_NECESSITY_CONTROL] = b.necessity_control[own];
+		row[M_STEERING] = b.sufficiency[own];
+		row[M_STEERING_CONTROL] = b.sufficiency_control[own];
 		for (int f = 0; f < K; f++) {
 			if (f == topic[i])
 				continue;
 			const size_t at = (size_t)f * n + i;
-			s += b.steering[at];
-			sc += b.steering_control[at];
 			sel += b.selectivity[at];
 			col += b.collateral[at];
 		}
-		row[M_STEERING] = K > 1 ? s / (K - 1) : 0.0;
-		row[M_STEERING_CONTROL] = K > 1 ? sc / (K - 1) : 0.0;
 		row[M_SELECTIVITY] = K > 1 ? sel / (K - 1) : 0.0;
 		row[M_COLLATERAL] = K > 1 ? col / (K - 1) : 0.0;
 	}

@@ -256,13 +256,14 @@ Test(sae_battery, a_planted_random_direction_fails_on_its_control_which_is_not_z
 Test(sae_battery, verdicts_apply_bh_and_fail_arms_without_items)
 {
 	enum { F = 3, N = 6 };
-	double block[6 * F * N];
-	mb_sae_battery b = {F, N, block, block + F * N, block + 2 * F * N, block + 3 * F * N,
-			    block + 4 * F * N, block + 5 * F * N, NULL};
+	double block[8 * F * N];
+	mb_sae_battery b = {F,	   N,	   block, block + F * N, block + 2 * F * N, block + 3 * F * N,
+			    block + 4 * F * N, block + 5 * F * N, block + 6 * F * N,
+			    block + 7 * F * N, NULL};
 	mb_sae_verdict v[F];
 	mb_error err;
 	double frac;
-	for (int i = 0; i < 6 * F * N; i++)
+	for (int i = 0; i < 8 * F * N; i++)
 		block[i] = NAN;
 	for (int i = 0; i < N; i++) {
 		int pres = i < 3;
