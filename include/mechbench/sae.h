@@ -356,10 +356,15 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 		       double steer_k, uint64_t seed, mb_error *err);
 void mb_sae_battery_dispose(mb_sae_battery *b);
 
-/* out (S): each latent's largest activation over the n sequences tokens (n,
- * seq) run through e in batches of `batch` (0 for a latent that never
- * fires): the reference for the battery's steering clamp. */
-int mb_sae_max_acts(float *out, mb_engine *e, const mb_sae *sae, mb_hook_point point,
-		    const int32_t *tokens, size_t n, int seq, int batch, mb_error *err);
+/* Activations of the SAE's latents over the n sequences tokens (n, seq)
+ * (every position valid) run through e in batches of `batch`: max (S) each
+ * latent's largest activation (0 for one that never fires: the battery's
+ * steering reference); item_mean (n, S) (NULL: not computed) each item's
+ * mean activation per latent over its positions; density (S) (NULL: not
+ * computed) the fraction of positions on which each latent fires. Sums in
+ * row order (thread-count invariant). */
+int mb_sae_act_summary(float *max, double *item_mean, double *density, mb_engine *e,
+		       const mb_sae *sae, mb_hook_point point, const int32_t *tokens, size_t n,
+		       int seq, int batch, mb_error *err);
 
 #endif

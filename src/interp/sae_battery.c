@@ -297,10 +297,11 @@ cleanup:
 	return error;
 }
 
-int mb_sae_max_acts(float *out, mb_engine *e, const mb_sae *sae, mb_hook_point point,
-		    const int32_t *tokens, size_t n, int seq, int batch, mb_error *err)
+int mb_sae_act_summary(float *max, double *item_mean, double *density, mb_engine *e,
+			const mb_sae *sae, mb_hook_point point, const int32_t *tokens, size_t n,
+			int seq, int batch, mb_error *err)
 {
-	const int D = sae->d_in;
+	const int D = sae->d_in, S = sae->d_sae;
 	mb_hooks *hooks = NULL;
 	mb_sae_work w;
 	gather g;
@@ -308,11 +309,17 @@ int mb_sae_max_acts(float *out, mb_engine *e, const mb_sae *sae, mb_hook_point p
 
 	memset(&w, 0, sizeof(w));
 	memset(&g, 0, sizeof(g));
-	for (int j = 0; j < sae->d_sae; j++)
-		out[j] = 0.0f;
+	for (int j = 0; j < S; j++) {
+		max[j] = 0.0f;
+		if (density)
+			density[j] = 0.0;
+	}
+	if (item_mean)
+		memset(item_mean, 0, n * (size_t)S * sizeof(double));
 	g.rows = malloc((size_t)batch * seq * D * sizeof(float));
 	if (!g.rows)
-		return mb_error_oom(err, "sae max activations", (size_t)batch * seq * D * sizeof(float));
+		return mb_error_oom(err, "sae activation summary",
+				    (size_t)batch * seq * D * sizeof(float));
 	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
 	    (error = mb_sae_work_init(&w, sae, batch * seq, 0, err)) < 0 ||
 	    (error = mb_hooks_add(hooks, point, gather_hook_fn, &g, MB_HOOK_READONLY, err)) < 0)
@@ -330,14 +337,23 @@ int mb_sae_max_acts(float *out, mb_engine *e, const mb_sae *sae, mb_hook_point p
 		if ((error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
 		mb_sae_forward(sae, &w, g.rows, g.n);
-		for (int r = 0; r < g.n; r++)
+		for (int r = 0; r < g.n; r++) {
+			const size_t item = i0 + (size_t)(r / seq);
 			for (int k = 0; k < w.nnz[r]; k++) {
 				int j = w.idx[(size_t)r * w.cap + k];
 				float v = w.val[(size_t)r * w.cap + k];
-				if (v > out[j])
-					out[j] = v;
+				if (v > max[j])
+					max[j] = v;
+				if (item_mean)
+					item_mean[item * S + j] += (double)v / seq;
+				if (density && v != 0.0f)
+					density[j] += 1.0;
 			}
+		}
 	}
+	if (density)
+		for (int j = 0; j < S; j++)
+			density[j] /= (double)n * seq;
 	error = 0;
 cleanup:
 	mb_hooks_free(hooks);

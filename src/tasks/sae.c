@@ -291,6 +291,33 @@ cleanup:
 
 /* ---- run ---- */
 
+/* Each item's tokens (n, T) and topic (n), checked. */
+static int item_inputs(int32_t *tok, int *topic, const sae_state *st, const mb_item *items,
+		       size_t n, mb_error *err)
+{
+	const int T = st->seq, K = st->tf.n;
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_object_get(items[i].input, "tokens");
+		json_t *t = json_object_get(items[i].input, "topic");
+		if (!json_is_array(a) || json_array_size(a) != (size_t)T || !json_is_integer(t) ||
+		    json_integer_value(t) < 0 || json_integer_value(t) >= K)
+			return mb_error_set(err, MB_EINVALID,
+					    "item %s: input needs tokens (%d ids) and topic in [0, %d)",
+					    items[i].key, T, K);
+		for (int p = 0; p < T; p++) {
+			json_t *x = json_array_get(a, (size_t)p);
+			int64_t id = json_is_integer(x) ? json_integer_value(x) : -1;
+			if (id < 0 || id >= st->model->cfg.n_vocab)
+				return mb_error_set(err, MB_EINVALID,
+						    "item %s: tokens[%d] is not a token id of the model",
+						    items[i].key, p);
+			tok[i * (size_t)T + (size_t)p] = (int32_t)id;
+		}
+		topic[i] = (int)json_integer_value(t);
+	}
+	return 0;
+}
+
 static int sae_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
 {
 	sae_state *st = state;
@@ -309,28 +336,9 @@ static int sae_run(void *state, const mb_item *items, size_t n, double *values, 
 		rc = mb_error_oom(err, "sae run", n * (size_t)T * sizeof(int32_t));
 		goto cleanup;
 	}
+	if ((rc = item_inputs(tok, topic, st, items, n, err)) < 0)
+		goto cleanup;
 	for (size_t i = 0; i < n; i++) {
-		json_t *a = json_object_get(items[i].input, "tokens");
-		json_t *t = json_object_get(items[i].input, "topic");
-		if (!json_is_array(a) || json_array_size(a) != (size_t)T || !json_is_integer(t) ||
-		    json_integer_value(t) < 0 || json_integer_value(t) >= K) {
-			rc = mb_error_set(err, MB_EINVALID,
-					  "item %s: input needs tokens (%d ids) and topic in [0, %d)",
-					  items[i].key, T, K);
-			goto cleanup;
-		}
-		for (int p = 0; p < T; p++) {
-			json_t *x = json_array_get(a, (size_t)p);
-			int64_t id = json_is_integer(x) ? json_integer_value(x) : -1;
-			if (id < 0 || id >= st->model->cfg.n_vocab) {
-				rc = mb_error_set(err, MB_EINVALID,
-						  "item %s: tokens[%d] is not a token id of the model",
-						  items[i].key, p);
-				goto cleanup;
-			}
-			tok[i * (size_t)T + (size_t)p] = (int32_t)id;
-		}
-		topic[i] = (int)json_integer_value(t);
 		present[(size_t)topic[i] * n + i] = 1;
 		index[i] = mb_item_key_index(items[i].key);
 	}
@@ -377,6 +385,113 @@ cleanup:
 	return rc;
 }
 
+/* ---- figures ---- */
+
+#define SAE_TOP 5
+
+/*
+ * The report's pictures of the SAE on the entry's items: each labelled
+ * feature's mean activation by item topic (a selective feature lights its
+ * own column), its top activating items (their mean activation, the row
+ * label listing their topics), and every latent's activation density.
+ */
+static int sae_figures(void *state, const mb_item *items, size_t n, const double *values,
+		       mb_figure_list *out, mb_error *err)
+{
+	sae_state *st = state;
+	const int T = st->seq, K = st->tf.n, S = st->sae->d_sae;
+	if (n == 0)
+		return 0;
+	int32_t *tok = malloc(n * (size_t)T * sizeof(int32_t));
+	int *topic = malloc(n * sizeof(int));
+	float *mx = malloc((size_t)S * sizeof(float));
+	double *im = malloc(n * (size_t)S * sizeof(double)), *dens = malloc((size_t)S * sizeof(double));
+	mb_figure *f;
+	int rc;
+
+	(void)values;
+	if (!tok || !topic || !mx || !im || !dens) {
+		rc = mb_error_oom(err, "sae figures", n * (size_t)S * sizeof(double));
+		goto cleanup;
+	}
+	if ((rc = item_inputs(tok, topic, st, items, n, err)) < 0 ||
+	    (rc = mb_sae_act_summary(mx, im, dens, st->engine, st->sae, st->point, tok, n, T,
+				     SAE_BATCH, err)) < 0)
+		goto cleanup;
+	if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "sae.activation_by_topic",
+				     (size_t)K, (size_t)K, err)) < 0 ||
+	    (rc = mb_figure_set_text(f, "Labelled features: mean activation by the item's topic",
+				     "item topic", "feature", "mean activation", err)) < 0)
+		goto cleanup;
+	for (int a = 0; a < K; a++) {
+		char label[64];
+		const int j = st->tf.features[a].latent;
+		snprintf(label, sizeof(label), "topic=%d (latent %d)", a, j);
+		if ((rc = mb_figure_set_row_label(f, (size_t)a, label, err)) < 0)
+			goto cleanup;
+		for (int t = 0; t < K; t++) {
+			double s = 0;
+			size_t c = 0;
+			for (size_t i = 0; i < n; i++)
+				if (topic[i] == t) {
+					s += im[i * S + j];
+					c++;
+				}
+			f->values[(size_t)a * K + t] = c ? s / (double)c : NAN;
+		}
+	}
+	const int top = n < SAE_TOP ? (int)n : SAE_TOP;
+	if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_HEATMAP, "sae.top_items", (size_t)K,
+				     (size_t)top, err)) < 0 ||
+	    (rc = mb_figure_set_text(f, "Top activating items per feature (row: their topics)",
+				     "rank", "feature", "item mean activation", err)) < 0)
+		goto cleanup;
+	for (int a = 0; a < K; a++) {
+		const int j = st->tf.features[a].latent;
+		size_t best[SAE_TOP];
+		char label[128];
+		int len = snprintf(label, sizeof(label), "topic=%d: items of topics", a);
+		for (int r = 0; r < top; r++) {
+			size_t b = n;
+			for (size_t i = 0; i < n; i++) {
+				int used = 0;
+				for (int q = 0; q < r; q++)
+					used |= best[q] == i;
+				if (!used && (b == n || im[i * S + j] > im[b * S + j]))
+					b = i;
+			}
+			best[r] = b;
+			f->values[(size_t)a * top + r] = im[b * S + j];
+			if (len > 0 && (size_t)len < sizeof(label))
+				len += snprintf(label + len, sizeof(label) - (size_t)len, " %d",
+						topic[b]);
+		}
+		if ((rc = mb_figure_set_row_label(f, (size_t)a, label, err)) < 0)
+			goto cleanup;
+	}
+	for (int r = 0; r < top; r++) {
+		char label[16];
+		snprintf(label, sizeof(label), "#%d", r + 1);
+		if ((rc = mb_figure_set_col_label(f, (size_t)r, label, err)) < 0)
+			goto cleanup;
+	}
+	if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_STEM, "sae.density", 1, (size_t)S, err)) <
+		    0 ||
+	    (rc = mb_figure_set_text(f, "Activation density per latent", "latent",
+				     "fraction of positions firing", "", err)) < 0)
+		goto cleanup;
+	for (int j = 0; j < S; j++)
+		f->values[j] = dens[j];
+	rc = 0;
+cleanup:
+	free(tok);
+	free(topic);
+	free(mx);
+	free(im);
+	free(dens);
+	return rc;
+}
+
 const mb_task mb_task_sae = {
 	.name = "sae",
 	.version = 1,
@@ -392,6 +507,7 @@ const mb_task mb_task_sae = {
 	.open = sae_open,
 	.close = sae_close,
 	.run = sae_run,
+	.figures = sae_figures,
 	.derived = sae_derived,
 	.n_derived = sizeof(sae_derived) / sizeof(sae_derived[0]),
 };

@@ -845,7 +845,8 @@ int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model
 					  (uint64_t)i);
 	}
 	if ((error = engine_for(&e, model, B, T, err)) < 0 ||
-	    (error = mb_sae_max_acts(mx, e, sae, point, tok, (size_t)n_match, T, B, err)) < 0)
+	    (error = mb_sae_act_summary(mx, NULL, NULL, e, sae, point, tok, (size_t)n_match, T, B,
+					       err)) < 0)
 		goto cleanup;
 	for (int t = 0; t < out->n; t++) {
 		for (int v = 1; v < V; v++)

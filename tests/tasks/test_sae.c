@@ -123,6 +123,31 @@ Test(sae_task, values_are_finite_in_range_and_batch_invariant)
 			  i);
 		cr_expect(r[11] > 0, "item %zu: steering leaves the other tokens untouched", i);
 	}
+	/* The figures: by-topic activations, top items, density. */
+	mb_figure_list figs;
+	memset(&figs, 0, sizeof(figs));
+	cr_assert_eq(t->figures(st, l.items, n, all, &figs, &err), 0, "%s", err.msg);
+	cr_assert_eq(figs.n, 3);
+	cr_expect_str_eq(figs.items[0].name, "sae.activation_by_topic");
+	const mb_figure *bt = &figs.items[0];
+	int own = 0;
+	for (size_t a = 0; a < bt->rows; a++) {
+		size_t arg = 0;
+		for (size_t c = 1; c < bt->cols; c++)
+			if (bt->values[a * bt->cols + c] > bt->values[a * bt->cols + arg])
+				arg = c;
+		own += arg == a;
+	}
+	cr_expect(own >= 6, "only %d of 8 topic features fire most on their own topic", own);
+	const mb_figure *dn = &figs.items[2];
+	double l0 = 0;
+	for (size_t j = 0; j < dn->cols; j++)
+		l0 += dn->values[j];
+	double want = 0;
+	for (size_t i = 0; i < n; i++)
+		want += all[i * M + 2] / n;
+	cr_expect(fabs(l0 - want) < 1e-9, "density sums to %g, mean L0 is %g", l0, want);
+	mb_figure_list_dispose(&figs);
 	t->close(st);
 	/* An SAE folder that is not there: one line naming it. */
 	json_object_set_new(p, "sae", json_string("/nonexistent/sae"));
