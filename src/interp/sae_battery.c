@@ -71,6 +71,18 @@ static int edit_hook_fn(const mb_hook_tensor *t, void *payload, mb_error *err)
 	return 0;
 }
 
+/* The run of items i0 .. i0 + nb - 1 of tokens (n, seq). */
+static void batch_run(mb_run *run, const int32_t *tokens, size_t i0, int nb, int seq,
+		      const mb_hooks *hooks, mb_logits_mode logits)
+{
+	memset(run, 0, sizeof(*run));
+	run->batch = nb;
+	run->seq = seq;
+	run->tokens = tokens + i0 * (size_t)seq;
+	run->hooks = hooks;
+	run->logits = logits;
+}
+
 /* A read-only hook that gathers the point's rows. */
 typedef struct gather {
 	int d_in, n;
@@ -202,12 +214,7 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
 		const int nb = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
 		mb_run run;
-		memset(&run, 0, sizeof(run));
-		run.batch = nb;
-		run.seq = seq;
-		run.tokens = tokens + i0 * (size_t)seq;
-		run.hooks = hooks;
-		run.logits = MB_LOGITS_ALL;
+		batch_run(&run, tokens, i0, nb, seq, hooks, MB_LOGITS_ALL);
 		mb_hooks_clear(hooks);
 		if ((error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
@@ -328,12 +335,7 @@ int mb_sae_act_summary(float *max, double *item_mean, double *density, mb_engine
 	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
 		const int nb = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
 		mb_run run;
-		memset(&run, 0, sizeof(run));
-		run.batch = nb;
-		run.seq = seq;
-		run.tokens = tokens + i0 * (size_t)seq;
-		run.hooks = hooks;
-		run.logits = MB_LOGITS_NONE;
+		batch_run(&run, tokens, i0, nb, seq, hooks, MB_LOGITS_NONE);
 		if ((error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
 		mb_sae_forward(sae, &w, g.rows, g.n);

@@ -396,6 +396,37 @@ static void log_softmax(double *out, const float *z, int V)
 		out[v] = (double)z[v] - lse;
 }
 
+/* KL(softmax(zp) || softmax(zq)) over V logits, in double (detmath);
+ * lp, lq: (V) scratch. */
+static double kl_logits(double *lp, double *lq, const float *zp, const float *zq, int V)
+{
+	double k = 0.0;
+	log_softmax(lp, zp, V);
+	log_softmax(lq, zq, V);
+	for (int v = 0; v < V; v++)
+		k += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
+	return k;
+}
+
+/* L0, MSE and cos of each of nb items of seq rows of the last mb_sae_forward
+ * over rows (nb seq, D). */
+static void recon_metrics(mb_sae_item_metrics *items, const mb_sae_work *w, const float *rows,
+			  int nb, int seq, int D)
+{
+	for (int b = 0; b < nb; b++) {
+		double l0 = 0, sse = 0, cs = 0;
+		for (int t = 0; t < seq; t++) {
+			int r = b * seq + t;
+			l0 += w->nnz[r];
+			sse += w->sse[r];
+			cs += mb_sae_cos(rows + (size_t)r * D, w->x_hat + (size_t)r * D, D);
+		}
+		items[b].l0 = l0 / seq;
+		items[b].mse = sse / ((double)seq * D);
+		items[b].cos = cs / seq;
+	}
+}
+
 void mb_sae_eval_dispose(mb_sae_eval_result *r)
 {
 	free(r->items);
@@ -478,18 +509,7 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 			goto cleanup;
 		mb_sae_forward(sae, &w, g.rows, g.n);
 		mb_sae_stats_add(&st, &w, g.rows, g.n);
-		for (int it = 0; it < b.batch; it++) {
-			double l0 = 0, sse = 0, cs = 0;
-			for (int t = 0; t < b.seq; t++) {
-				int r = it * b.seq + t;
-				l0 += w.nnz[r];
-				sse += w.sse[r];
-				cs += mb_sae_cos(g.rows + (size_t)r * D, w.x_hat + (size_t)r * D, D);
-			}
-			items[it].l0 = l0 / b.seq;
-			items[it].mse = sse / ((double)b.seq * D);
-			items[it].cos = cs / b.seq;
-		}
+		recon_metrics(items, &w, g.rows, b.batch, b.seq, D);
 		const int rows = b.rows_per_item;
 		for (int it = 0; it < b.batch; it++)
 			for (int i = 0; i < rows; i++)
@@ -522,11 +542,9 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 							n_ce++;
 					}
 					if (arm > 0) {
-						double k = 0.0;
-						log_softmax(lp, clean + ((size_t)it * rows + i) * V, V);
-						log_softmax(lq, z, V);
-						for (int v = 0; v < V; v++)
-							k += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
+						double k = kl_logits(lp, lq,
+								     clean + ((size_t)it * rows + i) * V,
+								     z, V);
 						ikl += k;
 						kl[arm - 1] += k;
 						if (arm == 1)
@@ -626,18 +644,7 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 			goto cleanup;
 		mb_engine_logits_copy(e, clean);
 		mb_sae_forward(sae, &w, g.rows, g.n);
-		for (int b = 0; b < nb; b++) {
-			double l0 = 0, sse = 0, cs = 0;
-			for (int t = 0; t < seq; t++) {
-				int r = b * seq + t;
-				l0 += w.nnz[r];
-				sse += w.sse[r];
-				cs += mb_sae_cos(g.rows + (size_t)r * D, w.x_hat + (size_t)r * D, D);
-			}
-			items[b].l0 = l0 / seq;
-			items[b].mse = sse / ((double)seq * D);
-			items[b].cos = cs / seq;
-		}
+		recon_metrics(items, &w, g.rows, nb, seq, D);
 		for (int arm = 0; arm < 3; arm++) {
 			if (arm > 0) {
 				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
@@ -655,12 +662,8 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 					if (t + 1 < seq)
 						ce += mb_logits_ce(NULL, z, V, tok[(size_t)b * seq + t + 1],
 								   MB_LOGITS_DETMATH);
-					if (arm > 0) {
-						log_softmax(lp, zc, V);
-						log_softmax(lq, z, V);
-						for (int v = 0; v < V; v++)
-							kl += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
-					}
+					if (arm > 0)
+						kl += kl_logits(lp, lq, zc, z, V);
 				}
 				ce /= seq - 1;
 				if (arm == 0)
