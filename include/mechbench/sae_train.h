@@ -131,6 +131,7 @@ mb_sae_source mb_sae_tms_source(mb_sae_tms *t);
 
 /* ---- training ---- */
 
+
 typedef struct mb_sae_train_config {
 	mb_sae_arch arch;      /* MB_SAE_RELU or MB_SAE_TOPK */
 	int width;             /* S */
@@ -189,6 +190,17 @@ typedef struct mb_sae_train_result {
 int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 		 const mb_sae_train_config *cfg, mb_sae_progress_fn progress, void *payload,
 		 mb_error *err);
+
+/*
+ * Ground truth in one call: trains cfg on the plain TMS data (n_features
+ * unit directions in d dims, each active with probability p; seed) and
+ * scores recovery (mb_sae_recovery): *mmcs, *recovered, and the final
+ * step's L0 into *l0 (may be NULL). What `sae tms --sweep` prints per p and
+ * the report's TMS recovery plot draws.
+ */
+int mb_sae_tms_recovery(double *mmcs, double *recovered, double *l0, int n_features, int d,
+			double p, uint64_t seed, const mb_sae_train_config *cfg,
+			mb_error *err);
 
 /* ---- evaluation ---- */
 

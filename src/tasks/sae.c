@@ -24,6 +24,12 @@
  *                          features and give their max activations, [8, 100000]
  *                          (default 128)
  *   "seed": int            seed of the random-direction controls        (default 0)
+ *   "curves": bool         the figures hook also trains the TMS recovery
+ *                          sweep and the L0 / CE-recovered Pareto SAEs (tens
+ *                          of seconds; `run` and `report` only, never `gate`)
+ *                                                                  (default false)
+ * The SAE folder is read relative to the working directory (the repository
+ * root, where suites run).
  *
  * open: loads the model and the SAE, reads the recipe from the model's
  * training_state.json, labels each topic's latent (mb_sae_topic_features_init).
@@ -190,7 +196,8 @@ static int sae_generate(mb_item_list *out, uint64_t seed, const json_t *params, 
 static int sae_check_params(const mb_json_doc *doc, const json_t *params, const char *at,
 			    mb_error *err)
 {
-	static const char *const allowed[] = {"sae", "steer", "match_seqs", "seed", NULL};
+	static const char *const allowed[] = {"sae", "steer", "match_seqs", "seed", "curves", NULL};
+	int curves;
 	const char *s = NULL;
 	double k = 4;
 	int64_t v;
@@ -206,7 +213,8 @@ static int sae_check_params(const mb_json_doc *doc, const json_t *params, const 
 	    (rc = mb_json_get_number(doc, (json_t *)params, at, "steer", 0, &k, err)) < 0 ||
 	    (rc = mb_json_get_int(doc, (json_t *)params, at, "match_seqs", 0, 8, 100000, &v,
 				  err)) < 0 ||
-	    (rc = mb_json_get_int(doc, (json_t *)params, at, "seed", 0, 0, INT64_MAX, &v, err)) < 0)
+	    (rc = mb_json_get_int(doc, (json_t *)params, at, "seed", 0, 0, INT64_MAX, &v, err)) < 0 ||
+	    (rc = mb_json_get_bool(doc, (json_t *)params, at, "curves", 0, &curves, err)) < 0)
 		return rc;
 	if (!(k > 0 && k <= 100)) {
 		char field[256];
@@ -226,6 +234,8 @@ typedef struct sae_state {
 	double steer;
 	uint64_t seed;
 	int seq;
+	int curves;
+	char model_dir[4096];
 } sae_state;
 
 static void sae_close(void *state)
@@ -258,11 +268,14 @@ static int sae_open(void **out, const char *model_dir, const json_t *params, mb_
 		match = (int)json_integer_value(v);
 	if ((v = params ? json_object_get(params, "seed") : NULL))
 		st->seed = (uint64_t)json_integer_value(v);
+	if ((v = params ? json_object_get(params, "curves") : NULL))
+		st->curves = json_is_true(v);
 	v = params ? json_object_get(params, "sae") : NULL;
 	if (!v || !json_is_string(v)) {
 		rc = mb_error_set(err, MB_EINVALID, "params.sae: the SAE folder is required");
 		goto cleanup;
 	}
+	snprintf(st->model_dir, sizeof(st->model_dir), "%s", model_dir);
 	if ((rc = mb_model_load(&st->model, model_dir, err)) < 0 ||
 	    (rc = mb_sae_load(&st->sae, json_string_value(v), err)) < 0)
 		goto cleanup;
@@ -388,12 +401,128 @@ cleanup:
 /* ---- figures ---- */
 
 #define SAE_TOP 5
+#define SAE_N_P 4      /* TMS sparsities: p = 0.04 x 2^i */
+#define SAE_N_K 4      /* Pareto: TopK k = 2^(i+1) */
+#define SAE_PARETO_TOKENS 32768
+
+/* TMS recovery as features get denser: the preset of `sae tms` (48 features
+ * in 24 dims, TopK width 96, k 3, 204,800 rows of 256, lr 3e-3, seed 1) at
+ * p = 0.04, 0.08, 0.16, 0.32. */
+static int tms_figure(mb_figure_list *out, mb_error *err)
+{
+	mb_sae_train_config cfg = mb_sae_train_defaults(MB_SAE_TOPK);
+	double x[SAE_N_P], mm[SAE_N_P], rec[SAE_N_P];
+	mb_figure *f;
+	int rc;
+
+	cfg.width = 96;
+	cfg.k = 3;
+	cfg.tokens = 256 * 800;
+	cfg.batch = 256;
+	cfg.lr = 0.003;
+	cfg.seed = 1;
+	for (int i = 0; i < SAE_N_P; i++) {
+		x[i] = 0.04 * (double)(1 << i);
+		if ((rc = mb_sae_tms_recovery(&mm[i], &rec[i], NULL, 48, 24, x[i], 1, &cfg, err)) < 0)
+			return rc;
+	}
+	if ((rc = mb_figure_list_add(out, &f, MB_FIGURE_LINES, "sae.tms_recovery", 2, SAE_N_P,
+				     err)) < 0 ||
+	    (rc = mb_figure_set_text(f, "Toy model of superposition: recovery as features get "
+				     "denser (48 features in 24 dims, TopK 96, k 3)",
+				     "p (probability a feature is active)", "recovery", "", err)) < 0 ||
+	    (rc = mb_figure_set_x(f, x, err)) < 0 ||
+	    (rc = mb_figure_set_row_label(f, 0, "MMCS", err)) < 0 ||
+	    (rc = mb_figure_set_row_label(f, 1, "fraction recovered (cos >= 0.9)", err)) < 0)
+		return rc;
+	for (int i = 0; i < SAE_N_P; i++) {
+		f->values[i] = mm[i];
+		f->values[SAE_N_P + i] = rec[i];
+	}
+	return 0;
+}
+
+/* L0 against CE loss recovered on the entry's items for TopK SAEs of the
+ * entry SAE's width and hook at k = 2, 4, 8, 16, each trained on
+ * SAE_PARETO_TOKENS rows of the model's language (seed 0). */
+static int pareto_figure(mb_figure_list *out, sae_state *st, const int32_t *tok, size_t n,
+			 mb_error *err)
+{
+	double l0[SAE_N_K], ce[SAE_N_K];
+	mb_sae_item_metrics *q = malloc(n * sizeof(*q));
+	mb_figure *f;
+	int rc = 0;
+
+	if (!q)
+		return mb_error_oom(err, "sae pareto", n * sizeof(*q));
+	for (int i = 0; i < SAE_N_K && rc == 0; i++) {
+		mb_sae_corpus *c = NULL;
+		mb_sae_acts *a = NULL;
+		mb_sae *s = NULL;
+		mb_sae_train_result res;
+		mb_sae_source src;
+		mb_sae_train_config cfg = mb_sae_train_defaults(MB_SAE_TOPK);
+		cfg.width = st->sae->d_sae;
+		cfg.k = 2 << i;
+		cfg.tokens = SAE_PARETO_TOKENS;
+		cfg.batch = 1024;
+		memset(&res, 0, sizeof(res));
+		if ((rc = mb_sae_corpus_open_zoo(&c, st->model_dir, 0, err)) == 0 &&
+		    (rc = mb_sae_acts_init(&a, st->model, st->point, c, 8, 0, err)) == 0) {
+			src = mb_sae_acts_source(a);
+			rc = mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, err);
+		}
+		if (rc == 0)
+			rc = mb_sae_item_quality(q, st->engine, s, st->point, tok, n, st->seq, SAE_BATCH,
+						 err);
+		if (rc == 0) {
+			double sl = 0, sc = 0;
+			for (size_t j = 0; j < n; j++) {
+				double den = q[j].ce_zero - q[j].ce_clean;
+				sl += q[j].l0;
+				sc += den != 0.0 ? (q[j].ce_zero - q[j].ce_sae) / den : 0.0;
+			}
+			l0[i] = sl / (double)n;
+			ce[i] = sc / (double)n;
+		}
+		json_decref(res.record);
+		mb_sae_free(s);
+		mb_sae_acts_free(a);
+		mb_sae_corpus_free(c);
+	}
+	if (rc == 0 &&
+	    ((rc = mb_figure_list_add(out, &f, MB_FIGURE_LINES, "sae.pareto", 1, SAE_N_K, err)) <
+		     0 ||
+	     (rc = mb_figure_set_text(f, "Sparsity against fidelity: TopK SAEs at k = 2, 4, 8, 16 "
+				      "on the entry's hook",
+				      "L0 (mean active latents)", "CE loss recovered", "", err)) < 0 ||
+	     (rc = mb_figure_set_row_label(f, 0, "CE loss recovered", err)) < 0)) {
+		free(q);
+		return rc;
+	}
+	if (rc == 0) {
+		for (int i = 0; i < SAE_N_K; i++)
+			f->values[i] = ce[i];
+		/* L0 is at most k and grows with it; should two come out equal,
+		 * plot over k instead */
+		if (mb_figure_set_x(f, l0, err) < 0) {
+			double kx[SAE_N_K];
+			for (int i = 0; i < SAE_N_K; i++)
+				kx[i] = 2 << i;
+			rc = mb_figure_set_x(f, kx, err);
+		}
+	}
+	free(q);
+	return rc;
+}
 
 /*
  * The report's pictures of the SAE on the entry's items: each labelled
  * feature's mean activation by item topic (a selective feature lights its
  * own column), its top activating items (their mean activation, the row
- * label listing their topics), and every latent's activation density.
+ * label listing their topics), every latent's activation density; with
+ * params.curves, TMS recovery against sparsity and the L0 / CE-recovered
+ * Pareto curve.
  */
 static int sae_figures(void *state, const mb_item *items, size_t n, const double *values,
 		       mb_figure_list *out, mb_error *err)
@@ -482,6 +611,9 @@ static int sae_figures(void *state, const mb_item *items, size_t n, const double
 		goto cleanup;
 	for (int j = 0; j < S; j++)
 		f->values[j] = dens[j];
+	if (st->curves &&
+	    ((rc = tms_figure(out, err)) < 0 || (rc = pareto_figure(out, st, tok, n, err)) < 0))
+		goto cleanup;
 	rc = 0;
 cleanup:
 	free(tok);

@@ -808,6 +808,32 @@ cleanup:
 	return error;
 }
 
+/* ---- ground truth in one call ---- */
+
+int mb_sae_tms_recovery(double *mmcs, double *recovered, double *l0, int n_features, int d,
+			double p, uint64_t seed, const mb_sae_train_config *cfg, mb_error *err)
+{
+	mb_sae_tms t;
+	mb_sae *s = NULL;
+	mb_sae_train_result res;
+	mb_sae_source src;
+	int error;
+
+	memset(&res, 0, sizeof(res));
+	if ((error = mb_sae_tms_init(&t, n_features, d, p, seed, err)) < 0)
+		return error;
+	src = mb_sae_tms_source(&t);
+	error = mb_sae_train(&s, &res, &src, cfg, NULL, NULL, err);
+	if (error == 0)
+		error = mb_sae_recovery(mmcs, recovered, NULL, s, t.directions, t.n_features, err);
+	if (error == 0 && l0)
+		*l0 = res.final.l0;
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_sae_tms_dispose(&t);
+	return error;
+}
+
 /* ---- labelled features for the causal battery ---- */
 
 void mb_sae_topic_features_dispose(mb_sae_topic_features *tf)
