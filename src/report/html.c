@@ -427,6 +427,8 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 			}
 		}
 		fputs("</table>\n", f);
+		if (strcmp(r->task, "sae") == 0 && (error = mb_html_sae_features(f, r, err)) < 0)
+			return error;
 		if (r->artifact && (error = artifact_section(f, r->artifact, err)) < 0)
 			return error;
 		if (figures && figures[e].n) {
