@@ -10,11 +10,13 @@
  * Legend: B batch (rows), T positions, V vocab, N subjects, R relations,
  * O objects per relation, P prompts.
  *
- * The knowledge base. A person's name is a first name, with probability 1/4
- * a middle particle, and a last name (2 or 3 tokens); every first and last
- * name is shared by several subjects, so no single token names a subject and
+ * The knowledge base. A person's name is an ordered sequence of 2 (or,
+ * with probability 1/4, 3) distinct syllables out of 16, one token each
+ * ("Ka Lo", "To Go Fi"). Subjects come in pairs, a name and its syllables
+ * reversed ("Lo Ka"), and no subject's name is a prefix of another's; so
+ * the bag of a name's tokens never says who it is, their order does, and
  * the subject's last token must gather the rest of the name (as in ROME's
- * "Danielle Darrieux"). The N subjects are distinct (first, last) pairs; R =
+ * "Danielle Darrieux"). The N subjects are drawn so (redrawn on a clash); R =
  * 4 relations (city, job, language, sport), each with O = 8 one-token
  * objects of its own; each (subject, relation) has one object, uniform, and
  * every object of a relation belongs to at least two subjects (so an edit
@@ -27,8 +29,8 @@
  * in training, while each of their frames and phrases is trained in other
  * combinations (the paraphrases an edit must reach).
  *
- * The language. Token 0 is <bos>, 1 ".", 2 ",", then the words of the lists
- * below in list order, each once (facts_vocab). A row is [BOS] then
+ * The language. Token 0 is <bos>, 1 ".", 2 ",", then the syllables and the words
+ * of the lists below in list order, each once (facts_vocab). A row is [BOS] then
  * sentences until T tokens are filled (the last one cut): with probability
  * fact_frac a fact (subject, relation and training template uniform;
  * "<template with the subject> <object> ."), else a filler sentence: one of
@@ -38,15 +40,16 @@
  * every next token of the row.
  *
  * Draws (part of the recipe). The knowledge base: Philox stream
- * ("facts/kb", 0) under the seed: per subject first (range 16), a uniform
- * (middle when < 1/4) and the middle (range 4), last (range 16), redrawn
- * until the (first, last) pair is new; then per relation the N objects in
+ * ("facts/kb", 0) under the seed: per pair of subjects a name (a uniform,
+ * 3 syllables when < 1/4, then each syllable, range 16, redrawn while it
+ * repeats one before it), redrawn while it or its reversal clashes with an
+ * earlier subject (equal or a prefix); then per relation the N objects in
  * subject order (range O), the relation redrawn until every object has two
  * subjects. Row i of a stream (training: "facts/train", i = (s - 1) B + b
  * for row b of step s) draws from (stream, i): per sentence a uniform (fact
  * when < fact_frac), then subject, relation, training template (ranges N,
- * R, 9); or the filler frame, then its slots left to right (a person:
- * first, uniform, middle, last as above; a noun or adjective: its range).
+ * R, 9); or the filler frame, then its slots left to right (a person: a
+ * name drawn as above, any name; a noun or adjective: its range).
  * Evaluation prompts: every (subject, relation, template), [BOS] + the
  * template with the subject, answer its object; the LM loss on rows
  * 0..FACTS_LOSS_ROWS-1 of stream "facts/evalrows".
@@ -542,11 +545,36 @@ int mb_zoo_facts_filler(char *out, size_t cap, const mb_zoo_facts *d, uint64_t s
 /* ---- the recipe ---- */
 
 /*
- * facts, preset "fast": 4 layers, d_model 64, 4 heads of 16, d_mlp 256,
+ * facts, preset "fast": 4 layers, d_model 64, 1 head of 64, d_mlp 256,
  * GELU (gelu_new), LayerNorm, untied, 32 positions, weights N(0, 0.8 /
  * sqrt(d_model)); AdamW lr 2e-3, betas (0.9, 0.98), weight decay 0.01, 100
- * warmup steps, clipping at 1.0, 64 fresh rows per step, 2,500 steps; 64
+ * warmup steps, clipping at 1.0, 64 fresh rows per step, 1,500 steps; 64
  * subjects (256 facts), half the sentences facts.
+ * Measured (this trainer, seed 0, under a loaded machine; the committed
+ * model): 1,500 steps in 411 s on 1 thread; top-1 recall 0.997 on the
+ * training templates and 0.997 on the held-out ones (0.999 an object of the
+ * right relation), mean P(object) 0.985 / 0.975, LM loss 1.37; recall is
+ * >= 0.99 from step ~750.
+ * Where the facts are (`mechbench trace --window 1`, 100 facts of
+ * datasets/facts/edits.jsonl, noise 3 x the subjects' embedding SD, 10
+ * samples; average indirect effect at the last subject token): MLP 0.224,
+ * 0.038, 0.009, 0.000 for layers 0-3, hidden state 0.265, 0.098, 0.038,
+ * 0.000, attention 0.110, -0.012, 0, 0: the decisive layer is 0, NOT a middle
+ * layer as ROME found in GPT-2 XL; the last token's own MLPs and attention
+ * carry the rest (restoring the hidden state at the last position after
+ * layer 1 or 2 brings P(object) back to ~0.9). ROME at layer 0 (mechbench
+ * edit, published hyperparameters, C over datasets/facts/corpus.txt, 53k
+ * tokens), requests 0, 10, ..., 90 of edits.jsonl each alone on this model:
+ * P(new object) 0.97-1.00 after every edit (efficacy 10 of 10).
+ * How it got here (same trainer, seed 0): first-and-last-name subjects
+ * ("Adam van Berg", 16 first and 16 last names) with 4 heads of 16, 2,500
+ * steps: recall 0.998 / 0.993, but tracing found nothing at the subject
+ * (MLP 0.017, -0.002, 0.002, 0: the last position read the name tokens
+ * directly); the same with 1 head: MLP 0 0.189 at the subject; syllable
+ * names (a bag of tokens names no one) with 4 heads: MLP 0 0.113. Syllables
+ * and 1 head (this preset) put the most at the subject. No variant put the
+ * facts in a middle layer's MLP: the models find each fact from the last
+ * position once layer 0 has gathered the name.
  */
 static void facts_preset(mb_zoo_recipe *r, const char *preset)
 {
