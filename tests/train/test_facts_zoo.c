@@ -111,23 +111,34 @@ Test(facts_zoo, knows_its_facts_on_training_templates_and_most_on_held_out_ones)
 {
 	facts_fx f;
 	const int R = mb_zoo_facts_relations(), K = mb_zoo_facts_templates();
-	int32_t tok[32], len[1], answer;
+	int32_t tok[48][32], rows[48 * 32], len[48], answer[48];
 	double hit[2] = {0}, cnt[2] = {0};
 	mb_error err = {0};
 
-	fx_open(&f, 1);
-	for (int s = 0; s < mb_zoo_facts_subjects(f.kb); s++)
-		for (int r = 0; r < R; r++)
-			for (int t = 0; t < K; t++) {
-				int first, last, h = mb_zoo_facts_is_heldout(r, t);
-				len[0] = encode(tok, &first, &last, &answer, &f, s, r, t);
-				mb_run run = {.batch = 1, .seq = len[0], .tokens = tok,
-					      .logits = MB_LOGITS_LAST};
-				cr_assert_eq(mb_engine_forward(f.e, &run, &err), 0, "%s", err.msg);
-				hit[h] += mb_logits_argmax(mb_engine_logits_row(f.e, 0, 0),
-							   f.m->cfg.n_vocab) == answer;
-				cnt[h]++;
-			}
+	cr_assert_leq(R * K, 48);
+	fx_open(&f, R * K);
+	/* One batch per subject: every relation and template, packed at the
+	 * longest prompt's length (the engine reads each row's last token). */
+	for (int s = 0; s < mb_zoo_facts_subjects(f.kb); s++) {
+		int seq = 0;
+		for (int i = 0; i < R * K; i++) {
+			int first, last;
+			len[i] = encode(tok[i], &first, &last, &answer[i], &f, s, i / K, i % K);
+			seq = len[i] > seq ? len[i] : seq;
+		}
+		for (int i = 0; i < R * K; i++)
+			for (int j = 0; j < seq; j++)
+				rows[i * seq + j] = j < len[i] ? tok[i][j] : 0;
+		mb_run run = {.batch = R * K, .seq = seq, .tokens = rows, .lengths = len,
+			      .logits = MB_LOGITS_LAST};
+		cr_assert_eq(mb_engine_forward(f.e, &run, &err), 0, "%s", err.msg);
+		for (int i = 0; i < R * K; i++) {
+			int h = mb_zoo_facts_is_heldout(i / K, i % K);
+			hit[h] += mb_logits_argmax(mb_engine_logits_row(f.e, i, 0),
+						   f.m->cfg.n_vocab) == answer[i];
+			cnt[h]++;
+		}
+	}
 	printf("facts_zoo: top-1 recall %.4f on %g training-template prompts, %.4f on %g "
 	       "held-out-template prompts\n", hit[0] / cnt[0], cnt[0], hit[1] / cnt[1], cnt[1]);
 	cr_expect_geq(hit[0] / cnt[0], f.r.check_fact_acc);
