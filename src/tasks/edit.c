@@ -8,26 +8,29 @@
  * contexts (the bare prompt and the sampled prefixes), U unrelated prompts,
  * G generation prompts.
  *
- * Items (generate). A dataset is made from a file of requests, one JSON
- * object per line (CounterFact's fields under shorter names):
+ * Items. One edit request per item, in the fields of the zoo's facts
+ * datasets (CounterFact's, Meng et al. 2022 appendix C):
  *   "subject"       the subject ("Danielle Darrieux"; may be several tokens)
- *   "relation"      its relation id (the stratum)
+ *   "relation"      its relation (the stratum)
  *   "prompt"        the edit prompt, "{}" where the subject goes ("The mother
  *                   tongue of {} is"); the object follows after a space
  *   "target_true"   the object the model should know (o^c)
  *   "target_new"    the object the edit writes (o*)
- *   "paraphrases"   [full prompts that state the same fact in other words]
- *   "neighbourhood" [full prompts of other subjects with the same relation and
- *                   the same true object: they must keep it]
- *   "unrelated"     [full prompts for the KL of the next-token distribution]
- *   "generation"    optional [full prompts for the fluency continuations];
- *                   default: the edit prompt and the paraphrases
+ *   "paraphrase_prompts"   full prompts stating the same fact in other words
+ *   "neighborhood_prompts" full prompts of other subjects with the same
+ *                   relation and the same true object: they must keep it
+ *   "unrelated_prompts"    full prompts for the KL of the next token
+ *   "generation_prompts"   optional, full prompts for the fluency
+ *                   continuations; default: the edit prompt and paraphrases
  *   "kl_prompt"     optional: the essence prompt of v* ("{} is a" in the
  *                   paper); default: the edit prompt
- * generate's params: {"source": path relative to the repository root (where
- * `mechbench datasets` runs) or absolute, "source_sha256": the sha256 of its
- * bytes}; the item's input is the line's object, its stratum the relation,
- * its cluster the subject.
+ * A prompt list holds strings or objects whose "prompt" is the string;
+ * "case_id", "attribute_prompts" and "same_subject_prompts" are accepted and
+ * not read. generate: with params {"source": path relative to the repository
+ * root (where `mechbench datasets` runs) or absolute, "source_sha256": the
+ * sha256 of its bytes}, one request object per line of that file becomes an
+ * item (stratum the relation, cluster the subject): CounterFact itself, or
+ * requests written for a downloaded model.
  *
  * Run params (check_params): "layer" (required: the MLP ROME edits, the
  * decisive layer of causal tracing), "control_layer" (required: a
@@ -210,17 +213,29 @@ static const mb_metric_diff ed_derived[] = {
 
 /* ---- items ------------------------------------------------------------------- */
 
-static const char *const ed_fields[] = {"subject", "relation", "prompt", "target_true",
-					"target_new", "paraphrases", "neighbourhood", "unrelated",
-					"generation", "kl_prompt", NULL};
+static const char *const ed_fields[] = {"case_id", "subject", "relation", "prompt",
+					"target_true", "target_new", "paraphrase_prompts",
+					"neighborhood_prompts", "unrelated_prompts",
+					"generation_prompts", "attribute_prompts",
+					"same_subject_prompts", "kl_prompt", NULL};
+
+/* The text of element i of a prompt list: a string, or an object's "prompt". */
+static const char *prompt_at(const json_t *arr, size_t i)
+{
+	const json_t *v = json_array_get(arr, i);
+
+	if (json_is_object(v))
+		v = json_object_get(v, "prompt");
+	return json_is_string(v) && json_string_length(v) ? json_string_value(v) : NULL;
+}
 
 /* Checks one request object; what names it in errors ("file:7", "item <key>"). */
 static int check_request(const json_t *o, const char *what, mb_error *err)
 {
 	static const char *const strs[] = {"subject", "relation", "prompt", "target_true",
 					   "target_new"};
-	static const char *const lists[] = {"paraphrases", "neighbourhood", "unrelated",
-					    "generation"};
+	static const char *const lists[] = {"paraphrase_prompts", "neighborhood_prompts",
+					    "unrelated_prompts", "generation_prompts"};
 	const char *key;
 	json_t *v;
 
@@ -256,10 +271,10 @@ static int check_request(const json_t *o, const char *what, mb_error *err)
 			return mb_error_set(err, MB_EINVALID, "%s: \"%s\": expected an array of 1 to "
 					    "256 prompts", what, lists[i]);
 		for (size_t j = 0; j < json_array_size(v); j++)
-			if (!json_is_string(json_array_get(v, j)) ||
-			    !json_string_length(json_array_get(v, j)))
+			if (!prompt_at(v, j))
 				return mb_error_set(err, MB_EINVALID, "%s: \"%s\"[%zu]: expected a "
-						    "non-empty string", what, lists[i], j);
+						    "non-empty string or an object with one in "
+						    "\"prompt\"", what, lists[i], j);
 	}
 	return 0;
 }
@@ -585,8 +600,8 @@ static int encode_list(ed_prompts *p, const mb_tokenizer *t, const json_t *arr, 
 		return mb_error_oom(err, what, n);
 	for (size_t i = 0; i < n; i++, p->n++) {
 		int *len = &p->len[extra + (int)i];
-		if ((rc = mb_tokenizer_encode(t, json_string_value(json_array_get(arr, i)),
-					      &p->tok[extra + (int)i], len, err)) < 0)
+		if ((rc = mb_tokenizer_encode(t, prompt_at(arr, i), &p->tok[extra + (int)i], len,
+					      err)) < 0)
 			return mb_error_prefix(err, "%s: %s[%zu]", what, field, i);
 		if (*len < 1 || *len > max_len)
 			return mb_error_set(err, MB_EINVALID, "%s: %s[%zu]: %d tokens, need 1 to %d "
@@ -651,22 +666,22 @@ static int item_parse(ed_item *it, const ed_state *st, const mb_item *item, int 
 		int max_probe = T - (it->n_obj[0] > it->n_obj[1] ? it->n_obj[0] : it->n_obj[1]) + 1;
 		int ctx = (st->n_pre > 1 ? (int)st->p.prefix_len : 0) + it->n_prompt +
 			  it->n_obj[0] - 1;
-		const json_t *gen = json_object_get(o, "generation");
+		const json_t *gen = json_object_get(o, "generation_prompts");
 
 		if (ctx > T || it->n_kl + (st->n_pre > 1 ? (int)st->p.prefix_len : 0) > T ||
 		    it->n_prompt > max_probe)
 			return mb_error_set(err, MB_EINVALID, "%s: the longest context (a prefix, the "
 					    "prompt and the new object) is %d tokens, more than "
 					    "n_positions %d", what, ctx, T);
-		if ((rc = encode_list(&it->probe, t, json_object_get(o, "paraphrases"), 1, V,
-				      max_probe, what, "paraphrases", err)) < 0)
+		if ((rc = encode_list(&it->probe, t, json_object_get(o, "paraphrase_prompts"), 1, V,
+				      max_probe, what, "paraphrase_prompts", err)) < 0)
 			return rc;
 		it->n_para = it->probe.n - 1;
 		{
 			/* append the neighbourhood to the probe list */
 			ed_prompts nb = {0};
-			rc = encode_list(&nb, t, json_object_get(o, "neighbourhood"), 0, V, max_probe,
-					 what, "neighbourhood", err);
+			rc = encode_list(&nb, t, json_object_get(o, "neighborhood_prompts"), 0, V,
+					 max_probe, what, "neighborhood_prompts", err);
 			if (rc == 0) {
 				int32_t **tk = realloc(it->probe.tok, sizeof(*tk) *
 							(size_t)(it->probe.n + nb.n));
@@ -697,16 +712,17 @@ static int item_parse(ed_item *it, const ed_state *st, const mb_item *item, int 
 			return mb_error_oom(err, what, (size_t)it->n_prompt);
 		memcpy(it->probe.tok[0], it->prompt, sizeof(int32_t) * (size_t)it->n_prompt);
 		it->probe.len[0] = it->n_prompt;
-		if ((rc = encode_list(&it->unrel, t, json_object_get(o, "unrelated"), 0, V, T, what,
-				      "unrelated", err)) < 0)
+		if ((rc = encode_list(&it->unrel, t, json_object_get(o, "unrelated_prompts"), 0, V, T,
+				      what, "unrelated_prompts", err)) < 0)
 			return rc;
 		if (gen) {
 			rc = encode_list(&it->gen, t, gen, 0, V, T - (int)st->p.gen_tokens, what,
 					 "generation", err);
 		} else {
 			/* the edit prompt and the paraphrases */
-			rc = encode_list(&it->gen, t, json_object_get(o, "paraphrases"), 1, V,
-					 T - (int)st->p.gen_tokens, what, "paraphrases", err);
+			rc = encode_list(&it->gen, t, json_object_get(o, "paraphrase_prompts"), 1,
+					 V, T - (int)st->p.gen_tokens, what, "paraphrase_prompts",
+					 err);
 			if (rc == 0) {
 				it->gen.tok[0] = malloc(sizeof(int32_t) * (size_t)it->n_prompt);
 				if (!it->gen.tok[0])
@@ -1222,6 +1238,7 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 		    (rc = mb_figure_set_text(f, title, "token position", "layer",
 					     "indirect effect", err)) < 0)
 			goto cleanup;
+		f->diverging = 1;
 		for (int g = 0; g < G; g++)
 			if ((rc = mb_figure_set_col_label(f, (size_t)g, mb_trace_pos_name(g), err)) < 0)
 				goto cleanup;
@@ -1232,8 +1249,8 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 				goto cleanup;
 			for (int g = 0; g < G; g++) {
 				size_t q = (size_t)k * L * G + (size_t)l * G + (size_t)g;
-				/* an empty group (one-token subjects have no middle) draws as 0 */
-				f->values[l * G + g] = cnt[q] ? sum[q] / (double)cnt[q] : 0.0;
+				/* NaN: no item has the group (two-token subjects have no middle) */
+				f->values[l * G + g] = cnt[q] ? sum[q] / (double)cnt[q] : NAN;
 			}
 		}
 	}
