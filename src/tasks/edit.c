@@ -348,18 +348,51 @@ cleanup:
 
 /* ---- params ------------------------------------------------------------------ */
 
+#define ED_MAX_SEQ_POINTS 16
+
 typedef struct ed_params {
 	int64_t layer, control_layer, seed, steps, prefixes, prefix_len, corpus_sequences,
 		corpus_len, gen_tokens;
 	double control_scale;
+	int64_t seq[ED_MAX_SEQ_POINTS]; /* "sequential": ascending edit counts */
+	int n_seq;
 } ed_params;
+
+/* params.sequential: 1 to 16 ascending edit counts in [1, 100000]. */
+static int read_sequential(ed_params *p, const mb_json_doc *doc, const json_t *o, const char *at,
+			   mb_error *err)
+{
+	json_t *a = json_object_get(o, "sequential");
+	char f[256];
+
+	p->n_seq = 0;
+	if (!a)
+		return 0;
+	mb_json_path_key(f, sizeof(f), at, "sequential");
+	if (!json_is_array(a) || json_array_size(a) < 1 || json_array_size(a) > ED_MAX_SEQ_POINTS)
+		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected 1 to %d edit "
+						 "counts", ED_MAX_SEQ_POINTS)
+			   : MB_EINVALID;
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		json_t *v = json_array_get(a, i);
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 100000 ||
+		    (i && json_integer_value(v) <= p->seq[i - 1]))
+			return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected "
+							 "ascending edit counts in [1, 100000]")
+				   : MB_EINVALID;
+		p->seq[p->n_seq++] = json_integer_value(v);
+	}
+	return 0;
+}
 
 static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *params,
 		       const char *at, mb_error *err)
 {
 	static const char *const allowed[] = {"layer", "control_layer", "seed", "steps",
 					      "prefixes", "prefix_len", "corpus_sequences",
-					      "corpus_len", "gen_tokens", "control_scale", NULL};
+					      "corpus_len", "gen_tokens", "control_scale",
+					      "sequential", NULL};
 	json_t *o = (json_t *)params;
 	double cs = 1.0;
 	int rc;
@@ -370,6 +403,8 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 		return doc ? mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object "
 						 "with layer and control_layer")
 			   : mb_error_set(err, MB_EINVALID, "params: expected an object");
+	if ((rc = read_sequential(p, doc, o, at, err)) < 0)
+		return rc;
 	if (!doc) /* already checked against the spec: read the values */
 		goto read;
 	if ((rc = mb_json_check_keys(doc, o, at, allowed, err)) < 0 ||
@@ -1080,63 +1115,256 @@ cleanup:
 	return rc;
 }
 
+static void work_dispose(ed_work *wk)
+{
+	mb_engine_free(wk->e);
+	free(wk->proj);
+	free(wk->bt.tokens);
+	free(wk->bt.len);
+	free(wk->bt.pos);
+	free(wk->margin);
+	free(wk->scratch);
+	free(wk->z_base);
+	free(wk->z_new);
+	free(wk->kl_scratch);
+	memset(wk, 0, sizeof(*wk));
+}
+
+/* A private copy of c_proj and an engine over it for B rows, with room for
+ * n_probe probe prompts and n_unrel unrelated ones. */
+static int work_init(ed_work *wk, const ed_state *st, int B, int n_probe, int n_unrel,
+		     mb_error *err)
+{
+	const mb_engine_config *c = &st->m->cfg;
+	const size_t proj_n = (size_t)c->n_layer * (size_t)c->d_mlp * (size_t)c->d_model;
+	const int T = c->n_ctx;
+	mb_engine_opts eo = {.max_batch = B, .max_seq = T, .keep_activations = 1};
+
+	memset(wk, 0, sizeof(*wk));
+	wk->st = st;
+	wk->w = st->m->w;
+	wk->proj = malloc(sizeof(float) * proj_n);
+	wk->bt.tokens = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
+	wk->bt.len = malloc(sizeof(int32_t) * (size_t)B);
+	wk->bt.pos = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
+	wk->margin = malloc(sizeof(double) * (size_t)n_probe);
+	wk->scratch = malloc(sizeof(double) * (size_t)n_probe);
+	wk->z_base = malloc(sizeof(float) * (size_t)n_unrel * (size_t)c->n_vocab);
+	wk->z_new = malloc(sizeof(float) * (size_t)n_unrel * (size_t)c->n_vocab);
+	wk->kl_scratch = malloc(sizeof(double) * 2 * (size_t)c->n_vocab);
+	if (!wk->proj || !wk->bt.tokens || !wk->bt.len || !wk->bt.pos || !wk->margin ||
+	    !wk->scratch || !wk->z_base || !wk->z_new || !wk->kl_scratch) {
+		work_dispose(wk);
+		return mb_error_oom(err, "edit item", sizeof(float) * proj_n);
+	}
+	memcpy(wk->proj, st->m->w.proj_w, sizeof(float) * proj_n);
+	wk->w.proj_w = wk->proj;
+	return mb_engine_init(&wk->e, c, &wk->w, &eo, err);
+}
+
+/* The rows an item needs at once: its contexts, probes, unrelated and
+ * generation prompts. */
+static int item_rows(const ed_state *st, const ed_item *it)
+{
+	int B = st->n_pre + 1;
+
+	B = it->probe.n > B ? it->probe.n : B;
+	B = it->unrel.n > B ? it->unrel.n : B;
+	return it->gen.n > B ? it->gen.n : B;
+}
+
 static int ed_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
 {
 	const ed_state *st = state;
-	const mb_engine_config *c = &st->m->cfg;
-	const size_t proj_n = (size_t)c->n_layer * (size_t)c->d_mlp * (size_t)c->d_model;
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		ed_item it = {0};
-		ed_work wk = {.st = st};
-		int B, T = c->n_ctx, maxobj = c->n_ctx - 1;
+		ed_work wk;
 
-		if ((rc = item_parse(&it, st, &items[i], maxobj, err)) < 0) {
-			item_dispose(&it);
-			break;
-		}
-		B = st->n_pre + 1;
-		if (it.probe.n > B)
-			B = it.probe.n;
-		if (it.unrel.n > B)
-			B = it.unrel.n;
-		if (it.gen.n > B)
-			B = it.gen.n;
-		wk.w = st->m->w;
-		wk.proj = malloc(sizeof(float) * proj_n);
-		wk.bt.tokens = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
-		wk.bt.len = malloc(sizeof(int32_t) * (size_t)B);
-		wk.bt.pos = malloc(sizeof(int32_t) * (size_t)B * (size_t)T);
-		wk.margin = malloc(sizeof(double) * (size_t)it.probe.n);
-		wk.scratch = malloc(sizeof(double) * (size_t)it.probe.n);
-		wk.z_base = malloc(sizeof(float) * (size_t)it.unrel.n * (size_t)c->n_vocab);
-		wk.z_new = malloc(sizeof(float) * (size_t)it.unrel.n * (size_t)c->n_vocab);
-		wk.kl_scratch = malloc(sizeof(double) * 2 * (size_t)c->n_vocab);
-		if (!wk.proj || !wk.bt.tokens || !wk.bt.len || !wk.bt.pos || !wk.margin ||
-		    !wk.scratch || !wk.z_base || !wk.z_new || !wk.kl_scratch) {
-			rc = mb_error_oom(err, "edit item", sizeof(float) * proj_n);
-		} else {
-			mb_engine_opts eo = {.max_batch = B, .max_seq = T, .keep_activations = 1};
-			memcpy(wk.proj, st->m->w.proj_w, sizeof(float) * proj_n);
-			wk.w.proj_w = wk.proj;
-			rc = mb_engine_init(&wk.e, c, &wk.w, &eo, err);
-			if (rc == 0)
-				rc = run_item(&wk, &items[i], &it, values + i * M_COUNT, err);
-		}
-		mb_engine_free(wk.e);
-		free(wk.proj);
-		free(wk.bt.tokens);
-		free(wk.bt.len);
-		free(wk.bt.pos);
-		free(wk.margin);
-		free(wk.scratch);
-		free(wk.z_base);
-		free(wk.z_new);
-		free(wk.kl_scratch);
+		if ((rc = item_parse(&it, st, &items[i], st->m->cfg.n_ctx - 1, err)) == 0 &&
+		    (rc = work_init(&wk, st, item_rows(st, &it), it.probe.n, it.unrel.n, err)) == 0)
+			rc = run_item(&wk, &items[i], &it, values + i * M_COUNT, err);
+		work_dispose(&wk);
 		item_dispose(&it);
 	}
 	return rc;
+}
+
+/* ---- the sequential battery -------------------------------------------------- */
+
+/*
+ * Run param "sequential": [n_1 < n_2 < ...]: the entry's first n_k requests
+ * are edited one after another (ROME at layer, each computed on the model
+ * edited so far, with the base model's C, as `mechbench edit` does), and
+ * after n_k edits (Gupta et al. 2024, "Model editing at scale leads to
+ * gradual and catastrophic forgetting"):
+ *   efficacy, paraphrase, neighbourhood  the means over the n_k edits so
+ *                       far of each edit's own metrics on the model as it is
+ *   score               their harmonic mean (the paper's S)
+ *   retention           the mean efficacy of the edits before the last one
+ *                       (null after one edit)
+ *   first_efficacy      the efficacy of the first edit
+ *   kl_unrelated        KL(base || edited) on the first request's unrelated
+ *                       prompts
+ *   entropy             the generation entropy of the first request's
+ *                       generation prompts
+ *   update_norm         the last update's norm
+ * prepare hands these over as the entry's artifact ({"kind":
+ * "edit-sequence", "version": 1, "layer", "points": [...]}), figures draws
+ * them ("edit.sequential"). Per-item metrics do not change.
+ */
+enum { SQ_EFF, SQ_PARA, SQ_NEIGH, SQ_SCORE, SQ_RET, SQ_FIRST, SQ_KL, SQ_ENT, SQ_NORM, SQ_COUNT };
+
+static const char *const sq_names[SQ_COUNT] = {"efficacy", "paraphrase", "neighbourhood",
+					       "score", "retention", "first_efficacy",
+					       "kl_unrelated", "entropy", "update_norm"};
+
+static int seq_run(double *pts, const ed_state *st, const mb_item *items, size_t n,
+		   mb_error *err)
+{
+	const mb_engine_config *c = &st->m->cfg;
+	const int N = (int)st->p.seq[st->p.n_seq - 1], V = c->n_vocab;
+	ed_item *its = NULL;
+	ed_work wk = {0};
+	int rc = 0, B = 1, max_probe = 1, pi = 0;
+	double *acc = NULL;
+
+	if ((size_t)N > n)
+		return mb_error_set(err, MB_EINVALID, "params.sequential: %d edits, but the entry "
+				    "has %zu requests", N, n);
+	its = calloc((size_t)N, sizeof(*its));
+	acc = calloc((size_t)N, sizeof(double));
+	if (!its || !acc) {
+		rc = mb_error_oom(err, "sequential edits", (size_t)N * sizeof(*its));
+		goto cleanup;
+	}
+	for (int k = 0; k < N; k++) {
+		if ((rc = item_parse(&its[k], st, &items[k], c->n_ctx - 1, err)) < 0)
+			goto cleanup;
+		B = item_rows(st, &its[k]) > B ? item_rows(st, &its[k]) : B;
+		max_probe = its[k].probe.n > max_probe ? its[k].probe.n : max_probe;
+	}
+	if ((rc = work_init(&wk, st, B, max_probe, its[0].unrel.n, err)) < 0 ||
+	    (rc = unrelated_logits(wk.z_base, wk.e, &wk.bt, &its[0].unrel, err)) < 0)
+		goto cleanup;
+	for (int k = 0; k < N; k++) {
+		mb_rome_request req = request_of(&its[k]);
+		mb_rome_result res;
+		double sum[3] = {0}, sc[7];
+
+		if ((rc = mb_rome_compute(&res, wk.e, &st->stats[0], &req, st->pre, st->n_pre,
+					  &st->rp, err)) < 0) {
+			mb_error_prefix(err, "sequential edit %d (item %.16s)", k + 1, items[k].key);
+			goto cleanup;
+		}
+		mb_rome_apply(c, &wk.w, (int)st->p.layer, res.u, res.r);
+		acc[0] = norm2(res.u, c->d_mlp) * norm2(res.r, c->d_model);
+		mb_rome_result_dispose(&res);
+		if (k + 1 != st->p.seq[pi])
+			continue;
+		double *pt = pts + (size_t)pi * SQ_COUNT, ret = 0;
+		pt[SQ_NORM] = acc[0];
+		for (int j = 0; j <= k; j++) {
+			if ((rc = probe_margin(wk.margin, wk.e, &wk.bt, &its[j], wk.scratch, err)) < 0)
+				goto cleanup;
+			probe_scores(sc, wk.margin, &its[j]);
+			sum[0] += sc[0];
+			sum[1] += sc[2];
+			sum[2] += sc[4];
+			if (j == 0)
+				pt[SQ_FIRST] = sc[0];
+			if (j < k)
+				ret += sc[0];
+		}
+		pt[SQ_EFF] = sum[0] / (k + 1);
+		pt[SQ_PARA] = sum[1] / (k + 1);
+		pt[SQ_NEIGH] = sum[2] / (k + 1);
+		pt[SQ_SCORE] = pt[SQ_EFF] > 0 && pt[SQ_PARA] > 0 && pt[SQ_NEIGH] > 0
+				       ? 3.0 / (1.0 / pt[SQ_EFF] + 1.0 / pt[SQ_PARA] +
+						1.0 / pt[SQ_NEIGH])
+				       : 0.0;
+		pt[SQ_RET] = k ? ret / k : NAN;
+		if ((rc = unrelated_logits(wk.z_new, wk.e, &wk.bt, &its[0].unrel, err)) < 0 ||
+		    (rc = gen_entropy(&pt[SQ_ENT], wk.e, &wk.bt, &its[0].gen, (int)st->p.gen_tokens,
+				      err)) < 0)
+			goto cleanup;
+		pt[SQ_KL] = mean_kl(wk.z_base, wk.z_new, its[0].unrel.n, V, wk.kl_scratch);
+		pi++;
+	}
+cleanup:
+	work_dispose(&wk);
+	for (int k = 0; its && k < N; k++)
+		item_dispose(&its[k]);
+	free(its);
+	free(acc);
+	return rc;
+}
+
+static int ed_prepare(void *state, const mb_item *items, size_t n, json_t **artifact,
+		      mb_error *err)
+{
+	const ed_state *st = state;
+	double pts[ED_MAX_SEQ_POINTS * SQ_COUNT];
+	json_t *a, *arr;
+	int rc;
+
+	*artifact = NULL;
+	if (!st->p.n_seq)
+		return 0;
+	if ((rc = seq_run(pts, st, items, n, err)) < 0)
+		return rc;
+	a = json_pack("{s:s, s:i, s:s, s:I}", "kind", "edit-sequence", "version", 1, "method",
+		      "rome", "layer", (json_int_t)st->p.layer);
+	arr = json_array();
+	if (!a || !arr) {
+		json_decref(a);
+		json_decref(arr);
+		return mb_error_oom(err, "edit-sequence artifact", 0);
+	}
+	json_object_set_new(a, "points", arr);
+	for (int p = 0; p < st->p.n_seq; p++) {
+		json_t *o = json_pack("{s:I}", "edits", (json_int_t)st->p.seq[p]);
+		for (int q = 0; o && q < SQ_COUNT; q++) {
+			double x = pts[p * SQ_COUNT + q];
+			json_object_set_new(o, sq_names[q], isfinite(x) ? json_real(x) : json_null());
+		}
+		if (!o || json_array_append_new(arr, o) < 0) {
+			json_decref(a);
+			return mb_error_oom(err, "edit-sequence artifact", 0);
+		}
+	}
+	*artifact = a;
+	return 0;
+}
+
+/* The curve of the battery: efficacy, paraphrase, neighbourhood, retention
+ * and the first edit's efficacy against the number of edits. */
+static int seq_figure(const ed_state *st, const mb_item *items, size_t n, mb_figure_list *out,
+		      mb_error *err)
+{
+	static const int series[5] = {SQ_EFF, SQ_PARA, SQ_NEIGH, SQ_RET, SQ_FIRST};
+	double pts[ED_MAX_SEQ_POINTS * SQ_COUNT], x[ED_MAX_SEQ_POINTS];
+	mb_figure *f;
+	int rc;
+
+	if ((rc = seq_run(pts, st, items, n, err)) < 0 ||
+	    (rc = mb_figure_list_add(out, &f, MB_FIGURE_LINES, "edit.sequential", 5,
+				     (size_t)st->p.n_seq, err)) < 0 ||
+	    (rc = mb_figure_set_text(f, "Sequential ROME edits: the metrics of every edit so far",
+				     "edits made", "mean over the edits so far", NULL, err)) < 0)
+		return rc;
+	for (int p = 0; p < st->p.n_seq; p++)
+		x[p] = (double)st->p.seq[p];
+	if ((rc = mb_figure_set_x(f, x, err)) < 0)
+		return rc;
+	for (int r = 0; r < 5; r++) {
+		if ((rc = mb_figure_set_row_label(f, (size_t)r, sq_names[series[r]], err)) < 0)
+			return rc;
+		for (int p = 0; p < st->p.n_seq; p++)
+			f->values[r * st->p.n_seq + p] = pts[p * SQ_COUNT + series[r]];
+	}
+	return 0;
 }
 
 /* ---- figures: the causal trace ----------------------------------------------- */
@@ -1157,6 +1385,8 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 	int rc = 0;
 
 	(void)values;
+	if (st->p.n_seq && (rc = seq_figure(st, items, n, out, err)) < 0)
+		goto cleanup;
 	restored = malloc(sizeof(double) * (size_t)L * (size_t)c->n_ctx);
 	grp = malloc(sizeof(double) * (size_t)L * G);
 	subj_tok = malloc(sizeof(int32_t) * (size_t)c->n_ctx * (use ? use : 1));
@@ -1277,6 +1507,7 @@ const mb_task mb_task_edit = {
 	.check_params = ed_check_params,
 	.open = ed_open,
 	.close = ed_close,
+	.prepare = ed_prepare,
 	.run = ed_run,
 	.figures = ed_figures,
 	.derived = ed_derived,
