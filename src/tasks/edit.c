@@ -1180,7 +1180,7 @@ static int ed_run(void *state, const mb_item *items, size_t n, double *values, m
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		ed_item it = {0};
-		ed_work wk;
+		ed_work wk = {0};
 
 		if ((rc = item_parse(&it, st, &items[i], st->m->cfg.n_ctx - 1, err)) == 0 &&
 		    (rc = work_init(&wk, st, item_rows(st, &it), it.probe.n, it.unrel.n, err)) == 0)

@@ -241,83 +241,140 @@ static void expect_close(const char *name, double got, double want, double tol)
 	cr_expect(fabs(got - want) <= tol, "%s: task %.9g, reference %.9g", name, got, want);
 }
 
+/* The reference's model, private c_proj, engine, contexts and statistics,
+ * made as edit.c's header says. */
+typedef struct ref_ctx {
+	mb_model *m;
+	mb_engine *e;
+	mb_engine_weights w;
+	float *proj;
+	size_t slab;
+	int32_t pre_tok[2 * 3], corpus[16 * 16];
+	mb_rome_prefix pre[3];
+	mb_rome_stats stats[2];
+	mb_rome_params rp;
+} ref_ctx;
+
+static void ref_open(ref_ctx *r)
+{
+	mb_error err = {0};
+	mb_engine_opts eo = {.max_batch = 16, .max_seq = 16, .keep_activations = 1};
+	int first;
+
+	cr_assert_eq(mb_model_load(&r->m, MODEL3, &err), 0, "%s", err.msg);
+	r->w = r->m->w;
+	r->slab = (size_t)r->m->cfg.d_mlp * (size_t)r->m->cfg.d_model;
+	r->proj = malloc(sizeof(float) * r->slab * (size_t)r->m->cfg.n_layer);
+	memcpy(r->proj, r->m->w.proj_w, sizeof(float) * r->slab * (size_t)r->m->cfg.n_layer);
+	r->w.proj_w = r->proj;
+	cr_assert_eq(mb_engine_init(&r->e, &r->m->cfg, &r->w, &eo, &err), 0, "%s", err.msg);
+	first = mb_tokenizer_id(r->m->tok, "<|endoftext|>");
+	cr_assert_eq(mb_rome_prefixes(r->pre_tok, r->e, 2, 3, first, 5, 3, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_rome_prefixes(r->corpus, r->e, 16, 16, first, 5, 4, &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(mb_rome_stats_compute(&r->stats[0], r->e, 1, r->corpus, 16, 16, 8, &err), 0);
+	cr_assert_eq(mb_rome_stats_compute(&r->stats[1], r->e, 0, r->corpus, 16, 16, 8, &err), 0);
+	r->pre[0] = (mb_rome_prefix){r->pre_tok, 0};
+	r->pre[1] = (mb_rome_prefix){r->pre_tok, 3};
+	r->pre[2] = (mb_rome_prefix){r->pre_tok + 3, 3};
+	mb_rome_params_default(&r->rp, 1);
+	r->rp.steps = 8;
+}
+
+static void ref_close(ref_ctx *r)
+{
+	mb_rome_stats_dispose(&r->stats[0]);
+	mb_rome_stats_dispose(&r->stats[1]);
+	free(r->proj);
+	mb_engine_free(r->e);
+	mb_model_free(r->m);
+}
+
+/* The probes of a request "a b {subject} e" with paraphrases "f S e", "g h S e". */
+static void ref_probe_open(ref_probe *p, const mb_model *m, const char *subject,
+			   const char *obj_new)
+{
+	char text[5][64], on[16];
+	snprintf(text[0], 64, "a b %s e", subject);
+	snprintf(text[1], 64, "f %s e", subject);
+	snprintf(text[2], 64, "g h %s e", subject);
+	snprintf(text[3], 64, "a b i j e");
+	snprintf(text[4], 64, "a b k e");
+	for (int i = 0; i < 5; i++)
+		p->tok[i] = tok_text(m, text[i], &p->len[i]);
+	p->unrel[0] = tok_text(m, "m n o", &p->n_unrel[0]);
+	p->unrel[1] = tok_text(m, "p q r s", &p->n_unrel[1]);
+	snprintf(on, sizeof(on), " %s", obj_new);
+	p->obj[0] = tok_text(m, on, &p->n_obj[0]);
+	p->obj[1] = tok_text(m, " y", &p->n_obj[1]);
+}
+
+static void ref_probe_close(ref_probe *p)
+{
+	for (int i = 0; i < 5; i++)
+		free(p->tok[i]);
+	for (int i = 0; i < 2; i++) {
+		free(p->unrel[i]);
+		free(p->obj[i]);
+	}
+}
+
+/* The ROME edit of "a b {subject} e" -> obj on r's current weights, applied. */
+static void ref_edit(ref_ctx *r, const ref_probe *p, const char *subject, int layer,
+		     mb_rome_result *res)
+{
+	mb_error err = {0};
+	int32_t *prompt;
+	int n, last;
+	mb_rome_request req;
+	mb_rome_params rp = r->rp;
+
+	cr_assert_eq(mb_edit_encode(&prompt, &n, NULL, &last, r->m->tok, "a b {} e", subject,
+				    &err), 0, "%s", err.msg);
+	req = (mb_rome_request){prompt, n, last, p->obj[0], p->n_obj[0], prompt, n, last};
+	rp.layer = layer;
+	cr_assert_eq(mb_rome_compute(res, r->e, &r->stats[layer == 1 ? 0 : 1], &req, r->pre, 3,
+				     &rp, &err), 0, "%s", err.msg);
+	mb_rome_apply(&r->m->cfg, &r->w, layer, res->u, res->r);
+	free(prompt);
+}
+
+static void ref_restore(ref_ctx *r, int layer)
+{
+	memcpy(r->proj + (size_t)layer * r->slab, r->m->w.proj_w + (size_t)layer * r->slab,
+	       sizeof(float) * r->slab);
+}
+
 Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thread)
 {
 	mb_error err = {0};
 	mb_item_list items = {0};
-	double v[64];
-	mb_model *m = NULL;
-	mb_engine *e = NULL;
-	mb_engine_weights w;
-	float *proj;
-	size_t slab;
+	double v[64], sc[7], base_mag, base_ent = 0, ent = 0, kl_edit, kl_ctl;
+	ref_ctx r = {0};
 	ref_probe p = {0};
-	static const char *const probes[5] = {"a b c d e", "f c d e", "g h c d e", "a b i j e",
-					      "a b k e"};
-	int32_t pre_tok[2 * 3], corpus[16 * 16], *prompt, *kl;
-	mb_rome_prefix pre[3];
-	mb_rome_stats stats[2];
-	mb_rome_params rp;
 	mb_rome_result res, res2;
-	mb_rome_request req;
-	int n_prompt, subj_last, first;
-	double sc[7], base_mag, base_ent, ent, kl_edit, kl_ctl;
+	const mb_engine_config *c;
 
 	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
 	cr_assert_eq(run_task(v, &items, PARAMS, &err), 0, "%s", err.msg);
-
-	cr_assert_eq(mb_model_load(&m, MODEL3, &err), 0, "%s", err.msg);
-	w = m->w;
-	slab = (size_t)m->cfg.d_mlp * (size_t)m->cfg.d_model;
-	proj = malloc(sizeof(float) * slab * (size_t)m->cfg.n_layer);
-	memcpy(proj, m->w.proj_w, sizeof(float) * slab * (size_t)m->cfg.n_layer);
-	w.proj_w = proj;
-	{
-		mb_engine_opts eo = {.max_batch = 16, .max_seq = 16, .keep_activations = 1};
-		cr_assert_eq(mb_engine_init(&e, &m->cfg, &w, &eo, &err), 0, "%s", err.msg);
-	}
-	/* the contexts and C, as edit.c's header says */
-	first = mb_tokenizer_id(m->tok, "<|endoftext|>");
-	cr_assert_eq(mb_rome_prefixes(pre_tok, e, 2, 3, first, 5, 3, &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_rome_prefixes(corpus, e, 16, 16, first, 5, 4, &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_rome_stats_compute(&stats[0], e, 1, corpus, 16, 16, 8, &err), 0);
-	cr_assert_eq(mb_rome_stats_compute(&stats[1], e, 0, corpus, 16, 16, 8, &err), 0);
-	pre[0] = (mb_rome_prefix){pre_tok, 0};
-	pre[1] = (mb_rome_prefix){pre_tok, 3};
-	pre[2] = (mb_rome_prefix){pre_tok + 3, 3};
-
-	for (int i = 0; i < 5; i++)
-		p.tok[i] = tok_text(m, probes[i], &p.len[i]);
-	p.unrel[0] = tok_text(m, "m n o", &p.n_unrel[0]);
-	p.unrel[1] = tok_text(m, "p q r s", &p.n_unrel[1]);
-	p.obj[0] = tok_text(m, " z", &p.n_obj[0]);
-	p.obj[1] = tok_text(m, " y", &p.n_obj[1]);
+	ref_open(&r);
+	c = &r.m->cfg;
+	ref_probe_open(&p, r.m, "c d", "z");
 	for (int u = 0; u < 2; u++)
-		ref_lsm(p.base_lsm[u], e, p.unrel[u], p.n_unrel[u]);
+		ref_lsm(p.base_lsm[u], r.e, p.unrel[u], p.n_unrel[u]);
 
 	/* before */
-	ref_scores(sc, e, &p);
+	ref_scores(sc, r.e, &p);
 	base_mag = sc[1];
-	base_ent = 0;
 	for (int i = 0; i < 3; i++) /* the prompt and the two paraphrases */
-		base_ent += ref_gen_entropy(e, p.tok[i], p.len[i], 5) / 3;
+		base_ent += ref_gen_entropy(r.e, p.tok[i], p.len[i], 5) / 3;
 
 	/* the edit */
-	cr_assert_eq(mb_edit_encode(&prompt, &n_prompt, NULL, &subj_last, m->tok, "a b {} e", "c d",
-				    &err), 0, "%s", err.msg);
-	kl = prompt;
-	req = (mb_rome_request){prompt, n_prompt, subj_last, p.obj[0], p.n_obj[0], kl, n_prompt,
-				subj_last};
-	mb_rome_params_default(&rp, 1);
-	rp.steps = 8;
-	cr_assert_eq(mb_rome_compute(&res, e, &stats[0], &req, pre, 3, &rp, &err), 0, "%s",
-		     err.msg);
-	mb_rome_apply(&m->cfg, &w, 1, res.u, res.r);
-	ref_scores(sc, e, &p);
-	ent = 0;
+	ref_edit(&r, &p, "c d", 1, &res);
+	ref_scores(sc, r.e, &p);
 	for (int i = 0; i < 3; i++)
-		ent += ref_gen_entropy(e, p.tok[i], p.len[i], 5) / 3;
-	kl_edit = ref_kl(e, &p);
+		ent += ref_gen_entropy(r.e, p.tok[i], p.len[i], 5) / 3;
+	kl_edit = ref_kl(r.e, &p);
 
 	cr_expect_eq(metric(v, "edit.efficacy"), sc[0]);
 	expect_close("efficacy_magnitude", metric(v, "edit.efficacy_magnitude"), sc[1], 1e-6);
@@ -334,38 +391,35 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 	expect_close("kl_unrelated", metric(v, "edit.kl_unrelated"), kl_edit, 1e-5);
 	{
 		double nr = 0, nu = 0;
-		for (int d = 0; d < m->cfg.d_model; d++)
+		for (int d = 0; d < c->d_model; d++)
 			nr += (double)res.r[d] * res.r[d];
-		for (int j = 0; j < m->cfg.d_mlp; j++)
+		for (int j = 0; j < c->d_mlp; j++)
 			nu += (double)res.u[j] * res.u[j];
 		expect_close("update_norm", metric(v, "edit.update_norm"), sqrt(nr * nu), 1e-9);
 	}
-	memcpy(proj + slab, m->w.proj_w + slab, sizeof(float) * slab);
+	ref_restore(&r, 1);
 
 	/* the control: u' r'^T of the same norm from the item's own stream */
 	{
 		float uc[256], rcv[64];
 		mb_rng rng;
 		mb_rng_init_named(&rng, 3, "edit/control", mb_item_key_index(items.items[0].key));
-		mb_rome_control(uc, rcv, res.u, res.r, m->cfg.d_mlp, m->cfg.d_model, &rng);
-		mb_rome_apply(&m->cfg, &w, 1, uc, rcv);
-		ref_scores(sc, e, &p);
-		kl_ctl = ref_kl(e, &p);
+		mb_rome_control(uc, rcv, res.u, res.r, c->d_mlp, c->d_model, &rng);
+		mb_rome_apply(c, &r.w, 1, uc, rcv);
+		ref_scores(sc, r.e, &p);
+		kl_ctl = ref_kl(r.e, &p);
 		expect_close("control_magnitude", metric(v, "edit.control_magnitude"), sc[1], 1e-6);
 		cr_expect_eq(metric(v, "edit.control_neighbourhood"), sc[4]);
 		expect_close("control_kl_unrelated", metric(v, "edit.control_kl_unrelated"), kl_ctl,
 			     1e-5);
 		expect_close("kl_excess", metric(v, "edit.kl_excess"), kl_edit - kl_ctl, 2e-5);
-		memcpy(proj + slab, m->w.proj_w + slab, sizeof(float) * slab);
+		ref_restore(&r, 1);
 	}
 	/* the wrong layer */
-	rp.layer = 0;
-	cr_assert_eq(mb_rome_compute(&res2, e, &stats[1], &req, pre, 3, &rp, &err), 0, "%s",
-		     err.msg);
-	mb_rome_apply(&m->cfg, &w, 0, res2.u, res2.r);
+	ref_edit(&r, &p, "c d", 0, &res2);
 	{
 		double s2[7], edit_score = metric(v, "edit.score");
-		ref_scores(s2, e, &p);
+		ref_scores(s2, r.e, &p);
 		cr_expect_eq(metric(v, "edit.wrong_layer_efficacy"), s2[0]);
 		cr_expect_eq(metric(v, "edit.wrong_layer_paraphrase"), s2[2]);
 		cr_expect_eq(metric(v, "edit.wrong_layer_neighbourhood"), s2[4]);
@@ -375,18 +429,75 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 	}
 	mb_rome_result_dispose(&res);
 	mb_rome_result_dispose(&res2);
-	mb_rome_stats_dispose(&stats[0]);
-	mb_rome_stats_dispose(&stats[1]);
-	for (int i = 0; i < 5; i++)
-		free(p.tok[i]);
-	for (int i = 0; i < 2; i++) {
-		free(p.unrel[i]);
-		free(p.obj[i]);
+	ref_probe_close(&p);
+	ref_close(&r);
+	mb_item_list_dispose(&items);
+}
+
+/* The battery after 1 and 2 edits against the two edits made here one after
+ * the other (the second on the model the first edited). */
+Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
+     .init = one_thread)
+{
+	const mb_task *t = mb_task_find("edit");
+	mb_error err = {0};
+	mb_item_list items = {0};
+	char req2[2048], params[512];
+	json_t *p, *art = NULL, *pts;
+	void *st = NULL;
+	ref_ctx r = {0};
+	ref_probe p1 = {0}, p2 = {0};
+	mb_rome_result res;
+	double s1[7], s2[7];
+
+	/* the second request: subject "t u", new object "x" */
+	snprintf(req2, sizeof(req2), "%s", REQ);
+	for (char *q; (q = strstr(req2, "c d"));)
+		memcpy(q, "t u", 3);
+	memcpy(strstr(req2, "\"z\""), "\"x\"", 3);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "t u", jparse(req2), &err), 0, "%s", err.msg);
+	snprintf(params, sizeof(params), "%.*s, \"sequential\": [1, 2]}", (int)strlen(PARAMS) - 1,
+		 PARAMS);
+	p = jparse(params);
+	cr_assert_eq(t->open(&st, MODEL3, p, &err), 0, "%s", err.msg);
+	cr_assert_eq(t->prepare(st, items.items, items.n, &art, &err), 0, "%s", err.msg);
+	t->close(st);
+	json_decref(p);
+	cr_assert(art);
+	cr_expect_str_eq(json_string_value(json_object_get(art, "kind")), "edit-sequence");
+	pts = json_object_get(art, "points");
+	cr_assert_eq(json_array_size(pts), 2);
+
+	ref_open(&r);
+	ref_probe_open(&p1, r.m, "c d", "z");
+	ref_probe_open(&p2, r.m, "t u", "x");
+	ref_edit(&r, &p1, "c d", 1, &res);
+	mb_rome_result_dispose(&res);
+	ref_scores(s1, r.e, &p1);
+	cr_expect_eq(json_real_value(json_object_get(json_array_get(pts, 0), "efficacy")), s1[0]);
+	cr_expect_eq(json_real_value(json_object_get(json_array_get(pts, 0), "paraphrase")), s1[2]);
+	cr_expect(json_is_null(json_object_get(json_array_get(pts, 0), "retention")));
+	ref_edit(&r, &p2, "t u", 1, &res);
+	mb_rome_result_dispose(&res);
+	ref_scores(s1, r.e, &p1);
+	ref_scores(s2, r.e, &p2);
+	{
+		json_t *q = json_array_get(pts, 1);
+		printf("after 2 edits: efficacy %g (reference %g), retention %g (reference %g)\n",
+		       json_real_value(json_object_get(q, "efficacy")), (s1[0] + s2[0]) / 2,
+		       json_real_value(json_object_get(q, "retention")), s1[0]);
+		cr_expect_eq(json_real_value(json_object_get(q, "efficacy")), (s1[0] + s2[0]) / 2);
+		cr_expect_eq(json_real_value(json_object_get(q, "paraphrase")), (s1[2] + s2[2]) / 2);
+		cr_expect_eq(json_real_value(json_object_get(q, "neighbourhood")),
+			     (s1[4] + s2[4]) / 2);
+		cr_expect_eq(json_real_value(json_object_get(q, "retention")), s1[0]);
+		cr_expect_eq(json_real_value(json_object_get(q, "first_efficacy")), s1[0]);
 	}
-	free(prompt);
-	free(proj);
-	mb_engine_free(e);
-	mb_model_free(m);
+	ref_probe_close(&p1);
+	ref_probe_close(&p2);
+	ref_close(&r);
+	json_decref(art);
 	mb_item_list_dispose(&items);
 }
 
