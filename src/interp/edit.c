@@ -755,9 +755,11 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 	const int D = c->d_model, V = c->n_vocab, N = req->n_target;
 	ctx_batch cb = {0};
 	mb_backward *bw = NULL;
-	mb_hooks *fh = NULL, *gh = NULL;
+	mb_hooks *fh = NULL, *gh = NULL, *fh0 = NULL;
+	mb_cache *c0 = NULL;
+	mb_hook_point pre_pt = {MB_HOOK_RESID_PRE, at.layer};
 	int32_t *lookup = NULL, *positions = NULL;
-	float *am = NULL, *av = NULL, *dlogits = NULL;
+	float *am = NULL, *av = NULL, *dlogits = NULL, *resid = NULL;
 	double *grad = NULL, *logq = NULL, v0n2 = 0.0;
 	int have_q = 0, rc;
 	delta_payload dp;
@@ -789,20 +791,35 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 
 	dp = (delta_payload){.lookup = lookup, .delta = delta, .v0 = v0, .record = 1,
 			     .grad = grad};
+	/* Only the MLP output of layer l changes from step to step: the first
+	 * forward keeps blocks.{l}.hook_resid_pre and every later step (forward
+	 * and backward) restarts there, which gives the full forward's bits
+	 * (engine.h, start_layer) at (L - l) / L of its cost. */
 	if ((rc = mb_backward_init(&bw, e, err)) < 0 || (rc = mb_hooks_init(&fh, err)) < 0 ||
 	    (rc = mb_hooks_init(&gh, err)) < 0 ||
 	    (rc = mb_hooks_add(fh, at, delta_fn, &dp, 0, err)) < 0 ||
-	    (rc = mb_hooks_add(gh, at, grad_fn, &dp, MB_HOOK_READONLY, err)) < 0)
+	    (rc = mb_hooks_add(gh, at, grad_fn, &dp, MB_HOOK_READONLY, err)) < 0 ||
+	    (rc = cache_points(&fh0, &c0, &pre_pt, 1, err)) < 0 ||
+	    (rc = mb_hooks_add(fh0, at, delta_fn, &dp, 0, err)) < 0)
 		goto cleanup;
 
 	mb_run run = {.batch = cb.B, .seq = cb.T, .tokens = cb.tokens, .lengths = cb.len,
-		      .hooks = fh, .logits = MB_LOGITS_POSITIONS, .n_positions = N,
+		      .hooks = fh0, .logits = MB_LOGITS_POSITIONS, .n_positions = N,
 		      .positions = positions};
 	for (int it = 0; it < p->steps; it++) {
 		double loss[3], total, dn, max_norm;
 
 		if ((rc = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
+		if (it == 0 && at.layer > 0) {
+			const mb_hook_tensor *x = mb_cache_get(c0, pre_pt);
+			resid = malloc(sizeof(float) * x->numel);
+			if (!resid) {
+				rc = mb_error_oom(err, "edit optimisation", sizeof(float) * x->numel);
+				goto cleanup;
+			}
+			memcpy(resid, x->data, sizeof(float) * x->numel);
+		}
 		if (it == 0)
 			v0n2 = norm_f(v0, D) * norm_f(v0, D);
 		v_loss(loss, dlogits, logq, &have_q, e, req, K, V, p);
@@ -824,6 +841,11 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 		if ((rc = mb_backward_set_dlogits(bw, dlogits, err)) < 0 ||
 		    (rc = mb_backward_run(bw, &run, NULL, gh, err)) < 0)
 			goto cleanup;
+		run.hooks = fh;
+		if (resid) {
+			run.start_layer = at.layer;
+			run.start_resid = resid;
+		}
 		if (dn > 0.0 && v0n2 > 0.0)
 			for (int d = 0; d < D; d++)
 				grad[d] += p->weight_decay * delta[d] / (dn * v0n2);
@@ -838,6 +860,9 @@ cleanup:
 	mb_backward_free(bw);
 	mb_hooks_free(fh);
 	mb_hooks_free(gh);
+	mb_hooks_free(fh0);
+	mb_cache_free(c0);
+	free(resid);
 	ctx_dispose(&cb);
 	free(lookup);
 	free(positions);
