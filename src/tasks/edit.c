@@ -30,7 +30,9 @@
  * root (where `mechbench datasets` runs) or absolute, "source_sha256": the
  * sha256 of its bytes}, one request object per line of that file becomes an
  * item (stratum the relation, cluster the subject): CounterFact itself, or
- * requests written for a downloaded model.
+ * requests written for a downloaded model; any other params are the zoo
+ * facts model's ({"recipe": "facts", ...}: mb_facts_requests_generate,
+ * facts_requests.h, which writes these fields from its knowledge base).
  *
  * Run params (check_params): "layer" (required: the MLP ROME edits, the
  * decisive layer of causal tracing), "control_layer" (required: a
@@ -117,6 +119,7 @@
 
 #include <mechbench/edit.h>
 #include <mechbench/engine.h>
+#include <mechbench/facts_requests.h>
 #include <mechbench/file.h>
 #include <mechbench/figure.h>
 #include <mechbench/logits.h>
@@ -289,9 +292,10 @@ static int ed_generate(mb_item_list *out, uint64_t seed, const json_t *params, m
 	size_t len = 0;
 	int rc, lineno = 0;
 
-	(void)seed;
 	if (params && !json_is_object(params))
 		return mb_error_set(err, MB_EINVALID, "params: expected an object");
+	if (!p) /* the zoo facts model's knowledge base (facts_requests.h) */
+		return mb_facts_requests_generate(out, seed, params, err);
 	json_object_foreach((json_t *)params, key, v)
 		if (strcmp(key, "source") && strcmp(key, "source_sha256"))
 			return mb_error_set(err, MB_EINVALID, "params.%s: unknown field (edit takes "
