@@ -36,9 +36,10 @@
  *
  * Run params (check_params): "layer" (required: the MLP ROME edits, the
  * decisive layer of causal tracing), "control_layer" (required: a
- * non-decisive layer, the wrong-layer control), "seed" (0), "steps" (20: v*
- * optimisation; the other v* constants are the published ones,
- * mb_rome_params_default), "prefixes" (5) and "prefix_len" (5): the sampled
+ * non-decisive layer, the wrong-layer control), "seed" (0), "steps" (20),
+ * "lr", "clamp", "weight_decay", "kl_factor" (the v* optimisation; default
+ * the published values, mb_rome_params_default), "sequential" (below),
+ * "prefixes" (5) and "prefix_len" (5): the sampled
  * contexts of k* and v*, "corpus_sequences" (64) and "corpus_len" (min(32,
  * n_positions)): the corpus of the key second moment C, "gen_tokens" (10):
  * greedy continuation length, "control_scale" (1): the norm of the random
@@ -358,6 +359,7 @@ typedef struct ed_params {
 	int64_t layer, control_layer, seed, steps, prefixes, prefix_len, corpus_sequences,
 		corpus_len, gen_tokens;
 	double control_scale;
+	double lr, clamp, weight_decay, kl_factor; /* v*; < 0: the published value */
 	int64_t seq[ED_MAX_SEQ_POINTS]; /* "sequential": ascending edit counts */
 	int n_seq;
 } ed_params;
@@ -396,13 +398,17 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 	static const char *const allowed[] = {"layer", "control_layer", "seed", "steps",
 					      "prefixes", "prefix_len", "corpus_sequences",
 					      "corpus_len", "gen_tokens", "control_scale",
-					      "sequential", NULL};
+					      "sequential", "lr", "clamp", "weight_decay",
+					      "kl_factor", NULL};
+	static const char *const vstar[4] = {"lr", "clamp", "weight_decay", "kl_factor"};
 	json_t *o = (json_t *)params;
 	double cs = 1.0;
 	int rc;
 
 	*p = (ed_params){.steps = 20, .prefixes = 5, .prefix_len = 5, .corpus_sequences = 64,
-			 .gen_tokens = 10, .control_scale = 1.0};
+			 .gen_tokens = 10, .control_scale = 1.0, .lr = -1, .clamp = -1,
+			 .weight_decay = -1, .kl_factor = -1};
+	double *vs[4] = {&p->lr, &p->clamp, &p->weight_decay, &p->kl_factor};
 	if (!params || !json_is_object(params))
 		return doc ? mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object "
 						 "with layer and control_layer")
@@ -436,8 +442,24 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 		return mb_json_field_error(doc, err, MB_EINVALID, f, "must differ from layer");
 	}
 	p->control_scale = cs;
+	for (int i = 0; i < 4; i++) {
+		double x = -1;
+		char f[256];
+		if ((rc = mb_json_get_number(doc, o, at, vstar[i], 0, &x, err)) < 0)
+			return rc;
+		if (!json_object_get(o, vstar[i]))
+			continue;
+		mb_json_path_key(f, sizeof(f), at, vstar[i]);
+		if (!isfinite(x) || x < 0 || (i < 2 && x == 0))
+			return mb_json_field_error(doc, err, MB_EINVALID, f, "expected a number %s 0",
+						   i < 2 ? ">" : ">=");
+		*vs[i] = x;
+	}
 	return 0;
 read:
+	for (int i = 0; i < 4; i++)
+		if (json_object_get(o, vstar[i]))
+			*vs[i] = json_number_value(json_object_get(o, vstar[i]));
 #define ED_INT(name)                                                                       \
 	if (json_object_get(o, #name))                                                     \
 		p->name = (int64_t)json_integer_value(json_object_get(o, #name));
@@ -578,6 +600,14 @@ static int ed_open(void **out, const char *model_dir, const json_t *params, mb_e
 	}
 	mb_rome_params_default(&st->rp, (int)st->p.layer);
 	st->rp.steps = (int)st->p.steps;
+	if (st->p.lr >= 0)
+		st->rp.lr = st->p.lr;
+	if (st->p.clamp >= 0)
+		st->rp.clamp = st->p.clamp;
+	if (st->p.weight_decay >= 0)
+		st->rp.weight_decay = st->p.weight_decay;
+	if (st->p.kl_factor >= 0)
+		st->rp.kl_factor = st->p.kl_factor;
 	if ((rc = ed_prepare_edit(st, err)) < 0) {
 		mb_error_prefix(err, "%s", model_dir);
 		goto fail;
