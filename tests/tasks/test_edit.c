@@ -80,13 +80,14 @@ static double metric(const double *v, const char *name)
 
 /* ---- the second implementation -------------------------------------------------- */
 
-/* log p(target) after tokens (n), from a full-logit forward of this one prompt. */
-static double ref_logp_next(mb_engine *e, const int32_t *tok, int n, int32_t target)
+/* log softmax of the next token after tokens (n), from a full-logit forward of
+ * this one prompt, in double. */
+static void ref_lsm(double *out, mb_engine *e, const int32_t *tok, int n)
 {
 	mb_error err = {0};
 	mb_run run = {.batch = 1, .seq = n, .tokens = tok, .logits = MB_LOGITS_ALL};
-	const float *z;
 	int V = mb_engine_cfg(e)->n_vocab;
+	const float *z;
 	double mx = -INFINITY, s = 0;
 
 	cr_assert_eq(mb_engine_forward(e, &run, &err), 0, "%s", err.msg);
@@ -95,18 +96,20 @@ static double ref_logp_next(mb_engine *e, const int32_t *tok, int n, int32_t tar
 		mx = z[v] > mx ? z[v] : mx;
 	for (int v = 0; v < V; v++)
 		s += exp((double)z[v] - mx);
-	return (double)z[target] - mx - log(s);
+	for (int v = 0; v < V; v++)
+		out[v] = (double)z[v] - mx - log(s);
 }
 
 /* P(object | prompt) = exp(mean log p) over the object's tokens, feeding them. */
 static double ref_p(mb_engine *e, const int32_t *prompt, int n, const int32_t *obj, int n_obj)
 {
 	int32_t buf[64];
-	double s = 0;
+	double s = 0, lp[256];
 
 	memcpy(buf, prompt, sizeof(int32_t) * (size_t)n);
 	for (int j = 0; j < n_obj; j++) {
-		s += ref_logp_next(e, buf, n + j, obj[j]);
+		ref_lsm(lp, e, buf, n + j);
+		s += lp[obj[j]];
 		buf[n + j] = obj[j];
 	}
 	return exp(s / n_obj);
@@ -173,24 +176,6 @@ static double ref_gen_entropy(mb_engine *e, const int32_t *prompt, int n, int st
 		buf[n + s] = best;
 	}
 	return ref_entropy(buf + n, steps);
-}
-
-static void ref_lsm(double *out, mb_engine *e, const int32_t *tok, int n)
-{
-	mb_error err = {0};
-	mb_run run = {.batch = 1, .seq = n, .tokens = tok, .logits = MB_LOGITS_ALL};
-	int V = mb_engine_cfg(e)->n_vocab;
-	const float *z;
-	double mx = -INFINITY, s = 0;
-
-	cr_assert_eq(mb_engine_forward(e, &run, &err), 0, "%s", err.msg);
-	z = mb_engine_logits_row(e, 0, n - 1);
-	for (int v = 0; v < V; v++)
-		mx = z[v] > mx ? z[v] : mx;
-	for (int v = 0; v < V; v++)
-		s += exp((double)z[v] - mx);
-	for (int v = 0; v < V; v++)
-		out[v] = (double)z[v] - mx - log(s);
 }
 
 typedef struct ref_probe {
