@@ -108,7 +108,8 @@
  *
  * Figures: "edit.trace_mlp" and "edit.trace_resid", heatmaps of the causal
  * trace (mb_trace_run: noise 3 x the SD of the subjects' embeddings, 10
- * samples, window 10 for the MLP) averaged over the entry's first 8 items, by
+ * samples, an MLP window of L / 5 layers, 1 to 10: the paper's 10 of GPT-2
+ * XL's 48) averaged over the entry's first 8 items, by
  * layer and the paper's position groups (mb_trace_groups).
  */
 #include <mechbench/task.h>
@@ -1474,7 +1475,9 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 			mb_trace_opts to = {.seed = (uint64_t)st->p.seed,
 					    .noise = 3.0 * mb_trace_embed_sd(c, &st->m->w, subj_tok,
 									     n_subj),
-					    .samples = ED_TRACE_SAMPLES, .window = ED_TRACE_WINDOW};
+					    .samples = ED_TRACE_SAMPLES,
+					    .window = L / 5 < 1 ? 1 : L / 5 > ED_TRACE_WINDOW
+									? ED_TRACE_WINDOW : L / 5};
 			double pc, pk;
 			if ((rc = mb_trace_run(restored, &pc, &pk, e, &ti, kinds[k], &to, err)) < 0)
 				break;
