@@ -627,11 +627,12 @@ typedef struct ed_prompts {
 	int32_t **tok; /* (n) each (len[i]) */
 	int *len;
 	int n;
+	int cap;       /* slots of tok, NULL until filled */
 } ed_prompts;
 
 static void prompts_dispose(ed_prompts *p)
 {
-	for (int i = 0; p->tok && i < p->n; i++)
+	for (int i = 0; p->tok && i < p->cap; i++)
 		free(p->tok[i]);
 	free(p->tok);
 	free(p->len);
@@ -668,6 +669,7 @@ static int encode_list(ed_prompts *p, const mb_tokenizer *t, const json_t *arr, 
 	p->len = calloc(n + (size_t)extra, sizeof(*p->len));
 	if (!p->tok || !p->len)
 		return mb_error_oom(err, what, n);
+	p->cap = (int)n + extra;
 	for (size_t i = 0; i < n; i++, p->n++) {
 		int *len = &p->len[extra + (int)i];
 		if ((rc = mb_tokenizer_encode(t, prompt_at(arr, i), &p->tok[extra + (int)i], len,
@@ -770,6 +772,7 @@ static int item_parse(ed_item *it, const ed_state *st, const mb_item *item, int 
 						nb.tok[i] = NULL;
 					}
 					it->probe.n += nb.n;
+					it->probe.cap = it->probe.n;
 					it->n_neigh = nb.n;
 				}
 			}
