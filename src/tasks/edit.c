@@ -1002,14 +1002,9 @@ static int gen_entropy(double *out, mb_engine *e, ed_batch *bt, const ed_prompts
 		bt->len[b] = pr->len[b];
 	}
 	for (int t = 0; t < steps; t++) {
-		int seq = 0;
-		for (int b = 0; b < pr->n; b++)
-			if (bt->len[b] > seq)
-				seq = bt->len[b];
 		/* rows keep their stride T; the run reads (B, T) with lengths */
 		mb_run run = {.batch = pr->n, .seq = T, .tokens = bt->tokens, .lengths = bt->len,
 			      .logits = MB_LOGITS_LAST};
-		(void)seq;
 		if ((rc = mb_engine_forward(e, &run, err)) < 0)
 			return rc;
 		for (int b = 0; b < pr->n; b++) {
@@ -1417,7 +1412,8 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 	size_t use = n < ED_TRACE_ITEMS ? n : ED_TRACE_ITEMS;
 	double *sum = calloc((size_t)L * G * 2, sizeof(double)), *restored = NULL, *grp = NULL;
 	size_t *cnt = calloc((size_t)L * G * 2, sizeof(size_t));
-	int32_t *subj_tok = NULL;
+	int32_t *subj_tok = NULL, *toks[ED_TRACE_ITEMS] = {NULL};
+	mb_trace_item tis[ED_TRACE_ITEMS] = {{0}};
 	size_t n_subj = 0;
 	mb_engine *e = NULL;
 	int rc = 0;
@@ -1437,44 +1433,32 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 		if ((rc = mb_engine_init(&e, c, &st->m->w, &eo, err)) < 0)
 			goto cleanup;
 	}
-	/* the noise: 3 x the SD of the subjects' token embeddings (the paper) */
+	/* each item's prompt, subject span and true object; the noise is 3 x the
+	 * SD of the subjects' token embeddings (the paper) */
 	for (size_t i = 0; i < use; i++) {
 		ed_item it = {0};
-		int first = 0;
-		if ((rc = item_parse(&it, st, &items[i], c->n_ctx - 1, err)) == 0) {
-			int32_t *tok = NULL;
-			int nt = 0;
-			rc = mb_edit_encode(&tok, &nt, &first, &it.subj_last, st->m->tok,
-					    json_string_value(json_object_get(items[i].input,
-									      "prompt")),
+		mb_trace_item *ti = &tis[i];
+
+		if ((rc = item_parse(&it, st, &items[i], c->n_ctx - 1, err)) == 0)
+			rc = mb_edit_encode(&toks[i], &ti->len, &ti->subj_first, &ti->subj_last,
+					    st->m->tok,
+					    json_string_value(json_object_get(items[i].input, "prompt")),
 					    json_string_value(json_object_get(items[i].input,
 									      "subject")),
 					    err);
-			for (int t = first; rc == 0 && t <= it.subj_last; t++)
-				subj_tok[n_subj++] = tok[t];
-			free(tok);
+		if (rc == 0) {
+			ti->tokens = toks[i];
+			ti->target = it.obj[1][0];
+			ti->stream = mb_item_key_index(items[i].key);
+			for (int t = ti->subj_first; t <= ti->subj_last; t++)
+				subj_tok[n_subj++] = toks[i][t];
 		}
 		item_dispose(&it);
 		if (rc < 0)
 			goto cleanup;
 	}
-	for (size_t i = 0; i < use; i++) {
-		ed_item it = {0};
-		int first = 0;
-		int32_t *tok = NULL;
-		int nt = 0;
-
-		if ((rc = item_parse(&it, st, &items[i], c->n_ctx - 1, err)) == 0)
-			rc = mb_edit_encode(&tok, &nt, &first, &it.subj_last, st->m->tok,
-					    json_string_value(json_object_get(items[i].input,
-									      "prompt")),
-					    json_string_value(json_object_get(items[i].input,
-									      "subject")),
-					    err);
-		for (int k = 0; rc == 0 && k < 2; k++) {
-			mb_trace_item ti = {.tokens = tok, .len = nt, .subj_first = first,
-					    .subj_last = it.subj_last, .target = it.obj[1][0],
-					    .stream = mb_item_key_index(items[i].key)};
+	for (size_t i = 0; i < use; i++)
+		for (int k = 0; k < 2; k++) {
 			mb_trace_opts to = {.seed = (uint64_t)st->p.seed,
 					    .noise = 3.0 * mb_trace_embed_sd(c, &st->m->w, subj_tok,
 									     n_subj),
@@ -1482,20 +1466,17 @@ static int ed_figures(void *state, const mb_item *items, size_t n, const double 
 					    .window = L / 5 < 1 ? 1 : L / 5 > ED_TRACE_WINDOW
 									? ED_TRACE_WINDOW : L / 5};
 			double pc, pk;
-			if ((rc = mb_trace_run(restored, &pc, &pk, e, &ti, kinds[k], &to, err)) < 0)
-				break;
-			mb_trace_groups(grp, restored, pk, L, &ti);
+
+			if ((rc = mb_trace_run(restored, &pc, &pk, e, &tis[i], kinds[k], &to,
+					       err)) < 0)
+				goto cleanup;
+			mb_trace_groups(grp, restored, pk, L, &tis[i]);
 			for (int q = 0; q < L * G; q++)
 				if (!isnan(grp[q])) {
 					sum[(size_t)k * L * G + (size_t)q] += grp[q];
 					cnt[(size_t)k * L * G + (size_t)q]++;
 				}
 		}
-		free(tok);
-		item_dispose(&it);
-		if (rc < 0)
-			goto cleanup;
-	}
 	for (int k = 0; k < 2; k++) {
 		mb_figure *f;
 		char title[160];
@@ -1531,6 +1512,8 @@ cleanup:
 	free(restored);
 	free(grp);
 	free(subj_tok);
+	for (size_t i = 0; i < ED_TRACE_ITEMS; i++)
+		free(toks[i]);
 	return rc;
 }
 
