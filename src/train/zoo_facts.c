@@ -71,10 +71,9 @@
 #define FACTS_PHRASES 3
 #define FACTS_FRAMES 4
 #define FACTS_TEMPLATES (FACTS_PHRASES * FACTS_FRAMES)
-#define FACTS_NFIRST 16
-#define FACTS_NMIDDLE 4
-#define FACTS_NLAST 16
-#define FACTS_MAX_SUBJECTS (FACTS_NFIRST * FACTS_NLAST)
+#define FACTS_NSYL 16 /* name syllables */
+#define FACTS_NAME_MAX 3 /* syllables of a name: 2 or 3 */
+#define FACTS_MAX_SUBJECTS 96
 #define FACTS_SENT_MAX 32 /* tokens of one sentence */
 #define FACTS_TEXT_MAX 256
 #define FACTS_EVAL_CHUNK 256
@@ -82,14 +81,10 @@
 #define FACTS_VOCAB_MAX 256
 #define FACTS_MIN_POSITIONS 17 /* [BOS] + the longest fact sentence (16 tokens) */
 
-static const char *const facts_first[FACTS_NFIRST] = {
-	"Adam", "Bella", "Carlos", "Dana", "Elena", "Felix", "Greta", "Hugo",
-	"Irene", "Jonas", "Kira", "Leon", "Maya", "Nils", "Olga", "Pablo",
-};
-static const char *const facts_middle[FACTS_NMIDDLE] = {"van", "de", "del", "von"};
-static const char *const facts_last[FACTS_NLAST] = {
-	"Berg", "Costa", "Dahl", "Ek", "Ferro", "Gallo", "Haas", "Ito",
-	"Jansen", "Kova", "Lund", "Moreau", "Novak", "Ortiz", "Petit", "Quinn",
+/* Names are sequences of 2 or 3 of these syllables (one token each). */
+static const char *const facts_syllables[FACTS_NSYL] = {
+	"Ka", "Lo", "Mi", "Nu", "Pe", "Ri", "Sa", "To",
+	"Vu", "Be", "Da", "Fi", "Go", "He", "Ju", "Zo",
 };
 
 typedef struct facts_relation {
@@ -175,12 +170,8 @@ static int facts_vocab(const char **words, char (*store)[16])
 	words[n++] = "<bos>";
 	words[n++] = ".";
 	words[n++] = ",";
-	for (int i = 0; i < FACTS_NFIRST; i++)
-		vocab_add_text(words, store, &n, facts_first[i]);
-	for (int i = 0; i < FACTS_NMIDDLE; i++)
-		vocab_add_text(words, store, &n, facts_middle[i]);
-	for (int i = 0; i < FACTS_NLAST; i++)
-		vocab_add_text(words, store, &n, facts_last[i]);
+	for (int i = 0; i < FACTS_NSYL; i++)
+		vocab_add_text(words, store, &n, facts_syllables[i]);
 	for (int r = 0; r < FACTS_R; r++)
 		for (int o = 0; o < FACTS_O; o++)
 			vocab_add_text(words, store, &n, facts_relations[r].objects[o]);
@@ -209,7 +200,8 @@ static int facts_vocab_size(void)
 /* ---- the knowledge base ---- */
 
 typedef struct facts_name {
-	int first, middle, last; /* middle -1: none */
+	int len;                  /* 2 or 3 */
+	int syl[FACTS_NAME_MAX]; /* syllable indexes */
 } facts_name;
 
 struct mb_zoo_facts {
@@ -217,7 +209,7 @@ struct mb_zoo_facts {
 	const char *words[FACTS_VOCAB_MAX]; /* (V) token names */
 	char store[FACTS_VOCAB_MAX][16];
 	int nv;
-	int32_t first_tok[FACTS_NFIRST], middle_tok[FACTS_NMIDDLE], last_tok[FACTS_NLAST];
+	int32_t syl_tok[FACTS_NSYL];
 	int32_t obj_tok[FACTS_R][FACTS_O];
 	int32_t noun_tok[FACTS_NNOUNS], adj_tok[FACTS_NADJS];
 	/* Templates as tokens, the subject as -1; and as text with "{}". */
@@ -282,27 +274,41 @@ static int facts_tokenize(int32_t *out, int cap, const facts_data *d, const char
 	return n;
 }
 
-/* A person from rng: first, a uniform (a middle when < 1/4) and the middle,
- * last. */
+/* A person's name from rng: a uniform (3 syllables when < 1/4, else 2),
+ * then the syllables (range 16 each, distinct from the ones before). */
 static facts_name draw_name(mb_rng *rng)
 {
 	facts_name nm;
 
-	nm.first = (int)mb_rng_range(rng, FACTS_NFIRST);
-	nm.middle = mb_rng_uniform(rng) < 0.25 ? (int)mb_rng_range(rng, FACTS_NMIDDLE) : -1;
-	nm.last = (int)mb_rng_range(rng, FACTS_NLAST);
+	nm.len = mb_rng_uniform(rng) < 0.25 ? 3 : 2;
+	for (int i = 0; i < nm.len; i++) {
+		int dup;
+		do {
+			nm.syl[i] = (int)mb_rng_range(rng, FACTS_NSYL);
+			dup = 0;
+			for (int j = 0; j < i; j++)
+				dup |= nm.syl[j] == nm.syl[i];
+		} while (dup);
+	}
 	return nm;
 }
 
 static int put_name(int32_t *out, const facts_data *d, facts_name nm)
 {
-	int n = 0;
+	for (int i = 0; i < nm.len; i++)
+		out[i] = d->syl_tok[nm.syl[i]];
+	return nm.len;
+}
 
-	out[n++] = d->first_tok[nm.first];
-	if (nm.middle >= 0)
-		out[n++] = d->middle_tok[nm.middle];
-	out[n++] = d->last_tok[nm.last];
-	return n;
+/* 1 when one of a, b is a prefix of the other (or they are equal). */
+static int name_clash(facts_name a, facts_name b)
+{
+	int n = a.len < b.len ? a.len : b.len;
+
+	for (int i = 0; i < n; i++)
+		if (a.syl[i] != b.syl[i])
+			return 0;
+	return 1;
 }
 
 void mb_zoo_facts_free(mb_zoo_facts *d)
@@ -322,7 +328,6 @@ int mb_zoo_facts_init(mb_zoo_facts **out, const mb_zoo_recipe *recipe, mb_error 
 	facts_data *d = calloc(1, sizeof(*d));
 	const mb_zoo_recipe *r;
 	mb_rng rng;
-	uint8_t used[FACTS_MAX_SUBJECTS] = {0};
 	int error = 0;
 
 	*out = NULL;
@@ -331,18 +336,15 @@ int mb_zoo_facts_init(mb_zoo_facts **out, const mb_zoo_recipe *recipe, mb_error 
 	d->r = *recipe;
 	r = &d->r;
 	d->nv = facts_vocab(d->words, d->store);
-	if (r->n_subjects < 2 * FACTS_O || r->n_subjects > FACTS_MAX_SUBJECTS / 2) {
+	if (r->n_subjects < 2 * FACTS_O || r->n_subjects > FACTS_MAX_SUBJECTS ||
+	    r->n_subjects % 2) {
 		error = mb_error_set(err, MB_EINVALID,
-				     "recipe %s: n_subjects %d must be in [%d, %d]", r->name,
-				     r->n_subjects, 2 * FACTS_O, FACTS_MAX_SUBJECTS / 2);
+				     "recipe %s: n_subjects %d must be even and in [%d, %d]", r->name,
+				     r->n_subjects, 2 * FACTS_O, FACTS_MAX_SUBJECTS);
 		goto cleanup;
 	}
-	for (int i = 0; i < FACTS_NFIRST; i++)
-		d->first_tok[i] = facts_find(d, facts_first[i], strlen(facts_first[i]));
-	for (int i = 0; i < FACTS_NMIDDLE; i++)
-		d->middle_tok[i] = facts_find(d, facts_middle[i], strlen(facts_middle[i]));
-	for (int i = 0; i < FACTS_NLAST; i++)
-		d->last_tok[i] = facts_find(d, facts_last[i], strlen(facts_last[i]));
+	for (int i = 0; i < FACTS_NSYL; i++)
+		d->syl_tok[i] = facts_find(d, facts_syllables[i], strlen(facts_syllables[i]));
 	for (int rel = 0; rel < FACTS_R; rel++)
 		for (int o = 0; o < FACTS_O; o++) {
 			const char *w = facts_relations[rel].objects[o];
@@ -384,19 +386,29 @@ int mb_zoo_facts_init(mb_zoo_facts **out, const mb_zoo_recipe *recipe, mb_error 
 		goto cleanup;
 	}
 	mb_rng_init_named(&rng, r->seed, "facts/kb", 0);
-	for (int s = 0; s < d->n; s++) {
-		facts_name nm;
-		do
+	/* Subjects 2i and 2i + 1 are a name and the same syllables reversed, so
+	 * the bag of a name's tokens never tells who it is: their order does. */
+	for (int s = 0; s < d->n; s += 2) {
+		facts_name nm, rv;
+		int clash;
+		do {
 			nm = draw_name(&rng);
-		while (used[nm.first * FACTS_NLAST + nm.last]);
-		used[nm.first * FACTS_NLAST + nm.last] = 1;
+			rv.len = nm.len;
+			for (int i = 0; i < nm.len; i++)
+				rv.syl[i] = nm.syl[nm.len - 1 - i];
+			clash = 0;
+			for (int x = 0; x < s && !clash; x++)
+				clash = name_clash(nm, d->subj[x]) || name_clash(rv, d->subj[x]);
+		} while (clash);
 		d->subj[s] = nm;
-		if (nm.middle >= 0)
-			snprintf(d->subj_text[s], sizeof(d->subj_text[s]), "%s %s %s",
-				 facts_first[nm.first], facts_middle[nm.middle], facts_last[nm.last]);
-		else
-			snprintf(d->subj_text[s], sizeof(d->subj_text[s]), "%s %s",
-				 facts_first[nm.first], facts_last[nm.last]);
+		if (s + 1 < d->n)
+			d->subj[s + 1] = rv;
+	}
+	for (int s = 0; s < d->n; s++) {
+		size_t len = 0;
+		for (int i = 0; i < d->subj[s].len; i++)
+			len += (size_t)snprintf(d->subj_text[s] + len, sizeof(d->subj_text[s]) - len,
+						"%s%s", i ? " " : "", facts_syllables[d->subj[s].syl[i]]);
 	}
 	for (int rel = 0; rel < FACTS_R; rel++) {
 		int ok = 0;
@@ -542,7 +554,7 @@ static void facts_preset(mb_zoo_recipe *r, const char *preset)
 	r->vocab_size = facts_vocab_size();
 	r->n_layer = 4;
 	r->n_embd = 64;
-	r->n_head = 4;
+	r->n_head = 1;
 	r->n_inner = 256;
 	r->n_positions = 32;
 	r->attn_only = 0;
@@ -557,12 +569,13 @@ static void facts_preset(mb_zoo_recipe *r, const char *preset)
 	r->adamw.weight_decay = 0.01;
 	r->warmup_steps = 100;
 	r->clip_norm = 1.0;
-	r->steps = 2500;
+	r->steps = 1500;
 	r->batch_size = 64;
 	r->eval_every = 100;
 	r->n_subjects = 64;
 	r->fact_frac = 0.5;
 	r->check_fact_acc = 0.95;
+
 }
 
 static void facts_token_name(char out[16], const mb_zoo_recipe *r, int id)
@@ -590,9 +603,10 @@ static int facts_check(const mb_zoo_recipe *r, mb_error *err)
 	if (!(r->fact_frac > 0 && r->fact_frac <= 1))
 		return mb_error_set(err, MB_EINVALID, "recipe %s: fact_frac %g must be in (0, 1]",
 				    n, r->fact_frac);
-	if (r->n_subjects < 2 * FACTS_O || r->n_subjects > FACTS_MAX_SUBJECTS / 2)
-		return mb_error_set(err, MB_EINVALID, "recipe %s: n_subjects %d must be in [%d, %d]",
-				    n, r->n_subjects, 2 * FACTS_O, FACTS_MAX_SUBJECTS / 2);
+	if (r->n_subjects < 2 * FACTS_O || r->n_subjects > FACTS_MAX_SUBJECTS || r->n_subjects % 2)
+		return mb_error_set(err, MB_EINVALID,
+				    "recipe %s: n_subjects %d must be even and in [%d, %d]", n,
+				    r->n_subjects, 2 * FACTS_O, FACTS_MAX_SUBJECTS);
 	if (r->vocab_size != facts_vocab_size())
 		return mb_error_set(err, MB_EINVALID,
 				    "recipe %s: vocab_size %d: the facts vocabulary has %d tokens", n,
