@@ -2,7 +2,7 @@
  * edit_gate (zoo: reads the committed facts model, release pass only):
  * `gate --edited` on a throw-away repository holding the zoo facts model, a
  * suite of two entries on it (the edit task on 4 requests; "recall": the
- * edit task's base_magnitude on 12 other facts, i.e. whether the model still
+ * edit task's base_magnitude on 16 other facts, i.e. whether the model still
  * knows them), their baseline, and two edits of one fact made by `mechbench
  * edit`: the ROME edit passes; the same edit 100 times larger
  * (--update-scale 100, a deliberately harmful edit) is REGRESSED on the
@@ -84,7 +84,7 @@ Test(edit_gate, a_harmful_edit_is_regressed_on_another_entry_of_its_base_model)
 		  "-  facts/tiny.jsonl  edit@1  20261204  {\"model_seed\":0,\"n_neighbors\":2,"
 		  "\"n_per_relation\":1,\"n_unrelated\":2,\"preset\":\"fast\",\"recipe\":\"facts\"}\n"
 		  "-  facts/recall.jsonl  edit@1  77  {\"model_seed\":0,\"n_neighbors\":1,"
-		  "\"n_per_relation\":3,\"n_unrelated\":1,\"preset\":\"fast\",\"recipe\":\"facts\"}\n");
+		  "\"n_per_relation\":4,\"n_unrelated\":1,\"preset\":\"fast\",\"recipe\":\"facts\"}\n");
 	mbt_sh_ok(dir, MBT_CLI "datasets build");
 	sha_of(s1, dir, "datasets/facts/tiny.jsonl");
 	sha_of(s2, dir, "datasets/facts/recall.jsonl");
@@ -104,7 +104,7 @@ Test(edit_gate, a_harmful_edit_is_regressed_on_another_entry_of_its_base_model)
 		 "  \"params\": {\"layer\": 0, \"control_layer\": 2, \"gen_tokens\": 4, "
 		 "\"corpus_sequences\": 16, \"steps\": 1, \"prefixes\": 0},\n"
 		 "  \"metrics\": [{\"metric\": \"edit.base_magnitude@1\", \"kind\": \"continuous\", "
-		 "\"direction\": \"lower\", \"margin\": 0.5}]}]}\n",
+		 "\"direction\": \"lower\", \"margin\": 0.35}]}]}\n",
 		 s1, s2);
 	mbt_write(dir, "benchmarks/safety.json", spec);
 	mbt_sh_ok(dir, GIT "add -A && " GIT "commit -qm suite");
