@@ -56,6 +56,62 @@ static double row_lse(const float *z, int V)
 	return m + log(s);
 }
 
+/* ---- prompts with a subject ------------------------------------------------- */
+
+int mb_edit_encode(int32_t **tok, int *n, int *subj_first, int *subj_last, const mb_tokenizer *t,
+		   const char *tmpl, const char *subject, mb_error *err)
+{
+	const char *at = strstr(tmpl, "{}");
+	size_t pre = at ? (size_t)(at - tmpl) : 0, ls = strlen(subject), lt = strlen(tmpl), pb;
+	char *text = NULL;
+	int32_t *head = NULL, *before = NULL;
+	int nh = 0, nb = 0, rc;
+
+	*tok = NULL;
+	if (!at || strstr(at + 2, "{}"))
+		return mb_error_set(err, MB_EINVALID, "must contain {} (the subject) exactly once");
+	text = malloc(lt + ls + 1);
+	if (!text)
+		return mb_error_oom(err, "prompt", lt + ls + 1);
+	memcpy(text, tmpl, pre);
+	memcpy(text + pre, subject, ls);
+	text[pre + ls] = '\0';
+	if ((rc = mb_tokenizer_encode(t, text, &head, &nh, err)) < 0)
+		goto cleanup;
+	/* the text before the subject without its trailing spaces: byte-level BPE
+	 * puts a space in front of the word that follows it */
+	pb = pre;
+	while (pb && text[pb - 1] == ' ')
+		pb--;
+	text[pb] = '\0';
+	if ((rc = mb_tokenizer_encode(t, text, &before, &nb, err)) < 0)
+		goto cleanup;
+	memcpy(text, tmpl, pre);
+	memcpy(text + pre, subject, ls);
+	memcpy(text + pre + ls, at + 2, lt - pre - 2 + 1);
+	if ((rc = mb_tokenizer_encode(t, text, tok, n, err)) < 0)
+		goto cleanup;
+	if (nh <= nb || nh > *n || memcmp(head, *tok, sizeof(int32_t) * (size_t)nh) != 0 ||
+	    (nb && memcmp(before, *tok, sizeof(int32_t) * (size_t)nb) != 0)) {
+		rc = mb_error_set(err, MB_EINVALID, "the subject does not start and end on token "
+				  "boundaries of \"%s\"", text);
+		goto cleanup;
+	}
+	*subj_last = nh - 1;
+	if (subj_first)
+		*subj_first = nb;
+cleanup:
+	if (rc < 0) {
+		free(*tok);
+		*tok = NULL;
+	}
+	free(text);
+	free(head);
+	free(before);
+	return rc;
+}
+
+
 /* ---- causal tracing --------------------------------------------------------- */
 
 const char *mb_trace_kind_name(mb_trace_kind kind)
@@ -699,9 +755,11 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 	const int D = c->d_model, V = c->n_vocab, N = req->n_target;
 	ctx_batch cb = {0};
 	mb_backward *bw = NULL;
-	mb_hooks *fh = NULL, *gh = NULL;
+	mb_hooks *fh = NULL, *gh = NULL, *fh0 = NULL;
+	mb_cache *c0 = NULL;
+	mb_hook_point pre_pt = {MB_HOOK_RESID_PRE, at.layer};
 	int32_t *lookup = NULL, *positions = NULL;
-	float *am = NULL, *av = NULL, *dlogits = NULL;
+	float *am = NULL, *av = NULL, *dlogits = NULL, *resid = NULL;
 	double *grad = NULL, *logq = NULL, v0n2 = 0.0;
 	int have_q = 0, rc;
 	delta_payload dp;
@@ -733,20 +791,35 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 
 	dp = (delta_payload){.lookup = lookup, .delta = delta, .v0 = v0, .record = 1,
 			     .grad = grad};
+	/* Only the MLP output of layer l changes from step to step: the first
+	 * forward keeps blocks.{l}.hook_resid_pre and every later step (forward
+	 * and backward) restarts there, which gives the full forward's bits
+	 * (engine.h, start_layer) at (L - l) / L of its cost. */
 	if ((rc = mb_backward_init(&bw, e, err)) < 0 || (rc = mb_hooks_init(&fh, err)) < 0 ||
 	    (rc = mb_hooks_init(&gh, err)) < 0 ||
 	    (rc = mb_hooks_add(fh, at, delta_fn, &dp, 0, err)) < 0 ||
-	    (rc = mb_hooks_add(gh, at, grad_fn, &dp, MB_HOOK_READONLY, err)) < 0)
+	    (rc = mb_hooks_add(gh, at, grad_fn, &dp, MB_HOOK_READONLY, err)) < 0 ||
+	    (rc = cache_points(&fh0, &c0, &pre_pt, 1, err)) < 0 ||
+	    (rc = mb_hooks_add(fh0, at, delta_fn, &dp, 0, err)) < 0)
 		goto cleanup;
 
 	mb_run run = {.batch = cb.B, .seq = cb.T, .tokens = cb.tokens, .lengths = cb.len,
-		      .hooks = fh, .logits = MB_LOGITS_POSITIONS, .n_positions = N,
+		      .hooks = fh0, .logits = MB_LOGITS_POSITIONS, .n_positions = N,
 		      .positions = positions};
 	for (int it = 0; it < p->steps; it++) {
 		double loss[3], total, dn, max_norm;
 
 		if ((rc = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
+		if (it == 0 && at.layer > 0) {
+			const mb_hook_tensor *x = mb_cache_get(c0, pre_pt);
+			resid = malloc(sizeof(float) * x->numel);
+			if (!resid) {
+				rc = mb_error_oom(err, "edit optimisation", sizeof(float) * x->numel);
+				goto cleanup;
+			}
+			memcpy(resid, x->data, sizeof(float) * x->numel);
+		}
 		if (it == 0)
 			v0n2 = norm_f(v0, D) * norm_f(v0, D);
 		v_loss(loss, dlogits, logq, &have_q, e, req, K, V, p);
@@ -768,6 +841,11 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 		if ((rc = mb_backward_set_dlogits(bw, dlogits, err)) < 0 ||
 		    (rc = mb_backward_run(bw, &run, NULL, gh, err)) < 0)
 			goto cleanup;
+		run.hooks = fh;
+		if (resid) {
+			run.start_layer = at.layer;
+			run.start_resid = resid;
+		}
 		if (dn > 0.0 && v0n2 > 0.0)
 			for (int d = 0; d < D; d++)
 				grad[d] += p->weight_decay * delta[d] / (dn * v0n2);
@@ -782,6 +860,9 @@ cleanup:
 	mb_backward_free(bw);
 	mb_hooks_free(fh);
 	mb_hooks_free(gh);
+	mb_hooks_free(fh0);
+	mb_cache_free(c0);
+	free(resid);
 	ctx_dispose(&cb);
 	free(lookup);
 	free(positions);
