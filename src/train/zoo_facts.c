@@ -17,10 +17,6 @@
  * the bag of a name's tokens never says who it is, their order does, and
  * the subject's last token must gather the rest of the name (as in ROME's
  * "Danielle Darrieux"). The N subjects are drawn so (redrawn on a clash); R =
- * The knowledge base. A person's name is a first name, with probability 1/4
- * a middle particle, and a last name (2 or 3 tokens); every first and last
- * name is shared by several subjects, so no single token names a subject and
- * "Danielle Darrieux"). The N subjects are distinct (first, last) pairs; R =
  * 4 relations (city, job, language, sport), each with O = 8 one-token
  * objects of its own; each (subject, relation) has one object, uniform, and
  * every object of a relation belongs to at least two subjects (so an edit
@@ -35,8 +31,6 @@
  *
  * The language. Token 0 is <bos>, 1 ".", 2 ",", then the syllables and the words
  * of the lists below in list order, each once (facts_vocab). A row is [BOS] then
- * The language. Token 0 is <bos>, 1 ".", 2 ",", then the words of the lists
- * below in list order, each once (facts_vocab). A row is [BOS] then
  * sentences until T tokens are filled (the last one cut): with probability
  * fact_frac a fact (subject, relation and training template uniform;
  * "<template with the subject> <object> ."), else a filler sentence: one of
@@ -50,17 +44,12 @@
  * 3 syllables when < 1/4, then each syllable, range 16, redrawn while it
  * repeats one before it), redrawn while it or its reversal clashes with an
  * earlier subject (equal or a prefix); then per relation the N objects in
- * ("facts/kb", 0) under the seed: per subject first (range 16), a uniform
- * (middle when < 1/4) and the middle (range 4), last (range 16), redrawn
- * until the (first, last) pair is new; then per relation the N objects in
  * subject order (range O), the relation redrawn until every object has two
  * subjects. Row i of a stream (training: "facts/train", i = (s - 1) B + b
  * for row b of step s) draws from (stream, i): per sentence a uniform (fact
  * when < fact_frac), then subject, relation, training template (ranges N,
  * R, 9); or the filler frame, then its slots left to right (a person: a
  * name drawn as above, any name; a noun or adjective: its range).
- * R, 9); or the filler frame, then its slots left to right (a person:
- * first, uniform, middle, last as above; a noun or adjective: its range).
  * Evaluation prompts: every (subject, relation, template), [BOS] + the
  * template with the subject, answer its object; the LM loss on rows
  * 0..FACTS_LOSS_ROWS-1 of stream "facts/evalrows".
@@ -586,8 +575,6 @@ int mb_zoo_facts_filler(char *out, size_t cap, const mb_zoo_facts *d, uint64_t s
  * and 1 head (this preset) put the most at the subject. No variant put the
  * facts in a middle layer's MLP: the models find each fact from the last
  * position once layer 0 has gathered the name.
- * facts, preset "fast": 4 layers, d_model 64, 4 heads of 16, d_mlp 256,
- * warmup steps, clipping at 1.0, 64 fresh rows per step, 2,500 steps; 64
  */
 static void facts_preset(mb_zoo_recipe *r, const char *preset)
 {
