@@ -77,8 +77,10 @@ static int fr_read_params(fr_params *p, const json_t *params, mb_error *err)
 		return mb_error_set(err, MB_EINVALID, "params.recipe: '%s': edit requests come "
 				    "from the 'facts' recipe's knowledge base", recipe);
 	error = mb_zoo_recipe_get(&p->recipe, recipe, preset, (uint64_t)p->model_seed, err);
-	if (error < 0)
-		return mb_error_prefix(err, "params.preset");
+	if (error < 0) {
+		mb_error_prefix(err, "params.preset");
+		return MB_EINVALID; /* a bad params value, whatever the lookup said */
+	}
 	if (p->n_per_relation > p->recipe.n_subjects)
 		return mb_error_set(err, MB_EINVALID,
 				    "params.n_per_relation: %lld is more than the %d subjects",
