@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <mechbench/backward.h>
+#include <mechbench/detmath.h>
 #include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
 #include <mechbench/logits.h>
@@ -52,8 +53,8 @@ static double row_lse(const float *z, int V)
 		if (z[v] > m)
 			m = z[v];
 	for (int v = 0; v < V; v++)
-		s += exp((double)z[v] - m);
-	return m + log(s);
+		s += mb_detmath_exp((double)z[v] - m);
+	return m + mb_detmath_log(s);
 }
 
 /* ---- prompts with a subject ------------------------------------------------- */
@@ -697,7 +698,7 @@ static void v_loss(double loss[3], float *dlogits, double *logq, int *have_q,
 			double lse = row_lse(z, V);
 			each -= (double)z[q->target[j]] - lse;
 			for (int v = 0; v < V; v++)
-				dz[v] = (float)(exp((double)z[v] - lse) * scale);
+				dz[v] = (float)(mb_detmath_exp((double)z[v] - lse) * scale);
 			dz[q->target[j]] -= (float)scale;
 		}
 		nll += each / N;
@@ -715,11 +716,11 @@ static void v_loss(double loss[3], float *dlogits, double *logq, int *have_q,
 		}
 		for (int v = 0; v < V; v++) {
 			double lp = (double)z[v] - lse;
-			kl += exp(lp) * (lp - logq[v]);
+			kl += mb_detmath_exp(lp) * (lp - logq[v]);
 		}
 		for (int v = 0; v < V; v++) {
 			double lp = (double)z[v] - lse;
-			dz[v] = (float)(p->kl_factor * exp(lp) * (lp - logq[v] - kl));
+			dz[v] = (float)(p->kl_factor * mb_detmath_exp(lp) * (lp - logq[v] - kl));
 		}
 	}
 	loss[0] = nll;
@@ -731,7 +732,7 @@ static void v_loss(double loss[3], float *dlogits, double *logq, int *have_q,
 static void adam_step(float *x, float *m, float *v, const double *g, int n, int t, double lr)
 {
 	const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-	const double bc1 = 1.0 - pow(b1, t), bc2s = sqrt(1.0 - pow(b2, t));
+	const double bc1 = 1.0 - mb_detmath_powi(b1, t), bc2s = sqrt(1.0 - mb_detmath_powi(b2, t));
 
 	for (int i = 0; i < n; i++) {
 		float gi = (float)g[i];
@@ -834,7 +835,7 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 		if (it == 0)
 			out->loss_first = total;
 		memcpy(out->loss, loss, sizeof(loss));
-		out->p_target = exp(-loss[0]);
+		out->p_target = mb_detmath_exp(-loss[0]);
 		out->steps_run = it + 1;
 		if (total < p->stop_loss || it == p->steps - 1)
 			break;
@@ -1235,7 +1236,7 @@ int mb_rome_prefixes(int32_t *out, mb_engine *e, int n, int len, int32_t first, 
 				top[k] = best;
 			}
 			for (k = 0; k < top_k; k++)
-				s += (pr[k] = exp((double)z[top[k]] - z[top[0]]));
+				s += (pr[k] = mb_detmath_exp((double)z[top[k]] - z[top[0]]));
 			u = mb_rng_uniform(&rng[i]) * s;
 			for (k = 0; k < top_k - 1 && u >= pr[k]; k++)
 				u -= pr[k];

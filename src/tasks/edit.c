@@ -119,6 +119,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/detmath.h>
 #include <mechbench/edit.h>
 #include <mechbench/engine.h>
 #include <mechbench/facts_requests.h>
@@ -866,7 +867,7 @@ static int probe_margin(double *margin, mb_engine *e, ed_batch *bt, const ed_ite
 	    (rc = object_logp(scratch, e, bt, &it->probe, it->obj[1], it->n_obj[1], err)) < 0)
 		return rc;
 	for (int b = 0; b < it->probe.n; b++)
-		margin[b] = exp(margin[b]) - exp(scratch[b]);
+		margin[b] = mb_detmath_exp(margin[b]) - mb_detmath_exp(scratch[b]);
 	return 0;
 }
 
@@ -931,8 +932,8 @@ static void log_softmax(double *out, const float *z, int V)
 		if (z[v] > mx)
 			mx = z[v];
 	for (int v = 0; v < V; v++)
-		s += exp((double)z[v] - mx);
-	lse = mx + log(s);
+		s += mb_detmath_exp((double)z[v] - mx);
+	lse = mx + mb_detmath_log(s);
 	for (int v = 0; v < V; v++)
 		out[v] = (double)z[v] - lse;
 }
@@ -947,7 +948,7 @@ static double mean_kl(const float *before, const float *after, int U, int V, dou
 		log_softmax(lp, before + (size_t)b * (size_t)V, V);
 		log_softmax(lq, after + (size_t)b * (size_t)V, V);
 		for (int v = 0; v < V; v++)
-			kl += exp(lp[v]) * (lp[v] - lq[v]);
+			kl += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
 		total += kl;
 	}
 	return total / U;
