@@ -11,7 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <mechbench/store.h>
 
 #include "support/harness_support.h"
 #include "support/report_support.h"
@@ -94,58 +93,5 @@ Test(concurrency, a_writer_that_waits_past_its_timeout_fails_cleanly, .timeout =
 	free(out);
 	sleep(3);
 	cr_expect_eq(scalar(dir, "SELECT count(*) FROM runs"), 1);
-	mbt_rmtree(dir);
-}
-
-/* Switching a new database to WAL needs the file to itself; SQLite answers
- * BUSY at once (no busy handler) while another connection holds a lock, so
- * processes that create one database together used to lose that race (a CI
- * run of the test above lost one of six writers). The open retries until
- * --db-timeout: rounds of 8 processes released together on a fresh file all
- * succeed. */
-Test(concurrency, processes_creating_one_database_together_all_open_it, .timeout = 300)
-{
-	char dir[256];
-	int failed = 0;
-
-	mbt_tmpdir(dir, sizeof(dir));
-	for (int round = 0; round < 40 && !failed; round++) {
-		char path[300];
-		int go[2];
-		pid_t pid[8];
-
-		snprintf(path, sizeof(path), "%s/r%d.db", dir, round);
-		cr_assert_eq(pipe(go), 0);
-		for (int k = 0; k < 8; k++) {
-			pid[k] = fork();
-			cr_assert_geq(pid[k], 0);
-			if (pid[k] == 0) {
-				mb_store *s = NULL;
-				mb_error err = {0};
-				char c;
-				int rc;
-
-				close(go[1]);
-				if (read(go[0], &c, 1) < 0)
-					_exit(3);
-				rc = mb_store_open(&s, path, NULL, &err);
-				if (rc < 0)
-					fprintf(stderr, "round %d: %s\n", round, err.msg);
-				mb_store_free(s);
-				_exit(rc < 0 ? 1 : 0);
-			}
-		}
-		close(go[0]);
-		close(go[1]); /* every child's read returns now */
-		for (int k = 0; k < 8; k++) {
-			int status;
-
-			waitpid(pid[k], &status, 0);
-			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				failed++;
-		}
-		cr_expect_eq(failed, 0, "round %d: %d of 8 processes failed to open %s", round,
-			     failed, path);
-	}
 	mbt_rmtree(dir);
 }
