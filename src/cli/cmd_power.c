@@ -176,17 +176,10 @@ static int baseline_var(double *var_d, int64_t *n, const power_args *a, double d
 {
 	mb_run_result run;
 	mb_error err;
-	char *text = NULL;
-	size_t len;
 	int rc = 0;
 
-	memset(&run, 0, sizeof(run));
-	if (mb_file_read_text(&text, &len, a->baseline, &err) < 0 ||
-	    mb_baseline_parse(&run, text, len, a->baseline, &err) < 0) {
-		free(text);
+	if (mb_baseline_load(&run, a->baseline, &err) < 0)
 		return mb_cli_fail(&err);
-	}
-	free(text);
 	for (size_t i = 0; i < run.n_entries; i++) {
 		const mb_entry_result *e = &run.entries[i];
 		int m = mb_entry_result_metric(e, a->metric);
@@ -288,18 +281,12 @@ static int suite_plan(const char *suite)
 		for (k = 0; k < n_runs && strcmp(paths[k], path) != 0; k++)
 			;
 		if (k == n_runs) {
-			char *text = NULL;
-			size_t len;
 			if ((paths[k] = strdup(path)) == NULL) {
 				error = mb_error_oom(&err, "path", strlen(path));
 				goto cleanup;
 			}
 			n_runs++;
-			error = mb_file_read_text(&text, &len, path, &err);
-			if (error == 0)
-				error = mb_baseline_parse(&runs[k], text, len, path, &err);
-			free(text);
-			if (error < 0)
+			if ((error = mb_baseline_load(&runs[k], path, &err)) < 0)
 				goto cleanup;
 		}
 		if (!(be = mb_run_result_entry(&runs[k], e->name))) {
