@@ -419,6 +419,142 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 	mb_item_list_dispose(&items);
 }
 
+/* The Frobenius norm of r's c_proj at layer minus the model's. */
+static double ref_update_norm(const ref_ctx *r, int layer)
+{
+	const size_t off = (size_t)layer * r->slab;
+	double s = 0;
+	for (size_t i = 0; i < r->slab; i++) {
+		double d = (double)r->proj[off + i] - (double)r->m->w.proj_w[off + i];
+		s += d * d;
+	}
+	return sqrt(s);
+}
+
+/* MEMIT of the request over layers (stats in the same order) on r's weights. */
+static void ref_memit(ref_ctx *r, const ref_probe *p, const int *layers, int n,
+		      const mb_rome_stats *stats)
+{
+	mb_error err = {0};
+	mb_memit_params mp;
+	mb_rome_request req;
+	int32_t *prompt;
+	int len, last;
+
+	cr_assert_eq(mb_edit_encode(&prompt, &len, NULL, &last, r->m->tok, "a b {} e", "c d",
+				    &err), 0, "%s", err.msg);
+	req = (mb_rome_request){prompt, len, last, p->obj[0], p->n_obj[0], prompt, len, last};
+	mb_memit_params_default(&mp, layers, n);
+	mp.z.steps = 8;
+	mp.mom2_weight = 50;
+	cr_assert_eq(mb_memit_edit(NULL, r->e, &r->w, stats, &req, 1, r->pre, 3, &mp, &err), 0,
+		     "%s", err.msg);
+	free(prompt);
+}
+
+/* method "memit": the edit, its control (a random rank-one update at each
+ * edited layer of that layer's update's norm) and the wrong-layer edit
+ * (MEMIT over [control_layer]) redone here with mb_memit_edit itself. */
+Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
+{
+	mb_error err = {0};
+	mb_item_list items = {0};
+	double v[64], sc[7], n0, n1, kl_edit, kl_ctl;
+	char params[512];
+	ref_ctx r = {0};
+	ref_probe p = {0};
+	const mb_engine_config *c;
+	const int both[2] = {0, 1}, wrong[1] = {0};
+	mb_rome_stats ms[2];
+
+	snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": [0, 1], "
+		 "\"mom2_weight\": 50}", (int)strlen(PARAMS) - 1, PARAMS);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(run_task(v, &items, params, &err), 0, "%s", err.msg);
+	ref_open(&r);
+	c = &r.m->cfg;
+	ms[0] = r.stats[1]; /* layer 0 */
+	ms[1] = r.stats[0]; /* layer 1 */
+	ref_probe_open(&p, r.m, "c d", "z");
+	for (int u = 0; u < 2; u++)
+		ref_lsm(p.base_lsm[u], r.e, p.unrel[u], p.n_unrel[u]);
+
+	ref_memit(&r, &p, both, 2, ms);
+	ref_scores(sc, r.e, &p);
+	kl_edit = ref_kl(r.e, &p);
+	n0 = ref_update_norm(&r, 0);
+	n1 = ref_update_norm(&r, 1);
+	cr_expect(n0 > 0 && n1 > 0, "both layers edited: %g %g", n0, n1);
+	cr_expect_eq(metric(v, "edit.efficacy"), sc[0]);
+	expect_close("memit efficacy_magnitude", metric(v, "edit.efficacy_magnitude"), sc[1], 1e-6);
+	cr_expect_eq(metric(v, "edit.paraphrase"), sc[2]);
+	cr_expect_eq(metric(v, "edit.neighbourhood"), sc[4]);
+	expect_close("memit score", metric(v, "edit.score"), sc[6], 1e-12);
+	expect_close("memit kl_unrelated", metric(v, "edit.kl_unrelated"), kl_edit, 1e-5);
+	expect_close("memit update_norm", metric(v, "edit.update_norm"), sqrt(n0 * n0 + n1 * n1),
+		     1e-9);
+	ref_restore(&r, 0);
+	ref_restore(&r, 1);
+	{
+		float uc[256], rcv[64];
+		mb_rng rng;
+		mb_rng_init_named(&rng, 3, "edit/control", mb_item_key_index(items.items[0].key));
+		mb_rome_control_norm(uc, rcv, n0, c->d_mlp, c->d_model, &rng);
+		mb_rome_apply(c, &r.w, 0, uc, rcv);
+		mb_rome_control_norm(uc, rcv, n1, c->d_mlp, c->d_model, &rng);
+		mb_rome_apply(c, &r.w, 1, uc, rcv);
+		kl_ctl = ref_kl(r.e, &p);
+		expect_close("memit control_kl_unrelated", metric(v, "edit.control_kl_unrelated"),
+			     kl_ctl, 1e-5);
+		cr_expect(fabs(ref_update_norm(&r, 0) - n0) < 1e-4 * n0, "the control's norm at "
+			  "layer 0: %g, the edit's %g", ref_update_norm(&r, 0), n0);
+		ref_restore(&r, 0);
+		ref_restore(&r, 1);
+	}
+	ref_memit(&r, &p, wrong, 1, &r.stats[1]);
+	ref_scores(sc, r.e, &p);
+	expect_close("memit wrong_layer_score", metric(v, "edit.wrong_layer_score"), sc[6], 1e-12);
+	cr_expect_eq(metric(v, "edit.wrong_layer_efficacy"), sc[0]);
+	ref_probe_close(&p);
+	ref_close(&r);
+	mb_item_list_dispose(&items);
+}
+
+Test(edit_task, memit_params_are_checked)
+{
+	static const char *const bad[][2] = {
+		{"\"method\": \"mend\"", "params.method"},
+		{"\"memit_layers\": [0, 1]", "only with method"},
+		{"\"method\": \"memit\", \"memit_layers\": [1, 0]", "ascending"},
+		{"\"method\": \"memit\", \"mom2_weight\": 0", "params.mom2_weight"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char spec[512];
+		mb_json_doc doc = {0};
+		mb_error err = {0};
+		int n = snprintf(spec, sizeof(spec), "{\"layer\": 1, \"control_layer\": 0, %s}",
+				 bad[i][0]);
+		cr_assert_eq(mb_json_doc_parse(&doc, spec, (size_t)n, "spec", &err), 0, "%s",
+			     err.msg);
+		cr_expect_lt(mb_task_find("edit")->check_params(&doc, doc.root, "params", &err), 0,
+			     "%s", spec);
+		cr_expect(strstr(err.msg, bad[i][1]), "%s: %s", spec, err.msg);
+		mb_json_doc_dispose(&doc);
+	}
+	{
+		mb_item_list items = {0};
+		mb_error err = {0};
+		double v[64];
+		char params[512];
+		snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": "
+			 "[1, 2]}", (int)strlen(PARAMS) - 1, PARAMS);
+		cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0);
+		cr_expect_lt(run_task(v, &items, params, &err), 0);
+		cr_expect(strstr(err.msg, "params.memit_layers: the last, 2"), "%s", err.msg);
+		mb_item_list_dispose(&items);
+	}
+}
+
 /* The battery after 1 and 2 edits against the two edits made here one after
  * the other (the second on the model the first edited). */
 Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
