@@ -319,8 +319,7 @@ static int check_request(const json_t *o, const char *what, mb_error *err)
 static int ed_generate(mb_item_list *out, uint64_t seed, const json_t *params, mb_error *err)
 {
 	json_t *p = params ? json_object_get(params, "source") : NULL;
-	json_t *h = params ? json_object_get(params, "source_sha256") : NULL;
-	char sha[MB_SHA256_HEX_LEN], *text = NULL, *line;
+	char *text = NULL, *line;
 	const char *key;
 	json_t *v;
 	size_t len = 0;
@@ -334,20 +333,8 @@ static int ed_generate(mb_item_list *out, uint64_t seed, const json_t *params, m
 		if (strcmp(key, "source") && strcmp(key, "source_sha256"))
 			return mb_error_set(err, MB_EINVALID, "params.%s: unknown field (edit takes "
 					    "source, source_sha256)", key);
-	if (!json_is_string(p) || !json_string_length(p))
-		return mb_error_set(err, MB_EINVALID, "params.source: required: the path of the "
-				    "requests file (one JSON request per line)");
-	if (!json_is_string(h) || json_string_length(h) != MB_SHA256_HEX_LEN - 1)
-		return mb_error_set(err, MB_EINVALID, "params.source_sha256: required: the sha256 "
-				    "of %s", json_string_value(p));
-	if ((rc = mb_file_read_text(&text, &len, json_string_value(p), err)) < 0)
+	if ((rc = mb_task_read_source(&text, &len, params, "one JSON request per line", err)) < 0)
 		return rc;
-	mb_sha256_hex_buf(sha, text, len);
-	if (strcmp(sha, json_string_value(h)) != 0) {
-		rc = mb_error_set(err, MB_EMISMATCH, "%s: sha256 %s, params.source_sha256 says %s",
-				  json_string_value(p), sha, json_string_value(h));
-		goto cleanup;
-	}
 	for (line = text; line && *line;) {
 		char *nl = strchr(line, '\n'), what[1200];
 		json_error_t je;

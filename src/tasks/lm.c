@@ -45,10 +45,8 @@
 
 #include <mechbench/engine.h>
 #include <mechbench/facts_requests.h>
-#include <mechbench/file.h>
 #include <mechbench/logits.h>
 #include <mechbench/model.h>
-#include <mechbench/sha256.h>
 #include <mechbench/tokenizer.h>
 
 enum { M_LOSS, M_TOP1, M_COUNT };
@@ -66,9 +64,8 @@ static const mb_metric_def lm_metrics[M_COUNT] = {
 static int lm_generate(mb_item_list *out, uint64_t seed, const json_t *params, mb_error *err)
 {
 	json_t *p = params ? json_object_get(params, "source") : NULL;
-	json_t *h = params ? json_object_get(params, "source_sha256") : NULL;
 	json_t *sv = params ? json_object_get(params, "stratum") : NULL;
-	char sha[MB_SHA256_HEX_LEN], *text = NULL, *line;
+	char *text = NULL, *line;
 	const char *key, *stratum = "text";
 	json_t *v;
 	size_t len = 0;
@@ -82,24 +79,12 @@ static int lm_generate(mb_item_list *out, uint64_t seed, const json_t *params, m
 		if (strcmp(key, "source") && strcmp(key, "source_sha256") && strcmp(key, "stratum"))
 			return mb_error_set(err, MB_EINVALID, "params.%s: unknown field (lm takes "
 					    "source, source_sha256, stratum)", key);
-	if (!json_is_string(p) || !json_string_length(p))
-		return mb_error_set(err, MB_EINVALID, "params.source: required: the path of the "
-				    "text file (one item per line)");
-	if (!json_is_string(h) || json_string_length(h) != MB_SHA256_HEX_LEN - 1)
-		return mb_error_set(err, MB_EINVALID, "params.source_sha256: required: the sha256 "
-				    "of %s", json_string_value(p));
 	if (sv && (!json_is_string(sv) || !json_string_length(sv)))
 		return mb_error_set(err, MB_EINVALID, "params.stratum: expected a non-empty string");
 	if (sv)
 		stratum = json_string_value(sv);
-	if ((rc = mb_file_read_text(&text, &len, json_string_value(p), err)) < 0)
+	if ((rc = mb_task_read_source(&text, &len, params, "text, one item per line", err)) < 0)
 		return rc;
-	mb_sha256_hex_buf(sha, text, len);
-	if (strcmp(sha, json_string_value(h)) != 0) {
-		rc = mb_error_set(err, MB_EMISMATCH, "%s: sha256 %s, params.source_sha256 says %s",
-				  json_string_value(p), sha, json_string_value(h));
-		goto cleanup;
-	}
 	for (line = text; line && *line;) {
 		char *nl = strchr(line, '\n'), cluster[32];
 		size_t n;
