@@ -4,7 +4,8 @@
  *  - lm.loss and lm.top1 against PyTorch (tests/fixtures/lm/gen_lm.py:
  *    its own GPT-2 forward, the metrics written from their definitions in
  *    float64), items with and without a BOS, all in one batch;
- *  - an item's values do not depend on the batch it runs in (bits);
+ *  - an item's values do not depend on the batch it runs in (bits), and
+ *    max_tokens scores an item's first tokens;
  *  - generate: the facts texts are the three strata, in the model's
  *    vocabulary, deterministic; a source file gives one item per line and
  *    its sha256 is checked;
@@ -120,6 +121,25 @@ Test(lm, an_items_values_do_not_depend_on_its_batch)
 			  "%.17g %.17g in the batch", i, one[0], one[1], all[i][0], all[i][1]);
 	}
 	mb_item_list_dispose(&l);
+}
+
+/* max_tokens keeps an item's first tokens: "Ka Lo lives in" cut to [BOS] Ka Lo
+ * scores what the text "Ka Lo" scores in full (a causal model). */
+Test(lm, max_tokens_scores_the_items_first_tokens)
+{
+	mb_item_list a = {0}, b = {0};
+	double cut[2], whole[2];
+	mb_error err = {0};
+
+	add_text(&a, "s", "Ka Lo lives in");
+	add_text(&b, "s", "Ka Lo");
+	cr_assert_eq(run_lm(cut, a.items, 1, "{\"bos\": \"<bos>\", \"max_tokens\": 3}", &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(run_lm(whole, b.items, 1, "{\"bos\": \"<bos>\"}", &err), 0, "%s", err.msg);
+	cr_expect(memcmp(cut, whole, sizeof(cut)) == 0, "cut %.17g %.17g, whole %.17g %.17g",
+		  cut[0], cut[1], whole[0], whole[1]);
+	mb_item_list_dispose(&a);
+	mb_item_list_dispose(&b);
 }
 
 Test(lm, facts_texts_are_three_strata_of_the_models_language)
