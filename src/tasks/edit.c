@@ -136,6 +136,23 @@
  *                                specific, others do not)
  *   edit.layer_score_gain@1      score - wrong_layer_score (derived)
  *   edit.update_norm@1           ||u r^T||_F = ||r|| (u is a unit vector)
+ *   edit.energy_control_kl@1     the KL on unrelated prompts for the second
+ *                                control, matched on what the update does to
+ *                                the model's own activations instead of on
+ *                                its norm: the edit's output energy on the
+ *                                corpus keys, E = mean over k of ||k^T dW||^2
+ *                                = tr(dW^T C dW) (rome: ||r||^2 u^T C u;
+ *                                memit: per edited layer from the weights'
+ *                                change), and a random rank-one update
+ *                                u' r'^T with ||u'|| = 1 and ||r'||^2 u'^T C
+ *                                u' = E (times control_scale), u', r' drawn
+ *                                by mb_rome_control_norm from stream
+ *                                ("edit/energy_control", the item's content
+ *                                key), per edited layer in order: a change
+ *                                that moves the MLP's output on the model's
+ *                                own text as much as the edit does, spread
+ *                                over every key instead of aimed at one
+ *   edit.energy_kl_excess@1      kl_unrelated - energy_control_kl (derived)
  *
  * Figures: "edit.trace_mlp" and "edit.trace_resid", heatmaps of the causal
  * trace (mb_trace_run: noise 3 x the SD of the subjects' embeddings, 10
@@ -189,6 +206,8 @@ enum {
 	M_WL_SCORE,
 	M_LAYER_GAIN,
 	M_NORM,
+	M_ECTL_KL,
+	M_ECTL_EXCESS,
 	M_COUNT
 };
 
@@ -240,12 +259,18 @@ static const mb_metric_def ed_metrics[M_COUNT] = {
 	 "score - wrong_layer_score, paired per item (edit.c)"},
 	{"edit.update_norm", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
 	 "Frobenius norm of the rank-one update u r^T (edit.c)"},
+	{"edit.energy_control_kl", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the KL on unrelated prompts for a random rank-one update matched to the edit's output "
+	 "energy on the corpus keys (control; edit.c)"},
+	{"edit.energy_kl_excess", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "kl_unrelated - energy_control_kl, paired per item (edit.c)"},
 };
 
 static const mb_metric_diff ed_derived[] = {
 	{"edit.entropy_drop", "edit.base_entropy", "edit.entropy"},
 	{"edit.kl_excess", "edit.kl_unrelated", "edit.control_kl_unrelated"},
 	{"edit.layer_score_gain", "edit.score", "edit.wrong_layer_score"},
+	{"edit.energy_kl_excess", "edit.kl_unrelated", "edit.energy_control_kl"},
 };
 
 /* ---- items ------------------------------------------------------------------- */
@@ -1177,6 +1202,44 @@ static double update_norm(const ed_work *wk, int layer)
 	return sqrt(s);
 }
 
+/* x^T C x (x (M), C (M, M) float), in double, rows in order. */
+static double quad_c(const mb_rome_stats *s, const float *x)
+{
+	const int M = s->d_mlp;
+	double q = 0.0;
+
+	for (int i = 0; i < M; i++) {
+		double row = 0.0;
+		for (int j = 0; j < M; j++)
+			row += (double)s->mom2[(size_t)i * M + j] * x[j];
+		q += x[i] * row;
+	}
+	return q;
+}
+
+/* The output energy of the update an edit made at layer: the mean over the
+ * corpus keys k of ||k^T dW||^2 = tr(dW^T C dW), dW = W_proj[layer] - the
+ * model's (M, D), column by column in double. */
+static double update_energy(const ed_work *wk, int layer, const mb_rome_stats *s)
+{
+	const mb_engine_config *c = &wk->st->m->cfg;
+	const int M = c->d_mlp, D = c->d_model;
+	const size_t off = (size_t)layer * M * D;
+	float *col = malloc(sizeof(float) * (size_t)M);
+	double e = 0.0;
+
+	if (!col)
+		return NAN;
+	for (int d = 0; d < D; d++) {
+		for (int m = 0; m < M; m++)
+			col[m] = (float)((double)wk->proj[off + (size_t)m * D + d] -
+					 (double)wk->st->m->w.proj_w[off + (size_t)m * D + d]);
+		e += quad_c(s, col);
+	}
+	free(col);
+	return e;
+}
+
 static mb_rome_request request_of(const ed_item *it)
 {
 	return (mb_rome_request){.prompt = it->prompt, .n_prompt = it->n_prompt,
@@ -1203,7 +1266,7 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	mb_rome_request req = request_of(it);
 	mb_rome_result res = {0}, res2 = {0};
 	mb_rome_params rp2 = st->rp;
-	double sc[7], lnorm[MB_MEMIT_MAX_LAYERS];
+	double sc[7], lnorm[MB_MEMIT_MAX_LAYERS], energy[MB_MEMIT_MAX_LAYERS];
 	float *uc = NULL, *rc_ = NULL;
 	int rc;
 	mb_rng rng;
@@ -1248,6 +1311,20 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	v[M_NEIGH_MAG] = sc[5];
 	v[M_SCORE] = sc[6];
 	v[M_KL] = mean_kl(wk->z_base, wk->z_new, U, V, wk->kl_scratch);
+	/* the output energy of the edit on the corpus keys, per edited layer
+	 * (rome: ||r||^2 u^T C u) */
+	for (int i = 0; i < (st->p.memit ? st->p.n_layers : 1); i++) {
+		if (st->p.memit) {
+			energy[i] = update_energy(wk, st->p.layers[i], &st->mstats[i]);
+		} else {
+			double nr = norm2(res.r, D);
+			energy[i] = nr * nr * quad_c(&st->stats[0], res.u);
+		}
+		if (!isfinite(energy[i])) {
+			rc = mb_error_oom(err, "edit energy", sizeof(float) * (size_t)M);
+			goto cleanup;
+		}
+	}
 	restore_edited(wk);
 
 	/* the control: a random rank-one update of the same norm (memit: at each
@@ -1276,6 +1353,26 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	v[M_CTL_MAG] = sc[1];
 	v[M_CTL_NEIGH] = sc[4];
 	v[M_CTL_KL] = mean_kl(wk->z_base, wk->z_new, U, V, wk->kl_scratch);
+	restore_edited(wk);
+
+	/* the energy-matched control: a random rank-one update u' r'^T per edited
+	 * layer with ||r'||^2 u'^T C u' = the edit's energy there */
+	mb_rng_init_named(&rng, (uint64_t)st->p.seed, "edit/energy_control",
+			  mb_item_key_index(item->key));
+	for (int i = 0; i < (st->p.memit ? st->p.n_layers : 1); i++) {
+		const mb_rome_stats *s = st->p.memit ? &st->mstats[i] : &st->stats[0];
+		double q, scale;
+
+		mb_rome_control_norm(uc, rc_, 1.0, M, D, &rng);
+		q = quad_c(s, uc);
+		scale = q > 0.0 ? sqrt(energy[i] / q) * st->p.control_scale : 0.0;
+		for (int d = 0; d < D; d++)
+			rc_[d] = (float)(rc_[d] * scale);
+		mb_rome_apply(c, &wk->w, st->p.memit ? st->p.layers[i] : L0, uc, rc_);
+	}
+	if ((rc = unrelated_logits(wk->z_new, wk->e, &wk->bt, &it->unrel, err)) < 0)
+		goto cleanup;
+	v[M_ECTL_KL] = mean_kl(wk->z_base, wk->z_new, U, V, wk->kl_scratch);
 	restore_edited(wk);
 
 	/* the wrong layer (memit: over [control_layer]) */

@@ -8,8 +8,9 @@
  *    log-softmax, greedy continuations one prompt at a time, n-gram entropy
  *    by sorting, KL by its definition, the random control and the
  *    wrong-layer edit redone from their definitions;
- *  - the random-update control can fail: at 1000 times the edit's norm its
- *    KL on unrelated prompts is large;
+ *  - the random-update controls can fail: at 1000 times the edit's norm (or
+ *    1000 times the energy-matched scale) their KL on unrelated prompts is
+ *    large;
  *  - the causal-trace figures; bad items and a bad source are one line
  *    naming the item or file and the field.
  */
@@ -324,6 +325,43 @@ static void ref_edit(ref_ctx *r, const ref_probe *p, const char *subject, int la
 	free(prompt);
 }
 
+/* tr(dW^T C dW) for r's c_proj at layer minus the model's, as sum over
+ * (i, j) of C[i][j] (dW dW^T)[i][j] (edit.c sums x^T C x column by column). */
+static double ref_energy(const ref_ctx *r, int layer, const mb_rome_stats *st)
+{
+	const int M = r->m->cfg.d_mlp, D = r->m->cfg.d_model;
+	const size_t off = (size_t)layer * r->slab;
+	double e = 0;
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < M; j++) {
+			double g = 0;
+			for (int d = 0; d < D; d++)
+				g += ((double)r->proj[off + (size_t)i * D + d] -
+				      r->m->w.proj_w[off + (size_t)i * D + d]) *
+				     ((double)r->proj[off + (size_t)j * D + d] -
+				      r->m->w.proj_w[off + (size_t)j * D + d]);
+			e += st->mom2[(size_t)i * M + j] * g;
+		}
+	return e;
+}
+
+/* Applies the energy-matched control at layer: u' r'^T from rng with
+ * ||r'||^2 u'^T C u' = energy. */
+static void ref_energy_control(ref_ctx *r, int layer, const mb_rome_stats *st, double energy,
+			       mb_rng *rng)
+{
+	const int M = r->m->cfg.d_mlp, D = r->m->cfg.d_model;
+	float uc[256], rcv[64];
+	double q = 0;
+	mb_rome_control_norm(uc, rcv, 1.0, M, D, rng);
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < M; j++)
+			q += (double)uc[i] * st->mom2[(size_t)i * M + j] * uc[j];
+	for (int d = 0; d < D; d++)
+		rcv[d] = (float)(rcv[d] * sqrt(energy / q));
+	mb_rome_apply(&r->m->cfg, &r->w, layer, uc, rcv);
+}
+
 static void ref_restore(ref_ctx *r, int layer)
 {
 	memcpy(r->proj + (size_t)layer * r->slab, r->m->w.proj_w + (size_t)layer * r->slab,
@@ -381,6 +419,18 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 		for (int j = 0; j < c->d_mlp; j++)
 			nu += (double)res.u[j] * res.u[j];
 		expect_close("update_norm", metric(v, "edit.update_norm"), sqrt(nr * nu), 1e-9);
+	}
+	{
+		double e = ref_energy(&r, 1, &r.stats[0]), k;
+		mb_rng rng;
+		ref_restore(&r, 1);
+		mb_rng_init_named(&rng, 3, "edit/energy_control",
+				  mb_item_key_index(items.items[0].key));
+		ref_energy_control(&r, 1, &r.stats[0], e, &rng);
+		k = ref_kl(r.e, &p);
+		expect_close("energy_control_kl", metric(v, "edit.energy_control_kl"), k, 1e-5);
+		expect_close("energy_kl_excess", metric(v, "edit.energy_kl_excess"), kl_edit - k,
+			     2e-5);
 	}
 	ref_restore(&r, 1);
 
@@ -493,6 +543,18 @@ Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
 	expect_close("memit kl_unrelated", metric(v, "edit.kl_unrelated"), kl_edit, 1e-5);
 	expect_close("memit update_norm", metric(v, "edit.update_norm"), sqrt(n0 * n0 + n1 * n1),
 		     1e-9);
+	{
+		double e0 = ref_energy(&r, 0, &ms[0]), e1 = ref_energy(&r, 1, &ms[1]);
+		mb_rng rng;
+		ref_restore(&r, 0);
+		ref_restore(&r, 1);
+		mb_rng_init_named(&rng, 3, "edit/energy_control",
+				  mb_item_key_index(items.items[0].key));
+		ref_energy_control(&r, 0, &ms[0], e0, &rng);
+		ref_energy_control(&r, 1, &ms[1], e1, &rng);
+		expect_close("memit energy_control_kl", metric(v, "edit.energy_control_kl"),
+			     ref_kl(r.e, &p), 1e-5);
+	}
 	ref_restore(&r, 0);
 	ref_restore(&r, 1);
 	{
@@ -642,6 +704,11 @@ Test(edit_task, the_random_update_control_fails_when_its_norm_is_huge, .init = o
 	/* the edit's own metrics do not move with the control's scale */
 	cr_expect_eq(metric(v1, "edit.kl_unrelated"), metric(v2, "edit.kl_unrelated"));
 	cr_expect(k2 > 1.0 && k2 > 5 * k1, "the control did not respond: %g vs %g", k2, k1);
+	k1 = metric(v1, "edit.energy_control_kl");
+	k2 = metric(v2, "edit.energy_control_kl");
+	printf("energy-matched control KL: %.4g at 1x the edit's energy, %.4g at 1000x its "
+	       "scale\n", k1, k2);
+	cr_expect(k2 > 1.0 && k2 > 5 * k1, "the energy control did not respond: %g vs %g", k2, k1);
 	mb_item_list_dispose(&items);
 }
 
