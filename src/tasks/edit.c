@@ -120,12 +120,15 @@
  *                                the edit's u = C^-1 k* / |.| points where
  *                                the corpus keys vary little (u^T C u is
  *                                small), so the control's KL is larger than
- *                                a good edit's
- *                                and kl_excess is negative; the gate bounds
- *                                kl_excess from above (threshold 0.1 nats in
- *                                the canonical entry), and the test shows the
- *                                control is not ~0 by construction (1000x its
- *                                norm gives a KL of ~1).
+ *                                a good edit's and kl_excess is negative; the
+ *                                gate bounds kl_excess from above (threshold
+ *                                0.1 nats in the canonical entry), and the
+ *                                test shows the control is not ~0 by
+ *                                construction (1000x its norm gives a KL of
+ *                                ~1). The control whose collateral is ~0
+ *                                when the edit is specific is the second,
+ *                                energy-matched one (energy_control_kl
+ *                                below).
  *   edit.control_magnitude@1     P(new) - P(true) on the edit prompt under the
  *                                control (the control must not say o*)
  *   edit.control_neighbourhood@1 neighbourhood under the control
