@@ -848,3 +848,145 @@ Test(attribution, method_names_round_trip_and_unknown_names_are_refused)
 	cr_expect_eq(mb_attr_method_parse(&m, "atp*", &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, "'atp*'") != NULL, "%s", err.msg);
 }
+
+/* The edge products in receiver blocks (attribution.c, "Receiver blocks")
+ * against a second implementation here: every receiver's input gradient from
+ * a plain backward with caches (q/k/v inputs; an MLP's branch as resid_mid's
+ * gradient minus resid_post's; the logits' as the last resid_post's), every
+ * sender's output change from the two runs (z W_O per head in double), and
+ * edges[b, r, s] = sum over valid t of their dot product. The model has 7
+ * layers of 16 heads, 49 receivers per layer, so its receivers fall into
+ * three blocks, the last a partial one. */
+Test(attribution, eap_edges_in_receiver_blocks_match_a_direct_sum)
+{
+	const mb_engine_config cfg = {.n_vocab = 23, .n_ctx = 8, .d_model = 32, .n_layer = 7,
+				      .n_head = 16, .d_head = 2, .d_mlp = 48,
+				      .act = MB_ACT_GELU_NEW, .norm = MB_NORM_LN, .tied = 1,
+				      .ln_eps = 1e-5f};
+	const int B = 2, T = 7, L = 7, H = 16, Dh = 2, D = 32;
+	int32_t clean[14], corr[14], len[2] = {7, 5}, good[2] = {3, 8}, bad[2] = {11, 2};
+	mb_attr_logit_diff ld = {good, bad, len};
+	mb_attr_batch ab = {.batch = B, .seq = T, .clean = clean, .corrupt = corr, .lengths = len,
+			    .logits = MB_LOGITS_ALL, .metric = mb_attr_metric_logit_diff,
+			    .payload = &ld};
+	mb_error err = {0};
+	mb_rng r;
+	tiny m;
+
+	tiny_init(&m, &cfg, 0.3f, 11);
+	tiny_engine(&m, B, T);
+	mb_rng_init_named(&r, 11, "test/attribution/blocks", 0);
+	for (int i = 0; i < B * T; i++) {
+		clean[i] = (int32_t)mb_rng_range(&r, 23);
+		corr[i] = i % 2 ? clean[i] : (int32_t)mb_rng_range(&r, 23);
+	}
+
+	/* the method */
+	mb_attr *a;
+	mb_attr_scores *e;
+	mb_attr_opts o = {.method = MB_ATTR_EAP};
+	cr_assert_eq(mb_attr_init(&a, m.e, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_attr_scores_init(&e, &cfg, B, T, 1, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_attr_run(e, a, &ab, &o, &err), 0, "%s", err.msg);
+
+	/* senders: two forwards with caches */
+	mb_hooks *h[3];
+	mb_cache *c[3]; /* corrupted, clean, gradients */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(mb_hooks_init(&h[i], &err), 0);
+		cr_assert_eq(mb_cache_init(&c[i], &err), 0);
+	}
+	for (int l = 0; l < L; l++) {
+		mb_hook_kind fk[] = {MB_HOOK_RESID_PRE, MB_HOOK_Z, MB_HOOK_MLP_OUT};
+		mb_hook_kind gk[] = {MB_HOOK_Q_INPUT, MB_HOOK_K_INPUT, MB_HOOK_V_INPUT,
+				     MB_HOOK_RESID_MID, MB_HOOK_RESID_POST};
+		for (int i = 0; i < 3; i++)
+			for (int x = 0; x < 2; x++)
+				cr_assert_eq(mb_cache_add(c[x], (mb_hook_point){fk[i], l}, &err), 0);
+		for (int i = 0; i < 5; i++)
+			cr_assert_eq(mb_cache_add(c[2], (mb_hook_point){gk[i], l}, &err), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mb_cache_attach(c[i], h[i], &err), 0);
+	mb_run run = {.batch = B, .seq = T, .tokens = corr, .lengths = len, .hooks = h[0],
+		      .logits = MB_LOGITS_ALL};
+	cr_assert_eq(mb_engine_forward(m.e, &run, &err), 0, "%s", err.msg);
+	run.tokens = clean;
+	run.hooks = h[1];
+	cr_assert_eq(mb_engine_forward(m.e, &run, &err), 0, "%s", err.msg);
+	double vals[2];
+	float *dl = calloc((size_t)B * T * 23, sizeof(float));
+	mb_backward *bw;
+	cr_assert_eq(mb_attr_metric_logit_diff(vals, dl, m.e, B, &ld, &err), 0);
+	cr_assert_eq(mb_backward_init(&bw, m.e, &err), 0);
+	cr_assert_eq(mb_backward_set_dlogits(bw, dl, &err), 0);
+	cr_assert_eq(mb_backward_run(bw, &run, NULL, h[2], &err), 0, "%s", err.msg);
+
+	const int S = mb_attr_n_senders(&cfg), R = mb_attr_n_receivers(&cfg), per = 3 * H + 1;
+	double *delta = calloc((size_t)B * T * S * D, sizeof(double)); /* (B, T, S, D) */
+#define GET(cc, k, l) (mb_cache_get(c[cc], (mb_hook_point){k, l})->data)
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < len[b]; t++) {
+			size_t bt = (size_t)b * T + t;
+			double *dst = delta + bt * S * D;
+			for (int d = 0; d < D; d++)
+				dst[d] = (double)GET(0, MB_HOOK_RESID_PRE, 0)[bt * D + d] -
+					 GET(1, MB_HOOK_RESID_PRE, 0)[bt * D + d];
+			for (int l = 0; l < L; l++) {
+				const float *wo = m.w.o_w + (size_t)l * D * D;
+				for (int hh = 0; hh < H; hh++)
+					for (int d = 0; d < D; d++) {
+						double v = 0;
+						for (int j = 0; j < Dh; j++)
+							v += ((double)GET(0, MB_HOOK_Z, l)[bt * D + hh * Dh + j] -
+							      GET(1, MB_HOOK_Z, l)[bt * D + hh * Dh + j]) *
+							     wo[(size_t)(hh * Dh + j) * D + d];
+						dst[(size_t)(1 + l * (H + 1) + hh) * D + d] = v;
+					}
+				for (int d = 0; d < D; d++)
+					dst[(size_t)(1 + l * (H + 1) + H) * D + d] =
+						(double)GET(0, MB_HOOK_MLP_OUT, l)[bt * D + d] -
+						GET(1, MB_HOOK_MLP_OUT, l)[bt * D + d];
+			}
+		}
+	double worst = 0;
+	long badn = 0;
+	for (int b = 0; b < B; b++)
+		for (int rr = 0; rr < R; rr++) {
+			int l = rr / per, j = rr % per;
+			for (int s = 0; s < S; s++) {
+				double ref = 0;
+				for (int t = 0; t < len[b] && s < mb_attr_n_senders_of(&cfg, rr); t++) {
+					size_t bt = (size_t)b * T + t;
+					for (int d = 0; d < D; d++) {
+						double g;
+						if (l == L)
+							g = GET(2, MB_HOOK_RESID_POST, L - 1)[bt * D + d];
+						else if (j < 3 * H)
+							g = GET(2, (mb_hook_kind)(MB_HOOK_Q_INPUT + j / H),
+								l)[(bt * H + j % H) * D + d];
+						else
+							g = (double)GET(2, MB_HOOK_RESID_MID, l)[bt * D + d] -
+							    GET(2, MB_HOOK_RESID_POST, l)[bt * D + d];
+						ref += g * delta[(bt * S + s) * D + d];
+					}
+				}
+				double got = e->edges[((size_t)b * R + rr) * S + s], dd = fabs(got - ref);
+				worst = fmax(worst, dd);
+				badn += !(dd <= 1e-5 + 1e-4 * fabs(ref));
+			}
+		}
+#undef GET
+	printf("EAP edges in %d receivers, blocks vs direct sums: max |diff| %.3g\n", R, worst);
+	cr_expect_eq(badn, 0, "%ld edges disagree with the direct sums (max |diff| %g)", badn, worst);
+	free(delta);
+	free(dl);
+	mb_backward_free(bw);
+	for (int i = 0; i < 3; i++) {
+		mb_cache_free(c[i]);
+		mb_hooks_free(h[i]);
+	}
+	mb_attr_scores_free(e);
+	mb_attr_free(a);
+	tiny_free(&m);
+}
