@@ -7,7 +7,7 @@
  * Legend: B batch, T positions, L layers, H heads, M d_mlp, C components,
  * S senders, R receivers, N items.
  *
- * Pairs per task: attr_pairs.h (induction, ioi; tasks[] is in its format
+ * Pairs per task: attr_pairs.h (induction, ioi, edit; tasks[] is in its format
  * order).
  */
 #include "cli.h"
