@@ -174,7 +174,7 @@ static const char *const fixture_models[] = {"gpt2_ln_gelu", "attn_only"};
 /* Every hook point of a GPT-2 model: those a run with split q/k/v inputs
  * has (what the methods read), and those only a run without split inputs has
  * as one tensor (the fixture's PlainRun), with the logits. Rotary points are
- * in rotary_hook_gradients_match_finite_differences (and the NeoX fixtures of
+ * in hook_gradients_match_finite_differences (and the NeoX fixtures of
  * test_backward_golden). */
 static const char *const split_points[] = {
 	"hook_resid_pre", "hook_q_input", "hook_k_input", "hook_v_input", "attn.hook_q",
@@ -430,77 +430,59 @@ static long fd_points(afx *f, char (*names)[MB_HOOK_NAME_MAX], int n, mb_rng *rn
 	return bad;
 }
 
-/* Every hook point of both GPT-2 fixture models (split and plain runs). */
+/* A NeoX fixture model (engine_fx.h) as an afx: its batch0 tokens, the span
+ * loss over each item's positions 1..len-1 (no corrupted run). */
+static void afx_open_neox(afx *f, const char *model)
+{
+	memset(f, 0, sizeof(*f));
+	f->m = fx_model(model);
+	fx_batch(model, "batch0", &f->clean, &f->len, &f->B, &f->T);
+	cr_assert_leq(f->B, 8);
+	f->t0 = malloc(sizeof(int32_t) * (size_t)f->B);
+	f->t1 = malloc(sizeof(int32_t) * (size_t)f->B);
+	for (int b = 0; b < f->B; b++) {
+		f->t0[b] = 1;
+		f->t1[b] = f->len[b] - 1;
+	}
+	f->e = fx_engine(f->m, f->B, f->T, 1);
+	f->span = (mb_attr_span){f->clean, f->T, f->t0, f->t1};
+	f->ab = (mb_attr_batch){.batch = f->B, .seq = f->T, .clean = f->clean, .lengths = f->len,
+				.logits = MB_LOGITS_ALL, .metric = mb_attr_metric_span_loss,
+				.payload = &f->span};
+}
+
+/* Every hook point of the two GPT-2 fixture models (split and plain runs)
+ * and of the two NeoX ones (rotary positions: hook_rot_q / hook_rot_k;
+ * parallel and sequential residual). */
 Test(attribution, hook_gradients_match_finite_differences)
 {
+	static const char *const models[] = {"gpt2_ln_gelu", "attn_only", "neox_par", "neox_seq"};
 	mb_rng rng;
 	double worst = 0;
 	long bad = 0;
 	int total = 0;
 
 	mb_rng_init_named(&rng, 7, "test/attribution/fd", 0);
-	for (int mi = 0; mi < 2; mi++) {
+	for (int mi = 0; mi < 4; mi++) {
 		afx f;
-		afx_open(&f, fixture_models[mi]);
+		if (mi < 2)
+			afx_open(&f, models[mi]);
+		else
+			afx_open_neox(&f, models[mi]);
+		cr_assert_eq(f.m->cfg.pos == MB_POS_ROTARY, mi >= 2, "%s", models[mi]);
 		for (int plain = 0; plain < 2; plain++) {
-			char names[64][MB_HOOK_NAME_MAX];
+			char names[96][MB_HOOK_NAME_MAX];
 			int n = point_names(names, &f.m->cfg, plain);
+			for (int l = 0; plain && mi >= 2 && l < f.m->cfg.n_layer; l++)
+				for (int X = 0; X < 2; X++)
+					snprintf(names[n++], MB_HOOK_NAME_MAX,
+						 "blocks.%d.attn.hook_rot_%c", l, "qk"[X]);
 			bad += fd_points(&f, names, n, &rng, &worst);
 			total += n;
 		}
 		afx_close(&f);
 	}
 	printf("finite differences: max |diff| %.3g over %d points x 3 entries\n", worst, total);
-	cr_expect_eq(bad, 0, "%ld gradients disagree with finite differences", bad);
-}
-
-/* The NeoX fixture models (rotary positions: hook_rot_q / hook_rot_k;
- * parallel and sequential residual), every hook point, the span loss over
- * each item's positions 1..len-1 of its own tokens. */
-Test(attribution, rotary_hook_gradients_match_finite_differences)
-{
-	static const char *const models[] = {"neox_par", "neox_seq"};
-	mb_rng rng;
-	double worst = 0;
-	long bad = 0;
-	int total = 0;
-
-	mb_rng_init_named(&rng, 7, "test/attribution/fd-rotary", 0);
-	for (int mi = 0; mi < 2; mi++) {
-		afx f;
-		char names[96][MB_HOOK_NAME_MAX];
-		int n;
-
-		memset(&f, 0, sizeof(f));
-		f.m = fx_model(models[mi]);
-		cr_assert_eq(f.m->cfg.pos, MB_POS_ROTARY);
-		fx_batch(models[mi], "batch0", &f.clean, &f.len, &f.B, &f.T);
-		cr_assert_leq(f.B, 8);
-		f.t0 = malloc(sizeof(int32_t) * (size_t)f.B);
-		f.t1 = malloc(sizeof(int32_t) * (size_t)f.B);
-		for (int b = 0; b < f.B; b++) {
-			f.t0[b] = 1;
-			f.t1[b] = f.len[b] - 1;
-		}
-		f.e = fx_engine(f.m, f.B, f.T, 1);
-		f.span = (mb_attr_span){f.clean, f.T, f.t0, f.t1};
-		f.ab = (mb_attr_batch){.batch = f.B, .seq = f.T, .clean = f.clean,
-				       .lengths = f.len, .logits = MB_LOGITS_ALL,
-				       .metric = mb_attr_metric_span_loss, .payload = &f.span};
-		n = point_names(names, &f.m->cfg, 1);
-		total += n + 2 * f.m->cfg.n_layer;
-		for (int l = 0; l < f.m->cfg.n_layer; l++)
-			for (int X = 0; X < 2; X++)
-				snprintf(names[n++], MB_HOOK_NAME_MAX, "blocks.%d.attn.hook_rot_%c", l,
-					 "qk"[X]);
-		bad += fd_points(&f, names, n, &rng, &worst);
-		n = point_names(names, &f.m->cfg, 0);
-		bad += fd_points(&f, names, n, &rng, &worst);
-		total += n;
-		afx_close(&f);
-	}
-	printf("rotary finite differences: max |diff| %.3g over %d points x 3 entries\n", worst,
-	       total);
 	cr_expect_eq(bad, 0, "%ld gradients disagree with finite differences", bad);
 }
 
