@@ -15,11 +15,9 @@
 #define IND_MODEL MB_SOURCE_DIR "/baselines/models/induction"
 #define IND_DATA MB_SOURCE_DIR "/datasets/induction/zoo.jsonl"
 
-Test(attribute, writes_scores_and_their_agreement_with_exact_patching)
+/* Runs `mechbench args` and parses its stdout as JSON (asserts both). */
+static json_t *run_json(const char *const *args)
 {
-	static const char *const args[] = {"attribute", "--model", IND_MODEL, "--task", "induction",
-					   "--dataset", IND_DATA, "--method", "atp", "--items", "2",
-					   "--exact", "--boot", "50", NULL};
 	mbt_cli_result r;
 	json_error_t je;
 
@@ -27,6 +25,15 @@ Test(attribute, writes_scores_and_their_agreement_with_exact_patching)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *d = json_loads(r.out, 0, &je);
 	cr_assert_not_null(d, "not JSON: %s", je.text);
+	return d;
+}
+
+Test(attribute, writes_scores_and_their_agreement_with_exact_patching)
+{
+	static const char *const args[] = {"attribute", "--model", IND_MODEL, "--task", "induction",
+					   "--dataset", IND_DATA, "--method", "atp", "--items", "2",
+					   "--exact", "--boot", "50", NULL};
+	json_t *d = run_json(args);
 	cr_expect_str_eq(json_string_value(json_object_get(d, "method")), "atp");
 	cr_expect_eq(json_integer_value(json_object_get(d, "n_items")), 2);
 	json_t *comps = json_object_get(d, "components");
@@ -90,12 +97,8 @@ Test(attribute, scores_edit_requests_of_an_attribution_dataset)
 					 "--dataset", MB_SOURCE_DIR "/datasets/attribution/facts.jsonl",
 					 "--method", "atp", NULL};
 	mbt_cli_result r;
-	json_error_t je;
+	json_t *d = run_json(a1);
 
-	mbt_cli_run(&r, a1);
-	cr_assert_eq(r.status, 0, "%s", r.err);
-	json_t *d = json_loads(r.out, 0, &je);
-	cr_assert_not_null(d, "not JSON: %s", je.text);
 	cr_expect_str_eq(json_string_value(json_object_get(d, "task")), "edit");
 	cr_expect_eq(json_array_size(json_object_get(d, "components")), 8, "4 heads, 4 MLPs");
 	cr_expect_gt(json_real_value(json_object_get(d, "metric_clean")), 0);
