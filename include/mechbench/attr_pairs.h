@@ -14,6 +14,15 @@
  *              length); metric: logit(io_id) - logit(s_id) at the last
  *              position (mb_attr_metric_logit_diff), with bos prepended to
  *              both when bos >= 0
+ *   edit       an `edit` request (facts_requests.h, the facts zoo model's
+ *              CounterFact-shaped items): clean "prompt" with "subject" put in,
+ *              corrupted the same prompt with the first "attribute_prompts"
+ *              subject of as many tokens (one whose object is target_new: the
+ *              subject swap of causal tracing, same length); metric:
+ *              logit(target_true) - logit(target_new) at the last position,
+ *              each object's first token after a space (as the edit task
+ *              encodes objects), bos prepended as for ioi. Needs the model's
+ *              tokenizer.
  */
 #ifndef MECHBENCH_ATTR_PAIRS_H
 #define MECHBENCH_ATTR_PAIRS_H
@@ -22,13 +31,15 @@
 
 #include <mechbench/attribution.h>
 #include <mechbench/task.h>
+#include <mechbench/tokenizer.h>
 
 typedef enum mb_attr_format {
 	MB_ATTR_FORMAT_INDUCTION = 0,
 	MB_ATTR_FORMAT_IOI,
+	MB_ATTR_FORMAT_EDIT,
 } mb_attr_format;
 
-/* "induction", "ioi". */
+/* "induction", "ioi", "edit". */
 const char *mb_attr_format_name(mb_attr_format f);
 /* Parses a format name; MB_EINVALID naming it and the choices otherwise. */
 int mb_attr_format_parse(mb_attr_format *out, const char *name, mb_error *err);
@@ -46,12 +57,14 @@ typedef struct mb_attr_pairs {
 /*
  * Loads items[0..B) of format f for a model of cfg (token ids checked
  * against its vocabulary, lengths against its n_ctx) into out (zeroed on
- * entry; dispose it on success and on error). bos: the IOI format's prepended
- * token, -1 for none (induction items carry their own). Errors name the item
- * key and the field.
+ * entry; dispose it on success and on error). tok: the model's tokenizer
+ * (borrowed; the edit format's text; NULL is an error there only). bos: the
+ * IOI and edit formats' prepended token, -1 for none (induction items carry
+ * their own). Errors name the item key and the field.
  */
 int mb_attr_pairs_load(mb_attr_pairs *out, const mb_item *items, int B, mb_attr_format f,
-		       const mb_engine_config *cfg, int bos, mb_error *err);
+		       const mb_engine_config *cfg, const mb_tokenizer *tok, int bos,
+		       mb_error *err);
 void mb_attr_pairs_dispose(mb_attr_pairs *p);
 
 #endif

@@ -7,7 +7,7 @@
  * Legend: B batch, T positions, L layers, H heads, M d_mlp, C components,
  * S senders, R receivers, N items.
  *
- * Pairs per task: attr_pairs.h (induction, ioi; tasks[] is in its format
+ * Pairs per task: attr_pairs.h (induction, ioi, edit; tasks[] is in its format
  * order).
  */
 #include "cli.h"
@@ -37,7 +37,7 @@ typedef struct attr_args {
 } attr_args;
 
 static const char *const methods[] = {"atp", "atp-star", "eap", "eap-ig", NULL};
-static const char *const tasks[] = {"induction", "ioi", NULL};
+static const char *const tasks[] = {"induction", "ioi", "edit", NULL};
 
 static const mb_cli_opt attr_opts[] = {
 	{MB_OPT(PATH, "--model", attr_args, model), .meta = "DIR", .required = 1,
@@ -45,7 +45,8 @@ static const mb_cli_opt attr_opts[] = {
 	{MB_OPT(ENUM, "--task", attr_args, task), .choices = tasks, .required = 1,
 	 .help = "how an item becomes a clean/corrupted pair and a metric (see below)"},
 	{MB_OPT(PATH, "--dataset", attr_args, dataset), .meta = "FILE", .required = 1,
-	 .help = "a mechbench dataset of that task (datasets/*.jsonl)"},
+	 .help = "a mechbench dataset of that task, or an attribution dataset of its items "
+		 "(\"of\": the task; datasets/*.jsonl)"},
 	{MB_OPT(ENUM, "--method", attr_args, method), .choices = methods, .required = 1,
 	 .help = "atp (attribution patching), atp-star (QK fix + GradDrop), eap (edge "
 		 "attribution patching), eap-ig (EAP with integrated gradients)"},
@@ -78,7 +79,7 @@ static const mb_cli_opt attr_opts[] = {
 	{MB_OPT(INT, "--seed", attr_args, seed), .meta = "S", .range = ">= 0", .def = "0",
 	 .help = "seed of the bootstrap stream"},
 	{MB_OPT(INT, "--bos", attr_args, bos), .meta = "ID", .range = ">= -1", .def = "-1",
-	 .help = "ioi: a token id prepended to both prompts (default: none)"},
+	 .help = "ioi, edit: a token id prepended to both prompts (default: none)"},
 	MB_CLI_OPT_THREADS(attr_args, threads),
 };
 
@@ -93,7 +94,9 @@ static const mb_cli_cmd attr_cmd = {
 	"EAP-IG). Scores are means over items, in the sign of exact patching:\n"
 	"M(clean with the node corrupted) - M(clean).\n"
 	"Tasks: induction (clean [bos] R R, corrupted [bos] R C; M = loss on the second\n"
-	"repeat), ioi (clean prompt, corrupted ABC prompt; M = logit(IO) - logit(S)).\n",
+	"repeat), ioi (clean prompt, corrupted ABC prompt; M = logit(IO) - logit(S)),\n"
+	"edit (an edit request's prompt, corrupted by a subject whose object is\n"
+	"target_new; M = logit(target_true) - logit(target_new)).\n",
 	.notes =
 	"JSON: {\"kind\": \"attribution\", \"method\", \"task\", \"n_items\", \"metric\",\n"
 	"\"components\": [{\"id\", \"layer\", \"head\", \"kind\", \"score\", \"exact\"}],\n"
@@ -467,9 +470,13 @@ int mb_cmd_attribute(int argc, char **argv)
 	rc = a.out ? mb_file_check_output(a.out, &err) : 0;
 	if (rc == 0 && (rc = mb_dataset_load(&ds, a.dataset, &err)) == 0)
 		have_ds = 1;
-	if (rc == 0 && strcmp(ds.task, task) != 0)
-		rc = mb_error_set(&err, MB_EINVALID, "%s: a dataset of task '%s', not '%s'", a.dataset,
-				  ds.task, task);
+	/* the task's own dataset, or an attribution dataset of its items */
+	if (rc == 0 && strcmp(ds.task, task) != 0 &&
+	    (strcmp(ds.task, "attribution") != 0 ||
+	     !json_is_string(json_object_get(ds.params, "of")) ||
+	     strcmp(json_string_value(json_object_get(ds.params, "of")), task) != 0))
+		rc = mb_error_set(&err, MB_EINVALID, "%s: a dataset of task '%s', not '%s' (nor "
+				  "an attribution dataset of its items)", a.dataset, ds.task, task);
 	if (rc == 0)
 		rc = mb_model_load(&m, a.model, &err);
 	N = (int)ds.items.n;
@@ -481,7 +488,7 @@ int mb_cmd_attribute(int argc, char **argv)
 	for (int i = 0; rc == 0 && i < N; i++) {
 		mb_attr_pairs p;
 		rc = mb_attr_pairs_load(&p, &ds.items.items[i], 1, (mb_attr_format)a.task, &m->cfg,
-					(int)a.bos, &err);
+					m->tok, (int)a.bos, &err);
 		if (rc == 0 && p.T > Tmax)
 			Tmax = p.T;
 		mb_attr_pairs_dispose(&p);
@@ -508,7 +515,7 @@ int mb_cmd_attribute(int argc, char **argv)
 				  .no_qk_fix = a.no_qk_fix, .no_grad_drop = a.no_grad_drop};
 
 		rc = mb_attr_pairs_load(&p, &ds.items.items[i0], B, (mb_attr_format)a.task, &m->cfg,
-					(int)a.bos, &err);
+					m->tok, (int)a.bos, &err);
 		if (rc == 0)
 			rc = mb_attr_scores_init(&s, &m->cfg, B, p.T, t.S > 0, &err);
 		if (rc == 0)

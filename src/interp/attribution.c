@@ -12,7 +12,9 @@
  *   clean forward (cache c_clean, keep_activations) -> M(clean), dM/dlogits
  *   EAP: sender deltas (B, T, S, D) from the two caches
  *   backward (gradient cache c_grad; EAP receivers through callbacks that
- *   dot each receiver's input gradient with its senders' deltas)
+ *   keep each receiver's input gradient for its block of layers, and at
+ *   the block's last layer one sgemm per item and position over every
+ *   receiver of the block against its senders' deltas)
  *   node scores = sum over valid positions of (corrupt - clean) . gradient
  *   AtP*: QK fix from the pattern gradient; GradDrop = L more forwards and
  *   backwards on a second engine whose layer l has W_O = W_proj = 0 and whose
@@ -316,8 +318,10 @@ struct mb_attr {
 	float *gpost;          /* (B, T, D) gradient at resid_post of the layer being walked */
 	float *gsum;           /* (B, T, D) parallel residual: sum of the split-input gradients */
 	float *gtmp;           /* (B, T, D) */
-	float *cbuf;           /* (B, H, S) sgemm outputs */
-	size_t delta_cap, g_cap, cbuf_cap;
+	float *grecv;          /* (B, T, Rb, D) the input gradients of one block of receivers */
+	float *cbuf;           /* (B, Rb, S) sgemm outputs */
+	int blk_layers, blk_rows; /* layers per receiver block, Rb (its most rows) */
+	size_t delta_cap, g_cap, grecv_cap, cbuf_cap;
 
 	/* EAP-IG's input interpolation */
 	const mb_hook_tensor *ig_clean, *ig_corr;
@@ -382,6 +386,7 @@ void mb_attr_free(mb_attr *a)
 	free(a->gpost);
 	free(a->gsum);
 	free(a->gtmp);
+	free(a->grecv);
 	free(a->cbuf);
 	free(a);
 }
@@ -449,10 +454,13 @@ static int setup_caches(mb_attr *a, int star, int eap, mb_error *err)
 		if (rc == 0)
 			rc = mb_hooks_add(a->h_grad, hp(MB_HOOK_RESID_POST, l), eap_hook, a,
 					  MB_HOOK_READONLY, err);
-		if (rc == 0 && has_mlp(c))
-			rc = mb_hooks_add(a->h_grad,
-					  hp(c->parallel ? MB_HOOK_RESID_PRE : MB_HOOK_RESID_MID, l),
-					  eap_hook, a, MB_HOOK_READONLY, err);
+		if (rc == 0 && has_mlp(c) && !c->parallel)
+			rc = mb_hooks_add(a->h_grad, hp(MB_HOOK_RESID_MID, l), eap_hook, a,
+					  MB_HOOK_READONLY, err);
+		/* the last delivery of layer l: the parallel MLP's input, and the block's end */
+		if (rc == 0)
+			rc = mb_hooks_add(a->h_grad, hp(MB_HOOK_RESID_PRE, l), eap_hook, a,
+					  MB_HOOK_READONLY, err);
 	}
 	if (rc < 0)
 		return rc;
@@ -629,15 +637,60 @@ static int node_scores(mb_attr *a, mb_attr_scores *out, const mb_cache *grad, do
 
 /* ---- edges ------------------------------------------------------------------ */
 
+/*
+ * Receiver blocks. The backward delivers the receivers' input gradients one
+ * layer at a time, top down; they are kept for a block of blk_layers layers
+ * (the logits join the top block) and the block's edges are then one sgemm
+ * per item and position, every receiver of the block against its senders'
+ * deltas at that position (K = D): the deltas are packed once per block and
+ * position instead of once per receiver group. A block holds at least
+ * EAP_BLOCK_ROWS receivers (one A block of the portable GEMM) unless the model
+ * has fewer, and at most EAP_BLOCK_BYTES of gradients (but one layer). Why
+ * not one block of every layer: a block's products run against the senders
+ * of its top receiver, so one block computes the whole receivers x senders
+ * rectangle (~1.5x the products of the lower triangle at GPT-2 small's shape)
+ * and keeps every receiver's gradient (1.4 GB at B 4, T 256); blocks of
+ * ~144 rows measured the same speed or better (benchmarks/perf/README.md,
+ * "Attribution patching"). The products' bits do not depend on the blocks:
+ * each is the portable GEMM's own FMA chain over D, summed over positions in
+ * order in double.
+ */
+#define EAP_BLOCK_ROWS 144
+#define EAP_BLOCK_BYTES ((size_t)512 << 20)
+
+static int eap_per_layer(const mb_engine_config *c)
+{
+	return 3 * c->n_head + has_mlp(c);
+}
+
+/* Receiver block of layer l: its lowest layer lo and its row count; rows r
+ * from lo per on. */
+static void eap_block(const mb_attr *a, int l, int *lo, int *rows)
+{
+	const mb_engine_config *c = a->cfg;
+	int L = c->n_layer, per = eap_per_layer(c), k = a->blk_layers;
+	/* blocks counted from the top: [L - k, L), [L - 2k, L - k), ... */
+	int hi = L - 1 - (L - 1 - l) / k * k;
+
+	*lo = hi - k + 1 > 0 ? hi - k + 1 : 0;
+	*rows = (hi - *lo + 1) * per + (hi == L - 1);
+}
+
 /* EAP buffers for a batch of (B, T): deltas, receiver gradients, sgemm outputs. */
 static int eap_buffers(mb_attr *a, mb_error *err)
 {
 	const mb_engine_config *c = a->cfg;
 	size_t n = (size_t)a->B * a->T * c->d_model;
-	int rc;
+	int per = eap_per_layer(c), k = (EAP_BLOCK_ROWS + per - 1) / per, rc;
 
+	while (k > 1 && sizeof(float) * n * ((size_t)k * per + 1) > EAP_BLOCK_BYTES)
+		k--;
+	a->blk_layers = k < c->n_layer ? k : c->n_layer;
+	a->blk_rows = a->blk_layers * per + 1;
 	if ((rc = grow(&a->delta, &a->delta_cap, n * a->S, "EAP sender deltas", err)) < 0 ||
-	    (rc = grow(&a->cbuf, &a->cbuf_cap, (size_t)a->B * c->n_head * a->S, "EAP scratch",
+	    (rc = grow(&a->grecv, &a->grecv_cap, n * a->blk_rows, "EAP receiver gradients",
+		       err)) < 0 ||
+	    (rc = grow(&a->cbuf, &a->cbuf_cap, (size_t)a->B * a->blk_rows * a->S, "EAP scratch",
 		       err)) < 0)
 		return rc;
 	if (n > a->g_cap) {
@@ -670,13 +723,17 @@ static void sender_deltas(mb_attr *a)
 	const int L = c->n_layer, H = c->n_head, Dh = c->d_head, D = c->d_model, B = a->B,
 		  T = a->T, S = a->S, per = H + has_mlp(c);
 
-	memset(a->delta, 0, sizeof(float) * (size_t)B * T * S * D);
 #pragma omp parallel for schedule(dynamic, 1)
 	for (int b = 0; b < B; b++) {
 		int len = a->len[b];
 		float *dz = a->gtmp + (size_t)b * T * D; /* (T, D) item b's change of z */
+		float *hd = a->gpost + (size_t)b * T * D; /* (T, D) one head's output change */
 		const float *r0 = cdata(a->c_clean, MB_HOOK_RESID_PRE, 0),
 			    *r1 = cdata(a->c_corr, MB_HOOK_RESID_PRE, 0);
+
+		/* every sender at a valid position is written below; padded ones are 0 */
+		memset(a->delta + ((size_t)b * T + len) * S * D, 0,
+		       sizeof(float) * (size_t)(T - len) * S * D);
 
 		for (int t = 0; t < len; t++) {
 			float *dst = a->delta + ((size_t)b * T + t) * S * D;
@@ -692,11 +749,16 @@ static void sender_deltas(mb_attr *a)
 
 			for (size_t i = 0; i < (size_t)len * D; i++)
 				dz[i] = z1[i] - z0[i];
-			for (int h = 0; h < H; h++)
-				/* (len, D) = dz[:, h] (len, Dh) W_O[h] (Dh, D), rows S D apart */
+			for (int h = 0; h < H; h++) {
+				/* hd (len, D) = dz[:, h] (len, Dh) W_O[h] (Dh, D), then its rows
+				 * to their senders' places (S D apart): contiguous GEMM output
+				 * instead of one page per row of each tile */
 				mb_gemm_sgemm(0, 0, len, D, Dh, 1.0f, dz + (size_t)h * Dh, D,
-					      wo + (size_t)h * Dh * D, D,
-					      a->delta + ((size_t)b * T * S + s0 + h) * D, S * D);
+					      wo + (size_t)h * Dh * D, D, hd, D);
+				for (int t = 0; t < len; t++)
+					memcpy(a->delta + (((size_t)b * T + t) * S + s0 + h) * D,
+					       hd + (size_t)t * D, sizeof(float) * (size_t)D);
+			}
 			if (has_mlp(c)) {
 				const float *m0 = cdata(a->c_clean, MB_HOOK_MLP_OUT, l),
 					    *m1 = cdata(a->c_corr, MB_HOOK_MLP_OUT, l);
@@ -711,25 +773,51 @@ static void sender_deltas(mb_attr *a)
 	}
 }
 
-/* edges[b, r0 + i, s] += weight * sum_t g[b, t, i, :] . delta[b, t, s, :] for
- * i < nr receivers (rows of g at each position, D apart; g_t = stride between
- * positions), s < ns senders. */
-static void receiver_dots(mb_attr *a, const float *g, size_t g_t, int nr, int r0, int ns)
+/* Row i of receiver block lo's gradients for item b at position t (D floats). */
+static float *eap_row(const mb_attr *a, int b, int t, int i)
 {
-	const int B = a->B, T = a->T, S = a->S, D = a->cfg->d_model, R = a->out->n_receivers;
+	return a->grecv + (((size_t)b * a->T + t) * a->blk_rows + i) * a->cfg->d_model;
+}
+
+/* Copies nr receivers' input gradients (rows of g at each position, D apart,
+ * g_t floats between positions) into block rows i0.. . */
+static void eap_keep(mb_attr *a, const float *g, size_t g_t, int nr, int i0)
+{
+	const int D = a->cfg->d_model;
+
+#pragma omp parallel for schedule(static)
+	for (int b = 0; b < a->B; b++)
+		for (int t = 0; t < a->len[b]; t++)
+			memcpy(eap_row(a, b, t, i0), g + ((size_t)b * a->T + t) * g_t,
+			       sizeof(float) * (size_t)nr * D);
+}
+
+/* The edges of receiver block lo (rows receivers r0 = lo per ..):
+ * edges[b, r0 + i, s] += weight * sum_t g[b, t, i, :] . delta[b, t, s, :] over
+ * t in order for s < the senders of r0 + i; per item and position one sgemm
+ * (rows, ns, K = D) against the senders of the block's top receiver. Each
+ * product is the GEMM's own dot over D, so the bits do not depend on the
+ * blocking. */
+static void eap_flush(mb_attr *a, int lo, int rows)
+{
+	const mb_engine_config *c = a->cfg;
+	const int B = a->B, T = a->T, S = a->S, D = c->d_model, R = a->out->n_receivers;
+	const int r0 = lo * eap_per_layer(c), ns = mb_attr_n_senders_of(c, r0 + rows - 1);
 
 #pragma omp parallel for schedule(dynamic, 1)
 	for (int b = 0; b < B; b++) {
-		float *cb = a->cbuf + (size_t)b * a->cfg->n_head * S;
+		float *cb = a->cbuf + (size_t)b * a->blk_rows * S;
 		double *dst = a->out->edges + ((size_t)b * R + r0) * S;
 
 		for (int t = 0; t < a->len[b]; t++) {
-			/* cb (nr, ns) = g rows (nr, D) delta^T (D, ns) */
-			mb_gemm_sgemm(0, 1, nr, ns, D, 1.0f, g + ((size_t)b * T + t) * g_t, D,
+			/* cb (rows, ns) = g rows (rows, D) delta^T (D, ns) */
+			mb_gemm_sgemm(0, 1, rows, ns, D, 1.0f, eap_row(a, b, t, 0), D,
 				      a->delta + ((size_t)b * T + t) * S * D, D, cb, ns);
-			for (int i = 0; i < nr; i++)
-				for (int s = 0; s < ns; s++)
+			for (int i = 0; i < rows; i++) {
+				int nsi = mb_attr_n_senders_of(c, r0 + i);
+				for (int s = 0; s < nsi; s++)
 					dst[(size_t)i * S + s] += a->weight * (double)cb[(size_t)i * ns + s];
+			}
 		}
 	}
 }
@@ -739,22 +827,24 @@ static int eap_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
 {
 	mb_attr *a = payload;
 	const mb_engine_config *c = a->cfg;
-	const int H = c->n_head, D = c->d_model, l = t->point.layer, per = 3 * H + has_mlp(c);
+	const int H = c->n_head, D = c->d_model, l = t->point.layer, per = eap_per_layer(c);
 	const size_t n = (size_t)a->B * a->T * D;
+	int lo, rows;
 
 	(void)err;
+	eap_block(a, l, &lo, &rows);
 	switch (t->point.kind) {
 	case MB_HOOK_RESID_POST:
-		if (l == c->n_layer - 1)
-			receiver_dots(a, t->data, D, 1, mb_attr_n_receivers(c) - 1, a->S);
+		if (l == c->n_layer - 1) /* the logits' input: the block's last row */
+			eap_keep(a, t->data, D, 1, rows - 1);
 		memcpy(a->gpost, t->data, sizeof(float) * n);
 		memset(a->gsum, 0, sizeof(float) * n);
 		return 0;
 	case MB_HOOK_Q_INPUT:
 	case MB_HOOK_K_INPUT:
 	case MB_HOOK_V_INPUT: {
-		int X = (int)(t->point.kind - MB_HOOK_Q_INPUT), r0 = l * per + X * H;
-		receiver_dots(a, t->data, (size_t)H * D, H, r0, mb_attr_n_senders_of(c, r0));
+		int X = (int)(t->point.kind - MB_HOOK_Q_INPUT);
+		eap_keep(a, t->data, (size_t)H * D, H, (l - lo) * per + X * H);
 		if (c->parallel)
 			for (size_t i = 0; i < n; i++)
 				for (int h = 0; h < H; h++)
@@ -763,11 +853,21 @@ static int eap_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
 	}
 	case MB_HOOK_RESID_MID:
 	case MB_HOOK_RESID_PRE: {
-		/* the MLP's input gradient through its own branch only */
-		int r = l * per + 3 * H;
-		for (size_t i = 0; i < n; i++)
-			a->gtmp[i] = t->data[i] - a->gpost[i] - a->gsum[i];
-		receiver_dots(a, a->gtmp, D, 1, r, mb_attr_n_senders_of(c, r));
+		if (has_mlp(c) && (t->point.kind == MB_HOOK_RESID_MID || c->parallel)) {
+			/* the MLP's input gradient through its own branch only */
+			int i0 = (l - lo) * per + 3 * H;
+#pragma omp parallel for schedule(static)
+			for (int b = 0; b < a->B; b++)
+				for (int tt = 0; tt < a->len[b]; tt++) {
+					size_t at = ((size_t)b * a->T + tt) * D;
+					float *dst = eap_row(a, b, tt, i0);
+					for (int d = 0; d < D; d++)
+						dst[d] = t->data[at + d] - a->gpost[at + d] -
+							 a->gsum[at + d];
+				}
+		}
+		if (t->point.kind == MB_HOOK_RESID_PRE && l == lo)
+			eap_flush(a, lo, rows);
 		return 0;
 	}
 	default:

@@ -8,14 +8,14 @@
  * heads, then the L MLPs unless the model is attention-only), n items.
  *
  * Items (generate): another task's items, through that task's own generate:
- *   {"of": "induction" | "ioi", "params": {that task's generator params}}
+ *   {"of": "induction" | "ioi" | "edit", "params": {that task's generator params}}
  * (same seed). The items are that task's, bit for bit (same content keys);
  * the dataset is this task's so that a suite entry can run it.
  *
  * Run params (check_params):
- *   "of"        required: the item format, "induction" or "ioi" (attr_pairs.h:
+ *   "of"        required: the item format, "induction", "ioi" or "edit" (attr_pairs.h:
  *               the clean/corrupted pair and the metric M of an item)
- *   "bos"       ioi: a token id prepended to both prompts (default none)
+ *   "bos"       ioi, edit: a token id prepended to both prompts (default none)
  *   "k"         the top-k size, [0, 4096]; 0 (default): per item, the exact
  *               circuit's size, the components whose |exact effect| is at
  *               least "frac" of the item's largest (mb_attr_circuit_size)
@@ -118,7 +118,7 @@ static int attr_generate(mb_item_list *out, uint64_t seed, const json_t *params,
 
 	if (!json_is_object(params))
 		return mb_error_set(err, MB_EINVALID, "params: expected an object with \"of\" "
-				    "(induction, ioi) and that task's \"params\"");
+				    "(induction, ioi, edit) and that task's \"params\"");
 	json_object_foreach((json_t *)params, key, v) {
 		if (strcmp(key, "of") != 0 && strcmp(key, "params") != 0)
 			return mb_error_set(err, MB_EINVALID, "params.%s: unknown field "
@@ -150,7 +150,7 @@ static int attr_check_params(const mb_json_doc *doc, const json_t *params, const
 
 	if (!json_is_object(params))
 		return mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object with "
-					   "\"of\": \"induction\" or \"ioi\"");
+					   "\"of\": \"induction\", \"ioi\" or \"edit\"");
 	if ((rc = mb_json_check_keys(doc, (json_t *)params, at, allowed, err)) < 0 ||
 	    (rc = mb_json_get_string(doc, (json_t *)params, at, "of", 1, &of, err)) < 0 ||
 	    (rc = mb_json_get_int(doc, (json_t *)params, at, "bos", 0, 0, INT32_MAX, &v, err)) < 0 ||
@@ -160,8 +160,8 @@ static int attr_check_params(const mb_json_doc *doc, const json_t *params, const
 		return rc;
 	mb_json_path_key(field, sizeof(field), at, "of");
 	if (mb_attr_format_parse(&f, of, err) < 0)
-		return mb_json_field_error(doc, err, MB_EINVALID, field, "expected \"induction\" or "
-					   "\"ioi\"");
+		return mb_json_field_error(doc, err, MB_EINVALID, field, "expected \"induction\", "
+					   "\"ioi\" or \"edit\"");
 	if (!(frac > 0 && frac <= 1)) {
 		mb_json_path_key(field, sizeof(field), at, "frac");
 		return mb_json_field_error(doc, err, MB_EINVALID, field, "expected a fraction in "
@@ -253,7 +253,8 @@ static int score_batch(double *comp, double *exact, double *edges, attr_state *s
 	mb_attr_pairs p = {0};
 	int C = st->C, rc;
 
-	if ((rc = mb_attr_pairs_load(&p, items, B, st->format, c, st->bos, err)) < 0)
+	if ((rc = mb_attr_pairs_load(&p, items, B, st->format, c, st->model->tok, st->bos,
+				     err)) < 0)
 		goto cleanup;
 	if (p.T > st->max_T) {
 		rc = mb_error_set(err, MB_EINVALID, "%d positions, the task runs at most %d", p.T,

@@ -2,7 +2,8 @@
  * attribute: `mechbench attribute` end to end on the zoo's induction model
  * (two items): the JSON's shape, the exact-patching agreement present and
  * consistent with the components it lists, and one-line errors for a
- * dataset of another task and an unknown --truth component.
+ * dataset of another task and an unknown --truth component; --task edit on
+ * the facts model from an attribution dataset.
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -14,11 +15,9 @@
 #define IND_MODEL MB_SOURCE_DIR "/baselines/models/induction"
 #define IND_DATA MB_SOURCE_DIR "/datasets/induction/zoo.jsonl"
 
-Test(attribute, writes_scores_and_their_agreement_with_exact_patching)
+/* Runs `mechbench args` and parses its stdout as JSON (asserts both). */
+static json_t *run_json(const char *const *args)
 {
-	static const char *const args[] = {"attribute", "--model", IND_MODEL, "--task", "induction",
-					   "--dataset", IND_DATA, "--method", "atp", "--items", "2",
-					   "--exact", "--boot", "50", NULL};
 	mbt_cli_result r;
 	json_error_t je;
 
@@ -26,6 +25,15 @@ Test(attribute, writes_scores_and_their_agreement_with_exact_patching)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *d = json_loads(r.out, 0, &je);
 	cr_assert_not_null(d, "not JSON: %s", je.text);
+	return d;
+}
+
+Test(attribute, writes_scores_and_their_agreement_with_exact_patching)
+{
+	static const char *const args[] = {"attribute", "--model", IND_MODEL, "--task", "induction",
+					   "--dataset", IND_DATA, "--method", "atp", "--items", "2",
+					   "--exact", "--boot", "50", NULL};
+	json_t *d = run_json(args);
 	cr_expect_str_eq(json_string_value(json_object_get(d, "method")), "atp");
 	cr_expect_eq(json_integer_value(json_object_get(d, "n_items")), 2);
 	json_t *comps = json_object_get(d, "components");
@@ -71,4 +79,34 @@ Test(attribute, refuses_a_dataset_of_another_task_and_an_unknown_truth_component
 	mbt_cli_run(&r, a2);
 	cr_expect_eq(r.status, 1);
 	cr_expect(strstr(r.err, "--truth: 'a9.9' is not a component") != NULL, "%s", r.err);
+}
+
+/* --task edit on the facts model, from an attribution dataset of edit
+ * requests (the items of datasets/attribution/facts.jsonl): 4 heads and 4
+ * MLPs, the metric positive on the clean prompts and negative on the
+ * subject-swapped ones, and that dataset refused for another task. */
+Test(attribute, scores_edit_requests_of_an_attribution_dataset)
+{
+	static const char *const a1[] = {"attribute", "--model",
+					 MB_SOURCE_DIR "/baselines/models/facts", "--task", "edit",
+					 "--dataset", MB_SOURCE_DIR "/datasets/attribution/facts.jsonl",
+					 "--method", "eap-ig", "--items", "3", "--exact", "--k", "3",
+					 "--boot", "20", NULL};
+	static const char *const a2[] = {"attribute", "--model",
+					 MB_SOURCE_DIR "/baselines/models/facts", "--task", "ioi",
+					 "--dataset", MB_SOURCE_DIR "/datasets/attribution/facts.jsonl",
+					 "--method", "atp", NULL};
+	mbt_cli_result r;
+	json_t *d = run_json(a1);
+
+	cr_expect_str_eq(json_string_value(json_object_get(d, "task")), "edit");
+	cr_expect_eq(json_array_size(json_object_get(d, "components")), 8, "4 heads, 4 MLPs");
+	cr_expect_gt(json_real_value(json_object_get(d, "metric_clean")), 0);
+	cr_expect_lt(json_real_value(json_object_get(d, "metric_corrupt")), 0);
+	cr_expect_gt(json_array_size(json_object_get(d, "edges")), 0);
+	cr_expect_eq(json_integer_value(json_object_get(json_object_get(d, "agreement"), "k")), 3);
+	json_decref(d);
+	mbt_cli_run(&r, a2);
+	cr_expect_eq(r.status, 1);
+	cr_expect(strstr(r.err, "a dataset of task 'attribution', not 'ioi'") != NULL, "%s", r.err);
 }

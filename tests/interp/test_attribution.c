@@ -171,72 +171,115 @@ static long cmp_nodes(const mb_attr_scores *s, const char *model, const char *di
 
 static const char *const fixture_models[] = {"gpt2_ln_gelu", "attn_only"};
 
-/* dM/d(hook) of the span loss at every hook point the methods read. */
+/* Every hook point of a GPT-2 model: those a run with split q/k/v inputs
+ * has (what the methods read), and those only a run without split inputs has
+ * as one tensor (the fixture's PlainRun), with the logits. Rotary points are
+ * in hook_gradients_match_finite_differences (and the NeoX fixtures of
+ * test_backward_golden). */
+static const char *const split_points[] = {
+	"hook_resid_pre", "hook_q_input", "hook_k_input", "hook_v_input", "attn.hook_q",
+	"attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z", "hook_attn_out",
+	"hook_resid_post", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out"};
+static const char *const plain_points[] = {"ln1.hook_normalized", "attn.hook_attn_scores",
+					   "attn.hook_result", "ln2.hook_normalized"};
+static const char *const plain_globals[] = {"hook_embed", "hook_pos_embed",
+					    "ln_final.hook_normalized", "logits"};
+#define N_SPLIT (sizeof(split_points) / sizeof(split_points[0]))
+#define N_PLAIN (sizeof(plain_points) / sizeof(plain_points[0]))
+#define N_GLOBAL (sizeof(plain_globals) / sizeof(plain_globals[0]))
+
+/* The hook names of one run kind for cfg into names (MB_HOOK_NAME_MAX each);
+ * returns their number. plain 0: the split points; 1: the plain ones. */
+static int point_names(char (*names)[MB_HOOK_NAME_MAX], const mb_engine_config *cfg, int plain)
+{
+	int n = 0;
+
+	for (size_t i = 0; plain && i < N_GLOBAL; i++)
+		if (cfg->pos != MB_POS_ROTARY || strcmp(plain_globals[i], "hook_pos_embed") != 0)
+			snprintf(names[n++], MB_HOOK_NAME_MAX, "%s", plain_globals[i]);
+	for (int l = 0; l < cfg->n_layer; l++) {
+		const char *const *pts = plain ? plain_points : split_points;
+		size_t np = plain ? N_PLAIN : N_SPLIT;
+		for (size_t i = 0; i < np; i++) {
+			if (cfg->attn_only && (strstr(pts[i], "mlp") || strstr(pts[i], "mid") ||
+					       strstr(pts[i], "ln2")))
+				continue;
+			if (cfg->parallel && strstr(pts[i], "mid"))
+				continue;
+			snprintf(names[n++], MB_HOOK_NAME_MAX, "blocks.%d.%s", l, pts[i]);
+		}
+	}
+	return n;
+}
+
+/* One forward and backward of f's clean batch observing names; the cache of
+ * their gradients (caller frees). */
+static mb_cache *grads_at(afx *f, char (*names)[MB_HOOK_NAME_MAX], int n, double *vals)
+{
+	mb_backward *bw;
+	mb_hooks *h;
+	mb_cache *c;
+	mb_error err = {0};
+	float *dl = calloc((size_t)f->B * f->T * f->m->cfg.n_vocab, sizeof(float));
+
+	cr_assert_eq(mb_backward_init(&bw, f->e, &err), 0);
+	cr_assert_eq(mb_hooks_init(&h, &err), 0);
+	cr_assert_eq(mb_cache_init(&c, &err), 0);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(mb_cache_add_name(c, names[i], &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_cache_attach(c, h, &err), 0);
+	mb_run r = fx_run(f->clean, f->len, f->B, f->T);
+	cr_assert_eq(mb_engine_forward(f->e, &r, &err), 0, "%s", err.msg);
+	cr_assert_eq(f->ab.metric(vals, dl, f->e, f->B, f->ab.payload, &err), 0);
+	cr_assert_eq(mb_backward_set_dlogits(bw, dl, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_backward_run(bw, &r, NULL, h, &err), 0, "%s", err.msg);
+	mb_hooks_free(h);
+	mb_backward_free(bw);
+	free(dl);
+	return c;
+}
+
+/* dM/d(hook) of the span loss at every hook point of both fixture models
+ * (split points from a run with split inputs, the others from a plain run). */
 Test(attribution, hook_gradients_match_torch_autograd)
 {
-	static const char *const per_layer[] = {
-		"hook_resid_pre", "hook_q_input", "hook_k_input", "hook_v_input", "attn.hook_q",
-		"attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z", "hook_attn_out",
-		"hook_resid_post", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out"};
-
 	for (int mi = 0; mi < 2; mi++) {
-		afx f;
-		mb_backward *bw;
-		mb_hooks *h;
-		mb_cache *c;
-		mb_error err = {0};
-		double *vals;
-		float *dl;
-		long bad = 0;
 		const char *model = fixture_models[mi];
+		long bad = 0;
+		int total = 0;
+		afx f;
 
 		afx_open(&f, model);
-		vals = calloc((size_t)f.B, sizeof(double));
-		dl = calloc((size_t)f.B * f.T * f.m->cfg.n_vocab, sizeof(float));
-		cr_assert_eq(mb_backward_init(&bw, f.e, &err), 0);
-		cr_assert_eq(mb_hooks_init(&h, &err), 0);
-		cr_assert_eq(mb_cache_init(&c, &err), 0);
-		for (int l = 0; l < f.m->cfg.n_layer; l++)
-			for (size_t i = 0; i < sizeof(per_layer) / sizeof(per_layer[0]); i++) {
-				char name[MB_HOOK_NAME_MAX];
-				if (f.m->cfg.attn_only && (strstr(per_layer[i], "mlp") ||
-							   strstr(per_layer[i], "mid")))
-					continue;
-				snprintf(name, sizeof(name), "blocks.%d.%s", l, per_layer[i]);
-				cr_assert_eq(mb_cache_add_name(c, name, &err), 0, "%s", err.msg);
-			}
-		cr_assert_eq(mb_cache_attach(c, h, &err), 0);
-		mb_run r = fx_run(f.clean, f.len, f.B, f.T);
-		cr_assert_eq(mb_engine_forward(f.e, &r, &err), 0, "%s", err.msg);
-		cr_assert_eq(mb_attr_metric_span_loss(vals, dl, f.e, f.B, &f.span, &err), 0);
-		bad += cmp_d("metric_clean", vals, (size_t)f.B, model, "metric_clean.npy", 1e-5, 1e-5);
-		cr_assert_eq(mb_backward_set_dlogits(bw, dl, &err), 0, "%s", err.msg);
-		cr_assert_eq(mb_backward_run(bw, &r, NULL, h, &err), 0, "%s", err.msg);
-		for (int l = 0; l < f.m->cfg.n_layer; l++)
-			for (size_t i = 0; i < sizeof(per_layer) / sizeof(per_layer[0]); i++) {
-				char name[MB_HOOK_NAME_MAX], rel[256];
+		for (int plain = 0; plain < 2; plain++) {
+			char names[64][MB_HOOK_NAME_MAX];
+			double vals[8];
+			mb_error err = {0};
+			int n = point_names(names, &f.m->cfg, plain);
+			mb_cache *c = grads_at(&f, names, n, vals);
+
+			if (!plain)
+				bad += cmp_d("metric_clean", vals, (size_t)f.B, model, "metric_clean.npy",
+					     1e-5, 1e-5);
+			for (int i = 0; i < n; i++) {
+				char rel[256];
 				mb_hook_point p;
 				mb_npy want;
-				if (f.m->cfg.attn_only && (strstr(per_layer[i], "mlp") ||
-							   strstr(per_layer[i], "mid")))
-					continue;
-				snprintf(name, sizeof(name), "blocks.%d.%s", l, per_layer[i]);
-				cr_assert_eq(mb_hook_parse(&p, name, &err), 0);
+				cr_assert_eq(mb_hook_parse(&p, names[i], &err), 0, "%s", names[i]);
 				const mb_hook_tensor *t = mb_cache_get(c, p);
-				cr_assert_not_null(t, "%s: no gradient", name);
-				snprintf(rel, sizeof(rel), "grads/%s.npy", name);
+				cr_assert_not_null(t, "%s: no gradient", names[i]);
+				snprintf(rel, sizeof(rel), "grads/%s.npy", names[i]);
 				afx_npy(&want, model, rel);
-				cr_assert_eq(t->numel, want.numel, "%s: shape", name);
-				bad += fx_compare(name, t->data, &want, f.len, p.kind == MB_HOOK_PATTERN,
+				cr_assert_eq(t->numel, want.numel, "%s: shape", names[i]);
+				bad += fx_compare(names[i], t->data, &want, f.len,
+						  p.kind == MB_HOOK_PATTERN || p.kind == MB_HOOK_ATTN_SCORES,
 						  2e-6, 1e-4, NULL);
 				mb_npy_dispose(&want);
 			}
+			total += n;
+			mb_cache_free(c);
+		}
+		printf("%s: %d hook points against torch autograd\n", model, total);
 		cr_expect_eq(bad, 0, "%s: %ld gradient entries out of tolerance", model, bad);
-		mb_cache_free(c);
-		mb_hooks_free(h);
-		mb_backward_free(bw);
-		free(vals);
-		free(dl);
 		afx_close(&f);
 	}
 }
@@ -339,83 +382,108 @@ static double metric_sum(afx *f, const mb_hook_point *p, bump *bp)
 	return s;
 }
 
-/* Every hook point the methods read, 3 random valid entries each: the
- * backward's gradient against (M(x + h) - M(x - h)) / 2h of our float
- * forward, h = 1e-2 (error ~ h^2 |M'''| plus float rounding / h). */
-Test(attribution, hook_gradients_match_finite_differences)
+/* 3 random valid entries of every named point: the backward's gradient
+ * against (M(x + h) - M(x - h)) / 2h of our float forward, h = 1e-2 (error
+ * ~ h^2 |M'''| plus float rounding / h). Returns the entries out of
+ * tolerance; *worst gets the largest difference. */
+static long fd_points(afx *f, char (*names)[MB_HOOK_NAME_MAX], int n, mb_rng *rng, double *worst)
 {
-	static const char *const per_layer[] = {
-		"hook_resid_pre", "hook_q_input", "hook_k_input", "hook_v_input", "attn.hook_q",
-		"attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z", "hook_resid_post",
-		"hook_resid_mid", "mlp.hook_post", "hook_mlp_out"};
-	afx f;
-	mb_backward *bw;
-	mb_hooks *h;
-	mb_cache *c;
+	double vals[8];
 	mb_error err = {0};
-	mb_rng rng;
-	double vals[8], worst = 0;
 	long bad = 0;
+	mb_cache *c = grads_at(f, names, n, vals);
 
-	afx_open(&f, "gpt2_ln_gelu");
-	float *dl = calloc((size_t)f.B * f.T * f.m->cfg.n_vocab, sizeof(float));
-	cr_assert_eq(mb_backward_init(&bw, f.e, &err), 0);
-	cr_assert_eq(mb_hooks_init(&h, &err), 0);
-	cr_assert_eq(mb_cache_init(&c, &err), 0);
-	for (int l = 0; l < 2; l++)
-		for (size_t i = 0; i < sizeof(per_layer) / sizeof(per_layer[0]); i++) {
-			char name[MB_HOOK_NAME_MAX];
-			snprintf(name, sizeof(name), "blocks.%d.%s", l, per_layer[i]);
-			cr_assert_eq(mb_cache_add_name(c, name, &err), 0);
-		}
-	cr_assert_eq(mb_cache_attach(c, h, &err), 0);
-	mb_run r = fx_run(f.clean, f.len, f.B, f.T);
-	cr_assert_eq(mb_engine_forward(f.e, &r, &err), 0);
-	cr_assert_eq(mb_attr_metric_span_loss(vals, dl, f.e, f.B, &f.span, &err), 0);
-	cr_assert_eq(mb_backward_set_dlogits(bw, dl, &err), 0);
-	cr_assert_eq(mb_backward_run(bw, &r, NULL, h, &err), 0, "%s", err.msg);
-	mb_rng_init_named(&rng, 7, "test/attribution/fd", 0);
-	for (int l = 0; l < 2; l++)
-		for (size_t i = 0; i < sizeof(per_layer) / sizeof(per_layer[0]); i++) {
-			char name[MB_HOOK_NAME_MAX];
-			mb_hook_point p;
-			snprintf(name, sizeof(name), "blocks.%d.%s", l, per_layer[i]);
-			cr_assert_eq(mb_hook_parse(&p, name, &err), 0);
-			const mb_hook_tensor *g = mb_cache_get(c, p);
-			cr_assert_not_null(g);
-			for (int k = 0; k < 3; k++) {
-				size_t idx;
-				int b, t, tk = 0;
-				do { /* a valid entry: t < len[b] (and key <= query for patterns) */
-					idx = (size_t)mb_rng_range(&rng, g->numel);
-					b = (int)(idx / (g->numel / (size_t)f.B));
-					if (p.kind == MB_HOOK_PATTERN) {
-						t = (int)(idx / (size_t)f.T % (size_t)f.T);
-						tk = (int)(idx % (size_t)f.T);
-					} else {
-						t = (int)(idx / (g->numel / (size_t)f.B / (size_t)f.T) %
-							  (size_t)f.T);
-					}
-				} while (t >= f.len[b] || tk > t);
-				bump up = {idx, 1e-2f}, dn = {idx, -1e-2f};
-				double fd = (metric_sum(&f, &p, &up) - metric_sum(&f, &p, &dn)) / 2e-2;
-				double an = g->data[idx], d = fabs(fd - an);
-				if (d > worst)
-					worst = d;
-				if (!(d <= 2e-4 + 1e-2 * fabs(an))) {
-					bad++;
-					printf("%s[%zu]: finite difference %.6g, gradient %.6g\n", name, idx,
-					       fd, an);
+	for (int i = 0; i < n; i++) {
+		mb_hook_point p;
+		int attn;
+		cr_assert_eq(mb_hook_parse(&p, names[i], &err), 0);
+		const mb_hook_tensor *g = mb_cache_get(c, p);
+		cr_assert_not_null(g, "%s: no gradient", names[i]);
+		attn = p.kind == MB_HOOK_PATTERN || p.kind == MB_HOOK_ATTN_SCORES;
+		for (int k = 0; k < 3; k++) {
+			size_t idx;
+			int b, t, tk = 0;
+			do { /* a valid entry: t < len[b] (and key <= query for patterns) */
+				idx = (size_t)mb_rng_range(rng, g->numel);
+				b = (int)(idx / (g->numel / (size_t)f->B));
+				if (attn) {
+					t = (int)(idx / (size_t)f->T % (size_t)f->T);
+					tk = (int)(idx % (size_t)f->T);
+				} else {
+					t = (int)(idx / (g->numel / (size_t)f->B / (size_t)f->T) %
+						  (size_t)f->T);
 				}
+			} while (t >= f->len[b] || tk > t);
+			bump up = {idx, 1e-2f}, dn = {idx, -1e-2f};
+			double fd = (metric_sum(f, &p, &up) - metric_sum(f, &p, &dn)) / 2e-2;
+			double an = g->data[idx], d = fabs(fd - an);
+			if (d > *worst)
+				*worst = d;
+			if (!(d <= 2e-4 + 1e-2 * fabs(an))) {
+				bad++;
+				printf("%s[%zu]: finite difference %.6g, gradient %.6g\n", names[i], idx,
+				       fd, an);
 			}
 		}
-	printf("finite differences: max |diff| %.3g over %d entries\n", worst, 2 * 13 * 3);
-	cr_expect_eq(bad, 0, "%ld gradients disagree with finite differences", bad);
+	}
 	mb_cache_free(c);
-	mb_hooks_free(h);
-	mb_backward_free(bw);
-	free(dl);
-	afx_close(&f);
+	return bad;
+}
+
+/* A NeoX fixture model (engine_fx.h) as an afx: its batch0 tokens, the span
+ * loss over each item's positions 1..len-1 (no corrupted run). */
+static void afx_open_neox(afx *f, const char *model)
+{
+	memset(f, 0, sizeof(*f));
+	f->m = fx_model(model);
+	fx_batch(model, "batch0", &f->clean, &f->len, &f->B, &f->T);
+	cr_assert_leq(f->B, 8);
+	f->t0 = malloc(sizeof(int32_t) * (size_t)f->B);
+	f->t1 = malloc(sizeof(int32_t) * (size_t)f->B);
+	for (int b = 0; b < f->B; b++) {
+		f->t0[b] = 1;
+		f->t1[b] = f->len[b] - 1;
+	}
+	f->e = fx_engine(f->m, f->B, f->T, 1);
+	f->span = (mb_attr_span){f->clean, f->T, f->t0, f->t1};
+	f->ab = (mb_attr_batch){.batch = f->B, .seq = f->T, .clean = f->clean, .lengths = f->len,
+				.logits = MB_LOGITS_ALL, .metric = mb_attr_metric_span_loss,
+				.payload = &f->span};
+}
+
+/* Every hook point of the two GPT-2 fixture models (split and plain runs)
+ * and of the two NeoX ones (rotary positions: hook_rot_q / hook_rot_k;
+ * parallel and sequential residual). */
+Test(attribution, hook_gradients_match_finite_differences)
+{
+	static const char *const models[] = {"gpt2_ln_gelu", "attn_only", "neox_par", "neox_seq"};
+	mb_rng rng;
+	double worst = 0;
+	long bad = 0;
+	int total = 0;
+
+	mb_rng_init_named(&rng, 7, "test/attribution/fd", 0);
+	for (int mi = 0; mi < 4; mi++) {
+		afx f;
+		if (mi < 2)
+			afx_open(&f, models[mi]);
+		else
+			afx_open_neox(&f, models[mi]);
+		cr_assert_eq(f.m->cfg.pos == MB_POS_ROTARY, mi >= 2, "%s", models[mi]);
+		for (int plain = 0; plain < 2; plain++) {
+			char names[96][MB_HOOK_NAME_MAX];
+			int n = point_names(names, &f.m->cfg, plain);
+			for (int l = 0; plain && mi >= 2 && l < f.m->cfg.n_layer; l++)
+				for (int X = 0; X < 2; X++)
+					snprintf(names[n++], MB_HOOK_NAME_MAX,
+						 "blocks.%d.attn.hook_rot_%c", l, "qk"[X]);
+			bad += fd_points(&f, names, n, &rng, &worst);
+			total += n;
+		}
+		afx_close(&f);
+	}
+	printf("finite differences: max |diff| %.3g over %d points x 3 entries\n", worst, total);
+	cr_expect_eq(bad, 0, "%ld gradients disagree with finite differences", bad);
 }
 
 /* ---- constructed models ---- */
@@ -761,4 +829,146 @@ Test(attribution, method_names_round_trip_and_unknown_names_are_refused)
 	}
 	cr_expect_eq(mb_attr_method_parse(&m, "atp*", &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, "'atp*'") != NULL, "%s", err.msg);
+}
+
+/* The edge products in receiver blocks (attribution.c, "Receiver blocks")
+ * against a second implementation here: every receiver's input gradient from
+ * a plain backward with caches (q/k/v inputs; an MLP's branch as resid_mid's
+ * gradient minus resid_post's; the logits' as the last resid_post's), every
+ * sender's output change from the two runs (z W_O per head in double), and
+ * edges[b, r, s] = sum over valid t of their dot product. The model has 7
+ * layers of 16 heads, 49 receivers per layer, so its receivers fall into
+ * three blocks, the last a partial one. */
+Test(attribution, eap_edges_in_receiver_blocks_match_a_direct_sum)
+{
+	const mb_engine_config cfg = {.n_vocab = 23, .n_ctx = 8, .d_model = 32, .n_layer = 7,
+				      .n_head = 16, .d_head = 2, .d_mlp = 48,
+				      .act = MB_ACT_GELU_NEW, .norm = MB_NORM_LN, .tied = 1,
+				      .ln_eps = 1e-5f};
+	const int B = 2, T = 7, L = 7, H = 16, Dh = 2, D = 32;
+	int32_t clean[14], corr[14], len[2] = {7, 5}, good[2] = {3, 8}, bad[2] = {11, 2};
+	mb_attr_logit_diff ld = {good, bad, len};
+	mb_attr_batch ab = {.batch = B, .seq = T, .clean = clean, .corrupt = corr, .lengths = len,
+			    .logits = MB_LOGITS_ALL, .metric = mb_attr_metric_logit_diff,
+			    .payload = &ld};
+	mb_error err = {0};
+	mb_rng r;
+	tiny m;
+
+	tiny_init(&m, &cfg, 0.3f, 11);
+	tiny_engine(&m, B, T);
+	mb_rng_init_named(&r, 11, "test/attribution/blocks", 0);
+	for (int i = 0; i < B * T; i++) {
+		clean[i] = (int32_t)mb_rng_range(&r, 23);
+		corr[i] = i % 2 ? clean[i] : (int32_t)mb_rng_range(&r, 23);
+	}
+
+	/* the method */
+	mb_attr *a;
+	mb_attr_scores *e;
+	mb_attr_opts o = {.method = MB_ATTR_EAP};
+	cr_assert_eq(mb_attr_init(&a, m.e, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_attr_scores_init(&e, &cfg, B, T, 1, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_attr_run(e, a, &ab, &o, &err), 0, "%s", err.msg);
+
+	/* senders: two forwards with caches */
+	mb_hooks *h[3];
+	mb_cache *c[3]; /* corrupted, clean, gradients */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(mb_hooks_init(&h[i], &err), 0);
+		cr_assert_eq(mb_cache_init(&c[i], &err), 0);
+	}
+	for (int l = 0; l < L; l++) {
+		mb_hook_kind fk[] = {MB_HOOK_RESID_PRE, MB_HOOK_Z, MB_HOOK_MLP_OUT};
+		mb_hook_kind gk[] = {MB_HOOK_Q_INPUT, MB_HOOK_K_INPUT, MB_HOOK_V_INPUT,
+				     MB_HOOK_RESID_MID, MB_HOOK_RESID_POST};
+		for (int i = 0; i < 3; i++)
+			for (int x = 0; x < 2; x++)
+				cr_assert_eq(mb_cache_add(c[x], (mb_hook_point){fk[i], l}, &err), 0);
+		for (int i = 0; i < 5; i++)
+			cr_assert_eq(mb_cache_add(c[2], (mb_hook_point){gk[i], l}, &err), 0);
+	}
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mb_cache_attach(c[i], h[i], &err), 0);
+	mb_run run = {.batch = B, .seq = T, .tokens = corr, .lengths = len, .hooks = h[0],
+		      .logits = MB_LOGITS_ALL};
+	cr_assert_eq(mb_engine_forward(m.e, &run, &err), 0, "%s", err.msg);
+	run.tokens = clean;
+	run.hooks = h[1];
+	cr_assert_eq(mb_engine_forward(m.e, &run, &err), 0, "%s", err.msg);
+	double vals[2];
+	float *dl = calloc((size_t)B * T * 23, sizeof(float));
+	mb_backward *bw;
+	cr_assert_eq(mb_attr_metric_logit_diff(vals, dl, m.e, B, &ld, &err), 0);
+	cr_assert_eq(mb_backward_init(&bw, m.e, &err), 0);
+	cr_assert_eq(mb_backward_set_dlogits(bw, dl, &err), 0);
+	cr_assert_eq(mb_backward_run(bw, &run, NULL, h[2], &err), 0, "%s", err.msg);
+
+	const int S = mb_attr_n_senders(&cfg), R = mb_attr_n_receivers(&cfg), per = 3 * H + 1;
+	double *delta = calloc((size_t)B * T * S * D, sizeof(double)); /* (B, T, S, D) */
+#define GET(cc, k, l) (mb_cache_get(c[cc], (mb_hook_point){k, l})->data)
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < len[b]; t++) {
+			size_t bt = (size_t)b * T + t;
+			double *dst = delta + bt * S * D;
+			for (int d = 0; d < D; d++)
+				dst[d] = (double)GET(0, MB_HOOK_RESID_PRE, 0)[bt * D + d] -
+					 GET(1, MB_HOOK_RESID_PRE, 0)[bt * D + d];
+			for (int l = 0; l < L; l++) {
+				const float *wo = m.w.o_w + (size_t)l * D * D;
+				for (int hh = 0; hh < H; hh++)
+					for (int d = 0; d < D; d++) {
+						double v = 0;
+						for (int j = 0; j < Dh; j++)
+							v += ((double)GET(0, MB_HOOK_Z, l)[bt * D + hh * Dh + j] -
+							      GET(1, MB_HOOK_Z, l)[bt * D + hh * Dh + j]) *
+							     wo[(size_t)(hh * Dh + j) * D + d];
+						dst[(size_t)(1 + l * (H + 1) + hh) * D + d] = v;
+					}
+				for (int d = 0; d < D; d++)
+					dst[(size_t)(1 + l * (H + 1) + H) * D + d] =
+						(double)GET(0, MB_HOOK_MLP_OUT, l)[bt * D + d] -
+						GET(1, MB_HOOK_MLP_OUT, l)[bt * D + d];
+			}
+		}
+	double worst = 0;
+	long badn = 0;
+	for (int b = 0; b < B; b++)
+		for (int rr = 0; rr < R; rr++) {
+			int l = rr / per, j = rr % per;
+			for (int s = 0; s < S; s++) {
+				double ref = 0;
+				for (int t = 0; t < len[b] && s < mb_attr_n_senders_of(&cfg, rr); t++) {
+					size_t bt = (size_t)b * T + t;
+					for (int d = 0; d < D; d++) {
+						double g;
+						if (l == L)
+							g = GET(2, MB_HOOK_RESID_POST, L - 1)[bt * D + d];
+						else if (j < 3 * H)
+							g = GET(2, (mb_hook_kind)(MB_HOOK_Q_INPUT + j / H),
+								l)[(bt * H + j % H) * D + d];
+						else
+							g = (double)GET(2, MB_HOOK_RESID_MID, l)[bt * D + d] -
+							    GET(2, MB_HOOK_RESID_POST, l)[bt * D + d];
+						ref += g * delta[(bt * S + s) * D + d];
+					}
+				}
+				double got = e->edges[((size_t)b * R + rr) * S + s], dd = fabs(got - ref);
+				worst = fmax(worst, dd);
+				badn += !(dd <= 1e-5 + 1e-4 * fabs(ref));
+			}
+		}
+#undef GET
+	printf("EAP edges in %d receivers, blocks vs direct sums: max |diff| %.3g\n", R, worst);
+	cr_expect_eq(badn, 0, "%ld edges disagree with the direct sums (max |diff| %g)", badn, worst);
+	free(delta);
+	free(dl);
+	mb_backward_free(bw);
+	for (int i = 0; i < 3; i++) {
+		mb_cache_free(c[i]);
+		mb_hooks_free(h[i]);
+	}
+	mb_attr_scores_free(e);
+	mb_attr_free(a);
+	tiny_free(&m);
 }

@@ -17,6 +17,7 @@
 #include <mechbench/attr_pairs.h>
 #include <mechbench/attribution.h>
 #include <mechbench/dataset.h>
+#include <mechbench/edit.h>
 #include <mechbench/model.h>
 #include <mechbench/task.h>
 
@@ -227,8 +228,8 @@ Test(attribution_task, every_metric_matches_a_second_implementation_and_is_batch
 			     one[j], vals[5 * 9 + j]);
 	t->close(st);
 
-	cr_assert_eq(mb_attr_pairs_load(&pr, p.ds.items.items, B, MB_ATTR_FORMAT_IOI, &p.m->cfg, 0,
-					&err),
+	cr_assert_eq(mb_attr_pairs_load(&pr, p.ds.items.items, B, MB_ATTR_FORMAT_IOI, &p.m->cfg,
+					NULL, 0, &err),
 		     0, "%s", err.msg);
 	for (int m = 0; m < 3; m++)
 		scores_of(comp[m], NULL, &p, &pr, ms[m]);
@@ -342,8 +343,9 @@ Test(attribution_task, planted_circuit_nodes_and_edges_by_method, .timeout = 300
 	head_edges(tmask + E, tmask, c, 1);
 	for (int j = 0; j < EH; j++)
 		edge_truth[j] = tmask[E + j] != 0;
-	cr_assert_eq(mb_attr_pairs_load(&pr, p.ds.items.items, B, MB_ATTR_FORMAT_IOI, c, 0, &err), 0,
-		     "%s", err.msg);
+	cr_assert_eq(mb_attr_pairs_load(&pr, p.ds.items.items, B, MB_ATTR_FORMAT_IOI, c, NULL, 0,
+					&err),
+		     0, "%s", err.msg);
 
 	/* exact patching: nodes, and every edge by path patching */
 	cr_assert_eq(mb_attr_exact(exact, p.e, &pr.ab, &err), 0, "%s", err.msg);
@@ -414,4 +416,103 @@ Test(attribution_task, planted_circuit_nodes_and_edges_by_method, .timeout = 300
 	free(tmask);
 	free(edge_truth);
 	planted_close(&p);
+}
+
+/* The edit format on the facts zoo model: clean and corrupted prompts of one
+ * length that differ exactly in the subject's tokens, the corrupting subject
+ * one of the item's attribute subjects (object target_new), good / bad the
+ * objects' tokens; the metric is positive on the clean prompt (the model
+ * knows the fact) and negative on the corrupted one; an item with no
+ * attribute subject of as many tokens is refused, naming it. */
+Test(attribution_task, edit_items_become_subject_swapped_pairs)
+{
+	mb_model *m = NULL;
+	mb_dataset ds = {0};
+	mb_attr_pairs pr = {0};
+	mb_error err = {0};
+	const int B = 6;
+
+	cr_assert_eq(mb_model_load(&m, MB_SOURCE_DIR "/baselines/models/facts", &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(mb_dataset_load(&ds, MB_SOURCE_DIR "/datasets/attribution/facts.jsonl", &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(mb_attr_pairs_load(&pr, ds.items.items, B, MB_ATTR_FORMAT_EDIT, &m->cfg,
+					m->tok, -1, &err),
+		     0, "%s", err.msg);
+	for (int b = 0; b < B; b++) {
+		const json_t *in = ds.items.items[b].input;
+		const char *subj = json_string_value(json_object_get(in, "subject"));
+		int32_t *tk = NULL, *obj = NULL;
+		int n, no, sf, sl, diff = 0, first = -1, last = -1;
+		char text[128];
+
+		for (int t = 0; t < pr.len[b]; t++)
+			if (pr.clean[b * pr.T + t] != pr.corrupt[b * pr.T + t]) {
+				diff++;
+				first = first < 0 ? t : first;
+				last = t;
+			}
+		/* only subject tokens differ */
+		cr_assert_eq(mb_edit_encode(&tk, &n, &sf, &sl, m->tok,
+					    json_string_value(json_object_get(in, "prompt")), subj,
+					    &err),
+			     0, "%s", err.msg);
+		cr_expect_eq(n, pr.len[b]);
+		cr_expect(diff >= 1 && first >= sf && last <= sl, "item %d: tokens %d..%d differ, "
+			  "the subject '%s' is %d..%d", b, first, last, subj, sf, sl);
+		for (int k = 0; k < 2; k++) {
+			snprintf(text, sizeof(text), " %s",
+				 json_string_value(json_object_get(in, k ? "target_new" : "target_true")));
+			cr_assert_eq(mb_tokenizer_encode(m->tok, text, &obj, &no, &err), 0, "%s",
+				     err.msg);
+			cr_expect_eq(k ? pr.bad[b] : pr.good[b], obj[0], "item %d: object %d", b, k);
+			free(obj);
+		}
+		free(tk);
+	}
+	{
+		mb_engine *e = NULL;
+		mb_engine_opts eo = {B, pr.T, 0};
+		double mc[6], mx[6];
+		mb_run r = {.batch = B, .seq = pr.T, .tokens = pr.clean, .lengths = pr.len,
+			    .logits = MB_LOGITS_ALL};
+		cr_assert_eq(mb_engine_init(&e, &m->cfg, &m->w, &eo, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+		cr_assert_eq(pr.ab.metric(mc, NULL, e, B, pr.ab.payload, &err), 0, "%s", err.msg);
+		r.tokens = pr.corrupt;
+		cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+		cr_assert_eq(pr.ab.metric(mx, NULL, e, B, pr.ab.payload, &err), 0, "%s", err.msg);
+		for (int b = 0; b < B; b++)
+			cr_expect(mc[b] > 0 && mx[b] < 0, "item %d: M(clean) %g, M(corrupt) %g", b,
+				  mc[b], mx[b]);
+		mb_engine_free(e);
+	}
+	mb_attr_pairs_dispose(&pr);
+
+	/* no attribute subject of the same length: refused, naming the item */
+	{
+		json_t *in = json_deep_copy(ds.items.items[0].input);
+		mb_item it = ds.items.items[0];
+		json_t *attr = json_object_get(in, "attribute_prompts");
+		for (size_t i = 0; i < json_array_size(attr); i++)
+			json_object_set_new(json_array_get(attr, i), "subject",
+					    json_string("Lo Go Fi Da Ri"));
+		it.input = in;
+		cr_expect_lt(mb_attr_pairs_load(&pr, &it, 1, MB_ATTR_FORMAT_EDIT, &m->cfg, m->tok, -1,
+						&err),
+			     0);
+		cr_expect(strstr(err.msg, it.key) && strstr(err.msg, "attribute_prompts"), "%s",
+			  err.msg);
+		mb_attr_pairs_dispose(&pr);
+		/* and without the tokenizer */
+		it.input = ds.items.items[0].input;
+		cr_expect_lt(mb_attr_pairs_load(&pr, &it, 1, MB_ATTR_FORMAT_EDIT, &m->cfg, NULL, -1,
+						&err),
+			     0);
+		cr_expect(strstr(err.msg, "tokenizer"), "%s", err.msg);
+		mb_attr_pairs_dispose(&pr);
+		json_decref(in);
+	}
+	mb_dataset_dispose(&ds);
+	mb_model_free(m);
 }
