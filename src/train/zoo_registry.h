@@ -7,3 +7,4 @@
  */
 MB_ZOO_RECIPE(modadd)
 MB_ZOO_RECIPE(induction)
+MB_ZOO_RECIPE(ioi)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mechbench/ioi_templates.h>
 #include <mechbench/zoo.h>
 
 Test(zoo, modadd_split_partitions_all_pairs_by_seed_and_fraction)
@@ -164,8 +165,11 @@ Test(zoo, recipes_have_the_documented_presets)
 	cr_expect(r.n_layer == 2 && r.attn_only);
 	cr_expect_eq(mb_zoo_recipe_get(&r, "induction", "paper", 0, &err), MB_ENOTFOUND);
 	cr_expect(strstr(err.msg, "no preset 'paper'"), "%s", err.msg);
-	cr_expect_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), MB_ENOTFOUND);
-	cr_expect(strstr(err.msg, "unknown recipe 'ioi'"), "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), 0, "%s", err.msg);
+	/* The IOI generator's held-out pairs (ioi_prompts.h defaults). */
+	cr_expect(!r.attn_only && r.pair_seed == 0 && r.heldout_pair_fraction == 0.2);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "ioc", "fast", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "unknown recipe 'ioc'"), "%s", err.msg);
 }
 
 /* The registry: every recipe is found by its name at each of its presets,
@@ -215,8 +219,8 @@ Test(zoo, unknown_names_list_the_known_recipes_and_presets)
 {
 	mb_zoo_recipe r;
 	mb_error err;
-	cr_expect_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), MB_ENOTFOUND);
-	cr_expect(strstr(err.msg, "(known: modadd, induction)"), "%s", err.msg);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "ioc", "fast", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "(known: modadd, induction, ioi"), "%s", err.msg);
 	cr_expect_eq(mb_zoo_recipe_get(&r, "modadd", "slow", 0, &err), MB_ENOTFOUND);
 	cr_expect(strstr(err.msg, "(known: fast, paper)"), "%s", err.msg);
 	/* a recipe that did not come from the registry has no table */
@@ -371,4 +375,156 @@ Test(zoo, manifest_corpus_valid_files_parse_and_bad_files_are_rejected)
 		cr_expect(strstr(err.msg, cases[i][1]), "%s: '%s' not in %s", cases[i][0], cases[i][1],
 			  err.msg);
 	}
+}
+
+/* ---- ioi ---- */
+
+/* The words of token ids: 0 <bos>, 1 ".", then the ioi vocabulary. */
+typedef struct ioi_words {
+	char **vocab;
+	size_t n;
+} ioi_words;
+
+static const char *ioi_word(const ioi_words *w, int32_t id)
+{
+	cr_assert(id >= 0 && (size_t)id < w->n + 2, "token id %d", id);
+	return id == 0 ? "<bos>" : id == 1 ? "." : w->vocab[id - 2];
+}
+
+static int in_list(mb_ioi_list which, const char *s, size_t len)
+{
+	size_t n;
+	const char *const *w = mb_ioi_words(which, &n);
+	for (size_t i = 0; i < n; i++)
+		if (strlen(w[i]) == len && strncmp(w[i], s, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether the first words of sent (n) are an instance of template text:
+ * chunk by chunk, a placeholder chunk "{X}," matching a list word with the
+ * same text around it. names[0..3) get the {A}, {B}, {S} words. Returns the
+ * number of words the template covers, or 0. */
+static int ioi_match(const char *text, const char *const *sent, int n, const char *names[3])
+{
+	int k = 0;
+	while (*text) {
+		size_t len = strcspn(text, " ");
+		const char *ph = memchr(text, '{', len);
+		if (k == n)
+			return 0;
+		if (!ph) {
+			if (strlen(sent[k]) != len || strncmp(sent[k], text, len) != 0)
+				return 0;
+		} else {
+			size_t pre = (size_t)(ph - text), post = len - pre - 3, wl = strlen(sent[k]);
+			mb_ioi_list which = ph[1] == 'P'   ? MB_IOI_PLACES
+					    : ph[1] == 'O' ? MB_IOI_OBJECTS
+							   : MB_IOI_NAMES;
+			if (wl < pre + post + 1 || strncmp(sent[k], text, pre) != 0 ||
+			    strncmp(sent[k] + wl - post, ph + 3, post) != 0 ||
+			    !in_list(which, sent[k] + pre, wl - pre - post))
+				return 0;
+			if (which == MB_IOI_NAMES)
+				names[ph[1] == 'A' ? 0 : ph[1] == 'B' ? 1 : 2] = sent[k];
+		}
+		k++;
+		text += len;
+		text += *text == ' ';
+	}
+	return k;
+}
+
+/* 400 training rows: every row starts with [BOS]; no sentence starts like a
+ * held-out template; no two distinct names of a sentence form a held-out
+ * pair; the sentences that are training-template instances end with IO (the
+ * name of the pair that S is not), and make up ioi_frac of the rows' first
+ * sentences within binomial noise. */
+Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
+{
+	mb_zoo_recipe r;
+	mb_zoo_ioi *d = NULL;
+	mb_error err;
+	ioi_words w;
+	int32_t row[256];
+	const char *sent[64];
+	const size_t nt = mb_ioi_template_count();
+	uint8_t held[MB_IOI_MAX_TEMPLATES] = {0};
+	int nioi = 0, nfull = 0, mixed = 0;
+
+	cr_assert_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 5, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_ioi_vocab(&w.vocab, &w.n, "WhitespaceSplit", &err), 0, "%s", err.msg);
+	cr_assert_eq(r.vocab_size, (int)w.n + 2);
+	cr_assert_leq(r.n_positions, 256);
+	cr_assert_eq(mb_zoo_ioi_init(&d, &r, &err), 0, "%s", err.msg);
+	held[mb_ioi_template_find("t02")] = held[mb_ioi_template_find("t04")] = 1;
+	held[mb_ioi_template_find("t09")] = held[mb_ioi_template_find("t11")] = 1;
+	for (uint64_t i = 0; i < 400; i++) {
+		int32_t again[256];
+		int at = 1, first = 1;
+		mb_zoo_ioi_row(row, d, "ioi/train", i);
+		mb_zoo_ioi_row(again, d, "ioi/train", i);
+		cr_assert_arr_eq(row, again, (size_t)r.n_positions * sizeof(row[0]));
+		cr_assert_eq(row[0], 0, "row %llu starts with <bos>", (unsigned long long)i);
+		for (int k = 1; k < r.n_positions; k++) {
+			int n = 0;
+			if (row[k] != 1)
+				continue;
+			/* one whole sentence: row[at .. k) */
+			for (int j = at; j < k; j++)
+				sent[n++] = ioi_word(&w, row[j]);
+			at = k + 1;
+			for (int a = 0; a < n; a++)
+				for (int b = 0; b < n; b++)
+					if (in_list(MB_IOI_NAMES, sent[a], strlen(sent[a])) &&
+					    in_list(MB_IOI_NAMES, sent[b], strlen(sent[b])) &&
+					    strcmp(sent[a], sent[b]) != 0)
+						cr_assert(!mb_ioi_pair_heldout(r.pair_seed, r.heldout_pair_fraction,
+									      sent[a], sent[b]),
+							  "row %llu: held-out pair %s, %s",
+							  (unsigned long long)i, sent[a], sent[b]);
+			/* every template, and every join of one template's part before
+			 * {S} with another's part from {S} on */
+			for (size_t t = 0; t < nt * nt; t++) {
+				const mb_ioi_template *ti = mb_ioi_template_at(t / nt);
+				const mb_ioi_template *tj = mb_ioi_template_at(t % nt);
+				const char *names[3] = {NULL, NULL, NULL};
+				char text[512];
+				snprintf(text, sizeof(text), "%.*s%s",
+					 (int)(strstr(ti->text, "{S}") - ti->text), ti->text,
+					 strstr(tj->text, "{S}"));
+				int len = ioi_match(text, sent, n, names);
+				if (!len)
+					continue;
+				cr_assert(!held[t / nt] && !held[t % nt],
+					  "row %llu: held-out template %s or %s in training text",
+					  (unsigned long long)i, ti->id, tj->id);
+				cr_assert_eq(len + 1, n, "row %llu: template %s/%s then one word",
+					     (unsigned long long)i, ti->id, tj->id);
+				cr_assert(strcmp(names[2], names[0]) == 0 ||
+					  strcmp(names[2], names[1]) == 0);
+				cr_assert_str_eq(sent[n - 1],
+						 strcmp(names[2], names[0]) == 0 ? names[1] : names[0],
+						 "row %llu: the IOI sentence ends with IO",
+						 (unsigned long long)i);
+				nioi += first; /* the first sentence is never cut */
+				mixed += first && ti != tj;
+				break;
+			}
+			first = 0;
+		}
+		nfull += at > 1;
+	}
+	cr_expect_eq(nfull, 400, "every row holds a whole sentence");
+	double frac = nioi / 400.0, se = sqrt(r.ioi_frac * (1 - r.ioi_frac) / 400.0);
+	cr_expect(fabs(frac - r.ioi_frac) < 4 * se, "IOI share %.3f of the rows' first "
+		  "sentences, want %.2f", frac, r.ioi_frac);
+	/* a join of two different templates: mix_frac of them, less the joins of
+	 * a template with itself (1 / the 14 training templates) */
+	double want = r.mix_frac * (1 - 1.0 / 14);
+	se = sqrt(want * (1 - want) / nioi);
+	cr_expect(fabs((double)mixed / nioi - want) < 4 * se, "mixed %d of %d, want %.3f", mixed,
+		  nioi, want);
+	mb_zoo_ioi_free(d);
+	free(w.vocab);
 }
