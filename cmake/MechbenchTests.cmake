@@ -25,6 +25,13 @@ foreach(src ${MB_TEST_SOURCES})
   if(name MATCHES "^test_.+_zoo$")
     set_tests_properties(${target} PROPERTIES LABELS zoo)
   endif()
+  # test_profiles runs whole profile suites on 50k-vocabulary checkpoints
+  # (about 100 s in a release build, 140 s under ASan); the code it reaches
+  # (loaders, the induction task, the runner) is sanitized by the smaller
+  # tests, so it is labelled `heavy` and runs in the release pass only.
+  if(name STREQUAL "test_profiles")
+    set_tests_properties(${target} PROPERTIES LABELS heavy)
+  endif()
   # The engine's tests (golden values, determinism) run once per GEMM backend:
   # portable is the default; MB_GEMM selects the others (gemm.h).
   if(layer STREQUAL "engine")
@@ -34,8 +41,11 @@ foreach(src ${MB_TEST_SOURCES})
     endif()
     foreach(backend ${_mb_backends})
       add_test(NAME ${target}_${backend} COMMAND ${target} --jobs 2 --short-filename)
+      # label `backend`: the sanitizer pass runs each engine test once (the
+      # default backend; test_gemm sanitizes every backend's calls itself).
       set_tests_properties(${target}_${backend} PROPERTIES
-        WORKING_DIRECTORY ${CMAKE_BINARY_DIR} TIMEOUT 900 ENVIRONMENT MB_GEMM=${backend})
+        WORKING_DIRECTORY ${CMAKE_BINARY_DIR} TIMEOUT 900 ENVIRONMENT MB_GEMM=${backend}
+        LABELS backend)
     endforeach()
   endif()
 endforeach()

@@ -260,7 +260,22 @@ def gen_index():
         out("index", name, text)
 
 
+# --- ptbin (PyTorch zip checkpoints) ----------------------------------------------
+
+def gen_ptbin():
+    """Copies of tests/fixtures/ptbin (torch.save files made by its gen_ptbin.py)."""
+    fx = os.path.join(os.path.dirname(ROOT), "..", "tests", "fixtures", "ptbin")
+    clean("ptbin")
+    for name in sorted(os.listdir(os.path.join(fx, "bad"))):
+        with open(os.path.join(fx, "bad", name), "rb") as f:
+            out("ptbin", "bad_" + name, f.read())
+    for src, name in (("neox_f16/pytorch_model.bin", "valid_neox_f16.bin"),):
+        with open(os.path.join(fx, src), "rb") as f:
+            out("ptbin", name, f.read())
+
+
 if __name__ == "__main__":
+    gen_ptbin()
     gen_index()
     gen_safetensors()
     gen_npy()

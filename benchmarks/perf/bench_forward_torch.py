@@ -237,8 +237,14 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--shape", choices=["small", "medium"], default="small",
+                    help="write: GPT-2-small (12 x 768) or GPT-2-medium (24 x 1024) shapes")
     a = ap.parse_args()
     if a.mode == "write":
+        if a.shape == "medium":
+            global L, D, H, M, DH
+            L, D, H, M = 24, 1024, 16, 4096
+            DH = D // H
         write_checkpoint(a.dir)
     else:
         if not a.out:

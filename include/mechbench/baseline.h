@@ -23,6 +23,8 @@
  *       "dataset": "datasets/synthetic/toy.jsonl", "dataset_sha256": "<hex>",
  *       "params": null or {...},
  *       "seconds": 0.01,
+ *       "artifact": {"kind": "circuit", ...},   only when the entry has one
+ *                                               (artifact.h: the task's prepare)
  *       "metrics": [{"name": "synthetic.score", "version": 1, "kind": "continuous",
  *                    "direction": "higher",
  *                    "aggregate": {"n": 200, "mean": 1.2, "se": 0.1, "level": 0.95,
@@ -54,7 +56,8 @@ int mb_baseline_render(char **out, size_t *len, const mb_run_result *run, const 
 /* Parses a baseline file's text into *out (disposed with
  * mb_run_result_dispose); name labels messages ("REF:baselines/x.json:12:5:
  * entries[0].items[3].values: ..."). Checks the format, types, that every
- * item has one finite value per metric and that item keys are unique. */
+ * item has one finite value per metric, that item keys are unique and that
+ * an entry's artifact is valid (mb_artifact_check). */
 int mb_baseline_parse(mb_run_result *out, const char *text, size_t len, const char *name,
 		      mb_error *err);
 

@@ -13,6 +13,7 @@
 #ifndef MECHBENCH_DETMATH_H
 #define MECHBENCH_DETMATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* e^x in double, to about 1 ulp; 0 below -745, +inf above 709.78. */
@@ -21,7 +22,12 @@ double mb_detmath_exp(double x);
 double mb_detmath_log(double x);
 /* x^n for an integer n >= 0 by binary powering. */
 double mb_detmath_powi(double x, int64_t n);
-/* erf(x) (float in, float out; computed in double). */
+/* erf(x) (float in, float out; computed in double from piecewise polynomials,
+ * src/util/erf_table.py): within one float ulp of erf, correctly rounded but
+ * for values within ~1e-16 of a rounding midpoint (tests/util/test_detmath.c). */
 float mb_detmath_erff(float x);
+/* out[i] = mb_detmath_erff(in[i]) for i < n, bit for bit (AVX2 where the CPU
+ * has it); out may equal in. */
+void mb_detmath_erff_n(float *out, const float *in, size_t n);
 
 #endif

@@ -13,7 +13,8 @@
  *   mb_gate_compare_entry   per entry, after running: paired verdicts
  *                           (mb_stats_compare) and absolute thresholds,
  *                           pooled over the in-distribution items and per
- *                           stratum
+ *                           stratum; and the entry's artifact (artifact.h:
+ *                           a discovered circuit) against the baseline's
  *   mb_gate_finish          row statuses, the outcome and the exit code
  *
  * Planned MDE: before running, the variance of a paired difference is not
@@ -26,6 +27,14 @@
  * binary metric var_d is at least the margin (an effect of delta needs a
  * delta fraction of discordant items, and var_d ~ p_disc). After running,
  * the observed MDE (from the real differences) is reported too.
+ *
+ * Artifacts are reported, never gated: a changed circuit (nodes or edges
+ * added or removed) is listed with the inclusion frequencies of the changed
+ * nodes, the node Jaccard of the two circuits and the stability interval
+ * that says whether resampling alone moves the circuit that much
+ * (mb_artifact_noise), and leaves the exit code alone. What a circuit is
+ * claimed to do (faithfulness, completeness, the random-circuit control) is
+ * per-item metrics, gated like any other (HARNESS.md, "Artifacts").
  */
 #ifndef MECHBENCH_GATE_H
 #define MECHBENCH_GATE_H
@@ -33,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/error.h>
 #include <mechbench/paired.h>
 #include <mechbench/runner.h>
@@ -127,6 +137,9 @@ typedef struct mb_gate_result {
 	size_t n_notes;
 	mb_gate_row *rows;
 	size_t n_rows;
+	mb_artifact_diff *artifacts; /* (n_artifacts) entries where either run has an
+				      * artifact, in spec order: reported, not gating */
+	size_t n_artifacts;
 	int64_t run_id;        /* the candidate run in the store, 0 when not stored */
 	mb_gate_status outcome;
 	int exit_code;         /* 0, 3 or 4 per the policies */
@@ -167,7 +180,8 @@ double mb_gate_planning_var(const mb_entry_result *base, size_t m, double margin
 int mb_gate_check_power(const mb_gate_result *g, mb_error *err);
 
 /* After running entry e: pairs candidate and baseline items by key and fills
- * each row's comparison, observed MDE and threshold verdict. */
+ * each row's comparison, observed MDE and threshold verdict; when either has
+ * an artifact, appends their comparison to g->artifacts. */
 int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_entry *e,
 			  const mb_entry_result *base, const mb_entry_result *cand, mb_error *err);
 

@@ -26,8 +26,10 @@ void mb_html_end(FILE *f);
 /* Data strings are escaped with mb_str_put_xml (str.h), which is safe for
  * HTML text and attribute values too. */
 
-/* A run: provenance, each entry's aggregates with CIs, and the figures its
- * task attached (figures: one list per entry, in run order, or NULL). */
+/* A run: provenance, each entry's aggregates with CIs, its artifact (a
+ * circuit as a graph of layers and heads with a table of its numbers,
+ * artifact.h; another kind as its JSON) and the figures its task attached
+ * (figures: one list per entry, in run order, or NULL). */
 int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures,
 		mb_error *err);
 

@@ -9,8 +9,11 @@
  * counts, a shard index given twice or missing; a different suite, spec blob,
  * code commit (or dirty flag), seed, entry list, task version, metric list,
  * params, dataset path or sha256, model label or model file digest than the
- * first shard's; an item in two shards, in none, or not in the dataset; and
- * a spec whose blob is not the shards'.
+ * first shard's; an entry artifact (artifact.h) that is not bitwise the first
+ * shard's (every shard computes it from all the entry's items; the message
+ * names the first field that differs); an item in two shards, in none, or
+ * not in the dataset; and a spec whose blob is not the shards'. The merged
+ * run carries the shards' artifact.
  */
 #ifndef MECHBENCH_MERGE_H
 #define MECHBENCH_MERGE_H

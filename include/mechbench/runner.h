@@ -87,7 +87,9 @@ typedef struct mb_entry_result {
 	mb_aggregate *aggregates;  /* (M) pooled over the in-distribution items */
 	mb_stratum_result *strata; /* (n_strata) per stratum; not stored, recomputed */
 	size_t n_strata;
-	double seconds;            /* wall time of the entry's items */
+	double seconds;            /* wall time of the entry's items (prepare included) */
+	json_t *artifact;          /* owned reference or NULL: what the task's prepare
+				    * returned (artifact.h), computed from all items */
 } mb_entry_result;
 
 typedef struct mb_run_result {
@@ -155,12 +157,16 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 /* The two halves of mb_runner_run_entry. run_values fills *out with the
  * entry's header (names, model file digests, metrics), d's item references
  * and every item's values (checked finite), aggregates zeroed and no strata;
+ * when the task has a prepare hook it runs first, once, on all the entry's
+ * items, `all` (d itself, or the whole dataset when d is a shard's or rank's
+ * view of it), so every part computes the same artifact (checked with
+ * mb_artifact_check, then kept in out->artifact);
  * entry_finish then lists the strata and computes every aggregate from the
  * values alone, in item order: whoever calls it on the same items and values
  * (one process, the root rank of an MPI run, `merge` of shards) gets the same
  * bits. entry_finish leaves *out to the caller's dispose on error. */
-int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *d,
-			 const char *model_dir, const char *model_label,
+int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *all,
+			 const mb_dataset *d, const char *model_dir, const char *model_label,
 			 const mb_runner_opts *opts, mb_error *err);
 int mb_runner_entry_finish(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
 			   const mb_dataset *d, mb_error *err);

@@ -49,15 +49,17 @@ void mb_shard_view_dispose(mb_dataset *v);
 
 /* A runner split (runner.h, opts->split with split_payload a mb_shard *):
  * runs part s of the entry's items, values only; the aggregates are NaN with
- * method none and n the part's items. */
+ * method none and n the part's items. The task's prepare hook (task.h) sees
+ * all of d's items, so every part carries the same artifact; `merge` refuses
+ * parts whose artifacts differ. */
 int mb_shard_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 		       const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
 		       const char *model_label, const mb_runner_opts *opts, mb_error *err);
 
 /* Makes *out the whole entry from a part's result `head` (its name, task,
- * model, file digests, metrics, params are copied) and every item's values:
- * values (N, M) in d's item order, taken over by *out (freed with it, also
- * on error). Items come from d. The aggregates are left to
+ * model, file digests, metrics, params and artifact are copied) and every
+ * item's values: values (N, M) in d's item order, taken over by *out (freed
+ * with it, also on error). Items come from d. The aggregates are left to
  * mb_runner_entry_finish. */
 int mb_shard_whole_entry(mb_entry_result *out, const mb_entry_result *head, const mb_dataset *d,
 			 double *values, mb_error *err);

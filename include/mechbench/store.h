@@ -32,8 +32,12 @@
  * 3: series_phases (results.h);
  * 4: item values interned: metrics (id, entry, metric), items (id, item_key,
  *    stratum, cluster), item_value (run_id, metric_id, ordinal, item_id,
- *    value) WITHOUT ROWID, and the view item_values with the old columns. */
-#define MB_STORE_SCHEMA_VERSION 4
+ *    value) WITHOUT ROWID, and the view item_values with the old columns;
+ * 5: artifacts (run_id, entry, kind, data): an entry's artifact (artifact.h,
+ *    the task's prepare hook), data its JSON text (compact, reals with 17
+ *    significant digits, so it reads back bit for bit); no row when the
+ *    entry has none. */
+#define MB_STORE_SCHEMA_VERSION 5
 
 /* How long a writer waits for another's lock by default: 10 minutes. */
 #define MB_STORE_BUSY_TIMEOUT_MS 600000
@@ -61,8 +65,8 @@ const char *mb_store_path(const mb_store *s);
 /* Starts a run's transaction and inserts its row from p (finished_at and
  * wall_seconds are written at commit). *out_id is the new run's id. */
 int mb_store_run_begin(mb_store *s, int64_t *out_id, const mb_provenance *p, mb_error *err);
-/* Inserts one entry's rows (entry, model files, aggregates, item values)
- * into the open run transaction. */
+/* Inserts one entry's rows (entry, model files, aggregates, item values,
+ * artifact) into the open run transaction. */
 int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e,
 			   mb_error *err);
 /* Writes the finish time and commits. */
@@ -74,7 +78,8 @@ void mb_store_run_abort(mb_store *s);
 int mb_store_put_run(mb_store *s, mb_run_result *run, mb_error *err);
 
 /* Reads run id back into *out (disposed with mb_run_result_dispose).
- * MB_ENOTFOUND when there is no such run. */
+ * MB_ENOTFOUND when there is no such run; MB_EINVALID naming the run, entry
+ * and field for a stored artifact that is not valid (mb_artifact_check). */
 int mb_store_get_run(mb_run_result *out, mb_store *s, int64_t id, mb_error *err);
 
 /* Records a gate's verdicts for the stored run g->run_id, in one

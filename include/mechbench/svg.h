@@ -1,7 +1,7 @@
 /*
  * svg.h: a small SVG writer for the HTML report: heatmaps with a colour bar,
  * line plots with CI bands, a shaded band, threshold line and vertical
- * changepoint markers, and stem plots (spectra). Output is plain SVG 1.1
+ * changepoint markers, stem plots (spectra) and layered graphs (circuits). Output is plain SVG 1.1
  * text meant to sit inline in HTML (no scripts, no external references).
  *
  * Readability rules the writer keeps: every text is >= 12px (ticks 13px,
@@ -89,6 +89,49 @@ typedef struct mb_svg_stem {
 } mb_svg_stem;
 
 int mb_svg_write_stem(FILE *f, const mb_svg_stem *s, mb_error *err);
+
+/* A layered graph (a circuit): nodes on rows, row 0 at the bottom (the
+ * residual stream flows up), at a column each; edges drawn beneath the nodes
+ * from node to node, their width by |weight| (the largest is 6px), their
+ * colour by sign (orange positive, purple negative, grey NaN) and their dash
+ * pattern by style; node fill by value on the diverging scale centred on 0
+ * (symmetric around the largest |value|). Circles or squares; the label
+ * inside (keep it to a few characters), the tooltip (<title>) gives `tip`. */
+typedef struct mb_svg_graph_node {
+	const char *label; /* inside the node: "6", "MLP" */
+	const char *tip;   /* tooltip, or NULL: label */
+	size_t row;        /* < rows; 0 at the bottom */
+	double col;        /* position in columns, [0, cols) */
+	double value;      /* fill; NaN: light grey */
+	int square;        /* 1: a square, 0: a circle */
+} mb_svg_graph_node;
+
+/* Dash patterns of edges (a legend names what each means). */
+enum { MB_SVG_EDGE_SOLID = 0, MB_SVG_EDGE_DASHED, MB_SVG_EDGE_DOTTED, MB_SVG_EDGE_DASHDOT,
+       MB_SVG_EDGE_STYLES };
+
+typedef struct mb_svg_graph_edge {
+	size_t from, to; /* node indices */
+	double weight;   /* NaN: a thin grey line */
+	int style;       /* MB_SVG_EDGE_* */
+	const char *tip; /* tooltip, or NULL */
+} mb_svg_graph_edge;
+
+typedef struct mb_svg_graph {
+	const char *title, *value_label, *weight_label; /* may be NULL */
+	size_t rows, cols;
+	const char *const *row_labels; /* (rows), or NULL: indices */
+	const char *const *col_labels; /* (cols), or NULL: none drawn */
+	const mb_svg_graph_node *nodes;
+	size_t n_nodes;
+	const mb_svg_graph_edge *edges;
+	size_t n_edges;
+	const char *style_labels[MB_SVG_EDGE_STYLES]; /* legend; NULL: style unused */
+} mb_svg_graph;
+
+/* MB_EINVALID naming the graph for no nodes, a node outside the grid or an
+ * edge naming a node that does not exist. */
+int mb_svg_write_graph(FILE *f, const mb_svg_graph *g, mb_error *err);
 
 /* Draws a figure (figure.h) as the plot of its kind. */
 int mb_svg_write_figure(FILE *f, const mb_figure *fig, mb_error *err);

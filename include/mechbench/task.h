@@ -5,6 +5,9 @@
  *   - generate: the items of a dataset, a pure function of (seed, params);
  *   - open/run/close: load a model directory once, then compute each item's
  *     metric values on it, in batches, from many threads at once;
+ *   - prepare (optional): once per entry, before run, from all the entry's
+ *     items: fit something the runs share (a discovered circuit) and hand
+ *     the runner an artifact (JSON) stored with the entry's results;
  *   - metrics: the definitions of what run writes (name@version, kind,
  *     direction), which suite specs pre-register.
  * The harness (src/harness/) owns datasets, the runner, the store and the
@@ -99,7 +102,8 @@ int mb_item_list_add(mb_item_list *l, const char *stratum, const char *cluster, 
 void mb_item_list_dispose(mb_item_list *l);
 
 /*
- * The task vtable. All function pointers are required.
+ * The task vtable. All function pointers are required except those marked
+ * OPTIONAL (prepare, figures, derived).
  *
  * Determinism contract (ARCHITECTURE.md): generate draws only from named
  * Philox streams keyed by its seed; run is batch-invariant (an item's values
@@ -136,6 +140,21 @@ typedef struct mb_task {
 	int (*open)(void **out, const char *model_dir, const json_t *params, mb_error *err);
 	void (*close)(void *state);
 
+	/* OPTIONAL (NULL: the task has no per-entry artifact). Called once per
+	 * entry, from one thread, before any run(), with ALL of the entry's
+	 * items[0..n) (every shard and MPI rank sees all of them, so each
+	 * computes the same artifact and a sharded run's results stay the bits
+	 * of one process), after open. May write into state (run() only reads
+	 * it afterwards). *artifact (NULL on entry): left NULL, or set to a JSON
+	 * object the runner stores with the entry's results and baseline files
+	 * carry; ownership passes to the caller. Must be deterministic (same
+	 * items, model and params: the same object). A circuit artifact has the
+	 * shape HARNESS.md ("Artifacts") fixes: {"kind":"circuit","version":1,
+	 * "nodes":[...],"edges":[...],"stability":{...},...}. Errors name the
+	 * item or the model file; on error *artifact is left NULL. */
+	int (*prepare)(void *state, const mb_item *items, size_t n, json_t **artifact,
+		       mb_error *err);
+
 	/* Runs items[0..n) and writes values[i * n_metrics + m] for metric m (in
 	 * the order of the metrics array). Every value must be finite. Errors
 	 * name the item key. */
@@ -144,9 +163,10 @@ typedef struct mb_task {
 	/* OPTIONAL (NULL: the task draws nothing). Adds the task's plots of one
 	 * entry to out as data (figure.h): head-effect heatmaps, attention
 	 * patterns, Fourier spectra. Called once per entry after run, from one
-	 * thread, with a freshly opened state, the entry's items[0..n) and
-	 * values (N, M) as run wrote them. Must be deterministic. The report
-	 * (`mechbench report`, `drift --html`) draws what it adds. */
+	 * thread, with a freshly opened state (prepare is not called on it), the
+	 * entry's items[0..n) and values (N, M) as run wrote them. Must be
+	 * deterministic. The report (`mechbench report`, `drift --html`) draws
+	 * what it adds. */
 	int (*figures)(void *state, const mb_item *items, size_t n, const double *values,
 		       mb_figure_list *out, mb_error *err);
 

@@ -47,7 +47,8 @@ static const mb_cli_cmd cache_cmd = {
 	"mechbench cache --model DIR (--tokens IDS | --tokens-npy FILE | --text TEXT)\n"
 	"                       [--lengths LENS] --hook NAME [--hook NAME ...] --out DIR\n",
 	.about =
-	"Runs the model in DIR (config.json + model.safetensors) on the tokens and\n"
+	"Runs the model in DIR (config.json + model.safetensors, a safetensors index,\n"
+	"or pytorch_model.bin[.index.json]) on the tokens and\n"
 	"writes each requested hook point, and the logits, as DIR/<hook name>.npy\n"
 	"(float32, TransformerLens shapes: e.g. blocks.0.attn.hook_z.npy is (B, T, H, Dh)).\n",
 	.notes =

@@ -1,4 +1,4 @@
-/* cmd_zoo.c: `mechbench zoo list | train | verify`: the model zoo. */
+/* cmd_zoo.c: `mechbench zoo list | train | verify | plant`: the model zoo. */
 #include "cli.h"
 
 #include <dirent.h>
@@ -17,6 +17,8 @@
 #include <mechbench/file.h>
 #include <mechbench/sha256.h>
 #include <mechbench/zoo.h>
+
+#include "zoo_plant.h"
 
 typedef struct zoo_args {
 	const char *models, *preset, *out;
@@ -92,10 +94,12 @@ static const mb_cli_cmd zoo_verify_cmd = {
 	"tokenizer.json bit for bit. Exits 3 when anything differs, except for a model\n"
 	"trained with a CPU-dependent backend (openblas, onednn) whose recorded kernel\n"
 	"is not this machine's: then it says so (kernel recorded vs kernel here) and\n"
-	"checks the retrained model's behaviour instead.\n",
+	"checks the retrained model's behaviour instead. A hand-set model (MANIFEST\n"
+	"preset \"planted\", `zoo plant`) is rebuilt and every file compared.\n",
 };
 
-static const mb_cli_cmd *const zoo_cmds[] = {&zoo_list_cmd, &zoo_train_cmd, &zoo_verify_cmd};
+static const mb_cli_cmd *const zoo_cmds[] = {&zoo_list_cmd, &zoo_train_cmd, &zoo_verify_cmd,
+					      &mb_zoo_plant_cmd};
 
 static const char zoo_about[] =
 	"The model zoo: small models with the canonical behaviours, trained by mechbench\n"
@@ -377,6 +381,11 @@ static int cmd_list(int argc, char **argv)
 			continue;
 		}
 		int ok = mb_zoo_manifest_check(&m, dir, &err) == 0;
+		if (strcmp(m.preset, MB_ZOO_PLANTED_PRESET) == 0) {
+			printf("  %-10s %s, weights set by hand (zoo plant): %s\n", names[i], m.name,
+			       ok ? "sha256 ok" : err.msg);
+			continue;
+		}
 		printf("  %-10s %s/%s seed %llu, trained in %.1fs on %s (%d threads): %s\n", names[i],
 		       m.name, m.preset, (unsigned long long)m.seed, m.training_seconds, m.machine,
 		       m.threads, ok ? "sha256 ok" : err.msg);
@@ -458,6 +467,13 @@ static int cmd_verify(int argc, char **argv)
 		printf("%s: sha256 of %zu files match the MANIFEST\n", names[i], m.nfiles);
 		if (!retrain)
 			continue;
+		if (strcmp(m.preset, MB_ZOO_PLANTED_PRESET) == 0) {
+			int planted = mb_zoo_plant_verify(&m, dir, names[i], &err);
+			if (planted < 0)
+				printf("%s: FAIL: %s\n", names[i], err.msg);
+			failed |= planted != 0;
+			continue;
+		}
 		if (mb_zoo_recipe_get(&r, m.name, m.preset, m.seed, &err) < 0) {
 			printf("%s: FAIL: %s\n", names[i], err.msg);
 			failed = 1;
@@ -544,5 +560,8 @@ int mb_cmd_zoo(int argc, char **argv)
 		return cmd_train(argc - 1, argv + 1);
 	if (strcmp(argv[1], "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
-	return mb_cli_usage_error("zoo", "unknown subcommand '%s' (list, train, verify)", argv[1]);
+	if (strcmp(argv[1], "plant") == 0)
+		return mb_zoo_plant(argc - 1, argv + 1);
+	return mb_cli_usage_error("zoo", "unknown subcommand '%s' (list, train, verify, plant)",
+				  argv[1]);
 }

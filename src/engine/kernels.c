@@ -243,8 +243,18 @@ MB_CLONES static void act_span(float *out, const float *in, int n, mb_activation
 			out[i] = gelu_new_core(in[i]);
 		break;
 	case MB_ACT_GELU:
-		for (int i = 0; i < n; i++)
-			out[i] = mb_k_gelu(in[i]);
+		/* mb_k_gelu's operations, with erf over blocks of 256 by
+		 * mb_detmath_erff_n (the same bits, vectorized; out may equal in) */
+		for (int i0 = 0; i0 < n; i0 += 256) {
+			float e[256];
+			int m = n - i0 < 256 ? n - i0 : 256;
+
+			for (int j = 0; j < m; j++)
+				e[j] = in[i0 + j] * 0.70710678118654752f;
+			mb_detmath_erff_n(e, e, (size_t)m);
+			for (int j = 0; j < m; j++)
+				out[i0 + j] = 0.5f * in[i0 + j] * (1.0f + e[j]);
+		}
 		break;
 	case MB_ACT_RELU:
 		for (int i = 0; i < n; i++)

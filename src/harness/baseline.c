@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/json.h>
 
 #define REAL_FLAGS JSON_REAL_PRECISION(17)
@@ -29,11 +30,24 @@ static json_t *entry_json(const mb_entry_result *e, const char *marker)
 				  a->level, "lo", a->lo, "hi", a->hi, "method",
 				  mb_stats_method_name(a->method)));
 	}
-	return json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:s, s:O?, s:f, s:o, s:s}", "name",
-			 e->name, "task", e->task, "task_version", e->task_version, "model",
-			 e->model, "model_files", files, "dataset", e->dataset, "dataset_sha256",
-			 e->dataset_sha256, "params", e->params, "seconds", e->seconds, "metrics",
-			 metrics, "items", marker);
+	json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:s, s:O?, s:f}", "name", e->name,
+			      "task", e->task, "task_version", e->task_version, "model", e->model,
+			      "model_files", files, "dataset", e->dataset, "dataset_sha256",
+			      e->dataset_sha256, "params", e->params, "seconds", e->seconds);
+
+	/* an entry without an artifact renders as before artifacts existed */
+	if (!o || (e->artifact && json_object_set(o, "artifact", e->artifact) < 0)) {
+		json_decref(metrics);
+		json_decref(o);
+		return NULL;
+	}
+	/* _set_new takes the value, also when it fails */
+	if (json_object_set_new(o, "metrics", metrics) < 0 ||
+	    json_object_set_new(o, "items", json_string(marker)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 /* Items one per line: "[\n      {...},\n      {...}\n    ]". */
@@ -316,7 +330,7 @@ static int parse_items(const mb_json_doc *doc, json_t *arr, const char *at, mb_e
 static int parse_entry(const mb_json_doc *doc, json_t *o, const char *at, mb_entry_result *e,
 		       mb_error *err)
 {
-	json_t *files = NULL, *metrics = NULL, *items = NULL, *params;
+	json_t *files = NULL, *metrics = NULL, *items = NULL, *params, *artifact;
 	const char *sha = NULL;
 	char path[FIELD_MAX];
 	int64_t tv = 0;
@@ -341,6 +355,13 @@ static int parse_entry(const mb_json_doc *doc, json_t *o, const char *at, mb_ent
 	memcpy(e->dataset_sha256, sha, MB_SHA256_HEX_LEN);
 	params = json_object_get(o, "params");
 	e->params = params && !json_is_null(params) ? json_incref(params) : NULL;
+	artifact = json_object_get(o, "artifact");
+	if (artifact && !json_is_null(artifact)) {
+		mb_json_path_key(path, sizeof(path), at, "artifact");
+		if ((rc = mb_artifact_check(doc, NULL, artifact, path, err)) < 0)
+			return rc;
+		e->artifact = json_incref(artifact);
+	}
 	e->model_files = calloc(json_array_size(files) + 1, sizeof(*e->model_files));
 	if (!e->model_files)
 		return mb_error_oom(err, "model files", json_array_size(files));

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <mechbench/sha256.h>
 #include <mechbench/shard.h>
 #include <mechbench/task.h>
 
@@ -246,6 +247,38 @@ void mb_dist_strings_free(char **list, size_t n)
 	free(list);
 }
 
+/* Collective: 0 when this rank's artifact (prepare, task.h) is rank 0's, by
+ * the sha256 of its JSON text; every rank computed it from all the entry's
+ * items, so a difference is a task that is not deterministic. */
+static int same_artifact(const mb_entry_result *share, mb_error *err)
+{
+	char hex[MB_SHA256_HEX_LEN], *text = NULL;
+	char *mine[1] = {hex}, **list = mine;
+	size_t n = 1;
+	int error = 0, failed = 0;
+
+	if (g_size <= 1)
+		return 0;
+	if (share->artifact &&
+	    !(text = json_dumps(share->artifact, JSON_COMPACT | JSON_REAL_PRECISION(17))))
+		failed = mb_error_oom(err, "artifact text", 0);
+	mb_sha256_hex_buf(hex, text ? text : "", text ? strlen(text) : 0);
+	free(text);
+	/* every rank joins the broadcast, also one that failed above */
+	if ((error = mb_dist_bcast_strings(&list, &n, err)) < 0)
+		return error;
+	if (failed)
+		error = failed;
+	if (g_rank != 0) {
+		if (!failed && (n != 1 || strcmp(list[0], hex) != 0))
+			error = mb_error_set(err, MB_EMISMATCH, "entry %s: artifact sha256 %.16s..., "
+					     "but rank 0's is %.16s...: the task's prepare is not "
+					     "deterministic", share->name, hex, n ? list[0] : "");
+		mb_dist_strings_free(list, n);
+	}
+	return error;
+}
+
 int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 		      const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
 		      const char *model_label, const mb_runner_opts *opts, mb_error *err)
@@ -268,11 +301,13 @@ int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 	plain.progress = opts->progress && g_rank == 0;
 	if ((error = mb_shard_items(&idx, &n, d, mine, err)) == 0 &&
 	    (error = mb_shard_view(&view, d, idx, n, err)) == 0)
-		error = mb_runner_run_values(&share, e, &view, model_dir, model_label, &plain, err);
+		error = mb_runner_run_values(&share, e, d, &view, model_dir, model_label, &plain,
+					     err);
 	mb_shard_view_dispose(&view);
 	free(idx);
 	idx = NULL;
-	if ((error = mb_dist_agree(error, err)) < 0)
+	if ((error = mb_dist_agree(error, err)) < 0 ||
+	    (error = mb_dist_agree(same_artifact(&share, err), err)) < 0)
 		goto cleanup;
 #ifdef MB_HAVE_MPI
 	if (g_size > 1) {
@@ -369,9 +404,11 @@ static json_t *pack_unit(const char *label, const mb_entry_result *entries,
 			bad = json_array_append_new(vals, json_real(e->values[v])) < 0;
 		for (size_t f = 0; !bad && f < figs[i].n; f++)
 			bad = json_array_append_new(fl, mb_figure_to_json(&figs[i].items[f])) < 0;
-		if (bad || json_array_append_new(list, json_pack("{s:o, s:f, s:o, s:o}", "files",
-								 files, "seconds", e->seconds,
-								 "values", vals, "figures", fl)) < 0) {
+		if (bad || json_array_append_new(list, json_pack("{s:o, s:f, s:o, s:o, s:O?}",
+								 "files", files, "seconds",
+								 e->seconds, "values", vals,
+								 "figures", fl, "artifact",
+								 e->artifact)) < 0) {
 			if (bad) {
 				json_decref(vals);
 				json_decref(fl);
@@ -439,6 +476,9 @@ static int unpack_entry(mb_entry_result *out, const json_t *p, const mb_spec *sp
 	head.model = (char *)label;
 	head.dataset = e->dataset;
 	head.params = e->params;
+	head.artifact = json_object_get(p, "artifact"); /* borrowed; null when none */
+	if (json_is_null(head.artifact))
+		head.artifact = NULL;
 	memcpy(head.dataset_sha256, d->sha256, sizeof(head.dataset_sha256));
 	head.seconds = json_real_value(json_object_get(p, "seconds"));
 	head.n_metrics = t->n_metrics;

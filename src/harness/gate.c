@@ -92,6 +92,9 @@ void mb_gate_dispose(mb_gate_result *g)
 	for (size_t i = 0; i < g->n_notes; i++)
 		free(g->notes[i]);
 	free(g->notes);
+	for (size_t i = 0; i < g->n_artifacts; i++)
+		mb_artifact_diff_dispose(&g->artifacts[i]);
+	free(g->artifacts);
 	mb_spec_deviations_free(g->deviations, g->n_deviations);
 	memset(g, 0, sizeof(*g));
 }
@@ -494,6 +497,27 @@ cleanup:
 	return error;
 }
 
+/* The comparison of entry e's artifacts, appended to g->artifacts. */
+static int compare_artifact(mb_gate_result *g, const mb_spec_entry *e,
+			    const mb_entry_result *base, const mb_entry_result *cand,
+			    mb_error *err)
+{
+	mb_artifact_diff *na;
+	int error;
+
+	if (!base->artifact && !cand->artifact)
+		return 0;
+	na = realloc(g->artifacts, (g->n_artifacts + 1) * sizeof(*na));
+	if (!na)
+		return mb_error_oom(err, "artifact comparisons", (g->n_artifacts + 1) * sizeof(*na));
+	g->artifacts = na;
+	if ((error = mb_artifact_diff_make(&na[g->n_artifacts], e->name, base->artifact,
+					   cand->artifact, err)) < 0)
+		return error;
+	g->n_artifacts++;
+	return 0;
+}
+
 int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_entry *e,
 			  const mb_entry_result *base, const mb_entry_result *cand, mb_error *err)
 {
@@ -611,6 +635,7 @@ int mb_gate_compare_entry(mb_gate_result *g, const mb_spec *spec, const mb_spec_
 			st->compared = 1;
 		}
 	}
+	error = compare_artifact(g, e, base, cand, err);
 cleanup:
 	free(cv);
 	free(bv);

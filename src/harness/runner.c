@@ -20,6 +20,7 @@
 #include <mechbench/gemm.h>
 #include <omp.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
 #include <mechbench/stats.h>
@@ -290,15 +291,38 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
 	if (opts && opts->split)
 		return opts->split(opts->split_payload, out, spec, e, d, model_dir, model_label,
 				   opts, err);
-	if ((error = mb_runner_run_values(out, e, d, model_dir, model_label, opts, err)) < 0)
+	if ((error = mb_runner_run_values(out, e, d, d, model_dir, model_label, opts, err)) < 0)
 		return error;
 	if ((error = mb_runner_entry_finish(out, spec, e, d, err)) < 0)
 		mb_entry_result_dispose(out);
 	return error;
 }
 
-int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *d,
-			 const char *model_dir, const char *model_label,
+/* The task's prepare hook on all the entry's items (task.h): its artifact,
+ * checked, into out->artifact. */
+static int prepare_entry(mb_entry_result *out, const mb_task *t, void *state,
+			 const mb_dataset *all, mb_error *err)
+{
+	json_t *artifact = NULL;
+	int error;
+
+	if (!t->prepare)
+		return 0;
+	if ((error = t->prepare(state, all->items.items, all->items.n, &artifact, err)) < 0) {
+		json_decref(artifact);
+		return error;
+	}
+	if (artifact && (error = mb_artifact_check(NULL, t->name, artifact, "artifact", err)) < 0) {
+		mb_error_prefix(err, "prepare of task %s returned a bad artifact", t->name);
+		json_decref(artifact);
+		return error;
+	}
+	out->artifact = artifact;
+	return 0;
+}
+
+int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *all,
+			 const mb_dataset *d, const char *model_dir, const char *model_label,
 			 const mb_runner_opts *opts, mb_error *err)
 {
 	const mb_task *t = e->task;
@@ -340,6 +364,8 @@ int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_
 	if ((error = t->open(&state, model_dir, e->params, err)) < 0)
 		goto cleanup;
 	started = mb_runner_now();
+	if ((error = prepare_entry(out, t, state, all, err)) < 0)
+		goto cleanup;
 	error = run_items(t, state, d, out->values, opts, e->name, err);
 	out->seconds = mb_runner_now() - started;
 cleanup:
@@ -786,6 +812,7 @@ void mb_entry_result_dispose(mb_entry_result *e)
 		free(e->strata[k].aggregates);
 	}
 	free(e->strata);
+	json_decref(e->artifact);
 	memset(e, 0, sizeof(*e));
 }
 

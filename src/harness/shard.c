@@ -98,7 +98,8 @@ int mb_shard_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 	plain.split = NULL;
 	if ((error = mb_shard_items(&idx, &n, d, *s, err)) < 0 ||
 	    (error = mb_shard_view(&view, d, idx, n, err)) < 0 ||
-	    (error = mb_runner_run_values(out, e, &view, model_dir, model_label, &plain, err)) < 0)
+	    (error = mb_runner_run_values(out, e, d, &view, model_dir, model_label, &plain,
+					  err)) < 0)
 		goto cleanup;
 	/* a part's aggregates mean nothing: NaN, stored as NULL */
 	for (size_t m = 0; m < out->n_metrics; m++)
@@ -124,6 +125,7 @@ int mb_shard_whole_entry(mb_entry_result *out, const mb_entry_result *head, cons
 	out->model = mb_str_dup(head->model);
 	out->dataset = mb_str_dup(head->dataset);
 	out->params = head->params ? json_incref(head->params) : NULL;
+	out->artifact = head->artifact ? json_incref(head->artifact) : NULL;
 	memcpy(out->dataset_sha256, head->dataset_sha256, sizeof(out->dataset_sha256));
 	out->seconds = head->seconds;
 	out->n_metrics = nm;

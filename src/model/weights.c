@@ -14,7 +14,10 @@
  * block (F16/BF16/F64 to float32), and each tensor's mapped file pages are
  * dropped after use (mb_safetensors_release), so the peak is the block plus
  * the largest tensor (plus one transposition buffer of the largest
- * transposed tensor), shard by shard for sharded checkpoints.
+ * transposed tensor), shard by shard for sharded checkpoints. A PyTorch
+ * pytorch_model.bin (or each shard of pytorch_model.bin.index.json) is first
+ * converted whole into an in-memory safetensors image (ptbin.h), which adds
+ * the file's size to the peak.
  */
 #include <mechbench/model.h>
 
@@ -24,6 +27,7 @@
 #include <sys/stat.h>
 
 #include <mechbench/json.h>
+#include <mechbench/ptbin.h>
 #include <mechbench/str.h>
 
 #define NAME_MAX_LEN 96
@@ -593,12 +597,28 @@ static long index_find(const mb_model_index *ix, const char *name)
 	return hit ? (long)(hit - (const char **)ix->tensor) : -1;
 }
 
+/* A weights file: safetensors, or a PyTorch .bin converted into *img (the
+ * caller frees it after st). */
+static int open_weights(mb_safetensors **st, void **img, const char *path, mb_error *err)
+{
+	size_t n = strlen(path), len = 0;
+	int rc;
+
+	if (n < 4 || strcmp(path + n - 4, ".bin") != 0)
+		return mb_safetensors_open(st, path, err);
+	rc = mb_ptbin_to_safetensors(img, &len, path, err);
+	if (rc == 0)
+		rc = mb_safetensors_open_mem(st, *img, len, path, err);
+	return rc;
+}
+
 /* One shard: every tensor it holds must be mapped to it, every tensor mapped
  * to it must be in it. */
 static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *dir,
 		      const char *ixname, int check_only, mb_error *err)
 {
 	mb_safetensors *st = NULL;
+	void *img = NULL;
 	char *path = join(dir, ix->files[f]);
 	struct stat sb;
 	int rc = 0;
@@ -615,7 +635,7 @@ static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *d
 			}
 		goto cleanup;
 	}
-	rc = mb_safetensors_open(&st, path, err);
+	rc = open_weights(&st, &img, path, err);
 	if (rc < 0)
 		goto cleanup;
 	for (size_t i = 0; i < ix->n; i++)
@@ -660,6 +680,7 @@ static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *d
 	}
 cleanup:
 	mb_safetensors_free(st);
+	free(img);
 	free(path);
 	return rc;
 }
@@ -729,6 +750,8 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	mb_model *m = NULL;
 	mb_safetensors *st = NULL;
 	char *cfg_path = NULL, *st_path = NULL, *ix_path = NULL, *tok_path = NULL;
+	char *bin_path = NULL, *bin_ix_path = NULL;
+	void *bin_img = NULL;
 	struct stat sb;
 	int rc;
 
@@ -742,7 +765,9 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	st_path = join(dir, "model.safetensors");
 	ix_path = join(dir, "model.safetensors.index.json");
 	tok_path = join(dir, "tokenizer.json");
-	if (!m || !cfg_path || !st_path || !ix_path || !tok_path) {
+	bin_path = join(dir, "pytorch_model.bin");
+	bin_ix_path = join(dir, "pytorch_model.bin.index.json");
+	if (!m || !cfg_path || !st_path || !ix_path || !tok_path || !bin_path || !bin_ix_path) {
 		rc = mb_error_oom(err, "model", sizeof(*m));
 		goto cleanup;
 	}
@@ -760,11 +785,22 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 						   err);
 		if (rc < 0)
 			goto cleanup;
+	} else if (stat(st_path, &sb) != 0 && stat(bin_path, &sb) != 0 &&
+		   stat(bin_ix_path, &sb) == 0) {
+		rc = mb_model_weights_load_sharded(&m->w, &m->params, &m->n_params, &m->cfg,
+						   bin_ix_path, err);
+		if (rc < 0)
+			goto cleanup;
 	} else {
+		/* model.safetensors, else PyTorch's pytorch_model.bin (converted
+		 * into an in-memory safetensors image) */
 		rc = mb_safetensors_open(&st, st_path, err);
 		if (rc == MB_ENOTFOUND)
+			rc = open_weights(&st, &bin_img, bin_path, err);
+		if (rc == MB_ENOTFOUND)
 			rc = mb_error_set(err, MB_ENOTFOUND,
-					  "%s: no model.safetensors and no model.safetensors.index.json",
+					  "%s: no model.safetensors, model.safetensors.index.json, "
+					  "pytorch_model.bin or pytorch_model.bin.index.json",
 					  dir);
 		if (rc < 0)
 			goto cleanup;
@@ -801,6 +837,9 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	rc = 0;
 cleanup:
 	mb_safetensors_free(st);
+	free(bin_img);
+	free(bin_path);
+	free(bin_ix_path);
 	mb_model_free(m);
 	free(cfg_path);
 	free(st_path);

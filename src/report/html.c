@@ -8,10 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/buildinfo.h>
 #include <mechbench/file.h>
 #include <mechbench/str.h>
 #include <mechbench/svg.h>
+
+#include "report_int.h"
 
 static const char style[] =
 	"body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;font-size:15px;color:#222;"
@@ -110,6 +113,240 @@ int mb_html_figures(FILE *f, const mb_html_figure_group *groups, size_t n, mb_er
 	return 0;
 }
 
+/* --- artifacts ------------------------------------------------------------------------- */
+
+/* The circuit's layers as rows (an "embed" row below, a "logits" row above
+ * when edges use them), its heads as columns (MLPs in a column of their
+ * own), nodes filled by effect, edges by effect, dashed by what they feed. */
+static int circuit_graph(FILE *f, const mb_artifact_circuit *c, mb_error *err)
+{
+	int lo = 1 << 30, hi = -1, max_head = -1, mlp = 0, embed = 0, logits = 0, error = 0;
+	size_t rows, cols, n_nodes = c->n_nodes;
+	mb_svg_graph_node *nodes = calloc(c->n_nodes + 2, sizeof(*nodes));
+	mb_svg_graph_edge *edges = calloc(c->n_edges + 1, sizeof(*edges));
+	char (*tips)[160] = calloc(c->n_nodes + c->n_edges + 1, sizeof(*tips));
+	char (*labels)[40] = NULL;
+	const char **row_labels = NULL, **col_labels = NULL;
+	const char *styles[MB_SVG_EDGE_STYLES] = {NULL}; /* legend of the dash patterns used */
+	mb_svg_graph g;
+
+	if (!nodes || !edges || !tips) {
+		error = mb_error_oom(err, "circuit graph", c->n_nodes * sizeof(*nodes));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < c->n_nodes; i++) {
+		lo = c->nodes[i].layer < lo ? c->nodes[i].layer : lo;
+		hi = c->nodes[i].layer > hi ? c->nodes[i].layer : hi;
+		max_head = c->nodes[i].head > max_head ? c->nodes[i].head : max_head;
+		mlp |= c->nodes[i].head < 0;
+	}
+	for (size_t k = 0; k < c->n_edges; k++) {
+		embed |= strcmp(c->edges[k].from, "embed") == 0;
+		logits |= strcmp(c->edges[k].to, "logits") == 0;
+	}
+	if (!c->n_nodes)
+		lo = hi = 0;
+	rows = (size_t)(hi - lo + 1) + (size_t)embed + (size_t)logits;
+	cols = (size_t)(max_head + 1) + (size_t)mlp;
+	if (cols == 0)
+		cols = 1;
+	labels = calloc(rows + cols + 2, sizeof(*labels));
+	row_labels = calloc(rows, sizeof(*row_labels));
+	col_labels = calloc(cols, sizeof(*col_labels));
+	if (!labels || !row_labels || !col_labels) {
+		error = mb_error_oom(err, "circuit graph", rows * sizeof(*labels));
+		goto cleanup;
+	}
+	for (size_t r = 0; r < rows; r++) {
+		if (embed && r == 0)
+			snprintf(labels[r], sizeof(labels[r]), "embed");
+		else if (logits && r + 1 == rows)
+			snprintf(labels[r], sizeof(labels[r]), "logits");
+		else
+			snprintf(labels[r], sizeof(labels[r]), "layer %d", lo + (int)r - embed);
+		row_labels[r] = labels[r];
+	}
+	for (size_t j = 0; j < cols; j++) {
+		if (mlp && j + 1 == cols)
+			snprintf(labels[rows + j], sizeof(labels[0]), "MLP");
+		else
+			snprintf(labels[rows + j], sizeof(labels[0]), "head %zu", j);
+		col_labels[j] = labels[rows + j];
+	}
+	for (size_t i = 0; i < c->n_nodes; i++) {
+		const mb_artifact_node *v = &c->nodes[i];
+		char e[32], inc[32];
+		mb_fmt_num(e, sizeof(e), v->effect);
+		mb_fmt_num(inc, sizeof(inc), v->inclusion);
+		snprintf(tips[i], sizeof(tips[i]), "%s: effect %s, inclusion %s", v->id, e,
+			 isnan(v->inclusion) ? "not reported" : inc);
+		nodes[i].tip = tips[i];
+		nodes[i].label = v->head < 0 ? "MLP" : v->id + 1 + strcspn(v->id + 1, ".") + 1;
+		nodes[i].row = (size_t)(v->layer - lo + embed);
+		nodes[i].col = v->head < 0 ? (double)(cols - 1) : (double)v->head;
+		nodes[i].value = v->effect;
+		nodes[i].square = v->head < 0;
+	}
+	/* the embedding and the logits, centred */
+	if (embed)
+		nodes[n_nodes++] = (mb_svg_graph_node){"emb", "the token embedding", 0,
+						       (double)(cols - 1) / 2, NAN, 1};
+	if (logits)
+		nodes[n_nodes++] = (mb_svg_graph_node){"out", "the logits", rows - 1,
+						       (double)(cols - 1) / 2, NAN, 1};
+	for (size_t k = 0; k < c->n_edges; k++) {
+		const mb_artifact_edge *a = &c->edges[k];
+		long from = -1, to = -1;
+		char e[32];
+		for (size_t i = 0; i < c->n_nodes; i++) {
+			if (strcmp(c->nodes[i].id, a->from) == 0)
+				from = (long)i;
+			if (strcmp(c->nodes[i].id, a->to) == 0)
+				to = (long)i;
+		}
+		if (from < 0) /* "embed" (checked by mb_artifact_check) */
+			from = (long)c->n_nodes;
+		if (to < 0) /* "logits": after the embedding's node when there is one */
+			to = (long)c->n_nodes + embed;
+		mb_fmt_num(e, sizeof(e), a->effect);
+		snprintf(tips[c->n_nodes + k], sizeof(tips[0]), "%s -> %s via %s: effect %s",
+			 a->from, a->to, a->via, e);
+		edges[k].from = (size_t)from;
+		edges[k].to = (size_t)to;
+		edges[k].weight = a->effect;
+		edges[k].tip = tips[c->n_nodes + k];
+		edges[k].style = strcmp(a->via, "v") == 0   ? MB_SVG_EDGE_SOLID
+				 : strcmp(a->via, "q") == 0 ? MB_SVG_EDGE_DASHED
+				 : strcmp(a->via, "k") == 0 ? MB_SVG_EDGE_DOTTED
+							    : MB_SVG_EDGE_DASHDOT;
+		styles[edges[k].style] =
+			edges[k].style == MB_SVG_EDGE_SOLID	 ? "into a head's values (v)"
+			: edges[k].style == MB_SVG_EDGE_DASHED ? "into a head's queries (q)"
+			: edges[k].style == MB_SVG_EDGE_DOTTED ? "into a head's keys (k)"
+								: "through the residual stream";
+	}
+	g = (mb_svg_graph){.title = "Circuit: layers as rows, heads as nodes",
+			   .value_label = "node effect", .weight_label = "edge effect",
+			   .rows = rows, .cols = cols, .row_labels = row_labels,
+			   .col_labels = col_labels, .nodes = nodes, .n_nodes = n_nodes,
+			   .edges = edges, .n_edges = c->n_edges};
+	memcpy(g.style_labels, styles, sizeof(styles));
+	if (n_nodes == 0) {
+		fputs("<p class=\"note\">The circuit is empty: no node met the criterion.</p>\n", f);
+		goto cleanup;
+	}
+	fputs("<figure>\n", f);
+	error = mb_svg_write_graph(f, &g, err);
+	fputs("<figcaption class=\"note\">Edges run from the lower layer up; hover a node or "
+	      "an edge for its numbers.</figcaption>\n</figure>\n", f);
+cleanup:
+	free(nodes);
+	free(edges);
+	free(tips);
+	free(labels);
+	free(row_labels);
+	free(col_labels);
+	return error;
+}
+
+/* A value of the artifact as one cell: numbers, strings, booleans, and
+ * objects or arrays of them ("mean 0.91, lo 0.85"); deeper ones as JSON. */
+static void value_cell(FILE *f, const json_t *v)
+{
+	char *text;
+
+	fputs("<td>", f);
+	if (json_is_number(v)) {
+		fprintf(f, "%.6g", json_number_value(v));
+	} else if (json_is_string(v)) {
+		mb_str_put_xml(f, json_string_value(v));
+	} else if (json_is_object(v)) {
+		const char *key;
+		json_t *x;
+		size_t k = 0;
+		json_object_foreach((json_t *)v, key, x) {
+			fputs(k++ ? ", " : "", f);
+			mb_str_put_xml(f, key);
+			fputc(' ', f);
+			if (json_is_number(x)) {
+				fprintf(f, "%.6g", json_number_value(x));
+			} else if (json_is_string(x)) {
+				mb_str_put_xml(f, json_string_value(x));
+			} else if ((text = json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY))) {
+				fputs("<code>", f);
+				mb_str_put_xml(f, text);
+				fputs("</code>", f);
+				free(text);
+			}
+		}
+	} else if ((text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY))) {
+		fputs("<code>", f);
+		mb_str_put_xml(f, text);
+		fputs("</code>", f);
+		free(text);
+	}
+	fputs("</td>", f);
+}
+
+static int artifact_section(FILE *f, const json_t *a, mb_error *err)
+{
+	static const char *const drawn[] = {"kind", "version", "nodes", "edges", NULL};
+	mb_artifact_circuit c;
+	const char *key;
+	json_t *v;
+	int error;
+
+	if (!mb_artifact_is_circuit(a)) {
+		char *text = json_dumps(a, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+		fputs("<h3>Artifact</h3>\n<pre><code>", f);
+		mb_str_put_xml(f, text ? text : "");
+		fputs("</code></pre>\n", f);
+		free(text);
+		return text ? 0 : mb_error_oom(err, "artifact text", 0);
+	}
+	if ((error = mb_artifact_circuit_read(&c, a, err)) < 0)
+		return error;
+	fputs("<h3>Circuit</h3>\n", f);
+	if ((error = circuit_graph(f, &c, err)) < 0)
+		goto cleanup;
+	/* the circuit's own numbers: how it was found, how stable it is, and
+	 * whatever else the task recorded (faithfulness and the like) */
+	fprintf(f, "<table>\n<tr><th>nodes</th><td class=\"num\">%zu</td></tr>\n"
+		"<tr><th>edges</th><td class=\"num\">%zu</td></tr>\n", c.n_nodes, c.n_edges);
+	json_object_foreach((json_t *)a, key, v) {
+		size_t k = 0;
+		while (drawn[k] && strcmp(drawn[k], key) != 0)
+			k++;
+		if (drawn[k])
+			continue;
+		fputs("<tr>", f);
+		cell_text(f, "th", key);
+		value_cell(f, v);
+		fputs("</tr>\n", f);
+	}
+	fputs("</table>\n", f);
+	fputs("<table>\n<tr><th>node</th><th>kind</th><th>layer</th><th>head</th><th>effect</th>"
+	      "<th>inclusion</th></tr>\n", f);
+	for (size_t i = 0; i < c.n_nodes; i++) {
+		const mb_artifact_node *n = &c.nodes[i];
+		fputs("<tr><td><code>", f);
+		mb_str_put_xml(f, n->id);
+		fprintf(f, "</code></td><td>%s</td><td class=\"num\">%d</td>",
+			n->head < 0 ? "mlp" : "head", n->layer);
+		if (n->head < 0)
+			fputs("<td></td>", f);
+		else
+			fprintf(f, "<td class=\"num\">%d</td>", n->head);
+		cell_num(f, n->effect);
+		cell_num(f, n->inclusion);
+		fputs("</tr>\n", f);
+	}
+	fputs("</table>\n", f);
+cleanup:
+	mb_artifact_circuit_dispose(&c);
+	return error;
+}
+
 /* --- a run ------------------------------------------------------------------------------ */
 
 int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures,
@@ -188,6 +425,8 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 			}
 		}
 		fputs("</table>\n", f);
+		if (r->artifact && (error = artifact_section(f, r->artifact, err)) < 0)
+			return error;
 		if (figures && figures[e].n) {
 			fputs("<h3>Figures</h3>\n", f);
 			if ((error = figure_list(f, &figures[e], err)) < 0)

@@ -122,9 +122,80 @@ static json_t *row_json(const mb_gate_row *r)
 	return o;
 }
 
+static json_t *stability_json(const mb_artifact_stability *s)
+{
+	if (!s->present)
+		return json_null();
+	return json_pack("{s:I, s:o, s:o, s:o}", "resamples", (json_int_t)s->resamples,
+			 "jaccard_mean", num(s->mean), "jaccard_lo", num(s->lo), "jaccard_hi",
+			 num(s->hi));
+}
+
+static json_t *nodes_json(const mb_artifact_node_change *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_pack("{s:s, s:o, s:o}", "id", v[i].id, "effect",
+						   num(v[i].effect), "inclusion",
+						   num(v[i].inclusion)));
+	return a;
+}
+
+static json_t *edges_json(const mb_artifact_edge_change *v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o}", "from", v[i].from, "to",
+						   v[i].to, "via", v[i].via, "effect",
+						   num(v[i].effect)));
+	return a;
+}
+
+/* One artifact comparison (artifact.h); "gates" is always false. */
+static json_t *artifact_json(const mb_artifact_diff *d)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:o, s:o}", "entry", d->entry, "kind",
+			      d->kind, "change", mb_artifact_change_name(d->change), "gates", 0,
+			      "noise", d->noise == MB_ARTIFACT_NOISE_NONE
+					       ? json_null()
+					       : json_string(d->noise == MB_ARTIFACT_NOISE_WITHIN
+								     ? "within"
+							     : d->noise == MB_ARTIFACT_NOISE_BEYOND
+								     ? "beyond"
+								     : "unknown"),
+			      "first_diff", d->first_diff[0] ? json_string(d->first_diff)
+							     : json_null());
+
+	if (!o || !d->circuits)
+		return o;
+	json_object_set_new(o, "nodes", json_pack("{s:I, s:I, s:o, s:o}", "baseline",
+						  (json_int_t)d->base_nodes, "candidate",
+						  (json_int_t)d->cand_nodes, "removed",
+						  nodes_json(d->nodes_removed, d->n_nodes_removed),
+						  "added",
+						  nodes_json(d->nodes_added, d->n_nodes_added)));
+	json_object_set_new(o, "edges", json_pack("{s:I, s:I, s:o, s:o}", "baseline",
+						  (json_int_t)d->base_edges, "candidate",
+						  (json_int_t)d->cand_edges, "removed",
+						  edges_json(d->edges_removed, d->n_edges_removed),
+						  "added",
+						  edges_json(d->edges_added, d->n_edges_added)));
+	json_object_set_new(o, "node_jaccard", num(d->node_jaccard));
+	json_object_set_new(o, "edge_jaccard", num(d->edge_jaccard));
+	json_object_set_new(o, "noise_bound", num(d->noise_bound));
+	json_object_set_new(o, "stability", json_pack("{s:o, s:o}", "baseline",
+						      stability_json(&d->base_stability),
+						      "candidate",
+						      stability_json(&d->cand_stability)));
+	return o;
+}
+
 json_t *mb_report_gate_json(const mb_gate_result *g)
 {
 	json_t *rows = json_array(), *devs = json_array(), *notes = json_array();
+	json_t *arts = json_array(), *doc;
 
 	for (size_t i = 0; i < g->n_rows; i++)
 		json_array_append_new(rows, row_json(&g->rows[i]));
@@ -135,15 +206,24 @@ json_t *mb_report_gate_json(const mb_gate_result *g)
 						      g->deviations[i].after));
 	for (size_t i = 0; i < g->n_notes; i++)
 		json_array_append_new(notes, json_string(g->notes[i]));
-	return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:s, s:i, s:o, s:o, s:o,"
-			 " s:o}",
-			 "mechbench_gate_report", MB_REPORT_JSON_FORMAT, "suite", g->suite,
-			 "spec_path", g->spec_path, "baseline_ref", g->ref, "baseline_commit",
-			 g->commit, "spec_blob", g->spec_blob, "alpha", g->alpha, "power",
-			 g->power, "ci_level", g->level, "outcome", mb_gate_status_name(g->outcome),
-			 "exit_code", g->exit_code, "run_id",
-			 g->run_id ? json_integer(g->run_id) : json_null(), "deviations", devs,
-			 "notes", notes, "metrics", rows);
+	for (size_t i = 0; i < g->n_artifacts; i++)
+		json_array_append_new(arts, artifact_json(&g->artifacts[i]));
+	doc = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:s, s:i, s:o, s:o, s:o,"
+			" s:o}",
+			"mechbench_gate_report", MB_REPORT_JSON_FORMAT, "suite", g->suite,
+			"spec_path", g->spec_path, "baseline_ref", g->ref, "baseline_commit",
+			g->commit, "spec_blob", g->spec_blob, "alpha", g->alpha, "power",
+			g->power, "ci_level", g->level, "outcome", mb_gate_status_name(g->outcome),
+			"exit_code", g->exit_code, "run_id",
+			g->run_id ? json_integer(g->run_id) : json_null(), "deviations", devs,
+			"notes", notes, "metrics", rows);
+	if (!doc || json_object_set_new(doc, "artifacts", arts) < 0) {
+		if (!doc)
+			json_decref(arts);
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
 }
 
 json_t *mb_report_strata_json(const mb_entry_result *e, size_t m)
@@ -187,13 +267,16 @@ json_t *mb_report_run_json(const mb_run_result *r)
 			json_object_set_new(json_array_get(metrics, m), "strata",
 					    mb_report_strata_json(e, m));
 		}
-		json_array_append_new(
-			entries,
-			json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:s, s:I, s:f, s:o}", "name",
-				  e->name, "task", e->task, "task_version", e->task_version, "model",
-				  e->model, "model_files", files, "dataset", e->dataset,
-				  "dataset_sha256", e->dataset_sha256, "n_items",
-				  (json_int_t)e->n_items, "seconds", e->seconds, "metrics", metrics));
+		json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:s, s:I, s:f, s:o}", "name",
+				      e->name, "task", e->task, "task_version", e->task_version,
+				      "model", e->model, "model_files", files, "dataset",
+				      e->dataset, "dataset_sha256", e->dataset_sha256, "n_items",
+				      (json_int_t)e->n_items, "seconds", e->seconds, "metrics",
+				      metrics);
+		/* the task's artifact (artifact.h), only when the entry has one */
+		if (o && e->artifact)
+			json_object_set(o, "artifact", e->artifact);
+		json_array_append_new(entries, o);
 	}
 	return json_pack("{s:i, s:o, s:s, s:o, s:o}", "mechbench_run_report",
 			 MB_REPORT_JSON_FORMAT, "run_id",

@@ -65,6 +65,51 @@ static void strata_markdown(FILE *f, const mb_gate_result *g)
 	}
 }
 
+/* Each entry's artifact against the baseline's (a discovered circuit):
+ * reported next to the metrics, never gating (gate.h). */
+static void artifacts_markdown(FILE *f, const mb_gate_result *g)
+{
+	char line[2048];
+
+	if (!g->n_artifacts)
+		return;
+	fprintf(f, "\n### Artifacts\n\n");
+	fprintf(f, "Reported, not gating: what a circuit does is gated by its metrics above. A "
+		   "changed circuit is within resampling noise when the Jaccard similarity of the "
+		   "two circuits' nodes is at least the lower bound of the stability interval "
+		   "(bootstrap resamples of the discovery split).\n\n");
+	for (size_t i = 0; i < g->n_artifacts; i++) {
+		const mb_artifact_diff *d = &g->artifacts[i];
+		const char *mark = d->noise == MB_ARTIFACT_NOISE_BEYOND ? "**" : "";
+		mb_artifact_head(line, sizeof(line), d);
+		fprintf(f, "- ");
+		md_cell(f, d->entry);
+		fprintf(f, ": %s", mark);
+		md_cell(f, line);
+		fprintf(f, "%s\n", mark);
+		mb_artifact_stability_text(line, sizeof(line), d);
+		if (line[0] && d->change == MB_ARTIFACT_CHANGED) {
+			fprintf(f, "  - stability: ");
+			md_cell(f, line);
+			fputc('\n', f);
+		}
+		if (d->n_nodes_removed || d->n_nodes_added || d->n_edges_removed ||
+		    d->n_edges_added) {
+			mb_artifact_lists lists;
+			mb_artifact_lists_fill(&lists, d);
+			fprintf(f, "\n  | change | nodes / edges |\n  |---|---|\n");
+			for (int k = 0; k < 4; k++) {
+				if (!lists.text[k][0])
+					continue;
+				fprintf(f, "  | %s | ", lists.label[k]);
+				md_cell(f, lists.text[k]);
+				fprintf(f, " |\n");
+			}
+			fputc('\n', f);
+		}
+	}
+}
+
 void mb_report_gate_markdown(FILE *f, const mb_gate_result *g)
 {
 	fprintf(f, "## mechbench gate: ");
@@ -104,6 +149,7 @@ void mb_report_gate_markdown(FILE *f, const mb_gate_result *g)
 		fputc('\n', f);
 	}
 	strata_markdown(f, g);
+	artifacts_markdown(f, g);
 	if (g->n_deviations) {
 		fprintf(f, "\n**THRESHOLD-CHANGED**: the spec in the working tree differs from the "
 			   "one registered at `%s`. The gate used the registered spec; commit the "

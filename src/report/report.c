@@ -2,6 +2,7 @@
 #include "report_int.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,132 @@ void mb_row_explain(char *buf, size_t cap, const mb_gate_row *r, double level)
 		 level * 100, lo, hi, mb_metric_direction_name(r->direction), m, r->n,
 		 mb_stats_method_name(c->diff.method), r->note[0] ? "; " : "", r->note);
 }
+
+/* --- artifacts in words ------------------------------------------------------------ */
+
+/* Appends formatted text at *len; past cap the text ends in ", ..." once. */
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (*len >= cap)
+		return;
+	va_start(ap, fmt);
+	w = vsnprintf(buf + *len, cap - *len, fmt, ap);
+	va_end(ap);
+	if (w < 0)
+		return;
+	if ((size_t)w >= cap - *len) {
+		/* did not fit: end in ", ..." where there is room for it */
+		size_t at = cap > 6 ? cap - 6 : 0;
+		snprintf(buf + at, cap - at, ", ...");
+		*len = cap;
+		return;
+	}
+	*len += (size_t)w;
+}
+
+void mb_artifact_head(char *buf, size_t cap, const mb_artifact_diff *d)
+{
+	char j[32], b[32];
+	size_t len = 0;
+
+	buf[0] = '\0';
+	append(buf, cap, &len, "%s %s", d->kind, mb_artifact_change_name(d->change));
+	if (d->change == MB_ARTIFACT_NEW) {
+		append(buf, cap, &len, ": the baseline has none");
+		return;
+	}
+	if (d->change == MB_ARTIFACT_GONE) {
+		append(buf, cap, &len, ": the candidate has none");
+		return;
+	}
+	if (d->change == MB_ARTIFACT_CHANGED && d->circuits) {
+		mb_fmt_num(j, sizeof(j), d->node_jaccard);
+		mb_fmt_num(b, sizeof(b), d->noise_bound);
+		append(buf, cap, &len, ", %s: node Jaccard %s", mb_artifact_noise_name(d->noise), j);
+		if (d->noise == MB_ARTIFACT_NOISE_WITHIN)
+			append(buf, cap, &len, " >= %s (the lower stability bound)", b);
+		else if (d->noise == MB_ARTIFACT_NOISE_BEYOND)
+			append(buf, cap, &len, " < %s (the lower stability bound)", b);
+	} else if (d->change == MB_ARTIFACT_CHANGED) {
+		append(buf, cap, &len, ": first difference at %s", d->first_diff);
+	} else if (d->change == MB_ARTIFACT_MOVED) {
+		append(buf, cap, &len, ": the same nodes and edges, numbers differ (first at %s)",
+		       d->first_diff);
+	}
+	if (d->circuits)
+		append(buf, cap, &len, "; baseline %zu nodes %zu edges, candidate %zu nodes %zu "
+		       "edges", d->base_nodes, d->base_edges, d->cand_nodes, d->cand_edges);
+}
+
+static void stability_part(char *buf, size_t cap, size_t *len, const char *who,
+			   const mb_artifact_stability *s)
+{
+	char m[32], lo[32], hi[32];
+
+	if (!s->present)
+		return;
+	mb_fmt_num(m, sizeof(m), s->mean);
+	mb_fmt_num(lo, sizeof(lo), s->lo);
+	mb_fmt_num(hi, sizeof(hi), s->hi);
+	append(buf, cap, len, "%s%s Jaccard %s [%s, %s] over %lld resamples", *len ? "; " : "",
+	       who, m, lo, hi, (long long)s->resamples);
+}
+
+void mb_artifact_stability_text(char *buf, size_t cap, const mb_artifact_diff *d)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	stability_part(buf, cap, &len, "baseline", &d->base_stability);
+	stability_part(buf, cap, &len, "candidate", &d->cand_stability);
+}
+
+static void nodes_text(char *buf, size_t cap, const mb_artifact_node_change *v, size_t n)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		char e[32], inc[32];
+		mb_fmt_num(e, sizeof(e), v[i].effect);
+		mb_fmt_num(inc, sizeof(inc), v[i].inclusion);
+		append(buf, cap, &len, "%s%s (effect %s, inclusion %s)", i ? ", " : "", v[i].id, e,
+		       isnan(v[i].inclusion) ? "not reported" : inc);
+	}
+}
+
+static void edges_text(char *buf, size_t cap, const mb_artifact_edge_change *v, size_t n)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		char e[32];
+		mb_fmt_num(e, sizeof(e), v[i].effect);
+		append(buf, cap, &len, "%s%s -> %s via %s (effect %s)", i ? ", " : "", v[i].from,
+		       v[i].to, v[i].via, e);
+	}
+}
+
+void mb_artifact_lists_fill(mb_artifact_lists *out, const mb_artifact_diff *d)
+{
+	static const char *const labels[4] = {"nodes removed", "nodes added", "edges removed",
+					      "edges added"};
+
+	for (int k = 0; k < 4; k++)
+		out->label[k] = labels[k];
+	nodes_text(out->text[0], sizeof(out->text[0]), d->nodes_removed, d->n_nodes_removed);
+	nodes_text(out->text[1], sizeof(out->text[1]), d->nodes_added, d->n_nodes_added);
+	edges_text(out->text[2], sizeof(out->text[2]), d->edges_removed, d->n_edges_removed);
+	edges_text(out->text[3], sizeof(out->text[3]), d->edges_added, d->n_edges_added);
+}
+
+/* --- report files ----------------------------------------------------------------- */
 
 int mb_report_write(const char *path, void (*render)(FILE *f, const void *arg), const void *arg,
 		    mb_error *err)

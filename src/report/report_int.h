@@ -36,4 +36,22 @@ int mb_row_failed(const mb_gate_row *r);
 /* One sentence with the row's numbers, for failures and notes. */
 void mb_row_explain(char *buf, size_t cap, const mb_gate_row *r, double level);
 
+/* An artifact comparison (artifact.h) in words. head: "circuit CHANGED,
+ * within resampling noise: node Jaccard 0.833 >= 0.78 (the lower stability
+ * bound); baseline 12 nodes 15 edges, candidate 12 nodes 14 edges". stability:
+ * "baseline Jaccard 0.9 [0.78, 0.97] over 50 resamples; candidate ..." ("" when
+ * neither reports it). */
+void mb_artifact_head(char *buf, size_t cap, const mb_artifact_diff *d);
+void mb_artifact_stability_text(char *buf, size_t cap, const mb_artifact_diff *d);
+
+/* The changes of a circuit as four labelled lists: "nodes removed", "nodes
+ * added" ("a9.6 (effect 0.41, inclusion 0.98), ..."), "edges removed",
+ * "edges added" ("a7.3 -> a9.6 via q (effect 0.12), ..."); text "" for an
+ * empty list, a long one truncated with ", ...". */
+typedef struct mb_artifact_lists {
+	const char *label[4];
+	char text[4][2048];
+} mb_artifact_lists;
+void mb_artifact_lists_fill(mb_artifact_lists *out, const mb_artifact_diff *d);
+
 #endif

@@ -689,6 +689,166 @@ int mb_svg_write_stem(FILE *f, const mb_svg_stem *s, mb_error *err)
 
 /* --- figures ------------------------------------------------------------------------------ */
 
+/* --- layered graph ------------------------------------------------------------------------ */
+
+/* "#rrggbb" of the palette at t into buf (8 bytes). */
+static void palette_hex(char buf[8], mb_svg_palette p, double t)
+{
+	unsigned char rgb[3];
+	mb_svg_palette_rgb(rgb, p, t);
+	snprintf(buf, 8, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
+}
+
+static const char *const edge_dash[MB_SVG_EDGE_STYLES] = {"", " stroke-dasharray=\"8 4\"",
+							  " stroke-dasharray=\"2 3\"",
+							  " stroke-dasharray=\"8 3 2 3\""};
+
+int mb_svg_write_graph(FILE *f, const mb_svg_graph *g, mb_error *err)
+{
+	const char *title = g->title ? g->title : "";
+	double vmax = 0, wmax = 0, label_w = 0, x0, y0, dx, dy, W, H, r = 17;
+	size_t legend_rows = 0;
+
+	if (!g->n_nodes || !g->rows || !g->cols)
+		return mb_error_set(err, MB_EINVALID, "graph '%s': no nodes", title);
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		const mb_svg_graph_node *n = &g->nodes[i];
+		if (n->row >= g->rows || !(n->col >= 0 && n->col < (double)g->cols))
+			return mb_error_set(err, MB_EINVALID, "graph '%s': node %zu (%s) at row %zu "
+					    "column %g is outside %zu x %zu", title, i,
+					    n->label ? n->label : "", n->row, n->col, g->rows,
+					    g->cols);
+		if (isfinite(n->value))
+			vmax = fmax(vmax, fabs(n->value));
+	}
+	for (size_t k = 0; k < g->n_edges; k++) {
+		const mb_svg_graph_edge *e = &g->edges[k];
+		if (e->from >= g->n_nodes || e->to >= g->n_nodes || e->style < 0 ||
+		    e->style >= MB_SVG_EDGE_STYLES)
+			return mb_error_set(err, MB_EINVALID, "graph '%s': edge %zu joins nodes %zu "
+					    "and %zu of %zu (style %d)", title, k, e->from, e->to,
+					    g->n_nodes, e->style);
+		if (isfinite(e->weight))
+			wmax = fmax(wmax, fabs(e->weight));
+	}
+	for (size_t i = 0; i < g->rows; i++) {
+		char num[32];
+		snprintf(num, sizeof(num), "%zu", i);
+		label_w = fmax(label_w, text_width(g->row_labels ? g->row_labels[i] : num, 13));
+	}
+	label_w = fmin(label_w, 160);
+	for (int s = 0; s < MB_SVG_EDGE_STYLES; s++)
+		legend_rows += g->style_labels[s] != NULL;
+	/* columns at least a node and a gap apart, rows far enough for the
+	 * edges to be told apart */
+	dx = fmin(fmax(560.0 / (double)g->cols, 2 * r + 10), 90);
+	dy = 74;
+	x0 = 24 + label_w + 16 + r;
+	y0 = 44 + r + 6;
+	W = fmax(WIDTH, x0 + dx * (double)(g->cols - 1) + r + 40);
+	H = y0 + dy * (double)(g->rows - 1) + r + (g->col_labels ? 34 : 14) + 70 +
+	    22.0 * (double)legend_rows;
+	svg_open(f, W, H, g->title);
+#define NODE_X(n) (x0 + dx * (n)->col)
+#define NODE_Y(n) (y0 + dy * (double)(g->rows - 1 - (n)->row))
+	for (size_t i = 0; i < g->rows; i++) {
+		char num[32];
+		double y = y0 + dy * (double)(g->rows - 1 - i);
+		snprintf(num, sizeof(num), "%zu", i);
+		fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#eee\"/>\n",
+			x0 - r, y, x0 + dx * (double)(g->cols - 1) + r, y);
+		text(f, x0 - r - 10, y + 4.5, 13, "end", NULL,
+		     g->row_labels ? g->row_labels[i] : num);
+	}
+	for (size_t j = 0; g->col_labels && j < g->cols; j++)
+		if (g->col_labels[j] && g->col_labels[j][0])
+			text(f, x0 + dx * (double)j, y0 + dy * (double)(g->rows - 1) + r + 22, 13,
+			     "middle", NULL, g->col_labels[j]);
+	/* edges beneath the nodes */
+	fputs("<g fill=\"none\" stroke-linecap=\"butt\">\n", f);
+	for (size_t k = 0; k < g->n_edges; k++) {
+		const mb_svg_graph_edge *e = &g->edges[k];
+		const mb_svg_graph_node *a = &g->nodes[e->from], *b = &g->nodes[e->to];
+		double ax = NODE_X(a), ay = NODE_Y(a), bx = NODE_X(b), by = NODE_Y(b);
+		double w = isfinite(e->weight) && wmax > 0 ? 1.0 + 5.0 * fabs(e->weight) / wmax : 1.0;
+		char col[8];
+		if (!isfinite(e->weight))
+			snprintf(col, sizeof(col), "#999999");
+		else
+			palette_hex(col, MB_SVG_PUOR, e->weight >= 0 ? 0.85 : 0.15);
+		if (a->row == b->row) /* same row: an arc over the nodes between */
+			fprintf(f, "<path d=\"M %.2f %.2f Q %.2f %.2f %.2f %.2f\"", ax, ay - r,
+				(ax + bx) / 2, ay - r - 0.35 * dy, bx, by - r);
+		else
+			fprintf(f, "<path d=\"M %.2f %.2f L %.2f %.2f\"", ax, ay, bx, by);
+		fprintf(f, " stroke=\"%s\" stroke-width=\"%.2f\" stroke-opacity=\"0.8\"%s><title>",
+			col, w, edge_dash[e->style]);
+		mb_str_put_xml(f, e->tip ? e->tip : "");
+		fputs("</title></path>\n", f);
+	}
+	fputs("</g>\n", f);
+	for (size_t i = 0; i < g->n_nodes; i++) {
+		const mb_svg_graph_node *n = &g->nodes[i];
+		double cx = NODE_X(n), cy = NODE_Y(n);
+		double t = isfinite(n->value) ? (vmax > 0 ? 0.5 + 0.5 * n->value / vmax : 0.5) : NAN;
+		unsigned char rgb[3];
+		int dark;
+		mb_svg_palette_rgb(rgb, MB_SVG_PUOR, t);
+		/* white text on a dark fill (relative luminance below ~0.45) */
+		dark = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] < 115;
+		if (n->square)
+			fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\"", cx - r,
+				cy - r, 2 * r, 2 * r);
+		else
+			fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.2f\"", cx, cy, r);
+		fprintf(f, " fill=\"#%02x%02x%02x\" stroke=\"#333\" stroke-width=\"1.2\"><title>",
+			rgb[0], rgb[1], rgb[2]);
+		mb_str_put_xml(f, n->tip ? n->tip : n->label ? n->label : "");
+		fputs("</title></", f);
+		fputs(n->square ? "rect>\n" : "circle>\n", f);
+		fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"12\" text-anchor=\"middle\" "
+			"fill=\"%s\" pointer-events=\"none\">", cx, cy + 4.2, dark ? "#ffffff" : "#222");
+		mb_str_put_xml(f, n->label ? n->label : "");
+		fputs("</text>\n", f);
+	}
+#undef NODE_X
+#undef NODE_Y
+	/* legend: the fill scale, the width scale, the dash patterns */
+	{
+		double ly = y0 + dy * (double)(g->rows - 1) + r + (g->col_labels ? 34 : 14) + 18;
+		double lx = 24;
+		char buf[160], v[32];
+		for (int k = 0; k < 32; k++) {
+			char col[8];
+			palette_hex(col, MB_SVG_PUOR, (k + 0.5) / 32.0);
+			fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"5\" height=\"14\" fill=\"%s\" "
+				"shape-rendering=\"crispEdges\"/>\n", lx + 5.0 * k, ly - 11, col);
+		}
+		fmt_value(v, sizeof(v), vmax);
+		snprintf(buf, sizeof(buf), "node fill: %s from -%s to %s",
+			 g->value_label ? g->value_label : "value", v, v);
+		text(f, lx + 170, ly, 13, "start", NULL, buf);
+		ly += 24;
+		fmt_value(v, sizeof(v), wmax);
+		fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#555\" "
+			"stroke-width=\"6\"/>\n", lx, ly - 4.5, lx + 40, ly - 4.5);
+		snprintf(buf, sizeof(buf), "edge width: |%s| (widest %s); orange positive, purple "
+			 "negative", g->weight_label ? g->weight_label : "weight", v);
+		text(f, lx + 50, ly, 13, "start", NULL, buf);
+		for (int s = 0; s < MB_SVG_EDGE_STYLES; s++) {
+			if (!g->style_labels[s])
+				continue;
+			ly += 22;
+			fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+				"stroke=\"#555\" stroke-width=\"2\"%s/>\n", lx, ly - 4.5, lx + 40,
+				ly - 4.5, edge_dash[s]);
+			text(f, lx + 50, ly, 13, "start", NULL, g->style_labels[s]);
+		}
+	}
+	fputs("</svg>\n", f);
+	return 0;
+}
+
 int mb_svg_write_figure(FILE *f, const mb_figure *fig, mb_error *err)
 {
 	const char *title = fig->title[0] ? fig->title : fig->name;

@@ -119,6 +119,23 @@ void mb_report_gate_terminal(FILE *f, const mb_gate_result *g, int color)
 		mb_row_explain(why, sizeof(why), r, g->level);
 		fprintf(f, "  %s/%s: %s\n", r->entry, r->metric, why);
 	}
+	if (g->n_artifacts) {
+		fprintf(f, "\nArtifacts (reported, not gating):\n");
+		for (size_t i = 0; i < g->n_artifacts; i++) {
+			const mb_artifact_diff *d = &g->artifacts[i];
+			mb_artifact_lists lists;
+			char line[2048];
+			mb_artifact_head(line, sizeof(line), d);
+			fprintf(f, "  %s: %s\n", d->entry, line);
+			mb_artifact_stability_text(line, sizeof(line), d);
+			if (line[0] && d->change == MB_ARTIFACT_CHANGED)
+				fprintf(f, "    stability: %s\n", line);
+			mb_artifact_lists_fill(&lists, d);
+			for (int k = 0; k < 4; k++)
+				if (lists.text[k][0])
+					fprintf(f, "    %s: %s\n", lists.label[k], lists.text[k]);
+		}
+	}
 	if (g->n_deviations) {
 		fprintf(f, "\nTHRESHOLD-CHANGED: the spec in the working tree differs from the one "
 			   "registered at %s (%.12s):\n", g->ref, g->commit);
@@ -176,6 +193,29 @@ void mb_report_run_terminal(FILE *f, const mb_run_result *r, int color)
 	if (!failed)
 		table_print(f, &t, 0);
 	table_free(&t);
+	for (size_t i = 0; i < r->n_entries; i++) {
+		const mb_entry_result *e = &r->entries[i];
+		mb_artifact_circuit c;
+		const char *kind = json_string_value(json_object_get(e->artifact, "kind"));
+		if (!e->artifact)
+			continue;
+		if (!mb_artifact_is_circuit(e->artifact) ||
+		    mb_artifact_circuit_read(&c, e->artifact, NULL) < 0) {
+			fprintf(f, "%s: artifact %s\n", e->name, kind ? kind : "(no kind)");
+			continue;
+		}
+		fprintf(f, "%s: circuit of %zu nodes and %zu edges", e->name, c.n_nodes, c.n_edges);
+		if (c.stability.present) {
+			char m[32], lo[32], hi[32];
+			mb_fmt_num(m, sizeof(m), c.stability.mean);
+			mb_fmt_num(lo, sizeof(lo), c.stability.lo);
+			mb_fmt_num(hi, sizeof(hi), c.stability.hi);
+			fprintf(f, ", stability Jaccard %s [%s, %s] over %lld resamples", m, lo, hi,
+				(long long)c.stability.resamples);
+		}
+		fputc('\n', f);
+		mb_artifact_circuit_dispose(&c);
+	}
 }
 
 void mb_report_gate_terminal_strata(FILE *f, const mb_gate_result *g, int color)

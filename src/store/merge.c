@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/dataset.h>
 #include <mechbench/results.h>
 #include <mechbench/shard.h>
@@ -60,6 +61,7 @@ cleanup:
 static int check_same(const shard_run *a, const shard_run *b, mb_error *err)
 {
 	const mb_provenance *x = &a->run.prov, *y = &b->run.prov;
+	char where[256];
 
 	if (b->part.count != a->part.count)
 		return mb_error_set(err, MB_EMISMATCH, "%s: shard %u/%u, but %s is shard %u/%u",
@@ -123,6 +125,18 @@ static int check_same(const shard_run *a, const shard_run *b, mb_error *err)
 		if (!(p->params ? q->params && json_equal(p->params, q->params) : !q->params))
 			return mb_error_set(err, MB_EMISMATCH, "%s: entry %s: params differ from %s's",
 					    b->path, q->name, a->path);
+		/* every part computed the artifact from all the items (shard.h) */
+		if (!p->artifact != !q->artifact)
+			return mb_error_set(err, MB_EMISMATCH, "%s: entry %s has %s artifact, but %s "
+					    "has %s", b->path, q->name, q->artifact ? "an" : "no",
+					    a->path, p->artifact ? "one" : "none");
+		if (mb_artifact_first_diff(where, sizeof(where), p->artifact, q->artifact,
+					   "artifact"))
+			return mb_error_set(err, MB_EMISMATCH, "%s: entry %s: the artifact differs "
+					    "from %s's at %s; every shard computes it from all the "
+					    "entry's items, so they must agree (is the task's "
+					    "prepare deterministic?)", b->path, q->name, a->path,
+					    where);
 	}
 	return 0;
 }

@@ -4,6 +4,7 @@
  */
 #include <mechbench/store.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/results.h>
 #include <mechbench/str.h>
 
@@ -181,6 +182,15 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
 	"         v.value\n"
 	"  FROM item_value v JOIN metrics m ON m.id = v.metric_id\n"
 	"  JOIN items i ON i.id = v.item_id;\n",
+	/* 4 -> 5: each entry's artifact (artifact.h), JSON text */
+	"CREATE TABLE artifacts (\n"
+	"  run_id INTEGER NOT NULL,\n"
+	"  entry  TEXT NOT NULL,\n"
+	"  kind   TEXT NOT NULL,\n"
+	"  data   TEXT NOT NULL,\n"
+	"  PRIMARY KEY (run_id, entry),\n"
+	"  FOREIGN KEY (run_id, entry) REFERENCES entries(run_id, entry) ON DELETE CASCADE\n"
+	");\n",
 };
 
 /* --- columns (store_int.h) ---------------------------------------------------------- */
@@ -612,6 +622,29 @@ cleanup:
 	return error;
 }
 
+/* The artifacts row of entry e (which has one). */
+static int put_artifact(mb_store *s, int64_t run_id, const mb_entry_result *e, mb_error *err)
+{
+	const char *kind = json_string_value(json_object_get(e->artifact, "kind"));
+	char *text = json_dumps(e->artifact, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	sqlite3_stmt *st = NULL;
+	int error;
+
+	if (!text)
+		return mb_error_oom(err, "artifact text", 0);
+	if ((error = mb_store_prepare(s, &st, "INSERT INTO artifacts (run_id, entry, kind, data)"
+				      " VALUES (?,?,?,?)", err)) == 0) {
+		sqlite3_bind_int64(st, 1, run_id);
+		bind_text(st, 2, e->name);
+		bind_text(st, 3, kind ? kind : "");
+		bind_text(st, 4, text);
+		error = mb_store_step_done(s, st, "inserting an artifact", err);
+	}
+	sqlite3_finalize(st);
+	free(text);
+	return error;
+}
+
 int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e,
 			   mb_error *err)
 {
@@ -685,8 +718,10 @@ int mb_store_run_put_entry(mb_store *s, int64_t run_id, const mb_entry_result *e
 	sqlite3_finalize(st);
 	st = NULL;
 
-	if (e->n_items && e->n_metrics)
-		error = put_item_values(s, run_id, e, err);
+	if (e->n_items && e->n_metrics && (error = put_item_values(s, run_id, e, err)) < 0)
+		goto cleanup;
+	if (e->artifact)
+		error = put_artifact(s, run_id, e, err);
 cleanup:
 	sqlite3_finalize(st);
 	free(params);
@@ -751,6 +786,38 @@ int mb_store_put_run(mb_store *s, mb_run_result *run, mb_error *err)
 static double col_real(sqlite3_stmt *st, int i)
 {
 	return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+/* Entry e's artifact, when it has one, into e->artifact (checked). */
+static int load_artifact(mb_store *s, int64_t id, mb_entry_result *e, mb_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	json_error_t jerr;
+	char name[1024];
+	int rc, error;
+
+	if ((error = mb_store_prepare(s, &st, "SELECT data FROM artifacts WHERE run_id = ? AND"
+				      " entry = ?", err)) < 0)
+		return error;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, e->name);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *text = (const char *)sqlite3_column_text(st, 0);
+		snprintf(name, sizeof(name), "%s: run %lld entry %s", s->path, (long long)id,
+			 e->name);
+		e->artifact = text ? json_loads(text, JSON_DECODE_ANY, &jerr) : NULL;
+		if (!e->artifact)
+			error = mb_error_set(err, MB_EINVALID, "%s: artifact: %d:%d: %s", name,
+					     text ? jerr.line : 0, text ? jerr.column : 0,
+					     text ? jerr.text : "NULL");
+		else
+			error = mb_artifact_check(NULL, name, e->artifact, "artifact", err);
+	} else if (rc != SQLITE_DONE) {
+		error = mb_store_fail(s, err, rc, "reading an artifact");
+	}
+	sqlite3_finalize(st);
+	return error;
 }
 
 static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_error *err)
@@ -886,10 +953,15 @@ static int load_entry_details(mb_store *s, int64_t id, mb_entry_result *e, mb_er
 		error = mb_store_fail(s, err, rc, "reading item values");
 		goto cleanup;
 	}
-	if (filled != e->n_items * e->n_metrics)
+	if (filled != e->n_items * e->n_metrics) {
 		error = mb_error_set(err, MB_EINVALID, "%s: run %lld entry %s: %zu item values, "
 				     "expected %zu", s->path, (long long)id, e->name, filled,
 				     e->n_items * e->n_metrics);
+		goto cleanup;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	error = load_artifact(s, id, e, err);
 cleanup:
 	sqlite3_finalize(st);
 	return error;

@@ -24,6 +24,23 @@
  *
  * Run params: {"delay_ms": int in [0, 60000]} sleeps that long per item, so
  * tests can kill a run in the middle of its work.
+ *
+ * {"circuit": {"top": k in [1, 64] (3), "resamples": B in [0, 1000] (20)}}
+ * turns on a prepare hook (task.h) that returns a tiny circuit-shaped
+ * artifact (artifact.h), so the harness's artifact path (store, shards,
+ * baselines, gate, reports) can be tested without a transformer. It is a
+ * toy, not a circuit of anything: feature j is node "a<j/4>.<j%4>" (four
+ * "heads" per "layer"), its effect is the mean over all items, in item
+ * order, of its contribution to the margin, y w_j x_j / 10; the circuit is
+ * the k features of largest |effect| (ties: lower j), with an edge via "v"
+ * from every node to every node of the next layer (effect the smaller |effect|
+ * of the two, signed by their product), from "embed" into the lowest layer's
+ * nodes and from the highest layer's nodes to "logits" (via "resid", effect
+ * the node's). Stability: B bootstrap resamples of the items (stream
+ * "synthetic/circuit", index b, seed 0), each node's inclusion frequency
+ * and the Jaccard of each resample's node set to the circuit's: mean, and
+ * the 2.5% and 97.5% order statistics (sorted[floor(q (B - 1))]) as its CI.
+ * The metrics do not read it: their values are the same with or without.
  */
 #include <mechbench/task.h>
 
@@ -52,6 +69,9 @@ typedef struct syn_state {
 	double w[SYN_MAX_DIM];
 	double b;
 	int64_t delay_ms;
+	int circuit;              /* params.circuit given: prepare returns an artifact */
+	int64_t top, resamples;   /* params.circuit.top, .resamples */
+	double effect[SYN_MAX_DIM]; /* (dim) what prepare measured */
 } syn_state;
 
 static const struct {
@@ -139,8 +159,11 @@ static int syn_generate(mb_item_list *out, uint64_t seed, const json_t *params, 
 static int syn_check_params(const mb_json_doc *doc, const json_t *params, const char *at,
 			    mb_error *err)
 {
-	static const char *const allowed[] = {"delay_ms", NULL};
-	int64_t delay = 0;
+	static const char *const allowed[] = {"delay_ms", "circuit", NULL};
+	static const char *const circuit_keys[] = {"top", "resamples", NULL};
+	int64_t delay = 0, v = 0;
+	json_t *circuit = NULL;
+	char path[256];
 	int rc;
 
 	if (!params)
@@ -149,8 +172,18 @@ static int syn_check_params(const mb_json_doc *doc, const json_t *params, const 
 		return mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object");
 	if ((rc = mb_json_check_keys(doc, (json_t *)params, at, allowed, err)) < 0)
 		return rc;
-	rc = mb_json_get_int(doc, (json_t *)params, at, "delay_ms", 0, 0, 60000, &delay, err);
-	return rc < 0 ? rc : 0;
+	if ((rc = mb_json_get_int(doc, (json_t *)params, at, "delay_ms", 0, 0, 60000, &delay,
+				  err)) < 0 ||
+	    (rc = mb_json_get_object(doc, (json_t *)params, at, "circuit", 0, &circuit, err)) < 0)
+		return rc;
+	if (!circuit)
+		return 0;
+	mb_json_path_key(path, sizeof(path), at, "circuit");
+	if ((rc = mb_json_check_keys(doc, circuit, path, circuit_keys, err)) < 0 ||
+	    (rc = mb_json_get_int(doc, circuit, path, "top", 0, 1, SYN_MAX_DIM, &v, err)) < 0 ||
+	    (rc = mb_json_get_int(doc, circuit, path, "resamples", 0, 0, 1000, &v, err)) < 0)
+		return rc;
+	return 0;
 }
 
 static int syn_open(void **out, const char *model_dir, const json_t *params, mb_error *err)
@@ -161,7 +194,7 @@ static int syn_open(void **out, const char *model_dir, const json_t *params, mb_
 	const char *format = NULL;
 	int64_t version = 0;
 	json_t *w = NULL;
-	json_t *delay;
+	json_t *delay, *circuit;
 	syn_state *st = NULL;
 	int error;
 
@@ -209,6 +242,14 @@ static int syn_open(void **out, const char *model_dir, const json_t *params, mb_
 	}
 	delay = params ? json_object_get(params, "delay_ms") : NULL;
 	st->delay_ms = delay ? json_integer_value(delay) : 0;
+	circuit = params ? json_object_get(params, "circuit") : NULL;
+	st->circuit = json_is_object(circuit);
+	st->top = json_is_integer(json_object_get(circuit, "top"))
+			  ? json_integer_value(json_object_get(circuit, "top")) : 3;
+	st->resamples = json_is_integer(json_object_get(circuit, "resamples"))
+				? json_integer_value(json_object_get(circuit, "resamples")) : 20;
+	if (st->top > st->dim)
+		st->top = st->dim;
 	*out = st;
 	st = NULL;
 cleanup:
@@ -262,6 +303,166 @@ static int syn_run(void *state, const mb_item *items, size_t n, double *values, 
 			sleep_ms(st->delay_ms);
 	}
 	return 0;
+}
+
+/* --- the toy circuit (prepare) --------------------------------------------------------- */
+
+/* Each feature's mean contribution to the margin over items idx[0..n) (all
+ * items when idx is NULL), in that order, into effect (dim). */
+static int syn_effects(double *effect, const syn_state *st, const mb_item *items,
+		       const size_t *idx, size_t n, mb_error *err)
+{
+	for (int j = 0; j < st->dim; j++)
+		effect[j] = 0;
+	for (size_t k = 0; k < n; k++) {
+		const mb_item *it = &items[idx ? idx[k] : k];
+		json_t *x = json_object_get(it->input, "x"), *y = json_object_get(it->input, "y");
+		if (!json_is_array(x) || json_array_size(x) != (size_t)st->dim || !json_is_integer(y))
+			return mb_error_set(err, MB_EINVALID, "item %s: expected {\"x\": [%d "
+					    "integers], \"y\": +1 or -1} for this model", it->key,
+					    st->dim);
+		for (int j = 0; j < st->dim; j++)
+			effect[j] += (double)json_integer_value(y) * st->w[j] *
+				     (double)json_integer_value(json_array_get(x, (size_t)j)) / 10.0;
+	}
+	for (int j = 0; j < st->dim && n; j++)
+		effect[j] /= (double)n;
+	return 0;
+}
+
+/* in[j] = 1 for the top features by |effect| (ties: the lower j). */
+static void syn_top(unsigned char *in, const double *effect, int dim, int64_t top)
+{
+	memset(in, 0, (size_t)dim);
+	for (int64_t k = 0; k < top; k++) {
+		int best = -1;
+		for (int j = 0; j < dim; j++)
+			if (!in[j] && (best < 0 || fabs(effect[j]) > fabs(effect[best])))
+				best = j;
+		in[best] = 1;
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static json_t *syn_circuit_json(const syn_state *st, const unsigned char *in, const double *incl,
+				const double *jac)
+{
+	json_t *a = json_pack("{s:s, s:i, s:s, s:s, s:[], s:[]}", "kind", "circuit", "version", 1,
+			      "method", "synthetic top-k |mean contribution|", "ablation", "zero",
+			      "nodes", "edges");
+	json_t *nodes = json_object_get(a, "nodes"), *edges = json_object_get(a, "edges");
+	int lo = SYN_MAX_DIM, hi = -1, bad = !a;
+	char id[SYN_MAX_DIM][16];
+
+	for (int j = 0; j < st->dim && !bad; j++) {
+		snprintf(id[j], sizeof(id[j]), "a%d.%d", j / 4, j % 4);
+		if (!in[j])
+			continue;
+		lo = j / 4 < lo ? j / 4 : lo;
+		hi = j / 4 > hi ? j / 4 : hi;
+		json_t *node = json_pack("{s:s, s:i, s:i, s:s, s:f}", "id", id[j], "layer", j / 4,
+					 "head", j % 4, "kind", "head", "effect", st->effect[j]);
+		/* an inclusion frequency only when there were resamples */
+		if (node && jac)
+			json_object_set_new(node, "inclusion", json_real(incl[j]));
+		bad = json_array_append_new(nodes, node) < 0;
+	}
+	for (int u = 0; u < st->dim && !bad; u++) {
+		if (!in[u])
+			continue;
+		if (u / 4 == lo)
+			bad |= json_array_append_new(edges, json_pack("{s:s, s:s, s:s, s:f}", "from",
+								      "embed", "to", id[u], "via",
+								      "resid", "effect",
+								      st->effect[u])) < 0;
+		for (int v = 0; v < st->dim && !bad; v++) {
+			double m = fmin(fabs(st->effect[u]), fabs(st->effect[v]));
+			if (!in[v] || v / 4 != u / 4 + 1)
+				continue;
+			bad = json_array_append_new(edges, json_pack("{s:s, s:s, s:s, s:f}", "from",
+								     id[u], "to", id[v], "via", "v",
+								     "effect", st->effect[u] *
+								     st->effect[v] < 0 ? -m : m)) < 0;
+		}
+		if (u / 4 == hi)
+			bad |= json_array_append_new(edges, json_pack("{s:s, s:s, s:s, s:f}", "from",
+								      id[u], "to", "logits", "via",
+								      "resid", "effect",
+								      st->effect[u])) < 0;
+	}
+	if (!bad && jac) {
+		size_t B = (size_t)st->resamples;
+		double mean = 0;
+		for (size_t b = 0; b < B; b++)
+			mean += jac[b];
+		bad = json_object_set_new(a, "stability",
+					  json_pack("{s:I, s:f, s:f, s:f}", "resamples",
+						    (json_int_t)B, "jaccard_mean", mean / (double)B,
+						    "jaccard_lo", jac[(size_t)(0.025 * (double)(B - 1))],
+						    "jaccard_hi",
+						    jac[(size_t)(0.975 * (double)(B - 1))])) < 0;
+	}
+	if (bad) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+static int syn_prepare(void *state, const mb_item *items, size_t n, json_t **artifact,
+		       mb_error *err)
+{
+	syn_state *st = state;
+	unsigned char in[SYN_MAX_DIM], rin[SYN_MAX_DIM];
+	double incl[SYN_MAX_DIM] = {0}, reff[SYN_MAX_DIM];
+	size_t B = (size_t)st->resamples;
+	double *jac = NULL;  /* (B) Jaccard of each resample's circuit, sorted */
+	size_t *idx = NULL;  /* (n) one resample */
+	int error;
+
+	*artifact = NULL;
+	if (!st->circuit)
+		return 0;
+	if ((error = syn_effects(st->effect, st, items, NULL, n, err)) < 0)
+		return error;
+	syn_top(in, st->effect, st->dim, st->top);
+	jac = malloc((B ? B : 1) * sizeof(*jac));
+	idx = malloc((n ? n : 1) * sizeof(*idx));
+	if (!jac || !idx) {
+		error = mb_error_oom(err, "synthetic resamples", n * sizeof(*idx));
+		goto cleanup;
+	}
+	for (size_t b = 0; b < B && n; b++) {
+		mb_rng r;
+		size_t both = 0, either = 0;
+		mb_rng_init_named(&r, 0, "synthetic/circuit", b);
+		for (size_t k = 0; k < n; k++)
+			idx[k] = (size_t)mb_rng_range(&r, n);
+		if ((error = syn_effects(reff, st, items, idx, n, err)) < 0)
+			goto cleanup;
+		syn_top(rin, reff, st->dim, st->top);
+		for (int j = 0; j < st->dim; j++) {
+			incl[j] += rin[j];
+			both += in[j] && rin[j];
+			either += in[j] || rin[j];
+		}
+		jac[b] = either ? (double)both / (double)either : 1.0;
+	}
+	for (int j = 0; j < st->dim && B && n; j++)
+		incl[j] /= (double)B;
+	if (B && n)
+		qsort(jac, B, sizeof(*jac), cmp_double);
+	if (!(*artifact = syn_circuit_json(st, in, incl, B && n ? jac : NULL)))
+		error = mb_error_oom(err, "synthetic circuit", 0);
+cleanup:
+	free(jac);
+	free(idx);
+	return error;
 }
 
 /* Figures (figure.h), so the report has something of each kind to draw
@@ -360,6 +561,7 @@ const mb_task mb_task_synthetic = {
 	.check_params = syn_check_params,
 	.open = syn_open,
 	.close = syn_close,
+	.prepare = syn_prepare,
 	.run = syn_run,
 	.figures = syn_figures,
 };

@@ -22,63 +22,10 @@
 
 static char dir[256];
 
-static const char spec_fmt[] =
-	"{\n"
-	"  \"format\": 1,\n"
-	"  \"suite\": \"demo\",\n"
-	"  \"alpha\": 0.05,\n"
-	"  \"power\": 0.8,\n"
-	"  \"bootstrap\": 2000,\n"
-	"  \"seed\": 1234,\n"
-	"  \"tasks\": [{\n"
-	"    \"name\": \"toy\",\n"
-	"    \"task\": \"synthetic\",\n"
-	"    \"model\": \"models/true\",\n"
-	"    \"baseline\": \"baselines/demo.json\",\n"
-	"    \"dataset\": {\"path\": \"datasets/synthetic/toy.jsonl\", \"sha256\": \"%s\"},\n"
-	"    \"strata\": {\"easy\": 0.5, \"hard\": 0.5},\n"
-	"    \"metrics\": [\n"
-	"      {\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": \"higher\",\n"
-	"       \"margin\": 1.0, \"threshold\": 1.0},\n"
-	"      {\"metric\": \"synthetic.correct@1\", \"kind\": \"binary\", \"direction\": \"higher\",\n"
-	"       \"margin\": 0.15},\n"
-	"      {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\",\n"
-	"       \"margin\": 0.25}\n"
-	"    ]\n"
-	"  }]\n"
-	"}\n";
-
-/* The repository every scenario starts from: dataset built from its
- * MANIFEST recipe, spec, true model and a baseline saved from a run, all
- * committed on main. */
+/* The repository every scenario starts from (harness_support.h). */
 static void setup_repo(void)
 {
-	char spec[4096], sha[65] = "";
-	char *manifest;
-	const double wp[8] = {1, -1, 1, 1, -1, 1, 1, -1};
-
-	mbt_tmpdir(dir, sizeof(dir));
-	mbt_sh_ok(dir, GIT "init -q .");
-	mbt_write(dir, ".gitignore", "*.db\n*.db-*\nout/\n");
-	mbt_write(dir, "datasets/MANIFEST",
-		  "-  synthetic/toy.jsonl  synthetic@1  7  {\"n_per_stratum\": 100}\n");
-	mbt_sh_ok(dir, MBT_CLI "datasets build");
-	mbt_sh_ok(dir, MBT_CLI "datasets verify");
-	manifest = mbt_read(dir, "datasets/MANIFEST");
-	const char *line = strstr(manifest, "\n");
-	while (line && line[1] == '#')
-		line = strchr(line + 1, '\n');
-	cr_assert_not_null(line);
-	memcpy(sha, line + 1, 64);
-	free(manifest);
-	snprintf(spec, sizeof(spec), spec_fmt, sha);
-	mbt_write(dir, "benchmarks/demo.json", spec);
-	mbt_true_model(dir, "models/true");
-	mbt_synthetic_model(dir, "models/perturbed", wp, 8, 0);
-	mbt_sh_ok(dir, GIT "add -A && " GIT "commit -qm 'spec, dataset, models'");
-	mbt_sh_ok(dir, MBT_CLI "run --suite benchmarks/demo.json --db run.db --quiet");
-	mbt_sh_ok(dir, MBT_CLI "baseline save --run 1 --db run.db --out baselines/demo.json");
-	mbt_sh_ok(dir, GIT "add baselines/demo.json && " GIT "commit -qm baseline");
+	mbt_gate_repo(dir, sizeof(dir), "");
 }
 
 static void teardown_repo(void)

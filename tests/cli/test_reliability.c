@@ -100,7 +100,7 @@ static const probe probes[] = {
 	 "run --suite bad.json --db m.db", 1, "control characters (0x0a at offset 2)",
 	 "! test -e m.db || " RUNS(0)},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
-	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  4",
+	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
 };
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/baseline.h>
 
 #include "support/harness_support.h"
@@ -85,6 +86,48 @@ Test(baseline, malformed_files_are_named_by_field)
 	cr_expect_eq(mb_baseline_parse(&back, "{\"mechbench_baseline\": 2}", 25, "b.json", &err),
 		     MB_EINVALID);
 	cr_expect(strstr(err.msg, "mechbench_baseline") != NULL, "%s", err.msg);
+	free(text);
+	mb_run_result_dispose(&run);
+	mbt_rmtree(dir);
+}
+
+Test(baseline, an_artifact_reads_back_and_a_malformed_one_is_named_by_field)
+{
+	char dir[256], where[256];
+	mb_run_result run, back;
+	mb_error err;
+	char *text = NULL, *bad, *at;
+	size_t len;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	mbt_run_fixture(&run, dir);
+	cr_assert_eq(mb_baseline_render(&text, &len, &run, NULL, &err), 0, "%s", err.msg);
+	cr_expect_null(strstr(text, "\"artifact\""), "no artifact, no key: files stay as before");
+	free(text);
+	run.entries[0].artifact = json_pack(
+		"{s:s, s:i, s:[{s:s, s:i, s:i, s:s, s:f, s:f}], s:[], s:{s:i, s:f, s:f, s:f}}",
+		"kind", "circuit", "version", 1, "nodes", "id", "a0.1", "layer", 0, "head", 1, "kind",
+		"head", "effect", 0.1 + 0.2, "inclusion", 0.95, "edges", "stability", "resamples", 40,
+		"jaccard_mean", 0.9, "jaccard_lo", 2.0 / 3.0, "jaccard_hi", 1.0);
+	cr_assert_eq(mb_baseline_render(&text, &len, &run, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_baseline_parse(&back, text, len, "b.json", &err), 0, "%s", err.msg);
+	cr_expect_eq(mb_artifact_first_diff(where, sizeof(where), run.entries[0].artifact,
+					    back.entries[0].artifact, "artifact"), 0,
+		     "differs at %s", where);
+	cr_expect_eq(memcmp(run.entries[0].values, back.entries[0].values,
+			    run.entries[0].n_items * 3 * sizeof(double)), 0);
+	mb_run_result_dispose(&back);
+	/* an inclusion frequency above 1: the file, line, column and field */
+	bad = strdup(text);
+	at = strstr(bad, "\"inclusion\": 0.94999999999999996");
+	cr_assert_not_null(at, "%s", bad);
+	memcpy(at + 13, "1.9", 3);
+	cr_expect_eq(mb_baseline_parse(&back, bad, strlen(bad), "REF:baselines/b.json", &err),
+		     MB_EINVALID);
+	cr_expect(strncmp(err.msg, "REF:baselines/b.json:", 21) == 0, "%s", err.msg);
+	cr_expect(strstr(err.msg, ": entries[0].artifact.nodes[0].inclusion: expected a finite "
+				  "number in [0, 1]") != NULL, "%s", err.msg);
+	free(bad);
 	free(text);
 	mb_run_result_dispose(&run);
 	mbt_rmtree(dir);

@@ -10,60 +10,17 @@
 
 #include "support/harness_support.h"
 
-typedef struct fixture {
-	char dir[256];
-	mb_spec spec;
-	mb_dataset d;
-} fixture;
-
-static void setup_spec(fixture *f, int n, const char *extra)
-{
-	char *text;
-	mb_error err;
-
-	memset(f, 0, sizeof(*f));
-	mbt_tmpdir(f->dir, sizeof(f->dir));
-	mbt_suite_fixture(f->dir, n, extra, MBT_METRICS_ALL, &text);
-	cr_assert_eq(mb_spec_parse(&f->spec, text, strlen(text), "demo.json", &err), 0, "%s",
-		     err.msg);
-	free(text);
-}
-
-static void setup_fixture(fixture *f, int n, const char *extra)
-{
-	mb_error err;
-
-	setup_spec(f, n, extra);
-	cr_assert_eq(mb_runner_load_dataset(&f->d, &f->spec.entries[0], f->dir, &err), 0, "%s",
-		     err.msg);
-}
-
-static void teardown_fixture(fixture *f)
-{
-	mb_dataset_dispose(&f->d);
-	mb_spec_dispose(&f->spec);
-	mbt_rmtree(f->dir);
-}
-
-static void run(fixture *f, mb_entry_result *out, int threads)
-{
-	char model[512];
-	mb_runner_opts o = {.threads = threads};
-	mb_error err;
-	snprintf(model, sizeof(model), "%s/models/true", f->dir);
-	cr_assert_eq(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model,
-					 "models/true", &o, &err), 0, "%s", err.msg);
-}
+typedef mbt_entry_fixture fixture;
 
 Test(runner, results_are_bitwise_identical_for_any_thread_count)
 {
 	fixture f;
 	mb_entry_result r1, r2, r3;
 
-	setup_fixture(&f, 150, "");
-	run(&f, &r1, 1);
-	run(&f, &r2, 2);
-	run(&f, &r3, 3);
+	mbt_entry_setup(&f, 150, "");
+	mbt_entry_run(&f, &r1, 1);
+	mbt_entry_run(&f, &r2, 2);
+	mbt_entry_run(&f, &r3, 3);
 	cr_assert_eq(r1.n_items, 300);
 	cr_expect_eq(memcmp(r1.values, r2.values, 300 * 3 * sizeof(double)), 0);
 	cr_expect_eq(memcmp(r1.values, r3.values, 300 * 3 * sizeof(double)), 0);
@@ -74,7 +31,7 @@ Test(runner, results_are_bitwise_identical_for_any_thread_count)
 	mb_entry_result_dispose(&r1);
 	mb_entry_result_dispose(&r2);
 	mb_entry_result_dispose(&r3);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
 
 Test(runner, aggregates_follow_the_entry_design)
@@ -86,8 +43,8 @@ Test(runner, aggregates_follow_the_entry_design)
 	mb_stats_summary s;
 
 	/* Without strata or clusters: paired t on the raw values, bootstrap for ratio. */
-	setup_fixture(&f, 40, "");
-	run(&f, &r, 2);
+	mbt_entry_setup(&f, 40, "");
+	mbt_entry_run(&f, &r, 2);
 	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_PAIRED_T);
 	cr_expect_eq(r.aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
 	col = malloc(r.n_items * sizeof(double));
@@ -100,21 +57,21 @@ Test(runner, aggregates_follow_the_entry_design)
 	cr_expect(r.aggregates[0].lo < s.mean && s.mean < r.aggregates[0].hi);
 	free(col);
 	mb_entry_result_dispose(&r);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 
-	setup_fixture(&f, 40, "\"strata\": {\"easy\": 0.5, \"hard\": 0.5},");
-	run(&f, &r, 2);
+	mbt_entry_setup(&f, 40, "\"strata\": {\"easy\": 0.5, \"hard\": 0.5},");
+	mbt_entry_run(&f, &r, 2);
 	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_STRATIFIED_T);
 	mb_entry_result_dispose(&r);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 
 	/* 8 clusters: clustered t with 7 df; the ratio metric: a cluster bootstrap. */
-	setup_fixture(&f, 40, "\"clusters\": true,");
-	run(&f, &r, 2);
+	mbt_entry_setup(&f, 40, "\"clusters\": true,");
+	mbt_entry_run(&f, &r, 2);
 	cr_expect_eq(r.aggregates[0].method, MB_STATS_METHOD_CLUSTERED_T);
 	cr_expect_eq(r.aggregates[2].method, MB_STATS_METHOD_BOOT_BCA);
 	mb_entry_result_dispose(&r);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
 
 Test(runner, cluster_indices_follow_first_appearance)
@@ -185,7 +142,7 @@ Test(runner, a_dataset_that_is_not_the_registered_one_is_refused)
 	mb_dataset d;
 	mb_error err;
 
-	setup_fixture(&f, 10, "");
+	mbt_entry_setup(&f, 10, "");
 	/* Append a byte: the sha256 no longer matches the spec. */
 	char *data = mbt_read(f.dir, "datasets/toy.jsonl");
 	size_t n = strlen(data);
@@ -195,7 +152,7 @@ Test(runner, a_dataset_that_is_not_the_registered_one_is_refused)
 	free(data);
 	cr_expect_eq(mb_runner_load_dataset(&d, &f.spec.entries[0], f.dir, &err), MB_EMISMATCH);
 	cr_expect(strstr(err.msg, "the spec registers") != NULL, "%s", err.msg);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
 
 Test(runner, registered_strata_must_match_the_dataset)
@@ -204,11 +161,11 @@ Test(runner, registered_strata_must_match_the_dataset)
 	mb_dataset d;
 	mb_error err;
 
-	setup_spec(&f, 10, "\"strata\": {\"easy\": 0.5, \"mid\": 0.5},");
+	mbt_entry_spec(&f, 10, "\"strata\": {\"easy\": 0.5, \"mid\": 0.5},");
 	cr_expect_eq(mb_runner_load_dataset(&d, &f.spec.entries[0], f.dir, &err), MB_EMISMATCH);
 	cr_expect(strstr(err.msg, "is in stratum 'hard', which entry toy does not register") !=
 		  NULL, "%s", err.msg);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
 
 /* A probe task: records how many OpenMP and OpenBLAS threads its run() sees. */
@@ -278,7 +235,7 @@ Test(runner, blas_runs_on_one_thread_inside_the_parallel_item_loop)
 	fixture f;
 	int before = openblas_get_num_threads();
 
-	setup_fixture(&f, 40, "");
+	mbt_entry_setup(&f, 40, "");
 	/* OpenBLAS caps this at the machine's cores; CI has 2. */
 	openblas_set_num_threads(2);
 	int blas = openblas_get_num_threads();
@@ -293,7 +250,7 @@ Test(runner, blas_runs_on_one_thread_inside_the_parallel_item_loop)
 	cr_expect_eq(probe_max_blas, blas);
 	cr_expect_eq(probe_max_omp, 1);
 	openblas_set_num_threads(before);
-	teardown_fixture(&f);
+	mbt_entry_teardown(&f);
 }
 
 /* Per stratum: the same policy over the stratum's items alone, never the
@@ -310,8 +267,8 @@ Test(runner, each_stratum_gets_the_pooled_policy_over_its_own_items)
 		mb_entry_result r;
 		mb_error err;
 
-		setup_fixture(&f, 40, designs[d]);
-		run(&f, &r, 2);
+		mbt_entry_setup(&f, 40, designs[d]);
+		mbt_entry_run(&f, &r, 2);
 		cr_assert_eq(r.n_strata, 2);
 		for (size_t k = 0; k < r.n_strata; k++) {
 			const mb_stratum_result *st = &r.strata[k];
@@ -337,6 +294,6 @@ Test(runner, each_stratum_gets_the_pooled_policy_over_its_own_items)
 		cr_expect_eq(r.aggregates[0].method, d == 0 ? MB_STATS_METHOD_STRATIFIED_T
 							    : MB_STATS_METHOD_CLUSTERED_T);
 		mb_entry_result_dispose(&r);
-		teardown_fixture(&f);
+		mbt_entry_teardown(&f);
 	}
 }

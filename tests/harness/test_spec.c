@@ -121,7 +121,7 @@ static struct bad_case bad_cases[] = {
 	{"\"format\": 1", "\"format\": 2", "demo.json:2:3: format:"},
 	{"\"suite\": \"demo\"", "\"suite\": \"\"", "demo.json:3:3: suite: must not be empty"},
 	{"\"seed\": 7,", "\"seed\": 7, \"sede\": 1,", "demo.json:7:14: sede: unknown field"},
-	{"\"task\": \"synthetic\"", "\"task\": \"ioi\"", "demo.json:11:7: tasks[0].task: unknown task 'ioi'"},
+	{"\"task\": \"synthetic\"", "\"task\": \"no_such_task\"", "demo.json:11:7: tasks[0].task: unknown task 'no_such_task'"},
 	{"\"model\": \"models/toy\"", "\"model\": \"../toy\"", "demo.json:12:7: tasks[0].model: '../toy' must be a path relative"},
 	{"\"sha256\": \"3f2a", "\"sha256\": \"3F2A", "tasks[0].dataset.sha256: expected 64 lower-case hex digits"},
 	{"\"delay_ms\": 0", "\"delay_ms\": -5", "tasks[0].params.delay_ms: -5 is out of range"},

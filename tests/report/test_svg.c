@@ -302,3 +302,82 @@ Test(svg, draws_each_kind_of_figure)
 	free(buf);
 	mb_figure_list_dispose(&l);
 }
+
+static int draw_graph(FILE *f, const void *a, mb_error *err)
+{
+	return mb_svg_write_graph(f, a, err);
+}
+
+Test(svg, graph_draws_layers_as_rows_nodes_by_value_and_edges_by_weight)
+{
+	/* two layers of three heads and an MLP; node 0 in row 0, node 2 in row 1 */
+	mb_svg_graph_node nodes[4] = {
+		{"0", "a0.0 <left>", 0, 0, -2.0, 0},
+		{"2", NULL, 0, 2, 0.5, 0},
+		{"1", "a1.1", 1, 1, 2.0, 0},
+		{"MLP", "m1", 1, 3, NAN, 1},
+	};
+	mb_svg_graph_edge edges[3] = {
+		{0, 2, 3.0, MB_SVG_EDGE_DASHED, "q"},
+		{1, 2, -1.5, MB_SVG_EDGE_SOLID, NULL},
+		{2, 3, NAN, MB_SVG_EDGE_DOTTED, NULL},
+	};
+	const char *rows[2] = {"layer 0", "layer 1"};
+	mb_svg_graph g = {.title = "Circuit", .value_label = "effect", .weight_label = "effect",
+			  .rows = 2, .cols = 4, .row_labels = rows, .nodes = nodes,
+			  .n_nodes = 4, .edges = edges, .n_edges = 3,
+			  .style_labels = {"values", "queries", NULL, NULL}};
+	mb_error err;
+	int rc;
+	char *svg = render(draw_graph, &g, &rc, &err);
+	const char *y0, *y1;
+
+	cr_assert_eq(rc, 0, "%s", err.msg);
+	cr_expect_eq(mbt_count(svg, "<circle "), 3);
+	cr_expect_eq(mbt_count(svg, "<path "), 3);
+	/* the widest edge is 6px, the other by its |weight| (1 + 5 * 1.5 / 3), NaN thin */
+	cr_expect(strstr(svg, "stroke-width=\"6.00\" stroke-opacity=\"0.8\" stroke-dasharray=\"8 4\""),
+		  "%s", svg);
+	cr_expect(strstr(svg, "stroke-width=\"3.50\" stroke-opacity=\"0.8\"><title>"));
+	cr_expect(strstr(svg, "stroke=\"#999999\" stroke-width=\"1.00\""), "a NaN weight: thin grey");
+	/* the fill scale is symmetric: -2 is the purple end, +2 the orange end */
+	{
+		unsigned char lo[3], hi[3];
+		char want[64];
+		mb_svg_palette_rgb(lo, MB_SVG_PUOR, 0.0);
+		mb_svg_palette_rgb(hi, MB_SVG_PUOR, 1.0);
+		snprintf(want, sizeof(want), "fill=\"#%02x%02x%02x\"", lo[0], lo[1], lo[2]);
+		cr_expect(strstr(svg, want), "%s", want);
+		snprintf(want, sizeof(want), "fill=\"#%02x%02x%02x\"", hi[0], hi[1], hi[2]);
+		cr_expect(strstr(svg, want), "%s", want);
+	}
+	/* layer 1 is drawn above layer 0 */
+	y0 = strstr(svg, ">layer 0</text>");
+	y1 = strstr(svg, ">layer 1</text>");
+	cr_assert(y0 && y1);
+	{
+		const char *t0 = y0, *t1 = y1;
+		while (t0 > svg && strncmp(t0, "<text", 5) != 0)
+			t0--;
+		while (t1 > svg && strncmp(t1, "<text", 5) != 0)
+			t1--;
+		cr_expect_gt(strtod(strstr(t0, "y=\"") + 3, NULL), strtod(strstr(t1, "y=\"") + 3, NULL));
+	}
+	cr_expect(strstr(svg, "<title>a0.0 &lt;left&gt;</title>"), "tooltips escaped");
+	cr_expect(strstr(svg, ">queries</text>") && strstr(svg, ">values</text>"), "the legend");
+	expect_readable_text(svg);
+	free(svg);
+	/* refusals: a node off the grid, an edge to no node */
+	nodes[3].col = 4;
+	svg = render(draw_graph, &g, &rc, &err);
+	cr_expect_eq(rc, MB_EINVALID);
+	cr_expect(strstr(err.msg, "graph 'Circuit': node 3 (MLP) at row 1 column 4 is outside 2 x 4"),
+		  "%s", err.msg);
+	free(svg);
+	nodes[3].col = 3;
+	edges[2].to = 9;
+	svg = render(draw_graph, &g, &rc, &err);
+	cr_expect_eq(rc, MB_EINVALID);
+	cr_expect(strstr(err.msg, "graph 'Circuit': edge 2 joins nodes 2 and 9 of 4"), "%s", err.msg);
+	free(svg);
+}

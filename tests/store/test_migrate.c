@@ -53,6 +53,8 @@ Test(migrate, a_version_3_database_reads_back_the_same_after_migrating, .timeout
 		  1e-9 * fabs(sum3));
 	cr_expect_eq(scalar(dir, "SELECT count(*) FROM sqlite_master WHERE name ="
 				 " 'item_values_by_key'"), 0, "the text-key index is gone");
+	cr_expect_eq(scalar(dir, "SELECT count(*) FROM artifacts"), 0,
+		     "schema 5: an empty artifacts table (no run had one)");
 	/* a run reads back byte for byte as the schema-3 build wrote it */
 	mbt_sh_ok(dir, MBT_CLI "baseline save --run 2 --db v.db --out b.json 2>/dev/null >&2 &&"
 		       " xz -dc " FX "/v3-run2-baseline.json.xz | cmp - b.json");

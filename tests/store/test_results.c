@@ -88,8 +88,11 @@ static void commit_run(mb_store *s, int64_t id)
 	cr_assert_eq(mb_store_run_commit(s, id, &p, &err), 0, "%s", err.msg);
 }
 
+/* Back from schema 5 to 4: no artifacts table. */
+#define UNDO_V5 "DROP TABLE artifacts; "
+
 /* Back from schema 4 to the item_values table of schemas 1 to 3. */
-#define UNDO_V4 \
+#define UNDO_V4 UNDO_V5 \
 	"DROP VIEW item_values; DROP TABLE item_value; DROP TABLE items; DROP TABLE metrics; " \
 	"CREATE TABLE item_values (run_id INTEGER NOT NULL, entry TEXT NOT NULL, " \
 	"metric TEXT NOT NULL, item_key TEXT NOT NULL, ordinal INTEGER NOT NULL, " \
@@ -116,7 +119,8 @@ Test(results, migrates_a_version_1_database_keeping_its_runs)
 	mb_store_free(s);
 	cr_expect_eq(scalar("PRAGMA user_version"), MB_STORE_SCHEMA_VERSION);
 	cr_expect_eq(scalar("SELECT count(*) FROM sqlite_master WHERE name IN ('series', "
-			    "'series_points', 'series_monitors', 'figures', 'series_phases')"), 5);
+			    "'series_points', 'series_monitors', 'figures', 'series_phases', "
+			    "'artifacts')"), 6);
 	cr_expect_eq(scalar("SELECT count(*) FROM runs"), 1);
 }
 

@@ -15,6 +15,7 @@
 
 #include <sqlite3.h>
 
+#include <mechbench/artifact.h>
 #include <mechbench/dataset.h>
 #include <mechbench/results.h>
 #include <mechbench/store.h>
@@ -96,6 +97,60 @@ Test(store, a_run_round_trips_exactly)
 	cr_expect_eq(scalar(db, "SELECT count(*) FROM item_values"), 40 * 3);
 	cr_expect_eq(scalar(db, "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"), 1);
 	mb_run_result_dispose(&back);
+	mb_run_result_dispose(&run);
+	mbt_rmtree(dir);
+}
+
+Test(store, an_entry_artifact_round_trips_bit_for_bit_and_a_bad_one_is_named)
+{
+	char dir[256], db[512], where[256], want[1024];
+	mb_store *s;
+	mb_run_result run, back;
+	mb_error err;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(db, sizeof(db), "%s/r.db", dir);
+	mbt_run_fixture(&run, dir);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	/* a run without an artifact stores no artifacts row */
+	cr_assert_eq(mb_store_put_run(s, &run, &err), 0, "%s", err.msg);
+	run.entries[0].artifact = json_pack(
+		"{s:s, s:i, s:[{s:s, s:i, s:i, s:s, s:f, s:f}], s:[{s:s, s:s, s:s, s:f}]}", "kind",
+		"circuit", "version", 1, "nodes", "id", "a1.2", "layer", 1, "head", 2, "kind",
+		"head", "effect", 0.1 + 0.2, "inclusion", 1.0 / 3.0, "edges", "from", "a1.2", "to",
+		"logits", "via", "resid", "effect", -1e-300);
+	cr_assert_not_null(run.entries[0].artifact);
+	cr_assert_eq(mb_store_put_run(s, &run, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_store_get_run(&back, s, 1, &err), 0, "%s", err.msg);
+	cr_expect_null(back.entries[0].artifact);
+	mb_run_result_dispose(&back);
+	cr_assert_eq(mb_store_get_run(&back, s, 2, &err), 0, "%s", err.msg);
+	cr_expect_eq(mb_artifact_first_diff(where, sizeof(where), run.entries[0].artifact,
+					    back.entries[0].artifact, "artifact"), 0,
+		     "differs at %s", where);
+	mb_run_result_dispose(&back);
+	mb_store_free(s);
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM artifacts"), 1);
+	text_of(db, "SELECT kind FROM artifacts WHERE run_id = 2 AND entry = 'toy'", where,
+		sizeof(where));
+	cr_expect_str_eq(where, "circuit");
+	/* a stored artifact that is not valid is named by database, run, entry, field */
+	exec_raw(db, "UPDATE artifacts SET data = '{\"kind\": \"circuit\", \"version\": 1, "
+		     "\"nodes\": [], \"edges\": [{\"from\": \"a1.0\", \"to\": \"logits\", "
+		     "\"via\": \"resid\", \"effect\": 1}]}'");
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	cr_expect_eq(mb_store_get_run(&back, s, 2, &err), MB_EINVALID);
+	snprintf(want, sizeof(want), "%s: run 2 entry toy: artifact.edges[0].from: 'a1.0' is not a "
+		 "node of this circuit (nor \"embed\")", db);
+	cr_expect_str_eq(err.msg, want);
+	exec_raw(db, "UPDATE artifacts SET data = '{\"kind\": '");
+	cr_expect_eq(mb_store_get_run(&back, s, 2, &err), MB_EINVALID);
+	snprintf(want, sizeof(want), "%s: run 2 entry toy: artifact: 1:", db);
+	cr_expect(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
+	mb_store_free(s);
+	/* deleting a run deletes its artifact with its entries */
+	exec_raw(db, "PRAGMA foreign_keys = ON; DELETE FROM runs WHERE id = 2");
+	cr_expect_eq(scalar(db, "SELECT count(*) FROM artifacts"), 0);
 	mb_run_result_dispose(&run);
 	mbt_rmtree(dir);
 }

@@ -168,3 +168,116 @@ void mbt_run_fixture(mb_run_result *run, const char *dir)
 	mb_dataset_dispose(&d);
 	mb_spec_dispose(&spec);
 }
+
+void mbt_entry_spec(mbt_entry_fixture *f, int n_per_stratum, const char *extra)
+{
+	char *text;
+	mb_error err;
+
+	memset(f, 0, sizeof(*f));
+	mbt_tmpdir(f->dir, sizeof(f->dir));
+	mbt_suite_fixture(f->dir, n_per_stratum, extra, MBT_METRICS_ALL, &text);
+	check(mb_spec_parse(&f->spec, text, strlen(text), "demo.json", &err), &err);
+	free(text);
+}
+
+void mbt_entry_setup(mbt_entry_fixture *f, int n_per_stratum, const char *extra)
+{
+	mb_error err;
+
+	mbt_entry_spec(f, n_per_stratum, extra);
+	check(mb_runner_load_dataset(&f->d, &f->spec.entries[0], f->dir, &err), &err);
+}
+
+void mbt_entry_teardown(mbt_entry_fixture *f)
+{
+	mb_dataset_dispose(&f->d);
+	mb_spec_dispose(&f->spec);
+	mbt_rmtree(f->dir);
+}
+
+void mbt_entry_run(mbt_entry_fixture *f, mb_entry_result *out, int threads)
+{
+	char model[512];
+	mb_runner_opts o = {.threads = threads};
+	mb_error err;
+
+	snprintf(model, sizeof(model), "%s/models/true", f->dir);
+	check(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model, "models/true",
+				  &o, &err), &err);
+}
+
+#define GIT "git -c user.email=t@example.com -c user.name=t -c init.defaultBranch=main "
+
+static const char gate_spec_fmt[] =
+	"{\n"
+	"  \"format\": 1,\n"
+	"  \"suite\": \"demo\",\n"
+	"  \"alpha\": 0.05,\n"
+	"  \"power\": 0.8,\n"
+	"  \"bootstrap\": 2000,\n"
+	"  \"seed\": 1234,\n"
+	"  \"tasks\": [{\n"
+	"    \"name\": \"toy\",\n"
+	"    \"task\": \"synthetic\",\n"
+	"    \"model\": \"models/true\",\n"
+	"    \"baseline\": \"baselines/demo.json\",\n"
+	"    \"dataset\": {\"path\": \"datasets/synthetic/toy.jsonl\", \"sha256\": \"%s\"},\n"
+	"%s"
+	"    \"strata\": {\"easy\": 0.5, \"hard\": 0.5},\n"
+	"    \"metrics\": [\n"
+	"      {\"metric\": \"synthetic.score@1\", \"kind\": \"continuous\", \"direction\": \"higher\",\n"
+	"       \"margin\": 1.0, \"threshold\": 1.0},\n"
+	"      {\"metric\": \"synthetic.correct@1\", \"kind\": \"binary\", \"direction\": \"higher\",\n"
+	"       \"margin\": 0.15},\n"
+	"      {\"metric\": \"synthetic.loss@1\", \"kind\": \"ratio\", \"direction\": \"lower\",\n"
+	"       \"margin\": 0.25}\n"
+	"    ]\n"
+	"  }]\n"
+	"}\n";
+
+static void sh_or_die(const char *dir, const char *cmd)
+{
+	char *out = NULL;
+	if (mbt_sh(dir, cmd, &out) != 0) {
+		fprintf(stderr, "fixture: %s: %s\n", cmd, out ? out : "");
+		abort();
+	}
+	free(out);
+}
+
+void mbt_gate_repo(char *dir, size_t cap, const char *entry_extra)
+{
+	char sha[65] = "", *spec, *manifest;
+	const char *line;
+	const double wp[8] = {1, -1, 1, 1, -1, 1, 1, -1};
+	size_t n = sizeof(gate_spec_fmt) + strlen(entry_extra) + 64;
+
+	mbt_tmpdir(dir, cap);
+	sh_or_die(dir, GIT "init -q .");
+	mbt_write(dir, ".gitignore", "*.db\n*.db-*\nout/\n");
+	mbt_write(dir, "datasets/MANIFEST",
+		  "-  synthetic/toy.jsonl  synthetic@1  7  {\"n_per_stratum\": 100}\n");
+	sh_or_die(dir, MBT_CLI "datasets build > /dev/null");
+	sh_or_die(dir, MBT_CLI "datasets verify > /dev/null");
+	manifest = mbt_read(dir, "datasets/MANIFEST");
+	line = manifest ? strstr(manifest, "\n") : NULL;
+	while (line && line[1] == '#')
+		line = strchr(line + 1, '\n');
+	if (!line || strlen(line) < 65)
+		die("datasets/MANIFEST");
+	memcpy(sha, line + 1, 64);
+	free(manifest);
+	if (!(spec = malloc(n)))
+		die("malloc");
+	snprintf(spec, n, gate_spec_fmt, sha, entry_extra);
+	mbt_write(dir, "benchmarks/demo.json", spec);
+	free(spec);
+	mbt_true_model(dir, "models/true");
+	mbt_synthetic_model(dir, "models/perturbed", wp, 8, 0);
+	sh_or_die(dir, GIT "add -A && " GIT "commit -qm 'spec, dataset, models'");
+	sh_or_die(dir, MBT_CLI "run --suite benchmarks/demo.json --db run.db --quiet > /dev/null");
+	sh_or_die(dir, MBT_CLI "baseline save --run 1 --db run.db --out baselines/demo.json"
+		       " > /dev/null 2>&1");
+	sh_or_die(dir, GIT "add baselines/demo.json && " GIT "commit -qm baseline");
+}

@@ -8,6 +8,10 @@
 
 #include <stddef.h>
 
+#include <mechbench/dataset.h>
+#include <mechbench/runner.h>
+#include <mechbench/spec.h>
+
 #include "cli_run.h"
 
 /* Makes a fresh folder under /tmp into buf (cap bytes); aborts the test
@@ -38,6 +42,32 @@ void mbt_true_model(const char *dir, const char *rel);
  * or ""). *spec_text is malloc'd. */
 void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		       const char *metrics, char **spec_text);
+/* One entry on disk and in memory: mbt_suite_fixture's files (MBT_METRICS_ALL)
+ * in a fresh folder, the spec parsed, and (mbt_entry_setup) the dataset
+ * loaded; mbt_entry_spec leaves d zeroed. Abort on failure. */
+typedef struct mbt_entry_fixture {
+	char dir[256];
+	mb_spec spec;
+	mb_dataset d;
+} mbt_entry_fixture;
+void mbt_entry_spec(mbt_entry_fixture *f, int n_per_stratum, const char *extra);
+void mbt_entry_setup(mbt_entry_fixture *f, int n_per_stratum, const char *extra);
+void mbt_entry_teardown(mbt_entry_fixture *f);
+/* Runs the entry on f->dir/models/true with `threads` threads into *out
+ * (model label "models/true"). Aborts on failure. */
+void mbt_entry_run(mbt_entry_fixture *f, mb_entry_result *out, int threads);
+
+/* A throw-away git repository for gate tests in a fresh folder (dir, cap
+ * bytes): datasets/synthetic/toy.jsonl built from datasets/MANIFEST
+ * (synthetic, seed 7, 100 per stratum), benchmarks/demo.json (suite demo,
+ * entry "toy" on models/true with baseline baselines/demo.json, registered
+ * strata easy/hard 0.5, the three synthetic metrics, score with threshold
+ * 1.0), `entry_extra` inserted verbatim after the entry's dataset line (""
+ * or lines of further entry fields, each ending in ",\n"), the true model and
+ * models/perturbed (two weights flipped), committed on main; then a run into
+ * run.db saved as baselines/demo.json, committed. Aborts on failure. */
+void mbt_gate_repo(char *dir, size_t cap, const char *entry_extra);
+
 /* The run of that fixture (20 items per stratum, MBT_METRICS_ALL) on the true
  * model, as `run` would make it: one entry "toy", provenance of this build
  * with suite "demo" and spec path benchmarks/demo.json. Aborts on failure. */

@@ -1,0 +1,128 @@
+/*
+ * bench_sae: SAE training tokens per second (sae_train.h), the mechbench
+ * side of benchmarks/perf/bench_sae.sh, which compares it with the same SAE,
+ * data order and optimizer in PyTorch (bench_sae_torch.py).
+ *
+ *   bench_sae --data FILE.npy [--arch topk|relu] [--width S] [--k K]
+ *             [--batch R] [--steps N] [--threads T]
+ *
+ * FILE.npy: float32 (N, D) rows (the script writes them); rows 0 .. R - 1
+ * serve the initialisation (normalisation, geometric-median b_dec), step t
+ * trains on rows (t R .. (t + 1) R - 1) mod N, in order. The first step is
+ * untimed (first touch of the buffers); prints one JSON line {"impl",
+ * "threads", "arch", "d_in", "width", "batch", "steps", "seconds",
+ * "tokens_per_s", "losses": [the first 5 losses]}.
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mechbench/npy.h>
+#include <mechbench/sae_train.h>
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct rows_src {
+	const float *data;
+	int64_t n, next;
+	int D;
+} rows_src;
+
+static int rows_next(void *self, float *out, int n, mb_error *err)
+{
+	rows_src *r = self;
+	(void)err;
+	for (int i = 0; i < n; i++) {
+		memcpy(out + (size_t)i * r->D, r->data + (size_t)(r->next % r->n) * r->D,
+		       (size_t)r->D * sizeof(float));
+		r->next++;
+	}
+	return 0;
+}
+
+typedef struct timing {
+	double t1;
+	double losses[5];
+	int64_t steps;
+} timing;
+
+static void on_step(const mb_sae_progress *p, void *payload)
+{
+	timing *t = payload;
+	if (p->step == 1)
+		t->t1 = now();
+	if (p->step <= 5)
+		t->losses[p->step - 1] = p->loss.total;
+	t->steps = p->step;
+}
+
+int main(int argc, char **argv)
+{
+	const char *data = NULL;
+	int topk = 1, width = 4096, k = 32, batch = 4096, steps = 20, threads = 2;
+	mb_npy a;
+	mb_error err;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--data") == 0)
+			data = argv[i + 1];
+		else if (strcmp(argv[i], "--arch") == 0)
+			topk = strcmp(argv[i + 1], "topk") == 0;
+		else if (strcmp(argv[i], "--width") == 0)
+			width = (int)strtol(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--k") == 0)
+			k = (int)strtol(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--batch") == 0)
+			batch = (int)strtol(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--steps") == 0)
+			steps = (int)strtol(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--threads") == 0)
+			threads = (int)strtol(argv[i + 1], NULL, 10);
+	}
+	if (!data) {
+		fprintf(stderr, "usage: bench_sae --data FILE.npy [--arch topk|relu] [--width S] "
+				"[--k K] [--batch R] [--steps N] [--threads T]\n");
+		return 2;
+	}
+	omp_set_num_threads(threads);
+	if (mb_npy_read_f32(&a, data, &err) < 0 || a.ndim != 2) {
+		fprintf(stderr, "bench_sae: %s\n", a.ndim != 2 ? "data must be (N, D)" : err.msg);
+		return 1;
+	}
+	rows_src rs = {a.data, a.shape[0], 0, (int)a.shape[1]};
+	mb_sae_source src = {(int)a.shape[1], rows_next, &rs};
+	mb_sae_train_config cfg = mb_sae_train_defaults(topk ? MB_SAE_TOPK : MB_SAE_RELU);
+	cfg.width = width;
+	cfg.k = k;
+	cfg.batch = batch;
+	cfg.tokens = (int64_t)batch * (steps + 1);
+	cfg.init_rows = batch;
+	cfg.lr = 1e-3;
+	timing tm;
+	memset(&tm, 0, sizeof(tm));
+	mb_sae *s;
+	mb_sae_train_result res;
+	if (mb_sae_train(&s, &res, &src, &cfg, on_step, &tm, &err) < 0) {
+		fprintf(stderr, "bench_sae: %s\n", err.msg);
+		return 1;
+	}
+	double secs = now() - tm.t1;
+	int64_t timed = tm.steps - 1;
+	printf("{\"impl\": \"mechbench\", \"threads\": %d, \"arch\": \"%s\", \"d_in\": %d, "
+	       "\"width\": %d, \"batch\": %d, \"steps\": %lld, \"seconds\": %.4f, "
+	       "\"tokens_per_s\": %.1f, \"losses\": [%.6g, %.6g, %.6g, %.6g, %.6g]}\n",
+	       threads, topk ? "topk" : "relu", src.d_in, width, batch, (long long)timed, secs,
+	       secs > 0 ? (double)timed * batch / secs : 0.0, tm.losses[0], tm.losses[1],
+	       tm.losses[2], tm.losses[3], tm.losses[4]);
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_npy_dispose(&a);
+	return 0;
+}

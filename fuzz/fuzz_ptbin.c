@@ -1,0 +1,57 @@
+/*
+ * fuzz_ptbin: libFuzzer target for the PyTorch zip checkpoint reader
+ * (mb_ptbin_to_safetensors_mem: zip, pickle, safetensors image).
+ *
+ * Every input must either convert, and then the image must open as
+ * safetensors (it is ours: a refusal is a bug) and every tensor convert or be
+ * refused with one line, or fail with one non-empty line that starts with the
+ * file's name. Anything else traps.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/ptbin.h>
+#include <mechbench/safetensors.h>
+
+#define NAME "fuzz.bin"
+
+static void check_error(const mb_error *err)
+{
+	if (err->code >= 0 || strncmp(err->msg, NAME ": ", strlen(NAME) + 2) != 0 ||
+	    strchr(err->msg, '\n') != NULL || strlen(err->msg) <= strlen(NAME) + 2)
+		__builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	mb_safetensors *st = NULL;
+	mb_error err;
+	void *img = NULL;
+	size_t len = 0;
+
+	mb_error_clear(&err);
+	if (mb_ptbin_to_safetensors_mem(&img, &len, data, size, NAME, &err) < 0) {
+		check_error(&err);
+		if (img)
+			__builtin_trap();
+		return 0;
+	}
+	if (mb_safetensors_open_mem(&st, img, len, NAME, &err) < 0)
+		__builtin_trap();
+	for (size_t i = 0; i < mb_safetensors_count(st); i++) {
+		const mb_st_tensor *t = mb_safetensors_at(st, i);
+		float *dst = malloc(t->numel * sizeof(float) + 1);
+
+		if (!dst)
+			__builtin_trap();
+		if (mb_safetensors_read_f32(st, t, dst, 0, &err) < 0)
+			check_error(&err);
+		free(dst);
+	}
+	mb_safetensors_free(st);
+	free(img);
+	return 0;
+}

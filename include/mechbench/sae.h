@@ -1,0 +1,284 @@
+/*
+ * sae.h: sparse autoencoders (SAEs) on hook-point activations: the three
+ * architectures, their training forward and backward, SAELens's file layout,
+ * the quality metrics and the ground-truth recovery scores.
+ *
+ * Legend: B rows (tokens) of a batch, D d_in (the hook point's width per
+ * position), S d_sae (latents), K the TopK k.
+ *
+ * Parameters, SAELens's names and layout (one block, carved in this order):
+ *   W_enc     (D, S)   pre = (x - a b_dec) W_enc + b_enc, a = apply_b_dec_to_input
+ *   b_enc     (S)
+ *   W_dec     (S, D)   x_hat = f W_dec + b_dec (row j: latent j's direction)
+ *   b_dec     (D)
+ *   threshold (S)      JumpReLU only
+ *
+ * Architectures (the activation f from pre):
+ *   MB_SAE_RELU      f = ReLU(pre). Training (Anthropic, "Circuits Updates,
+ *                    April 2024", the "April update"): loss = |x - x_hat|^2 +
+ *                    lambda sum_j f_j |W_dec[j]|, decoder rows unconstrained,
+ *                    a = 0 (the encoder sees x itself).
+ *   MB_SAE_TOPK      f = ReLU of the K largest pre (the rest 0; ties to the
+ *                    lower index) (Gao et al. 2024, "Scaling and evaluating
+ *                    sparse autoencoders", sec. 2.3). Training: loss = |x -
+ *                    x_hat|^2 + AuxK (sec. A.2 / B.1): e = x - x_hat (a
+ *                    constant), z = ReLU of the k_aux largest pre among dead
+ *                    latents, e_hat = z W_dec (no bias), aux = c s |e - e_hat|^2
+ *                    with k_aux = min(D / 2, n_dead), s = min(n_dead / (D / 2), 1)
+ *                    (SAELens's scale), c the aux coefficient; decoder rows unit
+ *                    norm (gradient projected, rows renormalised after each
+ *                    step: the trainer), a = 1.
+ *   MB_SAE_JUMPRELU  f = pre where pre > threshold_j and pre > 0, else 0
+ *                    (Rajamanoharan et al. 2024; SAELens's JumpReLU SAE and
+ *                    Gemma Scope files). Inference only here.
+ *
+ * Determinism. Every function is bitwise the same for any OpenMP thread
+ * count: per-row work writes its own row, per-latent sums run over rows in
+ * ascending order, and every float reduction across rows is summed in double
+ * in row order after the parallel loop. The encoder's GEMM goes through
+ * mb_gemm_sgemm on fixed row chunks (portable backend: each element one FMA
+ * chain, so also batch invariant).
+ */
+#ifndef MECHBENCH_SAE_H
+#define MECHBENCH_SAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mechbench/error.h>
+#include <mechbench/hooks.h>
+
+typedef enum mb_sae_arch {
+	MB_SAE_RELU = 0,  /* SAELens "standard" */
+	MB_SAE_TOPK,      /* SAELens "topk" */
+	MB_SAE_JUMPRELU,  /* SAELens "jumprelu" */
+} mb_sae_arch;
+
+/* "standard", "topk", "jumprelu" (SAELens's architecture names). */
+const char *mb_sae_arch_name(mb_sae_arch a);
+
+#define MB_SAE_TEXT_MAX 128
+
+typedef struct mb_sae {
+	mb_sae_arch arch;
+	int d_in;                 /* D */
+	int d_sae;                /* S */
+	int k;                    /* TopK's K, 0 otherwise */
+	int apply_b_dec_to_input; /* a */
+	float *params;            /* owned, n_params floats */
+	size_t n_params;
+	float *W_enc;             /* (D, S) */
+	float *b_enc;             /* (S) */
+	float *W_dec;             /* (S, D) */
+	float *b_dec;             /* (D) */
+	float *threshold;         /* (S) JumpReLU, else NULL */
+	/* metadata (cfg.json "metadata"; informative, may be empty) */
+	char model_name[MB_SAE_TEXT_MAX];
+	char hook_name[MB_SAE_TEXT_MAX];
+	int context_size;         /* 0: unknown */
+	int prepend_bos;
+	char dataset_path[MB_SAE_TEXT_MAX];
+} mb_sae;
+
+/* Number of parameter floats of an SAE of this shape (the block above). */
+size_t mb_sae_param_count(mb_sae_arch arch, int d_in, int d_sae);
+/* Points W_enc .. threshold of s into base (the layout above); gradients and
+ * optimiser state use the same carving. */
+void mb_sae_carve(mb_sae *s, float *base);
+
+/* Allocates a zeroed SAE (params owned). k only for TopK (1..S). Errors:
+ * sizes out of range (naming the field), MB_ENOMEM. */
+int mb_sae_init(mb_sae **out, mb_sae_arch arch, int d_in, int d_sae, int k, mb_error *err);
+void mb_sae_free(mb_sae *s);
+
+/* ---- forward ---- */
+
+/*
+ * Working memory of one forward/backward over up to max_rows rows, reused
+ * across batches. Active latents are kept per row (CSR with capacity cap per
+ * row: S for ReLU and JumpReLU, K for TopK): row b's entries are
+ * idx[b cap + e], val[b cap + e] for e < nnz[b], latents ascending.
+ */
+typedef struct mb_sae_work {
+	int max_rows, cap, cap_aux;
+	float *xc;      /* (B, D) x - a b_dec */
+	float *pre;     /* (B, S) pre-activations */
+	float *x_hat;   /* (B, D) */
+	int32_t *idx;   /* (B, cap) */
+	float *val;     /* (B, cap) f */
+	int32_t *nnz;   /* (B) */
+	double *sse;    /* (B) |x - x_hat|^2 per row */
+	/* training only (mb_sae_work_init with train set) */
+	int32_t *aidx;  /* (B, cap_aux) AuxK latents */
+	float *aval;    /* (B, cap_aux) */
+	int32_t *annz;  /* (B) */
+	float *e_hat;   /* (B, D) aux reconstruction */
+	double *aux;    /* (B) |e - e_hat|^2 per row */
+	float *dx_hat;  /* (B, D) */
+	float *de_hat;  /* (B, D) */
+	float *dpre;    /* (B, cap) d loss / d pre at the active entries */
+	float *dapre;   /* (B, cap_aux) */
+	float *dxc;     /* (B, D) */
+	float *norm;      /* (S) |W_dec[j]| */
+	float *wenc_t;    /* (S, D) W_enc transposed (contiguous per latent) */
+	float *genc_t;    /* (S, D) the W_enc gradient, transposed */
+	int32_t *col_ptr; /* (S + 1) the entries by latent (CSC), rows ascending, each
+			     row's main entries before its aux ones */
+	int32_t *col_ent; /* (B (cap + cap_aux)) entry e: main b cap + i when
+			     e < B cap, else aux B cap + b cap_aux + i */
+	int32_t *col_cur; /* (S) fill cursors */
+} mb_sae_work;
+
+int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, mb_error *err);
+void mb_sae_work_dispose(mb_sae_work *w);
+
+/* Encodes and decodes rows x (B, D), B <= w->max_rows: fills w->xc, pre,
+ * the active entries, x_hat and sse. */
+void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B);
+
+/* ---- training loss and gradients ---- */
+
+typedef struct mb_sae_loss {
+	double mse;    /* (1/B) sum_b |x_b - x_hat_b|^2 */
+	double sparse; /* ReLU: (lambda / B) sum_b sum_j f_bj |W_dec[j]| */
+	double aux;    /* TopK: c s (1/B) sum_b |e_b - e_hat_b|^2 (0 without dead latents) */
+	double total;  /* mse + sparse + aux */
+	double l0;     /* mean active latents per row */
+	int n_dead;    /* dead latents given */
+} mb_sae_loss;
+
+/*
+ * The training loss of the last mb_sae_forward (same x, B) and its gradient
+ * with respect to every parameter, written (overwritten) into grad, a block
+ * carved like s (mb_sae_carve). lambda: the ReLU's L1 coefficient (the
+ * schedule's value for this step). dead: (S) 1 for a dead latent, or NULL
+ * (no AuxK); aux_coef: c. Loss definitions: above; the gradients are their
+ * exact derivatives (ReLU and TopK's selection are piecewise constant; the
+ * selection's own gradient is zero). JumpReLU: MB_EINVALID.
+ */
+int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const float *x, int B,
+		    double lambda, const uint8_t *dead, double aux_coef, float *grad,
+		    mb_error *err);
+
+/* ---- SAELens files ---- */
+
+/*
+ * SAELens's layout: DIR/cfg.json and DIR/sae_weights.safetensors (float32
+ * W_enc (D, S), b_enc (S), W_dec (S, D), b_dec (D), and threshold (S) for
+ * JumpReLU).
+ *
+ * cfg.json, read: the 6.x form ({"architecture", "d_in", "d_sae", "dtype",
+ * "apply_b_dec_to_input", "normalize_activations", "reshape_activations",
+ * "k" (topk), "rescale_acts_by_decoder_norm", "metadata": {"model_name",
+ * "hook_name", "hook_head_index", "context_size", "prepend_bos",
+ * "dataset_path", ...}}) and the older flat form (hook_name or hook_point,
+ * activation_fn_str "relu" | "topk" with activation_fn_kwargs.k; missing
+ * architecture means "standard", missing apply_b_dec_to_input means true).
+ * Refused with one line naming the file and field: architectures other than
+ * standard/topk/jumprelu, normalize_activations other than "none" (an SAE
+ * whose scaling was not folded in), hook_head_index set,
+ * finetuning_scaling_factor true, rescale_acts_by_decoder_norm true, a
+ * d_in/d_sae/k out of range. Tensors: each named one must be present, float
+ * (F32/F16/BF16/F64 converted), of its shape and finite; an unknown tensor is
+ * an error (a "scaling_factor" of all ones is accepted and ignored, as
+ * SAELens does).
+ *
+ * Written: the 6.x form, float32, with "metadata" from s (hook_name,
+ * model_name, context_size, prepend_bos, dataset_path) plus
+ * "sae_lens_version": "6.0.0" (the layout written) and "mechbench_version".
+ * The bytes are a pure function of s.
+ */
+int mb_sae_load(mb_sae **out, const char *dir, mb_error *err);
+int mb_sae_save(const mb_sae *s, const char *dir, mb_error *err);
+
+/* ---- metrics ---- */
+
+/*
+ * Quality metrics over tokens, accumulated batch by batch (definitions after
+ * SAEBench's core evaluation, Karvonen et al. 2025, sae_bench/evals/core,
+ * cited per field in mb_sae_stats_result). Sums are in double in row order.
+ */
+typedef struct mb_sae_stats {
+	int d_in, d_sae;
+	int64_t tokens;
+	double sum_l0, sum_sse, sum_cos, sum_sq;
+	double *sum_x;    /* (D) */
+	int64_t *fires;   /* (S) tokens on which latent j was nonzero */
+} mb_sae_stats;
+
+int mb_sae_stats_init(mb_sae_stats *st, int d_in, int d_sae, mb_error *err);
+void mb_sae_stats_dispose(mb_sae_stats *st);
+/* Adds the B rows of the last mb_sae_forward over x. */
+void mb_sae_stats_add(mb_sae_stats *st, const mb_sae_work *w, const float *x, int B);
+
+typedef struct mb_sae_stats_result {
+	int64_t tokens;
+	double l0;   /* mean over tokens of #{j : f_j != 0} (SAEBench "l0") */
+	double fve;  /* fraction of variance explained, 1 - sum |x - x_hat|^2 / sum |x - mean x|^2
+			over the tokens (SAEBench "explained_variance", its intended
+			formula: total variance E|x|^2 - |E x|^2) */
+	double mse;  /* mean over tokens and dims of (x - x_hat)^2 (torch's mse_loss;
+			SAEBench's "mse" divides each token's sum by the batch's token
+			count instead, which depends on the batch size) */
+	double cos;  /* mean over tokens of cos(x, x_hat) (SAEBench "cossim") */
+	double dead; /* fraction of latents that never fired in these tokens */
+	double dense;/* fraction of latents firing on > 10% of the tokens */
+} mb_sae_stats_result;
+
+void mb_sae_stats_finish(mb_sae_stats_result *out, const mb_sae_stats *st);
+
+/* cos(x, y) of two rows of n values as "cos" above counts it: in double; 1
+ * when both are zero, 0 when only one is. */
+double mb_sae_cos(const float *x, const float *y, int n);
+
+/* ---- splicing into a forward ---- */
+
+typedef enum mb_sae_splice_mode {
+	MB_SAE_SPLICE_RECONSTRUCT = 0, /* x := x_hat at every valid position */
+	MB_SAE_SPLICE_ZERO,            /* x := 0 (the zero-ablation reference) */
+} mb_sae_splice_mode;
+
+/* A hook payload (mb_sae_splice_hook): replaces the hook's activation at each
+ * valid position by the SAE's reconstruction (or zero). The activation's
+ * per-position width must be d_in (hook_z: H Dh, flattened). work is sized
+ * for at least B T rows (the caller's). */
+typedef struct mb_sae_splice {
+	const mb_sae *sae;
+	mb_sae_work *work;
+	mb_sae_splice_mode mode;
+	float *rows; /* (B T, D) scratch the caller owns */
+} mb_sae_splice;
+
+int mb_sae_splice_hook(const mb_hook_tensor *t, void *payload, mb_error *err);
+
+/* Gathers the valid positions of a hook tensor into rows (n, D) in (b, t)
+ * order; *n gets their count. Errors: a point whose positions are not
+ * (B, T, ...) (attention patterns, logits) or whose width is not d_in. */
+int mb_sae_rows_gather(float *rows, int *n, const mb_hook_tensor *t, int d_in, mb_error *err);
+
+/* ---- ground truth ---- */
+
+/*
+ * Recovery of known feature directions (Sharkey et al. 2022, "Taking features
+ * out of superposition with sparse autoencoders"): for each true direction
+ * i (truth (n, D), any norms) the maximum cosine similarity to any decoder
+ * row of s; mmcs = their mean; recovered = the fraction with max cos >= 0.9.
+ * max_cos (n) may be NULL.
+ */
+int mb_sae_recovery(double *mmcs, double *recovered, double *max_cos, const mb_sae *s,
+		    const float *truth, int n, mb_error *err);
+
+/*
+ * Matching latents to known variables (issue 19 item 4, zoo languages):
+ * out[v] is the area under the ROC curve of score[i * stride] (i < n) for
+ * the binary labels[v n + i] (v < n_labels), i.e. the Mann-Whitney U over
+ * n_pos n_neg with tied scores sharing their average rank (0.5 is chance, 1
+ * a perfect detector); NaN when a class is empty. The scores are sorted once
+ * for all labels. mb_sae_f1: the F1 of the detector "score > 0" (a latent
+ * that fires) for one label; 0 when it never fires on a positive.
+ */
+int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *labels,
+		 int n_labels, size_t n, mb_error *err);
+double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t n);
+
+#endif

@@ -1,0 +1,548 @@
+/* cmd_sae.c: `mechbench sae train | eval | tms`: sparse autoencoders on a
+ * model's hook points (sae.h, sae_train.h). */
+#include "cli.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mechbench/buildinfo.h>
+#include <mechbench/file.h>
+#include <mechbench/hooks.h>
+#include <mechbench/model.h>
+#include <mechbench/sae.h>
+#include <mechbench/sae_train.h>
+#include <mechbench/str.h>
+#include <mechbench/tokenizer.h>
+
+typedef struct sae_args {
+	const char *model, *hook, *out, *text, *sae;
+	int arch;
+	int64_t width, k, tokens, batch, seed, ctx, text_batch, buffer, batches, skip, threads;
+	int64_t features, dims, seqs, model_steps;
+	double l1, lr, p;
+	int quiet, sweep;
+} sae_args;
+
+static const char *const archs[] = {"relu", "topk", NULL};
+
+#define OPT_TEXT(T)                                                                         \
+	{MB_OPT(PATH, "--text", T, text), .meta = "FILE",                                  \
+	 .help = "a UTF-8 text file read through the model's tokenizer (default: a zoo "     \
+		 "model's own language, from its training_state.json)"},                      \
+	{MB_OPT(INT, "--ctx", T, ctx), .meta = "N", .range = "[2, 1048576]", .def = "64",  \
+	 .help = "--text: tokens per sequence"},                                             \
+	{MB_OPT(INT, "--text-batch", T, text_batch), .meta = "N", .range = "[1, 65536]",  \
+	 .def = "16", .help = "--text: sequences per forward"}
+
+static const mb_cli_opt train_opts[] = {
+	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
+	 .help = "a checkpoint folder (config.json, model.safetensors)"},
+	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME", .required = 1,
+	 .help = "the hook point (TransformerLens name, e.g. blocks.0.hook_resid_post)"},
+	{MB_OPT(ENUM, "--arch", sae_args, arch), .choices = archs, .def = "topk",
+	 .help = "relu (L1 on |f| |W_dec|, Anthropic April 2024) or topk (Gao et al. 2024, "
+		 "AuxK)"},
+	{MB_OPT(INT, "--width", sae_args, width), .meta = "N", .range = "[1, 16777216]",
+	 .def = "512", .help = "latents (d_sae)"},
+	{MB_OPT(DOUBLE, "--l1", sae_args, l1), .meta = "X", .range = ">= 0", .def = "5",
+	 .help = "relu: the L1 coefficient lambda"},
+	{MB_OPT(INT, "--k", sae_args, k), .meta = "K", .range = ">= 1", .def = "32",
+	 .help = "topk: active latents per token"},
+	{MB_OPT(INT, "--tokens", sae_args, tokens), .meta = "N", .range = ">= 1",
+	 .def = "2000000", .help = "training tokens (rows)"},
+	{MB_OPT(INT, "--batch", sae_args, batch), .meta = "N", .range = "[1, 1048576]",
+	 .def = "4096", .help = "tokens per step"},
+	{MB_OPT(DOUBLE, "--lr", sae_args, lr), .meta = "X", .range = ">= 0",
+	 .help = "Adam's learning rate (default 2e-4 sqrt(16384 / width), at most 1e-3)"},
+	{MB_OPT(INT, "--seed", sae_args, seed), .meta = "S", .range = ">= 0", .def = "0",
+	 .help = "the seed of the initialisation and the shuffle"},
+	{MB_OPT(INT, "--buffer", sae_args, buffer), .meta = "N", .range = "[1, 4096]",
+	 .def = "8", .help = "corpus batches per shuffle buffer"},
+	OPT_TEXT(sae_args),
+	{MB_OPT(PATH, "--out", sae_args, out), .meta = "DIR", .required = 1,
+	 .help = "the SAE folder (SAELens layout + training_state.json)"},
+	MB_CLI_OPT_THREADS(sae_args, threads),
+	MB_CLI_OPT_QUIET(sae_args, quiet),
+};
+
+static const mb_cli_opt eval_opts[] = {
+	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
+	 .help = "the model the SAE reads"},
+	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
+	 .help = "an SAE folder in SAELens's layout (cfg.json, sae_weights.safetensors)"},
+	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
+	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	{MB_OPT(INT, "--batches", sae_args, batches), .meta = "N", .range = "[1, 1000000]",
+	 .def = "4", .help = "corpus batches to evaluate on"},
+	{MB_OPT(INT, "--skip", sae_args, skip), .meta = "N", .range = ">= 0", .def = "0",
+	 .help = "corpus batches to skip first"},
+	OPT_TEXT(sae_args),
+	MB_CLI_OPT_THREADS(sae_args, threads),
+};
+
+static const mb_cli_opt match_opts[] = {
+	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
+	 .help = "a zoo model (its training_state.json names the recipe)"},
+	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
+	 .help = "an SAE folder in SAELens's layout"},
+	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
+	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
+	 .def = "128", .help = "held-out sequences of the recipe's language"},
+	MB_CLI_OPT_THREADS(sae_args, threads),
+};
+
+static const mb_cli_opt tms_opts[] = {
+	{MB_OPT(INT, "--features", sae_args, features), .meta = "N", .range = "[1, 4096]",
+	 .def = "48", .help = "true features n"},
+	{MB_OPT(INT, "--dims", sae_args, dims), .meta = "M", .range = "[1, 65536]", .def = "24",
+	 .help = "dimensions m (m < n: superposition)"},
+	{MB_OPT(DOUBLE, "--p", sae_args, p), .meta = "X", .range = "(0, 1]", .def = "0.04",
+	 .help = "probability that a feature is active (1 - sparsity)"},
+	{MB_OPT(ENUM, "--arch", sae_args, arch), .choices = archs, .def = "topk",
+	 .help = "relu or topk"},
+	{MB_OPT(INT, "--width", sae_args, width), .meta = "N", .range = "[1, 16777216]",
+	 .def = "96", .help = "latents"},
+	{MB_OPT(DOUBLE, "--l1", sae_args, l1), .meta = "X", .range = ">= 0", .def = "1",
+	 .help = "relu: lambda"},
+	{MB_OPT(INT, "--k", sae_args, k), .meta = "K", .range = ">= 1", .def = "3",
+	 .help = "topk: k"},
+	{MB_OPT(INT, "--tokens", sae_args, tokens), .meta = "N", .range = ">= 1",
+	 .def = "204800", .help = "training rows"},
+	{MB_OPT(INT, "--batch", sae_args, batch), .meta = "N", .range = "[1, 1048576]",
+	 .def = "256", .help = "rows per step"},
+	{MB_OPT(DOUBLE, "--lr", sae_args, lr), .meta = "X", .range = ">= 0", .def = "0.003",
+	 .help = "Adam's learning rate"},
+	{MB_OPT(INT, "--seed", sae_args, seed), .meta = "S", .range = ">= 0", .def = "1",
+	 .help = "the seed of the directions, the data and the initialisation"},
+	{MB_OPT(INT, "--model-steps", sae_args, model_steps), .meta = "N", .range = ">= 0",
+	 .def = "0",
+	 .help = "train the TMS model x' = ReLU(W^T W x + b) for N steps first and fit the SAE "
+		 "to its hidden W x (the true directions are then W's columns); 0: the plain data"},
+	{MB_OPT(FLAG, "--sweep", sae_args, sweep),
+	 .help = "also train at p x 2, 4, 8, 16 (denser features) and print how recovery falls"},
+	MB_CLI_OPT_THREADS(sae_args, threads),
+};
+
+static const mb_cli_cmd train_cmd = {
+	.name = "sae train",
+	.opts = train_opts,
+	.n_opts = MB_CLI_N(train_opts),
+	.about =
+	"Trains a sparse autoencoder on the activations of --hook of --model, streamed\n"
+	"from the engine over the corpus (a zoo model's own language, or --text), and\n"
+	"writes --out in SAELens's layout (cfg.json, sae_weights.safetensors) with\n"
+	"training_state.json (configuration, losses, timing). The weights are the same\n"
+	"bits for any --threads. A progress line shows tokens/s, the loss, L0 and the\n"
+	"fraction of dead latents.\n",
+};
+
+static const mb_cli_cmd eval_cmd = {
+	.name = "sae eval",
+	.opts = eval_opts,
+	.n_opts = MB_CLI_N(eval_opts),
+	.about =
+	"Evaluates an SAE (ours or one trained by SAELens) on --model over --batches\n"
+	"corpus batches: L0, fraction of variance explained, MSE, cosine of the\n"
+	"reconstruction, cross-entropy clean / with the SAE spliced in / zero-ablated,\n"
+	"CE loss recovered, KL to the clean logits, dead and dense fractions\n"
+	"(SAEBench's core metrics).\n",
+};
+
+static const mb_cli_cmd match_cmd = {
+	.name = "sae match",
+	.opts = match_opts,
+	.n_opts = MB_CLI_N(match_opts),
+	.about =
+	"Ground truth in a zoo language: for each known latent variable of the\n"
+	"model's recipe (induction: the sequence's topic, and whether the position is\n"
+	"in the repeated segment), the SAE latent whose activation detects it best\n"
+	"(AUROC) and the F1 of that latent's firing, over --seqs held-out sequences.\n",
+};
+
+static const mb_cli_cmd tms_cmd = {
+	.name = "sae tms",
+	.opts = tms_opts,
+	.n_opts = MB_CLI_N(tms_opts),
+	.about =
+	"Ground truth: trains an SAE on a toy model of superposition (--features\n"
+	"sparse features with known directions in --dims dimensions) and prints the\n"
+	"mean max cosine similarity (MMCS) of the true directions to the decoder rows\n"
+	"and the fraction recovered at cos >= 0.9. The defaults are the preset\n"
+	"tests/train/test_sae_train.c checks (>= 95 percent recovered).\n",
+};
+
+static const mb_cli_cmd *const sae_cmds[] = {&train_cmd, &eval_cmd, &match_cmd, &tms_cmd};
+
+static const char sae_about[] =
+	"Sparse autoencoders: train on a model's activations, evaluate (ours or\n"
+	"SAELens's files), and check recovery of known features.\n";
+
+typedef struct progress_state {
+	int tty, quiet;
+	double last;
+} progress_state;
+
+static void progress(const mb_sae_progress *p, void *payload)
+{
+	progress_state *ps = payload;
+	double tps = p->seconds > 0 ? (double)p->tokens / p->seconds : 0.0;
+
+	if (ps->quiet)
+		return;
+	if (ps->tty) {
+		if (p->seconds - ps->last < 0.1 && p->step != p->steps)
+			return;
+		ps->last = p->seconds;
+		fprintf(stderr, "\rsae step %lld/%lld  %.3g tok/s  loss %.5f  L0 %.1f  dead %.3f ",
+			(long long)p->step, (long long)p->steps, tps, p->loss.total, p->loss.l0,
+			p->dead_frac);
+		if (p->step == p->steps)
+			fputc('\n', stderr);
+		fflush(stderr);
+	} else {
+		int64_t tenth = p->steps >= 10 ? p->steps / 10 : 1;
+		if (p->step % tenth != 0 && p->step != p->steps)
+			return;
+		fprintf(stderr, "sae step %lld/%lld  %.3g tok/s  loss %.5f  L0 %.1f  dead %.3f\n",
+			(long long)p->step, (long long)p->steps, tps, p->loss.total, p->loss.l0,
+			p->dead_frac);
+	}
+}
+
+static void join_command(char *buf, size_t cap, int argc, char **argv)
+{
+	size_t n = (size_t)snprintf(buf, cap, "mechbench sae");
+	for (int i = 0; i < argc && n < cap; i++)
+		n += (size_t)snprintf(buf + n, cap - n, " %s", argv[i]);
+}
+
+/* The corpus of a command: --text through the model's tokenizer, else the
+ * zoo model's language. */
+static int open_corpus(mb_sae_corpus **out, const sae_args *a, const mb_model *m, int64_t skip,
+		       mb_error *err)
+{
+	if (a->text) {
+		if (!m->tok)
+			return mb_error_set(err, MB_ENOTFOUND,
+					    "%s: no tokenizer.json to read --text through", a->model);
+		return mb_sae_corpus_open_text(out, a->text, m->tok, (int)a->ctx, (int)a->text_batch,
+					       skip, err);
+	}
+	return mb_sae_corpus_open_zoo(out, a->model, skip, err);
+}
+
+/* The trainer's configuration from the options train and tms share. */
+static mb_sae_train_config train_config(const sae_args *a)
+{
+	mb_sae_train_config cfg = mb_sae_train_defaults(a->arch == 0 ? MB_SAE_RELU : MB_SAE_TOPK);
+	cfg.width = (int)a->width;
+	cfg.k = (int)a->k;
+	cfg.l1 = a->l1;
+	cfg.tokens = a->tokens;
+	cfg.batch = (int)a->batch;
+	cfg.seed = (uint64_t)a->seed;
+	cfg.lr = a->lr;
+	return cfg;
+}
+
+/* eval and match: the SAE of --sae, its hook (--hook, else its cfg.json's) and
+ * the model of --model. Prints the error and returns MB_EXIT_ERROR on failure
+ * (what was loaded is left in *s and *m for the caller to free). */
+static int open_sae_and_model(mb_sae **s, mb_model **m, mb_hook_point *point, const char **hook,
+			      const sae_args *a)
+{
+	mb_error err;
+
+	if (mb_sae_load(s, a->sae, &err) < 0)
+		return mb_cli_fail(&err);
+	*hook = a->hook ? a->hook : (*s)->hook_name;
+	if (!(*hook)[0]) {
+		mb_error_set(&err, MB_EINVALID,
+			     "%s/cfg.json: metadata.hook_name is empty: give --hook", a->sae);
+		return mb_cli_fail(&err);
+	}
+	if (mb_hook_parse(point, *hook, &err) < 0 || mb_model_load(m, a->model, &err) < 0)
+		return mb_cli_fail(&err);
+	return MB_EXIT_OK;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_model *m = NULL;
+	mb_sae_corpus *corpus = NULL;
+	mb_sae_acts *acts = NULL;
+	mb_sae *s = NULL;
+	mb_sae_train_result res;
+	mb_sae_train_config cfg;
+	mb_hook_point point;
+	mb_sae_source src;
+	progress_state ps;
+	mb_error err;
+	char command[2048], path[4096], when[32];
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	memset(&res, 0, sizeof(res));
+	if ((rc = mb_cli_parse(&parsed, &a, &train_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (mb_hook_parse(&point, a.hook, &err) < 0)
+		return mb_cli_usage_error("sae train", "--hook: %s", err.msg);
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	join_command(command, sizeof(command), argc, argv);
+	if (mb_file_check_dir(a.out, &err) < 0)
+		return mb_cli_fail(&err);
+	if (mb_model_load(&m, a.model, &err) < 0)
+		return mb_cli_fail(&err);
+	rc = MB_EXIT_ERROR;
+	if (open_corpus(&corpus, &a, m, 0, &err) < 0 ||
+	    mb_sae_acts_init(&acts, m, point, corpus, (int)a.buffer, (uint64_t)a.seed, &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	cfg = train_config(&a);
+	src = mb_sae_acts_source(acts);
+	memset(&ps, 0, sizeof(ps));
+	ps.tty = isatty(fileno(stderr));
+	ps.quiet = a.quiet;
+	time_t started = time(NULL);
+	if (mb_sae_train(&s, &res, &src, &cfg, progress, &ps, &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	snprintf(s->hook_name, sizeof(s->hook_name), "%s", a.hook);
+	snprintf(s->model_name, sizeof(s->model_name), "%s", a.model);
+	snprintf(s->dataset_path, sizeof(s->dataset_path), "%s", mb_sae_corpus_describe(corpus));
+	{
+		int B, T;
+		mb_sae_corpus_shape(corpus, &B, &T);
+		s->context_size = T;
+	}
+	if (mb_sae_save(s, a.out, &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	{
+		json_t *st = json_object();
+		char *text;
+		mb_str_utc(when, sizeof(when), started);
+		json_object_set_new(st, "format", json_string("mechbench-sae-1"));
+		json_object_set_new(st, "command", json_string(command));
+		json_object_set_new(st, "model", json_string(a.model));
+		json_object_set_new(st, "hook", json_string(a.hook));
+		json_object_set_new(st, "corpus", json_string(mb_sae_corpus_describe(corpus)));
+		json_object_set_new(st, "commit", json_string(mb_build_commit()));
+		json_object_set_new(st, "threads", json_integer(omp_get_max_threads()));
+		json_object_set_new(st, "started_utc", json_string(when));
+		json_object_set_new(st, "seconds", json_real(res.seconds));
+		json_object_set(st, "sae", res.record);
+		text = json_dumps(st, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+		json_decref(st);
+		if (!text || mb_file_path_join(path, sizeof(path), a.out, "training_state.json",
+					       &err) < 0 ||
+		    mb_file_write_all(path, text, strlen(text), &err) < 0) {
+			free(text);
+			if (!text)
+				mb_error_oom(&err, "training_state.json", 0);
+			mb_cli_fail(&err);
+			goto cleanup;
+		}
+		free(text);
+	}
+	printf("sae %s width %d on %s %s: %lld tokens in %.1fs (%.3g tok/s), loss %.5f, L0 %.1f, "
+	       "dead %.3f -> %s\n",
+	       a.arch == 0 ? "relu" : "topk", cfg.width, a.model, a.hook, (long long)res.tokens,
+	       res.seconds, res.seconds > 0 ? (double)res.tokens / res.seconds : 0.0,
+	       res.final.total, res.final.l0, res.dead_frac, a.out);
+	rc = MB_EXIT_OK;
+cleanup:
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_sae_acts_free(acts);
+	mb_sae_corpus_free(corpus);
+	mb_model_free(m);
+	return rc;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_model *m = NULL;
+	mb_sae *s = NULL;
+	mb_sae_corpus *corpus = NULL;
+	mb_sae_eval_result r;
+	mb_hook_point point;
+	mb_error err;
+	const char *hook;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	memset(&r, 0, sizeof(r));
+	if ((rc = mb_cli_parse(&parsed, &a, &eval_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
+		goto cleanup;
+	rc = MB_EXIT_ERROR;
+	if (open_corpus(&corpus, &a, m, a.skip, &err) < 0 ||
+	    mb_sae_evaluate(&r, m, s, point, corpus, a.batches, &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	printf("sae %s (%s, d_in %d, d_sae %d) on %s %s, %s: %lld tokens, %lld items\n", a.sae,
+	       mb_sae_arch_name(s->arch), s->d_in, s->d_sae, a.model, hook,
+	       mb_sae_corpus_describe(corpus), (long long)r.stats.tokens, (long long)r.n_items);
+	printf("  l0              %.4f\n", r.stats.l0);
+	printf("  fve             %.6f\n", r.stats.fve);
+	printf("  mse             %.6g\n", r.stats.mse);
+	printf("  cos             %.6f\n", r.stats.cos);
+	printf("  ce_clean        %.6f\n", r.ce_clean);
+	printf("  ce_sae          %.6f\n", r.ce_sae);
+	printf("  ce_zero         %.6f\n", r.ce_zero);
+	printf("  ce_recovered    %.6f\n", r.ce_recovered);
+	printf("  kl_sae          %.6g\n", r.kl_sae);
+	printf("  kl_zero         %.6g\n", r.kl_zero);
+	printf("  kl_score        %.6f\n", r.kl_score);
+	printf("  dead_frac       %.6f\n", r.stats.dead);
+	printf("  dense_frac      %.6f\n", r.stats.dense);
+	rc = MB_EXIT_OK;
+cleanup:
+	mb_sae_eval_dispose(&r);
+	mb_sae_corpus_free(corpus);
+	mb_model_free(m);
+	mb_sae_free(s);
+	return rc;
+}
+
+static int cmd_match(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_model *m = NULL;
+	mb_sae *s = NULL;
+	mb_sae_corpus *corpus = NULL;
+	mb_sae_match *mt = NULL;
+	mb_hook_point point;
+	mb_error err;
+	const char *hook;
+	int n = 0, rc;
+
+	memset(&a, 0, sizeof(a));
+	if ((rc = mb_cli_parse(&parsed, &a, &match_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
+		goto cleanup;
+	rc = MB_EXIT_ERROR;
+	if (mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
+	    mb_sae_match_induction(&mt, &n, m, s, point, mb_sae_corpus_recipe(corpus), (int)a.seqs,
+				   &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	printf("sae %s on %s %s, %lld held-out sequences of %s:\n", a.sae, a.model, hook,
+	       (long long)a.seqs, mb_sae_corpus_describe(corpus));
+	printf("  %-10s %9s %7s %7s %7s\n", "variable", "base rate", "latent", "AUROC", "F1");
+	for (int i = 0; i < n; i++)
+		printf("  %-10s %9.4f %7d %7.4f %7.4f\n", mt[i].variable, mt[i].base_rate,
+		       mt[i].latent, mt[i].auroc, mt[i].f1);
+	rc = MB_EXIT_OK;
+cleanup:
+	free(mt);
+	mb_sae_corpus_free(corpus);
+	mb_model_free(m);
+	mb_sae_free(s);
+	return rc;
+}
+
+/* Trains at probability p and prints the recovery line. */
+static int tms_once(const sae_args *a, double p, mb_error *err)
+{
+	mb_sae_tms t;
+	mb_sae *s = NULL;
+	mb_sae_train_result res;
+	mb_sae_train_config cfg;
+	mb_sae_source src;
+	double mmcs, rec;
+	int error;
+
+	int represented = (int)a->features;
+	if ((error = mb_sae_tms_init(&t, (int)a->features, (int)a->dims, p, (uint64_t)a->seed,
+				     err)) < 0)
+		return error;
+	if (a->model_steps > 0 &&
+	    (error = mb_sae_tms_train_model(&t, a->model_steps, 256, 1e-2, &represented, err)) < 0) {
+		mb_sae_tms_dispose(&t);
+		return error;
+	}
+	cfg = train_config(a);
+	src = mb_sae_tms_source(&t);
+	error = mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, err);
+	if (error == 0)
+		error = mb_sae_recovery(&mmcs, &rec, NULL, s, t.directions, t.n_features, err);
+	if (error == 0)
+		printf("tms%s n %d m %d p %.4g (%.2f active/row) %s width %d: MMCS %.4f, recovered "
+		       "(cos >= 0.9) %.4f, L0 %.2f, dead %.3f, %.1fs\n",
+		       a->model_steps > 0 ? " (trained model)" : "", t.n_features, t.d, p,
+		       p * t.n_features, a->arch == 0 ? "relu" : "topk", cfg.width, mmcs, rec,
+		       res.final.l0, res.dead_frac, res.seconds);
+	if (error == 0 && a->model_steps > 0)
+		printf("  the model represents %d of %d features (|W column| >= 0.5)\n", represented,
+		       t.n_features);
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_sae_tms_dispose(&t);
+	return error;
+}
+
+static int cmd_tms(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_error err;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	if ((rc = mb_cli_parse(&parsed, &a, &tms_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	for (int i = 0; i < (a.sweep ? 5 : 1); i++) {
+		double p = a.p * (double)(1 << i);
+		if (p > 1.0)
+			break;
+		if (tms_once(&a, p, &err) < 0)
+			return mb_cli_fail(&err);
+	}
+	return MB_EXIT_OK;
+}
+
+int mb_cmd_sae(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		mb_cli_help_group(argc < 2 ? stderr : stdout, sae_about, sae_cmds,
+				  MB_CLI_N(sae_cmds));
+		return argc < 2 ? MB_EXIT_USAGE : MB_EXIT_OK;
+	}
+	if (strcmp(argv[1], "train") == 0)
+		return cmd_train(argc - 1, argv + 1);
+	if (strcmp(argv[1], "eval") == 0)
+		return cmd_eval(argc - 1, argv + 1);
+	if (strcmp(argv[1], "match") == 0)
+		return cmd_match(argc - 1, argv + 1);
+	if (strcmp(argv[1], "tms") == 0)
+		return cmd_tms(argc - 1, argv + 1);
+	return mb_cli_usage_error("sae", "unknown subcommand '%s' (train, eval, match, tms)",
+				  argv[1]);
+}

@@ -1,0 +1,809 @@
+/*
+ * sae.c: sparse autoencoders: forward, training loss and gradients, quality
+ * metrics, splicing into a forward and ground-truth recovery (sae.h).
+ *
+ * Legend: B rows, D d_in, S d_sae, K TopK's k, C a row's entry capacity.
+ *
+ * Work is split so that no value depends on the thread count: per-row loops
+ * (the encoder GEMM on fixed chunks of SAE_CHUNK rows, the activation, the
+ * decoder, the entry gradients) write only their rows; per-latent loops (the
+ * decoder and encoder gradients) walk their latent's entries in row order;
+ * sums across rows are in double, in row order, outside parallel regions or
+ * inside one thread's own column.
+ */
+#include <mechbench/sae.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mechbench/gemm.h>
+
+/* Rows per encoder GEMM call: fixed, so the calls (and with a CPU-dependent
+ * GEMM backend their bits) do not depend on the thread count. */
+#define SAE_CHUNK 64
+
+/* Loops over less work than this many multiply-adds run on one thread: an
+ * OpenMP region costs more than they do on a loaded machine. The choice
+ * changes no value (every loop is thread-count invariant). */
+#define SAE_PAR_MIN ((size_t)1 << 16)
+#define SAE_PAR(work) if ((size_t)(work) >= SAE_PAR_MIN)
+
+const char *mb_sae_arch_name(mb_sae_arch a)
+{
+	switch (a) {
+	case MB_SAE_RELU:
+		return "standard";
+	case MB_SAE_TOPK:
+		return "topk";
+	case MB_SAE_JUMPRELU:
+		return "jumprelu";
+	}
+	return "?";
+}
+
+size_t mb_sae_param_count(mb_sae_arch arch, int d_in, int d_sae)
+{
+	size_t D = (size_t)d_in, S = (size_t)d_sae;
+	return 2 * D * S + S + D + (arch == MB_SAE_JUMPRELU ? S : 0);
+}
+
+void mb_sae_carve(mb_sae *s, float *base)
+{
+	size_t D = (size_t)s->d_in, S = (size_t)s->d_sae;
+	s->W_enc = base;
+	s->b_enc = s->W_enc + D * S;
+	s->W_dec = s->b_enc + S;
+	s->b_dec = s->W_dec + S * D;
+	s->threshold = s->arch == MB_SAE_JUMPRELU ? s->b_dec + D : NULL;
+}
+
+int mb_sae_init(mb_sae **out, mb_sae_arch arch, int d_in, int d_sae, int k, mb_error *err)
+{
+	mb_sae *s;
+
+	*out = NULL;
+	if (d_in < 1 || d_in > (1 << 20))
+		return mb_error_set(err, MB_EINVALID, "sae: d_in = %d must be in [1, 1048576]", d_in);
+	if (d_sae < 1 || d_sae > (1 << 24) || (size_t)d_in * (size_t)d_sae > ((size_t)1 << 31))
+		return mb_error_set(err, MB_EINVALID,
+				    "sae: d_sae = %d must be in [1, 16777216] with d_in * d_sae <= 2^31",
+				    d_sae);
+	if (arch == MB_SAE_TOPK && (k < 1 || k > d_sae))
+		return mb_error_set(err, MB_EINVALID, "sae: k = %d must be in [1, d_sae = %d]", k,
+				    d_sae);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return mb_error_oom(err, "sae", sizeof(*s));
+	s->arch = arch;
+	s->d_in = d_in;
+	s->d_sae = d_sae;
+	s->k = arch == MB_SAE_TOPK ? k : 0;
+	s->apply_b_dec_to_input = arch == MB_SAE_TOPK;
+	s->prepend_bos = 1;
+	s->n_params = mb_sae_param_count(arch, d_in, d_sae);
+	s->params = calloc(s->n_params, sizeof(float));
+	if (!s->params) {
+		free(s);
+		return mb_error_oom(err, "sae parameters", 0);
+	}
+	mb_sae_carve(s, s->params);
+	*out = s;
+	return 0;
+}
+
+void mb_sae_free(mb_sae *s)
+{
+	if (!s)
+		return;
+	free(s->params);
+	free(s);
+}
+
+/* ---- working memory ---- */
+
+void mb_sae_work_dispose(mb_sae_work *w)
+{
+	free(w->xc);
+	free(w->pre);
+	free(w->x_hat);
+	free(w->idx);
+	free(w->val);
+	free(w->nnz);
+	free(w->sse);
+	free(w->aidx);
+	free(w->aval);
+	free(w->annz);
+	free(w->e_hat);
+	free(w->aux);
+	free(w->dx_hat);
+	free(w->de_hat);
+	free(w->dpre);
+	free(w->dapre);
+	free(w->dxc);
+	free(w->norm);
+	free(w->wenc_t);
+	free(w->genc_t);
+	free(w->col_ptr);
+	free(w->col_ent);
+	free(w->col_cur);
+	memset(w, 0, sizeof(*w));
+}
+
+int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, mb_error *err)
+{
+	size_t B = (size_t)max_rows, D = (size_t)s->d_in, S = (size_t)s->d_sae, C, CA;
+
+	memset(w, 0, sizeof(*w));
+	if (max_rows < 1)
+		return mb_error_set(err, MB_EINVALID, "sae: max_rows = %d must be >= 1", max_rows);
+	w->max_rows = max_rows;
+	w->cap = s->arch == MB_SAE_TOPK ? s->k : s->d_sae;
+	w->cap_aux = train && s->arch == MB_SAE_TOPK ? (s->d_in / 2 > 0 ? s->d_in / 2 : 1) : 0;
+	C = (size_t)w->cap;
+	CA = (size_t)w->cap_aux;
+	if (B * (C + CA) > (size_t)INT32_MAX)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae: %d rows x %zu latents per row exceed 2^31 entries", max_rows,
+				    C + CA);
+	w->xc = malloc(B * D * sizeof(float));
+	w->pre = malloc(B * S * sizeof(float));
+	w->x_hat = malloc(B * D * sizeof(float));
+	w->idx = malloc(B * C * sizeof(int32_t));
+	w->val = malloc(B * C * sizeof(float));
+	w->nnz = calloc(B, sizeof(int32_t));
+	w->sse = calloc(B, sizeof(double));
+	if (!w->xc || !w->pre || !w->x_hat || !w->idx || !w->val || !w->nnz || !w->sse)
+		goto oom;
+	if (!train)
+		return 0;
+	if (CA) {
+		w->aidx = malloc(B * CA * sizeof(int32_t));
+		w->aval = malloc(B * CA * sizeof(float));
+		w->dapre = malloc(B * CA * sizeof(float));
+		if (!w->aidx || !w->aval || !w->dapre)
+			goto oom;
+	}
+	w->annz = calloc(B, sizeof(int32_t));
+	w->e_hat = malloc(B * D * sizeof(float));
+	w->aux = calloc(B, sizeof(double));
+	w->dx_hat = malloc(B * D * sizeof(float));
+	w->de_hat = malloc(B * D * sizeof(float));
+	w->dpre = malloc(B * C * sizeof(float));
+	w->dxc = malloc(B * D * sizeof(float));
+	w->norm = malloc(S * sizeof(float));
+	w->wenc_t = malloc(S * D * sizeof(float));
+	w->genc_t = malloc(S * D * sizeof(float));
+	w->col_ptr = malloc((S + 1) * sizeof(int32_t));
+	w->col_cur = malloc(S * sizeof(int32_t));
+	w->col_ent = malloc(B * (C + CA) * sizeof(int32_t) + sizeof(int32_t));
+	if (!w->annz || !w->e_hat || !w->aux || !w->dx_hat || !w->de_hat || !w->dpre || !w->dxc ||
+	    !w->norm || !w->wenc_t || !w->genc_t || !w->col_ptr || !w->col_ent || !w->col_cur)
+		goto oom;
+	return 0;
+oom:
+	mb_sae_work_dispose(w);
+	return mb_error_oom(err, "sae work buffers", 0);
+}
+
+/* ---- forward ---- */
+
+/* a ranks above b: larger value, ties to the lower index. */
+static int ranks_above(float va, int ia, float vb, int ib)
+{
+	return va > vb || (va == vb && ia < ib);
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The k highest-ranked latents of pre (S) among those with mask[j] set (mask
+ * NULL: all), by a min-heap of the k best so far (root: the lowest ranked);
+ * writes their indices ascending into idx and returns how many (min(k,
+ * candidates)).
+ */
+static int top_k(int32_t *idx, const float *pre, int S, int k, const uint8_t *mask)
+{
+	int n = 0;
+
+	for (int j = 0; j < S; j++) {
+		if (mask && !mask[j])
+			continue;
+		if (n < k) {
+			/* sift up */
+			int c = n++;
+			idx[c] = j;
+			while (c > 0) {
+				int p = (c - 1) / 2;
+				if (!ranks_above(pre[idx[p]], idx[p], pre[idx[c]], idx[c]))
+					break;
+				int32_t t = idx[p];
+				idx[p] = idx[c];
+				idx[c] = t;
+				c = p;
+			}
+		} else if (ranks_above(pre[j], j, pre[idx[0]], idx[0])) {
+			/* replace the root, sift down */
+			int c = 0;
+			idx[0] = j;
+			for (;;) {
+				int l = 2 * c + 1, r = l + 1, m = c;
+				if (l < n && ranks_above(pre[idx[m]], idx[m], pre[idx[l]], idx[l]))
+					m = l;
+				if (r < n && ranks_above(pre[idx[m]], idx[m], pre[idx[r]], idx[r]))
+					m = r;
+				if (m == c)
+					break;
+				int32_t t = idx[m];
+				idx[m] = idx[c];
+				idx[c] = t;
+				c = m;
+			}
+		}
+	}
+	qsort(idx, (size_t)n, sizeof(int32_t), cmp_i32);
+	return n;
+}
+
+/* Row b's activation: its entries (latent, f) from pre. */
+static void activate_row(const mb_sae *s, mb_sae_work *w, int b)
+{
+	const int S = s->d_sae;
+	const float *pre = w->pre + (size_t)b * S;
+	int32_t *idx = w->idx + (size_t)b * w->cap;
+	float *val = w->val + (size_t)b * w->cap;
+	int n = 0;
+
+	if (s->arch == MB_SAE_TOPK) {
+		int m = top_k(idx, pre, S, s->k, NULL);
+		for (int e = 0; e < m; e++) {
+			float v = pre[idx[e]];
+			if (v > 0.0f) {
+				idx[n] = idx[e];
+				val[n++] = v;
+			}
+		}
+	} else {
+		for (int j = 0; j < S; j++) {
+			float v = pre[j];
+			if (v > 0.0f && (s->arch != MB_SAE_JUMPRELU || v > s->threshold[j])) {
+				idx[n] = j;
+				val[n++] = v;
+			}
+		}
+	}
+	w->nnz[b] = n;
+}
+
+/* out (D) = sum over entries of v W_dec[j] (in entry order), then + bias
+ * when bias is not NULL. */
+static void decode_row(float *out, const mb_sae *s, const int32_t *idx, const float *val, int n,
+		       const float *bias)
+{
+	const int D = s->d_in;
+
+	for (int i = 0; i < D; i++)
+		out[i] = 0.0f;
+	for (int e = 0; e < n; e++) {
+		const float *wd = s->W_dec + (size_t)idx[e] * D;
+		float v = val[e];
+		for (int i = 0; i < D; i++)
+			out[i] += v * wd[i];
+	}
+	if (bias)
+		for (int i = 0; i < D; i++)
+			out[i] += bias[i];
+}
+
+void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B)
+{
+	const int D = s->d_in, S = s->d_sae;
+	const int nchunks = (B + SAE_CHUNK - 1) / SAE_CHUNK;
+
+	MB_ASSERT(B >= 1 && B <= w->max_rows);
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D * S)
+	for (int c = 0; c < nchunks; c++) {
+		int r0 = c * SAE_CHUNK, rows = B - r0 < SAE_CHUNK ? B - r0 : SAE_CHUNK;
+		float *xc = w->xc + (size_t)r0 * D;
+		const float *xr = x + (size_t)r0 * D;
+		for (int r = 0; r < rows; r++)
+			for (int i = 0; i < D; i++)
+				xc[(size_t)r * D + i] = s->apply_b_dec_to_input
+								? xr[(size_t)r * D + i] - s->b_dec[i]
+								: xr[(size_t)r * D + i];
+		float *pre = w->pre + (size_t)r0 * S;
+		mb_gemm_sgemm(0, 0, rows, S, D, 1.0f, xc, D, s->W_enc, S, pre, S);
+		for (int r = 0; r < rows; r++) {
+			int b = r0 + r;
+			float *p = pre + (size_t)r * S;
+			for (int j = 0; j < S; j++)
+				p[j] += s->b_enc[j];
+			activate_row(s, w, b);
+			float *xh = w->x_hat + (size_t)b * D;
+			decode_row(xh, s, w->idx + (size_t)b * w->cap, w->val + (size_t)b * w->cap,
+				   w->nnz[b], s->b_dec);
+			double sse = 0.0;
+			for (int i = 0; i < D; i++) {
+				double d = (double)xh[i] - (double)xr[(size_t)r * D + i];
+				sse += d * d;
+			}
+			w->sse[b] = sse;
+		}
+	}
+}
+
+/* ---- backward ---- */
+
+static double dot_f(const float *a, const float *b, int n)
+{
+	double s = 0.0;
+	for (int i = 0; i < n; i++)
+		s += (double)a[i] * (double)b[i];
+	return s;
+}
+
+int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const float *x, int B,
+		    double lambda, const uint8_t *dead, double aux_coef, float *grad,
+		    mb_error *err)
+{
+	const int D = s->d_in, S = s->d_sae, C = w->cap, CA = w->cap_aux;
+	const int relu = s->arch == MB_SAE_RELU;
+	mb_sae g;
+	int n_dead = 0, k_aux = 0;
+	double aux_scale = 0.0;
+
+	memset(out, 0, sizeof(*out));
+	if (s->arch == MB_SAE_JUMPRELU)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae: JumpReLU SAEs are inference only (no training backward)");
+	if (!w->dx_hat)
+		return mb_error_set(err, MB_EINVALID, "sae: work buffers were not made for training");
+	MB_ASSERT(B >= 1 && B <= w->max_rows);
+	g = *s;
+	mb_sae_carve(&g, grad);
+
+	if (s->arch == MB_SAE_TOPK && dead && CA > 0) {
+		for (int j = 0; j < S; j++)
+			n_dead += dead[j] != 0;
+		if (n_dead > 0) {
+			k_aux = CA < n_dead ? CA : n_dead;
+			aux_scale = (double)n_dead / (double)CA < 1.0 ? (double)n_dead / (double)CA : 1.0;
+		}
+	}
+	out->n_dead = n_dead;
+
+	/* Decoder row norms (the L1 weights) and W_enc's columns as rows. */
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)S * D)
+	for (int j = 0; j < S; j++) {
+		w->norm[j] = (float)sqrt(dot_f(s->W_dec + (size_t)j * D, s->W_dec + (size_t)j * D, D));
+		float *wt = w->wenc_t + (size_t)j * D;
+		for (int i = 0; i < D; i++)
+			wt[i] = s->W_enc[(size_t)i * S + j];
+	}
+
+	const float two_over_b = (float)(2.0 / (double)B);
+	const float l1w = (float)(lambda / (double)B);
+	const float aux_g = (float)(2.0 * aux_coef * aux_scale / (double)B);
+
+	/* Per row: dL/dx_hat, the aux reconstruction, the entries' dL/dpre. */
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
+	for (int b = 0; b < B; b++) {
+		const float *xr = x + (size_t)b * D, *xh = w->x_hat + (size_t)b * D;
+		float *dxh = w->dx_hat + (size_t)b * D;
+		for (int i = 0; i < D; i++)
+			dxh[i] = (xh[i] - xr[i]) * two_over_b;
+		w->annz[b] = 0;
+		w->aux[b] = 0.0;
+		if (k_aux > 0) {
+			int32_t *ai = w->aidx + (size_t)b * CA;
+			float *av = w->aval + (size_t)b * CA;
+			const float *pre = w->pre + (size_t)b * S;
+			int m = top_k(ai, pre, S, k_aux, dead), n = 0;
+			for (int e = 0; e < m; e++)
+				if (pre[ai[e]] > 0.0f) {
+					ai[n] = ai[e];
+					av[n++] = pre[ai[e]];
+				}
+			w->annz[b] = n;
+			float *eh = w->e_hat + (size_t)b * D, *deh = w->de_hat + (size_t)b * D;
+			decode_row(eh, s, ai, av, n, NULL);
+			double a = 0.0;
+			for (int i = 0; i < D; i++) {
+				float e_i = xr[i] - xh[i];
+				float r = eh[i] - e_i;
+				a += (double)r * (double)r;
+				deh[i] = r * aux_g;
+			}
+			w->aux[b] = a;
+			float *dap = w->dapre + (size_t)b * CA;
+			for (int e = 0; e < n; e++)
+				dap[e] = (float)dot_f(deh, s->W_dec + (size_t)ai[e] * D, D);
+		}
+		const int32_t *idx = w->idx + (size_t)b * C;
+		float *dp = w->dpre + (size_t)b * C;
+		for (int e = 0; e < w->nnz[b]; e++) {
+			float d = (float)dot_f(dxh, s->W_dec + (size_t)idx[e] * D, D);
+			dp[e] = relu ? d + l1w * w->norm[idx[e]] : d;
+		}
+	}
+
+	/* Entries by latent (CSC), rows ascending, main before aux in a row. */
+	memset(w->col_ptr, 0, (size_t)(S + 1) * sizeof(int32_t));
+	for (int b = 0; b < B; b++) {
+		for (int e = 0; e < w->nnz[b]; e++)
+			w->col_ptr[w->idx[(size_t)b * C + e] + 1]++;
+		for (int e = 0; e < w->annz[b]; e++)
+			w->col_ptr[w->aidx[(size_t)b * CA + e] + 1]++;
+	}
+	for (int j = 0; j < S; j++)
+		w->col_ptr[j + 1] += w->col_ptr[j];
+	{
+		int32_t *fill = w->col_ent, *cur = w->col_cur;
+		memcpy(cur, w->col_ptr, (size_t)S * sizeof(int32_t));
+		for (int b = 0; b < B; b++) {
+			for (int e = 0; e < w->nnz[b]; e++)
+				fill[cur[w->idx[(size_t)b * C + e]]++] = (int32_t)((size_t)b * C + e);
+			for (int e = 0; e < w->annz[b]; e++)
+				fill[cur[w->aidx[(size_t)b * CA + e]]++] =
+					(int32_t)((size_t)B * C + (size_t)b * CA + e);
+		}
+	}
+
+	/* Per latent: b_enc, W_dec row, W_enc column. */
+	const int32_t main_end = (int32_t)((size_t)B * C);
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
+	for (int j = 0; j < S; j++) {
+		float *gwd = g.W_dec + (size_t)j * D, *gwe = w->genc_t + (size_t)j * D;
+		float gb = 0.0f, fsum = 0.0f;
+		for (int i = 0; i < D; i++)
+			gwd[i] = 0.0f;
+		for (int i = 0; i < D; i++)
+			gwe[i] = 0.0f;
+		for (int32_t p = w->col_ptr[j]; p < w->col_ptr[j + 1]; p++) {
+			int32_t e = w->col_ent[p];
+			int b;
+			float v, dp;
+			const float *up;
+			if (e < main_end) {
+				b = e / C;
+				v = w->val[e];
+				dp = w->dpre[e];
+				up = w->dx_hat + (size_t)b * D;
+				fsum += v;
+			} else {
+				int32_t a = e - main_end;
+				b = a / CA;
+				v = w->aval[a];
+				dp = w->dapre[a];
+				up = w->de_hat + (size_t)b * D;
+			}
+			gb += dp;
+			const float *xc = w->xc + (size_t)b * D;
+			for (int i = 0; i < D; i++)
+				gwd[i] += v * up[i];
+			for (int i = 0; i < D; i++)
+				gwe[i] += dp * xc[i];
+		}
+		g.b_enc[j] = gb;
+		if (relu && w->norm[j] > 0.0f) {
+			/* d/dW_dec[j] of (lambda / B) sum_b f_bj |W_dec[j]| */
+			float c = l1w * fsum / w->norm[j];
+			const float *wd = s->W_dec + (size_t)j * D;
+			for (int i = 0; i < D; i++)
+				gwd[i] += c * wd[i];
+		}
+	}
+
+	/* W_enc's gradient back to (D, S), in blocks of latents. */
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)S * D)
+	for (int i = 0; i < D; i++)
+		for (int j = 0; j < S; j++)
+			g.W_enc[(size_t)i * S + j] = w->genc_t[(size_t)j * D + i];
+
+	/* b_dec: through x_hat, and through x - b_dec when applied to the input. */
+	if (s->apply_b_dec_to_input) {
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
+		for (int b = 0; b < B; b++) {
+			float *dxc = w->dxc + (size_t)b * D;
+			for (int i = 0; i < D; i++)
+				dxc[i] = 0.0f;
+			for (int e = 0; e < w->nnz[b]; e++) {
+				int32_t j = w->idx[(size_t)b * C + e];
+				float dp = w->dpre[(size_t)b * C + e];
+				const float *wt = w->wenc_t + (size_t)j * D;
+				for (int i = 0; i < D; i++)
+					dxc[i] += dp * wt[i];
+			}
+			for (int e = 0; e < w->annz[b]; e++) {
+				int32_t j = w->aidx[(size_t)b * CA + e];
+				float dp = w->dapre[(size_t)b * CA + e];
+				const float *wt = w->wenc_t + (size_t)j * D;
+				for (int i = 0; i < D; i++)
+					dxc[i] += dp * wt[i];
+			}
+		}
+	}
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D)
+	for (int i = 0; i < D; i++) {
+		double a = 0.0, c = 0.0;
+		for (int b = 0; b < B; b++)
+			a += (double)w->dx_hat[(size_t)b * D + i];
+		if (s->apply_b_dec_to_input)
+			for (int b = 0; b < B; b++)
+				c += (double)w->dxc[(size_t)b * D + i];
+		g.b_dec[i] = (float)(a - c);
+	}
+
+	/* The loss, in row order. */
+	double mse = 0.0, sp = 0.0, aux = 0.0, l0 = 0.0;
+	for (int b = 0; b < B; b++) {
+		mse += w->sse[b];
+		aux += w->aux[b];
+		l0 += (double)w->nnz[b];
+		if (relu)
+			for (int e = 0; e < w->nnz[b]; e++)
+				sp += (double)w->val[(size_t)b * C + e] *
+				      (double)w->norm[w->idx[(size_t)b * C + e]];
+	}
+	out->mse = mse / B;
+	out->sparse = relu ? lambda * sp / B : 0.0;
+	out->aux = aux_coef * aux_scale * aux / B;
+	out->total = out->mse + out->sparse + out->aux;
+	out->l0 = l0 / B;
+	return 0;
+}
+
+/* ---- metrics ---- */
+
+int mb_sae_stats_init(mb_sae_stats *st, int d_in, int d_sae, mb_error *err)
+{
+	memset(st, 0, sizeof(*st));
+	st->d_in = d_in;
+	st->d_sae = d_sae;
+	st->sum_x = calloc((size_t)d_in, sizeof(double));
+	st->fires = calloc((size_t)d_sae, sizeof(int64_t));
+	if (!st->sum_x || !st->fires) {
+		mb_sae_stats_dispose(st);
+		return mb_error_oom(err, "sae statistics", 0);
+	}
+	return 0;
+}
+
+void mb_sae_stats_dispose(mb_sae_stats *st)
+{
+	free(st->sum_x);
+	free(st->fires);
+	memset(st, 0, sizeof(*st));
+}
+
+double mb_sae_cos(const float *x, const float *y, int D)
+{
+	double xy = 0.0, xx = 0.0, yy = 0.0;
+	for (int i = 0; i < D; i++) {
+		xy += (double)x[i] * (double)y[i];
+		xx += (double)x[i] * (double)x[i];
+		yy += (double)y[i] * (double)y[i];
+	}
+	if (xx == 0.0 && yy == 0.0)
+		return 1.0;
+	if (xx == 0.0 || yy == 0.0)
+		return 0.0;
+	return xy / (sqrt(xx) * sqrt(yy));
+}
+
+void mb_sae_stats_add(mb_sae_stats *st, const mb_sae_work *w, const float *x, int B)
+{
+	const int D = st->d_in;
+
+	for (int b = 0; b < B; b++) {
+		const float *xr = x + (size_t)b * D;
+		st->sum_l0 += (double)w->nnz[b];
+		st->sum_sse += w->sse[b];
+		st->sum_cos += mb_sae_cos(xr, w->x_hat + (size_t)b * D, D);
+		for (int i = 0; i < D; i++) {
+			st->sum_sq += (double)xr[i] * (double)xr[i];
+			st->sum_x[i] += (double)xr[i];
+		}
+		for (int e = 0; e < w->nnz[b]; e++)
+			st->fires[w->idx[(size_t)b * w->cap + e]]++;
+	}
+	st->tokens += B;
+}
+
+void mb_sae_stats_finish(mb_sae_stats_result *out, const mb_sae_stats *st)
+{
+	double n = (double)st->tokens, mean_sq = 0.0;
+	int64_t dead = 0, dense = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->tokens = st->tokens;
+	if (st->tokens == 0)
+		return;
+	for (int i = 0; i < st->d_in; i++) {
+		double m = st->sum_x[i] / n;
+		mean_sq += m * m;
+	}
+	double total_var = st->sum_sq / n - mean_sq;
+	out->l0 = st->sum_l0 / n;
+	out->fve = total_var > 0.0 ? 1.0 - (st->sum_sse / n) / total_var : 0.0;
+	out->mse = st->sum_sse / (n * st->d_in);
+	out->cos = st->sum_cos / n;
+	for (int j = 0; j < st->d_sae; j++) {
+		dead += st->fires[j] == 0;
+		dense += (double)st->fires[j] > 0.1 * n;
+	}
+	out->dead = (double)dead / st->d_sae;
+	out->dense = (double)dense / st->d_sae;
+}
+
+/* ---- splicing ---- */
+
+int mb_sae_rows_gather(float *rows, int *n, const mb_hook_tensor *t, int d_in, mb_error *err)
+{
+	mb_hook_kind k = t->point.kind;
+	char name[MB_HOOK_NAME_MAX];
+	size_t width;
+
+	*n = 0;
+	mb_hook_name(name, sizeof(name), t->point);
+	if (k == MB_HOOK_ATTN_SCORES || k == MB_HOOK_PATTERN || k == MB_HOOK_LOGITS)
+		return mb_error_set(err, MB_EINVALID,
+				    "%s: an SAE reads (batch, position, ...) points, not attention "
+				    "matrices or logits",
+				    name);
+	width = t->numel / ((size_t)t->batch * (size_t)t->seq);
+	if (width != (size_t)d_in)
+		return mb_error_set(err, MB_EMISMATCH,
+				    "%s: %zu values per position, but the SAE's d_in is %d", name,
+				    width, d_in);
+	for (int b = 0; b < t->batch; b++) {
+		int len = t->lengths ? t->lengths[b] : t->seq;
+		for (int p = 0; p < len; p++) {
+			memcpy(rows + (size_t)(*n) * width,
+			       t->data + ((size_t)b * t->seq + p) * width, width * sizeof(float));
+			(*n)++;
+		}
+	}
+	return 0;
+}
+
+int mb_sae_splice_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	mb_sae_splice *sp = payload;
+	const int D = sp->sae->d_in;
+	int n, r = 0, error;
+
+	if ((error = mb_sae_rows_gather(sp->rows, &n, t, D, err)) < 0)
+		return error;
+	if (n > sp->work->max_rows)
+		return mb_error_set(err, MB_EINVALID, "sae splice: %d positions exceed the work's %d rows",
+				    n, sp->work->max_rows);
+	if (n > 0 && sp->mode == MB_SAE_SPLICE_RECONSTRUCT)
+		mb_sae_forward(sp->sae, sp->work, sp->rows, n);
+	for (int b = 0; b < t->batch; b++) {
+		int len = t->lengths ? t->lengths[b] : t->seq;
+		for (int p = 0; p < len; p++, r++) {
+			float *dst = t->data + ((size_t)b * t->seq + p) * (size_t)D;
+			if (sp->mode == MB_SAE_SPLICE_RECONSTRUCT)
+				memcpy(dst, sp->work->x_hat + (size_t)r * D, (size_t)D * sizeof(float));
+			else
+				memset(dst, 0, (size_t)D * sizeof(float));
+		}
+	}
+	return 0;
+}
+
+/* ---- ground truth ---- */
+
+int mb_sae_recovery(double *mmcs, double *recovered, double *max_cos, const mb_sae *s,
+		    const float *truth, int n, mb_error *err)
+{
+	const int D = s->d_in, S = s->d_sae;
+	double *best = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+	double *dn = malloc((size_t)S * sizeof(double));
+	double sum = 0.0;
+	int hit = 0;
+
+	if (!best || !dn) {
+		free(best);
+		free(dn);
+		return mb_error_oom(err, "sae recovery", (size_t)S * sizeof(double));
+	}
+	for (int j = 0; j < S; j++)
+		dn[j] = sqrt(dot_f(s->W_dec + (size_t)j * D, s->W_dec + (size_t)j * D, D));
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)n * S * D)
+	for (int i = 0; i < n; i++) {
+		const float *t = truth + (size_t)i * D;
+		double tn = sqrt(dot_f(t, t, D)), m = -1.0;
+		for (int j = 0; j < S; j++) {
+			if (dn[j] == 0.0 || tn == 0.0)
+				continue;
+			double c = dot_f(t, s->W_dec + (size_t)j * D, D) / (tn * dn[j]);
+			if (c > m)
+				m = c;
+		}
+		best[i] = m;
+	}
+	for (int i = 0; i < n; i++) {
+		sum += best[i];
+		hit += best[i] >= 0.9;
+		if (max_cos)
+			max_cos[i] = best[i];
+	}
+	*mmcs = n > 0 ? sum / n : 0.0;
+	*recovered = n > 0 ? (double)hit / n : 0.0;
+	free(best);
+	free(dn);
+	return 0;
+}
+
+/* ---- matching latents to known variables ---- */
+
+typedef struct ranked {
+	float v;
+	uint32_t i;
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
+{
+	const ranked *x = a, *y = b;
+	if (x->v != y->v)
+		return x->v < y->v ? -1 : 1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *labels,
+		 int n_labels, size_t n, mb_error *err)
+{
+	ranked *r;
+
+	for (int v = 0; v < n_labels; v++)
+		out[v] = NAN;
+	if (n == 0)
+		return 0;
+	r = malloc(n * sizeof(*r));
+	if (!r)
+		return mb_error_oom(err, "auroc ranks", n * sizeof(*r));
+	for (size_t i = 0; i < n; i++) {
+		r[i].v = score[i * stride];
+		r[i].i = (uint32_t)i;
+	}
+	qsort(r, n, sizeof(*r), cmp_ranked);
+	for (int v = 0; v < n_labels; v++) {
+		const uint8_t *label = labels + (size_t)v * n;
+		double npos = 0, rank_sum = 0;
+		for (size_t a = 0; a < n;) {
+			size_t b = a;
+			while (b < n && r[b].v == r[a].v)
+				b++;
+			double avg = 0.5 * (double)(a + 1 + b); /* ranks a+1 .. b */
+			for (size_t k = a; k < b; k++)
+				if (label[r[k].i]) {
+					rank_sum += avg;
+					npos += 1;
+				}
+			a = b;
+		}
+		double nneg = (double)n - npos;
+		if (npos > 0 && nneg > 0)
+			out[v] = (rank_sum - npos * (npos + 1) / 2) / (npos * nneg);
+	}
+	free(r);
+	return 0;
+}
+
+double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t n)
+{
+	double tp = 0, fp = 0, fn = 0;
+	for (size_t i = 0; i < n; i++) {
+		int fire = score[i * stride] > 0.0f;
+		tp += fire && label[i];
+		fp += fire && !label[i];
+		fn += !fire && label[i];
+	}
+	return tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0.0;
+}

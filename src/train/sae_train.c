@@ -1,0 +1,695 @@
+/*
+ * sae_train.c: the deterministic SAE trainer and the SAE evaluation with the
+ * SAE spliced into the model's forward (sae_train.h).
+ *
+ * Legend: R rows per step, D d_in, S d_sae, NP parameter floats, V vocab.
+ *
+ * Step t (1-based) of `steps`: R rows from the source, times the
+ * normalisation factor; mb_sae_forward; mb_sae_backward at lambda_t (ReLU:
+ * lambda min(1, t / (0.05 steps))) with the dead mask of the rows before
+ * this step (TopK); ReLU: global-norm clipping at 1; TopK: each decoder
+ * row's gradient loses its component along the (unit) row; Adam (adamw.h
+ * with weight decay 0) at lr_t (ReLU: lr times min(1, (steps - t + 1) /
+ * (0.2 steps)) over the last 20%); TopK: decoder rows renormalised. Dead
+ * latents: rows since each latent last fired (in this step's forward)
+ * reach dead_tokens.
+ */
+#include <mechbench/sae_train.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mechbench/adamw.h>
+#include <mechbench/detmath.h>
+#include <mechbench/logits.h>
+#include <mechbench/rng.h>
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+mb_sae_train_config mb_sae_train_defaults(mb_sae_arch arch)
+{
+	mb_sae_train_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.arch = arch;
+	c.width = 512;
+	c.k = 32;
+	c.l1 = 5.0;
+	c.tokens = 2000000;
+	c.batch = 4096;
+	c.aux_coef = 1.0 / 32.0;
+	return c;
+}
+
+/* Weiszfeld's iteration for the geometric median of rows (n, D), from the
+ * mean, in double and row order; stops after 100 iterations or when the
+ * step is below 1e-6 of the median's norm. */
+static int geometric_median(float *out, const float *rows, int64_t n, int D, mb_error *err)
+{
+	double *y = calloc((size_t)D, sizeof(double)), *ny = calloc((size_t)D, sizeof(double));
+
+	if (!y || !ny) {
+		free(y);
+		free(ny);
+		return mb_error_oom(err, "geometric median", 0);
+	}
+	for (int64_t r = 0; r < n; r++)
+		for (int i = 0; i < D; i++)
+			y[i] += rows[(size_t)r * D + i];
+	for (int i = 0; i < D; i++)
+		y[i] /= (double)n;
+	for (int it = 0; it < 100; it++) {
+		double wsum = 0.0, step = 0.0, norm = 0.0;
+		for (int i = 0; i < D; i++)
+			ny[i] = 0.0;
+		for (int64_t r = 0; r < n; r++) {
+			const float *x = rows + (size_t)r * D;
+			double d2 = 0.0;
+			for (int i = 0; i < D; i++) {
+				double d = (double)x[i] - y[i];
+				d2 += d * d;
+			}
+			double w = 1.0 / (sqrt(d2) > 1e-12 ? sqrt(d2) : 1e-12);
+			wsum += w;
+			for (int i = 0; i < D; i++)
+				ny[i] += w * (double)x[i];
+		}
+		for (int i = 0; i < D; i++) {
+			ny[i] /= wsum;
+			step += (ny[i] - y[i]) * (ny[i] - y[i]);
+			norm += ny[i] * ny[i];
+			y[i] = ny[i];
+		}
+		if (sqrt(step) <= 1e-6 * sqrt(norm))
+			break;
+	}
+	for (int i = 0; i < D; i++)
+		out[i] = (float)y[i];
+	free(y);
+	free(ny);
+	return 0;
+}
+
+/* Scales row j of W (S, D) to norm `norm` (in double). */
+static void set_row_norm(float *row, int D, double norm)
+{
+	double n2 = 0.0;
+	for (int i = 0; i < D; i++)
+		n2 += (double)row[i] * (double)row[i];
+	if (n2 <= 0.0)
+		return;
+	double c = norm / sqrt(n2);
+	for (int i = 0; i < D; i++)
+		row[i] = (float)((double)row[i] * c);
+}
+
+static json_t *loss_json(int64_t step, const mb_sae_loss *l, double dead)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "step", json_integer(step));
+	json_object_set_new(o, "loss", json_real(l->total));
+	json_object_set_new(o, "mse", json_real(l->mse));
+	json_object_set_new(o, "sparsity", json_real(l->sparse));
+	json_object_set_new(o, "aux", json_real(l->aux));
+	json_object_set_new(o, "l0", json_real(l->l0));
+	json_object_set_new(o, "dead_frac", json_real(dead));
+	return o;
+}
+
+int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
+		 const mb_sae_train_config *cfg_in, mb_sae_progress_fn progress, void *payload,
+		 mb_error *err)
+{
+	mb_sae_train_config cfg = *cfg_in;
+	mb_sae *s = NULL;
+	mb_sae_work w;
+	mb_adamw opt;
+	mb_adamw_config ac;
+	float *grad = NULL, *x = NULL, *init = NULL;
+	int64_t *last = NULL;
+	uint8_t *dead = NULL;
+	json_t *losses = NULL;
+	const int D = src->d_in;
+	int64_t steps;
+	double t0 = now_seconds(), scale = 1.0;
+	int error;
+
+	*out = NULL;
+	memset(res, 0, sizeof(*res));
+	memset(&w, 0, sizeof(w));
+	memset(&opt, 0, sizeof(opt));
+	memset(&ac, 0, sizeof(ac));
+	if (cfg.arch != MB_SAE_RELU && cfg.arch != MB_SAE_TOPK)
+		return mb_error_set(err, MB_EINVALID, "sae train: arch must be relu or topk");
+	if (cfg.batch < 1 || cfg.tokens < cfg.batch)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae train: tokens %lld must be >= batch %d >= 1",
+				    (long long)cfg.tokens, cfg.batch);
+	if (cfg.arch == MB_SAE_RELU && !(cfg.l1 >= 0.0 && isfinite(cfg.l1)))
+		return mb_error_set(err, MB_EINVALID, "sae train: l1 %g must be >= 0", cfg.l1);
+	steps = cfg.tokens / cfg.batch;
+	if (cfg.lr <= 0.0) {
+		cfg.lr = 2e-4 * sqrt(16384.0 / (double)cfg.width);
+		if (cfg.lr > 1e-3)
+			cfg.lr = 1e-3;
+	}
+	if (cfg.dead_tokens <= 0)
+		cfg.dead_tokens = cfg.tokens / 4 < 10000000 ? cfg.tokens / 4 : 10000000;
+	if (cfg.init_rows <= 0)
+		cfg.init_rows = 4 * (int64_t)cfg.batch;
+	if (cfg.log_every <= 0)
+		cfg.log_every = steps / 100 > 0 ? steps / 100 : 1;
+
+	if ((error = mb_sae_init(&s, cfg.arch, D, cfg.width, cfg.k, err)) < 0)
+		return error;
+	if ((error = mb_sae_work_init(&w, s, cfg.batch, 1, err)) < 0)
+		goto cleanup;
+	grad = calloc(s->n_params, sizeof(float));
+	x = malloc((size_t)cfg.batch * D * sizeof(float));
+	init = malloc((size_t)cfg.init_rows * D * sizeof(float));
+	last = calloc((size_t)cfg.width, sizeof(int64_t));
+	dead = calloc((size_t)cfg.width, 1);
+	losses = json_array();
+	if (!grad || !x || !init || !last || !dead || !losses) {
+		error = mb_error_oom(err, "sae training buffers", 0);
+		goto cleanup;
+	}
+
+	/* Normalisation (E|x|^2 = D) and the geometric median of the first rows. */
+	if ((error = src->next(src->self, init, (int)cfg.init_rows, err)) < 0)
+		goto cleanup;
+	{
+		double sq = 0.0;
+		for (int64_t r = 0; r < cfg.init_rows; r++)
+			for (int i = 0; i < D; i++)
+				sq += (double)init[(size_t)r * D + i] * (double)init[(size_t)r * D + i];
+		sq /= (double)cfg.init_rows;
+		scale = sq > 0.0 ? sqrt((double)D / sq) : 1.0;
+		float fs = (float)scale;
+		for (size_t i = 0; i < (size_t)cfg.init_rows * D; i++)
+			init[i] *= fs;
+	}
+	if ((error = geometric_median(s->b_dec, init, cfg.init_rows, D, err)) < 0)
+		goto cleanup;
+
+	/* Decoder rows: random directions; encoder: their transpose. */
+	{
+		mb_rng r;
+		const double dn = cfg.arch == MB_SAE_TOPK ? 1.0 : 0.1;
+		mb_rng_init_named(&r, cfg.seed, "sae/init", 0);
+		for (int j = 0; j < cfg.width; j++) {
+			float *row = s->W_dec + (size_t)j * D;
+			for (int i = 0; i < D; i++)
+				row[i] = (float)mb_rng_normal(&r);
+			set_row_norm(row, D, dn);
+			for (int i = 0; i < D; i++)
+				s->W_enc[(size_t)i * cfg.width + j] = row[i];
+		}
+	}
+
+	ac.lr = cfg.lr;
+	ac.beta1 = 0.9;
+	ac.beta2 = 0.999;
+	ac.eps = cfg.arch == MB_SAE_TOPK ? 6.25e-10 : 1e-8;
+	ac.weight_decay = 0.0;
+	if ((error = mb_adamw_init(&opt, s->n_params, &ac, err)) < 0)
+		goto cleanup;
+
+	const float fscale = (float)scale;
+	int64_t tokens = 0;
+	mb_sae_loss loss;
+	double dead_frac = 0.0;
+	memset(&loss, 0, sizeof(loss));
+	for (int64_t t = 1; t <= steps; t++) {
+		if ((error = src->next(src->self, x, cfg.batch, err)) < 0)
+			goto cleanup;
+		for (size_t i = 0; i < (size_t)cfg.batch * D; i++)
+			x[i] *= fscale;
+		mb_sae_forward(s, &w, x, cfg.batch);
+		double lambda = cfg.l1;
+		double wu = 0.05 * (double)steps;
+		if (cfg.arch == MB_SAE_RELU && (double)t < wu)
+			lambda = cfg.l1 * (double)t / wu;
+		if ((error = mb_sae_backward(&loss, s, &w, x, cfg.batch, lambda,
+					     cfg.arch == MB_SAE_TOPK ? dead : NULL, cfg.aux_coef, grad,
+					     err)) < 0)
+			goto cleanup;
+		double lr = cfg.lr;
+		if (cfg.arch == MB_SAE_RELU) {
+			mb_grad_clip(grad, s->n_params, 1.0);
+			double tail = 0.2 * (double)steps, left = (double)(steps - t + 1);
+			if (left < tail)
+				lr = cfg.lr * left / tail;
+		} else {
+			/* Remove each decoder row's gradient component along the row. */
+			mb_sae g = *s;
+			mb_sae_carve(&g, grad);
+#pragma omp parallel for schedule(static) if ((size_t)cfg.width * D >= ((size_t)1 << 16))
+			for (int j = 0; j < cfg.width; j++) {
+				const float *row = s->W_dec + (size_t)j * D;
+				float *gr = g.W_dec + (size_t)j * D;
+				double dot = 0.0, nn = 0.0;
+				for (int i = 0; i < D; i++) {
+					dot += (double)gr[i] * (double)row[i];
+					nn += (double)row[i] * (double)row[i];
+				}
+				if (nn > 0.0) {
+					float c = (float)(dot / nn);
+					for (int i = 0; i < D; i++)
+						gr[i] -= c * row[i];
+				}
+			}
+		}
+		mb_adamw_step(&opt, s->params, grad, lr);
+		if (cfg.arch == MB_SAE_TOPK) {
+#pragma omp parallel for schedule(static) if ((size_t)cfg.width * D >= ((size_t)1 << 16))
+			for (int j = 0; j < cfg.width; j++)
+				set_row_norm(s->W_dec + (size_t)j * D, D, 1.0);
+		}
+		tokens += cfg.batch;
+		/* Dead latents: rows since each last fired. */
+		for (int b = 0; b < cfg.batch; b++)
+			for (int e = 0; e < w.nnz[b]; e++)
+				last[w.idx[(size_t)b * w.cap + e]] = tokens;
+		int64_t nd = 0;
+		for (int j = 0; j < cfg.width; j++) {
+			dead[j] = tokens - last[j] >= cfg.dead_tokens;
+			nd += dead[j];
+		}
+		dead_frac = (double)nd / cfg.width;
+		if (t % cfg.log_every == 0 || t == steps) {
+			json_t *o = loss_json(t, &loss, dead_frac);
+			if (!o || json_array_append_new(losses, o) != 0) {
+				error = mb_error_oom(err, "loss record", 0);
+				goto cleanup;
+			}
+		}
+		if (progress) {
+			mb_sae_progress p;
+			p.step = t;
+			p.steps = steps;
+			p.tokens = tokens;
+			p.seconds = now_seconds() - t0;
+			p.loss = loss;
+			p.dead_frac = dead_frac;
+			progress(&p, payload);
+		}
+	}
+
+	/* Fold the normalisation into the weights: the SAE reads raw rows. */
+	for (size_t i = 0; i < (size_t)D * cfg.width; i++)
+		s->W_enc[i] *= fscale;
+	for (size_t i = 0; i < (size_t)D * cfg.width; i++)
+		s->W_dec[i] /= fscale;
+	for (int i = 0; i < D; i++)
+		s->b_dec[i] /= fscale;
+
+	res->steps = steps;
+	res->tokens = tokens;
+	res->seconds = now_seconds() - t0;
+	res->norm_scale = scale;
+	res->final = loss;
+	res->dead_frac = dead_frac;
+	res->record = json_object();
+	if (!res->record) {
+		error = mb_error_oom(err, "training record", 0);
+		goto cleanup;
+	}
+	json_object_set_new(res->record, "arch", json_string(cfg.arch == MB_SAE_TOPK ? "topk" : "relu"));
+	json_object_set_new(res->record, "width", json_integer(cfg.width));
+	if (cfg.arch == MB_SAE_TOPK) {
+		json_object_set_new(res->record, "k", json_integer(cfg.k));
+		json_object_set_new(res->record, "aux_coef", json_real(cfg.aux_coef));
+	} else {
+		json_object_set_new(res->record, "l1", json_real(cfg.l1));
+	}
+	json_object_set_new(res->record, "tokens", json_integer(tokens));
+	json_object_set_new(res->record, "batch", json_integer(cfg.batch));
+	json_object_set_new(res->record, "steps", json_integer(steps));
+	json_object_set_new(res->record, "seed", json_integer((json_int_t)cfg.seed));
+	json_object_set_new(res->record, "lr", json_real(cfg.lr));
+	json_object_set_new(res->record, "adam_eps", json_real(ac.eps));
+	json_object_set_new(res->record, "dead_tokens", json_integer(cfg.dead_tokens));
+	json_object_set_new(res->record, "init_rows", json_integer(cfg.init_rows));
+	json_object_set_new(res->record, "norm_scale", json_real(scale));
+	json_object_set_new(res->record, "losses", losses);
+	losses = NULL;
+	*out = s;
+	s = NULL;
+	error = 0;
+cleanup:
+	mb_sae_free(s);
+	mb_sae_work_dispose(&w);
+	mb_adamw_dispose(&opt);
+	free(grad);
+	free(x);
+	free(init);
+	free(last);
+	free(dead);
+	json_decref(losses);
+	return error;
+}
+
+/* ---- evaluation ---- */
+
+/* An engine of model for runs of up to B sequences of T tokens, no kept
+ * activations. */
+static int engine_for(mb_engine **e, const mb_model *model, int B, int T, mb_error *err)
+{
+	mb_engine_opts opts;
+	memset(&opts, 0, sizeof(opts));
+	opts.max_batch = B;
+	opts.max_seq = T;
+	return mb_engine_init(e, &model->cfg, &model->w, &opts, err);
+}
+
+typedef struct eval_gather {
+	float *rows;
+	int n, D;
+} eval_gather;
+
+static int eval_gather_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	eval_gather *g = payload;
+	return mb_sae_rows_gather(g->rows, &g->n, t, g->D, err);
+}
+
+/* log-softmax of z (V) into out, in double with detmath (logits.h order). */
+static void log_softmax(double *out, const float *z, int V)
+{
+	int a = mb_logits_argmax(z, V);
+	double mx = z[a], s = 0.0;
+	for (int v = 0; v < V; v++)
+		s += mb_detmath_exp((double)z[v] - mx);
+	double lse = mx + mb_detmath_log(s);
+	for (int v = 0; v < V; v++)
+		out[v] = (double)z[v] - lse;
+}
+
+void mb_sae_eval_dispose(mb_sae_eval_result *r)
+{
+	free(r->items);
+	memset(r, 0, sizeof(*r));
+}
+
+int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae *sae,
+		    mb_hook_point point, mb_sae_corpus *corpus, int64_t n_batches,
+		    mb_error *err)
+{
+	mb_engine *e = NULL;
+	mb_hooks *hooks = NULL;
+	mb_sae_work w;
+	mb_sae_stats st;
+	mb_sae_splice sp;
+	eval_gather g;
+	float *clean = NULL;
+	double *lp = NULL, *lq = NULL;
+	int B, T, error;
+	const int V = model->cfg.n_vocab, D = sae->d_in;
+	double ce[3] = {0, 0, 0}, kl[2] = {0, 0};
+	int64_t n_ce = 0, n_kl = 0, cap_items = 0;
+
+	memset(out, 0, sizeof(*out));
+	memset(&w, 0, sizeof(w));
+	memset(&st, 0, sizeof(st));
+	memset(&g, 0, sizeof(g));
+	if (n_batches < 1)
+		return mb_error_set(err, MB_EINVALID, "sae eval: batches %lld must be >= 1",
+				    (long long)n_batches);
+	mb_sae_corpus_shape(corpus, &B, &T);
+	if ((error = engine_for(&e, model, B, T, err)) < 0)
+		return error;
+	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
+	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0 ||
+	    (error = mb_sae_stats_init(&st, D, sae->d_sae, err)) < 0)
+		goto cleanup;
+	g.rows = malloc((size_t)B * T * D * sizeof(float));
+	g.D = D;
+	clean = malloc((size_t)B * T * V * sizeof(float));
+	lp = malloc((size_t)V * sizeof(double));
+	lq = malloc((size_t)V * sizeof(double));
+	if (!g.rows || !clean || !lp || !lq) {
+		error = mb_error_oom(err, "sae eval buffers", 0);
+		goto cleanup;
+	}
+	sp.sae = sae;
+	sp.work = &w;
+	sp.rows = g.rows;
+
+	for (int64_t bi = 0; bi < n_batches; bi++) {
+		mb_sae_batch b;
+		mb_run run;
+		if ((error = mb_sae_corpus_next(corpus, &b, err)) < 0)
+			goto cleanup;
+		if (out->n_items + b.batch > cap_items) {
+			int64_t cap = (out->n_items + b.batch) * 2;
+			mb_sae_item_metrics *ni = realloc(out->items, (size_t)cap * sizeof(*ni));
+			if (!ni) {
+				error = mb_error_oom(err, "sae eval items", 0);
+				goto cleanup;
+			}
+			out->items = ni;
+			cap_items = cap;
+		}
+		mb_sae_item_metrics *items = out->items + out->n_items;
+		memset(items, 0, (size_t)b.batch * sizeof(*items));
+		memset(&run, 0, sizeof(run));
+		run.batch = b.batch;
+		run.seq = b.seq;
+		run.tokens = b.tokens;
+		run.hooks = hooks;
+		run.logits = b.logits;
+
+		/* Clean run: the point's rows and the clean logits. */
+		mb_hooks_clear(hooks);
+		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+					  err)) < 0 ||
+		    (error = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		mb_sae_forward(sae, &w, g.rows, g.n);
+		mb_sae_stats_add(&st, &w, g.rows, g.n);
+		for (int it = 0; it < b.batch; it++) {
+			double l0 = 0, sse = 0, cs = 0;
+			for (int t = 0; t < b.seq; t++) {
+				int r = it * b.seq + t;
+				l0 += w.nnz[r];
+				sse += w.sse[r];
+				cs += mb_sae_cos(g.rows + (size_t)r * D, w.x_hat + (size_t)r * D, D);
+			}
+			items[it].l0 = l0 / b.seq;
+			items[it].mse = sse / ((double)b.seq * D);
+			items[it].cos = cs / b.seq;
+		}
+		const int rows = b.rows_per_item;
+		for (int it = 0; it < b.batch; it++)
+			for (int i = 0; i < rows; i++)
+				memcpy(clean + ((size_t)it * rows + i) * V, mb_engine_logits_row(e, it, i),
+				       (size_t)V * sizeof(float));
+
+		/* Clean, spliced and zero-ablated cross-entropy; KL to clean. */
+		for (int arm = 0; arm < 3; arm++) {
+			if (arm > 0) {
+				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(hooks);
+				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
+							  err)) < 0 ||
+				    (error = mb_engine_forward(e, &run, err)) < 0)
+					goto cleanup;
+			}
+			for (int it = 0; it < b.batch; it++) {
+				double ice = 0, ikl = 0;
+				int nce = 0;
+				for (int i = 0; i < rows; i++) {
+					const float *z = arm == 0 ? clean + ((size_t)it * rows + i) * V
+								  : mb_engine_logits_row(e, it, i);
+					int32_t tg = b.targets[(size_t)it * rows + i];
+					if (tg >= 0 && tg < V) {
+						double c = mb_logits_ce(NULL, z, V, tg, MB_LOGITS_DETMATH);
+						ice += c;
+						ce[arm] += c;
+						nce++;
+						if (arm == 0)
+							n_ce++;
+					}
+					if (arm > 0) {
+						double k = 0.0;
+						log_softmax(lp, clean + ((size_t)it * rows + i) * V, V);
+						log_softmax(lq, z, V);
+						for (int v = 0; v < V; v++)
+							k += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
+						ikl += k;
+						kl[arm - 1] += k;
+						if (arm == 1)
+							n_kl++;
+					}
+				}
+				double m = nce ? ice / nce : 0.0;
+				if (arm == 0)
+					items[it].ce_clean = m;
+				else if (arm == 1) {
+					items[it].ce_sae = m;
+					items[it].kl_sae = ikl / rows;
+				} else {
+					items[it].ce_zero = m;
+					items[it].kl_zero = ikl / rows;
+				}
+			}
+		}
+		out->n_items += b.batch;
+	}
+	mb_sae_stats_finish(&out->stats, &st);
+	if (n_ce > 0) {
+		out->ce_clean = ce[0] / n_ce;
+		out->ce_sae = ce[1] / n_ce;
+		out->ce_zero = ce[2] / n_ce;
+		double den = out->ce_zero - out->ce_clean;
+		out->ce_recovered = den != 0.0 ? (out->ce_zero - out->ce_sae) / den : 0.0;
+	}
+	if (n_kl > 0) {
+		out->kl_sae = kl[0] / n_kl;
+		out->kl_zero = kl[1] / n_kl;
+		out->kl_score = out->kl_zero != 0.0 ? (out->kl_zero - out->kl_sae) / out->kl_zero : 0.0;
+	}
+	error = 0;
+cleanup:
+	if (error < 0)
+		mb_sae_eval_dispose(out);
+	mb_engine_free(e);
+	mb_hooks_free(hooks);
+	mb_sae_work_dispose(&w);
+	mb_sae_stats_dispose(&st);
+	free(g.rows);
+	free(clean);
+	free(lp);
+	free(lq);
+	return error;
+}
+
+/* ---- ground truth in a zoo language ---- */
+
+int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model,
+			   const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			   int n_seqs, mb_error *err)
+{
+	const int T = r->n_positions, K = r->n_topics, S = sae->d_sae, D = sae->d_in, NV = K + 1;
+	const int B = 32;
+	mb_engine *e = NULL;
+	mb_hooks *hooks = NULL;
+	mb_sae_work w;
+	eval_gather g;
+	mb_sae_match *m = NULL;
+	int32_t *tok = NULL;
+	float *acts = NULL;
+	uint8_t *labels = NULL;
+	double *au = NULL;
+	size_t N;
+	int error;
+
+	*out = NULL;
+	*n_out = 0;
+	memset(&w, 0, sizeof(w));
+	memset(&g, 0, sizeof(g));
+	if (strcmp(r->name, "induction") != 0)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae match: recipe %s: only the induction language's variables "
+				    "are listed",
+				    r->name);
+	if (n_seqs < 1 || model->cfg.n_ctx < T)
+		return mb_error_set(err, MB_EINVALID, "sae match: %d sequences of %d tokens", n_seqs, T);
+	N = (size_t)n_seqs * (size_t)(T - 1);
+	if ((error = engine_for(&e, model, B, T, err)) < 0)
+		return error;
+	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
+	    (error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY, err)) < 0 ||
+	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0)
+		goto cleanup;
+	g.D = D;
+	g.rows = malloc((size_t)B * T * D * sizeof(float));
+	tok = malloc((size_t)B * T * sizeof(int32_t));
+	acts = calloc(N * (size_t)S, sizeof(float));
+	labels = calloc(N * (size_t)NV, 1);
+	au = malloc((size_t)NV * sizeof(double));
+	m = calloc((size_t)NV, sizeof(*m));
+	if (!g.rows || !tok || !acts || !labels || !au || !m) {
+		error = mb_error_oom(err, "sae match buffers", N * (size_t)S * sizeof(float));
+		goto cleanup;
+	}
+	/* Activations (dense, (N, S)) and labels ((NV, N)) of every non-BOS token. */
+	for (int s0 = 0; s0 < n_seqs; s0 += B) {
+		int nb = n_seqs - s0 < B ? n_seqs - s0 : B;
+		mb_zoo_segment seg[32];
+		mb_run run;
+		for (int b = 0; b < nb; b++)
+			mb_zoo_induction_sequence(tok + (size_t)b * T, &seg[b], r, "induction/eval",
+						  (uint64_t)(s0 + b));
+		memset(&run, 0, sizeof(run));
+		run.batch = nb;
+		run.seq = T;
+		run.tokens = tok;
+		run.hooks = hooks;
+		run.logits = MB_LOGITS_NONE;
+		if ((error = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		mb_sae_forward(sae, &w, g.rows, g.n);
+		for (int b = 0; b < nb; b++)
+			for (int t = 1; t < T; t++) {
+				int row = b * T + t;
+				size_t i = (size_t)(s0 + b) * (T - 1) + (size_t)(t - 1);
+				for (int e2 = 0; e2 < w.nnz[row]; e2++)
+					acts[i * S + w.idx[(size_t)row * w.cap + e2]] =
+						w.val[(size_t)row * w.cap + e2];
+				labels[(size_t)seg[b].topic * N + i] = 1;
+				labels[(size_t)K * N + i] =
+					t >= seg[b].second && t < seg[b].second + seg[b].len;
+			}
+	}
+	for (int v = 0; v < NV; v++) {
+		double pos = 0;
+		for (size_t i = 0; i < N; i++)
+			pos += labels[(size_t)v * N + i];
+		if (v < K)
+			snprintf(m[v].variable, sizeof(m[v].variable), "topic=%d", v);
+		else
+			snprintf(m[v].variable, sizeof(m[v].variable), "repeat");
+		m[v].base_rate = pos / (double)N;
+		m[v].latent = -1;
+		m[v].auroc = NAN;
+	}
+	for (int j = 0; j < S; j++) {
+		if ((error = mb_sae_auroc(au, acts + j, (size_t)S, labels, NV, N, err)) < 0)
+			goto cleanup;
+		for (int v = 0; v < NV; v++)
+			if (!isnan(au[v]) && (m[v].latent < 0 || au[v] > m[v].auroc)) {
+				m[v].latent = j;
+				m[v].auroc = au[v];
+			}
+	}
+	for (int v = 0; v < NV; v++)
+		if (m[v].latent >= 0)
+			m[v].f1 = mb_sae_f1(acts + m[v].latent, (size_t)S, labels + (size_t)v * N, N);
+	*out = m;
+	*n_out = NV;
+	m = NULL;
+	error = 0;
+cleanup:
+	free(m);
+	free(au);
+	free(labels);
+	free(acts);
+	free(tok);
+	free(g.rows);
+	mb_sae_work_dispose(&w);
+	mb_hooks_free(hooks);
+	mb_engine_free(e);
+	return error;
+}
