@@ -56,6 +56,8 @@ typedef struct mb_zoo_recipe {
 	/* Optimizer and schedule. */
 	mb_adamw_config adamw;
 	int64_t warmup_steps; /* linear warmup (adamw.h mb_lr_warmup) */
+	int64_t decay_steps;  /* > 0: the lr falls linearly over the last decay_steps steps,
+			       * to lr / decay_steps at the last; 0: constant after warmup */
 	double clip_norm;     /* global-norm clipping, 0 = off */
 	int64_t steps;        /* optimizer steps */
 	int64_t batch_size;   /* sequences per step; 0 = full batch (modadd) */
@@ -85,6 +87,8 @@ typedef struct mb_zoo_recipe {
 	double ioi_frac;              /* in (0, 1] */
 	double pre_frac;              /* a name-free opening first, in [0, 1] */
 	double mix_frac;              /* IOI sentences from two templates, in [0, 1] */
+	double ending_frac;           /* IOI sentences with an ending of the recipe's own, in [0, 1] */
+	double noise_frac;            /* an ending's verb replaced by a random word, in [0, 1] */
 	uint64_t pair_seed;
 	double heldout_pair_fraction; /* in (0, 1) */
 
@@ -177,6 +181,10 @@ void mb_zoo_ioi_free(mb_zoo_ioi *d);
  * index, the recipe's fields). Streams: "ioi/train" (index = (step - 1) *
  * batch + row) and "ioi/evalrows". */
 void mb_zoo_ioi_row(int32_t *out, const mb_zoo_ioi *d, const char *stream, uint64_t index);
+/* The template ids the ioi recipe holds out of its training text. */
+const char *const *mb_zoo_ioi_heldout(size_t *n);
+/* The word of token id (out: "" when out of range), as tokenizer.json names it. */
+void mb_zoo_ioi_word(char out[16], int id);
 
 /* ---- training ---- */
 

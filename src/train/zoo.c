@@ -104,10 +104,11 @@ int mb_zoo_recipe_check(const mb_zoo_recipe *r, mb_error *err)
 		return mb_error_set(err, MB_EINVALID, "recipe %s: init_std must be > 0", n);
 	if (mb_adamw_config_check(&r->adamw, err) < 0)
 		return mb_error_prefix(err, "recipe %s", n);
-	if (r->steps < 1 || r->warmup_steps < 0 || r->batch_size < 0 || r->eval_every < 1)
+	if (r->steps < 1 || r->warmup_steps < 0 || r->decay_steps < 0 || r->batch_size < 0 ||
+	    r->eval_every < 1)
 		return mb_error_set(err, MB_EINVALID,
-				    "recipe %s: steps >= 1, warmup_steps >= 0, batch_size >= 0 "
-				    "and eval_every >= 1 are required", n);
+				    "recipe %s: steps >= 1, warmup_steps >= 0, decay_steps >= 0, "
+				    "batch_size >= 0 and eval_every >= 1 are required", n);
 	if (!(r->clip_norm >= 0) || !isfinite(r->clip_norm))
 		return mb_error_set(err, MB_EINVALID, "recipe %s: clip_norm must be >= 0", n);
 	return r->ops->check(r, err);
@@ -147,6 +148,8 @@ json_t *mb_zoo_recipe_to_json(const mb_zoo_recipe *r)
 	bad |= json_object_set_new(a, "weight_decay", json_real(r->adamw.weight_decay));
 	bad |= json_object_set_new(o, "adamw", a);
 	bad |= json_object_set_new(o, "warmup_steps", json_integer(r->warmup_steps));
+	if (r->decay_steps > 0) /* absent from the recipes without a decay */
+		bad |= json_object_set_new(o, "decay_steps", json_integer(r->decay_steps));
 	bad |= json_object_set_new(o, "clip_norm", json_real(r->clip_norm));
 	bad |= json_object_set_new(o, "steps", json_integer(r->steps));
 	bad |= json_object_set_new(o, "batch_size", json_integer(r->batch_size));

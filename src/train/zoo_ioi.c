@@ -12,13 +12,19 @@
  * The language. Token 0 is <bos>, token 1 is "." (a sentence end), tokens
  * 2.. are mb_ioi_vocab("WhitespaceSplit") in its (strcmp) order: every word
  * any IOI prompt can contain, so the IOI task's generator, run with this
- * model's tokenizer, keeps every name, place and object. A row is [BOS],
+ * model's tokenizer, keeps every name, place and object; then the recipe's
+ * own words (ioi_extra_words, sorted: the verbs and adverbs of its endings). A row is [BOS],
  * then with probability pre_frac a name-free opening sentence, then
  * sentences until T tokens are filled (the last one cut). A sentence is,
  * with probability ioi_frac, an IOI sentence: a template that is not held
  * out (mb_ioi_heldout_default: t02, t04, t09, t11 are never rendered in
- * training) or, with probability mix_frac, the part before {S} of one
- * training template joined to the part from {S} on of another; order ABBA or
+ * training) whose part from {S} on is, with probability ending_frac, one
+ * of the recipe's endings ("{S} [adverb] <verb> a {O} [back|over] to", the
+ * verb sometimes "wanted to <infinitive>", and with probability noise_frac
+ * replaced by a random word of the training templates: the recipient slot
+ * is learnt from the structure, not from a few verbs), else with
+ * probability mix_frac the part from {S} on of another training template;
+ * order ABBA or
  * BABA; IO and S two distinct names whose pair is not held out
  * (mb_ioi_pair_heldout with the recipe's pair_seed and
  * heldout_pair_fraction, the IOI generator's defaults); a place and an
@@ -27,15 +33,23 @@
  * distinct, the pair not held out), a place and an object; its words are
  * vocabulary words, so the words that only held-out templates use (tossed,
  * sold, mailed, Monday, ...) are trained in other roles, never before "to"
- * and a recipient. Loss: mean cross-entropy on every next token of the row.
+ * and a recipient. Every word of a held-out template occurs somewhere in
+ * the training text (ioi_check_coverage, an error otherwise), so a held-out
+ * template is new as a sentence, never by an untrained embedding. Loss: mean
+ * cross-entropy on every next token of the row; the lr falls linearly over
+ * the last decay_steps steps.
  *
  * Draws (part of the recipe). Row i of stream "ioi/train" (index (s - 1) *
  * batch_size + b for row b of step s) draws from Philox stream "ioi/train",
  * index i, under the seed; per sentence: u = mb_rng_uniform (IOI when u <
  * ioi_frac), then for IOI the template (mb_rng_range over the training
  * templates in table order), when mix_frac > 0 a uniform (mixed when <
- * mix_frac) and for a mixed one the template of the ending, the order (range
- * 2), IO, S (redrawn until distinct and the pair not held out), place,
+ * mix_frac) and for a mixed one the template of the ending, when
+ * ending_frac > 0 a uniform (an ending when < ending_frac) and for an ending
+ * the adverb coin (range 2) and adverb, the form (range 4: 0 is "<modal> to
+ * <infinitive>", drawn modal then infinitive; else a verb), the object form
+ * (range 4), the particle (range 5) and, when noise_frac > 0, a uniform
+ * (noise when < noise_frac) and the noise word; the order (range 2), IO, S (redrawn until distinct and the pair not held out), place,
  * object; for filler the frame, A, B (redrawn like IO and S), place, object.
  * Every name, place and object draw is mb_rng_range over the full list
  * (mb_ioi_words). Before the first sentence, when pre_frac > 0: a uniform
@@ -85,6 +99,12 @@ static const char *const ioi_frames[] = {
 	"In the {P}, {A} had a {O} .",
 	"Yesterday {A} found a {O} .",
 	"Later, {A} said .",
+	"{A} cleaned the {P} and then walked to the {P} .",
+	"As soon as {A} reached the {P}, {A} called {B} .",
+	"{A} was waiting at the {P} .",
+	"it started to rain, so {A} went to the {P} .",
+	"{A} and {B} walked to the {P} together. Then, {A} said .",
+	"When they had finished, {A} went to the {P} .",
 };
 #define IOI_N_FRAMES (sizeof(ioi_frames) / sizeof(ioi_frames[0]))
 
@@ -100,12 +120,55 @@ static const char *const ioi_openings[] = {
 };
 #define IOI_N_OPENINGS (sizeof(ioi_openings) / sizeof(ioi_openings[0]))
 
+/* Endings of our own for IOI sentences (ending_frac of them): "{S}", an
+ * adverb (with probability 1/2), a verb, the object ("a {O}" twice as often
+ * as "the {O}" and "it"), a particle (back or over, each 1/5) and "to". None
+ * of the verbs ends a held-out template, so the recipient slot is learnt
+ * from the structure "<verb> <object> to", not from a few verbs. */
+static const char *const ioi_adverbs[] = {
+	"quickly", "finally", "happily", "proudly", "gently", "secretly", "kindly", "suddenly",
+};
+#define IOI_N_ADVERBS (sizeof(ioi_adverbs) / sizeof(ioi_adverbs[0]))
+static const char *const ioi_verbs[] = {
+	"threw",  "sent",  "returned",  "delivered", "carried", "pushed", "kicked", "rolled",
+	"posted", "shipped", "presented", "promised", "served",  "fed",    "flung",  "lobbed",
+	"handed", "passed", "offered",  "brought",   "gave",    "showed", "lent",   "slid",
+};
+#define IOI_N_VERBS (sizeof(ioi_verbs) / sizeof(ioi_verbs[0]))
+/* A quarter of the endings: "{S} wanted to <infinitive> ..." */
+static const char *const ioi_modals[] = {"wanted", "tried", "agreed", "hoped"};
+#define IOI_N_MODALS (sizeof(ioi_modals) / sizeof(ioi_modals[0]))
+static const char *const ioi_infinitives[] = {
+	"send", "throw", "hand", "pass", "show", "lend", "bring", "offer", "return", "carry",
+	"deliver",
+};
+#define IOI_N_INFINITIVES (sizeof(ioi_infinitives) / sizeof(ioi_infinitives[0]))
+
+/* The recipe's words beyond mb_ioi_vocab (the adverbs and verbs above that
+ * no template uses), sorted: tokens IOI_FIRST_WORD + nv + i. */
+static const char *const ioi_extra_words[] = {
+	"agreed", "back", "bring", "carried", "carry", "deliver", "delivered", "fed", "finally",
+	"flung", "gently", "hand", "happily", "hoped", "kicked", "kindly", "lend", "lobbed",
+	"offer", "pass", "posted", "presented", "promised", "proudly", "pushed", "quickly",
+	"return", "returned", "rolled", "secretly", "send", "sent", "served", "shipped", "show",
+	"suddenly", "threw", "throw", "tried", "wanted",
+};
+#define IOI_N_EXTRA (sizeof(ioi_extra_words) / sizeof(ioi_extra_words[0]))
+
+const char *const *mb_zoo_ioi_heldout(size_t *n)
+{
+	return mb_ioi_heldout_default(n);
+}
+
+
 /*
  * ioi, preset "fast": 2 layers, d_model 64, 4 heads of 16, d_mlp 256,
  * GELU (gelu_new), LayerNorm, untied, 32 positions, weights N(0, 0.8 /
  * sqrt(d_model)); AdamW lr 2e-3, betas (0.9, 0.98), weight decay 0.01, 100
- * warmup steps, clipping at 1.0, 64 fresh rows per step, 2,500 steps; 90% of
- * the sentences IOI, half of those mixed from two templates, no openings.
+ * warmup steps, the lr falling linearly over the last 1,000, clipping at
+ * 1.0, 64 fresh rows per step, 2,500 steps; 90% of the sentences IOI, 80% of
+ * those with one of our endings (30% of those with a noise verb), half of
+ * the rest mixed from two templates; no openings.
  * Held-out pairs: pair_seed 0, fraction 0.2 (the IOI generator's defaults,
  * so the task's held-out items are held out here too).
  * How it got here (this trainer, seed 0; held-out = held-out templates and
@@ -122,33 +185,33 @@ static const char *const ioi_openings[] = {
  * recipient, and half the IOI sentences join one template's part before
  * {S} to another's part from {S} on, so no template's ending is tied to its
  * opening.
- * This preset (seed 0; 2,500 steps, 124 s of CPU on one thread, ~2.0x the
- * induction preset's CPU per step, so ~170 s on 2 quiet cores by the
- * induction MANIFEST's 86 s): training templates P(IO > S) 0.99, logit diff
- * 7.6; held-out templates and pairs 0.74, 2.23 (recipe eval). So the issue's
- * target (>= 0.95) is NOT met: checks fail, and no model is committed.
- * On the IOI generator's own items (tests/train/test_ioi_zoo.c, dataset seed
- * 1, 16 per held-out template and order): P(IO > S) 0.76, logit diff 2.29;
- * t11 1.00 (logit diff 6-7), t02 0.69-0.81, t04 0.44-0.75, t09 0.63-0.75.
- * Mechanism there (ABC patching at one position, attention at END, direct
- * logit attribution DLA through ln_f, OV copying score): heads a0.0 and
- * a0.1 attend from END to IO and S1 about equally (0.40-0.45 each, S2
- * 0.04-0.06), copy (OV scores 0.31, 0.22) and add both names (DLA +0.17 to
- * +0.23 on IO and on S): they move the two introduced names, not IO alone.
- * Head a1.1 attends from END to S2 (0.59), copies negatively (-0.28) and
- * removes S (DLA -1.74 on S, -0.09 on IO); patching its END output from the
- * ABC run moves the logit difference by -2.49 of the clean 2.29: it reads
- * the repeated S and subtracts it. a1.2 does a little of the same (S2 0.37,
- * DLA -0.15 on S). Path patching a0.x -> a1.x through q, k or v moves it by
- * less than 0.2: the S-inhibition is a direct negative copy, not a
- * composition into the name movers' queries as in GPT-2. Where it fails:
- * a1.1's attention to S2 is 0.97-0.99 on t11 but 0.40-0.56 on t02, t04 and
- * t09, whose verb before "a {O} to" (tossed, sold, mailed) never precedes a
- * recipient in training; the query at END depends on it. Tried and not
- * better on held-out templates (final P(IO > S)): a name-free opening before
- * the first sentence in half the rows (48 positions) 0.67; every IOI
- * sentence a join, weight decay 0.1: 0.61; 10% of the IOI words replaced by
- * training-template words: 0.74.
+ * Session 1's preset (mixing only, seed 0; 2,500 steps, 124 s of CPU on
+ * one thread, ~170 s on 2 quiet cores): training templates P(IO > S) 0.99,
+ * logit diff 7.6; held-out templates and pairs 0.74, 2.23: t11 1.00, t02
+ * 0.69-0.81, t04 0.44-0.75, t09 0.63-0.75 (IOI generator items). Mechanism
+ * there (ABC patching, attention at END, direct logit attribution through
+ * ln_f): a0.0 and a0.1 attend from END to IO and S1 about equally and add
+ * both names; a1.1 attends from END to S2 (0.59), copies negatively and
+ * removes S (DLA -1.74 on S; patching its END output from the ABC run moves
+ * the logit difference by -2.49 of 2.29): a direct negative copy of the
+ * repeated name, not a composition into name-mover queries as in GPT-2. It
+ * failed where a held-out template's verb (tossed, sold, mailed) never
+ * preceded a recipient in training, and "then" (t09) was a word training
+ * never used: hence the endings, the noise and the coverage check.
+ * Session 2 (seed 0, 2,500 steps; recipe eval on held-out templates and
+ * pairs; per template: 40 prompts each, all pairs):
+ *   endings 0.5, no decay: 0.77, logit diff 6.6 (training templates 1.00,
+ *     13.1); t02 0.88, t04 1.00, t09 0.30, t11 1.00.
+ *   the same with held-out t01, t11, t15, t16 (final verbs shared with
+ *     training templates): 0.89, 8.5; t11 0.38, the others 1.00.
+ *   endings 0.8, "wanted to" forms, lr decay over the last 1,000 steps: 0.80,
+ *     2.73; t02 0.23, t04 0.95, t09 0.95, t11 0.90. With held-out t01, t11,
+ *     t15, t16: 0.71, 1.52.
+ *   In every run one or two held-out templates fail while the others reach
+ *   1.00, and which ones changes from run to run; the held-out accuracy
+ *   swings by 0.1-0.2 between evaluations 100 steps apart after step 1,000.
+ * This preset adds noise_frac 0.3; its result and the 0.6 variant's are in
+ * the log below (NOT yet the issue's target: no model is committed).
  */
 static void ioi_preset(mb_zoo_recipe *r, const char *preset)
 {
@@ -158,7 +221,7 @@ static void ioi_preset(mb_zoo_recipe *r, const char *preset)
 
 	(void)preset; /* "fast" only */
 	if (mb_ioi_vocab(&vocab, &nv, "WhitespaceSplit", &err) == 0)
-		r->vocab_size = IOI_FIRST_WORD + (int)nv;
+		r->vocab_size = IOI_FIRST_WORD + (int)nv + (int)IOI_N_EXTRA;
 	free(vocab);
 	r->n_layer = 2;
 	r->n_embd = 64;
@@ -183,6 +246,9 @@ static void ioi_preset(mb_zoo_recipe *r, const char *preset)
 	r->ioi_frac = 0.9;
 	r->pre_frac = 0;
 	r->mix_frac = 0.5;
+	r->ending_frac = 0.8;
+	r->noise_frac = 0.3;
+	r->decay_steps = 1000;
 	r->pair_seed = 0;
 	r->heldout_pair_fraction = 0.2;
 	r->check_ioi_acc = 0.95;
@@ -202,16 +268,29 @@ static void ioi_token_name(char out[16], const mb_zoo_recipe *r, int id)
 		return;
 	}
 	out[0] = '\0';
-	if (mb_ioi_vocab(&vocab, &nv, "WhitespaceSplit", &err) == 0 &&
-	    (size_t)(id - IOI_FIRST_WORD) < nv)
-		snprintf(out, 16, "%s", vocab[id - IOI_FIRST_WORD]);
+	if (mb_ioi_vocab(&vocab, &nv, "WhitespaceSplit", &err) == 0) {
+		if ((size_t)(id - IOI_FIRST_WORD) < nv)
+			snprintf(out, 16, "%s", vocab[id - IOI_FIRST_WORD]);
+		else if ((size_t)(id - IOI_FIRST_WORD) - nv < IOI_N_EXTRA)
+			snprintf(out, 16, "%s", ioi_extra_words[(size_t)(id - IOI_FIRST_WORD) - nv]);
+	}
 	free(vocab);
+}
+
+void mb_zoo_ioi_word(char out[16], int id)
+{
+	ioi_token_name(out, NULL, id);
 }
 
 static int ioi_unk_token(const mb_zoo_recipe *r)
 {
 	(void)r;
 	return IOI_BOS;
+}
+
+static int cmp_word(const void *key, const void *elem)
+{
+	return strcmp((const char *)key, *(char *const *)elem);
 }
 
 static int ioi_check(const mb_zoo_recipe *r, mb_error *err)
@@ -227,10 +306,13 @@ static int ioi_check(const mb_zoo_recipe *r, mb_error *err)
 		return mb_error_set(err, MB_EINVALID, "recipe %s: ioi_frac %g must be in (0, 1]",
 				    n, r->ioi_frac);
 	/* > 0: the evaluation prompts use held-out pairs only. */
-	if (!(r->pre_frac >= 0 && r->pre_frac <= 1) || !(r->mix_frac >= 0 && r->mix_frac <= 1))
+	if (!(r->pre_frac >= 0 && r->pre_frac <= 1) || !(r->mix_frac >= 0 && r->mix_frac <= 1) ||
+	    !(r->ending_frac >= 0 && r->ending_frac <= 1) ||
+	    !(r->noise_frac >= 0 && r->noise_frac <= 1))
 		return mb_error_set(err, MB_EINVALID,
-				    "recipe %s: pre_frac %g and mix_frac %g must be in [0, 1]", n,
-				    r->pre_frac, r->mix_frac);
+				    "recipe %s: pre_frac %g, mix_frac %g, ending_frac %g and "
+				    "noise_frac %g must be in [0, 1]", n, r->pre_frac, r->mix_frac,
+				    r->ending_frac, r->noise_frac);
 	if (!(r->heldout_pair_fraction > 0 && r->heldout_pair_fraction < 1))
 		return mb_error_set(err, MB_EINVALID,
 				    "recipe %s: heldout_pair_fraction %g must be in (0, 1)", n,
@@ -238,10 +320,16 @@ static int ioi_check(const mb_zoo_recipe *r, mb_error *err)
 	error = mb_ioi_vocab(&vocab, &nv, "WhitespaceSplit", err);
 	if (error < 0)
 		return mb_error_prefix(err, "recipe %s", n);
-	if (r->vocab_size != IOI_FIRST_WORD + (int)nv)
+	if (r->vocab_size != IOI_FIRST_WORD + (int)nv + (int)IOI_N_EXTRA)
 		error = mb_error_set(err, MB_EINVALID,
 				     "recipe %s: vocab_size %d: the ioi vocabulary has %d tokens", n,
-				     r->vocab_size, IOI_FIRST_WORD + (int)nv);
+				     r->vocab_size, IOI_FIRST_WORD + (int)nv + (int)IOI_N_EXTRA);
+	for (size_t i = 0; i < IOI_N_EXTRA && error == 0; i++)
+		if (bsearch(ioi_extra_words[i], vocab, nv, sizeof(*vocab), cmp_word) ||
+		    (i > 0 && strcmp(ioi_extra_words[i - 1], ioi_extra_words[i]) >= 0))
+			error = mb_error_set(err, MB_EINVALID,
+					     "recipe %s: extra word '%s' is in the template vocabulary "
+					     "or out of order", n, ioi_extra_words[i]);
 	for (size_t i = 0; i < nv && error == 0; i++)
 		if (strlen(vocab[i]) > 15 || strcmp(vocab[i], ".") == 0 ||
 		    strcmp(vocab[i], "<bos>") == 0)
@@ -266,6 +354,8 @@ static int ioi_to_json(json_t *o, const mb_zoo_recipe *r)
 	bad |= json_object_set_new(o, "ioi_frac", json_real(r->ioi_frac));
 	bad |= json_object_set_new(o, "pre_frac", json_real(r->pre_frac));
 	bad |= json_object_set_new(o, "mix_frac", json_real(r->mix_frac));
+	bad |= json_object_set_new(o, "ending_frac", json_real(r->ending_frac));
+	bad |= json_object_set_new(o, "noise_frac", json_real(r->noise_frac));
 	bad |= json_object_set_new(o, "pair_seed", json_integer((json_int_t)r->pair_seed));
 	bad |= json_object_set_new(o, "heldout_pair_fraction", json_real(r->heldout_pair_fraction));
 	bad |= json_object_set_new(o, "check_ioi_acc", json_real(r->check_ioi_acc));
@@ -294,6 +384,8 @@ struct mb_zoo_ioi {
 	ioi_prompt *prompts; /* (np) evaluation prompts, held-out templates first */
 	int np, np_heldout;
 	int32_t *lengths; /* (max_batch) */
+	const char **noise; /* (nnoise) words an ending's verb may be replaced by */
+	size_t nnoise;
 };
 
 typedef struct mb_zoo_ioi ioi_data;
@@ -305,12 +397,8 @@ void mb_zoo_ioi_free(mb_zoo_ioi *d)
 	free(d->vocab);
 	free(d->prompts);
 	free(d->lengths);
+	free(d->noise);
 	free(d);
-}
-
-static int cmp_word(const void *key, const void *elem)
-{
-	return strcmp((const char *)key, *(char *const *)elem);
 }
 
 /* Tokenizes text (words separated by single spaces) into out (cap); the
@@ -332,11 +420,18 @@ static int ioi_tokenize(int32_t *out, int cap, const ioi_data *d, const char *te
 			out[n++] = IOI_END;
 		} else {
 			char **hit = bsearch(w, d->vocab, d->nv, sizeof(*d->vocab), cmp_word);
-			if (!hit)
+			const char *const *xh;
+			if (hit) {
+				out[n++] = IOI_FIRST_WORD + (int32_t)(hit - d->vocab);
+			} else if ((xh = bsearch(w, ioi_extra_words, IOI_N_EXTRA,
+						 sizeof(*ioi_extra_words), cmp_word))) {
+				out[n++] = IOI_FIRST_WORD + (int32_t)d->nv +
+					   (int32_t)(xh - ioi_extra_words);
+			} else {
 				return mb_error_set(err, MB_EINVALID,
 						    "ioi: word '%s' of \"%s\" is not in the "
 						    "vocabulary", w, text);
-			out[n++] = IOI_FIRST_WORD + (int32_t)(hit - d->vocab);
+			}
 		}
 		text += len;
 		text += *text == ' ';
@@ -386,6 +481,32 @@ static int ioi_sentence(int32_t *out, mb_rng *rng, const ioi_data *d, const mb_z
 						  rng, (uint64_t)d->ntrain_t)])->text;
 			snprintf(mtext, sizeof(mtext), "%.*s%s", (int)(strstr(tp->text, "{S}") - tp->text),
 				 tp->text, strstr(end, "{S}"));
+			mixed.text = mtext;
+			tp = &mixed;
+		}
+		if (r->ending_frac > 0 && mb_rng_uniform(rng) < r->ending_frac) {
+			/* the part before {S}, then one of our endings */
+			static const char *const objs[4] = {" a {O}", " a {O}", " the {O}", " it"};
+			static const char *const parts[5] = {" back", " over", "", "", ""};
+			const char *adv = mb_rng_range(rng, 2) ? ioi_adverbs[mb_rng_range(rng, IOI_N_ADVERBS)]
+							       : NULL;
+			char vbuf[64];
+			const char *verb = vbuf;
+			if (mb_rng_range(rng, 4) == 0)
+				snprintf(vbuf, sizeof(vbuf), "%s to %s",
+					 ioi_modals[mb_rng_range(rng, IOI_N_MODALS)],
+					 ioi_infinitives[mb_rng_range(rng, IOI_N_INFINITIVES)]);
+			else
+				verb = ioi_verbs[mb_rng_range(rng, IOI_N_VERBS)];
+			if (r->noise_frac > 0 && mb_rng_uniform(rng) < r->noise_frac)
+				verb = d->noise[mb_rng_range(rng, d->nnoise)];
+			const char *obj = objs[mb_rng_range(rng, 4)];
+			const char *part = parts[mb_rng_range(rng, 5)];
+			char etext[IOI_TEXT_MAX];
+			snprintf(etext, sizeof(etext), "%.*s{S}%s%s %s%s%s to",
+				 (int)(strstr(tp->text, "{S}") - tp->text), tp->text, adv ? " " : "",
+				 adv ? adv : "", verb, obj, part);
+			snprintf(mtext, sizeof(mtext), "%s", etext);
 			mixed.text = mtext;
 			tp = &mixed;
 		}
@@ -500,6 +621,56 @@ static int ioi_eval_prompt(ioi_prompt *p, const ioi_data *d, const mb_zoo_recipe
 	return 0;
 }
 
+/* Whether the space-free chunk (len bytes; "{P}," counts as itself) occurs
+ * in text. */
+static int chunk_in(const char *chunk, size_t len, const char *text)
+{
+	while (*text) {
+		size_t l = strcspn(text, " ");
+		if (l == len && memcmp(chunk, text, len) == 0)
+			return 1;
+		text += l;
+		text += *text == ' ';
+	}
+	return 0;
+}
+
+/* Every word of every held-out template (a placeholder with its punctuation,
+ * "{P},", as one word) occurs in the training text: in a training template,
+ * a filler frame, an opening or an ending word; else an error naming it. A
+ * held-out template is then new as a sentence, never by a token whose
+ * embedding training left at its initial value. */
+static int ioi_check_coverage(const uint8_t *held, mb_error *err)
+{
+	const size_t nt = mb_ioi_template_count();
+
+	for (size_t t = 0; t < nt; t++) {
+		const char *p = mb_ioi_template_at(t)->text;
+		if (!held[t])
+			continue;
+		while (*p) {
+			size_t len = strcspn(p, " ");
+			int found = 0;
+			for (size_t u = 0; u < nt && !found; u++)
+				found = !held[u] && chunk_in(p, len, mb_ioi_template_at(u)->text);
+			for (size_t f = 0; f < IOI_N_FRAMES && !found; f++)
+				found = chunk_in(p, len, ioi_frames[f]);
+			for (size_t f = 0; f < IOI_N_OPENINGS && !found; f++)
+				found = chunk_in(p, len, ioi_openings[f]);
+			for (size_t f = 0; f < IOI_N_VERBS && !found; f++)
+				found = strlen(ioi_verbs[f]) == len && memcmp(p, ioi_verbs[f], len) == 0;
+			if (!found)
+				return mb_error_set(err, MB_EINVALID,
+						    "ioi: word '%.*s' of held-out template %s occurs "
+						    "nowhere in the training text", (int)len, p,
+						    mb_ioi_template_at(t)->id);
+			p += len;
+			p += *p == ' ';
+		}
+	}
+	return 0;
+}
+
 int mb_zoo_ioi_init(mb_zoo_ioi **out, const mb_zoo_recipe *recipe, mb_error *err)
 {
 	ioi_data *d = calloc(1, sizeof(*d));
@@ -526,6 +697,34 @@ int mb_zoo_ioi_init(mb_zoo_ioi **out, const mb_zoo_recipe *recipe, mb_error *err
 	for (size_t t = 0; t < nt; t++)
 		if (!held[t])
 			d->train_t[d->ntrain_t++] = (int)t;
+	/* The noise words: the template vocabulary's words that are not names
+	 * and occur in a training template (so never a word only a held-out
+	 * template has), without punctuation. */
+	d->noise = malloc(d->nv * sizeof(*d->noise));
+	if (!d->noise) {
+		error = mb_error_oom(err, "ioi noise words", d->nv * sizeof(*d->noise));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < d->nv; i++) {
+		const char *w = d->vocab[i];
+		int ok = !strpbrk(w, ",.");
+		for (size_t k = 0; k < d->nwords[MB_IOI_NAMES] && ok; k++)
+			ok = strcmp(w, d->words[MB_IOI_NAMES][k]) != 0;
+		if (!ok)
+			continue;
+		ok = 0;
+		for (size_t t = 0; t < nt && !ok; t++)
+			ok = !held[t] && chunk_in(w, strlen(w), mb_ioi_template_at(t)->text);
+		for (int l = 1; l < 3 && !ok; l++)
+			for (size_t k = 0; k < d->nwords[l] && !ok; k++)
+				ok = strcmp(w, d->words[l][k]) == 0;
+		if (ok)
+			d->noise[d->nnoise++] = w;
+	}
+	if ((error = ioi_check_coverage(held, err)) < 0) {
+		mb_error_prefix(err, "recipe %s", r->name);
+		goto cleanup;
+	}
 	/* Every frame tokenizes (with the longest words), so a row never fails. */
 	for (size_t f = 0; f < IOI_N_FRAMES; f++) {
 		char text[IOI_TEXT_MAX];
@@ -535,6 +734,13 @@ int mb_zoo_ioi_init(mb_zoo_ioi **out, const mb_zoo_recipe *recipe, mb_error *err
 					   "", "observatory", "harmonica", err)) < 0 ||
 		    (error = ioi_tokenize(buf, IOI_SENT_MAX, d, text, err)) < 0) {
 			mb_error_prefix(err, "recipe %s: filler frame %zu", r->name, f);
+			goto cleanup;
+		}
+	}
+	for (size_t f = 0; f < IOI_N_EXTRA; f++) {
+		const char *w = ioi_extra_words[f];
+		if ((error = ioi_tokenize(buf, 1, d, w, err)) < 0) {
+			mb_error_prefix(err, "recipe %s: ending word", r->name);
 			goto cleanup;
 		}
 	}

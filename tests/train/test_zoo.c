@@ -379,16 +379,12 @@ Test(zoo, manifest_corpus_valid_files_parse_and_bad_files_are_rejected)
 
 /* ---- ioi ---- */
 
-/* The words of token ids: 0 <bos>, 1 ".", then the ioi vocabulary. */
-typedef struct ioi_words {
-	char **vocab;
-	size_t n;
-} ioi_words;
-
-static const char *ioi_word(const ioi_words *w, int32_t id)
+/* The word of a token id, from words[] (the recipe's own names of its ids). */
+static const char *ioi_word(const mb_zoo_recipe *r, int32_t id, char (*words)[16])
 {
-	cr_assert(id >= 0 && (size_t)id < w->n + 2, "token id %d", id);
-	return id == 0 ? "<bos>" : id == 1 ? "." : w->vocab[id - 2];
+	cr_assert(id >= 0 && id < r->vocab_size, "token id %d", id);
+	cr_assert(words[id][0], "token id %d has no word", id);
+	return words[id];
 }
 
 static int in_list(mb_ioi_list which, const char *s, size_t len)
@@ -435,30 +431,41 @@ static int ioi_match(const char *text, const char *const *sent, int n, const cha
 	return k;
 }
 
-/* 400 training rows: every row starts with [BOS]; no sentence starts like a
- * held-out template; no two distinct names of a sentence form a held-out
- * pair; the sentences that are training-template instances end with IO (the
- * name of the pair that S is not), and make up ioi_frac of the rows' first
- * sentences within binomial noise. */
+/* 400 training rows: every row starts with [BOS]; no sentence is an instance
+ * of a held-out template or starts like one (its part before {S}); no two
+ * distinct names of a sentence form a held-out pair; every sentence that
+ * starts like a training template (its part before {S}, then a name) is an
+ * IOI sentence: it ends with "to" and IO (the name of the pair that S is
+ * not), and its rest is another training template's part after {S} (a join,
+ * mix_frac of the others) or one of the recipe's endings (ending_frac); the
+ * IOI sentences make up ioi_frac of the rows' first sentences, all within
+ * binomial noise. */
 Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 {
 	mb_zoo_recipe r;
 	mb_zoo_ioi *d = NULL;
 	mb_error err;
-	ioi_words w;
 	int32_t row[256];
+	char(*words)[16];
 	const char *sent[64];
 	const size_t nt = mb_ioi_template_count();
 	uint8_t held[MB_IOI_MAX_TEMPLATES] = {0};
-	int nioi = 0, nfull = 0, mixed = 0;
+	const char *const *ho;
+	size_t nho;
+	int nioi = 0, nfull = 0, mixed = 0, ended = 0;
 
 	cr_assert_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 5, &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_ioi_vocab(&w.vocab, &w.n, "WhitespaceSplit", &err), 0, "%s", err.msg);
-	cr_assert_eq(r.vocab_size, (int)w.n + 2);
 	cr_assert_leq(r.n_positions, 256);
 	cr_assert_eq(mb_zoo_ioi_init(&d, &r, &err), 0, "%s", err.msg);
-	held[mb_ioi_template_find("t02")] = held[mb_ioi_template_find("t04")] = 1;
-	held[mb_ioi_template_find("t09")] = held[mb_ioi_template_find("t11")] = 1;
+	words = calloc((size_t)r.vocab_size, sizeof(*words));
+	for (int id = 0; id < r.vocab_size; id++)
+		mb_zoo_ioi_word(words[id], id);
+	ho = mb_zoo_ioi_heldout(&nho);
+	cr_assert_geq(nho, 4, "at least four held-out templates");
+	for (size_t i = 0; i < nho; i++) {
+		cr_assert_geq(mb_ioi_template_find(ho[i]), 0, "held-out template %s", ho[i]);
+		held[mb_ioi_template_find(ho[i])] = 1;
+	}
 	for (uint64_t i = 0; i < 400; i++) {
 		int32_t again[256];
 		int at = 1, first = 1;
@@ -467,12 +474,12 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 		cr_assert_arr_eq(row, again, (size_t)r.n_positions * sizeof(row[0]));
 		cr_assert_eq(row[0], 0, "row %llu starts with <bos>", (unsigned long long)i);
 		for (int k = 1; k < r.n_positions; k++) {
-			int n = 0;
+			int n = 0, is_ioi = 0;
 			if (row[k] != 1)
 				continue;
 			/* one whole sentence: row[at .. k) */
-			for (int j = at; j < k; j++)
-				sent[n++] = ioi_word(&w, row[j]);
+			for (int j = at; j < k; j++, n++)
+				sent[n] = ioi_word(&r, row[j], words);
 			at = k + 1;
 			for (int a = 0; a < n; a++)
 				for (int b = 0; b < n; b++)
@@ -483,33 +490,40 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 									      sent[a], sent[b]),
 							  "row %llu: held-out pair %s, %s",
 							  (unsigned long long)i, sent[a], sent[b]);
-			/* every template, and every join of one template's part before
-			 * {S} with another's part from {S} on */
-			for (size_t t = 0; t < nt * nt; t++) {
-				const mb_ioi_template *ti = mb_ioi_template_at(t / nt);
-				const mb_ioi_template *tj = mb_ioi_template_at(t % nt);
+			for (size_t t = 0; t < nt && !is_ioi; t++) {
+				const mb_ioi_template *ti = mb_ioi_template_at(t);
 				const char *names[3] = {NULL, NULL, NULL};
 				char text[512];
-				snprintf(text, sizeof(text), "%.*s%s",
-					 (int)(strstr(ti->text, "{S}") - ti->text), ti->text,
-					 strstr(tj->text, "{S}"));
-				int len = ioi_match(text, sent, n, names);
+				int len, joined = 0;
+				/* the part before {S}, then {S} */
+				snprintf(text, sizeof(text), "%.*s{S}",
+					 (int)(strstr(ti->text, "{S}") - ti->text), ti->text);
+				len = ioi_match(text, sent, n, names);
 				if (!len)
 					continue;
-				cr_assert(!held[t / nt] && !held[t % nt],
-					  "row %llu: held-out template %s or %s in training text",
-					  (unsigned long long)i, ti->id, tj->id);
-				cr_assert_eq(len + 1, n, "row %llu: template %s/%s then one word",
-					     (unsigned long long)i, ti->id, tj->id);
+				cr_assert(!held[t], "row %llu: held-out template %s's start in "
+					  "training text", (unsigned long long)i, ti->id);
+				is_ioi = 1;
 				cr_assert(strcmp(names[2], names[0]) == 0 ||
 					  strcmp(names[2], names[1]) == 0);
+				cr_assert_geq(n, len + 2);
+				cr_assert(strcmp(sent[n - 2], "to") == 0 || strcmp(sent[n - 2], "for") == 0,
+					  "row %llu: '%s' before IO", (unsigned long long)i, sent[n - 2]);
 				cr_assert_str_eq(sent[n - 1],
 						 strcmp(names[2], names[0]) == 0 ? names[1] : names[0],
 						 "row %llu: the IOI sentence ends with IO",
 						 (unsigned long long)i);
+				for (size_t u = 0; u < nt && !joined; u++) {
+					const mb_ioi_template *tj = mb_ioi_template_at(u);
+					snprintf(text, sizeof(text), "%.*s%s",
+						 (int)(strstr(ti->text, "{S}") - ti->text), ti->text,
+						 strstr(tj->text, "{S}"));
+					if (!held[u] && ioi_match(text, sent, n, names) == n - 1)
+						joined = 1 + (u != t);
+				}
 				nioi += first; /* the first sentence is never cut */
-				mixed += first && ti != tj;
-				break;
+				mixed += first && joined == 2;
+				ended += first && !joined;
 			}
 			first = 0;
 		}
@@ -519,12 +533,19 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 	double frac = nioi / 400.0, se = sqrt(r.ioi_frac * (1 - r.ioi_frac) / 400.0);
 	cr_expect(fabs(frac - r.ioi_frac) < 4 * se, "IOI share %.3f of the rows' first "
 		  "sentences, want %.2f", frac, r.ioi_frac);
-	/* a join of two different templates: mix_frac of them, less the joins of
-	 * a template with itself (1 / the 14 training templates) */
-	double want = r.mix_frac * (1 - 1.0 / 14);
+	/* our endings: ending_frac of them, less the few that equal a training
+	 * template's end ("{S} handed a {O} to": no adverb, a template's verb,
+	 * "a {O}", no particle: about 4% of the endings) */
+	double want = r.ending_frac;
 	se = sqrt(want * (1 - want) / nioi);
-	cr_expect(fabs((double)mixed / nioi - want) < 4 * se, "mixed %d of %d, want %.3f", mixed,
-		  nioi, want);
+	cr_expect(fabs((double)ended / nioi - want) < 4 * se + 0.05, "endings %d of %d, want %.3f",
+		  ended, nioi, want);
+	/* a join of two different templates: mix_frac of the rest, less the
+	 * joins of a template with itself (1 / the training templates) */
+	want = (1 - r.ending_frac) * r.mix_frac * (1 - 1.0 / (double)(nt - nho));
+	se = sqrt(want * (1 - want) / nioi);
+	cr_expect(fabs((double)mixed / nioi - want) < 4 * se + 0.04, "mixed %d of %d, want %.3f",
+		  mixed, nioi, want);
 	mb_zoo_ioi_free(d);
-	free(w.vocab);
+	free(words);
 }
