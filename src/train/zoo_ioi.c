@@ -733,15 +733,21 @@ int mb_zoo_ioi_init(mb_zoo_ioi **out, const mb_zoo_recipe *recipe, mb_error *err
 		mb_error_prefix(err, "recipe %s", r->name);
 		goto cleanup;
 	}
-	/* Every frame tokenizes (with the longest words), so a row never fails. */
-	for (size_t f = 0; f < IOI_N_FRAMES; f++) {
+	/* Every frame and opening tokenizes (with the longest words), so a row
+	 * never fails. */
+	for (size_t f = 0; f < IOI_N_FRAMES + IOI_N_OPENINGS; f++) {
+		const int opening = f >= IOI_N_FRAMES;
 		char text[IOI_TEXT_MAX];
 		size_t off[3];
-		mb_ioi_template fr = {"filler", "filler", ioi_frames[f]};
-		if ((error = mb_ioi_render(text, sizeof(text), off, &fr, "Bartholomew", "Guinevere",
-					   "", "observatory", "harmonica", err)) < 0 ||
+		mb_ioi_template fr = {"filler", "filler", NULL};
+		fr.text = opening ? ioi_openings[f - IOI_N_FRAMES] : ioi_frames[f];
+		if ((error = mb_ioi_render(text, sizeof(text), off, &fr, opening ? "" : "Bartholomew",
+					   opening ? "" : "Guinevere", "", "observatory",
+					   opening ? "" : "harmonica", err)) < 0 ||
 		    (error = ioi_tokenize(buf, IOI_SENT_MAX, d, text, err)) < 0) {
-			mb_error_prefix(err, "recipe %s: filler frame %zu", r->name, f);
+			mb_error_prefix(err, "recipe %s: %s %zu", r->name,
+					opening ? "opening" : "filler frame",
+					opening ? f - IOI_N_FRAMES : f);
 			goto cleanup;
 		}
 	}
@@ -749,17 +755,6 @@ int mb_zoo_ioi_init(mb_zoo_ioi **out, const mb_zoo_recipe *recipe, mb_error *err
 		const char *w = ioi_extra_words[f];
 		if ((error = ioi_tokenize(buf, 1, d, w, err)) < 0) {
 			mb_error_prefix(err, "recipe %s: ending word", r->name);
-			goto cleanup;
-		}
-	}
-	for (size_t f = 0; f < IOI_N_OPENINGS; f++) {
-		char text[IOI_TEXT_MAX];
-		size_t off[3];
-		mb_ioi_template fr = {"opening", "opening", ioi_openings[f]};
-		if ((error = mb_ioi_render(text, sizeof(text), off, &fr, "", "", "", "observatory",
-					   "", err)) < 0 ||
-		    (error = ioi_tokenize(buf, IOI_SENT_MAX, d, text, err)) < 0) {
-			mb_error_prefix(err, "recipe %s: opening %zu", r->name, f);
 			goto cleanup;
 		}
 	}
