@@ -4,6 +4,8 @@
  * GPT-2-small shape with random weights, in one process and one run.
  *
  * usage: bench_attribution [--batch 4] [--seq 256] [--reps 3] [--method atp|atp-star|eap]
+ *                          [--no-exact]
+ * (--no-exact times the attribution method alone: for profiling it.)
  *
  * Model: L = 12, D = 768, H = 12, M = 3072, V = 50257, P = 1024, LayerNorm,
  * gelu_new, tied; every weight N(0, 0.02^2) from Philox stream
@@ -13,7 +15,8 @@
  * last position (MB_LOGITS_LAST), the IOI metric.
  *
  * Timed (median of --reps, wall and process CPU seconds):
- *  (a) mb_attr_run: corrupted forward + clean forward (caching the points
+ *  (a) mb_attr_run (after one untimed run that allocates its caches):
+ *      corrupted forward + clean forward (caching the points
  *      the nodes read) + one backward + every node score (heads' z, q, k, v,
  *      MLPs, neurons, residual positions), on an engine with kept activations;
  *  (b) exact patching of all L H heads (hook_z from the corrupted run at
@@ -78,7 +81,7 @@ static int effect_metric(double *out, const mb_engine *e, int B, void *payload, 
 
 int main(int argc, char **argv)
 {
-	int B = 4, T = 256, reps = 3;
+	int B = 4, T = 256, reps = 3, no_exact = 0;
 	mb_attr_method method = MB_ATTR_ATP;
 	mb_engine_config cfg = {.n_vocab = 50257, .n_ctx = 1024, .d_model = 768, .n_layer = 12,
 				.n_head = 12, .d_head = 64, .d_mlp = 3072, .act = MB_ACT_GELU_NEW,
@@ -89,6 +92,10 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(argv[i], "--no-exact") == 0) {
+			no_exact = 1;
+			continue;
+		}
 		if (!v) {
 			fprintf(stderr, "bench_attribution: %s needs a value\n", argv[i]);
 			return 2;
@@ -104,7 +111,7 @@ int main(int argc, char **argv)
 				die(&err, "--method");
 		} else {
 			fprintf(stderr, "usage: bench_attribution [--batch 4] [--seq 256] [--reps 3] "
-					"[--method atp|atp-star|eap]\n");
+					"[--method atp|atp-star|eap] [--no-exact]\n");
 			return 2;
 		}
 		i++;
@@ -165,18 +172,38 @@ int main(int argc, char **argv)
 
 	int LH = cfg.n_layer * cfg.n_head;
 	double *sweep = malloc(sizeof(double) * (size_t)LH * B);
-	double *ta = malloc(sizeof(double) * reps * 4), *ca = ta + reps, *tx = ca + reps,
-	       *cx = tx + reps;
+	double *ta = malloc(sizeof(double) * reps * 6), *ca = ta + reps, *tx = ca + reps,
+	       *cx = tx + reps, *tf = cx + reps, *cf = tf + reps;
 	mb_hook_point zpts[12];
 	for (int l = 0; l < cfg.n_layer; l++)
 		zpts[l] = (mb_hook_point){MB_HOOK_Z, l};
 
+	/* one untimed run first: the workspace's caches are allocated and touched
+	 * once per batch shape, not per batch (the exact sweep's per-batch setup
+	 * stays inside its timing, as mb_attr_exact pays it per batch) */
+	if (mb_attr_run(s, at, &ab, &o, &err) < 0)
+		die(&err, "mb_attr_run");
 	for (int rep = 0; rep < reps; rep++) {
 		double t0 = now(), c0 = cpu_now();
 		if (mb_attr_run(s, at, &ab, &o, &err) < 0)
 			die(&err, "mb_attr_run");
 		ta[rep] = now() - t0;
 		ca[rep] = cpu_now() - c0;
+		{
+			mb_run rf = {.batch = B, .seq = T, .tokens = clean, .logits = MB_LOGITS_LAST};
+			t0 = now();
+			c0 = cpu_now();
+			if (mb_engine_forward(ex, &rf, &err) < 0)
+				die(&err, "forward");
+			tf[rep] = now() - t0;
+			cf[rep] = cpu_now() - c0;
+		}
+		if (no_exact) {
+			printf("rep %d: %s %.2f s wall (%.2f CPU-s); one forward %.2f s (%.2f CPU-s)\n",
+			       rep, mb_attr_method_name(method), ta[rep], ca[rep], tf[rep], cf[rep]);
+			fflush(stdout);
+			continue;
+		}
 
 		mb_effect *fx = NULL;
 		mb_effect_heads how = {NULL, NULL, NULL, 0};
@@ -197,6 +224,13 @@ int main(int argc, char **argv)
 		       rep, mb_attr_method_name(method), ta[rep], ca[rep], tx[rep], cx[rep]);
 		fflush(stdout);
 	}
+	if (no_exact) {
+		double a_c = median(ca, reps), f_c = median(cf, reps);
+		printf("%s: median %.2f s wall, %.2f CPU-s over %d reps; one forward %.2f CPU-s; "
+		       "%.2f forwards\n", mb_attr_method_name(method), median(ta, reps), a_c, reps,
+		       f_c, a_c / f_c);
+		goto done;
+	}
 	/* agreement of the mean head effects (sanity only: random weights) */
 	double *ma = calloc((size_t)LH * 2, sizeof(double)), *me = ma + LH;
 	for (int i = 0; i < LH; i++)
@@ -206,7 +240,7 @@ int main(int argc, char **argv)
 		}
 	double rho = mb_attr_spearman(ma, me, LH);
 	double wa = median(ta, reps), wca = median(ca, reps), wx = median(tx, reps),
-	       wcx = median(cx, reps);
+	       wcx = median(cx, reps), wf = median(tf, reps), wcf = median(cf, reps);
 	char g[128];
 	mb_gemm_describe(g, sizeof(g));
 	printf("\nGPT-2-small shape, B=%d T=%d, random weights, %s, gemm %s, median of %d\n", B, T,
@@ -214,10 +248,14 @@ int main(int argc, char **argv)
 	printf("%-34s %9s %9s\n", "", "wall s", "CPU s");
 	printf("%-34s %9.2f %9.2f\n", mb_attr_method_name(method), wa, wca);
 	printf("%-34s %9.2f %9.2f\n", "exact, 144 heads, restart sweep", wx, wcx);
+	printf("%-34s %9.2f %9.2f\n", "one forward (no kept activations)", wf, wcf);
 	printf("%-34s %9.1fx %8.1fx\n", "ratio exact / attribution", wx / wa, wcx / wca);
+	printf("%-34s %9.2f %9.2f\n", "attribution in forwards", wa / wf, wca / wcf);
+	printf("%-34s %9.2f %9.2f\n", "exact sweep in forwards", wx / wf, wcx / wcf);
 	printf("Spearman(mean AtP z score, mean exact effect) over %d heads: %.3f\n", LH, rho);
 
 	free(ma);
+done:
 	free(ta);
 	free(sweep);
 	mb_attr_scores_free(s);

@@ -12,6 +12,19 @@
  *         (item, head) per thread), (b) our forward with all logits, and
  *         (c) rotary alone: the rotation of q and k of every layer, as the
  *         forward applies it; prints (a)/(b) and (c)/(b).
+ *   bench_neox backends [--reps N]
+ *     OpenBLAS against oneDNN in one run, interleaved (each repetition runs
+ *     every figure under openblas, then under onednn; medians of N, default
+ *     5), wall and CPU time (getrusage: user + system of every thread):
+ *     (d) the backend's dense GEMM rate (the qkv GEMM, 1024 x 768 @ 768 x
+ *         2304, in the engine's row chunks);
+ *     (e) causal attention alone at T = 1024 and 2048 (B = 1, 12 layers of
+ *         12 heads, d_head 64, as the forward runs it: mb_k_att_fused per
+ *         (item, head), one per thread) and its GEMMs alone (QK^T and PV in
+ *         the same query blocks), against its GEMM FLOPs (query blocks
+ *         counted as computed) at the rate (d): attention / (FLOPs / rate);
+ *     (f) the forward's share of its GEMM bound, (a)/(b) above, at B=4
+ *         T=256 and B=1 T=2048, each backend with its own engine.
  *   bench_neox load DIR
  *     Loads a checkpoint directory and prints the weights' float32 bytes,
  *     the peak resident memory (VmHWM) and VmRSS after loading.
@@ -26,9 +39,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/resource.h>
+
 #include <omp.h>
 
 #include <mechbench/engine.h>
+#include <mechbench/gemm.h>
 #include <mechbench/model.h>
 
 #include "engine/engine_int.h"
@@ -40,6 +56,16 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of this process, every thread (getrusage: user + system). */
+static double cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static long status_kb(const char *key)
@@ -71,32 +97,62 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* One layer's causal attention, one (item, head) per thread (as att_heads
+ * runs it), z (B*T, D) at the head's columns:
+ *   ATT_GEMMS    QK^T and PV alone in the engine's query blocks;
+ *   ATT_FUSED    scores, softmax and PV per query block (mb_k_att_fused,
+ *                the layout before ATT_BLOCKS);
+ *   ATT_SCRATCH  the forward when nothing reads the pattern (ATT_BLOCKS):
+ *                the same through a per-thread (MB_K_ATT_BLOCK, T) scratch W.
+ * The scores of GEMMS and FUSED go to S, one (T, T) block per (item, head)
+ * with per_head, else one per thread. */
+enum att_mode { ATT_GEMMS, ATT_FUSED, ATT_SCRATCH };
+
+static void att_layer(const mb_engine_config *c, int B, int T, const float *QKV, float *Z,
+		      float *S, float *W, enum att_mode mode, int per_head)
+{
+	int D = c->d_model, H = c->n_head, Dh = c->d_head;
+	float scale = 1.0f / sqrtf((float)Dh);
+
+#pragma omp parallel
+	{
+		omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+		for (int bh = 0; bh < B * H; bh++) {
+			int b = bh / H, h = bh % H, th = omp_get_thread_num();
+			const float *q = QKV + (size_t)b * T * 3 * D + (size_t)h * Dh;
+			float *z = Z + (size_t)b * T * D + (size_t)h * Dh;
+			float *s = S + (size_t)(per_head ? bh : th) * T * T;
+
+			if (mode == ATT_FUSED)
+				mb_k_att_fused(z, D, s, T, q, q + D, q + 2 * D, 3 * D, T, Dh, scale, 0);
+			else if (mode == ATT_SCRATCH)
+				mb_k_att_fused_scratch(z, D, W + (size_t)th * MB_K_ATT_BLOCK * T, T, q,
+						       q + D, q + 2 * D, 3 * D, T, Dh, scale);
+			else
+				for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
+					int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
+
+					mb_k_gemm(s + (size_t)i0 * T, T, q + (size_t)i0 * 3 * D, 3 * D,
+						  q + D, 3 * D, 1, i1 - i0, i1, Dh, scale, 0);
+					mb_k_gemm(z + (size_t)i0 * D, D, s + (size_t)i0 * T, T, q + 2 * D,
+						  3 * D, 0, i1 - i0, Dh, i1, 1.0f, 0);
+				}
+		}
+	}
+}
+
 /* (a): every GEMM of one forward (dense ones in row chunks of u). */
 static void gemm_forward(const mb_engine_config *c, const mb_engine_weights *w, int B, int T,
 			 int u, float *X, float *Y, float *QKV, float *F, float *LG, float *S)
 {
-	int D = c->d_model, M = c->d_mlp, V = c->n_vocab, H = c->n_head, Dh = c->d_head;
+	int D = c->d_model, M = c->d_mlp, V = c->n_vocab;
 	int R = B * T;
 
 	for (int l = 0; l < c->n_layer; l++) {
 		mb_k_gemm(QKV, 3 * D, X, D, w->qkv_w + (size_t)l * D * 3 * D, 3 * D, 0, R, 3 * D, D,
 			  1.0f, u);
-#pragma omp parallel for schedule(dynamic, 1)
-		for (int bh = 0; bh < B * H; bh++) {
-			int b = bh / H, h = bh % H;
-			const float *q = QKV + (size_t)b * T * 3 * D + (size_t)h * Dh;
-			float *s = S + (size_t)omp_get_thread_num() * T * T;
-
-			for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
-				int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
-
-				mb_k_gemm(s + (size_t)i0 * T, T, q + (size_t)i0 * 3 * D, 3 * D, q + D, 3 * D,
-					  1, i1 - i0, i1, Dh, 1.0f / sqrtf((float)Dh), 0);
-				mb_k_gemm(Y + ((size_t)b * T + i0) * D + (size_t)h * Dh, D,
-					  s + (size_t)i0 * T, T, q + 2 * D, 3 * D, 0, i1 - i0, Dh, i1,
-					  1.0f, 0);
-			}
-		}
+		att_layer(c, B, T, QKV, Y, S, NULL, ATT_GEMMS, 0);
 		mb_k_gemm(X, D, Y, D, w->o_w + (size_t)l * D * D, D, 0, R, D, D, 1.0f, u);
 		mb_k_gemm(F, M, X, D, w->fc_w + (size_t)l * D * M, M, 0, R, M, D, 1.0f, u);
 		mb_k_gemm(Y, D, F, M, w->proj_w + (size_t)l * M * D, D, 0, R, D, M, 1.0f, u);
@@ -106,95 +162,165 @@ static void gemm_forward(const mb_engine_config *c, const mb_engine_weights *w, 
 	mb_k_gemm(LG, V, X, D, w->unembed, D, 1, R, V, D, 1.0f, u);
 }
 
-static int forward_bench(int B, int T, int reps)
+/* The attention GEMMs' FLOPs of one layer, query blocks counted as computed. */
+static double att_flops(const mb_engine_config *c, int B, int T)
+{
+	double f = 0;
+
+	for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
+
+		f += (double)B * c->n_head * 2.0 * 2.0 * (i1 - i0) * i1 * c->d_head;
+	}
+	return f;
+}
+
+/* Every GEMM FLOP of one forward (dense: 2 R (3D D + D D + 2 D M) per layer
+ * + 2 R V D, and the attention's). */
+static double forward_flops(const mb_engine_config *c, int B, int T)
+{
+	double R = (double)B * T, D = c->d_model, M = c->d_mlp;
+
+	return c->n_layer * (2.0 * R * (3.0 * D * D + D * D + 2.0 * D * M) + att_flops(c, B, T)) +
+	       2.0 * R * (double)c->n_vocab * D;
+}
+
+/* One Pythia-160M-shaped model with random weights and the buffers of the
+ * GEMM bound, for B items of T tokens. */
+typedef struct neox_case {
+	int B, T;
+	mb_engine_config c;
+	mb_engine_weights w;
+	float *params;
+	int32_t *tok;
+	float *X, *Y, *QKV, *F, *LG; /* (R, D) (R, D) (R, 3D) (R, M) (R, V) */
+	float *S;                    /* (B H, T, T) attention scores, one per (item, head) */
+	float *W;                    /* (threads, MB_K_ATT_BLOCK, T) per-thread block scratch */
+	mb_run r;
+} neox_case;
+
+static void case_free(neox_case *k)
+{
+	free(k->params);
+	free(k->tok);
+	free(k->X);
+	free(k->Y);
+	free(k->QKV);
+	free(k->F);
+	free(k->LG);
+	free(k->S);
+	free(k->W);
+}
+
+static int case_init(neox_case *k, int B, int T)
 {
 	mb_engine_config c = {.n_vocab = 50304, .n_ctx = 2048, .d_model = 768, .n_layer = 12,
 			      .n_head = 12, .d_head = 64, .d_mlp = 3072, .act = MB_ACT_GELU,
 			      .norm = MB_NORM_LN, .tied = 0, .ln_eps = 1e-5f,
 			      .pos = MB_POS_ROTARY, .rotary_dim = 16, .rotary_base = 10000.0f,
 			      .parallel = 1};
-	mb_engine_weights w;
-	mb_engine *e = NULL;
-	mb_engine_opts o = {B, T, 0};
-	mb_error err = {0};
-	size_t np = mb_engine_weights_layout(&w, &c, NULL);
-	float *params = malloc(np * sizeof(float)), *cs, *sn;
-	int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T);
-	double *tg = calloc((size_t)reps, sizeof(double)), *tf = calloc((size_t)reps, sizeof(double));
-	double *tr = calloc((size_t)reps, sizeof(double));
+	size_t np = mb_engine_weights_layout(&k->w, &c, NULL), R = (size_t)B * T;
 	uint64_t s = 1;
-	int D = c.d_model, R = B * T, u;
-	float *X, *Y, *QKV, *F, *LG, *S;
-	mb_run r;
+	int D = c.d_model;
 
-	mb_engine_weights_layout(&w, &c, params);
+	memset(k, 0, sizeof(*k));
+	k->B = B;
+	k->T = T;
+	k->c = c;
+	k->params = malloc(np * sizeof(float));
+	k->tok = malloc(sizeof(int32_t) * R);
+	k->X = calloc(R * D, sizeof(float));
+	k->Y = calloc(R * D, sizeof(float));
+	k->QKV = calloc(R * 3 * D, sizeof(float));
+	k->F = calloc(R * c.d_mlp, sizeof(float));
+	k->LG = calloc(R * c.n_vocab, sizeof(float));
+	k->S = calloc((size_t)B * c.n_head * T * T, sizeof(float));
+	k->W = calloc((size_t)omp_get_max_threads() * MB_K_ATT_BLOCK * T, sizeof(float));
+	if (!k->params || !k->tok || !k->X || !k->Y || !k->QKV || !k->F || !k->LG || !k->S ||
+	    !k->W) {
+		fprintf(stderr, "bench_neox: out of memory (B=%d T=%d)\n", B, T);
+		case_free(k);
+		return -1;
+	}
+	mb_engine_weights_layout(&k->w, &c, k->params);
 	for (size_t i = 0; i < np; i++) {
 		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-		params[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
+		k->params[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
 	}
 	for (int i = 0; i < c.n_layer * D; i++) {
-		w.ln1_w[i] += 1.0f;
-		w.ln2_w[i] += 1.0f;
+		k->w.ln1_w[i] += 1.0f;
+		k->w.ln2_w[i] += 1.0f;
 	}
 	for (int i = 0; i < D; i++)
-		w.lnf_w[i] += 1.0f;
-	for (int i = 0; i < B * T; i++)
-		tok[i] = (int32_t)((i * 7919 + 13) % c.n_vocab);
-	if (mb_engine_init(&e, &c, &w, &o, &err) < 0) {
+		k->w.lnf_w[i] += 1.0f;
+	for (size_t i = 0; i < R; i++)
+		k->tok[i] = (int32_t)((i * 7919 + 13) % (size_t)c.n_vocab);
+	for (size_t i = 0; i < R * D; i++)
+		k->X[i] = (float)(i % 17) / 17.0f - 0.5f;
+	for (size_t i = 0; i < R * 3 * D; i++)
+		k->QKV[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+	k->r.batch = B;
+	k->r.seq = T;
+	k->r.tokens = k->tok;
+	k->r.logits = MB_LOGITS_ALL;
+	return 0;
+}
+
+static int engine_for(mb_engine **e, const neox_case *k)
+{
+	mb_engine_opts o = {k->B, k->T, 0};
+	mb_error err = {0};
+
+	if (mb_engine_init(e, &k->c, &k->w, &o, &err) < 0) {
 		fprintf(stderr, "bench_neox: %s\n", err.msg);
-		return 1;
+		return -1;
 	}
-	u = mb_engine_row_group(e);
-	X = calloc((size_t)R * D, sizeof(float));
-	Y = calloc((size_t)R * D, sizeof(float));
-	QKV = calloc((size_t)R * 3 * D, sizeof(float));
-	F = calloc((size_t)R * c.d_mlp, sizeof(float));
-	LG = calloc((size_t)R * c.n_vocab, sizeof(float));
-	S = calloc((size_t)omp_get_max_threads() * T * T, sizeof(float));
-	for (size_t i = 0; i < (size_t)R * D; i++)
-		X[i] = (float)(i % 17) / 17.0f - 0.5f;
-	if (mb_rotary_table(&cs, &sn, &c, &err) < 0)
+	return 0;
+}
+
+static int forward_bench(int B, int T, int reps)
+{
+	neox_case k;
+	mb_engine *e = NULL;
+	mb_error err = {0};
+	double *tg = calloc((size_t)reps, sizeof(double)), *tf = calloc((size_t)reps, sizeof(double));
+	double *tr = calloc((size_t)reps, sizeof(double));
+	int D, R = B * T, u;
+	float *cs, *sn;
+
+	if (case_init(&k, B, T) < 0 || engine_for(&e, &k) < 0)
 		return 1;
-	memset(&r, 0, sizeof(r));
-	r.batch = B;
-	r.seq = T;
-	r.tokens = tok;
-	r.logits = MB_LOGITS_ALL;
+	D = k.c.d_model;
+	u = mb_engine_row_group(e);
+	if (mb_rotary_table(&cs, &sn, &k.c, &err) < 0)
+		return 1;
 	/* warm up every buffer once */
-	gemm_forward(&c, &w, B, T, u, X, Y, QKV, F, LG, S);
-	if (mb_engine_forward(e, &r, &err) < 0) {
+	gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S);
+	if (mb_engine_forward(e, &k.r, &err) < 0) {
 		fprintf(stderr, "bench_neox: %s\n", err.msg);
 		return 1;
 	}
 	for (int i = 0; i < reps; i++) {
 		double t0 = now();
 
-		gemm_forward(&c, &w, B, T, u, X, Y, QKV, F, LG, S);
+		gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S);
 		tg[i] = now() - t0;
 		t0 = now();
-		mb_engine_forward(e, &r, &err);
+		mb_engine_forward(e, &k.r, &err);
 		tf[i] = now() - t0;
 		t0 = now();
-		for (int l = 0; l < c.n_layer; l++) {
+		for (int l = 0; l < k.c.n_layer; l++) {
 #pragma omp parallel for schedule(static)
 			for (int b = 0; b < B; b++)
-				mb_rotary_rows(QKV + (size_t)b * T * 3 * D, 3 * D, T, 0, 2, &c, cs, sn, 0);
+				mb_rotary_rows(k.QKV + (size_t)b * T * 3 * D, 3 * D, T, 0, 2, &k.c, cs, sn,
+					       0);
 		}
 		tr[i] = now() - t0;
 	}
 	{
 		double g = median(tg, reps), f = median(tf, reps), ro = median(tr, reps);
-		double flops = 0;
-		int L = c.n_layer, M = c.d_mlp, V = c.n_vocab;
+		double flops = forward_flops(&k.c, B, T);
 
-		/* dense: 2 R (3D D + D D + 2 D M) per layer + 2 R V D; attention with the
-		 * engine's query blocks counted as computed */
-		flops = (double)L * 2.0 * R * (3.0 * D * D + (double)D * D + 2.0 * D * M) +
-			2.0 * R * (double)V * D;
-		for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
-			int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
-			flops += (double)L * B * c.n_head * 2.0 * 2.0 * (i1 - i0) * i1 * c.d_head;
-		}
 		printf("bench_neox forward: Pythia-160M shape (L 12, D 768, H 12, M 3072, V 50304, "
 		       "rotary 16 of 64, parallel residual), B=%d T=%d, %d threads, row group %d, "
 		       "median of %d\n",
@@ -209,18 +335,185 @@ static int forward_bench(int B, int T, int reps)
 	}
 	free(cs);
 	free(sn);
-	free(X);
-	free(Y);
-	free(QKV);
-	free(F);
-	free(LG);
-	free(S);
 	free(tg);
 	free(tf);
 	free(tr);
-	free(tok);
-	free(params);
+	case_free(&k);
 	mb_engine_free(e);
+	return 0;
+}
+
+/* Wall and CPU seconds of one figure over the repetitions. */
+typedef struct fig {
+	double *w, *c;
+} fig;
+
+#define FIG_BACKENDS 2
+enum { FIG_RATE, FIG_ATT, FIG_ATT_HEADS, FIG_ATT_GEMMS, FIG_BOUND, FIG_FWD, FIG_N };
+
+typedef struct case_figs {
+	fig f[FIG_N][FIG_BACKENDS];
+} case_figs;
+
+#define TIMED(F, i, stmt)                                                                     \
+	do {                                                                                  \
+		double w0_ = now(), c0_ = cpu_now();                                          \
+		stmt;                                                                         \
+		(F).w[i] = now() - w0_;                                                       \
+		(F).c[i] = cpu_now() - c0_;                                                   \
+	} while (0)
+
+static double med_of(const double *v, int n)
+{
+	double *t = malloc(sizeof(double) * (size_t)n), m;
+
+	memcpy(t, v, sizeof(double) * (size_t)n);
+	m = median(t, n);
+	free(t);
+	return m;
+}
+
+/* One case (B, T), every repetition under each backend in turn: the rate
+ * (d), attention (e) when att, and the forward's bound and forward (f) when
+ * fwd. */
+static int backends_case(case_figs *cf, int B, int T, int att, int fwd, int reps)
+{
+	static const mb_gemm_backend bk[FIG_BACKENDS] = {MB_GEMM_OPENBLAS, MB_GEMM_ONEDNN};
+	mb_gemm_isa isa = mb_gemm_isa_current();
+	mb_engine *e[FIG_BACKENDS] = {NULL, NULL};
+	mb_error err = {0};
+	neox_case k;
+	int D, rate_rows = 1024, rc = 0;
+
+	if (case_init(&k, B, T) < 0)
+		return -1;
+	D = k.c.d_model;
+	for (int b = 0; b < FIG_BACKENDS && rc == 0; b++) {
+		if (mb_k_gemm_force(bk[b], isa) < 0) {
+			fprintf(stderr, "bench_neox: backend %s is not in this build\n",
+				mb_gemm_backend_name(bk[b]));
+			rc = -1;
+		} else {
+			rc = engine_for(&e[b], &k);
+		}
+	}
+	for (int f = 0; f < FIG_N; f++)
+		for (int b = 0; b < FIG_BACKENDS; b++) {
+			cf->f[f][b].w = calloc((size_t)reps, sizeof(double));
+			cf->f[f][b].c = calloc((size_t)reps, sizeof(double));
+		}
+	/* one untimed round warms every buffer and every oneDNN shape */
+	for (int i = -1; i < reps && rc == 0; i++) {
+		for (int b = 0; b < FIG_BACKENDS && rc == 0; b++) {
+			int u = mb_engine_row_group(e[b]), j = i < 0 ? 0 : i;
+
+			mb_k_gemm_force(bk[b], isa);
+			TIMED(cf->f[FIG_RATE][b], j,
+			      for (int l = 0; l < k.c.n_layer; l++)
+				      mb_k_gemm(k.QKV, 3 * D, k.X, D, k.w.qkv_w + (size_t)l * D * 3 * D,
+						3 * D, 0, rate_rows, 3 * D, D, 1.0f, u));
+			if (att) {
+				TIMED(cf->f[FIG_ATT][b], j,
+				      for (int l = 0; l < k.c.n_layer; l++)
+					      att_layer(&k.c, B, T, k.QKV, k.Y, k.S, k.W, ATT_SCRATCH, 0));
+				TIMED(cf->f[FIG_ATT_HEADS][b], j,
+				      for (int l = 0; l < k.c.n_layer; l++)
+					      att_layer(&k.c, B, T, k.QKV, k.Y, k.S, k.W, ATT_FUSED, 1));
+				TIMED(cf->f[FIG_ATT_GEMMS][b], j,
+				      for (int l = 0; l < k.c.n_layer; l++)
+					      att_layer(&k.c, B, T, k.QKV, k.Y, k.S, k.W, ATT_GEMMS, 1));
+			}
+			if (fwd) {
+				TIMED(cf->f[FIG_BOUND][b], j,
+				      gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S));
+				TIMED(cf->f[FIG_FWD][b], j, rc = mb_engine_forward(e[b], &k.r, &err));
+				if (rc < 0)
+					fprintf(stderr, "bench_neox: %s\n", err.msg);
+			}
+		}
+	}
+	for (int b = 0; b < FIG_BACKENDS; b++)
+		mb_engine_free(e[b]);
+	case_free(&k);
+	return rc;
+}
+
+static void print_backends(case_figs *cf, int B, int T, int att, int fwd, int reps)
+{
+	mb_engine_config c = {.n_vocab = 50304, .n_layer = 12, .n_head = 12, .d_head = 64,
+			      .d_model = 768, .d_mlp = 3072};
+	double rate_flops = 12.0 * 2.0 * 1024 * 768 * 2304;
+
+	for (int b = 0; b < FIG_BACKENDS; b++) {
+		const char *name = b ? "onednn" : "openblas";
+		double rw = rate_flops / med_of(cf->f[FIG_RATE][b].w, reps);
+		double rc = rate_flops / med_of(cf->f[FIG_RATE][b].c, reps);
+
+		printf("B=%d T=%d %-8s (d) dense GEMM rate %.1f GF/s wall, %.1f GF/s per CPU-s\n", B,
+		       T, name, rw * 1e-9, rc * 1e-9);
+		if (att) {
+			double fl = 12.0 * att_flops(&c, B, T);
+			double aw = med_of(cf->f[FIG_ATT][b].w, reps), ac = med_of(cf->f[FIG_ATT][b].c, reps);
+			double gw = med_of(cf->f[FIG_ATT_GEMMS][b].w, reps);
+			double gc = med_of(cf->f[FIG_ATT_GEMMS][b].c, reps);
+			double hw = med_of(cf->f[FIG_ATT_HEADS][b].w, reps);
+			double hc = med_of(cf->f[FIG_ATT_HEADS][b].c, reps);
+
+			printf("  (e) attention, 12 layers: %.3f s wall (%.3f CPU-s); with (T, T) blocks "
+			       "per head %.3f s (%.3f CPU-s); its GEMMs alone %.3f s (%.3f CPU-s, %.1f GF/s "
+			       "per CPU-s)\n",
+			       aw, ac, hw, hc, gw, gc, fl / gc * 1e-9);
+			printf("      attention / its GEMMs alone = %.2fx wall, %.2fx CPU\n", aw / gw,
+			       ac / gc);
+			printf("      %.2f GFLOP at the rate (d): %.3f s wall, %.3f CPU-s -> attention / "
+			       "GEMM-FLOP time = %.2fx wall, %.2fx CPU (target <= 1.2x)\n",
+			       fl * 1e-9, fl / rw, fl / rc, aw / (fl / rw), ac / (fl / rc));
+		}
+		if (fwd) {
+			double bw = med_of(cf->f[FIG_BOUND][b].w, reps), bc = med_of(cf->f[FIG_BOUND][b].c, reps);
+			double fw = med_of(cf->f[FIG_FWD][b].w, reps), fc = med_of(cf->f[FIG_FWD][b].c, reps);
+
+			printf("  (f) GEMM bound %.3f s wall (%.3f CPU-s), forward %.3f s (%.3f CPU-s) -> "
+			       "share of the bound %.1f%% wall, %.1f%% CPU (target >= 85%%)\n",
+			       bw, bc, fw, fc, 100.0 * bw / fw, 100.0 * bc / fc);
+		}
+	}
+	for (int f = 0; f < FIG_N; f++)
+		for (int b = 0; b < FIG_BACKENDS; b++) {
+			free(cf->f[f][b].w);
+			free(cf->f[f][b].c);
+		}
+}
+
+static int backends_bench(int reps)
+{
+	static const struct {
+		int B, T, att, fwd;
+	} cases[] = {{4, 256, 0, 1}, {1, 1024, 1, 0}, {1, 2048, 1, 1}};
+	double l1 = 0, l5 = 0, l15 = 0;
+	FILE *la = fopen("/proc/loadavg", "r");
+
+	if (!mb_gemm_have_onednn()) {
+		fprintf(stderr, "bench_neox backends: this build has no oneDNN\n");
+		return 1;
+	}
+	if (la) {
+		if (fscanf(la, "%lf %lf %lf", &l1, &l5, &l15) != 3)
+			l1 = l5 = l15 = -1;
+		fclose(la);
+	}
+	printf("bench_neox backends: Pythia-160M shape, %d threads, openblas and onednn "
+	       "interleaved, median of %d; load average at start %.2f %.2f %.2f\n",
+	       omp_get_max_threads(), reps, l1, l5, l15);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		case_figs cf;
+
+		memset(&cf, 0, sizeof(cf));
+		if (backends_case(&cf, cases[i].B, cases[i].T, cases[i].att, cases[i].fwd, reps) < 0)
+			return 1;
+		print_backends(&cf, cases[i].B, cases[i].T, cases[i].att, cases[i].fwd, reps);
+		fflush(stdout);
+	}
 	return 0;
 }
 
@@ -251,9 +544,9 @@ int main(int argc, char **argv)
 
 	if (argc >= 3 && strcmp(argv[1], "load") == 0)
 		return load_bench(argv[2]);
-	if (argc < 2 || strcmp(argv[1], "forward") != 0) {
+	if (argc < 2 || (strcmp(argv[1], "forward") != 0 && strcmp(argv[1], "backends") != 0)) {
 		fprintf(stderr, "usage: bench_neox forward [--batch B] [--seq T] [--reps N] | "
-				"bench_neox load DIR\n");
+				"bench_neox backends [--reps N] | bench_neox load DIR\n");
 		return 2;
 	}
 	for (int i = 2; i + 1 < argc; i += 2) {
@@ -266,5 +559,7 @@ int main(int argc, char **argv)
 	}
 	if (B < 1 || T < 1 || T > 2048 || reps < 1)
 		return 2;
+	if (strcmp(argv[1], "backends") == 0)
+		return backends_bench(reps);
 	return forward_bench(B, T, reps);
 }

@@ -11,7 +11,8 @@
  *       order every full-batch step feeds them) and DIR/recipe.json.
  *   bench_train --run DIR [--steps N] [--warmup W] [--threads T]
  *       trains from that initial state: W untimed steps, then N timed steps;
- *       prints one JSON line {"impl", "threads", "steps", "seconds",
+ *       prints one JSON line {"impl", "gemm" (the backend: MB_GEMM), "threads",
+ *       "steps", "seconds", "cpu_seconds" (getrusage, every thread),
  *       "steps_per_s", "losses": [the first min(N + W, 10) losses]}.
  * Both sides start from the same weights (the torch script loads DIR/init),
  * see the same pairs in the same order and report their losses, so the
@@ -23,7 +24,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/resource.h>
+
 #include <mechbench/checkpoint.h>
+#include <mechbench/gemm.h>
 #include <mechbench/json.h>
 #include <mechbench/npy.h>
 #include <mechbench/parse.h>
@@ -34,6 +38,16 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of this process, every thread (getrusage: user + system). */
+static double cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static int die(const mb_error *err)
@@ -80,27 +94,32 @@ static int run(const mb_zoo_recipe *r, int64_t steps, int64_t warmup)
 {
 	mb_zoo_trainer *t;
 	mb_error err;
-	double losses[10], t0 = 0, t1;
+	double losses[10], t0 = 0, t1, c0 = 0, c1;
 	int nl = 0;
 
 	if (mb_zoo_trainer_init(&t, r, &err) < 0)
 		return die(&err);
 	for (int64_t s = 0; s < warmup + steps; s++) {
 		double loss;
-		if (s == warmup)
+		if (s == warmup) {
 			t0 = now();
+			c0 = cpu_now();
+		}
 		if (mb_zoo_trainer_step(t, &loss, &err) < 0)
 			return die(&err);
 		if (nl < 10)
 			losses[nl++] = loss;
 	}
 	t1 = now();
-	if (steps == 0)
+	c1 = cpu_now();
+	if (steps == 0) {
 		t0 = t1;
-	printf("{\"impl\": \"mechbench\", \"threads\": %d, \"steps\": %lld, \"seconds\": %.6f, "
-	       "\"steps_per_s\": %.6f, \"losses\": [",
-	       omp_get_max_threads(), (long long)steps, t1 - t0,
-	       steps > 0 ? (double)steps / (t1 - t0) : 0.0);
+		c0 = c1;
+	}
+	printf("{\"impl\": \"mechbench\", \"gemm\": \"%s\", \"threads\": %d, \"steps\": %lld, "
+	       "\"seconds\": %.6f, \"cpu_seconds\": %.6f, \"steps_per_s\": %.6f, \"losses\": [",
+	       mb_gemm_backend_name(mb_gemm_current()), omp_get_max_threads(), (long long)steps,
+	       t1 - t0, c1 - c0, steps > 0 ? (double)steps / (t1 - t0) : 0.0);
 	for (int i = 0; i < nl; i++)
 		printf("%s%.9g", i ? ", " : "", losses[i]);
 	printf("]}\n");

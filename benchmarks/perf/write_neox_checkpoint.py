@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Writes a synthetic GPT-NeoX checkpoint (Hugging Face layout) for bench_neox load:
 
-    /usr/bin/python3 benchmarks/perf/write_neox_checkpoint.py DIR [--dtype F32|F16|BF16] [--shards N]
+    /usr/bin/python3 benchmarks/perf/write_neox_checkpoint.py DIR [--dtype F32|F16|BF16] [--shards N] [--bin]
+
+--bin writes PyTorch's pytorch_model.bin (torch.save of the state dict; needs Debian's
+python3-torch) instead of model.safetensors: one file, the same values.
 
 Pythia-160M shapes (12 layers, hidden 768, vocab 50304): ~650 MB of float32 weights,
 ~325 MB as F16/BF16 on disk. Values are random (fixed seed); never committed."""
@@ -67,6 +70,13 @@ def main():
     shapes = tensors()
     names = sorted(shapes)
     rng = np.random.default_rng(0)
+    if "--bin" in sys.argv:
+        import torch
+        tdt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[dtype]
+        sd = {n: torch.from_numpy(rng.standard_normal(shapes[n], dtype=np.float32) * 0.02).to(tdt)
+              for n in names}
+        torch.save(sd, os.path.join(out, "pytorch_model.bin"))
+        return
     if shards == 1:
         write(os.path.join(out, "model.safetensors"), names, shapes, dtype, rng)
         return

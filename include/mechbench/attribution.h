@@ -193,6 +193,18 @@ int mb_attr_exact(double *out, mb_engine *e, const mb_attr_batch *ab, mb_error *
  * QK fix) estimate. */
 int mb_attr_exact_qk(double *out, mb_engine *e, const mb_attr_batch *ab, mb_error *err);
 
+/* Exact edge patching of every edge of the graph (see "Graph indices"), what
+ * EAP and EAP-IG estimate: out (B, R, S) at (b R + r) S + s gets M(clean
+ * with receiver r's input changed by sender s's output change, corrupted
+ * minus clean, alone) - M(clean): a head's q/k/v input by path patching
+ * (mb_effect_path, restarting at its layer), an MLP's input on its own
+ * branch (added at hook_resid_mid, taken back out of hook_mlp_out), the
+ * logits' through the final residual; 0 for s not a sender of r. One
+ * forward per edge and batch: for small models and tests. Uses a's engine
+ * and caches. Errors: the engine's, the metric's; MB_EINVALID for a model
+ * with MLPs and a parallel residual. */
+int mb_attr_exact_edges(double *out, mb_attr *a, const mb_attr_batch *ab, mb_error *err);
+
 /*
  * Agreement of an approximation with a reference over items. approx and
  * exact are (B, C) per-item scores; a component's score is its mean over

@@ -62,6 +62,19 @@
 #include <mechbench/engine.h>
 #include <mechbench/error.h>
 #include <mechbench/rng.h>
+#include <mechbench/tokenizer.h>
+
+/* ---- Prompts with a subject ------------------------------------------------ */
+
+/* Tokenizes tmpl (exactly one "{}") with subject put in: *tok (malloc'd) the
+ * whole text, *n its length, and the subject's tokens [*subj_first,
+ * *subj_last] (subj_first may be NULL). The span is where the tokens of the
+ * text before the subject end and where those of the text up to its end end;
+ * both must be prefixes of the whole text's tokens and the subject must have
+ * at least one token. Errors (MB_EINVALID, the tokenizer's) say what is wrong
+ * with the template; the caller names where it came from. */
+int mb_edit_encode(int32_t **tok, int *n, int *subj_first, int *subj_last, const mb_tokenizer *t,
+		   const char *tmpl, const char *subject, mb_error *err);
 
 /* ---- Causal tracing ------------------------------------------------------- */
 

@@ -158,7 +158,10 @@ typedef struct mb_run {
  * ln*_xhat is the hook value (x - mean) / sqrt(var + eps) before the affine;
  * with MB_NORM_NONE it is a copy of the input. ln*_out is the affine output
  * (the GEMM input). att holds, per (b, h), a T x T block: the pattern after the
- * run (scores are overwritten in place by the softmax). Rows i < len[b] hold
+ * run (scores are overwritten in place by the softmax) when keep_activations
+ * is set or a scores/pattern hook observed the layer; otherwise att is not
+ * written (the attention runs its query blocks through a small per-thread
+ * scratch, which stays in cache at long context). Rows i < len[b] hold
  * pattern[i][j] for j <= i and zeros for masked j inside the attention's query
  * block; beyond the query block the entries are only written (zeros, and -inf
  * for scores) when keep_activations is set or a scores/pattern hook observed.

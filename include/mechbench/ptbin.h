@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include <mechbench/error.h>
+#include <mechbench/safetensors.h>
 
 /* Converts a PyTorch zip checkpoint held in buf (len bytes) into a
  * safetensors image: *out (malloc'd, caller frees) of *out_len bytes, which
@@ -39,5 +40,15 @@ int mb_ptbin_to_safetensors_mem(void **out, size_t *out_len, const void *buf, si
  * peak is the file plus the image). MB_ENOTFOUND when there is no file,
  * MB_EIO when it cannot be read. */
 int mb_ptbin_to_safetensors(void **out, size_t *out_len, const char *path, mb_error *err);
+
+/* Opens the file at path as a safetensors view (mb_safetensors_open_view)
+ * over its read-only mapping: no tensor byte is copied, tensors of one storage
+ * share bytes, and mb_safetensors_release drops a converted tensor's pages,
+ * so loading needs the weights plus about one tensor, as a safetensors file
+ * does. Errors as mb_ptbin_to_safetensors. */
+int mb_ptbin_open(mb_safetensors **out, const char *path, mb_error *err);
+/* The same view over a caller-owned buffer that must outlive the object. */
+int mb_ptbin_open_mem(mb_safetensors **out, const void *buf, size_t len, const char *name,
+                      mb_error *err);
 
 #endif

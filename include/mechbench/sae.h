@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mechbench/engine.h>
 #include <mechbench/error.h>
 #include <mechbench/hooks.h>
 
@@ -280,5 +281,90 @@ int mb_sae_recovery(double *mmcs, double *recovered, double *max_cos, const mb_s
 int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *labels,
 		 int n_labels, size_t n, mb_error *err);
 double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t n);
+
+/* ---- the causal battery (issue 19 item 5) ---- */
+
+/*
+ * One feature under test: latent `latent` of the SAE, claimed to drive the
+ * next-token log-probability mass of the tokens readout[v] = 1 (V) (the
+ * matched variable's readout, e.g. a topic's tokens, or the tokens the
+ * latent promotes), and labelled present on items present[i] = 1 (n).
+ * max_act: the latent's largest activation on reference data (steering
+ * clamps to k max_act).
+ */
+typedef struct mb_sae_feature {
+	int latent;
+	const uint8_t *readout; /* (V) */
+	const uint8_t *present; /* (n) */
+	double max_act;
+} mb_sae_feature;
+
+/*
+ * Per (feature f, item i) effects at [f n + i], NaN where the arm does not
+ * apply to the item. Every arm edits the hook point's activation x at each
+ * valid position by (f'_j - f_j) d with the SAE's encoding f of x, so the
+ * SAE is spliced in with its error term x - x_hat kept and only latent j
+ * changes (x' = x_hat(f') + (x - x_hat(f))). d = W_dec[j], or for a control
+ * a random direction of the same norm |W_dec[j]| (mb_effect_control_direction,
+ * stream "sae/battery/control/<j>" index item_index[i]), the same for every
+ * position of the item: the same point, positions and per-position norm.
+ *
+ * r(run) = mean over the item's positions t of log sum_{v: readout[v]}
+ * softmax(logits_t)_v (detmath, double), the readout.
+ *   necessity          present items: r(clean) - r(f'_j = 0)
+ *   necessity_control  present items: r(clean) - r(control of that edit)
+ *   selectivity        absent items:  r(clean) - r(f'_j = 0) (near 0 for a
+ *                      selective feature)
+ *   steering           absent items:  r(f'_j = k max_act) - r(clean)
+ *   steering_control   absent items:  r(control of that edit) - r(clean)
+ *   sufficiency        present items: r(f'_j = k max_act) - r(clean) (the
+ *                      same clamp where the feature already is: does more of
+ *                      it move the prediction further as labelled?)
+ *   sufficiency_control present items: its control
+ *   collateral         absent items: mean over positions of KL(clean ||
+ *                      steered) of the next-token distributions renormalised
+ *                      over the tokens outside the readout (the damage to
+ *                      what the feature is not about)
+ * (Sufficiency and steering after Templeton et al. 2024, "Scaling
+ * Monosemanticity", feature steering by clamping to a multiple of the
+ * maximum activation; necessity by ablation, Marks et al. 2024, "Sparse
+ * Feature Circuits", with the error term kept.) Positive necessity and
+ * steering mean the feature does what its label says.
+ */
+typedef struct mb_sae_battery {
+	int n_features;
+	size_t n;
+	double *necessity, *necessity_control, *selectivity;     /* (F, n) */
+	double *steering, *steering_control, *collateral;        /* (F, n) */
+	double *sufficiency, *sufficiency_control;               /* (F, n) */
+	double *block; /* owned: the eight arrays */
+} mb_sae_battery;
+
+/*
+ * Runs the battery on n sequences tokens (n, seq) (every position valid)
+ * with engine e (borrowed; max_batch >= batch, max_seq >= seq) over `batch`
+ * items per forward: one clean forward and four per feature (ablate,
+ * its control, steer, its control) per batch. item_index (n): each item's
+ * stream index (its content key, mb_item_key_index; NULL: i). Every value
+ * of an item depends only on the item (batch invariant: engine.h, sae.h
+ * "Determinism"). Errors: a latent out of range or steer_k <= 0 (naming the
+ * feature), the point (mb_sae_rows_gather), MB_ENOMEM.
+ */
+int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
+		       mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
+		       const uint64_t *item_index, const mb_sae_feature *features, int n_features,
+		       double steer_k, uint64_t seed, mb_error *err);
+void mb_sae_battery_dispose(mb_sae_battery *b);
+
+/* Activations of the SAE's latents over the n sequences tokens (n, seq)
+ * (every position valid) run through e in batches of `batch`: max (S) each
+ * latent's largest activation (0 for one that never fires: the battery's
+ * steering reference); item_mean (n, S) (NULL: not computed) each item's
+ * mean activation per latent over its positions; density (S) (NULL: not
+ * computed) the fraction of positions on which each latent fires. Sums in
+ * row order (thread-count invariant). */
+int mb_sae_act_summary(float *max, double *item_mean, double *density, mb_engine *e,
+		       const mb_sae *sae, mb_hook_point point, const int32_t *tokens, size_t n,
+		       int seq, int batch, mb_error *err);
 
 #endif

@@ -131,6 +131,7 @@ mb_sae_source mb_sae_tms_source(mb_sae_tms *t);
 
 /* ---- training ---- */
 
+
 typedef struct mb_sae_train_config {
 	mb_sae_arch arch;      /* MB_SAE_RELU or MB_SAE_TOPK */
 	int width;             /* S */
@@ -190,6 +191,17 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 		 const mb_sae_train_config *cfg, mb_sae_progress_fn progress, void *payload,
 		 mb_error *err);
 
+/*
+ * Ground truth in one call: trains cfg on the plain TMS data (n_features
+ * unit directions in d dims, each active with probability p; seed) and
+ * scores recovery (mb_sae_recovery): *mmcs, *recovered, and the final
+ * step's L0 into *l0 (may be NULL). What `sae tms --sweep` prints per p and
+ * the report's TMS recovery plot draws.
+ */
+int mb_sae_tms_recovery(double *mmcs, double *recovered, double *l0, int n_features, int d,
+			double p, uint64_t seed, const mb_sae_train_config *cfg,
+			mb_error *err);
+
 /* ---- evaluation ---- */
 
 /* One item (sequence): its tokens' metrics. */
@@ -223,6 +235,17 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 		    mb_error *err);
 void mb_sae_eval_dispose(mb_sae_eval_result *r);
 
+/*
+ * The same metrics per item for n given sequences tokens (n, seq) (every
+ * position valid, the target of position t the token at t + 1) run through
+ * e (max_batch >= batch) in batches of `batch`: out[i] (n) as
+ * mb_sae_evaluate's items (CE over the seq - 1 targeted positions, KL over
+ * all seq). Per item, so batch invariant: what the `sae` task runs.
+ */
+int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sae,
+			mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
+			mb_error *err);
+
 /* ---- ground truth in a zoo language ---- */
 
 /* The best latent for one known variable. */
@@ -246,6 +269,28 @@ typedef struct mb_sae_match {
  */
 int mb_sae_match_induction(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
 			   mb_hook_point point, const mb_zoo_recipe *r, int n_seqs, mb_error *err);
+/*
+ * The induction language's labelled features for the causal battery
+ * (sae.h): for each topic t, the latent that best detects "topic=t"
+ * (mb_sae_match_induction over n_match sequences "induction/eval" 0 ..
+ * n_match - 1), its readout (the tokens of topic t: what a topic feature is
+ * claimed to drive is the next token's mass on them), and its largest
+ * activation on those sequences (the steering reference). features[t]
+ * has present = NULL: the caller points it at its items' labels.
+ */
+typedef struct mb_sae_topic_features {
+	int n;                    /* n_topics */
+	int vocab;                /* V */
+	mb_sae_match *match;      /* (n) */
+	uint8_t *readout;         /* (n, V) */
+	mb_sae_feature *features; /* (n) */
+} mb_sae_topic_features;
+
+int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model,
+			       const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			       int n_match, mb_error *err);
+void mb_sae_topic_features_dispose(mb_sae_topic_features *tf);
+
 /* The recipe of a zoo corpus (NULL for a text corpus). Borrowed. */
 const mb_zoo_recipe *mb_sae_corpus_recipe(const mb_sae_corpus *c);
 

@@ -39,6 +39,16 @@ int mb_safetensors_open(mb_safetensors **out, const char *path, mb_error *err);
 /* The same over a caller-owned buffer that must outlive the object. */
 int mb_safetensors_open_mem(mb_safetensors **out, const void *buf, size_t len,
 			    const char *name, mb_error *err);
+/* A safetensors view of another container's bytes (ptbin.h's PyTorch files):
+ * header is a safetensors JSON header (hlen bytes, no length prefix) whose
+ * data_offsets index data (len bytes), validated as a file's header is, except
+ * that spans may share bytes (tensors of one storage, as tied weights are in a
+ * torch.save file). map (may be NULL) is a mapping of map_len bytes holding
+ * data: the object owns it from this call on, success or not (munmap on free),
+ * and mb_safetensors_release drops its pages. header is not kept. */
+int mb_safetensors_open_view(mb_safetensors **out, const char *header, size_t hlen,
+			     const void *data, size_t len, void *map, size_t map_len,
+			     const char *name, mb_error *err);
 void mb_safetensors_free(mb_safetensors *st);
 
 size_t mb_safetensors_count(const mb_safetensors *st);
@@ -61,7 +71,7 @@ const char *mb_safetensors_name(const mb_safetensors *st);
 const void *mb_safetensors_data(const mb_safetensors *st, const mb_st_tensor *t);
 
 /* Drops the resident pages of t's bytes of a file opened with
- * mb_safetensors_open (madvise MADV_DONTNEED on the read-only private map:
+ * mb_safetensors_open, or of a view's map (madvise MADV_DONTNEED on the read-only private map:
  * the data is re-read from the file if used again), so a loader converting
  * tensor by tensor holds only the tensor at hand. No-op for open_mem. */
 void mb_safetensors_release(const mb_safetensors *st, const mb_st_tensor *t);

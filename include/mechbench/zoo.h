@@ -79,6 +79,12 @@ typedef struct mb_zoo_recipe {
 	int n_topics;      /* >= 1 */
 	double topic_frac; /* in [0, 1] */
 
+	/* facts data: a knowledge base of n_subjects people with one object per
+	 * relation, rows of fact sentences (probability fact_frac) and filler
+	 * (zoo_facts.c documents the language and the draws). */
+	int n_subjects;    /* in [16, 128] */
+	double fact_frac;  /* in (0, 1] */
+
 	/* ioi data: [BOS] then sentences, IOI (templates not held out, name
 	 * pairs not held out) with probability ioi_frac, else filler
 	 * (zoo_ioi.c documents the language and the draws). pair_seed and
@@ -96,6 +102,7 @@ typedef struct mb_zoo_recipe {
 	double check_test_acc;        /* modadd: final test accuracy >= this */
 	double check_induction_score; /* induction: best layer-1 head score >= this */
 	double check_loss_ratio;      /* induction: loss(2nd repeat) <= ratio * loss(1st) */
+	double check_fact_acc;        /* facts: top-1 recall on training templates >= this */
 	double check_ioi_acc;         /* ioi: P(IO > S) on held-out templates >= this */
 	double check_logit_diff;      /* ioi: mean logit(IO) - logit(S) there > this */
 } mb_zoo_recipe;
@@ -166,6 +173,45 @@ void mb_zoo_induction_sequence(int32_t *out, mb_zoo_segment *seg, const mb_zoo_r
  * 1..V-1; out holds 2 * len + 1 tokens. Stream "induction/repeated". */
 void mb_zoo_repeated_tokens(int32_t *out, int len, int vocab_size, uint64_t seed,
 			    uint64_t index);
+
+/* ---- facts data ---- */
+
+/* The facts recipe's knowledge base and language (src/train/zoo_facts.c
+ * documents both): subjects (multi-token names), relations, their objects
+ * (one word each) and templates, a pure function of recipe r (copied). The
+ * edit datasets are generated from it (facts_requests.h). */
+typedef struct mb_zoo_facts mb_zoo_facts;
+
+int mb_zoo_facts_init(mb_zoo_facts **out, const mb_zoo_recipe *r, mb_error *err);
+void mb_zoo_facts_free(mb_zoo_facts *kb);
+/* Subjects 0..n-1: the name as text ("Adam van Berg"). */
+int mb_zoo_facts_subjects(const mb_zoo_facts *kb);
+const char *mb_zoo_facts_subject(const mb_zoo_facts *kb, int s);
+/* Relations 0..R-1 ("city", "job", "language", "sport"), each with objects
+ * 0..O-1 (one word each, disjoint across relations). */
+int mb_zoo_facts_relations(void);
+const char *mb_zoo_facts_relation(int r);
+int mb_zoo_facts_objects(void);
+const char *mb_zoo_facts_object(int r, int o);
+/* The object of (subject s, relation r). */
+int mb_zoo_facts_object_of(const mb_zoo_facts *kb, int s, int r);
+/* Templates 0..K-1 of every relation: text with "{}" for the subject, up to
+ * where the object follows ("it is known that {} lives in"); held-out ones
+ * are never rendered in training. */
+int mb_zoo_facts_templates(void);
+const char *mb_zoo_facts_template(const mb_zoo_facts *kb, int r, int t);
+int mb_zoo_facts_is_heldout(int r, int t);
+/* The name of token id (NULL when out of range). */
+const char *mb_zoo_facts_word(const mb_zoo_facts *kb, int id);
+/* Row `index` of stream (T = r->n_positions tokens): [BOS] then sentences,
+ * the last one cut; streams "facts/train" (index (step - 1) * batch + row),
+ * "facts/evalrows". */
+void mb_zoo_facts_row(int32_t *out, const mb_zoo_facts *kb, const char *stream, uint64_t index);
+/* A filler sentence (no fact) as text ending in " .", drawn as the rows
+ * draw one from Philox (stream, index) under seed; its length, or -1 when it
+ * does not fit cap. */
+int mb_zoo_facts_filler(char *out, size_t cap, const mb_zoo_facts *kb, uint64_t seed,
+			const char *stream, uint64_t index);
 
 /* ---- ioi data ---- */
 

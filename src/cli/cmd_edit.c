@@ -29,7 +29,7 @@ typedef struct edit_args {
 	const char *model, *edits, *out, *corpus, *stats, *prefix_lens, *prefix_sep, *layers;
 	int method;
 	int64_t seq, prefixes, seed, steps, threads;
-	double lr, kl_factor, weight_decay, clamp, mom2_weight;
+	double lr, kl_factor, weight_decay, clamp, mom2_weight, update_scale;
 } edit_args;
 
 static const char *const edit_methods[] = {"rome", "memit", NULL};
@@ -76,6 +76,10 @@ static const mb_cli_opt edit_opts[] = {
 	 .help = "||delta|| <= X ||v0|| (default: 4 for rome, 0.75 for memit)"},
 	{MB_OPT(DOUBLE, "--mom2-weight", edit_args, mom2_weight), .meta = "X", .def = "20000",
 	 .range = "> 0", .help = "memit: lambda, the weight of C against the new keys"},
+	{MB_OPT(DOUBLE, "--update-scale", edit_args, update_scale), .meta = "X", .def = "1",
+	 .range = "> 0",
+	 .help = "rome: multiply each rank-one update by X (1: ROME; a large X is a "
+		 "deliberately harmful edit, e.g. to check that the edit-safety gate catches it)"},
 	MB_CLI_OPT_THREADS(edit_args, threads),
 };
 
@@ -552,6 +556,9 @@ static int apply_edits(edit_run *x, mb_error *err)
 	if (memit)
 		json_object_set_new(json_object_get(x->manifest, "hparams"), "mom2_weight",
 				    json_real(mp.mom2_weight));
+	else if (x->a.update_scale != 1.0)
+		json_object_set_new(json_object_get(x->manifest, "hparams"), "update_scale",
+				    json_real(x->a.update_scale));
 	for (size_t i = 0; i < x->n_req; i++) {
 		rq[i] = request_of(&x->req[i]);
 		if (memit && (rc = prob_target(&before[i], x->e, &x->req[i], err)) < 0)
@@ -581,6 +588,8 @@ static int apply_edits(edit_run *x, mb_error *err)
 			mb_error_prefix(err, "%s: [%zu]", x->a.edits, i);
 			goto cleanup;
 		}
+		for (int d = 0; x->a.update_scale != 1.0 && d < x->m->cfg.d_model; d++)
+			res.r[d] = (float)(res.r[d] * x->a.update_scale);
 		mb_rome_apply(&x->m->cfg, &x->m->w, p.layer, res.u, res.r);
 		rc = prob_target(&after, x->e, &x->req[i], err);
 		if (rc == 0)

@@ -18,6 +18,7 @@
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
 #include <mechbench/gemm.h>
+#include <mechbench/json.h>
 #include <mechbench/report.h>
 #include <mechbench/store.h>
 #include <mechbench/str.h>
@@ -25,7 +26,7 @@
 #include "suite_cli.h"
 
 typedef struct gate_args {
-	const char *suite, *ref, *model, *baseline, *db;
+	const char *suite, *ref, *model, *baseline, *db, *edited;
 	const char *md, *junit, *json, *csv;
 	int on_inconclusive, on_changed; /* index in policies[] */
 	double db_timeout;
@@ -46,6 +47,10 @@ static const mb_cli_opt gate_opts[] = {
 		 "REF, as a pull-request check)"},
 	{MB_OPT(PATH, "--model", gate_args, model), .meta = "DIR",
 	 .help = "the candidate model for every entry (default: each entry's \"model\")"},
+	{MB_OPT(PATH, "--edited", gate_args, edited), .meta = "DIR",
+	 .help = "an edited checkpoint (`mechbench edit`): every entry whose model is the "
+		 "edit's base (the file digests its MANIFEST names) runs on it instead, paired "
+		 "with that entry's baseline; the other entries run as registered"},
 	{MB_OPT(PATH, "--baseline", gate_args, baseline), .meta = "PATH",
 	 .help = "the baseline file at REF for every entry (default: each entry's "
 		 "\"baseline\")"},
@@ -93,7 +98,11 @@ static const mb_cli_cmd gate_cmd = {
 	"or \"pooled\" (the pooled value decides; the failing stratum is reported).\n\n"
 	"Exit codes: 0 pass; 1 error; 2 usage; 3 a metric REGRESSED or failed its\n"
 	"threshold (pooled, or a stratum under combine \"all\"); 4 INCONCLUSIVE,\n"
-	"THRESHOLD-CHANGED or METRIC-CHANGED (see the --on-* options).\n",
+	"THRESHOLD-CHANGED or METRIC-CHANGED (see the --on-* options).\n\n"
+	"Edit safety: with --edited DIR every entry on the edited model's base is run on\n"
+	"the edit and judged against the base's baseline: its own metrics against their\n"
+	"thresholds and every other task on that model paired per item, so an edit that\n"
+	"breaks another task is REGRESSED however good its edit metrics look.\n",
 };
 
 typedef struct report_files {
@@ -214,6 +223,48 @@ static int load_dataset(mb_dataset *d, mb_gate_result *g, const mb_spec_entry *e
 	return error;
 }
 
+/* --edited: the base files named by DIR/MANIFEST ({"kind": "edit", "base":
+ * {"files": {path: sha256}}}, as `mechbench edit` writes it). */
+static int edited_load(mb_json_doc *doc, json_t **files, const char *dir, mb_error *err)
+{
+	char path[4096];
+	json_t *kind, *base;
+	int error;
+
+	snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+	if ((error = mb_json_doc_load(doc, path, err)) < 0)
+		return mb_error_prefix(err, "--edited");
+	kind = json_object_get(doc->root, "kind");
+	base = json_object_get(doc->root, "base");
+	*files = base ? json_object_get(base, "files") : NULL;
+	if (!json_is_string(kind) || strcmp(json_string_value(kind), "edit") != 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, "kind", "expected \"edit\": "
+					   "--edited takes a checkpoint `mechbench edit` wrote");
+	if (!json_is_object(*files) || json_object_size(*files) == 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, "base.files", "expected the base "
+					   "model's file digests");
+	return 0;
+}
+
+/* *match = 1 when the files of model folder dir are exactly base_files. */
+static int edited_is_base(int *match, const json_t *base_files, const char *dir, mb_error *err)
+{
+	mb_file_digest *d = NULL;
+	size_t n = 0;
+	int error = mb_model_digest(&d, &n, dir, err);
+
+	*match = 0;
+	if (error < 0)
+		return error;
+	*match = n == json_object_size(base_files);
+	for (size_t i = 0; *match && i < n; i++) {
+		json_t *h = json_object_get(base_files, d[i].path);
+		*match = json_is_string(h) && strcmp(json_string_value(h), d[i].sha256) == 0;
+	}
+	mb_file_digests_free(d, n);
+	return 0;
+}
+
 int mb_cmd_gate(int argc, char **argv)
 {
 	gate_args a = {0};
@@ -230,6 +281,9 @@ int mb_cmd_gate(int argc, char **argv)
 	mb_provenance prov;
 	mb_run_result cand;
 	mb_dataset *datasets = NULL;
+	mb_json_doc edoc = {0};
+	json_t *base_files = NULL;
+	size_t n_edited = 0;
 	mb_run_result **bases = NULL;
 	baseline_file *files = NULL;
 	size_t n_files = 0;
@@ -264,8 +318,19 @@ int mb_cmd_gate(int argc, char **argv)
 		if (mb_cli_check_outputs(outs, 4, &err) < 0)
 			return mb_cli_fail(&err);
 	}
-	if ((error = mb_cli_spec_home_open(&home, suite, 1, &err)) < 0)
+	if (a.edited && model) {
+		mb_error_set(&err, MB_EINVALID, "--edited and --model: give one (--edited picks the "
+			     "entries on its base model)");
 		return mb_cli_fail(&err);
+	}
+	if (a.edited && edited_load(&edoc, &base_files, a.edited, &err) < 0) {
+		mb_json_doc_dispose(&edoc);
+		return mb_cli_fail(&err);
+	}
+	if ((error = mb_cli_spec_home_open(&home, suite, 1, &err)) < 0) {
+		mb_json_doc_dispose(&edoc);
+		return mb_cli_fail(&err);
+	}
 
 	/* 1. The ref, and the spec registered there. */
 	if ((error = mb_git_resolve(commit, home.git, ref, &err)) < 0) {
@@ -350,6 +415,8 @@ int mb_cmd_gate(int argc, char **argv)
 		mb_runner_opts opts = {.threads = (int)threads,
 				       .progress = mb_cli_want_progress(a.quiet)};
 		char mdir[4096];
+		int on_edit = 0;
+
 		if (model) {
 			snprintf(mdir, sizeof(mdir), "%s", model);
 		} else if (!e->model) {
@@ -359,13 +426,34 @@ int mb_cmd_gate(int argc, char **argv)
 		} else if ((error = mb_file_path_join(mdir, sizeof(mdir), home.root, e->model, &err)) < 0) {
 			goto cleanup;
 		}
+		if (base_files) {
+			int match;
+
+			if ((error = edited_is_base(&match, base_files, mdir, &err)) < 0)
+				goto cleanup;
+			if (match) {
+				snprintf(mdir, sizeof(mdir), "%s", a.edited);
+				on_edit = 1;
+				n_edited++;
+				if ((error = mb_gate_note(&g, &err, "%s: ran on the edited model %s "
+							  "(its MANIFEST's base is %s)", e->name,
+							  a.edited, e->model)) < 0)
+					goto cleanup;
+			}
+		}
 		if ((error = mb_runner_run_entry(&cand.entries[i], &reg, e, &datasets[i], mdir,
-						 model ? model : e->model, &opts, &err)) < 0)
+						 model ? model : on_edit ? a.edited : e->model,
+						 &opts, &err)) < 0)
 			goto cleanup;
 		cand.n_entries = i + 1;
 		if ((error = mb_gate_compare_entry(&g, &reg, e, mb_run_result_entry(bases[i], e->name),
 						   &cand.entries[i], &err)) < 0)
 			goto cleanup;
+	}
+	if (base_files && n_edited == 0) {
+		error = mb_error_set(&err, MB_ENOTFOUND, "--edited %s: no entry of %s runs on its "
+				     "base model (the files its MANIFEST names)", a.edited, suite);
+		goto cleanup;
 	}
 	mb_provenance_finish(&cand.prov, started);
 	/* Say when the GEMM backend, BLAS core or ISA differ from a baseline's:
@@ -415,5 +503,6 @@ cleanup:
 	mb_spec_dispose(&reg);
 	free(reg_text);
 	mb_cli_spec_home_dispose(&home);
+	mb_json_doc_dispose(&edoc);
 	return code;
 }

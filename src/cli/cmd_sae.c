@@ -1,4 +1,4 @@
-/* cmd_sae.c: `mechbench sae train | eval | tms`: sparse autoencoders on a
+/* cmd_sae.c: `mechbench sae train | eval | match | battery | verify | tms`: sparse autoencoders on a
  * model's hook points (sae.h, sae_train.h). */
 #include "cli.h"
 
@@ -10,12 +10,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <mechbench/buildinfo.h>
+#include <mechbench/gemm.h>
+#include <mechbench/sha256.h>
+#include <mechbench/zoo.h>
 #include <mechbench/file.h>
 #include <mechbench/hooks.h>
 #include <mechbench/model.h>
 #include <mechbench/sae.h>
 #include <mechbench/sae_train.h>
+#include <mechbench/sae_verdict.h>
 #include <mechbench/str.h>
 #include <mechbench/tokenizer.h>
 
@@ -23,9 +29,9 @@ typedef struct sae_args {
 	const char *model, *hook, *out, *text, *sae;
 	int arch;
 	int64_t width, k, tokens, batch, seed, ctx, text_batch, buffer, batches, skip, threads;
-	int64_t features, dims, seqs, model_steps;
-	double l1, lr, p;
-	int quiet, sweep;
+	int64_t features, dims, seqs, model_steps, items;
+	double l1, lr, p, steer;
+	int quiet, sweep, verify;
 } sae_args;
 
 static const char *const archs[] = {"relu", "topk", NULL};
@@ -97,6 +103,32 @@ static const mb_cli_opt match_opts[] = {
 	MB_CLI_OPT_THREADS(sae_args, threads),
 };
 
+static const mb_cli_opt battery_opts[] = {
+	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
+	 .help = "a zoo induction model (its training_state.json names the recipe)"},
+	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
+	 .help = "an SAE folder in SAELens's layout"},
+	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
+	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
+	 .def = "128",
+	 .help = "held-out sequences that label the features (sae match) and give their max "
+		 "activations"},
+	{MB_OPT(INT, "--items", sae_args, items), .meta = "N", .range = "[2, 1000000]",
+	 .def = "256", .help = "further held-out sequences the battery runs on"},
+	{MB_OPT(DOUBLE, "--steer", sae_args, steer), .meta = "K", .range = "> 0", .def = "4",
+	 .help = "steering clamps the latent to K times its max activation"},
+	{MB_OPT(INT, "--seed", sae_args, seed), .meta = "S", .range = ">= 0", .def = "0",
+	 .help = "the seed of the random-direction controls"},
+	MB_CLI_OPT_THREADS(sae_args, threads),
+};
+
+static const mb_cli_opt verify_opts[] = {
+	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
+	 .help = "an SAE folder trained by mechbench sae train (with its MANIFEST)"},
+	MB_CLI_OPT_THREADS(sae_args, threads),
+};
+
 static const mb_cli_opt tms_opts[] = {
 	{MB_OPT(INT, "--features", sae_args, features), .meta = "N", .range = "[1, 4096]",
 	 .def = "48", .help = "true features n"},
@@ -165,6 +197,34 @@ static const mb_cli_cmd match_cmd = {
 	"(AUROC) and the F1 of that latent's firing, over --seqs held-out sequences.\n",
 };
 
+static const mb_cli_cmd battery_cmd = {
+	.name = "sae battery",
+	.opts = battery_opts,
+	.n_opts = MB_CLI_N(battery_opts),
+	.about =
+	"The causal battery per labelled feature (sae.h, sae_verdict.h): each topic of\n"
+	"the induction language labels its best latent (sae match); with the SAE\n"
+	"spliced in and its error term kept, the latent is ablated on sequences of its\n"
+	"topic (necessity: the drop of the next token's log-mass on the topic's\n"
+	"tokens), clamped to --steer x its max activation on other sequences\n"
+	"(steering: the rise), ablated there (selectivity) and the KL of the other\n"
+	"tokens' distribution measured (collateral); each edit has a control, a random\n"
+	"direction of the same norm at the same point and positions. Paired 95%\n"
+	"intervals, Benjamini-Hochberg across features; a feature passes when\n"
+	"necessity and steering both beat their controls (q <= 0.05).\n",
+};
+
+static const mb_cli_cmd verify_cmd = {
+	.name = "sae verify",
+	.opts = verify_opts,
+	.n_opts = MB_CLI_N(verify_opts),
+	.about =
+	"Checks a committed SAE: every file against its MANIFEST, then retrains it\n"
+	"with the command the MANIFEST records (run from the folder it was trained\n"
+	"in, the repository root for baselines/saes/) and compares cfg.json and\n"
+	"sae_weights.safetensors bit for bit. Exit 1 when a bit differs.\n",
+};
+
 static const mb_cli_cmd tms_cmd = {
 	.name = "sae tms",
 	.opts = tms_opts,
@@ -177,7 +237,8 @@ static const mb_cli_cmd tms_cmd = {
 	"tests/train/test_sae_train.c checks (>= 95 percent recovered).\n",
 };
 
-static const mb_cli_cmd *const sae_cmds[] = {&train_cmd, &eval_cmd, &match_cmd, &tms_cmd};
+static const mb_cli_cmd *const sae_cmds[] = {&train_cmd, &eval_cmd, &match_cmd, &battery_cmd,
+					      &verify_cmd, &tms_cmd};
 
 static const char sae_about[] =
 	"Sparse autoencoders: train on a model's activations, evaluate (ours or\n"
@@ -272,10 +333,11 @@ static int open_sae_and_model(mb_sae **s, mb_model **m, mb_hook_point *point, co
 	return MB_EXIT_OK;
 }
 
-static int cmd_train(int argc, char **argv)
+/* Trains the SAE a describes into a->out (cfg.json, sae_weights.safetensors,
+ * training_state.json recording command); *seconds gets the training time.
+ * Prints the error and returns MB_EXIT_ERROR on failure. */
+static int train_run(const sae_args *a, const char *command, double *seconds)
 {
-	sae_args a;
-	mb_cli_parsed parsed;
 	mb_model *m = NULL;
 	mb_sae_corpus *corpus = NULL;
 	mb_sae_acts *acts = NULL;
@@ -286,47 +348,42 @@ static int cmd_train(int argc, char **argv)
 	mb_sae_source src;
 	progress_state ps;
 	mb_error err;
-	char command[2048], path[4096], when[32];
+	char path[4096], when[32];
 	int rc;
 
-	memset(&a, 0, sizeof(a));
 	memset(&res, 0, sizeof(res));
-	if ((rc = mb_cli_parse(&parsed, &a, &train_cmd, argc, argv)) != MB_CLI_GO)
-		return rc;
-	if (mb_hook_parse(&point, a.hook, &err) < 0)
+	if (mb_hook_parse(&point, a->hook, &err) < 0)
 		return mb_cli_usage_error("sae train", "--hook: %s", err.msg);
-	if (a.threads > 0)
-		omp_set_num_threads((int)a.threads);
-	join_command(command, sizeof(command), argc, argv);
-	if (mb_file_check_dir(a.out, &err) < 0)
+	if (mb_file_check_dir(a->out, &err) < 0)
 		return mb_cli_fail(&err);
-	if (mb_model_load(&m, a.model, &err) < 0)
+	if (mb_model_load(&m, a->model, &err) < 0)
 		return mb_cli_fail(&err);
 	rc = MB_EXIT_ERROR;
-	if (open_corpus(&corpus, &a, m, 0, &err) < 0 ||
-	    mb_sae_acts_init(&acts, m, point, corpus, (int)a.buffer, (uint64_t)a.seed, &err) < 0) {
+	if (open_corpus(&corpus, a, m, 0, &err) < 0 ||
+	    mb_sae_acts_init(&acts, m, point, corpus, (int)a->buffer, (uint64_t)a->seed, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
-	cfg = train_config(&a);
+	cfg = train_config(a);
 	src = mb_sae_acts_source(acts);
 	memset(&ps, 0, sizeof(ps));
 	ps.tty = isatty(fileno(stderr));
-	ps.quiet = a.quiet;
+	ps.quiet = a->quiet;
 	time_t started = time(NULL);
 	if (mb_sae_train(&s, &res, &src, &cfg, progress, &ps, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
-	snprintf(s->hook_name, sizeof(s->hook_name), "%s", a.hook);
-	snprintf(s->model_name, sizeof(s->model_name), "%s", a.model);
+	*seconds = res.seconds;
+	snprintf(s->hook_name, sizeof(s->hook_name), "%s", a->hook);
+	snprintf(s->model_name, sizeof(s->model_name), "%s", a->model);
 	snprintf(s->dataset_path, sizeof(s->dataset_path), "%s", mb_sae_corpus_describe(corpus));
 	{
 		int B, T;
 		mb_sae_corpus_shape(corpus, &B, &T);
 		s->context_size = T;
 	}
-	if (mb_sae_save(s, a.out, &err) < 0) {
+	if (mb_sae_save(s, a->out, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
@@ -336,8 +393,8 @@ static int cmd_train(int argc, char **argv)
 		mb_str_utc(when, sizeof(when), started);
 		json_object_set_new(st, "format", json_string("mechbench-sae-1"));
 		json_object_set_new(st, "command", json_string(command));
-		json_object_set_new(st, "model", json_string(a.model));
-		json_object_set_new(st, "hook", json_string(a.hook));
+		json_object_set_new(st, "model", json_string(a->model));
+		json_object_set_new(st, "hook", json_string(a->hook));
 		json_object_set_new(st, "corpus", json_string(mb_sae_corpus_describe(corpus)));
 		json_object_set_new(st, "commit", json_string(mb_build_commit()));
 		json_object_set_new(st, "threads", json_integer(omp_get_max_threads()));
@@ -346,7 +403,7 @@ static int cmd_train(int argc, char **argv)
 		json_object_set(st, "sae", res.record);
 		text = json_dumps(st, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
 		json_decref(st);
-		if (!text || mb_file_path_join(path, sizeof(path), a.out, "training_state.json",
+		if (!text || mb_file_path_join(path, sizeof(path), a->out, "training_state.json",
 					       &err) < 0 ||
 		    mb_file_write_all(path, text, strlen(text), &err) < 0) {
 			free(text);
@@ -357,11 +414,13 @@ static int cmd_train(int argc, char **argv)
 		}
 		free(text);
 	}
-	printf("sae %s width %d on %s %s: %lld tokens in %.1fs (%.3g tok/s), loss %.5f, L0 %.1f, "
-	       "dead %.3f -> %s\n",
-	       a.arch == 0 ? "relu" : "topk", cfg.width, a.model, a.hook, (long long)res.tokens,
-	       res.seconds, res.seconds > 0 ? (double)res.tokens / res.seconds : 0.0,
-	       res.final.total, res.final.l0, res.dead_frac, a.out);
+	if (!a->verify)
+		printf("sae %s width %d on %s %s: %lld tokens in %.1fs (%.3g tok/s), loss %.5f, "
+		       "L0 %.1f, dead %.3f -> %s\n",
+		       a->arch == 0 ? "relu" : "topk", cfg.width, a->model, a->hook,
+		       (long long)res.tokens, res.seconds,
+		       res.seconds > 0 ? (double)res.tokens / res.seconds : 0.0, res.final.total,
+		       res.final.l0, res.dead_frac, a->out);
 	rc = MB_EXIT_OK;
 cleanup:
 	json_decref(res.record);
@@ -370,6 +429,146 @@ cleanup:
 	mb_sae_corpus_free(corpus);
 	mb_model_free(m);
 	return rc;
+}
+
+static const char *const manifest_files[] = {"cfg.json", "sae_weights.safetensors",
+					     "training_state.json"};
+
+/* DIR/MANIFEST of a trained SAE (the zoo's MANIFEST format: name = the
+ * folder's base name, preset "sae"). */
+static int write_manifest(const sae_args *a, const char *command, double seconds, mb_error *err)
+{
+	mb_zoo_manifest m;
+	char path[4096];
+	const char *base = strrchr(a->out, '/');
+	int error;
+
+	base = base && base[1] ? base + 1 : a->out;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.name, sizeof(m.name), "%s", base);
+	snprintf(m.preset, sizeof(m.preset), "sae");
+	m.seed = (uint64_t)a->seed;
+	snprintf(m.command, sizeof(m.command), "%s", command);
+	m.training_seconds = floor(seconds * 10 + 0.5) / 10;
+	mb_cpu_model(m.machine, sizeof(m.machine));
+	m.threads = omp_get_max_threads();
+	snprintf(m.commit, sizeof(m.commit), "%s", mb_build_commit());
+	mb_gemm_describe(m.gemm, sizeof(m.gemm));
+	m.nfiles = 3;
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(m.files[i], sizeof(m.files[i]), "%s", manifest_files[i]);
+		snprintf(path, sizeof(path), "%s/%s", a->out, manifest_files[i]);
+		if ((error = mb_sha256_hex_file(m.sha256[i], path, err)) < 0)
+			return error;
+	}
+	snprintf(path, sizeof(path), "%s/MANIFEST", a->out);
+	return mb_zoo_manifest_write(&m, path, err);
+}
+
+static int cmd_train(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_error err;
+	char command[2048];
+	double seconds = 0;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	if ((rc = mb_cli_parse(&parsed, &a, &train_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	join_command(command, sizeof(command), argc, argv);
+	if ((rc = train_run(&a, command, &seconds)) != MB_EXIT_OK)
+		return rc;
+	if (write_manifest(&a, command, seconds, &err) < 0)
+		return mb_cli_fail(&err);
+	return MB_EXIT_OK;
+}
+
+/* Removes the retrain's files and folder (best effort). */
+static void remove_tmp(const char *dir)
+{
+	char path[4096];
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, manifest_files[i]);
+		remove(path);
+	}
+	rmdir(dir);
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	sae_args a, t;
+	mb_cli_parsed parsed, tp;
+	mb_zoo_manifest m;
+	mb_error err;
+	char path[4096], tmp[4096], line[512], *targv[64];
+	int targc = 0, rc, same = 1;
+	double seconds = 0;
+
+	memset(&a, 0, sizeof(a));
+	if ((rc = mb_cli_parse(&parsed, &a, &verify_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	snprintf(path, sizeof(path), "%s/MANIFEST", a.sae);
+	if (mb_zoo_manifest_read(&m, path, &err) < 0 || mb_zoo_manifest_check(&m, a.sae, &err) < 0)
+		return mb_cli_fail(&err);
+	/* The recorded command, re-parsed with train's options, --out replaced. */
+	snprintf(line, sizeof(line), "%s", m.command);
+	for (char *p = line; *p && targc < 64;) {
+		while (*p == ' ')
+			*p++ = '\0';
+		if (!*p)
+			break;
+		targv[targc++] = p;
+		while (*p && *p != ' ')
+			p++;
+	}
+	if (targc < 3 || strcmp(targv[0], "mechbench") != 0 || strcmp(targv[1], "sae") != 0 ||
+	    strcmp(targv[2], "train") != 0) {
+		mb_error_set(&err, MB_EINVALID,
+			     "%s: command '%s' is not a mechbench sae train command", path, m.command);
+		return mb_cli_fail(&err);
+	}
+	memset(&t, 0, sizeof(t));
+	if ((rc = mb_cli_parse(&tp, &t, &train_cmd, targc - 2, targv + 2)) != MB_CLI_GO) {
+		mb_error_set(&err, MB_EINVALID, "%s: command: options do not parse", path);
+		return mb_cli_fail(&err);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.verify.%ld", a.sae, (long)getpid());
+	if (mkdir(tmp, 0755) != 0) {
+		mb_error_set(&err, MB_EIO, "%s: cannot create the retrain folder", tmp);
+		return mb_cli_fail(&err);
+	}
+	t.out = tmp;
+	t.quiet = 1;
+	t.verify = 1;
+	rc = train_run(&t, m.command, &seconds);
+	if (rc == MB_EXIT_OK) {
+		for (size_t i = 0; i < 2; i++) {
+			char hex[MB_SHA256_HEX_LEN];
+			size_t k;
+			snprintf(path, sizeof(path), "%s/%s", tmp, manifest_files[i]);
+			for (k = 0; k < m.nfiles && strcmp(m.files[k], manifest_files[i]) != 0; k++)
+				;
+			if (mb_sha256_hex_file(hex, path, &err) < 0) {
+				rc = mb_cli_fail(&err);
+				break;
+			}
+			int ok = k < m.nfiles && strcmp(hex, m.sha256[k]) == 0;
+			same &= ok;
+			printf("  %-24s %s\n", manifest_files[i], ok ? "identical" : "DIFFERS");
+		}
+	}
+	remove_tmp(tmp);
+	if (rc != MB_EXIT_OK)
+		return rc;
+	printf("sae %s: retrained in %.1fs (recorded %.1fs): %s\n", a.sae, seconds,
+	       m.training_seconds, same ? "bit for bit" : "DIFFERENT BITS");
+	return same ? MB_EXIT_OK : MB_EXIT_ERROR;
 }
 
 static int cmd_eval(int argc, char **argv)
@@ -466,6 +665,115 @@ cleanup:
 	return rc;
 }
 
+static void print_ci(const mb_stats_estimate *e)
+{
+	printf(" %+8.4f [%+.4f, %+.4f]", e->mean, e->lo, e->hi);
+}
+
+static int cmd_battery(int argc, char **argv)
+{
+	sae_args a;
+	mb_cli_parsed parsed;
+	mb_model *m = NULL;
+	mb_sae *s = NULL;
+	mb_sae_corpus *corpus = NULL;
+	mb_sae_topic_features tf;
+	mb_sae_battery bat;
+	mb_sae_verdict *v = NULL;
+	mb_engine *e = NULL;
+	mb_engine_opts eo;
+	mb_hook_point point;
+	mb_error err;
+	const char *hook;
+	int32_t *tok = NULL;
+	uint8_t *present = NULL;
+	double frac = 0;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	memset(&tf, 0, sizeof(tf));
+	memset(&bat, 0, sizeof(bat));
+	if ((rc = mb_cli_parse(&parsed, &a, &battery_cmd, argc, argv)) != MB_CLI_GO)
+		return rc;
+	if (a.threads > 0)
+		omp_set_num_threads((int)a.threads);
+	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
+		goto cleanup;
+	rc = MB_EXIT_ERROR;
+	if (mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
+	    mb_sae_topic_features_init(&tf, m, s, point, mb_sae_corpus_recipe(corpus),
+				       (int)a.seqs, &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	const mb_zoo_recipe *r = mb_sae_corpus_recipe(corpus);
+	const int T = r->n_positions, B = 32;
+	const size_t n = (size_t)a.items;
+	tok = malloc(n * (size_t)T * sizeof(int32_t));
+	present = calloc((size_t)tf.n * n, 1);
+	v = calloc((size_t)tf.n, sizeof(*v));
+	if (!tok || !present || !v) {
+		fprintf(stderr, "mechbench: out of memory\n");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++) {
+		mb_zoo_segment seg;
+		mb_zoo_induction_sequence(tok + i * (size_t)T, &seg, r, "induction/eval",
+					  (uint64_t)a.seqs + i);
+		present[(size_t)seg.topic * n + i] = 1;
+	}
+	for (int t = 0; t < tf.n; t++)
+		tf.features[t].present = present + (size_t)t * n;
+	memset(&eo, 0, sizeof(eo));
+	eo.max_batch = B;
+	eo.max_seq = T;
+	if (mb_engine_init(&e, &m->cfg, &m->w, &eo, &err) < 0 ||
+	    mb_sae_battery_run(&bat, e, s, point, tok, n, T, B, NULL, tf.features, tf.n, a.steer,
+			       (uint64_t)a.seed, &err) < 0 ||
+	    mb_sae_verdicts(v, &frac, &bat, 0.95, 0.05, &err) < 0) {
+		mb_cli_fail(&err);
+		goto cleanup;
+	}
+	printf("sae %s on %s %s: causal battery over %zu held-out sequences, steering x%g, "
+	       "95%% paired intervals, BH q <= 0.05\n",
+	       a.sae, a.model, hook, n, a.steer);
+	for (int t = 0; t < tf.n; t++) {
+		const mb_sae_verdict *x = &v[t];
+		printf("%s latent %d (AUROC %.3f, max %.3g, %zu present / %zu absent): %s\n",
+		       tf.match[t].variable, tf.features[t].latent, tf.match[t].auroc,
+		       tf.features[t].max_act, x->necessity.n, x->steering.n,
+		       x->pass ? "PASS" : "fail");
+		printf("  necessity  ");
+		print_ci(&x->necessity);
+		printf("  control");
+		print_ci(&x->necessity_control);
+		printf("  q %.3g\n", x->q_necessity);
+		printf("  steering   ");
+		print_ci(&x->steering);
+		printf("  control");
+		print_ci(&x->steering_control);
+		printf("  q %.3g\n", x->q_steering);
+		printf("  selectivity");
+		print_ci(&x->selectivity);
+		printf("  collateral KL");
+		print_ci(&x->collateral);
+		printf("\n");
+	}
+	printf("features passing: %.4f (%d labelled)\n", frac, tf.n);
+	rc = MB_EXIT_OK;
+cleanup:
+	mb_sae_battery_dispose(&bat);
+	mb_sae_topic_features_dispose(&tf);
+	mb_engine_free(e);
+	free(v);
+	free(tok);
+	free(present);
+	mb_sae_corpus_free(corpus);
+	mb_model_free(m);
+	mb_sae_free(s);
+	return rc;
+}
+
 /* Trains at probability p and prints the recovery line. */
 static int tms_once(const sae_args *a, double p, mb_error *err)
 {
@@ -541,8 +849,12 @@ int mb_cmd_sae(int argc, char **argv)
 		return cmd_eval(argc - 1, argv + 1);
 	if (strcmp(argv[1], "match") == 0)
 		return cmd_match(argc - 1, argv + 1);
+	if (strcmp(argv[1], "battery") == 0)
+		return cmd_battery(argc - 1, argv + 1);
+	if (strcmp(argv[1], "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
 	if (strcmp(argv[1], "tms") == 0)
 		return cmd_tms(argc - 1, argv + 1);
-	return mb_cli_usage_error("sae", "unknown subcommand '%s' (train, eval, match, tms)",
+	return mb_cli_usage_error("sae", "unknown subcommand '%s' (train, eval, match, battery, verify, tms)",
 				  argv[1]);
 }

@@ -68,6 +68,8 @@ struct mb_engine {
 	size_t sel_x_cap;
 	float *att_p;  /* (threads, T) attention weights of one query row */
 	size_t att_p_cap;
+	float *att_w;  /* (threads, MB_K_ATT_BLOCK, T) one query block's scores, per thread */
+	size_t att_w_cap;
 
 	/* hook scratch, grown on first need and kept */
 	float *view;   /* a hook's (B, T, ...) tensor */
@@ -349,6 +351,7 @@ void mb_engine_free(mb_engine *e)
 	free(e->logits);
 	free(e->sel_x);
 	free(e->att_p);
+	free(e->att_w);
 	free(e->view);
 	free(e->tmp_a);
 	free(e->tmp_b);
@@ -627,8 +630,11 @@ static int split_input(mb_engine *e, const mb_hooks *h, int l, int X, mb_engine_
 
 /* One step of the causal attention of slot a for every (item, head), in
  * parallel. flag: with ATT_FUSED keep the full pattern, with ATT_SCORES fill
- * the masked scores with -inf (for an observed hook_attn_scores). */
-enum att_step { ATT_FUSED, ATT_SCORES, ATT_SOFTMAX, ATT_PV };
+ * the masked scores with -inf (for an observed hook_attn_scores).
+ * ATT_BLOCKS: the fused step when nothing reads the pattern: each thread's
+ * query blocks go through its own (MB_K_ATT_BLOCK, T) scratch in e->att_w,
+ * which stays in cache, instead of a (T, T) block of att (same bits of z). */
+enum att_step { ATT_FUSED, ATT_BLOCKS, ATT_SCORES, ATT_SOFTMAX, ATT_PV };
 
 static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step, int flag)
 {
@@ -651,6 +657,12 @@ static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step,
 			switch (step) {
 			case ATT_FUSED:
 				mb_k_att_fused(z, D, S, T, q, q + D, q + 2 * D, 3 * D, L, Dh, scale, flag);
+				break;
+			case ATT_BLOCKS:
+				mb_k_att_fused_scratch(z, D,
+						       e->att_w + (size_t)omp_get_thread_num() *
+								  MB_K_ATT_BLOCK * T,
+						       T, q, q + D, q + 2 * D, 3 * D, L, Dh, scale);
 				break;
 			case ATT_SCORES:
 				mb_k_att_scores(S, T, q, q + D, 3 * D, L, Dh, scale);
@@ -678,7 +690,15 @@ static int attention(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_act
 	int obs_s = observes(h, MB_HOOK_ATTN_SCORES, l), obs_p = observes(h, MB_HOOK_PATTERN, l);
 	int rc;
 
-	if (!obs_s && !obs_p) {
+	if (!obs_s && !obs_p && !e->keep) {
+		/* one block per thread of the region att_heads opens */
+		rc = grow(&e->att_w, &e->att_w_cap,
+			  (size_t)omp_get_max_threads() * MB_K_ATT_BLOCK * e->T, "attention scratch",
+			  err);
+		if (rc < 0)
+			return rc;
+		att_heads(e, a, ATT_BLOCKS, 0);
+	} else if (!obs_s && !obs_p) {
 		att_heads(e, a, ATT_FUSED, e->keep);
 	} else {
 		att_heads(e, a, ATT_SCORES, obs_s);

@@ -231,8 +231,10 @@ float mb_k_gelu(float x)
  * lanes where the CPU has them. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define MB_CLONES __attribute__((target_clones("avx2", "default")))
+#define MB_CLONES_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MB_CLONES
+#define MB_CLONES_WIDE
 #endif
 
 MB_CLONES static void act_span(float *out, const float *in, int n, mb_activation act)
@@ -384,31 +386,60 @@ static int block_end(int i, int L)
 	return e < L ? e : L;
 }
 
-static void scores_block(float *S, int T, const float *q, const float *k, int ld, int i0, int i1,
+/* Sb: row i0 of the scores (row stride T); rows i0..i1 of S = scale q k^T. */
+static void scores_block(float *Sb, int T, const float *q, const float *k, int ld, int i0, int i1,
 			 int Dh, float scale)
 {
-	sgemm1(S + (size_t)i0 * T, T, q + (size_t)i0 * ld, ld, k, ld, 1, i1 - i0, i1, Dh, scale);
+	sgemm1(Sb, T, q + (size_t)i0 * ld, ld, k, ld, 1, i1 - i0, i1, Dh, scale);
 }
 
-MB_CLONES static void softmax_row(float *s, int i, int end)
+/* The softmax of one causal row: s[0..i] = exp(s_j - max) / sum, zeros on
+ * (i, end). The max runs in 16 lanes (the same value as a sequential max:
+ * max is exact, and a zero's sign cannot change exp's result), exp and the
+ * sum share one pass whose lanes are exactly mb_k_sum's (lane j adds
+ * elements j, j+16, ... in order, then tree16), then one division pass: the
+ * bits of the three-pass form (max; exp; mb_k_sum; divide) in two passes
+ * over the row fewer, and vectorised (MB_CLONES_WIDE: AVX-512 too). */
+MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
 {
-	float mx = s[0], sum;
+	float m[LANES], acc[LANES] = {0}, mx, sum;
+	int n = i + 1, j = 0;
 
-	for (int j = 1; j <= i; j++)
-		mx = s[j] > mx ? s[j] : mx;
-	for (int j = 0; j <= i; j++)
-		s[j] = expf_core(s[j] - mx);
-	sum = mb_k_sum(s, i + 1);
-	for (int j = 0; j <= i; j++)
+	for (int l = 0; l < LANES; l++)
+		m[l] = s[0];
+	for (; j + LANES <= n; j += LANES)
+		for (int l = 0; l < LANES; l++)
+			m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
+	for (int l = 0; j + l < n; l++)
+		m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
+	mx = m[0];
+	for (int l = 1; l < LANES; l++)
+		mx = m[l] > mx ? m[l] : mx;
+	for (j = 0; j + LANES <= n; j += LANES)
+		for (int l = 0; l < LANES; l++) {
+			float x = expf_core(s[j + l] - mx);
+
+			s[j + l] = x;
+			acc[l] += x;
+		}
+	for (int l = 0; j + l < n; l++) {
+		float x = expf_core(s[j + l] - mx);
+
+		s[j + l] = x;
+		acc[l] += x;
+	}
+	sum = tree16(acc);
+	for (j = 0; j < n; j++)
 		s[j] = s[j] / sum;
-	for (int j = i + 1; j < end; j++)
-		s[j] = 0.0f;
+	if (end > n)
+		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
 }
 
-static void pv_block(float *z, int ldz, const float *S, int T, const float *v, int ld, int i0,
+/* Sb: row i0 of the pattern (row stride T); z rows i0..i1 = P V. */
+static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, int ld, int i0,
 		     int i1, int Dh)
 {
-	sgemm1(z + (size_t)i0 * ldz, ldz, S + (size_t)i0 * T, T, v, ld, 0, i1 - i0, Dh, i1, 1.0f);
+	sgemm1(z + (size_t)i0 * ldz, ldz, Sb, T, v, ld, 0, i1 - i0, Dh, i1, 1.0f);
 }
 
 void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
@@ -417,7 +448,7 @@ void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, in
 	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
 		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
 
-		scores_block(S, T, q, k, ld, i0, i1, Dh, scale);
+		scores_block(S + (size_t)i0 * T, T, q, k, ld, i0, i1, Dh, scale);
 	}
 }
 
@@ -456,7 +487,7 @@ void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int l
 	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
 		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
 
-		pv_block(z, ldz, S, T, v, ld, i0, i1, Dh);
+		pv_block(z, ldz, S + (size_t)i0 * T, T, v, ld, i0, i1, Dh);
 	}
 }
 
@@ -466,14 +497,29 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
 	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
 		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
 
-		scores_block(S, T, q, k, ld, i0, i1, Dh, scale);
+		float *Sb = S + (size_t)i0 * T;
+
+		scores_block(Sb, T, q, k, ld, i0, i1, Dh, scale);
 		for (int i = i0; i < i1; i++)
 			softmax_row(S + (size_t)i * T, i, full ? T : i1);
-		pv_block(z, ldz, S, T, v, ld, i0, i1, Dh);
+		pv_block(z, ldz, Sb, T, v, ld, i0, i1, Dh);
 	}
 	if (full)
 		for (int i = L; i < T; i++)
 			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
+}
+
+void mb_k_att_fused_scratch(float *z, int ldz, float *W, int T, const float *q, const float *k,
+			    const float *v, int ld, int L, int Dh, float scale)
+{
+	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+		/* row i of the block lands on row i - i0 of W */
+		scores_block(W, T, q, k, ld, i0, i1, Dh, scale);
+		for (int i = i0; i < i1; i++)
+			softmax_row(W + (size_t)(i - i0) * T, i, i1);
+		pv_block(z, ldz, W, T, v, ld, i0, i1, Dh);
+	}
 }
 
 /* Row-wise kernels (selected positions) ------------------------------------ */

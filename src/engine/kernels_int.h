@@ -98,6 +98,10 @@ float mb_k_gelu(float x);
  * mask_scores (full fill of the scores view): S[i][j > i] = -inf, rows i >= L -inf.
  * pv: z_i = sum over j < blockend(i) of S[i][j] v_j.
  * fused: scores, softmax and pv block by block (cache friendly).
+ * fused_scratch: the same bits of z as fused (full = 0), but every query
+ *          block's scores and pattern go to W (MB_K_ATT_BLOCK, T), row stride
+ *          T, reused block after block, so they stay in cache at long context
+ *          and no (T, T) block is written (when nothing reads the pattern).
  */
 #define MB_K_ATT_BLOCK 64
 void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
@@ -109,6 +113,8 @@ void mb_k_att_zero_masked(float *S, int T, int L);
 void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh);
 void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
 		    const float *v, int ld, int L, int Dh, float scale, int full);
+void mb_k_att_fused_scratch(float *z, int ldz, float *W, int T, const float *q, const float *k,
+			    const float *v, int ld, int L, int Dh, float scale);
 
 /*
  * out[r][c] = X[r] . W[c] for R rows of X (R, K) and N rows of W (N, K), each

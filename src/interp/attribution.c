@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include <mechbench/backward.h>
+#include <mechbench/detmath.h>
 #include <mechbench/effect.h>
 #include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
@@ -213,7 +214,8 @@ static void scores_zero(mb_attr_scores *s)
 
 /* ---- metrics ---------------------------------------------------------------- */
 
-/* dlogits row (V) += scale * (softmax(z) - onehot(target)), in double. */
+/* dlogits row (V) += scale * (softmax(z) - onehot(target)), in double (detmath's
+ * exp: the same bits on every CPU). */
 static void ce_grad(float *d, const float *z, int V, int target, double scale)
 {
 	double mx = z[0], sum = 0;
@@ -222,9 +224,9 @@ static void ce_grad(float *d, const float *z, int V, int target, double scale)
 		if (z[v] > mx)
 			mx = z[v];
 	for (int v = 0; v < V; v++)
-		sum += exp((double)z[v] - mx);
+		sum += mb_detmath_exp((double)z[v] - mx);
 	for (int v = 0; v < V; v++)
-		d[v] += (float)(scale * (exp((double)z[v] - mx) / sum - (v == target)));
+		d[v] += (float)(scale * (mb_detmath_exp((double)z[v] - mx) / sum - (v == target)));
 }
 
 int mb_attr_metric_span_loss(double *out, float *dlogits, const mb_engine *e, int B, void *payload,
@@ -498,7 +500,7 @@ static void softmax_row(double *p, const float *qi, const float *k, int ks, int 
 			mx = p[j];
 	}
 	for (int j = 0; j <= i; j++) {
-		p[j] = exp(p[j] - mx);
+		p[j] = mb_detmath_exp(p[j] - mx); /* the same bits on every CPU (detmath.h) */
 		sum += p[j];
 	}
 	for (int j = 0; j <= i; j++)
@@ -1145,6 +1147,135 @@ cleanup:
 	mb_effect_free(fx);
 	free(pts);
 	free(eff);
+	return rc;
+}
+
+/* An effect hook adding sign * delta (B, T, D) to a residual point (head <
+ * 0) or to head `head`'s slice of a (B, T, H, D) hook_{q,k,v}_input. */
+typedef struct edge_add {
+	const float *delta;
+	float sign;
+	int head;
+} edge_add;
+
+static int edge_add_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	const edge_add *ea = payload;
+
+	(void)err;
+	if (ea->head < 0) {
+		for (size_t i = 0; i < t->numel; i++)
+			t->data[i] += ea->sign * ea->delta[i];
+		return 0;
+	}
+	{
+		const size_t H = (size_t)t->shape[2], D = (size_t)t->shape[3];
+		for (size_t bt = 0; bt < (size_t)t->batch * t->seq; bt++)
+			for (size_t d = 0; d < D; d++)
+				t->data[(bt * H + (size_t)ea->head) * D + d] +=
+					ea->sign * ea->delta[bt * D + d];
+	}
+	return 0;
+}
+
+int mb_attr_exact_edges(double *out, mb_attr *a, const mb_attr_batch *ab, mb_error *err)
+{
+	const mb_engine_config *c = a->cfg;
+	const int L = c->n_layer, H = c->n_head, D = c->d_model, B = ab->batch, T = ab->seq;
+	const int S = mb_attr_n_senders(c), R = mb_attr_n_receivers(c), per = 3 * H + has_mlp(c);
+	mb_effect *fx = NULL;
+	float *delta = NULL;
+	double *eff = NULL;
+	int32_t *len = NULL;
+	mb_run clean = make_run(ab, ab->clean, NULL), run;
+	int rc;
+
+	if (has_mlp(c) && c->parallel)
+		return mb_error_set(err, MB_EINVALID, "exact edge patching: an MLP's own input "
+				    "needs a sequential residual (this model is parallel)");
+	len = malloc(sizeof(int32_t) * (size_t)B);
+	delta = malloc(sizeof(float) * (size_t)B * T * D);
+	eff = malloc(sizeof(double) * (size_t)B);
+	if (!len || !delta || !eff) {
+		rc = mb_error_oom(err, "exact edge patching", 0);
+		goto cleanup;
+	}
+	for (int b = 0; b < B; b++)
+		len[b] = ab->lengths ? ab->lengths[b] : T;
+	a->len = len;
+	a->B = B;
+	a->T = T;
+	a->S = S;
+	memset(out, 0, sizeof(double) * (size_t)B * R * S);
+	/* the senders' deltas from a corrupted and a clean run, as EAP takes them */
+	if ((rc = setup_caches(a, 0, 1, err)) < 0)
+		goto cleanup;
+	run = make_run(ab, ab->corrupt, a->h_corr);
+	if ((rc = mb_engine_forward(a->e, &run, err)) < 0) {
+		mb_error_prefix(err, "corrupted run");
+		goto cleanup;
+	}
+	run = make_run(ab, ab->clean, a->h_clean);
+	if ((rc = mb_engine_forward(a->e, &run, err)) < 0) {
+		mb_error_prefix(err, "clean run");
+		goto cleanup;
+	}
+	if ((rc = eap_buffers(a, err)) < 0)
+		goto cleanup;
+	sender_deltas(a);
+	if ((rc = mb_effect_init(&fx, a->e, effect_metric, (void *)ab, err)) < 0 ||
+	    (rc = mb_effect_cache_restart(fx, err)) < 0 || (rc = mb_effect_clean(fx, &clean, err)) < 0)
+		goto cleanup;
+	for (int r = 0; r < R; r++) {
+		int l = r < L * per ? r / per : L - 1, i = r % per;
+		for (int s = 0; s < mb_attr_n_senders_of(c, r); s++) {
+			mb_effect_arm arm = {0};
+			mb_effect_path path;
+			mb_effect_hook hk[2];
+			edge_add plus = {delta, 1.0f, -1}, minus = {delta, -1.0f, -1};
+			char name[32];
+
+			for (size_t bt = 0; bt < (size_t)B * T; bt++)
+				memcpy(delta + bt * D, a->delta + (bt * S + s) * D, sizeof(float) * D);
+			if (r == R - 1) { /* the logits: the final residual */
+				hk[0] = (mb_effect_hook){hp(MB_HOOK_RESID_POST, L - 1), edge_add_hook, &plus};
+				arm.hooks = hk;
+				arm.n_hooks = 1;
+				arm.start_layer = L - 1;
+				arm.start_z = 1;
+			} else if (i == 3 * H) { /* the MLP's input, its branch only */
+				hk[0] = (mb_effect_hook){hp(MB_HOOK_RESID_MID, l), edge_add_hook, &plus};
+				hk[1] = (mb_effect_hook){hp(MB_HOOK_MLP_OUT, l), edge_add_hook, &minus};
+				arm.hooks = hk;
+				arm.n_hooks = 2;
+				arm.start_layer = l;
+				arm.start_z = 1;
+			} else if (l == 0) { /* below any path: the input embedding's edges */
+				plus.head = i % H;
+				hk[0] = (mb_effect_hook){hp((mb_hook_kind)(MB_HOOK_Q_INPUT + i / H), 0),
+							 edge_add_hook, &plus};
+				arm.hooks = hk;
+				arm.n_hooks = 1;
+			} else {
+				path = (mb_effect_path){l, i % H, i / H, delta};
+				arm.path = &path;
+			}
+			if ((rc = mb_effect_run_arm(eff, NULL, fx, &arm, err)) < 0) {
+				mb_attr_sender_name(name, sizeof(name), c, s);
+				mb_error_prefix(err, "exact patching of edge %s ->", name);
+				goto cleanup;
+			}
+			for (int b = 0; b < B; b++)
+				out[((size_t)b * R + r) * S + s] = eff[b];
+		}
+	}
+
+cleanup:
+	mb_effect_free(fx);
+	free(len);
+	free(delta);
+	free(eff);
+	a->len = NULL;
 	return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <mechbench/backward.h>
+#include <mechbench/detmath.h>
 #include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
 #include <mechbench/logits.h>
@@ -52,9 +53,65 @@ static double row_lse(const float *z, int V)
 		if (z[v] > m)
 			m = z[v];
 	for (int v = 0; v < V; v++)
-		s += exp((double)z[v] - m);
-	return m + log(s);
+		s += mb_detmath_exp((double)z[v] - m);
+	return m + mb_detmath_log(s);
 }
+
+/* ---- prompts with a subject ------------------------------------------------- */
+
+int mb_edit_encode(int32_t **tok, int *n, int *subj_first, int *subj_last, const mb_tokenizer *t,
+		   const char *tmpl, const char *subject, mb_error *err)
+{
+	const char *at = strstr(tmpl, "{}");
+	size_t pre = at ? (size_t)(at - tmpl) : 0, ls = strlen(subject), lt = strlen(tmpl), pb;
+	char *text = NULL;
+	int32_t *head = NULL, *before = NULL;
+	int nh = 0, nb = 0, rc;
+
+	*tok = NULL;
+	if (!at || strstr(at + 2, "{}"))
+		return mb_error_set(err, MB_EINVALID, "must contain {} (the subject) exactly once");
+	text = malloc(lt + ls + 1);
+	if (!text)
+		return mb_error_oom(err, "prompt", lt + ls + 1);
+	memcpy(text, tmpl, pre);
+	memcpy(text + pre, subject, ls);
+	text[pre + ls] = '\0';
+	if ((rc = mb_tokenizer_encode(t, text, &head, &nh, err)) < 0)
+		goto cleanup;
+	/* the text before the subject without its trailing spaces: byte-level BPE
+	 * puts a space in front of the word that follows it */
+	pb = pre;
+	while (pb && text[pb - 1] == ' ')
+		pb--;
+	text[pb] = '\0';
+	if ((rc = mb_tokenizer_encode(t, text, &before, &nb, err)) < 0)
+		goto cleanup;
+	memcpy(text, tmpl, pre);
+	memcpy(text + pre, subject, ls);
+	memcpy(text + pre + ls, at + 2, lt - pre - 2 + 1);
+	if ((rc = mb_tokenizer_encode(t, text, tok, n, err)) < 0)
+		goto cleanup;
+	if (nh <= nb || nh > *n || memcmp(head, *tok, sizeof(int32_t) * (size_t)nh) != 0 ||
+	    (nb && memcmp(before, *tok, sizeof(int32_t) * (size_t)nb) != 0)) {
+		rc = mb_error_set(err, MB_EINVALID, "the subject does not start and end on token "
+				  "boundaries of \"%s\"", text);
+		goto cleanup;
+	}
+	*subj_last = nh - 1;
+	if (subj_first)
+		*subj_first = nb;
+cleanup:
+	if (rc < 0) {
+		free(*tok);
+		*tok = NULL;
+	}
+	free(text);
+	free(head);
+	free(before);
+	return rc;
+}
+
 
 /* ---- causal tracing --------------------------------------------------------- */
 
@@ -641,7 +698,7 @@ static void v_loss(double loss[3], float *dlogits, double *logq, int *have_q,
 			double lse = row_lse(z, V);
 			each -= (double)z[q->target[j]] - lse;
 			for (int v = 0; v < V; v++)
-				dz[v] = (float)(exp((double)z[v] - lse) * scale);
+				dz[v] = (float)(mb_detmath_exp((double)z[v] - lse) * scale);
 			dz[q->target[j]] -= (float)scale;
 		}
 		nll += each / N;
@@ -659,11 +716,11 @@ static void v_loss(double loss[3], float *dlogits, double *logq, int *have_q,
 		}
 		for (int v = 0; v < V; v++) {
 			double lp = (double)z[v] - lse;
-			kl += exp(lp) * (lp - logq[v]);
+			kl += mb_detmath_exp(lp) * (lp - logq[v]);
 		}
 		for (int v = 0; v < V; v++) {
 			double lp = (double)z[v] - lse;
-			dz[v] = (float)(p->kl_factor * exp(lp) * (lp - logq[v] - kl));
+			dz[v] = (float)(p->kl_factor * mb_detmath_exp(lp) * (lp - logq[v] - kl));
 		}
 	}
 	loss[0] = nll;
@@ -675,7 +732,7 @@ static void v_loss(double loss[3], float *dlogits, double *logq, int *have_q,
 static void adam_step(float *x, float *m, float *v, const double *g, int n, int t, double lr)
 {
 	const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-	const double bc1 = 1.0 - pow(b1, t), bc2s = sqrt(1.0 - pow(b2, t));
+	const double bc1 = 1.0 - mb_detmath_powi(b1, t), bc2s = sqrt(1.0 - mb_detmath_powi(b2, t));
 
 	for (int i = 0; i < n; i++) {
 		float gi = (float)g[i];
@@ -699,9 +756,11 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 	const int D = c->d_model, V = c->n_vocab, N = req->n_target;
 	ctx_batch cb = {0};
 	mb_backward *bw = NULL;
-	mb_hooks *fh = NULL, *gh = NULL;
+	mb_hooks *fh = NULL, *gh = NULL, *fh0 = NULL;
+	mb_cache *c0 = NULL;
+	mb_hook_point pre_pt = {MB_HOOK_RESID_PRE, at.layer};
 	int32_t *lookup = NULL, *positions = NULL;
-	float *am = NULL, *av = NULL, *dlogits = NULL;
+	float *am = NULL, *av = NULL, *dlogits = NULL, *resid = NULL;
 	double *grad = NULL, *logq = NULL, v0n2 = 0.0;
 	int have_q = 0, rc;
 	delta_payload dp;
@@ -733,20 +792,35 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 
 	dp = (delta_payload){.lookup = lookup, .delta = delta, .v0 = v0, .record = 1,
 			     .grad = grad};
+	/* Only the MLP output of layer l changes from step to step: the first
+	 * forward keeps blocks.{l}.hook_resid_pre and every later step (forward
+	 * and backward) restarts there, which gives the full forward's bits
+	 * (engine.h, start_layer) at (L - l) / L of its cost. */
 	if ((rc = mb_backward_init(&bw, e, err)) < 0 || (rc = mb_hooks_init(&fh, err)) < 0 ||
 	    (rc = mb_hooks_init(&gh, err)) < 0 ||
 	    (rc = mb_hooks_add(fh, at, delta_fn, &dp, 0, err)) < 0 ||
-	    (rc = mb_hooks_add(gh, at, grad_fn, &dp, MB_HOOK_READONLY, err)) < 0)
+	    (rc = mb_hooks_add(gh, at, grad_fn, &dp, MB_HOOK_READONLY, err)) < 0 ||
+	    (rc = cache_points(&fh0, &c0, &pre_pt, 1, err)) < 0 ||
+	    (rc = mb_hooks_add(fh0, at, delta_fn, &dp, 0, err)) < 0)
 		goto cleanup;
 
 	mb_run run = {.batch = cb.B, .seq = cb.T, .tokens = cb.tokens, .lengths = cb.len,
-		      .hooks = fh, .logits = MB_LOGITS_POSITIONS, .n_positions = N,
+		      .hooks = fh0, .logits = MB_LOGITS_POSITIONS, .n_positions = N,
 		      .positions = positions};
 	for (int it = 0; it < p->steps; it++) {
 		double loss[3], total, dn, max_norm;
 
 		if ((rc = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
+		if (it == 0 && at.layer > 0) {
+			const mb_hook_tensor *x = mb_cache_get(c0, pre_pt);
+			resid = malloc(sizeof(float) * x->numel);
+			if (!resid) {
+				rc = mb_error_oom(err, "edit optimisation", sizeof(float) * x->numel);
+				goto cleanup;
+			}
+			memcpy(resid, x->data, sizeof(float) * x->numel);
+		}
 		if (it == 0)
 			v0n2 = norm_f(v0, D) * norm_f(v0, D);
 		v_loss(loss, dlogits, logq, &have_q, e, req, K, V, p);
@@ -761,13 +835,18 @@ static int value_opt(float *v0, float *delta, mb_rome_result *out, mb_engine *e,
 		if (it == 0)
 			out->loss_first = total;
 		memcpy(out->loss, loss, sizeof(loss));
-		out->p_target = exp(-loss[0]);
+		out->p_target = mb_detmath_exp(-loss[0]);
 		out->steps_run = it + 1;
 		if (total < p->stop_loss || it == p->steps - 1)
 			break;
 		if ((rc = mb_backward_set_dlogits(bw, dlogits, err)) < 0 ||
 		    (rc = mb_backward_run(bw, &run, NULL, gh, err)) < 0)
 			goto cleanup;
+		run.hooks = fh;
+		if (resid) {
+			run.start_layer = at.layer;
+			run.start_resid = resid;
+		}
 		if (dn > 0.0 && v0n2 > 0.0)
 			for (int d = 0; d < D; d++)
 				grad[d] += p->weight_decay * delta[d] / (dn * v0n2);
@@ -782,6 +861,9 @@ cleanup:
 	mb_backward_free(bw);
 	mb_hooks_free(fh);
 	mb_hooks_free(gh);
+	mb_hooks_free(fh0);
+	mb_cache_free(c0);
+	free(resid);
 	ctx_dispose(&cb);
 	free(lookup);
 	free(positions);
@@ -1154,7 +1236,7 @@ int mb_rome_prefixes(int32_t *out, mb_engine *e, int n, int len, int32_t first, 
 				top[k] = best;
 			}
 			for (k = 0; k < top_k; k++)
-				s += (pr[k] = exp((double)z[top[k]] - z[top[0]]));
+				s += (pr[k] = mb_detmath_exp((double)z[top[k]] - z[top[0]]));
 			u = mb_rng_uniform(&rng[i]) * s;
 			for (k = 0; k < top_k - 1 && u >= pr[k]; k++)
 				u -= pr[k];

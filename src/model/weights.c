@@ -15,9 +15,9 @@
  * dropped after use (mb_safetensors_release), so the peak is the block plus
  * the largest tensor (plus one transposition buffer of the largest
  * transposed tensor), shard by shard for sharded checkpoints. A PyTorch
- * pytorch_model.bin (or each shard of pytorch_model.bin.index.json) is first
- * converted whole into an in-memory safetensors image (ptbin.h), which adds
- * the file's size to the peak.
+ * pytorch_model.bin (or each shard of pytorch_model.bin.index.json) is read
+ * the same way: a safetensors view over its mapping (mb_ptbin_open), no tensor
+ * copied.
  */
 #include <mechbench/model.h>
 
@@ -597,19 +597,14 @@ static long index_find(const mb_model_index *ix, const char *name)
 	return hit ? (long)(hit - (const char **)ix->tensor) : -1;
 }
 
-/* A weights file: safetensors, or a PyTorch .bin converted into *img (the
- * caller frees it after st). */
-static int open_weights(mb_safetensors **st, void **img, const char *path, mb_error *err)
+/* A weights file: safetensors, or a PyTorch .bin seen as safetensors. */
+static int open_weights(mb_safetensors **st, const char *path, mb_error *err)
 {
-	size_t n = strlen(path), len = 0;
-	int rc;
+	size_t n = strlen(path);
 
 	if (n < 4 || strcmp(path + n - 4, ".bin") != 0)
 		return mb_safetensors_open(st, path, err);
-	rc = mb_ptbin_to_safetensors(img, &len, path, err);
-	if (rc == 0)
-		rc = mb_safetensors_open_mem(st, *img, len, path, err);
-	return rc;
+	return mb_ptbin_open(st, path, err);
 }
 
 /* One shard: every tensor it holds must be mapped to it, every tensor mapped
@@ -618,7 +613,6 @@ static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *d
 		      const char *ixname, int check_only, mb_error *err)
 {
 	mb_safetensors *st = NULL;
-	void *img = NULL;
 	char *path = join(dir, ix->files[f]);
 	struct stat sb;
 	int rc = 0;
@@ -635,7 +629,7 @@ static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *d
 			}
 		goto cleanup;
 	}
-	rc = open_weights(&st, &img, path, err);
+	rc = open_weights(&st, path, err);
 	if (rc < 0)
 		goto cleanup;
 	for (size_t i = 0; i < ix->n; i++)
@@ -680,7 +674,6 @@ static int load_shard(loader *ld, const mb_model_index *ix, int f, const char *d
 	}
 cleanup:
 	mb_safetensors_free(st);
-	free(img);
 	free(path);
 	return rc;
 }
@@ -751,7 +744,6 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	mb_safetensors *st = NULL;
 	char *cfg_path = NULL, *st_path = NULL, *ix_path = NULL, *tok_path = NULL;
 	char *bin_path = NULL, *bin_ix_path = NULL;
-	void *bin_img = NULL;
 	struct stat sb;
 	int rc;
 
@@ -792,11 +784,11 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 		if (rc < 0)
 			goto cleanup;
 	} else {
-		/* model.safetensors, else PyTorch's pytorch_model.bin (converted
-		 * into an in-memory safetensors image) */
+		/* model.safetensors, else PyTorch's pytorch_model.bin (read as
+		 * a safetensors view of its mapping) */
 		rc = mb_safetensors_open(&st, st_path, err);
 		if (rc == MB_ENOTFOUND)
-			rc = open_weights(&st, &bin_img, bin_path, err);
+			rc = open_weights(&st, bin_path, err);
 		if (rc == MB_ENOTFOUND)
 			rc = mb_error_set(err, MB_ENOTFOUND,
 					  "%s: no model.safetensors, model.safetensors.index.json, "
@@ -837,7 +829,6 @@ int mb_model_load(mb_model **out, const char *dir, mb_error *err)
 	rc = 0;
 cleanup:
 	mb_safetensors_free(st);
-	free(bin_img);
 	free(bin_path);
 	free(bin_ix_path);
 	mb_model_free(m);

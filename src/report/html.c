@@ -95,6 +95,8 @@ static int figure_list(FILE *f, const mb_figure_list *l, mb_error *err)
 		fputs("<figcaption class=\"note\">", f);
 		mb_str_put_xml(f, l->items[i].name);
 		fputs("</figcaption>\n</figure>\n", f);
+		if ((error = mb_report_attr_graph(f, &l->items[i], err)) < 0)
+			return error;
 	}
 	return 0;
 }
@@ -425,6 +427,8 @@ int mb_html_run(FILE *f, const mb_run_result *run, const mb_figure_list *figures
 			}
 		}
 		fputs("</table>\n", f);
+		if (strcmp(r->task, "sae") == 0 && (error = mb_html_sae_features(f, r, err)) < 0)
+			return error;
 		if (r->artifact && (error = artifact_section(f, r->artifact, err)) < 0)
 			return error;
 		if (figures && figures[e].n) {

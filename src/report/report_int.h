@@ -3,8 +3,15 @@
 #define MB_REPORT_INT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
+#include <mechbench/figure.h>
 #include <mechbench/report.h>
+
+/* After an "attribution.edges_<method>" figure (src/tasks/attribution.c):
+ * its top edges as a layered graph (attr_graph.c); any other figure: nothing.
+ * MB_EINVALID naming the figure for a label that is not a graph node. */
+int mb_report_attr_graph(FILE *f, const mb_figure *fig, mb_error *err);
 
 /* "%.6g", "-" for NaN, "0" for zero. */
 void mb_fmt_num(char *buf, size_t cap, double v);
@@ -53,5 +60,10 @@ typedef struct mb_artifact_lists {
 	char text[4][2048];
 } mb_artifact_lists;
 void mb_artifact_lists_fill(mb_artifact_lists *out, const mb_artifact_diff *d);
+
+/* The feature table of an `sae` task entry (sae.c): its strata as
+ * features, each with its causal effects, controls and BH verdict. Writes
+ * nothing for an entry that lacks the battery's metrics. */
+int mb_html_sae_features(FILE *f, const mb_entry_result *r, mb_error *err);
 
 #endif

@@ -375,12 +375,34 @@ static int user_version(mb_store *s, int *out, mb_error *err)
 	return rc == SQLITE_ROW ? 0 : mb_store_fail(s, err, rc, "reading the schema version");
 }
 
-static int migrate(mb_store *s, int readonly, mb_error *err)
+/* The schema version and the number of schema objects, read in one
+ * transaction: read apart, another process creating the database between
+ * the two reads made a new database look foreign (version 0, tables > 0). */
+static int schema_state(mb_store *s, int *version, int *tables, mb_error *err)
 {
 	sqlite3_stmt *st = NULL;
-	int version = 0, tables = 0, rc, error;
+	int rc, error;
 
-	if ((error = user_version(s, &version, err)) < 0)
+	if ((error = mb_store_exec(s, "BEGIN", "reading the schema", err)) < 0)
+		return error;
+	if ((error = user_version(s, version, err)) < 0 ||
+	    (error = mb_store_prepare(s, &st, "SELECT count(*) FROM sqlite_master", err)) < 0)
+		goto done;
+	rc = sqlite3_step(st);
+	*tables = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		error = mb_store_fail(s, err, rc, "reading the schema");
+done:
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	return error;
+}
+
+static int migrate(mb_store *s, int readonly, mb_error *err)
+{
+	int version = 0, tables = 0, error;
+
+	if ((error = schema_state(s, &version, &tables, err)) < 0)
 		return error;
 	if (version > MB_STORE_SCHEMA_VERSION)
 		return mb_error_set(err, MB_EINVALID,
@@ -388,13 +410,6 @@ static int migrate(mb_store *s, int readonly, mb_error *err)
 				    "mechbench", s->path, version, MB_STORE_SCHEMA_VERSION);
 	if (version == MB_STORE_SCHEMA_VERSION)
 		return 0;
-	if ((error = mb_store_prepare(s, &st, "SELECT count(*) FROM sqlite_master", err)) < 0)
-		return error;
-	rc = sqlite3_step(st);
-	tables = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
-		return mb_store_fail(s, err, rc, "reading the schema");
 	if (version == 0 && tables > 0)
 		return mb_error_set(err, MB_EINVALID, "%s: not a mechbench results database (it has "
 				    "tables but no mechbench schema version)", s->path);
@@ -421,6 +436,54 @@ static int migrate(mb_store *s, int readonly, mb_error *err)
 rollback:
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	return error;
+}
+
+/* journal_mode = WAL needs the file to itself for a moment. While another
+ * connection holds a lock on it (several processes creating one database
+ * together: store_test_concurrency saw it), SQLite does not call the busy
+ * handler: it answers SQLITE_BUSY at once, or leaves the rollback journal
+ * mode it had and returns that mode's name. Both are retried, pausing 1 ms
+ * growing to 50 ms, until the busy timeout has passed. The mode is kept in
+ * the file: once one process has switched, the others' first try says "wal"
+ * without taking the lock. */
+static int is_rollback_mode(const char *m)
+{
+	return strcmp(m, "delete") == 0 || strcmp(m, "truncate") == 0 ||
+	       strcmp(m, "persist") == 0;
+}
+
+static int set_wal(mb_store *s, mb_error *err)
+{
+	long waited_ms = 0, pause_ms = 1;
+
+	for (;;) {
+		sqlite3_stmt *st = NULL;
+		char mode[16] = "";
+		int rc, error = mb_store_prepare(s, &st, "PRAGMA journal_mode = WAL", err);
+
+		if (error < 0)
+			return error;
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		if (rc == SQLITE_ROW && strcmp(mode, "wal") == 0)
+			return 0;
+		if (rc == SQLITE_ROW && !is_rollback_mode(mode))
+			return mb_error_set(err, MB_EIO, "%s: cannot use WAL mode (journal mode "
+					    "stays '%s')", s->path, mode);
+		if (rc != SQLITE_ROW && (rc & 0xff) != SQLITE_BUSY)
+			return mb_store_fail(s, err, rc, "switching to WAL mode");
+		if (waited_ms >= s->busy_ms)
+			return mb_store_fail(s, err, SQLITE_BUSY, "switching to WAL mode");
+		{
+			struct timespec ts = {0, pause_ms * 1000000L};
+
+			nanosleep(&ts, NULL);
+		}
+		waited_ms += pause_ms;
+		pause_ms = pause_ms < 25 ? pause_ms * 2 : 50;
+	}
 }
 
 int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, mb_error *err)
@@ -460,24 +523,8 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 	}
 	if ((error = mb_store_exec(s, "PRAGMA foreign_keys = ON", "configuring", err)) < 0)
 		goto cleanup;
-	if (!readonly) {
-		sqlite3_stmt *st = NULL;
-		if ((error = mb_store_prepare(s, &st, "PRAGMA journal_mode = WAL", err)) < 0)
-			goto cleanup;
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW) {
-			error = mb_store_fail(s, err, rc, "switching to WAL mode");
-			sqlite3_finalize(st);
-			goto cleanup;
-		}
-		if (strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-			error = mb_error_set(err, MB_EIO, "%s: cannot use WAL mode (journal mode "
-					     "stays '%s')", path, sqlite3_column_text(st, 0));
-			sqlite3_finalize(st);
-			goto cleanup;
-		}
-		sqlite3_finalize(st);
-	}
+	if (!readonly && (error = set_wal(s, err)) < 0)
+		goto cleanup;
 	if ((error = migrate(s, readonly, err)) < 0)
 		goto cleanup;
 	*out = s;

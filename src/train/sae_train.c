@@ -396,6 +396,37 @@ static void log_softmax(double *out, const float *z, int V)
 		out[v] = (double)z[v] - lse;
 }
 
+/* KL(softmax(zp) || softmax(zq)) over V logits, in double (detmath);
+ * lp, lq: (V) scratch. */
+static double kl_logits(double *lp, double *lq, const float *zp, const float *zq, int V)
+{
+	double k = 0.0;
+	log_softmax(lp, zp, V);
+	log_softmax(lq, zq, V);
+	for (int v = 0; v < V; v++)
+		k += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
+	return k;
+}
+
+/* L0, MSE and cos of each of nb items of seq rows of the last mb_sae_forward
+ * over rows (nb seq, D). */
+static void recon_metrics(mb_sae_item_metrics *items, const mb_sae_work *w, const float *rows,
+			  int nb, int seq, int D)
+{
+	for (int b = 0; b < nb; b++) {
+		double l0 = 0, sse = 0, cs = 0;
+		for (int t = 0; t < seq; t++) {
+			int r = b * seq + t;
+			l0 += w->nnz[r];
+			sse += w->sse[r];
+			cs += mb_sae_cos(rows + (size_t)r * D, w->x_hat + (size_t)r * D, D);
+		}
+		items[b].l0 = l0 / seq;
+		items[b].mse = sse / ((double)seq * D);
+		items[b].cos = cs / seq;
+	}
+}
+
 void mb_sae_eval_dispose(mb_sae_eval_result *r)
 {
 	free(r->items);
@@ -478,18 +509,7 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 			goto cleanup;
 		mb_sae_forward(sae, &w, g.rows, g.n);
 		mb_sae_stats_add(&st, &w, g.rows, g.n);
-		for (int it = 0; it < b.batch; it++) {
-			double l0 = 0, sse = 0, cs = 0;
-			for (int t = 0; t < b.seq; t++) {
-				int r = it * b.seq + t;
-				l0 += w.nnz[r];
-				sse += w.sse[r];
-				cs += mb_sae_cos(g.rows + (size_t)r * D, w.x_hat + (size_t)r * D, D);
-			}
-			items[it].l0 = l0 / b.seq;
-			items[it].mse = sse / ((double)b.seq * D);
-			items[it].cos = cs / b.seq;
-		}
+		recon_metrics(items, &w, g.rows, b.batch, b.seq, D);
 		const int rows = b.rows_per_item;
 		for (int it = 0; it < b.batch; it++)
 			for (int i = 0; i < rows; i++)
@@ -522,11 +542,9 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 							n_ce++;
 					}
 					if (arm > 0) {
-						double k = 0.0;
-						log_softmax(lp, clean + ((size_t)it * rows + i) * V, V);
-						log_softmax(lq, z, V);
-						for (int v = 0; v < V; v++)
-							k += mb_detmath_exp(lp[v]) * (lp[v] - lq[v]);
+						double k = kl_logits(lp, lq,
+								     clean + ((size_t)it * rows + i) * V,
+								     z, V);
 						ikl += k;
 						kl[arm - 1] += k;
 						if (arm == 1)
@@ -568,6 +586,102 @@ cleanup:
 	mb_hooks_free(hooks);
 	mb_sae_work_dispose(&w);
 	mb_sae_stats_dispose(&st);
+	free(g.rows);
+	free(clean);
+	free(lp);
+	free(lq);
+	return error;
+}
+
+int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sae,
+			mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
+			mb_error *err)
+{
+	const int V = mb_engine_cfg(e)->n_vocab, D = sae->d_in;
+	mb_hooks *hooks = NULL;
+	mb_sae_work w;
+	mb_sae_splice sp;
+	eval_gather g;
+	float *clean = NULL;
+	double *lp = NULL, *lq = NULL;
+	int error;
+
+	memset(&w, 0, sizeof(w));
+	memset(&g, 0, sizeof(g));
+	if (seq < 2 || batch < 1)
+		return mb_error_set(err, MB_EINVALID, "sae quality: seq %d, batch %d", seq, batch);
+	g.rows = malloc((size_t)batch * seq * D * sizeof(float));
+	g.D = D;
+	clean = malloc((size_t)batch * seq * V * sizeof(float));
+	lp = malloc((size_t)V * sizeof(double));
+	lq = malloc((size_t)V * sizeof(double));
+	if (!g.rows || !clean || !lp || !lq) {
+		error = mb_error_oom(err, "sae quality buffers", 0);
+		goto cleanup;
+	}
+	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
+	    (error = mb_sae_work_init(&w, sae, batch * seq, 0, err)) < 0)
+		goto cleanup;
+	sp.sae = sae;
+	sp.work = &w;
+	sp.rows = g.rows;
+	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
+		const int nb = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
+		const int32_t *tok = tokens + i0 * (size_t)seq;
+		mb_sae_item_metrics *items = out + i0;
+		mb_run run;
+		memset(items, 0, (size_t)nb * sizeof(*items));
+		memset(&run, 0, sizeof(run));
+		run.batch = nb;
+		run.seq = seq;
+		run.tokens = tok;
+		run.hooks = hooks;
+		run.logits = MB_LOGITS_ALL;
+		mb_hooks_clear(hooks);
+		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+					  err)) < 0 ||
+		    (error = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		mb_engine_logits_copy(e, clean);
+		mb_sae_forward(sae, &w, g.rows, g.n);
+		recon_metrics(items, &w, g.rows, nb, seq, D);
+		for (int arm = 0; arm < 3; arm++) {
+			if (arm > 0) {
+				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(hooks);
+				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
+							  err)) < 0 ||
+				    (error = mb_engine_forward(e, &run, err)) < 0)
+					goto cleanup;
+			}
+			for (int b = 0; b < nb; b++) {
+				double ce = 0, kl = 0;
+				for (int t = 0; t < seq; t++) {
+					const float *zc = clean + ((size_t)b * seq + t) * V;
+					const float *z = arm == 0 ? zc : mb_engine_logits_row(e, b, t);
+					if (t + 1 < seq)
+						ce += mb_logits_ce(NULL, z, V, tok[(size_t)b * seq + t + 1],
+								   MB_LOGITS_DETMATH);
+					if (arm > 0)
+						kl += kl_logits(lp, lq, zc, z, V);
+				}
+				ce /= seq - 1;
+				if (arm == 0)
+					items[b].ce_clean = ce;
+				else if (arm == 1) {
+					items[b].ce_sae = ce;
+					items[b].kl_sae = kl / seq;
+				} else {
+					items[b].ce_zero = ce;
+					items[b].kl_zero = kl / seq;
+				}
+			}
+		}
+	}
+	error = 0;
+cleanup:
+	mb_hooks_free(hooks);
+	mb_sae_work_dispose(&w);
 	free(g.rows);
 	free(clean);
 	free(lp);
@@ -691,5 +805,91 @@ cleanup:
 	mb_sae_work_dispose(&w);
 	mb_hooks_free(hooks);
 	mb_engine_free(e);
+	return error;
+}
+
+/* ---- ground truth in one call ---- */
+
+int mb_sae_tms_recovery(double *mmcs, double *recovered, double *l0, int n_features, int d,
+			double p, uint64_t seed, const mb_sae_train_config *cfg, mb_error *err)
+{
+	mb_sae_tms t;
+	mb_sae *s = NULL;
+	mb_sae_train_result res;
+	mb_sae_source src;
+	int error;
+
+	memset(&res, 0, sizeof(res));
+	if ((error = mb_sae_tms_init(&t, n_features, d, p, seed, err)) < 0)
+		return error;
+	src = mb_sae_tms_source(&t);
+	error = mb_sae_train(&s, &res, &src, cfg, NULL, NULL, err);
+	if (error == 0)
+		error = mb_sae_recovery(mmcs, recovered, NULL, s, t.directions, t.n_features, err);
+	if (error == 0 && l0)
+		*l0 = res.final.l0;
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_sae_tms_dispose(&t);
+	return error;
+}
+
+/* ---- labelled features for the causal battery ---- */
+
+void mb_sae_topic_features_dispose(mb_sae_topic_features *tf)
+{
+	free(tf->match);
+	free(tf->readout);
+	free(tf->features);
+	memset(tf, 0, sizeof(*tf));
+}
+
+int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model,
+			       const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			       int n_match, mb_error *err)
+{
+	const int V = model->cfg.n_vocab, T = r->n_positions, B = 32;
+	mb_engine *e = NULL;
+	int32_t *tok = NULL;
+	float *mx = NULL;
+	int nv = 0, error;
+
+	memset(out, 0, sizeof(*out));
+	if ((error = mb_sae_match_induction(&out->match, &nv, model, sae, point, r, n_match,
+					    err)) < 0)
+		return error;
+	out->n = r->n_topics;
+	out->vocab = V;
+	out->readout = calloc((size_t)out->n * V, 1);
+	out->features = calloc((size_t)out->n, sizeof(*out->features));
+	tok = malloc((size_t)n_match * T * sizeof(int32_t));
+	mx = malloc((size_t)sae->d_sae * sizeof(float));
+	if (!out->readout || !out->features || !tok || !mx) {
+		error = mb_error_oom(err, "sae topic features", (size_t)n_match * T * sizeof(int32_t));
+		goto cleanup;
+	}
+	for (int i = 0; i < n_match; i++) {
+		mb_zoo_segment seg;
+		mb_zoo_induction_sequence(tok + (size_t)i * T, &seg, r, "induction/eval",
+					  (uint64_t)i);
+	}
+	if ((error = engine_for(&e, model, B, T, err)) < 0 ||
+	    (error = mb_sae_act_summary(mx, NULL, NULL, e, sae, point, tok, (size_t)n_match, T, B,
+					       err)) < 0)
+		goto cleanup;
+	for (int t = 0; t < out->n; t++) {
+		for (int v = 1; v < V; v++)
+			out->readout[(size_t)t * V + v] = mb_zoo_token_topic(v, V, out->n) == t;
+		out->features[t].latent = out->match[t].latent < 0 ? 0 : out->match[t].latent;
+		out->features[t].readout = out->readout + (size_t)t * V;
+		out->features[t].max_act = mx[out->features[t].latent];
+	}
+	error = 0;
+cleanup:
+	if (error < 0)
+		mb_sae_topic_features_dispose(out);
+	mb_engine_free(e);
+	free(tok);
+	free(mx);
 	return error;
 }

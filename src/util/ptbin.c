@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <mechbench/dtype.h>
+#include <mechbench/safetensors.h>
 
 #define MAX_MEMO    (1u << 20)
 #define MAX_ENTRIES (1u << 20)
@@ -916,78 +917,87 @@ static int name_ok(const char *s, size_t n)
 	return 1;
 }
 
+/* Where tensor t's bytes start in the archive buffer. */
+static size_t tensor_at(const val *t)
+{
+	return t->storage->blob->data + (size_t)t->offset * mb_dtype_size(t->dtype);
+}
+
+/* The safetensors JSON header of the state dict root into h (*data: the bytes
+ * of all tensors). packed: data_offsets lay the tensors one after another, as
+ * an image holds them; otherwise they are the tensors' own offsets in the
+ * archive (a view over it; tensors of one storage share bytes). */
+static int header(sbuf *h, size_t *data_total, const val *root, int packed, const char *file,
+                  mb_error *err)
+{
+	size_t data = 0;
+
+	if (root->k != V_DICT)
+		return mb_error_set(err, MB_EINVALID,
+		                    "%s: data.pkl: the top-level object: %s, not a state dict",
+		                    file, kind_name(root));
+	sb_put(h, "{", 1);
+	for (size_t i = 0; i < root->n; i += 2) {
+		const val *k = root->items[i], *t = root->items[i + 1];
+		size_t bytes;
+
+		if (k->k != V_STR) return mb_error_set(err, MB_EINVALID,
+		                  "%s: data.pkl: state dict key %zu: %s, not a string",
+		                  file, i / 2, kind_name(k));
+		if (!name_ok(k->s, k->slen)) return mb_error_set(
+		    err, MB_EINVALID,
+		    "%s: data.pkl: state dict key %zu: not valid UTF-8, or NUL, or "
+		    "__metadata__",
+		    file, i / 2);
+		if (t->k != V_TENSOR) return mb_error_set(err, MB_EINVALID,
+		                  "%s: data.pkl: state dict entry %.*s: %s, not a tensor",
+		                  file, (int)(k->slen < 200 ? k->slen : 200), k->s,
+		                  kind_name(t));
+		for (size_t j = 0; j < i; j += 2)
+			if (root->items[j]->slen == k->slen &&
+			    memcmp(root->items[j]->s, k->s, k->slen) == 0) return mb_error_set(
+			    err, MB_EINVALID,
+			    "%s: data.pkl: state dict entry %.*s present twice", file,
+			    (int)(k->slen < 200 ? k->slen : 200), k->s);
+		bytes = (size_t)t->numel * mb_dtype_size(t->dtype);
+		if (bytes > SIZE_MAX / 2 - data) return mb_error_set(err, MB_EINVALID,
+		                  "%s: data.pkl: tensors too large in total", file);
+		if (i)
+			sb_put(h, ",", 1);
+		sb_json_str(h, k->s, k->slen);
+		sb_put(h, ":{\"dtype\":\"", 11);
+		sb_put(h, mb_dtype_name(t->dtype), strlen(mb_dtype_name(t->dtype)));
+		sb_put(h, "\",\"shape\":[", 11);
+		for (int d = 0; d < t->ndim; d++)
+			sb_printf(h, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+		{
+			size_t at = packed ? data : tensor_at(t);
+
+			sb_printf(h, "],\"data_offsets\":[%lld,", (long long)at);
+			sb_printf(h, "%lld]}", (long long)(at + bytes));
+		}
+		data += bytes;
+	}
+	sb_put(h, "}", 1);
+	while (packed && !h->oom && h->n % 8 != 0)
+		sb_put(h, " ", 1);
+	if (h->oom)
+		return mb_error_oom(err, "safetensors header", h->n);
+	*data_total = data;
+	return 0;
+}
+
 static int image(void **out, size_t *out_len, const zip *z, const val *root, const char *file,
                  mb_error *err)
 {
 	sbuf h = {0};
 	size_t data = 0, hlen, total;
 	uint8_t *img;
-	int rc = 0;
+	int rc;
 
-	if (root->k != V_DICT)
-		return mb_error_set(err, MB_EINVALID,
-		                    "%s: data.pkl: the top-level object: %s, not a state dict",
-		                    file, kind_name(root));
-	sb_put(&h, "{", 1);
-	for (size_t i = 0; i < root->n; i += 2) {
-		const val *k = root->items[i], *t = root->items[i + 1];
-		size_t bytes;
-
-		if (k->k != V_STR) {
-			rc = mb_error_set(err, MB_EINVALID,
-			                  "%s: data.pkl: state dict key %zu: %s, not a string",
-			                  file, i / 2, kind_name(k));
-			goto fail;
-		}
-		if (!name_ok(k->s, k->slen)) {
-			rc = mb_error_set(
-			    err, MB_EINVALID,
-			    "%s: data.pkl: state dict key %zu: not valid UTF-8, or NUL, or "
-			    "__metadata__",
-			    file, i / 2);
-			goto fail;
-		}
-		if (t->k != V_TENSOR) {
-			rc = mb_error_set(err, MB_EINVALID,
-			                  "%s: data.pkl: state dict entry %.*s: %s, not a tensor",
-			                  file, (int)(k->slen < 200 ? k->slen : 200), k->s,
-			                  kind_name(t));
-			goto fail;
-		}
-		for (size_t j = 0; j < i; j += 2)
-			if (root->items[j]->slen == k->slen &&
-			    memcmp(root->items[j]->s, k->s, k->slen) == 0) {
-				rc = mb_error_set(
-				    err, MB_EINVALID,
-				    "%s: data.pkl: state dict entry %.*s present twice", file,
-				    (int)(k->slen < 200 ? k->slen : 200), k->s);
-				goto fail;
-			}
-		bytes = (size_t)t->numel * mb_dtype_size(t->dtype);
-		if (bytes > SIZE_MAX / 2 - data) {
-			rc = mb_error_set(err, MB_EINVALID,
-			                  "%s: data.pkl: tensors too large in total", file);
-			goto fail;
-		}
-		if (i)
-			sb_put(&h, ",", 1);
-		sb_json_str(&h, k->s, k->slen);
-		sb_put(&h, ":{\"dtype\":\"", 11);
-		sb_put(&h, mb_dtype_name(t->dtype), strlen(mb_dtype_name(t->dtype)));
-		sb_put(&h, "\",\"shape\":[", 11);
-		for (int d = 0; d < t->ndim; d++)
-			sb_printf(&h, d ? ",%lld" : "%lld", (long long)t->shape[d]);
-		sb_printf(&h, "],\"data_offsets\":[%lld,", (long long)data);
-		sb_printf(&h, "%lld]}", (long long)(data + bytes));
-		data += bytes;
-	}
-	sb_put(&h, "}", 1);
-	while (!h.oom && h.n % 8 != 0)
-		sb_put(&h, " ", 1);
-	if (h.oom) {
-		rc = mb_error_oom(err, "safetensors header", h.n);
+	rc = header(&h, &data, root, 1, file, err);
+	if (rc < 0)
 		goto fail;
-	}
 	hlen = h.n;
 	total = 8 + hlen + data;
 	img = malloc(total);
@@ -1004,8 +1014,7 @@ static int image(void **out, size_t *out_len, const zip *z, const val *root, con
 		size_t esz = mb_dtype_size(t->dtype), bytes = (size_t)t->numel * esz;
 
 		if (bytes)
-			memcpy(img + data,
-			       z->buf + t->storage->blob->data + (size_t)t->offset * esz, bytes);
+			memcpy(img + data, z->buf + tensor_at(t), bytes);
 		data += bytes;
 	}
 	*out = img;
@@ -1015,87 +1024,149 @@ fail:
 	return rc;
 }
 
-int mb_ptbin_to_safetensors_mem(void **out, size_t *out_len, const void *buf, size_t len,
-                                const char *name, mb_error *err)
+/* Reads the archive in buf (zip directory and data.pkl) into z, m and *root;
+ * the caller disposes of m and frees z.e whatever the outcome. */
+static int parse(zip *z, vm *m, val **root, const void *buf, size_t len, const char *name,
+                 mb_error *err)
 {
-	zip z;
-	vm m;
 	const zentry *pkl = NULL, *bo;
-	val *root = NULL;
 	int rc;
 
-	*out = NULL;
-	*out_len = 0;
-	memset(&m, 0, sizeof(m));
-	rc = zip_open(&z, buf, len, name, err);
+	memset(m, 0, sizeof(*m));
+	rc = zip_open(z, buf, len, name, err);
 	if (rc < 0)
-		goto cleanup;
-	for (size_t i = 0; i < z.n && !pkl; i++) {
-		const zentry *e = &z.e[i];
+		return rc;
+	for (size_t i = 0; i < z->n && !pkl; i++) {
+		const zentry *e = &z->e[i];
 		const char *slash = memchr(e->name, '/', e->name_len);
 
 		if (slash && (size_t)(slash - e->name) + 9 == e->name_len &&
 		    memcmp(slash, "/data.pkl", 9) == 0)
 			pkl = e;
 	}
-	if (!pkl) {
-		rc = mb_error_set(err, MB_EINVALID,
-		                  "%s: no <prefix>/data.pkl in the archive (not a torch.save file)",
-		                  name);
-		goto cleanup;
-	}
-	m.prefix = pkl->name;
-	m.plen = pkl->name_len - 9;
-	bo = zip_find(&z, m.prefix, m.plen, "byteorder");
-	if (bo && !(bo->size == 6 && memcmp(z.buf + bo->data, "little", 6) == 0)) {
-		rc = mb_error_set(
+	if (!pkl)
+		return mb_error_set(err, MB_EINVALID,
+		                    "%s: no <prefix>/data.pkl in the archive (not a torch.save file)",
+		                    name);
+	m->prefix = pkl->name;
+	m->plen = pkl->name_len - 9;
+	bo = zip_find(z, m->prefix, m->plen, "byteorder");
+	if (bo && !(bo->size == 6 && memcmp(z->buf + bo->data, "little", 6) == 0))
+		return mb_error_set(
 		    err, MB_EINVALID,
 		    "%s: byteorder is not \"little\" (big-endian checkpoints are not read)", name);
-		goto cleanup;
-	}
-	m.file = name;
-	m.z = &z;
-	m.start = m.p = z.buf + pkl->data;
-	m.end = m.p + pkl->size;
-	m.err = err;
-	rc = run(&m, &root);
+	m->file = name;
+	m->z = z;
+	m->start = m->p = z->buf + pkl->data;
+	m->end = m->p + pkl->size;
+	m->err = err;
+	return run(m, root);
+}
+
+int mb_ptbin_to_safetensors_mem(void **out, size_t *out_len, const void *buf, size_t len,
+                                const char *name, mb_error *err)
+{
+	zip z = {0};
+	vm m;
+	val *root = NULL;
+	int rc;
+
+	*out = NULL;
+	*out_len = 0;
+	rc = parse(&z, &m, &root, buf, len, name, err);
 	if (rc == 0)
 		rc = image(out, out_len, &z, root, name, err);
-cleanup:
 	vm_dispose(&m);
 	free(z.e);
 	return rc;
 }
 
-int mb_ptbin_to_safetensors(void **out, size_t *out_len, const char *path, mb_error *err)
+/* Maps the file at path read-only (*map NULL for an empty file). */
+static int map_file(void **map, size_t *len, const char *path, mb_error *err)
 {
 	struct stat sb;
-	void *map = NULL;
-	int fd, rc;
+	int fd, rc = 0;
 
-	*out = NULL;
-	*out_len = 0;
+	*map = NULL;
+	*len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return mb_error_set(err, errno == ENOENT ? MB_ENOTFOUND : MB_EIO, "%s: %s", path,
 		                    strerror(errno));
 	if (fstat(fd, &sb) != 0) {
 		rc = mb_error_set(err, MB_EIO, "%s: %s", path, strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if (sb.st_size > 0) {
-		map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (map == MAP_FAILED) {
+	} else if (sb.st_size > 0) {
+		void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+
+		if (p == MAP_FAILED) {
 			rc = mb_error_set(err, MB_EIO, "%s: mmap: %s", path, strerror(errno));
-			close(fd);
-			return rc;
+		} else {
+			*map = p;
+			*len = (size_t)sb.st_size;
 		}
 	}
 	close(fd);
-	rc = mb_ptbin_to_safetensors_mem(out, out_len, map ? map : "", (size_t)sb.st_size, path,
-	                                 err);
-	if (map)
-		munmap(map, (size_t)sb.st_size);
 	return rc;
+}
+
+int mb_ptbin_to_safetensors(void **out, size_t *out_len, const char *path, mb_error *err)
+{
+	void *map;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	*out_len = 0;
+	rc = map_file(&map, &len, path, err);
+	if (rc < 0)
+		return rc;
+	rc = mb_ptbin_to_safetensors_mem(out, out_len, map ? map : "", len, path, err);
+	if (map)
+		munmap(map, len);
+	return rc;
+}
+
+/* The view of the archive in buf (len bytes); map (may be NULL: then buf is
+ * the caller's) passes to the view, or is unmapped on failure. */
+static int open_view(mb_safetensors **out, const void *buf, size_t len, void *map,
+                     const char *name, mb_error *err)
+{
+	zip z = {0};
+	vm m;
+	val *root = NULL;
+	sbuf h = {0};
+	size_t data;
+	int rc;
+
+	*out = NULL;
+	rc = parse(&z, &m, &root, buf, len, name, err);
+	if (rc == 0)
+		rc = header(&h, &data, root, 0, name, err);
+	vm_dispose(&m); /* the header holds copies of every name it needs */
+	free(z.e);
+	if (rc == 0) /* the view owns map from here, success or not */
+		rc = mb_safetensors_open_view(out, h.p, h.n, buf, len, map, len, name, err);
+	else if (map)
+		munmap(map, len);
+	free(h.p);
+	return rc;
+}
+
+int mb_ptbin_open_mem(mb_safetensors **out, const void *buf, size_t len, const char *name,
+                      mb_error *err)
+{
+	return open_view(out, buf, len, NULL, name, err);
+}
+
+int mb_ptbin_open(mb_safetensors **out, const char *path, mb_error *err)
+{
+	void *map;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	rc = map_file(&map, &len, path, err);
+	if (rc < 0)
+		return rc;
+	return open_view(out, map ? map : "", len, map, path, err);
 }

@@ -54,6 +54,7 @@ struct mb_safetensors {
 	mb_st_tensor *tensors;     /* (n) owned, sorted by (begin, end, name) */
 	size_t *by_name;           /* (n) owned, indices into tensors sorted by name */
 	size_t n;
+	int view;                  /* open_view: spans may share bytes */
 };
 
 /* Copies s into buf for a message: printable ASCII kept, everything else
@@ -274,14 +275,11 @@ static int check_overlaps(const mb_safetensors *st, mb_error *err)
 	return 0;
 }
 
+static int parse_header_json(mb_safetensors *st, const char *hjson, size_t hlen, mb_error *err);
+
 static int parse_header(mb_safetensors *st, mb_error *err)
 {
-	json_error_t jerr;
 	uint64_t hlen;
-	const char *key;
-	json_t *v;
-	size_t i = 0, ntensors;
-	int error = 0;
 
 	if (st->len < 8)
 		return mb_error_set(err, MB_EINVALID,
@@ -299,8 +297,20 @@ static int parse_header(mb_safetensors *st, mb_error *err)
 				    st->name, (unsigned long long)hlen, st->len - 8);
 	st->data = st->buf + 8 + hlen;
 	st->data_len = st->len - 8 - (size_t)hlen;
+	return parse_header_json(st, (const char *)st->buf + 8, (size_t)hlen, err);
+}
 
-	st->root = json_loadb((const char *)st->buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+/* The JSON header (hlen bytes at hjson) against the data section st already
+ * names: the tensor table, sorted and checked. */
+static int parse_header_json(mb_safetensors *st, const char *hjson, size_t hlen, mb_error *err)
+{
+	json_error_t jerr;
+	const char *key;
+	json_t *v;
+	size_t i = 0, ntensors;
+	int error = 0;
+
+	st->root = json_loadb(hjson, hlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!st->root)
 		return mb_error_set(err, MB_EINVALID,
 				    "%s: header: invalid JSON at header byte %d: %s", st->name,
@@ -333,7 +343,7 @@ static int parse_header(mb_safetensors *st, mb_error *err)
 	}
 	st->n = i;
 	qsort(st->tensors, st->n, sizeof(*st->tensors), cmp_offsets);
-	error = check_overlaps(st, err);
+	error = st->view ? 0 : check_overlaps(st, err);
 	if (error < 0)
 		return error;
 	for (i = 0; i < st->n; i++)
@@ -372,6 +382,35 @@ int mb_safetensors_open_mem(mb_safetensors **out, const void *buf, size_t len, c
 	st->buf = buf;
 	st->len = len;
 	return open_common(out, st, err);
+}
+
+int mb_safetensors_open_view(mb_safetensors **out, const char *header, size_t hlen,
+			     const void *data, size_t len, void *map, size_t map_len,
+			     const char *name, mb_error *err)
+{
+	mb_safetensors *st;
+	int error;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st || !(st->name = mb_str_dup(name ? name : "<safetensors>"))) {
+		free(st);
+		if (map)
+			munmap(map, map_len);
+		return mb_error_oom(err, "safetensors object", sizeof(*st));
+	}
+	st->map = map;
+	st->map_len = map_len;
+	st->buf = st->data = data;
+	st->len = st->data_len = len;
+	st->view = 1;
+	error = parse_header_json(st, header, hlen, err);
+	if (error < 0) {
+		mb_safetensors_free(st);
+		return error;
+	}
+	*out = st;
+	return 0;
 }
 
 int mb_safetensors_open(mb_safetensors **out, const char *path, mb_error *err)

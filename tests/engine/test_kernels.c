@@ -307,6 +307,10 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 		mb_k_att_zero_masked(S2, T, L);
 		mb_k_att_pv(z2, Dh, S2, T, qkv + 2 * Dh, ld, L, Dh);
 		cr_expect_eq(memcmp(z, z2, sizeof(float) * L * Dh), 0, "z bits, L=%d", L);
+		/* the per-thread block scratch (no pattern kept) gives the same z bits */
+		memset(z2, 0x7f, sizeof(float) * L * Dh);
+		mb_k_att_fused_scratch(z2, Dh, S2, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
+		cr_expect_eq(memcmp(z, z2, sizeof(float) * L * Dh), 0, "scratch z bits, L=%d", L);
 		free(qkv);
 		free(S);
 		free(S2);
@@ -314,6 +318,53 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 		free(z2);
 		free(zr);
 		free(pr);
+	}
+}
+
+/* The causal softmax in the form it had before its passes were fused (a
+ * sequential max, exp, mb_k_sum, one division per entry): the fused kernel
+ * must give these bits exactly, or every stored metric would move. */
+static void softmax_rows_reference(float *S, int T, int L)
+{
+	for (int i = 0; i < L; i++) {
+		float *s = S + (size_t)i * T, mx = s[0], sum;
+
+		for (int j = 1; j <= i; j++)
+			mx = s[j] > mx ? s[j] : mx;
+		for (int j = 0; j <= i; j++)
+			s[j] = mb_k_expf(s[j] - mx);
+		sum = mb_k_sum(s, i + 1);
+		for (int j = 0; j <= i; j++)
+			s[j] = s[j] / sum;
+		for (int j = i + 1; j < T; j++)
+			s[j] = 0.0f;
+	}
+	for (int i = L; i < T; i++)
+		memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
+}
+
+Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
+{
+	const int lens[] = {1, 2, 15, 16, 17, 31, 33, 64, 65, 200, 301};
+
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int L = lens[li], T = L + 2;
+		float *S = rand_buf((size_t)T * T, 12.0f), *R = malloc(sizeof(float) * T * T);
+
+		/* ties, signed zeros and a huge spread, wherever the lanes split */
+		for (int i = 0; i < L; i++) {
+			S[(size_t)i * T + i / 2] = S[(size_t)i * T];
+			if (i % 3 == 0)
+				S[(size_t)i * T + i] = (i % 2) ? -0.0f : 0.0f;
+			if (i % 5 == 1)
+				S[(size_t)i * T + i / 3] = -90.0f;
+		}
+		memcpy(R, S, sizeof(float) * T * T);
+		mb_k_att_softmax(S, T, L, 1);
+		softmax_rows_reference(R, T, L);
+		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0, "softmax bits differ, L=%d", L);
+		free(S);
+		free(R);
 	}
 }
 

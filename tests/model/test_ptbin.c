@@ -90,19 +90,23 @@ static void image_of(void **img, size_t *len, mb_safetensors **st, const char *p
 	cr_assert_eq(mb_safetensors_open_mem(st, *img, *len, path, &err), 0, "%s", err.msg);
 }
 
-/* Every tensor of the reference is in the image with its dtype, shape, bytes. */
-static void check_tensors(const char *dir, size_t extra)
+/* Every tensor of the reference is in the image (view 0) or in the view of
+ * the mapped file (view 1, mb_ptbin_open) with its dtype, shape, bytes. */
+static void check_tensors(const char *dir, size_t extra, int view)
 {
 	char path[512];
 	mb_safetensors *ref = NULL, *bin = NULL;
 	mb_error err = {0};
-	void *img;
+	void *img = NULL;
 	size_t len;
 
 	snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
 	cr_assert_eq(mb_safetensors_open(&ref, path, &err), 0, "%s", err.msg);
 	snprintf(path, sizeof(path), "%s/pytorch_model.bin", dir);
-	image_of(&img, &len, &bin, path);
+	if (view)
+		cr_assert_eq(mb_ptbin_open(&bin, path, &err), 0, "%s", err.msg);
+	else
+		image_of(&img, &len, &bin, path);
 	cr_assert_eq(mb_safetensors_count(bin), mb_safetensors_count(ref) + extra);
 	for (size_t i = 0; i < mb_safetensors_count(ref); i++) {
 		const mb_st_tensor *r = mb_safetensors_at(ref, i);
@@ -125,8 +129,37 @@ static void check_tensors(const char *dir, size_t extra)
 
 Test(ptbin, every_tensor_converts_with_its_dtype_shape_and_bytes)
 {
-	check_tensors(FX "/neox_f16", 0);
-	check_tensors(FX "/gpt2", 1); /* + lm_head.weight, wte's storage */
+	for (int view = 0; view < 2; view++) {
+		check_tensors(FX "/neox_f16", 0, view);
+		check_tensors(FX "/gpt2", 1, view); /* + lm_head.weight, wte's storage */
+	}
+}
+
+/* The view copies nothing: tensors of one storage are the same bytes of the
+ * file, and dropping one's pages (as the loader does after converting it)
+ * leaves the other readable, re-read from the file. */
+Test(ptbin, a_view_reads_tied_tensors_from_their_one_storage)
+{
+	mb_safetensors *bin = NULL;
+	mb_error err = {0};
+	const mb_st_tensor *wte, *head;
+	size_t bytes;
+	void *copy;
+
+	cr_assert_eq(mb_ptbin_open(&bin, FX "/gpt2/pytorch_model.bin", &err), 0, "%s", err.msg);
+	wte = mb_safetensors_find(bin, "transformer.wte.weight");
+	head = mb_safetensors_find(bin, "lm_head.weight");
+	cr_assert(wte && head);
+	cr_expect_eq(wte->begin, head->begin);
+	cr_expect_eq(mb_safetensors_data(bin, wte), mb_safetensors_data(bin, head));
+	bytes = wte->end - wte->begin;
+	copy = malloc(bytes);
+	cr_assert_not_null(copy);
+	memcpy(copy, mb_safetensors_data(bin, wte), bytes);
+	mb_safetensors_release(bin, wte);
+	cr_expect_eq(memcmp(mb_safetensors_data(bin, head), copy, bytes), 0);
+	free(copy);
+	mb_safetensors_free(bin);
 }
 
 Test(ptbin, a_shared_storage_gives_each_tensor_its_own_copy)
@@ -201,11 +234,18 @@ Test(ptbin, each_malformed_file_is_one_clear_error_naming_the_file)
 		size_t len = 1;
 		int rc;
 
+		mb_safetensors *view = (mb_safetensors *)1;
+		mb_error verr = {0};
+
 		snprintf(path, sizeof(path), "%s/bad/%s", FX, bad[i].file);
 		rc = mb_ptbin_to_safetensors(&img, &len, path, &err);
 		printf("%s\n", err.msg);
 		cr_expect_lt(rc, 0, "%s: accepted", bad[i].file);
 		cr_expect_null(img, "%s", bad[i].file);
+		/* the view refuses it with the same message */
+		cr_expect_eq(mb_ptbin_open(&view, path, &verr), rc, "%s: view", bad[i].file);
+		cr_expect_null(view, "%s: view", bad[i].file);
+		cr_expect_str_eq(verr.msg, err.msg, "%s: view", bad[i].file);
 		cr_expect(strncmp(err.msg, path, strlen(path)) == 0 && err.msg[strlen(path)] == ':',
 		          "%s: error does not start with the path: %s", bad[i].file, err.msg);
 		cr_expect_null(strchr(err.msg, '\n'), "%s", bad[i].file);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+
 #include "support/harness_support.h"
 #include "support/report_support.h"
 
