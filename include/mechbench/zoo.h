@@ -95,6 +95,7 @@ typedef struct mb_zoo_recipe {
 	double mix_frac;              /* IOI sentences from two templates, in [0, 1] */
 	double ending_frac;           /* IOI sentences with an ending of the recipe's own, in [0, 1] */
 	double noise_frac;            /* an ending's verb replaced by a random word, in [0, 1] */
+	double snoise_frac;           /* a random word just before {S}, in [0, 1] */
 	uint64_t pair_seed;
 	double heldout_pair_fraction; /* in (0, 1) */
 

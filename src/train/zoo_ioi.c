@@ -24,7 +24,9 @@
  * replaced by a random word of the training templates: the recipient slot
  * is learnt from the structure, not from a few verbs), else with
  * probability mix_frac the part from {S} on of another training template;
- * order ABBA or
+ * then, with probability snoise_frac, a noise word (a random non-name word
+ * of the training templates, places and objects) put just before {S}, so
+ * S2 is recognised as the repeated name whatever precedes it; order ABBA or
  * BABA; IO and S two distinct names whose pair is not held out
  * (mb_ioi_pair_heldout with the recipe's pair_seed and
  * heldout_pair_fraction, the IOI generator's defaults); a place and an
@@ -49,8 +51,10 @@
  * the adverb coin (range 2) and adverb, the form (range 4: 0 is "<modal> to
  * <infinitive>", drawn modal then infinitive; else a verb), the object form
  * (range 4), the particle (range 5) and, when noise_frac > 0, a uniform
- * (noise when < noise_frac) and the noise word; the order (range 2), IO, S (redrawn until distinct and the pair not held out), place,
- * object; for filler the frame, A, B (redrawn like IO and S), place, object.
+ * (noise when < noise_frac) and the noise word; when snoise_frac > 0, a
+ * uniform (a noise word before {S} when < snoise_frac) and that word; the
+ * order (range 2), IO, S (redrawn until distinct and the pair not held
+ * out), place, object; for filler the frame, A, B (redrawn like IO and S), place, object.
  * Every name, place and object draw is mb_rng_range over the full list
  * (mb_ioi_words). Before the first sentence, when pre_frac > 0: a uniform
  * (an opening when < pre_frac), the opening and its place.
@@ -78,7 +82,7 @@
 #define IOI_FIRST_WORD 2
 #define IOI_SENT_MAX 64  /* tokens of one sentence */
 #define IOI_TEXT_MAX 512
-#define IOI_EVAL_HELDOUT 16 /* prompts per held-out template and order */
+#define IOI_EVAL_HELDOUT 128 /* prompts per held-out template and order */
 #define IOI_EVAL_TRAIN 4    /* prompts per training template and order */
 #define IOI_LOSS_ROWS 32
 
@@ -261,6 +265,7 @@ static void ioi_preset(mb_zoo_recipe *r, const char *preset)
 	r->mix_frac = 0.5;
 	r->ending_frac = 0.8;
 	r->noise_frac = 0.9;
+	r->snoise_frac = 0.5;
 	r->decay_steps = 1000;
 	r->pair_seed = 0;
 	r->heldout_pair_fraction = 0.2;
@@ -321,11 +326,12 @@ static int ioi_check(const mb_zoo_recipe *r, mb_error *err)
 	/* > 0: the evaluation prompts use held-out pairs only. */
 	if (!(r->pre_frac >= 0 && r->pre_frac <= 1) || !(r->mix_frac >= 0 && r->mix_frac <= 1) ||
 	    !(r->ending_frac >= 0 && r->ending_frac <= 1) ||
-	    !(r->noise_frac >= 0 && r->noise_frac <= 1))
+	    !(r->noise_frac >= 0 && r->noise_frac <= 1) ||
+	    !(r->snoise_frac >= 0 && r->snoise_frac <= 1))
 		return mb_error_set(err, MB_EINVALID,
-				    "recipe %s: pre_frac %g, mix_frac %g, ending_frac %g and "
-				    "noise_frac %g must be in [0, 1]", n, r->pre_frac, r->mix_frac,
-				    r->ending_frac, r->noise_frac);
+				    "recipe %s: pre_frac %g, mix_frac %g, ending_frac %g, "
+				    "noise_frac %g and snoise_frac %g must be in [0, 1]", n, r->pre_frac,
+				    r->mix_frac, r->ending_frac, r->noise_frac, r->snoise_frac);
 	if (!(r->heldout_pair_fraction > 0 && r->heldout_pair_fraction < 1))
 		return mb_error_set(err, MB_EINVALID,
 				    "recipe %s: heldout_pair_fraction %g must be in (0, 1)", n,
@@ -369,6 +375,7 @@ static int ioi_to_json(json_t *o, const mb_zoo_recipe *r)
 	bad |= json_object_set_new(o, "mix_frac", json_real(r->mix_frac));
 	bad |= json_object_set_new(o, "ending_frac", json_real(r->ending_frac));
 	bad |= json_object_set_new(o, "noise_frac", json_real(r->noise_frac));
+	bad |= json_object_set_new(o, "snoise_frac", json_real(r->snoise_frac));
 	bad |= json_object_set_new(o, "pair_seed", json_integer((json_int_t)r->pair_seed));
 	bad |= json_object_set_new(o, "heldout_pair_fraction", json_real(r->heldout_pair_fraction));
 	bad |= json_object_set_new(o, "check_ioi_acc", json_real(r->check_ioi_acc));
@@ -520,6 +527,17 @@ static int ioi_sentence(int32_t *out, mb_rng *rng, const ioi_data *d, const mb_z
 				 (int)(strstr(tp->text, "{S}") - tp->text), tp->text, adv ? " " : "",
 				 adv ? adv : "", verb, obj, part);
 			snprintf(mtext, sizeof(mtext), "%s", etext);
+			mixed.text = mtext;
+			tp = &mixed;
+		}
+		if (r->snoise_frac > 0 && mb_rng_uniform(rng) < r->snoise_frac) {
+			/* a noise word just before {S}: the context of S2 varies */
+			const char *w = d->noise[mb_rng_range(rng, d->nnoise)];
+			const char *at = strstr(tp->text, "{S}");
+			char ntext[IOI_TEXT_MAX];
+			snprintf(ntext, sizeof(ntext), "%.*s%s %s", (int)(at - tp->text), tp->text, w,
+				 at);
+			snprintf(mtext, sizeof(mtext), "%s", ntext);
 			mixed.text = mtext;
 			tp = &mixed;
 		}

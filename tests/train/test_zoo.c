@@ -401,8 +401,9 @@ static int in_list(mb_ioi_list which, const char *s, size_t len)
 
 /* Whether the first words of sent (n) are an instance of template text:
  * chunk by chunk, a placeholder chunk "{X}," matching a list word with the
- * same text around it. names[0..3) get the {A}, {B}, {S} words. Returns the
- * number of words the template covers, or 0. */
+ * same text around it, "{W}" any word that is not a name. names[0..3) get
+ * the {A}, {B}, {S} words. Returns the number of words the template covers,
+ * or 0. */
 static int ioi_match(const char *text, const char *const *sent, int n, const char *names[3])
 {
 	int k = 0;
@@ -413,6 +414,9 @@ static int ioi_match(const char *text, const char *const *sent, int n, const cha
 			return 0;
 		if (!ph) {
 			if (strlen(sent[k]) != len || strncmp(sent[k], text, len) != 0)
+				return 0;
+		} else if (ph[1] == 'W') {
+			if (in_list(MB_IOI_NAMES, sent[k], strlen(sent[k])))
 				return 0;
 		} else {
 			size_t pre = (size_t)(ph - text), post = len - pre - 3, wl = strlen(sent[k]);
@@ -440,8 +444,8 @@ static int ioi_match(const char *text, const char *const *sent, int n, const cha
  * IOI sentence: it ends with "to" and IO (the name of the pair that S is
  * not), and its rest is another training template's part after {S} (a join,
  * mix_frac of the others) or one of the recipe's endings (ending_frac); the
- * IOI sentences make up ioi_frac of the rows' first sentences, all within
- * binomial noise. */
+ * IOI sentences make up ioi_frac of the rows' first sentences, snoise_frac of
+ * them with a noise word before {S}, all within binomial noise. */
 Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 {
 	mb_zoo_recipe r;
@@ -454,7 +458,7 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 	uint8_t held[MB_IOI_MAX_TEMPLATES] = {0};
 	const char *const *ho;
 	size_t nho;
-	int nioi = 0, nfull = 0, mixed = 0, ended = 0;
+	int nioi = 0, nfull = 0, mixed = 0, ended = 0, nnoised = 0;
 
 	cr_assert_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 5, &err), 0, "%s", err.msg);
 	cr_assert_leq(r.n_positions, 256);
@@ -495,12 +499,17 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 			for (size_t t = 0; t < nt && !is_ioi; t++) {
 				const mb_ioi_template *ti = mb_ioi_template_at(t);
 				const char *names[3] = {NULL, NULL, NULL};
+				const int pre = (int)(strstr(ti->text, "{S}") - ti->text);
 				char text[512];
-				int len, joined = 0;
-				/* the part before {S}, then {S} */
-				snprintf(text, sizeof(text), "%.*s{S}",
-					 (int)(strstr(ti->text, "{S}") - ti->text), ti->text);
+				int len, joined = 0, noised = 0;
+				/* the part before {S}, then {S}, or a noise word and {S} */
+				snprintf(text, sizeof(text), "%.*s{S}", pre, ti->text);
 				len = ioi_match(text, sent, n, names);
+				if (!len) {
+					snprintf(text, sizeof(text), "%.*s{W} {S}", pre, ti->text);
+					len = ioi_match(text, sent, n, names);
+					noised = len > 0;
+				}
 				if (!len)
 					continue;
 				cr_assert(!held[t], "row %llu: held-out template %s's start in "
@@ -517,13 +526,13 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 						 (unsigned long long)i);
 				for (size_t u = 0; u < nt && !joined; u++) {
 					const mb_ioi_template *tj = mb_ioi_template_at(u);
-					snprintf(text, sizeof(text), "%.*s%s",
-						 (int)(strstr(ti->text, "{S}") - ti->text), ti->text,
-						 strstr(tj->text, "{S}"));
+					snprintf(text, sizeof(text), "%.*s%s%s", pre, ti->text,
+						 noised ? "{W} " : "", strstr(tj->text, "{S}"));
 					if (!held[u] && ioi_match(text, sent, n, names) == n - 1)
 						joined = 1 + (u != t);
 				}
 				nioi += first; /* the first sentence is never cut */
+				nnoised += first && noised;
 				mixed += first && joined == 2;
 				ended += first && !joined;
 			}
@@ -548,6 +557,11 @@ Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
 	se = sqrt(want * (1 - want) / nioi);
 	cr_expect(fabs((double)mixed / nioi - want) < 4 * se + 0.04, "mixed %d of %d, want %.3f",
 		  mixed, nioi, want);
+	/* a noise word before {S}: snoise_frac of them */
+	want = r.snoise_frac;
+	se = sqrt(want * (1 - want) / nioi);
+	cr_expect(fabs((double)nnoised / nioi - want) < 4 * se, "noise before S %d of %d, want %.3f",
+		  nnoised, nioi, want);
 	mb_zoo_ioi_free(d);
 	free(words);
 }
