@@ -172,7 +172,11 @@ const char *const *mb_zoo_ioi_heldout(size_t *n)
  * warmup steps, the lr falling linearly over the last 1,000, clipping at
  * 1.0, 64 fresh rows per step, 2,500 steps; 90% of the sentences IOI, 80% of
  * those with one of our endings (90% of those with a noise verb), half of
- * the rest mixed from two templates; no openings.
+ * the rest mixed from two templates, half of all with a noise word before
+ * {S}; no openings. 127 s of CPU (2 threads; 154 s wall on the loaded
+ * 2-core machine); held-out templates and pairs (1,024 prompts): P(IO > S)
+ * 0.9756 (999; Wilson 95% CI [0.964, 0.983]), logit diff 8.67, P(IO) 0.86;
+ * training templates 1.00, 11.8.
  * Held-out pairs: pair_seed 0, fraction 0.2 (the IOI generator's defaults,
  * so the task's held-out items are held out here too).
  * How it got here (this trainer, seed 0; held-out = held-out templates and
@@ -224,11 +228,55 @@ const char *const *mb_zoo_ioi_heldout(size_t *n)
  *     accuracy 0.83-0.94 from step 1,200, rising (0.91, 0.94, 0.94 at steps
  *     2,000, 2,200, 2,400).
  *   + noise_frac 1.0: 0.914, 4.90; t02 0.65, t04 0.97, t09 0.80.
- * So the issue's target (>= 0.95) is NOT met (0.9375) and no model is
- * committed. Next to try: more steps or a longer decay (still rising at the
- * end), noise in the part before
- * {S} too (t09's "and then {S}" and t04's "There, {S}" are the contexts of S2
- * that fail most), a third layer or d_model 96 within the 3-minute budget.
+ * Session 3 (the evaluation now 128 prompts per held-out template and
+ * order, 1,024 in all; was 16): the preset above + 1,000 more steps (3,500,
+ * decay over the last 1,500): 0.961, 5.76, still swinging (0.86 at step
+ * 2,450). + a noise word before {S} (snoise_frac 0.5; this preset): 0.976,
+ * 8.67, >= 0.95 at every evaluation from step 1,200 (0.95-0.99); on the IOI
+ * generator's items of the held-out templates (test_ioi_zoo, 256 items,
+ * both pair kinds) 0.984, t11 0.91-0.97, the others 1.00. + openings
+ * (pre_frac 0.5, seed 1): no IOI at all by step 1,500 (the IOI sentence is
+ * often cut at 32 tokens); dropped.
+ * Seeds (the recipe's spread, not a choice: seed 0, every zoo recipe's
+ * default, is the committed one; snoise_frac was picked on seed 0's
+ * held-out number, so these held-out templates are not untouched by model
+ * selection): snoise_frac 0.5, seed 1: 0.851 (t09 at chance, the others
+ * 1.00); snoise_frac 0.9: seed 0 0.851 (t11 at chance), seed 1 0.968, seed
+ * 2 0.987. In 2 of these 5 trainings one held-out template stays at chance
+ * while the other three reach 1.00: whether a template generalises is
+ * decided per training, and the recipe does not make it certain.
+ * Mechanism of the committed model (test_ioi_zoo prints every number: the
+ * generator's 256 held-out-template items, clean logit diff 8.02; a patch
+ * replaces one component's output at END by the ABC run's (three new names)
+ * or the name-swap run's (S and IO exchanged; a full flip moves the logit
+ * difference by -16.0)):
+ *   The S reader: a0.0 attends from END to S2 (0.76; IO and S1 < 0.01), the
+ *     last name before END. Its END output from the swap run moves the
+ *     logit difference by -14.9, from the ABC run by -7.6, so it carries
+ *     which name is S; its own direct logit attribution is small (-0.03 on
+ *     IO, -0.16 on S) and its paths into layer 1's queries, keys and values
+ *     move < 0.01: it acts through the MLPs at END. No head reads the
+ *     duplication itself (attention S2 -> S1 at most 0.21, a1.2, at a
+ *     position nothing later reads): S is the last name, found by position.
+ *   The choice: mlp0 at END from the swap run -14.4 (ABC -7.3), mlp1 -9.1
+ *     (-4.6); their direct attributions +1.47 IO / -1.70 S and +5.08 / +0.70:
+ *     the MLPs turn "S is this name" into IO up and S down.
+ *   Name movers: no head attends from END to IO (at most a0.1, 0.17 to IO and
+ *     0.16 to S1: both names alike). a1.2 (and a1.0) attend from END to the
+ *     token before S2 (0.8-1.0; a1.0 0.5-0.9) and write both names (direct
+ *     attribution 3.51 to IO, 3.52 to S): patched from ABC -1.30, from the
+ *     swap -0.06: they move the candidate names, not the answer.
+ *   So an IOI mechanism, not GPT-2's (duplicate-token and S-inhibition heads
+ *   composing into name movers that attend to IO): S found by position in
+ *   layer 0, the choice made in the MLPs, the candidates moved by layer-1
+ *   heads. The IOI task's circuit discovery (canonical entry `ioi`, every
+ *   other head at its mean over the template's ABC prompts) agrees: it keeps
+ *   a0.0 alone, faithfulness 1.09 [1.06, 1.12] on the evaluation half (290
+ *   items; 1.13 on discovery), the matched random circuit -0.02, stability
+ *   Jaccard 1 over 20 bootstrap resamples; without a0.0 the logit
+ *   difference falls from 10.3 to 0.78. With a0.0's S the MLPs alone win
+ *   the logit difference (the metric asks for IO over S, not for IO among
+ *   all names); that the full model names IO is P(IO) 0.97.
  */
 static void ioi_preset(mb_zoo_recipe *r, const char *preset)
 {
