@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/logits.h>
+
 #include "zoo_int.h"
 
 static const mb_zoo_recipe_ops *const registry[] = {
@@ -160,6 +162,26 @@ json_t *mb_zoo_recipe_to_json(const mb_zoo_recipe *r)
 		return NULL;
 	}
 	return o;
+}
+
+int mb_zoo_lm_loss(double *out, mb_zoo_ctx *c, int rows, mb_error *err)
+{
+	const int T = c->r->n_positions;
+	mb_run run = {.batch = rows, .seq = T, .tokens = c->tokens, .logits = MB_LOGITS_ALL};
+	double loss = 0;
+	int64_t n = 0;
+	int error = mb_engine_forward(c->e, &run, err);
+
+	if (error < 0)
+		return error;
+	for (int b = 0; b < rows; b++)
+		for (int i = 0; i < T - 1; i++) {
+			loss += mb_logits_ce(NULL, mb_engine_logits_row(c->e, b, i), c->V,
+					     c->targets[(size_t)b * T + i], MB_LOGITS_DETMATH);
+			n++;
+		}
+	*out = loss / (double)n;
+	return 0;
 }
 
 const mb_zoo_eval_field *mb_zoo_eval_fields(const mb_zoo_recipe *r, size_t *n)

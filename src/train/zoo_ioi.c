@@ -937,9 +937,8 @@ static int ioi_eval(mb_zoo_ctx *c, mb_zoo_eval *ev, mb_error *err)
 {
 	ioi_data *d = c->data;
 	const int T = c->r->n_positions, V = c->V;
-	double acc[2] = {0}, ld[2] = {0}, pio = 0, loss = 0;
+	double acc[2] = {0}, ld[2] = {0}, pio = 0;
 	int cnt[2] = {0}, error;
-	int64_t nloss = 0;
 
 	/* The prompts, padded to T; the logits of each one's last token. */
 	for (int b = 0; b < d->np; b++) {
@@ -974,19 +973,7 @@ static int ioi_eval(mb_zoo_ctx *c, mb_zoo_eval *ev, mb_error *err)
 	for (int b = 0; b < IOI_LOSS_ROWS; b++)
 		ioi_row(c->tokens + (size_t)b * T, c->targets + (size_t)b * T, d, "ioi/evalrows",
 			(uint64_t)b);
-	mb_run lrun = {.batch = IOI_LOSS_ROWS, .seq = T, .tokens = c->tokens,
-		       .logits = MB_LOGITS_ALL};
-	error = mb_engine_forward(c->e, &lrun, err);
-	if (error < 0)
-		return error;
-	for (int b = 0; b < IOI_LOSS_ROWS; b++)
-		for (int i = 0; i < T - 1; i++) {
-			loss += mb_logits_ce(NULL, mb_engine_logits_row(c->e, b, i), V,
-					     c->targets[(size_t)b * T + i], MB_LOGITS_DETMATH);
-			nloss++;
-		}
-	ev->value[EV_LM_LOSS] = loss / (double)nloss;
-	return 0;
+	return mb_zoo_lm_loss(&ev->value[EV_LM_LOSS], c, IOI_LOSS_ROWS, err);
 }
 
 static void ioi_checks(mb_zoo_result *res, const mb_zoo_recipe *r, const mb_zoo_eval *evals,
