@@ -15,12 +15,15 @@
  *       C of layers 1 and 2 over the corpus (tokens/s), one ROME edit at layer
  *       1 (20 steps, 21 contexts; C precomputed), MEMIT of E edits (default
  *       100) over layers 1-2; prints one JSON line {"impl", "threads",
- *       "stats_tokens_per_s", "rome_s", "rome_loss", "memit_s", "memit_edits"}.
+ *       "stats_tokens_per_s", "rome_s", "rome_loss", "memit_s", "memit_edits",
+ *       "stats_cpu_s", "rome_cpu_s", "memit_cpu_s"} (*_s wall, *_cpu_s the
+ *       process's CPU time over all threads, getrusage).
  */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <mechbench/checkpoint.h>
@@ -40,6 +43,15 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of the process, every thread (getrusage: user + system). */
+static double cpu(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+	       (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static int die(const mb_error *err)
@@ -129,7 +141,7 @@ static int run(const char *dir, int n_edits)
 	mb_engine_opts so = {.max_batch = 16, .max_seq = SEQ};
 	mb_engine_opts eo = {.max_batch = NPRE + 1, .max_seq = SEQ, .keep_activations = 1};
 	float *saved;
-	double t0, t_stats, t_rome, t_memit;
+	double t0, t_stats, t_rome, t_memit, c0, c_stats, c_rome, c_memit;
 
 	snprintf(path, sizeof(path), "%s/model", dir);
 	if (mb_model_load(&m, path, &err) < 0)
@@ -157,32 +169,39 @@ static int run(const char *dir, int n_edits)
 		return die(&err);
 
 	t0 = now();
+	c0 = cpu();
 	for (int i = 0; i < 2; i++)
 		if (mb_rome_stats_compute(&s[i], se, layers[i], corpus.data, NSEQ, SEQ, 16, &err) < 0)
 			return die(&err);
 	t_stats = now() - t0;
+	c_stats = cpu() - c0;
 
 	saved = malloc(sizeof(float) * m->n_params);
 	memcpy(saved, m->params, sizeof(float) * m->n_params);
 	mb_rome_params_default(&p, 1);
 	t0 = now();
+	c0 = cpu();
 	if (mb_rome_compute(&res, e, &s[0], &rq[0], pre, NPRE, &p, &err) < 0)
 		return die(&err);
 	mb_rome_apply(&m->cfg, &m->w, 1, res.u, res.r);
 	t_rome = now() - t0;
+	c_rome = cpu() - c0;
 	memcpy(m->params, saved, sizeof(float) * m->n_params);
 
 	mb_memit_params_default(&mp, layers, 2);
 	t0 = now();
+	c0 = cpu();
 	if (mb_memit_edit(NULL, e, &m->w, s, rq, n_edits, pre, NPRE, &mp, &err) < 0)
 		return die(&err);
 	t_memit = now() - t0;
+	c_memit = cpu() - c0;
 
 	printf("{\"impl\": \"mechbench\", \"threads\": %d, \"stats_tokens_per_s\": %.0f, "
 	       "\"rome_s\": %.4f, \"rome_loss\": [%.6f, %.6f], \"rome_steps\": %d, \"memit_s\": %.3f, "
-	       "\"memit_edits\": %d}\n", omp_get_max_threads(), 2.0 * NSEQ * SEQ / t_stats,
+	       "\"memit_edits\": %d, \"stats_cpu_s\": %.3f, \"rome_cpu_s\": %.4f, "
+	       "\"memit_cpu_s\": %.3f}\n", omp_get_max_threads(), 2.0 * NSEQ * SEQ / t_stats,
 	       t_rome, res.loss_first, res.loss[0] + res.loss[1] + res.loss[2], res.steps_run,
-	       t_memit, n_edits);
+	       t_memit, n_edits, c_stats, c_rome, c_memit);
 	mb_rome_result_dispose(&res);
 	for (int i = 0; i < 2; i++)
 		mb_rome_stats_dispose(&s[i]);

@@ -61,4 +61,7 @@ int mb_baseline_render(char **out, size_t *len, const mb_run_result *run, const 
 int mb_baseline_parse(mb_run_result *out, const char *text, size_t len, const char *name,
 		      mb_error *err);
 
+/* mb_baseline_parse of the file at path (messages name the path). */
+int mb_baseline_load(mb_run_result *out, const char *path, mb_error *err);
+
 #endif

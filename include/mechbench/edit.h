@@ -254,6 +254,12 @@ void mb_rome_apply(const mb_engine_config *cfg, mb_engine_weights *w, int layer,
 void mb_rome_control(float *u_ctl, float *r_ctl, const float *u, const float *r, int M, int D,
 		     mb_rng *rng);
 
+/* The same with the norm given: ||u'|| = 1, ||r'|| = target (the control of
+ * an update that is not one u r^T, such as one layer's share of a MEMIT
+ * edit: target its Frobenius norm). mb_rome_control is this with target =
+ * ||u|| ||r|| (in double). */
+void mb_rome_control_norm(float *u_ctl, float *r_ctl, double target, int M, int D, mb_rng *rng);
+
 /* n prefixes of len tokens each, sampled from e's model as the paper's
  * contexts are (its code: top-k sampling with k = 5 after <|endoftext|>):
  * prefix i starts with `first` (or, when first < 0, a token drawn uniformly),

@@ -69,6 +69,22 @@
 int mb_facts_requests_generate(mb_item_list *out, uint64_t seed, const json_t *params,
 			       mb_error *err);
 
+/* Held-out text of the zoo facts model's language for the `lm` task (lm.c):
+ * one sentence per item, input {"text": the sentence}, in three strata (the
+ * text sources): "fact", facts in a training template ("<template with the
+ * subject> <object> ."), the first n_per_stratum of a Philox permutation
+ * (stream "facts_text/fact", 0 under the seed) of all (subject, relation,
+ * training template) triples, in (subject, relation, template) order;
+ * "fact_heldout", the same over the held-out templates (stream
+ * "facts_text/heldout"), sentences the model never saw in training; and
+ * "filler", filler sentence i of stream ("facts_text/filler", i) for i <
+ * n_per_stratum (fresh draws of the training distribution's non-fact text).
+ * Clusters: the subject; "filler/<i>". Params {"recipe": "facts", "preset",
+ * "model_seed", "n_per_stratum": int >= 1 (default 64)}; errors name
+ * params.<field>. */
+int mb_facts_text_generate(mb_item_list *out, uint64_t seed, const json_t *params,
+			   mb_error *err);
+
 /* Text for the key second moment of `mechbench edit --corpus`: rows 0..n-1
  * of the recipe's stream "facts/corpus" (the training distribution), one
  * line each, without [BOS] and the cut last sentence. *out is malloc'd. */

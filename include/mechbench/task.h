@@ -101,6 +101,17 @@ int mb_item_list_add(mb_item_list *l, const char *stratum, const char *cluster, 
 /* Frees every item and the array; the list may be reused. Safe on zeroed. */
 void mb_item_list_dispose(mb_item_list *l);
 
+/* For a generate hook that makes items from a frozen file: reads the file
+ * params.source (a non-empty string: a path relative to where `mechbench
+ * datasets` runs, or absolute) whose bytes must hash to params.source_sha256
+ * (64 hex digits) into *out (malloc'd, NUL-terminated; the caller frees) and
+ * *len. what says what the file holds ("one item per line"), for the
+ * message when source is missing. Errors: MB_EINVALID naming params.source
+ * or params.source_sha256, the file reader's, MB_EMISMATCH with both
+ * sha256s. */
+int mb_task_read_source(char **out, size_t *len, const json_t *params, const char *what,
+			mb_error *err);
+
 /*
  * The task vtable. All function pointers are required except those marked
  * OPTIONAL (prepare, figures, derived).

@@ -12,12 +12,15 @@
 #include <mechbench/file.h>
 #include <mechbench/gate.h>
 #include <mechbench/power.h>
+#include <mechbench/runner.h>
+
+#include "suite_cli.h"
 
 typedef struct power_args {
 	double sd, discordant, delta, alpha, power, deff;
 	int64_t n;
 	int sides; /* index in sides[]: 0 one-sided, 1 two-sided */
-	const char *baseline, *metric, *entry, *stratum, *spec;
+	const char *baseline, *metric, *entry, *stratum, *spec, *suite;
 } power_args;
 
 static const char *const sides[] = {"1", "2", NULL};
@@ -47,6 +50,11 @@ static const mb_cli_opt power_opts[] = {
 	 .help = "with --baseline: the stratum is the smallest (fewest baseline items) of those "
 		 "the spec registers a threshold for under --metric, as the gate's pre-run check "
 		 "plans it"},
+	{MB_OPT(PATH, "--suite", power_args, suite), .meta = "FILE",
+	 .help = "plan every margin of a suite spec as `gate` will: the working tree's spec, "
+		 "each entry's baseline and dataset files, power 1 - beta/m over the suite's m "
+		 "metrics; prints each metric's MDE against its margin and exits 3 when the "
+		 "gate would refuse one (check before committing a new entry or margin)"},
 	{MB_OPT(DOUBLE, "--alpha", power_args, alpha), .meta = "A", .range = "(0, 1)",
 	 .def = "0.05", .help = "significance level (total over both tails when --sides 2)"},
 	{MB_OPT(DOUBLE, "--power", power_args, power), .meta = "B", .range = "(0, 1)",
@@ -66,7 +74,8 @@ static const mb_cli_cmd power_cmd = {
 	"                       [--alpha A] [--power B] [--sides 1|2] [--deff D]\n"
 	"       mechbench power --baseline FILE --metric NAME [--entry NAME]\n"
 	"                       [--stratum NAME | --spec FILE] [--delta X | --n N]\n"
-	"                       [--alpha A] [--power B] ...\n",
+	"                       [--alpha A] [--power B] ...\n"
+	"       mechbench power --suite FILE\n",
 	.about =
 	"Sample size or minimum detectable effect (MDE) of a paired comparison, by the\n"
 	"normal approximation (Miller 2024, \"Adding Error Bars to Evals\"):\n"
@@ -76,8 +85,12 @@ static const mb_cli_cmd power_cmd = {
 	.notes =
 	"Example (Miller's worked case, 10% discordant, 2 points, two-sided, power 0.8):\n"
 	"    mechbench power --discordant 0.1 --delta 0.02     prints  n = 1963\n\n"
-	"Exit codes: 0 success, 1 unreadable baseline, 2 usage error (one line naming\n"
-	"the flag).\n",
+	"With --suite, alpha and power are the spec's, and a margin \"plans\" when its\n"
+	"MDE at the baseline's n (and, for per-stratum thresholds combined \"all\", at\n"
+	"the smallest such stratum's n) is at most the margin; headroom is margin/MDE.\n"
+	"Adding entries raises m, so margins with headroom near 1 are the next refused.\n\n"
+	"Exit codes: 0 success, 1 unreadable baseline, spec or dataset, 2 usage error\n"
+	"(one line naming the flag), 3 (--suite) the gate would refuse a margin.\n",
 };
 
 /* The smallest stratum of e (by items) that the spec registers a threshold of
@@ -163,17 +176,10 @@ static int baseline_var(double *var_d, int64_t *n, const power_args *a, double d
 {
 	mb_run_result run;
 	mb_error err;
-	char *text = NULL;
-	size_t len;
 	int rc = 0;
 
-	memset(&run, 0, sizeof(run));
-	if (mb_file_read_text(&text, &len, a->baseline, &err) < 0 ||
-	    mb_baseline_parse(&run, text, len, a->baseline, &err) < 0) {
-		free(text);
+	if (mb_baseline_load(&run, a->baseline, &err) < 0)
 		return mb_cli_fail(&err);
-	}
-	free(text);
 	for (size_t i = 0; i < run.n_entries; i++) {
 		const mb_entry_result *e = &run.entries[i];
 		int m = mb_entry_result_metric(e, a->metric);
@@ -212,6 +218,132 @@ cleanup:
 	return rc;
 }
 
+/* One planned row as `power --suite` prints it: the MDE against the margin,
+ * at n items (the whole pool, or the smallest thresholded stratum). Returns 1
+ * when the gate would refuse it. */
+static int plan_line(const mb_gate_row *r, const char *stratum, size_t n, double mde)
+{
+	int refused = mde > r->margin;
+
+	printf("%-26s %-34s %-14s %6zu %10.4g %10.4g %8.3g  %s", r->entry, r->metric,
+	       stratum ? stratum : "(pooled)", n, mde, r->margin,
+	       mde > 0 ? r->margin / mde : INFINITY, refused ? "REFUSED" : "plans");
+	if (refused)
+		printf(": needs n >= %.0f or margin >= %.4g",
+		       ceil((double)n * (mde / r->margin) * (mde / r->margin)), mde);
+	printf("\n");
+	return refused;
+}
+
+/* --suite: every margin of the working spec planned by the gate's own code
+ * (mb_gate_plan_entry) against the working tree's baselines and datasets. */
+static int suite_plan(const char *suite)
+{
+	mb_cli_spec_home home;
+	mb_spec spec;
+	mb_gate_result g;
+	mb_error err;
+	mb_run_result *runs = NULL;
+	char **paths = NULL;
+	size_t n_runs = 0, refused = 0, rows = 0;
+	int error, rc = MB_EXIT_ERROR;
+
+	memset(&spec, 0, sizeof(spec));
+	memset(&g, 0, sizeof(g));
+	mb_error_clear(&err);
+	if ((error = mb_cli_spec_home_open(&home, suite, 0, &err)) < 0)
+		return mb_cli_fail(&err);
+	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0 ||
+	    (error = mb_gate_init(&g, &spec, home.relpath, "working tree", "", home.blob,
+				  &err)) < 0)
+		goto cleanup;
+	runs = calloc(spec.n_entries ? spec.n_entries : 1, sizeof(*runs));
+	paths = calloc(spec.n_entries ? spec.n_entries : 1, sizeof(*paths));
+	if (!runs || !paths) {
+		error = mb_error_oom(&err, "baselines", spec.n_entries * sizeof(*runs));
+		goto cleanup;
+	}
+	for (size_t i = 0; i < spec.n_entries; i++) {
+		const mb_spec_entry *e = &spec.entries[i];
+		const mb_entry_result *be = NULL;
+		mb_dataset d;
+		char path[4096];
+		size_t k;
+
+		if (!e->baseline) {
+			error = mb_error_set(&err, MB_EINVALID, "%s: entry %s names no baseline: "
+					     "nothing to plan its margins from", suite, e->name);
+			goto cleanup;
+		}
+		if ((error = mb_file_path_join(path, sizeof(path), home.root, e->baseline,
+					       &err)) < 0)
+			goto cleanup;
+		for (k = 0; k < n_runs && strcmp(paths[k], path) != 0; k++)
+			;
+		if (k == n_runs) {
+			if ((paths[k] = strdup(path)) == NULL) {
+				error = mb_error_oom(&err, "path", strlen(path));
+				goto cleanup;
+			}
+			n_runs++;
+			if ((error = mb_baseline_load(&runs[k], path, &err)) < 0)
+				goto cleanup;
+		}
+		if (!(be = mb_run_result_entry(&runs[k], e->name))) {
+			error = mb_error_set(&err, MB_ENOTFOUND, "%s has no entry '%s'; save a "
+					     "baseline that includes it", path, e->name);
+			goto cleanup;
+		}
+		if ((error = mb_runner_load_dataset(&d, e, home.root, &err)) < 0)
+			goto cleanup;
+		error = mb_gate_plan_entry(&g, &spec, e, be, &d, &err);
+		mb_dataset_dispose(&d);
+		if (error < 0)
+			goto cleanup;
+	}
+
+	printf("%s: power %.3g over m = %zu metrics (each planned at 1 - beta/m), one-sided "
+	       "alpha %.3g\n", suite, g.power, g.n_rows, g.alpha);
+	printf("%-26s %-34s %-14s %6s %10s %10s %8s  %s\n", "entry", "metric", "stratum", "n",
+	       "MDE", "margin", "headroom", "plan");
+	for (size_t r = 0; r < g.n_rows; r++) {
+		const mb_gate_row *row = &g.rows[r];
+		if (row->metric_changed) {
+			printf("%-26s %-34s not planned: %s\n", row->entry, row->metric, row->note);
+			continue;
+		}
+		rows++;
+		refused += (size_t)plan_line(row, NULL, row->n, row->mde_planned);
+		if (row->power_stratum >= 0 && row->combine == MB_SPEC_COMBINE_ALL) {
+			const mb_gate_stratum *st = &row->strata[row->power_stratum];
+			refused += (size_t)plan_line(row, st->name, st->n, st->mde_planned);
+		}
+	}
+	/* The gate's own check decides; the table above explains it. */
+	if ((error = mb_gate_check_power(&g, &err)) < 0) {
+		fprintf(stderr, "mechbench power: %zu margin(s) of %zu metrics would be refused by "
+			"`gate`\n", refused, rows);
+		rc = MB_EXIT_GATE_FAILED;
+		error = 0;
+		goto cleanup;
+	}
+	printf("every margin plans (%zu metrics)\n", rows);
+	rc = MB_EXIT_OK;
+cleanup:
+	if (error < 0)
+		rc = mb_cli_fail(&err);
+	for (size_t k = 0; k < n_runs; k++) {
+		mb_run_result_dispose(&runs[k]);
+		free(paths[k]);
+	}
+	free(runs);
+	free(paths);
+	mb_gate_dispose(&g);
+	mb_spec_dispose(&spec);
+	mb_cli_spec_home_dispose(&home);
+	return rc;
+}
+
 int mb_cmd_power(int argc, char **argv)
 {
 	power_args a = {0};
@@ -228,6 +360,17 @@ int mb_cmd_power(int argc, char **argv)
 	has_disc = mb_cli_given(&parsed, &power_cmd, "--discordant") > 0;
 	has_delta = mb_cli_given(&parsed, &power_cmd, "--delta") > 0;
 	has_n = mb_cli_given(&parsed, &power_cmd, "--n") > 0;
+	if (a.suite) {
+		if (a.baseline || has_sd || has_disc || has_delta || has_n || a.metric ||
+		    a.entry || a.stratum || a.spec ||
+		    mb_cli_given(&parsed, &power_cmd, "--alpha") > 0 ||
+		    mb_cli_given(&parsed, &power_cmd, "--power") > 0 ||
+		    mb_cli_given(&parsed, &power_cmd, "--sides") > 0 ||
+		    mb_cli_given(&parsed, &power_cmd, "--deff") > 0)
+			return mb_cli_usage_error("power", "--suite: give it alone (alpha and "
+						  "power are the spec's)");
+		return suite_plan(a.suite);
+	}
 	if (a.baseline && (has_sd || has_disc))
 		return mb_cli_usage_error("power", "--baseline: give it instead of --sd or "
 					  "--discordant, not with them");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <mechbench/artifact.h>
+#include <mechbench/file.h>
 #include <mechbench/json.h>
 
 #define REAL_FLAGS JSON_REAL_PRECISION(17)
@@ -449,5 +450,19 @@ cleanup:
 	mb_json_doc_dispose(&doc);
 	if (error < 0)
 		mb_run_result_dispose(out);
+	return error;
+}
+
+int mb_baseline_load(mb_run_result *out, const char *path, mb_error *err)
+{
+	char *text = NULL;
+	size_t len;
+	int error;
+
+	memset(out, 0, sizeof(*out));
+	if ((error = mb_file_read_text(&text, &len, path, err)) < 0)
+		return error;
+	error = mb_baseline_parse(out, text, len, path, err);
+	free(text);
 	return error;
 }

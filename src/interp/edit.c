@@ -1162,7 +1162,12 @@ void mb_rome_apply(const mb_engine_config *cfg, mb_engine_weights *w, int layer,
 void mb_rome_control(float *u_ctl, float *r_ctl, const float *u, const float *r, int M, int D,
 		     mb_rng *rng)
 {
-	double nu, nr, target;
+	mb_rome_control_norm(u_ctl, r_ctl, norm_f(u, M) * norm_f(r, D), M, D, rng);
+}
+
+void mb_rome_control_norm(float *u_ctl, float *r_ctl, double target, int M, int D, mb_rng *rng)
+{
+	double nu, nr;
 
 	for (int i = 0; i < M; i++)
 		u_ctl[i] = (float)mb_rng_normal(rng);
@@ -1170,7 +1175,6 @@ void mb_rome_control(float *u_ctl, float *r_ctl, const float *u, const float *r,
 		r_ctl[j] = (float)mb_rng_normal(rng);
 	nu = norm_f(u_ctl, M);
 	nr = norm_f(r_ctl, D);
-	target = norm_f(u, M) * norm_f(r, D);
 	for (int i = 0; i < M; i++)
 		u_ctl[i] = (float)(u_ctl[i] / nu);
 	for (int j = 0; j < D; j++)

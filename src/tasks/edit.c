@@ -44,7 +44,20 @@
  * n_positions)): the corpus of the key second moment C, "gen_tokens" (10):
  * greedy continuation length, "control_scale" (1): the norm of the random
  * update as a multiple of the edit's (1 is the control; the test raises it to
- * show the control can fail).
+ * show the control can fail). "method" ("rome"): "memit" makes each item's
+ * edit with MEMIT (edit.h, mb_memit_edit: the one request, published
+ * hyperparameters, clamp 0.75) over "memit_layers" (default [layer]; the
+ * last below the model's last layer), with C of each, and "mom2_weight"
+ * (lambda, default the published 20000). lambda weighs C against the new
+ * key: by Sherman-Morrison one request's update is C^-1 k r^T / (lambda +
+ * k^T C^-1 k), and k^T C^-1 k is about d_mlp for a typical key, so the
+ * published 20000 of GPT-2 XL (d_mlp 6400) writes ~24% of the residual
+ * there but ~1% on a model of d_mlp 256: set lambda for the model. With
+ * memit the control is a random rank-one update at each edited layer of that
+ * layer's update's Frobenius norm (mb_rome_control_norm, the layers in
+ * order from the same stream), the wrong-layer edit is MEMIT over
+ * [control_layer], update_norm the Frobenius norm of the whole update (all
+ * layers), and "sequential" is not accepted (its battery edits with rome).
  *
  * open. Contexts: mb_rome_prefixes(prefixes, prefix_len, first, top_k 5,
  * seed), first the tokenizer's "<|endoftext|>" or, without one, a uniform
@@ -95,6 +108,27 @@
  *   edit.kl_excess@1             kl_unrelated - control_kl_unrelated (derived:
  *                                the collateral the edit has beyond any change
  *                                of its size)
+ *                                The control's role: it is matched on the
+ *                                update's Frobenius norm, so its KL says how
+ *                                much collateral a change of the edit's size
+ *                                makes when nothing aims it; an edit whose
+ *                                own KL is at or below that (kl_excess <= 0)
+ *                                moves unrelated text no more than its size
+ *                                alone explains. A random direction is not
+ *                                harmless: a unit u' carries the keys'
+ *                                average variance u'^T C u' ~ tr(C)/M, while
+ *                                the edit's u = C^-1 k* / |.| points where
+ *                                the corpus keys vary little (u^T C u is
+ *                                small), so the control's KL is larger than
+ *                                a good edit's and kl_excess is negative; the
+ *                                gate bounds kl_excess from above (threshold
+ *                                0.1 nats in the canonical entry), and the
+ *                                test shows the control is not ~0 by
+ *                                construction (1000x its norm gives a KL of
+ *                                ~1). The control whose collateral is ~0
+ *                                when the edit is specific is the second,
+ *                                energy-matched one (energy_control_kl
+ *                                below).
  *   edit.control_magnitude@1     P(new) - P(true) on the edit prompt under the
  *                                control (the control must not say o*)
  *   edit.control_neighbourhood@1 neighbourhood under the control
@@ -105,6 +139,23 @@
  *                                specific, others do not)
  *   edit.layer_score_gain@1      score - wrong_layer_score (derived)
  *   edit.update_norm@1           ||u r^T||_F = ||r|| (u is a unit vector)
+ *   edit.energy_control_kl@1     the KL on unrelated prompts for the second
+ *                                control, matched on what the update does to
+ *                                the model's own activations instead of on
+ *                                its norm: the edit's output energy on the
+ *                                corpus keys, E = mean over k of ||k^T dW||^2
+ *                                = tr(dW^T C dW) (rome: ||r||^2 u^T C u;
+ *                                memit: per edited layer from the weights'
+ *                                change), and a random rank-one update
+ *                                u' r'^T with ||u'|| = 1 and ||r'||^2 u'^T C
+ *                                u' = E (times control_scale), u', r' drawn
+ *                                by mb_rome_control_norm from stream
+ *                                ("edit/energy_control", the item's content
+ *                                key), per edited layer in order: a change
+ *                                that moves the MLP's output on the model's
+ *                                own text as much as the edit does, spread
+ *                                over every key instead of aimed at one
+ *   edit.energy_kl_excess@1      kl_unrelated - energy_control_kl (derived)
  *
  * Figures: "edit.trace_mlp" and "edit.trace_resid", heatmaps of the causal
  * trace (mb_trace_run: noise 3 x the SD of the subjects' embeddings, 10
@@ -158,6 +209,8 @@ enum {
 	M_WL_SCORE,
 	M_LAYER_GAIN,
 	M_NORM,
+	M_ECTL_KL,
+	M_ECTL_EXCESS,
 	M_COUNT
 };
 
@@ -209,12 +262,18 @@ static const mb_metric_def ed_metrics[M_COUNT] = {
 	 "score - wrong_layer_score, paired per item (edit.c)"},
 	{"edit.update_norm", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
 	 "Frobenius norm of the rank-one update u r^T (edit.c)"},
+	{"edit.energy_control_kl", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the KL on unrelated prompts for a random rank-one update matched to the edit's output "
+	 "energy on the corpus keys (control; edit.c)"},
+	{"edit.energy_kl_excess", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "kl_unrelated - energy_control_kl, paired per item (edit.c)"},
 };
 
 static const mb_metric_diff ed_derived[] = {
 	{"edit.entropy_drop", "edit.base_entropy", "edit.entropy"},
 	{"edit.kl_excess", "edit.kl_unrelated", "edit.control_kl_unrelated"},
 	{"edit.layer_score_gain", "edit.score", "edit.wrong_layer_score"},
+	{"edit.energy_kl_excess", "edit.kl_unrelated", "edit.energy_control_kl"},
 };
 
 /* ---- items ------------------------------------------------------------------- */
@@ -288,8 +347,7 @@ static int check_request(const json_t *o, const char *what, mb_error *err)
 static int ed_generate(mb_item_list *out, uint64_t seed, const json_t *params, mb_error *err)
 {
 	json_t *p = params ? json_object_get(params, "source") : NULL;
-	json_t *h = params ? json_object_get(params, "source_sha256") : NULL;
-	char sha[MB_SHA256_HEX_LEN], *text = NULL, *line;
+	char *text = NULL, *line;
 	const char *key;
 	json_t *v;
 	size_t len = 0;
@@ -303,20 +361,8 @@ static int ed_generate(mb_item_list *out, uint64_t seed, const json_t *params, m
 		if (strcmp(key, "source") && strcmp(key, "source_sha256"))
 			return mb_error_set(err, MB_EINVALID, "params.%s: unknown field (edit takes "
 					    "source, source_sha256)", key);
-	if (!json_is_string(p) || !json_string_length(p))
-		return mb_error_set(err, MB_EINVALID, "params.source: required: the path of the "
-				    "requests file (one JSON request per line)");
-	if (!json_is_string(h) || json_string_length(h) != MB_SHA256_HEX_LEN - 1)
-		return mb_error_set(err, MB_EINVALID, "params.source_sha256: required: the sha256 "
-				    "of %s", json_string_value(p));
-	if ((rc = mb_file_read_text(&text, &len, json_string_value(p), err)) < 0)
+	if ((rc = mb_task_read_source(&text, &len, params, "one JSON request per line", err)) < 0)
 		return rc;
-	mb_sha256_hex_buf(sha, text, len);
-	if (strcmp(sha, json_string_value(h)) != 0) {
-		rc = mb_error_set(err, MB_EMISMATCH, "%s: sha256 %s, params.source_sha256 says %s",
-				  json_string_value(p), sha, json_string_value(h));
-		goto cleanup;
-	}
 	for (line = text; line && *line;) {
 		char *nl = strchr(line, '\n'), what[1200];
 		json_error_t je;
@@ -362,9 +408,57 @@ typedef struct ed_params {
 		corpus_len, gen_tokens;
 	double control_scale;
 	double lr, clamp, weight_decay, kl_factor; /* v*; < 0: the published value */
+	double mom2_weight;                        /* memit's lambda; < 0: published */
 	int64_t seq[ED_MAX_SEQ_POINTS]; /* "sequential": ascending edit counts */
 	int n_seq;
+	int memit;                      /* "method": 0 rome, 1 memit */
+	int layers[MB_MEMIT_MAX_LAYERS]; /* "memit_layers" (default: [layer]) */
+	int n_layers;
 } ed_params;
+
+/* params.method ("rome" or "memit") and params.memit_layers (1 to
+ * MB_MEMIT_MAX_LAYERS ascending layers; memit only). */
+static int read_method(ed_params *p, const mb_json_doc *doc, const json_t *o, const char *at,
+		       mb_error *err)
+{
+	json_t *m = json_object_get(o, "method"), *a = json_object_get(o, "memit_layers");
+	char f[256];
+
+	p->memit = 0;
+	p->n_layers = 0;
+	if (m) {
+		mb_json_path_key(f, sizeof(f), at, "method");
+		if (!json_is_string(m) || (strcmp(json_string_value(m), "rome") &&
+					   strcmp(json_string_value(m), "memit")))
+			return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected "
+							 "\"rome\" or \"memit\"")
+				   : MB_EINVALID;
+		p->memit = strcmp(json_string_value(m), "memit") == 0;
+	}
+	if (!a)
+		return 0;
+	mb_json_path_key(f, sizeof(f), at, "memit_layers");
+	if (!p->memit)
+		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "only with method "
+						 "\"memit\"")
+			   : MB_EINVALID;
+	if (!json_is_array(a) || json_array_size(a) < 1 ||
+	    json_array_size(a) > MB_MEMIT_MAX_LAYERS)
+		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected 1 to %d "
+						 "layers", MB_MEMIT_MAX_LAYERS)
+			   : MB_EINVALID;
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		json_t *v = json_array_get(a, i);
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 4095 ||
+		    (i && json_integer_value(v) <= p->layers[i - 1]))
+			return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected "
+							 "ascending layers in [0, 4095]")
+				   : MB_EINVALID;
+		p->layers[p->n_layers++] = (int)json_integer_value(v);
+	}
+	return 0;
+}
 
 /* params.sequential: 1 to 16 ascending edit counts in [1, 100000]. */
 static int read_sequential(ed_params *p, const mb_json_doc *doc, const json_t *o, const char *at,
@@ -401,21 +495,24 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 					      "prefixes", "prefix_len", "corpus_sequences",
 					      "corpus_len", "gen_tokens", "control_scale",
 					      "sequential", "lr", "clamp", "weight_decay",
-					      "kl_factor", NULL};
-	static const char *const vstar[4] = {"lr", "clamp", "weight_decay", "kl_factor"};
+					      "kl_factor", "method", "memit_layers", "mom2_weight",
+					      NULL};
+	static const char *const vstar[5] = {"lr", "clamp", "weight_decay", "kl_factor",
+					     "mom2_weight"};
 	json_t *o = (json_t *)params;
 	double cs = 1.0;
 	int rc;
 
 	*p = (ed_params){.steps = 20, .prefixes = 5, .prefix_len = 5, .corpus_sequences = 64,
 			 .gen_tokens = 10, .control_scale = 1.0, .lr = -1, .clamp = -1,
-			 .weight_decay = -1, .kl_factor = -1};
-	double *vs[4] = {&p->lr, &p->clamp, &p->weight_decay, &p->kl_factor};
+			 .weight_decay = -1, .kl_factor = -1, .mom2_weight = -1};
+	double *vs[5] = {&p->lr, &p->clamp, &p->weight_decay, &p->kl_factor, &p->mom2_weight};
 	if (!params || !json_is_object(params))
 		return doc ? mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object "
 						 "with layer and control_layer")
 			   : mb_error_set(err, MB_EINVALID, "params: expected an object");
-	if ((rc = read_sequential(p, doc, o, at, err)) < 0)
+	if ((rc = read_sequential(p, doc, o, at, err)) < 0 ||
+	    (rc = read_method(p, doc, o, at, err)) < 0)
 		return rc;
 	if (!doc) /* already checked against the spec: read the values */
 		goto read;
@@ -444,7 +541,7 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 		return mb_json_field_error(doc, err, MB_EINVALID, f, "must differ from layer");
 	}
 	p->control_scale = cs;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		double x = -1;
 		char f[256];
 		if ((rc = mb_json_get_number(doc, o, at, vstar[i], 0, &x, err)) < 0)
@@ -452,14 +549,14 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 		if (!json_object_get(o, vstar[i]))
 			continue;
 		mb_json_path_key(f, sizeof(f), at, vstar[i]);
-		if (!isfinite(x) || x < 0 || (i < 2 && x == 0))
+		if (!isfinite(x) || x < 0 || ((i < 2 || i == 4) && x == 0))
 			return mb_json_field_error(doc, err, MB_EINVALID, f, "expected a number %s 0",
-						   i < 2 ? ">" : ">=");
+						   i < 2 || i == 4 ? ">" : ">=");
 		*vs[i] = x;
 	}
 	return 0;
 read:
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		if (json_object_get(o, vstar[i]))
 			*vs[i] = json_number_value(json_object_get(o, vstar[i]));
 #define ED_INT(name)                                                                       \
@@ -494,6 +591,9 @@ typedef struct ed_state {
 	ed_params p;
 	mb_rome_params rp;      /* at p.layer */
 	mb_rome_stats stats[2]; /* C at layer, at control_layer */
+	mb_rome_stats *mstats;  /* (n_layers) memit: C at each of p.layers */
+	mb_memit_params mp;     /* memit: over p.layers */
+	mb_memit_params mp_wrong; /* memit: over [control_layer] */
 	int32_t *pre_tok;       /* (prefixes, prefix_len) */
 	mb_rome_prefix *pre;    /* (K) the bare prompt, then the sampled prefixes */
 	int n_pre;              /* K */
@@ -507,6 +607,9 @@ static void ed_close(void *state)
 		return;
 	mb_rome_stats_dispose(&st->stats[0]);
 	mb_rome_stats_dispose(&st->stats[1]);
+	for (int i = 0; st->mstats && i < st->p.n_layers; i++)
+		mb_rome_stats_dispose(&st->mstats[i]);
+	free(st->mstats);
 	free(st->pre_tok);
 	free(st->pre);
 	mb_model_free(st->m);
@@ -551,6 +654,16 @@ static int ed_prepare_edit(ed_state *st, mb_error *err)
 	    (rc = mb_rome_stats_compute(&st->stats[1], e, (int)st->p.control_layer, corpus,
 					(size_t)N, T, 8, err)) < 0)
 		goto cleanup;
+	if (st->p.memit) {
+		st->mstats = calloc((size_t)st->p.n_layers, sizeof(*st->mstats));
+		if (!st->mstats) {
+			rc = mb_error_oom(err, "memit statistics", (size_t)st->p.n_layers);
+			goto cleanup;
+		}
+		for (int i = 0; i < st->p.n_layers && rc == 0; i++)
+			rc = mb_rome_stats_compute(&st->mstats[i], e, st->p.layers[i], corpus,
+						   (size_t)N, T, 8, err);
+	}
 cleanup:
 	mb_engine_free(e);
 	free(corpus);
@@ -600,16 +713,39 @@ static int ed_open(void **out, const char *model_dir, const json_t *params, mb_e
 				  (long long)(st->p.corpus_sequences * st->p.corpus_len), c->d_mlp);
 		goto fail;
 	}
+	if (st->p.memit && !st->p.n_layers)
+		st->p.layers[st->p.n_layers++] = (int)st->p.layer;
+	if (st->p.memit && st->p.n_seq) {
+		rc = mb_error_set(err, MB_EINVALID, "params.sequential: the sequential battery "
+				  "edits with rome, not memit");
+		goto fail;
+	}
+	if (st->p.memit && st->p.layers[st->p.n_layers - 1] >= c->n_layer - 1) {
+		rc = mb_error_set(err, MB_EINVALID, "params.memit_layers: the last, %d, must be "
+				  "below the last layer %d of %s", st->p.layers[st->p.n_layers - 1],
+				  c->n_layer - 1, model_dir);
+		goto fail;
+	}
 	mb_rome_params_default(&st->rp, (int)st->p.layer);
-	st->rp.steps = (int)st->p.steps;
-	if (st->p.lr >= 0)
-		st->rp.lr = st->p.lr;
-	if (st->p.clamp >= 0)
-		st->rp.clamp = st->p.clamp;
-	if (st->p.weight_decay >= 0)
-		st->rp.weight_decay = st->p.weight_decay;
-	if (st->p.kl_factor >= 0)
-		st->rp.kl_factor = st->p.kl_factor;
+	mb_memit_params_default(&st->mp, st->p.layers, st->p.n_layers);
+	{
+		const int wrong = (int)st->p.control_layer;
+		mb_memit_params_default(&st->mp_wrong, &wrong, 1);
+	}
+	if (st->p.mom2_weight >= 0)
+		st->mp.mom2_weight = st->mp_wrong.mom2_weight = st->p.mom2_weight;
+	mb_rome_params *vp[3] = {&st->rp, &st->mp.z, &st->mp_wrong.z};
+	for (int i = 0; i < 3; i++) {
+		vp[i]->steps = (int)st->p.steps;
+		if (st->p.lr >= 0)
+			vp[i]->lr = st->p.lr;
+		if (st->p.clamp >= 0)
+			vp[i]->clamp = st->p.clamp;
+		if (st->p.weight_decay >= 0)
+			vp[i]->weight_decay = st->p.weight_decay;
+		if (st->p.kl_factor >= 0)
+			vp[i]->kl_factor = st->p.kl_factor;
+	}
 	if ((rc = ed_prepare_edit(st, err)) < 0) {
 		mb_error_prefix(err, "%s", model_dir);
 		goto fail;
@@ -1042,6 +1178,71 @@ static void restore_layer(ed_work *wk, int layer)
 	       sizeof(float) * n);
 }
 
+/* Puts back every layer the item's edit changed (rome: layer; memit: each of
+ * its layers). */
+static void restore_edited(ed_work *wk)
+{
+	if (!wk->st->p.memit) {
+		restore_layer(wk, (int)wk->st->p.layer);
+		return;
+	}
+	for (int i = 0; i < wk->st->p.n_layers; i++)
+		restore_layer(wk, wk->st->p.layers[i]);
+}
+
+/* ||W_proj[layer] - the model's||_F, in double: the Frobenius norm of the
+ * update an edit made at layer. */
+static double update_norm(const ed_work *wk, int layer)
+{
+	const mb_engine_config *c = &wk->st->m->cfg;
+	const size_t n = (size_t)c->d_mlp * (size_t)c->d_model, off = (size_t)layer * n;
+	double s = 0.0;
+
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)wk->proj[off + i] - (double)wk->st->m->w.proj_w[off + i];
+		s += d * d;
+	}
+	return sqrt(s);
+}
+
+/* x^T C x (x (M), C (M, M) float), in double, rows in order. */
+static double quad_c(const mb_rome_stats *s, const float *x)
+{
+	const int M = s->d_mlp;
+	double q = 0.0;
+
+	for (int i = 0; i < M; i++) {
+		double row = 0.0;
+		for (int j = 0; j < M; j++)
+			row += (double)s->mom2[(size_t)i * M + j] * x[j];
+		q += x[i] * row;
+	}
+	return q;
+}
+
+/* The output energy of the update an edit made at layer: the mean over the
+ * corpus keys k of ||k^T dW||^2 = tr(dW^T C dW), dW = W_proj[layer] - the
+ * model's (M, D), column by column in double. */
+static double update_energy(const ed_work *wk, int layer, const mb_rome_stats *s)
+{
+	const mb_engine_config *c = &wk->st->m->cfg;
+	const int M = c->d_mlp, D = c->d_model;
+	const size_t off = (size_t)layer * M * D;
+	float *col = malloc(sizeof(float) * (size_t)M);
+	double e = 0.0;
+
+	if (!col)
+		return NAN;
+	for (int d = 0; d < D; d++) {
+		for (int m = 0; m < M; m++)
+			col[m] = (float)((double)wk->proj[off + (size_t)m * D + d] -
+					 (double)wk->st->m->w.proj_w[off + (size_t)m * D + d]);
+		e += quad_c(s, col);
+	}
+	free(col);
+	return e;
+}
+
 static mb_rome_request request_of(const ed_item *it)
 {
 	return (mb_rome_request){.prompt = it->prompt, .n_prompt = it->n_prompt,
@@ -1068,7 +1269,7 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	mb_rome_request req = request_of(it);
 	mb_rome_result res = {0}, res2 = {0};
 	mb_rome_params rp2 = st->rp;
-	double sc[7];
+	double sc[7], lnorm[MB_MEMIT_MAX_LAYERS], energy[MB_MEMIT_MAX_LAYERS];
 	float *uc = NULL, *rc_ = NULL;
 	int rc;
 	mb_rng rng;
@@ -1082,11 +1283,23 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	v[M_BASE_MAG] = wk->margin[0];
 
 	/* the edit */
-	if ((rc = mb_rome_compute(&res, wk->e, &st->stats[0], &req, st->pre, st->n_pre, &st->rp,
-				  err)) < 0)
-		goto cleanup;
-	mb_rome_apply(c, &wk->w, L0, res.u, res.r);
-	v[M_NORM] = norm2(res.u, M) * norm2(res.r, D);
+	if (st->p.memit) {
+		if ((rc = mb_memit_edit(NULL, wk->e, &wk->w, st->mstats, &req, 1, st->pre,
+					st->n_pre, &st->mp, err)) < 0)
+			goto cleanup;
+		v[M_NORM] = 0;
+		for (int i = 0; i < st->p.n_layers; i++) {
+			lnorm[i] = update_norm(wk, st->p.layers[i]);
+			v[M_NORM] += lnorm[i] * lnorm[i];
+		}
+		v[M_NORM] = sqrt(v[M_NORM]);
+	} else {
+		if ((rc = mb_rome_compute(&res, wk->e, &st->stats[0], &req, st->pre, st->n_pre,
+					  &st->rp, err)) < 0)
+			goto cleanup;
+		mb_rome_apply(c, &wk->w, L0, res.u, res.r);
+		v[M_NORM] = norm2(res.u, M) * norm2(res.r, D);
+	}
 	if ((rc = probe_margin(wk->margin, wk->e, &wk->bt, it, wk->scratch, err)) < 0 ||
 	    (rc = unrelated_logits(wk->z_new, wk->e, &wk->bt, &it->unrel, err)) < 0 ||
 	    (rc = gen_entropy(&v[M_ENTROPY], wk->e, &wk->bt, &it->gen, (int)st->p.gen_tokens,
@@ -1101,9 +1314,24 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	v[M_NEIGH_MAG] = sc[5];
 	v[M_SCORE] = sc[6];
 	v[M_KL] = mean_kl(wk->z_base, wk->z_new, U, V, wk->kl_scratch);
-	restore_layer(wk, L0);
+	/* the output energy of the edit on the corpus keys, per edited layer
+	 * (rome: ||r||^2 u^T C u) */
+	for (int i = 0; i < (st->p.memit ? st->p.n_layers : 1); i++) {
+		if (st->p.memit) {
+			energy[i] = update_energy(wk, st->p.layers[i], &st->mstats[i]);
+		} else {
+			double nr = norm2(res.r, D);
+			energy[i] = nr * nr * quad_c(&st->stats[0], res.u);
+		}
+		if (!isfinite(energy[i])) {
+			rc = mb_error_oom(err, "edit energy", sizeof(float) * (size_t)M);
+			goto cleanup;
+		}
+	}
+	restore_edited(wk);
 
-	/* the control: a random rank-one update of the same norm */
+	/* the control: a random rank-one update of the same norm (memit: at each
+	 * edited layer, of that layer's update's norm) */
 	uc = malloc(sizeof(float) * (size_t)M);
 	rc_ = malloc(sizeof(float) * (size_t)D);
 	if (!uc || !rc_) {
@@ -1112,10 +1340,15 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	}
 	mb_rng_init_named(&rng, (uint64_t)st->p.seed, "edit/control",
 			  mb_item_key_index(item->key));
-	mb_rome_control(uc, rc_, res.u, res.r, M, D, &rng);
-	for (int d = 0; d < D; d++)
-		rc_[d] = (float)(rc_[d] * st->p.control_scale);
-	mb_rome_apply(c, &wk->w, L0, uc, rc_);
+	for (int i = 0; i < (st->p.memit ? st->p.n_layers : 1); i++) {
+		if (st->p.memit)
+			mb_rome_control_norm(uc, rc_, lnorm[i], M, D, &rng);
+		else
+			mb_rome_control(uc, rc_, res.u, res.r, M, D, &rng);
+		for (int d = 0; d < D; d++)
+			rc_[d] = (float)(rc_[d] * st->p.control_scale);
+		mb_rome_apply(c, &wk->w, st->p.memit ? st->p.layers[i] : L0, uc, rc_);
+	}
 	if ((rc = probe_margin(wk->margin, wk->e, &wk->bt, it, wk->scratch, err)) < 0 ||
 	    (rc = unrelated_logits(wk->z_new, wk->e, &wk->bt, &it->unrel, err)) < 0)
 		goto cleanup;
@@ -1123,14 +1356,40 @@ static int run_item(ed_work *wk, const mb_item *item, const ed_item *it, double 
 	v[M_CTL_MAG] = sc[1];
 	v[M_CTL_NEIGH] = sc[4];
 	v[M_CTL_KL] = mean_kl(wk->z_base, wk->z_new, U, V, wk->kl_scratch);
-	restore_layer(wk, L0);
+	restore_edited(wk);
 
-	/* the wrong layer */
-	rp2.layer = L1;
-	if ((rc = mb_rome_compute(&res2, wk->e, &st->stats[1], &req, st->pre, st->n_pre, &rp2,
-				  err)) < 0)
+	/* the energy-matched control: a random rank-one update u' r'^T per edited
+	 * layer with ||r'||^2 u'^T C u' = the edit's energy there */
+	mb_rng_init_named(&rng, (uint64_t)st->p.seed, "edit/energy_control",
+			  mb_item_key_index(item->key));
+	for (int i = 0; i < (st->p.memit ? st->p.n_layers : 1); i++) {
+		const mb_rome_stats *s = st->p.memit ? &st->mstats[i] : &st->stats[0];
+		double q, scale;
+
+		mb_rome_control_norm(uc, rc_, 1.0, M, D, &rng);
+		q = quad_c(s, uc);
+		scale = q > 0.0 ? sqrt(energy[i] / q) * st->p.control_scale : 0.0;
+		for (int d = 0; d < D; d++)
+			rc_[d] = (float)(rc_[d] * scale);
+		mb_rome_apply(c, &wk->w, st->p.memit ? st->p.layers[i] : L0, uc, rc_);
+	}
+	if ((rc = unrelated_logits(wk->z_new, wk->e, &wk->bt, &it->unrel, err)) < 0)
 		goto cleanup;
-	mb_rome_apply(c, &wk->w, L1, res2.u, res2.r);
+	v[M_ECTL_KL] = mean_kl(wk->z_base, wk->z_new, U, V, wk->kl_scratch);
+	restore_edited(wk);
+
+	/* the wrong layer (memit: over [control_layer]) */
+	if (st->p.memit) {
+		if ((rc = mb_memit_edit(NULL, wk->e, &wk->w, &st->stats[1], &req, 1, st->pre,
+					st->n_pre, &st->mp_wrong, err)) < 0)
+			goto cleanup;
+	} else {
+		rp2.layer = L1;
+		if ((rc = mb_rome_compute(&res2, wk->e, &st->stats[1], &req, st->pre, st->n_pre,
+					  &rp2, err)) < 0)
+			goto cleanup;
+		mb_rome_apply(c, &wk->w, L1, res2.u, res2.r);
+	}
 	if ((rc = probe_margin(wk->margin, wk->e, &wk->bt, it, wk->scratch, err)) < 0)
 		goto cleanup;
 	probe_scores(sc, wk->margin, it);
@@ -1521,8 +1780,9 @@ cleanup:
 const mb_task mb_task_edit = {
 	.name = "edit",
 	.version = 1,
-	.summary = "fact editing with ROME: CounterFact efficacy, paraphrase, neighbourhood, "
-		   "fluency and KL, with random-update and wrong-layer controls (Meng et al. 2022)",
+	.summary = "fact editing with ROME or MEMIT: CounterFact efficacy, paraphrase, "
+		   "neighbourhood, fluency and KL, with random-update and wrong-layer controls "
+		   "(Meng et al. 2022, 2023)",
 	.metrics = ed_metrics,
 	.n_metrics = M_COUNT,
 	.batch = 1,

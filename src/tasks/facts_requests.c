@@ -17,6 +17,7 @@
 typedef struct fr_params {
 	mb_zoo_recipe recipe;
 	int64_t model_seed, n_per_relation, n_neighbors, n_unrelated;
+	int64_t n_per_stratum; /* text (mb_facts_text_generate) */
 } fr_params;
 
 static int fr_int(int64_t *out, json_t *v, const char *key, int64_t lo, int64_t hi,
@@ -31,8 +32,10 @@ static int fr_int(int64_t *out, json_t *v, const char *key, int64_t lo, int64_t 
 }
 
 /* Reads and checks params; builds the recipe (and so the knowledge base's
- * definition) it names. */
-static int fr_read_params(fr_params *p, const json_t *params, mb_error *err)
+ * definition) it names. text: the params of mb_facts_text_generate (counts:
+ * n_per_stratum) instead of the requests' (n_per_relation, n_neighbors,
+ * n_unrelated). */
+static int fr_read_params(fr_params *p, const json_t *params, int text, mb_error *err)
 {
 	const char *recipe = NULL, *preset = NULL, *key;
 	int have_seed = 0, error;
@@ -42,6 +45,7 @@ static int fr_read_params(fr_params *p, const json_t *params, mb_error *err)
 	p->n_neighbors = 8;
 	p->n_unrelated = 8;
 	p->model_seed = 0;
+	p->n_per_stratum = 64;
 	if (!json_is_object(params))
 		return mb_error_set(err, MB_EINVALID, "params: expected an object with recipe, "
 				    "preset and model_seed");
@@ -55,6 +59,12 @@ static int fr_read_params(fr_params *p, const json_t *params, mb_error *err)
 		} else if (strcmp(key, "model_seed") == 0) {
 			error = fr_int(&p->model_seed, v, key, 0, INT64_MAX, err);
 			have_seed = 1;
+		} else if (text && strcmp(key, "n_per_stratum") == 0) {
+			error = fr_int(&p->n_per_stratum, v, key, 1, 1 << 20, err);
+		} else if (text) {
+			return mb_error_set(err, MB_EINVALID,
+					    "params.%s: unknown field (facts text takes recipe, "
+					    "preset, model_seed, n_per_stratum)", key);
 		} else if (strcmp(key, "n_per_relation") == 0) {
 			error = fr_int(&p->n_per_relation, v, key, 1, 1 << 20, err);
 		} else if (strcmp(key, "n_neighbors") == 0) {
@@ -74,8 +84,9 @@ static int fr_read_params(fr_params *p, const json_t *params, mb_error *err)
 		return mb_error_set(err, MB_EINVALID, "params.%s: required (the facts model's "
 				    "recipe)", !recipe ? "recipe" : !preset ? "preset" : "model_seed");
 	if (strcmp(recipe, "facts") != 0)
-		return mb_error_set(err, MB_EINVALID, "params.recipe: '%s': edit requests come "
-				    "from the 'facts' recipe's knowledge base", recipe);
+		return mb_error_set(err, MB_EINVALID, "params.recipe: '%s': %s come from the "
+				    "'facts' recipe's knowledge base", recipe,
+				    text ? "facts texts" : "edit requests");
 	error = mb_zoo_recipe_get(&p->recipe, recipe, preset, (uint64_t)p->model_seed, err);
 	if (error < 0) {
 		mb_error_prefix(err, "params.preset");
@@ -231,7 +242,7 @@ int mb_facts_requests_generate(mb_item_list *out, uint64_t seed, const json_t *p
 	int error;
 
 	memset(&p, 0, sizeof(p));
-	if ((error = fr_read_params(&p, params, err)) < 0)
+	if ((error = fr_read_params(&p, params, 0, err)) < 0)
 		return error;
 	if ((error = mb_zoo_facts_init(&kb, &p.recipe, err)) < 0)
 		return error;
@@ -274,7 +285,7 @@ int mb_facts_corpus(char **out, size_t *len, const json_t *params, int rows, mb_
 	*out = NULL;
 	*len = 0;
 	memset(&p, 0, sizeof(p));
-	if ((error = fr_read_params(&p, params, err)) < 0)
+	if ((error = fr_read_params(&p, params, 0, err)) < 0)
 		return error;
 	if ((error = mb_zoo_facts_init(&kb, &p.recipe, err)) < 0)
 		return error;
@@ -304,6 +315,93 @@ int mb_facts_corpus(char **out, size_t *len, const json_t *params, int rows, mb_
 cleanup:
 	free(buf);
 	free(tok);
+	mb_zoo_facts_free(kb);
+	return error;
+}
+
+/* Appends the item {"text": text}. */
+static int fr_add_text(mb_item_list *out, const char *stratum, const char *cluster,
+		       const char *text, mb_error *err)
+{
+	json_t *in = json_pack("{s:s}", "text", text);
+
+	if (!in)
+		return mb_error_oom(err, "facts text", strlen(text));
+	return mb_item_list_add(out, stratum, cluster, in, err);
+}
+
+/* The n first of a Philox permutation (stream name, 0) of the facts (s, r, t)
+ * whose template t is held out (held = 1) or trained (0), in that order:
+ * items "<template with s> <object of (s, r)> ." of the stratum, cluster s. */
+static int fr_fact_texts(mb_item_list *out, const mb_zoo_facts *kb, uint64_t seed,
+			 const char *stratum, const char *stream, int held, int64_t n,
+			 mb_error *err)
+{
+	const int N = mb_zoo_facts_subjects(kb), R = mb_zoo_facts_relations();
+	const int K = mb_zoo_facts_templates();
+	int32_t *all = malloc((size_t)N * (size_t)R * (size_t)K * sizeof(*all));
+	size_t na = 0;
+	mb_rng rng;
+	int error = 0;
+
+	if (!all)
+		return mb_error_oom(err, "facts texts", (size_t)N * (size_t)R * (size_t)K);
+	for (int s = 0; s < N; s++)
+		for (int r = 0; r < R; r++)
+			for (int t = 0; t < K; t++)
+				if (mb_zoo_facts_is_heldout(r, t) == held)
+					all[na++] = (s * R + r) * K + t;
+	if ((size_t)n > na) {
+		error = mb_error_set(err, MB_EINVALID, "params.n_per_stratum: %lld is more than "
+				     "the %zu %s sentences of the knowledge base", (long long)n, na,
+				     stratum);
+		goto cleanup;
+	}
+	mb_rng_init_named(&rng, seed, stream, 0);
+	mb_rng_shuffle(&rng, all, na, sizeof(*all));
+	for (int64_t i = 0; i < n && error == 0; i++) {
+		const int s = all[i] / (R * K), r = all[i] / K % R, t = all[i] % K;
+		const char *tm = mb_zoo_facts_template(kb, r, t), *at = strstr(tm, "{}");
+		char text[FR_TEXT_MAX];
+
+		MB_ASSERT(at);
+		snprintf(text, sizeof(text), "%.*s%s%s %s .", (int)(at - tm), tm,
+			 mb_zoo_facts_subject(kb, s), at + 2,
+			 mb_zoo_facts_object(r, mb_zoo_facts_object_of(kb, s, r)));
+		error = fr_add_text(out, stratum, mb_zoo_facts_subject(kb, s), text, err);
+	}
+cleanup:
+	free(all);
+	return error;
+}
+
+int mb_facts_text_generate(mb_item_list *out, uint64_t seed, const json_t *params,
+			   mb_error *err)
+{
+	fr_params p;
+	mb_zoo_facts *kb = NULL;
+	int error;
+
+	memset(&p, 0, sizeof(p));
+	if ((error = fr_read_params(&p, params, 1, err)) < 0)
+		return error;
+	if ((error = mb_zoo_facts_init(&kb, &p.recipe, err)) < 0)
+		return error;
+	if ((error = fr_fact_texts(out, kb, seed, "fact", "facts_text/fact", 0, p.n_per_stratum,
+				   err)) < 0 ||
+	    (error = fr_fact_texts(out, kb, seed, "fact_heldout", "facts_text/heldout", 1,
+				   p.n_per_stratum, err)) < 0)
+		goto cleanup;
+	for (int64_t i = 0; i < p.n_per_stratum && error == 0; i++) {
+		char text[FR_TEXT_MAX], cluster[32];
+		int len = mb_zoo_facts_filler(text, sizeof(text), kb, seed, "facts_text/filler",
+					      (uint64_t)i);
+
+		MB_ASSERT(len > 0);
+		snprintf(cluster, sizeof(cluster), "filler/%lld", (long long)i);
+		error = fr_add_text(out, "filler", cluster, text, err);
+	}
+cleanup:
 	mb_zoo_facts_free(kb);
 	return error;
 }

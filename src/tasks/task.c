@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/file.h>
 #include <mechbench/parse.h>
 
 #define MB_TASK(name) extern const mb_task mb_task_##name;
@@ -223,4 +224,33 @@ void mb_item_list_dispose(mb_item_list *l)
 	}
 	free(l->items);
 	memset(l, 0, sizeof(*l));
+}
+
+int mb_task_read_source(char **out, size_t *len, const json_t *params, const char *what,
+			mb_error *err)
+{
+	const json_t *p = json_object_get(params, "source");
+	const json_t *h = json_object_get(params, "source_sha256");
+	char sha[MB_SHA256_HEX_LEN];
+	int rc;
+
+	*out = NULL;
+	*len = 0;
+	if (!json_is_string(p) || !json_string_length(p))
+		return mb_error_set(err, MB_EINVALID, "params.source: required: the path of the "
+				    "source file (%s)", what);
+	if (!json_is_string(h) || json_string_length(h) != MB_SHA256_HEX_LEN - 1)
+		return mb_error_set(err, MB_EINVALID, "params.source_sha256: required: the sha256 "
+				    "of %s", json_string_value(p));
+	if ((rc = mb_file_read_text(out, len, json_string_value(p), err)) < 0)
+		return rc;
+	mb_sha256_hex_buf(sha, *out, *len);
+	if (strcmp(sha, json_string_value(h)) != 0) {
+		rc = mb_error_set(err, MB_EMISMATCH, "%s: sha256 %s, params.source_sha256 says %s",
+				  json_string_value(p), sha, json_string_value(h));
+		free(*out);
+		*out = NULL;
+		*len = 0;
+	}
+	return rc;
 }

@@ -1,13 +1,16 @@
 /*
  * edit_gate (zoo: reads the committed facts model, release pass only):
  * `gate --edited` on a throw-away repository holding the zoo facts model, a
- * suite of two entries on it (the edit task on 4 requests; "recall": the
+ * suite of three entries on it (the edit task on 4 requests; "recall": the
  * edit task's base_magnitude on 16 other facts, i.e. whether the model still
- * knows them), their baseline, and two edits of one fact made by `mechbench
- * edit`: the ROME edit passes; the same edit 100 times larger
- * (--update-scale 100, a deliberately harmful edit) is REGRESSED on the
- * recall entry, exit 3, although the edit entry itself passes. Both edited
- * models run in place of the base for every entry (the gate's notes say so).
+ * knows them; "text": the lm task, next-token loss on 96 held-out sentences
+ * of the model's language, another task type), their baseline, and two edits
+ * of one fact made by `mechbench edit`: the ROME edit passes everywhere (its
+ * loss rises by about 0.02 nats, inside the 0.2 margin); the same edit 100
+ * times larger (--update-scale 100, a deliberately harmful edit) is
+ * REGRESSED on the lm entry (loss up by about 4.5 nats) and on recall, exit
+ * 3, although the edit entry itself passes. Both edited models run in place
+ * of the base for every entry (the gate's notes say so).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -73,7 +76,8 @@ static void write_edit(const char *dir)
 
 Test(edit_gate, a_harmful_edit_is_regressed_on_another_entry_of_its_base_model)
 {
-	char dir[256], s1[MB_SHA256_HEX_LEN], s2[MB_SHA256_HEX_LEN], spec[4096], cmd[2048];
+	char dir[256], s1[MB_SHA256_HEX_LEN], s2[MB_SHA256_HEX_LEN], s3[MB_SHA256_HEX_LEN];
+	char spec[4096], cmd[2048];
 	char *out = NULL;
 	int rc;
 
@@ -84,10 +88,13 @@ Test(edit_gate, a_harmful_edit_is_regressed_on_another_entry_of_its_base_model)
 		  "-  facts/tiny.jsonl  edit@1  20261204  {\"model_seed\":0,\"n_neighbors\":2,"
 		  "\"n_per_relation\":1,\"n_unrelated\":2,\"preset\":\"fast\",\"recipe\":\"facts\"}\n"
 		  "-  facts/recall.jsonl  edit@1  77  {\"model_seed\":0,\"n_neighbors\":1,"
-		  "\"n_per_relation\":4,\"n_unrelated\":1,\"preset\":\"fast\",\"recipe\":\"facts\"}\n");
+		  "\"n_per_relation\":4,\"n_unrelated\":1,\"preset\":\"fast\",\"recipe\":\"facts\"}\n"
+		  "-  lm/facts.jsonl  lm@1  20261205  {\"model_seed\":0,\"n_per_stratum\":32,"
+		  "\"preset\":\"fast\",\"recipe\":\"facts\"}\n");
 	mbt_sh_ok(dir, MBT_CLI "datasets build");
 	sha_of(s1, dir, "datasets/facts/tiny.jsonl");
 	sha_of(s2, dir, "datasets/facts/recall.jsonl");
+	sha_of(s3, dir, "datasets/lm/facts.jsonl");
 	snprintf(spec, sizeof(spec),
 		 "{\"format\": 1, \"suite\": \"safety\", \"alpha\": 0.05, \"power\": 0.8, "
 		 "\"bootstrap\": 1000, \"seed\": 1, \"tasks\": [\n"
@@ -104,8 +111,14 @@ Test(edit_gate, a_harmful_edit_is_regressed_on_another_entry_of_its_base_model)
 		 "  \"params\": {\"layer\": 0, \"control_layer\": 2, \"gen_tokens\": 4, "
 		 "\"corpus_sequences\": 16, \"steps\": 1, \"prefixes\": 0},\n"
 		 "  \"metrics\": [{\"metric\": \"edit.base_magnitude@1\", \"kind\": \"continuous\", "
-		 "\"direction\": \"lower\", \"margin\": 0.35}]}]}\n",
-		 s1, s2);
+		 "\"direction\": \"lower\", \"margin\": 0.35}]},\n"
+		 " {\"name\": \"text\", \"task\": \"lm\", \"model\": \"models/facts\", "
+		 "\"baseline\": \"baselines/safety.json\",\n"
+		 "  \"dataset\": {\"path\": \"datasets/lm/facts.jsonl\", \"sha256\": \"%s\"},\n"
+		 "  \"params\": {\"bos\": \"<bos>\"},\n"
+		 "  \"metrics\": [{\"metric\": \"lm.loss@1\", \"kind\": \"continuous\", "
+		 "\"direction\": \"lower\", \"margin\": 0.2}]}]}\n",
+		 s1, s2, s3);
 	mbt_write(dir, "benchmarks/safety.json", spec);
 	mbt_sh_ok(dir, GIT "add -A && " GIT "commit -qm suite");
 	mbt_sh_ok(dir, MBT_CLI "run --suite benchmarks/safety.json --db r.db --quiet --threads 2 && "
@@ -125,15 +138,18 @@ Test(edit_gate, a_harmful_edit_is_regressed_on_another_entry_of_its_base_model)
 		rc = mbt_sh(dir, cmd, &out);
 		printf("%s edit (exit %d):\n%s\n", harmful ? "harmful" : "ROME", rc, out);
 		cr_expect(strstr(out, "edit: ran on the edited model") &&
-			  strstr(out, "recall: ran on the edited model"), "%s", out);
+			  strstr(out, "recall: ran on the edited model") &&
+			  strstr(out, "text: ran on the edited model"), "%s", out);
 		/* the edit's own entry passes either way */
 		cr_expect(row_says(out, "edit.neighbourhood@1", "PASS"), "%s", out);
 		if (harmful) {
 			cr_expect_eq(rc, 3, "%s", out);
 			cr_expect(row_says(out, "edit.base_magnitude@1", "REGRESSED"), "%s", out);
+			cr_expect(row_says(out, "lm.loss@1", "REGRESSED"), "%s", out);
 		} else {
 			cr_expect_eq(rc, 0, "%s", out);
 			cr_expect(!row_says(out, "edit.base_magnitude@1", "REGRESSED"), "%s", out);
+			cr_expect(row_says(out, "lm.loss@1", "PASS"), "%s", out);
 		}
 		free(out);
 		out = NULL;

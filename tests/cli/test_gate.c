@@ -9,6 +9,7 @@
  * (xmllint), markdown that is a table, JSON with the documented fields.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,20 +229,62 @@ Test(cli_gate, missing_baselines_and_uncommitted_specs_are_clear_errors)
 	free(out);
 }
 
+/* The MDE `power --suite` prints for synthetic.score (its table's fifth
+ * column), NAN when the row is missing. */
+static double power_suite_score_mde(const char *out)
+{
+	const char *row = strstr(out, "\ntoy ");
+	char entry[64], metric[64], stratum[64];
+	size_t n;
+	double mde;
+
+	if (!row || sscanf(row + 1, "%63s %63s %63s %zu %lf", entry, metric, stratum, &n, &mde) != 5 ||
+	    strcmp(metric, "synthetic.score") != 0)
+		return NAN;
+	return mde;
+}
+
 Test(cli_gate, an_underpowered_gate_is_refused_before_running)
 {
-	char *out = NULL, *spec = mbt_read(dir, "benchmarks/demo.json");
-	/* A margin far below what 200 items can see, committed. */
+	char *out = NULL, *pout = NULL, *spec = mbt_read(dir, "benchmarks/demo.json");
+	const char *at_mde;
+	int rc;
+
+	/* `power --suite` plans the registered margins as the gate does: all plan. */
+	rc = mbt_sh(dir, MBT_CLI "power --suite benchmarks/demo.json 2>&1", &pout);
+	cr_expect_eq(rc, 0, "%s", pout);
+	cr_expect(strstr(pout, "every margin plans (3 metrics)") != NULL, "%s", pout);
+	free(pout);
+
+	/* A margin far below what 200 items can see: `power --suite` sees it in the
+	 * working tree, before the commit; the gate refuses it once committed. */
 	char *at = strstr(spec, "\"margin\": 1.0");
 	memcpy(at, "\"margin\": 0.1", 13);
 	mbt_write(dir, "benchmarks/demo.json", spec);
 	free(spec);
+	rc = mbt_sh(dir, MBT_CLI "power --suite benchmarks/demo.json 2>&1", &pout);
+	cr_expect_eq(rc, 3, "%s", pout);
+	cr_expect(strstr(pout, "REFUSED: needs n >= ") != NULL, "%s", pout);
+	cr_expect(strstr(pout, "1 margin(s) of 3 metrics would be refused") != NULL, "%s", pout);
 	mbt_sh_ok(dir, GIT "commit -qam 'tight margin'");
-	int rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD 2>&1", &out);
+	rc = mbt_sh(dir, MBT_CLI "gate --suite benchmarks/demo.json --baseline-ref HEAD 2>&1", &out);
 	cr_expect_eq(rc, 1, "%s", out);
 	cr_expect(strstr(out, "gate refused before running") != NULL, "%s", out);
-	cr_expect(strstr(out, "toy/synthetic.score@1: MDE") != NULL, "%s", out);
+	at_mde = strstr(out, "toy/synthetic.score@1: MDE ");
+	cr_expect(at_mde != NULL, "%s", out);
+	/* the same number, printed by both at 4 significant digits */
+	if (at_mde)
+		cr_expect_eq(strtod(at_mde + strlen("toy/synthetic.score@1: MDE "), NULL),
+			     power_suite_score_mde(pout), "gate: %s\npower: %s", out, pout);
 	free(out);
+	free(pout);
+
+	/* an entry whose baseline file is missing is one error naming it */
+	mbt_sh_ok(dir, "rm baselines/demo.json");
+	rc = mbt_sh(dir, MBT_CLI "power --suite benchmarks/demo.json 2>&1", &pout);
+	cr_expect_eq(rc, 1, "%s", pout);
+	cr_expect(strstr(pout, "baselines/demo.json") != NULL, "%s", pout);
+	free(pout);
 }
 
 Test(cli_gate, the_gate_stores_its_run_and_verdicts_when_asked)

@@ -8,8 +8,9 @@
  *    log-softmax, greedy continuations one prompt at a time, n-gram entropy
  *    by sorting, KL by its definition, the random control and the
  *    wrong-layer edit redone from their definitions;
- *  - the random-update control can fail: at 1000 times the edit's norm its
- *    KL on unrelated prompts is large;
+ *  - the random-update controls can fail: at 1000 times the edit's norm (or
+ *    1000 times the energy-matched scale) their KL on unrelated prompts is
+ *    large;
  *  - the causal-trace figures; bad items and a bad source are one line
  *    naming the item or file and the field.
  */
@@ -324,6 +325,43 @@ static void ref_edit(ref_ctx *r, const ref_probe *p, const char *subject, int la
 	free(prompt);
 }
 
+/* tr(dW^T C dW) for r's c_proj at layer minus the model's, as sum over
+ * (i, j) of C[i][j] (dW dW^T)[i][j] (edit.c sums x^T C x column by column). */
+static double ref_energy(const ref_ctx *r, int layer, const mb_rome_stats *st)
+{
+	const int M = r->m->cfg.d_mlp, D = r->m->cfg.d_model;
+	const size_t off = (size_t)layer * r->slab;
+	double e = 0;
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < M; j++) {
+			double g = 0;
+			for (int d = 0; d < D; d++)
+				g += ((double)r->proj[off + (size_t)i * D + d] -
+				      r->m->w.proj_w[off + (size_t)i * D + d]) *
+				     ((double)r->proj[off + (size_t)j * D + d] -
+				      r->m->w.proj_w[off + (size_t)j * D + d]);
+			e += st->mom2[(size_t)i * M + j] * g;
+		}
+	return e;
+}
+
+/* Applies the energy-matched control at layer: u' r'^T from rng with
+ * ||r'||^2 u'^T C u' = energy. */
+static void ref_energy_control(ref_ctx *r, int layer, const mb_rome_stats *st, double energy,
+			       mb_rng *rng)
+{
+	const int M = r->m->cfg.d_mlp, D = r->m->cfg.d_model;
+	float uc[256], rcv[64];
+	double q = 0;
+	mb_rome_control_norm(uc, rcv, 1.0, M, D, rng);
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < M; j++)
+			q += (double)uc[i] * st->mom2[(size_t)i * M + j] * uc[j];
+	for (int d = 0; d < D; d++)
+		rcv[d] = (float)(rcv[d] * sqrt(energy / q));
+	mb_rome_apply(&r->m->cfg, &r->w, layer, uc, rcv);
+}
+
 static void ref_restore(ref_ctx *r, int layer)
 {
 	memcpy(r->proj + (size_t)layer * r->slab, r->m->w.proj_w + (size_t)layer * r->slab,
@@ -382,6 +420,18 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 			nu += (double)res.u[j] * res.u[j];
 		expect_close("update_norm", metric(v, "edit.update_norm"), sqrt(nr * nu), 1e-9);
 	}
+	{
+		double e = ref_energy(&r, 1, &r.stats[0]), k;
+		mb_rng rng;
+		ref_restore(&r, 1);
+		mb_rng_init_named(&rng, 3, "edit/energy_control",
+				  mb_item_key_index(items.items[0].key));
+		ref_energy_control(&r, 1, &r.stats[0], e, &rng);
+		k = ref_kl(r.e, &p);
+		expect_close("energy_control_kl", metric(v, "edit.energy_control_kl"), k, 1e-5);
+		expect_close("energy_kl_excess", metric(v, "edit.energy_kl_excess"), kl_edit - k,
+			     2e-5);
+	}
 	ref_restore(&r, 1);
 
 	/* the control: u' r'^T of the same norm from the item's own stream */
@@ -417,6 +467,154 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 	ref_probe_close(&p);
 	ref_close(&r);
 	mb_item_list_dispose(&items);
+}
+
+/* The Frobenius norm of r's c_proj at layer minus the model's. */
+static double ref_update_norm(const ref_ctx *r, int layer)
+{
+	const size_t off = (size_t)layer * r->slab;
+	double s = 0;
+	for (size_t i = 0; i < r->slab; i++) {
+		double d = (double)r->proj[off + i] - (double)r->m->w.proj_w[off + i];
+		s += d * d;
+	}
+	return sqrt(s);
+}
+
+/* MEMIT of the request over layers (stats in the same order) on r's weights. */
+static void ref_memit(ref_ctx *r, const ref_probe *p, const int *layers, int n,
+		      const mb_rome_stats *stats)
+{
+	mb_error err = {0};
+	mb_memit_params mp;
+	mb_rome_request req;
+	int32_t *prompt;
+	int len, last;
+
+	cr_assert_eq(mb_edit_encode(&prompt, &len, NULL, &last, r->m->tok, "a b {} e", "c d",
+				    &err), 0, "%s", err.msg);
+	req = (mb_rome_request){prompt, len, last, p->obj[0], p->n_obj[0], prompt, len, last};
+	mb_memit_params_default(&mp, layers, n);
+	mp.z.steps = 8;
+	mp.mom2_weight = 50;
+	cr_assert_eq(mb_memit_edit(NULL, r->e, &r->w, stats, &req, 1, r->pre, 3, &mp, &err), 0,
+		     "%s", err.msg);
+	free(prompt);
+}
+
+/* method "memit": the edit, its control (a random rank-one update at each
+ * edited layer of that layer's update's norm) and the wrong-layer edit
+ * (MEMIT over [control_layer]) redone here with mb_memit_edit itself. */
+Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
+{
+	mb_error err = {0};
+	mb_item_list items = {0};
+	double v[64], sc[7], n0, n1, kl_edit, kl_ctl;
+	char params[512];
+	ref_ctx r = {0};
+	ref_probe p = {0};
+	const mb_engine_config *c;
+	const int both[2] = {0, 1}, wrong[1] = {0};
+	mb_rome_stats ms[2];
+
+	snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": [0, 1], "
+		 "\"mom2_weight\": 50}", (int)strlen(PARAMS) - 1, PARAMS);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(run_task(v, &items, params, &err), 0, "%s", err.msg);
+	ref_open(&r);
+	c = &r.m->cfg;
+	ms[0] = r.stats[1]; /* layer 0 */
+	ms[1] = r.stats[0]; /* layer 1 */
+	ref_probe_open(&p, r.m, "c d", "z");
+	for (int u = 0; u < 2; u++)
+		ref_lsm(p.base_lsm[u], r.e, p.unrel[u], p.n_unrel[u]);
+
+	ref_memit(&r, &p, both, 2, ms);
+	ref_scores(sc, r.e, &p);
+	kl_edit = ref_kl(r.e, &p);
+	n0 = ref_update_norm(&r, 0);
+	n1 = ref_update_norm(&r, 1);
+	cr_expect(n0 > 0 && n1 > 0, "both layers edited: %g %g", n0, n1);
+	cr_expect_eq(metric(v, "edit.efficacy"), sc[0]);
+	expect_close("memit efficacy_magnitude", metric(v, "edit.efficacy_magnitude"), sc[1], 1e-6);
+	cr_expect_eq(metric(v, "edit.paraphrase"), sc[2]);
+	cr_expect_eq(metric(v, "edit.neighbourhood"), sc[4]);
+	expect_close("memit score", metric(v, "edit.score"), sc[6], 1e-12);
+	expect_close("memit kl_unrelated", metric(v, "edit.kl_unrelated"), kl_edit, 1e-5);
+	expect_close("memit update_norm", metric(v, "edit.update_norm"), sqrt(n0 * n0 + n1 * n1),
+		     1e-9);
+	{
+		double e0 = ref_energy(&r, 0, &ms[0]), e1 = ref_energy(&r, 1, &ms[1]);
+		mb_rng rng;
+		ref_restore(&r, 0);
+		ref_restore(&r, 1);
+		mb_rng_init_named(&rng, 3, "edit/energy_control",
+				  mb_item_key_index(items.items[0].key));
+		ref_energy_control(&r, 0, &ms[0], e0, &rng);
+		ref_energy_control(&r, 1, &ms[1], e1, &rng);
+		expect_close("memit energy_control_kl", metric(v, "edit.energy_control_kl"),
+			     ref_kl(r.e, &p), 1e-5);
+	}
+	ref_restore(&r, 0);
+	ref_restore(&r, 1);
+	{
+		float uc[256], rcv[64];
+		mb_rng rng;
+		mb_rng_init_named(&rng, 3, "edit/control", mb_item_key_index(items.items[0].key));
+		mb_rome_control_norm(uc, rcv, n0, c->d_mlp, c->d_model, &rng);
+		mb_rome_apply(c, &r.w, 0, uc, rcv);
+		mb_rome_control_norm(uc, rcv, n1, c->d_mlp, c->d_model, &rng);
+		mb_rome_apply(c, &r.w, 1, uc, rcv);
+		kl_ctl = ref_kl(r.e, &p);
+		expect_close("memit control_kl_unrelated", metric(v, "edit.control_kl_unrelated"),
+			     kl_ctl, 1e-5);
+		cr_expect(fabs(ref_update_norm(&r, 0) - n0) < 1e-4 * n0, "the control's norm at "
+			  "layer 0: %g, the edit's %g", ref_update_norm(&r, 0), n0);
+		ref_restore(&r, 0);
+		ref_restore(&r, 1);
+	}
+	ref_memit(&r, &p, wrong, 1, &r.stats[1]);
+	ref_scores(sc, r.e, &p);
+	expect_close("memit wrong_layer_score", metric(v, "edit.wrong_layer_score"), sc[6], 1e-12);
+	cr_expect_eq(metric(v, "edit.wrong_layer_efficacy"), sc[0]);
+	ref_probe_close(&p);
+	ref_close(&r);
+	mb_item_list_dispose(&items);
+}
+
+Test(edit_task, memit_params_are_checked)
+{
+	static const char *const bad[][2] = {
+		{"\"method\": \"mend\"", "params.method"},
+		{"\"memit_layers\": [0, 1]", "only with method"},
+		{"\"method\": \"memit\", \"memit_layers\": [1, 0]", "ascending"},
+		{"\"method\": \"memit\", \"mom2_weight\": 0", "params.mom2_weight"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char spec[512];
+		mb_json_doc doc = {0};
+		mb_error err = {0};
+		int n = snprintf(spec, sizeof(spec), "{\"layer\": 1, \"control_layer\": 0, %s}",
+				 bad[i][0]);
+		cr_assert_eq(mb_json_doc_parse(&doc, spec, (size_t)n, "spec", &err), 0, "%s",
+			     err.msg);
+		cr_expect_lt(mb_task_find("edit")->check_params(&doc, doc.root, "params", &err), 0,
+			     "%s", spec);
+		cr_expect(strstr(err.msg, bad[i][1]), "%s: %s", spec, err.msg);
+		mb_json_doc_dispose(&doc);
+	}
+	{
+		mb_item_list items = {0};
+		mb_error err = {0};
+		double v[64];
+		char params[512];
+		snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": "
+			 "[1, 2]}", (int)strlen(PARAMS) - 1, PARAMS);
+		cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0);
+		cr_expect_lt(run_task(v, &items, params, &err), 0);
+		cr_expect(strstr(err.msg, "params.memit_layers: the last, 2"), "%s", err.msg);
+		mb_item_list_dispose(&items);
+	}
 }
 
 /* The battery after 1 and 2 edits against the two edits made here one after
@@ -506,6 +704,11 @@ Test(edit_task, the_random_update_control_fails_when_its_norm_is_huge, .init = o
 	/* the edit's own metrics do not move with the control's scale */
 	cr_expect_eq(metric(v1, "edit.kl_unrelated"), metric(v2, "edit.kl_unrelated"));
 	cr_expect(k2 > 1.0 && k2 > 5 * k1, "the control did not respond: %g vs %g", k2, k1);
+	k1 = metric(v1, "edit.energy_control_kl");
+	k2 = metric(v2, "edit.energy_control_kl");
+	printf("energy-matched control KL: %.4g at 1x the edit's energy, %.4g at 1000x its "
+	       "scale\n", k1, k2);
+	cr_expect(k2 > 1.0 && k2 > 5 * k1, "the energy control did not respond: %g vs %g", k2, k1);
 	mb_item_list_dispose(&items);
 }
 
