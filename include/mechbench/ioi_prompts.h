@@ -12,7 +12,12 @@
  * mb_ioi_template_at). Order ABBA puts IO first ("Mary and John ... John"),
  * BABA puts S first ("John and Mary ... John").
  *
- * Words. Names, places and objects come from lists in ioi_prompts.c. A
+ * The templates, the word lists, rendering, the held-out pairs and the zoo's
+ * vocabulary are the IOI language of ioi_templates.h (layer train, so the
+ * zoo's `ioi` recipe trains on the same sentences); this header adds the
+ * items, their corruptions and the split.
+ *
+ * Words. Names, places and objects come from lists in ioi_templates.c. A
  * tokenizer decides which are usable: only a word that encodes, with a
  * leading space (" Mary"), to exactly one token that decodes back to it is
  * kept (mb_ioi_lexicon_init), so one generator serves a word-level zoo
@@ -81,57 +86,19 @@
 #include <jansson.h>
 
 #include <mechbench/error.h>
+#include <mechbench/ioi_templates.h>
 #include <mechbench/task.h>
 #include <mechbench/tokenizer.h>
 
-#define MB_IOI_MAX_TEMPLATES 32
 #define MB_IOI_MAX_N_PER_STRATUM 100000
-
-/* A template: "{A}" and "{B}" the first and second names introduced, "{S}"
- * the repeated subject, "{P}" a place, "{O}" an object (zero or more). */
-typedef struct mb_ioi_template {
-	const char *id;    /* "t00" */
-	const char *shape; /* "subordinate", "two-sentence", "long-gap", ... */
-	const char *text;  /* "When {A} and {B} arrived at the {P}, {S} handed a {O} to" */
-} mb_ioi_template;
-
-typedef enum mb_ioi_order {
-	MB_IOI_ABBA = 0, /* IO introduced first */
-	MB_IOI_BABA = 1, /* S introduced first */
-} mb_ioi_order;
-
-typedef enum mb_ioi_list {
-	MB_IOI_NAMES = 0,
-	MB_IOI_PLACES = 1,
-	MB_IOI_OBJECTS = 2,
-} mb_ioi_list;
 
 typedef enum mb_ioi_split {
 	MB_IOI_DISCOVERY = 0,
 	MB_IOI_EVALUATION = 1,
 } mb_ioi_split;
 
-/* The template table, in id order. */
-size_t mb_ioi_template_count(void);
-const mb_ioi_template *mb_ioi_template_at(size_t i);
-/* The index of template id, or -1. */
-int mb_ioi_template_find(const char *id);
-
-/* A source list (every word, before any tokenizer filter); *n its length.
- * Borrowed, static. "names", "places", "objects" for messages. */
-const char *const *mb_ioi_words(mb_ioi_list which, size_t *n);
-const char *mb_ioi_list_name(mb_ioi_list which);
-/* "ABBA" / "BABA"; "discovery" / "evaluation". */
-const char *mb_ioi_order_name(mb_ioi_order o);
+/* "discovery" / "evaluation". */
 const char *mb_ioi_split_name(mb_ioi_split s);
-
-/* Renders template t with names a (slot {A}), b ({B}), s ({S}), place and
- * object into buf (cap bytes, NUL-terminated). off[0..3) get the byte offsets
- * of the {A}, {B} and {S} names in buf. Returns 0, or MB_EINVALID when the
- * text does not fit (naming the template). */
-int mb_ioi_render(char *buf, size_t cap, size_t off[3], const mb_ioi_template *t, const char *a,
-		  const char *b, const char *s, const char *place, const char *object,
-		  mb_error *err);
 
 /* Parsed generator params (the header comment lists the JSON fields). */
 typedef struct mb_ioi_params {
@@ -168,12 +135,6 @@ int mb_ioi_lexicon_init(mb_ioi_lexicon *out, const mb_tokenizer *tok, const char
 			mb_error *err);
 void mb_ioi_lexicon_dispose(mb_ioi_lexicon *lx);
 
-/* Whether the unordered pair {a, b} is held out of the zoo's training text:
- * mb_rng_uniform < fraction on stream "ioi/heldout_pair" under pair_seed,
- * index mb_rng_stream_id("<min(a,b)>|<max(a,b)>", 0) (strcmp order). A pure
- * function of the two names, independent of any tokenizer or dataset. */
-int mb_ioi_pair_heldout(uint64_t pair_seed, double fraction, const char *a, const char *b);
-
 /* The split of an item (stratum, cluster, input as the generator wrote
  * them; a "split" field in input is ignored): see the header comment.
  * Returns 0 or MB_ENOMEM. */
@@ -188,14 +149,5 @@ int mb_ioi_split_of(mb_ioi_split *out, uint64_t seed, double discovery_fraction,
  * tokenizer's own (naming the prompt). */
 int mb_ioi_generate(mb_item_list *out, uint64_t seed, const json_t *params,
 		    const mb_tokenizer *tok, const char *tok_name, mb_error *err);
-
-/* The generator's vocabulary for a word-level zoo tokenizer: every token the
- * pre-tokenizer pre_tokenizer ("WhitespaceSplit": runs of non-space, so
- * "store," is one token; "Whitespace": runs of [A-Za-z0-9_] or of other
- * non-space characters) makes of any prompt any template can render, plus
- * every list word, before any filter: sorted by strcmp, no duplicates. *out
- * is one allocation (the pointer array and the strings), freed with free().
- * Errors: an unknown pre_tokenizer (MB_EINVALID), MB_ENOMEM. */
-int mb_ioi_vocab(char ***out, size_t *n, const char *pre_tokenizer, mb_error *err);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * zoo.h: the model zoo: training recipes (modular addition, induction), their
+ * zoo.h: the model zoo: training recipes (modular addition, induction, IOI), their
  * data generators, and the MANIFEST of the committed zoo.
  *
  * Legend: T positions, V vocab, P modulus of modular addition.
@@ -16,7 +16,7 @@
  * What differs between recipes (presets, field checks, vocabulary, batches,
  * evaluation and its named fields, post-training checks) is one table of
  * operations per recipe (src/train/zoo_int.h), defined in the recipe's own
- * file (src/train/zoo_modadd.c, zoo_induction.c) and listed once in
+ * file (src/train/zoo_modadd.c, zoo_induction.c, zoo_ioi.c) and listed once in
  * src/train/zoo_registry.h; the trainer and the CLI read recipes only through
  * it.
  */
@@ -38,7 +38,7 @@ typedef struct mb_zoo_recipe_ops mb_zoo_recipe_ops;
 
 /* Everything a training run needs. Sizes follow the HF GPT-2 config names. */
 typedef struct mb_zoo_recipe {
-	char name[MB_ZOO_NAME_MAX];   /* recipe name, "modadd" | "induction" */
+	char name[MB_ZOO_NAME_MAX];   /* recipe name, "modadd" | "induction" | "ioi" */
 	char preset[MB_ZOO_NAME_MAX]; /* "fast" | "paper" | "custom" after overrides */
 	const mb_zoo_recipe_ops *ops; /* the recipe's table (set by mb_zoo_recipe_get) */
 	uint64_t seed; /* model init, data split and data order */
@@ -56,6 +56,8 @@ typedef struct mb_zoo_recipe {
 	/* Optimizer and schedule. */
 	mb_adamw_config adamw;
 	int64_t warmup_steps; /* linear warmup (adamw.h mb_lr_warmup) */
+	int64_t decay_steps;  /* > 0: the lr falls linearly over the last decay_steps steps,
+			       * to lr / decay_steps at the last; 0: constant after warmup */
 	double clip_norm;     /* global-norm clipping, 0 = off */
 	int64_t steps;        /* optimizer steps */
 	int64_t batch_size;   /* sequences per step; 0 = full batch (modadd) */
@@ -83,11 +85,27 @@ typedef struct mb_zoo_recipe {
 	int n_subjects;    /* in [16, 128] */
 	double fact_frac;  /* in (0, 1] */
 
+	/* ioi data: [BOS] then sentences, IOI (templates not held out, name
+	 * pairs not held out) with probability ioi_frac, else filler
+	 * (zoo_ioi.c documents the language and the draws). pair_seed and
+	 * heldout_pair_fraction are the IOI generator's (ioi_prompts.h), so the
+	 * task's held-out pairs are the recipe's. */
+	double ioi_frac;              /* in (0, 1] */
+	double pre_frac;              /* a name-free opening first, in [0, 1] */
+	double mix_frac;              /* IOI sentences from two templates, in [0, 1] */
+	double ending_frac;           /* IOI sentences with an ending of the recipe's own, in [0, 1] */
+	double noise_frac;            /* an ending's verb replaced by a random word, in [0, 1] */
+	double snoise_frac;           /* a random word just before {S}, in [0, 1] */
+	uint64_t pair_seed;
+	double heldout_pair_fraction; /* in (0, 1) */
+
 	/* Post-training checks (zoo verify and zoo train report them). */
 	double check_test_acc;        /* modadd: final test accuracy >= this */
 	double check_induction_score; /* induction: best layer-1 head score >= this */
 	double check_loss_ratio;      /* induction: loss(2nd repeat) <= ratio * loss(1st) */
 	double check_fact_acc;        /* facts: top-1 recall on training templates >= this */
+	double check_ioi_acc;         /* ioi: P(IO > S) on held-out templates >= this */
+	double check_logit_diff;      /* ioi: mean logit(IO) - logit(S) there > this */
 } mb_zoo_recipe;
 
 /* The recipes and their presets, in the registry's order. */
@@ -195,6 +213,25 @@ void mb_zoo_facts_row(int32_t *out, const mb_zoo_facts *kb, const char *stream, 
  * does not fit cap. */
 int mb_zoo_facts_filler(char *out, size_t cap, const mb_zoo_facts *kb, uint64_t seed,
 			const char *stream, uint64_t index);
+
+/* ---- ioi data ---- */
+
+/* The ioi recipe's language (src/train/zoo_ioi.c documents it): the
+ * vocabulary (token 0 <bos>, 1 ".", 2.. mb_ioi_vocab("WhitespaceSplit")),
+ * the sentence generator and the evaluation prompts of recipe r (copied). */
+typedef struct mb_zoo_ioi mb_zoo_ioi;
+
+int mb_zoo_ioi_init(mb_zoo_ioi **out, const mb_zoo_recipe *r, mb_error *err);
+void mb_zoo_ioi_free(mb_zoo_ioi *d);
+/* Row `index` of stream into out (T = r->n_positions tokens): [BOS] then
+ * sentences, the last one cut at T; a pure function of (r->seed, stream,
+ * index, the recipe's fields). Streams: "ioi/train" (index = (step - 1) *
+ * batch + row) and "ioi/evalrows". */
+void mb_zoo_ioi_row(int32_t *out, const mb_zoo_ioi *d, const char *stream, uint64_t index);
+/* The template ids the ioi recipe holds out of its training text. */
+const char *const *mb_zoo_ioi_heldout(size_t *n);
+/* The word of token id (out: "" when out of range), as tokenizer.json names it. */
+void mb_zoo_ioi_word(char out[16], int id);
 
 /* ---- training ---- */
 

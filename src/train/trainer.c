@@ -364,7 +364,7 @@ int mb_zoo_trainer_step(mb_zoo_trainer *t, double *out_loss, mb_error *err)
 {
 	const mb_zoo_recipe *r = t->r;
 	int64_t s = t->step + 1;
-	double loss = 0;
+	double loss = 0, lr;
 	mb_run run;
 	int error;
 
@@ -384,7 +384,10 @@ int mb_zoo_trainer_step(mb_zoo_trainer *t, double *out_loss, mb_error *err)
 	if (error < 0)
 		return error;
 	mb_grad_clip(t->grads, t->np, r->clip_norm);
-	mb_adamw_step(&t->opt, t->params, t->grads, mb_lr_warmup(r->adamw.lr, s, r->warmup_steps));
+	lr = mb_lr_warmup(r->adamw.lr, s, r->warmup_steps);
+	if (r->decay_steps > 0 && s > r->steps - r->decay_steps)
+		lr *= (double)(r->steps - s + 1) / (double)r->decay_steps;
+	mb_adamw_step(&t->opt, t->params, t->grads, lr);
 	if ((size_t)s > t->cap_losses) {
 		size_t cap = t->cap_losses ? 2 * t->cap_losses : 1024;
 		double *nl = realloc(t->losses, cap * sizeof(*nl));

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mechbench/logits.h>
+
 #include "zoo_int.h"
 
 static const mb_zoo_recipe_ops *const registry[] = {
@@ -104,10 +106,11 @@ int mb_zoo_recipe_check(const mb_zoo_recipe *r, mb_error *err)
 		return mb_error_set(err, MB_EINVALID, "recipe %s: init_std must be > 0", n);
 	if (mb_adamw_config_check(&r->adamw, err) < 0)
 		return mb_error_prefix(err, "recipe %s", n);
-	if (r->steps < 1 || r->warmup_steps < 0 || r->batch_size < 0 || r->eval_every < 1)
+	if (r->steps < 1 || r->warmup_steps < 0 || r->decay_steps < 0 || r->batch_size < 0 ||
+	    r->eval_every < 1)
 		return mb_error_set(err, MB_EINVALID,
-				    "recipe %s: steps >= 1, warmup_steps >= 0, batch_size >= 0 "
-				    "and eval_every >= 1 are required", n);
+				    "recipe %s: steps >= 1, warmup_steps >= 0, decay_steps >= 0, "
+				    "batch_size >= 0 and eval_every >= 1 are required", n);
 	if (!(r->clip_norm >= 0) || !isfinite(r->clip_norm))
 		return mb_error_set(err, MB_EINVALID, "recipe %s: clip_norm must be >= 0", n);
 	return r->ops->check(r, err);
@@ -147,6 +150,8 @@ json_t *mb_zoo_recipe_to_json(const mb_zoo_recipe *r)
 	bad |= json_object_set_new(a, "weight_decay", json_real(r->adamw.weight_decay));
 	bad |= json_object_set_new(o, "adamw", a);
 	bad |= json_object_set_new(o, "warmup_steps", json_integer(r->warmup_steps));
+	if (r->decay_steps > 0) /* absent from the recipes without a decay */
+		bad |= json_object_set_new(o, "decay_steps", json_integer(r->decay_steps));
 	bad |= json_object_set_new(o, "clip_norm", json_real(r->clip_norm));
 	bad |= json_object_set_new(o, "steps", json_integer(r->steps));
 	bad |= json_object_set_new(o, "batch_size", json_integer(r->batch_size));
@@ -157,6 +162,26 @@ json_t *mb_zoo_recipe_to_json(const mb_zoo_recipe *r)
 		return NULL;
 	}
 	return o;
+}
+
+int mb_zoo_lm_loss(double *out, mb_zoo_ctx *c, int rows, mb_error *err)
+{
+	const int T = c->r->n_positions;
+	mb_run run = {.batch = rows, .seq = T, .tokens = c->tokens, .logits = MB_LOGITS_ALL};
+	double loss = 0;
+	int64_t n = 0;
+	int error = mb_engine_forward(c->e, &run, err);
+
+	if (error < 0)
+		return error;
+	for (int b = 0; b < rows; b++)
+		for (int i = 0; i < T - 1; i++) {
+			loss += mb_logits_ce(NULL, mb_engine_logits_row(c->e, b, i), c->V,
+					     c->targets[(size_t)b * T + i], MB_LOGITS_DETMATH);
+			n++;
+		}
+	*out = loss / (double)n;
+	return 0;
 }
 
 const mb_zoo_eval_field *mb_zoo_eval_fields(const mb_zoo_recipe *r, size_t *n)

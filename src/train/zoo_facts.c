@@ -748,9 +748,8 @@ static int facts_eval(mb_zoo_ctx *c, mb_zoo_eval *ev, mb_error *err)
 	facts_data *d = c->data;
 	const int T = c->r->n_positions, V = c->V;
 	const int np = d->n * FACTS_R * FACTS_TEMPLATES;
-	double acc[2] = {0}, pr[2] = {0}, rel_ok = 0, loss = 0;
+	double acc[2] = {0}, pr[2] = {0}, rel_ok = 0;
 	int cnt[2] = {0}, error;
-	int64_t nloss = 0;
 	uint8_t held[FACTS_EVAL_CHUNK], rel_of[FACTS_EVAL_CHUNK];
 
 	for (int first = 0; first < np; first += FACTS_EVAL_CHUNK) {
@@ -798,19 +797,7 @@ static int facts_eval(mb_zoo_ctx *c, mb_zoo_eval *ev, mb_error *err)
 	for (int b = 0; b < FACTS_LOSS_ROWS; b++)
 		facts_row(c->tokens + (size_t)b * T, c->targets + (size_t)b * T, d,
 			  "facts/evalrows", (uint64_t)b);
-	mb_run lrun = {.batch = FACTS_LOSS_ROWS, .seq = T, .tokens = c->tokens,
-		       .logits = MB_LOGITS_ALL};
-	error = mb_engine_forward(c->e, &lrun, err);
-	if (error < 0)
-		return error;
-	for (int b = 0; b < FACTS_LOSS_ROWS; b++)
-		for (int i = 0; i < T - 1; i++) {
-			loss += mb_logits_ce(NULL, mb_engine_logits_row(c->e, b, i), V,
-					     c->targets[(size_t)b * T + i], MB_LOGITS_DETMATH);
-			nloss++;
-		}
-	ev->value[EV_LM_LOSS] = loss / (double)nloss;
-	return 0;
+	return mb_zoo_lm_loss(&ev->value[EV_LM_LOSS], c, FACTS_LOSS_ROWS, err);
 }
 
 static void facts_checks(mb_zoo_result *res, const mb_zoo_recipe *r, const mb_zoo_eval *evals,

@@ -98,4 +98,11 @@ struct mb_zoo_recipe_ops {
 /* The data ops' context of trainer t (modadd's train pairs accessor). */
 const mb_zoo_ctx *mb_zoo_trainer_ctx(const mb_zoo_trainer *t);
 
+/* A language-model evaluation: the mean next-token cross-entropy
+ * (MB_LOGITS_DETMATH) of the first rows rows of c->tokens (T =
+ * c->r->n_positions tokens each) against c->targets at positions 0..T-2,
+ * summed row by row, position by position. One forward (MB_LOGITS_ALL);
+ * overwrites the engine's activations. */
+int mb_zoo_lm_loss(double *out, mb_zoo_ctx *c, int rows, mb_error *err);
+
 #endif

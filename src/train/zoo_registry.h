@@ -8,3 +8,4 @@
 MB_ZOO_RECIPE(modadd)
 MB_ZOO_RECIPE(induction)
 MB_ZOO_RECIPE(facts)
+MB_ZOO_RECIPE(ioi)

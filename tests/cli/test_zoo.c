@@ -115,7 +115,7 @@ Test(zoo_cli, bad_command_lines_exit_2_with_one_message)
 		{"zoo", NULL},
 		{"zoo", "fly", NULL},
 		{"zoo", "train", NULL},
-		{"zoo", "train", "ioi", NULL},
+		{"zoo", "train", "ioc", NULL},
 		{"zoo", "train", "modadd", "--preset", "slow", NULL},
 		{"zoo", "train", "modadd", "--seed", "-3", NULL},
 		{"zoo", "train", "modadd", "--steps", "0", NULL},
@@ -123,7 +123,7 @@ Test(zoo_cli, bad_command_lines_exit_2_with_one_message)
 		{"zoo", "verify", "--what", NULL},
 	};
 	static const char *const want[] = {"usage", "unknown subcommand 'fly'", "missing recipe",
-					   "unknown recipe 'ioi'", "no preset 'slow'", "--seed",
+					   "unknown recipe 'ioc'", "no preset 'slow'", "--seed",
 					   "--steps", "--bogus", "--what"};
 	run_result *r = malloc(sizeof(*r));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mechbench/ioi_templates.h>
 #include <mechbench/zoo.h>
 
 Test(zoo, modadd_split_partitions_all_pairs_by_seed_and_fraction)
@@ -164,8 +165,11 @@ Test(zoo, recipes_have_the_documented_presets)
 	cr_expect(r.n_layer == 2 && r.attn_only);
 	cr_expect_eq(mb_zoo_recipe_get(&r, "induction", "paper", 0, &err), MB_ENOTFOUND);
 	cr_expect(strstr(err.msg, "no preset 'paper'"), "%s", err.msg);
-	cr_expect_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), MB_ENOTFOUND);
-	cr_expect(strstr(err.msg, "unknown recipe 'ioi'"), "%s", err.msg);
+	cr_assert_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), 0, "%s", err.msg);
+	/* The IOI generator's held-out pairs (ioi_prompts.h defaults). */
+	cr_expect(!r.attn_only && r.pair_seed == 0 && r.heldout_pair_fraction == 0.2);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "ioc", "fast", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "unknown recipe 'ioc'"), "%s", err.msg);
 }
 
 /* The registry: every recipe is found by its name at each of its presets,
@@ -215,9 +219,10 @@ Test(zoo, unknown_names_list_the_known_recipes_and_presets)
 {
 	mb_zoo_recipe r;
 	mb_error err;
-	cr_expect_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 0, &err), MB_ENOTFOUND);
-	cr_expect(strstr(err.msg, "(known: modadd, induction") && strstr(err.msg, "facts"), "%s",
-		  err.msg);
+	cr_expect_eq(mb_zoo_recipe_get(&r, "ioc", "fast", 0, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "(known: modadd, induction") && strstr(err.msg, "facts") &&
+			  strstr(err.msg, "ioi"),
+		  "%s", err.msg);
 	cr_expect_eq(mb_zoo_recipe_get(&r, "modadd", "slow", 0, &err), MB_ENOTFOUND);
 	cr_expect(strstr(err.msg, "(known: fast, paper)"), "%s", err.msg);
 	/* a recipe that did not come from the registry has no table */
@@ -372,4 +377,191 @@ Test(zoo, manifest_corpus_valid_files_parse_and_bad_files_are_rejected)
 		cr_expect(strstr(err.msg, cases[i][1]), "%s: '%s' not in %s", cases[i][0], cases[i][1],
 			  err.msg);
 	}
+}
+
+/* ---- ioi ---- */
+
+/* The word of a token id, from words[] (the recipe's own names of its ids). */
+static const char *ioi_word(const mb_zoo_recipe *r, int32_t id, char (*words)[16])
+{
+	cr_assert(id >= 0 && id < r->vocab_size, "token id %d", id);
+	cr_assert(words[id][0], "token id %d has no word", id);
+	return words[id];
+}
+
+static int in_list(mb_ioi_list which, const char *s, size_t len)
+{
+	size_t n;
+	const char *const *w = mb_ioi_words(which, &n);
+	for (size_t i = 0; i < n; i++)
+		if (strlen(w[i]) == len && strncmp(w[i], s, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether the first words of sent (n) are an instance of template text:
+ * chunk by chunk, a placeholder chunk "{X}," matching a list word with the
+ * same text around it, "{W}" any word that is not a name. names[0..3) get
+ * the {A}, {B}, {S} words. Returns the number of words the template covers,
+ * or 0. */
+static int ioi_match(const char *text, const char *const *sent, int n, const char *names[3])
+{
+	int k = 0;
+	while (*text) {
+		size_t len = strcspn(text, " ");
+		const char *ph = memchr(text, '{', len);
+		if (k == n)
+			return 0;
+		if (!ph) {
+			if (strlen(sent[k]) != len || strncmp(sent[k], text, len) != 0)
+				return 0;
+		} else if (ph[1] == 'W') {
+			if (in_list(MB_IOI_NAMES, sent[k], strlen(sent[k])))
+				return 0;
+		} else {
+			size_t pre = (size_t)(ph - text), post = len - pre - 3, wl = strlen(sent[k]);
+			mb_ioi_list which = ph[1] == 'P'   ? MB_IOI_PLACES
+					    : ph[1] == 'O' ? MB_IOI_OBJECTS
+							   : MB_IOI_NAMES;
+			if (wl < pre + post + 1 || strncmp(sent[k], text, pre) != 0 ||
+			    strncmp(sent[k] + wl - post, ph + 3, post) != 0 ||
+			    !in_list(which, sent[k] + pre, wl - pre - post))
+				return 0;
+			if (which == MB_IOI_NAMES)
+				names[ph[1] == 'A' ? 0 : ph[1] == 'B' ? 1 : 2] = sent[k];
+		}
+		k++;
+		text += len;
+		text += *text == ' ';
+	}
+	return k;
+}
+
+/* 400 training rows: every row starts with [BOS]; no sentence is an instance
+ * of a held-out template or starts like one (its part before {S}); no two
+ * distinct names of a sentence form a held-out pair; every sentence that
+ * starts like a training template (its part before {S}, then a name) is an
+ * IOI sentence: it ends with "to" and IO (the name of the pair that S is
+ * not), and its rest is another training template's part after {S} (a join,
+ * mix_frac of the others) or one of the recipe's endings (ending_frac); the
+ * IOI sentences make up ioi_frac of the rows' first sentences, snoise_frac of
+ * them with a noise word before {S}, all within binomial noise. */
+Test(zoo, ioi_training_text_holds_out_templates_and_pairs_and_ends_ioi_with_io)
+{
+	mb_zoo_recipe r;
+	mb_zoo_ioi *d = NULL;
+	mb_error err;
+	int32_t row[256];
+	char(*words)[16];
+	const char *sent[64];
+	const size_t nt = mb_ioi_template_count();
+	uint8_t held[MB_IOI_MAX_TEMPLATES] = {0};
+	const char *const *ho;
+	size_t nho;
+	int nioi = 0, nfull = 0, mixed = 0, ended = 0, nnoised = 0;
+
+	cr_assert_eq(mb_zoo_recipe_get(&r, "ioi", "fast", 5, &err), 0, "%s", err.msg);
+	cr_assert_leq(r.n_positions, 256);
+	cr_assert_eq(mb_zoo_ioi_init(&d, &r, &err), 0, "%s", err.msg);
+	words = calloc((size_t)r.vocab_size, sizeof(*words));
+	for (int id = 0; id < r.vocab_size; id++)
+		mb_zoo_ioi_word(words[id], id);
+	ho = mb_zoo_ioi_heldout(&nho);
+	cr_assert_geq(nho, 4, "at least four held-out templates");
+	for (size_t i = 0; i < nho; i++) {
+		cr_assert_geq(mb_ioi_template_find(ho[i]), 0, "held-out template %s", ho[i]);
+		held[mb_ioi_template_find(ho[i])] = 1;
+	}
+	for (uint64_t i = 0; i < 400; i++) {
+		int32_t again[256];
+		int at = 1, first = 1;
+		mb_zoo_ioi_row(row, d, "ioi/train", i);
+		mb_zoo_ioi_row(again, d, "ioi/train", i);
+		cr_assert_arr_eq(row, again, (size_t)r.n_positions * sizeof(row[0]));
+		cr_assert_eq(row[0], 0, "row %llu starts with <bos>", (unsigned long long)i);
+		for (int k = 1; k < r.n_positions; k++) {
+			int n = 0, is_ioi = 0;
+			if (row[k] != 1)
+				continue;
+			/* one whole sentence: row[at .. k) */
+			for (int j = at; j < k; j++, n++)
+				sent[n] = ioi_word(&r, row[j], words);
+			at = k + 1;
+			for (int a = 0; a < n; a++)
+				for (int b = 0; b < n; b++)
+					if (in_list(MB_IOI_NAMES, sent[a], strlen(sent[a])) &&
+					    in_list(MB_IOI_NAMES, sent[b], strlen(sent[b])) &&
+					    strcmp(sent[a], sent[b]) != 0)
+						cr_assert(!mb_ioi_pair_heldout(r.pair_seed, r.heldout_pair_fraction,
+									      sent[a], sent[b]),
+							  "row %llu: held-out pair %s, %s",
+							  (unsigned long long)i, sent[a], sent[b]);
+			for (size_t t = 0; t < nt && !is_ioi; t++) {
+				const mb_ioi_template *ti = mb_ioi_template_at(t);
+				const char *names[3] = {NULL, NULL, NULL};
+				const int pre = (int)(strstr(ti->text, "{S}") - ti->text);
+				char text[512];
+				int len, joined = 0, noised = 0;
+				/* the part before {S}, then {S}, or a noise word and {S} */
+				snprintf(text, sizeof(text), "%.*s{S}", pre, ti->text);
+				len = ioi_match(text, sent, n, names);
+				if (!len) {
+					snprintf(text, sizeof(text), "%.*s{W} {S}", pre, ti->text);
+					len = ioi_match(text, sent, n, names);
+					noised = len > 0;
+				}
+				if (!len)
+					continue;
+				cr_assert(!held[t], "row %llu: held-out template %s's start in "
+					  "training text", (unsigned long long)i, ti->id);
+				is_ioi = 1;
+				cr_assert(strcmp(names[2], names[0]) == 0 ||
+					  strcmp(names[2], names[1]) == 0);
+				cr_assert_geq(n, len + 2);
+				cr_assert(strcmp(sent[n - 2], "to") == 0 || strcmp(sent[n - 2], "for") == 0,
+					  "row %llu: '%s' before IO", (unsigned long long)i, sent[n - 2]);
+				cr_assert_str_eq(sent[n - 1],
+						 strcmp(names[2], names[0]) == 0 ? names[1] : names[0],
+						 "row %llu: the IOI sentence ends with IO",
+						 (unsigned long long)i);
+				for (size_t u = 0; u < nt && !joined; u++) {
+					const mb_ioi_template *tj = mb_ioi_template_at(u);
+					snprintf(text, sizeof(text), "%.*s%s%s", pre, ti->text,
+						 noised ? "{W} " : "", strstr(tj->text, "{S}"));
+					if (!held[u] && ioi_match(text, sent, n, names) == n - 1)
+						joined = 1 + (u != t);
+				}
+				nioi += first; /* the first sentence is never cut */
+				nnoised += first && noised;
+				mixed += first && joined == 2;
+				ended += first && !joined;
+			}
+			first = 0;
+		}
+		nfull += at > 1;
+	}
+	cr_expect_eq(nfull, 400, "every row holds a whole sentence");
+	double frac = nioi / 400.0, se = sqrt(r.ioi_frac * (1 - r.ioi_frac) / 400.0);
+	cr_expect(fabs(frac - r.ioi_frac) < 4 * se, "IOI share %.3f of the rows' first "
+		  "sentences, want %.2f", frac, r.ioi_frac);
+	/* our endings: ending_frac of them, less the few that equal a training
+	 * template's end ("{S} handed a {O} to": no adverb, a template's verb,
+	 * "a {O}", no particle: about 4% of the endings) */
+	double want = r.ending_frac;
+	se = sqrt(want * (1 - want) / nioi);
+	cr_expect(fabs((double)ended / nioi - want) < 4 * se + 0.05, "endings %d of %d, want %.3f",
+		  ended, nioi, want);
+	/* a join of two different templates: mix_frac of the rest, less the
+	 * joins of a template with itself (1 / the training templates) */
+	want = (1 - r.ending_frac) * r.mix_frac * (1 - 1.0 / (double)(nt - nho));
+	se = sqrt(want * (1 - want) / nioi);
+	cr_expect(fabs((double)mixed / nioi - want) < 4 * se + 0.04, "mixed %d of %d, want %.3f",
+		  mixed, nioi, want);
+	/* a noise word before {S}: snoise_frac of them */
+	want = r.snoise_frac;
+	se = sqrt(want * (1 - want) / nioi);
+	cr_expect(fabs((double)nnoised / nioi - want) < 4 * se, "noise before S %d of %d, want %.3f",
+		  nnoised, nioi, want);
+	mb_zoo_ioi_free(d);
+	free(words);
 }
