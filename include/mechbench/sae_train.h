@@ -275,8 +275,9 @@ int mb_sae_match_induction(mb_sae_match **out, int *n, const mb_model *model, co
  * (mb_sae_match_induction over n_match sequences "induction/eval" 0 ..
  * n_match - 1), its readout (the tokens of topic t: what a topic feature is
  * claimed to drive is the next token's mass on them), and its largest
- * activation on those sequences (the steering reference). features[t]
- * has present = NULL: the caller points it at its items' labels.
+ * activation on those sequences (the steering reference). features[t] has
+ * value t: the battery's labels are readout with the caller's items' topics
+ * as present (mb_sae_labels, sae.h).
  */
 typedef struct mb_sae_topic_features {
 	int n;                    /* n_topics */

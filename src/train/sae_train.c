@@ -881,7 +881,7 @@ int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model
 		for (int v = 1; v < V; v++)
 			out->readout[(size_t)t * V + v] = mb_zoo_token_topic(v, V, out->n) == t;
 		out->features[t].latent = out->match[t].latent < 0 ? 0 : out->match[t].latent;
-		out->features[t].readout = out->readout + (size_t)t * V;
+		out->features[t].value = t;
 		out->features[t].max_act = mx[out->features[t].latent];
 	}
 	error = 0;
