@@ -193,8 +193,10 @@ static const mb_cli_cmd match_cmd = {
 	.about =
 	"Ground truth in a zoo language: for each known latent variable of the\n"
 	"model's recipe (induction: the sequence's topic, and whether the position is\n"
-	"in the repeated segment), the SAE latent whose activation detects it best\n"
-	"(AUROC) and the F1 of that latent's firing, over --seqs held-out sequences.\n",
+	"in the repeated segment, over --seqs held-out sequences; modadd: the signs\n"
+	"of cos and sin of 2 pi k (a + b) / P for every frequency k at the '='\n"
+	"position, over all P^2 pairs), the SAE latent whose activation detects it\n"
+	"best (AUROC) and the F1 of that latent's firing.\n",
 };
 
 static const mb_cli_cmd battery_cmd = {
@@ -658,8 +660,11 @@ static int cmd_match(int argc, char **argv)
 	if ((rc = sae_open(&c, &a, 1)) != MB_EXIT_OK)
 		return rc;
 	rc = MB_EXIT_ERROR;
-	if (mb_sae_match_induction(&mt, &n, c.model, c.sae, c.point,
-				   mb_sae_corpus_recipe(c.corpus), (int)a.seqs, &err) < 0) {
+	const mb_zoo_recipe *r = mb_sae_corpus_recipe(c.corpus);
+	if ((strcmp(r->name, "modadd") == 0
+		     ? mb_sae_match_modadd(&mt, &n, c.model, c.sae, c.point, r, &err)
+		     : mb_sae_match_induction(&mt, &n, c.model, c.sae, c.point, r, (int)a.seqs,
+					      &err)) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}

@@ -691,6 +691,28 @@ cleanup:
 
 /* ---- ground truth in a zoo language ---- */
 
+/* For each variable v of m (NV, latent -1 and auroc NaN on entry), the
+ * latent of the highest AUROC of its activation acts (N, S) for labels
+ * (NV, N) (lowest index on ties) and that latent's F1; au: NV doubles. */
+static int best_latents(mb_sae_match *m, const float *acts, int S, const uint8_t *labels,
+			int NV, size_t N, double *au, mb_error *err)
+{
+	int error;
+	for (int j = 0; j < S; j++) {
+		if ((error = mb_sae_auroc(au, acts + j, (size_t)S, labels, NV, N, err)) < 0)
+			return error;
+		for (int v = 0; v < NV; v++)
+			if (!isnan(au[v]) && (m[v].latent < 0 || au[v] > m[v].auroc)) {
+				m[v].latent = j;
+				m[v].auroc = au[v];
+			}
+	}
+	for (int v = 0; v < NV; v++)
+		if (m[v].latent >= 0)
+			m[v].f1 = mb_sae_f1(acts + m[v].latent, (size_t)S, labels + (size_t)v * N, N);
+	return 0;
+}
+
 int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model,
 			   const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
 			   int n_seqs, mb_error *err)
@@ -779,18 +801,118 @@ int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model
 		m[v].latent = -1;
 		m[v].auroc = NAN;
 	}
-	for (int j = 0; j < S; j++) {
-		if ((error = mb_sae_auroc(au, acts + j, (size_t)S, labels, NV, N, err)) < 0)
-			goto cleanup;
-		for (int v = 0; v < NV; v++)
-			if (!isnan(au[v]) && (m[v].latent < 0 || au[v] > m[v].auroc)) {
-				m[v].latent = j;
-				m[v].auroc = au[v];
-			}
+	if ((error = best_latents(m, acts, S, labels, NV, N, au, err)) < 0)
+		goto cleanup;
+	*out = m;
+	*n_out = NV;
+	m = NULL;
+	error = 0;
+cleanup:
+	free(m);
+	free(au);
+	free(labels);
+	free(acts);
+	free(tok);
+	free(g.rows);
+	mb_sae_work_dispose(&w);
+	mb_hooks_free(hooks);
+	mb_engine_free(e);
+	return error;
+}
+
+int mb_sae_match_modadd(mb_sae_match **out, int *n_out, const mb_model *model,
+			const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			mb_error *err)
+{
+	const int P = r->p, T = 3, S = sae->d_sae, D = sae->d_in, NF = (P - 1) / 2, NV = 2 * NF;
+	const int B = 64;
+	const size_t N = (size_t)P * (size_t)P;
+	mb_engine *e = NULL;
+	mb_hooks *hooks = NULL;
+	mb_sae_work w;
+	eval_gather g;
+	mb_sae_match *m = NULL;
+	int32_t *tok = NULL;
+	float *acts = NULL;
+	uint8_t *labels = NULL;
+	double *au = NULL;
+	int error;
+
+	*out = NULL;
+	*n_out = 0;
+	memset(&w, 0, sizeof(w));
+	memset(&g, 0, sizeof(g));
+	if (strcmp(r->name, "modadd") != 0 || P < 3 || model->cfg.n_ctx < T)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae match: recipe %s: not a modular-addition language", r->name);
+	if ((error = engine_for(&e, model, B, T, err)) < 0)
+		return error;
+	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
+	    (error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY, err)) < 0 ||
+	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0)
+		goto cleanup;
+	g.D = D;
+	g.rows = malloc((size_t)B * T * D * sizeof(float));
+	tok = malloc((size_t)B * T * sizeof(int32_t));
+	acts = calloc(N * (size_t)S, sizeof(float));
+	labels = calloc(N * (size_t)NV, 1);
+	au = malloc((size_t)NV * sizeof(double));
+	m = calloc((size_t)NV, sizeof(*m));
+	if (!g.rows || !tok || !acts || !labels || !au || !m) {
+		error = mb_error_oom(err, "sae match buffers", N * (size_t)S * sizeof(float));
+		goto cleanup;
 	}
-	for (int v = 0; v < NV; v++)
-		if (m[v].latent >= 0)
-			m[v].f1 = mb_sae_f1(acts + m[v].latent, (size_t)S, labels + (size_t)v * N, N);
+	/* Every pair (a, b) as "a b =", the SAE's activations at '=' (where the
+	 * answer is read), pair i = a P + b. */
+	for (size_t i0 = 0; i0 < N; i0 += B) {
+		const int nb = N - i0 < (size_t)B ? (int)(N - i0) : B;
+		mb_run run;
+		for (int b = 0; b < nb; b++) {
+			tok[b * T] = (int32_t)((i0 + (size_t)b) / (size_t)P);
+			tok[b * T + 1] = (int32_t)((i0 + (size_t)b) % (size_t)P);
+			tok[b * T + 2] = P;
+		}
+		memset(&run, 0, sizeof(run));
+		run.batch = nb;
+		run.seq = T;
+		run.tokens = tok;
+		run.hooks = hooks;
+		run.logits = MB_LOGITS_NONE;
+		if ((error = mb_engine_forward(e, &run, err)) < 0)
+			goto cleanup;
+		mb_sae_forward(sae, &w, g.rows, g.n);
+		for (int b = 0; b < nb; b++) {
+			const int row = b * T + 2;
+			const size_t i = i0 + (size_t)b;
+			for (int e2 = 0; e2 < w.nnz[row]; e2++)
+				acts[i * S + w.idx[(size_t)row * w.cap + e2]] =
+					w.val[(size_t)row * w.cap + e2];
+		}
+	}
+	/* Variable (k, cos): cos(2 pi k (a + b) / P) > 0; (k, sin) likewise. The
+	 * phase (a + b) k mod P is exact in integers. */
+	for (int k = 1; k <= NF; k++) {
+		double pc = 0, ps = 0;
+		for (size_t i = 0; i < N; i++) {
+			const int c = (int)((i / (size_t)P + i % (size_t)P) * (size_t)k % (size_t)P);
+			const double th = 6.283185307179586 * c / P; /* 2 pi c / P */
+			uint8_t lc = cos(th) > 1e-9, ls = sin(th) > 1e-9;
+			labels[(size_t)(2 * (k - 1)) * N + i] = lc;
+			labels[(size_t)(2 * (k - 1) + 1) * N + i] = ls;
+			pc += lc;
+			ps += ls;
+		}
+		snprintf(m[2 * (k - 1)].variable, sizeof(m[0].variable), "cos%d", k);
+		snprintf(m[2 * (k - 1) + 1].variable, sizeof(m[0].variable), "sin%d", k);
+		m[2 * (k - 1)].base_rate = pc / (double)N;
+		m[2 * (k - 1) + 1].base_rate = ps / (double)N;
+	}
+	for (int v = 0; v < NV; v++) {
+		m[v].latent = -1;
+		m[v].auroc = NAN;
+	}
+	if ((error = best_latents(m, acts, S, labels, NV, N, au, err)) < 0)
+		goto cleanup;
 	*out = m;
 	*n_out = NV;
 	m = NULL;
