@@ -35,15 +35,16 @@
  * training_state.json, labels each topic's latent (mb_sae_topic_features_init).
  * prepare: the causal battery of every labelled feature over all the
  * entry's items (mb_sae_battery_run; each item's values depend on the item
- * alone: controls are drawn from its own stream, its content key) and the
- * verdicts (sae_verdict.h: paired intervals, BH across the features),
- * kept in the state and returned as the artifact
- *   {"kind": "sae-battery", "version": 1, "level", "q", "steer",
+ * alone: controls are drawn from its own stream, its content key), kept in
+ * the state and returned as the artifact
+ *   {"kind": "sae-battery", "version": 1, "steer", "n_items",
  *    "features": [{"value", "variable", "latent", "auroc", "max_act",
- *                  "necessity" .. "collateral": {"n", "mean", "lo", "hi"},
- *                  "q_necessity", "q_steering", "pass"}],
- *    "passed", "n_features", "pass_fraction", "pass_lo", "pass_hi"}
- * (the fraction of labelled features passing with its Wilson interval).
+ *                  "necessity", "necessity_control", "steering",
+ *                  "steering_control", "selectivity", "collateral":
+ *                  [per item, in the items' order; null where the arm
+ *                   does not apply]}]}
+ * from which the report computes each feature's verdict and the fraction
+ * passing with its interval (sae_verdict.h, harness: above this layer).
  * run: per batch, the quality metrics with the SAE spliced in
  * (mb_sae_item_quality), and prepare's battery values of each item: item i
  * of topic t gets its own feature's necessity (t is present), so a stratum's
@@ -60,7 +61,6 @@
 #include <mechbench/model.h>
 #include <mechbench/sae.h>
 #include <mechbench/sae_train.h>
-#include <mechbench/sae_verdict.h>
 #include <mechbench/task.h>
 #include <mechbench/zoo.h>
 
@@ -357,58 +357,43 @@ static int item_inputs(int32_t *tok, int *topic, const sae_state *st, const mb_i
 	return 0;
 }
 
-/* x as a JSON number, null when it is not finite (too few items). */
+/* x as a JSON number, null when it is not a number (the arm does not apply). */
 static json_t *real_or_null(double x)
 {
 	return isfinite(x) ? json_real(x) : json_null();
 }
 
-/* {"n", "mean", "lo", "hi"} of an estimate. */
-static json_t *est_json(const mb_stats_estimate *e)
-{
-	json_t *o = json_object();
-	json_object_set_new(o, "n", json_integer((json_int_t)e->n));
-	json_object_set_new(o, "mean", real_or_null(e->n < 2 ? NAN : e->mean));
-	json_object_set_new(o, "lo", real_or_null(e->n < 2 ? NAN : e->lo));
-	json_object_set_new(o, "hi", real_or_null(e->n < 2 ? NAN : e->hi));
-	return o;
-}
+static const char *const artifact_arms[] = {"necessity", "necessity_control", "steering",
+					    "steering_control", "selectivity", "collateral"};
 
-/* The artifact of the verdicts v (K). */
-static json_t *battery_artifact(const sae_state *st, const mb_sae_verdict *v, double frac)
+/* The artifact of battery b over the prepared items (see the top). */
+static json_t *battery_artifact(const sae_state *st, const mb_sae_battery *b)
 {
-	const int K = st->tf.n;
-	const int passed = (int)lround(frac * K);
-	double lo, hi;
-	json_t *fs = json_array(), *a;
+	const double *arm[6] = {b->necessity, b->necessity_control, b->steering,
+				b->steering_control, b->selectivity, b->collateral};
+	json_t *fs = json_array(), *a = NULL;
+	int bad = !fs;
 
-	mb_sae_pass_interval(&lo, &hi, passed, K, 0.95);
-	for (int k = 0; k < K && fs; k++)
-		if (json_array_append_new(
-			fs, json_pack("{s:i, s:s, s:i, s:o, s:f, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-				      "s:o, s:o, s:o, s:b}",
-				      "value", k, "variable", st->tf.match[k].variable, "latent",
-				      st->tf.features[k].latent, "auroc", real_or_null(st->tf.match[k].auroc),
-				      "max_act", st->tf.features[k].max_act, "necessity",
-				      est_json(&v[k].necessity), "necessity_control",
-				      est_json(&v[k].necessity_control), "necessity_excess",
-				      est_json(&v[k].necessity_excess), "steering",
-				      est_json(&v[k].steering), "steering_control",
-				      est_json(&v[k].steering_control), "steering_excess",
-				      est_json(&v[k].steering_excess), "selectivity",
-				      est_json(&v[k].selectivity), "collateral",
-				      est_json(&v[k].collateral), "q_necessity",
-				      real_or_null(v[k].q_necessity), "q_steering",
-				      real_or_null(v[k].q_steering), "pass", v[k].pass)) < 0) {
-			json_decref(fs);
-			fs = NULL;
+	for (int k = 0; k < b->n_features && !bad; k++) {
+		json_t *f = json_pack("{s:i, s:s, s:i, s:o, s:f}", "value", st->tf.features[k].value,
+				      "variable", st->tf.match[k].variable, "latent",
+				      st->tf.features[k].latent, "auroc",
+				      real_or_null(st->tf.match[k].auroc), "max_act",
+				      st->tf.features[k].max_act);
+		bad |= !f;
+		for (int r = 0; r < 6 && !bad; r++) {
+			json_t *col = json_array();
+			bad |= !col;
+			for (size_t i = 0; i < b->n && !bad; i++)
+				bad |= json_array_append_new(col, real_or_null(arm[r][(size_t)k * b->n + i])) < 0;
+			bad |= json_object_set_new(f, artifact_arms[r], col) < 0;
 		}
-	if (!fs)
-		return NULL;
-	a = json_pack("{s:s, s:i, s:f, s:f, s:f, s:o, s:i, s:i, s:f, s:f, s:f}", "kind",
-		      "sae-battery", "version", 1, "level", 0.95, "q", 0.05, "steer", st->steer,
-		      "features", fs, "passed", passed, "n_features", K, "pass_fraction", frac,
-		      "pass_lo", lo, "pass_hi", hi);
+		bad |= json_array_append_new(fs, f) < 0;
+	}
+	if (!bad)
+		a = json_pack("{s:s, s:i, s:f, s:I, s:O}", "kind", "sae-battery", "version", 1, "steer",
+			      st->steer, "n_items", (json_int_t)b->n, "features", fs);
+	json_decref(fs);
 	return a;
 }
 
@@ -449,9 +434,7 @@ static int sae_prepare(void *state, const mb_item *items, size_t n, json_t **art
 	uint8_t *present = calloc((size_t)K * (n ? n : 1), 1);
 	uint64_t *index = malloc((n ? n : 1) * sizeof(uint64_t));
 	const char **order = malloc((n ? n : 1) * sizeof(char *));
-	mb_sae_verdict *v = calloc((size_t)K, sizeof(*v));
 	mb_sae_battery b;
-	double frac = 0;
 	int rc;
 
 	memset(&b, 0, sizeof(b));
@@ -460,7 +443,7 @@ static int sae_prepare(void *state, const mb_item *items, size_t n, json_t **art
 	st->n_prepared = 0;
 	st->keys = malloc((n ? n : 1) * sizeof(*st->keys));
 	st->battery = malloc((n ? n : 1) * N_BAT * sizeof(double));
-	if (!tok || !topic || !present || !index || !order || !v || !st->keys || !st->battery) {
+	if (!tok || !topic || !present || !index || !order || !st->keys || !st->battery) {
 		rc = mb_error_oom(err, "sae prepare", n * (size_t)T * sizeof(int32_t));
 		goto cleanup;
 	}
@@ -474,8 +457,7 @@ static int sae_prepare(void *state, const mb_item *items, size_t n, json_t **art
 	const mb_sae_labels lab = {K, st->tf.readout, present};
 	if ((rc = mb_sae_battery_run(&b, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH,
 				     index, &lab, st->tf.features, K, st->steer, st->seed,
-				     err)) < 0 ||
-	    (rc = mb_sae_verdicts(v, &frac, &b, 0.95, 0.05, err)) < 0)
+				     err)) < 0)
 		goto cleanup;
 	qsort(order, n, sizeof(*order), key_cmp);
 	for (size_t i = 0; i < n; i++)
@@ -504,7 +486,7 @@ static int sae_prepare(void *state, const mb_item *items, size_t n, json_t **art
 		row[B_COL] = K > 1 ? col / (K - 1) : 0.0;
 		row[B_HIT] = (double)hits / K;
 	}
-	if (!(*artifact = battery_artifact(st, v, frac)))
+	if (!(*artifact = battery_artifact(st, &b)))
 		rc = mb_error_oom(err, "sae battery artifact", 0);
 cleanup:
 	if (rc < 0)
@@ -515,7 +497,6 @@ cleanup:
 	free(present);
 	free(index);
 	free(order);
-	free(v);
 	return rc;
 }
 

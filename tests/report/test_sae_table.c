@@ -1,9 +1,9 @@
 /*
  * The feature table of an `sae` entry in the HTML report (src/report/sae.c),
- * drawn from the entry's "sae-battery" artifact: one row per feature with
- * its estimates and verdict ("n/a" where an arm had too few items), the
- * variable name escaped, the fraction passing with its interval; nothing
- * for an entry without that artifact.
+ * drawn from the entry's "sae-battery" artifact (per-item effects): one row
+ * per feature with its verdict, the variable name escaped, the fraction
+ * passing with its Wilson interval; a malformed arm named; nothing for an
+ * entry without that artifact.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -12,54 +12,70 @@
 
 #include "report/report_int.h"
 
-static char *draw(const json_t *artifact)
+static char *draw(const json_t *artifact, int *rc, mb_error *err)
 {
 	mb_entry_result r;
-	mb_error err = {0};
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	cr_assert(f);
 	memset(&r, 0, sizeof(r));
 	r.artifact = (json_t *)artifact;
-	cr_assert_eq(mb_html_sae_features(f, &r, &err), 0, "%s", err.msg);
+	*rc = mb_html_sae_features(f, &r, err);
 	cr_assert_eq(fclose(f), 0);
 	return buf;
 }
 
-static json_t *est(double mean, double lo, double hi)
+enum { N = 6 };
+
+/* One feature's arms over N items (items 0-2 its own, 3-5 others), every
+ * effect `eff` (plus a little spread) and every control about 0. */
+static json_t *feature(const char *name, int latent, double eff)
 {
-	return json_pack("{s:i, s:f, s:f, s:f}", "n", 16, "mean", mean, "lo", lo, "hi", hi);
+	static const char *const arms[] = {"necessity", "necessity_control", "steering",
+					   "steering_control", "selectivity", "collateral"};
+	json_t *f = json_pack("{s:s, s:i}", "variable", name, "latent", latent);
+	for (int r = 0; r < 6; r++) {
+		json_t *a = json_array();
+		for (int i = 0; i < N; i++) {
+			int own = i < 3, applies = r < 2 ? own : !own;
+			double x = (r == 0 || r == 2 ? eff : 0.0) + 0.01 * (i % 3 - 1) * (r + 1);
+			json_array_append_new(a, applies ? json_real(x) : json_null());
+		}
+		json_object_set_new(f, arms[r], a);
+	}
+	return f;
 }
 
-static json_t *feature(const char *name, int latent, int pass, json_t *necessity)
+static json_t *artifact(void)
 {
-	return json_pack("{s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:f, s:b}", "variable",
-			 name, "latent", latent, "necessity", necessity, "necessity_control",
-			 est(0.01, -0.01, 0.03), "steering", est(3.5, 3.25, 3.75),
-			 "steering_control", est(0.04, -0.05, 0.125), "selectivity",
-			 est(0.03, 0.02, 0.04), "collateral", est(2.0, 1.5, 2.5), "q_necessity",
-			 pass ? 0.001 : 0.5, "q_steering", 1e-6, "pass", pass);
+	return json_pack("{s:s, s:i, s:i, s:[o, o]}", "kind", "sae-battery", "version", 1,
+			 "n_items", N, "features", feature("topic=<0>", 115, 1.0),
+			 feature("topic=1", 42, 0.0));
 }
 
-Test(sae_table, draws_each_feature_from_the_artifact)
+Test(sae_table, draws_each_features_verdict_from_the_artifact)
 {
-	json_t *n_a = json_pack("{s:i, s:n, s:n, s:n}", "n", 1, "mean", "lo", "hi");
-	json_t *a = json_pack("{s:s, s:i, s:[o, o], s:i, s:i, s:f, s:f, s:f}", "kind", "sae-battery",
-			      "version", 1, "features",
-			      feature("topic=<0>", 115, 1, est(0.125, 0.0625, 0.1875)),
-			      feature("topic=1", 42, 0, n_a), "passed", 1, "n_features", 2,
-			      "pass_fraction", 0.5, "pass_lo", 0.0945, "pass_hi", 0.906);
-	cr_assert(a);
-	char *html = draw(a);
+	json_t *a = artifact();
+	mb_error err = {0};
+	int rc;
+	char *html = draw(a, &rc, &err);
+	cr_assert_eq(rc, 0, "%s", err.msg);
 	cr_expect(strstr(html, "<code>topic=&lt;0&gt;</code>") != NULL, "%s", html);
-	cr_expect(strstr(html, "0.125 [0.0625, 0.1875]") != NULL, "%s", html);
-	cr_expect(strstr(html, "<td class=\"num\">n/a</td>") != NULL, "%s", html);
 	cr_expect(strstr(html, ">PASS<") != NULL && strstr(html, "<strong>fail</strong>") != NULL,
 		  "%s", html);
+	/* topic=1's control column: items 3-5 only, mean 0 */
 	cr_expect(strstr(html, "Features passing: 1 of 2 (0.5, 95% Wilson interval [0.0945, "
-			       "0.906])") != NULL,
+			       "0.905])") != NULL,
 		  "%s", html);
+	free(html);
+	/* an arm of the wrong length: one line naming it */
+	json_array_remove(json_object_get(json_array_get(json_object_get(a, "features"), 0),
+					  "steering"),
+			  0);
+	html = draw(a, &rc, &err);
+	cr_expect_lt(rc, 0);
+	cr_expect(strstr(err.msg, "features[0].steering") != NULL, "%s", err.msg);
 	free(html);
 	json_decref(a);
 }
@@ -67,10 +83,12 @@ Test(sae_table, draws_each_feature_from_the_artifact)
 Test(sae_table, draws_nothing_without_the_battery_artifact)
 {
 	json_t *circuit = json_pack("{s:s}", "kind", "circuit");
-	char *html = draw(NULL);
+	mb_error err = {0};
+	int rc;
+	char *html = draw(NULL, &rc, &err);
 	cr_expect_str_eq(html, "");
 	free(html);
-	html = draw(circuit);
+	html = draw(circuit, &rc, &err);
 	cr_expect_str_eq(html, "");
 	free(html);
 	json_decref(circuit);

@@ -113,13 +113,19 @@ Test(sae_task, values_are_finite_in_range_and_batch_invariant)
 	cr_expect(strstr(err.msg, l.items[0].key) != NULL, "%s", err.msg);
 	cr_assert_eq(t->prepare(st, l.items, n, &art, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_task_run(t, st, l.items, n, all, &err), 0, "%s", err.msg);
-	/* The artifact: every feature's verdict, the fraction passing inside
-	 * its interval. */
+	/* The artifact: every feature's per-item effects, each item's own
+	 * feature's necessity as the item's value. */
 	cr_expect_str_eq(json_string_value(json_object_get(art, "kind")), "sae-battery");
-	cr_expect_eq(json_array_size(json_object_get(art, "features")), 8);
-	double frac = json_number_value(json_object_get(art, "pass_fraction"));
-	cr_expect(json_number_value(json_object_get(art, "pass_lo")) <= frac &&
-		  frac <= json_number_value(json_object_get(art, "pass_hi")));
+	const json_t *fs = json_object_get(art, "features");
+	cr_expect_eq(json_array_size(fs), 8);
+	for (size_t k = 0; k < json_array_size(fs); k++)
+		cr_expect_eq(json_array_size(json_object_get(json_array_get(fs, k), "steering")), n);
+	for (size_t i = 0; i < n; i++) {
+		int topic = (int)json_integer_value(json_object_get(l.items[i].input, "topic"));
+		const json_t *nec = json_object_get(json_array_get(fs, (size_t)topic), "necessity");
+		cr_expect(json_number_value(json_array_get(nec, i)) == all[i * M + 4],
+			  "item %zu: necessity", i);
+	}
 	json_decref(art);
 	/* The battery over the first item alone, then the rest together: an
 	 * item's values do not depend on the items it is prepared or run with. */
