@@ -11,7 +11,10 @@
  * trains on rows (t R .. (t + 1) R - 1) mod N, in order. The first step is
  * untimed (first touch of the buffers); prints one JSON line {"impl",
  * "threads", "arch", "d_in", "width", "batch", "steps", "seconds",
- * "tokens_per_s", "losses": [the first 5 losses]}.
+ * "tokens_per_s", "cpu_seconds" (the process's user + system time over the
+ * timed steps, getrusage: the robust number on a loaded machine),
+ * "tokens_per_cpu_s", "max_rss_mb" (peak resident set, the data included),
+ * "losses": [the first 5 losses]}.
  */
 #include <omp.h>
 #include <stdio.h>
@@ -19,8 +22,19 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/resource.h>
+
 #include <mechbench/npy.h>
 #include <mechbench/sae_train.h>
+
+/* User + system CPU seconds of the process so far. */
+static double cpu_now(void)
+{
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
+	       (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
+}
 
 static double now(void)
 {
@@ -48,7 +62,7 @@ static int rows_next(void *self, float *out, int n, mb_error *err)
 }
 
 typedef struct timing {
-	double t1;
+	double t1, c1;
 	double losses[5];
 	int64_t steps;
 } timing;
@@ -56,8 +70,10 @@ typedef struct timing {
 static void on_step(const mb_sae_progress *p, void *payload)
 {
 	timing *t = payload;
-	if (p->step == 1)
+	if (p->step == 1) {
 		t->t1 = now();
+		t->c1 = cpu_now();
+	}
 	if (p->step <= 5)
 		t->losses[p->step - 1] = p->loss.total;
 	t->steps = p->step;
@@ -113,14 +129,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_sae: %s\n", err.msg);
 		return 1;
 	}
-	double secs = now() - tm.t1;
+	double secs = now() - tm.t1, cpu = cpu_now() - tm.c1;
 	int64_t timed = tm.steps - 1;
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
 	printf("{\"impl\": \"mechbench\", \"threads\": %d, \"arch\": \"%s\", \"d_in\": %d, "
 	       "\"width\": %d, \"batch\": %d, \"steps\": %lld, \"seconds\": %.4f, "
-	       "\"tokens_per_s\": %.1f, \"losses\": [%.6g, %.6g, %.6g, %.6g, %.6g]}\n",
+	       "\"tokens_per_s\": %.1f, \"cpu_seconds\": %.4f, \"tokens_per_cpu_s\": %.1f, "
+	       "\"max_rss_mb\": %.1f, \"losses\": [%.6g, %.6g, %.6g, %.6g, %.6g]}\n",
 	       threads, topk ? "topk" : "relu", src.d_in, width, batch, (long long)timed, secs,
-	       secs > 0 ? (double)timed * batch / secs : 0.0, tm.losses[0], tm.losses[1],
-	       tm.losses[2], tm.losses[3], tm.losses[4]);
+	       secs > 0 ? (double)timed * batch / secs : 0.0, cpu,
+	       cpu > 0 ? (double)timed * batch / cpu : 0.0, (double)u.ru_maxrss / 1024.0,
+	       tm.losses[0], tm.losses[1], tm.losses[2], tm.losses[3], tm.losses[4]);
 	json_decref(res.record);
 	mb_sae_free(s);
 	mb_npy_dispose(&a);

@@ -9,6 +9,7 @@ Prints one JSON line like bench_sae. Written for this benchmark, not taken from 
 """
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -61,6 +62,7 @@ def main():
     for t in range(1, a.steps + 2):
         if t == 2:
             t1 = time.perf_counter()
+            c1 = time.process_time()
         lo = (t * R) % N
         x = data[lo:lo + R] if lo + R <= N else torch.cat([data[lo:], data[:R - (N - lo)]])
         x = x * scale
@@ -92,9 +94,14 @@ def main():
         if len(losses) < 5:
             losses.append(float(loss))
     secs = time.perf_counter() - t1
+    cpu = time.process_time() - c1
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"impl": "torch", "threads": a.threads, "arch": "topk", "d_in": D,
                       "width": S, "batch": R, "steps": a.steps, "seconds": round(secs, 4),
-                      "tokens_per_s": round(a.steps * R / secs, 1), "losses": losses}))
+                      "tokens_per_s": round(a.steps * R / secs, 1),
+                      "cpu_seconds": round(cpu, 4),
+                      "tokens_per_cpu_s": round(a.steps * R / cpu, 1),
+                      "max_rss_mb": round(rss, 1), "losses": losses}))
 
 
 if __name__ == "__main__":

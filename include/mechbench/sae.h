@@ -285,17 +285,26 @@ double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t
 /* ---- the causal battery (issue 19 item 5) ---- */
 
 /*
- * One feature under test: latent `latent` of the SAE, claimed to drive the
- * next-token log-probability mass of the tokens readout[v] = 1 (V) (the
- * matched variable's readout, e.g. a topic's tokens, or the tokens the
- * latent promotes), and labelled present on items present[i] = 1 (n).
+ * The labelled variable the features are about (e.g. the induction
+ * language's topic): K values, each with a readout, the tokens whose
+ * next-token log-probability mass it drives (readout (K, V)), and where it is
+ * labelled present (present (K, n) over the battery's items).
+ */
+typedef struct mb_sae_labels {
+	int n_values;           /* K */
+	const uint8_t *readout; /* (K, V) */
+	const uint8_t *present; /* (K, n) */
+} mb_sae_labels;
+
+/*
+ * One feature under test: latent `latent` of the SAE, claimed to stand for
+ * value `value` of the labelled variable (its readout and presence).
  * max_act: the latent's largest activation on reference data (steering
  * clamps to k max_act).
  */
 typedef struct mb_sae_feature {
 	int latent;
-	const uint8_t *readout; /* (V) */
-	const uint8_t *present; /* (n) */
+	int value;
 	double max_act;
 } mb_sae_feature;
 
@@ -309,14 +318,24 @@ typedef struct mb_sae_feature {
  * stream "sae/battery/control/<j>" index item_index[i]), the same for every
  * position of the item: the same point, positions and per-position norm.
  *
- * r(run) = mean over the item's positions t of log sum_{v: readout[v]}
- * softmax(logits_t)_v (detmath, double), the readout.
+ * Readouts, in double (detmath), over the item's positions t, with
+ * L_k(t) = log sum_{v: readout_k[v]} softmax(logits_t)_v, k the feature's value:
+ *   r(run)   = mean_t L_k(t)                       (absolute log-mass)
+ *   rel(run) = mean_t [L_k(t) - mean_{h in P} L_h(t)]  (steering version 2)
+ * with P the other values absent on the item (h != k, present_h[i] = 0): the
+ * labelled value's log-mass relative to the values in the same role. An
+ * edit that is not about value k (flattening the distribution, shifting mass
+ * between the present value and the rest) moves every absent value alike,
+ * so a random direction's rel effect is 0 in expectation by exchangeability
+ * of the absent values; with r instead, a 4x clamp along any direction
+ * raised an absent topic's low log-mass by about 1 (the steering control of
+ * version 1). NaN where P is empty.
  *   necessity          present items: r(clean) - r(f'_j = 0)
  *   necessity_control  present items: r(clean) - r(control of that edit)
  *   selectivity        absent items:  r(clean) - r(f'_j = 0) (near 0 for a
  *                      selective feature)
- *   steering           absent items:  r(f'_j = k max_act) - r(clean)
- *   steering_control   absent items:  r(control of that edit) - r(clean)
+ *   steering           absent items:  rel(f'_j = k max_act) - rel(clean)
+ *   steering_control   absent items:  rel(control of that edit) - rel(clean)
  *   sufficiency        present items: r(f'_j = k max_act) - r(clean) (the
  *                      same clamp where the feature already is: does more of
  *                      it move the prediction further as labelled?)
@@ -347,13 +366,14 @@ typedef struct mb_sae_battery {
  * its control, steer, its control) per batch. item_index (n): each item's
  * stream index (its content key, mb_item_key_index; NULL: i). Every value
  * of an item depends only on the item (batch invariant: engine.h, sae.h
- * "Determinism"). Errors: a latent out of range or steer_k <= 0 (naming the
+ * "Determinism"). Errors: a latent or value out of range or steer_k <= 0 (naming the
  * feature), the point (mb_sae_rows_gather), MB_ENOMEM.
  */
 int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 		       mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
-		       const uint64_t *item_index, const mb_sae_feature *features, int n_features,
-		       double steer_k, uint64_t seed, mb_error *err);
+		       const uint64_t *item_index, const mb_sae_labels *labels,
+		       const mb_sae_feature *features, int n_features, double steer_k,
+		       uint64_t seed, mb_error *err);
 void mb_sae_battery_dispose(mb_sae_battery *b);
 
 /* Activations of the SAE's latents over the n sequences tokens (n, seq)

@@ -270,13 +270,27 @@ typedef struct mb_sae_match {
 int mb_sae_match_induction(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
 			   mb_hook_point point, const mb_zoo_recipe *r, int n_seqs, mb_error *err);
 /*
+ * The same for the modular-addition language (zoo recipe "modadd", "a b ="
+ * -> (a + b) mod P): over all P^2 pairs, the SAE's activation at the '='
+ * position against the Fourier variables of the answer that the grokked
+ * algorithm computes (Nanda et al. 2023, sec. 4): for each frequency k = 1
+ * .. (P - 1) / 2, "cos(2 pi k (a + b) / P) > 0" (variable "cos<k>") and
+ * "sin(2 pi k (a + b) / P) > 0" ("sin<k>"). *out (P - 1 of them, caller
+ * frees): the best latent per variable as above; a model's key frequencies
+ * show as AUROCs near 1, the others near 0.5. Errors: a recipe other than
+ * modadd, MB_ENOMEM.
+ */
+int mb_sae_match_modadd(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
+			mb_hook_point point, const mb_zoo_recipe *r, mb_error *err);
+/*
  * The induction language's labelled features for the causal battery
  * (sae.h): for each topic t, the latent that best detects "topic=t"
  * (mb_sae_match_induction over n_match sequences "induction/eval" 0 ..
  * n_match - 1), its readout (the tokens of topic t: what a topic feature is
  * claimed to drive is the next token's mass on them), and its largest
- * activation on those sequences (the steering reference). features[t]
- * has present = NULL: the caller points it at its items' labels.
+ * activation on those sequences (the steering reference). features[t] has
+ * value t: the battery's labels are readout with the caller's items' topics
+ * as present (mb_sae_labels, sae.h).
  */
 typedef struct mb_sae_topic_features {
 	int n;                    /* n_topics */

@@ -36,4 +36,15 @@ typedef struct mb_sae_verdict {
 int mb_sae_verdicts(mb_sae_verdict *out, double *pass_frac, const mb_sae_battery *b,
 		    double level, double q, mb_error *err);
 
+/*
+ * The Wilson score interval (Wilson 1927; Brown, Cai and DasGupta 2001, who
+ * recommend it for small n) at two-sided level `level` of a fraction of
+ * `passed` successes out of n trials (the features passing the battery):
+ * center (p + z^2 / 2n) / (1 + z^2 / n), half-width z / (1 + z^2 / n)
+ * sqrt(p (1 - p) / n + z^2 / 4n^2), z the normal quantile at 1 - (1 -
+ * level) / 2. n = 0: [0, 1]. With n = 8 features its width is about 0.5:
+ * a fraction of 8 features can only tell a collapse from a success.
+ */
+void mb_sae_pass_interval(double *lo, double *hi, int passed, int n, double level);
+
 #endif

@@ -193,8 +193,10 @@ static const mb_cli_cmd match_cmd = {
 	.about =
 	"Ground truth in a zoo language: for each known latent variable of the\n"
 	"model's recipe (induction: the sequence's topic, and whether the position is\n"
-	"in the repeated segment), the SAE latent whose activation detects it best\n"
-	"(AUROC) and the F1 of that latent's firing, over --seqs held-out sequences.\n",
+	"in the repeated segment, over --seqs held-out sequences; modadd: the signs\n"
+	"of cos and sin of 2 pi k (a + b) / P for every frequency k at the '='\n"
+	"position, over all P^2 pairs), the SAE latent whose activation detects it\n"
+	"best (AUROC) and the F1 of that latent's firing.\n",
 };
 
 static const mb_cli_cmd battery_cmd = {
@@ -312,25 +314,50 @@ static mb_sae_train_config train_config(const sae_args *a)
 	return cfg;
 }
 
-/* eval and match: the SAE of --sae, its hook (--hook, else its cfg.json's) and
- * the model of --model. Prints the error and returns MB_EXIT_ERROR on failure
- * (what was loaded is left in *s and *m for the caller to free). */
-static int open_sae_and_model(mb_sae **s, mb_model **m, mb_hook_point *point, const char **hook,
-			      const sae_args *a)
+/* What eval, match and battery load: the SAE of --sae, its hook (--hook,
+ * else its cfg.json's), the model of --model and a corpus. */
+typedef struct sae_open_ctx {
+	mb_sae *sae;
+	mb_model *model;
+	mb_hook_point point;
+	const char *hook;
+	mb_sae_corpus *corpus;
+} sae_open_ctx;
+
+static void sae_open_dispose(sae_open_ctx *c)
+{
+	mb_sae_corpus_free(c->corpus);
+	mb_model_free(c->model);
+	mb_sae_free(c->sae);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Opens c from a: the corpus is the zoo model's own language when zoo is set
+ * (match and battery need its labelled variables), else open_corpus's
+ * (--text or the zoo language) from batch --skip. Prints the error and
+ * returns MB_EXIT_ERROR on failure, with c disposed. */
+static int sae_open(sae_open_ctx *c, const sae_args *a, int zoo)
 {
 	mb_error err;
 
-	if (mb_sae_load(s, a->sae, &err) < 0)
-		return mb_cli_fail(&err);
-	*hook = a->hook ? a->hook : (*s)->hook_name;
-	if (!(*hook)[0]) {
+	memset(c, 0, sizeof(*c));
+	if (mb_sae_load(&c->sae, a->sae, &err) < 0)
+		goto fail;
+	c->hook = a->hook ? a->hook : c->sae->hook_name;
+	if (!c->hook[0]) {
 		mb_error_set(&err, MB_EINVALID,
 			     "%s/cfg.json: metadata.hook_name is empty: give --hook", a->sae);
-		return mb_cli_fail(&err);
+		goto fail;
 	}
-	if (mb_hook_parse(point, *hook, &err) < 0 || mb_model_load(m, a->model, &err) < 0)
-		return mb_cli_fail(&err);
+	if (mb_hook_parse(&c->point, c->hook, &err) < 0 ||
+	    mb_model_load(&c->model, a->model, &err) < 0 ||
+	    (zoo ? mb_sae_corpus_open_zoo(&c->corpus, a->model, 0, &err)
+		 : open_corpus(&c->corpus, a, c->model, a->skip, &err)) < 0)
+		goto fail;
 	return MB_EXIT_OK;
+fail:
+	sae_open_dispose(c);
+	return mb_cli_fail(&err);
 }
 
 /* Trains the SAE a describes into a->out (cfg.json, sae_weights.safetensors,
@@ -575,13 +602,9 @@ static int cmd_eval(int argc, char **argv)
 {
 	sae_args a;
 	mb_cli_parsed parsed;
-	mb_model *m = NULL;
-	mb_sae *s = NULL;
-	mb_sae_corpus *corpus = NULL;
+	sae_open_ctx c;
 	mb_sae_eval_result r;
-	mb_hook_point point;
 	mb_error err;
-	const char *hook;
 	int rc;
 
 	memset(&a, 0, sizeof(a));
@@ -590,17 +613,16 @@ static int cmd_eval(int argc, char **argv)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
-		goto cleanup;
+	if ((rc = sae_open(&c, &a, 0)) != MB_EXIT_OK)
+		return rc;
 	rc = MB_EXIT_ERROR;
-	if (open_corpus(&corpus, &a, m, a.skip, &err) < 0 ||
-	    mb_sae_evaluate(&r, m, s, point, corpus, a.batches, &err) < 0) {
+	if (mb_sae_evaluate(&r, c.model, c.sae, c.point, c.corpus, a.batches, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
 	printf("sae %s (%s, d_in %d, d_sae %d) on %s %s, %s: %lld tokens, %lld items\n", a.sae,
-	       mb_sae_arch_name(s->arch), s->d_in, s->d_sae, a.model, hook,
-	       mb_sae_corpus_describe(corpus), (long long)r.stats.tokens, (long long)r.n_items);
+	       mb_sae_arch_name(c.sae->arch), c.sae->d_in, c.sae->d_sae, a.model, c.hook,
+	       mb_sae_corpus_describe(c.corpus), (long long)r.stats.tokens, (long long)r.n_items);
 	printf("  l0              %.4f\n", r.stats.l0);
 	printf("  fve             %.6f\n", r.stats.fve);
 	printf("  mse             %.6g\n", r.stats.mse);
@@ -617,9 +639,7 @@ static int cmd_eval(int argc, char **argv)
 	rc = MB_EXIT_OK;
 cleanup:
 	mb_sae_eval_dispose(&r);
-	mb_sae_corpus_free(corpus);
-	mb_model_free(m);
-	mb_sae_free(s);
+	sae_open_dispose(&c);
 	return rc;
 }
 
@@ -627,13 +647,9 @@ static int cmd_match(int argc, char **argv)
 {
 	sae_args a;
 	mb_cli_parsed parsed;
-	mb_model *m = NULL;
-	mb_sae *s = NULL;
-	mb_sae_corpus *corpus = NULL;
+	sae_open_ctx c;
 	mb_sae_match *mt = NULL;
-	mb_hook_point point;
 	mb_error err;
-	const char *hook;
 	int n = 0, rc;
 
 	memset(&a, 0, sizeof(a));
@@ -641,17 +657,19 @@ static int cmd_match(int argc, char **argv)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
-		goto cleanup;
+	if ((rc = sae_open(&c, &a, 1)) != MB_EXIT_OK)
+		return rc;
 	rc = MB_EXIT_ERROR;
-	if (mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
-	    mb_sae_match_induction(&mt, &n, m, s, point, mb_sae_corpus_recipe(corpus), (int)a.seqs,
-				   &err) < 0) {
+	const mb_zoo_recipe *r = mb_sae_corpus_recipe(c.corpus);
+	if ((strcmp(r->name, "modadd") == 0
+		     ? mb_sae_match_modadd(&mt, &n, c.model, c.sae, c.point, r, &err)
+		     : mb_sae_match_induction(&mt, &n, c.model, c.sae, c.point, r, (int)a.seqs,
+					      &err)) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
-	printf("sae %s on %s %s, %lld held-out sequences of %s:\n", a.sae, a.model, hook,
-	       (long long)a.seqs, mb_sae_corpus_describe(corpus));
+	printf("sae %s on %s %s, %lld held-out sequences of %s:\n", a.sae, a.model, c.hook,
+	       (long long)a.seqs, mb_sae_corpus_describe(c.corpus));
 	printf("  %-10s %9s %7s %7s %7s\n", "variable", "base rate", "latent", "AUROC", "F1");
 	for (int i = 0; i < n; i++)
 		printf("  %-10s %9.4f %7d %7.4f %7.4f\n", mt[i].variable, mt[i].base_rate,
@@ -659,9 +677,7 @@ static int cmd_match(int argc, char **argv)
 	rc = MB_EXIT_OK;
 cleanup:
 	free(mt);
-	mb_sae_corpus_free(corpus);
-	mb_model_free(m);
-	mb_sae_free(s);
+	sae_open_dispose(&c);
 	return rc;
 }
 
@@ -674,20 +690,16 @@ static int cmd_battery(int argc, char **argv)
 {
 	sae_args a;
 	mb_cli_parsed parsed;
-	mb_model *m = NULL;
-	mb_sae *s = NULL;
-	mb_sae_corpus *corpus = NULL;
+	sae_open_ctx c;
 	mb_sae_topic_features tf;
 	mb_sae_battery bat;
 	mb_sae_verdict *v = NULL;
 	mb_engine *e = NULL;
 	mb_engine_opts eo;
-	mb_hook_point point;
 	mb_error err;
-	const char *hook;
 	int32_t *tok = NULL;
 	uint8_t *present = NULL;
-	double frac = 0;
+	double frac = 0, lo, hi;
 	int rc;
 
 	memset(&a, 0, sizeof(a));
@@ -697,16 +709,14 @@ static int cmd_battery(int argc, char **argv)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if ((rc = open_sae_and_model(&s, &m, &point, &hook, &a)) != MB_EXIT_OK)
-		goto cleanup;
+	if ((rc = sae_open(&c, &a, 1)) != MB_EXIT_OK)
+		return rc;
 	rc = MB_EXIT_ERROR;
-	if (mb_sae_corpus_open_zoo(&corpus, a.model, 0, &err) < 0 ||
-	    mb_sae_topic_features_init(&tf, m, s, point, mb_sae_corpus_recipe(corpus),
-				       (int)a.seqs, &err) < 0) {
+	const mb_zoo_recipe *r = mb_sae_corpus_recipe(c.corpus);
+	if (mb_sae_topic_features_init(&tf, c.model, c.sae, c.point, r, (int)a.seqs, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
-	const mb_zoo_recipe *r = mb_sae_corpus_recipe(corpus);
 	const int T = r->n_positions, B = 32;
 	const size_t n = (size_t)a.items;
 	tok = malloc(n * (size_t)T * sizeof(int32_t));
@@ -722,21 +732,20 @@ static int cmd_battery(int argc, char **argv)
 					  (uint64_t)a.seqs + i);
 		present[(size_t)seg.topic * n + i] = 1;
 	}
-	for (int t = 0; t < tf.n; t++)
-		tf.features[t].present = present + (size_t)t * n;
+	const mb_sae_labels lab = {tf.n, tf.readout, present};
 	memset(&eo, 0, sizeof(eo));
 	eo.max_batch = B;
 	eo.max_seq = T;
-	if (mb_engine_init(&e, &m->cfg, &m->w, &eo, &err) < 0 ||
-	    mb_sae_battery_run(&bat, e, s, point, tok, n, T, B, NULL, tf.features, tf.n, a.steer,
-			       (uint64_t)a.seed, &err) < 0 ||
+	if (mb_engine_init(&e, &c.model->cfg, &c.model->w, &eo, &err) < 0 ||
+	    mb_sae_battery_run(&bat, e, c.sae, c.point, tok, n, T, B, NULL, &lab, tf.features,
+			       tf.n, a.steer, (uint64_t)a.seed, &err) < 0 ||
 	    mb_sae_verdicts(v, &frac, &bat, 0.95, 0.05, &err) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
 	printf("sae %s on %s %s: causal battery over %zu held-out sequences, steering x%g, "
 	       "95%% paired intervals, BH q <= 0.05\n",
-	       a.sae, a.model, hook, n, a.steer);
+	       a.sae, a.model, c.hook, n, a.steer);
 	for (int t = 0; t < tf.n; t++) {
 		const mb_sae_verdict *x = &v[t];
 		printf("%s latent %d (AUROC %.3f, max %.3g, %zu present / %zu absent): %s\n",
@@ -759,7 +768,9 @@ static int cmd_battery(int argc, char **argv)
 		print_ci(&x->collateral);
 		printf("\n");
 	}
-	printf("features passing: %.4f (%d labelled)\n", frac, tf.n);
+	mb_sae_pass_interval(&lo, &hi, (int)lround(frac * tf.n), tf.n, 0.95);
+	printf("features passing: %d of %d, %.4f [%.4f, %.4f] (95%% Wilson interval)\n",
+	       (int)lround(frac * tf.n), tf.n, frac, lo, hi);
 	rc = MB_EXIT_OK;
 cleanup:
 	mb_sae_battery_dispose(&bat);
@@ -768,9 +779,7 @@ cleanup:
 	free(v);
 	free(tok);
 	free(present);
-	mb_sae_corpus_free(corpus);
-	mb_model_free(m);
-	mb_sae_free(s);
+	sae_open_dispose(&c);
 	return rc;
 }
 

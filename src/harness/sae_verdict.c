@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <mechbench/multiplicity.h>
+#include <mechbench/stats.h>
 
 /* Paired estimate of x[i] (- y[i] when y is set) over the i where both are
  * numbers; scratch holds n doubles. */
@@ -92,4 +93,20 @@ cleanup:
 	free(scratch);
 	free(p);
 	return error;
+}
+
+void mb_sae_pass_interval(double *lo, double *hi, int passed, int n, double level)
+{
+	if (n <= 0) {
+		*lo = 0.0;
+		*hi = 1.0;
+		return;
+	}
+	const double z = mb_stats_norm_ppf(1.0 - (1.0 - level) / 2.0), z2 = z * z;
+	const double p = (double)passed / n, den = 1.0 + z2 / n;
+	const double c = (p + z2 / (2.0 * n)) / den;
+	const double h = z / den * sqrt(p * (1.0 - p) / n + z2 / (4.0 * (double)n * n));
+	/* the ends at 0 and n successes are exactly 0 and 1 */
+	*lo = passed <= 0 ? 0.0 : fmax(0.0, c - h);
+	*hi = passed >= n ? 1.0 : fmin(1.0, c + h);
 }

@@ -121,6 +121,69 @@ static double log_mass(const float *z, int V, const uint8_t *mask)
 	return mb_detmath_log(ss) - mb_detmath_log(s);
 }
 
+/* L (K) the log-mass of z (V) on each of the K readouts (K, V), as log_mass
+ * computes it, with the exponentials (scratch ex (V)) taken once. */
+static void log_mass_all(double *L, const float *z, int V, const uint8_t *readout, int K,
+			 double *ex)
+{
+	double mx = z[mb_logits_argmax(z, V)], s = 0;
+	for (int v = 0; v < V; v++) {
+		ex[v] = mb_detmath_exp((double)z[v] - mx);
+		s += ex[v];
+	}
+	const double ls = mb_detmath_log(s);
+	for (int h = 0; h < K; h++) {
+		const uint8_t *mask = readout + (size_t)h * V;
+		double ss = 0;
+		for (int v = 0; v < V; v++)
+			if (mask[v])
+				ss += ex[v];
+		L[h] = ss > 0.0 ? mb_detmath_log(ss) - ls : log_mass(z, V, mask);
+	}
+}
+
+/* rel (sae.h) of item b of the run whose logits row (b, t) logits_row gives:
+ * mean over t of L_k - mean over the absent values h != k of L_h; NaN when
+ * no other value is absent. absent (K): the item's absent values. */
+static double rel_readout(const float *(*row)(void *, int, int), void *ctx, int b, int T, int V,
+			  const mb_sae_labels *lab, int k, const uint8_t *absent, double *L,
+			  double *ex)
+{
+	const int K = lab->n_values;
+	int np = 0;
+	for (int h = 0; h < K; h++)
+		np += h != k && absent[h];
+	if (np == 0)
+		return NAN;
+	double s = 0;
+	for (int t = 0; t < T; t++) {
+		double o = 0;
+		log_mass_all(L, row(ctx, b, t), V, lab->readout, K, ex);
+		for (int h = 0; h < K; h++)
+			if (h != k && absent[h])
+				o += L[h];
+		s += L[k] - o / np;
+	}
+	return s / T;
+}
+
+/* Logit rows of the clean copy (B, T, V) and of the engine's last run. */
+typedef struct clean_rows {
+	const float *z;
+	int T, V;
+} clean_rows;
+
+static const float *clean_row(void *ctx, int b, int t)
+{
+	const clean_rows *c = ctx;
+	return c->z + ((size_t)b * c->T + t) * c->V;
+}
+
+static const float *engine_row(void *ctx, int b, int t)
+{
+	return mb_engine_logits_row((const mb_engine *)ctx, b, t);
+}
+
 /* KL(p || q) of the distributions of z_p and z_q (V) renormalised over the
  * tokens with mask[v] == 0. */
 static double kl_outside(const float *zp, const float *zq, int V, const uint8_t *mask)
@@ -157,8 +220,9 @@ void mb_sae_battery_dispose(mb_sae_battery *b)
 
 int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 		       mb_hook_point point, const int32_t *tokens, size_t n, int seq, int batch,
-		       const uint64_t *item_index, const mb_sae_feature *features, int n_features,
-		       double steer_k, uint64_t seed, mb_error *err)
+		       const uint64_t *item_index, const mb_sae_labels *labels,
+		       const mb_sae_feature *features, int n_features, double steer_k,
+		       uint64_t seed, mb_error *err)
 {
 	const int D = sae->d_in, V = mb_engine_cfg(e)->n_vocab;
 	const size_t FN = (size_t)n_features * n;
@@ -166,7 +230,9 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 	mb_sae_work w;
 	edit_hook h;
 	float *clean = NULL, *dirs = NULL;
-	double *rclean = NULL;
+	double *rclean = NULL, *relclean = NULL, *L = NULL, *ex = NULL;
+	uint8_t *absent = NULL;
+	const int K = labels->n_values;
 	int error;
 
 	memset(out, 0, sizeof(*out));
@@ -179,11 +245,13 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 		return mb_error_set(err, MB_EINVALID, "sae battery: batch %d, seq %d", batch, seq);
 	for (int f = 0; f < n_features; f++)
 		if (features[f].latent < 0 || features[f].latent >= sae->d_sae ||
+		    features[f].value < 0 || features[f].value >= K ||
 		    !isfinite(features[f].max_act))
 			return mb_error_set(err, MB_EINVALID,
-					    "sae battery: feature %d: latent %d not in [0, %d) or "
-					    "max activation %g not finite",
-					    f, features[f].latent, sae->d_sae, features[f].max_act);
+					    "sae battery: feature %d: latent %d not in [0, %d), value "
+					    "%d not in [0, %d) or max activation %g not finite",
+					    f, features[f].latent, sae->d_sae, features[f].value, K,
+					    features[f].max_act);
 	out->n_features = n_features;
 	out->n = n;
 	out->block = malloc((FN ? FN : 1) * 8 * sizeof(double));
@@ -191,7 +259,12 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 	dirs = malloc((size_t)batch * D * sizeof(float));
 	h.rows = malloc((size_t)batch * seq * D * sizeof(float));
 	rclean = malloc((size_t)batch * sizeof(double));
-	if (!out->block || !clean || !dirs || !h.rows || !rclean) {
+	relclean = malloc((size_t)batch * sizeof(double));
+	L = malloc((size_t)(K > 0 ? K : 1) * sizeof(double));
+	ex = malloc((size_t)V * sizeof(double));
+	absent = malloc((size_t)batch * (K > 0 ? K : 1));
+	if (!out->block || !clean || !dirs || !h.rows || !rclean || !relclean || !L || !ex ||
+	    !absent) {
 		error = mb_error_oom(err, "sae battery buffers", FN * 8 * sizeof(double));
 		goto cleanup;
 	}
@@ -219,10 +292,17 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 		if ((error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
 		mb_engine_logits_copy(e, clean);
+		for (int b = 0; b < nb; b++)
+			for (int k = 0; k < K; k++)
+				absent[(size_t)b * K + k] =
+					labels->present[(size_t)k * n + i0 + (size_t)b] == 0;
+		clean_rows cr = {clean, seq, V};
 
 		for (int f = 0; f < n_features; f++) {
 			const mb_sae_feature *ft = &features[f];
-			const int j = ft->latent;
+			const int j = ft->latent, k = ft->value;
+			const uint8_t *readout = labels->readout + (size_t)k * V;
+			const uint8_t *present = labels->present + (size_t)k * n;
 			double nrm = 0;
 			for (int i = 0; i < D; i++)
 				nrm += (double)sae->W_dec[(size_t)j * D + i] * sae->W_dec[(size_t)j * D + i];
@@ -238,8 +318,12 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 			for (int b = 0; b < nb; b++) {
 				double s = 0;
 				for (int t = 0; t < seq; t++)
-					s += log_mass(clean + ((size_t)b * seq + t) * V, V, ft->readout);
+					s += log_mass(clean + ((size_t)b * seq + t) * V, V, readout);
 				rclean[b] = s / seq;
+				relclean[b] = present[i0 + b]
+						      ? NAN
+						      : rel_readout(clean_row, &cr, b, seq, V, labels, k,
+								    absent + (size_t)b * K, L, ex);
 			}
 			for (int arm = 0; arm < N_ARMS; arm++) {
 				h.latent = j;
@@ -252,37 +336,40 @@ int mb_sae_battery_run(mb_sae_battery *out, mb_engine *e, const mb_sae *sae,
 					goto cleanup;
 				for (int b = 0; b < nb; b++) {
 					const size_t at = (size_t)f * n + i0 + (size_t)b;
-					const int present = ft->present[i0 + b] != 0;
-					double s = 0, kl = 0;
+					const int here = present[i0 + b] != 0;
+					double s = 0, kl = 0, rel = NAN;
 					for (int t = 0; t < seq; t++) {
 						const float *z = mb_engine_logits_row(e, b, t);
-						s += log_mass(z, V, ft->readout);
-						if (arm == ARM_STEER && !present)
+						s += log_mass(z, V, readout);
+						if (arm == ARM_STEER && !here)
 							kl += kl_outside(clean + ((size_t)b * seq + t) * V,
-									 z, V, ft->readout);
+									 z, V, readout);
 					}
+					if (!here && (arm == ARM_STEER || arm == ARM_STEER_CTRL))
+						rel = rel_readout(engine_row, (void *)e, b, seq, V, labels, k,
+								  absent + (size_t)b * K, L, ex);
 					const double r = s / seq;
 					switch (arm) {
 					case ARM_ABLATE:
-						if (present)
+						if (here)
 							out->necessity[at] = rclean[b] - r;
 						else
 							out->selectivity[at] = rclean[b] - r;
 						break;
 					case ARM_ABLATE_CTRL:
-						if (present)
+						if (here)
 							out->necessity_control[at] = rclean[b] - r;
 						break;
 					case ARM_STEER:
-						if (!present) {
-							out->steering[at] = r - rclean[b];
+						if (!here) {
+							out->steering[at] = rel - relclean[b];
 							out->collateral[at] = kl / seq;
 						} else
 							out->sufficiency[at] = r - rclean[b];
 						break;
 					default:
-						if (!present)
-							out->steering_control[at] = r - rclean[b];
+						if (!here)
+							out->steering_control[at] = rel - relclean[b];
 						else
 							out->sufficiency_control[at] = r - rclean[b];
 						break;
@@ -301,6 +388,10 @@ cleanup:
 	free(dirs);
 	free(h.rows);
 	free(rclean);
+	free(relclean);
+	free(L);
+	free(ex);
+	free(absent);
 	return error;
 }
 

@@ -61,9 +61,11 @@ typedef struct mb_artifact_lists {
 } mb_artifact_lists;
 void mb_artifact_lists_fill(mb_artifact_lists *out, const mb_artifact_diff *d);
 
-/* The feature table of an `sae` task entry (sae.c): its strata as
- * features, each with its causal effects, controls and BH verdict. Writes
- * nothing for an entry that lacks the battery's metrics. */
+/* The feature table of an `sae` task entry (sae.c) from its "sae-battery"
+ * artifact (per-item effects): each feature's causal effects, controls and
+ * BH verdict (sae_verdict.h), and the fraction passing with its interval.
+ * Writes nothing for an entry without that artifact; a malformed one is
+ * MB_EINVALID naming the field. */
 int mb_html_sae_features(FILE *f, const mb_entry_result *r, mb_error *err);
 
 #endif

@@ -33,16 +33,26 @@
  *
  * open: loads the model and the SAE, reads the recipe from the model's
  * training_state.json, labels each topic's latent (mb_sae_topic_features_init).
+ * prepare: the causal battery of every labelled feature over all the
+ * entry's items (mb_sae_battery_run; each item's values depend on the item
+ * alone: controls are drawn from its own stream, its content key), kept in
+ * the state and returned as the artifact
+ *   {"kind": "sae-battery", "version": 1, "steer", "n_items",
+ *    "features": [{"value", "variable", "latent", "auroc", "max_act",
+ *                  "necessity", "necessity_control", "steering",
+ *                  "steering_control", "selectivity", "collateral":
+ *                  [per item, in the items' order; null where the arm
+ *                   does not apply]}]}
+ * from which the report computes each feature's verdict and the fraction
+ * passing with its interval (sae_verdict.h, harness: above this layer).
  * run: per batch, the quality metrics with the SAE spliced in
- * (mb_sae_item_quality) and the causal battery of every labelled feature
- * (mb_sae_battery_run); item i of topic t gets its own feature's necessity
- * and steering (t is present: the battery's sufficiency arm), so a stratum's
- * estimates are one feature's, and the mean over the other topics' features
- * of selectivity and collateral (absent there: properties of the item's
- * topic, not of its feature). Controls are drawn from each
- * item's own stream (its content key), so values are batch invariant.
+ * (mb_sae_item_quality), and prepare's battery values of each item: item i
+ * of topic t gets its own feature's necessity (t is present), so a stratum's
+ * necessity is one feature's; and the mean over the other topics' features
+ * (absent there) of steering, selectivity and collateral.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +80,7 @@ enum {
 	M_STEERING_EXCESS,
 	M_SELECTIVITY,
 	M_COLLATERAL,
+	M_CAUSAL_HIT,
 	M_COUNT
 };
 
@@ -91,12 +102,14 @@ static const mb_metric_def sae_metrics[M_COUNT] = {
 	 "the same edit along a random direction of the same norm at the same positions"},
 	{"sae.necessity_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
 	 "necessity - necessity_control, paired per item"},
-	{"sae.steering", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
-	 "the item's topic feature clamped to k x its max activation: rise of the next token's "
-	 "log-mass on the topic's tokens (sae.h battery: sufficiency)"},
-	{"sae.steering_control", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
-	 "the same clamp along a random direction of the same norm at the same positions"},
-	{"sae.steering_excess", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	{"sae.steering", 2, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "the other topics' features clamped to k x their max activation here, where their "
+	 "label is absent: rise of each one's topic log-mass relative to the other absent "
+	 "topics' (sae.h battery, steering version 2), mean over them"},
+	{"sae.steering_control", 2, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
+	 "the same clamps along random directions of the same norm at the same positions "
+	 "(0 in expectation: the absent topics are exchangeable under a random edit)"},
+	{"sae.steering_excess", 2, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
 	 "steering - steering_control, paired per item"},
 	{"sae.selectivity", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
 	 "other topics' features ablated here, where their label is absent: drop of their "
@@ -104,6 +117,10 @@ static const mb_metric_def sae_metrics[M_COUNT] = {
 	{"sae.collateral", 1, MB_METRIC_CONTINUOUS, MB_LOWER_IS_BETTER,
 	 "other topics' features clamped to k x their max activation here: KL(clean || steered) "
 	 "over the tokens outside the steered topic, mean over them"},
+	{"sae.causal_hit", 1, MB_METRIC_CONTINUOUS, MB_HIGHER_IS_BETTER,
+	 "the fraction of the item's K battery comparisons that the labelled features win "
+	 "against their matched random directions: its own feature's necessity > control, and "
+	 "each absent feature's steering > control (0.5 for features no better than random)"},
 };
 
 static const mb_metric_diff sae_derived[] = {
@@ -236,7 +253,14 @@ typedef struct sae_state {
 	int seq;
 	int curves;
 	char model_dir[4096];
+	/* prepare's battery over the entry's items, by item (sorted by key) */
+	size_t n_prepared;
+	char (*keys)[MB_SHA256_HEX_LEN]; /* (n) sorted */
+	double *battery;                 /* (n, N_BAT) at the sorted position */
 } sae_state;
+
+/* prepare's per-item battery values (the metrics of the same names). */
+enum { B_NEC, B_NEC_CTL, B_STEER, B_STEER_CTL, B_SEL, B_COL, B_HIT, N_BAT };
 
 static void sae_close(void *state)
 {
@@ -244,6 +268,8 @@ static void sae_close(void *state)
 	if (!st)
 		return;
 	mb_sae_topic_features_dispose(&st->tf);
+	free(st->keys);
+	free(st->battery);
 	mb_engine_free(st->engine);
 	mb_sae_corpus_free(st->corpus);
 	mb_sae_free(st->sae);
@@ -331,22 +357,94 @@ static int item_inputs(int32_t *tok, int *topic, const sae_state *st, const mb_i
 	return 0;
 }
 
-static int sae_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
+/* x as a JSON number, null when it is not a number (the arm does not apply). */
+static json_t *real_or_null(double x)
+{
+	return isfinite(x) ? json_real(x) : json_null();
+}
+
+static const char *const artifact_arms[] = {"necessity", "necessity_control", "steering",
+					    "steering_control", "selectivity", "collateral"};
+
+/* The artifact of battery b over the prepared items (see the top). */
+static json_t *battery_artifact(const sae_state *st, const mb_sae_battery *b)
+{
+	const double *arm[6] = {b->necessity, b->necessity_control, b->steering,
+				b->steering_control, b->selectivity, b->collateral};
+	json_t *fs = json_array(), *a = NULL;
+	int bad = !fs;
+
+	for (int k = 0; k < b->n_features && !bad; k++) {
+		json_t *f = json_pack("{s:i, s:s, s:i, s:o, s:f}", "value", st->tf.features[k].value,
+				      "variable", st->tf.match[k].variable, "latent",
+				      st->tf.features[k].latent, "auroc",
+				      real_or_null(st->tf.match[k].auroc), "max_act",
+				      st->tf.features[k].max_act);
+		bad |= !f;
+		for (int r = 0; r < 6 && !bad; r++) {
+			json_t *col = json_array();
+			bad |= !col;
+			for (size_t i = 0; i < b->n && !bad; i++)
+				bad |= json_array_append_new(col, real_or_null(arm[r][(size_t)k * b->n + i])) < 0;
+			bad |= json_object_set_new(f, artifact_arms[r], col) < 0;
+		}
+		bad |= json_array_append_new(fs, f) < 0;
+	}
+	if (!bad)
+		a = json_pack("{s:s, s:i, s:f, s:I, s:O}", "kind", "sae-battery", "version", 1, "steer",
+			      st->steer, "n_items", (json_int_t)b->n, "features", fs);
+	json_decref(fs);
+	return a;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The sorted position of key among prepare's items, or -1. */
+static ptrdiff_t prepared_at(const sae_state *st, const char *key)
+{
+	size_t lo = 0, hi = st->n_prepared;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(st->keys[mid], key);
+		if (c == 0)
+			return (ptrdiff_t)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/*
+ * The battery of every labelled feature over all n items, the verdicts and
+ * each item's values (N_BAT), kept in st by item key. Each item's values
+ * depend on that item alone (batch invariant), the verdicts on all of them.
+ */
+static int sae_prepare(void *state, const mb_item *items, size_t n, json_t **artifact,
+		       mb_error *err)
 {
 	sae_state *st = state;
 	const int T = st->seq, K = st->tf.n;
-	int32_t *tok = malloc(n * (size_t)T * sizeof(int32_t));
-	int *topic = malloc(n * sizeof(int));
-	uint8_t *present = calloc((size_t)K * n, 1);
-	uint64_t *index = malloc(n * sizeof(uint64_t));
-	mb_sae_item_metrics *q = calloc(n, sizeof(*q));
-	mb_sae_feature *ft = malloc((size_t)K * sizeof(*ft));
+	int32_t *tok = malloc((n ? n : 1) * (size_t)T * sizeof(int32_t));
+	int *topic = malloc((n ? n : 1) * sizeof(int));
+	uint8_t *present = calloc((size_t)K * (n ? n : 1), 1);
+	uint64_t *index = malloc((n ? n : 1) * sizeof(uint64_t));
+	const char **order = malloc((n ? n : 1) * sizeof(char *));
 	mb_sae_battery b;
 	int rc;
 
 	memset(&b, 0, sizeof(b));
-	if (!tok || !topic || !present || !index || !q || !ft) {
-		rc = mb_error_oom(err, "sae run", n * (size_t)T * sizeof(int32_t));
+	free(st->keys);
+	free(st->battery);
+	st->n_prepared = 0;
+	st->keys = malloc((n ? n : 1) * sizeof(*st->keys));
+	st->battery = malloc((n ? n : 1) * N_BAT * sizeof(double));
+	if (!tok || !topic || !present || !index || !order || !st->keys || !st->battery) {
+		rc = mb_error_oom(err, "sae prepare", n * (size_t)T * sizeof(int32_t));
 		goto cleanup;
 	}
 	if ((rc = item_inputs(tok, topic, st, items, n, err)) < 0)
@@ -354,47 +452,100 @@ static int sae_run(void *state, const mb_item *items, size_t n, double *values, 
 	for (size_t i = 0; i < n; i++) {
 		present[(size_t)topic[i] * n + i] = 1;
 		index[i] = mb_item_key_index(items[i].key);
+		order[i] = items[i].key;
 	}
-	for (int f = 0; f < K; f++) {
-		ft[f] = st->tf.features[f];
-		ft[f].present = present + (size_t)f * n;
-	}
-	if ((rc = mb_sae_item_quality(q, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH,
-				      err)) < 0 ||
-	    (rc = mb_sae_battery_run(&b, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH, index,
-				     ft, K, st->steer, st->seed, err)) < 0)
+	const mb_sae_labels lab = {K, st->tf.readout, present};
+	if ((rc = mb_sae_battery_run(&b, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH,
+				     index, &lab, st->tf.features, K, st->steer, st->seed,
+				     err)) < 0)
 		goto cleanup;
+	qsort(order, n, sizeof(*order), key_cmp);
+	for (size_t i = 0; i < n; i++)
+		memcpy(st->keys[i], order[i], MB_SHA256_HEX_LEN);
+	st->n_prepared = n;
 	for (size_t i = 0; i < n; i++) {
-		double *row = values + i * M_COUNT;
+		double *row = st->battery + (size_t)prepared_at(st, items[i].key) * N_BAT;
 		const size_t own = (size_t)topic[i] * n + i;
-		double den = q[i].ce_zero - q[i].ce_clean, sel = 0, col = 0;
-		row[M_CE_RECOVERED] = den != 0.0 ? (q[i].ce_zero - q[i].ce_sae) / den : 0.0;
-		row[M_KL] = q[i].kl_sae;
-		row[M_L0] = q[i].l0;
-		row[M_COS] = q[i].cos;
-		row[M_NECESSITY] = b.necessity[own];
-		row[M_NECESSITY_CONTROL] = b.necessity_control[own];
-		row[M_STEERING] = b.sufficiency[own];
-		row[M_STEERING_CONTROL] = b.sufficiency_control[own];
+		double ste = 0, ctl = 0, sel = 0, col = 0;
+		int hits = b.necessity[own] > b.necessity_control[own];
+		row[B_NEC] = b.necessity[own];
+		row[B_NEC_CTL] = b.necessity_control[own];
 		for (int f = 0; f < K; f++) {
 			if (f == topic[i])
 				continue;
 			const size_t at = (size_t)f * n + i;
+			ste += b.steering[at];
+			ctl += b.steering_control[at];
 			sel += b.selectivity[at];
 			col += b.collateral[at];
+			hits += b.steering[at] > b.steering_control[at];
 		}
-		row[M_SELECTIVITY] = K > 1 ? sel / (K - 1) : 0.0;
-		row[M_COLLATERAL] = K > 1 ? col / (K - 1) : 0.0;
+		row[B_STEER] = K > 1 ? ste / (K - 1) : 0.0;
+		row[B_STEER_CTL] = K > 1 ? ctl / (K - 1) : 0.0;
+		row[B_SEL] = K > 1 ? sel / (K - 1) : 0.0;
+		row[B_COL] = K > 1 ? col / (K - 1) : 0.0;
+		row[B_HIT] = (double)hits / K;
 	}
-	rc = 0;
+	if (!(*artifact = battery_artifact(st, &b)))
+		rc = mb_error_oom(err, "sae battery artifact", 0);
 cleanup:
+	if (rc < 0)
+		st->n_prepared = 0;
 	mb_sae_battery_dispose(&b);
 	free(tok);
 	free(topic);
 	free(present);
 	free(index);
+	free(order);
+	return rc;
+}
+
+static int sae_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
+{
+	sae_state *st = state;
+	const int T = st->seq;
+	int32_t *tok = malloc(n * (size_t)T * sizeof(int32_t));
+	int *topic = malloc(n * sizeof(int));
+	mb_sae_item_metrics *q = calloc(n, sizeof(*q));
+	int rc;
+
+	if (!tok || !topic || !q) {
+		rc = mb_error_oom(err, "sae run", n * (size_t)T * sizeof(int32_t));
+		goto cleanup;
+	}
+	if ((rc = item_inputs(tok, topic, st, items, n, err)) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < n; i++)
+		if (prepared_at(st, items[i].key) < 0) {
+			rc = mb_error_set(err, MB_EINVALID,
+					  "item %s: not among the items the battery was prepared on",
+					  items[i].key);
+			goto cleanup;
+		}
+	if ((rc = mb_sae_item_quality(q, st->engine, st->sae, st->point, tok, n, T, SAE_BATCH,
+				      err)) < 0)
+		goto cleanup;
+	for (size_t i = 0; i < n; i++) {
+		double *row = values + i * M_COUNT;
+		const double *bt = st->battery + (size_t)prepared_at(st, items[i].key) * N_BAT;
+		double den = q[i].ce_zero - q[i].ce_clean;
+		row[M_CE_RECOVERED] = den != 0.0 ? (q[i].ce_zero - q[i].ce_sae) / den : 0.0;
+		row[M_KL] = q[i].kl_sae;
+		row[M_L0] = q[i].l0;
+		row[M_COS] = q[i].cos;
+		row[M_NECESSITY] = bt[B_NEC];
+		row[M_NECESSITY_CONTROL] = bt[B_NEC_CTL];
+		row[M_STEERING] = bt[B_STEER];
+		row[M_STEERING_CONTROL] = bt[B_STEER_CTL];
+		row[M_SELECTIVITY] = bt[B_SEL];
+		row[M_COLLATERAL] = bt[B_COL];
+		row[M_CAUSAL_HIT] = bt[B_HIT];
+	}
+	rc = 0;
+cleanup:
+	free(tok);
+	free(topic);
 	free(q);
-	free(ft);
 	return rc;
 }
 
@@ -638,6 +789,7 @@ const mb_task mb_task_sae = {
 	.check_params = sae_check_params,
 	.open = sae_open,
 	.close = sae_close,
+	.prepare = sae_prepare,
 	.run = sae_run,
 	.figures = sae_figures,
 	.derived = sae_derived,

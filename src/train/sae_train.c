@@ -691,28 +691,142 @@ cleanup:
 
 /* ---- ground truth in a zoo language ---- */
 
+/* What a match holds: the engine with a read-only hook gathering the
+ * point's rows, the SAE's work, a token batch (B, T), the dense activations
+ * (N, S) and labels (NV, N) of the N matched rows, and the result (NV). */
+typedef struct match_ctx {
+	mb_engine *e;
+	mb_hooks *hooks;
+	mb_sae_work w;
+	eval_gather g;
+	int32_t *tok;      /* (B, T) */
+	float *acts;       /* (N, S) */
+	uint8_t *labels;   /* (NV, N) */
+	double *au;        /* (NV) */
+	mb_sae_match *m;   /* (NV), latent -1 and AUROC NaN until matched */
+	int S, T;
+	size_t N;
+} match_ctx;
+
+static void match_ctx_dispose(match_ctx *c)
+{
+	free(c->m);
+	free(c->au);
+	free(c->labels);
+	free(c->acts);
+	free(c->tok);
+	free(c->g.rows);
+	mb_sae_work_dispose(&c->w);
+	mb_hooks_free(c->hooks);
+	mb_engine_free(c->e);
+	memset(c, 0, sizeof(*c));
+}
+
+static int match_ctx_init(match_ctx *c, const mb_model *model, const mb_sae *sae,
+			  mb_hook_point point, int B, int T, size_t N, int NV, mb_error *err)
+{
+	const int S = sae->d_sae, D = sae->d_in;
+	int error;
+
+	memset(c, 0, sizeof(*c));
+	c->S = S;
+	c->T = T;
+	c->N = N;
+	c->g.D = D;
+	if ((error = engine_for(&c->e, model, B, T, err)) < 0 ||
+	    (error = mb_hooks_init(&c->hooks, err)) < 0 ||
+	    (error = mb_hooks_add(c->hooks, point, eval_gather_hook, &c->g, MB_HOOK_READONLY,
+				  err)) < 0 ||
+	    (error = mb_sae_work_init(&c->w, sae, B * T, 0, err)) < 0)
+		goto fail;
+	c->g.rows = malloc((size_t)B * T * D * sizeof(float));
+	c->tok = malloc((size_t)B * T * sizeof(int32_t));
+	c->acts = calloc(N * (size_t)S, sizeof(float));
+	c->labels = calloc(N * (size_t)NV, 1);
+	c->au = malloc((size_t)NV * sizeof(double));
+	c->m = calloc((size_t)NV, sizeof(*c->m));
+	if (!c->g.rows || !c->tok || !c->acts || !c->labels || !c->au || !c->m) {
+		error = mb_error_oom(err, "sae match buffers", N * (size_t)S * sizeof(float));
+		goto fail;
+	}
+	for (int v = 0; v < NV; v++) {
+		c->m[v].latent = -1;
+		c->m[v].auroc = NAN;
+	}
+	return 0;
+fail:
+	match_ctx_dispose(c);
+	return error;
+}
+
+/* The nb sequences of c->tok through the engine and the SAE. */
+static int match_ctx_forward(match_ctx *c, const mb_sae *sae, int nb, mb_error *err)
+{
+	mb_run run;
+	int error;
+	memset(&run, 0, sizeof(run));
+	run.batch = nb;
+	run.seq = c->T;
+	run.tokens = c->tok;
+	run.hooks = c->hooks;
+	run.logits = MB_LOGITS_NONE;
+	if ((error = mb_engine_forward(c->e, &run, err)) < 0)
+		return error;
+	mb_sae_forward(sae, &c->w, c->g.rows, c->g.n);
+	return 0;
+}
+
+/* Row `row` of the last forward's activations as matched row i. */
+static void match_ctx_store(match_ctx *c, int row, size_t i)
+{
+	for (int e = 0; e < c->w.nnz[row]; e++)
+		c->acts[i * c->S + c->w.idx[(size_t)row * c->w.cap + e]] =
+			c->w.val[(size_t)row * c->w.cap + e];
+}
+
+/* For each variable v, the latent of the highest AUROC of its activation
+ * (lowest index on ties) and that latent's F1, its base rate; hands the
+ * result to *out. */
+static int match_ctx_finish(mb_sae_match **out, int *n_out, match_ctx *c, int NV, mb_error *err)
+{
+	const size_t N = c->N;
+	const int S = c->S;
+	int error;
+	for (int v = 0; v < NV; v++) {
+		double pos = 0;
+		for (size_t i = 0; i < N; i++)
+			pos += c->labels[(size_t)v * N + i];
+		c->m[v].base_rate = pos / (double)N;
+	}
+	for (int j = 0; j < S; j++) {
+		if ((error = mb_sae_auroc(c->au, c->acts + j, (size_t)S, c->labels, NV, N, err)) < 0)
+			return error;
+		for (int v = 0; v < NV; v++)
+			if (!isnan(c->au[v]) && (c->m[v].latent < 0 || c->au[v] > c->m[v].auroc)) {
+				c->m[v].latent = j;
+				c->m[v].auroc = c->au[v];
+			}
+	}
+	for (int v = 0; v < NV; v++)
+		if (c->m[v].latent >= 0)
+			c->m[v].f1 = mb_sae_f1(c->acts + c->m[v].latent, (size_t)S,
+					       c->labels + (size_t)v * N, N);
+	*out = c->m;
+	*n_out = NV;
+	c->m = NULL;
+	return 0;
+}
+
 int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model,
 			   const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
 			   int n_seqs, mb_error *err)
 {
-	const int T = r->n_positions, K = r->n_topics, S = sae->d_sae, D = sae->d_in, NV = K + 1;
-	const int B = 32;
-	mb_engine *e = NULL;
-	mb_hooks *hooks = NULL;
-	mb_sae_work w;
-	eval_gather g;
-	mb_sae_match *m = NULL;
-	int32_t *tok = NULL;
-	float *acts = NULL;
-	uint8_t *labels = NULL;
-	double *au = NULL;
-	size_t N;
+	const int T = r->n_positions, K = r->n_topics, NV = K + 1, B = 32;
+	match_ctx c;
 	int error;
 
 	*out = NULL;
 	*n_out = 0;
-	memset(&w, 0, sizeof(w));
-	memset(&g, 0, sizeof(g));
 	if (strcmp(r->name, "induction") != 0)
 		return mb_error_set(err, MB_EINVALID,
 				    "sae match: recipe %s: only the induction language's variables "
@@ -720,91 +834,84 @@ int mb_sae_match_induction(mb_sae_match **out, int *n_out, const mb_model *model
 				    r->name);
 	if (n_seqs < 1 || model->cfg.n_ctx < T)
 		return mb_error_set(err, MB_EINVALID, "sae match: %d sequences of %d tokens", n_seqs, T);
-	N = (size_t)n_seqs * (size_t)(T - 1);
-	if ((error = engine_for(&e, model, B, T, err)) < 0)
+	const size_t N = (size_t)n_seqs * (size_t)(T - 1);
+	if ((error = match_ctx_init(&c, model, sae, point, B, T, N, NV, err)) < 0)
 		return error;
-	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
-	    (error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY, err)) < 0 ||
-	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0)
-		goto cleanup;
-	g.D = D;
-	g.rows = malloc((size_t)B * T * D * sizeof(float));
-	tok = malloc((size_t)B * T * sizeof(int32_t));
-	acts = calloc(N * (size_t)S, sizeof(float));
-	labels = calloc(N * (size_t)NV, 1);
-	au = malloc((size_t)NV * sizeof(double));
-	m = calloc((size_t)NV, sizeof(*m));
-	if (!g.rows || !tok || !acts || !labels || !au || !m) {
-		error = mb_error_oom(err, "sae match buffers", N * (size_t)S * sizeof(float));
-		goto cleanup;
-	}
-	/* Activations (dense, (N, S)) and labels ((NV, N)) of every non-BOS token. */
+	/* Activations and labels of every non-BOS token. */
 	for (int s0 = 0; s0 < n_seqs; s0 += B) {
 		int nb = n_seqs - s0 < B ? n_seqs - s0 : B;
 		mb_zoo_segment seg[32];
-		mb_run run;
 		for (int b = 0; b < nb; b++)
-			mb_zoo_induction_sequence(tok + (size_t)b * T, &seg[b], r, "induction/eval",
+			mb_zoo_induction_sequence(c.tok + (size_t)b * T, &seg[b], r, "induction/eval",
 						  (uint64_t)(s0 + b));
-		memset(&run, 0, sizeof(run));
-		run.batch = nb;
-		run.seq = T;
-		run.tokens = tok;
-		run.hooks = hooks;
-		run.logits = MB_LOGITS_NONE;
-		if ((error = mb_engine_forward(e, &run, err)) < 0)
+		if ((error = match_ctx_forward(&c, sae, nb, err)) < 0)
 			goto cleanup;
-		mb_sae_forward(sae, &w, g.rows, g.n);
 		for (int b = 0; b < nb; b++)
 			for (int t = 1; t < T; t++) {
-				int row = b * T + t;
 				size_t i = (size_t)(s0 + b) * (T - 1) + (size_t)(t - 1);
-				for (int e2 = 0; e2 < w.nnz[row]; e2++)
-					acts[i * S + w.idx[(size_t)row * w.cap + e2]] =
-						w.val[(size_t)row * w.cap + e2];
-				labels[(size_t)seg[b].topic * N + i] = 1;
-				labels[(size_t)K * N + i] =
+				match_ctx_store(&c, b * T + t, i);
+				c.labels[(size_t)seg[b].topic * N + i] = 1;
+				c.labels[(size_t)K * N + i] =
 					t >= seg[b].second && t < seg[b].second + seg[b].len;
 			}
 	}
 	for (int v = 0; v < NV; v++) {
-		double pos = 0;
-		for (size_t i = 0; i < N; i++)
-			pos += labels[(size_t)v * N + i];
 		if (v < K)
-			snprintf(m[v].variable, sizeof(m[v].variable), "topic=%d", v);
+			snprintf(c.m[v].variable, sizeof(c.m[v].variable), "topic=%d", v);
 		else
-			snprintf(m[v].variable, sizeof(m[v].variable), "repeat");
-		m[v].base_rate = pos / (double)N;
-		m[v].latent = -1;
-		m[v].auroc = NAN;
+			snprintf(c.m[v].variable, sizeof(c.m[v].variable), "repeat");
 	}
-	for (int j = 0; j < S; j++) {
-		if ((error = mb_sae_auroc(au, acts + j, (size_t)S, labels, NV, N, err)) < 0)
-			goto cleanup;
-		for (int v = 0; v < NV; v++)
-			if (!isnan(au[v]) && (m[v].latent < 0 || au[v] > m[v].auroc)) {
-				m[v].latent = j;
-				m[v].auroc = au[v];
-			}
-	}
-	for (int v = 0; v < NV; v++)
-		if (m[v].latent >= 0)
-			m[v].f1 = mb_sae_f1(acts + m[v].latent, (size_t)S, labels + (size_t)v * N, N);
-	*out = m;
-	*n_out = NV;
-	m = NULL;
-	error = 0;
+	error = match_ctx_finish(out, n_out, &c, NV, err);
 cleanup:
-	free(m);
-	free(au);
-	free(labels);
-	free(acts);
-	free(tok);
-	free(g.rows);
-	mb_sae_work_dispose(&w);
-	mb_hooks_free(hooks);
-	mb_engine_free(e);
+	match_ctx_dispose(&c);
+	return error;
+}
+
+int mb_sae_match_modadd(mb_sae_match **out, int *n_out, const mb_model *model,
+			const mb_sae *sae, mb_hook_point point, const mb_zoo_recipe *r,
+			mb_error *err)
+{
+	const int P = r->p, T = 3, NF = (P - 1) / 2, NV = 2 * NF, B = 64;
+	const size_t N = (size_t)P * (size_t)P;
+	match_ctx c;
+	int error;
+
+	*out = NULL;
+	*n_out = 0;
+	if (strcmp(r->name, "modadd") != 0 || P < 3 || model->cfg.n_ctx < T)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae match: recipe %s: not a modular-addition language", r->name);
+	if ((error = match_ctx_init(&c, model, sae, point, B, T, N, NV, err)) < 0)
+		return error;
+	/* Every pair (a, b) as "a b =", the SAE's activations at '=' (where the
+	 * answer is read), pair i = a P + b. */
+	for (size_t i0 = 0; i0 < N; i0 += B) {
+		const int nb = N - i0 < (size_t)B ? (int)(N - i0) : B;
+		for (int b = 0; b < nb; b++) {
+			c.tok[b * T] = (int32_t)((i0 + (size_t)b) / (size_t)P);
+			c.tok[b * T + 1] = (int32_t)((i0 + (size_t)b) % (size_t)P);
+			c.tok[b * T + 2] = P;
+		}
+		if ((error = match_ctx_forward(&c, sae, nb, err)) < 0)
+			goto cleanup;
+		for (int b = 0; b < nb; b++)
+			match_ctx_store(&c, b * T + 2, i0 + (size_t)b);
+	}
+	/* Variable (k, cos): cos(2 pi k (a + b) / P) > 0; (k, sin) likewise. The
+	 * phase (a + b) k mod P is exact in integers. */
+	for (int k = 1; k <= NF; k++) {
+		for (size_t i = 0; i < N; i++) {
+			const int ph = (int)((i / (size_t)P + i % (size_t)P) * (size_t)k % (size_t)P);
+			const double th = 6.283185307179586 * ph / P; /* 2 pi ph / P */
+			c.labels[(size_t)(2 * (k - 1)) * N + i] = cos(th) > 1e-9;
+			c.labels[(size_t)(2 * (k - 1) + 1) * N + i] = sin(th) > 1e-9;
+		}
+		snprintf(c.m[2 * (k - 1)].variable, sizeof(c.m[0].variable), "cos%d", k);
+		snprintf(c.m[2 * (k - 1) + 1].variable, sizeof(c.m[0].variable), "sin%d", k);
+	}
+	error = match_ctx_finish(out, n_out, &c, NV, err);
+cleanup:
+	match_ctx_dispose(&c);
 	return error;
 }
 
@@ -881,7 +988,7 @@ int mb_sae_topic_features_init(mb_sae_topic_features *out, const mb_model *model
 		for (int v = 1; v < V; v++)
 			out->readout[(size_t)t * V + v] = mb_zoo_token_topic(v, V, out->n) == t;
 		out->features[t].latent = out->match[t].latent < 0 ? 0 : out->match[t].latent;
-		out->features[t].readout = out->readout + (size_t)t * V;
+		out->features[t].value = t;
 		out->features[t].max_act = mx[out->features[t].latent];
 	}
 	error = 0;

@@ -106,10 +106,34 @@ Test(sae_task, values_are_finite_in_range_and_batch_invariant)
 	generate(&l, 2);
 	const size_t n = l.n, M = t->n_metrics;
 	double *all = calloc(n * M, sizeof(double)), *part = calloc(n * M, sizeof(double));
+	json_t *art = NULL;
 	cr_assert_eq(t->open(&st, INDUCTION, p, &err), 0, "%s", err.msg);
+	/* run before prepare: one line naming the item */
+	cr_expect_lt(mb_task_run(t, st, l.items, 1, all, &err), 0);
+	cr_expect(strstr(err.msg, l.items[0].key) != NULL, "%s", err.msg);
+	cr_assert_eq(t->prepare(st, l.items, n, &art, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_task_run(t, st, l.items, n, all, &err), 0, "%s", err.msg);
-	/* The same items: the first alone, the rest together. */
+	/* The artifact: every feature's per-item effects, each item's own
+	 * feature's necessity as the item's value. */
+	cr_expect_str_eq(json_string_value(json_object_get(art, "kind")), "sae-battery");
+	const json_t *fs = json_object_get(art, "features");
+	cr_expect_eq(json_array_size(fs), 8);
+	for (size_t k = 0; k < json_array_size(fs); k++)
+		cr_expect_eq(json_array_size(json_object_get(json_array_get(fs, k), "steering")), n);
+	for (size_t i = 0; i < n; i++) {
+		int topic = (int)json_integer_value(json_object_get(l.items[i].input, "topic"));
+		const json_t *nec = json_object_get(json_array_get(fs, (size_t)topic), "necessity");
+		cr_expect(json_number_value(json_array_get(nec, i)) == all[i * M + 4],
+			  "item %zu: necessity", i);
+	}
+	json_decref(art);
+	/* The battery over the first item alone, then the rest together: an
+	 * item's values do not depend on the items it is prepared or run with. */
+	cr_assert_eq(t->prepare(st, l.items, 1, &art, &err), 0, "%s", err.msg);
+	json_decref(art);
 	cr_assert_eq(mb_task_run(t, st, l.items, 1, part, &err), 0, "%s", err.msg);
+	cr_assert_eq(t->prepare(st, l.items + 1, n - 1, &art, &err), 0, "%s", err.msg);
+	json_decref(art);
 	cr_assert_eq(mb_task_run(t, st, l.items + 1, n - 1, part + M, &err), 0, "%s", err.msg);
 	cr_expect(memcmp(all, part, n * M * sizeof(double)) == 0,
 		  "an item's values depend on its batch");
@@ -121,7 +145,10 @@ Test(sae_task, values_are_finite_in_range_and_batch_invariant)
 		cr_expect(r[3] > 0.5 && r[3] <= 1, "item %zu: cos %g", i, r[3]);
 		cr_expect(fabs(r[6] - (r[4] - r[5])) == 0, "item %zu: excess is not the difference",
 			  i);
+		cr_expect(fabs(r[9] - (r[7] - r[8])) == 0, "item %zu: steering excess", i);
 		cr_expect(r[11] > 0, "item %zu: steering leaves the other tokens untouched", i);
+		cr_expect(r[12] >= 0 && r[12] <= 1 && r[12] * 8 == floor(r[12] * 8),
+			  "item %zu: causal hit %g is not a count of 8", i, r[12]);
 	}
 	/* The figures: by-topic activations, top items, density. */
 	mb_figure_list figs;

@@ -5,7 +5,12 @@
  * a planted feature whose decoder direction is random (a large edit that is
  * about nothing) fails because its random-direction control does as much,
  * and that control is itself clearly nonzero: the control can fail a
- * feature. Verdicts on made-up effects: BH, n < 2, pass fraction. */
+ * feature; its clamp raises the absolute log-mass of an absent topic a lot
+ * but the relative steering readout (version 2) hardly moves, and the real
+ * feature's steering control stays near 0. Steering checked against a
+ * second implementation of the relative readout. Verdicts on made-up
+ * effects: BH, n < 2, pass fraction; the Wilson interval against the
+ * score test it inverts. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -34,7 +39,8 @@ typedef struct fixture {
 	mb_sae_corpus *c;
 	int T;
 	int32_t tok[2 * NPER * 64];
-	uint8_t present[2 * NPER];
+	uint8_t present[8 * 2 * NPER]; /* (K, n) every topic's presence */
+	uint8_t absent[8];             /* the topics absent on item NPER */
 } fixture;
 
 /* NPER held-out sequences of topic `topic` then NPER of other topics
@@ -64,9 +70,12 @@ static void setup(fixture *f, int topic)
 			continue;
 		int at = want ? np : NPER + na;
 		memcpy(f->tok + (size_t)at * 64, t, sizeof(t));
-		f->present[at] = (uint8_t)want;
+		f->present[(size_t)seg.topic * 2 * NPER + (size_t)at] = 1;
 		(*cnt)++;
 	}
+	cr_assert_eq(f->tf.n, 8);
+	for (int k = 0; k < 8; k++)
+		f->absent[k] = f->present[(size_t)k * 2 * NPER + NPER] == 0;
 	memset(&eo, 0, sizeof(eo));
 	eo.max_batch = 2 * NPER;
 	eo.max_seq = 64;
@@ -86,19 +95,20 @@ static void run_one(fixture *f, const mb_sae *s, mb_sae_feature ft, mb_sae_batte
 		    mb_sae_verdict *v, double steer_k)
 {
 	mb_error err;
-	ft.present = f->present;
+	const mb_sae_labels lab = {f->tf.n, f->tf.readout, f->present};
 	cr_assert_eq(mb_sae_battery_run(b, f->e, s, f->point, f->tok, 2 * NPER, f->T, 2 * NPER,
-					NULL, &ft, 1, steer_k, 7, &err),
+					NULL, &lab, &ft, 1, steer_k, 7, &err),
 		     0, "%s", err.msg);
 	cr_assert_eq(mb_sae_verdicts(v, NULL, b, 0.95, 0.05, &err), 0, "%s", err.msg);
 }
 
-/* The second implementation: latent j set to 0 through a full decode. */
+/* The second implementation: latent j set to `value` through a full decode. */
 typedef struct manual {
 	const mb_sae *s;
 	mb_sae_work *w;
 	float *rows;
 	int j;
+	float value;
 } manual;
 
 static int manual_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
@@ -119,6 +129,7 @@ static int manual_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
 					h += (double)m->w->val[(size_t)r * m->w->cap + e] *
 					     m->s->W_dec[(size_t)j * D + i];
 			}
+			h += (double)m->value * m->s->W_dec[(size_t)m->j * D + i];
 			x[i] = (float)(h + ((double)m->rows[(size_t)r * D + i] -
 					    m->w->x_hat[(size_t)r * D + i]));
 		}
@@ -138,12 +149,58 @@ static double readout_libm(const float *z, int V, const uint8_t *mask)
 	return log(ss / s);
 }
 
+/* rel (sae.h) of batch row b of the engine's last run: mean over t of
+ * L_k - mean over the absent h != k of L_h, with libm. */
+static double rel_libm(const fixture *f, int b, int k)
+{
+	const int V = f->m->cfg.n_vocab;
+	double s = 0;
+	for (int t = 0; t < f->T; t++) {
+		const float *z = mb_engine_logits_row(f->e, b, t);
+		double o = 0;
+		int np = 0;
+		for (int h = 0; h < 8; h++)
+			if (h != k && f->absent[h]) {
+				o += readout_libm(z, V, f->tf.readout + (size_t)h * V);
+				np++;
+			}
+		s += readout_libm(z, V, f->tf.readout + (size_t)k * V) - o / np;
+	}
+	return s / f->T;
+}
+
+/* Item `item` alone through the engine, with latent j of s set to value
+ * through the full decode when s is set; returns the engine (its logits). */
+static void run_item(fixture *f, const mb_sae *s, int j, float value, int item)
+{
+	mb_error err;
+	mb_sae_work w;
+	mb_hooks *h;
+	float rows[64 * 64];
+	manual mm = {s, &w, rows, j, value};
+	mb_run run;
+	memset(&run, 0, sizeof(run));
+	run.batch = 1;
+	run.seq = f->T;
+	run.tokens = f->tok + (size_t)item * f->T;
+	run.logits = MB_LOGITS_ALL;
+	cr_assert_eq(mb_hooks_init(&h, &err), 0);
+	if (s) {
+		cr_assert_eq(mb_sae_work_init(&w, s, f->T, 0, &err), 0);
+		cr_assert_eq(mb_hooks_add(h, f->point, manual_hook, &mm, 0, &err), 0);
+		run.hooks = h;
+	}
+	cr_assert_eq(mb_engine_forward(f->e, &run, &err), 0, "%s", err.msg);
+	if (s)
+		mb_sae_work_dispose(&w);
+	mb_hooks_free(h);
+}
+
 Test(sae_battery, a_topic_feature_passes_and_its_necessity_matches_a_full_decode)
 {
 	fixture f;
 	mb_sae_battery b;
 	mb_sae_verdict v;
-	mb_error err;
 	setup(&f, 0);
 	const mb_sae_feature ft = f.tf.features[0];
 	cr_assert(ft.latent >= 0 && ft.max_act > 0);
@@ -161,33 +218,31 @@ Test(sae_battery, a_topic_feature_passes_and_its_necessity_matches_a_full_decode
 
 	/* Item 0 (topic 0): necessity again, by a full decode without latent j. */
 	const int V = f.m->cfg.n_vocab, T = f.T;
-	mb_sae_work w;
-	mb_hooks *h;
-	float rows[64 * 64];
-	manual mm = {f.s, &w, rows, ft.latent};
-	cr_assert_eq(mb_sae_work_init(&w, f.s, T, 0, &err), 0);
-	cr_assert_eq(mb_hooks_init(&h, &err), 0);
-	mb_run run;
-	memset(&run, 0, sizeof(run));
-	run.batch = 1;
-	run.seq = T;
-	run.tokens = f.tok;
-	run.logits = MB_LOGITS_ALL;
+	const uint8_t *ro = f.tf.readout;
 	double rc = 0, ra = 0;
-	cr_assert_eq(mb_engine_forward(f.e, &run, &err), 0, "%s", err.msg);
+	run_item(&f, NULL, 0, 0, 0);
 	for (int t = 0; t < T; t++)
-		rc += readout_libm(mb_engine_logits_row(f.e, 0, t), V, ft.readout);
-	cr_assert_eq(mb_hooks_add(h, f.point, manual_hook, &mm, 0, &err), 0);
-	run.hooks = h;
-	cr_assert_eq(mb_engine_forward(f.e, &run, &err), 0, "%s", err.msg);
+		rc += readout_libm(mb_engine_logits_row(f.e, 0, t), V, ro);
+	run_item(&f, f.s, ft.latent, 0.0f, 0);
 	for (int t = 0; t < T; t++)
-		ra += readout_libm(mb_engine_logits_row(f.e, 0, t), V, ft.readout);
+		ra += readout_libm(mb_engine_logits_row(f.e, 0, t), V, ro);
 	double want = (rc - ra) / T;
 	cr_expect(fabs(b.necessity[0] - want) < 1e-4 * (1 + fabs(want)),
 		  "necessity of item 0: battery %.8g, full decode %.8g", b.necessity[0], want);
 	cr_expect(fabs(want) > 1e-3, "the ablation moved nothing (%g)", want);
-	mb_hooks_free(h);
-	mb_sae_work_dispose(&w);
+	/* Item NPER (another topic): steering, the relative readout with the
+	 * latent clamped to 4 max by a full decode. */
+	run_item(&f, NULL, 0, 0, NPER);
+	double r0 = rel_libm(&f, 0, 0);
+	run_item(&f, f.s, ft.latent, (float)(4.0 * ft.max_act), NPER);
+	double r1 = rel_libm(&f, 0, 0);
+	cr_expect(fabs(b.steering[NPER] - (r1 - r0)) < 1e-4 * (1 + fabs(r1 - r0)),
+		  "steering of item %d: battery %.8g, full decode %.8g", NPER, b.steering[NPER],
+		  r1 - r0);
+	/* The random-direction control of the real feature stays near 0. */
+	cr_expect(fabs(v.steering_control.mean) < 0.1 * v.steering.mean,
+		  "steering control %g against steering %g", v.steering_control.mean,
+		  v.steering.mean);
 	mb_sae_battery_dispose(&b);
 	teardown(&f);
 }
@@ -212,7 +267,7 @@ Test(sae_battery, a_mislabelled_feature_fails)
 	teardown(&f);
 }
 
-Test(sae_battery, a_planted_random_direction_fails_on_its_control_which_is_not_zero)
+Test(sae_battery, a_planted_random_direction_fails_on_its_controls_and_steers_nothing)
 {
 	fixture f;
 	mb_sae_battery b, b0;
@@ -221,7 +276,7 @@ Test(sae_battery, a_planted_random_direction_fails_on_its_control_which_is_not_z
 	mb_sae *p;
 	setup(&f, 0);
 	const mb_sae_feature ft = f.tf.features[0];
-	const int D = f.s->d_in, j = ft.latent;
+	const int D = f.s->d_in, j = ft.latent, V = f.m->cfg.n_vocab, T = f.T;
 	/* The same encoder (it fires where topic 0's latent fires), but its
 	 * decoder row a random direction 8 times as long: a big edit about
 	 * nothing. */
@@ -238,12 +293,27 @@ Test(sae_battery, a_planted_random_direction_fails_on_its_control_which_is_not_z
 	cr_expect(!v.pass, "the planted direction passed: necessity excess %g (q %g), steering "
 		  "excess %g (q %g)",
 		  v.necessity_excess.mean, v.q_necessity, v.steering_excess.mean, v.q_steering);
-	/* Its edits do move the readout; so does the control, which is why it fails. */
-	cr_expect(v.steering_control.lo > 0 || v.steering_control.hi < 0,
-		  "steering control %g [%g, %g] is not clearly nonzero", v.steering_control.mean,
-		  v.steering_control.lo, v.steering_control.hi);
-	cr_expect(fabs(v.steering.mean) > 0.1, "the planted edit moved nothing (%g)",
-		  v.steering.mean);
+	/* Its ablation does move the readout; so does the control, as much,
+	 * which is why it fails: the control can fail a feature. */
+	cr_expect(v.necessity.lo > 0 && v.necessity_excess.lo < 0 && v.necessity_excess.hi > 0,
+		  "planted necessity %g [%g, %g], excess over its control %g [%g, %g]",
+		  v.necessity.mean, v.necessity.lo, v.necessity.hi, v.necessity_excess.mean,
+		  v.necessity_excess.lo, v.necessity_excess.hi);
+	/* The clamp flattens the distribution: topic 0's absolute log-mass on an
+	 * item of another topic rises by far more than the relative readout
+	 * moves (the steering control of version 1 was this rise). */
+	double a0 = 0, a1 = 0;
+	run_item(&f, NULL, 0, 0, NPER);
+	for (int t = 0; t < T; t++)
+		a0 += readout_libm(mb_engine_logits_row(f.e, 0, t), V, f.tf.readout);
+	run_item(&f, p, j, (float)(4.0 * ft.max_act), NPER);
+	for (int t = 0; t < T; t++)
+		a1 += readout_libm(mb_engine_logits_row(f.e, 0, t), V, f.tf.readout);
+	const double rise = (a1 - a0) / T;
+	cr_expect(rise > 1.0, "item %d: absolute rise %g", NPER, rise);
+	cr_expect(fabs(v.steering.mean) < 0.25 * rise && fabs(v.steering_control.mean) < 0.25 * rise,
+		  "planted steering %g, control %g (absolute rise %g)", v.steering.mean,
+		  v.steering_control.mean, rise);
 	/* The real feature on the same items passes (the same run as above). */
 	run_one(&f, f.s, ft, &b0, &v0, 4.0);
 	cr_expect(v0.pass);
@@ -251,6 +321,39 @@ Test(sae_battery, a_planted_random_direction_fails_on_its_control_which_is_not_z
 	mb_sae_battery_dispose(&b0);
 	mb_sae_free(p);
 	teardown(&f);
+}
+
+Test(sae_battery, the_wilson_interval_inverts_the_score_test)
+{
+	/* The second implementation: the interval's ends are the roots of the
+	 * score test (p - pi)^2 = z^2 pi (1 - pi) / n, found by bisection. */
+	static const int cases[][2] = {{6, 8}, {8, 8}, {0, 8}, {3, 10}, {1, 2}};
+	const double z = 1.959963984540054;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const int k = cases[c][0], n = cases[c][1];
+		const double p = (double)k / n;
+		double lo, hi, want[2];
+		mb_sae_pass_interval(&lo, &hi, k, n, 0.95);
+		for (int side = 0; side < 2; side++) {
+			double a = side ? p : 0.0, b = side ? 1.0 : p;
+			for (int it = 0; it < 200; it++) {
+				double m = 0.5 * (a + b);
+				double g = (p - m) * (p - m) - z * z * m * (1 - m) / n;
+				/* g > 0 outside the interval */
+				if ((g > 0) == (side == 0))
+					a = m;
+				else
+					b = m;
+			}
+			want[side] = 0.5 * (a + b);
+		}
+		cr_expect(fabs(lo - want[0]) < 1e-9 && fabs(hi - want[1]) < 1e-9,
+			  "%d of %d: [%.10f, %.10f], score-test roots [%.10f, %.10f]", k, n, lo, hi,
+			  want[0], want[1]);
+	}
+	double lo, hi;
+	mb_sae_pass_interval(&lo, &hi, 0, 0, 0.95);
+	cr_expect(lo == 0.0 && hi == 1.0);
 }
 
 Test(sae_battery, verdicts_apply_bh_and_fail_arms_without_items)
@@ -305,14 +408,19 @@ Test(sae_battery, bad_features_are_one_clear_error)
 	mb_error err;
 	setup(&f, 0);
 	mb_sae_feature ft = f.tf.features[0];
-	ft.present = f.present;
+	const mb_sae_labels lab = {f.tf.n, f.tf.readout, f.present};
 	ft.latent = f.s->d_sae;
-	cr_expect(mb_sae_battery_run(&b, f.e, f.s, f.point, f.tok, 2, f.T, 2, NULL, &ft, 1, 4.0, 0,
-				     &err) < 0);
+	cr_expect(mb_sae_battery_run(&b, f.e, f.s, f.point, f.tok, 2, f.T, 2, NULL, &lab, &ft, 1,
+				     4.0, 0, &err) < 0);
 	cr_expect(strstr(err.msg, "feature 0") && strstr(err.msg, "latent 128"), "%s", err.msg);
 	ft.latent = 0;
-	cr_expect(mb_sae_battery_run(&b, f.e, f.s, f.point, f.tok, 2, f.T, 2, NULL, &ft, 1, 0.0, 0,
-				     &err) < 0);
+	ft.value = 8;
+	cr_expect(mb_sae_battery_run(&b, f.e, f.s, f.point, f.tok, 2, f.T, 2, NULL, &lab, &ft, 1,
+				     4.0, 0, &err) < 0);
+	cr_expect(strstr(err.msg, "value 8") != NULL, "%s", err.msg);
+	ft.value = 0;
+	cr_expect(mb_sae_battery_run(&b, f.e, f.s, f.point, f.tok, 2, f.T, 2, NULL, &lab, &ft, 1,
+				     0.0, 0, &err) < 0);
 	cr_expect(strstr(err.msg, "steering multiple 0") != NULL, "%s", err.msg);
 	teardown(&f);
 }

@@ -325,6 +325,105 @@ Test(sae_train, induction_variables_are_labelled_and_matched)
 	mb_model_free(m);
 }
 
+/* modadd's Fourier variables: a TopK SAE trained on the MLP's output of the
+ * committed modadd model; the 8 variables its latents detect best are the
+ * signs of cos and sin of exactly the model's key frequencies, found here
+ * independently as the 4 frequencies holding the most Fourier energy of the
+ * neuron-to-logit map W_out W_U (Nanda et al. 2023, sec. 4). */
+Test(sae_train, modadd_fourier_variables_match_the_key_frequencies)
+{
+	mb_model *m;
+	mb_sae *s = NULL;
+	mb_sae_corpus *c;
+	mb_sae_acts *a;
+	mb_sae_match *mt;
+	mb_sae_train_result res;
+	mb_hook_point p;
+	mb_error err;
+	int n;
+	cr_assert_eq(mb_model_load(&m, MB_SOURCE_DIR "/baselines/models/modadd", &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(mb_hook_parse(&p, "blocks.0.mlp.hook_post", &err), 0);
+	cr_assert_eq(mb_sae_corpus_open_zoo(&c, MB_SOURCE_DIR "/baselines/models/modadd", 0, &err),
+		     0, "%s", err.msg);
+	const mb_zoo_recipe *r = mb_sae_corpus_recipe(c);
+	const int P = r->p, D = m->cfg.d_model, M = m->cfg.d_mlp, NF = (P - 1) / 2;
+	cr_assert_eq(mb_sae_acts_init(&a, m, p, c, 8, 0, &err), 0, "%s", err.msg);
+	mb_sae_train_config cfg = mb_sae_train_defaults(MB_SAE_TOPK);
+	cfg.width = 128;
+	cfg.k = 8;
+	cfg.tokens = 32768;
+	cfg.batch = 1024;
+	mb_sae_source src = mb_sae_acts_source(a);
+	memset(&res, 0, sizeof(res));
+	cr_assert_eq(mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_sae_match_modadd(&mt, &n, m, s, p, r, &err), 0, "%s", err.msg);
+	cr_assert_eq(n, 2 * NF);
+	/* energy of frequency k in W_L = W_out W_U over the answers c < P */
+	double energy[64] = {0};
+	cr_assert(NF < 64);
+	const float *wout = m->w.proj_w; /* (M, D), the one layer */
+	for (int u = 0; u < M; u++) {
+		double wl[128];
+		cr_assert(P <= 128);
+		for (int cc = 0; cc < P; cc++) {
+			double v = 0;
+			for (int d = 0; d < D; d++)
+				v += (double)wout[(size_t)u * D + d] * m->w.unembed[(size_t)cc * D + d];
+			wl[cc] = v;
+		}
+		for (int k = 1; k <= NF; k++) {
+			double x = 0, y = 0;
+			for (int cc = 0; cc < P; cc++) {
+				x += wl[cc] * cos(2 * 3.14159265358979323846 * k * cc / P);
+				y += wl[cc] * sin(2 * 3.14159265358979323846 * k * cc / P);
+			}
+			energy[k] += x * x + y * y;
+		}
+	}
+	/* the 4 frequencies of most energy */
+	int key[4];
+	for (int i = 0; i < 4; i++) {
+		int best = -1;
+		for (int k = 1; k <= NF; k++) {
+			int used = 0;
+			for (int q = 0; q < i; q++)
+				used |= key[q] == k;
+			if (!used && (best < 0 || energy[k] > energy[best]))
+				best = k;
+		}
+		key[i] = best;
+	}
+	/* the 8 variables of highest AUROC */
+	int top = 0;
+	for (int v = 0; v < n; v++) {
+		int above = 0;
+		for (int u = 0; u < n; u++)
+			above += mt[u].auroc > mt[v].auroc;
+		if (above >= 8)
+			continue;
+		int k = (int)strtol(mt[v].variable + 3, NULL, 10), is_key = 0;
+		for (int i = 0; i < 4; i++)
+			is_key |= key[i] == k;
+		cr_expect(is_key, "%s (AUROC %.4f) is among the 8 best but %d is not a key frequency "
+			  "(%d %d %d %d)", mt[v].variable, mt[v].auroc, k, key[0], key[1], key[2], key[3]);
+		cr_expect(mt[v].auroc > 0.52, "%s: AUROC %.4f", mt[v].variable, mt[v].auroc);
+		top++;
+	}
+	cr_expect_eq(top, 8);
+	free(mt);
+	/* the induction recipe is not modadd's */
+	mb_zoo_recipe ind;
+	cr_assert_eq(mb_zoo_recipe_get(&ind, "induction", "fast", 0, &err), 0);
+	cr_expect(mb_sae_match_modadd(&mt, &n, m, s, p, &ind, &err) < 0);
+	cr_expect(strstr(err.msg, "induction") != NULL, "%s", err.msg);
+	json_decref(res.record);
+	mb_sae_free(s);
+	mb_sae_acts_free(a);
+	mb_sae_corpus_free(c);
+	mb_model_free(m);
+}
+
 Test(sae_train, an_sae_recovers_the_features_of_a_trained_tms_model)
 {
 	mb_sae_tms t;
