@@ -87,11 +87,13 @@ static void load(batch *b, const mb_item *items, int B, int bos)
 	}
 }
 
-/* One sweep over items[0..n) (restart or not); out (n_batches, L, H, B). */
+/* One sweep over items[0..n) (restart or not); out (n_batches, L, H, B).
+ * *cpu: its process CPU seconds; *shared: those of the clean and source runs
+ * (cached the same way in both modes), so *cpu - *shared is the patches'. */
 static double sweep(double *out, mb_engine *e, const mb_engine_config *c, const mb_item *items,
-		    size_t n, int bos, int restart, double *cpu)
+		    size_t n, int bos, int restart, double *cpu, double *shared)
 {
-	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), f0;
 	mb_error err = {0};
 	batch b;
 
@@ -111,10 +113,13 @@ static double sweep(double *out, mb_engine *e, const mb_engine_config *c, const 
 		swap.logits = MB_LOGITS_NONE;
 		for (int l = 0; l < c->n_layer; l++)
 			zs[l] = (mb_hook_point){MB_HOOK_Z, l};
+		f0 = now(CLOCK_PROCESS_CPUTIME_ID);
 		if (mb_effect_init(&fx, e, ld_metric, &b, &err) < 0 ||
 		    mb_effect_cache_restart(fx, &err) < 0 || mb_effect_clean(fx, &clean, &err) < 0 ||
-		    mb_effect_source(fx, 0, &swap, zs, c->n_layer, NULL, &err) < 0 ||
-		    mb_effect_head_sweep(out + i0 / BATCH * (size_t)c->n_layer * c->n_head * BATCH,
+		    mb_effect_source(fx, 0, &swap, zs, c->n_layer, NULL, &err) < 0)
+			die("clean and source runs", &err);
+		*shared += now(CLOCK_PROCESS_CPUTIME_ID) - f0;
+		if (mb_effect_head_sweep(out + i0 / BATCH * (size_t)c->n_layer * c->n_head * BATCH,
 					 fx, NULL, &how, restart, &err) < 0)
 			die("head sweep", &err);
 		mb_effect_free(fx);
@@ -137,6 +142,7 @@ int main(int argc, char **argv)
 	mb_engine_opts o = {.max_batch = BATCH, .max_seq = MAX_T};
 	json_t *gp, *rp;
 	double best[2] = {1e30, 1e30}, best_cpu[2] = {1e30, 1e30}, *out[2];
+	double best_arms[2] = {1e30, 1e30};
 	double plain_wall = 0, plain_cpu = 0;
 	size_t n, cells;
 
@@ -163,19 +169,22 @@ int main(int argc, char **argv)
 	out[1] = calloc(cells, sizeof(double));
 	for (int r = 0; r < reps; r++)
 		for (int restart = 0; restart < 2; restart++) {
-			double cpu, w = sweep(out[restart], e, &m->cfg, items.items, n, bos, restart,
-					      &cpu);
+			double cpu, sh = 0, w = sweep(out[restart], e, &m->cfg, items.items, n, bos,
+						      restart, &cpu, &sh);
 			if (w < best[restart])
 				best[restart] = w;
 			if (cpu < best_cpu[restart])
 				best_cpu[restart] = cpu;
+			if (cpu - sh < best_arms[restart])
+				best_arms[restart] = cpu - sh;
 		}
 	printf("head patching (hook_z from the name swap), %zu items, %d x %d heads, best of %d:\n"
-	       "  full forward per patch %.3f s wall, %.3f s CPU\n"
-	       "  restart at the layer   %.3f s wall, %.3f s CPU\n"
-	       "  speedup x%.2f wall, x%.2f CPU; bits equal: %s\n",
-	       n, m->cfg.n_layer, m->cfg.n_head, reps, best[0], best_cpu[0], best[1], best_cpu[1],
-	       best[0] / best[1], best_cpu[0] / best_cpu[1],
+	       "  full forward per patch %.3f s wall, %.3f s CPU (patches alone %.3f s)\n"
+	       "  restart at the layer   %.3f s wall, %.3f s CPU (patches alone %.3f s)\n"
+	       "  speedup x%.2f wall, x%.2f CPU; patches alone x%.2f CPU; bits equal: %s\n",
+	       n, m->cfg.n_layer, m->cfg.n_head, reps, best[0], best_cpu[0], best_arms[0], best[1],
+	       best_cpu[1], best_arms[1], best[0] / best[1], best_cpu[0] / best_cpu[1],
+	       best_arms[0] / best_arms[1],
 	       memcmp(out[0], out[1], cells * sizeof(double)) == 0 ? "yes" : "NO");
 	/* the unit of the entry's cost: one plain forward over every item */
 	{
