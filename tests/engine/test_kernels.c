@@ -324,18 +324,25 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 /* The causal softmax in the form it had before its passes were fused (a
  * sequential max, exp, mb_k_sum, one division per entry): the fused kernel
  * must give these bits exactly, or every stored metric would move. */
+static void softmax_row_reference(float *s, int n)
+{
+	float mx = s[0], sum;
+
+	for (int j = 1; j < n; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	for (int j = 0; j < n; j++)
+		s[j] = mb_k_expf(s[j] - mx);
+	sum = mb_k_sum(s, n);
+	for (int j = 0; j < n; j++)
+		s[j] = s[j] / sum;
+}
+
 static void softmax_rows_reference(float *S, int T, int L)
 {
 	for (int i = 0; i < L; i++) {
-		float *s = S + (size_t)i * T, mx = s[0], sum;
+		float *s = S + (size_t)i * T;
 
-		for (int j = 1; j <= i; j++)
-			mx = s[j] > mx ? s[j] : mx;
-		for (int j = 0; j <= i; j++)
-			s[j] = mb_k_expf(s[j] - mx);
-		sum = mb_k_sum(s, i + 1);
-		for (int j = 0; j <= i; j++)
-			s[j] = s[j] / sum;
+		softmax_row_reference(s, i + 1);
 		for (int j = i + 1; j < T; j++)
 			s[j] = 0.0f;
 	}
@@ -386,17 +393,7 @@ static void chain_attention(float *z, const float *q, const float *k, const floa
 				acc = fmaf(q[(size_t)i * ld + d], k[(size_t)j * ld + d], acc);
 			s[j] = scale * acc;
 		}
-		{ /* the unfused softmax passes (softmax_rows_reference) on one row */
-			float mx = s[0], sum;
-
-			for (int j = 1; j <= i; j++)
-				mx = s[j] > mx ? s[j] : mx;
-			for (int j = 0; j <= i; j++)
-				s[j] = mb_k_expf(s[j] - mx);
-			sum = mb_k_sum(s, i + 1);
-			for (int j = 0; j <= i; j++)
-				s[j] = s[j] / sum;
-		}
+		softmax_row_reference(s, i + 1);
 		for (int d = 0; d < Dh; d++) {
 			float acc = 0.0f;
 
