@@ -297,6 +297,9 @@ static int forward_bench(int B, int T, int reps)
 	mb_error err = {0};
 	double *tg = calloc((size_t)reps, sizeof(double)), *tf = calloc((size_t)reps, sizeof(double));
 	double *tr = calloc((size_t)reps, sizeof(double));
+	/* CPU seconds of the same figures (getrusage): steadier on shared cores */
+	double *cg = calloc((size_t)reps, sizeof(double)), *cf = calloc((size_t)reps, sizeof(double));
+	double *cr = calloc((size_t)reps, sizeof(double));
 	int D, R = B * T, u;
 	float *cs, *sn;
 
@@ -313,14 +316,18 @@ static int forward_bench(int B, int T, int reps)
 		return 1;
 	}
 	for (int i = 0; i < reps; i++) {
-		double t0 = now();
+		double t0 = now(), c0 = cpu_now();
 
 		gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S);
 		tg[i] = now() - t0;
+		cg[i] = cpu_now() - c0;
 		t0 = now();
+		c0 = cpu_now();
 		mb_engine_forward(e, &k.r, &err);
 		tf[i] = now() - t0;
+		cf[i] = cpu_now() - c0;
 		t0 = now();
+		c0 = cpu_now();
 		for (int l = 0; l < k.c.n_layer && k.c.pos == MB_POS_ROTARY; l++) {
 #pragma omp parallel for schedule(static)
 			for (int b = 0; b < B; b++)
@@ -328,9 +335,11 @@ static int forward_bench(int B, int T, int reps)
 					       0);
 		}
 		tr[i] = now() - t0;
+		cr[i] = cpu_now() - c0;
 	}
 	{
 		double g = median(tg, reps), f = median(tf, reps), ro = median(tr, reps);
+		double gc = median(cg, reps), fc = median(cf, reps), rc = median(cr, reps);
 		double flops = forward_flops(&k.c, B, T);
 
 		printf("bench_neox forward: %s shape (L %d, D %d, H %d, M %d, V %d%s), B=%d T=%d, "
@@ -344,16 +353,23 @@ static int forward_bench(int B, int T, int reps)
 		printf("  (b) our forward, all logits:                         %.3f s (%.0f tokens/s)\n",
 		       f, R / f);
 		printf("  forward as a fraction of the GEMM bound (a)/(b):     %.1f%%\n", 100.0 * g / f);
+		printf("  by CPU time: (a) %.3f CPU-s, (b) %.3f CPU-s, (a)/(b) %.1f%%\n", gc, fc,
+		       100.0 * gc / fc);
 		if (k.c.pos == MB_POS_ROTARY)
 			printf("  (c) rotary alone (q and k of 12 layers):             %.4f s = %.2f%% of "
 			       "(b)\n",
 			       ro, 100.0 * ro / f);
+		if (k.c.pos == MB_POS_ROTARY)
+			printf("  (c) by CPU time: %.4f CPU-s = %.2f%% of (b)\n", rc, 100.0 * rc / fc);
 	}
 	free(cs);
 	free(sn);
 	free(tg);
 	free(tf);
 	free(tr);
+	free(cg);
+	free(cf);
+	free(cr);
 	case_free(&k);
 	mb_engine_free(e);
 	return 0;
