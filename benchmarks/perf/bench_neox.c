@@ -12,6 +12,10 @@
  *         (item, head) per thread), (b) our forward with all logits, and
  *         (c) rotary alone: the rotation of q and k of every layer, as the
  *         forward applies it; prints (a)/(b) and (c)/(b).
+ *     With --shape gpt2-medium the model is GPT-2-medium-shaped instead (24
+ *     layers, d_model 1024, 16 heads, d_mlp 4096, vocab 50257, learned
+ *     positions, tanh GELU, sequential residual, tied; T <= 1024), and (c)
+ *     is skipped. The backend is the process's (MB_GEMM).
  *   bench_neox backends [--reps N]
  *     OpenBLAS against oneDNN in one run, interleaved (each repetition runs
  *     every figure under openblas, then under onednn; medians of N, default
@@ -212,13 +216,21 @@ static void case_free(neox_case *k)
 	free(k->W);
 }
 
+/* The model shapes forward can time (Pythia-160M is the default). */
+static const mb_engine_config shape_pythia = {
+	.n_vocab = 50304, .n_ctx = 2048, .d_model = 768, .n_layer = 12, .n_head = 12,
+	.d_head = 64, .d_mlp = 3072, .act = MB_ACT_GELU, .norm = MB_NORM_LN, .tied = 0,
+	.ln_eps = 1e-5f, .pos = MB_POS_ROTARY, .rotary_dim = 16, .rotary_base = 10000.0f,
+	.parallel = 1};
+static const mb_engine_config shape_gpt2_medium = {
+	.n_vocab = 50257, .n_ctx = 1024, .d_model = 1024, .n_layer = 24, .n_head = 16,
+	.d_head = 64, .d_mlp = 4096, .act = MB_ACT_GELU_NEW, .norm = MB_NORM_LN, .tied = 1,
+	.ln_eps = 1e-5f, .pos = MB_POS_LEARNED, .parallel = 0};
+static const mb_engine_config *g_shape = &shape_pythia;
+
 static int case_init(neox_case *k, int B, int T)
 {
-	mb_engine_config c = {.n_vocab = 50304, .n_ctx = 2048, .d_model = 768, .n_layer = 12,
-			      .n_head = 12, .d_head = 64, .d_mlp = 3072, .act = MB_ACT_GELU,
-			      .norm = MB_NORM_LN, .tied = 0, .ln_eps = 1e-5f,
-			      .pos = MB_POS_ROTARY, .rotary_dim = 16, .rotary_base = 10000.0f,
-			      .parallel = 1};
+	mb_engine_config c = *g_shape;
 	size_t np = mb_engine_weights_layout(&k->w, &c, NULL), R = (size_t)B * T;
 	uint64_t s = 1;
 	int D = c.d_model;
@@ -285,6 +297,9 @@ static int forward_bench(int B, int T, int reps)
 	mb_error err = {0};
 	double *tg = calloc((size_t)reps, sizeof(double)), *tf = calloc((size_t)reps, sizeof(double));
 	double *tr = calloc((size_t)reps, sizeof(double));
+	/* CPU seconds of the same figures (getrusage): steadier on shared cores */
+	double *cg = calloc((size_t)reps, sizeof(double)), *cf = calloc((size_t)reps, sizeof(double));
+	double *cr = calloc((size_t)reps, sizeof(double));
 	int D, R = B * T, u;
 	float *cs, *sn;
 
@@ -301,43 +316,60 @@ static int forward_bench(int B, int T, int reps)
 		return 1;
 	}
 	for (int i = 0; i < reps; i++) {
-		double t0 = now();
+		double t0 = now(), c0 = cpu_now();
 
 		gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S);
 		tg[i] = now() - t0;
+		cg[i] = cpu_now() - c0;
 		t0 = now();
+		c0 = cpu_now();
 		mb_engine_forward(e, &k.r, &err);
 		tf[i] = now() - t0;
+		cf[i] = cpu_now() - c0;
 		t0 = now();
-		for (int l = 0; l < k.c.n_layer; l++) {
+		c0 = cpu_now();
+		for (int l = 0; l < k.c.n_layer && k.c.pos == MB_POS_ROTARY; l++) {
 #pragma omp parallel for schedule(static)
 			for (int b = 0; b < B; b++)
 				mb_rotary_rows(k.QKV + (size_t)b * T * 3 * D, 3 * D, T, 0, 2, &k.c, cs, sn,
 					       0);
 		}
 		tr[i] = now() - t0;
+		cr[i] = cpu_now() - c0;
 	}
 	{
 		double g = median(tg, reps), f = median(tf, reps), ro = median(tr, reps);
+		double gc = median(cg, reps), fc = median(cf, reps), rc = median(cr, reps);
 		double flops = forward_flops(&k.c, B, T);
 
-		printf("bench_neox forward: Pythia-160M shape (L 12, D 768, H 12, M 3072, V 50304, "
-		       "rotary 16 of 64, parallel residual), B=%d T=%d, %d threads, row group %d, "
-		       "median of %d\n",
-		       B, T, omp_get_max_threads(), u, reps);
+		printf("bench_neox forward: %s shape (L %d, D %d, H %d, M %d, V %d%s), B=%d T=%d, "
+		       "backend %s, %d threads, row group %d, median of %d\n",
+		       g_shape == &shape_pythia ? "Pythia-160M" : "GPT-2-medium", k.c.n_layer, D,
+		       k.c.n_head, k.c.d_mlp, k.c.n_vocab,
+		       g_shape == &shape_pythia ? ", rotary 16 of 64, parallel residual" : "", B, T,
+		       mb_gemm_backend_name(mb_gemm_current()), omp_get_max_threads(), u, reps);
 		printf("  (a) GEMM bound (every GEMM alone through mb_k_gemm): %.3f s (%.1f GF/s)\n", g,
 		       flops / g * 1e-9);
 		printf("  (b) our forward, all logits:                         %.3f s (%.0f tokens/s)\n",
 		       f, R / f);
 		printf("  forward as a fraction of the GEMM bound (a)/(b):     %.1f%%\n", 100.0 * g / f);
-		printf("  (c) rotary alone (q and k of 12 layers):             %.4f s = %.2f%% of (b)\n",
-		       ro, 100.0 * ro / f);
+		printf("  by CPU time: (a) %.3f CPU-s, (b) %.3f CPU-s, (a)/(b) %.1f%%\n", gc, fc,
+		       100.0 * gc / fc);
+		if (k.c.pos == MB_POS_ROTARY)
+			printf("  (c) rotary alone (q and k of 12 layers):             %.4f s = %.2f%% of "
+			       "(b)\n",
+			       ro, 100.0 * ro / f);
+		if (k.c.pos == MB_POS_ROTARY)
+			printf("  (c) by CPU time: %.4f CPU-s = %.2f%% of (b)\n", rc, 100.0 * rc / fc);
 	}
 	free(cs);
 	free(sn);
 	free(tg);
 	free(tf);
 	free(tr);
+	free(cg);
+	free(cf);
+	free(cr);
 	case_free(&k);
 	mb_engine_free(e);
 	return 0;
@@ -468,6 +500,12 @@ static void print_backends(case_figs *cf, int B, int T, int att, int fwd, int re
 			printf("      %.2f GFLOP at the rate (d): %.3f s wall, %.3f CPU-s -> attention / "
 			       "GEMM-FLOP time = %.2fx wall, %.2fx CPU (target <= 1.2x)\n",
 			       fl * 1e-9, fl / rw, fl / rc, aw / (fl / rw), ac / (fl / rc));
+			/* the work causal attention needs, whatever the block: T (T + 1) / 2
+			 * scores per (item, head), QK^T and PV, 12 layers */
+			fl = 12.0 * B * c.n_head * 2.0 * 2.0 * 0.5 * T * (T + 1.0) * c.d_head;
+			printf("      causal FLOPs only (%.2f GFLOP, no masked entries): attention / their "
+			       "time at (d) = %.2fx wall, %.2fx CPU\n",
+			       fl * 1e-9, aw / (fl / rw), ac / (fl / rc));
 		}
 		if (fwd) {
 			double bw = med_of(cf->f[FIG_BOUND][b].w, reps), bc = med_of(cf->f[FIG_BOUND][b].c, reps);
@@ -545,7 +583,8 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "load") == 0)
 		return load_bench(argv[2]);
 	if (argc < 2 || (strcmp(argv[1], "forward") != 0 && strcmp(argv[1], "backends") != 0)) {
-		fprintf(stderr, "usage: bench_neox forward [--batch B] [--seq T] [--reps N] | "
+		fprintf(stderr, "usage: bench_neox forward [--batch B] [--seq T] [--reps N] "
+				"[--shape pythia-160m|gpt2-medium] | "
 				"bench_neox backends [--reps N] | bench_neox load DIR\n");
 		return 2;
 	}
@@ -556,9 +595,25 @@ int main(int argc, char **argv)
 			T = (int)strtol(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--reps") == 0)
 			reps = (int)strtol(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--shape") == 0) {
+			if (strcmp(argv[i + 1], "gpt2-medium") == 0)
+				g_shape = &shape_gpt2_medium;
+			else if (strcmp(argv[i + 1], "pythia-160m") != 0) {
+				fprintf(stderr, "bench_neox: --shape %s: expected pythia-160m or "
+						"gpt2-medium\n",
+					argv[i + 1]);
+				return 2;
+			}
+		}
 	}
-	if (B < 1 || T < 1 || T > 2048 || reps < 1)
+	if (B < 1 || T < 1 || T > g_shape->n_ctx || reps < 1) {
+		fprintf(stderr, "bench_neox: need B >= 1, 1 <= T <= %d, reps >= 1\n", g_shape->n_ctx);
 		return 2;
+	}
+	if (strcmp(argv[1], "backends") == 0 && g_shape != &shape_pythia) {
+		fprintf(stderr, "bench_neox backends: only the Pythia-160M shape\n");
+		return 2;
+	}
 	if (strcmp(argv[1], "backends") == 0)
 		return backends_bench(reps);
 	return forward_bench(B, T, reps);

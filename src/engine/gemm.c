@@ -95,8 +95,10 @@ int mb_gemm_have_onednn(void)
 #endif
 }
 
+#ifdef MB_HAVE_DNNL
 /* Thread CPU seconds: the calls below run on the calling thread, so this
- * is their cost, whatever else shares the cores. */
+ * is their cost, whatever else shares the cores. (Only auto's probe uses it,
+ * and only a build with oneDNN probes.) */
 static double thread_cpu(void)
 {
 	struct timespec t;
@@ -104,6 +106,7 @@ static double thread_cpu(void)
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
 	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
+#endif
 
 /* auto: the faster of the fast backends, measured once here on two GPT-2-sized
  * blocks (96 x 768 @ 768 x 768 and @ 768 x 2304, single-threaded as the

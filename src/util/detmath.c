@@ -199,6 +199,47 @@ __attribute__((target("avx2"))) static size_t erff_avx2(float *out, const float 
 	}
 	return i;
 }
+
+/* The same eight lanes at a time with AVX-512 (masks for the blends): the
+ * long-context NeoX forward spends ~10% of its time in exact GELU's erf. */
+__attribute__((target("avx512f,avx512dq"))) static size_t erff_avx512(float *out, const float *in,
+								       size_t n)
+{
+	const __m512d sign = _mm512_set1_pd(-0.0), one = _mm512_set1_pd(1.0);
+	const __m512d lo = _mm512_set1_pd(0.0625), hi = _mm512_set1_pd(4.0);
+	const __m512d top = _mm512_set1_pd(63.0), half = _mm512_set1_pd(0.5);
+	const __m512d sixteen = _mm512_set1_pd(16.0), zero = _mm512_setzero_pd();
+	const __m256i deg1 = _mm256_set1_epi32(MB_ERF_DEG + 1);
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		__m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(in + i));
+		__m512d ax = _mm512_andnot_pd(sign, x), x2 = _mm512_mul_pd(ax, ax);
+		/* maxpd returns its second operand for a NaN: k = 1 there */
+		__m512d kd = _mm512_min_pd(_mm512_max_pd(_mm512_mul_pd(ax, sixteen), one), top);
+		__m256i k = _mm512_cvttpd_epi32(kd);
+		__m256i base = _mm256_mullo_epi32(_mm256_sub_epi32(k, _mm256_set1_epi32(1)), deg1);
+		__m512d t = _mm512_sub_pd(
+			ax, _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepi32_pd(k), half), lo));
+		__m512d po = _mm512_set1_pd(mb_erf_odd[5]), pt, r;
+		__mmask8 keep;
+
+		for (int j = 4; j >= 0; j--)
+			po = _mm512_add_pd(_mm512_mul_pd(po, x2), _mm512_set1_pd(mb_erf_odd[j]));
+		po = _mm512_mul_pd(po, ax);
+		pt = _mm512_i32gather_pd(base, &mb_erf_tab[0][MB_ERF_DEG], 8);
+		for (int j = MB_ERF_DEG - 1; j >= 0; j--)
+			pt = _mm512_add_pd(_mm512_mul_pd(pt, t),
+					   _mm512_i32gather_pd(base, &mb_erf_tab[0][j], 8));
+		r = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(ax, lo, _CMP_LT_OQ), pt, po);
+		r = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(ax, hi, _CMP_LT_OQ), one, r);
+		r = _mm512_xor_pd(r, _mm512_and_pd(x, sign)); /* -r where x < 0 */
+		keep = _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q) | _mm512_cmp_pd_mask(x, zero, _CMP_EQ_OQ);
+		r = _mm512_mask_blend_pd(keep, r, x);
+		_mm256_storeu_ps(out + i, _mm512_cvtpd_ps(r));
+	}
+	return i;
+}
 #endif
 
 void mb_detmath_erff_n(float *out, const float *in, size_t n)
@@ -206,8 +247,10 @@ void mb_detmath_erff_n(float *out, const float *in, size_t n)
 	size_t i = 0;
 
 #if defined(__GNUC__) && defined(__x86_64__)
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+		i = erff_avx512(out, in, n);
 	if (__builtin_cpu_supports("avx2"))
-		i = erff_avx2(out, in, n);
+		i += erff_avx2(out + i, in + i, n - i);
 #endif
 	for (; i < n; i++)
 		out[i] = mb_detmath_erff(in[i]);

@@ -324,18 +324,25 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 /* The causal softmax in the form it had before its passes were fused (a
  * sequential max, exp, mb_k_sum, one division per entry): the fused kernel
  * must give these bits exactly, or every stored metric would move. */
+static void softmax_row_reference(float *s, int n)
+{
+	float mx = s[0], sum;
+
+	for (int j = 1; j < n; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	for (int j = 0; j < n; j++)
+		s[j] = mb_k_expf(s[j] - mx);
+	sum = mb_k_sum(s, n);
+	for (int j = 0; j < n; j++)
+		s[j] = s[j] / sum;
+}
+
 static void softmax_rows_reference(float *S, int T, int L)
 {
 	for (int i = 0; i < L; i++) {
-		float *s = S + (size_t)i * T, mx = s[0], sum;
+		float *s = S + (size_t)i * T;
 
-		for (int j = 1; j <= i; j++)
-			mx = s[j] > mx ? s[j] : mx;
-		for (int j = 0; j <= i; j++)
-			s[j] = mb_k_expf(s[j] - mx);
-		sum = mb_k_sum(s, i + 1);
-		for (int j = 0; j <= i; j++)
-			s[j] = s[j] / sum;
+		softmax_row_reference(s, i + 1);
 		for (int j = i + 1; j < T; j++)
 			s[j] = 0.0f;
 	}
@@ -365,6 +372,65 @@ Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
 		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0, "softmax bits differ, L=%d", L);
 		free(S);
 		free(R);
+	}
+}
+
+/* Causal attention of one head as the portable GEMM defines it, one row at a
+ * time and with no query blocks: s_j = scale * (an FMA chain over d in
+ * order from +0), the unfused softmax passes over j <= i, then z_i = an FMA
+ * chain over j <= i in order from +0. */
+static void chain_attention(float *z, const float *q, const float *k, const float *v, int ld,
+			    int L, int Dh, float scale)
+{
+	float *s = malloc(sizeof(float) * (size_t)L);
+
+	cr_assert(s);
+	for (int i = 0; i < L; i++) {
+		for (int j = 0; j <= i; j++) {
+			float acc = 0.0f;
+
+			for (int d = 0; d < Dh; d++)
+				acc = fmaf(q[(size_t)i * ld + d], k[(size_t)j * ld + d], acc);
+			s[j] = scale * acc;
+		}
+		softmax_row_reference(s, i + 1);
+		for (int d = 0; d < Dh; d++) {
+			float acc = 0.0f;
+
+			for (int j = 0; j <= i; j++)
+				acc = fmaf(s[j], v[(size_t)j * ld + d], acc);
+			z[(size_t)i * Dh + d] = acc;
+		}
+	}
+	free(s);
+}
+
+/* The query block size (MB_K_ATT_BLOCK) is a speed setting: under the
+ * portable backend (what the canonical suite and the zoo run) every path
+ * gives the bits of the block-free chains above, so changing the block moves
+ * no stored metric. Lengths straddle the block edges of 64 and 128. */
+Test(kernels, portable_attention_bits_do_not_depend_on_the_query_block)
+{
+	const int lens[] = {1, 63, 64, 65, 127, 128, 129, 200, 257};
+
+	if (mb_gemm_current() != MB_GEMM_PORTABLE)
+		cr_skip_test("the block-free reference is the portable GEMM's order");
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int L = lens[li], T = L + 5, Dh = 64, ld = 3 * Dh + 3;
+		float *qkv = rand_buf((size_t)L * ld, 2.0f), *S = malloc(sizeof(float) * T * T);
+		float *z = malloc(sizeof(float) * L * Dh), *zr = malloc(sizeof(float) * L * Dh);
+		float scale = 1.0f / sqrtf((float)Dh);
+
+		cr_assert(S && z && zr);
+		chain_attention(zr, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
+		mb_k_att_fused(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 1);
+		cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "fused z bits, L=%d", L);
+		mb_k_att_fused_scratch(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
+		cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "scratch z bits, L=%d", L);
+		free(qkv);
+		free(S);
+		free(z);
+		free(zr);
 	}
 }
 
