@@ -6,14 +6,15 @@
  *   bench_sae --data FILE.npy [--arch topk|relu] [--width S] [--k K]
  *             [--batch R] [--steps N] [--threads T]
  *
- * FILE.npy: float32 (N, D) rows (the script writes them); rows 0 .. R - 1
- * serve the initialisation (normalisation, geometric-median b_dec), step t
- * trains on rows (t R .. (t + 1) R - 1) mod N, in order. The first step is
+ * FILE.npy: float32 (N, D) rows (the script writes them), read as a stream
+ * (never held whole: the trainer's memory is what is measured); rows 0 ..
+ * R - 1 serve the initialisation (normalisation, geometric-median b_dec),
+ * step t trains on rows (t R .. (t + 1) R - 1) mod N, in order. The first step is
  * untimed (first touch of the buffers); prints one JSON line {"impl",
  * "threads", "arch", "d_in", "width", "batch", "steps", "seconds",
  * "tokens_per_s", "cpu_seconds" (the process's user + system time over the
  * timed steps, getrusage: the robust number on a loaded machine),
- * "tokens_per_cpu_s", "max_rss_mb" (peak resident set, the data included),
+ * "tokens_per_cpu_s", "max_rss_mb" (peak resident set of the process),
  * "losses": [the first 5 losses]}.
  */
 #include <omp.h>
@@ -24,7 +25,6 @@
 
 #include <sys/resource.h>
 
-#include <mechbench/npy.h>
 #include <mechbench/sae_train.h>
 
 /* User + system CPU seconds of the process so far. */
@@ -43,20 +43,61 @@ static double now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A float32 (N, D) .npy file read row by row, wrapping at N. */
 typedef struct rows_src {
-	const float *data;
+	FILE *f;
+	long data_off;
 	int64_t n, next;
 	int D;
 } rows_src;
 
+/* Opens path's header: little-endian float32, C order, 2-D. */
+static int rows_open(rows_src *r, const char *path)
+{
+	unsigned char pre[12];
+	char hdr[4096];
+	size_t hl;
+	long long n, d;
+
+	memset(r, 0, sizeof(*r));
+	if (!(r->f = fopen(path, "rb")) || fread(pre, 1, 10, r->f) != 10 ||
+	    memcmp(pre, "\x93NUMPY", 6) != 0)
+		return -1;
+	if (pre[6] == 1) {
+		hl = (size_t)pre[8] | (size_t)pre[9] << 8;
+		r->data_off = 10;
+	} else {
+		if (fread(pre + 10, 1, 2, r->f) != 2)
+			return -1;
+		hl = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 |
+		     (size_t)pre[11] << 24;
+		r->data_off = 12;
+	}
+	if (hl >= sizeof(hdr) || fread(hdr, 1, hl, r->f) != hl)
+		return -1;
+	hdr[hl] = 0;
+	r->data_off += (long)hl;
+	const char *sh = strstr(hdr, "'shape': (");
+	if (!strstr(hdr, "'<f4'") || !strstr(hdr, "'fortran_order': False") || !sh ||
+	    sscanf(sh, "'shape': (%lld, %lld)", &n, &d) != 2 || n < 1 || d < 1 || d > 1 << 20)
+		return -1;
+	r->n = n;
+	r->D = (int)d;
+	return 0;
+}
+
 static int rows_next(void *self, float *out, int n, mb_error *err)
 {
 	rows_src *r = self;
-	(void)err;
-	for (int i = 0; i < n; i++) {
-		memcpy(out + (size_t)i * r->D, r->data + (size_t)(r->next % r->n) * r->D,
-		       (size_t)r->D * sizeof(float));
-		r->next++;
+	for (int i = 0; i < n;) {
+		int64_t at = r->next % r->n, run = r->n - at < n - i ? r->n - at : n - i;
+		if (fseek(r->f, r->data_off + (long)(at * r->D * (int64_t)sizeof(float)), SEEK_SET) != 0 ||
+		    fread(out + (size_t)i * r->D, sizeof(float), (size_t)(run * r->D), r->f) !=
+			    (size_t)(run * r->D))
+			return mb_error_set(err, MB_EIO, "bench_sae: short read at row %lld",
+					    (long long)at);
+		r->next += run;
+		i += (int)run;
 	}
 	return 0;
 }
@@ -83,7 +124,7 @@ int main(int argc, char **argv)
 {
 	const char *data = NULL;
 	int topk = 1, width = 4096, k = 32, batch = 4096, steps = 20, threads = 2;
-	mb_npy a;
+	rows_src rs;
 	mb_error err;
 
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -108,12 +149,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	omp_set_num_threads(threads);
-	if (mb_npy_read_f32(&a, data, &err) < 0 || a.ndim != 2) {
-		fprintf(stderr, "bench_sae: %s\n", a.ndim != 2 ? "data must be (N, D)" : err.msg);
+	if (rows_open(&rs, data) < 0) {
+		fprintf(stderr, "bench_sae: %s: not a little-endian float32 (N, D) .npy file\n",
+			data);
 		return 1;
 	}
-	rows_src rs = {a.data, a.shape[0], 0, (int)a.shape[1]};
-	mb_sae_source src = {(int)a.shape[1], rows_next, &rs};
+	mb_sae_source src = {rs.D, rows_next, &rs};
 	mb_sae_train_config cfg = mb_sae_train_defaults(topk ? MB_SAE_TOPK : MB_SAE_RELU);
 	cfg.width = width;
 	cfg.k = k;
@@ -143,6 +184,6 @@ int main(int argc, char **argv)
 	       tm.losses[0], tm.losses[1], tm.losses[2], tm.losses[3], tm.losses[4]);
 	json_decref(res.record);
 	mb_sae_free(s);
-	mb_npy_dispose(&a);
+	fclose(rs.f);
 	return 0;
 }

@@ -98,12 +98,21 @@ void mb_sae_free(mb_sae *s);
  * Working memory of one forward/backward over up to max_rows rows, reused
  * across batches. Active latents are kept per row (CSR with capacity cap per
  * row: S for ReLU and JumpReLU, K for TopK): row b's entries are
- * idx[b cap + e], val[b cap + e] for e < nnz[b], latents ascending.
+ * idx[b cap + e], val[b cap + e] for e < nnz[b], latents ascending. The
+ * dense (B, S) pre-activations never exist whole: the forward encodes in
+ * chunks of MB_SAE_CHUNK rows into one (MB_SAE_CHUNK, S) block per thread and
+ * keeps of each row only what the backward needs (the active entries and,
+ * in training, the AuxK entries).
  */
+#define MB_SAE_CHUNK 64
+
 typedef struct mb_sae_work {
 	int max_rows, cap, cap_aux;
-	float *xc;      /* (B, D) x - a b_dec */
-	float *pre;     /* (B, S) pre-activations */
+	int pre_slots;  /* threads the forward may use: one pre block each */
+	int k_aux;      /* AuxK latents per row selected by the last forward (0: none) */
+	const uint8_t *aux_dead; /* the dead mask the last forward selected them with */
+	float *xc;      /* (B, D) x - a b_dec; mb_sae_backward overwrites it */
+	float *pre;     /* (pre_slots, MB_SAE_CHUNK, S) pre-activation blocks (scratch) */
 	float *x_hat;   /* (B, D) */
 	int32_t *idx;   /* (B, cap) */
 	float *val;     /* (B, cap) f */
@@ -113,16 +122,14 @@ typedef struct mb_sae_work {
 	int32_t *aidx;  /* (B, cap_aux) AuxK latents */
 	float *aval;    /* (B, cap_aux) */
 	int32_t *annz;  /* (B) */
-	float *e_hat;   /* (B, D) aux reconstruction */
 	double *aux;    /* (B) |e - e_hat|^2 per row */
 	float *dx_hat;  /* (B, D) */
-	float *de_hat;  /* (B, D) */
+	float *de_hat;  /* (B, D) d loss / d e_hat (AuxK) */
 	float *dpre;    /* (B, cap) d loss / d pre at the active entries */
 	float *dapre;   /* (B, cap_aux) */
-	float *dxc;     /* (B, D) */
 	float *norm;      /* (S) |W_dec[j]| */
 	float *wenc_t;    /* (S, D) W_enc transposed (contiguous per latent) */
-	float *genc_t;    /* (S, D) the W_enc gradient, transposed */
+	float *genc;      /* (pre_slots, D) a latent's W_enc gradient column, per thread */
 	int32_t *col_ptr; /* (S + 1) the entries by latent (CSC), rows ascending, each
 			     row's main entries before its aux ones */
 	int32_t *col_ent; /* (B (cap + cap_aux)) entry e: main b cap + i when
@@ -133,9 +140,22 @@ typedef struct mb_sae_work {
 int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, mb_error *err);
 void mb_sae_work_dispose(mb_sae_work *w);
 
-/* Encodes and decodes rows x (B, D), B <= w->max_rows: fills w->xc, pre,
- * the active entries, x_hat and sse. */
+/* Encodes and decodes rows x (B, D), B <= w->max_rows: fills w->xc, the
+ * active entries, x_hat and sse. */
 void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B);
+
+/* mb_sae_forward, and for a TopK SAE with a training work and dead (S) not
+ * NULL also each row's AuxK entries: the min(cap_aux, dead latents)
+ * highest-ranked dead latents, those with positive pre-activation (aidx,
+ * aval, annz), for mb_sae_backward with the same dead mask. */
+void mb_sae_forward_train(const mb_sae *s, mb_sae_work *w, const float *x, int B,
+			  const uint8_t *dead);
+
+/* The dense pre-activations pre (B, S) of rows x (B, D): (x - b_dec when
+ * applied) W_enc + b_enc, the same bits as the forward's (the same chunked
+ * GEMM calls). For tests and callers that want the dense matrix. Errors:
+ * MB_ENOMEM. */
+int mb_sae_pre(const mb_sae *s, const float *x, int B, float *pre, mb_error *err);
 
 /* ---- training loss and gradients ---- */
 
@@ -153,8 +173,10 @@ typedef struct mb_sae_loss {
  * with respect to every parameter, written (overwritten) into grad, a block
  * carved like s (mb_sae_carve). lambda: the ReLU's L1 coefficient (the
  * schedule's value for this step). dead: (S) 1 for a dead latent, or NULL
- * (no AuxK); aux_coef: c. Loss definitions: above; the gradients are their
- * exact derivatives (ReLU and TopK's selection are piecewise constant; the
+ * (no AuxK); for TopK it must be the mask the forward was given
+ * (mb_sae_forward_train; mb_sae_forward: NULL), else MB_EINVALID;
+ * aux_coef: c. Loss definitions: above; the gradients are their exact
+ * derivatives (ReLU and TopK's selection are piecewise constant; the
  * selection's own gradient is zero). JumpReLU: MB_EINVALID.
  */
 int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const float *x, int B,

@@ -17,11 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include <mechbench/gemm.h>
 
 /* Rows per encoder GEMM call: fixed, so the calls (and with a CPU-dependent
  * GEMM backend their bits) do not depend on the thread count. */
-#define SAE_CHUNK 64
+#define SAE_CHUNK MB_SAE_CHUNK
 
 /* Loops over less work than this many multiply-adds run on one thread: an
  * OpenMP region costs more than they do on a loaded machine. The choice
@@ -114,16 +116,14 @@ void mb_sae_work_dispose(mb_sae_work *w)
 	free(w->aidx);
 	free(w->aval);
 	free(w->annz);
-	free(w->e_hat);
 	free(w->aux);
 	free(w->dx_hat);
 	free(w->de_hat);
 	free(w->dpre);
 	free(w->dapre);
-	free(w->dxc);
 	free(w->norm);
 	free(w->wenc_t);
-	free(w->genc_t);
+	free(w->genc);
 	free(w->col_ptr);
 	free(w->col_ent);
 	free(w->col_cur);
@@ -146,8 +146,13 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 		return mb_error_set(err, MB_EINVALID,
 				    "sae: %d rows x %zu latents per row exceed 2^31 entries", max_rows,
 				    C + CA);
+	/* One pre block per thread the forward may use (at most one per chunk). */
+	{
+		int chunks = (max_rows + SAE_CHUNK - 1) / SAE_CHUNK, th = omp_get_max_threads();
+		w->pre_slots = th < 1 ? 1 : th < chunks ? th : chunks;
+	}
 	w->xc = malloc(B * D * sizeof(float));
-	w->pre = malloc(B * S * sizeof(float));
+	w->pre = malloc((size_t)w->pre_slots * SAE_CHUNK * S * sizeof(float));
 	w->x_hat = malloc(B * D * sizeof(float));
 	w->idx = malloc(B * C * sizeof(int32_t));
 	w->val = malloc(B * C * sizeof(float));
@@ -165,20 +170,18 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 			goto oom;
 	}
 	w->annz = calloc(B, sizeof(int32_t));
-	w->e_hat = malloc(B * D * sizeof(float));
 	w->aux = calloc(B, sizeof(double));
 	w->dx_hat = malloc(B * D * sizeof(float));
 	w->de_hat = malloc(B * D * sizeof(float));
 	w->dpre = malloc(B * C * sizeof(float));
-	w->dxc = malloc(B * D * sizeof(float));
 	w->norm = malloc(S * sizeof(float));
 	w->wenc_t = malloc(S * D * sizeof(float));
-	w->genc_t = malloc(S * D * sizeof(float));
+	w->genc = malloc((size_t)w->pre_slots * D * sizeof(float));
 	w->col_ptr = malloc((S + 1) * sizeof(int32_t));
 	w->col_cur = malloc(S * sizeof(int32_t));
 	w->col_ent = malloc(B * (C + CA) * sizeof(int32_t) + sizeof(int32_t));
-	if (!w->annz || !w->e_hat || !w->aux || !w->dx_hat || !w->de_hat || !w->dpre || !w->dxc ||
-	    !w->norm || !w->wenc_t || !w->genc_t || !w->col_ptr || !w->col_ent || !w->col_cur)
+	if (!w->annz || !w->aux || !w->dx_hat || !w->de_hat || !w->dpre || !w->norm ||
+	    !w->wenc_t || !w->genc || !w->col_ptr || !w->col_ent || !w->col_cur)
 		goto oom;
 	return 0;
 oom:
@@ -249,11 +252,10 @@ static int top_k(int32_t *idx, const float *pre, int S, int k, const uint8_t *ma
 	return n;
 }
 
-/* Row b's activation: its entries (latent, f) from pre. */
-static void activate_row(const mb_sae *s, mb_sae_work *w, int b)
+/* Row b's activation: its entries (latent, f) from its pre-activations pre (S). */
+static void activate_row(const mb_sae *s, mb_sae_work *w, int b, const float *pre)
 {
 	const int S = s->d_sae;
-	const float *pre = w->pre + (size_t)b * S;
 	int32_t *idx = w->idx + (size_t)b * w->cap;
 	float *val = w->val + (size_t)b * w->cap;
 	int n = 0;
@@ -299,30 +301,85 @@ static void decode_row(float *out, const mb_sae *s, const int32_t *idx, const fl
 			out[i] += bias[i];
 }
 
-void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B)
+/* The pre-activations pre (rows, S) of rows xr (rows <= SAE_CHUNK, D), one
+ * GEMM call; xc (rows, D) receives the centred rows. */
+static void encode_chunk(const mb_sae *s, const float *xr, int rows, float *xc, float *pre)
 {
 	const int D = s->d_in, S = s->d_sae;
+
+	for (int r = 0; r < rows; r++)
+		for (int i = 0; i < D; i++)
+			xc[(size_t)r * D + i] = s->apply_b_dec_to_input
+							? xr[(size_t)r * D + i] - s->b_dec[i]
+							: xr[(size_t)r * D + i];
+	mb_gemm_sgemm(0, 0, rows, S, D, 1.0f, xc, D, s->W_enc, S, pre, S);
+	for (int r = 0; r < rows; r++) {
+		float *p = pre + (size_t)r * S;
+		for (int j = 0; j < S; j++)
+			p[j] += s->b_enc[j];
+	}
+}
+
+int mb_sae_pre(const mb_sae *s, const float *x, int B, float *pre, mb_error *err)
+{
+	const int D = s->d_in, S = s->d_sae;
+	float *xc = malloc((size_t)SAE_CHUNK * D * sizeof(float));
+
+	if (!xc)
+		return mb_error_oom(err, "sae pre-activations", (size_t)SAE_CHUNK * D * sizeof(float));
+	for (int r0 = 0; r0 < B; r0 += SAE_CHUNK) {
+		int rows = B - r0 < SAE_CHUNK ? B - r0 : SAE_CHUNK;
+		encode_chunk(s, x + (size_t)r0 * D, rows, xc, pre + (size_t)r0 * S);
+	}
+	free(xc);
+	return 0;
+}
+
+void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B)
+{
+	mb_sae_forward_train(s, w, x, B, NULL);
+}
+
+void mb_sae_forward_train(const mb_sae *s, mb_sae_work *w, const float *x, int B,
+			  const uint8_t *dead)
+{
+	const int D = s->d_in, S = s->d_sae, CA = w->cap_aux;
 	const int nchunks = (B + SAE_CHUNK - 1) / SAE_CHUNK;
+	int k_aux = 0;
 
 	MB_ASSERT(B >= 1 && B <= w->max_rows);
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D * S)
+	if (s->arch == MB_SAE_TOPK && dead && CA > 0 && w->aidx) {
+		int n_dead = 0;
+		for (int j = 0; j < S; j++)
+			n_dead += dead[j] != 0;
+		k_aux = CA < n_dead ? CA : n_dead;
+	}
+	w->k_aux = k_aux;
+	w->aux_dead = dead;
+#pragma omp parallel for schedule(static) num_threads(w->pre_slots) SAE_PAR((size_t)B * D * S)
 	for (int c = 0; c < nchunks; c++) {
 		int r0 = c * SAE_CHUNK, rows = B - r0 < SAE_CHUNK ? B - r0 : SAE_CHUNK;
-		float *xc = w->xc + (size_t)r0 * D;
 		const float *xr = x + (size_t)r0 * D;
-		for (int r = 0; r < rows; r++)
-			for (int i = 0; i < D; i++)
-				xc[(size_t)r * D + i] = s->apply_b_dec_to_input
-								? xr[(size_t)r * D + i] - s->b_dec[i]
-								: xr[(size_t)r * D + i];
-		float *pre = w->pre + (size_t)r0 * S;
-		mb_gemm_sgemm(0, 0, rows, S, D, 1.0f, xc, D, s->W_enc, S, pre, S);
+		float *pre = w->pre + (size_t)omp_get_thread_num() * SAE_CHUNK * S;
+		encode_chunk(s, xr, rows, w->xc + (size_t)r0 * D, pre);
 		for (int r = 0; r < rows; r++) {
 			int b = r0 + r;
-			float *p = pre + (size_t)r * S;
-			for (int j = 0; j < S; j++)
-				p[j] += s->b_enc[j];
-			activate_row(s, w, b);
+			const float *p = pre + (size_t)r * S;
+			activate_row(s, w, b, p);
+			if (w->annz)
+				w->annz[b] = 0;
+			if (k_aux > 0) {
+				/* AuxK: the top dead latents, those above 0. */
+				int32_t *ai = w->aidx + (size_t)b * CA;
+				float *av = w->aval + (size_t)b * CA;
+				int m = top_k(ai, p, S, k_aux, dead), n = 0;
+				for (int e = 0; e < m; e++)
+					if (p[ai[e]] > 0.0f) {
+						ai[n] = ai[e];
+						av[n++] = p[ai[e]];
+					}
+				w->annz[b] = n;
+			}
 			float *xh = w->x_hat + (size_t)b * D;
 			decode_row(xh, s, w->idx + (size_t)b * w->cap, w->val + (size_t)b * w->cap,
 				   w->nnz[b], s->b_dec);
@@ -362,6 +419,10 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 				    "sae: JumpReLU SAEs are inference only (no training backward)");
 	if (!w->dx_hat)
 		return mb_error_set(err, MB_EINVALID, "sae: work buffers were not made for training");
+	if (s->arch == MB_SAE_TOPK && dead != w->aux_dead)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae: backward's dead mask is not the one the forward selected "
+				    "AuxK latents with (mb_sae_forward_train)");
 	MB_ASSERT(B >= 1 && B <= w->max_rows);
 	g = *s;
 	mb_sae_carve(&g, grad);
@@ -370,7 +431,7 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 		for (int j = 0; j < S; j++)
 			n_dead += dead[j] != 0;
 		if (n_dead > 0) {
-			k_aux = CA < n_dead ? CA : n_dead;
+			k_aux = w->k_aux;
 			aux_scale = (double)n_dead / (double)CA < 1.0 ? (double)n_dead / (double)CA : 1.0;
 		}
 	}
@@ -396,25 +457,19 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 		float *dxh = w->dx_hat + (size_t)b * D;
 		for (int i = 0; i < D; i++)
 			dxh[i] = (xh[i] - xr[i]) * two_over_b;
-		w->annz[b] = 0;
 		w->aux[b] = 0.0;
 		if (k_aux > 0) {
-			int32_t *ai = w->aidx + (size_t)b * CA;
-			float *av = w->aval + (size_t)b * CA;
-			const float *pre = w->pre + (size_t)b * S;
-			int m = top_k(ai, pre, S, k_aux, dead), n = 0;
-			for (int e = 0; e < m; e++)
-				if (pre[ai[e]] > 0.0f) {
-					ai[n] = ai[e];
-					av[n++] = pre[ai[e]];
-				}
-			w->annz[b] = n;
-			float *eh = w->e_hat + (size_t)b * D, *deh = w->de_hat + (size_t)b * D;
-			decode_row(eh, s, ai, av, n, NULL);
+			/* The forward's AuxK entries. */
+			const int32_t *ai = w->aidx + (size_t)b * CA;
+			const float *av = w->aval + (size_t)b * CA;
+			const int n = w->annz[b];
+			/* de_hat holds e_hat until overwritten in place */
+			float *deh = w->de_hat + (size_t)b * D;
+			decode_row(deh, s, ai, av, n, NULL);
 			double a = 0.0;
 			for (int i = 0; i < D; i++) {
 				float e_i = xr[i] - xh[i];
-				float r = eh[i] - e_i;
+				float r = deh[i] - e_i;
 				a += (double)r * (double)r;
 				deh[i] = r * aux_g;
 			}
@@ -453,11 +508,14 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 		}
 	}
 
-	/* Per latent: b_enc, W_dec row, W_enc column. */
+	/* Per latent: b_enc, W_dec row, W_enc column (accumulated contiguous in
+	 * the thread's genc row, then stored into W_enc's column). */
 	const int32_t main_end = (int32_t)((size_t)B * C);
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
+#pragma omp parallel for schedule(static) num_threads(w->pre_slots) \
+	SAE_PAR((size_t)B * (C + CA) * D)
 	for (int j = 0; j < S; j++) {
-		float *gwd = g.W_dec + (size_t)j * D, *gwe = w->genc_t + (size_t)j * D;
+		float *gwd = g.W_dec + (size_t)j * D,
+		      *gwe = w->genc + (size_t)omp_get_thread_num() * D;
 		float gb = 0.0f, fsum = 0.0f;
 		for (int i = 0; i < D; i++)
 			gwd[i] = 0.0f;
@@ -496,19 +554,16 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 			for (int i = 0; i < D; i++)
 				gwd[i] += c * wd[i];
 		}
+		for (int i = 0; i < D; i++)
+			g.W_enc[(size_t)i * S + j] = gwe[i];
 	}
 
-	/* W_enc's gradient back to (D, S), in blocks of latents. */
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)S * D)
-	for (int i = 0; i < D; i++)
-		for (int j = 0; j < S; j++)
-			g.W_enc[(size_t)i * S + j] = w->genc_t[(size_t)j * D + i];
-
-	/* b_dec: through x_hat, and through x - b_dec when applied to the input. */
+	/* b_dec: through x_hat, and through x - b_dec when applied to the input
+	 * (d loss / d xc, written over xc: nothing reads xc after the latents). */
 	if (s->apply_b_dec_to_input) {
 #pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
 		for (int b = 0; b < B; b++) {
-			float *dxc = w->dxc + (size_t)b * D;
+			float *dxc = w->xc + (size_t)b * D;
 			for (int i = 0; i < D; i++)
 				dxc[i] = 0.0f;
 			for (int e = 0; e < w->nnz[b]; e++) {
@@ -534,7 +589,7 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 			a += (double)w->dx_hat[(size_t)b * D + i];
 		if (s->apply_b_dec_to_input)
 			for (int b = 0; b < B; b++)
-				c += (double)w->dxc[(size_t)b * D + i];
+				c += (double)w->xc[(size_t)b * D + i];
 		g.b_dec[i] = (float)(a - c);
 	}
 

@@ -5,7 +5,7 @@
  * Legend: R rows per step, D d_in, S d_sae, NP parameter floats, V vocab.
  *
  * Step t (1-based) of `steps`: R rows from the source, times the
- * normalisation factor; mb_sae_forward; mb_sae_backward at lambda_t (ReLU:
+ * normalisation factor; mb_sae_forward_train; mb_sae_backward at lambda_t (ReLU:
  * lambda min(1, t / (0.05 steps))) with the dead mask of the rows before
  * this step (TopK); ReLU: global-norm clipping at 1; TopK: each decoder
  * row's gradient loses its component along the (unit) row; Adam (adamw.h
@@ -201,6 +201,8 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	}
 	if ((error = geometric_median(s->b_dec, init, cfg.init_rows, D, err)) < 0)
 		goto cleanup;
+	free(init); /* only the initialisation reads these rows */
+	init = NULL;
 
 	/* Decoder rows: random directions; encoder: their transpose. */
 	{
@@ -235,7 +237,7 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 			goto cleanup;
 		for (size_t i = 0; i < (size_t)cfg.batch * D; i++)
 			x[i] *= fscale;
-		mb_sae_forward(s, &w, x, cfg.batch);
+		mb_sae_forward_train(s, &w, x, cfg.batch, cfg.arch == MB_SAE_TOPK ? dead : NULL);
 		double lambda = cfg.l1;
 		double wu = 0.05 * (double)steps;
 		if (cfg.arch == MB_SAE_RELU && (double)t < wu)

@@ -105,9 +105,19 @@ static void golden(const char *cs, mb_sae_arch arch, int train)
 	load(&xh, cs, "x_hat");
 	const int B = (int)x.shape[0];
 	cr_assert_eq(mb_sae_work_init(&w, s, B, train, &err), 0, "%s", err.msg);
-	mb_sae_forward(s, &w, x.data, B);
+	uint8_t *dm = NULL;
+	if (train) {
+		load(&dead, cs, "dead");
+		dm = calloc((size_t)s->d_sae, 1);
+		for (int j = 0; j < s->d_sae; j++)
+			dm[j] = ((float *)dead.data)[j] != 0.0f;
+	}
+	mb_sae_forward_train(s, &w, x.data, B, dm);
+	float *pd = malloc(pre.numel * sizeof(float));
+	cr_assert_eq(mb_sae_pre(s, x.data, B, pd, &err), 0, "%s", err.msg);
 	snprintf(what, sizeof(what), "%s pre", cs);
-	check_close(what, w.pre, pre.data, pre.numel, 1e-6);
+	check_close(what, pd, pre.data, pre.numel, 1e-6);
+	free(pd);
 	float *fd = dense_f(s, &w, B);
 	snprintf(what, sizeof(what), "%s f", cs);
 	check_close(what, fd, f.data, f.numel, 1e-6);
@@ -117,10 +127,6 @@ static void golden(const char *cs, mb_sae_arch arch, int train)
 	if (train) {
 		mb_npy loss, g[4];
 		static const char *gn[4] = {"g_W_enc", "g_b_enc", "g_W_dec", "g_b_dec"};
-		load(&dead, cs, "dead");
-		uint8_t *dm = calloc((size_t)s->d_sae, 1);
-		for (int j = 0; j < s->d_sae; j++)
-			dm[j] = ((float *)dead.data)[j] != 0.0f;
 		float *grad = calloc(s->n_params, sizeof(float));
 		mb_sae_loss l;
 		cr_assert_eq(mb_sae_backward(&l, s, &w, x.data, B, hyper[0], dm, hyper[1], grad, &err),
@@ -174,6 +180,30 @@ static mb_sae *random_sae(mb_sae_arch arch, int D, int S, int k, uint64_t seed)
 	return s;
 }
 
+Test(sae, topk_backward_refuses_a_dead_mask_the_forward_did_not_select_with)
+{
+	const int D = 8, S = 16, B = 5;
+	mb_sae *s = random_sae(MB_SAE_TOPK, D, S, 3, 11);
+	float x[5 * 8];
+	uint8_t dead[16] = {1, 0, 1};
+	mb_sae_work w;
+	mb_sae_loss l;
+	mb_error err;
+	float *g = calloc(s->n_params, sizeof(float));
+	for (int i = 0; i < B * D; i++)
+		x[i] = (float)((i * 7) % 11) - 5.0f;
+	cr_assert_eq(mb_sae_work_init(&w, s, B, 1, &err), 0, "%s", err.msg);
+	mb_sae_forward(s, &w, x, B);
+	cr_expect_eq(mb_sae_backward(&l, s, &w, x, B, 0.0, dead, 0.5, g, &err), MB_EINVALID);
+	cr_expect(strstr(err.msg, "dead mask") != NULL, "%s", err.msg);
+	mb_sae_forward_train(s, &w, x, B, dead);
+	cr_expect_eq(mb_sae_backward(&l, s, &w, x, B, 0.0, dead, 0.5, g, &err), 0, "%s", err.msg);
+	cr_expect_eq(l.n_dead, 2);
+	mb_sae_work_dispose(&w);
+	free(g);
+	mb_sae_free(s);
+}
+
 Test(sae, forward_and_backward_are_the_same_bits_for_1_and_2_threads)
 {
 	const int D = 24, S = 96, B = 77;
@@ -196,7 +226,7 @@ Test(sae, forward_and_backward_are_the_same_bits_for_1_and_2_threads)
 			mb_error err;
 			omp_set_num_threads(t + 1);
 			cr_assert_eq(mb_sae_work_init(&w, s, B, 1, &err), 0, "%s", err.msg);
-			mb_sae_forward(s, &w, x, B);
+			mb_sae_forward_train(s, &w, x, B, archs[a] == MB_SAE_TOPK ? dead : NULL);
 			g[t] = calloc(s->n_params, sizeof(float));
 			cr_assert_eq(mb_sae_backward(&l, s, &w, x, B, 0.3, dead, 0.5, g[t], &err), 0);
 			xh[t] = malloc((size_t)B * D * sizeof(float));
