@@ -111,7 +111,7 @@ typedef struct mb_sae_work {
 	int pre_slots;  /* threads the forward may use: one pre block each */
 	int k_aux;      /* AuxK latents per row selected by the last forward (0: none) */
 	const uint8_t *aux_dead; /* the dead mask the last forward selected them with */
-	float *xc;      /* (B, D) x - a b_dec; mb_sae_backward overwrites it */
+	float *xc;      /* (pre_slots, MB_SAE_CHUNK, D) x - a b_dec of a chunk (scratch) */
 	float *pre;     /* (pre_slots, MB_SAE_CHUNK, S) pre-activation blocks (scratch) */
 	float *x_hat;   /* (B, D) */
 	int32_t *idx;   /* (B, cap) */
@@ -123,7 +123,8 @@ typedef struct mb_sae_work {
 	float *aval;    /* (B, cap_aux) */
 	int32_t *annz;  /* (B) */
 	double *aux;    /* (B) |e - e_hat|^2 per row */
-	float *dx_hat;  /* (B, D) */
+	float *dx_hat;  /* (B, D); mb_sae_backward ends with d loss / d (x - b_dec) in it */
+	double *dsum;   /* (D) dx_hat summed over rows */
 	float *de_hat;  /* (B, D) d loss / d e_hat (AuxK) */
 	float *dpre;    /* (B, cap) d loss / d pre at the active entries */
 	float *dapre;   /* (B, cap_aux) */
@@ -140,8 +141,8 @@ typedef struct mb_sae_work {
 int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, mb_error *err);
 void mb_sae_work_dispose(mb_sae_work *w);
 
-/* Encodes and decodes rows x (B, D), B <= w->max_rows: fills w->xc, the
- * active entries, x_hat and sse. */
+/* Encodes and decodes rows x (B, D), B <= w->max_rows: fills the active
+ * entries, x_hat and sse. */
 void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B);
 
 /* mb_sae_forward, and for a TopK SAE with a training work and dead (S) not

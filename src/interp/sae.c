@@ -118,6 +118,7 @@ void mb_sae_work_dispose(mb_sae_work *w)
 	free(w->annz);
 	free(w->aux);
 	free(w->dx_hat);
+	free(w->dsum);
 	free(w->de_hat);
 	free(w->dpre);
 	free(w->dapre);
@@ -151,7 +152,7 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 		int chunks = (max_rows + SAE_CHUNK - 1) / SAE_CHUNK, th = omp_get_max_threads();
 		w->pre_slots = th < 1 ? 1 : th < chunks ? th : chunks;
 	}
-	w->xc = malloc(B * D * sizeof(float));
+	w->xc = malloc((size_t)w->pre_slots * SAE_CHUNK * D * sizeof(float));
 	w->pre = malloc((size_t)w->pre_slots * SAE_CHUNK * S * sizeof(float));
 	w->x_hat = malloc(B * D * sizeof(float));
 	w->idx = malloc(B * C * sizeof(int32_t));
@@ -172,6 +173,7 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 	w->annz = calloc(B, sizeof(int32_t));
 	w->aux = calloc(B, sizeof(double));
 	w->dx_hat = malloc(B * D * sizeof(float));
+	w->dsum = malloc(D * sizeof(double));
 	w->de_hat = malloc(B * D * sizeof(float));
 	w->dpre = malloc(B * C * sizeof(float));
 	w->norm = malloc(S * sizeof(float));
@@ -180,7 +182,7 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 	w->col_ptr = malloc((S + 1) * sizeof(int32_t));
 	w->col_cur = malloc(S * sizeof(int32_t));
 	w->col_ent = malloc(B * (C + CA) * sizeof(int32_t) + sizeof(int32_t));
-	if (!w->annz || !w->aux || !w->dx_hat || !w->de_hat || !w->dpre || !w->norm ||
+	if (!w->annz || !w->aux || !w->dx_hat || !w->dsum || !w->de_hat || !w->dpre || !w->norm ||
 	    !w->wenc_t || !w->genc || !w->col_ptr || !w->col_ent || !w->col_cur)
 		goto oom;
 	return 0;
@@ -361,7 +363,7 @@ void mb_sae_forward_train(const mb_sae *s, mb_sae_work *w, const float *x, int B
 		int r0 = c * SAE_CHUNK, rows = B - r0 < SAE_CHUNK ? B - r0 : SAE_CHUNK;
 		const float *xr = x + (size_t)r0 * D;
 		float *pre = w->pre + (size_t)omp_get_thread_num() * SAE_CHUNK * S;
-		encode_chunk(s, xr, rows, w->xc + (size_t)r0 * D, pre);
+		encode_chunk(s, xr, rows, w->xc + (size_t)omp_get_thread_num() * SAE_CHUNK * D, pre);
 		for (int r = 0; r < rows; r++) {
 			int b = r0 + r;
 			const float *p = pre + (size_t)r * S;
@@ -540,11 +542,16 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 				up = w->de_hat + (size_t)b * D;
 			}
 			gb += dp;
-			const float *xc = w->xc + (size_t)b * D;
+			const float *xr = x + (size_t)b * D;
 			for (int i = 0; i < D; i++)
 				gwd[i] += v * up[i];
-			for (int i = 0; i < D; i++)
-				gwe[i] += dp * xc[i];
+			/* the forward's centred row, recomputed (the same float ops) */
+			if (s->apply_b_dec_to_input)
+				for (int i = 0; i < D; i++)
+					gwe[i] += dp * (xr[i] - s->b_dec[i]);
+			else
+				for (int i = 0; i < D; i++)
+					gwe[i] += dp * xr[i];
 		}
 		g.b_enc[j] = gb;
 		if (relu && w->norm[j] > 0.0f) {
@@ -558,12 +565,20 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 			g.W_enc[(size_t)i * S + j] = gwe[i];
 	}
 
-	/* b_dec: through x_hat, and through x - b_dec when applied to the input
-	 * (d loss / d xc, written over xc: nothing reads xc after the latents). */
+	/* b_dec: through x_hat (summed first: d loss / d xc then goes over
+	 * dx_hat, which nothing reads after the latents), and through x - b_dec
+	 * when applied to the input. */
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D)
+	for (int i = 0; i < D; i++) {
+		double a = 0.0;
+		for (int b = 0; b < B; b++)
+			a += (double)w->dx_hat[(size_t)b * D + i];
+		w->dsum[i] = a;
+	}
 	if (s->apply_b_dec_to_input) {
 #pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
 		for (int b = 0; b < B; b++) {
-			float *dxc = w->xc + (size_t)b * D;
+			float *dxc = w->dx_hat + (size_t)b * D;
 			for (int i = 0; i < D; i++)
 				dxc[i] = 0.0f;
 			for (int e = 0; e < w->nnz[b]; e++) {
@@ -584,13 +599,11 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 	}
 #pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D)
 	for (int i = 0; i < D; i++) {
-		double a = 0.0, c = 0.0;
-		for (int b = 0; b < B; b++)
-			a += (double)w->dx_hat[(size_t)b * D + i];
+		double c = 0.0;
 		if (s->apply_b_dec_to_input)
 			for (int b = 0; b < B; b++)
-				c += (double)w->xc[(size_t)b * D + i];
-		g.b_dec[i] = (float)(a - c);
+				c += (double)w->dx_hat[(size_t)b * D + i];
+		g.b_dec[i] = (float)(w->dsum[i] - c);
 	}
 
 	/* The loss, in row order. */
