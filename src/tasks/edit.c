@@ -57,7 +57,8 @@
  * layer's update's Frobenius norm (mb_rome_control_norm, the layers in
  * order from the same stream), the wrong-layer edit is MEMIT over
  * [control_layer], update_norm the Frobenius norm of the whole update (all
- * layers), and "sequential" is not accepted (its battery edits with rome).
+ * layers), and the "sequential" battery edits with MEMIT too (one request at
+ * a time, each on the model edited so far).
  *
  * open. Contexts: mb_rome_prefixes(prefixes, prefix_len, first, top_k 5,
  * seed), first the tokenizer's "<|endoftext|>" or, without one, a uniform
@@ -416,13 +417,45 @@ typedef struct ed_params {
 	int n_layers;
 } ed_params;
 
+/* o's key: 1 to max strictly ascending integers in [lo, hi] into out (*n
+ * of them; *n = 0 when absent); what names them in the field error. */
+static int read_ascending_ints(const mb_json_doc *doc, const json_t *o, const char *at,
+			       const char *key, int64_t lo, int64_t hi, int max, const char *what,
+			       int64_t *out, int *n, mb_error *err)
+{
+	json_t *a = json_object_get(o, key);
+	char f[256];
+
+	*n = 0;
+	if (!a)
+		return 0;
+	mb_json_path_key(f, sizeof(f), at, key);
+	if (!json_is_array(a) || json_array_size(a) < 1 || json_array_size(a) > (size_t)max)
+		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected 1 to %d %s",
+						 max, what)
+			   : MB_EINVALID;
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		json_t *v = json_array_get(a, i);
+		if (!json_is_integer(v) || json_integer_value(v) < lo ||
+		    json_integer_value(v) > hi || (i && json_integer_value(v) <= out[i - 1]))
+			return doc ? mb_json_field_error(doc, err, MB_EINVALID, f,
+							 "expected ascending %s in [%lld, %lld]",
+							 what, (long long)lo, (long long)hi)
+				   : MB_EINVALID;
+		out[(*n)++] = json_integer_value(v);
+	}
+	return 0;
+}
+
 /* params.method ("rome" or "memit") and params.memit_layers (1 to
  * MB_MEMIT_MAX_LAYERS ascending layers; memit only). */
 static int read_method(ed_params *p, const mb_json_doc *doc, const json_t *o, const char *at,
 		       mb_error *err)
 {
-	json_t *m = json_object_get(o, "method"), *a = json_object_get(o, "memit_layers");
+	json_t *m = json_object_get(o, "method");
+	int64_t layers[MB_MEMIT_MAX_LAYERS];
 	char f[256];
+	int rc;
 
 	p->memit = 0;
 	p->n_layers = 0;
@@ -435,56 +468,18 @@ static int read_method(ed_params *p, const mb_json_doc *doc, const json_t *o, co
 				   : MB_EINVALID;
 		p->memit = strcmp(json_string_value(m), "memit") == 0;
 	}
-	if (!a)
+	if (!json_object_get(o, "memit_layers"))
 		return 0;
 	mb_json_path_key(f, sizeof(f), at, "memit_layers");
 	if (!p->memit)
 		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "only with method "
 						 "\"memit\"")
 			   : MB_EINVALID;
-	if (!json_is_array(a) || json_array_size(a) < 1 ||
-	    json_array_size(a) > MB_MEMIT_MAX_LAYERS)
-		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected 1 to %d "
-						 "layers", MB_MEMIT_MAX_LAYERS)
-			   : MB_EINVALID;
-	for (size_t i = 0; i < json_array_size(a); i++) {
-		json_t *v = json_array_get(a, i);
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > 4095 ||
-		    (i && json_integer_value(v) <= p->layers[i - 1]))
-			return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected "
-							 "ascending layers in [0, 4095]")
-				   : MB_EINVALID;
-		p->layers[p->n_layers++] = (int)json_integer_value(v);
-	}
-	return 0;
-}
-
-/* params.sequential: 1 to 16 ascending edit counts in [1, 100000]. */
-static int read_sequential(ed_params *p, const mb_json_doc *doc, const json_t *o, const char *at,
-			   mb_error *err)
-{
-	json_t *a = json_object_get(o, "sequential");
-	char f[256];
-
-	p->n_seq = 0;
-	if (!a)
-		return 0;
-	mb_json_path_key(f, sizeof(f), at, "sequential");
-	if (!json_is_array(a) || json_array_size(a) < 1 || json_array_size(a) > ED_MAX_SEQ_POINTS)
-		return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected 1 to %d edit "
-						 "counts", ED_MAX_SEQ_POINTS)
-			   : MB_EINVALID;
-	for (size_t i = 0; i < json_array_size(a); i++) {
-		json_t *v = json_array_get(a, i);
-		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-		    json_integer_value(v) > 100000 ||
-		    (i && json_integer_value(v) <= p->seq[i - 1]))
-			return doc ? mb_json_field_error(doc, err, MB_EINVALID, f, "expected "
-							 "ascending edit counts in [1, 100000]")
-				   : MB_EINVALID;
-		p->seq[p->n_seq++] = json_integer_value(v);
-	}
+	if ((rc = read_ascending_ints(doc, o, at, "memit_layers", 0, 4095, MB_MEMIT_MAX_LAYERS,
+				      "layers", layers, &p->n_layers, err)) < 0)
+		return rc;
+	for (int i = 0; i < p->n_layers; i++)
+		p->layers[i] = (int)layers[i];
 	return 0;
 }
 
@@ -511,7 +506,8 @@ static int read_params(ed_params *p, const mb_json_doc *doc, const json_t *param
 		return doc ? mb_json_field_error(doc, err, MB_EINVALID, at, "expected an object "
 						 "with layer and control_layer")
 			   : mb_error_set(err, MB_EINVALID, "params: expected an object");
-	if ((rc = read_sequential(p, doc, o, at, err)) < 0 ||
+	if ((rc = read_ascending_ints(doc, o, at, "sequential", 1, 100000, ED_MAX_SEQ_POINTS,
+				      "edit counts", p->seq, &p->n_seq, err)) < 0 ||
 	    (rc = read_method(p, doc, o, at, err)) < 0)
 		return rc;
 	if (!doc) /* already checked against the spec: read the values */
@@ -715,11 +711,6 @@ static int ed_open(void **out, const char *model_dir, const json_t *params, mb_e
 	}
 	if (st->p.memit && !st->p.n_layers)
 		st->p.layers[st->p.n_layers++] = (int)st->p.layer;
-	if (st->p.memit && st->p.n_seq) {
-		rc = mb_error_set(err, MB_EINVALID, "params.sequential: the sequential battery "
-				  "edits with rome, not memit");
-		goto fail;
-	}
 	if (st->p.memit && st->p.layers[st->p.n_layers - 1] >= c->n_layer - 1) {
 		rc = mb_error_set(err, MB_EINVALID, "params.memit_layers: the last, %d, must be "
 				  "below the last layer %d of %s", st->p.layers[st->p.n_layers - 1],
@@ -1192,17 +1183,27 @@ static void restore_edited(ed_work *wk)
 
 /* ||W_proj[layer] - the model's||_F, in double: the Frobenius norm of the
  * update an edit made at layer. */
-static double update_norm(const ed_work *wk, int layer)
+/* The Frobenius norm of layer's c_proj as edited minus ref (M, D). */
+static double change_norm(const ed_work *wk, int layer, const float *ref)
 {
 	const mb_engine_config *c = &wk->st->m->cfg;
 	const size_t n = (size_t)c->d_mlp * (size_t)c->d_model, off = (size_t)layer * n;
 	double s = 0.0;
 
 	for (size_t i = 0; i < n; i++) {
-		double d = (double)wk->proj[off + i] - (double)wk->st->m->w.proj_w[off + i];
+		double d = (double)wk->proj[off + i] - (double)ref[i];
 		s += d * d;
 	}
 	return sqrt(s);
+}
+
+/* The same against the base model. */
+static double update_norm(const ed_work *wk, int layer)
+{
+	const mb_engine_config *c = &wk->st->m->cfg;
+
+	return change_norm(wk, layer,
+			   wk->st->m->w.proj_w + (size_t)layer * c->d_mlp * (size_t)c->d_model);
 }
 
 /* x^T C x (x (M), C (M, M) float), in double, rows in order. */
@@ -1488,8 +1489,9 @@ static int ed_run(void *state, const mb_item *items, size_t n, double *values, m
 
 /*
  * Run param "sequential": [n_1 < n_2 < ...]: the entry's first n_k requests
- * are edited one after another (ROME at layer, each computed on the model
- * edited so far, with the base model's C, as `mechbench edit` does), and
+ * are edited one after another (ROME at layer, or MEMIT over memit_layers
+ * with method memit; each computed on the model edited so far, with the base
+ * model's C, as `mechbench edit` does), and
  * after n_k edits (Gupta et al. 2024, "Model editing at scale leads to
  * gradual and catastrophic forgetting"):
  *   efficacy, paraphrase, neighbourhood  the means over the n_k edits so
@@ -1502,9 +1504,11 @@ static int ed_run(void *state, const mb_item *items, size_t n, double *values, m
  *                       prompts
  *   entropy             the generation entropy of the first request's
  *                       generation prompts
- *   update_norm         the last update's norm
+ *   update_norm         the last update's norm (memit: the Frobenius norm of
+ *                       its change over all its layers)
  * prepare hands these over as the entry's artifact ({"kind":
- * "edit-sequence", "version": 1, "layer", "points": [...]}), figures draws
+ * "edit-sequence", "version": 1, "method", "layer" (memit: "layers"),
+ * "points": [...]}), figures draws
  * them ("edit.sequential"). Per-item metrics do not change.
  */
 enum { SQ_EFF, SQ_PARA, SQ_NEIGH, SQ_SCORE, SQ_RET, SQ_FIRST, SQ_KL, SQ_ENT, SQ_NORM, SQ_COUNT };
@@ -1518,17 +1522,21 @@ static int seq_run(double *pts, const ed_state *st, const mb_item *items, size_t
 {
 	const mb_engine_config *c = &st->m->cfg;
 	const int N = (int)st->p.seq[st->p.n_seq - 1], V = c->n_vocab;
+	const size_t MD = (size_t)c->d_mlp * (size_t)c->d_model;
 	ed_item *its = NULL;
 	ed_work wk = {0};
 	int rc = 0, B = 1, max_probe = 1, pi = 0;
 	double *acc = NULL;
+	float *prev = NULL; /* memit: (n_layers, M, D) c_proj before the edit */
 
 	if ((size_t)N > n)
 		return mb_error_set(err, MB_EINVALID, "params.sequential: %d edits, but the entry "
 				    "has %zu requests", N, n);
 	its = calloc((size_t)N, sizeof(*its));
 	acc = calloc((size_t)N, sizeof(double));
-	if (!its || !acc) {
+	if (st->p.memit)
+		prev = malloc((size_t)st->p.n_layers * MD * sizeof(float));
+	if (!its || !acc || (st->p.memit && !prev)) {
 		rc = mb_error_oom(err, "sequential edits", (size_t)N * sizeof(*its));
 		goto cleanup;
 	}
@@ -1543,17 +1551,35 @@ static int seq_run(double *pts, const ed_state *st, const mb_item *items, size_t
 		goto cleanup;
 	for (int k = 0; k < N; k++) {
 		mb_rome_request req = request_of(&its[k]);
-		mb_rome_result res;
+		mb_rome_result res = {0};
 		double sum[3] = {0}, sc[7];
 
-		if ((rc = mb_rome_compute(&res, wk.e, &st->stats[0], &req, st->pre, st->n_pre,
-					  &st->rp, err)) < 0) {
+		if (st->p.memit) {
+			for (int i = 0; i < st->p.n_layers; i++)
+				memcpy(prev + (size_t)i * MD, wk.proj + (size_t)st->p.layers[i] * MD,
+				       MD * sizeof(float));
+			rc = mb_memit_edit(NULL, wk.e, &wk.w, st->mstats, &req, 1, st->pre,
+					   st->n_pre, &st->mp, err);
+		} else {
+			rc = mb_rome_compute(&res, wk.e, &st->stats[0], &req, st->pre, st->n_pre,
+					     &st->rp, err);
+		}
+		if (rc < 0) {
 			mb_error_prefix(err, "sequential edit %d (item %.16s)", k + 1, items[k].key);
 			goto cleanup;
 		}
-		mb_rome_apply(c, &wk.w, (int)st->p.layer, res.u, res.r);
-		acc[0] = norm2(res.u, c->d_mlp) * norm2(res.r, c->d_model);
-		mb_rome_result_dispose(&res);
+		if (st->p.memit) {
+			acc[0] = 0;
+			for (int i = 0; i < st->p.n_layers; i++) {
+				double x = change_norm(&wk, st->p.layers[i], prev + (size_t)i * MD);
+				acc[0] += x * x;
+			}
+			acc[0] = sqrt(acc[0]);
+		} else {
+			mb_rome_apply(c, &wk.w, (int)st->p.layer, res.u, res.r);
+			acc[0] = norm2(res.u, c->d_mlp) * norm2(res.r, c->d_model);
+			mb_rome_result_dispose(&res);
+		}
 		if (k + 1 != st->p.seq[pi])
 			continue;
 		double *pt = pts + (size_t)pi * SQ_COUNT, ret = 0;
@@ -1591,6 +1617,7 @@ cleanup:
 		item_dispose(&its[k]);
 	free(its);
 	free(acc);
+	free(prev);
 	return rc;
 }
 
@@ -1607,10 +1634,18 @@ static int ed_prepare(void *state, const mb_item *items, size_t n, json_t **arti
 		return 0;
 	if ((rc = seq_run(pts, st, items, n, err)) < 0)
 		return rc;
-	a = json_pack("{s:s, s:i, s:s, s:I}", "kind", "edit-sequence", "version", 1, "method",
-		      "rome", "layer", (json_int_t)st->p.layer);
+	a = json_pack("{s:s, s:i, s:s}", "kind", "edit-sequence", "version", 1, "method",
+		      st->p.memit ? "memit" : "rome");
+	if (a && !st->p.memit) {
+		rc = json_object_set_new(a, "layer", json_integer((json_int_t)st->p.layer));
+	} else if (a) {
+		json_t *ls = json_array();
+		rc = json_object_set_new(a, "layers", ls);
+		for (int i = 0; ls && i < st->p.n_layers; i++)
+			rc |= json_array_append_new(ls, json_integer(st->p.layers[i]));
+	}
 	arr = json_array();
-	if (!a || !arr) {
+	if (!a || !arr || rc) {
 		json_decref(a);
 		json_decref(arr);
 		return mb_error_oom(err, "edit-sequence artifact", 0);
@@ -1644,7 +1679,9 @@ static int seq_figure(const ed_state *st, const mb_item *items, size_t n, mb_fig
 	if ((rc = seq_run(pts, st, items, n, err)) < 0 ||
 	    (rc = mb_figure_list_add(out, &f, MB_FIGURE_LINES, "edit.sequential", 5,
 				     (size_t)st->p.n_seq, err)) < 0 ||
-	    (rc = mb_figure_set_text(f, "Sequential ROME edits: the metrics of every edit so far",
+	    (rc = mb_figure_set_text(f, st->p.memit ? "Sequential MEMIT edits: the metrics of "
+					"every edit so far"
+				      : "Sequential ROME edits: the metrics of every edit so far",
 				     "edits made", "mean over the edits so far", NULL, err)) < 0)
 		return rc;
 	for (int p = 0; p < st->p.n_seq; p++)

@@ -481,9 +481,10 @@ static double ref_update_norm(const ref_ctx *r, int layer)
 	return sqrt(s);
 }
 
-/* MEMIT of the request over layers (stats in the same order) on r's weights. */
-static void ref_memit(ref_ctx *r, const ref_probe *p, const int *layers, int n,
-		      const mb_rome_stats *stats)
+/* MEMIT of "a b {subject} e" -> obj over layers (stats in the same order)
+ * on r's weights. */
+static void ref_memit(ref_ctx *r, const ref_probe *p, const char *subject, const int *layers,
+		      int n, const mb_rome_stats *stats)
 {
 	mb_error err = {0};
 	mb_memit_params mp;
@@ -491,7 +492,7 @@ static void ref_memit(ref_ctx *r, const ref_probe *p, const int *layers, int n,
 	int32_t *prompt;
 	int len, last;
 
-	cr_assert_eq(mb_edit_encode(&prompt, &len, NULL, &last, r->m->tok, "a b {} e", "c d",
+	cr_assert_eq(mb_edit_encode(&prompt, &len, NULL, &last, r->m->tok, "a b {} e", subject,
 				    &err), 0, "%s", err.msg);
 	req = (mb_rome_request){prompt, len, last, p->obj[0], p->n_obj[0], prompt, len, last};
 	mb_memit_params_default(&mp, layers, n);
@@ -529,7 +530,7 @@ Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
 	for (int u = 0; u < 2; u++)
 		ref_lsm(p.base_lsm[u], r.e, p.unrel[u], p.n_unrel[u]);
 
-	ref_memit(&r, &p, both, 2, ms);
+	ref_memit(&r, &p, "c d", both, 2, ms);
 	ref_scores(sc, r.e, &p);
 	kl_edit = ref_kl(r.e, &p);
 	n0 = ref_update_norm(&r, 0);
@@ -573,7 +574,7 @@ Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
 		ref_restore(&r, 0);
 		ref_restore(&r, 1);
 	}
-	ref_memit(&r, &p, wrong, 1, &r.stats[1]);
+	ref_memit(&r, &p, "c d", wrong, 1, &r.stats[1]);
 	ref_scores(sc, r.e, &p);
 	expect_close("memit wrong_layer_score", metric(v, "edit.wrong_layer_score"), sc[6], 1e-12);
 	cr_expect_eq(metric(v, "edit.wrong_layer_efficacy"), sc[0]);
@@ -582,13 +583,25 @@ Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
 	mb_item_list_dispose(&items);
 }
 
-Test(edit_task, memit_params_are_checked)
+Test(edit_task, memit_and_sequential_params_are_checked)
 {
 	static const char *const bad[][2] = {
 		{"\"method\": \"mend\"", "params.method"},
 		{"\"memit_layers\": [0, 1]", "only with method"},
-		{"\"method\": \"memit\", \"memit_layers\": [1, 0]", "ascending"},
+		{"\"method\": \"memit\", \"memit_layers\": [1, 0]",
+		 "params.memit_layers: expected ascending layers in [0, 4095]"},
+		{"\"method\": \"memit\", \"memit_layers\": [0, 4096]",
+		 "params.memit_layers: expected ascending layers in [0, 4095]"},
+		{"\"method\": \"memit\", \"memit_layers\": []",
+		 "params.memit_layers: expected 1 to 64 layers"},
 		{"\"method\": \"memit\", \"mom2_weight\": 0", "params.mom2_weight"},
+		{"\"sequential\": [1, 1]",
+		 "params.sequential: expected ascending edit counts in [1, 100000]"},
+		{"\"sequential\": [0]",
+		 "params.sequential: expected ascending edit counts in [1, 100000]"},
+		{"\"sequential\": [1, 2.5]",
+		 "params.sequential: expected ascending edit counts in [1, 100000]"},
+		{"\"sequential\": 3", "params.sequential: expected 1 to 16 edit counts"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char spec[512];
@@ -677,6 +690,88 @@ Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
 		cr_expect_eq(json_real_value(json_object_get(q, "retention")), s1[0]);
 		cr_expect_eq(json_real_value(json_object_get(q, "first_efficacy")), s1[0]);
 	}
+	ref_probe_close(&p1);
+	ref_probe_close(&p2);
+	ref_close(&r);
+	json_decref(art);
+	mb_item_list_dispose(&items);
+}
+
+/* The battery with method memit (over layers 0 and 1) against two MEMIT
+ * edits made here one after the other; update_norm is each edit's own
+ * change of c_proj over both layers. */
+Test(edit_task, the_sequential_memit_battery_matches_edits_made_one_after_another,
+     .init = one_thread)
+{
+	const mb_task *t = mb_task_find("edit");
+	const int both[2] = {0, 1};
+	mb_error err = {0};
+	mb_item_list items = {0};
+	char req2[2048], params[512];
+	json_t *p, *art = NULL, *pts, *q;
+	void *st = NULL;
+	ref_ctx r = {0};
+	ref_probe p1 = {0}, p2 = {0};
+	mb_rome_stats ms[2];
+	double s1[7], s2[7], n1 = 0, n2 = 0;
+	float *before;
+
+	snprintf(req2, sizeof(req2), "%s", REQ);
+	for (char *x; (x = strstr(req2, "c d"));)
+		memcpy(x, "t u", 3);
+	memcpy(strstr(req2, "\"z\""), "\"x\"", 3);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "t u", jparse(req2), &err), 0, "%s", err.msg);
+	snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": [0, 1], "
+		 "\"mom2_weight\": 50, \"sequential\": [1, 2]}", (int)strlen(PARAMS) - 1, PARAMS);
+	p = jparse(params);
+	cr_assert_eq(t->open(&st, MODEL3, p, &err), 0, "%s", err.msg);
+	cr_assert_eq(t->prepare(st, items.items, items.n, &art, &err), 0, "%s", err.msg);
+	t->close(st);
+	json_decref(p);
+	cr_assert(art);
+	cr_expect_str_eq(json_string_value(json_object_get(art, "method")), "memit");
+	cr_expect_eq(json_array_size(json_object_get(art, "layers")), 2);
+	pts = json_object_get(art, "points");
+	cr_assert_eq(json_array_size(pts), 2);
+
+	ref_open(&r);
+	ms[0] = r.stats[1]; /* layer 0 */
+	ms[1] = r.stats[0]; /* layer 1 */
+	ref_probe_open(&p1, r.m, "c d", "z");
+	ref_probe_open(&p2, r.m, "t u", "x");
+	before = malloc(2 * r.slab * sizeof(float));
+	cr_assert(before);
+	ref_memit(&r, &p1, "c d", both, 2, ms);
+	ref_scores(s1, r.e, &p1);
+	for (int l = 0; l < 2; l++)
+		n1 += ref_update_norm(&r, l) * ref_update_norm(&r, l);
+	q = json_array_get(pts, 0);
+	cr_expect_eq(json_real_value(json_object_get(q, "efficacy")), s1[0]);
+	cr_expect_eq(json_real_value(json_object_get(q, "paraphrase")), s1[2]);
+	expect_close("first update_norm", json_real_value(json_object_get(q, "update_norm")),
+		     sqrt(n1), 1e-9);
+	cr_expect(json_is_null(json_object_get(q, "retention")));
+	memcpy(before, r.proj, 2 * r.slab * sizeof(float));
+	ref_memit(&r, &p2, "t u", both, 2, ms);
+	for (size_t i = 0; i < 2 * r.slab; i++) {
+		double d = (double)r.proj[i] - (double)before[i];
+		n2 += d * d;
+	}
+	ref_scores(s1, r.e, &p1);
+	ref_scores(s2, r.e, &p2);
+	q = json_array_get(pts, 1);
+	printf("memit after 2 edits: efficacy %g (reference %g), retention %g (reference %g)\n",
+	       json_real_value(json_object_get(q, "efficacy")), (s1[0] + s2[0]) / 2,
+	       json_real_value(json_object_get(q, "retention")), s1[0]);
+	cr_expect_eq(json_real_value(json_object_get(q, "efficacy")), (s1[0] + s2[0]) / 2);
+	cr_expect_eq(json_real_value(json_object_get(q, "paraphrase")), (s1[2] + s2[2]) / 2);
+	cr_expect_eq(json_real_value(json_object_get(q, "neighbourhood")), (s1[4] + s2[4]) / 2);
+	cr_expect_eq(json_real_value(json_object_get(q, "retention")), s1[0]);
+	expect_close("second update_norm", json_real_value(json_object_get(q, "update_norm")),
+		     sqrt(n2), 1e-9);
+	cr_expect(n2 > 0 && fabs(n2 - n1) > 0, "the second edit changed the weights");
+	free(before);
 	ref_probe_close(&p1);
 	ref_probe_close(&p2);
 	ref_close(&r);
