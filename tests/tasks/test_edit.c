@@ -630,40 +630,50 @@ Test(edit_task, memit_and_sequential_params_are_checked)
 	}
 }
 
-/* The battery after 1 and 2 edits against the two edits made here one after
- * the other (the second on the model the first edited). */
-Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
-     .init = one_thread)
+/* The sequential battery after 1 and 2 edits of two requests ("c d" -> z,
+ * then "t u" -> x) with PARAMS plus extra (JSON members, "" or ", ..."): its
+ * artifact. */
+static json_t *sequential_two(const char *extra)
 {
 	const mb_task *t = mb_task_find("edit");
 	mb_error err = {0};
 	mb_item_list items = {0};
 	char req2[2048], params[512];
-	json_t *p, *art = NULL, *pts;
+	json_t *p, *art = NULL;
 	void *st = NULL;
-	ref_ctx r = {0};
-	ref_probe p1 = {0}, p2 = {0};
-	mb_rome_result res;
-	double s1[7], s2[7];
 
-	/* the second request: subject "t u", new object "x" */
 	snprintf(req2, sizeof(req2), "%s", REQ);
 	for (char *q; (q = strstr(req2, "c d"));)
 		memcpy(q, "t u", 3);
 	memcpy(strstr(req2, "\"z\""), "\"x\"", 3);
 	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_item_list_add(&items, "r0", "t u", jparse(req2), &err), 0, "%s", err.msg);
-	snprintf(params, sizeof(params), "%.*s, \"sequential\": [1, 2]}", (int)strlen(PARAMS) - 1,
-		 PARAMS);
+	snprintf(params, sizeof(params), "%.*s%s, \"sequential\": [1, 2]}",
+		 (int)strlen(PARAMS) - 1, PARAMS, extra);
 	p = jparse(params);
 	cr_assert_eq(t->open(&st, MODEL3, p, &err), 0, "%s", err.msg);
 	cr_assert_eq(t->prepare(st, items.items, items.n, &art, &err), 0, "%s", err.msg);
 	t->close(st);
 	json_decref(p);
+	mb_item_list_dispose(&items);
 	cr_assert(art);
 	cr_expect_str_eq(json_string_value(json_object_get(art, "kind")), "edit-sequence");
-	pts = json_object_get(art, "points");
-	cr_assert_eq(json_array_size(pts), 2);
+	cr_assert_eq(json_array_size(json_object_get(art, "points")), 2);
+	return art;
+}
+
+/* The battery after 1 and 2 edits against the two edits made here one after
+ * the other (the second on the model the first edited). */
+Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
+     .init = one_thread)
+{
+	json_t *art = sequential_two(""), *pts = json_object_get(art, "points");
+	ref_ctx r = {0};
+	ref_probe p1 = {0}, p2 = {0};
+	mb_rome_result res;
+	double s1[7], s2[7];
+
+	cr_expect_str_eq(json_string_value(json_object_get(art, "method")), "rome");
 
 	ref_open(&r);
 	ref_probe_open(&p1, r.m, "c d", "z");
@@ -694,7 +704,6 @@ Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
 	ref_probe_close(&p2);
 	ref_close(&r);
 	json_decref(art);
-	mb_item_list_dispose(&items);
 }
 
 /* The battery with method memit (over layers 0 and 1) against two MEMIT
@@ -703,37 +712,18 @@ Test(edit_task, the_sequential_battery_matches_edits_made_one_after_another,
 Test(edit_task, the_sequential_memit_battery_matches_edits_made_one_after_another,
      .init = one_thread)
 {
-	const mb_task *t = mb_task_find("edit");
 	const int both[2] = {0, 1};
-	mb_error err = {0};
-	mb_item_list items = {0};
-	char req2[2048], params[512];
-	json_t *p, *art = NULL, *pts, *q;
-	void *st = NULL;
+	json_t *art = sequential_two(", \"method\": \"memit\", \"memit_layers\": [0, 1], "
+				     "\"mom2_weight\": 50"),
+	       *pts = json_object_get(art, "points"), *q;
 	ref_ctx r = {0};
 	ref_probe p1 = {0}, p2 = {0};
 	mb_rome_stats ms[2];
 	double s1[7], s2[7], n1 = 0, n2 = 0;
 	float *before;
 
-	snprintf(req2, sizeof(req2), "%s", REQ);
-	for (char *x; (x = strstr(req2, "c d"));)
-		memcpy(x, "t u", 3);
-	memcpy(strstr(req2, "\"z\""), "\"x\"", 3);
-	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_item_list_add(&items, "r0", "t u", jparse(req2), &err), 0, "%s", err.msg);
-	snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": [0, 1], "
-		 "\"mom2_weight\": 50, \"sequential\": [1, 2]}", (int)strlen(PARAMS) - 1, PARAMS);
-	p = jparse(params);
-	cr_assert_eq(t->open(&st, MODEL3, p, &err), 0, "%s", err.msg);
-	cr_assert_eq(t->prepare(st, items.items, items.n, &art, &err), 0, "%s", err.msg);
-	t->close(st);
-	json_decref(p);
-	cr_assert(art);
 	cr_expect_str_eq(json_string_value(json_object_get(art, "method")), "memit");
 	cr_expect_eq(json_array_size(json_object_get(art, "layers")), 2);
-	pts = json_object_get(art, "points");
-	cr_assert_eq(json_array_size(pts), 2);
 
 	ref_open(&r);
 	ms[0] = r.stats[1]; /* layer 0 */
@@ -776,7 +766,6 @@ Test(edit_task, the_sequential_memit_battery_matches_edits_made_one_after_anothe
 	ref_probe_close(&p2);
 	ref_close(&r);
 	json_decref(art);
-	mb_item_list_dispose(&items);
 }
 
 Test(edit_task, the_random_update_control_fails_when_its_norm_is_huge, .init = one_thread)
