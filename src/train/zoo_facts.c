@@ -575,6 +575,44 @@ int mb_zoo_facts_filler(char *out, size_t cap, const mb_zoo_facts *d, uint64_t s
  * and 1 head (this preset) put the most at the subject. No variant put the
  * facts in a middle layer's MLP: the models find each fact from the last
  * position once layer 0 has gathered the name.
+ * A second round (same trainer, seed 0, 1,500 steps, 1 head; traced as
+ * above, 100 facts, 10 samples, window 1; MLP AIE at the last subject token
+ * per layer; "resid" its hidden state; TE the total effect; recall on
+ * training / held-out templates). Levers: (a) "perm": every name 3
+ * syllables, subjects in pairs whose first two syllables are swapped ("Ka
+ * Lo Mi", "Lo Ka Mi"), so the last token plus any bag of the earlier ones
+ * names no one and layer 0's one head cannot tell the pair apart except by
+ * weighting the two positions unequally; (b) "perm6": 4-syllable names in
+ * groups of 6 sharing the last syllable and ordering the first three every
+ * way (60 subjects); (c) "profile": a share of the fact sentences (of
+ * fact_frac) is the subject followed by its 4 objects in a random order
+ * ("Ka Lo Mi Oslo golf baker Greek ."), so the last subject token must
+ * itself predict every attribute (subject enrichment, as real text asks of
+ * a name); (d) 6 layers.
+ *   perm, 4 layers:                 MLP 0.076 0.020 0.003 0, TE 0.58, 0.990/0.979
+ *   perm, 6 layers:                 MLP 0.072 0.008 0.004 -0.002 0 0, TE 0.54,
+ *                                   0.994/0.992
+ *   perm + profile 1/4 (fixed order), 4 layers: MLP 0.147 0.048 0.026 0,
+ *                                   resid 0.160 0.158 0.124, TE 0.59
+ *   reversed pairs (this KB) + profile 1/4: MLP 0.229 0.075 0.034 0
+ *   perm + profile 1/2, 4 layers:   MLP 0.085 0.029 0.028 0, resid 0.086
+ *                                   0.112 0.130 (peak layer 2), 1.000/1.000
+ *   perm + profile 1/2, 6 layers:   MLP 0.130 0.031 0.028 0.014 0.021 0,
+ *                                   resid peak 0.165 at layer 2, 0.998/0.996
+ *   perm6 + profile 1/2, 4 layers:  MLP 0.069 0.030 0.029 0, resid 0.082
+ *                                   0.120 0.159, 1.000/1.000
+ *   perm6 + profile 1/2, 6 layers:  MLP 0.036 0.009 0.007 0.009 0.006 0,
+ *                                   resid 0.038 0.060 0.087 0.099 0.038
+ *                                   (peak layer 3), TE 0.65, 0.999/0.997
+ * The levers move the hidden state's peak at the last subject token to a
+ * middle layer (2 of 4, 3 of 6) and shrink MLP 0's share (0.224 -> 0.036),
+ * but the decisive MLP stays layer 0 in every variant: no single middle
+ * MLP carries more than 0.05, the enrichment is spread over the middle
+ * layers' attention and MLPs, and the lookup that answers a query stays
+ * with the last position's own MLPs (0.08-0.34 at its last two layers).
+ * Our reading: restoring MLP 0 at the subject restores the clean name
+ * tokens' extended embedding, which every later layer reads. The committed
+ * model stays this preset (the experiments were not committed as options).
  */
 static void facts_preset(mb_zoo_recipe *r, const char *preset)
 {
