@@ -75,12 +75,8 @@ const char *mb_sae_corpus_describe(const mb_sae_corpus *c);
 
 /* ---- row sources ---- */
 
-/* What the trainer reads: rows of activations, D wide, on demand. */
-typedef struct mb_sae_source {
-	int d_in;
-	int (*next)(void *self, float *out /* (n, D) */, int n, mb_error *err);
-	void *self;
-} mb_sae_source;
+/* The row source the trainer reads (mb_sae_source) is in sae.h: a training
+ * step reads its rows itself. */
 
 /*
  * Activations of one hook point of model over a corpus (which the stream
@@ -182,7 +178,7 @@ typedef struct mb_sae_train_result {
  * geometric-median b_dec from the first init_rows rows (Weiszfeld, double,
  * fixed order), decoder rows random directions of norm 0.1 (ReLU; Anthropic)
  * or 1 (TopK; Gao et al.), W_enc = W_dec^T, b_enc = 0; then steps of
- * forward, backward (mb_sae_backward), clipping (ReLU), decoder-gradient
+ * forward and backward (mb_sae_train_step), clipping (ReLU), decoder-gradient
  * projection (TopK), Adam, decoder renormalisation (TopK). The returned SAE
  * (*out, caller frees) has the normalisation folded in (W_enc * s, W_dec /
  * s, b_dec / s: it reads raw activations). progress may be NULL.

@@ -4,14 +4,14 @@
  *
  * Legend: R rows per step, D d_in, S d_sae, NP parameter floats, V vocab.
  *
- * Step t (1-based) of `steps`: R rows from the source, times the
- * normalisation factor; mb_sae_forward_train; mb_sae_backward at lambda_t (ReLU:
- * lambda min(1, t / (0.05 steps))) with the dead mask of the rows before
- * this step (TopK); ReLU: global-norm clipping at 1; TopK: each decoder
- * row's gradient loses its component along the (unit) row; Adam (adamw.h
- * with weight decay 0) at lr_t (ReLU: lr times min(1, (steps - t + 1) /
- * (0.2 steps)) over the last 20%); TopK: decoder rows renormalised. Dead
- * latents: rows since each latent last fired (in this step's forward)
+ * Step t (1-based) of `steps`: mb_sae_train_step on the next R rows from the
+ * source (read as the step goes), times the normalisation factor, at
+ * lambda_t (ReLU: lambda min(1, t / (0.05 steps))) with the dead mask of the
+ * rows before this step (TopK); ReLU: global-norm clipping at 1; TopK: each
+ * decoder row's gradient loses its component along the (unit) row; Adam
+ * (adamw.h with weight decay 0) at lr_t (ReLU: lr times min(1, (steps - t +
+ * 1) / (0.2 steps)) over the last 20%); TopK: decoder rows renormalised.
+ * Dead latents: rows since each latent last fired (in this step's forward)
  * reach dead_tokens.
  */
 #include <mechbench/sae_train.h>
@@ -135,7 +135,7 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	mb_sae_work w;
 	mb_adamw opt;
 	mb_adamw_config ac;
-	float *grad = NULL, *x = NULL, *init = NULL;
+	float *grad = NULL, *init = NULL;
 	int64_t *last = NULL;
 	uint8_t *dead = NULL;
 	json_t *losses = NULL;
@@ -175,12 +175,11 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	if ((error = mb_sae_work_init(&w, s, cfg.batch, 1, err)) < 0)
 		goto cleanup;
 	grad = calloc(s->n_params, sizeof(float));
-	x = malloc((size_t)cfg.batch * D * sizeof(float));
 	init = malloc((size_t)cfg.init_rows * D * sizeof(float));
 	last = calloc((size_t)cfg.width, sizeof(int64_t));
 	dead = calloc((size_t)cfg.width, 1);
 	losses = json_array();
-	if (!grad || !x || !init || !last || !dead || !losses) {
+	if (!grad || !init || !last || !dead || !losses) {
 		error = mb_error_oom(err, "sae training buffers", 0);
 		goto cleanup;
 	}
@@ -233,18 +232,13 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	double dead_frac = 0.0;
 	memset(&loss, 0, sizeof(loss));
 	for (int64_t t = 1; t <= steps; t++) {
-		if ((error = src->next(src->self, x, cfg.batch, err)) < 0)
-			goto cleanup;
-		for (size_t i = 0; i < (size_t)cfg.batch * D; i++)
-			x[i] *= fscale;
-		mb_sae_forward_train(s, &w, x, cfg.batch, cfg.arch == MB_SAE_TOPK ? dead : NULL);
 		double lambda = cfg.l1;
 		double wu = 0.05 * (double)steps;
 		if (cfg.arch == MB_SAE_RELU && (double)t < wu)
 			lambda = cfg.l1 * (double)t / wu;
-		if ((error = mb_sae_backward(&loss, s, &w, x, cfg.batch, lambda,
-					     cfg.arch == MB_SAE_TOPK ? dead : NULL, cfg.aux_coef, grad,
-					     err)) < 0)
+		if ((error = mb_sae_train_step(&loss, s, &w, src, fscale, cfg.batch, lambda,
+					       cfg.arch == MB_SAE_TOPK ? dead : NULL, cfg.aux_coef,
+					       grad, err)) < 0)
 			goto cleanup;
 		double lr = cfg.lr;
 		if (cfg.arch == MB_SAE_RELU) {
@@ -280,11 +274,10 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 		}
 		tokens += cfg.batch;
 		/* Dead latents: rows since each last fired. */
-		for (int b = 0; b < cfg.batch; b++)
-			for (int e = 0; e < w.nnz[b]; e++)
-				last[w.idx[(size_t)b * w.cap + e]] = tokens;
 		int64_t nd = 0;
 		for (int j = 0; j < cfg.width; j++) {
+			if (w.fired[j])
+				last[j] = tokens;
 			dead[j] = tokens - last[j] >= cfg.dead_tokens;
 			nd += dead[j];
 		}
@@ -354,7 +347,6 @@ cleanup:
 	mb_sae_work_dispose(&w);
 	mb_adamw_dispose(&opt);
 	free(grad);
-	free(x);
 	free(init);
 	free(last);
 	free(dead);
