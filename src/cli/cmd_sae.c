@@ -45,6 +45,16 @@ static const char *const archs[] = {"relu", "topk", NULL};
 	{MB_OPT(INT, "--text-batch", T, text_batch), .meta = "N", .range = "[1, 65536]",  \
 	 .def = "16", .help = "--text: sequences per forward"}
 
+/* The rows every command reading a model and an SAE shares: --model (its
+ * help says which model), --sae and --hook. */
+#define OPT_MODEL_SAE(T, model_help)                                                       \
+	{MB_OPT(PATH, "--model", T, model), .meta = "DIR", .required = 1,                  \
+	 .help = model_help},                                                                \
+	{MB_OPT(PATH, "--sae", T, sae), .meta = "DIR", .required = 1,                      \
+	 .help = "an SAE folder in SAELens's layout (cfg.json, sae_weights.safetensors)"},  \
+	{MB_OPT(STRING, "--hook", T, hook), .meta = "NAME",                                \
+	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"}
+
 static const mb_cli_opt train_opts[] = {
 	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
 	 .help = "a checkpoint folder (config.json, model.safetensors)"},
@@ -77,12 +87,7 @@ static const mb_cli_opt train_opts[] = {
 };
 
 static const mb_cli_opt eval_opts[] = {
-	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
-	 .help = "the model the SAE reads"},
-	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
-	 .help = "an SAE folder in SAELens's layout (cfg.json, sae_weights.safetensors)"},
-	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
-	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	OPT_MODEL_SAE(sae_args, "the model the SAE reads"),
 	{MB_OPT(INT, "--batches", sae_args, batches), .meta = "N", .range = "[1, 1000000]",
 	 .def = "4", .help = "corpus batches to evaluate on"},
 	{MB_OPT(INT, "--skip", sae_args, skip), .meta = "N", .range = ">= 0", .def = "0",
@@ -92,24 +97,14 @@ static const mb_cli_opt eval_opts[] = {
 };
 
 static const mb_cli_opt match_opts[] = {
-	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
-	 .help = "a zoo model (its training_state.json names the recipe)"},
-	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
-	 .help = "an SAE folder in SAELens's layout"},
-	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
-	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	OPT_MODEL_SAE(sae_args, "a zoo model (its training_state.json names the recipe)"),
 	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
 	 .def = "128", .help = "held-out sequences of the recipe's language"},
 	MB_CLI_OPT_THREADS(sae_args, threads),
 };
 
 static const mb_cli_opt battery_opts[] = {
-	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
-	 .help = "a zoo induction model (its training_state.json names the recipe)"},
-	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
-	 .help = "an SAE folder in SAELens's layout"},
-	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
-	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	OPT_MODEL_SAE(sae_args, "a zoo induction model (its training_state.json names the recipe)"),
 	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
 	 .def = "128",
 	 .help = "held-out sequences that label the features (sae match) and give their max "

@@ -427,49 +427,83 @@ void mb_sae_eval_dispose(mb_sae_eval_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* What an evaluation with the SAE spliced in holds for batches of up to
+ * `rows` positions: the hooks, the SAE's work, the splice (reading the rows
+ * the gather hook collects), the clean logits (rows, V) and two (V)
+ * log-softmax rows. */
+typedef struct splice_eval {
+	mb_hooks *hooks;
+	mb_sae_work w;
+	mb_sae_splice sp;
+	eval_gather g;
+	float *clean;    /* (rows, V) */
+	double *lp, *lq; /* (V) */
+} splice_eval;
+
+static void splice_eval_dispose(splice_eval *q)
+{
+	mb_hooks_free(q->hooks);
+	mb_sae_work_dispose(&q->w);
+	free(q->g.rows);
+	free(q->clean);
+	free(q->lp);
+	free(q->lq);
+	memset(q, 0, sizeof(*q));
+}
+
+/* what: the caller's name for its buffers in an out-of-memory message. */
+static int splice_eval_init(splice_eval *q, const mb_sae *sae, int rows, int V, const char *what,
+			    mb_error *err)
+{
+	const int D = sae->d_in;
+	int error;
+
+	memset(q, 0, sizeof(*q));
+	if ((error = mb_hooks_init(&q->hooks, err)) < 0 ||
+	    (error = mb_sae_work_init(&q->w, sae, rows, 0, err)) < 0)
+		goto fail;
+	q->g.rows = malloc((size_t)rows * D * sizeof(float));
+	q->g.D = D;
+	q->clean = malloc((size_t)rows * V * sizeof(float));
+	q->lp = malloc((size_t)V * sizeof(double));
+	q->lq = malloc((size_t)V * sizeof(double));
+	if (!q->g.rows || !q->clean || !q->lp || !q->lq) {
+		error = mb_error_oom(err, what, (size_t)rows * V * sizeof(float));
+		goto fail;
+	}
+	q->sp.sae = sae;
+	q->sp.work = &q->w;
+	q->sp.rows = q->g.rows;
+	return 0;
+fail:
+	splice_eval_dispose(q);
+	return error;
+}
+
 int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae *sae,
 		    mb_hook_point point, mb_sae_corpus *corpus, int64_t n_batches,
 		    mb_error *err)
 {
 	mb_engine *e = NULL;
-	mb_hooks *hooks = NULL;
-	mb_sae_work w;
 	mb_sae_stats st;
-	mb_sae_splice sp;
-	eval_gather g;
-	float *clean = NULL;
-	double *lp = NULL, *lq = NULL;
+	splice_eval q;
 	int B, T, error;
 	const int V = model->cfg.n_vocab, D = sae->d_in;
 	double ce[3] = {0, 0, 0}, kl[2] = {0, 0};
 	int64_t n_ce = 0, n_kl = 0, cap_items = 0;
 
 	memset(out, 0, sizeof(*out));
-	memset(&w, 0, sizeof(w));
 	memset(&st, 0, sizeof(st));
-	memset(&g, 0, sizeof(g));
+	memset(&q, 0, sizeof(q));
 	if (n_batches < 1)
 		return mb_error_set(err, MB_EINVALID, "sae eval: batches %lld must be >= 1",
 				    (long long)n_batches);
 	mb_sae_corpus_shape(corpus, &B, &T);
 	if ((error = engine_for(&e, model, B, T, err)) < 0)
 		return error;
-	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
-	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0 ||
+	if ((error = splice_eval_init(&q, sae, B * T, V, "sae eval buffers", err)) < 0 ||
 	    (error = mb_sae_stats_init(&st, D, sae->d_sae, err)) < 0)
 		goto cleanup;
-	g.rows = malloc((size_t)B * T * D * sizeof(float));
-	g.D = D;
-	clean = malloc((size_t)B * T * V * sizeof(float));
-	lp = malloc((size_t)V * sizeof(double));
-	lq = malloc((size_t)V * sizeof(double));
-	if (!g.rows || !clean || !lp || !lq) {
-		error = mb_error_oom(err, "sae eval buffers", 0);
-		goto cleanup;
-	}
-	sp.sae = sae;
-	sp.work = &w;
-	sp.rows = g.rows;
 
 	for (int64_t bi = 0; bi < n_batches; bi++) {
 		mb_sae_batch b;
@@ -492,31 +526,34 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 		run.batch = b.batch;
 		run.seq = b.seq;
 		run.tokens = b.tokens;
-		run.hooks = hooks;
+		run.hooks = q.hooks;
 		run.logits = b.logits;
 
 		/* Clean run: the point's rows and the clean logits. */
-		mb_hooks_clear(hooks);
-		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+		mb_hooks_clear(q.hooks);
+		if ((error = mb_hooks_add(q.hooks, point, eval_gather_hook, &q.g,
+					  MB_HOOK_READONLY,
 					  err)) < 0 ||
 		    (error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
-		mb_sae_forward(sae, &w, g.rows, g.n);
-		mb_sae_stats_add(&st, &w, g.rows, g.n);
-		recon_metrics(items, &w, g.rows, b.batch, b.seq, D);
+		mb_sae_forward(sae, &q.w, q.g.rows, q.g.n);
+		mb_sae_stats_add(&st, &q.w, q.g.rows, q.g.n);
+		recon_metrics(items, &q.w, q.g.rows, b.batch, b.seq, D);
 		const int rows = b.rows_per_item;
 		for (int it = 0; it < b.batch; it++)
 			for (int i = 0; i < rows; i++)
-				memcpy(clean + ((size_t)it * rows + i) * V, mb_engine_logits_row(e, it, i),
+				memcpy(q.clean + ((size_t)it * rows + i) * V,
+				       mb_engine_logits_row(e, it, i),
 				       (size_t)V * sizeof(float));
 
 		/* Clean, spliced and zero-ablated cross-entropy; KL to clean. */
 		for (int arm = 0; arm < 3; arm++) {
 			if (arm > 0) {
-				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
-				mb_hooks_clear(hooks);
-				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
-							  err)) < 0 ||
+				q.sp.mode =
+					arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(q.hooks);
+				if ((error = mb_hooks_add(q.hooks, point, mb_sae_splice_hook,
+							  &q.sp, 0, err)) < 0 ||
 				    (error = mb_engine_forward(e, &run, err)) < 0)
 					goto cleanup;
 			}
@@ -524,8 +561,9 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 				double ice = 0, ikl = 0;
 				int nce = 0;
 				for (int i = 0; i < rows; i++) {
-					const float *z = arm == 0 ? clean + ((size_t)it * rows + i) * V
-								  : mb_engine_logits_row(e, it, i);
+					const float *zc = q.clean + ((size_t)it * rows + i) * V;
+					const float *z =
+						arm == 0 ? zc : mb_engine_logits_row(e, it, i);
 					int32_t tg = b.targets[(size_t)it * rows + i];
 					if (tg >= 0 && tg < V) {
 						double c = mb_logits_ce(NULL, z, V, tg, MB_LOGITS_DETMATH);
@@ -536,9 +574,7 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 							n_ce++;
 					}
 					if (arm > 0) {
-						double k = kl_logits(lp, lq,
-								     clean + ((size_t)it * rows + i) * V,
-								     z, V);
+						double k = kl_logits(q.lp, q.lq, zc, z, V);
 						ikl += k;
 						kl[arm - 1] += k;
 						if (arm == 1)
@@ -577,13 +613,8 @@ cleanup:
 	if (error < 0)
 		mb_sae_eval_dispose(out);
 	mb_engine_free(e);
-	mb_hooks_free(hooks);
-	mb_sae_work_dispose(&w);
+	splice_eval_dispose(&q);
 	mb_sae_stats_dispose(&st);
-	free(g.rows);
-	free(clean);
-	free(lp);
-	free(lq);
 	return error;
 }
 
@@ -592,33 +623,13 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 			mb_error *err)
 {
 	const int V = mb_engine_cfg(e)->n_vocab, D = sae->d_in;
-	mb_hooks *hooks = NULL;
-	mb_sae_work w;
-	mb_sae_splice sp;
-	eval_gather g;
-	float *clean = NULL;
-	double *lp = NULL, *lq = NULL;
+	splice_eval q;
 	int error;
 
-	memset(&w, 0, sizeof(w));
-	memset(&g, 0, sizeof(g));
 	if (seq < 2 || batch < 1)
 		return mb_error_set(err, MB_EINVALID, "sae quality: seq %d, batch %d", seq, batch);
-	g.rows = malloc((size_t)batch * seq * D * sizeof(float));
-	g.D = D;
-	clean = malloc((size_t)batch * seq * V * sizeof(float));
-	lp = malloc((size_t)V * sizeof(double));
-	lq = malloc((size_t)V * sizeof(double));
-	if (!g.rows || !clean || !lp || !lq) {
-		error = mb_error_oom(err, "sae quality buffers", 0);
-		goto cleanup;
-	}
-	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
-	    (error = mb_sae_work_init(&w, sae, batch * seq, 0, err)) < 0)
-		goto cleanup;
-	sp.sae = sae;
-	sp.work = &w;
-	sp.rows = g.rows;
+	if ((error = splice_eval_init(&q, sae, batch * seq, V, "sae quality buffers", err)) < 0)
+		return error;
 	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
 		const int nb = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
 		const int32_t *tok = tokens + i0 * (size_t)seq;
@@ -629,35 +640,37 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 		run.batch = nb;
 		run.seq = seq;
 		run.tokens = tok;
-		run.hooks = hooks;
+		run.hooks = q.hooks;
 		run.logits = MB_LOGITS_ALL;
-		mb_hooks_clear(hooks);
-		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+		mb_hooks_clear(q.hooks);
+		if ((error = mb_hooks_add(q.hooks, point, eval_gather_hook, &q.g,
+					  MB_HOOK_READONLY,
 					  err)) < 0 ||
 		    (error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
-		mb_engine_logits_copy(e, clean);
-		mb_sae_forward(sae, &w, g.rows, g.n);
-		recon_metrics(items, &w, g.rows, nb, seq, D);
+		mb_engine_logits_copy(e, q.clean);
+		mb_sae_forward(sae, &q.w, q.g.rows, q.g.n);
+		recon_metrics(items, &q.w, q.g.rows, nb, seq, D);
 		for (int arm = 0; arm < 3; arm++) {
 			if (arm > 0) {
-				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
-				mb_hooks_clear(hooks);
-				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
-							  err)) < 0 ||
+				q.sp.mode =
+					arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(q.hooks);
+				if ((error = mb_hooks_add(q.hooks, point, mb_sae_splice_hook,
+							  &q.sp, 0, err)) < 0 ||
 				    (error = mb_engine_forward(e, &run, err)) < 0)
 					goto cleanup;
 			}
 			for (int b = 0; b < nb; b++) {
 				double ce = 0, kl = 0;
 				for (int t = 0; t < seq; t++) {
-					const float *zc = clean + ((size_t)b * seq + t) * V;
+					const float *zc = q.clean + ((size_t)b * seq + t) * V;
 					const float *z = arm == 0 ? zc : mb_engine_logits_row(e, b, t);
 					if (t + 1 < seq)
 						ce += mb_logits_ce(NULL, z, V, tok[(size_t)b * seq + t + 1],
 								   MB_LOGITS_DETMATH);
 					if (arm > 0)
-						kl += kl_logits(lp, lq, zc, z, V);
+						kl += kl_logits(q.lp, q.lq, zc, z, V);
 				}
 				ce /= seq - 1;
 				if (arm == 0)
@@ -674,12 +687,7 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 	}
 	error = 0;
 cleanup:
-	mb_hooks_free(hooks);
-	mb_sae_work_dispose(&w);
-	free(g.rows);
-	free(clean);
-	free(lp);
-	free(lq);
+	splice_eval_dispose(&q);
 	return error;
 }
 
