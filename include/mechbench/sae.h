@@ -309,10 +309,15 @@ int mb_sae_recovery(double *mmcs, double *recovered, double *max_cos, const mb_s
  * out[v] is the area under the ROC curve of score[i * stride] (i < n) for
  * the binary labels[v n + i] (v < n_labels), i.e. the Mann-Whitney U over
  * n_pos n_neg with tied scores sharing their average rank (0.5 is chance, 1
- * a perfect detector); NaN when a class is empty. The scores are sorted once
- * for all labels. mb_sae_f1: the F1 of the detector "score > 0" (a latent
- * that fires) for one label; 0 when it never fires on a positive.
+ * a perfect detector); NaN when a class is empty. A label of
+ * MB_SAE_LABEL_SKIP leaves row i out of variable v (a row mask: the
+ * variable is not defined there), as if the row were not given. The scores
+ * are sorted once for all labels. mb_sae_f1: the F1 of the detector "score
+ * > 0" (a latent that fires) for one label, skipped rows left out; 0 when it
+ * never fires on a positive.
  */
+#define MB_SAE_LABEL_SKIP 2
+
 int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *labels,
 		 int n_labels, size_t n, mb_error *err);
 double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t n);

@@ -844,20 +844,28 @@ int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *
 	qsort(r, n, sizeof(*r), cmp_ranked);
 	for (int v = 0; v < n_labels; v++) {
 		const uint8_t *label = labels + (size_t)v * n;
-		double npos = 0, rank_sum = 0;
+		double npos = 0, nneg = 0, rank_sum = 0, seen = 0;
 		for (size_t a = 0; a < n;) {
 			size_t b = a;
+			double m = 0;
 			while (b < n && r[b].v == r[a].v)
-				b++;
-			double avg = 0.5 * (double)(a + 1 + b); /* ranks a+1 .. b */
-			for (size_t k = a; k < b; k++)
-				if (label[r[k].i]) {
+				m += label[r[b++].i] != MB_SAE_LABEL_SKIP;
+			/* the tie's counted rows take ranks seen + 1 .. seen + m */
+			double avg = seen + 0.5 * (m + 1);
+			for (size_t k = a; k < b; k++) {
+				uint8_t l = label[r[k].i];
+				if (l == MB_SAE_LABEL_SKIP)
+					continue;
+				if (l) {
 					rank_sum += avg;
 					npos += 1;
+				} else {
+					nneg += 1;
 				}
+			}
+			seen += m;
 			a = b;
 		}
-		double nneg = (double)n - npos;
 		if (npos > 0 && nneg > 0)
 			out[v] = (rank_sum - npos * (npos + 1) / 2) / (npos * nneg);
 	}
@@ -870,6 +878,8 @@ double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t
 	double tp = 0, fp = 0, fn = 0;
 	for (size_t i = 0; i < n; i++) {
 		int fire = score[i * stride] > 0.0f;
+		if (label[i] == MB_SAE_LABEL_SKIP)
+			continue;
 		tp += fire && label[i];
 		fp += fire && !label[i];
 		fn += !fire && label[i];

@@ -24,6 +24,7 @@
 
 #include <mechbench/adamw.h>
 #include <mechbench/detmath.h>
+#include <mechbench/ioi_templates.h>
 #include <mechbench/logits.h>
 #include <mechbench/rng.h>
 
@@ -795,10 +796,13 @@ static int match_ctx_finish(mb_sae_match **out, int *n_out, match_ctx *c, int NV
 	const int S = c->S;
 	int error;
 	for (int v = 0; v < NV; v++) {
-		double pos = 0;
-		for (size_t i = 0; i < N; i++)
-			pos += c->labels[(size_t)v * N + i];
-		c->m[v].base_rate = pos / (double)N;
+		double pos = 0, counted = 0;
+		for (size_t i = 0; i < N; i++) {
+			const uint8_t l = c->labels[(size_t)v * N + i];
+			pos += l == 1;
+			counted += l != MB_SAE_LABEL_SKIP;
+		}
+		c->m[v].base_rate = counted > 0 ? pos / counted : 0.0;
 	}
 	for (int j = 0; j < S; j++) {
 		if ((error = mb_sae_auroc(c->au, c->acts + j, (size_t)S, c->labels, NV, N, err)) < 0)
@@ -914,6 +918,158 @@ int mb_sae_match_modadd(mb_sae_match **out, int *n_out, const mb_model *model,
 	error = match_ctx_finish(out, n_out, &c, NV, err);
 cleanup:
 	match_ctx_dispose(&c);
+	return error;
+}
+
+/* The ioi language's word -> token id, from the recipe's own table
+ * (mb_zoo_ioi_word), sorted by word for bsearch. */
+typedef struct ioi_word_id {
+	char w[16];
+	int32_t id;
+} ioi_word_id;
+
+static int cmp_word_id(const void *a, const void *b)
+{
+	return strcmp(((const ioi_word_id *)a)->w, ((const ioi_word_id *)b)->w);
+}
+
+/* Renders prompt k (template k mod nt, order (k / nt) mod 2; IO, S (distinct),
+ * place and object from stream "sae/match/ioi" index k under r->seed) as
+ * [BOS] + its tokens into tok (cap T); *len, and pos[0..3) the positions of
+ * IO, S1 and S2. Errors: a word the vocabulary lacks, a prompt longer than
+ * T (naming the template). */
+static int ioi_match_prompt(int32_t *tok, int *len, int pos[3], const ioi_word_id *vocab,
+			    int nv, const mb_zoo_recipe *r, int k, int T, mb_error *err)
+{
+	const size_t nt = mb_ioi_template_count();
+	const mb_ioi_template *t = mb_ioi_template_at((size_t)k % nt);
+	const int abba = (k / (int)nt) % 2 == 0;
+	const char *const *names, *const *places, *const *objects;
+	size_t nn, np, no, off[3], pick[2];
+	char text[512];
+	mb_rng rng;
+	int error, n = 1;
+
+	names = mb_ioi_words(MB_IOI_NAMES, &nn);
+	places = mb_ioi_words(MB_IOI_PLACES, &np);
+	objects = mb_ioi_words(MB_IOI_OBJECTS, &no);
+	mb_rng_init_named(&rng, r->seed, "sae/match/ioi", (uint64_t)k);
+	do {
+		pick[0] = (size_t)mb_rng_range(&rng, nn);
+		pick[1] = (size_t)mb_rng_range(&rng, nn);
+	} while (pick[0] == pick[1]);
+	const char *io = names[pick[0]], *sn = names[pick[1]];
+	const char *pl = places[mb_rng_range(&rng, np)], *ob = objects[mb_rng_range(&rng, no)];
+	if ((error = mb_ioi_render(text, sizeof(text), off, t, abba ? io : sn, abba ? sn : io, sn,
+				   pl, ob, err)) < 0)
+		return error;
+	tok[0] = 0; /* <bos> */
+	/* Words are separated by single spaces; a slot's word starts at its offset. */
+	for (size_t at = 0; text[at];) {
+		ioi_word_id key;
+		size_t wl = strcspn(text + at, " ");
+		if (wl >= sizeof(key.w) || n == T)
+			return mb_error_set(err, MB_EINVALID,
+					    "sae match: ioi template %s: prompt longer than %d tokens "
+					    "or a word longer than 15 bytes",
+					    t->id, T);
+		memcpy(key.w, text + at, wl);
+		key.w[wl] = '\0';
+		const ioi_word_id *hit = bsearch(&key, vocab, (size_t)nv, sizeof(*vocab), cmp_word_id);
+		if (!hit)
+			return mb_error_set(err, MB_EINVALID,
+					    "sae match: ioi template %s: word '%s' is not in the model's "
+					    "vocabulary",
+					    t->id, key.w);
+		for (int slot = 0; slot < 3; slot++)
+			if (off[slot] == at) {
+				/* {A} is IO in ABBA, S1 in BABA; {B} the other; {S} is S2 */
+				int role = slot == 2 ? 2 : (slot == 0) == abba ? 0 : 1;
+				pos[role] = n;
+			}
+		tok[n++] = hit->id;
+		at += wl;
+		at += text[at] == ' ';
+	}
+	*len = n;
+	return 0;
+}
+
+int mb_sae_match_ioi(mb_sae_match **out, int *n_out, const mb_model *model, const mb_sae *sae,
+		     mb_hook_point point, const mb_zoo_recipe *r, int n_prompts, mb_error *err)
+{
+	static const char *const vars[] = {"name", "IO", "S1", "S2", "end"};
+	const int NV = 5, B = 32, T = r->n_positions, V = model->cfg.n_vocab;
+	ioi_word_id *vocab = NULL;
+	int32_t *tok = NULL;
+	int *len = NULL, (*pos)[3] = NULL, error;
+	size_t N = 0;
+	match_ctx c;
+
+	*out = NULL;
+	*n_out = 0;
+	memset(&c, 0, sizeof(c));
+	if (strcmp(r->name, "ioi") != 0)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae match: recipe %s: not the ioi language", r->name);
+	if (n_prompts < 1 || model->cfg.n_ctx < T)
+		return mb_error_set(err, MB_EINVALID, "sae match: %d prompts of up to %d tokens",
+				    n_prompts, T);
+	vocab = malloc((size_t)V * sizeof(*vocab));
+	tok = calloc((size_t)n_prompts * T, sizeof(*tok));
+	len = malloc((size_t)n_prompts * sizeof(*len));
+	pos = malloc((size_t)n_prompts * sizeof(*pos));
+	if (!vocab || !tok || !len || !pos) {
+		error = mb_error_oom(err, "sae match prompts", (size_t)n_prompts * T * sizeof(*tok));
+		goto cleanup;
+	}
+	for (int id = 0; id < V; id++) {
+		mb_zoo_ioi_word(vocab[id].w, id);
+		vocab[id].id = id;
+	}
+	qsort(vocab, (size_t)V, sizeof(*vocab), cmp_word_id);
+	/* The prompts first: the matched rows are their positions after BOS. */
+	for (int k = 0; k < n_prompts; k++) {
+		pos[k][0] = pos[k][1] = pos[k][2] = -1;
+		if ((error = ioi_match_prompt(tok + (size_t)k * T, &len[k], pos[k], vocab, V, r, k,
+					      T, err)) < 0)
+			goto cleanup;
+		MB_ASSERT(pos[k][0] > 0 && pos[k][1] > 0 && pos[k][2] > 0);
+		N += (size_t)(len[k] - 1);
+	}
+	if ((error = match_ctx_init(&c, model, sae, point, B, T, N, NV, err)) < 0)
+		goto cleanup;
+	for (size_t i = 0, k0 = 0; k0 < (size_t)n_prompts; k0 += B) {
+		const int nb = (size_t)n_prompts - k0 < (size_t)B ? (int)((size_t)n_prompts - k0) : B;
+		/* Positions past a prompt hold "." (token 1); causal attention keeps
+		 * them out of the prompt's rows. */
+		for (int b = 0; b < nb; b++)
+			for (int t = 0; t < T; t++)
+				c.tok[b * T + t] = t < len[k0 + b] ? tok[(k0 + b) * T + t] : 1;
+		if ((error = match_ctx_forward(&c, sae, nb, err)) < 0)
+			goto cleanup;
+		for (int b = 0; b < nb; b++) {
+			const int k = (int)k0 + b, *p = pos[k];
+			for (int t = 1; t < len[k]; t++, i++) {
+				const int name = t == p[0] || t == p[1] || t == p[2];
+				match_ctx_store(&c, b * T + t, i);
+				c.labels[0 * N + i] = (uint8_t)name;
+				c.labels[1 * N + i] = name ? t == p[0] : MB_SAE_LABEL_SKIP;
+				c.labels[2 * N + i] = name ? t == p[1] : MB_SAE_LABEL_SKIP;
+				c.labels[3 * N + i] = name ? t == p[2] : MB_SAE_LABEL_SKIP;
+				c.labels[4 * N + i] = (uint8_t)(t == len[k] - 1);
+			}
+		}
+	}
+	for (int v = 0; v < NV; v++)
+		snprintf(c.m[v].variable, sizeof(c.m[v].variable), "%s", vars[v]);
+	error = match_ctx_finish(out, n_out, &c, NV, err);
+cleanup:
+	match_ctx_dispose(&c);
+	free(vocab);
+	free(tok);
+	free(len);
+	free(pos);
 	return error;
 }
 

@@ -595,4 +595,45 @@ Test(sae, auroc_and_f1_match_hand_computed_values)
 	float f[4] = {0, 1, 2, 0};
 	uint8_t lf[4] = {1, 1, 0, 0};
 	cr_expect_float_eq(mb_sae_f1(f, 1, lf, 4), 0.5, 1e-15);
+	/* A row mask (S: skipped): labels 0 S 1 1 leave 0.4 out, so the
+	 * positives 0.35 and 0.8 both beat 0.1: 1 (0.75 with 0.4 counted);
+	 * labels 1 0 S 0: the positive 0.1 against 0.4 and 0.8: 0. */
+	uint8_t lm[8] = {0, MB_SAE_LABEL_SKIP, 1, 1, /* */ 1, 0, MB_SAE_LABEL_SKIP, 0};
+	cr_assert_eq(mb_sae_auroc(au, sc, 1, lm, 2, 4, &err), 0);
+	cr_expect_float_eq(au[0], 1.0, 1e-15);
+	cr_expect_float_eq(au[1], 0.0, 1e-15);
+	/* F1 with a skipped row: scores 0 1 2 0, labels 1 S 0 0: TP 0 -> 0; labels
+	 * S 1 0 1: TP 1, FP 1, FN 1. */
+	uint8_t lf2[4] = {MB_SAE_LABEL_SKIP, 1, 0, 1};
+	cr_expect_float_eq(mb_sae_f1(f, 1, lf2, 4), 0.5, 1e-15);
+}
+
+/* The masked AUROC against a second implementation: the share of (positive,
+ * negative) pairs of counted rows that rank the positive higher, ties one
+ * half, over random scores with many ties and random masks. */
+Test(sae, masked_auroc_matches_pair_counting)
+{
+	enum { N = 300, L = 4 };
+	float sc[N];
+	uint8_t lab[L * N];
+	double au[L];
+	mb_error err;
+	mb_rng r;
+	mb_rng_init_named(&r, 5, "test/sae/auroc", 0);
+	for (int i = 0; i < N; i++)
+		sc[i] = (float)mb_rng_range(&r, 20); /* ties */
+	for (int i = 0; i < L * N; i++)
+		lab[i] = (uint8_t)mb_rng_range(&r, 3); /* 0, 1 or skipped */
+	cr_assert_eq(mb_sae_auroc(au, sc, 1, lab, L, N, &err), 0);
+	for (int v = 0; v < L; v++) {
+		double wins = 0, pairs = 0;
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < N; j++)
+				if (lab[v * N + i] == 1 && lab[v * N + j] == 0) {
+					pairs += 1;
+					wins += sc[i] > sc[j] ? 1.0 : sc[i] == sc[j] ? 0.5 : 0.0;
+				}
+		cr_expect_float_eq(au[v], wins / pairs, 1e-12, "label %d: %.15f vs %.15f", v, au[v],
+				   wins / pairs);
+	}
 }
