@@ -136,7 +136,7 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	mb_sae_work w;
 	mb_adamw opt;
 	mb_adamw_config ac;
-	float *grad = NULL, *init = NULL;
+	float *grad = NULL, *init = NULL, *init_own = NULL;
 	int64_t *last = NULL;
 	uint8_t *dead = NULL;
 	json_t *losses = NULL;
@@ -176,7 +176,12 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	if ((error = mb_sae_work_init(&w, s, cfg.batch, 1, err)) < 0)
 		goto cleanup;
 	grad = calloc(s->n_params, sizeof(float));
-	init = malloc((size_t)cfg.init_rows * D * sizeof(float));
+	/* The initialisation rows live in the gradient's block when they fit: no
+	 * step has run yet, and each step overwrites the whole block. */
+	if ((size_t)cfg.init_rows * D <= s->n_params)
+		init = grad;
+	else
+		init = init_own = malloc((size_t)cfg.init_rows * D * sizeof(float));
 	last = calloc((size_t)cfg.width, sizeof(int64_t));
 	dead = calloc((size_t)cfg.width, 1);
 	losses = json_array();
@@ -201,8 +206,8 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	}
 	if ((error = geometric_median(s->b_dec, init, cfg.init_rows, D, err)) < 0)
 		goto cleanup;
-	free(init); /* only the initialisation reads these rows */
-	init = NULL;
+	free(init_own); /* only the initialisation reads these rows */
+	init = init_own = NULL;
 
 	/* Decoder rows: random directions; encoder: their transpose. */
 	{
@@ -348,7 +353,7 @@ cleanup:
 	mb_sae_work_dispose(&w);
 	mb_adamw_dispose(&opt);
 	free(grad);
-	free(init);
+	free(init_own);
 	free(last);
 	free(dead);
 	json_decref(losses);
