@@ -14,8 +14,15 @@
  * "threads", "arch", "d_in", "width", "batch", "steps", "seconds",
  * "tokens_per_s", "cpu_seconds" (the process's user + system time over the
  * timed steps, getrusage: the robust number on a loaded machine),
- * "tokens_per_cpu_s", "max_rss_mb" (peak resident set of the process),
- * "losses": [the first 5 losses]}.
+ * "tokens_per_cpu_s", and in MiB: "max_rss_mb" (peak resident set of the
+ * process, shared library pages included), "anon_base_mb" (anonymous memory
+ * before training: the libraries' own), "anon_peak_mb" (the largest
+ * anonymous resident memory at the end of a step, when every buffer of the
+ * trainer is live), "trainer_mb" (their difference: the trainer's memory),
+ * "bound_mb" (the issue's bound: 4 x the SAE's parameters, for the weights,
+ * their gradient and Adam's two moments, plus one (R, D) batch of rows),
+ * "losses": [the first 5 losses]}. The two anonymous readings come from
+ * /proc/self/status (RssAnon; -1 where there is none).
  */
 #include <omp.h>
 #include <stdio.h>
@@ -102,9 +109,27 @@ static int rows_next(void *self, float *out, int n, mb_error *err)
 	return 0;
 }
 
+/* Anonymous resident memory of the process in MiB (RssAnon), -1 if unknown. */
+static double anon_mb(void)
+{
+	char line[256];
+	double kb = -1.0;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1.0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "RssAnon:", 8) == 0) {
+			kb = strtod(line + 8, NULL);
+			break;
+		}
+	fclose(f);
+	return kb < 0 ? -1.0 : kb / 1024.0;
+}
+
 typedef struct timing {
 	double t1, c1;
 	double losses[5];
+	double anon_peak;
 	int64_t steps;
 } timing;
 
@@ -118,6 +143,9 @@ static void on_step(const mb_sae_progress *p, void *payload)
 	if (p->step <= 5)
 		t->losses[p->step - 1] = p->loss.total;
 	t->steps = p->step;
+	double a = anon_mb();
+	if (a > t->anon_peak)
+		t->anon_peak = a;
 }
 
 int main(int argc, char **argv)
@@ -164,6 +192,10 @@ int main(int argc, char **argv)
 	cfg.lr = 1e-3;
 	timing tm;
 	memset(&tm, 0, sizeof(tm));
+	const double anon_base = anon_mb();
+	const double bound_mb = (4.0 * (double)mb_sae_param_count(cfg.arch, rs.D, width) +
+				 (double)batch * rs.D) *
+				sizeof(float) / 1048576.0;
 	mb_sae *s;
 	mb_sae_train_result res;
 	if (mb_sae_train(&s, &res, &src, &cfg, on_step, &tm, &err) < 0) {
@@ -177,10 +209,14 @@ int main(int argc, char **argv)
 	printf("{\"impl\": \"mechbench\", \"threads\": %d, \"arch\": \"%s\", \"d_in\": %d, "
 	       "\"width\": %d, \"batch\": %d, \"steps\": %lld, \"seconds\": %.4f, "
 	       "\"tokens_per_s\": %.1f, \"cpu_seconds\": %.4f, \"tokens_per_cpu_s\": %.1f, "
-	       "\"max_rss_mb\": %.1f, \"losses\": [%.6g, %.6g, %.6g, %.6g, %.6g]}\n",
+	       "\"max_rss_mb\": %.1f, \"anon_base_mb\": %.1f, \"anon_peak_mb\": %.1f, "
+	       "\"trainer_mb\": %.1f, \"bound_mb\": %.1f, "
+	       "\"losses\": [%.6g, %.6g, %.6g, %.6g, %.6g]}\n",
 	       threads, topk ? "topk" : "relu", src.d_in, width, batch, (long long)timed, secs,
 	       secs > 0 ? (double)timed * batch / secs : 0.0, cpu,
 	       cpu > 0 ? (double)timed * batch / cpu : 0.0, (double)u.ru_maxrss / 1024.0,
+	       anon_base, tm.anon_peak,
+	       anon_base >= 0 && tm.anon_peak >= 0 ? tm.anon_peak - anon_base : -1.0, bound_mb,
 	       tm.losses[0], tm.losses[1], tm.losses[2], tm.losses[3], tm.losses[4]);
 	json_decref(res.record);
 	mb_sae_free(s);

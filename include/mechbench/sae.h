@@ -33,11 +33,10 @@
  *                    Gemma Scope files). Inference only here.
  *
  * Determinism. Every function is bitwise the same for any OpenMP thread
- * count: per-row work writes its own row, per-latent sums run over rows in
- * ascending order, and every float reduction across rows is summed in double
- * in row order after the parallel loop. The encoder's GEMM goes through
- * mb_gemm_sgemm on fixed row chunks (portable backend: each element one FMA
- * chain, so also batch invariant).
+ * count: per-row work writes its own row, per-latent and per-dimension sums
+ * run over rows in ascending order, each on one thread. The encoder's GEMM
+ * goes through mb_gemm_sgemm on fixed row chunks (portable backend: each
+ * element one FMA chain, so also batch invariant).
  */
 #ifndef MECHBENCH_SAE_H
 #define MECHBENCH_SAE_H
@@ -95,62 +94,54 @@ void mb_sae_free(mb_sae *s);
 /* ---- forward ---- */
 
 /*
- * Working memory of one forward/backward over up to max_rows rows, reused
- * across batches. Active latents are kept per row (CSR with capacity cap per
- * row: S for ReLU and JumpReLU, K for TopK): row b's entries are
+ * Working memory of the forward over up to max_rows rows (inference), or of
+ * one fused training step over batches of up to max_rows rows (train set),
+ * reused across batches. Active latents are kept per row (CSR with capacity
+ * cap per row: S for ReLU and JumpReLU, K for TopK): row b's entries are
  * idx[b cap + e], val[b cap + e] for e < nnz[b], latents ascending. The
- * dense (B, S) pre-activations never exist whole: the forward encodes in
- * chunks of MB_SAE_CHUNK rows into one (MB_SAE_CHUNK, S) block per thread and
- * keeps of each row only what the backward needs (the active entries and,
- * in training, the AuxK entries).
+ * dense (B, S) pre-activations never exist whole: rows are encoded in
+ * chunks of MB_SAE_CHUNK rows into one (MB_SAE_CHUNK, S) block per thread.
+ * A training work holds no per-row buffer of the batch at all: the step
+ * reads and runs forward and backward over groups of G = pre_slots chunks
+ * (G rows), so its per-row arrays (x_hat .. dapre) have G rows, and what
+ * crosses groups is per latent or per input dimension.
  */
 #define MB_SAE_CHUNK 64
 
 typedef struct mb_sae_work {
 	int max_rows, cap, cap_aux;
 	int pre_slots;  /* threads the forward may use: one pre block each */
-	int k_aux;      /* AuxK latents per row selected by the last forward (0: none) */
-	const uint8_t *aux_dead; /* the dead mask the last forward selected them with */
+	int train;      /* made for mb_sae_train_step (rows below: G, not B) */
+	int group;      /* rows per fused group G (train) */
 	float *xc;      /* (pre_slots, MB_SAE_CHUNK, D) x - a b_dec of a chunk (scratch) */
 	float *pre;     /* (pre_slots, MB_SAE_CHUNK, S) pre-activation blocks (scratch) */
-	float *x_hat;   /* (B, D) */
+	float *x_hat;   /* (B, D); train: (G, D) x_hat, then d loss / d x_hat */
+	float *x;       /* train: (G, D) the group's rows */
 	int32_t *idx;   /* (B, cap) */
 	float *val;     /* (B, cap) f */
 	int32_t *nnz;   /* (B) */
 	double *sse;    /* (B) |x - x_hat|^2 per row */
-	/* training only (mb_sae_work_init with train set) */
-	int32_t *aidx;  /* (B, cap_aux) AuxK latents */
-	float *aval;    /* (B, cap_aux) */
-	int32_t *annz;  /* (B) */
-	double *aux;    /* (B) |e - e_hat|^2 per row */
-	float *dx_hat;  /* (B, D); mb_sae_backward ends with d loss / d (x - b_dec) in it */
-	double *dsum;   /* (D) dx_hat summed over rows */
-	float *de_hat;  /* (B, D) d loss / d e_hat (AuxK) */
-	float *dpre;    /* (B, cap) d loss / d pre at the active entries */
-	float *dapre;   /* (B, cap_aux) */
-	float *norm;      /* (S) |W_dec[j]| */
-	float *wenc_t;    /* (S, D) W_enc transposed (contiguous per latent) */
-	float *genc;      /* (pre_slots, D) a latent's W_enc gradient column, per thread */
-	int32_t *col_ptr; /* (S + 1) the entries by latent (CSC), rows ascending, each
-			     row's main entries before its aux ones */
-	int32_t *col_ent; /* (B (cap + cap_aux)) entry e: main b cap + i when
-			     e < B cap, else aux B cap + b cap_aux + i */
-	int32_t *col_cur; /* (S) fill cursors */
+	/* training only (mb_sae_work_init with train set), rows of one group */
+	int32_t *aidx;  /* (G, cap_aux) AuxK latents */
+	float *aval;    /* (G, cap_aux) */
+	int32_t *annz;  /* (G) */
+	double *aux;    /* (G) |e - e_hat|^2 per row */
+	float *de_hat;  /* (G, D) d loss / d e_hat (AuxK) */
+	float *dpre;    /* (G, cap) d loss / d pre at the active entries */
+	float *dapre;   /* (G, cap_aux) */
+	float *norm;    /* (S) |W_dec[j]| (ReLU) */
+	float *fsum;    /* (S) sum of latent j's f over the batch so far (ReLU) */
+	uint8_t *fired; /* (S) 1 for a latent active in some row of the last step */
+	double *dsum;   /* (D) d loss / d x_hat summed over rows so far */
+	double *csum;   /* (D) d loss / d (x - b_dec) summed over rows so far */
 } mb_sae_work;
 
 int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, mb_error *err);
 void mb_sae_work_dispose(mb_sae_work *w);
 
-/* Encodes and decodes rows x (B, D), B <= w->max_rows: fills the active
- * entries, x_hat and sse. */
+/* Encodes and decodes rows x (B, D), B <= w->max_rows, with an inference
+ * work (train not set): fills the active entries, x_hat and sse. */
 void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B);
-
-/* mb_sae_forward, and for a TopK SAE with a training work and dead (S) not
- * NULL also each row's AuxK entries: the min(cap_aux, dead latents)
- * highest-ranked dead latents, those with positive pre-activation (aidx,
- * aval, annz), for mb_sae_backward with the same dead mask. */
-void mb_sae_forward_train(const mb_sae *s, mb_sae_work *w, const float *x, int B,
-			  const uint8_t *dead);
 
 /* The dense pre-activations pre (B, S) of rows x (B, D): (x - b_dec when
  * applied) W_enc + b_enc, the same bits as the forward's (the same chunked
@@ -169,20 +160,41 @@ typedef struct mb_sae_loss {
 	int n_dead;    /* dead latents given */
 } mb_sae_loss;
 
+/* What a training step reads: rows of activations, D wide, on demand;
+ * next(self, out, n) writes the next n rows (n, D) into out, the same rows
+ * for any split of the requests. */
+typedef struct mb_sae_source {
+	int d_in;
+	int (*next)(void *self, float *out /* (n, D) */, int n, mb_error *err);
+	void *self;
+} mb_sae_source;
+
 /*
- * The training loss of the last mb_sae_forward (same x, B) and its gradient
- * with respect to every parameter, written (overwritten) into grad, a block
- * carved like s (mb_sae_carve). lambda: the ReLU's L1 coefficient (the
- * schedule's value for this step). dead: (S) 1 for a dead latent, or NULL
- * (no AuxK); for TopK it must be the mask the forward was given
- * (mb_sae_forward_train; mb_sae_forward: NULL), else MB_EINVALID;
- * aux_coef: c. Loss definitions: above; the gradients are their exact
- * derivatives (ReLU and TopK's selection are piecewise constant; the
- * selection's own gradient is zero). JumpReLU: MB_EINVALID.
+ * One training step's forward and backward over the next B rows of src
+ * (B <= w->max_rows), each value times scale (in float; 1 leaves them as
+ * they are), with a training work: the loss into *out and its gradient with
+ * respect to every parameter, written (overwritten) into grad, a block
+ * carved like s (mb_sae_carve); w->fired marks the latents active in some
+ * row. lambda: the ReLU's L1 coefficient (the schedule's value for this
+ * step). dead: (S) 1 for a dead latent, or NULL (no AuxK; ignored by ReLU);
+ * a TopK row's AuxK entries are the min(cap_aux, dead latents)
+ * highest-ranked dead latents with positive pre-activation; aux_coef: c.
+ * Loss definitions: above; the gradients are their exact derivatives (ReLU
+ * and TopK's selection are piecewise constant; the selection's own gradient
+ * is zero).
+ *
+ * Fused and streamed: the rows come G at a time into w->x, and each group is
+ * encoded, activated, decoded and back-propagated to its per-row gradients
+ * (threads over its chunks), then added into the parameter gradients
+ * (threads over input dimensions) before the next group is read; no buffer
+ * of B rows exists. Per-latent and per-dimension sums run over rows in
+ * ascending order, each row's main entries before its AuxK ones, so the
+ * bits depend neither on G nor on the thread count. Errors: JumpReLU or an
+ * inference work, MB_EINVALID; src's.
  */
-int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const float *x, int B,
-		    double lambda, const uint8_t *dead, double aux_coef, float *grad,
-		    mb_error *err);
+int mb_sae_train_step(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, mb_sae_source *src,
+		      float scale, int B, double lambda, const uint8_t *dead, double aux_coef,
+		      float *grad, mb_error *err);
 
 /* ---- SAELens files ---- */
 
@@ -297,10 +309,15 @@ int mb_sae_recovery(double *mmcs, double *recovered, double *max_cos, const mb_s
  * out[v] is the area under the ROC curve of score[i * stride] (i < n) for
  * the binary labels[v n + i] (v < n_labels), i.e. the Mann-Whitney U over
  * n_pos n_neg with tied scores sharing their average rank (0.5 is chance, 1
- * a perfect detector); NaN when a class is empty. The scores are sorted once
- * for all labels. mb_sae_f1: the F1 of the detector "score > 0" (a latent
- * that fires) for one label; 0 when it never fires on a positive.
+ * a perfect detector); NaN when a class is empty. A label of
+ * MB_SAE_LABEL_SKIP leaves row i out of variable v (a row mask: the
+ * variable is not defined there), as if the row were not given. The scores
+ * are sorted once for all labels. mb_sae_f1: the F1 of the detector "score
+ * > 0" (a latent that fires) for one label, skipped rows left out; 0 when it
+ * never fires on a positive.
  */
+#define MB_SAE_LABEL_SKIP 2
+
 int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *labels,
 		 int n_labels, size_t n, mb_error *err);
 double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t n);

@@ -75,12 +75,8 @@ const char *mb_sae_corpus_describe(const mb_sae_corpus *c);
 
 /* ---- row sources ---- */
 
-/* What the trainer reads: rows of activations, D wide, on demand. */
-typedef struct mb_sae_source {
-	int d_in;
-	int (*next)(void *self, float *out /* (n, D) */, int n, mb_error *err);
-	void *self;
-} mb_sae_source;
+/* The row source the trainer reads (mb_sae_source) is in sae.h: a training
+ * step reads its rows itself. */
 
 /*
  * Activations of one hook point of model over a corpus (which the stream
@@ -182,7 +178,7 @@ typedef struct mb_sae_train_result {
  * geometric-median b_dec from the first init_rows rows (Weiszfeld, double,
  * fixed order), decoder rows random directions of norm 0.1 (ReLU; Anthropic)
  * or 1 (TopK; Gao et al.), W_enc = W_dec^T, b_enc = 0; then steps of
- * forward, backward (mb_sae_backward), clipping (ReLU), decoder-gradient
+ * forward and backward (mb_sae_train_step), clipping (ReLU), decoder-gradient
  * projection (TopK), Adam, decoder renormalisation (TopK). The returned SAE
  * (*out, caller frees) has the normalisation folded in (W_enc * s, W_dec /
  * s, b_dec / s: it reads raw activations). progress may be NULL.
@@ -282,6 +278,27 @@ int mb_sae_match_induction(mb_sae_match **out, int *n, const mb_model *model, co
  */
 int mb_sae_match_modadd(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
 			mb_hook_point point, const mb_zoo_recipe *r, mb_error *err);
+/*
+ * The same for the IOI language (zoo recipe "ioi"): n_prompts IOI prompts
+ * (ioi_templates.h), prompt k of template k mod n_templates, order ABBA for
+ * even k / n_templates, else BABA, two distinct names (IO, S), a place and
+ * an object drawn from stream "sae/match/ioi" index k under the recipe's
+ * seed, rendered, [BOS] + the words through the recipe's vocabulary
+ * (mb_zoo_ioi_word). Rows: every position after BOS. Variables, each with
+ * its row mask (MB_SAE_LABEL_SKIP, sae.h; base_rate counts the rows it
+ * keeps): "name" (the position holds a name: IO, S1 or S2; all rows), the
+ * name roles among the three name positions only: "IO" (the indirect
+ * object), "S1" (the subject's first mention), "S2" (its repetition), and
+ * "end" (the last position, where the model predicts IO; all rows). IO and
+ * S1 are told apart only by what comes after them (ABBA and BABA put either
+ * first), so a causal model can hold no latent for them at their own
+ * position: expect AUROC near 0.5 there, and S2 (a name seen before) high.
+ * *out (5 entries, caller frees) in that order. Errors: a recipe other than
+ * ioi, a word the model's vocabulary lacks, a prompt longer than its
+ * n_positions, MB_ENOMEM.
+ */
+int mb_sae_match_ioi(mb_sae_match **out, int *n, const mb_model *model, const mb_sae *sae,
+		     mb_hook_point point, const mb_zoo_recipe *r, int n_prompts, mb_error *err);
 /*
  * The induction language's labelled features for the causal battery
  * (sae.h): for each topic t, the latent that best detects "topic=t"

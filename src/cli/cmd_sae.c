@@ -45,6 +45,16 @@ static const char *const archs[] = {"relu", "topk", NULL};
 	{MB_OPT(INT, "--text-batch", T, text_batch), .meta = "N", .range = "[1, 65536]",  \
 	 .def = "16", .help = "--text: sequences per forward"}
 
+/* The rows every command reading a model and an SAE shares: --model (its
+ * help says which model), --sae and --hook. */
+#define OPT_MODEL_SAE(T, model_help)                                                       \
+	{MB_OPT(PATH, "--model", T, model), .meta = "DIR", .required = 1,                  \
+	 .help = model_help},                                                                \
+	{MB_OPT(PATH, "--sae", T, sae), .meta = "DIR", .required = 1,                      \
+	 .help = "an SAE folder in SAELens's layout (cfg.json, sae_weights.safetensors)"},  \
+	{MB_OPT(STRING, "--hook", T, hook), .meta = "NAME",                                \
+	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"}
+
 static const mb_cli_opt train_opts[] = {
 	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
 	 .help = "a checkpoint folder (config.json, model.safetensors)"},
@@ -77,12 +87,7 @@ static const mb_cli_opt train_opts[] = {
 };
 
 static const mb_cli_opt eval_opts[] = {
-	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
-	 .help = "the model the SAE reads"},
-	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
-	 .help = "an SAE folder in SAELens's layout (cfg.json, sae_weights.safetensors)"},
-	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
-	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	OPT_MODEL_SAE(sae_args, "the model the SAE reads"),
 	{MB_OPT(INT, "--batches", sae_args, batches), .meta = "N", .range = "[1, 1000000]",
 	 .def = "4", .help = "corpus batches to evaluate on"},
 	{MB_OPT(INT, "--skip", sae_args, skip), .meta = "N", .range = ">= 0", .def = "0",
@@ -92,24 +97,14 @@ static const mb_cli_opt eval_opts[] = {
 };
 
 static const mb_cli_opt match_opts[] = {
-	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
-	 .help = "a zoo model (its training_state.json names the recipe)"},
-	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
-	 .help = "an SAE folder in SAELens's layout"},
-	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
-	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	OPT_MODEL_SAE(sae_args, "a zoo model (its training_state.json names the recipe)"),
 	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
-	 .def = "128", .help = "held-out sequences of the recipe's language"},
+	 .def = "128", .help = "held-out sequences of the recipe's language (ioi: prompts)"},
 	MB_CLI_OPT_THREADS(sae_args, threads),
 };
 
 static const mb_cli_opt battery_opts[] = {
-	{MB_OPT(PATH, "--model", sae_args, model), .meta = "DIR", .required = 1,
-	 .help = "a zoo induction model (its training_state.json names the recipe)"},
-	{MB_OPT(PATH, "--sae", sae_args, sae), .meta = "DIR", .required = 1,
-	 .help = "an SAE folder in SAELens's layout"},
-	{MB_OPT(STRING, "--hook", sae_args, hook), .meta = "NAME",
-	 .help = "the hook point (default: the SAE's cfg.json metadata.hook_name)"},
+	OPT_MODEL_SAE(sae_args, "a zoo induction model (its training_state.json names the recipe)"),
 	{MB_OPT(INT, "--seqs", sae_args, seqs), .meta = "N", .range = "[1, 1000000]",
 	 .def = "128",
 	 .help = "held-out sequences that label the features (sae match) and give their max "
@@ -195,8 +190,10 @@ static const mb_cli_cmd match_cmd = {
 	"model's recipe (induction: the sequence's topic, and whether the position is\n"
 	"in the repeated segment, over --seqs held-out sequences; modadd: the signs\n"
 	"of cos and sin of 2 pi k (a + b) / P for every frequency k at the '='\n"
-	"position, over all P^2 pairs), the SAE latent whose activation detects it\n"
-	"best (AUROC) and the F1 of that latent's firing.\n",
+	"position, over all P^2 pairs; ioi: over --seqs IOI prompts, whether the\n"
+	"position holds a name, the name roles IO, S1 and S2 among the name\n"
+	"positions, and the last position), the SAE latent whose activation detects\n"
+	"it best (AUROC) and the F1 of that latent's firing.\n",
 };
 
 static const mb_cli_cmd battery_cmd = {
@@ -663,13 +660,16 @@ static int cmd_match(int argc, char **argv)
 	const mb_zoo_recipe *r = mb_sae_corpus_recipe(c.corpus);
 	if ((strcmp(r->name, "modadd") == 0
 		     ? mb_sae_match_modadd(&mt, &n, c.model, c.sae, c.point, r, &err)
+	     : strcmp(r->name, "ioi") == 0
+		     ? mb_sae_match_ioi(&mt, &n, c.model, c.sae, c.point, r, (int)a.seqs, &err)
 		     : mb_sae_match_induction(&mt, &n, c.model, c.sae, c.point, r, (int)a.seqs,
 					      &err)) < 0) {
 		mb_cli_fail(&err);
 		goto cleanup;
 	}
-	printf("sae %s on %s %s, %lld held-out sequences of %s:\n", a.sae, a.model, c.hook,
-	       (long long)a.seqs, mb_sae_corpus_describe(c.corpus));
+	printf("sae %s on %s %s, %lld %s of %s:\n", a.sae, a.model, c.hook, (long long)a.seqs,
+	       strcmp(r->name, "ioi") == 0 ? "IOI prompts" : "held-out sequences",
+	       mb_sae_corpus_describe(c.corpus));
 	printf("  %-10s %9s %7s %7s %7s\n", "variable", "base rate", "latent", "AUROC", "F1");
 	for (int i = 0; i < n; i++)
 		printf("  %-10s %9.4f %7d %7.4f %7.4f\n", mt[i].variable, mt[i].base_rate,

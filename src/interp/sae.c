@@ -109,6 +109,7 @@ void mb_sae_work_dispose(mb_sae_work *w)
 	free(w->xc);
 	free(w->pre);
 	free(w->x_hat);
+	free(w->x);
 	free(w->idx);
 	free(w->val);
 	free(w->nnz);
@@ -117,17 +118,14 @@ void mb_sae_work_dispose(mb_sae_work *w)
 	free(w->aval);
 	free(w->annz);
 	free(w->aux);
-	free(w->dx_hat);
-	free(w->dsum);
 	free(w->de_hat);
 	free(w->dpre);
 	free(w->dapre);
 	free(w->norm);
-	free(w->wenc_t);
-	free(w->genc);
-	free(w->col_ptr);
-	free(w->col_ent);
-	free(w->col_cur);
+	free(w->fsum);
+	free(w->fired);
+	free(w->dsum);
+	free(w->csum);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -139,19 +137,25 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 	if (max_rows < 1)
 		return mb_error_set(err, MB_EINVALID, "sae: max_rows = %d must be >= 1", max_rows);
 	w->max_rows = max_rows;
+	w->train = train != 0;
 	w->cap = s->arch == MB_SAE_TOPK ? s->k : s->d_sae;
 	w->cap_aux = train && s->arch == MB_SAE_TOPK ? (s->d_in / 2 > 0 ? s->d_in / 2 : 1) : 0;
 	C = (size_t)w->cap;
 	CA = (size_t)w->cap_aux;
-	if (B * (C + CA) > (size_t)INT32_MAX)
-		return mb_error_set(err, MB_EINVALID,
-				    "sae: %d rows x %zu latents per row exceed 2^31 entries", max_rows,
-				    C + CA);
 	/* One pre block per thread the forward may use (at most one per chunk). */
 	{
 		int chunks = (max_rows + SAE_CHUNK - 1) / SAE_CHUNK, th = omp_get_max_threads();
 		w->pre_slots = th < 1 ? 1 : th < chunks ? th : chunks;
 	}
+	/* A training step keeps rows of one group only. */
+	if (train) {
+		w->group = w->pre_slots * SAE_CHUNK < max_rows ? w->pre_slots * SAE_CHUNK : max_rows;
+		B = (size_t)w->group;
+	}
+	if (B * (C + CA) > (size_t)INT32_MAX)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae: %zu rows x %zu latents per row exceed 2^31 entries", B,
+				    C + CA);
 	w->xc = malloc((size_t)w->pre_slots * SAE_CHUNK * D * sizeof(float));
 	w->pre = malloc((size_t)w->pre_slots * SAE_CHUNK * S * sizeof(float));
 	w->x_hat = malloc(B * D * sizeof(float));
@@ -170,20 +174,18 @@ int mb_sae_work_init(mb_sae_work *w, const mb_sae *s, int max_rows, int train, m
 		if (!w->aidx || !w->aval || !w->dapre)
 			goto oom;
 	}
+	w->x = malloc(B * D * sizeof(float));
 	w->annz = calloc(B, sizeof(int32_t));
 	w->aux = calloc(B, sizeof(double));
-	w->dx_hat = malloc(B * D * sizeof(float));
-	w->dsum = malloc(D * sizeof(double));
 	w->de_hat = malloc(B * D * sizeof(float));
 	w->dpre = malloc(B * C * sizeof(float));
 	w->norm = malloc(S * sizeof(float));
-	w->wenc_t = malloc(S * D * sizeof(float));
-	w->genc = malloc((size_t)w->pre_slots * D * sizeof(float));
-	w->col_ptr = malloc((S + 1) * sizeof(int32_t));
-	w->col_cur = malloc(S * sizeof(int32_t));
-	w->col_ent = malloc(B * (C + CA) * sizeof(int32_t) + sizeof(int32_t));
-	if (!w->annz || !w->aux || !w->dx_hat || !w->dsum || !w->de_hat || !w->dpre || !w->norm ||
-	    !w->wenc_t || !w->genc || !w->col_ptr || !w->col_ent || !w->col_cur)
+	w->fsum = malloc(S * sizeof(float));
+	w->fired = malloc(S);
+	w->dsum = malloc(D * sizeof(double));
+	w->csum = malloc(D * sizeof(double));
+	if (!w->x || !w->annz || !w->aux || !w->de_hat || !w->dpre || !w->norm || !w->fsum || !w->fired ||
+	    !w->dsum || !w->csum)
 		goto oom;
 	return 0;
 oom:
@@ -337,51 +339,46 @@ int mb_sae_pre(const mb_sae *s, const float *x, int B, float *pre, mb_error *err
 	return 0;
 }
 
-void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B)
+/* Row b's AuxK entries from its pre-activations pre (S): the k_aux
+ * highest-ranked dead latents, those above 0. */
+static void aux_select_row(mb_sae_work *w, int b, const float *pre, int S, int k_aux,
+			   const uint8_t *dead)
 {
-	mb_sae_forward_train(s, w, x, B, NULL);
+	int32_t *ai = w->aidx + (size_t)b * w->cap_aux;
+	float *av = w->aval + (size_t)b * w->cap_aux;
+	int m = top_k(ai, pre, S, k_aux, dead), n = 0;
+
+	for (int e = 0; e < m; e++)
+		if (pre[ai[e]] > 0.0f) {
+			ai[n] = ai[e];
+			av[n++] = pre[ai[e]];
+		}
+	w->annz[b] = n;
 }
 
-void mb_sae_forward_train(const mb_sae *s, mb_sae_work *w, const float *x, int B,
-			  const uint8_t *dead)
+/* Rows x (rows, D) as rows b0 .. b0 + rows - 1 of w: the active entries,
+ * AuxK's when k_aux > 0 (a training work), x_hat and sse, one encoder GEMM
+ * call per SAE_CHUNK rows (chunk c on thread c mod pre_slots's block). */
+static void forward_rows(const mb_sae *s, mb_sae_work *w, const float *x, int rows, int b0,
+			 int k_aux, const uint8_t *dead)
 {
-	const int D = s->d_in, S = s->d_sae, CA = w->cap_aux;
-	const int nchunks = (B + SAE_CHUNK - 1) / SAE_CHUNK;
-	int k_aux = 0;
+	const int D = s->d_in, S = s->d_sae;
+	const int nchunks = (rows + SAE_CHUNK - 1) / SAE_CHUNK;
 
-	MB_ASSERT(B >= 1 && B <= w->max_rows);
-	if (s->arch == MB_SAE_TOPK && dead && CA > 0 && w->aidx) {
-		int n_dead = 0;
-		for (int j = 0; j < S; j++)
-			n_dead += dead[j] != 0;
-		k_aux = CA < n_dead ? CA : n_dead;
-	}
-	w->k_aux = k_aux;
-	w->aux_dead = dead;
-#pragma omp parallel for schedule(static) num_threads(w->pre_slots) SAE_PAR((size_t)B * D * S)
+#pragma omp parallel for schedule(static) num_threads(w->pre_slots) SAE_PAR((size_t)rows * D * S)
 	for (int c = 0; c < nchunks; c++) {
-		int r0 = c * SAE_CHUNK, rows = B - r0 < SAE_CHUNK ? B - r0 : SAE_CHUNK;
+		int r0 = c * SAE_CHUNK, n = rows - r0 < SAE_CHUNK ? rows - r0 : SAE_CHUNK;
 		const float *xr = x + (size_t)r0 * D;
 		float *pre = w->pre + (size_t)omp_get_thread_num() * SAE_CHUNK * S;
-		encode_chunk(s, xr, rows, w->xc + (size_t)omp_get_thread_num() * SAE_CHUNK * D, pre);
-		for (int r = 0; r < rows; r++) {
-			int b = r0 + r;
+		encode_chunk(s, xr, n, w->xc + (size_t)omp_get_thread_num() * SAE_CHUNK * D, pre);
+		for (int r = 0; r < n; r++) {
+			const int b = b0 + r0 + r;
 			const float *p = pre + (size_t)r * S;
 			activate_row(s, w, b, p);
 			if (w->annz)
 				w->annz[b] = 0;
-			if (k_aux > 0) {
-				/* AuxK: the top dead latents, those above 0. */
-				int32_t *ai = w->aidx + (size_t)b * CA;
-				float *av = w->aval + (size_t)b * CA;
-				int m = top_k(ai, p, S, k_aux, dead), n = 0;
-				for (int e = 0; e < m; e++)
-					if (p[ai[e]] > 0.0f) {
-						ai[n] = ai[e];
-						av[n++] = p[ai[e]];
-					}
-				w->annz[b] = n;
-			}
+			if (k_aux > 0)
+				aux_select_row(w, b, p, S, k_aux, dead);
 			float *xh = w->x_hat + (size_t)b * D;
 			decode_row(xh, s, w->idx + (size_t)b * w->cap, w->val + (size_t)b * w->cap,
 				   w->nnz[b], s->b_dec);
@@ -395,6 +392,12 @@ void mb_sae_forward_train(const mb_sae *s, mb_sae_work *w, const float *x, int B
 	}
 }
 
+void mb_sae_forward(const mb_sae *s, mb_sae_work *w, const float *x, int B)
+{
+	MB_ASSERT(!w->train && B >= 1 && B <= w->max_rows);
+	forward_rows(s, w, x, B, 0, 0, NULL);
+}
+
 /* ---- backward ---- */
 
 static double dot_f(const float *a, const float *b, int n)
@@ -405,68 +408,27 @@ static double dot_f(const float *a, const float *b, int n)
 	return s;
 }
 
-int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const float *x, int B,
-		    double lambda, const uint8_t *dead, double aux_coef, float *grad,
-		    mb_error *err)
+/* The per-row backward of rows 0 .. rows - 1 of the group in w (x: their
+ * rows): dL/dx_hat over x_hat (in place, after AuxK read it), AuxK's
+ * residual loss and dL/de_hat, and the entries' dL/dpre. */
+static void backward_rows(const mb_sae *s, mb_sae_work *w, const float *x, int rows, int k_aux,
+			  float two_over_b, float l1w, float aux_g)
 {
-	const int D = s->d_in, S = s->d_sae, C = w->cap, CA = w->cap_aux;
+	const int D = s->d_in, C = w->cap, CA = w->cap_aux;
 	const int relu = s->arch == MB_SAE_RELU;
-	mb_sae g;
-	int n_dead = 0, k_aux = 0;
-	double aux_scale = 0.0;
 
-	memset(out, 0, sizeof(*out));
-	if (s->arch == MB_SAE_JUMPRELU)
-		return mb_error_set(err, MB_EINVALID,
-				    "sae: JumpReLU SAEs are inference only (no training backward)");
-	if (!w->dx_hat)
-		return mb_error_set(err, MB_EINVALID, "sae: work buffers were not made for training");
-	if (s->arch == MB_SAE_TOPK && dead != w->aux_dead)
-		return mb_error_set(err, MB_EINVALID,
-				    "sae: backward's dead mask is not the one the forward selected "
-				    "AuxK latents with (mb_sae_forward_train)");
-	MB_ASSERT(B >= 1 && B <= w->max_rows);
-	g = *s;
-	mb_sae_carve(&g, grad);
-
-	if (s->arch == MB_SAE_TOPK && dead && CA > 0) {
-		for (int j = 0; j < S; j++)
-			n_dead += dead[j] != 0;
-		if (n_dead > 0) {
-			k_aux = w->k_aux;
-			aux_scale = (double)n_dead / (double)CA < 1.0 ? (double)n_dead / (double)CA : 1.0;
-		}
-	}
-	out->n_dead = n_dead;
-
-	/* Decoder row norms (the L1 weights) and W_enc's columns as rows. */
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)S * D)
-	for (int j = 0; j < S; j++) {
-		w->norm[j] = (float)sqrt(dot_f(s->W_dec + (size_t)j * D, s->W_dec + (size_t)j * D, D));
-		float *wt = w->wenc_t + (size_t)j * D;
-		for (int i = 0; i < D; i++)
-			wt[i] = s->W_enc[(size_t)i * S + j];
-	}
-
-	const float two_over_b = (float)(2.0 / (double)B);
-	const float l1w = (float)(lambda / (double)B);
-	const float aux_g = (float)(2.0 * aux_coef * aux_scale / (double)B);
-
-	/* Per row: dL/dx_hat, the aux reconstruction, the entries' dL/dpre. */
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
-	for (int b = 0; b < B; b++) {
-		const float *xr = x + (size_t)b * D, *xh = w->x_hat + (size_t)b * D;
-		float *dxh = w->dx_hat + (size_t)b * D;
-		for (int i = 0; i < D; i++)
-			dxh[i] = (xh[i] - xr[i]) * two_over_b;
+#pragma omp parallel for schedule(static) num_threads(w->pre_slots) \
+	SAE_PAR((size_t)rows * (C + CA) * D)
+	for (int b = 0; b < rows; b++) {
+		const float *xr = x + (size_t)b * D;
+		float *xh = w->x_hat + (size_t)b * D;
 		w->aux[b] = 0.0;
 		if (k_aux > 0) {
-			/* The forward's AuxK entries. */
+			/* e = x - x_hat, e_hat from the forward's AuxK entries */
 			const int32_t *ai = w->aidx + (size_t)b * CA;
 			const float *av = w->aval + (size_t)b * CA;
 			const int n = w->annz[b];
-			/* de_hat holds e_hat until overwritten in place */
-			float *deh = w->de_hat + (size_t)b * D;
+			float *deh = w->de_hat + (size_t)b * D; /* e_hat, then dL/de_hat */
 			decode_row(deh, s, ai, av, n, NULL);
 			double a = 0.0;
 			for (int i = 0; i < D; i++) {
@@ -480,143 +442,182 @@ int mb_sae_backward(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, const flo
 			for (int e = 0; e < n; e++)
 				dap[e] = (float)dot_f(deh, s->W_dec + (size_t)ai[e] * D, D);
 		}
+		for (int i = 0; i < D; i++)
+			xh[i] = (xh[i] - xr[i]) * two_over_b;
 		const int32_t *idx = w->idx + (size_t)b * C;
 		float *dp = w->dpre + (size_t)b * C;
 		for (int e = 0; e < w->nnz[b]; e++) {
-			float d = (float)dot_f(dxh, s->W_dec + (size_t)idx[e] * D, D);
+			float d = (float)dot_f(xh, s->W_dec + (size_t)idx[e] * D, D);
 			dp[e] = relu ? d + l1w * w->norm[idx[e]] : d;
 		}
 	}
+}
 
-	/* Entries by latent (CSC), rows ascending, main before aux in a row. */
-	memset(w->col_ptr, 0, (size_t)(S + 1) * sizeof(int32_t));
-	for (int b = 0; b < B; b++) {
-		for (int e = 0; e < w->nnz[b]; e++)
-			w->col_ptr[w->idx[(size_t)b * C + e] + 1]++;
-		for (int e = 0; e < w->annz[b]; e++)
-			w->col_ptr[w->aidx[(size_t)b * CA + e] + 1]++;
-	}
-	for (int j = 0; j < S; j++)
-		w->col_ptr[j + 1] += w->col_ptr[j];
+/*
+ * Adds the group's rows (x: their rows) into the gradients g of W_dec,
+ * W_enc and (through w->dsum, w->csum) b_dec, threads over input dimensions:
+ * each element's terms arrive in row order, a row's main entries before its
+ * AuxK ones. W_enc's gradient and the input path of b_dec's go dimension by
+ * dimension over W_enc's row i (contiguous in j), so W_enc is never
+ * transposed.
+ */
+static void accumulate_rows(const mb_sae *s, mb_sae_work *w, const mb_sae *g, const float *x,
+			    int rows)
+{
+	const int D = s->d_in, S = s->d_sae, C = w->cap, CA = w->cap_aux;
+	const int a = s->apply_b_dec_to_input;
+
+#pragma omp parallel num_threads(w->pre_slots) SAE_PAR((size_t)rows * (C + CA) * D)
 	{
-		int32_t *fill = w->col_ent, *cur = w->col_cur;
-		memcpy(cur, w->col_ptr, (size_t)S * sizeof(int32_t));
-		for (int b = 0; b < B; b++) {
-			for (int e = 0; e < w->nnz[b]; e++)
-				fill[cur[w->idx[(size_t)b * C + e]]++] = (int32_t)((size_t)b * C + e);
-			for (int e = 0; e < w->annz[b]; e++)
-				fill[cur[w->aidx[(size_t)b * CA + e]]++] =
-					(int32_t)((size_t)B * C + (size_t)b * CA + e);
+		const int th = omp_get_thread_num(), nth = omp_get_num_threads();
+		const int i0 = (int)((int64_t)D * th / nth), i1 = (int)((int64_t)D * (th + 1) / nth);
+
+		/* W_dec[j] += f up, up = dL/dx_hat (main) or dL/de_hat (AuxK) */
+		for (int b = 0; b < rows; b++) {
+			const float *up = w->x_hat + (size_t)b * D;
+			for (int e = 0; e < w->nnz[b]; e++) {
+				float *gwd = g->W_dec + (size_t)w->idx[(size_t)b * C + e] * D;
+				const float v = w->val[(size_t)b * C + e];
+				for (int i = i0; i < i1; i++)
+					gwd[i] += v * up[i];
+			}
+			up = w->de_hat ? w->de_hat + (size_t)b * D : NULL;
+			for (int e = 0; e < w->annz[b]; e++) {
+				float *gwd = g->W_dec + (size_t)w->aidx[(size_t)b * CA + e] * D;
+				const float v = w->aval[(size_t)b * CA + e];
+				for (int i = i0; i < i1; i++)
+					gwd[i] += v * up[i];
+			}
+		}
+		/* W_enc[i][j] += dpre (x - a b_dec)[i]; d loss / d (x - b_dec)[i]
+		 * of a row: its entries' dpre W_enc[i][j], summed in entry order */
+		for (int i = i0; i < i1; i++) {
+			float *ge = g->W_enc + (size_t)i * S;
+			const float *we = s->W_enc + (size_t)i * S;
+			double ds = w->dsum[i], cs = w->csum[i];
+			for (int b = 0; b < rows; b++) {
+				const float xv = a ? x[(size_t)b * D + i] - s->b_dec[i]
+						   : x[(size_t)b * D + i];
+				const int32_t *idx = w->idx + (size_t)b * C;
+				const float *dp = w->dpre + (size_t)b * C;
+				float dxc = 0.0f;
+				for (int e = 0; e < w->nnz[b]; e++) {
+					ge[idx[e]] += dp[e] * xv;
+					dxc += dp[e] * we[idx[e]];
+				}
+				if (w->annz[b] > 0) {
+					idx = w->aidx + (size_t)b * CA;
+					dp = w->dapre + (size_t)b * CA;
+					for (int e = 0; e < w->annz[b]; e++) {
+						ge[idx[e]] += dp[e] * xv;
+						dxc += dp[e] * we[idx[e]];
+					}
+				}
+				ds += (double)w->x_hat[(size_t)b * D + i];
+				cs += (double)dxc;
+			}
+			w->dsum[i] = ds;
+			w->csum[i] = cs;
 		}
 	}
+}
 
-	/* Per latent: b_enc, W_dec row, W_enc column (accumulated contiguous in
-	 * the thread's genc row, then stored into W_enc's column). */
-	const int32_t main_end = (int32_t)((size_t)B * C);
-#pragma omp parallel for schedule(static) num_threads(w->pre_slots) \
-	SAE_PAR((size_t)B * (C + CA) * D)
-	for (int j = 0; j < S; j++) {
-		float *gwd = g.W_dec + (size_t)j * D,
-		      *gwe = w->genc + (size_t)omp_get_thread_num() * D;
-		float gb = 0.0f, fsum = 0.0f;
-		for (int i = 0; i < D; i++)
-			gwd[i] = 0.0f;
-		for (int i = 0; i < D; i++)
-			gwe[i] = 0.0f;
-		for (int32_t p = w->col_ptr[j]; p < w->col_ptr[j + 1]; p++) {
-			int32_t e = w->col_ent[p];
-			int b;
-			float v, dp;
-			const float *up;
-			if (e < main_end) {
-				b = e / C;
-				v = w->val[e];
-				dp = w->dpre[e];
-				up = w->dx_hat + (size_t)b * D;
-				fsum += v;
-			} else {
-				int32_t a = e - main_end;
-				b = a / CA;
-				v = w->aval[a];
-				dp = w->dapre[a];
-				up = w->de_hat + (size_t)b * D;
-			}
-			gb += dp;
-			const float *xr = x + (size_t)b * D;
-			for (int i = 0; i < D; i++)
-				gwd[i] += v * up[i];
-			/* the forward's centred row, recomputed (the same float ops) */
-			if (s->apply_b_dec_to_input)
-				for (int i = 0; i < D; i++)
-					gwe[i] += dp * (xr[i] - s->b_dec[i]);
-			else
-				for (int i = 0; i < D; i++)
-					gwe[i] += dp * xr[i];
+int mb_sae_train_step(mb_sae_loss *out, const mb_sae *s, mb_sae_work *w, mb_sae_source *src,
+		      float scale, int B, double lambda, const uint8_t *dead, double aux_coef,
+		      float *grad, mb_error *err)
+{
+	const int D = s->d_in, S = s->d_sae, C = w->cap, CA = w->cap_aux;
+	const int relu = s->arch == MB_SAE_RELU;
+	mb_sae g;
+	int n_dead = 0, k_aux = 0;
+	double aux_scale = 0.0, mse = 0.0, sp = 0.0, aux = 0.0, l0 = 0.0;
+
+	memset(out, 0, sizeof(*out));
+	if (s->arch == MB_SAE_JUMPRELU)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae: JumpReLU SAEs are inference only (no training backward)");
+	if (!w->train)
+		return mb_error_set(err, MB_EINVALID, "sae: work buffers were not made for training");
+	if (src->d_in != D)
+		return mb_error_set(err, MB_EMISMATCH, "sae: the row source gives %d values per row, "
+				    "the SAE's d_in is %d", src->d_in, D);
+	MB_ASSERT(B >= 1 && B <= w->max_rows);
+	g = *s;
+	mb_sae_carve(&g, grad);
+	memset(grad, 0, s->n_params * sizeof(float));
+
+	if (s->arch == MB_SAE_TOPK && dead && CA > 0) {
+		for (int j = 0; j < S; j++)
+			n_dead += dead[j] != 0;
+		if (n_dead > 0) {
+			k_aux = CA < n_dead ? CA : n_dead;
+			aux_scale = (double)n_dead / (double)CA < 1.0 ? (double)n_dead / (double)CA : 1.0;
 		}
-		g.b_enc[j] = gb;
-		if (relu && w->norm[j] > 0.0f) {
-			/* d/dW_dec[j] of (lambda / B) sum_b f_bj |W_dec[j]| */
-			float c = l1w * fsum / w->norm[j];
+	}
+	out->n_dead = n_dead;
+	if (relu) {
+		/* Decoder row norms: the L1 weights. */
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)S * D)
+		for (int j = 0; j < S; j++)
+			w->norm[j] = (float)sqrt(dot_f(s->W_dec + (size_t)j * D,
+						       s->W_dec + (size_t)j * D, D));
+	}
+	memset(w->fsum, 0, (size_t)S * sizeof(float));
+	memset(w->fired, 0, (size_t)S);
+	for (int i = 0; i < D; i++)
+		w->dsum[i] = w->csum[i] = 0.0;
+
+	const float two_over_b = (float)(2.0 / (double)B);
+	const float l1w = (float)(lambda / (double)B);
+	const float aux_g = (float)(2.0 * aux_coef * aux_scale / (double)B);
+
+	for (int g0 = 0; g0 < B; g0 += w->group) {
+		const int rows = B - g0 < w->group ? B - g0 : w->group;
+		const float *xg = w->x;
+		int error = src->next(src->self, w->x, rows, err);
+		if (error < 0)
+			return error;
+		for (size_t i = 0; i < (size_t)rows * D; i++)
+			w->x[i] *= scale;
+		forward_rows(s, w, xg, rows, 0, k_aux, dead);
+		backward_rows(s, w, xg, rows, k_aux, two_over_b, l1w, aux_g);
+		/* The loss, b_enc's gradient and the per-latent sums, in row order. */
+		for (int b = 0; b < rows; b++) {
+			mse += w->sse[b];
+			aux += w->aux[b];
+			l0 += (double)w->nnz[b];
+			for (int e = 0; e < w->nnz[b]; e++) {
+				const int32_t j = w->idx[(size_t)b * C + e];
+				const float v = w->val[(size_t)b * C + e];
+				if (relu)
+					sp += (double)v * (double)w->norm[j];
+				g.b_enc[j] += w->dpre[(size_t)b * C + e];
+				w->fsum[j] += v;
+				w->fired[j] = 1;
+			}
+			for (int e = 0; e < w->annz[b]; e++)
+				g.b_enc[w->aidx[(size_t)b * CA + e]] += w->dapre[(size_t)b * CA + e];
+		}
+		accumulate_rows(s, w, &g, xg, rows);
+	}
+
+	if (relu) {
+		/* d/dW_dec[j] of (lambda / B) sum_b f_bj |W_dec[j]|, after the rows */
+#pragma omp parallel for schedule(static) SAE_PAR((size_t)S * D)
+		for (int j = 0; j < S; j++) {
+			if (!(w->norm[j] > 0.0f))
+				continue;
+			float c = l1w * w->fsum[j] / w->norm[j];
 			const float *wd = s->W_dec + (size_t)j * D;
+			float *gwd = g.W_dec + (size_t)j * D;
 			for (int i = 0; i < D; i++)
 				gwd[i] += c * wd[i];
 		}
-		for (int i = 0; i < D; i++)
-			g.W_enc[(size_t)i * S + j] = gwe[i];
 	}
+	/* b_dec: through x_hat, and through x - b_dec when applied to the input. */
+	for (int i = 0; i < D; i++)
+		g.b_dec[i] = (float)(w->dsum[i] - (s->apply_b_dec_to_input ? w->csum[i] : 0.0));
 
-	/* b_dec: through x_hat (summed first: d loss / d xc then goes over
-	 * dx_hat, which nothing reads after the latents), and through x - b_dec
-	 * when applied to the input. */
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D)
-	for (int i = 0; i < D; i++) {
-		double a = 0.0;
-		for (int b = 0; b < B; b++)
-			a += (double)w->dx_hat[(size_t)b * D + i];
-		w->dsum[i] = a;
-	}
-	if (s->apply_b_dec_to_input) {
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * (C + CA) * D)
-		for (int b = 0; b < B; b++) {
-			float *dxc = w->dx_hat + (size_t)b * D;
-			for (int i = 0; i < D; i++)
-				dxc[i] = 0.0f;
-			for (int e = 0; e < w->nnz[b]; e++) {
-				int32_t j = w->idx[(size_t)b * C + e];
-				float dp = w->dpre[(size_t)b * C + e];
-				const float *wt = w->wenc_t + (size_t)j * D;
-				for (int i = 0; i < D; i++)
-					dxc[i] += dp * wt[i];
-			}
-			for (int e = 0; e < w->annz[b]; e++) {
-				int32_t j = w->aidx[(size_t)b * CA + e];
-				float dp = w->dapre[(size_t)b * CA + e];
-				const float *wt = w->wenc_t + (size_t)j * D;
-				for (int i = 0; i < D; i++)
-					dxc[i] += dp * wt[i];
-			}
-		}
-	}
-#pragma omp parallel for schedule(static) SAE_PAR((size_t)B * D)
-	for (int i = 0; i < D; i++) {
-		double c = 0.0;
-		if (s->apply_b_dec_to_input)
-			for (int b = 0; b < B; b++)
-				c += (double)w->dx_hat[(size_t)b * D + i];
-		g.b_dec[i] = (float)(w->dsum[i] - c);
-	}
-
-	/* The loss, in row order. */
-	double mse = 0.0, sp = 0.0, aux = 0.0, l0 = 0.0;
-	for (int b = 0; b < B; b++) {
-		mse += w->sse[b];
-		aux += w->aux[b];
-		l0 += (double)w->nnz[b];
-		if (relu)
-			for (int e = 0; e < w->nnz[b]; e++)
-				sp += (double)w->val[(size_t)b * C + e] *
-				      (double)w->norm[w->idx[(size_t)b * C + e]];
-	}
 	out->mse = mse / B;
 	out->sparse = relu ? lambda * sp / B : 0.0;
 	out->aux = aux_coef * aux_scale * aux / B;
@@ -843,20 +844,28 @@ int mb_sae_auroc(double *out, const float *score, size_t stride, const uint8_t *
 	qsort(r, n, sizeof(*r), cmp_ranked);
 	for (int v = 0; v < n_labels; v++) {
 		const uint8_t *label = labels + (size_t)v * n;
-		double npos = 0, rank_sum = 0;
+		double npos = 0, nneg = 0, rank_sum = 0, seen = 0;
 		for (size_t a = 0; a < n;) {
 			size_t b = a;
+			double m = 0;
 			while (b < n && r[b].v == r[a].v)
-				b++;
-			double avg = 0.5 * (double)(a + 1 + b); /* ranks a+1 .. b */
-			for (size_t k = a; k < b; k++)
-				if (label[r[k].i]) {
+				m += label[r[b++].i] != MB_SAE_LABEL_SKIP;
+			/* the tie's counted rows take ranks seen + 1 .. seen + m */
+			double avg = seen + 0.5 * (m + 1);
+			for (size_t k = a; k < b; k++) {
+				uint8_t l = label[r[k].i];
+				if (l == MB_SAE_LABEL_SKIP)
+					continue;
+				if (l) {
 					rank_sum += avg;
 					npos += 1;
+				} else {
+					nneg += 1;
 				}
+			}
+			seen += m;
 			a = b;
 		}
-		double nneg = (double)n - npos;
 		if (npos > 0 && nneg > 0)
 			out[v] = (rank_sum - npos * (npos + 1) / 2) / (npos * nneg);
 	}
@@ -869,6 +878,8 @@ double mb_sae_f1(const float *score, size_t stride, const uint8_t *label, size_t
 	double tp = 0, fp = 0, fn = 0;
 	for (size_t i = 0; i < n; i++) {
 		int fire = score[i * stride] > 0.0f;
+		if (label[i] == MB_SAE_LABEL_SKIP)
+			continue;
 		tp += fire && label[i];
 		fp += fire && !label[i];
 		fn += !fire && label[i];

@@ -4,14 +4,14 @@
  *
  * Legend: R rows per step, D d_in, S d_sae, NP parameter floats, V vocab.
  *
- * Step t (1-based) of `steps`: R rows from the source, times the
- * normalisation factor; mb_sae_forward_train; mb_sae_backward at lambda_t (ReLU:
- * lambda min(1, t / (0.05 steps))) with the dead mask of the rows before
- * this step (TopK); ReLU: global-norm clipping at 1; TopK: each decoder
- * row's gradient loses its component along the (unit) row; Adam (adamw.h
- * with weight decay 0) at lr_t (ReLU: lr times min(1, (steps - t + 1) /
- * (0.2 steps)) over the last 20%); TopK: decoder rows renormalised. Dead
- * latents: rows since each latent last fired (in this step's forward)
+ * Step t (1-based) of `steps`: mb_sae_train_step on the next R rows from the
+ * source (read as the step goes), times the normalisation factor, at
+ * lambda_t (ReLU: lambda min(1, t / (0.05 steps))) with the dead mask of the
+ * rows before this step (TopK); ReLU: global-norm clipping at 1; TopK: each
+ * decoder row's gradient loses its component along the (unit) row; Adam
+ * (adamw.h with weight decay 0) at lr_t (ReLU: lr times min(1, (steps - t +
+ * 1) / (0.2 steps)) over the last 20%); TopK: decoder rows renormalised.
+ * Dead latents: rows since each latent last fired (in this step's forward)
  * reach dead_tokens.
  */
 #include <mechbench/sae_train.h>
@@ -24,6 +24,7 @@
 
 #include <mechbench/adamw.h>
 #include <mechbench/detmath.h>
+#include <mechbench/ioi_templates.h>
 #include <mechbench/logits.h>
 #include <mechbench/rng.h>
 
@@ -135,7 +136,7 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	mb_sae_work w;
 	mb_adamw opt;
 	mb_adamw_config ac;
-	float *grad = NULL, *x = NULL, *init = NULL;
+	float *grad = NULL, *init = NULL, *init_own = NULL;
 	int64_t *last = NULL;
 	uint8_t *dead = NULL;
 	json_t *losses = NULL;
@@ -175,12 +176,16 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	if ((error = mb_sae_work_init(&w, s, cfg.batch, 1, err)) < 0)
 		goto cleanup;
 	grad = calloc(s->n_params, sizeof(float));
-	x = malloc((size_t)cfg.batch * D * sizeof(float));
-	init = malloc((size_t)cfg.init_rows * D * sizeof(float));
+	/* The initialisation rows live in the gradient's block when they fit: no
+	 * step has run yet, and each step overwrites the whole block. */
+	if ((size_t)cfg.init_rows * D <= s->n_params)
+		init = grad;
+	else
+		init = init_own = malloc((size_t)cfg.init_rows * D * sizeof(float));
 	last = calloc((size_t)cfg.width, sizeof(int64_t));
 	dead = calloc((size_t)cfg.width, 1);
 	losses = json_array();
-	if (!grad || !x || !init || !last || !dead || !losses) {
+	if (!grad || !init || !last || !dead || !losses) {
 		error = mb_error_oom(err, "sae training buffers", 0);
 		goto cleanup;
 	}
@@ -201,8 +206,8 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	}
 	if ((error = geometric_median(s->b_dec, init, cfg.init_rows, D, err)) < 0)
 		goto cleanup;
-	free(init); /* only the initialisation reads these rows */
-	init = NULL;
+	free(init_own); /* only the initialisation reads these rows */
+	init = init_own = NULL;
 
 	/* Decoder rows: random directions; encoder: their transpose. */
 	{
@@ -233,18 +238,13 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 	double dead_frac = 0.0;
 	memset(&loss, 0, sizeof(loss));
 	for (int64_t t = 1; t <= steps; t++) {
-		if ((error = src->next(src->self, x, cfg.batch, err)) < 0)
-			goto cleanup;
-		for (size_t i = 0; i < (size_t)cfg.batch * D; i++)
-			x[i] *= fscale;
-		mb_sae_forward_train(s, &w, x, cfg.batch, cfg.arch == MB_SAE_TOPK ? dead : NULL);
 		double lambda = cfg.l1;
 		double wu = 0.05 * (double)steps;
 		if (cfg.arch == MB_SAE_RELU && (double)t < wu)
 			lambda = cfg.l1 * (double)t / wu;
-		if ((error = mb_sae_backward(&loss, s, &w, x, cfg.batch, lambda,
-					     cfg.arch == MB_SAE_TOPK ? dead : NULL, cfg.aux_coef, grad,
-					     err)) < 0)
+		if ((error = mb_sae_train_step(&loss, s, &w, src, fscale, cfg.batch, lambda,
+					       cfg.arch == MB_SAE_TOPK ? dead : NULL, cfg.aux_coef,
+					       grad, err)) < 0)
 			goto cleanup;
 		double lr = cfg.lr;
 		if (cfg.arch == MB_SAE_RELU) {
@@ -280,11 +280,10 @@ int mb_sae_train(mb_sae **out, mb_sae_train_result *res, mb_sae_source *src,
 		}
 		tokens += cfg.batch;
 		/* Dead latents: rows since each last fired. */
-		for (int b = 0; b < cfg.batch; b++)
-			for (int e = 0; e < w.nnz[b]; e++)
-				last[w.idx[(size_t)b * w.cap + e]] = tokens;
 		int64_t nd = 0;
 		for (int j = 0; j < cfg.width; j++) {
+			if (w.fired[j])
+				last[j] = tokens;
 			dead[j] = tokens - last[j] >= cfg.dead_tokens;
 			nd += dead[j];
 		}
@@ -354,8 +353,7 @@ cleanup:
 	mb_sae_work_dispose(&w);
 	mb_adamw_dispose(&opt);
 	free(grad);
-	free(x);
-	free(init);
+	free(init_own);
 	free(last);
 	free(dead);
 	json_decref(losses);
@@ -435,49 +433,83 @@ void mb_sae_eval_dispose(mb_sae_eval_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* What an evaluation with the SAE spliced in holds for batches of up to
+ * `rows` positions: the hooks, the SAE's work, the splice (reading the rows
+ * the gather hook collects), the clean logits (rows, V) and two (V)
+ * log-softmax rows. */
+typedef struct splice_eval {
+	mb_hooks *hooks;
+	mb_sae_work w;
+	mb_sae_splice sp;
+	eval_gather g;
+	float *clean;    /* (rows, V) */
+	double *lp, *lq; /* (V) */
+} splice_eval;
+
+static void splice_eval_dispose(splice_eval *q)
+{
+	mb_hooks_free(q->hooks);
+	mb_sae_work_dispose(&q->w);
+	free(q->g.rows);
+	free(q->clean);
+	free(q->lp);
+	free(q->lq);
+	memset(q, 0, sizeof(*q));
+}
+
+/* what: the caller's name for its buffers in an out-of-memory message. */
+static int splice_eval_init(splice_eval *q, const mb_sae *sae, int rows, int V, const char *what,
+			    mb_error *err)
+{
+	const int D = sae->d_in;
+	int error;
+
+	memset(q, 0, sizeof(*q));
+	if ((error = mb_hooks_init(&q->hooks, err)) < 0 ||
+	    (error = mb_sae_work_init(&q->w, sae, rows, 0, err)) < 0)
+		goto fail;
+	q->g.rows = malloc((size_t)rows * D * sizeof(float));
+	q->g.D = D;
+	q->clean = malloc((size_t)rows * V * sizeof(float));
+	q->lp = malloc((size_t)V * sizeof(double));
+	q->lq = malloc((size_t)V * sizeof(double));
+	if (!q->g.rows || !q->clean || !q->lp || !q->lq) {
+		error = mb_error_oom(err, what, (size_t)rows * V * sizeof(float));
+		goto fail;
+	}
+	q->sp.sae = sae;
+	q->sp.work = &q->w;
+	q->sp.rows = q->g.rows;
+	return 0;
+fail:
+	splice_eval_dispose(q);
+	return error;
+}
+
 int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae *sae,
 		    mb_hook_point point, mb_sae_corpus *corpus, int64_t n_batches,
 		    mb_error *err)
 {
 	mb_engine *e = NULL;
-	mb_hooks *hooks = NULL;
-	mb_sae_work w;
 	mb_sae_stats st;
-	mb_sae_splice sp;
-	eval_gather g;
-	float *clean = NULL;
-	double *lp = NULL, *lq = NULL;
+	splice_eval q;
 	int B, T, error;
 	const int V = model->cfg.n_vocab, D = sae->d_in;
 	double ce[3] = {0, 0, 0}, kl[2] = {0, 0};
 	int64_t n_ce = 0, n_kl = 0, cap_items = 0;
 
 	memset(out, 0, sizeof(*out));
-	memset(&w, 0, sizeof(w));
 	memset(&st, 0, sizeof(st));
-	memset(&g, 0, sizeof(g));
+	memset(&q, 0, sizeof(q));
 	if (n_batches < 1)
 		return mb_error_set(err, MB_EINVALID, "sae eval: batches %lld must be >= 1",
 				    (long long)n_batches);
 	mb_sae_corpus_shape(corpus, &B, &T);
 	if ((error = engine_for(&e, model, B, T, err)) < 0)
 		return error;
-	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
-	    (error = mb_sae_work_init(&w, sae, B * T, 0, err)) < 0 ||
+	if ((error = splice_eval_init(&q, sae, B * T, V, "sae eval buffers", err)) < 0 ||
 	    (error = mb_sae_stats_init(&st, D, sae->d_sae, err)) < 0)
 		goto cleanup;
-	g.rows = malloc((size_t)B * T * D * sizeof(float));
-	g.D = D;
-	clean = malloc((size_t)B * T * V * sizeof(float));
-	lp = malloc((size_t)V * sizeof(double));
-	lq = malloc((size_t)V * sizeof(double));
-	if (!g.rows || !clean || !lp || !lq) {
-		error = mb_error_oom(err, "sae eval buffers", 0);
-		goto cleanup;
-	}
-	sp.sae = sae;
-	sp.work = &w;
-	sp.rows = g.rows;
 
 	for (int64_t bi = 0; bi < n_batches; bi++) {
 		mb_sae_batch b;
@@ -500,31 +532,34 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 		run.batch = b.batch;
 		run.seq = b.seq;
 		run.tokens = b.tokens;
-		run.hooks = hooks;
+		run.hooks = q.hooks;
 		run.logits = b.logits;
 
 		/* Clean run: the point's rows and the clean logits. */
-		mb_hooks_clear(hooks);
-		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+		mb_hooks_clear(q.hooks);
+		if ((error = mb_hooks_add(q.hooks, point, eval_gather_hook, &q.g,
+					  MB_HOOK_READONLY,
 					  err)) < 0 ||
 		    (error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
-		mb_sae_forward(sae, &w, g.rows, g.n);
-		mb_sae_stats_add(&st, &w, g.rows, g.n);
-		recon_metrics(items, &w, g.rows, b.batch, b.seq, D);
+		mb_sae_forward(sae, &q.w, q.g.rows, q.g.n);
+		mb_sae_stats_add(&st, &q.w, q.g.rows, q.g.n);
+		recon_metrics(items, &q.w, q.g.rows, b.batch, b.seq, D);
 		const int rows = b.rows_per_item;
 		for (int it = 0; it < b.batch; it++)
 			for (int i = 0; i < rows; i++)
-				memcpy(clean + ((size_t)it * rows + i) * V, mb_engine_logits_row(e, it, i),
+				memcpy(q.clean + ((size_t)it * rows + i) * V,
+				       mb_engine_logits_row(e, it, i),
 				       (size_t)V * sizeof(float));
 
 		/* Clean, spliced and zero-ablated cross-entropy; KL to clean. */
 		for (int arm = 0; arm < 3; arm++) {
 			if (arm > 0) {
-				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
-				mb_hooks_clear(hooks);
-				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
-							  err)) < 0 ||
+				q.sp.mode =
+					arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(q.hooks);
+				if ((error = mb_hooks_add(q.hooks, point, mb_sae_splice_hook,
+							  &q.sp, 0, err)) < 0 ||
 				    (error = mb_engine_forward(e, &run, err)) < 0)
 					goto cleanup;
 			}
@@ -532,8 +567,9 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 				double ice = 0, ikl = 0;
 				int nce = 0;
 				for (int i = 0; i < rows; i++) {
-					const float *z = arm == 0 ? clean + ((size_t)it * rows + i) * V
-								  : mb_engine_logits_row(e, it, i);
+					const float *zc = q.clean + ((size_t)it * rows + i) * V;
+					const float *z =
+						arm == 0 ? zc : mb_engine_logits_row(e, it, i);
 					int32_t tg = b.targets[(size_t)it * rows + i];
 					if (tg >= 0 && tg < V) {
 						double c = mb_logits_ce(NULL, z, V, tg, MB_LOGITS_DETMATH);
@@ -544,9 +580,7 @@ int mb_sae_evaluate(mb_sae_eval_result *out, const mb_model *model, const mb_sae
 							n_ce++;
 					}
 					if (arm > 0) {
-						double k = kl_logits(lp, lq,
-								     clean + ((size_t)it * rows + i) * V,
-								     z, V);
+						double k = kl_logits(q.lp, q.lq, zc, z, V);
 						ikl += k;
 						kl[arm - 1] += k;
 						if (arm == 1)
@@ -585,13 +619,8 @@ cleanup:
 	if (error < 0)
 		mb_sae_eval_dispose(out);
 	mb_engine_free(e);
-	mb_hooks_free(hooks);
-	mb_sae_work_dispose(&w);
+	splice_eval_dispose(&q);
 	mb_sae_stats_dispose(&st);
-	free(g.rows);
-	free(clean);
-	free(lp);
-	free(lq);
 	return error;
 }
 
@@ -600,33 +629,13 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 			mb_error *err)
 {
 	const int V = mb_engine_cfg(e)->n_vocab, D = sae->d_in;
-	mb_hooks *hooks = NULL;
-	mb_sae_work w;
-	mb_sae_splice sp;
-	eval_gather g;
-	float *clean = NULL;
-	double *lp = NULL, *lq = NULL;
+	splice_eval q;
 	int error;
 
-	memset(&w, 0, sizeof(w));
-	memset(&g, 0, sizeof(g));
 	if (seq < 2 || batch < 1)
 		return mb_error_set(err, MB_EINVALID, "sae quality: seq %d, batch %d", seq, batch);
-	g.rows = malloc((size_t)batch * seq * D * sizeof(float));
-	g.D = D;
-	clean = malloc((size_t)batch * seq * V * sizeof(float));
-	lp = malloc((size_t)V * sizeof(double));
-	lq = malloc((size_t)V * sizeof(double));
-	if (!g.rows || !clean || !lp || !lq) {
-		error = mb_error_oom(err, "sae quality buffers", 0);
-		goto cleanup;
-	}
-	if ((error = mb_hooks_init(&hooks, err)) < 0 ||
-	    (error = mb_sae_work_init(&w, sae, batch * seq, 0, err)) < 0)
-		goto cleanup;
-	sp.sae = sae;
-	sp.work = &w;
-	sp.rows = g.rows;
+	if ((error = splice_eval_init(&q, sae, batch * seq, V, "sae quality buffers", err)) < 0)
+		return error;
 	for (size_t i0 = 0; i0 < n; i0 += (size_t)batch) {
 		const int nb = n - i0 < (size_t)batch ? (int)(n - i0) : batch;
 		const int32_t *tok = tokens + i0 * (size_t)seq;
@@ -637,35 +646,37 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 		run.batch = nb;
 		run.seq = seq;
 		run.tokens = tok;
-		run.hooks = hooks;
+		run.hooks = q.hooks;
 		run.logits = MB_LOGITS_ALL;
-		mb_hooks_clear(hooks);
-		if ((error = mb_hooks_add(hooks, point, eval_gather_hook, &g, MB_HOOK_READONLY,
+		mb_hooks_clear(q.hooks);
+		if ((error = mb_hooks_add(q.hooks, point, eval_gather_hook, &q.g,
+					  MB_HOOK_READONLY,
 					  err)) < 0 ||
 		    (error = mb_engine_forward(e, &run, err)) < 0)
 			goto cleanup;
-		mb_engine_logits_copy(e, clean);
-		mb_sae_forward(sae, &w, g.rows, g.n);
-		recon_metrics(items, &w, g.rows, nb, seq, D);
+		mb_engine_logits_copy(e, q.clean);
+		mb_sae_forward(sae, &q.w, q.g.rows, q.g.n);
+		recon_metrics(items, &q.w, q.g.rows, nb, seq, D);
 		for (int arm = 0; arm < 3; arm++) {
 			if (arm > 0) {
-				sp.mode = arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
-				mb_hooks_clear(hooks);
-				if ((error = mb_hooks_add(hooks, point, mb_sae_splice_hook, &sp, 0,
-							  err)) < 0 ||
+				q.sp.mode =
+					arm == 1 ? MB_SAE_SPLICE_RECONSTRUCT : MB_SAE_SPLICE_ZERO;
+				mb_hooks_clear(q.hooks);
+				if ((error = mb_hooks_add(q.hooks, point, mb_sae_splice_hook,
+							  &q.sp, 0, err)) < 0 ||
 				    (error = mb_engine_forward(e, &run, err)) < 0)
 					goto cleanup;
 			}
 			for (int b = 0; b < nb; b++) {
 				double ce = 0, kl = 0;
 				for (int t = 0; t < seq; t++) {
-					const float *zc = clean + ((size_t)b * seq + t) * V;
+					const float *zc = q.clean + ((size_t)b * seq + t) * V;
 					const float *z = arm == 0 ? zc : mb_engine_logits_row(e, b, t);
 					if (t + 1 < seq)
 						ce += mb_logits_ce(NULL, z, V, tok[(size_t)b * seq + t + 1],
 								   MB_LOGITS_DETMATH);
 					if (arm > 0)
-						kl += kl_logits(lp, lq, zc, z, V);
+						kl += kl_logits(q.lp, q.lq, zc, z, V);
 				}
 				ce /= seq - 1;
 				if (arm == 0)
@@ -682,12 +693,7 @@ int mb_sae_item_quality(mb_sae_item_metrics *out, mb_engine *e, const mb_sae *sa
 	}
 	error = 0;
 cleanup:
-	mb_hooks_free(hooks);
-	mb_sae_work_dispose(&w);
-	free(g.rows);
-	free(clean);
-	free(lp);
-	free(lq);
+	splice_eval_dispose(&q);
 	return error;
 }
 
@@ -795,10 +801,13 @@ static int match_ctx_finish(mb_sae_match **out, int *n_out, match_ctx *c, int NV
 	const int S = c->S;
 	int error;
 	for (int v = 0; v < NV; v++) {
-		double pos = 0;
-		for (size_t i = 0; i < N; i++)
-			pos += c->labels[(size_t)v * N + i];
-		c->m[v].base_rate = pos / (double)N;
+		double pos = 0, counted = 0;
+		for (size_t i = 0; i < N; i++) {
+			const uint8_t l = c->labels[(size_t)v * N + i];
+			pos += l == 1;
+			counted += l != MB_SAE_LABEL_SKIP;
+		}
+		c->m[v].base_rate = counted > 0 ? pos / counted : 0.0;
 	}
 	for (int j = 0; j < S; j++) {
 		if ((error = mb_sae_auroc(c->au, c->acts + j, (size_t)S, c->labels, NV, N, err)) < 0)
@@ -914,6 +923,158 @@ int mb_sae_match_modadd(mb_sae_match **out, int *n_out, const mb_model *model,
 	error = match_ctx_finish(out, n_out, &c, NV, err);
 cleanup:
 	match_ctx_dispose(&c);
+	return error;
+}
+
+/* The ioi language's word -> token id, from the recipe's own table
+ * (mb_zoo_ioi_word), sorted by word for bsearch. */
+typedef struct ioi_word_id {
+	char w[16];
+	int32_t id;
+} ioi_word_id;
+
+static int cmp_word_id(const void *a, const void *b)
+{
+	return strcmp(((const ioi_word_id *)a)->w, ((const ioi_word_id *)b)->w);
+}
+
+/* Renders prompt k (template k mod nt, order (k / nt) mod 2; IO, S (distinct),
+ * place and object from stream "sae/match/ioi" index k under r->seed) as
+ * [BOS] + its tokens into tok (cap T); *len, and pos[0..3) the positions of
+ * IO, S1 and S2. Errors: a word the vocabulary lacks, a prompt longer than
+ * T (naming the template). */
+static int ioi_match_prompt(int32_t *tok, int *len, int pos[3], const ioi_word_id *vocab,
+			    int nv, const mb_zoo_recipe *r, int k, int T, mb_error *err)
+{
+	const size_t nt = mb_ioi_template_count();
+	const mb_ioi_template *t = mb_ioi_template_at((size_t)k % nt);
+	const int abba = (k / (int)nt) % 2 == 0;
+	const char *const *names, *const *places, *const *objects;
+	size_t nn, np, no, off[3], pick[2];
+	char text[512];
+	mb_rng rng;
+	int error, n = 1;
+
+	names = mb_ioi_words(MB_IOI_NAMES, &nn);
+	places = mb_ioi_words(MB_IOI_PLACES, &np);
+	objects = mb_ioi_words(MB_IOI_OBJECTS, &no);
+	mb_rng_init_named(&rng, r->seed, "sae/match/ioi", (uint64_t)k);
+	do {
+		pick[0] = (size_t)mb_rng_range(&rng, nn);
+		pick[1] = (size_t)mb_rng_range(&rng, nn);
+	} while (pick[0] == pick[1]);
+	const char *io = names[pick[0]], *sn = names[pick[1]];
+	const char *pl = places[mb_rng_range(&rng, np)], *ob = objects[mb_rng_range(&rng, no)];
+	if ((error = mb_ioi_render(text, sizeof(text), off, t, abba ? io : sn, abba ? sn : io, sn,
+				   pl, ob, err)) < 0)
+		return error;
+	tok[0] = 0; /* <bos> */
+	/* Words are separated by single spaces; a slot's word starts at its offset. */
+	for (size_t at = 0; text[at];) {
+		ioi_word_id key;
+		size_t wl = strcspn(text + at, " ");
+		if (wl >= sizeof(key.w) || n == T)
+			return mb_error_set(err, MB_EINVALID,
+					    "sae match: ioi template %s: prompt longer than %d tokens "
+					    "or a word longer than 15 bytes",
+					    t->id, T);
+		memcpy(key.w, text + at, wl);
+		key.w[wl] = '\0';
+		const ioi_word_id *hit = bsearch(&key, vocab, (size_t)nv, sizeof(*vocab), cmp_word_id);
+		if (!hit)
+			return mb_error_set(err, MB_EINVALID,
+					    "sae match: ioi template %s: word '%s' is not in the model's "
+					    "vocabulary",
+					    t->id, key.w);
+		for (int slot = 0; slot < 3; slot++)
+			if (off[slot] == at) {
+				/* {A} is IO in ABBA, S1 in BABA; {B} the other; {S} is S2 */
+				int role = slot == 2 ? 2 : (slot == 0) == abba ? 0 : 1;
+				pos[role] = n;
+			}
+		tok[n++] = hit->id;
+		at += wl;
+		at += text[at] == ' ';
+	}
+	*len = n;
+	return 0;
+}
+
+int mb_sae_match_ioi(mb_sae_match **out, int *n_out, const mb_model *model, const mb_sae *sae,
+		     mb_hook_point point, const mb_zoo_recipe *r, int n_prompts, mb_error *err)
+{
+	static const char *const vars[] = {"name", "IO", "S1", "S2", "end"};
+	const int NV = 5, B = 32, T = r->n_positions, V = model->cfg.n_vocab;
+	ioi_word_id *vocab = NULL;
+	int32_t *tok = NULL;
+	int *len = NULL, (*pos)[3] = NULL, error;
+	size_t N = 0;
+	match_ctx c;
+
+	*out = NULL;
+	*n_out = 0;
+	memset(&c, 0, sizeof(c));
+	if (strcmp(r->name, "ioi") != 0)
+		return mb_error_set(err, MB_EINVALID,
+				    "sae match: recipe %s: not the ioi language", r->name);
+	if (n_prompts < 1 || model->cfg.n_ctx < T)
+		return mb_error_set(err, MB_EINVALID, "sae match: %d prompts of up to %d tokens",
+				    n_prompts, T);
+	vocab = malloc((size_t)V * sizeof(*vocab));
+	tok = calloc((size_t)n_prompts * T, sizeof(*tok));
+	len = malloc((size_t)n_prompts * sizeof(*len));
+	pos = malloc((size_t)n_prompts * sizeof(*pos));
+	if (!vocab || !tok || !len || !pos) {
+		error = mb_error_oom(err, "sae match prompts", (size_t)n_prompts * T * sizeof(*tok));
+		goto cleanup;
+	}
+	for (int id = 0; id < V; id++) {
+		mb_zoo_ioi_word(vocab[id].w, id);
+		vocab[id].id = id;
+	}
+	qsort(vocab, (size_t)V, sizeof(*vocab), cmp_word_id);
+	/* The prompts first: the matched rows are their positions after BOS. */
+	for (int k = 0; k < n_prompts; k++) {
+		pos[k][0] = pos[k][1] = pos[k][2] = -1;
+		if ((error = ioi_match_prompt(tok + (size_t)k * T, &len[k], pos[k], vocab, V, r, k,
+					      T, err)) < 0)
+			goto cleanup;
+		MB_ASSERT(pos[k][0] > 0 && pos[k][1] > 0 && pos[k][2] > 0);
+		N += (size_t)(len[k] - 1);
+	}
+	if ((error = match_ctx_init(&c, model, sae, point, B, T, N, NV, err)) < 0)
+		goto cleanup;
+	for (size_t i = 0, k0 = 0; k0 < (size_t)n_prompts; k0 += B) {
+		const int nb = (size_t)n_prompts - k0 < (size_t)B ? (int)((size_t)n_prompts - k0) : B;
+		/* Positions past a prompt hold "." (token 1); causal attention keeps
+		 * them out of the prompt's rows. */
+		for (int b = 0; b < nb; b++)
+			for (int t = 0; t < T; t++)
+				c.tok[b * T + t] = t < len[k0 + b] ? tok[(k0 + b) * T + t] : 1;
+		if ((error = match_ctx_forward(&c, sae, nb, err)) < 0)
+			goto cleanup;
+		for (int b = 0; b < nb; b++) {
+			const int k = (int)k0 + b, *p = pos[k];
+			for (int t = 1; t < len[k]; t++, i++) {
+				const int name = t == p[0] || t == p[1] || t == p[2];
+				match_ctx_store(&c, b * T + t, i);
+				c.labels[0 * N + i] = (uint8_t)name;
+				c.labels[1 * N + i] = name ? t == p[0] : MB_SAE_LABEL_SKIP;
+				c.labels[2 * N + i] = name ? t == p[1] : MB_SAE_LABEL_SKIP;
+				c.labels[3 * N + i] = name ? t == p[2] : MB_SAE_LABEL_SKIP;
+				c.labels[4 * N + i] = (uint8_t)(t == len[k] - 1);
+			}
+		}
+	}
+	for (int v = 0; v < NV; v++)
+		snprintf(c.m[v].variable, sizeof(c.m[v].variable), "%s", vars[v]);
+	error = match_ctx_finish(out, n_out, &c, NV, err);
+cleanup:
+	match_ctx_dispose(&c);
+	free(vocab);
+	free(tok);
+	free(len);
+	free(pos);
 	return error;
 }
 

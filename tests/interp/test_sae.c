@@ -79,6 +79,35 @@ static mb_sae *case_sae(const char *cs, mb_sae_arch arch, double *hyper)
 	return s;
 }
 
+/* Rows (n, D) of an array as a training step's source; past the end, an
+ * error. */
+typedef struct array_rows {
+	const float *x;
+	int64_t n, next;
+	int D;
+} array_rows;
+
+static int array_next(void *self, float *out, int n, mb_error *err)
+{
+	array_rows *a = self;
+	if (a->next + n > a->n)
+		return mb_error_set(err, MB_EIO, "test rows: %lld of %lld rows read, %d more asked",
+				    (long long)a->next, (long long)a->n, n);
+	memcpy(out, a->x + (size_t)a->next * a->D, (size_t)n * a->D * sizeof(float));
+	a->next += n;
+	return 0;
+}
+
+static mb_sae_source array_source(array_rows *a, const float *x, int64_t n, int D)
+{
+	mb_sae_source src = {D, array_next, a};
+	a->x = x;
+	a->n = n;
+	a->next = 0;
+	a->D = D;
+	return src;
+}
+
 /* The dense f (B, S) of the last forward. */
 static float *dense_f(const mb_sae *s, const mb_sae_work *w, int B)
 {
@@ -104,7 +133,7 @@ static void golden(const char *cs, mb_sae_arch arch, int train)
 	load(&f, cs, "f");
 	load(&xh, cs, "x_hat");
 	const int B = (int)x.shape[0];
-	cr_assert_eq(mb_sae_work_init(&w, s, B, train, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_sae_work_init(&w, s, B, 0, &err), 0, "%s", err.msg);
 	uint8_t *dm = NULL;
 	if (train) {
 		load(&dead, cs, "dead");
@@ -112,7 +141,7 @@ static void golden(const char *cs, mb_sae_arch arch, int train)
 		for (int j = 0; j < s->d_sae; j++)
 			dm[j] = ((float *)dead.data)[j] != 0.0f;
 	}
-	mb_sae_forward_train(s, &w, x.data, B, dm);
+	mb_sae_forward(s, &w, x.data, B);
 	float *pd = malloc(pre.numel * sizeof(float));
 	cr_assert_eq(mb_sae_pre(s, x.data, B, pd, &err), 0, "%s", err.msg);
 	snprintf(what, sizeof(what), "%s pre", cs);
@@ -129,8 +158,21 @@ static void golden(const char *cs, mb_sae_arch arch, int train)
 		static const char *gn[4] = {"g_W_enc", "g_b_enc", "g_W_dec", "g_b_dec"};
 		float *grad = calloc(s->n_params, sizeof(float));
 		mb_sae_loss l;
-		cr_assert_eq(mb_sae_backward(&l, s, &w, x.data, B, hyper[0], dm, hyper[1], grad, &err),
+		mb_sae_work tw;
+		cr_assert_eq(mb_sae_work_init(&tw, s, B, 1, &err), 0, "%s", err.msg);
+		array_rows ar;
+		mb_sae_source src = array_source(&ar, x.data, B, s->d_in);
+		cr_assert_eq(mb_sae_train_step(&l, s, &tw, &src, 1.0f, B, hyper[0], dm, hyper[1],
+					       grad, &err),
 			     0, "%s", err.msg);
+		for (int j = 0; j < s->d_sae; j++) {
+			int active = 0;
+			for (int b = 0; b < B; b++)
+				active |= ((float *)f.data)[(size_t)b * s->d_sae + j] > 0.0f;
+			cr_expect_eq(tw.fired[j], active, "%s: latent %d fired %d, PyTorch %d", cs, j,
+				     tw.fired[j], active);
+		}
+		mb_sae_work_dispose(&tw);
 		load(&loss, cs, "loss");
 		float got[4] = {(float)l.mse, (float)l.sparse, (float)l.aux, (float)l.total};
 		snprintf(what, sizeof(what), "%s loss", cs);
@@ -180,55 +222,94 @@ static mb_sae *random_sae(mb_sae_arch arch, int D, int S, int k, uint64_t seed)
 	return s;
 }
 
-Test(sae, topk_backward_refuses_a_dead_mask_the_forward_did_not_select_with)
+Test(sae, train_step_refuses_an_inference_work_jumprelu_and_a_bad_source)
 {
 	const int D = 8, S = 16, B = 5;
 	mb_sae *s = random_sae(MB_SAE_TOPK, D, S, 3, 11);
+	mb_sae *j = random_sae(MB_SAE_JUMPRELU, D, S, 0, 12);
 	float x[5 * 8];
 	uint8_t dead[16] = {1, 0, 1};
 	mb_sae_work w;
 	mb_sae_loss l;
 	mb_error err;
-	float *g = calloc(s->n_params, sizeof(float));
+	array_rows ar;
+	mb_sae_source src;
+	float *g = calloc(s->n_params + S, sizeof(float));
 	for (int i = 0; i < B * D; i++)
 		x[i] = (float)((i * 7) % 11) - 5.0f;
+	cr_assert_eq(mb_sae_work_init(&w, s, B, 0, &err), 0, "%s", err.msg);
+	src = array_source(&ar, x, B, D);
+	cr_expect_eq(mb_sae_train_step(&l, s, &w, &src, 1.0f, B, 0.0, dead, 0.5, g, &err),
+		     MB_EINVALID);
+	cr_expect(strstr(err.msg, "not made for training") != NULL, "%s", err.msg);
+	mb_sae_work_dispose(&w);
+	cr_assert_eq(mb_sae_work_init(&w, j, B, 1, &err), 0, "%s", err.msg);
+	cr_expect_eq(mb_sae_train_step(&l, j, &w, &src, 1.0f, B, 0.0, NULL, 0.5, g, &err),
+		     MB_EINVALID);
+	cr_expect(strstr(err.msg, "JumpReLU") != NULL, "%s", err.msg);
+	mb_sae_work_dispose(&w);
 	cr_assert_eq(mb_sae_work_init(&w, s, B, 1, &err), 0, "%s", err.msg);
-	mb_sae_forward(s, &w, x, B);
-	cr_expect_eq(mb_sae_backward(&l, s, &w, x, B, 0.0, dead, 0.5, g, &err), MB_EINVALID);
-	cr_expect(strstr(err.msg, "dead mask") != NULL, "%s", err.msg);
-	mb_sae_forward_train(s, &w, x, B, dead);
-	cr_expect_eq(mb_sae_backward(&l, s, &w, x, B, 0.0, dead, 0.5, g, &err), 0, "%s", err.msg);
+	src = array_source(&ar, x, B, D - 1);
+	cr_expect_eq(mb_sae_train_step(&l, s, &w, &src, 1.0f, B, 0.0, dead, 0.5, g, &err),
+		     MB_EMISMATCH);
+	cr_expect(strstr(err.msg, "d_in is 8") != NULL, "%s", err.msg);
+	src = array_source(&ar, x, B - 1, D);
+	cr_expect_eq(mb_sae_train_step(&l, s, &w, &src, 1.0f, B, 0.0, dead, 0.5, g, &err), MB_EIO);
+	cr_expect(strstr(err.msg, "test rows") != NULL, "%s", err.msg);
+	src = array_source(&ar, x, B, D);
+	cr_expect_eq(mb_sae_train_step(&l, s, &w, &src, 1.0f, B, 0.0, dead, 0.5, g, &err), 0,
+		     "%s", err.msg);
 	cr_expect_eq(l.n_dead, 2);
+	cr_expect_eq(ar.next, B, "the step read its %d rows", B);
 	mb_sae_work_dispose(&w);
 	free(g);
 	mb_sae_free(s);
+	mb_sae_free(j);
 }
 
+/* 200 rows: 1 thread steps in groups of 64 rows (64, 64, 64, 8), 2 threads in
+ * groups of 128 (128, 72), with the input dimensions split between them. */
 Test(sae, forward_and_backward_are_the_same_bits_for_1_and_2_threads)
 {
-	const int D = 24, S = 96, B = 77;
+	const int D = 32, S = 96, B = 200;
 	mb_sae_arch archs[2] = {MB_SAE_RELU, MB_SAE_TOPK};
 	for (int a = 0; a < 2; a++) {
 		mb_sae *s = random_sae(archs[a], D, S, 8, 7);
 		float *x = malloc((size_t)B * D * sizeof(float));
 		mb_rng r;
 		mb_rng_init_named(&r, 3, "test/sae/x", 0);
-		for (int i = 0; i < B * D; i++)
+		float *x2 = malloc((size_t)B * D * sizeof(float));
+		for (int i = 0; i < B * D; i++) {
 			x[i] = (float)mb_rng_normal(&r);
+			x2[i] = 2.0f * x[i];
+		}
 		uint8_t *dead = calloc(S, 1);
 		for (int j = 0; j < S; j += 5)
 			dead[j] = 1;
-		float *g[2];
+		float *g[3];
 		float *xh[2];
-		for (int t = 0; t < 2; t++) {
+		for (int t = 0; t < 3; t++) {
 			mb_sae_work w;
 			mb_sae_loss l;
 			mb_error err;
-			omp_set_num_threads(t + 1);
+			/* t = 2: the rows scaled beforehand, scale 1 */
+			omp_set_num_threads(t == 1 ? 2 : 1);
 			cr_assert_eq(mb_sae_work_init(&w, s, B, 1, &err), 0, "%s", err.msg);
-			mb_sae_forward_train(s, &w, x, B, archs[a] == MB_SAE_TOPK ? dead : NULL);
+			cr_assert_eq(w.group, t == 1 ? 128 : 64);
 			g[t] = calloc(s->n_params, sizeof(float));
-			cr_assert_eq(mb_sae_backward(&l, s, &w, x, B, 0.3, dead, 0.5, g[t], &err), 0);
+			array_rows ar;
+			mb_sae_source src = array_source(&ar, t == 2 ? x2 : x, B, D);
+			cr_assert_eq(mb_sae_train_step(&l, s, &w, &src, t == 2 ? 1.0f : 2.0f, B, 0.3,
+						       archs[a] == MB_SAE_TOPK ? dead : NULL, 0.5, g[t],
+						       &err),
+				     0, "%s", err.msg);
+			if (archs[a] == MB_SAE_TOPK)
+				cr_assert(l.aux > 0.0, "the step exercises AuxK");
+			mb_sae_work_dispose(&w);
+			if (t == 2)
+				continue;
+			cr_assert_eq(mb_sae_work_init(&w, s, B, 0, &err), 0, "%s", err.msg);
+			mb_sae_forward(s, &w, x2, B);
 			xh[t] = malloc((size_t)B * D * sizeof(float));
 			memcpy(xh[t], w.x_hat, (size_t)B * D * sizeof(float));
 			mb_sae_work_dispose(&w);
@@ -236,12 +317,17 @@ Test(sae, forward_and_backward_are_the_same_bits_for_1_and_2_threads)
 		cr_expect(memcmp(xh[0], xh[1], (size_t)B * D * sizeof(float)) == 0);
 		cr_expect(memcmp(g[0], g[1], s->n_params * sizeof(float)) == 0,
 			  "%s gradients differ between 1 and 2 threads", mb_sae_arch_name(archs[a]));
+		cr_expect(memcmp(g[0], g[2], s->n_params * sizeof(float)) == 0,
+			  "%s: scaling in the step differs from scaling the rows",
+			  mb_sae_arch_name(archs[a]));
 		free(g[0]);
 		free(g[1]);
+		free(g[2]);
 		free(xh[0]);
 		free(xh[1]);
 		free(dead);
 		free(x);
+		free(x2);
 		mb_sae_free(s);
 	}
 }
@@ -509,4 +595,45 @@ Test(sae, auroc_and_f1_match_hand_computed_values)
 	float f[4] = {0, 1, 2, 0};
 	uint8_t lf[4] = {1, 1, 0, 0};
 	cr_expect_float_eq(mb_sae_f1(f, 1, lf, 4), 0.5, 1e-15);
+	/* A row mask (S: skipped): labels 0 S 1 1 leave 0.4 out, so the
+	 * positives 0.35 and 0.8 both beat 0.1: 1 (0.75 with 0.4 counted);
+	 * labels 1 0 S 0: the positive 0.1 against 0.4 and 0.8: 0. */
+	uint8_t lm[8] = {0, MB_SAE_LABEL_SKIP, 1, 1, /* */ 1, 0, MB_SAE_LABEL_SKIP, 0};
+	cr_assert_eq(mb_sae_auroc(au, sc, 1, lm, 2, 4, &err), 0);
+	cr_expect_float_eq(au[0], 1.0, 1e-15);
+	cr_expect_float_eq(au[1], 0.0, 1e-15);
+	/* F1 with a skipped row: scores 0 1 2 0, labels 1 S 0 0: TP 0 -> 0; labels
+	 * S 1 0 1: TP 1, FP 1, FN 1. */
+	uint8_t lf2[4] = {MB_SAE_LABEL_SKIP, 1, 0, 1};
+	cr_expect_float_eq(mb_sae_f1(f, 1, lf2, 4), 0.5, 1e-15);
+}
+
+/* The masked AUROC against a second implementation: the share of (positive,
+ * negative) pairs of counted rows that rank the positive higher, ties one
+ * half, over random scores with many ties and random masks. */
+Test(sae, masked_auroc_matches_pair_counting)
+{
+	enum { N = 300, L = 4 };
+	float sc[N];
+	uint8_t lab[L * N];
+	double au[L];
+	mb_error err;
+	mb_rng r;
+	mb_rng_init_named(&r, 5, "test/sae/auroc", 0);
+	for (int i = 0; i < N; i++)
+		sc[i] = (float)mb_rng_range(&r, 20); /* ties */
+	for (int i = 0; i < L * N; i++)
+		lab[i] = (uint8_t)mb_rng_range(&r, 3); /* 0, 1 or skipped */
+	cr_assert_eq(mb_sae_auroc(au, sc, 1, lab, L, N, &err), 0);
+	for (int v = 0; v < L; v++) {
+		double wins = 0, pairs = 0;
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < N; j++)
+				if (lab[v * N + i] == 1 && lab[v * N + j] == 0) {
+					pairs += 1;
+					wins += sc[i] > sc[j] ? 1.0 : sc[i] == sc[j] ? 0.5 : 0.0;
+				}
+		cr_expect_float_eq(au[v], wins / pairs, 1e-12, "label %d: %.15f vs %.15f", v, au[v],
+				   wins / pairs);
+	}
 }

@@ -325,6 +325,49 @@ Test(sae_train, induction_variables_are_labelled_and_matched)
 	mb_model_free(m);
 }
 
+/* A zoo model, its language's corpus and a TopK SAE (k 8, batch 1024)
+ * trained here on the activations of hook, streamed from the model. */
+typedef struct zoo_sae {
+	mb_model *m;
+	mb_sae_corpus *c;
+	mb_sae_acts *a;
+	mb_sae *s;
+	mb_hook_point p;
+	const mb_zoo_recipe *r;
+	json_t *record;
+} zoo_sae;
+
+static void zoo_sae_train(zoo_sae *z, const char *dir, const char *hook, int width,
+			  int64_t tokens)
+{
+	mb_sae_train_result res;
+	mb_error err;
+	memset(z, 0, sizeof(*z));
+	cr_assert_eq(mb_model_load(&z->m, dir, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_hook_parse(&z->p, hook, &err), 0);
+	cr_assert_eq(mb_sae_corpus_open_zoo(&z->c, dir, 0, &err), 0, "%s", err.msg);
+	z->r = mb_sae_corpus_recipe(z->c);
+	cr_assert_eq(mb_sae_acts_init(&z->a, z->m, z->p, z->c, 8, 0, &err), 0, "%s", err.msg);
+	mb_sae_train_config cfg = mb_sae_train_defaults(MB_SAE_TOPK);
+	cfg.width = width;
+	cfg.k = 8;
+	cfg.tokens = tokens;
+	cfg.batch = 1024;
+	mb_sae_source src = mb_sae_acts_source(z->a);
+	memset(&res, 0, sizeof(res));
+	cr_assert_eq(mb_sae_train(&z->s, &res, &src, &cfg, NULL, NULL, &err), 0, "%s", err.msg);
+	z->record = res.record;
+}
+
+static void zoo_sae_dispose(zoo_sae *z)
+{
+	json_decref(z->record);
+	mb_sae_free(z->s);
+	mb_sae_acts_free(z->a);
+	mb_sae_corpus_free(z->c);
+	mb_model_free(z->m);
+}
+
 /* modadd's Fourier variables: a TopK SAE trained on the MLP's output of the
  * committed modadd model; the 8 variables its latents detect best are the
  * signs of cos and sin of exactly the model's key frequencies, found here
@@ -332,32 +375,15 @@ Test(sae_train, induction_variables_are_labelled_and_matched)
  * neuron-to-logit map W_out W_U (Nanda et al. 2023, sec. 4). */
 Test(sae_train, modadd_fourier_variables_match_the_key_frequencies)
 {
-	mb_model *m;
-	mb_sae *s = NULL;
-	mb_sae_corpus *c;
-	mb_sae_acts *a;
+	zoo_sae z;
 	mb_sae_match *mt;
-	mb_sae_train_result res;
-	mb_hook_point p;
 	mb_error err;
 	int n;
-	cr_assert_eq(mb_model_load(&m, MB_SOURCE_DIR "/baselines/models/modadd", &err), 0, "%s",
-		     err.msg);
-	cr_assert_eq(mb_hook_parse(&p, "blocks.0.mlp.hook_post", &err), 0);
-	cr_assert_eq(mb_sae_corpus_open_zoo(&c, MB_SOURCE_DIR "/baselines/models/modadd", 0, &err),
-		     0, "%s", err.msg);
-	const mb_zoo_recipe *r = mb_sae_corpus_recipe(c);
-	const int P = r->p, D = m->cfg.d_model, M = m->cfg.d_mlp, NF = (P - 1) / 2;
-	cr_assert_eq(mb_sae_acts_init(&a, m, p, c, 8, 0, &err), 0, "%s", err.msg);
-	mb_sae_train_config cfg = mb_sae_train_defaults(MB_SAE_TOPK);
-	cfg.width = 128;
-	cfg.k = 8;
-	cfg.tokens = 32768;
-	cfg.batch = 1024;
-	mb_sae_source src = mb_sae_acts_source(a);
-	memset(&res, 0, sizeof(res));
-	cr_assert_eq(mb_sae_train(&s, &res, &src, &cfg, NULL, NULL, &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_sae_match_modadd(&mt, &n, m, s, p, r, &err), 0, "%s", err.msg);
+	zoo_sae_train(&z, MB_SOURCE_DIR "/baselines/models/modadd", "blocks.0.mlp.hook_post", 128,
+		      32768);
+	const mb_model *m = z.m;
+	const int P = z.r->p, D = m->cfg.d_model, M = m->cfg.d_mlp, NF = (P - 1) / 2;
+	cr_assert_eq(mb_sae_match_modadd(&mt, &n, m, z.s, z.p, z.r, &err), 0, "%s", err.msg);
 	cr_assert_eq(n, 2 * NF);
 	/* energy of frequency k in W_L = W_out W_U over the answers c < P */
 	double energy[64] = {0};
@@ -415,13 +441,51 @@ Test(sae_train, modadd_fourier_variables_match_the_key_frequencies)
 	/* the induction recipe is not modadd's */
 	mb_zoo_recipe ind;
 	cr_assert_eq(mb_zoo_recipe_get(&ind, "induction", "fast", 0, &err), 0);
-	cr_expect(mb_sae_match_modadd(&mt, &n, m, s, p, &ind, &err) < 0);
+	cr_expect(mb_sae_match_modadd(&mt, &n, m, z.s, z.p, &ind, &err) < 0);
 	cr_expect(strstr(err.msg, "induction") != NULL, "%s", err.msg);
-	json_decref(res.record);
-	mb_sae_free(s);
-	mb_sae_acts_free(a);
-	mb_sae_corpus_free(c);
-	mb_model_free(m);
+	zoo_sae_dispose(&z);
+}
+
+/* The IOI language's name roles: a TopK SAE trained here on layer 0's
+ * residual output of the committed ioi model. S2 (a name seen before) has a
+ * latent that detects it among the name positions; IO and S1 differ only by
+ * what follows them (ABBA and BABA put either first), so at their own
+ * position no latent can tell them apart well; the masks keep each role
+ * variable to the three name positions of each prompt. */
+Test(sae_train, ioi_name_roles_are_matched_among_the_name_positions)
+{
+	const int width = 256;
+	zoo_sae z;
+	mb_sae_match *mt;
+	mb_error err;
+	int n;
+	zoo_sae_train(&z, MB_SOURCE_DIR "/baselines/models/ioi", "blocks.0.hook_resid_post", width,
+		      65536);
+	cr_assert_eq(mb_sae_match_ioi(&mt, &n, z.m, z.s, z.p, z.r, 128, &err), 0, "%s", err.msg);
+	cr_assert_eq(n, 5);
+	static const char *const want[5] = {"name", "IO", "S1", "S2", "end"};
+	for (int i = 0; i < n; i++) {
+		printf("match %-4s base %.4f latent %3d AUROC %.4f F1 %.4f\n", mt[i].variable,
+		       mt[i].base_rate, mt[i].latent, mt[i].auroc, mt[i].f1);
+		cr_expect_str_eq(mt[i].variable, want[i]);
+		cr_expect(mt[i].latent >= 0 && mt[i].latent < width);
+	}
+	/* each role is one of the three name positions of a prompt; three
+	 * names and one last position per prompt */
+	for (int i = 1; i <= 3; i++)
+		cr_expect_float_eq(mt[i].base_rate, 1.0 / 3.0, 1e-12, "%s", mt[i].variable);
+	cr_expect_float_eq(mt[0].base_rate, 3.0 * mt[4].base_rate, 1e-12);
+	cr_expect(mt[3].auroc > 0.99, "S2: AUROC %.4f", mt[3].auroc);
+	cr_expect(mt[1].auroc < 0.75 && mt[2].auroc < 0.75, "IO %.4f, S1 %.4f", mt[1].auroc,
+		  mt[2].auroc);
+	cr_expect(mt[4].auroc > 0.9, "end: AUROC %.4f", mt[4].auroc);
+	free(mt);
+	/* another recipe's language has no name roles */
+	mb_zoo_recipe ind;
+	cr_assert_eq(mb_zoo_recipe_get(&ind, "induction", "fast", 0, &err), 0);
+	cr_expect(mb_sae_match_ioi(&mt, &n, z.m, z.s, z.p, &ind, 8, &err) < 0);
+	cr_expect(strstr(err.msg, "induction") != NULL, "%s", err.msg);
+	zoo_sae_dispose(&z);
 }
 
 Test(sae_train, an_sae_recovers_the_features_of_a_trained_tms_model)
