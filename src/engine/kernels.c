@@ -20,6 +20,10 @@
 
 #include <omp.h>
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #define LANES 16
 
 static inline float tree16(float acc[LANES])
@@ -400,16 +404,65 @@ static void scores_block(float *Sb, int T, const float *q, const float *k, int l
  * elements j, j+16, ... in order, then tree16), then one division pass: the
  * bits of the three-pass form (max; exp; mb_k_sum; divide) in two passes
  * over the row fewer, and vectorised (MB_CLONES_WIDE: AVX-512 too). */
-MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
+/* The 16 lanes of the row's max over full chunks of s[0..n): m[l] = the max
+ * of s[0] and s[j + l] over those chunks, each step m = s > m ? s : m. GCC
+ * does not vectorise that select (it keeps IEEE compare semantics), so the
+ * wide forms use max instructions, whose definition is that select exactly
+ * (MAXPS dst = src1 > src2 ? src1 : src2, NaN and zeros included). Returns
+ * the index after the last full chunk. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target("avx512f"))) static int lanes_max_avx512(float *m, const float *s, int n)
 {
-	float m[LANES], acc[LANES] = {0}, mx, sum;
-	int n = i + 1, j = 0;
+	__m512 v = _mm512_set1_ps(s[0]);
+	int j = 0;
 
+	for (; j + LANES <= n; j += LANES)
+		v = _mm512_max_ps(_mm512_loadu_ps(s + j), v);
+	_mm512_storeu_ps(m, v);
+	return j;
+}
+
+__attribute__((target("avx"))) static int lanes_max_avx(float *m, const float *s, int n)
+{
+	__m256 lo = _mm256_set1_ps(s[0]), hi = lo;
+	int j = 0;
+
+	for (; j + LANES <= n; j += LANES) {
+		lo = _mm256_max_ps(_mm256_loadu_ps(s + j), lo);
+		hi = _mm256_max_ps(_mm256_loadu_ps(s + j + 8), hi);
+	}
+	_mm256_storeu_ps(m, lo);
+	_mm256_storeu_ps(m + 8, hi);
+	return j;
+}
+#endif
+
+static int lanes_max(float *m, const float *s, int n)
+{
+	int j = 0;
+
+	/* the portable kernels' ISA (MB_ISA), so a test can run every form */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+	switch (mb_gemm_isa_current()) {
+	case MB_GEMM_ISA_AVX512: return lanes_max_avx512(m, s, n);
+	case MB_GEMM_ISA_AVX2: return lanes_max_avx(m, s, n);
+	case MB_GEMM_ISA_SCALAR: break;
+	}
+#endif
 	for (int l = 0; l < LANES; l++)
 		m[l] = s[0];
 	for (; j + LANES <= n; j += LANES)
 		for (int l = 0; l < LANES; l++)
 			m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
+	return j;
+}
+
+MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
+{
+	float m[LANES], acc[LANES] = {0}, mx, sum;
+	int n = i + 1, j;
+
+	j = lanes_max(m, s, n);
 	for (int l = 0; j + l < n; l++)
 		m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
 	mx = m[0];

@@ -356,7 +356,7 @@ static void softmax_rows_reference(float *S, int T, int L)
 		memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
 }
 
-Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
+static void softmax_bits_check(int isa)
 {
 	const int lens[] = {1, 2, 15, 16, 17, 31, 33, 64, 65, 200, 301};
 
@@ -375,10 +375,25 @@ Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
 		memcpy(R, S, sizeof(float) * T * T);
 		mb_k_att_softmax(S, T, L, 1);
 		softmax_rows_reference(R, T, L);
-		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0, "softmax bits differ, L=%d", L);
+		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0,
+			     "softmax bits differ, L=%d, isa %s", L, mb_gemm_isa_name((mb_gemm_isa)isa));
 		free(S);
 		free(R);
 	}
+}
+
+/* Every ISA form of the row max (kernels.c, lanes_max, chosen by the portable
+ * kernels' ISA) gives the reference's bits. */
+Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
+{
+	mb_gemm_backend be = mb_gemm_current();
+	mb_gemm_isa was = mb_gemm_isa_current();
+
+	for (int isa = 0; isa <= (int)mb_gemm_isa_best(); isa++) {
+		cr_assert_eq(mb_k_gemm_force(be, (mb_gemm_isa)isa), 0);
+		softmax_bits_check(isa);
+	}
+	cr_assert_eq(mb_k_gemm_force(be, was), 0);
 }
 
 /* Causal attention of one head as the portable GEMM defines it, one row at a
