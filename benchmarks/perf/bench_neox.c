@@ -107,10 +107,31 @@ static double median(double *v, int n)
  *   ATT_FUSED    scores, softmax and PV per query block (mb_k_att_fused,
  *                the layout before ATT_BLOCKS);
  *   ATT_SCRATCH  the forward when nothing reads the pattern (ATT_BLOCKS):
- *                the same through a per-thread (MB_K_ATT_BLOCK, T) scratch W.
+ *                the same through a per-thread scratch W.
  * The scores of GEMMS and FUSED go to S, one (T, T) block per (item, head)
  * with per_head, else one per thread. */
 enum att_mode { ATT_GEMMS, ATT_FUSED, ATT_SCRATCH };
+
+/* ATT_GEMMS under oneDNN, as the engine's dense path runs them (kernels.c):
+ * q, k, v of the head copied to dense (T, Dh) blocks in the thread's scratch
+ * w (the copies are O(T Dh) against the GEMMs' O(T^2 Dh) and are counted),
+ * then each query block's QK^T and PV through the matmul primitive. */
+static void att_gemms_dense(float *w, const float *q, int ld, int T, int Dh)
+{
+	float *Sd = w, *Qd = Sd + (size_t)MB_K_ATT_BLOCK * T, *Kd = Qd + (size_t)T * Dh;
+	float *Vd = Kd + (size_t)T * Dh, *Zd = Vd + (size_t)T * Dh;
+
+	for (int i = 0; i < T; i++)
+		for (int X = 0; X < 3; X++)
+			memcpy((X == 0 ? Qd : X == 1 ? Kd : Vd) + (size_t)i * Dh,
+			       q + (size_t)i * ld + (size_t)X * (ld / 3), sizeof(float) * (size_t)Dh);
+	for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
+
+		mb_k_dense_matmul(1, i1 - i0, i1, Dh, Qd + (size_t)i0 * Dh, Kd, Sd);
+		mb_k_dense_matmul(0, i1 - i0, Dh, i1, Sd, Vd, Zd);
+	}
+}
 
 static void att_layer(const mb_engine_config *c, int B, int T, const float *QKV, float *Z,
 		      float *S, float *W, enum att_mode mode, int per_head)
@@ -128,11 +149,16 @@ static void att_layer(const mb_engine_config *c, int B, int T, const float *QKV,
 			float *z = Z + (size_t)b * T * D + (size_t)h * Dh;
 			float *s = S + (size_t)(per_head ? bh : th) * T * T;
 
+			float *w = W + (size_t)th * mb_k_att_scratch_floats(T, Dh);
+
 			if (mode == ATT_FUSED)
-				mb_k_att_fused(z, D, s, T, q, q + D, q + 2 * D, 3 * D, T, Dh, scale, 0);
+				mb_k_att_fused(z, D, s, T, q, q + D, q + 2 * D, 3 * D, T, Dh, scale, 0,
+					       w);
 			else if (mode == ATT_SCRATCH)
-				mb_k_att_fused_scratch(z, D, W + (size_t)th * MB_K_ATT_BLOCK * T, T, q,
-						       q + D, q + 2 * D, 3 * D, T, Dh, scale);
+				mb_k_att_fused_scratch(z, D, w, T, q, q + D, q + 2 * D, 3 * D, T, Dh,
+						       scale);
+			else if (mb_gemm_current() == MB_GEMM_ONEDNN)
+				att_gemms_dense(w, q, 3 * D, T, Dh);
 			else
 				for (int i0 = 0; i0 < T; i0 += MB_K_ATT_BLOCK) {
 					int i1 = i0 + MB_K_ATT_BLOCK < T ? i0 + MB_K_ATT_BLOCK : T;
@@ -148,7 +174,8 @@ static void att_layer(const mb_engine_config *c, int B, int T, const float *QKV,
 
 /* (a): every GEMM of one forward (dense ones in row chunks of u). */
 static void gemm_forward(const mb_engine_config *c, const mb_engine_weights *w, int B, int T,
-			 int u, float *X, float *Y, float *QKV, float *F, float *LG, float *S)
+			 int u, float *X, float *Y, float *QKV, float *F, float *LG, float *S,
+			 float *W)
 {
 	int D = c->d_model, M = c->d_mlp, V = c->n_vocab;
 	int R = B * T;
@@ -156,7 +183,7 @@ static void gemm_forward(const mb_engine_config *c, const mb_engine_weights *w, 
 	for (int l = 0; l < c->n_layer; l++) {
 		mb_k_gemm(QKV, 3 * D, X, D, w->qkv_w + (size_t)l * D * 3 * D, 3 * D, 0, R, 3 * D, D,
 			  1.0f, u);
-		att_layer(c, B, T, QKV, Y, S, NULL, ATT_GEMMS, 0);
+		att_layer(c, B, T, QKV, Y, S, W, ATT_GEMMS, 0);
 		mb_k_gemm(X, D, Y, D, w->o_w + (size_t)l * D * D, D, 0, R, D, D, 1.0f, u);
 		mb_k_gemm(F, M, X, D, w->fc_w + (size_t)l * D * M, M, 0, R, M, D, 1.0f, u);
 		mb_k_gemm(Y, D, F, M, w->proj_w + (size_t)l * M * D, D, 0, R, D, M, 1.0f, u);
@@ -199,7 +226,7 @@ typedef struct neox_case {
 	int32_t *tok;
 	float *X, *Y, *QKV, *F, *LG; /* (R, D) (R, D) (R, 3D) (R, M) (R, V) */
 	float *S;                    /* (B H, T, T) attention scores, one per (item, head) */
-	float *W;                    /* (threads, MB_K_ATT_BLOCK, T) per-thread block scratch */
+	float *W;                    /* (threads, mb_k_att_scratch_floats) per-thread scratch */
 	mb_run r;
 } neox_case;
 
@@ -247,7 +274,8 @@ static int case_init(neox_case *k, int B, int T)
 	k->F = calloc(R * c.d_mlp, sizeof(float));
 	k->LG = calloc(R * c.n_vocab, sizeof(float));
 	k->S = calloc((size_t)B * c.n_head * T * T, sizeof(float));
-	k->W = calloc((size_t)omp_get_max_threads() * MB_K_ATT_BLOCK * T, sizeof(float));
+	k->W = calloc((size_t)omp_get_max_threads() * mb_k_att_scratch_floats(T, c.d_head),
+		      sizeof(float));
 	if (!k->params || !k->tok || !k->X || !k->Y || !k->QKV || !k->F || !k->LG || !k->S ||
 	    !k->W) {
 		fprintf(stderr, "bench_neox: out of memory (B=%d T=%d)\n", B, T);
@@ -310,7 +338,7 @@ static int forward_bench(int B, int T, int reps)
 	if (mb_rotary_table(&cs, &sn, &k.c, &err) < 0)
 		return 1;
 	/* warm up every buffer once */
-	gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S);
+	gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S, k.W);
 	if (mb_engine_forward(e, &k.r, &err) < 0) {
 		fprintf(stderr, "bench_neox: %s\n", err.msg);
 		return 1;
@@ -318,7 +346,7 @@ static int forward_bench(int B, int T, int reps)
 	for (int i = 0; i < reps; i++) {
 		double t0 = now(), c0 = cpu_now();
 
-		gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S);
+		gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S, k.W);
 		tg[i] = now() - t0;
 		cg[i] = cpu_now() - c0;
 		t0 = now();
@@ -457,7 +485,7 @@ static int backends_case(case_figs *cf, int B, int T, int att, int fwd, int reps
 			}
 			if (fwd) {
 				TIMED(cf->f[FIG_BOUND][b], j,
-				      gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S));
+				      gemm_forward(&k.c, &k.w, B, T, u, k.X, k.Y, k.QKV, k.F, k.LG, k.S, k.W));
 				TIMED(cf->f[FIG_FWD][b], j, rc = mb_engine_forward(e[b], &k.r, &err));
 				if (rc < 0)
 					fprintf(stderr, "bench_neox: %s\n", err.msg);

@@ -68,8 +68,8 @@ struct mb_engine {
 	size_t sel_x_cap;
 	float *att_p;  /* (threads, T) attention weights of one query row */
 	size_t att_p_cap;
-	float *att_w;  /* (threads, MB_K_ATT_BLOCK, T) one query block's scores, per thread */
-	size_t att_w_cap;
+	float *att_w;  /* (threads, att_w_per) attention scratch per thread (kernels_int.h) */
+	size_t att_w_cap, att_w_per;
 
 	/* hook scratch, grown on first need and kept */
 	float *view;   /* a hook's (B, T, ...) tensor */
@@ -653,19 +653,19 @@ static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step,
 			const float *q = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
 			float *S = a->att + (size_t)bh * TT;
 			float *z = a->z + (size_t)e->row0[b] * D + (size_t)hh * Dh;
+			float *W = e->att_w + (size_t)omp_get_thread_num() * e->att_w_per;
 
 			switch (step) {
 			case ATT_FUSED:
-				mb_k_att_fused(z, D, S, T, q, q + D, q + 2 * D, 3 * D, L, Dh, scale, flag);
+				mb_k_att_fused(z, D, S, T, q, q + D, q + 2 * D, 3 * D, L, Dh, scale, flag,
+					       W);
 				break;
 			case ATT_BLOCKS:
-				mb_k_att_fused_scratch(z, D,
-						       e->att_w + (size_t)omp_get_thread_num() *
-								  MB_K_ATT_BLOCK * T,
-						       T, q, q + D, q + 2 * D, 3 * D, L, Dh, scale);
+				mb_k_att_fused_scratch(z, D, W, T, q, q + D, q + 2 * D, 3 * D, L, Dh,
+						       scale);
 				break;
 			case ATT_SCORES:
-				mb_k_att_scores(S, T, q, q + D, 3 * D, L, Dh, scale);
+				mb_k_att_scores(S, T, q, q + D, 3 * D, L, Dh, scale, W);
 				if (flag)
 					mb_k_att_mask_scores(S, T, L);
 				break;
@@ -674,7 +674,7 @@ static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step,
 				break;
 			case ATT_PV:
 				mb_k_att_zero_masked(S, T, L);
-				mb_k_att_pv(z, D, S, T, q + 2 * D, 3 * D, L, Dh);
+				mb_k_att_pv(z, D, S, T, q + 2 * D, 3 * D, L, Dh, W);
 				break;
 			}
 		}
@@ -690,13 +690,13 @@ static int attention(mb_engine *e, const mb_hooks *h, int l, mb_engine_layer_act
 	int obs_s = observes(h, MB_HOOK_ATTN_SCORES, l), obs_p = observes(h, MB_HOOK_PATTERN, l);
 	int rc;
 
+	/* one scratch per thread of the region att_heads opens */
+	e->att_w_per = mb_k_att_scratch_floats(e->T, e->cfg.d_head);
+	rc = grow(&e->att_w, &e->att_w_cap, (size_t)omp_get_max_threads() * e->att_w_per,
+		  "attention scratch", err);
+	if (rc < 0)
+		return rc;
 	if (!obs_s && !obs_p && !e->keep) {
-		/* one block per thread of the region att_heads opens */
-		rc = grow(&e->att_w, &e->att_w_cap,
-			  (size_t)omp_get_max_threads() * MB_K_ATT_BLOCK * e->T, "attention scratch",
-			  err);
-		if (rc < 0)
-			return rc;
 		att_heads(e, a, ATT_BLOCKS, 0);
 	} else if (!obs_s && !obs_p) {
 		att_heads(e, a, ATT_FUSED, e->keep);

@@ -646,6 +646,155 @@ static void onednn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const
 	}
 }
 
+/*
+ * oneDNN's matmul primitive for the attention's block GEMMs (mb_k_dense_matmul).
+ * On dense operands (row stride = width) oneDNN 2.6.3 picks its brgemm kernel,
+ * which runs QK^T (K = d_head) and PV (N = d_head) at 90-100% of its dense rate
+ * where dnnl_sgemm on the engine's strided layout reaches 60-80% (perf README).
+ * A primitive is JIT-compiled per shape, so each thread keeps its own: one
+ * created inside a parallel region sees one thread (omp_set_num_threads(1) in
+ * the caller's region) and runs on the calling thread, so its bits depend only
+ * on the shape, never on the thread or the thread count. Kept for the process
+ * (a few hundred shapes at most: block rows x block ends); freed with the
+ * thread's cache when it fills.
+ */
+#define DENSE_CACHE_MAX 512
+
+typedef struct dense_prim {
+	int trans_b, M, N, K;
+	dnnl_primitive_t prim;
+	dnnl_memory_t a, b, c;
+} dense_prim;
+
+typedef struct dense_cache {
+	dnnl_engine_t eng;
+	dnnl_stream_t stream;
+	dense_prim *e;
+	int n;
+} dense_cache;
+
+static _Thread_local dense_cache t_dense;
+
+static void dense_prim_free(dense_prim *d)
+{
+	dnnl_memory_destroy(d->a);
+	dnnl_memory_destroy(d->b);
+	dnnl_memory_destroy(d->c);
+	dnnl_primitive_destroy(d->prim);
+}
+
+/* The primitive for one shape, made on first use; NULL when oneDNN refuses. */
+static dense_prim *dense_get(int trans_b, int M, int N, int K)
+{
+	dense_cache *t = &t_dense;
+	dnnl_memory_desc_t ma, mb, mc;
+	dnnl_matmul_desc_t md;
+	dnnl_primitive_desc_t pd = NULL;
+	dense_prim d = {trans_b, M, N, K, NULL, NULL, NULL, NULL};
+	dnnl_dims_t da = {M, K}, db = {K, N}, dc = {M, N};
+
+	for (int i = 0; i < t->n; i++)
+		if (t->e[i].M == M && t->e[i].N == N && t->e[i].K == K &&
+		    t->e[i].trans_b == trans_b)
+			return &t->e[i];
+	if (!t->eng) {
+		if (dnnl_engine_create(&t->eng, dnnl_cpu, 0) != dnnl_success)
+			return NULL;
+		if (dnnl_stream_create(&t->stream, t->eng, dnnl_stream_default_flags) !=
+		    dnnl_success) {
+			dnnl_engine_destroy(t->eng);
+			t->eng = NULL;
+			return NULL;
+		}
+	}
+	if (!t->e) {
+		t->e = malloc(sizeof(*t->e) * DENSE_CACHE_MAX);
+		if (!t->e)
+			return NULL;
+	}
+	if (t->n == DENSE_CACHE_MAX) {
+		for (int i = 0; i < t->n; i++)
+			dense_prim_free(&t->e[i]);
+		t->n = 0;
+	}
+	/* B^T: B is (N, K) row-major, so op(B) (K, N) has strides (1, K): tag ba */
+	if (dnnl_memory_desc_init_by_tag(&ma, 2, da, dnnl_f32, dnnl_ab) != dnnl_success ||
+	    dnnl_memory_desc_init_by_tag(&mb, 2, db, dnnl_f32, trans_b ? dnnl_ba : dnnl_ab) !=
+		    dnnl_success ||
+	    dnnl_memory_desc_init_by_tag(&mc, 2, dc, dnnl_f32, dnnl_ab) != dnnl_success ||
+	    dnnl_matmul_desc_init(&md, &ma, &mb, NULL, &mc) != dnnl_success ||
+	    dnnl_primitive_desc_create(&pd, &md, NULL, t->eng, NULL) != dnnl_success)
+		return NULL;
+	if (dnnl_primitive_create(&d.prim, pd) != dnnl_success)
+		d.prim = NULL;
+	dnnl_primitive_desc_destroy(pd);
+	if (!d.prim || dnnl_memory_create(&d.a, &ma, t->eng, DNNL_MEMORY_NONE) != dnnl_success ||
+	    dnnl_memory_create(&d.b, &mb, t->eng, DNNL_MEMORY_NONE) != dnnl_success ||
+	    dnnl_memory_create(&d.c, &mc, t->eng, DNNL_MEMORY_NONE) != dnnl_success) {
+		dense_prim_free(&d);
+		return NULL;
+	}
+	t->e[t->n] = d;
+	return &t->e[t->n++];
+}
+
+static void dense_run(int trans_b, int M, int N, int K, const float *A, const float *B, float *C)
+{
+	dense_prim *d = dense_get(trans_b, M, N, K);
+
+	if (d && dnnl_memory_set_data_handle(d->a, (void *)A) == dnnl_success &&
+	    dnnl_memory_set_data_handle(d->b, (void *)B) == dnnl_success &&
+	    dnnl_memory_set_data_handle(d->c, C) == dnnl_success) {
+		dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, d->a}, {DNNL_ARG_WEIGHTS, d->b},
+					   {DNNL_ARG_DST, d->c}};
+
+		if (dnnl_primitive_execute(d->prim, t_dense.stream, 3, args) == dnnl_success &&
+		    dnnl_stream_wait(t_dense.stream) == dnnl_success)
+			return;
+	}
+	/* Only when oneDNN cannot make or run the primitive (out of memory): fail
+	 * loudly rather than give other bits for this shape. */
+	fprintf(stderr, "mechbench: oneDNN matmul primitive (%d x %d x %d) failed\n", M, N, K);
+	abort();
+}
+#endif
+
+int mb_k_dense_matmul(int trans_b, int M, int N, int K, const float *A, const float *B, float *C)
+{
+#ifdef MB_HAVE_DNNL
+	if (mb_gemm_current() != MB_GEMM_ONEDNN)
+		return 0;
+	if (M <= 0 || N <= 0)
+		return 1;
+	if (K <= 0) {
+		memset(C, 0, sizeof(float) * (size_t)M * (size_t)N);
+		return 1;
+	}
+	if (omp_in_parallel()) {
+		/* a primitive made with more than one thread could split K */
+		omp_set_num_threads(1);
+		dense_run(trans_b, M, N, K, A, B, C);
+		return 1;
+	}
+#pragma omp parallel num_threads(1)
+	{
+		omp_set_num_threads(1);
+		dense_run(trans_b, M, N, K, A, B, C);
+	}
+	return 1;
+#else
+	(void)trans_b;
+	(void)M;
+	(void)N;
+	(void)K;
+	(void)A;
+	(void)B;
+	(void)C;
+	return 0;
+#endif
+}
+
+#ifdef MB_HAVE_DNNL
 static const char *onednn_isa(void)
 {
 	switch (dnnl_get_effective_cpu_isa()) {

@@ -20,6 +20,10 @@
 
 #include <omp.h>
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #define LANES 16
 
 static inline float tree16(float acc[LANES])
@@ -400,16 +404,65 @@ static void scores_block(float *Sb, int T, const float *q, const float *k, int l
  * elements j, j+16, ... in order, then tree16), then one division pass: the
  * bits of the three-pass form (max; exp; mb_k_sum; divide) in two passes
  * over the row fewer, and vectorised (MB_CLONES_WIDE: AVX-512 too). */
-MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
+/* The 16 lanes of the row's max over full chunks of s[0..n): m[l] = the max
+ * of s[0] and s[j + l] over those chunks, each step m = s > m ? s : m. GCC
+ * does not vectorise that select (it keeps IEEE compare semantics), so the
+ * wide forms use max instructions, whose definition is that select exactly
+ * (MAXPS dst = src1 > src2 ? src1 : src2, NaN and zeros included). Returns
+ * the index after the last full chunk. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target("avx512f"))) static int lanes_max_avx512(float *m, const float *s, int n)
 {
-	float m[LANES], acc[LANES] = {0}, mx, sum;
-	int n = i + 1, j = 0;
+	__m512 v = _mm512_set1_ps(s[0]);
+	int j = 0;
 
+	for (; j + LANES <= n; j += LANES)
+		v = _mm512_max_ps(_mm512_loadu_ps(s + j), v);
+	_mm512_storeu_ps(m, v);
+	return j;
+}
+
+__attribute__((target("avx"))) static int lanes_max_avx(float *m, const float *s, int n)
+{
+	__m256 lo = _mm256_set1_ps(s[0]), hi = lo;
+	int j = 0;
+
+	for (; j + LANES <= n; j += LANES) {
+		lo = _mm256_max_ps(_mm256_loadu_ps(s + j), lo);
+		hi = _mm256_max_ps(_mm256_loadu_ps(s + j + 8), hi);
+	}
+	_mm256_storeu_ps(m, lo);
+	_mm256_storeu_ps(m + 8, hi);
+	return j;
+}
+#endif
+
+static int lanes_max(float *m, const float *s, int n)
+{
+	int j = 0;
+
+	/* the portable kernels' ISA (MB_ISA), so a test can run every form */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+	switch (mb_gemm_isa_current()) {
+	case MB_GEMM_ISA_AVX512: return lanes_max_avx512(m, s, n);
+	case MB_GEMM_ISA_AVX2: return lanes_max_avx(m, s, n);
+	case MB_GEMM_ISA_SCALAR: break;
+	}
+#endif
 	for (int l = 0; l < LANES; l++)
 		m[l] = s[0];
 	for (; j + LANES <= n; j += LANES)
 		for (int l = 0; l < LANES; l++)
 			m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
+	return j;
+}
+
+MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
+{
+	float m[LANES], acc[LANES] = {0}, mx, sum;
+	int n = i + 1, j;
+
+	j = lanes_max(m, s, n);
 	for (int l = 0; j + l < n; l++)
 		m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
 	mx = m[0];
@@ -442,9 +495,120 @@ static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, 
 	sgemm1(z + (size_t)i0 * ldz, ldz, Sb, T, v, ld, 0, i1 - i0, Dh, i1, 1.0f);
 }
 
-void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
-		     float scale)
+/* The oneDNN path. oneDNN's matmul primitive is fast on these shapes only on
+ * dense operands, so each (item, head)'s q (scaled), k and v are copied to
+ * dense (L, Dh) blocks and a query block's scores live densely, row stride
+ * i1, in the caller's scratch; every path (fused, phased, scratch) computes
+ * the block GEMMs this way, so a hook sees the bits of a plain run. The
+ * portable and OpenBLAS backends never take it (their bits are as before). */
+typedef struct dense_att {
+	float *S; /* (MB_K_ATT_BLOCK, T): one block's scores, row stride i1 */
+	float *q; /* (T, Dh): scale * q */
+	float *k; /* (T, Dh) */
+	float *v; /* (T, Dh) */
+	float *z; /* (MB_K_ATT_BLOCK, Dh) */
+} dense_att;
+
+size_t mb_k_att_scratch_floats(int T, int Dh)
 {
+	return (size_t)MB_K_ATT_BLOCK * T + 3 * (size_t)T * Dh + (size_t)MB_K_ATT_BLOCK * Dh;
+}
+
+/* 1 when the attention's block GEMMs take the dense path (the backend is oneDNN). */
+static int dense_path(void) { return mb_gemm_current() == MB_GEMM_ONEDNN; }
+
+static dense_att dense_carve(float *W, int T, int Dh)
+{
+	dense_att d;
+
+	d.S = W;
+	d.q = d.S + (size_t)MB_K_ATT_BLOCK * T;
+	d.k = d.q + (size_t)T * Dh;
+	d.v = d.k + (size_t)T * Dh;
+	d.z = d.v + (size_t)T * Dh;
+	return d;
+}
+
+/* dst (L, Dh) dense = scale * src rows (row stride ld); scale 1 copies. */
+static void dense_rows(float *dst, const float *src, int ld, int L, int Dh, float scale)
+{
+	for (int i = 0; i < L; i++) {
+		const float *r = src + (size_t)i * ld;
+		float *o = dst + (size_t)i * Dh;
+
+		if (scale == 1.0f)
+			memcpy(o, r, sizeof(float) * (size_t)Dh);
+		else
+			for (int c = 0; c < Dh; c++)
+				o[c] = scale * r[c];
+	}
+}
+
+/* d->S (i1 - i0, i1) = d->q rows i0..i1 @ d->k rows 0..i1 ^T */
+static void dense_scores(const dense_att *d, int i0, int i1, int Dh)
+{
+	int done = mb_k_dense_matmul(1, i1 - i0, i1, Dh, d->q + (size_t)i0 * Dh, d->k, d->S);
+
+	MB_ASSERT(done);
+}
+
+/* z rows i0..i1 (row stride ldz) = P (i1 - i0, i1), row stride i1, @ d->v rows 0..i1 */
+static void dense_pv(float *z, int ldz, const dense_att *d, const float *P, int i0, int i1, int Dh)
+{
+	int done = mb_k_dense_matmul(0, i1 - i0, Dh, i1, P, d->v, d->z);
+
+	MB_ASSERT(done);
+	for (int i = i0; i < i1; i++)
+		memcpy(z + (size_t)i * ldz, d->z + (size_t)(i - i0) * Dh, sizeof(float) * (size_t)Dh);
+}
+
+/* The dense path of fused (S != NULL: the block's pattern also goes to S,
+ * row stride T, zeros beyond i1 with full) and of fused_scratch (S NULL). */
+static void dense_fused(float *z, int ldz, float *S, int T, float *W, const float *q,
+			const float *k, const float *v, int ld, int L, int Dh, float scale, int full)
+{
+	dense_att d = dense_carve(W, T, Dh);
+
+	dense_rows(d.q, q, ld, L, Dh, scale);
+	dense_rows(d.k, k, ld, L, Dh, 1.0f);
+	dense_rows(d.v, v, ld, L, Dh, 1.0f);
+	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+
+		dense_scores(&d, i0, i1, Dh);
+		for (int i = i0; i < i1; i++)
+			softmax_row(d.S + (size_t)(i - i0) * i1, i, i1);
+		dense_pv(z, ldz, &d, d.S, i0, i1, Dh);
+		if (!S)
+			continue;
+		for (int i = i0; i < i1; i++) {
+			float *row = S + (size_t)i * T;
+
+			memcpy(row, d.S + (size_t)(i - i0) * i1, sizeof(float) * (size_t)i1);
+			if (full && T > i1)
+				memset(row + i1, 0, sizeof(float) * (size_t)(T - i1));
+		}
+	}
+}
+
+void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
+		     float scale, float *W)
+{
+	if (dense_path()) {
+		dense_att d = dense_carve(W, T, Dh);
+
+		dense_rows(d.q, q, ld, L, Dh, scale);
+		dense_rows(d.k, k, ld, L, Dh, 1.0f);
+		for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+			int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+
+			dense_scores(&d, i0, i1, Dh);
+			for (int i = i0; i < i1; i++)
+				memcpy(S + (size_t)i * T, d.S + (size_t)(i - i0) * i1,
+				       sizeof(float) * (size_t)i1);
+		}
+		return;
+	}
 	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
 		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
 
@@ -482,8 +646,23 @@ void mb_k_att_zero_masked(float *S, int T, int L)
 	}
 }
 
-void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh)
+void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh,
+		 float *W)
 {
+	if (dense_path()) {
+		dense_att d = dense_carve(W, T, Dh);
+
+		dense_rows(d.v, v, ld, L, Dh, 1.0f);
+		for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+			int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+
+			for (int i = i0; i < i1; i++)
+				memcpy(d.S + (size_t)(i - i0) * i1, S + (size_t)i * T,
+				       sizeof(float) * (size_t)i1);
+			dense_pv(z, ldz, &d, d.S, i0, i1, Dh);
+		}
+		return;
+	}
 	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
 		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
 
@@ -492,18 +671,20 @@ void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int l
 }
 
 void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
-		    const float *v, int ld, int L, int Dh, float scale, int full)
+		    const float *v, int ld, int L, int Dh, float scale, int full, float *W)
 {
-	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
-		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+	if (dense_path())
+		dense_fused(z, ldz, S, T, W, q, k, v, ld, L, Dh, scale, full);
+	else
+		for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
+			int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
+			float *Sb = S + (size_t)i0 * T;
 
-		float *Sb = S + (size_t)i0 * T;
-
-		scores_block(Sb, T, q, k, ld, i0, i1, Dh, scale);
-		for (int i = i0; i < i1; i++)
-			softmax_row(S + (size_t)i * T, i, full ? T : i1);
-		pv_block(z, ldz, Sb, T, v, ld, i0, i1, Dh);
-	}
+			scores_block(Sb, T, q, k, ld, i0, i1, Dh, scale);
+			for (int i = i0; i < i1; i++)
+				softmax_row(S + (size_t)i * T, i, full ? T : i1);
+			pv_block(z, ldz, Sb, T, v, ld, i0, i1, Dh);
+		}
 	if (full)
 		for (int i = L; i < T; i++)
 			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
@@ -512,6 +693,10 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
 void mb_k_att_fused_scratch(float *z, int ldz, float *W, int T, const float *q, const float *k,
 			    const float *v, int ld, int L, int Dh, float scale)
 {
+	if (dense_path()) {
+		dense_fused(z, ldz, NULL, T, W, q, k, v, ld, L, Dh, scale, 0);
+		return;
+	}
 	for (int i0 = 0; i0 < L; i0 += MB_K_ATT_BLOCK) {
 		int i1 = i0 + MB_K_ATT_BLOCK < L ? i0 + MB_K_ATT_BLOCK : L;
 		/* row i of the block lands on row i - i0 of W */

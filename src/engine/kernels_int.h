@@ -27,6 +27,16 @@
 void mb_k_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
 		int lda, const float *B, int ldb, float *C, int ldc);
 
+/*
+ * C (M, N) = A (M, K) @ op(B) on dense row-major operands (row strides K, N,
+ * and N or K for B; with trans_b, B is (N, K)), through oneDNN's matmul
+ * primitive, single-threaded on the calling thread, when the backend is
+ * onednn: returns 1. Returns 0 (nothing done) under any other backend. The
+ * bits depend only on the shape and the data. Aborts when oneDNN cannot make
+ * or run the primitive (out of memory), rather than give other bits.
+ */
+int mb_k_dense_matmul(int trans_b, int M, int N, int K, const float *A, const float *B, float *C);
+
 /* Sets the backend and the portable kernels' ISA (tests and benchmarks: one
  * process compares them); -1 (nothing changed) for an ISA this CPU lacks or
  * onednn in a build without it. Not while GEMMs run. */
@@ -100,7 +110,7 @@ float mb_k_gelu(float x);
  * fused: scores, softmax and pv block by block (cache friendly).
  * fused_scratch: the same bits of z as fused (full = 0), but every query
  *          block's scores and pattern go to W (MB_K_ATT_BLOCK, T), row stride
- *          T, reused block after block, so they stay in cache at long context
+ *          T (i1 on the dense path), reused block after block, so they stay in cache at long context
  *          and no (T, T) block is written (when nothing reads the pattern).
  */
 /* 128 rows: oneDNN runs the QK^T and PV GEMMs of a block (K or N = Dh = 64)
@@ -110,15 +120,23 @@ float mb_k_gelu(float x);
  * size: each element is one FMA chain over j in order, and a larger block
  * only appends terms whose pattern entry is +0 (tests/engine/test_kernels.c). */
 #define MB_K_ATT_BLOCK 128
+/* W: the calling thread's scratch of mb_k_att_scratch_floats(T, Dh) floats,
+ * taken by every kernel below that multiplies. Under the onednn backend the
+ * block GEMMs run on dense copies in W (q scaled, k, v per head; a block's
+ * scores at row stride i1) through mb_k_dense_matmul, on every path, so that
+ * fused, phased and scratch give the same bits; under portable and openblas
+ * only fused_scratch uses W (its first MB_K_ATT_BLOCK * T floats). */
+size_t mb_k_att_scratch_floats(int T, int Dh);
 void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
-		     float scale);
+		     float scale, float *W);
 void mb_k_att_mask_scores(float *S, int T, int L);
 void mb_k_att_softmax(float *S, int T, int L, int full);
 /* Zeros the masked entries inside the query blocks (after a pattern hook). */
 void mb_k_att_zero_masked(float *S, int T, int L);
-void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh);
+void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh,
+		 float *W);
 void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
-		    const float *v, int ld, int L, int Dh, float scale, int full);
+		    const float *v, int ld, int L, int Dh, float scale, int full, float *W);
 void mb_k_att_fused_scratch(float *z, int ldz, float *W, int T, const float *q, const float *k,
 			    const float *v, int ld, int L, int Dh, float scale);
 

@@ -15,8 +15,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <cblas.h>
-
 #include <mechbench/gemm.h>
 #include <omp.h>
 
@@ -238,10 +236,9 @@ static int run_items(const mb_task *t, void *state, const mb_dataset *d, double 
 				progress_draw(label, done, n, started);
 		}
 	} else {
-		/* BLAS inside an item loop runs on one thread: the item loop owns
-		 * the cores (ARCHITECTURE.md, "Scale"). */
-		int saved = openblas_get_num_threads();
-		openblas_set_num_threads(1);
+		/* The item loop owns the cores (ARCHITECTURE.md, "Scale"): a GEMM
+		 * inside an item runs on its calling thread (the GEMM layer's
+		 * contract, gemm.h), and any nested OpenMP region is inactive. */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
 		for (long b = 0; b < n_batches; b++) {
 			size_t lo = (size_t)b * batch, len = n - lo < batch ? n - lo : batch;
@@ -272,7 +269,6 @@ static int run_items(const mb_task *t, void *state, const mb_dataset *d, double 
 				progress_draw(label, now, n, started);
 			}
 		}
-		openblas_set_num_threads(saved);
 	}
 	if (progress) {
 		if (!failed)

@@ -243,17 +243,18 @@ Test(determinism, fixture_items_give_identical_bits_alone_and_in_batches)
 Test(determinism, a_larger_random_model_is_batch_invariant)
 {
 	rand_model m;
-	const int n = 5, lens[5] = {37, 100, 1, 64, 13};
-	int32_t items[5 * 100], lens32[5];
+	/* 150 and 129 span two query blocks of the attention (MB_K_ATT_BLOCK) */
+	const int n = 5, lens[5] = {37, 150, 1, 129, 13};
+	int32_t items[5 * 150], lens32[5];
 
-	make_random(&m, 2, 128, 4, 512, 300, 128);
-	for (int i = 0; i < n * 100; i++)
+	make_random(&m, 2, 128, 4, 512, 300, 160);
+	for (int i = 0; i < n * 150; i++)
 		items[i] = (int32_t)((i * 131 + 17) % 300);
 	for (int i = 0; i < n; i++)
 		lens32[i] = lens[i];
 	set_threads(2);
-	check_batch_invariance(&m.cfg, &m.w, items, lens32, n, 100, MB_LOGITS_ALL, "D=128 model");
-	check_batch_invariance(&m.cfg, &m.w, items, lens32, n, 100, MB_LOGITS_LAST,
+	check_batch_invariance(&m.cfg, &m.w, items, lens32, n, 150, MB_LOGITS_ALL, "D=128 model");
+	check_batch_invariance(&m.cfg, &m.w, items, lens32, n, 150, MB_LOGITS_LAST,
 			       "D=128 model, last position");
 	free(m.params);
 }

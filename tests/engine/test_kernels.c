@@ -269,12 +269,13 @@ static void naive_attention(double *z, double *pat, const float *q, const float 
 
 Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 {
-	const int lens[] = {1, 5, 63, 64, 65, 150};
+	const int lens[] = {1, 5, 63, 64, 65, 150, 257};
 
 	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
 		int L = lens[li], T = L + 3, Dh = 16, ld = 3 * Dh + 5;
 		float *qkv = rand_buf((size_t)L * ld, 1.5f);
 		float *S = malloc(sizeof(float) * T * T), *S2 = malloc(sizeof(float) * T * T);
+		float *W = malloc(sizeof(float) * mb_k_att_scratch_floats(T, Dh));
 		float *z = malloc(sizeof(float) * L * Dh), *z2 = malloc(sizeof(float) * L * Dh);
 		double *zr = malloc(sizeof(double) * L * Dh), *pr = malloc(sizeof(double) * L * L);
 		double mz = 0.0, mp = 0.0;
@@ -282,7 +283,7 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 		char what[64];
 
 		naive_attention(zr, pr, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh);
-		mb_k_att_fused(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 1);
+		mb_k_att_fused(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 1, W);
 		for (int i = 0; i < L; i++) {
 			for (int j = 0; j < T; j++)
 				mp = fmax(mp, fabs((j < L ? pr[i * L + j] : 0.0) - S[i * T + j]));
@@ -297,7 +298,7 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 		snprintf(what, sizeof(what), "attention z, L=%d", L);
 		report(what, mz, 1e-5);
 		/* the phased path (used when scores/pattern hooks observe) gives the same bits */
-		mb_k_att_scores(S2, T, qkv, qkv + Dh, ld, L, Dh, scale);
+		mb_k_att_scores(S2, T, qkv, qkv + Dh, ld, L, Dh, scale, W);
 		mb_k_att_mask_scores(S2, T, L);
 		for (int i = 0; i < L; i++)
 			for (int j = i + 1; j < T; j++)
@@ -305,12 +306,17 @@ Test(kernels, causal_attention_matches_a_double_loop_and_phases_agree)
 		mb_k_att_softmax(S2, T, L, 1);
 		cr_expect_eq(memcmp(S, S2, sizeof(float) * T * T), 0, "pattern bits, L=%d", L);
 		mb_k_att_zero_masked(S2, T, L);
-		mb_k_att_pv(z2, Dh, S2, T, qkv + 2 * Dh, ld, L, Dh);
+		mb_k_att_pv(z2, Dh, S2, T, qkv + 2 * Dh, ld, L, Dh, W);
 		cr_expect_eq(memcmp(z, z2, sizeof(float) * L * Dh), 0, "z bits, L=%d", L);
 		/* the per-thread block scratch (no pattern kept) gives the same z bits */
 		memset(z2, 0x7f, sizeof(float) * L * Dh);
-		mb_k_att_fused_scratch(z2, Dh, S2, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
+		mb_k_att_fused_scratch(z2, Dh, W, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
 		cr_expect_eq(memcmp(z, z2, sizeof(float) * L * Dh), 0, "scratch z bits, L=%d", L);
+		/* the fused path without the full pattern (training keeps it) */
+		memset(z2, 0x7f, sizeof(float) * L * Dh);
+		mb_k_att_fused(z2, Dh, S2, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 0, W);
+		cr_expect_eq(memcmp(z, z2, sizeof(float) * L * Dh), 0, "fused z bits, L=%d", L);
+		free(W);
 		free(qkv);
 		free(S);
 		free(S2);
@@ -350,7 +356,7 @@ static void softmax_rows_reference(float *S, int T, int L)
 		memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
 }
 
-Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
+static void softmax_bits_check(int isa)
 {
 	const int lens[] = {1, 2, 15, 16, 17, 31, 33, 64, 65, 200, 301};
 
@@ -369,10 +375,25 @@ Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
 		memcpy(R, S, sizeof(float) * T * T);
 		mb_k_att_softmax(S, T, L, 1);
 		softmax_rows_reference(R, T, L);
-		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0, "softmax bits differ, L=%d", L);
+		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0,
+			     "softmax bits differ, L=%d, isa %s", L, mb_gemm_isa_name((mb_gemm_isa)isa));
 		free(S);
 		free(R);
 	}
+}
+
+/* Every ISA form of the row max (kernels.c, lanes_max, chosen by the portable
+ * kernels' ISA) gives the reference's bits. */
+Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
+{
+	mb_gemm_backend be = mb_gemm_current();
+	mb_gemm_isa was = mb_gemm_isa_current();
+
+	for (int isa = 0; isa <= (int)mb_gemm_isa_best(); isa++) {
+		cr_assert_eq(mb_k_gemm_force(be, (mb_gemm_isa)isa), 0);
+		softmax_bits_check(isa);
+	}
+	cr_assert_eq(mb_k_gemm_force(be, was), 0);
 }
 
 /* Causal attention of one head as the portable GEMM defines it, one row at a
@@ -419,14 +440,16 @@ Test(kernels, portable_attention_bits_do_not_depend_on_the_query_block)
 		int L = lens[li], T = L + 5, Dh = 64, ld = 3 * Dh + 3;
 		float *qkv = rand_buf((size_t)L * ld, 2.0f), *S = malloc(sizeof(float) * T * T);
 		float *z = malloc(sizeof(float) * L * Dh), *zr = malloc(sizeof(float) * L * Dh);
+		float *W = malloc(sizeof(float) * mb_k_att_scratch_floats(T, Dh));
 		float scale = 1.0f / sqrtf((float)Dh);
 
-		cr_assert(S && z && zr);
+		cr_assert(S && z && zr && W);
 		chain_attention(zr, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
-		mb_k_att_fused(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 1);
+		mb_k_att_fused(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 1, W);
 		cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "fused z bits, L=%d", L);
-		mb_k_att_fused_scratch(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
+		mb_k_att_fused_scratch(z, Dh, W, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
 		cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "scratch z bits, L=%d", L);
+		free(W);
 		free(qkv);
 		free(S);
 		free(z);
