@@ -182,39 +182,6 @@ fail:
 	return rc;
 }
 
-/* Item it's tokens into tok (T): the BOS, the text's, cut to T; *n their
- * count (at least 2: one next-token target). */
-static int item_tokens(int32_t *tok, int *n, const sae_text_state *st, const mb_item *it, int T,
-		       mb_error *err)
-{
-	const json_t *tx = json_object_get(it->input, "text");
-	int32_t *ids = NULL;
-	int k = 0, len = 0, rc;
-
-	if (!json_is_string(tx))
-		return mb_error_set(err, MB_EINVALID, "item %.16s: \"text\": expected a string",
-				    it->key);
-	if ((rc = mb_tokenizer_encode(st->m->tok, json_string_value(tx), &ids, &len, err)) < 0)
-		return mb_error_prefix(err, "item %.16s: text", it->key);
-	if (st->bos >= 0)
-		tok[k++] = st->bos;
-	for (int j = 0; j < len && k < T; j++) {
-		if (ids[j] < 0 || ids[j] >= st->m->cfg.n_vocab) {
-			rc = mb_error_set(err, MB_EINVALID, "item %.16s: token id %d is outside the "
-					  "model's vocabulary %d", it->key, (int)ids[j],
-					  st->m->cfg.n_vocab);
-			break;
-		}
-		tok[k++] = ids[j];
-	}
-	free(ids);
-	if (rc == 0 && k < 2)
-		rc = mb_error_set(err, MB_EINVALID, "item %.16s: %d token%s: CE needs a next token",
-				  it->key, k, k == 1 ? "" : "s");
-	*n = k;
-	return rc;
-}
-
 /* One item at a time (every position of a run must be valid for the
  * splice), on an engine of this call's own. */
 static int sae_text_run(void *state, const mb_item *items, size_t n, double *values,
@@ -236,7 +203,8 @@ static int sae_text_run(void *state, const mb_item *items, size_t n, double *val
 		double *row = values + i * M_COUNT, den;
 		int len = 0;
 
-		if ((rc = item_tokens(tok, &len, st, &items[i], T, err)) < 0 ||
+		if ((rc = mb_task_text_tokens(tok, &len, st->m->tok, st->m->cfg.n_vocab, st->bos,
+					      &items[i], T, "CE needs a next token", err)) < 0 ||
 		    (rc = mb_sae_item_quality(&q, e, st->sae, st->point, tok, 1, len, 1, err)) < 0)
 			goto cleanup;
 		den = q.ce_zero - q.ce_clean;
