@@ -5,7 +5,7 @@
  * `mechbench run --model DIR` on a random checkpoint of the same family and
  * vocabulary at small dims, written in Hugging Face layout by this test:
  * GPT-2 Conv1D names (12 layers x 12 heads, the heads Wang et al.'s IOI
- * circuit names, d_model 24), or GPT-NeoX names (12 layers, 4 heads, d_model
+ * circuit names, d_model 96), or GPT-NeoX names (12 layers, 4 heads, d_model
  * 32: fused per-head q/k/v, nn.Linear, rotary, parallel residual, untied
  * embed_out), each with GPT-2's byte-level BPE tokenizer.json (the text
  * entries tokenize with the model folder's own tokenizer; Pythia's cannot be
@@ -33,8 +33,9 @@
  *    induction sequences, 16 edit requests, 24 passages) on 12 layers of a
  *    50,257-token vocabulary cost minutes; the test rebuilds each from its own
  *    recipe in datasets/MANIFEST with fewer items (`mechbench datasets build`
- *    on a MANIFEST of its own: n_per_stratum SMALL_PER_STRATUM, 1 for IOI's
- *    36 strata, or the first SMALL_LINES lines of a source file), so every
+ *    on a MANIFEST of its own: n_per_stratum SMALL_PER_STRATUM; for IOI one
+ *    prompt per stratum of its first IOI_TEMPLATES templates; or the first
+ *    SMALL_LINES lines of a source file), so every
  *    generator, every task and every metric of the profile runs, on the same
  *    kind of items
  * These changes are written into a copy of the suite in the test's folder
@@ -61,6 +62,7 @@
 #define MAXT (16 * NL + 8)
 #define SMALL_PER_STRATUM 4
 #define SMALL_LINES 3
+#define IOI_TEMPLATES 6 /* of 18: t00 to t05, both orders, one prompt each */
 #define EDIT_SEQUENCES 4 /* x corpus_len 32 = 128 key rows >= d_mlp (48, 64) */
 
 static float *rnd(size_t n, float scale, float shift, uint64_t *s)
@@ -149,7 +151,7 @@ static void plant_ioi(float *c_attn, float *c_attn_b, float *c_proj, float *c_pr
 
 static void write_gpt2(const char *dir)
 {
-	enum { D = 24, M = 48, H = 12 };
+	enum { D = 96, M = 48, H = 12 };
 	ck c = {.s = 11};
 	char name[96], cfg[512];
 	const int V = 50257;
@@ -328,6 +330,15 @@ static void write_suite(const char *suite, const char *dir, const char *rel, con
 		if (json_object_get(gen, "n_per_stratum"))
 			json_object_set_new(gen, "n_per_stratum",
 					    json_integer(strcmp(task, "ioi") == 0 ? 1 : SMALL_PER_STRATUM));
+		if (strcmp(task, "ioi") == 0) {
+			json_t *t = json_array();
+			for (int k = 0; k < IOI_TEMPLATES; k++) {
+				char id[8];
+				snprintf(id, sizeof(id), "t%02d", k);
+				json_array_append_new(t, json_string(id));
+			}
+			json_object_set_new(gen, "templates", t);
+		}
 		if (json_object_get(gen, "source")) {
 			char hex[MB_SHA256_HEX_LEN], to[1024], rto[1024];
 			snprintf(to, sizeof(to), "%s/source-%zu.txt", dir, i);
@@ -452,7 +463,7 @@ static void run_profile(const char *suite, void (*write)(const char *), int d_mo
 
 Test(profiles, gpt2_small_profile_runs_on_a_random_gpt2_checkpoint, .timeout = 900)
 {
-	run_profile("gpt2-small.json", write_gpt2, 24);
+	run_profile("gpt2-small.json", write_gpt2, 96);
 }
 
 Test(profiles, pythia_160m_profile_runs_on_a_random_neox_checkpoint, .timeout = 900)
