@@ -11,6 +11,8 @@
  * entries tokenize with the model folder's own tokenizer; Pythia's cannot be
  * fetched here, and it is the same kind of file). The tasks pick the model
  * through the engine only; every metric of every entry must come back finite.
+ * Each folder also goes through `cache --text` (issue 16: a GPT-2-layout and
+ * a NeoX-layout folder with a BPE tokenizer.json).
  *
  * What differs from the profile as a user runs it, and why:
  *  - the SAE entry's params.sae names the SAELens folder a user downloads
@@ -51,6 +53,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mechbench/npy.h>
 #include <mechbench/safetensors.h>
 #include <mechbench/sae.h>
 #include <mechbench/sha256.h>
@@ -441,6 +444,23 @@ static void run_profile(const char *suite, void (*write)(const char *), int d_mo
 	snprintf(model, sizeof(model), "%s/model", dir);
 	cr_assert_eq(mkdir(model, 0755), 0);
 	write(model);
+	/* `cache --text` on the folder: its tokenizer.json, whatever the layout
+	 * (8 GPT-2 tokens, test_bpe) */
+	snprintf(cmd, sizeof(cmd),
+		 MBT_CLI "cache --model %s --text 'When Mary and John went to the store' --hook "
+			 "blocks.0.hook_resid_pre --out %s/cache",
+		 model, dir);
+	mbt_sh_ok(MB_SOURCE_DIR, cmd);
+	{
+		mb_npy a;
+		mb_error err = {0};
+		snprintf(cmd, sizeof(cmd), "%s/cache/logits.npy", dir);
+		cr_assert_eq(mb_npy_read(&a, cmd, &err), 0, "%s", err.msg);
+		cr_expect(a.ndim == 3 && a.shape[0] == 1 && a.shape[1] == 8 && a.shape[2] >= 50257,
+			  "cache --text: logits of shape (%lld, %lld, %lld)", (long long)a.shape[0],
+			  (long long)a.shape[1], (long long)a.shape[2]);
+		mb_npy_dispose(&a);
+	}
 	snprintf(sae, sizeof(sae), "%s/sae", dir);
 	write_sae(sae, d_model, "blocks.8.hook_resid_pre");
 	write_suite(suite, dir, dir + root + 1, sae);
