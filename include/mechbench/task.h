@@ -30,6 +30,7 @@
 #include <mechbench/figure.h>
 #include <mechbench/json.h>
 #include <mechbench/sha256.h>
+#include <mechbench/tokenizer.h>
 
 /* What kind of number a metric is; it picks the statistics (HARNESS.md):
  * continuous -> paired t (clustered SE), binary -> exact McNemar,
@@ -111,6 +112,15 @@ void mb_item_list_dispose(mb_item_list *l);
  * sha256s. */
 int mb_task_read_source(char **out, size_t *len, const json_t *params, const char *what,
 			mb_error *err);
+
+/* For a run hook that reads text items: item it's input "text" (a string)
+ * encoded with tok, after bos (-1: none), cut to its first cap tokens, into
+ * out (cap ids); *n their count. Errors: MB_EINVALID naming the item (text
+ * not a string, an id outside [0, n_vocab), fewer than 2 tokens: `why`, what
+ * the task needs two for, ends that message), the tokenizer's prefixed with
+ * the item. */
+int mb_task_text_tokens(int32_t *out, int *n, const mb_tokenizer *tok, int n_vocab,
+			int32_t bos, const mb_item *it, int cap, const char *why, mb_error *err);
 
 /*
  * The task vtable. All function pointers are required except those marked

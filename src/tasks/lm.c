@@ -190,39 +190,6 @@ fail:
 
 /* ---- run --------------------------------------------------------------------- */
 
-/* Item i's tokens into tok (T): the BOS, the text's, cut to T; *n their count. */
-static int item_tokens(int32_t *tok, int *n, const lm_state *st, const mb_item *it, int T,
-		       mb_error *err)
-{
-	const json_t *tx = json_object_get(it->input, "text");
-	int32_t *ids = NULL;
-	int k = 0, len = 0, rc;
-
-	if (!json_is_string(tx))
-		return mb_error_set(err, MB_EINVALID, "item %.16s: \"text\": expected a string",
-				    it->key);
-	if ((rc = mb_tokenizer_encode(st->m->tok, json_string_value(tx), &ids, &len, err)) < 0)
-		return mb_error_prefix(err, "item %.16s: text", it->key);
-	if (st->bos >= 0)
-		tok[k++] = st->bos;
-	for (int j = 0; j < len && k < T; j++) {
-		if (ids[j] < 0 || ids[j] >= st->m->cfg.n_vocab) {
-			rc = mb_error_set(err, MB_EINVALID, "item %.16s: token id %d is outside the "
-					  "model's vocabulary %d", it->key, (int)ids[j],
-					  st->m->cfg.n_vocab);
-			break;
-		}
-		tok[k++] = ids[j];
-	}
-	free(ids);
-	if (rc == 0 && k < 2)
-		rc = mb_error_set(err, MB_EINVALID, "item %.16s: %d token%s: the lm task predicts "
-				  "from the second token on (give the text more, or a bos)",
-				  it->key, k, k == 1 ? "" : "s");
-	*n = k;
-	return rc;
-}
-
 static int lm_run(void *state, const mb_item *items, size_t n, double *values, mb_error *err)
 {
 	const lm_state *st = state;
@@ -237,7 +204,9 @@ static int lm_run(void *state, const mb_item *items, size_t n, double *values, m
 		goto cleanup;
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		rc = item_tokens(tok + i * (size_t)T, &lens[i], st, &items[i], T, err);
+		rc = mb_task_text_tokens(tok + i * (size_t)T, &lens[i], st->m->tok, st->m->cfg.n_vocab,
+					 st->bos, &items[i], T, "the lm task predicts from the "
+					 "second token on (give the text more, or a bos)", err);
 		if (lens[i] > seq)
 			seq = lens[i];
 	}

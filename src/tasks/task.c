@@ -254,3 +254,34 @@ int mb_task_read_source(char **out, size_t *len, const json_t *params, const cha
 	}
 	return rc;
 }
+
+int mb_task_text_tokens(int32_t *out, int *n, const mb_tokenizer *tok, int n_vocab, int32_t bos,
+			const mb_item *it, int cap, const char *why, mb_error *err)
+{
+	const json_t *tx = json_object_get(it->input, "text");
+	int32_t *ids = NULL;
+	int k = 0, len = 0, rc;
+
+	*n = 0;
+	if (!json_is_string(tx))
+		return mb_error_set(err, MB_EINVALID, "item %.16s: \"text\": expected a string",
+				    it->key);
+	if ((rc = mb_tokenizer_encode(tok, json_string_value(tx), &ids, &len, err)) < 0)
+		return mb_error_prefix(err, "item %.16s: text", it->key);
+	if (bos >= 0 && k < cap)
+		out[k++] = bos;
+	for (int j = 0; j < len && k < cap; j++) {
+		if (ids[j] < 0 || ids[j] >= n_vocab) {
+			rc = mb_error_set(err, MB_EINVALID, "item %.16s: token id %d is outside the "
+					  "model's vocabulary %d", it->key, (int)ids[j], n_vocab);
+			break;
+		}
+		out[k++] = ids[j];
+	}
+	free(ids);
+	if (rc == 0 && k < 2)
+		rc = mb_error_set(err, MB_EINVALID, "item %.16s: %d token%s: %s", it->key, k,
+				  k == 1 ? "" : "s", why);
+	*n = k;
+	return rc;
+}
