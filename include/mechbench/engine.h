@@ -202,7 +202,9 @@ typedef struct mb_engine_layer_acts {
 typedef struct mb_engine_acts {
 	int n_slots;                   /* L with keep_activations, else 1 */
 	mb_engine_layer_acts *layer;   /* (n_slots) */
-	float *resid_final;            /* (R, D) resid_post of the last layer */
+	float *resid_final;            /* (R, D) resid_post of the last layer (not written by an
+					  MB_LOGITS_NONE run that observes nothing after the last
+					  layer's hook_z: that run stops there) */
 	float *lnf_xhat;               /* (R, D) */
 	float *lnf_mean;               /* (R) */
 	float *lnf_rstd;               /* (R) */

@@ -913,8 +913,11 @@ static int block_out(mb_engine *e, int l, mb_engine_layer_acts *a, const block_r
  *     when nothing observes the layer's LN1, q/k/v, scores, pattern or z and
  *     positions are learned, only the keys and values run over every row
  *     (q on the selected rows alone).
+ *   TAIL_STOP: MB_LOGITS_NONE, nothing kept, nothing after the last layer's
+ *     hook_z observed (a run for its caches, e.g. a patching source): the
+ *     last layer stops after hook_z; acts.resid_final is not written.
  */
-enum { TAIL_NONE, TAIL_SELECTED, TAIL_COMPACT, TAIL_EXACT };
+enum { TAIL_NONE, TAIL_SELECTED, TAIL_COMPACT, TAIL_EXACT, TAIL_STOP };
 
 static int tail_plan(const mb_engine *e, const mb_run *r)
 {
@@ -925,6 +928,13 @@ static int tail_plan(const mb_engine *e, const mb_run *r)
 	static const mb_hook_kind att[] = {MB_HOOK_ATTN_SCORES, MB_HOOK_PATTERN, MB_HOOK_Z};
 	int last = e->cfg.n_layer - 1, selected = !r->exact_tail;
 
+	if (r->logits == MB_LOGITS_NONE && !e->keep &&
+	    !observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1)) {
+		for (size_t i = 0; i < sizeof(after_z) / sizeof(after_z[0]); i++)
+			if (observes(r->hooks, after_z[i], last))
+				return TAIL_NONE;
+		return TAIL_STOP;
+	}
 	if (r->logits != MB_LOGITS_LAST && r->logits != MB_LOGITS_POSITIONS)
 		return TAIL_NONE;
 	if (e->keep) {
@@ -1107,7 +1117,7 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 	int D = e->cfg.d_model, rc;
 	block_rows s = {e->R, a->z, a->resid_pre, next, 0, h};
 
-	if (l == e->cfg.n_layer - 1 && e->tail != TAIL_NONE)
+	if (l == e->cfg.n_layer - 1 && e->tail != TAIL_NONE && e->tail != TAIL_STOP)
 		return tail_layer(e, r, l, start_z, next, err);
 	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
 	if (rc < 0)
@@ -1122,7 +1132,7 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 			return rc;
 	}
 	rc = dispatch_rows(e, h, pt(MB_HOOK_Z, l), a->z, D, D, err);
-	if (rc < 0)
+	if (rc < 0 || (l == e->cfg.n_layer - 1 && e->tail == TAIL_STOP))
 		return rc;
 	return block_out(e, l, a, &s, err);
 }
