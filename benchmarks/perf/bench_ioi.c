@@ -7,9 +7,12 @@
  *
  * 1. Head-level activation patching of every (layer, head), hook_z from the
  *    name-swapped prompt into the clean run (effect.h, mb_effect_head_sweep),
- *    with each patch a full forward against restarting at the patched layer
- *    from the cached clean resid_pre and hook_z; the two must give the same
- *    bits (checked), and the ratio is the speedup of reusing the caches.
+ *    three ways: a full forward per patch with the last layer in full (a
+ *    writer on its resid_post: the code path before the exact tail), a full
+ *    forward per patch with the engine's exact tail (engine.h: exact_tail),
+ *    and restarting at the patched layer from the cached clean resid_pre and
+ *    hook_z; all three must give the same bits (checked; the values' sha256
+ *    is printed), and the ratios are the speedups of reusing the caches.
  * 2. The whole IOI entry as the runner runs it: open, prepare (discovery on
  *    one half and the other, stability, completeness, minimality, control)
  *    and run over every item, with the default run params.
@@ -87,7 +90,42 @@ static void load(batch *b, const mb_item *items, int B, int bos)
 	}
 }
 
-/* One sweep over items[0..n) (restart or not); out (n_batches, L, H, B).
+/* A writer that leaves every value as it was: observing the last layer's
+ * resid_post makes the engine run that layer in full (engine.h). */
+static int keep_as_is(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	(void)t;
+	(void)payload;
+	(void)err;
+	return 0;
+}
+
+/* The sweep as full forwards per patch computed it before the exact tail:
+ * each head's arm with the last layer in full (a hook on its resid_post). */
+static int full_layer_sweep(double *out, mb_effect *fx, const mb_engine_config *c, int B,
+			    mb_error *err)
+{
+	static uint8_t mask[BATCH * 64 * 64];
+	mb_effect_heads how = {mask, NULL, NULL, 0};
+	mb_effect_hook keep = {{MB_HOOK_RESID_POST, c->n_layer - 1}, keep_as_is, NULL};
+	mb_effect_arm arm = {.heads = &how, .hooks = &keep, .n_hooks = 1};
+	int L = c->n_layer, H = c->n_head, rc;
+
+	for (int l = 0; l < L; l++)
+		for (int h = 0; h < H; h++) {
+			memset(mask, 0, (size_t)B * L * H);
+			for (int b = 0; b < B; b++)
+				mask[((size_t)b * L + l) * H + h] = 1;
+			rc = mb_effect_run_arm(out + ((size_t)l * H + h) * B, NULL, fx, &arm, err);
+			if (rc < 0)
+				return rc;
+		}
+	return 0;
+}
+
+/* One sweep over items[0..n): restart 0 full forwards per patch, 1 restart
+ * at the patched layer, 2 full forwards with the last layer in full (the
+ * code path before the exact tail); out (n_batches, L, H, B).
  * *cpu: its process CPU seconds; *shared: those of the clean and source runs
  * (cached the same way in both modes), so *cpu - *shared is the patches'. */
 static double sweep(double *out, mb_engine *e, const mb_engine_config *c, const mb_item *items,
@@ -119,9 +157,14 @@ static double sweep(double *out, mb_engine *e, const mb_engine_config *c, const 
 		    mb_effect_source(fx, 0, &swap, zs, c->n_layer, NULL, &err) < 0)
 			die("clean and source runs", &err);
 		*shared += now(CLOCK_PROCESS_CPUTIME_ID) - f0;
-		if (mb_effect_head_sweep(out + i0 / BATCH * (size_t)c->n_layer * c->n_head * BATCH,
+		if (restart < 2 &&
+		    mb_effect_head_sweep(out + i0 / BATCH * (size_t)c->n_layer * c->n_head * BATCH,
 					 fx, NULL, &how, restart, &err) < 0)
 			die("head sweep", &err);
+		if (restart == 2 &&
+		    full_layer_sweep(out + i0 / BATCH * (size_t)c->n_layer * c->n_head * BATCH, fx,
+				     c, B, &err) < 0)
+			die("head sweep, full last layer", &err);
 		mb_effect_free(fx);
 	}
 	*cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
@@ -141,8 +184,8 @@ int main(int argc, char **argv)
 	mb_engine *e = NULL;
 	mb_engine_opts o = {.max_batch = BATCH, .max_seq = MAX_T};
 	json_t *gp, *rp;
-	double best[2] = {1e30, 1e30}, best_cpu[2] = {1e30, 1e30}, *out[2];
-	double best_arms[2] = {1e30, 1e30};
+	double best[3] = {1e30, 1e30, 1e30}, best_cpu[3] = {1e30, 1e30, 1e30}, *out[3];
+	double best_arms[3] = {1e30, 1e30, 1e30};
 	double plain_wall = 0, plain_cpu = 0;
 	size_t n, cells;
 
@@ -167,8 +210,9 @@ int main(int argc, char **argv)
 	cells = ((n + BATCH - 1) / BATCH) * (size_t)m->cfg.n_layer * m->cfg.n_head * BATCH;
 	out[0] = calloc(cells, sizeof(double));
 	out[1] = calloc(cells, sizeof(double));
+	out[2] = calloc(cells, sizeof(double));
 	for (int r = 0; r < reps; r++)
-		for (int restart = 0; restart < 2; restart++) {
+		for (int restart = 0; restart < 3; restart++) {
 			double cpu, sh = 0, w = sweep(out[restart], e, &m->cfg, items.items, n, bos,
 						      restart, &cpu, &sh);
 			if (w < best[restart])
@@ -179,13 +223,28 @@ int main(int argc, char **argv)
 				best_arms[restart] = cpu - sh;
 		}
 	printf("head patching (hook_z from the name swap), %zu items, %d x %d heads, best of %d:\n"
-	       "  full forward per patch %.3f s wall, %.3f s CPU (patches alone %.3f s)\n"
-	       "  restart at the layer   %.3f s wall, %.3f s CPU (patches alone %.3f s)\n"
-	       "  speedup x%.2f wall, x%.2f CPU; patches alone x%.2f CPU; bits equal: %s\n",
-	       n, m->cfg.n_layer, m->cfg.n_head, reps, best[0], best_cpu[0], best_arms[0], best[1],
-	       best_cpu[1], best_arms[1], best[0] / best[1], best_cpu[0] / best_cpu[1],
-	       best_arms[0] / best_arms[1],
-	       memcmp(out[0], out[1], cells * sizeof(double)) == 0 ? "yes" : "NO");
+	       "  full forward per patch, last layer in full  %.3f s wall, %.3f s CPU (patches "
+	       "alone %.3f s)\n"
+	       "  full forward per patch, exact tail         %.3f s wall, %.3f s CPU (patches "
+	       "alone %.3f s)\n"
+	       "  restart at the layer, exact tail           %.3f s wall, %.3f s CPU (patches "
+	       "alone %.3f s)\n"
+	       "  restart vs full forwards, last layer in full: x%.2f wall, x%.2f CPU; patches "
+	       "alone x%.2f CPU\n"
+	       "  restart vs full forwards, exact tail:         x%.2f wall, x%.2f CPU; patches "
+	       "alone x%.2f CPU\n"
+	       "  bits equal (all three): %s\n",
+	       n, m->cfg.n_layer, m->cfg.n_head, reps, best[2], best_cpu[2], best_arms[2], best[0],
+	       best_cpu[0], best_arms[0], best[1], best_cpu[1], best_arms[1], best[2] / best[1],
+	       best_cpu[2] / best_cpu[1], best_arms[2] / best_arms[1], best[0] / best[1],
+	       best_cpu[0] / best_cpu[1], best_arms[0] / best_arms[1],
+	       memcmp(out[0], out[1], cells * sizeof(double)) == 0 &&
+		       memcmp(out[2], out[1], cells * sizeof(double)) == 0
+		   ? "yes"
+		   : "NO");
+	/* the values' digest: the same before and after a change that must not move them */
+	mb_sha256_hex_buf(sha, out[1], cells * sizeof(double));
+	printf("  sha256 of the %zu patched values (doubles): %s\n", cells, sha);
 	/* the unit of the entry's cost: one plain forward over every item */
 	{
 		double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
@@ -206,6 +265,7 @@ int main(int argc, char **argv)
 	mb_model_free(m);
 	free(out[0]);
 	free(out[1]);
+	free(out[2]);
 
 	/* the whole entry */
 	rp = bos >= 0 ? json_pack("{s:i}", "bos", bos) : json_object();

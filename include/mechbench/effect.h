@@ -91,7 +91,10 @@ const mb_hook_tensor *mb_effect_source_get(const mb_effect *fx, int slot, mb_hoo
  *     when values is set (mean ablation; per-cluster means when G > 1);
  *   - the source slot's hook_z of item b at the same position when source
  *     >= 0 (activation patching; that slot must have cached hook_z there);
- *   - 0 otherwise (zero ablation). */
+ *   - 0 otherwise (zero ablation).
+ * Its hook sits only at layers where some item's mask is set, and the arm's
+ * run sets exact_tail (engine.h): logits at the last position then have the
+ * bits of a full last layer, as in a clean run that caches hook_z there. */
 typedef struct mb_effect_heads {
 	const uint8_t *mask;   /* (B, L, H) */
 	const float *values;   /* (G, L, H, Dh) or NULL */

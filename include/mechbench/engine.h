@@ -134,6 +134,17 @@ typedef enum mb_logits_mode {
  * repack the whole (V, D) unembedding per item or break batch invariance),
  * so LAST/POSITIONS logits agree with MB_LOGITS_ALL's to rounding, not bit
  * for bit. Each mode is itself deterministic and batch invariant.
+ * A run whose last layer cannot take that tail (a hook observes its
+ * attention scores, pattern or hook_z, or start_z starts there), or that sets
+ * exact_tail, runs the last layer with the bits of the full layer: on the
+ * portable GEMM (every element one FMA chain, whatever other rows are
+ * computed) still only the selected rows go on after hook_z, through the same
+ * GEMMs, and with nothing observed before hook_z but its keys and values
+ * only the selected query rows are computed (their q, scores, softmax and
+ * P V restricted to those rows); on another backend the whole last layer
+ * runs. Either way the selected logits are the same bits as the full last
+ * layer's, so runs that patch one layer (exact_tail) and runs that observe
+ * the last layer (a cache of hook_z) give comparable values.
  */
 typedef struct mb_run {
 	int batch;                /* B, 1..max_batch */
@@ -149,6 +160,8 @@ typedef struct mb_run {
 	mb_logits_mode logits;
 	int n_positions;          /* N per item, for MB_LOGITS_POSITIONS */
 	const int32_t *positions; /* (B, N) positions, each < len[b] */
+	int exact_tail;           /* LAST/POSITIONS: the selected logits get the bits of a full
+				     last layer, never the row kernels' (see below) */
 } mb_run;
 
 /*
@@ -189,7 +202,9 @@ typedef struct mb_engine_layer_acts {
 typedef struct mb_engine_acts {
 	int n_slots;                   /* L with keep_activations, else 1 */
 	mb_engine_layer_acts *layer;   /* (n_slots) */
-	float *resid_final;            /* (R, D) resid_post of the last layer */
+	float *resid_final;            /* (R, D) resid_post of the last layer (not written by an
+					  MB_LOGITS_NONE run that observes nothing after the last
+					  layer's hook_z: that run stops there) */
 	float *lnf_xhat;               /* (R, D) */
 	float *lnf_mean;               /* (R) */
 	float *lnf_rstd;               /* (R) */

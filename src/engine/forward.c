@@ -22,6 +22,7 @@
  * after q/k/v on the selected rows only (tail_plan).
  */
 #include <mechbench/engine.h>
+#include <mechbench/gemm.h>
 #include <mechbench/hooks.h>
 
 #include <math.h>
@@ -892,27 +893,48 @@ static int block_out(mb_engine *e, int l, mb_engine_layer_acts *a, const block_r
  * (LAST / POSITIONS): after its q/k/v (every row: the keys and values), only
  * the B x N selected rows go on (the tail), or every row (TAIL_NONE).
  *   TAIL_SELECTED: nothing kept for a backward, no hook on what follows the
- *     last layer's q/k/v: attention for the selected query rows alone, and
- *     every product by the row kernels, so an item's bits do not depend on
- *     its batch.
+ *     last layer's q/k/v, no exact_tail: attention for the selected query
+ *     rows alone, and every product by the row kernels, so an item's bits do
+ *     not depend on its batch.
  *   TAIL_COMPACT (mb_engine_set_compact_tail, training on the last position):
  *     keep_activations, LAST, no hooks, no start_z, every item of length T, no
  *     parallel residual: the full attention (the backward reads the pattern),
  *     then the B last rows through the row-grouped GEMMs of a full run (a
  *     training batch is thousands of rows), kept for the backward
  *     (mb_engine_acts.tail).
+ *   TAIL_EXACT: where TAIL_NONE would run (a hook on the scores, pattern or
+ *     hook_z, start_z at the last layer, or exact_tail) and nothing after
+ *     hook_z nor ln_final is observed, on the portable GEMM: the selected
+ *     rows' bits of TAIL_NONE at the cost of the selected rows. Every GEMM
+ *     element there is one FMA chain over k whatever other rows are computed
+ *     with it (gemm.c), LayerNorm, biases, activations and residual adds are
+ *     per row, and mb_k_att_row is the full attention's query row: so the
+ *     selected rows go through the same GEMMs after hook_z, and before it,
+ *     when nothing observes the layer's LN1, q/k/v, scores, pattern or z and
+ *     positions are learned, only the keys and values run over every row
+ *     (q on the selected rows alone).
+ *   TAIL_STOP: MB_LOGITS_NONE, nothing kept, nothing after the last layer's
+ *     hook_z observed (a run for its caches, e.g. a patching source): the
+ *     last layer stops after hook_z; acts.resid_final is not written.
  */
-enum { TAIL_NONE, TAIL_SELECTED, TAIL_COMPACT };
+enum { TAIL_NONE, TAIL_SELECTED, TAIL_COMPACT, TAIL_EXACT, TAIL_STOP };
 
 static int tail_plan(const mb_engine *e, const mb_run *r)
 {
-	static const mb_hook_kind after_qkv[] = {
-		MB_HOOK_ATTN_SCORES, MB_HOOK_PATTERN,	   MB_HOOK_Z,	     MB_HOOK_RESULT,
-		MB_HOOK_ATTN_OUT,    MB_HOOK_RESID_MID,	   MB_HOOK_LN2_NORMALIZED, MB_HOOK_MLP_PRE,
-		MB_HOOK_MLP_POST,    MB_HOOK_MLP_OUT,	   MB_HOOK_RESID_POST,
+	static const mb_hook_kind after_z[] = {
+		MB_HOOK_RESULT,	   MB_HOOK_ATTN_OUT, MB_HOOK_RESID_MID,  MB_HOOK_LN2_NORMALIZED,
+		MB_HOOK_MLP_PRE,   MB_HOOK_MLP_POST, MB_HOOK_MLP_OUT,	 MB_HOOK_RESID_POST,
 	};
-	int last = e->cfg.n_layer - 1;
+	static const mb_hook_kind att[] = {MB_HOOK_ATTN_SCORES, MB_HOOK_PATTERN, MB_HOOK_Z};
+	int last = e->cfg.n_layer - 1, selected = !r->exact_tail;
 
+	if (r->logits == MB_LOGITS_NONE && !e->keep &&
+	    !observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1)) {
+		for (size_t i = 0; i < sizeof(after_z) / sizeof(after_z[0]); i++)
+			if (observes(r->hooks, after_z[i], last))
+				return TAIL_NONE;
+		return TAIL_STOP;
+	}
 	if (r->logits != MB_LOGITS_LAST && r->logits != MB_LOGITS_POSITIONS)
 		return TAIL_NONE;
 	if (e->keep) {
@@ -924,13 +946,19 @@ static int tail_plan(const mb_engine *e, const mb_run *r)
 				return TAIL_NONE;
 		return TAIL_COMPACT;
 	}
-	if ((r->start_z && r->start_layer == last) ||
-	    observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1))
+	if (observes(r->hooks, MB_HOOK_LN_FINAL_NORMALIZED, -1))
 		return TAIL_NONE;
-	for (size_t i = 0; i < sizeof(after_qkv) / sizeof(after_qkv[0]); i++)
-		if (observes(r->hooks, after_qkv[i], last))
+	for (size_t i = 0; i < sizeof(after_z) / sizeof(after_z[0]); i++)
+		if (observes(r->hooks, after_z[i], last))
 			return TAIL_NONE;
-	return TAIL_SELECTED;
+	if (r->start_z && r->start_layer == last)
+		selected = 0;
+	for (size_t i = 0; i < sizeof(att) / sizeof(att[0]); i++)
+		if (observes(r->hooks, att[i], last))
+			selected = 0;
+	if (selected)
+		return TAIL_SELECTED;
+	return mb_gemm_current() == MB_GEMM_PORTABLE && e->invariant ? TAIL_EXACT : TAIL_NONE;
 }
 
 /* The selected logit position of item b, row i. */
@@ -952,37 +980,110 @@ static void gather_sel(const mb_engine *e, const mb_run *r, float *dst, const fl
 			       sizeof(float) * (size_t)D);
 }
 
-/* The last layer with a tail (tail_plan): q/k/v over every row, z at the
- * selected rows (gathered into e->tail_z), then the block after the
- * attention on those rows; out rows 0..B*N-1 get their resid_post and
- * e->tail_rows is set. */
-static int tail_layer(mb_engine *e, const mb_run *r, int l, float *out, mb_error *err)
+/* TAIL_EXACT without an observer before hook_z: LN1 and the keys and values
+ * over every row (qkv's K | V columns), q of the selected rows alone (into
+ * e->tmp_a), each through the GEMMs of qkv_stage; then mb_k_att_row for each
+ * selected (item, head, position) into e->tail_z. */
+static int exact_attention(mb_engine *e, const mb_run *r, int l, mb_engine_layer_acts *a,
+			   mb_error *err)
 {
+	const mb_engine_config *c = &e->cfg;
+	int D = c->d_model, H = c->n_head, Dh = c->d_head, B = e->B, N = e->lrows, n = B * N;
+	const float *wqkv = e->w.qkv_w + (size_t)l * D * 3 * D, *bqkv = e->w.qkv_b + (size_t)l * 3 * D;
+	const float *lw, *lb;
+	float scale = 1.0f / sqrtf((float)Dh);
+	int rc;
+
+	rc = grow(&e->tmp_b, &e->tmp_b_cap, (size_t)n * D, "tail rows", err);
+	if (rc == 0)
+		rc = grow(&e->att_p, &e->att_p_cap, (size_t)omp_get_max_threads() * e->T,
+			  "attention scratch", err);
+	if (rc < 0)
+		return rc;
+	ln_params(e, MB_HOOK_LN1_NORMALIZED, l, &lw, &lb);
+	ln_apply(e, a->ln1_out, a->ln1_mean, a->ln1_rstd, a->resid_pre, e->R, lw, lb);
+	/* qkv[:, K | V] (R, 2D) = ln1_out (R, D) W_qkv[:, D:3D] (D, 2D), ld 3D */
+	mb_k_gemm(a->qkv + D, 3 * D, a->ln1_out, D, wqkv + D, 3 * D, 0, e->R, 2 * D, D, 1.0f,
+		  e->gu);
+	mb_k_add_bias(a->qkv + D, 3 * D, bqkv + D, e->R, 2 * D);
+	/* q (n, D) = ln1_out[selected] (n, D) W_qkv[:, 0:D] (D, D) */
+	gather_sel(e, r, e->tmp_b, a->ln1_out);
+	mb_k_gemm(e->tmp_a, D, e->tmp_b, D, wqkv, 3 * D, 0, n, D, D, 1.0f, e->gu);
+	mb_k_add_bias(e->tmp_a, D, bqkv, n, D);
+#pragma omp parallel for schedule(dynamic, 1)
+	for (int bh = 0; bh < B * H; bh++) {
+		int b = bh / H, hh = bh % H, tid = omp_get_thread_num();
+		const float *base = a->qkv + (size_t)e->row0[b] * 3 * D + (size_t)hh * Dh;
+
+		for (int i = 0; i < N; i++) {
+			size_t row = ((size_t)b * N + i) * D + (size_t)hh * Dh;
+
+			mb_k_att_row(e->tail_z + row, e->att_p + (size_t)tid * e->T, e->tmp_a + row,
+				     base + D, base + 2 * D, 3 * D, sel_pos(e, r, b, i), e->len[b], Dh,
+				     scale);
+		}
+	}
+	return 0;
+}
+
+/* The last layer with a tail (tail_plan): q/k/v over every row (TAIL_EXACT:
+ * or only the keys and values), z at the selected rows (gathered into
+ * e->tail_z), then the block after the attention on those rows; out rows
+ * 0..B*N-1 get their resid_post and e->tail_rows is set. start_z: the run's,
+ * when it starts at this layer (TAIL_EXACT only). */
+static int tail_layer(mb_engine *e, const mb_run *r, int l, const float *start_z, float *out,
+		      mb_error *err)
+{
+	static const mb_hook_kind before_z[] = {
+		MB_HOOK_LN1_NORMALIZED, MB_HOOK_Q_INPUT, MB_HOOK_K_INPUT,     MB_HOOK_V_INPUT,
+		MB_HOOK_Q,		MB_HOOK_K,	 MB_HOOK_V,	      MB_HOOK_ROT_Q,
+		MB_HOOK_ROT_K,		MB_HOOK_Z,	 MB_HOOK_ATTN_SCORES, MB_HOOK_PATTERN,
+	};
 	const mb_engine_config *c = &e->cfg;
 	const mb_hooks *h = r->hooks;
 	mb_engine_layer_acts *a = slot(e, l);
 	int D = c->d_model, H = c->n_head, Dh = c->d_head, T = e->T, B = e->B;
-	int N = e->lrows, n = B * N, compact = e->tail == TAIL_COMPACT, rc;
+	int N = e->lrows, n = B * N, compact = e->tail == TAIL_COMPACT;
+	int exact = e->tail == TAIL_EXACT, full_z = compact || start_z, rc;
 	float scale = 1.0f / sqrtf((float)Dh);
 	block_rows s;
 
+	if (exact && !start_z) {
+		full_z = c->pos == MB_POS_ROTARY;
+		for (size_t i = 0; i < sizeof(before_z) / sizeof(before_z[0]); i++)
+			full_z |= observes(h, before_z[i], l);
+	}
 	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
-	if (rc == 0)
+	if (rc == 0 && !start_z && (full_z || !exact))
 		rc = qkv_stage(e, h, l, a, err);
 	if (rc == 0)
 		rc = grow(&e->tail_z, &e->tail_z_cap, (size_t)n * D, "tail rows", err);
 	if (rc == 0)
 		rc = grow(&e->tmp_a, &e->tmp_a_cap, (size_t)n * D, "tail rows", err);
-	if (rc == 0 && !compact)
+	if (rc == 0 && !full_z && !exact)
 		rc = grow(&e->att_p, &e->att_p_cap, (size_t)omp_get_max_threads() * T,
 			  "attention scratch", err);
-	if (rc == 0 && compact)
-		rc = attention(e, NULL, l, a, err);
 	if (rc < 0)
 		return rc;
-	if (compact) {
+	if (start_z) {
+		pack(e, a->z, D, start_z, D, 1);
+	} else if (full_z) {
+		rc = attention(e, compact ? NULL : h, l, a, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (full_z) {
+		if (exact)
+			rc = dispatch_rows(e, h, pt(MB_HOOK_Z, l), a->z, D, D, err);
+		if (rc < 0)
+			return rc;
 		gather_sel(e, r, e->tail_z, a->z);
-		e->acts.tail_z = e->tail_z;
+		if (compact)
+			e->acts.tail_z = e->tail_z;
+	} else if (exact) {
+		rc = exact_attention(e, r, l, a, err);
+		if (rc < 0)
+			return rc;
 	} else {
 #pragma omp parallel for schedule(dynamic, 1)
 		for (int bh = 0; bh < B * H; bh++) {
@@ -999,7 +1100,7 @@ static int tail_layer(mb_engine *e, const mb_run *r, int l, float *out, mb_error
 		}
 	}
 	gather_sel(e, r, e->tmp_a, a->resid_pre);
-	s = (block_rows){n, e->tail_z, e->tmp_a, out, !compact, NULL};
+	s = (block_rows){n, e->tail_z, e->tmp_a, out, !compact && !exact, NULL};
 	rc = block_out(e, l, a, &s, err);
 	if (rc == 0)
 		e->tail_rows = n;
@@ -1016,8 +1117,8 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 	int D = e->cfg.d_model, rc;
 	block_rows s = {e->R, a->z, a->resid_pre, next, 0, h};
 
-	if (l == e->cfg.n_layer - 1 && e->tail != TAIL_NONE)
-		return tail_layer(e, r, l, next, err);
+	if (l == e->cfg.n_layer - 1 && e->tail != TAIL_NONE && e->tail != TAIL_STOP)
+		return tail_layer(e, r, l, start_z, next, err);
 	rc = dispatch_rows(e, h, pt(MB_HOOK_RESID_PRE, l), a->resid_pre, D, D, err);
 	if (rc < 0)
 		return rc;
@@ -1031,7 +1132,7 @@ static int layer(mb_engine *e, const mb_run *r, int l, const float *start_z, flo
 			return rc;
 	}
 	rc = dispatch_rows(e, h, pt(MB_HOOK_Z, l), a->z, D, D, err);
-	if (rc < 0)
+	if (rc < 0 || (l == e->cfg.n_layer - 1 && e->tail == TAIL_STOP))
 		return rc;
 	return block_out(e, l, a, &s, err);
 }

@@ -838,3 +838,16 @@ MB_CLONES void mb_k_att_query(float *z, float *p, const float *q, const float *k
 			z[d] += p[j] * vj[d];
 	}
 }
+
+void mb_k_att_row(float *z, float *w, const float *q, const float *k, const float *v, int ld,
+		  int t, int L, int Dh, float scale)
+{
+	int end = block_end(t, L);
+
+	/* scores_block's row t: w[j] = scale q . k_j for j < end (an element's
+	 * FMA chain does not depend on the other rows), softmax_row's zeros past
+	 * t, then pv_block's row t: the same FMA chain over j < end */
+	sgemm1(w, end, q, ld, k, ld, 1, 1, end, Dh, scale);
+	softmax_row(w, t, end);
+	sgemm1(z, Dh, w, end, v, ld, 0, 1, Dh, end, 1.0f);
+}

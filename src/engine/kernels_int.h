@@ -160,4 +160,13 @@ void mb_k_matmul_nn_rows(float *out, int ldo, const float *X, int ldx, int R, co
 void mb_k_att_query(float *z, float *p, const float *q, const float *k, const float *v, int ld,
 		    int t, int Dh, float scale);
 
+/* The same query row t of an item of L valid rows, with the bits of row t of
+ * mb_k_att_fused_scratch / mb_k_att_fused over the whole item: the same
+ * scores GEMM, softmax and P V GEMM on t's query block, restricted to row t
+ * (its scores over j < the block's end, zeros past t). w: scratch of at
+ * least L floats. Single-threaded. The GEMM backend must be portable (each
+ * element one FMA chain, whatever rows are computed with it). */
+void mb_k_att_row(float *z, float *w, const float *q, const float *k, const float *v, int ld,
+		  int t, int L, int Dh, float scale);
+
 #endif

@@ -225,6 +225,18 @@ static int heads_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
 	return 0;
 }
 
+/* Whether how masks a head of layer l for any of the B items. */
+static int heads_at(const mb_effect_heads *how, int B, const mb_engine_config *c, int l)
+{
+	int L = c->n_layer, H = c->n_head;
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < H; h++)
+			if (how->mask[((size_t)b * L + l) * H + h])
+				return 1;
+	return 0;
+}
+
 static const mb_hook_tensor *need(const mb_effect *fx, mb_hook_kind k, int layer, mb_error *err)
 {
 	const mb_hook_tensor *t = mb_effect_clean_get(fx, pt(k, layer));
@@ -268,10 +280,15 @@ static int run_arm(mb_effect *fx, const mb_effect_arm *arm, mb_error *err)
 		    (arm->heads->source >= MB_EFFECT_MAX_SOURCES || !fx->src[arm->heads->source]))
 			return mb_error_set(err, MB_EINVALID, "effect arm: heads.source %d: no such "
 					    "source run", arm->heads->source);
+		/* only at layers with a masked head; exact_tail keeps the bits of a
+		 * run whose last layer is observed (the clean run's cache) */
 		for (int l = 0; l < c->n_layer && rc == 0; l++)
-			rc = mb_hooks_add(fx->hooks, pt(MB_HOOK_Z, l), heads_hook, &ctx, 0, err);
+			if (heads_at(arm->heads, fx->run.batch, c, l))
+				rc = mb_hooks_add(fx->hooks, pt(MB_HOOK_Z, l), heads_hook, &ctx, 0,
+						  err);
 		if (rc < 0)
 			return rc;
+		r.exact_tail = 1;
 	}
 	for (int i = 0; i < arm->n_hooks && rc == 0; i++)
 		rc = mb_hooks_add(fx->hooks, arm->hooks[i].point, arm->hooks[i].fn,

@@ -245,6 +245,18 @@ const char *const *mb_zoo_ioi_heldout(size_t *n)
  * 2 0.987. In 2 of these 5 trainings one held-out template stays at chance
  * while the other three reach 1.00: whether a template generalises is
  * decided per training, and the recipe does not make it certain.
+ * This preset re-measured at seeds 1 and 2 (`zoo train ioi
+ * --seed S`, 125 s of CPU each on one thread; recipe eval, 1,024 held-out
+ * prompts, Wilson 95% CI): seed 1 0.851 [0.827, 0.871], logit diff 9.36,
+ * the check FAILS (exit 3): the canonical entry's items on that model give
+ * t09 0.50 (16 of 32, chance), t02, t04, t11 1.00; flat from step 1,800
+ * (0.84-0.86). Seed 2 0.950 [0.935, 0.962], logit diff 8.23, passes by
+ * 0.0002: t09 0.91 (29 of 32), the other three 1.00; 0.93-0.96 from step
+ * 1,800. So >= 0.95 holds for 2 of 3 seeds (seed 0: 0.976), and where it
+ * fails it is t09 that stays at chance, the one held-out template whose
+ * names are not joined by "and" ("{A} called {B} from the {P}, and then {S}
+ * mailed a {O} to"). Any change to the recipe retrains the committed seed-0
+ * model, so it is reported here, not tuned.
  * Mechanism of the committed model (test_ioi_zoo prints every number: the
  * generator's 256 held-out-template items, clean logit diff 8.02; a patch
  * replaces one component's output at END by the ABC run's (three new names)

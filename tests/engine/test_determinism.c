@@ -419,3 +419,144 @@ Test(determinism, a_random_neox_model_is_batch_and_thread_invariant)
 	free(l3);
 	free(m.params);
 }
+
+/* Logits (B, N, V) of r on a fresh engine; with `observe`, a read-only cache
+ * on point p of the run (a point after hook_z of the last layer makes the
+ * last layer run in full: the reference). */
+static float *logits_of(const mb_engine_config *cfg, const mb_engine_weights *w, const mb_run *r0,
+			const mb_hook_point *p, mb_cache **keep_cache)
+{
+	mb_engine *e = NULL;
+	mb_engine_opts o = {r0->batch, r0->seq, 0};
+	mb_hooks *h = NULL;
+	mb_cache *c = NULL;
+	mb_error err = {0};
+	mb_run r = *r0;
+	size_t n;
+	float *out;
+
+	cr_assert_eq(mb_engine_init(&e, cfg, w, &o, &err), 0, "%s", err.msg);
+	if (p) {
+		cr_assert_eq(mb_hooks_init(&h, &err), 0);
+		cr_assert_eq(mb_cache_init(&c, &err), 0);
+		cr_assert_eq(mb_cache_add(c, *p, &err), 0);
+		if (keep_cache) {
+			mb_hook_point pre = {MB_HOOK_RESID_PRE, cfg->n_layer - 1};
+			mb_hook_point z = {MB_HOOK_Z, cfg->n_layer - 1};
+
+			cr_assert_eq(mb_cache_add(c, pre, &err), 0);
+			if (p->kind != MB_HOOK_Z)
+				cr_assert_eq(mb_cache_add(c, z, &err), 0);
+		}
+		cr_assert_eq(mb_cache_attach(c, h, &err), 0);
+		r.hooks = h;
+	}
+	cr_assert_eq(mb_engine_forward(e, &r, &err), 0, "%s", err.msg);
+	n = (size_t)r.batch * mb_engine_logits_per_item(e) * cfg->n_vocab;
+	out = malloc(sizeof(float) * (n ? n : 1));
+	cr_assert(out);
+	mb_engine_logits_copy(e, out);
+	if (keep_cache)
+		*keep_cache = c;
+	else
+		mb_cache_free(c);
+	mb_hooks_free(h);
+	mb_engine_free(e);
+	return out;
+}
+
+/* The last layer's exact tail (engine.h: exact_tail; a hook on hook_z of the
+ * last layer; start_z there) gives the selected logits the bits of the full
+ * last layer, which a hook on its resid_post forces: on the fixture models
+ * (GPT-2 with and without LN, attention-only, GPT-NeoX) and a random model
+ * of 200 positions whose selected rows fall in several attention blocks. */
+static void check_exact_tail(const mb_engine_config *cfg, const mb_engine_weights *w,
+			     const mb_run *r, const char *what)
+{
+	int last = cfg->n_layer - 1;
+	mb_hook_point post = {MB_HOOK_RESID_POST, last}, z = {MB_HOOK_Z, last};
+	mb_cache *c = NULL;
+	float *ref = logits_of(cfg, w, r, &post, &c), *got;
+	size_t n = (size_t)r->batch * (r->logits == MB_LOGITS_LAST ? 1 : r->n_positions) *
+		   cfg->n_vocab;
+	mb_run x = *r, s = *r;
+	const mb_hook_tensor *pre = mb_cache_get(c, (mb_hook_point){MB_HOOK_RESID_PRE, last});
+	const mb_hook_tensor *zt = mb_cache_get(c, z);
+
+	x.exact_tail = 1;
+	got = logits_of(cfg, w, &x, NULL, NULL);
+	cr_expect_eq(memcmp(got, ref, n * sizeof(float)), 0, "%s: exact_tail vs full last layer",
+		     what);
+	free(got);
+	got = logits_of(cfg, w, r, &z, NULL);
+	cr_expect_eq(memcmp(got, ref, n * sizeof(float)), 0,
+		     "%s: hook_z observed vs full last layer", what);
+	free(got);
+	cr_assert(pre && zt);
+	s.start_layer = last;
+	s.start_resid = pre->data;
+	s.start_z = zt->data;
+	s.tokens = NULL;
+	got = logits_of(cfg, w, &s, NULL, NULL);
+	cr_expect_eq(memcmp(got, ref, n * sizeof(float)), 0, "%s: start_z vs full last layer",
+		     what);
+	free(got);
+	/* a run without logits stops after the last hook_z: the same z */
+	{
+		mb_run nz = *r;
+		mb_cache *cz = NULL;
+		const mb_hook_tensor *zn;
+
+		nz.logits = MB_LOGITS_NONE;
+		free(logits_of(cfg, w, &nz, &z, &cz));
+		zn = mb_cache_get(cz, z);
+		cr_assert(zn && zn->numel == zt->numel);
+		cr_expect_eq(memcmp(zn->data, zt->data, zt->numel * sizeof(float)), 0,
+			     "%s: hook_z of a run without logits", what);
+		mb_cache_free(cz);
+	}
+	/* the plain run's row-kernel tail is the control: it rounds otherwise */
+	got = logits_of(cfg, w, r, NULL, NULL);
+	printf("%s: exact tail checked; the row-kernel tail %s\n", what,
+	       memcmp(got, ref, n * sizeof(float)) ? "differs (as expected)" : "agrees");
+	free(got);
+	free(ref);
+	mb_cache_free(c);
+}
+
+Test(determinism, the_exact_tail_gives_the_full_last_layers_bits)
+{
+	rand_model m;
+	const int B = 3, T = 200;
+	int32_t tok[3 * 200], len[3] = {200, 131, 57}, pos[3 * 3] = {5, 127, 199, 0, 128, 130,
+									 56, 20, 1};
+	mb_run r;
+
+	set_threads(2);
+	for (int mi = 0; mi < FX_N_MODELS; mi++) {
+		mb_model *fm = fx_model(fx_models[mi]);
+		int32_t *ft, *fl;
+		int fB, fT;
+
+		fx_batch(fx_models[mi], "batch0", &ft, &fl, &fB, &fT);
+		r = fx_run(ft, fl, fB, fT);
+		r.logits = MB_LOGITS_LAST;
+		check_exact_tail(&fm->cfg, &fm->w, &r, fx_models[mi]);
+		free(ft);
+		free(fl);
+		mb_model_free(fm);
+	}
+	make_random(&m, 2, 64, 4, 256, 300, 256);
+	for (int i = 0; i < B * T; i++)
+		tok[i] = (int32_t)((i * 131 + 17) % 300);
+	r = fx_run(tok, len, B, T);
+	r.logits = MB_LOGITS_POSITIONS;
+	r.n_positions = 3;
+	r.positions = pos;
+	check_exact_tail(&m.cfg, &m.w, &r, "random T=200, positions in three attention blocks");
+	r.logits = MB_LOGITS_LAST;
+	set_threads(1);
+	check_exact_tail(&m.cfg, &m.w, &r, "random T=200, last position, 1 thread");
+	set_threads(2);
+	free(m.params);
+}

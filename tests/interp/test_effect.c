@@ -309,6 +309,101 @@ Test(effect, head_sweep_with_restart_equals_full_forward_arms)
 	fix_close(&f);
 }
 
+/* Metric on the last position only: logit of the item's last token there
+ * (MB_LOGITS_LAST, where the engine's last layer takes its exact tail). */
+static int last_metric(double *out, const mb_engine *e, int B, void *payload, mb_error *err)
+{
+	const batch *bt = payload;
+
+	(void)err;
+	for (int b = 0; b < B; b++)
+		out[b] = mb_engine_logits_row(e, b, 0)[bt->tok[(size_t)b * bt->T + bt->len[b] - 1]];
+	return 0;
+}
+
+static int leave_as_is(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	(void)t;
+	(void)payload;
+	(void)err;
+	return 0;
+}
+
+/* With the metric at the last position, the sweep's arms (a hook at the
+ * patched layer only, exact_tail) and its restarts give the bits of arms
+ * whose last layer runs in full (a writer on its resid_post forces it), the
+ * code path of full forwards before the exact tail; on GPT-2 (MLPs) and the
+ * attention-only model, heads patched from the source prompt. */
+Test(effect, head_sweep_at_the_last_position_has_the_full_last_layers_bits)
+{
+	static const char *const models[] = {"gpt2_ln_gelu", "attn_only"};
+
+	for (int mi = 0; mi < 2; mi++) {
+		fix f;
+		mb_error err = {0};
+		mb_effect *fx;
+		mb_effect_heads from = {NULL, NULL, NULL, 0};
+		mb_hook_point zs[16];
+		double *full, *fast, *ref;
+		uint8_t *mask;
+		size_t n;
+		int nz = 0;
+
+		fix_open(&f, models[mi]);
+		n = (size_t)f.L * f.H * f.B;
+		full = malloc(sizeof(double) * n);
+		fast = malloc(sizeof(double) * n);
+		ref = malloc(sizeof(double) * n);
+		mask = calloc((size_t)f.B * f.L * f.H, 1);
+		cr_assert_eq(mb_effect_init(&fx, f.e, last_metric, &f.bt, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_effect_cache_restart(fx, &err), 0, "%s", err.msg);
+		{
+			mb_run r = fx_run(f.tok, f.len, f.B, f.T), src = fx_run(f.src_tok, f.len, f.B,
+										f.T);
+
+			r.logits = MB_LOGITS_LAST;
+			src.logits = MB_LOGITS_NONE;
+			for (int l = 0; l < f.L; l++)
+				zs[nz++] = (mb_hook_point){MB_HOOK_Z, l};
+			cr_assert_eq(mb_effect_clean(fx, &r, &err), 0, "%s", err.msg);
+			cr_assert_eq(mb_effect_source(fx, 0, &src, zs, nz, NULL, &err), 0, "%s",
+				     err.msg);
+		}
+		cr_assert_eq(mb_effect_head_sweep(full, fx, NULL, &from, 0, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_effect_head_sweep(fast, fx, NULL, &from, 1, &err), 0, "%s", err.msg);
+		for (int l = 0; l < f.L; l++)
+			for (int h = 0; h < f.H; h++) {
+				mb_effect_heads how = {mask, NULL, NULL, 0};
+				mb_effect_hook keep = {{MB_HOOK_RESID_POST, f.L - 1}, leave_as_is, NULL};
+				mb_effect_arm a = {.heads = &how, .hooks = &keep, .n_hooks = 1};
+
+				memset(mask, 0, (size_t)f.B * f.L * f.H);
+				for (int b = 0; b < f.B; b++)
+					mask[((size_t)b * f.L + l) * f.H + h] = 1;
+				cr_assert_eq(mb_effect_run_arm(ref + ((size_t)l * f.H + h) * f.B, NULL, fx,
+							       &a, &err),
+					     0, "%s", err.msg);
+			}
+		cr_expect_eq(memcmp(full, ref, sizeof(double) * n), 0,
+			     "%s: full forwards differ from the full last layer's", models[mi]);
+		cr_expect_eq(memcmp(fast, ref, sizeof(double) * n), 0,
+			     "%s: restarts differ from the full last layer's", models[mi]);
+		{
+			double moved = 0;
+
+			for (size_t i = 0; i < n; i++)
+				moved += fabs(ref[i]);
+			cr_expect_gt(moved, 0.0, "%s: the source moves some patch", models[mi]);
+		}
+		free(mask);
+		free(full);
+		free(fast);
+		free(ref);
+		mb_effect_free(fx);
+		fix_close(&f);
+	}
+}
+
 /* Effects of per-item arms (zero ablation of head (l, h) = (b % L, b % H)
  * for item b, and mean ablation with per-group values, group b % 2) for
  * items [0, B) of the fixture batch. */
