@@ -21,9 +21,9 @@
  *  - the IOI entry's figures average over params.patch_items items (16: the
  *    patching heatmaps of all 144 heads and path patching into the name
  *    movers); here 1, the least the param takes, so the same code runs at a
- *    sixteenth of the cost. Everything the entry gates (the 360 items, the
+ *    sixteenth of the cost. Everything else the entry gates (the
  *    pre-registered circuit's faithfulness, completeness search, name movers)
- *    runs as in the profile
+ *    runs as in the profile, on the test's 12 prompts (below)
  *  - the edit entry's key second moment C: the profile samples 128 x 32
  *    tokens (GPT-2's d_mlp is 3,072: C needs more rows than that to be of full
  *    rank); the test's models have d_mlp 48 and 64, so EDIT_SEQUENCES x 32
