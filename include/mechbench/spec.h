@@ -162,6 +162,12 @@ void mb_spec_dispose(mb_spec *s);
 /* The entry called name, or NULL. */
 const mb_spec_entry *mb_spec_find_entry(const mb_spec *s, const char *name);
 
+/* Keeps only the entries named in names[0..n) (each once, in the spec's
+ * order; a name given twice counts once) and frees the others: what `run
+ * --entry` runs. A name that is no entry is MB_EINVALID naming it and the
+ * spec's entries; s is unchanged then. */
+int mb_spec_keep_entries(mb_spec *s, const char *const *names, size_t n, mb_error *err);
+
 /* One difference between a registered spec and a working one. */
 typedef struct mb_spec_deviation {
 	char *path;   /* "tasks[toy].metrics[synthetic.score].margin" */

@@ -16,6 +16,7 @@
 
 typedef struct run_args {
 	const char *suite, *model, *db, *json, *csv, *shard;
+	mb_cli_list entries;
 	double db_timeout;
 	int64_t threads;
 	int strata, quiet;
@@ -26,6 +27,8 @@ static const mb_cli_opt run_opts[] = {
 	 .help = "the suite spec (benchmarks/<suite>.json)"},
 	{MB_OPT(PATH, "--model", run_args, model), .meta = "DIR",
 	 .help = "run every entry on this model folder instead of the entries' own \"model\""},
+	{MB_OPT(LIST, "--entry", run_args, entries), .meta = "NAME", .repeat = 1,
+	 .help = "run only this entry of the suite (repeatable; default: every entry)"},
 	{MB_OPT(PATH, "--db", run_args, db), .meta = "FILE", .def = "mechbench.db",
 	 .help = "results database (created if absent)"},
 	MB_CLI_OPT_DB_TIMEOUT(run_args, db_timeout),
@@ -80,11 +83,9 @@ static void render_run_csv(FILE *f, const void *arg)
 	mb_report_run_csv(f, arg);
 }
 
-int mb_cmd_run(int argc, char **argv)
+static int run_suite(const run_args *a)
 {
-	run_args a = {0};
-	mb_cli_parsed parsed;
-	int rc, error = 0;
+	int error = 0;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -98,33 +99,34 @@ int mb_cmd_run(int argc, char **argv)
 	const char *model, *db, *json, *csv;
 	mb_shard shard = {0, 1};
 
-	if ((rc = mb_cli_parse(&parsed, &a, &run_cmd, argc, argv)) != MB_CLI_GO)
-		return rc;
-	model = a.model;
-	db = a.db;
-	json = a.json;
-	csv = a.csv;
-	mb_cli_db_timeout(&so, a.db_timeout);
+	model = a->model;
+	db = a->db;
+	json = a->json;
+	csv = a->csv;
+	mb_cli_db_timeout(&so, a->db_timeout);
 	mb_error_clear(&err);
-	if (a.shard && mb_shard_parse(&shard, a.shard, &err) < 0)
+	if (a->shard && mb_shard_parse(&shard, a->shard, &err) < 0)
 		return mb_cli_usage_error("run", "%s", err.msg);
-	if (a.shard && mb_dist_size() > 1)
+	if (a->shard && mb_dist_size() > 1)
 		return mb_cli_usage_error("run", "--shard splits a suite without MPI; under mpirun "
 					  "the ranks split it themselves");
-	if (a.shard && (json || csv))
+	if (a->shard && (json || csv))
 		return mb_cli_usage_error("run", "--json and --csv describe a whole run: write them "
 					  "from the merged run (`merge`, then `report`)");
 
 	memset(&spec, 0, sizeof(spec));
 	memset(&run, 0, sizeof(run));
-	if ((error = mb_cli_spec_home_open(&home, a.suite, 0, &err)) < 0)
+	if ((error = mb_cli_spec_home_open(&home, a->suite, 0, &err)) < 0)
 		return mb_cli_fail(&err);
-	if ((error = mb_spec_parse(&spec, home.text, home.len, a.suite, &err)) < 0)
+	if ((error = mb_spec_parse(&spec, home.text, home.len, a->suite, &err)) < 0)
 		goto cleanup;
-	mb_provenance_init(&prov, (int)a.threads);
+	if (a->entries.n &&
+	    (error = mb_spec_keep_entries(&spec, a->entries.v, a->entries.n, &err)) < 0)
+		goto cleanup;
+	mb_provenance_init(&prov, (int)a->threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
-	if (a.shard)
+	if (a->shard)
 		mb_shard_mark(&prov, shard);
 	/* Every output and the database checked before the work (a read-only
 	 * database fails now, not after the whole run); the lock is taken only
@@ -143,11 +145,11 @@ int mb_cmd_run(int argc, char **argv)
 	sink.root = home.root;
 	sink.model = model;
 	memset(&opts, 0, sizeof(opts));
-	opts.threads = (int)a.threads;
-	opts.progress = mb_cli_want_progress(a.quiet);
+	opts.threads = (int)a->threads;
+	opts.progress = mb_cli_want_progress(a->quiet);
 	opts.on_entry = compute_figures;
 	opts.payload = &sink;
-	if (a.shard) {
+	if (a->shard) {
 		/* a part's figures would be wrong: `merge` draws them on the whole */
 		opts.on_entry = NULL;
 		opts.split = mb_shard_run_entry;
@@ -163,14 +165,14 @@ int mb_cmd_run(int argc, char **argv)
 		goto cleanup;
 	if ((error = mb_cli_store_run(store, &run, sink.figs, sink.n, &err)) < 0)
 		goto cleanup;
-	if (a.shard) {
+	if (a->shard) {
 		for (size_t i = 0; i < run.n_entries; i++)
 			printf("%s: shard %u/%u: %zu items\n", run.entries[i].name, shard.index,
 			       shard.count, run.entries[i].n_items);
 	} else {
 		mb_report_run_terminal(stdout, &run, mb_cli_want_color());
 	}
-	if (a.strata && !a.shard)
+	if (a->strata && !a->shard)
 		mb_report_run_terminal_strata(stdout, &run);
 	fflush(stdout);
 	if (json) {
@@ -181,7 +183,7 @@ int mb_cmd_run(int argc, char **argv)
 	}
 	if (csv && (error = mb_report_write(csv, render_run_csv, &run, &err)) < 0)
 		goto cleanup;
-	if (!a.quiet)
+	if (!a->quiet)
 		fprintf(stderr, "mechbench: stored run %lld in %s\n", (long long)run.id, db);
 cleanup:
 	json_decref(doc);
@@ -193,4 +195,16 @@ cleanup:
 	mb_spec_dispose(&spec);
 	mb_cli_spec_home_dispose(&home);
 	return error < 0 ? mb_cli_fail(&err) : MB_EXIT_OK;
+}
+
+int mb_cmd_run(int argc, char **argv)
+{
+	run_args a = {0};
+	mb_cli_parsed parsed;
+	int rc;
+
+	if ((rc = mb_cli_parse(&parsed, &a, &run_cmd, argc, argv)) == MB_CLI_GO)
+		rc = run_suite(&a);
+	mb_cli_args_dispose(&a, &run_cmd);
+	return rc;
 }

@@ -566,39 +566,42 @@ int mb_spec_load(mb_spec *out, const char *path, mb_error *err)
 	return error;
 }
 
+static void entry_dispose(mb_spec_entry *e)
+{
+	free(e->name);
+	free(e->model);
+	free(e->baseline);
+	free(e->dataset);
+	json_decref(e->params);
+	for (size_t k = 0; k < e->n_strata; k++)
+		free(e->strata ? e->strata[k] : NULL);
+	free(e->strata);
+	free(e->weights);
+	for (size_t m = 0; m < e->n_metrics; m++) {
+		for (size_t k = 0; k < e->metrics[m].n_strata; k++)
+			free(e->metrics[m].strata[k].name);
+		free(e->metrics[m].strata);
+		free(e->metrics[m].name);
+	}
+	free(e->metrics);
+	for (size_t p = 0; p < e->n_phases; p++) {
+		mb_spec_phases *ph = &e->phases[p];
+		for (size_t k = 0; ph->names && k < ph->n_phases; k++)
+			free(ph->names[k]);
+		free(ph->names);
+		free(ph->has_window);
+		free(ph->windows);
+		free(ph->metric);
+	}
+	free(e->phases);
+}
+
 void mb_spec_dispose(mb_spec *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->n_entries; i++) {
-		mb_spec_entry *e = &s->entries[i];
-		free(e->name);
-		free(e->model);
-		free(e->baseline);
-		free(e->dataset);
-		json_decref(e->params);
-		for (size_t k = 0; k < e->n_strata; k++)
-			free(e->strata ? e->strata[k] : NULL);
-		free(e->strata);
-		free(e->weights);
-		for (size_t m = 0; m < e->n_metrics; m++) {
-			for (size_t k = 0; k < e->metrics[m].n_strata; k++)
-				free(e->metrics[m].strata[k].name);
-			free(e->metrics[m].strata);
-			free(e->metrics[m].name);
-		}
-		free(e->metrics);
-		for (size_t p = 0; p < e->n_phases; p++) {
-			mb_spec_phases *ph = &e->phases[p];
-			for (size_t k = 0; ph->names && k < ph->n_phases; k++)
-				free(ph->names[k]);
-			free(ph->names);
-			free(ph->has_window);
-			free(ph->windows);
-			free(ph->metric);
-		}
-		free(e->phases);
-	}
+	for (size_t i = 0; i < s->n_entries; i++)
+		entry_dispose(&s->entries[i]);
 	free(s->entries);
 	free(s->suite);
 	free(s->name);
@@ -612,6 +615,35 @@ const mb_spec_entry *mb_spec_find_entry(const mb_spec *s, const char *name)
 		if (strcmp(s->entries[i].name, name) == 0)
 			return &s->entries[i];
 	return NULL;
+}
+
+int mb_spec_keep_entries(mb_spec *s, const char *const *names, size_t n, mb_error *err)
+{
+	size_t kept = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		if (!mb_spec_find_entry(s, names[k])) {
+			char list[512];
+			size_t at = 0;
+			list[0] = '\0';
+			for (size_t i = 0; i < s->n_entries && at < sizeof(list); i++)
+				at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%s",
+						       i ? ", " : "", s->entries[i].name);
+			return mb_error_set(err, MB_EINVALID, "%s: no entry named '%s' (entries: %s)",
+					    s->name, names[k], list);
+		}
+	}
+	for (size_t i = 0; i < s->n_entries; i++) {
+		int keep = 0;
+		for (size_t k = 0; k < n && !keep; k++)
+			keep = strcmp(s->entries[i].name, names[k]) == 0;
+		if (keep)
+			s->entries[kept++] = s->entries[i];
+		else
+			entry_dispose(&s->entries[i]);
+	}
+	s->n_entries = kept;
+	return 0;
 }
 
 /* --- deviations --------------------------------------------------------------- */

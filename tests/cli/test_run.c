@@ -124,3 +124,39 @@ Test(cli_run, a_run_that_fails_leaves_no_run_behind)
 	cr_expect_str_eq(out, "0\nok\n");
 	free(out);
 }
+
+Test(cli_run, entry_runs_only_the_named_entries_and_names_an_unknown_one)
+{
+	char *out = NULL, *text = mbt_read(dir, "spec.json");
+	json_t *doc = json_loads(text, 0, NULL);
+	cr_assert_not_null(doc);
+	free(text);
+	json_t *tasks = json_object_get(doc, "tasks");
+	json_t *copy = json_deep_copy(json_array_get(tasks, 0));
+	json_object_set_new(copy, "name", json_string("toy2"));
+	json_array_append_new(tasks, copy);
+	text = json_dumps(doc, JSON_INDENT(2));
+	mbt_write(dir, "two.json", text);
+	free(text);
+	json_decref(doc);
+
+	cr_assert_eq(mbt_sh(dir, MBT_CLI "run --suite two.json --db r.db --entry toy2 --quiet",
+			    &out), 0, "%s", out);
+	cr_expect(strstr(out, "toy2   synthetic.loss@1") != NULL, "%s", out);
+	cr_expect(strstr(out, "toy    synthetic.loss@1") == NULL, "%s", out);
+	free(out);
+	/* A name that is no entry: one line naming it and the entries, nothing stored. */
+	cr_expect_eq(mbt_sh(dir, MBT_CLI "run --suite two.json --db r.db --entry toy --entry nope"
+				 " --quiet 2>&1", &out), 1);
+	cr_expect(strstr(out, "two.json: no entry named 'nope' (entries: toy, toy2)") != NULL,
+		  "%s", out);
+	free(out);
+	/* Repeated and given out of order: the spec's order, each once. */
+	cr_assert_eq(mbt_sh(dir, MBT_CLI "run --suite two.json --db r.db --entry toy2 --entry toy"
+				 " --entry toy2 --quiet >/dev/null", NULL), 0);
+	cr_assert_eq(mbt_sh(dir, "sqlite3 r.db \"SELECT run_id, entry, count(*) FROM item_values"
+				 " GROUP BY run_id, entry ORDER BY run_id, entry; SELECT count(*)"
+				 " FROM runs\"", &out), 0);
+	cr_expect_str_eq(out, "1|toy2|600\n2|toy|600\n2|toy2|600\n2\n");
+	free(out);
+}
