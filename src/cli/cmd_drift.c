@@ -79,21 +79,23 @@ static const mb_cli_cmd drift_cmd = {
 };
 
 /* Runs every entry of the spec on the checkpoint at path into entries[i]
- * (*n_done of them) and their figures into figs[i]. */
+ * (*n_done of them) and their figures into figs[i]; root is the spec's (its
+ * entries' path params are joined with it). */
 static int compute_entries(mb_entry_result *entries, size_t *n_done, mb_figure_list *figs,
-			   const mb_spec *spec, const mb_dataset *datasets, const char *path,
-			   const mb_runner_opts *opts, mb_error *err)
+			   const mb_spec *spec, const char *root, const mb_dataset *datasets,
+			   const char *path, const mb_runner_opts *opts, mb_error *err)
 {
 	int error = 0;
 
 	for (size_t i = 0; i < spec->n_entries && !error; i++) {
 		const mb_spec_entry *e = &spec->entries[i];
-		if ((error = mb_runner_run_entry(&entries[i], spec, e, &datasets[i], path, path, opts,
-						 err)) < 0)
+		if ((error = mb_runner_run_entry(&entries[i], spec, e, &datasets[i], root, path,
+						 path, opts, err)) < 0)
 			break;
 		*n_done = i + 1;
-		error = mb_figure_compute(&figs[i], e->task, path, e->params, datasets[i].items.items,
-					  datasets[i].items.n, entries[i].values, err);
+		error = mb_figure_compute(&figs[i], e->task, root, path, e->params,
+					  datasets[i].items.items, datasets[i].items.n,
+					  entries[i].values, err);
 	}
 	return error;
 }
@@ -102,8 +104,9 @@ static int compute_entries(mb_entry_result *entries, size_t *n_done, mb_figure_l
  * owner), then stores its run, figures and series point (and, for the first
  * point, the series and its monitors) in one short transaction after the
  * work, so parallel writers share the database. */
-static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset *datasets,
-			  const mb_provenance *base, const mb_drift_checkpoint *c, size_t ordinal,
+static int run_checkpoint(mb_store *store, const mb_spec *spec, const char *root,
+			  const mb_dataset *datasets, const mb_provenance *base,
+			  const mb_drift_checkpoint *c, size_t ordinal,
 			  const char *series, const mb_results_series *create, const mb_runner_opts *opts,
 			  int owner, int64_t *out_id, mb_error *err)
 {
@@ -127,8 +130,8 @@ static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset
 		error = mb_dist_recv_unit(run.entries, &run.n_entries, figs, owner, spec, datasets,
 					  c->path, err);
 	else
-		error = compute_entries(run.entries, &run.n_entries, figs, spec, datasets, c->path,
-					opts, err);
+		error = compute_entries(run.entries, &run.n_entries, figs, spec, root, datasets,
+					c->path, opts, err);
 	if (error < 0)
 		goto cleanup;
 	mb_provenance_finish(&run.prov, started);
@@ -175,8 +178,8 @@ cleanup:
 }
 
 /* Computes the checkpoint at path and sends it (or its error) to rank 0. */
-static int send_checkpoint(const mb_spec *spec, const mb_dataset *datasets, const char *path,
-			   const mb_runner_opts *opts, mb_error *err)
+static int send_checkpoint(const mb_spec *spec, const char *root, const mb_dataset *datasets,
+			   const char *path, const mb_runner_opts *opts, mb_error *err)
 {
 	mb_entry_result *entries = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*entries));
 	mb_figure_list *figs = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*figs));
@@ -184,7 +187,8 @@ static int send_checkpoint(const mb_spec *spec, const mb_dataset *datasets, cons
 	int error = entries && figs ? 0 : mb_error_oom(err, "checkpoint entries", spec->n_entries);
 
 	if (error == 0)
-		error = compute_entries(entries, &done, figs, spec, datasets, path, opts, err);
+		error = compute_entries(entries, &done, figs, spec, root, datasets, path, opts,
+					err);
 	error = mb_dist_send_unit(path, entries, figs, done, error, err);
 	for (size_t i = 0; i < spec->n_entries; i++) {
 		if (entries)
@@ -221,7 +225,8 @@ static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_o
 		/* one message per checkpoint, also after a failure (rank 0 drains them) */
 		for (size_t c = (size_t)mb_dist_rank(); c < n; c += (size_t)mb_dist_size())
 			if (error == 0)
-				error = send_checkpoint(spec, datasets, paths[c], &whole, err);
+				error = send_checkpoint(spec, root, datasets, paths[c], &whole,
+							err);
 			else
 				mb_dist_send_unit(paths[c], NULL, NULL, 0, error, err);
 		goto cleanup;
@@ -230,7 +235,7 @@ static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_o
 		for (size_t i = 0; i < spec->n_entries && !error; i++) {
 			mb_entry_result share;
 			error = mb_runner_run_entry(&share, spec, &spec->entries[i], &datasets[i],
-						    paths[c], paths[c], opts, err);
+						    root, paths[c], paths[c], opts, err);
 			mb_entry_result_dispose(&share);
 		}
 cleanup:
@@ -451,9 +456,10 @@ int mb_cmd_drift(int argc, char **argv)
 			create.spec = home.text;
 			create.spec_len = home.len;
 		}
-		error = run_checkpoint(store, &spec, datasets, &prov, &cks[i], n_stored + i, name,
-				       !exists && i == 0 ? &create : NULL, &ropts,
-				       whole ? (int)(i % (size_t)mb_dist_size()) : 0, &id, &err);
+		error = run_checkpoint(store, &spec, home.root, datasets, &prov, &cks[i],
+				       n_stored + i, name, !exists && i == 0 ? &create : NULL,
+				       &ropts, whole ? (int)(i % (size_t)mb_dist_size()) : 0, &id,
+				       &err);
 		if (error < 0) {
 			if (whole)
 				mb_dist_drain_units(i, n_cks);

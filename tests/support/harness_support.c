@@ -161,7 +161,7 @@ void mbt_run_fixture(mb_run_result *run, const char *dir)
 	if (!run->entries)
 		die("calloc");
 	snprintf(model, sizeof(model), "%s/models/true", dir);
-	check(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, model,
+	check(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, dir, model,
 				  "models/true", &o, &err), &err);
 	run->n_entries = 1;
 	mb_provenance_finish(&run->prov, mb_runner_now());
@@ -203,8 +203,8 @@ void mbt_entry_run(mbt_entry_fixture *f, mb_entry_result *out, int threads)
 	mb_error err;
 
 	snprintf(model, sizeof(model), "%s/models/true", f->dir);
-	check(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model, "models/true",
-				  &o, &err), &err);
+	check(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, f->dir, model,
+				  "models/true", &o, &err), &err);
 }
 
 #define GIT "git -c user.email=t@example.com -c user.name=t -c init.defaultBranch=main "
