@@ -22,6 +22,7 @@
 
 typedef struct drift_args {
 	const char *suite, *series, *name, *db, *html, *json;
+	mb_cli_list entries;
 	double penalty, db_timeout;
 	int64_t min_seg, threads;
 	int append, fail_on_alarm, quiet;
@@ -32,6 +33,9 @@ static const mb_cli_opt drift_opts[] = {
 	 .help = "the suite spec (its margins and thresholds are the bands)"},
 	{MB_OPT(STRING, "--series", drift_args, series), .meta = "DIR_OR_GLOB", .required = 1,
 	 .help = "the checkpoints"},
+	{MB_OPT(LIST, "--entry", drift_args, entries), .meta = "NAME", .repeat = 1,
+	 .help = "drift only this entry of the suite (repeatable; default: every entry); "
+		 "--append must name the same entries"},
 	{MB_OPT(STRING, "--name", drift_args, name), .meta = "NAME",
 	 .help = "the series' name in the database (default SUITE:DIR)"},
 	{MB_OPT(FLAG, "--append", drift_args, append),
@@ -284,13 +288,42 @@ static int store_phases(mb_store *store, const char *series, const mb_drift_resu
 	return error;
 }
 
-int mb_cmd_drift(int argc, char **argv)
+/* With --append: the entries the spec keeps (--entry) must be those the
+ * series holds, the entries of its first checkpoint's run. */
+static int check_series_entries(mb_store *store, const mb_results_point *first,
+				const mb_spec *spec, const char *db, const char *name,
+				mb_error *err)
 {
-	drift_args a = {0};
-	mb_cli_parsed parsed;
+	mb_run_result run;
+	char have[512] = "", want[512] = "";
+	size_t at = 0;
+	int error, same;
+
+	if ((error = mb_store_get_run(&run, store, first->run_id, err)) < 0)
+		return error;
+	same = run.n_entries == spec->n_entries;
+	for (size_t i = 0; i < run.n_entries; i++) {
+		same = same && mb_spec_find_entry(spec, run.entries[i].name) != NULL;
+		at += (size_t)snprintf(have + at, at < sizeof(have) ? sizeof(have) - at : 0, "%s%s",
+				       i ? ", " : "", run.entries[i].name);
+	}
+	at = 0;
+	for (size_t i = 0; i < spec->n_entries; i++)
+		at += (size_t)snprintf(want + at, at < sizeof(want) ? sizeof(want) - at : 0, "%s%s",
+				       i ? ", " : "", spec->entries[i].name);
+	if (!same)
+		error = mb_error_set(err, MB_EMISMATCH, "%s: series '%s' holds entries %s, not %s: "
+				     "append with --entry for exactly those, or start a new series "
+				     "with --name", db, name, have, want);
+	mb_run_result_dispose(&run);
+	return error;
+}
+
+static int drift(const drift_args *a, const mb_cli_parsed *parsed)
+{
 	const char *suite, *series, *db, *html, *json;
 	mb_store_opts so = {0};
-	int rc, error = 0, exit_code = MB_EXIT_OK;
+	int error = 0, exit_code = MB_EXIT_OK;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -308,15 +341,13 @@ int mb_cmd_drift(int argc, char **argv)
 	int exists = 0, whole = 0;
 	json_t *doc = NULL;
 
-	if ((rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv)) != MB_CLI_GO)
-		return rc;
-	suite = a.suite;
-	series = a.series;
-	db = a.db;
-	html = a.html;
-	json = a.json;
-	dopts = mb_cli_series_opts(&parsed, &drift_cmd, a.penalty, a.min_seg);
-	mb_cli_db_timeout(&so, a.db_timeout);
+	suite = a->suite;
+	series = a->series;
+	db = a->db;
+	html = a->html;
+	json = a->json;
+	dopts = mb_cli_series_opts(parsed, &drift_cmd, a->penalty, a->min_seg);
+	mb_cli_db_timeout(&so, a->db_timeout);
 	mb_error_clear(&err);
 
 	memset(&spec, 0, sizeof(spec));
@@ -326,16 +357,19 @@ int mb_cmd_drift(int argc, char **argv)
 		return mb_cli_fail(&err);
 	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0)
 		goto cleanup;
+	if (a->entries.n &&
+	    (error = mb_spec_keep_entries(&spec, a->entries.v, a->entries.n, &err)) < 0)
+		goto cleanup;
 	{
 		const char *outs[] = {html, json};
 		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0)
 			goto cleanup;
 	}
-	mb_provenance_init(&prov, (int)a.threads);
+	mb_provenance_init(&prov, (int)a->threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
-	if (a.name) {
-		snprintf(name, sizeof(name), "%s", a.name);
+	if (a->name) {
+		snprintf(name, sizeof(name), "%s", a->name);
 	} else {
 		size_t len;
 		snprintf(name, sizeof(name), "%s:%s", spec.suite, series);
@@ -349,8 +383,8 @@ int mb_cmd_drift(int argc, char **argv)
 	if ((error = mb_drift_check_windows(&spec, n_cks && cks[0].has_step, &err)) < 0)
 		goto cleanup;
 	memset(&ropts, 0, sizeof(ropts));
-	ropts.threads = (int)a.threads;
-	ropts.progress = mb_cli_want_progress(a.quiet);
+	ropts.threads = (int)a->threads;
+	ropts.progress = mb_cli_want_progress(a->quiet);
 	if (mb_dist_size() > 1)
 		ropts.split = mb_dist_run_entry; /* every entry's items over the ranks */
 	if (mb_dist_rank() != 0) {
@@ -366,7 +400,7 @@ int mb_cmd_drift(int argc, char **argv)
 		goto cleanup;
 	} else {
 		exists = 1;
-		if (!a.append) {
+		if (!a->append) {
 			error = mb_error_set(&err, MB_EINVALID, "%s: series '%s' exists; pass --append "
 					     "to add new checkpoints to it, or --name for a new series",
 					     db, name);
@@ -379,7 +413,9 @@ int mb_cmd_drift(int argc, char **argv)
 					     home.blob);
 			goto cleanup;
 		}
-		if ((error = mb_results_series_points(&stored, &n_stored, store, name, &err)) < 0)
+		if ((error = mb_results_series_points(&stored, &n_stored, store, name, &err)) < 0 ||
+		    (n_stored && (error = check_series_entries(store, &stored[0], &spec, db, name,
+							       &err)) < 0))
 			goto cleanup;
 	}
 	/* Which checkpoints are new: those not stored by path; they must all
@@ -466,7 +502,7 @@ int mb_cmd_drift(int argc, char **argv)
 			goto cleanup;
 		}
 		ran++;
-		if (!a.quiet) {
+		if (!a->quiet) {
 			if (cks[i].has_step)
 				fprintf(stderr, "mechbench: checkpoint %zu/%zu (step %lld): run %lld\n",
 					i + 1, n_cks, (long long)cks[i].step, (long long)id);
@@ -475,7 +511,7 @@ int mb_cmd_drift(int argc, char **argv)
 					n_cks, cks[i].name, (long long)id);
 		}
 	}
-	if (ran == 0 && !a.quiet)
+	if (ran == 0 && !a->quiet)
 		fprintf(stderr, "mechbench: series '%s': no new checkpoints in %s\n", name, series);
 	if ((error = mb_cli_series_view_load(&view, store, name, &dopts, &err)) < 0)
 		goto cleanup;
@@ -507,7 +543,7 @@ int mb_cmd_drift(int argc, char **argv)
 			exit_code = MB_EXIT_INCONCLUSIVE;
 		}
 	}
-	if (a.fail_on_alarm)
+	if (a->fail_on_alarm)
 		for (size_t m = 0; m < view.drift.n_metrics; m++)
 			if (view.drift.metrics[m].alarm != SIZE_MAX)
 				exit_code = MB_EXIT_GATE_FAILED;
@@ -524,4 +560,16 @@ cleanup:
 	mb_spec_dispose(&spec);
 	mb_cli_spec_home_dispose(&home);
 	return error < 0 ? mb_cli_fail(&err) : exit_code;
+}
+
+int mb_cmd_drift(int argc, char **argv)
+{
+	drift_args a = {0};
+	mb_cli_parsed parsed;
+	int rc;
+
+	if ((rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv)) == MB_CLI_GO)
+		rc = drift(&a, &parsed);
+	mb_cli_args_dispose(&a, &drift_cmd);
+	return rc;
 }
