@@ -340,24 +340,12 @@ Test(drift, monitor_p_values_match_the_msprt_formula)
 
 Test(drift, entry_drifts_only_the_named_entries_and_append_keeps_them)
 {
-	char *out = NULL, *text;
-	json_t *doc, *m, *tasks, *copy;
+	char *out = NULL;
+	json_t *doc, *m;
 	size_t i;
 
-	/* demo.json with a second entry, toy2 (a copy of toy) */
 	mbt_demo_suite(dir, 20);
-	text = mbt_read(dir, "demo.json");
-	doc = json_loads(text, 0, NULL);
-	cr_assert_not_null(doc);
-	free(text);
-	tasks = json_object_get(doc, "tasks");
-	copy = json_deep_copy(json_array_get(tasks, 0));
-	json_object_set_new(copy, "name", json_string("toy2"));
-	json_array_append_new(tasks, copy);
-	text = json_dumps(doc, JSON_INDENT(2));
-	mbt_write(dir, "two.json", text);
-	free(text);
-	json_decref(doc);
+	mbt_suite_add_entry(dir, "demo.json", "two.json", "toy2");
 	mbt_series(dir, "ck", 4, 100, 2, 0.3, 1.0, 0.03, 1);
 
 	/* A name that is no entry: one line naming it and the entries, nothing stored. */

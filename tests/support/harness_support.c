@@ -133,6 +133,22 @@ void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		 sha, extra, metrics);
 }
 
+void mbt_suite_add_entry(const char *dir, const char *from, const char *to, const char *name)
+{
+	char *text = mbt_read(dir, from);
+	json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *tasks = json_object_get(doc, "tasks");
+	json_t *copy = json_deep_copy(json_array_get(tasks, 0));
+
+	free(text);
+	if (!copy || json_object_set_new(copy, "name", json_string(name)) < 0 ||
+	    json_array_append_new(tasks, copy) < 0 || !(text = json_dumps(doc, JSON_INDENT(2))))
+		die("mbt_suite_add_entry");
+	mbt_write(dir, to, text);
+	free(text);
+	json_decref(doc);
+}
+
 static void check(int rc, const mb_error *err)
 {
 	if (rc < 0) {
