@@ -290,13 +290,18 @@ static int store_phases(mb_store *store, const char *series, const mb_drift_resu
 
 /* With --append: the entries the spec keeps (--entry) must be those the
  * series holds, the entries of its first checkpoint's run. */
+static void add_name(char *list, size_t cap, const char *name)
+{
+	size_t at = strlen(list);
+	snprintf(list + at, cap - at, "%s%s", at ? ", " : "", name);
+}
+
 static int check_series_entries(mb_store *store, const mb_results_point *first,
 				const mb_spec *spec, const char *db, const char *name,
 				mb_error *err)
 {
 	mb_run_result run;
 	char have[512] = "", want[512] = "";
-	size_t at = 0;
 	int error, same;
 
 	if ((error = mb_store_get_run(&run, store, first->run_id, err)) < 0)
@@ -304,13 +309,10 @@ static int check_series_entries(mb_store *store, const mb_results_point *first,
 	same = run.n_entries == spec->n_entries;
 	for (size_t i = 0; i < run.n_entries; i++) {
 		same = same && mb_spec_find_entry(spec, run.entries[i].name) != NULL;
-		at += (size_t)snprintf(have + at, at < sizeof(have) ? sizeof(have) - at : 0, "%s%s",
-				       i ? ", " : "", run.entries[i].name);
+		add_name(have, sizeof(have), run.entries[i].name);
 	}
-	at = 0;
 	for (size_t i = 0; i < spec->n_entries; i++)
-		at += (size_t)snprintf(want + at, at < sizeof(want) ? sizeof(want) - at : 0, "%s%s",
-				       i ? ", " : "", spec->entries[i].name);
+		add_name(want, sizeof(want), spec->entries[i].name);
 	if (!same)
 		error = mb_error_set(err, MB_EMISMATCH, "%s: series '%s' holds entries %s, not %s: "
 				     "append with --entry for exactly those, or start a new series "
