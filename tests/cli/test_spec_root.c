@@ -4,9 +4,9 @@
  * params a task declares as paths (task.h path_params, joined by
  * mb_task_open). A git repository holds a sae_text entry on a copy of the
  * committed zoo facts model with a random SAE at saes/tiny (params.sae);
- * run, baseline save, gate and drift are run from the folder above it. Each
- * fails with "saes/tiny/cfg.json" not found when the param is read relative
- * to the current directory. The stored params stay the spec's text.
+ * run, baseline save, gate and drift are run from the folder above it.
+ * Without the join, run fails there ("entry sae: saes/tiny/cfg.json: No such
+ * file or directory"). The stored params stay the spec's text.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
