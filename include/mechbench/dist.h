@@ -53,8 +53,9 @@ void mb_dist_strings_free(char **list, size_t n);
  * entry with its aggregates (mb_runner_entry_finish), the others their share
  * (values only). */
 int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
-		      const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
-		      const char *model_label, const mb_runner_opts *opts, mb_error *err);
+		      const mb_spec_entry *e, const mb_dataset *d, const char *root,
+		      const char *model_dir, const char *model_label, const mb_runner_opts *opts,
+		      mb_error *err);
 
 /* Whole units of work dealt to ranks (drift's checkpoints): 1 when n units
  * are at least as many as the ranks (K > 1), so that every rank gets whole

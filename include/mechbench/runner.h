@@ -111,8 +111,9 @@ typedef struct mb_runner_opts {
 	 * process (shard.h: `run --shard`; dist.h: MPI ranks) through
 	 * mb_runner_run_values with split cleared. */
 	int (*split)(void *split_payload, struct mb_entry_result *out, const mb_spec *spec,
-		     const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
-		     const char *model_label, const struct mb_runner_opts *opts, mb_error *err);
+		     const mb_spec_entry *e, const mb_dataset *d, const char *root,
+		     const char *model_dir, const char *model_label,
+		     const struct mb_runner_opts *opts, mb_error *err);
 	void *split_payload;
 } mb_runner_opts;
 
@@ -147,12 +148,14 @@ int mb_runner_check_dataset(const mb_dataset *d, const mb_spec_entry *e, mb_erro
 
 /* Runs entry e's task on the model in model_dir over d's items into *out
  * (disposed with mb_entry_result_dispose), then computes aggregates at 95%.
- * model_label is what the result records as its model (the spec's
- * repo-relative path, or --model as given); NULL records model_dir. Errors
- * name the entry, the item or the model file. */
+ * root is the spec's root: the task is opened with mb_task_open (task.h),
+ * which joins its path params with it (the result keeps e->params as
+ * written). model_label is what the result records as its model (the
+ * spec's repo-relative path, or --model as given); NULL records model_dir.
+ * Errors name the entry, the item or the model file. */
 int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
-			const mb_dataset *d, const char *model_dir, const char *model_label,
-			const mb_runner_opts *opts, mb_error *err);
+			const mb_dataset *d, const char *root, const char *model_dir,
+			const char *model_label, const mb_runner_opts *opts, mb_error *err);
 
 /* The two halves of mb_runner_run_entry. run_values fills *out with the
  * entry's header (names, model file digests, metrics), d's item references
@@ -166,8 +169,8 @@ int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec
  * (one process, the root rank of an MPI run, `merge` of shards) gets the same
  * bits. entry_finish leaves *out to the caller's dispose on error. */
 int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *all,
-			 const mb_dataset *d, const char *model_dir, const char *model_label,
-			 const mb_runner_opts *opts, mb_error *err);
+			 const mb_dataset *d, const char *root, const char *model_dir,
+			 const char *model_label, const mb_runner_opts *opts, mb_error *err);
 int mb_runner_entry_finish(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
 			   const mb_dataset *d, mb_error *err);
 

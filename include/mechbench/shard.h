@@ -53,8 +53,9 @@ void mb_shard_view_dispose(mb_dataset *v);
  * all of d's items, so every part carries the same artifact; `merge` refuses
  * parts whose artifacts differ. */
 int mb_shard_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
-		       const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
-		       const char *model_label, const mb_runner_opts *opts, mb_error *err);
+		       const mb_spec_entry *e, const mb_dataset *d, const char *root,
+		       const char *model_dir, const char *model_label, const mb_runner_opts *opts,
+		       mb_error *err);
 
 /* Makes *out the whole entry from a part's result `head` (its name, task,
  * model, file digests, metrics, params and artifact are copied) and every

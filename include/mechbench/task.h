@@ -157,9 +157,18 @@ typedef struct mb_task {
 			    mb_error *err);
 
 	/* Loads the model in model_dir for a run with params (already checked).
-	 * *out is the task's state, freed by close. Errors name the model file. */
+	 * *out is the task's state, freed by close. Errors name the model file.
+	 * params lives only for the call: the state copies what it keeps. Every
+	 * caller that runs a suite entry goes through mb_task_open, which joins
+	 * path_params with the spec's root first. */
 	int (*open)(void **out, const char *model_dir, const json_t *params, mb_error *err);
 	void (*close)(void *state);
+
+	/* OPTIONAL (NULL: none): the run params (top-level keys of params) that
+	 * name a file or folder, NULL-terminated ({"sae", NULL}). A relative one
+	 * is relative to the spec's root, like the entry's model and dataset:
+	 * mb_task_open joins it with the root before open sees it. */
+	const char *const *path_params;
 
 	/* OPTIONAL (NULL: the task has no per-entry artifact). Called once per
 	 * entry, from one thread, before any run(), with ALL of the entry's
@@ -196,14 +205,25 @@ typedef struct mb_task {
 	size_t n_derived;
 } mb_task;
 
+/* Opens task t on the model in model_dir for a suite entry's params: the
+ * one place where the params t->path_params names are joined with root (the
+ * spec's root: its git work tree, "." outside git; NULL or "": none), on a
+ * copy handed to t->open; params itself, the spec's text that the store and
+ * baselines keep, is not changed. An absolute path is kept as written. The
+ * runner and mb_figure_compute open tasks through it. Errors: t->open's,
+ * MB_EINVALID when a joined path is too long, MB_ENOMEM. */
+int mb_task_open(void **out, const mb_task *t, const char *root, const char *model_dir,
+		 const json_t *params, mb_error *err);
+
 /* Runs task t's figures hook on the model in model_dir: opens it with
- * params, calls t->figures on the n items and their values (N, M) as
- * t->run wrote them, closes it. A task without the hook adds nothing.
- * Errors are the task's, prefixed with the model folder.
- * (src/tasks/task_figures.c; the figure type itself is util's figure.h.) */
-int mb_figure_compute(mb_figure_list *out, const mb_task *t, const char *model_dir,
-		      const json_t *params, const mb_item *items, size_t n,
-		      const double *values, mb_error *err);
+ * params (mb_task_open, path params joined with root), calls t->figures on
+ * the n items and their values (N, M) as t->run wrote them, closes it. A
+ * task without the hook adds nothing. Errors are the task's, prefixed with
+ * the model folder. (src/tasks/task_figures.c; the figure type itself is
+ * util's figure.h.) */
+int mb_figure_compute(mb_figure_list *out, const mb_task *t, const char *root,
+		      const char *model_dir, const json_t *params, const mb_item *items,
+		      size_t n, const double *values, mb_error *err);
 
 /* The registry: every task compiled in (src/tasks/tasks.def). */
 const mb_task *mb_task_find(const char *name);

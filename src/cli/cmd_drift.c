@@ -22,6 +22,7 @@
 
 typedef struct drift_args {
 	const char *suite, *series, *name, *db, *html, *json;
+	mb_cli_list entries;
 	double penalty, db_timeout;
 	int64_t min_seg, threads;
 	int append, fail_on_alarm, quiet;
@@ -32,6 +33,9 @@ static const mb_cli_opt drift_opts[] = {
 	 .help = "the suite spec (its margins and thresholds are the bands)"},
 	{MB_OPT(STRING, "--series", drift_args, series), .meta = "DIR_OR_GLOB", .required = 1,
 	 .help = "the checkpoints"},
+	{MB_OPT(LIST, "--entry", drift_args, entries), .meta = "NAME", .repeat = 1,
+	 .help = "drift only this entry of the suite (repeatable; default: every entry); "
+		 "--append must name the same entries"},
 	{MB_OPT(STRING, "--name", drift_args, name), .meta = "NAME",
 	 .help = "the series' name in the database (default SUITE:DIR)"},
 	{MB_OPT(FLAG, "--append", drift_args, append),
@@ -79,21 +83,23 @@ static const mb_cli_cmd drift_cmd = {
 };
 
 /* Runs every entry of the spec on the checkpoint at path into entries[i]
- * (*n_done of them) and their figures into figs[i]. */
+ * (*n_done of them) and their figures into figs[i]; root is the spec's (its
+ * entries' path params are joined with it). */
 static int compute_entries(mb_entry_result *entries, size_t *n_done, mb_figure_list *figs,
-			   const mb_spec *spec, const mb_dataset *datasets, const char *path,
-			   const mb_runner_opts *opts, mb_error *err)
+			   const mb_spec *spec, const char *root, const mb_dataset *datasets,
+			   const char *path, const mb_runner_opts *opts, mb_error *err)
 {
 	int error = 0;
 
 	for (size_t i = 0; i < spec->n_entries && !error; i++) {
 		const mb_spec_entry *e = &spec->entries[i];
-		if ((error = mb_runner_run_entry(&entries[i], spec, e, &datasets[i], path, path, opts,
-						 err)) < 0)
+		if ((error = mb_runner_run_entry(&entries[i], spec, e, &datasets[i], root, path,
+						 path, opts, err)) < 0)
 			break;
 		*n_done = i + 1;
-		error = mb_figure_compute(&figs[i], e->task, path, e->params, datasets[i].items.items,
-					  datasets[i].items.n, entries[i].values, err);
+		error = mb_figure_compute(&figs[i], e->task, root, path, e->params,
+					  datasets[i].items.items, datasets[i].items.n,
+					  entries[i].values, err);
 	}
 	return error;
 }
@@ -102,8 +108,9 @@ static int compute_entries(mb_entry_result *entries, size_t *n_done, mb_figure_l
  * owner), then stores its run, figures and series point (and, for the first
  * point, the series and its monitors) in one short transaction after the
  * work, so parallel writers share the database. */
-static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset *datasets,
-			  const mb_provenance *base, const mb_drift_checkpoint *c, size_t ordinal,
+static int run_checkpoint(mb_store *store, const mb_spec *spec, const char *root,
+			  const mb_dataset *datasets, const mb_provenance *base,
+			  const mb_drift_checkpoint *c, size_t ordinal,
 			  const char *series, const mb_results_series *create, const mb_runner_opts *opts,
 			  int owner, int64_t *out_id, mb_error *err)
 {
@@ -127,8 +134,8 @@ static int run_checkpoint(mb_store *store, const mb_spec *spec, const mb_dataset
 		error = mb_dist_recv_unit(run.entries, &run.n_entries, figs, owner, spec, datasets,
 					  c->path, err);
 	else
-		error = compute_entries(run.entries, &run.n_entries, figs, spec, datasets, c->path,
-					opts, err);
+		error = compute_entries(run.entries, &run.n_entries, figs, spec, root, datasets,
+					c->path, opts, err);
 	if (error < 0)
 		goto cleanup;
 	mb_provenance_finish(&run.prov, started);
@@ -175,8 +182,8 @@ cleanup:
 }
 
 /* Computes the checkpoint at path and sends it (or its error) to rank 0. */
-static int send_checkpoint(const mb_spec *spec, const mb_dataset *datasets, const char *path,
-			   const mb_runner_opts *opts, mb_error *err)
+static int send_checkpoint(const mb_spec *spec, const char *root, const mb_dataset *datasets,
+			   const char *path, const mb_runner_opts *opts, mb_error *err)
 {
 	mb_entry_result *entries = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*entries));
 	mb_figure_list *figs = calloc(spec->n_entries ? spec->n_entries : 1, sizeof(*figs));
@@ -184,7 +191,8 @@ static int send_checkpoint(const mb_spec *spec, const mb_dataset *datasets, cons
 	int error = entries && figs ? 0 : mb_error_oom(err, "checkpoint entries", spec->n_entries);
 
 	if (error == 0)
-		error = compute_entries(entries, &done, figs, spec, datasets, path, opts, err);
+		error = compute_entries(entries, &done, figs, spec, root, datasets, path, opts,
+					err);
 	error = mb_dist_send_unit(path, entries, figs, done, error, err);
 	for (size_t i = 0; i < spec->n_entries; i++) {
 		if (entries)
@@ -221,7 +229,8 @@ static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_o
 		/* one message per checkpoint, also after a failure (rank 0 drains them) */
 		for (size_t c = (size_t)mb_dist_rank(); c < n; c += (size_t)mb_dist_size())
 			if (error == 0)
-				error = send_checkpoint(spec, datasets, paths[c], &whole, err);
+				error = send_checkpoint(spec, root, datasets, paths[c], &whole,
+							err);
 			else
 				mb_dist_send_unit(paths[c], NULL, NULL, 0, error, err);
 		goto cleanup;
@@ -230,7 +239,7 @@ static int follow_rank0(const mb_spec *spec, const char *root, const mb_runner_o
 		for (size_t i = 0; i < spec->n_entries && !error; i++) {
 			mb_entry_result share;
 			error = mb_runner_run_entry(&share, spec, &spec->entries[i], &datasets[i],
-						    paths[c], paths[c], opts, err);
+						    root, paths[c], paths[c], opts, err);
 			mb_entry_result_dispose(&share);
 		}
 cleanup:
@@ -279,13 +288,44 @@ static int store_phases(mb_store *store, const char *series, const mb_drift_resu
 	return error;
 }
 
-int mb_cmd_drift(int argc, char **argv)
+/* With --append: the entries the spec keeps (--entry) must be those the
+ * series holds, the entries of its first checkpoint's run. */
+static void add_name(char *list, size_t cap, const char *name)
 {
-	drift_args a = {0};
-	mb_cli_parsed parsed;
+	size_t at = strlen(list);
+	snprintf(list + at, cap - at, "%s%s", at ? ", " : "", name);
+}
+
+static int check_series_entries(mb_store *store, const mb_results_point *first,
+				const mb_spec *spec, const char *db, const char *name,
+				mb_error *err)
+{
+	mb_run_result run;
+	char have[512] = "", want[512] = "";
+	int error, same;
+
+	if ((error = mb_store_get_run(&run, store, first->run_id, err)) < 0)
+		return error;
+	same = run.n_entries == spec->n_entries;
+	for (size_t i = 0; i < run.n_entries; i++) {
+		same = same && mb_spec_find_entry(spec, run.entries[i].name) != NULL;
+		add_name(have, sizeof(have), run.entries[i].name);
+	}
+	for (size_t i = 0; i < spec->n_entries; i++)
+		add_name(want, sizeof(want), spec->entries[i].name);
+	if (!same)
+		error = mb_error_set(err, MB_EMISMATCH, "%s: series '%s' holds entries %s, not %s: "
+				     "append with --entry for exactly those, or start a new series "
+				     "with --name", db, name, have, want);
+	mb_run_result_dispose(&run);
+	return error;
+}
+
+static int drift(const drift_args *a, const mb_cli_parsed *parsed)
+{
 	const char *suite, *series, *db, *html, *json;
 	mb_store_opts so = {0};
-	int rc, error = 0, exit_code = MB_EXIT_OK;
+	int error = 0, exit_code = MB_EXIT_OK;
 	mb_error err;
 	mb_cli_spec_home home;
 	mb_spec spec;
@@ -303,15 +343,13 @@ int mb_cmd_drift(int argc, char **argv)
 	int exists = 0, whole = 0;
 	json_t *doc = NULL;
 
-	if ((rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv)) != MB_CLI_GO)
-		return rc;
-	suite = a.suite;
-	series = a.series;
-	db = a.db;
-	html = a.html;
-	json = a.json;
-	dopts = mb_cli_series_opts(&parsed, &drift_cmd, a.penalty, a.min_seg);
-	mb_cli_db_timeout(&so, a.db_timeout);
+	suite = a->suite;
+	series = a->series;
+	db = a->db;
+	html = a->html;
+	json = a->json;
+	dopts = mb_cli_series_opts(parsed, &drift_cmd, a->penalty, a->min_seg);
+	mb_cli_db_timeout(&so, a->db_timeout);
 	mb_error_clear(&err);
 
 	memset(&spec, 0, sizeof(spec));
@@ -321,16 +359,19 @@ int mb_cmd_drift(int argc, char **argv)
 		return mb_cli_fail(&err);
 	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0)
 		goto cleanup;
+	if (a->entries.n &&
+	    (error = mb_spec_keep_entries(&spec, a->entries.v, a->entries.n, &err)) < 0)
+		goto cleanup;
 	{
 		const char *outs[] = {html, json};
 		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0)
 			goto cleanup;
 	}
-	mb_provenance_init(&prov, (int)a.threads);
+	mb_provenance_init(&prov, (int)a->threads);
 	if ((error = mb_cli_provenance_spec(&prov, &home, &spec, &err)) < 0)
 		goto cleanup;
-	if (a.name) {
-		snprintf(name, sizeof(name), "%s", a.name);
+	if (a->name) {
+		snprintf(name, sizeof(name), "%s", a->name);
 	} else {
 		size_t len;
 		snprintf(name, sizeof(name), "%s:%s", spec.suite, series);
@@ -344,8 +385,8 @@ int mb_cmd_drift(int argc, char **argv)
 	if ((error = mb_drift_check_windows(&spec, n_cks && cks[0].has_step, &err)) < 0)
 		goto cleanup;
 	memset(&ropts, 0, sizeof(ropts));
-	ropts.threads = (int)a.threads;
-	ropts.progress = mb_cli_want_progress(a.quiet);
+	ropts.threads = (int)a->threads;
+	ropts.progress = mb_cli_want_progress(a->quiet);
 	if (mb_dist_size() > 1)
 		ropts.split = mb_dist_run_entry; /* every entry's items over the ranks */
 	if (mb_dist_rank() != 0) {
@@ -361,7 +402,7 @@ int mb_cmd_drift(int argc, char **argv)
 		goto cleanup;
 	} else {
 		exists = 1;
-		if (!a.append) {
+		if (!a->append) {
 			error = mb_error_set(&err, MB_EINVALID, "%s: series '%s' exists; pass --append "
 					     "to add new checkpoints to it, or --name for a new series",
 					     db, name);
@@ -374,7 +415,9 @@ int mb_cmd_drift(int argc, char **argv)
 					     home.blob);
 			goto cleanup;
 		}
-		if ((error = mb_results_series_points(&stored, &n_stored, store, name, &err)) < 0)
+		if ((error = mb_results_series_points(&stored, &n_stored, store, name, &err)) < 0 ||
+		    (n_stored && (error = check_series_entries(store, &stored[0], &spec, db, name,
+							       &err)) < 0))
 			goto cleanup;
 	}
 	/* Which checkpoints are new: those not stored by path; they must all
@@ -451,16 +494,17 @@ int mb_cmd_drift(int argc, char **argv)
 			create.spec = home.text;
 			create.spec_len = home.len;
 		}
-		error = run_checkpoint(store, &spec, datasets, &prov, &cks[i], n_stored + i, name,
-				       !exists && i == 0 ? &create : NULL, &ropts,
-				       whole ? (int)(i % (size_t)mb_dist_size()) : 0, &id, &err);
+		error = run_checkpoint(store, &spec, home.root, datasets, &prov, &cks[i],
+				       n_stored + i, name, !exists && i == 0 ? &create : NULL,
+				       &ropts, whole ? (int)(i % (size_t)mb_dist_size()) : 0, &id,
+				       &err);
 		if (error < 0) {
 			if (whole)
 				mb_dist_drain_units(i, n_cks);
 			goto cleanup;
 		}
 		ran++;
-		if (!a.quiet) {
+		if (!a->quiet) {
 			if (cks[i].has_step)
 				fprintf(stderr, "mechbench: checkpoint %zu/%zu (step %lld): run %lld\n",
 					i + 1, n_cks, (long long)cks[i].step, (long long)id);
@@ -469,7 +513,7 @@ int mb_cmd_drift(int argc, char **argv)
 					n_cks, cks[i].name, (long long)id);
 		}
 	}
-	if (ran == 0 && !a.quiet)
+	if (ran == 0 && !a->quiet)
 		fprintf(stderr, "mechbench: series '%s': no new checkpoints in %s\n", name, series);
 	if ((error = mb_cli_series_view_load(&view, store, name, &dopts, &err)) < 0)
 		goto cleanup;
@@ -501,7 +545,7 @@ int mb_cmd_drift(int argc, char **argv)
 			exit_code = MB_EXIT_INCONCLUSIVE;
 		}
 	}
-	if (a.fail_on_alarm)
+	if (a->fail_on_alarm)
 		for (size_t m = 0; m < view.drift.n_metrics; m++)
 			if (view.drift.metrics[m].alarm != SIZE_MAX)
 				exit_code = MB_EXIT_GATE_FAILED;
@@ -518,4 +562,16 @@ cleanup:
 	mb_spec_dispose(&spec);
 	mb_cli_spec_home_dispose(&home);
 	return error < 0 ? mb_cli_fail(&err) : exit_code;
+}
+
+int mb_cmd_drift(int argc, char **argv)
+{
+	drift_args a = {0};
+	mb_cli_parsed parsed;
+	int rc;
+
+	if ((rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv)) == MB_CLI_GO)
+		rc = drift(&a, &parsed);
+	mb_cli_args_dispose(&a, &drift_cmd);
+	return rc;
 }

@@ -441,7 +441,8 @@ int mb_cmd_gate(int argc, char **argv)
 					goto cleanup;
 			}
 		}
-		if ((error = mb_runner_run_entry(&cand.entries[i], &reg, e, &datasets[i], mdir,
+		if ((error = mb_runner_run_entry(&cand.entries[i], &reg, e, &datasets[i], home.root,
+						 mdir,
 						 model ? model : on_edit ? a.edited : e->model,
 						 &opts, &err)) < 0)
 			goto cleanup;

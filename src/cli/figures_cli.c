@@ -30,7 +30,7 @@ int mb_cli_figures_compute(mb_figure_list *out, const mb_spec *spec, const char 
 		error = mb_error_set(err, MB_EMISMATCH, "%s: %zu items, but the run of entry %s has "
 				     "%zu", d.name, d.items.n, e->name, e->n_items);
 	else
-		error = mb_figure_compute(out, se->task, model, se->params, d.items.items,
+		error = mb_figure_compute(out, se->task, root, model, se->params, d.items.items,
 					  d.items.n, e->values, err);
 	mb_dataset_dispose(&d);
 	return error;

@@ -15,7 +15,8 @@
 
 /* Runs the figures hook of entry e's task on the model the entry ran
  * (model_override, else root/<the spec entry's model>) over its dataset
- * (root/<dataset>) and e's values, appending the figures to *out (disposed
+ * (root/<dataset>; its path params under root too, mb_task_open) and e's
+ * values, appending the figures to *out (disposed
  * with mb_figure_list_dispose). A task without the hook adds nothing.
  * Computed before the run's short write transaction (store.h). */
 int mb_cli_figures_compute(mb_figure_list *out, const mb_spec *spec, const char *root,

@@ -153,6 +153,23 @@ int mb_cli_series_view_load(mb_cli_series_view *v, mb_store *s, const char *name
 		steps[k] = v->points[k].step;
 		labels[k] = v->points[k].checkpoint;
 	}
+	/* A series drifted with --entry holds some of its spec's entries: those
+	 * of its first checkpoint's run (drift --append keeps them the same). */
+	if (v->runs[0].n_entries < v->spec.n_entries) {
+		const char **kept = calloc(v->runs[0].n_entries + 1, sizeof(*kept));
+		if (!kept) {
+			error = mb_error_oom(err, "series entries", v->runs[0].n_entries);
+			goto cleanup;
+		}
+		for (size_t i = 0; i < v->runs[0].n_entries; i++)
+			kept[i] = v->runs[0].entries[i].name;
+		error = mb_spec_keep_entries(&v->spec, kept, v->runs[0].n_entries, err);
+		free(kept);
+		if (error < 0) {
+			mb_error_prefix(err, "series %s", name);
+			goto cleanup;
+		}
+	}
 	if ((error = mb_results_series_monitors(&rm, &n_mon, s, name, err)) < 0)
 		goto cleanup;
 	if (!(mon = calloc(n_mon ? n_mon : 1, sizeof(*mon)))) {

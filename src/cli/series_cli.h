@@ -51,7 +51,8 @@ typedef struct mb_cli_series_view {
 mb_drift_opts mb_cli_series_opts(const mb_cli_parsed *p, const mb_cli_cmd *cmd, double penalty,
 				 int64_t min_seg);
 
-/* Reads series `name` from s and analyses it. */
+/* Reads series `name` from s and analyses the entries of its registered spec
+ * that it holds (all, or those `drift --entry` named: its first run's). */
 int mb_cli_series_view_load(mb_cli_series_view *v, mb_store *s, const char *name,
 			    const mb_drift_opts *opts, mb_error *err);
 void mb_cli_series_view_dispose(mb_cli_series_view *v);

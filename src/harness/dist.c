@@ -280,8 +280,9 @@ static int same_artifact(const mb_entry_result *share, mb_error *err)
 }
 
 int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
-		      const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
-		      const char *model_label, const mb_runner_opts *opts, mb_error *err)
+		      const mb_spec_entry *e, const mb_dataset *d, const char *root,
+		      const char *model_dir, const char *model_label, const mb_runner_opts *opts,
+		      mb_error *err)
 {
 	mb_shard mine = {(unsigned)g_rank, (unsigned)g_size};
 	mb_runner_opts plain = *opts;
@@ -301,8 +302,8 @@ int mb_dist_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 	plain.progress = opts->progress && g_rank == 0;
 	if ((error = mb_shard_items(&idx, &n, d, mine, err)) == 0 &&
 	    (error = mb_shard_view(&view, d, idx, n, err)) == 0)
-		error = mb_runner_run_values(&share, e, d, &view, model_dir, model_label, &plain,
-					     err);
+		error = mb_runner_run_values(&share, e, d, &view, root, model_dir, model_label,
+					     &plain, err);
 	mb_shard_view_dispose(&view);
 	free(idx);
 	idx = NULL;

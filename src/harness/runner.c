@@ -279,15 +279,16 @@ static int run_items(const mb_task *t, void *state, const mb_dataset *d, double 
 }
 
 int mb_runner_run_entry(mb_entry_result *out, const mb_spec *spec, const mb_spec_entry *e,
-			const mb_dataset *d, const char *model_dir, const char *model_label,
-			const mb_runner_opts *opts, mb_error *err)
+			const mb_dataset *d, const char *root, const char *model_dir,
+			const char *model_label, const mb_runner_opts *opts, mb_error *err)
 {
 	int error;
 
 	if (opts && opts->split)
-		return opts->split(opts->split_payload, out, spec, e, d, model_dir, model_label,
-				   opts, err);
-	if ((error = mb_runner_run_values(out, e, d, d, model_dir, model_label, opts, err)) < 0)
+		return opts->split(opts->split_payload, out, spec, e, d, root, model_dir,
+				   model_label, opts, err);
+	if ((error = mb_runner_run_values(out, e, d, d, root, model_dir, model_label, opts,
+					  err)) < 0)
 		return error;
 	if ((error = mb_runner_entry_finish(out, spec, e, d, err)) < 0)
 		mb_entry_result_dispose(out);
@@ -318,8 +319,8 @@ static int prepare_entry(mb_entry_result *out, const mb_task *t, void *state,
 }
 
 int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_dataset *all,
-			 const mb_dataset *d, const char *model_dir, const char *model_label,
-			 const mb_runner_opts *opts, mb_error *err)
+			 const mb_dataset *d, const char *root, const char *model_dir,
+			 const char *model_label, const mb_runner_opts *opts, mb_error *err)
 {
 	const mb_task *t = e->task;
 	void *state = NULL;
@@ -357,7 +358,7 @@ int mb_runner_run_values(mb_entry_result *out, const mb_spec_entry *e, const mb_
 		goto cleanup;
 	if ((error = mb_model_digest(&out->model_files, &out->n_model_files, model_dir, err)) < 0)
 		goto cleanup;
-	if ((error = t->open(&state, model_dir, e->params, err)) < 0)
+	if ((error = mb_task_open(&state, t, root, model_dir, e->params, err)) < 0)
 		goto cleanup;
 	started = mb_runner_now();
 	if ((error = prepare_entry(out, t, state, all, err)) < 0)
@@ -431,7 +432,7 @@ int mb_runner_run_suite(mb_run_result *out, const mb_provenance *prov, const mb_
 		}
 		if ((error = mb_runner_load_dataset(&d, e, root, err)) < 0)
 			break;
-		error = mb_runner_run_entry(&out->entries[i], spec, e, &d, model,
+		error = mb_runner_run_entry(&out->entries[i], spec, e, &d, root, model,
 					    model_override ? model_override : e->model, opts, err);
 		mb_dataset_dispose(&d);
 		if (error < 0)

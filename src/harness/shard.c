@@ -83,8 +83,9 @@ void mb_shard_view_dispose(mb_dataset *v)
 }
 
 int mb_shard_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
-		       const mb_spec_entry *e, const mb_dataset *d, const char *model_dir,
-		       const char *model_label, const mb_runner_opts *opts, mb_error *err)
+		       const mb_spec_entry *e, const mb_dataset *d, const char *root,
+		       const char *model_dir, const char *model_label, const mb_runner_opts *opts,
+		       mb_error *err)
 {
 	const mb_shard *s = payload;
 	mb_runner_opts plain = *opts;
@@ -98,8 +99,8 @@ int mb_shard_run_entry(void *payload, mb_entry_result *out, const mb_spec *spec,
 	plain.split = NULL;
 	if ((error = mb_shard_items(&idx, &n, d, *s, err)) < 0 ||
 	    (error = mb_shard_view(&view, d, idx, n, err)) < 0 ||
-	    (error = mb_runner_run_values(out, e, d, &view, model_dir, model_label, &plain,
-					  err)) < 0)
+	    (error = mb_runner_run_values(out, e, d, &view, root, model_dir, model_label,
+					  &plain, err)) < 0)
 		goto cleanup;
 	/* a part's aggregates mean nothing: NaN, stored as NULL */
 	for (size_t m = 0; m < out->n_metrics; m++)

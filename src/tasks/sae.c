@@ -775,6 +775,9 @@ cleanup:
 	return rc;
 }
 
+/* params.sae, the SAE folder, is relative to the spec's root (mb_task_open). */
+static const char *const sae_path_params[] = {"sae", NULL};
+
 const mb_task mb_task_sae = {
 	.name = "sae",
 	.version = 1,
@@ -789,6 +792,7 @@ const mb_task mb_task_sae = {
 	.check_params = sae_check_params,
 	.open = sae_open,
 	.close = sae_close,
+	.path_params = sae_path_params,
 	.prepare = sae_prepare,
 	.run = sae_run,
 	.figures = sae_figures,

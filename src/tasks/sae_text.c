@@ -219,6 +219,9 @@ cleanup:
 	return rc;
 }
 
+/* params.sae, the SAE folder, is relative to the spec's root (mb_task_open). */
+static const char *const sae_text_path_params[] = {"sae", NULL};
+
 const mb_task mb_task_sae_text = {
 	.name = "sae_text",
 	.version = 1,
@@ -232,5 +235,6 @@ const mb_task mb_task_sae_text = {
 	.check_params = sae_text_check_params,
 	.open = sae_text_open,
 	.close = sae_text_close,
+	.path_params = sae_text_path_params,
 	.run = sae_text_run,
 };

@@ -226,6 +226,41 @@ void mb_item_list_dispose(mb_item_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+int mb_task_open(void **out, const mb_task *t, const char *root, const char *model_dir,
+		 const json_t *params, mb_error *err)
+{
+	json_t *joined = NULL; /* a shallow copy of params with the joined paths */
+	int error = 0;
+
+	*out = NULL;
+	if (!t->path_params || !root || !root[0] || !json_is_object(params))
+		return t->open(out, model_dir, params, err);
+	for (const char *const *k = t->path_params; *k; k++) {
+		const json_t *v = json_object_get(params, *k);
+		char path[4096];
+		if (!json_is_string(v) || !json_string_length(v) || json_string_value(v)[0] == '/')
+			continue;
+		if (!joined && !(joined = json_copy((json_t *)params)))
+			return mb_error_oom(err, "params", json_object_size(params));
+		if (mb_file_path_join(path, sizeof(path), root, json_string_value(v), err) < 0) {
+			/* the root alone may fill a line: name the param and its value */
+			error = mb_error_set(err, MB_EINVALID, "params.%s: '%s' under the spec's "
+					     "root (%zu bytes) is too long a path", *k,
+					     json_string_value(v), strlen(root));
+			goto cleanup;
+		}
+		/* nocheck: root's bytes are the file system's, not necessarily UTF-8 */
+		if (json_object_set_new(joined, *k, json_string_nocheck(path)) < 0) {
+			error = mb_error_oom(err, "params", strlen(path));
+			goto cleanup;
+		}
+	}
+	error = t->open(out, model_dir, joined ? joined : params, err);
+cleanup:
+	json_decref(joined);
+	return error;
+}
+
 int mb_task_read_source(char **out, size_t *len, const json_t *params, const char *what,
 			mb_error *err)
 {

@@ -127,18 +127,9 @@ Test(cli_run, a_run_that_fails_leaves_no_run_behind)
 
 Test(cli_run, entry_runs_only_the_named_entries_and_names_an_unknown_one)
 {
-	char *out = NULL, *text = mbt_read(dir, "spec.json");
-	json_t *doc = json_loads(text, 0, NULL);
-	cr_assert_not_null(doc);
-	free(text);
-	json_t *tasks = json_object_get(doc, "tasks");
-	json_t *copy = json_deep_copy(json_array_get(tasks, 0));
-	json_object_set_new(copy, "name", json_string("toy2"));
-	json_array_append_new(tasks, copy);
-	text = json_dumps(doc, JSON_INDENT(2));
-	mbt_write(dir, "two.json", text);
-	free(text);
-	json_decref(doc);
+	char *out = NULL;
+
+	mbt_suite_add_entry(dir, "spec.json", "two.json", "toy2");
 
 	cr_assert_eq(mbt_sh(dir, MBT_CLI "run --suite two.json --db r.db --entry toy2 --quiet",
 			    &out), 0, "%s", out);

@@ -338,6 +338,52 @@ Test(drift, monitor_p_values_match_the_msprt_formula)
 	json_decref(doc);
 }
 
+Test(drift, entry_drifts_only_the_named_entries_and_append_keeps_them)
+{
+	char *out = NULL;
+	json_t *doc, *m;
+	size_t i;
+
+	mbt_demo_suite(dir, 20);
+	mbt_suite_add_entry(dir, "demo.json", "two.json", "toy2");
+	mbt_series(dir, "ck", 4, 100, 2, 0.3, 1.0, 0.03, 1);
+
+	/* A name that is no entry: one line naming it and the entries, nothing stored. */
+	cr_expect_eq(mbt_sh(dir, MBT_CLI "drift --suite two.json --series ck --db m.db --entry toy2"
+				 " --entry nope --quiet 2>&1", &out), 1);
+	cr_expect(strstr(out, "two.json: no entry named 'nope' (entries: toy, toy2)") != NULL,
+		  "%s", out);
+	free(out);
+	cr_expect_neq(mbt_sh(dir, "test -e m.db && sqlite3 m.db 'SELECT id FROM runs' | grep -q .",
+			     NULL), 0, "stored nothing");
+
+	mbt_sh_ok(dir, MBT_CLI "drift --suite two.json --series ck --db m.db --entry toy2 --json "
+		       "d.json --quiet");
+	doc = mbt_json_file(dir, "d.json");
+	cr_expect_eq(json_array_size(json_object_get(doc, "metrics")), 3);
+	json_array_foreach(json_object_get(doc, "metrics"), i, m)
+		cr_expect_str_eq(json_string_value(json_object_get(m, "entry")), "toy2");
+	json_decref(doc);
+	cr_assert_eq(mbt_sh(dir, "sqlite3 m.db 'SELECT DISTINCT entry FROM item_values; SELECT "
+				 "count(*) FROM runs'", &out), 0, "%s", out);
+	cr_expect_str_eq(out, "toy2\n4\n");
+	free(out);
+
+	/* --append must name the entries the series holds */
+	cr_expect_eq(mbt_sh(dir, MBT_CLI "drift --suite two.json --series ck --db m.db --append "
+				 "--quiet 2>&1", &out), 1);
+	cr_expect(strstr(out, "m.db: series 'demo:ck' holds entries toy2, not toy, toy2: append "
+			      "with --entry for exactly those") != NULL, "%s", out);
+	free(out);
+	mbt_series(dir, "ck", 5, 100, 2, 0.3, 1.0, 0.03, 1);
+	mbt_sh_ok(dir, MBT_CLI "drift --suite two.json --series ck --db m.db --append --entry "
+		       "toy2 --json d.json --quiet");
+	doc = mbt_json_file(dir, "d.json");
+	cr_expect_eq(json_array_size(json_object_get(doc, "checkpoints")), 5);
+	cr_expect_eq(json_array_size(json_object_get(doc, "metrics")), 3);
+	json_decref(doc);
+}
+
 Test(drift, appending_one_checkpoint_at_a_time_gives_the_batch_result)
 {
 	char cmd[512];

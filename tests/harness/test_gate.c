@@ -27,8 +27,8 @@ static void run_model(fx *f, mb_entry_result *out, const char *rel)
 	mb_runner_opts o = {.threads = 2};
 	mb_error err;
 	snprintf(model, sizeof(model), "%s/%s", f->dir, rel);
-	cr_assert_eq(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model, rel, &o,
-					 &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, f->dir, model,
+					 rel, &o, &err), 0, "%s", err.msg);
 }
 
 static void setup(fx *f, int n, const char *metrics)

@@ -141,8 +141,8 @@ Test(prepare, the_artifact_is_the_same_for_any_thread_count_and_in_every_shard)
 	for (unsigned s = 0; s < 3; s++) {
 		mb_shard part = {s, 3};
 		mb_entry_result p;
-		cr_assert_eq(mb_shard_run_entry(&part, &p, &f.spec, &f.spec.entries[0], &f.d, model,
-						"models/true", &o, &err), 0, "%s", err.msg);
+		cr_assert_eq(mb_shard_run_entry(&part, &p, &f.spec, &f.spec.entries[0], &f.d, f.dir,
+						model, "models/true", &o, &err), 0, "%s", err.msg);
 		cr_expect_lt(p.n_items, one.n_items);
 		cr_expect_eq(mb_artifact_first_diff(where, sizeof(where), one.artifact, p.artifact,
 						    "artifact"), 0, "shard %u differs at %s", s,
@@ -214,7 +214,7 @@ static int run_probe(fixture *f, mb_entry_result *r, mb_error *err)
 	e.task = &probe;
 	probe_prepares = 0;
 	snprintf(model, sizeof(model), "%s/models/true", f->dir);
-	return mb_runner_run_entry(r, &f->spec, &e, &f->d, model, NULL, &o, err);
+	return mb_runner_run_entry(r, &f->spec, &e, &f->d, f->dir, model, NULL, &o, err);
 }
 
 Test(prepare, is_called_once_with_all_items_and_a_bad_artifact_is_one_line)

@@ -229,8 +229,8 @@ static void run_probe(fixture *f, int parallel_inside)
 	e.task = &probe;
 	probe_max_nested = probe_max_omp = probe_calls = 0;
 	snprintf(model, sizeof(model), "%s/models/true", f->dir);
-	cr_assert_eq(mb_runner_run_entry(&r, &f->spec, &e, &f->d, model, NULL, &o, &err), 0, "%s",
-		     err.msg);
+	cr_assert_eq(mb_runner_run_entry(&r, &f->spec, &e, &f->d, f->dir, model, NULL, &o, &err),
+		     0, "%s", err.msg);
 	cr_expect_eq(probe_calls, (int)((r.n_items + 7) / 8), "fixed batches of the task's size");
 	mb_entry_result_dispose(&r);
 }
@@ -253,6 +253,102 @@ Test(runner, nested_regions_run_on_one_thread_inside_the_parallel_item_loop)
 	cr_expect_eq(probe_max_nested, 2, "a region inside a parallel_inside task got %d threads",
 		     probe_max_nested);
 	cr_expect_eq(probe_max_omp, 1);
+	mbt_entry_teardown(&f);
+}
+
+/* A task with path params (task.h path_params): what its open saw. */
+static char seen_file[4096], seen_abs[256], seen_other[256];
+
+static void seen(char *buf, size_t cap, const json_t *params, const char *key)
+{
+	const char *s = json_string_value(json_object_get(params, key));
+	snprintf(buf, cap, "%s", s ? s : "(absent)");
+}
+
+static int paths_open(void **out, const char *dir, const json_t *params, mb_error *err)
+{
+	(void)dir;
+	(void)err;
+	seen(seen_file, sizeof(seen_file), params, "file");
+	seen(seen_abs, sizeof(seen_abs), params, "abs");
+	seen(seen_other, sizeof(seen_other), params, "other");
+	*out = &probe_calls;
+	return 0;
+}
+
+static int paths_run(void *st, const mb_item *items, size_t n, double *values, mb_error *err)
+{
+	(void)st;
+	(void)items;
+	(void)err;
+	for (size_t i = 0; i < n; i++)
+		values[i] = 1;
+	return 0;
+}
+
+static int paths_figures(void *st, const mb_item *items, size_t n, const double *values,
+			 mb_figure_list *out, mb_error *err)
+{
+	(void)st;
+	(void)items;
+	(void)n;
+	(void)values;
+	(void)out;
+	(void)err;
+	return 0;
+}
+
+Test(runner, path_params_are_joined_with_the_root_before_open_and_kept_as_written)
+{
+	static const char *const paths[] = {"file", "abs", NULL};
+	mb_task t = {.name = "synthetic", .version = 1, .metrics = probe_metric, .n_metrics = 1,
+		     .batch = 8, .open = paths_open, .close = probe_close, .run = paths_run,
+		     .figures = paths_figures, .path_params = paths};
+	json_t *params = json_pack("{s:s, s:s, s:s, s:i}", "file", "saes/x", "abs", "/abs/y",
+				   "other", "saes/z", "n", 3);
+	json_t *written = json_deep_copy(params);
+	mb_runner_opts o = {.threads = 1};
+	mb_figure_list figs = {0};
+	mb_entry_result r;
+	mb_spec_entry e;
+	mb_error err;
+	char model[512], want[512], root[4096];
+	void *st = NULL;
+	fixture f;
+
+	mbt_entry_setup(&f, 10, "");
+	e = f.spec.entries[0];
+	e.task = &t;
+	e.params = params;
+	snprintf(model, sizeof(model), "%s/models/true", f.dir);
+	/* the runner: only the declared, relative ones are joined */
+	cr_assert_eq(mb_runner_run_entry(&r, &f.spec, &e, &f.d, f.dir, model, NULL, &o, &err), 0,
+		     "%s", err.msg);
+	snprintf(want, sizeof(want), "%s/saes/x", f.dir);
+	cr_expect_str_eq(seen_file, want);
+	cr_expect_str_eq(seen_abs, "/abs/y");
+	cr_expect_str_eq(seen_other, "saes/z", "not declared a path");
+	/* the result (what the store and baselines keep) and the spec: as written */
+	cr_expect(json_equal(r.params, written), "stored params.file %s",
+		  json_string_value(json_object_get(r.params, "file")));
+	cr_expect(json_equal(params, written));
+	/* the figures hook opens the same way */
+	cr_assert_eq(mb_figure_compute(&figs, &t, "/r/", model, params, f.d.items.items,
+				       f.d.items.n, r.values, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(seen_file, "/r/saes/x");
+	/* no root: as written */
+	cr_assert_eq(mb_task_open(&st, &t, NULL, model, params, &err), 0, "%s", err.msg);
+	cr_expect_str_eq(seen_file, "saes/x");
+	/* a joined path that does not fit: one line naming the param */
+	memset(root, 'a', sizeof(root) - 1);
+	root[sizeof(root) - 1] = '\0';
+	cr_expect_eq(mb_task_open(&st, &t, root, model, params, &err), MB_EINVALID);
+	cr_expect(strncmp(err.msg, "params.file: ", 13) == 0 && strstr(err.msg, "too long"), "%s",
+		  err.msg);
+	mb_figure_list_dispose(&figs);
+	mb_entry_result_dispose(&r);
+	json_decref(params);
+	json_decref(written);
 	mbt_entry_teardown(&f);
 }
 

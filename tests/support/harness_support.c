@@ -133,6 +133,22 @@ void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		 sha, extra, metrics);
 }
 
+void mbt_suite_add_entry(const char *dir, const char *from, const char *to, const char *name)
+{
+	char *text = mbt_read(dir, from);
+	json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *tasks = json_object_get(doc, "tasks");
+	json_t *copy = json_deep_copy(json_array_get(tasks, 0));
+
+	free(text);
+	if (!copy || json_object_set_new(copy, "name", json_string(name)) < 0 ||
+	    json_array_append_new(tasks, copy) < 0 || !(text = json_dumps(doc, JSON_INDENT(2))))
+		die("mbt_suite_add_entry");
+	mbt_write(dir, to, text);
+	free(text);
+	json_decref(doc);
+}
+
 static void check(int rc, const mb_error *err)
 {
 	if (rc < 0) {
@@ -161,7 +177,7 @@ void mbt_run_fixture(mb_run_result *run, const char *dir)
 	if (!run->entries)
 		die("calloc");
 	snprintf(model, sizeof(model), "%s/models/true", dir);
-	check(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, model,
+	check(mb_runner_run_entry(&run->entries[0], &spec, &spec.entries[0], &d, dir, model,
 				  "models/true", &o, &err), &err);
 	run->n_entries = 1;
 	mb_provenance_finish(&run->prov, mb_runner_now());
@@ -203,8 +219,8 @@ void mbt_entry_run(mbt_entry_fixture *f, mb_entry_result *out, int threads)
 	mb_error err;
 
 	snprintf(model, sizeof(model), "%s/models/true", f->dir);
-	check(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, model, "models/true",
-				  &o, &err), &err);
+	check(mb_runner_run_entry(out, &f->spec, &f->spec.entries[0], &f->d, f->dir, model,
+				  "models/true", &o, &err), &err);
 }
 
 #define GIT "git -c user.email=t@example.com -c user.name=t -c init.defaultBranch=main "

@@ -42,6 +42,9 @@ void mbt_true_model(const char *dir, const char *rel);
  * or ""). *spec_text is malloc'd. */
 void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		       const char *metrics, char **spec_text);
+/* Writes dir/to: the spec dir/from with a second entry, a copy of its first
+ * one named `name` (what `--entry` tests choose between). Aborts on failure. */
+void mbt_suite_add_entry(const char *dir, const char *from, const char *to, const char *name);
 /* One entry on disk and in memory: mbt_suite_fixture's files (MBT_METRICS_ALL)
  * in a fresh folder, the spec parsed, and (mbt_entry_setup) the dataset
  * loaded; mbt_entry_spec leaves d zeroed. Abort on failure. */

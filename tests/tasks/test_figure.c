@@ -149,8 +149,8 @@ Test(figure, synthetic_true_model_spectrum_is_all_at_nyquist)
 	cr_assert_eq(t->open(&state, model, NULL, &err), 0, "%s", err.msg);
 	cr_assert_eq(mb_task_run(t, state, items.items, items.n, values, &err), 0, "%s", err.msg);
 	t->close(state);
-	cr_assert_eq(mb_figure_compute(&figs, t, model, NULL, items.items, items.n, values, &err), 0,
-		     "%s", err.msg);
+	cr_assert_eq(mb_figure_compute(&figs, t, NULL, model, NULL, items.items, items.n, values,
+				       &err), 0, "%s", err.msg);
 	spec = mb_figure_list_find(&figs, "synthetic.weight_spectrum");
 	cr_assert(spec);
 	cr_assert_eq(spec->cols, 5);

@@ -185,8 +185,8 @@ Test(induction_controls, ablate_random_flags_a_model_where_every_head_is_an_indu
 	zoo = run_all(zoo_dir, "{\"top_k\": 3, \"seed\": 0}", &items);
 	/* the zoo's 3 layer-1 induction heads (largest reference-set induction
 	 * scores, as the task chooses them); the other five become copies */
-	cr_assert_eq(mb_figure_compute(&figs, t, zoo_dir, params, items.items, items.n, zoo, &err),
-		     0, "%s", err.msg);
+	cr_assert_eq(mb_figure_compute(&figs, t, NULL, zoo_dir, params, items.items, items.n, zoo,
+				       &err), 0, "%s", err.msg);
 	f = mb_figure_list_find(&figs, "induction.head_scores.induction");
 	cr_assert(f && f->rows == 2 && f->cols == 8);
 	for (int k = 0; k < 3; k++)

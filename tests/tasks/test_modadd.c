@@ -537,8 +537,8 @@ Test(modadd, control_flags_a_key_set_that_misses_part_of_the_mechanism)
 
 	/* the key frequencies are the nkey strongest of W_out W_U's spectrum
 	 * (read from the spectrum figure); take the weakest of them */
-	cr_assert_eq(mb_figure_compute(&figs, t, MB_SOURCE_DIR "/baselines/models/modadd", NULL,
-				       items.items, n, v, &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_figure_compute(&figs, t, NULL, MB_SOURCE_DIR "/baselines/models/modadd",
+				       NULL, items.items, n, v, &err), 0, "%s", err.msg);
 	f = mb_figure_list_find(&figs, "modadd.spectrum_unembed");
 	cr_assert_not_null(f);
 	cr_assert(nkey >= 2 && (size_t)nkey <= f->cols);
@@ -642,8 +642,8 @@ Test(modadd, figures_draw_both_spectra_and_the_losses_by_stratum)
 		cr_assert_eq(mb_task_run(t, st, items.items, items.n, v, &err), 0, "%s", err.msg);
 		t->close(st);
 	}
-	cr_assert_eq(mb_figure_compute(&figs, t, dir, keys, items.items, items.n, v, &err), 0,
-		     "%s", err.msg);
+	cr_assert_eq(mb_figure_compute(&figs, t, NULL, dir, keys, items.items, items.n, v, &err),
+		     0, "%s", err.msg);
 	f = mb_figure_list_find(&figs, "modadd.spectrum_unembed");
 	cr_assert(f && f->kind == MB_FIGURE_STEM && f->cols == 11);
 	cr_assert(strstr(f->title, "given: 4, 9)"), "%s", f->title);
