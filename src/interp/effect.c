@@ -26,6 +26,8 @@ struct mb_effect {
 	double *arm_v;    /* (B) */
 	uint8_t *mask;    /* (B, L, H) head sweep scratch */
 	int cap;          /* B the buffers hold */
+	float *z;         /* (B, T, D) a head input sweep's start_z */
+	size_t z_cap;
 };
 
 static mb_hook_point pt(mb_hook_kind k, int layer)
@@ -69,6 +71,7 @@ void mb_effect_free(mb_effect *fx)
 	free(fx->clean_v);
 	free(fx->arm_v);
 	free(fx->mask);
+	free(fx->z);
 	free(fx);
 }
 
@@ -350,6 +353,92 @@ int mb_effect_head_sweep(double *out, mb_effect *fx, const uint8_t *heads,
 			    0)
 				return mb_error_prefix(err, "head sweep (%d, %d)", l, h);
 		}
+	return 0;
+}
+
+/* Head h's `kind` input of layer l patched from slot `source` by starting
+ * at layer l's hook_z: the clean z with head h recomputed from the clean
+ * q, k, v where the source's replaces `kind` (mb_engine_head_attention),
+ * then the run of the iv arm after that layer. *done 0 when the clean cache
+ * lacks what this needs (the caller runs the iv arm). */
+static int input_arm_from_z(double *out, int *done, mb_effect *fx, const mb_hook_tensor *src,
+			    mb_hook_kind kind, int l, int h, mb_error *err)
+{
+	const mb_hook_tensor *x[3], *z = mb_effect_clean_get(fx, pt(MB_HOOK_Z, l));
+	const mb_hook_tensor *resid = mb_effect_clean_get(fx, pt(MB_HOOK_RESID_PRE, l));
+	mb_run r = fx->run;
+	size_t n;
+	int B = r.batch, rc;
+
+	*done = 0;
+	for (int X = 0; X < 3; X++)
+		x[X] = mb_effect_clean_get(fx, pt((mb_hook_kind)(MB_HOOK_Q + X), l));
+	if (!z || !resid || !x[0] || !x[1] || !x[2])
+		return 0;
+	x[kind - MB_HOOK_Q] = src;
+	n = z->numel;
+	if (n > fx->z_cap) {
+		float *g = realloc(fx->z, sizeof(float) * n);
+		if (!g)
+			return mb_error_oom(err, "head input sweep", sizeof(float) * n);
+		fx->z = g;
+		fx->z_cap = n;
+	}
+	memcpy(fx->z, z->data, sizeof(float) * n);
+	if ((rc = mb_engine_head_attention(fx->e, fx->z, x[0]->data, x[1]->data, x[2]->data, B,
+					   r.seq, r.lengths, h, err)) < 0)
+		return rc;
+	r.start_layer = l;
+	r.start_resid = resid->data;
+	r.start_z = fx->z;
+	if ((rc = mb_engine_forward(fx->e, &r, err)) < 0 ||
+	    (rc = fx->metric(fx->arm_v, fx->e, B, fx->payload, err)) < 0)
+		return rc;
+	for (int b = 0; b < B; b++)
+		out[b] = fx->arm_v[b] - fx->clean_v[b];
+	*done = 1;
+	return 0;
+}
+
+int mb_effect_head_input_sweep(double *out, mb_effect *fx, const uint8_t *heads,
+			       mb_hook_kind kind, int source, mb_error *err)
+{
+	const mb_engine_config *c = fx->c;
+	int L = c->n_layer, H = c->n_head, B = fx->run.batch, rc = 0, done;
+
+	MB_ASSERT(fx->have_clean && fx->metric);
+	MB_ASSERT(kind == MB_HOOK_Q || kind == MB_HOOK_K || kind == MB_HOOK_V);
+	if (source < 0 || source >= MB_EFFECT_MAX_SOURCES || !fx->src[source])
+		return mb_error_set(err, MB_EINVALID, "head input sweep: source %d: no such source "
+				    "run", source);
+	for (int l = 0; l < L; l++) {
+		mb_hook_point p = pt(kind, l);
+		const mb_hook_tensor *src = mb_effect_source_get(fx, source, p);
+		mb_iv_spec iv = {.point = p, .op = MB_IV_PATCH, .source = src};
+		mb_effect_arm arm = {.iv = &iv, .n_iv = 1, .start_layer = l};
+		char name[MB_HOOK_NAME_MAX];
+
+		if (!src || src->batch != B || src->seq != fx->run.seq) {
+			mb_hook_name(name, sizeof(name), p);
+			return mb_error_set(err, MB_ENOTFOUND, "head input sweep: source run %d has "
+					    "no %s of this batch", source, name);
+		}
+		for (int h = 0; h < H; h++) {
+			double *o = out + ((size_t)l * H + h) * B;
+
+			if (heads && !heads[l * H + h])
+				continue;
+			done = 0;
+			/* the last layer's iv arm takes the selected-row tail, which a
+			 * run starting at its hook_z would not (engine.h) */
+			if (l < L - 1 && c->pos != MB_POS_ROTARY &&
+			    (rc = input_arm_from_z(o, &done, fx, src, kind, l, h, err)) < 0)
+				return mb_error_prefix(err, "head input sweep (%d, %d)", l, h);
+			iv.unit = h;
+			if (!done && (rc = mb_effect_run_arm(o, NULL, fx, &arm, err)) < 0)
+				return mb_error_prefix(err, "head input sweep (%d, %d)", l, h);
+		}
+	}
 	return 0;
 }
 
