@@ -428,8 +428,8 @@ Test(effect, head_input_sweep_equals_full_forward_patches)
 
 				fix_open(&f, models[mi]);
 				n = (size_t)f.L * f.H * f.B;
-				fast = malloc(sizeof(double) * n);
-				ref = malloc(sizeof(double) * n);
+				fast = calloc(2 * n, sizeof(double)); /* (2, L, H, B): sweep, by hand */
+				ref = fast + n;
 				cr_assert_eq(mb_effect_init(&fx, f.e, last ? last_metric : ce_metric,
 							    &f.bt, &err),
 					     0, "%s", err.msg);
@@ -510,7 +510,6 @@ Test(effect, head_input_sweep_equals_full_forward_patches)
 					free(got);
 				}
 				free(fast);
-				free(ref);
 				mb_effect_free(fx);
 				fix_close(&f);
 			}
