@@ -153,6 +153,20 @@ int mb_effect_run_arm(double *out, double *out_values, mb_effect *fx, const mb_e
 int mb_effect_head_sweep(double *out, mb_effect *fx, const uint8_t *heads,
 			 const mb_effect_heads *how, int restart, mb_error *err);
 
+/* One arm per head (l, h) as mb_effect_head_sweep, patching head h's query,
+ * key or value (kind MB_HOOK_Q, _K or _V) at layer l, every position, from
+ * source slot `source` (which cached that kind at every layer): bitwise the
+ * arm {iv: MB_IV_PATCH of (kind, l) unit h from the source, start_layer l}.
+ * Below the last layer, without rotary positions, and with the clean run's
+ * resid_pre, hook_z, hook_q, hook_k and hook_v of layer l cached
+ * (mb_effect_cache_restart and mb_effect_cache), that arm starts at layer
+ * l's hook_z instead: the clean z with head h's recomputed from the patched
+ * q, k, v (mb_engine_head_attention), so the layer's q/k/v projection and
+ * the other heads' attention are not rerun; else it runs the iv arm. out
+ * (L, H, B), untouched for skipped heads. Errors: a missing source (named). */
+int mb_effect_head_input_sweep(double *out, mb_effect *fx, const uint8_t *heads,
+			       mb_hook_kind kind, int source, mb_error *err);
+
 /* Runs n sequences of seq tokens (tokens (n, seq), every position valid)
  * through e in batches of up to `batch` items (e's max_batch at least) and
  * keeps each sequence i's last position: logits[i n_logits ..] gets its

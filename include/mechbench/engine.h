@@ -269,6 +269,20 @@ void mb_engine_set_compact_tail(mb_engine *e, int compact);
  * use one engine per thread over the same weights. */
 int mb_engine_forward(mb_engine *e, const mb_run *run, mb_error *err);
 
+/* Head `head`'s causal attention, outside a forward: z (batch, seq, H, Dh)
+ * gets that head's columns at each item's valid positions (t < lengths[b];
+ * lengths NULL: every position; nothing else of z is written) from q, k, v
+ * (batch, seq, H, Dh) each, hook_q / hook_k / hook_v views, already rotated
+ * for rotary models. The forward's own kernel on the forward's layout, so
+ * the bits are those the forward gives that head from the same q, k, v: a
+ * patching arm that changes one head's q, k or v can start at the layer's
+ * hook_z (start_z) with this head recomputed instead of rerunning the
+ * layer's projection and every head. Uses the engine's scratch (not during
+ * a forward). Errors: out of memory. */
+int mb_engine_head_attention(mb_engine *e, float *z, const float *q, const float *k,
+			     const float *v, int batch, int seq, const int32_t *lengths, int head,
+			     mb_error *err);
+
 /* Logits of the last run. Row i of item b: the position t = i (ALL), the last
  * position (LAST, i = 0) or positions[b][i] (POSITIONS). Borrowed, valid
  * until the next run. NULL when out of range or no logits were computed. */

@@ -682,6 +682,49 @@ static void att_heads(mb_engine *e, mb_engine_layer_acts *a, enum att_step step,
 	}
 }
 
+int mb_engine_head_attention(mb_engine *e, float *z, const float *q, const float *k,
+			     const float *v, int batch, int seq, const int32_t *lengths, int head,
+			     mb_error *err)
+{
+	const mb_engine_config *c = &e->cfg;
+	int D = c->d_model, Dh = c->d_head, rc;
+	size_t per = mb_k_att_scratch_floats(seq, Dh);
+	float scale = 1.0f / sqrtf((float)Dh);
+
+	MB_ASSERT(head >= 0 && head < c->n_head && batch > 0 && seq > 0);
+	/* head's q | k | v at the forward's offsets of a (rows, 3D) qkv block,
+	 * item b's rows at b * seq; then one scratch per thread */
+	rc = grow(&e->view, &e->view_cap, (size_t)batch * seq * 3 * D, "head attention", err);
+	if (rc == 0)
+		rc = grow(&e->att_w, &e->att_w_cap, (size_t)omp_get_max_threads() * per,
+			  "attention scratch", err);
+	if (rc < 0)
+		return rc;
+#pragma omp parallel
+	{
+		/* the per-head GEMMs run on the calling thread, as in att_heads */
+		omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+		for (int b = 0; b < batch; b++) {
+			int L = lengths ? lengths[b] : seq;
+			float *qkv = e->view + (size_t)b * seq * 3 * D + (size_t)head * Dh;
+			float *W = e->att_w + (size_t)omp_get_thread_num() * per;
+
+			for (int t = 0; t < L; t++) {
+				size_t in = ((size_t)b * seq + t) * D + (size_t)head * Dh;
+
+				memcpy(qkv + (size_t)t * 3 * D, q + in, sizeof(float) * (size_t)Dh);
+				memcpy(qkv + (size_t)t * 3 * D + D, k + in, sizeof(float) * (size_t)Dh);
+				memcpy(qkv + (size_t)t * 3 * D + 2 * D, v + in,
+				       sizeof(float) * (size_t)Dh);
+			}
+			mb_k_att_fused_scratch(z + (size_t)b * seq * D + (size_t)head * Dh, D, W, seq,
+					       qkv, qkv + D, qkv + 2 * D, 3 * D, L, Dh, scale);
+		}
+	}
+	return 0;
+}
+
 /* Causal attention of layer l over every row: z from slot a's q/k/v, with
  * the scores and pattern hooks (scores, softmax and PV as separate steps
  * when one is observed). */

@@ -26,6 +26,8 @@ struct mb_effect {
 	double *arm_v;    /* (B) */
 	uint8_t *mask;    /* (B, L, H) head sweep scratch */
 	int cap;          /* B the buffers hold */
+	float *z;         /* (B, T, D) a head input sweep's start_z */
+	size_t z_cap;
 };
 
 static mb_hook_point pt(mb_hook_kind k, int layer)
@@ -69,6 +71,7 @@ void mb_effect_free(mb_effect *fx)
 	free(fx->clean_v);
 	free(fx->arm_v);
 	free(fx->mask);
+	free(fx->z);
 	free(fx);
 }
 
@@ -190,38 +193,87 @@ typedef struct heads_ctx {
 	const mb_effect_heads *how;
 } heads_ctx;
 
-/* hook_z (B, T, H, Dh) of layer l: item b's masked heads set (effect.h). */
-static int heads_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
+/* z (B, T, H, Dh), hook_z of layer l: item b's masked heads set at its
+ * valid positions (effect.h); src the source slot's hook_z or NULL. */
+static void heads_set(float *z, int B, int T, const int32_t *lengths, const mb_engine_config *c,
+		      int l, const mb_effect_heads *how, const float *src)
 {
-	const heads_ctx *a = payload;
-	const mb_effect_heads *how = a->how;
-	int L = a->fx->c->n_layer, H = a->fx->c->n_head, Dh = a->fx->c->d_head, l = t->point.layer;
-	const mb_hook_tensor *src = NULL;
+	int L = c->n_layer, H = c->n_head, Dh = c->d_head;
 
-	if (how->source >= 0) {
-		src = mb_effect_source_get(a->fx, how->source, t->point);
-		if (!src || src->batch != t->batch || src->seq != t->seq)
-			return mb_error_set(err, MB_ENOTFOUND, "head patch: source run %d has no "
-					    "blocks.%d.attn.hook_z of this batch", how->source, l);
-	}
-	for (int b = 0; b < t->batch; b++) {
+	for (int b = 0; b < B; b++) {
 		int g = how->group ? how->group[b] : 0;
 		for (int h = 0; h < H; h++) {
 			const float *v = how->values ? how->values + (((size_t)g * L + l) * H + h) * Dh
 						     : NULL;
 			if (!how->mask[((size_t)b * L + l) * H + h])
 				continue;
-			for (int p = 0; p < t->lengths[b]; p++) {
-				size_t at = (((size_t)b * t->seq + p) * H + h) * Dh;
+			for (int p = 0; p < (lengths ? lengths[b] : T); p++) {
+				size_t at = (((size_t)b * T + p) * H + h) * Dh;
 				if (src)
-					memcpy(t->data + at, src->data + at, sizeof(float) * Dh);
+					memcpy(z + at, src + at, sizeof(float) * Dh);
 				else if (v)
-					memcpy(t->data + at, v, sizeof(float) * Dh);
+					memcpy(z + at, v, sizeof(float) * Dh);
 				else
-					memset(t->data + at, 0, sizeof(float) * Dh);
+					memset(z + at, 0, sizeof(float) * Dh);
 			}
 		}
 	}
+}
+
+/* The source slot's hook_z of layer l for how (NULL when how has no source;
+ * *bad when it should and does not). */
+static const mb_hook_tensor *heads_source(const mb_effect *fx, const mb_effect_heads *how, int l,
+					  int B, int T, mb_error *err)
+{
+	const mb_hook_tensor *src;
+
+	if (how->source < 0)
+		return NULL;
+	src = mb_effect_source_get(fx, how->source, pt(MB_HOOK_Z, l));
+	if (!src || src->batch != B || src->seq != T)
+		mb_error_set(err, MB_ENOTFOUND, "head patch: source run %d has no "
+			     "blocks.%d.attn.hook_z of this batch", how->source, l);
+	return src && src->batch == B && src->seq == T ? src : NULL;
+}
+
+/* hook_z (B, T, H, Dh) of layer l: item b's masked heads set (effect.h). */
+static int heads_hook(const mb_hook_tensor *t, void *payload, mb_error *err)
+{
+	const heads_ctx *a = payload;
+	const mb_hook_tensor *src = heads_source(a->fx, a->how, t->point.layer, t->batch, t->seq,
+						 err);
+
+	if (a->how->source >= 0 && !src)
+		return MB_ENOTFOUND;
+	heads_set(t->data, t->batch, t->seq, t->lengths, a->fx->c, t->point.layer, a->how,
+		  src ? src->data : NULL);
+	return 0;
+}
+
+/* fx->z with room for n floats. */
+static int z_scratch(mb_effect *fx, size_t n, mb_error *err)
+{
+	float *g;
+
+	if (n <= fx->z_cap)
+		return 0;
+	if (!(g = realloc(fx->z, sizeof(float) * n)))
+		return mb_error_oom(err, "head sweep", sizeof(float) * n);
+	fx->z = g;
+	fx->z_cap = n;
+	return 0;
+}
+
+/* Runs r (its start_z fx->z) and the metric: out (B) = arm - clean. */
+static int run_from_z(double *out, mb_effect *fx, const mb_run *r, mb_error *err)
+{
+	int rc;
+
+	if ((rc = mb_engine_forward(fx->e, r, err)) < 0 ||
+	    (rc = fx->metric(fx->arm_v, fx->e, r->batch, fx->payload, err)) < 0)
+		return rc;
+	for (int b = 0; b < r->batch; b++)
+		out[b] = fx->arm_v[b] - fx->clean_v[b];
 	return 0;
 }
 
@@ -327,6 +379,37 @@ int mb_effect_run_arm(double *out, double *out_values, mb_effect *fx, const mb_e
 	return 0;
 }
 
+/* A head sweep's restart at layer l: the arm {heads: how, start_layer l,
+ * start_z} with its hook's writes made on a copy of the clean hook_z that
+ * the run starts from (no hook, no view of z per arm); exact_tail as the
+ * heads arm sets it. */
+static int sweep_from_z(double *out, mb_effect *fx, const mb_effect_heads *how, int l,
+			mb_error *err)
+{
+	const mb_hook_tensor *resid = need(fx, MB_HOOK_RESID_PRE, l, err), *z, *src;
+	mb_run r = fx->run;
+	int rc;
+
+	if (!resid || !(z = need(fx, MB_HOOK_Z, l, err)))
+		return MB_ENOTFOUND;
+	if (how->source >= 0 &&
+	    (how->source >= MB_EFFECT_MAX_SOURCES || !fx->src[how->source]))
+		return mb_error_set(err, MB_EINVALID, "effect arm: heads.source %d: no such source "
+				    "run", how->source);
+	src = heads_source(fx, how, l, r.batch, r.seq, err);
+	if (how->source >= 0 && !src)
+		return MB_ENOTFOUND;
+	if ((rc = z_scratch(fx, z->numel, err)) < 0)
+		return rc;
+	memcpy(fx->z, z->data, sizeof(float) * z->numel);
+	heads_set(fx->z, r.batch, r.seq, r.lengths, fx->c, l, how, src ? src->data : NULL);
+	r.start_layer = l;
+	r.start_resid = resid->data;
+	r.start_z = fx->z;
+	r.exact_tail = 1;
+	return run_from_z(out, fx, &r, err);
+}
+
 int mb_effect_head_sweep(double *out, mb_effect *fx, const uint8_t *heads,
 			 const mb_effect_heads *how, int restart, mb_error *err)
 {
@@ -346,10 +429,90 @@ int mb_effect_head_sweep(double *out, mb_effect *fx, const uint8_t *heads,
 				fx->mask[((size_t)b * L + l) * H + h] = 1;
 			arm.start_layer = restart ? l : 0;
 			arm.start_z = restart;
-			if ((rc = mb_effect_run_arm(out + ((size_t)l * H + h) * B, NULL, fx, &arm, err)) <
-			    0)
+			rc = restart ? sweep_from_z(out + ((size_t)l * H + h) * B, fx, &one, l, err)
+				     : mb_effect_run_arm(out + ((size_t)l * H + h) * B, NULL, fx, &arm,
+							 err);
+			if (rc < 0)
 				return mb_error_prefix(err, "head sweep (%d, %d)", l, h);
 		}
+	return 0;
+}
+
+/* Head h's `kind` input of layer l patched from slot `source` by starting
+ * at layer l's hook_z: the clean z with head h recomputed from the clean
+ * q, k, v where the source's replaces `kind` (mb_engine_head_attention),
+ * then the run of the iv arm after that layer. *done 0 when the clean cache
+ * lacks what this needs (the caller runs the iv arm). */
+static int input_arm_from_z(double *out, int *done, mb_effect *fx, const mb_hook_tensor *src,
+			    mb_hook_kind kind, int l, int h, mb_error *err)
+{
+	const mb_hook_tensor *x[3], *z = mb_effect_clean_get(fx, pt(MB_HOOK_Z, l));
+	const mb_hook_tensor *resid = mb_effect_clean_get(fx, pt(MB_HOOK_RESID_PRE, l));
+	mb_run r = fx->run;
+	size_t n;
+	int B = r.batch, rc;
+
+	*done = 0;
+	for (int X = 0; X < 3; X++)
+		x[X] = mb_effect_clean_get(fx, pt((mb_hook_kind)(MB_HOOK_Q + X), l));
+	if (!z || !resid || !x[0] || !x[1] || !x[2])
+		return 0;
+	x[kind - MB_HOOK_Q] = src;
+	n = z->numel;
+	if ((rc = z_scratch(fx, n, err)) < 0)
+		return rc;
+	memcpy(fx->z, z->data, sizeof(float) * n);
+	if ((rc = mb_engine_head_attention(fx->e, fx->z, x[0]->data, x[1]->data, x[2]->data, B,
+					   r.seq, r.lengths, h, err)) < 0)
+		return rc;
+	r.start_layer = l;
+	r.start_resid = resid->data;
+	r.start_z = fx->z;
+	if ((rc = run_from_z(out, fx, &r, err)) < 0)
+		return rc;
+	*done = 1;
+	return 0;
+}
+
+int mb_effect_head_input_sweep(double *out, mb_effect *fx, const uint8_t *heads,
+			       mb_hook_kind kind, int source, mb_error *err)
+{
+	const mb_engine_config *c = fx->c;
+	int L = c->n_layer, H = c->n_head, B = fx->run.batch, rc = 0, done;
+
+	MB_ASSERT(fx->have_clean && fx->metric);
+	MB_ASSERT(kind == MB_HOOK_Q || kind == MB_HOOK_K || kind == MB_HOOK_V);
+	if (source < 0 || source >= MB_EFFECT_MAX_SOURCES || !fx->src[source])
+		return mb_error_set(err, MB_EINVALID, "head input sweep: source %d: no such source "
+				    "run", source);
+	for (int l = 0; l < L; l++) {
+		mb_hook_point p = pt(kind, l);
+		const mb_hook_tensor *src = mb_effect_source_get(fx, source, p);
+		mb_iv_spec iv = {.point = p, .op = MB_IV_PATCH, .source = src};
+		mb_effect_arm arm = {.iv = &iv, .n_iv = 1, .start_layer = l};
+		char name[MB_HOOK_NAME_MAX];
+
+		if (!src || src->batch != B || src->seq != fx->run.seq) {
+			mb_hook_name(name, sizeof(name), p);
+			return mb_error_set(err, MB_ENOTFOUND, "head input sweep: source run %d has "
+					    "no %s of this batch", source, name);
+		}
+		for (int h = 0; h < H; h++) {
+			double *o = out + ((size_t)l * H + h) * B;
+
+			if (heads && !heads[l * H + h])
+				continue;
+			done = 0;
+			/* the last layer's iv arm takes the selected-row tail, which a
+			 * run starting at its hook_z would not (engine.h) */
+			if (l < L - 1 && c->pos != MB_POS_ROTARY &&
+			    (rc = input_arm_from_z(o, &done, fx, src, kind, l, h, err)) < 0)
+				return mb_error_prefix(err, "head input sweep (%d, %d)", l, h);
+			iv.unit = h;
+			if (!done && (rc = mb_effect_run_arm(o, NULL, fx, &arm, err)) < 0)
+				return mb_error_prefix(err, "head input sweep (%d, %d)", l, h);
+		}
+	}
 	return 0;
 }
 

@@ -722,7 +722,8 @@ static void fx_dispose(ioi_fx *f)
 }
 
 /* Loads the batch (items[0..B)) and runs its clean forward on prompt
- * `base`, caching every layer's resid_pre and hook_z (what restarts read). */
+ * `base`, caching every layer's resid_pre, hook_z, hook_q, hook_k and hook_v
+ * (what restarts and the head input sweeps read). */
 static int fx_open(ioi_fx *f, ioi_state *st, const mb_item *items, int B, int base,
 		   mb_error *err)
 {
@@ -739,7 +740,11 @@ static int fx_open(ioi_fx *f, ioi_state *st, const mb_item *items, int B, int ba
 	if ((rc = mb_effect_init(&f->fx, st->engine, ld_metric, &f->ib, err)) < 0 ||
 	    (rc = mb_effect_cache_restart(f->fx, err)) < 0)
 		return rc;
-	return mb_effect_clean(f->fx, &run, err);
+	for (int l = 0; l < st->L && rc == 0; l++)
+		for (int X = 0; X < 3 && rc == 0; X++)
+			rc = mb_effect_cache(f->fx, (mb_hook_point){(mb_hook_kind)(MB_HOOK_Q + X), l},
+					     err);
+	return rc < 0 ? rc : mb_effect_clean(f->fx, &run, err);
 }
 
 /* ---- prepare: discovery on one half, evaluation on the other --------------------- */
@@ -1244,29 +1249,16 @@ cleanup:
  * h's `kind` activation of layer l (hook_q, hook_k or hook_v: the query,
  * key or value the head computes from its input; hook_z: its output) taken
  * from source slot `slot`, the run restarting at layer l from the clean
- * cache (bitwise a full forward). out (L, H, B): patched minus clean logit
- * difference. */
+ * cache (bitwise a full forward; a q/k/v patch below the last layer starts
+ * at the layer's hook_z with only head h's attention recomputed, effect.h).
+ * out (L, H, B): patched minus clean logit difference. */
 static int sweep(double *out, ioi_fx *f, mb_hook_kind kind, int slot, mb_error *err)
 {
-	const ioi_state *st = f->st;
-	int B = f->ib.B, rc;
-
 	if (kind == MB_HOOK_Z) {
 		mb_effect_heads how = {f->mask, NULL, NULL, slot};
 		return mb_effect_head_sweep(out, f->fx, NULL, &how, 1, err);
 	}
-	for (int l = 0; l < st->L; l++)
-		for (int h = 0; h < st->H; h++) {
-			mb_hook_point p = {kind, l};
-			mb_iv_spec iv = {.point = p, .unit = h, .op = MB_IV_PATCH,
-					 .source = mb_effect_source_get(f->fx, slot, p)};
-			mb_effect_arm arm = {.iv = &iv, .n_iv = 1, .start_layer = l};
-
-			if ((rc = mb_effect_run_arm(out + ((size_t)l * st->H + h) * B, NULL, f->fx,
-						    &arm, err)) < 0)
-				return mb_error_prefix(err, "patching sweep (%d, %d)", l, h);
-		}
-	return 0;
+	return mb_effect_head_input_sweep(out, f->fx, NULL, kind, slot, err);
 }
 
 /* Path patching of sender (ls, hs) into receiver (lr, hr)'s input `via`

@@ -404,6 +404,117 @@ Test(effect, head_sweep_at_the_last_position_has_the_full_last_layers_bits)
 	}
 }
 
+/* Head input sweeps (q, k, v of every head patched from the source prompt)
+ * equal, bit for bit, full forwards with the iv patch (start_layer 0), with
+ * the metric on every position and at the last one, on GPT-2 (MLPs) and the
+ * attention-only model: with the clean q/k/v cached (layers below the last
+ * start at hook_z with one head's attention recomputed) and without (every
+ * arm the iv arm). And mb_engine_head_attention on the clean q, k, v gives
+ * each head's clean hook_z, writing no other head's columns. */
+Test(effect, head_input_sweep_equals_full_forward_patches)
+{
+	static const char *const models[] = {"gpt2_ln_gelu", "attn_only"};
+
+	for (int mi = 0; mi < 2; mi++)
+		for (int last = 0; last < 2; last++)
+			for (int cached = 0; cached < 2; cached++) {
+				fix f;
+				mb_error err = {0};
+				mb_effect *fx;
+				mb_hook_point pts[64];
+				double *fast, *ref, moved = 0;
+				size_t n;
+				int np = 0;
+
+				fix_open(&f, models[mi]);
+				n = (size_t)f.L * f.H * f.B;
+				fast = calloc(2 * n, sizeof(double)); /* (2, L, H, B): sweep, by hand */
+				ref = fast + n;
+				cr_assert_eq(mb_effect_init(&fx, f.e, last ? last_metric : ce_metric,
+							    &f.bt, &err),
+					     0, "%s", err.msg);
+				cr_assert_eq(mb_effect_cache_restart(fx, &err), 0, "%s", err.msg);
+				for (int l = 0; l < f.L; l++)
+					for (int X = 0; X < 3; X++) {
+						pts[np] = (mb_hook_point){(mb_hook_kind)(MB_HOOK_Q + X), l};
+						if (cached)
+							cr_assert_eq(mb_effect_cache(fx, pts[np], &err), 0,
+								     "%s", err.msg);
+						np++;
+					}
+				{
+					mb_run r = fx_run(f.tok, f.len, f.B, f.T);
+					mb_run src = fx_run(f.src_tok, f.len, f.B, f.T);
+
+					r.logits = last ? MB_LOGITS_LAST : MB_LOGITS_ALL;
+					src.logits = MB_LOGITS_NONE;
+					cr_assert_eq(mb_effect_clean(fx, &r, &err), 0, "%s", err.msg);
+					cr_assert_eq(mb_effect_source(fx, 1, &src, pts, np, NULL, &err),
+						     0, "%s", err.msg);
+				}
+				for (int X = 0; X < 3; X++) {
+					mb_hook_kind kind = (mb_hook_kind)(MB_HOOK_Q + X);
+
+					cr_assert_eq(mb_effect_head_input_sweep(fast, fx, NULL, kind, 1,
+										&err),
+						     0, "%s", err.msg);
+					for (int l = 0; l < f.L; l++)
+						for (int h = 0; h < f.H; h++) {
+							mb_hook_point p = {kind, l};
+							mb_iv_spec iv = {
+								.point = p, .unit = h, .op = MB_IV_PATCH,
+								.source = mb_effect_source_get(fx, 1, p)};
+							mb_effect_arm a = {.iv = &iv, .n_iv = 1};
+
+							cr_assert_eq(mb_effect_run_arm(
+									     ref + ((size_t)l * f.H + h) * f.B,
+									     NULL, fx, &a, &err),
+								     0, "%s", err.msg);
+						}
+					for (size_t i = 0; i < n; i++)
+						moved += fabs(ref[i]);
+					cr_expect_eq(memcmp(fast, ref, sizeof(double) * n), 0,
+						     "%s, kind %d, metric at the last position %d, q/k/v "
+						     "cached %d: the sweep differs from full forwards",
+						     models[mi], X, last, cached);
+				}
+				cr_expect_gt(moved, 0.0, "%s: the source moves some patch", models[mi]);
+				if (cached) {
+					const mb_hook_tensor *q, *k, *v, *z;
+					float *got = malloc(sizeof(float) * (size_t)f.B * f.T * f.D);
+
+					for (int l = 0; l < f.L; l++) {
+						q = mb_effect_clean_get(fx, (mb_hook_point){MB_HOOK_Q, l});
+						k = mb_effect_clean_get(fx, (mb_hook_point){MB_HOOK_K, l});
+						v = mb_effect_clean_get(fx, (mb_hook_point){MB_HOOK_V, l});
+						z = mb_effect_clean_get(fx, (mb_hook_point){MB_HOOK_Z, l});
+						for (int h = 0; h < f.H; h++) {
+							for (size_t i = 0; i < z->numel; i++)
+								got[i] = -7.0f;
+							cr_assert_eq(mb_engine_head_attention(
+									     f.e, got, q->data, k->data, v->data,
+									     f.B, f.T, f.len, h, &err),
+								     0, "%s", err.msg);
+							for (int b = 0; b < f.B; b++)
+								for (int t = 0; t < f.T; t++)
+									for (int j = 0; j < f.D; j++) {
+										size_t at = ((size_t)b * f.T + t) * f.D + j;
+										int mine = j / f.Dh == h && t < f.len[b];
+										cr_assert(mine ? memcmp(&got[at], &z->data[at], sizeof(float)) == 0
+											       : got[at] == -7.0f,
+											  "%s layer %d head %d: item %d position %d column %d",
+											  models[mi], l, h, b, t, j);
+									}
+						}
+					}
+					free(got);
+				}
+				free(fast);
+				mb_effect_free(fx);
+				fix_close(&f);
+			}
+}
+
 /* Effects of per-item arms (zero ablation of head (l, h) = (b % L, b % H)
  * for item b, and mean ablation with per-group values, group b % 2) for
  * items [0, B) of the fixture batch. */
