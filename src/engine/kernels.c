@@ -488,6 +488,110 @@ MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
 		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
 }
 
+/*
+ * The oneDNN backend's causal softmax (AVX-512 CPUs only). Its bits are the
+ * backend's own (oneDNN's GEMMs already differ from the portable order), so
+ * it need not be softmax_row's: the same row max (lanes_max), then in one
+ * pass e_j = exp_fast(s_j - max), stored, and summed in mb_k_sum's 16 lanes
+ * and tree, then p_j = e_j * (1 / sum): one division per row, not per entry.
+ * exp_fast is Cephes' expf (the same reduction and polynomial as expf_core)
+ * in fused multiply-adds, with n = round-to-nearest-even(x log2 e) and the
+ * scaling by 2^n in vscalefps (exact, subnormals included): about 1 ulp, and
+ * the same bits as the scalar form in tests/engine/test_kernels.c (fmaf,
+ * nearbyintf, ldexpf). x is clamped below at -104 (exp underflows to 0 or
+ * the smallest subnormal there), NaN kept. Deterministic like every kernel:
+ * each entry depends only on its own row.
+ */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MB_HAVE_SOFTMAX_FAST 1
+__attribute__((target("avx512f"))) static inline __m512 exp_fast(__m512 x)
+{
+	__m512 n, r, p;
+
+	/* MAXPS returns its second operand when either is NaN: x stays NaN */
+	x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+	n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+				 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	p = _mm512_set1_ps(1.9875691500e-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) static void softmax_row_fast(float *s, int i, int end)
+{
+	float m[LANES], acc[LANES], mx;
+	int n = i + 1, j;
+	__m512 vmx, a = _mm512_setzero_ps(), rc;
+	__mmask16 tail;
+
+	j = lanes_max_avx512(m, s, n);
+	for (int l = 0; j + l < n; l++)
+		m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
+	mx = m[0];
+	for (int l = 1; l < LANES; l++)
+		mx = m[l] > mx ? m[l] : mx;
+	vmx = _mm512_set1_ps(mx);
+	for (j = 0; j + LANES <= n; j += LANES) {
+		__m512 e = exp_fast(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmx));
+
+		_mm512_storeu_ps(s + j, e);
+		a = _mm512_add_ps(a, e);
+	}
+	/* the tail's missing lanes add +0, which leaves a lane's sum (>= +0) as is */
+	tail = (__mmask16)((1u << (n - j)) - 1u);
+	if (tail) {
+		__m512 e = exp_fast(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + j), vmx));
+
+		e = _mm512_maskz_mov_ps(tail, e);
+		_mm512_mask_storeu_ps(s + j, tail, e);
+		a = _mm512_add_ps(a, e);
+	}
+	_mm512_storeu_ps(acc, a);
+	rc = _mm512_set1_ps(1.0f / tree16(acc));
+	for (j = 0; j + LANES <= n; j += LANES)
+		_mm512_storeu_ps(s + j, _mm512_mul_ps(_mm512_loadu_ps(s + j), rc));
+	if (tail)
+		_mm512_mask_storeu_ps(s + j, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + j), rc));
+	if (end > n)
+		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
+}
+#endif
+
+/* 1 when the causal softmax takes softmax_row_fast: the backend is onednn and
+ * the portable kernels' ISA is AVX-512 (MB_ISA=avx2 or scalar keep
+ * softmax_row, as on a CPU without AVX-512). */
+static int softmax_fast_on(void)
+{
+#ifdef MB_HAVE_SOFTMAX_FAST
+	return mb_gemm_current() == MB_GEMM_ONEDNN && mb_gemm_isa_current() == MB_GEMM_ISA_AVX512;
+#else
+	return 0;
+#endif
+}
+
+/* The causal softmax of row i, zeros on (i, end): softmax_row, or with fast
+ * (softmax_fast_on) the oneDNN backend's form. */
+static void att_softmax_row(float *s, int i, int end, int fast)
+{
+#ifdef MB_HAVE_SOFTMAX_FAST
+	if (fast) {
+		softmax_row_fast(s, i, end);
+		return;
+	}
+#else
+	(void)fast;
+#endif
+	softmax_row(s, i, end);
+}
+
 /* Sb: row i0 of the pattern (row stride T); z rows i0..i1 = P V. */
 static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, int ld, int i0,
 		     int i1, int Dh)
@@ -568,6 +672,7 @@ static void dense_fused(float *z, int ldz, float *S, int T, float *W, const floa
 			const float *k, const float *v, int ld, int L, int Dh, float scale, int full)
 {
 	dense_att d = dense_carve(W, T, Dh);
+	int fast = softmax_fast_on();
 
 	dense_rows(d.q, q, ld, L, Dh, scale);
 	dense_rows(d.k, k, ld, L, Dh, 1.0f);
@@ -577,7 +682,7 @@ static void dense_fused(float *z, int ldz, float *S, int T, float *W, const floa
 
 		dense_scores(&d, i0, i1, Dh);
 		for (int i = i0; i < i1; i++)
-			softmax_row(d.S + (size_t)(i - i0) * i1, i, i1);
+			att_softmax_row(d.S + (size_t)(i - i0) * i1, i, i1, fast);
 		dense_pv(z, ldz, &d, d.S, i0, i1, Dh);
 		if (!S)
 			continue;
@@ -629,8 +734,10 @@ void mb_k_att_mask_scores(float *S, int T, int L)
 
 void mb_k_att_softmax(float *S, int T, int L, int full)
 {
+	int fast = softmax_fast_on();
+
 	for (int i = 0; i < L; i++)
-		softmax_row(S + (size_t)i * T, i, full ? T : block_end(i, L));
+		att_softmax_row(S + (size_t)i * T, i, full ? T : block_end(i, L), fast);
 	if (full)
 		for (int i = L; i < T; i++)
 			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
