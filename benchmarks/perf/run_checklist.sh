@@ -18,6 +18,9 @@
 #   4. bench_neox forward --shape gpt2-medium under openblas and onednn, and
 #      the Pythia rotary share (B=1 T=2048, onednn);
 #   5. run_backends.sh: modadd training and the head sweep per backend.
+# With MB_CHECKLIST_KEEP=DIR, every figure's raw output (the JSON files the
+# summary reads, the benchmarks' logs) is copied to DIR at the end, so that a
+# summary line can be checked against its measurement.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,7 +32,8 @@ for b in bench_gemm bench_forward bench_neox bench_train; do
   [ -x "$build/$b" ] || { echo "run_checklist.sh: $build/$b not built" >&2; exit 1; }
 done
 tmp=$(mktemp -d /tmp/mb-checklist-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+keep="${MB_CHECKLIST_KEEP:-}"
+trap '[ -n "$keep" ] && mkdir -p "$keep" && cp "$tmp"/*.json "$tmp"/*.txt "$keep"/ 2>/dev/null; rm -rf "$tmp"' EXIT
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive
 tuned=(env MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)

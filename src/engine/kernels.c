@@ -488,6 +488,118 @@ MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
 		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
 }
 
+/*
+ * The oneDNN backend's causal softmax (AVX-512 CPUs only). Its bits are the
+ * backend's own (oneDNN's GEMMs already differ from the portable order), so
+ * it need not be softmax_row's. Row max m; then in one pass
+ * e_j = 2^t_j, t_j = fma(s_j, log2 e, c) with c = -(m log2 e) rounded once
+ * per row (its rounding scales every e_j of the row alike, so it cancels in
+ * e_j / sum), stored and summed in mb_k_sum's 16 lanes and tree; then
+ * p_j = e_j * (1 / sum): one division per row, not per entry. 2^t: n =
+ * round-to-nearest-even(t), f = t - n (exact), 2^f by a degree-5 polynomial
+ * (near-minimax on [-1/2, 1/2], relative error 1.1e-7), times 2^n by
+ * vscalefps (exact, subnormals included). t is clamped below at -150 (2^t
+ * rounds to 0 or the smallest subnormal there), NaN kept. Six FMAs a lane
+ * where softmax_row's expf_core takes fourteen operations. The same bits as
+ * the scalar form in tests/engine/test_kernels.c (fmaf, nearbyintf,
+ * ldexpf). Deterministic like every kernel: each entry depends only on its
+ * own row.
+ */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MB_HAVE_SOFTMAX_FAST 1
+__attribute__((target("avx512f"))) static inline __m512 exp2_fast(__m512 t)
+{
+	__m512 n, f, p;
+
+	/* MAXPS returns its second operand when either is NaN: t stays NaN */
+	t = _mm512_max_ps(_mm512_set1_ps(-150.0f), t);
+	n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	f = _mm512_sub_ps(t, n);
+	p = _mm512_set1_ps(1.326472731307149e-3f);
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.671512991189957e-3f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550733581185341e-2f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022242426872253e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931470036506653e-1f));
+	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) static void softmax_row_fast(float *s, int i, int end)
+{
+	float acc[LANES], mx;
+	int n = i + 1, j = 0;
+	__m512 m0 = _mm512_set1_ps(s[0]), m1 = m0, m2 = m0, m3 = m0, vc;
+	__m512 l2e = _mm512_set1_ps(1.44269504088896341f);
+	__m512 a = _mm512_setzero_ps(), rc;
+	__mmask16 tail = (__mmask16)((1u << (n % LANES)) - 1u);
+
+	/* the max in four chains (a max chain is latency-bound): max is exact,
+	 * so the value is the sequential max's, up to the sign of a zero, which
+	 * cannot change c */
+	for (; j + 4 * LANES <= n; j += 4 * LANES) {
+		m0 = _mm512_max_ps(_mm512_loadu_ps(s + j), m0);
+		m1 = _mm512_max_ps(_mm512_loadu_ps(s + j + LANES), m1);
+		m2 = _mm512_max_ps(_mm512_loadu_ps(s + j + 2 * LANES), m2);
+		m3 = _mm512_max_ps(_mm512_loadu_ps(s + j + 3 * LANES), m3);
+	}
+	for (; j + LANES <= n; j += LANES)
+		m0 = _mm512_max_ps(_mm512_loadu_ps(s + j), m0);
+	if (tail)
+		m0 = _mm512_mask_max_ps(m0, tail, _mm512_maskz_loadu_ps(tail, s + j), m0);
+	mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+	vc = _mm512_set1_ps(-(mx * 1.44269504088896341f));
+	for (j = 0; j + LANES <= n; j += LANES) {
+		__m512 e = exp2_fast(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), l2e, vc));
+
+		_mm512_storeu_ps(s + j, e);
+		a = _mm512_add_ps(a, e);
+	}
+	/* the tail's missing lanes add +0, which leaves a lane's sum (>= +0) as is */
+	if (tail) {
+		__m512 e = exp2_fast(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + j), l2e, vc));
+
+		e = _mm512_maskz_mov_ps(tail, e);
+		_mm512_mask_storeu_ps(s + j, tail, e);
+		a = _mm512_add_ps(a, e);
+	}
+	_mm512_storeu_ps(acc, a);
+	rc = _mm512_set1_ps(1.0f / tree16(acc));
+	for (j = 0; j + LANES <= n; j += LANES)
+		_mm512_storeu_ps(s + j, _mm512_mul_ps(_mm512_loadu_ps(s + j), rc));
+	if (tail)
+		_mm512_mask_storeu_ps(s + j, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + j), rc));
+	if (end > n)
+		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
+}
+#endif
+
+/* 1 when the causal softmax takes softmax_row_fast: the backend is onednn and
+ * the portable kernels' ISA is AVX-512 (MB_ISA=avx2 or scalar keep
+ * softmax_row, as on a CPU without AVX-512). */
+static int softmax_fast_on(void)
+{
+#ifdef MB_HAVE_SOFTMAX_FAST
+	return mb_gemm_current() == MB_GEMM_ONEDNN && mb_gemm_isa_current() == MB_GEMM_ISA_AVX512;
+#else
+	return 0;
+#endif
+}
+
+/* The causal softmax of row i, zeros on (i, end): softmax_row, or with fast
+ * (softmax_fast_on) the oneDNN backend's form. */
+static void att_softmax_row(float *s, int i, int end, int fast)
+{
+#ifdef MB_HAVE_SOFTMAX_FAST
+	if (fast) {
+		softmax_row_fast(s, i, end);
+		return;
+	}
+#else
+	(void)fast;
+#endif
+	softmax_row(s, i, end);
+}
+
 /* Sb: row i0 of the pattern (row stride T); z rows i0..i1 = P V. */
 static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, int ld, int i0,
 		     int i1, int Dh)
@@ -529,12 +641,41 @@ static dense_att dense_carve(float *W, int T, int Dh)
 	return d;
 }
 
-/* dst (L, Dh) dense = scale * src rows (row stride ld); scale 1 copies. */
-static void dense_rows(float *dst, const float *src, int ld, int L, int Dh, float scale)
+/* dst rows (row stride ldd) = scale * src rows (row stride lds), n rows of
+ * Dh floats; scale 1 copies. The same bits in every form (one product per
+ * float, or none); the AVX-512 form spares a memcpy call per 64-float row. */
+#ifdef MB_HAVE_SOFTMAX_FAST
+__attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, int ldd,
+								const float *src, int lds, int n,
+								int Dh, float scale)
 {
-	for (int i = 0; i < L; i++) {
-		const float *r = src + (size_t)i * ld;
-		float *o = dst + (size_t)i * Dh;
+	__m512 sc = _mm512_set1_ps(scale);
+
+	for (int i = 0; i < n; i++) {
+		const float *r = src + (size_t)i * lds;
+		float *o = dst + (size_t)i * ldd;
+
+		if (scale == 1.0f)
+			for (int c = 0; c < Dh; c += LANES)
+				_mm512_storeu_ps(o + c, _mm512_loadu_ps(r + c));
+		else
+			for (int c = 0; c < Dh; c += LANES)
+				_mm512_storeu_ps(o + c, _mm512_mul_ps(sc, _mm512_loadu_ps(r + c)));
+	}
+}
+#endif
+
+static void copy_rows(float *dst, int ldd, const float *src, int lds, int n, int Dh, float scale)
+{
+#ifdef MB_HAVE_SOFTMAX_FAST
+	if (Dh % LANES == 0 && mb_gemm_isa_best() == MB_GEMM_ISA_AVX512) {
+		copy_rows_avx512(dst, ldd, src, lds, n, Dh, scale);
+		return;
+	}
+#endif
+	for (int i = 0; i < n; i++) {
+		const float *r = src + (size_t)i * lds;
+		float *o = dst + (size_t)i * ldd;
 
 		if (scale == 1.0f)
 			memcpy(o, r, sizeof(float) * (size_t)Dh);
@@ -542,6 +683,12 @@ static void dense_rows(float *dst, const float *src, int ld, int L, int Dh, floa
 			for (int c = 0; c < Dh; c++)
 				o[c] = scale * r[c];
 	}
+}
+
+/* dst (L, Dh) dense = scale * src rows (row stride ld); scale 1 copies. */
+static void dense_rows(float *dst, const float *src, int ld, int L, int Dh, float scale)
+{
+	copy_rows(dst, Dh, src, ld, L, Dh, scale);
 }
 
 /* d->S (i1 - i0, i1) = d->q rows i0..i1 @ d->k rows 0..i1 ^T */
@@ -558,8 +705,7 @@ static void dense_pv(float *z, int ldz, const dense_att *d, const float *P, int 
 	int done = mb_k_dense_matmul(0, i1 - i0, Dh, i1, P, d->v, d->z);
 
 	MB_ASSERT(done);
-	for (int i = i0; i < i1; i++)
-		memcpy(z + (size_t)i * ldz, d->z + (size_t)(i - i0) * Dh, sizeof(float) * (size_t)Dh);
+	copy_rows(z + (size_t)i0 * ldz, ldz, d->z, Dh, i1 - i0, Dh, 1.0f);
 }
 
 /* The dense path of fused (S != NULL: the block's pattern also goes to S,
@@ -568,6 +714,7 @@ static void dense_fused(float *z, int ldz, float *S, int T, float *W, const floa
 			const float *k, const float *v, int ld, int L, int Dh, float scale, int full)
 {
 	dense_att d = dense_carve(W, T, Dh);
+	int fast = softmax_fast_on();
 
 	dense_rows(d.q, q, ld, L, Dh, scale);
 	dense_rows(d.k, k, ld, L, Dh, 1.0f);
@@ -577,7 +724,7 @@ static void dense_fused(float *z, int ldz, float *S, int T, float *W, const floa
 
 		dense_scores(&d, i0, i1, Dh);
 		for (int i = i0; i < i1; i++)
-			softmax_row(d.S + (size_t)(i - i0) * i1, i, i1);
+			att_softmax_row(d.S + (size_t)(i - i0) * i1, i, i1, fast);
 		dense_pv(z, ldz, &d, d.S, i0, i1, Dh);
 		if (!S)
 			continue;
@@ -629,8 +776,10 @@ void mb_k_att_mask_scores(float *S, int T, int L)
 
 void mb_k_att_softmax(float *S, int T, int L, int full)
 {
+	int fast = softmax_fast_on();
+
 	for (int i = 0; i < L; i++)
-		softmax_row(S + (size_t)i * T, i, full ? T : block_end(i, L));
+		att_softmax_row(S + (size_t)i * T, i, full ? T : block_end(i, L), fast);
 	if (full)
 		for (int i = L; i < T; i++)
 			memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);

@@ -343,12 +343,51 @@ static void softmax_row_reference(float *s, int n)
 		s[j] = s[j] / sum;
 }
 
-static void softmax_rows_reference(float *S, int T, int L)
+/* The oneDNN backend's softmax on AVX-512 (kernels.c, softmax_row_fast),
+ * written out in scalar C: e_j = 2^t_j, t_j = fmaf(s_j, log2 e, -(max log2
+ * e)), t clamped below at -150 with NaN kept, n = t rounded to nearest
+ * even, 2^(t - n) by the degree-5 polynomial in fmaf, scaled by ldexpf
+ * (vscalefps is that exactly); mb_k_sum of the e_j; one reciprocal, then a
+ * product per entry. */
+static float exp2_fast_reference(float t)
+{
+	float n, f, p;
+
+	t = isnan(t) ? t : (t < -150.0f ? -150.0f : t);
+	n = nearbyintf(t);
+	f = t - n;
+	p = 1.326472731307149e-3f;
+	p = fmaf(p, f, 9.671512991189957e-3f);
+	p = fmaf(p, f, 5.550733581185341e-2f);
+	p = fmaf(p, f, 2.4022242426872253e-1f);
+	p = fmaf(p, f, 6.931470036506653e-1f);
+	p = fmaf(p, f, 1.0f);
+	return isnan(n) ? n : ldexpf(p, (int)n);
+}
+
+static void softmax_row_fast_reference(float *s, int n)
+{
+	float mx = s[0], c, rc;
+
+	for (int j = 1; j < n; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	c = -(mx * 1.44269504088896341f);
+	for (int j = 0; j < n; j++)
+		s[j] = exp2_fast_reference(fmaf(s[j], 1.44269504088896341f, c));
+	rc = 1.0f / mb_k_sum(s, n);
+	for (int j = 0; j < n; j++)
+		s[j] = s[j] * rc;
+}
+
+static void softmax_rows_reference(float *S, int T, int L, int fast)
 {
 	for (int i = 0; i < L; i++) {
 		float *s = S + (size_t)i * T;
 
-		softmax_row_reference(s, i + 1);
+		if (fast)
+			softmax_row_fast_reference(s, i + 1);
+		else
+			softmax_row_reference(s, i + 1);
 		for (int j = i + 1; j < T; j++)
 			s[j] = 0.0f;
 	}
@@ -356,34 +395,78 @@ static void softmax_rows_reference(float *S, int T, int L)
 		memset(S + (size_t)i * T, 0, sizeof(float) * (size_t)T);
 }
 
+/* 1 when mb_k_att_softmax takes the oneDNN backend's form (kernels.c,
+ * softmax_fast_on): the backend is onednn and the ISA AVX-512. */
+static int softmax_is_fast(int isa)
+{
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+	return mb_gemm_current() == MB_GEMM_ONEDNN && isa == (int)MB_GEMM_ISA_AVX512;
+#else
+	(void)isa;
+	return 0;
+#endif
+}
+
 static void softmax_bits_check(int isa)
 {
-	const int lens[] = {1, 2, 15, 16, 17, 31, 33, 64, 65, 200, 301};
+	const int lens[] = {1, 2, 15, 16, 17, 31, 33, 64, 65, 200, 301, 1031};
+	int fast = softmax_is_fast(isa);
+	double worst = 0.0;
 
 	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
 		int L = lens[li], T = L + 2;
 		float *S = rand_buf((size_t)T * T, 12.0f), *R = malloc(sizeof(float) * T * T);
+		float *X = malloc(sizeof(float) * T * T);
 
-		/* ties, signed zeros and a huge spread, wherever the lanes split */
+		cr_assert(R && X);
+		/* ties, signed zeros, a huge spread (subnormal exps), -inf, wherever
+		 * the lanes split */
 		for (int i = 0; i < L; i++) {
 			S[(size_t)i * T + i / 2] = S[(size_t)i * T];
 			if (i % 3 == 0)
 				S[(size_t)i * T + i] = (i % 2) ? -0.0f : 0.0f;
 			if (i % 5 == 1)
 				S[(size_t)i * T + i / 3] = -90.0f;
+			if (i % 7 == 3)
+				S[(size_t)i * T + i / 4 + 1] = -INFINITY;
 		}
 		memcpy(R, S, sizeof(float) * T * T);
+		memcpy(X, S, sizeof(float) * T * T);
 		mb_k_att_softmax(S, T, L, 1);
-		softmax_rows_reference(R, T, L);
+		softmax_rows_reference(R, T, L, fast);
 		cr_expect_eq(memcmp(S, R, sizeof(float) * T * T), 0,
-			     "softmax bits differ, L=%d, isa %s", L, mb_gemm_isa_name((mb_gemm_isa)isa));
+			     "softmax bits differ, L=%d, isa %s, backend %s", L,
+			     mb_gemm_isa_name((mb_gemm_isa)isa), mb_gemm_backend_name(mb_gemm_current()));
+		/* and either form is the softmax: relative error against double */
+		for (int i = 0; i < L; i++) {
+			const float *x = X + (size_t)i * T;
+			double mx = x[0], sum = 0.0;
+
+			for (int j = 1; j <= i; j++)
+				mx = x[j] > mx ? x[j] : mx;
+			for (int j = 0; j <= i; j++)
+				sum += exp((double)x[j] - mx);
+			for (int j = 0; j <= i; j++) {
+				double p = exp((double)x[j] - mx) / sum;
+				double d = fabs(S[(size_t)i * T + j] - p);
+
+				/* relative where the mass is: an exp's error grows
+				 * with |s_j - max| (the rounding of s_j - max, or of t
+				 * in the onednn form, up to log2 e times larger) */
+				worst = fmax(worst, d / fmax(p, 1e-6));
+			}
+		}
 		free(S);
 		free(R);
+		free(X);
 	}
+	report(fast ? "causal softmax (onednn form), rel >= 1e-6" : "causal softmax, rel >= 1e-6",
+	       worst, 1.5e-6);
 }
 
 /* Every ISA form of the row max (kernels.c, lanes_max, chosen by the portable
- * kernels' ISA) gives the reference's bits. */
+ * kernels' ISA) gives the reference's bits; under the onednn backend at
+ * AVX-512, the fast form's scalar reference's bits. */
 Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
 {
 	mb_gemm_backend be = mb_gemm_current();
