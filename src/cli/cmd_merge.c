@@ -100,8 +100,14 @@ int mb_cmd_merge(int argc, char **argv)
 			goto cleanup;
 		suite = spec_path;
 	}
-	if ((error = mb_cli_spec_home_open(&home, suite, 0, &err)) < 0 ||
-	    (error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0 ||
+	if ((error = mb_cli_spec_home_open(&home, suite, 0, &err)) < 0) {
+		/* a recorded path is relative to where the shards ran, not to here */
+		if (!a.suite)
+			mb_error_prefix(&err, "%s: the spec the shards recorded, read from the "
+					"current directory (name it with --suite)", shards[0]);
+		goto cleanup;
+	}
+	if ((error = mb_spec_parse(&spec, home.text, home.len, suite, &err)) < 0 ||
 	    (error = mb_merge_shards(&run, shards, n_shards, &spec, home.blob, home.root,
 				     &err)) < 0)
 		goto cleanup;

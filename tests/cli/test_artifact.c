@@ -207,4 +207,13 @@ Test(cli_artifact, shards_merge_with_their_artifact_and_a_differing_one_is_refus
 			      "deterministic?)\n");
 	cr_expect_null(mbt_read(dir, "m2.db"), "no database left behind");
 	free(out);
+	/* from another directory the recorded spec path is not found: one line naming the
+	 * shard and the way out */
+	cr_expect_eq(mbt_sh(dir, "mkdir -p sub && cd sub && " MBT_CLI "merge --db ../m3.db --quiet"
+			    " ../s0.db ../s1.db 2>&1", &out), 1, "%s", out);
+	cr_expect_str_eq(out, "mechbench: ../s0.db: the spec the shards recorded, read from the "
+			      "current directory (name it with --suite): benchmarks/demo.json: No "
+			      "such file or directory\n");
+	cr_expect_null(mbt_read(dir, "m3.db"), "no database left behind");
+	free(out);
 }
