@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <criterion/criterion.h>
+
 #include <mechbench/dataset.h>
 #include <mechbench/runner.h>
 
@@ -131,6 +133,15 @@ void mbt_suite_fixture(const char *dir, int n_per_stratum, const char *extra,
 		 "    \"dataset\": {\"path\": \"datasets/toy.jsonl\", \"sha256\": \"%s\"},\n"
 		 "    %s\n    \"metrics\": %s\n  }]\n}\n",
 		 sha, extra, metrics);
+}
+
+json_t *mbt_json(const char *text)
+{
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+
+	cr_assert(j, "%s", je.text);
+	return j;
 }
 
 void mbt_suite_add_entry(const char *dir, const char *from, const char *to, const char *name)

@@ -23,6 +23,9 @@ void mbt_rmtree(const char *dir);
 void mbt_write(const char *dir, const char *rel, const char *text);
 /* Reads dir/rel into a malloc'd NUL-terminated string (NULL if absent). */
 char *mbt_read(const char *dir, const char *rel);
+/* Parses JSON text (the test fails, with jansson's message, if it does not
+ * parse); the caller owns the reference. */
+json_t *mbt_json(const char *text);
 
 /* Writes a synthetic model folder dir/rel holding synthetic.json with
  * weights w[0..dim) and bias b. */

@@ -28,6 +28,8 @@
 #include <mechbench/sha256.h>
 #include <mechbench/task.h>
 
+#include "support/harness_support.h"
+
 #define MODEL3 MB_SOURCE_DIR "/tests/fixtures/edit/model3"
 
 static const char *const REQ =
@@ -47,19 +49,11 @@ static void one_thread(void)
 	omp_set_num_threads(1);
 }
 
-static json_t *jparse(const char *text)
-{
-	json_error_t je;
-	json_t *j = json_loads(text, 0, &je);
-	cr_assert(j, "%s", je.text);
-	return j;
-}
-
 /* Runs the task on one item with params; values (M_COUNT) into v. */
 static int run_task(double *v, mb_item_list *items, const char *params, mb_error *err)
 {
 	const mb_task *t = mb_task_find("edit");
-	json_t *p = jparse(params);
+	json_t *p = mbt_json(params);
 	void *st = NULL;
 	int rc;
 
@@ -378,7 +372,7 @@ Test(edit_task, per_item_metrics_match_a_second_implementation, .init = one_thre
 	mb_rome_result res, res2;
 	const mb_engine_config *c;
 
-	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(REQ), &err), 0, "%s", err.msg);
 	cr_assert_eq(run_task(v, &items, PARAMS, &err), 0, "%s", err.msg);
 	ref_open(&r);
 	c = &r.m->cfg;
@@ -520,7 +514,7 @@ Test(edit_task, memit_items_match_a_second_implementation, .init = one_thread)
 
 	snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": [0, 1], "
 		 "\"mom2_weight\": 50}", (int)strlen(PARAMS) - 1, PARAMS);
-	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(REQ), &err), 0, "%s", err.msg);
 	cr_assert_eq(run_task(v, &items, params, &err), 0, "%s", err.msg);
 	ref_open(&r);
 	c = &r.m->cfg;
@@ -623,7 +617,7 @@ Test(edit_task, memit_and_sequential_params_are_checked)
 		char params[512];
 		snprintf(params, sizeof(params), "%.*s, \"method\": \"memit\", \"memit_layers\": "
 			 "[1, 2]}", (int)strlen(PARAMS) - 1, PARAMS);
-		cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0);
+		cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(REQ), &err), 0);
 		cr_expect_lt(run_task(v, &items, params, &err), 0);
 		cr_expect(strstr(err.msg, "params.memit_layers: the last, 2"), "%s", err.msg);
 		mb_item_list_dispose(&items);
@@ -646,11 +640,11 @@ static json_t *sequential_two(const char *extra)
 	for (char *q; (q = strstr(req2, "c d"));)
 		memcpy(q, "t u", 3);
 	memcpy(strstr(req2, "\"z\""), "\"x\"", 3);
-	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
-	cr_assert_eq(mb_item_list_add(&items, "r0", "t u", jparse(req2), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "t u", mbt_json(req2), &err), 0, "%s", err.msg);
 	snprintf(params, sizeof(params), "%.*s%s, \"sequential\": [1, 2]}",
 		 (int)strlen(PARAMS) - 1, PARAMS, extra);
-	p = jparse(params);
+	p = mbt_json(params);
 	cr_assert_eq(t->open(&st, MODEL3, p, &err), 0, "%s", err.msg);
 	cr_assert_eq(t->prepare(st, items.items, items.n, &art, &err), 0, "%s", err.msg);
 	t->close(st);
@@ -776,7 +770,7 @@ Test(edit_task, the_random_update_control_fails_when_its_norm_is_huge, .init = o
 	char params[512];
 	double k1, k2;
 
-	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(REQ), &err), 0, "%s", err.msg);
 	cr_assert_eq(run_task(v1, &items, PARAMS, &err), 0, "%s", err.msg);
 	snprintf(params, sizeof(params), "%.*s, \"control_scale\": 1000}",
 		 (int)strlen(PARAMS) - 1, PARAMS);
@@ -802,11 +796,11 @@ Test(edit_task, draws_the_causal_trace_by_layer_and_position_group, .init = one_
 	mb_error err = {0};
 	mb_item_list items = {0};
 	mb_figure_list figs = {0};
-	json_t *p = jparse(PARAMS);
+	json_t *p = mbt_json(PARAMS);
 	void *st = NULL;
 	double v[64] = {0};
 
-	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(REQ), &err), 0, "%s", err.msg);
+	cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(REQ), &err), 0, "%s", err.msg);
 	cr_assert_eq(t->open(&st, MODEL3, p, &err), 0, "%s", err.msg);
 	cr_assert_eq(t->figures(st, items.items, items.n, v, &figs, &err), 0, "%s", err.msg);
 	cr_assert_eq(figs.n, 2);
@@ -859,7 +853,7 @@ Test(edit_task, a_bad_item_is_one_line_naming_the_item_and_field, .init = one_th
 		cr_assert(at, "case %zu", c);
 		snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - REQ), REQ, cases[c].to,
 			 at + strlen(cases[c].from));
-		cr_assert_eq(mb_item_list_add(&items, "r0", "c d", jparse(text), &err), 0);
+		cr_assert_eq(mb_item_list_add(&items, "r0", "c d", mbt_json(text), &err), 0);
 		cr_expect_lt(run_task(v, &items, PARAMS, &err), 0, "case %zu ran", c);
 		cr_expect(strstr(err.msg, cases[c].want) && strstr(err.msg, "item ") &&
 			  !strchr(err.msg, '\n'), "case %zu: %s", c, err.msg);
@@ -883,7 +877,7 @@ Test(edit_task, generate_reads_a_pinned_requests_file, .init = one_thread)
 	mb_sha256_hex_buf(sha, text, strlen(text));
 	snprintf(params, sizeof(params), "{\"source\": \"%s\", \"source_sha256\": \"%s\"}", path,
 		 sha);
-	p = jparse(params);
+	p = mbt_json(params);
 	cr_assert_eq(t->generate(&items, 0, p, &err), 0, "%s", err.msg);
 	cr_expect_eq(items.n, 2);
 	cr_expect_str_eq(items.items[0].stratum, "r0");
@@ -894,7 +888,7 @@ Test(edit_task, generate_reads_a_pinned_requests_file, .init = one_thread)
 	sha[0] = sha[0] == '0' ? '1' : '0';
 	snprintf(params, sizeof(params), "{\"source\": \"%s\", \"source_sha256\": \"%s\"}", path,
 		 sha);
-	p = jparse(params);
+	p = mbt_json(params);
 	cr_expect_eq(t->generate(&items, 0, p, &err), MB_EMISMATCH);
 	cr_expect(strstr(err.msg, path) && strstr(err.msg, sha), "%s", err.msg);
 	mb_item_list_dispose(&items);
@@ -905,7 +899,7 @@ Test(edit_task, generate_reads_a_pinned_requests_file, .init = one_thread)
 	mb_sha256_hex_buf(sha, text, strlen(text));
 	snprintf(params, sizeof(params), "{\"source\": \"%s\", \"source_sha256\": \"%s\"}", path,
 		 sha);
-	p = jparse(params);
+	p = mbt_json(params);
 	cr_expect_eq(t->generate(&items, 0, p, &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, ":2: ") && strstr(err.msg, "\"subject\""), "%s", err.msg);
 	mb_item_list_dispose(&items);

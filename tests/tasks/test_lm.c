@@ -22,23 +22,17 @@
 #include <mechbench/sha256.h>
 #include <mechbench/task.h>
 
+#include "support/harness_support.h"
+
 #define FACTS MB_SOURCE_DIR "/baselines/models/facts"
 #define FIXTURE MB_SOURCE_DIR "/tests/fixtures/lm/facts.json"
-
-static json_t *jparse(const char *text)
-{
-	json_error_t je;
-	json_t *j = json_loads(text, 0, &je);
-	cr_assert(j, "%s", je.text);
-	return j;
-}
 
 /* Opens lm on the facts model with params (JSON text or NULL) and runs
  * items[0..n) in one call; values (n, 2). */
 static int run_lm(double *v, const mb_item *items, size_t n, const char *params, mb_error *err)
 {
 	const mb_task *t = mb_task_find("lm");
-	json_t *p = params ? jparse(params) : NULL;
+	json_t *p = params ? mbt_json(params) : NULL;
 	void *st = NULL;
 	int rc;
 
@@ -145,7 +139,7 @@ Test(lm, max_tokens_scores_the_items_first_tokens)
 Test(lm, facts_texts_are_three_strata_of_the_models_language)
 {
 	const mb_task *t = mb_task_find("lm");
-	json_t *p = jparse("{\"recipe\": \"facts\", \"preset\": \"fast\", \"model_seed\": 0, "
+	json_t *p = mbt_json("{\"recipe\": \"facts\", \"preset\": \"fast\", \"model_seed\": 0, "
 			   "\"n_per_stratum\": 5}");
 	mb_item_list a = {0}, b = {0};
 	mb_error err = {0};
@@ -166,7 +160,7 @@ Test(lm, facts_texts_are_three_strata_of_the_models_language)
 	cr_assert_eq(run_lm(&v[0][0], a.items, a.n, "{\"bos\": \"<bos>\"}", &err), 0, "%s",
 		     err.msg);
 	json_decref(p);
-	p = jparse("{\"recipe\": \"facts\", \"preset\": \"fast\", \"model_seed\": 0, "
+	p = mbt_json("{\"recipe\": \"facts\", \"preset\": \"fast\", \"model_seed\": 0, "
 		   "\"n_per_stratum\": 100000}");
 	mb_item_list_dispose(&b);
 	cr_expect_lt(t->generate(&b, 7, p, &err), 0);
@@ -193,7 +187,7 @@ Test(lm, a_source_file_is_one_item_per_line_checked_by_its_sha256)
 	mb_sha256_hex_buf(sha, text, strlen(text));
 	snprintf(params, sizeof(params), "{\"source\": \"%s\", \"source_sha256\": \"%s\", "
 		 "\"stratum\": \"web\"}", path, sha);
-	p = jparse(params);
+	p = mbt_json(params);
 	cr_assert_eq(t->generate(&l, 0, p, &err), 0, "%s", err.msg);
 	cr_assert_eq(l.n, 2);
 	cr_expect_str_eq(json_string_value(json_object_get(l.items[0].input, "text")),
@@ -205,11 +199,11 @@ Test(lm, a_source_file_is_one_item_per_line_checked_by_its_sha256)
 	sha[0] = sha[0] == '0' ? '1' : '0';
 	snprintf(params, sizeof(params), "{\"source\": \"%s\", \"source_sha256\": \"%s\"}", path,
 		 sha);
-	p = jparse(params);
+	p = mbt_json(params);
 	cr_expect_lt(t->generate(&l, 0, p, &err), 0);
 	cr_expect(strstr(err.msg, "params.source_sha256 says"), "%s", err.msg);
 	json_decref(p);
-	p = jparse("{\"source\": \"x.txt\", \"sha\": 1}");
+	p = mbt_json("{\"source\": \"x.txt\", \"sha\": 1}");
 	cr_expect_lt(t->generate(&l, 0, p, &err), 0);
 	cr_expect(strstr(err.msg, "params.sha: unknown field"), "%s", err.msg);
 	json_decref(p);

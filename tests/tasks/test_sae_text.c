@@ -25,6 +25,8 @@
 #include <mechbench/task.h>
 #include <mechbench/tokenizer.h>
 
+#include "support/harness_support.h"
+
 #define FACTS MB_SOURCE_DIR "/baselines/models/facts"
 #define HOOK "blocks.2.hook_resid_pre"
 #define S 128
@@ -64,14 +66,6 @@ static void teardown(void)
 	cr_expect_eq(system(cmd), 0);
 }
 
-static json_t *jparse(const char *text)
-{
-	json_error_t je;
-	json_t *j = json_loads(text, 0, &je);
-	cr_assert(j, "%s", je.text);
-	return j;
-}
-
 /* Runs sae_text on FACTS with params (JSON text; "SAE" is replaced by the
  * test's SAE folder) over items[0..n); values (n, 4). */
 static int run_task(double *v, const mb_item *items, size_t n, const char *params, mb_error *err)
@@ -89,7 +83,7 @@ static int run_task(double *v, const mb_item *items, size_t n, const char *param
 		snprintf(rest, sizeof(rest), "%s", at + 3);
 		snprintf(at, sizeof(text) - (size_t)(at - text), "%s%s", sae_dir, rest);
 	}
-	p = jparse(text);
+	p = mbt_json(text);
 	rc = t->open(&st, FACTS, p, err);
 	if (rc == 0)
 		rc = mb_task_run(t, st, items, n, v, err);
