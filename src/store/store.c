@@ -509,7 +509,13 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 	memcpy(s->path, path, strlen(path) + 1);
 	rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		error = mb_store_fail(s, err, rc, "opening");
+		/* SQLite says only "unable to open database file"; the system's
+		 * reason (no such file, no such folder, permission) is what a
+		 * user can act on. */
+		int sys = (rc & 0xff) == SQLITE_CANTOPEN && s->db ? sqlite3_system_errno(s->db) : 0;
+		error = sys ? mb_error_set(err, MB_EIO, "%s: cannot open the database: %s", path,
+					   strerror(sys))
+			    : mb_store_fail(s, err, rc, "opening");
 		goto cleanup;
 	}
 	sqlite3_extended_result_codes(s->db, 1);

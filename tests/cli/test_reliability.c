@@ -99,6 +99,13 @@ static const probe probes[] = {
 	{__LINE__, "sed 's/\"name\": \"toy\"/\"name\": \"to\\\\ny\"/' demo.json > bad.json",
 	 "run --suite bad.json --db m.db", 1, "control characters (0x0a at offset 2)",
 	 "! test -e m.db || " RUNS(0)},
+	/* rel6: a database that cannot be opened says why (SQLite says only
+	 * "unable to open database file") */
+	{__LINE__, NULL, "report --run 1 --db nodir/m.db --html r.html", 1,
+	 "nodir/m.db: cannot open the database: No such file or directory",
+	 "! test -e nodir && ! test -e r.html"},
+	{__LINE__, "mkdir d.db", "run --suite demo.json --db d.db --quiet", 1,
+	 "d.db: cannot open the database: Is a directory", NULL},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
