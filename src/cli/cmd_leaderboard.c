@@ -95,7 +95,7 @@ int mb_cmd_leaderboard(int argc, char **argv)
 	mb_leaderboard_opts lo = {0.05, 0, 0};
 	mb_error err;
 	mb_store *store = NULL;
-	mb_store_opts so = {1, 0};
+	mb_store_opts so = {.readonly = 1};
 	int64_t *ids = NULL;
 	size_t n_ids = 0, n_runs = 0;
 	mb_run_result *runs = NULL;

@@ -77,7 +77,7 @@ int mb_cmd_report(int argc, char **argv)
 	int rc, error = 0;
 	mb_error err;
 	mb_store *store = NULL;
-	mb_store_opts so = {1, 0};
+	mb_store_opts so = {.readonly = 1};
 	mb_run_result run;
 	mb_figure_list *figs = NULL;
 	mb_cli_series_view view;

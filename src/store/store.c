@@ -490,7 +490,9 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 {
 	mb_store *s;
 	int readonly = opts && opts->readonly;
-	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int flags = readonly ? SQLITE_OPEN_READONLY
+			     : opts && opts->must_exist ? SQLITE_OPEN_READWRITE
+							: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	int rc, error = 0;
 
 	*out = NULL;

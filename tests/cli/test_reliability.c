@@ -106,6 +106,15 @@ static const probe probes[] = {
 	 "! test -e nodir && ! test -e r.html"},
 	{__LINE__, "mkdir d.db", "run --suite demo.json --db d.db --quiet", 1,
 	 "d.db: cannot open the database: Is a directory", NULL},
+	/* rel6: `db` upkeep of a mistyped path creates nothing and passes nothing
+	 * (it made an empty database and said "typo.db: ok") */
+	{__LINE__, NULL, "db check --db typo.db", 1,
+	 "typo.db: cannot open the database: No such file or directory", "! test -e typo.db"},
+	{__LINE__, NULL, "db stats --db typo.db", 1, "typo.db: cannot open the database",
+	 "! test -e typo.db"},
+	{__LINE__, NULL, "db vacuum --db typo.db", 1, "typo.db: cannot open the database",
+	 "! test -e typo.db"},
+	{__LINE__, STORED "true", "db check --db m.db", 0, "m.db: ok", NULL},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
