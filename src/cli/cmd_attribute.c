@@ -460,6 +460,15 @@ int mb_cmd_attribute(int argc, char **argv)
 	int rc, status, have_ds = 0, N, Tmax = 0;
 
 	rc = mb_cli_parse(&parsed, &a, &attr_cmd, argc, argv);
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &attr_cmd, "--no-qk-fix",
+				      a.method == MB_ATTR_ATP_STAR, "--method atp-star");
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &attr_cmd, "--no-grad-drop",
+				      a.method == MB_ATTR_ATP_STAR, "--method atp-star");
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &attr_cmd, "--steps", a.method == MB_ATTR_EAP_IG,
+				      "--method eap-ig");
 	if (rc != MB_CLI_GO) {
 		mb_cli_args_dispose(&a, &attr_cmd);
 		return rc;

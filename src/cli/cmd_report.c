@@ -86,6 +86,11 @@ int mb_cmd_report(int argc, char **argv)
 		return rc;
 	if (!mb_cli_given(&parsed, &report_cmd, "--run") == !a.series)
 		return mb_cli_usage_error("report", "give exactly one of --run ID and --series NAME");
+	if ((rc = mb_cli_only_with(&parsed, &report_cmd, "--penalty", a.series != NULL,
+				   "--series")) != MB_CLI_GO ||
+	    (rc = mb_cli_only_with(&parsed, &report_cmd, "--min-seg", a.series != NULL,
+				   "--series")) != MB_CLI_GO)
+		return rc;
 	run_id = a.run;
 	series = a.series;
 	html = a.html;

@@ -227,6 +227,12 @@ int mb_cmd_trace(int argc, char **argv)
 	double noise;
 
 	rc = mb_cli_parse(&parsed, &a, &trace_cmd, argc, argv);
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &trace_cmd, "--window", a.kind != 0,
+				      "--kind mlp, attn or all");
+	if (rc == MB_CLI_GO && mb_cli_given(&parsed, &trace_cmd, "--noise") &&
+	    mb_cli_given(&parsed, &trace_cmd, "--noise-mult"))
+		rc = mb_cli_usage_error("trace", "--noise and --noise-mult: give only one");
 	if (rc != MB_CLI_GO) {
 		mb_cli_args_dispose(&a, &trace_cmd);
 		return rc;
