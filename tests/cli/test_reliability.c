@@ -115,6 +115,11 @@ static const probe probes[] = {
 	{__LINE__, NULL, "db vacuum --db typo.db", 1, "typo.db: cannot open the database",
 	 "! test -e typo.db"},
 	{__LINE__, STORED "true", "db check --db m.db", 0, "m.db: ok", NULL},
+	/* rel6: an empty or comment-only MANIFEST verifies nothing: an error, not
+	 * a silent exit 0 */
+	{__LINE__, "touch M", "datasets verify --manifest M", 1, "M: lists no datasets", NULL},
+	{__LINE__, "echo '# only a comment' > M", "datasets build --manifest M", 1,
+	 "M: lists no datasets", "test \"$(cat M)\" = '# only a comment'"},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
