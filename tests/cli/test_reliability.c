@@ -120,6 +120,14 @@ static const probe probes[] = {
 	{__LINE__, "touch M", "datasets verify --manifest M", 1, "M: lists no datasets", NULL},
 	{__LINE__, "echo '# only a comment' > M", "datasets build --manifest M", 1,
 	 "M: lists no datasets", "test \"$(cat M)\" = '# only a comment'"},
+	/* rel6: a --models folder that is not there is named, not listed as
+	 * "(none)" with exit 0 */
+	{__LINE__, NULL, "zoo list --models nodir", 1,
+	 "mechbench: --models nodir: No such file or directory", NULL},
+	{__LINE__, NULL, "zoo verify --models nodir --no-retrain", 1,
+	 "mechbench: --models nodir: No such file or directory", NULL},
+	{__LINE__, NULL, "zoo list", 0, "committed models (baselines/models):\n"
+	 "  (none: No such file or directory)", NULL},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
