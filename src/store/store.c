@@ -413,6 +413,11 @@ static int migrate(mb_store *s, int readonly, mb_error *err)
 	if (version == 0 && tables > 0)
 		return mb_error_set(err, MB_EINVALID, "%s: not a mechbench results database (it has "
 				    "tables but no mechbench schema version)", s->path);
+	/* an empty file (touch, or a writer that died before its first commit)
+	 * holds nothing to read; "needs migrating" would send the user astray */
+	if (readonly && version == 0)
+		return mb_error_set(err, MB_ENOTFOUND, "%s: an empty database (no runs stored "
+				    "yet)", s->path);
 	if (readonly)
 		return mb_error_set(err, MB_EINVALID, "%s: schema version %d needs migrating to %d; "
 				    "open it once read-write", s->path, version,

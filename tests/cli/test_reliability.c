@@ -128,6 +128,12 @@ static const probe probes[] = {
 	 "mechbench: --models nodir: No such file or directory", NULL},
 	{__LINE__, NULL, "zoo list", 0, "committed models (baselines/models):\n"
 	 "  (none: No such file or directory)", NULL},
+	/* rel6: an empty file read as a database is called empty (it said "schema
+	 * version 0 needs migrating to 5; open it once read-write") */
+	{__LINE__, "touch m.db", "report --run 1 --db m.db --html r.html", 1,
+	 "m.db: an empty database (no runs stored yet)", "! test -s m.db && ! test -e r.html"},
+	{__LINE__, "touch m.db", "leaderboard --db m.db", 1,
+	 "m.db: an empty database (no runs stored yet)", NULL},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},

@@ -210,12 +210,17 @@ Test(store, files_that_are_not_our_schema_are_refused)
 	snprintf(db, sizeof(db), "%s/junk.db", dir);
 	cr_expect_eq(mb_store_open(&s, db, NULL, &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, "junk.db: not a database") != NULL, "%s", err.msg);
-	/* Read-only opens never migrate. */
-	snprintf(db, sizeof(db), "%s/empty.db", dir);
-	exec_raw(db, "PRAGMA user_version = 0;");
+	/* Read-only opens never migrate; an empty file is called empty. */
+	snprintf(db, sizeof(db), "%s/old.db", dir);
+	exec_raw(db, "CREATE TABLE runs(x); PRAGMA user_version = 1;");
 	mb_store_opts ro = {.readonly = 1};
 	cr_expect_eq(mb_store_open(&s, db, &ro, &err), MB_EINVALID);
-	cr_expect(strstr(err.msg, "needs migrating") != NULL, "%s", err.msg);
+	cr_expect(strstr(err.msg, "schema version 1 needs migrating") != NULL, "%s", err.msg);
+	snprintf(db, sizeof(db), "%s/empty.db", dir);
+	exec_raw(db, "PRAGMA user_version = 0;");
+	cr_expect_eq(mb_store_open(&s, db, &ro, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "empty.db: an empty database (no runs stored yet)") != NULL,
+		  "%s", err.msg);
 	mbt_rmtree(dir);
 }
 
