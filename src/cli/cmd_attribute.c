@@ -27,6 +27,8 @@
 #include <mechbench/file.h>
 #include <mechbench/model.h>
 
+#include "suite_cli.h"
+
 typedef struct attr_args {
 	const char *model, *dataset, *out, *truth;
 	int task;   /* index in tasks[] */
@@ -476,7 +478,8 @@ int mb_cmd_attribute(int argc, char **argv)
 	task = tasks[a.task];
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	rc = a.out ? mb_file_check_output(a.out, &err) : 0;
+	rc = mb_cli_check_outputs(&(mb_cli_path){"--out", a.out}, 1,
+				  &(mb_cli_path){"--dataset", a.dataset}, 1, &err);
 	if (rc == 0 && (rc = mb_dataset_load(&ds, a.dataset, &err)) == 0)
 		have_ds = 1;
 	/* the task's own dataset, or an attribution dataset of its items */

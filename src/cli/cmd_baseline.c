@@ -70,7 +70,8 @@ int mb_cmd_baseline(int argc, char **argv)
 	entry = a.entry;
 	mb_error_clear(&err);
 	memset(&run, 0, sizeof(run));
-	if ((error = mb_file_check_output(out, &err)) < 0 ||
+	if ((error = mb_cli_check_outputs(&(mb_cli_path){"--out", out}, 1,
+					  &(mb_cli_path){"--db", a.db}, 1, &err)) < 0 ||
 	    (error = mb_store_open(&store, a.db, &so, &err)) < 0 ||
 	    (error = mb_store_get_run(&run, store, id, &err)) < 0 ||
 	    (error = mb_baseline_render(&text, &len, &run, entry, &err)) < 0 ||

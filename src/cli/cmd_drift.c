@@ -363,8 +363,9 @@ static int drift(const drift_args *a, const mb_cli_parsed *parsed)
 	    (error = mb_spec_keep_entries(&spec, a->entries.v, a->entries.n, &err)) < 0)
 		goto cleanup;
 	{
-		const char *outs[] = {html, json};
-		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0)
+		const mb_cli_path outs[] = {{"--html", html}, {"--json", json}};
+		const mb_cli_path ins[] = {{"--suite", suite}, {"--db", db}};
+		if ((error = mb_cli_check_outputs(outs, 2, ins, 2, &err)) < 0)
 			goto cleanup;
 	}
 	mb_provenance_init(&prov, (int)a->threads);

@@ -99,7 +99,8 @@ int mb_cmd_report(int argc, char **argv)
 	mb_error_clear(&err);
 	memset(&run, 0, sizeof(run));
 	memset(&view, 0, sizeof(view));
-	if ((error = mb_cli_check_writable(html, &err)) < 0)
+	if ((error = mb_cli_check_outputs(&(mb_cli_path){"--html", html}, 1,
+					  &(mb_cli_path){"--db", db}, 1, &err)) < 0)
 		goto cleanup;
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;

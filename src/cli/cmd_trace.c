@@ -19,6 +19,8 @@
 #include <mechbench/sha256.h>
 #include <mechbench/task.h>
 
+#include "suite_cli.h"
+
 typedef struct trace_args {
 	const char *model, *facts, *out;
 	int kind;
@@ -239,7 +241,9 @@ int mb_cmd_trace(int argc, char **argv)
 	}
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if ((rc = mb_file_check_output(a.out, &err)) < 0 || (rc = mb_model_load(&m, a.model, &err)) < 0)
+	if ((rc = mb_cli_check_outputs(&(mb_cli_path){"--out", a.out}, 1,
+				       &(mb_cli_path){"--facts", a.facts}, 1, &err)) < 0 ||
+	    (rc = mb_model_load(&m, a.model, &err)) < 0)
 		goto done;
 	if (!m->tok) {
 		rc = mb_error_set(&err, MB_ENOTFOUND, "%s: no tokenizer (tokenizer.json, or "

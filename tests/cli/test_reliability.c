@@ -134,6 +134,29 @@ static const probe probes[] = {
 	 "m.db: an empty database (no runs stored yet)", "! test -s m.db && ! test -e r.html"},
 	{__LINE__, "touch m.db", "leaderboard --db m.db", 1,
 	 "m.db: an empty database (no runs stored yet)", NULL},
+	/* rel6: an output never replaces an input or another output (each of
+	 * these ran, exit 0, and left the spec or the database overwritten) */
+	{__LINE__, NULL, "run --suite demo.json --db m.db --json o.x --csv o.x --quiet", 1,
+	 "--json o.x and --csv o.x: one file for two outputs", "! test -e o.x && ! test -e m.db"},
+	{__LINE__, STORED "true", "run --suite demo.json --db m.db --json m.db --quiet", 1,
+	 "--json m.db: is the --db file; writing there would replace it", RUNS(1)},
+	{__LINE__, NULL, "run --suite demo.json --db m.db --json ./demo.json --quiet", 1,
+	 "--json ./demo.json: is the --suite file", "grep -q '\"suite\": \"demo\"' demo.json"},
+	{__LINE__, NULL, "gate --suite demo.json --baseline-ref HEAD --junit r.x --report-md r.x",
+	 1, "--report-md r.x and --junit r.x: one file for two outputs", "! test -e r.x"},
+	{__LINE__, NULL, "drift --suite demo.json --series ck --db m.db --html demo.json", 1,
+	 "--html demo.json: is the --suite file", "! test -e m.db"},
+	{__LINE__, STORED "true", "report --run 1 --db m.db --html m.db", 1,
+	 "--html m.db: is the --db file", RUNS(1)},
+	{__LINE__, STORED "true", "leaderboard --db m.db --out m.db", 1,
+	 "--out m.db: is the --db file", RUNS(1)},
+	{__LINE__, STORED "true", "baseline save --run 1 --db m.db --out m.db", 1,
+	 "--out m.db: is the --db file", RUNS(1)},
+	{__LINE__, NULL, "attribute --model " MODEL " --task induction --dataset datasets/toy.jsonl"
+	 " --method atp --out datasets/toy.jsonl", 1, "--out datasets/toy.jsonl: is the --dataset "
+	 "file", "grep -q mechbench_dataset datasets/toy.jsonl"},
+	{__LINE__, "echo '[]' > f.json", "trace --model " MODEL " --facts f.json --out f.json", 1,
+	 "--out f.json: is the --facts file", "grep -qx '\\[\\]' f.json"},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
