@@ -18,6 +18,8 @@
 #define NPY(expr) "/usr/bin/python3 -c 'import numpy as np; np.save(\"t.npy\", " expr ")'"
 #define RUNS(n) "test \"$(sqlite3 m.db 'SELECT count(*) FROM runs')\" = " #n
 #define STORED "mb run --suite demo.json --db m.db --quiet > /dev/null && "
+#define SAE_ARGS "--model " MB_SOURCE_DIR "/baselines/models/induction --sae " MB_SOURCE_DIR \
+		 "/baselines/saes/induction-resid1"
 
 typedef struct probe {
 	int line;
@@ -157,6 +159,14 @@ static const probe probes[] = {
 	 "file", "grep -q mechbench_dataset datasets/toy.jsonl"},
 	{__LINE__, "echo '[]' > f.json", "trace --model " MODEL " --facts f.json --out f.json", 1,
 	 "--out f.json: is the --facts file", "grep -qx '\\[\\]' f.json"},
+	/* rel6: a --text corpus that cannot be read says why (it said "read
+	 * error"); bad bytes in it name the file and line */
+	{__LINE__, NULL, "sae eval " SAE_ARGS " --text datasets --batches 1", 1,
+	 "datasets: cannot read the text corpus: Is a directory", NULL},
+	{__LINE__, NULL, "sae eval " SAE_ARGS " --text nofile --batches 1", 1,
+	 "nofile: cannot open the text corpus: No such file or directory", NULL},
+	{__LINE__, "printf 'a b \\377 c\\n' > e.txt", "sae eval " SAE_ARGS " --text e.txt"
+	 " --batches 1", 1, "e.txt:1: text: invalid UTF-8 at byte 4 (0xFF)", NULL},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
