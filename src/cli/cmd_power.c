@@ -308,8 +308,10 @@ static int suite_plan(const char *suite)
 				goto cleanup;
 			}
 			n_runs++;
-			if ((error = mb_baseline_load(&runs[k], path, &err)) < 0)
+			if ((error = mb_baseline_load(&runs[k], path, &err)) < 0) {
+				mb_error_prefix(&err, "entry %s: baseline", e->name);
 				goto cleanup;
+			}
 		}
 		if (!(be = mb_run_result_entry(&runs[k], e->name))) {
 			error = mb_error_set(&err, MB_ENOTFOUND, "%s has no entry '%s'; save a "

@@ -167,6 +167,9 @@ static const probe probes[] = {
 	 "nofile: cannot open the text corpus: No such file or directory", NULL},
 	{__LINE__, "printf 'a b \\377 c\\n' > e.txt", "sae eval " SAE_ARGS " --text e.txt"
 	 " --batches 1", 1, "e.txt:1: text: invalid UTF-8 at byte 4 (0xFF)", NULL},
+	/* rel6: power --suite names the entry whose baseline is missing */
+	{__LINE__, NULL, "power --suite demo.json", 1,
+	 "entry toy: baseline: ./baselines/demo.json: No such file or directory", NULL},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
