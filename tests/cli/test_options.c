@@ -323,3 +323,20 @@ Test(options, commands_parse_alike_through_the_binary)
 	}
 	free(r);
 }
+
+/* A bad MB_GEMM is one line and exit 2 before anything is printed or run
+ * (version printed nine of its lines, then the error). */
+Test(options, a_bad_mb_gemm_is_refused_before_any_output)
+{
+	static const char *const cmds[] = {"version", "--help", "run --suite nowhere.json"};
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char cmd[512], *out = NULL;
+		snprintf(cmd, sizeof(cmd), "MB_GEMM=bogus " MBT_CLI "%s 2>&1", cmds[i]);
+		cr_expect_eq(mbt_sh("/", cmd, &out), 2, "%s: %s", cmds[i], out);
+		cr_expect(out && strcmp(out, "mechbench: MB_GEMM=bogus: expected auto, portable, "
+					     "openblas or onednn\n") == 0,
+			  "%s: %s", cmds[i], out);
+		free(out);
+	}
+}
