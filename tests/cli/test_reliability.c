@@ -170,6 +170,10 @@ static const probe probes[] = {
 	/* rel6: power --suite names the entry whose baseline is missing */
 	{__LINE__, NULL, "power --suite demo.json", 1,
 	 "entry toy: baseline: ./baselines/demo.json: No such file or directory", NULL},
+	/* rel6: a shard is not a baseline (it said "aggregate mean is NULL") */
+	{__LINE__, "mb run --suite demo.json --db s0.db --shard 0/2 --quiet > /dev/null",
+	 "baseline save --run 1 --db s0.db --out b.json", 1,
+	 "s0.db: run 1 is shard 0/2 of a sharded run; merge the shards", "! test -e b.json"},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
