@@ -174,6 +174,9 @@ static const probe probes[] = {
 	{__LINE__, "mb run --suite demo.json --db s0.db --shard 0/2 --quiet > /dev/null",
 	 "baseline save --run 1 --db s0.db --out b.json", 1,
 	 "s0.db: run 1 is shard 0/2 of a sharded run; merge the shards", "! test -e b.json"},
+	/* rel6: a JSON input that is a folder says so (it said "read error") */
+	{__LINE__, NULL, "trace --model " MODEL " --facts datasets --out t.json", 1,
+	 "datasets: read error: Is a directory", "! test -e t.json"},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},
