@@ -32,6 +32,9 @@ int mb_dtype_from_name(mb_dtype *out, const char *name);
  * negative dimensions themselves, first); *overflow is cleared otherwise.
  * overflow may be NULL. */
 size_t mb_shape_numel(int ndim, const int64_t *shape, int *overflow);
+/* shape[0..ndim) as "[2, 3]" (as a safetensors header writes it) into buf
+ * (cap bytes, truncated to fit), for messages. Returns buf. */
+char *mb_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 
 /* IEEE half and bfloat16 to float (exact; NaN and Inf preserved). */
 float mb_f16_to_f32(uint16_t h);

@@ -51,6 +51,12 @@ typedef struct mb_file_atomic {
  * writable folder. MB_EINVALID or MB_EIO naming path. Every command checks
  * each of its outputs with this before it runs or stores anything. */
 int mb_file_check_output(const char *path, mb_error *err);
+/* 1 when the paths a and b name one regular file, or would once written:
+ * the same inode when both exist, else (neither exists) the same last
+ * component in the same folder. Streams ("-", /dev/std*, FIFOs,
+ * terminals) are never the same file as anything: they are written to,
+ * not replaced. */
+int mb_file_same(const char *a, const char *b);
 /* The same for an output folder (created if missing): not empty, and it or
  * its nearest existing ancestor is a writable folder. */
 int mb_file_check_dir(const char *path, mb_error *err);

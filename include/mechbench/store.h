@@ -48,11 +48,14 @@ typedef struct mb_store_opts {
 	int readonly;        /* open for reading only (no migrations, no writes) */
 	int busy_timeout_ms; /* how long to wait for a lock; 0 means
 			      * MB_STORE_BUSY_TIMEOUT_MS */
+	int must_exist;      /* writable, but never create the file (upkeep of a
+			      * database that should be there: `db`) */
 } mb_store_opts;
 
-/* Opens (creating when writable and absent) the database at path, sets WAL
- * mode and migrates the schema. opts may be NULL. *out is freed with
- * mb_store_free. */
+/* Opens (creating when writable, absent and not opts->must_exist) the
+ * database at path, sets WAL mode and migrates the schema. opts may be NULL.
+ * *out is freed with mb_store_free. An absent file that is not created is
+ * MB_EIO naming the path and the system's reason. */
 int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, mb_error *err);
 void mb_store_free(mb_store *s);
 

@@ -13,6 +13,12 @@
  * NULL. strdup is POSIX, not C11, hence this. */
 char *mb_str_dup(const char *s);
 
+/* The offset of the first control character (a byte below 0x20, or 0x7f) in
+ * s, or -1 when there is none. Names that reach terminals, markdown and
+ * JUnit (entries, metrics, series) must have none: a newline would forge a
+ * CI log line. */
+long mb_str_find_control(const char *s);
+
 /* Writes s as XML 1.0 character data, safe inside an element and inside a
  * single- or double-quoted attribute (JUnit, SVG, HTML): & < > " ' become
  * &amp; &lt; &gt; &quot; &#39; (&#39; rather than &apos;, which HTML 4 lacks).

@@ -20,10 +20,9 @@
  * TemplateProcessing; "normalizer": null, Lowercase or NFC (Unicode
  * normalization form C, tables from Python's unicodedata).
  * Encoding follows OpenAI's encoder.py: GPT-2's pre-tokenization pattern with
- * Python `regex` Unicode classes, GPT-2's byte alphabet, merges by rank. Text
- * must be valid UTF-8 (errors name the byte offset).
+ * Python `regex` Unicode classes, GPT-2's byte alphabet, merges by rank.
  *
- * Both: "added_tokens" are matched verbatim in the text before
+ * Both: text must be valid UTF-8 (errors name the byte offset); "added_tokens" are matched verbatim in the text before
  * pre-tokenisation, longest first (so "<|endoftext|>" in text is id 50256 for
  * GPT-2, as Hugging Face does; encoder.py reads it as plain text);
  * "post_processor" TemplateProcessing whose "single" template is special

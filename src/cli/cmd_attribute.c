@@ -27,6 +27,8 @@
 #include <mechbench/file.h>
 #include <mechbench/model.h>
 
+#include "suite_cli.h"
+
 typedef struct attr_args {
 	const char *model, *dataset, *out, *truth;
 	int task;   /* index in tasks[] */
@@ -460,6 +462,15 @@ int mb_cmd_attribute(int argc, char **argv)
 	int rc, status, have_ds = 0, N, Tmax = 0;
 
 	rc = mb_cli_parse(&parsed, &a, &attr_cmd, argc, argv);
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &attr_cmd, "--no-qk-fix",
+				      a.method == MB_ATTR_ATP_STAR, "--method atp-star");
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &attr_cmd, "--no-grad-drop",
+				      a.method == MB_ATTR_ATP_STAR, "--method atp-star");
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &attr_cmd, "--steps", a.method == MB_ATTR_EAP_IG,
+				      "--method eap-ig");
 	if (rc != MB_CLI_GO) {
 		mb_cli_args_dispose(&a, &attr_cmd);
 		return rc;
@@ -467,7 +478,8 @@ int mb_cmd_attribute(int argc, char **argv)
 	task = tasks[a.task];
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	rc = a.out ? mb_file_check_output(a.out, &err) : 0;
+	rc = mb_cli_check_outputs(&(mb_cli_path){"--out", a.out}, 1,
+				  &(mb_cli_path){"--dataset", a.dataset}, 1, &err);
 	if (rc == 0 && (rc = mb_dataset_load(&ds, a.dataset, &err)) == 0)
 		have_ds = 1;
 	/* the task's own dataset, or an attribution dataset of its items */

@@ -6,6 +6,7 @@
 
 #include <mechbench/baseline.h>
 #include <mechbench/file.h>
+#include <mechbench/shard.h>
 #include <mechbench/store.h>
 
 #include "suite_cli.h"
@@ -70,10 +71,24 @@ int mb_cmd_baseline(int argc, char **argv)
 	entry = a.entry;
 	mb_error_clear(&err);
 	memset(&run, 0, sizeof(run));
-	if ((error = mb_file_check_output(out, &err)) < 0 ||
+	if ((error = mb_cli_check_outputs(&(mb_cli_path){"--out", out}, 1,
+					  &(mb_cli_path){"--db", a.db}, 1, &err)) < 0 ||
 	    (error = mb_store_open(&store, a.db, &so, &err)) < 0 ||
-	    (error = mb_store_get_run(&run, store, id, &err)) < 0 ||
-	    (error = mb_baseline_render(&text, &len, &run, entry, &err)) < 0 ||
+	    (error = mb_store_get_run(&run, store, id, &err)) < 0)
+		goto cleanup;
+	{
+		/* a shard holds part of the items and no whole-run aggregates */
+		mb_provenance prov = run.prov;
+		mb_shard part;
+		if (mb_shard_unmark(&prov, &part)) {
+			error = mb_error_set(&err, MB_EINVALID, "%s: run %lld is shard %u/%u of a "
+					     "sharded run; merge the shards (`mechbench merge`) and "
+					     "save the merged run", a.db, (long long)id, part.index,
+					     part.count);
+			goto cleanup;
+		}
+	}
+	if ((error = mb_baseline_render(&text, &len, &run, entry, &err)) < 0 ||
 	    (error = mb_file_write_all(out, text, len, &err)) < 0)
 		goto cleanup;
 	for (size_t i = 0; i < run.n_entries; i++)

@@ -73,6 +73,7 @@ static int parse_args(opts *o, int argc, char **argv)
 static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, int *T,
 		       mb_error *err)
 {
+	const char *src;
 	int rc = 0;
 
 	*tok = NULL;
@@ -144,11 +145,22 @@ static int read_tokens(const opts *o, const mb_model *m, int32_t **tok, int *B, 
 		}
 		mb_npy_dispose(&a);
 	}
+	/* checked here, where the input's name is known (the engine would say
+	 * only "run: item 0 position 1: ...") */
+	src = o->tokens_npy ? o->tokens_npy : o->text ? "--text" : "--tokens";
 	if (*B < 1 || *T < 1)
-		return mb_error_set(err, MB_EINVALID, "no tokens");
+		return mb_error_set(err, MB_EINVALID, "%s: no tokens", src);
 	if (*T > m->cfg.n_ctx)
-		return mb_error_set(err, MB_EINVALID, "%d positions, the model has n_positions %d", *T,
-				    m->cfg.n_ctx);
+		return mb_error_set(err, MB_EINVALID, "%s: %d positions, the model has n_positions %d",
+				    src, *T, m->cfg.n_ctx);
+	for (int b = 0; b < *B; b++)
+		for (int t = 0; t < *T; t++) {
+			int32_t x = (*tok)[(size_t)b * (size_t)*T + (size_t)t];
+			if (x < 0 || x >= m->cfg.n_vocab)
+				return mb_error_set(err, MB_EINVALID, "%s: item %d position %d: token %d "
+						    "out of range [0, %d) (the model's vocabulary)",
+						    src, b, t, (int)x, m->cfg.n_vocab);
+		}
 	return 0;
 }
 

@@ -207,6 +207,13 @@ int mb_cmd_datasets(int argc, char **argv)
 	mb_error_clear(&err);
 	if (mb_manifest_load(&m, a.manifest, &err) < 0)
 		return mb_cli_fail(&err);
+	/* nothing built or verified is not a success: a wrong or emptied file */
+	if (m.n == 0) {
+		mb_error_set(&err, MB_EINVALID, "%s: lists no datasets (one line each: <sha256|->  "
+			     "<path>  <task>@<version>  <seed>  <params JSON>)", a.manifest);
+		mb_manifest_dispose(&m);
+		return mb_cli_fail(&err);
+	}
 	rc = strcmp(argv[1], "build") == 0 ? build(&m) : verify(&m);
 	mb_manifest_dispose(&m);
 	return rc;

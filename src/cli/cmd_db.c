@@ -36,7 +36,8 @@ static const mb_cli_cmd db_cmd = {
 	"  vacuum  rewrite the file without its free pages (needs as much free disk\n"
 	"          as the file; waits for other writers, then holds the lock)\n"
 	"  check   SQLite's integrity_check and foreign_key_check; exit 1 on a fault\n\n"
-	"Opening migrates an older database to this build's schema first.\n",
+	"Opening migrates an older database to this build's schema first; a --db that\n"
+	"does not exist is an error (nothing is created).\n",
 	.notes = "Exit codes: 0 done, 1 error (or a failed check), 2 usage.\n",
 };
 
@@ -74,7 +75,7 @@ int mb_cmd_db(int argc, char **argv)
 	db_args a = {0};
 	mb_cli_parsed parsed;
 	const char *db, *sub;
-	mb_store_opts so = {0};
+	mb_store_opts so = {.must_exist = 1};
 	mb_store *store = NULL;
 	mb_store_stats st;
 	mb_error err;

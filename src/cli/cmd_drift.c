@@ -20,6 +20,9 @@
 #include "series_cli.h"
 #include "suite_cli.h"
 
+/* Bytes of a series' name, with its NUL. */
+#define MB_DRIFT_NAME_MAX 128
+
 typedef struct drift_args {
 	const char *suite, *series, *name, *db, *html, *json;
 	mb_cli_list entries;
@@ -339,7 +342,7 @@ static int drift(const drift_args *a, const mb_cli_parsed *parsed)
 	mb_cli_series_view view;
 	mb_drift_opts dopts;
 	mb_runner_opts ropts;
-	char name[128];
+	char name[MB_DRIFT_NAME_MAX];
 	int exists = 0, whole = 0;
 	json_t *doc = NULL;
 
@@ -363,8 +366,9 @@ static int drift(const drift_args *a, const mb_cli_parsed *parsed)
 	    (error = mb_spec_keep_entries(&spec, a->entries.v, a->entries.n, &err)) < 0)
 		goto cleanup;
 	{
-		const char *outs[] = {html, json};
-		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0)
+		const mb_cli_path outs[] = {{"--html", html}, {"--json", json}};
+		const mb_cli_path ins[] = {{"--suite", suite}, {"--db", db}};
+		if ((error = mb_cli_check_outputs(outs, 2, ins, 2, &err)) < 0)
 			goto cleanup;
 	}
 	mb_provenance_init(&prov, (int)a->threads);
@@ -570,7 +574,22 @@ int mb_cmd_drift(int argc, char **argv)
 	mb_cli_parsed parsed;
 	int rc;
 
-	if ((rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv)) == MB_CLI_GO)
+	rc = mb_cli_parse(&parsed, &a, &drift_cmd, argc, argv);
+	/* the series' name is a key in the database and a heading in reports:
+	 * checked as the spec's names are, and never cut short */
+	if (rc == MB_CLI_GO && a.name) {
+		long bad = mb_str_find_control(a.name);
+		if (!a.name[0])
+			rc = mb_cli_usage_error("drift", "--name: must not be empty");
+		else if (bad >= 0)
+			rc = mb_cli_usage_error("drift", "--name: must not contain control "
+						"characters (0x%02x at offset %ld)",
+						(unsigned char)a.name[bad], bad);
+		else if (strlen(a.name) >= MB_DRIFT_NAME_MAX)
+			rc = mb_cli_usage_error("drift", "--name: %zu bytes; at most %d",
+						strlen(a.name), MB_DRIFT_NAME_MAX - 1);
+	}
+	if (rc == MB_CLI_GO)
 		rc = drift(&a, &parsed);
 	mb_cli_args_dispose(&a, &drift_cmd);
 	return rc;

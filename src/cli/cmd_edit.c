@@ -670,6 +670,12 @@ int mb_cmd_edit(int argc, char **argv)
 	int rc, status = MB_EXIT_ERROR, max_seq;
 
 	rc = mb_cli_parse(&parsed, &x.a, &edit_cmd, argc, argv);
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &edit_cmd, "--mom2-weight", x.a.method == 1,
+				      "--method memit");
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &edit_cmd, "--update-scale", x.a.method == 0,
+				      "--method rome");
 	if (rc != MB_CLI_GO) {
 		mb_cli_args_dispose(&x.a, &edit_cmd);
 		return rc;

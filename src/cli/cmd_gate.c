@@ -314,8 +314,10 @@ int mb_cmd_gate(int argc, char **argv)
 	memset(&g, 0, sizeof(g));
 	memset(&cand, 0, sizeof(cand));
 	{
-		const char *outs[] = {rf.md, rf.junit, rf.json, rf.csv};
-		if (mb_cli_check_outputs(outs, 4, &err) < 0)
+		const mb_cli_path outs[] = {{"--report-md", rf.md}, {"--junit", rf.junit},
+					    {"--json", rf.json}, {"--csv", rf.csv}};
+		const mb_cli_path ins[] = {{"--suite", suite}, {"--db", db}};
+		if (mb_cli_check_outputs(outs, 4, ins, 2, &err) < 0)
 			return mb_cli_fail(&err);
 	}
 	if (a.edited && model) {

@@ -95,7 +95,7 @@ int mb_cmd_leaderboard(int argc, char **argv)
 	mb_leaderboard_opts lo = {0.05, 0, 0};
 	mb_error err;
 	mb_store *store = NULL;
-	mb_store_opts so = {1, 0};
+	mb_store_opts so = {.readonly = 1};
 	int64_t *ids = NULL;
 	size_t n_ids = 0, n_runs = 0;
 	mb_run_result *runs = NULL;
@@ -111,7 +111,8 @@ int mb_cmd_leaderboard(int argc, char **argv)
 	lo.alpha = a.alpha;
 	mb_error_clear(&err);
 	memset(&lb, 0, sizeof(lb));
-	if (out && (error = mb_cli_check_writable(out, &err)) < 0)
+	if ((error = mb_cli_check_outputs(&(mb_cli_path){"--out", out}, 1,
+					  &(mb_cli_path){"--db", db}, 1, &err)) < 0)
 		goto cleanup;
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;

@@ -21,6 +21,8 @@ typedef struct power_args {
 	int64_t n;
 	int sides; /* index in sides[]: 0 one-sided, 1 two-sided */
 	const char *baseline, *metric, *entry, *stratum, *spec, *suite;
+	char metric_name[256]; /* --metric without its @VERSION */
+	int metric_version;    /* the VERSION of --metric NAME@VERSION, 0 without */
 } power_args;
 
 static const char *const sides[] = {"1", "2", NULL};
@@ -41,7 +43,7 @@ static const mb_cli_opt power_opts[] = {
 		 "and for a binary metric at least |delta|. Without --delta or --n, prints the MDE "
 		 "at the baseline's number of items."},
 	{MB_OPT(STRING, "--metric", power_args, metric), .meta = "NAME",
-	 .help = "with --baseline: the metric"},
+	 .help = "with --baseline: the metric (NAME or NAME@VERSION, as the spec writes it)"},
 	{MB_OPT(STRING, "--entry", power_args, entry), .meta = "NAME",
 	 .help = "with --baseline: the entry"},
 	{MB_OPT(STRING, "--stratum", power_args, stratum), .meta = "NAME",
@@ -183,7 +185,8 @@ static int baseline_var(double *var_d, int64_t *n, const power_args *a, double d
 	for (size_t i = 0; i < run.n_entries; i++) {
 		const mb_entry_result *e = &run.entries[i];
 		int m = mb_entry_result_metric(e, a->metric);
-		if ((a->entry && strcmp(e->name, a->entry) != 0) || m < 0)
+		if ((a->entry && strcmp(e->name, a->entry) != 0) || m < 0 ||
+		    (a->metric_version && e->metrics[m].version != a->metric_version))
 			continue;
 		const char *stratum = a->stratum;
 		mb_entry_result sub;
@@ -211,8 +214,27 @@ static int baseline_var(double *var_d, int64_t *n, const power_args *a, double d
 						"value equal); no MDE to compute", e->name, a->metric);
 		goto cleanup;
 	}
-	rc = mb_cli_usage_error("power", "--metric: %s has no %s%s%s", a->baseline, a->metric,
-				a->entry ? " in entry " : "", a->entry ? a->entry : "");
+	{
+		/* what the file has, so that the next try can be right */
+		char have[512], want[300];
+		size_t at = 0;
+		have[0] = '\0';
+		for (size_t i = 0; i < run.n_entries && at < sizeof(have); i++)
+			for (size_t m = 0; (!a->entry || strcmp(run.entries[i].name, a->entry) == 0) &&
+					   m < run.entries[i].n_metrics && at < sizeof(have); m++)
+				at += (size_t)snprintf(have + at, sizeof(have) - at, "%s%s/%s@%d",
+						       at ? ", " : "", run.entries[i].name,
+						       run.entries[i].metrics[m].name,
+						       run.entries[i].metrics[m].version);
+		if (a->metric_version)
+			snprintf(want, sizeof(want), "%s@%d", a->metric, a->metric_version);
+		else
+			snprintf(want, sizeof(want), "%s", a->metric);
+		rc = mb_cli_usage_error("power", "--metric: %s has no %s%s%s (it has: %s)",
+					a->baseline, want, a->entry ? " in entry " : "",
+					a->entry ? a->entry : "",
+					at ? have : a->entry ? "no such entry" : "no metrics");
+	}
 cleanup:
 	mb_run_result_dispose(&run);
 	return rc;
@@ -286,8 +308,10 @@ static int suite_plan(const char *suite)
 				goto cleanup;
 			}
 			n_runs++;
-			if ((error = mb_baseline_load(&runs[k], path, &err)) < 0)
+			if ((error = mb_baseline_load(&runs[k], path, &err)) < 0) {
+				mb_error_prefix(&err, "entry %s: baseline", e->name);
 				goto cleanup;
+			}
 		}
 		if (!(be = mb_run_result_entry(&runs[k], e->name))) {
 			error = mb_error_set(&err, MB_ENOTFOUND, "%s has no entry '%s'; save a "
@@ -382,6 +406,15 @@ int mb_cmd_power(int argc, char **argv)
 		return mb_cli_usage_error("power", "--stratum and --spec: give only one");
 	if (a.baseline && !a.metric)
 		return mb_cli_usage_error("power", "--metric: required with --baseline");
+	/* NAME@VERSION, as specs, gate tables and this command's own var_d line
+	 * write a metric: the name, and the version the baseline must have */
+	if (a.metric && strchr(a.metric, '@')) {
+		if (mb_metric_ref_parse(a.metric, a.metric_name, sizeof(a.metric_name),
+					&a.metric_version) < 0)
+			return mb_cli_usage_error("power", "--metric: '%s' is not NAME or "
+						  "NAME@VERSION", a.metric);
+		a.metric = a.metric_name;
+	}
 	if (!a.baseline && has_sd == has_disc)
 		return mb_cli_usage_error("power", "%s",
 					  has_sd ? "--sd and --discordant: give only one"

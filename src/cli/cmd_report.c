@@ -77,7 +77,7 @@ int mb_cmd_report(int argc, char **argv)
 	int rc, error = 0;
 	mb_error err;
 	mb_store *store = NULL;
-	mb_store_opts so = {1, 0};
+	mb_store_opts so = {.readonly = 1};
 	mb_run_result run;
 	mb_figure_list *figs = NULL;
 	mb_cli_series_view view;
@@ -86,6 +86,11 @@ int mb_cmd_report(int argc, char **argv)
 		return rc;
 	if (!mb_cli_given(&parsed, &report_cmd, "--run") == !a.series)
 		return mb_cli_usage_error("report", "give exactly one of --run ID and --series NAME");
+	if ((rc = mb_cli_only_with(&parsed, &report_cmd, "--penalty", a.series != NULL,
+				   "--series")) != MB_CLI_GO ||
+	    (rc = mb_cli_only_with(&parsed, &report_cmd, "--min-seg", a.series != NULL,
+				   "--series")) != MB_CLI_GO)
+		return rc;
 	run_id = a.run;
 	series = a.series;
 	html = a.html;
@@ -94,7 +99,8 @@ int mb_cmd_report(int argc, char **argv)
 	mb_error_clear(&err);
 	memset(&run, 0, sizeof(run));
 	memset(&view, 0, sizeof(view));
-	if ((error = mb_cli_check_writable(html, &err)) < 0)
+	if ((error = mb_cli_check_outputs(&(mb_cli_path){"--html", html}, 1,
+					  &(mb_cli_path){"--db", db}, 1, &err)) < 0)
 		goto cleanup;
 	if ((error = mb_store_open(&store, db, &so, &err)) < 0)
 		goto cleanup;

@@ -132,8 +132,9 @@ static int run_suite(const run_args *a)
 	 * database fails now, not after the whole run); the lock is taken only
 	 * for the short write at the end, so parallel runs share a database. */
 	{
-		const char *outs[] = {json, csv};
-		if ((error = mb_cli_check_outputs(outs, 2, &err)) < 0 ||
+		const mb_cli_path outs[] = {{"--json", json}, {"--csv", csv}};
+		const mb_cli_path ins[] = {{"--suite", a->suite}, {"--db", db}};
+		if ((error = mb_cli_check_outputs(outs, 2, ins, 2, &err)) < 0 ||
 		    (mb_dist_rank() == 0 && (error = mb_store_open(&store, db, &so, &err)) < 0))
 			goto cleanup;
 	}

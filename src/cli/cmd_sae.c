@@ -156,6 +156,24 @@ static const mb_cli_opt tms_opts[] = {
 	MB_CLI_OPT_THREADS(sae_args, threads),
 };
 
+/* The options of cmd that apply only to one --arch or with --text, refused
+ * otherwise (never silently ignored): MB_CLI_GO or the exit code. */
+static int check_applies(const mb_cli_parsed *p, const mb_cli_cmd *cmd, const sae_args *a,
+			 int has_arch, int has_text)
+{
+	int rc = MB_CLI_GO;
+
+	if (has_arch && rc == MB_CLI_GO)
+		rc = mb_cli_only_with(p, cmd, "--l1", a->arch == 0, "--arch relu");
+	if (has_arch && rc == MB_CLI_GO)
+		rc = mb_cli_only_with(p, cmd, "--k", a->arch == 1, "--arch topk");
+	if (has_text && rc == MB_CLI_GO)
+		rc = mb_cli_only_with(p, cmd, "--ctx", a->text != NULL, "--text");
+	if (has_text && rc == MB_CLI_GO)
+		rc = mb_cli_only_with(p, cmd, "--text-batch", a->text != NULL, "--text");
+	return rc;
+}
+
 static const mb_cli_cmd train_cmd = {
 	.name = "sae train",
 	.opts = train_opts,
@@ -499,7 +517,8 @@ static int cmd_train(int argc, char **argv)
 	int rc;
 
 	memset(&a, 0, sizeof(a));
-	if ((rc = mb_cli_parse(&parsed, &a, &train_cmd, argc, argv)) != MB_CLI_GO)
+	if ((rc = mb_cli_parse(&parsed, &a, &train_cmd, argc, argv)) != MB_CLI_GO ||
+	    (rc = check_applies(&parsed, &train_cmd, &a, 1, 1)) != MB_CLI_GO)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
@@ -606,7 +625,8 @@ static int cmd_eval(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	memset(&r, 0, sizeof(r));
-	if ((rc = mb_cli_parse(&parsed, &a, &eval_cmd, argc, argv)) != MB_CLI_GO)
+	if ((rc = mb_cli_parse(&parsed, &a, &eval_cmd, argc, argv)) != MB_CLI_GO ||
+	    (rc = check_applies(&parsed, &eval_cmd, &a, 0, 1)) != MB_CLI_GO)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
@@ -831,7 +851,8 @@ static int cmd_tms(int argc, char **argv)
 	int rc;
 
 	memset(&a, 0, sizeof(a));
-	if ((rc = mb_cli_parse(&parsed, &a, &tms_cmd, argc, argv)) != MB_CLI_GO)
+	if ((rc = mb_cli_parse(&parsed, &a, &tms_cmd, argc, argv)) != MB_CLI_GO ||
+	    (rc = check_applies(&parsed, &tms_cmd, &a, 1, 0)) != MB_CLI_GO)
 		return rc;
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);

@@ -19,6 +19,8 @@
 #include <mechbench/sha256.h>
 #include <mechbench/task.h>
 
+#include "suite_cli.h"
+
 typedef struct trace_args {
 	const char *model, *facts, *out;
 	int kind;
@@ -227,13 +229,21 @@ int mb_cmd_trace(int argc, char **argv)
 	double noise;
 
 	rc = mb_cli_parse(&parsed, &a, &trace_cmd, argc, argv);
+	if (rc == MB_CLI_GO)
+		rc = mb_cli_only_with(&parsed, &trace_cmd, "--window", a.kind != 0,
+				      "--kind mlp, attn or all");
+	if (rc == MB_CLI_GO && mb_cli_given(&parsed, &trace_cmd, "--noise") &&
+	    mb_cli_given(&parsed, &trace_cmd, "--noise-mult"))
+		rc = mb_cli_usage_error("trace", "--noise and --noise-mult: give only one");
 	if (rc != MB_CLI_GO) {
 		mb_cli_args_dispose(&a, &trace_cmd);
 		return rc;
 	}
 	if (a.threads > 0)
 		omp_set_num_threads((int)a.threads);
-	if ((rc = mb_file_check_output(a.out, &err)) < 0 || (rc = mb_model_load(&m, a.model, &err)) < 0)
+	if ((rc = mb_cli_check_outputs(&(mb_cli_path){"--out", a.out}, 1,
+				       &(mb_cli_path){"--facts", a.facts}, 1, &err)) < 0 ||
+	    (rc = mb_model_load(&m, a.model, &err)) < 0)
 		goto done;
 	if (!m->tok) {
 		rc = mb_error_set(&err, MB_ENOTFOUND, "%s: no tokenizer (tokenizer.json, or "

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -305,7 +306,8 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The sorted names of the subdirectories of dir holding a MANIFEST. */
+/* The sorted names of the subdirectories of dir holding a MANIFEST; -1 with
+ * errno set when dir cannot be opened. */
 static int list_models(char ***out, size_t *n, const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -357,16 +359,24 @@ static int cmd_list(int argc, char **argv)
 	const char *models;
 	char **names;
 	size_t n;
-	int rc;
+	int rc, sys;
 
 	if ((rc = mb_cli_parse(&parsed, &a, &zoo_list_cmd, argc, argv)) != MB_CLI_GO)
 		return rc;
 	models = a.models;
+	rc = list_models(&names, &n, models);
+	sys = rc < 0 ? errno : 0;
+	/* a --models the user named must be there; the default may be absent
+	 * (the recipes are still worth listing outside the repository) */
+	if (rc < 0 && mb_cli_given(&parsed, &zoo_list_cmd, "--models")) {
+		fprintf(stderr, "mechbench: --models %s: %s\n", models, strerror(sys));
+		return MB_EXIT_ERROR;
+	}
 	printf("recipes:\n");
 	print_recipes(stdout);
 	printf("committed models (%s):\n", models);
-	if (list_models(&names, &n, models) < 0 || n == 0) {
-		printf("  (none)\n");
+	if (rc < 0 || n == 0) {
+		printf("  (none%s%s)\n", rc < 0 ? ": " : "", rc < 0 ? strerror(sys) : "");
 		free_list(names, n);
 		return MB_EXIT_OK;
 	}
@@ -445,8 +455,9 @@ static int cmd_verify(int argc, char **argv)
 	quiet = a.quiet;
 	if (threads > 0)
 		omp_set_num_threads(threads);
-	if (list_models(&names, &n, models) < 0 || n == 0) {
-		fprintf(stderr, "mechbench: %s: no models with a MANIFEST\n", models);
+	if ((rc = list_models(&names, &n, models)) < 0 || n == 0) {
+		fprintf(stderr, "mechbench: %s%s: %s\n", rc < 0 ? "--models " : "", models,
+			rc < 0 ? strerror(errno) : "no models with a MANIFEST");
 		free_list(names, n);
 		return MB_EXIT_ERROR;
 	}

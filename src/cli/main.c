@@ -83,6 +83,9 @@ static int take_gemm_option(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* A bad MB_GEMM or MB_ISA is refused (one line, exit 2) here, before any
+	 * output; read lazily, `version` printed half its lines first. */
+	(void)mb_gemm_current();
 	argc = take_gemm_option(argc, argv);
 	if (argc < 0)
 		return MB_EXIT_USAGE;

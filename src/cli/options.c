@@ -326,6 +326,14 @@ unsigned mb_cli_given(const mb_cli_parsed *p, const mb_cli_cmd *cmd, const char 
 	return p->count[o - cmd->opts];
 }
 
+int mb_cli_only_with(const mb_cli_parsed *p, const mb_cli_cmd *cmd, const char *name,
+		     int applies, const char *when)
+{
+	if (applies || mb_cli_given(p, cmd, name) == 0)
+		return MB_CLI_GO;
+	return mb_cli_usage_error(cmd->name, "%s: only with %s", name, when);
+}
+
 /* --- help ------------------------------------------------------------------------------- */
 
 /* "--suite FILE", "--on-changed exit4|pass|fail", "--quiet" */

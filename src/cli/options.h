@@ -137,6 +137,13 @@ void mb_cli_args_dispose(void *args, const mb_cli_cmd *cmd);
  * in cmd's table (asserted). */
 unsigned mb_cli_given(const mb_cli_parsed *p, const mb_cli_cmd *cmd, const char *name);
 
+/* For an option that means something only in some cases (--l1 with --arch
+ * relu): MB_CLI_GO when `name` was not given or `applies`, else the usage
+ * error "NAME: only with WHEN" on stderr and MB_EXIT_USAGE, so that an
+ * option is never silently ignored. */
+int mb_cli_only_with(const mb_cli_parsed *p, const mb_cli_cmd *cmd, const char *name,
+		     int applies, const char *when);
+
 /* The help generated from the table: usage, about, options, notes. */
 void mb_cli_help(FILE *f, const mb_cli_cmd *cmd);
 /* The generated synopsis alone ("usage: mechbench gate --suite FILE ..."),

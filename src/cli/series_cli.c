@@ -478,8 +478,3 @@ int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err)
 	mb_html_end(f);
 	return 0;
 }
-
-int mb_cli_check_writable(const char *path, mb_error *err)
-{
-	return mb_file_check_output(path, err);
-}

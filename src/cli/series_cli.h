@@ -67,9 +67,4 @@ json_t *mb_cli_series_json(const mb_cli_series_view *v);
 /* The whole HTML page (for mb_html_write). */
 int mb_cli_series_render_html(FILE *f, const void *view, mb_error *err);
 
-/* Fails early (MB_EIO naming path) when path cannot be written: its folder
- * exists but refuses a new file there. A missing folder is fine (it is
- * created when the file is written). */
-int mb_cli_check_writable(const char *path, mb_error *err);
-
 #endif

@@ -95,12 +95,25 @@ int mb_cli_strata_stored(mb_entry_result *e, const mb_provenance *prov, mb_error
 	return error;
 }
 
-int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err)
+int mb_cli_check_outputs(const mb_cli_path *outs, size_t n, const mb_cli_path *ins, size_t n_in,
+			 mb_error *err)
 {
 	for (size_t i = 0; i < n; i++) {
-		int error = paths[i] ? mb_file_check_output(paths[i], err) : 0;
-		if (error < 0)
+		int error;
+		if (!outs[i].path)
+			continue;
+		if ((error = mb_file_check_output(outs[i].path, err)) < 0)
 			return error;
+		for (size_t k = 0; k < i; k++)
+			if (mb_file_same(outs[i].path, outs[k].path))
+				return mb_error_set(err, MB_EINVALID, "%s %s and %s %s: one file for "
+						    "two outputs; give each its own", outs[k].opt,
+						    outs[k].path, outs[i].opt, outs[i].path);
+		for (size_t k = 0; k < n_in; k++)
+			if (mb_file_same(outs[i].path, ins[k].path))
+				return mb_error_set(err, MB_EINVALID, "%s %s: is the %s file; writing "
+						    "there would replace it", outs[i].opt,
+						    outs[i].path, ins[k].opt);
 	}
 	return 0;
 }

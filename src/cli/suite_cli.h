@@ -42,10 +42,19 @@ void mb_cli_spec_home_dispose(mb_cli_spec_home *h);
 int mb_cli_provenance_spec(mb_provenance *p, mb_cli_spec_home *h, const mb_spec *spec,
 			   mb_error *err);
 
-/* Checks each non-NULL path of paths[0..n) with mb_file_check_output
- * (file.h): every command calls it on all its outputs before it runs or
- * stores anything. */
-int mb_cli_check_outputs(const char *const *paths, size_t n, mb_error *err);
+/* Checks each non-NULL path of outs[0..n) with mb_file_check_output
+ * (file.h), and that no two of them and none of them and a non-NULL path of
+ * ins[0..n_in) (files the command reads or keeps: the spec, the results
+ * database, a dataset) are one file (mb_file_same), so that a slip such as
+ * `--json demo.json` or `--html mechbench.db` never replaces an input.
+ * Every command calls it on all its outputs before it runs or stores
+ * anything; the error names both options. */
+typedef struct mb_cli_path {
+	const char *opt;  /* "--json" */
+	const char *path; /* NULL: not given */
+} mb_cli_path;
+int mb_cli_check_outputs(const mb_cli_path *outs, size_t n, const mb_cli_path *ins, size_t n_in,
+			 mb_error *err);
 
 /* Sets opts->busy_timeout_ms from --db-timeout SECONDS: how long a writer
  * waits for another's lock (at least 1 ms). */

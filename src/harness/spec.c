@@ -9,6 +9,7 @@
 
 #include <mechbench/file.h>
 #include <mechbench/json.h>
+#include <mechbench/str.h>
 
 #define PATH_MAX_LEN 512
 
@@ -36,19 +37,18 @@ static int get_nonempty_string(const mb_json_doc *doc, json_t *obj, const char *
 	char path[PATH_MAX_LEN];
 	const char *s = NULL;
 	int rc = mb_json_get_string(doc, obj, at, key, 1, &s, err);
+	long bad;
 
 	if (rc < 0)
 		return rc;
 	mb_json_path_key(path, sizeof(path), at, key);
 	if (!s[0])
 		return mb_json_field_error(doc, err, MB_EINVALID, path, "must not be empty");
-	/* names reach terminals, markdown and JUnit: no control characters
-	 * (a newline would forge CI log lines) */
-	for (size_t i = 0; s[i]; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return mb_json_field_error(doc, err, MB_EINVALID, path, "must not contain "
-						   "control characters (0x%02x at offset %zu)",
-						   (unsigned char)s[i], i);
+	/* names reach terminals, markdown and JUnit (mb_str_find_control) */
+	if ((bad = mb_str_find_control(s)) >= 0)
+		return mb_json_field_error(doc, err, MB_EINVALID, path, "must not contain "
+					   "control characters (0x%02x at offset %ld)",
+					   (unsigned char)s[bad], bad);
 	*out = strdup(s);
 	return *out ? 0 : mb_error_oom(err, "spec string", strlen(s));
 }

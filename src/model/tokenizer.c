@@ -657,6 +657,10 @@ static int encode_segment(const mb_tokenizer *t, ids_buf *b, const char *seg, si
 				norm[k] = (char)(norm[k] - 'A' + 'a');
 	if (t->bpe)
 		return mb_bpe_encode_segment(t, b, norm, n, off, err);
+	/* Hugging Face tokenizers only ever see valid UTF-8 (a Rust String);
+	 * the word classes below take any byte >= 0x80, so check here. */
+	if ((rc = mb_tok_check_text(t, norm, n, off, NULL, err)) < 0)
+		return rc;
 	if (t->pre == PRE_NONE) {
 		if (n > 0)
 			rc = emit_word(t, b, norm, n, off, scratch, err);

@@ -181,18 +181,6 @@ static int is_buffer(const char *name)
 	return strcmp(name, "gpt_neox.rotary_emb.inv_freq") == 0;
 }
 
-static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-	size_t off = 0;
-
-	off += (size_t)snprintf(buf + off, cap - off, "[");
-	for (int i = 0; i < ndim && off < cap; i++)
-		off += (size_t)snprintf(buf + off, cap - off, "%s%lld", i ? ", " : "",
-					(long long)shape[i]);
-	if (off < cap)
-		snprintf(buf + off, cap - off, "]");
-}
-
 /* src (as stored) -> e->dst in the engine's layout. */
 static void transform(const loader *ld, const expected *e, const float *src)
 {
@@ -351,8 +339,8 @@ static int loader_feed_one(loader *ld, const mb_safetensors *st, const mb_st_ten
 	    (e->ndim == 2 && t->shape[1] != e->shape[1])) {
 		char got[96], want[96];
 
-		shape_str(got, sizeof(got), t->ndim, t->shape);
-		shape_str(want, sizeof(want), e->ndim, e->shape);
+		mb_shape_str(got, sizeof(got), t->ndim, t->shape);
+		mb_shape_str(want, sizeof(want), e->ndim, e->shape);
 		return mb_error_set(err, MB_EMISMATCH, "%s: tensor %s: shape %s, expected %s", file,
 				    t->name, got, want);
 	}

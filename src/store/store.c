@@ -5,13 +5,16 @@
 #include <mechbench/store.h>
 
 #include <mechbench/artifact.h>
+#include <mechbench/file.h>
 #include <mechbench/results.h>
 #include <mechbench/str.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -243,7 +246,18 @@ int mb_store_fail(mb_store *s, mb_error *err, int rc, const char *what)
 		return mb_error_set(err, MB_EINVALID, "%s: %s: %s", s->path, what, msg);
 	case SQLITE_NOMEM:
 		return mb_error_set(err, MB_ENOMEM, "%s: out of memory while %s", s->path, what);
-	case SQLITE_CANTOPEN:
+	case SQLITE_CANTOPEN: {
+		/* Past the open itself it is the -wal or -shm file beside the
+		 * database that could not be made, which even a reader needs
+		 * (SQLite's errno is then its last retry's, a misleading ENOENT). */
+		mb_error why;
+		if (mb_file_check_output(s->path, &why) < 0)
+			return mb_error_set(err, MB_EIO, "%s: cannot open the database while %s: its "
+					    "-wal and -shm files cannot be made beside it (%s)",
+					    s->path, what, why.msg);
+		return mb_error_set(err, MB_EIO, "%s: cannot open the database while %s: %s",
+				    s->path, what, msg);
+	}
 	case SQLITE_PERM:
 	case SQLITE_AUTH:
 		return mb_error_set(err, MB_EIO, "%s: cannot open the database while %s: %s",
@@ -413,6 +427,11 @@ static int migrate(mb_store *s, int readonly, mb_error *err)
 	if (version == 0 && tables > 0)
 		return mb_error_set(err, MB_EINVALID, "%s: not a mechbench results database (it has "
 				    "tables but no mechbench schema version)", s->path);
+	/* an empty file (touch, or a writer that died before its first commit)
+	 * holds nothing to read; "needs migrating" would send the user astray */
+	if (readonly && version == 0)
+		return mb_error_set(err, MB_ENOTFOUND, "%s: an empty database (no runs stored "
+				    "yet)", s->path);
 	if (readonly)
 		return mb_error_set(err, MB_EINVALID, "%s: schema version %d needs migrating to %d; "
 				    "open it once read-write", s->path, version,
@@ -490,7 +509,9 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 {
 	mb_store *s;
 	int readonly = opts && opts->readonly;
-	int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	int flags = readonly ? SQLITE_OPEN_READONLY
+			     : opts && opts->must_exist ? SQLITE_OPEN_READWRITE
+							: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	int rc, error = 0;
 
 	*out = NULL;
@@ -509,7 +530,22 @@ int mb_store_open(mb_store **out, const char *path, const mb_store_opts *opts, m
 	memcpy(s->path, path, strlen(path) + 1);
 	rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		error = mb_store_fail(s, err, rc, "opening");
+		/* SQLite says only "unable to open database file"; the system's
+		 * reason (no such file, no such folder, permission) is what a
+		 * user can act on. */
+		int sys = (rc & 0xff) == SQLITE_CANTOPEN && s->db ? sqlite3_system_errno(s->db) : 0;
+		struct stat st;
+		/* A create that the folder refuses ends with SQLite's read-only
+		 * retry, whose errno is ENOENT: name the folder instead. */
+		if (sys && (flags & SQLITE_OPEN_CREATE) && stat(path, &st) != 0 && errno == ENOENT &&
+		    mb_file_check_output(path, err) < 0) {
+			mb_error_prefix(err, "%s: cannot create the database", path);
+			error = MB_EIO;
+		} else {
+			error = sys ? mb_error_set(err, MB_EIO, "%s: cannot open the database: %s",
+						   path, strerror(sys))
+				    : mb_store_fail(s, err, rc, "opening");
+		}
 		goto cleanup;
 	}
 	sqlite3_extended_result_codes(s->db, 1);

@@ -6,6 +6,7 @@
  */
 #include <mechbench/sae_train.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,7 +162,8 @@ int mb_sae_corpus_open_text(mb_sae_corpus **out, const char *path, const mb_toke
 	memcpy(c->path, path, strlen(path) + 1);
 	c->f = fopen(path, "rb");
 	if (!c->f) {
-		error = mb_error_set(err, MB_ENOTFOUND, "%s: cannot open the text corpus", path);
+		error = mb_error_set(err, MB_ENOTFOUND, "%s: cannot open the text corpus: %s", path,
+				     strerror(errno));
 		mb_sae_corpus_free(c);
 		return error;
 	}
@@ -198,7 +200,8 @@ static int text_read_line(mb_sae_corpus *c, mb_error *err)
 	}
 	if (len == 0) {
 		if (ferror(c->f))
-			return mb_error_set(err, MB_EIO, "%s: read error", c->path);
+			return mb_error_set(err, MB_EIO, "%s: cannot read the text corpus: %s", c->path,
+					    strerror(errno));
 		if (c->epoch_tokens == 0)
 			return mb_error_set(err, MB_EINVALID, "%s: the text has no tokens", c->path);
 		rewind(c->f);

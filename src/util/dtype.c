@@ -1,6 +1,7 @@
 /* dtype.c: element sizes and names, shape products, half and bfloat16 decoding. */
 #include <mechbench/dtype.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include <mechbench/error.h>
@@ -40,6 +41,18 @@ int mb_dtype_from_name(mb_dtype *out, const char *name)
 		}
 	}
 	return MB_ENOTFOUND;
+}
+
+char *mb_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+	size_t off = (size_t)snprintf(buf, cap, "[");
+
+	for (int i = 0; i < ndim && off < cap; i++)
+		off += (size_t)snprintf(buf + off, cap - off, "%s%lld", i ? ", " : "",
+					(long long)shape[i]);
+	if (off < cap)
+		snprintf(buf + off, cap - off, "]");
+	return buf;
 }
 
 size_t mb_shape_numel(int ndim, const int64_t *shape, int *overflow)

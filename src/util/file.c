@@ -121,6 +121,32 @@ static int is_stream(mode_t m)
 	return S_ISFIFO(m) || S_ISCHR(m);
 }
 
+int mb_file_same(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	int ea, eb;
+	const char *na, *nb;
+	char da[4096], db[4096];
+
+	if (!a || !b || !a[0] || !b[0] || named_fd(a) >= 0 || named_fd(b) >= 0)
+		return 0;
+	ea = stat(a, &sa) == 0;
+	eb = stat(b, &sb) == 0;
+	if (ea && eb)
+		return !is_stream(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	if (ea || eb)
+		return 0;
+	na = strrchr(a, '/') ? strrchr(a, '/') + 1 : a;
+	nb = strrchr(b, '/') ? strrchr(b, '/') + 1 : b;
+	if (strcmp(na, nb) != 0)
+		return 0;
+	dir_of(da, sizeof(da), a);
+	dir_of(db, sizeof(db), b);
+	if (stat(da, &sa) == 0 && stat(db, &sb) == 0)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	return strcmp(da, db) == 0; /* folders still to be made: by their spelling */
+}
+
 int mb_file_check_output(const char *path, mb_error *err)
 {
 	char dir[4096];

@@ -68,9 +68,10 @@ int mb_json_doc_load(mb_json_doc *doc, const char *path, mb_error *err)
 			break;
 	}
 	if (ferror(f)) {
+		int sys = errno;
 		free(buf);
 		fclose(f);
-		return mb_error_set(err, MB_EIO, "%s: read error", path);
+		return mb_error_set(err, MB_EIO, "%s: read error: %s", path, strerror(sys));
 	}
 	fclose(f);
 	error = mb_json_doc_parse(doc, buf ? buf : "", len, path, err);

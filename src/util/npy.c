@@ -300,6 +300,7 @@ int mb_npy_read_mem(mb_npy *out, const void *buf, size_t len, const char *name, 
 	const unsigned char *b = buf;
 	size_t prefix, hlen, need, data_len;
 	npy_header h;
+	char shape[160];
 	lit p;
 	int overflow = 0;
 	int error;
@@ -358,16 +359,17 @@ int mb_npy_read_mem(mb_npy *out, const void *buf, size_t len, const char *name, 
 				    name);
 	need = out->numel * mb_dtype_size(out->dtype);
 	data_len = len - prefix - hlen;
+	mb_shape_str(shape, sizeof(shape), out->ndim, out->shape);
 	if (data_len < need)
 		return mb_error_set(err, MB_EINVALID,
-				    "%s: data: %zu bytes after the header, but shape x %s needs %zu "
-				    "(truncated file)",
-				    name, data_len, h.descr, need);
+				    "%s: data: %zu bytes after the header, but shape %s of %s needs "
+				    "%zu (truncated file)",
+				    name, data_len, shape, h.descr, need);
 	if (data_len > need)
 		return mb_error_set(err, MB_EINVALID,
-				    "%s: data: %zu trailing bytes after the %zu bytes that shape x %s "
-				    "needs",
-				    name, data_len - need, need, h.descr);
+				    "%s: data: %zu trailing bytes after the %zu bytes that shape %s "
+				    "of %s needs",
+				    name, data_len - need, need, shape, h.descr);
 	out->data = malloc(need ? need : 1);
 	if (!out->data) {
 		memset(out, 0, sizeof(*out));

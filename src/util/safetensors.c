@@ -226,12 +226,15 @@ static int parse_tensor(mb_safetensors *st, const char *name, json_t *obj, mb_st
 				    st->name, tname, (long long)begin, (long long)end, st->data_len);
 	t->begin = (size_t)begin;
 	t->end = (size_t)end;
-	if (t->end - t->begin != t->numel * mb_dtype_size(t->dtype))
+	if (t->end - t->begin != t->numel * mb_dtype_size(t->dtype)) {
+		char shape[160];
 		return mb_error_set(err, MB_EMISMATCH,
 				    "%s: tensor '%s': data_offsets [%zu, %zu] span %zu bytes but shape "
-				    "x %s size is %zu bytes",
+				    "%s of %s is %zu bytes",
 				    st->name, tname, t->begin, t->end, t->end - t->begin,
+				    mb_shape_str(shape, sizeof(shape), t->ndim, t->shape),
 				    mb_dtype_name(t->dtype), t->numel * mb_dtype_size(t->dtype));
+	}
 	return 0;
 }
 

@@ -37,7 +37,7 @@ int mb_sha256_file(unsigned char out[MB_SHA256_LEN], const char *path, mb_error 
 	while ((got = fread(buf, 1, sizeof(buf), f)) > 0)
 		EVP_DigestUpdate(ctx, buf, got);
 	if (ferror(f)) {
-		error = mb_error_set(err, MB_EIO, "%s: read error", path);
+		error = mb_error_set(err, MB_EIO, "%s: read error: %s", path, strerror(errno));
 		goto cleanup;
 	}
 	EVP_DigestFinal_ex(ctx, out, &n);

@@ -17,6 +17,14 @@ char *mb_str_dup(const char *s)
 	return p;
 }
 
+long mb_str_find_control(const char *s)
+{
+	for (size_t i = 0; s[i]; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return (long)i;
+	return -1;
+}
+
 void mb_str_put_xml(FILE *f, const char *s)
 {
 	for (; s && *s; s++) {

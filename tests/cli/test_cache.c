@@ -112,9 +112,9 @@ static bad_case bad_cases[] = {
 	{{"--model", MODEL, "--tokens", "1,2", "--hook", "blocks.7.hook_resid_pre", "--out", "/tmp/mbx"},
 	 1, "layer 7 out of range"},
 	{{"--model", MODEL, "--tokens", "1,61", "--hook", "hook_embed", "--out", "/tmp/mbx"},
-	 1, "item 0 position 1: token 61 out of range [0, 61)"},
+	 1, "--tokens: item 0 position 1: token 61 out of range [0, 61)"},
 	{{"--model", MODEL, "--tokens", "1,-2", "--hook", "hook_embed", "--out", "/tmp/mbx"},
-	 1, "token -2 out of range"},
+	 1, "--tokens: item 0 position 1: token -2 out of range"},
 	{{"--model", MODEL, "--tokens-npy", "/nonexistent.npy", "--hook", "hook_embed", "--out", "/tmp/mbx"},
 	 1, "/nonexistent.npy"},
 	{{"--model", MODEL, "--tokens", "1,2", "--hook", "hook_embed", "--out", "/nonexistent/x/y"},
@@ -159,4 +159,26 @@ Test(cache, help_exits_0)
 	mbt_cli_run(&r, args);
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "usage: mechbench cache") != NULL);
+}
+
+/* Tokens from a file are judged against the model's vocabulary with the
+ * file named (the engine's message said "run: item 1 position 2: ..."). */
+Test(cache, a_token_npy_outside_the_vocabulary_names_the_file_item_and_position)
+{
+	const char *path = "/tmp/mb-cache-bad-tokens.npy";
+	const int64_t tok[6] = {1, 2, 3, 4, 5, 61};
+	const int64_t shape[2] = {2, 3};
+	const char *args[] = {"cache", "--model", MODEL, "--tokens-npy", path, "--hook",
+			      "hook_embed", "--out", "/tmp/mbx", NULL};
+	mbt_cli_result r;
+	mb_error err = {0};
+
+	cr_assert_eq(mb_npy_write(path, MB_DTYPE_I64, 2, shape, tok, &err), 0, "%s", err.msg);
+	mbt_cli_run(&r, args);
+	unlink(path);
+	cr_expect_eq(r.status, 1, "%s", r.err);
+	cr_expect(strstr(r.err, "mechbench: /tmp/mb-cache-bad-tokens.npy: item 1 position 2: "
+				"token 61 out of range [0, 61)") != NULL && mbt_count_lines(r.err) == 1,
+		  "%s", r.err);
+	cr_expect_eq(access("/tmp/mbx/logits.npy", F_OK), -1, "a failed run wrote output");
 }

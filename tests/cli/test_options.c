@@ -220,7 +220,7 @@ Test(options, help_is_generated_from_the_table)
  * their own parsers before. */
 typedef struct probe {
 	int line;
-	const char *args[8];
+	const char *args[14];
 	int status;
 	const char *err; /* the first stderr line, exactly */
 } probe;
@@ -240,6 +240,40 @@ static const probe probes[] = {
 	{__LINE__, {"db", "stats", "--db-timeout", "-1"}, 2,
 	 "mechbench db: --db-timeout: expected a number in [0, 86400], not '-1'"},
 	{__LINE__, {"version", "extra"}, 2, "mechbench version: unexpected argument 'extra'"},
+	/* an option that does not apply is refused, never silently ignored
+	 * (mb_cli_only_with); each of these used to run and exit 0 */
+	{__LINE__, {"attribute", "--model", "m", "--task", "induction", "--dataset", "d",
+		    "--method", "atp", "--no-qk-fix"}, 2,
+	 "mechbench attribute: --no-qk-fix: only with --method atp-star"},
+	{__LINE__, {"attribute", "--model", "m", "--task", "induction", "--dataset", "d",
+		    "--method", "eap", "--no-grad-drop"}, 2,
+	 "mechbench attribute: --no-grad-drop: only with --method atp-star"},
+	{__LINE__, {"attribute", "--model", "m", "--task", "induction", "--dataset", "d",
+		    "--method", "atp-star", "--steps", "3"}, 2,
+	 "mechbench attribute: --steps: only with --method eap-ig"},
+	{__LINE__, {"sae", "tms", "--arch", "topk", "--l1", "2"}, 2,
+	 "mechbench sae tms: --l1: only with --arch relu"},
+	{__LINE__, {"sae", "tms", "--arch", "relu", "--k", "2"}, 2,
+	 "mechbench sae tms: --k: only with --arch topk"},
+	{__LINE__, {"sae", "train", "--model", "m", "--hook", "h", "--out", "o", "--l1", "1"}, 2,
+	 "mechbench sae train: --l1: only with --arch relu"},
+	{__LINE__, {"sae", "train", "--model", "m", "--hook", "h", "--out", "o", "--ctx", "8"}, 2,
+	 "mechbench sae train: --ctx: only with --text"},
+	{__LINE__, {"sae", "eval", "--model", "m", "--sae", "s", "--text-batch", "8"}, 2,
+	 "mechbench sae eval: --text-batch: only with --text"},
+	{__LINE__, {"report", "--run", "1", "--html", "r.html", "--penalty", "3"}, 2,
+	 "mechbench report: --penalty: only with --series"},
+	{__LINE__, {"report", "--run", "1", "--html", "r.html", "--min-seg", "3"}, 2,
+	 "mechbench report: --min-seg: only with --series"},
+	{__LINE__, {"trace", "--model", "m", "--facts", "f", "--out", "o", "--kind", "resid",
+		    "--window", "2"}, 2, "mechbench trace: --window: only with --kind mlp, attn or all"},
+	{__LINE__, {"trace", "--model", "m", "--facts", "f", "--out", "o", "--noise", "1",
+		    "--noise-mult", "2"}, 2, "mechbench trace: --noise and --noise-mult: give only one"},
+	{__LINE__, {"edit", "--model", "m", "--edits", "e", "--layers", "0", "--out", "o",
+		    "--mom2-weight", "5"}, 2, "mechbench edit: --mom2-weight: only with --method memit"},
+	{__LINE__, {"edit", "--model", "m", "--edits", "e", "--layers", "0", "--out", "o",
+		    "--method", "memit", "--update-scale", "5"}, 2,
+	 "mechbench edit: --update-scale: only with --method rome"},
 };
 
 Test(options, commands_parse_alike_through_the_binary)
@@ -248,7 +282,7 @@ Test(options, commands_parse_alike_through_the_binary)
 
 	cr_assert(r);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
-		const char *argv[10] = {0};
+		const char *argv[16] = {0};
 		for (int k = 0; probes[i].args[k]; k++)
 			argv[k] = probes[i].args[k];
 		mbt_cli_run(r, argv);
@@ -288,4 +322,21 @@ Test(options, commands_parse_alike_through_the_binary)
 		cr_expect(strstr(r->out, "  -h, --help") != NULL, "%s: %s", helps[i][0], r->out);
 	}
 	free(r);
+}
+
+/* A bad MB_GEMM is one line and exit 2 before anything is printed or run
+ * (version printed nine of its lines, then the error). */
+Test(options, a_bad_mb_gemm_is_refused_before_any_output)
+{
+	static const char *const cmds[] = {"version", "--help", "run --suite nowhere.json"};
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char cmd[512], *out = NULL;
+		snprintf(cmd, sizeof(cmd), "MB_GEMM=bogus " MBT_CLI "%s 2>&1", cmds[i]);
+		cr_expect_eq(mbt_sh("/", cmd, &out), 2, "%s: %s", cmds[i], out);
+		cr_expect(out && strcmp(out, "mechbench: MB_GEMM=bogus: expected auto, portable, "
+					     "openblas or onednn\n") == 0,
+			  "%s: %s", cmds[i], out);
+		free(out);
+	}
 }

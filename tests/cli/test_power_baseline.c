@@ -64,6 +64,16 @@ Test(power_baseline, mde_at_the_baselines_n_uses_its_variance)
 	cr_expect(fabs(got - want) <= 1e-5 * want, "mde %.9g vs %.9g", got, want);
 }
 
+/* The spec, the gate's table and power's own var_d line write NAME@VERSION;
+ * --metric takes that form too, with the same answer as the bare name (it
+ * said "has no synthetic.score@1"). */
+Test(power_baseline, metric_at_version_is_the_same_metric)
+{
+	double bare = run_number("--metric synthetic.score --sides 1", "mde = ");
+	double versioned = run_number("--metric synthetic.score@1 --sides 1", "mde = ");
+	cr_expect_eq(bare, versioned, "mde %.9g vs %.9g", bare, versioned);
+}
+
 Test(power_baseline, a_binary_metric_is_planned_with_at_least_delta_discordance)
 {
 	const double z95 = 1.6448536269514722, z80 = 0.8416212335729143;
@@ -87,6 +97,11 @@ Test(power_baseline, bad_combinations_name_the_flag)
 		{"--baseline " BASELINE " --metric synthetic.score --entry other", "in entry other", 2},
 		{"--metric synthetic.score --sd 1 --n 5", "--metric: only with --baseline", 2},
 		{"--baseline /nonexistent.json --metric x", "/nonexistent.json", 1},
+		/* a wrong name or version lists what the file has */
+		{"--baseline " BASELINE " --metric synthetic.score@2",
+		 "has no synthetic.score@2 (it has: toy/synthetic.score@1, ", 2},
+		{"--baseline " BASELINE " --metric synthetic.score@x",
+		 "--metric: 'synthetic.score@x' is not NAME or NAME@VERSION", 2},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char cmd[1024], *out = NULL;

@@ -18,6 +18,8 @@
 #define NPY(expr) "/usr/bin/python3 -c 'import numpy as np; np.save(\"t.npy\", " expr ")'"
 #define RUNS(n) "test \"$(sqlite3 m.db 'SELECT count(*) FROM runs')\" = " #n
 #define STORED "mb run --suite demo.json --db m.db --quiet > /dev/null && "
+#define SAE_ARGS "--model " MB_SOURCE_DIR "/baselines/models/induction --sae " MB_SOURCE_DIR \
+		 "/baselines/saes/induction-resid1"
 
 typedef struct probe {
 	int line;
@@ -99,6 +101,82 @@ static const probe probes[] = {
 	{__LINE__, "sed 's/\"name\": \"toy\"/\"name\": \"to\\\\ny\"/' demo.json > bad.json",
 	 "run --suite bad.json --db m.db", 1, "control characters (0x0a at offset 2)",
 	 "! test -e m.db || " RUNS(0)},
+	/* rel6: a database that cannot be opened says why (SQLite says only
+	 * "unable to open database file") */
+	{__LINE__, NULL, "report --run 1 --db nodir/m.db --html r.html", 1,
+	 "nodir/m.db: cannot open the database: No such file or directory",
+	 "! test -e nodir && ! test -e r.html"},
+	{__LINE__, "mkdir d.db", "run --suite demo.json --db d.db --quiet", 1,
+	 "d.db: cannot open the database: Is a directory", NULL},
+	/* rel6: `db` upkeep of a mistyped path creates nothing and passes nothing
+	 * (it made an empty database and said "typo.db: ok") */
+	{__LINE__, NULL, "db check --db typo.db", 1,
+	 "typo.db: cannot open the database: No such file or directory", "! test -e typo.db"},
+	{__LINE__, NULL, "db stats --db typo.db", 1, "typo.db: cannot open the database",
+	 "! test -e typo.db"},
+	{__LINE__, NULL, "db vacuum --db typo.db", 1, "typo.db: cannot open the database",
+	 "! test -e typo.db"},
+	{__LINE__, STORED "true", "db check --db m.db", 0, "m.db: ok", NULL},
+	/* rel6: an empty or comment-only MANIFEST verifies nothing: an error, not
+	 * a silent exit 0 */
+	{__LINE__, "touch M", "datasets verify --manifest M", 1, "M: lists no datasets", NULL},
+	{__LINE__, "echo '# only a comment' > M", "datasets build --manifest M", 1,
+	 "M: lists no datasets", "test \"$(cat M)\" = '# only a comment'"},
+	/* rel6: a --models folder that is not there is named, not listed as
+	 * "(none)" with exit 0 */
+	{__LINE__, NULL, "zoo list --models nodir", 1,
+	 "mechbench: --models nodir: No such file or directory", NULL},
+	{__LINE__, NULL, "zoo verify --models nodir --no-retrain", 1,
+	 "mechbench: --models nodir: No such file or directory", NULL},
+	{__LINE__, NULL, "zoo list", 0, "committed models (baselines/models):\n"
+	 "  (none: No such file or directory)", NULL},
+	/* rel6: an empty file read as a database is called empty (it said "schema
+	 * version 0 needs migrating to 5; open it once read-write") */
+	{__LINE__, "touch m.db", "report --run 1 --db m.db --html r.html", 1,
+	 "m.db: an empty database (no runs stored yet)", "! test -s m.db && ! test -e r.html"},
+	{__LINE__, "touch m.db", "leaderboard --db m.db", 1,
+	 "m.db: an empty database (no runs stored yet)", NULL},
+	/* rel6: an output never replaces an input or another output (each of
+	 * these ran, exit 0, and left the spec or the database overwritten) */
+	{__LINE__, NULL, "run --suite demo.json --db m.db --json o.x --csv o.x --quiet", 1,
+	 "--json o.x and --csv o.x: one file for two outputs", "! test -e o.x && ! test -e m.db"},
+	{__LINE__, STORED "true", "run --suite demo.json --db m.db --json m.db --quiet", 1,
+	 "--json m.db: is the --db file; writing there would replace it", RUNS(1)},
+	{__LINE__, NULL, "run --suite demo.json --db m.db --json ./demo.json --quiet", 1,
+	 "--json ./demo.json: is the --suite file", "grep -q '\"suite\": \"demo\"' demo.json"},
+	{__LINE__, NULL, "gate --suite demo.json --baseline-ref HEAD --junit r.x --report-md r.x",
+	 1, "--report-md r.x and --junit r.x: one file for two outputs", "! test -e r.x"},
+	{__LINE__, NULL, "drift --suite demo.json --series ck --db m.db --html demo.json", 1,
+	 "--html demo.json: is the --suite file", "! test -e m.db"},
+	{__LINE__, STORED "true", "report --run 1 --db m.db --html m.db", 1,
+	 "--html m.db: is the --db file", RUNS(1)},
+	{__LINE__, STORED "true", "leaderboard --db m.db --out m.db", 1,
+	 "--out m.db: is the --db file", RUNS(1)},
+	{__LINE__, STORED "true", "baseline save --run 1 --db m.db --out m.db", 1,
+	 "--out m.db: is the --db file", RUNS(1)},
+	{__LINE__, NULL, "attribute --model " MODEL " --task induction --dataset datasets/toy.jsonl"
+	 " --method atp --out datasets/toy.jsonl", 1, "--out datasets/toy.jsonl: is the --dataset "
+	 "file", "grep -q mechbench_dataset datasets/toy.jsonl"},
+	{__LINE__, "echo '[]' > f.json", "trace --model " MODEL " --facts f.json --out f.json", 1,
+	 "--out f.json: is the --facts file", "grep -qx '\\[\\]' f.json"},
+	/* rel6: a --text corpus that cannot be read says why (it said "read
+	 * error"); bad bytes in it name the file and line */
+	{__LINE__, NULL, "sae eval " SAE_ARGS " --text datasets --batches 1", 1,
+	 "datasets: cannot read the text corpus: Is a directory", NULL},
+	{__LINE__, NULL, "sae eval " SAE_ARGS " --text nofile --batches 1", 1,
+	 "nofile: cannot open the text corpus: No such file or directory", NULL},
+	{__LINE__, "printf 'a b \\377 c\\n' > e.txt", "sae eval " SAE_ARGS " --text e.txt"
+	 " --batches 1", 1, "e.txt:1: text: invalid UTF-8 at byte 4 (0xFF)", NULL},
+	/* rel6: power --suite names the entry whose baseline is missing */
+	{__LINE__, NULL, "power --suite demo.json", 1,
+	 "entry toy: baseline: ./baselines/demo.json: No such file or directory", NULL},
+	/* rel6: a shard is not a baseline (it said "aggregate mean is NULL") */
+	{__LINE__, "mb run --suite demo.json --db s0.db --shard 0/2 --quiet > /dev/null",
+	 "baseline save --run 1 --db s0.db --out b.json", 1,
+	 "s0.db: run 1 is shard 0/2 of a sharded run; merge the shards", "! test -e b.json"},
+	/* rel6: a JSON input that is a folder says so (it said "read error") */
+	{__LINE__, NULL, "trace --model " MODEL " --facts datasets --out t.json", 1,
+	 "datasets: read error: Is a directory", "! test -e t.json"},
 	/* 9: item values take at most 40 bytes each (the item_value table) */
 	{__LINE__, STORED STORED "true", "db stats --db m.db", 0, "schema version  5",
 	 "mb db stats --db m.db | awk '/^item_value bytes/ { ok = $3 <= 40 } END { exit !ok }'"},

@@ -60,6 +60,13 @@ Test(tokenize, bad_text_exits_1_and_bad_flags_exit_2)
 	mbt_cli_run(&r, bad_file);
 	cr_expect_eq(r.status, 1);
 	cr_expect(strstr(r.err, "NUL byte at offset 1") && mbt_count_lines(r.err) == 1, "%s", r.err);
+	/* the fixture's WordLevel tokenizer, as the help promises for any kind */
+	cr_assert_eq(mb_file_write_all("/tmp/mb-tok-bad.txt", "a \xff b", 5, &err), 0, "%s",
+		     err.msg);
+	mbt_cli_run(&r, bad_file);
+	cr_expect_eq(r.status, 1, "%s", r.out);
+	cr_expect(strstr(r.err, "/tmp/mb-tok-bad.txt: text: invalid UTF-8 at byte 2 (0xFF)") &&
+		  mbt_count_lines(r.err) == 1, "%s", r.err);
 	unlink("/tmp/mb-tok-bad.txt");
 	mbt_cli_run(&r, no_dir);
 	cr_expect_eq(r.status, 1);

@@ -486,6 +486,14 @@ Test(drift, bad_command_lines_and_inputs_give_one_line_and_a_non_zero_exit)
 		{"drift --suite demo.json --series ckpts --db m.db --html demo.json/x.html", 1,
 		 "cannot write here"},
 		{"drift --suite demo.json --series ckpts --penalty -1", 2, "--penalty"},
+		/* a series name is checked as the spec's names are (it was stored
+		 * empty, with a newline, or cut to 127 bytes) */
+		{"drift --suite demo.json --series ckpts --db m.db --name ''", 2,
+		 "--name: must not be empty"},
+		{"drift --suite demo.json --series ckpts --db m.db --name \"$(printf 'a\\nb')\"", 2,
+		 "--name: must not contain control characters (0x0a at offset 1)"},
+		{"drift --suite demo.json --series ckpts --db m.db --name \"$(printf '%0130d' 0)\"", 2,
+		 "--name: 130 bytes; at most 127"},
 	};
 	mbt_demo_suite(dir, 10);
 	mbt_series(dir, "ckpts", 2, 100, 9, 1.0, 1.0, 0.0, 1);

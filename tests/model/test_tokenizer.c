@@ -122,6 +122,28 @@ Test(tokenizer, an_unknown_word_without_unk_token_is_an_error_naming_it)
 	mb_tokenizer_free(t);
 }
 
+Test(tokenizer, a_word_level_tokenizer_refuses_invalid_utf8_naming_the_byte)
+{
+	mb_tokenizer *t = parse("{\"pre_tokenizer\": {\"type\": \"WhitespaceSplit\"}, \"model\": "
+				"{\"type\": \"WordLevel\", " VOCAB ", \"unk_token\": \"[UNK]\"}}");
+	const int32_t ok[] = {1, 0};
+	int32_t *ids = NULL;
+	int n = 0;
+	mb_error err = {0};
+
+	/* a lone 0xFF, a truncated 2-byte character, a surrogate, an overlong '/' */
+	cr_expect_eq(mb_tokenizer_encode(t, "hello \xff world", &ids, &n, &err), MB_EINVALID);
+	cr_expect_str_eq(err.msg, "text: invalid UTF-8 at byte 6 (0xFF)");
+	cr_expect_eq(mb_tokenizer_encode(t, "hello w\xc3", &ids, &n, &err), MB_EINVALID);
+	cr_expect_str_eq(err.msg, "text: invalid UTF-8 at byte 7 (0xC3)");
+	cr_expect_eq(mb_tokenizer_encode(t, "\xed\xa0\x80", &ids, &n, &err), MB_EINVALID);
+	cr_expect_eq(mb_tokenizer_encode(t, "\xc0\xaf", &ids, &n, &err), MB_EINVALID);
+	cr_expect_null(ids);
+	/* valid multi-byte text is still an unknown word, not an error */
+	expect_ids(t, "hello d\xc3\xa9j\xc3\xa0", ok, 2);
+	mb_tokenizer_free(t);
+}
+
 typedef struct bad_case {
 	char text[320];
 	char expect[64];

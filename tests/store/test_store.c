@@ -210,12 +210,17 @@ Test(store, files_that_are_not_our_schema_are_refused)
 	snprintf(db, sizeof(db), "%s/junk.db", dir);
 	cr_expect_eq(mb_store_open(&s, db, NULL, &err), MB_EINVALID);
 	cr_expect(strstr(err.msg, "junk.db: not a database") != NULL, "%s", err.msg);
-	/* Read-only opens never migrate. */
-	snprintf(db, sizeof(db), "%s/empty.db", dir);
-	exec_raw(db, "PRAGMA user_version = 0;");
+	/* Read-only opens never migrate; an empty file is called empty. */
+	snprintf(db, sizeof(db), "%s/old.db", dir);
+	exec_raw(db, "CREATE TABLE runs(x); PRAGMA user_version = 1;");
 	mb_store_opts ro = {.readonly = 1};
 	cr_expect_eq(mb_store_open(&s, db, &ro, &err), MB_EINVALID);
-	cr_expect(strstr(err.msg, "needs migrating") != NULL, "%s", err.msg);
+	cr_expect(strstr(err.msg, "schema version 1 needs migrating") != NULL, "%s", err.msg);
+	snprintf(db, sizeof(db), "%s/empty.db", dir);
+	exec_raw(db, "PRAGMA user_version = 0;");
+	cr_expect_eq(mb_store_open(&s, db, &ro, &err), MB_ENOTFOUND);
+	cr_expect(strstr(err.msg, "empty.db: an empty database (no runs stored yet)") != NULL,
+		  "%s", err.msg);
 	mbt_rmtree(dir);
 }
 
@@ -485,5 +490,49 @@ Test(store, constraint_and_corruption_map_the_same_from_store_and_results)
 	free(ids);
 	mb_store_free(s);
 	mb_run_result_dispose(&run);
+	mbt_rmtree(dir);
+}
+
+/* A folder that refuses new files: creating a database in it names the
+ * folder (SQLite's last retry left errno ENOENT, "No such file or
+ * directory"), and reading one there says that its -wal and -shm files
+ * cannot be made (it said "unable to open database file"). The folder is
+ * made unwritable with chmod, or, for root, chattr +i; where neither works
+ * the test is skipped. */
+Test(store, a_folder_that_refuses_new_files_is_named_for_create_and_read)
+{
+	char dir[256], sub[300], db[400], fresh[400], cmd[700];
+	mb_store *s = NULL;
+	mb_store_opts ro = {.readonly = 1};
+	mb_error err;
+
+	mbt_tmpdir(dir, sizeof(dir));
+	snprintf(sub, sizeof(sub), "%s/ro", dir);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	snprintf(db, sizeof(db), "%s/m.db", sub);
+	snprintf(fresh, sizeof(fresh), "%s/new.db", sub);
+	cr_assert_eq(mb_store_open(&s, db, NULL, &err), 0, "%s", err.msg);
+	mb_store_free(s);
+	chmod(sub, 0555);
+	if (access(sub, W_OK) == 0) {
+		snprintf(cmd, sizeof(cmd), "chattr +i '%s' 2>/dev/null", sub);
+		if (system(cmd) != 0 || access(sub, W_OK) == 0) {
+			chmod(sub, 0755);
+			mbt_rmtree(dir);
+			cr_skip_test("cannot make a folder unwritable here (root without chattr)");
+		}
+	}
+	cr_expect_eq(mb_store_open(&s, fresh, NULL, &err), MB_EIO);
+	cr_expect(strstr(err.msg, "new.db: cannot create the database: ") &&
+		  strstr(err.msg, "is not writable"), "%s", err.msg);
+	cr_expect(access(fresh, F_OK) != 0, "nothing created");
+	cr_expect_eq(mb_store_open(&s, db, &ro, &err), MB_EIO);
+	cr_expect(strstr(err.msg, "m.db: cannot open the database while ") &&
+		  strstr(err.msg, "its -wal and -shm files cannot be made beside it") &&
+		  strstr(err.msg, "is not writable"), "%s", err.msg);
+	snprintf(cmd, sizeof(cmd), "chattr -i '%s' 2>/dev/null", sub);
+	if (system(cmd) != 0)
+		cr_log_info("chattr -i: not needed or not available");
+	chmod(sub, 0755);
 	mbt_rmtree(dir);
 }

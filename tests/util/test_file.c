@@ -252,3 +252,43 @@ Test(file, read_all_reads_an_empty_file)
 	unlink(path);
 	rmdir(dir);
 }
+
+Test(file, same_names_one_file_by_inode_or_by_folder_and_name)
+{
+	char dir[512], a[600], b[700], c[600], sub[600], x[700], y[700], fifo[600];
+	mb_error err;
+
+	scratch_dir(dir, sizeof(dir), "same");
+	snprintf(a, sizeof(a), "%s/a.db", dir);
+	snprintf(b, sizeof(b), "%s/./a.db", dir);
+	snprintf(c, sizeof(c), "%s/c.db", dir);
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	cr_assert(mkdir(sub, 0755) == 0 || errno == EEXIST);
+	/* existing files: by inode, whatever the spelling; a hard link is one file */
+	cr_assert_eq(mb_file_write_all(a, "x", 1, &err), 0, "%s", err.msg);
+	cr_expect(mb_file_same(a, b));
+	cr_expect(link(a, c) == 0, "%s", strerror(errno));
+	cr_expect(mb_file_same(a, c));
+	unlink(c);
+	cr_expect_not(mb_file_same(a, c), "an absent file is not an existing one");
+	/* absent files: the same name in the same folder, however it is reached */
+	snprintf(x, sizeof(x), "%s/sub/../new.json", dir);
+	snprintf(y, sizeof(y), "%s/new.json", dir);
+	cr_expect(mb_file_same(x, y));
+	snprintf(y, sizeof(y), "%s/sub/new.json", dir);
+	cr_expect_not(mb_file_same(x, y));
+	snprintf(y, sizeof(y), "%s/other.json", dir);
+	cr_expect_not(mb_file_same(x, y));
+	/* streams are written to, never replaced: never the same file */
+	cr_expect_not(mb_file_same("-", "-"));
+	cr_expect_not(mb_file_same("/dev/stdout", "/dev/stdout"));
+	snprintf(fifo, sizeof(fifo), "%s/p", dir);
+	cr_assert(mkfifo(fifo, 0644) == 0 || errno == EEXIST);
+	cr_expect_not(mb_file_same(fifo, fifo));
+	cr_expect_not(mb_file_same(NULL, a));
+	cr_expect_not(mb_file_same("", ""));
+	unlink(fifo);
+	unlink(a);
+	rmdir(sub);
+	rmdir(dir);
+}

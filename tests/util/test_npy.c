@@ -319,8 +319,8 @@ typedef struct npy_bad {
 static npy_bad npy_bad_cases[] = {
 	{4, H("(2,)"), 8, 0, "version: unsupported format version 4.0"},
 	{1, H("(2,)"), 8, 500, "header length 500 is past the end of the file"},
-	{1, H("(2, 3)"), 20, 0, "data: 20 bytes after the header, but shape x <f4 needs 24 (truncated"},
-	{1, H("(2, 3)"), 28, 0, "data: 4 trailing bytes after the 24 bytes"},
+	{1, H("(2, 3)"), 20, 0, "data: 20 bytes after the header, but shape [2, 3] of <f4 needs 24 (truncated"},
+	{1, H("(2, 3)"), 28, 0, "data: 4 trailing bytes after the 24 bytes that shape [2, 3] of <f4 needs"},
 	{1, H("[2, 3]"), 24, 0, "shape: expected a tuple, got a list"},
 	{1, H("(2)"), 8, 0, "shape: a one-element tuple needs a trailing comma"},
 	{1, H("(2, -3)"), 0, 0, "shape: negative dimension"},

@@ -339,7 +339,7 @@ static bad_case bad_cases[] = {
 	{"{\"w\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0,
 	 "tensor 'w': dtype: expected a string, got an integer"},
 	{"{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 16, 0,
-	 "tensor 'w': data_offsets [0, 12] span 12 bytes but shape x F32 size is 16 bytes"},
+	 "tensor 'w': data_offsets [0, 12] span 12 bytes but shape [2, 2] of F32 is 16 bytes"},
 	{"{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 12, 0,
 	 "tensor 'w': data_offsets [0, 16]: end is past the data section of 12 bytes"},
 	{"{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 12, 0,
