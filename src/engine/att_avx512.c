@@ -212,9 +212,14 @@ TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int
 				acc[r][c] = _mm512_fmadd_ps(b, kv[c], acc[r][c]);
 		}
 	}
-	for (int r = 0; r < nr; r++) {
+	/* unrolled with constant indices, so that acc stays in registers */
+#pragma GCC unroll 6
+	for (int r = 0; r < ATT512_ROWS; r++) {
 		float *o = S + (size_t)r * lds;
 
+		if (r >= nr)
+			break;
+#pragma GCC unroll 4
 		for (int c = 0; c < nc; c++) {
 			int left = e - c * LANES;
 			__m512 x = _mm512_mul_ps(acc[r][c], sc);
@@ -280,9 +285,14 @@ TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, in
 				acc[r][c] = _mm512_fmadd_ps(b, vv[c], acc[r][c]);
 		}
 	}
-	for (int r = 0; r < nr; r++)
+#pragma GCC unroll 6
+	for (int r = 0; r < ATT512_ROWS; r++) {
+		if (r >= nr)
+			break;
+#pragma GCC unroll 4
 		for (int c = 0; c < nc; c++)
 			_mm512_storeu_ps(z + (size_t)r * ldz + c * LANES, acc[r][c]);
+	}
 }
 
 /* The nc-specialised forms (nc a constant after inlining). */
@@ -364,7 +374,8 @@ static att512_buf carve(float *W, int T, int Dh)
 static int tile_end(int i0, int L) { return i0 + ATT512_ROWS < L ? i0 + ATT512_ROWS : L; }
 
 void mb_k_att512_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
-		       const float *v, int ld, int L, int Dh, float scale, int full, float *W)
+		       const float *v, int ld, int L, int Dh, float scale, int full,
+		       mb_k_softmax_fn sm, float *W)
 {
 	att512_buf b = carve(W, T, Dh);
 
@@ -380,8 +391,7 @@ void mb_k_att512_fused(float *z, int ldz, float *S, int T, const float *q, const
 		for (int r = 0; r < nr; r++) {
 			int i = i0 + r;
 
-			mb_k_softmax_row_fast(P + (size_t)r * lds, i,
-					      !S ? i + 1 : full ? T : mb_k_att_block_end(i, L));
+			sm(P + (size_t)r * lds, i, !S ? i + 1 : full ? T : mb_k_att_block_end(i, L));
 		}
 		tile_pv(z + (size_t)i0 * ldz, ldz, P, lds, nr, b.vd, Dh, i0);
 	}

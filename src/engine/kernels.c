@@ -495,18 +495,6 @@ static int softmax_fast_on(void)
 #endif
 }
 
-/* 1 when attention takes att_avx512.c's tiles (kernels_int.h): the fast
- * softmax's conditions and a head width of 16, 32, 48 or 64. */
-static int att512_on(int Dh)
-{
-#ifdef MB_HAVE_ATT512
-	return softmax_fast_on() && Dh % 16 == 0 && Dh <= 64;
-#else
-	(void)Dh;
-	return 0;
-#endif
-}
-
 /* The causal softmax of row i, zeros on (i, end): softmax_row, or with fast
  * (softmax_fast_on) the oneDNN backend's form. */
 static void att_softmax_row(float *s, int i, int end, int fast)
@@ -521,6 +509,27 @@ static void att_softmax_row(float *s, int i, int end, int fast)
 #endif
 	softmax_row(s, i, end);
 }
+
+#ifdef MB_HAVE_ATT512
+/* 1 when attention takes att_avx512.c's tiles (kernels_int.h): the backend
+ * is onednn or openblas (whose block GEMMs run at 71-77% of their dense rate
+ * on these shapes), the portable kernels' ISA is AVX-512 and the head width
+ * is 16, 32, 48 or 64. The portable backend keeps its block kernels: its
+ * bits are the canonical baselines'. */
+static int att512_on(int Dh)
+{
+	mb_gemm_backend be = mb_gemm_current();
+
+	return (be == MB_GEMM_ONEDNN || be == MB_GEMM_OPENBLAS) &&
+	       mb_gemm_isa_current() == MB_GEMM_ISA_AVX512 && Dh % 16 == 0 && Dh <= 64;
+}
+
+/* The tiles' softmax: the fast form under onednn, softmax_row under openblas. */
+static mb_k_softmax_fn att512_softmax(void)
+{
+	return softmax_fast_on() ? mb_k_softmax_row_fast : softmax_row;
+}
+#endif
 
 /* Sb: row i0 of the pattern (row stride T); z rows i0..i1 = P V. */
 static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, int ld, int i0,
@@ -764,7 +773,8 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
 {
 #ifdef MB_HAVE_ATT512
 	if (att512_on(Dh))
-		mb_k_att512_fused(z, ldz, S, T, q, k, v, ld, L, Dh, scale, full, W);
+		mb_k_att512_fused(z, ldz, S, T, q, k, v, ld, L, Dh, scale, full,
+				  att512_softmax(), W);
 	else
 #endif
 	if (dense_path())
@@ -789,7 +799,8 @@ void mb_k_att_fused_scratch(float *z, int ldz, float *W, int T, const float *q, 
 {
 #ifdef MB_HAVE_ATT512
 	if (att512_on(Dh)) {
-		mb_k_att512_fused(z, ldz, NULL, T, q, k, v, ld, L, Dh, scale, 0, W);
+		mb_k_att512_fused(z, ldz, NULL, T, q, k, v, ld, L, Dh, scale, 0, att512_softmax(),
+				  W);
 		return;
 	}
 #endif

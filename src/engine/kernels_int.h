@@ -134,18 +134,22 @@ static inline int mb_k_att_block_end(int i, int L)
  * the fast softmax row (exp by a degree-5 polynomial and vscalefps, one
  * reciprocal per row) and QK^T / softmax / PV in register tiles of
  * ATT512_ROWS query rows, whose bits that file's head comment defines
- * (scores and z one FMA chain per element, z over j <= i exactly). kernels.c
- * takes them (mb_k_att_* below) when the backend is onednn, the portable
- * kernels' ISA is AVX-512 and Dh is a multiple of 16 up to 64; the same
- * contracts as the mb_k_att_* they serve.
+ * (scores and z one FMA chain per element, z over j <= i exactly; the
+ * softmax the caller's: fast under onednn, the exact one under openblas).
+ * kernels.c takes them (mb_k_att_* below) when the backend is onednn or
+ * openblas, the portable kernels' ISA is AVX-512 and Dh is a multiple of 16
+ * up to 64; the same contracts as the mb_k_att_* they serve.
  */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define MB_HAVE_ATT512 1
 #define ATT512_ROWS 6
+/* A causal softmax of row i, zeros on (i, end). */
+typedef void (*mb_k_softmax_fn)(float *s, int i, int end);
 void mb_k_softmax_row_fast(float *s, int i, int end);
 size_t mb_k_att512_scratch_floats(int T, int Dh);
 void mb_k_att512_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
-		       const float *v, int ld, int L, int Dh, float scale, int full, float *W);
+		       const float *v, int ld, int L, int Dh, float scale, int full,
+		       mb_k_softmax_fn sm, float *W);
 void mb_k_att512_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
 			float scale, float *W);
 void mb_k_att512_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L,

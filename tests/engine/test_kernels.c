@@ -546,21 +546,38 @@ Test(kernels, portable_attention_bits_do_not_depend_on_the_query_block)
 	}
 }
 
-/* Under onednn at AVX-512 (att_avx512.c's tiles: six query rows at a time,
- * keys in chunks of 64, the diagonal row by row) every path gives the
- * chains above with the fast softmax's reference, for every head width the
- * tiles take (one to four vectors) and lengths around the tile (6), chunk
- * (64) and query block (128) edges. The phased path gets junk written past
- * the diagonal after its softmax, as a pattern hook may: zero_masked clears
- * only up to the block's end, and z must not read past i at all. Fails
- * with the tiles off (oneDNN's block GEMMs round differently). */
-Test(kernels, onednn_attention_tiles_are_the_portable_chains_with_the_fast_softmax)
+/* 1 when attention takes att_avx512.c's tiles (kernels.c, att512_on, for
+ * the head widths of the test below): onednn or openblas at AVX-512. */
+static int tiles_on(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+	return (mb_gemm_current() == MB_GEMM_ONEDNN || mb_gemm_current() == MB_GEMM_OPENBLAS) &&
+	       mb_gemm_isa_current() == MB_GEMM_ISA_AVX512;
+#else
+	return 0;
+#endif
+}
+
+/* Under onednn and openblas at AVX-512 (att_avx512.c's tiles: six query
+ * rows at a time, keys in chunks of 64, the diagonal row by row) every path
+ * gives the chains above, with the fast softmax's reference under onednn
+ * and the exact one under openblas (the portable backend's bits then), for
+ * every head width the tiles take (one to four vectors) and lengths around
+ * the tile (6), chunk (64) and query block (128) edges. The phased path gets
+ * junk written past the diagonal after its softmax, as a pattern hook may:
+ * zero_masked clears only up to the block's end, and z must not read past i
+ * at all. Fails with the tiles off (the backends' block GEMMs round
+ * differently) or a broken diagonal. */
+Test(kernels, attention_tiles_are_the_portable_chains)
 {
 	const int lens[] = {1, 5, 6, 7, 12, 13, 63, 64, 65, 127, 128, 129, 133, 200, 257};
 	const int widths[] = {16, 32, 48, 64};
+	void (*sm)(float *s, int n) = softmax_is_fast((int)mb_gemm_isa_current())
+					      ? softmax_row_fast_reference
+					      : softmax_row_reference;
 
-	if (!softmax_is_fast((int)mb_gemm_isa_current()))
-		cr_skip_test("the tiles run under onednn on AVX-512 only");
+	if (!tiles_on())
+		cr_skip_test("the tiles run under onednn and openblas on AVX-512 only");
 	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++)
 		for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
 			int L = lens[li], T = L + 5, Dh = widths[wi], ld = 3 * Dh + 3;
@@ -572,7 +589,7 @@ Test(kernels, onednn_attention_tiles_are_the_portable_chains_with_the_fast_softm
 			const float *q = qkv, *k = qkv + Dh, *v = qkv + 2 * Dh;
 
 			cr_assert(S && P && z && zr && W);
-			chain_attention(zr, P, T, q, k, v, ld, L, Dh, scale, softmax_row_fast_reference);
+			chain_attention(zr, P, T, q, k, v, ld, L, Dh, scale, sm);
 			for (int i = L; i < T; i++)
 				memset(P + (size_t)i * T, 0, sizeof(float) * T);
 			mb_k_att_fused(z, Dh, S, T, q, k, v, ld, L, Dh, scale, 1, W);
