@@ -5,9 +5,12 @@
  * Why not oneDNN's own matmul: on the attention's block shapes (one
  * dimension Dh = 64) it runs at 74-77% of its dense rate, and feeding it
  * needs dense copies and a (block, T) score buffer in L2. Here one (item,
- * head) runs tile by tile: ATT512_ROWS query rows get their scores, their
- * softmax and their PV while the rows' scores stay in L1, and only the
- * causal part of each row (to a 16-key boundary) is computed.
+ * head) runs in groups of four tiles of ATT512_ROWS query rows: the group's
+ * scores chunk by chunk of 64 keys (each chunk of the packed K used by the
+ * four tiles while it is in L1), its softmax, then its PV chunk by chunk of
+ * V the same way; only the causal part of each row (to the tile's last
+ * row) is computed. At T = 2048 the packed K and V fill the L2 between
+ * them, so the sharing takes ~7% off (bench_neox backends --attention).
  *
  * Bits (the backend's own: oneDNN's GEMMs already differ from the portable
  * order). With q, k, v rows as stored (row stride ld):
@@ -34,6 +37,7 @@
 #define TARGET __attribute__((target("avx512f")))
 #define INLINE __attribute__((always_inline)) inline
 #define KCHUNK 64 /* keys per packed K chunk: four vectors */
+#define GROUP_ROWS (4 * ATT512_ROWS) /* query rows sharing each K and V chunk */
 
 /* The fast softmax ----------------------------------------------------------- */
 
@@ -232,12 +236,15 @@ TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int
 	}
 }
 
-/* z rows r < nr (row stride ldz), nc vectors: query row i0 + r's z = its P
- * row (stride lds; row r read at min(r, nr - 1)) over keys 0..i0+r @ vd
- * (dense, row stride Dh): keys below i0 for every row, then key i0 + t for
- * rows r >= t only, so each element is the FMA chain over j <= i exactly. */
+/* z rows r < nr (row stride ldz), nc vectors, for query rows i0 + r: the
+ * FMA chain of P row r (stride lds; read at min(r, nr - 1)) @ vd (dense, row
+ * stride Dh) over keys [ja, jb), every row, starting from +0 (first) or
+ * from z as stored (a chain continued: a float stored and loaded is
+ * exact); then, with diag, the diagonal: key i0 + t for rows r >= t only.
+ * A row's chain over [0, i0) in ascending pieces and then the diagonal is
+ * the FMA chain over j <= i exactly. */
 TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, int nr, const float *vd,
-				  int nc, int Dh, int i0)
+				  int nc, int Dh, int ja, int jb, int first, int diag, int i0)
 {
 	__m512 acc[ATT512_ROWS][4];
 	const float *pr[ATT512_ROWS];
@@ -247,9 +254,10 @@ TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, in
 		pr[r] = P + (size_t)(r < nr ? r : nr - 1) * lds;
 #pragma GCC unroll 4
 		for (int c = 0; c < nc; c++)
-			acc[r][c] = _mm512_setzero_ps();
+			acc[r][c] = first || r >= nr ? _mm512_setzero_ps()
+						     : _mm512_loadu_ps(z + (size_t)r * ldz + c * LANES);
 	}
-	for (int j = 0; j < i0; j++) {
+	for (int j = ja; j < jb; j++) {
 		const float *vj = vd + (size_t)j * Dh;
 		__m512 vv[4];
 
@@ -271,7 +279,7 @@ TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, in
 		const float *vj = vd + (size_t)(i0 + t) * Dh;
 		__m512 vv[4];
 
-		if (t >= nr)
+		if (!diag || t >= nr)
 			break;
 #pragma GCC unroll 4
 		for (int c = 0; c < nc; c++)
@@ -305,40 +313,48 @@ TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, in
 	}
 #define PV_FN(n)                                                                               \
 	TARGET static void pv_tile_##n(float *z, int ldz, const float *P, int lds, int nr,     \
-				       const float *vd, int Dh, int i0)                        \
+				       const float *vd, int Dh, int ja, int jb, int first,     \
+				       int diag, int i0)                                       \
 	{                                                                                      \
-		pv_tile(z, ldz, P, lds, nr, vd, n, Dh, i0);                                    \
+		pv_tile(z, ldz, P, lds, nr, vd, n, Dh, ja, jb, first, diag, i0);               \
 	}
 NC_CASES(QK_FN)
 NC_CASES(PV_FN)
+
+/* One row tile's scores over one packed 64-key chunk kc: S rows (stride
+ * lds) of nr rows, the chunk's keys below e (e > 0; at most 64 are taken). */
+static void chunk_scores(float *S, int lds, const float *q, int ld, int nr, const float *kc,
+			 int Dh, int e, float scale)
+{
+	int vecs = (e + LANES - 1) / LANES;
+
+	switch (vecs > 4 ? 4 : vecs) {
+	case 1: qk_tile_1(S, lds, q, ld, nr, kc, Dh, e, scale); break;
+	case 2: qk_tile_2(S, lds, q, ld, nr, kc, Dh, e, scale); break;
+	case 3: qk_tile_3(S, lds, q, ld, nr, kc, Dh, e, scale); break;
+	default: qk_tile_4(S, lds, q, ld, nr, kc, Dh, e, scale); break;
+	}
+}
 
 /* One row tile's scores: S rows (stride lds) of nr rows, keys 0..e-1 (e:
  * the tile's end), from the packed k. */
 static void tile_scores(float *S, int lds, const float *q, int ld, int nr, const float *kp, int Dh,
 			int e, float scale)
 {
-	for (int j0 = 0; j0 < e; j0 += KCHUNK) {
-		const float *kc = kp + (size_t)j0 * Dh;
-		int vecs = (e - j0 + LANES - 1) / LANES;
-
-		switch (vecs > 4 ? 4 : vecs) {
-		case 1: qk_tile_1(S + j0, lds, q, ld, nr, kc, Dh, e - j0, scale); break;
-		case 2: qk_tile_2(S + j0, lds, q, ld, nr, kc, Dh, e - j0, scale); break;
-		case 3: qk_tile_3(S + j0, lds, q, ld, nr, kc, Dh, e - j0, scale); break;
-		default: qk_tile_4(S + j0, lds, q, ld, nr, kc, Dh, e - j0, scale); break;
-		}
-	}
+	for (int j0 = 0; j0 < e; j0 += KCHUNK)
+		chunk_scores(S + j0, lds, q, ld, nr, kp + (size_t)j0 * Dh, Dh, e - j0, scale);
 }
 
-/* One row tile's z: rows i0..i0+nr-1, P's rows (stride lds) @ vd, causal. */
+/* One row tile's z (rows i0..i0+nr-1, P's rows at stride lds, @ vd): its
+ * chain over keys [ja, jb) (first: from +0), then with diag the diagonal. */
 static void tile_pv(float *z, int ldz, const float *P, int lds, int nr, const float *vd, int Dh,
-		    int i0)
+		    int ja, int jb, int first, int diag, int i0)
 {
 	switch (Dh / LANES) {
-	case 1: pv_tile_1(z, ldz, P, lds, nr, vd, Dh, i0); break;
-	case 2: pv_tile_2(z, ldz, P, lds, nr, vd, Dh, i0); break;
-	case 3: pv_tile_3(z, ldz, P, lds, nr, vd, Dh, i0); break;
-	default: pv_tile_4(z, ldz, P, lds, nr, vd, Dh, i0); break;
+	case 1: pv_tile_1(z, ldz, P, lds, nr, vd, Dh, ja, jb, first, diag, i0); break;
+	case 2: pv_tile_2(z, ldz, P, lds, nr, vd, Dh, ja, jb, first, diag, i0); break;
+	case 3: pv_tile_3(z, ldz, P, lds, nr, vd, Dh, ja, jb, first, diag, i0); break;
+	default: pv_tile_4(z, ldz, P, lds, nr, vd, Dh, ja, jb, first, diag, i0); break;
 	}
 }
 
@@ -347,7 +363,7 @@ static void tile_pv(float *z, int ldz, const float *P, int lds, int nr, const fl
 typedef struct att512_buf {
 	float *kp; /* (ceil64(T) / 64, Dh, 64): k packed */
 	float *vd; /* (T, Dh): v dense */
-	float *s;  /* (ATT512_ROWS, lds): one tile's scores and pattern */
+	float *s;  /* (GROUP_ROWS, lds): one group's scores and pattern */
 	int lds;
 } att512_buf;
 
@@ -356,7 +372,7 @@ static int round_up(int n, int m) { return (n + m - 1) / m * m; }
 size_t mb_k_att512_scratch_floats(int T, int Dh)
 {
 	return 16 + (size_t)round_up(T, KCHUNK) * Dh + (size_t)T * Dh +
-	       (size_t)ATT512_ROWS * round_up(T, LANES);
+	       (size_t)GROUP_ROWS * round_up(T, LANES);
 }
 
 static att512_buf carve(float *W, int T, int Dh)
@@ -381,19 +397,39 @@ void mb_k_att512_fused(float *z, int ldz, float *S, int T, const float *q, const
 
 	pack_k(b.kp, k, ld, L, Dh);
 	pack_v(b.vd, v, ld, L, Dh);
-	for (int i0 = 0; i0 < L; i0 += ATT512_ROWS) {
-		int e = tile_end(i0, L), nr = e - i0;
-		float *P = S ? S + (size_t)i0 * T : b.s;
+	/* a group of tiles shares each 64-key chunk of K, then of V, while it is
+	 * in L1 (at T = 2048 the packed K and V fill the L2 between them) */
+	for (int g0 = 0; g0 < L; g0 += GROUP_ROWS) {
+		int g1 = g0 + GROUP_ROWS < L ? g0 + GROUP_ROWS : L;
+		float *P = S ? S + (size_t)g0 * T : b.s;
 		int lds = S ? T : b.lds;
 
-		tile_scores(P, lds, q + (size_t)i0 * ld, ld, nr, b.kp, Dh, e, scale);
-		/* the zeros past i only where the pattern is kept: PV reads j <= i */
-		for (int r = 0; r < nr; r++) {
-			int i = i0 + r;
+		for (int j0 = 0; j0 < g1; j0 += KCHUNK)
+			for (int i0 = g0; i0 < g1; i0 += ATT512_ROWS) {
+				int e = tile_end(i0, L);
 
-			sm(P + (size_t)r * lds, i, !S ? i + 1 : full ? T : mb_k_att_block_end(i, L));
-		}
-		tile_pv(z + (size_t)i0 * ldz, ldz, P, lds, nr, b.vd, Dh, i0);
+				if (j0 < e)
+					chunk_scores(P + (size_t)(i0 - g0) * lds + j0, lds,
+						     q + (size_t)i0 * ld, ld, e - i0,
+						     b.kp + (size_t)j0 * Dh, Dh, e - j0, scale);
+			}
+		/* the zeros past i only where the pattern is kept: PV reads j <= i */
+		for (int i = g0; i < g1; i++)
+			sm(P + (size_t)(i - g0) * lds, i,
+			   !S ? i + 1 : full ? T : mb_k_att_block_end(i, L));
+		for (int j0 = 0; j0 < g1; j0 += KCHUNK)
+			for (int i0 = g0; i0 < g1; i0 += ATT512_ROWS) {
+				int jb = j0 + KCHUNK < i0 ? j0 + KCHUNK : i0;
+
+				if (j0 < jb)
+					tile_pv(z + (size_t)i0 * ldz, ldz,
+						P + (size_t)(i0 - g0) * lds, lds,
+						tile_end(i0, L) - i0, b.vd, Dh, j0, jb, j0 == 0, 0,
+						i0);
+			}
+		for (int i0 = g0; i0 < g1; i0 += ATT512_ROWS)
+			tile_pv(z + (size_t)i0 * ldz, ldz, P + (size_t)(i0 - g0) * lds, lds,
+				tile_end(i0, L) - i0, b.vd, Dh, i0, i0, i0 == 0, 1, i0);
 	}
 }
 
@@ -420,7 +456,8 @@ void mb_k_att512_pv(float *z, int ldz, const float *S, int T, const float *v, in
 	for (int i0 = 0; i0 < L; i0 += ATT512_ROWS) {
 		int e = tile_end(i0, L);
 
-		tile_pv(z + (size_t)i0 * ldz, ldz, S + (size_t)i0 * T, T, e - i0, b.vd, Dh, i0);
+		tile_pv(z + (size_t)i0 * ldz, ldz, S + (size_t)i0 * T, T, e - i0, b.vd, Dh, 0, i0, 1,
+			1, i0);
 	}
 }
 
