@@ -184,6 +184,27 @@ TARGET static void pack_v(float *vd, const float *v, int ld, int n, int Dh)
 
 /* Register tiles ----------------------------------------------------------------- */
 
+/* One step of a register tile: acc[r][c] += a[r][x] * b[16c..16c+15] for rows
+ * r0 <= r < ATT512_ROWS and nc vectors of b (64-byte aligned), each an FMA.
+ * Inlined with constant r0 and nc, so that acc stays in registers. */
+TARGET static INLINE void tile_step(__m512 acc[ATT512_ROWS][4], const float *const a[ATT512_ROWS],
+				    size_t x, const float *b, int nc, int r0)
+{
+	__m512 bv[4];
+
+#pragma GCC unroll 4
+	for (int c = 0; c < nc; c++)
+		bv[c] = _mm512_load_ps(b + c * LANES);
+#pragma GCC unroll 6
+	for (int r = r0; r < ATT512_ROWS; r++) {
+		__m512 s = _mm512_set1_ps(a[r][x]);
+
+#pragma GCC unroll 4
+		for (int c = 0; c < nc; c++)
+			acc[r][c] = _mm512_fmadd_ps(s, bv[c], acc[r][c]);
+	}
+}
+
 /* S rows r < nr (row stride lds), columns [0, e) with e <= 16 nc: scale *
  * q_r . k_j, q row r at q + min(r, nr - 1) ld, k_j column j of the packed
  * chunk kp. ATT512_ROWS x nc accumulators. */
@@ -200,22 +221,8 @@ TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int
 		for (int c = 0; c < nc; c++)
 			acc[r][c] = _mm512_setzero_ps();
 	}
-	for (int d = 0; d < Dh; d++) {
-		const float *kd = kp + (size_t)d * KCHUNK;
-		__m512 kv[4];
-
-#pragma GCC unroll 4
-		for (int c = 0; c < nc; c++)
-			kv[c] = _mm512_load_ps(kd + c * LANES);
-#pragma GCC unroll 6
-		for (int r = 0; r < ATT512_ROWS; r++) {
-			__m512 b = _mm512_set1_ps(qr[r][d]);
-
-#pragma GCC unroll 4
-			for (int c = 0; c < nc; c++)
-				acc[r][c] = _mm512_fmadd_ps(b, kv[c], acc[r][c]);
-		}
-	}
+	for (int d = 0; d < Dh; d++)
+		tile_step(acc, qr, (size_t)d, kp + (size_t)d * KCHUNK, nc, 0);
 	/* unrolled with constant indices, so that acc stays in registers */
 #pragma GCC unroll 6
 	for (int r = 0; r < ATT512_ROWS; r++) {
@@ -257,41 +264,14 @@ TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, in
 			acc[r][c] = first || r >= nr ? _mm512_setzero_ps()
 						     : _mm512_loadu_ps(z + (size_t)r * ldz + c * LANES);
 	}
-	for (int j = ja; j < jb; j++) {
-		const float *vj = vd + (size_t)j * Dh;
-		__m512 vv[4];
-
-#pragma GCC unroll 4
-		for (int c = 0; c < nc; c++)
-			vv[c] = _mm512_load_ps(vj + c * LANES);
-#pragma GCC unroll 6
-		for (int r = 0; r < ATT512_ROWS; r++) {
-			__m512 b = _mm512_set1_ps(pr[r][j]);
-
-#pragma GCC unroll 4
-			for (int c = 0; c < nc; c++)
-				acc[r][c] = _mm512_fmadd_ps(b, vv[c], acc[r][c]);
-		}
-	}
+	for (int j = ja; j < jb; j++)
+		tile_step(acc, pr, (size_t)j, vd + (size_t)j * Dh, nc, 0);
 	/* the diagonal: key i0 + t is the last for row t */
 #pragma GCC unroll 6
 	for (int t = 0; t < ATT512_ROWS; t++) {
-		const float *vj = vd + (size_t)(i0 + t) * Dh;
-		__m512 vv[4];
-
 		if (!diag || t >= nr)
 			break;
-#pragma GCC unroll 4
-		for (int c = 0; c < nc; c++)
-			vv[c] = _mm512_load_ps(vj + c * LANES);
-#pragma GCC unroll 6
-		for (int r = t; r < ATT512_ROWS; r++) {
-			__m512 b = _mm512_set1_ps(pr[r][i0 + t]);
-
-#pragma GCC unroll 4
-			for (int c = 0; c < nc; c++)
-				acc[r][c] = _mm512_fmadd_ps(b, vv[c], acc[r][c]);
-		}
+		tile_step(acc, pr, (size_t)(i0 + t), vd + (size_t)(i0 + t) * Dh, nc, t);
 	}
 #pragma GCC unroll 6
 	for (int r = 0; r < ATT512_ROWS; r++) {
