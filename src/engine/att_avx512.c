@@ -1,22 +1,26 @@
 /*
- * att_avx512.c: the oneDNN backend's causal attention on AVX-512 CPUs: the
- * exp/softmax row kernel and fused QK^T / softmax / PV register tiles.
+ * att_avx512.c: causal attention under the openblas and onednn backends on
+ * AVX-512 CPUs: fused QK^T / softmax / PV register tiles, and the onednn
+ * backend's fast softmax row.
  *
- * Why not oneDNN's own matmul: on the attention's block shapes (one
- * dimension Dh = 64) it runs at 74-77% of its dense rate, and feeding it
- * needs dense copies and a (block, T) score buffer in L2. Here one (item,
- * head) runs in groups of four tiles of ATT512_ROWS query rows: the group's
- * scores chunk by chunk of 64 keys (each chunk of the packed K used by the
- * four tiles while it is in L1), its softmax, then its PV chunk by chunk of
- * V the same way; only the causal part of each row (to the tile's last
- * row) is computed. At T = 2048 the packed K and V fill the L2 between
- * them, so the sharing takes ~7% off (bench_neox backends --attention).
+ * Why not the libraries' GEMMs: on the attention's block shapes (one
+ * dimension Dh = 64) OpenBLAS runs at 71-75% of its dense rate and oneDNN's
+ * matmul at 74-77%, and feeding oneDNN needs dense copies and a (block, T)
+ * score buffer in L2. Here one (item, head) runs in groups of four tiles of
+ * ATT512_ROWS query rows: the group's scores chunk by chunk of 64 keys (each
+ * chunk of the packed K used by the four tiles while it is in L1), its
+ * softmax, then its PV chunk by chunk of V the same way; only the causal
+ * part of each row (to the tile's last row) is computed. At T = 2048 the
+ * packed K and V fill the L2 between them, so the sharing takes ~7% off
+ * (bench_neox backends --attention).
  *
- * Bits (the backend's own: oneDNN's GEMMs already differ from the portable
- * order). With q, k, v rows as stored (row stride ld):
+ * Bits. With q, k, v rows as stored (row stride ld):
  *   score S[i][j] = scale * f, f: acc = +0; for d = 0..Dh-1:
  *                   acc = fma(q_i[d], k_j[d], acc)        (the portable rule)
- *   pattern       = mb_k_softmax_row_fast of row i (below), zeros past i
+ *   pattern       = the caller's softmax of row i, zeros past i: kernels.c's
+ *                   exact softmax_row under openblas (the attention then
+ *                   gives the portable backend's bits, for finite values),
+ *                   mb_k_softmax_row_fast (below) under onednn
  *   z_i[c]        = acc = +0; for j = 0..i: acc = fma(P[i][j], v_j[c], acc)
  * Every value depends on its own rows only: not on the tile, the thread, the
  * batch, or whether a hook saw the scores or the pattern (the phased

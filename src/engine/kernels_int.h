@@ -121,7 +121,8 @@ float mb_k_gelu(float x);
  * only appends terms whose pattern entry is +0 (tests/engine/test_kernels.c). */
 #define MB_K_ATT_BLOCK 128
 /* The end of row i's query block (of L rows): the pattern's zeros run on
- * (i, block end) and the portable and openblas PV sums over j < block end. */
+ * (i, block end), and the block kernels' PV (portable; openblas and onednn
+ * without the tiles below) sums over j < block end. */
 static inline int mb_k_att_block_end(int i, int L)
 {
 	int e = (i / MB_K_ATT_BLOCK + 1) * MB_K_ATT_BLOCK;
@@ -130,9 +131,9 @@ static inline int mb_k_att_block_end(int i, int L)
 }
 
 /*
- * att_avx512.c: the oneDNN backend's attention on AVX-512 (GCC, x86-64):
- * the fast softmax row (exp by a degree-5 polynomial and vscalefps, one
- * reciprocal per row) and QK^T / softmax / PV in register tiles of
+ * att_avx512.c: the openblas and onednn backends' attention on AVX-512
+ * (GCC, x86-64): onednn's fast softmax row (exp by a degree-5 polynomial and
+ * vscalefps, one reciprocal per row) and QK^T / softmax / PV in register tiles of
  * ATT512_ROWS query rows, whose bits that file's head comment defines
  * (scores and z one FMA chain per element, z over j <= i exactly; the
  * softmax the caller's: fast under onednn, the exact one under openblas).
@@ -157,11 +158,13 @@ void mb_k_att512_pv(float *z, int ldz, const float *S, int T, const float *v, in
 #endif
 
 /* W: the calling thread's scratch of mb_k_att_scratch_floats(T, Dh) floats,
- * taken by every kernel below that multiplies. Under the onednn backend the
- * block GEMMs run on dense copies in W (q scaled, k, v per head; a block's
- * scores at row stride i1) through mb_k_dense_matmul, on every path, so that
- * fused, phased and scratch give the same bits; under portable and openblas
- * only fused_scratch uses W (its first MB_K_ATT_BLOCK * T floats). */
+ * taken by every kernel below that multiplies. With the tiles (att_avx512.c)
+ * W holds the packed K, the dense V and a group's scores. Under the onednn
+ * backend without them the block GEMMs run on dense copies in W (q scaled,
+ * k, v per head; a block's scores at row stride i1) through
+ * mb_k_dense_matmul, on every path, so that fused, phased and scratch give
+ * the same bits; under portable (and openblas without the tiles) only
+ * fused_scratch uses W (its first MB_K_ATT_BLOCK * T floats). */
 size_t mb_k_att_scratch_floats(int T, int Dh);
 void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
 		     float scale, float *W);
