@@ -16,19 +16,23 @@
  *     layers, d_model 1024, 16 heads, d_mlp 4096, vocab 50257, learned
  *     positions, tanh GELU, sequential residual, tied; T <= 1024), and (c)
  *     is skipped. The backend is the process's (MB_GEMM).
- *   bench_neox backends [--reps N]
+ *   bench_neox backends [--reps N] [--attention]
  *     OpenBLAS against oneDNN in one run, interleaved (each repetition runs
  *     every figure under openblas, then under onednn; medians of N, default
  *     5), wall and CPU time (getrusage: user + system of every thread):
  *     (d) the backend's dense GEMM rate (the qkv GEMM, 1024 x 768 @ 768 x
  *         2304, in the engine's row chunks);
  *     (e) causal attention alone at T = 1024 and 2048 (B = 1, 12 layers of
- *         12 heads, d_head 64, as the forward runs it: mb_k_att_fused per
- *         (item, head), one per thread) and its GEMMs alone (QK^T and PV in
- *         the same query blocks), against its GEMM FLOPs (query blocks
- *         counted as computed) at the rate (d): attention / (FLOPs / rate);
+ *         12 heads, d_head 64, as the forward runs it: mb_k_att_fused_scratch
+ *         per (item, head), one per thread; on AVX-512 both backends run
+ *         att_avx512.c's tiles) and the backend library's own block GEMMs
+ *         alone (QK^T and PV in the engine's query blocks of MB_K_ATT_BLOCK,
+ *         what attention ran before the tiles), against its GEMM FLOPs
+ *         (query blocks counted as computed; also the causal FLOPs alone) at
+ *         the rate (d): attention / (FLOPs / rate);
  *     (f) the forward's share of its GEMM bound, (a)/(b) above, at B=4
  *         T=256 and B=1 T=2048, each backend with its own engine.
+ *     --attention: (d) and (e) alone.
  *   bench_neox load DIR
  *     Loads a checkpoint directory and prints the weights' float32 bytes,
  *     the peak resident memory (VmHWM) and VmRSS after loading.
@@ -551,7 +555,7 @@ static void print_backends(case_figs *cf, int B, int T, int att, int fwd, int re
 		}
 }
 
-static int backends_bench(int reps)
+static int backends_bench(int reps, int att_only)
 {
 	static const struct {
 		int B, T, att, fwd;
@@ -573,11 +577,14 @@ static int backends_bench(int reps)
 	       omp_get_max_threads(), reps, l1, l5, l15);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		case_figs cf;
+		int fwd = att_only ? 0 : cases[i].fwd;
 
+		if (att_only && !cases[i].att)
+			continue;
 		memset(&cf, 0, sizeof(cf));
-		if (backends_case(&cf, cases[i].B, cases[i].T, cases[i].att, cases[i].fwd, reps) < 0)
+		if (backends_case(&cf, cases[i].B, cases[i].T, cases[i].att, fwd, reps) < 0)
 			return 1;
-		print_backends(&cf, cases[i].B, cases[i].T, cases[i].att, cases[i].fwd, reps);
+		print_backends(&cf, cases[i].B, cases[i].T, cases[i].att, fwd, reps);
 		fflush(stdout);
 	}
 	return 0;
@@ -606,17 +613,24 @@ static int load_bench(const char *dir)
 
 int main(int argc, char **argv)
 {
-	int B = 4, T = 256, reps = 3;
+	int B = 4, T = 256, reps = 3, att_only = 0;
 
 	if (argc >= 3 && strcmp(argv[1], "load") == 0)
 		return load_bench(argv[2]);
 	if (argc < 2 || (strcmp(argv[1], "forward") != 0 && strcmp(argv[1], "backends") != 0)) {
 		fprintf(stderr, "usage: bench_neox forward [--batch B] [--seq T] [--reps N] "
 				"[--shape pythia-160m|gpt2-medium] | "
-				"bench_neox backends [--reps N] | bench_neox load DIR\n");
+				"bench_neox backends [--reps N] [--attention] | bench_neox load DIR\n");
 		return 2;
 	}
-	for (int i = 2; i + 1 < argc; i += 2) {
+	for (int i = 2; i < argc; i += 2) {
+		if (strcmp(argv[i], "--attention") == 0) {
+			att_only = 1;
+			i--;
+			continue;
+		}
+		if (i + 1 >= argc)
+			break;
 		if (strcmp(argv[i], "--batch") == 0)
 			B = (int)strtol(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--seq") == 0)
@@ -643,6 +657,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(argv[1], "backends") == 0)
-		return backends_bench(reps);
+		return backends_bench(reps, att_only);
 	return forward_bench(B, T, reps);
 }

@@ -383,12 +383,7 @@ void mb_k_ln_affine(float *out, const float *xhat, const float *w, const float *
 
 /* Attention ---------------------------------------------------------------- */
 
-static int block_end(int i, int L)
-{
-	int e = (i / MB_K_ATT_BLOCK + 1) * MB_K_ATT_BLOCK;
-
-	return e < L ? e : L;
-}
+static int block_end(int i, int L) { return mb_k_att_block_end(i, L); }
 
 /* Sb: row i0 of the scores (row stride T); rows i0..i1 of S = scale q k^T. */
 static void scores_block(float *Sb, int T, const float *q, const float *k, int ld, int i0, int i1,
@@ -488,97 +483,12 @@ MB_CLONES_WIDE static void softmax_row(float *s, int i, int end)
 		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
 }
 
-/*
- * The oneDNN backend's causal softmax (AVX-512 CPUs only). Its bits are the
- * backend's own (oneDNN's GEMMs already differ from the portable order), so
- * it need not be softmax_row's. Row max m; then in one pass
- * e_j = 2^t_j, t_j = fma(s_j, log2 e, c) with c = -(m log2 e) rounded once
- * per row (its rounding scales every e_j of the row alike, so it cancels in
- * e_j / sum), stored and summed in mb_k_sum's 16 lanes and tree; then
- * p_j = e_j * (1 / sum): one division per row, not per entry. 2^t: n =
- * round-to-nearest-even(t), f = t - n (exact), 2^f by a degree-5 polynomial
- * (near-minimax on [-1/2, 1/2], relative error 1.1e-7), times 2^n by
- * vscalefps (exact, subnormals included). t is clamped below at -150 (2^t
- * rounds to 0 or the smallest subnormal there), NaN kept. Six FMAs a lane
- * where softmax_row's expf_core takes fourteen operations. The same bits as
- * the scalar form in tests/engine/test_kernels.c (fmaf, nearbyintf,
- * ldexpf). Deterministic like every kernel: each entry depends only on its
- * own row.
- */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define MB_HAVE_SOFTMAX_FAST 1
-__attribute__((target("avx512f"))) static inline __m512 exp2_fast(__m512 t)
-{
-	__m512 n, f, p;
-
-	/* MAXPS returns its second operand when either is NaN: t stays NaN */
-	t = _mm512_max_ps(_mm512_set1_ps(-150.0f), t);
-	n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	f = _mm512_sub_ps(t, n);
-	p = _mm512_set1_ps(1.326472731307149e-3f);
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.671512991189957e-3f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550733581185341e-2f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022242426872253e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931470036506653e-1f));
-	p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(p, n);
-}
-
-__attribute__((target("avx512f"))) static void softmax_row_fast(float *s, int i, int end)
-{
-	float acc[LANES], mx;
-	int n = i + 1, j = 0;
-	__m512 m0 = _mm512_set1_ps(s[0]), m1 = m0, m2 = m0, m3 = m0, vc;
-	__m512 l2e = _mm512_set1_ps(1.44269504088896341f);
-	__m512 a = _mm512_setzero_ps(), rc;
-	__mmask16 tail = (__mmask16)((1u << (n % LANES)) - 1u);
-
-	/* the max in four chains (a max chain is latency-bound): max is exact,
-	 * so the value is the sequential max's, up to the sign of a zero, which
-	 * cannot change c */
-	for (; j + 4 * LANES <= n; j += 4 * LANES) {
-		m0 = _mm512_max_ps(_mm512_loadu_ps(s + j), m0);
-		m1 = _mm512_max_ps(_mm512_loadu_ps(s + j + LANES), m1);
-		m2 = _mm512_max_ps(_mm512_loadu_ps(s + j + 2 * LANES), m2);
-		m3 = _mm512_max_ps(_mm512_loadu_ps(s + j + 3 * LANES), m3);
-	}
-	for (; j + LANES <= n; j += LANES)
-		m0 = _mm512_max_ps(_mm512_loadu_ps(s + j), m0);
-	if (tail)
-		m0 = _mm512_mask_max_ps(m0, tail, _mm512_maskz_loadu_ps(tail, s + j), m0);
-	mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
-	vc = _mm512_set1_ps(-(mx * 1.44269504088896341f));
-	for (j = 0; j + LANES <= n; j += LANES) {
-		__m512 e = exp2_fast(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), l2e, vc));
-
-		_mm512_storeu_ps(s + j, e);
-		a = _mm512_add_ps(a, e);
-	}
-	/* the tail's missing lanes add +0, which leaves a lane's sum (>= +0) as is */
-	if (tail) {
-		__m512 e = exp2_fast(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + j), l2e, vc));
-
-		e = _mm512_maskz_mov_ps(tail, e);
-		_mm512_mask_storeu_ps(s + j, tail, e);
-		a = _mm512_add_ps(a, e);
-	}
-	_mm512_storeu_ps(acc, a);
-	rc = _mm512_set1_ps(1.0f / tree16(acc));
-	for (j = 0; j + LANES <= n; j += LANES)
-		_mm512_storeu_ps(s + j, _mm512_mul_ps(_mm512_loadu_ps(s + j), rc));
-	if (tail)
-		_mm512_mask_storeu_ps(s + j, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + j), rc));
-	if (end > n)
-		memset(s + n, 0, sizeof(float) * (size_t)(end - n));
-}
-#endif
-
-/* 1 when the causal softmax takes softmax_row_fast: the backend is onednn and
+/* 1 when the causal softmax takes mb_k_softmax_row_fast: the backend is onednn and
  * the portable kernels' ISA is AVX-512 (MB_ISA=avx2 or scalar keep
  * softmax_row, as on a CPU without AVX-512). */
 static int softmax_fast_on(void)
 {
-#ifdef MB_HAVE_SOFTMAX_FAST
+#ifdef MB_HAVE_ATT512
 	return mb_gemm_current() == MB_GEMM_ONEDNN && mb_gemm_isa_current() == MB_GEMM_ISA_AVX512;
 #else
 	return 0;
@@ -589,9 +499,9 @@ static int softmax_fast_on(void)
  * (softmax_fast_on) the oneDNN backend's form. */
 static void att_softmax_row(float *s, int i, int end, int fast)
 {
-#ifdef MB_HAVE_SOFTMAX_FAST
+#ifdef MB_HAVE_ATT512
 	if (fast) {
-		softmax_row_fast(s, i, end);
+		mb_k_softmax_row_fast(s, i, end);
 		return;
 	}
 #else
@@ -599,6 +509,27 @@ static void att_softmax_row(float *s, int i, int end, int fast)
 #endif
 	softmax_row(s, i, end);
 }
+
+#ifdef MB_HAVE_ATT512
+/* 1 when attention takes att_avx512.c's tiles (kernels_int.h): the backend
+ * is onednn or openblas (whose block GEMMs run at 71-77% of their dense rate
+ * on these shapes), the portable kernels' ISA is AVX-512 and the head width
+ * is 16, 32, 48 or 64. The portable backend keeps its block kernels: its
+ * bits are the canonical baselines'. */
+static int att512_on(int Dh)
+{
+	mb_gemm_backend be = mb_gemm_current();
+
+	return (be == MB_GEMM_ONEDNN || be == MB_GEMM_OPENBLAS) &&
+	       mb_gemm_isa_current() == MB_GEMM_ISA_AVX512 && Dh % 16 == 0 && Dh <= 64;
+}
+
+/* The tiles' softmax: the fast form under onednn, softmax_row under openblas. */
+static mb_k_softmax_fn att512_softmax(void)
+{
+	return softmax_fast_on() ? mb_k_softmax_row_fast : softmax_row;
+}
+#endif
 
 /* Sb: row i0 of the pattern (row stride T); z rows i0..i1 = P V. */
 static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, int ld, int i0,
@@ -623,7 +554,13 @@ typedef struct dense_att {
 
 size_t mb_k_att_scratch_floats(int T, int Dh)
 {
-	return (size_t)MB_K_ATT_BLOCK * T + 3 * (size_t)T * Dh + (size_t)MB_K_ATT_BLOCK * Dh;
+	size_t n = (size_t)MB_K_ATT_BLOCK * T + 3 * (size_t)T * Dh + (size_t)MB_K_ATT_BLOCK * Dh;
+
+#ifdef MB_HAVE_ATT512
+	if (mb_k_att512_scratch_floats(T, Dh) > n)
+		n = mb_k_att512_scratch_floats(T, Dh);
+#endif
+	return n;
 }
 
 /* 1 when the attention's block GEMMs take the dense path (the backend is oneDNN). */
@@ -644,7 +581,7 @@ static dense_att dense_carve(float *W, int T, int Dh)
 /* dst rows (row stride ldd) = scale * src rows (row stride lds), n rows of
  * Dh floats; scale 1 copies. The same bits in every form (one product per
  * float, or none); the AVX-512 form spares a memcpy call per 64-float row. */
-#ifdef MB_HAVE_SOFTMAX_FAST
+#ifdef MB_HAVE_ATT512
 __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, int ldd,
 								const float *src, int lds, int n,
 								int Dh, float scale)
@@ -667,7 +604,7 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, int 
 
 static void copy_rows(float *dst, int ldd, const float *src, int lds, int n, int Dh, float scale)
 {
-#ifdef MB_HAVE_SOFTMAX_FAST
+#ifdef MB_HAVE_ATT512
 	if (Dh % LANES == 0 && mb_gemm_isa_best() == MB_GEMM_ISA_AVX512) {
 		copy_rows_avx512(dst, ldd, src, lds, n, Dh, scale);
 		return;
@@ -741,6 +678,12 @@ static void dense_fused(float *z, int ldz, float *S, int T, float *W, const floa
 void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
 		     float scale, float *W)
 {
+#ifdef MB_HAVE_ATT512
+	if (att512_on(Dh)) {
+		mb_k_att512_scores(S, T, q, k, ld, L, Dh, scale, W);
+		return;
+	}
+#endif
 	if (dense_path()) {
 		dense_att d = dense_carve(W, T, Dh);
 
@@ -798,6 +741,12 @@ void mb_k_att_zero_masked(float *S, int T, int L)
 void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L, int Dh,
 		 float *W)
 {
+#ifdef MB_HAVE_ATT512
+	if (att512_on(Dh)) {
+		mb_k_att512_pv(z, ldz, S, T, v, ld, L, Dh, W);
+		return;
+	}
+#endif
 	if (dense_path()) {
 		dense_att d = dense_carve(W, T, Dh);
 
@@ -822,6 +771,12 @@ void mb_k_att_pv(float *z, int ldz, const float *S, int T, const float *v, int l
 void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
 		    const float *v, int ld, int L, int Dh, float scale, int full, float *W)
 {
+#ifdef MB_HAVE_ATT512
+	if (att512_on(Dh))
+		mb_k_att512_fused(z, ldz, S, T, q, k, v, ld, L, Dh, scale, full,
+				  att512_softmax(), W);
+	else
+#endif
 	if (dense_path())
 		dense_fused(z, ldz, S, T, W, q, k, v, ld, L, Dh, scale, full);
 	else
@@ -842,6 +797,13 @@ void mb_k_att_fused(float *z, int ldz, float *S, int T, const float *q, const fl
 void mb_k_att_fused_scratch(float *z, int ldz, float *W, int T, const float *q, const float *k,
 			    const float *v, int ld, int L, int Dh, float scale)
 {
+#ifdef MB_HAVE_ATT512
+	if (att512_on(Dh)) {
+		mb_k_att512_fused(z, ldz, NULL, T, q, k, v, ld, L, Dh, scale, 0, att512_softmax(),
+				  W);
+		return;
+	}
+#endif
 	if (dense_path()) {
 		dense_fused(z, ldz, NULL, T, W, q, k, v, ld, L, Dh, scale, 0);
 		return;

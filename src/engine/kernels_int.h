@@ -120,12 +120,51 @@ float mb_k_gelu(float x);
  * size: each element is one FMA chain over j in order, and a larger block
  * only appends terms whose pattern entry is +0 (tests/engine/test_kernels.c). */
 #define MB_K_ATT_BLOCK 128
+/* The end of row i's query block (of L rows): the pattern's zeros run on
+ * (i, block end), and the block kernels' PV (portable; openblas and onednn
+ * without the tiles below) sums over j < block end. */
+static inline int mb_k_att_block_end(int i, int L)
+{
+	int e = (i / MB_K_ATT_BLOCK + 1) * MB_K_ATT_BLOCK;
+
+	return e < L ? e : L;
+}
+
+/*
+ * att_avx512.c: the openblas and onednn backends' attention on AVX-512
+ * (GCC, x86-64): onednn's fast softmax row (exp by a degree-5 polynomial and
+ * vscalefps, one reciprocal per row) and QK^T / softmax / PV in register tiles of
+ * ATT512_ROWS query rows, whose bits that file's head comment defines
+ * (scores and z one FMA chain per element, z over j <= i exactly; the
+ * softmax the caller's: fast under onednn, the exact one under openblas).
+ * kernels.c takes them (mb_k_att_* below) when the backend is onednn or
+ * openblas, the portable kernels' ISA is AVX-512 and Dh is a multiple of 16
+ * up to 64; the same contracts as the mb_k_att_* they serve.
+ */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define MB_HAVE_ATT512 1
+#define ATT512_ROWS 6
+/* A causal softmax of row i, zeros on (i, end). */
+typedef void (*mb_k_softmax_fn)(float *s, int i, int end);
+void mb_k_softmax_row_fast(float *s, int i, int end);
+size_t mb_k_att512_scratch_floats(int T, int Dh);
+void mb_k_att512_fused(float *z, int ldz, float *S, int T, const float *q, const float *k,
+		       const float *v, int ld, int L, int Dh, float scale, int full,
+		       mb_k_softmax_fn sm, float *W);
+void mb_k_att512_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
+			float scale, float *W);
+void mb_k_att512_pv(float *z, int ldz, const float *S, int T, const float *v, int ld, int L,
+		    int Dh, float *W);
+#endif
+
 /* W: the calling thread's scratch of mb_k_att_scratch_floats(T, Dh) floats,
- * taken by every kernel below that multiplies. Under the onednn backend the
- * block GEMMs run on dense copies in W (q scaled, k, v per head; a block's
- * scores at row stride i1) through mb_k_dense_matmul, on every path, so that
- * fused, phased and scratch give the same bits; under portable and openblas
- * only fused_scratch uses W (its first MB_K_ATT_BLOCK * T floats). */
+ * taken by every kernel below that multiplies. With the tiles (att_avx512.c)
+ * W holds the packed K, the dense V and a group's scores. Under the onednn
+ * backend without them the block GEMMs run on dense copies in W (q scaled,
+ * k, v per head; a block's scores at row stride i1) through
+ * mb_k_dense_matmul, on every path, so that fused, phased and scratch give
+ * the same bits; under portable (and openblas without the tiles) only
+ * fused_scratch uses W (its first MB_K_ATT_BLOCK * T floats). */
 size_t mb_k_att_scratch_floats(int T, int Dh);
 void mb_k_att_scores(float *S, int T, const float *q, const float *k, int ld, int L, int Dh,
 		     float scale, float *W);

@@ -481,10 +481,12 @@ Test(kernels, causal_softmax_keeps_the_bits_of_the_unfused_passes)
 
 /* Causal attention of one head as the portable GEMM defines it, one row at a
  * time and with no query blocks: s_j = scale * (an FMA chain over d in
- * order from +0), the unfused softmax passes over j <= i, then z_i = an FMA
- * chain over j <= i in order from +0. */
-static void chain_attention(float *z, const float *q, const float *k, const float *v, int ld,
-			    int L, int Dh, float scale)
+ * order from +0), the softmax sm of s_0..s_i, then z_i = an FMA chain over
+ * j <= i in order from +0. P, when not NULL: the pattern rows (stride T,
+ * zeros past i). */
+static void chain_attention(float *z, float *P, int T, const float *q, const float *k,
+			    const float *v, int ld, int L, int Dh, float scale,
+			    void (*sm)(float *s, int n))
 {
 	float *s = malloc(sizeof(float) * (size_t)L);
 
@@ -497,7 +499,7 @@ static void chain_attention(float *z, const float *q, const float *k, const floa
 				acc = fmaf(q[(size_t)i * ld + d], k[(size_t)j * ld + d], acc);
 			s[j] = scale * acc;
 		}
-		softmax_row_reference(s, i + 1);
+		sm(s, i + 1);
 		for (int d = 0; d < Dh; d++) {
 			float acc = 0.0f;
 
@@ -505,6 +507,9 @@ static void chain_attention(float *z, const float *q, const float *k, const floa
 				acc = fmaf(s[j], v[(size_t)j * ld + d], acc);
 			z[(size_t)i * Dh + d] = acc;
 		}
+		if (P)
+			for (int j = 0; j < T; j++)
+				P[(size_t)i * T + j] = j <= i ? s[j] : 0.0f;
 	}
 	free(s);
 }
@@ -527,7 +532,8 @@ Test(kernels, portable_attention_bits_do_not_depend_on_the_query_block)
 		float scale = 1.0f / sqrtf((float)Dh);
 
 		cr_assert(S && z && zr && W);
-		chain_attention(zr, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
+		chain_attention(zr, NULL, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale,
+				softmax_row_reference);
 		mb_k_att_fused(z, Dh, S, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale, 1, W);
 		cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "fused z bits, L=%d", L);
 		mb_k_att_fused_scratch(z, Dh, W, T, qkv, qkv + Dh, qkv + 2 * Dh, ld, L, Dh, scale);
@@ -538,6 +544,80 @@ Test(kernels, portable_attention_bits_do_not_depend_on_the_query_block)
 		free(z);
 		free(zr);
 	}
+}
+
+/* 1 when attention takes att_avx512.c's tiles (kernels.c, att512_on, for
+ * the head widths of the test below): onednn or openblas at AVX-512. */
+static int tiles_on(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+	return (mb_gemm_current() == MB_GEMM_ONEDNN || mb_gemm_current() == MB_GEMM_OPENBLAS) &&
+	       mb_gemm_isa_current() == MB_GEMM_ISA_AVX512;
+#else
+	return 0;
+#endif
+}
+
+/* Under onednn and openblas at AVX-512 (att_avx512.c's tiles: six query
+ * rows at a time, keys in chunks of 64, the diagonal row by row) every path
+ * gives the chains above, with the fast softmax's reference under onednn
+ * and the exact one under openblas (the portable backend's bits then), for
+ * every head width the tiles take (one to four vectors) and lengths around
+ * the tile (6), chunk (64) and query block (128) edges. The phased path gets
+ * junk written past the diagonal after its softmax, as a pattern hook may:
+ * zero_masked clears only up to the block's end, and z must not read past i
+ * at all. Fails with the tiles off (the backends' block GEMMs round
+ * differently) or a broken diagonal. */
+Test(kernels, attention_tiles_are_the_portable_chains)
+{
+	const int lens[] = {1, 5, 6, 7, 12, 13, 63, 64, 65, 127, 128, 129, 133, 200, 257};
+	const int widths[] = {16, 32, 48, 64};
+	void (*sm)(float *s, int n) = softmax_is_fast((int)mb_gemm_isa_current())
+					      ? softmax_row_fast_reference
+					      : softmax_row_reference;
+
+	if (!tiles_on())
+		cr_skip_test("the tiles run under onednn and openblas on AVX-512 only");
+	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++)
+		for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+			int L = lens[li], T = L + 5, Dh = widths[wi], ld = 3 * Dh + 3;
+			float *qkv = rand_buf((size_t)L * ld, 2.0f);
+			float *S = malloc(sizeof(float) * T * T), *P = malloc(sizeof(float) * T * T);
+			float *z = malloc(sizeof(float) * L * Dh), *zr = malloc(sizeof(float) * L * Dh);
+			float *W = malloc(sizeof(float) * mb_k_att_scratch_floats(T, Dh));
+			float scale = 1.0f / sqrtf((float)Dh);
+			const float *q = qkv, *k = qkv + Dh, *v = qkv + 2 * Dh;
+
+			cr_assert(S && P && z && zr && W);
+			chain_attention(zr, P, T, q, k, v, ld, L, Dh, scale, sm);
+			for (int i = L; i < T; i++)
+				memset(P + (size_t)i * T, 0, sizeof(float) * T);
+			mb_k_att_fused(z, Dh, S, T, q, k, v, ld, L, Dh, scale, 1, W);
+			cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "fused z, Dh=%d L=%d", Dh,
+				     L);
+			cr_expect_eq(memcmp(S, P, sizeof(float) * T * T), 0, "pattern, Dh=%d L=%d", Dh,
+				     L);
+			memset(z, 0x7f, sizeof(float) * L * Dh);
+			mb_k_att_fused_scratch(z, Dh, W, T, q, k, v, ld, L, Dh, scale);
+			cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "scratch z, Dh=%d L=%d",
+				     Dh, L);
+			memset(z, 0x7f, sizeof(float) * L * Dh);
+			mb_k_att_scores(S, T, q, k, ld, L, Dh, scale, W);
+			mb_k_att_softmax(S, T, L, 1);
+			for (int i = 0; i < L; i++)
+				for (int j = i + 1; j < T; j++)
+					S[(size_t)i * T + j] = 1e30f;
+			mb_k_att_zero_masked(S, T, L);
+			mb_k_att_pv(z, Dh, S, T, v, ld, L, Dh, W);
+			cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "phased z, Dh=%d L=%d",
+				     Dh, L);
+			free(qkv);
+			free(S);
+			free(P);
+			free(z);
+			free(zr);
+			free(W);
+		}
 }
 
 Test(kernels, row_matmul_matches_double_and_mb_k_dot_bitwise)
