@@ -141,6 +141,9 @@ static inline int mb_k_att_block_end(int i, int L)
  * openblas, the portable kernels' ISA is AVX-512 and Dh is a multiple of 16
  * up to 64; the same contracts as the mb_k_att_* they serve.
  */
+/* 1 when this process's attention takes the tiles (for head widths 16, 32,
+ * 48 and 64): what the provenance's "att=tiles|blocks" records. */
+int mb_k_att_tiles_on(void);
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define MB_HAVE_ATT512 1
 #define ATT512_ROWS 6
