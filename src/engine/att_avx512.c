@@ -212,8 +212,8 @@ TARGET static INLINE void tile_step(__m512 acc[ATT512_ROWS][4], const float *con
 /* S rows r < nr (row stride lds), columns [0, e) with e <= 16 nc: scale *
  * q_r . k_j, q row r at q + min(r, nr - 1) ld, k_j column j of the packed
  * chunk kp. ATT512_ROWS x nc accumulators. */
-TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int nr, const float *kp,
-				  int nc, int Dh, int e, float scale)
+TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int nr,
+				  const float *kp, int nc, int Dh, int e, float scale)
 {
 	__m512 acc[ATT512_ROWS][4], sc = _mm512_set1_ps(scale);
 	const float *qr[ATT512_ROWS];
@@ -254,8 +254,9 @@ TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int
  * exact); then, with diag, the diagonal: key i0 + t for rows r >= t only.
  * A row's chain over [0, i0) in ascending pieces and then the diagonal is
  * the FMA chain over j <= i exactly. */
-TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, int nr, const float *vd,
-				  int nc, int Dh, int ja, int jb, int first, int diag, int i0)
+TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, int nr,
+				  const float *vd, int nc, int Dh, int ja, int jb, int first, int diag,
+				  int i0)
 {
 	__m512 acc[ATT512_ROWS][4];
 	const float *pr[ATT512_ROWS];
