@@ -4,9 +4,10 @@
  * backend's fast softmax row.
  *
  * Why not the libraries' GEMMs: on the attention's block shapes (one
- * dimension Dh = 64) OpenBLAS runs at 71-75% of its dense rate and oneDNN's
- * matmul at 74-77%, and feeding oneDNN needs dense copies and a (block, T)
- * score buffer in L2. Here one (item, head) runs in groups of four tiles of
+ * dimension Dh = 64) OpenBLAS runs at 71-77% of its dense rate; oneDNN's
+ * matmul primitive reaches 87-95% but only on dense copies, with a (block,
+ * T) score buffer in L2 and whole query blocks computed (bench_neox
+ * backends, "its GEMMs alone"). Here one (item, head) runs in groups of four tiles of
  * ATT512_ROWS query rows: the group's scores chunk by chunk of 64 keys (each
  * chunk of the packed K used by the four tiles while it is in L1), its
  * softmax, then its PV chunk by chunk of V the same way; only the causal
