@@ -652,6 +652,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_neox: need B >= 1, 1 <= T <= %d, reps >= 1\n", g_shape->n_ctx);
 		return 2;
 	}
+	if (att_only && strcmp(argv[1], "backends") != 0) {
+		fprintf(stderr, "bench_neox: --attention: only with backends\n");
+		return 2;
+	}
 	if (strcmp(argv[1], "backends") == 0 && g_shape != &shape_pythia) {
 		fprintf(stderr, "bench_neox backends: only the Pythia-160M shape\n");
 		return 2;

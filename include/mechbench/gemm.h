@@ -67,15 +67,21 @@ int mb_gemm_have_onednn(void);
 /*
  * One line naming the backend and what decides its bits, for --version and
  * provenance (inside the BLAS configuration string):
- *   "gemm=portable isa=avx512"  or  "gemm=openblas core=Haswell isa=avx512"
+ *   "gemm=portable isa=avx512", "gemm=openblas core=Haswell isa=avx512
+ *   att=tiles" or "gemm=onednn isa=avx512_core_bf16 att=tiles"
+ * isa: the engine's own kernels' (MB_ISA; oneDNN's own for onednn); att:
+ * whether causal attention runs in the engine's AVX-512 tiles or the
+ * library's block GEMMs (absent from records made before the tiles, which
+ * ran the block GEMMs).
  */
 void mb_gemm_describe(char *buf, size_t cap);
 
 /*
  * Compares two provenance BLAS strings (blas_config with the gemm part, and
  * blas_core) and writes one sentence saying how they differ in backend, BLAS
- * core or ISA and what that means for bitwise identity; returns 1 when they
- * differ, 0 (buf empty) when they agree.
+ * core, ISA or attention kernels (not for portable, which has one) and what
+ * that means for bitwise identity; returns 1 when they differ, 0 (buf
+ * empty) when they agree.
  */
 int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char *base_core,
 		      const char *cand_config, const char *cand_core);

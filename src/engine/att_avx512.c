@@ -4,9 +4,10 @@
  * backend's fast softmax row.
  *
  * Why not the libraries' GEMMs: on the attention's block shapes (one
- * dimension Dh = 64) OpenBLAS runs at 71-75% of its dense rate and oneDNN's
- * matmul at 74-77%, and feeding oneDNN needs dense copies and a (block, T)
- * score buffer in L2. Here one (item, head) runs in groups of four tiles of
+ * dimension Dh = 64) OpenBLAS runs at 71-77% of its dense rate; oneDNN's
+ * matmul primitive reaches 87-95% but only on dense copies, with a (block,
+ * T) score buffer in L2 and whole query blocks computed (bench_neox
+ * backends, "its GEMMs alone"). Here one (item, head) runs in groups of four tiles of
  * ATT512_ROWS query rows: the group's scores chunk by chunk of 64 keys (each
  * chunk of the packed K used by the four tiles while it is in L1), its
  * softmax, then its PV chunk by chunk of V the same way; only the causal
@@ -212,8 +213,8 @@ TARGET static INLINE void tile_step(__m512 acc[ATT512_ROWS][4], const float *con
 /* S rows r < nr (row stride lds), columns [0, e) with e <= 16 nc: scale *
  * q_r . k_j, q row r at q + min(r, nr - 1) ld, k_j column j of the packed
  * chunk kp. ATT512_ROWS x nc accumulators. */
-TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int nr, const float *kp,
-				  int nc, int Dh, int e, float scale)
+TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int nr,
+				  const float *kp, int nc, int Dh, int e, float scale)
 {
 	__m512 acc[ATT512_ROWS][4], sc = _mm512_set1_ps(scale);
 	const float *qr[ATT512_ROWS];
@@ -254,8 +255,9 @@ TARGET static INLINE void qk_tile(float *S, int lds, const float *q, int ld, int
  * exact); then, with diag, the diagonal: key i0 + t for rows r >= t only.
  * A row's chain over [0, i0) in ascending pieces and then the diagonal is
  * the FMA chain over j <= i exactly. */
-TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, int nr, const float *vd,
-				  int nc, int Dh, int ja, int jb, int first, int diag, int i0)
+TARGET static INLINE void pv_tile(float *z, int ldz, const float *P, int lds, int nr,
+				  const float *vd, int nc, int Dh, int ja, int jb, int first, int diag,
+				  int i0)
 {
 	__m512 acc[ATT512_ROWS][4];
 	const float *pr[ATT512_ROWS];

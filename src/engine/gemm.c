@@ -269,18 +269,22 @@ mb_gemm_isa mb_gemm_isa_current(void)
 void mb_gemm_describe(char *buf, size_t cap)
 {
 	mb_gemm_backend b = mb_gemm_current();
+	/* openblas and onednn: the engine's kernels' ISA (MB_ISA) and whether
+	 * attention runs in its AVX-512 tiles or the library's block GEMMs
+	 * (kernels_int.h); both change those backends' bits */
+	const char *att = mb_k_att_tiles_on() ? "tiles" : "blocks";
 
 	switch (b) {
 	case MB_GEMM_PORTABLE:
 		snprintf(buf, cap, "gemm=portable isa=%s", mb_gemm_isa_name(mb_gemm_isa_current()));
 		break;
 	case MB_GEMM_OPENBLAS:
-		snprintf(buf, cap, "gemm=openblas core=%s isa=%s", openblas_get_corename(),
-			 mb_gemm_isa_name(mb_gemm_isa_best()));
+		snprintf(buf, cap, "gemm=openblas core=%s isa=%s att=%s", openblas_get_corename(),
+			 mb_gemm_isa_name(mb_gemm_isa_current()), att);
 		break;
 	case MB_GEMM_ONEDNN:
 #ifdef MB_HAVE_DNNL
-		snprintf(buf, cap, "gemm=onednn isa=%s", onednn_isa());
+		snprintf(buf, cap, "gemm=onednn isa=%s att=%s", onednn_isa(), att);
 #endif
 		break;
 	}
@@ -307,7 +311,7 @@ static void prov_field(char *out, size_t cap, const char *s, const char *key)
 int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char *base_core,
 		      const char *cand_config, const char *cand_core)
 {
-	char bg[32], cg[32], bi[32], ci[32];
+	char bg[32], cg[32], bi[32], ci[32], ba[32], ca[32];
 	int portable;
 
 	buf[0] = '\0';
@@ -315,6 +319,13 @@ int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char
 	prov_field(cg, sizeof(cg), cand_config, "gemm");
 	prov_field(bi, sizeof(bi), base_config, "isa");
 	prov_field(ci, sizeof(ci), cand_config, "isa");
+	/* "att" is absent from records made before the attention tiles: blocks */
+	prov_field(ba, sizeof(ba), base_config, "att");
+	prov_field(ca, sizeof(ca), cand_config, "att");
+	if (!ba[0])
+		snprintf(ba, sizeof(ba), "blocks");
+	if (!ca[0])
+		snprintf(ca, sizeof(ca), "blocks");
 	if (!bg[0])
 		snprintf(bg, sizeof(bg), "openblas"); /* recorded before the backend layer */
 	if (!cg[0])
@@ -332,7 +343,8 @@ int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char
 			 bg, base_core, bi, cg, cand_core, ci);
 		return 1;
 	}
-	if (strcmp(base_core, cand_core) == 0 && strcmp(bi, ci) == 0)
+	if (strcmp(base_core, cand_core) == 0 && strcmp(bi, ci) == 0 &&
+	    (portable || strcmp(ba, ca) == 0))
 		return 0;
 	if (portable)
 		snprintf(buf, cap,
@@ -341,10 +353,10 @@ int mb_gemm_prov_diff(char *buf, size_t cap, const char *base_config, const char
 			 base_core, bi, cand_core, ci);
 	else
 		snprintf(buf, cap,
-			 "GEMM kernels differ: baseline %s core %s isa %s, this run %s core %s isa "
-			 "%s: %s rounds by kernel, so a PASS that is not IDENTICAL is expected "
-			 "(use --gemm portable for bitwise results across CPUs)",
-			 bg, base_core, bi, cg, cand_core, ci, cg);
+			 "GEMM kernels differ: baseline %s core %s isa %s att %s, this run %s core "
+			 "%s isa %s att %s: %s rounds by kernel, so a PASS that is not IDENTICAL "
+			 "is expected (use --gemm portable for bitwise results across CPUs)",
+			 bg, base_core, bi, ba, cg, cand_core, ci, ca, cg);
 	return 1;
 }
 

@@ -531,6 +531,15 @@ static mb_k_softmax_fn att512_softmax(void)
 }
 #endif
 
+int mb_k_att_tiles_on(void)
+{
+#ifdef MB_HAVE_ATT512
+	return att512_on(64);
+#else
+	return 0;
+#endif
+}
+
 /* Sb: row i0 of the pattern (row stride T); z rows i0..i1 = P V. */
 static void pv_block(float *z, int ldz, const float *Sb, int T, const float *v, int ld, int i0,
 		     int i1, int Dh)

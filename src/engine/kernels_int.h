@@ -102,16 +102,21 @@ float mb_k_gelu(float x);
  * q, k, v: (L, Dh) with row stride ld (the item's rows of the qkv buffer at the
  * head's column offset). S: the (T, T) block of att for this (item, head),
  * row stride T. z: (L, Dh) with row stride ldz.
- * scores: S[i][0..blockend(i)) = scale * q_i . k_j (entries j > i are junk).
+ * scores: S[i][0..blockend(i)) = scale * q_i . k_j (entries j > i are junk:
+ *          computed, or with the tiles past the tile's last row unwritten).
  * softmax: for rows i < L, S[i][j] = softmax over j <= i, zeros for i < j <
  *          blockend(i); with full, also zeros beyond and zero rows i >= L.
  * mask_scores (full fill of the scores view): S[i][j > i] = -inf, rows i >= L -inf.
- * pv: z_i = sum over j < blockend(i) of S[i][j] v_j.
+ * pv: z_i = sum over j < blockend(i) of S[i][j] v_j (the block kernels; the
+ *          tiles sum over j <= i, the same when (i, blockend) holds +0, as
+ *          softmax and zero_masked leave it).
  * fused: scores, softmax and pv block by block (cache friendly).
  * fused_scratch: the same bits of z as fused (full = 0), but every query
  *          block's scores and pattern go to W (MB_K_ATT_BLOCK, T), row stride
- *          T (i1 on the dense path), reused block after block, so they stay in cache at long context
- *          and no (T, T) block is written (when nothing reads the pattern).
+ *          T (i1 on the dense path; with the tiles a group's 24 rows at
+ *          stride T rounded up to 16, after the packed K and V), reused block
+ *          after block, so they stay in cache at long context and no (T, T)
+ *          block is written (when nothing reads the pattern).
  */
 /* 128 rows: oneDNN runs the QK^T and PV GEMMs of a block (K or N = Dh = 64)
  * at 60% of its dense rate with 64-row blocks and at 74-77% with 128
@@ -141,6 +146,9 @@ static inline int mb_k_att_block_end(int i, int L)
  * openblas, the portable kernels' ISA is AVX-512 and Dh is a multiple of 16
  * up to 64; the same contracts as the mb_k_att_* they serve.
  */
+/* 1 when this process's attention takes the tiles (for head widths 16, 32,
+ * 48 and 64): what the provenance's "att=tiles|blocks" records. */
+int mb_k_att_tiles_on(void);
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define MB_HAVE_ATT512 1
 #define ATT512_ROWS 6

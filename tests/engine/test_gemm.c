@@ -238,4 +238,29 @@ Test(gemm, select_parses_names_and_prov_diff_explains_a_difference)
 				       "SkylakeX"),
 		     1);
 	cr_expect(strstr(buf, "kernels differ") != NULL, "%s", buf);
+	/* the attention's kernels: a record without "att" ran the block GEMMs */
+	cr_expect_eq(mb_gemm_prov_diff(buf, sizeof(buf),
+				       "OpenBLAS x; gemm=openblas core=Haswell isa=avx512", "Haswell",
+				       "OpenBLAS x; gemm=openblas core=Haswell isa=avx512 att=tiles",
+				       "Haswell"),
+		     1);
+	cr_expect(strstr(buf, "att blocks, this run openblas core Haswell isa avx512 att tiles"),
+		  "%s", buf);
+	cr_expect_eq(mb_gemm_prov_diff(buf, sizeof(buf), "OpenBLAS x; gemm=onednn isa=avx512 att=tiles",
+				       "Haswell", "OpenBLAS x; gemm=onednn isa=avx512 att=tiles",
+				       "Haswell"),
+		     0);
+	cr_expect_eq(mb_gemm_prov_diff(buf, sizeof(buf),
+				       "OpenBLAS x; gemm=openblas core=Haswell isa=avx512 att=blocks",
+				       "Haswell", "OpenBLAS x; gemm=openblas core=Haswell isa=avx512",
+				       "Haswell"),
+		     0);
+	/* the description names both, and MB_ISA's choice, for openblas */
+	cr_assert_eq(mb_k_gemm_force(MB_GEMM_OPENBLAS, mb_gemm_isa_best()), 0);
+	mb_gemm_describe(buf, sizeof(buf));
+	cr_expect(strstr(buf, mb_k_att_tiles_on() ? " att=tiles" : " att=blocks"), "%s", buf);
+	cr_assert_eq(mb_k_gemm_force(MB_GEMM_OPENBLAS, MB_GEMM_ISA_SCALAR), 0);
+	mb_gemm_describe(buf, sizeof(buf));
+	cr_expect(strstr(buf, " isa=scalar att=blocks"), "%s", buf);
+	cr_assert_eq(mb_k_gemm_force(MB_GEMM_PORTABLE, mb_gemm_isa_best()), 0);
 }

@@ -546,78 +546,131 @@ Test(kernels, portable_attention_bits_do_not_depend_on_the_query_block)
 	}
 }
 
-/* 1 when attention takes att_avx512.c's tiles (kernels.c, att512_on, for
- * the head widths of the test below): onednn or openblas at AVX-512. */
-static int tiles_on(void)
+#define CANARY 16 /* floats past each output the kernels must leave alone */
+
+/* 1 when every one of the n floats at p is the canary's bit pattern. */
+static int canary_intact(const float *p, size_t n)
 {
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-	return (mb_gemm_current() == MB_GEMM_ONEDNN || mb_gemm_current() == MB_GEMM_OPENBLAS) &&
-	       mb_gemm_isa_current() == MB_GEMM_ISA_AVX512;
-#else
-	return 0;
-#endif
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(p + i, &(float){-1234.5f}, sizeof(float)) != 0)
+			return 0;
+	return 1;
 }
 
-/* Under onednn and openblas at AVX-512 (att_avx512.c's tiles: six query
- * rows at a time, keys in chunks of 64, the diagonal row by row) every path
- * gives the chains above, with the fast softmax's reference under onednn
- * and the exact one under openblas (the portable backend's bits then), for
- * every head width the tiles take (one to four vectors) and lengths around
- * the tile (6), chunk (64) and query block (128) edges. The phased path gets
- * junk written past the diagonal after its softmax, as a pattern hook may:
+static float *canaried(size_t n)
+{
+	float *p = malloc(sizeof(float) * (n + CANARY));
+
+	cr_assert(p);
+	for (size_t i = 0; i < n + CANARY; i++)
+		p[i] = -1234.5f;
+	return p;
+}
+
+/* z rows (stride ldz) against zr (stride Dh), and the canary columns
+ * Dh..ldz-1 of every row and after the last. */
+static int z_matches(const float *z, int ldz, const float *zr, int L, int Dh)
+{
+	for (int i = 0; i < L; i++)
+		if (memcmp(z + (size_t)i * ldz, zr + (size_t)i * Dh, sizeof(float) * Dh) != 0 ||
+		    !canary_intact(z + (size_t)i * ldz + Dh, (size_t)(ldz - Dh)))
+			return 0;
+	return canary_intact(z + (size_t)L * ldz, CANARY);
+}
+
+/* One backend's tiles (see the test below) at one width and length. */
+static void tiles_check(int Dh, int L, int T, void (*sm)(float *s, int n), const char *be)
+{
+	int ld = 3 * Dh + 3, ldz = Dh + CANARY;
+	float *qkv = rand_buf((size_t)L * ld, 2.0f);
+	size_t nw = mb_k_att_scratch_floats(T, Dh), nz = (size_t)L * ldz;
+	float *S = canaried((size_t)T * T), *P = malloc(sizeof(float) * T * T);
+	float *z = canaried(nz), *zr = malloc(sizeof(float) * L * Dh), *W = canaried(nw);
+	float scale = 1.0f / sqrtf((float)Dh);
+	const float *q = qkv, *k = qkv + Dh, *v = qkv + 2 * Dh;
+
+	cr_assert(P && zr);
+	chain_attention(zr, P, T, q, k, v, ld, L, Dh, scale, sm);
+	for (int i = L; i < T; i++)
+		memset(P + (size_t)i * T, 0, sizeof(float) * T);
+	mb_k_att_fused(z, ldz, S, T, q, k, v, ld, L, Dh, scale, 1, W);
+	cr_expect(z_matches(z, ldz, zr, L, Dh), "%s fused z, Dh=%d L=%d T=%d", be, Dh, L, T);
+	cr_expect_eq(memcmp(S, P, sizeof(float) * T * T), 0, "%s pattern, Dh=%d L=%d T=%d", be, Dh,
+		     L, T);
+	cr_expect(canary_intact(S + (size_t)T * T, CANARY) && canary_intact(W + nw, CANARY),
+		  "%s fused wrote past S or W, Dh=%d L=%d T=%d", be, Dh, L, T);
+	for (int i = 0; i < L; i++)
+		memset(z + (size_t)i * ldz, 0x7f, sizeof(float) * Dh);
+	mb_k_att_fused_scratch(z, ldz, W, T, q, k, v, ld, L, Dh, scale);
+	cr_expect(z_matches(z, ldz, zr, L, Dh), "%s scratch z, Dh=%d L=%d T=%d", be, Dh, L, T);
+	cr_expect(canary_intact(W + nw, CANARY), "%s scratch wrote past W, Dh=%d L=%d T=%d", be,
+		  Dh, L, T);
+	for (int i = 0; i < L; i++)
+		memset(z + (size_t)i * ldz, 0x7f, sizeof(float) * Dh);
+	mb_k_att_scores(S, T, q, k, ld, L, Dh, scale, W);
+	mb_k_att_softmax(S, T, L, 1);
+	for (int i = 0; i < L; i++)
+		for (int j = i + 1; j < T; j++)
+			S[(size_t)i * T + j] = 1e30f;
+	mb_k_att_zero_masked(S, T, L);
+	mb_k_att_pv(z, ldz, S, T, v, ld, L, Dh, W);
+	cr_expect(z_matches(z, ldz, zr, L, Dh), "%s phased z, Dh=%d L=%d T=%d", be, Dh, L, T);
+	cr_expect(canary_intact(S + (size_t)T * T, CANARY) && canary_intact(W + nw, CANARY),
+		  "%s phased wrote past S or W, Dh=%d L=%d T=%d", be, Dh, L, T);
+	free(qkv);
+	free(S);
+	free(P);
+	free(z);
+	free(zr);
+	free(W);
+}
+
+/* Under onednn and openblas at AVX-512 (att_avx512.c's tiles: groups of
+ * four tiles of six query rows, keys in chunks of 64, the diagonal row by
+ * row) every path gives the chains above, with the fast softmax's reference
+ * under onednn and the exact one under openblas (the portable backend's
+ * bits then), for every head width the tiles take (one to four vectors),
+ * lengths around the tile (6), group (24), chunk (64) and query block (128)
+ * edges, T = L (the forward's usual case: a store past the last row would
+ * run into the next head's block) and T > L, z at a wider row stride with
+ * canary columns, and canaries after S, z and W. The phased path gets junk
+ * written past the diagonal after its softmax, as a pattern hook may:
  * zero_masked clears only up to the block's end, and z must not read past i
- * at all. Fails with the tiles off (the backends' block GEMMs round
- * differently) or a broken diagonal. */
+ * at all. The test selects the backends itself, so it runs in every pass
+ * (the sanitizers' too). Fails with the tiles off (the backends' block
+ * GEMMs round differently), a broken diagonal or a broken chain
+ * continuation. */
 Test(kernels, attention_tiles_are_the_portable_chains)
 {
-	const int lens[] = {1, 5, 6, 7, 12, 13, 63, 64, 65, 127, 128, 129, 133, 200, 257};
+	const int lens[] = {1,  5,  6,  7,  12,  13,  23,  24,  25,  48,
+			    49, 63, 64, 65, 127, 128, 129, 133, 200, 257};
 	const int widths[] = {16, 32, 48, 64};
-	void (*sm)(float *s, int n) = softmax_is_fast((int)mb_gemm_isa_current())
-					      ? softmax_row_fast_reference
-					      : softmax_row_reference;
+	const mb_gemm_backend bes[] = {MB_GEMM_OPENBLAS, MB_GEMM_ONEDNN};
+	mb_gemm_backend was = mb_gemm_current();
+	mb_gemm_isa was_isa = mb_gemm_isa_current();
 
-	if (!tiles_on())
-		cr_skip_test("the tiles run under onednn and openblas on AVX-512 only");
-	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++)
-		for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
-			int L = lens[li], T = L + 5, Dh = widths[wi], ld = 3 * Dh + 3;
-			float *qkv = rand_buf((size_t)L * ld, 2.0f);
-			float *S = malloc(sizeof(float) * T * T), *P = malloc(sizeof(float) * T * T);
-			float *z = malloc(sizeof(float) * L * Dh), *zr = malloc(sizeof(float) * L * Dh);
-			float *W = malloc(sizeof(float) * mb_k_att_scratch_floats(T, Dh));
-			float scale = 1.0f / sqrtf((float)Dh);
-			const float *q = qkv, *k = qkv + Dh, *v = qkv + 2 * Dh;
+#if !defined(__GNUC__) || !defined(__x86_64__) || defined(__clang__)
+	cr_skip_test("the tiles are built by GCC on x86-64 only");
+#endif
+	if (mb_gemm_isa_best() != MB_GEMM_ISA_AVX512)
+		cr_skip_test("the tiles run on AVX-512 CPUs only");
+	for (size_t b = 0; b < sizeof(bes) / sizeof(bes[0]); b++) {
+		const char *be = mb_gemm_backend_name(bes[b]);
 
-			cr_assert(S && P && z && zr && W);
-			chain_attention(zr, P, T, q, k, v, ld, L, Dh, scale, sm);
-			for (int i = L; i < T; i++)
-				memset(P + (size_t)i * T, 0, sizeof(float) * T);
-			mb_k_att_fused(z, Dh, S, T, q, k, v, ld, L, Dh, scale, 1, W);
-			cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "fused z, Dh=%d L=%d", Dh,
-				     L);
-			cr_expect_eq(memcmp(S, P, sizeof(float) * T * T), 0, "pattern, Dh=%d L=%d", Dh,
-				     L);
-			memset(z, 0x7f, sizeof(float) * L * Dh);
-			mb_k_att_fused_scratch(z, Dh, W, T, q, k, v, ld, L, Dh, scale);
-			cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "scratch z, Dh=%d L=%d",
-				     Dh, L);
-			memset(z, 0x7f, sizeof(float) * L * Dh);
-			mb_k_att_scores(S, T, q, k, ld, L, Dh, scale, W);
-			mb_k_att_softmax(S, T, L, 1);
-			for (int i = 0; i < L; i++)
-				for (int j = i + 1; j < T; j++)
-					S[(size_t)i * T + j] = 1e30f;
-			mb_k_att_zero_masked(S, T, L);
-			mb_k_att_pv(z, Dh, S, T, v, ld, L, Dh, W);
-			cr_expect_eq(memcmp(z, zr, sizeof(float) * L * Dh), 0, "phased z, Dh=%d L=%d",
-				     Dh, L);
-			free(qkv);
-			free(S);
-			free(P);
-			free(z);
-			free(zr);
-			free(W);
-		}
+		if (bes[b] == MB_GEMM_ONEDNN && !mb_gemm_have_onednn())
+			continue;
+		cr_assert_eq(mb_k_gemm_force(bes[b], MB_GEMM_ISA_AVX512), 0);
+		cr_assert(mb_k_att_tiles_on(), "%s", be);
+		for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++)
+			for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++)
+				for (int extra = 0; extra <= 5; extra += 5)
+					tiles_check(widths[wi], lens[li], lens[li] + extra,
+						    bes[b] == MB_GEMM_ONEDNN
+							    ? softmax_row_fast_reference
+							    : softmax_row_reference,
+						    be);
+	}
+	cr_assert_eq(mb_k_gemm_force(was, was_isa), 0);
 }
 
 Test(kernels, row_matmul_matches_double_and_mb_k_dot_bitwise)
